@@ -1,0 +1,93 @@
+/**
+ * Errors of the simulated kernel and of the library itself.
+ *
+ * A failing kernel operation throws a {@link KernelError} carrying the Linux errno name and number, as a
+ * syscall would return `-errno`. Misuse of the library (a wrong argument type in TypeScript terms, a CPU
+ * number that does not exist, …) throws a {@link UsageError}: that is a bug in the calling program, not an
+ * answer the kernel would give.
+ *
+ * @module
+ */
+
+/**
+ * The Linux errno numbers this model can produce (x86-64 values, from `include/uapi/asm-generic/errno-base.h`
+ * and `errno.h`).
+ */
+export const ERRNO = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  ENOEXEC: 8,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  EINVAL: 22,
+  EMFILE: 24,
+  ENOTTY: 25,
+  ENOSPC: 28,
+  ENOSYS: 38,
+  ELOOP: 40,
+  EOPNOTSUPP: 95,
+} as const;
+
+/**
+ * An errno name. `EWOULDBLOCK` is Linux's alias of `EAGAIN` (both 11); `delete_module(2)` on a module in use
+ * is reported under that name, as kmod's "Module X is in use" does.
+ */
+export type ErrnoCode = keyof typeof ERRNO | 'EWOULDBLOCK';
+
+/** The errno number for a code (`EWOULDBLOCK` → 11). */
+export function errnoOf(code: ErrnoCode): number {
+  return code === 'EWOULDBLOCK' ? ERRNO.EAGAIN : ERRNO[code];
+}
+
+/**
+ * A failure of a simulated kernel operation: what a syscall returning `-errno` becomes in this library.
+ *
+ * Match on {@link KernelError.code}, never on the message text.
+ */
+export class KernelError extends Error {
+  /** The errno name, e.g. `'EBUSY'`. */
+  readonly code: ErrnoCode;
+  /** The Linux errno number, e.g. 16. */
+  readonly errno: number;
+  /** The operation that failed, named after the syscall or kernel function it models (e.g. `'rmmod'`). */
+  readonly op: string;
+
+  /**
+   * @param code - errno name
+   * @param op - the failing operation
+   * @param message - a human-readable explanation (as the kernel would log it)
+   */
+  constructor(code: ErrnoCode, op: string, message?: string) {
+    super(`${op}: ${code}${message === undefined ? '' : `: ${message}`}`);
+    this.name = 'KernelError';
+    this.code = code;
+    this.errno = errnoOf(code);
+    this.op = op;
+  }
+}
+
+/** Misuse of the library by the calling program (not a kernel answer). */
+export class UsageError extends TypeError {
+  /**
+   * @param message - what was wrong with the call
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** True when `e` is a {@link KernelError}, optionally with the given code. */
+export function isKernelError(e: unknown, code?: ErrnoCode): e is KernelError {
+  return e instanceof KernelError && (code === undefined || e.code === code);
+}

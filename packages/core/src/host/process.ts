@@ -1,0 +1,303 @@
+/**
+ * Processes: credentials, an fd table, an address space, and the syscalls a VMM uses
+ * (`open`, `close`, `ioctl`, `mmap`, `munmap`, `kill`).
+ *
+ * @module
+ */
+import { KernelError, UsageError } from '../errors.js';
+import { OpenFile, type FileOperations } from './file.js';
+import type { Host } from './host.js';
+
+/** The capabilities the model checks. */
+export type Capability = 'CAP_SYS_MODULE' | 'CAP_SYS_ADMIN' | 'CAP_DAC_OVERRIDE' | 'CAP_SYS_NICE';
+
+/** Every capability root has. */
+export const ALL_CAPABILITIES: readonly Capability[] = ['CAP_SYS_MODULE', 'CAP_SYS_ADMIN', 'CAP_DAC_OVERRIDE', 'CAP_SYS_NICE'];
+
+/** `O_RDONLY`. */
+export const O_RDONLY = 0;
+/** `O_WRONLY`. */
+export const O_WRONLY = 1;
+/** `O_RDWR`. */
+export const O_RDWR = 2;
+/** `O_CLOEXEC` (x86). */
+export const O_CLOEXEC = 0o2000000;
+
+/** `PAGE_SIZE` on x86. */
+export const PAGE_SIZE = 4096;
+
+/** Options of `host.spawn()`. */
+export interface SpawnOptions {
+  /** User id (default 0, root). */
+  readonly uid?: number;
+  /** Primary group name (default `root`). */
+  readonly group?: string;
+  /** Supplementary group names, e.g. `['kvm']`. */
+  readonly groups?: readonly string[];
+  /** Capabilities (default: all for uid 0, none otherwise). */
+  readonly caps?: readonly Capability[];
+  /** The CPU the process's threads run on unless told otherwise (default 0). */
+  readonly cpu?: number;
+  /** A name for messages and traces (default `pid<N>`). */
+  readonly name?: string;
+  /** `RLIMIT_NOFILE` (default 1024, Linux's default soft limit). */
+  readonly nofile?: number;
+}
+
+/** A region of a process's address space. */
+export interface Mapping {
+  /** Start address (page-aligned). */
+  readonly addr: number;
+  /** Length in bytes (page-aligned). */
+  readonly length: number;
+  /** The bytes the mapping shows; the process and the kernel see the same memory. */
+  readonly bytes: Uint8Array;
+  /** The file mapped, if any. */
+  readonly file: OpenFile | undefined;
+}
+
+const MMAP_BASE = 0x7f00_0000_0000;
+
+/** A process of the simulated host. */
+export class Process {
+  /** Process id. */
+  readonly pid: number;
+  /** A name for messages. */
+  readonly name: string;
+  /** User id. */
+  readonly uid: number;
+  /** Primary group id. */
+  readonly gid: number;
+  /** Supplementary group ids. */
+  readonly groups: ReadonlySet<number>;
+  /** The CPU its threads run on by default. */
+  cpu: number;
+  /** False once killed. */
+  alive = true;
+  readonly #host: Host;
+  readonly #caps: ReadonlySet<Capability>;
+  readonly #fds = new Map<number, OpenFile>();
+  readonly #nofile: number;
+  readonly #mappings: Mapping[] = [];
+  #nextAddr = MMAP_BASE;
+  readonly #exitHooks: Array<() => void> = [];
+
+  /** @internal Use `host.spawn()`. */
+  constructor(host: Host, pid: number, opts: SpawnOptions) {
+    this.#host = host;
+    this.pid = pid;
+    this.uid = opts.uid ?? 0;
+    if (!Number.isInteger(this.uid) || this.uid < 0) throw new UsageError(`uid must be a non-negative integer, got ${String(opts.uid)}`);
+    this.gid = host.gid(opts.group ?? 'root');
+    this.groups = new Set((opts.groups ?? []).map((g) => host.gid(g)));
+    this.#caps = new Set(opts.caps ?? (this.uid === 0 ? ALL_CAPABILITIES : []));
+    this.cpu = host.checkCpu(opts.cpu ?? 0);
+    this.name = opts.name ?? `pid${pid}`;
+    this.#nofile = opts.nofile ?? 1024;
+  }
+
+  /** `capable(cap)`. */
+  capable(cap: Capability): boolean {
+    return this.#caps.has(cap);
+  }
+
+  /** Whether the process is in group `gid` (primary or supplementary). */
+  inGroup(gid: number): boolean {
+    return this.gid === gid || this.groups.has(gid);
+  }
+
+  #live(op: string): void {
+    if (!this.alive) throw new KernelError('ESRCH', op, `process ${this.pid} has exited`);
+  }
+
+  /**
+   * `open(path, flags)`: resolve symlinks, check permissions, pin the driver's module, call its `open`.
+   * @returns the new fd (the lowest free number ≥ 3)
+   * @throws {@link KernelError} ENOENT, ELOOP, EACCES, ENODEV (driver going away), EMFILE, or the driver's error
+   */
+  open(path: string, flags: number = O_RDWR): number {
+    this.#live('open');
+    if (typeof path !== 'string') throw new UsageError('open: path must be a string');
+    const node = this.#host.devfs.resolve(path);
+    const acc = flags & 3;
+    const want = acc === O_RDONLY ? 4 : acc === O_WRONLY ? 2 : 6;
+    if (!this.#mayAccess(node.uid, node.gid, node.mode, want)) throw new KernelError('EACCES', 'open', `${path}: Permission denied`);
+    this.#checkFdRoom('open');
+    const owner = node.fops.owner;
+    if (owner !== undefined && !owner.tryGet()) throw new KernelError('ENODEV', 'open', `${path}: driver is going away`);
+    const file = new OpenFile(node.path, node.fops, this, undefined as unknown, flags);
+    try {
+      node.fops.open?.(file, this);
+    } catch (e) {
+      owner?.put();
+      throw e;
+    }
+    return this.#install(file, path);
+  }
+
+  #mayAccess(uid: number, gid: number, mode: number, want: number): boolean {
+    if (this.capable('CAP_DAC_OVERRIDE')) return true;
+    const bits = this.uid === uid ? (mode >> 6) & 7 : this.inGroup(gid) ? (mode >> 3) & 7 : mode & 7;
+    return (bits & want) === want;
+  }
+
+  #checkFdRoom(op: string): void {
+    if (this.#fds.size >= this.#nofile) throw new KernelError('EMFILE', op, 'Too many open files');
+  }
+
+  #install(file: OpenFile, path: string): number {
+    let fd = 3;
+    while (this.#fds.has(fd)) fd++;
+    file.hold();
+    this.#fds.set(fd, file);
+    this.#host.events.emit('fd:open', { pid: this.pid, fd, path });
+    return fd;
+  }
+
+  /**
+   * Kernel side of `anon_inode_getfd`: install a new file with the given operations. The owner module is
+   * pinned (`__module_get`, the caller already holds a reference through the file it is called from).
+   * @throws {@link KernelError} EMFILE
+   */
+  installAnonFile<D>(name: string, fops: FileOperations<D>, privateData: D, flags: number = O_RDWR): number {
+    this.#live('anon_inode_getfd');
+    this.#checkFdRoom('anon_inode_getfd');
+    fops.owner?.get();
+    const file = new OpenFile<D>(`anon_inode:${name}`, fops, this, privateData, flags);
+    return this.#install(file as OpenFile, file.path);
+  }
+
+  /** Kernel side of `fdget`: the open file behind `fd`. @throws {@link KernelError} EBADF */
+  file(fd: number): OpenFile {
+    const f = this.alive ? this.#fds.get(fd) : undefined;
+    if (f === undefined) throw new KernelError('EBADF', 'fdget', `bad file descriptor ${String(fd)}`);
+    return f;
+  }
+
+  /** `close(fd)`. @throws {@link KernelError} EBADF */
+  close(fd: number): void {
+    this.#live('close');
+    const f = this.file(fd);
+    this.#fds.delete(fd);
+    this.#host.events.emit('fd:close', { pid: this.pid, fd, path: f.path });
+    f.drop();
+  }
+
+  /** `dup(fd)`: a second fd for the same open file. */
+  dup(fd: number): number {
+    this.#live('dup');
+    const f = this.file(fd);
+    this.#checkFdRoom('dup');
+    return this.#install(f, f.path);
+  }
+
+  /**
+   * `ioctl(fd, request, arg)`. Structs are passed as objects the kernel reads from or fills in
+   * (`copy_from_user`/`copy_to_user`).
+   * @returns the syscall's non-negative result (a new fd for `KVM_CREATE_VM`, 0 for most)
+   * @throws {@link KernelError} EBADF, ENOTTY (no ioctl handler), or the driver's error
+   */
+  ioctl(fd: number, request: number, arg?: unknown): number {
+    this.#live('ioctl');
+    const f = this.file(fd);
+    const handler = f.fops.ioctl;
+    if (handler === undefined) throw new KernelError('ENOTTY', 'ioctl', `${f.path}: Inappropriate ioctl for device`);
+    return handler.call(f.fops, f, request >>> 0, arg, this);
+  }
+
+  /**
+   * `mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_SHARED, fd, offset)`. The mapping holds a reference on
+   * the file (closing the fd does not release it while mapped).
+   * @throws {@link KernelError} EBADF, ENODEV (file cannot be mapped), EINVAL (bad length/offset) or the driver's error
+   */
+  mmap(fd: number, length: number, offset = 0): Mapping {
+    this.#live('mmap');
+    const f = this.file(fd);
+    const len = pageAlign(length, 'mmap');
+    if (!Number.isInteger(offset) || offset < 0 || offset % PAGE_SIZE !== 0) throw new KernelError('EINVAL', 'mmap', `bad offset ${offset}`);
+    if (f.fops.mmap === undefined) throw new KernelError('ENODEV', 'mmap', `${f.path} cannot be mapped`);
+    const bytes = f.fops.mmap.call(f.fops, f, len, offset / PAGE_SIZE, this);
+    f.hold();
+    return this.#map(len, bytes, f);
+  }
+
+  /** `mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`: zeroed memory. */
+  mmapAnonymous(length: number): Mapping {
+    this.#live('mmap');
+    const len = pageAlign(length, 'mmap');
+    return this.#map(len, new Uint8Array(len), undefined);
+  }
+
+  #map(length: number, bytes: Uint8Array, file: OpenFile | undefined): Mapping {
+    const m: Mapping = { addr: this.#nextAddr, length, bytes, file };
+    this.#nextAddr += length + PAGE_SIZE; // leave a guard page between mappings
+    this.#mappings.push(m);
+    return m;
+  }
+
+  /** `munmap(addr, length)` of a whole mapping. EINVAL when `addr` is not the start of a mapping of that length. */
+  munmap(addr: number, length: number): void {
+    this.#live('munmap');
+    const i = this.#mappings.findIndex((m) => m.addr === addr);
+    const m = this.#mappings[i];
+    if (m === undefined || pageAlign(length, 'munmap') !== m.length) {
+      throw new KernelError('EINVAL', 'munmap', `no mapping of ${length} bytes at 0x${addr.toString(16)}`);
+    }
+    this.#mappings.splice(i, 1);
+    m.file?.drop();
+  }
+
+  /**
+   * Kernel side of `get_user_pages`: the bytes of `[addr, addr + length)` if one mapping covers them.
+   * @returns the bytes, or `undefined` when the range is not (wholly) mapped
+   */
+  userMemory(addr: number, length: number): Uint8Array | undefined {
+    for (const m of this.#mappings) {
+      if (addr >= m.addr && addr + length <= m.addr + m.length) {
+        return m.bytes.subarray(addr - m.addr, addr - m.addr + length);
+      }
+    }
+    return undefined;
+  }
+
+  /** Open fds in order of opening, with their paths (for introspection, as /proc/PID/fd). */
+  fds(): Array<{ readonly fd: number; readonly path: string }> {
+    return [...this.#fds].map(([fd, f]) => ({ fd, path: f.path }));
+  }
+
+  /** The mappings of the address space (as /proc/PID/maps). */
+  mappings(): readonly Mapping[] {
+    return this.#mappings;
+  }
+
+  /** Kernel side: run `hook` when the process dies, before its fds are closed (thread teardown). */
+  onExit(hook: () => void): () => void {
+    this.#exitHooks.push(hook);
+    return () => {
+      const i = this.#exitHooks.indexOf(hook);
+      if (i >= 0) this.#exitHooks.splice(i, 1);
+    };
+  }
+
+  /**
+   * `kill -9`: threads stop first, then every fd is closed in reverse order of opening and every mapping
+   * is removed; the process is gone. Killing a dead process is ESRCH.
+   */
+  kill(): void {
+    this.#live('kill');
+    while (this.#exitHooks.length > 0) this.#exitHooks.pop()?.();
+    const fds = [...this.#fds.keys()].reverse();
+    for (const fd of fds) this.close(fd);
+    while (this.#mappings.length > 0) {
+      const m = this.#mappings.pop();
+      m?.file?.drop();
+    }
+    this.alive = false;
+    this.#host.reap(this);
+  }
+}
+
+function pageAlign(length: number, op: string): number {
+  if (!Number.isInteger(length) || length <= 0) throw new KernelError('EINVAL', op, `bad length ${String(length)}`);
+  return Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+}

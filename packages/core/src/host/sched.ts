@@ -1,0 +1,275 @@
+/**
+ * A deterministic scheduler of simulated threads.
+ *
+ * On Linux a vCPU thread sits inside `KVM_RUN`, in guest mode on its CPU, while other threads run and
+ * interrupts arrive. The model expresses that with threads whose bodies are generators: a blocking
+ * syscall (`yield* t.ioctl(fd, KVM_RUN)`) yields while it is in progress, and the scheduler hands out
+ * one slice per runnable thread per {@link Scheduler.tick}, in thread-id order. Between ticks anything
+ * else may happen (a PMI, a CPU going offline, a process being killed), and the same calls always give
+ * the same interleaving.
+ *
+ * Only one thread runs on a CPU at a time: when another thread gets a slice on that CPU, the previous one
+ * is scheduled out, and preempt notifiers (`kvm_sched_out` / `kvm_sched_in`) let KVM put and load vCPUs.
+ * A CPU going offline migrates its threads first (the scheduler's `CPUHP_AP_ACTIVE` teardown).
+ *
+ * @module
+ */
+import { KernelError, UsageError } from '../errors.js';
+import type { Host } from './host.js';
+import type { Process } from './process.js';
+
+/** A blocking kernel call: it yields while in progress and returns the syscall's result. */
+export type Syscall<T> = Generator<void, T, void>;
+
+/** Preempt notifiers (`struct preempt_ops`): called when the thread leaves or gets a CPU. */
+export interface PreemptNotifier {
+  /** The thread is scheduled out of `cpu` (another thread runs there, or it migrates). */
+  schedOut(cpu: number): void;
+  /** The thread is scheduled in on `cpu`. */
+  schedIn(cpu: number): void;
+}
+
+/** A thread body: a generator that may `yield*` blocking calls. */
+export type ThreadBody = (t: Thread) => Generator<void, void, void>;
+
+/** Options of {@link Scheduler.spawn}. */
+export interface ThreadOptions {
+  /** A name for traces. */
+  readonly name?: string;
+  /** Pin the thread to this CPU (`sched_setaffinity`); default: the process's CPU, unpinned. */
+  readonly cpu?: number;
+}
+
+/** The state of a thread. */
+export type ThreadState = 'runnable' | 'done' | 'failed' | 'killed';
+
+/** A simulated thread of a process. */
+export class Thread {
+  /** Thread id. */
+  readonly tid: number;
+  /** Its process. */
+  readonly proc: Process;
+  /** A name for traces. */
+  readonly name: string;
+  /** The CPU it runs on. */
+  cpu: number;
+  /** The CPU it is pinned to, if any. */
+  affinity: number | undefined;
+  /** Its state. */
+  state: ThreadState = 'runnable';
+  /** What a failed thread threw. */
+  error: unknown;
+  /** A signal is pending (interrupts a blocking call: EINTR). */
+  signalPending = false;
+  /** @internal */
+  gen: Generator<void, void, void> | undefined;
+  readonly #notifiers: PreemptNotifier[] = [];
+  readonly #sched: Scheduler;
+
+  /** @internal */
+  constructor(sched: Scheduler, tid: number, proc: Process, name: string, cpu: number, affinity: number | undefined) {
+    this.#sched = sched;
+    this.tid = tid;
+    this.proc = proc;
+    this.name = name;
+    this.cpu = cpu;
+    this.affinity = affinity;
+  }
+
+  /**
+   * `ioctl` from this thread. A driver that implements `ioctlBlocking` (KVM_RUN) runs across ticks;
+   * anything else completes at once.
+   */
+  *ioctl(fd: number, request: number, arg?: unknown): Syscall<number> {
+    const f = this.proc.file(fd);
+    const blocking = f.fops.ioctlBlocking;
+    if (blocking !== undefined) {
+      const r = yield* blocking.call(f.fops, f, request >>> 0, arg, this.proc, this);
+      if (r !== undefined) return r;
+    }
+    return this.proc.ioctl(fd, request, arg);
+  }
+
+  /** Yield the rest of this slice (`sched_yield`). */
+  *yield(): Syscall<void> {
+    yield;
+  }
+
+  /** `pthread_kill(thread, sig)`: a blocking call in progress returns EINTR at its next check. */
+  signal(): void {
+    this.signalPending = true;
+  }
+
+  /** Register preempt notifiers (`preempt_notifier_register`); returns the unregister function. */
+  addPreemptNotifier(n: PreemptNotifier): () => void {
+    this.#notifiers.push(n);
+    return () => {
+      const i = this.#notifiers.indexOf(n);
+      if (i >= 0) this.#notifiers.splice(i, 1);
+    };
+  }
+
+  /** @internal */
+  notifyOut(cpu: number): void {
+    for (const n of this.#notifiers) n.schedOut(cpu);
+  }
+
+  /** @internal */
+  notifyIn(cpu: number): void {
+    for (const n of this.#notifiers) n.schedIn(cpu);
+  }
+
+  /** Pin to `cpu` (`sched_setaffinity`); the thread moves at its next slice. */
+  setAffinity(cpu: number | undefined): void {
+    if (cpu !== undefined) {
+      this.#sched.host.checkCpu(cpu);
+      if (this.#sched.host.cpus[cpu]?.online !== true) throw new KernelError('EINVAL', 'sched_setaffinity', `CPU ${cpu} is offline`);
+    }
+    this.affinity = cpu;
+  }
+
+  /** True while the thread has not finished. */
+  get alive(): boolean {
+    return this.state === 'runnable';
+  }
+}
+
+/** The scheduler of a host. */
+export class Scheduler {
+  /** @internal */
+  readonly host: Host;
+  #threads: Thread[] = [];
+  #nextTid = 1;
+  /** The thread that last ran on each CPU and has not been scheduled out. */
+  readonly #current: Array<Thread | undefined>;
+
+  /** @internal */
+  constructor(host: Host) {
+    this.host = host;
+    this.#current = new Array<Thread | undefined>(host.cpus.length).fill(undefined);
+    // sched_cpu_deactivate: threads leave a CPU before anything else is torn down.
+    host.cpuhp.setup('sched:active', { teardown: (cpu) => this.#evacuate(cpu) }, { slot: 'CPUHP_AP_ACTIVE', invoke: false });
+  }
+
+  /** Start a thread in `proc` running `body`. */
+  spawn(proc: Process, opts: ThreadOptions, body: ThreadBody): Thread {
+    if (!proc.alive) throw new KernelError('ESRCH', 'clone', `process ${proc.pid} has exited`);
+    const affinity = opts.cpu;
+    const cpu = affinity ?? proc.cpu;
+    this.host.checkCpu(cpu);
+    if (this.host.cpus[cpu]?.online !== true) throw new KernelError('EINVAL', 'sched_setaffinity', `CPU ${cpu} is offline`);
+    const t = new Thread(this, this.#nextTid++, proc, opts.name ?? `${proc.name}/t${this.#nextTid - 1}`, cpu, affinity);
+    t.gen = body(t);
+    this.#threads.push(t);
+    proc.onExit(() => this.#kill(t));
+    return t;
+  }
+
+  /** Every thread that has not finished, in tid order. */
+  threads(): Thread[] {
+    return this.#threads.filter((t) => t.alive);
+  }
+
+  /** The thread currently on `cpu` (the last one that ran there and was not scheduled out). */
+  currentOn(cpu: number): Thread | undefined {
+    return this.#current[cpu];
+  }
+
+  /** One tick: every runnable thread gets one slice, in tid order. Returns how many ran. */
+  tick(): number {
+    const host = this.host;
+    if (host.systemState !== 'running') return 0;
+    host.events.tick++;
+    let ran = 0;
+    for (const t of this.#threads) {
+      if (!t.alive) continue;
+      this.#place(t);
+      ran++;
+      try {
+        const r = t.gen?.next();
+        if (r?.done === true) this.#finish(t, 'done');
+      } catch (e) {
+        t.error = e;
+        this.#finish(t, 'failed');
+      }
+    }
+    this.#threads = this.#threads.filter((t) => t.alive);
+    return ran;
+  }
+
+  /** Run `n` ticks. */
+  run(n: number): void {
+    if (!Number.isInteger(n) || n < 0) throw new UsageError(`run(${String(n)}): ticks must be a non-negative integer`);
+    for (let i = 0; i < n; i++) if (this.tick() === 0) break;
+  }
+
+  /** Tick until no thread is left or `maxTicks` pass. Returns the ticks used. */
+  runUntilIdle(maxTicks = 1_000_000): number {
+    let n = 0;
+    while (n < maxTicks && this.tick() > 0) n++;
+    return n;
+  }
+
+  /** Put `t` on its CPU, scheduling out whoever was there (preempt notifiers). */
+  #place(t: Thread): void {
+    const host = this.host;
+    let cpu = t.affinity ?? t.cpu;
+    if (host.cpus[cpu]?.online !== true) cpu = this.#fallbackCpu();
+    if (t.cpu !== cpu) {
+      if (this.#current[t.cpu] === t) {
+        t.notifyOut(t.cpu);
+        this.#current[t.cpu] = undefined;
+      }
+      t.cpu = cpu;
+    }
+    const cur = this.#current[cpu];
+    if (cur !== t) {
+      if (cur !== undefined) cur.notifyOut(cpu);
+      this.#current[cpu] = t;
+      t.notifyIn(cpu);
+    }
+  }
+
+  #fallbackCpu(): number {
+    for (const c of this.host.cpus) if (c.online) return c.id;
+    return 0;
+  }
+
+  /** CPU going offline: its current thread is scheduled out; threads there move at their next slice. */
+  #evacuate(cpu: number): void {
+    const cur = this.#current[cpu];
+    if (cur !== undefined) {
+      cur.notifyOut(cpu);
+      this.#current[cpu] = undefined;
+    }
+    const target = this.host.cpus.find((c) => c.online && c.id !== cpu)?.id ?? 0;
+    for (const t of this.#threads) {
+      if (!t.alive || (t.cpu !== cpu && t.affinity !== cpu)) continue;
+      if (t.affinity === cpu) {
+        // select_fallback_rq: "process %d (%s) no longer affine to cpu%d"
+        t.affinity = undefined;
+      }
+      t.cpu = target;
+    }
+  }
+
+  #finish(t: Thread, state: ThreadState): void {
+    if (this.#current[t.cpu] === t) {
+      t.notifyOut(t.cpu);
+      this.#current[t.cpu] = undefined;
+    }
+    t.state = state;
+  }
+
+  /** The process died: the thread's blocking call is interrupted and it ends. */
+  #kill(t: Thread): void {
+    if (!t.alive) return;
+    t.signalPending = true;
+    try {
+      t.gen?.return(undefined);
+    } catch (e) {
+      t.error = e;
+    }
+    this.#finish(t, 'killed');
+  }
+}

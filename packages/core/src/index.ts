@@ -1,0 +1,31 @@
+/**
+ * `@vac/core`: the simulated host (CPUs, module loader, devfs, processes, power events, single-owner kernel
+ * hooks) and VAC, the base module that owns every virtualization resource the KVM modules share.
+ *
+ * @packageDocumentation
+ */
+export * from './errors.js';
+export * from './events.js';
+export * from './cpu.js';
+export * from './hardware.js';
+export * from './host/params.js';
+export * from './host/modules.js';
+export * from './host/file.js';
+export * from './host/devfs.js';
+export * from './host/process.js';
+export * from './host/cpuhp.js';
+export * from './host/power.js';
+export * from './host/hooks.js';
+export * from './host/sched.js';
+export { createHost, Host, MAX_CPUS, type HostOptions, type HostSnapshot, type SystemState } from './host/host.js';
+export * from './vac/vac.js';
+export * from './vac/handle.js';
+export * from './vac/irq.js';
+export * from './vac/invariants.js';
+export * from './vac/bitmap.js';
+export * from './vac/vpid.js';
+export * from './vac/asid.js';
+export * from './vac/sev.js';
+export * from './vac/uret.js';
+export * from './vac/virtualization.js';
+export * from './kvm-vendor.js';

@@ -1,0 +1,282 @@
+/**
+ * The scoped handle a KVM instance gets when it attaches to VAC.
+ *
+ * Everything the instance takes through its handle — usage-count references, VPIDs, ASIDs, SEV ASIDs,
+ * user-return MSR slots, the per-CPU running mark — is recorded on the handle. An instance can only give
+ * back what it took (another instance's VPID → EPERM), and `detach()` releases what is left in reverse
+ * order. Detaching while vCPU resources are still held (a VPID, an ASID, an SEV ASID, a VM's usage
+ * reference, a CPU it runs on) is refused with EBUSY: a module's VMs must be gone before it leaves.
+ *
+ * @module
+ */
+import { KernelError, UsageError } from '../errors.js';
+import type { AsidAllocator, AsidGrant } from './asid.js';
+import type { IrqRegistry, VacInstanceOps } from './irq.js';
+import type { SevAsidAllocator } from './sev.js';
+import type { UserReturnMsrs } from './uret.js';
+import type { VirtualizationControl } from './virtualization.js';
+import type { VpidAllocator } from './vpid.js';
+
+/** Who holds a VPID or an ASID: an instance's vCPU, as the instance names it. */
+export interface VcpuTag {
+  /** The KVM instance (module) name. */
+  readonly instance: string;
+  /** The VM number within the instance. */
+  readonly vm: number;
+  /** The vCPU id. */
+  readonly vcpu: number;
+}
+
+/** `kvm0/vm3/vcpu1`. */
+export function vcpuLabel(t: VcpuTag): string {
+  return `${t.instance}/vm${t.vm}/vcpu${t.vcpu}`;
+}
+
+/** @internal What a handle works on. */
+export interface VacParts {
+  readonly virt: VirtualizationControl;
+  readonly irq: IrqRegistry;
+  readonly uret: UserReturnMsrs;
+  readonly vpids: VpidAllocator<VcpuTag> | undefined;
+  readonly asids: AsidAllocator<VcpuTag> | undefined;
+  readonly sev: SevAsidAllocator<VcpuTag> | undefined;
+  readonly onDetach: (h: VacHandle) => void;
+}
+
+/** A KVM instance's window onto VAC. */
+export class VacHandle implements Disposable {
+  /** The instance name. */
+  readonly name: string;
+  readonly #ops: VacInstanceOps;
+  readonly #p: VacParts;
+  /** Usage references by holder (the module itself is `''`, a VM is `vm<N>`). */
+  readonly #virtRefs = new Map<string, number>();
+  readonly #vpids = new Set<number>();
+  readonly #asidHolders = new Set<VcpuTag>();
+  readonly #sevAsids = new Set<number>();
+  /** MSRs registered, in order, with counts. */
+  readonly #uretMsrs: number[] = [];
+  readonly #runningOn = new Set<number>();
+  #attached = true;
+
+  /** @internal Use `vac.attach()`. */
+  constructor(ops: VacInstanceOps, parts: VacParts) {
+    this.name = ops.name;
+    this.#ops = ops;
+    this.#p = parts;
+  }
+
+  #live(op: string): void {
+    if (!this.#attached) throw new UsageError(`${this.name}: ${op} on a detached VAC handle`);
+  }
+
+  // ---- usage count ------------------------------------------------------------------------------
+
+  /**
+   * Take a usage reference (`kvm_enable_virtualization` / `hardware_enable_all`). `holder` names it
+   * within the instance: `''` for the module's own (enable_virt_at_load), `vm<N>` for a VM.
+   * @throws {@link KernelError} EBUSY when enabling fails (everything rolled back)
+   */
+  enableVirtualization(holder = ''): void {
+    this.#live('enableVirtualization');
+    this.#p.virt.get(this.#holderLabel(holder));
+    this.#virtRefs.set(holder, (this.#virtRefs.get(holder) ?? 0) + 1);
+  }
+
+  /** Drop a usage reference taken with the same `holder`. EINVAL if it holds none. */
+  disableVirtualization(holder = ''): void {
+    this.#live('disableVirtualization');
+    const n = this.#virtRefs.get(holder) ?? 0;
+    if (n === 0) throw new KernelError('EINVAL', 'kvm_disable_virtualization', `${this.#holderLabel(holder)} holds no reference`);
+    if (n === 1) this.#virtRefs.delete(holder);
+    else this.#virtRefs.set(holder, n - 1);
+    this.#p.virt.put(this.#holderLabel(holder));
+  }
+
+  #holderLabel(holder: string): string {
+    return holder === '' ? this.name : `${this.name}/${holder}`;
+  }
+
+  /** Whether VAC has virtualization on on `cpu`. */
+  isEnabled(cpu: number): boolean {
+    return this.#p.virt.isEnabled(cpu);
+  }
+
+  /** `kvm_rebooting`. */
+  get rebooting(): boolean {
+    return this.#p.virt.rebooting;
+  }
+
+  // ---- VPIDs ------------------------------------------------------------------------------------
+
+  /** `allocate_vpid`: the lowest free VPID, or 0 when none is left (the vCPU then flushes on every entry). */
+  allocateVpid(tag: VcpuTag): number {
+    this.#live('allocateVpid');
+    const v = this.#vmx('allocate_vpid').alloc(this.#own(tag));
+    if (v !== 0) this.#vpids.add(v);
+    return v;
+  }
+
+  /** `free_vpid`: 0 is a no-op; a VPID this instance does not hold → EPERM. */
+  freeVpid(vpid: number): void {
+    this.#live('freeVpid');
+    if (vpid === 0) return;
+    if (!this.#vpids.has(vpid)) throw new KernelError('EPERM', 'free_vpid', `${this.name} does not hold VPID ${vpid}`);
+    this.#vmx('free_vpid').free(vpid);
+    this.#vpids.delete(vpid);
+  }
+
+  #vmx(op: string): VpidAllocator<VcpuTag> {
+    const v = this.#p.vpids;
+    if (v === undefined) throw new UsageError(`${op}: VPIDs exist on VMX hosts only`);
+    return v;
+  }
+
+  #own(tag: VcpuTag): VcpuTag {
+    if (tag.instance !== this.name) throw new KernelError('EPERM', 'vac', `${this.name} cannot act for ${tag.instance}`);
+    return tag;
+  }
+
+  // ---- ASIDs ------------------------------------------------------------------------------------
+
+  /** `new_asid` on `cpu` for the vCPU `tag` (the same object each time); may roll the CPU's generation over. */
+  newAsid(cpu: number, tag: VcpuTag): AsidGrant {
+    this.#live('newAsid');
+    const grant = this.#svm('new_asid').newAsid(cpu, this.#own(tag));
+    this.#asidHolders.add(tag);
+    return grant;
+  }
+
+  /** Whether `generation` is still `cpu`'s current ASID generation (else the vCPU needs `newAsid`). */
+  asidIsCurrent(cpu: number, generation: number): boolean {
+    return this.#svm('pre_svm_run').isCurrent(cpu, generation);
+  }
+
+  /** The vCPU `tag` is destroyed: forget its ASIDs. */
+  releaseAsids(tag: VcpuTag): void {
+    this.#live('releaseAsids');
+    if (!this.#asidHolders.has(tag)) return;
+    this.#svm('svm_vcpu_free').releaseHolder(tag);
+    this.#asidHolders.delete(tag);
+  }
+
+  #svm(op: string): AsidAllocator<VcpuTag> {
+    const a = this.#p.asids;
+    if (a === undefined) throw new UsageError(`${op}: ASIDs exist on SVM hosts only`);
+    return a;
+  }
+
+  /**
+   * `sev_asid_new`: one SEV (or SEV-ES when `es`) ASID for a VM.
+   * @throws {@link KernelError} ENOTTY (no SEV on this host, or an empty range), EBUSY (none left after a recycle)
+   */
+  sevAsidNew(es: boolean, tag: VcpuTag): number {
+    this.#live('sevAsidNew');
+    const sev = this.#p.sev;
+    if (sev === undefined) throw new KernelError('ENOTTY', 'sev_asid_new', 'SEV is not supported on this host');
+    const asid = sev.alloc(es, this.#own(tag));
+    this.#sevAsids.add(asid);
+    return asid;
+  }
+
+  /** `sev_asid_free`: the ASID goes to the reclaim bitmap. EPERM if this instance does not hold it. */
+  sevAsidFree(asid: number): void {
+    this.#live('sevAsidFree');
+    if (!this.#sevAsids.has(asid)) throw new KernelError('EPERM', 'sev_asid_free', `${this.name} does not hold SEV ASID ${asid}`);
+    this.#p.sev?.free(asid);
+    this.#sevAsids.delete(asid);
+  }
+
+  // ---- user-return MSRs --------------------------------------------------------------------------
+
+  /**
+   * `kvm_add_user_return_msr`: the slot of `msr` (shared when another instance registered it).
+   * @throws {@link KernelError} ENOSPC for a 17th distinct MSR; EIO when the MSR cannot be accessed
+   */
+  addUserReturnMsr(msr: number): number {
+    this.#live('addUserReturnMsr');
+    const slot = this.#p.uret.add(msr);
+    this.#uretMsrs.push(msr);
+    return slot;
+  }
+
+  /** `kvm_find_user_return_msr`: the slot of `msr`, or -1. */
+  findUserReturnMsr(msr: number): number {
+    return this.#p.uret.find(msr);
+  }
+
+  /** `kvm_set_user_return_msr` on `cpu`: returns 0, or 1 when the write faulted. */
+  setUserReturnMsr(cpu: number, slot: number, value: bigint, mask: bigint): 0 | 1 {
+    return this.#p.uret.set(cpu, slot, value, mask);
+  }
+
+  /** The return-to-user notifier on `cpu` (`kvm_on_user_return`): host values back. */
+  returnToUser(cpu: number): void {
+    if (this.#p.uret.isRegistered(cpu)) this.#p.uret.onUserReturn(cpu);
+  }
+
+  // ---- running instance --------------------------------------------------------------------------
+
+  /** vcpu_load: this instance now runs a vCPU on `cpu` (PMIs, NMIs there come to it). */
+  vcpuLoad(cpu: number): void {
+    this.#p.irq.setRunning(cpu, this.#ops);
+    this.#runningOn.add(cpu);
+  }
+
+  /** vcpu_put: this instance no longer runs a vCPU on `cpu`. */
+  vcpuPut(cpu: number): void {
+    this.#p.irq.clearRunning(cpu, this.#ops);
+    this.#runningOn.delete(cpu);
+  }
+
+  // ---- introspection and teardown -----------------------------------------------------------------
+
+  /** What this handle holds right now (for tests and reports). */
+  holdings(): {
+    virtRefs: Array<[string, number]>;
+    vpids: number[];
+    asidHolders: number;
+    sevAsids: number[];
+    userReturnMsrs: number[];
+    runningOn: number[];
+  } {
+    return {
+      virtRefs: [...this.#virtRefs],
+      vpids: [...this.#vpids].sort((a, b) => a - b),
+      asidHolders: this.#asidHolders.size,
+      sevAsids: [...this.#sevAsids].sort((a, b) => a - b),
+      userReturnMsrs: [...this.#uretMsrs],
+      runningOn: [...this.#runningOn].sort((a, b) => a - b),
+    };
+  }
+
+  /** Whether the handle is still attached. */
+  get attached(): boolean {
+    return this.#attached;
+  }
+
+  /**
+   * Leave VAC: release the MSR slots and the module's own usage references in reverse order.
+   * @throws {@link KernelError} EBUSY while vCPU resources (VPIDs, ASIDs, SEV ASIDs, VM references, a CPU
+   * it runs on) are still held; nothing is released then
+   */
+  detach(): void {
+    if (!this.#attached) return;
+    const vmRefs = [...this.#virtRefs.keys()].filter((h) => h !== '');
+    const live = this.#vpids.size + this.#asidHolders.size + this.#sevAsids.size + vmRefs.length + this.#runningOn.size;
+    if (live > 0) {
+      throw new KernelError('EBUSY', 'vac_detach', `${this.name} still has live vCPUs or VMs (${live} resource(s) held)`);
+    }
+    for (let i = this.#uretMsrs.length - 1; i >= 0; i--) this.#p.uret.release(this.#uretMsrs[i] as number);
+    this.#uretMsrs.length = 0;
+    for (let n = this.#virtRefs.get('') ?? 0; n > 0; n--) this.#p.virt.put(this.name);
+    this.#virtRefs.clear();
+    this.#attached = false;
+    this.#p.onDetach(this);
+  }
+
+  /** Same as {@link VacHandle.detach}. */
+  [Symbol.dispose](): void {
+    this.detach();
+  }
+}

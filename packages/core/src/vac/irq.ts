@@ -1,0 +1,100 @@
+/**
+ * VAC's IRQ/NMI callback registry (SPEC.md §2.4; beyond the RFC, where both were TODOs).
+ *
+ * VAC registers **one** set of perf guest-info callbacks and dispatches each PMI to the KVM instance
+ * whose vCPU runs on that CPU — instances set the per-CPU running instance at vcpu_load and clear it at
+ * vcpu_put (Linux keeps `kvm_running_vcpu` per module; VAC only learns *which instance*, never the vCPU).
+ * VAC owns the posted-interrupt wakeup handler and fans out to every instance; NMIs that hit a running
+ * guest are attributed to its instance the same way.
+ *
+ * @module
+ */
+import type { Host } from '../host/host.js';
+import type { PerfGuestCallbacks } from '../host/hooks.js';
+
+/**
+ * What VAC may ask an attached KVM instance. VAC never reads a VM or vCPU; it only asks these questions,
+ * about the vCPU the instance itself says is running on `cpu`.
+ */
+export interface VacInstanceOps {
+  /** The instance (module) name, e.g. `kvm0`. */
+  readonly name: string;
+  /** perf `state()` for this instance's vCPU on `cpu`: 0, or `PERF_GUEST_ACTIVE` (| `PERF_GUEST_USER`). */
+  perfGuestState(cpu: number): number;
+  /** perf `get_ip()`: the guest RIP of this instance's vCPU on `cpu`. */
+  perfGuestIp(cpu: number): bigint;
+  /** A label for the vCPU running on `cpu` (`kvm0/vm3/vcpu1`), for reports. */
+  runningLabel(cpu: number): string | undefined;
+  /** Posted-interrupt wakeup IPI on `cpu`: wake this instance's blocked vCPUs there; returns their labels. */
+  postedIntrWakeup(cpu: number): readonly string[];
+  /** An NMI hit `cpu` while this instance's vCPU ran there (NMI-induced VM exit); returns the vCPU label. */
+  nmiExit(cpu: number): string | undefined;
+  /** `cpu` is going offline: put every vCPU of this instance that is loaded there, and move its threads. */
+  cpuOffline(cpu: number): void;
+  /** Tasks are frozen (suspend), or the host reboots or crashes: every vCPU leaves guest mode. */
+  kickAll(reason: 'suspend' | 'reboot' | 'crash'): void;
+}
+
+/** The per-CPU running instance, and dispatch of PMIs, posted-interrupt wakeups and NMIs. */
+export class IrqRegistry {
+  /** Per CPU: the instance whose vCPU is loaded there (`undefined` = none). */
+  readonly #running: Array<VacInstanceOps | undefined>;
+  #instances: VacInstanceOps[] = [];
+  /** The single perf registration, owned by VAC. */
+  readonly perfCallbacks: PerfGuestCallbacks;
+
+  /** @internal */
+  constructor(host: Host) {
+    this.#running = new Array<VacInstanceOps | undefined>(host.cpus.length).fill(undefined);
+    const running = this.#running;
+    this.perfCallbacks = {
+      name: 'vac',
+      // kvm_guest_state(): dispatched to the instance running on this CPU; none → host PMI (0).
+      state: (cpu) => running[cpu]?.perfGuestState(cpu) ?? 0,
+      getIp: (cpu) => running[cpu]?.perfGuestIp(cpu) ?? 0n,
+      attribute: (cpu) => running[cpu]?.runningLabel(cpu),
+    };
+  }
+
+  /** Add an instance to the fan-out lists. */
+  attach(inst: VacInstanceOps): void {
+    this.#instances = [...this.#instances, inst];
+  }
+
+  /** Remove an instance (it must not be running anywhere). */
+  detach(inst: VacInstanceOps): void {
+    this.#instances = this.#instances.filter((i) => i !== inst);
+  }
+
+  /** The attached instances, in attach order. */
+  instances(): readonly VacInstanceOps[] {
+    return this.#instances;
+  }
+
+  /** vcpu_load: `inst` now runs a vCPU on `cpu`. */
+  setRunning(cpu: number, inst: VacInstanceOps): void {
+    this.#running[cpu] = inst;
+  }
+
+  /** vcpu_put: nothing of `inst` runs on `cpu` any more (only the instance that set it may clear it). */
+  clearRunning(cpu: number, inst: VacInstanceOps): void {
+    if (this.#running[cpu] === inst) this.#running[cpu] = undefined;
+  }
+
+  /** The instance running a vCPU on `cpu`, if any. */
+  runningOn(cpu: number): VacInstanceOps | undefined {
+    return this.#running[cpu];
+  }
+
+  /** The posted-interrupt wakeup handler VAC installs: every instance checks its blocked vCPUs on `cpu`. */
+  postedIntrWakeup(cpu: number): readonly string[] {
+    const woken: string[] = [];
+    for (const inst of this.#instances) woken.push(...inst.postedIntrWakeup(cpu));
+    return woken;
+  }
+
+  /** VAC's NMI handler: an NMI on a CPU running a guest is an NMI-induced VM exit of that instance. */
+  nmi(cpu: number): string | undefined {
+    return this.#running[cpu]?.nmiExit(cpu);
+  }
+}

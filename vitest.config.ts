@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+/** Resolve workspace packages to their TypeScript sources (the `@vac/source` export condition). */
+const conditions = ['@vac/source', 'import', 'module', 'node', 'default'];
+
+export default defineConfig({
+  resolve: { conditions },
+  ssr: { resolve: { conditions, externalConditions: ['@vac/source'] } },
+  test: {
+    projects: ['core', 'vmx', 'svm', 'kvm'].map((name) => ({
+      extends: true,
+      test: { name, root: `packages/${name}`, include: ['test/**/*.test.ts'] },
+    })),
+  },
+});
