@@ -65,6 +65,11 @@ export interface VirtOps {
    * EDX = min SEV ASID). `undefined` on VMX.
    */
   asidSpace?(): AsidSpace;
+  /**
+   * SVM with SEV only: the flush before SEV ASIDs are recycled (`sev_flush_asids`: WBINVD on every CPU, then
+   * the firmware's DF_FLUSH). Returns false when DF_FLUSH failed.
+   */
+  sevFlush?(): boolean;
 }
 
 /** The ASID space of an AMD host (CPUID 0x8000000A and 0x8000001F). */

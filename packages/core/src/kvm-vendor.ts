@@ -54,6 +54,8 @@ export interface VendorVcpu {
    * hardware's failure reason for `KVM_EXIT_FAIL_ENTRY.hardware_entry_failure_reason`.
    */
   enter(cpu: number): bigint | undefined;
+  /** The VM exit that ends one pass of guest execution entered with {@link VendorVcpu.enter}. */
+  exit(cpu: number): void;
   /** The TLB tag in use: a VPID or the current ASID (0 = none). */
   tlbTag(): { readonly kind: 'vpid' | 'asid'; readonly value: number };
   /** Per-vCPU counters (entries, L1D flushes, TLB flushes, …). */
@@ -66,6 +68,11 @@ export interface VendorVcpu {
 export interface VendorModule {
   /** Vendor answers to `KVM_CHECK_EXTENSION` (cap → value); generic caps are KVM's. */
   readonly extensions: ReadonlyMap<number, number>;
+  /**
+   * The user-return MSR slots the vendor registered through VAC (`kvm_add_user_return_msr`), with the value
+   * the guest's MSR holds; KVM writes them at `vcpu_load` (`prepare_switch_to_guest`).
+   */
+  readonly userReturn: ReadonlyArray<{ readonly slot: number; readonly value: bigint }>;
   /** `vm_init` vendor part. */
   createVm(vm: { readonly id: number; readonly tag: VcpuTag }): VendorVm;
   /** `vcpu_create` vendor part. @throws KernelError (e.g. ENOMEM under fault injection) */

@@ -101,7 +101,8 @@ export class Cpuhp {
           cbs.startup(cpu.id);
           done.push(cpu.id);
         } catch (e) {
-          for (const c of done.reverse()) cbs.teardown?.(c);
+          // cpuhp_rollback_install: the CPUs already done are torn down in ascending order (for_each_present_cpu).
+          for (const c of done) cbs.teardown?.(c);
           throw e;
         }
       }

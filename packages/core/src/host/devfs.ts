@@ -108,10 +108,15 @@ export class Devfs {
     }
     if (this.#nodes.has(path) || this.#links.has(path)) throw new KernelError('EEXIST', 'misc_register', `${path} exists`);
     const gid = this.#host.gid(dev.group ?? 'root');
+    // `owner` and `fops.owner` name the same thing (fops->owner): either one pins the module on open.
+    if (dev.owner !== undefined && dev.fops.owner !== undefined && dev.owner !== dev.fops.owner) {
+      throw new UsageError(`misc device ${dev.name}: owner ${dev.owner.name} differs from fops.owner ${dev.fops.owner.name}`);
+    }
+    const owner = dev.owner ?? dev.fops.owner;
     this.#miscMinors.add(minor);
-    const node: CharDevice = { path, major: MISC_MAJOR, minor, uid: 0, gid, mode: dev.mode ?? 0o600, fops: dev.fops, owner: dev.owner };
+    const node: CharDevice = { path, major: MISC_MAJOR, minor, uid: 0, gid, mode: dev.mode ?? 0o600, fops: dev.fops, owner };
     this.#nodes.set(path, node);
-    this.#host.events.emit('device:register', { path, major: MISC_MAJOR, minor, owner: dev.owner?.name });
+    this.#host.events.emit('device:register', { path, major: MISC_MAJOR, minor, owner: owner?.name });
     const deregister = makeUndo(() => {
       this.#nodes.delete(path);
       this.#miscMinors.delete(minor);

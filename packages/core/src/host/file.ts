@@ -47,14 +47,17 @@ export class OpenFile<D = unknown> {
   refs = 0;
   /** True after `release`. */
   released = false;
+  /** The module this file pins (`fops->owner`, or the device's owner), unpinned when the file is released. */
+  readonly owner: LoadedModule | undefined;
 
   /** @internal */
-  constructor(path: string, fops: FileOperations<D>, opener: Process, privateData: D, flags: number) {
+  constructor(path: string, fops: FileOperations<D>, opener: Process, privateData: D, flags: number, owner: LoadedModule | undefined = fops.owner) {
     this.path = path;
     this.fops = fops;
     this.opener = opener;
     this.privateData = privateData;
     this.flags = flags;
+    this.owner = owner;
   }
 
   /** @internal `get_file`. */
@@ -69,7 +72,7 @@ export class OpenFile<D = unknown> {
     try {
       this.fops.release?.(this);
     } finally {
-      this.fops.owner?.put();
+      this.owner?.put();
     }
   }
 }

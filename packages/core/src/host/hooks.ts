@@ -121,6 +121,11 @@ export class KernelHooks {
     this.#emergency = undefined;
   }
 
+  /** How many NMI handlers are registered. */
+  get nmiHandlerCount(): number {
+    return this.#nmiHandlers.length;
+  }
+
   /** Whether an emergency callback is registered. */
   get hasEmergencyVirtCallback(): boolean {
     return this.#emergency !== undefined;

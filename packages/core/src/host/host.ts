@@ -57,6 +57,16 @@ export interface HostSnapshot {
   readonly cpuhp: ReadonlyArray<{ readonly name: string; readonly slot: string }>;
   /** What modules contributed (VAC's allocators, KVM instances' VMs), by provider name. */
   readonly providers: Readonly<Record<string, unknown>>;
+  /** Syscore ops, reboot notifiers and freezers (names, in call order), and the single-owner kernel hooks. */
+  readonly hooks: {
+    readonly syscore: readonly string[];
+    readonly rebootNotifiers: readonly string[];
+    readonly freezers: readonly string[];
+    readonly perfGuestCallbacks: string | undefined;
+    readonly postedIntrWakeupHandler: boolean;
+    readonly emergencyVirtCallback: boolean;
+    readonly nmiHandlers: number;
+  };
 }
 
 /** Build a host. @throws {@link UsageError} on a bad CPU count or hardware model. */
@@ -428,6 +438,15 @@ export class Host {
       })),
       cpuhp: this.cpuhp.states(),
       providers,
+      hooks: {
+        syscore: this.power.syscore().map((o) => o.name),
+        rebootNotifiers: this.power.rebootNotifiers().map((n) => n.name),
+        freezers: this.power.freezers().map((f) => f.name),
+        perfGuestCallbacks: this.hooks.perfGuestCallbacks,
+        postedIntrWakeupHandler: this.hooks.hasPostedIntrWakeupHandler,
+        emergencyVirtCallback: this.hooks.hasEmergencyVirtCallback,
+        nmiHandlers: this.hooks.nmiHandlerCount,
+      },
     };
   }
 }

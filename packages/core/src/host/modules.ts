@@ -258,7 +258,8 @@ export class ModuleLoader {
   /** Read `/sys/module/<name>/parameters/<param>`; ENOENT when there is no such file. */
   readParam(name: string, param: string): string {
     const m = this.#loaded.get(name);
-    const text = m?.paramText[param];
+    // Own properties only: `constructor`, `__proto__`, … are not parameter files.
+    const text = m !== undefined && Object.hasOwn(m.paramText, param) ? m.paramText[param] : undefined;
     if (text === undefined) throw new KernelError('ENOENT', 'open', `/sys/module/${name}/parameters/${param}: No such file or directory`);
     return text;
   }
@@ -300,7 +301,8 @@ export class ModuleLoader {
       values[p] = spec.defaultValue;
     }
     for (const [p, raw] of Object.entries(params)) {
-      const spec = (image.params as ParamSpecs)[p];
+      // Own properties only: a parameter called `constructor` or `toString` is unknown, not Object.prototype's.
+      const spec = Object.hasOwn(image.params, p) ? (image.params as ParamSpecs)[p] : undefined;
       if (spec === undefined) {
         // unknown_module_param_cb: warn and ignore.
         warnings.push(`${name}: unknown parameter '${p}' ignored`);

@@ -90,6 +90,8 @@ function integerParam(type: string, min: bigint, max: bigint, defaultValue: numb
     defaultValue,
     description,
     parse(raw) {
+      // Unsigned types parse with kstrtoull, which takes no '-' at all (so "-0" is EINVAL too).
+      if (min >= 0n && raw.startsWith('-')) return undefined;
       const v = kstrtoll(raw);
       if (v === undefined || v < min || v > max) return undefined;
       return Number(v);

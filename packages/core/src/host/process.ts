@@ -123,9 +123,9 @@ export class Process {
     const want = acc === O_RDONLY ? 4 : acc === O_WRONLY ? 2 : 6;
     if (!this.#mayAccess(node.uid, node.gid, node.mode, want)) throw new KernelError('EACCES', 'open', `${path}: Permission denied`);
     this.#checkFdRoom('open');
-    const owner = node.fops.owner;
+    const owner = node.owner;
     if (owner !== undefined && !owner.tryGet()) throw new KernelError('ENODEV', 'open', `${path}: driver is going away`);
-    const file = new OpenFile(node.path, node.fops, this, undefined as unknown, flags);
+    const file = new OpenFile(node.path, node.fops, this, undefined as unknown, flags, owner);
     try {
       node.fops.open?.(file, this);
     } catch (e) {

@@ -138,6 +138,8 @@ export class Thread {
 export class Scheduler {
   /** @internal */
   readonly host: Host;
+  /** Guest instructions a vCPU thread executes per slice (one VM entry per slice). */
+  quantum = 1000;
   #threads: Thread[] = [];
   #nextTid = 1;
   /** The thread that last ran on each CPU and has not been scheduled out. */

@@ -67,7 +67,11 @@ export class Vac {
       if (space === undefined) throw new UsageError('an SVM VirtOps must implement asidSpace()');
       this.#asids = new AsidAllocator<VcpuTag>({ nrCpus: host.cpus.length, nrAsids: space.nrAsids, maxSevAsid: space.maxSevAsid });
       if (space.maxSevAsid > 0) {
-        this.#sev = new SevAsidAllocator<VcpuTag>({ maxSevAsid: space.maxSevAsid, minSevAsid: space.minSevAsid });
+        const flush = vendor.sevFlush?.bind(vendor);
+        this.#sev = new SevAsidAllocator<VcpuTag>(
+          { maxSevAsid: space.maxSevAsid, minSevAsid: space.minSevAsid },
+          flush === undefined ? {} : { onFlush: flush },
+        );
       }
     }
     this.#virt = new VirtualizationControl(host, vendor, this.#uret, this.#asids);

@@ -1,0 +1,32 @@
+/**
+ * `@vac/svm`: the AMD hardware model of a vac host and VAC's SVM half.
+ *
+ * - {@link amd} — the hardware model to create a host with: `createHost({ cpus, hardware: amd({...}) })`,
+ *   with host-wide options and per-CPU overrides (`cpus: { 2: { svmDisabledByBios: true } }`);
+ * - {@link AmdHardware} — one host's AMD hardware: counters, invariant check, snapshot, fault knobs;
+ * - {@link SvmCpus} — per-CPU SVM state after AMD APM Vol. 2 ch. 15: EFER.SVME, VM_CR, VM_HSAVE_PA, GIF,
+ *   VMCBs, VMRUN/`#VMEXIT`, STGI/CLGI, TLB flushes by `TLB_CONTROL`, WBINVD;
+ * - {@link VacSvm} — VAC's per-CPU enable/disable (RFC `arch/x86/kvm/svm/vac.c`), the ASID space read from
+ *   CPUID and the SEV flush;
+ * - the architectural constants, under their Linux names.
+ *
+ * @packageDocumentation
+ */
+export * from './arch.js';
+export { amd, AMD_DEFAULTS } from './model.js';
+export type { AmdCpuConfig, AmdCpuOptions, AmdModel, AmdOptions } from './model.js';
+export { AmdHardware, isAmdHardware } from './hardware.js';
+export { FOREIGN_SAVE_AREA_BASE, SVM_COUNTER_NAMES, SvmCpus, VMCB_AREA_BASE, Vmcb } from './svm-cpu.js';
+export type {
+  AmdCpuSnapshot,
+  AmdSnapshot,
+  AmdVmcbSnapshot,
+  CpuOwner,
+  SvmCounterName,
+  SvmCounters,
+  SvmCpuState,
+  SvmFault,
+  VmcbSev,
+  VmrunResult,
+} from './svm-cpu.js';
+export { SAVE_AREA_BASE, VacSvm } from './vac-svm.js';
