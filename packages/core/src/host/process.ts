@@ -118,11 +118,12 @@ export class Process {
   open(path: string, flags: number = O_RDWR): number {
     this.#live('open');
     if (typeof path !== 'string') throw new UsageError('open: path must be a string');
+    // do_sys_openat2: get_unused_fd_flags (EMFILE) comes before the path walk.
+    this.#checkFdRoom('open');
     const node = this.#host.devfs.resolve(path);
     const acc = flags & 3;
     const want = acc === O_RDONLY ? 4 : acc === O_WRONLY ? 2 : 6;
     if (!this.#mayAccess(node.uid, node.gid, node.mode, want)) throw new KernelError('EACCES', 'open', `${path}: Permission denied`);
-    this.#checkFdRoom('open');
     const owner = node.owner;
     if (owner !== undefined && !owner.tryGet()) throw new KernelError('ENODEV', 'open', `${path}: driver is going away`);
     const file = new OpenFile(node.path, node.fops, this, undefined as unknown, flags, owner);
@@ -132,7 +133,7 @@ export class Process {
       owner?.put();
       throw e;
     }
-    return this.#install(file, path);
+    return this.#install(file, node.path);
   }
 
   #mayAccess(uid: number, gid: number, mode: number, want: number): boolean {
@@ -235,12 +236,18 @@ export class Process {
     return m;
   }
 
-  /** `munmap(addr, length)` of a whole mapping. EINVAL when `addr` is not the start of a mapping of that length. */
+  /**
+   * `munmap(addr, length)`. Nothing mapped at `addr` is not an error (as Linux). The model unmaps whole
+   * mappings only: a length that differs from the mapping's is EINVAL (docs/fidelity.md).
+   */
   munmap(addr: number, length: number): void {
     this.#live('munmap');
+    const len = pageAlign(length, 'munmap');
+    if (addr % PAGE_SIZE !== 0) throw new KernelError('EINVAL', 'munmap', `address 0x${addr.toString(16)} is not page-aligned`);
     const i = this.#mappings.findIndex((m) => m.addr === addr);
     const m = this.#mappings[i];
-    if (m === undefined || pageAlign(length, 'munmap') !== m.length) {
+    if (m === undefined) return;
+    if (len !== m.length) {
       throw new KernelError('EINVAL', 'munmap', `no mapping of ${length} bytes at 0x${addr.toString(16)}`);
     }
     this.#mappings.splice(i, 1);

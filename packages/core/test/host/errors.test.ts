@@ -1,0 +1,80 @@
+import { describe, expect, test } from 'vitest';
+import { ERRNO, KernelError, UsageError, errnoOf, isKernelError } from '../../src/index.js';
+import type { ErrnoCode } from '../../src/index.js';
+
+describe('errors', () => {
+  test('KernelError carries code, errno and op, and is an Error', () => {
+    const e = new KernelError('EBUSY', 'rmmod', 'Module kvm is not live');
+    expect(e).toBeInstanceOf(Error);
+    expect(e).toBeInstanceOf(KernelError);
+    expect(e.name).toBe('KernelError');
+    expect(e.code).toBe('EBUSY');
+    expect(e.errno).toBe(16);
+    expect(e.op).toBe('rmmod');
+    expect(e.message).toBe('rmmod: EBUSY: Module kvm is not live');
+    expect(new KernelError('ENOENT', 'open').message).toBe('open: ENOENT');
+  });
+
+  test('EWOULDBLOCK is EAGAIN: errno 11', () => {
+    expect(errnoOf('EWOULDBLOCK')).toBe(11);
+    expect(errnoOf('EAGAIN')).toBe(11);
+    const e = new KernelError('EWOULDBLOCK', 'rmmod', 'Module vac is in use');
+    expect(e.code).toBe('EWOULDBLOCK');
+    expect(e.errno).toBe(11);
+  });
+
+  const linux: Array<[ErrnoCode, number]> = [
+    ['EPERM', 1],
+    ['ENOENT', 2],
+    ['ESRCH', 3],
+    ['EINTR', 4],
+    ['EIO', 5],
+    ['ENXIO', 6],
+    ['ENOEXEC', 8],
+    ['EBADF', 9],
+    ['EAGAIN', 11],
+    ['ENOMEM', 12],
+    ['EACCES', 13],
+    ['EFAULT', 14],
+    ['EBUSY', 16],
+    ['EEXIST', 17],
+    ['ENODEV', 19],
+    ['EINVAL', 22],
+    ['EMFILE', 24],
+    ['ENOTTY', 25],
+    ['ENOSPC', 28],
+    ['ENOSYS', 38],
+    ['ELOOP', 40],
+    ['EOPNOTSUPP', 95],
+    ['EWOULDBLOCK', 11],
+  ];
+  test.each(linux)('%s is errno %d (x86-64 Linux)', (code, errno) => {
+    expect(errnoOf(code)).toBe(errno);
+    expect(new KernelError(code, 'op').errno).toBe(errno);
+  });
+
+  test('the ERRNO table has exactly the codes above', () => {
+    expect(Object.keys(ERRNO).sort()).toEqual(linux.map(([c]) => c).filter((c) => c !== 'EWOULDBLOCK').sort());
+  });
+
+  test('UsageError is a TypeError and not a KernelError', () => {
+    const e = new UsageError('cpus must be an integer');
+    expect(e).toBeInstanceOf(TypeError);
+    expect(e).toBeInstanceOf(Error);
+    expect(e).toBeInstanceOf(UsageError);
+    expect(e).not.toBeInstanceOf(KernelError);
+    expect(e.name).toBe('UsageError');
+    expect(e.message).toBe('cpus must be an integer');
+  });
+
+  test('isKernelError matches on class and, optionally, code', () => {
+    const e = new KernelError('EEXIST', 'init_module');
+    expect(isKernelError(e)).toBe(true);
+    expect(isKernelError(e, 'EEXIST')).toBe(true);
+    expect(isKernelError(e, 'ENOENT')).toBe(false);
+    expect(isKernelError(new UsageError('x'))).toBe(false);
+    expect(isKernelError(new Error('EEXIST'))).toBe(false);
+    expect(isKernelError({ code: 'EEXIST', errno: 17 })).toBe(false);
+    expect(isKernelError(undefined)).toBe(false);
+  });
+});
