@@ -19,7 +19,6 @@ export const ERRNO = {
   ESRCH: 3,
   EINTR: 4,
   EIO: 5,
-  ENXIO: 6,
   ENOEXEC: 8,
   EBADF: 9,
   EAGAIN: 11,
@@ -33,7 +32,6 @@ export const ERRNO = {
   EMFILE: 24,
   ENOTTY: 25,
   ENOSPC: 28,
-  ENOSYS: 38,
   ELOOP: 40,
   EOPNOTSUPP: 95,
 } as const;
