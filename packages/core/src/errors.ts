@@ -19,6 +19,7 @@ export const ERRNO = {
   ESRCH: 3,
   EINTR: 4,
   EIO: 5,
+  ENXIO: 6,
   ENOEXEC: 8,
   EBADF: 9,
   EAGAIN: 11,

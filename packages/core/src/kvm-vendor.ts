@@ -9,7 +9,7 @@
 import type { ErrnoCode } from './errors.js';
 import type { Host } from './host/host.js';
 import type { ParamSpecs, ParamValues } from './host/params.js';
-import type { VacHandle, VcpuTag } from './vac/handle.js';
+import type { VacPort, VcpuTag } from './vac/handle.js';
 
 /** What a vendor gets when a KVM module sets it up (`hardware_setup`). */
 export interface KvmVendorEnv<P extends ParamSpecs> {
@@ -20,7 +20,7 @@ export interface KvmVendorEnv<P extends ParamSpecs> {
   /** The vendor's parameter values. */
   readonly params: ParamValues<P>;
   /** The module's VAC handle (in legacy mode: a private stand-in with the same shape). */
-  readonly vac: VacHandle;
+  readonly vac: VacPort;
   /** Record a warning. */
   warn(message: string, cpu?: number): void;
 }

@@ -8,6 +8,8 @@
  *   VMCBs, VMRUN/`#VMEXIT`, STGI/CLGI, TLB flushes by `TLB_CONTROL`, WBINVD;
  * - {@link VacSvm} — VAC's per-CPU enable/disable (RFC `arch/x86/kvm/svm/vac.c`), the ASID space read from
  *   CPUID and the SEV flush;
+ * - {@link svmKvmOps} — kvm_amd folded into every KVM module (`@vac/kvm` calls it): its parameters, SEV VMs
+ *   ({@link SvmVm}) and vCPUs ({@link SvmVcpu}) that take ASIDs from VAC's shared allocators;
  * - the architectural constants, under their Linux names.
  *
  * @packageDocumentation
@@ -30,3 +32,11 @@ export type {
   VmrunResult,
 } from './svm-cpu.js';
 export { SAVE_AREA_BASE, VacSvm } from './vac-svm.js';
+export { svmKvmOps, svmKvmParams, SvmKvmModule } from './kvm-svm.js';
+export type { SvmKvmParams } from './kvm-svm.js';
+export { SvmVm } from './kvm-svm-vm.js';
+export type { SvmEncryption } from './kvm-svm-vm.js';
+export { SVM_EXIT_ERR_U64, SvmVcpu } from './kvm-svm-vcpu.js';
+export type { SvmVcpuStats } from './kvm-svm-vcpu.js';
+export { SevVmcbTable, sevVmcbsOf } from './kvm-svm-state.js';
+export type { SvmFeatures, SvmModuleState } from './kvm-svm-state.js';

@@ -8,6 +8,9 @@
  *   state machine of every CPU ({@link VmxCpus}, Intel SDM Vol. 3C ch. 24–31), the `loaded_vmcss_on_cpu`
  *   lists shared by every KVM module ({@link LoadedVmcsLists}), counters, an invariant checker and snapshots.
  * - Architectural constants under their Linux names ({@link INTEL_MSR}, {@link FEAT_CTL}, {@link VMXERR}, …).
+ * - {@link vmxKvmOps}: kvm_intel folded into every KVM module — its parameters ({@link vmxParams}), its
+ *   per-module setup ({@link VmxKvmModule}, {@link VmxKvmConfig}, the L1TF mode) and its VMs and vCPUs
+ *   ({@link VmxVm}, {@link VmxVcpu}: VPIDs from VAC, VMCS migration, TLB and L1D flushes).
  *
  * @packageDocumentation
  */
@@ -44,3 +47,11 @@ export { IntelHardware, isIntelHardware } from './hardware.js';
 export type { IntelCpuSnapshot, IntelSnapshot, IntelVmcsSnapshot } from './hardware.js';
 export { intel } from './model.js';
 export type { IntelCpuOptions, IntelModel, IntelOptions } from './model.js';
+export { vmxKvmOps, VmxKvmModule } from './kvm-vmx.js';
+export type { VmxKvmConfig, VmxUserReturnMsr } from './kvm-vmx.js';
+export { vmxParams, VMENTRY_L1D_FLUSH_WORDS } from './kvm-vmx-params.js';
+export type { VmentryL1dFlushParam, VmxParams } from './kvm-vmx-params.js';
+export { L1TF_MSG_L1D, hasL1tfBug, selectL1tfMitigation } from './kvm-vmx-l1tf.js';
+export type { L1dFlushMethod, L1tfChoice, L1tfVmxMitigation } from './kvm-vmx-l1tf.js';
+export { VmxVcpu, VmxVm } from './kvm-vmx-vcpu.js';
+export type { VmxVcpuContext, VmxVcpuStats } from './kvm-vmx-vcpu.js';

@@ -28,7 +28,7 @@ export interface FileOperations<D = unknown> {
    */
   ioctlBlocking?(file: OpenFile<D>, request: number, arg: unknown, proc: Process, thread: Thread): Syscall<number | undefined>;
   /** `mmap`: map `length` bytes at page `offset`; returns the bytes the mapping shows. */
-  mmap?(file: OpenFile<D>, length: number, offset: number, proc: Process): Uint8Array;
+  mmap?(file: OpenFile<D>, length: number, offset: number, proc: Process): Uint8Array<ArrayBuffer>;
 }
 
 /** An open file (`struct file`): shared by every fd and mapping that refers to it. */

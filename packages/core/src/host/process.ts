@@ -51,7 +51,7 @@ export interface Mapping {
   /** Length in bytes (page-aligned). */
   readonly length: number;
   /** The bytes the mapping shows; the process and the kernel see the same memory. */
-  readonly bytes: Uint8Array;
+  readonly bytes: Uint8Array<ArrayBuffer>;
   /** The file mapped, if any. */
   readonly file: OpenFile | undefined;
 }
@@ -229,7 +229,7 @@ export class Process {
     return this.#map(len, new Uint8Array(len), undefined);
   }
 
-  #map(length: number, bytes: Uint8Array, file: OpenFile | undefined): Mapping {
+  #map(length: number, bytes: Uint8Array<ArrayBuffer>, file: OpenFile | undefined): Mapping {
     const m: Mapping = { addr: this.#nextAddr, length, bytes, file };
     this.#nextAddr += length + PAGE_SIZE; // leave a guard page between mappings
     this.#mappings.push(m);
@@ -258,7 +258,7 @@ export class Process {
    * Kernel side of `get_user_pages`: the bytes of `[addr, addr + length)` if one mapping covers them.
    * @returns the bytes, or `undefined` when the range is not (wholly) mapped
    */
-  userMemory(addr: number, length: number): Uint8Array | undefined {
+  userMemory(addr: number, length: number): Uint8Array<ArrayBuffer> | undefined {
     for (const m of this.#mappings) {
       if (addr >= m.addr && addr + length <= m.addr + m.length) {
         return m.bytes.subarray(addr - m.addr, addr - m.addr + length);

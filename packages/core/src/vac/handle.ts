@@ -43,8 +43,53 @@ export interface VacParts {
   readonly onDetach: (h: VacHandle) => void;
 }
 
+/**
+ * What a KVM instance may ask of VAC: the methods of {@link VacHandle}. Legacy (pre-VAC) modules implement
+ * the same port over private copies of some resources, so KVM and the vendor code need not know which.
+ */
+export interface VacPort {
+  /** The instance name. */
+  readonly name: string;
+  /** `kvm_rebooting`. */
+  readonly rebooting: boolean;
+  /** Take a usage reference (`''` = the module's own, `vm<N>` = a VM's). */
+  enableVirtualization(holder?: string): void;
+  /** Drop a usage reference. */
+  disableVirtualization(holder?: string): void;
+  /** Whether virtualization is on on `cpu`. */
+  isEnabled(cpu: number): boolean;
+  /** `allocate_vpid`. */
+  allocateVpid(tag: VcpuTag): number;
+  /** `free_vpid`. */
+  freeVpid(vpid: number): void;
+  /** `new_asid`. */
+  newAsid(cpu: number, tag: VcpuTag): AsidGrant;
+  /** Whether an ASID generation is current on `cpu`. */
+  asidIsCurrent(cpu: number, generation: number): boolean;
+  /** Forget a destroyed vCPU's ASIDs. */
+  releaseAsids(tag: VcpuTag): void;
+  /** `sev_asid_new`. */
+  sevAsidNew(es: boolean, tag: VcpuTag): number;
+  /** `sev_asid_free`. */
+  sevAsidFree(asid: number): void;
+  /** `kvm_add_user_return_msr`. */
+  addUserReturnMsr(msr: number): number;
+  /** `kvm_find_user_return_msr`. */
+  findUserReturnMsr(msr: number): number;
+  /** `kvm_set_user_return_msr`. */
+  setUserReturnMsr(cpu: number, slot: number, value: bigint, mask: bigint): 0 | 1;
+  /** Return to user space on `cpu` (`kvm_on_user_return`). */
+  returnToUser(cpu: number): void;
+  /** vcpu_load: this instance runs a vCPU on `cpu`. */
+  vcpuLoad(cpu: number): void;
+  /** vcpu_put. */
+  vcpuPut(cpu: number): void;
+  /** Leave VAC. */
+  detach(): void;
+}
+
 /** A KVM instance's window onto VAC. */
-export class VacHandle implements Disposable {
+export class VacHandle implements VacPort, Disposable {
   /** The instance name. */
   readonly name: string;
   readonly #ops: VacInstanceOps;
@@ -207,6 +252,7 @@ export class VacHandle implements Disposable {
 
   /** `kvm_set_user_return_msr` on `cpu`: returns 0, or 1 when the write faulted. */
   setUserReturnMsr(cpu: number, slot: number, value: bigint, mask: bigint): 0 | 1 {
+    this.#live('setUserReturnMsr');
     return this.#p.uret.set(cpu, slot, value, mask);
   }
 
@@ -219,6 +265,7 @@ export class VacHandle implements Disposable {
 
   /** vcpu_load: this instance now runs a vCPU on `cpu` (PMIs, NMIs there come to it). */
   vcpuLoad(cpu: number): void {
+    this.#live('vcpuLoad');
     this.#p.irq.setRunning(cpu, this.#ops);
     this.#runningOn.add(cpu);
   }

@@ -223,8 +223,14 @@ export class Vac {
     const virt = this.#virt;
     const vendor = host.hardware.virt;
     const steady = host.systemState === 'running' && !virt.rebooting;
+    // Both vendor halves record VAC's own claim on a CPU (`enabledByVac`); a claim VAC's per-CPU flag does not
+    // know about means the CPU was enabled through the vendor ops behind VAC's back.
+    const claimed = (vendor as Partial<{ enabledByVac(cpu: number): boolean }>).enabledByVac?.bind(vendor);
     for (const c of host.cpus) {
       const on = virt.isEnabled(c.id);
+      if (!on && claimed?.(c.id) === true) {
+        out.push({ invariant: 1, cpu: c.id, message: `CPU ${c.id} is in virtualization mode but VAC did not enable it (usage count ${virt.count})` });
+      }
       if (steady && c.online && on !== virt.count > 0) {
         out.push({ invariant: 1, cpu: c.id, message: `CPU ${c.id} is ${on ? 'enabled' : 'disabled'} with usage count ${virt.count}` });
       }
@@ -240,7 +246,22 @@ export class Vac {
         out.push({ invariant: 3, cpu: k.cpu, id: k.asid, message: `ASID ${k.asid} given to ${vcpuLabel(k.previous)} and ${vcpuLabel(k.next)} in generation ${k.generation}` });
       }
     }
-    if (this.#vpids?.isAllocated(0) === false) out.push({ invariant: 2, id: 0, message: 'VPID 0 is not reserved' });
+    const vpids = this.#vpids;
+    if (vpids !== undefined) {
+      // Invariant 2: a VPID a handle holds is allocated to that instance and to no other handle (VPID 0 is
+      // the host's: `alloc` returns it only to mean "none", and handles do not record it).
+      const holderOf = new Map<number, string>();
+      for (const h of this.#handles.values()) {
+        for (const vpid of h.holdings().vpids) {
+          const prev = holderOf.get(vpid);
+          if (prev !== undefined) out.push({ invariant: 2, id: vpid, message: `VPID ${vpid} is held by ${prev} and ${h.name}` });
+          holderOf.set(vpid, h.name);
+          if (vpid === 0 || vpids.ownerOf(vpid)?.instance !== h.name) {
+            out.push({ invariant: 2, id: vpid, message: `${h.name} holds VPID ${vpid}, which is not allocated to it` });
+          }
+        }
+      }
+    }
     if (this.#handles.size === 0) {
       // Invariant 6: with no KVM instance attached, nothing may be held.
       if ((this.#vpids?.inUse ?? 0) > 0) out.push({ invariant: 6, message: `${this.#vpids?.inUse} VPIDs held with no instance attached` });
@@ -252,6 +273,98 @@ export class Vac {
     }
     return out;
   }
+}
+
+/** Which of VAC's kernel registrations {@link registerVacHooks} makes. */
+export interface VacHooks {
+  /** The hotplug slot for enabling CPUs: the fixed `CPUHP_AP_KVM_ONLINE`, a dynamic one, or none. */
+  readonly cpuhp: 'CPUHP_AP_KVM_ONLINE' | 'CPUHP_AP_ONLINE_DYN' | false;
+  /** Syscore ops, the task freezer, the reboot notifier and the emergency callback. */
+  readonly power: boolean;
+  /** perf guest callbacks, the posted-interrupt wakeup handler and an NMI handler. */
+  readonly irq: boolean;
+  /** Name for the snapshot provider and invariant checker. */
+  readonly name: string;
+}
+
+/**
+ * Make a VAC's kernel registrations, each with its undo handed to `defer`. The `vac` module makes all of
+ * them once; a legacy (pre-VAC) KVM module makes them for its own private copy, which is how the
+ * collisions of a multi-KVM host without VAC appear.
+ * @throws {@link KernelError} EBUSY when the fixed hotplug slot is taken
+ */
+export function registerVacHooks(vac: Vac, host: Host, defer: (undo: () => void) => void, which: VacHooks): void {
+  const { virt, irq } = vac.internals;
+  if (which.cpuhp !== false) {
+    // Hotplug (kvm_online_cpu / kvm_offline_cpu): registered without calls, as kvm_init did.
+    defer(
+      host.cpuhp.setup(
+        `${which.name === VAC_MODULE ? 'kvm' : which.name}/cpu:online`,
+        {
+          startup: (cpu) => virt.onlineCpu(cpu),
+          teardown: (cpu) => {
+            for (const inst of irq.instances()) inst.cpuOffline(cpu);
+            virt.offlineCpu(cpu);
+          },
+        },
+        { slot: which.cpuhp, invoke: false },
+      ),
+    );
+  }
+  if (which.power) {
+    defer(host.power.registerFreezer({ name: which.name, freeze: () => irq.instances().forEach((i) => i.kickAll('suspend')) }));
+    defer(host.power.registerSyscore({ name: `${which.name}:kvm_syscore_ops`, suspend: () => virt.suspend(), resume: () => virt.resume() }));
+    defer(
+      host.power.registerRebootNotifier({
+        name: `${which.name}:kvm_reboot`,
+        notify: () => {
+          for (const i of irq.instances()) i.kickAll('reboot');
+          virt.reboot();
+        },
+      }),
+    );
+    let kicked = false;
+    const emergency = (cpu: number): void => {
+      // The crash path stops every guest: each instance is kicked once, before the first CPU's VMCLEARs.
+      if (!kicked) {
+        kicked = true;
+        for (const i of irq.instances()) i.kickAll('crash');
+      }
+      virt.emergency(cpu);
+    };
+    host.hooks.registerEmergencyVirtCallback(emergency);
+    defer(() => host.hooks.unregisterEmergencyVirtCallback(emergency));
+  }
+  if (which.irq) {
+    host.hooks.registerPerfGuestCallbacks(irq.perfCallbacks);
+    defer(() => host.hooks.unregisterPerfGuestCallbacks(irq.perfCallbacks));
+    const wakeup = (cpu: number): readonly string[] => irq.postedIntrWakeup(cpu);
+    host.hooks.setPostedIntrWakeupHandler(wakeup);
+    defer(() => host.hooks.setPostedIntrWakeupHandler(undefined));
+    defer(host.hooks.registerNmiHandler((cpu) => irq.nmi(cpu)));
+  }
+  defer(host.registerSnapshotProvider(which.name, () => vac.snapshot()));
+  defer(host.registerInvariantChecker(which.name, () => vac.check()));
+}
+
+/**
+ * The vendor check at load (`kvm_is_vmx_supported` / `kvm_is_svm_supported` on the boot CPU, then
+ * `kvm_x86_check_processor_compatibility` on every online CPU, as `kvm_x86_vendor_init` runs it).
+ * @returns the hardware's VAC half
+ * @throws {@link KernelError} EOPNOTSUPP (no VMX/SVM on CPU 0), EIO (another CPU is not compatible)
+ */
+export function checkVendorSupport(host: Host, op: string, warn: (message: string, cpu: number) => void): VirtOps {
+  const vendor = host.hardware.virt;
+  const why = vendor.unsupported(0);
+  if (why !== undefined) throw new KernelError('EOPNOTSUPP', op, `no hardware support for VMX or SVM (${why})`);
+  for (const c of host.cpus) {
+    const w = c.online ? vendor.unsupported(c.id) : undefined;
+    if (w !== undefined) {
+      warn(w, c.id);
+      throw new KernelError('EIO', op, `CPU ${c.id} is not compatible: ${w}`);
+    }
+  }
+  return vendor;
 }
 
 /** The loaded VAC of a host, if `vac` is loaded. */
@@ -274,54 +387,9 @@ export const vacImage: ModuleImage<Record<string, never>, Vac> = {
   params: {},
   init(ctx: ModuleContext<Record<string, never>, Vac>): Vac {
     const host = ctx.host;
-    const vendor = host.hardware.virt;
-    const why = vendor.unsupported(0);
-    if (why !== undefined) throw new KernelError('EOPNOTSUPP', 'vac_init', `no hardware support for VMX or SVM (${why})`);
-    for (const c of host.cpus) {
-      const w = c.online ? vendor.unsupported(c.id) : undefined;
-      if (w !== undefined) {
-        ctx.warn(w, c.id);
-        throw new KernelError('EIO', 'vac_init', `CPU ${c.id} is not compatible: ${w}`);
-      }
-    }
+    const vendor = checkVendorSupport(host, 'vac_init', (m, cpu) => ctx.warn(m, cpu));
     const vac = new Vac(host, vendor);
-    const { virt, irq } = vac.internals;
-
-    // Hotplug (kvm_online_cpu / kvm_offline_cpu): registered without calls, as kvm_init did.
-    ctx.defer(
-      host.cpuhp.setup(
-        'kvm/cpu:online',
-        {
-          startup: (cpu) => virt.onlineCpu(cpu),
-          teardown: (cpu) => {
-            for (const inst of irq.instances()) inst.cpuOffline(cpu);
-            virt.offlineCpu(cpu);
-          },
-        },
-        { slot: 'CPUHP_AP_KVM_ONLINE', invoke: false },
-      ),
-    );
-    ctx.defer(host.power.registerFreezer({ name: 'vac', freeze: () => irq.instances().forEach((i) => i.kickAll('suspend')) }));
-    ctx.defer(host.power.registerSyscore({ name: 'kvm_syscore_ops', suspend: () => virt.suspend(), resume: () => virt.resume() }));
-    ctx.defer(
-      host.power.registerRebootNotifier({
-        name: 'kvm_reboot',
-        notify: () => {
-          for (const i of irq.instances()) i.kickAll('reboot');
-          virt.reboot();
-        },
-      }),
-    );
-    const emergency = (cpu: number): void => virt.emergency(cpu);
-    host.hooks.registerEmergencyVirtCallback(emergency);
-    ctx.defer(() => host.hooks.unregisterEmergencyVirtCallback(emergency));
-    host.hooks.registerPerfGuestCallbacks(irq.perfCallbacks);
-    ctx.defer(() => host.hooks.unregisterPerfGuestCallbacks(irq.perfCallbacks));
-    host.hooks.setPostedIntrWakeupHandler((cpu) => irq.postedIntrWakeup(cpu));
-    ctx.defer(() => host.hooks.setPostedIntrWakeupHandler(undefined));
-    ctx.defer(host.hooks.registerNmiHandler((cpu) => irq.nmi(cpu)));
-    ctx.defer(host.registerSnapshotProvider(VAC_MODULE, () => vac.snapshot()));
-    ctx.defer(host.registerInvariantChecker(VAC_MODULE, () => vac.check()));
+    registerVacHooks(vac, host, (u) => ctx.defer(u), { cpuhp: 'CPUHP_AP_KVM_ONLINE', power: true, irq: true, name: VAC_MODULE });
     return vac;
   },
 };

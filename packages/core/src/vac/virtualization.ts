@@ -79,14 +79,20 @@ export class VirtualizationControl {
     if (this.#count === 0) {
       // on_each_cpu(hardware_enable_nolock): every online CPU is tried; failures are counted.
       let failed = 0;
+      const turnedOn: number[] = [];
       for (const cpu of this.#host.cpus) {
-        if (cpu.online && this.enableCpu(cpu.id) !== undefined) failed++;
+        if (!cpu.online) continue;
+        const was = this.isEnabled(cpu.id);
+        if (this.enableCpu(cpu.id) !== undefined) failed++;
+        else if (!was) turnedOn.push(cpu.id);
       }
       if (failed > 0) {
         // hardware_disable_all_nolock: no-op on the CPUs whose flag is clear.
         this.#disableAll();
         throw new KernelError('EBUSY', 'hardware_enable_all', `enabling virtualization failed on ${failed} CPU(s)`);
       }
+      // Only now that every CPU succeeded: a rolled-back attempt must leave the ASID state as it was.
+      for (const cpu of turnedOn) this.#resetAsids(cpu);
     }
     this.#count++;
     this.#holders.set(holder, (this.#holders.get(holder) ?? 0) + 1);
@@ -128,11 +134,17 @@ export class VirtualizationControl {
       this.#host.warn({ source: 'vac', message: `kvm: enabling virtualization on CPU${cpu} failed`, cpu });
       return 'EIO';
     }
-    // svm_hardware_enable initialises the CPU's ASID state (generation 1, next = max + 1).
-    this.#asids?.resetCpu(cpu);
     this.#enabled[cpu] = 1;
     this.#enables[cpu] = (this.#enables[cpu] ?? 0) + 1;
     return undefined;
+  }
+
+  /**
+   * svm_hardware_enable's ASID part (generation, next = max + 1), once an enable is kept: right after it on
+   * hotplug and resume, after every CPU succeeded on a 0→1.
+   */
+  #resetAsids(cpu: number): void {
+    this.#asids?.resetCpu(cpu);
   }
 
   /** `hardware_disable_nolock` on one CPU: vendor disable, then `drop_user_return_notifiers`. No-op when off. */
@@ -145,9 +157,12 @@ export class VirtualizationControl {
 
   /** `kvm_online_cpu`: enable on a CPU coming online while the count is > 0; a failure refuses the CPU (EIO). */
   onlineCpu(cpu: number): void {
-    if (this.#count > 0 && this.enableCpu(cpu) !== undefined) {
+    if (this.#count === 0) return;
+    const was = this.isEnabled(cpu);
+    if (this.enableCpu(cpu) !== undefined) {
       throw new KernelError('EIO', 'kvm_online_cpu', `CPU ${cpu} cannot enable virtualization; online refused`);
     }
+    if (!was) this.#resetAsids(cpu);
   }
 
   /** `kvm_offline_cpu`: disable on a CPU going offline while the count is > 0. */
@@ -162,8 +177,12 @@ export class VirtualizationControl {
 
   /** `kvm_resume`: re-enable on the boot CPU; a failure is only a warning (`WARN_ON_ONCE`). */
   resume(): void {
-    if (this.#count > 0 && this.enableCpu(0) !== undefined) {
+    if (this.#count === 0) return;
+    const was = this.isEnabled(0);
+    if (this.enableCpu(0) !== undefined) {
       this.#host.warn({ source: 'vac', message: 'kvm_resume: re-enabling virtualization on CPU0 failed', cpu: 0 });
+    } else if (!was) {
+      this.#resetAsids(0);
     }
   }
 

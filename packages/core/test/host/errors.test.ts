@@ -43,7 +43,6 @@ describe('errors', () => {
     ['EMFILE', 24],
     ['ENOTTY', 25],
     ['ENOSPC', 28],
-    ['ENOSYS', 38],
     ['ELOOP', 40],
     ['EOPNOTSUPP', 95],
     ['EWOULDBLOCK', 11],

@@ -1,0 +1,45 @@
+/**
+ * The guest CPU of the KVM model: a 16-bit real-mode x86 interpreter ({@link runGuest}) that `KVM_RUN`
+ * uses to execute guest machine code from the VM's memslots, its register file ({@link GuestCpuState}),
+ * the memory interface it reads through ({@link GuestMemory}) and the exit record it fills
+ * ({@link GuestExit}).
+ *
+ * @module
+ */
+
+export {
+  GuestCpuState,
+  GuestPending,
+  SegmentRegister,
+  X86_EFLAGS_AC,
+  X86_EFLAGS_AF,
+  X86_EFLAGS_CF,
+  X86_EFLAGS_DF,
+  X86_EFLAGS_FIXED,
+  X86_EFLAGS_IF,
+  X86_EFLAGS_OF,
+  X86_EFLAGS_PF,
+  X86_EFLAGS_SF,
+  X86_EFLAGS_TF,
+  X86_EFLAGS_ZF,
+  type GuestPendingKind,
+} from './cpu-state.js';
+export {
+  GUEST_EMULATION_FLAG_INSTRUCTION_BYTES,
+  GUEST_INTERNAL_ERROR_EMULATION,
+  GUEST_MAX_INSN_BYTES,
+  GuestExit,
+  GuestExitReason,
+  GuestIoDirection,
+  type GuestExitReasonValue,
+} from './exit.js';
+export {
+  GUEST_DEFAULT_QUIRKS,
+  GUEST_QUIRK_OUT_7E_INC_RIP,
+  completeIn,
+  completeMmioRead,
+  completeOut,
+  completePending,
+  runGuest,
+} from './interpreter.js';
+export { SlotListMemory, type GuestMemory, type GuestMemorySlot, type SlotListEntry } from './memory.js';

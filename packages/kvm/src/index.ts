@@ -1,0 +1,17 @@
+/**
+ * `@vac/kvm`: the KVM module factory. `kvm({ postfix })` builds the image of `kvm${postfix}`: a KVM module
+ * with its own `/dev/kvm${postfix}`, its own parameters and VMs, attached to VAC. Also the /dev/kvm ABI
+ * (constants, structs and the `kvm_run` view under their Linux names) and the real-mode guest interpreter.
+ *
+ * @packageDocumentation
+ */
+export * from './abi/index.js';
+export * from './guest/index.js';
+export { kvm, kvmgt, type KvmOptions, type KvmImage, type KvmImageParams } from './module/factory.js';
+export { kvmParams, type KvmParams } from './module/params.js';
+export { KvmInstance, type InstanceConfig } from './module/instance.js';
+export { Vm } from './module/vm.js';
+export { Vcpu, type VcpuStats } from './module/vcpu.js';
+export { Memslots, type Memslot } from './module/memslots.js';
+export { checkExtension, makeFileOps, type KvmFileOps } from './module/fops.js';
+export { ALL_LEGACY_RESOURCES, LegacyPort, legacySet, privateVac, type LegacyResource } from './module/legacy.js';

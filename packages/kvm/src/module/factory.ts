@@ -1,0 +1,147 @@
+/**
+ * The KVM module factory: `kvm({ postfix })` builds the image of `kvm${postfix}` with the `/dev/kvm${postfix}`
+ * ABI. The RFC's `CONFIG_KVM_ID` made that a build-time string; here it is a call.
+ *
+ * @module
+ */
+import {
+  KVM_MINOR,
+  KernelError,
+  MISC_DYNAMIC_MINOR,
+  UsageError,
+  VAC_ABI_VERSION,
+  VAC_MODULE,
+  type KvmVendorOps,
+  type ModuleContext,
+  type ModuleImage,
+  type ParamSpecs,
+  type Vac,
+  type VacInstanceOps,
+  type VacPort,
+} from '@vac/core';
+import { svmKvmOps } from '@vac/svm';
+import { vmxKvmOps } from '@vac/vmx';
+import { makeFileOps } from './fops.js';
+import { KvmInstance } from './instance.js';
+import { ALL_LEGACY_RESOURCES, LegacyPort, legacySet, privateVac, type LegacyResource } from './legacy.js';
+import { kvmParams } from './params.js';
+import { trackInstance } from './tlb-check.js';
+import './events.js';
+
+/** Options of {@link kvm}. */
+export interface KvmOptions {
+  /** The postfix: `''` → `kvm` and `/dev/kvm` (minor 232), `'0'` → `kvm0` and `/dev/kvm0` (dynamic minor). */
+  readonly postfix?: string;
+  /** A version label for the image (shown by `lsmod()`), e.g. `'6.12-l1tf-fix'`. */
+  readonly version?: string;
+  /** The folded-in vendors, tried in order (default: VMX, then SVM). */
+  readonly vendors?: readonly KvmVendorOps[];
+  /** Instructions a direct (non-threaded) KVM_RUN may run before it returns EINTR (default 10,000,000). */
+  readonly syncRunLimit?: number;
+  /**
+   * Legacy (pre-VAC) layout, for demonstrations and tests: `true` for the full pre-VAC module (owns
+   * VMXON, the hotplug slot, perf callbacks, its own VPID bitmap, …; does not need `vac`), or the list of
+   * resources to keep private (see {@link LegacyResource}).
+   */
+  readonly legacy?: boolean | readonly LegacyResource[];
+}
+
+/** The parameters of a KVM module image: kvm's plus the folded-in vendors'. */
+export type KvmImageParams = ParamSpecs;
+
+/** A KVM module image. */
+export type KvmImage = ModuleImage<KvmImageParams, KvmInstance>;
+
+const POSTFIX_RE = /^[a-z0-9_]{0,16}$/;
+
+/**
+ * Build the image of one KVM module. It depends on `vac`, folds in VMX and SVM (uses VMX if usable, else
+ * SVM, else fails with EOPNOTSUPP "no hardware support for SVM or VMX"), and registers its misc device
+ * `/dev/kvm${postfix}` (root:kvm 0660) as the last step of init.
+ */
+export function kvm(options: KvmOptions = {}): KvmImage {
+  const postfix = options.postfix ?? '';
+  if (typeof postfix !== 'string' || !POSTFIX_RE.test(postfix)) {
+    throw new UsageError(`kvm: postfix ${JSON.stringify(postfix)} must be up to 16 of [a-z0-9_]`);
+  }
+  const vendors = options.vendors ?? [vmxKvmOps, svmKvmOps];
+  const params: Record<string, import('@vac/core').ParamSpec> = { ...kvmParams };
+  for (const v of vendors) {
+    for (const [name, spec] of Object.entries(v.params)) {
+      const had = params[name];
+      if (had !== undefined && had.type !== spec.type) throw new UsageError(`kvm: vendors disagree on the type of parameter ${name}`);
+      params[name] ??= spec;
+    }
+  }
+  const syncRunLimit = options.syncRunLimit ?? 10_000_000;
+  const name = `kvm${postfix}`;
+  const legacy = legacySet(options.legacy);
+  const needsVac = ALL_LEGACY_RESOURCES.some((r) => r !== 'minor' && r !== 'cpuhp' && !legacy.has(r));
+  return {
+    name,
+    ...(options.version === undefined ? {} : { version: options.version }),
+    depends: needsVac ? [VAC_MODULE] : [],
+    ...(needsVac ? { abi: { [VAC_MODULE]: VAC_ABI_VERSION } } : {}),
+    params,
+    init(ctx: ModuleContext<KvmImageParams, KvmInstance>): KvmInstance {
+      const host = ctx.host;
+      const values = ctx.params as Readonly<Record<string, unknown>>;
+      // kvm_x86_init (RFC patch 02): SVM if supported, else VMX — here: the first usable vendor in order.
+      const vendor = vendors.find((v) => v.usable(host));
+      if (vendor === undefined) throw new KernelError('EOPNOTSUPP', 'kvm_init', 'kvm: no hardware support for SVM or VMX');
+      const vac = needsVac ? ctx.require<Vac>(VAC_MODULE) : undefined;
+      const priv = legacy.size > 0 ? privateVac(host, name, legacy, (u) => ctx.defer(u), (m, cpu) => ctx.warn(m, cpu)) : undefined;
+      const attach = (ops: VacInstanceOps): VacPort => {
+        if (priv !== undefined) return new LegacyPort(ops, vac, priv, legacy);
+        if (vac === undefined) throw new KernelError('ENOENT', 'kvm_init', 'vac is not loaded');
+        return vac.attach(ops);
+      };
+      const inst = new KvmInstance(host, ctx.module, attach, {
+        enableVirtAtLoad: values['enable_virt_at_load'] === true,
+        quantum: 1000,
+        syncRunLimit,
+      });
+      ctx.defer(() => inst.vac.detach());
+      inst.vendor = vendor.setup({
+        host,
+        module: name,
+        params: values as never,
+        vac: inst.vac,
+        warn: (m, cpu) => ctx.warn(m, cpu),
+      });
+      ctx.defer(() => inst.vendor.teardown());
+      if (inst.config.enableVirtAtLoad) {
+        // kvm_init_virtualization: hold a usage reference from load to unload.
+        inst.vac.enableVirtualization();
+        ctx.defer(() => inst.vac.disableVirtualization());
+      }
+      ctx.defer(host.registerSnapshotProvider(name, () => inst.snapshot()));
+      ctx.defer(host.registerInvariantChecker(name, () => inst.check()));
+      ctx.defer(trackInstance(inst));
+      // misc_register is the last step: it exposes /dev/kvmX to user space.
+      const fops = makeFileOps(inst);
+      const dev = host.devfs.miscRegister({
+        name,
+        minor: postfix === '' || legacy.has('minor') ? KVM_MINOR : MISC_DYNAMIC_MINOR,
+        fops: fops.system,
+        owner: ctx.module,
+        mode: 0o660,
+        group: 'kvm',
+      });
+      ctx.defer(dev.deregister);
+      return inst;
+    },
+  };
+}
+
+/**
+ * KVMGT (the i915 GVT-g host driver): a subsystem with a hard dependency on the un-postfixed `kvm`. It
+ * cannot load while only postfixed KVM modules exist (ENOENT "Unknown symbol"), which is the RFC's
+ * "mutually exclusive with subsystems that have a hard dependency on KVM".
+ */
+export const kvmgt: ModuleImage<Record<string, never>, undefined> = {
+  name: 'kvmgt',
+  depends: ['kvm'],
+  params: {},
+  init: () => undefined,
+};

@@ -1,0 +1,165 @@
+/**
+ * A VM's memory slots (`struct kvm_memslots`) and `KVM_SET_USER_MEMORY_REGION`
+ * (virt/kvm/kvm_main.c `kvm_set_memory_region` / `__kvm_set_memory_region`, `check_memory_region_flags`).
+ *
+ * Guest memory is process memory: a slot names a range of the VM owner's address space
+ * (`userspace_addr`), and guest accesses read and write those very bytes. The same bytes can back a VM
+ * on kvm0 and then one on kvm1.
+ *
+ * @module
+ */
+import { KernelError, type Process } from '@vac/core';
+import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_USER_MEM_SLOTS, PAGE_SIZE } from '../abi/constants.js';
+import type { kvm_userspace_memory_region } from '../abi/structs.js';
+import type { GuestMemory, GuestMemorySlot } from '../guest/memory.js';
+
+/** `KVM_ADDRESS_SPACE_NUM` on x86 with SMM: address space 0 (normal) and 1 (SMM). */
+const KVM_ADDRESS_SPACE_NUM = 2;
+/** `KVM_MEM_MAX_NR_PAGES` = (1UL << 31) - 1. */
+const KVM_MEM_MAX_NR_PAGES = 2 ** 31 - 1;
+
+/** One memory slot. */
+export interface Memslot extends GuestMemorySlot {
+  /** Slot id within its address space. */
+  readonly id: number;
+  /** Address space (0 = normal, 1 = SMM). */
+  readonly asId: number;
+  /** `KVM_MEM_*` flags. */
+  readonly flags: number;
+  /** The user-space address it maps. */
+  readonly userspaceAddr: number;
+  /** Size in bytes. */
+  readonly size: number;
+  /** False when the user range was not (wholly) mapped at creation: a guest access there faults (EFAULT). */
+  readonly backed: boolean;
+}
+
+/** The memslots of one VM, and the guest-physical memory view the interpreter uses. */
+export class Memslots implements GuestMemory {
+  #slots: Memslot[] = [];
+  /** Address-space-0 slots sorted by base, for lookups. */
+  #sorted: Memslot[] = [];
+  #last: Memslot | undefined;
+  /** Bumped on every change (so cached translations can be dropped). */
+  generation = 0;
+
+  /** Every slot (copy), sorted by (address space, id). */
+  list(): Memslot[] {
+    return [...this.#slots].sort((a, b) => a.asId - b.asId || a.id - b.id);
+  }
+
+  /** Number of slots in use. */
+  get count(): number {
+    return this.#slots.length;
+  }
+
+  /**
+   * `KVM_SET_USER_MEMORY_REGION`: create, move, change flags of, or delete (size 0) a slot.
+   * @throws `KernelError` EINVAL (bad flags, slot id, alignment, size; changing a slot's size or
+   * address; deleting a slot that does not exist), EEXIST (overlaps another slot)
+   */
+  set(mem: kvm_userspace_memory_region, owner: Process): void {
+    const op = 'KVM_SET_USER_MEMORY_REGION';
+    // check_memory_region_flags: x86 accepts LOG_DIRTY_PAGES and READONLY.
+    if ((mem.flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) !== 0) throw new KernelError('EINVAL', op, `invalid flags 0x${mem.flags.toString(16)}`);
+    const asId = mem.slot >>> 16;
+    const id = mem.slot & 0xffff;
+    if (asId >= KVM_ADDRESS_SPACE_NUM || id >= KVM_USER_MEM_SLOTS) throw new KernelError('EINVAL', op, `invalid slot ${mem.slot}`);
+    const size = Number(mem.memory_size);
+    const gpa = Number(mem.guest_phys_addr);
+    const uaddr = Number(mem.userspace_addr);
+    if (size % PAGE_SIZE !== 0) throw new KernelError('EINVAL', op, 'memory_size is not page-aligned');
+    if (gpa % PAGE_SIZE !== 0) throw new KernelError('EINVAL', op, 'guest_phys_addr is not page-aligned');
+    // "We can read the guest memory with __xxx_user() later on": alignment and access_ok only.
+    if (uaddr % PAGE_SIZE !== 0 || uaddr + size > 2 ** 47) throw new KernelError('EINVAL', op, 'bad userspace_addr');
+    if (gpa + size > 2 ** 52) throw new KernelError('EINVAL', op, 'guest_phys_addr + memory_size overflows');
+    if (size / PAGE_SIZE > KVM_MEM_MAX_NR_PAGES) throw new KernelError('EINVAL', op, 'memory_size too large');
+    const old = this.#slots.find((s) => s.asId === asId && s.id === id);
+    if (size === 0) {
+      if (old === undefined) throw new KernelError('EINVAL', op, `slot ${mem.slot} does not exist`);
+      this.#replace(old, undefined);
+      return;
+    }
+    if (old !== undefined) {
+      if (old.userspaceAddr !== uaddr || old.size !== size || ((old.flags ^ mem.flags) & KVM_MEM_READONLY) !== 0) {
+        throw new KernelError('EINVAL', op, 'a slot\'s size, address and read-only flag cannot change');
+      }
+      if (old.base === gpa && old.flags === mem.flags) return; // KVM_MR_... nothing to do
+      if (old.base !== gpa) this.#checkOverlap(asId, gpa, size, old);
+      this.#replace(old, { ...old, base: gpa, end: gpa + size, flags: mem.flags });
+      return;
+    }
+    this.#checkOverlap(asId, gpa, size, undefined);
+    const bytes = owner.userMemory(uaddr, size);
+    const slot: Memslot = {
+      id,
+      asId,
+      flags: mem.flags,
+      userspaceAddr: uaddr,
+      size,
+      base: gpa,
+      end: gpa + size,
+      readonly: (mem.flags & KVM_MEM_READONLY) !== 0,
+      bytes: bytes ?? new Uint8Array(0),
+      backed: bytes !== undefined,
+    };
+    this.#replace(undefined, slot);
+  }
+
+  #checkOverlap(asId: number, gpa: number, size: number, except: Memslot | undefined): void {
+    for (const s of this.#slots) {
+      if (s === except || s.asId !== asId) continue;
+      if (gpa < s.end && s.base < gpa + size) {
+        throw new KernelError('EEXIST', 'KVM_SET_USER_MEMORY_REGION', `overlaps slot ${s.id} [0x${s.base.toString(16)}, 0x${s.end.toString(16)})`);
+      }
+    }
+  }
+
+  #replace(old: Memslot | undefined, next: Memslot | undefined): void {
+    const slots = this.#slots.filter((s) => s !== old);
+    if (next !== undefined) slots.push(next);
+    this.#slots = slots;
+    this.#sorted = slots.filter((s) => s.asId === 0 && s.backed).sort((a, b) => a.base - b.base);
+    this.#last = undefined;
+    this.generation++;
+  }
+
+  /** The address-space-0 slot covering `gpa` (backed or not), if any. */
+  slotAt(gpa: number): Memslot | undefined {
+    return this.#slots.find((s) => s.asId === 0 && gpa >= s.base && gpa < s.end);
+  }
+
+  /** Fast path for the interpreter: the backed slot containing `gpa`. */
+  readonly lookup = (gpa: number): Memslot | undefined => {
+    const l = this.#last;
+    if (l !== undefined && gpa >= l.base && gpa < l.end) return l;
+    const s = this.#sorted;
+    let lo = 0;
+    let hi = s.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const m = s[mid] as Memslot;
+      if (gpa < m.base) hi = mid - 1;
+      else if (gpa >= m.end) lo = mid + 1;
+      else {
+        this.#last = m;
+        return m;
+      }
+    }
+    return undefined;
+  };
+
+  /** {@link GuestMemory.read8}. */
+  read8(gpa: number): number {
+    const s = this.lookup(gpa);
+    return s === undefined ? -1 : (s.bytes[gpa - s.base] as number);
+  }
+
+  /** {@link GuestMemory.write8}. */
+  write8(gpa: number, value: number): boolean {
+    const s = this.lookup(gpa);
+    if (s === undefined || s.readonly) return false;
+    s.bytes[gpa - s.base] = value;
+    return true;
+  }
+}

@@ -1,0 +1,465 @@
+/**
+ * A vCPU: its registers, its `kvm_run` area, and the run loop (`kvm_arch_vcpu_ioctl_run` →
+ * `vcpu_enter_guest`, arch/x86/kvm/x86.c; `vcpu_load` / `vcpu_put`, virt/kvm/kvm_main.c).
+ *
+ * KVM_RUN loads the vCPU on the caller's CPU (VMCS migration or a new ASID happen in the vendor's
+ * `load`/`prepareEntry`), tells VAC which instance runs there, writes the guest's user-return MSRs, then
+ * enters the guest: the real-mode interpreter executes the guest's machine code until an exit. Exits that
+ * need user space (I/O, MMIO, HLT, failures) return; the rest (the end of a time slice) re-enter. On the way
+ * out the vCPU is put and the user-return MSRs get their host values back.
+ *
+ * @module
+ */
+import { KernelError, PERF_GUEST_ACTIVE, type EventBus, type Syscall, type Thread, type VendorVcpu, type VcpuTag } from '@vac/core';
+import {
+  KVM_EXIT_FAIL_ENTRY,
+  KVM_EXIT_HLT,
+  KVM_EXIT_INTERNAL_ERROR,
+  KVM_EXIT_INTR,
+  KVM_EXIT_IO,
+  KVM_EXIT_MMIO,
+  KVM_EXIT_SHUTDOWN,
+  KVM_INTERNAL_ERROR_EMULATION,
+  KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
+  KVM_PIO_DATA_OFFSET,
+  KVM_VCPU_MMAP_SIZE,
+} from '../abi/constants.js';
+import { KvmRunView } from '../abi/kvm-run.js';
+import { KVM_REGS_FIELDS, KVM_SREGS_SEGMENTS, KVM_SREGS_U64_FIELDS, makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
+import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
+import { GuestExit, GuestExitReason } from '../guest/exit.js';
+import { runGuest } from '../guest/interpreter.js';
+import type { KvmInstance } from './instance.js';
+import type { Vm } from './vm.js';
+
+/** What one pass of the run loop ended with. */
+const enum Step {
+  /** An exit for user space is in `kvm_run`. */
+  Exit,
+  /** The time slice ended in guest mode; enter again. */
+  Slice,
+  /** The vCPU halted with an in-kernel irqchip: it blocks until woken. */
+  Block,
+}
+
+/** Counters of one vCPU (the binary stats fd's names where they exist). */
+export interface VcpuStats {
+  /** VM entries. */
+  entries: number;
+  /** Exits to user space. */
+  exits: number;
+  /** `io_exits`. */
+  io_exits: number;
+  /** `mmio_exits`. */
+  mmio_exits: number;
+  /** `halt_exits`. */
+  halt_exits: number;
+  /** Exits caused by a PMI/NMI while in guest mode (`nmi_window`-like; handled in the kernel). */
+  nmi_exits: number;
+  /** `signal_exits`. */
+  signal_exits: number;
+  /** Guest instructions executed. */
+  instructions: number;
+  /** Times the vCPU was loaded on a different CPU than last time. */
+  migrations: number;
+  /** Times woken by a posted-interrupt wakeup. */
+  pi_wakeups: number;
+}
+
+/** A vCPU of a VM. */
+export class Vcpu {
+  /** The vCPU id. */
+  readonly id: number;
+  /** Its VM. */
+  readonly vm: Vm;
+  /** How VAC knows it. */
+  readonly tag: VcpuTag;
+  /** `kvm0/vm1/vcpu0`. */
+  readonly label: string;
+  /** The vendor half (VMCS + VPID, or VMCB + ASIDs). */
+  readonly vendor: VendorVcpu;
+  /** The guest's registers. */
+  readonly regs = new GuestCpuState();
+  /** The interpreter's exit record (reused). */
+  readonly exit = new GuestExit();
+  /** `struct kvm_sregs` fields the interpreter does not use (control registers, descriptor tables, …). */
+  readonly sregs: kvm_sregs;
+  /** Counters. */
+  readonly stats: VcpuStats = { entries: 0, exits: 0, io_exits: 0, mmio_exits: 0, halt_exits: 0, nmi_exits: 0, signal_exits: 0, instructions: 0, migrations: 0, pi_wakeups: 0 };
+  /** The CPU it is loaded on, or -1. */
+  loadedOn = -1;
+  /** The CPU it ran on last, or -1. */
+  lastCpu = -1;
+  /** True while it executes guest code (including between ticks of a threaded KVM_RUN). */
+  inGuest = false;
+  /** The CPU whose wakeup list holds it while blocked (halted with an in-kernel irqchip), or -1. */
+  blockedOn = -1;
+  /** A request to leave guest mode (suspend, reboot, a kick). */
+  kicked = false;
+  /** The thread inside KVM_RUN, if any. */
+  thread: Thread | undefined;
+  /** Set once the vCPU is freed. */
+  freed = false;
+  #run: KvmRunView | undefined;
+  readonly #instance: KvmInstance;
+  readonly #events: EventBus;
+
+  /** @internal Created by `KVM_CREATE_VCPU`. */
+  constructor(instance: KvmInstance, vm: Vm, id: number, tag: VcpuTag, vendor: VendorVcpu) {
+    this.#instance = instance;
+    this.#events = instance.host.events;
+    this.vm = vm;
+    this.id = id;
+    this.tag = tag;
+    this.label = `${tag.instance}/vm${tag.vm}/vcpu${id}`;
+    this.vendor = vendor;
+    this.sregs = makeKvmSregs({
+      // Reset values (kvm_vcpu_reset → vmx_vcpu_reset / init_vmcb; SDM Vol. 3A Table 10-1).
+      cr0: 0x60000010n,
+      gdt: { base: 0n, limit: 0xffff },
+      apic_base: 0xfee00900n,
+    });
+  }
+
+  /** The `kvm_run` area, allocated on first use (as Linux allocates the page lazily on first fault). */
+  get run(): KvmRunView {
+    let r = this.#run;
+    if (r === undefined) {
+      r = new KvmRunView(new ArrayBuffer(KVM_VCPU_MMAP_SIZE));
+      this.#run = r;
+    }
+    return r;
+  }
+
+  /** Whether the `kvm_run` area exists yet. */
+  get runAllocated(): boolean {
+    return this.#run !== undefined;
+  }
+
+  // ---- load / put ------------------------------------------------------------------------------
+
+  /** `vcpu_load` on `cpu`. */
+  load(cpu: number): void {
+    if (this.loadedOn === cpu) return;
+    if (this.loadedOn >= 0) this.put(this.loadedOn);
+    const inst = this.#instance;
+    if (this.lastCpu !== cpu && this.lastCpu >= 0) this.stats.migrations++;
+    this.loadedOn = cpu;
+    this.lastCpu = cpu;
+    inst.running[cpu] = this;
+    inst.vac.vcpuLoad(cpu);
+    this.vendor.load(cpu);
+    inst.loadGuestUserReturnMsrs(cpu);
+    const ev = this.#events;
+    if (ev.wants('vcpu:load')) ev.emit('vcpu:load', { module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
+    else ev.skip();
+  }
+
+  /** `vcpu_put` from the CPU it is loaded on. */
+  put(cpu: number = this.loadedOn): void {
+    if (this.loadedOn < 0 || cpu !== this.loadedOn) return;
+    const inst = this.#instance;
+    this.vendor.put(cpu);
+    inst.vac.vcpuPut(cpu);
+    if (inst.running[cpu] === this) inst.running[cpu] = undefined;
+    this.loadedOn = -1;
+    this.inGuest = false;
+    const ev = this.#events;
+    if (ev.wants('vcpu:put')) ev.emit('vcpu:put', { module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
+    else ev.skip();
+  }
+
+  // ---- KVM_RUN ---------------------------------------------------------------------------------
+
+  /** The checks and completions at the start of KVM_RUN. Returns false when the call ends here (EINTR). */
+  #begin(): boolean {
+    if (this.vm.dead) throw new KernelError('EIO', 'KVM_RUN', 'the VM is dead');
+    const run = this.run;
+    // complete_userspace_io: hand user space's answer to the instruction that exited.
+    const p = this.regs.pending;
+    if (p === GuestPending.PioIn) this.exit.data.set(run.bytes.subarray(KVM_PIO_DATA_OFFSET, KVM_PIO_DATA_OFFSET + 8));
+    else if (p === GuestPending.MmioRead) this.exit.data.set(run.mmio.data.subarray(0, 8));
+    if (run.immediate_exit !== 0) {
+      // KVM_CAP_IMMEDIATE_EXIT: pending operations are completed, then EINTR without entering the guest.
+      if (p !== GuestPending.None) runGuest(this.regs, this.vm.memslots, 0, this.exit);
+      run.exit_reason = KVM_EXIT_INTR;
+      this.stats.signal_exits++;
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * One entry into the guest on `cpu` for up to `budget` instructions (`vcpu_enter_guest`).
+   * @returns what the pass ended with
+   */
+  #enter(cpu: number, budget: number): Step {
+    const vendor = this.vendor;
+    vendor.prepareEntry(cpu);
+    const fail = vendor.enter(cpu);
+    this.stats.entries++;
+    if (fail !== undefined) {
+      const run = this.run;
+      run.exit_reason = KVM_EXIT_FAIL_ENTRY;
+      run.fail_entry.hardware_entry_failure_reason = fail;
+      run.fail_entry.cpu = cpu;
+      return Step.Exit;
+    }
+    if ((this.sregs.cr0 & 1n) !== 0n) {
+      vendor.exit(cpu);
+      return this.#internal('protected mode is not modelled (CR0.PE=1)');
+    }
+    this.inGuest = true;
+    const reason = runGuest(this.regs, this.vm.memslots, budget, this.exit);
+    vendor.exit(cpu);
+    this.stats.instructions += this.exit.executed;
+    if (reason === GuestExitReason.Budget) return Step.Slice;
+    this.inGuest = false;
+    return this.#exitToUser(reason);
+  }
+
+  #exitToUser(reason: number): Step {
+    const run = this.run;
+    const x = this.exit;
+    switch (reason) {
+      case GuestExitReason.Io: {
+        run.exit_reason = KVM_EXIT_IO;
+        const io = run.io;
+        io.direction = x.ioDirection;
+        io.size = x.ioSize;
+        io.port = x.ioPort;
+        io.count = x.ioCount;
+        io.data_offset = KVM_PIO_DATA_OFFSET;
+        if (x.ioDirection === 1) run.bytes.set(x.data.subarray(0, x.ioSize * x.ioCount), KVM_PIO_DATA_OFFSET);
+        this.stats.io_exits++;
+        return Step.Exit;
+      }
+      case GuestExitReason.Hlt:
+        this.stats.halt_exits++;
+        if (this.vm.irqchip) return Step.Block;
+        run.exit_reason = KVM_EXIT_HLT;
+        return Step.Exit;
+      case GuestExitReason.Mmio: {
+        const slot = this.vm.memslots.slotAt(x.mmioPhysAddr);
+        if (slot !== undefined && !slot.backed) {
+          throw new KernelError('EFAULT', 'KVM_RUN', `guest memory at 0x${x.mmioPhysAddr.toString(16)} is not mapped in the VMM`);
+        }
+        run.exit_reason = KVM_EXIT_MMIO;
+        const m = run.mmio;
+        m.phys_addr = x.mmioPhysAddr;
+        m.len = x.mmioLen;
+        m.is_write = x.mmioIsWrite;
+        m.data.fill(0);
+        if (x.mmioIsWrite !== 0) m.data.set(x.data.subarray(0, x.mmioLen));
+        this.stats.mmio_exits++;
+        return Step.Exit;
+      }
+      case GuestExitReason.Shutdown:
+        run.exit_reason = KVM_EXIT_SHUTDOWN;
+        return Step.Exit;
+      default:
+        return this.#internal(x.detail);
+    }
+  }
+
+  #internal(detail: string): Step {
+    const run = this.run;
+    const x = this.exit;
+    this.inGuest = false;
+    run.exit_reason = KVM_EXIT_INTERNAL_ERROR;
+    const ef = run.emulation_failure;
+    ef.suberror = KVM_INTERNAL_ERROR_EMULATION;
+    if (x.insnSize > 0 && detail === x.detail) {
+      ef.ndata = 4;
+      ef.flags = KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES;
+      ef.insn_size = x.insnSize;
+      ef.insn_bytes.set(x.insnBytes);
+    } else {
+      ef.ndata = 0;
+    }
+    return Step.Exit;
+  }
+
+  #finish(cpu: number, reason: number): void {
+    this.stats.exits++;
+    const ev = this.#events;
+    if (ev.wants('vcpu:exit')) ev.emit('vcpu:exit', { module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason });
+    else ev.skip();
+  }
+
+  /**
+   * KVM_RUN called directly (not from a simulated thread): runs on `cpu` until the next exit. A vCPU that
+   * would block (HLT with an in-kernel irqchip) or that runs longer than `limit` instructions returns EINTR
+   * with `KVM_EXIT_INTR`, as if a signal had kicked it (docs/fidelity.md).
+   */
+  runSync(cpu: number, quantum: number, limit: number): number {
+    if (!this.#begin()) throw new KernelError('EINTR', 'KVM_RUN', 'immediate_exit');
+    this.thread = undefined;
+    this.load(cpu);
+    let executed = 0;
+    try {
+      for (;;) {
+        const step = this.#enter(cpu, quantum);
+        if (step === Step.Exit) {
+          this.#finish(cpu, this.run.exit_reason);
+          return 0;
+        }
+        executed += quantum;
+        if (step === Step.Block || executed >= limit || this.kicked) {
+          this.kicked = false;
+          this.inGuest = false;
+          this.run.exit_reason = KVM_EXIT_INTR;
+          this.stats.signal_exits++;
+          throw new KernelError('EINTR', 'KVM_RUN', step === Step.Block ? 'the vCPU halted and would block' : 'interrupted');
+        }
+      }
+    } finally {
+      this.put(cpu);
+      this.#instance.vac.returnToUser(cpu);
+    }
+  }
+
+  /**
+   * KVM_RUN from a simulated thread: stays in guest mode across ticks (one slice of `quantum` instructions
+   * per tick) until an exit, a signal (EINTR), or a kick. Preempt notifiers put and load the vCPU when the
+   * thread leaves or gets a CPU.
+   */
+  *runThreaded(thread: Thread, quantum: () => number): Syscall<number> {
+    if (!this.#begin()) throw new KernelError('EINTR', 'KVM_RUN', 'immediate_exit');
+    this.thread = thread;
+    const unregister = thread.addPreemptNotifier({
+      schedOut: (cpu) => this.put(cpu),
+      schedIn: (cpu) => this.load(cpu),
+    });
+    let cpu = thread.cpu;
+    this.load(cpu);
+    try {
+      for (;;) {
+        cpu = thread.cpu;
+        if (this.loadedOn !== cpu) this.load(cpu);
+        if (thread.signalPending || this.kicked) {
+          thread.signalPending = false;
+          this.kicked = false;
+          this.inGuest = false;
+          this.run.exit_reason = KVM_EXIT_INTR;
+          this.stats.signal_exits++;
+          throw new KernelError('EINTR', 'KVM_RUN', 'interrupted by a signal');
+        }
+        if (this.blockedOn >= 0) {
+          yield; // kvm_vcpu_block: wait for a wakeup
+          continue;
+        }
+        const step = this.#enter(cpu, quantum());
+        if (step === Step.Exit) {
+          this.#finish(cpu, this.run.exit_reason);
+          return 0;
+        }
+        if (step === Step.Block) this.blockedOn = cpu;
+        yield;
+      }
+    } finally {
+      unregister();
+      this.blockedOn = -1;
+      this.thread = undefined;
+      const at = this.loadedOn;
+      if (at >= 0) {
+        this.put(at);
+        this.#instance.vac.returnToUser(at);
+      }
+    }
+  }
+
+  /** The posted-interrupt wakeup found this vCPU blocked on `cpu`: it continues after its HLT. */
+  wake(): void {
+    this.blockedOn = -1;
+    this.stats.pi_wakeups++;
+  }
+
+  /** perf `state()` for this vCPU (it runs on the asking CPU): guest mode → `PERF_GUEST_ACTIVE`. */
+  perfState(): number {
+    // Real mode runs at CPL 0, so PERF_GUEST_USER is never set.
+    return this.inGuest ? PERF_GUEST_ACTIVE : 0;
+  }
+
+  // ---- registers ----------------------------------------------------------------------------
+
+  /** KVM_GET_REGS. */
+  getRegs(out: kvm_regs): void {
+    const r = this.regs;
+    for (const k of KVM_REGS_FIELDS) out[k] = BigInt(r[k]);
+  }
+
+  /**
+   * KVM_SET_REGS (RFLAGS bit 1 is kept set). The model's registers hold 53 significant bits
+   * (docs/fidelity.md).
+   */
+  setRegs(v: kvm_regs): void {
+    const r = this.regs;
+    for (const k of KVM_REGS_FIELDS) r[k] = Number(v[k]);
+    r.rflags = Number(v.rflags | 2n);
+  }
+
+  /** KVM_GET_SREGS. */
+  getSregs(out: kvm_sregs): void {
+    const s = this.sregs;
+    const r = this.regs;
+    for (const name of KVM_SREGS_SEGMENTS) {
+      const src = name === 'tr' || name === 'ldt' ? s[name] : undefined;
+      const o = out[name];
+      if (src !== undefined) {
+        Object.assign(o, src);
+        continue;
+      }
+      const g = r[name as 'cs'];
+      o.base = BigInt(g.base);
+      o.limit = g.limit;
+      o.selector = g.selector;
+      o.type = g.type;
+      o.present = g.present;
+      o.dpl = g.dpl;
+      o.db = g.db;
+      o.s = g.s;
+      o.l = g.l;
+      o.g = g.g;
+      o.avl = g.avl;
+      o.unusable = g.unusable;
+    }
+    out.gdt.base = s.gdt.base;
+    out.gdt.limit = s.gdt.limit;
+    out.idt.base = BigInt(r.idtBase);
+    out.idt.limit = r.idtLimit;
+    for (const k of KVM_SREGS_U64_FIELDS) out[k] = s[k];
+    out.interrupt_bitmap = [...s.interrupt_bitmap];
+  }
+
+  /** KVM_SET_SREGS (already validated). */
+  setSregs(v: kvm_sregs): void {
+    const s = this.sregs;
+    const r = this.regs;
+    for (const name of KVM_SREGS_SEGMENTS) {
+      const src = v[name];
+      if (name === 'tr' || name === 'ldt') {
+        s[name] = { ...src };
+        continue;
+      }
+      const g = r[name as 'cs'];
+      g.base = Number(src.base);
+      g.limit = src.limit;
+      g.selector = src.selector;
+      g.type = src.type;
+      g.present = src.present;
+      g.dpl = src.dpl;
+      g.db = src.db;
+      g.s = src.s;
+      g.l = src.l;
+      g.g = src.g;
+      g.avl = src.avl;
+      g.unusable = src.unusable;
+    }
+    s.gdt = { ...v.gdt };
+    r.idtBase = Number(v.idt.base);
+    r.idtLimit = v.idt.limit;
+    for (const k of KVM_SREGS_U64_FIELDS) s[k] = v[k];
+    s.interrupt_bitmap = [...v.interrupt_bitmap];
+  }
+}

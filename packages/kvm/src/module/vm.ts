@@ -1,0 +1,63 @@
+/**
+ * A VM (`struct kvm`) and the ioctls of its fd (virt/kvm/kvm_main.c `kvm_vm_ioctl`,
+ * arch/x86/kvm/x86.c `kvm_arch_vm_ioctl`).
+ *
+ * The VM is alive while its fd or any of its vCPU fds is open (`kvm_get_kvm` / `kvm_put_kvm`); the last
+ * reference destroys it (`kvm_destroy_vm`): vCPUs freed (VPIDs, VMCSs, ASIDs), the vendor part (SEV ASID
+ * to the reclaim bitmap), the usage reference dropped.
+ *
+ * @module
+ */
+import { KernelError, type Process, type VcpuTag, type VendorVm } from '@vac/core';
+import { Memslots } from './memslots.js';
+import type { KvmInstance } from './instance.js';
+import type { Vcpu } from './vcpu.js';
+
+/** A VM of a KVM module. */
+export class Vm {
+  /** The VM number within its module (1, 2, …). */
+  readonly id: number;
+  /** The module that runs it. */
+  readonly instance: KvmInstance;
+  /** The process whose address space it uses (`kvm->mm`). */
+  readonly owner: Process;
+  /** VAC's name for it. */
+  readonly tag: VcpuTag;
+  /** `kvm0/vm1`. */
+  readonly label: string;
+  /** The vendor part. */
+  readonly vendor: VendorVm;
+  /** Guest memory. */
+  readonly memslots = new Memslots();
+  /** vCPUs by id. */
+  readonly vcpus = new Map<number, Vcpu>();
+  /** `created_vcpus`. */
+  createdVcpus = 0;
+  /** `KVM_CREATE_IRQCHIP` was done: HLT blocks in the kernel instead of exiting. */
+  irqchip = false;
+  /** Destroyed. */
+  dead = false;
+  /** References: the VM fd plus one per vCPU fd. */
+  users = 1;
+
+  /** @internal */
+  constructor(instance: KvmInstance, id: number, owner: Process, vendor: VendorVm) {
+    this.instance = instance;
+    this.id = id;
+    this.owner = owner;
+    this.tag = { instance: instance.name, vm: id, vcpu: -1 };
+    this.label = `${instance.name}/vm${id}`;
+    this.vendor = vendor;
+  }
+
+  /** `kvm_put_kvm`: drop a reference; the last one destroys the VM. */
+  put(): void {
+    if (--this.users === 0) this.instance.destroyVm(this);
+  }
+
+  /** The calling process must be the VM's (`kvm->mm != current->mm` → EIO). */
+  checkCaller(proc: Process, op: string): void {
+    if (proc !== this.owner) throw new KernelError('EIO', op, 'the VM belongs to another process');
+    if (this.dead) throw new KernelError('EIO', op, 'the VM is dead');
+  }
+}

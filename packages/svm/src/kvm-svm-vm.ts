@@ -1,0 +1,141 @@
+/**
+ * The VM half of kvm_amd: `KVM_MEMORY_ENCRYPT_OP` for `KVM_SEV_INIT` / `KVM_SEV_ES_INIT` and the SEV part of
+ * VM destruction.
+ *
+ * Follows `arch/x86/kvm/svm/sev.c`: `sev_mem_enc_ioctl()`, `sev_guest_init()` / `__sev_guest_init()` and
+ * `sev_vm_destroy()`. The SEV ASID itself comes from VAC (`sev_asid_new()` / `sev_asid_free()` there), so
+ * two modules' SEV VMs never share one — beyond the RFC, where each `kvmX.ko` kept its own bitmap.
+ *
+ * @module
+ */
+import { KernelError, UsageError } from '@vac/core';
+import type { VcpuTag, VendorVm } from '@vac/core';
+import type { SvmModuleState } from './kvm-svm-state.js';
+
+/** `KVM_SEV_INIT` (`enum sev_cmd_id`, `include/uapi/linux/kvm.h`). */
+const KVM_SEV_INIT = 0;
+/** `KVM_SEV_ES_INIT`. */
+const KVM_SEV_ES_INIT = 1;
+
+/** The encryption state of a VM: none, SEV, or SEV-ES. */
+export type SvmEncryption = 'none' | 'sev' | 'sev-es';
+
+/**
+ * One VM of a module, as kvm_amd sees it (`struct kvm_svm` with its `struct kvm_sev_info`). Built by the
+ * module's `createVm`.
+ */
+export class SvmVm implements VendorVm {
+  /** The VM number within its module. */
+  readonly id: number;
+  /** VAC's name for the VM (`vcpu` = -1): the owner of its SEV ASID. */
+  readonly tag: VcpuTag;
+  readonly #m: SvmModuleState;
+  #encryption: SvmEncryption = 'none';
+  #sevAsid = 0;
+  #destroyed = false;
+
+  /**
+   * @internal Use the module's `createVm`.
+   * @param m - the module's shared state
+   * @param vm - the VM number and tag
+   */
+  constructor(m: SvmModuleState, vm: { readonly id: number; readonly tag: VcpuTag }) {
+    this.#m = m;
+    this.id = vm.id;
+    this.tag = vm.tag;
+  }
+
+  /** `sev_guest()` / `sev_es_guest()`: whether the VM is an SEV or SEV-ES guest. */
+  get encryption(): SvmEncryption {
+    return this.#encryption;
+  }
+
+  /** `sev->asid`: the VM's SEV ASID, 0 when it is not an SEV guest. */
+  get sevAsid(): number {
+    return this.#sevAsid;
+  }
+
+  /** Whether {@link SvmVm.destroy} ran. */
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /**
+   * `KVM_MEMORY_ENCRYPT_OP` → `sev_mem_enc_ioctl()` (`arch/x86/kvm/svm/sev.c`):
+   *
+   * 1. SEV not enabled in this module (`sev` parameter N, or `sev_hardware_setup()` found no SEV) → ENOTTY.
+   * 2. `KVM_SEV_ES_INIT` without SEV-ES enabled → ENOTTY.
+   * 3. `KVM_SEV_INIT` / `KVM_SEV_ES_INIT` → `sev_guest_init()` → `__sev_guest_init()`: vCPUs exist → EINVAL;
+   *    already an SEV guest (`sev->active`) → EINVAL; `sev_asid_new()` from VAC's SEV or SEV-ES range (EBUSY
+   *    when none is left even after a recycle, ENOTTY for an empty range — both propagate); then the VM is
+   *    an SEV / SEV-ES guest. `cmd.error` gets the firmware status of the platform init, `SEV_RET_SUCCESS`
+   *    (0) — the RFC-era `sev_platform_init(&argp->error)`; the kernel copies the command back to user space.
+   * 4. Any other id → EINVAL. Not modelled (they need the PSP firmware, or VM types other than
+   *    `KVM_X86_DEFAULT_VM`): `KVM_SEV_LAUNCH_START` (2), `LAUNCH_UPDATE_DATA` (3), `LAUNCH_UPDATE_VMSA` (4),
+   *    `LAUNCH_SECRET` (5), `LAUNCH_MEASURE` (6), `LAUNCH_FINISH` (7), `SEND_START` (8), `SEND_UPDATE_DATA`
+   *    (9), `SEND_UPDATE_VMSA` (10), `SEND_FINISH` (11), `RECEIVE_START` (12), `RECEIVE_UPDATE_DATA` (13),
+   *    `RECEIVE_UPDATE_VMSA` (14), `RECEIVE_FINISH` (15), `GUEST_STATUS` (16), `DBG_DECRYPT` (17),
+   *    `DBG_ENCRYPT` (18), `CERT_EXPORT` (19), `GET_ATTESTATION_REPORT` (20), `SEND_CANCEL` (21), `INIT2`
+   *    (22), `SNP_LAUNCH_START` (100), `SNP_LAUNCH_UPDATE` (101), `SNP_LAUNCH_FINISH` (102). Linux answers
+   *    most of them ENOTTY on a VM that is not an SEV guest, and EINVAL for ids it does not know.
+   *
+   * @param cmd - the `struct kvm_sev_cmd` (its `error` is written on success)
+   * @param hasVcpus - `kvm->created_vcpus != 0`
+   * @returns 0
+   * @throws KernelError ENOTTY, EINVAL or EBUSY as above; nothing changes then
+   */
+  memEncryptOp(
+    cmd: { readonly id: number; readonly data: number | bigint; error: number; readonly sev_fd: number },
+    hasVcpus: boolean,
+  ): number {
+    if (this.#destroyed) throw new UsageError(`${vmLabel(this.tag)}: KVM_MEMORY_ENCRYPT_OP on a destroyed VM`);
+    const f = this.#m.features;
+    // if (!sev_enabled) return -ENOTTY;
+    if (!f.sev) throw new KernelError('ENOTTY', 'sev_mem_enc_ioctl', `SEV is not enabled in ${this.#m.env.module}`);
+    let es: boolean;
+    switch (cmd.id) {
+      case KVM_SEV_ES_INIT:
+        // case KVM_SEV_ES_INIT: if (!sev_es_enabled) { r = -ENOTTY; goto out; } fallthrough;
+        if (!f.sevEs) throw new KernelError('ENOTTY', 'sev_mem_enc_ioctl', `SEV-ES is not enabled in ${this.#m.env.module}`);
+        es = true;
+        break;
+      case KVM_SEV_INIT:
+        es = false;
+        break;
+      default:
+        throw new KernelError('EINVAL', 'sev_mem_enc_ioctl', `SEV command ${cmd.id} is not modelled`);
+    }
+    // __sev_guest_init(): if (kvm->created_vcpus) return -EINVAL; … if (unlikely(sev->active)) return -EINVAL;
+    if (hasVcpus) throw new KernelError('EINVAL', 'sev_guest_init', `${vmLabel(this.tag)} already has vCPUs`);
+    if (this.#encryption !== 'none') throw new KernelError('EINVAL', 'sev_guest_init', `${vmLabel(this.tag)} is already an SEV guest`);
+    // ret = sev_asid_new(sev); if (ret) goto e_no_asid; — VAC's allocator, shared by every module.
+    const asid = this.#m.env.vac.sevAsidNew(es, this.tag);
+    this.#sevAsid = asid;
+    this.#encryption = es ? 'sev-es' : 'sev';
+    cmd.error = 0;
+    return 0;
+  }
+
+  /**
+   * `svm_vm_destroy()` → `sev_vm_destroy()` (`arch/x86/kvm/svm/sev.c`): nothing for a VM that is not an SEV
+   * guest; otherwise `wbinvd_on_all_cpus()` (so no cache line encrypted with the guest's key is written back
+   * later), then `sev_asid_free()`: the ASID goes to VAC's reclaim bitmap (reusable only after the next
+   * flush) and `sev_vmcbs[asid]` is cleared on every CPU. `sev_unbind_asid()` (the firmware's DEACTIVATE and
+   * DECOMMISSION) is not modelled. A second call does nothing.
+   */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    if (this.#encryption === 'none') return;
+    const m = this.#m;
+    m.hw.svm.wbinvdOnAllCpus();
+    const asid = this.#sevAsid;
+    m.env.vac.sevAsidFree(asid);
+    m.sevVmcbs.clearAsid(asid);
+  }
+}
+
+/** `kvm0/vm3`. */
+function vmLabel(tag: VcpuTag): string {
+  return `${tag.instance}/vm${tag.vm}`;
+}
