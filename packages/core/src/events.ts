@@ -64,6 +64,8 @@ export interface HostEvents {
   'virt:disable': (e: EventStamp & { readonly cpu: number }) => void;
   /** VAC's global usage count changed. */
   'virt:usage': (e: EventStamp & { readonly count: number; readonly holder: string; readonly delta: 1 | -1 }) => void;
+  /** An L1D cache flush before a VM entry (the L1TF mitigation, `vmentry_l1d_flush`). */
+  'l1d:flush': (e: EventStamp & { readonly module: string; readonly cpu: number }) => void;
   /** A TLB flush, by kind (`'vpid'`, `'global'`, `'asid'`, `'all-asid'`, `'entry'` for a VPID-0 entry, …). */
   'tlb:flush': (e: EventStamp & { readonly cpu: number; readonly kind: string; readonly module?: string }) => void;
 }

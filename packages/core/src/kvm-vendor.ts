@@ -28,6 +28,11 @@ export interface KvmVendorEnv<P extends ParamSpecs> {
 /** A VM, as its vendor sees it. */
 export interface VendorVm {
   /**
+   * Whether `KVM_MEMORY_ENCRYPT_OP` is served at all (SEV enabled in this module). When false the ioctl is
+   * ENOTTY before its argument is read (`kvm_arch_vm_ioctl` / `svm_mem_enc_ioctl`).
+   */
+  readonly memEncrypt: boolean;
+  /**
    * `KVM_MEMORY_ENCRYPT_OP` (`svm_mem_enc_ioctl`). `hasVcpus` tells whether vCPUs exist already.
    * @returns the ioctl result; throws a KernelError (ENOTTY when the vendor has no memory encryption)
    */

@@ -45,6 +45,11 @@ export class SvmVm implements VendorVm {
     this.tag = vm.tag;
   }
 
+  /** Whether `KVM_MEMORY_ENCRYPT_OP` is served: SEV is enabled in this module (`sev_enabled`). */
+  get memEncrypt(): boolean {
+    return this.#m.features.sev;
+  }
+
   /** `sev_guest()` / `sev_es_guest()`: whether the VM is an SEV or SEV-ES guest. */
   get encryption(): SvmEncryption {
     return this.#encryption;

@@ -100,6 +100,8 @@ function isFault(outcome: VmxOutcome): boolean {
 export class VmxVm implements VendorVm {
   /** Always `'none'`. */
   readonly encryption = 'none' as const;
+  /** Intel has no `mem_enc_ioctl`: `KVM_MEMORY_ENCRYPT_OP` is ENOTTY. */
+  readonly memEncrypt = false;
   /** The VM number within its module. */
   readonly id: number;
   /** The module that created it. */
@@ -371,6 +373,9 @@ export class VmxVcpu implements VendorVcpu {
   #l1dFlush(cpu: number): void {
     const ctx = this.#ctx;
     this.#stats.l1dFlushes++; // vcpu->stat.l1d_flush++
+    const ev = ctx.events;
+    if (ev.wants('l1d:flush')) ev.emit('l1d:flush', { module: ctx.module, cpu });
+    else ev.skip();
     if (ctx.config.l1dFlushMethod !== 'msr') return; // the software fill: no MSR, nothing the hardware counts
     // native_wrmsrl(MSR_IA32_FLUSH_CMD, L1D_FLUSH): the IA32_FLUSH_CMD write hook counts `l1dFlush`.
     if (ctx.hostCpus[cpu]?.wrmsrSafe(INTEL_MSR.MSR_IA32_FLUSH_CMD, BigInt(L1D_FLUSH)) === true) return;

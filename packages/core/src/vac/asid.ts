@@ -17,10 +17,11 @@
  * class is that shared state. Per-CPU numbers live in typed arrays (8,192 CPUs cost a few tens of KiB); the
  * "who holds what" index used for introspection is created per CPU on first use.
  *
- * A hazard kept faithfully [R]: `resetCpu` puts the generation back to 1 on every enable (Linux does), so a
- * vCPU that kept a generation-2 ASID across a disable/enable on the same CPU (suspend/resume) compares as
- * current again once the CPU rolls over to generation 2. The index remembers such grants, so the duplicate is
- * reported in {@link AsidAllocator.conflicts} instead of going unnoticed.
+ * A Linux hazard closed on purpose [R]: Linux puts the generation back to 1 on every enable, so a vCPU that
+ * kept a generation-2 ASID across a disable/enable on the same CPU (suspend/resume) compares as current again
+ * once the CPU rolls over to generation 2. `resetCpu` never reuses a generation number on a CPU (see there
+ * and docs/fidelity.md); the index still remembers every grant, so a duplicate would be reported in
+ * {@link AsidAllocator.conflicts} instead of going unnoticed.
  *
  * @module
  */

@@ -19,8 +19,6 @@ declare module '@vac/core' {
     'vcpu:put': (e: EventStamp & { readonly module: string; readonly vm: number; readonly vcpu: number; readonly cpu: number }) => void;
     /** `KVM_RUN` returned to user space with an exit. */
     'vcpu:exit': (e: EventStamp & { readonly module: string; readonly vm: number; readonly vcpu: number; readonly cpu: number; readonly reason: number }) => void;
-    /** An L1D flush before a VM entry (`vmentry_l1d_flush`). */
-    'l1d:flush': (e: EventStamp & { readonly module: string; readonly cpu: number }) => void;
     /** A PMI (or NMI) taken while a guest ran was handled by its module. */
     'pmi:guest': (e: EventStamp & { readonly module: string; readonly vm: number; readonly vcpu: number; readonly cpu: number; readonly rip: number }) => void;
   }

@@ -224,6 +224,7 @@ function vmIoctl(inst: KvmInstance, vm: Vm, request: number, arg: unknown, proc:
     }
     case KVM_MEMORY_ENCRYPT_OP: {
       vm.checkCaller(proc, 'KVM_MEMORY_ENCRYPT_OP');
+      if (!vm.vendor.memEncrypt) throw new KernelError('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP', `${inst.name} has no memory encryption`);
       const cmd = structArg<kvm_sev_cmd>(arg, validateKvmSevCmd, 'KVM_MEMORY_ENCRYPT_OP');
       return vm.vendor.memEncryptOp(cmd, vm.createdVcpus > 0);
     }

@@ -346,7 +346,9 @@ export class Vcpu {
           throw new KernelError('EINTR', 'KVM_RUN', 'interrupted by a signal');
         }
         if (this.blockedOn >= 0) {
-          yield; // kvm_vcpu_block: wait for a wakeup
+          // kvm_vcpu_block: the thread sleeps (schedule() → kvm_sched_out puts the vCPU) until a wakeup.
+          if (this.loadedOn >= 0) this.put(this.loadedOn);
+          yield;
           continue;
         }
         const step = this.#enter(cpu, quantum());
