@@ -17,6 +17,7 @@ export * from './host/cpuhp.js';
 export * from './host/power.js';
 export * from './host/hooks.js';
 export * from './host/sched.js';
+export * from './host/faults.js';
 export { createHost, Host, MAX_CPUS, type HostOptions, type HostSnapshot, type SystemState } from './host/host.js';
 export * from './vac/vac.js';
 export * from './vac/handle.js';

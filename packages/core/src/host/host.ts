@@ -10,6 +10,7 @@ import { KernelError, UsageError } from '../errors.js';
 import { EventBus, makeUndo, type Unsubscribe, type WarningRecord } from '../events.js';
 import type { HardwareEnv, HardwareModel, HostHardware, Violation } from '../hardware.js';
 import { Cpuhp } from './cpuhp.js';
+import { FaultInjector } from './faults.js';
 import { Devfs, type DevStat } from './devfs.js';
 import { KernelHooks, type PmiResult } from './hooks.js';
 import { ModuleLoader, type AnyModuleImage, type LoadedModule, type LoadOptions, type LsmodEntry, type ModuleImage } from './modules.js';
@@ -101,6 +102,8 @@ export class Host {
   readonly power = new PowerHooks();
   /** The single-owner kernel hooks and hardware-event injection. */
   readonly hooks: KernelHooks;
+  /** Fault injection (allocation failures, module init failures); hardware faults are on `hardware`. */
+  readonly faults = new FaultInjector();
   /** The thread scheduler (simulated time). */
   readonly scheduler: Scheduler;
   /** pid 1: root with every capability; the default actor of `insmod`/`rmmod`. */

@@ -376,6 +376,9 @@ export class ModuleLoader {
       },
       defer(undo) {
         mod.undo.push(undo);
+        if (mod.state === 'coming' && host.faults.initStepFails(mod.name, mod.undo.length)) {
+          throw new KernelError('ENOMEM', 'init_module', `${mod.name}: injected failure at init step ${mod.undo.length}`);
+        }
       },
       warn(message, cpu) {
         host.warn(cpu === undefined ? { source: mod.name, message } : { source: mod.name, message, cpu });

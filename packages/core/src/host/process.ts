@@ -163,6 +163,7 @@ export class Process {
   installAnonFile<D>(name: string, fops: FileOperations<D>, privateData: D, flags: number = O_RDWR): number {
     this.#live('anon_inode_getfd');
     this.#checkFdRoom('anon_inode_getfd');
+    if (this.#host.faults.shouldFail('fd')) throw new KernelError('ENOMEM', 'anon_inode_getfd', 'injected allocation failure');
     fops.owner?.get();
     const file = new OpenFile<D>(`anon_inode:${name}`, fops, this, privateData, flags);
     return this.#install(file as OpenFile, file.path);
@@ -217,6 +218,7 @@ export class Process {
     const len = pageAlign(length, 'mmap');
     if (!Number.isInteger(offset) || offset < 0 || offset % PAGE_SIZE !== 0) throw new KernelError('EINVAL', 'mmap', `bad offset ${offset}`);
     if (f.fops.mmap === undefined) throw new KernelError('ENODEV', 'mmap', `${f.path} cannot be mapped`);
+    if (this.#host.faults.shouldFail('mmap')) throw new KernelError('ENOMEM', 'mmap', 'injected allocation failure');
     const bytes = f.fops.mmap.call(f.fops, f, len, offset / PAGE_SIZE, this);
     f.hold();
     return this.#map(len, bytes, f);
@@ -226,6 +228,7 @@ export class Process {
   mmapAnonymous(length: number): Mapping {
     this.#live('mmap');
     const len = pageAlign(length, 'mmap');
+    if (this.#host.faults.shouldFail('mmap')) throw new KernelError('ENOMEM', 'mmap', 'injected allocation failure');
     return this.#map(len, new Uint8Array(len), undefined);
   }
 

@@ -61,7 +61,7 @@ export class Vac {
     this.vendor = vendor.name;
     this.#uret = new UserReturnMsrs(host.cpus);
     if (vendor.name === 'vmx') {
-      this.#vpids = new VpidAllocator<VcpuTag>();
+      this.#vpids = new VpidAllocator<VcpuTag>({ shouldFail: () => host.faults.shouldFail('vpid') });
     } else {
       const space = vendor.asidSpace?.();
       if (space === undefined) throw new UsageError('an SVM VirtOps must implement asidSpace()');

@@ -185,6 +185,7 @@ function vmIoctl(inst: KvmInstance, vm: Vm, request: number, arg: unknown, proc:
       if (id < 0 || id >= KVM_MAX_VCPU_IDS) throw new KernelError('EINVAL', 'KVM_CREATE_VCPU', `vCPU id ${id} is not below KVM_MAX_VCPU_IDS (${KVM_MAX_VCPU_IDS})`);
       if (vm.createdVcpus >= KVM_MAX_VCPUS) throw new KernelError('EINVAL', 'KVM_CREATE_VCPU', `the VM has KVM_MAX_VCPUS (${KVM_MAX_VCPUS}) vCPUs`);
       if (vm.vcpus.has(id)) throw new KernelError('EEXIST', 'KVM_CREATE_VCPU', `vCPU ${id} exists`);
+      if (inst.host.faults.shouldFail('vcpu')) throw new KernelError('ENOMEM', 'KVM_CREATE_VCPU', 'injected allocation failure');
       const tag = { instance: inst.name, vm: vm.id, vcpu: id };
       const vendor = inst.vendor.createVcpu(vm.vendor, tag);
       const v = new Vcpu(inst, vm, id, tag, vendor);

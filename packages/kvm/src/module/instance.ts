@@ -64,6 +64,7 @@ export class KvmInstance implements VacInstanceOps {
    * build the vendor part.
    */
   createVm(owner: import('@vac/core').Process): Vm {
+    if (this.host.faults.shouldFail('vm')) throw new KernelError('ENOMEM', 'kvm_create_vm', 'injected allocation failure');
     const id = this.#nextVm;
     const holder = `vm${id}`;
     this.vac.enableVirtualization(holder);

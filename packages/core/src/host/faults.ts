@@ -1,0 +1,108 @@
+/**
+ * Fault injection: make kernel operations fail where Linux can fail, to test that every caller unwinds.
+ *
+ * - `failNth(site, n)`: the n-th call (1-based, counted from now) of an allocation site fails; `failAlways`
+ *   / `clear`. Sites are the model's allocation points (`kzalloc` and friends in Linux): see
+ *   {@link FaultSite}. A failed allocation is ENOMEM, except VPIDs, which Linux hands out as 0 (no error).
+ * - `failModuleInit(name, step)`: the module's init fails (ENOMEM) at its `step`-th registration (each
+ *   `ctx.defer` is a step: misc device, hotplug state, callbacks…), after that step's resource was taken, so
+ *   every step before and the step itself must be undone.
+ * - VMXON / EFER.SVME failures and foreign hypervisors are hardware knobs:
+ *   `host.hardware.injectEnableFault(cpu, 'once' | 'always')` and `host.hardware.setForeignOwner(cpu, true)`.
+ *
+ * @module
+ */
+import { UsageError } from '../errors.js';
+
+/** The allocation sites that can be made to fail. */
+export type FaultSite =
+  /** `kvm_create_vm` (`kvm_arch_alloc_vm`). */
+  | 'vm'
+  /** `kvm_vm_ioctl_create_vcpu` (`kmem_cache_zalloc(kvm_vcpu_cache)`). */
+  | 'vcpu'
+  /** `allocate_vpid` (fails soft: VPID 0). */
+  | 'vpid'
+  /** `mmap` (`ENOMEM`). */
+  | 'mmap'
+  /** `anon_inode_getfd` / `get_unused_fd_flags` (treated as `ENOMEM`). */
+  | 'fd';
+
+/** Every fault site. */
+export const FAULT_SITES: readonly FaultSite[] = ['vm', 'vcpu', 'vpid', 'mmap', 'fd'];
+
+interface Plan {
+  countdown: number;
+  always: boolean;
+}
+
+/** A record of a fault that fired. */
+export interface FiredFault {
+  /** The site, or `init:<module>` for a module init fault. */
+  readonly site: string;
+  /** Which call it was (1-based). */
+  readonly call: number;
+}
+
+/** The fault plan of one host. */
+export class FaultInjector {
+  readonly #plans = new Map<string, Plan>();
+  readonly #calls = new Map<string, number>();
+  readonly #initFaults = new Map<string, number>();
+  /** Faults that fired, in order. */
+  readonly fired: FiredFault[] = [];
+
+  /** The `n`-th call of `site` from now fails (once). */
+  failNth(site: FaultSite, n: number): void {
+    checkSite(site);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`failNth(${site}, ${String(n)}): n must be a positive integer`);
+    this.#plans.set(site, { countdown: n, always: false });
+  }
+
+  /** Every call of `site` fails until {@link FaultInjector.clear}. */
+  failAlways(site: FaultSite): void {
+    checkSite(site);
+    this.#plans.set(site, { countdown: 1, always: true });
+  }
+
+  /** The module `name`'s next init fails at its `step`-th registration (1-based). */
+  failModuleInit(name: string, step: number): void {
+    if (!Number.isInteger(step) || step < 1) throw new UsageError(`failModuleInit(${name}, ${String(step)}): step must be a positive integer`);
+    this.#initFaults.set(name, step);
+  }
+
+  /** Remove every plan (fired records stay). */
+  clear(): void {
+    this.#plans.clear();
+    this.#initFaults.clear();
+  }
+
+  /**
+   * Kernel side: called at an allocation site; true when this call must fail.
+   */
+  shouldFail(site: FaultSite): boolean {
+    const call = (this.#calls.get(site) ?? 0) + 1;
+    this.#calls.set(site, call);
+    const p = this.#plans.get(site);
+    if (p === undefined) return false;
+    if (p.always) {
+      this.fired.push({ site, call });
+      return true;
+    }
+    if (--p.countdown > 0) return false;
+    this.#plans.delete(site);
+    this.fired.push({ site, call });
+    return true;
+  }
+
+  /** Kernel side: the module loader asks whether init registration `step` of `name` must fail. */
+  initStepFails(name: string, step: number): boolean {
+    if (this.#initFaults.get(name) !== step) return false;
+    this.#initFaults.delete(name);
+    this.fired.push({ site: `init:${name}`, call: step });
+    return true;
+  }
+}
+
+function checkSite(site: FaultSite): void {
+  if (!FAULT_SITES.includes(site)) throw new UsageError(`unknown fault site ${JSON.stringify(site)} (known: ${FAULT_SITES.join(', ')})`);
+}
