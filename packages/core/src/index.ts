@@ -30,3 +30,7 @@ export * from './vac/sev.js';
 export * from './vac/uret.js';
 export * from './vac/virtualization.js';
 export * from './kvm-vendor.js';
+export * from './trace/recorder.js';
+export * from './trace/timeline.js';
+export * from './trace/chrome.js';
+export * from './trace/svg.js';

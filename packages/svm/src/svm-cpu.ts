@@ -197,8 +197,6 @@ export interface AmdCpuSnapshot {
   readonly foreignOwner: boolean;
   /** VAC turned EFER.SVME on here and has not turned it off since. */
   readonly vacEnabled: boolean;
-  /** The CPU's counters. */
-  readonly counters: SvmCounters;
 }
 
 /** One VMCB in an {@link AmdSnapshot}. */
@@ -794,7 +792,6 @@ export class SvmCpus {
         currentVmcb: this.#current[i]?.id ?? null,
         foreignOwner: this.#foreign[i] === 1,
         vacEnabled: this.#vac[i] === 1,
-        counters: this.#counters.get(i),
       });
     }
     const vmcbs: AmdVmcbSnapshot[] = [...this.#vmcbs.values()].map((v) => ({

@@ -39,8 +39,6 @@ export interface IntelCpuSnapshot {
   readonly foreignOwner: boolean;
   /** VAC's VMXON succeeded here and no VMXOFF followed. */
   readonly vacEnabled: boolean;
-  /** The CPU's counters. */
-  readonly counters: VmxCounters;
 }
 
 /** One VMCS in an {@link IntelSnapshot}. */
@@ -272,8 +270,8 @@ export class IntelHardware implements HostHardware {
 
   /**
    * A deep, plain-data copy of the hardware state: per CPU (CR4, MSRs, VMX operation, VMXON region, current
-   * VMCS both ways, active VMCSs, loaded list, owners, counters) and every live VMCS. Fault knobs and
-   * `WARN_ONCE` state are not hardware state and are left out, so a failed enable leaves the snapshot equal.
+   * VMCS both ways, active VMCSs, loaded list, owners) and every live VMCS. Counters (history, read them with `counters()`), fault
+   * knobs and `WARN_ONCE` state are left out, so a failed, rolled-back enable leaves the snapshot equal.
    */
   snapshot(): IntelSnapshot {
     const cpus: IntelCpuSnapshot[] = [];
@@ -296,7 +294,6 @@ export class IntelHardware implements HostHardware {
         loaded: this.loadedVmcss.loaded(cpu).map((v) => v.id),
         foreignOwner: this.vmx.foreignOwner(cpu),
         vacEnabled: this.virt.enabledByVac(cpu),
-        counters: { ...this.vmx.counters(cpu) },
       });
     }
     const vmcss = this.vmx.liveVmcss().map(

@@ -295,8 +295,8 @@ export class Host {
   // ---- power ------------------------------------------------------------------------------------
 
   /**
-   * Suspend to RAM (kernel/power/suspend.c): tasks freeze (the registered freezers run), the non-boot CPUs go offline through hotplug
-   * (`freeze_secondary_cpus`), then the syscore suspend callbacks run on CPU 0 in reverse order. If a
+   * Suspend to RAM (kernel/power/suspend.c): tasks freeze (the registered freezers run), the non-boot CPUs go offline through hotplug in
+   * ascending order (`freeze_secondary_cpus`), then the syscore suspend callbacks run on CPU 0 in reverse order. If a
    * syscore suspend fails, the ones already done are resumed, the CPUs come back and the error is thrown.
    */
   suspend(): void {
@@ -304,7 +304,8 @@ export class Host {
     this.events.emit('power', { what: 'suspend' });
     for (const f of this.power.freezers()) f.freeze();
     const offlined: number[] = [];
-    for (let i = this.cpus.length - 1; i >= 1; i--) {
+    // freeze_secondary_cpus: for_each_online_cpu, skipping the boot CPU (ascending).
+    for (let i = 1; i < this.cpus.length; i++) {
       const c = this.cpus[i] as Cpu;
       if (c.online) {
         this.#down(c);

@@ -84,8 +84,15 @@ export class Thread {
     const f = this.proc.file(fd);
     const blocking = f.fops.ioctlBlocking;
     if (blocking !== undefined) {
-      const r = yield* blocking.call(f.fops, f, request >>> 0, arg, this.proc, this);
-      if (r !== undefined) return r;
+      // fdget/fdput: the call holds the file, so closing the fd meanwhile does not release it (and, for a
+      // vCPU, destroy its VM) under the running call; the last reference goes when the call returns.
+      f.hold();
+      try {
+        const r = yield* blocking.call(f.fops, f, request >>> 0, arg, this.proc, this);
+        if (r !== undefined) return r;
+      } finally {
+        f.drop();
+      }
     }
     return this.proc.ioctl(fd, request, arg);
   }
@@ -253,6 +260,9 @@ export class Scheduler {
       }
       t.cpu = target;
     }
+    // The same for every process's main thread (its default CPU): a task never runs on an offline CPU, so a
+    // direct (non-threaded) ioctl such as KVM_RUN must not load a vCPU there.
+    for (const p of this.host.processes()) if (p.cpu === cpu) p.cpu = target;
   }
 
   #finish(t: Thread, state: ThreadState): void {

@@ -223,9 +223,10 @@ export class Vac {
     const virt = this.#virt;
     const vendor = host.hardware.virt;
     const steady = host.systemState === 'running' && !virt.rebooting;
-    // Both vendor halves record VAC's own claim on a CPU (`enabledByVac`); a claim VAC's per-CPU flag does not
-    // know about means the CPU was enabled through the vendor ops behind VAC's back.
-    const claimed = (vendor as Partial<{ enabledByVac(cpu: number): boolean }>).enabledByVac?.bind(vendor);
+    // Both vendor halves record VAC's own claim on a CPU (`enabledByVac`); a claim the loaded VAC's per-CPU
+    // flag does not know about means the CPU was enabled through the vendor ops behind its back. (A legacy
+    // module's private copy shares the vendor ops with VAC, so only the loaded VAC asks.)
+    const claimed = vacOf(host) === this ? (vendor as Partial<{ enabledByVac(cpu: number): boolean }>).enabledByVac?.bind(vendor) : undefined;
     for (const c of host.cpus) {
       const on = virt.isEnabled(c.id);
       if (!on && claimed?.(c.id) === true) {

@@ -41,7 +41,7 @@ function syscore(host: Host, log: string[], name: string, failSuspend = false): 
 }
 
 describe('suspend and resume', () => {
-  test('suspend: CPUs N-1 … 1 go offline through hotplug, then syscore suspend in reverse registration order', () => {
+  test('suspend: CPUs 1 … N-1 go offline through hotplug (freeze_secondary_cpus order), then syscore suspend in reverse registration order', () => {
     const host = newHost(4);
     const log: string[] = [];
     watchCpus(host, log);
@@ -56,12 +56,12 @@ describe('suspend and resume', () => {
     expect(log).toEqual([
       'power:suspend',
       'freeze',
-      'down:3',
-      'offline:3',
-      'down:2',
-      'offline:2',
       'down:1',
       'offline:1',
+      'down:2',
+      'offline:2',
+      'down:3',
+      'offline:3',
       'suspend:third',
       'suspend:second',
       'suspend:first',
@@ -94,9 +94,9 @@ describe('suspend and resume', () => {
     host.cpuDown(2);
     watchCpus(host, log);
     host.suspend();
-    expect(log).toEqual(['down:3', 'down:1']);
+    expect(log).toEqual(['down:1', 'down:3']);
     host.resume();
-    expect(log).toEqual(['down:3', 'down:1', 'up:1', 'up:3']);
+    expect(log).toEqual(['down:1', 'down:3', 'up:1', 'up:3']);
     expect(online(host)).toEqual([0, 1, 3]);
   });
 
@@ -160,8 +160,8 @@ describe('suspend and resume', () => {
     expect(e.message).toContain('refuses cannot suspend');
     expect(log).toEqual([
       'freeze',
-      'down:2',
       'down:1',
+      'down:2',
       'suspend:fourth',
       'suspend:third',
       'suspend-fail:refuses',

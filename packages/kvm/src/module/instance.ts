@@ -13,7 +13,7 @@ import {
   type Violation,
   type VendorModule,
 } from '@vac/core';
-import { sharedVpids } from './tlb-check.js';
+import { sharedSevAsids, sharedVpids } from './tlb-check.js';
 import type { Vcpu } from './vcpu.js';
 import { Vm } from './vm.js';
 
@@ -203,6 +203,7 @@ export class KvmInstance implements VacInstanceOps {
       }
     }
     out.push(...sharedVpids(this));
+    out.push(...sharedSevAsids(this));
     this.running.forEach((v, cpu) => {
       if (v !== undefined && v.loadedOn !== cpu) out.push({ invariant: 5, cpu, message: `CPU ${cpu} says ${v.label} runs there, but it is loaded on ${v.loadedOn}` });
     });

@@ -1,7 +1,8 @@
 /**
- * The cross-module half of invariant 2 (SPEC.md §4): no two live vCPUs of any modules share a non-zero
- * VPID. With VAC this holds by construction (one allocator per host); in legacy mode, where each module
- * keeps its own bitmap, this is the check that catches it.
+ * The cross-module halves of invariants 2 and 3 (SPEC.md §4): no two live vCPUs of any modules share a
+ * non-zero VPID, and no two live VMs of any modules share an SEV ASID. With VAC this holds by construction
+ * (one allocator per host); in legacy mode, where each module keeps its own bitmap, this is the check that
+ * catches it.
  *
  * @module
  */
@@ -41,6 +42,35 @@ export function sharedVpids(inst: KvmInstance): Violation[] {
     const t = v.vendor.tlbTag();
     const clash = t.kind === 'vpid' && t.value !== 0 ? earlier.get(t.value) : undefined;
     if (clash !== undefined) out.push({ invariant: 2, id: t.value, message: `VPID ${t.value} is held by ${clash} and ${v.label}` });
+  }
+  return out;
+}
+
+/** The SEV ASID of a VM (0 when it is not an SEV guest, or on VMX). */
+function sevAsidOf(vendor: unknown): number {
+  const a = (vendor as Partial<Record<'sevAsid', unknown>>).sevAsid;
+  return typeof a === 'number' ? a : 0;
+}
+
+/**
+ * SEV ASIDs that a VM of `inst` shares with a VM of a module loaded before it (each clash reported once, by
+ * the later module): invariant 3, "SEV ASIDs are unique per VM across modules".
+ */
+export function sharedSevAsids(inst: KvmInstance): Violation[] {
+  const earlier = new Map<number, string>();
+  for (const other of loaded.get(inst.host) ?? []) {
+    if (other === inst) break;
+    for (const vm of other.vms) {
+      const asid = sevAsidOf(vm.vendor);
+      if (asid !== 0) earlier.set(asid, vm.label);
+    }
+  }
+  const out: Violation[] = [];
+  if (earlier.size === 0) return out;
+  for (const vm of inst.vms) {
+    const asid = sevAsidOf(vm.vendor);
+    const clash = asid !== 0 ? earlier.get(asid) : undefined;
+    if (clash !== undefined) out.push({ invariant: 3, id: asid, message: `SEV ASID ${asid} is held by ${clash} and ${vm.label}` });
   }
   return out;
 }

@@ -548,5 +548,5 @@ describe.each(VENDORS)('VAC properties on $name', (v: VendorSetup) => {
       }),
       { numRuns: 150 },
     );
-  });
+  }, 30_000);
 });

@@ -1,0 +1,566 @@
+/**
+ * A dependency-free SVG timeline of an event stream, for the pictures in the guides.
+ *
+ * {@link renderTimelineSvg} draws, left to right along the logical clock (`seq`, see {@link buildTimeline}):
+ * - a lane per CPU: a bar in the module's color while one of its vCPUs is loaded there (labelled
+ *   `kvm0/vm1/vcpu0` where it fits), hatched where the CPU is offline, ▲/▼ at VMXON/VMXOFF, ticks at TLB and
+ *   L1D flushes, dots at guest PMIs;
+ * - a lane per module: a light bar from load to unload, then one row per VM alive at the same time with a
+ *   solid bar per VM lifetime (or, above `maxVmRows`, one row with the number of VMs alive);
+ * - VAC's usage count as a step line;
+ * - a time axis, a legend (module → color, then the symbols used), a title and annotations (vertical lines
+ *   with a label: "kvm1 loaded", "rmmod kvm0 refused"); power transitions are annotated automatically.
+ *
+ * It stays readable for many events: adjacent runs of one module on a CPU that are less than a pixel apart are
+ * drawn as one bar, and point markers closer than a few pixels are merged (their tooltip gives the count).
+ * The output depends only on the events and the options: the same input gives a byte-identical SVG.
+ *
+ * @module
+ */
+import type { TraceEvent } from './recorder.js';
+import { virtNames } from './chrome.js';
+import { buildTimeline, moduleColors, type Mark, type MarkKind, type Timeline, type TimelineOptions } from './timeline.js';
+
+/** A labelled vertical line on the timeline. */
+export interface TimelineAnnotation {
+  /** Where: a `seq` of the stream (for example `host.events.seq` read just before or after a step). */
+  readonly at: number;
+  /** What to write there (plain text; it is escaped). */
+  readonly label: string;
+}
+
+/** Options of {@link renderTimelineSvg}. */
+export interface TimelineSvgOptions extends TimelineOptions {
+  /** The title at the top (default `'vac timeline'`). */
+  readonly title?: string;
+  /** The line under the title (default: how many events, the seq range and what the x axis is). */
+  readonly subtitle?: string;
+  /** Width in pixels (default 1000, at least 400). */
+  readonly width?: number;
+  /** Height of one lane in pixels (default: 18, or less when there are many lanes; at least 8). */
+  readonly laneHeight?: number;
+  /** Marked moments. */
+  readonly annotations?: readonly TimelineAnnotation[];
+  /** Annotate suspend/resume/reboot/crash automatically (default true). */
+  readonly powerAnnotations?: boolean;
+  /** Draw TLB and L1D flush ticks (default true). */
+  readonly flushes?: boolean;
+  /** Above this many VM rows a module shows the number of VMs alive instead of one row per VM (default 32). */
+  readonly maxVmRows?: number;
+  /** Override module colors (`#rrggbb`) by name. */
+  readonly colors?: Readonly<Record<string, string>>;
+  /** Names of the virtualization markers: `VMXON`/`VMXOFF` (intel, default) or `EFER.SVME=1`/`=0` (amd). */
+  readonly vendor?: 'intel' | 'amd';
+}
+
+const FONT = "system-ui, -apple-system, 'Segoe UI', 'DejaVu Sans', Helvetica, Arial, sans-serif";
+const LABEL_W = 128;
+const RIGHT_PAD = 18;
+const INK = '#1f2328';
+const MUTED = '#59636e';
+const GRID = '#e6e9ed';
+const STRIPE = '#f6f8fa';
+const VMXON_FILL = '#1a7f37';
+const VMXOFF_FILL = '#cf222e';
+const TLB_STROKE = '#1f2328';
+const L1D_STROKE = '#8250df';
+const PMI_FILL = '#f2cc0c';
+const WARN_FILL = '#fb8500';
+
+/** Escape text for SVG/XML content and attribute values. */
+export function escapeXml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '"' ? '&quot;' : '&#39;'));
+}
+
+/** A number with at most one decimal, as SVG coordinates are written. */
+function f(n: number): string {
+  const r = Math.round(n * 10) / 10;
+  return String(r === 0 ? 0 : r);
+}
+
+/** Rough width of a text in the sans-serif font, to decide whether a label fits. */
+function textWidth(text: string, size: number): number {
+  return text.length * size * 0.6;
+}
+
+/** Black or white text, whichever reads better on `hex`. */
+function inkOn(hex: string): string {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(hex);
+  if (m === null) return '#ffffff';
+  const [r, g, b] = [m[1], m[2], m[3]].map((x) => parseInt(x ?? '0', 16) / 255) as [number, number, number];
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.6 ? INK : '#ffffff';
+}
+
+/** A "nice" step (1, 2 or 5 × 10^k) close to `raw`. */
+function niceStep(raw: number): number {
+  const p = 10 ** Math.floor(Math.log10(Math.max(raw, 1e-9)));
+  const m = raw / p;
+  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+}
+
+type LaneKind = 'cpu' | 'module' | 'vmrow' | 'vmcount' | 'usage';
+
+interface Lane {
+  readonly kind: LaneKind;
+  readonly y: number;
+  readonly key: string;
+  readonly cpu?: number;
+  readonly module?: string;
+  readonly row?: number;
+}
+
+/** Group marks closer than `gap` px; returns the kept x, first mark and count. */
+function thin(marks: readonly Mark[], x: (seq: number) => number, gap: number): Array<{ x: number; first: Mark; last: Mark; n: number }> {
+  const out: Array<{ x: number; first: Mark; last: Mark; n: number }> = [];
+  for (const m of marks) {
+    const mx = x(m.at);
+    const cur = out[out.length - 1];
+    if (cur !== undefined && mx - cur.x < gap) {
+      cur.n++;
+      cur.last = m;
+    } else out.push({ x: mx, first: m, last: m, n: 1 });
+  }
+  return out;
+}
+
+/**
+ * Render an event stream as an SVG timeline (see the module description for what it shows).
+ *
+ * @param events - a recorded stream (`recorder.events()`) or an already built {@link Timeline}
+ * @param options - title, size, annotations, colors, …
+ * @returns the SVG document as a string (UTF-8 text, starting with `<svg`)
+ */
+export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, options: TimelineSvgOptions = {}): string {
+  const tl: Timeline = !(Symbol.iterator in events) && 'runs' in events ? events : buildTimeline(events, options.cpus === undefined ? {} : { cpus: options.cpus });
+  const W = Math.max(400, Math.round(options.width ?? 1000));
+  const x0 = LABEL_W;
+  const x1 = W - RIGHT_PAD;
+  const span = tl.end - tl.start;
+  const x = (seq: number): number => x0 + ((seq - tl.start) / span) * (x1 - x0);
+  const names = virtNames(options.vendor);
+  const maxVmRows = options.maxVmRows ?? 32;
+  const palette = moduleColors(tl);
+  const colorOf = (m: string): string => {
+    const o = options.colors?.[m];
+    return o !== undefined && /^#[0-9a-fA-F]{6}$/.test(o) ? o : (palette.get(m)?.hex ?? '#7d7d7d');
+  };
+
+  // ---- lanes ------------------------------------------------------------------------------------
+  const rowsOf = (m: string): number => tl.vmRows[m] ?? 0;
+  const countMode = (m: string): boolean => rowsOf(m) > maxVmRows;
+  let laneCount = tl.cpus.length + (tl.usage.length > 0 ? 1 : 0);
+  for (const m of tl.modules) laneCount += 1 + (countMode(m) ? 1 : rowsOf(m));
+  const laneH = Math.max(8, Math.round(options.laneHeight ?? (laneCount <= 24 ? 18 : laneCount <= 48 ? 14 : 11)));
+  const labelSize = laneH >= 14 ? 11 : 9;
+  const barSize = laneH >= 16 ? 10 : laneH >= 12 ? 9 : 7.5;
+
+  const out: string[] = [];
+  const defs: string[] = [];
+  const body: string[] = [];
+
+  // ---- header: title, subtitle, legend -----------------------------------------------------------
+  const title = options.title ?? 'vac timeline';
+  const subtitle =
+    options.subtitle ?? `${tl.events} events, seq ${tl.start}–${tl.end - 1}. The x axis is the host's logical clock (event number), not wall time.`;
+  let y = 0;
+  const head: string[] = [];
+  head.push(`<text x="16" y="24" font-size="17" font-weight="700" fill="${INK}">${escapeXml(title)}</text>`);
+  head.push(`<text x="16" y="42" font-size="11.5" fill="${MUTED}">${escapeXml(subtitle)}</text>`);
+  y = 56;
+
+  const kinds = new Set<MarkKind>(tl.marks.map((m) => m.kind));
+  const flushesOn = options.flushes ?? true;
+  type LegendItem = { readonly label: string; readonly draw: (lx: number, ly: number) => string };
+  const legend: LegendItem[] = [];
+  for (const m of tl.modules) {
+    const c = colorOf(m);
+    legend.push({ label: m === 'vac' ? 'vac (base module)' : m, draw: (lx, ly) => `<rect x="${f(lx)}" y="${f(ly - 9)}" width="14" height="10" rx="2" fill="${c}"/>` });
+  }
+  if (tl.offline.length > 0) legend.push({ label: 'CPU offline', draw: (lx, ly) => `<rect x="${f(lx)}" y="${f(ly - 9)}" width="14" height="10" fill="url(#offline)" stroke="#8c959f" stroke-width="0.75"/>` });
+  if (kinds.has('virt:enable')) legend.push({ label: names.enable, draw: (lx, ly) => triangle(lx + 7, ly - 4, 5, true) });
+  if (kinds.has('virt:disable')) legend.push({ label: names.disable, draw: (lx, ly) => triangle(lx + 7, ly - 4, 5, false) });
+  if (flushesOn && kinds.has('tlb:flush')) legend.push({ label: 'TLB flush', draw: (lx, ly) => `<path d="M${f(lx + 4)} ${f(ly - 9)}v10M${f(lx + 8)} ${f(ly - 9)}v10" stroke="${TLB_STROKE}" stroke-width="1.2"/>` });
+  if (flushesOn && kinds.has('l1d:flush')) legend.push({ label: 'L1D flush', draw: (lx, ly) => `<path d="M${f(lx + 4)} ${f(ly - 9)}v10M${f(lx + 8)} ${f(ly - 9)}v10" stroke="${L1D_STROKE}" stroke-width="1.2"/>` });
+  if (kinds.has('pmi')) legend.push({ label: 'guest PMI', draw: (lx, ly) => `<circle cx="${f(lx + 7)}" cy="${f(ly - 4)}" r="3.5" fill="${PMI_FILL}" stroke="${INK}" stroke-width="0.75"/>` });
+  if (kinds.has('warning')) legend.push({ label: 'warning', draw: (lx, ly) => diamond(lx + 7, ly - 4, 5) });
+  {
+    let lx = 16;
+    let ly = y + 12;
+    for (const item of legend) {
+      const w = 20 + textWidth(item.label, 11) + 16;
+      if (lx + w > W - 16 && lx > 16) {
+        lx = 16;
+        ly += 17;
+      }
+      head.push(item.draw(lx, ly));
+      head.push(`<text x="${f(lx + 19)}" y="${f(ly)}" font-size="11" fill="${INK}">${escapeXml(item.label)}</text>`);
+      lx += w;
+    }
+    y = ly + 12;
+  }
+
+  // ---- annotation labels (placed in rows above the lanes) ----------------------------------------
+  const notes: Array<{ at: number; label: string; auto: boolean }> = (options.annotations ?? []).map((a) => ({ at: a.at, label: a.label, auto: false }));
+  if (options.powerAnnotations ?? true) for (const m of tl.marks) if (m.kind === 'power') notes.push({ at: m.at, label: m.detail, auto: true });
+  let bandTop = 0;
+  const placed: Array<{ x: number; label: string; auto: boolean; row: number; anchorEnd: boolean; w: number }> = [];
+  {
+    const order = notes.map((n, i) => ({ ...n, i })).filter((n) => Number.isFinite(n.at));
+    order.sort((a, b) => a.at - b.at || a.i - b.i);
+    const rowEnd: number[] = [];
+    const MAX_ROWS = 6;
+    for (const n of order) {
+      const nx = Math.min(x1, Math.max(x0, x(n.at)));
+      const w = textWidth(n.label, 11) + 8;
+      const anchorEnd = nx + 3 + w > W - 4;
+      const from = anchorEnd ? nx - 3 - w : nx;
+      const to = anchorEnd ? nx : nx + 3 + w;
+      let row = rowEnd.findIndex((e) => e + 4 <= from);
+      if (row < 0) {
+        if (rowEnd.length < MAX_ROWS) row = rowEnd.length;
+        else row = rowEnd.indexOf(Math.min(...rowEnd));
+      }
+      rowEnd[row] = Math.max(rowEnd[row] ?? -Infinity, to);
+      placed.push({ x: nx, label: n.label, auto: n.auto, row, anchorEnd, w });
+    }
+    const rows = rowEnd.length;
+    y += 4;
+    bandTop = y;
+    for (const p of placed) {
+      const ty = y + p.row * 15 + 11;
+      const tx = p.anchorEnd ? p.x - 3 : p.x + 3;
+      const color = p.auto ? MUTED : INK;
+      head.push(`<rect x="${f(p.anchorEnd ? p.x - 3 - p.w + 4 : p.x + 1)}" y="${f(ty - 10.5)}" width="${f(p.w - 2)}" height="14" rx="2" fill="#ffffff" fill-opacity="0.9"/>`);
+      head.push(`<text x="${f(tx)}" y="${f(ty)}" font-size="11" fill="${color}"${p.anchorEnd ? ' text-anchor="end"' : ''}${p.auto ? ' font-style="italic"' : ' font-weight="600"'}>${escapeXml(p.label)}</text>`);
+    }
+    y += rows * 15 + (rows > 0 ? 4 : 0);
+  }
+  const annotationTop = y;
+
+  // ---- lane layout --------------------------------------------------------------------------------
+  const lanes: Lane[] = [];
+  const sections: Array<{ y: number; title: string; note: string }> = [];
+  y += 6;
+  if (tl.cpus.length > 0) {
+    sections.push({ y, title: 'CPUs', note: 'which module’s vCPU is loaded on each CPU' });
+    y += 18;
+    for (const cpu of tl.cpus) {
+      lanes.push({ kind: 'cpu', y, key: `CPU ${cpu}`, cpu });
+      y += laneH;
+    }
+    y += 8;
+  }
+  if (tl.modules.length > 0 || tl.usage.length > 0) {
+    sections.push({ y, title: 'Modules', note: 'light bar: loaded; solid bars: VMs alive' });
+    y += 18;
+    for (const m of tl.modules) {
+      lanes.push({ kind: 'module', y, key: m, module: m });
+      y += laneH;
+      if (countMode(m)) {
+        lanes.push({ kind: 'vmcount', y, key: `${m} VMs`, module: m });
+        y += laneH;
+      } else {
+        for (let r = 0; r < rowsOf(m); r++) {
+          lanes.push({ kind: 'vmrow', y, key: `${m} VMs`, module: m, row: r });
+          y += laneH;
+        }
+      }
+    }
+    if (tl.usage.length > 0) {
+      lanes.push({ kind: 'usage', y, key: 'VAC usage count' });
+      y += laneH;
+    }
+  }
+  const plotTop = annotationTop;
+  const plotBottom = y + 2;
+
+  // ---- grid and axis --------------------------------------------------------------------------------
+  const step = niceStep(span / Math.max(1, (x1 - x0) / 90));
+  const ticks: number[] = [];
+  for (let t = Math.ceil(tl.start / step) * step; t <= tl.end; t += step) ticks.push(t);
+  for (const t of ticks) body.push(`<line x1="${f(x(t))}" y1="${f(plotTop)}" x2="${f(x(t))}" y2="${f(plotBottom)}" stroke="${GRID}" stroke-width="1"/>`);
+
+  // ---- lane stripes, labels and section titles ----------------------------------------------------
+  const labels: string[] = [];
+  for (const s of sections) {
+    labels.push(`<text x="12" y="${f(s.y + 13)}" font-size="12.5" font-weight="700" fill="${INK}">${escapeXml(s.title)}<tspan font-weight="400" fill="${MUTED}" font-size="11">  ${escapeXml(s.note)}</tspan></text>`);
+  }
+  lanes.forEach((lane, i) => {
+    if (i % 2 === 0) body.push(`<rect x="${f(x0)}" y="${f(lane.y)}" width="${f(x1 - x0)}" height="${f(laneH)}" fill="${STRIPE}"/>`);
+    const ty = lane.y + laneH / 2 + labelSize * 0.36;
+    if (lane.kind === 'cpu') labels.push(`<text x="${f(x0 - 8)}" y="${f(ty)}" font-size="${labelSize}" text-anchor="end" fill="${INK}">${escapeXml(lane.key)}</text>`);
+    else if (lane.kind === 'module') {
+      const m = lane.module ?? '';
+      labels.push(`<rect x="12" y="${f(lane.y + laneH / 2 - 5)}" width="10" height="10" rx="2" fill="${colorOf(m)}"/>`);
+      labels.push(`<text x="27" y="${f(ty)}" font-size="${labelSize}" font-weight="700" fill="${INK}">${escapeXml(m)}</text>`);
+    } else if (lane.kind === 'vmrow' && lane.row === 0) {
+      const n = tl.vms.filter((v) => v.module === lane.module).length;
+      labels.push(`<text x="27" y="${f(ty)}" font-size="${labelSize}" fill="${MUTED}">${escapeXml(`VMs (${n})`)}</text>`);
+    } else if (lane.kind === 'vmcount') {
+      labels.push(`<text x="27" y="${f(ty)}" font-size="${labelSize}" fill="${MUTED}">VMs alive</text>`);
+    } else if (lane.kind === 'usage') {
+      labels.push(`<text x="12" y="${f(ty)}" font-size="${labelSize}" font-weight="700" fill="${INK}">VAC usage count</text>`);
+    }
+  });
+  // A bracket in the module's color joining a module lane with its VM rows.
+  for (const m of tl.modules) {
+    const mine = lanes.filter((l) => l.module === m);
+    const a = mine[0];
+    const b = mine[mine.length - 1];
+    if (a !== undefined && b !== undefined && mine.length > 1) {
+      labels.push(`<line x1="19" y1="${f(a.y + laneH / 2 + 5)}" x2="19" y2="${f(b.y + laneH - 2)}" stroke="${colorOf(m)}" stroke-width="2"/>`);
+    }
+  }
+
+  defs.push(
+    `<pattern id="offline" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#eaeef2"/><line x1="0" y1="0" x2="0" y2="6" stroke="#8c959f" stroke-width="2"/></pattern>`,
+  );
+
+  const cpuLane = new Map<number, Lane>();
+  for (const l of lanes) if (l.kind === 'cpu' && l.cpu !== undefined) cpuLane.set(l.cpu, l);
+  const barTop = (l: Lane): number => l.y + 1.5;
+  const barH = laneH - 3;
+
+  // ---- CPU lanes: offline periods ------------------------------------------------------------------
+  for (const o of tl.offline) {
+    const l = cpuLane.get(o.cpu);
+    if (l === undefined) continue;
+    const ax = x(o.start);
+    const w = Math.max(1, x(o.end) - ax);
+    body.push(
+      `<rect x="${f(ax)}" y="${f(barTop(l))}" width="${f(w)}" height="${f(barH)}" fill="url(#offline)" stroke="#8c959f" stroke-width="0.75"><title>${escapeXml(`CPU ${o.cpu} offline, seq ${o.openStart ? 'before ' : ''}${o.start}–${o.openEnd ? 'end' : o.end}`)}</title></rect>`,
+    );
+    if (w > textWidth('offline', barSize) + 6) body.push(`<text x="${f(ax + 4)}" y="${f(barTop(l) + barH / 2 + barSize * 0.36)}" font-size="${barSize}" fill="${MUTED}">offline</text>`);
+  }
+
+  // ---- CPU lanes: runs, merged when less than a pixel apart -----------------------------------------
+  {
+    interface Bar {
+      cpu: number;
+      module: string;
+      x0: number;
+      x1: number;
+      from: number;
+      to: number;
+      runs: number;
+      exits: number;
+      vcpus: string[];
+    }
+    const bars: Bar[] = [];
+    const lastBar = new Map<number, Bar>();
+    const byCpu = [...tl.runs].sort((a, b) => a.cpu - b.cpu || a.start - b.start);
+    for (const r of byCpu) {
+      const rx0 = x(r.start);
+      const rx1 = Math.max(x(r.end), rx0 + 1);
+      const key = `vm${r.vm}/vcpu${r.vcpu}`;
+      const cur = lastBar.get(r.cpu);
+      if (cur !== undefined && cur.module === r.module && rx0 - cur.x1 < 1) {
+        cur.x1 = Math.max(cur.x1, rx1);
+        cur.to = r.end;
+        cur.runs++;
+        cur.exits += r.exits;
+        if (!cur.vcpus.includes(key)) cur.vcpus.push(key);
+        continue;
+      }
+      const b: Bar = { cpu: r.cpu, module: r.module, x0: rx0, x1: rx1, from: r.start, to: r.end, runs: 1, exits: r.exits, vcpus: [key] };
+      bars.push(b);
+      lastBar.set(r.cpu, b);
+    }
+    for (const b of bars) {
+      const l = cpuLane.get(b.cpu);
+      if (l === undefined) continue;
+      const c = colorOf(b.module);
+      const w = b.x1 - b.x0;
+      const who = b.vcpus.length === 1 ? `${b.module}/${b.vcpus[0] ?? ''}` : `${b.module}: ${b.vcpus.length} vCPUs (${b.vcpus.slice(0, 4).join(', ')}${b.vcpus.length > 4 ? ', …' : ''})`;
+      const tip = `${who} on CPU ${b.cpu}, seq ${b.from}–${b.to}: ${b.runs} run${b.runs === 1 ? '' : 's'}, ${b.exits} exit${b.exits === 1 ? '' : 's'}`;
+      body.push(`<rect x="${f(b.x0)}" y="${f(barTop(l))}" width="${f(w)}" height="${f(barH)}" fill="${c}"><title>${escapeXml(tip)}</title></rect>`);
+      const candidates = b.vcpus.length === 1 ? [`${b.module}/${b.vcpus[0] ?? ''}`, b.vcpus[0] ?? '', (b.vcpus[0] ?? '').split('/')[0] ?? ''] : [`${b.module} ×${b.vcpus.length}`, b.module];
+      const text = candidates.find((t) => t !== '' && textWidth(t, barSize) + 6 <= w);
+      if (text !== undefined) body.push(`<text x="${f(b.x0 + 3)}" y="${f(barTop(l) + barH / 2 + barSize * 0.36)}" font-size="${barSize}" fill="${inkOn(c)}">${escapeXml(text)}</text>`);
+    }
+  }
+
+  // ---- module lanes: lifetimes, VMs, VM counts -----------------------------------------------------
+  const moduleLane = new Map<string, Lane>();
+  const rowLane = new Map<string, Lane>();
+  for (const l of lanes) {
+    if (l.kind === 'module' && l.module !== undefined) moduleLane.set(l.module, l);
+    if (l.kind === 'vmrow' && l.module !== undefined) rowLane.set(`${l.module}#${l.row ?? 0}`, l);
+    if (l.kind === 'vmcount' && l.module !== undefined) rowLane.set(`${l.module}#count`, l);
+  }
+  for (const s of tl.moduleSpans) {
+    const l = moduleLane.get(s.module);
+    if (l === undefined) continue;
+    const c = colorOf(s.module);
+    const ax = x(s.start);
+    const bx = x(s.end);
+    const w = Math.max(1, bx - ax);
+    const params = Object.entries(s.params)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    const tip = `${s.module} ${s.openStart ? 'loaded before the trace' : `loaded at seq ${s.start}`}${s.openEnd ? ', still loaded at the end' : `, unloaded at seq ${s.end}`}${params === '' ? '' : ` (${params})`}`;
+    body.push(`<rect x="${f(ax)}" y="${f(barTop(l))}" width="${f(w)}" height="${f(barH)}" rx="2" fill="${c}" fill-opacity="0.22" stroke="${c}" stroke-width="1"><title>${escapeXml(tip)}</title></rect>`);
+    const ty = barTop(l) + barH / 2 + barSize * 0.36;
+    const loaded = s.openStart ? 'loaded' : `${s.module} loaded`;
+    if (textWidth(loaded, barSize) + 8 <= w) body.push(`<text x="${f(ax + 4)}" y="${f(ty)}" font-size="${barSize}" fill="${INK}">${escapeXml(loaded)}</text>`);
+    if (!s.openEnd) {
+      body.push(`<rect x="${f(bx - 1.5)}" y="${f(l.y)}" width="3" height="${f(laneH)}" fill="${c}"/>`);
+      const un = `${s.module} unloaded`;
+      if (bx + 5 + textWidth(un, barSize) <= x1) body.push(`<text x="${f(bx + 5)}" y="${f(ty)}" font-size="${barSize}" fill="${INK}">${escapeXml(un)}</text>`);
+    }
+  }
+  for (const v of tl.vms) {
+    if (countMode(v.module)) continue;
+    const l = rowLane.get(`${v.module}#${v.row}`);
+    if (l === undefined) continue;
+    const c = colorOf(v.module);
+    const ax = x(v.start);
+    const w = Math.max(1, x(v.end) - ax);
+    const tip = `${v.module}/vm${v.vm}${v.pid === undefined ? '' : ` (pid ${v.pid})`}, ${v.vcpus} vCPU${v.vcpus === 1 ? '' : 's'}: ${v.openStart ? 'created before the trace' : `created at seq ${v.start}`}${v.openEnd ? ', alive at the end' : `, destroyed at seq ${v.end}`}`;
+    body.push(`<rect x="${f(ax)}" y="${f(l.y + 2.5)}" width="${f(w)}" height="${f(laneH - 5)}" rx="1.5" fill="${c}"><title>${escapeXml(tip)}</title></rect>`);
+    const label = `vm${v.vm}`;
+    if (textWidth(label, barSize) + 6 <= w) body.push(`<text x="${f(ax + 3)}" y="${f(l.y + laneH / 2 + barSize * 0.36)}" font-size="${barSize}" fill="${inkOn(c)}">${escapeXml(label)}</text>`);
+  }
+  for (const m of tl.modules) {
+    const l = rowLane.get(`${m}#count`);
+    if (l === undefined) continue;
+    const changes: Array<{ at: number; d: number }> = [];
+    for (const v of tl.vms) {
+      if (v.module !== m) continue;
+      changes.push({ at: v.start, d: 1 });
+      if (!v.openEnd) changes.push({ at: v.end, d: -1 });
+    }
+    changes.sort((a, b) => a.at - b.at || a.d - b.d);
+    const pts: Array<[number, number]> = [];
+    let n = 0;
+    for (const ch of changes) {
+      n += ch.d;
+      pts.push([ch.at, n]);
+    }
+    body.push(stepArea(pts, tl.start, tl.end, x, l.y, laneH, colorOf(m), `${m}: VMs alive`));
+  }
+  // ---- VAC usage count --------------------------------------------------------------------------------
+  {
+    const l = lanes.find((k) => k.kind === 'usage');
+    if (l !== undefined) body.push(stepArea(tl.usage.map((u) => [u.at, u.count] as [number, number]), tl.start, tl.end, x, l.y, laneH, '#57606a', 'VAC usage count'));
+  }
+
+  // ---- point marks ----------------------------------------------------------------------------------
+  {
+    const perLane = new Map<Lane, Map<MarkKind, Mark[]>>();
+    const add = (l: Lane | undefined, m: Mark): void => {
+      if (l === undefined) return;
+      let k = perLane.get(l);
+      if (k === undefined) perLane.set(l, (k = new Map()));
+      const list = k.get(m.kind);
+      if (list === undefined) k.set(m.kind, [m]);
+      else list.push(m);
+    };
+    for (const m of tl.marks) {
+      if (m.kind === 'power') continue;
+      if ((m.kind === 'tlb:flush' || m.kind === 'l1d:flush') && !flushesOn) continue;
+      if (m.kind === 'warning' && m.module !== undefined && moduleLane.has(m.module)) add(moduleLane.get(m.module), m);
+      else if (m.cpu !== undefined) add(cpuLane.get(m.cpu), m);
+    }
+    const symbols: string[] = [];
+    for (const l of lanes) {
+      const byKind = perLane.get(l);
+      if (byKind === undefined) continue;
+      const bottom = l.y + laneH - 1.5;
+      for (const kind of ['tlb:flush', 'l1d:flush'] as const) {
+        const list = byKind.get(kind);
+        if (list === undefined) continue;
+        const groups = thin(list, x, 2);
+        const h = Math.max(3, Math.round(laneH * 0.3));
+        const d = groups.map((g) => `M${f(g.x)} ${f(bottom)}v-${h}`).join('');
+        body.push(`<path d="${d}" stroke="${kind === 'tlb:flush' ? TLB_STROKE : L1D_STROKE}" stroke-width="1" stroke-opacity="0.7"><title>${escapeXml(`${list.length} ${kind === 'tlb:flush' ? 'TLB' : 'L1D'} flush${list.length === 1 ? '' : 'es'}`)}</title></path>`);
+      }
+      const size = Math.max(3.5, laneH * 0.32);
+      const cy = l.y + laneH / 2;
+      for (const kind of ['pmi', 'warning', 'virt:disable', 'virt:enable'] as const) {
+        const list = byKind.get(kind);
+        if (list === undefined) continue;
+        for (const g of thin(list, x, kind === 'pmi' ? 3 : 5)) {
+          const what = kind === 'virt:enable' ? names.enable : kind === 'virt:disable' ? names.disable : kind === 'pmi' ? `PMI → ${g.first.detail}` : `warning (${g.first.module ?? 'kernel'}): ${g.first.detail}`;
+          const tip = `${what}${g.n > 1 ? ` ×${g.n}` : ''}, seq ${g.first.at}${g.n > 1 ? `–${g.last.at}` : ''}`;
+          const shape =
+            kind === 'virt:enable'
+              ? triangle(g.x, cy, size, true)
+              : kind === 'virt:disable'
+                ? triangle(g.x, cy, size, false)
+                : kind === 'pmi'
+                  ? `<circle cx="${f(g.x)}" cy="${f(l.y + 3.5)}" r="${f(Math.min(3.5, laneH * 0.22))}" fill="${PMI_FILL}" stroke="${INK}" stroke-width="0.6"/>`
+                  : diamond(g.x, cy, size);
+          symbols.push(`<g>${shape}<title>${escapeXml(tip)}</title></g>`);
+        }
+      }
+    }
+    body.push(...symbols);
+  }
+
+  // ---- annotation lines --------------------------------------------------------------------------------
+  for (const p of placed) {
+    const top = bandTop + p.row * 15 + 14;
+    body.push(
+      `<line x1="${f(p.x)}" y1="${f(top)}" x2="${f(p.x)}" y2="${f(plotBottom)}" stroke="${p.auto ? MUTED : INK}" stroke-width="${p.auto ? 1 : 1.25}" stroke-dasharray="${p.auto ? '2 3' : '5 3'}"/>`,
+    );
+  }
+
+  // ---- axis -------------------------------------------------------------------------------------------
+  const axis: string[] = [];
+  axis.push(`<line x1="${f(x0)}" y1="${f(plotBottom)}" x2="${f(x1)}" y2="${f(plotBottom)}" stroke="${MUTED}" stroke-width="1"/>`);
+  for (const t of ticks) {
+    axis.push(`<line x1="${f(x(t))}" y1="${f(plotBottom)}" x2="${f(x(t))}" y2="${f(plotBottom + 4)}" stroke="${MUTED}" stroke-width="1"/>`);
+    const tx = Math.min(x1 - 2, Math.max(x0 + 2, x(t)));
+    axis.push(`<text x="${f(tx)}" y="${f(plotBottom + 16)}" font-size="10" text-anchor="middle" fill="${MUTED}">${t}</text>`);
+  }
+  axis.push(`<text x="${f((x0 + x1) / 2)}" y="${f(plotBottom + 32)}" font-size="11" text-anchor="middle" fill="${MUTED}">event sequence number (seq)</text>`);
+  const H = Math.ceil(plotBottom + 42);
+
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="${escapeXml(FONT)}" role="img" aria-label="${escapeXml(title)}">`,
+  );
+  out.push(`<title>${escapeXml(title)}</title>`);
+  out.push(`<defs>${defs.join('')}</defs>`);
+  out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
+  out.push(...head, ...body, ...labels, ...axis);
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+function triangle(cx: number, cy: number, size: number, up: boolean): string {
+  const h = size;
+  const half = size * 0.75;
+  const pts = up ? `${f(cx - half)},${f(cy + h / 2)} ${f(cx + half)},${f(cy + h / 2)} ${f(cx)},${f(cy - h / 2)}` : `${f(cx - half)},${f(cy - h / 2)} ${f(cx + half)},${f(cy - h / 2)} ${f(cx)},${f(cy + h / 2)}`;
+  return `<polygon points="${pts}" fill="${up ? VMXON_FILL : VMXOFF_FILL}" stroke="#ffffff" stroke-width="0.75"/>`;
+}
+
+function diamond(cx: number, cy: number, size: number): string {
+  const r = size * 0.6;
+  return `<polygon points="${f(cx)},${f(cy - r)} ${f(cx + r)},${f(cy)} ${f(cx)},${f(cy + r)} ${f(cx - r)},${f(cy)}" fill="${WARN_FILL}" stroke="#ffffff" stroke-width="0.75"/>`;
+}
+
+/** A step chart of `points` ([seq, value], by seq) in one lane, with its maximum written at the right. */
+function stepArea(points: ReadonlyArray<readonly [number, number]>, start: number, end: number, x: (seq: number) => number, laneY: number, laneH: number, color: string, what: string): string {
+  const max = Math.max(1, ...points.map((p) => p[1]));
+  const base = laneY + laneH - 1.5;
+  const yv = (v: number): number => base - (v / max) * (laneH - 4);
+  // One point per pixel column is enough (the last value in it wins).
+  const cols: Array<[number, number]> = [];
+  for (const [at, v] of points) {
+    const px = Math.round(x(at) * 2) / 2;
+    const lastCol = cols[cols.length - 1];
+    if (lastCol !== undefined && lastCol[0] === px) lastCol[1] = v;
+    else cols.push([px, v]);
+  }
+  let d = `M${f(x(start))} ${f(base)}`;
+  let prev = 0;
+  for (const [px, v] of cols) {
+    d += `H${f(px)}V${f(yv(v))}`;
+    prev = v;
+  }
+  d += `H${f(x(end))}V${f(base)}Z`;
+  const last = points[points.length - 1];
+  const tip = `${what}: max ${max}${last === undefined ? '' : `, ${last[1]} at seq ${last[0]}`}`;
+  return `<path d="${d}" fill="${color}" fill-opacity="0.25" stroke="${color}" stroke-width="1.2"><title>${escapeXml(tip)}</title></path>\n<text x="${f(x(end) - 4)}" y="${f(laneY + laneH / 2 + 3.5)}" font-size="9.5" text-anchor="end" fill="${INK}">${escapeXml(`max ${max}, now ${prev}`)}</text>`;
+}
