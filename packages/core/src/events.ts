@@ -106,13 +106,29 @@ export class EventBus {
    */
   on<K extends EventName>(name: K, listener: AllEvents[K]): Unsubscribe {
     this.#emitter.on(name, listener as (...args: unknown[]) => void);
-    return makeUndo(() => this.#emitter.off(name, listener as (...args: unknown[]) => void));
+    this.#count(name, 1);
+    return makeUndo(() => {
+      this.#emitter.off(name, listener as (...args: unknown[]) => void);
+      this.#count(name, -1);
+    });
   }
 
   /** Listen to the next occurrence of an event only. */
   once<K extends EventName>(name: K, listener: AllEvents[K]): Unsubscribe {
-    this.#emitter.once(name, listener as (...args: unknown[]) => void);
-    return makeUndo(() => this.#emitter.off(name, listener as (...args: unknown[]) => void));
+    let undo: Unsubscribe | undefined;
+    const wrapped = ((e: EventStamp) => {
+      undo?.();
+      (listener as (e: EventStamp) => void)(e);
+    }) as AllEvents[K];
+    undo = this.on(name, wrapped);
+    return undo;
+  }
+
+  /** Listener counts by name, kept here because eventemitter3's `listenerCount` is slow on hot paths. */
+  readonly #counts: Record<string, number> = Object.create(null) as Record<string, number>;
+
+  #count(name: string, delta: number): void {
+    this.#counts[name] = (this.#counts[name] ?? 0) + delta;
   }
 
   /** Listen to every event: `listener(name, payload)`. Used by trace recorders. */
@@ -128,7 +144,7 @@ export class EventBus {
 
   /** True when someone listens to `name` (or to every event). */
   wants(name: EventName): boolean {
-    return this.#any.length > 0 || this.#emitter.listenerCount(name) > 0;
+    return this.#any.length > 0 || (this.#counts[name] ?? 0) > 0;
   }
 
   /**
@@ -137,7 +153,7 @@ export class EventBus {
    */
   emit<K extends EventName>(name: K, payload: EventPayload<K>): void {
     const seq = this.#seq++;
-    if (this.#any.length === 0 && this.#emitter.listenerCount(name) === 0) return;
+    if (this.#any.length === 0 && (this.#counts[name] ?? 0) === 0) return;
     const event = { seq, tick: this.tick, ...payload } as EventStamp;
     for (const l of this.#any) l(name, event);
     this.#emitter.emit(name, event);

@@ -101,7 +101,6 @@ export class VacHandle implements VacPort, Disposable {
   readonly #sevAsids = new Set<number>();
   /** MSRs registered, in order, with counts. */
   readonly #uretMsrs: number[] = [];
-  readonly #runningOn = new Set<number>();
   #attached = true;
 
   /** @internal Use `vac.attach()`. */
@@ -267,13 +266,11 @@ export class VacHandle implements VacPort, Disposable {
   vcpuLoad(cpu: number): void {
     this.#live('vcpuLoad');
     this.#p.irq.setRunning(cpu, this.#ops);
-    this.#runningOn.add(cpu);
   }
 
   /** vcpu_put: this instance no longer runs a vCPU on `cpu`. */
   vcpuPut(cpu: number): void {
     this.#p.irq.clearRunning(cpu, this.#ops);
-    this.#runningOn.delete(cpu);
   }
 
   // ---- introspection and teardown -----------------------------------------------------------------
@@ -293,7 +290,7 @@ export class VacHandle implements VacPort, Disposable {
       asidHolders: this.#asidHolders.size,
       sevAsids: [...this.#sevAsids].sort((a, b) => a - b),
       userReturnMsrs: [...this.#uretMsrs],
-      runningOn: [...this.#runningOn].sort((a, b) => a - b),
+      runningOn: this.#p.irq.cpusRunning(this.#ops),
     };
   }
 
@@ -310,7 +307,7 @@ export class VacHandle implements VacPort, Disposable {
   detach(): void {
     if (!this.#attached) return;
     const vmRefs = [...this.#virtRefs.keys()].filter((h) => h !== '');
-    const live = this.#vpids.size + this.#asidHolders.size + this.#sevAsids.size + vmRefs.length + this.#runningOn.size;
+    const live = this.#vpids.size + this.#asidHolders.size + this.#sevAsids.size + vmRefs.length + this.#p.irq.cpusRunning(this.#ops).length;
     if (live > 0) {
       throw new KernelError('EBUSY', 'vac_detach', `${this.name} still has live vCPUs or VMs (${live} resource(s) held)`);
     }

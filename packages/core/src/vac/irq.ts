@@ -81,6 +81,15 @@ export class IrqRegistry {
     if (this.#running[cpu] === inst) this.#running[cpu] = undefined;
   }
 
+  /** The CPUs where `inst` runs a vCPU (a scan: for introspection and detach, not hot paths). */
+  cpusRunning(inst: VacInstanceOps): number[] {
+    const out: number[] = [];
+    this.#running.forEach((r, cpu) => {
+      if (r === inst) out.push(cpu);
+    });
+    return out;
+  }
+
   /** The instance running a vCPU on `cpu`, if any. */
   runningOn(cpu: number): VacInstanceOps | undefined {
     return this.#running[cpu];

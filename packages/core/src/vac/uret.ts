@@ -210,8 +210,8 @@ export class UserReturnMsrs {
     this.checkCpu(cpu);
     const msr = this.checkSlot(slot);
     const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
-    // value = (value & mask) | (msrs->values[slot].host & ~mask);
-    const v = ((value & mask) | ((this.host[i] as bigint) & ~mask)) & U64;
+    // value = (value & mask) | (msrs->values[slot].host & ~mask);  (mask = all ones: the value itself)
+    const v = mask === U64 ? value & U64 : ((value & mask) | ((this.host[i] as bigint) & ~mask)) & U64;
     if (v === this.curr[i]) return 0;
     // err = wrmsrl_safe(kvm_uret_msrs_list[slot], value); if (err) return 1;
     if (!(this.cpus[cpu] as Cpu).wrmsrSafe(msr, v)) return 1;

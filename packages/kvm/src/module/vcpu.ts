@@ -24,13 +24,21 @@ import {
   KVM_PIO_DATA_OFFSET,
   KVM_VCPU_MMAP_SIZE,
 } from '../abi/constants.js';
-import { KvmRunView } from '../abi/kvm-run.js';
+import { KVM_RUN_OFFSETS, KvmRunView } from '../abi/kvm-run.js';
 import { KVM_REGS_FIELDS, KVM_SREGS_SEGMENTS, KVM_SREGS_U64_FIELDS, makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
 import { runGuest } from '../guest/interpreter.js';
 import type { KvmInstance } from './instance.js';
 import type { Vm } from './vm.js';
+
+// kvm_run field offsets, read once (the exit path writes them directly: it runs on every KVM_RUN).
+const OFF_EXIT_REASON = KVM_RUN_OFFSETS.exit_reason;
+const OFF_IO_DIRECTION = KVM_RUN_OFFSETS['io.direction'];
+const OFF_IO_SIZE = KVM_RUN_OFFSETS['io.size'];
+const OFF_IO_PORT = KVM_RUN_OFFSETS['io.port'];
+const OFF_IO_COUNT = KVM_RUN_OFFSETS['io.count'];
+const OFF_IO_DATA_OFFSET = KVM_RUN_OFFSETS['io.data_offset'];
 
 /** What one pass of the run loop ended with. */
 const enum Step {
@@ -223,14 +231,21 @@ export class Vcpu {
     const x = this.exit;
     switch (reason) {
       case GuestExitReason.Io: {
-        run.exit_reason = KVM_EXIT_IO;
-        const io = run.io;
-        io.direction = x.ioDirection;
-        io.size = x.ioSize;
-        io.port = x.ioPort;
-        io.count = x.ioCount;
-        io.data_offset = KVM_PIO_DATA_OFFSET;
-        if (x.ioDirection === 1) run.bytes.set(x.data.subarray(0, x.ioSize * x.ioCount), KVM_PIO_DATA_OFFSET);
+        // The hottest exit: written straight into the mapped kvm_run (same bytes as run.io.*).
+        const dv = run.view;
+        dv.setUint32(OFF_EXIT_REASON, KVM_EXIT_IO, true);
+        dv.setUint8(OFF_IO_DIRECTION, x.ioDirection);
+        dv.setUint8(OFF_IO_SIZE, x.ioSize);
+        dv.setUint16(OFF_IO_PORT, x.ioPort, true);
+        dv.setUint32(OFF_IO_COUNT, x.ioCount, true);
+        dv.setUint32(OFF_IO_DATA_OFFSET, KVM_PIO_DATA_OFFSET, true);
+        dv.setUint32(OFF_IO_DATA_OFFSET + 4, 0, true);
+        if (x.ioDirection === 1) {
+          const bytes = run.bytes;
+          const src = x.data;
+          const n = x.ioSize * x.ioCount;
+          for (let i = 0; i < n; i++) bytes[KVM_PIO_DATA_OFFSET + i] = src[i] as number;
+        }
         this.stats.io_exits++;
         return Step.Exit;
       }
@@ -280,10 +295,10 @@ export class Vcpu {
     return Step.Exit;
   }
 
-  #finish(cpu: number, reason: number): void {
+  #finish(cpu: number): void {
     this.stats.exits++;
     const ev = this.#events;
-    if (ev.wants('vcpu:exit')) ev.emit('vcpu:exit', { module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason });
+    if (ev.wants('vcpu:exit')) ev.emit('vcpu:exit', { module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason: this.run.exit_reason });
     else ev.skip();
   }
 
@@ -295,13 +310,16 @@ export class Vcpu {
   runSync(cpu: number, quantum: number, limit: number): number {
     if (!this.#begin()) throw new KernelError('EINTR', 'KVM_RUN', 'immediate_exit');
     this.thread = undefined;
+    // The caller now runs on `cpu`: the simulated thread current there is scheduled out first
+    // (kvm_sched_out puts its vCPU, whichever module's); its KVM_RUN loads it again at its next slice.
+    this.#instance.host.scheduler.currentOn(cpu)?.notifyOut(cpu);
     this.load(cpu);
     let executed = 0;
     try {
       for (;;) {
         const step = this.#enter(cpu, quantum);
         if (step === Step.Exit) {
-          this.#finish(cpu, this.run.exit_reason);
+          this.#finish(cpu);
           return 0;
         }
         executed += quantum;
@@ -353,7 +371,7 @@ export class Vcpu {
         }
         const step = this.#enter(cpu, quantum());
         if (step === Step.Exit) {
-          this.#finish(cpu, this.run.exit_reason);
+          this.#finish(cpu);
           return 0;
         }
         if (step === Step.Block) this.blockedOn = cpu;
