@@ -38,7 +38,10 @@ export interface ChromeTraceEvent {
   readonly ph: 'X' | 'i' | 'C' | 'M';
   /** Process id (1 = CPUs, 2 = Modules). */
   readonly pid: number;
-  /** Thread id: CPU `n` is `n + 1`; module tracks count up from 100001. Absent on counters. */
+  /**
+   * Thread id: CPU `n` is `1000 + n`; module tracks count up from 100001 (unique across both processes and
+   * different from the pids, as Perfetto wants). Absent on counters and process-wide instants.
+   */
   readonly tid?: number;
   /** Timestamp in microseconds (`seq × usPerEvent`). */
   readonly ts: number;
@@ -80,6 +83,7 @@ export interface ChromeTraceOptions extends TimelineOptions {
 export const CHROME_PID_CPUS = 1;
 /** The process id of the module tracks. */
 export const CHROME_PID_MODULES = 2;
+const CPU_TID_BASE = 1000;
 const MODULE_TID_BASE = 100_001;
 
 /** The names of the virtualization on/off instants for a vendor. */
@@ -105,7 +109,7 @@ export function toChromeTrace(events: Iterable<TraceEvent> | Timeline, options: 
 
   const meta: ChromeTraceEvent[] = [];
   const timed: ChromeTraceEvent[] = [];
-  const cpuTid = (cpu: number): number => cpu + 1;
+  const cpuTid = (cpu: number): number => CPU_TID_BASE + cpu;
 
   meta.push({ name: 'process_name', ph: 'M', pid: CHROME_PID_CPUS, ts: 0, args: { name: 'CPUs' } });
   meta.push({ name: 'process_sort_index', ph: 'M', pid: CHROME_PID_CPUS, ts: 0, args: { sort_index: 1 } });

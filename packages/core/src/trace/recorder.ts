@@ -66,7 +66,7 @@ export interface TraceRecorder extends Disposable {
 }
 
 /** Anything with an event bus: a {@link Host}, or a test double. */
-export interface EventSource {
+export interface TraceSource {
   /** The event stream to record. */
   readonly events: EventBus;
 }
@@ -79,7 +79,7 @@ export interface EventSource {
  * @returns the recorder; `stop()` it (or `using` it) when done
  * @throws RangeError when `limit` is not a positive integer
  */
-export function recordEvents(host: EventSource, options: RecordOptions = {}): TraceRecorder {
+export function recordEvents(host: TraceSource, options: RecordOptions = {}): TraceRecorder {
   const limit = options.limit ?? Infinity;
   if (limit !== Infinity && (!Number.isInteger(limit) || limit < 1)) {
     throw new RangeError(`recordEvents: limit must be a positive integer, got ${String(limit)}`);

@@ -43,6 +43,12 @@ export interface TimelineSvgOptions extends TimelineOptions {
   readonly annotations?: readonly TimelineAnnotation[];
   /** Annotate suspend/resume/reboot/crash automatically (default true). */
   readonly powerAnnotations?: boolean;
+  /**
+   * On a CPU lane, fill the gap between two runs of the same module (in a lighter shade) when it is shorter
+   * than this fraction of the timeline and the CPU did not go offline in between: the CPU "belongs" to that
+   * module's vCPUs between their `KVM_RUN`s. Default 0.1; 0 draws the runs only.
+   */
+  readonly gapFill?: number;
   /** Draw TLB and L1D flush ticks (default true). */
   readonly flushes?: boolean;
   /** Above this many VM rows a module shows the number of VMs alive instead of one row per VM (default 32). */
@@ -62,8 +68,7 @@ const GRID = '#e6e9ed';
 const STRIPE = '#f6f8fa';
 const VMXON_FILL = '#1a7f37';
 const VMXOFF_FILL = '#cf222e';
-const TLB_STROKE = '#1f2328';
-const L1D_STROKE = '#8250df';
+const FLUSH_STROKE = '#1f2328';
 const PMI_FILL = '#f2cc0c';
 const WARN_FILL = '#fb8500';
 
@@ -103,6 +108,8 @@ type LaneKind = 'cpu' | 'module' | 'vmrow' | 'vmcount' | 'usage';
 interface Lane {
   readonly kind: LaneKind;
   readonly y: number;
+  /** Height in px. */
+  readonly h: number;
   readonly key: string;
   readonly cpu?: number;
   readonly module?: string;
@@ -148,9 +155,18 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   // ---- lanes ------------------------------------------------------------------------------------
   const rowsOf = (m: string): number => tl.vmRows[m] ?? 0;
   const countMode = (m: string): boolean => rowsOf(m) > maxVmRows;
+  // CPU, module and usage lanes get the full height; VM rows get less when there are many of them.
   let laneCount = tl.cpus.length + (tl.usage.length > 0 ? 1 : 0);
-  for (const m of tl.modules) laneCount += 1 + (countMode(m) ? 1 : rowsOf(m));
+  let vmRowCount = 0;
+  for (const m of tl.modules) {
+    laneCount += 1 + (countMode(m) ? 1 : 0);
+    if (!countMode(m)) vmRowCount += rowsOf(m);
+  }
   const laneH = Math.max(8, Math.round(options.laneHeight ?? (laneCount <= 24 ? 18 : laneCount <= 48 ? 14 : 11)));
+  const vmH = options.laneHeight !== undefined || vmRowCount <= 12 ? laneH : Math.min(laneH, vmRowCount <= 32 ? 12 : vmRowCount <= 64 ? 10 : 8);
+  /** Step charts (VMs alive, usage count) get more height than a lane. */
+  const chartH = Math.round(laneH * 1.8);
+  const vmLabelSize = Math.min(laneH >= 16 ? 10 : laneH >= 12 ? 9 : 7.5, vmH - 2.5);
   const labelSize = laneH >= 14 ? 11 : 9;
   const barSize = laneH >= 16 ? 10 : laneH >= 12 ? 9 : 7.5;
 
@@ -179,8 +195,10 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   if (tl.offline.length > 0) legend.push({ label: 'CPU offline', draw: (lx, ly) => `<rect x="${f(lx)}" y="${f(ly - 9)}" width="14" height="10" fill="url(#offline)" stroke="#8c959f" stroke-width="0.75"/>` });
   if (kinds.has('virt:enable')) legend.push({ label: names.enable, draw: (lx, ly) => triangle(lx + 7, ly - 4, 5, true) });
   if (kinds.has('virt:disable')) legend.push({ label: names.disable, draw: (lx, ly) => triangle(lx + 7, ly - 4, 5, false) });
-  if (flushesOn && kinds.has('tlb:flush')) legend.push({ label: 'TLB flush', draw: (lx, ly) => `<path d="M${f(lx + 4)} ${f(ly - 9)}v10M${f(lx + 8)} ${f(ly - 9)}v10" stroke="${TLB_STROKE}" stroke-width="1.2"/>` });
-  if (flushesOn && kinds.has('l1d:flush')) legend.push({ label: 'L1D flush', draw: (lx, ly) => `<path d="M${f(lx + 4)} ${f(ly - 9)}v10M${f(lx + 8)} ${f(ly - 9)}v10" stroke="${L1D_STROKE}" stroke-width="1.2"/>` });
+  const flushKey = (lx: number, ly: number, fromTop: boolean): string =>
+    `<rect x="${f(lx)}" y="${f(ly - 10)}" width="14" height="12" fill="${STRIPE}" stroke="#d0d7de" stroke-width="0.5"/><path d="M${f(lx + 4)} ${f(fromTop ? ly - 10 : ly + 2)}v${fromTop ? 5 : -5}M${f(lx + 8)} ${f(fromTop ? ly - 10 : ly + 2)}v${fromTop ? 5 : -5}M${f(lx + 11)} ${f(fromTop ? ly - 10 : ly + 2)}v${fromTop ? 5 : -5}" stroke="${FLUSH_STROKE}" stroke-width="1.2"/>`;
+  if (flushesOn && kinds.has('tlb:flush')) legend.push({ label: 'TLB flush (tick from below)', draw: (lx, ly) => flushKey(lx, ly, false) });
+  if (flushesOn && kinds.has('l1d:flush')) legend.push({ label: 'L1D flush (tick from above)', draw: (lx, ly) => flushKey(lx, ly, true) });
   if (kinds.has('pmi')) legend.push({ label: 'guest PMI', draw: (lx, ly) => `<circle cx="${f(lx + 7)}" cy="${f(ly - 4)}" r="3.5" fill="${PMI_FILL}" stroke="${INK}" stroke-width="0.75"/>` });
   if (kinds.has('warning')) legend.push({ label: 'warning', draw: (lx, ly) => diamond(lx + 7, ly - 4, 5) });
   {
@@ -211,7 +229,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     const MAX_ROWS = 6;
     for (const n of order) {
       const nx = Math.min(x1, Math.max(x0, x(n.at)));
-      const w = textWidth(n.label, 11) + 8;
+      const w = textWidth(n.label, 11) * 1.08 + 8; // the labels are semi-bold
       const anchorEnd = nx + 3 + w > W - 4;
       const from = anchorEnd ? nx - 3 - w : nx;
       const to = anchorEnd ? nx : nx + 3 + w;
@@ -242,10 +260,10 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   const sections: Array<{ y: number; title: string; note: string }> = [];
   y += 6;
   if (tl.cpus.length > 0) {
-    sections.push({ y, title: 'CPUs', note: 'which module’s vCPU is loaded on each CPU' });
+    sections.push({ y, title: 'CPUs', note: 'solid: a vCPU of the module is loaded (KVM_RUN); light: between runs of that module’s vCPUs' });
     y += 18;
     for (const cpu of tl.cpus) {
-      lanes.push({ kind: 'cpu', y, key: `CPU ${cpu}`, cpu });
+      lanes.push({ kind: 'cpu', y, h: laneH, key: `CPU ${cpu}`, cpu });
       y += laneH;
     }
     y += 8;
@@ -254,21 +272,21 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     sections.push({ y, title: 'Modules', note: 'light bar: loaded; solid bars: VMs alive' });
     y += 18;
     for (const m of tl.modules) {
-      lanes.push({ kind: 'module', y, key: m, module: m });
+      lanes.push({ kind: 'module', y, h: laneH, key: m, module: m });
       y += laneH;
       if (countMode(m)) {
-        lanes.push({ kind: 'vmcount', y, key: `${m} VMs`, module: m });
-        y += laneH;
+        lanes.push({ kind: 'vmcount', y, h: chartH, key: `${m} VMs`, module: m });
+        y += chartH;
       } else {
         for (let r = 0; r < rowsOf(m); r++) {
-          lanes.push({ kind: 'vmrow', y, key: `${m} VMs`, module: m, row: r });
-          y += laneH;
+          lanes.push({ kind: 'vmrow', y, h: vmH, key: `${m} VMs`, module: m, row: r });
+          y += vmH;
         }
       }
     }
     if (tl.usage.length > 0) {
-      lanes.push({ kind: 'usage', y, key: 'VAC usage count' });
-      y += laneH;
+      lanes.push({ kind: 'usage', y, h: chartH, key: 'VAC usage count' });
+      y += chartH;
     }
   }
   const plotTop = annotationTop;
@@ -283,11 +301,11 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   // ---- lane stripes, labels and section titles ----------------------------------------------------
   const labels: string[] = [];
   for (const s of sections) {
-    labels.push(`<text x="12" y="${f(s.y + 13)}" font-size="12.5" font-weight="700" fill="${INK}">${escapeXml(s.title)}<tspan font-weight="400" fill="${MUTED}" font-size="11">  ${escapeXml(s.note)}</tspan></text>`);
+    labels.push(`<text x="12" y="${f(s.y + 13)}" font-size="12.5" font-weight="700" fill="${INK}">${escapeXml(s.title)}<tspan dx="10" font-weight="400" fill="${MUTED}" font-size="11">${escapeXml(s.note)}</tspan></text>`);
   }
   lanes.forEach((lane, i) => {
-    if (i % 2 === 0) body.push(`<rect x="${f(x0)}" y="${f(lane.y)}" width="${f(x1 - x0)}" height="${f(laneH)}" fill="${STRIPE}"/>`);
-    const ty = lane.y + laneH / 2 + labelSize * 0.36;
+    if (i % 2 === 0) body.push(`<rect x="${f(x0)}" y="${f(lane.y)}" width="${f(x1 - x0)}" height="${f(lane.h)}" fill="${STRIPE}"/>`);
+    const ty = lane.y + lane.h / 2 + Math.min(labelSize, lane.h) * 0.36;
     if (lane.kind === 'cpu') labels.push(`<text x="${f(x0 - 8)}" y="${f(ty)}" font-size="${labelSize}" text-anchor="end" fill="${INK}">${escapeXml(lane.key)}</text>`);
     else if (lane.kind === 'module') {
       const m = lane.module ?? '';
@@ -295,7 +313,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
       labels.push(`<text x="27" y="${f(ty)}" font-size="${labelSize}" font-weight="700" fill="${INK}">${escapeXml(m)}</text>`);
     } else if (lane.kind === 'vmrow' && lane.row === 0) {
       const n = tl.vms.filter((v) => v.module === lane.module).length;
-      labels.push(`<text x="27" y="${f(ty)}" font-size="${labelSize}" fill="${MUTED}">${escapeXml(`VMs (${n})`)}</text>`);
+      labels.push(`<text x="27" y="${f(ty)}" font-size="${Math.min(labelSize, lane.h)}" fill="${MUTED}">${escapeXml(`VMs (${n})`)}</text>`);
     } else if (lane.kind === 'vmcount') {
       labels.push(`<text x="27" y="${f(ty)}" font-size="${labelSize}" fill="${MUTED}">VMs alive</text>`);
     } else if (lane.kind === 'usage') {
@@ -308,7 +326,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     const a = mine[0];
     const b = mine[mine.length - 1];
     if (a !== undefined && b !== undefined && mine.length > 1) {
-      labels.push(`<line x1="19" y1="${f(a.y + laneH / 2 + 5)}" x2="19" y2="${f(b.y + laneH - 2)}" stroke="${colorOf(m)}" stroke-width="2"/>`);
+      labels.push(`<line x1="19" y1="${f(a.y + laneH / 2 + 5)}" x2="19" y2="${f(b.y + b.h - 2)}" stroke="${colorOf(m)}" stroke-width="2"/>`);
     }
   }
 
@@ -333,50 +351,70 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     if (w > textWidth('offline', barSize) + 6) body.push(`<text x="${f(ax + 4)}" y="${f(barTop(l) + barH / 2 + barSize * 0.36)}" font-size="${barSize}" fill="${MUTED}">offline</text>`);
   }
 
-  // ---- CPU lanes: runs, merged when less than a pixel apart -----------------------------------------
+  // ---- CPU lanes: stints of a module (light) and its runs (solid, merged when under a pixel apart) -------
   {
-    interface Bar {
-      cpu: number;
-      module: string;
-      x0: number;
-      x1: number;
-      from: number;
+    interface Stint {
+      readonly cpu: number;
+      readonly module: string;
+      readonly from: number;
       to: number;
       runs: number;
       exits: number;
-      vcpus: string[];
+      readonly vcpus: string[];
+      /** Solid bars, [x0, x1] in px. */
+      readonly bars: Array<[number, number]>;
     }
-    const bars: Bar[] = [];
-    const lastBar = new Map<number, Bar>();
+    const maxGap = Math.max(0, options.gapFill ?? 0.1) * span;
+    const offlineOf = new Map<number, Array<{ start: number; end: number }>>();
+    for (const o of tl.offline) {
+      const list = offlineOf.get(o.cpu) ?? [];
+      list.push(o);
+      offlineOf.set(o.cpu, list);
+    }
+    const crossesOffline = (cpu: number, a: number, b: number): boolean => (offlineOf.get(cpu) ?? []).some((o) => o.start < b && o.end > a);
+    const stints: Stint[] = [];
+    const last = new Map<number, Stint>();
     const byCpu = [...tl.runs].sort((a, b) => a.cpu - b.cpu || a.start - b.start);
     for (const r of byCpu) {
       const rx0 = x(r.start);
       const rx1 = Math.max(x(r.end), rx0 + 1);
       const key = `vm${r.vm}/vcpu${r.vcpu}`;
-      const cur = lastBar.get(r.cpu);
-      if (cur !== undefined && cur.module === r.module && rx0 - cur.x1 < 1) {
-        cur.x1 = Math.max(cur.x1, rx1);
-        cur.to = r.end;
-        cur.runs++;
-        cur.exits += r.exits;
-        if (!cur.vcpus.includes(key)) cur.vcpus.push(key);
-        continue;
+      let st = last.get(r.cpu);
+      if (st === undefined || st.module !== r.module || r.start - st.to > maxGap || crossesOffline(r.cpu, st.to, r.start)) {
+        st = { cpu: r.cpu, module: r.module, from: r.start, to: r.end, runs: 0, exits: 0, vcpus: [], bars: [] };
+        stints.push(st);
+        last.set(r.cpu, st);
       }
-      const b: Bar = { cpu: r.cpu, module: r.module, x0: rx0, x1: rx1, from: r.start, to: r.end, runs: 1, exits: r.exits, vcpus: [key] };
-      bars.push(b);
-      lastBar.set(r.cpu, b);
+      st.to = Math.max(st.to, r.end);
+      st.runs++;
+      st.exits += r.exits;
+      if (!st.vcpus.includes(key)) st.vcpus.push(key);
+      const bar = st.bars[st.bars.length - 1];
+      if (bar !== undefined && rx0 - bar[1] < 1) bar[1] = Math.max(bar[1], rx1);
+      else st.bars.push([rx0, rx1]);
     }
-    for (const b of bars) {
-      const l = cpuLane.get(b.cpu);
+    for (const st of stints) {
+      const l = cpuLane.get(st.cpu);
       if (l === undefined) continue;
-      const c = colorOf(b.module);
-      const w = b.x1 - b.x0;
-      const who = b.vcpus.length === 1 ? `${b.module}/${b.vcpus[0] ?? ''}` : `${b.module}: ${b.vcpus.length} vCPUs (${b.vcpus.slice(0, 4).join(', ')}${b.vcpus.length > 4 ? ', …' : ''})`;
-      const tip = `${who} on CPU ${b.cpu}, seq ${b.from}–${b.to}: ${b.runs} run${b.runs === 1 ? '' : 's'}, ${b.exits} exit${b.exits === 1 ? '' : 's'}`;
-      body.push(`<rect x="${f(b.x0)}" y="${f(barTop(l))}" width="${f(w)}" height="${f(barH)}" fill="${c}"><title>${escapeXml(tip)}</title></rect>`);
-      const candidates = b.vcpus.length === 1 ? [`${b.module}/${b.vcpus[0] ?? ''}`, b.vcpus[0] ?? '', (b.vcpus[0] ?? '').split('/')[0] ?? ''] : [`${b.module} ×${b.vcpus.length}`, b.module];
-      const text = candidates.find((t) => t !== '' && textWidth(t, barSize) + 6 <= w);
-      if (text !== undefined) body.push(`<text x="${f(b.x0 + 3)}" y="${f(barTop(l) + barH / 2 + barSize * 0.36)}" font-size="${barSize}" fill="${inkOn(c)}">${escapeXml(text)}</text>`);
+      const c = colorOf(st.module);
+      const ax = x(st.from);
+      const w = Math.max(1, x(st.to) - ax);
+      const top = barTop(l);
+      const who =
+        st.vcpus.length === 1
+          ? `${st.module}/${st.vcpus[0] ?? ''}`
+          : `${st.module}: ${st.vcpus.length} vCPUs (${st.vcpus.slice(0, 6).join(', ')}${st.vcpus.length > 6 ? ', …' : ''})`;
+      const tip = `${who} on CPU ${st.cpu}, seq ${st.from}–${st.to}: ${st.runs} run${st.runs === 1 ? '' : 's'}, ${st.exits} exit${st.exits === 1 ? '' : 's'}`;
+      if (st.runs > 1) body.push(`<rect x="${f(ax)}" y="${f(top)}" width="${f(w)}" height="${f(barH)}" fill="${c}" fill-opacity="0.3"><title>${escapeXml(tip)}</title></rect>`);
+      const d = st.bars.map(([a, b]) => `M${f(a)} ${f(top)}h${f(Math.max(1, b - a))}v${f(barH)}h-${f(Math.max(1, b - a))}z`).join('');
+      body.push(`<path d="${d}" fill="${c}">${st.runs > 1 ? '' : `<title>${escapeXml(tip)}</title>`}</path>`);
+      const candidates = st.vcpus.length === 1 ? [`${st.module}/${st.vcpus[0] ?? ''}`, st.vcpus[0] ?? '', st.module] : [st.module];
+      const text = candidates.find((t) => t !== '' && textWidth(t, barSize) + 8 <= w);
+      if (text !== undefined) {
+        const solid = st.runs === 1 && st.bars.length === 1;
+        const paint = solid ? `fill="${inkOn(c)}"` : `fill="${INK}" stroke="#ffffff" stroke-width="2.4" stroke-opacity="0.85" paint-order="stroke"`;
+        body.push(`<text x="${f(ax + 4)}" y="${f(top + barH / 2 + barSize * 0.36)}" font-size="${barSize}" ${paint}>${escapeXml(text)}</text>`);
+      }
     }
   }
 
@@ -407,6 +445,9 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
       body.push(`<rect x="${f(bx - 1.5)}" y="${f(l.y)}" width="3" height="${f(laneH)}" fill="${c}"/>`);
       const un = `${s.module} unloaded`;
       if (bx + 5 + textWidth(un, barSize) <= x1) body.push(`<text x="${f(bx + 5)}" y="${f(ty)}" font-size="${barSize}" fill="${INK}">${escapeXml(un)}</text>`);
+      else if (textWidth(un, barSize) + textWidth(loaded, barSize) + 20 <= w) {
+        body.push(`<text x="${f(bx - 5)}" y="${f(ty)}" font-size="${barSize}" text-anchor="end" fill="${INK}">${escapeXml(un)}</text>`);
+      }
     }
   }
   for (const v of tl.vms) {
@@ -417,9 +458,12 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     const ax = x(v.start);
     const w = Math.max(1, x(v.end) - ax);
     const tip = `${v.module}/vm${v.vm}${v.pid === undefined ? '' : ` (pid ${v.pid})`}, ${v.vcpus} vCPU${v.vcpus === 1 ? '' : 's'}: ${v.openStart ? 'created before the trace' : `created at seq ${v.start}`}${v.openEnd ? ', alive at the end' : `, destroyed at seq ${v.end}`}`;
-    body.push(`<rect x="${f(ax)}" y="${f(l.y + 2.5)}" width="${f(w)}" height="${f(laneH - 5)}" rx="1.5" fill="${c}"><title>${escapeXml(tip)}</title></rect>`);
+    const pad = l.h >= 12 ? 2.5 : 1.5;
+    body.push(`<rect x="${f(ax)}" y="${f(l.y + pad)}" width="${f(w)}" height="${f(l.h - 2 * pad)}" rx="1.5" fill="${c}"><title>${escapeXml(tip)}</title></rect>`);
     const label = `vm${v.vm}`;
-    if (textWidth(label, barSize) + 6 <= w) body.push(`<text x="${f(ax + 3)}" y="${f(l.y + laneH / 2 + barSize * 0.36)}" font-size="${barSize}" fill="${inkOn(c)}">${escapeXml(label)}</text>`);
+    if (vmLabelSize >= 6 && textWidth(label, vmLabelSize) + 6 <= w) {
+      body.push(`<text x="${f(ax + 3)}" y="${f(l.y + l.h / 2 + vmLabelSize * 0.36)}" font-size="${f(vmLabelSize)}" fill="${inkOn(c)}">${escapeXml(label)}</text>`);
+    }
   }
   for (const m of tl.modules) {
     const l = rowLane.get(`${m}#count`);
@@ -437,12 +481,12 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
       n += ch.d;
       pts.push([ch.at, n]);
     }
-    body.push(stepArea(pts, tl.start, tl.end, x, l.y, laneH, colorOf(m), `${m}: VMs alive`));
+    body.push(stepArea(pts, tl.start, tl.end, x, l.y, l.h, colorOf(m), `${m}: VMs alive`));
   }
   // ---- VAC usage count --------------------------------------------------------------------------------
   {
     const l = lanes.find((k) => k.kind === 'usage');
-    if (l !== undefined) body.push(stepArea(tl.usage.map((u) => [u.at, u.count] as [number, number]), tl.start, tl.end, x, l.y, laneH, '#57606a', 'VAC usage count'));
+    if (l !== undefined) body.push(stepArea(tl.usage.map((u) => [u.at, u.count] as [number, number]), tl.start, tl.end, x, l.y, l.h, '#57606a', 'VAC usage count'));
   }
 
   // ---- point marks ----------------------------------------------------------------------------------
@@ -466,17 +510,18 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     for (const l of lanes) {
       const byKind = perLane.get(l);
       if (byKind === undefined) continue;
-      const bottom = l.y + laneH - 1.5;
+      const bottom = l.y + l.h - 1.5;
       for (const kind of ['tlb:flush', 'l1d:flush'] as const) {
         const list = byKind.get(kind);
         if (list === undefined) continue;
         const groups = thin(list, x, 2);
-        const h = Math.max(3, Math.round(laneH * 0.3));
-        const d = groups.map((g) => `M${f(g.x)} ${f(bottom)}v-${h}`).join('');
-        body.push(`<path d="${d}" stroke="${kind === 'tlb:flush' ? TLB_STROKE : L1D_STROKE}" stroke-width="1" stroke-opacity="0.7"><title>${escapeXml(`${list.length} ${kind === 'tlb:flush' ? 'TLB' : 'L1D'} flush${list.length === 1 ? '' : 'es'}`)}</title></path>`);
+        const h = Math.max(3, Math.round(l.h * 0.3));
+        // TLB flushes rise from the bottom edge of the lane, L1D flushes hang from the top edge.
+        const d = groups.map((g) => (kind === 'tlb:flush' ? `M${f(g.x)} ${f(bottom)}v-${h}` : `M${f(g.x)} ${f(l.y + 1.5)}v${h}`)).join('');
+        body.push(`<path d="${d}" stroke="${FLUSH_STROKE}" stroke-width="1" stroke-opacity="0.8"><title>${escapeXml(`${list.length} ${kind === 'tlb:flush' ? 'TLB' : 'L1D'} flush${list.length === 1 ? '' : 'es'}`)}</title></path>`);
       }
-      const size = Math.max(3.5, laneH * 0.32);
-      const cy = l.y + laneH / 2;
+      const size = Math.max(4, l.h * 0.45);
+      const cy = l.y + l.h / 2;
       for (const kind of ['pmi', 'warning', 'virt:disable', 'virt:enable'] as const) {
         const list = byKind.get(kind);
         if (list === undefined) continue;
@@ -489,7 +534,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
               : kind === 'virt:disable'
                 ? triangle(g.x, cy, size, false)
                 : kind === 'pmi'
-                  ? `<circle cx="${f(g.x)}" cy="${f(l.y + 3.5)}" r="${f(Math.min(3.5, laneH * 0.22))}" fill="${PMI_FILL}" stroke="${INK}" stroke-width="0.6"/>`
+                  ? `<circle cx="${f(g.x)}" cy="${f(l.y + 3)}" r="${f(Math.min(2.5, l.h * 0.16))}" fill="${PMI_FILL}" stroke="${INK}" stroke-width="0.5"/>`
                   : diamond(g.x, cy, size);
           symbols.push(`<g>${shape}<title>${escapeXml(tip)}</title></g>`);
         }
@@ -542,7 +587,8 @@ function diamond(cx: number, cy: number, size: number): string {
 
 /** A step chart of `points` ([seq, value], by seq) in one lane, with its maximum written at the right. */
 function stepArea(points: ReadonlyArray<readonly [number, number]>, start: number, end: number, x: (seq: number) => number, laneY: number, laneH: number, color: string, what: string): string {
-  const max = Math.max(1, ...points.map((p) => p[1]));
+  let max = 1;
+  for (const p of points) if (p[1] > max) max = p[1];
   const base = laneY + laneH - 1.5;
   const yv = (v: number): number => base - (v / max) * (laneH - 4);
   // One point per pixel column is enough (the last value in it wins).
@@ -562,5 +608,5 @@ function stepArea(points: ReadonlyArray<readonly [number, number]>, start: numbe
   d += `H${f(x(end))}V${f(base)}Z`;
   const last = points[points.length - 1];
   const tip = `${what}: max ${max}${last === undefined ? '' : `, ${last[1]} at seq ${last[0]}`}`;
-  return `<path d="${d}" fill="${color}" fill-opacity="0.25" stroke="${color}" stroke-width="1.2"><title>${escapeXml(tip)}</title></path>\n<text x="${f(x(end) - 4)}" y="${f(laneY + laneH / 2 + 3.5)}" font-size="9.5" text-anchor="end" fill="${INK}">${escapeXml(`max ${max}, now ${prev}`)}</text>`;
+  return `<path d="${d}" fill="${color}" fill-opacity="0.25" stroke="${color}" stroke-width="1.2"><title>${escapeXml(tip)}</title></path>\n<text x="${f(x(end) - 4)}" y="${f(laneY + 9)}" font-size="9" text-anchor="end" fill="${INK}" stroke="#ffffff" stroke-width="2.4" stroke-opacity="0.85" paint-order="stroke">${escapeXml(`max ${max}, now ${prev}`)}</text>`;
 }
