@@ -184,6 +184,18 @@ export class Scheduler {
     return this.#current[cpu];
   }
 
+  /**
+   * Schedule out whoever is current on `cpu` (its preempt notifiers run: KVM puts its vCPU), as the kernel
+   * does when another task takes the CPU — used when a thread outside the scheduler (a direct syscall of
+   * a process) runs there.
+   */
+  preempt(cpu: number): void {
+    const cur = this.#current[cpu];
+    if (cur === undefined) return;
+    cur.notifyOut(cpu);
+    this.#current[cpu] = undefined;
+  }
+
   /** One tick: every runnable thread gets one slice, in tid order. Returns how many ran. */
   tick(): number {
     const host = this.host;

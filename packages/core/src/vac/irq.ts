@@ -44,11 +44,11 @@ export class IrqRegistry {
   readonly perfCallbacks: PerfGuestCallbacks;
 
   /** @internal */
-  constructor(host: Host) {
+  constructor(host: Host, name = 'vac') {
     this.#running = new Array<VacInstanceOps | undefined>(host.cpus.length).fill(undefined);
     const running = this.#running;
     this.perfCallbacks = {
-      name: 'vac',
+      name,
       // kvm_guest_state(): dispatched to the instance running on this CPU; none → host PMI (0).
       state: (cpu) => running[cpu]?.perfGuestState(cpu) ?? 0,
       getIp: (cpu) => running[cpu]?.perfGuestIp(cpu) ?? 0n,

@@ -55,8 +55,11 @@ export class Vac {
   readonly #sev: SevAsidAllocator<VcpuTag> | undefined;
   readonly #handles = new Map<string, VacHandle>();
 
-  /** @internal Built by the `vac` module's init. */
-  constructor(host: Host, vendor: VirtOps) {
+  /**
+   * @internal Built by the `vac` module's init (or, privately, by a legacy KVM module).
+   * @param name - who owns this copy: `vac`, or `kvm1:legacy` (names its perf callbacks and checker)
+   */
+  constructor(host: Host, vendor: VirtOps, name: string = VAC_MODULE) {
     this.#host = host;
     this.vendor = vendor.name;
     this.#uret = new UserReturnMsrs(host.cpus);
@@ -75,7 +78,7 @@ export class Vac {
       }
     }
     this.#virt = new VirtualizationControl(host, vendor, this.#uret, this.#asids);
-    this.#irq = new IrqRegistry(host);
+    this.#irq = new IrqRegistry(host, name);
   }
 
   /**
@@ -217,7 +220,7 @@ export class Vac {
   }
 
   /** Invariants 1–4 and 6 of SPEC.md §4 as far as VAC can see them. */
-  check(): Violation[] {
+  check(scope: { readonly virt: boolean } = { virt: true }): Violation[] {
     const out: Violation[] = [];
     const host = this.#host;
     const virt = this.#virt;
@@ -227,7 +230,7 @@ export class Vac {
     // flag does not know about means the CPU was enabled through the vendor ops behind its back. (A legacy
     // module's private copy shares the vendor ops with VAC, so only the loaded VAC asks.)
     const claimed = vacOf(host) === this ? (vendor as Partial<{ enabledByVac(cpu: number): boolean }>).enabledByVac?.bind(vendor) : undefined;
-    for (const c of host.cpus) {
+    for (const c of scope.virt ? host.cpus : []) {
       const on = virt.isEnabled(c.id);
       if (!on && claimed?.(c.id) === true) {
         out.push({ invariant: 1, cpu: c.id, message: `CPU ${c.id} is in virtualization mode but VAC did not enable it (usage count ${virt.count})` });
@@ -345,7 +348,9 @@ export function registerVacHooks(vac: Vac, host: Host, defer: (undo: () => void)
     defer(host.hooks.registerNmiHandler((cpu) => irq.nmi(cpu)));
   }
   defer(host.registerSnapshotProvider(which.name, () => vac.snapshot()));
-  defer(host.registerInvariantChecker(which.name, () => vac.check()));
+  // A legacy module's private copy only answers for what it owns: without its own enabling machinery it
+  // does not judge per-CPU enable state.
+  defer(host.registerInvariantChecker(which.name, () => vac.check({ virt: which.power })));
 }
 
 /**
@@ -357,7 +362,7 @@ export function registerVacHooks(vac: Vac, host: Host, defer: (undo: () => void)
 export function checkVendorSupport(host: Host, op: string, warn: (message: string, cpu: number) => void): VirtOps {
   const vendor = host.hardware.virt;
   const why = vendor.unsupported(0);
-  if (why !== undefined) throw new KernelError('EOPNOTSUPP', op, `no hardware support for VMX or SVM (${why})`);
+  if (why !== undefined) throw new KernelError('EOPNOTSUPP', op, `no hardware support for SVM or VMX (${why})`);
   for (const c of host.cpus) {
     const w = c.online ? vendor.unsupported(c.id) : undefined;
     if (w !== undefined) {

@@ -48,7 +48,7 @@ export function legacySet(opt: boolean | readonly LegacyResource[] | undefined):
  */
 export function privateVac(host: Host, module: string, set: ReadonlySet<LegacyResource>, defer: (undo: () => void) => void, warn: (m: string, cpu: number) => void): Vac {
   const vendor = checkVendorSupport(host, `${module}_init`, warn);
-  const vac = new Vac(host, vendor);
+  const vac = new Vac(host, vendor, `${module}:legacy`);
   const cpuhp = set.has('virt') ? (set.has('cpuhp') ? 'CPUHP_AP_KVM_ONLINE' : 'CPUHP_AP_ONLINE_DYN') : false;
   registerVacHooks(vac, host, defer, { cpuhp, power: set.has('virt'), irq: set.has('irq'), name: `${module}:legacy` });
   if (set.has('cpuhp') && !set.has('virt')) {

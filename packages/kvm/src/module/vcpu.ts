@@ -203,6 +203,15 @@ export class Vcpu {
    */
   #enter(cpu: number, budget: number): Step {
     const vendor = this.vendor;
+    if (!this.#instance.vac.isEnabled(cpu)) {
+      // VAC did not turn virtualization on here (a failed re-enable at resume, a reboot): no entry.
+      // Linux would try VMLAUNCH in whatever VMX operation is active; the model reports the failed entry.
+      const run = this.run;
+      run.exit_reason = KVM_EXIT_FAIL_ENTRY;
+      run.fail_entry.hardware_entry_failure_reason = 0n;
+      run.fail_entry.cpu = cpu;
+      return Step.Exit;
+    }
     vendor.prepareEntry(cpu);
     const fail = vendor.enter(cpu);
     this.stats.entries++;
@@ -312,7 +321,7 @@ export class Vcpu {
     this.thread = undefined;
     // The caller now runs on `cpu`: the simulated thread current there is scheduled out first
     // (kvm_sched_out puts its vCPU, whichever module's); its KVM_RUN loads it again at its next slice.
-    this.#instance.host.scheduler.currentOn(cpu)?.notifyOut(cpu);
+    this.#instance.host.scheduler.preempt(cpu);
     this.load(cpu);
     let executed = 0;
     try {
@@ -347,14 +356,17 @@ export class Vcpu {
     this.thread = thread;
     const unregister = thread.addPreemptNotifier({
       schedOut: (cpu) => this.put(cpu),
-      schedIn: (cpu) => this.load(cpu),
+      // A vCPU asleep in kvm_vcpu_block is loaded again only when it wakes.
+      schedIn: (cpu) => {
+        if (this.blockedOn < 0) this.load(cpu);
+      },
     });
     let cpu = thread.cpu;
     this.load(cpu);
     try {
       for (;;) {
         cpu = thread.cpu;
-        if (this.loadedOn !== cpu) this.load(cpu);
+        if (this.loadedOn !== cpu && this.blockedOn < 0) this.load(cpu);
         if (thread.signalPending || this.kicked) {
           thread.signalPending = false;
           this.kicked = false;
@@ -382,10 +394,10 @@ export class Vcpu {
       this.blockedOn = -1;
       this.thread = undefined;
       const at = this.loadedOn;
-      if (at >= 0) {
-        this.put(at);
-        this.#instance.vac.returnToUser(at);
-      }
+      if (at >= 0) this.put(at);
+      // Back to user space on the CPU the thread is on: its user-return notifier restores the host MSRs.
+      const back = at >= 0 ? at : this.lastCpu;
+      if (back >= 0) this.#instance.vac.returnToUser(back);
     }
   }
 

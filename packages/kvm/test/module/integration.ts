@@ -1,0 +1,165 @@
+/**
+ * Shared pieces of the @vac/kvm integration tests: errno-and-unchanged-host assertions, access to loaded
+ * instances, simulated VMM threads that record what they saw, and a seeded PRNG.
+ */
+import { KernelError, errnoOf, isKernelError, vacOf, type ErrnoCode, type Host, type Process, type Thread, type Vac } from '@vac/core';
+import { expect } from 'vitest';
+import {
+  KVM_CREATE_VCPU,
+  KVM_EXIT_IO,
+  KVM_EXIT_IO_OUT,
+  KVM_GET_SREGS,
+  KVM_RUN,
+  KVM_SET_REGS,
+  KVM_SET_SREGS,
+  KvmRunView,
+  makeKvmRegs,
+  makeKvmSregs,
+  type KvmInstance,
+  type Vcpu,
+} from '../../src/index.js';
+
+/** What `fn` threw, or `undefined`. */
+export function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
+/** Run `fn` and expect a {@link KernelError} with `code` (name and errno). Returns the error. */
+export function expectCode(fn: () => unknown, code: ErrnoCode): KernelError {
+  const e = thrown(fn);
+  expect(isKernelError(e) ? e.code : e, `expected KernelError ${code}`).toBe(code);
+  const ke = e as KernelError;
+  expect(ke.errno).toBe(errnoOf(code));
+  return ke;
+}
+
+/**
+ * Run `fn`, expect a {@link KernelError} with `code` (name and errno) and `host.snapshot()` exactly as
+ * before (SPEC §4 invariant 7). Returns the error.
+ */
+export function expectFail(host: Host, fn: () => unknown, code: ErrnoCode): KernelError {
+  const before = host.snapshot();
+  const ke = expectCode(fn, code);
+  expect(host.snapshot()).toEqual(before);
+  return ke;
+}
+
+/** The loaded VAC. */
+export function vacIn(host: Host): Vac {
+  const v = vacOf(host);
+  if (v === undefined) throw new Error('vac is not loaded');
+  return v;
+}
+
+/** A loaded KVM instance by module name. */
+export function inst(host: Host, name: string): KvmInstance {
+  const m = host.modules.get(name);
+  if (m === undefined) throw new Error(`${name} is not loaded`);
+  return m.exports as KvmInstance;
+}
+
+/** The vCPU behind a vCPU fd of `proc`. */
+export function vcpuOf(proc: Process, fd: number): Vcpu {
+  return proc.file(fd).privateData as Vcpu;
+}
+
+/** `mulberry32`: a small seeded PRNG, so "random" points are the same on every run. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A simulated VMM thread driving one vCPU, and what it saw. */
+export interface VcpuThread {
+  readonly thread: Thread;
+  /** `kvm0/vm1/vcpu0`. */
+  readonly label: string;
+  /** The vCPU. */
+  readonly vcpu: Vcpu;
+  /** True while the thread is inside KVM_RUN (between ticks: suspended in guest mode). */
+  inRun: boolean;
+  /** Exit reasons of successful KVM_RUNs, in order. */
+  readonly exits: number[];
+  /** Error codes of failed KVM_RUNs, in order. */
+  readonly errors: string[];
+  /** Bytes the guest wrote with OUT. */
+  readonly out: number[];
+}
+
+/** Options of {@link spawnVcpuThread}. */
+export interface VcpuThreadOptions {
+  /** Pin the thread to this CPU. */
+  readonly cpu?: number;
+  /** After each exit handled in user space, yield the rest of the slice (the thread is then in user space). */
+  readonly yieldInUser?: boolean;
+  /** Leave the loop on EINTR instead of re-entering. */
+  readonly stopOnEintr?: boolean;
+}
+
+/**
+ * Spawn the classic VMM loop as a simulated thread: KVM_RUN; on KVM_EXIT_IO record OUT bytes and run again;
+ * on EINTR re-enter (unless `stopOnEintr`); any other exit or error ends the thread.
+ */
+export function spawnVcpuThread(host: Host, proc: Process, fd: number, run: KvmRunView, opts: VcpuThreadOptions = {}): VcpuThread {
+  const vcpu = vcpuOf(proc, fd);
+  const st = { label: vcpu.label, vcpu, inRun: false, exits: [] as number[], errors: [] as string[], out: [] as number[] } as VcpuThread;
+  const thread = host.scheduler.spawn(proc, { name: vcpu.label, ...(opts.cpu === undefined ? {} : { cpu: opts.cpu }) }, function* (t) {
+    for (;;) {
+      st.inRun = true;
+      try {
+        yield* t.ioctl(fd, KVM_RUN, 0);
+      } catch (e) {
+        st.inRun = false;
+        if (!isKernelError(e)) throw e;
+        st.errors.push(e.code);
+        if (e.code === 'EINTR' && opts.stopOnEintr !== true) continue;
+        return;
+      } finally {
+        st.inRun = false;
+      }
+      st.exits.push(run.exit_reason);
+      if (run.exit_reason !== KVM_EXIT_IO) return;
+      if (run.io.direction === KVM_EXIT_IO_OUT) st.out.push(run.bytes[run.io.data_offset] as number);
+      if (opts.yieldInUser === true) yield* t.yield();
+    }
+  });
+  (st as { thread: Thread }).thread = thread;
+  return st;
+}
+
+/**
+ * What a PMI on `cpu` must be attributed to: the vCPU of the thread the scheduler has current on `cpu`, if
+ * that thread is inside KVM_RUN (in guest mode); else nobody.
+ */
+export function expectedOwner(host: Host, threads: readonly VcpuThread[], cpu: number): string | undefined {
+  const cur = host.scheduler.currentOn(cpu);
+  const st = threads.find((s) => s.thread === cur);
+  return st !== undefined && st.inRun ? st.label : undefined;
+}
+
+/** A guest that does port I/O forever: `mov dx,0x3f8; l: out dx,al; inc ax; jmp l`. */
+export const IO_LOOP = [0xba, 0xf8, 0x03, 0xee, 0x40, 0xeb, 0xfc];
+
+/** Add vCPU `id` to a VM, set up like {@link makeVm}'s (real mode, RIP 0x1000), with its kvm_run mapped. */
+export function addVcpu(proc: Process, vm: number, id: number): { readonly fd: number; readonly run: KvmRunView } {
+  const fd = proc.ioctl(vm, KVM_CREATE_VCPU, id);
+  const m = proc.mmap(fd, 12288);
+  const sregs = makeKvmSregs();
+  proc.ioctl(fd, KVM_GET_SREGS, sregs);
+  sregs.cs.base = 0n;
+  sregs.cs.selector = 0;
+  proc.ioctl(fd, KVM_SET_SREGS, sregs);
+  proc.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: 0x1000n, rflags: 2n }));
+  return { fd, run: new KvmRunView(m.bytes.buffer, m.bytes.byteOffset) };
+}
