@@ -214,7 +214,8 @@ export class IntelHardware implements HostHardware {
       const vac = this.virt.enabledByVac(cpu);
       const vmxe = (c.cr4 & CR4.VMXE) !== 0;
       if (foreign && vac) out.push({ invariant: 1, cpu, message: `CPU ${cpu}: VMX has two owners (a foreign hypervisor and VAC)` });
-      if (foreign && !inVmx) {
+      // After a crash the emergency path turns VMX off whoever turned it on (cpu_emergency_disable_virtualization).
+      if (foreign && !inVmx && !rebooting) {
         out.push({ invariant: 1, cpu, message: `CPU ${cpu}: the foreign hypervisor's VMX operation was turned off behind its back` });
       }
       if (vac && !inVmx) out.push({ invariant: 1, cpu, message: `CPU ${cpu}: VAC enabled VMX but the CPU is not in VMX operation` });

@@ -303,6 +303,8 @@ export class Host {
     this.#requireRunning('suspend');
     this.events.emit('power', { what: 'suspend' });
     for (const f of this.power.freezers()) f.freeze();
+    // Frozen tasks run nowhere: every CPU's current thread is scheduled out (KVM puts its vCPU).
+    for (const c of this.cpus) this.scheduler.preempt(c.id);
     const offlined: number[] = [];
     // freeze_secondary_cpus: for_each_online_cpu, skipping the boot CPU (ascending).
     for (let i = 1; i < this.cpus.length; i++) {

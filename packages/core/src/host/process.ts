@@ -146,9 +146,13 @@ export class Process {
     if (this.#fds.size >= this.#nofile) throw new KernelError('EMFILE', op, 'Too many open files');
   }
 
+  /** `files->next_fd`: no fd below it is free (fs/file.c `alloc_fd` starts its search there). */
+  #nextFd = 3;
+
   #install(file: OpenFile, path: string): number {
-    let fd = 3;
+    let fd = this.#nextFd;
     while (this.#fds.has(fd)) fd++;
+    this.#nextFd = fd + 1;
     file.hold();
     this.#fds.set(fd, file);
     this.#host.events.emit('fd:open', { pid: this.pid, fd, path });
@@ -181,6 +185,7 @@ export class Process {
     this.#live('close');
     const f = this.file(fd);
     this.#fds.delete(fd);
+    if (fd < this.#nextFd) this.#nextFd = fd; // __put_unused_fd
     this.#host.events.emit('fd:close', { pid: this.pid, fd, path: f.path });
     f.drop();
   }
@@ -229,7 +234,14 @@ export class Process {
     this.#live('mmap');
     const len = pageAlign(length, 'mmap');
     if (this.#host.faults.shouldFail('mmap')) throw new KernelError('ENOMEM', 'mmap', 'injected allocation failure');
-    return this.#map(len, new Uint8Array(len), undefined);
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(len);
+    } catch {
+      // More than the simulated address space (the JS heap) can back: ENOMEM, as do_mmap for a too-large len.
+      throw new KernelError('ENOMEM', 'mmap', `cannot map ${len} bytes`);
+    }
+    return this.#map(len, bytes, undefined);
   }
 
   #map(length: number, bytes: Uint8Array<ArrayBuffer>, file: OpenFile | undefined): Mapping {

@@ -61,11 +61,16 @@ export interface KvmFileOps {
   readonly vcpu: FileOperations<Vcpu>;
 }
 
+/**
+ * The `unsigned long arg` of an ioctl: an integer that fits in 64 bits (a negative one is its two's
+ * complement, as the C cast makes it). Anything else — a value C could not pass, such as 2n ** 64n — is
+ * EINVAL, never silently truncated.
+ */
 function intArg(arg: unknown, op: string): number {
   if (arg === undefined) return 0;
-  if (typeof arg === 'number' && Number.isInteger(arg)) return arg;
-  if (typeof arg === 'bigint') return Number(BigInt.asUintN(64, arg));
-  throw new KernelError('EINVAL', op, 'the argument must be an integer');
+  if (typeof arg === 'number' && Number.isInteger(arg) && arg >= -(2 ** 63) && arg < 2 ** 64) return arg < 0 ? 2 ** 64 + arg : arg;
+  if (typeof arg === 'bigint' && arg >= -(2n ** 63n) && arg < 2n ** 64n) return Number(BigInt.asUintN(64, arg));
+  throw new KernelError('EINVAL', op, 'the argument must be an integer that fits in an unsigned long');
 }
 
 function structArg<T>(arg: unknown, validate: (x: unknown) => string | undefined, op: string): T {
@@ -116,11 +121,14 @@ export function makeFileOps(inst: KvmInstance): KvmFileOps {
       file.privateData.vm.put();
     },
     ioctl(file, request, arg, proc) {
+      // A vCPU file of another module (kvm0's, handed to kvm1's operations) is refused.
+      inst.own(file.privateData.vm, 'ioctl');
       return vcpuIoctl(inst, file.privateData, request, arg, proc);
     },
     *ioctlBlocking(file: OpenFile<Vcpu>, request: number, arg: unknown, proc: Process, thread: Thread): Syscall<number | undefined> {
       if (request !== KVM_RUN) return undefined;
       const v = file.privateData;
+      inst.own(v.vm, 'KVM_RUN');
       v.vm.checkCaller(proc, 'KVM_RUN');
       if (intArg(arg, 'KVM_RUN') !== 0) throw new KernelError('EINVAL', 'KVM_RUN', 'the argument must be 0');
       if (v.thread !== undefined) throw new KernelError('EBUSY', 'KVM_RUN', 'another thread is running this vCPU');
@@ -140,6 +148,7 @@ export function makeFileOps(inst: KvmInstance): KvmFileOps {
       file.privateData.put();
     },
     ioctl(file, request, arg, proc) {
+      inst.own(file.privateData, 'ioctl');
       return vmIoctl(inst, file.privateData, request, arg, proc, vcpu);
     },
   };

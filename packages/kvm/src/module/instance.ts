@@ -84,6 +84,7 @@ export class KvmInstance implements VacInstanceOps {
 
   /** `kvm_destroy_vm`. */
   destroyVm(vm: Vm): void {
+    this.own(vm, 'kvm_destroy_vm');
     if (vm.dead) return;
     vm.dead = true;
     for (const v of vm.vcpus.values()) {

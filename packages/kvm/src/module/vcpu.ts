@@ -88,10 +88,26 @@ export class Vcpu {
   readonly vendor: VendorVcpu;
   /** The guest's registers. */
   readonly regs = new GuestCpuState();
-  /** The interpreter's exit record (reused). */
-  readonly exit = new GuestExit();
-  /** `struct kvm_sregs` fields the interpreter does not use (control registers, descriptor tables, …). */
-  readonly sregs: kvm_sregs;
+  /** The interpreter's exit record (reused; allocated at the first run). */
+  get exit(): GuestExit {
+    return (this.#exit ??= new GuestExit());
+  }
+  #exit: GuestExit | undefined;
+  /**
+   * `struct kvm_sregs` fields the interpreter does not use (control registers, descriptor tables, …),
+   * created at the first KVM_GET_SREGS / KVM_SET_SREGS (a vCPU nobody asks about costs nothing).
+   */
+  get sregs(): kvm_sregs {
+    return (this.#sregs ??= makeKvmSregs({
+      // Reset values (kvm_vcpu_reset → vmx_vcpu_reset / init_vmcb; SDM Vol. 3A Table 10-1).
+      cr0: 0x60000010n,
+      gdt: { base: 0n, limit: 0xffff },
+      apic_base: 0xfee00900n,
+    }));
+  }
+  #sregs: kvm_sregs | undefined;
+  /** CR0.PE is set: the guest asked for protected mode, which the interpreter does not execute. */
+  protectedMode = false;
   /** Counters. */
   readonly stats: VcpuStats = { entries: 0, exits: 0, io_exits: 0, mmio_exits: 0, halt_exits: 0, nmi_exits: 0, signal_exits: 0, instructions: 0, migrations: 0, pi_wakeups: 0 };
   /** The CPU it is loaded on, or -1. */
@@ -121,12 +137,6 @@ export class Vcpu {
     this.tag = tag;
     this.label = `${tag.instance}/vm${tag.vm}/vcpu${id}`;
     this.vendor = vendor;
-    this.sregs = makeKvmSregs({
-      // Reset values (kvm_vcpu_reset → vmx_vcpu_reset / init_vmcb; SDM Vol. 3A Table 10-1).
-      cr0: 0x60000010n,
-      gdt: { base: 0n, limit: 0xffff },
-      apic_base: 0xfee00900n,
-    });
   }
 
   /** The `kvm_run` area, allocated on first use (as Linux allocates the page lazily on first fault). */
@@ -222,7 +232,7 @@ export class Vcpu {
       run.fail_entry.cpu = cpu;
       return Step.Exit;
     }
-    if ((this.sregs.cr0 & 1n) !== 0n) {
+    if (this.protectedMode) {
       vendor.exit(cpu);
       return this.#internal('protected mode is not modelled (CR0.PE=1)');
     }
@@ -493,5 +503,6 @@ export class Vcpu {
     r.idtLimit = v.idt.limit;
     for (const k of KVM_SREGS_U64_FIELDS) s[k] = v[k];
     s.interrupt_bitmap = [...v.interrupt_bitmap];
+    this.protectedMode = (v.cr0 & 1n) !== 0n;
   }
 }

@@ -1,0 +1,122 @@
+/**
+ * The docs site, tested as a person would use it: build it first (`pnpm run docs`), then this serves `site/`
+ * on localhost, opens it in headless Chromium (Debian's `/usr/bin/chromium`, driven by playwright-core),
+ * follows the navigation to every guide, checks that the pictures render, and searches the API for
+ * `createHost`. Screenshots go to `artifacts/site/` (git-ignored). Exits non-zero on any failure.
+ */
+import { createReadStream, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { extname, join, normalize, resolve } from 'node:path';
+import { chromium, type Page } from 'playwright-core';
+
+const root = resolve(import.meta.dirname, '..', '..');
+const site = join(root, 'site');
+const shots = join(root, 'artifacts', 'site');
+const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.css': 'text/css',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.json': 'application/json',
+  '.woff2': 'font/woff2',
+};
+
+function serve(dir: string): Promise<Server> {
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    let path = normalize(join(dir, decodeURIComponent(url.pathname)));
+    if (!path.startsWith(dir)) {
+      res.writeHead(403).end();
+      return;
+    }
+    if (existsSync(path) && statSync(path).isDirectory()) path = join(path, 'index.html');
+    if (!existsSync(path)) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' });
+    createReadStream(path).pipe(res);
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
+}
+
+const failures: string[] = [];
+const check = (ok: boolean, what: string): void => {
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
+  if (!ok) failures.push(what);
+};
+
+async function imagesRendered(page: Page): Promise<{ total: number; broken: string[] }> {
+  return page.evaluate(() => {
+    const imgs = [...document.querySelectorAll('.tsd-panel img, .tsd-typography img')] as HTMLImageElement[];
+    return { total: imgs.length, broken: imgs.filter((i) => !i.complete || i.naturalWidth === 0).map((i) => i.src) };
+  });
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(join(site, 'index.html'))) throw new Error('site/ is missing: run `npx pnpm@10.34.9 run docs` first');
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (or set CHROMIUM_PATH)`);
+  mkdirSync(shots, { recursive: true });
+  const guides = readdirSync(join(site, 'documents')).filter((f) => f.endsWith('.html')).map((f) => f.replace(/\.html$/, ''));
+  const server = await serve(site);
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`${base}/index.html`);
+    check((await page.title()).includes('vac'), 'the home page opens and is titled vac');
+    await page.screenshot({ path: join(shots, 'home.png'), fullPage: false });
+
+    // Every guide, reached by clicking its link in the navigation (rendered by typedoc's script).
+    for (const guide of guides) {
+      await page.goto(`${base}/index.html`);
+      const link = page.locator(`.tsd-navigation a[href$="documents/${guide}.html"]`).first();
+      await link.waitFor({ state: 'attached', timeout: 10_000 });
+      await link.click();
+      await page.waitForURL(`**/documents/${guide}.html`);
+      const h1 = await page.locator('.tsd-typography h1, h1').first().textContent();
+      check(typeof h1 === 'string' && h1.trim().length > 0, `guide ${guide}: reached through the navigation, heading "${h1?.trim() ?? ''}"`);
+      const imgs = await imagesRendered(page);
+      check(imgs.broken.length === 0, `guide ${guide}: ${imgs.total} picture(s) rendered${imgs.broken.length > 0 ? `, broken: ${imgs.broken.join(', ')}` : ''}`);
+      await page.screenshot({ path: join(shots, `${guide}.png`), fullPage: true });
+    }
+    const withPictures = ['Architecture'];
+    for (const g of withPictures) {
+      await page.goto(`${base}/documents/${g}.html`);
+      check((await imagesRendered(page)).total > 0, `guide ${g} shows its picture`);
+    }
+
+    // API search.
+    await page.goto(`${base}/index.html`);
+    await page.locator('#tsd-search-trigger').click();
+    await page.locator('#tsd-search-input').fill('createHost');
+    const hit = page.locator('#tsd-search-results li', { hasText: 'createHost' }).first();
+    await hit.waitFor({ timeout: 10_000 });
+    check(await hit.isVisible(), 'the API search finds createHost');
+    await page.screenshot({ path: join(shots, 'search-createHost.png') });
+    await hit.click();
+    await page.waitForLoadState();
+    check(page.url().includes('createHost'), `the search result opens createHost's page (${page.url()})`);
+    await page.screenshot({ path: join(shots, 'createHost.png') });
+    check(errors.length === 0, `no page errors${errors.length > 0 ? `: ${errors.join('; ')}` : ''}`);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+  console.log(`screenshots: ${shots}`);
+  if (failures.length > 0) {
+    console.error(`${failures.length} site check(s) failed`);
+    process.exit(1);
+  }
+}
+
+await main();
