@@ -89,7 +89,7 @@ async function main(): Promise<void> {
       check(imgs.broken.length === 0, `guide ${guide}: ${imgs.total} picture(s) rendered${imgs.broken.length > 0 ? `, broken: ${imgs.broken.join(', ')}` : ''}`);
       await page.screenshot({ path: join(shots, `${guide}.png`), fullPage: true });
     }
-    const withPictures = ['Architecture'];
+    const withPictures = ['Architecture', 'Rolling_upgrade'];
     for (const g of withPictures) {
       await page.goto(`${base}/documents/${g}.html`);
       check((await imagesRendered(page)).total > 0, `guide ${g} shows its picture`);

@@ -11,7 +11,10 @@
  *
  * Exits non-zero if anything it shows does not hold.
  */
-import { O_RDWR, checkInvariants, createHost, isKernelError, vacOf, type Thread } from '@vac/core';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { O_RDWR, checkInvariants, createHost, isKernelError, recordEvents, renderTimelineSvg, vacOf, type Thread, type TimelineAnnotation } from '@vac/core';
 import {
   KVM_CREATE_VCPU,
   KVM_CREATE_VM,
@@ -52,6 +55,8 @@ function table(rows: ReadonlyArray<Record<string, string | number>>): void {
 
 const CPUS = 4;
 const host = createHost({ cpus: CPUS, hardware: intel() });
+const recorder = recordEvents(host);
+const annotations: TimelineAnnotation[] = [];
 const hardware = host.hardware;
 if (!isIntelHardware(hardware)) throw new Error('expected Intel hardware');
 const hw: IntelHardware = hardware;
@@ -141,6 +146,9 @@ const invariants = (when: string): void => {
   expect(bad.length === 0, `invariants ${when}: ${bad.map((v) => v.message).join('; ')}`);
 };
 const steps: Array<{ step: string; result: string }> = [];
+const annotate = (label: string): void => {
+  annotations.push({ at: host.events.seq, label });
+};
 
 console.log(`Hotplug and power on a ${CPUS}-CPU Intel host with kvm0 (A, B) and kvm1 (C, D) running guests`);
 host.scheduler.run(4);
@@ -159,6 +167,7 @@ invariants('at the start');
   host.scheduler.run(4);
   expect(allRanSince(before), 'every guest keeps running after CPU 2 went offline');
   expect(byName('B').model.lastCpu === 0 && byName('C').model.lastCpu === 0 && lastC === 2, 'B and C moved from CPU 2 to CPU 0');
+  annotate('cpuDown(2)');
   steps.push({ step: 'cpuDown(2)', result: 'B, C put and VMCLEARed, VMXOFF on CPU 2; threads moved to CPU 0' });
   cpuTable('1. After `echo 0 > cpu2/online` and 4 ticks');
   invariants('after CPU 2 went offline');
@@ -179,6 +188,7 @@ invariants('at the start');
   expect(allRanSince(before), 'every guest keeps running after CPU 2 came back');
   expect(c.model.lastCpu === 2 && (c.model.vendor.stats['vmcsMigrations'] ?? 0) === migrations + 1, "C's VMCS migrated from CPU 0 to CPU 2");
   expect(hw.counters(0).vmclear > clear0 && hw.counters(2).vmptrld > ptrld2, 'the migration VMCLEARed on CPU 0 and VMPTRLDed on CPU 2');
+  annotate('cpuUp(2); pin C to 2');
   steps.push({ step: 'cpuUp(2); pin C to 2', result: 'VMXON on CPU 2; C: VMCLEAR on CPU 0, VMPTRLD on CPU 2' });
   cpuTable('2. After `echo 1 > cpu2/online`, C pinned back to CPU 2, 4 ticks');
   invariants('after CPU 2 came back');
@@ -236,6 +246,7 @@ invariants('at the start');
   host.scheduler.run(4);
   expect(allRanSince(before), 'every guest runs again after resume');
   expect(guests.every((g, i) => g.model.stats.signal_exits > (intr[i] ?? 0) || !inGuest.includes(g.name)), 'the guests in guest mode were kicked out (KVM_RUN → EINTR) by the freeze');
+  annotate('suspend; resume');
   steps.push({ step: 'suspend; resume', result: `${inGuest.length} vCPUs kicked out of guest mode; VMXOFF everywhere; all back after resume` });
   cpuTable('4b. After resume and 4 ticks');
   invariants('after resume');
@@ -256,9 +267,25 @@ invariants('at the start');
   }
   expect(code === 'EBUSY', `KVM_CREATE_VM after reboot fails with EBUSY (got ${code})`);
   expect(vac.rebooting, '`rebooting` stays set (sticky)');
+  annotate('reboot; KVM_CREATE_VM');
   steps.push({ step: 'reboot; KVM_CREATE_VM', result: `VMXOFF everywhere, rebooting=true (sticky); new VM → ${code}` });
   cpuTable(`5. After reboot (a new KVM_CREATE_VM → ${code})`);
   invariants('after reboot');
+}
+
+// The picture of the run: one lane per CPU (which module's vCPU runs there, VMXON/VMXOFF, offline
+// periods), one per module. `VAC_PICTURES_DIR` puts a copy where the guides embed it.
+recorder.stop();
+const svg = renderTimelineSvg(recorder.events(), {
+  cpus: CPUS,
+  title: 'Hotplug and power with kvm0 and kvm1 loaded: every event reaches VAC once',
+  annotations,
+  width: 1200,
+});
+for (const dir of [join(dirname(fileURLToPath(import.meta.url)), 'out'), process.env['VAC_PICTURES_DIR']]) {
+  if (dir === undefined) continue;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'hotplug-and-power.svg'), svg);
 }
 
 console.log('\nSteps');

@@ -417,16 +417,20 @@ const events = recorder.events();
 const traceFile = join(outDir, 'rolling-upgrade.trace.json');
 writeFileSync(traceFile, JSON.stringify(toChromeTrace(events, { cpus: CPUS, title: 'rolling upgrade: 24 VMs from kvm0 to kvm1' })));
 const svgFile = join(outDir, 'rolling-upgrade.svg');
-writeFileSync(
-  svgFile,
-  renderTimelineSvg(events, {
-    cpus: CPUS,
-    title: `Rolling upgrade: ${NR_VMS} VMs move from kvm0 to kvm1 one at a time, then kvm0 unloads`,
-    annotations,
-    width: 1400,
-    flushes: false,
-  }),
-);
+const svg = renderTimelineSvg(events, {
+  cpus: CPUS,
+  title: `Rolling upgrade: ${NR_VMS} VMs move from kvm0 to kvm1 one at a time, then kvm0 unloads`,
+  annotations,
+  width: 1400,
+  flushes: false,
+});
+writeFileSync(svgFile, svg);
+// `VAC_PICTURES_DIR` puts a copy where the guides embed it (`npx pnpm@10.34.9 pictures`).
+const picturesDir = process.env['VAC_PICTURES_DIR'];
+if (picturesDir !== undefined) {
+  mkdirSync(picturesDir, { recursive: true });
+  writeFileSync(join(picturesDir, 'rolling-upgrade.svg'), svg);
+}
 const root = resolve(here, '../..');
 console.log(`\nTrace (${events.length} events; open in https://ui.perfetto.dev): ${relative(root, traceFile)}`);
 console.log(`Timeline picture: ${relative(root, svgFile)}`);
