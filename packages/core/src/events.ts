@@ -129,14 +129,22 @@ export class EventBus {
 
   #count(name: string, delta: number): void {
     this.#counts[name] = (this.#counts[name] ?? 0) + delta;
+    this.#total += delta;
   }
+
+  /** Named listeners plus `onAny` listeners: 0 means nobody listens to anything (one load on hot paths). */
+  #total = 0;
 
   /** Listen to every event: `listener(name, payload)`. Used by trace recorders. */
   onAny(listener: (name: EventName, payload: EventStamp) => void): Unsubscribe {
     this.#any.push(listener);
+    this.#total++;
     return makeUndo(() => {
       const i = this.#any.indexOf(listener);
-      if (i >= 0) this.#any.splice(i, 1);
+      if (i >= 0) {
+        this.#any.splice(i, 1);
+        this.#total--;
+      }
     });
   }
 
@@ -144,6 +152,7 @@ export class EventBus {
 
   /** True when someone listens to `name` (or to every event). */
   wants(name: EventName): boolean {
+    if (this.#total === 0) return false;
     return this.#any.length > 0 || (this.#counts[name] ?? 0) > 0;
   }
 
@@ -153,10 +162,25 @@ export class EventBus {
    */
   emit<K extends EventName>(name: K, payload: EventPayload<K>): void {
     const seq = this.#seq++;
-    if (this.#any.length === 0 && (this.#counts[name] ?? 0) === 0) return;
+    if (this.#total === 0 || (this.#any.length === 0 && (this.#counts[name] ?? 0) === 0)) return;
     const event = { seq, tick: this.tick, ...payload } as EventStamp;
     for (const l of this.#any) l(name, event);
-    this.#emitter.emit(name, event);
+    if ((this.#counts[name] ?? 0) > 0) this.#emitter.emit(name, event);
+  }
+
+  /**
+   * Emit an event whose payload is a fresh object literal the caller gives away, written with `seq: 0, tick: 0`
+   * first (so its shape and key order are those of a stamped event): it is stamped in place instead of copied.
+   * For hot paths; `emit` copies, so a caller may keep or reuse what it passes there.
+   */
+  emitOwned<K extends EventName>(name: K, payload: EventPayload<K> & { seq: number; tick: number }): void {
+    const seq = this.#seq++;
+    if (this.#total === 0 || (this.#any.length === 0 && (this.#counts[name] ?? 0) === 0)) return;
+    payload.seq = seq;
+    payload.tick = this.tick;
+    const event = payload as unknown as EventStamp;
+    for (const l of this.#any) l(name, event);
+    if ((this.#counts[name] ?? 0) > 0) this.#emitter.emit(name, event);
   }
 
   /** Advance the logical clock for an event nobody listens to (hot paths call this instead of `emit`). */

@@ -8,6 +8,9 @@
 import { CR4, UsageError } from '@vac/core';
 import type { Cpu, FaultMode, HardwareEnv, HostHardware, MsrWriteHook, Violation } from '@vac/core';
 import { INTEL_MSR, L1D_FLUSH } from './arch.js';
+
+const L1D_FLUSH_N = BigInt(L1D_FLUSH);
+const FLUSH_CMD_RESERVED = ~L1D_FLUSH_N;
 import { LoadedVmcsLists } from './loaded-vmcs.js';
 import type { VmcsLoadResult } from './loaded-vmcs.js';
 import type { IntelModel } from './model.js';
@@ -108,7 +111,11 @@ export class IntelHardware implements HostHardware {
     const vmx = this.vmx;
     // IA32_FLUSH_CMD (SDM Vol. 4): bit 0 = L1D_FLUSH; other bits reserved (#GP).
     const flushCmd: MsrWriteHook = (cpu, _msr, value) => {
-      if ((value & ~BigInt(L1D_FLUSH)) !== 0n) return false;
+      if (value === L1D_FLUSH_N) {
+        vmx.countL1dFlush(cpu.id);
+        return true;
+      }
+      if ((value & FLUSH_CMD_RESERVED) !== 0n) return false;
       if (value !== 0n) vmx.countL1dFlush(cpu.id);
       return true;
     };

@@ -20,6 +20,7 @@ import type { Vmcs, VmxOutcome } from './vmx-cpu.js';
 
 /** VMCS field encoding of the VM-instruction error (SDM Vol. 3C appendix B; Linux `VM_INSTRUCTION_ERROR`). */
 const VM_INSTRUCTION_ERROR = 0x4400;
+const L1D_FLUSH_N = BigInt(L1D_FLUSH);
 
 /**
  * Per-vCPU counters of the VMX half (a plain record, so it also satisfies `VendorVcpu.stats`):
@@ -85,7 +86,7 @@ export interface VmxVcpuContext {
 
 /** Emit a `tlb:flush` event (or only advance the clock when nobody listens). */
 function emitTlbFlush(events: EventBus, cpu: number, kind: string, module: string): void {
-  if (events.wants('tlb:flush')) events.emit('tlb:flush', { cpu, kind, module });
+  if (events.wants('tlb:flush')) events.emitOwned('tlb:flush', { seq: 0, tick: 0, cpu, kind, module });
   else events.skip();
 }
 
@@ -374,11 +375,11 @@ export class VmxVcpu implements VendorVcpu {
     const ctx = this.#ctx;
     this.#stats.l1dFlushes++; // vcpu->stat.l1d_flush++
     const ev = ctx.events;
-    if (ev.wants('l1d:flush')) ev.emit('l1d:flush', { module: ctx.module, cpu });
+    if (ev.wants('l1d:flush')) ev.emitOwned('l1d:flush', { seq: 0, tick: 0, module: ctx.module, cpu });
     else ev.skip();
     if (ctx.config.l1dFlushMethod !== 'msr') return; // the software fill: no MSR, nothing the hardware counts
     // native_wrmsrl(MSR_IA32_FLUSH_CMD, L1D_FLUSH): the IA32_FLUSH_CMD write hook counts `l1dFlush`.
-    if (ctx.hostCpus[cpu]?.wrmsrSafe(INTEL_MSR.MSR_IA32_FLUSH_CMD, BigInt(L1D_FLUSH)) === true) return;
+    if (ctx.hostCpus[cpu]?.wrmsrSafe(INTEL_MSR.MSR_IA32_FLUSH_CMD, L1D_FLUSH_N) === true) return;
     // A faulting unchecked WRMSR (a CPU without the MSR although the boot CPU has it): ex_handler_msr warns
     // once, "unchecked MSR access error".
     ctx.warnOnce(

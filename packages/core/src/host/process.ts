@@ -5,6 +5,7 @@
  * @module
  */
 import { KernelError, UsageError } from '../errors.js';
+import { IdBitmap } from '../vac/bitmap.js';
 import { OpenFile, type FileOperations } from './file.js';
 import type { Host } from './host.js';
 
@@ -76,7 +77,17 @@ export class Process {
   alive = true;
   readonly #host: Host;
   readonly #caps: ReadonlySet<Capability>;
-  readonly #fds = new Map<number, OpenFile>();
+  /**
+   * The fd table, indexed by fd (`fdtable.fd`). An array, not a `Map`: fds are reused lowest-first, and V8's hash
+   * tables degrade when the same key is added and deleted over and over.
+   */
+  readonly #fds: Array<OpenFile | undefined> = [];
+  /** When each fd was installed (for `fds()` and `kill()`, which go by order of opening). */
+  readonly #openedAt: number[] = [];
+  #opened = 0;
+  #nfds = 0;
+  /** `fdtable.open_fds` with summary levels (Linux adds `full_fds_bits`): the lowest free fd in O(levels). */
+  readonly #fdBits: IdBitmap;
   readonly #nofile: number;
   readonly #mappings: Mapping[] = [];
   #nextAddr = MMAP_BASE;
@@ -94,6 +105,11 @@ export class Process {
     this.cpu = host.checkCpu(opts.cpu ?? 0);
     this.name = opts.name ?? `pid${pid}`;
     this.#nofile = opts.nofile ?? 1024;
+    // fds 0-2 stay reserved (stdio); a process may hold `nofile` fds, numbered from 3.
+    this.#fdBits = new IdBitmap(this.#nofile + 3);
+    this.#fdBits.set(0);
+    this.#fdBits.set(1);
+    this.#fdBits.set(2);
   }
 
   /** `capable(cap)`. */
@@ -143,18 +159,15 @@ export class Process {
   }
 
   #checkFdRoom(op: string): void {
-    if (this.#fds.size >= this.#nofile) throw new KernelError('EMFILE', op, 'Too many open files');
+    if (this.#nfds >= this.#nofile) throw new KernelError('EMFILE', op, 'Too many open files');
   }
 
-  /** `files->next_fd`: no fd below it is free (fs/file.c `alloc_fd` starts its search there). */
-  #nextFd = 3;
-
   #install(file: OpenFile, path: string): number {
-    let fd = this.#nextFd;
-    while (this.#fds.has(fd)) fd++;
-    this.#nextFd = fd + 1;
+    const fd = this.#fdBits.takeFirstZero(3);
     file.hold();
-    this.#fds.set(fd, file);
+    this.#fds[fd] = file;
+    this.#openedAt[fd] = this.#opened++;
+    this.#nfds++;
     this.#host.events.emit('fd:open', { pid: this.pid, fd, path });
     return fd;
   }
@@ -175,7 +188,7 @@ export class Process {
 
   /** Kernel side of `fdget`: the open file behind `fd`. @throws {@link KernelError} EBADF */
   file(fd: number): OpenFile {
-    const f = this.alive ? this.#fds.get(fd) : undefined;
+    const f = this.alive && (fd | 0) === fd && fd >= 0 ? this.#fds[fd] : undefined;
     if (f === undefined) throw new KernelError('EBADF', 'fdget', `bad file descriptor ${String(fd)}`);
     return f;
   }
@@ -184,10 +197,18 @@ export class Process {
   close(fd: number): void {
     this.#live('close');
     const f = this.file(fd);
-    this.#fds.delete(fd);
-    if (fd < this.#nextFd) this.#nextFd = fd; // __put_unused_fd
+    this.#fds[fd] = undefined;
+    this.#nfds--;
+    this.#fdBits.clear(fd);
     this.#host.events.emit('fd:close', { pid: this.pid, fd, path: f.path });
     f.drop();
+  }
+
+  /** The open fds in order of opening. */
+  #openFds(): number[] {
+    const out: number[] = [];
+    for (const fd of this.#fdBits.setBits()) if (fd >= 3) out.push(fd);
+    return out.sort((a, b) => (this.#openedAt[a] as number) - (this.#openedAt[b] as number));
   }
 
   /** `dup(fd)`: a second fd for the same open file. */
@@ -284,7 +305,7 @@ export class Process {
 
   /** Open fds in order of opening, with their paths (for introspection, as /proc/PID/fd). */
   fds(): Array<{ readonly fd: number; readonly path: string }> {
-    return [...this.#fds].map(([fd, f]) => ({ fd, path: f.path }));
+    return this.#openFds().map((fd) => ({ fd, path: (this.#fds[fd] as OpenFile).path }));
   }
 
   /** The mappings of the address space (as /proc/PID/maps). */
@@ -308,7 +329,7 @@ export class Process {
   kill(): void {
     this.#live('kill');
     while (this.#exitHooks.length > 0) this.#exitHooks.pop()?.();
-    const fds = [...this.#fds.keys()].reverse();
+    const fds = this.#openFds().reverse();
     for (const fd of fds) this.close(fd);
     while (this.#mappings.length > 0) {
       const m = this.#mappings.pop();

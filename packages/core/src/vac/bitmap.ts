@@ -195,6 +195,18 @@ export class IdBitmap {
     return i;
   }
 
+  /** {@link IdBitmap.takeFirstZero} over the whole bitmap: no bounds to check (the allocators' hot path). */
+  takeLowestZero(): number {
+    const i = this.search(0, this.size - 1);
+    if (i < 0) return -1;
+    const wi = i >>> 5;
+    const now = (this.words[wi] as number) | (1 << (i & 31));
+    this.words[wi] = now;
+    this.nset++;
+    if (now === -1) this.markFull(wi);
+    return i;
+  }
+
   /** The search of {@link IdBitmap.findFirstZero} on validated, non-empty bounds. */
   private search(from: number, to: number): number {
     // Fast path: a zero bit in the word holding `from` (the common case at low occupancy).

@@ -15,7 +15,8 @@ import type { IrqRegistry, VacInstanceOps } from './irq.js';
 import type { SevAsidAllocator } from './sev.js';
 import type { UserReturnMsrs } from './uret.js';
 import type { VirtualizationControl } from './virtualization.js';
-import type { VpidAllocator } from './vpid.js';
+import { VMX_NR_VPIDS, type VpidAllocator } from './vpid.js';
+import { IdBitmap } from './bitmap.js';
 
 /** Who holds a VPID or an ASID: an instance's vCPU, as the instance names it. */
 export interface VcpuTag {
@@ -96,7 +97,12 @@ export class VacHandle implements VacPort, Disposable {
   readonly #p: VacParts;
   /** Usage references by holder (the module itself is `''`, a VM is `vm<N>`). */
   readonly #virtRefs = new Map<string, number>();
-  readonly #vpids = new Set<number>();
+  /**
+   * The VPIDs this instance holds. A bitmap, not a `Set`: VPIDs are reused lowest-first, and V8's hash tables
+   * degrade when the same key is added and deleted over and over (each delete leaves a hole in the key's
+   * bucket chain until the next rehash), which made KVM_CREATE_VCPU O(VPIDs held).
+   */
+  readonly #vpids = new IdBitmap(VMX_NR_VPIDS);
   readonly #asidHolders = new Set<VcpuTag>();
   readonly #sevAsids = new Set<number>();
   /** MSRs registered, in order, with counts. */
@@ -157,7 +163,7 @@ export class VacHandle implements VacPort, Disposable {
   allocateVpid(tag: VcpuTag): number {
     this.#live('allocateVpid');
     const v = this.#vmx('allocate_vpid').alloc(this.#own(tag));
-    if (v !== 0) this.#vpids.add(v);
+    if (v !== 0) this.#vpids.set(v);
     return v;
   }
 
@@ -165,9 +171,9 @@ export class VacHandle implements VacPort, Disposable {
   freeVpid(vpid: number): void {
     this.#live('freeVpid');
     if (vpid === 0) return;
-    if (!this.#vpids.has(vpid)) throw new KernelError('EPERM', 'free_vpid', `${this.name} does not hold VPID ${vpid}`);
+    if (vpid < 0 || vpid >= VMX_NR_VPIDS || (vpid | 0) !== vpid || !this.#vpids.test(vpid)) throw new KernelError('EPERM', 'free_vpid', `${this.name} does not hold VPID ${vpid}`);
     this.#vmx('free_vpid').free(vpid);
-    this.#vpids.delete(vpid);
+    this.#vpids.clear(vpid);
   }
 
   #vmx(op: string): VpidAllocator<VcpuTag> {
@@ -286,7 +292,7 @@ export class VacHandle implements VacPort, Disposable {
   } {
     return {
       virtRefs: [...this.#virtRefs],
-      vpids: [...this.#vpids].sort((a, b) => a - b),
+      vpids: [...this.#vpids.setBits()],
       asidHolders: this.#asidHolders.size,
       sevAsids: [...this.#sevAsids].sort((a, b) => a - b),
       userReturnMsrs: [...this.#uretMsrs],
@@ -307,7 +313,7 @@ export class VacHandle implements VacPort, Disposable {
   detach(): void {
     if (!this.#attached) return;
     const vmRefs = [...this.#virtRefs.keys()].filter((h) => h !== '');
-    const live = this.#vpids.size + this.#asidHolders.size + this.#sevAsids.size + vmRefs.length + this.#p.irq.cpusRunning(this.#ops).length;
+    const live = this.#vpids.count + this.#asidHolders.size + this.#sevAsids.size + vmRefs.length + this.#p.irq.cpusRunning(this.#ops).length;
     if (live > 0) {
       throw new KernelError('EBUSY', 'vac_detach', `${this.name} still has live vCPUs or VMs (${live} resource(s) held)`);
     }

@@ -79,7 +79,7 @@ export class VpidAllocator<Owner = unknown> {
       return 0;
     }
     // vpid = find_first_zero_bit(vmx_vpid_bitmap, VMX_NR_VPIDS); if (vpid < VMX_NR_VPIDS) __set_bit(...)
-    const vpid = this.bitmap.takeFirstZero();
+    const vpid = this.bitmap.takeLowestZero();
     if (vpid < 0) {
       this.zeroes++;
       return 0;
@@ -126,7 +126,7 @@ export class VpidAllocator<Owner = unknown> {
 
   /** Throw a {@link UsageError} unless `vpid` is an integer in [0, 65535]. */
   private checkVpid(vpid: number): void {
-    if (!Number.isInteger(vpid) || vpid < 0 || vpid >= VMX_NR_VPIDS) {
+    if ((vpid | 0) !== vpid || vpid < 0 || vpid >= VMX_NR_VPIDS) {
       throw new UsageError(`VPID ${String(vpid)} is not in [0, ${VMX_NR_VPIDS - 1}]`);
     }
   }

@@ -88,7 +88,11 @@ export class GuestExit {
   /** Internal error: how many bytes of {@link GuestExit.insnBytes} belong to the failing instruction. */
   insnSize = 0;
   /** Internal error: the failing instruction's bytes, padded with 0x90 as Linux pads them. */
-  readonly insnBytes = new Uint8Array(GUEST_MAX_INSN_BYTES);
+  get insnBytes(): Uint8Array {
+    return (this.#insnBytes ??= new Uint8Array(GUEST_MAX_INSN_BYTES));
+  }
+  /** Allocated at the first emulation failure (most vCPUs never have one). */
+  #insnBytes: Uint8Array | undefined;
   /** Internal error: a short human-readable reason (not part of the KVM ABI). */
   detail = '';
 }

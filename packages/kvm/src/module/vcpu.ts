@@ -169,7 +169,7 @@ export class Vcpu {
     this.vendor.load(cpu);
     inst.loadGuestUserReturnMsrs(cpu);
     const ev = this.#events;
-    if (ev.wants('vcpu:load')) ev.emit('vcpu:load', { module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
+    if (ev.wants('vcpu:load')) ev.emitOwned('vcpu:load', { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
     else ev.skip();
   }
 
@@ -183,7 +183,7 @@ export class Vcpu {
     this.loadedOn = -1;
     this.inGuest = false;
     const ev = this.#events;
-    if (ev.wants('vcpu:put')) ev.emit('vcpu:put', { module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
+    if (ev.wants('vcpu:put')) ev.emitOwned('vcpu:put', { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
     else ev.skip();
   }
 
@@ -317,7 +317,7 @@ export class Vcpu {
   #finish(cpu: number): void {
     this.stats.exits++;
     const ev = this.#events;
-    if (ev.wants('vcpu:exit')) ev.emit('vcpu:exit', { module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason: this.run.exit_reason });
+    if (ev.wants('vcpu:exit')) ev.emitOwned('vcpu:exit', { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason: this.run.exit_reason });
     else ev.skip();
   }
 
