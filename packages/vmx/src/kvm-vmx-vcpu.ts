@@ -143,8 +143,6 @@ export class VmxVm implements VendorVm {
 export class VmxVcpu implements VendorVcpu {
   /** How VAC knows the vCPU. */
   readonly tag: VcpuTag;
-  /** `kvm0/vm1/vcpu0`. */
-  readonly label: string;
   /** The VM it belongs to. */
   readonly vm: VmxVm;
   readonly #ctx: VmxVcpuContext;
@@ -187,11 +185,15 @@ export class VmxVcpu implements VendorVcpu {
     this.#ctx = ctx;
     this.vm = vm;
     this.tag = tag;
-    this.label = vcpuLabel(tag);
     this.#vpid = ctx.config.vpid ? ctx.vac.allocateVpid(tag) : 0;
-    const vmcs = ctx.hw.allocVmcs(this.label);
+    const vmcs = ctx.hw.allocVmcs(vcpuLabel(tag));
     vmcs.vpid = this.#vpid;
     this.#vmcs = vmcs;
+  }
+
+  /** `kvm0/vm1/vcpu0` (the VMCS's owner tag: one string for both). */
+  get label(): string {
+    return this.#vmcs.owner;
   }
 
   /** The VPID (0 = none: a `vpid=0` module, or VAC's space was exhausted). */

@@ -59,6 +59,22 @@ export interface Mapping {
 
 const MMAP_BASE = 0x7f00_0000_0000;
 
+/**
+ * `anon_inode:<name>` paths, one string per name for every process: a VMM has a `kvm-vcpu:N` file per vCPU,
+ * and the same few names recur in every VM. Bounded, in case a driver makes up a new name per file.
+ */
+const anonPaths = new Map<string, string>();
+const ANON_PATHS_MAX = 16384;
+
+function anonPath(name: string): string {
+  let path = anonPaths.get(name);
+  if (path === undefined) {
+    path = `anon_inode:${name}`;
+    if (anonPaths.size < ANON_PATHS_MAX) anonPaths.set(name, path);
+  }
+  return path;
+}
+
 /** A process of the simulated host. */
 export class Process {
   /** Process id. */
@@ -182,7 +198,7 @@ export class Process {
     this.#checkFdRoom('anon_inode_getfd');
     if (this.#host.faults.shouldFail('fd')) throw new KernelError('ENOMEM', 'anon_inode_getfd', 'injected allocation failure');
     fops.owner?.get();
-    const file = new OpenFile<D>(`anon_inode:${name}`, fops, this, privateData, flags);
+    const file = new OpenFile<D>(anonPath(name), fops, this, privateData, flags);
     return this.#install(file as OpenFile, file.path);
   }
 

@@ -28,9 +28,12 @@ export interface VcpuTag {
   readonly vcpu: number;
 }
 
-/** `kvm0/vm3/vcpu1`. */
+/**
+ * `kvm0/vm3/vcpu1`, as one flat string: modules keep a vCPU's label for its lifetime, and a template literal
+ * would keep a tree of V8 cons strings instead (about three times the bytes).
+ */
 export function vcpuLabel(t: VcpuTag): string {
-  return `${t.instance}/vm${t.vm}/vcpu${t.vcpu}`;
+  return [t.instance, '/vm', t.vm, '/vcpu', t.vcpu].join('');
 }
 
 /** @internal What a handle works on. */
@@ -271,6 +274,11 @@ export class VacHandle implements VacPort, Disposable {
   /** vcpu_load: this instance now runs a vCPU on `cpu` (PMIs, NMIs there come to it). */
   vcpuLoad(cpu: number): void {
     this.#live('vcpuLoad');
+    const other = this.#p.irq.runningOn(cpu);
+    if (other !== undefined && other !== this.#ops) {
+      // One CPU runs one vCPU: the other instance's must be put first (its thread scheduled out).
+      throw new KernelError('EBUSY', 'vcpu_load', `${other.name} runs a vCPU on CPU ${cpu}`);
+    }
     this.#p.irq.setRunning(cpu, this.#ops);
   }
 

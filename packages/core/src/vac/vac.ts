@@ -212,7 +212,8 @@ export class Vac {
       instances: this.instances(),
       handles: [...this.#handles.values()].map((h) => [h.name, h.holdings()]),
       vpids: this.vpidHolders(),
-      asids: this.#asids === undefined ? undefined : this.#host.cpus.map((c) => this.asidState(c.id)),
+      // A disabled CPU's ASID state is meaningless until its next enable resets it: left out.
+      asids: this.#asids === undefined ? undefined : this.#host.cpus.map((c) => (this.#virt.isEnabled(c.id) ? this.asidState(c.id) : null)),
       sev: this.sevState() === undefined ? undefined : { inUse: this.sevState()?.inUse, awaitingReclaim: this.sevState()?.awaitingReclaim },
       uret: { slots: this.#uret.slots(), cpus: this.#host.cpus.map((c) => this.#uret.cpuState(c.id)) },
       running: this.#host.cpus.map((c) => this.runningInstance(c.id)),

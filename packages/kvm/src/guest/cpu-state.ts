@@ -5,11 +5,14 @@
  * (`complete_userspace_io`, `cui_linear_rip`, the emulator's MMIO read cache).
  *
  * Everything is a plain number field on a class, so every access site in the interpreter sees one hidden
- * class (monomorphic) and no field is ever a Map lookup. General-purpose registers hold unsigned integers
- * in `[0, 2^53)`: the `/dev/kvm` layer converts the `__u64` fields of `struct kvm_regs` to and from these.
- * 16-bit operations change only the low 16 bits of a register, 8-bit operations only the addressed byte
- * (AL…BL or AH…BH); a 32-bit write zero-extends into the whole register, as KVM's `kvm_register_write()`
- * does when the guest is not in 64-bit mode.
+ * class (monomorphic) and no field is ever a Map lookup. That includes the segment registers (`csBase`,
+ * `csSelector`, …, the descriptor attributes packed three bytes to a field): `state.cs` … `state.gs` are
+ * live {@link SegmentRegister} views of those fields for code that wants an object, so a vCPU's registers
+ * are one object rather than seven. General-purpose registers hold unsigned integers in `[0, 2^53)`: the
+ * `/dev/kvm` layer converts the `__u64` fields of `struct kvm_regs` to and from these. 16-bit operations
+ * change only the low 16 bits of a register, 8-bit operations only the addressed byte (AL…BL or AH…BH); a
+ * 32-bit write zero-extends into the whole register, as KVM's `kvm_register_write()` does when the guest
+ * is not in 64-bit mode.
  *
  * @module
  */
@@ -55,37 +58,156 @@ export const GuestPending = {
 /** One of the {@link GuestPending} values. */
 export type GuestPendingKind = (typeof GuestPending)[keyof typeof GuestPending];
 
+/** The segment registers, in the order of their `mov sreg` encoding (ES CS SS DS FS GS; SDM Vol. 2A §3.1.1.3). */
+export const GUEST_SEGMENTS = ['es', 'cs', 'ss', 'ds', 'fs', 'gs'] as const;
+
+/** One of the {@link GUEST_SEGMENTS}. */
+export type GuestSegmentName = (typeof GUEST_SEGMENTS)[number];
+
+/**
+ * The descriptor attributes of a segment register, one byte each, in `struct kvm_segment` order. The state
+ * packs them three to a field: attribute `i` is byte `i % 3` of field `<seg>Attrs<⌊i / 3⌋>`.
+ */
+const SEGMENT_ATTRIBUTES = ['type', 'present', 'dpl', 'db', 's', 'l', 'g', 'avl', 'unusable'] as const;
+
+type SegmentField = `${GuestSegmentName}${'Base' | 'Selector' | 'Limit' | 'Attrs0' | 'Attrs1' | 'Attrs2'}`;
+
+/** The field names of one segment register in {@link GuestCpuState}. */
+interface SegmentFields {
+  readonly base: SegmentField;
+  readonly selector: SegmentField;
+  readonly limit: SegmentField;
+  readonly attrs: readonly [SegmentField, SegmentField, SegmentField];
+}
+
+function segmentFields(n: GuestSegmentName): SegmentFields {
+  return { base: `${n}Base`, selector: `${n}Selector`, limit: `${n}Limit`, attrs: [`${n}Attrs0`, `${n}Attrs1`, `${n}Attrs2`] };
+}
+
+const SEGMENT_FIELDS: Readonly<Record<GuestSegmentName, SegmentFields>> = {
+  es: segmentFields('es'),
+  cs: segmentFields('cs'),
+  ss: segmentFields('ss'),
+  ds: segmentFields('ds'),
+  fs: segmentFields('fs'),
+  gs: segmentFields('gs'),
+};
+
+/** Every segment field of {@link GuestCpuState} (for copying). */
+const ALL_SEGMENT_FIELDS: readonly SegmentField[] = GUEST_SEGMENTS.flatMap((n) => {
+  const f = SEGMENT_FIELDS[n];
+  return [f.base, f.selector, f.limit, ...f.attrs];
+});
+
 /**
  * One segment register: the visible selector plus the hidden descriptor cache, with the same fields as
  * `struct kvm_segment`. In real mode the interpreter only uses `base` (linear = base + offset); a real-mode
  * `mov sreg` sets `selector` and `base = selector << 4` and leaves limit and attributes alone, exactly as the
  * processor does (SDM Vol. 3A §20.1.1, "Address Translation in Real-Address Mode").
+ *
+ * A live view of fields of its {@link GuestCpuState} (`state.cs`, `state.ds`, …): the state keeps a segment
+ * register as plain number fields (`csBase`, `csSelector`, …), so a vCPU does not carry six more objects.
+ * Reads and writes go straight to the state. The attributes (`type` … `unusable`) are bytes, as in
+ * `struct kvm_segment`: a write keeps the low 8 bits.
  */
 export class SegmentRegister {
+  readonly #state: GuestCpuState;
+  readonly #f: SegmentFields;
+
+  /**
+   * A view of segment register `name` of `state` (what `state.cs` … `state.gs` return).
+   * @param state - the register file
+   * @param name - which segment register
+   */
+  constructor(state: GuestCpuState, name: GuestSegmentName) {
+    this.#state = state;
+    this.#f = SEGMENT_FIELDS[name];
+  }
+
   /** Segment base address (`kvm_segment.base`). */
-  base = 0;
+  get base(): number {
+    return this.#state[this.#f.base];
+  }
+  set base(v: number) {
+    this.#state[this.#f.base] = v;
+  }
   /** Segment limit (`kvm_segment.limit`); kept for `KVM_GET_SREGS`, not enforced by the interpreter. */
-  limit = 0xffff;
+  get limit(): number {
+    return this.#state[this.#f.limit];
+  }
+  set limit(v: number) {
+    this.#state[this.#f.limit] = v;
+  }
   /** Visible selector (`kvm_segment.selector`). */
-  selector = 0;
+  get selector(): number {
+    return this.#state[this.#f.selector];
+  }
+  set selector(v: number) {
+    this.#state[this.#f.selector] = v;
+  }
   /** Descriptor type (`kvm_segment.type`); 3 = read/write accessed data, 0xb = execute/read accessed code. */
-  type = 3;
+  get type(): number {
+    return this.#attr(0);
+  }
+  set type(v: number) {
+    this.#setAttr(0, v);
+  }
   /** Present bit (`kvm_segment.present`). */
-  present = 1;
+  get present(): number {
+    return this.#attr(1);
+  }
+  set present(v: number) {
+    this.#setAttr(1, v);
+  }
   /** Descriptor privilege level (`kvm_segment.dpl`). */
-  dpl = 0;
+  get dpl(): number {
+    return this.#attr(2);
+  }
+  set dpl(v: number) {
+    this.#setAttr(2, v);
+  }
   /** Default operand size bit D/B (`kvm_segment.db`); the interpreter always executes 16-bit code. */
-  db = 0;
+  get db(): number {
+    return this.#attr(3);
+  }
+  set db(v: number) {
+    this.#setAttr(3, v);
+  }
   /** Code/data (1) or system (0) descriptor (`kvm_segment.s`). */
-  s = 1;
+  get s(): number {
+    return this.#attr(4);
+  }
+  set s(v: number) {
+    this.#setAttr(4, v);
+  }
   /** 64-bit code segment bit (`kvm_segment.l`). */
-  l = 0;
+  get l(): number {
+    return this.#attr(5);
+  }
+  set l(v: number) {
+    this.#setAttr(5, v);
+  }
   /** Granularity bit (`kvm_segment.g`). */
-  g = 0;
+  get g(): number {
+    return this.#attr(6);
+  }
+  set g(v: number) {
+    this.#setAttr(6, v);
+  }
   /** Available-for-software bit (`kvm_segment.avl`). */
-  avl = 0;
+  get avl(): number {
+    return this.#attr(7);
+  }
+  set avl(v: number) {
+    this.#setAttr(7, v);
+  }
   /** VMX "unusable" marker (`kvm_segment.unusable`). */
-  unusable = 0;
+  get unusable(): number {
+    return this.#attr(8);
+  }
+  set unusable(v: number) {
+    this.#setAttr(8, v);
+  }
 
   /** Loads a selector the way a real-mode `mov sreg`/far transfer does: base = selector × 16. */
   loadRealMode(selector: number): void {
@@ -98,17 +220,27 @@ export class SegmentRegister {
     this.base = other.base;
     this.limit = other.limit;
     this.selector = other.selector;
-    this.type = other.type;
-    this.present = other.present;
-    this.dpl = other.dpl;
-    this.db = other.db;
-    this.s = other.s;
-    this.l = other.l;
-    this.g = other.g;
-    this.avl = other.avl;
-    this.unusable = other.unusable;
+    for (const a of SEGMENT_ATTRIBUTES) this[a] = other[a];
+  }
+
+  #attr(i: number): number {
+    return (this.#state[this.#f.attrs[(i / 3) | 0] as SegmentField] >>> ((i % 3) * 8)) & 0xff;
+  }
+
+  #setAttr(i: number, v: number): void {
+    const field = this.#f.attrs[(i / 3) | 0] as SegmentField;
+    const shift = (i % 3) * 8;
+    const st = this.#state;
+    st[field] = (st[field] & ~(0xff << shift)) | ((v & 0xff) << shift);
   }
 }
+
+/** Packed attributes of a reset data segment: type 3 (read/write, accessed), present. */
+const RESET_ATTRS0 = 3 | (1 << 8);
+/** Packed attributes of the reset CS: type 0xb (execute/read, accessed), present. */
+const RESET_CS_ATTRS0 = 0xb | (1 << 8);
+/** Packed attributes db = 0, s = 1 (code/data), l = 0. */
+const RESET_ATTRS1 = 1 << 8;
 
 /**
  * The guest CPU state. A fresh instance is in the state KVM gives a new vCPU (`kvm_vcpu_reset()` plus the
@@ -154,18 +286,78 @@ export class GuestCpuState {
   /** RFLAGS; bit 1 is always set. */
   rflags = X86_EFLAGS_FIXED;
 
-  /** Code segment. */
-  readonly cs = new SegmentRegister();
-  /** Data segment (default for memory operands). */
-  readonly ds = new SegmentRegister();
-  /** Extra segment (string destinations). */
-  readonly es = new SegmentRegister();
-  /** Stack segment (pushes, pops and `[bp…]` operands). */
-  readonly ss = new SegmentRegister();
-  /** FS. */
-  readonly fs = new SegmentRegister();
-  /** GS. */
-  readonly gs = new SegmentRegister();
+  /** ES (string destinations) base (the hidden part; linear = base + offset). */
+  esBase = 0;
+  /** ES selector. */
+  esSelector = 0;
+  /** @internal ES limit (see {@link SegmentRegister}). */
+  esLimit = 0xffff;
+  /** @internal ES type, present, dpl (bytes 0–2). */
+  esAttrs0 = RESET_ATTRS0;
+  /** @internal ES db, s, l. */
+  esAttrs1 = RESET_ATTRS1;
+  /** @internal ES g, avl, unusable. */
+  esAttrs2 = 0;
+  /** CS base (the hidden part; linear = base + offset). */
+  csBase = 0xffff0000;
+  /** CS selector. */
+  csSelector = 0xf000;
+  /** @internal CS limit (see {@link SegmentRegister}). */
+  csLimit = 0xffff;
+  /** @internal CS type, present, dpl (bytes 0–2). */
+  csAttrs0 = RESET_CS_ATTRS0;
+  /** @internal CS db, s, l. */
+  csAttrs1 = RESET_ATTRS1;
+  /** @internal CS g, avl, unusable. */
+  csAttrs2 = 0;
+  /** SS (pushes, pops and `[bp…]` operands) base (the hidden part; linear = base + offset). */
+  ssBase = 0;
+  /** SS selector. */
+  ssSelector = 0;
+  /** @internal SS limit (see {@link SegmentRegister}). */
+  ssLimit = 0xffff;
+  /** @internal SS type, present, dpl (bytes 0–2). */
+  ssAttrs0 = RESET_ATTRS0;
+  /** @internal SS db, s, l. */
+  ssAttrs1 = RESET_ATTRS1;
+  /** @internal SS g, avl, unusable. */
+  ssAttrs2 = 0;
+  /** DS (default for memory operands) base (the hidden part; linear = base + offset). */
+  dsBase = 0;
+  /** DS selector. */
+  dsSelector = 0;
+  /** @internal DS limit (see {@link SegmentRegister}). */
+  dsLimit = 0xffff;
+  /** @internal DS type, present, dpl (bytes 0–2). */
+  dsAttrs0 = RESET_ATTRS0;
+  /** @internal DS db, s, l. */
+  dsAttrs1 = RESET_ATTRS1;
+  /** @internal DS g, avl, unusable. */
+  dsAttrs2 = 0;
+  /** FS base (the hidden part; linear = base + offset). */
+  fsBase = 0;
+  /** FS selector. */
+  fsSelector = 0;
+  /** @internal FS limit (see {@link SegmentRegister}). */
+  fsLimit = 0xffff;
+  /** @internal FS type, present, dpl (bytes 0–2). */
+  fsAttrs0 = RESET_ATTRS0;
+  /** @internal FS db, s, l. */
+  fsAttrs1 = RESET_ATTRS1;
+  /** @internal FS g, avl, unusable. */
+  fsAttrs2 = 0;
+  /** GS base (the hidden part; linear = base + offset). */
+  gsBase = 0;
+  /** GS selector. */
+  gsSelector = 0;
+  /** @internal GS limit (see {@link SegmentRegister}). */
+  gsLimit = 0xffff;
+  /** @internal GS type, present, dpl (bytes 0–2). */
+  gsAttrs0 = RESET_ATTRS0;
+  /** @internal GS db, s, l. */
+  gsAttrs1 = RESET_ATTRS1;
+  /** @internal GS g, avl, unusable. */
+  gsAttrs2 = 0;
 
   /** IDTR base; in real mode the interrupt vector table (`kvm_sregs.idt.base`). */
   idtBase = 0;
@@ -198,10 +390,34 @@ export class GuestCpuState {
   /** Value of MMIO read-cache entry 1. */
   mmioCacheValue1 = 0;
 
-  constructor() {
-    this.cs.loadRealMode(0xf000);
-    this.cs.base = 0xffff0000;
-    this.cs.type = 0xb;
+  /** Code segment (a live view of the `cs…` fields). */
+  get cs(): SegmentRegister {
+    return new SegmentRegister(this, 'cs');
+  }
+  /** Data segment (default for memory operands). */
+  get ds(): SegmentRegister {
+    return new SegmentRegister(this, 'ds');
+  }
+  /** Extra segment (string destinations). */
+  get es(): SegmentRegister {
+    return new SegmentRegister(this, 'es');
+  }
+  /** Stack segment (pushes, pops and `[bp…]` operands). */
+  get ss(): SegmentRegister {
+    return new SegmentRegister(this, 'ss');
+  }
+  /** FS. */
+  get fs(): SegmentRegister {
+    return new SegmentRegister(this, 'fs');
+  }
+  /** GS. */
+  get gs(): SegmentRegister {
+    return new SegmentRegister(this, 'gs');
+  }
+
+  /** Segment register `name` (a live view, as {@link GuestCpuState.cs}). */
+  segment(name: GuestSegmentName): SegmentRegister {
+    return new SegmentRegister(this, name);
   }
 
   /** Copies the general-purpose registers, RIP and RFLAGS (the contents of `struct kvm_regs`) from `other`. */
@@ -228,12 +444,7 @@ export class GuestCpuState {
 
   /** Copies the segment registers and IDTR (the parts of `struct kvm_sregs` the interpreter uses) from `other`. */
   copySregsFrom(other: GuestCpuState): void {
-    this.cs.copyFrom(other.cs);
-    this.ds.copyFrom(other.ds);
-    this.es.copyFrom(other.es);
-    this.ss.copyFrom(other.ss);
-    this.fs.copyFrom(other.fs);
-    this.gs.copyFrom(other.gs);
+    for (const f of ALL_SEGMENT_FIELDS) this[f] = other[f];
     this.idtBase = other.idtBase;
     this.idtLimit = other.idtLimit;
   }

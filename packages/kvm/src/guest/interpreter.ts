@@ -35,7 +35,6 @@
 import {
   GuestCpuState,
   GuestPending,
-  type SegmentRegister,
   X86_EFLAGS_AC,
   X86_EFLAGS_AF,
   X86_EFLAGS_CF,
@@ -132,7 +131,8 @@ let wEnd = 0;
 /** Prefix state of the current instruction. */
 let o32 = false;
 let a32 = false;
-let ovr: SegmentRegister | null = null;
+/** Segment-override prefix: a segment register number (see {@link segBaseOf}), or -1 for none. */
+let ovr = -1;
 /** 0 = none, 2 = REPNE (F2), 3 = REP/REPE (F3). */
 let rep = 0;
 let prefixDirty = false;
@@ -317,17 +317,52 @@ function setRv(i: number, v: number): void {
   else setR16(i, v);
 }
 
-/** Segment register by its `mov sreg` encoding (ES CS SS DS FS GS), or null for 6 and 7. */
-function sreg(i: number): SegmentRegister | null {
+// Segment registers by their `mov sreg` encoding: 0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS (6 and 7 do not exist).
+const SEG_ES = 0;
+const SEG_CS = 1;
+const SEG_SS = 2;
+const SEG_DS = 3;
+const SEG_FS = 4;
+const SEG_GS = 5;
+
+/** Base of segment register `i` (0–5). */
+function segBaseOf(i: number): number {
   const s = S;
   switch (i) {
-    case 0: return s.es;
-    case 1: return s.cs;
-    case 2: return s.ss;
-    case 3: return s.ds;
-    case 4: return s.fs;
-    case 5: return s.gs;
-    default: return null;
+    case SEG_ES: return s.esBase;
+    case SEG_CS: return s.csBase;
+    case SEG_SS: return s.ssBase;
+    case SEG_DS: return s.dsBase;
+    case SEG_FS: return s.fsBase;
+    default: return s.gsBase;
+  }
+}
+
+/** Selector of segment register `i` (0–5). */
+function selectorOf(i: number): number {
+  const s = S;
+  switch (i) {
+    case SEG_ES: return s.esSelector;
+    case SEG_CS: return s.csSelector;
+    case SEG_SS: return s.ssSelector;
+    case SEG_DS: return s.dsSelector;
+    case SEG_FS: return s.fsSelector;
+    default: return s.gsSelector;
+  }
+}
+
+/** A real-mode load of segment register `i` (0–5): the selector, and base = selector × 16. */
+function loadSeg(i: number, selector: number): void {
+  const s = S;
+  const sel = selector & 0xffff;
+  const base = sel << 4;
+  switch (i) {
+    case SEG_ES: s.esSelector = sel; s.esBase = base; return;
+    case SEG_CS: s.csSelector = sel; s.csBase = base; return;
+    case SEG_SS: s.ssSelector = sel; s.ssBase = base; return;
+    case SEG_DS: s.dsSelector = sel; s.dsBase = base; return;
+    case SEG_FS: s.fsSelector = sel; s.fsBase = base; return;
+    default: s.gsSelector = sel; s.gsBase = base; return;
   }
 }
 
@@ -392,8 +427,8 @@ function rmAddr32(m: number): number {
 }
 
 function segBase(stack: boolean): number {
-  if (ovr !== null) return ovr.base;
-  return stack ? S.ss.base : S.ds.base;
+  if (ovr >= 0) return segBaseOf(ovr);
+  return stack ? S.ssBase : S.dsBase;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -780,14 +815,14 @@ function push16(v: number): void {
   const s = S;
   const sp = ((s.rsp & 0xffff) - 2) & 0xffff;
   s.rsp = s.rsp - (s.rsp & 0xffff) + sp;
-  wr16(s.ss.base + sp, v & 0xffff);
+  wr16(s.ssBase + sp, v & 0xffff);
 }
 
 function push32(v: number): void {
   const s = S;
   const sp = ((s.rsp & 0xffff) - 4) & 0xffff;
   s.rsp = s.rsp - (s.rsp & 0xffff) + sp;
-  wr32(s.ss.base + sp, v);
+  wr32(s.ssBase + sp, v);
 }
 
 function pushV(v: number): void {
@@ -798,12 +833,12 @@ function pushV(v: number): void {
 /** Reads the stack `offset` bytes above SP without popping; -1 when an MMIO read must exit first. */
 function peek16(offset: number): number {
   const s = S;
-  return rd16(s.ss.base + (((s.rsp & 0xffff) + offset) & 0xffff));
+  return rd16(s.ssBase + (((s.rsp & 0xffff) + offset) & 0xffff));
 }
 
 function peek32(offset: number): number {
   const s = S;
-  return rd32(s.ss.base + (((s.rsp & 0xffff) + offset) & 0xffff));
+  return rd32(s.ssBase + (((s.rsp & 0xffff) + offset) & 0xffff));
 }
 
 function peekV(offset: number): number {
@@ -822,8 +857,8 @@ function near(target: number): number {
 
 /** Real-mode far transfer: CS ← selector (base = selector × 16), IP ← offset. */
 function far(selector: number, offset: number): void {
-  S.cs.loadRealMode(selector);
-  csBase = S.cs.base;
+  loadSeg(SEG_CS, selector);
+  csBase = S.csBase;
   ip = near(offset);
 }
 
@@ -855,10 +890,10 @@ function interrupt(vector: number, returnIp: number): number {
   if (selector < 0) return ABANDONED;
   push16(s.rflags);
   s.rflags &= ~(X86_EFLAGS_IF | X86_EFLAGS_TF | X86_EFLAGS_AC);
-  push16(s.cs.selector);
+  push16(s.csSelector);
   push16(returnIp);
-  s.cs.loadRealMode(selector);
-  csBase = s.cs.base;
+  loadSeg(SEG_CS, selector);
+  csBase = s.csBase;
   ip = offset;
   return DELIVERED;
 }
@@ -903,7 +938,7 @@ function pio(direction: number, size: number, port: number, start: number): void
 // Completions (the `complete_userspace_io` callbacks run at the start of the next KVM_RUN).
 
 function linearRip(state: GuestCpuState): number {
-  return (state.cs.base + state.rip) >>> 0;
+  return (state.csBase + state.rip) >>> 0;
 }
 
 function littleEndian(bytes: Uint8Array, len: number): number {
@@ -1017,7 +1052,7 @@ export function runGuest(
   // Invalidate the slot caches (memslots may have changed since the last run) without touching pointers.
   cBase = cEnd = dBase = dEnd = wBase = wEnd = 0;
   o32 = a32 = false;
-  if (ovr !== null) ovr = null;
+  ovr = -1;
   rep = 0;
   prefixDirty = false;
   exitKind = 0;
@@ -1027,7 +1062,7 @@ export function runGuest(
     if (state.pending !== GuestPending.None) completePending(state, exit.data);
     if (hasLookup) {
       // Prime the code-slot cache so the first instruction can already take the fast path.
-      const slot = memory.lookup!(state.cs.base + state.rip);
+      const slot = memory.lookup!(state.csBase + state.rip);
       if (slot !== undefined) {
         if (cBytes !== slot.bytes) cBytes = slot.bytes;
         cBase = slot.base;
@@ -1065,7 +1100,7 @@ function emulationFailure(state: GuestCpuState, exit: GuestExit): void {
   const start = state.rip;
   let n = Math.min(Math.max(ip - start, 0), GUEST_MAX_INSN_BYTES);
   exit.insnBytes.fill(0x90);
-  const base = state.cs.base;
+  const base = state.csBase;
   for (let i = 0; i < n; i++) {
     const b = byteAt(base + start + i);
     if (b < 0) {
@@ -1085,17 +1120,17 @@ function emulationFailure(state: GuestCpuState, exit: GuestExit): void {
 function readPrefixes(op: number): number {
   const s = S;
   o32 = a32 = false;
-  ovr = null;
+  ovr = -1;
   rep = 0;
   prefixDirty = true;
   for (;;) {
     switch (op) {
-      case 0x26: ovr = s.es; break;
-      case 0x2e: ovr = s.cs; break;
-      case 0x36: ovr = s.ss; break;
-      case 0x3e: ovr = s.ds; break;
-      case 0x64: ovr = s.fs; break;
-      case 0x65: ovr = s.gs; break;
+      case 0x26: ovr = SEG_ES; break;
+      case 0x2e: ovr = SEG_CS; break;
+      case 0x36: ovr = SEG_SS; break;
+      case 0x3e: ovr = SEG_DS; break;
+      case 0x64: ovr = SEG_FS; break;
+      case 0x65: ovr = SEG_GS; break;
       case 0x66: o32 = true; break;
       case 0x67: a32 = true; break;
       case 0xf0: break; // LOCK: a single interpreter thread is atomic anyway.
@@ -1118,15 +1153,15 @@ function invalidOpcode(start: number): boolean {
  * integer rather than floating-point arithmetic; when the window is not representable, an empty window.
  */
 function fastLo(s: GuestCpuState): number {
-  const lo = cBase - s.cs.base;
-  const hi = cEnd - s.cs.base - 16;
+  const lo = cBase - s.csBase;
+  const hi = cEnd - s.csBase - 16;
   return lo >= -0x3fffffff && hi <= 0x3fffffff && lo <= hi ? lo | 0 : 1;
 }
 
 /** Last CS offset of the fast-path window (see {@link fastLo}). */
 function fastHi(s: GuestCpuState): number {
-  const lo = cBase - s.cs.base;
-  const hi = cEnd - s.cs.base - 16;
+  const lo = cBase - s.csBase;
+  const hi = cEnd - s.csBase - 16;
   return lo >= -0x3fffffff && hi <= 0x3fffffff && lo <= hi ? hi | 0 : 0;
 }
 
@@ -1354,7 +1389,7 @@ function execute(limit: number): number {
           n++;
           continue loop;
         case 0xee: case 0xec: // OUT DX, AL / IN AL, DX
-          csBase = s.cs.base;
+          csBase = s.csBase;
           ip = start + 1;
           pio(op === 0xee ? GuestIoDirection.Out : GuestIoDirection.In, 1, s.rdx & 0xffff, start);
           rip = ip;
@@ -1398,13 +1433,13 @@ function execute(limit: number): number {
  */
 function step(start: number): number {
   const s = S;
-  csBase = s.cs.base;
+  csBase = s.csBase;
   ip = start;
   let op = fetch8();
   if (PREFIX[op] !== 0) op = readPrefixes(op);
   else if (prefixDirty) {
     o32 = a32 = false;
-    ovr = null;
+    ovr = -1;
     rep = 0;
     prefixDirty = false;
   }
@@ -1462,15 +1497,15 @@ function step(start: number): number {
     }
 
     // ---- Segment register push/pop -------------------------------------------------------------------
-    case 0x06: pushV(s.es.selector); break;
-    case 0x0e: pushV(s.cs.selector); break;
-    case 0x16: pushV(s.ss.selector); break;
-    case 0x1e: pushV(s.ds.selector); break;
+    case 0x06: pushV(s.esSelector); break;
+    case 0x0e: pushV(s.csSelector); break;
+    case 0x16: pushV(s.ssSelector); break;
+    case 0x1e: pushV(s.dsSelector); break;
     case 0x07: case 0x17: case 0x1f: {
       const v = peekV(0);
       if (v < 0) return STEP_ABANDONED;
       addSp(o32 ? 4 : 2);
-      (op === 0x07 ? s.es : op === 0x17 ? s.ss : s.ds).loadRealMode(v & 0xffff);
+      loadSeg(op === 0x07 ? SEG_ES : op === 0x17 ? SEG_SS : SEG_DS, v);
       break;
     }
 
@@ -1622,13 +1657,13 @@ function step(start: number): number {
     }
     case 0x8c: { // MOV r/m16, Sreg
       const m = fetch8();
-      const seg = sreg((m >> 3) & 7);
-      if (seg === null) {
+      const seg = (m >> 3) & 7;
+      if (seg > SEG_GS) {
         if (!invalidOpcode(start)) return STEP_ABANDONED;
         break;
       }
-      if (m >= 0xc0) setRv(m & 7, seg.selector); // 32-bit register destination: zero-extended.
-      else wr16(rmAddr(m), seg.selector);
+      if (m >= 0xc0) setRv(m & 7, selectorOf(seg)); // 32-bit register destination: zero-extended.
+      else wr16(rmAddr(m), selectorOf(seg));
       break;
     }
     case 0x8d: { // LEA
@@ -1643,9 +1678,8 @@ function step(start: number): number {
     }
     case 0x8e: { // MOV Sreg, r/m16 (real mode: base = selector << 4)
       const m = fetch8();
-      const reg = (m >> 3) & 7;
-      const seg = reg === 1 ? null : sreg(reg);
-      if (seg === null) {
+      const seg = (m >> 3) & 7;
+      if (seg === SEG_CS || seg > SEG_GS) {
         if (!invalidOpcode(start)) return STEP_ABANDONED;
         break;
       }
@@ -1655,7 +1689,7 @@ function step(start: number): number {
         v = rd16(rmAddr(m));
         if (v < 0) return STEP_ABANDONED;
       }
-      seg.loadRealMode(v);
+      loadSeg(seg, v);
       break;
     }
     case 0x8f: { // POP r/m
@@ -1692,7 +1726,7 @@ function step(start: number): number {
     case 0x9a: { // CALL ptr16:16
       const offset = fetchV();
       const selector = fetch16();
-      pushV(s.cs.selector);
+      pushV(s.csSelector);
       pushV(ip);
       far(selector, offset);
       break;
@@ -1716,7 +1750,7 @@ function step(start: number): number {
     // ---- MOV AL/AX, moffs (A0–A3) --------------------------------------------------------------------
     case 0xa0: case 0xa1: case 0xa2: case 0xa3: {
       const off = a32 ? fetch32() : fetch16();
-      const lin = (ovr !== null ? ovr.base : s.ds.base) + off;
+      const lin = segBase(false) + off;
       if (op === 0xa0) {
         const v = rd8(lin);
         if (v < 0) return STEP_ABANDONED;
@@ -1789,7 +1823,7 @@ function step(start: number): number {
       const sel = rd16(lin + (o32 ? 4 : 2));
       if (sel < 0) return STEP_ABANDONED;
       setRv((m >> 3) & 7, off);
-      (op === 0xc4 ? s.es : s.ds).loadRealMode(sel);
+      loadSeg(op === 0xc4 ? SEG_ES : SEG_DS, sel);
       break;
     }
     case 0xc6: {
@@ -1814,7 +1848,7 @@ function step(start: number): number {
     }
     case 0xc9: { // LEAVE
       const bp = getR16(5);
-      const v = o32 ? rd32(s.ss.base + bp) : rd16(s.ss.base + bp);
+      const v = o32 ? rd32(s.ssBase + bp) : rd16(s.ssBase + bp);
       if (v < 0) return STEP_ABANDONED;
       setR16(4, (bp + (o32 ? 4 : 2)) & 0xffff);
       setRv(5, v);
@@ -1854,7 +1888,7 @@ function step(start: number): number {
     }
 
     case 0xd7: { // XLAT
-      const lin = (ovr !== null ? ovr.base : s.ds.base) + (a32 ? ((s.rbx >>> 0) + (s.rax & 0xff)) >>> 0 : ((s.rbx & 0xffff) + (s.rax & 0xff)) & 0xffff);
+      const lin = segBase(false) + (a32 ? ((s.rbx >>> 0) + (s.rax & 0xff)) >>> 0 : ((s.rbx & 0xffff) + (s.rax & 0xff)) & 0xffff);
       const v = rd8(lin);
       if (v < 0) return STEP_ABANDONED;
       s.rax = s.rax - (s.rax & 0xff) + v;
@@ -1962,7 +1996,7 @@ function step(start: number): number {
           const sel = rd16(eaLin + (o32 ? 4 : 2));
           if (sel < 0) return STEP_ABANDONED;
           if (sub3 === 3) {
-            pushV(s.cs.selector);
+            pushV(s.csSelector);
             pushV(ip);
           }
           far(sel, v);
@@ -2144,8 +2178,8 @@ function stringOp(op: number, start: number): boolean {
   const delta = (s.rflags & DF) !== 0 ? -size : size;
   const si = a32 ? s.rsi >>> 0 : s.rsi & 0xffff;
   const di = a32 ? s.rdi >>> 0 : s.rdi & 0xffff;
-  const src = (ovr !== null ? ovr.base : s.ds.base) + si;
-  const dst = s.es.base + di;
+  const src = segBase(false) + si;
+  const dst = s.esBase + di;
   const mask = size === 1 ? 0xff : size === 2 ? 0xffff : 0xffffffff;
   const sign = size === 1 ? 0x80 : size === 2 ? 0x8000 : 0x80000000;
   let usesSi = false;
@@ -2236,13 +2270,13 @@ function twoByte(start: number): number {
     case 0x0b: // UD2: raise #UD
       return interrupt(6, start);
     case 0xa0: case 0xa8: // PUSH FS / PUSH GS
-      pushV(op === 0xa0 ? s.fs.selector : s.gs.selector);
+      pushV(op === 0xa0 ? s.fsSelector : s.gsSelector);
       return DELIVERED;
     case 0xa1: case 0xa9: { // POP FS / POP GS
       const v = peekV(0);
       if (v < 0) return ABANDONED;
       addSp(o32 ? 4 : 2);
-      (op === 0xa1 ? s.fs : s.gs).loadRealMode(v & 0xffff);
+      loadSeg(op === 0xa1 ? SEG_FS : SEG_GS, v);
       return DELIVERED;
     }
     case 0xaf: { // IMUL r, r/m

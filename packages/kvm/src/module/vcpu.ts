@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { KernelError, PERF_GUEST_ACTIVE, type EventBus, type Syscall, type Thread, type VendorVcpu, type VcpuTag } from '@vac/core';
+import { KernelError, PERF_GUEST_ACTIVE, vcpuLabel, type EventBus, type Syscall, type Thread, type VendorVcpu, type VcpuTag } from '@vac/core';
 import {
   KVM_EXIT_FAIL_ENTRY,
   KVM_EXIT_HLT,
@@ -125,6 +125,8 @@ export class Vcpu {
   /** Set once the vCPU is freed. */
   freed = false;
   #run: KvmRunView | undefined;
+  /** The vendor half was loaded at the last `load` (VAC had the CPU enabled). */
+  #vendorLoaded = false;
   readonly #instance: KvmInstance;
   readonly #events: EventBus;
 
@@ -135,7 +137,7 @@ export class Vcpu {
     this.vm = vm;
     this.id = id;
     this.tag = tag;
-    this.label = `${tag.instance}/vm${tag.vm}/vcpu${id}`;
+    this.label = vcpuLabel(tag);
     this.vendor = vendor;
   }
 
@@ -162,11 +164,14 @@ export class Vcpu {
     if (this.loadedOn >= 0) this.put(this.loadedOn);
     const inst = this.#instance;
     if (this.lastCpu !== cpu && this.lastCpu >= 0) this.stats.migrations++;
+    inst.vac.vcpuLoad(cpu);
     this.loadedOn = cpu;
     this.lastCpu = cpu;
     inst.running[cpu] = this;
-    inst.vac.vcpuLoad(cpu);
-    this.vendor.load(cpu);
+    // A CPU VAC has not turned on (a failed re-enable at resume, after a reboot): no VMPTRLD / VMCB load
+    // there; the entry then fails with KVM_EXIT_FAIL_ENTRY.
+    this.#vendorLoaded = inst.vac.isEnabled(cpu);
+    if (this.#vendorLoaded) this.vendor.load(cpu);
     inst.loadGuestUserReturnMsrs(cpu);
     const ev = this.#events;
     if (ev.wants('vcpu:load')) ev.emitOwned('vcpu:load', { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
@@ -177,7 +182,8 @@ export class Vcpu {
   put(cpu: number = this.loadedOn): void {
     if (this.loadedOn < 0 || cpu !== this.loadedOn) return;
     const inst = this.#instance;
-    this.vendor.put(cpu);
+    if (this.#vendorLoaded) this.vendor.put(cpu);
+    this.#vendorLoaded = false;
     inst.vac.vcpuPut(cpu);
     if (inst.running[cpu] === this) inst.running[cpu] = undefined;
     this.loadedOn = -1;

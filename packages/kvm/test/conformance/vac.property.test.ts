@@ -275,6 +275,12 @@ class Run {
           op.pick,
         ) as number;
         if (!this.#holdsVm(x)) this.#get(x, 'vm1');
+        // One CPU runs one vCPU: another instance's is scheduled out first (VAC refuses the load otherwise).
+        const prev = this.lastLoaded[cpu];
+        if (prev !== undefined && prev !== op.i) {
+          expectFailure(host, () => x.fake.load(cpu), 'EBUSY');
+          this.#inst(prev).fake.put(cpu);
+        }
         x.fake.load(cpu);
         this.lastLoaded[cpu] = op.i;
         return;

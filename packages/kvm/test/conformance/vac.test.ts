@@ -1001,16 +1001,19 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
       }
     });
 
-    test('a load by another instance without a put in between moves the CPU to it; a stale put changes nothing', () => {
+    test('a load by another instance while one runs on the CPU is refused (EBUSY); a stale put changes nothing', () => {
       const host = newHost();
       const vac = vacIn(host);
       const [a, b] = attachFakes(host) as [FakeKvm, FakeKvm];
       a.handle.enableVirtualization('vm0');
       b.handle.enableVirtualization('vm0');
       a.load(1);
-      b.load(1);
-      expect(vac.runningInstance(1)).toBe('kvm1');
+      expectFailure(host, () => b.load(1), 'EBUSY');
+      expect(vac.runningInstance(1)).toBe('kvm0');
+      b.put(1); // not b's CPU: nothing changes
+      expect(vac.runningInstance(1)).toBe('kvm0');
       a.put(1);
+      b.load(1);
       expect(vac.runningInstance(1)).toBe('kvm1');
       expect(host.raisePmi(1).attributedTo).toBe('kvm1/vm0/vcpu1');
       b.put(1);
