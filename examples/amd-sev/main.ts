@@ -13,24 +13,17 @@
  */
 import { O_RDWR, checkInvariants, createHost, isKernelError, vacOf, type Process } from '@vac/core';
 import {
-  KVM_CREATE_VCPU,
   KVM_CREATE_VM,
   KVM_EXIT_HLT,
   KVM_EXIT_IO,
-  KVM_GET_SREGS,
-  KVM_GET_VCPU_MMAP_SIZE,
   KVM_MEMORY_ENCRYPT_OP,
   KVM_RUN,
-  KVM_SET_REGS,
-  KVM_SET_SREGS,
   KVM_SET_USER_MEMORY_REGION,
   KVM_SEV_ES_INIT,
   KVM_SEV_INIT,
-  KvmRunView,
+  createRealModeVcpu,
   kvm,
-  makeKvmRegs,
   makeKvmSevCmd,
-  makeKvmSregs,
   type KvmInstance,
 } from '@vac/kvm';
 import { amd, isAmdHardware } from '@vac/svm';
@@ -189,15 +182,7 @@ live.forEach((g, i) => {
   const mem = proc.mmapAnonymous(0x1000);
   mem.bytes.set(GUEST);
   proc.ioctl(g.vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: mem.addr });
-  const fd = proc.ioctl(g.vm, KVM_CREATE_VCPU, 0);
-  const m = proc.mmap(fd, proc.ioctl(g.sys, KVM_GET_VCPU_MMAP_SIZE, 0));
-  const run = new KvmRunView(m.bytes.buffer, m.bytes.byteOffset);
-  const sregs = makeKvmSregs();
-  proc.ioctl(fd, KVM_GET_SREGS, sregs);
-  sregs.cs.base = 0n;
-  sregs.cs.selector = 0;
-  proc.ioctl(fd, KVM_SET_SREGS, sregs);
-  proc.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: 0x1000n, rbx: BigInt(i % 10), rflags: 2n }));
+  const { fd, run } = createRealModeVcpu(proc, g.sys, g.vm, { regs: { rbx: BigInt(i % 10) } });
   proc.cpu = i % host.cpus.length;
   let out = '';
   for (;;) {

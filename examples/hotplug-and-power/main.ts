@@ -16,20 +16,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { O_RDWR, checkInvariants, createHost, isKernelError, recordEvents, renderTimelineSvg, vacOf, type Thread, type TimelineAnnotation } from '@vac/core';
 import {
-  KVM_CREATE_VCPU,
   KVM_CREATE_VM,
   KVM_EXIT_IO,
-  KVM_GET_SREGS,
-  KVM_GET_VCPU_MMAP_SIZE,
   KVM_RUN,
-  KVM_SET_REGS,
-  KVM_SET_SREGS,
-  KVM_SET_USER_MEMORY_REGION,
-  KvmRunView,
+  createRealModeVm,
   kvm,
-  makeKvmRegs,
-  makeKvmSregs,
   type KvmInstance,
+  type RealModeVcpu,
   type Vcpu,
 } from '@vac/kvm';
 import { intel, isIntelHardware, type IntelHardware } from '@vac/vmx';
@@ -78,20 +71,7 @@ interface Guest {
 
 function startGuest(name: string, dev: string, cpu: number): Guest {
   const p = host.spawn({ uid: 1000, groups: ['kvm'], name });
-  const sys = p.open(`/dev/${dev}`, O_RDWR);
-  const vm = p.ioctl(sys, KVM_CREATE_VM, 0);
-  const mem = p.mmapAnonymous(0x1000);
-  mem.bytes.set(GUEST);
-  p.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: mem.addr });
-  const fd = p.ioctl(vm, KVM_CREATE_VCPU, 0);
-  const m = p.mmap(fd, p.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0));
-  const run = new KvmRunView(m.bytes.buffer, m.bytes.byteOffset);
-  const sregs = makeKvmSregs();
-  p.ioctl(fd, KVM_GET_SREGS, sregs);
-  sregs.cs.base = 0n;
-  sregs.cs.selector = 0;
-  p.ioctl(fd, KVM_SET_SREGS, sregs);
-  p.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: 0x1000n, rflags: 2n }));
+  const { fd, run } = createRealModeVm(p, `/dev/${dev}`, { code: GUEST }).vcpus[0] as RealModeVcpu;
   const model = [...(host.modules.exportsOf<KvmInstance>(dev)?.vms ?? [])].find((v) => v.owner === p)?.vcpus.get(0);
   if (model === undefined) throw new Error(`no vCPU for ${name}`);
   const g = { name, model, printed: [] as number[], stop: false } as Guest & { thread: Thread };

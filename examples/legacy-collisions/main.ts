@@ -11,16 +11,10 @@
  */
 import { O_RDWR, PERF_GUEST_ACTIVE, checkInvariants, createHost, isKernelError, type Host, type Process } from '@vac/core';
 import {
-  KVM_CREATE_VCPU,
   KVM_CREATE_VM,
-  KVM_GET_SREGS,
   KVM_RUN,
-  KVM_SET_REGS,
-  KVM_SET_SREGS,
-  KVM_SET_USER_MEMORY_REGION,
+  createRealModeVm,
   kvm,
-  makeKvmRegs,
-  makeKvmSregs,
   type LegacyResource,
 } from '@vac/kvm';
 import { intel } from '@vac/vmx';
@@ -65,23 +59,7 @@ function twoModules(l0: Legacy, l1: Legacy, params: Record<string, string> = {})
 
 /** A VM on /dev/`dev` with `n` vCPUs spinning in real mode (`inc ax; jmp $-3`). Returns the vCPU fds. */
 function spinningVm(p: Process, dev: string, n: number): number[] {
-  const sys = p.open(`/dev/${dev}`, O_RDWR);
-  const vm = p.ioctl(sys, KVM_CREATE_VM, 0);
-  const mem = p.mmapAnonymous(0x1000);
-  mem.bytes.set([0x40, 0xeb, 0xfd]);
-  p.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: mem.addr });
-  const fds: number[] = [];
-  for (let id = 0; id < n; id++) {
-    const fd = p.ioctl(vm, KVM_CREATE_VCPU, id);
-    const sregs = makeKvmSregs();
-    p.ioctl(fd, KVM_GET_SREGS, sregs);
-    sregs.cs.base = 0n;
-    sregs.cs.selector = 0;
-    p.ioctl(fd, KVM_SET_SREGS, sregs);
-    p.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: 0x1000n, rflags: 2n }));
-    fds.push(fd);
-  }
-  return fds;
+  return createRealModeVm(p, `/dev/${dev}`, { code: [0x40, 0xeb, 0xfd], vcpus: n }).vcpus.map((v) => v.fd);
 }
 
 /** Run one vCPU for a tick on `cpu` in a thread (left in guest mode), then raise a PMI there. */

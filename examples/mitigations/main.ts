@@ -8,22 +8,14 @@
  *
  * Exits non-zero if anything it shows does not hold.
  */
-import { O_RDWR, checkInvariants, createHost, isKernelError, type Process } from '@vac/core';
+import { checkInvariants, createHost, isKernelError, type Process } from '@vac/core';
 import {
-  KVM_CREATE_VCPU,
-  KVM_CREATE_VM,
   KVM_EXIT_IO,
-  KVM_GET_SREGS,
-  KVM_GET_VCPU_MMAP_SIZE,
   KVM_RUN,
-  KVM_SET_REGS,
-  KVM_SET_SREGS,
-  KVM_SET_USER_MEMORY_REGION,
-  KvmRunView,
+  createRealModeVm,
   kvm,
-  makeKvmRegs,
-  makeKvmSregs,
   type KvmInstance,
+  type RealModeVcpu,
   type Vcpu,
 } from '@vac/kvm';
 import { L1TF_MSG_L1D, intel, isIntelHardware, type VmxKvmModule } from '@vac/vmx';
@@ -83,20 +75,7 @@ interface Guest {
 /** A VMM process with one VM of one vCPU on /dev/`dev`, its vCPU thread pinned to `cpu`. */
 function startGuest(name: string, dev: string, cpu: number, digit: number): Guest {
   const p: Process = host.spawn({ uid: 1000, groups: ['kvm'], name, cpu });
-  const sys = p.open(`/dev/${dev}`, O_RDWR);
-  const vm = p.ioctl(sys, KVM_CREATE_VM, 0);
-  const mem = p.mmapAnonymous(0x1000);
-  mem.bytes.set(GUEST);
-  p.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: mem.addr });
-  const fd = p.ioctl(vm, KVM_CREATE_VCPU, 0);
-  const m = p.mmap(fd, p.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0));
-  const run = new KvmRunView(m.bytes.buffer, m.bytes.byteOffset);
-  const sregs = makeKvmSregs();
-  p.ioctl(fd, KVM_GET_SREGS, sregs);
-  sregs.cs.base = 0n;
-  sregs.cs.selector = 0;
-  p.ioctl(fd, KVM_SET_SREGS, sregs);
-  p.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: 0x1000n, rbx: BigInt(0x30 + digit), rflags: 2n }));
+  const { fd, run } = createRealModeVm(p, `/dev/${dev}`, { code: GUEST, regs: { rbx: BigInt(0x30 + digit) } }).vcpus[0] as RealModeVcpu;
   const inst = host.modules.exportsOf<KvmInstance>(dev);
   const model = [...(inst?.vms ?? [])].find((v) => v.owner === p)?.vcpus.get(0);
   if (model === undefined) throw new Error(`no vCPU for ${name}`);

@@ -12,23 +12,15 @@
  *
  * Exits non-zero if anything it shows does not hold.
  */
-import { O_RDWR, PERF_GUEST_ACTIVE, checkInvariants, createHost, isKernelError, type Host, type Thread } from '@vac/core';
+import { PERF_GUEST_ACTIVE, checkInvariants, createHost, isKernelError, type Host, type Thread } from '@vac/core';
 import {
-  KVM_CREATE_VCPU,
-  KVM_CREATE_VM,
   KVM_EXIT_IO,
-  KVM_GET_SREGS,
-  KVM_GET_VCPU_MMAP_SIZE,
   KVM_RUN,
-  KVM_SET_REGS,
-  KVM_SET_SREGS,
-  KVM_SET_USER_MEMORY_REGION,
-  KvmRunView,
+  createRealModeVm,
   kvm,
-  makeKvmRegs,
-  makeKvmSregs,
   type KvmInstance,
   type LegacyResource,
+  type RealModeVcpu,
   type Vcpu,
 } from '@vac/kvm';
 import { intel } from '@vac/vmx';
@@ -109,20 +101,7 @@ function scenario(legacy1: readonly LegacyResource[] | undefined): { host: Host;
   for (let i = 0; i < 2 * CPUS; i++) {
     const dev = i % 2 === 0 ? 'kvm0' : 'kvm1';
     const p = host.spawn({ uid: 1000, groups: ['kvm'], name: `vmm${i}` });
-    const sys = p.open(`/dev/${dev}`, O_RDWR);
-    const vm = p.ioctl(sys, KVM_CREATE_VM, 0);
-    const mem = p.mmapAnonymous(0x1000);
-    mem.bytes.set(GUEST);
-    p.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: mem.addr });
-    const fd = p.ioctl(vm, KVM_CREATE_VCPU, 0);
-    const m = p.mmap(fd, p.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0));
-    const run = new KvmRunView(m.bytes.buffer, m.bytes.byteOffset);
-    const sregs = makeKvmSregs();
-    p.ioctl(fd, KVM_GET_SREGS, sregs);
-    sregs.cs.base = 0n;
-    sregs.cs.selector = 0;
-    p.ioctl(fd, KVM_SET_SREGS, sregs);
-    p.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: 0x1000n, rflags: 2n }));
+    const { fd, run } = createRealModeVm(p, `/dev/${dev}`, { code: GUEST }).vcpus[0] as RealModeVcpu;
     const model = [...(host.modules.exportsOf<KvmInstance>(dev)?.vms ?? [])].find((v) => v.owner === p)?.vcpus.get(0);
     if (model === undefined) throw new Error(`no vCPU for vmm${i}`);
     const g = { dev, model, stop: false } as Guest & { thread: Thread };

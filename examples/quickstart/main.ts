@@ -3,23 +3,15 @@
  * Creates VMs on both, runs real guest code on every CPU, and prints what each module holds.
  * Exits non-zero if anything it shows does not hold.
  */
-import { O_RDWR, checkInvariants, createHost, vacOf, type Process } from '@vac/core';
+import { checkInvariants, createHost, vacOf, type Process } from '@vac/core';
 import {
-  KVM_CREATE_VCPU,
-  KVM_CREATE_VM,
   KVM_EXIT_HLT,
   KVM_EXIT_IO,
   KVM_GET_API_VERSION,
-  KVM_GET_SREGS,
-  KVM_GET_VCPU_MMAP_SIZE,
   KVM_RUN,
-  KVM_SET_REGS,
-  KVM_SET_SREGS,
-  KVM_SET_USER_MEMORY_REGION,
   KvmRunView,
+  createRealModeVm,
   kvm,
-  makeKvmRegs,
-  makeKvmSregs,
   type KvmInstance,
 } from '@vac/kvm';
 import { intel } from '@vac/vmx';
@@ -53,27 +45,10 @@ interface GuestVcpu {
 
 /** One VM with `n` vCPUs on `/dev/<dev>`; guest memory at 0x1000 holds GUEST. */
 function createGuest(proc: Process, dev: string, n: number, firstCpu: number): GuestVcpu[] {
-  const sys = proc.open(`/dev/${dev}`, O_RDWR);
+  const digitOf = (id: number): number => (firstCpu + id) % 10;
+  const { sys, vcpus } = createRealModeVm(proc, `/dev/${dev}`, { code: GUEST, vcpus: n, regs: (id) => ({ rbx: BigInt(digitOf(id)) }) });
   expect(proc.ioctl(sys, KVM_GET_API_VERSION) === 12, 'KVM_GET_API_VERSION is 12');
-  const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
-  const mem = proc.mmapAnonymous(0x1000);
-  mem.bytes.set(GUEST);
-  proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: mem.addr });
-  const size = proc.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0);
-  const out: GuestVcpu[] = [];
-  for (let id = 0; id < n; id++) {
-    const fd = proc.ioctl(vm, KVM_CREATE_VCPU, id);
-    const m = proc.mmap(fd, size);
-    const sregs = makeKvmSregs();
-    proc.ioctl(fd, KVM_GET_SREGS, sregs);
-    sregs.cs.base = 0n;
-    sregs.cs.selector = 0;
-    proc.ioctl(fd, KVM_SET_SREGS, sregs);
-    const digit = (firstCpu + id) % 10;
-    proc.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: 0x1000n, rbx: BigInt(digit), rflags: 2n }));
-    out.push({ dev, fd, run: new KvmRunView(m.bytes.buffer, m.bytes.byteOffset), cpu: (firstCpu + id) % host.cpus.length, digit });
-  }
-  return out;
+  return vcpus.map(({ id, fd, run }) => ({ dev, fd, run, cpu: (firstCpu + id) % host.cpus.length, digit: digitOf(id) }));
 }
 
 const vcpus = [...createGuest(vmm, 'kvm0', 2, 0), ...createGuest(vmm, 'kvm0', 2, 2), ...createGuest(vmm, 'kvm1', 4, 4)];

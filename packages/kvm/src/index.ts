@@ -1,7 +1,8 @@
 /**
  * `@vac/kvm`: the KVM module factory. `kvm({ postfix })` builds the image of `kvm${postfix}`: a KVM module
  * with its own `/dev/kvm${postfix}`, its own parameters and VMs, attached to VAC. Also the /dev/kvm ABI
- * (constants, structs and the `kvm_run` view under their Linux names) and the real-mode guest interpreter.
+ * (constants, structs and the `kvm_run` view under their Linux names), the real-mode guest interpreter, and a
+ * VMM helper ({@link createRealModeVm}) that sets up a real-mode VM through that ABI.
  *
  * @packageDocumentation
  */
@@ -14,4 +15,14 @@ export { Vm } from './module/vm.js';
 export { Vcpu, type VcpuStats } from './module/vcpu.js';
 export { Memslots, type Memslot } from './module/memslots.js';
 export { checkExtension, makeFileOps, type KvmFileOps } from './module/fops.js';
+export {
+  createRealModeVcpu,
+  createRealModeVm,
+  mapKvmRun,
+  type RealModeRegs,
+  type RealModeVcpu,
+  type RealModeVcpuOptions,
+  type RealModeVm,
+  type RealModeVmOptions,
+} from './vmm.js';
 export { ALL_LEGACY_RESOURCES, LegacyPort, legacySet, privateVac, type LegacyResource } from './module/legacy.js';

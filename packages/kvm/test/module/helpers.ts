@@ -1,18 +1,8 @@
 /** Shared setup for the KVM module tests: hosts on both vendors, a VMM process, guest programs. */
-import { O_RDWR, createHost, type Host, type HostOptions, type Process } from '@vac/core';
+import { createHost, type Host, type HostOptions, type Process } from '@vac/core';
 import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
-import {
-  KVM_CREATE_VCPU,
-  KVM_CREATE_VM,
-  KVM_GET_SREGS,
-  KVM_SET_REGS,
-  KVM_SET_SREGS,
-  KVM_SET_USER_MEMORY_REGION,
-  KvmRunView,
-  makeKvmRegs,
-  makeKvmSregs,
-} from '../../src/index.js';
+import { createRealModeVm, type KvmRunView } from '../../src/index.js';
 
 /** The two vendors every vendor-neutral test runs on. */
 export const VENDORS = [
@@ -44,24 +34,8 @@ export interface TestVm {
   readonly vcpus: Array<{ readonly fd: number; readonly run: KvmRunView }>;
 }
 
-/** Create a {@link TestVm} through the ABI. */
+/** Create a {@link TestVm} through the ABI (with the VMM helper {@link createRealModeVm}). */
 export function makeVm(proc: Process, dev: string, code: readonly number[], n = 1, regs: Partial<Record<'rax' | 'rbx', bigint>> = {}): TestVm {
-  const sys = proc.open(dev, O_RDWR);
-  const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
-  const mem = proc.mmapAnonymous(0x1000);
-  mem.bytes.set(code);
-  proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: mem.addr });
-  const vcpus = [];
-  for (let id = 0; id < n; id++) {
-    const fd = proc.ioctl(vm, KVM_CREATE_VCPU, id);
-    const m = proc.mmap(fd, 12288);
-    const sregs = makeKvmSregs();
-    proc.ioctl(fd, KVM_GET_SREGS, sregs);
-    sregs.cs.base = 0n;
-    sregs.cs.selector = 0;
-    proc.ioctl(fd, KVM_SET_SREGS, sregs);
-    proc.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: 0x1000n, rflags: 2n, ...regs }));
-    vcpus.push({ fd, run: new KvmRunView(m.bytes.buffer, m.bytes.byteOffset) });
-  }
-  return { sys, vm, mem, vcpus };
+  const { sys, vm, memory, vcpus } = createRealModeVm(proc, dev, { code, vcpus: n, regs });
+  return { sys, vm, mem: memory, vcpus };
 }

@@ -1,0 +1,132 @@
+/**
+ * The VMM helper (src/vmm.ts): the classic minimal VMM through it, its options, and errors passed through.
+ */
+import { isKernelError, type Process } from '@vac/core';
+import { describe, expect, test } from 'vitest';
+import {
+  KVM_EXIT_HLT,
+  KVM_EXIT_IO,
+  KVM_GET_REGS,
+  KVM_GET_SREGS,
+  KVM_RUN,
+  KvmRunView,
+  createRealModeVcpu,
+  createRealModeVm,
+  kvm,
+  makeKvmRegs,
+  makeKvmSregs,
+  mapKvmRun,
+  type KvmInstance,
+} from '../src/index.js';
+import { HELLO, VENDORS, makeHost, vmmProcess } from './module/helpers.js';
+
+/** KVM_RUN until an exit other than KVM_EXIT_IO; what the guest wrote to its port. */
+function runToExit(proc: Process, fd: number, run: KvmRunView): string {
+  let out = '';
+  for (let i = 0; i < 1000; i++) {
+    proc.ioctl(fd, KVM_RUN, 0);
+    if (run.exit_reason !== KVM_EXIT_IO) return out;
+    out += String.fromCharCode(run.bytes[run.io.data_offset] ?? 0);
+  }
+  throw new Error('the guest did not stop');
+}
+
+/** The error a call throws (fails the test when it does not throw). */
+function thrown(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a throw');
+}
+
+describe.each(VENDORS)('createRealModeVm on $name', ({ hardware }) => {
+  test('the classic minimal VMM through it prints "4\\n" then halts', () => {
+    const host = makeHost(hardware());
+    host.modprobe(kvm({ postfix: '0' }));
+    const proc = vmmProcess(host);
+    const vm = createRealModeVm(proc, '/dev/kvm0', { code: HELLO, regs: { rax: 2n, rbx: 2n } });
+    expect(vm.vcpus).toHaveLength(1);
+    const { fd, run, id } = vm.vcpus[0]!;
+    expect(id).toBe(0);
+    expect(runToExit(proc, fd, run)).toBe('4\n');
+    expect(run.exit_reason).toBe(KVM_EXIT_HLT);
+    expect([...vm.memory.bytes.subarray(0, HELLO.length)]).toEqual(HELLO);
+  });
+
+  test('options are honoured: vcpus, guestPhysAddr, memorySize, regs (object or per id)', () => {
+    const host = makeHost(hardware());
+    host.modprobe(kvm({ postfix: '0' }));
+    const proc = vmmProcess(host);
+    const vm = createRealModeVm(proc, '/dev/kvm0', { code: HELLO, vcpus: 3, guestPhysAddr: 0x4000, memorySize: 0x3000, regs: (id) => ({ rbx: BigInt(id + 1) }) });
+    expect(vm.memory.length).toBe(0x3000);
+    expect(vm.vcpus.map((v) => v.id)).toEqual([0, 1, 2]);
+    const model = [...(host.modules.exportsOf<KvmInstance>('kvm0')?.vms ?? [])].find((v) => v.owner === proc);
+    expect(model?.vcpus.size).toBe(3);
+    for (const v of vm.vcpus) {
+      const regs = makeKvmRegs();
+      proc.ioctl(v.fd, KVM_GET_REGS, regs);
+      expect(regs.rip).toBe(0x4000n);
+      expect(regs.rflags).toBe(2n);
+      expect(regs.rbx).toBe(BigInt(v.id + 1));
+      const sregs = makeKvmSregs();
+      proc.ioctl(v.fd, KVM_GET_SREGS, sregs);
+      expect(sregs.cs.base).toBe(0n);
+      expect(sregs.cs.selector).toBe(0);
+      expect(runToExit(proc, v.fd, v.run)).toBe(`${v.id + 1}\n`);
+      expect(v.run.exit_reason).toBe(KVM_EXIT_HLT);
+    }
+    // An explicit rip overrides the default.
+    const other = createRealModeVm(proc, '/dev/kvm0', { code: [0xf4, ...HELLO], regs: { rip: 0x1001n, rbx: 7n } });
+    expect(runToExit(proc, other.vcpus[0]!.fd, other.vcpus[0]!.run)).toBe('7\n');
+  });
+
+  test('createRealModeVcpu and mapKvmRun compose with hand-made VMs', () => {
+    const host = makeHost(hardware());
+    host.modprobe(kvm({ postfix: '0' }));
+    const proc = vmmProcess(host);
+    const vm = createRealModeVm(proc, '/dev/kvm0', { code: HELLO, vcpus: 0 });
+    expect(vm.vcpus).toEqual([]);
+    const v = createRealModeVcpu(proc, vm.sys, vm.vm, { id: 5, regs: { rbx: 3n } });
+    expect(v.id).toBe(5);
+    expect(runToExit(proc, v.fd, v.run)).toBe('3\n');
+    const again = mapKvmRun(proc, vm.sys, v.fd); // a second mapping of the same kvm_run area
+    expect(again.exit_reason).toBe(KVM_EXIT_HLT);
+  });
+});
+
+describe('errors propagate as the syscalls\' KernelErrors', () => {
+  test('no such device: ENOENT from open', () => {
+    const host = makeHost(VENDORS[0].hardware());
+    host.modprobe(kvm({ postfix: '0' }));
+    const e = thrown(() => createRealModeVm(vmmProcess(host), '/dev/kvm9', { code: HELLO }));
+    expect(isKernelError(e, 'ENOENT')).toBe(true);
+  });
+
+  test('a failing KVM_CREATE_VCPU: its ENOMEM, as thrown', () => {
+    const host = makeHost(VENDORS[1].hardware());
+    host.modprobe(kvm({ postfix: '0' }));
+    host.faults.failNth('vcpu', 2);
+    const e = thrown(() => createRealModeVm(vmmProcess(host), '/dev/kvm0', { code: HELLO, vcpus: 2 }));
+    expect(isKernelError(e, 'ENOMEM')).toBe(true);
+  });
+
+  test('a duplicate vCPU id: EEXIST from KVM_CREATE_VCPU', () => {
+    const host = makeHost(VENDORS[0].hardware());
+    host.modprobe(kvm({ postfix: '0' }));
+    const proc = vmmProcess(host);
+    const vm = createRealModeVm(proc, '/dev/kvm0', { code: HELLO });
+    const e = thrown(() => createRealModeVcpu(proc, vm.sys, vm.vm, { id: 0 }));
+    expect(isKernelError(e, 'EEXIST')).toBe(true);
+  });
+
+  test('mapKvmRun on a non-vCPU fd: the mmap error', () => {
+    const host = makeHost(VENDORS[0].hardware());
+    host.modprobe(kvm({ postfix: '0' }));
+    const proc = vmmProcess(host);
+    const vm = createRealModeVm(proc, '/dev/kvm0', { code: HELLO });
+    expect(isKernelError(thrown(() => mapKvmRun(proc, vm.sys, 99)), 'EBADF')).toBe(true);
+    expect(isKernelError(thrown(() => mapKvmRun(proc, vm.vcpus[0]!.fd, vm.vcpus[0]!.fd)))).toBe(true);
+  });
+});
