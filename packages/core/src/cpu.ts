@@ -31,7 +31,132 @@ export const CR4 = {
  */
 export type MsrWriteHook = (cpu: Cpu, msr: number, value: bigint) => boolean;
 
-/** One logical CPU. */
+/**
+ * @internal
+ * The per-CPU values of one kind (MSRs, CPUID leaves, MSR write hooks) of a host's CPUs, stored by key: one
+ * column per key, indexed by CPU number (`undefined` = the CPU has no such key). A pass over every CPU for one
+ * MSR (the user-return snapshot, a compatibility check) then reads one array in order, instead of one hash table
+ * per CPU: on thousands of CPUs the per-CPU tables no longer fit the caches and every pass misses.
+ */
+export class PerCpuTable<V> {
+  /** The columns, in the order their keys were first set. */
+  readonly columns = new Map<number, Array<V | undefined>>();
+  readonly #size: number;
+
+  /** @param size - the number of CPUs (column length) */
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  /** The column of `key`, created (all `undefined`) if missing. */
+  column(key: number): Array<V | undefined> {
+    let col = this.columns.get(key);
+    if (col === undefined) {
+      col = new Array<V | undefined>(this.#size).fill(undefined);
+      this.columns.set(key, col);
+    }
+    return col;
+  }
+}
+
+/** @internal The three tables of a host's CPUs ({@link Cpu.cpuid}, {@link Cpu.msrs}, {@link Cpu.msrWriteHooks}). */
+export class CpuTables {
+  /** CPUID leaves. */
+  readonly cpuid: PerCpuTable<CpuidRegs>;
+  /** MSR values. */
+  readonly msrs: PerCpuTable<bigint>;
+  /** MSR write hooks. */
+  readonly msrWriteHooks: PerCpuTable<MsrWriteHook>;
+
+  /** @param size - the number of CPUs */
+  constructor(size: number) {
+    this.cpuid = new PerCpuTable(size);
+    this.msrs = new PerCpuTable(size);
+    this.msrWriteHooks = new PerCpuTable(size);
+  }
+}
+
+/**
+ * One CPU's row of a {@link PerCpuTable}, with the API of a `Map<number, V>`. Iteration follows the order in
+ * which keys were first set on any CPU of the table.
+ */
+class PerCpuMap<V> implements Map<number, V> {
+  readonly #columns: Map<number, Array<V | undefined>>;
+  readonly #table: PerCpuTable<V>;
+  readonly #cpu: number;
+
+  /** The row of `table` at index `cpu`. */
+  constructor(table: PerCpuTable<V>, cpu: number) {
+    this.#table = table;
+    this.#columns = table.columns;
+    this.#cpu = cpu;
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const col of this.#columns.values()) if (col[this.#cpu] !== undefined) n++;
+    return n;
+  }
+
+  get(key: number): V | undefined {
+    return this.#columns.get(key)?.[this.#cpu];
+  }
+
+  has(key: number): boolean {
+    return this.#columns.get(key)?.[this.#cpu] !== undefined;
+  }
+
+  set(key: number, value: V): this {
+    this.#table.column(key)[this.#cpu] = value;
+    return this;
+  }
+
+  delete(key: number): boolean {
+    const col = this.#columns.get(key);
+    if (col === undefined || col[this.#cpu] === undefined) return false;
+    col[this.#cpu] = undefined;
+    return true;
+  }
+
+  clear(): void {
+    for (const col of this.#columns.values()) if (col[this.#cpu] !== undefined) col[this.#cpu] = undefined;
+  }
+
+  forEach(callbackfn: (value: V, key: number, map: Map<number, V>) => void, thisArg?: unknown): void {
+    for (const [k, v] of this.entries()) callbackfn.call(thisArg, v, k, this);
+  }
+
+  *entries(): MapIterator<[number, V]> {
+    for (const [k, col] of this.#columns) {
+      const v = col[this.#cpu];
+      if (v !== undefined) yield [k, v];
+    }
+  }
+
+  *keys(): MapIterator<number> {
+    for (const [k] of this.entries()) yield k;
+  }
+
+  *values(): MapIterator<V> {
+    for (const [, v] of this.entries()) yield v;
+  }
+
+  [Symbol.iterator](): MapIterator<[number, V]> {
+    return this.entries();
+  }
+
+  get [Symbol.toStringTag](): string {
+    return 'Map';
+  }
+}
+
+/**
+ * One logical CPU.
+ *
+ * Its CPUID leaves, MSRs and MSR write hooks behave as three `Map`s, but the host keeps every CPU's values in
+ * shared per-key columns (see `PerCpuTable`): `cpu.msrs` is this CPU's row. A `Map`'s iteration order is the
+ * order in which each key was first set on any CPU of the host.
+ */
 export class Cpu {
   /** The CPU number (0 … N-1). */
   readonly id: number;
@@ -40,35 +165,53 @@ export class Cpu {
   /** The CR4 register (only the bits the model uses are meaningful). */
   cr4 = 0;
   /** CPUID leaves by leaf number (sub-leaf 0). A missing leaf reads as zeros. */
-  readonly cpuid = new Map<number, CpuidRegs>();
+  readonly cpuid: Map<number, CpuidRegs>;
   /** Implemented MSRs and their values; accessing a missing one faults (#GP). */
-  readonly msrs = new Map<number, bigint>();
+  readonly msrs: Map<number, bigint>;
   /** Write hooks by MSR number, installed by the hardware model. */
-  readonly msrWriteHooks = new Map<number, MsrWriteHook>();
+  readonly msrWriteHooks: Map<number, MsrWriteHook>;
+  readonly #cpuidColumns: Map<number, Array<CpuidRegs | undefined>>;
+  readonly #msrColumns: Map<number, Array<bigint | undefined>>;
+  readonly #hookColumns: Map<number, Array<MsrWriteHook | undefined>>;
+  /** This CPU's index in the columns: its number in the host's tables, 0 in tables of its own. */
+  readonly #row: number;
 
   /**
    * @param id - the CPU number
+   * @param tables - @internal the host's tables of every CPU's CPUID leaves, MSRs and hooks, indexed by CPU
+   *   number (a CPU made on its own has tables of its own)
    */
-  constructor(id: number) {
+  constructor(id: number, tables?: CpuTables) {
     this.id = id;
+    const row = tables === undefined ? 0 : id;
+    const t = tables ?? new CpuTables(1);
+    this.#row = row;
+    this.cpuid = new PerCpuMap(t.cpuid, row);
+    this.msrs = new PerCpuMap(t.msrs, row);
+    this.msrWriteHooks = new PerCpuMap(t.msrWriteHooks, row);
+    this.#cpuidColumns = t.cpuid.columns;
+    this.#msrColumns = t.msrs.columns;
+    this.#hookColumns = t.msrWriteHooks.columns;
   }
 
   /** Execute CPUID for `leaf` (sub-leaf 0). */
   readCpuid(leaf: number): CpuidRegs {
-    return this.cpuid.get(leaf) ?? ZERO_LEAF;
+    return this.#cpuidColumns.get(leaf)?.[this.#row] ?? ZERO_LEAF;
   }
 
   /** `rdmsr_safe`: the MSR's value, or `undefined` when reading it faults (#GP). */
   rdmsrSafe(msr: number): bigint | undefined {
-    return this.msrs.get(msr);
+    return this.#msrColumns.get(msr)?.[this.#row];
   }
 
   /** `wrmsr_safe`: write an MSR; `false` when the write faults (#GP: unimplemented, or refused by the hardware). */
   wrmsrSafe(msr: number, value: bigint): boolean {
-    if (!this.msrs.has(msr)) return false;
-    const hook = this.msrWriteHooks.get(msr);
+    const row = this.#row;
+    const col = this.#msrColumns.get(msr);
+    if (col?.[row] === undefined) return false;
+    const hook = this.#hookColumns.get(msr)?.[row];
     if (hook !== undefined && !hook(this, msr, value)) return false;
-    this.msrs.set(msr, value);
+    col[row] = value;
     return true;
   }
 }

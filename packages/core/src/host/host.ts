@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { Cpu } from '../cpu.js';
+import { Cpu, CpuTables } from '../cpu.js';
 import { KernelError, UsageError } from '../errors.js';
 import { EventBus, makeUndo, type Unsubscribe, type WarningRecord } from '../events.js';
 import type { HardwareEnv, HardwareModel, HostHardware, Violation } from '../hardware.js';
@@ -134,7 +134,8 @@ export class Host {
       if (!Number.isInteger(id) || id < 0) throw new UsageError(`createHost: gid of group ${g} must be a non-negative integer`);
       this.#groups.set(g, id);
     }
-    this.cpus = Array.from({ length: n }, (_, i) => new Cpu(i));
+    const tables = new CpuTables(n);
+    this.cpus = Array.from({ length: n }, (_, i) => new Cpu(i, tables));
     const host = this;
     const env: HardwareEnv = {
       cpus: this.cpus,

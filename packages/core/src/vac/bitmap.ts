@@ -51,6 +51,11 @@ function paddingMask(nbits: number): number {
   return r === 0 ? 0 : ~((1 << r) - 1);
 }
 
+/** The error of an index out of range (built out of line, so the range check stays small enough to inline). */
+function badIndex(i: number, size: number): UsageError {
+  return new UsageError(`IdBitmap: index ${String(i)} is not in [0, ${size - 1}]`);
+}
+
 /**
  * A fixed-size bitmap of IDs `0 … size-1`, with O(levels) "lowest zero bit" search.
  *
@@ -136,6 +141,19 @@ export class IdBitmap {
    */
   clear(i: number): boolean {
     this.checkIndex(i);
+    // The body of clearChecked, repeated: a call here would cost the bare bitmap its inlining.
+    const wi = i >>> 5;
+    const bit = 1 << (i & 31);
+    const old = this.words[wi] as number;
+    if ((old & bit) === 0) return false;
+    this.words[wi] = old & ~bit;
+    this.nset--;
+    if (old === FULL) this.markNotFull(wi);
+    return true;
+  }
+
+  /** @internal {@link IdBitmap.clear} of an index the caller has already checked (an allocator's `free`). */
+  clearChecked(i: number): boolean {
     const wi = i >>> 5;
     const bit = 1 << (i & 31);
     const old = this.words[wi] as number;
@@ -197,11 +215,22 @@ export class IdBitmap {
 
   /** {@link IdBitmap.takeFirstZero} over the whole bitmap: no bounds to check (the allocators' hot path). */
   takeLowestZero(): number {
-    const i = this.search(0, this.size - 1);
+    const words = this.words;
+    const w0 = words[0] as number;
+    if (w0 !== FULL) {
+      // A zero bit in word 0: the common case at low occupancy.
+      const i = ctz32(~w0);
+      const now = w0 | (1 << i);
+      words[0] = now;
+      this.nset++;
+      if (now === -1) this.markFull(0);
+      return i;
+    }
+    const i = this.lowestZeroFromTop();
     if (i < 0) return -1;
     const wi = i >>> 5;
-    const now = (this.words[wi] as number) | (1 << (i & 31));
-    this.words[wi] = now;
+    const now = (words[wi] as number) | (1 << (i & 31));
+    words[wi] = now;
     this.nset++;
     if (now === -1) this.markFull(wi);
     return i;
@@ -215,26 +244,31 @@ export class IdBitmap {
       const i = (from & ~31) | ctz32(~w0);
       return i <= to ? i : -1;
     }
-    const levels = this.levels;
     let idx: number;
-    let level: number;
     if (from === 0) {
       // Whole-bitmap search (`find_first_zero_bit`): start at the top word, no climb needed.
-      level = this.top;
-      const w = (levels[level] as Uint32Array)[0]!;
-      if (w === FULL) return -1;
-      idx = ctz32(~w);
+      idx = this.lowestZeroFromTop();
     } else {
-      level = this.climb(from);
-      if (level < 0) return -1;
-      idx = this.climbIdx;
+      const level = this.climb(from);
+      idx = level < 0 ? -1 : this.descend(level, this.climbIdx);
     }
-    // Descend: `idx` is a non-full word of the level below; take its lowest zero bit.
+    return idx <= to ? idx : -1;
+  }
+
+  /** The lowest zero bit of the whole bitmap, from the top word down; -1 when every bit is set. */
+  private lowestZeroFromTop(): number {
+    const w = (this.levels[this.top] as Uint32Array)[0]!;
+    return w === FULL ? -1 : this.descend(this.top, ctz32(~w));
+  }
+
+  /** From bit `idx` of `level`, clear (its word below is not full), down to level 0: one word per level. */
+  private descend(level: number, idx: number): number {
+    const levels = this.levels;
     while (level > 0) {
       level--;
       idx = (idx << 5) | ctz32(~(levels[level] as Uint32Array)[idx]!);
     }
-    return idx <= to ? idx : -1;
+    return idx;
   }
 
   /**
@@ -407,9 +441,7 @@ export class IdBitmap {
   /** Throw a {@link UsageError} unless `i` is an integer index of this bitmap. */
   private checkIndex(i: number): void {
     // `(i | 0) === i` is true exactly for int32 integers, which covers every valid index (size ≤ 2^30).
-    if ((i | 0) !== i || i < 0 || i >= this.size) {
-      throw new UsageError(`IdBitmap: index ${String(i)} is not in [0, ${this.size - 1}]`);
-    }
+    if ((i | 0) !== i || i < 0 || i >= this.size) throw badIndex(i, this.size);
   }
 
   /** Throw a {@link UsageError} unless `other` has this bitmap's size. */

@@ -45,14 +45,26 @@ export class IrqRegistry {
 
   /** @internal */
   constructor(host: Host, name = 'vac') {
-    this.#running = new Array<VacInstanceOps | undefined>(host.cpus.length).fill(undefined);
-    const running = this.#running;
+    // Packed (no holes), so a lookup on the PMI path needs no hole check.
+    const running: Array<VacInstanceOps | undefined> = [];
+    for (let i = 0; i < host.cpus.length; i++) running.push(undefined);
+    this.#running = running;
     this.perfCallbacks = {
       name,
-      // kvm_guest_state(): dispatched to the instance running on this CPU; none → host PMI (0).
-      state: (cpu) => running[cpu]?.perfGuestState(cpu) ?? 0,
-      getIp: (cpu) => running[cpu]?.perfGuestIp(cpu) ?? 0n,
-      attribute: (cpu) => running[cpu]?.runningLabel(cpu),
+      // kvm_guest_state(): dispatched to the instance running on this CPU; none → host PMI (0). (Written out:
+      // `running[cpu]?.perfGuestState(cpu) ?? 0` compiles to slower code on this hot path.)
+      state: (cpu) => {
+        const inst = running[cpu];
+        return inst === undefined ? 0 : inst.perfGuestState(cpu);
+      },
+      getIp: (cpu) => {
+        const inst = running[cpu];
+        return inst === undefined ? 0n : inst.perfGuestIp(cpu);
+      },
+      attribute: (cpu) => {
+        const inst = running[cpu];
+        return inst === undefined ? undefined : inst.runningLabel(cpu);
+      },
     };
   }
 

@@ -23,6 +23,11 @@ import { IdBitmap } from './bitmap.js';
 /** Number of VPIDs, `VMX_NR_VPIDS` (`arch/x86/include/asm/vmx.h`): 65,536, VPID 0 being the host's. */
 export const VMX_NR_VPIDS = 1 << 16;
 
+/** The error of a VPID out of range (built out of line, so the range check stays small enough to inline). */
+function badVpid(vpid: number): UsageError {
+  return new UsageError(`VPID ${String(vpid)} is not in [0, ${VMX_NR_VPIDS - 1}]`);
+}
+
 /** Options of a {@link VpidAllocator}. */
 export interface VpidAllocatorOptions {
   /**
@@ -99,7 +104,7 @@ export class VpidAllocator<Owner = unknown> {
   free(vpid: number): void {
     if (vpid === 0) return;
     this.checkVpid(vpid);
-    if (!this.bitmap.clear(vpid)) throw new UsageError(`free_vpid: VPID ${vpid} is not allocated`);
+    if (!this.bitmap.clearChecked(vpid)) throw new UsageError(`free_vpid: VPID ${vpid} is not allocated`);
     this.owners[vpid] = undefined;
   }
 
@@ -126,8 +131,6 @@ export class VpidAllocator<Owner = unknown> {
 
   /** Throw a {@link UsageError} unless `vpid` is an integer in [0, 65535]. */
   private checkVpid(vpid: number): void {
-    if ((vpid | 0) !== vpid || vpid < 0 || vpid >= VMX_NR_VPIDS) {
-      throw new UsageError(`VPID ${String(vpid)} is not in [0, ${VMX_NR_VPIDS - 1}]`);
-    }
+    if ((vpid | 0) !== vpid || vpid < 0 || vpid >= VMX_NR_VPIDS) throw badVpid(vpid);
   }
 }

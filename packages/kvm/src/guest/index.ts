@@ -8,6 +8,7 @@
  */
 
 export {
+  GUEST_SEGMENTS,
   GuestCpuState,
   GuestPending,
   SegmentRegister,
@@ -23,6 +24,7 @@ export {
   X86_EFLAGS_TF,
   X86_EFLAGS_ZF,
   type GuestPendingKind,
+  type GuestSegmentName,
 } from './cpu-state.js';
 export {
   GUEST_EMULATION_FLAG_INSTRUCTION_BYTES,

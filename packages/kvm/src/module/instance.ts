@@ -6,6 +6,7 @@
  */
 import {
   KernelError,
+  type EventBus,
   type Host,
   type LoadedModule,
   type VacPort,
@@ -45,6 +46,7 @@ export class KvmInstance implements VacInstanceOps {
   readonly vms = new Set<Vm>();
   /** Per CPU: this module's vCPU loaded there (`kvm_running_vcpu`, per module as Sean asked). */
   readonly running: Array<Vcpu | undefined>;
+  readonly #events: EventBus;
   #nextVm = 1;
 
   /** @internal */
@@ -53,7 +55,11 @@ export class KvmInstance implements VacInstanceOps {
     this.host = host;
     this.module = module;
     this.config = config;
-    this.running = new Array<Vcpu | undefined>(host.cpus.length).fill(undefined);
+    // Packed (no holes), so a lookup on the PMI path needs no hole check.
+    const running: Array<Vcpu | undefined> = [];
+    for (let i = 0; i < host.cpus.length; i++) running.push(undefined);
+    this.running = running;
+    this.#events = host.events;
     this.vac = attach(this);
   }
 
@@ -117,7 +123,7 @@ export class KvmInstance implements VacInstanceOps {
     const state = v.perfState();
     if (state !== 0) {
       v.stats.nmi_exits++;
-      const ev = this.host.events;
+      const ev = this.#events;
       if (ev.wants('pmi:guest')) ev.emit('pmi:guest', { module: this.name, vm: v.vm.id, vcpu: v.id, cpu, rip: v.regs.rip });
       else ev.skip();
     }
