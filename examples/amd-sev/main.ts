@@ -27,23 +27,12 @@ import {
   type KvmInstance,
 } from '@vac/kvm';
 import { amd, isAmdHardware } from '@vac/svm';
+import { table } from '@vac/example-support';
 
 const problems: string[] = [];
 const expect = (ok: boolean, what: string): void => {
   if (!ok) problems.push(what);
 };
-
-/** Print rows as an aligned text table (numbers right-aligned). */
-function table(rows: ReadonlyArray<Record<string, string | number>>): void {
-  const first = rows[0];
-  if (first === undefined) return;
-  const cols = Object.keys(first);
-  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c] ?? '').length)));
-  const cell = (v: string | number | undefined, i: number): string => (typeof v === 'number' ? String(v).padStart(width[i] ?? 0) : String(v ?? '').padEnd(width[i] ?? 0));
-  console.log(cols.map((c, i) => c.padEnd(width[i] ?? 0)).join('  ').trimEnd());
-  console.log(width.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of rows) console.log(cols.map((c, i) => cell(r[c], i)).join('  ').trimEnd());
-}
 
 // 1. An AMD host with a small SEV range, and two KVM modules.
 const host = createHost({ cpus: 4, hardware: amd({ maxSevAsid: 6, minSevAsid: 4 }) });
