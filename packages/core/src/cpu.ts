@@ -68,11 +68,48 @@ export class CpuTables {
   /** MSR write hooks. */
   readonly msrWriteHooks: PerCpuTable<MsrWriteHook>;
 
+  readonly #slots = new Map<number, MsrSlot>();
+
   /** @param size - the number of CPUs */
   constructor(size: number) {
     this.cpuid = new PerCpuTable(size);
     this.msrs = new PerCpuTable(size);
     this.msrWriteHooks = new PerCpuTable(size);
+  }
+
+  /** The {@link MsrSlot} of `msr` (made once; its columns are created if missing). */
+  msrSlot(msr: number): MsrSlot {
+    let slot = this.#slots.get(msr);
+    if (slot === undefined) {
+      slot = new MsrSlot(this, msr, this.msrs.column(msr), this.msrWriteHooks.column(msr));
+      this.#slots.set(msr, slot);
+    }
+    return slot;
+  }
+}
+
+/**
+ * One MSR of every CPU of a host, looked up once: hot paths that write the same MSR over and over (the L1D
+ * flush before each VM entry, the user-return MSRs around each KVM_RUN) keep it and call
+ * {@link Cpu.wrmsrSlot} / {@link Cpu.rdmsrSlot}, which skip the two hash lookups of
+ * {@link Cpu.wrmsrSafe}. Get one with {@link Cpu.msrSlot}; it behaves exactly as the MSR number does.
+ */
+export class MsrSlot {
+  /** The MSR number. */
+  readonly msr: number;
+  /** @internal The tables it belongs to. */
+  readonly tables: CpuTables;
+  /** @internal Every CPU's value (`undefined`: not implemented there). */
+  readonly values: Array<bigint | undefined>;
+  /** @internal Every CPU's write hook. */
+  readonly hooks: Array<MsrWriteHook | undefined>;
+
+  /** @internal Use {@link Cpu.msrSlot}. */
+  constructor(tables: CpuTables, msr: number, values: Array<bigint | undefined>, hooks: Array<MsrWriteHook | undefined>) {
+    this.tables = tables;
+    this.msr = msr;
+    this.values = values;
+    this.hooks = hooks;
   }
 }
 
@@ -173,6 +210,7 @@ export class Cpu {
   readonly #cpuidColumns: Map<number, Array<CpuidRegs | undefined>>;
   readonly #msrColumns: Map<number, Array<bigint | undefined>>;
   readonly #hookColumns: Map<number, Array<MsrWriteHook | undefined>>;
+  readonly #tables: CpuTables;
   /** This CPU's index in the columns: its number in the host's tables, 0 in tables of its own. */
   readonly #row: number;
 
@@ -186,6 +224,7 @@ export class Cpu {
     const row = tables === undefined ? 0 : id;
     const t = tables ?? new CpuTables(1);
     this.#row = row;
+    this.#tables = t;
     this.cpuid = new PerCpuMap(t.cpuid, row);
     this.msrs = new PerCpuMap(t.msrs, row);
     this.msrWriteHooks = new PerCpuMap(t.msrWriteHooks, row);
@@ -212,6 +251,32 @@ export class Cpu {
     const hook = this.#hookColumns.get(msr)?.[row];
     if (hook !== undefined && !hook(this, msr, value)) return false;
     col[row] = value;
+    return true;
+  }
+
+  /**
+   * The {@link MsrSlot} of `msr` for this CPU's host (the same object for every CPU of the host; a CPU made on
+   * its own has its own). Keep it to write or read the MSR without a lookup.
+   */
+  msrSlot(msr: number): MsrSlot {
+    return this.#tables.msrSlot(msr);
+  }
+
+  /** {@link Cpu.rdmsrSafe} through a slot. */
+  rdmsrSlot(slot: MsrSlot): bigint | undefined {
+    if (slot.tables !== this.#tables) return this.rdmsrSafe(slot.msr);
+    return slot.values[this.#row];
+  }
+
+  /** {@link Cpu.wrmsrSafe} through a slot: the same checks, hook and result. */
+  wrmsrSlot(slot: MsrSlot, value: bigint): boolean {
+    if (slot.tables !== this.#tables) return this.wrmsrSafe(slot.msr, value);
+    const row = this.#row;
+    const values = slot.values;
+    if (values[row] === undefined) return false;
+    const hook = slot.hooks[row];
+    if (hook !== undefined && !hook(this, slot.msr, value)) return false;
+    values[row] = value;
     return true;
   }
 }

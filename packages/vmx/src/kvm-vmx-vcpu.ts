@@ -11,7 +11,7 @@
  * @module
  */
 import { KernelError, UsageError, vcpuLabel } from '@vac/core';
-import type { Cpu, EventBus, VacPort, VcpuTag, VendorVcpu, VendorVm } from '@vac/core';
+import type { Cpu, EventBus, MsrSlot, VacPort, VcpuTag, VendorVcpu, VendorVm } from '@vac/core';
 import { INTEL_MSR, L1D_FLUSH, VMXERR_MESSAGE } from './arch.js';
 import type { VmInstructionError } from './arch.js';
 import type { IntelHardware } from './hardware.js';
@@ -76,6 +76,8 @@ export interface VmxVcpuContext {
   readonly config: VmxKvmConfig;
   /** The host's CPUs (for MSR writes), index = CPU number. */
   readonly hostCpus: readonly Cpu[];
+  /** IA32_FLUSH_CMD, looked up once (the `cond` and `always` L1D flushes write it before VM entries). */
+  readonly flushCmd: MsrSlot;
   /** `pr_warn` / `WARN`. */
   warn(message: string, cpu?: number): void;
   /** `WARN_ONCE` / `pr_warn_once` (and, in the model, rate-limited messages): once per module and key. */
@@ -381,7 +383,7 @@ export class VmxVcpu implements VendorVcpu {
     else ev.skip();
     if (ctx.config.l1dFlushMethod !== 'msr') return; // the software fill: no MSR, nothing the hardware counts
     // native_wrmsrl(MSR_IA32_FLUSH_CMD, L1D_FLUSH): the IA32_FLUSH_CMD write hook counts `l1dFlush`.
-    if (ctx.hostCpus[cpu]?.wrmsrSafe(INTEL_MSR.MSR_IA32_FLUSH_CMD, L1D_FLUSH_N) === true) return;
+    if (ctx.hostCpus[cpu]?.wrmsrSlot(ctx.flushCmd, L1D_FLUSH_N) === true) return;
     // A faulting unchecked WRMSR (a CPU without the MSR although the boot CPU has it): ex_handler_msr warns
     // once, "unchecked MSR access error".
     ctx.warnOnce(

@@ -294,6 +294,7 @@ export class VmxKvmModule implements VendorModule {
       events: env.host.events,
       config,
       hostCpus: env.host.cpus,
+      flushCmd: (env.host.cpus[0] as Cpu).msrSlot(INTEL_MSR.MSR_IA32_FLUSH_CMD),
       warn: (message, cpu) => env.warn(message, cpu),
       warnOnce: (key, message, cpu) => this.#warnOnce(key, message, cpu),
       vcpuFreed: (v) => {

@@ -26,7 +26,7 @@
  * @module
  */
 
-import type { Cpu } from '../cpu.js';
+import type { Cpu, MsrSlot } from '../cpu.js';
 import { KernelError, UsageError } from '../errors.js';
 
 /** `KVM_MAX_NR_USER_RETURN_MSRS` (`arch/x86/kvm/x86.c`; `arch/x86/kvm/vac.h` in the RFC): 16 slots. */
@@ -79,10 +79,15 @@ export class UserReturnMsrs {
   private readonly refs = new Uint32Array(KVM_MAX_NR_USER_RETURN_MSRS);
   /** `kvm_nr_uret_msrs`: one past the highest slot in use. */
   private nrUretMsrs = 0;
-  /** `values[slot].host` of every CPU: index `cpu * 16 + slot`. */
-  private readonly host: BigUint64Array;
+  /** The MSR of each slot, looked up once (no hash lookup per write on the KVM_RUN path). */
+  private readonly msrSlots: (MsrSlot | undefined)[] = new Array<MsrSlot | undefined>(KVM_MAX_NR_USER_RETURN_MSRS).fill(undefined);
+  /**
+   * `values[slot].host` of every CPU: index `cpu * 16 + slot`. Plain arrays of bigints rather than a
+   * BigUint64Array: reading a BigUint64Array element allocates a new BigInt, and KVM_RUN compares these twice.
+   */
+  private readonly host: bigint[];
   /** `values[slot].curr` of every CPU: index `cpu * 16 + slot`. */
-  private readonly curr: BigUint64Array;
+  private readonly curr: bigint[];
   /** `registered` of every CPU (1 = notifier registered). */
   private readonly registered: Uint8Array;
   /** Faulting writes on the restore path (Linux's unchecked `wrmsrl` warns and goes on). */
@@ -95,8 +100,8 @@ export class UserReturnMsrs {
   constructor(cpus: readonly Cpu[]) {
     if (cpus.length === 0) throw new UsageError('UserReturnMsrs: the host has no CPU');
     this.cpus = cpus;
-    this.host = new BigUint64Array(cpus.length * KVM_MAX_NR_USER_RETURN_MSRS);
-    this.curr = new BigUint64Array(cpus.length * KVM_MAX_NR_USER_RETURN_MSRS);
+    this.host = new Array<bigint>(cpus.length * KVM_MAX_NR_USER_RETURN_MSRS).fill(0n);
+    this.curr = new Array<bigint>(cpus.length * KVM_MAX_NR_USER_RETURN_MSRS).fill(0n);
     this.registered = new Uint8Array(cpus.length);
   }
 
@@ -148,10 +153,11 @@ export class UserReturnMsrs {
       throw new KernelError('EIO', 'kvm_add_user_return_msr', `MSR ${hex(msr)} faults on CPU 0`);
     }
     this.msrList[slot] = msr;
+    this.msrSlots[slot] = cpu0.msrSlot(msr);
     this.refs[slot] = 1;
     if (slot >= this.nrUretMsrs) this.nrUretMsrs = slot + 1;
     for (let cpu = 0; cpu < this.cpus.length; cpu++) {
-      const v = (this.cpus[cpu] as Cpu).rdmsrSafe(msr) ?? 0n;
+      const v = BigInt.asUintN(64, (this.cpus[cpu] as Cpu).rdmsrSafe(msr) ?? 0n);
       const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
       this.host[i] = v;
       this.curr[i] = v;
@@ -178,11 +184,12 @@ export class UserReturnMsrs {
     for (let cpu = 0; cpu < this.cpus.length; cpu++) {
       const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
       const host = this.host[i] as bigint;
-      if (host !== this.curr[i]) this.restore(cpu, slot, msr, host);
+      if (host !== this.curr[i]) this.restore(cpu, slot, host);
       this.host[i] = 0n;
       this.curr[i] = 0n;
     }
     this.msrList[slot] = undefined;
+    this.msrSlots[slot] = undefined;
     while (this.nrUretMsrs > 0 && this.msrList[this.nrUretMsrs - 1] === undefined) this.nrUretMsrs--;
   }
 
@@ -208,13 +215,13 @@ export class UserReturnMsrs {
    */
   set(cpu: number, slot: number, value: bigint, mask: bigint): 0 | 1 {
     this.checkCpu(cpu);
-    const msr = this.checkSlot(slot);
+    this.checkSlot(slot);
     const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
     // value = (value & mask) | (msrs->values[slot].host & ~mask);  (mask = all ones: the value itself)
-    const v = mask === U64 ? value & U64 : ((value & mask) | ((this.host[i] as bigint) & ~mask)) & U64;
+    const v = mask === U64 ? BigInt.asUintN(64, value) : BigInt.asUintN(64, (value & mask) | ((this.host[i] as bigint) & ~mask));
     if (v === this.curr[i]) return 0;
     // err = wrmsrl_safe(kvm_uret_msrs_list[slot], value); if (err) return 1;
-    if (!(this.cpus[cpu] as Cpu).wrmsrSafe(msr, v)) return 1;
+    if (!(this.cpus[cpu] as Cpu).wrmsrSlot(this.msrSlots[slot] as MsrSlot, v)) return 1;
     this.curr[i] = v;
     // if (!msrs->registered) { msrs->urn.on_user_return = kvm_on_user_return; user_return_notifier_register(&msrs->urn); ... }
     this.registered[cpu] = 1;
@@ -242,7 +249,7 @@ export class UserReturnMsrs {
       if (msr === undefined) continue;
       const host = this.host[base + slot] as bigint;
       // if (values->host != values->curr) { wrmsrl(kvm_uret_msrs_list[slot], values->host); values->curr = values->host; }
-      if (host !== this.curr[base + slot]) this.restore(cpu, slot, msr, host);
+      if (host !== this.curr[base + slot]) this.restore(cpu, slot, host);
     }
   }
 
@@ -257,7 +264,7 @@ export class UserReturnMsrs {
     for (let slot = 0; slot < this.nrUretMsrs; slot++) {
       const msr = this.msrList[slot];
       if (msr === undefined) continue;
-      const v = c.rdmsrSafe(msr) ?? 0n;
+      const v = BigInt.asUintN(64, c.rdmsrSafe(msr) ?? 0n);
       this.host[base + slot] = v;
       this.curr[base + slot] = v;
     }
@@ -296,8 +303,8 @@ export class UserReturnMsrs {
   }
 
   /** Write `host` back (Linux's unchecked `wrmsrl`: a fault is counted and ignored) and set `curr = host`. */
-  private restore(cpu: number, slot: number, msr: number, host: bigint): void {
-    if (!(this.cpus[cpu] as Cpu).wrmsrSafe(msr, host)) this.restoreFaults++;
+  private restore(cpu: number, slot: number, host: bigint): void {
+    if (!(this.cpus[cpu] as Cpu).wrmsrSlot(this.msrSlots[slot] as MsrSlot, host)) this.restoreFaults++;
     this.curr[cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot] = host;
   }
 
