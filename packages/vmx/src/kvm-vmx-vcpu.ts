@@ -237,13 +237,16 @@ export class VmxVcpu implements VendorVcpu {
     if (this.#freed) throw new UsageError(`vmx: ${op} on freed vCPU ${this.label}`);
   }
 
+  /** Throw unless the vCPU is live and loaded on `cpu` (two compares on the entry path; the message is built apart). */
   #onCpu(op: string, cpu: number): void {
-    this.#live(op);
-    if (this.#loadedOn !== cpu) {
-      throw new UsageError(
-        `vmx: ${op} of ${this.label} on CPU ${String(cpu)}, but it is ${this.#loadedOn < 0 ? 'not loaded' : `loaded on CPU ${this.#loadedOn}`}`,
-      );
-    }
+    if (this.#freed || this.#loadedOn !== cpu) throw this.#notOnCpu(op, cpu);
+  }
+
+  #notOnCpu(op: string, cpu: number): UsageError {
+    if (this.#freed) return new UsageError(`vmx: ${op} on freed vCPU ${this.label}`);
+    return new UsageError(
+      `vmx: ${op} of ${this.label} on CPU ${String(cpu)}, but it is ${this.#loadedOn < 0 ? 'not loaded' : `loaded on CPU ${this.#loadedOn}`}`,
+    );
   }
 
   /**

@@ -62,9 +62,11 @@ export class LoadedVmcsLists {
   }
 
   #checkCpu(cpu: number): void {
-    if (!(Number.isInteger(cpu) && cpu >= 0 && cpu < this.#vmx.size)) {
-      throw new UsageError(`vmx: no CPU ${String(cpu)} (the host has ${this.#vmx.size})`);
-    }
+    if (!(Number.isInteger(cpu) && cpu >= 0 && cpu < this.#vmx.size)) throw this.#noCpu(cpu);
+  }
+
+  #noCpu(cpu: number): UsageError {
+    return new UsageError(`vmx: no CPU ${String(cpu)} (the host has ${this.#vmx.size})`);
   }
 
   #list(cpu: number): Set<VmxPage> {
@@ -124,6 +126,10 @@ export class LoadedVmcsLists {
    * @returns whether it was already loaded here, loaded fresh, or migrated from another CPU
    */
   vmcsLoad(vmcs: Vmcs, cpu: number): VmcsLoadResult {
+    // The common vcpu_load: this CPU's current VMCS, on its list, not freed — nothing to do. (`#current` only
+    // ever holds pages of this machine that passed the checks below, so those checks are not repeated.)
+    const current = this.#current[cpu];
+    if (current === vmcs && current.loadedOn === cpu && !current.freed) return 'already-loaded';
     this.#checkCpu(cpu);
     const page = pageOf(this.#vmx, vmcs);
     const previous = page.loadedOn;

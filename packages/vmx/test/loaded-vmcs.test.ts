@@ -30,6 +30,17 @@ describe('vmcsLoad = vmx_vcpu_load_vmcs (VMCS part)', () => {
     expect(hw.counters(0)).toMatchObject({ vmptrld: 1, vmclear: 0 });
   });
 
+  test('the already-loaded shortcut still refuses a VMCS freed behind the lists, and CPUs the host lacks', () => {
+    const { hw } = enabled();
+    const v = hw.allocVmcs('v');
+    hw.vmcsLoad(v, 0);
+    expect(() => hw.vmcsLoad(v, 3)).toThrow(/no CPU 3/);
+    expect(() => hw.vmcsLoad(v, 0.5)).toThrow(/no CPU 0.5/);
+    hw.vmx.freeVmcs(v); // freed while still current and on CPU 0's list (a bug the model must not hide)
+    expect(() => hw.vmcsLoad(v, 0)).toThrow(/was freed/);
+    expect(hw.counters(0)).toMatchObject({ vmptrld: 1, vmclear: 0 });
+  });
+
   test('already loaded but another VMCS became current: VMPTRLD only', () => {
     const { hw } = enabled();
     const a = hw.allocVmcs('a');

@@ -120,7 +120,11 @@ export class VacHandle implements VacPort, Disposable {
   }
 
   #live(op: string): void {
-    if (!this.#attached) throw new UsageError(`${this.name}: ${op} on a detached VAC handle`);
+    if (!this.#attached) throw this.#detached(op);
+  }
+
+  #detached(op: string): UsageError {
+    return new UsageError(`${this.name}: ${op} on a detached VAC handle`);
   }
 
   // ---- usage count ------------------------------------------------------------------------------
@@ -275,10 +279,8 @@ export class VacHandle implements VacPort, Disposable {
   vcpuLoad(cpu: number): void {
     this.#live('vcpuLoad');
     const other = this.#p.irq.runningOn(cpu);
-    if (other !== undefined && other !== this.#ops) {
-      // One CPU runs one vCPU: the other instance's must be put first (its thread scheduled out).
-      throw new KernelError('EBUSY', 'vcpu_load', `${other.name} runs a vCPU on CPU ${cpu}`);
-    }
+    // One CPU runs one vCPU: the other instance's must be put first (its thread scheduled out).
+    if (other !== undefined && other !== this.#ops) throw busyCpu(other, cpu);
     this.#p.irq.setRunning(cpu, this.#ops);
   }
 
@@ -337,4 +339,8 @@ export class VacHandle implements VacPort, Disposable {
   [Symbol.dispose](): void {
     this.detach();
   }
+}
+
+function busyCpu(other: VacInstanceOps, cpu: number): KernelError {
+  return new KernelError('EBUSY', 'vcpu_load', `${other.name} runs a vCPU on CPU ${cpu}`);
 }

@@ -310,15 +310,17 @@ export class UserReturnMsrs {
 
   /** Throw a {@link UsageError} unless `cpu` is a CPU number of this host. */
   private checkCpu(cpu: number): void {
-    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.cpus.length) {
-      throw new UsageError(`CPU ${String(cpu)} is not in [0, ${this.cpus.length - 1}]`);
-    }
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.cpus.length) throw this.noCpu(cpu);
+  }
+
+  private noCpu(cpu: number): UsageError {
+    return new UsageError(`CPU ${String(cpu)} is not in [0, ${this.cpus.length - 1}]`);
   }
 
   /** The MSR of a listed slot; throws a {@link UsageError} for anything else. */
   private checkSlot(slot: number): number {
     const msr = Number.isInteger(slot) && slot >= 0 && slot < this.nrUretMsrs ? this.msrList[slot] : undefined;
-    if (msr === undefined) throw new UsageError(`user-return MSR slot ${String(slot)} is not in use`);
+    if (msr === undefined) throw slotNotInUse(slot);
     return msr;
   }
 
@@ -331,6 +333,10 @@ export class UserReturnMsrs {
 }
 
 /** `0x…` form of an MSR number for messages. */
+function slotNotInUse(slot: number): UsageError {
+  return new UsageError(`user-return MSR slot ${String(slot)} is not in use`);
+}
+
 function hex(msr: number): string {
   return `0x${msr.toString(16)}`;
 }

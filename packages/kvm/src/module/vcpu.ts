@@ -174,7 +174,7 @@ export class Vcpu {
     if (this.#vendorLoaded) this.vendor.load(cpu);
     inst.loadGuestUserReturnMsrs(cpu);
     const ev = this.#events;
-    if (ev.wants('vcpu:load')) ev.emitOwned('vcpu:load', { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
+    if (ev.wants('vcpu:load')) this.#emit('vcpu:load', cpu);
     else ev.skip();
   }
 
@@ -189,8 +189,16 @@ export class Vcpu {
     this.loadedOn = -1;
     this.inGuest = false;
     const ev = this.#events;
-    if (ev.wants('vcpu:put')) ev.emitOwned('vcpu:put', { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
+    if (ev.wants('vcpu:put')) this.#emit('vcpu:put', cpu);
     else ev.skip();
+  }
+
+  /**
+   * Emit `vcpu:load` / `vcpu:put` for someone listening. Kept out of `load` and `put` (as the other cold paths
+   * of KVM_RUN are) so that those stay small enough for V8 to inline the whole round trip.
+   */
+  #emit(name: 'vcpu:load' | 'vcpu:put', cpu: number): void {
+    this.#events.emitOwned(name, { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
   }
 
   // ---- KVM_RUN ---------------------------------------------------------------------------------
@@ -198,6 +206,15 @@ export class Vcpu {
   /** The checks and completions at the start of KVM_RUN. Returns false when the call ends here (EINTR). */
   #begin(): boolean {
     if (this.vm.dead) throw new KernelError('EIO', 'KVM_RUN', 'the VM is dead');
+    // The usual case: no IN or MMIO read waiting for user space's data (an OUT completes in the guest step), no
+    // immediate_exit.
+    const p = this.regs.pending;
+    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && this.run.immediate_exit === 0) return true;
+    return this.#beginSlow();
+  }
+
+  /** The rest of {@link Vcpu.#begin}: an IN or MMIO read awaits user space's data, or `immediate_exit` is set. */
+  #beginSlow(): boolean {
     const run = this.run;
     // complete_userspace_io: hand user space's answer to the instruction that exited.
     const p = this.regs.pending;
@@ -219,25 +236,13 @@ export class Vcpu {
    */
   #enter(cpu: number, budget: number): Step {
     const vendor = this.vendor;
-    if (!this.#instance.vac.isEnabled(cpu)) {
-      // VAC did not turn virtualization on here (a failed re-enable at resume, a reboot): no entry.
-      // Linux would try VMLAUNCH in whatever VMX operation is active; the model reports the failed entry.
-      const run = this.run;
-      run.exit_reason = KVM_EXIT_FAIL_ENTRY;
-      run.fail_entry.hardware_entry_failure_reason = 0n;
-      run.fail_entry.cpu = cpu;
-      return Step.Exit;
-    }
+    // VAC did not turn virtualization on here (a failed re-enable at resume, a reboot): no entry.
+    // Linux would try VMLAUNCH in whatever VMX operation is active; the model reports the failed entry.
+    if (!this.#instance.vac.isEnabled(cpu)) return this.#failEntry(cpu, 0n);
     vendor.prepareEntry(cpu);
     const fail = vendor.enter(cpu);
     this.stats.entries++;
-    if (fail !== undefined) {
-      const run = this.run;
-      run.exit_reason = KVM_EXIT_FAIL_ENTRY;
-      run.fail_entry.hardware_entry_failure_reason = fail;
-      run.fail_entry.cpu = cpu;
-      return Step.Exit;
-    }
+    if (fail !== undefined) return this.#failEntry(cpu, fail);
     if (this.protectedMode) {
       vendor.exit(cpu);
       return this.#internal('protected mode is not modelled (CR0.PE=1)');
@@ -251,29 +256,43 @@ export class Vcpu {
     return this.#exitToUser(reason);
   }
 
+  /** `KVM_EXIT_FAIL_ENTRY` with `hardware_entry_failure_reason = reason`. */
+  #failEntry(cpu: number, reason: bigint): Step {
+    const run = this.run;
+    run.exit_reason = KVM_EXIT_FAIL_ENTRY;
+    run.fail_entry.hardware_entry_failure_reason = reason;
+    run.fail_entry.cpu = cpu;
+    return Step.Exit;
+  }
+
   #exitToUser(reason: number): Step {
+    // The hottest exit, I/O, on its own; the others are in #exitToUserSlow, off the inlined path.
+    if (reason !== GuestExitReason.Io) return this.#exitToUserSlow(reason);
+    const run = this.run;
+    const x = this.exit;
+    // Written straight into the mapped kvm_run (same bytes as run.io.*).
+    const dv = run.view;
+    dv.setUint32(OFF_EXIT_REASON, KVM_EXIT_IO, true);
+    dv.setUint8(OFF_IO_DIRECTION, x.ioDirection);
+    dv.setUint8(OFF_IO_SIZE, x.ioSize);
+    dv.setUint16(OFF_IO_PORT, x.ioPort, true);
+    dv.setUint32(OFF_IO_COUNT, x.ioCount, true);
+    dv.setUint32(OFF_IO_DATA_OFFSET, KVM_PIO_DATA_OFFSET, true);
+    dv.setUint32(OFF_IO_DATA_OFFSET + 4, 0, true);
+    if (x.ioDirection === 1) {
+      const bytes = run.bytes;
+      const src = x.data;
+      const n = x.ioSize * x.ioCount;
+      for (let i = 0; i < n; i++) bytes[KVM_PIO_DATA_OFFSET + i] = src[i] as number;
+    }
+    this.stats.io_exits++;
+    return Step.Exit;
+  }
+
+  #exitToUserSlow(reason: number): Step {
     const run = this.run;
     const x = this.exit;
     switch (reason) {
-      case GuestExitReason.Io: {
-        // The hottest exit: written straight into the mapped kvm_run (same bytes as run.io.*).
-        const dv = run.view;
-        dv.setUint32(OFF_EXIT_REASON, KVM_EXIT_IO, true);
-        dv.setUint8(OFF_IO_DIRECTION, x.ioDirection);
-        dv.setUint8(OFF_IO_SIZE, x.ioSize);
-        dv.setUint16(OFF_IO_PORT, x.ioPort, true);
-        dv.setUint32(OFF_IO_COUNT, x.ioCount, true);
-        dv.setUint32(OFF_IO_DATA_OFFSET, KVM_PIO_DATA_OFFSET, true);
-        dv.setUint32(OFF_IO_DATA_OFFSET + 4, 0, true);
-        if (x.ioDirection === 1) {
-          const bytes = run.bytes;
-          const src = x.data;
-          const n = x.ioSize * x.ioCount;
-          for (let i = 0; i < n; i++) bytes[KVM_PIO_DATA_OFFSET + i] = src[i] as number;
-        }
-        this.stats.io_exits++;
-        return Step.Exit;
-      }
       case GuestExitReason.Hlt:
         this.stats.halt_exits++;
         if (this.vm.irqchip) return Step.Block;
@@ -323,8 +342,12 @@ export class Vcpu {
   #finish(cpu: number): void {
     this.stats.exits++;
     const ev = this.#events;
-    if (ev.wants('vcpu:exit')) ev.emitOwned('vcpu:exit', { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason: this.run.exit_reason });
+    if (ev.wants('vcpu:exit')) this.#emitExit(cpu);
     else ev.skip();
+  }
+
+  #emitExit(cpu: number): void {
+    this.#events.emitOwned('vcpu:exit', { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason: this.run.exit_reason });
   }
 
   /**
@@ -339,27 +362,34 @@ export class Vcpu {
     // (kvm_sched_out puts its vCPU, whichever module's); its KVM_RUN loads it again at its next slice.
     this.#instance.host.scheduler.preempt(cpu);
     this.load(cpu);
-    let executed = 0;
     try {
-      for (;;) {
-        const step = this.#enter(cpu, quantum);
-        if (step === Step.Exit) {
-          this.#finish(cpu);
-          return 0;
-        }
-        executed += quantum;
-        if (step === Step.Block || executed >= limit || this.kicked) {
-          this.kicked = false;
-          this.inGuest = false;
-          this.run.exit_reason = KVM_EXIT_INTR;
-          this.stats.signal_exits++;
-          throw new KernelError('EINTR', 'KVM_RUN', step === Step.Block ? 'the vCPU halted and would block' : 'interrupted');
-        }
-      }
-    } finally {
-      this.put(cpu);
-      this.#instance.vac.returnToUser(cpu);
+      this.#runLoop(cpu, quantum, limit);
+    } catch (e) {
+      this.#leave(cpu);
+      throw e;
     }
+    this.#leave(cpu);
+    return 0;
+  }
+
+  /** The passes of {@link Vcpu.runSync}, until an exit to user space (or EINTR). */
+  #runLoop(cpu: number, quantum: number, limit: number): void {
+    let executed = 0;
+    for (;;) {
+      const step = this.#enter(cpu, quantum);
+      if (step === Step.Exit) {
+        this.#finish(cpu);
+        return;
+      }
+      executed += quantum;
+      if (step === Step.Block || executed >= limit || this.kicked) throw this.#interrupted(step === Step.Block ? 'the vCPU halted and would block' : 'interrupted');
+    }
+  }
+
+  /** Back to user space from a direct KVM_RUN: `vcpu_put`, then the return-to-user notifier (host MSRs back). */
+  #leave(cpu: number): void {
+    this.put(cpu);
+    this.#instance.vac.returnToUser(cpu);
   }
 
   /**
@@ -385,11 +415,7 @@ export class Vcpu {
         if (this.loadedOn !== cpu && this.blockedOn < 0) this.load(cpu);
         if (thread.signalPending || this.kicked) {
           thread.signalPending = false;
-          this.kicked = false;
-          this.inGuest = false;
-          this.run.exit_reason = KVM_EXIT_INTR;
-          this.stats.signal_exits++;
-          throw new KernelError('EINTR', 'KVM_RUN', 'interrupted by a signal');
+          throw this.#interrupted('interrupted by a signal');
         }
         if (this.blockedOn >= 0) {
           // kvm_vcpu_block: the thread sleeps (schedule() → kvm_sched_out puts the vCPU) until a wakeup.
@@ -415,6 +441,15 @@ export class Vcpu {
       const back = at >= 0 ? at : this.lastCpu;
       if (back >= 0) this.#instance.vac.returnToUser(back);
     }
+  }
+
+  /** Leave KVM_RUN with `KVM_EXIT_INTR` (a signal, a kick, a sync run that would block): the EINTR to throw. */
+  #interrupted(why: string): KernelError {
+    this.kicked = false;
+    this.inGuest = false;
+    this.run.exit_reason = KVM_EXIT_INTR;
+    this.stats.signal_exits++;
+    return new KernelError('EINTR', 'KVM_RUN', why);
   }
 
   /** The posted-interrupt wakeup found this vCPU blocked on `cpu`: it continues after its HLT. */
