@@ -8,6 +8,7 @@ export * from './errors.js';
 export * from './events.js';
 export * from './cpu.js';
 export * from './hardware.js';
+export * from './per-cpu.js';
 export * from './host/params.js';
 export * from './host/modules.js';
 export * from './host/file.js';

@@ -4,9 +4,9 @@
  *
  * @module
  */
+import { checkCpuIndex } from '@vac/core';
 import type { FaultMode, HardwareEnv, HostHardware, Violation } from '@vac/core';
 import type { AmdCpuConfig, AmdModel } from './model.js';
-import { checkCpuIndex } from './per-cpu.js';
 import { SvmCpus } from './svm-cpu.js';
 import type { AmdSnapshot, SvmCounters, SvmCpuState, Vmcb } from './svm-cpu.js';
 import { VacSvm } from './vac-svm.js';

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { UsageError, vcpuLabel as label } from '@vac/core';
+import { UsageError, checkCpuIndex, vcpuLabel as label } from '@vac/core';
 import type { VcpuTag, VendorVcpu } from '@vac/core';
 import {
   SVM_EXIT,
@@ -27,7 +27,6 @@ import {
 } from './arch.js';
 import type { SvmModuleState } from './kvm-svm-state.js';
 import type { SvmVm } from './kvm-svm-vm.js';
-import { checkCpuIndex } from './per-cpu.js';
 import type { Vmcb, VmrunResult } from './svm-cpu.js';
 
 /** `VMCB_ASID` clean bit (bit 2 of `enum vmcb_clean`, `arch/x86/kvm/svm/svm.h`). */

@@ -24,7 +24,7 @@
  *
  * @module
  */
-import { UsageError } from '@vac/core';
+import { UsageError, isFaultMode, resolvePerCpu } from '@vac/core';
 import type { Cpu, CpuidRegs, FaultMode, HardwareEnv, HardwareModel } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,
@@ -58,7 +58,6 @@ import {
   SVM_VM_CR_SVM_LOCK_MASK,
 } from './arch.js';
 import { AmdHardware } from './hardware.js';
-import { resolvePerCpu } from './per-cpu.js';
 import { FOREIGN_SAVE_AREA_BASE } from './svm-cpu.js';
 
 /** Options of one CPU (host-wide in {@link AmdOptions}, or per CPU in `AmdOptions.cpus`). Every field is optional. */
@@ -180,7 +179,6 @@ const BOOL_KEYS = [
 ] as const satisfies readonly (keyof AmdCpuOptions)[];
 const NUMBER_KEYS = ['nrAsids', 'maxSevAsid', 'minSevAsid', 'cBit'] as const satisfies readonly (keyof AmdCpuOptions)[];
 const KNOWN_KEYS: ReadonlySet<string> = new Set<string>([...BOOL_KEYS, ...NUMBER_KEYS, 'enableFault']);
-const FAULT_MODES: ReadonlySet<unknown> = new Set<FaultMode>(['once', 'always', 'off']);
 
 /** Check the field types of one options object (host-wide or per-CPU). */
 function checkOptionTypes(where: string, o: AmdCpuOptions): void {
@@ -191,7 +189,7 @@ function checkOptionTypes(where: string, o: AmdCpuOptions): void {
     const v = o[k];
     if (v !== undefined && typeof v !== 'boolean') throw new UsageError(`amd(): ${where}${k} must be a boolean`);
   }
-  if (o.enableFault !== undefined && !FAULT_MODES.has(o.enableFault)) {
+  if (o.enableFault !== undefined && !isFaultMode(o.enableFault)) {
     throw new UsageError(`amd(): ${where}enableFault must be 'once', 'always' or 'off', got ${String(o.enableFault)}`);
   }
   for (const k of NUMBER_KEYS) {
@@ -279,7 +277,7 @@ export function amd(options: AmdOptions = {}): AmdModel {
     create(env: HardwareEnv): AmdHardware {
       const n = env.cpus.length;
       if (n < 1) throw new UsageError('amd(): the host has no CPUs');
-      const resolved = resolvePerCpu<AmdCpuOptions>('amd()', {}, frozenOverrides, n);
+      const resolved = resolvePerCpu<AmdCpuOptions>('amd(): cpus', {}, frozenOverrides, n);
       const configs = new Array<AmdCpuConfig>(n);
       const leavesOf = new Map<AmdCpuOptions, CpuidLeaves>();
       const configOf = new Map<AmdCpuOptions, AmdCpuConfig>();

@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { UsageError } from '@vac/core';
+import { CounterTable, FaultKnobs, UsageError, checkCpuIndex } from '@vac/core';
 import type { Cpu, FaultMode, HardwareEnv, Violation } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,
@@ -44,7 +44,6 @@ import {
   VMCB_CLEAN_AFTER_RUN,
 } from './arch.js';
 import type { TlbControl } from './arch.js';
-import { CounterTable, FaultKnobs, checkCpuIndex } from './per-cpu.js';
 
 // Hot-path constants as module locals: transpilers that keep ESM live bindings (tsx, vitest) turn every
 // use of an imported constant into a property read through a getter.
@@ -465,9 +464,7 @@ export class SvmCpus {
 
   /** The counters summed over all CPUs. */
   totals(): SvmCounters {
-    const out = {} as Record<SvmCounterName, number>;
-    SVM_COUNTER_NAMES.forEach((name, slot) => (out[name] = this.#counters.total(slot)));
-    return Object.freeze(out);
+    return this.#counters.totals();
   }
 
   /** Whether a foreign hypervisor claims SVM on `cpu`. */

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { UsageError } from '@vac/core';
+import { UsageError, cpuAt } from '@vac/core';
 import type { AsidSpace, Cpu, ErrnoCode, HardwareEnv, VirtOps } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,
@@ -32,7 +32,6 @@ import {
   SVM_EXIT,
   SVM_VM_CR_SVM_DIS_MASK,
 } from './arch.js';
-import { checkCpuIndex } from './per-cpu.js';
 import type { SvmCpus } from './svm-cpu.js';
 
 // Hot-path constants as module locals: transpilers that keep ESM live bindings (tsx, vitest) turn every
@@ -210,8 +209,6 @@ export class VacSvm implements VirtOps {
 
   /** The CPU object, or a UsageError for a CPU number the host does not have (one array read when valid). */
   #cpu(who: string, cpu: number): Cpu {
-    const c = this.#cpus[cpu];
-    if (c === undefined) checkCpuIndex(who, cpu, this.#cpus.length);
-    return c as Cpu;
+    return cpuAt(who, this.#cpus, cpu);
   }
 }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { CR4, UsageError } from '@vac/core';
+import { CR4, cpuAt } from '@vac/core';
 import type { Cpu, FaultMode, HardwareEnv, HostHardware, MsrWriteHook, Violation } from '@vac/core';
 import { INTEL_MSR, L1D_FLUSH } from './arch.js';
 
@@ -125,9 +125,7 @@ export class IntelHardware implements HostHardware {
   }
 
   #cpu(cpu: number): Cpu {
-    const c = this.#env.cpus[cpu];
-    if (c === undefined) throw new UsageError(`intel: no CPU ${String(cpu)} (the host has ${this.vmx.size})`);
-    return c;
+    return cpuAt('intel', this.#env.cpus, cpu);
   }
 
   /** The counters of `cpu`: see {@link VmxCounters}. */

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { UsageError } from '@vac/core';
+import { checkCpuIndex } from '@vac/core';
 import type { HardwareEnv } from '@vac/core';
 import { pageOf } from './vmx-cpu.js';
 import type { Vmcs, VmxCpus, VmxOutcome, VmxPage } from './vmx-cpu.js';
@@ -62,11 +62,7 @@ export class LoadedVmcsLists {
   }
 
   #checkCpu(cpu: number): void {
-    if (!(Number.isInteger(cpu) && cpu >= 0 && cpu < this.#vmx.size)) throw this.#noCpu(cpu);
-  }
-
-  #noCpu(cpu: number): UsageError {
-    return new UsageError(`vmx: no CPU ${String(cpu)} (the host has ${this.#vmx.size})`);
+    checkCpuIndex('vmx', cpu, this.#vmx.size);
   }
 
   #list(cpu: number): Set<VmxPage> {

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { UsageError } from '@vac/core';
+import { UsageError, isFaultMode, resolvePerCpu } from '@vac/core';
 import type { Cpu, CpuidRegs, FaultMode, HardwareEnv, HardwareModel, MsrWriteHook } from '@vac/core';
 import {
   ARCH_CAP,
@@ -138,8 +138,6 @@ const CPU_OPTION_KEYS = new Set<string>([
   'enableFault',
 ]);
 
-const FAULT_MODES = new Set<string>(['once', 'always', 'off']);
-
 function fail(where: string, what: string): never {
   throw new UsageError(`intel: ${where}${what}`);
 }
@@ -193,7 +191,7 @@ function resolveLevel(opts: IntelCpuOptions, where: string, allowed: ReadonlySet
     out.archCapabilities = v;
   }
   if (opts.enableFault !== undefined) {
-    if (!FAULT_MODES.has(opts.enableFault)) fail(where, `option 'enableFault' must be 'once', 'always' or 'off' (got ${String(opts.enableFault)})`);
+    if (!isFaultMode(opts.enableFault)) fail(where, `option 'enableFault' must be 'once', 'always' or 'off' (got ${String(opts.enableFault)})`);
     out.enableFault = opts.enableFault;
   }
   return out;
@@ -345,13 +343,13 @@ export function intel(options: IntelOptions = {}): IntelModel {
   const host = { ...DEFAULTS, ...resolveLevel(options, 'options: ', hostKeys) };
   const kernelLocks = options.kernelLocksFeatureControl ?? true;
   if (typeof kernelLocks !== 'boolean') fail('options: ', `option 'kernelLocksFeatureControl' must be a boolean`);
-  const overrides = new Map<number, ResolvedCpu>();
+  const overrides: Record<number, Partial<ResolvedCpu>> = {};
   const perCpu = options.cpus ?? {};
   if (typeof perCpu !== 'object' || perCpu === null) fail('options: ', `'cpus' must be an object keyed by CPU number`);
   for (const [key, opts] of Object.entries(perCpu)) {
     const n = Number(key);
     if (!Number.isInteger(n) || n < 0 || String(n) !== key) fail('options.cpus: ', `'${key}' is not a CPU number`);
-    overrides.set(n, { ...host, ...resolveLevel(opts, `options.cpus[${n}]: `, CPU_OPTION_KEYS) });
+    overrides[n] = resolveLevel(opts, `options.cpus[${n}]: `, CPU_OPTION_KEYS);
   }
   const frozen = Object.freeze({ ...options, ...(options.cpus === undefined ? {} : { cpus: Object.freeze({ ...options.cpus }) }) });
 
@@ -361,14 +359,12 @@ export function intel(options: IntelOptions = {}): IntelModel {
     options: frozen,
     create(env: HardwareEnv): IntelHardware {
       const n = env.cpus.length;
-      for (const cpu of overrides.keys()) {
-        if (cpu >= n) fail('options.cpus: ', `CPU ${cpu} does not exist (the host has ${n} CPUs)`);
-      }
+      const resolved = resolvePerCpu<ResolvedCpu>('intel: options.cpus', host, overrides, n);
       const images = new Map<ResolvedCpu, CpuImage>();
       for (let i = 0; i < n; i++) {
         const cpu = env.cpus[i];
         if (cpu === undefined) fail('create: ', `env.cpus[${i}] is missing`);
-        const r = overrides.get(i) ?? host;
+        const r = resolved[i]!;
         let image = images.get(r);
         if (image === undefined) {
           image = cpuImage(r, kernelLocks);
@@ -378,7 +374,7 @@ export function intel(options: IntelOptions = {}): IntelModel {
       }
       const hw = new IntelHardware(model, env);
       for (let i = 0; i < n; i++) {
-        const r = overrides.get(i) ?? host;
+        const r = resolved[i]!;
         if (r.foreignOwner) hw.setForeignOwner(i, true);
         if (r.enableFault !== 'off') hw.injectEnableFault(i, r.enableFault);
       }

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { CR4, UsageError } from '@vac/core';
+import { CR4, cpuAt } from '@vac/core';
 import type { Cpu, ErrnoCode, HardwareEnv, VirtOps } from '@vac/core';
 import { CPUID_BIT, FEAT_CTL, INTEL_MSR } from './arch.js';
 import { VAC_WARNING_SOURCE } from './loaded-vmcs.js';
@@ -55,9 +55,7 @@ export class VacVmx implements VirtOps {
   }
 
   #cpu(cpu: number): Cpu {
-    const c = this.#env.cpus[cpu];
-    if (c === undefined) throw new UsageError(`vmx: no CPU ${String(cpu)} (the host has ${this.#vmx.size})`);
-    return c;
+    return cpuAt('vmx', this.#env.cpus, cpu);
   }
 
   /**

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { CR4, UsageError } from '@vac/core';
+import { CR4, CounterTable, FaultKnobs, UsageError, cpuAt, noSuchCpu } from '@vac/core';
 import type { Cpu, FaultMode, HardwareEnv } from '@vac/core';
 import {
   CPUID_BIT,
@@ -146,6 +146,7 @@ export type VmxCounterName = (typeof VMX_COUNTER_NAMES)[number];
  */
 export type VmxCounters = Readonly<Record<VmxCounterName, number>>;
 
+/** Counters per CPU: the stride of the counter table. */
 const NR_COUNTERS = VMX_COUNTER_NAMES.length;
 const counterIndex = (name: VmxCounterName): number => VMX_COUNTER_NAMES.indexOf(name);
 const C_VMXON = counterIndex('vmxon');
@@ -160,11 +161,6 @@ const C_INVEPT_BASE = counterIndex('inveptSingleContext') - 1;
 const C_INVVPID_BASE = counterIndex('invvpidIndividualAddress');
 const C_VPID0_FLUSH = counterIndex('vpid0Flush');
 const C_L1D_FLUSH = counterIndex('l1dFlush');
-
-const FAULT_OFF = 0;
-const FAULT_ONCE = 1;
-const FAULT_ALWAYS = 2;
-const FAULT_MODE_CODE: Readonly<Record<FaultMode, number>> = { off: FAULT_OFF, once: FAULT_ONCE, always: FAULT_ALWAYS };
 
 // Hot-path constants, hoisted to module-local bindings (no property loads through other modules' exports).
 const CR4_VMXE = CR4.VMXE;
@@ -248,7 +244,7 @@ function isCanonical48(address: bigint): boolean {
  * IA32_FEATURE_CONTROL and CR4 are read live from the `Cpu` at each VMXON.
  */
 export class VmxCpus {
-  readonly #env: HardwareEnv;
+  readonly #cpus: readonly Cpu[];
   /** Number of CPUs. */
   readonly size: number;
   // Capabilities (fixed at construction).
@@ -261,11 +257,13 @@ export class VmxCpus {
   // State.
   readonly #inVmx: Uint8Array;
   readonly #foreign: Uint8Array;
-  readonly #fault: Uint8Array;
+  readonly #enableFaults: FaultKnobs;
   readonly #vmxonRegion: Array<VmxPage | null>;
   readonly #current: Array<VmxPage | null>;
   readonly #active: Array<Set<VmxPage> | undefined>;
-  readonly #counters: Float64Array;
+  readonly #counters: CounterTable<VmxCounterName>;
+  /** `#counters.values`, kept here so that counting is one typed-array increment. */
+  readonly #counts: Float64Array;
   /** Every VMCS allocated by {@link VmxCpus.allocVmcs} and not yet freed, by allocation order. */
   readonly #live = new Set<VmxPage>();
   #nextId = 0;
@@ -276,7 +274,7 @@ export class VmxCpus {
    * @param env - the host's CPUs, events and warning sink
    */
   constructor(env: HardwareEnv) {
-    this.#env = env;
+    this.#cpus = env.cpus;
     const n = env.cpus.length;
     this.size = n;
     this.#vmxSupported = new Uint8Array(n);
@@ -287,11 +285,12 @@ export class VmxCpus {
     this.#vpidCap = new Int32Array(n);
     this.#inVmx = new Uint8Array(n);
     this.#foreign = new Uint8Array(n);
-    this.#fault = new Uint8Array(n);
+    this.#enableFaults = new FaultKnobs(n, 'vmx');
     this.#vmxonRegion = new Array<VmxPage | null>(n).fill(null);
     this.#current = new Array<VmxPage | null>(n).fill(null);
     this.#active = new Array<Set<VmxPage> | undefined>(n).fill(undefined);
-    this.#counters = new Float64Array(n * NR_COUNTERS);
+    this.#counters = new CounterTable(VMX_COUNTER_NAMES, n);
+    this.#counts = this.#counters.values;
     let boot = -1;
     for (let i = 0; i < n; i++) {
       const cpu = env.cpus[i];
@@ -322,18 +321,14 @@ export class VmxCpus {
     this.#vpidCap[i] = Number(cap >> 32n) | 0;
   }
 
+  /** The `Cpu` of `cpu`: one array read and a compare; a `UsageError` for a CPU the host does not have. */
   #cpu(cpu: number): Cpu {
-    const c = this.#env.cpus[cpu];
-    if (c === undefined) throw this.#noCpu(cpu);
-    return c;
+    return cpuAt('vmx', this.#cpus, cpu);
   }
 
-  #noCpu(cpu: number): UsageError {
-    return new UsageError(`vmx: no CPU ${String(cpu)} (the host has ${this.size})`);
-  }
-
+  /** Count one event: one typed-array increment (the hot path: every VM entry counts). */
   #count(cpu: number, counter: number): void {
-    this.#counters[cpu * NR_COUNTERS + counter]! += 1;
+    this.#counts[cpu * NR_COUNTERS + counter]! += 1;
   }
 
   /**
@@ -405,11 +400,7 @@ export class VmxCpus {
   vmxon(cpu: number, region: VmxRegion): VmxOutcome {
     const c = this.#cpu(cpu);
     const page = pageOf(this, region);
-    const fault = this.#fault[cpu];
-    if (fault !== FAULT_OFF) {
-      if (fault === FAULT_ONCE) this.#fault[cpu] = FAULT_OFF;
-      return '#GP';
-    }
+    if (this.#enableFaults.fire(cpu)) return '#GP';
     if (this.#vmxSupported[cpu] === 0 || (c.cr4 & CR4_VMXE) === 0) return '#UD';
     if (this.#inVmx[cpu] === 1) return this.#vmfail(cpu, VMXERR.VMXERR_VMXON_IN_VMX_ROOT_OPERATION);
     const featCtl = c.rdmsrSafe(MSR_IA32_FEAT_CTL);
@@ -590,9 +581,9 @@ export class VmxCpus {
     // On every VM entry in `always` mode and after each return to user space in `cond` mode: a bounds check
     // on the counters instead of the CPU lookup.
     const i = cpu * NR_COUNTERS + C_L1D_FLUSH;
-    const counters = this.#counters;
-    if (!(i >= 0 && i < counters.length)) this.#cpu(cpu);
-    counters[i]! += 1;
+    const counts = this.#counts;
+    if (!(i >= 0 && i < counts.length)) throw noSuchCpu('vmx', cpu, this.size);
+    counts[i]! += 1;
   }
 
   // ---------------------------------------------------------------- knobs
@@ -637,9 +628,7 @@ export class VmxCpus {
    */
   injectEnableFault(cpu: number, mode: FaultMode): void {
     this.#cpu(cpu);
-    const code = FAULT_MODE_CODE[mode] as number | undefined;
-    if (code === undefined) throw new UsageError(`vmx: fault mode must be 'once', 'always' or 'off'`);
-    this.#fault[cpu] = code;
+    this.#enableFaults.set(cpu, mode);
   }
 
   // ---------------------------------------------------------------- introspection
@@ -659,8 +648,7 @@ export class VmxCpus {
   /** The injected enable fault on `cpu`. */
   enableFault(cpu: number): FaultMode {
     this.#cpu(cpu);
-    const f = this.#fault[cpu];
-    return f === FAULT_ONCE ? 'once' : f === FAULT_ALWAYS ? 'always' : 'off';
+    return this.#enableFaults.mode(cpu);
   }
 
   /** The current VMCS of `cpu` (what VMPTRST would store), or `undefined` when the pointer is invalid. */
@@ -734,22 +722,12 @@ export class VmxCpus {
   /** The counters of `cpu` (a fresh, frozen object). */
   counters(cpu: number): VmxCounters {
     this.#cpu(cpu);
-    return this.#countersFrom(cpu * NR_COUNTERS, 1);
+    return this.#counters.get(cpu);
   }
 
   /** The counters summed over every CPU of the host. */
   totals(): VmxCounters {
-    return this.#countersFrom(0, this.size);
-  }
-
-  #countersFrom(base: number, cpus: number): VmxCounters {
-    const out = {} as Record<VmxCounterName, number>;
-    for (let k = 0; k < NR_COUNTERS; k++) {
-      let sum = 0;
-      for (let i = 0; i < cpus; i++) sum += this.#counters[base + i * NR_COUNTERS + k] ?? 0;
-      out[VMX_COUNTER_NAMES[k]!] = sum;
-    }
-    return Object.freeze(out);
+    return this.#counters.totals();
   }
 }
 

@@ -125,7 +125,7 @@ describe('intel()', () => {
     expect(() => intel({ cpus: { 1: { kernelLocksFeatureControl: true } as never } })).toThrow(/options\.cpus\[1\]: unknown option/);
     expect(() => intel({ cpus: { [-1]: {} } })).toThrow(/not a CPU number/);
     expect(() => intel({ bogus: 1 } as never)).toThrow(/unknown option 'bogus'/);
-    expect(() => makeHost(2, { cpus: { 5: { vmx: false } } })).toThrow('intel: options.cpus: CPU 5 does not exist (the host has 2 CPUs)');
+    expect(() => makeHost(2, { cpus: { 5: { vmx: false } } })).toThrow('intel: options.cpus: there is no CPU 5 on a host with 2 CPUs');
   });
 
   test('two hosts from one model share no state', () => {
