@@ -1,3 +1,4 @@
+/** The npm build of every package (run by each package's `build` script from its own directory). */
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
