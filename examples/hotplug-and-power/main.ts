@@ -5,7 +5,8 @@
  * 1. takes CPU 2 offline (its vCPUs are put, its VMCSs VMCLEARed, VMXOFF; the threads move to CPU 0);
  * 2. brings CPU 2 back (VMXON again) and a thread migrates back to it (VMCLEAR on the old CPU, VMPTRLD);
  * 3. refuses to bring CPU 3 online while its VMXON faults (EIO; the CPU stays offline), then accepts it;
- * 4. suspends with the threads in guest mode and resumes (the guests are kicked out and carry on);
+ * 4. suspends with the threads in guest mode and resumes (the guests are kicked out and carry on; the threads
+ *    were frozen before the CPUs went down, so they keep their pinning and run on their own CPUs again);
  * 5. reboots: everything disabled, `rebooting` set for good, a new VM gets EBUSY.
  * A per-CPU table after each step shows VAC's view and the CPUs' VMX instruction counters.
  *
@@ -196,11 +197,15 @@ invariants('at the start');
   host.scheduler.run(1);
   const inGuest = guests.filter((g) => g.model.inGuest).map((g) => g.name);
   const intr = guests.map((g) => g.model.stats.signal_exits);
+  // Where each thread runs and what it is pinned to: A, C and D pinned to CPUs 1, 2 and 3; B unpinned on CPU 0.
+  const placement = (): string => guests.map((g) => `${g.name}:${g.thread.cpu}/${g.thread.affinity ?? '-'}`).join(' ');
+  const beforeSuspend = placement();
   host.suspend();
   expect(host.systemState === 'suspended', 'the host is suspended');
   expect(host.cpus.every((c) => !vac.cpu(c.id).enabled) && host.cpus.every((c) => !hw.inVmxOperation(c.id)), 'suspended: VMX off on every CPU');
   expect(host.scheduler.tick() === 0, 'no thread runs while suspended');
-  cpuTable(`4a. After suspend (in guest mode before it: ${inGuest.join(', ') || 'none'})`);
+  expect(placement() === beforeSuspend, `frozen threads are not migrated off the CPUs going down (${placement()}, before: ${beforeSuspend})`);
+  cpuTable(`4a. After suspend (in guest mode before it: ${inGuest.join(', ') || 'none'}; the threads are frozen where they were)`);
   // The model's freezer only asks the vCPUs to leave guest mode (`kicked`); the thread on the boot CPU is not
   // run again before kvm_suspend, so its vCPU is still listed as loaded there while VMX is off. It leaves
   // KVM_RUN with EINTR at its first slice after resume. (On Linux the freezer gets it out of KVM_RUN first.)
@@ -209,14 +214,15 @@ invariants('at the start');
   invariants('while suspended');
   host.resume();
   expect(host.cpus.every((c) => c.online && vac.cpu(c.id).enabled), 'resumed: every CPU online with VMX on');
-  // The scheduler broke the pinning of the threads whose CPU went away ("no longer affine"); re-pin them.
-  guests.forEach((g, i) => g.thread.setAffinity([1, 2, 2, 3][i]));
+  // Tasks are frozen before the CPUs go down and thawed after they are back: no re-pinning needed.
+  expect(placement() === beforeSuspend, `after resume every thread is where it was, pinned as before (${placement()}, before: ${beforeSuspend})`);
   const before = instructions();
   host.scheduler.run(4);
   expect(allRanSince(before), 'every guest runs again after resume');
+  expect(guests.every((g) => g.model.lastCpu === g.thread.cpu), 'each vCPU ran on its own thread\'s CPU after resume');
   expect(guests.every((g, i) => g.model.stats.signal_exits > (intr[i] ?? 0) || !inGuest.includes(g.name)), 'the guests in guest mode were kicked out (KVM_RUN → EINTR) by the freeze');
   annotate('suspend; resume');
-  steps.push({ step: 'suspend; resume', result: `${inGuest.length} vCPUs kicked out of guest mode; VMXOFF everywhere; all back after resume` });
+  steps.push({ step: 'suspend; resume', result: `${inGuest.length} vCPUs kicked out of guest mode; VMXOFF everywhere; all back on their CPUs after resume` });
   cpuTable('4b. After resume and 4 ticks');
   invariants('after resume');
 }

@@ -296,16 +296,19 @@ export class Host {
   // ---- power ------------------------------------------------------------------------------------
 
   /**
-   * Suspend to RAM (kernel/power/suspend.c): tasks freeze (the registered freezers run), the non-boot CPUs go offline through hotplug in
-   * ascending order (`freeze_secondary_cpus`), then the syscore suspend callbacks run on CPU 0 in reverse order. If a
-   * syscore suspend fails, the ones already done are resumed, the CPUs come back and the error is thrown.
+   * Suspend to RAM (kernel/power/suspend.c): tasks freeze (the registered freezers run, then every thread stops
+   * where it is: {@link Scheduler.freeze}), the non-boot CPUs go offline through hotplug in ascending order
+   * (`freeze_secondary_cpus`), then the syscore suspend callbacks run on CPU 0 in reverse order. Frozen threads
+   * are not migrated by those offlines and keep their affinity. If a syscore suspend fails, the ones already done
+   * are resumed, the CPUs come back, the tasks thaw and the error is thrown.
    */
   suspend(): void {
     this.#requireRunning('suspend');
     this.events.emit('power', { what: 'suspend' });
     for (const f of this.power.freezers()) f.freeze();
-    // Frozen tasks run nowhere: every CPU's current thread is scheduled out (KVM puts its vCPU).
-    for (const c of this.cpus) this.scheduler.preempt(c.id);
+    // Frozen tasks run nowhere: every CPU's current thread is scheduled out (KVM puts its vCPU), and the
+    // CPU offlines below leave the threads where they are.
+    this.scheduler.freeze();
     const offlined: number[] = [];
     // freeze_secondary_cpus: for_each_online_cpu, skipping the boot CPU (ascending).
     for (let i = 1; i < this.cpus.length; i++) {
@@ -323,7 +326,8 @@ export class Host {
         done.push(i);
       } catch (e) {
         for (const j of done.reverse()) ops[j]?.resume?.();
-        this.#thaw(offlined);
+        this.#thawSecondaryCpus(offlined);
+        this.scheduler.thaw();
         for (const f of this.power.freezers()) f.thaw?.();
         throw e;
       }
@@ -335,7 +339,9 @@ export class Host {
   /**
    * Resume: syscore resume callbacks in registration order on CPU 0 (VAC re-enables; a failure there is
    * only a warning), then the CPUs taken offline come back (`thaw_secondary_cpus`: a CPU that fails to
-   * come up is a warning "Error taking CPU%d up: %d" and stays offline).
+   * come up is a warning "Error taking CPU%d up: %d" and stays offline), then the tasks thaw
+   * ({@link Scheduler.thaw}, `thaw_processes`): each thread runs on its own CPU again, still pinned; one pinned
+   * to a CPU that did not come back is unpinned and moved (`select_fallback_rq`).
    */
   resume(): void {
     if (this.systemState !== 'suspended') throw new KernelError('EINVAL', 'resume', `system is ${this.systemState}, not suspended`);
@@ -344,11 +350,12 @@ export class Host {
     for (const ops of this.power.syscore()) ops.resume?.();
     const cpus = this.#suspendedCpus;
     this.#suspendedCpus = [];
-    this.#thaw(cpus);
+    this.#thawSecondaryCpus(cpus);
+    this.scheduler.thaw();
     for (const f of this.power.freezers()) f.thaw?.();
   }
 
-  #thaw(cpus: readonly number[]): void {
+  #thawSecondaryCpus(cpus: readonly number[]): void {
     for (const i of [...cpus].sort((a, b) => a - b)) {
       try {
         this.#up(this.cpus[i] as Cpu);

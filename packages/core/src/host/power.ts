@@ -5,6 +5,12 @@
  * `syscore_suspend` runs the ops in reverse registration order on the boot CPU after the other CPUs went
  * offline; `syscore_resume` runs them in registration order; `syscore_shutdown` in reverse order.
  *
+ * The order of a suspend (kernel/power/suspend.c): `suspend_prepare` freezes the tasks (the freezers below, then
+ * the scheduler stops every thread where it is), `suspend_enter` takes the non-boot CPUs down
+ * (`freeze_secondary_cpus`) and runs `syscore_suspend`; on the way back `syscore_resume`, the CPUs come up
+ * (`thaw_secondary_cpus`), and only then `suspend_finish` thaws the tasks. Frozen tasks are not on a runqueue
+ * while their CPUs go down, so they keep their CPU affinity across the suspend (see `Scheduler.thaw`).
+ *
  * @module
  */
 import { makeUndo, type Unsubscribe } from '../events.js';
@@ -38,9 +44,9 @@ export interface RebootNotifier {
 export interface Freezer {
   /** A name for messages. */
   readonly name: string;
-  /** Stop: leave guest mode on every CPU. */
+  /** Stop: leave guest mode on every CPU (runs before the scheduler freezes the threads). */
   freeze(): void;
-  /** Continue after resume. */
+  /** Continue after resume (runs after the scheduler thawed the threads). */
   thaw?(): void;
 }
 

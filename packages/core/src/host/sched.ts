@@ -10,7 +10,13 @@
  *
  * Only one thread runs on a CPU at a time: when another thread gets a slice on that CPU, the previous one
  * is scheduled out, and preempt notifiers (`kvm_sched_out` / `kvm_sched_in`) let KVM put and load vCPUs.
- * A CPU going offline migrates its threads first (the scheduler's `CPUHP_AP_ACTIVE` teardown).
+ * A CPU going offline migrates its threads first (the scheduler's `CPUHP_AP_ACTIVE` teardown); a thread
+ * pinned to it is no longer pinned (`select_fallback_rq`: "no longer affine to cpu%d").
+ *
+ * A suspend is different: tasks are frozen before the non-boot CPUs go down, so they sleep where they are
+ * and keep their affinity (only runnable tasks are migrated off a dying CPU: `sched_cpu_dying` →
+ * `migrate_tasks`). At resume the CPUs come back first; thawing then wakes each thread on its own CPU, and
+ * only a thread whose CPU did not come back goes through `select_fallback_rq` (see {@link Scheduler.thaw}).
  *
  * @module
  */
@@ -51,9 +57,9 @@ export class Thread {
   readonly proc: Process;
   /** A name for traces. */
   readonly name: string;
-  /** The CPU it runs on. */
+  /** The CPU it runs on (while frozen for a suspend: the CPU it last ran on, which may be offline). */
   cpu: number;
-  /** The CPU it is pinned to, if any. */
+  /** The CPU it is pinned to, if any (kept across a suspend). */
   affinity: number | undefined;
   /** Its state. */
   state: ThreadState = 'runnable';
@@ -151,6 +157,13 @@ export class Scheduler {
   #nextTid = 1;
   /** The thread that last ran on each CPU and has not been scheduled out. */
   readonly #current: Array<Thread | undefined>;
+  /** Tasks are frozen (between {@link Scheduler.freeze} and {@link Scheduler.thaw}). */
+  #frozen = false;
+  /**
+   * Processes whose default CPU went offline while frozen: where it was (`home`) and where it was moved
+   * (`to`), so that thawing puts it back.
+   */
+  readonly #movedWhileFrozen = new Map<Process, { readonly home: number; readonly to: number }>();
 
   /** @internal */
   constructor(host: Host) {
@@ -194,6 +207,52 @@ export class Scheduler {
     if (cur === undefined) return;
     cur.notifyOut(cpu);
     this.#current[cpu] = undefined;
+  }
+
+  /** True between {@link Scheduler.freeze} and {@link Scheduler.thaw} (the host is suspending or suspended). */
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  /**
+   * @internal `freeze_processes` (called by `host.suspend()` after the freezers ran): every thread stops where
+   * it is. Each CPU's current thread is scheduled out (preempt notifiers: KVM puts its vCPU); nothing runs
+   * until {@link Scheduler.thaw}. While frozen, a CPU going offline does not move or unpin the threads: a
+   * frozen task sleeps in the refrigerator, not on a runqueue, and only runnable tasks are migrated off a
+   * dying CPU (`sched_cpu_dying` → `migrate_tasks`; "sleeping tasks will be migrated by
+   * try_to_wake_up()->select_task_rq()").
+   */
+  freeze(): void {
+    this.#frozen = true;
+    this.#movedWhileFrozen.clear();
+    for (const c of this.host.cpus) this.preempt(c.id);
+  }
+
+  /**
+   * @internal `thaw_processes` (called by `host.resume()`, and by a failed `host.suspend()`, after the CPUs came
+   * back): every frozen thread is woken (`try_to_wake_up` → `select_task_rq`). A thread whose CPU is online again
+   * runs there at its next slice, pinned as before. One pinned to a CPU that did not come back has no allowed
+   * CPU left: `select_fallback_rq` widens its affinity (the model unpins it) and it goes to the first online CPU,
+   * as on a hotplug offline. An unpinned thread whose CPU is offline goes to the first online CPU. A process's
+   * default CPU that was moved off a CPU taken down by the suspend goes back to it if it is online.
+   */
+  thaw(): void {
+    if (!this.#frozen) return;
+    this.#frozen = false;
+    const fallback = this.#fallbackCpu();
+    for (const t of this.#threads) {
+      if (!t.alive) continue;
+      if (t.affinity !== undefined) {
+        if (this.#online(t.affinity)) continue; // it moves there (if it is not there already) at its next slice
+        // select_fallback_rq: "process %d (%s) no longer affine to cpu%d"
+        t.affinity = undefined;
+      }
+      if (!this.#online(t.cpu)) t.cpu = fallback;
+    }
+    for (const [p, { home, to }] of this.#movedWhileFrozen) {
+      if (p.alive && p.cpu === to && this.#online(home)) p.cpu = home;
+    }
+    this.#movedWhileFrozen.clear();
   }
 
   /** One tick: every runnable thread gets one slice, in tid order. Returns how many ran. */
@@ -256,7 +315,15 @@ export class Scheduler {
     return 0;
   }
 
-  /** CPU going offline: its current thread is scheduled out; threads there move at their next slice. */
+  #online(cpu: number): boolean {
+    return this.host.cpus[cpu]?.online === true;
+  }
+
+  /**
+   * CPU going offline: its current thread is scheduled out; the runnable threads there move to the first other
+   * online CPU, and one pinned to it is unpinned (`migrate_tasks` → `select_fallback_rq`). Frozen threads (a
+   * suspend) stay where they are, pinned: {@link Scheduler.thaw} deals with them.
+   */
   #evacuate(cpu: number): void {
     const cur = this.#current[cpu];
     if (cur !== undefined) {
@@ -264,17 +331,24 @@ export class Scheduler {
       this.#current[cpu] = undefined;
     }
     const target = this.host.cpus.find((c) => c.online && c.id !== cpu)?.id ?? 0;
-    for (const t of this.#threads) {
-      if (!t.alive || (t.cpu !== cpu && t.affinity !== cpu)) continue;
-      if (t.affinity === cpu) {
-        // select_fallback_rq: "process %d (%s) no longer affine to cpu%d"
-        t.affinity = undefined;
+    if (!this.#frozen) {
+      for (const t of this.#threads) {
+        if (!t.alive || (t.cpu !== cpu && t.affinity !== cpu)) continue;
+        if (t.affinity === cpu) {
+          // select_fallback_rq: "process %d (%s) no longer affine to cpu%d"
+          t.affinity = undefined;
+        }
+        t.cpu = target;
       }
-      t.cpu = target;
     }
-    // The same for every process's main thread (its default CPU): a task never runs on an offline CPU, so a
-    // direct (non-threaded) ioctl such as KVM_RUN must not load a vCPU there.
-    for (const p of this.host.processes()) if (p.cpu === cpu) p.cpu = target;
+    // Every process's main thread (its default CPU) moves too, frozen or not: the model does not freeze direct
+    // syscalls, and a task never runs on an offline CPU, so a direct (non-threaded) ioctl such as KVM_RUN must
+    // not load a vCPU there. After a suspend, thawing puts it back.
+    for (const p of this.host.processes()) {
+      if (p.cpu !== cpu) continue;
+      if (this.#frozen && !this.#movedWhileFrozen.has(p)) this.#movedWhileFrozen.set(p, { home: cpu, to: target });
+      p.cpu = target;
+    }
   }
 
   #finish(t: Thread, state: ThreadState): void {

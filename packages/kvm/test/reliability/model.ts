@@ -327,6 +327,13 @@ export class World {
   readonly #online: boolean[] = new Array<boolean>(NR_CPUS).fill(true);
   #state: 'running' | 'suspended' | 'restart' | 'crashed' = 'running';
   #suspendedCpus: number[] = [];
+  /**
+   * Tasks are frozen (from suspend to resume): a CPU going offline then leaves the threads where they are, pinned
+   * (only runnable tasks are migrated off a dying CPU, `migrate_tasks`); resume wakes them on their own CPUs.
+   */
+  #frozen = false;
+  /** Processes whose default CPU the suspend moved off a CPU going down: where it was and where it went. */
+  readonly #movedWhileFrozen = new Map<MProc, { readonly home: number; readonly to: number }>();
   // VAC
   #count = 0;
   readonly #enabled: boolean[] = new Array<boolean>(NR_CPUS).fill(false);
@@ -699,12 +706,42 @@ export class World {
         break;
       }
     }
-    for (const t of this.#threads) {
-      if (!t.alive || (t.cpu !== cpu && t.affinity !== cpu)) continue;
-      if (t.affinity === cpu) t.affinity = undefined;
-      t.cpu = target;
+    if (!this.#frozen) {
+      // select_fallback_rq: a thread pinned to the dying CPU is no longer affine to it.
+      for (const t of this.#threads) {
+        if (!t.alive || (t.cpu !== cpu && t.affinity !== cpu)) continue;
+        if (t.affinity === cpu) t.affinity = undefined;
+        t.cpu = target;
+      }
     }
-    for (const p of this.#procs.values()) if (p.cpu === cpu) p.cpu = target;
+    // A process's default CPU (its direct syscalls) always moves to an online CPU; resume puts it back.
+    for (const p of this.#procs.values()) {
+      if (p.cpu !== cpu) continue;
+      if (this.#frozen && !this.#movedWhileFrozen.has(p)) this.#movedWhileFrozen.set(p, { home: cpu, to: target });
+      p.cpu = target;
+    }
+  }
+
+  /**
+   * `thaw_processes` after the CPUs came back: a thread pinned to a CPU that is still offline has no allowed CPU
+   * (`select_fallback_rq`: unpinned, first online CPU); an unpinned one on an offline CPU goes to the first online
+   * CPU; the rest wake on their own CPUs, still pinned. Process default CPUs moved by the suspend go back.
+   */
+  #thawTasks(): void {
+    this.#frozen = false;
+    const fallback = this.#firstOnline();
+    for (const t of this.#threads) {
+      if (!t.alive) continue;
+      if (t.affinity !== undefined) {
+        if (this.#online[t.affinity]) continue;
+        t.affinity = undefined;
+      }
+      if (!this.#online[t.cpu]) t.cpu = fallback;
+    }
+    for (const [p, { home, to }] of this.#movedWhileFrozen) {
+      if (this.#procs.get(p.pid) === p && p.cpu === to && this.#online[home]) p.cpu = home;
+    }
+    this.#movedWhileFrozen.clear();
   }
 
   #down(cpu: number): void {
@@ -1525,7 +1562,7 @@ export class World {
     }
     this.#call('suspend', OK, () => this.host.suspend());
     if (this.#loaded('vac')) this.#kickAll();
-    // Frozen tasks run nowhere: every CPU's current thread is scheduled out.
+    // Frozen tasks run nowhere: every CPU's current thread is scheduled out, and stays where it is.
     for (let c = 0; c < NR_CPUS; c++) {
       const cur = this.#current[c];
       if (cur !== undefined) {
@@ -1533,6 +1570,8 @@ export class World {
         this.#current[c] = undefined;
       }
     }
+    this.#frozen = true;
+    this.#movedWhileFrozen.clear();
     const offlined: number[] = [];
     for (let c = 1; c < NR_CPUS; c++) {
       if (this.#online[c]) {
@@ -1568,6 +1607,7 @@ export class World {
       if (!this.#up(c)) warnings.push(`Error taking CPU${c} up`);
     }
     this.#suspendedCpus = [];
+    this.#thawTasks();
     const got = this.host.warnings.slice(w).map((x) => x.message);
     for (const want of warnings) {
       if (!got.some((m) => m.includes(want))) fail(`resume: expected a warning "${want}", got ${JSON.stringify(got)}`);
@@ -1754,6 +1794,12 @@ export class World {
     const threads = host.scheduler.threads().map((t) => t.tid);
     const wantThreads = this.#threads.filter((t) => t.alive).map((t) => t.tid);
     if (JSON.stringify(threads) !== JSON.stringify(wantThreads)) fail(`${where}: live threads ${JSON.stringify(threads)}, the model says ${JSON.stringify(wantThreads)}`);
+    for (const t of this.#threads) {
+      if (!t.alive) continue;
+      if (t.real.cpu !== t.cpu || t.real.affinity !== t.affinity) {
+        fail(`${where}: thread ${t.tid} is on CPU ${t.real.cpu} pinned to ${String(t.real.affinity)}, the model says CPU ${t.cpu} pinned to ${String(t.affinity)}`);
+      }
+    }
     // VAC
     const vac = vacOf(host);
     if ((vac !== undefined) !== this.#loaded('vac')) fail(`${where}: vac loaded=${String(vac !== undefined)}`);
