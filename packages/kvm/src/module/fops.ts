@@ -46,6 +46,7 @@ import {
   KVM_X86_DEFAULT_VM,
   PAGE_SIZE,
 } from '../abi/constants.js';
+import { KVMIO } from '../abi/ioctl.js';
 import { validateKvmRegs, validateKvmSevCmd, validateKvmSregs, validateKvmUserspaceMemoryRegion, type kvm_regs, type kvm_sev_cmd, type kvm_sregs, type kvm_userspace_memory_region } from '../abi/structs.js';
 import type { KvmInstance } from './instance.js';
 import { Vcpu } from './vcpu.js';
@@ -71,6 +72,16 @@ function intArg(arg: unknown, op: string): number {
   if (typeof arg === 'number' && Number.isInteger(arg) && arg >= -(2 ** 63) && arg < 2 ** 64) return arg < 0 ? 2 ** 64 + arg : arg;
   if (typeof arg === 'bigint' && arg >= -(2n ** 63n) && arg < 2n ** 64n) return Number(BigInt.asUintN(64, arg));
   throw new KernelError('EINVAL', op, 'the argument must be an integer that fits in an unsigned long');
+}
+
+/** `_IOC_TYPE(nr)`: bits 15:8 of an ioctl number. */
+function ioctlType(request: number): number {
+  return (request >>> 8) & 0xff;
+}
+
+function mutexHeld(v: Vcpu, request: number): KernelError {
+  const op = request === KVM_RUN ? 'KVM_RUN' : 'ioctl';
+  return new KernelError('EBUSY', op, `thread ${v.thread?.tid ?? '?'} is inside KVM_RUN on ${v.label} (holds vcpu->mutex); a direct call cannot wait for it — call from a scheduler thread to wait`);
 }
 
 function structArg<T>(arg: unknown, validate: (x: unknown) => string | undefined, op: string): T {
@@ -125,13 +136,19 @@ export function makeFileOps(inst: KvmInstance): KvmFileOps {
       inst.own(file.privateData.vm, 'ioctl');
       return vcpuIoctl(inst, file.privateData, request, arg, proc);
     },
+    // Every vCPU ioctl from a simulated thread: kvm_vcpu_ioctl takes vcpu->mutex (mutex_lock_killable) after
+    // its EIO checks, so while another thread is inside KVM_RUN (which holds the mutex until it returns to
+    // user space, halted or not) this thread sleeps until that KVM_RUN returns. Only a fatal signal ends the
+    // wait (a killed thread never resumes); other signals stay pending.
     *ioctlBlocking(file: OpenFile<Vcpu>, request: number, arg: unknown, proc: Process, thread: Thread): Syscall<number | undefined> {
-      if (request !== KVM_RUN) return undefined;
       const v = file.privateData;
-      inst.own(v.vm, 'KVM_RUN');
-      v.vm.checkCaller(proc, 'KVM_RUN');
+      const op = request === KVM_RUN ? 'KVM_RUN' : 'ioctl';
+      inst.own(v.vm, op);
+      v.vm.checkCaller(proc, op);
+      if (ioctlType(request) !== KVMIO) return undefined; // EINVAL before the mutex
+      while (v.thread !== undefined) yield;
+      if (request !== KVM_RUN) return undefined; // the mutex is free: the plain ioctl runs now
       if (intArg(arg, 'KVM_RUN') !== 0) throw new KernelError('EINVAL', 'KVM_RUN', 'the argument must be 0');
-      if (v.thread !== undefined) throw new KernelError('EBUSY', 'KVM_RUN', 'another thread is running this vCPU');
       return yield* v.runThreaded(thread, () => inst.host.scheduler.quantum);
     },
     mmap(file, length, pgoff) {
@@ -246,10 +263,14 @@ function vmIoctl(inst: KvmInstance, vm: Vm, request: number, arg: unknown, proc:
 
 function vcpuIoctl(inst: KvmInstance, v: Vcpu, request: number, arg: unknown, proc: Process): number {
   v.vm.checkCaller(proc, 'ioctl');
+  // `_IOC_TYPE(ioctl) != KVMIO` → EINVAL, before the mutex.
+  if (ioctlType(request) !== KVMIO) throw new KernelError('EINVAL', 'ioctl', `not a KVM ioctl: 0x${request.toString(16)}`);
+  // vcpu->mutex is held by a thread inside KVM_RUN: Linux would sleep until it is released, which a direct call
+  // (not made from a simulated thread) cannot do. EBUSY instead (docs/fidelity.md); from a thread it waits.
+  if (v.thread !== undefined) throw mutexHeld(v, request);
   switch (request) {
     case KVM_RUN:
       if (intArg(arg, 'KVM_RUN') !== 0) throw new KernelError('EINVAL', 'KVM_RUN', 'the argument must be 0');
-      if (v.thread !== undefined) throw new KernelError('EBUSY', 'KVM_RUN', 'another thread is running this vCPU');
       return v.runSync(proc.cpu, inst.host.scheduler.quantum, inst.config.syncRunLimit);
     case KVM_GET_REGS:
       v.getRegs(structArg<kvm_regs>(arg, validateKvmRegs, 'KVM_GET_REGS'));

@@ -150,6 +150,76 @@ describe.each(VENDORS)('vCPU threads in simulated time on $name', (vendor) => {
     expect(v2.run.exit_reason).toBe(KVM_EXIT_INTR);
   });
 
+  test('vcpu->mutex: while a thread is inside KVM_RUN, another thread\'s vCPU ioctls wait; direct calls get EBUSY', () => {
+    const host = makeHost(vendor.hardware(), 4);
+    host.modprobe(kvm({ postfix: '0' }));
+    const proc = vmmProcess(host);
+    const vm = makeVm(proc, '/dev/kvm0', SPIN);
+    const v = vm.vcpus[0]!;
+    const a = spawnVcpuThread(host, proc, v.fd, v.run, { cpu: 1, stopOnEintr: true });
+    const log: string[] = [];
+    const regs = makeKvmRegs();
+    const b = host.scheduler.spawn(proc, { cpu: 2, name: 'b' }, function* (t) {
+      log.push('GET_REGS');
+      yield* t.ioctl(v.fd, KVM_GET_REGS, regs);
+      log.push(`regs rip=0x${regs.rip.toString(16)}`);
+      try {
+        yield* t.ioctl(v.fd, KVM_RUN, 0);
+      } catch (e) {
+        log.push(String((e as { code?: string }).code));
+      }
+    });
+    host.scheduler.run(4);
+    // b sleeps on the mutex (holding its file) while a stays in guest mode.
+    expect(log).toEqual(['GET_REGS']);
+    expect(b.alive).toBe(true);
+    expect(a.vcpu.inGuest).toBe(true);
+    expect(a.vcpu.stats.entries).toBe(4);
+    // A direct call cannot sleep: EBUSY for every vCPU ioctl, nothing changes; a non-KVM number is EINVAL first.
+    const e = expectFail(host, () => proc.ioctl(v.fd, KVM_GET_REGS, makeKvmRegs()), 'EBUSY');
+    expect(e.message).toContain(`thread ${a.thread.tid} is inside KVM_RUN on kvm0/vm1/vcpu0`);
+    expectFail(host, () => proc.ioctl(v.fd, KVM_RUN, 0), 'EBUSY');
+    expectFail(host, () => proc.ioctl(v.fd, 0x1234, 0), 'EINVAL');
+    // A signal ends a's KVM_RUN (EINTR) and a returns; b gets the mutex in the same tick: its GET_REGS sees the
+    // registers as a left them, then its own KVM_RUN enters the guest on CPU 2.
+    a.thread.signal();
+    host.scheduler.tick();
+    expect(a.errors).toEqual(['EINTR']);
+    expect(log).toEqual(['GET_REGS', `regs rip=0x${BigInt(a.vcpu.regs.rip).toString(16)}`]);
+    expect(a.vcpu.loadedOn).toBe(2);
+    expect(a.vcpu.inGuest).toBe(true);
+    expect(host.raisePmi(2).attributedTo).toBe('kvm0/vm1/vcpu0');
+    expect(checkInvariants(host)).toEqual([]);
+    // Killing the process ends b's KVM_RUN; nothing is left behind.
+    proc.kill();
+    host.scheduler.tick();
+    expect(b.alive).toBe(false);
+    expect(a.vcpu.freed).toBe(true);
+    expect(checkInvariants(host)).toEqual([]);
+  });
+
+  test('a waiting thread that is killed, or whose holder is killed, leaves nothing behind', () => {
+    const host = makeHost(vendor.hardware(), 4);
+    host.modprobe(kvm({ postfix: '0' }));
+    const proc = vmmProcess(host);
+    const vm = makeVm(proc, '/dev/kvm0', SPIN);
+    const v = vm.vcpus[0]!;
+    const a = spawnVcpuThread(host, proc, v.fd, v.run, { cpu: 1 });
+    const waiter = spawnVcpuThread(host, proc, v.fd, v.run, { cpu: 2 });
+    host.scheduler.run(3);
+    expect(waiter.thread.alive).toBe(true);
+    expect(waiter.vcpu.stats.entries).toBe(3); // only a's entries
+    proc.close(v.fd); // both calls hold the file: the vCPU lives on
+    host.scheduler.run(2);
+    expect(a.vcpu.freed).toBe(false);
+    proc.kill();
+    host.scheduler.tick();
+    expect([a.thread.alive, waiter.thread.alive]).toEqual([false, false]);
+    expect(a.vcpu.freed).toBe(true);
+    expect(host.snapshot().providers['kvm0']).toEqual([]);
+    expect(checkInvariants(host)).toEqual([]);
+  });
+
   test('a direct KVM_RUN on a CPU where a vCPU thread is current schedules that thread out first', () => {
     const host = makeHost(vendor.hardware());
     host.modprobe(kvm({ postfix: '0' }));
