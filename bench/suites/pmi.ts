@@ -7,10 +7,11 @@
  * - baseline (the limit): a per-CPU array of callbacks, `callbacks[cpu](cpu)`, each returning the guest
  *   state of its CPU from a typed array;
  * - VAC's registry: `vac.internals.irq.perfCallbacks.state(cpu)`, the `state()` perf calls — running
- *   instance of the CPU → `KvmInstance.perfGuestState(cpu)` → its vCPU (counts the NMI exit, offers a
- *   `pmi:guest` event). This is the row the target is checked on;
+ *   instance of the CPU → `KvmInstance.perfGuestState(cpu)` → its vCPU → in guest mode? A pure question, as
+ *   `kvm_guest_state` is (perf asks it several times per sample). This is the row the target is checked on;
  * - `host.raisePmi(cpu)`: perf's whole PMI path in the model — `state()`, then `getIp()` (the guest RIP as
- *   a bigint) and `attribute()`, and a result object;
+ *   a bigint) and `attribute()` (the NMI-induced VM exit, once per PMI: `nmi_exits`, the `pmi:guest` event
+ *   offered, the event clock ticked), and a result object;
  * - eventemitter3 5.0.1 `emit('pmi', cpu)` and node:events `emit('pmi', cpu)`, one listener each that
  *   reads the same typed array.
  */
@@ -97,7 +98,7 @@ export function runPmi(b: Budget): { rows: Row[]; targets: TargetCheck[] } {
     },
     { opsPerCall: batch },
   );
-  rows.push(row(GROUP, 'host.raisePmi(cpu) (ours, whole perf path)', 'one PMI', mRaise, base, { note: 'state() + getIp() + attribute() + result object' }));
+  rows.push(row(GROUP, 'host.raisePmi(cpu) (ours, whole perf path)', 'one PMI', mRaise, base, { note: 'state() + getIp() + attribute() (the NMI exit: counted, pmi:guest offered) + result object' }));
 
   const ee3 = new EventEmitter();
   let acc3 = 0;

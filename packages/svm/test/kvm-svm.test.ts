@@ -34,6 +34,7 @@ function fakeInstance(name: string): VacInstanceOps {
     runningLabel: () => undefined,
     postedIntrWakeup: () => [],
     nmiExit: () => undefined,
+    pmiExit: () => undefined,
     cpuOffline: () => {},
     kickAll: () => {},
   };

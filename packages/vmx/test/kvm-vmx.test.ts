@@ -43,6 +43,7 @@ function attach(vac: Vac, name: string): VacHandle {
     runningLabel: () => undefined,
     postedIntrWakeup: () => [],
     nmiExit: () => undefined,
+    pmiExit: () => undefined,
     cpuOffline: () => {},
     kickAll: () => {},
   });

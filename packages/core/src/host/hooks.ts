@@ -30,7 +30,11 @@ export interface PerfGuestCallbacks {
   getIp(cpu: number): bigint;
   /** `handle_intel_pt_intr()` (optional). */
   handleIntelPtIntr?(cpu: number): number;
-  /** Not in Linux: who the PMI was attributed to, for the model's reports. */
+  /**
+   * Not in Linux: called once for each PMI perf took for a guest (after `state()` said so and `getIp()`): the
+   * NMI-induced VM exit is accounted here, once, since `state()` is a pure question perf may ask several times per
+   * sample. Returns who the PMI was attributed to, for the model's reports.
+   */
   attribute?(cpu: number): string | undefined;
 }
 

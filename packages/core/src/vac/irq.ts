@@ -19,7 +19,11 @@ import type { PerfGuestCallbacks } from '../host/hooks.js';
 export interface VacInstanceOps {
   /** The instance (module) name, e.g. `kvm0`. */
   readonly name: string;
-  /** perf `state()` for this instance's vCPU on `cpu`: 0, or `PERF_GUEST_ACTIVE` (| `PERF_GUEST_USER`). */
+  /**
+   * perf `state()` for this instance's vCPU on `cpu`: 0, or `PERF_GUEST_ACTIVE` (| `PERF_GUEST_USER`). A pure
+   * question, as `kvm_guest_state` is: perf asks it several times per sample (`perf_misc_flags`,
+   * `perf_instruction_pointer`, the callchain hooks), so it must not count anything.
+   */
   perfGuestState(cpu: number): number;
   /** perf `get_ip()`: the guest RIP of this instance's vCPU on `cpu`. */
   perfGuestIp(cpu: number): bigint;
@@ -29,6 +33,11 @@ export interface VacInstanceOps {
   postedIntrWakeup(cpu: number): readonly string[];
   /** An NMI hit `cpu` while this instance's vCPU ran there (NMI-induced VM exit); returns the vCPU label. */
   nmiExit(cpu: number): string | undefined;
+  /**
+   * A PMI (delivered as an NMI) that perf took for this instance's guest on `cpu`: the NMI-induced VM exit,
+   * once per PMI (count it, tell listeners); returns the vCPU label.
+   */
+  pmiExit(cpu: number): string | undefined;
   /** `cpu` is going offline: put every vCPU of this instance that is loaded there, and move its threads. */
   cpuOffline(cpu: number): void;
   /** Tasks are frozen (suspend), or the host reboots or crashes: every vCPU leaves guest mode. */
@@ -63,7 +72,7 @@ export class IrqRegistry {
       },
       attribute: (cpu) => {
         const inst = running[cpu];
-        return inst === undefined ? undefined : inst.runningLabel(cpu);
+        return inst === undefined ? undefined : inst.pmiExit(cpu);
       },
     };
   }

@@ -119,15 +119,18 @@ export class KvmInstance implements VacInstanceOps {
   /** {@link VacInstanceOps.perfGuestState}. */
   perfGuestState(cpu: number): number {
     const v = this.running[cpu];
-    if (v === undefined) return 0;
-    const state = v.perfState();
-    if (state !== 0) {
-      v.stats.nmi_exits++;
-      const ev = this.#events;
-      if (ev.wants('pmi:guest')) ev.emit('pmi:guest', { module: this.name, vm: v.vm.id, vcpu: v.id, cpu, rip: v.regs.rip });
-      else ev.skip();
-    }
-    return state;
+    return v === undefined ? 0 : v.perfState();
+  }
+
+  /** {@link VacInstanceOps.pmiExit}: the vCPU's `nmi_exits` counter and the `pmi:guest` event. */
+  pmiExit(cpu: number): string | undefined {
+    const v = this.running[cpu];
+    if (v === undefined || v.perfState() === 0) return undefined;
+    v.stats.nmi_exits++;
+    const ev = this.#events;
+    if (ev.wants('pmi:guest')) ev.emit('pmi:guest', { module: this.name, vm: v.vm.id, vcpu: v.id, cpu, rip: v.regs.rip });
+    else ev.skip();
+    return v.label;
   }
 
   /** {@link VacInstanceOps.perfGuestIp}: `kvm_arch_vcpu_get_ip` → the guest RIP. */

@@ -161,6 +161,10 @@ export class FakeKvm {
         self.calls.push(`nmi:${cpu}`);
         return self.loaded.has(cpu) ? self.label(cpu) : undefined;
       },
+      pmiExit(cpu) {
+        self.calls.push(`pmi:exit:${cpu}`);
+        return self.loaded.has(cpu) ? self.label(cpu) : undefined;
+      },
       cpuOffline(cpu) {
         self.calls.push(`cpuOffline:${cpu}:${self.#vac.cpu(cpu).enabled ? 'enabled' : 'disabled'}`);
         // kvm_offline_cpu's consequence for a module: its vCPUs there are put (the thread migrates).

@@ -303,7 +303,7 @@ class Run {
         expect(r.state).toBe(o === undefined ? 0 : PERF_GUEST_ACTIVE);
         expect(r.attributedTo).toBe(o?.label(op.cpu));
         expect(r.ip).toBe(o?.ip(op.cpu));
-        for (const x of this.insts) expect(x.fake.take()).toEqual(x.fake === o ? [`pmi:state:${op.cpu}`, `pmi:ip:${op.cpu}`] : []);
+        for (const x of this.insts) expect(x.fake.take()).toEqual(x.fake === o ? [`pmi:state:${op.cpu}`, `pmi:ip:${op.cpu}`, `pmi:exit:${op.cpu}`] : []);
         return;
       }
       case 'nmi': {

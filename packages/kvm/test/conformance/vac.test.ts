@@ -960,7 +960,7 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
       expect(host.raisePmi(3)).toEqual({ cpu: 3, state: PERF_GUEST_ACTIVE, ip: b.ip(3), callbacks: 'vac', attributedTo: 'kvm1/vm0/vcpu3' });
       b.guestUser = true;
       expect(host.raisePmi(3).state).toBe(PERF_GUEST_ACTIVE | PERF_GUEST_USER);
-      expect(b.take()).toEqual(['pmi:state:3', 'pmi:ip:3', 'pmi:state:3', 'pmi:ip:3']);
+      expect(b.take()).toEqual(['pmi:state:3', 'pmi:ip:3', 'pmi:exit:3', 'pmi:state:3', 'pmi:ip:3', 'pmi:exit:3']);
       expect(a.take()).toEqual([]);
       expect(host.raisePmi(2).state).toBe(0);
       b.put(3);
@@ -995,7 +995,7 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
           expect(r.state).toBe(o === undefined ? 0 : PERF_GUEST_ACTIVE);
           expect(r.attributedTo).toBe(o?.label(c.id));
           expect(r.ip).toBe(o?.ip(c.id));
-          for (const x of fakes) expect(x.take()).toEqual(x === o ? [`pmi:state:${c.id}`, `pmi:ip:${c.id}`] : []);
+          for (const x of fakes) expect(x.take()).toEqual(x === o ? [`pmi:state:${c.id}`, `pmi:ip:${c.id}`, `pmi:exit:${c.id}`] : []);
         }
         expectClean(host);
       }

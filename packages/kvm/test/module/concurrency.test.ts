@@ -53,6 +53,22 @@ describe.each(VENDORS)('vCPU threads in simulated time on $name', (vendor) => {
     expect(checkInvariants(host)).toEqual([]);
   });
 
+  test('perf may ask state() several times per sample: only the PMI itself is an NMI exit (nmi_exits, pmi:guest)', () => {
+    const { host, t } = oneSpinner(vendor, 2);
+    host.scheduler.run(2);
+    const perf = vacIn(host).internals.irq.perfCallbacks;
+    const seen: number[] = [];
+    host.events.on('pmi:guest', (e) => seen.push(e.cpu));
+    const seq = host.events.seq;
+    // perf_misc_flags, perf_instruction_pointer, the callchain hooks: each asks kvm_guest_state().
+    for (let i = 0; i < 4; i++) expect(perf.state(2)).toBe(PERF_GUEST_ACTIVE);
+    expect(perf.getIp(2)).toBe(BigInt(t.vcpu.regs.rip));
+    expect([t.vcpu.stats.nmi_exits, seen.length, host.events.seq]).toEqual([0, 0, seq]);
+    expect(host.raisePmi(2).attributedTo).toBe('kvm0/vm1/vcpu0');
+    expect(host.raisePmi(1).attributedTo).toBeUndefined();
+    expect([t.vcpu.stats.nmi_exits, seen]).toEqual([1, [2]]);
+  });
+
   test('the CPU goes offline under it: the vCPU is put, the thread migrates and the vCPU is reloaded elsewhere', () => {
     const { host, t } = oneSpinner(vendor, 2);
     host.scheduler.run(3);

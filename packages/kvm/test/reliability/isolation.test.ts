@@ -43,6 +43,7 @@ function noop(name: string): VacInstanceOps {
     runningLabel: () => undefined,
     postedIntrWakeup: () => [],
     nmiExit: () => undefined,
+    pmiExit: () => undefined,
     cpuOffline: () => undefined,
     kickAll: () => undefined,
   };

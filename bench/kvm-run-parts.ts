@@ -1,0 +1,94 @@
+/**
+ * Where the time of one KVM_RUN round trip goes: the whole ioctl, then each of its pieces timed on its own, on
+ * the same vCPU and host as benchmark 4 (Intel, same CPU, no listener). A tool for whoever makes KVM_RUN
+ * faster, not a benchmark with targets: the pieces do not add up to the whole (V8 inlines differently when a
+ * piece runs alone), but a piece that grows shows where to look.
+ *
+ *   npx tsx --conditions=@vac/source bench/kvm-run-parts.ts
+ *
+ * Prints the fastest of 5 rounds of 2,000,000 calls per piece, in ns.
+ */
+import { KVM_RUN, runGuest, type KvmInstance } from '@vac/kvm';
+import { intel } from '@vac/vmx';
+import { runRig } from './suites/kvm-run.js';
+
+const rig = runRig(intel(), 8);
+const { host, proc, fd, vcpu: v } = rig;
+proc.cpu = 0;
+const inst = host.modules.exportsOf<KvmInstance>('kvm0') as KvmInstance;
+const vac = inst.vac;
+const quantum = host.scheduler.quantum;
+const N = 2_000_000;
+const ALL_ONES = (1n << 64n) - 1n;
+
+const pieces: Record<string, () => void> = {
+  'proc.ioctl(KVM_RUN)': () => {
+    for (let i = 0; i < N; i++) proc.ioctl(fd, KVM_RUN, 0);
+  },
+  'Vcpu.runSync (no ioctl layer)': () => {
+    for (let i = 0; i < N; i++) v.runSync(0, quantum, 1e9);
+  },
+  'runGuest (interpreter step)': () => {
+    for (let i = 0; i < N; i++) runGuest(v.regs, v.vm.memslots, quantum, v.exit);
+  },
+  'vcpu_load + vcpu_put': () => {
+    for (let i = 0; i < N; i++) {
+      v.load(0);
+      v.put(0);
+    }
+  },
+  'vendor load + put (VMCS)': () => {
+    for (let i = 0; i < N; i++) {
+      v.vendor.load(0);
+      v.vendor.put(0);
+    }
+  },
+  'vendor prepareEntry': () => {
+    v.vendor.load(0);
+    for (let i = 0; i < N; i++) v.vendor.prepareEntry(0);
+    v.vendor.put(0);
+  },
+  'vendor enter + exit (VMRESUME)': () => {
+    v.vendor.load(0);
+    for (let i = 0; i < N; i++) {
+      v.vendor.enter(0);
+      v.vendor.exit(0);
+    }
+    v.vendor.put(0);
+  },
+  'VAC vcpuLoad + vcpuPut': () => {
+    for (let i = 0; i < N; i++) {
+      vac.vcpuLoad(0);
+      vac.vcpuPut(0);
+    }
+  },
+  'user-return MSR set': () => {
+    for (let i = 0; i < N; i++) vac.setUserReturnMsr(0, 0, 0n, ALL_ONES);
+  },
+  'user-return MSRs: guest values + return to user': () => {
+    for (let i = 0; i < N; i++) {
+      inst.loadGuestUserReturnMsrs(0);
+      vac.returnToUser(0);
+    }
+  },
+  'event clock: 4 × wants + skip': () => {
+    const ev = host.events;
+    for (let i = 0; i < N; i++) {
+      if (!ev.wants('vcpu:load')) ev.skip();
+      if (!ev.wants('vcpu:put')) ev.skip();
+      if (!ev.wants('vcpu:exit')) ev.skip();
+      if (!ev.wants('l1d:flush')) ev.skip();
+    }
+  },
+};
+
+const best = new Map<string, number>();
+for (let round = 0; round < 5; round++) {
+  for (const [name, run] of Object.entries(pieces)) {
+    const t0 = process.hrtime.bigint();
+    run();
+    const ns = Number(process.hrtime.bigint() - t0) / N;
+    best.set(name, Math.min(best.get(name) ?? Infinity, ns));
+  }
+}
+for (const [name, ns] of best) process.stdout.write(`${name.padEnd(50)} ${ns.toFixed(1).padStart(7)} ns\n`);
