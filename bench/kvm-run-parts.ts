@@ -4,15 +4,17 @@
  * faster, not a benchmark with targets: the pieces do not add up to the whole (V8 inlines differently when a
  * piece runs alone), but a piece that grows shows where to look.
  *
- *   npx tsx --conditions=@vac/source bench/kvm-run-parts.ts
+ *   npx tsx --conditions=@vac/source bench/kvm-run-parts.ts          (Intel)
+ *   VENDOR=amd npx tsx --conditions=@vac/source bench/kvm-run-parts.ts
  *
  * Prints the fastest of 5 rounds of 2,000,000 calls per piece, in ns.
  */
 import { KVM_RUN, runGuest, type KvmInstance } from '@vac/kvm';
+import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import { runRig } from './suites/kvm-run.js';
 
-const rig = runRig(intel(), 8);
+const rig = runRig(process.env['VENDOR'] === 'amd' ? amd() : intel(), 8);
 const { host, proc, fd, vcpu: v } = rig;
 proc.cpu = 0;
 const inst = host.modules.exportsOf<KvmInstance>('kvm0') as KvmInstance;
@@ -37,7 +39,7 @@ const pieces: Record<string, () => void> = {
       v.put(0);
     }
   },
-  'vendor load + put (VMCS)': () => {
+  'vendor load + put (VMCS / VMCB)': () => {
     for (let i = 0; i < N; i++) {
       v.vendor.load(0);
       v.vendor.put(0);
@@ -48,7 +50,7 @@ const pieces: Record<string, () => void> = {
     for (let i = 0; i < N; i++) v.vendor.prepareEntry(0);
     v.vendor.put(0);
   },
-  'vendor enter + exit (VMRESUME)': () => {
+  'vendor enter + exit (VMRESUME / VMRUN)': () => {
     v.vendor.load(0);
     for (let i = 0; i < N; i++) {
       v.vendor.enter(0);

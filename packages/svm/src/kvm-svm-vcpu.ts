@@ -216,31 +216,40 @@ export class SvmVcpu implements VendorVcpu {
     this.#live('enter');
     this.#onCpu('enter', cpu);
     if (this.#inGuestOn >= 0) throw new UsageError(`${label(this.tag)}: enter on CPU ${cpu} while in guest mode on CPU ${this.#inGuestOn}`);
-    const m = this.#m;
-    const svm = m.hw.svm;
-    const vmcb = this.vmcb;
+    const svm = this.#m.hw.svm;
     const gifFault = svm.clgi(cpu);
-    let result: VmrunResult;
-    try {
-      result = svm.vmrun(cpu, vmcb);
-    } catch (e) {
-      // A usage error of the model (offline CPU, VMCB already running): leave GIF as it was.
-      if (gifFault === undefined) svm.stgi(cpu);
-      throw e;
-    }
+    const result = this.#vmrun(cpu, gifFault === undefined);
     this.#lastVmentryCpu = cpu;
     if (result === 'entered') {
       this.#inGuestOn = cpu;
       this.stats.entries++;
       return undefined;
     }
+    return this.#entryFailed(cpu, result, gifFault === undefined);
+  }
+
+  /** VMRUN; a usage error of the model (offline CPU, VMCB already running) leaves GIF as it was. */
+  #vmrun(cpu: number, gifCleared: boolean): VmrunResult {
+    const svm = this.#m.hw.svm;
+    try {
+      return svm.vmrun(cpu, this.vmcb);
+    } catch (e) {
+      if (gifCleared) svm.stgi(cpu);
+      throw e;
+    }
+  }
+
+  /** The failed VMRUN: the rest of the run path, the warnings, the failure reason. */
+  #entryFailed(cpu: number, result: Exclude<VmrunResult, 'entered'>, gifCleared: boolean): bigint {
+    const m = this.#m;
+    const vmcb = this.vmcb;
     this.stats.failedEntries++;
     if (result === '#UD') {
       // The fixed-up VMRUN returns into svm_vcpu_run(), which goes on as after any run.
       vmcb.tlbControl = TLB_CONTROL_DO_NOTHING;
       vmcb.clean = VMCB_CLEAN_AFTER_RUN;
     }
-    if (gifFault === undefined) svm.stgi(cpu);
+    if (gifCleared) m.hw.svm.stgi(cpu);
     const vac = m.env.vac;
     if (!vac.rebooting) {
       if (result === '#UD') {
@@ -270,16 +279,16 @@ export class SvmVcpu implements VendorVcpu {
    * @throws UsageError when the vCPU did not enter the guest on `cpu`
    */
   exit(cpu: number, exitCode: number = SVM_EXIT.INTR): void {
-    if (this.#inGuestOn !== cpu) {
-      throw new UsageError(`${label(this.tag)}: exit on CPU ${cpu} without a VM entry there`);
-    }
+    if (this.#inGuestOn !== cpu) throw new UsageError(`${label(this.tag)}: exit on CPU ${cpu} without a VM entry there`);
     const m = this.#m;
     const svm = m.hw.svm;
     if (this.vmcb.runningOn === cpu) svm.vmexit(cpu, exitCode);
     this.#inGuestOn = -1;
-    if (svm.stgi(cpu) !== undefined && !m.env.vac.rebooting) {
-      m.env.warn(`kernel BUG: STGI faulted (#UD) on CPU ${cpu} after a VM exit of ${label(this.tag)}`, cpu);
-    }
+    if (svm.stgi(cpu) !== undefined) this.#stgiFaulted(cpu);
+  }
+
+  #stgiFaulted(cpu: number): void {
+    if (!this.#m.env.vac.rebooting) this.#m.env.warn(`kernel BUG: STGI faulted (#UD) on CPU ${cpu} after a VM exit of ${label(this.tag)}`, cpu);
   }
 
   /** The TLB tag in use: `{ kind: 'asid', value: svm->asid }` (0 before the first entry). */
@@ -309,9 +318,12 @@ export class SvmVcpu implements VendorVcpu {
     if (this.#freed) throw new UsageError(`${label(this.tag)}: ${op} after free`);
   }
 
+  /** Throw unless loaded on `cpu` (a compare on the entry path; the message is built apart). */
   #onCpu(op: string, cpu: number): void {
-    if (this.#loadedOn !== cpu) {
-      throw new UsageError(`${label(this.tag)}: ${op} on CPU ${cpu}, but the vCPU is loaded on ${this.#loadedOn < 0 ? 'no CPU' : `CPU ${this.#loadedOn}`}`);
-    }
+    if (this.#loadedOn !== cpu) throw this.#notOnCpu(op, cpu);
+  }
+
+  #notOnCpu(op: string, cpu: number): UsageError {
+    return new UsageError(`${label(this.tag)}: ${op} on CPU ${cpu}, but the vCPU is loaded on ${this.#loadedOn < 0 ? 'no CPU' : `CPU ${this.#loadedOn}`}`);
   }
 }

@@ -20,7 +20,7 @@
  * @module
  */
 import { CounterTable, FaultKnobs, UsageError, checkCpuIndex } from '@vac/core';
-import type { Cpu, FaultMode, HardwareEnv, Violation } from '@vac/core';
+import type { Cpu, FaultMode, HardwareEnv, MsrSlot, Violation } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,
   CPUID_EXT_ADDR_SIZES,
@@ -88,6 +88,7 @@ export type SvmCounterName = (typeof SVM_COUNTER_NAMES)[number];
  */
 export type SvmCounters = Readonly<Record<SvmCounterName, number>>;
 
+const NR_COUNTERS = SVM_COUNTER_NAMES.length;
 const C_SVME_ON = 0;
 const C_SVME_OFF = 1;
 const C_VMRUN = 2;
@@ -279,6 +280,10 @@ export class SvmCpus {
   /** The VMCB in guest mode per CPU. */
   readonly #running: (Vmcb | undefined)[];
   readonly #counters: CounterTable<SvmCounterName>;
+  /** The counters' storage, for one index increment on the VMRUN path (`values[cpu * NR_COUNTERS + slot]`). */
+  readonly #counts: Float64Array;
+  /** VM_HSAVE_PA, looked up once (VMRUN reads it on every entry). */
+  readonly #hsave: MsrSlot;
   readonly #enableFaults: FaultKnobs;
   readonly #dfFlushFault = new FaultKnobs(1);
   readonly #vmcbs = new Map<number, Vmcb>();
@@ -306,6 +311,8 @@ export class SvmCpus {
     this.#current = new Array<Vmcb | undefined>(n).fill(undefined);
     this.#running = new Array<Vmcb | undefined>(n).fill(undefined);
     this.#counters = new CounterTable(SVM_COUNTER_NAMES, n);
+    this.#counts = this.#counters.values;
+    this.#hsave = (env.cpus[0] as Cpu).msrSlot(_MSR_VM_HSAVE_PA);
     this.#enableFaults = new FaultKnobs(n);
     const limits = new Map<number, bigint>();
     for (let i = 0; i < n; i++) {
@@ -553,7 +560,7 @@ export class SvmCpus {
     this.#hostInsn('svm.stgi', cpu);
     if (this.#svme[cpu] === 0) return '#UD';
     this.#gif[cpu] = 1;
-    this.#counters.add(cpu, C_STGI);
+    this.#counts[cpu * NR_COUNTERS + C_STGI]! += 1;
     return undefined;
   }
 
@@ -567,7 +574,7 @@ export class SvmCpus {
     this.#hostInsn('svm.clgi', cpu);
     if (this.#svme[cpu] === 0) return '#UD';
     this.#gif[cpu] = 0;
-    this.#counters.add(cpu, C_CLGI);
+    this.#counts[cpu * NR_COUNTERS + C_CLGI]! += 1;
     return undefined;
   }
 
@@ -591,14 +598,12 @@ export class SvmCpus {
    */
   vmrun(cpu: number, vmcb: Vmcb): VmrunResult {
     this.#hostInsn('svm.vmrun', cpu);
-    this.#checkVmcb('svm.vmrun', vmcb);
-    if (!(this.#cpus[cpu] as Cpu).online) throw new UsageError(`svm.vmrun: CPU ${cpu} is offline`);
-    if (vmcb.runningOn >= 0) {
-      throw new UsageError(`svm.vmrun: VMCB ${vmcb.id} is already in guest mode on CPU ${vmcb.runningOn}`);
-    }
-    if (this.#svme[cpu] === 0) return '#UD';
+    // The CPU's current VMCB passed this check when it became current (and freeVmcb clears it everywhere).
+    if (this.#current[cpu] !== vmcb) this.#checkVmcb('svm.vmrun', vmcb);
     const c = this.#cpus[cpu] as Cpu;
-    if ((c.msrs.get(_MSR_VM_HSAVE_PA) ?? 0n) === 0n || vmcb.asid === 0 || !sevAsidOk(c, vmcb)) {
+    if (!c.online || vmcb.runningOn >= 0) throw vmrunMisuse(c, vmcb);
+    if (this.#svme[cpu] === 0) return '#UD';
+    if ((c.rdmsrSlot(this.#hsave) ?? 0n) === 0n || vmcb.asid === 0 || !sevAsidOk(c, vmcb)) {
       vmcb.exitCode = SVM_EXIT.ERR;
       afterRun(vmcb);
       this.#counters.add(cpu, C_VMEXIT_INVALID);
@@ -637,7 +642,7 @@ export class SvmCpus {
     this.#running[cpu] = vmcb;
     this.#current[cpu] = vmcb;
     vmcb.runningOn = cpu;
-    this.#counters.add(cpu, C_VMRUN);
+    this.#counts[cpu * NR_COUNTERS + C_VMRUN]! += 1;
     if (slot >= 0) {
       this.#counters.add(cpu, slot);
       const events = this.#env.events;
@@ -658,14 +663,14 @@ export class SvmCpus {
   vmexit(cpu: number, exitCode: number): Vmcb {
     checkCpuIndex('svm.vmexit', cpu, this.nrCpus);
     const vmcb = this.#running[cpu];
-    if (vmcb === undefined) throw new UsageError(`svm.vmexit: CPU ${cpu} is not in guest mode`);
+    if (vmcb === undefined) throw notInGuest(cpu);
     this.#inGuest[cpu] = 0;
     this.#running[cpu] = undefined;
     this.#gif[cpu] = 0;
     vmcb.runningOn = -1;
     vmcb.exitCode = exitCode;
     afterRun(vmcb);
-    this.#counters.add(cpu, C_VMEXIT);
+    this.#counts[cpu * NR_COUNTERS + C_VMEXIT]! += 1;
     return vmcb;
   }
 
@@ -811,10 +816,12 @@ export class SvmCpus {
   /** A host instruction needs the CPU to exist and to be running the host, not a guest. */
   #hostInsn(who: string, cpu: number): void {
     checkCpuIndex(who, cpu, this.nrCpus);
-    if (this.#inGuest[cpu] === 1) {
-      const id = this.#running[cpu]?.id ?? '?';
-      throw new UsageError(`${who}: CPU ${cpu} is in guest mode (VMCB ${id}); the host is not running there`);
-    }
+    if (this.#inGuest[cpu] === 1) throw this.#inGuestError(who, cpu);
+  }
+
+  #inGuestError(who: string, cpu: number): UsageError {
+    const id = this.#running[cpu]?.id ?? '?';
+    return new UsageError(`${who}: CPU ${cpu} is in guest mode (VMCB ${id}); the host is not running there`);
   }
 
   #checkVmcb(who: string, vmcb: Vmcb): void {
@@ -822,6 +829,16 @@ export class SvmCpus {
       throw new UsageError(`${who}: VMCB ${vmcb.id} ${vmcb.freed ? 'was freed' : 'does not belong to this host'}`);
     }
   }
+}
+
+/** The model-usage errors of VMRUN (built apart so the VMRUN path stays small). */
+function vmrunMisuse(c: Cpu, vmcb: Vmcb): UsageError {
+  if (!c.online) return new UsageError(`svm.vmrun: CPU ${c.id} is offline`);
+  return new UsageError(`svm.vmrun: VMCB ${vmcb.id} is already in guest mode on CPU ${vmcb.runningOn}`);
+}
+
+function notInGuest(cpu: number): UsageError {
+  return new UsageError(`svm.vmexit: CPU ${cpu} is not in guest mode`);
 }
 
 /** What `svm_vcpu_run()` does to the VMCB after every return from VMRUN (`arch/x86/kvm/svm/svm.c`). */
