@@ -14,14 +14,15 @@
  *
  * ASIDs therefore belong to a (vCPU, physical CPU, generation) triple. The RFC shares `svm_data` through VAC
  * so that two modules never hold the same ASID on one CPU in one generation (SPEC §2.3, invariant 3); this
- * class is that shared state. Per-CPU numbers live in typed arrays (8,192 CPUs cost a few tens of KiB); the
- * "who holds what" index used for introspection is created per CPU on first use.
+ * class is that shared state. Per-CPU numbers live in typed arrays (8,192 CPUs cost about 200 KiB); the
+ * "who holds what" index used for introspection is created per CPU on first use, and grows with the holders
+ * listed there, not with the ASID space (see {@link AsidAllocator}).
  *
  * A Linux hazard closed on purpose [R]: Linux puts the generation back to 1 on every enable, so a vCPU that
  * kept a generation-2 ASID across a disable/enable on the same CPU (suspend/resume) compares as current again
  * once the CPU rolls over to generation 2. `resetCpu` never reuses a generation number on a CPU (see there
- * and docs/fidelity.md); the index still remembers every grant, so a duplicate would be reported in
- * {@link AsidAllocator.conflicts} instead of going unnoticed.
+ * and docs/fidelity.md); should an ASID still be handed out twice in one generation of a CPU, the index
+ * reports it in {@link AsidAllocator.conflicts} instead of letting it go unnoticed.
  *
  * @module
  */
@@ -72,11 +73,100 @@ export interface AsidConflict<Holder> {
   readonly next: Holder;
 }
 
-/** Per-CPU "who holds what": generation → ASID → holder. Only generations with live grants have an entry. */
-type CpuIndex<Holder> = Map<number, Map<number, Holder>>;
+/** The error of a CPU number out of range (built out of line, so the checks stay small enough to inline). */
+function badCpu(cpu: number, nrCpus: number): UsageError {
+  return new UsageError(`CPU ${String(cpu)} is not in [0, ${nrCpus - 1}]`);
+}
+
+/** Initial capacity of a CPU's list (doubled when it is full and more than half of it is live). */
+const INITIAL_LIST = 8;
+
+/**
+ * One holder: its latest grant, and where that grant is listed. One per holder for its whole life, updated
+ * in place by every grant.
+ */
+class HolderRecord<Holder> {
+  /** The holder. */
+  readonly holder: Holder;
+  /** CPU of the latest grant. */
+  cpu = 0;
+  /** ASID of the latest grant. */
+  asid = 0;
+  /** Generation of the latest grant. */
+  generation = 0;
+  /**
+   * Index of the latest grant's entry in its CPU's list, or -1 when it is not listed (released, or displaced
+   * by a duplicate grant). The entry at index `i` of CPU `c`'s list is **live** iff its record has
+   * `pos === i && cpu === c && generation === ` the CPU's current generation; any other entry is dead.
+   */
+  pos = -1;
+  /** What {@link AsidAllocator.grantOf} last returned, returned again while it describes the latest grant. */
+  holding: AsidHolding | undefined = undefined;
+
+  /** @param holder - the holder */
+  constructor(holder: Holder) {
+    this.holder = holder;
+  }
+}
+
+/**
+ * The grants of one CPU's current generation, in grant order, which is increasing ASID order (`new_asid`
+ * counts up within a generation): a grant is an append. A holder that moves on (a new grant anywhere, or
+ * released) leaves a dead entry behind and nothing else is touched; dead entries are dropped when the list
+ * is full, and the list only doubles when more than half of it is live, so its size follows the number of
+ * holders listed, not the ASID space. Emptied when the CPU's generation changes.
+ */
+class CpuList<Holder> {
+  /** The entries; `null` at and above `len`. */
+  recs: (HolderRecord<Holder> | null)[] = new Array<HolderRecord<Holder> | null>(INITIAL_LIST).fill(null);
+  /** Entries in use (live and dead). */
+  len = 0;
+  /** The highest ASID appended since the list was last emptied (0: none): a normal grant exceeds it. */
+  top = 0;
+
+  /** Forget every entry (the CPU's generation changed). */
+  clear(): void {
+    const recs = this.recs;
+    for (let i = 0; i < this.len; i++) recs[i] = null;
+    this.len = 0;
+    this.top = 0;
+  }
+
+  /** Drop the dead entries (keeping the order) for a CPU in `generation`; returns how many are left. */
+  compact(cpu: number, generation: number): number {
+    const recs = this.recs;
+    const n = this.len;
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      const r = recs[i] as HolderRecord<Holder>;
+      if (r.pos !== i || r.cpu !== cpu || r.generation !== generation) continue;
+      recs[kept] = r;
+      r.pos = kept;
+      kept++;
+    }
+    for (let i = kept; i < n; i++) recs[i] = null;
+    this.len = kept;
+    return kept;
+  }
+
+  /** Room for one more entry: compact, then double if still more than half full. */
+  makeRoom(cpu: number, generation: number): void {
+    const kept = this.compact(cpu, generation);
+    if (kept * 2 <= this.recs.length) return;
+    const recs = new Array<HolderRecord<Holder> | null>(this.recs.length * 2).fill(null);
+    for (let i = 0; i < kept; i++) recs[i] = this.recs[i] as HolderRecord<Holder>;
+    this.recs = recs;
+  }
+}
 
 /**
  * The `svm_data` ASID state of every CPU, shared by all modules.
+ *
+ * How it is kept: per CPU, `asid_generation` and `next_asid` in typed arrays, and (from the CPU's first
+ * grant) a list (`CpuList`) of the grants of its current generation; per holder, a record of its latest
+ * grant, found through one `Map` lookup. {@link AsidAllocator.newAsid} updates the record and appends it to
+ * the CPU's list, and does not touch the CPU the holder came from (its old entry is recognised as dead). It
+ * allocates only the {@link AsidGrant} it returns.
  *
  * @typeParam Holder - the identity of an ASID user (a vCPU's VMCB: e.g. `{ module, vm, vcpu }`), compared
  *   with `===`
@@ -94,10 +184,10 @@ export class AsidAllocator<Holder = unknown> {
   private readonly generations: Float64Array;
   /** `next_asid` per CPU. */
   private readonly nextAsids: Float64Array;
-  /** Introspection index per CPU, created on first grant there. */
-  private readonly index: (CpuIndex<Holder> | undefined)[];
-  /** Each holder's latest grant. */
-  private readonly grants = new Map<Holder, AsidHolding>();
+  /** Per CPU, the grants of its current generation; created on the CPU's first grant. */
+  private readonly lists: (CpuList<Holder> | undefined)[];
+  /** Each holder's record, until {@link AsidAllocator.releaseHolder}. */
+  private readonly records = new Map<Holder, HolderRecord<Holder>>();
   /** Total rollovers over all CPUs. */
   private nrRollovers = 0;
 
@@ -123,7 +213,7 @@ export class AsidAllocator<Holder = unknown> {
     this.minAsid = maxSevAsid + 1;
     this.generations = new Float64Array(nrCpus);
     this.nextAsids = new Float64Array(nrCpus).fill(this.maxAsid + 1);
-    this.index = new Array<CpuIndex<Holder> | undefined>(nrCpus).fill(undefined);
+    this.lists = new Array<CpuList<Holder> | undefined>(nrCpus).fill(undefined);
   }
 
   /** Total number of generation rollovers (each one a `TLB_CONTROL_FLUSH_ALL_ASID` entry) over all CPUs. */
@@ -156,6 +246,7 @@ export class AsidAllocator<Holder = unknown> {
     this.checkCpu(cpu);
     this.generations[cpu] = (this.generations[cpu] as number) + 1;
     this.nextAsids[cpu] = this.maxAsid + 1;
+    this.lists[cpu]?.clear();
   }
 
   /**
@@ -164,9 +255,11 @@ export class AsidAllocator<Holder = unknown> {
    * its generation zeroed by `pre_svm_run`, and 0 is never current.
    */
   isCurrent(cpu: number, generation: number): boolean {
-    this.checkCpu(cpu);
-    const g = this.generations[cpu] as number;
-    return g !== 0 && g === generation;
+    // The CPU check of checkCpu, folded into the load: a typed array gives `undefined` for any number that
+    // is not one of its indices (negative, too large, fractional, NaN), and only for those.
+    const g = this.generations[cpu];
+    if (g === undefined || typeof cpu !== 'number') throw badCpu(cpu, this.nrCpus);
+    return g === generation && generation !== 0;
   }
 
   /**
@@ -176,90 +269,135 @@ export class AsidAllocator<Holder = unknown> {
    * @throws UsageError when the CPU's ASID state was never initialised ({@link AsidAllocator.resetCpu})
    */
   newAsid(cpu: number, holder: Holder): AsidGrant {
-    this.checkCpu(cpu);
-    let generation = this.generations[cpu] as number;
+    const generations = this.generations;
+    const current = generations[cpu]; // undefined exactly when `cpu` is not a CPU number (see isCurrent)
+    if (current === undefined || typeof cpu !== 'number') throw badCpu(cpu, this.nrCpus);
+    let generation = current;
     if (generation === 0) {
       throw new UsageError(`new_asid: CPU ${cpu} has no ASID state (SVM was never enabled on it)`);
     }
+    let list = this.lists[cpu];
+    if (list === undefined) {
+      list = new CpuList<Holder>();
+      this.lists[cpu] = list;
+    }
     let flushAll = false;
-    let next = this.nextAsids[cpu] as number;
-    if (next > this.maxAsid) {
+    let asid = this.nextAsids[cpu] as number;
+    if (asid > this.maxAsid) {
       generation++;
-      this.generations[cpu] = generation;
-      next = this.minAsid;
+      generations[cpu] = generation;
+      asid = this.minAsid;
       flushAll = true;
       this.nrRollovers++;
+      list.clear();
     }
-    const asid = next;
-    this.nextAsids[cpu] = next + 1;
-    this.record(cpu, generation, asid, holder);
+    this.nextAsids[cpu] = asid + 1;
+
+    let rec = this.records.get(holder);
+    if (rec === undefined) {
+      rec = new HolderRecord(holder);
+      this.records.set(holder, rec);
+    }
+    // Its previous entry, on whatever CPU, is dead from here on (see HolderRecord.pos).
+    rec.cpu = cpu;
+    rec.asid = asid;
+    rec.generation = generation;
+    if (asid > list.top) {
+      // Always, while invariant 3 holds: ASIDs increase within a generation.
+      list.top = asid;
+      if (list.len === list.recs.length) list.makeRoom(cpu, generation);
+      const i = list.len;
+      list.recs[i] = rec;
+      list.len = i + 1;
+      rec.pos = i;
+    } else {
+      this.listOutOfOrder(list, rec);
+    }
     return { asid, generation, flushAll };
   }
 
   /** The holder of `asid` on `cpu` in the CPU's current generation, if any. */
   holderOf(cpu: number, asid: number): Holder | undefined {
     this.checkCpu(cpu);
-    return this.index[cpu]?.get(this.generations[cpu] as number)?.get(asid);
+    const list = this.lists[cpu];
+    if (list === undefined) return undefined;
+    const generation = this.generations[cpu] as number;
+    for (let i = 0; i < list.len; i++) {
+      const r = list.recs[i] as HolderRecord<Holder>;
+      if (r.asid === asid && r.pos === i && r.cpu === cpu && r.generation === generation) return r.holder;
+    }
+    return undefined;
   }
 
   /** The holders of the CPU's current generation, by increasing ASID. */
   holders(cpu: number): [asid: number, holder: Holder][] {
     this.checkCpu(cpu);
-    const current = this.index[cpu]?.get(this.generations[cpu] as number);
-    if (current === undefined) return [];
-    return [...current].sort((a, b) => a[0] - b[0]);
+    const out: [asid: number, holder: Holder][] = [];
+    const list = this.lists[cpu];
+    if (list === undefined) return out;
+    const generation = this.generations[cpu] as number;
+    for (let i = 0; i < list.len; i++) {
+      const r = list.recs[i] as HolderRecord<Holder>;
+      if (r.pos === i && r.cpu === cpu && r.generation === generation) out.push([r.asid, r.holder]);
+    }
+    return out;
   }
 
   /** The holder's latest grant if it is still current on its CPU, else `undefined` (stale or never granted). */
   grantOf(holder: Holder): AsidHolding | undefined {
-    const g = this.grants.get(holder);
-    if (g === undefined || !this.isCurrent(g.cpu, g.generation)) return undefined;
-    return g;
+    const rec = this.records.get(holder);
+    if (rec === undefined || this.generations[rec.cpu] !== rec.generation) return undefined;
+    // The same object for the same grant (a later grant differs in CPU, ASID or generation).
+    const h = rec.holding;
+    if (h !== undefined && h.cpu === rec.cpu && h.asid === rec.asid && h.generation === rec.generation) return h;
+    rec.holding = { cpu: rec.cpu, asid: rec.asid, generation: rec.generation };
+    return rec.holding;
   }
 
   /** Forget a destroyed vCPU: drop its grant from the index (its ASID is not reused before a rollover anyway). */
   releaseHolder(holder: Holder): void {
-    const g = this.grants.get(holder);
-    if (g === undefined) return;
-    this.grants.delete(holder);
-    this.unindex(g, holder);
+    const rec = this.records.get(holder);
+    if (rec === undefined) return;
+    this.records.delete(holder);
+    rec.pos = -1; // its entry, if any, is dead
   }
 
-  /** Record a grant in the index, replacing the holder's previous one and reporting a duplicate. */
-  private record(cpu: number, generation: number, asid: number, holder: Holder): void {
-    const prev = this.grants.get(holder);
-    if (prev !== undefined) this.unindex(prev, holder);
-    let cpuIndex = this.index[cpu];
-    if (cpuIndex === undefined) {
-      cpuIndex = new Map();
-      this.index[cpu] = cpuIndex;
+  /**
+   * List `rec`'s new grant on a CPU whose list already went up to its ASID: only reachable when invariant 3
+   * is broken (the ASID was handed out before in this generation). A holder listed for the same ASID is
+   * displaced, and the duplicate recorded in {@link AsidAllocator.conflicts}; the displaced holder keeps its
+   * grant (as {@link AsidAllocator.grantOf} reports it) but is no longer the ASID's holder.
+   */
+  private listOutOfOrder(list: CpuList<Holder>, rec: HolderRecord<Holder>): void {
+    const { cpu, asid, generation } = rec;
+    rec.pos = -1; // the holder's own earlier entry, if listed here, is dead
+    const n = list.compact(cpu, generation);
+    // Every entry is live now, by increasing ASID.
+    const recs = list.recs;
+    let at = 0;
+    while (at < n && (recs[at] as HolderRecord<Holder>).asid < asid) at++;
+    const same = at < n ? (recs[at] as HolderRecord<Holder>) : undefined;
+    if (same !== undefined && same.asid === asid) {
+      this.conflicts.push({ cpu, asid, generation, previous: same.holder, next: rec.holder });
+      same.pos = -1;
+      recs[at] = rec;
+      rec.pos = at;
+      return;
     }
-    let byAsid = cpuIndex.get(generation);
-    if (byAsid === undefined) {
-      byAsid = new Map();
-      cpuIndex.set(generation, byAsid);
+    if (n === recs.length) list.makeRoom(cpu, generation);
+    const room = list.recs;
+    for (let i = n; i > at; i--) {
+      const moved = room[i - 1] as HolderRecord<Holder>;
+      room[i] = moved;
+      moved.pos = i;
     }
-    if (byAsid.has(asid)) {
-      const previous = byAsid.get(asid) as Holder;
-      this.conflicts.push({ cpu, asid, generation, previous, next: holder });
-    }
-    byAsid.set(asid, holder);
-    this.grants.set(holder, { cpu, asid, generation });
-  }
-
-  /** Remove `holder`'s entry for grant `g` from the index (if it is still the one recorded there). */
-  private unindex(g: AsidHolding, holder: Holder): void {
-    const cpuIndex = this.index[g.cpu];
-    const byAsid = cpuIndex?.get(g.generation);
-    if (cpuIndex === undefined || byAsid === undefined || byAsid.get(g.asid) !== holder) return;
-    byAsid.delete(g.asid);
-    if (byAsid.size === 0) cpuIndex.delete(g.generation);
+    room[at] = rec;
+    rec.pos = at;
+    list.len = n + 1;
   }
 
   /** Throw a {@link UsageError} unless `cpu` is a CPU number of this host. */
   private checkCpu(cpu: number): void {
-    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus) {
-      throw new UsageError(`CPU ${String(cpu)} is not in [0, ${this.nrCpus - 1}]`);
-    }
+    if ((cpu >>> 0) !== cpu || cpu >= this.nrCpus) throw badCpu(cpu, this.nrCpus);
   }
 }

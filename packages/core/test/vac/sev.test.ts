@@ -1,7 +1,8 @@
+import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 
 import { KernelError, UsageError, isKernelError } from '../../src/errors.js';
-import { SevAsidAllocator } from '../../src/vac/sev.js';
+import { SevAsidAllocator, type SevAsidState } from '../../src/vac/sev.js';
 
 /** CPUID 0x8000001F with ECX = max_sev_asid = 10, EDX = min_sev_asid = 5: SEV [5, 10], SEV-ES [1, 4]. */
 function make(onFlush?: () => boolean | void): SevAsidAllocator<string> {
@@ -163,4 +164,212 @@ describe('SevAsidAllocator (sev_asid_new / sev_asid_free / __sev_recycle_asids)'
     expect(new Set(got).size).toBe(3);
     expect(isKernelError(new KernelError('EBUSY', 'x'), 'EBUSY')).toBe(true);
   });
+});
+
+// ---- The allocator against a plain model --------------------------------------------------------------------
+
+/**
+ * The reference: `sev_asid_new` / `sev_asid_free` / `__sev_recycle_asids` with sets instead of bitmaps, and
+ * the same errors (including the one for an SEV-ES range that runs past the bitmaps: `min_sev_asid - 1 >
+ * max_sev_asid`, which the old `IdBitmap` reported as an index out of range).
+ */
+class RefSev {
+  readonly taken = new Set<number>();
+  readonly reclaim = new Set<number>();
+  readonly owners = new Map<number, string>();
+  flushes = 0;
+  recycles = 0;
+
+  constructor(
+    readonly maxSevAsid: number,
+    readonly minSevAsid: number,
+    readonly onFlush: () => boolean,
+  ) {}
+
+  range(es: boolean): [number, number] {
+    return es ? [1, this.minSevAsid - 1] : [Math.max(1, this.minSevAsid), this.maxSevAsid];
+  }
+
+  alloc(es: boolean, owner: string): number {
+    const [min, max] = this.range(es);
+    const kind = es ? 'SEV-ES' : 'SEV';
+    if (min > max) throw new KernelError('ENOTTY', 'sev_asid_new', `no ${kind} ASIDs (range [${min}, ${max}])`);
+    for (const i of [min, max]) {
+      if (i > this.maxSevAsid) throw new UsageError(`IdBitmap: index ${i} is not in [0, ${this.maxSevAsid}]`);
+    }
+    for (let retry = true; ; retry = false) {
+      let asid = min;
+      while (asid <= max && this.taken.has(asid)) asid++;
+      if (asid <= max) {
+        this.taken.add(asid);
+        this.owners.set(asid, owner);
+        return asid;
+      }
+      if (retry && [...this.reclaim].some((a) => a >= min && a <= max)) {
+        this.flushes++;
+        if (this.onFlush()) {
+          for (const a of this.reclaim) this.taken.delete(a);
+          this.reclaim.clear();
+          this.recycles++;
+          continue;
+        }
+      }
+      throw new KernelError('EBUSY', 'sev_asid_new', `no free ${kind} ASID in [${min}, ${max}]`);
+    }
+  }
+
+  valid(asid: number): boolean {
+    return Number.isInteger(asid) && asid >= 1 && asid <= this.maxSevAsid;
+  }
+
+  free(asid: number): void {
+    if (!this.valid(asid)) {
+      throw new UsageError(`sev_asid_free: ASID ${String(asid)} is not in [1, ${this.maxSevAsid}]`);
+    }
+    if (!this.taken.has(asid) || this.reclaim.has(asid)) {
+      throw new UsageError(`sev_asid_free: ASID ${asid} is not in use`);
+    }
+    this.reclaim.add(asid);
+    this.owners.delete(asid);
+  }
+
+  isInUse(asid: number): boolean {
+    return this.valid(asid) && this.taken.has(asid) && !this.reclaim.has(asid);
+  }
+
+  isAwaitingReclaim(asid: number): boolean {
+    return this.valid(asid) && this.reclaim.has(asid);
+  }
+
+  ownerOf(asid: number): string | undefined {
+    return this.valid(asid) ? this.owners.get(asid) : undefined;
+  }
+
+  get inUse(): number {
+    return this.taken.size - this.reclaim.size;
+  }
+
+  state(): SevAsidState<string> {
+    const inUse = [...this.taken]
+      .filter((a) => !this.reclaim.has(a))
+      .sort((a, b) => a - b)
+      .map((a) => [a, this.owners.get(a) as string] as const);
+    const awaitingReclaim = [...this.reclaim].sort((a, b) => a - b);
+    return { inUse, awaitingReclaim, flushes: this.flushes, recycles: this.recycles };
+  }
+}
+
+/** The outcome of a call: its value, or what it threw (class, message, errno name). */
+function outcome(f: () => unknown): unknown {
+  try {
+    return { value: f() };
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    return { threw: err.constructor.name, message: err.message, code: err.code };
+  }
+}
+
+type SevOp =
+  | { k: 'alloc'; es: boolean; n: number }
+  | { k: 'free'; asid: number }
+  | { k: 'freeHeld'; i: number }
+  | { k: 'flushFails'; fails: boolean };
+
+describe('SevAsidAllocator against a plain set-based model', () => {
+  /** Everything the allocator tells, as one string. */
+  function observe(x: SevAsidAllocator<string> | RefSev, maxSevAsid: number): string {
+    const out: unknown[] = [x.state(), x.inUse, x.range(false), x.range(true)];
+    for (let asid = -1; asid <= maxSevAsid + 2; asid++) {
+      out.push(x.isInUse(asid), x.isAwaitingReclaim(asid), x.ownerOf(asid));
+    }
+    out.push(x.isInUse(1.5), x.ownerOf(Number.NaN));
+    return JSON.stringify(out);
+  }
+
+  const op: fc.Arbitrary<SevOp> = fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc.record({ k: fc.constant('alloc' as const), es: fc.boolean(), n: fc.integer({ min: 1, max: 12 }) }),
+    },
+    { weight: 1, arbitrary: fc.record({ k: fc.constant('free' as const), asid: fc.integer({ min: -1, max: 90 }) }) },
+    { weight: 6, arbitrary: fc.record({ k: fc.constant('freeHeld' as const), i: fc.nat() }) },
+    { weight: 1, arbitrary: fc.record({ k: fc.constant('flushFails' as const), fails: fc.boolean() }) },
+  );
+
+  /** Run `ops` on both, comparing everything after every step. */
+  function replay(maxSevAsid: number, minSevAsid: number, ops: readonly SevOp[]): void {
+    let fails = false;
+    let hooked = 0;
+    const s = new SevAsidAllocator<string>({ maxSevAsid, minSevAsid }, { onFlush: () => (hooked++, !fails) });
+    const m = new RefSev(maxSevAsid, minSevAsid, () => !fails);
+    let serial = 0;
+    for (const o of ops) {
+      switch (o.k) {
+        case 'alloc':
+          for (let i = 0; i < o.n; i++) {
+            const owner = `vm${serial++}`;
+            const got = outcome(() => s.alloc(o.es, owner));
+            expect(got).toEqual(outcome(() => m.alloc(o.es, owner)));
+          }
+          break;
+        case 'free':
+          expect(outcome(() => s.free(o.asid))).toEqual(outcome(() => m.free(o.asid)));
+          break;
+        case 'freeHeld': {
+          const held = m.state().inUse;
+          if (held.length === 0) break;
+          const asid = held[o.i % held.length]![0];
+          s.free(asid);
+          m.free(asid);
+          break;
+        }
+        case 'flushFails':
+          fails = o.fails;
+          break;
+      }
+      expect(s.flushes).toBe(m.flushes);
+      expect(s.recycles).toBe(m.recycles);
+      expect(hooked).toBe(m.flushes);
+      const got = observe(s, maxSevAsid);
+      const want = observe(m, maxSevAsid);
+      if (got !== want) expect(JSON.parse(got)).toEqual(JSON.parse(want));
+    }
+  }
+
+  test('property: same ASIDs, errors, flushes, recycles and state as the model', () => {
+    // Up to 80 ASIDs (three bitmap words); min_sev_asid from 0 (no SEV) to past max_sev_asid + 1.
+    const geometry = fc
+      .integer({ min: 0, max: 80 })
+      .chain((max) =>
+        fc.tuple(fc.constant(max), max === 0 ? fc.integer({ min: 0, max: 3 }) : fc.integer({ min: 1, max: max + 3 })),
+      );
+    fc.assert(
+      fc.property(geometry, fc.array(op, { maxLength: 120, size: 'max' }), ([max, min], ops) => replay(max, min, ops)),
+      { numRuns: 200 },
+    );
+  }, 30_000);
+
+  test('property: large bitmaps (the full-word summary spans several words), filled and recycled', () => {
+    // 1,100 … 2,200 ASIDs: 35 … 69 bitmap words, so "this word is full" needs 2 or 3 summary words.
+    const geometry = fc
+      .integer({ min: 1100, max: 2200 })
+      .chain((max) => fc.tuple(fc.constant(max), fc.integer({ min: 1, max: 64 })));
+    const bigOp: fc.Arbitrary<SevOp> = fc.oneof(
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          k: fc.constant('alloc' as const),
+          es: fc.boolean(),
+          n: fc.integer({ min: 1, max: 900 }),
+        }),
+      },
+      { weight: 4, arbitrary: fc.record({ k: fc.constant('freeHeld' as const), i: fc.nat() }) },
+    );
+    fc.assert(
+      fc.property(geometry, fc.array(bigOp, { maxLength: 25, size: 'max' }), ([max, min], ops) =>
+        replay(max, min, ops),
+      ),
+      { numRuns: 15 },
+    );
+  }, 60_000);
 });
