@@ -156,8 +156,9 @@ export class UserReturnMsrs {
     this.msrSlots[slot] = cpu0.msrSlot(msr);
     this.refs[slot] = 1;
     if (slot >= this.nrUretMsrs) this.nrUretMsrs = slot + 1;
+    const msrSlot = this.msrSlots[slot] as MsrSlot;
     for (let cpu = 0; cpu < this.cpus.length; cpu++) {
-      const v = BigInt.asUintN(64, (this.cpus[cpu] as Cpu).rdmsrSafe(msr) ?? 0n);
+      const v = u64((this.cpus[cpu] as Cpu).rdmsrSlot(msrSlot) ?? 0n);
       const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
       this.host[i] = v;
       this.curr[i] = v;
@@ -218,7 +219,7 @@ export class UserReturnMsrs {
     this.checkSlot(slot);
     const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
     // value = (value & mask) | (msrs->values[slot].host & ~mask);  (mask = all ones: the value itself)
-    const v = mask === U64 ? BigInt.asUintN(64, value) : BigInt.asUintN(64, (value & mask) | ((this.host[i] as bigint) & ~mask));
+    const v = mask === U64 ? u64(value) : BigInt.asUintN(64, (value & mask) | ((this.host[i] as bigint) & ~mask));
     if (v === this.curr[i]) return 0;
     // err = wrmsrl_safe(kvm_uret_msrs_list[slot], value); if (err) return 1;
     if (!(this.cpus[cpu] as Cpu).wrmsrSlot(this.msrSlots[slot] as MsrSlot, v)) return 1;
@@ -264,7 +265,7 @@ export class UserReturnMsrs {
     for (let slot = 0; slot < this.nrUretMsrs; slot++) {
       const msr = this.msrList[slot];
       if (msr === undefined) continue;
-      const v = BigInt.asUintN(64, c.rdmsrSafe(msr) ?? 0n);
+      const v = u64(c.rdmsrSlot(this.msrSlots[slot] as MsrSlot) ?? 0n);
       this.host[base + slot] = v;
       this.curr[base + slot] = v;
     }
@@ -333,6 +334,11 @@ export class UserReturnMsrs {
 }
 
 /** `0x…` form of an MSR number for messages. */
+/** `value` as an unsigned 64-bit number; the same bigint when it already is one (no allocation: this runs per CPU). */
+function u64(value: bigint): bigint {
+  return value >= 0n && value <= U64 ? value : BigInt.asUintN(64, value);
+}
+
 function slotNotInUse(slot: number): UsageError {
   return new UsageError(`user-return MSR slot ${String(slot)} is not in use`);
 }
