@@ -206,11 +206,9 @@ invariants('at the start');
   expect(host.scheduler.tick() === 0, 'no thread runs while suspended');
   expect(placement() === beforeSuspend, `frozen threads are not migrated off the CPUs going down (${placement()}, before: ${beforeSuspend})`);
   cpuTable(`4a. After suspend (in guest mode before it: ${inGuest.join(', ') || 'none'}; the threads are frozen where they were)`);
-  // The model's freezer only asks the vCPUs to leave guest mode (`kicked`); the thread on the boot CPU is not
-  // run again before kvm_suspend, so its vCPU is still listed as loaded there while VMX is off. It leaves
-  // KVM_RUN with EINTR at its first slice after resume. (On Linux the freezer gets it out of KVM_RUN first.)
-  const stale = vac.cpu(0).running;
-  if (stale !== undefined) console.log(`   note: ${stale} is still listed on CPU 0: it was kicked, and is put when its thread next runs`);
+  // Freezing the tasks scheduled every thread out (kvm_sched_out put its vCPU) before VMX went off; the vCPUs
+  // were kicked, so each leaves KVM_RUN with EINTR at its first slice after resume.
+  expect(host.cpus.every((c) => vac.cpu(c.id).running === undefined), 'suspended: no vCPU is loaded on any CPU');
   invariants('while suspended');
   host.resume();
   expect(host.cpus.every((c) => c.online && vac.cpu(c.id).enabled), 'resumed: every CPU online with VMX on');
