@@ -207,6 +207,7 @@ export class Vac {
 
   /** A plain copy of VAC's state (part of `host.snapshot()`). */
   snapshot(): unknown {
+    const sev = this.sevState();
     return {
       virt: this.#virt.snapshot(),
       instances: this.instances(),
@@ -214,7 +215,7 @@ export class Vac {
       vpids: this.vpidHolders(),
       // A disabled CPU's ASID state is meaningless until its next enable resets it: left out.
       asids: this.#asids === undefined ? undefined : this.#host.cpus.map((c) => (this.#virt.isEnabled(c.id) ? this.asidState(c.id) : null)),
-      sev: this.sevState() === undefined ? undefined : { inUse: this.sevState()?.inUse, awaitingReclaim: this.sevState()?.awaitingReclaim },
+      sev: sev === undefined ? undefined : { inUse: sev.inUse, awaitingReclaim: sev.awaitingReclaim },
       uret: { slots: this.#uret.slots(), cpus: this.#host.cpus.map((c) => this.#uret.cpuState(c.id)) },
       running: this.#host.cpus.map((c) => this.runningInstance(c.id)),
     };
