@@ -45,3 +45,18 @@ export {
   runGuest,
 } from './interpreter.js';
 export { SlotListMemory, type GuestMemory, type GuestMemorySlot, type SlotListEntry } from './memory.js';
+export {
+  Asm16,
+  asm16,
+  type Asm16AluSource,
+  type Asm16Condition,
+  type Asm16Imm16,
+  type Asm16JumpSize,
+  type Asm16LabelRef,
+  type Asm16MovSource,
+  type Asm16Options,
+  type Asm16Reg,
+  type Asm16Reg16,
+  type Asm16Reg8,
+  type Asm16SegReg,
+} from './asm.js';
