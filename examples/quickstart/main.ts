@@ -10,6 +10,7 @@ import {
   KVM_GET_API_VERSION,
   KVM_RUN,
   KvmRunView,
+  asm16,
   createRealModeVm,
   kvm,
   type KvmInstance,
@@ -31,9 +32,15 @@ const vmm = host.spawn({ uid: 1000, groups: ['kvm'], name: 'vmm' });
 
 /**
  * The guest counts down from 4096 (several time slices, so several VM entries), then prints the digit in BL
- * and halts: `mov cx,0x1000; loop $; mov al,bl; add al,'0'; mov dx,0x3f8; out dx,al; hlt`.
+ * and halts (14 bytes of real-mode code, assembled by asm16).
  */
-const GUEST = [0xb9, 0x00, 0x10, 0xe2, 0xfe, 0x88, 0xd8, 0x04, 0x30, 0xba, 0xf8, 0x03, 0xee, 0xf4];
+const GUEST = asm16()
+  .mov('cx', 0x1000)
+  .label('wait').loop('wait')
+  .mov('al', 'bl').add('al', '0'.charCodeAt(0))
+  .mov('dx', 0x3f8).out('dx', 'al')
+  .hlt()
+  .bytes();
 
 interface GuestVcpu {
   readonly dev: string;
