@@ -19,6 +19,7 @@ export {
   createRealModeVcpu,
   createRealModeVm,
   mapKvmRun,
+  releaseRealModeVm,
   type RealModeRegs,
   type RealModeVcpu,
   type RealModeVcpuOptions,

@@ -41,8 +41,12 @@ import { makeKvmRegs, makeKvmSregs, type kvm_regs } from './abi/structs.js';
  * ```
  */
 export function mapKvmRun(proc: Process, sys: number, vcpuFd: number): KvmRunView {
-  const m = proc.mmap(vcpuFd, proc.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0));
-  return new KvmRunView(m.bytes.buffer, m.bytes.byteOffset);
+  return mapKvmRunArea(proc, sys, vcpuFd).run;
+}
+
+function mapKvmRunArea(proc: Process, sys: number, vcpuFd: number): { readonly run: KvmRunView; readonly mapping: Mapping } {
+  const mapping = proc.mmap(vcpuFd, proc.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0));
+  return { run: new KvmRunView(mapping.bytes.buffer, mapping.bytes.byteOffset), mapping };
 }
 
 /** Registers for {@link createRealModeVcpu}: fixed values, or a function of the vCPU id. */
@@ -69,6 +73,11 @@ export interface RealModeVcpu {
   readonly fd: number;
   /** Its mapped `kvm_run` area. */
   readonly run: KvmRunView;
+  /**
+   * The mapping under `run` (the mapping holds the vCPU file, so the vCPU, its VM and the module stay in use until
+   * it is unmapped: see {@link releaseRealModeVm}).
+   */
+  readonly runMapping: Mapping;
 }
 
 /**
@@ -88,7 +97,7 @@ export interface RealModeVcpu {
 export function createRealModeVcpu(proc: Process, sys: number, vm: number, options: RealModeVcpuOptions = {}): RealModeVcpu {
   const { id = 0, guestPhysAddr = 0x1000, regs = {} } = options;
   const fd = proc.ioctl(vm, KVM_CREATE_VCPU, id);
-  const run = mapKvmRun(proc, sys, fd);
+  const { run, mapping: runMapping } = mapKvmRunArea(proc, sys, fd);
   const sregs = makeKvmSregs();
   proc.ioctl(fd, KVM_GET_SREGS, sregs);
   sregs.cs.base = 0n;
@@ -96,7 +105,7 @@ export function createRealModeVcpu(proc: Process, sys: number, vm: number, optio
   proc.ioctl(fd, KVM_SET_SREGS, sregs);
   const extra = typeof regs === 'function' ? regs(id) : regs;
   proc.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: BigInt(guestPhysAddr), rflags: 2n, ...extra }));
-  return { id, fd, run };
+  return { id, fd, run, runMapping };
 }
 
 /** Options of {@link createRealModeVm}. */
@@ -160,4 +169,29 @@ export function createRealModeVm(proc: Process, devPath: string, options: RealMo
   const vcpus: RealModeVcpu[] = [];
   for (let id = 0; id < n; id++) vcpus.push(createRealModeVcpu(proc, sys, vm, { id, guestPhysAddr, regs }));
   return { sys, vm, memory, vcpus };
+}
+
+/**
+ * Give back what {@link createRealModeVm} took in the kernel, as a VMM does when it is done with a VM: unmap each
+ * vCPU's `kvm_run` area, close the vCPU fds, the VM fd and the `/dev/kvmX` fd. The last reference to the VM goes
+ * with them, so the VM is destroyed and the module can be unloaded. The guest memory is the VMM's own and stays
+ * mapped: a VMM moving the VM to another module registers it with the new VM (see docs/recipes.md); unmap it with
+ * `proc.munmap(vm.memory.addr, vm.memory.length)` when it is no longer needed.
+ *
+ * @param proc the VMM process that made the VM
+ * @param vm what {@link createRealModeVm} returned
+ * @throws `KernelError` from the first failing `munmap` or `close` (e.g. EBADF when an fd was already closed)
+ *
+ * @example
+ * ```ts
+ * const old = createRealModeVm(proc, '/dev/kvm0', { code: HELLO });
+ * releaseRealModeVm(proc, old);
+ * host.rmmod('kvm0'); // nothing of the VMM holds kvm0 any more
+ * ```
+ */
+export function releaseRealModeVm(proc: Process, vm: RealModeVm): void {
+  for (const v of vm.vcpus) proc.munmap(v.runMapping.addr, v.runMapping.length);
+  for (const v of vm.vcpus) proc.close(v.fd);
+  proc.close(vm.vm);
+  proc.close(vm.sys);
 }

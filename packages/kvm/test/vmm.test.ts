@@ -1,14 +1,16 @@
 /**
  * The VMM helper (src/vmm.ts): the classic minimal VMM through it, its options, and errors passed through.
  */
-import { isKernelError, type Process } from '@vac/core';
+import { O_RDWR, isKernelError, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import {
+  KVM_CREATE_VM,
   KVM_EXIT_HLT,
   KVM_EXIT_IO,
   KVM_GET_REGS,
   KVM_GET_SREGS,
   KVM_RUN,
+  KVM_SET_USER_MEMORY_REGION,
   KvmRunView,
   createRealModeVcpu,
   createRealModeVm,
@@ -16,6 +18,7 @@ import {
   makeKvmRegs,
   makeKvmSregs,
   mapKvmRun,
+  releaseRealModeVm,
   type KvmInstance,
 } from '../src/index.js';
 import { HELLO, VENDORS, makeHost, vmmProcess } from './module/helpers.js';
@@ -80,6 +83,33 @@ describe.each(VENDORS)('createRealModeVm on $name', ({ hardware }) => {
     // An explicit rip overrides the default.
     const other = createRealModeVm(proc, '/dev/kvm0', { code: [0xf4, ...HELLO], regs: { rip: 0x1001n, rbx: 7n } });
     expect(runToExit(proc, other.vcpus[0]!.fd, other.vcpus[0]!.run)).toBe('7\n');
+  });
+
+  test('releaseRealModeVm gives every kernel reference back: the VM is destroyed, the module can go', () => {
+    const host = makeHost(hardware());
+    host.modprobe(kvm({ postfix: '0' }));
+    host.modprobe(kvm({ postfix: '1' }));
+    const proc = vmmProcess(host);
+    const before = proc.fds().map((f) => f.fd);
+    const old = createRealModeVm(proc, '/dev/kvm0', { code: HELLO, vcpus: 2, regs: { rax: 2n, rbx: 2n } });
+    expect(old.vcpus.map((v) => v.runMapping.length)).toEqual([12288, 12288]);
+    expect(runToExit(proc, old.vcpus[0]!.fd, old.vcpus[0]!.run)).toBe('4\n');
+    // Move the guest to kvm1 over the same memory, then release the old VM.
+    const sys1 = proc.open('/dev/kvm1', O_RDWR);
+    const vm1 = proc.ioctl(sys1, KVM_CREATE_VM, 0);
+    proc.ioctl(vm1, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: old.memory.length, userspace_addr: old.memory.addr });
+    releaseRealModeVm(proc, old);
+    expect(proc.fds().map((f) => f.fd)).toEqual([...before, sys1, vm1]);
+    expect(proc.mappings().filter((m) => m.file !== undefined)).toEqual([]);
+    expect(host.modules.exportsOf<KvmInstance>('kvm0')?.vms.size).toBe(0);
+    host.rmmod('kvm0');
+    expect(host.lsmod().map((m) => m.name)).not.toContain('kvm0');
+    const v = createRealModeVcpu(proc, sys1, vm1, { regs: { rax: 3n, rbx: 3n } });
+    expect(runToExit(proc, v.fd, v.run)).toBe('6\n');
+    // Releasing twice: the vCPU fds are gone, EBADF, and nothing else changes.
+    const snap = host.snapshot();
+    expect(() => releaseRealModeVm(proc, old)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    expect(host.snapshot()).toEqual(snap);
   });
 
   test('createRealModeVcpu and mapKvmRun compose with hand-made VMs', () => {
