@@ -13,6 +13,7 @@
  */
 import { O_RDWR, checkInvariants, createHost, isKernelError, vacOf, type Process } from '@vac/core';
 import {
+  asm16,
   KVM_CREATE_VM,
   KVM_EXIT_HLT,
   KVM_EXIT_IO,
@@ -44,7 +45,12 @@ const vac = vacOf(host);
 if (vac === undefined) throw new Error('vac is not loaded');
 
 /** The quickstart's guest: count down from 4096, print the digit in BL, halt. */
-const GUEST = [0xb9, 0x00, 0x10, 0xe2, 0xfe, 0x88, 0xd8, 0x04, 0x30, 0xba, 0xf8, 0x03, 0xee, 0xf4];
+const GUEST = asm16()
+  .mov('cx', 0x1000).label('wait').loop('wait')
+  .mov('al', 'bl').add('al', '0'.charCodeAt(0))
+  .mov('dx', 0x3f8).out('dx', 'al')
+  .hlt()
+  .bytes();
 
 /** One VM, owned by its own VMM process (killing the process is how the VM dies). */
 interface Guest {

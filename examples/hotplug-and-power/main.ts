@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { O_RDWR, checkInvariants, createHost, isKernelError, recordEvents, renderTimelineSvg, vacOf, type Thread, type TimelineAnnotation } from '@vac/core';
 import {
+  asm16,
   KVM_CREATE_VM,
   KVM_EXIT_IO,
   KVM_RUN,
@@ -48,8 +49,13 @@ host.modprobe(kvm({ postfix: '1' }), { vmentry_l1d_flush: 'always' });
 const vac = vacOf(host);
 if (vac === undefined) throw new Error('vac is not loaded');
 
-/** `mov dx,0x3f8; mov cx,4500; loop $; inc al; out dx,al; jmp short 0x1003`: prints 1, 2, 3, … every 5 ticks */
-const GUEST = [0xba, 0xf8, 0x03, 0xb9, 0x94, 0x11, 0xe2, 0xfe, 0xfe, 0xc0, 0xee, 0xeb, 0xf6];
+/** Prints 1, 2, 3, … on port 0x3f8, one every 5 ticks (4,500 turns of `loop` in between). */
+const GUEST = asm16()
+  .mov('dx', 0x3f8)
+  .label('top').mov('cx', 4500).label('wait').loop('wait')
+  .inc('al').out('dx', 'al')
+  .jmp('top')
+  .bytes();
 
 interface Guest {
   readonly name: string;

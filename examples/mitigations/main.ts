@@ -10,6 +10,7 @@
  */
 import { checkInvariants, createHost, isKernelError, type Process } from '@vac/core';
 import {
+  asm16,
   KVM_EXIT_IO,
   KVM_RUN,
   createRealModeVm,
@@ -39,17 +40,13 @@ const modules = [trusted.exports as KvmInstance, untrusted.exports as KvmInstanc
 const flushEvents = new Map<string, number>();
 host.events.on('l1d:flush', (e) => flushEvents.set(`${e.module}@${e.cpu}`, (flushEvents.get(`${e.module}@${e.cpu}`) ?? 0) + 1));
 
-/**
- * The guest: print a digit on port 0x3f8, spin ~1500 instructions, print the next digit, forever.
- *
- *     1000: mov dx, 0x3f8
- *     1003: mov al, bl        ; the VM's digit
- *     1005: out dx, al
- *     1006: mov cx, 1500
- *     1009: loop 1009
- *     100b: jmp 1003
- */
-const GUEST = [0xba, 0xf8, 0x03, 0x88, 0xd8, 0xee, 0xb9, 0xdc, 0x05, 0xe2, 0xfe, 0xeb, 0xf6];
+/** The guest: print the VM's digit (BL) on port 0x3f8, spin ~1500 instructions, print it again, forever. */
+const GUEST = asm16()
+  .mov('dx', 0x3f8)
+  .label('top').mov('al', 'bl').out('dx', 'al')
+  .mov('cx', 1500).label('wait').loop('wait')
+  .jmp('top')
+  .bytes();
 
 interface Guest {
   readonly name: string;

@@ -14,6 +14,7 @@
  */
 import { PERF_GUEST_ACTIVE, checkInvariants, createHost, isKernelError, type Host, type Thread } from '@vac/core';
 import {
+  asm16,
   KVM_EXIT_IO,
   KVM_RUN,
   createRealModeVm,
@@ -46,16 +47,14 @@ function prng(seed: number): () => number {
 /**
  * The guest: a counting loop that prints now and then (`out` on port 0x3f8), so a PMI finds it in guest mode
  * at varying RIPs, or in user space right after an exit.
- *
- *     1000: mov dx, 0x3f8
- *     1003: mov cx, 2500
- *     1006: inc ax
- *     1007: add bx, ax
- *     1009: loop 1006
- *     100b: out dx, al
- *     100c: jmp 1003
  */
-const GUEST = [0xba, 0xf8, 0x03, 0xb9, 0xc4, 0x09, 0x40, 0x01, 0xc3, 0xe2, 0xfb, 0xee, 0xeb, 0xf5];
+const GUEST = asm16()
+  .mov('dx', 0x3f8)
+  .label('top').mov('cx', 2500)
+  .label('busy').inc('ax').add('bx', 'ax').loop('busy')
+  .out('dx', 'al')
+  .jmp('top')
+  .bytes();
 
 const CPUS = 4;
 const TICKS = 60;
