@@ -33,6 +33,7 @@ import {
   type TimelineAnnotation,
 } from '@vac/core';
 import {
+  Asm16,
   KVM_CREATE_VCPU,
   KVM_CREATE_VM,
   KVM_EXIT_INTR,
@@ -47,6 +48,7 @@ import {
   KVM_SET_SREGS,
   KVM_SET_USER_MEMORY_REGION,
   KvmRunView,
+  asm16,
   kvm,
   makeKvmRegs,
   makeKvmSregs,
@@ -82,7 +84,8 @@ const COUNTER = 0x800;
 
 /**
  * The guest: count in memory, print the count on COM1 (a 16-bit `out`), spin a while, repeat.
- * `busy` (the spin length) differs per VM, so each runs its own program at its own pace.
+ * `busy` (the spin length) differs per VM, so each runs its own program at its own pace. 18 bytes of
+ * real-mode code, assembled by asm16:
  *
  *     1000: mov dx, 0x3f8
  *     1003: inc word [0x1800]
@@ -93,7 +96,13 @@ const COUNTER = 0x800;
  *     1010: jmp 1003
  */
 function guestProgram(busy: number): number[] {
-  return [0xba, 0xf8, 0x03, 0xff, 0x06, 0x00, 0x18, 0xa1, 0x00, 0x18, 0xef, 0xb9, busy & 0xff, busy >> 8, 0xe2, 0xfe, 0xeb, 0xf1];
+  const counter = GUEST_BASE + COUNTER;
+  return asm16({ org: GUEST_BASE })
+    .mov('dx', COM1)
+    .label('top').inc(Asm16.word(counter)).mov('ax', Asm16.mem(counter)).out('dx', 'ax')
+    .mov('cx', busy).label('wait').loop('wait')
+    .jmp('top')
+    .bytes();
 }
 
 /** One VMM process with one VM of one vCPU, as user space sees it. */

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { Asm16, GuestExitReason, GuestIoDirection, asm16, type Asm16Reg16, type Asm16Reg8 } from '../../src/guest/index.js';
 import { HELLO, SPIN } from '../module/helpers.js';
-import { FLAVORS, makeVm, type Vm } from './helpers.js';
+import { FLAVORS, makeVm, word as word16, type Vm } from './helpers.js';
 
 const a = (): Asm16 => asm16();
 
@@ -188,6 +188,153 @@ describe('encodings (SDM Vol. 2)', () => {
   });
 });
 
+describe('memory operands (SDM Vol. 2A §2.1.5, Table 2-1)', () => {
+  const { mem, byte, word } = Asm16;
+  // [NASM text, code, expected bytes]: each line's comment names the opcode form and the ModRM byte.
+  const cases: Array<[string, Asm16, number[]]> = [
+    // Every r/m of Table 2-1 with mod = 00 (no displacement), through MOV r16, r/m16 (8B /r) with reg = AX.
+    ['mov ax, [bx+si]', a().mov('ax', mem('bx', 'si')), [0x8b, 0x00]], // 00 000 000
+    ['mov ax, [bx+di]', a().mov('ax', mem('bx', 'di')), [0x8b, 0x01]],
+    ['mov ax, [bp+si]', a().mov('ax', mem('bp', 'si')), [0x8b, 0x02]],
+    ['mov ax, [bp+di]', a().mov('ax', mem('bp', 'di')), [0x8b, 0x03]],
+    ['mov ax, [si]', a().mov('ax', mem('si')), [0x8b, 0x04]],
+    ['mov ax, [di]', a().mov('ax', mem('di')), [0x8b, 0x05]],
+    ['mov ax, [bp]', a().mov('ax', mem('bp')), [0x8b, 0x46, 0x00]], // [bp+0]: mod=00 r/m=110 is [disp16]
+    ['mov ax, [bp+0]', a().mov('ax', mem('bp', 0)), [0x8b, 0x46, 0x00]],
+    ['mov ax, [bx]', a().mov('ax', mem('bx')), [0x8b, 0x07]],
+    ['mov cx, [0x1234]', a().mov('cx', mem(0x1234)), [0x8b, 0x0e, 0x34, 0x12]], // 00 001 110 disp16
+    ['mov cx, [0]', a().mov('cx', mem(0)), [0x8b, 0x0e, 0x00, 0x00]],
+    // Displacements: disp8 (mod = 01) for −128..127, else disp16 (mod = 10); taken modulo 64 KiB.
+    ['mov ax, [bx+127]', a().mov('ax', mem('bx', 127)), [0x8b, 0x47, 0x7f]],
+    ['mov ax, [bx-128]', a().mov('ax', mem('bx', -128)), [0x8b, 0x47, 0x80]],
+    ['mov ax, [bx+128]', a().mov('ax', mem('bx', 128)), [0x8b, 0x87, 0x80, 0x00]],
+    ['mov ax, [bx-129]', a().mov('ax', mem('bx', -129)), [0x8b, 0x87, 0x7f, 0xff]],
+    ['mov ax, [bx+0xffff]', a().mov('ax', mem('bx', 0xffff)), [0x8b, 0x47, 0xff]], // = [bx-1]
+    ['mov ax, [bx+0xff80]', a().mov('ax', mem('bx', 0xff80)), [0x8b, 0x47, 0x80]], // = [bx-128]
+    ['mov ax, [bx+0xff7f]', a().mov('ax', mem('bx', 0xff7f)), [0x8b, 0x87, 0x7f, 0xff]],
+    ['mov ax, [bp-2]', a().mov('ax', mem('bp', -2)), [0x8b, 0x46, 0xfe]],
+    ['mov ax, [bp+0x100]', a().mov('ax', mem('bp', 0x100)), [0x8b, 0x86, 0x00, 0x01]],
+    ['mov cx, [di+0x1234]', a().mov('cx', mem('di', 0x1234)), [0x8b, 0x8d, 0x34, 0x12]], // 10 001 101
+    ['mov dx, [bp+si-1]', a().mov('dx', mem('bp', 'si', -1)), [0x8b, 0x52, 0xff]], // 01 010 010
+    ['mov di, [bx+di+0x7fff]', a().mov('di', mem('bx', 'di', 0x7fff)), [0x8b, 0xb9, 0xff, 0x7f]], // 10 111 001
+    // MOV (Vol. 2B): 8A /r, 8B /r, 88 /r, 89 /r; moffs A0/A1/A2/A3 for AL/AX and a direct address (as NASM).
+    ['mov al, [0x1800]', a().mov('al', mem(0x1800)), [0xa0, 0x00, 0x18]],
+    ['mov ax, [0x1800]', a().mov('ax', mem(0x1800)), [0xa1, 0x00, 0x18]],
+    ['mov [0x1800], al', a().mov(mem(0x1800), 'al'), [0xa2, 0x00, 0x18]],
+    ['mov [0x1800], ax', a().mov(mem(0x1800), 'ax'), [0xa3, 0x00, 0x18]],
+    ['mov ax, word [0x1800]', a().mov('ax', word(0x1800)), [0xa1, 0x00, 0x18]],
+    ['mov ax, [es:0x1800]', a().mov('ax', mem('es', 0x1800)), [0x26, 0xa1, 0x00, 0x18]],
+    ['mov bx, [0x1800]', a().mov('bx', mem(0x1800)), [0x8b, 0x1e, 0x00, 0x18]], // not AX: 8B /r
+    ['mov ah, [0x1800]', a().mov('ah', mem(0x1800)), [0x8a, 0x26, 0x00, 0x18]], // AH is not AL: 8A /r
+    ['mov ax, [bx]', a().mov('ax', mem('bx')), [0x8b, 0x07]], // AX but not a direct address
+    ['mov al, [bx]', a().mov('al', mem('bx')), [0x8a, 0x07]],
+    ['mov bh, [si+1]', a().mov('bh', byte('si', 1)), [0x8a, 0x7c, 0x01]],
+    ['mov [bx], cl', a().mov(mem('bx'), 'cl'), [0x88, 0x0f]],
+    ['mov [bp+2], dx', a().mov(mem('bp', 2), 'dx'), [0x89, 0x56, 0x02]],
+    ['mov [bx+si], ax', a().mov(mem('bx', 'si'), 'ax'), [0x89, 0x00]],
+    // MOV m, imm: C6 /0 ib, C7 /0 iw (no sign-extended form)
+    ['mov byte [bx], 5', a().mov(byte('bx'), 5), [0xc6, 0x07, 0x05]],
+    ['mov word [0x1800], 0x1234', a().mov(word(0x1800), 0x1234), [0xc7, 0x06, 0x00, 0x18, 0x34, 0x12]],
+    ['mov word [bx], -1', a().mov(word('bx'), -1), [0xc7, 0x07, 0xff, 0xff]],
+    ['mov byte [bp-1], 0x80', a().mov(byte('bp', -1), 0x80), [0xc6, 0x46, 0xff, 0x80]],
+    // MOV Sreg, r/m16 (8E /r) and MOV r/m16, Sreg (8C /r)
+    ['mov ds, [bx]', a().mov('ds', mem('bx')), [0x8e, 0x1f]],
+    ['mov es, word [0x1800]', a().mov('es', word(0x1800)), [0x8e, 0x06, 0x00, 0x18]],
+    ['mov [bx], es', a().mov(mem('bx'), 'es'), [0x8c, 0x07]],
+    ['mov word [di], ds', a().mov(word('di'), 'ds'), [0x8c, 0x1d]],
+    // ALU (Vol. 2A/2B): op*8+0 /r (r/m8, r8), +1 /r (r/m16, r16), +2 /r (r8, r/m8), +3 /r (r16, r/m16)
+    ['add [bx], al', a().add(mem('bx'), 'al'), [0x00, 0x07]],
+    ['add [bx], ax', a().add(mem('bx'), 'ax'), [0x01, 0x07]],
+    ['add al, [bx]', a().add('al', mem('bx')), [0x02, 0x07]],
+    ['add ax, [bx]', a().add('ax', mem('bx')), [0x03, 0x07]],
+    ['or [si], dh', a().or(mem('si'), 'dh'), [0x08, 0x34]],
+    ['adc dx, [bp+di+4]', a().adc('dx', mem('bp', 'di', 4)), [0x13, 0x53, 0x04]],
+    ['sbb byte [di], ah', a().sbb(byte('di'), 'ah'), [0x18, 0x25]],
+    ['and ax, [0x1800]', a().and('ax', mem(0x1800)), [0x23, 0x06, 0x00, 0x18]], // no moffs form for ALU
+    ['sub cx, [si+2]', a().sub('cx', mem('si', 2)), [0x2b, 0x4c, 0x02]],
+    ['xor bx, [0x1800]', a().xor('bx', word(0x1800)), [0x33, 0x1e, 0x00, 0x18]],
+    ['cmp [di], dl', a().cmp(mem('di'), 'dl'), [0x38, 0x15]],
+    ['cmp ax, [bp-4]', a().cmp('ax', mem('bp', -4)), [0x3b, 0x46, 0xfc]],
+    // ALU m, imm: 80 /d ib (m8), 83 /d ib (m16, sign-extended imm8, as NASM), 81 /d iw (m16)
+    ['add byte [bx], 5', a().add(byte('bx'), 5), [0x80, 0x07, 0x05]],
+    ['add word [bx], 5', a().add(word('bx'), 5), [0x83, 0x07, 0x05]],
+    ['add word [bx], 0x100', a().add(word('bx'), 0x100), [0x81, 0x07, 0x00, 0x01]],
+    ['add word [bx], 0x80', a().add(word('bx'), 0x80), [0x81, 0x07, 0x80, 0x00]],
+    ['or word [si], -128', a().or(word('si'), -128), [0x83, 0x0c, 0x80]],
+    ['adc byte [0x1800], 1', a().adc(byte(0x1800), 1), [0x80, 0x16, 0x00, 0x18, 0x01]],
+    ['sbb word [di], 0', a().sbb(word('di'), 0), [0x83, 0x1d, 0x00]],
+    ['and byte [si], 0x0f', a().and(byte('si'), 0x0f), [0x80, 0x24, 0x0f]],
+    ['sub word [bp+2], 0x1234', a().sub(word('bp', 2), 0x1234), [0x81, 0x6e, 0x02, 0x34, 0x12]],
+    ['xor byte [bx+si+1], 0xff', a().xor(byte('bx', 'si', 1), 0xff), [0x80, 0x70, 0x01, 0xff]],
+    ['cmp word [0x1800], 1000', a().cmp(word(0x1800), 1000), [0x81, 0x3e, 0x00, 0x18, 0xe8, 0x03]],
+    ['cmp word [0x1800], -1', a().cmp(word(0x1800), -1), [0x83, 0x3e, 0x00, 0x18, 0xff]],
+    // TEST (Vol. 2B): 84 /r, 85 /r (either operand order), F6 /0 ib, F7 /0 iw
+    ['test [bx], al', a().test(mem('bx'), 'al'), [0x84, 0x07]],
+    ['test ax, [bx]', a().test('ax', mem('bx')), [0x85, 0x07]],
+    ['test byte [bx], 1', a().test(byte('bx'), 1), [0xf6, 0x07, 0x01]],
+    ['test word [0x1800], 1', a().test(word(0x1800), 1), [0xf7, 0x06, 0x00, 0x18, 0x01, 0x00]],
+    // INC/DEC (Vol. 2A): FE /0, FE /1, FF /0, FF /1; NOT/NEG (Vol. 2B): F6/F7 /2, /3
+    ['inc byte [bx]', a().inc(byte('bx')), [0xfe, 0x07]],
+    ['inc word [0x1800]', a().inc(word(0x1800)), [0xff, 0x06, 0x00, 0x18]],
+    ['dec byte [si]', a().dec(byte('si')), [0xfe, 0x0c]],
+    ['dec word [bp-2]', a().dec(word('bp', -2)), [0xff, 0x4e, 0xfe]],
+    ['not word [di]', a().not(word('di')), [0xf7, 0x15]],
+    ['not byte [0x1800]', a().not(byte(0x1800)), [0xf6, 0x16, 0x00, 0x18]],
+    ['neg byte [bx+si+1]', a().neg(byte('bx', 'si', 1)), [0xf6, 0x58, 0x01]],
+    ['neg word [bp]', a().neg(word('bp')), [0xf7, 0x5e, 0x00]],
+    // Shifts and rotates (Vol. 2B): D0/D1 /d, D2/D3 /d, C0/C1 /d ib
+    ['shl word [bx], 1', a().shl(word('bx'), 1), [0xd1, 0x27]],
+    ['shr byte [si], cl', a().shr(byte('si'), 'cl'), [0xd2, 0x2c]],
+    ['sar word [di], 3', a().sar(word('di'), 3), [0xc1, 0x3d, 0x03]],
+    ['rol byte [0x1800], 1', a().rol(byte(0x1800), 1), [0xd0, 0x06, 0x00, 0x18]],
+    ['ror word [bp+4], cl', a().ror(word('bp', 4), 'cl'), [0xd3, 0x4e, 0x04]],
+    ['rcl byte [bx+di], 2', a().rcl(byte('bx', 'di'), 2), [0xc0, 0x11, 0x02]],
+    ['rcr word [0x1800], 1', a().rcr(word(0x1800), 1), [0xd1, 0x1e, 0x00, 0x18]],
+    // PUSH r/m16 (FF /6), POP r/m16 (8F /0) (Vol. 2B)
+    ['push word [bx]', a().push(word('bx')), [0xff, 0x37]],
+    ['push [0x1800]', a().push(mem(0x1800)), [0xff, 0x36, 0x00, 0x18]],
+    ['pop word [bx+2]', a().pop(word('bx', 2)), [0x8f, 0x47, 0x02]],
+    ['pop [0x1800]', a().pop(mem(0x1800)), [0x8f, 0x06, 0x00, 0x18]],
+    // Segment-override prefixes (Vol. 2A §2.1.1): 26 ES, 2E CS, 36 SS, 3E DS, 64 FS, 65 GS; before the opcode
+    ['mov ax, [es:bx]', a().mov('ax', mem('es', 'bx')), [0x26, 0x8b, 0x07]],
+    ['mov al, [cs:si]', a().mov('al', mem('cs', 'si')), [0x2e, 0x8a, 0x04]],
+    ['inc word [ss:0x1800]', a().inc(word('ss', 0x1800)), [0x36, 0xff, 0x06, 0x00, 0x18]],
+    ['mov [ds:bp+si+4], cx', a().mov(mem('ds', 'bp', 'si', 4), 'cx'), [0x3e, 0x89, 0x4a, 0x04]],
+    ['add word [fs:di], 1', a().add(word('fs', 'di'), 1), [0x64, 0x83, 0x05, 0x01]],
+    ['mov [gs:0x10], al', a().mov(mem('gs', 0x10), 'al'), [0x65, 0xa2, 0x10, 0x00]],
+  ];
+  test.each(cases)('%s', (_what, code, bytes) => {
+    expect(code.bytes()).toEqual(bytes);
+  });
+
+  test('a label as a direct address: [disp16] is always a disp16 (moffs for AL/AX), and a label-address immediate', () => {
+    const code = asm16({ org: 0x7c00 })
+      .mov('ax', mem({ label: 'n' })) // A1 iw
+      .inc(word({ label: 'n' })) // FF /0, ModRM 06
+      .mov(word({ label: 'n' }), { label: 'n' }) // C7 /0 iw iw
+      .mov('si', mem('es', { label: 'n' })) // 26 8B /r
+      .hlt()
+      .label('n').dw(0);
+    // n = 0x7c00 + 3 + 4 + 6 + 5 + 1 = 0x7c13
+    expect(code.bytes()).toEqual([
+      0xa1, 0x13, 0x7c,
+      0xff, 0x06, 0x13, 0x7c,
+      0xc7, 0x06, 0x13, 0x7c, 0x13, 0x7c,
+      0x26, 0x8b, 0x36, 0x13, 0x7c,
+      0xf4, 0x00, 0x00,
+    ]);
+    usage(() => a().inc(word({ label: 'nowhere' })).bytes(), /inc: undefined label 'nowhere'/);
+  });
+
+  test('operands are plain data: mem/byte/word differ only in size, and a hand-written operand works', () => {
+    expect(mem('bx', 'si', 4)).toEqual({ kind: 'mem', base: 'bx', index: 'si', disp: 4, size: undefined, seg: undefined });
+    expect(word('es', 0x1800)).toEqual({ kind: 'mem', base: undefined, index: undefined, disp: 0x1800, size: 16, seg: 'es' });
+    expect(byte('di', -1)).toEqual({ kind: 'mem', base: undefined, index: 'di', disp: -1, size: 8, seg: undefined });
+    const hand: Asm16.Mem<16> = { kind: 'mem', base: 'bp', index: undefined, disp: 0, size: 16, seg: undefined };
+    expect(a().inc(hand).bytes()).toEqual([0xff, 0x46, 0x00]);
+  });
+});
+
 describe('the existing byte-array guests, written with asm16', () => {
   test('HELLO (test/module/helpers.ts, docs/getting-started.md, examples/unchanged-vmm)', () => {
     // mov dx,0x3f8; add al,bl; add al,'0'; out dx,al; mov al,'\n'; out dx,al; hlt
@@ -217,6 +364,15 @@ describe('the existing byte-array guests, written with asm16', () => {
   test('GUEST of examples/mitigations', () => {
     const code = asm16().mov('dx', 0x3f8).label('top').mov('al', 'bl').out('dx', 'al').mov('cx', 1500).label('wait').loop('wait').jmp('top');
     expect(code.bytes()).toEqual([0xba, 0xf8, 0x03, 0x88, 0xd8, 0xee, 0xb9, 0xdc, 0x05, 0xe2, 0xfe, 0xeb, 0xf6]);
+  });
+
+  test('guestProgram of examples/rolling-upgrade: inc word [0x1800] (FF /0), mov ax, [0x1800] (A1, moffs)', () => {
+    for (const busy of [900, 900 + 61 * 23, 0xffff]) {
+      const code = asm16().mov('dx', 0x3f8)
+        .label('top').inc(Asm16.word(0x1800)).mov('ax', Asm16.mem(0x1800)).out('dx', 'ax')
+        .mov('cx', busy).label('wait').loop('wait').jmp('top');
+      expect(code.bytes()).toEqual([0xba, 0xf8, 0x03, 0xff, 0x06, 0x00, 0x18, 0xa1, 0x00, 0x18, 0xef, 0xb9, busy & 0xff, busy >> 8, 0xe2, 0xfe, 0xeb, 0xf1]);
+    }
   });
 
   test('GUEST of examples/pmi-routing', () => {
@@ -317,14 +473,14 @@ describe('errors are UsageErrors with a clear message', () => {
   test('unknown registers and mixed sizes (what the types already refuse, checked at run time too)', () => {
     usage(() => a().mov('ax' as Asm16Reg16, 'xx' as Asm16Reg16), /mov: unknown register 'xx'/);
     usage(() => a().inc('eax' as Asm16Reg16), /inc: unknown register 'eax'/);
-    usage(() => a().mov('al', 'bx' as Asm16Reg8), /mov: 'al' is 8-bit, the source must be an 8-bit register or an immediate, got 'bx'/);
+    usage(() => a().mov('al', 'bx' as Asm16Reg8), /mov: 'al' is 8-bit, the source must be an 8-bit register, memory or an immediate, got 'bx'/);
     usage(() => a().mov('ax', 'bl' as Asm16Reg16), /mov: 'ax' is 16-bit, the source must not be the 8-bit 'bl'/);
     usage(() => a().add('ax', 'bl' as Asm16Reg16), /add: the source must be a register of the destination's size or an immediate, got 'ax', 'bl'/);
     usage(() => a().add('ds' as Asm16Reg16, 1), /add: the destination must be a general register, got 'ds'/);
     usage(() => a().push('al' as Asm16Reg16), /push: only 16-bit values can be pushed, got 'al'/);
     usage(() => a().in('bl' as 'al', 'dx'), /in: the destination must be 'al' or 'ax', got 'bl'/);
     usage(() => a().out('dx', 'eax' as 'ax'), /out: the source must be 'al' or 'ax', got 'eax'/);
-    usage(() => a().mov('ds', 5 as never), /mov: a segment register can only be loaded from a 16-bit register, got 5/);
+    usage(() => a().mov('ds', 5 as never), /mov: a segment register can only be loaded from a 16-bit register or memory, got 5/);
     usage(() => a().j('zz' as 'z', 'x'), /unknown condition 'zz'/);
   });
 
@@ -356,6 +512,95 @@ describe('errors are UsageErrors with a clear message', () => {
     const code = asm16({ org: 0xfff0 });
     for (let i = 0; i < 17; i++) code.nop();
     usage(() => code.bytes(), /the code ends at 0x10001, past the 64 KiB segment/);
+  });
+});
+
+describe('memory-operand errors are UsageErrors', () => {
+  const { mem, byte, word } = Asm16;
+
+  test('the types refuse the same operands at compile time', () => {
+    const typeOnly = (): void => {
+      // @ts-expect-error inc [0x1800]: the size is ambiguous
+      a().inc(mem(0x1800));
+      // @ts-expect-error mov [bx], 5: the size is ambiguous
+      a().mov(mem('bx'), 5);
+      // @ts-expect-error a byte operand for a 16-bit register
+      a().mov('ax', byte('bx'));
+      // @ts-expect-error a word operand with an 8-bit register
+      a().add(word('bx'), 'al');
+      // @ts-expect-error memory to memory
+      a().mov(mem('bx'), mem('si'));
+      // @ts-expect-error push takes a word
+      a().push(byte('bx'));
+      // @ts-expect-error two base registers
+      mem('bx', 'bp');
+      // @ts-expect-error the index before the base
+      mem('si', 'bx');
+      // @ts-expect-error not an address register
+      mem('ax');
+    };
+    expect(typeof typeOnly).toBe('function'); // never called: the checks above are the compiler's
+  });
+
+  test('ambiguous and mismatched sizes', () => {
+    usage(() => a().inc(mem(0x1800) as never), /inc: the operand size of \[0x1800\] is ambiguous: use Asm16\.byte\(…\) or Asm16\.word\(…\)/);
+    usage(() => a().mov(mem('bx'), 5 as never), /mov: the operand size of \[bx\] is ambiguous/);
+    usage(() => a().add(mem('bx', 'si', 4), 1 as never), /add: the operand size of \[bx\+si\+4\] is ambiguous/);
+    usage(() => a().test(mem('bp', -2), 1 as never), /test: the operand size of \[bp-2\] is ambiguous/);
+    usage(() => a().not(mem('di') as never), /not: the operand size of \[di\] is ambiguous/);
+    usage(() => a().shl(mem('es', 'si') as never, 1), /shl: the operand size of \[es:si\] is ambiguous/);
+    usage(() => a().mov(mem(0x10), { label: 'x' } as never), /mov: the operand size of \[0x10\] is ambiguous/);
+    usage(() => a().mov('ax', byte('bx') as never), /mov: operand sizes differ: the register is 16-bit, the memory operand byte \[bx\] is 8-bit/);
+    usage(() => a().mov(word(0x1800), 'al' as never), /mov: operand sizes differ: the register is 8-bit, the memory operand word \[0x1800\] is 16-bit/);
+    usage(() => a().cmp('cl', word('si') as never), /cmp: operand sizes differ/);
+    usage(() => a().mov('ds', byte('bx') as never), /mov: operand sizes differ: the register is 16-bit/);
+    usage(() => a().mov(byte(0x10), { label: 'x' } as never), /mov: a label's address is 16-bit, byte \[0x10\] is a byte/);
+    usage(() => a().push(byte('bx') as never), /push: only 16-bit values can be pushed, got byte \[bx\]/);
+    usage(() => a().pop(byte('bx') as never), /pop: only 16-bit values can be popped, got byte \[bx\]/);
+    usage(() => a().mov(word('bx'), 0x10000), /mov: immediate 65536 does not fit 16 bits/);
+    usage(() => a().add(byte('bx'), 256), /add: immediate 256 does not fit 8 bits/);
+  });
+
+  test('memory to memory, and memory where the instruction has no such form', () => {
+    usage(() => a().mov(mem('bx') as never, mem('si') as never), /mov: memory to memory has no encoding, got \[bx\], \[si\]/);
+    usage(() => a().add(word('bx'), word('si') as never), /add: memory to memory has no encoding/);
+    usage(() => a().test(word('bx'), word('si') as never), /test: the second operand must be a register or an immediate/);
+    usage(() => a().in('al', mem(0x60) as never), /in: port .* \[0x60\] is not in 0\.\.255/);
+  });
+
+  test('register combinations that 16-bit addressing cannot encode', () => {
+    usage(() => mem('bx', 'bp' as never), /mem: \[bx\+bp\] cannot be encoded: 16-bit addressing takes at most one of bx\/bp and one of si\/di/);
+    usage(() => mem('si' as never, 'di' as never), /mem: \[si\+di\] cannot be encoded/);
+    usage(() => mem('bx', 'bx' as never), /mem: \[bx\+bx\] cannot be encoded/);
+    usage(() => word('si' as never, 'bx' as never), /word: write the base register first: \['bx'\+'si'\] is \('bx', 'si'\)/);
+    usage(() => mem('ax' as never), /mem: 'ax' cannot address memory: 16-bit addressing uses bx or bp, si or di/);
+    usage(() => mem('sp' as never, 4), /mem: 'sp' cannot address memory/);
+    usage(() => byte('bx', 'cx' as never), /byte: 'cx' cannot address memory/);
+    usage(() => mem('xs' as never), /mem: 'xs' cannot address memory/);
+    usage(() => (mem as (...args: unknown[]) => unknown)('bx', 'si', 1, 2), /mem: too many operands for a memory address: 2/);
+    usage(() => (mem as (...args: unknown[]) => unknown)(0x1800, 4), /mem: a direct address takes no further operands, got 4/);
+    usage(() => (mem as (...args: unknown[]) => unknown)(), /mem: a memory operand needs an address/);
+    usage(() => mem('es' as never), /mem: a memory operand needs an address/);
+    usage(() => mem({ label: '' }), /mem: invalid address .*: expected a number or \{ label \}/);
+  });
+
+  test('displacements and addresses out of range', () => {
+    usage(() => mem('bx', 0x10000), /mem: displacement 65536 does not fit 16 bits \(-32768\.\.65535\)/);
+    usage(() => mem('bp', 'di', -32769), /mem: displacement -32769 does not fit 16 bits/);
+    usage(() => word('si', 1.5), /word: displacement 1.5 does not fit 16 bits/);
+    usage(() => mem(0x10000), /mem: address 65536 is not in 0\.\.0xffff/);
+    usage(() => mem(-1), /mem: address -1 is not in 0\.\.0xffff/);
+    expect(mem('bx', -32768).disp).toBe(-32768);
+    expect(mem('bx', 0xffff).disp).toBe(0xffff);
+  });
+
+  test('a hand-written operand is checked where it is used', () => {
+    const bad = { kind: 'mem', base: 'ax', index: undefined, disp: 0, size: 16, seg: undefined } as unknown as Asm16.Mem<16>;
+    usage(() => a().inc(bad), /inc: 'ax' cannot address memory/);
+    const big = { kind: 'mem', base: 'bx', index: 'si', disp: 70000, size: 8, seg: undefined } as unknown as Asm16.Mem<8>;
+    usage(() => a().mov(big, 'al'), /mov: displacement 70000 does not fit 16 bits/);
+    const sized = { kind: 'mem', base: undefined, index: 'si', disp: 0, size: 32, seg: undefined } as unknown as Asm16.Mem<16>;
+    usage(() => a().inc(sized), /inc: operand size 32 is not 8, 16 or undefined/);
   });
 });
 
@@ -462,6 +707,65 @@ describe.each(FLAVORS)('assembled programs run in the interpreter (%s memory)', 
     expect(s.rsi & 0xffff).toBe(9);
   });
 
+  test('memory operands: a counter at [0x1800], moffs and ModRM forms, sizes, push/pop memory', () => {
+    const { mem, byte, word } = Asm16;
+    const code = a()
+      .inc(word(0x1800)).inc(word(0x1800)).inc(word(0x1800)) // [0x1800] = 3
+      .mov('ax', mem(0x1800)) // A1: ax = 3
+      .add(word(0x1800), 0x100) // 81 /0 iw: 0x103
+      .mov('bx', 0x1800).mov('cx', mem('bx')) // cx = 0x103
+      .mov(mem(0x1802), 'al') // A2: [0x1802] = 3
+      .mov(byte('bx', 3), 0x7f).inc(byte('bx', 3)) // [0x1803] = 0x80
+      .mov('si', 4).mov(word('bx', 'si'), -2).neg(word('bx', 'si')) // [0x1804] = 2
+      .mov('bp', 0x1800).mov('di', 6).mov(word('bp', 'di'), 0x00f0).shl(word('bp', 'di'), 4).not(byte('bp', 'di', 1)) // [0x1806]
+      .push(word(0x1800)).pop(mem('bx', 8)) // [0x1808] = 0x103
+      .mov('dx', 0x1234).mov(mem('bp', 10), 'dx').sub('dx', mem('bx', 10)) // [0x180a] = 0x1234, dx = 0
+      .cmp(word('bx', 'si'), 2).jne('bad')
+      .test(byte('bx', 3), 0x80).jz('bad')
+      .hlt()
+      .label('bad').mov('dx', 0xbad).hlt();
+    const vm = runToHlt(flavor, code);
+    const s = vm.state;
+    expect(s.rax & 0xffff).toBe(3);
+    expect(s.rcx & 0xffff).toBe(0x103);
+    expect(s.rdx & 0xffff).toBe(0);
+    expect(word16(vm.ram, 0x1800)).toBe(0x103);
+    expect(vm.ram[0x1802]).toBe(3);
+    expect(vm.ram[0x1803]).toBe(0x80);
+    expect(word16(vm.ram, 0x1804)).toBe(2);
+    expect(word16(vm.ram, 0x1806)).toBe(0xf000); // 0xf0 << 4 = 0x0f00, then NOT of its high byte
+    expect(word16(vm.ram, 0x1808)).toBe(0x103);
+    expect(word16(vm.ram, 0x180a)).toBe(0x1234);
+    expect(s.rsp & 0xffff).toBe(0x8000);
+  });
+
+  test('segments: DS by default, SS through BP, and overrides', () => {
+    const { mem, word } = Asm16;
+    const code = a()
+      .mov('ax', 0x0a00).mov('ds', 'ax') // DS base 0xa000; ES, SS, CS stay 0
+      .mov('bx', 0x10).mov('si', 0).mov('bp', 0x10)
+      .mov(word('bx', 'si'), 0x1111) // DS:0x10 → 0xa010
+      .mov(word('bp', 'si'), 0x2222) // SS:0x10 → 0x0010
+      .mov(word('es', 'bx', 'si', 2), 0x3333) // ES:0x12 → 0x0012
+      .mov(word('ds', 'bp', 'si', 2), 0x4444) // DS:0x12 → 0xa012
+      .mov('cx', mem('cs', 0x1000)) // CS:0x1000: the first code bytes
+      .hlt();
+    const vm = runToHlt(flavor, code);
+    expect(word16(vm.ram, 0xa010)).toBe(0x1111);
+    expect(word16(vm.ram, 0x0010)).toBe(0x2222);
+    expect(word16(vm.ram, 0x0012)).toBe(0x3333);
+    expect(word16(vm.ram, 0xa012)).toBe(0x4444);
+    expect(vm.state.rcx & 0xffff).toBe(0x00b8); // mov ax, 0x0a00 = B8 00 0A
+  });
+
+  test('data at a label: a word counter in the code segment', () => {
+    const { mem, word } = Asm16;
+    const code = a().mov('cx', 5).label('l').inc(word({ label: 'n' })).loop('l').mov('ax', mem({ label: 'n' })).hlt().label('n').dw(0x10);
+    const vm = runToHlt(flavor, code);
+    expect(vm.state.rax & 0xffff).toBe(0x15);
+    expect(word16(vm.ram, code.addressOf('n'))).toBe(0x15);
+  });
+
   test('int n through the real-mode IVT and iret back', () => {
     const code = a().mov('ax', 1).int(0x21).add('ax', 10).hlt()
       .label('isr').shl('ax', 4).iret();
@@ -475,8 +779,9 @@ describe.each(FLAVORS)('assembled programs run in the interpreter (%s memory)', 
 });
 
 // ---------------------------------------------------------------------------------------------------------
-// Property: random sequences of supported instructions execute one instruction each — every instruction is
-// decoded (no #UD through the IVT, no emulation failure) at exactly the length asm16 gave it.
+// Property: random sequences of supported instructions, memory operands included, execute one instruction
+// each — every instruction is decoded (no #UD through the IVT, no emulation failure) at exactly the length
+// asm16 gave it, and memory writes land only in the scratch area (the stack aside).
 
 /** One generated step: how to emit it, and how many instructions it executes. */
 interface Step {
@@ -521,6 +826,71 @@ const simpleStep: fc.Arbitrary<Step> = fc.oneof(
   fc.constantFrom(...NULLARY).map((op) => step(op, (x) => x[op]())),
 );
 
+// Memory steps: set the address registers, then one instruction with a memory operand that points into a
+// scratch area (away from the code, the stack and the IVT), through any Table 2-1 form, displacement size and
+// default-base segment override (ES, CS, SS and DS stay 0 in these programs; FS and GS are random).
+const SCRATCH = 0x9000;
+type AddrRegs = readonly [] | readonly [Asm16.Base | Asm16.Index] | readonly [Asm16.Base, Asm16.Index];
+const FORMS: readonly AddrRegs[] = [[], ['bx'], ['bp'], ['si'], ['di'], ['bx', 'si'], ['bx', 'di'], ['bp', 'si'], ['bp', 'di']];
+
+/** Operand makers for one address: unsized, byte and word. */
+interface MemMaker {
+  readonly u: () => Asm16.Mem<undefined>;
+  readonly b: () => Asm16.Mem<8>;
+  readonly w: () => Asm16.Mem<16>;
+}
+type MemEmit = (x: Asm16, m: MemMaker) => void;
+const memOp = (text: string, emit: MemEmit): readonly [string, MemEmit] => [text, emit];
+const MOV_ALU = ['mov', ...ALU_OPS] as const;
+
+const memOpArb: fc.Arbitrary<readonly [string, MemEmit]> = fc.oneof(
+  fc.tuple(fc.constantFrom(...R8), fc.boolean(), fc.boolean()).map(([r, toMem, sized]) =>
+    memOp(`mov ${toMem ? `m8,${r}` : `${r},m8`}`, (x, m) => (toMem ? x.mov(sized ? m.b() : m.u(), r) : x.mov(r, sized ? m.b() : m.u())))),
+  fc.tuple(fc.constantFrom(...R16), fc.constantFrom(...R16_SRC), fc.boolean(), fc.boolean()).map(([d, sr, toMem, sized]) =>
+    memOp(`mov ${toMem ? `m16,${sr}` : `${d},m16`}`, (x, m) => (toMem ? x.mov(sized ? m.w() : m.u(), sr) : x.mov(d, sized ? m.w() : m.u())))),
+  fc.tuple(fc.constantFrom(...ALU_OPS), fc.constantFrom(...R8), fc.boolean(), fc.boolean()).map(([op, r, toMem, sized]) =>
+    memOp(`${op} ${toMem ? `m8,${r}` : `${r},m8`}`, (x, m) => (toMem ? x[op](sized ? m.b() : m.u(), r) : x[op](r, sized ? m.b() : m.u())))),
+  fc.tuple(fc.constantFrom(...ALU_OPS), fc.constantFrom(...R16), fc.constantFrom(...R16_SRC), fc.boolean(), fc.boolean()).map(([op, d, sr, toMem, sized]) =>
+    memOp(`${op} ${toMem ? `m16,${sr}` : `${d},m16`}`, (x, m) => (toMem ? x[op](sized ? m.w() : m.u(), sr) : x[op](d, sized ? m.w() : m.u())))),
+  fc.tuple(fc.constantFrom(...MOV_ALU), imm8Arb).map(([op, v]) => memOp(`${op} byte m,${v}`, (x, m) => (op === 'mov' ? x.mov(m.b(), v) : x[op](m.b(), v)))),
+  fc.tuple(fc.constantFrom(...MOV_ALU), imm16Arb).map(([op, v]) => memOp(`${op} word m,${v}`, (x, m) => (op === 'mov' ? x.mov(m.w(), v) : x[op](m.w(), v)))),
+  fc.tuple(fc.constantFrom(...UNARY), fc.boolean()).map(([op, w]) => memOp(`${op} ${w ? 'word' : 'byte'} m`, (x, m) => x[op](w ? m.w() : m.b()))),
+  fc.tuple(fc.constantFrom(...SHIFT_OPS), fc.boolean(), fc.oneof(fc.constant('cl' as const), fc.constant(1), fc.integer({ min: 0, max: 255 }))).map(([op, w, c]) =>
+    memOp(`${op} ${w ? 'word' : 'byte'} m,${c}`, (x, m) => x[op](w ? m.w() : m.b(), c))),
+  fc.boolean().map((sized) => memOp('push m16', (x, m) => x.push(sized ? m.w() : m.u()))),
+  fc.boolean().map((sized) => memOp('pop m16', (x, m) => x.pop(sized ? m.w() : m.u()))),
+  fc.constantFrom('es', 'cs', 'ss', 'ds', 'fs', 'gs' as const).map((sr) => memOp(`mov m16,${sr}`, (x, m) => x.mov(m.u(), sr))),
+  fc.constantFrom('fs', 'gs' as const).map((sr) => memOp(`mov ${sr},m16`, (x, m) => x.mov(sr, m.w()))),
+);
+
+const memStep: fc.Arbitrary<Step> = fc.tuple(
+  fc.constantFrom(...FORMS),
+  fc.oneof(fc.constant(0), fc.integer({ min: -128, max: 127 }), fc.integer({ min: -32768, max: 65535 })),
+  fc.integer({ min: SCRATCH, max: SCRATCH + 0xffe }),
+  fc.integer({ min: 0, max: 0xffff }),
+  fc.constantFrom(undefined, 'es', 'cs', 'ss', 'ds' as const),
+  memOpArb,
+).map(([regs, disp, target, indexValue, seg, [text, emit]]) => {
+  // Register values that make the effective address (modulo 64 KiB) the target.
+  const setup: Array<readonly [Asm16Reg16, number]> = [];
+  let args: unknown[];
+  if (regs.length === 0) args = [target];
+  else {
+    if (regs.length === 2) setup.push([regs[1], indexValue]);
+    const rest = regs.length === 2 ? indexValue : 0;
+    setup.unshift([regs[0], (target - disp - rest) & 0xffff]);
+    args = [...regs, disp];
+  }
+  if (seg !== undefined) args.unshift(seg);
+  const a = args as Asm16.MemArgs;
+  const m: MemMaker = { u: () => Asm16.mem(...a), b: () => Asm16.byte(...a), w: () => Asm16.word(...a) };
+  const where = `${Asm16.mem(...a).base ?? ''}…${disp}@0x${target.toString(16)}${seg === undefined ? '' : ` ${seg}:`}`;
+  return step(`${setup.map(([r, v]) => `mov ${r},${v}; `).join('')}${text} [${where}]`, (x) => {
+    for (const [r, v] of setup) x.mov(r, v);
+    emit(x, m);
+  }, 1 + setup.length);
+});
+
 const controlStep: fc.Arbitrary<Step> = fc.oneof(
   // A conditional jump to the next instruction executes once whichever way it goes.
   fc.tuple(fc.constantFrom(...JCC), fc.constantFrom(undefined, 'near' as const)).map(([op, size]) =>
@@ -546,10 +916,10 @@ const controlStep: fc.Arbitrary<Step> = fc.oneof(
     })),
 );
 
-test('random sequences of supported instructions run one instruction per step, no #UD', () => {
+test('random sequences of supported instructions (memory operands included) run one instruction per step, no #UD', () => {
   fc.assert(
     fc.property(
-      fc.array(fc.oneof({ weight: 4, arbitrary: simpleStep }, { weight: 1, arbitrary: controlStep }), { minLength: 1, maxLength: 40 }),
+      fc.array(fc.oneof({ weight: 4, arbitrary: simpleStep }, { weight: 2, arbitrary: memStep }, { weight: 1, arbitrary: controlStep }), { minLength: 1, maxLength: 40 }),
       fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 7, maxLength: 7 }),
       (steps, regs) => {
         const x = asm16();
@@ -564,9 +934,13 @@ test('random sequences of supported instructions run one instruction per step, n
           const s = vm.state;
           const r = (i: number): number => regs[i] ?? 0;
           s.rax = r(0); s.rcx = r(1); s.rdx = r(2); s.rbx = r(3); s.rbp = r(4); s.rsi = r(5); s.rdi = r(6);
+          const before = vm.ram.slice();
           expect(vm.run(), steps.map((t) => t.text).join('; ')).toBe(GuestExitReason.Hlt);
           expect(vm.state.rip).toBe(0x1000 + code.length);
           expect(vm.exit.executed).toBe(executed);
+          // Nothing written outside the stack (0x7000..0x8fff, SP starts at 0x8000) and the scratch area.
+          const same = (from: number, to: number): boolean => Buffer.from(vm.ram.subarray(from, to)).equals(before.subarray(from, to));
+          expect(same(0, 0x7000) && same(SCRATCH + 0x1000, vm.ram.length), 'memory outside the stack and scratch area changed').toBe(true);
         }
       },
     ),
