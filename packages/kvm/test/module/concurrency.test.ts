@@ -18,7 +18,7 @@ import {
   makeKvmRegs,
 } from '../../src/index.js';
 import { SPIN, VENDORS, makeHost, makeVm, vmmProcess } from './helpers.js';
-import { addVcpu, expectCode, expectFail, rng, spawnVcpuThread, vacIn, type VcpuThread } from './integration.js';
+import { addVcpu, expectCode, expectFail, fourPinnedSpinners, rng, spawnVcpuThread, vacIn, type VcpuThread } from './integration.js';
 
 type Vendor = (typeof VENDORS)[number];
 
@@ -402,16 +402,7 @@ describe.each(VENDORS)('vCPU threads in simulated time on $name', (vendor) => {
   });
 
   test('suspend/resume with threads in guest mode: kicked (EINTR), and the VMM loop re-enters after resume', () => {
-    const host = makeHost(vendor.hardware(), 4);
-    host.modprobe(kvm({ postfix: '0' }));
-    host.modprobe(kvm({ postfix: '1' }));
-    const p = vmmProcess(host);
-    const threads: VcpuThread[] = [];
-    for (const dev of ['/dev/kvm0', '/dev/kvm1']) {
-      const t = makeVm(p, dev, SPIN, 2);
-      t.vcpus.forEach((v) => threads.push(spawnVcpuThread(host, p, v.fd, v.run, { cpu: threads.length })));
-    }
-    host.scheduler.run(3);
+    const { host, threads } = fourPinnedSpinners(vendor.hardware());
     expect(threads.every((t) => t.vcpu.inGuest)).toBe(true);
     host.suspend();
     expect(host.systemState).toBe('suspended');

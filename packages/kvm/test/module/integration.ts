@@ -2,7 +2,7 @@
  * Shared pieces of the @vac/kvm integration tests: errno-and-unchanged-host assertions, access to loaded
  * instances, simulated VMM threads that record what they saw, and a seeded PRNG.
  */
-import { KernelError, errnoOf, isKernelError, vacOf, type ErrnoCode, type Host, type Process, type Thread, type Vac } from '@vac/core';
+import { KernelError, errnoOf, isKernelError, vacOf, type ErrnoCode, type Host, type HostOptions, type Process, type Thread, type Vac } from '@vac/core';
 import { expect } from 'vitest';
 import {
   KVM_CREATE_VCPU,
@@ -14,10 +14,12 @@ import {
   KVM_SET_SREGS,
   KvmRunView,
   makeKvmRegs,
+  kvm,
   makeKvmSregs,
   type KvmInstance,
   type Vcpu,
 } from '../../src/index.js';
+import { SPIN, makeHost, makeVm, vmmProcess } from './helpers.js';
 
 /** What `fn` threw, or `undefined`. */
 export function thrown(fn: () => unknown): unknown {
@@ -136,6 +138,24 @@ export function spawnVcpuThread(host: Host, proc: Process, fd: number, run: KvmR
   });
   (st as { thread: Thread }).thread = thread;
   return st;
+}
+
+/**
+ * A 4-CPU host with kvm0 and kvm1, one VM of two spinning vCPUs on each, and four vCPU threads pinned to CPUs
+ * 0–3 (kvm0's on 0 and 1, kvm1's on 2 and 3), three ticks in: every vCPU in guest mode on its own CPU.
+ */
+export function fourPinnedSpinners(hardware: HostOptions['hardware']): { host: Host; threads: VcpuThread[] } {
+  const host = makeHost(hardware, 4);
+  host.modprobe(kvm({ postfix: '0' }));
+  host.modprobe(kvm({ postfix: '1' }));
+  const p = vmmProcess(host);
+  const threads: VcpuThread[] = [];
+  for (const dev of ['/dev/kvm0', '/dev/kvm1']) {
+    const vm = makeVm(p, dev, SPIN, 2);
+    vm.vcpus.forEach((v) => threads.push(spawnVcpuThread(host, p, v.fd, v.run, { cpu: threads.length })));
+  }
+  host.scheduler.run(3);
+  return { host, threads };
 }
 
 /**

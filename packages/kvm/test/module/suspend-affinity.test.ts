@@ -7,24 +7,11 @@
  */
 import { checkInvariants } from '@vac/core';
 import { describe, expect, test } from 'vitest';
-import { kvm } from '../../src/index.js';
-import { SPIN, VENDORS, makeHost, makeVm, vmmProcess } from './helpers.js';
-import { spawnVcpuThread, vacIn, type VcpuThread } from './integration.js';
+import { VENDORS } from './helpers.js';
+import { fourPinnedSpinners, vacIn, type VcpuThread } from './integration.js';
 
 describe.each(VENDORS)('vCPU threads across suspend/resume on $name', (vendor) => {
-  function fourPinned(): { host: ReturnType<typeof makeHost>; threads: VcpuThread[] } {
-    const host = makeHost(vendor.hardware(), 4);
-    host.modprobe(kvm({ postfix: '0' }));
-    host.modprobe(kvm({ postfix: '1' }));
-    const p = vmmProcess(host);
-    const threads: VcpuThread[] = [];
-    for (const dev of ['/dev/kvm0', '/dev/kvm1']) {
-      const vm = makeVm(p, dev, SPIN, 2);
-      vm.vcpus.forEach((v) => threads.push(spawnVcpuThread(host, p, v.fd, v.run, { cpu: threads.length })));
-    }
-    host.scheduler.run(3);
-    return { host, threads };
-  }
+  const fourPinned = (): ReturnType<typeof fourPinnedSpinners> => fourPinnedSpinners(vendor.hardware());
 
   test('each vCPU thread stays pinned and its vCPU is loaded on its own CPU again after resume', () => {
     const { host, threads } = fourPinned();
