@@ -71,16 +71,15 @@ const U64 = (1n << 64n) - 1n;
 export class UserReturnMsrs {
   /** The CPUs, indexed by CPU number. */
   private readonly cpus: readonly Cpu[];
-  /** `kvm_uret_msrs_list`: MSR per slot, `undefined` for a freed slot. */
-  private readonly msrList: (number | undefined)[] = new Array<number | undefined>(KVM_MAX_NR_USER_RETURN_MSRS).fill(
-    undefined,
-  );
   /** Registrations per slot (0 = free). */
   private readonly refs = new Uint32Array(KVM_MAX_NR_USER_RETURN_MSRS);
   /** `kvm_nr_uret_msrs`: one past the highest slot in use. */
   private nrUretMsrs = 0;
-  /** The MSR of each slot, looked up once (no hash lookup per write on the KVM_RUN path). */
-  private readonly msrSlots: (MsrSlot | undefined)[] = new Array<MsrSlot | undefined>(KVM_MAX_NR_USER_RETURN_MSRS).fill(undefined);
+  /**
+   * `kvm_uret_msrs_list`: the MSR of each slot (`undefined` for a freed slot), as an {@link MsrSlot} looked up
+   * once, so the KVM_RUN path writes it without a hash lookup.
+   */
+  private readonly msrList: (MsrSlot | undefined)[] = new Array<MsrSlot | undefined>(KVM_MAX_NR_USER_RETURN_MSRS).fill(undefined);
   /**
    * `values[slot].host` of every CPU: index `cpu * 16 + slot`. Plain arrays of bigints rather than a
    * BigUint64Array: reading a BigUint64Array element allocates a new BigInt, and KVM_RUN compares these twice.
@@ -152,11 +151,10 @@ export class UserReturnMsrs {
     if (val === undefined || !cpu0.wrmsrSafe(msr, val)) {
       throw new KernelError('EIO', 'kvm_add_user_return_msr', `MSR ${hex(msr)} faults on CPU 0`);
     }
-    this.msrList[slot] = msr;
-    this.msrSlots[slot] = cpu0.msrSlot(msr);
+    const msrSlot = cpu0.msrSlot(msr);
+    this.msrList[slot] = msrSlot;
     this.refs[slot] = 1;
     if (slot >= this.nrUretMsrs) this.nrUretMsrs = slot + 1;
-    const msrSlot = this.msrSlots[slot] as MsrSlot;
     for (let cpu = 0; cpu < this.cpus.length; cpu++) {
       const v = u64((this.cpus[cpu] as Cpu).rdmsrSlot(msrSlot) ?? 0n);
       const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
@@ -190,19 +188,18 @@ export class UserReturnMsrs {
       this.curr[i] = 0n;
     }
     this.msrList[slot] = undefined;
-    this.msrSlots[slot] = undefined;
     while (this.nrUretMsrs > 0 && this.msrList[this.nrUretMsrs - 1] === undefined) this.nrUretMsrs--;
   }
 
   /** `kvm_find_user_return_msr(msr)`: the slot of `msr`, or -1. */
   find(msr: number): number {
-    for (let slot = 0; slot < this.nrUretMsrs; slot++) if (this.msrList[slot] === msr) return slot;
+    for (let slot = 0; slot < this.nrUretMsrs; slot++) if (this.msrList[slot]?.msr === msr) return slot;
     return -1;
   }
 
   /** The MSR listed in `slot`, or `undefined` for a free slot. */
   msrAt(slot: number): number | undefined {
-    return this.msrList[slot];
+    return this.msrList[slot]?.msr;
   }
 
   /**
@@ -216,13 +213,13 @@ export class UserReturnMsrs {
    */
   set(cpu: number, slot: number, value: bigint, mask: bigint): 0 | 1 {
     this.checkCpu(cpu);
-    this.checkSlot(slot);
+    const msrSlot = this.checkSlot(slot);
     const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
     // value = (value & mask) | (msrs->values[slot].host & ~mask);  (mask = all ones: the value itself)
-    const v = mask === U64 ? u64(value) : BigInt.asUintN(64, (value & mask) | ((this.host[i] as bigint) & ~mask));
+    const v = BigInt.asUintN(64, mask === U64 ? value : (value & mask) | ((this.host[i] as bigint) & ~mask));
     if (v === this.curr[i]) return 0;
     // err = wrmsrl_safe(kvm_uret_msrs_list[slot], value); if (err) return 1;
-    if (!(this.cpus[cpu] as Cpu).wrmsrSlot(this.msrSlots[slot] as MsrSlot, v)) return 1;
+    if (!(this.cpus[cpu] as Cpu).wrmsrSlot(msrSlot, v)) return 1;
     this.curr[i] = v;
     // if (!msrs->registered) { msrs->urn.on_user_return = kvm_on_user_return; user_return_notifier_register(&msrs->urn); ... }
     this.registered[cpu] = 1;
@@ -246,8 +243,7 @@ export class UserReturnMsrs {
     this.registered[cpu] = 0;
     const base = cpu * KVM_MAX_NR_USER_RETURN_MSRS;
     for (let slot = 0; slot < this.nrUretMsrs; slot++) {
-      const msr = this.msrList[slot];
-      if (msr === undefined) continue;
+      if (this.msrList[slot] === undefined) continue;
       const host = this.host[base + slot] as bigint;
       // if (values->host != values->curr) { wrmsrl(kvm_uret_msrs_list[slot], values->host); values->curr = values->host; }
       if (host !== this.curr[base + slot]) this.restore(cpu, slot, host);
@@ -263,9 +259,9 @@ export class UserReturnMsrs {
     const c = this.cpus[cpu] as Cpu;
     const base = cpu * KVM_MAX_NR_USER_RETURN_MSRS;
     for (let slot = 0; slot < this.nrUretMsrs; slot++) {
-      const msr = this.msrList[slot];
-      if (msr === undefined) continue;
-      const v = u64(c.rdmsrSlot(this.msrSlots[slot] as MsrSlot) ?? 0n);
+      const msrSlot = this.msrList[slot];
+      if (msrSlot === undefined) continue;
+      const v = u64(c.rdmsrSlot(msrSlot) ?? 0n);
       this.host[base + slot] = v;
       this.curr[base + slot] = v;
     }
@@ -284,7 +280,7 @@ export class UserReturnMsrs {
   slots(): UretSlot[] {
     const out: UretSlot[] = [];
     for (let slot = 0; slot < this.nrUretMsrs; slot++) {
-      const msr = this.msrList[slot];
+      const msr = this.msrList[slot]?.msr;
       if (msr !== undefined) out.push({ slot, msr, refs: this.refs[slot] as number });
     }
     return out;
@@ -296,7 +292,7 @@ export class UserReturnMsrs {
     const base = cpu * KVM_MAX_NR_USER_RETURN_MSRS;
     const values: UretValue[] = [];
     for (let slot = 0; slot < this.nrUretMsrs; slot++) {
-      const msr = this.msrList[slot];
+      const msr = this.msrList[slot]?.msr;
       if (msr === undefined) continue;
       values.push({ slot, msr, host: this.host[base + slot] as bigint, curr: this.curr[base + slot] as bigint });
     }
@@ -305,7 +301,7 @@ export class UserReturnMsrs {
 
   /** Write `host` back (Linux's unchecked `wrmsrl`: a fault is counted and ignored) and set `curr = host`. */
   private restore(cpu: number, slot: number, host: bigint): void {
-    if (!(this.cpus[cpu] as Cpu).wrmsrSlot(this.msrSlots[slot] as MsrSlot, host)) this.restoreFaults++;
+    if (!(this.cpus[cpu] as Cpu).wrmsrSlot(this.msrList[slot] as MsrSlot, host)) this.restoreFaults++;
     this.curr[cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot] = host;
   }
 
@@ -319,11 +315,12 @@ export class UserReturnMsrs {
   }
 
   /** The MSR of a listed slot; throws a {@link UsageError} for anything else. */
-  private checkSlot(slot: number): number {
+  private checkSlot(slot: number): MsrSlot {
     const msr = Number.isInteger(slot) && slot >= 0 && slot < this.nrUretMsrs ? this.msrList[slot] : undefined;
     if (msr === undefined) throw slotNotInUse(slot);
     return msr;
   }
+
 
   /** Throw a {@link UsageError} unless `msr` is a 32-bit MSR number. */
   private checkMsr(msr: number): void {
