@@ -122,15 +122,15 @@ export class KvmInstance implements VacInstanceOps {
     return v === undefined ? 0 : v.perfState();
   }
 
-  /** {@link VacInstanceOps.pmiExit}: the vCPU's `nmi_exits` counter and the `pmi:guest` event. */
+  /** {@link VacInstanceOps.pmiExit}: the NMI exit a PMI is ({@link KvmInstance.nmiExit}), and the `pmi:guest` event. */
   pmiExit(cpu: number): string | undefined {
-    const v = this.running[cpu];
-    if (v === undefined || v.perfState() === 0) return undefined;
-    v.stats.nmi_exits++;
+    const label = this.nmiExit(cpu);
+    if (label === undefined) return undefined;
+    const v = this.running[cpu] as Vcpu;
     const ev = this.#events;
     if (ev.wants('pmi:guest')) ev.emit('pmi:guest', { module: this.name, vm: v.vm.id, vcpu: v.id, cpu, rip: v.regs.rip });
     else ev.skip();
-    return v.label;
+    return label;
   }
 
   /** {@link VacInstanceOps.perfGuestIp}: `kvm_arch_vcpu_get_ip` → the guest RIP. */
