@@ -58,7 +58,7 @@ async function imagesRendered(page: Page): Promise<{ total: number; broken: stri
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(join(site, 'index.html'))) throw new Error('site/ is missing: run `npx pnpm@10.34.9 run docs` first');
+  if (!existsSync(join(site, 'index.html'))) throw new Error('site/ is missing: run `npx --yes pnpm@10.34.9 run docs` first');
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (or set CHROMIUM_PATH)`);
   mkdirSync(shots, { recursive: true });
   const guides = readdirSync(join(site, 'documents')).filter((f) => f.endsWith('.html')).map((f) => f.replace(/\.html$/, ''));

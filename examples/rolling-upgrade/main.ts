@@ -423,7 +423,7 @@ const svg = renderTimelineSvg(events, {
   flushes: false,
 });
 writeFileSync(svgFile, svg);
-// `VAC_PICTURES_DIR` puts a copy where the guides embed it (`npx pnpm@10.34.9 pictures`).
+// `VAC_PICTURES_DIR` puts a copy where the guides embed it (`npx --yes pnpm@10.34.9 pictures`).
 const picturesDir = process.env['VAC_PICTURES_DIR'];
 if (picturesDir !== undefined) {
   mkdirSync(picturesDir, { recursive: true });

@@ -2,7 +2,7 @@
  * Model-based random testing of the whole host (issue 6): random sequences of every public operation, on
  * both vendors, checked against the model after every command (see model.ts).
  *
- * CI: a fixed seed and budget. Soak: `npx pnpm@10.34.9 soak` (SOAK_RUNS sequences, default 100,000; SOAK_SEED
+ * CI: a fixed seed and budget. Soak: `npx --yes pnpm@10.34.9 soak` (SOAK_RUNS sequences, default 100,000; SOAK_SEED
  * to pick the seed). A failure prints its seed and path; `REPLAY_SEED=… REPLAY_PATH=… npx vitest run --project
  * kvm test/reliability` replays it (and shrinks nothing: the path is already the shrunk counterexample).
  */
