@@ -125,7 +125,7 @@ export class VacSvm implements VirtOps {
     if (!svm.vacWriteHsave(cpu, this.#saveArea[cpu] as bigint)) {
       // Cannot happen: the save area is page aligned and below MAXPHYADDR. Undo to stay atomic.
       svm.vacWriteEfer(cpu, efer);
-      throw new UsageError(`svm.enableCpu: CPU ${cpu} refused its host save area address`);
+      throw new UsageError('ERR_INVALID_STATE', `svm.enableCpu: CPU ${cpu} refused its host save area address`);
     }
     const events = this.#env.events;
     if (events.wants('virt:enable')) events.emit('virt:enable', { cpu });

@@ -234,7 +234,7 @@ export class VmxVcpu implements VendorVcpu {
   }
 
   #live(op: string): void {
-    if (this.#freed) throw new UsageError(`vmx: ${op} on freed vCPU ${this.label}`);
+    if (this.#freed) throw new UsageError('ERR_DESTROYED', `vmx: ${op} on freed vCPU ${this.label}`);
   }
 
   /** Throw unless the vCPU is live and loaded on `cpu` (two compares on the entry path; the message is built apart). */
@@ -243,8 +243,8 @@ export class VmxVcpu implements VendorVcpu {
   }
 
   #notOnCpu(op: string, cpu: number): UsageError {
-    if (this.#freed) return new UsageError(`vmx: ${op} on freed vCPU ${this.label}`);
-    return new UsageError(
+    if (this.#freed) return new UsageError('ERR_DESTROYED', `vmx: ${op} on freed vCPU ${this.label}`);
+    return new UsageError('ERR_INVALID_STATE', 
       `vmx: ${op} of ${this.label} on CPU ${String(cpu)}, but it is ${this.#loadedOn < 0 ? 'not loaded' : `loaded on CPU ${this.#loadedOn}`}`,
     );
   }
@@ -261,7 +261,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   load(cpu: number): void {
     this.#live('load');
-    if (this.#loadedOn >= 0) throw new UsageError(`vmx: load of ${this.label} on CPU ${cpu} while loaded on CPU ${this.#loadedOn}`);
+    if (this.#loadedOn >= 0) throw new UsageError('ERR_INVALID_STATE', `vmx: load of ${this.label} on CPU ${cpu} while loaded on CPU ${this.#loadedOn}`);
     const result = this.#ctx.hw.vmcsLoad(this.#vmcs, cpu);
     if (result !== 'already-loaded') {
       this.#launched = false;
@@ -306,7 +306,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   prepareEntry(cpu: number): void {
     this.#onCpu('prepareEntry', cpu);
-    if (this.#inGuest) throw new UsageError(`vmx: prepareEntry of ${this.label} while in guest mode (exit first)`);
+    if (this.#inGuest) throw new UsageError('ERR_INVALID_STATE', `vmx: prepareEntry of ${this.label} while in guest mode (exit first)`);
     if (this.#tlbFlushPending) {
       this.#tlbFlushPending = false;
       this.#flushTlbAll(cpu);
@@ -417,7 +417,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   enter(cpu: number): bigint | undefined {
     this.#onCpu('enter', cpu);
-    if (this.#inGuest) throw new UsageError(`vmx: enter of ${this.label} while already in guest mode`);
+    if (this.#inGuest) throw new UsageError('ERR_INVALID_STATE', `vmx: enter of ${this.label} while already in guest mode`);
     const vmx = this.#ctx.hw.vmx;
     const launch = !this.#launched;
     const outcome = launch ? vmx.vmlaunch(cpu) : vmx.vmresume(cpu);
@@ -469,7 +469,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   exit(cpu: number): void {
     this.#onCpu('exit', cpu);
-    if (!this.#inGuest) throw new UsageError(`vmx: exit of ${this.label} without a successful enter`);
+    if (!this.#inGuest) throw new UsageError('ERR_INVALID_STATE', `vmx: exit of ${this.label} without a successful enter`);
     this.#inGuest = false;
     this.#stats.exits++;
   }

@@ -123,15 +123,15 @@ export class Host {
 
   /** @internal Use {@link createHost}. */
   constructor(opts: HostOptions) {
-    if (typeof opts !== 'object' || opts === null) throw new UsageError('createHost: options are required');
+    if (typeof opts !== 'object' || opts === null) throw new UsageError('ERR_INVALID_ARG', 'createHost: options are required');
     const n = opts.cpus;
-    if (!Number.isInteger(n) || n < 1 || n > MAX_CPUS) throw new UsageError(`createHost: cpus must be an integer in 1…${MAX_CPUS}, got ${String(n)}`);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_CPUS) throw new UsageError('ERR_OUT_OF_RANGE', `createHost: cpus must be an integer in 1…${MAX_CPUS}, got ${String(n)}`);
     const hw = opts.hardware;
     if (typeof hw !== 'object' || hw === null || typeof hw.create !== 'function' || typeof hw.name !== 'string') {
-      throw new UsageError('createHost: hardware must be a hardware model such as intel() from @vac/vmx or amd() from @vac/svm');
+      throw new UsageError('ERR_INVALID_ARG', 'createHost: hardware must be a hardware model such as intel() from @vac/vmx or amd() from @vac/svm');
     }
     for (const [g, id] of Object.entries(opts.groups ?? {})) {
-      if (!Number.isInteger(id) || id < 0) throw new UsageError(`createHost: gid of group ${g} must be a non-negative integer`);
+      if (!Number.isInteger(id) || id < 0) throw new UsageError('ERR_OUT_OF_RANGE', `createHost: gid of group ${g} must be a non-negative integer`);
       this.#groups.set(g, id);
     }
     const tables = new CpuTables(n);
@@ -147,7 +147,7 @@ export class Host {
     };
     this.hardware = hw.create(env);
     if (typeof this.hardware !== 'object' || this.hardware === null || typeof this.hardware.virt !== 'object') {
-      throw new UsageError(`createHost: hardware model ${hw.name} did not build a valid HostHardware`);
+      throw new UsageError('ERR_INVALID_ARG', `createHost: hardware model ${hw.name} did not build a valid HostHardware`);
     }
     this.modules = new ModuleLoader(this);
     this.devfs = new Devfs(this);
@@ -163,14 +163,14 @@ export class Host {
   /** The gid of a group name. @throws {@link UsageError} for an unknown group */
   gid(name: string): number {
     const g = this.#groups.get(name);
-    if (g === undefined) throw new UsageError(`unknown group ${JSON.stringify(name)} (known: ${[...this.#groups.keys()].join(', ')})`);
+    if (g === undefined) throw new UsageError('ERR_UNKNOWN_NAME', `unknown group ${JSON.stringify(name)} (known: ${[...this.#groups.keys()].join(', ')})`);
     return g;
   }
 
   /** Check a CPU number. @returns it @throws {@link UsageError} when there is no such CPU */
   checkCpu(cpu: number): number {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.cpus.length) {
-      throw new UsageError(`no CPU ${String(cpu)} (the host has CPUs 0…${this.cpus.length - 1})`);
+      throw new UsageError('ERR_NO_SUCH_CPU', `no CPU ${String(cpu)} (the host has CPUs 0…${this.cpus.length - 1})`);
     }
     return cpu;
   }
@@ -414,14 +414,14 @@ export class Host {
 
   /** Let a module contribute to {@link Host.snapshot} under `name`. */
   registerSnapshotProvider(name: string, provide: () => unknown): Unsubscribe {
-    if (this.#providers.has(name)) throw new UsageError(`snapshot provider ${name} already registered`);
+    if (this.#providers.has(name)) throw new UsageError('ERR_DUPLICATE', `snapshot provider ${name} already registered`);
     this.#providers.set(name, provide);
     return makeUndo(() => this.#providers.delete(name));
   }
 
   /** Let a module contribute invariant checks to `checkInvariants(host)`. */
   registerInvariantChecker(name: string, check: () => Violation[]): Unsubscribe {
-    if (this.#checkers.has(name)) throw new UsageError(`invariant checker ${name} already registered`);
+    if (this.#checkers.has(name)) throw new UsageError('ERR_DUPLICATE', `invariant checker ${name} already registered`);
     this.#checkers.set(name, check);
     return makeUndo(() => this.#checkers.delete(name));
   }

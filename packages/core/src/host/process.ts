@@ -114,7 +114,7 @@ export class Process {
     this.#host = host;
     this.pid = pid;
     this.uid = opts.uid ?? 0;
-    if (!Number.isInteger(this.uid) || this.uid < 0) throw new UsageError(`uid must be a non-negative integer, got ${String(opts.uid)}`);
+    if (!Number.isInteger(this.uid) || this.uid < 0) throw new UsageError('ERR_OUT_OF_RANGE', `uid must be a non-negative integer, got ${String(opts.uid)}`);
     this.gid = host.gid(opts.group ?? 'root');
     this.groups = new Set((opts.groups ?? []).map((g) => host.gid(g)));
     this.#caps = new Set(opts.caps ?? (this.uid === 0 ? ALL_CAPABILITIES : []));
@@ -149,7 +149,7 @@ export class Process {
    */
   open(path: string, flags: number = O_RDWR): number {
     this.#live('open');
-    if (typeof path !== 'string') throw new UsageError('open: path must be a string');
+    if (typeof path !== 'string') throw new UsageError('ERR_INVALID_ARG', 'open: path must be a string');
     // do_sys_openat2: get_unused_fd_flags (EMFILE) comes before the path walk.
     this.#checkFdRoom('open');
     const node = this.#host.devfs.resolve(path);

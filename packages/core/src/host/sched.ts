@@ -279,7 +279,7 @@ export class Scheduler {
 
   /** Run `n` ticks. */
   run(n: number): void {
-    if (!Number.isInteger(n) || n < 0) throw new UsageError(`run(${String(n)}): ticks must be a non-negative integer`);
+    if (!Number.isInteger(n) || n < 0) throw new UsageError('ERR_OUT_OF_RANGE', `run(${String(n)}): ticks must be a non-negative integer`);
     for (let i = 0; i < n; i++) if (this.tick() === 0) break;
   }
 
