@@ -8,7 +8,10 @@
  */
 
 export {
+  GUEST_REGS64,
   GUEST_SEGMENTS,
+  GUEST_SHADOW_MOV_SS,
+  GUEST_SHADOW_STI,
   GuestCpuState,
   GuestPending,
   SegmentRegister,
@@ -24,6 +27,7 @@ export {
   X86_EFLAGS_TF,
   X86_EFLAGS_ZF,
   type GuestPendingKind,
+  type GuestReg64,
   type GuestSegmentName,
 } from './cpu-state.js';
 export {

@@ -171,7 +171,7 @@ function fetch8(): number {
 
 function fetchSlow(): number {
   const lin = csBase + ip;
-  if (ip - S.rip >= GUEST_MAX_INSN_BYTES) fail('instruction longer than 15 bytes');
+  if (ip - S.eip >= GUEST_MAX_INSN_BYTES) fail('instruction longer than 15 bytes');
   if (hasLookup) {
     const slot = M.lookup!(lin);
     if (slot !== undefined) {
@@ -226,70 +226,70 @@ function sext16(v: number): number {
 function getR8(i: number): number {
   const s = S;
   switch (i) {
-    case 0: return s.rax & 0xff;
-    case 1: return s.rcx & 0xff;
-    case 2: return s.rdx & 0xff;
-    case 3: return s.rbx & 0xff;
-    case 4: return (s.rax >> 8) & 0xff;
-    case 5: return (s.rcx >> 8) & 0xff;
-    case 6: return (s.rdx >> 8) & 0xff;
-    default: return (s.rbx >> 8) & 0xff;
+    case 0: return s.eax & 0xff;
+    case 1: return s.ecx & 0xff;
+    case 2: return s.edx & 0xff;
+    case 3: return s.ebx & 0xff;
+    case 4: return (s.eax >> 8) & 0xff;
+    case 5: return (s.ecx >> 8) & 0xff;
+    case 6: return (s.edx >> 8) & 0xff;
+    default: return (s.ebx >> 8) & 0xff;
   }
 }
 
 function setR8(i: number, v: number): void {
   const s = S;
   switch (i) {
-    case 0: s.rax = s.rax - (s.rax & 0xff) + v; return;
-    case 1: s.rcx = s.rcx - (s.rcx & 0xff) + v; return;
-    case 2: s.rdx = s.rdx - (s.rdx & 0xff) + v; return;
-    case 3: s.rbx = s.rbx - (s.rbx & 0xff) + v; return;
-    case 4: s.rax = s.rax - (s.rax & 0xff00) + (v << 8); return;
-    case 5: s.rcx = s.rcx - (s.rcx & 0xff00) + (v << 8); return;
-    case 6: s.rdx = s.rdx - (s.rdx & 0xff00) + (v << 8); return;
-    default: s.rbx = s.rbx - (s.rbx & 0xff00) + (v << 8); return;
+    case 0: s.eax = s.eax - (s.eax & 0xff) + v; return;
+    case 1: s.ecx = s.ecx - (s.ecx & 0xff) + v; return;
+    case 2: s.edx = s.edx - (s.edx & 0xff) + v; return;
+    case 3: s.ebx = s.ebx - (s.ebx & 0xff) + v; return;
+    case 4: s.eax = s.eax - (s.eax & 0xff00) + (v << 8); return;
+    case 5: s.ecx = s.ecx - (s.ecx & 0xff00) + (v << 8); return;
+    case 6: s.edx = s.edx - (s.edx & 0xff00) + (v << 8); return;
+    default: s.ebx = s.ebx - (s.ebx & 0xff00) + (v << 8); return;
   }
 }
 
 function getR16(i: number): number {
   const s = S;
   switch (i) {
-    case 0: return s.rax & 0xffff;
-    case 1: return s.rcx & 0xffff;
-    case 2: return s.rdx & 0xffff;
-    case 3: return s.rbx & 0xffff;
-    case 4: return s.rsp & 0xffff;
-    case 5: return s.rbp & 0xffff;
-    case 6: return s.rsi & 0xffff;
-    default: return s.rdi & 0xffff;
+    case 0: return s.eax & 0xffff;
+    case 1: return s.ecx & 0xffff;
+    case 2: return s.edx & 0xffff;
+    case 3: return s.ebx & 0xffff;
+    case 4: return s.esp & 0xffff;
+    case 5: return s.ebp & 0xffff;
+    case 6: return s.esi & 0xffff;
+    default: return s.edi & 0xffff;
   }
 }
 
 function setR16(i: number, v: number): void {
   const s = S;
   switch (i) {
-    case 0: s.rax = s.rax - (s.rax & 0xffff) + v; return;
-    case 1: s.rcx = s.rcx - (s.rcx & 0xffff) + v; return;
-    case 2: s.rdx = s.rdx - (s.rdx & 0xffff) + v; return;
-    case 3: s.rbx = s.rbx - (s.rbx & 0xffff) + v; return;
-    case 4: s.rsp = s.rsp - (s.rsp & 0xffff) + v; return;
-    case 5: s.rbp = s.rbp - (s.rbp & 0xffff) + v; return;
-    case 6: s.rsi = s.rsi - (s.rsi & 0xffff) + v; return;
-    default: s.rdi = s.rdi - (s.rdi & 0xffff) + v; return;
+    case 0: s.eax = s.eax - (s.eax & 0xffff) + v; return;
+    case 1: s.ecx = s.ecx - (s.ecx & 0xffff) + v; return;
+    case 2: s.edx = s.edx - (s.edx & 0xffff) + v; return;
+    case 3: s.ebx = s.ebx - (s.ebx & 0xffff) + v; return;
+    case 4: s.esp = s.esp - (s.esp & 0xffff) + v; return;
+    case 5: s.ebp = s.ebp - (s.ebp & 0xffff) + v; return;
+    case 6: s.esi = s.esi - (s.esi & 0xffff) + v; return;
+    default: s.edi = s.edi - (s.edi & 0xffff) + v; return;
   }
 }
 
 function getR32(i: number): number {
   const s = S;
   switch (i) {
-    case 0: return s.rax >>> 0;
-    case 1: return s.rcx >>> 0;
-    case 2: return s.rdx >>> 0;
-    case 3: return s.rbx >>> 0;
-    case 4: return s.rsp >>> 0;
-    case 5: return s.rbp >>> 0;
-    case 6: return s.rsi >>> 0;
-    default: return s.rdi >>> 0;
+    case 0: return s.eax >>> 0;
+    case 1: return s.ecx >>> 0;
+    case 2: return s.edx >>> 0;
+    case 3: return s.ebx >>> 0;
+    case 4: return s.esp >>> 0;
+    case 5: return s.ebp >>> 0;
+    case 6: return s.esi >>> 0;
+    default: return s.edi >>> 0;
   }
 }
 
@@ -298,14 +298,14 @@ function setR32(i: number, v: number): void {
   const s = S;
   const u = v >>> 0;
   switch (i) {
-    case 0: s.rax = u; return;
-    case 1: s.rcx = u; return;
-    case 2: s.rdx = u; return;
-    case 3: s.rbx = u; return;
-    case 4: s.rsp = u; return;
-    case 5: s.rbp = u; return;
-    case 6: s.rsi = u; return;
-    default: s.rdi = u; return;
+    case 0: s.eax = u; s.raxHigh = 0; return;
+    case 1: s.ecx = u; s.rcxHigh = 0; return;
+    case 2: s.edx = u; s.rdxHigh = 0; return;
+    case 3: s.ebx = u; s.rbxHigh = 0; return;
+    case 4: s.esp = u; s.rspHigh = 0; return;
+    case 5: s.ebp = u; s.rbpHigh = 0; return;
+    case 6: s.esi = u; s.rsiHigh = 0; return;
+    default: s.edi = u; s.rdiHigh = 0; return;
   }
 }
 
@@ -358,12 +358,12 @@ function loadSeg(i: number, selector: number): void {
   const sel = selector & 0xffff;
   const base = sel << 4;
   switch (i) {
-    case SEG_ES: s.esSelector = sel; s.esBase = base; return;
-    case SEG_CS: s.csSelector = sel; s.csBase = base; return;
-    case SEG_SS: s.ssSelector = sel; s.ssBase = base; return;
-    case SEG_DS: s.dsSelector = sel; s.dsBase = base; return;
-    case SEG_FS: s.fsSelector = sel; s.fsBase = base; return;
-    default: s.gsSelector = sel; s.gsBase = base; return;
+    case SEG_ES: s.esSelector = sel; s.esBase = base; s.esBaseHigh = 0; return;
+    case SEG_CS: s.csSelector = sel; s.csBase = base; s.csBaseHigh = 0; return;
+    case SEG_SS: s.ssSelector = sel; s.ssBase = base; s.ssBaseHigh = 0; return;
+    case SEG_DS: s.dsSelector = sel; s.dsBase = base; s.dsBaseHigh = 0; return;
+    case SEG_FS: s.fsSelector = sel; s.fsBase = base; s.fsBaseHigh = 0; return;
+    default: s.gsSelector = sel; s.gsBase = base; s.gsBaseHigh = 0; return;
   }
 }
 
@@ -378,18 +378,18 @@ function rmAddr(m: number): number {
   let ea: number;
   let stack = false;
   switch (m & 7) {
-    case 0: ea = (s.rbx & 0xffff) + (s.rsi & 0xffff); break;
-    case 1: ea = (s.rbx & 0xffff) + (s.rdi & 0xffff); break;
-    case 2: ea = (s.rbp & 0xffff) + (s.rsi & 0xffff); stack = true; break;
-    case 3: ea = (s.rbp & 0xffff) + (s.rdi & 0xffff); stack = true; break;
-    case 4: ea = s.rsi & 0xffff; break;
-    case 5: ea = s.rdi & 0xffff; break;
+    case 0: ea = (s.ebx & 0xffff) + (s.esi & 0xffff); break;
+    case 1: ea = (s.ebx & 0xffff) + (s.edi & 0xffff); break;
+    case 2: ea = (s.ebp & 0xffff) + (s.esi & 0xffff); stack = true; break;
+    case 3: ea = (s.ebp & 0xffff) + (s.edi & 0xffff); stack = true; break;
+    case 4: ea = s.esi & 0xffff; break;
+    case 5: ea = s.edi & 0xffff; break;
     case 6:
       if (mod === 0) return segBase(false) + (eaOff = fetch16());
-      ea = s.rbp & 0xffff;
+      ea = s.ebp & 0xffff;
       stack = true;
       break;
-    default: ea = s.rbx & 0xffff; break;
+    default: ea = s.ebx & 0xffff; break;
   }
   if (mod === 1) ea += sext8(fetch8());
   else if (mod === 2) ea += fetch16();
@@ -631,8 +631,8 @@ function writeRmV(m: number, v: number): void {
 function add(a: number, b: number, carry: number, mask: number, sign: number): number {
   const r = a + b + carry;
   const res = (r & mask) >>> 0;
-  S.rflags =
-    (S.rflags & ~STATUS) |
+  S.eflags =
+    (S.eflags & ~STATUS) |
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
@@ -646,8 +646,8 @@ function add(a: number, b: number, carry: number, mask: number, sign: number): n
 function sub(a: number, b: number, borrow: number, mask: number, sign: number): number {
   const r = a - b - borrow;
   const res = (r & mask) >>> 0;
-  S.rflags =
-    (S.rflags & ~STATUS) |
+  S.eflags =
+    (S.eflags & ~STATUS) |
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
@@ -663,16 +663,16 @@ function sub(a: number, b: number, borrow: number, mask: number, sign: number): 
  */
 function logic(r: number, mask: number, sign: number): number {
   const res = (r & mask) >>> 0;
-  S.rflags =
-    (S.rflags & ~STATUS) | PARITY[res & 0xff]! | (res === 0 ? ZF : 0) | ((res & sign) !== 0 ? SF : 0);
+  S.eflags =
+    (S.eflags & ~STATUS) | PARITY[res & 0xff]! | (res === 0 ? ZF : 0) | ((res & sign) !== 0 ? SF : 0);
   return res;
 }
 
 /** INC: like ADD 1, but CF is not affected. */
 function inc(a: number, mask: number, sign: number): number {
   const res = ((a + 1) & mask) >>> 0;
-  S.rflags =
-    (S.rflags & ~(STATUS & ~CF)) |
+  S.eflags =
+    (S.eflags & ~(STATUS & ~CF)) |
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
@@ -684,8 +684,8 @@ function inc(a: number, mask: number, sign: number): number {
 /** DEC: like SUB 1, but CF is not affected. */
 function dec(a: number, mask: number, sign: number): number {
   const res = ((a - 1) & mask) >>> 0;
-  S.rflags =
-    (S.rflags & ~(STATUS & ~CF)) |
+  S.eflags =
+    (S.eflags & ~(STATUS & ~CF)) |
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
@@ -699,8 +699,8 @@ function alu(op: number, a: number, b: number, mask: number, sign: number): numb
   switch (op) {
     case 0: return add(a, b, 0, mask, sign);
     case 1: return logic(a | b, mask, sign);
-    case 2: return add(a, b, S.rflags & CF, mask, sign);
-    case 3: return sub(a, b, S.rflags & CF, mask, sign);
+    case 2: return add(a, b, S.eflags & CF, mask, sign);
+    case 3: return sub(a, b, S.eflags & CF, mask, sign);
     case 4: return logic(a & b, mask, sign);
     case 6: return logic(a ^ b, mask, sign);
     default: return sub(a, b, 0, mask, sign); // 5 SUB, 7 CMP
@@ -709,7 +709,7 @@ function alu(op: number, a: number, b: number, mask: number, sign: number): numb
 
 /** The condition of Jcc/SETcc with condition code `cc` (SDM Vol. 2 Appendix B.1.4.7, Table B-1). */
 function cond(cc: number): boolean {
-  const f = S.rflags;
+  const f = S.eflags;
   let r: boolean;
   switch (cc >> 1) {
     case 0: r = (f & OF) !== 0; break; // O
@@ -744,7 +744,7 @@ function shift(op: number, v: number, count: number, bits: number): number {
       res = c === 0 ? v : (((v << c) | (v >>> (bits - c))) & mask) >>> 0;
       cf = res & 1;
       of = ((res & sign) !== 0) !== (cf !== 0);
-      s.rflags = (s.rflags & ~(CF | OF)) | cf | (of ? OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | cf | (of ? OF : 0);
       return res;
     }
     case 1: { // ROR
@@ -752,33 +752,33 @@ function shift(op: number, v: number, count: number, bits: number): number {
       res = c === 0 ? v : (((v >>> c) | (v << (bits - c))) & mask) >>> 0;
       cf = (res & sign) !== 0 ? 1 : 0;
       of = ((res & sign) !== 0) !== ((res & (sign >>> 1)) !== 0);
-      s.rflags = (s.rflags & ~(CF | OF)) | cf | (of ? OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | cf | (of ? OF : 0);
       return res;
     }
     case 2: { // RCL
       const c = bits === 32 ? count : count % (bits + 1);
       res = v;
-      cf = s.rflags & CF;
+      cf = s.eflags & CF;
       for (let i = 0; i < c; i++) {
         const out = (res & sign) !== 0 ? 1 : 0;
         res = (((res << 1) | cf) & mask) >>> 0;
         cf = out;
       }
       of = ((res & sign) !== 0) !== (cf !== 0);
-      s.rflags = (s.rflags & ~(CF | OF)) | cf | (of ? OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | cf | (of ? OF : 0);
       return res;
     }
     case 3: { // RCR
       const c = bits === 32 ? count : count % (bits + 1);
       res = v;
-      cf = s.rflags & CF;
+      cf = s.eflags & CF;
       of = ((v & sign) !== 0) !== (cf !== 0);
       for (let i = 0; i < c; i++) {
         const out = res & 1;
         res = ((res >>> 1) | (cf !== 0 ? sign : 0)) >>> 0;
         cf = out;
       }
-      s.rflags = (s.rflags & ~(CF | OF)) | cf | (of ? OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | cf | (of ? OF : 0);
       return res;
     }
     case 5: // SHR
@@ -799,8 +799,8 @@ function shift(op: number, v: number, count: number, bits: number): number {
       of = ((res & sign) !== 0) !== (cf !== 0);
       break;
   }
-  s.rflags =
-    (s.rflags & ~STATUS) |
+  s.eflags =
+    (s.eflags & ~STATUS) |
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
@@ -814,15 +814,15 @@ function shift(op: number, v: number, count: number, bits: number): number {
 
 function push16(v: number): void {
   const s = S;
-  const sp = ((s.rsp & 0xffff) - 2) & 0xffff;
-  s.rsp = s.rsp - (s.rsp & 0xffff) + sp;
+  const sp = ((s.esp & 0xffff) - 2) & 0xffff;
+  s.esp = s.esp - (s.esp & 0xffff) + sp;
   wr16(s.ssBase + sp, v & 0xffff);
 }
 
 function push32(v: number): void {
   const s = S;
-  const sp = ((s.rsp & 0xffff) - 4) & 0xffff;
-  s.rsp = s.rsp - (s.rsp & 0xffff) + sp;
+  const sp = ((s.esp & 0xffff) - 4) & 0xffff;
+  s.esp = s.esp - (s.esp & 0xffff) + sp;
   wr32(s.ssBase + sp, v);
 }
 
@@ -834,12 +834,12 @@ function pushV(v: number): void {
 /** Reads the stack `offset` bytes above SP without popping; -1 when an MMIO read must exit first. */
 function peek16(offset: number): number {
   const s = S;
-  return rd16(s.ssBase + (((s.rsp & 0xffff) + offset) & 0xffff));
+  return rd16(s.ssBase + (((s.esp & 0xffff) + offset) & 0xffff));
 }
 
 function peek32(offset: number): number {
   const s = S;
-  return rd32(s.ssBase + (((s.rsp & 0xffff) + offset) & 0xffff));
+  return rd32(s.ssBase + (((s.esp & 0xffff) + offset) & 0xffff));
 }
 
 function peekV(offset: number): number {
@@ -848,7 +848,7 @@ function peekV(offset: number): number {
 
 function addSp(n: number): void {
   const s = S;
-  s.rsp = s.rsp - (s.rsp & 0xffff) + (((s.rsp & 0xffff) + n) & 0xffff);
+  s.esp = s.esp - (s.esp & 0xffff) + (((s.esp & 0xffff) + n) & 0xffff);
 }
 
 /** A near branch target: truncated to 16 bits with a 16-bit operand size (SDM Vol. 2A, JMP/Jcc/CALL). */
@@ -866,8 +866,8 @@ function far(selector: number, offset: number): void {
 /** POPF/IRET in real mode (SDM Vol. 2B, POPF: CPL 0, all flags writable; VM/VIF/VIP/RF kept for 32-bit). */
 function loadFlags(v: number, size32: boolean): void {
   const s = S;
-  if (size32) s.rflags = (v & 0x257fd5) | (s.rflags & 0x1a0000) | X86_EFLAGS_FIXED;
-  else s.rflags = (s.rflags & ~0xffff) | (v & 0x7fd5) | X86_EFLAGS_FIXED;
+  if (size32) s.eflags = (v & 0x257fd5) | (s.eflags & 0x1a0000) | X86_EFLAGS_FIXED;
+  else s.eflags = (s.eflags & ~0xffff) | (v & 0x7fd5) | X86_EFLAGS_FIXED;
 }
 
 const DELIVERED = 0;
@@ -889,8 +889,8 @@ function interrupt(vector: number, returnIp: number): number {
   if (offset < 0) return ABANDONED;
   const selector = rd16(entry + 2);
   if (selector < 0) return ABANDONED;
-  push16(s.rflags);
-  s.rflags &= ~(X86_EFLAGS_IF | X86_EFLAGS_TF | X86_EFLAGS_AC);
+  push16(s.eflags);
+  s.eflags &= ~(X86_EFLAGS_IF | X86_EFLAGS_TF | X86_EFLAGS_AC);
   push16(s.csSelector);
   push16(returnIp);
   loadSeg(SEG_CS, selector);
@@ -911,7 +911,7 @@ function pio(direction: number, size: number, port: number, start: number): void
   x.ioCount = 1;
   const d = x.data;
   if (direction === GuestIoDirection.Out) {
-    const v = s.rax;
+    const v = s.eax;
     d[0] = v;
     d[1] = size > 1 ? v >> 8 : 0;
     d[2] = size > 2 ? v >> 16 : 0;
@@ -939,7 +939,7 @@ function pio(direction: number, size: number, port: number, start: number): void
 // Completions (the `complete_userspace_io` callbacks run at the start of the next KVM_RUN).
 
 function linearRip(state: GuestCpuState): number {
-  return (state.csBase + state.rip) >>> 0;
+  return (state.csBase + state.eip) >>> 0;
 }
 
 function littleEndian(bytes: Uint8Array, len: number): number {
@@ -960,10 +960,13 @@ export function completeIn(state: GuestCpuState, data: Uint8Array): boolean {
   if (linearRip(state) !== state.pendingLinearRip) return false;
   const size = state.pendingSize;
   const v = littleEndian(data, size);
-  if (size === 1) state.rax = state.rax - (state.rax & 0xff) + v;
-  else if (size === 2) state.rax = state.rax - (state.rax & 0xffff) + v;
-  else state.rax = v;
-  state.rip = state.pendingNextRip;
+  if (size === 1) state.eax = state.eax - (state.eax & 0xff) + v;
+  else if (size === 2) state.eax = state.eax - (state.eax & 0xffff) + v;
+  else {
+    state.eax = v;
+    state.raxHigh = 0;
+  }
+  state.eip = state.pendingNextRip;
   return true;
 }
 
@@ -975,7 +978,7 @@ export function completeOut(state: GuestCpuState): boolean {
   if (state.pending !== GuestPending.PioOut) return false;
   state.pending = GuestPending.None;
   if (linearRip(state) !== state.pendingLinearRip) return false;
-  state.rip = state.pendingNextRip;
+  state.eip = state.pendingNextRip;
   return true;
 }
 
@@ -1063,7 +1066,7 @@ export function runGuest(
     if (state.pending !== GuestPending.None) completePending(state, exit.data);
     if (hasLookup) {
       // Prime the code-slot cache so the first instruction can already take the fast path.
-      const slot = memory.lookup!(state.csBase + state.rip);
+      const slot = memory.lookup!(state.csBase + state.eip);
       if (slot !== undefined) {
         if (cBytes !== slot.bytes) cBytes = slot.bytes;
         cBase = slot.base;
@@ -1098,7 +1101,7 @@ export function runGuest(
  * padded to 15 with 0x90.
  */
 function emulationFailure(state: GuestCpuState, exit: GuestExit): void {
-  const start = state.rip;
+  const start = state.eip;
   let n = Math.min(Math.max(ip - start, 0), GUEST_MAX_INSN_BYTES);
   exit.insnBytes.fill(0x90);
   const base = state.csBase;
@@ -1139,7 +1142,7 @@ function readPrefixes(op: number): number {
       case 0xf3: rep = 3; break;
       default: return op;
     }
-    if (ip - s.rip >= GUEST_MAX_INSN_BYTES) fail('instruction longer than 15 bytes');
+    if (ip - s.eip >= GUEST_MAX_INSN_BYTES) fail('instruction longer than 15 bytes');
     op = fetch8();
   }
 }
@@ -1184,7 +1187,7 @@ function execute(limit: number): number {
   let b = cBytes;
   let lo = fastLo(s);
   let hi = fastHi(s);
-  let rip = s.rip;
+  let rip = s.eip;
   loop: while (n < limit) {
     const start = rip;
     if (start >= lo && start <= hi) {
@@ -1198,8 +1201,8 @@ function execute(limit: number): number {
           const v = getR16(op & 7);
           const res = (v + 1) & 0xffff;
           setR16(op & 7, res);
-          s.rflags =
-            (s.rflags & ~(STATUS & ~CF)) |
+          s.eflags =
+            (s.eflags & ~(STATUS & ~CF)) |
             PARITY[res & 0xff]! |
             (res === 0 ? ZF : 0) |
             ((res >> 8) & SF) |
@@ -1213,8 +1216,8 @@ function execute(limit: number): number {
           const v = getR16(op & 7);
           const res = (v - 1) & 0xffff;
           setR16(op & 7, res);
-          s.rflags =
-            (s.rflags & ~(STATUS & ~CF)) |
+          s.eflags =
+            (s.eflags & ~(STATUS & ~CF)) |
             PARITY[res & 0xff]! |
             (res === 0 ? ZF : 0) |
             ((res >> 8) & SF) |
@@ -1248,13 +1251,13 @@ function execute(limit: number): number {
           n++;
           continue loop;
         case 0x04: { // ADD AL, imm8
-          const a = s.rax & 0xff;
+          const a = s.eax & 0xff;
           const c = b[o + 1]!;
           const r = a + c;
           const res = r & 0xff;
-          s.rax = s.rax - a + res;
-          s.rflags =
-            (s.rflags & ~STATUS) |
+          s.eax = s.eax - a + res;
+          s.eflags =
+            (s.eflags & ~STATUS) |
             PARITY[res]! |
             (res === 0 ? ZF : 0) |
             (res & SF) |
@@ -1266,13 +1269,13 @@ function execute(limit: number): number {
           continue loop;
         }
         case 0x2c: case 0x3c: { // SUB / CMP AL, imm8
-          const a = s.rax & 0xff;
+          const a = s.eax & 0xff;
           const c = b[o + 1]!;
           const r = a - c;
           const res = r & 0xff;
-          if (op === 0x2c) s.rax = s.rax - a + res;
-          s.rflags =
-            (s.rflags & ~STATUS) |
+          if (op === 0x2c) s.eax = s.eax - a + res;
+          s.eflags =
+            (s.eflags & ~STATUS) |
             PARITY[res]! |
             (res === 0 ? ZF : 0) |
             (res & SF) |
@@ -1284,20 +1287,20 @@ function execute(limit: number): number {
           continue loop;
         }
         case 0x0c: case 0x14: case 0x1c: case 0x24: case 0x34: {
-          const r = alu(op >> 3, s.rax & 0xff, b[o + 1]!, 0xff, 0x80);
-          s.rax = s.rax - (s.rax & 0xff) + r;
+          const r = alu(op >> 3, s.eax & 0xff, b[o + 1]!, 0xff, 0x80);
+          s.eax = s.eax - (s.eax & 0xff) + r;
           rip = start + 2;
           n++;
           continue loop;
         }
         case 0x05: { // ADD AX, imm16
-          const a = s.rax & 0xffff;
+          const a = s.eax & 0xffff;
           const c = b[o + 1]! | (b[o + 2]! << 8);
           const r = a + c;
           const res = r & 0xffff;
-          s.rax = s.rax - a + res;
-          s.rflags =
-            (s.rflags & ~STATUS) |
+          s.eax = s.eax - a + res;
+          s.eflags =
+            (s.eflags & ~STATUS) |
             PARITY[res & 0xff]! |
             (res === 0 ? ZF : 0) |
             ((res >> 8) & SF) |
@@ -1309,13 +1312,13 @@ function execute(limit: number): number {
           continue loop;
         }
         case 0x2d: case 0x3d: { // SUB / CMP AX, imm16
-          const a = s.rax & 0xffff;
+          const a = s.eax & 0xffff;
           const c = b[o + 1]! | (b[o + 2]! << 8);
           const r = a - c;
           const res = r & 0xffff;
-          if (op === 0x2d) s.rax = s.rax - a + res;
-          s.rflags =
-            (s.rflags & ~STATUS) |
+          if (op === 0x2d) s.eax = s.eax - a + res;
+          s.eflags =
+            (s.eflags & ~STATUS) |
             PARITY[res & 0xff]! |
             (res === 0 ? ZF : 0) |
             ((res >> 8) & SF) |
@@ -1327,8 +1330,8 @@ function execute(limit: number): number {
           continue loop;
         }
         case 0x0d: case 0x15: case 0x1d: case 0x25: case 0x35: {
-          const r = alu(op >> 3, s.rax & 0xffff, b[o + 1]! | (b[o + 2]! << 8), 0xffff, 0x8000);
-          s.rax = s.rax - (s.rax & 0xffff) + r;
+          const r = alu(op >> 3, s.eax & 0xffff, b[o + 1]! | (b[o + 2]! << 8), 0xffff, 0x8000);
+          s.eax = s.eax - (s.eax & 0xffff) + r;
           rip = start + 3;
           n++;
           continue loop;
@@ -1392,7 +1395,7 @@ function execute(limit: number): number {
         case 0xee: case 0xec: // OUT DX, AL / IN AL, DX
           csBase = s.csBase;
           ip = start + 1;
-          pio(op === 0xee ? GuestIoDirection.Out : GuestIoDirection.In, 1, s.rdx & 0xffff, start);
+          pio(op === 0xee ? GuestIoDirection.Out : GuestIoDirection.In, 1, s.edx & 0xffff, start);
           rip = ip;
           n++;
           break loop;
@@ -1405,7 +1408,7 @@ function execute(limit: number): number {
           break;
       }
     }
-    s.rip = start;
+    s.eip = start;
     let done: boolean;
     try {
       done = step(start) === STEP_DONE;
@@ -1413,7 +1416,7 @@ function execute(limit: number): number {
       X.executed += n; // the instructions before the failing one did complete
       throw e;
     }
-    rip = s.rip;
+    rip = s.eip;
     if (!done) break;
     n++;
     if (exitKind !== 0) break;
@@ -1421,7 +1424,7 @@ function execute(limit: number): number {
     lo = fastLo(s);
     hi = fastHi(s);
   }
-  s.rip = rip;
+  s.eip = rip;
   X.executed += n;
   return exitKind;
 }
@@ -1482,17 +1485,17 @@ function step(start: number): number {
       break;
     }
     case 0x04: case 0x0c: case 0x14: case 0x1c: case 0x24: case 0x2c: case 0x34: case 0x3c: {
-      const r = alu(op >> 3, s.rax & 0xff, fetch8(), 0xff, 0x80);
-      if (op !== 0x3c) s.rax = s.rax - (s.rax & 0xff) + r;
+      const r = alu(op >> 3, s.eax & 0xff, fetch8(), 0xff, 0x80);
+      if (op !== 0x3c) s.eax = s.eax - (s.eax & 0xff) + r;
       break;
     }
     case 0x05: case 0x0d: case 0x15: case 0x1d: case 0x25: case 0x2d: case 0x35: case 0x3d: {
       if (o32) {
-        const r = alu(op >> 3, s.rax >>> 0, fetch32(), 0xffffffff, 0x80000000);
-        if (op !== 0x3d) s.rax = r;
+        const r = alu(op >> 3, s.eax >>> 0, fetch32(), 0xffffffff, 0x80000000);
+        if (op !== 0x3d) setR32(0, r);
       } else {
-        const r = alu(op >> 3, s.rax & 0xffff, fetch16(), 0xffff, 0x8000);
-        if (op !== 0x3d) s.rax = s.rax - (s.rax & 0xffff) + r;
+        const r = alu(op >> 3, s.eax & 0xffff, fetch16(), 0xffff, 0x8000);
+        if (op !== 0x3d) s.eax = s.eax - (s.eax & 0xffff) + r;
       }
       break;
     }
@@ -1717,12 +1720,12 @@ function step(start: number): number {
       break;
     }
     case 0x98: // CBW / CWDE
-      if (o32) s.rax = sext16(s.rax & 0xffff) >>> 0;
-      else s.rax = s.rax - (s.rax & 0xffff) + (sext8(s.rax & 0xff) & 0xffff);
+      if (o32) setR32(0, sext16(s.eax & 0xffff));
+      else s.eax = s.eax - (s.eax & 0xffff) + (sext8(s.eax & 0xff) & 0xffff);
       break;
     case 0x99: // CWD / CDQ
-      if (o32) s.rdx = (s.rax & 0x80000000) !== 0 ? 0xffffffff : 0;
-      else s.rdx = s.rdx - (s.rdx & 0xffff) + ((s.rax & 0x8000) !== 0 ? 0xffff : 0);
+      if (o32) setR32(2, (s.eax & 0x80000000) !== 0 ? 0xffffffff : 0);
+      else s.edx = s.edx - (s.edx & 0xffff) + ((s.eax & 0x8000) !== 0 ? 0xffff : 0);
       break;
     case 0x9a: { // CALL ptr16:16
       const offset = fetchV();
@@ -1733,7 +1736,7 @@ function step(start: number): number {
       break;
     }
     case 0x9b: break; // WAIT/FWAIT: no x87 exceptions pending.
-    case 0x9c: pushV(o32 ? s.rflags & 0x00fcffff : s.rflags & 0xffff); break; // PUSHF
+    case 0x9c: pushV(o32 ? s.eflags & 0x00fcffff : s.eflags & 0xffff); break; // PUSHF
     case 0x9d: { // POPF
       const v = peekV(0);
       if (v < 0) return STEP_ABANDONED;
@@ -1742,10 +1745,10 @@ function step(start: number): number {
       break;
     }
     case 0x9e: // SAHF
-      s.rflags = (s.rflags & ~(SF | ZF | AF | PF | CF)) | ((s.rax >> 8) & (SF | ZF | AF | PF | CF));
+      s.eflags = (s.eflags & ~(SF | ZF | AF | PF | CF)) | ((s.eax >> 8) & (SF | ZF | AF | PF | CF));
       break;
     case 0x9f: // LAHF
-      s.rax = s.rax - (s.rax & 0xff00) + (((s.rflags & (SF | ZF | AF | PF | CF)) | X86_EFLAGS_FIXED) << 8);
+      s.eax = s.eax - (s.eax & 0xff00) + (((s.eflags & (SF | ZF | AF | PF | CF)) | X86_EFLAGS_FIXED) << 8);
       break;
 
     // ---- MOV AL/AX, moffs (A0–A3) --------------------------------------------------------------------
@@ -1755,12 +1758,12 @@ function step(start: number): number {
       if (op === 0xa0) {
         const v = rd8(lin);
         if (v < 0) return STEP_ABANDONED;
-        s.rax = s.rax - (s.rax & 0xff) + v;
+        s.eax = s.eax - (s.eax & 0xff) + v;
       } else if (op === 0xa1) {
         const v = rdV(lin);
         if (v < 0) return STEP_ABANDONED;
         setRv(0, v);
-      } else if (op === 0xa2) wr8(lin, s.rax & 0xff);
+      } else if (op === 0xa2) wr8(lin, s.eax & 0xff);
       else wrV(lin, getRv(0));
       break;
     }
@@ -1770,10 +1773,10 @@ function step(start: number): number {
       if (!stringOp(op, start)) return STEP_ABANDONED;
       break;
     }
-    case 0xa8: logic((s.rax & 0xff) & fetch8(), 0xff, 0x80); break; // TEST AL, imm8
+    case 0xa8: logic((s.eax & 0xff) & fetch8(), 0xff, 0x80); break; // TEST AL, imm8
     case 0xa9: // TEST AX, imm16
-      if (o32) logic((s.rax >>> 0) & fetch32(), 0xffffffff, 0x80000000);
-      else logic(s.rax & 0xffff & fetch16(), 0xffff, 0x8000);
+      if (o32) logic((s.eax >>> 0) & fetch32(), 0xffffffff, 0x80000000);
+      else logic(s.eax & 0xffff & fetch16(), 0xffff, 0x8000);
       break;
 
     // ---- MOV r, imm (B0–BF) --------------------------------------------------------------------------
@@ -1790,7 +1793,7 @@ function step(start: number): number {
       const m = fetch8();
       const v = readRm8(m);
       if (v < 0) return STEP_ABANDONED;
-      const count = op === 0xc0 ? fetch8() : op === 0xd0 ? 1 : s.rcx & 0xff;
+      const count = op === 0xc0 ? fetch8() : op === 0xd0 ? 1 : s.ecx & 0xff;
       writeRm8(m, shift((m >> 3) & 7, v, count, 8));
       break;
     }
@@ -1798,7 +1801,7 @@ function step(start: number): number {
       const m = fetch8();
       const v = readRmV(m);
       if (v < 0) return STEP_ABANDONED;
-      const count = op === 0xc1 ? fetch8() : op === 0xd1 ? 1 : s.rcx & 0xff;
+      const count = op === 0xc1 ? fetch8() : op === 0xd1 ? 1 : s.ecx & 0xff;
       writeRmV(m, shift((m >> 3) & 7, v, count, o32 ? 32 : 16));
       break;
     }
@@ -1889,10 +1892,10 @@ function step(start: number): number {
     }
 
     case 0xd7: { // XLAT
-      const lin = segBase(false) + (a32 ? ((s.rbx >>> 0) + (s.rax & 0xff)) >>> 0 : ((s.rbx & 0xffff) + (s.rax & 0xff)) & 0xffff);
+      const lin = segBase(false) + (a32 ? ((s.ebx >>> 0) + (s.eax & 0xff)) >>> 0 : ((s.ebx & 0xffff) + (s.eax & 0xff)) & 0xffff);
       const v = rd8(lin);
       if (v < 0) return STEP_ABANDONED;
-      s.rax = s.rax - (s.rax & 0xff) + v;
+      s.eax = s.eax - (s.eax & 0xff) + v;
       break;
     }
 
@@ -1900,13 +1903,13 @@ function step(start: number): number {
     case 0xe0: case 0xe1: case 0xe2: case 0xe3: {
       const d = sext8(fetch8());
       let count: number;
-      if (op === 0xe3) count = a32 ? s.rcx >>> 0 : s.rcx & 0xffff;
-      else if (a32) s.rcx = count = ((s.rcx >>> 0) - 1) >>> 0;
+      if (op === 0xe3) count = a32 ? s.ecx >>> 0 : s.ecx & 0xffff;
+      else if (a32) s.ecx = count = ((s.ecx >>> 0) - 1) >>> 0;
       else {
-        count = ((s.rcx & 0xffff) - 1) & 0xffff;
-        s.rcx = s.rcx - (s.rcx & 0xffff) + count;
+        count = ((s.ecx & 0xffff) - 1) & 0xffff;
+        s.ecx = s.ecx - (s.ecx & 0xffff) + count;
       }
-      const zf = (s.rflags & ZF) !== 0;
+      const zf = (s.eflags & ZF) !== 0;
       const taken =
         op === 0xe3 ? count === 0 : op === 0xe2 ? count !== 0 : op === 0xe1 ? count !== 0 && zf : count !== 0 && !zf;
       if (taken) ip = near(ip + d);
@@ -1918,10 +1921,10 @@ function step(start: number): number {
     case 0xe5: { const port = fetch8(); pio(GuestIoDirection.In, o32 ? 4 : 2, port, start); break; }
     case 0xe6: { const port = fetch8(); pio(GuestIoDirection.Out, 1, port, start); break; }
     case 0xe7: { const port = fetch8(); pio(GuestIoDirection.Out, o32 ? 4 : 2, port, start); break; }
-    case 0xec: pio(GuestIoDirection.In, 1, s.rdx & 0xffff, start); break;
-    case 0xed: pio(GuestIoDirection.In, o32 ? 4 : 2, s.rdx & 0xffff, start); break;
-    case 0xee: pio(GuestIoDirection.Out, 1, s.rdx & 0xffff, start); break;
-    case 0xef: pio(GuestIoDirection.Out, o32 ? 4 : 2, s.rdx & 0xffff, start); break;
+    case 0xec: pio(GuestIoDirection.In, 1, s.edx & 0xffff, start); break;
+    case 0xed: pio(GuestIoDirection.In, o32 ? 4 : 2, s.edx & 0xffff, start); break;
+    case 0xee: pio(GuestIoDirection.Out, 1, s.edx & 0xffff, start); break;
+    case 0xef: pio(GuestIoDirection.Out, o32 ? 4 : 2, s.edx & 0xffff, start); break;
 
     // ---- CALL / JMP ----------------------------------------------------------------------------------
     case 0xe8: {
@@ -1950,13 +1953,13 @@ function step(start: number): number {
     case 0xf4: // kvm_emulate_halt: skip the instruction, then exit with KVM_EXIT_HLT.
       exitKind = GuestExitReason.Hlt;
       break;
-    case 0xf5: s.rflags ^= CF; break; // CMC
-    case 0xf8: s.rflags &= ~CF; break; // CLC
-    case 0xf9: s.rflags |= CF; break; // STC
-    case 0xfa: s.rflags &= ~X86_EFLAGS_IF; break; // CLI (CPL 0)
-    case 0xfb: s.rflags |= X86_EFLAGS_IF; break; // STI
-    case 0xfc: s.rflags &= ~DF; break; // CLD
-    case 0xfd: s.rflags |= DF; break; // STD
+    case 0xf5: s.eflags ^= CF; break; // CMC
+    case 0xf8: s.eflags &= ~CF; break; // CLC
+    case 0xf9: s.eflags |= CF; break; // STC
+    case 0xfa: s.eflags &= ~X86_EFLAGS_IF; break; // CLI (CPL 0)
+    case 0xfb: s.eflags |= X86_EFLAGS_IF; break; // STI
+    case 0xfc: s.eflags &= ~DF; break; // CLD
+    case 0xfd: s.eflags |= DF; break; // STD
 
     // ---- Group 3 (F6, F7) ----------------------------------------------------------------------------
     case 0xf6: case 0xf7: {
@@ -2018,7 +2021,7 @@ function step(start: number): number {
       fail('opcode not implemented by the guest interpreter');
   }
 
-  s.rip = ip;
+  s.eip = ip;
   return STEP_DONE;
 }
 
@@ -2038,7 +2041,7 @@ function imul2(a: number, b: number): number {
     res = p & 0xffff;
     overflow = p !== sext16(res);
   }
-  s.rflags = (s.rflags & ~(CF | OF)) | (overflow ? CF | OF : 0);
+  s.eflags = (s.eflags & ~(CF | OF)) | (overflow ? CF | OF : 0);
   return res;
 }
 
@@ -2072,90 +2075,90 @@ function group3(bits: number, start: number): number {
     case 4: { // MUL
       let hi: number;
       if (bits === 8) {
-        const p = (s.rax & 0xff) * v;
-        s.rax = s.rax - (s.rax & 0xffff) + p;
+        const p = (s.eax & 0xff) * v;
+        s.eax = s.eax - (s.eax & 0xffff) + p;
         hi = p >> 8;
       } else if (bits === 16) {
-        const p = (s.rax & 0xffff) * v;
+        const p = (s.eax & 0xffff) * v;
         hi = p >>> 16;
-        s.rax = s.rax - (s.rax & 0xffff) + (p & 0xffff);
-        s.rdx = s.rdx - (s.rdx & 0xffff) + hi;
+        s.eax = s.eax - (s.eax & 0xffff) + (p & 0xffff);
+        s.edx = s.edx - (s.edx & 0xffff) + hi;
       } else {
-        const p = BigInt(s.rax >>> 0) * BigInt(v);
+        const p = BigInt(s.eax >>> 0) * BigInt(v);
         hi = Number(p >> 32n);
-        s.rax = Number(p & 0xffffffffn);
-        s.rdx = hi;
+        setR32(0, Number(p & 0xffffffffn));
+        setR32(2, hi);
       }
-      s.rflags = (s.rflags & ~(CF | OF)) | (hi !== 0 ? CF | OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | (hi !== 0 ? CF | OF : 0);
       return DELIVERED;
     }
     case 5: { // IMUL (one operand)
       let overflow: boolean;
       if (bits === 8) {
-        const p = sext8(s.rax & 0xff) * sext8(v);
-        s.rax = s.rax - (s.rax & 0xffff) + (p & 0xffff);
+        const p = sext8(s.eax & 0xff) * sext8(v);
+        s.eax = s.eax - (s.eax & 0xffff) + (p & 0xffff);
         overflow = p !== sext8(p & 0xff);
       } else if (bits === 16) {
-        const p = sext16(s.rax & 0xffff) * sext16(v);
-        s.rax = s.rax - (s.rax & 0xffff) + (p & 0xffff);
-        s.rdx = s.rdx - (s.rdx & 0xffff) + ((p >> 16) & 0xffff);
+        const p = sext16(s.eax & 0xffff) * sext16(v);
+        s.eax = s.eax - (s.eax & 0xffff) + (p & 0xffff);
+        s.edx = s.edx - (s.edx & 0xffff) + ((p >> 16) & 0xffff);
         overflow = p !== sext16(p & 0xffff);
       } else {
-        const p = BigInt(s.rax | 0) * BigInt(v | 0);
+        const p = BigInt(s.eax | 0) * BigInt(v | 0);
         const u = BigInt.asUintN(64, p);
-        s.rax = Number(u & 0xffffffffn);
-        s.rdx = Number(u >> 32n);
-        overflow = p !== BigInt(s.rax | 0);
+        setR32(0, Number(u & 0xffffffffn));
+        setR32(2, Number(u >> 32n));
+        overflow = p !== BigInt(s.eax | 0);
       }
-      s.rflags = (s.rflags & ~(CF | OF)) | (overflow ? CF | OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | (overflow ? CF | OF : 0);
       return DELIVERED;
     }
     case 6: { // DIV
       if (v === 0) return interrupt(0, start);
       if (bits === 8) {
-        const d = s.rax & 0xffff;
+        const d = s.eax & 0xffff;
         const q = Math.floor(d / v);
         if (q > 0xff) return interrupt(0, start);
-        s.rax = s.rax - (s.rax & 0xffff) + (((d % v) << 8) | q);
+        s.eax = s.eax - (s.eax & 0xffff) + (((d % v) << 8) | q);
       } else if (bits === 16) {
-        const d = (s.rdx & 0xffff) * 0x10000 + (s.rax & 0xffff);
+        const d = (s.edx & 0xffff) * 0x10000 + (s.eax & 0xffff);
         const q = Math.floor(d / v);
         if (q > 0xffff) return interrupt(0, start);
-        s.rax = s.rax - (s.rax & 0xffff) + q;
-        s.rdx = s.rdx - (s.rdx & 0xffff) + (d % v);
+        s.eax = s.eax - (s.eax & 0xffff) + q;
+        s.edx = s.edx - (s.edx & 0xffff) + (d % v);
       } else {
-        const d = (BigInt(s.rdx >>> 0) << 32n) | BigInt(s.rax >>> 0);
+        const d = (BigInt(s.edx >>> 0) << 32n) | BigInt(s.eax >>> 0);
         const q = d / BigInt(v);
         if (q > 0xffffffffn) return interrupt(0, start);
-        s.rax = Number(q);
-        s.rdx = Number(d % BigInt(v));
+        setR32(0, Number(q));
+        setR32(2, Number(d % BigInt(v)));
       }
       return DELIVERED;
     }
     default: { // 7 IDIV: quotient truncated toward zero, remainder has the dividend's sign
       if (v === 0) return interrupt(0, start);
       if (bits === 8) {
-        const d = sext16(s.rax & 0xffff);
+        const d = sext16(s.eax & 0xffff);
         const dv = sext8(v);
         const q = Math.trunc(d / dv);
         if (q > 0x7f || q < -0x80) return interrupt(0, start);
         const r = d - q * dv;
-        s.rax = s.rax - (s.rax & 0xffff) + (((r & 0xff) << 8) | (q & 0xff));
+        s.eax = s.eax - (s.eax & 0xffff) + (((r & 0xff) << 8) | (q & 0xff));
       } else if (bits === 16) {
-        const d = ((s.rdx & 0xffff) << 16) | (s.rax & 0xffff);
+        const d = ((s.edx & 0xffff) << 16) | (s.eax & 0xffff);
         const dv = sext16(v);
         const q = Math.trunc(d / dv);
         if (q > 0x7fff || q < -0x8000) return interrupt(0, start);
         const r = d - q * dv;
-        s.rax = s.rax - (s.rax & 0xffff) + (q & 0xffff);
-        s.rdx = s.rdx - (s.rdx & 0xffff) + (r & 0xffff);
+        s.eax = s.eax - (s.eax & 0xffff) + (q & 0xffff);
+        s.edx = s.edx - (s.edx & 0xffff) + (r & 0xffff);
       } else {
-        const d = BigInt.asIntN(64, (BigInt(s.rdx >>> 0) << 32n) | BigInt(s.rax >>> 0));
+        const d = BigInt.asIntN(64, (BigInt(s.edx >>> 0) << 32n) | BigInt(s.eax >>> 0));
         const dv = BigInt(v | 0);
         const q = d / dv; // BigInt division truncates toward zero
         if (q > 0x7fffffffn || q < -0x80000000n) return interrupt(0, start);
-        s.rax = Number(BigInt.asUintN(32, q));
-        s.rdx = Number(BigInt.asUintN(32, d % dv));
+        setR32(0, Number(BigInt.asUintN(32, q)));
+        setR32(2, Number(BigInt.asUintN(32, d % dv)));
       }
       return DELIVERED;
     }
@@ -2173,12 +2176,12 @@ function stringOp(op: number, start: number): boolean {
   const size = (op & 1) === 0 ? 1 : o32 ? 4 : 2;
   const amask = a32 ? 0xffffffff : 0xffff;
   if (rep !== 0) {
-    const count = a32 ? s.rcx >>> 0 : s.rcx & 0xffff;
+    const count = a32 ? s.ecx >>> 0 : s.ecx & 0xffff;
     if (count === 0) return true;
   }
-  const delta = (s.rflags & DF) !== 0 ? -size : size;
-  const si = a32 ? s.rsi >>> 0 : s.rsi & 0xffff;
-  const di = a32 ? s.rdi >>> 0 : s.rdi & 0xffff;
+  const delta = (s.eflags & DF) !== 0 ? -size : size;
+  const si = a32 ? s.esi >>> 0 : s.esi & 0xffff;
+  const di = a32 ? s.edi >>> 0 : s.edi & 0xffff;
   const src = segBase(false) + si;
   const dst = s.esBase + di;
   const mask = size === 1 ? 0xff : size === 2 ? 0xffff : 0xffffffff;
@@ -2206,7 +2209,7 @@ function stringOp(op: number, start: number): boolean {
       break;
     }
     case 0xaa: case 0xab: { // STOS
-      const v = size === 1 ? s.rax & 0xff : size === 2 ? s.rax & 0xffff : s.rax >>> 0;
+      const v = size === 1 ? s.eax & 0xff : size === 2 ? s.eax & 0xffff : s.eax >>> 0;
       if (size === 1) wr8(dst, v);
       else if (size === 2) wr16(dst, v);
       else wr32(dst, v);
@@ -2216,16 +2219,16 @@ function stringOp(op: number, start: number): boolean {
     case 0xac: case 0xad: { // LODS
       const v = size === 1 ? rd8(src) : size === 2 ? rd16(src) : rd32(src);
       if (v < 0) return false;
-      if (size === 1) s.rax = s.rax - (s.rax & 0xff) + v;
-      else if (size === 2) s.rax = s.rax - (s.rax & 0xffff) + v;
-      else s.rax = v;
+      if (size === 1) s.eax = s.eax - (s.eax & 0xff) + v;
+      else if (size === 2) s.eax = s.eax - (s.eax & 0xffff) + v;
+      else setR32(0, v);
       usesSi = true;
       break;
     }
     default: { // SCAS: AL/AX/EAX − [ES:DI]
       const b = size === 1 ? rd8(dst) : size === 2 ? rd16(dst) : rd32(dst);
       if (b < 0) return false;
-      const a = size === 1 ? s.rax & 0xff : size === 2 ? s.rax & 0xffff : s.rax >>> 0;
+      const a = size === 1 ? s.eax & 0xff : size === 2 ? s.eax & 0xffff : s.eax >>> 0;
       sub(a, b, 0, mask, sign);
       usesDi = zfEnds = true;
       break;
@@ -2233,18 +2236,18 @@ function stringOp(op: number, start: number): boolean {
   }
   if (usesSi) {
     const v = (si + delta) & amask;
-    s.rsi = a32 ? v >>> 0 : s.rsi - (s.rsi & 0xffff) + v;
+    s.esi = a32 ? v >>> 0 : s.esi - (s.esi & 0xffff) + v;
   }
   if (usesDi) {
     const v = (di + delta) & amask;
-    s.rdi = a32 ? v >>> 0 : s.rdi - (s.rdi & 0xffff) + v;
+    s.edi = a32 ? v >>> 0 : s.edi - (s.edi & 0xffff) + v;
   }
   if (rep !== 0) {
-    const count = ((a32 ? s.rcx >>> 0 : s.rcx & 0xffff) - 1) & amask;
-    s.rcx = a32 ? count >>> 0 : s.rcx - (s.rcx & 0xffff) + count;
+    const count = ((a32 ? s.ecx >>> 0 : s.ecx & 0xffff) - 1) & amask;
+    s.ecx = a32 ? count >>> 0 : s.ecx - (s.ecx & 0xffff) + count;
     let again = count !== 0;
     if (again && zfEnds) {
-      const zf = (s.rflags & ZF) !== 0;
+      const zf = (s.eflags & ZF) !== 0;
       again = rep === 3 ? zf : !zf; // REPE continues while equal, REPNE while not equal
     }
     if (again) ip = start;

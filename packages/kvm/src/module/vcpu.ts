@@ -94,8 +94,10 @@ export class Vcpu {
   }
   #exit: GuestExit | undefined;
   /**
-   * `struct kvm_sregs` fields the interpreter does not use (control registers, descriptor tables, …),
-   * created at the first KVM_GET_SREGS / KVM_SET_SREGS (a vCPU nobody asks about costs nothing).
+   * `struct kvm_sregs` fields the interpreter does not use (TR, LDTR, CR8, EFER, APIC base, the interrupt
+   * bitmap), created at the first KVM_GET_SREGS / KVM_SET_SREGS (a vCPU nobody asks about costs nothing).
+   * The segment registers, GDTR, IDTR and CR0/CR2/CR3/CR4 live in {@link Vcpu.regs}, where the guest's
+   * `lgdt`, `mov cr0` and the like change them; this object's copies of those fields are not used.
    */
   get sregs(): kvm_sregs {
     return (this.#sregs ??= makeKvmSregs({
@@ -466,20 +468,21 @@ export class Vcpu {
 
   // ---- registers ----------------------------------------------------------------------------
 
-  /** KVM_GET_REGS. */
+  /** KVM_GET_REGS: every register, all 64 bits (`__get_regs`, arch/x86/kvm/x86.c). */
   getRegs(out: kvm_regs): void {
     const r = this.regs;
-    for (const k of KVM_REGS_FIELDS) out[k] = BigInt(r[k]);
+    for (const k of KVM_REGS_FIELDS) out[k] = r.get64(k);
   }
 
   /**
-   * KVM_SET_REGS (RFLAGS bit 1 is kept set). The model's registers hold 53 significant bits
-   * (docs/fidelity.md).
+   * KVM_SET_REGS: every register, all 64 bits, RFLAGS with bit 1 set (`__set_regs`: `kvm_set_rflags(vcpu,
+   * regs->rflags | X86_EFLAGS_FIXED)`). The upper halves stay as written: real-mode code only clears one
+   * with a 32-bit write to that register.
    */
   setRegs(v: kvm_regs): void {
     const r = this.regs;
-    for (const k of KVM_REGS_FIELDS) r[k] = Number(v[k]);
-    r.rflags = Number(v.rflags | 2n);
+    for (const k of KVM_REGS_FIELDS) r.set64(k, v[k]);
+    r.set64('rflags', v.rflags | 2n);
   }
 
   /** KVM_GET_SREGS. */
@@ -494,7 +497,7 @@ export class Vcpu {
         continue;
       }
       const g = r[name as 'cs'];
-      o.base = BigInt(g.base);
+      o.base = g.base64;
       o.limit = g.limit;
       o.selector = g.selector;
       o.type = g.type;
@@ -507,11 +510,15 @@ export class Vcpu {
       o.avl = g.avl;
       o.unusable = g.unusable;
     }
-    out.gdt.base = s.gdt.base;
-    out.gdt.limit = s.gdt.limit;
-    out.idt.base = BigInt(r.idtBase);
+    out.gdt.base = r.gdtBase64;
+    out.gdt.limit = r.gdtLimit;
+    out.idt.base = r.idtBase64;
     out.idt.limit = r.idtLimit;
     for (const k of KVM_SREGS_U64_FIELDS) out[k] = s[k];
+    out.cr0 = r.cr0;
+    out.cr2 = r.cr2;
+    out.cr3 = r.cr3;
+    out.cr4 = r.cr4;
     out.interrupt_bitmap = [...s.interrupt_bitmap];
   }
 
@@ -526,7 +533,7 @@ export class Vcpu {
         continue;
       }
       const g = r[name as 'cs'];
-      g.base = Number(src.base);
+      g.base64 = src.base;
       g.limit = src.limit;
       g.selector = src.selector;
       g.type = src.type;
@@ -540,9 +547,15 @@ export class Vcpu {
       g.unusable = src.unusable;
     }
     s.gdt = { ...v.gdt };
-    r.idtBase = Number(v.idt.base);
+    r.gdtBase64 = v.gdt.base;
+    r.gdtLimit = v.gdt.limit;
+    r.idtBase64 = v.idt.base;
     r.idtLimit = v.idt.limit;
     for (const k of KVM_SREGS_U64_FIELDS) s[k] = v[k];
+    r.cr0 = v.cr0;
+    r.cr2 = v.cr2;
+    r.cr3 = v.cr3;
+    r.cr4 = v.cr4;
     s.interrupt_bitmap = [...v.interrupt_bitmap];
     this.protectedMode = (v.cr0 & 1n) !== 0n;
   }
