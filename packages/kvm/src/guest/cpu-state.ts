@@ -54,6 +54,11 @@ export const GuestPending = {
   PioOut: 2,
   /** An MMIO read: cache the data and re-execute the instruction (`complete_emulated_mmio`). */
   MmioRead: 3,
+  /**
+   * A string port read (`ins`, `rep ins`): store the exit's `count` elements at ES:DI, advance DI (and CX),
+   * then skip the instruction or, with CX still non-zero, restart it (`complete_emulated_pio`).
+   */
+  PioInString: 4,
 } as const;
 
 /** One of the {@link GuestPending} values. */
@@ -546,6 +551,8 @@ export class GuestCpuState {
   pendingPort = 0;
   /** Number of elements of the pending string input (`kvm_run.io.count`). */
   pendingCount = 0;
+  /** The pending string input's prefixes: 1 = 32-bit addressing (0x67), 2 = REP. */
+  pendingStringFlags = 0;
 
   /** Number of valid MMIO read-cache entries (0–2), KVM's `ctxt->mem_read` during re-execution. */
   mmioCacheCount = 0;
@@ -735,6 +742,7 @@ export class GuestCpuState {
     this.pendingGpa = other.pendingGpa;
     this.pendingPort = other.pendingPort;
     this.pendingCount = other.pendingCount;
+    this.pendingStringFlags = other.pendingStringFlags;
     this.mmioCacheCount = other.mmioCacheCount;
     this.mmioCacheGpa0 = other.mmioCacheGpa0;
     this.mmioCacheLen0 = other.mmioCacheLen0;

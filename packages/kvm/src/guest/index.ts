@@ -41,6 +41,10 @@ export {
 } from './exit.js';
 export {
   GUEST_DEFAULT_QUIRKS,
+  GUEST_INTERRUPT_BLOCKED,
+  GUEST_INTERRUPT_DELIVERED,
+  deliverInterrupt,
+  interruptWindowOpen,
   GUEST_QUIRK_OUT_7E_INC_RIP,
   completeIn,
   completeMmioRead,
@@ -48,6 +52,14 @@ export {
   completePending,
   runGuest,
 } from './interpreter.js';
+export {
+  CpuidTable,
+  KVM_CPUID_FLAG_SIGNIFICANT_INDEX,
+  VcpuPlatform,
+  defaultGuestPlatform,
+  type CpuidEntry,
+  type GuestPlatform,
+} from './platform.js';
 export { SlotListMemory, type GuestMemory, type GuestMemorySlot, type SlotListEntry } from './memory.js';
 export {
   Asm16,

@@ -33,6 +33,8 @@
  */
 
 import {
+  GUEST_SHADOW_MOV_SS,
+  GUEST_SHADOW_STI,
   GuestCpuState,
   GuestPending,
   X86_EFLAGS_AC,
@@ -58,6 +60,7 @@ import {
 } from './exit.js';
 import { UsageError } from '@vac/core';
 import type { GuestMemory } from './memory.js';
+import { defaultGuestPlatform, type GuestPlatform } from './platform.js';
 
 /**
  * The `KVM_X86_QUIRK_OUT_7E_INC_RIP` quirk bit (`<asm/kvm.h>`, value 1 << 3): advance RIP before exiting for
@@ -103,6 +106,10 @@ const IDLE_MEMORY: GuestMemory = { read8: () => -1, write8: () => false };
 
 /** Thrown (never as an Error: no stack capture) when the instruction cannot be emulated. */
 const EMULATION_FAILED = { failed: true } as const;
+/** Thrown (never as an Error) when the instruction raises an exception; {@link faultVector} says which. */
+const FAULT = { fault: true } as const;
+/** The platform of runs that were given none (no CPUID table, no MSRs). */
+const DEFAULT_PLATFORM: GuestPlatform = defaultGuestPlatform();
 
 let running = false;
 let S: GuestCpuState = new GuestCpuState();
@@ -111,11 +118,17 @@ let X: GuestExit = new GuestExit();
 /** Whether `M` provides the `lookup` fast path. */
 let hasLookup = false;
 let quirks = GUEST_DEFAULT_QUIRKS;
+/** The vCPU's CPUID table, MSRs and TSC. */
+let P: GuestPlatform = DEFAULT_PLATFORM;
+/** Scratch for `cpuid` answers. */
+const CPUID_OUT = new Uint32Array(4);
 
 /** Offset within CS of the next byte to decode. */
 let ip = 0;
 /** CS base for the current instruction. */
 let csBase = 0;
+/** CS limit for the current instruction: fetching past it raises #GP. */
+let csLim = 0xffff;
 /** Instruction-fetch slot cache: linear [cBase, cEnd) is cBytes[lin - cBase]. */
 let cBytes = EMPTY;
 let cBase = 0;
@@ -136,12 +149,22 @@ let a32 = false;
 let ovr = -1;
 /** 0 = none, 2 = REPNE (F2), 3 = REP/REPE (F3). */
 let rep = 0;
+/** A LOCK (F0) prefix: #UD unless the instruction is a locked read-modify-write of memory. */
+let lock = false;
 let prefixDirty = false;
+/** The instruction raised this exception vector (with {@link FAULT}). */
+let faultVector = 0;
+/** The instruction just executed opened an interrupt shadow (`sti` setting IF, `mov ss`, `pop ss`). */
+let shadowSet = 0;
+/** The instruction set CR0.PE: the run ends after it (protected mode is not executed). */
+let enteredProtectedMode = false;
 
 /** Linear address of the last decoded memory operand. */
 let eaLin = 0;
 /** Offset (within its segment) of the last decoded memory operand, for `lea`. */
 let eaOff = 0;
+/** Segment register of the last decoded memory operand. */
+let eaSeg = 3;
 /** The last 32-bit memory operand used ESP as its base (`pop [esp…]` adjusts it). */
 let eaUsesSp = false;
 
@@ -157,12 +180,18 @@ function fail(detail: string): never {
   throw EMULATION_FAILED;
 }
 
+/** Raises exception `vector` (#UD 6, #GP 13, #SS 12, …): the instruction is abandoned and the exception delivered. */
+function raise(vector: number): never {
+  faultVector = vector;
+  throw FAULT;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Instruction fetch.
 
 function fetch8(): number {
   const lin = csBase + ip;
-  if (lin >= cBase && lin < cEnd) {
+  if (lin >= cBase && lin < cEnd && ip <= csLim) {
     ip++;
     return cBytes[lin - cBase]!;
   }
@@ -171,6 +200,7 @@ function fetch8(): number {
 
 function fetchSlow(): number {
   const lin = csBase + ip;
+  if (ip > csLim) raise(13); // past the CS limit (SDM Vol. 3A §20.1.1: #GP in real-address mode)
   if (ip - S.eip >= GUEST_MAX_INSN_BYTES) fail('instruction longer than 15 bytes');
   if (hasLookup) {
     const slot = M.lookup!(lin);
@@ -193,7 +223,7 @@ function fetchSlow(): number {
 
 function fetch16(): number {
   const lin = csBase + ip;
-  if (lin >= cBase && lin + 2 <= cEnd) {
+  if (lin >= cBase && lin + 2 <= cEnd && ip + 1 <= csLim) {
     ip += 2;
     const o = lin - cBase;
     return cBytes[o]! | (cBytes[o + 1]! << 8);
@@ -352,6 +382,29 @@ function selectorOf(i: number): number {
   }
 }
 
+/** Limit of segment register `i` (0–5): real mode checks offsets against it too (SDM Vol. 3A §20.1.1). */
+function segLimitOf(i: number): number {
+  const s = S;
+  switch (i) {
+    case SEG_ES: return s.esLimit;
+    case SEG_CS: return s.csLimit;
+    case SEG_SS: return s.ssLimit;
+    case SEG_DS: return s.dsLimit;
+    case SEG_FS: return s.fsLimit;
+    default: return s.gsLimit;
+  }
+}
+
+/**
+ * The linear address of a `size`-byte access at `offset` in segment `seg`; an access reaching past the
+ * segment's limit raises #SS for SS and #GP for the others (SDM Vol. 3A §20.1.1, Vol. 2 "Real-Address Mode
+ * Exceptions").
+ */
+function segAddr(seg: number, offset: number, size: number): number {
+  if (offset + size - 1 > segLimitOf(seg)) raise(seg === SEG_SS ? 12 : 13);
+  return segBaseOf(seg) + offset;
+}
+
 /** A real-mode load of segment register `i` (0–5): the selector, and base = selector × 16. */
 function loadSeg(i: number, selector: number): void {
   const s = S;
@@ -370,9 +423,12 @@ function loadSeg(i: number, selector: number): void {
 // ---------------------------------------------------------------------------------------------------------
 // Effective addresses (SDM Vol. 2A §2.1.5, Tables 2-1 and 2-2). Real mode: linear = segment base + offset.
 
-/** Decodes the memory operand of ModRM byte `m` (mod ≠ 3), fetching SIB/displacement; returns the linear address. */
-function rmAddr(m: number): number {
-  if (a32) return rmAddr32(m);
+/**
+ * Decodes the memory operand of ModRM byte `m` (mod ≠ 3), fetching SIB/displacement; returns the linear
+ * address of a `size`-byte access there (0: no access, as `lea`), after the segment-limit check.
+ */
+function rmAddr(m: number, size: number): number {
+  if (a32) return rmAddr32(m, size);
   const s = S;
   const mod = m >> 6;
   let ea: number;
@@ -385,7 +441,7 @@ function rmAddr(m: number): number {
     case 4: ea = s.esi & 0xffff; break;
     case 5: ea = s.edi & 0xffff; break;
     case 6:
-      if (mod === 0) return segBase(false) + (eaOff = fetch16());
+      if (mod === 0) return operandAddr(false, (eaOff = fetch16()), size);
       ea = s.ebp & 0xffff;
       stack = true;
       break;
@@ -394,10 +450,10 @@ function rmAddr(m: number): number {
   if (mod === 1) ea += sext8(fetch8());
   else if (mod === 2) ea += fetch16();
   eaOff = ea & 0xffff;
-  return segBase(stack) + eaOff;
+  return operandAddr(stack, eaOff, size);
 }
 
-function rmAddr32(m: number): number {
+function rmAddr32(m: number, size: number): number {
   const mod = m >> 6;
   const rm = m & 7;
   let ea: number;
@@ -424,12 +480,20 @@ function rmAddr32(m: number): number {
   if (mod === 1) ea += sext8(fetch8());
   else if (mod === 2) ea += fetch32();
   eaOff = ea >>> 0;
-  return segBase(stack) + eaOff;
+  return operandAddr(stack, eaOff, size);
 }
 
-function segBase(stack: boolean): number {
-  if (ovr >= 0) return segBaseOf(ovr);
-  return stack ? S.ssBase : S.dsBase;
+/** The segment of a memory operand: the override, else SS for BP/SP-based addresses, else DS. */
+function operandSeg(stack: boolean): number {
+  if (ovr >= 0) return ovr;
+  return stack ? SEG_SS : SEG_DS;
+}
+
+function operandAddr(stack: boolean, offset: number, size: number): number {
+  const seg = operandSeg(stack);
+  eaSeg = seg;
+  if (size === 0) return segBaseOf(seg) + offset;
+  return segAddr(seg, offset, size);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -603,7 +667,7 @@ function mmioWrite(gpa: number, v: number, len: number): void {
 
 function readRm8(m: number): number {
   if (m >= 0xc0) return getR8(m & 7);
-  eaLin = rmAddr(m);
+  eaLin = rmAddr(m, 1);
   return rd8(eaLin);
 }
 
@@ -614,7 +678,7 @@ function writeRm8(m: number, v: number): void {
 
 function readRmV(m: number): number {
   if (m >= 0xc0) return getRv(m & 7);
-  eaLin = rmAddr(m);
+  eaLin = rmAddr(m, o32 ? 4 : 2);
   return o32 ? rd32(eaLin) : rd16(eaLin);
 }
 
@@ -815,6 +879,7 @@ function shift(op: number, v: number, count: number, bits: number): number {
 function push16(v: number): void {
   const s = S;
   const sp = ((s.esp & 0xffff) - 2) & 0xffff;
+  if (sp + 1 > s.ssLimit) raise(12);
   s.esp = s.esp - (s.esp & 0xffff) + sp;
   wr16(s.ssBase + sp, v & 0xffff);
 }
@@ -822,6 +887,7 @@ function push16(v: number): void {
 function push32(v: number): void {
   const s = S;
   const sp = ((s.esp & 0xffff) - 4) & 0xffff;
+  if (sp + 3 > s.ssLimit) raise(12);
   s.esp = s.esp - (s.esp & 0xffff) + sp;
   wr32(s.ssBase + sp, v);
 }
@@ -834,12 +900,16 @@ function pushV(v: number): void {
 /** Reads the stack `offset` bytes above SP without popping; -1 when an MMIO read must exit first. */
 function peek16(offset: number): number {
   const s = S;
-  return rd16(s.ssBase + (((s.esp & 0xffff) + offset) & 0xffff));
+  const o = ((s.esp & 0xffff) + offset) & 0xffff;
+  if (o + 1 > s.ssLimit) raise(12);
+  return rd16(s.ssBase + o);
 }
 
 function peek32(offset: number): number {
   const s = S;
-  return rd32(s.ssBase + (((s.esp & 0xffff) + offset) & 0xffff));
+  const o = ((s.esp & 0xffff) + offset) & 0xffff;
+  if (o + 3 > s.ssLimit) raise(12);
+  return rd32(s.ssBase + o);
 }
 
 function peekV(offset: number): number {
@@ -872,18 +942,26 @@ function loadFlags(v: number, size32: boolean): void {
 
 const DELIVERED = 0;
 const ABANDONED = 1;
+/** {@link ivtDeliver} result: delivering raised exception `FAULTED + vector`. */
+const FAULTED = 0x100;
+
+/** #DE, #TS, #NP, #SS, #GP: the "contributory" exceptions of SDM Vol. 3A Table 6-4 (real mode has no #PF). */
+function contributory(vector: number): boolean {
+  return vector === 0 || vector === 10 || vector === 11 || vector === 12 || vector === 13;
+}
 
 /**
- * Real-mode interrupt or exception delivery (SDM Vol. 3A §20.1.4): read CS:IP from the IVT entry at
- * IDTR.base + 4·vector, push FLAGS, CS, IP, clear IF, TF and AC. An entry beyond IDTR.limit would raise
- * #GP, then #DF, then triple-fault: the model exits with shutdown straight away.
+ * One real-mode delivery through the IVT (SDM Vol. 2A "INT n" pseudo-code, real-address mode; Vol. 3A
+ * §20.1.4): the entry `vector·4 … vector·4 + 3` must lie within IDTR.limit (else #GP) and the three pushes
+ * within SS's limit (else #SS); then FLAGS, CS, IP are pushed, IF, TF and AC cleared, CS:IP loaded from
+ * the entry. Returns DELIVERED, ABANDONED (an MMIO read of the IVT must exit first), or FAULTED + the vector
+ * that delivery raised (nothing changed).
  */
-function interrupt(vector: number, returnIp: number): number {
+function ivtDeliver(vector: number, returnIp: number): number {
   const s = S;
-  if (vector * 4 + 3 > s.idtLimit) {
-    exitKind = GuestExitReason.Shutdown;
-    return ABANDONED;
-  }
+  if (vector * 4 + 3 > s.idtLimit) return FAULTED + 13;
+  const sp = s.esp & 0xffff;
+  for (let k = 2; k <= 6; k += 2) if (((sp - k) & 0xffff) + 1 > s.ssLimit) return FAULTED + 12;
   const entry = s.idtBase + vector * 4;
   const offset = rd16(entry);
   if (offset < 0) return ABANDONED;
@@ -895,8 +973,40 @@ function interrupt(vector: number, returnIp: number): number {
   push16(returnIp);
   loadSeg(SEG_CS, selector);
   csBase = s.csBase;
+  csLim = s.csLimit;
   ip = offset;
+  s.ripHigh = 0;
+  s.halted = false;
   return DELIVERED;
+}
+
+/**
+ * Delivers `vector` (an exception, `int n`, or an external interrupt) through the IVT, with `returnIp`
+ * pushed. An exception raised by the delivery is delivered next with `faultIp` (the instruction that was
+ * being started), serially or — for two contributory exceptions — as a double fault (#DF, vector 8); a
+ * fault while delivering #DF is a triple fault, which KVM reports as `KVM_EXIT_SHUTDOWN` (SDM Vol. 3A
+ * §6.15 "Interrupt 8", Table 6-5). Returns DELIVERED, or ABANDONED with `exitKind` set when the run must
+ * stop (shutdown, or an MMIO read of the IVT).
+ */
+function deliver(vector: number, returnIp: number, faultIp: number): number {
+  let v = vector;
+  let back = returnIp;
+  for (;;) {
+    const r = ivtDeliver(v, back);
+    if (r < FAULTED) return r;
+    const nested = r - FAULTED;
+    if (v === 8) {
+      exitKind = GuestExitReason.Shutdown;
+      return ABANDONED;
+    }
+    v = contributory(v) && contributory(nested) ? 8 : nested;
+    back = faultIp;
+  }
+}
+
+/** `int n`/`int3`/`into` and divide errors reached from inside an instruction. */
+function interrupt(vector: number, returnIp: number): number {
+  return deliver(vector, returnIp, S.eip);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1036,6 +1146,8 @@ export function completePending(state: GuestCpuState, data: Uint8Array): void {
  * @param budget Maximum number of instructions to complete (≥ 0).
  * @param exit Caller-owned exit record, reused across runs.
  * @param quirkMask KVM quirks in effect (`KVM_X86_QUIRK_*` bits); default {@link GUEST_DEFAULT_QUIRKS}.
+ * @param platform The vCPU's CPUID table, MSRs and TSC (for `cpuid`, `rdmsr`/`wrmsr`, `rdtsc`); default: a
+ *   platform with none ({@link defaultGuestPlatform}, shared by every run that passes none).
  */
 export function runGuest(
   state: GuestCpuState,
@@ -1043,6 +1155,7 @@ export function runGuest(
   budget: number,
   exit: GuestExit,
   quirkMask: number = GUEST_DEFAULT_QUIRKS,
+  platform: GuestPlatform = DEFAULT_PLATFORM,
 ): GuestExitReasonValue {
   if (running) throw new UsageError('ERR_INVALID_STATE', 'runGuest: runs cannot nest (called from a GuestMemory callback?)');
   running = true;
@@ -1051,19 +1164,24 @@ export function runGuest(
   if (S !== state) S = state;
   if (M !== memory) M = memory;
   if (X !== exit) X = exit;
+  if (P !== platform) P = platform;
   hasLookup = memory.lookup !== undefined;
   quirks = quirkMask;
   // Invalidate the slot caches (memslots may have changed since the last run) without touching pointers.
   cBase = cEnd = dBase = dEnd = wBase = wEnd = 0;
-  o32 = a32 = false;
+  o32 = a32 = lock = false;
   ovr = -1;
   rep = 0;
   prefixDirty = false;
   exitKind = 0;
+  shadowSet = 0;
+  enteredProtectedMode = false;
   exit.executed = 0;
+  state.halted = false; // a vCPU that runs is not halted (KVM_RUN after a KVM_EXIT_HLT continues past the hlt)
   let reason: number;
   try {
-    if (state.pending !== GuestPending.None) completePending(state, exit.data);
+    if (state.pending === GuestPending.PioInString) completeInString();
+    else if (state.pending !== GuestPending.None) completePending(state, exit.data);
     if (hasLookup) {
       // Prime the code-slot cache so the first instruction can already take the fast path.
       const slot = memory.lookup!(state.csBase + state.eip);
@@ -1082,7 +1200,35 @@ export function runGuest(
       left--;
       if (!(reason === GuestExitReason.Mmio && exit.mmioIsWrite === 0)) state.mmioCacheCount = 0;
     }
-    if (reason === 0) reason = execute(left);
+    if (reason === 0 && left > 0 && state.ripHigh !== 0) {
+      // RIP above 4 GiB is past any real-mode CS limit: the first fetch raises #GP (IP pushed: its low 16 bits).
+      csBase = state.csBase;
+      csLim = state.csLimit;
+      ip = state.eip;
+      if (deliver(13, state.eip, state.eip) === DELIVERED) state.eip = ip;
+      else reason = exitKind;
+    }
+    // The interrupt shadow covers exactly one instruction: that one runs alone, then the shadow ends.
+    while (reason === 0 && left > 0) {
+      const before = exit.executed;
+      const inShadow = state.interruptShadow !== 0;
+      reason = execute(inShadow ? 1 : left);
+      const ran = exit.executed - before;
+      left -= ran;
+      if (inShadow && ran > 0) state.interruptShadow = 0;
+      if (shadowSet !== 0) {
+        state.interruptShadow = shadowSet;
+        shadowSet = 0;
+      } else if (!inShadow) break;
+    }
+    if (enteredProtectedMode) {
+      enteredProtectedMode = false;
+      reason = GuestExitReason.InternalError;
+      exit.suberror = GUEST_INTERNAL_ERROR_EMULATION;
+      exit.flags = 0;
+      exit.insnSize = 0;
+      exit.detail = 'protected mode is not modelled (CR0.PE=1)';
+    }
     if (reason === 0) reason = GuestExitReason.Budget;
   } catch (e) {
     if (e !== EMULATION_FAILED) throw e;
@@ -1123,7 +1269,7 @@ function emulationFailure(state: GuestCpuState, exit: GuestExit): void {
 
 function readPrefixes(op: number): number {
   const s = S;
-  o32 = a32 = false;
+  o32 = a32 = lock = false;
   ovr = -1;
   rep = 0;
   prefixDirty = true;
@@ -1137,7 +1283,7 @@ function readPrefixes(op: number): number {
       case 0x65: ovr = SEG_GS; break;
       case 0x66: o32 = true; break;
       case 0x67: a32 = true; break;
-      case 0xf0: break; // LOCK: a single interpreter thread is atomic anyway.
+      case 0xf0: lock = true; break; // checked once the opcode is known (lockable)
       case 0xf2: rep = 2; break;
       case 0xf3: rep = 3; break;
       default: return op;
@@ -1165,7 +1311,7 @@ function fastLo(s: GuestCpuState): number {
 /** Last CS offset of the fast-path window (see {@link fastLo}). */
 function fastHi(s: GuestCpuState): number {
   const lo = cBase - s.csBase;
-  const hi = cEnd - s.csBase - 16;
+  const hi = Math.min(cEnd - s.csBase - 16, s.csLimit - 15); // the whole instruction within the CS limit too
   return lo >= -0x3fffffff && hi <= 0x3fffffff && lo <= hi ? hi | 0 : 0;
 }
 
@@ -1401,6 +1547,7 @@ function execute(limit: number): number {
           break loop;
         case 0xf4: // HLT
           exitKind = GuestExitReason.Hlt;
+          s.halted = true;
           rip = start + 1;
           n++;
           break loop;
@@ -1413,13 +1560,16 @@ function execute(limit: number): number {
     try {
       done = step(start) === STEP_DONE;
     } catch (e) {
-      X.executed += n; // the instructions before the failing one did complete
-      throw e;
+      if (e !== FAULT) {
+        X.executed += n; // the instructions before the failing one did complete
+        throw e;
+      }
+      done = faulted(start);
     }
     rip = s.eip;
     if (!done) break;
     n++;
-    if (exitKind !== 0) break;
+    if (exitKind !== 0 || shadowSet !== 0 || enteredProtectedMode) break;
     b = cBytes;
     lo = fastLo(s);
     hi = fastHi(s);
@@ -1427,6 +1577,52 @@ function execute(limit: number): number {
   s.eip = rip;
   X.executed += n;
   return exitKind;
+}
+
+/**
+ * Whether a LOCK prefix is allowed on opcode `op` (whose ModRM, and for 0F its second byte, follow at `ip`):
+ * only the read-modify-write forms with a memory destination — ADD ADC AND BTC BTR BTS CMPXCHG CMPXCHG8B DEC
+ * INC NEG NOT OR SBB SUB XADD XCHG XOR (SDM Vol. 2A, LOCK). Anything else with LOCK raises #UD.
+ */
+function lockable(op: number): boolean {
+  const save = ip;
+  let ok = false;
+  if (op === 0x0f) {
+    const op2 = fetch8();
+    const m = fetch8();
+    const r = (m >> 3) & 7;
+    ok =
+      m < 0xc0 &&
+      (op2 === 0xab || op2 === 0xb3 || op2 === 0xbb || op2 === 0xb0 || op2 === 0xb1 || op2 === 0xc0 || op2 === 0xc1 ||
+        (op2 === 0xba && r >= 5) || (op2 === 0xc7 && r === 1));
+  } else if (op < 0x40 ? (op & 6) === 0 && op < 0x38 : (op >= 0x80 && op <= 0x87) || op === 0xf6 || op === 0xf7 || op === 0xfe || op === 0xff) {
+    const m = fetch8();
+    const r = (m >> 3) & 7;
+    if (m < 0xc0) {
+      if (op < 0x40) ok = true;
+      else if (op <= 0x83) ok = r !== 7;
+      else if (op === 0x86 || op === 0x87) ok = true;
+      else if (op === 0xf6 || op === 0xf7) ok = r === 2 || r === 3;
+      else if (op >= 0xfe) ok = r <= 1;
+    }
+  }
+  ip = save;
+  return ok;
+}
+
+/**
+ * The instruction at `start` raised exception {@link faultVector}: nothing it did is kept (an MMIO write it
+ * prepared is not made), and the exception is delivered through the IVT with IP = `start` (a fault).
+ * Returns false when the delivery stops the run (shutdown, or an MMIO read of the IVT).
+ */
+function faulted(start: number): boolean {
+  exitKind = 0;
+  shadowSet = 0;
+  enteredProtectedMode = false;
+  S.pending = GuestPending.None;
+  if (deliver(faultVector, start, start) !== DELIVERED) return false;
+  S.eip = ip;
+  return true;
 }
 
 /**
@@ -1439,10 +1635,13 @@ function step(start: number): number {
   const s = S;
   csBase = s.csBase;
   ip = start;
+  csLim = s.csLimit;
   let op = fetch8();
-  if (PREFIX[op] !== 0) op = readPrefixes(op);
-  else if (prefixDirty) {
-    o32 = a32 = false;
+  if (PREFIX[op] !== 0) {
+    op = readPrefixes(op);
+    if (lock && !lockable(op)) raise(6);
+  } else if (prefixDirty) {
+    o32 = a32 = lock = false;
     ovr = -1;
     rep = 0;
     prefixDirty = false;
@@ -1510,6 +1709,7 @@ function step(start: number): number {
       if (v < 0) return STEP_ABANDONED;
       addSp(o32 ? 4 : 2);
       loadSeg(op === 0x07 ? SEG_ES : op === 0x17 ? SEG_SS : SEG_DS, v);
+      if (op === 0x17) shadowSet = GUEST_SHADOW_MOV_SS;
       break;
     }
 
@@ -1554,6 +1754,9 @@ function step(start: number): number {
       break;
     }
     case 0x68: pushV(fetchV()); break;
+    case 0x6c: case 0x6d: case 0x6e: case 0x6f: // INS / OUTS
+      if (!stringIo(op, start)) return STEP_ABANDONED;
+      break;
     case 0x6a: pushV(o32 ? sext8(fetch8()) >>> 0 : sext8(fetch8()) & 0xffff); break;
 
     // ---- IMUL r, r/m, imm (69, 6B) -------------------------------------------------------------------
@@ -1635,13 +1838,13 @@ function step(start: number): number {
     // ---- MOV (88–8E) ---------------------------------------------------------------------------------
     case 0x88: {
       const m = fetch8();
-      if (m < 0xc0) eaLin = rmAddr(m);
+      if (m < 0xc0) eaLin = rmAddr(m, 1);
       writeRm8(m, getR8((m >> 3) & 7));
       break;
     }
     case 0x89: {
       const m = fetch8();
-      if (m < 0xc0) eaLin = rmAddr(m);
+      if (m < 0xc0) eaLin = rmAddr(m, o32 ? 4 : 2);
       writeRmV(m, getRv((m >> 3) & 7));
       break;
     }
@@ -1667,7 +1870,7 @@ function step(start: number): number {
         break;
       }
       if (m >= 0xc0) setRv(m & 7, selectorOf(seg)); // 32-bit register destination: zero-extended.
-      else wr16(rmAddr(m), selectorOf(seg));
+      else wr16(rmAddr(m, 2), selectorOf(seg));
       break;
     }
     case 0x8d: { // LEA
@@ -1676,7 +1879,7 @@ function step(start: number): number {
         if (!invalidOpcode(start)) return STEP_ABANDONED;
         break;
       }
-      rmAddr(m);
+      rmAddr(m, 0);
       setRv((m >> 3) & 7, o32 ? eaOff : eaOff & 0xffff);
       break;
     }
@@ -1690,10 +1893,11 @@ function step(start: number): number {
       let v: number;
       if (m >= 0xc0) v = getR16(m & 7);
       else {
-        v = rd16(rmAddr(m));
+        v = rd16(rmAddr(m, 2));
         if (v < 0) return STEP_ABANDONED;
       }
       loadSeg(seg, v);
+      if (seg === SEG_SS) shadowSet = GUEST_SHADOW_MOV_SS;
       break;
     }
     case 0x8f: { // POP r/m
@@ -1704,7 +1908,7 @@ function step(start: number): number {
       }
       const v = peekV(0);
       if (v < 0) return STEP_ABANDONED;
-      if (m < 0xc0) eaLin = rmAddr(m);
+      if (m < 0xc0) eaLin = rmAddr(m, o32 ? 4 : 2);
       addSp(o32 ? 4 : 2);
       if (m < 0xc0 && eaUsesSp && a32) eaLin += o32 ? 4 : 2; // address computed after the pop
       writeRmV(m, v);
@@ -1735,7 +1939,10 @@ function step(start: number): number {
       far(selector, offset);
       break;
     }
-    case 0x9b: break; // WAIT/FWAIT: no x87 exceptions pending.
+    case 0x9b: // WAIT/FWAIT: #NM when CR0.MP and CR0.TS; no x87 exception is ever pending
+      if ((Number(s.cr0 & 0xan) & 0xa) === 0xa) raise(7);
+      break;
+    case 0xd9: case 0xdb: case 0xdd: case 0xdf: x87(op); break;
     case 0x9c: pushV(o32 ? s.eflags & 0x00fcffff : s.eflags & 0xffff); break; // PUSHF
     case 0x9d: { // POPF
       const v = peekV(0);
@@ -1754,7 +1961,7 @@ function step(start: number): number {
     // ---- MOV AL/AX, moffs (A0–A3) --------------------------------------------------------------------
     case 0xa0: case 0xa1: case 0xa2: case 0xa3: {
       const off = a32 ? fetch32() : fetch16();
-      const lin = segBase(false) + off;
+      const lin = operandAddr(false, off, op === 0xa0 || op === 0xa2 ? 1 : o32 ? 4 : 2);
       if (op === 0xa0) {
         const v = rd8(lin);
         if (v < 0) return STEP_ABANDONED;
@@ -1821,7 +2028,7 @@ function step(start: number): number {
         if (!invalidOpcode(start)) return STEP_ABANDONED;
         break;
       }
-      const lin = rmAddr(m);
+      const lin = rmAddr(m, o32 ? 6 : 4);
       const off = rdV(lin);
       if (off < 0) return STEP_ABANDONED;
       const sel = rd16(lin + (o32 ? 4 : 2));
@@ -1836,7 +2043,7 @@ function step(start: number): number {
         if (!invalidOpcode(start)) return STEP_ABANDONED;
         break;
       }
-      if (m < 0xc0) eaLin = rmAddr(m);
+      if (m < 0xc0) eaLin = rmAddr(m, 1);
       writeRm8(m, fetch8());
       break;
     }
@@ -1846,10 +2053,11 @@ function step(start: number): number {
         if (!invalidOpcode(start)) return STEP_ABANDONED;
         break;
       }
-      if (m < 0xc0) eaLin = rmAddr(m);
+      if (m < 0xc0) eaLin = rmAddr(m, o32 ? 4 : 2);
       writeRmV(m, fetchV());
       break;
     }
+    case 0xc8: enter(); break;
     case 0xc9: { // LEAVE
       const bp = getR16(5);
       const v = o32 ? rd32(s.ssBase + bp) : rd16(s.ssBase + bp);
@@ -1892,7 +2100,7 @@ function step(start: number): number {
     }
 
     case 0xd7: { // XLAT
-      const lin = segBase(false) + (a32 ? ((s.ebx >>> 0) + (s.eax & 0xff)) >>> 0 : ((s.ebx & 0xffff) + (s.eax & 0xff)) & 0xffff);
+      const lin = operandAddr(false, a32 ? ((s.ebx >>> 0) + (s.eax & 0xff)) >>> 0 : ((s.ebx & 0xffff) + (s.eax & 0xff)) & 0xffff, 1);
       const v = rd8(lin);
       if (v < 0) return STEP_ABANDONED;
       s.eax = s.eax - (s.eax & 0xff) + v;
@@ -1952,12 +2160,16 @@ function step(start: number): number {
     // ---- HLT, flag instructions ----------------------------------------------------------------------
     case 0xf4: // kvm_emulate_halt: skip the instruction, then exit with KVM_EXIT_HLT.
       exitKind = GuestExitReason.Hlt;
+      s.halted = true;
       break;
     case 0xf5: s.eflags ^= CF; break; // CMC
     case 0xf8: s.eflags &= ~CF; break; // CLC
     case 0xf9: s.eflags |= CF; break; // STC
     case 0xfa: s.eflags &= ~X86_EFLAGS_IF; break; // CLI (CPL 0)
-    case 0xfb: s.eflags |= X86_EFLAGS_IF; break; // STI
+    case 0xfb: // STI: setting IF opens a one-instruction interrupt shadow
+      if ((s.eflags & X86_EFLAGS_IF) === 0) shadowSet = GUEST_SHADOW_STI;
+      s.eflags |= X86_EFLAGS_IF;
+      break;
     case 0xfc: s.eflags &= ~DF; break; // CLD
     case 0xfd: s.eflags |= DF; break; // STD
 
@@ -2182,8 +2394,9 @@ function stringOp(op: number, start: number): boolean {
   const delta = (s.eflags & DF) !== 0 ? -size : size;
   const si = a32 ? s.esi >>> 0 : s.esi & 0xffff;
   const di = a32 ? s.edi >>> 0 : s.edi & 0xffff;
-  const src = segBase(false) + si;
-  const dst = s.esBase + di;
+  // Limits first (SDM: #GP/#SS before any effect); LODS has no destination, STOS/SCAS no source.
+  const src = op === 0xaa || op === 0xab || op === 0xae || op === 0xaf ? 0 : segAddr(ovr >= 0 ? ovr : SEG_DS, si, size);
+  const dst = op === 0xac || op === 0xad ? 0 : segAddr(SEG_ES, di, size);
   const mask = size === 1 ? 0xff : size === 2 ? 0xffff : 0xffffffff;
   const sign = size === 1 ? 0x80 : size === 2 ? 0x8000 : 0x80000000;
   let usesSi = false;
@@ -2266,13 +2479,78 @@ function twoByte(start: number): number {
   }
   if (op >= 0x90 && op <= 0x9f) { // SETcc r/m8
     const m = fetch8();
-    if (m < 0xc0) eaLin = rmAddr(m);
+    if (m < 0xc0) eaLin = rmAddr(m, 1);
     writeRm8(m, cond(op & 0xf) ? 1 : 0);
     return DELIVERED;
   }
+  if (op >= 0x40 && op <= 0x4f) { // CMOVcc: the source is read (and may fault) whatever the condition
+    const m = fetch8();
+    const v = readRmV(m);
+    if (v < 0) return ABANDONED;
+    if (cond(op & 0xf)) setRv((m >> 3) & 7, v);
+    return DELIVERED;
+  }
+  if (op >= 0xc8) { // BSWAP r32; with a 16-bit operand size the result is undefined: the low half of the swapped register
+    const r = op & 7;
+    const v = getR32(r);
+    const sw = (((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) >>> 0;
+    if (o32) setR32(r, sw);
+    else setR16(r, sw & 0xffff);
+    return DELIVERED;
+  }
   switch (op) {
+    case 0x01: return group7(start);
+    case 0x06: S.cr0 &= ~0x8n; return DELIVERED; // CLTS: CR0.TS ← 0
+    case 0x08: case 0x09: return DELIVERED; // INVD, WBINVD: no caches are modelled
     case 0x0b: // UD2: raise #UD
       return interrupt(6, start);
+    case 0x18: case 0x19: case 0x1a: case 0x1b: case 0x1c: case 0x1d: case 0x1e: case 0x1f: { // NOP Ev, prefetch hints
+      const m = fetch8();
+      if (m < 0xc0) rmAddr(m, 0); // decoded, never accessed
+      return DELIVERED;
+    }
+    case 0x20: case 0x22: return movCr(op === 0x22);
+    case 0x30: { // WRMSR
+      const value = (BigInt(s.edx >>> 0) << 32n) | BigInt(s.eax >>> 0);
+      if (!P.wrmsr(s.ecx >>> 0, value)) raise(13);
+      return DELIVERED;
+    }
+    case 0x31: { // RDTSC (CR4.TSD only matters above CPL 0)
+      const t = BigInt.asUintN(64, P.tsc());
+      setR32(0, Number(t & 0xffffffffn));
+      setR32(2, Number(t >> 32n));
+      return DELIVERED;
+    }
+    case 0x32: { // RDMSR
+      const v = P.rdmsr(s.ecx >>> 0);
+      if (v === undefined) raise(13);
+      const u = BigInt.asUintN(64, v);
+      setR32(0, Number(u & 0xffffffffn));
+      setR32(2, Number(u >> 32n));
+      return DELIVERED;
+    }
+    case 0xa2: { // CPUID
+      const out = CPUID_OUT;
+      P.cpuid(s.eax >>> 0, s.ecx >>> 0, out);
+      setR32(0, out[0]!);
+      setR32(3, out[1]!);
+      setR32(1, out[2]!);
+      setR32(2, out[3]!);
+      return DELIVERED;
+    }
+    case 0xa3: case 0xab: case 0xb3: case 0xbb: return bitOp(op === 0xa3 ? 0 : op === 0xab ? 1 : op === 0xb3 ? 2 : 3, false);
+    case 0xba: return bitOp(-1, true);
+    case 0xa4: case 0xa5: case 0xac: case 0xad: return doubleShift(op);
+    case 0xb0: case 0xb1: return cmpxchg(op === 0xb0 ? 8 : o32 ? 32 : 16);
+    case 0xc0: case 0xc1: return xadd(op === 0xc0 ? 8 : o32 ? 32 : 16);
+    case 0xbc: case 0xbd: { // BSF / BSR
+      if (rep !== 0) fail('tzcnt/lzcnt are not implemented by the guest interpreter');
+      const m = fetch8();
+      const v = readRmV(m);
+      if (v < 0) return ABANDONED;
+      bitScan((m >> 3) & 7, v, op === 0xbd);
+      return DELIVERED;
+    }
     case 0xa0: case 0xa8: // PUSH FS / PUSH GS
       pushV(op === 0xa0 ? s.fsSelector : s.gsSelector);
       return DELIVERED;
@@ -2304,7 +2582,7 @@ function twoByte(start: number): number {
       let v: number;
       if (m >= 0xc0) v = getR16(m & 7);
       else {
-        v = rd16(rmAddr(m));
+        v = rd16(rmAddr(m, 2));
         if (v < 0) return ABANDONED;
       }
       const r = op === 0xb7 ? v : sext16(v);
@@ -2313,5 +2591,531 @@ function twoByte(start: number): number {
     }
     default:
       return fail('two-byte opcode not implemented by the guest interpreter');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// System instructions: group 7 (0F 01), control registers.
+
+/** CR0 bits that must be 0 (SDM Vol. 3A §2.5: bits 6–15, 17, 19–28; KVM `kvm_is_valid_cr0`, low half). */
+const CR0_RESERVED = 0x1ffaffc0;
+/** CR4 bits this model accepts (SDM Vol. 3A §2.5: VME … PKE, CET, PKS); others raise #GP. */
+const CR4_KNOWN = 0x01ff7fff;
+
+/** The value a `mov crN` or `lmsw` may write to CR0, or -1 when it raises #GP (SDM MOV—Move to/from CR). */
+function cr0Check(v: number): number {
+  if ((v & CR0_RESERVED) !== 0) return -1;
+  if ((v & 0x80000000) !== 0 && (v & 1) === 0) return -1; // PG without PE
+  if ((v & 0x20000000) !== 0 && (v & 0x40000000) === 0) return -1; // NW without CD
+  return (v | 0x10) >>> 0; // ET is hard-wired to 1 (KVM: `cr0 |= X86_CR0_ET`)
+}
+
+function setCr0(v: number): void {
+  const s = S;
+  const old = Number(s.cr0 & 0xffffffffn);
+  s.cr0 = BigInt(v);
+  if ((v & 1) !== 0 && (old & 1) === 0) enteredProtectedMode = true;
+}
+
+/**
+ * `mov r32, crN` (0F 20) / `mov crN, r32` (0F 22): the ModRM mod bits are ignored, the operand is always a
+ * 32-bit register (zero-extended on a read). CR0, CR2, CR3, CR4 exist outside 64-bit mode; any other CR is
+ * #UD. A CR0/CR4 write with reserved bits, PG without PE, or NW without CD raises #GP.
+ */
+function movCr(write: boolean): number {
+  const s = S;
+  const m = fetch8();
+  const cr = (m >> 3) & 7;
+  const r = m & 7;
+  if (cr === 1 || cr > 4) raise(6);
+  if (!write) {
+    const v = cr === 0 ? s.cr0 : cr === 2 ? s.cr2 : cr === 3 ? s.cr3 : s.cr4;
+    setR32(r, Number(v & 0xffffffffn));
+    return DELIVERED;
+  }
+  const v = getR32(r);
+  switch (cr) {
+    case 0: {
+      const c = cr0Check(v);
+      if (c < 0) raise(13);
+      setCr0(c);
+      break;
+    }
+    case 2: s.cr2 = BigInt(v); break;
+    case 3: s.cr3 = BigInt(v); break;
+    default:
+      if ((v & ~CR4_KNOWN) !== 0 || (v & 0x20000) !== 0) raise(13); // reserved bits; PCIDE needs long mode
+      s.cr4 = BigInt(v);
+      break;
+  }
+  return DELIVERED;
+}
+
+/**
+ * Group 7 (0F 01): SGDT, SIDT, LGDT, LIDT, SMSW, LMSW, INVLPG (SDM Vol. 2). LGDT/LIDT with a 16-bit
+ * operand size load a 24-bit base; SGDT/SIDT store the limit and the full 32-bit base. SMSW to a register
+ * stores all of CR0's low 16 (or, with 0x66, 32) bits, to memory 16 bits. LMSW writes CR0.PE/MP/EM/TS and
+ * cannot clear PE. The mod = 11 encodings (VMCALL, MONITOR, XGETBV, …) are not implemented.
+ */
+function group7(start: number): number {
+  const s = S;
+  const m = fetch8();
+  const sub3 = (m >> 3) & 7;
+  if (m >= 0xc0) {
+    if (sub3 === 4) { // SMSW r16/r32
+      const v = Number(s.cr0 & 0xffffffffn);
+      if (o32) setR32(m & 7, v);
+      else setR16(m & 7, v & 0xffff);
+      return DELIVERED;
+    }
+    if (sub3 === 6) return lmsw(getR16(m & 7));
+    if (sub3 <= 3 || sub3 === 7) return interrupt(6, start) === DELIVERED ? DELIVERED : ABANDONED;
+    return fail('0F 01 with mod = 11 (VMX, MONITOR, XGETBV, …) is not implemented by the guest interpreter');
+  }
+  switch (sub3) {
+    case 0: case 1: { // SGDT / SIDT
+      const lin = rmAddr(m, 6);
+      const limit = sub3 === 0 ? s.gdtLimit : s.idtLimit;
+      const base = sub3 === 0 ? s.gdtBase : s.idtBase;
+      wr16(lin, limit);
+      wr32(lin + 2, base);
+      return DELIVERED;
+    }
+    case 2: case 3: { // LGDT / LIDT
+      const lin = rmAddr(m, 6);
+      const limit = rd16(lin);
+      if (limit < 0) return ABANDONED;
+      let base = rd32(lin + 2);
+      if (base < 0) return ABANDONED;
+      if (!o32) base &= 0xffffff;
+      if (sub3 === 2) {
+        s.gdtLimit = limit;
+        s.gdtBase = base;
+        s.gdtBaseHigh = 0;
+      } else {
+        s.idtLimit = limit;
+        s.idtBase = base;
+        s.idtBaseHigh = 0;
+      }
+      return DELIVERED;
+    }
+    case 4: // SMSW m16
+      wr16(rmAddr(m, 2), Number(s.cr0 & 0xffffn));
+      return DELIVERED;
+    case 6: { // LMSW m16
+      const v = rd16(rmAddr(m, 2));
+      if (v < 0) return ABANDONED;
+      return lmsw(v);
+    }
+    case 7: // INVLPG: no TLB is modelled (real mode does not page)
+      rmAddr(m, 0);
+      return DELIVERED;
+    default:
+      return interrupt(6, start) === DELIVERED ? DELIVERED : ABANDONED;
+  }
+}
+
+function lmsw(v: number): number {
+  const s = S;
+  const old = Number(s.cr0 & 0xffffffffn);
+  setCr0(((old & ~0xf) | (v & 0xf) | (old & 1)) >>> 0);
+  return DELIVERED;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Bit instructions, double shifts, CMPXCHG, XADD.
+
+/**
+ * BT/BTS/BTR/BTC (SDM Vol. 2A). `kind` 0 BT, 1 BTS, 2 BTR, 3 BTC; -1: the 0F BA group, whose ModRM.reg
+ * (4–7) says which and whose offset is an imm8. A register offset into memory is signed and selects a
+ * word/dword at `offset >> 4` (`>> 5`) operands from the address, wrapping within the address size; an
+ * immediate offset and any register destination take the offset modulo the operand size. CF ← the bit;
+ * ZF, OF, SF, AF, PF are left as they were (what this machine's hardware does: fixtures/real-kvm.json).
+ */
+function bitOp(kind: number, imm: boolean): number {
+  const s = S;
+  const m = fetch8();
+  let k = kind;
+  if (imm) {
+    k = ((m >> 3) & 7) - 4;
+    if (k < 0) return interrupt(6, S.eip) === DELIVERED ? DELIVERED : ABANDONED;
+  }
+  const bits = o32 ? 32 : 16;
+  const size = bits >> 3;
+  let v: number;
+  let bit: number;
+  if (m >= 0xc0) {
+    bit = (imm ? fetch8() : getRv((m >> 3) & 7)) & (bits - 1);
+    v = getRv(m & 7);
+  } else {
+    let lin: number;
+    if (imm) {
+      lin = rmAddr(m, size);
+      bit = fetch8() & (bits - 1);
+    } else {
+      lin = rmAddr(m, 0);
+      const off = getRv((m >> 3) & 7);
+      const signed = o32 ? off | 0 : sext16(off);
+      const disp = Math.floor(signed / bits) * size;
+      bit = signed - Math.floor(signed / bits) * bits;
+      const amask = a32 ? 0xffffffff : 0xffff;
+      const offset = ((eaOff + disp) & amask) >>> 0;
+      lin = segAddr(eaSeg, offset, size);
+    }
+    eaLin = lin;
+    v = o32 ? rd32(lin) : rd16(lin);
+    if (v < 0) return ABANDONED;
+  }
+  const cf = (v >>> bit) & 1;
+  s.eflags = (s.eflags & ~CF) | cf;
+  if (k === 0) return DELIVERED;
+  const mask = (1 << bit) >>> 0;
+  const r = (k === 1 ? v | mask : k === 2 ? v & ~mask : v ^ mask) >>> 0;
+  writeRmV(m, o32 ? r : r & 0xffff);
+  return DELIVERED;
+}
+
+/**
+ * BSF/BSR (SDM Vol. 2A): source 0 → ZF ← 1 and the destination is unchanged; else ZF ← 0 and the index of
+ * the lowest/highest set bit. CF, OF, SF, AF, PF are undefined: this model leaves them unchanged.
+ */
+function bitScan(reg: number, v: number, reverse: boolean): void {
+  const s = S;
+  if (v === 0) {
+    s.eflags |= ZF;
+    return;
+  }
+  s.eflags &= ~ZF;
+  const idx = reverse ? 31 - Math.clz32(v) : 31 - Math.clz32(v & -v);
+  setRv(reg, idx);
+}
+
+/**
+ * SHLD (0F A4 ib, 0F A5 CL) / SHRD (0F AC, 0F AD) (SDM Vol. 2B): the count is masked to 5 bits; 0 changes
+ * nothing. CF ← the last bit shifted out, SF/ZF/PF from the result, OF ← the sign changed (defined for a
+ * count of 1; the model uses that formula for every count), AF ← 0 (undefined). A 16-bit count above 16 is
+ * undefined: the model shifts the 48-bit concatenation `dst:src:dst`, as Intel processors do.
+ */
+function doubleShift(op: number): number {
+  const s = S;
+  const m = fetch8();
+  const a = readRmV(m);
+  if (a < 0) return ABANDONED;
+  const b = getRv((m >> 3) & 7);
+  const count = ((op & 1) === 0 ? fetch8() : s.ecx) & 0x1f;
+  if (count === 0) return DELIVERED;
+  const bits = o32 ? 32 : 16;
+  const left = op < 0xa8;
+  let res: number;
+  let cf: number;
+  if (bits === 32) {
+    const wide = left ? (BigInt(a) << 32n) | BigInt(b) : (BigInt(b) << 32n) | BigInt(a);
+    if (left) {
+      const sh = wide << BigInt(count);
+      res = Number((sh >> 32n) & 0xffffffffn);
+      cf = Number((wide >> BigInt(64 - count)) & 1n);
+    } else {
+      res = Number((wide >> BigInt(count)) & 0xffffffffn);
+      cf = Number((wide >> BigInt(count - 1)) & 1n);
+    }
+  } else {
+    // dst:src:dst as 48 bits (left) or dst:src:dst read from the right (right)
+    const wide = left ? a * 2 ** 32 + b * 2 ** 16 + a : a * 2 ** 32 + b * 2 ** 16 + a;
+    if (left) {
+      const sh = wide * 2 ** count;
+      res = Math.floor(sh / 2 ** 32) % 0x10000;
+      cf = Math.floor(wide / 2 ** (48 - count)) % 2;
+    } else {
+      const lowFirst = a + b * 2 ** 16 + a * 2 ** 32;
+      res = Math.floor(lowFirst / 2 ** count) % 0x10000;
+      cf = Math.floor(lowFirst / 2 ** (count - 1)) % 2;
+    }
+  }
+  const sign = bits === 32 ? 0x80000000 : 0x8000;
+  const of = ((res & sign) !== 0) !== ((a & sign) !== 0);
+  s.eflags =
+    (s.eflags & ~STATUS) |
+    PARITY[res & 0xff]! |
+    (res === 0 ? ZF : 0) |
+    ((res & sign) !== 0 ? SF : 0) |
+    cf |
+    (of ? OF : 0);
+  writeRmV(m, res >>> 0);
+  return DELIVERED;
+}
+
+/**
+ * CMPXCHG r/m, r (SDM Vol. 2A): flags as `cmp acc, r/m`; equal → r/m ← r, else the accumulator ← r/m (a
+ * 32-bit accumulator write zero-extends). A memory destination is written either way (the old value when
+ * unequal), as the processor's locked write cycle does.
+ */
+function cmpxchg(bits: number): number {
+  const s = S;
+  const m = fetch8();
+  const d = bits === 8 ? readRm8(m) : readRmV(m);
+  if (d < 0) return ABANDONED;
+  const mask = bits === 8 ? 0xff : bits === 16 ? 0xffff : 0xffffffff;
+  const sign = bits === 8 ? 0x80 : bits === 16 ? 0x8000 : 0x80000000;
+  const acc = bits === 8 ? s.eax & 0xff : bits === 16 ? s.eax & 0xffff : s.eax >>> 0;
+  sub(acc, d, 0, mask, sign);
+  const reg = (m >> 3) & 7;
+  if (acc === d) {
+    if (bits === 8) writeRm8(m, getR8(reg));
+    else writeRmV(m, getRv(reg));
+  } else {
+    if (m < 0xc0) {
+      if (bits === 8) writeRm8(m, d);
+      else writeRmV(m, d);
+    }
+    if (bits === 8) setR8(0, d);
+    else setRv(0, d);
+  }
+  return DELIVERED;
+}
+
+/** XADD r/m, r (SDM Vol. 2B): temp ← r/m + r; r ← r/m; r/m ← temp; flags as ADD. */
+function xadd(bits: number): number {
+  const m = fetch8();
+  const d = bits === 8 ? readRm8(m) : readRmV(m);
+  if (d < 0) return ABANDONED;
+  const mask = bits === 8 ? 0xff : bits === 16 ? 0xffff : 0xffffffff;
+  const sign = bits === 8 ? 0x80 : bits === 16 ? 0x8000 : 0x80000000;
+  const reg = (m >> 3) & 7;
+  const r = bits === 8 ? getR8(reg) : getRv(reg);
+  const sum = add(d, r, 0, mask, sign);
+  if (bits === 8) {
+    setR8(reg, d);
+    writeRm8(m, sum);
+  } else {
+    setRv(reg, d);
+    writeRmV(m, sum);
+  }
+  return DELIVERED;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// ENTER, x87 control.
+
+/**
+ * ENTER imm16, imm8 (SDM Vol. 2A) with a 16-bit stack: push BP, copy `level − 1` frame pointers from the
+ * old frame, push the new frame pointer, BP ← it, SP −= imm16. The whole frame is checked against SS's limit
+ * before anything is written (#SS). Linux's emulator only handles level 0 (`em_enter`); the hardware, which
+ * this models, handles every level (mod 32).
+ */
+function enter(): void {
+  const s = S;
+  const alloc = fetch16();
+  const level = fetch8() & 0x1f;
+  const w = o32 ? 4 : 2;
+  const sp0 = s.esp & 0xffff;
+  const pushes = level === 0 ? 1 : level + 1;
+  for (let k = 1; k <= pushes; k++) if (((sp0 - k * w) & 0xffff) + w - 1 > s.ssLimit) raise(12);
+  let bp = s.ebp & 0xffff;
+  const copies: number[] = [];
+  for (let i = 1; i < level; i++) {
+    bp = (bp - w) & 0xffff;
+    if (bp + w - 1 > s.ssLimit) raise(12);
+    const v = o32 ? rd32(s.ssBase + bp) : rd16(s.ssBase + bp);
+    if (v < 0) fail('ENTER reading its frame from MMIO is not implemented by the guest interpreter');
+    copies.push(v);
+  }
+  pushV(getRv(5));
+  const frame = s.esp & 0xffff;
+  for (const v of copies) pushV(v);
+  if (level > 0) pushV(frame);
+  setRv(5, frame);
+  addSp(-alloc);
+}
+
+/**
+ * The x87 instructions firmware uses to probe for an FPU: FNINIT (DB E3), FNSTCW m16 (D9 /7), FNSTSW m16
+ * (DD /7), FNSTSW AX (DF E0). CR0.EM or CR0.TS raises #NM (vector 7). FNINIT sets FCW 0x37F, FSW 0, all
+ * tags empty, FOP/FIP/FDP 0 (SDM Vol. 2A FINIT/FNINIT). Other x87 instructions are not implemented.
+ */
+function x87(op: number): void {
+  const s = S;
+  const m = fetch8();
+  const known =
+    (op === 0xdb && m === 0xe3) || (op === 0xdf && m === 0xe0) || ((op === 0xd9 || op === 0xdd) && m < 0xc0 && ((m >> 3) & 7) === 7);
+  if (!known) fail('x87 instruction not implemented by the guest interpreter');
+  if ((Number(s.cr0 & 0xcn) & 0xc) !== 0) raise(7); // EM or TS
+  if (op === 0xdb) {
+    s.fpuControl = 0x37f;
+    s.fpuStatus = 0;
+    s.fpuTag = 0;
+    s.fpuOpcode = 0;
+    s.fpuIp = 0;
+    s.fpuDp = 0;
+  } else if (op === 0xdf) setR16(0, s.fpuStatus);
+  else wr16(rmAddr(m, 2), op === 0xd9 ? s.fpuControl : s.fpuStatus);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// String port I/O (INS, OUTS), as Linux's emulator does it (arch/x86/kvm/emulate.c em_in/em_out,
+// pio_in_emulated; x86.c emulator_pio_in_out) — KVM sends string I/O through the emulator on VMX and SVM too.
+
+/** `in_page` of `pio_in_emulated`: bytes left in DI's page in the direction of DF (an offset, not an address). */
+function inPage(di: number): number {
+  return (S.eflags & DF) !== 0 ? di & 0xfff : 0x1000 - (di & 0xfff);
+}
+
+/**
+ * One step of INS (6C/6D) or OUTS (6E/6F), with or without REP. OUTS exits with one element (`count` 1): SI
+ * (and CX with REP) already advanced, and with REP RIP stays on the instruction with RFLAGS.RF set until
+ * the run that finds CX = 0. INS exits with `count` = min(`in_page`, 1024 / size, CX) elements (Linux's
+ * read-ahead; `in_page` counts bytes against a count of elements, as Linux does) and nothing changed; the
+ * next run stores them at ES:DI and advances DI and CX. A REP with CX = 0 completes without an exit.
+ * Returns false when nothing was done because of an exit.
+ */
+function stringIo(op: number, start: number): boolean {
+  const s = S;
+  const size = (op & 1) === 0 ? 1 : o32 ? 4 : 2;
+  const amask = a32 ? 0xffffffff : 0xffff;
+  const count = rep !== 0 ? (a32 ? s.ecx >>> 0 : s.ecx & 0xffff) : 1;
+  if (count === 0) {
+    s.eflags &= ~0x10000;
+    return true;
+  }
+  const port = s.edx & 0xffff;
+  const x = X;
+  const delta = (s.eflags & DF) !== 0 ? -size : size;
+  if (op >= 0x6e) { // OUTS
+    const si = a32 ? s.esi >>> 0 : s.esi & 0xffff;
+    const lin = segAddr(ovr >= 0 ? ovr : SEG_DS, si, size);
+    const v = size === 1 ? rd8(lin) : size === 2 ? rd16(lin) : rd32(lin);
+    if (v < 0) return false;
+    const nsi = (si + delta) & amask;
+    s.esi = (s.esi - (s.esi & amask) + nsi) >>> 0;
+    x.ioDirection = GuestIoDirection.Out;
+    x.ioSize = size;
+    x.ioPort = port;
+    x.ioCount = 1;
+    const d = x.data;
+    d.fill(0);
+    for (let i = 0; i < size; i++) d[i] = (v >>> (8 * i)) & 0xff;
+    exitKind = GuestExitReason.Io;
+    s.pending = GuestPending.None;
+    if (rep !== 0) {
+      const c = (count - 1) & amask;
+      s.ecx = (s.ecx - (s.ecx & amask) + c) >>> 0;
+      s.eflags |= 0x10000; // RF: the instruction is restarted
+      ip = start;
+    }
+    return true;
+  }
+  // INS: read ahead up to a page (of DI offset) or 1 KiB, then exit; the completion stores the elements.
+  const di = a32 ? s.edi >>> 0 : s.edi & 0xffff;
+  let n = rep !== 0 ? Math.min(inPage(di), 1024 / size, count) : 1;
+  if (n === 0) n = 1;
+  // The destination range must be within ES's limit (checked now: the completion cannot fault).
+  for (let i = 0; i < n; i++) segAddr(SEG_ES, (di + i * delta) & amask, size);
+  x.ioDirection = GuestIoDirection.In;
+  x.ioSize = size;
+  x.ioPort = port;
+  x.ioCount = n;
+  x.data.fill(0);
+  exitKind = GuestExitReason.Io;
+  s.pending = GuestPending.PioInString;
+  s.pendingSize = size;
+  s.pendingPort = port;
+  s.pendingCount = n;
+  s.pendingNextRip = ip;
+  s.pendingLinearRip = (csBase + start) >>> 0;
+  s.pendingStringFlags = (a32 ? 1 : 0) | (rep !== 0 ? 2 : 0);
+  ip = start;
+  return false;
+}
+
+/**
+ * Completes a string input (`GuestPending.PioInString`) at the start of a run: stores the `count` elements
+ * user space left in {@link GuestExit.stringData} at ES:DI (the limits were checked at the exit), advances
+ * DI and, with REP, CX; RIP then moves past the instruction, or with CX still non-zero stays on it with
+ * RFLAGS.RF set (the next run exits for the next batch), as Linux's emulator restarts it.
+ */
+function completeInString(): void {
+  const s = S;
+  s.pending = GuestPending.None;
+  const size = s.pendingSize;
+  const n = s.pendingCount;
+  const wide = (s.pendingStringFlags & 1) !== 0;
+  const amask = wide ? 0xffffffff : 0xffff;
+  const delta = (s.eflags & DF) !== 0 ? -size : size;
+  const src = X.stringData;
+  let di = wide ? s.edi >>> 0 : s.edi & 0xffff;
+  for (let i = 0; i < n; i++) {
+    const o = i * size;
+    const lin = s.esBase + di;
+    if (size === 1) wr8(lin, src[o]!);
+    else if (size === 2) wr16(lin, src[o]! | (src[o + 1]! << 8));
+    else wr32(lin, (src[o]! | (src[o + 1]! << 8) | (src[o + 2]! << 16) | (src[o + 3]! << 24)) >>> 0);
+    di = (di + delta) & amask;
+  }
+  s.edi = (s.edi - (s.edi & amask) + di) >>> 0;
+  if ((s.pendingStringFlags & 2) !== 0) {
+    const c = ((wide ? s.ecx >>> 0 : s.ecx & 0xffff) - n) & amask;
+    s.ecx = (s.ecx - (s.ecx & amask) + c) >>> 0;
+    if (c !== 0) {
+      s.eflags |= 0x10000;
+      return;
+    }
+  }
+  s.eflags &= ~0x10000;
+  s.eip = s.pendingNextRip;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// External interrupts: the entry point for the interrupt controllers (PIC, LAPIC).
+
+/** {@link deliverInterrupt}: the vector was delivered through the IVT. */
+export const GUEST_INTERRUPT_DELIVERED = 0;
+/** {@link deliverInterrupt}: IF = 0 or an interrupt shadow holds it; the controller keeps it pending. */
+export const GUEST_INTERRUPT_BLOCKED = 1;
+
+/**
+ * Whether the vCPU can take a maskable interrupt now: RFLAGS.IF = 1 and no STI / MOV SS shadow
+ * (`kvm_run.ready_for_interrupt_injection` with an empty injection queue; `kvm_run.if_flag` is IF alone).
+ */
+export function interruptWindowOpen(state: GuestCpuState): boolean {
+  return (state.eflags & X86_EFLAGS_IF) !== 0 && state.interruptShadow === 0;
+}
+
+/**
+ * Delivers external interrupt `vector` (0–255) to a vCPU that is not running, as the processor does between
+ * two instructions: when {@link interruptWindowOpen}, FLAGS, CS and IP are pushed, IF/TF/AC cleared and CS:IP
+ * loaded from the IVT (SDM Vol. 3A §20.1.4), and a halted vCPU wakes (`halted` cleared; IP already points
+ * past its `hlt`). Returns {@link GUEST_INTERRUPT_DELIVERED}, {@link GUEST_INTERRUPT_BLOCKED} (nothing changed:
+ * keep it pending and ask for the window), or a {@link GuestExitReason}: `Shutdown` when the delivery
+ * triple-faults (IVT entry beyond IDTR.limit and no room for #GP/#DF either, or a stack that faults), `Mmio`
+ * when the IVT lies in MMIO (the exit is in `exit`; deliver again after completing it), `InternalError`.
+ */
+export function deliverInterrupt(state: GuestCpuState, memory: GuestMemory, vector: number, exit: GuestExit): number {
+  if (!interruptWindowOpen(state)) return GUEST_INTERRUPT_BLOCKED;
+  if (running) throw new UsageError('ERR_INVALID_STATE', 'deliverInterrupt: not while runGuest is running');
+  if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new UsageError('ERR_OUT_OF_RANGE', `deliverInterrupt: vector ${String(vector)} is not in 0..255`);
+  running = true;
+  if (S !== state) S = state;
+  if (M !== memory) M = memory;
+  if (X !== exit) X = exit;
+  hasLookup = memory.lookup !== undefined;
+  cBase = cEnd = dBase = dEnd = wBase = wEnd = 0;
+  exitKind = 0;
+  csBase = state.csBase;
+  csLim = state.csLimit;
+  ip = state.eip;
+  try {
+    const r = deliver(vector, state.eip, state.eip);
+    if (r === DELIVERED) {
+      state.eip = ip;
+      if (exitKind === 0) return GUEST_INTERRUPT_DELIVERED;
+    }
+    exit.reason = exitKind as GuestExitReasonValue;
+    return exitKind;
+  } catch (e) {
+    if (e !== EMULATION_FAILED) throw e;
+    emulationFailure(state, exit);
+    exit.reason = GuestExitReason.InternalError;
+    return GuestExitReason.InternalError;
+  } finally {
+    running = false;
   }
 }

@@ -28,7 +28,8 @@ import { KVM_RUN_OFFSETS, KvmRunView } from '../abi/kvm-run.js';
 import { KVM_REGS_FIELDS, KVM_SREGS_SEGMENTS, KVM_SREGS_U64_FIELDS, makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
-import { runGuest } from '../guest/interpreter.js';
+import { runGuest, GUEST_DEFAULT_QUIRKS } from '../guest/interpreter.js';
+import { VcpuPlatform } from '../guest/platform.js';
 import type { KvmInstance } from './instance.js';
 import type { Vm } from './vm.js';
 
@@ -109,7 +110,18 @@ export class Vcpu {
   }
   #sregs: kvm_sregs | undefined;
   /** CR0.PE is set: the guest asked for protected mode, which the interpreter does not execute. */
-  protectedMode = false;
+  get protectedMode(): boolean {
+    return (this.regs.cr0 & 1n) !== 0n;
+  }
+  /**
+   * What `cpuid`, `rdmsr`/`wrmsr` and `rdtsc` of this vCPU answer from (see {@link VcpuPlatform}; the
+   * CPUID and MSR ioctls replace its table and MSRs). Its TSC counts the host's simulated time, 1,000 ticks
+   * per scheduler tick.
+   */
+  get platform(): VcpuPlatform {
+    return (this.#platform ??= new VcpuPlatform(() => BigInt(this.#events.tick) * 1000n, this.id === 0));
+  }
+  #platform: VcpuPlatform | undefined;
   /** Counters. */
   readonly stats: VcpuStats = { entries: 0, exits: 0, io_exits: 0, mmio_exits: 0, halt_exits: 0, nmi_exits: 0, signal_exits: 0, instructions: 0, migrations: 0, pi_wakeups: 0 };
   /** The CPU it is loaded on, or -1. */
@@ -211,7 +223,7 @@ export class Vcpu {
     // The usual case: no IN or MMIO read waiting for user space's data (an OUT completes in the guest step), no
     // immediate_exit.
     const p = this.regs.pending;
-    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && this.run.immediate_exit === 0) return true;
+    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && this.run.immediate_exit === 0) return true;
     return this.#beginSlow();
   }
 
@@ -222,9 +234,13 @@ export class Vcpu {
     const p = this.regs.pending;
     if (p === GuestPending.PioIn) this.exit.data.set(run.bytes.subarray(KVM_PIO_DATA_OFFSET, KVM_PIO_DATA_OFFSET + 8));
     else if (p === GuestPending.MmioRead) this.exit.data.set(run.mmio.data.subarray(0, 8));
+    else if (p === GuestPending.PioInString) {
+      const r = this.regs;
+      this.exit.stringData.set(run.bytes.subarray(KVM_PIO_DATA_OFFSET, KVM_PIO_DATA_OFFSET + r.pendingSize * r.pendingCount));
+    }
     if (run.immediate_exit !== 0) {
       // KVM_CAP_IMMEDIATE_EXIT: pending operations are completed, then EINTR without entering the guest.
-      if (p !== GuestPending.None) runGuest(this.regs, this.vm.memslots, 0, this.exit);
+      if (p !== GuestPending.None) runGuest(this.regs, this.vm.memslots, 0, this.exit, GUEST_DEFAULT_QUIRKS, this.platform);
       run.exit_reason = KVM_EXIT_INTR;
       this.stats.signal_exits++;
       return false;
@@ -250,7 +266,7 @@ export class Vcpu {
       return this.#internal('protected mode is not modelled (CR0.PE=1)');
     }
     this.inGuest = true;
-    const reason = runGuest(this.regs, this.vm.memslots, budget, this.exit);
+    const reason = runGuest(this.regs, this.vm.memslots, budget, this.exit, GUEST_DEFAULT_QUIRKS, this.platform);
     vendor.exit(cpu);
     this.stats.instructions += this.exit.executed;
     if (reason === GuestExitReason.Budget) return Step.Slice;
@@ -557,6 +573,5 @@ export class Vcpu {
     r.cr3 = v.cr3;
     r.cr4 = v.cr4;
     s.interrupt_bitmap = [...v.interrupt_bitmap];
-    this.protectedMode = (v.cr0 & 1n) !== 0n;
   }
 }
