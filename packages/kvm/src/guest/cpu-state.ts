@@ -322,7 +322,7 @@ export const GUEST_SHADOW_STI = 2;
  * The guest CPU state. A fresh instance is in the state KVM gives a new vCPU (`kvm_vcpu_reset()` plus the
  * vendor reset, SDM Vol. 3A §10.1.1 Table 10-1): real mode, CS selector 0xf000 with base 0xffff0000, RIP
  * 0xfff0, RFLAGS 0x2, RDX 0x600 (KVM's value when no CPUID leaf 1 is set), all other GPRs 0, the IVT at
- * linear 0 with limit 0x3ff (KVM_GET_SREGS of a new vCPU reports 0xffff), GDTR limit 0xffff, CR0 0x60000010,
+ * linear 0 with limit 0xffff (as `vmx_vcpu_reset` and `init_vmcb` set it), GDTR limit 0xffff, CR0 0x60000010,
  * the x87 control word 0x37f.
  *
  * **64-bit registers are exact.** Each register of `struct kvm_regs` is two 32-bit fields, the low half
@@ -499,7 +499,7 @@ export class GuestCpuState {
   /** Bits 63:32 of the IDTR base. */
   idtBaseHigh = 0;
   /** IDTR limit (`kvm_sregs.idt.limit`); a vector whose IVT entry lies beyond it raises #GP. */
-  idtLimit = 0x3ff;
+  idtLimit = 0xffff;
   /** GDTR base, low 32 bits (`kvm_sregs.gdt.base`; loaded by `lgdt`, stored by `sgdt`). */
   gdtBase = 0;
   /** Bits 63:32 of the GDTR base. */

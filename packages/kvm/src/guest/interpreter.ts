@@ -556,8 +556,31 @@ function rdSlow(lin: number, len: number): number {
     }
   }
   if (mapped === len) return v;
-  if (mapped !== 0) fail('memory access straddles RAM and MMIO');
-  return mmioRead(lin, len);
+  if (mapped === 0) return mmioRead(lin, len);
+  return straddleRead(lin, len);
+}
+
+/**
+ * A read that is part RAM, part not (it crosses the page boundary between a memslot and a hole): the RAM
+ * bytes are read, and only the other page's part is an MMIO read exit — Linux's emulator splits an access
+ * at the page boundary and exits for the fragment that is not RAM (`emulator_read_write`), which a real
+ * /dev/kvm shows (fixtures/real-kvm.json, `mmio-straddle-*`).
+ */
+function straddleRead(lin: number, len: number): number {
+  const headRam = byteAt(lin) >= 0;
+  let k = 1;
+  while (k < len && (byteAt(lin + k) >= 0) === headRam) k++;
+  const mmioAt = headRam ? lin + k : lin;
+  const mmioLen = headRam ? len - k : k;
+  const mv = mmioRead(mmioAt, mmioLen);
+  if (mv < 0) return -1;
+  let v = 0;
+  for (let i = len - 1; i >= 0; i--) {
+    const a = lin + i;
+    const b = a >= mmioAt && a < mmioAt + mmioLen ? Math.floor(mv / 2 ** (8 * (a - mmioAt))) & 0xff : byteAt(a);
+    v = v * 256 + b;
+  }
+  return v;
 }
 
 /** Returns the cached value of a completed MMIO read, or prepares an MMIO read exit and returns -1. */
@@ -625,29 +648,27 @@ function wrSlow(lin: number, v: number, len: number): void {
         return;
       }
     }
-    let writable = 0;
-    for (let i = 0; i < len; i++) {
-      const s = M.lookup!(lin + i);
-      if (s !== undefined && !s.readonly) writable++;
-    }
-    if (writable === len) {
-      for (let i = 0; i < len; i++) {
-        const s = M.lookup!(lin + i)!;
-        s.bytes[lin + i - s.base] = v >> (8 * i);
-      }
-      return;
-    }
-    if (writable !== 0) fail('memory access straddles RAM and MMIO');
-    mmioWrite(lin, v, len);
-    return;
   }
-  if (!M.write8(lin, v & 0xff)) {
-    mmioWrite(lin, v, len);
-    return;
+  // Byte by byte: the RAM part is written; the part that is not RAM (one page's fragment) becomes the MMIO
+  // write exit, as Linux's emulator splits the access at the page boundary.
+  let mmioAt = -1;
+  let mmioLen = 0;
+  for (let i = 0; i < len; i++) {
+    if (writeByte(lin + i, (v >>> (8 * i)) & 0xff)) continue;
+    if (mmioAt < 0) mmioAt = lin + i;
+    mmioLen++;
   }
-  for (let i = 1; i < len; i++) {
-    if (!M.write8(lin + i, (v >> (8 * i)) & 0xff)) fail('memory access straddles RAM and MMIO');
-  }
+  if (mmioLen === 0) return;
+  const shift = mmioAt - lin;
+  mmioWrite(mmioAt, Math.floor(v / 2 ** (8 * shift)), mmioLen);
+}
+
+function writeByte(gpa: number, b: number): boolean {
+  if (!hasLookup) return M.write8(gpa, b);
+  const slot = M.lookup!(gpa);
+  if (slot === undefined || slot.readonly) return false;
+  slot.bytes[gpa - slot.base] = b;
+  return true;
 }
 
 function mmioWrite(gpa: number, v: number, len: number): void {
@@ -2490,12 +2511,12 @@ function twoByte(start: number): number {
     if (cond(op & 0xf)) setRv((m >> 3) & 7, v);
     return DELIVERED;
   }
-  if (op >= 0xc8) { // BSWAP r32; with a 16-bit operand size the result is undefined: the low half of the swapped register
+  if (op >= 0xc8) { // BSWAP r32; with a 16-bit operand size the result is undefined
     const r = op & 7;
     const v = getR32(r);
     const sw = (((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) >>> 0;
     if (o32) setR32(r, sw);
-    else setR16(r, sw & 0xffff);
+    else setR16(r, 0); // undefined by the SDM; the hardware clears the 16-bit register (fixtures/real-kvm.json `bswap`)
     return DELIVERED;
   }
   switch (op) {
@@ -2597,14 +2618,17 @@ function twoByte(start: number): number {
 // ---------------------------------------------------------------------------------------------------------
 // System instructions: group 7 (0F 01), control registers.
 
-/** CR0 bits that must be 0 (SDM Vol. 3A §2.5: bits 6–15, 17, 19–28; KVM `kvm_is_valid_cr0`, low half). */
+/**
+ * CR0's reserved bits (6–15, 17, 19–28): a write drops them, without a fault (KVM `kvm_set_cr0`:
+ * `cr0 &= ~CR0_RESERVED_BITS`; a real /dev/kvm: fixtures/real-kvm.json `mov-cr0-reserved-bits-dropped`).
+ */
 const CR0_RESERVED = 0x1ffaffc0;
 /** CR4 bits this model accepts (SDM Vol. 3A §2.5: VME … PKE, CET, PKS); others raise #GP. */
 const CR4_KNOWN = 0x01ff7fff;
 
-/** The value a `mov crN` or `lmsw` may write to CR0, or -1 when it raises #GP (SDM MOV—Move to/from CR). */
-function cr0Check(v: number): number {
-  if ((v & CR0_RESERVED) !== 0) return -1;
+/** The value a `mov crN` or `lmsw` writes to CR0, or -1 when it raises #GP (SDM MOV—Move to/from CR). */
+function cr0Check(value: number): number {
+  const v = value & ~CR0_RESERVED;
   if ((v & 0x80000000) !== 0 && (v & 1) === 0) return -1; // PG without PE
   if ((v & 0x20000000) !== 0 && (v & 0x40000000) === 0) return -1; // NW without CD
   return (v | 0x10) >>> 0; // ET is hard-wired to 1 (KVM: `cr0 |= X86_CR0_ET`)
@@ -2620,7 +2644,7 @@ function setCr0(v: number): void {
 /**
  * `mov r32, crN` (0F 20) / `mov crN, r32` (0F 22): the ModRM mod bits are ignored, the operand is always a
  * 32-bit register (zero-extended on a read). CR0, CR2, CR3, CR4 exist outside 64-bit mode; any other CR is
- * #UD. A CR0/CR4 write with reserved bits, PG without PE, or NW without CD raises #GP.
+ * #UD. CR0's reserved bits are dropped; PG without PE or NW without CD raises #GP, as do CR4's reserved bits.
  */
 function movCr(write: boolean): number {
   const s = S;
@@ -2777,15 +2801,14 @@ function bitOp(kind: number, imm: boolean): number {
 
 /**
  * BSF/BSR (SDM Vol. 2A): source 0 → ZF ← 1 and the destination is unchanged; else ZF ← 0 and the index of
- * the lowest/highest set bit. CF, OF, SF, AF, PF are undefined: this model leaves them unchanged.
+ * the lowest/highest set bit. CF, OF, SF, AF, PF are undefined: the model sets them as `test src, src`
+ * would (CF = OF = AF = 0, SF and PF from the source), as this machine's processor does
+ * (fixtures/real-kvm.json `bsf-bsr`, `bsf-zero-keeps-dest`).
  */
 function bitScan(reg: number, v: number, reverse: boolean): void {
   const s = S;
-  if (v === 0) {
-    s.eflags |= ZF;
-    return;
-  }
-  s.eflags &= ~ZF;
+  logic(v, o32 ? 0xffffffff : 0xffff, o32 ? 0x80000000 : 0x8000);
+  if (v === 0) return;
   const idx = reverse ? 31 - Math.clz32(v) : 31 - Math.clz32(v & -v);
   setRv(reg, idx);
 }
@@ -2793,7 +2816,8 @@ function bitScan(reg: number, v: number, reverse: boolean): void {
 /**
  * SHLD (0F A4 ib, 0F A5 CL) / SHRD (0F AC, 0F AD) (SDM Vol. 2B): the count is masked to 5 bits; 0 changes
  * nothing. CF ← the last bit shifted out, SF/ZF/PF from the result, OF ← the sign changed (defined for a
- * count of 1; the model uses that formula for every count), AF ← 0 (undefined). A 16-bit count above 16 is
+ * count of 1; the model uses that formula for every count), AF ← 1 (undefined by the SDM; what this
+ * machine's processor does: fixtures/real-kvm.json `shld-shrd`). A 16-bit count above 16 is
  * undefined: the model shifts the 48-bit concatenation `dst:src:dst`, as Intel processors do.
  */
 function doubleShift(op: number): number {
@@ -2838,6 +2862,7 @@ function doubleShift(op: number): number {
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
+    AF |
     cf |
     (of ? OF : 0);
   writeRmV(m, res >>> 0);
