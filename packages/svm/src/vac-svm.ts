@@ -127,9 +127,7 @@ export class VacSvm implements VirtOps {
       svm.vacWriteEfer(cpu, efer);
       throw new UsageError('ERR_INVALID_STATE', `svm.enableCpu: CPU ${cpu} refused its host save area address`);
     }
-    const events = this.#env.events;
-    if (events.wants('virt:enable')) events.emit('virt:enable', { cpu });
-    else events.skip();
+    this.#env.events.emit('virt:enable', { cpu });
     return undefined;
   }
 
@@ -201,9 +199,7 @@ export class VacSvm implements VirtOps {
     if ((efer & _EFER_SVME) !== 0n) {
       svm.stgi(cpu);
       svm.vacWriteEfer(cpu, efer & ~_EFER_SVME);
-      const events = this.#env.events;
-      if (events.wants('virt:disable')) events.emit('virt:disable', { cpu });
-      else events.skip();
+      this.#env.events.emit('virt:disable', { cpu });
     }
   }
 

@@ -86,10 +86,10 @@ export interface VmxVcpuContext {
   vcpuFreed(vcpu: VmxVcpu): void;
 }
 
-/** Emit a `tlb:flush` event (or only advance the clock when nobody listens). */
+/** Emit a `tlb:flush` event (building it only when someone listens). */
 function emitTlbFlush(events: EventBus, cpu: number, kind: string, module: string): void {
-  if (events.wants('tlb:flush')) events.emitOwned('tlb:flush', { seq: 0, tick: 0, cpu, kind, module });
-  else events.skip();
+  const seq = events.stamp('tlb:flush');
+  if (seq >= 0) events.deliver('tlb:flush', { seq, tick: events.tick, cpu, kind, module });
 }
 
 function isFault(outcome: VmxOutcome): boolean {
@@ -382,8 +382,8 @@ export class VmxVcpu implements VendorVcpu {
     const ctx = this.#ctx;
     this.#stats.l1dFlushes++; // vcpu->stat.l1d_flush++
     const ev = ctx.events;
-    if (ev.wants('l1d:flush')) ev.emitOwned('l1d:flush', { seq: 0, tick: 0, module: ctx.module, cpu });
-    else ev.skip();
+    const seq = ev.stamp('l1d:flush');
+    if (seq >= 0) ev.deliver('l1d:flush', { seq, tick: ev.tick, module: ctx.module, cpu });
     if (ctx.config.l1dFlushMethod !== 'msr') return; // the software fill: no MSR, nothing the hardware counts
     // native_wrmsrl(MSR_IA32_FLUSH_CMD, L1D_FLUSH): the IA32_FLUSH_CMD write hook counts `l1dFlush`.
     if (ctx.hostCpus[cpu]?.wrmsrSlot(ctx.flushCmd, L1D_FLUSH_N) === true) return;
