@@ -4,7 +4,9 @@
  *
  *   recorder --out DIR [--programs FILE] [--dev /dev/kvm] [GROUP...]
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,11 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "usage: recorder --out DIR [--programs FILE] [--dev /dev/kvm] [GROUP...]\n");
 		return 2;
 	}
+	/* On CPU 0 only, so what depends on the CPU (its APIC ID in CPUID leaf 1) is the same in every run. */
+	cpu_set_t cpu0;
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	if (sched_setaffinity(0, sizeof cpu0, &cpu0) != 0) perror("recorder: sched_setaffinity");
 	for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
 		if (!wanted(groups[g].name, argc, argv, i)) continue;
 		if (strcmp(groups[g].name, "guest") == 0 && !programs_path) {
