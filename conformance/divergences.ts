@@ -238,9 +238,9 @@ export const DIVERGENCES: readonly Divergence[] = [
   {
     id: 'vm-dirty-log',
     class: 'not-modelled',
-    summary: 'KVM_GET_DIRTY_LOG is not modelled.',
-    linux: ['virt/kvm/kvm_main.c kvm_vm_ioctl_get_dirty_log, kvm_get_dirty_log_protect'],
-    facts: ['vm.get-dirty-log.no-slot'],
+    summary: 'KVM_GET_DIRTY_LOG and KVM_CLEAR_DIRTY_LOG are not modelled (nor the tracking of guest writes behind them).',
+    linux: ['virt/kvm/kvm_main.c kvm_vm_ioctl_get_dirty_log, kvm_get_dirty_log_protect, kvm_clear_dirty_log_protect, mark_page_dirty_in_slot'],
+    facts: ['vm.get-dirty-log.no-slot', 'run.dirty-log', 'run.dirty-log.not-logging', 'run.clear-dirty-log.without-manual-protect'],
     where: unknownIoctl,
   },
   {

@@ -181,6 +181,32 @@ void record_run(void) {
 		IO_PTR("vcpu0", KVM_SET_SREGS, "kvm_sregs", &s, emit_sregs, NULL);
 		guest_run();
 	}
+	FACT("run.dirty-log", "KVM_GET_DIRTY_LOG after the guest writes pages 2 and 5 of a KVM_MEM_LOG_DIRTY_PAGES slot, then again") {
+		static const uint8_t none[4096];
+		/* mov byte [0x2000], 1; mov byte [0x5003], 2; hlt */
+		setup(CODE(0xc6, 0x06, 0x00, 0x20, 0x01, 0xc6, 0x06, 0x03, 0x50, 0x02, 0xf4), KVM_MEM_LOG_DIRTY_PAGES, 0);
+		guest_run();
+		step_mmap("m1", 4096);
+		struct kvm_dirty_log d = { .slot = 0, .dirty_bitmap = buf_addr("m1") };
+		IO_PTR("vm", KVM_GET_DIRTY_LOG, "kvm_dirty_log", &d, emit_dirty_log, NULL);
+		step_mem("m1", none, sizeof none);
+		step_mmap("m2", 4096);
+		d.dirty_bitmap = buf_addr("m2");
+		IO_PTR("vm", KVM_GET_DIRTY_LOG, "kvm_dirty_log", &d, emit_dirty_log, NULL);
+		step_mem("m2", none, sizeof none);
+	}
+	FACT("run.dirty-log.not-logging", "KVM_GET_DIRTY_LOG of a slot without KVM_MEM_LOG_DIRTY_PAGES: ENOENT") {
+		setup(CODE(0xf4), 0, 0);
+		step_mmap("m1", 4096);
+		struct kvm_dirty_log d = { .slot = 0, .dirty_bitmap = buf_addr("m1") };
+		IO_PTR("vm", KVM_GET_DIRTY_LOG, "kvm_dirty_log", &d, emit_dirty_log, NULL);
+	}
+	FACT("run.clear-dirty-log.without-manual-protect", "KVM_CLEAR_DIRTY_LOG without KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled") {
+		setup(CODE(0xf4), KVM_MEM_LOG_DIRTY_PAGES, 0);
+		uint8_t *bm = step_mmap("m1", 4096);
+		struct kvm_clear_dirty_log c = { .slot = 0, .first_page = 0, .num_pages = 16, .dirty_bitmap = bm };
+		IO_PTR("vm", KVM_CLEAR_DIRTY_LOG, "kvm_clear_dirty_log", &c, emit_clear_dirty_log, NULL);
+	}
 	FACT("run.ud2-through-ivt", "UD2 in real mode: #UD through IVT entry 6 to a handler that does OUT") {
 		memset(image, 0, sizeof image);
 		image[0x1000] = 0x0f;

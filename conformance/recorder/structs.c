@@ -509,3 +509,12 @@ void emit_sev_cmd(const char *key, const uint64_t *cmd) {
 	j_int("sev_fd", w[5]);
 	j_end_obj();
 }
+
+void emit_clear_dirty_log(const char *key, const struct kvm_clear_dirty_log *c) {
+	j_obj(key);
+	j_int("slot", c->slot);
+	j_int("num_pages", c->num_pages);
+	j_u64("first_page", c->first_page);
+	j_uaddr("dirty_bitmap", (uint64_t)(uintptr_t)c->dirty_bitmap);
+	j_end_obj();
+}

@@ -83,4 +83,5 @@ void emit_coalesced_zone(const char *key, const struct kvm_coalesced_mmio_zone *
 void emit_pit_config(const char *key, const struct kvm_pit_config *p);
 void emit_msr_filter(const char *key, const struct kvm_msr_filter *f);
 void emit_dirty_log(const char *key, const struct kvm_dirty_log *d);
+void emit_clear_dirty_log(const char *key, const struct kvm_clear_dirty_log *c);
 void emit_sev_cmd(const char *key, const uint64_t *cmd);
