@@ -418,6 +418,15 @@ export const DIVERGENCES: readonly Divergence[] = [
     where: interpreterStops,
   })),
 
+  {
+    id: 'instructions-lock-ud',
+    class: 'not-modelled',
+    summary: 'The guest interpreter ignores a LOCK prefix on an instruction that does not take it (MOV); the CPU raises #UD, so the guest runs its #UD handler first (issue 12).',
+    linux: ['Intel SDM Vol. 2 LOCK (#UD unless the instruction is lockable with a memory destination)', 'arch/x86/kvm/emulate.c x86_emulate_insn (lock_prefix without Lock: emulate_ud)'],
+    facts: ['guest.lock.s1'],
+    where: (m) => m.path.endsWith('.run.io.port'),
+  },
+
   // ---- deliberate ----------------------------------------------------------------------------------------
   {
     id: 'registers-53-bits',

@@ -512,9 +512,8 @@ function lockUdPrologue(b: Builder): void {
 }
 
 function lockUdBlock(b: Builder): void {
-  const r = b.rng;
-  if (r.chance(0.5)) b.fault(raw([0xf0, 0x88, 0x06, 0x10, 0x06], 'lock mov [0x610], al'), STORES_FLAGS); // #UD
-  else b.emit(raw([0xf0, 0x00, 0x06, 0x10, 0x06], 'lock add [0x610], al'), ALL_DEFINED); // lockable
+  b.fault(raw([0xf0, 0x88, 0x06, 0x10, 0x06], 'lock mov [0x610], al'), STORES_FLAGS); // MOV does not take LOCK: #UD
+  b.emit(raw([0xf0, 0x00, 0x06, 0x11, 0x06], 'lock add [0x611], al'), ALL_DEFINED); // ADD to memory does
 }
 
 function intoPrologue(b: Builder): void {
