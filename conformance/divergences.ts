@@ -100,15 +100,6 @@ export const DIVERGENCES: readonly Divergence[] = [
       'JOIN_MEMORY_REGIONS_WORKS', 'MMU_SHADOW_CACHE_CONTROL', 'PCI_SEGMENT', 'VM_COPY_ENC_CONTEXT_FROM', 'VM_MOVE_ENC_CONTEXT_FROM'),
     where: capZero,
   },
-  {
-    id: 'cap-smaller-maxphyaddr-vmx',
-    class: 'not-modelled',
-    summary: 'KVM_CAP_SMALLER_MAXPHYADDR is 0 in the Intel model; VMX sets allow_smaller_maxphyaddr.',
-    linux: ['arch/x86/kvm/vmx/vmx.c vmx_hardware_setup (allow_smaller_maxphyaddr)', 'arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension'],
-    facts: caps('SMALLER_MAXPHYADDR'),
-    vendors: ['intel'],
-    where: capZero,
-  },
 
   // ---- not-modelled: /dev/kvm ioctls -----------------------------------------------------------------------
   {
@@ -371,7 +362,7 @@ export const DIVERGENCES: readonly Divergence[] = [
   {
     id: 'reset-tr-ldtr-idtr',
     class: 'not-modelled',
-    summary: 'The reset TR and LDTR are all zero in the model (Linux: TR busy 16-bit TSS, LDTR LDT, both present with limit 0xffff) and the reset IDTR limit is 0x3ff (Linux: 0xffff).',
+    summary: 'The reset TR and LDTR are all zero in the model (Linux: TR type 11, a busy TSS, and LDTR type 2, an LDT, both present with limit 0xffff) and the reset IDTR limit is 0x3ff (Linux: 0xffff).',
     linux: ['arch/x86/kvm/vmx/vmx.c vmx_vcpu_reset → __vmx_vcpu_reset / seg_setup, init_vmcs', 'arch/x86/kvm/svm/svm.c init_vmcb (init_sys_seg)'],
     facts: ['vcpu.reset.sregs', 'vcpu.round-trip.sregs'],
     where: (m) => /\.out\.(tr|ldt)\.(limit|type|present)$/.test(m.path) || m.path.endsWith('.out.idt.limit'),
@@ -397,7 +388,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     id: 'immediate-exit-reason',
     class: 'not-modelled',
     summary: 'KVM_RUN with immediate_exit sets exit_reason to KVM_EXIT_INTR in the model; Linux returns EINTR and leaves exit_reason as it was.',
-    linux: ['arch/x86/kvm/x86.c kvm_arch_vcpu_ioctl_run (`if (!vcpu->wants_to_run) { r = -EINTR; goto out; }`)'],
+    linux: ['arch/x86/kvm/x86.c kvm_arch_vcpu_ioctl_run (immediate_exit: -EINTR after completing pending I/O, before entering the guest; exit_reason is not written)'],
     facts: ids('run.immediate-exit', 'fresh', 'after-hlt', 'after-out', 'after-in'),
     where: (m) => m.path.endsWith('.run.exit_reason') && m.actual === '10',
   },
@@ -460,18 +451,17 @@ export const DIVERGENCES: readonly Divergence[] = [
     vendors: ['intel'],
   },
   {
-    id: 'cap-smaller-maxphyaddr-svm',
+    id: 'cap-smaller-maxphyaddr',
     class: 'emulator-vendor',
-    summary: 'KVM_CAP_SMALLER_MAXPHYADDR is 1 on the recording machine (shadow paging); SVM with NPT, as the AMD model, answers 0.',
-    linux: ['arch/x86/kvm/svm/svm.c svm_hardware_setup (allow_smaller_maxphyaddr = !npt_enabled)'],
+    summary: 'KVM_CAP_SMALLER_MAXPHYADDR is 1 on the recording machine (shadow paging); VMX with EPT (unless kvm_intel.allow_smaller_maxphyaddr) and SVM with NPT, as the models, answer 0.',
+    linux: ['arch/x86/kvm/vmx/vmx.c vmx_init (`if (!enable_ept) allow_smaller_maxphyaddr = true`)', 'arch/x86/kvm/svm/svm.c svm_hardware_setup (allow_smaller_maxphyaddr = !npt_enabled)'],
     facts: caps('SMALLER_MAXPHYADDR'),
-    vendors: ['amd'],
   },
   {
     id: 'triple-fault-in-emulator',
     class: 'emulator-vendor',
     summary: 'INT3 with an IDT limit of 0 in real mode ends in an emulation failure on the recording machine; VMX/SVM hardware triple-faults (KVM_EXIT_SHUTDOWN), as the model does.',
-    linux: ['arch/x86/kvm/emulate.c emulate_int_real (no IVT limit check)', 'arch/x86/kvm/vmx/vmx.c handle_triple_fault'],
+    linux: ['arch/x86/kvm/emulate.c emulate_int_real (the emulator\'s real-mode interrupt delivery)', 'arch/x86/kvm/vmx/vmx.c handle_triple_fault, arch/x86/kvm/svm/svm.c shutdown_interception (KVM_EXIT_SHUTDOWN)'],
     facts: ['run.triple-fault'],
     where: (m) => m.path.endsWith('.run.exit_reason'),
   },
