@@ -32,8 +32,5 @@ struct kvm_userspace_memory_region2 {
 #define KVM_X86_SNP_VM 4
 #define KVM_X86_TDX_VM 5
 #endif
-#ifndef KVM_EXIT_MEMORY_FAULT
-#define KVM_EXIT_MEMORY_FAULT 39
-#endif
 
 #endif

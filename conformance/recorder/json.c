@@ -63,11 +63,6 @@ void j_bool(const char *k, int v) {
 	fputs(v ? "true" : "false", out);
 }
 
-void j_null(const char *k) {
-	key(k);
-	fputs("null", out);
-}
-
 void j_str(const char *k, const char *s) {
 	key(k);
 	put_string(s);

@@ -28,7 +28,6 @@ void j_u64(const char *key, uint64_t v);
 void j_int(const char *key, int64_t v);
 void j_str(const char *key, const char *s);
 void j_bool(const char *key, int v);
-void j_null(const char *key);
 /* Bytes as an array of numbers. */
 void j_u8s(const char *key, const uint8_t *p, size_t n);
 /* Bytes as one hex string. */
