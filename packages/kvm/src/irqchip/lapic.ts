@@ -913,7 +913,4 @@ export class KvmLapic {
     this.arbPrio = 0;
     return true;
   }
-
-  /** The LVT1 register offset, for callers that deliver an NMI through LINT1. */
-  static readonly LVT1 = APIC_LVT1;
 }
