@@ -15,7 +15,8 @@
 import { KVM_IRQCHIP_IOAPIC } from '../abi/constants.js';
 import { ApicBus } from './apic-bus.js';
 import { APIC_DEST_NOSHORT, APIC_LVT0, APIC_TMR, IOAPIC_LEVEL_TRIG, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID, KVM_MAX_IRQ_ROUTES, KVM_MAX_IRQ_SOURCE_IDS, KVM_MSI_VALID_DEVID, KVM_USERSPACE_IRQ_SOURCE_ID } from './constants.js';
-import { badArgument, checkUint, kernelError } from './errors.js';
+import { KernelError } from '@vac/core';
+import { badArgument, checkUint } from './errors.js';
 import { KvmIoapic } from './ioapic.js';
 import { KvmLapic, type LapicOptions, type LapicVcpu } from './lapic.js';
 import { msiRouteInvalid, msiToLapicIrq, type MsiMessage } from './msi.js';
@@ -99,9 +100,9 @@ export class VcpuInterrupts {
    */
   injectExtint(irq: number): void {
     if (typeof irq !== 'number' || !Number.isInteger(irq) || irq < 0) throw badArgument('kvm_interrupt.irq must be a __u32');
-    if (irq >= 256) throw kernelError('EINVAL', 'kvm_vcpu_ioctl_interrupt', 'irq ≥ KVM_NR_INTERRUPTS');
-    if (this.#chip.mode === 'kernel') throw kernelError('ENXIO', 'kvm_vcpu_ioctl_interrupt', 'the PIC is in the kernel');
-    if (this.#pendingExternalVector !== -1) throw kernelError('EEXIST', 'kvm_vcpu_ioctl_interrupt', 'an ExtINT is already pending');
+    if (irq >= 256) throw new KernelError('EINVAL', 'kvm_vcpu_ioctl_interrupt', 'irq ≥ KVM_NR_INTERRUPTS');
+    if (this.#chip.mode === 'kernel') throw new KernelError('ENXIO', 'kvm_vcpu_ioctl_interrupt', 'the PIC is in the kernel');
+    if (this.#pendingExternalVector !== -1) throw new KernelError('EEXIST', 'kvm_vcpu_ioctl_interrupt', 'an ExtINT is already pending');
     this.#pendingExternalVector = irq;
     this.lapic.vcpu.kick();
   }
@@ -176,7 +177,7 @@ export class KvmIrqchip {
    */
   static createSplit(nrReservedIoapicPins: number, options: IrqchipOptions = {}): KvmIrqchip {
     checkUint(nrReservedIoapicPins, 0xffffffff, 'KVM_CAP_SPLIT_IRQCHIP args[0]');
-    if (nrReservedIoapicPins > KVM_MAX_IRQ_ROUTES) throw kernelError('EINVAL', 'kvm_vm_ioctl_enable_cap', 'more reserved IOAPIC pins than KVM_MAX_IRQ_ROUTES');
+    if (nrReservedIoapicPins > KVM_MAX_IRQ_ROUTES) throw new KernelError('EINVAL', 'kvm_vm_ioctl_enable_cap', 'more reserved IOAPIC pins than KVM_MAX_IRQ_ROUTES');
     return new KvmIrqchip('split', options, nrReservedIoapicPins);
   }
 
@@ -280,7 +281,7 @@ export class KvmIrqchip {
 
   /** KVM_SET_GSI_ROUTING's table swap (`kvm_set_irq_routing`); throws EINVAL and keeps the old table on a bad entry. */
   setGsiRouting(entries: readonly kvm_irq_routing_entry[]): void {
-    if (entries.length > KVM_MAX_IRQ_ROUTES) throw kernelError('EINVAL', 'kvm_set_irq_routing', 'more entries than KVM_MAX_IRQ_ROUTES');
+    if (entries.length > KVM_MAX_IRQ_ROUTES) throw new KernelError('EINVAL', 'kvm_set_irq_routing', 'more entries than KVM_MAX_IRQ_ROUTES');
     this.#routing = RoutingTable.build(entries, this.#chips());
   }
 
@@ -329,7 +330,7 @@ export class KvmIrqchip {
    */
   signalMsi(msi: kvm_msi): number {
     checkUint(msi.flags, 0xffffffff, 'kvm_msi.flags');
-    if (msi.flags & ~KVM_MSI_VALID_DEVID) throw kernelError('EINVAL', 'kvm_send_userspace_msi', 'unknown kvm_msi flags');
+    if (msi.flags & ~KVM_MSI_VALID_DEVID) throw new KernelError('EINVAL', 'kvm_send_userspace_msi', 'unknown kvm_msi flags');
     return this.run(() => this.#setMsi(msi, true));
   }
 
@@ -341,7 +342,7 @@ export class KvmIrqchip {
         return i;
       }
     }
-    throw kernelError('EFAULT', 'kvm_request_irq_source_id', 'exhaust allocatable IRQ sources');
+    throw new KernelError('EFAULT', 'kvm_request_irq_source_id', 'exhaust allocatable IRQ sources');
   }
 
   /** `kvm_free_irq_source_id`: release and drop the source from every pin. */
@@ -417,8 +418,8 @@ export class KvmIrqchip {
    * exists, EFAULT when no IRQ source id is left.
    */
   createPit(configFlags: number, now: bigint): KvmPit {
-    if (this.#pit !== undefined) throw kernelError('EEXIST', 'kvm_vm_ioctl(KVM_CREATE_PIT2)', 'the VM has a PIT');
-    if (this.mode !== 'kernel') throw kernelError('ENOENT', 'kvm_vm_ioctl(KVM_CREATE_PIT2)', 'no in-kernel PIC');
+    if (this.#pit !== undefined) throw new KernelError('EEXIST', 'kvm_vm_ioctl(KVM_CREATE_PIT2)', 'the VM has a PIT');
+    if (this.mode !== 'kernel') throw new KernelError('ENOENT', 'kvm_vm_ioctl(KVM_CREATE_PIT2)', 'no in-kernel PIC');
     checkUint(configFlags, 0xffffffff, 'kvm_pit_config.flags');
     const source = this.requestIrqSourceId();
     const pit = new KvmPit(
@@ -445,7 +446,7 @@ export class KvmIrqchip {
   /** KVM_REINJECT_CONTROL (`kvm_vm_ioctl_reinject`): ENXIO without a PIT. */
   setPitReinject(reinject: boolean): void {
     const pit = this.#pit;
-    if (pit === undefined) throw kernelError('ENXIO', 'kvm_vm_ioctl_reinject', 'no PIT');
+    if (pit === undefined) throw new KernelError('ENXIO', 'kvm_vm_ioctl_reinject', 'no PIT');
     pit.setReinject(reinject);
     this.#pitReinjectNotifiers(reinject);
   }

@@ -13,7 +13,7 @@
  */
 
 import { KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IOAPIC_NUM_PINS, KVM_NR_IRQCHIPS } from '../abi/constants.js';
-import type { KernelError } from '@vac/core';
+import { KernelError } from '@vac/core';
 import {
   KVM_IRQ_ROUTING_HV_SINT,
   KVM_IRQ_ROUTING_IRQCHIP,
@@ -23,7 +23,7 @@ import {
   KVM_MSI_VALID_DEVID,
   PIC_NUM_PINS,
 } from './constants.js';
-import { badArgument, kernelError } from './errors.js';
+import { badArgument } from './errors.js';
 import { msiRouteInvalid } from './msi.js';
 
 /** One entry of `struct kvm_irq_routing` as user space passes it (the union members it uses, by type). */
@@ -128,7 +128,7 @@ export class RoutingTable {
 }
 
 function fail(message: string): KernelError {
-  return kernelError('EINVAL', 'kvm_set_irq_routing', message);
+  return new KernelError('EINVAL', 'kvm_set_irq_routing', message);
 }
 
 function checkEntryShape(ue: kvm_irq_routing_entry): void {

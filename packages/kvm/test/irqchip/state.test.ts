@@ -112,20 +112,33 @@ describe('shape checks name the bad field', () => {
 describe('GET → SET → GET is exact', () => {
   const picOp = fc.oneof(
     fc.record({ port: fc.constantFrom(0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1), v: u8 }),
-    fc.record({ irq: fc.integer({ min: 0, max: 15 }), level: fc.boolean() }),
+    // Not IRQ 2: a device line on the cascade pin lets the cascade pulse clear its edge latch, after which
+    // SET's re-evaluation raises IRR again — in Linux as here (kvm_pic_update_irq), so no fixpoint exists.
+    fc.record({ irq: fc.integer({ min: 0, max: 15 }).filter((i) => i !== 2), level: fc.boolean() }),
     fc.constant('ack' as const),
   );
-  fcTest.prop([fc.array(picOp, { maxLength: 40 })], { numRuns: 100 })('PIC: a state reached through the ports, lines and acknowledges', (ops) => {
+  fcTest.prop([fc.array(picOp, { maxLength: 40 })], { numRuns: 200 })('PIC: a state reached through the ports, lines and acknowledges', (ops) => {
     const { chip, vcpus } = vmWith(1);
     for (const o of ops) {
       if (o === 'ack') vcpus[0]!.getInterrupt();
       else if ('port' in o) chip.pioWrite(o.port, 1, o.v, 0n);
       else chip.setIrq(0, o.irq, o.level);
     }
-    const a = [chip.pic!.getState(0), chip.pic!.getState(1)] as const;
-    chip.pic!.setState(0, a[0]);
-    chip.pic!.setState(1, a[1]);
-    expect([chip.pic!.getState(0), chip.pic!.getState(1)]).toEqual(a);
+    const get = () => [chip.pic!.getState(0), chip.pic!.getState(1)] as const;
+    const set = (s: readonly [kvm_pic_state, kvm_pic_state]) => {
+      chip.pic!.setState(0, s[0]);
+      chip.pic!.setState(1, s[1]);
+    };
+    // SET re-evaluates the cascade (kvm_pic_update_irq), which ICW1 and port writes do not always do: the
+    // master's pin 2 may gain its IRR bit once. Everything else comes back exactly, and from then on the round
+    // trip is exact.
+    const a = get();
+    set(a);
+    const b = get();
+    const withoutPin2 = (s: kvm_pic_state) => ({ ...s, irr: s.irr & ~4, last_irr: s.last_irr & ~4 });
+    expect([withoutPin2(b[0]), b[1]]).toEqual([withoutPin2(a[0]), a[1]]);
+    set(b);
+    expect(get()).toEqual(b);
   });
 
   test('PIC: SET re-evaluates the cascade, as kvm_pic_update_irq does (a slave request pulses master pin 2)', () => {
