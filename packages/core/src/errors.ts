@@ -75,15 +75,64 @@ export class KernelError extends Error {
   }
 }
 
-/** Misuse of the library by the calling program (not a kernel answer). */
+/**
+ * The kinds of library misuse, as the stable `code` of a {@link UsageError}. Match on the code, never on the
+ * message text (messages say what was wrong in words and may be improved at any time).
+ *
+ * | code | meaning |
+ * | --- | --- |
+ * | `ERR_INVALID_ARG` | an argument of the wrong type or shape (a string where a number belongs, a malformed option object, a bad name syntax) |
+ * | `ERR_OUT_OF_RANGE` | a number outside what the call accepts (negative, NaN, too big, not an integer) |
+ * | `ERR_NO_SUCH_CPU` | a CPU number the host does not have |
+ * | `ERR_UNKNOWN_NAME` | a name that does not exist (an option, a fault site, a group, a counter, a struct member, a label) |
+ * | `ERR_DUPLICATE` | registering or defining something a second time |
+ * | `ERR_DESTROYED` | use of an object after it was freed, detached, destroyed or torn down |
+ * | `ERR_INVALID_STATE` | a call the object's current state forbids (a CPU in guest mode, freeing what is not held, …) |
+ * | `ERR_NOT_SUPPORTED` | a feature this hardware or configuration does not have, or an encoding that does not exist |
+ */
+export type UsageCode =
+  | 'ERR_INVALID_ARG'
+  | 'ERR_OUT_OF_RANGE'
+  | 'ERR_NO_SUCH_CPU'
+  | 'ERR_UNKNOWN_NAME'
+  | 'ERR_DUPLICATE'
+  | 'ERR_DESTROYED'
+  | 'ERR_INVALID_STATE'
+  | 'ERR_NOT_SUPPORTED';
+
+/** Every {@link UsageCode}, for documentation and tests. */
+export const USAGE_CODES: readonly UsageCode[] = [
+  'ERR_INVALID_ARG',
+  'ERR_OUT_OF_RANGE',
+  'ERR_NO_SUCH_CPU',
+  'ERR_UNKNOWN_NAME',
+  'ERR_DUPLICATE',
+  'ERR_DESTROYED',
+  'ERR_INVALID_STATE',
+  'ERR_NOT_SUPPORTED',
+];
+
+/**
+ * Misuse of the library by the calling program (not a kernel answer). Match on {@link UsageError.code}.
+ */
 export class UsageError extends TypeError {
+  /** What kind of misuse, stable across releases. */
+  readonly code: UsageCode;
+
   /**
-   * @param message - what was wrong with the call
+   * @param code - the kind of misuse
+   * @param message - what was wrong with the call, in words
    */
-  constructor(message: string) {
+  constructor(code: UsageCode, message: string) {
     super(message);
     this.name = 'UsageError';
+    this.code = code;
   }
+}
+
+/** True when `e` is a {@link UsageError}, optionally with the given code. */
+export function isUsageError(e: unknown, code?: UsageCode): e is UsageError {
+  return e instanceof UsageError && (code === undefined || e.code === code);
 }
 
 /** True when `e` is a {@link KernelError}, optionally with the given code. */

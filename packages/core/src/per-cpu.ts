@@ -29,7 +29,7 @@ import type { FaultMode } from './hardware.js';
  * @returns the error (the caller throws it)
  */
 export function noSuchCpu(who: string, cpu: number, nrCpus: number): UsageError {
-  return new UsageError(`${who}: no CPU ${String(cpu)} (the host has CPUs 0 … ${nrCpus - 1})`);
+  return new UsageError('ERR_NO_SUCH_CPU', `${who}: no CPU ${String(cpu)} (the host has CPUs 0 … ${nrCpus - 1})`);
 }
 
 /**
@@ -85,7 +85,7 @@ export function resolvePerCpu<T extends object>(
   for (const key of Object.keys(overrides)) {
     const cpu = Number(key);
     if (!(String(cpu) === key && Number.isInteger(cpu) && cpu >= 0 && cpu < nrCpus)) {
-      throw new UsageError(`${who}: there is no CPU ${key} on a host with ${nrCpus} CPUs`);
+      throw new UsageError('ERR_NO_SUCH_CPU', `${who}: there is no CPU ${key} on a host with ${nrCpus} CPUs`);
     }
     const override = overrides[cpu];
     if (override === undefined) continue;
@@ -140,7 +140,7 @@ export class FaultKnobs {
    */
   set(cpu: number, mode: FaultMode): void {
     const m = FAULT_MODES.indexOf(mode);
-    if (m < 0) throw new UsageError(`${this.#who}fault mode must be 'once', 'always' or 'off', got ${String(mode)}`);
+    if (m < 0) throw new UsageError('ERR_INVALID_ARG', `${this.#who}fault mode must be 'once', 'always' or 'off', got ${String(mode)}`);
     this.#modes[cpu] = m;
   }
 
@@ -194,7 +194,7 @@ export class CounterTable<Name extends string> {
    */
   slot(name: Name): number {
     const i = this.names.indexOf(name);
-    if (i < 0) throw new UsageError(`unknown counter '${name}'`);
+    if (i < 0) throw new UsageError('ERR_UNKNOWN_NAME', `unknown counter '${name}'`);
     return i;
   }
 

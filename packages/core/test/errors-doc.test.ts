@@ -1,10 +1,11 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { ERRNO, errnoOf, type ErrnoCode } from '../src/index.js';
+import { ERRNO, USAGE_CODES, errnoOf, type ErrnoCode } from '../src/index.js';
 
 const root = join(import.meta.dirname, '..', '..', '..');
 const doc = readFileSync(join(root, 'docs', 'errors.md'), 'utf8');
+const usageRows = [...doc.matchAll(/^\| `(ERR_[A-Z_]+)` \|/gm)].map((m) => m[1] as string);
 const rows = [...doc.matchAll(/^\| `([A-Z]+)` \| (\d+) \|/gm)].map((m) => ({ code: m[1] as ErrnoCode, errno: Number(m[2]) }));
 
 function sources(dir: string): string[] {
@@ -34,5 +35,17 @@ describe('docs/errors.md', () => {
     const documented = new Set(rows.map((r) => r.code as string));
     expect([...thrown].filter((c) => !documented.has(c))).toEqual([]);
     expect(thrown.size).toBeGreaterThan(10);
+  });
+
+  test('lists every UsageError code, and every code thrown in the packages is one of them', () => {
+    expect([...usageRows].sort()).toEqual([...USAGE_CODES].sort());
+    const thrown = new Set<string>();
+    for (const pkg of ['core', 'vmx', 'svm', 'kvm']) {
+      for (const file of sources(join(root, 'packages', pkg, 'src'))) {
+        for (const m of readFileSync(file, 'utf8').matchAll(/UsageError\(\s*'([A-Z_]+)'/g)) thrown.add(m[1] as string);
+      }
+    }
+    expect([...thrown].filter((c) => !usageRows.includes(c))).toEqual([]);
+    expect(thrown.size).toBe(USAGE_CODES.length);
   });
 });

@@ -215,7 +215,7 @@ export class SvmVcpu implements VendorVcpu {
   enter(cpu: number): bigint | undefined {
     this.#live('enter');
     this.#onCpu('enter', cpu);
-    if (this.#inGuestOn >= 0) throw new UsageError(`${label(this.tag)}: enter on CPU ${cpu} while in guest mode on CPU ${this.#inGuestOn}`);
+    if (this.#inGuestOn >= 0) throw new UsageError('ERR_INVALID_STATE', `${label(this.tag)}: enter on CPU ${cpu} while in guest mode on CPU ${this.#inGuestOn}`);
     const svm = this.#m.hw.svm;
     const gifFault = svm.clgi(cpu);
     const result = this.#vmrun(cpu, gifFault === undefined);
@@ -279,7 +279,7 @@ export class SvmVcpu implements VendorVcpu {
    * @throws UsageError when the vCPU did not enter the guest on `cpu`
    */
   exit(cpu: number, exitCode: number = SVM_EXIT.INTR): void {
-    if (this.#inGuestOn !== cpu) throw new UsageError(`${label(this.tag)}: exit on CPU ${cpu} without a VM entry there`);
+    if (this.#inGuestOn !== cpu) throw new UsageError('ERR_INVALID_STATE', `${label(this.tag)}: exit on CPU ${cpu} without a VM entry there`);
     const m = this.#m;
     const svm = m.hw.svm;
     if (this.vmcb.runningOn === cpu) svm.vmexit(cpu, exitCode);
@@ -305,7 +305,7 @@ export class SvmVcpu implements VendorVcpu {
    */
   free(): void {
     if (this.#freed) return;
-    if (this.#inGuestOn >= 0) throw new UsageError(`${label(this.tag)}: freed while in guest mode on CPU ${this.#inGuestOn}`);
+    if (this.#inGuestOn >= 0) throw new UsageError('ERR_INVALID_STATE', `${label(this.tag)}: freed while in guest mode on CPU ${this.#inGuestOn}`);
     const m = this.#m;
     m.env.vac.releaseAsids(this.tag);
     m.sevVmcbs.clearVmcb(this.vmcb);
@@ -315,7 +315,7 @@ export class SvmVcpu implements VendorVcpu {
   }
 
   #live(op: string): void {
-    if (this.#freed) throw new UsageError(`${label(this.tag)}: ${op} after free`);
+    if (this.#freed) throw new UsageError('ERR_DESTROYED', `${label(this.tag)}: ${op} after free`);
   }
 
   /** Throw unless loaded on `cpu` (a compare on the entry path; the message is built apart). */
@@ -324,6 +324,6 @@ export class SvmVcpu implements VendorVcpu {
   }
 
   #notOnCpu(op: string, cpu: number): UsageError {
-    return new UsageError(`${label(this.tag)}: ${op} on CPU ${cpu}, but the vCPU is loaded on ${this.#loadedOn < 0 ? 'no CPU' : `CPU ${this.#loadedOn}`}`);
+    return new UsageError('ERR_INVALID_STATE', `${label(this.tag)}: ${op} on CPU ${cpu}, but the vCPU is loaded on ${this.#loadedOn < 0 ? 'no CPU' : `CPU ${this.#loadedOn}`}`);
   }
 }

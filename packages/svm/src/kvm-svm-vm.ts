@@ -93,7 +93,7 @@ export class SvmVm implements VendorVm {
     cmd: { readonly id: number; readonly data: number | bigint; error: number; readonly sev_fd: number },
     hasVcpus: boolean,
   ): number {
-    if (this.#destroyed) throw new UsageError(`${vmLabel(this.tag)}: KVM_MEMORY_ENCRYPT_OP on a destroyed VM`);
+    if (this.#destroyed) throw new UsageError('ERR_DESTROYED', `${vmLabel(this.tag)}: KVM_MEMORY_ENCRYPT_OP on a destroyed VM`);
     const f = this.#m.features;
     // if (!sev_enabled) return -ENOTTY;
     if (!f.sev) throw new KernelError('ENOTTY', 'sev_mem_enc_ioctl', `SEV is not enabled in ${this.#m.env.module}`);

@@ -154,9 +154,9 @@ export class SvmKvmModule implements VendorModule {
   createVcpu(vm: VendorVm, tag: VcpuTag): SvmVcpu {
     this.#live('createVcpu');
     if (!(vm instanceof SvmVm) || !this.#vms.has(vm)) {
-      throw new UsageError(`${this.module}: createVcpu for a VM that does not belong to this module`);
+      throw new UsageError('ERR_INVALID_ARG', `${this.module}: createVcpu for a VM that does not belong to this module`);
     }
-    if (vm.destroyed) throw new UsageError(`${this.module}: createVcpu for a destroyed VM`);
+    if (vm.destroyed) throw new UsageError('ERR_DESTROYED', `${this.module}: createVcpu for a destroyed VM`);
     return new SvmVcpu(this.#state, vm, tag);
   }
 
@@ -170,7 +170,7 @@ export class SvmKvmModule implements VendorModule {
   }
 
   #live(op: string): void {
-    if (this.#tornDown) throw new UsageError(`${this.module}: ${op} after teardown`);
+    if (this.#tornDown) throw new UsageError('ERR_DESTROYED', `${this.module}: ${op} after teardown`);
   }
 }
 
@@ -244,7 +244,7 @@ export const svmKvmOps = {
     }
     const p = env.params;
     const cpu0 = env.host.cpus[0];
-    if (cpu0 === undefined) throw new UsageError(`${env.module}: the host has no CPU`);
+    if (cpu0 === undefined) throw new UsageError('ERR_NO_SUCH_CPU', `${env.module}: the host has no CPU`);
     const hasSevLeaf = cpu0.readCpuid(CPUID_EXT_MAX).eax >>> 0 >= SEV_CPUID_FUNC;
     const boot: BootFeatures = {
       svm: cpu0.readCpuid(SVM_CPUID_FUNC).edx,

@@ -183,19 +183,19 @@ const KNOWN_KEYS: ReadonlySet<string> = new Set<string>([...BOOL_KEYS, ...NUMBER
 /** Check the field types of one options object (host-wide or per-CPU). */
 function checkOptionTypes(where: string, o: AmdCpuOptions): void {
   for (const k of Object.keys(o)) {
-    if (!KNOWN_KEYS.has(k)) throw new UsageError(`amd(): ${where}unknown option '${k}'`);
+    if (!KNOWN_KEYS.has(k)) throw new UsageError('ERR_UNKNOWN_NAME', `amd(): ${where}unknown option '${k}'`);
   }
   for (const k of BOOL_KEYS) {
     const v = o[k];
-    if (v !== undefined && typeof v !== 'boolean') throw new UsageError(`amd(): ${where}${k} must be a boolean`);
+    if (v !== undefined && typeof v !== 'boolean') throw new UsageError('ERR_INVALID_ARG', `amd(): ${where}${k} must be a boolean`);
   }
   if (o.enableFault !== undefined && !isFaultMode(o.enableFault)) {
-    throw new UsageError(`amd(): ${where}enableFault must be 'once', 'always' or 'off', got ${String(o.enableFault)}`);
+    throw new UsageError('ERR_INVALID_ARG', `amd(): ${where}enableFault must be 'once', 'always' or 'off', got ${String(o.enableFault)}`);
   }
   for (const k of NUMBER_KEYS) {
     const v = o[k];
     if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v >= 0)) {
-      throw new UsageError(`amd(): ${where}${k} must be a non-negative integer, got ${String(v)}`);
+      throw new UsageError('ERR_OUT_OF_RANGE', `amd(): ${where}${k} must be a non-negative integer, got ${String(v)}`);
     }
   }
 }
@@ -203,25 +203,25 @@ function checkOptionTypes(where: string, o: AmdCpuOptions): void {
 /** Check the consistency of one resolved CPU configuration. */
 function checkConfig(where: string, c: AmdCpuConfig): void {
   if (c.nrAsids < 2 || c.nrAsids > 0xffffffff) {
-    throw new UsageError(`amd(): ${where}nrAsids must be in [2, 2^32 - 1], got ${c.nrAsids}`);
+    throw new UsageError('ERR_OUT_OF_RANGE', `amd(): ${where}nrAsids must be in [2, 2^32 - 1], got ${c.nrAsids}`);
   }
-  if (c.cBit > 63) throw new UsageError(`amd(): ${where}cBit must be in [0, 63], got ${c.cBit}`);
-  if (c.sevEs && !c.sev) throw new UsageError(`amd(): ${where}sevEs needs sev`);
+  if (c.cBit > 63) throw new UsageError('ERR_OUT_OF_RANGE', `amd(): ${where}cBit must be in [0, 63], got ${c.cBit}`);
+  if (c.sevEs && !c.sev) throw new UsageError('ERR_INVALID_ARG', `amd(): ${where}sevEs needs sev`);
   if (c.sev) {
     if (c.maxSevAsid > 2 ** 20) {
-      throw new UsageError(`amd(): ${where}maxSevAsid must be at most 2^20, got ${c.maxSevAsid}`);
+      throw new UsageError('ERR_OUT_OF_RANGE', `amd(): ${where}maxSevAsid must be at most 2^20, got ${c.maxSevAsid}`);
     }
     if (c.maxSevAsid >= c.nrAsids - 1) {
-      throw new UsageError(
+      throw new UsageError('ERR_INVALID_ARG', 
         `amd(): ${where}maxSevAsid ${c.maxSevAsid} leaves no ASID for ordinary guests (nrAsids ${c.nrAsids})`,
       );
     }
     if (c.maxSevAsid > 0 && (c.minSevAsid < 1 || c.minSevAsid > c.maxSevAsid + 1)) {
-      throw new UsageError(`amd(): ${where}minSevAsid must be in [1, maxSevAsid + 1], got ${c.minSevAsid}`);
+      throw new UsageError('ERR_OUT_OF_RANGE', `amd(): ${where}minSevAsid must be in [1, maxSevAsid + 1], got ${c.minSevAsid}`);
     }
   }
   if (c.foreignOwner && (!c.svm || c.svmDisabledByBios)) {
-    throw new UsageError(`amd(): ${where}a foreign hypervisor cannot own a CPU without usable SVM`);
+    throw new UsageError('ERR_INVALID_STATE', `amd(): ${where}a foreign hypervisor cannot own a CPU without usable SVM`);
   }
 }
 
@@ -254,7 +254,7 @@ function withDefaults(base: AmdCpuConfig, o: AmdCpuOptions, given: ReadonlySet<s
 export function amd(options: AmdOptions = {}): AmdModel {
   const { vendor = 'AuthenticAMD', cpus: overrides = {}, ...hostOptions } = options;
   if (vendor !== 'AuthenticAMD' && vendor !== 'HygonGenuine') {
-    throw new UsageError(`amd(): vendor must be 'AuthenticAMD' or 'HygonGenuine', got ${String(vendor)}`);
+    throw new UsageError('ERR_INVALID_ARG', `amd(): vendor must be 'AuthenticAMD' or 'HygonGenuine', got ${String(vendor)}`);
   }
   checkOptionTypes('', hostOptions);
   const given: ReadonlySet<string> = new Set(Object.keys(hostOptions));
@@ -263,7 +263,7 @@ export function amd(options: AmdOptions = {}): AmdModel {
   const frozenOverrides: Record<number, AmdCpuOptions> = {};
   const frozenOptions: Readonly<AmdOptions> = Object.freeze({ ...options, cpus: frozenOverrides });
   for (const [key, o] of Object.entries(overrides)) {
-    if (!/^(0|[1-9]\d*)$/.test(key)) throw new UsageError(`amd(): cpus: '${key}' is not a CPU number`);
+    if (!/^(0|[1-9]\d*)$/.test(key)) throw new UsageError('ERR_INVALID_ARG', `amd(): cpus: '${key}' is not a CPU number`);
     checkOptionTypes(`cpus[${key}].`, o);
     frozenOverrides[Number(key)] = Object.freeze({ ...o });
   }
@@ -276,7 +276,7 @@ export function amd(options: AmdOptions = {}): AmdModel {
     defaults,
     create(env: HardwareEnv): AmdHardware {
       const n = env.cpus.length;
-      if (n < 1) throw new UsageError('amd(): the host has no CPUs');
+      if (n < 1) throw new UsageError('ERR_NO_SUCH_CPU', 'amd(): the host has no CPUs');
       const resolved = resolvePerCpu<AmdCpuOptions>('amd(): cpus', {}, frozenOverrides, n);
       const configs = new Array<AmdCpuConfig>(n);
       const leavesOf = new Map<AmdCpuOptions, CpuidLeaves>();

@@ -317,7 +317,7 @@ export class SvmCpus {
     const limits = new Map<number, bigint>();
     for (let i = 0; i < n; i++) {
       const c = env.cpus[i] as Cpu;
-      if (c.id !== i) throw new UsageError(`amd(): env.cpus[${i}] has id ${c.id}`);
+      if (c.id !== i) throw new UsageError('ERR_NO_SUCH_CPU', `amd(): env.cpus[${i}] has id ${c.id}`);
       const bits = c.readCpuid(CPUID_EXT_ADDR_SIZES).eax & 0xff || 48;
       let limit = limits.get(bits);
       if (limit === undefined) limits.set(bits, (limit = 1n << BigInt(bits)));
@@ -365,7 +365,7 @@ export class SvmCpus {
       this.#counters.add(id, C_SVME_ON);
     } else {
       if (this.#inGuest[id] === 1) {
-        throw new UsageError(`wrmsr(EFER) on CPU ${id}: the CPU is in guest mode; the host is not running there`);
+        throw new UsageError('ERR_INVALID_STATE', `wrmsr(EFER) on CPU ${id}: the CPU is in guest mode; the host is not running there`);
       }
       this.#svme[id] = 0;
       // VAC's disable clears SVME whoever set it (kvm_cpu_svm_disable does not ask); a write by anyone
@@ -511,7 +511,7 @@ export class SvmCpus {
    */
   setForeignOwner(cpu: number, owned: boolean): void {
     checkCpuIndex('setForeignOwner', cpu, this.nrCpus);
-    if (this.#inGuest[cpu] === 1) throw new UsageError(`setForeignOwner: CPU ${cpu} is in guest mode`);
+    if (this.#inGuest[cpu] === 1) throw new UsageError('ERR_INVALID_STATE', `setForeignOwner: CPU ${cpu} is in guest mode`);
     const efer = (this.#cpus[cpu] as Cpu).msrs.get(_MSR_EFER) ?? 0n;
     if (owned) {
       if (this.#foreign[cpu] === 1) return;
@@ -520,7 +520,7 @@ export class SvmCpus {
         return;
       }
       if (!this.#wrmsrAs(W_FOREIGN, cpu, _MSR_EFER, efer | _EFER_SVME)) {
-        throw new UsageError(`setForeignOwner: CPU ${cpu} cannot enable SVM (no SVM in CPUID, or VM_CR.SVMDIS set)`);
+        throw new UsageError('ERR_NOT_SUPPORTED', `setForeignOwner: CPU ${cpu} cannot enable SVM (no SVM in CPUID, or VM_CR.SVMDIS set)`);
       }
       this.#wrmsrAs(W_FOREIGN, cpu, _MSR_VM_HSAVE_PA, FOREIGN_SAVE_AREA_BASE + BigInt(cpu) * 0x1000n);
     } else {
@@ -635,7 +635,7 @@ export class SvmCpus {
         }
         break;
       default:
-        throw new UsageError(`svm.vmrun: VMCB ${vmcb.id} has a reserved TLB_CONTROL encoding ${String(tlb)}`);
+        throw new UsageError('ERR_INVALID_ARG', `svm.vmrun: VMCB ${vmcb.id} has a reserved TLB_CONTROL encoding ${String(tlb)}`);
     }
     this.#gif[cpu] = 1;
     this.#inGuest[cpu] = 1;
@@ -646,8 +646,8 @@ export class SvmCpus {
     if (slot >= 0) {
       this.#counters.add(cpu, slot);
       const events = this.#env.events;
-      if (events.wants('tlb:flush')) events.emit('tlb:flush', { cpu, kind, module: vmcb.owner });
-      else events.skip();
+      const seq = events.stamp('tlb:flush');
+      if (seq >= 0) events.deliver('tlb:flush', { seq, tick: events.tick, cpu, kind, module: vmcb.owner });
     }
     return 'entered';
   }
@@ -728,7 +728,7 @@ export class SvmCpus {
   freeVmcb(vmcb: Vmcb): void {
     this.#checkVmcb('svm.freeVmcb', vmcb);
     if (vmcb.runningOn >= 0) {
-      throw new UsageError(`svm.freeVmcb: VMCB ${vmcb.id} is in guest mode on CPU ${vmcb.runningOn}`);
+      throw new UsageError('ERR_INVALID_STATE', `svm.freeVmcb: VMCB ${vmcb.id} is in guest mode on CPU ${vmcb.runningOn}`);
     }
     for (let i = 0; i < this.nrCpus; i++) if (this.#current[i] === vmcb) this.#current[i] = undefined;
     this.#vmcbs.delete(vmcb.id);
@@ -821,24 +821,24 @@ export class SvmCpus {
 
   #inGuestError(who: string, cpu: number): UsageError {
     const id = this.#running[cpu]?.id ?? '?';
-    return new UsageError(`${who}: CPU ${cpu} is in guest mode (VMCB ${id}); the host is not running there`);
+    return new UsageError('ERR_INVALID_STATE', `${who}: CPU ${cpu} is in guest mode (VMCB ${id}); the host is not running there`);
   }
 
   #checkVmcb(who: string, vmcb: Vmcb): void {
     if (this.#vmcbs.get(vmcb.id) !== vmcb) {
-      throw new UsageError(`${who}: VMCB ${vmcb.id} ${vmcb.freed ? 'was freed' : 'does not belong to this host'}`);
+      throw new UsageError('ERR_DESTROYED', `${who}: VMCB ${vmcb.id} ${vmcb.freed ? 'was freed' : 'does not belong to this host'}`);
     }
   }
 }
 
 /** The model-usage errors of VMRUN (built apart so the VMRUN path stays small). */
 function vmrunMisuse(c: Cpu, vmcb: Vmcb): UsageError {
-  if (!c.online) return new UsageError(`svm.vmrun: CPU ${c.id} is offline`);
-  return new UsageError(`svm.vmrun: VMCB ${vmcb.id} is already in guest mode on CPU ${vmcb.runningOn}`);
+  if (!c.online) return new UsageError('ERR_INVALID_STATE', `svm.vmrun: CPU ${c.id} is offline`);
+  return new UsageError('ERR_INVALID_STATE', `svm.vmrun: VMCB ${vmcb.id} is already in guest mode on CPU ${vmcb.runningOn}`);
 }
 
 function notInGuest(cpu: number): UsageError {
-  return new UsageError(`svm.vmexit: CPU ${cpu} is not in guest mode`);
+  return new UsageError('ERR_INVALID_STATE', `svm.vmexit: CPU ${cpu} is not in guest mode`);
 }
 
 /** What `svm_vcpu_run()` does to the VMCB after every return from VMRUN (`arch/x86/kvm/svm/svm.c`). */

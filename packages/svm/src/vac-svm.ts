@@ -125,11 +125,9 @@ export class VacSvm implements VirtOps {
     if (!svm.vacWriteHsave(cpu, this.#saveArea[cpu] as bigint)) {
       // Cannot happen: the save area is page aligned and below MAXPHYADDR. Undo to stay atomic.
       svm.vacWriteEfer(cpu, efer);
-      throw new UsageError(`svm.enableCpu: CPU ${cpu} refused its host save area address`);
+      throw new UsageError('ERR_INVALID_STATE', `svm.enableCpu: CPU ${cpu} refused its host save area address`);
     }
-    const events = this.#env.events;
-    if (events.wants('virt:enable')) events.emit('virt:enable', { cpu });
-    else events.skip();
+    this.#env.events.emit('virt:enable', { cpu });
     return undefined;
   }
 
@@ -201,9 +199,7 @@ export class VacSvm implements VirtOps {
     if ((efer & _EFER_SVME) !== 0n) {
       svm.stgi(cpu);
       svm.vacWriteEfer(cpu, efer & ~_EFER_SVME);
-      const events = this.#env.events;
-      if (events.wants('virt:disable')) events.emit('virt:disable', { cpu });
-      else events.skip();
+      this.#env.events.emit('virt:disable', { cpu });
     }
   }
 

@@ -86,10 +86,10 @@ export interface VmxVcpuContext {
   vcpuFreed(vcpu: VmxVcpu): void;
 }
 
-/** Emit a `tlb:flush` event (or only advance the clock when nobody listens). */
+/** Emit a `tlb:flush` event (building it only when someone listens). */
 function emitTlbFlush(events: EventBus, cpu: number, kind: string, module: string): void {
-  if (events.wants('tlb:flush')) events.emitOwned('tlb:flush', { seq: 0, tick: 0, cpu, kind, module });
-  else events.skip();
+  const seq = events.stamp('tlb:flush');
+  if (seq >= 0) events.deliver('tlb:flush', { seq, tick: events.tick, cpu, kind, module });
 }
 
 function isFault(outcome: VmxOutcome): boolean {
@@ -234,7 +234,7 @@ export class VmxVcpu implements VendorVcpu {
   }
 
   #live(op: string): void {
-    if (this.#freed) throw new UsageError(`vmx: ${op} on freed vCPU ${this.label}`);
+    if (this.#freed) throw new UsageError('ERR_DESTROYED', `vmx: ${op} on freed vCPU ${this.label}`);
   }
 
   /** Throw unless the vCPU is live and loaded on `cpu` (two compares on the entry path; the message is built apart). */
@@ -243,8 +243,8 @@ export class VmxVcpu implements VendorVcpu {
   }
 
   #notOnCpu(op: string, cpu: number): UsageError {
-    if (this.#freed) return new UsageError(`vmx: ${op} on freed vCPU ${this.label}`);
-    return new UsageError(
+    if (this.#freed) return new UsageError('ERR_DESTROYED', `vmx: ${op} on freed vCPU ${this.label}`);
+    return new UsageError('ERR_INVALID_STATE', 
       `vmx: ${op} of ${this.label} on CPU ${String(cpu)}, but it is ${this.#loadedOn < 0 ? 'not loaded' : `loaded on CPU ${this.#loadedOn}`}`,
     );
   }
@@ -261,7 +261,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   load(cpu: number): void {
     this.#live('load');
-    if (this.#loadedOn >= 0) throw new UsageError(`vmx: load of ${this.label} on CPU ${cpu} while loaded on CPU ${this.#loadedOn}`);
+    if (this.#loadedOn >= 0) throw new UsageError('ERR_INVALID_STATE', `vmx: load of ${this.label} on CPU ${cpu} while loaded on CPU ${this.#loadedOn}`);
     const result = this.#ctx.hw.vmcsLoad(this.#vmcs, cpu);
     if (result !== 'already-loaded') {
       this.#launched = false;
@@ -306,7 +306,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   prepareEntry(cpu: number): void {
     this.#onCpu('prepareEntry', cpu);
-    if (this.#inGuest) throw new UsageError(`vmx: prepareEntry of ${this.label} while in guest mode (exit first)`);
+    if (this.#inGuest) throw new UsageError('ERR_INVALID_STATE', `vmx: prepareEntry of ${this.label} while in guest mode (exit first)`);
     if (this.#tlbFlushPending) {
       this.#tlbFlushPending = false;
       this.#flushTlbAll(cpu);
@@ -382,8 +382,8 @@ export class VmxVcpu implements VendorVcpu {
     const ctx = this.#ctx;
     this.#stats.l1dFlushes++; // vcpu->stat.l1d_flush++
     const ev = ctx.events;
-    if (ev.wants('l1d:flush')) ev.emitOwned('l1d:flush', { seq: 0, tick: 0, module: ctx.module, cpu });
-    else ev.skip();
+    const seq = ev.stamp('l1d:flush');
+    if (seq >= 0) ev.deliver('l1d:flush', { seq, tick: ev.tick, module: ctx.module, cpu });
     if (ctx.config.l1dFlushMethod !== 'msr') return; // the software fill: no MSR, nothing the hardware counts
     // native_wrmsrl(MSR_IA32_FLUSH_CMD, L1D_FLUSH): the IA32_FLUSH_CMD write hook counts `l1dFlush`.
     if (ctx.hostCpus[cpu]?.wrmsrSlot(ctx.flushCmd, L1D_FLUSH_N) === true) return;
@@ -417,7 +417,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   enter(cpu: number): bigint | undefined {
     this.#onCpu('enter', cpu);
-    if (this.#inGuest) throw new UsageError(`vmx: enter of ${this.label} while already in guest mode`);
+    if (this.#inGuest) throw new UsageError('ERR_INVALID_STATE', `vmx: enter of ${this.label} while already in guest mode`);
     const vmx = this.#ctx.hw.vmx;
     const launch = !this.#launched;
     const outcome = launch ? vmx.vmlaunch(cpu) : vmx.vmresume(cpu);
@@ -469,7 +469,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   exit(cpu: number): void {
     this.#onCpu('exit', cpu);
-    if (!this.#inGuest) throw new UsageError(`vmx: exit of ${this.label} without a successful enter`);
+    if (!this.#inGuest) throw new UsageError('ERR_INVALID_STATE', `vmx: exit of ${this.label} without a successful enter`);
     this.#inGuest = false;
     this.#stats.exits++;
   }

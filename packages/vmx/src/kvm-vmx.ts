@@ -130,7 +130,7 @@ function allowed1(cpu: Cpu, msr: number): number {
 /** The boot CPU. */
 function bootCpu(host: Host): Cpu {
   const boot = host.cpus[0];
-  if (boot === undefined) throw new UsageError('vmx: the host has no CPU 0');
+  if (boot === undefined) throw new UsageError('ERR_NO_SUCH_CPU', 'vmx: the host has no CPU 0');
   return boot;
 }
 
@@ -310,7 +310,7 @@ export class VmxKvmModule implements VendorModule {
   }
 
   #live(op: string): void {
-    if (this.#tornDown) throw new UsageError(`vmx: ${op} after ${this.module}'s vendor teardown`);
+    if (this.#tornDown) throw new UsageError('ERR_DESTROYED', `vmx: ${op} after ${this.module}'s vendor teardown`);
   }
 
   /**
@@ -331,9 +331,9 @@ export class VmxKvmModule implements VendorModule {
    */
   createVcpu(vm: VendorVm, tag: VcpuTag): VmxVcpu {
     this.#live('createVcpu');
-    if (!(vm instanceof VmxVm) || vm.module !== this.module) throw new UsageError(`vmx: createVcpu with a VM that ${this.module} did not create`);
-    if (vm.destroyed) throw new UsageError(`vmx: createVcpu on destroyed VM ${this.module}/vm${vm.id}`);
-    if (tag.instance !== this.module) throw new UsageError(`vmx: ${this.module} cannot create a vCPU tagged for ${tag.instance}`);
+    if (!(vm instanceof VmxVm) || vm.module !== this.module) throw new UsageError('ERR_INVALID_ARG', `vmx: createVcpu with a VM that ${this.module} did not create`);
+    if (vm.destroyed) throw new UsageError('ERR_DESTROYED', `vmx: createVcpu on destroyed VM ${this.module}/vm${vm.id}`);
+    if (tag.instance !== this.module) throw new UsageError('ERR_INVALID_ARG', `vmx: ${this.module} cannot create a vCPU tagged for ${tag.instance}`);
     const v = new VmxVcpu(this.#ctx, vm, tag);
     this.#vcpus.add(v);
     return v;

@@ -139,7 +139,7 @@ const CPU_OPTION_KEYS = new Set<string>([
 ]);
 
 function fail(where: string, what: string): never {
-  throw new UsageError(`intel: ${where}${what}`);
+  throw new UsageError('ERR_INVALID_ARG', `intel: ${where}${what}`);
 }
 
 function hex(v: unknown): string {

@@ -102,9 +102,7 @@ export class VacVmx implements VirtOps {
     }
     if (this.#vmx.supportsInveptGlobal(cpu)) this.#vmx.invept(cpu, 'global'); // ept_sync_global()
     this.#enabled[cpu] = 1;
-    const events = this.#env.events;
-    if (events.wants('virt:enable')) events.emit('virt:enable', { cpu });
-    else events.skip();
+    this.#env.events.emit('virt:enable', { cpu });
     return undefined;
   }
 
@@ -150,9 +148,7 @@ export class VacVmx implements VirtOps {
         message: `kernel BUG: kvm_spurious_fault: vmxoff faulted (${outcome}) on CPU ${cpu} while not rebooting`,
       });
     }
-    const events = this.#env.events;
-    if (events.wants('virt:disable')) events.emit('virt:disable', { cpu });
-    else events.skip();
+    this.#env.events.emit('virt:disable', { cpu });
   }
 
   /**
@@ -168,9 +164,7 @@ export class VacVmx implements VirtOps {
     this.#vmx.vmxoff(cpu);
     c.cr4 &= ~CR4_VMXE;
     this.#enabled[cpu] = 0;
-    const events = this.#env.events;
-    if (events.wants('virt:disable')) events.emit('virt:disable', { cpu });
-    else events.skip();
+    this.#env.events.emit('virt:disable', { cpu });
   }
 
   /** Whether `cpu` is in VMX operation (VAC's or a foreign hypervisor's). */

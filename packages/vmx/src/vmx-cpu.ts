@@ -219,9 +219,9 @@ export class VmxPage implements Vmcs {
  */
 export function pageOf(machine: VmxCpus, region: VmxRegion): VmxPage {
   if (!(region instanceof VmxPage) || region.machine !== machine) {
-    throw new UsageError(`vmx: not a VMX region of this host (allocate it with allocVmcs/allocVmxonRegion)`);
+    throw new UsageError('ERR_INVALID_ARG', `vmx: not a VMX region of this host (allocate it with allocVmcs/allocVmxonRegion)`);
   }
-  if (region.freed) throw new UsageError(`vmx: VMCS #${region.id} (${region.owner}) was freed`);
+  if (region.freed) throw new UsageError('ERR_DESTROYED', `vmx: VMCS #${region.id} (${region.owner}) was freed`);
   return region;
 }
 
@@ -294,7 +294,7 @@ export class VmxCpus {
     let boot = -1;
     for (let i = 0; i < n; i++) {
       const cpu = env.cpus[i];
-      if (cpu === undefined) throw new UsageError(`vmx: env.cpus[${i}] is missing`);
+      if (cpu === undefined) throw new UsageError('ERR_NO_SUCH_CPU', `vmx: env.cpus[${i}] is missing`);
       this.#readCapabilities(i, cpu);
       if (boot < 0 && this.#vmxSupported[i] === 1) boot = this.#basicRevision[i] ?? -1;
     }
@@ -525,8 +525,8 @@ export class VmxCpus {
   invept(cpu: number, type: InveptType, eptp = 0): VmxOutcome {
     this.#cpu(cpu);
     const t = INVEPT_TYPES[type];
-    if (t === undefined) throw new UsageError(`vmx: unknown INVEPT type '${String(type)}'`);
-    if (!Number.isSafeInteger(eptp) || eptp < 0) throw new UsageError(`vmx: EPTP must be a non-negative integer`);
+    if (t === undefined) throw new UsageError('ERR_UNKNOWN_NAME', `vmx: unknown INVEPT type '${String(type)}'`);
+    if (!Number.isSafeInteger(eptp) || eptp < 0) throw new UsageError('ERR_OUT_OF_RANGE', `vmx: EPTP must be a non-negative integer`);
     const ept = this.#eptCap[cpu] ?? 0;
     if (
       this.#inVmx[cpu] === 0 ||
@@ -556,8 +556,8 @@ export class VmxCpus {
   invvpid(cpu: number, type: InvvpidType, vpid: number, address = 0n): VmxOutcome {
     this.#cpu(cpu);
     const t = INVVPID_TYPES[type];
-    if (t === undefined) throw new UsageError(`vmx: unknown INVVPID type '${String(type)}'`);
-    if (!Number.isInteger(vpid) || vpid < 0) throw new UsageError(`vmx: VPID must be a non-negative integer`);
+    if (t === undefined) throw new UsageError('ERR_UNKNOWN_NAME', `vmx: unknown INVVPID type '${String(type)}'`);
+    if (!Number.isInteger(vpid) || vpid < 0) throw new UsageError('ERR_OUT_OF_RANGE', `vmx: VPID must be a non-negative integer`);
     const cap = this.#vpidCap[cpu] ?? 0;
     if (
       this.#inVmx[cpu] === 0 ||
@@ -600,7 +600,7 @@ export class VmxCpus {
     const c = this.#cpu(cpu);
     if (owned) {
       if (this.#vmxSupported[cpu] === 0) {
-        throw new UsageError(`vmx: CPU ${cpu} has no VMX, so no foreign hypervisor can be in VMX operation there`);
+        throw new UsageError('ERR_NOT_SUPPORTED', `vmx: CPU ${cpu} has no VMX, so no foreign hypervisor can be in VMX operation there`);
       }
       if (this.#foreign[cpu] === 1) return;
       this.#foreign[cpu] = 1;

@@ -86,7 +86,7 @@ export class Cpuhp {
       if (order < 0) throw new KernelError('ENOSPC', 'cpuhp_setup_state', 'no dynamic hotplug state left');
     } else {
       order = CPUHP_FIXED_STATES[slot];
-      if (order === undefined) throw new UsageError(`unknown cpuhp slot ${String(slot)}`);
+      if (order === undefined) throw new UsageError('ERR_UNKNOWN_NAME', `unknown cpuhp slot ${String(slot)}`);
       const taken = this.#states.find((s) => s.order === order);
       if (taken !== undefined) {
         throw new KernelError('EBUSY', 'cpuhp_setup_state', `${slot} is already taken by "${taken.name}"`);

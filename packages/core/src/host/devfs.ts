@@ -95,14 +95,14 @@ export class Devfs {
    */
   miscRegister(dev: MiscDevice): MiscRegistration {
     if (typeof dev.name !== 'string' || dev.name.length === 0 || dev.name.includes('/')) {
-      throw new UsageError(`misc device name ${JSON.stringify(dev.name)} is not a valid node name`);
+      throw new UsageError('ERR_INVALID_ARG', `misc device name ${JSON.stringify(dev.name)} is not a valid node name`);
     }
     const path = `/dev/${dev.name}`;
     let minor: number;
     if (dev.minor === MISC_DYNAMIC_MINOR) {
       minor = this.#allocDynamicMinor();
     } else {
-      if (!Number.isInteger(dev.minor) || dev.minor < 0 || dev.minor > MINORMASK) throw new UsageError(`bad misc minor ${dev.minor}`);
+      if (!Number.isInteger(dev.minor) || dev.minor < 0 || dev.minor > MINORMASK) throw new UsageError('ERR_OUT_OF_RANGE', `bad misc minor ${dev.minor}`);
       if (this.#miscMinors.has(dev.minor)) throw new KernelError('EBUSY', 'misc_register', `misc minor ${dev.minor} is taken`);
       minor = dev.minor;
     }
@@ -110,7 +110,7 @@ export class Devfs {
     const gid = this.#host.gid(dev.group ?? 'root');
     // `owner` and `fops.owner` name the same thing (fops->owner): either one pins the module on open.
     if (dev.owner !== undefined && dev.fops.owner !== undefined && dev.owner !== dev.fops.owner) {
-      throw new UsageError(`misc device ${dev.name}: owner ${dev.owner.name} differs from fops.owner ${dev.fops.owner.name}`);
+      throw new UsageError('ERR_INVALID_ARG', `misc device ${dev.name}: owner ${dev.owner.name} differs from fops.owner ${dev.fops.owner.name}`);
     }
     const owner = dev.owner ?? dev.fops.owner;
     this.#miscMinors.add(minor);
@@ -137,7 +137,7 @@ export class Devfs {
   /** `symlink(target, path)`: create a symbolic link; EEXIST if `path` exists. The target need not exist. */
   symlink(target: string, path: string): void {
     checkDevPath(path);
-    if (typeof target !== 'string' || target.length === 0) throw new UsageError('symlink target must be a non-empty string');
+    if (typeof target !== 'string' || target.length === 0) throw new UsageError('ERR_INVALID_ARG', 'symlink target must be a non-empty string');
     if (this.#nodes.has(path) || this.#links.has(path)) throw new KernelError('EEXIST', 'symlink', `${path} exists`);
     this.#links.set(path, target);
   }
@@ -194,6 +194,6 @@ export class Devfs {
 
 function checkDevPath(path: string): void {
   if (typeof path !== 'string' || !path.startsWith('/dev/') || path.length <= 5) {
-    throw new UsageError(`${JSON.stringify(path)} is not a path under /dev`);
+    throw new UsageError('ERR_INVALID_ARG', `${JSON.stringify(path)} is not a path under /dev`);
   }
 }

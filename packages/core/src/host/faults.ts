@@ -54,7 +54,7 @@ export class FaultInjector {
   /** The `n`-th call of `site` from now fails (once). */
   failNth(site: FaultSite, n: number): void {
     checkSite(site);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`failNth(${site}, ${String(n)}): n must be a positive integer`);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError('ERR_OUT_OF_RANGE', `failNth(${site}, ${String(n)}): n must be a positive integer`);
     this.#plans.set(site, { countdown: n, always: false });
   }
 
@@ -66,7 +66,7 @@ export class FaultInjector {
 
   /** The module `name`'s next init fails at its `step`-th registration (1-based). */
   failModuleInit(name: string, step: number): void {
-    if (!Number.isInteger(step) || step < 1) throw new UsageError(`failModuleInit(${name}, ${String(step)}): step must be a positive integer`);
+    if (!Number.isInteger(step) || step < 1) throw new UsageError('ERR_OUT_OF_RANGE', `failModuleInit(${name}, ${String(step)}): step must be a positive integer`);
     this.#initFaults.set(name, step);
   }
 
@@ -104,5 +104,5 @@ export class FaultInjector {
 }
 
 function checkSite(site: FaultSite): void {
-  if (!FAULT_SITES.includes(site)) throw new UsageError(`unknown fault site ${JSON.stringify(site)} (known: ${FAULT_SITES.join(', ')})`);
+  if (!FAULT_SITES.includes(site)) throw new UsageError('ERR_UNKNOWN_NAME', `unknown fault site ${JSON.stringify(site)} (known: ${FAULT_SITES.join(', ')})`);
 }

@@ -86,8 +86,11 @@ export function registerCoreImage(image: AnyModuleImage): void {
 export class Host {
   /** The CPUs, index = CPU number. */
   readonly cpus: readonly Cpu[];
-  /** The event stream. */
-  readonly events = new EventBus();
+  /**
+   * The event stream. Listeners run after the kernel operation that emitted the event (see {@link EventBus});
+   * an exception a listener throws is recorded as a warning from source `events`.
+   */
+  readonly events: EventBus;
   /** Every warning recorded so far, in order. */
   readonly warnings: WarningRecord[] = [];
   /** The vendor hardware of this host. */
@@ -123,15 +126,16 @@ export class Host {
 
   /** @internal Use {@link createHost}. */
   constructor(opts: HostOptions) {
-    if (typeof opts !== 'object' || opts === null) throw new UsageError('createHost: options are required');
+    this.events = new EventBus((name, e) => this.#listenerThrew(name, e));
+    if (typeof opts !== 'object' || opts === null) throw new UsageError('ERR_INVALID_ARG', 'createHost: options are required');
     const n = opts.cpus;
-    if (!Number.isInteger(n) || n < 1 || n > MAX_CPUS) throw new UsageError(`createHost: cpus must be an integer in 1…${MAX_CPUS}, got ${String(n)}`);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_CPUS) throw new UsageError('ERR_OUT_OF_RANGE', `createHost: cpus must be an integer in 1…${MAX_CPUS}, got ${String(n)}`);
     const hw = opts.hardware;
     if (typeof hw !== 'object' || hw === null || typeof hw.create !== 'function' || typeof hw.name !== 'string') {
-      throw new UsageError('createHost: hardware must be a hardware model such as intel() from @vac/vmx or amd() from @vac/svm');
+      throw new UsageError('ERR_INVALID_ARG', 'createHost: hardware must be a hardware model such as intel() from @vac/vmx or amd() from @vac/svm');
     }
     for (const [g, id] of Object.entries(opts.groups ?? {})) {
-      if (!Number.isInteger(id) || id < 0) throw new UsageError(`createHost: gid of group ${g} must be a non-negative integer`);
+      if (!Number.isInteger(id) || id < 0) throw new UsageError('ERR_OUT_OF_RANGE', `createHost: gid of group ${g} must be a non-negative integer`);
       this.#groups.set(g, id);
     }
     const tables = new CpuTables(n);
@@ -147,7 +151,7 @@ export class Host {
     };
     this.hardware = hw.create(env);
     if (typeof this.hardware !== 'object' || this.hardware === null || typeof this.hardware.virt !== 'object') {
-      throw new UsageError(`createHost: hardware model ${hw.name} did not build a valid HostHardware`);
+      throw new UsageError('ERR_INVALID_ARG', `createHost: hardware model ${hw.name} did not build a valid HostHardware`);
     }
     this.modules = new ModuleLoader(this);
     this.devfs = new Devfs(this);
@@ -163,14 +167,14 @@ export class Host {
   /** The gid of a group name. @throws {@link UsageError} for an unknown group */
   gid(name: string): number {
     const g = this.#groups.get(name);
-    if (g === undefined) throw new UsageError(`unknown group ${JSON.stringify(name)} (known: ${[...this.#groups.keys()].join(', ')})`);
+    if (g === undefined) throw new UsageError('ERR_UNKNOWN_NAME', `unknown group ${JSON.stringify(name)} (known: ${[...this.#groups.keys()].join(', ')})`);
     return g;
   }
 
   /** Check a CPU number. @returns it @throws {@link UsageError} when there is no such CPU */
   checkCpu(cpu: number): number {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.cpus.length) {
-      throw new UsageError(`no CPU ${String(cpu)} (the host has CPUs 0…${this.cpus.length - 1})`);
+      throw new UsageError('ERR_NO_SUCH_CPU', `no CPU ${String(cpu)} (the host has CPUs 0…${this.cpus.length - 1})`);
     }
     return cpu;
   }
@@ -179,6 +183,21 @@ export class Host {
   warn(w: WarningRecord): void {
     this.warnings.push(w);
     this.events.emit('warning', w);
+  }
+
+  /**
+   * A listener threw: a warning from source `events`. One thrown by a `warning` listener is only recorded (not
+   * emitted again), so a listener that always throws cannot loop.
+   */
+  #listenerThrew(name: string, e: unknown): void {
+    const w: WarningRecord = { source: 'events', message: `a listener of '${name}' threw: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}` };
+    if (name === 'warning') this.warnings.push(w);
+    else this.warn(w);
+  }
+
+  /** Run `op` as one kernel operation: the events it emits reach listeners once it has returned or thrown. */
+  #op<T>(op: () => T): T {
+    return this.events.op(op);
   }
 
   // ---- modules ----------------------------------------------------------------------------------
@@ -234,10 +253,13 @@ export class Host {
 
   /** Create a process with the given credentials. */
   spawn(opts: SpawnOptions = {}): Process {
-    const p = new Process(this, this.#nextPid++, opts);
-    this.#processes.set(p.pid, p);
-    this.events.emit('process:spawn', { pid: p.pid });
-    return p;
+    return this.#op(() => {
+      const p = new Process(this, this.#nextPid, opts);
+      this.#nextPid++;
+      this.#processes.set(p.pid, p);
+      this.events.emit('process:spawn', { pid: p.pid });
+      return p;
+    });
   }
 
   /** Live processes. */
@@ -262,7 +284,7 @@ export class Host {
     const c = this.cpus[this.checkCpu(cpu)] as Cpu;
     this.#requireRunning('cpu_up');
     if (c.online) return;
-    this.#up(c);
+    this.#op(() => this.#up(c));
   }
 
   #up(c: Cpu): void {
@@ -280,7 +302,7 @@ export class Host {
     this.#requireRunning('cpu_down');
     if (!c.online) return;
     if (cpu === 0) throw new KernelError('EBUSY', 'cpu_down', 'CPU 0 is the boot CPU and cannot be taken offline');
-    this.#down(c);
+    this.#op(() => this.#down(c));
   }
 
   #down(c: Cpu): void {
@@ -303,6 +325,10 @@ export class Host {
    * are resumed, the CPUs come back, the tasks thaw and the error is thrown.
    */
   suspend(): void {
+    this.#op(() => this.#suspend());
+  }
+
+  #suspend(): void {
     this.#requireRunning('suspend');
     this.events.emit('power', { what: 'suspend' });
     for (const f of this.power.freezers()) f.freeze();
@@ -344,6 +370,10 @@ export class Host {
    * to a CPU that did not come back is unpinned and moved (`select_fallback_rq`).
    */
   resume(): void {
+    this.#op(() => this.#resume());
+  }
+
+  #resume(): void {
     if (this.systemState !== 'suspended') throw new KernelError('EINVAL', 'resume', `system is ${this.systemState}, not suspended`);
     this.systemState = 'running';
     this.events.emit('power', { what: 'resume' });
@@ -371,6 +401,10 @@ export class Host {
    * restart, then the syscore shutdown callbacks run in reverse order. The host stays inspectable.
    */
   reboot(): void {
+    this.#op(() => this.#reboot());
+  }
+
+  #reboot(): void {
     if (this.systemState === 'restart' || this.systemState === 'crashed') {
       throw new KernelError('EBUSY', 'reboot', `system is already ${this.systemState}`);
     }
@@ -387,6 +421,10 @@ export class Host {
    * (0) and then, through the NMI shootdown, on every other online CPU. The host stays inspectable.
    */
   crash(): void {
+    this.#op(() => this.#crash());
+  }
+
+  #crash(): void {
     if (this.systemState === 'crashed') throw new KernelError('EBUSY', 'crash', 'system has already crashed');
     this.systemState = 'crashed';
     this.events.emit('power', { what: 'crash' });
@@ -414,14 +452,14 @@ export class Host {
 
   /** Let a module contribute to {@link Host.snapshot} under `name`. */
   registerSnapshotProvider(name: string, provide: () => unknown): Unsubscribe {
-    if (this.#providers.has(name)) throw new UsageError(`snapshot provider ${name} already registered`);
+    if (this.#providers.has(name)) throw new UsageError('ERR_DUPLICATE', `snapshot provider ${name} already registered`);
     this.#providers.set(name, provide);
     return makeUndo(() => this.#providers.delete(name));
   }
 
   /** Let a module contribute invariant checks to `checkInvariants(host)`. */
   registerInvariantChecker(name: string, check: () => Violation[]): Unsubscribe {
-    if (this.#checkers.has(name)) throw new UsageError(`invariant checker ${name} already registered`);
+    if (this.#checkers.has(name)) throw new UsageError('ERR_DUPLICATE', `invariant checker ${name} already registered`);
     this.#checkers.set(name, check);
     return makeUndo(() => this.#checkers.delete(name));
   }

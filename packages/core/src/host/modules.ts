@@ -125,7 +125,7 @@ export class LoadedModule<E = unknown> {
 
   /** `module_put`: drop a reference. */
   put(): void {
-    if (this.#refcount <= 0) throw new UsageError(`module_put(${this.name}) with refcount 0`);
+    if (this.#refcount <= 0) throw new UsageError('ERR_INVALID_STATE', `module_put(${this.name}) with refcount 0`);
     this.#refcount--;
   }
 }
@@ -181,7 +181,7 @@ export class ModuleLoader {
   insmod<P extends ParamSpecs, E>(image: ModuleImage<P, E>, params: ParamInputs = {}, opts: LoadOptions = {}): LoadedModule<E> {
     validateImage(image);
     this.#requireCap(opts, 'init_module');
-    return this.#load(image, params) as LoadedModule<E>;
+    return this.#host.events.op(() => this.#load(image, params) as LoadedModule<E>);
   }
 
   /**
@@ -202,14 +202,16 @@ export class ModuleLoader {
     }
     const existing = this.#loaded.get(img.name);
     if (existing !== undefined) return existing as LoadedModule<E>;
-    const loadedHere: string[] = [];
-    try {
-      this.#loadDeps(img, loadedHere, [img.name]);
-      return this.#load(img, params) as LoadedModule<E>;
-    } catch (e) {
-      for (const name of loadedHere.reverse()) this.#unload(name);
-      throw e;
-    }
+    return this.#host.events.op(() => {
+      const loadedHere: string[] = [];
+      try {
+        this.#loadDeps(img, loadedHere, [img.name]);
+        return this.#load(img, params) as LoadedModule<E>;
+      } catch (e) {
+        for (const name of loadedHere.reverse()) this.#unload(name);
+        throw e;
+      }
+    });
   }
 
   #loadDeps(img: AnyModuleImage, loadedHere: string[], chain: string[]): void {
@@ -241,7 +243,7 @@ export class ModuleLoader {
       throw new KernelError('EWOULDBLOCK', 'rmmod', `Module ${name} is in use by: ${[...m.usedBy].sort().join(' ')}`);
     }
     if (m.refcount > 0) throw new KernelError('EWOULDBLOCK', 'rmmod', `Module ${name} is in use`);
-    this.#unload(name);
+    this.#host.events.op(() => this.#unload(name));
   }
 
   /** `lsmod`: every loaded module, most recently loaded first (as /proc/modules lists them). */
@@ -369,9 +371,9 @@ export class ModuleLoader {
       module: mod,
       params,
       require<T>(dep: string): T {
-        if (!image.depends.includes(dep)) throw new UsageError(`${image.name}: require('${dep}') but '${dep}' is not in depends`);
+        if (!image.depends.includes(dep)) throw new UsageError('ERR_UNKNOWN_NAME', `${image.name}: require('${dep}') but '${dep}' is not in depends`);
         const d = host.modules.get(dep);
-        if (d === undefined) throw new UsageError(`${image.name}: dependency '${dep}' is not loaded`);
+        if (d === undefined) throw new UsageError('ERR_INVALID_STATE', `${image.name}: dependency '${dep}' is not loaded`);
         return d.exports as T;
       },
       defer(undo) {
@@ -403,12 +405,12 @@ const NAME_RE = /^[A-Za-z0-9_-]{1,55}$/;
 
 /** Check an image's shape before use, naming the image in the error. */
 function validateImage(image: AnyModuleImage): void {
-  if (typeof image !== 'object' || image === null) throw new UsageError('module image must be an object');
+  if (typeof image !== 'object' || image === null) throw new UsageError('ERR_INVALID_ARG', 'module image must be an object');
   if (typeof image.name !== 'string' || !NAME_RE.test(image.name)) {
-    throw new UsageError(`module image name ${JSON.stringify(image.name)} is not a valid module name (MODULE_NAME_LEN 56)`);
+    throw new UsageError('ERR_INVALID_ARG', `module image name ${JSON.stringify(image.name)} is not a valid module name (MODULE_NAME_LEN 56)`);
   }
-  if (!Array.isArray(image.depends)) throw new UsageError(`module image ${image.name}: depends must be an array of names`);
-  if (typeof image.init !== 'function') throw new UsageError(`module image ${image.name}: init must be a function`);
-  if (typeof image.params !== 'object' || image.params === null) throw new UsageError(`module image ${image.name}: params must be an object`);
+  if (!Array.isArray(image.depends)) throw new UsageError('ERR_INVALID_ARG', `module image ${image.name}: depends must be an array of names`);
+  if (typeof image.init !== 'function') throw new UsageError('ERR_INVALID_ARG', `module image ${image.name}: init must be a function`);
+  if (typeof image.params !== 'object' || image.params === null) throw new UsageError('ERR_INVALID_ARG', `module image ${image.name}: params must be an object`);
 }
 

@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { UsageError } from '../errors.js';
 import { vcpuLabel } from '../vac/handle.js';
 import type { TraceEvent } from './recorder.js';
 import { buildTimeline, moduleColors, type Mark, type Timeline, type TimelineOptions, type TraceColor } from './timeline.js';
@@ -101,7 +102,7 @@ export function virtNames(vendor: 'intel' | 'amd' = 'intel'): { readonly enable:
 export function toChromeTrace(events: Iterable<TraceEvent> | Timeline, options: ChromeTraceOptions = {}): ChromeTrace {
   const tl = isTimeline(events) ? events : buildTimeline(events, options.cpus === undefined ? {} : { cpus: options.cpus });
   const scale = options.usPerEvent ?? 1;
-  if (!(scale > 0) || !Number.isFinite(scale)) throw new RangeError(`toChromeTrace: usPerEvent must be a positive number, got ${String(scale)}`);
+  if (!(scale > 0) || !Number.isFinite(scale)) throw new UsageError('ERR_OUT_OF_RANGE', `toChromeTrace: usPerEvent must be a positive number, got ${String(scale)}`);
   const ts = (seq: number): number => seq * scale;
   const names = virtNames(options.vendor);
   const colors = moduleColors(tl);

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { UsageError } from '../errors.js';
 import type { EventBus, EventName, EventStamp } from '../events.js';
 
 /**
@@ -77,12 +78,12 @@ export interface TraceSource {
  * @param host - the host (or anything with an `events` bus)
  * @param options - a memory bound and names to leave out
  * @returns the recorder; `stop()` it (or `using` it) when done
- * @throws RangeError when `limit` is not a positive integer
+ * @throws UsageError (ERR_OUT_OF_RANGE) when `limit` is not a positive integer
  */
 export function recordEvents(host: TraceSource, options: RecordOptions = {}): TraceRecorder {
   const limit = options.limit ?? Infinity;
   if (limit !== Infinity && (!Number.isInteger(limit) || limit < 1)) {
-    throw new RangeError(`recordEvents: limit must be a positive integer, got ${String(limit)}`);
+    throw new UsageError('ERR_OUT_OF_RANGE', `recordEvents: limit must be a positive integer, got ${String(limit)}`);
   }
   const exclude = new Set<string>(options.exclude ?? []);
   // Parallel arrays: one store per field, no wrapper object per event.

@@ -75,7 +75,7 @@ export interface AsidConflict<Holder> {
 
 /** The error of a CPU number out of range (built out of line, so the checks stay small enough to inline). */
 function badCpu(cpu: number, nrCpus: number): UsageError {
-  return new UsageError(`CPU ${String(cpu)} is not in [0, ${nrCpus - 1}]`);
+  return new UsageError('ERR_NO_SUCH_CPU', `CPU ${String(cpu)} is not in [0, ${nrCpus - 1}]`);
 }
 
 /** Initial capacity of a CPU's list (doubled when it is full and more than half of it is live). */
@@ -198,13 +198,13 @@ export class AsidAllocator<Holder = unknown> {
   constructor(config: AsidAllocatorConfig) {
     const { nrCpus, nrAsids, maxSevAsid } = config;
     if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 8192) {
-      throw new UsageError(`AsidAllocator: nrCpus must be an integer in [1, 8192], got ${String(nrCpus)}`);
+      throw new UsageError('ERR_OUT_OF_RANGE', `AsidAllocator: nrCpus must be an integer in [1, 8192], got ${String(nrCpus)}`);
     }
     if (!Number.isInteger(nrAsids) || nrAsids < 2 || nrAsids > 2 ** 32) {
-      throw new UsageError(`AsidAllocator: nrAsids must be an integer in [2, 2^32], got ${String(nrAsids)}`);
+      throw new UsageError('ERR_OUT_OF_RANGE', `AsidAllocator: nrAsids must be an integer in [2, 2^32], got ${String(nrAsids)}`);
     }
     if (!Number.isInteger(maxSevAsid) || maxSevAsid < 0 || maxSevAsid + 1 > nrAsids - 1) {
-      throw new UsageError(
+      throw new UsageError('ERR_INVALID_ARG', 
         `AsidAllocator: maxSevAsid ${String(maxSevAsid)} leaves no ASID for ordinary guests (nrAsids ${nrAsids})`,
       );
     }
@@ -274,7 +274,7 @@ export class AsidAllocator<Holder = unknown> {
     if (current === undefined || typeof cpu !== 'number') throw badCpu(cpu, this.nrCpus);
     let generation = current;
     if (generation === 0) {
-      throw new UsageError(`new_asid: CPU ${cpu} has no ASID state (SVM was never enabled on it)`);
+      throw new UsageError('ERR_INVALID_STATE', `new_asid: CPU ${cpu} has no ASID state (SVM was never enabled on it)`);
     }
     let list = this.lists[cpu];
     if (list === undefined) {

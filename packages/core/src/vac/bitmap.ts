@@ -53,7 +53,7 @@ function paddingMask(nbits: number): number {
 
 /** The error of an index out of range (built out of line, so the range check stays small enough to inline). */
 function badIndex(i: number, size: number): UsageError {
-  return new UsageError(`IdBitmap: index ${String(i)} is not in [0, ${size - 1}]`);
+  return new UsageError('ERR_OUT_OF_RANGE', `IdBitmap: index ${String(i)} is not in [0, ${size - 1}]`);
 }
 
 /**
@@ -84,7 +84,7 @@ export class IdBitmap {
    */
   constructor(size: number) {
     if (!Number.isInteger(size) || size < 1 || size > MAX_BITS) {
-      throw new UsageError(`IdBitmap: size must be an integer in [1, ${MAX_BITS}], got ${String(size)}`);
+      throw new UsageError('ERR_OUT_OF_RANGE', `IdBitmap: size must be an integer in [1, ${MAX_BITS}], got ${String(size)}`);
     }
     this.size = size;
     const levels: Uint32Array[] = [];
@@ -447,7 +447,7 @@ export class IdBitmap {
   /** Throw a {@link UsageError} unless `other` has this bitmap's size. */
   private checkSameSize(other: IdBitmap, op: string): void {
     if (other.size !== this.size) {
-      throw new UsageError(`IdBitmap.${op}: sizes differ (${this.size} vs ${other.size})`);
+      throw new UsageError('ERR_INVALID_ARG', `IdBitmap.${op}: sizes differ (${this.size} vs ${other.size})`);
     }
   }
 }

@@ -124,7 +124,7 @@ export class VacHandle implements VacPort, Disposable {
   }
 
   #detached(op: string): UsageError {
-    return new UsageError(`${this.name}: ${op} on a detached VAC handle`);
+    return new UsageError('ERR_DESTROYED', `${this.name}: ${op} on a detached VAC handle`);
   }
 
   // ---- usage count ------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ export class VacHandle implements VacPort, Disposable {
 
   #vmx(op: string): VpidAllocator<VcpuTag> {
     const v = this.#p.vpids;
-    if (v === undefined) throw new UsageError(`${op}: VPIDs exist on VMX hosts only`);
+    if (v === undefined) throw new UsageError('ERR_NOT_SUPPORTED', `${op}: VPIDs exist on VMX hosts only`);
     return v;
   }
 
@@ -219,7 +219,7 @@ export class VacHandle implements VacPort, Disposable {
 
   #svm(op: string): AsidAllocator<VcpuTag> {
     const a = this.#p.asids;
-    if (a === undefined) throw new UsageError(`${op}: ASIDs exist on SVM hosts only`);
+    if (a === undefined) throw new UsageError('ERR_NOT_SUPPORTED', `${op}: ASIDs exist on SVM hosts only`);
     return a;
   }
 

@@ -70,7 +70,7 @@ function ctz32(x: number): number {
  * reaching above `max_sev_asid`), kept word for word.
  */
 function outOfBitmap(i: number, nrAsids: number): UsageError {
-  return new UsageError(`IdBitmap: index ${String(i)} is not in [0, ${nrAsids - 1}]`);
+  return new UsageError('ERR_OUT_OF_RANGE', `IdBitmap: index ${String(i)} is not in [0, ${nrAsids - 1}]`);
 }
 
 /**
@@ -125,12 +125,12 @@ export class SevAsidAllocator<Owner = unknown> {
       ['minSevAsid', minSevAsid],
     ] as const) {
       if (!Number.isInteger(v) || v < 0 || v > 2 ** 20) {
-        throw new UsageError(`SevAsidAllocator: ${name} must be an integer in [0, 2^20], got ${String(v)}`);
+        throw new UsageError('ERR_OUT_OF_RANGE', `SevAsidAllocator: ${name} must be an integer in [0, 2^20], got ${String(v)}`);
       }
     }
     if (minSevAsid === 0 && maxSevAsid > 0) {
       // ASID 0 is the host's and never used by a guest: hardware with SEV reports min_sev_asid >= 1.
-      throw new UsageError('SevAsidAllocator: minSevAsid must be >= 1 when maxSevAsid > 0');
+      throw new UsageError('ERR_OUT_OF_RANGE', 'SevAsidAllocator: minSevAsid must be >= 1 when maxSevAsid > 0');
     }
     this.maxSevAsid = maxSevAsid;
     this.minSevAsid = minSevAsid;
@@ -243,13 +243,13 @@ export class SevAsidAllocator<Owner = unknown> {
    */
   free(asid: number): void {
     if (!Number.isInteger(asid) || asid < 1 || asid > this.maxSevAsid) {
-      throw new UsageError(`sev_asid_free: ASID ${String(asid)} is not in [1, ${this.maxSevAsid}]`);
+      throw new UsageError('ERR_OUT_OF_RANGE', `sev_asid_free: ASID ${String(asid)} is not in [1, ${this.maxSevAsid}]`);
     }
     const wi = asid >>> 5;
     const bit = 1 << (asid & 31);
     const r = this.reclaim[wi] as number;
     if (((this.bitmap[wi] as number) & bit) === 0 || (r & bit) !== 0) {
-      throw new UsageError(`sev_asid_free: ASID ${asid} is not in use`);
+      throw new UsageError('ERR_INVALID_STATE', `sev_asid_free: ASID ${asid} is not in use`);
     }
     // __set_bit(sev->asid, sev_reclaim_asid_bitmap);
     this.reclaim[wi] = r | bit;

@@ -97,7 +97,7 @@ export class UserReturnMsrs {
    * @throws UsageError when `cpus` is empty
    */
   constructor(cpus: readonly Cpu[]) {
-    if (cpus.length === 0) throw new UsageError('UserReturnMsrs: the host has no CPU');
+    if (cpus.length === 0) throw new UsageError('ERR_NO_SUCH_CPU', 'UserReturnMsrs: the host has no CPU');
     this.cpus = cpus;
     this.host = new Array<bigint>(cpus.length * KVM_MAX_NR_USER_RETURN_MSRS).fill(0n);
     this.curr = new Array<bigint>(cpus.length * KVM_MAX_NR_USER_RETURN_MSRS).fill(0n);
@@ -176,7 +176,7 @@ export class UserReturnMsrs {
   release(msr: number): void {
     this.checkMsr(msr);
     const slot = this.find(msr);
-    if (slot < 0) throw new UsageError(`user-return MSR ${hex(msr)} is not registered`);
+    if (slot < 0) throw new UsageError('ERR_UNKNOWN_NAME', `user-return MSR ${hex(msr)} is not registered`);
     const refs = (this.refs[slot] as number) - 1;
     this.refs[slot] = refs;
     if (refs > 0) return;
@@ -311,7 +311,7 @@ export class UserReturnMsrs {
   }
 
   private noCpu(cpu: number): UsageError {
-    return new UsageError(`CPU ${String(cpu)} is not in [0, ${this.cpus.length - 1}]`);
+    return new UsageError('ERR_NO_SUCH_CPU', `CPU ${String(cpu)} is not in [0, ${this.cpus.length - 1}]`);
   }
 
   /** The MSR of a listed slot; throws a {@link UsageError} for anything else. */
@@ -325,7 +325,7 @@ export class UserReturnMsrs {
   /** Throw a {@link UsageError} unless `msr` is a 32-bit MSR number. */
   private checkMsr(msr: number): void {
     if (!Number.isInteger(msr) || msr < 0 || msr > 0xffffffff) {
-      throw new UsageError(`MSR ${String(msr)} is not a 32-bit MSR number`);
+      throw new UsageError('ERR_OUT_OF_RANGE', `MSR ${String(msr)} is not a 32-bit MSR number`);
     }
   }
 }
@@ -337,7 +337,7 @@ function u64(value: bigint): bigint {
 }
 
 function slotNotInUse(slot: number): UsageError {
-  return new UsageError(`user-return MSR slot ${String(slot)} is not in use`);
+  return new UsageError('ERR_INVALID_STATE', `user-return MSR slot ${String(slot)} is not in use`);
 }
 
 function hex(msr: number): string {

@@ -67,7 +67,7 @@ export class Vac {
       this.#vpids = new VpidAllocator<VcpuTag>({ shouldFail: () => host.faults.shouldFail('vpid') });
     } else {
       const space = vendor.asidSpace?.();
-      if (space === undefined) throw new UsageError('an SVM VirtOps must implement asidSpace()');
+      if (space === undefined) throw new UsageError('ERR_NOT_SUPPORTED', 'an SVM VirtOps must implement asidSpace()');
       this.#asids = new AsidAllocator<VcpuTag>({ nrCpus: host.cpus.length, nrAsids: space.nrAsids, maxSevAsid: space.maxSevAsid });
       if (space.maxSevAsid > 0) {
         const flush = vendor.sevFlush?.bind(vendor);

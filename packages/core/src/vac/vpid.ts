@@ -25,7 +25,7 @@ export const VMX_NR_VPIDS = 1 << 16;
 
 /** The error of a VPID out of range (built out of line, so the range check stays small enough to inline). */
 function badVpid(vpid: number): UsageError {
-  return new UsageError(`VPID ${String(vpid)} is not in [0, ${VMX_NR_VPIDS - 1}]`);
+  return new UsageError('ERR_OUT_OF_RANGE', `VPID ${String(vpid)} is not in [0, ${VMX_NR_VPIDS - 1}]`);
 }
 
 /** Options of a {@link VpidAllocator}. */
@@ -104,7 +104,7 @@ export class VpidAllocator<Owner = unknown> {
   free(vpid: number): void {
     if (vpid === 0) return;
     this.checkVpid(vpid);
-    if (!this.bitmap.clearChecked(vpid)) throw new UsageError(`free_vpid: VPID ${vpid} is not allocated`);
+    if (!this.bitmap.clearChecked(vpid)) throw new UsageError('ERR_INVALID_STATE', `free_vpid: VPID ${vpid} is not allocated`);
     this.owners[vpid] = undefined;
   }
 

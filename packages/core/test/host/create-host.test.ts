@@ -83,14 +83,14 @@ describe('createHost', () => {
   test('checkCpu: a CPU that does not exist is a UsageError', () => {
     const host = createHost({ cpus: 2, hardware: fakeHardware() });
     expect(host.checkCpu(1)).toBe(1);
-    expectUsageError(host, () => host.checkCpu(2), /no CPU 2/);
-    expectUsageError(host, () => host.checkCpu(-1));
-    expectUsageError(host, () => host.checkCpu(0.5));
-    expectUsageError(host, () => host.cpuUp(7));
-    expectUsageError(host, () => host.cpuDown(2));
-    expectUsageError(host, () => host.raisePmi(2));
-    expectUsageError(host, () => host.raiseNmi(-1));
-    expectUsageError(host, () => host.raisePostedIntrWakeup(9));
+    expectUsageError(host, () => host.checkCpu(2), 'ERR_NO_SUCH_CPU');
+    expectUsageError(host, () => host.checkCpu(-1), 'ERR_NO_SUCH_CPU');
+    expectUsageError(host, () => host.checkCpu(0.5), 'ERR_NO_SUCH_CPU');
+    expectUsageError(host, () => host.cpuUp(7), 'ERR_NO_SUCH_CPU');
+    expectUsageError(host, () => host.cpuDown(2), 'ERR_NO_SUCH_CPU');
+    expectUsageError(host, () => host.raisePmi(2), 'ERR_NO_SUCH_CPU');
+    expectUsageError(host, () => host.raiseNmi(-1), 'ERR_NO_SUCH_CPU');
+    expectUsageError(host, () => host.raisePostedIntrWakeup(9), 'ERR_NO_SUCH_CPU');
   });
 
   test('the hardware model is created once per host, with that host’s CPUs', () => {

@@ -103,12 +103,12 @@ describe('misc devices', () => {
 
   test('misuse is a UsageError and changes nothing', () => {
     const host = newHost();
-    expectUsageError(host, () => host.devfs.miscRegister({ name: '', minor: 1, fops: {} }));
-    expectUsageError(host, () => host.devfs.miscRegister({ name: 'a/b', minor: 1, fops: {} }));
-    expectUsageError(host, () => host.devfs.miscRegister({ name: 'a', minor: -1, fops: {} }));
-    expectUsageError(host, () => host.devfs.miscRegister({ name: 'a', minor: 1.5, fops: {} }));
-    expectUsageError(host, () => host.devfs.miscRegister({ name: 'a', minor: 1 << 20, fops: {} }));
-    expectUsageError(host, () => host.devfs.miscRegister({ name: 'a', minor: MISC_DYNAMIC_MINOR, fops: {}, group: 'wheel' }), /wheel/);
+    expectUsageError(host, () => host.devfs.miscRegister({ name: '', minor: 1, fops: {} }), 'ERR_INVALID_ARG');
+    expectUsageError(host, () => host.devfs.miscRegister({ name: 'a/b', minor: 1, fops: {} }), 'ERR_INVALID_ARG');
+    expectUsageError(host, () => host.devfs.miscRegister({ name: 'a', minor: -1, fops: {} }), 'ERR_OUT_OF_RANGE');
+    expectUsageError(host, () => host.devfs.miscRegister({ name: 'a', minor: 1.5, fops: {} }), 'ERR_OUT_OF_RANGE');
+    expectUsageError(host, () => host.devfs.miscRegister({ name: 'a', minor: 1 << 20, fops: {} }), 'ERR_OUT_OF_RANGE');
+    expectUsageError(host, () => host.devfs.miscRegister({ name: 'a', minor: MISC_DYNAMIC_MINOR, fops: {}, group: 'wheel' }), 'ERR_UNKNOWN_NAME');
     // the dynamic minor tried above was not kept
     expect(dyn(host, 'a')).toBe(127);
   });
@@ -224,9 +224,9 @@ describe('symlinks', () => {
 
   test('symlinks live under /dev only; an empty target is a UsageError', () => {
     const host = newHost();
-    expectUsageError(host, () => host.symlink('/dev/kvm1', '/tmp/kvm'));
-    expectUsageError(host, () => host.symlink('/dev/kvm1', '/dev/'));
-    expectUsageError(host, () => host.symlink('', '/dev/kvm'));
+    expectUsageError(host, () => host.symlink('/dev/kvm1', '/tmp/kvm'), 'ERR_INVALID_ARG');
+    expectUsageError(host, () => host.symlink('/dev/kvm1', '/dev/'), 'ERR_INVALID_ARG');
+    expectUsageError(host, () => host.symlink('', '/dev/kvm'), 'ERR_INVALID_ARG');
   });
 
   test('symlinks emit no device events and survive the driver', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { ERRNO, KernelError, UsageError, errnoOf, isKernelError } from '../../src/index.js';
+import { ERRNO, KernelError, UsageError, errnoOf, isKernelError, isUsageError } from '../../src/index.js';
 import type { ErrnoCode } from '../../src/index.js';
 
 describe('errors', () => {
@@ -57,13 +57,23 @@ describe('errors', () => {
   });
 
   test('UsageError is a TypeError and not a KernelError', () => {
-    const e = new UsageError('cpus must be an integer');
+    const e = new UsageError('ERR_INVALID_ARG', 'cpus must be an integer');
     expect(e).toBeInstanceOf(TypeError);
     expect(e).toBeInstanceOf(Error);
     expect(e).toBeInstanceOf(UsageError);
     expect(e).not.toBeInstanceOf(KernelError);
     expect(e.name).toBe('UsageError');
     expect(e.message).toBe('cpus must be an integer');
+    expect(e.code).toBe('ERR_INVALID_ARG');
+  });
+
+  test('isUsageError matches on class and, optionally, code', () => {
+    const e = new UsageError('ERR_NO_SUCH_CPU', 'no CPU 9');
+    expect(isUsageError(e)).toBe(true);
+    expect(isUsageError(e, 'ERR_NO_SUCH_CPU')).toBe(true);
+    expect(isUsageError(e, 'ERR_INVALID_ARG')).toBe(false);
+    expect(isUsageError(new KernelError('EINVAL', 'x'))).toBe(false);
+    expect(isUsageError({ name: 'UsageError', code: 'ERR_NO_SUCH_CPU' })).toBe(false);
   });
 
   test('isKernelError matches on class and, optionally, code', () => {
@@ -71,7 +81,7 @@ describe('errors', () => {
     expect(isKernelError(e)).toBe(true);
     expect(isKernelError(e, 'EEXIST')).toBe(true);
     expect(isKernelError(e, 'ENOENT')).toBe(false);
-    expect(isKernelError(new UsageError('x'))).toBe(false);
+    expect(isKernelError(new UsageError('ERR_INVALID_ARG', 'x'))).toBe(false);
     expect(isKernelError(new Error('EEXIST'))).toBe(false);
     expect(isKernelError({ code: 'EEXIST', errno: 17 })).toBe(false);
     expect(isKernelError(undefined)).toBe(false);

@@ -6,7 +6,7 @@
  */
 import { expect } from 'vitest';
 import { KernelError, UsageError, errnoOf } from '../../src/index.js';
-import type { ErrnoCode, Host } from '../../src/index.js';
+import type { ErrnoCode, Host, UsageCode } from '../../src/index.js';
 
 /** What `fn` threw, or `undefined`. */
 export function thrown(fn: () => unknown): unknown {
@@ -34,12 +34,15 @@ export function expectKernelError(host: Host, fn: () => unknown, code: ErrnoCode
   return ke;
 }
 
-/** Like {@link expectKernelError} for a {@link UsageError} (library misuse): the host is unchanged too. */
-export function expectUsageError(host: Host, fn: () => unknown, message?: RegExp): UsageError {
+/**
+ * Like {@link expectKernelError} for a {@link UsageError} (library misuse) with `code`: the host is unchanged too.
+ * @returns the error, for further checks (its message names the bad argument)
+ */
+export function expectUsageError(host: Host, fn: () => unknown, code: UsageCode): UsageError {
   const before = host.snapshot();
   const e = thrown(fn);
-  expect(e).toBeInstanceOf(UsageError);
-  if (message !== undefined) expect((e as UsageError).message).toMatch(message);
+  expect(e, `expected UsageError ${code}`).toBeInstanceOf(UsageError);
+  expect((e as UsageError).code).toBe(code);
   expect(host.snapshot()).toEqual(before);
   return e as UsageError;
 }

@@ -94,7 +94,7 @@ function createFakeHostHardware(model: HardwareModel, env: HardwareEnv, opts: Fa
 
   const at = (op: string, cpu: number): CpuState => {
     const s = Number.isInteger(cpu) ? state[cpu] : undefined;
-    if (s === undefined) throw new UsageError(`fake hardware: ${op}: no CPU ${String(cpu)}`);
+    if (s === undefined) throw new UsageError('ERR_NO_SUCH_CPU', `fake hardware: ${op}: no CPU ${String(cpu)}`);
     return s;
   };
   /** Keep CR4.VMXE in step with "someone is in VMX operation" (Intel only). */

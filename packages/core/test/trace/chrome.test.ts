@@ -186,7 +186,7 @@ describe('toChromeTrace', () => {
     expect(run(amd).ts).toBe(run(plain).ts * 10);
     expect(run(amd).dur).toBe((run(plain).dur ?? 0) * 10);
     expect(toChromeTrace(buildTimeline(s.events))).toEqual(plain);
-    expect(() => toChromeTrace(s.events, { usPerEvent: 0 })).toThrow(RangeError);
+    expect(() => toChromeTrace(s.events, { usPerEvent: 0 })).toThrow(expect.objectContaining({ name: 'UsageError', code: 'ERR_OUT_OF_RANGE' }));
   });
 
   test('the same scenario gives the same trace; a partial stream (bounded recorder) is still well-formed', () => {

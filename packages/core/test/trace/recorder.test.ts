@@ -106,7 +106,7 @@ describe('recordEvents', () => {
 
   test('rejects a limit that is not a positive integer', () => {
     const h = host();
-    for (const limit of [0, -1, 1.5, Number.NaN]) expect(() => recordEvents(h, { limit })).toThrow(RangeError);
+    for (const limit of [0, -1, 1.5, Number.NaN]) expect(() => recordEvents(h, { limit })).toThrow(expect.objectContaining({ name: 'UsageError', code: 'ERR_OUT_OF_RANGE' }));
   });
 
   test('clear() while stopped empties it and it stays stopped', () => {

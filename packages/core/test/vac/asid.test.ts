@@ -198,7 +198,7 @@ class RefAsids<H> {
 
   check(cpu: number): void {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus) {
-      throw new UsageError(`CPU ${String(cpu)} is not in [0, ${this.nrCpus - 1}]`);
+      throw new UsageError('ERR_NO_SUCH_CPU', `CPU ${String(cpu)} is not in [0, ${this.nrCpus - 1}]`);
     }
   }
 
@@ -226,7 +226,7 @@ class RefAsids<H> {
   newAsid(cpu: number, holder: H): AsidGrant {
     this.check(cpu);
     if (this.generations[cpu] === 0) {
-      throw new UsageError(`new_asid: CPU ${cpu} has no ASID state (SVM was never enabled on it)`);
+      throw new UsageError('ERR_INVALID_STATE', `new_asid: CPU ${cpu} has no ASID state (SVM was never enabled on it)`);
     }
     let flushAll = false;
     if (this.next[cpu]! > this.maxAsid) {

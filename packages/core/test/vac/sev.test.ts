@@ -195,7 +195,7 @@ class RefSev {
     const kind = es ? 'SEV-ES' : 'SEV';
     if (min > max) throw new KernelError('ENOTTY', 'sev_asid_new', `no ${kind} ASIDs (range [${min}, ${max}])`);
     for (const i of [min, max]) {
-      if (i > this.maxSevAsid) throw new UsageError(`IdBitmap: index ${i} is not in [0, ${this.maxSevAsid}]`);
+      if (i > this.maxSevAsid) throw new UsageError('ERR_OUT_OF_RANGE', `IdBitmap: index ${i} is not in [0, ${this.maxSevAsid}]`);
     }
     for (let retry = true; ; retry = false) {
       let asid = min;
@@ -224,10 +224,10 @@ class RefSev {
 
   free(asid: number): void {
     if (!this.valid(asid)) {
-      throw new UsageError(`sev_asid_free: ASID ${String(asid)} is not in [1, ${this.maxSevAsid}]`);
+      throw new UsageError('ERR_OUT_OF_RANGE', `sev_asid_free: ASID ${String(asid)} is not in [1, ${this.maxSevAsid}]`);
     }
     if (!this.taken.has(asid) || this.reclaim.has(asid)) {
-      throw new UsageError(`sev_asid_free: ASID ${asid} is not in use`);
+      throw new UsageError('ERR_INVALID_STATE', `sev_asid_free: ASID ${asid} is not in use`);
     }
     this.reclaim.add(asid);
     this.owners.delete(asid);

@@ -53,7 +53,7 @@ export const KVMIO = 0xae;
 
 function checkField(what: string, value: number, mask: number): void {
   if (!Number.isInteger(value) || value < 0 || value > mask) {
-    throw new UsageError(`ioctl ${what} ${String(value)} does not fit in its field (0..${mask})`);
+    throw new UsageError('ERR_OUT_OF_RANGE', `ioctl ${what} ${String(value)} does not fit in its field (0..${mask})`);
   }
 }
 

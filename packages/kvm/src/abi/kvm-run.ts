@@ -174,13 +174,13 @@ function getU64n(dv: DataView, off: number): number {
 }
 
 function setU64n(dv: DataView, off: number, v: number, what: string): void {
-  if (!Number.isSafeInteger(v) || v < 0) throw new UsageError(`kvm_run.${what} must be a non-negative safe integer`);
+  if (!Number.isSafeInteger(v) || v < 0) throw new UsageError('ERR_INVALID_ARG', `kvm_run.${what} must be a non-negative safe integer`);
   dv.setUint32(off, v % TWO_32, true);
   dv.setUint32(off + 4, Math.floor(v / TWO_32), true);
 }
 
 function checkIndex(i: number, n: number, what: string): void {
-  if (!Number.isInteger(i) || i < 0 || i >= n) throw new UsageError(`kvm_run.${what}: index ${String(i)} not in 0..${String(n - 1)}`);
+  if (!Number.isInteger(i) || i < 0 || i >= n) throw new UsageError('ERR_OUT_OF_RANGE', `kvm_run.${what}: index ${String(i)} not in 0..${String(n - 1)}`);
 }
 
 /** `run.hw` (KVM_EXIT_UNKNOWN). */
@@ -734,7 +734,7 @@ export class KvmCoalescedMmioRing {
   /** Store entry `i` (what the kernel does when it coalesces a write). */
   setEntry(i: number, physAddr: number, data: Uint8Array, pio = 0): void {
     const off = this.entryOffset(i);
-    if (data.length > 8) throw new UsageError('coalesced MMIO entry data is at most 8 bytes');
+    if (data.length > 8) throw new UsageError('ERR_INVALID_ARG', 'coalesced MMIO entry data is at most 8 bytes');
     setU64n(this.#dv, off, physAddr, 'coalesced_mmio.phys_addr');
     this.#dv.setUint32(off + 8, data.length, true);
     this.#dv.setUint32(off + 12, pio, true);
@@ -804,7 +804,7 @@ export class KvmRunView<TBuffer extends ArrayBufferLike = ArrayBuffer> {
    */
   constructor(buffer: TBuffer = new ArrayBuffer(KVM_VCPU_MMAP_SIZE) as TBuffer, byteOffset = 0) {
     if (!Number.isInteger(byteOffset) || byteOffset < 0 || buffer.byteLength - byteOffset < KVM_VCPU_MMAP_SIZE) {
-      throw new UsageError(
+      throw new UsageError('ERR_INVALID_ARG', 
         `a kvm_run area needs ${String(KVM_VCPU_MMAP_SIZE)} bytes; got ${String(buffer.byteLength)} bytes at offset ${String(byteOffset)}`,
       );
     }
@@ -929,7 +929,7 @@ export class KvmRunView<TBuffer extends ArrayBufferLike = ArrayBuffer> {
   ioData(): Uint8Array<TBuffer> {
     const start = this.io.data_offset;
     const end = start + this.io.size * this.io.count;
-    if (end > KVM_VCPU_MMAP_SIZE) throw new UsageError(`kvm_run io data ${String(start)}..${String(end)} is outside the mmap area`);
+    if (end > KVM_VCPU_MMAP_SIZE) throw new UsageError('ERR_INVALID_ARG', `kvm_run io data ${String(start)}..${String(end)} is outside the mmap area`);
     return this.bytes.subarray(start, end);
   }
 

@@ -97,13 +97,13 @@ export class CLayout {
       const elemSize = typeof f.type === 'string' ? C_SCALAR_SIZE[f.type] : f.type.size;
       const elemAlign = typeof f.type === 'string' ? C_SCALAR_SIZE[f.type] : f.type.align;
       if (f.count !== undefined && (!Number.isInteger(f.count) || f.count < 0)) {
-        throw new UsageError(`${name}.${f.name}: bad array count ${f.count}`);
+        throw new UsageError('ERR_OUT_OF_RANGE', `${name}.${f.name}: bad array count ${f.count}`);
       }
       const total = elemSize * (f.count ?? 1);
       align = Math.max(align, elemAlign);
       const at = kind === 'struct' ? alignUp(offset, elemAlign) : 0;
       if (f.name === '') {
-        if (typeof f.type === 'string') throw new UsageError(`${name}: an anonymous member must be an aggregate`);
+        if (typeof f.type === 'string') throw new UsageError('ERR_INVALID_ARG', `${name}: an anonymous member must be an aggregate`);
         for (const inner of f.type.members()) this.#add({ ...inner, offset: at + inner.offset });
       } else {
         this.#add({ name: f.name, offset: at, size: total, elementSize: elemSize, count: f.count, type: f.type });
@@ -121,7 +121,7 @@ export class CLayout {
   }
 
   #add(m: CMember): void {
-    if (this.#members.has(m.name)) throw new UsageError(`${this.name}: duplicate member ${m.name}`);
+    if (this.#members.has(m.name)) throw new UsageError('ERR_DUPLICATE', `${this.name}: duplicate member ${m.name}`);
     this.#members.set(m.name, m);
     this.#order.push(m.name);
   }
@@ -134,7 +134,7 @@ export class CLayout {
   /** The member at a (dotted) path, e.g. `'io.port'`; throws `UsageError` if there is none. */
   member(path: string): CMember {
     const m = this.#members.get(path);
-    if (m === undefined) throw new UsageError(`struct ${this.name} has no member ${path}`);
+    if (m === undefined) throw new UsageError('ERR_UNKNOWN_NAME', `struct ${this.name} has no member ${path}`);
     return m;
   }
 

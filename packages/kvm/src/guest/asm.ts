@@ -201,7 +201,7 @@ function describeMem(m: Asm16.Mem): string {
  */
 function makeMem<S extends Asm16.MemSize>(insn: string, size: S, args: readonly unknown[]): Asm16.Mem<S> {
   const fail: (why: string) => never = (why) => {
-    throw new UsageError(`asm16: ${insn}: ${why}`);
+    throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: ${why}`);
   };
   if (size !== undefined && size !== 8 && size !== 16) fail(`operand size ${describe(size)} is not 8, 16 or undefined`);
   let rest = args;
@@ -297,11 +297,11 @@ const segPrefix = (m: Asm16.Mem): number[] => (m.seg === undefined ? [] : [SEG_P
  */
 function memSize(m: Asm16.Mem, reg: 8 | 16 | undefined, insn: string): 8 | 16 {
   if (reg !== undefined && m.size !== undefined && reg !== m.size) {
-    throw new UsageError(`asm16: ${insn}: operand sizes differ: the register is ${reg}-bit, the memory operand ${describeMem(m)} is ${m.size}-bit`);
+    throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: operand sizes differ: the register is ${reg}-bit, the memory operand ${describeMem(m)} is ${m.size}-bit`);
   }
   const size = reg ?? m.size;
   if (size === undefined) {
-    throw new UsageError(`asm16: ${insn}: the operand size of ${describeMem(m)} is ambiguous: use Asm16.byte(…) or Asm16.word(…)`);
+    throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: the operand size of ${describeMem(m)} is ambiguous: use Asm16.byte(…) or Asm16.word(…)`);
   }
   return size;
 }
@@ -314,45 +314,45 @@ function classify(x: unknown, insn: string): Operand {
     if (r16 !== undefined) return { kind: 'r16', n: r16 };
     const s = SREG.get(x);
     if (s !== undefined) return { kind: 'sreg', n: s };
-    throw new UsageError(`asm16: ${insn}: unknown register ${describe(x)}`);
+    throw new UsageError('ERR_UNKNOWN_NAME', `asm16: ${insn}: unknown register ${describe(x)}`);
   }
   if (typeof x === 'number') {
-    if (!Number.isInteger(x)) throw new UsageError(`asm16: ${insn}: immediate ${x} is not an integer`);
+    if (!Number.isInteger(x)) throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: immediate ${x} is not an integer`);
     return { kind: 'imm', v: x };
   }
   if (typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'mem') return { kind: 'mem', m: checkMem(x as Asm16.Mem, insn) };
   if (typeof x === 'object' && x !== null && typeof (x as { label?: unknown }).label === 'string') {
     const name = (x as Asm16LabelRef).label;
-    if (name === '') throw new UsageError(`asm16: ${insn}: empty label name`);
+    if (name === '') throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: empty label name`);
     return { kind: 'label', name };
   }
-  throw new UsageError(`asm16: ${insn}: invalid operand ${describe(x)}`);
+  throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: invalid operand ${describe(x)}`);
 }
 
 function reg8(x: unknown, insn: string): number {
   const o = classify(x, insn);
-  if (o.kind !== 'r8') throw new UsageError(`asm16: ${insn}: expected an 8-bit register (al … bh), got ${describe(x)}`);
+  if (o.kind !== 'r8') throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: expected an 8-bit register (al … bh), got ${describe(x)}`);
   return o.n;
 }
 
 function reg16(x: unknown, insn: string): number {
   const o = classify(x, insn);
-  if (o.kind !== 'r16') throw new UsageError(`asm16: ${insn}: expected a 16-bit register (ax … di), got ${describe(x)}`);
+  if (o.kind !== 'r16') throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: expected a 16-bit register (ax … di), got ${describe(x)}`);
   return o.n;
 }
 
 function imm8(v: number, insn: string): number {
-  if (!Number.isInteger(v) || v < -0x80 || v > 0xff) throw new UsageError(`asm16: ${insn}: immediate ${v} does not fit 8 bits (-128..255)`);
+  if (!Number.isInteger(v) || v < -0x80 || v > 0xff) throw new UsageError('ERR_OUT_OF_RANGE', `asm16: ${insn}: immediate ${v} does not fit 8 bits (-128..255)`);
   return v & 0xff;
 }
 
 function imm16(v: number, insn: string): number {
-  if (!Number.isInteger(v) || v < -0x8000 || v > 0xffff) throw new UsageError(`asm16: ${insn}: immediate ${v} does not fit 16 bits (-32768..65535)`);
+  if (!Number.isInteger(v) || v < -0x8000 || v > 0xffff) throw new UsageError('ERR_OUT_OF_RANGE', `asm16: ${insn}: immediate ${v} does not fit 16 bits (-32768..65535)`);
   return v & 0xffff;
 }
 
 function u8(v: unknown, insn: string, what: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xff) throw new UsageError(`asm16: ${insn}: ${what} ${describe(v)} is not in 0..255`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xff) throw new UsageError('ERR_OUT_OF_RANGE', `asm16: ${insn}: ${what} ${describe(v)} is not in 0..255`);
   return v;
 }
 
@@ -402,7 +402,7 @@ export class Asm16 {
    */
   constructor(options: Asm16Options = {}) {
     const org = options.org ?? 0x1000;
-    if (!Number.isInteger(org) || org < 0 || org > 0xffff) throw new UsageError(`asm16: org ${describe(org)} is not in 0..0xffff`);
+    if (!Number.isInteger(org) || org < 0 || org > 0xffff) throw new UsageError('ERR_OUT_OF_RANGE', `asm16: org ${describe(org)} is not in 0..0xffff`);
     this.#org = org;
   }
 
@@ -449,10 +449,10 @@ export class Asm16 {
   }
 
   #jump(insn: string, target: string, short: readonly number[] | undefined, near: readonly number[] | undefined, size: Asm16JumpSize | undefined): this {
-    if (typeof target !== 'string' || target === '') throw new UsageError(`asm16: ${insn}: the target must be a label name, got ${describe(target)}`);
-    if (size !== undefined && size !== 'short' && size !== 'near') throw new UsageError(`asm16: ${insn}: size ${describe(size)} is not 'short' or 'near'`);
-    if (size === 'near' && near === undefined) throw new UsageError(`asm16: ${insn} has no near (rel16) form`);
-    if (size === 'short' && short === undefined) throw new UsageError(`asm16: ${insn} has no short (rel8) form`);
+    if (typeof target !== 'string' || target === '') throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: the target must be a label name, got ${describe(target)}`);
+    if (size !== undefined && size !== 'short' && size !== 'near') throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: size ${describe(size)} is not 'short' or 'near'`);
+    if (size === 'near' && near === undefined) throw new UsageError('ERR_NOT_SUPPORTED', `asm16: ${insn} has no near (rel16) form`);
+    if (size === 'short' && short === undefined) throw new UsageError('ERR_NOT_SUPPORTED', `asm16: ${insn} has no short (rel8) form`);
     this.#items.push({ kind: 'jump', insn, target, short, near, forced: size });
     return this;
   }
@@ -465,8 +465,8 @@ export class Asm16 {
    * @throws `UsageError` when the name is empty or already defined
    */
   label(name: string): this {
-    if (typeof name !== 'string' || name === '') throw new UsageError(`asm16: label: the name must be a non-empty string, got ${describe(name)}`);
-    if (this.#labels.has(name)) throw new UsageError(`asm16: label '${name}' is defined twice`);
+    if (typeof name !== 'string' || name === '') throw new UsageError('ERR_INVALID_ARG', `asm16: label: the name must be a non-empty string, got ${describe(name)}`);
+    if (this.#labels.has(name)) throw new UsageError('ERR_DUPLICATE', `asm16: label '${name}' is defined twice`);
     this.#labels.add(name);
     this.#items.push({ kind: 'label', name });
     return this;
@@ -481,7 +481,7 @@ export class Asm16 {
       if (typeof v === 'string') {
         for (let i = 0; i < v.length; i++) {
           const c = v.charCodeAt(i);
-          if (c > 0xff) throw new UsageError(`asm16: db: character ${JSON.stringify(v[i])} of ${JSON.stringify(v)} is not a byte`);
+          if (c > 0xff) throw new UsageError('ERR_INVALID_ARG', `asm16: db: character ${JSON.stringify(v[i])} of ${JSON.stringify(v)} is not a byte`);
           out.push(c);
         }
       } else out.push(imm8(v, 'db'));
@@ -497,7 +497,7 @@ export class Asm16 {
       else if (o.kind === 'imm') {
         const w = imm16(o.v, 'dw');
         this.#emit(w & 0xff, w >> 8);
-      } else throw new UsageError(`asm16: dw: expected a number or { label }, got ${describe(v)}`);
+      } else throw new UsageError('ERR_INVALID_ARG', `asm16: dw: expected a number or { label }, got ${describe(v)}`);
     }
     return this;
   }
@@ -525,7 +525,7 @@ export class Asm16 {
         if (d.n === 0 && isDirect(s.m)) return this.#emitParts('mov', [...segPrefix(s.m), 0xa0, ...directAddress(s.m)]);
         return this.#rm('mov', [0x8a], s.m, d.n);
       }
-      throw new UsageError(`asm16: mov: ${describe(dst)} is 8-bit, the source must be an 8-bit register, memory or an immediate, got ${describe(src)}`);
+      throw new UsageError('ERR_INVALID_ARG', `asm16: mov: ${describe(dst)} is 8-bit, the source must be an 8-bit register, memory or an immediate, got ${describe(src)}`);
     }
     if (d.kind === 'r16') {
       if (s.kind === 'r16') return this.#emit(0x89, modrm(s.n, d.n));
@@ -540,16 +540,16 @@ export class Asm16 {
         if (d.n === 0 && isDirect(s.m)) return this.#emitParts('mov', [...segPrefix(s.m), 0xa1, ...directAddress(s.m)]);
         return this.#rm('mov', [0x8b], s.m, d.n);
       }
-      throw new UsageError(`asm16: mov: ${describe(dst)} is 16-bit, the source must not be the 8-bit ${describe(src)}`);
+      throw new UsageError('ERR_INVALID_ARG', `asm16: mov: ${describe(dst)} is 16-bit, the source must not be the 8-bit ${describe(src)}`);
     }
     if (d.kind === 'sreg') {
-      if (d.n === CS) throw new UsageError(`asm16: mov cs, … is not executable (#UD since the 80186): load CS with a far jump`);
+      if (d.n === CS) throw new UsageError('ERR_NOT_SUPPORTED', `asm16: mov cs, … is not executable (#UD since the 80186): load CS with a far jump`);
       if (s.kind === 'r16') return this.#emit(0x8e, modrm(d.n, s.n));
       if (s.kind === 'mem') {
         memSize(s.m, 16, 'mov');
         return this.#rm('mov', [0x8e], s.m, d.n);
       }
-      throw new UsageError(`asm16: mov: a segment register can only be loaded from a 16-bit register or memory, got ${describe(src)}`);
+      throw new UsageError('ERR_INVALID_ARG', `asm16: mov: a segment register can only be loaded from a 16-bit register or memory, got ${describe(src)}`);
     }
     if (d.kind === 'mem') {
       const m = d.m;
@@ -569,13 +569,13 @@ export class Asm16 {
           return this.#rm('mov', [0xc7], m, 0, v & 0xff, v >> 8);
         }
         case 'label':
-          if (memSize(m, undefined, 'mov') === 8) throw new UsageError(`asm16: mov: a label's address is 16-bit, ${describeMem(m)} is a byte`);
+          if (memSize(m, undefined, 'mov') === 8) throw new UsageError('ERR_INVALID_ARG', `asm16: mov: a label's address is 16-bit, ${describeMem(m)} is a byte`);
           return this.#rm('mov', [0xc7], m, 0, s.name);
         default:
-          throw new UsageError(`asm16: mov: memory to memory has no encoding, got ${describe(dst)}, ${describe(src)}`);
+          throw new UsageError('ERR_NOT_SUPPORTED', `asm16: mov: memory to memory has no encoding, got ${describe(dst)}, ${describe(src)}`);
       }
     }
-    throw new UsageError(`asm16: mov: invalid destination ${describe(dst)}`);
+    throw new UsageError('ERR_INVALID_ARG', `asm16: mov: invalid destination ${describe(dst)}`);
   }
 
   /**
@@ -594,10 +594,10 @@ export class Asm16 {
       case 'label':
         return this.#emitParts('push', [0x68, s.name]);
       case 'mem':
-        if (s.m.size === 8) throw new UsageError(`asm16: push: only 16-bit values can be pushed, got ${describe(src)}`);
+        if (s.m.size === 8) throw new UsageError('ERR_INVALID_ARG', `asm16: push: only 16-bit values can be pushed, got ${describe(src)}`);
         return this.#rm('push', [0xff], s.m, 6);
       default:
-        throw new UsageError(`asm16: push: only 16-bit values can be pushed, got ${describe(src)}`);
+        throw new UsageError('ERR_INVALID_ARG', `asm16: push: only 16-bit values can be pushed, got ${describe(src)}`);
     }
   }
 
@@ -609,14 +609,14 @@ export class Asm16 {
     const d = classify(dst, 'pop');
     if (d.kind === 'r16') return this.#emit(0x58 + d.n);
     if (d.kind === 'mem') {
-      if (d.m.size === 8) throw new UsageError(`asm16: pop: only 16-bit values can be popped, got ${describe(dst)}`);
+      if (d.m.size === 8) throw new UsageError('ERR_INVALID_ARG', `asm16: pop: only 16-bit values can be popped, got ${describe(dst)}`);
       return this.#rm('pop', [0x8f], d.m, 0);
     }
     if (d.kind === 'sreg') {
-      if (d.n === CS) throw new UsageError(`asm16: pop cs does not exist (0F is the two-byte opcode escape)`);
+      if (d.n === CS) throw new UsageError('ERR_NOT_SUPPORTED', `asm16: pop cs does not exist (0F is the two-byte opcode escape)`);
       return d.n < 4 ? this.#emit(0x07 + 8 * d.n) : this.#emit(0x0f, d.n === 4 ? 0xa1 : 0xa9);
     }
-    throw new UsageError(`asm16: pop: expected a 16-bit or segment register or memory, got ${describe(dst)}`);
+    throw new UsageError('ERR_INVALID_ARG', `asm16: pop: expected a 16-bit or segment register or memory, got ${describe(dst)}`);
   }
 
   /** `pushf` (`9C`): push FLAGS. */
@@ -668,9 +668,9 @@ export class Asm16 {
         const v = imm16(s.v, op);
         return fitsSimm8(v) ? this.#rm(op, [0x83], d.m, digit, v & 0xff) : this.#rm(op, [0x81], d.m, digit, v & 0xff, v >> 8);
       }
-      if (s.kind === 'mem') throw new UsageError(`asm16: ${op}: memory to memory has no encoding, got ${describe(dst)}, ${describe(src)}`);
-    } else throw new UsageError(`asm16: ${op}: the destination must be a general register, got ${describe(dst)}`);
-    throw new UsageError(`asm16: ${op}: the source must be a register of the destination's size or an immediate, got ${describe(dst)}, ${describe(src)}`);
+      if (s.kind === 'mem') throw new UsageError('ERR_NOT_SUPPORTED', `asm16: ${op}: memory to memory has no encoding, got ${describe(dst)}, ${describe(src)}`);
+    } else throw new UsageError('ERR_INVALID_ARG', `asm16: ${op}: the destination must be a general register, got ${describe(dst)}`);
+    throw new UsageError('ERR_INVALID_ARG', `asm16: ${op}: the source must be a register of the destination's size or an immediate, got ${describe(dst)}, ${describe(src)}`);
   }
 
   /** `add dst, src` (SDM Vol. 2A, ADD): `00 /r`, `01 /r`, `04 ib`, `05 iw`, `80 /0 ib`, `81 /0 iw`, `83 /0 ib`; with memory also `02 /r` (r8, m8) and `03 /r` (r16, m16). */
@@ -719,7 +719,7 @@ export class Asm16 {
         const v = imm16(s.v, 'test');
         return this.#rm('test', [0xf7], d.m, 0, v & 0xff, v >> 8);
       }
-      throw new UsageError(`asm16: test: the second operand must be a register or an immediate, got ${describe(a)}, ${describe(b)}`);
+      throw new UsageError('ERR_INVALID_ARG', `asm16: test: the second operand must be a register or an immediate, got ${describe(a)}, ${describe(b)}`);
     }
     if (d.kind === 'r8') {
       if (s.kind === 'r8') return this.#emit(0x84, modrm(s.n, d.n));
@@ -730,8 +730,8 @@ export class Asm16 {
         const v = imm16(s.v, 'test');
         return d.n === 0 ? this.#emit(0xa9, v & 0xff, v >> 8) : this.#emit(0xf7, modrm(0, d.n), v & 0xff, v >> 8);
       }
-    } else throw new UsageError(`asm16: test: the first operand must be a general register, got ${describe(a)}`);
-    throw new UsageError(`asm16: test: the second operand must be a register of the first's size or an immediate, got ${describe(a)}, ${describe(b)}`);
+    } else throw new UsageError('ERR_INVALID_ARG', `asm16: test: the first operand must be a general register, got ${describe(a)}`);
+    throw new UsageError('ERR_INVALID_ARG', `asm16: test: the second operand must be a register of the first's size or an immediate, got ${describe(a)}, ${describe(b)}`);
   }
 
   /** Group 3 (`F6`/`F7 /digit`) on a register or sized memory. */
@@ -740,7 +740,7 @@ export class Asm16 {
     if (o.kind === 'r8') return this.#emit(0xf6, modrm(digit, o.n));
     if (o.kind === 'r16') return this.#emit(0xf7, modrm(digit, o.n));
     if (o.kind === 'mem') return this.#rm(insn, [memSize(o.m, undefined, insn) === 8 ? 0xf6 : 0xf7], o.m, digit);
-    throw new UsageError(`asm16: ${insn}: expected a general register or memory, got ${describe(r)}`);
+    throw new UsageError('ERR_INVALID_ARG', `asm16: ${insn}: expected a general register or memory, got ${describe(r)}`);
   }
 
   /** `inc r` (SDM Vol. 2A, INC): `40+r` (r16), `FE /0` (r/m8), `FF /0` (m16). Memory must be sized. */
@@ -774,7 +774,7 @@ export class Asm16 {
       const c = u8(count, op, 'count (a number or \'cl\')');
       return c === 1 ? this.#rm(op, [0xd0 + w], o.m, digit) : this.#rm(op, [0xc0 + w], o.m, digit, c);
     }
-    if (o.kind !== 'r8' && o.kind !== 'r16') throw new UsageError(`asm16: ${op}: expected a general register or memory, got ${describe(r)}`);
+    if (o.kind !== 'r8' && o.kind !== 'r16') throw new UsageError('ERR_INVALID_ARG', `asm16: ${op}: expected a general register or memory, got ${describe(r)}`);
     const w = o.kind === 'r16' ? 1 : 0;
     const m = modrm(digit, o.n);
     if (count === 'cl') return this.#emit(0xd2 + w, m);
@@ -818,7 +818,7 @@ export class Asm16 {
    */
   j(cond: Asm16Condition, target: string, size?: Asm16JumpSize): this {
     const cc = CONDITIONS.get(cond);
-    if (cc === undefined) throw new UsageError(`asm16: unknown condition ${describe(cond)} (j${String(cond)})`);
+    if (cc === undefined) throw new UsageError('ERR_UNKNOWN_NAME', `asm16: unknown condition ${describe(cond)} (j${String(cond)})`);
     return this.#jump(`j${cond}`, target, [0x70 + cc], [0x0f, 0x80 + cc], size);
   }
 
@@ -901,7 +901,7 @@ export class Asm16 {
   /** `ret` (`C3`), or `ret n` (`C2 iw`: also release `n` bytes of arguments) (SDM Vol. 2B, RET): near return. */
   ret(n?: number): this {
     if (n === undefined) return this.#emit(0xc3);
-    if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new UsageError(`asm16: ret: ${describe(n)} is not in 0..65535`);
+    if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new UsageError('ERR_OUT_OF_RANGE', `asm16: ret: ${describe(n)} is not in 0..65535`);
     return this.#emit(0xc2, n & 0xff, n >> 8);
   }
 
@@ -922,7 +922,7 @@ export class Asm16 {
    */
   in(dst: 'al' | 'ax', port: number | 'dx'): this {
     const w = dst === 'al' ? 0 : dst === 'ax' ? 1 : -1;
-    if (w < 0) throw new UsageError(`asm16: in: the destination must be 'al' or 'ax', got ${describe(dst)}`);
+    if (w < 0) throw new UsageError('ERR_INVALID_ARG', `asm16: in: the destination must be 'al' or 'ax', got ${describe(dst)}`);
     if (port === 'dx') return this.#emit(0xec + w);
     return this.#emit(0xe4 + w, u8(port, 'in', 'port (a number or \'dx\')'));
   }
@@ -933,7 +933,7 @@ export class Asm16 {
    */
   out(port: number | 'dx', src: 'al' | 'ax'): this {
     const w = src === 'al' ? 0 : src === 'ax' ? 1 : -1;
-    if (w < 0) throw new UsageError(`asm16: out: the source must be 'al' or 'ax', got ${describe(src)}`);
+    if (w < 0) throw new UsageError('ERR_INVALID_ARG', `asm16: out: the source must be 'al' or 'ax', got ${describe(src)}`);
     if (port === 'dx') return this.#emit(0xee + w);
     return this.#emit(0xe6 + w, u8(port, 'out', 'port (a number or \'dx\')'));
   }
@@ -1006,7 +1006,7 @@ export class Asm16 {
    */
   addressOf(name: string): number {
     const at = this.#layout().labels.get(name);
-    if (at === undefined) throw new UsageError(`asm16: undefined label '${name}'`);
+    if (at === undefined) throw new UsageError('ERR_UNKNOWN_NAME', `asm16: undefined label '${name}'`);
     return at;
   }
 
@@ -1015,7 +1015,7 @@ export class Asm16 {
     for (const it of items) {
       if (it.kind !== 'jump' && it.kind !== 'fixup') continue;
       const refs = it.kind === 'jump' ? [it.target] : it.parts.filter((p) => typeof p === 'string');
-      for (const ref of refs) if (!this.#labels.has(ref)) throw new UsageError(`asm16: ${it.insn}: undefined label '${ref}'`);
+      for (const ref of refs) if (!this.#labels.has(ref)) throw new UsageError('ERR_UNKNOWN_NAME', `asm16: ${it.insn}: undefined label '${ref}'`);
     }
     // Each jump starts at its smallest form; a pass that finds one out of range grows it and lays out again.
     // Sizes only grow, so this ends (at most one pass per jump).
@@ -1040,7 +1040,7 @@ export class Asm16 {
         if (it.kind === 'label') labels.set(it.name, at);
         at += sizeOf(i);
       }
-      if (at > 0x10000) throw new UsageError(`asm16: the code ends at 0x${at.toString(16)}, past the 64 KiB segment (org 0x${this.#org.toString(16)})`);
+      if (at > 0x10000) throw new UsageError('ERR_OUT_OF_RANGE', `asm16: the code ends at 0x${at.toString(16)}, past the 64 KiB segment (org 0x${this.#org.toString(16)})`);
       let grew = false;
       for (let i = 0; i < items.length; i++) {
         const it = items[i]!;
@@ -1048,7 +1048,7 @@ export class Asm16 {
         const d = labels.get(it.target)! - (offsets[i]! + sizeOf(i));
         if (d >= -0x80 && d <= 0x7f) continue;
         if (it.forced === 'short' || it.near === undefined) {
-          throw new UsageError(`asm16: ${it.insn} '${it.target}': displacement ${d} is out of range for rel8 (-128..127)${it.near === undefined ? '' : '; use a near jump'}`);
+          throw new UsageError('ERR_OUT_OF_RANGE', `asm16: ${it.insn} '${it.target}': displacement ${d} is out of range for rel8 (-128..127)${it.near === undefined ? '' : '; use a near jump'}`);
         }
         near[i] = true;
         grew = true;

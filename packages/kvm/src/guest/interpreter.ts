@@ -56,6 +56,7 @@ import {
   GuestIoDirection,
   type GuestExitReasonValue,
 } from './exit.js';
+import { UsageError } from '@vac/core';
 import type { GuestMemory } from './memory.js';
 
 /**
@@ -1040,7 +1041,7 @@ export function runGuest(
   exit: GuestExit,
   quirkMask: number = GUEST_DEFAULT_QUIRKS,
 ): GuestExitReasonValue {
-  if (running) throw new Error('runGuest: runs cannot nest (called from a GuestMemory callback?)');
+  if (running) throw new UsageError('ERR_INVALID_STATE', 'runGuest: runs cannot nest (called from a GuestMemory callback?)');
   running = true;
   // Pointer stores into module scope cost a write barrier each; skip them when the same vCPU runs again.
   // (The scratch keeps referring to the last run's objects until another run replaces them.)

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { UsageError } from '@vac/core';
 
 /**
  * One contiguous run of guest RAM: guest-physical addresses `[base, end)` map to `bytes[gpa - base]`.
@@ -71,13 +72,13 @@ export class SlotListMemory implements GuestMemory {
   readonly #slots: Slot[];
   #last: Slot | undefined;
 
-  /** Builds the memory; throws a `RangeError` when two slots overlap or an address is not a safe integer. */
+  /** Builds the memory; throws a `UsageError` when two slots overlap or an address is not a safe integer. */
   constructor(slots: readonly SlotListEntry[]) {
     this.#slots = slots.map((s) => {
       const base = s.guestPhysAddr;
       const end = base + s.bytes.length;
       if (!Number.isSafeInteger(base) || base < 0 || !Number.isSafeInteger(end)) {
-        throw new RangeError(`guest memory slot at ${String(base)} is not a valid guest-physical range`);
+        throw new UsageError('ERR_OUT_OF_RANGE', `guest memory slot at ${String(base)} is not a valid guest-physical range`);
       }
       return new Slot(s.bytes, base, end, s.readonly === true);
     });
@@ -86,7 +87,7 @@ export class SlotListMemory implements GuestMemory {
         const a = this.#slots[i]!;
         const b = this.#slots[j]!;
         if (a.base < b.end && b.base < a.end && a.end > a.base && b.end > b.base) {
-          throw new RangeError(`guest memory slots at 0x${a.base.toString(16)} and 0x${b.base.toString(16)} overlap`);
+          throw new UsageError('ERR_INVALID_ARG', `guest memory slots at 0x${a.base.toString(16)} and 0x${b.base.toString(16)} overlap`);
         }
       }
     }

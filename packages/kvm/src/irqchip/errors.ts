@@ -1,21 +1,16 @@
 /**
- * Misuse of the irqchip models — a value outside its C type, time running backwards — is a `UsageError`, built
- * here so its shape changes in one place. (Kernel answers are `KernelError`s, thrown where Linux returns them.)
+ * Misuse of the irqchip models is a `UsageError` with a stable code (kernel answers are `KernelError`s, thrown
+ * where Linux returns them). `checkUint` is the one range check every entry point uses.
  *
  * @module
  */
 
 import { UsageError } from '@vac/core';
 
-/** A `UsageError` for an argument outside its contract. */
-export function badArgument(message: string): UsageError {
-  return new UsageError(message);
-}
-
-
-/** Throws a `UsageError` unless `v` is an integer in `0 .. max`. */
+/** Throws `ERR_INVALID_ARG` unless `v` is a number, `ERR_OUT_OF_RANGE` unless it is an integer in `0 .. max`. */
 export function checkUint(v: unknown, max: number, what: string): asserts v is number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
-    throw badArgument(`${what} must be an integer in 0..${String(max)}, got ${String(v)}`);
+  if (typeof v !== 'number') throw new UsageError('ERR_INVALID_ARG', `${what} must be a number, got ${typeof v}`);
+  if (!Number.isInteger(v) || v < 0 || v > max) {
+    throw new UsageError('ERR_OUT_OF_RANGE', `${what} must be an integer in 0..${String(max)}, got ${String(v)}`);
   }
 }

@@ -16,14 +16,14 @@ import { KVM_IRQCHIP_IOAPIC } from '../abi/constants.js';
 import { ApicBus } from './apic-bus.js';
 import { APIC_DEST_NOSHORT, APIC_LVT0, APIC_TMR, IOAPIC_LEVEL_TRIG, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID, KVM_MAX_IRQ_ROUTES, KVM_MAX_IRQ_SOURCE_IDS, KVM_MSI_VALID_DEVID, KVM_USERSPACE_IRQ_SOURCE_ID } from './constants.js';
 import { KernelError } from '@vac/core';
-import { badArgument, checkUint } from './errors.js';
+import { checkUint } from './errors.js';
 import { KvmIoapic } from './ioapic.js';
 import { KvmLapic, type LapicOptions, type LapicVcpu } from './lapic.js';
 import { msiRouteInvalid, msiToLapicIrq, type MsiMessage } from './msi.js';
 import { KvmPic } from './pic.js';
 import { KvmPit } from './pit.js';
 import { RoutingTable, type KernelRoute, type kvm_irq_routing_entry } from './routing.js';
-import { earliest } from './time.js';
+import { DeviceClock, earliest } from './time.js';
 
 /** `kvm->arch.irqchip_mode` once an irqchip exists. */
 export type IrqchipMode = 'kernel' | 'split';
@@ -99,7 +99,7 @@ export class VcpuInterrupts {
    * is pending.
    */
   injectExtint(irq: number): void {
-    if (typeof irq !== 'number' || !Number.isInteger(irq) || irq < 0) throw badArgument('kvm_interrupt.irq must be a __u32');
+    checkUint(irq, 0xffffffff, 'kvm_interrupt.irq');
     if (irq >= 256) throw new KernelError('EINVAL', 'kvm_vcpu_ioctl_interrupt', 'irq ≥ KVM_NR_INTERRUPTS');
     if (this.#chip.mode === 'kernel') throw new KernelError('ENXIO', 'kvm_vcpu_ioctl_interrupt', 'the PIC is in the kernel');
     if (this.#pendingExternalVector !== -1) throw new KernelError('EEXIST', 'kvm_vcpu_ioctl_interrupt', 'an ExtINT is already pending');
@@ -134,6 +134,7 @@ export class KvmIrqchip {
   #vapicsInNmiMode = 0;
   readonly #work: (() => void)[] = [];
   #depth = 0;
+  readonly #clock = new DeviceClock();
 
   private constructor(mode: IrqchipMode, options: IrqchipOptions, nrReservedIoapicPins: number) {
     this.mode = mode;
@@ -468,6 +469,7 @@ export class KvmIrqchip {
 
   /** A guest OUT the in-kernel devices own (PIC, ELCR, PIT, speaker); `false` when none does (exit to user space). */
   pioWrite(port: number, len: number, value: number, now: bigint): boolean {
+    this.#clock.see(now);
     return this.run(() => {
       if (this.pic?.ioWrite(port, value, len)) return true;
       const pit = this.#pit;
@@ -483,6 +485,7 @@ export class KvmIrqchip {
 
   /** A guest IN the in-kernel devices own; `undefined` when none does. */
   pioRead(port: number, len: number, now: bigint): number | undefined {
+    this.#clock.see(now);
     return this.run(() => {
       const p = this.pic?.ioRead(port, len);
       if (p !== undefined) return p;
@@ -511,6 +514,7 @@ export class KvmIrqchip {
 
   /** Run every expiry due by `now`, in time order across devices. */
   advance(now: bigint): void {
+    this.#clock.see(now);
     this.run(() => {
       for (;;) {
         const next = this.nextDeadline();

@@ -73,7 +73,7 @@ import {
   MSR_IA32_APICBASE_ENABLE,
   X2APIC_ENABLE,
 } from './constants.js';
-import { badArgument } from './errors.js';
+import { UsageError } from '@vac/core';
 import { LapicTimer } from './lapic-timer.js';
 import { DeviceClock } from './time.js';
 
@@ -890,7 +890,7 @@ export class KvmLapic {
    */
   setState(page: Uint8Array, now: bigint): boolean {
     if (!(page instanceof Uint8Array) || page.length !== KVM_APIC_REG_SIZE) {
-      throw badArgument(`kvm_lapic_state.regs must be a Uint8Array of ${String(KVM_APIC_REG_SIZE)} bytes`);
+      throw new UsageError('ERR_INVALID_ARG', `kvm_lapic_state.regs must be a Uint8Array of ${String(KVM_APIC_REG_SIZE)} bytes`);
     }
     this.#clock.see(now);
     const s = new ApicRegs();

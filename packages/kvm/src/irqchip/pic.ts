@@ -14,7 +14,8 @@
 
 import { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE } from '../abi/constants.js';
 import { PIC_MASTER_ELCR_MASK, PIC_NUM_PINS, PIC_SLAVE_ELCR_MASK } from './constants.js';
-import { badArgument, checkUint } from './errors.js';
+import { UsageError } from '@vac/core';
+import { checkUint } from './errors.js';
 import { LineStates } from './line-state.js';
 import { assertKvmPicState, copyKvmPicState, makeKvmPicState, type kvm_pic_state } from './state/pic-state.js';
 
@@ -170,7 +171,7 @@ export class KvmPic {
 
   #chip(i: number): kvm_pic_state {
     const s = this.#chips[i];
-    if (s === undefined) throw badArgument(`PIC chip must be 0 or 1, got ${String(i)}`);
+    if (s === undefined) throw new UsageError('ERR_OUT_OF_RANGE', `PIC chip must be 0 or 1, got ${String(i)}`);
     return s;
   }
 

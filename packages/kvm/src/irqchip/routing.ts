@@ -13,7 +13,7 @@
  */
 
 import { KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IOAPIC_NUM_PINS, KVM_NR_IRQCHIPS } from '../abi/constants.js';
-import { KernelError } from '@vac/core';
+import { KernelError, UsageError } from '@vac/core';
 import {
   KVM_IRQ_ROUTING_HV_SINT,
   KVM_IRQ_ROUTING_IRQCHIP,
@@ -23,7 +23,7 @@ import {
   KVM_MSI_VALID_DEVID,
   PIC_NUM_PINS,
 } from './constants.js';
-import { badArgument } from './errors.js';
+import { checkUint } from './errors.js';
 import { msiRouteInvalid } from './msi.js';
 
 /** One entry of `struct kvm_irq_routing` as user space passes it (the union members it uses, by type). */
@@ -87,7 +87,7 @@ export class RoutingTable {
    * route, an irqchip not in the kernel, a pin out of range, an unknown type, an invalid x2APIC-format MSI).
    */
   static build(entries: readonly kvm_irq_routing_entry[], chips: RoutingChips): RoutingTable {
-    if (!Array.isArray(entries)) throw badArgument('routing entries must be an array');
+    if (!Array.isArray(entries)) throw new UsageError('ERR_INVALID_ARG', 'routing entries must be an array');
     let max = 0;
     for (const ue of entries) {
       checkEntryShape(ue);
@@ -132,12 +132,9 @@ function fail(message: string): KernelError {
 }
 
 function checkEntryShape(ue: kvm_irq_routing_entry): void {
-  if (typeof ue !== 'object' || ue === null) throw badArgument('routing entry must be an object');
+  if (typeof ue !== 'object' || ue === null) throw new UsageError('ERR_INVALID_ARG', 'routing entry must be an object');
   for (const k of ['gsi', 'type', 'flags'] as const) {
-    const v = ue[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
-      throw badArgument(`kvm_irq_routing_entry.${k} must be a __u32`);
-    }
+    checkUint(ue[k], 0xffffffff, `kvm_irq_routing_entry.${k}`);
   }
 }
 

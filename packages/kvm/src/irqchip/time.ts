@@ -14,7 +14,7 @@
  * @module
  */
 
-import { badArgument } from './errors.js';
+import { UsageError } from '@vac/core';
 
 /** Nanoseconds per second. */
 export const NSEC_PER_SEC = 1_000_000_000n;
@@ -26,7 +26,8 @@ export function mulDiv(a: bigint, mul: bigint, div: bigint): bigint {
 
 /** A time argument checked to be a non-negative bigint. */
 export function checkTime(now: unknown, what = 'now'): asserts now is bigint {
-  if (typeof now !== 'bigint' || now < 0n) throw badArgument(`${what} must be a non-negative bigint of nanoseconds`);
+  if (typeof now !== 'bigint') throw new UsageError('ERR_INVALID_ARG', `${what} must be a bigint of nanoseconds`);
+  if (now < 0n) throw new UsageError('ERR_OUT_OF_RANGE', `${what} must not be negative`);
 }
 
 /**
@@ -45,7 +46,7 @@ export class DeviceClock {
   see(now: bigint): bigint {
     checkTime(now);
     if (now < this.#last) {
-      throw badArgument(`simulated time went back: ${String(now)} ns after ${String(this.#last)} ns`);
+      throw new UsageError('ERR_OUT_OF_RANGE', `simulated time went back: ${String(now)} ns after ${String(this.#last)} ns`);
     }
     this.#last = now;
     return now;

@@ -62,14 +62,14 @@ const POSTFIX_RE = /^[a-z0-9_]{0,16}$/;
 export function kvm(options: KvmOptions = {}): KvmImage {
   const postfix = options.postfix ?? '';
   if (typeof postfix !== 'string' || !POSTFIX_RE.test(postfix)) {
-    throw new UsageError(`kvm: postfix ${JSON.stringify(postfix)} must be up to 16 of [a-z0-9_]`);
+    throw new UsageError('ERR_INVALID_ARG', `kvm: postfix ${JSON.stringify(postfix)} must be up to 16 of [a-z0-9_]`);
   }
   const vendors = options.vendors ?? [vmxKvmOps, svmKvmOps];
   const params: Record<string, import('@vac/core').ParamSpec> = { ...kvmParams };
   for (const v of vendors) {
     for (const [name, spec] of Object.entries(v.params)) {
       const had = params[name];
-      if (had !== undefined && had.type !== spec.type) throw new UsageError(`kvm: vendors disagree on the type of parameter ${name}`);
+      if (had !== undefined && had.type !== spec.type) throw new UsageError('ERR_INVALID_ARG', `kvm: vendors disagree on the type of parameter ${name}`);
       params[name] ??= spec;
     }
   }

@@ -128,8 +128,8 @@ export class KvmInstance implements VacInstanceOps {
     if (label === undefined) return undefined;
     const v = this.running[cpu] as Vcpu;
     const ev = this.#events;
-    if (ev.wants('pmi:guest')) ev.emit('pmi:guest', { module: this.name, vm: v.vm.id, vcpu: v.id, cpu, rip: v.regs.rip });
-    else ev.skip();
+    const seq = ev.stamp('pmi:guest');
+    if (seq >= 0) ev.deliver('pmi:guest', { seq, tick: ev.tick, module: this.name, vm: v.vm.id, vcpu: v.id, cpu, rip: v.regs.rip });
     return label;
   }
 

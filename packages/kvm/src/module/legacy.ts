@@ -38,7 +38,7 @@ export const ALL_LEGACY_RESOURCES: readonly LegacyResource[] = ['minor', 'cpuhp'
 export function legacySet(opt: boolean | readonly LegacyResource[] | undefined): ReadonlySet<LegacyResource> {
   if (opt === undefined || opt === false) return new Set();
   const list = opt === true ? ALL_LEGACY_RESOURCES : opt;
-  for (const r of list) if (!ALL_LEGACY_RESOURCES.includes(r)) throw new UsageError(`kvm: unknown legacy resource ${JSON.stringify(r)}`);
+  for (const r of list) if (!ALL_LEGACY_RESOURCES.includes(r)) throw new UsageError('ERR_UNKNOWN_NAME', `kvm: unknown legacy resource ${JSON.stringify(r)}`);
   return new Set(list);
 }
 
@@ -81,7 +81,7 @@ export class LegacyPort implements VacPort {
     this.#shared = shared?.attach(ops);
     const pick = (r: LegacyResource): VacHandle => {
       if (set.has(r)) return this.#priv;
-      if (this.#shared === undefined) throw new UsageError(`legacy ${ops.name}: ${r} is shared but no VAC is loaded`);
+      if (this.#shared === undefined) throw new UsageError('ERR_INVALID_STATE', `legacy ${ops.name}: ${r} is shared but no VAC is loaded`);
       return this.#shared;
     };
     this.#virt = pick('virt');

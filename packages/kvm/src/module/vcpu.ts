@@ -173,9 +173,8 @@ export class Vcpu {
     this.#vendorLoaded = inst.vac.isEnabled(cpu);
     if (this.#vendorLoaded) this.vendor.load(cpu);
     inst.loadGuestUserReturnMsrs(cpu);
-    const ev = this.#events;
-    if (ev.wants('vcpu:load')) this.#emit('vcpu:load', cpu);
-    else ev.skip();
+    const seq = this.#events.stamp('vcpu:load');
+    if (seq >= 0) this.#emit('vcpu:load', seq, cpu);
   }
 
   /** `vcpu_put` from the CPU it is loaded on. */
@@ -188,17 +187,17 @@ export class Vcpu {
     if (inst.running[cpu] === this) inst.running[cpu] = undefined;
     this.loadedOn = -1;
     this.inGuest = false;
-    const ev = this.#events;
-    if (ev.wants('vcpu:put')) this.#emit('vcpu:put', cpu);
-    else ev.skip();
+    const seq = this.#events.stamp('vcpu:put');
+    if (seq >= 0) this.#emit('vcpu:put', seq, cpu);
   }
 
   /**
    * Emit `vcpu:load` / `vcpu:put` for someone listening. Kept out of `load` and `put` (as the other cold paths
    * of KVM_RUN are) so that those stay small enough for V8 to inline the whole round trip.
    */
-  #emit(name: 'vcpu:load' | 'vcpu:put', cpu: number): void {
-    this.#events.emitOwned(name, { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
+  #emit(name: 'vcpu:load' | 'vcpu:put', seq: number, cpu: number): void {
+    const ev = this.#events;
+    ev.deliver(name, { seq, tick: ev.tick, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
   }
 
   // ---- KVM_RUN ---------------------------------------------------------------------------------
@@ -341,13 +340,13 @@ export class Vcpu {
 
   #finish(cpu: number): void {
     this.stats.exits++;
-    const ev = this.#events;
-    if (ev.wants('vcpu:exit')) this.#emitExit(cpu);
-    else ev.skip();
+    const seq = this.#events.stamp('vcpu:exit');
+    if (seq >= 0) this.#emitExit(seq, cpu);
   }
 
-  #emitExit(cpu: number): void {
-    this.#events.emitOwned('vcpu:exit', { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason: this.run.exit_reason });
+  #emitExit(seq: number, cpu: number): void {
+    const ev = this.#events;
+    ev.deliver('vcpu:exit', { seq, tick: ev.tick, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason: this.run.exit_reason });
   }
 
   /**

@@ -102,10 +102,13 @@ describe('shape checks name the bad field', () => {
   test('a device refuses a malformed state with a UsageError and keeps its own', () => {
     const { chip } = vmWith(0);
     const before = chip.pic!.getState(0);
-    expect(() => chip.pic!.setState(0, { ...before, irr: 300 })).toThrow(TypeError);
+    const invalid = expect.objectContaining({ name: 'UsageError', code: 'ERR_INVALID_ARG' }) as Error;
+    expect(() => chip.pic!.setState(0, { ...before, irr: 300 })).toThrow(invalid);
     expect(chip.pic!.getState(0)).toEqual(before);
-    expect(() => chip.ioapic!.setState({ ...chip.ioapic!.getState(), irr: -1 })).toThrow(/irr/);
-    expect(() => chip.createPit(0, 0n).setState2({ ...makeKvmPitState2(), flags: 1.5 }, 0n)).toThrow(/flags/);
+    expect(() => chip.ioapic!.setState({ ...chip.ioapic!.getState(), irr: -1 })).toThrow(invalid);
+    expect(() => chip.createPit(0, 0n).setState2({ ...makeKvmPitState2(), flags: 1.5 }, 0n)).toThrow(invalid);
+    expect(() => chip.setIrq(0, -1, true)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }) as Error);
+    expect(() => chip.advance(-1n)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }) as Error);
   });
 });
 

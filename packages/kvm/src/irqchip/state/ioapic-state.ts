@@ -13,7 +13,7 @@
 
 import { KVM_IOAPIC_NUM_PINS } from '../../abi/constants.js';
 import { KVM_LAYOUTS } from '../../abi/layout.js';
-import { badArgument } from '../errors.js';
+import { UsageError } from '@vac/core';
 
 /** `struct kvm_ioapic_state`, field for field (`pad` is written as zero). */
 export interface kvm_ioapic_state {
@@ -103,7 +103,7 @@ export function validateKvmIoapicState(x: unknown): string | undefined {
 /** Throws a `UsageError` naming the first shape problem. */
 export function assertKvmIoapicState(x: unknown): asserts x is kvm_ioapic_state {
   const p = validateKvmIoapicState(x);
-  if (p !== undefined) throw badArgument(p);
+  if (p !== undefined) throw new UsageError('ERR_INVALID_ARG', p);
 }
 
 /** Write `s` as a C `struct kvm_ioapic_state` at `offset` of `view` (`pad` zero). */

@@ -6,7 +6,7 @@
  */
 
 import { KVM_APIC_REG_SIZE } from '../apic-regs.js';
-import { badArgument } from '../errors.js';
+import { UsageError } from '@vac/core';
 
 /** `struct kvm_lapic_state`. */
 export interface kvm_lapic_state {
@@ -32,7 +32,7 @@ export function validateKvmLapicState(x: unknown): string | undefined {
 /** Throws a `UsageError` naming the shape problem. */
 export function assertKvmLapicState(x: unknown): asserts x is kvm_lapic_state {
   const p = validateKvmLapicState(x);
-  if (p !== undefined) throw badArgument(p);
+  if (p !== undefined) throw new UsageError('ERR_INVALID_ARG', p);
 }
 
 /** Write `s` at `offset` of `view`. */

@@ -8,7 +8,7 @@
  */
 
 import { KVM_LAYOUTS } from '../../abi/layout.js';
-import { badArgument } from '../errors.js';
+import { UsageError } from '@vac/core';
 
 /** `struct kvm_pic_state`, field for field. */
 export interface kvm_pic_state {
@@ -68,7 +68,7 @@ export function validateKvmPicState(x: unknown): string | undefined {
 /** Throws a `UsageError` naming the first shape problem of `x` as a `kvm_pic_state`. */
 export function assertKvmPicState(x: unknown): asserts x is kvm_pic_state {
   const p = validateKvmPicState(x);
-  if (p !== undefined) throw badArgument(p);
+  if (p !== undefined) throw new UsageError('ERR_INVALID_ARG', p);
 }
 
 /** Write `s` as a C `struct kvm_pic_state` at `offset` of `view`. */

@@ -10,7 +10,7 @@
  */
 
 import { KVM_LAYOUTS } from '../../abi/layout.js';
-import { badArgument } from '../errors.js';
+import { UsageError } from '@vac/core';
 
 /** `struct kvm_pit_channel_state`. */
 export interface kvm_pit_channel_state {
@@ -112,7 +112,7 @@ export function validateKvmPitState(x: unknown, withFlags = true): string | unde
 /** Throws a `UsageError` naming the first shape problem. */
 export function assertKvmPitState(x: unknown, withFlags = true): asserts x is kvm_pit_state2 {
   const p = validateKvmPitState(x, withFlags);
-  if (p !== undefined) throw badArgument(p);
+  if (p !== undefined) throw new UsageError('ERR_INVALID_ARG', p);
 }
 
 function encodeChannel(c: kvm_pit_channel_state, view: DataView, at: number): void {
