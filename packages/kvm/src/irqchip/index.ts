@@ -33,3 +33,4 @@ export * from './state/pic-state.js';
 export * from './state/ioapic-state.js';
 export * from './state/lapic-state.js';
 export * from './state/pit-state.js';
+export * from './state/irqchip-state.js';

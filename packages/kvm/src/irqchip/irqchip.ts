@@ -186,7 +186,10 @@ export class KvmIrqchip {
     return { picInKernel: this.mode === 'kernel', ioapicInKernel: this.mode === 'kernel', x2apicFormat: this.bus.x2apicFormat };
   }
 
-  /** Run `fn` as one top-level operation, then the work it queued. */
+  /**
+   * Run `fn` as one top-level operation, then the work it queued.
+   * @internal
+   */
   run<T>(fn: () => T): T {
     this.#depth++;
     try {
@@ -236,12 +239,11 @@ export class KvmIrqchip {
     return this.#vcpus;
   }
 
-  /** KVM_SET_LAPIC of `v` at `now`, with the IOAPIC's RTC tracking brought up to date; false for EINVAL. */
-  setLapicState(v: VcpuInterrupts, page: Uint8Array, now: bigint): boolean {
-    return this.run(() => {
-      if (!v.lapic.setState(page, now)) return false;
+  /** KVM_SET_LAPIC of `v` at `now` (see `KvmLapic.setState`), with the IOAPIC's RTC tracking brought up to date. */
+  setLapicState(v: VcpuInterrupts, page: Uint8Array, now: bigint): void {
+    this.run(() => {
+      v.lapic.setState(page, now);
       this.ioapic?.rtcRestore(v.lapic);
-      return true;
     });
   }
 

@@ -73,7 +73,8 @@ import {
   MSR_IA32_APICBASE_ENABLE,
   X2APIC_ENABLE,
 } from './constants.js';
-import { UsageError } from '@vac/core';
+import { KernelError, UsageError } from '@vac/core';
+import { KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE } from '../abi/constants.js';
 import { LapicTimer } from './lapic-timer.js';
 import { DeviceClock } from './time.js';
 
@@ -883,12 +884,12 @@ export class KvmLapic {
   }
 
   /**
-   * KVM_SET_LAPIC (`kvm_apic_set_state`): load the page as Linux does — SPIV first, then the fixup (EINVAL in
-   * x2APIC mode with 32-bit IDs when the ID differs; SPIV stays applied, as in Linux), the copy, the version
-   * recomputed, PPR recomputed from the old ISR count, the timer restarted from TMICT/TMCCT.
-   * Returns false for EINVAL.
+   * KVM_SET_LAPIC (`kvm_apic_set_state`): load the page as Linux does — SPIV first, then the fixup, the copy,
+   * the version recomputed, PPR recomputed (from the ISR count of the state being replaced: Linux recounts the
+   * ISR only afterwards), the timer restarted from TMICT and the TMCCT given. In x2APIC mode with 32-bit IDs a
+   * page whose ID is not the vCPU's is EINVAL — after SPIV was applied, as in Linux.
    */
-  setState(page: Uint8Array, now: bigint): boolean {
+  setState(page: Uint8Array, now: bigint): void {
     if (!(page instanceof Uint8Array) || page.length !== KVM_APIC_REG_SIZE) {
       throw new UsageError('ERR_INVALID_ARG', `kvm_lapic_state.regs must be a Uint8Array of ${String(KVM_APIC_REG_SIZE)} bytes`);
     }
@@ -896,7 +897,7 @@ export class KvmLapic {
     const s = new ApicRegs();
     s.load(page);
     this.#setSpiv(s.get(APIC_SPIV));
-    if (!this.#fixup(s, true)) return false;
+    if (!this.#fixup(s, true)) throw new KernelError('EINVAL', 'kvm_apic_set_state', 'x2APIC ID differs from the vCPU id');
     this.regs.load(s.bytes);
     this.#vm.mapChanged();
     this.#setVersion();
@@ -911,6 +912,38 @@ export class KvmLapic {
     this.#updateApicv();
     this.vcpu.kick();
     this.arbPrio = 0;
-    return true;
+  }
+
+  /* ---- INIT and SIPI ------------------------------------------------------------------------------------- */
+
+  /** `kvm_apic_has_pending_init_or_sipi`. */
+  get hasPendingInitOrSipi(): boolean {
+    return this.pendingEvents !== 0;
+  }
+
+  /**
+   * `kvm_apic_accept_events` for a vCPU in `mpState` (a `KVM_MP_STATE_*`), outside SMM and VMX root mode: a
+   * pending INIT resets this APIC (`kvm_lapic_reset(vcpu, true)`; the caller resets the rest of the vCPU) and
+   * leaves the BSP runnable, an AP waiting for SIPI; a pending SIPI starts an AP that waits for one at
+   * `sipiVector` (CS = vector << 8, IP = 0) and is dropped otherwise.
+   */
+  acceptEvents(mpState: number, isBsp: boolean): { init: boolean; mpState: number; sipiVector: number | undefined } {
+    let state = mpState;
+    let init = false;
+    let sipiVector: number | undefined;
+    if (this.pendingEvents & (1 << KVM_APIC_INIT)) {
+      this.pendingEvents &= ~(1 << KVM_APIC_INIT);
+      this.reset(true);
+      init = true;
+      state = isBsp ? KVM_MP_STATE_RUNNABLE : KVM_MP_STATE_INIT_RECEIVED;
+    }
+    if (this.pendingEvents & (1 << KVM_APIC_SIPI)) {
+      this.pendingEvents &= ~(1 << KVM_APIC_SIPI);
+      if (state === KVM_MP_STATE_INIT_RECEIVED) {
+        sipiVector = this.sipiVector;
+        state = KVM_MP_STATE_RUNNABLE;
+      }
+    }
+    return { init, mpState: state, sipiVector };
   }
 }

@@ -18,7 +18,9 @@ import {
   MSR_IA32_APICBASE_ENABLE,
   X2APIC_ENABLE,
 } from '../../src/irqchip/index.js';
-import { vmWith } from './helpers.js';
+import { KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED } from '../../src/abi/constants.js';
+import { KvmIrqchip } from '../../src/irqchip/index.js';
+import { fakeVcpu, vmWith } from './helpers.js';
 
 function enabled(n = 2) {
   const vm = vmWith(n);
@@ -120,6 +122,66 @@ describe('IPIs through the ICR', () => {
     vcpus[0]!.lapic.writeRegister(APIC_ICR2, 0x03000000, 0n);
     vcpus[0]!.lapic.writeRegister(APIC_ICR, 0x800 | 0x66, 0n);
     expect(vcpus.map((v) => v.lapic.hasInterrupt())).toEqual([0x66, 0x66]);
+  });
+});
+
+describe('INIT and SIPI — kvm_apic_accept_events', () => {
+  test('an AP: INIT resets its APIC and waits for SIPI; SIPI then starts it at the vector', () => {
+    const { vcpus } = enabled(2);
+    const l0 = vcpus[0]!.lapic;
+    const l1 = vcpus[1]!.lapic;
+    l1.writeRegister(APIC_TASKPRI, 0x50, 0n);
+    l0.writeRegister(APIC_ICR2, 1 << 24, 0n);
+    l0.writeRegister(APIC_ICR, 0x4500, 0n);
+    expect(l1.hasPendingInitOrSipi).toBe(true);
+    expect(l1.acceptEvents(KVM_MP_STATE_UNINITIALIZED, false)).toEqual({ init: true, mpState: KVM_MP_STATE_INIT_RECEIVED, sipiVector: undefined });
+    expect(l1.readRegister(APIC_TASKPRI, 4, 0n)).toBe(0);
+    expect(l1.swEnabled).toBe(false);
+    l0.writeRegister(APIC_ICR, 0x4600 | 0x9a, 0n);
+    expect(l1.acceptEvents(KVM_MP_STATE_INIT_RECEIVED, false)).toEqual({ init: false, mpState: KVM_MP_STATE_RUNNABLE, sipiVector: 0x9a });
+    expect(l1.hasPendingInitOrSipi).toBe(false);
+  });
+
+  test('a SIPI to a running vCPU is dropped; INIT leaves the BSP runnable', () => {
+    const { vcpus } = enabled(2);
+    vcpus[1]!.lapic.writeRegister(APIC_ICR, 0x40000 | 0x4600 | 0x10, 0n);
+    expect(vcpus[1]!.lapic.acceptEvents(KVM_MP_STATE_RUNNABLE, false)).toEqual({ init: false, mpState: KVM_MP_STATE_RUNNABLE, sipiVector: undefined });
+    vcpus[1]!.lapic.writeRegister(APIC_ICR2, 0, 0n);
+    vcpus[1]!.lapic.writeRegister(APIC_ICR, 0x4500, 0n);
+    expect(vcpus[0]!.lapic.acceptEvents(KVM_MP_STATE_RUNNABLE, true).mpState).toBe(KVM_MP_STATE_RUNNABLE);
+  });
+});
+
+describe('KVM_SET_LAPIC in x2APIC mode', () => {
+  test('with 32-bit IDs (x2apic_format) a foreign ID is EINVAL, and SVR was applied first, as in Linux', () => {
+    const chip = KvmIrqchip.createKernel({ x2apicFormat: true });
+    const v = chip.addVcpu(fakeVcpu(3));
+    v.lapic.setCpuid({ x2apic: true, tscDeadline: false, maxPhyAddr: 36 });
+    v.lapic.setApicBase(0xfee00c00n, true);
+    const page = v.lapic.getState(0n);
+    expect(new DataView(page.buffer).getUint32(APIC_ID, true)).toBe(3);
+    new DataView(page.buffer).setUint32(APIC_ID, 4, true);
+    new DataView(page.buffer).setUint32(APIC_SPIV, 0x1ff, true);
+    expect(() => chip.setLapicState(v, page, 0n)).toThrow(expect.objectContaining({ code: 'EINVAL' }) as Error);
+    expect(v.lapic.swEnabled).toBe(true);
+  });
+
+  test('without it the ID is KVM’s (read back as id << 24), the LDR derived, ICR2 split out of the 64-bit ICR', () => {
+    const chip = KvmIrqchip.createKernel();
+    const v = chip.addVcpu(fakeVcpu(0x13));
+    v.lapic.setCpuid({ x2apic: true, tscDeadline: false, maxPhyAddr: 36 });
+    v.lapic.setApicBase(0xfee00c00n, true);
+    v.lapic.writeRegister(APIC_SPIV, 0x1ff, 0n);
+    expect(v.lapic.writeX2apicMsr(0x830, (5n << 32n) | 0x4031n, 0n)).toBe(true); // fixed IPI to x2APIC 5 (nobody)
+    const page = v.lapic.getState(0n);
+    const dv = new DataView(page.buffer);
+    expect(dv.getUint32(APIC_ID, true)).toBe(0x13000000);
+    expect(dv.getUint32(APIC_LDR, true)).toBe((1 << 16) | (1 << 3));
+    expect([dv.getUint32(APIC_ICR, true), dv.getUint32(APIC_ICR2, true)]).toEqual([0x4031, 5]);
+    dv.setUint32(APIC_ID, 0x77, true);
+    chip.setLapicState(v, page, 0n);
+    expect(v.lapic.readX2apicMsr(0x802, 0n)).toBe(0x13n);
+    expect(v.lapic.readX2apicMsr(0x830, 0n)).toBe((5n << 32n) | 0x4031n);
   });
 });
 

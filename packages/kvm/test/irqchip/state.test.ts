@@ -29,6 +29,7 @@ import {
   validateKvmPicState,
   validateKvmPitState,
   withIoapicField,
+  type kvm_irqchip,
   type kvm_pic_state,
   type kvm_pit_state2,
 } from '../../src/irqchip/index.js';
@@ -184,7 +185,7 @@ describe('GET → SET → GET is exact', () => {
         if (vec & 2) l.writeRegister(APIC_EOI, 0, 0n);
       }
       const got = makeKvmLapicState(l.getState(1000n));
-      expect(chip.setLapicState(vcpus[0]!, got.regs, 1000n)).toBe(true);
+      chip.setLapicState(vcpus[0]!, got.regs, 1000n);
       expect(l.getState(1000n)).toEqual(got.regs);
     },
   );
@@ -201,5 +202,28 @@ describe('GET → SET → GET is exact', () => {
     c2.setLapicState(v2[0]!, page, 0n);
     expect(new DataView(v2[0]!.lapic.getState(0n).buffer).getUint32(0xa0, true)).toBe(0);
     expect(v2[0]!.lapic.readRegister(0xa0, 4, 0n)).toBe(0x20); // a PPR read recomputes it
+  });
+});
+
+describe('struct kvm_irqchip (KVM_GET/SET_IRQCHIP)', () => {
+  test('520 bytes; the union decoded by chip_id; the recorded IOAPIC bytes read back', async () => {
+    const { KVM_IRQCHIP_SIZE, decodeKvmIrqchip, encodeKvmIrqchip } = await import('../../src/irqchip/index.js');
+    const { hex } = await import('./helpers.js');
+    expect(KVM_IRQCHIP_SIZE).toBe(520);
+    const { chip } = vmWith(0);
+    const v = new DataView(new ArrayBuffer(520));
+    const states: kvm_irqchip[] = [
+      { chip_id: 0, chip: { pic: chip.pic!.getState(0) } },
+      { chip_id: 2, chip: { ioapic: chip.ioapic!.getState() } },
+      { chip_id: 7, chip: { dummy: new Uint8Array(512).fill(3) } },
+    ];
+    for (const s of states) {
+      encodeKvmIrqchip(s, v);
+      expect(decodeKvmIrqchip(v)).toEqual(s);
+    }
+    const raw = new Uint8Array(520);
+    raw[0] = 2;
+    raw.set(hex('irqchip_2_reset'), 8);
+    expect(decodeKvmIrqchip(new DataView(raw.buffer))).toEqual({ chip_id: 2, chip: { ioapic: chip.ioapic!.getState() } });
   });
 });
