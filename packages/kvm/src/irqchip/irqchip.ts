@@ -514,20 +514,35 @@ export class KvmIrqchip {
     return earliest(this.#pit?.nextDeadline(), this.ioapic?.nextDeadline(), ...this.#vcpus.map((v) => v.lapic.nextDeadline()));
   }
 
-  /** Run every expiry due by `now`, in time order across devices. */
+  /** The timed devices with their next deadlines. */
+  #timed(): { at: bigint | undefined; advance: (t: bigint) => void }[] {
+    const list: { at: bigint | undefined; advance: (t: bigint) => void }[] = [];
+    const pit = this.#pit;
+    if (pit !== undefined) list.push({ at: pit.nextDeadline(), advance: (t) => pit.advance(t) });
+    const io = this.ioapic;
+    if (io !== undefined) list.push({ at: io.nextDeadline(), advance: (t) => io.advance(t) });
+    for (const v of this.#vcpus) list.push({ at: v.lapic.nextDeadline(), advance: (t) => v.lapic.advance(t) });
+    return list;
+  }
+
+  /**
+   * Run every expiry due by `now`, in time order across devices: the device due first runs up to the next
+   * other device's deadline (so its own repeated expiries are taken in one go), then the work it queued runs,
+   * and so on.
+   */
   advance(now: bigint): void {
     this.#clock.see(now);
+    for (;;) {
+      const timed = this.#timed();
+      let first: (typeof timed)[number] | undefined;
+      for (const d of timed) if (d.at !== undefined && d.at <= now && (first === undefined || d.at < (first.at as bigint))) first = d;
+      if (first === undefined) break;
+      const others = earliest(...timed.filter((d) => d !== first).map((d) => d.at));
+      const until = others !== undefined && others < now ? others : now;
+      this.run(() => first.advance(until));
+    }
     this.run(() => {
-      for (;;) {
-        const next = this.nextDeadline();
-        if (next === undefined || next > now) break;
-        this.#pit?.advance(next);
-        this.ioapic?.advance(next);
-        for (const v of this.#vcpus) v.lapic.advance(next);
-      }
-      this.#pit?.advance(now);
-      this.ioapic?.advance(now);
-      for (const v of this.#vcpus) v.lapic.advance(now);
+      for (const d of this.#timed()) d.advance(now);
     });
   }
 

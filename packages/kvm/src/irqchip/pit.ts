@@ -391,26 +391,23 @@ export class KvmPit {
   }
 
   /**
-   * Run channel 0's expiries due by `now` (`pit_timer_fn`), each at its own time: a reinjecting PIT counts every
-   * tick and pulses GSI 0 for one at a time, as the guest acknowledges them; otherwise every tick pulses it.
+   * Run channel 0's expiries due by `now` (`pit_timer_fn`), each at its own period boundary: a reinjecting PIT
+   * counts every tick in `pending`; each expiry queues `pit_do_work`, which pulses GSI 0 (for a reinjecting PIT
+   * only once the previous tick was acknowledged). Expiries passed in one call queue the work once, as a kthread
+   * work item queued again before it ran is not queued twice — a caller wanting one pulse per tick advances to
+   * each `nextDeadline()` in turn.
    */
   advance(now: bigint): void {
     this.#clock.see(now);
-    for (;;) {
-      const at = this.#timer.takeDue(now);
-      if (at === undefined) return;
-      if (this.#reinject) this.#pending++;
-      this.#queueWork();
-      if (!this.#isPeriodic) return;
-      if (this.#reinject && !this.#irqAck && this.#period > 0n) {
-        // Until an ack, further ticks only count (pit_do_work returns at once): count them in one step.
-        const more = (now - at) / this.#period;
-        this.#pending += Number(more);
-        this.#timer.start(at + (more + 1n) * this.#period);
-        continue;
-      }
-      this.#timer.start(at + this.#period);
+    const at = this.#timer.takeDue(now);
+    if (at === undefined) return;
+    let fired = 1n;
+    if (this.#isPeriodic && this.#period > 0n) {
+      fired += (now - at) / this.#period;
+      this.#timer.start(at + fired * this.#period);
     }
+    if (this.#reinject) this.#pending += Number(fired);
+    this.#queueWork();
   }
 
   /** KVM_GET_PIT2 (`kvm_vm_ioctl_get_pit2`). */

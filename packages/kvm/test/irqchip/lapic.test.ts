@@ -268,6 +268,18 @@ describe('the timer in simulated time', () => {
     expect(l.getTscDeadlineMsr()).toBe(0n);
   });
 
+  test('an hour of a 200 µs periodic timer passes in one step (one expiry pending, the next period armed)', () => {
+    const { chip, vcpus } = enabled(1);
+    const l = vcpus[0]!.lapic;
+    l.setCpuid({ x2apic: false, tscDeadline: false, maxPhyAddr: 36 });
+    l.writeRegister(APIC_LVTT, 0x20000 | 0xe0, 0n);
+    l.writeRegister(APIC_TDCR, 0xb, 0n);
+    l.writeRegister(APIC_TMICT, 200_000, 0n);
+    chip.advance(3_600_000_000_000n);
+    expect(l.timer.pending).toBe(1);
+    expect(l.nextDeadline()).toBe(3_600_000_000_000n + 200_000n);
+  });
+
   test('time may not go back', () => {
     const { vcpus } = enabled(1);
     vcpus[0]!.lapic.advance(10n);

@@ -193,3 +193,15 @@ test('KVM_SET_PIT (legacy struct) reloads without touching flags', () => {
   expect(chip.pit!.getState2().flags).toBe(2);
   expect(chip.pit!.getState().channels[0]!.count).toBe(0x10000);
 });
+
+test('an hour of 200 µs ticks with nobody acknowledging is counted in one step (18 000 000 pending)', () => {
+  const { chip, vcpus } = pitVm();
+  chip.pioWrite(0x43, 1, 0x34, 0n);
+  chip.pioWrite(0x40, 1, 0x02, 0n);
+  chip.pioWrite(0x40, 1, 0x00, 0n); // count 2: 1676 ns, limited to 200 µs after the first tick
+  const first = (2n * 1_000_000_000n) / 1193181n;
+  const hour = 3_600_000_000_000n;
+  chip.advance(hour);
+  expect(chip.pit!.pending).toBe(Number((hour - first) / 200_000n) + 1);
+  expect(vcpus[0]!.getInterrupt()).toBe(0x08);
+});
