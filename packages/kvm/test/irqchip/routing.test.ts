@@ -154,7 +154,9 @@ describe('invariants (fast-check)', () => {
           l.writeRegister(APIC_EOI, 0, 0n);
           inService.splice(inService.indexOf(Math.max(...inService)), 1);
         }
-        for (let v = 0; v < 256; v++) expect(l.regs.testVector(0x100, v)).toBe(inService.includes(v));
+        const words = new Array<number>(8).fill(0);
+        for (const v of inService) words[v >> 5] = ((words[v >> 5] ?? 0) | (1 << (v & 31))) >>> 0;
+        expect(words.map((_, w) => l.regs.get(0x100 + 16 * w))).toEqual(words);
       });
     },
   );
