@@ -203,3 +203,43 @@ test('decodeKvmPicState reads the recorded bytes back to the model state', () =>
   const { chip } = vmWith(0);
   expect(decodeKvmPicState(new DataView(hex('irqchip_1_reset').buffer))).toEqual(chip.pic!.getState(1));
 });
+
+describe('delivery to software-enabled APICs', () => {
+  /** The third VM of the recorder: APICs 0 and 1 enabled with flat logical IDs 1 and 2; pin 17 level to APIC 0; RTC edge to APIC 0. */
+  function thirdVm() {
+    const { chip, vcpus } = vmWith(2);
+    vcpus.forEach((v, i) => {
+      const page = v.lapic.getState(0n);
+      const dv = new DataView(page.buffer);
+      dv.setUint32(0xf0, 0x1ff, true);
+      dv.setUint32(0xd0, ((1 << i) << 24) >>> 0, true);
+      chip.setLapicState(v, page, 0n);
+    });
+    const s = chip.ioapic!.getState();
+    s.redirtbl[17] = 0x8000n | 0x51n;
+    s.redirtbl[8] = 0x38n;
+    chip.ioapic!.setState(s);
+    chip.pic!.setState(1, { ...chip.pic!.getState(1), imr: 0xff });
+    return { chip, vcpus };
+  }
+
+  test('a level pin: delivered (1), held by remote IRR (-1), falling (1), held again (-1)', () => {
+    const { chip } = thirdVm();
+    expect([true, true, false, true].map((l) => chip.setIrq(0, 17, l))).toEqual(REAL['level_pin_17_sequence']);
+    expect(chip.ioapic!.entry(17).toString(16).padStart(16, '0')).toBe(REAL['level_pin_17_entry']);
+  });
+
+  test('the RTC: a second rising edge before the EOI is coalesced (0)', () => {
+    const { chip } = thirdVm();
+    expect([true, false, true, false].map((l) => chip.setIrq(0, 8, l))).toEqual(REAL['rtc_sequence']);
+  });
+
+  test('lowest priority to logical flat 3: vector hashing gives even vectors to APIC 0, odd to APIC 1', () => {
+    const { chip, vcpus } = thirdVm();
+    const got = [0, 1, 2, 3].map((k) => chip.signalMsi({ address_lo: 0xfee00000 | (3 << 12) | (1 << 2), address_hi: 0, data: 0x100 | (0x60 + k), flags: 0, devid: 0 }));
+    expect(got).toEqual(REAL['lowest_prio_msi_results']);
+    const irr3 = (i: number) => vcpus[i]!.lapic.regs.get(0x230).toString(16).padStart(8, '0');
+    expect([irr3(0), irr3(1)]).toEqual([REAL['lowest_prio_irr_0'], REAL['lowest_prio_irr_1']]);
+    expect(chip.signalMsi({ address_lo: 0xfee00000 | (0xff << 12), address_hi: 0, data: 0x70, flags: 0, devid: 0 })).toBe(REAL['broadcast_msi']);
+  });
+});
