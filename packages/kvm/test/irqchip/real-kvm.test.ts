@@ -77,6 +77,16 @@ describe('reset states (KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2, KVM_CREATE_VCPU)', 
     expect(Buffer.from(v.lapic.getState(0n)).toString('hex')).toBe(REAL['split_lapic_0_reset']);
     expect(() => chip.createPit(0, 0n)).toThrow(expect.objectContaining({ code: 'ENOENT' }) as Error);
   });
+
+  test('split irqchip with x2APIC in the guest CPUID: the version advertises directed EOI (0x1050014)', () => {
+    const chip = KvmIrqchip.createSplit(24);
+    const v = chip.addVcpu(fakeVcpu(0));
+    v.lapic.setCpuid({ x2apic: true, tscDeadline: false, maxPhyAddr: 36 });
+    expect(v.lapic.regs.get(0x30)).toBe(REAL['split_lvr_with_x2apic']);
+    const { vcpus } = vmWith(1);
+    vcpus[0]!.lapic.setCpuid({ x2apic: true, tscDeadline: false, maxPhyAddr: 36 });
+    expect(vcpus[0]!.lapic.regs.get(0x30)).toBe(0x50014); // in-kernel IOAPIC: no directed EOI
+  });
 });
 
 describe('KVM_IRQ_LINE_STATUS answers', () => {
