@@ -357,7 +357,10 @@ export class KvmPic {
     }
   }
 
-  /** `pic_poll_read`: the poll command acknowledges and answers the pending pin (7 when none). */
+  /**
+   * `pic_poll_read`: the poll command acknowledges the pending pin and answers it with bit 7 set ("an interrupt
+   * is pending", since Linux 5.14), or 0x07 when none is (checked on a real /dev/kvm).
+   */
   #pollRead(s: kvm_pic_state, port: number): number {
     const ret = this.#getIrq(s);
     if (ret < 0) {
@@ -373,6 +376,6 @@ export class KvmPic {
     s.irr &= ~(1 << ret) & 0xff;
     this.#clearIsr(s, ret);
     if (slave || ret !== 2) this.#updateIrq();
-    return ret;
+    return ret | 0x80;
   }
 }

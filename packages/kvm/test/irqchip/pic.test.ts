@@ -187,12 +187,12 @@ describe('OCW2 and OCW3', () => {
     expect(pic.ioRead(0x21)).toBe(0xa5);
   });
 
-  test('poll (0x0c): the next read acknowledges and answers the pin, then 7 when empty', () => {
+  test('poll (0x0c): the next read acknowledges and answers 0x80 | pin, then 7 when empty', () => {
     const { pic } = picWith();
     init(pic);
     pic.setIrq(4, 0, true);
     pic.ioWrite(0x20, 0x0c);
-    expect(pic.ioRead(0x20)).toBe(4);
+    expect(pic.ioRead(0x20)).toBe(0x84);
     expect(pic.getState(0)).toMatchObject({ irr: 0, isr: 0, poll: 0 });
     pic.ioWrite(0x20, 0x0c);
     expect(pic.ioRead(0x20)).toBe(7);

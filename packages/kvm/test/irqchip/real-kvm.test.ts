@@ -253,3 +253,36 @@ describe('delivery to software-enabled APICs', () => {
     expect(chip.signalMsi({ address_lo: 0xfee00000 | (0xff << 12), address_hi: 0, data: 0x70, flags: 0, devid: 0 })).toBe(REAL['broadcast_msi']);
   });
 });
+
+test('a real-mode guest programming the PIC and the PIT through their ports reads what the real KVM gave it', () => {
+  // fixtures/real-kvm-irqchip.c, "guest_port_reads": the same OUT/IN sequence, in the same order.
+  const { chip } = vmWith(1);
+  chip.createPit(KVM_PIT_SPEAKER_DUMMY, 0n);
+  const reads: number[] = [];
+  let now = 1_000n;
+  const out = (port: number, v: number) => chip.pioWrite(port, 1, v, (now += 100n));
+  const inb = (port: number) => reads.push(chip.pioRead(port, 1, (now += 100n))!);
+  for (const [cmd, data, base, casc] of [[0x20, 0x21, 0x08, 4], [0xa0, 0xa1, 0x70, 2]] as const) {
+    out(cmd, 0x11); out(data, base); out(data, casc); out(data, 0x01);
+  }
+  for (const gsi of [1, 3]) {
+    chip.setIrq(0, gsi, true);
+    chip.setIrq(0, gsi, false);
+  }
+  for (const ocw3 of [0x0a, 0x0c, 0x0b, 0x0a, 0x0c, 0x0c]) {
+    out(0x20, ocw3);
+    inb(0x20);
+  }
+  out(0x4d0, 0xff); inb(0x4d0);
+  out(0x21, 0xa5); inb(0x21);
+  out(0x43, 0xb6); out(0x42, 0x00); out(0x42, 0x10);
+  out(0x43, 0xe8); inb(0x42);
+  out(0x43, 0x30); out(0x40, 0xff); out(0x40, 0xff);
+  out(0x43, 0xe2); inb(0x40);
+  out(0x43, 0x7a);
+  out(0x43, 0xe4); inb(0x41);
+  out(0x61, 0x03); inb(0x61);
+  const real = REAL['guest_port_reads'] as number[];
+  const refresh = 0x10; // port 0x61 bit 4 toggles with time
+  expect(reads.map((r, i) => (i === reads.length - 1 ? r & ~refresh : r))).toEqual(real.map((r, i) => (i === real.length - 1 ? r & ~refresh : r)));
+});
