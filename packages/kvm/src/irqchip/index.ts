@@ -28,7 +28,8 @@ export {
 export { msiToLapicIrq, msiRouteInvalid, type MsiMessage } from './msi.js';
 export { RoutingTable, DEFAULT_ROUTING, type KernelRoute, type RoutingChips, type kvm_irq_routing_entry } from './routing.js';
 export { KvmPit, type PitHooks } from './pit.js';
-export { KvmIrqchip, VcpuInterrupts, type IrqchipMode, type IrqchipOptions, type kvm_msi, type Unregister } from './irqchip.js';
+export { KvmIrqchip, type IrqchipOptions, type kvm_msi, type Unregister } from './irqchip.js';
+export { VcpuInterrupts, type IrqchipMode, type ExtintSource } from './vcpu-interrupts.js';
 export * from './state/pic-state.js';
 export * from './state/ioapic-state.js';
 export * from './state/lapic-state.js';

@@ -12,21 +12,22 @@
  * @module
  */
 
+import { KernelError } from '@vac/core';
 import { KVM_IRQCHIP_IOAPIC } from '../abi/constants.js';
 import { ApicBus } from './apic-bus.js';
 import { APIC_DEST_NOSHORT, APIC_LVT0, APIC_TMR, IOAPIC_LEVEL_TRIG, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID, KVM_MAX_IRQ_ROUTES, KVM_MAX_IRQ_SOURCE_IDS, KVM_MSI_VALID_DEVID, KVM_USERSPACE_IRQ_SOURCE_ID } from './constants.js';
-import { KernelError } from '@vac/core';
 import { checkUint } from './errors.js';
 import { KvmIoapic } from './ioapic.js';
 import { KvmLapic, type LapicOptions, type LapicVcpu } from './lapic.js';
 import { msiRouteInvalid, msiToLapicIrq, type MsiMessage } from './msi.js';
 import { KvmPic } from './pic.js';
 import { KvmPit } from './pit.js';
+import { VcpuInterrupts, type IrqchipMode } from './vcpu-interrupts.js';
 import { RoutingTable, type KernelRoute, type kvm_irq_routing_entry } from './routing.js';
 import { DeviceClock, earliest } from './time.js';
 
 /** `kvm->arch.irqchip_mode` once an irqchip exists. */
-export type IrqchipMode = 'kernel' | 'split';
+
 
 /** VM-wide options. */
 export interface IrqchipOptions {
@@ -52,65 +53,6 @@ export type Unregister = (() => void) & Disposable;
 function unregisterer(fn: () => void): Unregister {
   const u = (): void => fn();
   return Object.assign(u, { [Symbol.dispose]: u });
-}
-
-/** The interrupt side of one vCPU: its LAPIC plus the external-interrupt source (PIC, or user space in split mode). */
-export class VcpuInterrupts {
-  readonly lapic: KvmLapic;
-  readonly #chip: KvmIrqchip;
-  /** `vcpu->arch.pending_external_vector` (split mode, KVM_INTERRUPT), -1 if none. */
-  #pendingExternalVector = -1;
-
-  constructor(chip: KvmIrqchip, lapic: KvmLapic) {
-    this.#chip = chip;
-    this.lapic = lapic;
-  }
-
-  /** `kvm_cpu_has_extint`: the PIC (or a user-space ExtINT) has an interrupt and LINT0 lets it through. */
-  hasExtint(): boolean {
-    if (!this.lapic.acceptsPicIntr()) return false;
-    if (this.#chip.mode === 'split') return this.#pendingExternalVector !== -1;
-    return this.#chip.pic?.output ?? false;
-  }
-
-  /** `kvm_cpu_has_interrupt` (= `kvm_cpu_has_injectable_intr` without APICv). */
-  hasInterrupt(): boolean {
-    return this.hasExtint() || this.lapic.hasInterrupt() !== -1;
-  }
-
-  /** `kvm_cpu_get_interrupt`: acknowledge and return the vector the CPU takes now, or -1. */
-  getInterrupt(): number {
-    return this.#chip.run(() => {
-      if (this.hasExtint()) {
-        if (this.#chip.mode === 'split') {
-          const v = this.#pendingExternalVector;
-          this.#pendingExternalVector = -1;
-          return v;
-        }
-        return (this.#chip.pic as KvmPic).readIrq();
-      }
-      return this.lapic.getInterrupt();
-    });
-  }
-
-  /**
-   * KVM_INTERRUPT with an in-kernel LAPIC (`kvm_vcpu_ioctl_interrupt`): only a split irqchip takes it, as the
-   * ExtINT vector of the user-space PIC. EINVAL for irq ≥ 256, ENXIO with an in-kernel PIC, EEXIST while one
-   * is pending.
-   */
-  injectExtint(irq: number): void {
-    checkUint(irq, 0xffffffff, 'kvm_interrupt.irq');
-    if (irq >= 256) throw new KernelError('EINVAL', 'kvm_vcpu_ioctl_interrupt', 'irq ≥ KVM_NR_INTERRUPTS');
-    if (this.#chip.mode === 'kernel') throw new KernelError('ENXIO', 'kvm_vcpu_ioctl_interrupt', 'the PIC is in the kernel');
-    if (this.#pendingExternalVector !== -1) throw new KernelError('EEXIST', 'kvm_vcpu_ioctl_interrupt', 'an ExtINT is already pending');
-    this.#pendingExternalVector = irq;
-    this.lapic.vcpu.kick();
-  }
-
-  /** The ExtINT vector user space queued and the CPU has not taken yet (split mode), or -1. */
-  get pendingExternalVector(): number {
-    return this.#pendingExternalVector;
-  }
 }
 
 /** One VM's in-kernel irqchip. */

@@ -85,7 +85,6 @@ export const KVM_APIC_SIPI = 1;
 
 /** LVT indices (`enum lapic_lvt_entry`). */
 const LVT_TIMER = 0;
-const LVT_LINT0 = 3;
 const LVT_CMCI = 6;
 
 const LVT_MASK = APIC_LVT_MASKED | APIC_SEND_PENDING | APIC_VECTOR_MASK;

@@ -32,7 +32,6 @@ import {
 } from './state/pit-state.js';
 import { DeviceClock, NSEC_PER_SEC, SimTimer, mulDiv } from './time.js';
 
-const RW_STATE_LSB = 1;
 const RW_STATE_MSB = 2;
 const RW_STATE_WORD0 = 3;
 const RW_STATE_WORD1 = 4;
@@ -315,7 +314,7 @@ export class KvmPit {
           this.#loadCount(addr, s.write_latch | (val << 8), now);
           s.write_state = RW_STATE_WORD0;
           break;
-        default: // RW_STATE_LSB and anything SET_PIT stored
+        default: // RW_STATE_LSB (1), and any value SET_PIT stored
           this.#loadCount(addr, val, now);
       }
     }
