@@ -11,7 +11,8 @@
  * @module
  */
 import { KernelError, UsageError, vcpuLabel } from '@vac/core';
-import type { Cpu, EventBus, MsrSlot, VacPort, VcpuTag, VendorVcpu, VendorVm } from '@vac/core';
+import type { Cpu, EventBus, MsrSlot, UniqueId, VacPort, VcpuTag, VendorVcpu, VendorVm } from '@vac/core';
+import type { VpidView } from './vac-vpids.js';
 import { INTEL_MSR, L1D_FLUSH, VMXERR_MESSAGE } from './arch.js';
 import type { VmInstructionError } from './arch.js';
 import type { IntelHardware } from './hardware.js';
@@ -68,6 +69,8 @@ export interface VmxVcpuContext {
   readonly hw: IntelHardware;
   /** The module's VAC port (its handle; a private stand-in in legacy mode). */
   readonly vac: VacPort;
+  /** The module's view of VAC's VPID space. */
+  readonly vpids: VpidView;
   /** The module name (`kvm0`). */
   readonly module: string;
   /** The host's event stream. */
@@ -132,6 +135,11 @@ export class VmxVm implements VendorVm {
     throw new KernelError('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP', 'kvm_x86_ops.mem_enc_ioctl is NULL on VMX (no SEV on Intel)');
   }
 
+  /** No VM-wide ID on VMX. */
+  uniqueIds(): readonly UniqueId[] {
+    return [];
+  }
+
   /** `vmx_vm_destroy`: nothing to give back (no SEV ASID, no shared EPT pages in the model). */
   destroy(): void {
     this.#destroyed = true;
@@ -187,7 +195,7 @@ export class VmxVcpu implements VendorVcpu {
     this.#ctx = ctx;
     this.vm = vm;
     this.tag = tag;
-    this.#vpid = ctx.config.vpid ? ctx.vac.allocateVpid(tag) : 0;
+    this.#vpid = ctx.config.vpid ? ctx.vpids.allocate(tag) : 0;
     const vmcs = ctx.hw.allocVmcs(vcpuLabel(tag));
     vmcs.vpid = this.#vpid;
     this.#vmcs = vmcs;
@@ -479,6 +487,11 @@ export class VmxVcpu implements VendorVcpu {
     return { kind: 'vpid', value: this.#vpid };
   }
 
+  /** The VPID, when it has one: no two live vCPUs of any modules may share it (invariant 2). */
+  uniqueIds(): readonly UniqueId[] {
+    return this.#vpid === 0 ? [] : [{ kind: 'VPID', value: this.#vpid }];
+  }
+
   /**
    * `vmx_vcpu_free` (`vmx.c`): `free_vpid(vmx->vpid)` (RFC patch 14: only with `enable_vpid`; VPID 0 is never
    * given back), then `free_loaded_vmcs(vmx->loaded_vmcs)`: VMCLEAR on the CPU whose loaded list holds the VMCS
@@ -488,7 +501,7 @@ export class VmxVcpu implements VendorVcpu {
   free(): void {
     this.#live('free');
     const ctx = this.#ctx;
-    if (this.#vpid !== 0) ctx.vac.freeVpid(this.#vpid);
+    if (this.#vpid !== 0) ctx.vpids.free(this.#vpid);
     this.#vpid = 0;
     ctx.hw.vmcsFree(this.#vmcs);
     this.#freed = true;

@@ -5,7 +5,7 @@
  * @module
  */
 import { KernelError, UsageError } from '../errors.js';
-import { IdBitmap } from '../vac/bitmap.js';
+import { IdBitmap } from '../id-bitmap.js';
 import { OpenFile, type FileOperations } from './file.js';
 import type { Host } from './host.js';
 

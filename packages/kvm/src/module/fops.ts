@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { KernelError, type FileOperations, type OpenFile, type Process, type Syscall, type Thread } from '@vac/core';
+import { KernelError, type FileOperations, type MemEncryptCommand, type OpenFile, type Process, type Syscall, type Thread } from '@vac/core';
 import {
   KVM_API_VERSION,
   KVM_CAP_CHECK_EXTENSION_VM,
@@ -46,6 +46,7 @@ import {
   KVM_X86_DEFAULT_VM,
   PAGE_SIZE,
 } from '../abi/constants.js';
+import { VCPU_FAULT_SITE } from './faults.js';
 import { KVMIO } from '../abi/ioctl.js';
 import { validateKvmRegs, validateKvmSevCmd, validateKvmSregs, validateKvmUserspaceMemoryRegion, type kvm_regs, type kvm_sev_cmd, type kvm_sregs, type kvm_userspace_memory_region } from '../abi/structs.js';
 import type { KvmInstance } from './instance.js';
@@ -211,7 +212,7 @@ function vmIoctl(inst: KvmInstance, vm: Vm, request: number, arg: unknown, proc:
       if (id < 0 || id >= KVM_MAX_VCPU_IDS) throw new KernelError('EINVAL', 'KVM_CREATE_VCPU', `vCPU id ${id} is not below KVM_MAX_VCPU_IDS (${KVM_MAX_VCPU_IDS})`);
       if (vm.createdVcpus >= KVM_MAX_VCPUS) throw new KernelError('EINVAL', 'KVM_CREATE_VCPU', `the VM has KVM_MAX_VCPUS (${KVM_MAX_VCPUS}) vCPUs`);
       if (vm.vcpus.has(id)) throw new KernelError('EEXIST', 'KVM_CREATE_VCPU', `vCPU ${id} exists`);
-      if (inst.host.faults.shouldFail('vcpu')) throw new KernelError('ENOMEM', 'KVM_CREATE_VCPU', 'injected allocation failure');
+      if (inst.host.faults.shouldFail(VCPU_FAULT_SITE)) throw new KernelError('ENOMEM', 'KVM_CREATE_VCPU', 'injected allocation failure');
       const tag = { instance: inst.name, vm: vm.id, vcpu: id };
       const vendor = inst.vendor.createVcpu(vm.vendor, tag);
       const v = new Vcpu(inst, vm, id, tag, vendor);
@@ -253,7 +254,12 @@ function vmIoctl(inst: KvmInstance, vm: Vm, request: number, arg: unknown, proc:
       vm.checkCaller(proc, 'KVM_MEMORY_ENCRYPT_OP');
       if (!vm.vendor.memEncrypt) throw new KernelError('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP', `${inst.name} has no memory encryption`);
       const cmd = structArg<kvm_sev_cmd>(arg, validateKvmSevCmd, 'KVM_MEMORY_ENCRYPT_OP');
-      return vm.vendor.memEncryptOp(cmd, vm.createdVcpus > 0);
+      const c: MemEncryptCommand = { id: cmd.id, data: cmd.data, error: cmd.error, fd: cmd.sev_fd };
+      try {
+        return vm.vendor.memEncryptOp(c, vm.createdVcpus > 0);
+      } finally {
+        cmd.error = c.error; // sev_mem_enc_ioctl copies the command back whatever the result
+      }
     }
     default:
       // kvm_arch_vm_ioctl: -ENOTTY

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 
-import { UsageError } from '../../src/errors.js';
-import { IdBitmap } from '../../src/vac/bitmap.js';
+import { UsageError } from '../src/errors.js';
+import { IdBitmap } from '../src/id-bitmap.js';
 
 /** The reference model: a plain boolean array and linear scans. */
 class NaiveBitmap {

@@ -17,8 +17,7 @@
  * @module
  */
 
-import { UsageError } from '../errors.js';
-import { IdBitmap } from './bitmap.js';
+import { IdBitmap, UsageError } from '@vac/core';
 
 /** Number of VPIDs, `VMX_NR_VPIDS` (`arch/x86/include/asm/vmx.h`): 65,536, VPID 0 being the host's. */
 export const VMX_NR_VPIDS = 1 << 16;

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 
-import { UsageError } from '../../src/errors.js';
-import { VMX_NR_VPIDS, VpidAllocator } from '../../src/vac/vpid.js';
+import { UsageError } from '@vac/core';
+import { VMX_NR_VPIDS, VpidAllocator } from '../src/vpid-allocator.js';
 
 interface Tag {
   module: string;

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 
-import { KernelError, UsageError, isKernelError } from '../../src/errors.js';
-import { SevAsidAllocator, type SevAsidState } from '../../src/vac/sev.js';
+import { KernelError, UsageError, isKernelError } from '@vac/core';
+import { SevAsidAllocator, type SevAsidState } from '../src/sev-asid-allocator.js';
 
 /** CPUID 0x8000001F with ECX = max_sev_asid = 10, EDX = min_sev_asid = 5: SEV [5, 10], SEV-ES [1, 4]. */
 function make(onFlush?: () => boolean | void): SevAsidAllocator<string> {

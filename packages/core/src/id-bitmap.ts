@@ -1,6 +1,6 @@
 /**
- * A fixed-size ID bitmap with summary levels: the data structure behind every VAC allocator (VPIDs, SEV
- * ASIDs).
+ * A fixed-size ID bitmap with summary levels: the data structure behind the ID allocators (the fd table, and the
+ * allocators the vendor halves of VAC bring).
  *
  * Linux keeps these IDs in a flat `DECLARE_BITMAP` and searches it with `find_first_zero_bit` /
  * `find_next_zero_bit` (`include/linux/find.h`, `lib/find_bit.c`), a linear scan over the words. That is
@@ -24,7 +24,7 @@
  * @module
  */
 
-import { UsageError } from '../errors.js';
+import { UsageError } from './errors.js';
 
 /** All 32 bits of a word set, as a `Uint32Array` element reads back. */
 const FULL = 0xffffffff;

@@ -27,7 +27,7 @@
  * @module
  */
 
-import { UsageError } from '../errors.js';
+import { UsageError } from '@vac/core';
 
 /** Geometry of the ASID space, from CPUID. */
 export interface AsidAllocatorConfig {
@@ -214,6 +214,11 @@ export class AsidAllocator<Holder = unknown> {
     this.generations = new Float64Array(nrCpus);
     this.nextAsids = new Float64Array(nrCpus).fill(this.maxAsid + 1);
     this.lists = new Array<CpuList<Holder> | undefined>(nrCpus).fill(undefined);
+  }
+
+  /** How many holders have a grant record (until {@link AsidAllocator.releaseHolder}). */
+  get holderCount(): number {
+    return this.records.size;
   }
 
   /** Total number of generation rollovers (each one a `TLB_CONTROL_FLUSH_ALL_ASID` entry) over all CPUs. */

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 
-import { UsageError } from '../../src/errors.js';
-import { AsidAllocator, type AsidConflict, type AsidGrant } from '../../src/vac/asid.js';
+import { UsageError } from '@vac/core';
+import { AsidAllocator, type AsidConflict, type AsidGrant } from '../src/asid-allocator.js';
 
 /** nrAsids 16, max_sev_asid 4 → ordinary ASIDs 5 … 15 (11 per generation). */
 function small(nrCpus = 2): AsidAllocator<string> {

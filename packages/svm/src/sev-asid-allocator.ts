@@ -27,8 +27,7 @@
  * @module
  */
 
-import type { CpuidRegs } from '../cpu.js';
-import { KernelError, UsageError } from '../errors.js';
+import { KernelError, UsageError, type CpuidRegs } from '@vac/core';
 
 /** SEV ASID geometry, as read from `CPUID 0x8000001F` by `sev_hardware_setup`. */
 export interface SevAsidConfig {
