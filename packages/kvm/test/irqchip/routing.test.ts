@@ -161,3 +161,15 @@ describe('invariants (fast-check)', () => {
     },
   );
 });
+
+describe('guest accesses through KvmIrqchip', () => {
+  test('MMIO goes to the vCPU’s own APIC page first, then the IOAPIC window; anything else is not in the kernel', () => {
+    const { chip, vcpus } = vmWith(2);
+    expect(chip.mmioRead(vcpus[1]!, 0xfee00020n, 4, 0n)).toBe(0x01000000); // vCPU 1's own APIC ID
+    expect(chip.mmioWrite(vcpus[0]!, 0xfec00000n, 4, 1, 0n)).toBe(true);
+    expect(chip.mmioRead(vcpus[0]!, 0xfec00010n, 4, 0n)).toBe(0x00170011);
+    expect(chip.mmioRead(vcpus[0]!, 0xfed00000n, 4, 0n)).toBeUndefined();
+    expect(chip.pioRead(0x3f8, 1, 0n)).toBeUndefined(); // no device: the access exits to user space
+    expect(chip.pioWrite(0x40, 1, 0, 0n)).toBe(false); // no PIT yet
+  });
+});
