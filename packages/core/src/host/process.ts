@@ -41,7 +41,11 @@ export interface SpawnOptions {
   readonly cpu?: number;
   /** A name for messages and traces (default `pid<N>`). */
   readonly name?: string;
-  /** `RLIMIT_NOFILE` (default 1024, Linux's default soft limit). */
+  /**
+   * `RLIMIT_NOFILE` (default 1024, Linux's default soft limit): the bound on fd *numbers*, as `alloc_fd` applies it
+   * (fs/file.c): fds 0–2 (stdio) count, so a process may open fds 3 … `nofile - 1`. An integer in 0 … 1,048,576
+   * (`fs.nr_open`).
+   */
   readonly nofile?: number;
 }
 
@@ -121,8 +125,8 @@ export class Process {
     this.cpu = host.checkCpu(opts.cpu ?? 0);
     this.name = opts.name ?? `pid${pid}`;
     this.#nofile = opts.nofile ?? 1024;
-    // fds 0-2 stay reserved (stdio); a process may hold `nofile` fds, numbered from 3.
-    this.#fdBits = new IdBitmap(this.#nofile + 3);
+    // fds 0-2 are stdio (taken); alloc_fd refuses an fd number >= RLIMIT_NOFILE, so the last one is nofile - 1.
+    this.#fdBits = new IdBitmap(Math.max(this.#nofile, 3));
     this.#fdBits.set(0);
     this.#fdBits.set(1);
     this.#fdBits.set(2);
@@ -176,8 +180,9 @@ export class Process {
     return (bits & want) === want;
   }
 
+  /** `alloc_fd(0, rlimit(RLIMIT_NOFILE))`: the lowest free fd (≥ 3 here: stdio holds 0–2) must lie below the limit. */
   #checkFdRoom(op: string): void {
-    if (this.#nfds >= this.#nofile) throw new KernelError('EMFILE', op, 'Too many open files');
+    if (this.#nfds + 3 >= this.#nofile) throw new KernelError('EMFILE', op, 'Too many open files');
   }
 
   #install(file: OpenFile, path: string): number {

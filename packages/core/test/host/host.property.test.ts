@@ -89,7 +89,7 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
     }),
   },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('rmmod' as const), name: fc.nat({ max: NAMES.length - 1 }), asUser: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('spawn' as const), kind: fc.nat({ max: 2 }), nofile: fc.integer({ min: 1, max: 4 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('spawn' as const), kind: fc.nat({ max: 2 }), nofile: fc.integer({ min: 4, max: 7 }) }) },
   {
     weight: 4,
     arbitrary: fc.record({

@@ -212,7 +212,8 @@ describe('open', () => {
 
   test('EMFILE (24) at the RLIMIT_NOFILE limit, for open, dup and anon files', () => {
     const host = kvmHost();
-    const p = host.spawn({ nofile: 2 });
+    // fds 0-2 count (alloc_fd bounds fd numbers): nofile 5 leaves fds 3 and 4.
+    const p = host.spawn({ nofile: 5 });
     const fd = p.open('/dev/kvm');
     p.dup(fd);
     expectKernelError(host, () => p.open('/dev/kvm'), 'EMFILE', 24);
@@ -223,12 +224,14 @@ describe('open', () => {
     expect(p.open('/dev/kvm')).toBe(3);
   });
 
-  test('the default limit is 1024', () => {
+  test('the default limit is 1024: the highest fd is 1023 (fds 0-2 count, as in Linux)', () => {
     const host = kvmHost();
     const p = host.spawn();
-    for (let i = 0; i < 1024; i++) p.open('/dev/kvm');
+    let last = -1;
+    for (let i = 0; i < 1021; i++) last = p.open('/dev/kvm');
+    expect(last).toBe(1023);
     expectKernelError(host, () => p.open('/dev/kvm'), 'EMFILE');
-    expect(refcount(host, 'kvm1')).toBe(1024);
+    expect(refcount(host, 'kvm1')).toBe(1021);
     p.kill();
     expect(refcount(host, 'kvm1')).toBe(0);
   });

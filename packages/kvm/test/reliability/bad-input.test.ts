@@ -261,7 +261,7 @@ describe.each(VENDORS)('bad input on $name', (vendor) => {
     const s = { host } as Setup;
     bad(s, () => p.ioctl(vm, KVM_CREATE_VCPU, 4095), 'EINVAL', 'vCPU #1025');
     bad(s, () => p.ioctl(vm, KVM_CREATE_IRQCHIP, 0), 'EINVAL', 'irqchip after vCPUs');
-    const q = host.spawn({ uid: 1000, groups: ['kvm'], nofile: 5 });
+    const q = host.spawn({ uid: 1000, groups: ['kvm'], nofile: 8 });
     const t = readyVm(q, '/dev/kvm0', GUESTS.hlt, 0);
     expect(q.ioctl(t.vm, KVM_CREATE_IRQCHIP, 0)).toBe(0);
     bad(s, () => q.ioctl(t.vm, KVM_CREATE_IRQCHIP, 0), 'EEXIST', 'second irqchip');

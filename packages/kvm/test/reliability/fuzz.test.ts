@@ -146,9 +146,9 @@ class Fuzz {
     this.host.modprobe(IMAGES[1] as never, { enable_virt_at_load: evalAtLoad[1] });
     this.host.devfs.miscRegister({ name: 'plain', minor: 255, fops: {}, mode: 0o666 });
     this.procs = [
-      this.host.spawn({ uid: 1000, groups: ['kvm'], nofile: 48, name: 'vmm0' }),
-      this.host.spawn({ uid: 0, nofile: 48, name: 'root', cpu: 1 }),
-      this.host.spawn({ uid: 1001, nofile: 48, name: 'stranger', cpu: 2 }),
+      this.host.spawn({ uid: 1000, groups: ['kvm'], nofile: 51, name: 'vmm0' }),
+      this.host.spawn({ uid: 0, nofile: 51, name: 'root', cpu: 1 }),
+      this.host.spawn({ uid: 1001, nofile: 51, name: 'stranger', cpu: 2 }),
     ];
     for (const p of this.procs.slice(0, 2)) {
       const sys = p.open('/dev/kvm0', O_RDWR);
