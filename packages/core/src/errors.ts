@@ -29,10 +29,13 @@ export const ERRNO = {
   EBUSY: 16,
   EEXIST: 17,
   ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
   EINVAL: 22,
   EMFILE: 24,
   ENOTTY: 25,
   ENOSPC: 28,
+  ENAMETOOLONG: 36,
   ELOOP: 40,
   EOPNOTSUPP: 95,
 } as const;

@@ -11,6 +11,7 @@ import { makeUndo, type Unsubscribe } from '../events.js';
 import type { Host } from './host.js';
 import type { FileOperations } from './file.js';
 import type { LoadedModule } from './modules.js';
+import { NAME_MAX, PATH_MAX, parentOf, walkPath, type DevEntry, type Found } from './path-walk.js';
 
 /** `MISC_MAJOR`. */
 export const MISC_MAJOR = 10;
@@ -43,10 +44,13 @@ export interface CharDevice {
   readonly owner: LoadedModule | undefined;
 }
 
-/** What `stat` reports for a /dev path (`lstat` semantics: a symlink is reported as one). */
-export type DevStat =
+/** What `ls -l /dev` shows of an entry of /dev: a device node or a symlink. */
+export type DevEntryStat =
   | { readonly type: 'char'; readonly path: string; readonly major: number; readonly minor: number; readonly uid: number; readonly gid: number; readonly mode: number }
   | { readonly type: 'symlink'; readonly path: string; readonly target: string };
+
+/** What `stat` reports for a path (`lstat` semantics: a symlink is reported as one): an entry of /dev, or a directory. */
+export type DevStat = DevEntryStat | { readonly type: 'dir'; readonly path: '/' | '/dev' };
 
 /** A misc device to register (`struct miscdevice`). */
 export interface MiscDevice {
@@ -74,8 +78,6 @@ export interface MiscRegistration {
   readonly deregister: Unsubscribe;
 }
 
-const MAX_SYMLINK_HOPS = 40;
-
 /** The /dev filesystem of a host. */
 export class Devfs {
   readonly #host: Host;
@@ -94,7 +96,7 @@ export class Devfs {
    * the node name exists.
    */
   miscRegister(dev: MiscDevice): MiscRegistration {
-    if (typeof dev.name !== 'string' || dev.name.length === 0 || dev.name.includes('/')) {
+    if (typeof dev.name !== 'string' || dev.name.length === 0 || dev.name.length > NAME_MAX || dev.name.includes('/') || dev.name === '.' || dev.name === '..') {
       throw new UsageError('ERR_INVALID_ARG', `misc device name ${JSON.stringify(dev.name)} is not a valid node name`);
     }
     const path = `/dev/${dev.name}`;
@@ -134,66 +136,109 @@ export class Devfs {
     throw new KernelError('EBUSY', 'misc_register', 'no dynamic misc minor left');
   }
 
-  /** `symlink(target, path)`: create a symbolic link; EEXIST if `path` exists. The target need not exist. */
+  /**
+   * `symlink(target, path)`: create a symbolic link in /dev. `path` is looked up as the VFS does (`//dev///kvm`,
+   * `/dev/./kvm` and `/dev/../dev/kvm` name `/dev/kvm`); the target is stored as given and need not exist.
+   * @throws {@link KernelError} EEXIST (the name exists, `/dev` itself included), ENOENT (empty target; a trailing
+   * slash after a name that does not exist), ENAMETOOLONG, or the lookup's ENOTDIR / ELOOP;
+   * {@link UsageError} for a link outside /dev (the model's filesystem has nothing else)
+   */
   symlink(target: string, path: string): void {
-    checkDevPath(path);
-    if (typeof target !== 'string' || target.length === 0) throw new UsageError('ERR_INVALID_ARG', 'symlink target must be a non-empty string');
-    if (this.#nodes.has(path) || this.#links.has(path)) throw new KernelError('EEXIST', 'symlink', `${path} exists`);
-    this.#links.set(path, target);
+    if (typeof target !== 'string') throw new UsageError('ERR_INVALID_ARG', `symlink: target must be a string, got ${typeof target}`);
+    if (typeof path !== 'string') throw new UsageError('ERR_INVALID_ARG', `symlink: path must be a string, got ${typeof path}`);
+    if (target.length === 0) throw new KernelError('ENOENT', 'symlink', 'empty target');
+    if (target.length >= PATH_MAX) throw new KernelError('ENAMETOOLONG', 'symlink', `target of ${target.length} bytes`);
+    const at = parentOf(path, this.#lookup, 'symlink');
+    if (at.name === '' || at.name === '.' || at.name === '..' || (at.dir === '/' && at.name === 'dev')) {
+      throw new KernelError('EEXIST', 'symlink', `${path} exists`);
+    }
+    if (at.dir !== '/dev') throw new UsageError('ERR_INVALID_ARG', `${JSON.stringify(path)} is not a path under /dev`);
+    const full = `/dev/${at.name}`;
+    if (this.#nodes.has(full) || this.#links.has(full)) throw new KernelError('EEXIST', 'symlink', `${path} exists`);
+    if (at.trailingSlash) throw new KernelError('ENOENT', 'symlink', `${path}: No such file or directory`);
+    this.#links.set(full, target);
   }
 
-  /** `unlink(path)`: remove a symlink (device nodes belong to their driver: EPERM). ENOENT if absent. */
+  /**
+   * `unlink(path)`: remove a symlink (device nodes belong to their driver: EPERM).
+   * @throws {@link KernelError} ENOENT (absent), EPERM (a device node), EISDIR (a directory), ENOTDIR (a trailing
+   * slash after a name that is not a directory)
+   */
   unlink(path: string): void {
-    if (this.#links.delete(path)) return;
-    if (this.#nodes.has(path)) throw new KernelError('EPERM', 'unlink', `${path} is a device node owned by its driver`);
-    throw new KernelError('ENOENT', 'unlink', `${path}: No such file or directory`);
+    checkPathArg(path, 'unlink');
+    const at = parentOf(path, this.#lookup, 'unlink');
+    if (at.name === '' || at.name === '.' || at.name === '..' || (at.dir === '/' && at.name === 'dev')) {
+      throw new KernelError('EISDIR', 'unlink', `${path}: Is a directory`);
+    }
+    const full = `/dev/${at.name}`;
+    const exists = at.dir === '/dev' && (this.#links.has(full) || this.#nodes.has(full));
+    if (!exists) throw new KernelError('ENOENT', 'unlink', `${path}: No such file or directory`);
+    if (at.trailingSlash) throw new KernelError('ENOTDIR', 'unlink', `${path}: Not a directory`);
+    if (this.#nodes.has(full)) throw new KernelError('EPERM', 'unlink', `${full} is a device node owned by its driver`);
+    this.#links.delete(full);
   }
 
-  /** `readlink(path)`; EINVAL if it is not a symlink, ENOENT if absent. */
+  /** `readlink(path)`: the target of the symlink `path`. EINVAL if it is not a symlink, ENOENT if absent. */
   readlink(path: string): string {
-    const t = this.#links.get(path);
-    if (t !== undefined) return t;
-    if (this.#nodes.has(path)) throw new KernelError('EINVAL', 'readlink', `${path} is not a symbolic link`);
-    throw new KernelError('ENOENT', 'readlink', `${path}: No such file or directory`);
+    checkPathArg(path, 'readlink');
+    const found = walkPath(path, this.#lookup, false, 'readlink');
+    if (found.kind !== 'link') throw new KernelError('EINVAL', 'readlink', `${path} is not a symbolic link`);
+    return found.target;
   }
 
-  /** `lstat(path)`. */
+  /** `lstat(path)`: a symlink at the end of the path is reported as one. */
   lstat(path: string): DevStat {
-    const t = this.#links.get(path);
-    if (t !== undefined) return { type: 'symlink', path, target: t };
-    const n = this.#nodes.get(path);
-    if (n === undefined) throw new KernelError('ENOENT', 'stat', `${path}: No such file or directory`);
-    return { type: 'char', path, major: n.major, minor: n.minor, uid: n.uid, gid: n.gid, mode: n.mode };
+    checkPathArg(path, 'stat');
+    return this.#statOf(walkPath(path, this.#lookup, false, 'stat'));
   }
 
   /** `stat(path)`: follows symlinks. */
   stat(path: string): DevStat {
-    const n = this.resolve(path);
-    return { type: 'char', path: n.path, major: n.major, minor: n.minor, uid: n.uid, gid: n.gid, mode: n.mode };
+    checkPathArg(path, 'stat');
+    return this.#statOf(walkPath(path, this.#lookup, true, 'stat'));
   }
 
-  /** Follow symlinks to a device node. ENOENT (dangling or absent), ELOOP (too many links). */
-  resolve(path: string): CharDevice {
-    let p = path;
-    for (let hops = 0; hops <= MAX_SYMLINK_HOPS; hops++) {
-      const n = this.#nodes.get(p);
-      if (n !== undefined) return n;
-      const t = this.#links.get(p);
-      if (t === undefined) throw new KernelError('ENOENT', 'open', `${path}: No such file or directory`);
-      p = t.startsWith('/') ? t : `/dev/${t}`;
+  #statOf(found: Found<CharDevice>): DevStat {
+    switch (found.kind) {
+      case 'dir':
+        return { type: 'dir', path: found.path };
+      case 'link':
+        return { type: 'symlink', path: found.path, target: found.target };
+      case 'node': {
+        const n = found.node;
+        return { type: 'char', path: n.path, major: n.major, minor: n.minor, uid: n.uid, gid: n.gid, mode: n.mode };
+      }
     }
-    throw new KernelError('ELOOP', 'open', `${path}: Too many levels of symbolic links`);
   }
+
+  /**
+   * The device node `path` names, following symlinks (`open`).
+   * @throws {@link KernelError} ENOENT (dangling or absent), ELOOP (too many links), ENOTDIR, ENAMETOOLONG, EISDIR (a
+   * directory: the model's directories cannot be opened)
+   */
+  resolve(path: string): CharDevice {
+    checkPathArg(path, 'open');
+    const found = walkPath(path, this.#lookup, true, 'open');
+    if (found.kind !== 'node') throw new KernelError('EISDIR', 'open', `${path}: Is a directory`);
+    return found.node;
+  }
+
+  /** The entry of /dev called `name`, for the path walk. */
+  readonly #lookup = (name: string): DevEntry<CharDevice> | undefined => {
+    const path = `/dev/${name}`;
+    const node = this.#nodes.get(path);
+    if (node !== undefined) return { kind: 'node', node };
+    const target = this.#links.get(path);
+    return target === undefined ? undefined : { kind: 'link', target };
+  };
 
   /** Every node and link, sorted by path (`ls -l /dev`). */
-  list(): DevStat[] {
+  list(): DevEntryStat[] {
     const paths = [...this.#nodes.keys(), ...this.#links.keys()].sort();
-    return paths.map((p) => this.lstat(p));
+    return paths.map((p) => this.lstat(p) as DevEntryStat);
   }
 }
 
-function checkDevPath(path: string): void {
-  if (typeof path !== 'string' || !path.startsWith('/dev/') || path.length <= 5) {
-    throw new UsageError('ERR_INVALID_ARG', `${JSON.stringify(path)} is not a path under /dev`);
-  }
+function checkPathArg(path: unknown, op: string): void {
+  if (typeof path !== 'string') throw new UsageError('ERR_INVALID_ARG', `${op}: path must be a string, got ${typeof path}`);
 }

@@ -8,6 +8,7 @@ import { KernelError, UsageError } from '../errors.js';
 import { IdBitmap } from '../id-bitmap.js';
 import { OpenFile, type FileOperations } from './file.js';
 import type { Host } from './host.js';
+import { getname } from './path-walk.js';
 
 /** The capabilities the model checks. */
 export type Capability = 'CAP_SYS_MODULE' | 'CAP_SYS_ADMIN' | 'CAP_DAC_OVERRIDE' | 'CAP_SYS_NICE';
@@ -154,7 +155,8 @@ export class Process {
   open(path: string, flags: number = O_RDWR): number {
     this.#live('open');
     if (typeof path !== 'string') throw new UsageError('ERR_INVALID_ARG', 'open: path must be a string');
-    // do_sys_openat2: get_unused_fd_flags (EMFILE) comes before the path walk.
+    // do_sys_openat2: the name is copied in (getname), then get_unused_fd_flags (EMFILE), then the path walk.
+    getname(path, 'open');
     this.#checkFdRoom('open');
     const node = this.#host.devfs.resolve(path);
     const acc = flags & 3;

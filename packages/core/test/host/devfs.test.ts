@@ -222,11 +222,16 @@ describe('symlinks', () => {
     expectKernelError(host, () => host.devfs.lstat('/dev/none'), 'ENOENT', 2);
   });
 
-  test('symlinks live under /dev only; an empty target is a UsageError', () => {
+  test('symlinks live under /dev only; /dev itself exists (EEXIST); an empty target → ENOENT, as symlink(2)', () => {
     const host = newHost();
-    expectUsageError(host, () => host.symlink('/dev/kvm1', '/tmp/kvm'), 'ERR_INVALID_ARG');
-    expectUsageError(host, () => host.symlink('/dev/kvm1', '/dev/'), 'ERR_INVALID_ARG');
-    expectUsageError(host, () => host.symlink('', '/dev/kvm'), 'ERR_INVALID_ARG');
+    expectUsageError(host, () => host.symlink('/dev/kvm1', '/kvm'), 'ERR_INVALID_ARG');
+    expectKernelError(host, () => host.symlink('/dev/kvm1', '/tmp/kvm'), 'ENOENT', 2);
+    expectKernelError(host, () => host.symlink('/dev/kvm1', '/dev/'), 'EEXIST', 17);
+    expectKernelError(host, () => host.symlink('/dev/kvm1', '/'), 'EEXIST', 17);
+    expectKernelError(host, () => host.symlink('/dev/kvm1', '/dev/.'), 'EEXIST', 17);
+    expectKernelError(host, () => host.symlink('', '/dev/kvm'), 'ENOENT', 2);
+    expectUsageError(host, () => host.symlink(7 as unknown as string, '/dev/kvm'), 'ERR_INVALID_ARG');
+    expectUsageError(host, () => host.symlink('/dev/kvm1', undefined as unknown as string), 'ERR_INVALID_ARG');
   });
 
   test('symlinks emit no device events and survive the driver', () => {

@@ -313,7 +313,10 @@ describe.each(VENDORS)('bad input on $name', (vendor) => {
     bad(s, () => p.mmap(42, 4096), 'EBADF', 'mmap a bad fd');
     bad(s, () => p.mmapAnonymous(2 ** 60), 'ENOMEM', 'a 2^60-byte anonymous mapping');
     bad(s, () => p.munmap(4097, 4096), 'EINVAL', 'munmap unaligned');
-    for (const path of ['/dev/kvm9', '/dev/', '/nope', '']) bad(s, () => p.open(path, O_RDWR), 'ENOENT', `open ${JSON.stringify(path)}`);
+    for (const path of ['/dev/kvm9', '/nope', '', '/dev/kvm9/']) bad(s, () => p.open(path, O_RDWR), 'ENOENT', `open ${JSON.stringify(path)}`);
+    for (const path of ['/dev/', '/', '/dev/..']) bad(s, () => p.open(path, O_RDWR), 'EISDIR', `open ${JSON.stringify(path)}`);
+    bad(s, () => p.open('/dev/kvm0/', O_RDWR), 'ENOTDIR', 'open /dev/kvm0/');
+    bad(s, () => p.open(`/dev/${'k'.repeat(256)}`, O_RDWR), 'ENAMETOOLONG', 'open a 256-byte name');
     host.symlink('/dev/loop1', '/dev/loop0');
     host.symlink('/dev/loop0', '/dev/loop1');
     bad(s, () => p.open('/dev/loop0', O_RDWR), 'ELOOP', 'symlink loop');
