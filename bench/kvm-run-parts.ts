@@ -16,7 +16,7 @@ import { runRig } from './suites/kvm-run.js';
 
 const rig = runRig(process.env['VENDOR'] === 'amd' ? amd() : intel(), 8);
 const { host, proc, fd, vcpu: v } = rig;
-proc.cpu = 0;
+proc.setAffinity(0);
 const inst = host.modules.exportsOf<KvmInstance>('kvm0') as KvmInstance;
 const vac = inst.vac;
 const quantum = host.scheduler.quantum;

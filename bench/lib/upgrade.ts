@@ -60,7 +60,7 @@ export function rollingUpgrade(scale: number): UpgradeOutcome {
   for (let i = 0; i < nVms; i++) {
     const vm = makeVm(proc, sys0, OUT_LOOP, per);
     vm.vcpus.forEach((v, j) => {
-      proc.cpu = (i * per + j) % cpus;
+      proc.setAffinity((i * per + j) % cpus);
       proc.ioctl(v.fd, KVM_RUN, 0);
     });
     vms.push(vm);
@@ -86,7 +86,7 @@ export function rollingUpgrade(scale: number): UpgradeOutcome {
       const { run } = mapRun(proc, fd);
       proc.ioctl(fd, KVM_SET_SREGS, sregs);
       proc.ioctl(fd, KVM_SET_REGS, regs);
-      proc.cpu = (i * per + j) % cpus;
+      proc.setAffinity((i * per + j) % cpus);
       proc.ioctl(fd, KVM_RUN, 0);
       if (run.exit_reason !== KVM_EXIT_IO || run.io.port !== 0x3f8) badRuns++;
     }

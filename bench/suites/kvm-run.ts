@@ -6,7 +6,7 @@
  * memslots the ioctl uses (reached through `KvmInstance.allVcpus()`), so both execute the same two
  * instructions.
  *
- * Cases: same CPU every run; a different CPU every run (`proc.cpu` set before each run: VMCS migration, TLB
+ * Cases: same CPU every run; a different CPU every run (`proc.setAffinity(cpu)` before each run: VMCS migration, TLB
  * flush request, VPID flush); with no event listener; with a trace recorder attached
  * (core's `recordEvents(host, { limit: 4096 })`: every event, the newest 4,096 kept in a ring). On an AMD host
  * too (VMCB, per-CPU ASIDs: a migration takes a new ASID).
@@ -65,7 +65,7 @@ export function runKvmRun(b: Budget): { rows: Row[]; targets: TargetCheck[] } {
   const timeRuns = (rig: RunRig, name: string, migrate: boolean): Measurement => {
     const { proc, fd, run } = rig;
     let cpu = 0;
-    proc.cpu = 0;
+    proc.setAffinity(0);
     const m = measure(
       b,
       name,
@@ -73,7 +73,7 @@ export function runKvmRun(b: Budget): { rows: Row[]; targets: TargetCheck[] } {
         ? () => {
             for (let i = 0; i < batch; i++) {
               cpu = cpu === cpus - 1 ? 0 : cpu + 1;
-              proc.cpu = cpu;
+              proc.setAffinity(cpu);
               proc.ioctl(fd, KVM_RUN, 0);
             }
           }

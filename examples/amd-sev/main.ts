@@ -178,7 +178,7 @@ live.forEach((g, i) => {
   mem.bytes.set(GUEST);
   proc.ioctl(g.vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: mem.addr });
   const { fd, run } = createRealModeVcpu(proc, g.sys, g.vm, { regs: { rbx: BigInt(i % 10) } });
-  proc.cpu = i % host.cpus.length;
+  proc.setAffinity(i % host.cpus.length);
   let out = '';
   for (;;) {
     proc.ioctl(fd, KVM_RUN, 0);

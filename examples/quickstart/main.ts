@@ -62,7 +62,7 @@ const vcpus = [...createGuest(vmm, 'kvm0', 2, 0), ...createGuest(vmm, 'kvm0', 2,
 
 // 3. Run every vCPU on its CPU until it halts.
 for (const v of vcpus) {
-  vmm.cpu = v.cpu;
+  vmm.setAffinity(v.cpu);
   let printed = '';
   for (;;) {
     vmm.ioctl(v.fd, KVM_RUN, 0);

@@ -33,3 +33,4 @@ export * from './trace/recorder.js';
 export * from './trace/timeline.js';
 export * from './trace/chrome.js';
 export * from './trace/svg.js';
+export { positiveCount } from './settings.js';

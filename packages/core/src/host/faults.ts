@@ -68,8 +68,12 @@ export class FaultInjector {
   readonly #plans = new Map<string, Plan>();
   readonly #calls = new Map<string, number>();
   readonly #initFaults = new Map<string, number>();
-  /** Faults that fired, in order. */
-  readonly fired: FiredFault[] = [];
+  readonly #fired: FiredFault[] = [];
+
+  /** Faults that fired, in order (a copy). */
+  get fired(): readonly FiredFault[] {
+    return this.#fired.slice();
+  }
 
   /** The `n`-th call of `site` from now fails (once). */
   failNth(site: FaultSite, n: number): void {
@@ -105,12 +109,12 @@ export class FaultInjector {
     const p = this.#plans.get(site);
     if (p === undefined) return false;
     if (p.always) {
-      this.fired.push({ site, call });
+      this.#fired.push(Object.freeze({ site, call }));
       return true;
     }
     if (--p.countdown > 0) return false;
     this.#plans.delete(site);
-    this.fired.push({ site, call });
+    this.#fired.push(Object.freeze({ site, call }));
     return true;
   }
 
@@ -118,7 +122,7 @@ export class FaultInjector {
   initStepFails(name: string, step: number): boolean {
     if (this.#initFaults.get(name) !== step) return false;
     this.#initFaults.delete(name);
-    this.fired.push({ site: `init:${name}`, call: step });
+    this.#fired.push(Object.freeze({ site: `init:${name}`, call: step }));
     return true;
   }
 }

@@ -16,6 +16,7 @@ import { KernelHooks, type PmiResult } from './hooks.js';
 import { ModuleLoader, type AnyModuleImage, type LoadedModule, type LoadOptions, type LsmodEntry, type ModuleImage } from './modules.js';
 import type { ParamInputs, ParamSpecs } from './params.js';
 import { PowerHooks } from './power.js';
+import { processSettings } from './credentials.js';
 import { Process, type SpawnOptions } from './process.js';
 import { Scheduler } from './sched.js';
 
@@ -91,8 +92,7 @@ export class Host {
    * an exception a listener throws is recorded as a warning from source `events`.
    */
   readonly events: EventBus;
-  /** Every warning recorded so far, in order. */
-  readonly warnings: WarningRecord[] = [];
+  readonly #warnings: WarningRecord[] = [];
   /** The vendor hardware of this host. */
   readonly hardware: HostHardware;
   /** The module loader. */
@@ -111,8 +111,7 @@ export class Host {
   readonly scheduler: Scheduler;
   /** pid 1: root with every capability; the default actor of `insmod`/`rmmod`. */
   readonly init: Process;
-  /** The system state. */
-  systemState: SystemState = 'running';
+  #systemState: SystemState = 'running';
   readonly #groups = new Map<string, number>([
     ['root', 0],
     ['kvm', 36],
@@ -139,7 +138,8 @@ export class Host {
       this.#groups.set(g, id);
     }
     const tables = new CpuTables(n);
-    this.cpus = Array.from({ length: n }, (_, i) => new Cpu(i, tables));
+    // Frozen: a caller cannot splice a CPU out of the host.
+    this.cpus = Object.freeze(Array.from({ length: n }, (_, i) => new Cpu(i, tables)));
     const host = this;
     const env: HardwareEnv = {
       cpus: this.cpus,
@@ -162,6 +162,16 @@ export class Host {
     this.init = this.spawn({ name: 'init' });
   }
 
+  /** Every warning recorded so far, in order (a copy; each record is frozen). */
+  get warnings(): readonly WarningRecord[] {
+    return this.#warnings.slice();
+  }
+
+  /** The system state (changed by `suspend`, `resume`, `reboot` and `crash` only). */
+  get systemState(): SystemState {
+    return this.#systemState;
+  }
+
   // ---- identities -------------------------------------------------------------------------------
 
   /** The gid of a group name. @throws {@link UsageError} for an unknown group */
@@ -181,8 +191,9 @@ export class Host {
 
   /** Record a warning (`WARN`): kept in {@link Host.warnings} and emitted as a `warning` event. */
   warn(w: WarningRecord): void {
-    this.warnings.push(w);
-    this.events.emit('warning', w);
+    const rec: WarningRecord = Object.freeze(w.cpu === undefined ? { source: w.source, message: w.message } : { source: w.source, message: w.message, cpu: w.cpu });
+    this.#warnings.push(rec);
+    this.events.emit('warning', rec);
   }
 
   /**
@@ -191,7 +202,7 @@ export class Host {
    */
   #listenerThrew(name: string, e: unknown): void {
     const w: WarningRecord = { source: 'events', message: `a listener of '${name}' threw: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}` };
-    if (name === 'warning') this.warnings.push(w);
+    if (name === 'warning') this.#warnings.push(Object.freeze(w));
     else this.warn(w);
   }
 
@@ -253,8 +264,9 @@ export class Host {
 
   /** Create a process with the given credentials. */
   spawn(opts: SpawnOptions = {}): Process {
+    const settings = processSettings({ cpus: this.cpus, gid: (g) => this.gid(g) }, opts, this.#nextPid);
     return this.#op(() => {
-      const p = new Process(this, this.#nextPid, opts);
+      const p = new Process(this, this.#nextPid, settings);
       this.#nextPid++;
       this.#processes.set(p.pid, p);
       this.events.emit('process:spawn', { pid: p.pid });
@@ -359,7 +371,7 @@ export class Host {
       }
     }
     this.#suspendedCpus = offlined;
-    this.systemState = 'suspended';
+    this.#systemState = 'suspended';
   }
 
   /**
@@ -375,7 +387,7 @@ export class Host {
 
   #resume(): void {
     if (this.systemState !== 'suspended') throw new KernelError('EINVAL', 'resume', `system is ${this.systemState}, not suspended`);
-    this.systemState = 'running';
+    this.#systemState = 'running';
     this.events.emit('power', { what: 'resume' });
     for (const ops of this.power.syscore()) ops.resume?.();
     const cpus = this.#suspendedCpus;
@@ -411,7 +423,7 @@ export class Host {
     if (this.systemState === 'suspended') throw new KernelError('EBUSY', 'reboot', 'system is suspended');
     this.events.emit('power', { what: 'reboot' });
     for (const n of this.power.rebootNotifiers()) n.notify('restart');
-    this.systemState = 'restart';
+    this.#systemState = 'restart';
     const ops = this.power.syscore();
     for (let i = ops.length - 1; i >= 0; i--) ops[i]?.shutdown?.();
   }
@@ -426,7 +438,7 @@ export class Host {
 
   #crash(): void {
     if (this.systemState === 'crashed') throw new KernelError('EBUSY', 'crash', 'system has already crashed');
-    this.systemState = 'crashed';
+    this.#systemState = 'crashed';
     this.events.emit('power', { what: 'crash' });
     for (const c of this.cpus) if (c.online || c.id === 0) this.hooks.runEmergency(c.id);
   }
@@ -464,9 +476,9 @@ export class Host {
     return makeUndo(() => this.#checkers.delete(name));
   }
 
-  /** @internal The registered checkers. */
+  /** @internal The registered checkers (a copy). */
   invariantCheckers(): ReadonlyMap<string, () => Violation[]> {
-    return this.#checkers;
+    return new Map(this.#checkers);
   }
 
   /**

@@ -11,8 +11,8 @@
  */
 import { KernelError, UsageError } from '../errors.js';
 import type { Host } from './host.js';
-import { paramText, type ParamInputs, type ParamSpecs, type ParamValues } from './params.js';
-import type { Process } from './process.js';
+import { paramTexts, type ParamInputs, type ParamSpecs, type ParamValues } from './params.js';
+import { Process } from './process.js';
 
 /**
  * A loadable module image (a `.ko`).
@@ -85,14 +85,11 @@ export class LoadedModule<E = unknown> {
   readonly name: string;
   /** The image it was loaded from. */
   readonly image: AnyModuleImage;
-  /** Load state. */
-  state: ModuleState = 'coming';
   /** Parameter values as sysfs shows them. */
   readonly paramText: Readonly<Record<string, string>>;
-  /** Modules that depend on this one. */
-  readonly usedBy = new Set<string>();
-  /** What `init` returned. */
-  exports: E | undefined;
+  #exports: E | undefined;
+  #state: ModuleState = 'coming';
+  readonly #usedBy = new Set<string>();
   #refcount = 0;
   /** @internal Undo actions recorded by `ctx.defer()`. */
   readonly undo: Array<() => void> = [];
@@ -104,6 +101,51 @@ export class LoadedModule<E = unknown> {
     this.name = name;
     this.image = image;
     this.paramText = paramText;
+  }
+
+  /** What `init` returned (the module's exported symbols), once it returned. */
+  get exports(): E | undefined {
+    return this.#exports;
+  }
+
+  /** @internal The loader records what `init` returned. */
+  setExports(exports: E): void {
+    this.#exports = exports;
+  }
+
+  /** Load state (`mod->state`), changed only by the module loader. */
+  get state(): ModuleState {
+    return this.#state;
+  }
+
+  /** @internal The loader moves the module along `coming` → `live` → `going`. */
+  setState(state: ModuleState): void {
+    this.#state = state;
+  }
+
+  /** Names of the loaded modules that depend on this one (a copy: `source_list` belongs to the loader). */
+  get usedBy(): ReadonlySet<string> {
+    return new Set(this.#usedBy);
+  }
+
+  /** How many loaded modules depend on this one. */
+  get userCount(): number {
+    return this.#usedBy.size;
+  }
+
+  /** Whether the module `name` is recorded as depending on this one. */
+  isUsedBy(name: string): boolean {
+    return this.#usedBy.has(name);
+  }
+
+  /** @internal `add_module_usage`: `user` depends on this module. */
+  addUser(user: string): void {
+    this.#usedBy.add(user);
+  }
+
+  /** @internal `module_unload_free`'s side: `user` no longer depends on it. Returns whether it did. */
+  removeUser(user: string): boolean {
+    return this.#usedBy.delete(user);
   }
 
   /** `module_refcount`. */
@@ -130,9 +172,12 @@ export class LoadedModule<E = unknown> {
   }
 }
 
-/** Options of {@link ModuleLoader.insmod} and {@link ModuleLoader.modprobe}. */
+/** Options of {@link ModuleLoader.insmod}, {@link ModuleLoader.modprobe} and {@link ModuleLoader.rmmod}. */
 export interface LoadOptions {
-  /** The process doing the load (needs CAP_SYS_MODULE). Default: the host's init process (root). */
+  /**
+   * The process doing the load or unload: a live process of this host (a killed one is ESRCH) with CAP_SYS_MODULE
+   * (else EPERM). Default: the host's init process (root).
+   */
   readonly as?: Process;
 }
 
@@ -155,9 +200,9 @@ export class ModuleLoader {
     }
   }
 
-  /** The images `modprobe` can find, by name. */
+  /** The images `modprobe` can find, by name (a copy). */
   get library(): ReadonlyMap<string, AnyModuleImage> {
-    return this.#library;
+    return new Map(this.#library);
   }
 
   /** The loaded module called `name`, if any. */
@@ -180,8 +225,9 @@ export class ModuleLoader {
    */
   insmod<P extends ParamSpecs, E>(image: ModuleImage<P, E>, params: ParamInputs = {}, opts: LoadOptions = {}): LoadedModule<E> {
     validateImage(image);
+    const text = paramTexts(params, image.name);
     this.#requireCap(opts, 'init_module');
-    return this.#host.events.op(() => this.#load(image, params) as LoadedModule<E>);
+    return this.#host.events.op(() => this.#load(image, text) as LoadedModule<E>);
   }
 
   /**
@@ -190,6 +236,8 @@ export class ModuleLoader {
    * dependencies loaded by this call are unloaded again (see docs/fidelity.md).
    */
   modprobe<P extends ParamSpecs, E>(image: ModuleImage<P, E> | string, params: ParamInputs = {}, opts: LoadOptions = {}): LoadedModule<E> {
+    if (typeof image !== 'string') validateImage(image);
+    const text = paramTexts(params, typeof image === 'string' ? image : image.name);
     this.#requireCap(opts, 'init_module');
     let img: AnyModuleImage;
     if (typeof image === 'string') {
@@ -197,7 +245,6 @@ export class ModuleLoader {
       if (found === undefined) throw new KernelError('ENOENT', 'modprobe', `Module ${image} not found`);
       img = found;
     } else {
-      validateImage(image);
       img = image;
     }
     const existing = this.#loaded.get(img.name);
@@ -206,7 +253,7 @@ export class ModuleLoader {
       const loadedHere: string[] = [];
       try {
         this.#loadDeps(img, loadedHere, [img.name]);
-        return this.#load(img, params) as LoadedModule<E>;
+        return this.#load(img, text) as LoadedModule<E>;
       } catch (e) {
         for (const name of loadedHere.reverse()) this.#unload(name);
         throw e;
@@ -221,7 +268,7 @@ export class ModuleLoader {
       const depImage = this.#library.get(dep);
       if (depImage === undefined) throw new KernelError('ENOENT', 'modprobe', `Module ${dep} not found (needed by ${img.name})`);
       this.#loadDeps(depImage, loadedHere, [...chain, dep]);
-      this.#load(depImage, {});
+      this.#load(depImage, NO_PARAMS);
       loadedHere.push(dep);
     }
   }
@@ -234,12 +281,13 @@ export class ModuleLoader {
    * is not 0).
    */
   rmmod(name: string, opts: LoadOptions = {}): void {
+    if (typeof name !== 'string') throw new UsageError('ERR_INVALID_ARG', `rmmod: the module name must be a string, got ${typeof name}`);
     this.#requireCap(opts, 'delete_module');
     const m = this.#loaded.get(name);
     if (m === undefined) throw new KernelError('ENOENT', 'rmmod', `Module ${name} is not currently loaded`);
     if (m.state !== 'live') throw new KernelError('EBUSY', 'rmmod', `Module ${name} is not live (${m.state})`);
     // delete_module: a non-empty source_list (dependents) comes first, then try_stop_module's refcount check.
-    if (m.usedBy.size > 0) {
+    if (m.userCount > 0) {
       throw new KernelError('EWOULDBLOCK', 'rmmod', `Module ${name} is in use by: ${[...m.usedBy].sort().join(' ')}`);
     }
     if (m.refcount > 0) throw new KernelError('EWOULDBLOCK', 'rmmod', `Module ${name} is in use`);
@@ -272,12 +320,22 @@ export class ModuleLoader {
     throw new KernelError('EACCES', 'open', `/sys/module/${name}/parameters/${param} is read-only`);
   }
 
+  /** The actor of a load or unload (`opts.as`, read once): live, of this host, with CAP_SYS_MODULE. */
   #requireCap(opts: LoadOptions, op: string): void {
-    const proc = opts.as ?? this.#host.init;
+    if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new UsageError('ERR_INVALID_ARG', `${op}: options must be an object, got ${opts === null ? 'null' : typeof opts}`);
+    for (const key of Object.keys(opts)) {
+      if (key !== 'as') throw new UsageError('ERR_UNKNOWN_NAME', `${op}: unknown option ${JSON.stringify(key)} (known: as)`);
+    }
+    const as: unknown = opts.as;
+    const proc = as === undefined ? this.#host.init : as;
+    if (!(proc instanceof Process)) throw new UsageError('ERR_INVALID_ARG', `${op}: 'as' must be a process of this host (host.spawn()), got ${proc === null ? 'null' : typeof proc}`);
+    // A killed process makes no more syscalls.
+    if (!proc.alive) throw new KernelError('ESRCH', op, `process ${proc.pid} has exited`);
+    if (!this.#host.processes().includes(proc)) throw new UsageError('ERR_INVALID_ARG', `${op}: process ${proc.pid} belongs to another host`);
     if (!proc.capable('CAP_SYS_MODULE')) throw new KernelError('EPERM', op, 'Operation not permitted (CAP_SYS_MODULE)');
   }
 
-  #load(image: AnyModuleImage, params: ParamInputs): LoadedModule {
+  #load(image: AnyModuleImage, params: Readonly<Record<string, string>>): LoadedModule {
     const name = image.name;
     if (this.#loaded.has(name)) throw new KernelError('EEXIST', 'init_module', `Module ${name} already loaded`);
     const deps: LoadedModule[] = [];
@@ -310,7 +368,7 @@ export class ModuleLoader {
         warnings.push(`${name}: unknown parameter '${p}' ignored`);
         continue;
       }
-      const s = paramText(raw);
+      const s = raw;
       const v = spec.parse(s);
       if (v === undefined) throw new KernelError('EINVAL', 'init_module', `${name}: \`${s}' invalid for parameter \`${p}'`);
       values[p] = v;
@@ -321,46 +379,70 @@ export class ModuleLoader {
     const mod = new LoadedModule(name, image, Object.freeze(text));
     for (const d of deps) {
       d.get();
-      d.usedBy.add(name);
+      d.addUser(name);
     }
     this.#loaded.set(name, mod);
     const ctx = this.#context(mod, Object.freeze(values));
     try {
-      mod.exports = image.init(ctx);
+      mod.setExports(image.init(ctx));
     } catch (e) {
-      runUndo(mod);
+      this.#runUndo(mod, 'an undo action of a failed init', 'the rest of the failed load is undone');
       this.#loaded.delete(name);
       for (const d of deps) {
-        d.usedBy.delete(name);
+        d.removeUser(name);
         d.put();
       }
       throw e;
     }
-    mod.state = 'live';
+    mod.setState('live');
     mod.context = ctx;
     this.#host.events.emit('module:load', { name, params: mod.paramText });
     return mod;
   }
 
+  /**
+   * Unload a module that passed the checks of `rmmod` (or that modprobe loaded and takes back): atomic from here on.
+   * `delete_module` (kernel/module/main.c) does not fail once it calls `->exit()`: whatever happens there, the module
+   * is freed (`free_module`) and the call returns 0. So here: an `exit` or an undo action that throws is a bug in the
+   * module, recorded as a warning from the module (as an oops in `->exit` is logged); the other undo actions still
+   * run, the module is gone and its dependencies are released. What the throwing step failed to release stays
+   * behind, and `checkInvariants` reports it.
+   */
   #unload(name: string): void {
     const m = this.#loaded.get(name);
     if (m === undefined) return;
-    m.state = 'going';
+    m.setState('going');
     const ctx = m.context;
     try {
       if (ctx !== undefined) m.image.exit?.(ctx);
-    } finally {
-      runUndo(m);
-      this.#loaded.delete(name);
-      for (const dep of m.image.depends) {
-        const d = this.#loaded.get(dep);
-        if (d !== undefined) {
-          d.usedBy.delete(name);
-          d.put();
-        }
-      }
-      this.#host.events.emit('module:unload', { name });
+    } catch (e) {
+      this.#moduleBug(m, 'module_exit', e, UNLOAD_GOES_ON);
     }
+    this.#runUndo(m, 'an undo action at unload', UNLOAD_GOES_ON);
+    this.#loaded.delete(name);
+    for (const dep of m.image.depends) {
+      const d = this.#loaded.get(dep);
+      if (d !== undefined && d.removeUser(name)) d.put();
+    }
+    this.#host.events.emit('module:unload', { name });
+  }
+
+  /** Run a module's undo actions last-first; one that throws is a module bug (a warning), and the rest still run. */
+  #runUndo(mod: LoadedModule, what: string, then: string): void {
+    while (mod.undo.length > 0) {
+      const undo = mod.undo.pop() as () => void;
+      try {
+        undo();
+      } catch (e) {
+        this.#moduleBug(mod, what, e, then);
+      }
+    }
+  }
+
+  /** A module's exit or undo action threw: a warning from the module, saying what the kernel did next. */
+  #moduleBug(mod: LoadedModule, what: string, e: unknown, then: string): void {
+    const why = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    this.#host.warn({ source: mod.name, message: `BUG: ${what} of ${mod.name} threw (${why}); ${then}` });
   }
 
   #context(mod: LoadedModule, params: Readonly<Record<string, unknown>>): ModuleContext {
@@ -394,12 +476,9 @@ export class ModuleLoader {
   }
 }
 
-function runUndo(mod: LoadedModule): void {
-  while (mod.undo.length > 0) {
-    const undo = mod.undo.pop();
-    undo?.();
-  }
-}
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});
+
+const UNLOAD_GOES_ON = 'the module is unloaded anyway: delete_module goes on once ->exit has started';
 
 const NAME_RE = /^[A-Za-z0-9_-]{1,55}$/;
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { UsageError } from '../errors.js';
 
 /** The spec of one module parameter. `T` is the parsed value type. */
 export interface ParamSpec<T = unknown> {
@@ -31,10 +32,39 @@ export type ParamInput = string | number | boolean | bigint;
 /** Load-time parameters by name. */
 export type ParamInputs = Readonly<Record<string, ParamInput>>;
 
-/** Turn a caller's value into the text the kernel would see on the command line. */
-export function paramText(v: ParamInput): string {
-  if (typeof v === 'boolean') return v ? 'Y' : 'N';
-  return String(v);
+/**
+ * Turn a caller's value into the text the kernel would see on the command line. Only the four primitive kinds are
+ * values: nothing of the caller's (a `toString`, a `valueOf`) runs.
+ * @throws {@link UsageError} ERR_INVALID_ARG for anything else
+ */
+export function paramText(v: ParamInput, name = 'a parameter'): string {
+  switch (typeof v) {
+    case 'boolean':
+      return v ? 'Y' : 'N';
+    case 'string':
+      return v;
+    case 'number':
+    case 'bigint':
+      return `${v}`;
+    default:
+      throw new UsageError('ERR_INVALID_ARG', `the value of ${name} must be a string, number, boolean or bigint, got ${v === null ? 'null' : typeof v}`);
+  }
+}
+
+/**
+ * The load-time parameters as the kernel gets them: the command line's text, copied once, before the load changes
+ * anything (`load_module` copies `uargs` with `strndup_user` first). Each own enumerable property is read once; a
+ * value that is not a primitive is refused, so no caller code runs inside the load.
+ * @throws {@link UsageError} ERR_INVALID_ARG (not an object, or a value of the wrong kind)
+ */
+export function paramTexts(params: unknown, module: string): Readonly<Record<string, string>> {
+  if (params === undefined) return {};
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) {
+    throw new UsageError('ERR_INVALID_ARG', `${module}: parameters must be an object of name → value, got ${params === null ? 'null' : Array.isArray(params) ? 'an array' : typeof params}`);
+  }
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const key of Object.keys(params)) out[key] = paramText((params as Record<string, ParamInput>)[key] as ParamInput, `${module} parameter '${key}'`);
+  return out;
 }
 
 /**

@@ -52,15 +52,16 @@ export interface Freezer {
 
 /** The syscore list, the reboot notifier chain and the task freezers. */
 export class PowerHooks {
-  #syscore: SyscoreOps[] = [];
-  #reboot: RebootNotifier[] = [];
-  #freezers: Freezer[] = [];
+  // Each list is replaced (frozen), never changed in place: callers get the list itself and cannot alter it.
+  #syscore: readonly SyscoreOps[] = Object.freeze([]);
+  #reboot: readonly RebootNotifier[] = Object.freeze([]);
+  #freezers: readonly Freezer[] = Object.freeze([]);
 
   /** Register a task-freezer participant (run first at suspend, last at resume). */
   registerFreezer(f: Freezer): Unsubscribe {
-    this.#freezers = [...this.#freezers, f];
+    this.#freezers = Object.freeze([...this.#freezers, f]);
     return makeUndo(() => {
-      this.#freezers = this.#freezers.filter((x) => x !== f);
+      this.#freezers = Object.freeze(this.#freezers.filter((x) => x !== f));
     });
   }
 
@@ -71,9 +72,9 @@ export class PowerHooks {
 
   /** `register_syscore_ops`. */
   registerSyscore(ops: SyscoreOps): Unsubscribe {
-    this.#syscore = [...this.#syscore, ops];
+    this.#syscore = Object.freeze([...this.#syscore, ops]);
     return makeUndo(() => {
-      this.#syscore = this.#syscore.filter((o) => o !== ops);
+      this.#syscore = Object.freeze(this.#syscore.filter((o) => o !== ops));
     });
   }
 
@@ -82,9 +83,9 @@ export class PowerHooks {
     const prio = (x: RebootNotifier): number => x.priority ?? 0;
     // notifier_chain_register: insert before the first entry of lower priority.
     const i = this.#reboot.findIndex((x) => prio(x) < prio(n));
-    this.#reboot = i < 0 ? [...this.#reboot, n] : [...this.#reboot.slice(0, i), n, ...this.#reboot.slice(i)];
+    this.#reboot = Object.freeze(i < 0 ? [...this.#reboot, n] : [...this.#reboot.slice(0, i), n, ...this.#reboot.slice(i)]);
     return makeUndo(() => {
-      this.#reboot = this.#reboot.filter((x) => x !== n);
+      this.#reboot = Object.freeze(this.#reboot.filter((x) => x !== n));
     });
   }
 

@@ -9,12 +9,10 @@ import { IdBitmap } from '../id-bitmap.js';
 import { OpenFile, type FileOperations } from './file.js';
 import type { Host } from './host.js';
 import { getname } from './path-walk.js';
+import { affinityCpu, cpuNumber } from './affinity.js';
+import type { Capability, ProcessSettings } from './credentials.js';
 
-/** The capabilities the model checks. */
-export type Capability = 'CAP_SYS_MODULE' | 'CAP_SYS_ADMIN' | 'CAP_DAC_OVERRIDE' | 'CAP_SYS_NICE';
-
-/** Every capability root has. */
-export const ALL_CAPABILITIES: readonly Capability[] = ['CAP_SYS_MODULE', 'CAP_SYS_ADMIN', 'CAP_DAC_OVERRIDE', 'CAP_SYS_NICE'];
+export { ALL_CAPABILITIES, type Capability, type SpawnOptions } from './credentials.js';
 
 /** `O_RDONLY`. */
 export const O_RDONLY = 0;
@@ -27,28 +25,6 @@ export const O_CLOEXEC = 0o2000000;
 
 /** `PAGE_SIZE` on x86. */
 export const PAGE_SIZE = 4096;
-
-/** Options of `host.spawn()`. */
-export interface SpawnOptions {
-  /** User id (default 0, root). */
-  readonly uid?: number;
-  /** Primary group name (default `root`). */
-  readonly group?: string;
-  /** Supplementary group names, e.g. `['kvm']`. */
-  readonly groups?: readonly string[];
-  /** Capabilities (default: all for uid 0, none otherwise). */
-  readonly caps?: readonly Capability[];
-  /** The CPU the process's threads run on unless told otherwise (default 0). */
-  readonly cpu?: number;
-  /** A name for messages and traces (default `pid<N>`). */
-  readonly name?: string;
-  /**
-   * `RLIMIT_NOFILE` (default 1024, Linux's default soft limit): the bound on fd *numbers*, as `alloc_fd` applies it
-   * (fs/file.c): fds 0–2 (stdio) count, so a process may open fds 3 … `nofile - 1`. An integer in 0 … 1,048,576
-   * (`fs.nr_open`).
-   */
-  readonly nofile?: number;
-}
 
 /** A region of a process's address space. */
 export interface Mapping {
@@ -90,10 +66,8 @@ export class Process {
   readonly uid: number;
   /** Primary group id. */
   readonly gid: number;
-  /** Supplementary group ids. */
-  readonly groups: ReadonlySet<number>;
-  /** The CPU its threads run on by default. */
-  cpu: number;
+  readonly #groups: ReadonlySet<number>;
+  #cpu: number;
   /** False once killed. */
   alive = true;
   readonly #host: Host;
@@ -114,18 +88,17 @@ export class Process {
   #nextAddr = MMAP_BASE;
   readonly #exitHooks: Array<() => void> = [];
 
-  /** @internal Use `host.spawn()`. */
-  constructor(host: Host, pid: number, opts: SpawnOptions) {
+  /** @internal Use `host.spawn()` (which checks the options with `processSettings`). */
+  constructor(host: Host, pid: number, settings: ProcessSettings) {
     this.#host = host;
     this.pid = pid;
-    this.uid = opts.uid ?? 0;
-    if (!Number.isInteger(this.uid) || this.uid < 0) throw new UsageError('ERR_OUT_OF_RANGE', `uid must be a non-negative integer, got ${String(opts.uid)}`);
-    this.gid = host.gid(opts.group ?? 'root');
-    this.groups = new Set((opts.groups ?? []).map((g) => host.gid(g)));
-    this.#caps = new Set(opts.caps ?? (this.uid === 0 ? ALL_CAPABILITIES : []));
-    this.cpu = host.checkCpu(opts.cpu ?? 0);
-    this.name = opts.name ?? `pid${pid}`;
-    this.#nofile = opts.nofile ?? 1024;
+    this.uid = settings.uid;
+    this.gid = settings.gid;
+    this.#groups = settings.groups;
+    this.#caps = settings.caps;
+    this.#cpu = settings.cpu;
+    this.name = settings.name;
+    this.#nofile = settings.nofile;
     // fds 0-2 are stdio (taken); alloc_fd refuses an fd number >= RLIMIT_NOFILE, so the last one is nofile - 1.
     this.#fdBits = new IdBitmap(Math.max(this.#nofile, 3));
     this.#fdBits.set(0);
@@ -133,14 +106,46 @@ export class Process {
     this.#fdBits.set(2);
   }
 
+  /** The CPU its direct syscalls run on, and its threads by default (change it with {@link Process.setAffinity}). */
+  get cpu(): number {
+    return this.#cpu;
+  }
+
+  /** Read-only: assigning throws a {@link UsageError} (ERR_INVALID_ARG) pointing at {@link Process.setAffinity}. */
+  set cpu(_: never) {
+    throw new UsageError('ERR_INVALID_ARG', `process ${this.pid}: cpu is read-only; move the process with setAffinity(cpu), the checked sched_setaffinity`);
+  }
+
+  /**
+   * `sched_setaffinity(pid, {cpu})`: the process runs on `cpu` from now on (its direct syscalls — a KVM_RUN loads
+   * the vCPU there — and the threads it spawns without a CPU of their own).
+   * @throws {@link UsageError} when `cpu` is not a non-negative integer; {@link KernelError} ESRCH (the process has
+   * exited), EINVAL (no such CPU, or it is offline)
+   */
+  setAffinity(cpu: number): void {
+    cpuNumber(cpu, 'setAffinity');
+    this.#live('sched_setaffinity');
+    this.#cpu = affinityCpu(this.#host.cpus, cpu, 'setAffinity');
+  }
+
+  /** @internal The scheduler moves the process off a CPU going offline (`select_fallback_rq`), and back at thaw. */
+  migrate(cpu: number): void {
+    this.#cpu = cpu;
+  }
+
   /** `capable(cap)`. */
   capable(cap: Capability): boolean {
     return this.#caps.has(cap);
   }
 
+  /** Supplementary group ids (a copy). */
+  get groups(): ReadonlySet<number> {
+    return new Set(this.#groups);
+  }
+
   /** Whether the process is in group `gid` (primary or supplementary). */
   inGroup(gid: number): boolean {
-    return this.gid === gid || this.groups.has(gid);
+    return this.gid === gid || this.#groups.has(gid);
   }
 
   #live(op: string): void {
@@ -302,7 +307,7 @@ export class Process {
   }
 
   #map(length: number, bytes: Uint8Array<ArrayBuffer>, file: OpenFile | undefined): Mapping {
-    const m: Mapping = { addr: this.#nextAddr, length, bytes, file };
+    const m: Mapping = Object.freeze({ addr: this.#nextAddr, length, bytes, file });
     this.#nextAddr += length + PAGE_SIZE; // leave a guard page between mappings
     this.#mappings.push(m);
     return m;
@@ -347,9 +352,9 @@ export class Process {
     return this.#openFds().map((fd) => ({ fd, path: (this.#fds[fd] as OpenFile).path }));
   }
 
-  /** The mappings of the address space (as /proc/PID/maps). */
+  /** The mappings of the address space (as /proc/PID/maps): a copy of the list; each mapping is frozen. */
   mappings(): readonly Mapping[] {
-    return this.#mappings;
+    return this.#mappings.slice();
   }
 
   /** Kernel side: run `hook` when the process dies, before its fds are closed (thread teardown). */

@@ -21,7 +21,10 @@
  * @module
  */
 import { KernelError, UsageError } from '../errors.js';
+import type { EventBus } from '../events.js';
 import type { Host } from './host.js';
+import { affinityCpu, cpuNumber } from './affinity.js';
+import { positiveCount } from '../settings.js';
 import type { Process } from './process.js';
 
 /** A blocking kernel call: it yields while in progress and returns the syscall's result. */
@@ -57,12 +60,9 @@ export class Thread {
   readonly proc: Process;
   /** A name for traces. */
   readonly name: string;
-  /** The CPU it runs on (while frozen for a suspend: the CPU it last ran on, which may be offline). */
-  cpu: number;
-  /** The CPU it is pinned to, if any (kept across a suspend). */
-  affinity: number | undefined;
-  /** Its state. */
-  state: ThreadState = 'runnable';
+  #cpu: number;
+  #affinity: number | undefined;
+  #state: ThreadState = 'runnable';
   /** What a failed thread threw. */
   error: unknown;
   /** A signal is pending (interrupts a blocking call: EINTR). */
@@ -78,8 +78,48 @@ export class Thread {
     this.tid = tid;
     this.proc = proc;
     this.name = name;
-    this.cpu = cpu;
-    this.affinity = affinity;
+    this.#cpu = cpu;
+    this.#affinity = affinity;
+  }
+
+  /** The CPU it runs on (while frozen for a suspend: the CPU it last ran on, which may be offline). */
+  get cpu(): number {
+    return this.#cpu;
+  }
+
+  /** Read-only: assigning throws a {@link UsageError} pointing at {@link Thread.setAffinity}. */
+  set cpu(_: never) {
+    throw readOnly(this, 'cpu');
+  }
+
+  /** The CPU it is pinned to, if any (kept across a suspend). */
+  get affinity(): number | undefined {
+    return this.#affinity;
+  }
+
+  /** Read-only: assigning throws a {@link UsageError} pointing at {@link Thread.setAffinity}. */
+  set affinity(_: never) {
+    throw readOnly(this, 'affinity');
+  }
+
+  /** Its state. */
+  get state(): ThreadState {
+    return this.#state;
+  }
+
+  /** @internal The scheduler puts the thread on `cpu`. */
+  moveTo(cpu: number): void {
+    this.#cpu = cpu;
+  }
+
+  /** @internal `select_fallback_rq`: the thread is no longer affine to the CPU it was pinned to. */
+  unpin(): void {
+    this.#affinity = undefined;
+  }
+
+  /** @internal The thread ends. */
+  end(state: ThreadState): void {
+    this.#state = state;
   }
 
   /**
@@ -94,7 +134,7 @@ export class Thread {
       // vCPU, destroy its VM) under the running call; the last reference goes when the call returns.
       f.hold();
       try {
-        const r = yield* blocking.call(f.fops, f, request >>> 0, arg, this.proc, this);
+        const r = yield* inOperation(this.#sched.host.events, blocking.call(f.fops, f, request >>> 0, arg, this.proc, this));
         if (r !== undefined) return r;
       } finally {
         f.drop();
@@ -132,18 +172,21 @@ export class Thread {
     for (const n of this.#notifiers) n.schedIn(cpu);
   }
 
-  /** Pin to `cpu` (`sched_setaffinity`); the thread moves at its next slice. */
+  /**
+   * Pin to `cpu` (`sched_setaffinity` with that one CPU), or unpin with `undefined`; the thread moves at its next
+   * slice.
+   * @throws {@link UsageError} when `cpu` is not a non-negative integer; {@link KernelError} ESRCH (the thread has
+   * ended), EINVAL (no such CPU, or it is offline)
+   */
   setAffinity(cpu: number | undefined): void {
-    if (cpu !== undefined) {
-      this.#sched.host.checkCpu(cpu);
-      if (this.#sched.host.cpus[cpu]?.online !== true) throw new KernelError('EINVAL', 'sched_setaffinity', `CPU ${cpu} is offline`);
-    }
-    this.affinity = cpu;
+    if (cpu !== undefined) cpuNumber(cpu, 'setAffinity');
+    if (!this.alive) throw new KernelError('ESRCH', 'sched_setaffinity', `thread ${this.tid} has ended`);
+    this.#affinity = cpu === undefined ? undefined : affinityCpu(this.#sched.host.cpus, cpu, 'setAffinity');
   }
 
   /** True while the thread has not finished. */
   get alive(): boolean {
-    return this.state === 'runnable';
+    return this.#state === 'runnable';
   }
 }
 
@@ -151,8 +194,7 @@ export class Thread {
 export class Scheduler {
   /** @internal */
   readonly host: Host;
-  /** Guest instructions a vCPU thread executes per slice (one VM entry per slice). */
-  quantum = 1000;
+  #quantum = 1000;
   #threads: Thread[] = [];
   #nextTid = 1;
   /** The thread that last ran on each CPU and has not been scheduled out. */
@@ -173,14 +215,26 @@ export class Scheduler {
     host.cpuhp.setup('sched:active', { teardown: (cpu) => this.#evacuate(cpu) }, { slot: 'CPUHP_AP_ACTIVE', invoke: false });
   }
 
+  /** Guest instructions a vCPU thread executes per slice (one VM entry per slice); default 1000. */
+  get quantum(): number {
+    return this.#quantum;
+  }
+
+  /** @throws {@link UsageError} unless a positive safe integer (0, NaN, negatives, fractions and infinities would never end a slice) */
+  set quantum(n: number) {
+    this.#quantum = positiveCount(n, 'scheduler.quantum');
+  }
+
   /** Start a thread in `proc` running `body`. */
   spawn(proc: Process, opts: ThreadOptions, body: ThreadBody): Thread {
+    const o = threadOptions(opts);
+    if (typeof body !== 'function') throw new UsageError('ERR_INVALID_ARG', `spawn: the thread body must be a generator function, got ${typeof body}`);
+    if (o.cpu !== undefined) cpuNumber(o.cpu, 'spawn: cpu');
     if (!proc.alive) throw new KernelError('ESRCH', 'clone', `process ${proc.pid} has exited`);
-    const affinity = opts.cpu;
+    const affinity = o.cpu === undefined ? undefined : affinityCpu(this.host.cpus, o.cpu, 'spawn: cpu');
     const cpu = affinity ?? proc.cpu;
-    this.host.checkCpu(cpu);
     if (this.host.cpus[cpu]?.online !== true) throw new KernelError('EINVAL', 'sched_setaffinity', `CPU ${cpu} is offline`);
-    const t = new Thread(this, this.#nextTid++, proc, opts.name ?? `${proc.name}/t${this.#nextTid - 1}`, cpu, affinity);
+    const t = new Thread(this, this.#nextTid++, proc, o.name ?? `${proc.name}/t${this.#nextTid - 1}`, cpu, affinity);
     t.gen = body(t);
     this.#threads.push(t);
     proc.onExit(() => this.#kill(t));
@@ -251,12 +305,12 @@ export class Scheduler {
       if (t.affinity !== undefined) {
         if (this.#online(t.affinity)) continue; // it moves there (if it is not there already) at its next slice
         // select_fallback_rq: "process %d (%s) no longer affine to cpu%d"
-        t.affinity = undefined;
+        t.unpin();
       }
-      if (!this.#online(t.cpu)) t.cpu = fallback;
+      if (!this.#online(t.cpu)) t.moveTo(fallback);
     }
     for (const [p, { home, to }] of this.#movedWhileFrozen) {
-      if (p.alive && p.cpu === to && this.#online(home)) p.cpu = home;
+      if (p.alive && p.cpu === to && this.#online(home)) p.migrate(home);
     }
     this.#movedWhileFrozen.clear();
   }
@@ -289,14 +343,15 @@ export class Scheduler {
     return ran;
   }
 
-  /** Run `n` ticks. */
+  /** Run `n` ticks (a non-negative safe integer). */
   run(n: number): void {
-    if (!Number.isInteger(n) || n < 0) throw new UsageError('ERR_OUT_OF_RANGE', `run(${String(n)}): ticks must be a non-negative integer`);
+    tickCount(n, 'scheduler.run: ticks');
     for (let i = 0; i < n; i++) if (this.tick() === 0) break;
   }
 
-  /** Tick until no thread is left or `maxTicks` pass. Returns the ticks used. */
+  /** Tick until no thread is left or `maxTicks` (a non-negative safe integer) pass. Returns the ticks used. */
   runUntilIdle(maxTicks = 1_000_000): number {
+    tickCount(maxTicks, 'scheduler.runUntilIdle: maxTicks');
     let n = 0;
     while (n < maxTicks && this.tick() > 0) n++;
     return n;
@@ -312,7 +367,7 @@ export class Scheduler {
         t.notifyOut(t.cpu);
         this.#current[t.cpu] = undefined;
       }
-      t.cpu = cpu;
+      t.moveTo(cpu);
     }
     const cur = this.#current[cpu];
     if (cur !== t) {
@@ -348,9 +403,9 @@ export class Scheduler {
         if (!t.alive || (t.cpu !== cpu && t.affinity !== cpu)) continue;
         if (t.affinity === cpu) {
           // select_fallback_rq: "process %d (%s) no longer affine to cpu%d"
-          t.affinity = undefined;
+          t.unpin();
         }
-        t.cpu = target;
+        t.moveTo(target);
       }
     }
     // Every process's main thread (its default CPU) moves too, frozen or not: the model does not freeze direct
@@ -359,7 +414,7 @@ export class Scheduler {
     for (const p of this.host.processes()) {
       if (p.cpu !== cpu) continue;
       if (this.#frozen && !this.#movedWhileFrozen.has(p)) this.#movedWhileFrozen.set(p, { home: cpu, to: target });
-      p.cpu = target;
+      p.migrate(target);
     }
   }
 
@@ -368,7 +423,7 @@ export class Scheduler {
       t.notifyOut(t.cpu);
       this.#current[t.cpu] = undefined;
     }
-    t.state = state;
+    t.end(state);
   }
 
   /** The process died: the thread's blocking call is interrupted and it ends. */
@@ -381,5 +436,65 @@ export class Scheduler {
       t.error = e;
     }
     this.#finish(t, 'killed');
+  }
+}
+
+const THREAD_OPTIONS: ReadonlySet<string> = new Set(['name', 'cpu']);
+
+/** Read and check a thread's options once. */
+function threadOptions(opts: unknown): { readonly name: string | undefined; readonly cpu: unknown } {
+  if (opts === undefined) return { name: undefined, cpu: undefined };
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new UsageError('ERR_INVALID_ARG', `spawn: thread options must be an object, got ${opts === null ? 'null' : typeof opts}`);
+  for (const key of Object.keys(opts)) {
+    if (!THREAD_OPTIONS.has(key)) throw new UsageError('ERR_UNKNOWN_NAME', `spawn: unknown thread option ${JSON.stringify(key)} (known: name, cpu)`);
+  }
+  const { name, cpu } = opts as { name?: unknown; cpu?: unknown };
+  if (name !== undefined && typeof name !== 'string') throw new UsageError('ERR_INVALID_ARG', `spawn: the thread name must be a string, got ${typeof name}`);
+  return { name, cpu };
+}
+
+/** A count of ticks: a non-negative safe integer. */
+function tickCount(n: unknown, what: string): number {
+  if (typeof n !== 'number') throw new UsageError('ERR_INVALID_ARG', `${what} must be a number, got ${typeof n}`);
+  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError('ERR_OUT_OF_RANGE', `${what} must be a non-negative integer, got ${String(n)}`);
+  return n;
+}
+
+
+function readOnly(t: Thread, field: string): UsageError {
+  return new UsageError('ERR_INVALID_ARG', `thread ${t.tid}: ${field} is read-only; move the thread with setAffinity(cpu), the checked sched_setaffinity`);
+}
+
+/**
+ * Run a blocking kernel call as a kernel operation at each of its steps: every resumption (and the final return, when
+ * the thread is killed) is bracketed, so its events reach listeners between steps, never inside one — also when the
+ * thread is driven by hand rather than by {@link Scheduler.tick}.
+ */
+function* inOperation<T>(events: EventBus, gen: Generator<void, T, void>): Generator<void, T, void> {
+  let finished = false;
+  try {
+    for (;;) {
+      events.enter();
+      let step: IteratorResult<void, T>;
+      try {
+        step = gen.next();
+      } finally {
+        events.leave();
+      }
+      if (step.done === true) {
+        finished = true;
+        return step.value;
+      }
+      yield;
+    }
+  } finally {
+    if (!finished) {
+      events.enter();
+      try {
+        gen.return(undefined as T);
+      } finally {
+        events.leave();
+      }
+    }
   }
 }

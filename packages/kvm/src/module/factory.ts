@@ -10,6 +10,7 @@ import {
   MISC_DYNAMIC_MINOR,
   UsageError,
   VAC_ABI_VERSION,
+  positiveCount,
   VAC_MODULE,
   type KvmVendorOps,
   type ModuleContext,
@@ -60,11 +61,12 @@ const POSTFIX_RE = /^[a-z0-9_]{0,16}$/;
  * `/dev/kvm${postfix}` (root:kvm 0660) as the last step of init.
  */
 export function kvm(options: KvmOptions = {}): KvmImage {
+  options = kvmOptions(options);
   const postfix = options.postfix ?? '';
   if (typeof postfix !== 'string' || !POSTFIX_RE.test(postfix)) {
     throw new UsageError('ERR_INVALID_ARG', `kvm: postfix ${JSON.stringify(postfix)} must be up to 16 of [a-z0-9_]`);
   }
-  const vendors = options.vendors ?? [vmxKvmOps, svmKvmOps];
+  const vendors = vendorList(options.vendors);
   const params: Record<string, import('@vac/core').ParamSpec> = { ...kvmParams };
   for (const v of vendors) {
     for (const [name, spec] of Object.entries(v.params)) {
@@ -73,7 +75,8 @@ export function kvm(options: KvmOptions = {}): KvmImage {
       params[name] ??= spec;
     }
   }
-  const syncRunLimit = options.syncRunLimit ?? 10_000_000;
+  const syncRunLimit = options.syncRunLimit === undefined ? 10_000_000 : positiveCount(options.syncRunLimit, 'kvm({ syncRunLimit })');
+  if (options.version !== undefined && typeof options.version !== 'string') throw new UsageError('ERR_INVALID_ARG', `kvm: version must be a string, got ${typeof options.version}`);
   const name = `kvm${postfix}`;
   const legacy = legacySet(options.legacy);
   const needsVac = ALL_LEGACY_RESOURCES.some((r) => r !== 'minor' && r !== 'cpuhp' && !legacy.has(r));
@@ -133,6 +136,34 @@ export function kvm(options: KvmOptions = {}): KvmImage {
       return inst;
     },
   };
+}
+
+const OPTION_NAMES: ReadonlySet<string> = new Set(['postfix', 'version', 'vendors', 'syncRunLimit', 'legacy']);
+
+/** `kvm()`'s options, each read once (a getter runs here), with unknown names refused. */
+function kvmOptions(options: unknown): KvmOptions {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new UsageError('ERR_INVALID_ARG', `kvm: options must be an object, got ${options === null ? 'null' : typeof options}`);
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(options)) {
+    if (!OPTION_NAMES.has(key)) throw new UsageError('ERR_UNKNOWN_NAME', `kvm: unknown option ${JSON.stringify(key)} (known: ${[...OPTION_NAMES].join(', ')})`);
+    out[key] = (options as Record<string, unknown>)[key];
+  }
+  return out as KvmOptions;
+}
+
+/** The vendor list, copied, each entry checked to be vendor ops. */
+function vendorList(vendors: unknown): readonly KvmVendorOps[] {
+  if (vendors === undefined) return [vmxKvmOps, svmKvmOps];
+  if (!Array.isArray(vendors)) throw new UsageError('ERR_INVALID_ARG', `kvm: vendors must be an array of vendor ops (vmxKvmOps, svmKvmOps), got ${typeof vendors}`);
+  const list = Array.from(vendors as unknown[]);
+  list.forEach((v, i) => {
+    const o = v as Partial<KvmVendorOps> | null;
+    if (typeof o !== 'object' || o === null || typeof o.name !== 'string' || typeof o.usable !== 'function' || typeof o.setup !== 'function' || typeof o.params !== 'object' || o.params === null) {
+      throw new UsageError('ERR_INVALID_ARG', `kvm: vendors[${i}] is not vendor ops (an object with name, params, usable() and setup(), such as vmxKvmOps)`);
+    }
+  });
+  return list as KvmVendorOps[];
 }
 
 /**

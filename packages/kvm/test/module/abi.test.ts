@@ -84,7 +84,7 @@ describe.each(VENDORS)('the /dev/kvm ABI on $name', (vendor) => {
 
   test('KVM_CREATE_VCPU: ids below 4096, 1024 vCPUs at most, EEXIST on a duplicate', () => {
     const { host, p, sys } = setup(vendor);
-    p.cpu = 0;
+    p.setAffinity(0);
     const vm = p.ioctl(sys, KVM_CREATE_VM, 0);
     expect(p.ioctl(vm, KVM_CREATE_VCPU, 4095)).toBeGreaterThan(0);
     fails(host, () => p.ioctl(vm, KVM_CREATE_VCPU, 4096), 'EINVAL');

@@ -845,9 +845,11 @@ export class World {
         return this.#cmdKill(cmd);
       case 'setcpu': {
         const p = this.#pickProc(cmd.p);
-        if (p === undefined || !this.#online[cmd.cpu]) return false;
-        p.cpu = cmd.cpu;
-        p.real.cpu = cmd.cpu;
+        if (p === undefined) return false;
+        // sched_setaffinity: an offline CPU is EINVAL, and the process stays where it is.
+        const exp = this.#online[cmd.cpu] ? OK : err('EINVAL');
+        this.#call(`setAffinity ${p.pid} → CPU ${cmd.cpu}`, exp, () => p.real.setAffinity(cmd.cpu));
+        if (!('errno' in exp)) p.cpu = cmd.cpu;
         return true;
       }
       case 'open':
