@@ -72,6 +72,11 @@ export class Cpuhp {
    * startup failure (after rolling back the CPUs already done).
    */
   setup(name: string, cbs: CpuhpCallbacks, opts: CpuhpSetupOptions = {}): Unsubscribe {
+    // One kernel operation (the startups may enable CPUs): listeners see the state installed or not at all.
+    return this.#host.events.op(() => this.#setup(name, cbs, opts));
+  }
+
+  #setup(name: string, cbs: CpuhpCallbacks, opts: CpuhpSetupOptions): Unsubscribe {
     const slot = opts.slot ?? CPUHP_AP_ONLINE_DYN;
     const invoke = opts.invoke ?? true;
     let order: number;
@@ -108,13 +113,15 @@ export class Cpuhp {
       }
     }
     this.#states = [...this.#states, state].sort((a, b) => a.order - b.order);
-    return makeUndo(() => {
-      // cpuhp_remove_state: teardown on every online CPU, then free the slot.
-      if (invoke && cbs.teardown !== undefined) {
-        for (const cpu of this.#host.cpus) if (cpu.online) cbs.teardown(cpu.id);
-      }
-      this.#states = this.#states.filter((s) => s !== state);
-    });
+    return makeUndo(() =>
+      this.#host.events.op(() => {
+        // cpuhp_remove_state: teardown on every online CPU, then free the slot.
+        if (invoke && cbs.teardown !== undefined) {
+          for (const cpu of this.#host.cpus) if (cpu.online) cbs.teardown(cpu.id);
+        }
+        this.#states = this.#states.filter((s) => s !== state);
+      }),
+    );
   }
 
   /** The installed states in startup order (name and slot). */

@@ -232,6 +232,13 @@ export class Devfs {
     return target === undefined ? undefined : { kind: 'link', target };
   };
 
+  /** The device nodes that have an owner module, with it (for the ownership invariants). */
+  ownedBy(): Array<{ readonly path: string; readonly owner: LoadedModule }> {
+    const out: Array<{ readonly path: string; readonly owner: LoadedModule }> = [];
+    for (const n of this.#nodes.values()) if (n.owner !== undefined) out.push({ path: n.path, owner: n.owner });
+    return out;
+  }
+
   /** Every node and link, sorted by path (`ls -l /dev`). */
   list(): DevEntryStat[] {
     const paths = [...this.#nodes.keys(), ...this.#links.keys()].sort();

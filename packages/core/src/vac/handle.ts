@@ -239,6 +239,11 @@ export class VacHandle implements VacPort, Disposable {
    */
   detach(): void {
     if (!this.#attached) return;
+    // One kernel operation: the references it drops are delivered to listeners once the handle is gone.
+    this.#p.virt.operation(() => this.#detach());
+  }
+
+  #detach(): void {
     const vmRefs = [...this.#virtRefs.keys()].filter((h) => h !== '');
     let live = vmRefs.length + this.#p.irq.cpusRunning(this.#ops).length;
     for (const scoped of this.#scoped.values()) live += scoped.held();

@@ -15,12 +15,12 @@ import { KernelError, UsageError } from '../errors.js';
 import type { Violation, VirtOps } from '../hardware.js';
 import type { Host } from '../host/host.js';
 import { registerCoreImage } from '../host/host.js';
-import type { ModuleContext, ModuleImage } from '../host/modules.js';
+import type { LoadedModule, ModuleContext, ModuleImage } from '../host/modules.js';
 import { VacHandle, type VacParts } from './handle.js';
 import { IrqRegistry, type VacInstanceOps } from './irq.js';
 import type { AnyVacResource, VacResource, VacResourceContext, VacResourceKey } from './resource.js';
 import { UserReturnMsrs, type UretCpuState, type UretSlot } from './uret.js';
-import { VirtualizationControl } from './virtualization.js';
+import { VirtualizationControl, registerVirtualizationControl } from './virtualization.js';
 
 /** The version of VAC's interface to KVM modules (the "unupgradable" ABI). KVM images record it. */
 export const VAC_ABI_VERSION = 1;
@@ -55,6 +55,8 @@ export class Vac {
   /** The vendor's resources, by key, in the order the vendor listed them. */
   readonly #resources: ReadonlyMap<VacResourceKey<unknown>, AnyVacResource>;
   readonly #handles = new Map<string, VacHandle>();
+  /** The module each instance belonged to when it attached (an instance that is not a module has none). */
+  readonly #modules = new Map<string, LoadedModule>();
 
   /**
    * @internal Built by the `vac` module's init (or, privately, by a legacy KVM module).
@@ -95,10 +97,13 @@ export class Vac {
       onDetach: (h) => {
         this.#irq.detach(ops);
         this.#handles.delete(h.name);
+        this.#modules.delete(h.name);
       },
     };
     const h = new VacHandle(ops, parts);
     this.#handles.set(ops.name, h);
+    const module = this.#host.modules.get(ops.name);
+    if (module !== undefined) this.#modules.set(ops.name, module);
     this.#irq.attach(ops);
     return h;
   }
@@ -220,6 +225,11 @@ export class Vac {
       }
     }
     for (const r of this.#resources.values()) out.push(...r.check());
+    // Invariant 6: an instance that attached as a module is still that loaded module (one whose unload failed
+    // half-way, e.g. an undo action that threw, is still attached).
+    for (const [name, module] of this.#modules) {
+      if (host.modules.get(name) !== module) out.push({ invariant: 6, message: `${name} is attached to VAC, but module ${name} is no longer loaded (half unloaded)` });
+    }
     if (this.#handles.size === 0) {
       // Invariant 6: with no KVM instance attached, nothing may be held.
       for (const [key, r] of this.#resources) {
@@ -305,8 +315,14 @@ export function registerVacHooks(vac: Vac, host: Host, defer: (undo: () => void)
   }
   defer(host.registerSnapshotProvider(which.name, () => vac.snapshot()));
   // A legacy module's private copy only answers for what it owns: without its own enabling machinery it
-  // does not judge per-CPU enable state.
-  defer(host.registerInvariantChecker(which.name, () => vac.check({ virt: which.power })));
+  // does not judge per-CPU enable state. One that enables CPUs is also a control the host-wide check asks (one
+  // step with the checker: both are VAC's means of answering for the CPUs it enabled).
+  const unregisterChecker = host.registerInvariantChecker(which.name, () => vac.check({ virt: which.power }));
+  const unregisterControl = which.power ? registerVirtualizationControl(host, virt) : undefined;
+  defer(() => {
+    unregisterControl?.();
+    unregisterChecker();
+  });
 }
 
 /**

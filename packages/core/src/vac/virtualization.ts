@@ -14,10 +14,46 @@
  * @module
  */
 import { KernelError } from '../errors.js';
-import type { VirtOps } from '../hardware.js';
+import type { Violation, VirtOps } from '../hardware.js';
 import type { Host } from '../host/host.js';
 import type { AnyVacResource } from './resource.js';
 import type { UserReturnMsrs } from './uret.js';
+
+/** The controls that may turn virtualization on, per host: VAC's, and a legacy module's private one. */
+const controls = new WeakMap<Host, Set<VirtualizationControl>>();
+
+/**
+ * @internal Record `virt` as one of the controls of its host that turn virtualization on (VAC's hooks do it at load;
+ * the undo at unload). Returns the undo.
+ */
+export function registerVirtualizationControl(host: Host, virt: VirtualizationControl): () => void {
+  let set = controls.get(host);
+  if (set === undefined) {
+    set = new Set();
+    controls.set(host, set);
+  }
+  const s = set;
+  s.add(virt);
+  return () => s.delete(virt);
+}
+
+/**
+ * Invariant 1 for the whole host: a CPU where the vendor half says VAC's enable holds (VMXON / EFER.SVME done by
+ * VAC and not undone) must be enabled by a loaded control — else virtualization is on where no module needs it (a
+ * module that went away without turning it off, an enable that was not rolled back). Linear in the CPUs and the
+ * loaded controls.
+ */
+export function unneededVirtualization(host: Host): Violation[] {
+  const out: Violation[] = [];
+  const virt = host.hardware.virt;
+  const live = [...(controls.get(host) ?? [])];
+  for (const c of host.cpus) {
+    if (virt.enabledByVac(c.id) && !live.some((v) => v.isEnabled(c.id))) {
+      out.push({ invariant: 1, cpu: c.id, message: `CPU ${c.id} has virtualization on, but no loaded module needs it (no VAC has it enabled)` });
+    }
+  }
+  return out;
+}
 
 /** The usage count, who holds it, and the per-CPU enable state. */
 export class VirtualizationControl {
@@ -56,6 +92,11 @@ export class VirtualizationControl {
     return this.#holders;
   }
 
+  /** @internal Run `op` as one kernel operation of this host (events delivered after it). */
+  operation<T>(op: () => T): T {
+    return this.#host.events.op(op);
+  }
+
   /** `kvm_rebooting`. */
   get rebooting(): boolean {
     return this.#rebooting;
@@ -76,6 +117,11 @@ export class VirtualizationControl {
    * @throws {@link KernelError} EBUSY when a CPU cannot enable (everything rolled back) or after a reboot
    */
   get(holder: string): void {
+    // One kernel operation: listeners see the enables and the count once all of it is done (or undone).
+    this.#host.events.op(() => this.#get(holder));
+  }
+
+  #get(holder: string): void {
     if (this.#rebooting) throw new KernelError('EBUSY', 'hardware_enable_all', 'the system is rebooting');
     if (this.#count === 0) {
       // on_each_cpu(hardware_enable_nolock): every online CPU is tried; failures are counted.
@@ -102,6 +148,10 @@ export class VirtualizationControl {
 
   /** Drop a reference (`hardware_disable_all`). The last one disables every online CPU. */
   put(holder: string): void {
+    this.#host.events.op(() => this.#put(holder));
+  }
+
+  #put(holder: string): void {
     const held = this.#holders.get(holder) ?? 0;
     if (held === 0 || this.#count === 0) throw new KernelError('EINVAL', 'hardware_disable_all', `${holder} holds no reference`);
     if (held === 1) this.#holders.delete(holder);

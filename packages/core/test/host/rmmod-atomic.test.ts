@@ -83,6 +83,16 @@ describe('rmmod is atomic', () => {
     expect(checkInvariants(host)).toEqual([]); // a syscore op has no owner the host could name
   });
 
+  test('an undo action that fails to deregister a device: the node of a module that is gone is reported (invariant 6)', () => {
+    const host = newHost();
+    const log: string[] = [];
+    host.insmod(libImage('base'));
+    host.insmod(threeSteps({ undoThrows: 'device', log }));
+    host.rmmod('drv');
+    expect(host.devfs.list().map((d) => d.path)).toEqual(['/dev/drv']);
+    expect(checkInvariants(host)).toEqual([{ invariant: 6, message: '/dev/drv belongs to module drv, which is not loaded' }]);
+  });
+
   test('a failed init whose undo action throws: the init error is thrown, the other undo actions run, the load is gone', () => {
     const host = newHost();
     const log: string[] = [];

@@ -15,8 +15,8 @@ import {
   type VendorModule,
 } from '@vac/core';
 import { VM_FAULT_SITE } from './faults.js';
-import { sharedVcpuIds, sharedVmIds } from './unique-ids.js';
 import type { Vcpu } from './vcpu.js';
+import { vcpuStateViolations, vmViolations } from './vm-check.js';
 import { Vm } from './vm.js';
 
 /** The generic knobs of an instance (from its parameters and options). */
@@ -71,6 +71,10 @@ export class KvmInstance implements VacInstanceOps {
    * build the vendor part.
    */
   createVm(owner: import('@vac/core').Process): Vm {
+    return this.#events.op(() => this.#createVm(owner));
+  }
+
+  #createVm(owner: import('@vac/core').Process): Vm {
     if (this.host.faults.shouldFail(VM_FAULT_SITE)) throw new KernelError('ENOMEM', 'kvm_create_vm', 'injected allocation failure');
     const id = this.#nextVm;
     const holder = `vm${id}`;
@@ -89,10 +93,14 @@ export class KvmInstance implements VacInstanceOps {
     return vm;
   }
 
-  /** `kvm_destroy_vm`. */
+  /** `kvm_destroy_vm` (one kernel operation: listeners see the VM gone, not half destroyed). */
   destroyVm(vm: Vm): void {
     this.own(vm, 'kvm_destroy_vm');
     if (vm.dead) return;
+    this.#events.op(() => this.#destroyVm(vm));
+  }
+
+  #destroyVm(vm: Vm): void {
     vm.dead = true;
     for (const v of vm.vcpus.values()) {
       if (v.loadedOn >= 0) v.put(v.loadedOn);
@@ -202,22 +210,31 @@ export class KvmInstance implements VacInstanceOps {
     }));
   }
 
-  /** This module's invariants: its vCPUs' loaded CPUs agree with its running table. */
+  /**
+   * This module's invariants: its vCPUs' loaded CPUs agree with its running table; its VMs are owned by live
+   * processes, their memslots behave as their flags say and their vCPUs' registers hold canonical values (see
+   * `vm-check.ts`). Linear in its VMs, vCPUs and memslots (IDs shared across modules are checked once per host, by
+   * `unique-ids.ts`).
+   */
   check(): Violation[] {
     const out: Violation[] = [];
-    for (const v of this.allVcpus()) {
-      if (v.loadedOn >= 0 && this.running[v.loadedOn] !== v) {
-        out.push({ invariant: 5, cpu: v.loadedOn, message: `${v.label} is loaded on CPU ${v.loadedOn} but not registered as running there` });
-      }
-      if (v.loadedOn >= 0 && this.host.cpus[v.loadedOn]?.online !== true) {
-        out.push({ invariant: 1, cpu: v.loadedOn, message: `${v.label} is loaded on offline CPU ${v.loadedOn}` });
+    for (const vm of this.vms) {
+      out.push(...vmViolations(vm));
+      for (const v of vm.vcpus.values()) {
+        if (v.loadedOn >= 0 && this.running[v.loadedOn] !== v) {
+          out.push({ invariant: 5, cpu: v.loadedOn, message: `${v.label} is loaded on CPU ${v.loadedOn} but not registered as running there` });
+        }
+        if (v.loadedOn >= 0 && this.host.cpus[v.loadedOn]?.online !== true) {
+          out.push({ invariant: 1, cpu: v.loadedOn, message: `${v.label} is loaded on offline CPU ${v.loadedOn}` });
+        }
+        out.push(...vcpuStateViolations(v));
       }
     }
-    out.push(...sharedVcpuIds(this));
-    out.push(...sharedVmIds(this));
-    this.running.forEach((v, cpu) => {
+    const running = this.running;
+    for (let cpu = 0; cpu < running.length; cpu++) {
+      const v = running[cpu];
       if (v !== undefined && v.loadedOn !== cpu) out.push({ invariant: 5, cpu, message: `CPU ${cpu} says ${v.label} runs there, but it is loaded on ${v.loadedOn}` });
-    });
+    }
     return out;
   }
 

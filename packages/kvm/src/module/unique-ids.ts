@@ -4,59 +4,69 @@
  * ASID). With VAC this holds by construction (one allocator per host); in legacy mode, where each module keeps its
  * own allocator, this is the check that catches it.
  *
+ * One checker per host (registered with the first KVM module, removed with the last) makes one pass over every
+ * module's vCPUs and VMs in load order: linear in the host, however many modules there are.
+ *
  * @module
  */
 import type { Host, UniqueId, Violation } from '@vac/core';
 import type { KvmInstance } from './instance.js';
 
-const loaded = new WeakMap<Host, Set<KvmInstance>>();
+/** The checker's name in `host.registerInvariantChecker`. */
+const CHECKER = 'kvm:unique-ids';
+
+interface Tracked {
+  readonly instances: Set<KvmInstance>;
+  readonly unregister: () => void;
+}
+
+const loaded = new WeakMap<Host, Tracked>();
 
 /** Track a loaded instance on its host (in load order). Returns the undo. */
 export function trackInstance(inst: KvmInstance): () => void {
-  let set = loaded.get(inst.host);
-  if (set === undefined) {
-    set = new Set();
-    loaded.set(inst.host, set);
+  const host = inst.host;
+  let t = loaded.get(host);
+  if (t === undefined) {
+    const instances = new Set<KvmInstance>();
+    t = { instances, unregister: host.registerInvariantChecker(CHECKER, () => sharedIds(instances)) };
+    loaded.set(host, t);
   }
-  const s = set;
-  s.add(inst);
-  return () => s.delete(inst);
-}
-
-/** Something that holds unique IDs, with its label. */
-interface Holder {
-  readonly label: string;
-  uniqueIds(): readonly UniqueId[];
+  const tracked = t;
+  tracked.instances.add(inst);
+  return () => {
+    tracked.instances.delete(inst);
+    if (tracked.instances.size === 0 && loaded.get(host) === tracked) {
+      loaded.delete(host);
+      tracked.unregister();
+    }
+  };
 }
 
 /**
- * The IDs that a holder of `inst` shares with a holder of a module loaded before it (each clash is reported once, by
- * the later module), as violations of `invariant`.
+ * Every ID held in two modules, reported once, by the later holder (`kind value is held by <earlier> and <later>`):
+ * VPIDs of vCPUs as invariant 2, SEV ASIDs of VMs as invariant 3.
  */
-function clashes(inst: KvmInstance, holders: (i: KvmInstance) => Iterable<Holder>, invariant: number): Violation[] {
-  const key = (id: UniqueId): string => `${id.kind} ${id.value}`;
-  const earlier = new Map<string, string>();
-  for (const other of loaded.get(inst.host) ?? []) {
-    if (other === inst) break;
-    for (const h of holders(other)) for (const id of h.uniqueIds()) earlier.set(key(id), h.label);
-  }
+function sharedIds(instances: ReadonlySet<KvmInstance>): Violation[] {
   const out: Violation[] = [];
-  if (earlier.size === 0) return out;
-  for (const h of holders(inst)) {
-    for (const id of h.uniqueIds()) {
-      const clash = earlier.get(key(id));
-      if (clash !== undefined) out.push({ invariant, id: id.value, message: `${id.kind} ${id.value} is held by ${clash} and ${h.label}` });
+  const vcpuIds = new Map<string, Map<number, { readonly label: string; readonly inst: KvmInstance }>>();
+  const vmIds = new Map<string, Map<number, { readonly label: string; readonly inst: KvmInstance }>>();
+  const see = (seen: typeof vcpuIds, inst: KvmInstance, label: string, ids: readonly UniqueId[], invariant: number): void => {
+    for (const id of ids) {
+      let byValue = seen.get(id.kind);
+      if (byValue === undefined) {
+        byValue = new Map();
+        seen.set(id.kind, byValue);
+      }
+      const first = byValue.get(id.value);
+      if (first === undefined) byValue.set(id.value, { label, inst });
+      else if (first.inst !== inst) out.push({ invariant, id: id.value, message: `${id.kind} ${id.value} is held by ${first.label} and ${label}` });
+    }
+  };
+  for (const inst of instances) {
+    for (const vm of inst.vms) {
+      see(vmIds, inst, vm.label, vm.vendor.uniqueIds(), 3);
+      for (const v of vm.vcpus.values()) see(vcpuIds, inst, v.label, v.vendor.uniqueIds(), 2);
     }
   }
   return out;
-}
-
-/** Invariant 2 across modules: vCPU IDs (VPIDs) shared with an earlier module's vCPU. */
-export function sharedVcpuIds(inst: KvmInstance): Violation[] {
-  return clashes(inst, (i) => [...i.allVcpus()].map((v) => ({ label: v.label, uniqueIds: () => v.vendor.uniqueIds() })), 2);
-}
-
-/** Invariant 3 across modules: VM IDs (SEV ASIDs) shared with an earlier module's VM. */
-export function sharedVmIds(inst: KvmInstance): Violation[] {
-  return clashes(inst, (i) => [...i.vms].map((vm) => ({ label: vm.label, uniqueIds: () => vm.vendor.uniqueIds() })), 3);
 }

@@ -876,7 +876,15 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
       });
       const vac = vacIn(host);
       const [a, b] = attachFakes(host) as [FakeKvm, FakeKvm];
-      const log = recordEvents(host, ['virt:usage', 'virt:disable']);
+      // detach is one kernel operation: its events reach listeners after it, so each entry is placed on the event
+      // clock (a write hook where the clock stood, an event at its seq) to read the order things happened in.
+      const entries: Array<[number, string]> = [];
+      host.events.onAny((name, e) => {
+        const p = e as unknown as Record<string, unknown>;
+        if (name === 'virt:usage') entries.push([e.seq, `${name}:${String(p['holder'])}:${String(p['count'])}`]);
+        else if (name === 'virt:disable') entries.push([e.seq, `${name}:${String(p['cpu'])}`]);
+      });
+      const ordered = (): string[] => [...entries].sort((p, q) => p[0] - q[0]).map(([, t]) => t);
       const cpu1 = host.cpus[1];
       if (cpu1 === undefined) throw new Error('no CPU 1');
       const names = new Map([
@@ -886,7 +894,7 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
       ]);
       for (const m of names.keys()) {
         cpu1.msrWriteHooks.set(m, (_c, msr, value) => {
-          log.push(`wrmsr:${names.get(msr) ?? '?'}=0x${value.toString(16)}`);
+          entries.push([host.events.seq - 0.5, `wrmsr:${names.get(msr) ?? '?'}=0x${value.toString(16)}`]);
           return true;
         });
       }
@@ -901,9 +909,9 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
       a.handle.setUserReturnMsr(1, sy, 0x21n, 0xffn);
       a.handle.setUserReturnMsr(1, sw, 0x31n, 0xffn);
       a.put(1);
-      log.length = 0;
+      entries.length = 0;
       a.handle.detach();
-      expect(log).toEqual([
+      expect(ordered()).toEqual([
         // Slots in reverse order of registration: w (last user: restored), y (still kvm1's: kept), x (restored).
         'wrmsr:w=0x30',
         'wrmsr:x=0x10',
