@@ -6,6 +6,7 @@
  */
 import fc from 'fast-check';
 import { MEM_VARIANTS, NR_CPUS, PARAM_SETS, SITES, World, newStats, type Cmd, type Stats, type Vendor } from './model.js';
+import { OBSERVED_EVENTS, OBSERVER_ACTS } from './observer.js';
 
 const pick = fc.nat(63);
 const cpu = fc.integer({ min: 0, max: NR_CPUS - 1 });
@@ -54,6 +55,7 @@ export const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: c('failNth'), site: fc.constantFrom(...SITES), n: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ k: c('failInit'), mod, step: fc.nat(9) }) },
   { weight: 1, arbitrary: fc.record({ k: c('clearFaults') }) },
+  { weight: 2, arbitrary: fc.record({ k: c('observe'), event: fc.nat(OBSERVED_EVENTS.length - 1), act: fc.nat(OBSERVER_ACTS.length - 1) }) },
 );
 
 /** A prefix that builds a typical state quickly: two modules, two VMM processes, VMs with vCPUs. */

@@ -39,6 +39,7 @@ describe('model-based random testing', () => {
         `${stats.badInputs} bad inputs, ${stats.ticks} ticks in ${(ms / 1000).toFixed(1)} s`,
     );
     console.log(`[model] commands by kind: ${JSON.stringify(stats.byKind)}`);
+    console.log(`[model] listener callbacks by behaviour: ${JSON.stringify(stats.callbacks)}`);
     console.log(`[model] skipped (nothing to act on) by kind: ${JSON.stringify(stats.skippedByKind)}`);
     expect(stats.sequences).toBe(settings.runs);
   }, 24 * 3600 * 1000);

@@ -20,6 +20,7 @@ import {
   isKernelError,
   vacImage,
   vacOf,
+  type EventName,
   type FaultMode,
   type FaultSite,
   type Host,
@@ -57,6 +58,10 @@ import {
   type Vcpu,
 } from '../../src/index.js';
 import { VPIDS } from '@vac/vmx';
+import { firstDifference, normalize } from './model-snapshot.js';
+import { OBSERVED_EVENTS, OBSERVER_ACTS, Observer, type ObserverAct } from './observer.js';
+
+export { firstDifference, normalize } from './model-snapshot.js';
 import { ASIDS, SEV_ASIDS } from '@vac/svm';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -154,7 +159,8 @@ export type Cmd =
   | { readonly k: 'foreign'; readonly cpu: number; readonly on: boolean }
   | { readonly k: 'failNth'; readonly site: FaultSite; readonly n: number }
   | { readonly k: 'failInit'; readonly mod: number; readonly step: number }
-  | { readonly k: 'clearFaults' };
+  | { readonly k: 'clearFaults' }
+  | { readonly k: 'observe'; readonly event: number; readonly act: number };
 
 export type MemVariant = 'load' | 'alias' | 'delete0' | 'delete1' | 'move' | 'moveBack' | 'badFlags' | 'unaligned' | 'badSlot';
 export const MEM_VARIANTS: readonly MemVariant[] = ['load', 'alias', 'delete0', 'delete1', 'move', 'moveBack', 'badFlags', 'unaligned', 'badSlot'];
@@ -301,12 +307,14 @@ export interface Stats {
   faultsFired: number;
   badInputs: number;
   ticks: number;
+  /** Deliveries a random observer acted on, by behaviour (see observer.ts). */
+  callbacks: Record<string, number>;
   byKind: Record<string, number>;
   skippedByKind: Record<string, number>;
 }
 
 export function newStats(): Stats {
-  return { sequences: 0, commands: 0, skipped: 0, failedAsExpected: 0, faultsInjected: 0, faultsFired: 0, badInputs: 0, ticks: 0, byKind: {}, skippedByKind: {} };
+  return { sequences: 0, commands: 0, skipped: 0, failedAsExpected: 0, faultsInjected: 0, faultsFired: 0, badInputs: 0, ticks: 0, callbacks: {}, byKind: {}, skippedByKind: {} };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -364,11 +372,15 @@ export class World {
   /** CPUs the crash's emergency callback turned off (VAC's callback runs only when vac is loaded). */
   readonly #emergencyOff: boolean[] = new Array<boolean>(NR_CPUS).fill(false);
 
+  /** The listener that calls back at random (the `observe` command). */
+  readonly #observer: Observer;
+
   constructor(vendor: Vendor, stats: Stats = newStats()) {
     this.vendor = vendor;
     this.stats = stats;
     this.host = createHost({ cpus: NR_CPUS, hardware: vendor === 'intel' ? intel() : amd(), modules: Object.values(IMAGES) });
     this.host.scheduler.quantum = QUANTUM;
+    this.#observer = new Observer(this.host);
   }
 
   /** True after a crash: the sequence must end. */
@@ -798,7 +810,11 @@ export class World {
    */
   exec(cmd: Cmd): boolean {
     if (this.#crashed) return false;
+    const degradedBefore = new Set(this.#degraded);
+    const calls = { ...this.#observer.calls };
+    this.#observer.beginCommand();
     const ran = this.#exec(cmd);
+    this.#checkObserver(cmd, degradedBefore, calls);
     if (!ran) {
       this.stats.skipped++;
       this.stats.skippedByKind[cmd.k] = (this.stats.skippedByKind[cmd.k] ?? 0) + 1;
@@ -809,6 +825,19 @@ export class World {
     this.trace.push(JSON.stringify(cmd, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)));
     this.agree(cmd.k);
     return true;
+  }
+
+  /**
+   * What the random observer saw during `cmd`: it ran outside every operation, its own calls behaved, and the host it
+   * saw was consistent (no violation beyond the degraded CPUs the model knows of before or after the command).
+   */
+  #checkObserver(cmd: Cmd, degradedBefore: ReadonlySet<number>, callsBefore: Readonly<Record<string, number>>): void {
+    const o = this.#observer;
+    for (const [act, n] of Object.entries(o.calls)) this.stats.callbacks[act] = (this.stats.callbacks[act] ?? 0) + n - (callsBefore[act] ?? 0);
+    if (o.problems().length > 0) fail(`during ${JSON.stringify(cmd)}: ${o.problems().join('; ')}`);
+    const degraded = (cpu: number | undefined): boolean => cpu !== undefined && (degradedBefore.has(cpu) || this.#degraded.has(cpu));
+    const v = o.seen().filter((x) => !(x.invariant === 1 && degraded(x.cpu)));
+    if (v.length > 0) fail(`during ${JSON.stringify(cmd)}: a listener saw invariant violations ${JSON.stringify(v)}`);
   }
 
   /** Run `fn` (the real operation) and compare with `exp`; on an expected failure the host must not change. */
@@ -951,6 +980,9 @@ export class World {
         this.host.faults.clear();
         this.#plans.clear();
         this.#initFaults.clear();
+        return true;
+      case 'observe':
+        this.#observer.set(OBSERVED_EVENTS[cmd.event % OBSERVED_EVENTS.length] as EventName, OBSERVER_ACTS[cmd.act % OBSERVER_ACTS.length] as ObserverAct);
         return true;
     }
   }
@@ -1875,34 +1907,4 @@ function big(_k: string, v: unknown): unknown {
 export function sameSnapshot(what: string, a: HostSnapshot, b: HostSnapshot): void {
   const d = firstDifference(normalize(a), normalize(b), '');
   if (d !== undefined) fail(`${what}: the failed operation changed the host at ${d}`);
-}
-
-/** The first path where two plain values differ, or undefined. */
-export function firstDifference(a: unknown, b: unknown, path: string): string | undefined {
-  if (Object.is(a, b)) return undefined;
-  if (typeof a !== typeof b || typeof a !== 'object' || a === null || b === null) return `${path || '(root)'}: ${JSON.stringify(a, big)} ≠ ${JSON.stringify(b, big)}`;
-  if (Array.isArray(a) !== Array.isArray(b)) return `${path}: array vs object`;
-  const ka = Object.keys(a as object);
-  const kb = Object.keys(b as object);
-  if (ka.length !== kb.length) return `${path}: keys ${JSON.stringify(ka)} ≠ ${JSON.stringify(kb)}`;
-  for (const k of ka) {
-    const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}.${k}`);
-    if (d !== undefined) return d;
-  }
-  return undefined;
-}
-
-/**
- * A snapshot without the ASID state (generation, next ASID) of CPUs where VAC has virtualization off. That
- * state is history: the next enable resets it (`svm_hardware_enable`), and VAC deliberately never reuses a
- * generation number, so an operation that turned virtualization on and off again before failing (a 0→1
- * KVM_CREATE_VM whose fd allocation failed, a module init failing after its usage reference) moves it on.
- * See docs/reliability.md ("findings").
- */
-export function normalize(s: HostSnapshot): HostSnapshot {
-  const vac = s.providers['vac'] as { virt?: { enabled?: number[] }; asids?: Array<{ generation: number; nextAsid: number } | undefined> } | undefined;
-  if (vac?.asids === undefined || vac.virt?.enabled === undefined) return s;
-  const enabled = vac.virt.enabled;
-  const asids = vac.asids.map((x, cpu) => (x !== undefined && enabled[cpu] === 0 ? { ...x, generation: 0, nextAsid: 0 } : x));
-  return { ...s, providers: { ...s.providers, vac: { ...vac, asids } } };
 }
