@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { checkCpuIndex } from '@vac/core';
+import { checkCpuIndex } from '@vac/core/internal';
 import type { FaultMode, HardwareEnv, HostHardware, Violation } from '@vac/core';
 import type { AmdCpuConfig, AmdModel } from './model.js';
 import { SvmCpus } from './svm-cpu.js';

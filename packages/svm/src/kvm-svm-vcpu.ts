@@ -16,7 +16,8 @@
  *
  * @module
  */
-import { UsageError, checkCpuIndex, vcpuLabel as label } from '@vac/core';
+import { UsageError, vcpuLabel as label } from '@vac/core';
+import { checkCpuIndex } from '@vac/core/internal';
 import type { UniqueId, VcpuTag, VendorVcpu } from '@vac/core';
 import {
   SVM_EXIT,

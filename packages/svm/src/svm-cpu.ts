@@ -19,7 +19,8 @@
  *
  * @module
  */
-import { CounterTable, FaultKnobs, UsageError, checkCpuIndex } from '@vac/core';
+import { UsageError } from '@vac/core';
+import { CounterTable, FaultKnobs, checkCpuIndex } from '@vac/core/internal';
 import type { Cpu, FaultMode, HardwareEnv, MsrSlot, Violation } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,

@@ -18,7 +18,8 @@
  *
  * @module
  */
-import { UsageError, cpuAt } from '@vac/core';
+import { UsageError } from '@vac/core';
+import { cpuAt } from '@vac/core/internal';
 import type { AnyVacResource, Cpu, ErrnoCode, HardwareEnv, VacResourceContext, VirtOps } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { cpuAt } from '@vac/core';
+import { cpuAt } from '@vac/core/internal';
 import type { Cpu, FaultMode, HardwareEnv, HostHardware, MsrWriteHook, Violation } from '@vac/core';
 import { CR4_VMXE, INTEL_MSR, L1D_FLUSH } from './arch.js';
 

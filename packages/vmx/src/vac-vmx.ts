@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { cpuAt } from '@vac/core';
+import { cpuAt } from '@vac/core/internal';
 import type { AnyVacResource, Cpu, ErrnoCode, HardwareEnv, VacResourceContext, VirtOps } from '@vac/core';
 import { CPUID_BIT, CR4_VMXE, FEAT_CTL, INTEL_MSR } from './arch.js';
 import { VAC_WARNING_SOURCE } from './loaded-vmcs.js';

@@ -17,7 +17,8 @@
  * @module
  */
 
-import { IdBitmap, UsageError } from '@vac/core';
+import { UsageError } from '@vac/core';
+import { IdBitmap } from '@vac/core/internal';
 
 /** Number of VPIDs, `VMX_NR_VPIDS` (`arch/x86/include/asm/vmx.h`): 65,536, VPID 0 being the host's. */
 export const VMX_NR_VPIDS = 1 << 16;

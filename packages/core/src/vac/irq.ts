@@ -52,7 +52,10 @@ export class IrqRegistry {
   /** The single perf registration, owned by VAC. */
   readonly perfCallbacks: PerfGuestCallbacks;
 
-  /** @internal */
+  /**
+   * @param host - the host
+   * @param name - who owns this registry, for its perf callbacks' name
+   */
   constructor(host: Host, name = 'vac') {
     // Packed (no holes), so a lookup on the PMI path needs no hole check.
     const running: Array<VacInstanceOps | undefined> = [];

@@ -34,7 +34,7 @@ export const KVM_MAX_NR_USER_RETURN_MSRS = 16;
 
 /** A listed MSR (`kvm_uret_msrs_list[slot]`) and how many registrations share it. */
 export interface UretSlot {
-  /** The slot index modules pass to {@link UserReturnMsrs.set}. */
+  /** The slot index modules pass to `kvm_set_user_return_msr` (`VacPort.setUserReturnMsr`). */
   readonly slot: number;
   /** The MSR number. */
   readonly msr: number;

@@ -15,18 +15,8 @@
  *
  * @module
  */
-import {
-  UsageError,
-  Vac,
-  checkVendorSupport,
-  registerVacHooks,
-  type Host,
-  type VacHandle,
-  type VacInstanceOps,
-  type VacPort,
-  type VacResource,
-  type VacResourceKey,
-} from '@vac/core';
+import { UsageError, Vac, type Host, type VacHandle, type VacInstanceOps, type VacPort, type VacResource, type VacResourceKey } from '@vac/core';
+import { checkVendorSupport, registerVacHooks } from '@vac/core/internal';
 import { SEV_ASIDS } from '@vac/svm';
 import { VPIDS } from '@vac/vmx';
 

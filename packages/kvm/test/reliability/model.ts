@@ -30,6 +30,7 @@ import {
 import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import {
+  kvmInstance,
   KVM_CAP_MAX_VCPUS,
   KVM_CAP_NR_VCPUS,
   KVM_CHECK_EXTENSION,
@@ -1841,8 +1842,7 @@ export class World {
     // Each instance's VMs and vCPUs.
     for (const m of this.#mods.values()) {
       if (m.name === 'vac') continue;
-      const inst = host.modules.exportsOf<KvmInstance>(m.name);
-      const got = [...(inst?.vms ?? [])].map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
+      const got = [...kvmInstance(host, m.name).vms].map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
       const wantVms = [...this.#vms]
         .filter((vm) => vm.module === m)
         .map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
