@@ -91,7 +91,7 @@ export class AmdHardware implements HostHardware {
     return this.svm.foreignOwner(cpu);
   }
 
-  /** Hardware-side violations of SPEC §4 invariant 1 (see {@link SvmCpus.violations}). */
+  /** Hardware-side violations of docs/spec.md §4 invariant 1 (see {@link SvmCpus.violations}). */
   check(): Violation[] {
     return this.svm.violations();
   }

@@ -1,5 +1,5 @@
 /**
- * VAC's IRQ/NMI callback registry (SPEC.md §2.4; beyond the RFC, where both were TODOs).
+ * VAC's IRQ/NMI callback registry (docs/spec.md §2.4; beyond the RFC, where both were TODOs).
  *
  * VAC registers **one** set of perf guest-info callbacks and dispatches each PMI to the KVM instance
  * whose vCPU runs on that CPU — instances set the per-CPU running instance at vcpu_load and clear it at

@@ -1,6 +1,6 @@
 /**
  * Legacy mode: KVM modules laid out as before VAC, each owning some resources itself. It exists to show
- * what goes wrong on a multi-KVM host without VAC (SPEC.md §3 "Legacy mode"); it is never the default.
+ * what goes wrong on a multi-KVM host without VAC (docs/spec.md §3 "Legacy mode"); it is never the default.
  *
  * Each listed resource is kept privately by the module instead of being taken from VAC:
  *

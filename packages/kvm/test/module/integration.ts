@@ -44,7 +44,7 @@ export function expectCode(fn: () => unknown, code: ErrnoCode): KernelError {
 
 /**
  * Run `fn`, expect a {@link KernelError} with `code` (name and errno) and `host.snapshot()` exactly as
- * before (SPEC §4 invariant 7). Returns the error.
+ * before (docs/spec.md §4 invariant 7). Returns the error.
  */
 export function expectFail(host: Host, fn: () => unknown, code: ErrnoCode): KernelError {
   const before = host.snapshot();

@@ -1851,7 +1851,7 @@ export class World {
   }
 
   /**
-   * Tear everything down (kill every process, unload every module) and check SPEC §4 invariant 6: every
+   * Tear everything down (kill every process, unload every module) and check docs/spec.md §4 invariant 6: every
    * allocator empty, every CPU disabled, every user-return MSR at its host value.
    */
   finish(): void {
