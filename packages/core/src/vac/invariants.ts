@@ -1,5 +1,5 @@
 /**
- * The exported invariant checker (SPEC.md §4).
+ * The exported invariant checker (docs/spec.md §4).
  *
  * @module
  */
@@ -9,7 +9,7 @@ import { ownershipViolations } from '../host/ownership.js';
 import { unneededVirtualization } from './virtualization.js';
 
 /**
- * Check the invariants of SPEC.md §4 on a live host: the hardware's own checks (a CPU with two owners, a
+ * Check the invariants of docs/spec.md §4 on a live host: the hardware's own checks (a CPU with two owners, a
  * VMCS on two CPUs' lists, …), the host's (every module whole, every device and open file owned by a loaded module;
  * virtualization on only where a loaded module enabled it) and those of every loaded module that registered a
  * checker (VAC: usage count vs per-CPU state, VPIDs, ASIDs, SEV ASIDs, user-return MSRs, attached instances; KVM

@@ -48,7 +48,7 @@ describe('moving a process: setAffinity (sched_setaffinity)', () => {
     const p = host.spawn({ cpu: 1 });
     host.cpuDown(2);
     for (const cpu of [2, 4, 1000]) {
-      const e = expectKernelError(host, () => p.setAffinity(cpu), 'EINVAL', 22);
+      const e = expectKernelError(host, () => p.setAffinity(cpu), 'EINVAL');
       expect(e.op).toBe('sched_setaffinity');
     }
     expect(p.cpu).toBe(1);
@@ -65,7 +65,7 @@ describe('moving a process: setAffinity (sched_setaffinity)', () => {
     const host = newHost();
     const p = host.spawn();
     p.kill();
-    expectKernelError(host, () => p.setAffinity(1), 'ESRCH', 3);
+    expectKernelError(host, () => p.setAffinity(1), 'ESRCH');
   });
 
   test('a process moved by a cpuDown is moved, not re-pinned: setAffinity to the CPU once it is back works', () => {
@@ -88,8 +88,8 @@ describe('threads: setAffinity and spawn options', () => {
       yield;
     });
     host.cpuDown(3);
-    expectKernelError(host, () => t.setAffinity(3), 'EINVAL', 22);
-    expectKernelError(host, () => t.setAffinity(4), 'EINVAL', 22);
+    expectKernelError(host, () => t.setAffinity(3), 'EINVAL');
+    expectKernelError(host, () => t.setAffinity(4), 'EINVAL');
     expectUsageError(host, () => t.setAffinity(-1), 'ERR_OUT_OF_RANGE');
     expect(t.affinity).toBeUndefined();
     t.setAffinity(2);
@@ -98,7 +98,7 @@ describe('threads: setAffinity and spawn options', () => {
     expect(t.affinity).toBeUndefined();
     host.scheduler.runUntilIdle();
     expect(t.alive).toBe(false);
-    expectKernelError(host, () => t.setAffinity(1), 'ESRCH', 3);
+    expectKernelError(host, () => t.setAffinity(1), 'ESRCH');
   });
 
   test('spawn: a CPU that is missing or offline → EINVAL; unknown options, a name that is not a string, a body that is not a function → UsageError', () => {
@@ -108,8 +108,8 @@ describe('threads: setAffinity and spawn options', () => {
       yield;
     };
     host.cpuDown(1);
-    expectKernelError(host, () => host.scheduler.spawn(p, { cpu: 9 }, body), 'EINVAL', 22);
-    expectKernelError(host, () => host.scheduler.spawn(p, { cpu: 1 }, body), 'EINVAL', 22);
+    expectKernelError(host, () => host.scheduler.spawn(p, { cpu: 9 }, body), 'EINVAL');
+    expectKernelError(host, () => host.scheduler.spawn(p, { cpu: 1 }, body), 'EINVAL');
     expectUsageError(host, () => host.scheduler.spawn(p, { cpu: 0.5 }, body), 'ERR_OUT_OF_RANGE');
     expect(thrown(() => host.scheduler.spawn(p, { core: 1 } as never, body))).toMatchObject({ code: 'ERR_UNKNOWN_NAME', message: expect.stringContaining('"core"') });
     expectUsageError(host, () => host.scheduler.spawn(p, { name: 7 } as never, body), 'ERR_INVALID_ARG');
@@ -199,8 +199,8 @@ describe('spawn options', () => {
   test('a missing or offline CPU → EINVAL, as sched_setaffinity answers', () => {
     const host = newHost();
     host.cpuDown(2);
-    expectKernelError(host, () => host.spawn({ cpu: 2 }), 'EINVAL', 22);
-    expectKernelError(host, () => host.spawn({ cpu: 4 }), 'EINVAL', 22);
+    expectKernelError(host, () => host.spawn({ cpu: 2 }), 'EINVAL');
+    expectKernelError(host, () => host.spawn({ cpu: 4 }), 'EINVAL');
   });
 
   test('the limits are accepted: uid 2^32 - 2, nofile 0 (then every open is EMFILE) and 1,048,576', () => {
@@ -208,7 +208,7 @@ describe('spawn options', () => {
     host.devfs.miscRegister({ name: 'kvm', minor: 232, fops: {}, mode: 0o666 });
     expect(host.spawn({ uid: 2 ** 32 - 2 }).uid).toBe(2 ** 32 - 2);
     const none = host.spawn({ nofile: 0 });
-    expectKernelError(host, () => none.open('/dev/kvm'), 'EMFILE', 24);
+    expectKernelError(host, () => none.open('/dev/kvm'), 'EMFILE');
     const big = host.spawn({ nofile: 1024 * 1024 });
     expect(big.open('/dev/kvm')).toBe(3);
   });
@@ -239,9 +239,9 @@ describe('the actor of a module load or unload', () => {
     const root = host.spawn();
     host.insmod(miscImage({ name: 'kvm1' }));
     root.kill();
-    expectKernelError(host, () => host.insmod(miscImage({ name: 'x' }), {}, { as: root }), 'ESRCH', 3);
-    expectKernelError(host, () => host.modprobe(miscImage({ name: 'y' }), {}, { as: root }), 'ESRCH', 3);
-    expectKernelError(host, () => host.rmmod('kvm1', { as: root }), 'ESRCH', 3);
+    expectKernelError(host, () => host.insmod(miscImage({ name: 'x' }), {}, { as: root }), 'ESRCH');
+    expectKernelError(host, () => host.modprobe(miscImage({ name: 'y' }), {}, { as: root }), 'ESRCH');
+    expectKernelError(host, () => host.rmmod('kvm1', { as: root }), 'ESRCH');
     expect(host.lsmod().map((m) => m.name)).toEqual(['kvm1']);
   });
 

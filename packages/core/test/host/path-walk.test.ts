@@ -27,12 +27,12 @@ describe('paths are walked as the VFS walks them (fs/namei.c)', () => {
     const { host, open } = kvmHost();
     host.symlink('/dev/kvm', '/dev/link');
     for (const path of ['/dev/kvm/', '/dev/kvm//', '/dev/kvm/.', '/dev/link/', '/dev/kvm/x', '/dev/kvm/..']) {
-      expectKernelError(host, () => open(path), 'ENOTDIR', 20);
-      expectKernelError(host, () => host.stat(path), 'ENOTDIR', 20);
+      expectKernelError(host, () => open(path), 'ENOTDIR');
+      expectKernelError(host, () => host.stat(path), 'ENOTDIR');
     }
-    expectKernelError(host, () => host.devfs.lstat('/dev/link/'), 'ENOTDIR', 20);
-    expectKernelError(host, () => host.readlink('/dev/link/'), 'ENOTDIR', 20);
-    expectKernelError(host, () => open('/dev/none/'), 'ENOENT', 2);
+    expectKernelError(host, () => host.devfs.lstat('/dev/link/'), 'ENOTDIR');
+    expectKernelError(host, () => host.readlink('/dev/link/'), 'ENOTDIR');
+    expectKernelError(host, () => open('/dev/none/'), 'ENOENT');
   });
 
   test('directories: stat says so; open → EISDIR (21); unlink → EISDIR', () => {
@@ -41,32 +41,32 @@ describe('paths are walked as the VFS walks them (fs/namei.c)', () => {
     expect(host.stat('/dev/')).toEqual({ type: 'dir', path: '/dev' });
     expect(host.stat('//dev/./')).toEqual({ type: 'dir', path: '/dev' });
     expect(host.stat('/dev/..')).toEqual({ type: 'dir', path: '/' });
-    for (const path of ['/', '/dev', '/dev/', '/dev/.', '/dev/..']) expectKernelError(host, () => open(path), 'EISDIR', 21);
-    for (const path of ['/dev', '/dev/', '/', '/dev/.', '/dev/..']) expectKernelError(host, () => host.unlink(path), 'EISDIR', 21);
+    for (const path of ['/', '/dev', '/dev/', '/dev/.', '/dev/..']) expectKernelError(host, () => open(path), 'EISDIR');
+    for (const path of ['/dev', '/dev/', '/', '/dev/.', '/dev/..']) expectKernelError(host, () => host.unlink(path), 'EISDIR');
   });
 
   test('outside /dev nothing exists: ENOENT (2)', () => {
     const { host, open } = kvmHost();
     for (const path of ['/tmp/kvm', '/kvm', 'kvm', '/dev/../kvm', '/devx/kvm']) {
-      expectKernelError(host, () => open(path), 'ENOENT', 2);
-      expectKernelError(host, () => host.stat(path), 'ENOENT', 2);
+      expectKernelError(host, () => open(path), 'ENOENT');
+      expectKernelError(host, () => host.stat(path), 'ENOENT');
     }
   });
 
   test('an empty path → ENOENT; PATH_MAX bytes or a component over NAME_MAX → ENAMETOOLONG (36)', () => {
     const { host, open } = kvmHost();
-    expectKernelError(host, () => open(''), 'ENOENT', 2);
-    expectKernelError(host, () => host.stat(''), 'ENOENT', 2);
+    expectKernelError(host, () => open(''), 'ENOENT');
+    expectKernelError(host, () => host.stat(''), 'ENOENT');
     const long = `/dev/${'a'.repeat(256)}`;
-    expectKernelError(host, () => open(long), 'ENAMETOOLONG', 36);
+    expectKernelError(host, () => open(long), 'ENAMETOOLONG');
     expect(() => host.stat(`/dev/${'a'.repeat(255)}`)).toThrow(/ENOENT/);
     const deep = `/dev/${'./'.repeat(2044)}kvm`;
     expect(deep.length).toBe(4096);
-    expectKernelError(host, () => open(deep), 'ENAMETOOLONG', 36);
+    expectKernelError(host, () => open(deep), 'ENAMETOOLONG');
     const fits = `/dev/${'./'.repeat(2043)}kvm`;
     expect(fits.length).toBe(4094);
     expect(host.stat(fits).path).toBe('/dev/kvm');
-    expectKernelError(host, () => host.symlink('x'.repeat(4096), '/dev/l'), 'ENAMETOOLONG', 36);
+    expectKernelError(host, () => host.symlink('x'.repeat(4096), '/dev/l'), 'ENAMETOOLONG');
   });
 
   test('symlink, unlink and readlink take the same paths; the link is created in /dev under its last component', () => {
@@ -76,11 +76,11 @@ describe('paths are walked as the VFS walks them (fs/namei.c)', () => {
     expect(host.readlink('/dev/../dev//alias')).toBe('kvm');
     expect(host.devfs.lstat('dev/alias')).toEqual({ type: 'symlink', path: '/dev/alias', target: 'kvm' });
     expect(open('/dev/alias')).toBe(3);
-    expectKernelError(host, () => host.symlink('kvm', '/dev/../dev/alias'), 'EEXIST', 17);
-    expectKernelError(host, () => host.symlink('kvm', '/dev/other/'), 'ENOENT', 2);
-    expectKernelError(host, () => host.unlink('/dev/alias/'), 'ENOTDIR', 20);
+    expectKernelError(host, () => host.symlink('kvm', '/dev/../dev/alias'), 'EEXIST');
+    expectKernelError(host, () => host.symlink('kvm', '/dev/other/'), 'ENOENT');
+    expectKernelError(host, () => host.unlink('/dev/alias/'), 'ENOTDIR');
     host.unlink('/dev/./alias');
-    expectKernelError(host, () => host.readlink('/dev/alias'), 'ENOENT', 2);
+    expectKernelError(host, () => host.readlink('/dev/alias'), 'ENOENT');
     expect(host.devfs.list().map((d) => d.path)).toEqual(['/dev/kvm']);
   });
 
@@ -97,13 +97,13 @@ describe('paths are walked as the VFS walks them (fs/namei.c)', () => {
     expect(open('/dev/d/kvm')).toBe(3);
     // a link in the middle that is not a directory
     host.symlink('kvm', '/dev/k');
-    expectKernelError(host, () => host.stat('/dev/k/kvm'), 'ENOTDIR', 20);
+    expectKernelError(host, () => host.stat('/dev/k/kvm'), 'ENOTDIR');
   });
 
   test('every link followed in one lookup counts towards MAXSYMLINKS (40), in the middle of a path too', () => {
     const { host } = kvmHost();
     host.symlink('.', '/dev/s');
     expect(host.stat(`/dev/${'s/'.repeat(40)}kvm`).path).toBe('/dev/kvm');
-    expectKernelError(host, () => host.stat(`/dev/${'s/'.repeat(41)}kvm`), 'ELOOP', 40);
+    expectKernelError(host, () => host.stat(`/dev/${'s/'.repeat(41)}kvm`), 'ELOOP');
   });
 });

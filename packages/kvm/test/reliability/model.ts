@@ -31,6 +31,7 @@ import {
 import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import {
+  kvmInstance,
   KVM_CAP_MAX_VCPUS,
   KVM_CAP_NR_VCPUS,
   KVM_CHECK_EXTENSION,
@@ -57,11 +58,9 @@ import {
   type KvmInstance,
   type Vcpu,
 } from '../../src/index.js';
+import { firstDifference } from '@vac/test-support';
 import { VPIDS } from '@vac/vmx';
-import { firstDifference, normalize } from './model-snapshot.js';
 import { OBSERVED_EVENTS, OBSERVER_ACTS, Observer, type ObserverAct } from './observer.js';
-
-export { firstDifference, normalize } from './model-snapshot.js';
 import { ASIDS, SEV_ASIDS } from '@vac/svm';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1875,8 +1874,7 @@ export class World {
     // Each instance's VMs and vCPUs.
     for (const m of this.#mods.values()) {
       if (m.name === 'vac') continue;
-      const inst = host.modules.exportsOf<KvmInstance>(m.name);
-      const got = [...(inst?.vms ?? [])].map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
+      const got = [...kvmInstance(host, m.name).vms].map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
       const wantVms = [...this.#vms]
         .filter((vm) => vm.module === m)
         .map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
@@ -1885,7 +1883,7 @@ export class World {
   }
 
   /**
-   * Tear everything down (kill every process, unload every module) and check SPEC §4 invariant 6: every
+   * Tear everything down (kill every process, unload every module) and check docs/spec.md §4 invariant 6: every
    * allocator empty, every CPU disabled, every user-return MSR at its host value.
    */
   finish(): void {
@@ -1905,6 +1903,6 @@ function big(_k: string, v: unknown): unknown {
 
 /** Compare two snapshots; a difference is a model mismatch naming the first differing path. */
 export function sameSnapshot(what: string, a: HostSnapshot, b: HostSnapshot): void {
-  const d = firstDifference(normalize(a), normalize(b), '');
+  const d = firstDifference(a, b);
   if (d !== undefined) fail(`${what}: the failed operation changed the host at ${d}`);
 }

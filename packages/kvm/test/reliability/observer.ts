@@ -20,7 +20,7 @@
  * @module
  */
 import { KernelError, O_RDWR, checkInvariants, type EventName, type Host, type Violation } from '@vac/core';
-import { firstDifference, normalize } from './model-snapshot.js';
+import { firstDifference } from '@vac/test-support';
 
 /** Every event of the host. */
 export const OBSERVED_EVENTS: readonly EventName[] = [
@@ -98,7 +98,7 @@ export class Observer {
         throw new Error(`observer of ${event}`);
       case 'refuse':
         for (const [what, fn, code] of refusals(host)) {
-          const before = normalize(host.snapshot());
+          const before = host.snapshot();
           let got = 'ok';
           try {
             fn();
@@ -107,7 +107,7 @@ export class Observer {
             got = e.code;
           }
           if (got !== code) this.#problems.push(`${what} from a listener of ${event}: ${got}, expected ${code}`);
-          const d = firstDifference(before, normalize(host.snapshot()), '');
+          const d = firstDifference(before, host.snapshot());
           if (d !== undefined) this.#problems.push(`${what} from a listener of ${event} changed the host at ${d}`);
         }
         return;
