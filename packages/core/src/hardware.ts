@@ -30,7 +30,7 @@ export type FaultMode = 'once' | 'always' | 'off';
 
 /** A problem found by an invariant check, with where it is. */
 export interface Violation {
-  /** Which invariant of docs/spec.md (1 … 7). */
+  /** Which invariant of docs/spec.md §4 (1 … 8). */
   readonly invariant: number;
   /** What is wrong. */
   readonly message: string;
