@@ -14,6 +14,7 @@ import { budget, type Row, type TargetCheck } from './lib/harness.js';
 import { machine, markdown, writeResults, type Results } from './lib/report.js';
 import { scaleSvg } from './plot.js';
 import { runAsid } from './suites/asid.js';
+import { runCosts } from './suites/costs.js';
 import { runKvmRun } from './suites/kvm-run.js';
 import { runPmi } from './suites/pmi.js';
 import { runScale, type ScalePoint } from './suites/scale.js';
@@ -35,6 +36,7 @@ const suites: Array<[string, () => { rows: Row[]; targets: TargetCheck[]; points
   ['kvm-run', () => runKvmRun(b)],
   ['scale', () => runScale(b)],
   ['upgrade', () => runUpgrade(b)],
+  ['costs', () => runCosts(b)],
 ];
 for (const [name, run] of suites) {
   if (only !== undefined && !only.split(',').includes(name)) continue;

@@ -183,10 +183,13 @@ export class Host {
 
   /** Check a CPU number. @returns it @throws {@link UsageError} when there is no such CPU */
   checkCpu(cpu: number): number {
-    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.cpus.length) {
-      throw new UsageError('ERR_NO_SUCH_CPU', `no CPU ${String(cpu)} (the host has CPUs 0…${this.cpus.length - 1})`);
-    }
+    // One unsigned compare covers non-numbers, NaN, fractions, negatives and the upper bound (the PMI path asks).
+    if (cpu >>> 0 !== cpu || cpu >= this.cpus.length) throw this.#noSuchCpu(cpu);
     return cpu;
+  }
+
+  #noSuchCpu(cpu: unknown): UsageError {
+    return new UsageError('ERR_NO_SUCH_CPU', `no CPU ${String(cpu)} (the host has CPUs 0…${this.cpus.length - 1})`);
   }
 
   /** Record a warning (`WARN`): kept in {@link Host.warnings} and emitted as a `warning` event. */

@@ -35,10 +35,9 @@ export function ownershipViolations(host: Host): Violation[] {
     if (!isLoaded(path.owner)) out.push({ invariant: 6, message: `${path.path} belongs to module ${path.owner.name}, which is not loaded` });
   }
   for (const p of host.processes()) {
-    for (const { fd } of p.fds()) {
-      const f = p.file(fd);
+    p.forEachOpenFile((fd, f) => {
       if (f.owner !== undefined && !isLoaded(f.owner)) out.push({ invariant: 6, message: `fd ${fd} of process ${p.pid} (${f.path}) is served by module ${f.owner.name}, which is not loaded` });
-    }
+    });
     for (const m of p.mappings()) {
       const owner = m.file?.owner;
       if (owner !== undefined && !isLoaded(owner)) out.push({ invariant: 6, message: `a mapping of process ${p.pid} (${m.file?.path ?? ''}) is served by module ${owner.name}, which is not loaded` });

@@ -347,6 +347,15 @@ export class Process {
     return undefined;
   }
 
+  /** @internal Call `fn` with every open fd and its file, in fd order (for invariant checks: no sorting, no copies). */
+  forEachOpenFile(fn: (fd: number, file: OpenFile) => void): void {
+    const fds = this.#fds;
+    for (let fd = 3; fd < fds.length; fd++) {
+      const file = fds[fd];
+      if (file !== undefined) fn(fd, file);
+    }
+  }
+
   /** Open fds in order of opening, with their paths (for introspection, as /proc/PID/fd). */
   fds(): Array<{ readonly fd: number; readonly path: string }> {
     return this.#openFds().map((fd) => ({ fd, path: (this.#fds[fd] as OpenFile).path }));

@@ -121,7 +121,7 @@ export function kvm(options: KvmOptions = {}): KvmImage {
       }
       ctx.defer(host.registerSnapshotProvider(name, () => inst.snapshot()));
       ctx.defer(host.registerInvariantChecker(name, () => inst.check()));
-      ctx.defer(trackInstance(inst));
+      ctx.defer(trackInstance(inst, legacy.has('vpid') || legacy.has('sev')));
       // misc_register is the last step: it exposes /dev/kvmX to user space.
       const fops = makeFileOps(inst);
       const dev = host.devfs.miscRegister({

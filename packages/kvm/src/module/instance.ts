@@ -9,6 +9,7 @@ import {
   type EventBus,
   type Host,
   type LoadedModule,
+  type PmiSample,
   type VacPort,
   type VacInstanceOps,
   type Violation,
@@ -16,7 +17,8 @@ import {
 } from '@vac/core';
 import { VM_FAULT_SITE } from './faults.js';
 import type { Vcpu } from './vcpu.js';
-import { vcpuStateViolations, vmViolations } from './vm-check.js';
+import { registersCanonical, vcpuStateViolations, vmViolations } from './vm-check.js';
+import { WakeupLists } from './wakeup-lists.js';
 import { Vm } from './vm.js';
 
 /** The generic knobs of an instance (from its parameters and options). */
@@ -47,6 +49,8 @@ export class KvmInstance implements VacInstanceOps {
   readonly vms = new Set<Vm>();
   /** Per CPU: this module's vCPU loaded there (`kvm_running_vcpu`, per module as Sean asked). */
   readonly running: Array<Vcpu | undefined>;
+  /** @internal Per CPU: this module's vCPUs blocked there, waiting for a posted-interrupt wakeup. */
+  readonly wakeupLists: WakeupLists<Vcpu>;
   readonly #events: EventBus;
   #nextVm = 1;
 
@@ -60,6 +64,7 @@ export class KvmInstance implements VacInstanceOps {
     const running: Array<Vcpu | undefined> = [];
     for (let i = 0; i < host.cpus.length; i++) running.push(undefined);
     this.running = running;
+    this.wakeupLists = new WakeupLists<Vcpu>(host.cpus.length);
     this.#events = host.events;
     this.vac = attach(this);
   }
@@ -133,19 +138,44 @@ export class KvmInstance implements VacInstanceOps {
 
   /** {@link VacInstanceOps.pmiExit}: the NMI exit a PMI is ({@link KvmInstance.nmiExit}), and the `pmi:guest` event. */
   pmiExit(cpu: number): string | undefined {
-    const label = this.nmiExit(cpu);
-    if (label === undefined) return undefined;
-    const v = this.running[cpu] as Vcpu;
-    const ev = this.#events;
-    const seq = ev.stamp('pmi:guest');
-    if (seq >= 0) ev.deliver('pmi:guest', { seq, tick: ev.tick, module: this.name, vm: v.vm.id, vcpu: v.id, cpu, rip: v.regs.rip });
-    return label;
+    const v = this.running[cpu];
+    return v === undefined || !v.inGuest ? undefined : this.#pmiExitOf(v, cpu);
   }
 
-  /** {@link VacInstanceOps.perfGuestIp}: `kvm_arch_vcpu_get_ip` → the guest RIP. */
+  /** {@link VacInstanceOps.pmiSample}: state, RIP and the NMI exit of the vCPU running on `cpu`, looked up once. */
+  pmiSample(cpu: number, out: PmiSample): void {
+    const v = this.running[cpu];
+    if (v === undefined || !v.inGuest) {
+      out.state = 0;
+      out.ip = undefined;
+      out.attributedTo = undefined;
+      return;
+    }
+    out.state = v.perfState();
+    out.ip = guestIp(v);
+    out.attributedTo = this.#pmiExitOf(v, cpu);
+  }
+
+  /** The NMI-induced VM exit of a PMI taken for `v` (in guest mode on `cpu`): counted, offered as `pmi:guest`. */
+  #pmiExitOf(v: Vcpu, cpu: number): string {
+    v.stats.nmi_exits++;
+    const ev = this.#events;
+    const seq = ev.stamp('pmi:guest');
+    if (seq >= 0) this.#emitPmi(seq, v, cpu);
+    return v.label;
+  }
+
+  #emitPmi(seq: number, v: Vcpu, cpu: number): void {
+    const ev = this.#events;
+    // The event's rip is a number: exact below 2^53, the nearest double above (the event type predates 64-bit RIPs).
+    const r = v.regs;
+    ev.deliver('pmi:guest', { seq, tick: ev.tick, module: this.name, vm: v.vm.id, vcpu: v.id, cpu, rip: r.ripHigh * 2 ** 32 + r.eip });
+  }
+
+  /** {@link VacInstanceOps.perfGuestIp}: `kvm_arch_vcpu_get_ip` → the guest RIP, all 64 bits. */
   perfGuestIp(cpu: number): bigint {
     const v = this.running[cpu];
-    return v === undefined ? 0n : BigInt(v.regs.rip);
+    return v === undefined ? 0n : guestIp(v);
   }
 
   /** {@link VacInstanceOps.runningLabel}. */
@@ -153,16 +183,19 @@ export class KvmInstance implements VacInstanceOps {
     return this.running[cpu]?.label;
   }
 
-  /** {@link VacInstanceOps.postedIntrWakeup}: `pi_wakeup_handler` over this module's blocked vCPUs on `cpu`. */
+  /**
+   * {@link VacInstanceOps.postedIntrWakeup}: `pi_wakeup_handler`, which walks the list of this module's vCPUs blocked
+   * on `cpu` only (in the order they blocked): its cost is what is blocked there, not how many vCPUs exist.
+   */
   postedIntrWakeup(cpu: number): readonly string[] {
+    let v = this.wakeupLists.first(cpu);
+    if (v === undefined) return NOTHING_WOKEN;
     const woken: string[] = [];
-    for (const vm of this.vms) {
-      for (const v of vm.vcpus.values()) {
-        if (v.blockedOn === cpu) {
-          v.wake();
-          woken.push(v.label);
-        }
-      }
+    while (v !== undefined) {
+      const next: Vcpu | undefined = v.wakeupNext;
+      v.wake();
+      woken.push(v.label);
+      v = next;
     }
     return woken;
   }
@@ -218,18 +251,21 @@ export class KvmInstance implements VacInstanceOps {
    */
   check(): Violation[] {
     const out: Violation[] = [];
+    let blocked = 0;
     for (const vm of this.vms) {
       out.push(...vmViolations(vm));
       for (const v of vm.vcpus.values()) {
+        if (v.blockedOn >= 0) blocked++;
         if (v.loadedOn >= 0 && this.running[v.loadedOn] !== v) {
           out.push({ invariant: 5, cpu: v.loadedOn, message: `${v.label} is loaded on CPU ${v.loadedOn} but not registered as running there` });
         }
         if (v.loadedOn >= 0 && this.host.cpus[v.loadedOn]?.online !== true) {
           out.push({ invariant: 1, cpu: v.loadedOn, message: `${v.label} is loaded on offline CPU ${v.loadedOn}` });
         }
-        out.push(...vcpuStateViolations(v));
+        if (!registersCanonical(v.regs)) out.push(...vcpuStateViolations(v));
       }
     }
+    if (blocked !== this.wakeupLists.size) out.push({ invariant: 5, message: `${this.name}: ${blocked} vCPU(s) blocked but ${this.wakeupLists.size} on the wakeup lists` });
     const running = this.running;
     for (let cpu = 0; cpu < running.length; cpu++) {
       const v = running[cpu];
@@ -245,3 +281,16 @@ export class KvmInstance implements VacInstanceOps {
 }
 
 const ALL_ONES = (1n << 64n) - 1n;
+
+/**
+ * A vCPU's RIP, all 64 bits, from its two halves: through the number accessor a RIP of 2^53 or more threw (a PMI on
+ * such a guest escaped `raisePmi` as a UsageError), and a RIP held as a double made a slow BigInt.
+ */
+function guestIp(v: Vcpu): bigint {
+  const r = v.regs;
+  const hi = r.ripHigh;
+  return hi === 0 ? BigInt(r.eip) : (BigInt(hi) << 32n) | BigInt(r.eip);
+}
+
+/** What a wakeup on a CPU where nothing is blocked answers (shared: it is never changed). */
+const NOTHING_WOKEN: readonly string[] = Object.freeze([]);

@@ -17,24 +17,34 @@ const CHECKER = 'kvm:unique-ids';
 
 interface Tracked {
   readonly instances: Set<KvmInstance>;
+  /** The instances that hand out IDs from allocators of their own (legacy `vpid` / `sev`). */
+  readonly privateIds: Set<KvmInstance>;
   readonly unregister: () => void;
 }
 
 const loaded = new WeakMap<Host, Tracked>();
 
-/** Track a loaded instance on its host (in load order). Returns the undo. */
-export function trackInstance(inst: KvmInstance): () => void {
+/**
+ * Track a loaded instance on its host (in load order). `privateIds`: it allocates unique IDs itself (a legacy module
+ * keeping its own VPID or SEV ASID bitmap). With VAC every ID comes from one allocator per host, unique by
+ * construction (VAC's own resource checks verify that allocator); only a host where some module allocates on its own
+ * needs the cross-module pass. Returns the undo.
+ */
+export function trackInstance(inst: KvmInstance, privateIds: boolean): () => void {
   const host = inst.host;
   let t = loaded.get(host);
   if (t === undefined) {
     const instances = new Set<KvmInstance>();
-    t = { instances, unregister: host.registerInvariantChecker(CHECKER, () => sharedIds(instances)) };
+    const own = new Set<KvmInstance>();
+    t = { instances, privateIds: own, unregister: host.registerInvariantChecker(CHECKER, () => (own.size === 0 ? [] : sharedIds(instances))) };
     loaded.set(host, t);
   }
   const tracked = t;
   tracked.instances.add(inst);
+  if (privateIds) tracked.privateIds.add(inst);
   return () => {
     tracked.instances.delete(inst);
+    tracked.privateIds.delete(inst);
     if (tracked.instances.size === 0 && loaded.get(host) === tracked) {
       loaded.delete(host);
       tracked.unregister();
@@ -48,6 +58,8 @@ export function trackInstance(inst: KvmInstance): () => void {
  */
 function sharedIds(instances: ReadonlySet<KvmInstance>): Violation[] {
   const out: Violation[] = [];
+  // A clash needs two modules.
+  if (instances.size < 2) return out;
   const vcpuIds = new Map<string, Map<number, { readonly label: string; readonly inst: KvmInstance }>>();
   const vmIds = new Map<string, Map<number, { readonly label: string; readonly inst: KvmInstance }>>();
   const see = (seen: typeof vcpuIds, inst: KvmInstance, label: string, ids: readonly UniqueId[], invariant: number): void => {

@@ -130,14 +130,34 @@ export class Vcpu {
   lastCpu = -1;
   /** True while it executes guest code (including between ticks of a threaded KVM_RUN). */
   inGuest = false;
-  /** The CPU whose wakeup list holds it while blocked (halted with an in-kernel irqchip), or -1. */
-  blockedOn = -1;
+  /** @internal Links of its module's per-CPU wakeup lists (see `wakeup-lists.ts`). */
+  wakeupNext: Vcpu | undefined = undefined;
+  /** @internal */
+  wakeupPrev: Vcpu | undefined = undefined;
+  /** @internal */
+  wakeupCpu = -1;
   /** A request to leave guest mode (suspend, reboot, a kick). */
   kicked = false;
   /** The thread inside KVM_RUN, if any. */
   thread: Thread | undefined;
   /** Set once the vCPU is freed. */
   freed = false;
+
+  /**
+   * The CPU whose wakeup list holds it while blocked (halted with an in-kernel irqchip), or -1. Setting it moves the
+   * vCPU between its module's per-CPU wakeup lists (`pi_enable_wakeup_handler` / `pi_disable_wakeup_handler`).
+   */
+  get blockedOn(): number {
+    return this.wakeupCpu;
+  }
+
+  /** @internal Block on `cpu`'s wakeup list, or (with -1) leave it. */
+  set blockedOn(cpu: number) {
+    if (cpu === this.wakeupCpu) return;
+    const lists = this.#instance.wakeupLists;
+    lists.remove(this);
+    if (cpu >= 0) lists.add(cpu, this);
+  }
   #run: KvmRunView | undefined;
   /** The vendor half was loaded at the last `load` (VAC had the CPU enabled). */
   #vendorLoaded = false;
