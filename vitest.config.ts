@@ -7,6 +7,10 @@ export default defineConfig({
   resolve: { conditions },
   ssr: { resolve: { conditions, externalConditions: ['@vac/source'] } },
   test: {
+    // No test may depend on wall-clock speed: on a loaded 2-core machine a property test that takes 2 s alone takes
+    // 6 s next to three other projects, so the per-test limit is generous (suites that need more say so).
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
     projects: [
       ...['core', 'vmx', 'svm', 'kvm'].map((name) => ({
         extends: true,

@@ -15,3 +15,4 @@ export { IrqRegistry } from './vac/irq.js';
 export { VirtualizationControl } from './vac/virtualization.js';
 export { UserReturnMsrs } from './vac/uret.js';
 export type { VacParts } from './vac/handle.js';
+export { emitVirtEvent } from './virt-events.js';

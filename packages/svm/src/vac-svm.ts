@@ -19,7 +19,7 @@
  * @module
  */
 import { UsageError } from '@vac/core';
-import { cpuAt } from '@vac/core/internal';
+import { cpuAt, emitVirtEvent } from '@vac/core/internal';
 import type { AnyVacResource, Cpu, ErrnoCode, HardwareEnv, VacResourceContext, VirtOps } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,
@@ -143,7 +143,7 @@ export class VacSvm implements VirtOps {
       svm.vacWriteEfer(cpu, efer);
       throw new UsageError('ERR_INVALID_STATE', `svm.enableCpu: CPU ${cpu} refused its host save area address`);
     }
-    this.#env.events.emit('virt:enable', { cpu });
+    emitVirtEvent(this.#env.events, 'virt:enable', cpu);
     return undefined;
   }
 
@@ -228,7 +228,7 @@ export class VacSvm implements VirtOps {
     if ((efer & _EFER_SVME) !== 0n) {
       svm.stgi(cpu);
       svm.vacWriteEfer(cpu, efer & ~_EFER_SVME);
-      this.#env.events.emit('virt:disable', { cpu });
+      emitVirtEvent(this.#env.events, 'virt:disable', cpu);
     }
   }
 

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { cpuAt } from '@vac/core/internal';
+import { cpuAt, emitVirtEvent } from '@vac/core/internal';
 import type { AnyVacResource, Cpu, ErrnoCode, HardwareEnv, VacResourceContext, VirtOps } from '@vac/core';
 import { CPUID_BIT, CR4_VMXE, FEAT_CTL, INTEL_MSR } from './arch.js';
 import { VAC_WARNING_SOURCE } from './loaded-vmcs.js';
@@ -104,7 +104,7 @@ export class VacVmx implements VirtOps {
     }
     if (this.#vmx.supportsInveptGlobal(cpu)) this.#vmx.invept(cpu, 'global'); // ept_sync_global()
     this.#enabled[cpu] = 1;
-    this.#env.events.emit('virt:enable', { cpu });
+    emitVirtEvent(this.#env.events, 'virt:enable', cpu);
     return undefined;
   }
 
@@ -150,7 +150,7 @@ export class VacVmx implements VirtOps {
         message: `kernel BUG: kvm_spurious_fault: vmxoff faulted (${outcome}) on CPU ${cpu} while not rebooting`,
       });
     }
-    this.#env.events.emit('virt:disable', { cpu });
+    emitVirtEvent(this.#env.events, 'virt:disable', cpu);
   }
 
   /**
@@ -166,7 +166,7 @@ export class VacVmx implements VirtOps {
     this.#vmx.vmxoff(cpu);
     c.cr4 &= ~CR4_VMXE;
     this.#enabled[cpu] = 0;
-    this.#env.events.emit('virt:disable', { cpu });
+    emitVirtEvent(this.#env.events, 'virt:disable', cpu);
   }
 
   /** Whether `cpu` is in VMX operation (VAC's or a foreign hypervisor's). */

@@ -242,7 +242,10 @@ export class Devfs {
   /** Every node and link, sorted by path (`ls -l /dev`). */
   list(): DevEntryStat[] {
     const paths = [...this.#nodes.keys(), ...this.#links.keys()].sort();
-    return paths.map((p) => this.lstat(p) as DevEntryStat);
+    return paths.map((p): DevEntryStat => {
+      const target = this.#links.get(p);
+      return target !== undefined ? { type: 'symlink', path: p, target } : (this.#statOf({ kind: 'node', path: p, node: this.#nodes.get(p) as CharDevice }) as DevEntryStat);
+    });
   }
 }
 

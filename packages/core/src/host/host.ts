@@ -138,8 +138,7 @@ export class Host {
       this.#groups.set(g, id);
     }
     const tables = new CpuTables(n);
-    // Frozen: a caller cannot splice a CPU out of the host.
-    this.cpus = Object.freeze(Array.from({ length: n }, (_, i) => new Cpu(i, tables)));
+    this.cpus = Array.from({ length: n }, (_, i) => new Cpu(i, tables));
     const host = this;
     const env: HardwareEnv = {
       cpus: this.cpus,

@@ -81,12 +81,13 @@ export class UserReturnMsrs {
    */
   private readonly msrList: (MsrSlot | undefined)[] = new Array<MsrSlot | undefined>(KVM_MAX_NR_USER_RETURN_MSRS).fill(undefined);
   /**
-   * `values[slot].host` of every CPU: index `cpu * 16 + slot`. Plain arrays of bigints rather than a
-   * BigUint64Array: reading a BigUint64Array element allocates a new BigInt, and KVM_RUN compares these twice.
+   * `values[slot].host`, one column per slot indexed by CPU, made when the slot is first listed (a host of 8,192 CPUs
+   * does not fill 16 × 8,192 values at VAC's load). Plain arrays of bigints rather than BigUint64Arrays: reading a
+   * BigUint64Array element allocates a new BigInt, and KVM_RUN compares these twice.
    */
-  private readonly host: bigint[];
-  /** `values[slot].curr` of every CPU: index `cpu * 16 + slot`. */
-  private readonly curr: bigint[];
+  private readonly host: bigint[][] = [];
+  /** `values[slot].curr`, one column per slot indexed by CPU. */
+  private readonly curr: bigint[][] = [];
   /** `registered` of every CPU (1 = notifier registered). */
   private readonly registered: Uint8Array;
   /** Faulting writes on the restore path (Linux's unchecked `wrmsrl` warns and goes on). */
@@ -99,8 +100,6 @@ export class UserReturnMsrs {
   constructor(cpus: readonly Cpu[]) {
     if (cpus.length === 0) throw new UsageError('ERR_NO_SUCH_CPU', 'UserReturnMsrs: the host has no CPU');
     this.cpus = cpus;
-    this.host = new Array<bigint>(cpus.length * KVM_MAX_NR_USER_RETURN_MSRS).fill(0n);
-    this.curr = new Array<bigint>(cpus.length * KVM_MAX_NR_USER_RETURN_MSRS).fill(0n);
     this.registered = new Uint8Array(cpus.length);
   }
 
@@ -155,12 +154,11 @@ export class UserReturnMsrs {
     this.msrList[slot] = msrSlot;
     this.refs[slot] = 1;
     if (slot >= this.nrUretMsrs) this.nrUretMsrs = slot + 1;
-    for (let cpu = 0; cpu < this.cpus.length; cpu++) {
-      const v = u64((this.cpus[cpu] as Cpu).rdmsrSlot(msrSlot) ?? 0n);
-      const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
-      this.host[i] = v;
-      this.curr[i] = v;
-    }
+    const cpus = this.cpus;
+    const host = new Array<bigint>(cpus.length);
+    for (let cpu = 0; cpu < cpus.length; cpu++) host[cpu] = u64((cpus[cpu] as Cpu).rdmsrSlot(msrSlot) ?? 0n);
+    this.host[slot] = host;
+    this.curr[slot] = host.slice();
     return slot;
   }
 
@@ -180,12 +178,11 @@ export class UserReturnMsrs {
     const refs = (this.refs[slot] as number) - 1;
     this.refs[slot] = refs;
     if (refs > 0) return;
+    const host = this.host[slot] as bigint[];
+    const curr = this.curr[slot] as bigint[];
     for (let cpu = 0; cpu < this.cpus.length; cpu++) {
-      const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
-      const host = this.host[i] as bigint;
-      if (host !== this.curr[i]) this.restore(cpu, slot, host);
-      this.host[i] = 0n;
-      this.curr[i] = 0n;
+      const h = host[cpu] as bigint;
+      if (h !== curr[cpu]) this.restore(cpu, slot, h);
     }
     this.msrList[slot] = undefined;
     while (this.nrUretMsrs > 0 && this.msrList[this.nrUretMsrs - 1] === undefined) this.nrUretMsrs--;
@@ -214,13 +211,13 @@ export class UserReturnMsrs {
   set(cpu: number, slot: number, value: bigint, mask: bigint): 0 | 1 {
     this.checkCpu(cpu);
     const msrSlot = this.checkSlot(slot);
-    const i = cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot;
+    const curr = this.curr[slot] as bigint[];
     // value = (value & mask) | (msrs->values[slot].host & ~mask);  (mask = all ones: the value itself)
-    const v = BigInt.asUintN(64, mask === U64 ? value : (value & mask) | ((this.host[i] as bigint) & ~mask));
-    if (v === this.curr[i]) return 0;
+    const v = BigInt.asUintN(64, mask === U64 ? value : (value & mask) | (((this.host[slot] as bigint[])[cpu] as bigint) & ~mask));
+    if (v === curr[cpu]) return 0;
     // err = wrmsrl_safe(kvm_uret_msrs_list[slot], value); if (err) return 1;
     if (!(this.cpus[cpu] as Cpu).wrmsrSlot(msrSlot, v)) return 1;
-    this.curr[i] = v;
+    curr[cpu] = v;
     // if (!msrs->registered) { msrs->urn.on_user_return = kvm_on_user_return; user_return_notifier_register(&msrs->urn); ... }
     this.registered[cpu] = 1;
     return 0;
@@ -241,12 +238,11 @@ export class UserReturnMsrs {
     this.checkCpu(cpu);
     // if (msrs->registered) { msrs->registered = false; user_return_notifier_unregister(urn); }
     this.registered[cpu] = 0;
-    const base = cpu * KVM_MAX_NR_USER_RETURN_MSRS;
     for (let slot = 0; slot < this.nrUretMsrs; slot++) {
       if (this.msrList[slot] === undefined) continue;
-      const host = this.host[base + slot] as bigint;
+      const host = (this.host[slot] as bigint[])[cpu] as bigint;
       // if (values->host != values->curr) { wrmsrl(kvm_uret_msrs_list[slot], values->host); values->curr = values->host; }
-      if (host !== this.curr[base + slot]) this.restore(cpu, slot, host);
+      if (host !== (this.curr[slot] as bigint[])[cpu]) this.restore(cpu, slot, host);
     }
   }
 
@@ -257,13 +253,12 @@ export class UserReturnMsrs {
   cpuOnline(cpu: number): void {
     this.checkCpu(cpu);
     const c = this.cpus[cpu] as Cpu;
-    const base = cpu * KVM_MAX_NR_USER_RETURN_MSRS;
     for (let slot = 0; slot < this.nrUretMsrs; slot++) {
       const msrSlot = this.msrList[slot];
       if (msrSlot === undefined) continue;
       const v = u64(c.rdmsrSlot(msrSlot) ?? 0n);
-      this.host[base + slot] = v;
-      this.curr[base + slot] = v;
+      (this.host[slot] as bigint[])[cpu] = v;
+      (this.curr[slot] as bigint[])[cpu] = v;
     }
   }
 
@@ -289,12 +284,11 @@ export class UserReturnMsrs {
   /** The CPU's notifier flag and the host/current values of every listed slot. */
   cpuState(cpu: number): UretCpuState {
     this.checkCpu(cpu);
-    const base = cpu * KVM_MAX_NR_USER_RETURN_MSRS;
     const values: UretValue[] = [];
     for (let slot = 0; slot < this.nrUretMsrs; slot++) {
       const msr = this.msrList[slot]?.msr;
       if (msr === undefined) continue;
-      values.push({ slot, msr, host: this.host[base + slot] as bigint, curr: this.curr[base + slot] as bigint });
+      values.push({ slot, msr, host: (this.host[slot] as bigint[])[cpu] as bigint, curr: (this.curr[slot] as bigint[])[cpu] as bigint });
     }
     return { registered: this.registered[cpu] === 1, values };
   }
@@ -302,7 +296,7 @@ export class UserReturnMsrs {
   /** Write `host` back (Linux's unchecked `wrmsrl`: a fault is counted and ignored) and set `curr = host`. */
   private restore(cpu: number, slot: number, host: bigint): void {
     if (!(this.cpus[cpu] as Cpu).wrmsrSlot(this.msrList[slot] as MsrSlot, host)) this.restoreFaults++;
-    this.curr[cpu * KVM_MAX_NR_USER_RETURN_MSRS + slot] = host;
+    (this.curr[slot] as bigint[])[cpu] = host;
   }
 
   /** Throw a {@link UsageError} unless `cpu` is a CPU number of this host. */

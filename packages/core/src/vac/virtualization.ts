@@ -131,12 +131,13 @@ export class VirtualizationControl {
     if (this.#count === 0) {
       // on_each_cpu(hardware_enable_nolock): every online CPU is tried; failures are counted.
       let failed = 0;
-      const turnedOn: number[] = [];
+      // The CPUs this call turned on, for the resources that reset per-CPU state (none on VMX: nothing collected).
+      const turnedOn: number[] | undefined = this.#perCpu.length === 0 ? undefined : [];
       for (const cpu of this.#host.cpus) {
         if (!cpu.online) continue;
         const was = this.isEnabled(cpu.id);
         if (this.enableCpu(cpu.id) !== undefined) failed++;
-        else if (!was) turnedOn.push(cpu.id);
+        else if (!was) turnedOn?.push(cpu.id);
       }
       if (failed > 0) {
         // hardware_disable_all_nolock: no-op on the CPUs whose flag is clear.
@@ -144,7 +145,7 @@ export class VirtualizationControl {
         throw new KernelError('EBUSY', 'hardware_enable_all', `enabling virtualization failed on ${failed} CPU(s)`);
       }
       // Only now that every CPU succeeded: a rolled-back attempt must leave the per-CPU resource state as it was.
-      for (const cpu of turnedOn) this.#enabledAndKept(cpu);
+      if (turnedOn !== undefined) for (const cpu of turnedOn) this.#enabledAndKept(cpu);
     }
     this.#count++;
     this.#holders.set(holder, (this.#holders.get(holder) ?? 0) + 1);

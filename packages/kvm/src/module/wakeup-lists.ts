@@ -22,21 +22,15 @@ export interface WakeupNode<T> {
 
 /** One list per CPU, in the order the vCPUs blocked (`list_add_tail`). */
 export class WakeupLists<T extends WakeupNode<T>> {
-  readonly #heads: Array<T | undefined>;
-  readonly #tails: Array<T | undefined>;
+  readonly #cpus: number;
+  /** Per CPU, made when a vCPU first blocks (a module whose vCPUs never block costs nothing per CPU). */
+  #heads: Array<T | undefined> | undefined;
+  #tails: Array<T | undefined> = [];
   #size = 0;
 
   /** @param cpus - the number of CPUs */
   constructor(cpus: number) {
-    // Packed arrays (no holes): the wakeup looks its CPU up on an interrupt path.
-    const heads: Array<T | undefined> = [];
-    const tails: Array<T | undefined> = [];
-    for (let i = 0; i < cpus; i++) {
-      heads.push(undefined);
-      tails.push(undefined);
-    }
-    this.#heads = heads;
-    this.#tails = tails;
+    this.#cpus = cpus;
   }
 
   /** How many vCPUs are on some list. */
@@ -46,16 +40,29 @@ export class WakeupLists<T extends WakeupNode<T>> {
 
   /** The first vCPU blocked on `cpu` (follow `wakeupNext` for the others). */
   first(cpu: number): T | undefined {
-    return this.#heads[cpu];
+    const heads = this.#heads;
+    return heads === undefined ? undefined : heads[cpu];
   }
 
   /** Put `node` at the end of `cpu`'s list (it must be on none). */
   add(cpu: number, node: T): void {
+    let heads = this.#heads;
+    if (heads === undefined) {
+      // Packed arrays (no holes): the wakeup looks its CPU up on an interrupt path.
+      heads = [];
+      const tails: Array<T | undefined> = [];
+      for (let i = 0; i < this.#cpus; i++) {
+        heads.push(undefined);
+        tails.push(undefined);
+      }
+      this.#heads = heads;
+      this.#tails = tails;
+    }
     const tail = this.#tails[cpu];
     node.wakeupCpu = cpu;
     node.wakeupPrev = tail;
     node.wakeupNext = undefined;
-    if (tail === undefined) this.#heads[cpu] = node;
+    if (tail === undefined) heads[cpu] = node;
     else tail.wakeupNext = node;
     this.#tails[cpu] = node;
     this.#size++;
@@ -64,9 +71,10 @@ export class WakeupLists<T extends WakeupNode<T>> {
   /** Take `node` off its list (nothing when it is on none). */
   remove(node: T): void {
     const cpu = node.wakeupCpu;
-    if (cpu < 0) return;
+    const heads = this.#heads;
+    if (cpu < 0 || heads === undefined) return;
     const { wakeupPrev: prev, wakeupNext: next } = node;
-    if (prev === undefined) this.#heads[cpu] = next;
+    if (prev === undefined) heads[cpu] = next;
     else prev.wakeupNext = next;
     if (next === undefined) this.#tails[cpu] = prev;
     else next.wakeupPrev = prev;
