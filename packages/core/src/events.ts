@@ -225,6 +225,11 @@ export class EventBus {
     });
   }
 
+  /** True when anyone listens to anything (a hot path with nothing to deliver may skip its bracket). */
+  get listening(): boolean {
+    return this.#total !== 0;
+  }
+
   /** True when someone listens to `name` (or to every event). */
   wants(name: EventName): boolean {
     if (this.#total === 0) return false;

@@ -150,4 +150,3 @@ export type { FaultMode, HardwareEnv, HardwareModel, HostHardware, Violation, Vi
 export type { KvmVendorEnv, KvmVendorOps, MemEncryptCommand, UniqueId, VendorModule, VendorVcpu, VendorVm } from './kvm-vendor.js';
 export { positiveCount } from './settings.js';
 export type { DevEntryStat } from './host/devfs.js';
-export type { PmiSample } from './host/hooks.js';

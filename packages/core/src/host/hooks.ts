@@ -38,24 +38,11 @@ export interface PerfGuestCallbacks {
    */
   attribute?(cpu: number): string | undefined;
   /**
-   * Not in Linux: `state()`, then — for a guest — `getIp()` and `attribute()`, answered in one call into `out` (the
-   * running vCPU looked up once instead of three times). What {@link KernelHooks.raisePmi} asks when it is there;
-   * it must answer exactly what the three would.
+   * Not in Linux: `state()`, then — for a guest — `getIp()` and `attribute()`, answered in one call as the report
+   * {@link KernelHooks.raisePmi} returns (the running vCPU looked up once instead of three times, no copying). What
+   * `raisePmi` asks when it is there; it must answer exactly what the three would, with `callbacks` = `name`.
    */
-  sample?(cpu: number, out: PmiSample): void;
-}
-
-/**
- * Not in Linux: what one PMI needs of the callbacks, asked at once (see {@link PerfGuestCallbacks.sample}). A scratch
- * record the host fills and reads back before it returns.
- */
-export interface PmiSample {
-  /** `state()`. */
-  state: number;
-  /** `getIp()` when the state is non-zero, else `undefined`. */
-  ip: bigint | undefined;
-  /** `attribute()` when the state is non-zero, else `undefined`. */
-  attributedTo: string | undefined;
+  sample?(cpu: number): PmiResult;
 }
 
 /** What perf saw for one injected PMI. */
@@ -88,8 +75,6 @@ export class KernelHooks {
   #piWakeup: PostedIntrWakeupHandler | undefined;
   #emergency: EmergencyVirtCallback | undefined;
   #nmiHandlers: NmiHandler[] = [];
-  /** The record {@link PerfGuestCallbacks.sample} fills (read back before `raisePmi` returns). */
-  readonly #sample: PmiSample = { state: 0, ip: undefined, attributedTo: undefined };
 
   /** @internal */
   constructor(host: Host) {
@@ -195,17 +180,17 @@ export class KernelHooks {
     const cbs = this.#perf;
     if (cbs === undefined) return { cpu, state: 0, ip: undefined, callbacks: undefined, attributedTo: undefined };
     const ev = host.events;
-    const out = this.#sample;
+    // Nothing can be delivered when nobody listens: no bracket needed then (the PMI path is perf's hot path).
+    if (!ev.listening) return cbs.sample !== undefined ? cbs.sample(cpu) : askOneByOne(cbs, cpu);
     ev.enter();
+    let result: PmiResult;
     // try/catch rather than try/finally: this is perf's hot path, and V8 optimises the former better.
     try {
-      if (cbs.sample !== undefined) cbs.sample(cpu, out);
-      else askOneByOne(cbs, cpu, out);
+      result = cbs.sample !== undefined ? cbs.sample(cpu) : askOneByOne(cbs, cpu);
     } catch (e) {
       ev.leave();
       throw e;
     }
-    const result: PmiResult = { cpu, state: out.state, ip: out.ip, callbacks: cbs.name, attributedTo: out.attributedTo };
     ev.leave();
     return result;
   }
@@ -232,9 +217,9 @@ export class KernelHooks {
 }
 
 /** What perf asks of callbacks without {@link PerfGuestCallbacks.sample}: `state()`, then `getIp()` and `attribute()`. */
-function askOneByOne(cbs: PerfGuestCallbacks, cpu: number, out: PmiSample): void {
+function askOneByOne(cbs: PerfGuestCallbacks, cpu: number): PmiResult {
   const state = cbs.state(cpu);
-  out.state = state;
-  out.ip = state !== 0 ? cbs.getIp(cpu) : undefined;
-  out.attributedTo = state !== 0 ? cbs.attribute?.(cpu) : undefined;
+  const ip = state !== 0 ? cbs.getIp(cpu) : undefined;
+  const attributedTo = state !== 0 ? cbs.attribute?.(cpu) : undefined;
+  return { cpu, state, ip, callbacks: cbs.name, attributedTo };
 }

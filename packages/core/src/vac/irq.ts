@@ -10,7 +10,7 @@
  * @module
  */
 import type { Host } from '../host/host.js';
-import type { PerfGuestCallbacks, PmiSample } from '../host/hooks.js';
+import type { PerfGuestCallbacks, PmiResult } from '../host/hooks.js';
 
 /**
  * What VAC may ask an attached KVM instance. VAC never reads a VM or vCPU; it only asks these questions,
@@ -39,11 +39,11 @@ export interface VacInstanceOps {
    */
   pmiExit(cpu: number): string | undefined;
   /**
-   * Optional, not in Linux: `perfGuestState`, then for a guest `perfGuestIp` and `pmiExit`, answered at once into
-   * `out` (the running vCPU looked up once: the model's PMI path asks all three in that order). Must answer exactly
-   * what the three would.
+   * Optional, not in Linux: `perfGuestState`, then for a guest `perfGuestIp` and `pmiExit`, answered at once as the
+   * PMI report (the running vCPU looked up once: the model's PMI path asks all three in that order), with
+   * `callbacks` as given. Must answer exactly what the three would.
    */
-  pmiSample?(cpu: number, out: PmiSample): void;
+  pmiSample?(cpu: number, callbacks: string): PmiResult;
   /** `cpu` is going offline: put every vCPU of this instance that is loaded there, and move its threads. */
   cpuOffline(cpu: number): void;
   /** Tasks are frozen (suspend), or the host reboots or crashes: every vCPU leaves guest mode. */
@@ -83,20 +83,12 @@ export class IrqRegistry {
         const inst = running[cpu];
         return inst === undefined ? undefined : inst.pmiExit(cpu);
       },
-      sample: (cpu, out) => {
+      sample: (cpu) => {
         const inst = running[cpu];
-        if (inst === undefined) {
-          out.state = 0;
-          out.ip = undefined;
-          out.attributedTo = undefined;
-        } else if (inst.pmiSample !== undefined) {
-          inst.pmiSample(cpu, out);
-        } else {
-          const state = inst.perfGuestState(cpu);
-          out.state = state;
-          out.ip = state !== 0 ? inst.perfGuestIp(cpu) : undefined;
-          out.attributedTo = state !== 0 ? inst.pmiExit(cpu) : undefined;
-        }
+        if (inst === undefined) return { cpu, state: 0, ip: undefined, callbacks: name, attributedTo: undefined };
+        if (inst.pmiSample !== undefined) return inst.pmiSample(cpu, name);
+        const state = inst.perfGuestState(cpu);
+        return { cpu, state, ip: state !== 0 ? inst.perfGuestIp(cpu) : undefined, callbacks: name, attributedTo: state !== 0 ? inst.pmiExit(cpu) : undefined };
       },
     };
   }

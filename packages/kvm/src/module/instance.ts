@@ -9,7 +9,7 @@ import {
   type EventBus,
   type Host,
   type LoadedModule,
-  type PmiSample,
+  type PmiResult,
   type VacPort,
   type VacInstanceOps,
   type Violation,
@@ -143,17 +143,10 @@ export class KvmInstance implements VacInstanceOps {
   }
 
   /** {@link VacInstanceOps.pmiSample}: state, RIP and the NMI exit of the vCPU running on `cpu`, looked up once. */
-  pmiSample(cpu: number, out: PmiSample): void {
+  pmiSample(cpu: number, callbacks: string): PmiResult {
     const v = this.running[cpu];
-    if (v === undefined || !v.inGuest) {
-      out.state = 0;
-      out.ip = undefined;
-      out.attributedTo = undefined;
-      return;
-    }
-    out.state = v.perfState();
-    out.ip = guestIp(v);
-    out.attributedTo = this.#pmiExitOf(v, cpu);
+    if (v === undefined || !v.inGuest) return { cpu, state: 0, ip: undefined, callbacks, attributedTo: undefined };
+    return { cpu, state: v.perfState(), ip: guestIp(v), callbacks, attributedTo: this.#pmiExitOf(v, cpu) };
   }
 
   /** The NMI-induced VM exit of a PMI taken for `v` (in guest mode on `cpu`): counted, offered as `pmi:guest`. */

@@ -46,6 +46,14 @@ describe.each(VENDORS)('the PMI path on $name', (vendor) => {
     expect(a.host.events.seq).toBe(b.host.events.seq);
   });
 
+  test('with nobody listening (the unbracketed path) the answers and the NMI exits are the same', () => {
+    const a = guestOnCpu1(vendor.hardware());
+    const b = guestOnCpu1(vendor.hardware());
+    for (const cpu of [1, 3, 1, 0]) expect(a.host.raisePmi(cpu)).toEqual(oneByOne(b.host, cpu));
+    expect([a.vcpu.stats.nmi_exits, b.vcpu.stats.nmi_exits]).toEqual([2, 2]);
+    expect(a.host.events.seq).toBe(b.host.events.seq);
+  });
+
   test('a guest RIP of 2^53 or more is answered exactly (it threw a UsageError), and the event carries the nearest number', () => {
     const { host, vcpu } = guestOnCpu1(vendor.hardware());
     vcpu.regs.set64('rip', 0xffff_ffff_ffff_f000n);
