@@ -15,7 +15,7 @@ export { Vm } from './module/vm.js';
 export { Vcpu, type VcpuStats } from './module/vcpu.js';
 export { Memslots, type Memslot } from './module/memslots.js';
 export { checkExtension, makeFileOps, type KvmFileOps } from './module/fops.js';
-export { KVM_IOCTLS, type KvmIoctlInfo } from './module/ioctls.js';
+export { KVM_IOCTL_TABLE, type KvmIoctlInfo } from './module/ioctls.js';
 export type { IoctlArgSpec, IoctlFd } from './module/ioctl-table.js';
 export {
   createRealModeVcpu,

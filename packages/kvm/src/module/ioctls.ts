@@ -30,7 +30,7 @@ export const VM_IOCTLS: IoctlTable<VmFile> = ioctlTable([...VM_BASE_IOCTLS]);
 /** vCPU fds. */
 export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([KVM_RUN_DEF, ...VCPU_REGS_IOCTLS]);
 
-/** One row of {@link KVM_IOCTLS}. */
+/** One row of {@link KVM_IOCTL_TABLE}. */
 export interface KvmIoctlInfo {
   /** Which file. */
   readonly fd: IoctlFd;
@@ -43,7 +43,7 @@ export interface KvmIoctlInfo {
 }
 
 /** Every ioctl the model answers, by file, in table order. */
-export const KVM_IOCTLS: readonly KvmIoctlInfo[] = [
+export const KVM_IOCTL_TABLE: readonly KvmIoctlInfo[] = [
   ...[...SYSTEM_IOCTLS.values()].map((d) => ({ fd: 'system' as const, name: d.name, request: d.request, arg: d.arg })),
   ...[...VM_IOCTLS.values()].map((d) => ({ fd: 'vm' as const, name: d.name, request: d.request, arg: d.arg })),
   ...[...VCPU_IOCTLS.values()].map((d) => ({ fd: 'vcpu' as const, name: d.name, request: d.request, arg: d.arg })),

@@ -10,7 +10,7 @@ import { describe, expect, test } from 'vitest';
 import {
   KVM_GET_REGS,
   KVM_GET_SREGS,
-  KVM_IOCTLS,
+  KVM_IOCTL_TABLE,
   KVM_MEM_READONLY,
   KVM_RUN,
   KVM_SET_REGS,
@@ -83,8 +83,8 @@ function snapshotOf(x: unknown): unknown {
   }
 }
 
-const structIoctls = KVM_IOCTLS.filter((i): i is KvmIoctlInfo & { arg: { dir: 'in' | 'out' | 'inout' } } => i.arg.dir !== 'none' && i.arg.dir !== 'value');
-const valueIoctls = KVM_IOCTLS.filter((i) => i.arg.dir === 'value' && i.name !== 'KVM_RUN' && i.name !== 'KVM_CREATE_VM' && i.name !== 'KVM_CREATE_VCPU');
+const structIoctls = KVM_IOCTL_TABLE.filter((i): i is KvmIoctlInfo & { arg: { dir: 'in' | 'out' | 'inout' } } => i.arg.dir !== 'none' && i.arg.dir !== 'value');
+const valueIoctls = KVM_IOCTL_TABLE.filter((i) => i.arg.dir === 'value' && i.name !== 'KVM_RUN' && i.name !== 'KVM_CREATE_VM' && i.name !== 'KVM_CREATE_VCPU');
 
 describe.each(VENDORS)('ioctl arguments on $name', (vendor) => {
   test('the table covers the struct ioctls', () => {
@@ -194,6 +194,6 @@ describe('the kernel reads each field once and acts on that copy', () => {
 });
 
 test('every fd kind is exercised', () => {
-  expect(new Set(KVM_IOCTLS.map((i) => i.fd))).toEqual(new Set(['system', 'vm', 'vcpu']));
+  expect(new Set(KVM_IOCTL_TABLE.map((i) => i.fd))).toEqual(new Set(['system', 'vm', 'vcpu']));
   expect(O_RDWR).toBe(2);
 });
