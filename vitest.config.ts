@@ -7,9 +7,13 @@ export default defineConfig({
   resolve: { conditions },
   ssr: { resolve: { conditions, externalConditions: ['@vac/source'] } },
   test: {
-    projects: ['core', 'vmx', 'svm', 'kvm'].map((name) => ({
-      extends: true,
-      test: { name, root: `packages/${name}`, include: ['test/**/*.test.ts'] },
-    })),
+    projects: [
+      ...['core', 'vmx', 'svm', 'kvm'].map((name) => ({
+        extends: true,
+        test: { name, root: `packages/${name}`, include: ['test/**/*.test.ts'] },
+      })),
+      // The model against facts recorded from a real /dev/kvm (conformance/README.md).
+      { extends: true, test: { name: 'conformance', root: 'conformance', include: ['test/**/*.test.ts'] } },
+    ],
   },
 });

@@ -8,7 +8,7 @@
  * - SEV: `sev_asid_bitmap` / `sev_reclaim_asid_bitmap` as flat `Uint32Array`s with `find_next_zero_bit`,
  *   `find_next_bit` and `bitmap_xor` (`arch/x86/kvm/svm/sev.c`).
  */
-import { AsidAllocator, SevAsidAllocator } from '@vac/core';
+import { AsidAllocator, SevAsidAllocator } from '@vac/svm';
 import { measure, row, sink, type Budget, type Measurement, type Row, type TargetCheck } from '../lib/harness.js';
 
 const GROUP = '2. ASID paths';

@@ -27,7 +27,7 @@ import {
   makeKvmSevCmd,
   type KvmInstance,
 } from '@vac/kvm';
-import { amd, isAmdHardware } from '@vac/svm';
+import { ASIDS, SEV_ASIDS, amd, isAmdHardware } from '@vac/svm';
 import { table } from '@vac/example-support';
 
 const problems: string[] = [];
@@ -84,7 +84,7 @@ function sevInit(g: Guest, es: boolean): string {
     throw e;
   }
   g.kind = es ? 'SEV-ES' : 'SEV';
-  g.asid = vac?.sevState()?.inUse.find((u) => u.holder === `${g.dev}/vm${vmNumber(g)}`)?.asid ?? '?';
+  g.asid = vac?.resource(SEV_ASIDS).state().inUse.find((u) => u.holder === `${g.dev}/vm${vmNumber(g)}`)?.asid ?? '?';
   return 'ok';
 }
 
@@ -94,7 +94,7 @@ function vmNumber(g: Guest): number {
 }
 
 const sevLine = (): { inUse: string; awaiting: string; flushes: string } => {
-  const s = vac.sevState();
+  const s = vac.resource(SEV_ASIDS).state();
   return {
     inUse: s?.inUse.map((u) => `${u.asid}=${u.holder}`).join(' ') || '-',
     awaiting: s?.awaitingReclaim.join(',') || '-',
@@ -130,12 +130,12 @@ const wb0 = wbinvd();
 a.proc.kill();
 a.alive = false;
 step('sev-a\'s VMM is killed', `ASID ${a.asid} freed to the reclaim bitmap`);
-expect(vac.sevState()?.awaitingReclaim.includes(a.asid as number) === true, "sev-a's ASID awaits reclaim, not reusable yet");
+expect(vac.resource(SEV_ASIDS).state().awaitingReclaim.includes(a.asid as number) === true, "sev-a's ASID awaits reclaim, not reusable yet");
 const wb1 = wbinvd();
 const rD2 = sevInit(d, false);
 step('kvm1: sev-d KVM_SEV_INIT again', `${rD2} → ASID ${d.asid} (after WBINVD on all CPUs + DF_FLUSH)`);
 expect(rD2 === 'ok' && d.asid === a.asid, `sev-d gets sev-a's recycled ASID ${a.asid} (got ${rD2}, ${d.asid})`);
-expect((vac.sevState()?.flushes ?? 0) === 1 && (vac.sevState()?.recycles ?? 0) === 1, 'exactly one flush and one recycle');
+expect((vac.resource(SEV_ASIDS).state().flushes ?? 0) === 1 && (vac.resource(SEV_ASIDS).state().recycles ?? 0) === 1, 'exactly one flush and one recycle');
 expect(wb1 - wb0 === host.cpus.length && wbinvd() - wb1 === host.cpus.length, 'a WBINVD on every CPU when the VM died (sev_vm_destroy) and again for the flush');
 
 // 4. SEV-ES guests: ASIDs 1–3. A dead VM's ASID is skipped while others are free.
@@ -165,7 +165,7 @@ expect(rE1 === 'ok' && rE2 === 'ok' && e1.asid === 1 && e2.asid === 2, 'SEV-ES V
 expect(rE3 === 'ok' && e3.asid === 3, "es-3 gets 3, not es-1's freed 1");
 expect(rE4 === 'ok' && e4.asid === 1, "es-4 finds the range full, flushes and gets es-1's 1");
 expect(rE5 === 'EBUSY', `es-5 gets EBUSY: all SEV-ES ASIDs are held (got ${rE5})`);
-expect(vac.sevState()?.flushes === 2, 'two flushes in all');
+expect(vac.resource(SEV_ASIDS).state().flushes === 2, 'two flushes in all');
 
 // 5. A plain VM per module, then every live VM runs the quickstart guest (one vCPU each, CPU = index % 4).
 const p0 = newVm('plain-0', 'kvm0');
@@ -191,11 +191,11 @@ live.forEach((g, i) => {
 
 // ---- the account ---------------------------------------------------------------------------------------
 
-const range = vac.sevState()?.range;
+const range = vac.resource(SEV_ASIDS).state().range;
 console.log(`SEV on an AMD host with two KVM modules: SEV ASIDs ${range?.sev.join('–')}, SEV-ES ASIDs ${range?.sevEs.join('–')}, one allocator in VAC\n`);
 console.log('$ lsmod');
 table(host.lsmod().map((m) => ({ Module: m.name, Version: m.version ?? '', 'Used by': `${m.refcount} ${m.usedBy.join(',')}`.trim() })));
-console.log('\nSEV ASIDs, step by step (vacOf(host).sevState())');
+console.log('\nSEV ASIDs, step by step (vacOf(host).resource(SEV_ASIDS).state())');
 table(steps);
 console.log('\nLive VMs running the quickstart guest');
 table(
@@ -211,12 +211,12 @@ table(
 console.log('\nVAC\'s per-CPU ASIDs (plain guests take ASIDs above the SEV range; SEV guests use their SEV ASID)');
 table(
   host.cpus.map((cpu) => {
-    const s = vac.asidState(cpu.id);
+    const s = vac.resource(ASIDS).cpuState(cpu.id);
     return { CPU: cpu.id, generation: s?.generation ?? 0, 'next ASID': s?.nextAsid ?? 0, holders: s?.holders.map((h) => `${h.asid}=${h.holder}`).join(' ') || '-' };
   }),
 );
 
-const plainAsids = host.cpus.flatMap((cpu) => vac.asidState(cpu.id)?.holders ?? []).map((h) => h.asid);
+const plainAsids = host.cpus.flatMap((cpu) => vac.resource(ASIDS).cpuState(cpu.id).holders).map((h) => h.asid);
 expect(plainAsids.length === 2 && plainAsids.every((x) => x > 6), `the plain VMs' ASIDs lie above the SEV range (got ${plainAsids.join(',')})`);
 expect(p0.kind === 'plain' && p1.kind === 'plain', 'plain VMs stay plain');
 const bad = checkInvariants(host);

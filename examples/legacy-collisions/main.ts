@@ -9,7 +9,7 @@
  *
  * Exits non-zero if anything it shows does not hold.
  */
-import { O_RDWR, PERF_GUEST_ACTIVE, checkInvariants, createHost, isKernelError, type Host, type Process } from '@vac/core';
+import { O_RDWR, PERF_GUEST_ACTIVE, checkInvariants, createHost, isKernelError, vacOf, type Host, type Process } from '@vac/core';
 import {
   KVM_CREATE_VM,
   KVM_RUN,
@@ -17,7 +17,7 @@ import {
   kvm,
   type LegacyResource,
 } from '@vac/kvm';
-import { intel } from '@vac/vmx';
+import { VPIDS, intel } from '@vac/vmx';
 import { table } from '@vac/example-support';
 
 const problems: string[] = [];
@@ -126,7 +126,7 @@ expect(devs.every((d) => d.type === 'char' && d.minor !== 232), 'with VAC the po
 expect(vacPmi === 'guest PMI, attributed to kvm1/vm2/vcpu0', `with VAC the PMI reaches kvm1's vCPU (got ${vacPmi})`);
 expect(vac.host.warnings.length === 0, `with VAC nothing is warned about (got ${vac.host.warnings.map((w) => w.message).join('; ')})`);
 expect(vacViolations.length === 0, `with VAC the invariants hold (got ${vacViolations.map((v) => v.message).join('; ')})`);
-const vacVpids = vac.host.modules.exportsOf<{ vpidHolders(): Array<{ vpid: number; holder: string }> }>('vac')?.vpidHolders() ?? [];
+const vacVpids = vacOf(vac.host)?.resource(VPIDS).holders() ?? [];
 
 rows.push(
   {

@@ -15,7 +15,7 @@ import {
   kvm,
   type KvmInstance,
 } from '@vac/kvm';
-import { intel } from '@vac/vmx';
+import { VPIDS, intel } from '@vac/vmx';
 
 const problems: string[] = [];
 const expect = (ok: boolean, what: string): void => {
@@ -85,7 +85,7 @@ console.log('\n$ ls -l /dev');
 table(host.devfs.list().map((d) => (d.type === 'char' ? { Node: d.path, Device: `${d.major}:${d.minor}`, Owner: `${d.uid}:${d.gid}`, Mode: d.mode.toString(8) } : { Node: d.path, Device: `-> ${d.target}`, Owner: '', Mode: '' })));
 
 console.log('\nVPIDs (one host-wide allocator in VAC)');
-table(vac.vpidHolders().map((h) => ({ VPID: h.vpid, vCPU: h.holder })));
+table(vac.resource(VPIDS).holders().map((h) => ({ VPID: h.vpid, vCPU: h.holder })));
 
 const stats = (inst: KvmInstance): Record<string, string | number> => {
   let entries = 0;
@@ -105,7 +105,7 @@ console.log(`\nVAC: usage count ${vac.usageCount} (${vac.usageHolders().map(([h,
 
 const violations = checkInvariants(host);
 expect(violations.length === 0, `invariants: ${violations.map((v) => v.message).join('; ')}`);
-const vpidList = vac.vpidHolders().map((h) => h.vpid);
+const vpidList = vac.resource(VPIDS).holders().map((h) => h.vpid);
 expect(new Set(vpidList).size === vpidList.length && vpidList.length === vcpus.length, 'every vCPU has its own VPID');
 const l1d0 = stats(kvm0.exports as KvmInstance)['L1D flushes'];
 const l1d1 = stats(kvm1.exports as KvmInstance)['L1D flushes'];

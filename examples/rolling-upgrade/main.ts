@@ -55,7 +55,7 @@ import {
   type KvmInstance,
   type Vcpu,
 } from '@vac/kvm';
-import { intel } from '@vac/vmx';
+import { VPIDS, intel } from '@vac/vmx';
 import { table } from '@vac/example-support';
 
 const problems: string[] = [];
@@ -191,7 +191,8 @@ function step(n: number): void {
 
 const vpidOf = (g: GuestVm, dev: string): number | undefined =>
   vacOf(host)
-    ?.vpidHolders()
+    ?.resource(VPIDS)
+    .holders()
     .find((h) => h.holder.startsWith(`${dev}/`) && h.holder === `${g.on.model.label}`)?.vpid;
 
 // ---- 24 VMs on kvm0 -------------------------------------------------------------------------------

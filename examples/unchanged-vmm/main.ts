@@ -35,7 +35,7 @@ import {
   makeKvmSregs,
   type KvmInstance,
 } from '@vac/kvm';
-import { intel } from '@vac/vmx';
+import { VPIDS, intel } from '@vac/vmx';
 
 const problems: string[] = [];
 const expect = (ok: boolean, what: string): void => {
@@ -174,7 +174,7 @@ const main = host.scheduler.spawn(vmm, { cpu: 1, name: 'kvm-hello/main' }, funct
     console.log(`kvm-hello: ${e.message}`);
     status = 1;
   }
-  vpidsDuring = vacOf(host)?.vpidHolders() ?? [];
+  vpidsDuring = vacOf(host)?.resource(VPIDS).holders() ?? [];
   lsmodDuring = host.lsmod();
 });
 while (main.alive) host.scheduler.run(1);

@@ -1,8 +1,8 @@
 /**
  * A logical CPU of the simulated host: online state, CPUID leaves, MSRs and CR4.
  *
- * The vendor hardware model (`@vac/vmx`, `@vac/svm`) fills in the virtualization parts when the host is
- * created and keeps its own per-CPU state (VMXON region, current VMCS, EFER.SVME side effects).
+ * The vendor hardware model fills in the virtualization parts when the host is created (CPUID leaves, MSRs and
+ * their write hooks) and keeps its own per-CPU state beside these.
  *
  * @module
  */
@@ -18,12 +18,6 @@ export interface CpuidRegs {
   /** EDX */
   readonly edx: number;
 }
-
-/** CR4 bit numbers used by the model (Intel SDM Vol. 3 §2.5). */
-export const CR4 = {
-  /** CR4.VMXE, bit 13: VMX enable (`X86_CR4_VMXE`). */
-  VMXE: 1 << 13,
-} as const;
 
 /**
  * A hook a hardware model may install to give an MSR side effects or to refuse a write (#GP).

@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { EventEmitter } from 'eventemitter3';
 
 /** Fields every event carries. */
 export interface EventStamp {
@@ -74,7 +73,6 @@ export interface HostEvents {
  * Extra events declared by packages built on the core. Augment it with declaration merging:
  * `declare module '@vac/core' { interface ExtensionEvents { 'vcpu:load': (e: …) => void } }`.
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export interface ExtensionEvents {}
 
 /** All events: the core's and those added by other packages. */
@@ -86,30 +84,83 @@ export type EventName = keyof AllEvents & string;
 /** The payload of event `K`, without the stamp. */
 export type EventPayload<K extends EventName> = Omit<Parameters<AllEvents[K]>[0], keyof EventStamp>;
 
+/** A listener of one event, as stored. */
+type AnyListener = (event: EventStamp) => void;
+
+/** A listener of every event. */
+type AnyEventListener = (name: EventName, event: EventStamp) => void;
+
+/** What the bus does with an exception thrown by a listener (the host records it as a warning). */
+export type ListenerErrorHandler = (name: EventName, error: unknown) => void;
+
+/** The full event `K` as listeners receive it: the stamp and the payload. */
+export type EventOf<K extends EventName> = Parameters<AllEvents[K]>[0];
+
 /**
- * The event stream of one host: typed `on`/`once`/`off` over eventemitter3, a logical clock, and a cheap
- * `wants()` check so hot paths build no payload when nobody listens.
+ * The event stream of one host: typed `on`/`once`/`onAny`, a logical clock, and delivery that cannot hurt the
+ * kernel.
+ *
+ * **The rule: listeners observe, after the fact.** An event is stamped (`seq`, `tick`) where it happens, but a
+ * listener runs only when no kernel operation is in progress: events emitted inside an operation (a syscall, a
+ * module load, a scheduler tick, a power transition, …) are queued and delivered, in `seq` order, once the
+ * outermost operation has returned or thrown — as user space reads a trace buffer. So a listener always sees a
+ * host in a consistent state, and whatever it calls back (`rmmod`, `kill`, `KVM_RUN`, `suspend`, …) is a new
+ * operation of its own, never a re-entry into a half-done one; the events that call emits are delivered after
+ * the ones already queued. An exception thrown by a listener is caught: the other listeners still run, and the
+ * host records a warning (source `events`) naming the event and the error.
+ *
+ * Hot paths stamp first and build a payload only when someone listens: `const seq = bus.stamp(name)` advances
+ * the clock and returns the event's `seq`, or -1 when nobody listens to `name`; `bus.deliver(name, event)` then
+ * hands over a fresh stamped event. The clock advances for every event, listened to or not, so the stamps of a
+ * stream do not depend on who is watching.
  */
 export class EventBus {
-  readonly #emitter = new EventEmitter();
   #seq = 0;
   /** Simulated time, advanced by the scheduler. */
   tick = 0;
+  /** Listeners by event name (replaced, never mutated, so (un)subscribing during delivery is safe). */
+  readonly #listeners: Record<string, readonly AnyListener[]> = Object.create(null) as Record<string, readonly AnyListener[]>;
+  #any: readonly AnyEventListener[] = [];
+  /** Named listeners plus `onAny` listeners: 0 means nobody listens to anything (one load on hot paths). */
+  #total = 0;
+  /** Kernel operations in progress (nested calls count). */
+  #depth = 0;
+  /** Events waiting for delivery, as name, event, name, event, … */
+  readonly #queue: Array<EventName | EventStamp> = [];
+  #delivering = false;
+  readonly #onListenerError: ListenerErrorHandler;
+
+  /**
+   * @param onListenerError - called with each exception a listener throws (default: ignored). The host passes
+   *   one that records a warning.
+   */
+  constructor(onListenerError: ListenerErrorHandler = () => undefined) {
+    this.#onListenerError = onListenerError;
+  }
 
   /** The logical clock: how many events have been emitted so far. */
   get seq(): number {
     return this.#seq;
   }
 
+  /** True while a kernel operation is in progress (listeners never see this as true). */
+  get inKernel(): boolean {
+    return this.#depth > 0;
+  }
+
   /**
    * Listen to an event. Returns the function that stops listening (also `Disposable`).
    */
   on<K extends EventName>(name: K, listener: AllEvents[K]): Unsubscribe {
-    this.#emitter.on(name, listener as (...args: unknown[]) => void);
-    this.#count(name, 1);
+    const l = listener as unknown as AnyListener;
+    this.#listeners[name] = [...(this.#listeners[name] ?? []), l];
+    this.#total++;
     return makeUndo(() => {
-      this.#emitter.off(name, listener as (...args: unknown[]) => void);
-      this.#count(name, -1);
+      const list = this.#listeners[name] ?? [];
+      const i = list.indexOf(l);
+      if (i < 0) return;
+      this.#listeners[name] = [...list.slice(0, i), ...list.slice(i + 1)];
+      this.#total--;
     });
   }
 
@@ -118,74 +169,114 @@ export class EventBus {
     let undo: Unsubscribe | undefined;
     const wrapped = ((e: EventStamp) => {
       undo?.();
-      (listener as (e: EventStamp) => void)(e);
-    }) as AllEvents[K];
+      (listener as unknown as AnyListener)(e);
+    }) as unknown as AllEvents[K];
     undo = this.on(name, wrapped);
     return undo;
   }
 
-  /** Listener counts by name, kept here because eventemitter3's `listenerCount` is slow on hot paths. */
-  readonly #counts: Record<string, number> = Object.create(null) as Record<string, number>;
-
-  #count(name: string, delta: number): void {
-    this.#counts[name] = (this.#counts[name] ?? 0) + delta;
-    this.#total += delta;
-  }
-
-  /** Named listeners plus `onAny` listeners: 0 means nobody listens to anything (one load on hot paths). */
-  #total = 0;
-
-  /** Listen to every event: `listener(name, payload)`. Used by trace recorders. */
-  onAny(listener: (name: EventName, payload: EventStamp) => void): Unsubscribe {
-    this.#any.push(listener);
+  /** Listen to every event: `listener(name, event)`. Used by trace recorders. */
+  onAny(listener: (name: EventName, event: EventStamp) => void): Unsubscribe {
+    this.#any = [...this.#any, listener];
     this.#total++;
     return makeUndo(() => {
       const i = this.#any.indexOf(listener);
-      if (i >= 0) {
-        this.#any.splice(i, 1);
-        this.#total--;
-      }
+      if (i < 0) return;
+      this.#any = [...this.#any.slice(0, i), ...this.#any.slice(i + 1)];
+      this.#total--;
     });
   }
-
-  readonly #any: Array<(name: EventName, payload: EventStamp) => void> = [];
 
   /** True when someone listens to `name` (or to every event). */
   wants(name: EventName): boolean {
     if (this.#total === 0) return false;
-    return this.#any.length > 0 || (this.#counts[name] ?? 0) > 0;
+    return this.#any.length > 0 || this.#listeners[name] !== undefined && (this.#listeners[name] as readonly AnyListener[]).length > 0;
   }
 
   /**
-   * Emit an event. The clock advances whether or not anyone listens, so the stamps of a stream do not
-   * depend on who is watching.
+   * Emit an event: stamp it now, deliver it when no kernel operation is in progress. The payload is copied, so
+   * a caller may keep or reuse what it passes.
    */
   emit<K extends EventName>(name: K, payload: EventPayload<K>): void {
     const seq = this.#seq++;
-    if (this.#total === 0 || (this.#any.length === 0 && (this.#counts[name] ?? 0) === 0)) return;
-    const event = { seq, tick: this.tick, ...payload } as EventStamp;
-    for (const l of this.#any) l(name, event);
-    if ((this.#counts[name] ?? 0) > 0) this.#emitter.emit(name, event);
+    if (!this.wants(name)) return;
+    this.#publish(name, { seq, tick: this.tick, ...payload } as EventStamp);
   }
 
   /**
-   * Emit an event whose payload is a fresh object literal the caller gives away, written with `seq: 0, tick: 0`
-   * first (so its shape and key order are those of a stamped event): it is stamped in place instead of copied.
-   * For hot paths; `emit` copies, so a caller may keep or reuse what it passes there.
+   * Stamp an event about to happen on a hot path: advances the clock, and returns the event's `seq` when someone
+   * listens to `name`, -1 when nobody does (then build nothing). Pair with {@link EventBus.deliver}.
    */
-  emitOwned<K extends EventName>(name: K, payload: EventPayload<K> & { seq: number; tick: number }): void {
+  stamp(name: EventName): number {
     const seq = this.#seq++;
-    if (this.#total === 0 || (this.#any.length === 0 && (this.#counts[name] ?? 0) === 0)) return;
-    payload.seq = seq;
-    payload.tick = this.tick;
-    const event = payload as unknown as EventStamp;
-    for (const l of this.#any) l(name, event);
-    if ((this.#counts[name] ?? 0) > 0) this.#emitter.emit(name, event);
+    return this.wants(name) ? seq : -1;
   }
 
-  /** Advance the logical clock for an event nobody listens to (hot paths call this instead of `emit`). */
-  skip(): void {
-    this.#seq++;
+  /**
+   * Hand over an event stamped with {@link EventBus.stamp} (`seq` from it, `tick` from {@link EventBus.tick}). The
+   * object is given away: the bus keeps it as it is.
+   */
+  deliver<K extends EventName>(name: K, event: EventOf<K>): void {
+    this.#publish(name, event as EventStamp);
+  }
+
+  /**
+   * @internal A kernel operation begins: events it emits are delivered after the matching
+   * {@link EventBus.leave}. Host, process, loader and scheduler entry points bracket their work with these.
+   */
+  enter(): void {
+    this.#depth++;
+  }
+
+  /** @internal A kernel operation ends; at the outermost one, the queued events are delivered. */
+  leave(): void {
+    if (--this.#depth === 0 && this.#queue.length !== 0 && !this.#delivering) this.#drain();
+  }
+
+  /** @internal Run `op` as one kernel operation ({@link EventBus.enter} … {@link EventBus.leave}). */
+  op<T>(op: () => T): T {
+    this.#depth++;
+    try {
+      return op();
+    } finally {
+      this.leave();
+    }
+  }
+
+  #publish(name: EventName, event: EventStamp): void {
+    this.#queue.push(name, event);
+    if (this.#depth === 0 && !this.#delivering) this.#drain();
+  }
+
+  /** Deliver the queue in order; events queued meanwhile (by operations listeners start) are delivered too. */
+  #drain(): void {
+    this.#delivering = true;
+    const q = this.#queue;
+    try {
+      for (let i = 0; i < q.length; i += 2) this.#dispatch(q[i] as EventName, q[i + 1] as EventStamp);
+    } finally {
+      q.length = 0;
+      this.#delivering = false;
+    }
+  }
+
+  #dispatch(name: EventName, event: EventStamp): void {
+    for (const l of this.#any) {
+      try {
+        l(name, event);
+      } catch (e) {
+        this.#onListenerError(name, e);
+      }
+    }
+    const named = this.#listeners[name];
+    if (named === undefined) return;
+    for (const l of named) {
+      try {
+        l(event);
+      } catch (e) {
+        this.#onListenerError(name, e);
+      }
+    }
   }
 }
 

@@ -1,16 +1,17 @@
 /**
- * The contract between the host and a vendor hardware model (a plug-in from `@vac/vmx` or `@vac/svm`).
+ * The contract between the host and a vendor hardware model (a plug-in, such as `intel()` from `@vac/vmx`).
  *
  * A {@link HardwareModel} is a plain, stateless description (`intel({...})`, `amd({...})`); the host calls
  * {@link HardwareModel.create} once to build that host's own {@link HostHardware}, so two hosts never share
- * hardware state. The host hardware carries {@link VirtOps}: VAC's vendor half (RFC `arch/x86/kvm/vmx/vac.c`
- * and `svm/vac.c`), the per-CPU enable/disable that VAC calls.
+ * hardware state. The host hardware carries {@link VirtOps}: VAC's vendor half (RFC `arch/x86/kvm/<vendor>/vac.c`),
+ * the per-CPU enable/disable that VAC calls and the resources only that vendor has.
  *
  * @module
  */
 import type { Cpu } from './cpu.js';
 import type { ErrnoCode } from './errors.js';
 import type { EventBus, WarningRecord } from './events.js';
+import type { AnyVacResource, VacResourceContext } from './vac/resource.js';
 
 /** What a hardware model may use of its host. */
 export interface HardwareEnv {
@@ -29,57 +30,43 @@ export type FaultMode = 'once' | 'always' | 'off';
 
 /** A problem found by an invariant check, with where it is. */
 export interface Violation {
-  /** Which SPEC.md §4 invariant (1 … 7) or a short name. */
+  /** Which invariant of docs/spec.md (1 … 7). */
   readonly invariant: number;
   /** What is wrong. */
   readonly message: string;
   /** The CPU concerned, if any. */
   readonly cpu?: number;
-  /** The ID concerned (VPID, ASID, …), if any. */
+  /** The ID concerned (a tag a resource hands out), if any. */
   readonly id?: number;
 }
 
 /**
- * VAC's vendor half: turning VMX/SVM on and off on one CPU. Called by VAC only, on that CPU.
- * Linux: `vmx_hardware_enable`/`vmx_hardware_disable`/`vmx_emergency_disable` (RFC `vmx/vac.c`),
- * `svm_hardware_enable`/`svm_hardware_disable`/`svm_emergency_disable` (RFC `svm/vac.c`).
+ * VAC's vendor half: turning hardware virtualization on and off on one CPU (called by VAC only, on that CPU),
+ * and the shared resources that only this vendor has (RFC `arch/x86/kvm/<vendor>/vac.c`).
  */
 export interface VirtOps {
-  /** `'vmx'` or `'svm'`. */
-  readonly name: 'vmx' | 'svm';
+  /** The vendor's short name, as KVM's vendor modules are named (`'vmx'`). */
+  readonly name: string;
   /**
-   * `kvm_is_vmx_supported` / `kvm_is_svm_supported` on one CPU: `undefined` when usable, otherwise the
-   * kernel's message (e.g. "VMX not enabled (by BIOS) in MSR_IA32_FEAT_CTL on CPU 3").
+   * Whether `cpu` can run this vendor's virtualization: `undefined` when usable, otherwise the kernel's message
+   * (e.g. "VMX not enabled (by BIOS) in MSR_IA32_FEAT_CTL on CPU 3").
    */
   unsupported(cpu: number): string | undefined;
-  /** Per-CPU enable. Returns `undefined` on success, else the errno (EBUSY: foreign owner; EFAULT: VMXON failed). */
+  /** Per-CPU enable. Returns `undefined` on success, else the errno (EBUSY: foreign owner; EFAULT/EIO: the hardware refused). */
   enableCpu(cpu: number): ErrnoCode | undefined;
-  /** Per-CPU disable (VMCLEAR the CPU's loaded VMCSs, VMXOFF / STGI + clear EFER.SVME). */
+  /** Per-CPU disable. */
   disableCpu(cpu: number): void;
-  /** The crash path (`cpu_emergency_disable_virtualization` callback): VMCLEAR all, VMXOFF / clear SVME. */
+  /** The crash path (`cpu_emergency_disable_virtualization` callback) on `cpu`. */
   emergencyDisable(cpu: number): void;
-  /** Whether the hardware is in virtualization mode on `cpu` (VMX operation / EFER.SVME set). */
+  /** Whether the hardware is in virtualization mode on `cpu` (VAC's or a foreign hypervisor's). */
   isEnabled(cpu: number): boolean;
+  /** Whether VAC's own enable on `cpu` succeeded and no disable followed (VAC's claim on the CPU). */
+  enabledByVac(cpu: number): boolean;
   /**
-   * SVM only: the ASID space read from CPUID (0x8000000A.EBX = number of ASIDs; 0x8000001F ECX = max SEV ASID,
-   * EDX = min SEV ASID). `undefined` on VMX.
+   * The shared resources this vendor's half of VAC owns, built once per VAC (the `vac` module, or a legacy
+   * module's private copy). None by default.
    */
-  asidSpace?(): AsidSpace;
-  /**
-   * SVM with SEV only: the flush before SEV ASIDs are recycled (`sev_flush_asids`: WBINVD on every CPU, then
-   * the firmware's DF_FLUSH). Returns false when DF_FLUSH failed.
-   */
-  sevFlush?(): boolean;
-}
-
-/** The ASID space of an AMD host (CPUID 0x8000000A and 0x8000001F). */
-export interface AsidSpace {
-  /** CPUID 0x8000000A.EBX: the number of ASIDs (max_asid = this - 1). */
-  readonly nrAsids: number;
-  /** CPUID 0x8000001F.EDX: the lowest ASID for plain SEV guests (SEV-ES uses 1 … min-1). */
-  readonly minSevAsid: number;
-  /** CPUID 0x8000001F.ECX: the highest SEV ASID; 0 = no SEV. */
-  readonly maxSevAsid: number;
+  vacResources?(ctx: VacResourceContext): readonly AnyVacResource[];
 }
 
 /** One host's instance of a hardware model. */
@@ -105,7 +92,7 @@ export interface HardwareModel {
   /** A short name for messages, e.g. `'intel'`. */
   readonly name: string;
   /** The CPU vendor. */
-  readonly vendor: 'intel' | 'amd';
+  readonly vendor: string;
   /** Fill in the CPUs' CPUID leaves and MSRs and build this host's hardware state. */
   create(env: HardwareEnv): HostHardware;
 }

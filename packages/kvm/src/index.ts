@@ -29,3 +29,4 @@ export {
   type RealModeVmOptions,
 } from './vmm.js';
 export { ALL_LEGACY_RESOURCES, LegacyPort, legacySet, privateVac, type LegacyResource } from './module/legacy.js';
+export * as irqchip from './irqchip/index.js';

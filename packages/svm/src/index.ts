@@ -32,6 +32,15 @@ export type {
   VmrunResult,
 } from './svm-cpu.js';
 export { SAVE_AREA_BASE, VacSvm } from './vac-svm.js';
+export type { AsidSpace } from './vac-svm.js';
+export { ASIDS, AsidResource } from './vac-asids.js';
+export type { AsidView } from './vac-asids.js';
+export { SEV_ASIDS, SevAsidResource } from './vac-sev-asids.js';
+export type { SevAsidView } from './vac-sev-asids.js';
+export { AsidAllocator } from './asid-allocator.js';
+export type { AsidAllocatorConfig, AsidConflict, AsidGrant, AsidHolding } from './asid-allocator.js';
+export { SevAsidAllocator } from './sev-asid-allocator.js';
+export type { SevAsidAllocatorOptions, SevAsidConfig, SevAsidState } from './sev-asid-allocator.js';
 export { svmKvmOps, svmKvmParams, SvmKvmModule } from './kvm-svm.js';
 export type { SvmKvmParams } from './kvm-svm.js';
 export { SvmVm } from './kvm-svm-vm.js';

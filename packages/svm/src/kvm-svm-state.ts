@@ -16,6 +16,8 @@
 import type { KvmVendorEnv, ParamSpecs } from '@vac/core';
 import type { AmdHardware } from './hardware.js';
 import type { Vmcb } from './svm-cpu.js';
+import type { AsidView } from './vac-asids.js';
+import type { SevAsidView } from './vac-sev-asids.js';
 
 /**
  * What one KVM module's folded-in kvm_amd runs with, after `svm_hardware_setup()` and `sev_hardware_setup()`
@@ -60,6 +62,10 @@ export interface SvmModuleState {
   readonly features: SvmFeatures;
   /** The per-CPU `sev_vmcbs[]` of the host. */
   readonly sevVmcbs: SevVmcbTable;
+  /** The module's view of VAC's per-CPU ASID generations. */
+  readonly asids: AsidView;
+  /** The module's view of VAC's SEV ASID space (`undefined` on a host without SEV). */
+  readonly sevAsids: SevAsidView | undefined;
   /**
    * `pr_warn_ratelimited()` for this module: whether one more warning may be logged. The kernel's default
    * ratelimit (`DEFAULT_RATELIMIT_BURST` = 10 per 5 s) has no time base here; the model lets the first 10

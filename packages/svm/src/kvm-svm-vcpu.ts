@@ -17,7 +17,7 @@
  * @module
  */
 import { UsageError, checkCpuIndex, vcpuLabel as label } from '@vac/core';
-import type { VcpuTag, VendorVcpu } from '@vac/core';
+import type { UniqueId, VcpuTag, VendorVcpu } from '@vac/core';
 import {
   SVM_EXIT,
   TLB_CONTROL_DO_NOTHING,
@@ -158,9 +158,9 @@ export class SvmVcpu implements VendorVcpu {
     }
     if (this.vm.encryption !== 'none') {
       this.#preSevRun(cpu);
-    } else if (!m.env.vac.asidIsCurrent(cpu, vmcb.asidGeneration)) {
+    } else if (!m.asids.isCurrent(cpu, vmcb.asidGeneration)) {
       // new_asid(svm, sd): the per-CPU state is VAC's.
-      const grant = m.env.vac.newAsid(cpu, this.tag);
+      const grant = m.asids.newAsid(cpu, this.tag);
       this.stats.newAsids++;
       if (grant.flushAll) {
         vmcb.tlbControl = TLB_CONTROL_FLUSH_ALL_ASID;
@@ -296,6 +296,11 @@ export class SvmVcpu implements VendorVcpu {
     return { kind: 'asid', value: this.#asid };
   }
 
+  /** None: an ASID is unique only on its CPU within a generation (the ASID resource checks that). */
+  uniqueIds(): readonly UniqueId[] {
+    return [];
+  }
+
   /**
    * `svm_vcpu_free()`: VAC forgets the vCPU's ASID grants (its ASID is not reused before a rollover anyway),
    * and the VMCB is freed (which clears it as any CPU's current VMCB, `svm_clear_current_vmcb()`). A second
@@ -307,7 +312,7 @@ export class SvmVcpu implements VendorVcpu {
     if (this.#freed) return;
     if (this.#inGuestOn >= 0) throw new UsageError('ERR_INVALID_STATE', `${label(this.tag)}: freed while in guest mode on CPU ${this.#inGuestOn}`);
     const m = this.#m;
-    m.env.vac.releaseAsids(this.tag);
+    m.asids.release(this.tag);
     m.sevVmcbs.clearVmcb(this.vmcb);
     m.hw.svm.freeVmcb(this.vmcb);
     this.#freed = true;

@@ -9,7 +9,7 @@
  * @module
  */
 import { KernelError, UsageError } from '@vac/core';
-import type { VcpuTag, VendorVm } from '@vac/core';
+import type { MemEncryptCommand, UniqueId, VcpuTag, VendorVm } from '@vac/core';
 import type { SvmModuleState } from './kvm-svm-state.js';
 
 /** `KVM_SEV_INIT` (`enum sev_cmd_id`, `include/uapi/linux/kvm.h`). */
@@ -84,15 +84,12 @@ export class SvmVm implements VendorVm {
    *    (22), `SNP_LAUNCH_START` (100), `SNP_LAUNCH_UPDATE` (101), `SNP_LAUNCH_FINISH` (102). Linux answers
    *    most of them ENOTTY on a VM that is not an SEV guest, and EINVAL for ids it does not know.
    *
-   * @param cmd - the `struct kvm_sev_cmd` (its `error` is written on success)
+   * @param cmd - the `struct kvm_sev_cmd` as KVM copied it in (`sev_fd` is `fd`; its `error` is written on success)
    * @param hasVcpus - `kvm->created_vcpus != 0`
    * @returns 0
    * @throws KernelError ENOTTY, EINVAL or EBUSY as above; nothing changes then
    */
-  memEncryptOp(
-    cmd: { readonly id: number; readonly data: number | bigint; error: number; readonly sev_fd: number },
-    hasVcpus: boolean,
-  ): number {
+  memEncryptOp(cmd: MemEncryptCommand, hasVcpus: boolean): number {
     if (this.#destroyed) throw new UsageError('ERR_DESTROYED', `${vmLabel(this.tag)}: KVM_MEMORY_ENCRYPT_OP on a destroyed VM`);
     const f = this.#m.features;
     // if (!sev_enabled) return -ENOTTY;
@@ -114,11 +111,18 @@ export class SvmVm implements VendorVm {
     if (hasVcpus) throw new KernelError('EINVAL', 'sev_guest_init', `${vmLabel(this.tag)} already has vCPUs`);
     if (this.#encryption !== 'none') throw new KernelError('EINVAL', 'sev_guest_init', `${vmLabel(this.tag)} is already an SEV guest`);
     // ret = sev_asid_new(sev); if (ret) goto e_no_asid; — VAC's allocator, shared by every module.
-    const asid = this.#m.env.vac.sevAsidNew(es, this.tag);
+    const sev = this.#m.sevAsids;
+    if (sev === undefined) throw new KernelError('ENOTTY', 'sev_asid_new', 'SEV is not supported on this host');
+    const asid = sev.alloc(es, this.tag);
     this.#sevAsid = asid;
     this.#encryption = es ? 'sev-es' : 'sev';
     cmd.error = 0;
     return 0;
+  }
+
+  /** The SEV ASID of an SEV or SEV-ES guest: unique per VM across modules (invariant 3). */
+  uniqueIds(): readonly UniqueId[] {
+    return this.#encryption === 'none' ? [] : [{ kind: 'SEV ASID', value: this.#sevAsid }];
   }
 
   /**
@@ -135,7 +139,7 @@ export class SvmVm implements VendorVm {
     const m = this.#m;
     m.hw.svm.wbinvdOnAllCpus();
     const asid = this.#sevAsid;
-    m.env.vac.sevAsidFree(asid);
+    m.sevAsids?.free(asid);
     m.sevVmcbs.clearAsid(asid);
   }
 }

@@ -30,6 +30,8 @@ import { sevVmcbsOf } from './kvm-svm-state.js';
 import type { SvmFeatures, SvmModuleState } from './kvm-svm-state.js';
 import { SvmVcpu } from './kvm-svm-vcpu.js';
 import { SvmVm } from './kvm-svm-vm.js';
+import { ASIDS } from './vac-asids.js';
+import { SEV_ASIDS } from './vac-sev-asids.js';
 
 /** `KVM_SVM_DEFAULT_PLE_WINDOW` (`arch/x86/kvm/svm/svm.h`): the default `pause_filter_count`. */
 const KVM_SVM_DEFAULT_PLE_WINDOW = 3000;
@@ -298,6 +300,8 @@ export const svmKvmOps = {
       hw,
       features,
       sevVmcbs: sevVmcbsOf(hw),
+      asids: env.vac.resource(ASIDS),
+      sevAsids: env.vac.tryResource(SEV_ASIDS),
       ratelimit: () => warned++ < DEFAULT_RATELIMIT_BURST,
     };
     return new SvmKvmModule(state);

@@ -646,8 +646,8 @@ export class SvmCpus {
     if (slot >= 0) {
       this.#counters.add(cpu, slot);
       const events = this.#env.events;
-      if (events.wants('tlb:flush')) events.emit('tlb:flush', { cpu, kind, module: vmcb.owner });
-      else events.skip();
+      const seq = events.stamp('tlb:flush');
+      if (seq >= 0) events.deliver('tlb:flush', { seq, tick: events.tick, cpu, kind, module: vmcb.owner });
     }
     return 'entered';
   }

@@ -7,18 +7,19 @@
  * - `__kvm_is_svm_supported()` → {@link VacSvm.unsupported};
  * - `svm_hardware_enable()` → {@link VacSvm.enableCpu};
  * - `svm_hardware_disable()` / `kvm_cpu_svm_disable()` → {@link VacSvm.disableCpu};
- * - `svm_emergency_disable()` → {@link VacSvm.emergencyDisable}.
+ * - `svm_emergency_disable()` → {@link VacSvm.emergencyDisable};
+ * - the ASIDs and SEV ASIDs VAC shares → {@link VacSvm.vacResources}.
  *
- * Left to others: the per-CPU ASID state reset of `svm_hardware_enable()` (`asid_generation = 1`,
- * `max_asid`, `next_asid`, `min_asid`) belongs to VAC core's ASID allocator, which calls it after a
- * successful {@link VacSvm.enableCpu}; `kvm_rebooting = true` in `svm_emergency_disable()` is VAC core's
- * too. Not modelled (no observable effect here): the TSC ratio writes (which the RFC stubs out with "TODO:
- * Fix everything TSC"), the OSVW merge and `amd_pmu_enable_virt()`/`amd_pmu_disable_virt()`.
+ * The per-CPU ASID state reset of `svm_hardware_enable()` (`asid_generation = 1`, `max_asid`, `next_asid`,
+ * `min_asid`) is the ASID resource's ({@link AsidResource.cpuEnabled}), which VAC calls once an enable of the CPU
+ * is kept; `kvm_rebooting = true` in `svm_emergency_disable()` is VAC core's. Not modelled (no observable effect
+ * here): the TSC ratio writes (which the RFC stubs out with "TODO: Fix everything TSC"), the OSVW merge and
+ * `amd_pmu_enable_virt()`/`amd_pmu_disable_virt()`.
  *
  * @module
  */
 import { UsageError, cpuAt } from '@vac/core';
-import type { AsidSpace, Cpu, ErrnoCode, HardwareEnv, VirtOps } from '@vac/core';
+import type { AnyVacResource, Cpu, ErrnoCode, HardwareEnv, VacResourceContext, VirtOps } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,
   CPUID_EXT_FEATURES,
@@ -33,6 +34,18 @@ import {
   SVM_VM_CR_SVM_DIS_MASK,
 } from './arch.js';
 import type { SvmCpus } from './svm-cpu.js';
+import { AsidResource } from './vac-asids.js';
+import { SevAsidResource } from './vac-sev-asids.js';
+
+/** The ASID space of an AMD host (CPUID 0x8000000A and 0x8000001F). */
+export interface AsidSpace {
+  /** CPUID 0x8000000A.EBX: the number of ASIDs (max_asid = this - 1). */
+  readonly nrAsids: number;
+  /** CPUID 0x8000001F.EDX: the lowest ASID for plain SEV guests (SEV-ES uses 1 … min-1). */
+  readonly minSevAsid: number;
+  /** CPUID 0x8000001F.ECX: the highest SEV ASID; 0 = no SEV. */
+  readonly maxSevAsid: number;
+}
 
 // Hot-path constants as module locals: transpilers that keep ESM live bindings (tsx, vitest) turn every
 // use of an imported constant into a property read through a getter.
@@ -127,9 +140,7 @@ export class VacSvm implements VirtOps {
       svm.vacWriteEfer(cpu, efer);
       throw new UsageError('ERR_INVALID_STATE', `svm.enableCpu: CPU ${cpu} refused its host save area address`);
     }
-    const events = this.#env.events;
-    if (events.wants('virt:enable')) events.emit('virt:enable', { cpu });
-    else events.skip();
+    this.#env.events.emit('virt:enable', { cpu });
     return undefined;
   }
 
@@ -187,10 +198,23 @@ export class VacSvm implements VirtOps {
 
   /**
    * `sev_flush_asids()` (`arch/x86/kvm/svm/sev.c`) minus locking: WBINVD on every online CPU, then the SEV
-   * firmware's `DF_FLUSH`. `false` when `DF_FLUSH` failed. Fits the core `SevAsidAllocator`'s `onFlush` hook.
+   * firmware's `DF_FLUSH`. `false` when `DF_FLUSH` failed. The {@link SevAsidAllocator}'s `onFlush` hook.
    */
   sevFlush(): boolean {
     return this.#svm.sevFlush();
+  }
+
+  /**
+   * The resources VAC's SVM half brings (RFC `arch/x86/kvm/svm/vac.c`): the per-CPU ASID generations
+   * ({@link AsidResource}) and, when CPUID reports SEV, the SEV ASID space ({@link SevAsidResource}, whose recycle
+   * flushes through {@link VacSvm.sevFlush}). The ASID space is read from the boot CPU, as `sev_hardware_setup()`
+   * and `svm_hardware_setup()` read it.
+   */
+  vacResources(ctx: VacResourceContext): readonly AnyVacResource[] {
+    const space = this.asidSpace();
+    const out: AnyVacResource[] = [new AsidResource(ctx, space.nrAsids, space.maxSevAsid)];
+    if (space.maxSevAsid > 0) out.push(new SevAsidResource(space, () => this.sevFlush()));
+    return out;
   }
 
   /** `kvm_cpu_svm_disable()`: VM_HSAVE_PA = 0; if EFER.SVME: STGI (so INIT and NMI are not blocked), clear SVME. */
@@ -201,9 +225,7 @@ export class VacSvm implements VirtOps {
     if ((efer & _EFER_SVME) !== 0n) {
       svm.stgi(cpu);
       svm.vacWriteEfer(cpu, efer & ~_EFER_SVME);
-      const events = this.#env.events;
-      if (events.wants('virt:disable')) events.emit('virt:disable', { cpu });
-      else events.skip();
+      this.#env.events.emit('virt:disable', { cpu });
     }
   }
 

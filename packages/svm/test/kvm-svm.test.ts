@@ -20,6 +20,7 @@ import {
   svmKvmParams,
 } from '../src/index.js';
 import type { AmdHardware, AmdOptions, SvmKvmModule, SvmKvmParams, SvmVcpu, SvmVm } from '../src/index.js';
+import { ASIDS, SEV_ASIDS } from '../src/index.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // A small world: a host, VAC, fake KVM instances with kvm_amd set up in each
@@ -133,8 +134,8 @@ function errno(fn: () => unknown): string {
 }
 
 /** A `struct kvm_sev_cmd`. */
-function sevCmd(id: number): { id: number; data: number; error: number; sev_fd: number } {
-  return { id, data: 0, error: 0, sev_fd: 3 };
+function sevCmd(id: number): { id: number; data: number; error: number; fd: number } {
+  return { id, data: 0, error: 0, fd: 3 };
 }
 
 const KVM_SEV_INIT = 0;
@@ -288,7 +289,7 @@ describe('ASIDs: pre_svm_run with VAC’s shared per-CPU allocator', () => {
     expect(v.vmcb.asid).toBe(510);
     expect(v.stats).toEqual({ entries: 1, failedEntries: 0, newAsids: 1, fullFlushes: 1, asidFlushes: 0, sevFlushes: 0 });
     expect(w.hw.counters(0)).toMatchObject({ vmrun: 1, vmexit: 1, tlbFlushAll: 1, clgi: 1, stgi: 1 });
-    expect(w.vac.asidRollovers).toBe(1);
+    expect(w.vac.tryResource(ASIDS)?.rollovers).toBe(1);
     expect(v.vmcb.tlbControl).toBe(TLB_CONTROL_DO_NOTHING);
     expect(w.hw.cpu(0)).toMatchObject({ gif: true, inGuest: false });
 
@@ -308,7 +309,7 @@ describe('ASIDs: pre_svm_run with VAC’s shared per-CPU allocator', () => {
     run(v1, 0);
     expect([v0.asid, v1.asid]).toEqual([510, 511]);
     expect(v1.stats).toMatchObject({ newAsids: 1, fullFlushes: 0 });
-    expect(w.vac.asidState(0)?.holders).toEqual([
+    expect(w.vac.tryResource(ASIDS)?.cpuState(0)?.holders).toEqual([
       { asid: 510, holder: 'kvm0/vm' + vm.id + '/vcpu0' },
       { asid: 511, holder: 'kvm0/vm' + vm.id + '/vcpu1' },
     ]);
@@ -346,7 +347,7 @@ describe('ASIDs: pre_svm_run with VAC’s shared per-CPU allocator', () => {
       run(vb, 1);
     }
     // Both last ran on CPU 1 (a holder's grant moves with it), where they hold different ASIDs.
-    const holders = w.vac.asidState(1)?.holders ?? [];
+    const holders = w.vac.tryResource(ASIDS)?.cpuState(1)?.holders ?? [];
     expect(new Set(holders.map((h) => h.asid)).size).toBe(holders.length);
     expect(holders.map((h) => h.holder.split('/')[0]).sort()).toEqual(['kvm0', 'kvm1']);
     expect(checkInvariants(w.host)).toEqual([]);
@@ -366,7 +367,7 @@ describe('ASIDs: pre_svm_run with VAC’s shared per-CPU allocator', () => {
     expect(fifth.asid).toBe(4);
     expect(fifth.stats.fullFlushes).toBe(1);
     expect(w.hw.counters(0).tlbFlushAll).toBe(2);
-    expect(w.vac.asidRollovers).toBe(2);
+    expect(w.vac.tryResource(ASIDS)?.rollovers).toBe(2);
     // The others are stale now: each takes a new ASID in the new generation, without another flush.
     for (const v of vcpus) run(v, 0);
     expect(vcpus.slice(0, 3).map((v) => v.asid)).toEqual([5, 6, 7]);
@@ -492,7 +493,7 @@ describe('SEV: KVM_MEMORY_ENCRYPT_OP and pre_sev_run', () => {
     expect(cmd.error).toBe(0);
     expect(es.memEncryptOp(sevCmd(KVM_SEV_ES_INIT), false)).toBe(0);
     expect([sev.encryption, sev.sevAsid, es.encryption, es.sevAsid]).toEqual(['sev', 100, 'sev-es', 1]);
-    expect(w.vac.sevState()?.inUse).toEqual([
+    expect(w.vac.tryResource(SEV_ASIDS)?.state()?.inUse).toEqual([
       { asid: 1, holder: `kvm0/vm${es.id}` },
       { asid: 100, holder: `kvm0/vm${sev.id}` },
     ]);
@@ -504,7 +505,7 @@ describe('SEV: KVM_MEMORY_ENCRYPT_OP and pre_sev_run', () => {
     expect(run(ve, 0)).toBeUndefined();
     expect([vs.asid, ve.asid]).toEqual([100, 1]);
     expect(vs.stats).toMatchObject({ newAsids: 0, fullFlushes: 0, asidFlushes: 1, sevFlushes: 1 });
-    expect(w.vac.asidState(0)?.holders).toEqual([]); // SEV guests do not use the per-CPU allocator
+    expect(w.vac.tryResource(ASIDS)?.cpuState(0)?.holders).toEqual([]); // SEV guests do not use the per-CPU allocator
   });
 
   it('flushes the SEV ASID unless the same VMCB ran last with it on the same CPU', () => {
@@ -583,7 +584,7 @@ describe('SEV: KVM_MEMORY_ENCRYPT_OP and pre_sev_run', () => {
     // Destroying an SEV VM writes back the caches (wbinvd_on_all_cpus) and parks its ASID for reclaim.
     a.destroy();
     expect(w.hw.totals().wbinvd).toBe(2);
-    expect(w.vac.sevState()?.awaitingReclaim).toEqual([3]);
+    expect(w.vac.tryResource(SEV_ASIDS)?.state()?.awaitingReclaim).toEqual([3]);
     // The next INIT finds no free ASID, flushes (WBINVD everywhere + DF_FLUSH) and reuses 3.
     expect(c.memEncryptOp(sevCmd(KVM_SEV_INIT), false)).toBe(0);
     expect(c.sevAsid).toBe(3);
@@ -628,7 +629,7 @@ describe('SEV: KVM_MEMORY_ENCRYPT_OP and pre_sev_run', () => {
     vm.memEncryptOp(sevCmd(KVM_SEV_INIT), false);
     expect(errno(() => vm.memEncryptOp(sevCmd(KVM_SEV_INIT), false))).toBe('EINVAL');
     expect(errno(() => vm.memEncryptOp(sevCmd(KVM_SEV_ES_INIT), false))).toBe('EINVAL');
-    expect(w.vac.sevState()?.inUse).toHaveLength(1);
+    expect(w.vac.tryResource(SEV_ASIDS)?.state()?.inUse).toHaveLength(1);
   });
 });
 
@@ -659,9 +660,9 @@ describe('free and destroy leave VAC empty', () => {
     for (const v of vcpus) v.free();
     for (const vm of vms) vm.destroy();
     expect(w.hw.svm.vmcbs()).toEqual([]);
-    expect(w.vac.asidState(0)?.holders).toEqual([]);
-    expect(w.vac.asidState(1)?.holders).toEqual([]);
-    expect(w.vac.sevState()?.inUse).toEqual([]);
+    expect(w.vac.tryResource(ASIDS)?.cpuState(0)?.holders).toEqual([]);
+    expect(w.vac.tryResource(ASIDS)?.cpuState(1)?.holders).toEqual([]);
+    expect(w.vac.tryResource(SEV_ASIDS)?.state()?.inUse).toEqual([]);
     for (const m of mods) {
       m.svm.teardown();
       m.handle.disableVirtualization();

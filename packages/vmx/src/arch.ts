@@ -7,6 +7,9 @@
  * @module
  */
 
+/** CR4.VMXE, bit 13: VMX enable (`X86_CR4_VMXE`; Intel SDM Vol. 3 §2.5). */
+export const CR4_VMXE = 1 << 13;
+
 /**
  * MSR numbers (Linux `msr-index.h` names). The model implements exactly these on an Intel CPU; any other
  * MSR faults (#GP) on `rdmsr_safe` / `wrmsr_safe`.

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { CR4, cpuAt } from '@vac/core';
+import { cpuAt } from '@vac/core';
 import type { Cpu, FaultMode, HardwareEnv, HostHardware, MsrWriteHook, Violation } from '@vac/core';
-import { INTEL_MSR, L1D_FLUSH } from './arch.js';
+import { CR4_VMXE, INTEL_MSR, L1D_FLUSH } from './arch.js';
 
 const L1D_FLUSH_N = BigInt(L1D_FLUSH);
 const FLUSH_CMD_RESERVED = ~L1D_FLUSH_N;
@@ -217,7 +217,7 @@ export class IntelHardware implements HostHardware {
       const inVmx = this.vmx.inVmxOperation(cpu);
       const foreign = this.vmx.foreignOwner(cpu);
       const vac = this.virt.enabledByVac(cpu);
-      const vmxe = (c.cr4 & CR4.VMXE) !== 0;
+      const vmxe = (c.cr4 & CR4_VMXE) !== 0;
       if (foreign && vac) out.push({ invariant: 1, cpu, message: `CPU ${cpu}: VMX has two owners (a foreign hypervisor and VAC)` });
       // After a crash the emergency path turns VMX off whoever turned it on (cpu_emergency_disable_virtualization).
       if (foreign && !inVmx && !rebooting) {

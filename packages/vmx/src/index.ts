@@ -18,6 +18,7 @@ export {
   ARCH_CAP,
   CPUID_BIT,
   CPU_BASED_ACTIVATE_SECONDARY_CONTROLS,
+  CR4_VMXE,
   FEAT_CTL,
   INTEL_MSR,
   INVEPT_TYPE,
@@ -43,6 +44,10 @@ export type {
 export { LoadedVmcsLists, VAC_WARNING_SOURCE } from './loaded-vmcs.js';
 export type { VmcsLoadResult } from './loaded-vmcs.js';
 export { VacVmx } from './vac-vmx.js';
+export { VPIDS, VpidResource } from './vac-vpids.js';
+export type { VpidView } from './vac-vpids.js';
+export { VMX_NR_VPIDS, VpidAllocator } from './vpid-allocator.js';
+export type { VpidAllocatorOptions } from './vpid-allocator.js';
 export { IntelHardware, isIntelHardware } from './hardware.js';
 export type { IntelCpuSnapshot, IntelSnapshot, IntelVmcsSnapshot } from './hardware.js';
 export { intel } from './model.js';

@@ -11,7 +11,8 @@
  * @module
  */
 import { KernelError, UsageError, vcpuLabel } from '@vac/core';
-import type { Cpu, EventBus, MsrSlot, VacPort, VcpuTag, VendorVcpu, VendorVm } from '@vac/core';
+import type { Cpu, EventBus, MsrSlot, UniqueId, VacPort, VcpuTag, VendorVcpu, VendorVm } from '@vac/core';
+import type { VpidView } from './vac-vpids.js';
 import { INTEL_MSR, L1D_FLUSH, VMXERR_MESSAGE } from './arch.js';
 import type { VmInstructionError } from './arch.js';
 import type { IntelHardware } from './hardware.js';
@@ -68,6 +69,8 @@ export interface VmxVcpuContext {
   readonly hw: IntelHardware;
   /** The module's VAC port (its handle; a private stand-in in legacy mode). */
   readonly vac: VacPort;
+  /** The module's view of VAC's VPID space. */
+  readonly vpids: VpidView;
   /** The module name (`kvm0`). */
   readonly module: string;
   /** The host's event stream. */
@@ -86,10 +89,10 @@ export interface VmxVcpuContext {
   vcpuFreed(vcpu: VmxVcpu): void;
 }
 
-/** Emit a `tlb:flush` event (or only advance the clock when nobody listens). */
+/** Emit a `tlb:flush` event (building it only when someone listens). */
 function emitTlbFlush(events: EventBus, cpu: number, kind: string, module: string): void {
-  if (events.wants('tlb:flush')) events.emitOwned('tlb:flush', { seq: 0, tick: 0, cpu, kind, module });
-  else events.skip();
+  const seq = events.stamp('tlb:flush');
+  if (seq >= 0) events.deliver('tlb:flush', { seq, tick: events.tick, cpu, kind, module });
 }
 
 function isFault(outcome: VmxOutcome): boolean {
@@ -130,6 +133,11 @@ export class VmxVm implements VendorVm {
    */
   memEncryptOp(_cmd: Parameters<VendorVm['memEncryptOp']>[0], _hasVcpus: boolean): number {
     throw new KernelError('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP', 'kvm_x86_ops.mem_enc_ioctl is NULL on VMX (no SEV on Intel)');
+  }
+
+  /** No VM-wide ID on VMX. */
+  uniqueIds(): readonly UniqueId[] {
+    return [];
   }
 
   /** `vmx_vm_destroy`: nothing to give back (no SEV ASID, no shared EPT pages in the model). */
@@ -187,7 +195,7 @@ export class VmxVcpu implements VendorVcpu {
     this.#ctx = ctx;
     this.vm = vm;
     this.tag = tag;
-    this.#vpid = ctx.config.vpid ? ctx.vac.allocateVpid(tag) : 0;
+    this.#vpid = ctx.config.vpid ? ctx.vpids.allocate(tag) : 0;
     const vmcs = ctx.hw.allocVmcs(vcpuLabel(tag));
     vmcs.vpid = this.#vpid;
     this.#vmcs = vmcs;
@@ -382,8 +390,8 @@ export class VmxVcpu implements VendorVcpu {
     const ctx = this.#ctx;
     this.#stats.l1dFlushes++; // vcpu->stat.l1d_flush++
     const ev = ctx.events;
-    if (ev.wants('l1d:flush')) ev.emitOwned('l1d:flush', { seq: 0, tick: 0, module: ctx.module, cpu });
-    else ev.skip();
+    const seq = ev.stamp('l1d:flush');
+    if (seq >= 0) ev.deliver('l1d:flush', { seq, tick: ev.tick, module: ctx.module, cpu });
     if (ctx.config.l1dFlushMethod !== 'msr') return; // the software fill: no MSR, nothing the hardware counts
     // native_wrmsrl(MSR_IA32_FLUSH_CMD, L1D_FLUSH): the IA32_FLUSH_CMD write hook counts `l1dFlush`.
     if (ctx.hostCpus[cpu]?.wrmsrSlot(ctx.flushCmd, L1D_FLUSH_N) === true) return;
@@ -479,6 +487,11 @@ export class VmxVcpu implements VendorVcpu {
     return { kind: 'vpid', value: this.#vpid };
   }
 
+  /** The VPID, when it has one: no two live vCPUs of any modules may share it (invariant 2). */
+  uniqueIds(): readonly UniqueId[] {
+    return this.#vpid === 0 ? [] : [{ kind: 'VPID', value: this.#vpid }];
+  }
+
   /**
    * `vmx_vcpu_free` (`vmx.c`): `free_vpid(vmx->vpid)` (RFC patch 14: only with `enable_vpid`; VPID 0 is never
    * given back), then `free_loaded_vmcs(vmx->loaded_vmcs)`: VMCLEAR on the CPU whose loaded list holds the VMCS
@@ -488,7 +501,7 @@ export class VmxVcpu implements VendorVcpu {
   free(): void {
     this.#live('free');
     const ctx = this.#ctx;
-    if (this.#vpid !== 0) ctx.vac.freeVpid(this.#vpid);
+    if (this.#vpid !== 0) ctx.vpids.free(this.#vpid);
     this.#vpid = 0;
     ctx.hw.vmcsFree(this.#vmcs);
     this.#freed = true;

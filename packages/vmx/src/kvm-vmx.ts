@@ -25,6 +25,7 @@ import type { L1dFlushMethod, L1tfVmxMitigation } from './kvm-vmx-l1tf.js';
 import { vmxParams } from './kvm-vmx-params.js';
 import type { VmxParams } from './kvm-vmx-params.js';
 import { VmxVcpu, VmxVm } from './kvm-vmx-vcpu.js';
+import { VPIDS } from './vac-vpids.js';
 import type { VmxVcpuContext } from './kvm-vmx-vcpu.js';
 
 // Architectural numbers this file needs that `arch.ts` does not list (SDM Vol. 3C appendix A; Linux names
@@ -290,6 +291,7 @@ export class VmxKvmModule implements VendorModule {
     this.#ctx = {
       hw,
       vac: env.vac,
+      vpids: env.vac.resource(VPIDS),
       module: env.module,
       events: env.host.events,
       config,

@@ -14,14 +14,14 @@
  *
  * @module
  */
-import { CR4, cpuAt } from '@vac/core';
-import type { Cpu, ErrnoCode, HardwareEnv, VirtOps } from '@vac/core';
-import { CPUID_BIT, FEAT_CTL, INTEL_MSR } from './arch.js';
+import { cpuAt } from '@vac/core';
+import type { AnyVacResource, Cpu, ErrnoCode, HardwareEnv, VacResourceContext, VirtOps } from '@vac/core';
+import { CPUID_BIT, CR4_VMXE, FEAT_CTL, INTEL_MSR } from './arch.js';
 import { VAC_WARNING_SOURCE } from './loaded-vmcs.js';
 import type { LoadedVmcsLists } from './loaded-vmcs.js';
+import { VpidResource } from './vac-vpids.js';
 import type { VmxCpus, VmxOutcome, VmxRegion } from './vmx-cpu.js';
 
-const CR4_VMXE = CR4.VMXE;
 const FEAT_CTL_VMX_USABLE = BigInt(FEAT_CTL.FEAT_CTL_LOCKED | FEAT_CTL.FEAT_CTL_VMX_ENABLED_OUTSIDE_SMX);
 
 /** VAC's VMX half for one host: the `VirtOps` of an Intel host. */
@@ -102,9 +102,7 @@ export class VacVmx implements VirtOps {
     }
     if (this.#vmx.supportsInveptGlobal(cpu)) this.#vmx.invept(cpu, 'global'); // ept_sync_global()
     this.#enabled[cpu] = 1;
-    const events = this.#env.events;
-    if (events.wants('virt:enable')) events.emit('virt:enable', { cpu });
-    else events.skip();
+    this.#env.events.emit('virt:enable', { cpu });
     return undefined;
   }
 
@@ -150,9 +148,7 @@ export class VacVmx implements VirtOps {
         message: `kernel BUG: kvm_spurious_fault: vmxoff faulted (${outcome}) on CPU ${cpu} while not rebooting`,
       });
     }
-    const events = this.#env.events;
-    if (events.wants('virt:disable')) events.emit('virt:disable', { cpu });
-    else events.skip();
+    this.#env.events.emit('virt:disable', { cpu });
   }
 
   /**
@@ -168,9 +164,7 @@ export class VacVmx implements VirtOps {
     this.#vmx.vmxoff(cpu);
     c.cr4 &= ~CR4_VMXE;
     this.#enabled[cpu] = 0;
-    const events = this.#env.events;
-    if (events.wants('virt:disable')) events.emit('virt:disable', { cpu });
-    else events.skip();
+    this.#env.events.emit('virt:disable', { cpu });
   }
 
   /** Whether `cpu` is in VMX operation (VAC's or a foreign hypervisor's). */
@@ -182,6 +176,11 @@ export class VacVmx implements VirtOps {
   enabledByVac(cpu: number): boolean {
     this.#cpu(cpu);
     return this.#enabled[cpu] === 1;
+  }
+
+  /** The resources VAC's VMX half brings (RFC `arch/x86/kvm/vmx/vac.c`): the host's VPID space ({@link VpidResource}). */
+  vacResources(ctx: VacResourceContext): readonly AnyVacResource[] {
+    return [new VpidResource(ctx)];
   }
 
   /** `per_cpu(vmxarea, cpu)`: the VMXON region VAC uses on `cpu`. */

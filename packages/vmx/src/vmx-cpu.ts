@@ -17,11 +17,12 @@
  *
  * @module
  */
-import { CR4, CounterTable, FaultKnobs, UsageError, cpuAt, noSuchCpu } from '@vac/core';
+import { CounterTable, FaultKnobs, UsageError, cpuAt, noSuchCpu } from '@vac/core';
 import type { Cpu, FaultMode, HardwareEnv } from '@vac/core';
 import {
   CPUID_BIT,
   CPU_BASED_ACTIVATE_SECONDARY_CONTROLS,
+  CR4_VMXE,
   FEAT_CTL,
   INTEL_MSR,
   INVEPT_TYPE,
@@ -163,7 +164,6 @@ const C_VPID0_FLUSH = counterIndex('vpid0Flush');
 const C_L1D_FLUSH = counterIndex('l1dFlush');
 
 // Hot-path constants, hoisted to module-local bindings (no property loads through other modules' exports).
-const CR4_VMXE = CR4.VMXE;
 const MSR_IA32_FEAT_CTL = INTEL_MSR.MSR_IA32_FEAT_CTL;
 const SEC_ENABLE_EPT = SECONDARY_EXEC.SECONDARY_EXEC_ENABLE_EPT;
 const SEC_ENABLE_VPID = SECONDARY_EXEC.SECONDARY_EXEC_ENABLE_VPID;

@@ -9,6 +9,7 @@ import type { Host, ParamValues, Vac, VacHandle, VcpuTag } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import { ARCH_CAP, INTEL_MSR, L1TF_MSG_L1D, isIntelHardware, intel, vmxKvmOps, vmxParams } from '../src/index.js';
 import type { IntelHardware, IntelOptions, VmxKvmModule, VmxParams, VmxVcpu, VmxVm } from '../src/index.js';
+import { VPIDS } from '../src/index.js';
 
 // ---------------------------------------------------------------------------------------------- helpers
 
@@ -102,7 +103,7 @@ function unload(l: Loaded): void {
 function expectClean(w: World): void {
   expect(checkInvariants(w.host)).toEqual([]);
   expect(w.vac.usageCount).toBe(0);
-  expect(w.vac.vpidHolders()).toEqual([]);
+  expect((w.vac.tryResource(VPIDS)?.holders() ?? [])).toEqual([]);
   expect(w.vac.userReturnSlots()).toEqual([]);
   expect(w.vac.instances()).toEqual([]);
   expect(w.hw.vmx.liveVmcss()).toEqual([]);
@@ -291,7 +292,7 @@ describe('createVm (vmx_vm_init)', () => {
     expect(k.vm.encryption).toBe('none');
     let err: unknown;
     try {
-      k.vm.memEncryptOp({ id: 0, data: 0, error: 0, sev_fd: -1 }, false);
+      k.vm.memEncryptOp({ id: 0, data: 0, error: 0, fd: -1 }, false);
     } catch (e) {
       err = e;
     }
@@ -338,7 +339,7 @@ describe('VPIDs (vmx_vcpu_create / vmx_vcpu_free, VAC allocator)', () => {
     expect(a1.vmcs.vpid).toBe(3);
     expect(a1.vmcs.owner).toBe('kvm0/vm1/vcpu1');
     expect(b0.tlbTag()).toEqual({ kind: 'vpid', value: 2 });
-    expect(w.vac.vpidHolders()).toEqual([
+    expect((w.vac.tryResource(VPIDS)?.holders() ?? [])).toEqual([
       { vpid: 1, holder: 'kvm0/vm1/vcpu0' },
       { vpid: 2, holder: 'kvm1/vm1/vcpu0' },
       { vpid: 3, holder: 'kvm0/vm1/vcpu1' },
@@ -357,7 +358,7 @@ describe('VPIDs (vmx_vcpu_create / vmx_vcpu_free, VAC allocator)', () => {
     const k = load(w, 'kvm0', { vpid: false });
     const v = k.vcpu(0);
     expect(v.vpid).toBe(0);
-    expect(w.vac.vpidHolders()).toEqual([]);
+    expect((w.vac.tryResource(VPIDS)?.holders() ?? [])).toEqual([]);
     const flushes: Array<{ cpu: number; kind: string; module: string | undefined }> = [];
     w.host.events.on('tlb:flush', (e) => flushes.push({ cpu: e.cpu, kind: e.kind, module: e.module }));
     const before = w.hw.counters(1).vpid0Flush;
@@ -380,15 +381,15 @@ describe('VPIDs (vmx_vcpu_create / vmx_vcpu_free, VAC allocator)', () => {
     const w = world(1);
     const k = load(w, 'kvm0');
     const filler: number[] = [];
-    for (let i = 0; i < 65535; i++) filler.push(k.handle.allocateVpid(tag('kvm0', i, 99)));
+    for (let i = 0; i < 65535; i++) filler.push(k.handle.resource(VPIDS).allocate(tag('kvm0', i, 99)));
     expect(filler[0]).toBe(1);
     expect(filler[65534]).toBe(65535);
     const v = k.vcpu(0);
     expect(v.vpid).toBe(0);
-    expect(w.vac.vpidExhaustions).toBe(1);
+    expect(w.vac.tryResource(VPIDS)?.exhaustions).toBe(1);
     run(v, 0, 2);
     expect(v.stats.tlbFlushVpid0Entry).toBe(2);
-    for (const vpid of filler) k.handle.freeVpid(vpid);
+    for (const vpid of filler) k.handle.resource(VPIDS).free(vpid);
     expect(k.vcpu(1).vpid).toBe(1);
     unload(k);
     expectClean(w);
@@ -585,7 +586,7 @@ describe('failed VM entries (KVM_EXIT_FAIL_ENTRY reasons)', () => {
     expect(k.warnings).toEqual([]);
     expect(w.host.warnings.length).toBe(hostWarnings);
     v.free();
-    expect(w.vac.vpidHolders()).toEqual([]);
+    expect((w.vac.tryResource(VPIDS)?.holders() ?? [])).toEqual([]);
   });
 
   test('after a crash (emergency VMCLEAR, lists left stale) free still VMCLEARs quietly', () => {
@@ -687,7 +688,7 @@ describe('lifecycle', () => {
     vcpus[0]!.load(2);
     pass(vcpus[0]!, 2);
     expect(checkInvariants(w.host)).toEqual([]);
-    expect(w.vac.vpidHolders().map((h) => h.vpid)).toEqual([1, 2]);
+    expect((w.vac.tryResource(VPIDS)?.holders() ?? []).map((h) => h.vpid)).toEqual([1, 2]);
     const vmclears = w.hw.counters(2).vmclear;
     vcpus[0]!.free(); // the generic code puts first; free must cope either way
     expect(w.hw.counters(2).vmclear - vmclears).toBe(1);

@@ -3,32 +3,52 @@
  *
  * - `failNth(site, n)`: the n-th call (1-based, counted from now) of an allocation site fails; `failAlways`
  *   / `clear`. Sites are the model's allocation points (`kzalloc` and friends in Linux): see
- *   {@link FaultSite}. A failed allocation is ENOMEM, except VPIDs, which Linux hands out as 0 (no error).
+ *   {@link FaultSites}. What a failure means is the site's: usually ENOMEM; some allocators fail soft.
  * - `failModuleInit(name, step)`: the module's init fails (ENOMEM) at its `step`-th registration (each
  *   `ctx.defer` is a step: misc device, hotplug state, callbacks…), after that step's resource was taken, so
  *   every step before and the step itself must be undone.
- * - VMXON / EFER.SVME failures and foreign hypervisors are hardware knobs:
+ * - Failures to enable virtualization and foreign hypervisors are hardware knobs:
  *   `host.hardware.injectEnableFault(cpu, 'once' | 'always')` and `host.hardware.setForeignOwner(cpu, true)`.
  *
  * @module
  */
 import { UsageError } from '../errors.js';
 
-/** The allocation sites that can be made to fail. */
-export type FaultSite =
-  /** `kvm_create_vm` (`kvm_arch_alloc_vm`). */
-  | 'vm'
-  /** `kvm_vm_ioctl_create_vcpu` (`kmem_cache_zalloc(kvm_vcpu_cache)`). */
-  | 'vcpu'
-  /** `allocate_vpid` (fails soft: VPID 0). */
-  | 'vpid'
+/**
+ * The allocation sites that can be made to fail, by name. The core has `mmap` and `fd`; packages built on it add
+ * theirs (KVM's `vm` and `vcpu`, VMX's `vpid`) by declaration merging —
+ * `declare module '@vac/core' { interface FaultSites { vpid: true } }` — and at run time with
+ * {@link defineFaultSite}.
+ */
+export interface FaultSites {
   /** `mmap` (`ENOMEM`). */
-  | 'mmap'
+  mmap: true;
   /** `anon_inode_getfd` / `get_unused_fd_flags` (treated as `ENOMEM`). */
-  | 'fd';
+  fd: true;
+}
 
-/** Every fault site. */
-export const FAULT_SITES: readonly FaultSite[] = ['vm', 'vcpu', 'vpid', 'mmap', 'fd'];
+/** An allocation site that can be made to fail. */
+export type FaultSite = keyof FaultSites & string;
+
+const sites = new Map<string, string>([
+  ['mmap', '`mmap` (ENOMEM)'],
+  ['fd', '`anon_inode_getfd` / `get_unused_fd_flags` (ENOMEM)'],
+]);
+
+/**
+ * Make `site` known to every host's {@link FaultInjector} (a package calls it once, when it is imported, for each
+ * site it declared in {@link FaultSites}). Defining a site twice is harmless.
+ * @param site - the site's name
+ * @param what - what fails there, for messages and docs
+ */
+export function defineFaultSite(site: FaultSite, what: string): void {
+  sites.set(site, what);
+}
+
+/** Every fault site known in this process, with what fails there. */
+export function faultSites(): ReadonlyMap<string, string> {
+  return sites;
+}
 
 interface Plan {
   countdown: number;
@@ -104,5 +124,5 @@ export class FaultInjector {
 }
 
 function checkSite(site: FaultSite): void {
-  if (!FAULT_SITES.includes(site)) throw new UsageError('ERR_UNKNOWN_NAME', `unknown fault site ${JSON.stringify(site)} (known: ${FAULT_SITES.join(', ')})`);
+  if (!sites.has(site)) throw new UsageError('ERR_UNKNOWN_NAME', `unknown fault site ${JSON.stringify(site)} (known: ${[...sites.keys()].join(', ')})`);
 }

@@ -156,26 +156,35 @@ export class KernelHooks {
     this.#host.checkCpu(cpu);
     const cbs = this.#perf;
     if (cbs === undefined) return { cpu, state: 0, ip: undefined, callbacks: undefined, attributedTo: undefined };
-    const state = cbs.state(cpu);
-    const ip = state !== 0 ? cbs.getIp(cpu) : undefined;
-    const attributedTo = state !== 0 ? cbs.attribute?.(cpu) : undefined;
-    return { cpu, state, ip, callbacks: cbs.name, attributedTo };
+    const ev = this.#host.events;
+    ev.enter();
+    try {
+      const state = cbs.state(cpu);
+      const ip = state !== 0 ? cbs.getIp(cpu) : undefined;
+      const attributedTo = state !== 0 ? cbs.attribute?.(cpu) : undefined;
+      return { cpu, state, ip, callbacks: cbs.name, attributedTo };
+    } finally {
+      ev.leave();
+    }
   }
 
   /** Inject a posted-interrupt wakeup IPI (`POSTED_INTR_WAKEUP_VECTOR`) on `cpu`. Returns what was woken. */
   raisePostedIntrWakeup(cpu: number): readonly string[] {
     this.#host.checkCpu(cpu);
-    return this.#piWakeup?.(cpu) ?? [];
+    const h = this.#piWakeup;
+    return h === undefined ? [] : this.#host.events.op(() => h(cpu));
   }
 
   /** Inject an NMI on `cpu`; returns every handler's claim (e.g. the KVM instance whose guest it interrupted). */
   raiseNmi(cpu: number): readonly string[] {
     this.#host.checkCpu(cpu);
-    const claims: string[] = [];
-    for (const h of this.#nmiHandlers) {
-      const c = h(cpu);
-      if (c !== undefined) claims.push(c);
-    }
-    return claims;
+    return this.#host.events.op(() => {
+      const claims: string[] = [];
+      for (const h of this.#nmiHandlers) {
+        const c = h(cpu);
+        if (c !== undefined) claims.push(c);
+      }
+      return claims;
+    });
   }
 }

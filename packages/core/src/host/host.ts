@@ -86,8 +86,11 @@ export function registerCoreImage(image: AnyModuleImage): void {
 export class Host {
   /** The CPUs, index = CPU number. */
   readonly cpus: readonly Cpu[];
-  /** The event stream. */
-  readonly events = new EventBus();
+  /**
+   * The event stream. Listeners run after the kernel operation that emitted the event (see {@link EventBus});
+   * an exception a listener throws is recorded as a warning from source `events`.
+   */
+  readonly events: EventBus;
   /** Every warning recorded so far, in order. */
   readonly warnings: WarningRecord[] = [];
   /** The vendor hardware of this host. */
@@ -123,6 +126,7 @@ export class Host {
 
   /** @internal Use {@link createHost}. */
   constructor(opts: HostOptions) {
+    this.events = new EventBus((name, e) => this.#listenerThrew(name, e));
     if (typeof opts !== 'object' || opts === null) throw new UsageError('ERR_INVALID_ARG', 'createHost: options are required');
     const n = opts.cpus;
     if (!Number.isInteger(n) || n < 1 || n > MAX_CPUS) throw new UsageError('ERR_OUT_OF_RANGE', `createHost: cpus must be an integer in 1…${MAX_CPUS}, got ${String(n)}`);
@@ -181,6 +185,21 @@ export class Host {
     this.events.emit('warning', w);
   }
 
+  /**
+   * A listener threw: a warning from source `events`. One thrown by a `warning` listener is only recorded (not
+   * emitted again), so a listener that always throws cannot loop.
+   */
+  #listenerThrew(name: string, e: unknown): void {
+    const w: WarningRecord = { source: 'events', message: `a listener of '${name}' threw: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}` };
+    if (name === 'warning') this.warnings.push(w);
+    else this.warn(w);
+  }
+
+  /** Run `op` as one kernel operation: the events it emits reach listeners once it has returned or thrown. */
+  #op<T>(op: () => T): T {
+    return this.events.op(op);
+  }
+
   // ---- modules ----------------------------------------------------------------------------------
 
   /** `insmod` (see {@link ModuleLoader.insmod}). */
@@ -234,10 +253,13 @@ export class Host {
 
   /** Create a process with the given credentials. */
   spawn(opts: SpawnOptions = {}): Process {
-    const p = new Process(this, this.#nextPid++, opts);
-    this.#processes.set(p.pid, p);
-    this.events.emit('process:spawn', { pid: p.pid });
-    return p;
+    return this.#op(() => {
+      const p = new Process(this, this.#nextPid, opts);
+      this.#nextPid++;
+      this.#processes.set(p.pid, p);
+      this.events.emit('process:spawn', { pid: p.pid });
+      return p;
+    });
   }
 
   /** Live processes. */
@@ -262,7 +284,7 @@ export class Host {
     const c = this.cpus[this.checkCpu(cpu)] as Cpu;
     this.#requireRunning('cpu_up');
     if (c.online) return;
-    this.#up(c);
+    this.#op(() => this.#up(c));
   }
 
   #up(c: Cpu): void {
@@ -280,7 +302,7 @@ export class Host {
     this.#requireRunning('cpu_down');
     if (!c.online) return;
     if (cpu === 0) throw new KernelError('EBUSY', 'cpu_down', 'CPU 0 is the boot CPU and cannot be taken offline');
-    this.#down(c);
+    this.#op(() => this.#down(c));
   }
 
   #down(c: Cpu): void {
@@ -303,6 +325,10 @@ export class Host {
    * are resumed, the CPUs come back, the tasks thaw and the error is thrown.
    */
   suspend(): void {
+    this.#op(() => this.#suspend());
+  }
+
+  #suspend(): void {
     this.#requireRunning('suspend');
     this.events.emit('power', { what: 'suspend' });
     for (const f of this.power.freezers()) f.freeze();
@@ -344,6 +370,10 @@ export class Host {
    * to a CPU that did not come back is unpinned and moved (`select_fallback_rq`).
    */
   resume(): void {
+    this.#op(() => this.#resume());
+  }
+
+  #resume(): void {
     if (this.systemState !== 'suspended') throw new KernelError('EINVAL', 'resume', `system is ${this.systemState}, not suspended`);
     this.systemState = 'running';
     this.events.emit('power', { what: 'resume' });
@@ -371,6 +401,10 @@ export class Host {
    * restart, then the syscore shutdown callbacks run in reverse order. The host stays inspectable.
    */
   reboot(): void {
+    this.#op(() => this.#reboot());
+  }
+
+  #reboot(): void {
     if (this.systemState === 'restart' || this.systemState === 'crashed') {
       throw new KernelError('EBUSY', 'reboot', `system is already ${this.systemState}`);
     }
@@ -387,6 +421,10 @@ export class Host {
    * (0) and then, through the NMI shootdown, on every other online CPU. The host stays inspectable.
    */
   crash(): void {
+    this.#op(() => this.#crash());
+  }
+
+  #crash(): void {
     if (this.systemState === 'crashed') throw new KernelError('EBUSY', 'crash', 'system has already crashed');
     this.systemState = 'crashed';
     this.events.emit('power', { what: 'crash' });

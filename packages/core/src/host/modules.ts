@@ -181,7 +181,7 @@ export class ModuleLoader {
   insmod<P extends ParamSpecs, E>(image: ModuleImage<P, E>, params: ParamInputs = {}, opts: LoadOptions = {}): LoadedModule<E> {
     validateImage(image);
     this.#requireCap(opts, 'init_module');
-    return this.#load(image, params) as LoadedModule<E>;
+    return this.#host.events.op(() => this.#load(image, params) as LoadedModule<E>);
   }
 
   /**
@@ -202,14 +202,16 @@ export class ModuleLoader {
     }
     const existing = this.#loaded.get(img.name);
     if (existing !== undefined) return existing as LoadedModule<E>;
-    const loadedHere: string[] = [];
-    try {
-      this.#loadDeps(img, loadedHere, [img.name]);
-      return this.#load(img, params) as LoadedModule<E>;
-    } catch (e) {
-      for (const name of loadedHere.reverse()) this.#unload(name);
-      throw e;
-    }
+    return this.#host.events.op(() => {
+      const loadedHere: string[] = [];
+      try {
+        this.#loadDeps(img, loadedHere, [img.name]);
+        return this.#load(img, params) as LoadedModule<E>;
+      } catch (e) {
+        for (const name of loadedHere.reverse()) this.#unload(name);
+        throw e;
+      }
+    });
   }
 
   #loadDeps(img: AnyModuleImage, loadedHere: string[], chain: string[]): void {
@@ -241,7 +243,7 @@ export class ModuleLoader {
       throw new KernelError('EWOULDBLOCK', 'rmmod', `Module ${name} is in use by: ${[...m.usedBy].sort().join(' ')}`);
     }
     if (m.refcount > 0) throw new KernelError('EWOULDBLOCK', 'rmmod', `Module ${name} is in use`);
-    this.#unload(name);
+    this.#host.events.op(() => this.#unload(name));
   }
 
   /** `lsmod`: every loaded module, most recently loaded first (as /proc/modules lists them). */

@@ -5,7 +5,7 @@
  * @module
  */
 import { KernelError, UsageError } from '../errors.js';
-import { IdBitmap } from '../vac/bitmap.js';
+import { IdBitmap } from '../id-bitmap.js';
 import { OpenFile, type FileOperations } from './file.js';
 import type { Host } from './host.js';
 
@@ -159,13 +159,15 @@ export class Process {
     const owner = node.owner;
     if (owner !== undefined && !owner.tryGet()) throw new KernelError('ENODEV', 'open', `${path}: driver is going away`);
     const file = new OpenFile(node.path, node.fops, this, undefined as unknown, flags, owner);
-    try {
-      node.fops.open?.(file, this);
-    } catch (e) {
-      owner?.put();
-      throw e;
-    }
-    return this.#install(file, node.path);
+    return this.#host.events.op(() => {
+      try {
+        node.fops.open?.(file, this);
+      } catch (e) {
+        owner?.put();
+        throw e;
+      }
+      return this.#install(file, node.path);
+    });
   }
 
   #mayAccess(uid: number, gid: number, mode: number, want: number): boolean {
@@ -213,11 +215,13 @@ export class Process {
   close(fd: number): void {
     this.#live('close');
     const f = this.file(fd);
-    this.#fds[fd] = undefined;
-    this.#nfds--;
-    this.#fdBits.clear(fd);
-    this.#host.events.emit('fd:close', { pid: this.pid, fd, path: f.path });
-    f.drop();
+    this.#host.events.op(() => {
+      this.#fds[fd] = undefined;
+      this.#nfds--;
+      this.#fdBits.clear(fd);
+      this.#host.events.emit('fd:close', { pid: this.pid, fd, path: f.path });
+      f.drop();
+    });
   }
 
   /** The open fds in order of opening. */
@@ -232,7 +236,7 @@ export class Process {
     this.#live('dup');
     const f = this.file(fd);
     this.#checkFdRoom('dup');
-    return this.#install(f, f.path);
+    return this.#host.events.op(() => this.#install(f, f.path));
   }
 
   /**
@@ -246,7 +250,13 @@ export class Process {
     const f = this.file(fd);
     const handler = f.fops.ioctl;
     if (handler === undefined) throw new KernelError('ENOTTY', 'ioctl', `${f.path}: Inappropriate ioctl for device`);
-    return handler.call(f.fops, f, request >>> 0, arg, this);
+    const ev = this.#host.events;
+    ev.enter();
+    try {
+      return handler.call(f.fops, f, request >>> 0, arg, this);
+    } finally {
+      ev.leave();
+    }
   }
 
   /**
@@ -261,9 +271,12 @@ export class Process {
     if (!Number.isInteger(offset) || offset < 0 || offset % PAGE_SIZE !== 0) throw new KernelError('EINVAL', 'mmap', `bad offset ${offset}`);
     if (f.fops.mmap === undefined) throw new KernelError('ENODEV', 'mmap', `${f.path} cannot be mapped`);
     if (this.#host.faults.shouldFail('mmap')) throw new KernelError('ENOMEM', 'mmap', 'injected allocation failure');
-    const bytes = f.fops.mmap.call(f.fops, f, len, offset / PAGE_SIZE, this);
-    f.hold();
-    return this.#map(len, bytes, f);
+    const map = f.fops.mmap;
+    return this.#host.events.op(() => {
+      const bytes = map.call(f.fops, f, len, offset / PAGE_SIZE, this);
+      f.hold();
+      return this.#map(len, bytes, f);
+    });
   }
 
   /** `mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`: zeroed memory. */
@@ -303,7 +316,10 @@ export class Process {
       throw new KernelError('EINVAL', 'munmap', `no mapping of ${length} bytes at 0x${addr.toString(16)}`);
     }
     this.#mappings.splice(i, 1);
-    m.file?.drop();
+    if (m.file !== undefined) {
+      const file = m.file;
+      this.#host.events.op(() => file.drop());
+    }
   }
 
   /**
@@ -344,6 +360,10 @@ export class Process {
    */
   kill(): void {
     this.#live('kill');
+    this.#host.events.op(() => this.#exit());
+  }
+
+  #exit(): void {
     while (this.#exitHooks.length > 0) this.#exitHooks.pop()?.();
     const fds = this.#openFds().reverse();
     for (const fd of fds) this.close(fd);

@@ -205,8 +205,14 @@ export class Scheduler {
   preempt(cpu: number): void {
     const cur = this.#current[cpu];
     if (cur === undefined) return;
-    cur.notifyOut(cpu);
-    this.#current[cpu] = undefined;
+    const ev = this.host.events;
+    ev.enter();
+    try {
+      cur.notifyOut(cpu);
+      this.#current[cpu] = undefined;
+    } finally {
+      ev.leave();
+    }
   }
 
   /** True between {@link Scheduler.freeze} and {@link Scheduler.thaw} (the host is suspending or suspended). */
@@ -259,21 +265,27 @@ export class Scheduler {
   tick(): number {
     const host = this.host;
     if (host.systemState !== 'running') return 0;
-    host.events.tick++;
+    const ev = host.events;
+    ev.tick++;
+    ev.enter();
     let ran = 0;
-    for (const t of this.#threads) {
-      if (!t.alive) continue;
-      this.#place(t);
-      ran++;
-      try {
-        const r = t.gen?.next();
-        if (r?.done === true) this.#finish(t, 'done');
-      } catch (e) {
-        t.error = e;
-        this.#finish(t, 'failed');
+    try {
+      for (const t of this.#threads) {
+        if (!t.alive) continue;
+        this.#place(t);
+        ran++;
+        try {
+          const r = t.gen?.next();
+          if (r?.done === true) this.#finish(t, 'done');
+        } catch (e) {
+          t.error = e;
+          this.#finish(t, 'failed');
+        }
       }
+      this.#threads = this.#threads.filter((t) => t.alive);
+    } finally {
+      ev.leave();
     }
-    this.#threads = this.#threads.filter((t) => t.alive);
     return ran;
   }
 

@@ -1,24 +1,22 @@
 /**
  * The scoped handle a KVM instance gets when it attaches to VAC.
  *
- * Everything the instance takes through its handle — usage-count references, VPIDs, ASIDs, SEV ASIDs,
- * user-return MSR slots, the per-CPU running mark — is recorded on the handle. An instance can only give
- * back what it took (another instance's VPID → EPERM), and `detach()` releases what is left in reverse
- * order. Detaching while vCPU resources are still held (a VPID, an ASID, an SEV ASID, a VM's usage
- * reference, a CPU it runs on) is refused with EBUSY: a module's VMs must be gone before it leaves.
+ * Everything the instance takes through its handle — usage-count references, user-return MSR slots, the per-CPU
+ * running mark, and whatever it takes from the vendor's resources through their scoped views — is recorded on the
+ * handle. An instance can only give back what it took (another instance's tag → EPERM, checked by each resource's
+ * view), and `detach()` releases what is left in reverse order. Detaching while anything a vCPU or VM holds is
+ * still taken (a resource's view not empty, a VM's usage reference, a CPU it runs on) is refused with EBUSY: a
+ * module's VMs must be gone before it leaves.
  *
  * @module
  */
 import { KernelError, UsageError } from '../errors.js';
-import type { AsidAllocator, AsidGrant } from './asid.js';
 import type { IrqRegistry, VacInstanceOps } from './irq.js';
-import type { SevAsidAllocator } from './sev.js';
+import type { AnyVacResource, ScopedVacResource, VacResource, VacResourceKey } from './resource.js';
 import type { UserReturnMsrs } from './uret.js';
 import type { VirtualizationControl } from './virtualization.js';
-import { VMX_NR_VPIDS, type VpidAllocator } from './vpid.js';
-import { IdBitmap } from './bitmap.js';
 
-/** Who holds a VPID or an ASID: an instance's vCPU, as the instance names it. */
+/** Who holds a per-vCPU resource (a TLB tag, …): an instance's vCPU, as the instance names it. */
 export interface VcpuTag {
   /** The KVM instance (module) name. */
   readonly instance: string;
@@ -41,9 +39,7 @@ export interface VacParts {
   readonly virt: VirtualizationControl;
   readonly irq: IrqRegistry;
   readonly uret: UserReturnMsrs;
-  readonly vpids: VpidAllocator<VcpuTag> | undefined;
-  readonly asids: AsidAllocator<VcpuTag> | undefined;
-  readonly sev: SevAsidAllocator<VcpuTag> | undefined;
+  readonly resources: ReadonlyMap<VacResourceKey<unknown>, AnyVacResource>;
   readonly onDetach: (h: VacHandle) => void;
 }
 
@@ -62,20 +58,13 @@ export interface VacPort {
   disableVirtualization(holder?: string): void;
   /** Whether virtualization is on on `cpu`. */
   isEnabled(cpu: number): boolean;
-  /** `allocate_vpid`. */
-  allocateVpid(tag: VcpuTag): number;
-  /** `free_vpid`. */
-  freeVpid(vpid: number): void;
-  /** `new_asid`. */
-  newAsid(cpu: number, tag: VcpuTag): AsidGrant;
-  /** Whether an ASID generation is current on `cpu`. */
-  asidIsCurrent(cpu: number, generation: number): boolean;
-  /** Forget a destroyed vCPU's ASIDs. */
-  releaseAsids(tag: VcpuTag): void;
-  /** `sev_asid_new`. */
-  sevAsidNew(es: boolean, tag: VcpuTag): number;
-  /** `sev_asid_free`. */
-  sevAsidFree(asid: number): void;
+  /**
+   * This instance's view of a resource the vendor's half of VAC brings (`port.resource(VPIDS)`).
+   * @throws {@link UsageError} ERR_NOT_SUPPORTED when this VAC has no such resource (another vendor's key)
+   */
+  resource<V>(key: VacResourceKey<V, VacResource<V>>): V;
+  /** Like {@link VacPort.resource}, but `undefined` when this VAC has no such resource (a feature these CPUs lack). */
+  tryResource<V>(key: VacResourceKey<V, VacResource<V>>): V | undefined;
   /** `kvm_add_user_return_msr`. */
   addUserReturnMsr(msr: number): number;
   /** `kvm_find_user_return_msr`. */
@@ -100,14 +89,8 @@ export class VacHandle implements VacPort, Disposable {
   readonly #p: VacParts;
   /** Usage references by holder (the module itself is `''`, a VM is `vm<N>`). */
   readonly #virtRefs = new Map<string, number>();
-  /**
-   * The VPIDs this instance holds. A bitmap, not a `Set`: VPIDs are reused lowest-first, and V8's hash tables
-   * degrade when the same key is added and deleted over and over (each delete leaves a hole in the key's
-   * bucket chain until the next rehash), which made KVM_CREATE_VCPU O(VPIDs held).
-   */
-  readonly #vpids = new IdBitmap(VMX_NR_VPIDS);
-  readonly #asidHolders = new Set<VcpuTag>();
-  readonly #sevAsids = new Set<number>();
+  /** This instance's view of each of the vendor's resources, in the order VAC lists them. */
+  readonly #scoped = new Map<VacResourceKey<unknown>, ScopedVacResource<unknown>>();
   /** MSRs registered, in order, with counts. */
   readonly #uretMsrs: number[] = [];
   #attached = true;
@@ -117,6 +100,7 @@ export class VacHandle implements VacPort, Disposable {
     this.name = ops.name;
     this.#ops = ops;
     this.#p = parts;
+    for (const [key, r] of parts.resources) this.#scoped.set(key, r.scope(ops.name));
   }
 
   #live(op: string): void {
@@ -164,84 +148,19 @@ export class VacHandle implements VacPort, Disposable {
     return this.#p.virt.rebooting;
   }
 
-  // ---- VPIDs ------------------------------------------------------------------------------------
+  // ---- the vendor's resources ------------------------------------------------------------------
 
-  /** `allocate_vpid`: the lowest free VPID, or 0 when none is left (the vCPU then flushes on every entry). */
-  allocateVpid(tag: VcpuTag): number {
-    this.#live('allocateVpid');
-    const v = this.#vmx('allocate_vpid').alloc(this.#own(tag));
-    if (v !== 0) this.#vpids.set(v);
+  /** {@link VacPort.resource}. */
+  resource<V>(key: VacResourceKey<V, VacResource<V>>): V {
+    const v = this.tryResource(key);
+    if (v === undefined) throw new UsageError('ERR_NOT_SUPPORTED', `${this.name}: this VAC has no resource '${key.name}' (${[...this.#scoped.keys()].map((k) => k.name).join(', ') || 'none'} here)`);
     return v;
   }
 
-  /** `free_vpid`: 0 is a no-op; a VPID this instance does not hold → EPERM. */
-  freeVpid(vpid: number): void {
-    this.#live('freeVpid');
-    if (vpid === 0) return;
-    if (vpid < 0 || vpid >= VMX_NR_VPIDS || (vpid | 0) !== vpid || !this.#vpids.test(vpid)) throw new KernelError('EPERM', 'free_vpid', `${this.name} does not hold VPID ${vpid}`);
-    this.#vmx('free_vpid').free(vpid);
-    this.#vpids.clear(vpid);
-  }
-
-  #vmx(op: string): VpidAllocator<VcpuTag> {
-    const v = this.#p.vpids;
-    if (v === undefined) throw new UsageError('ERR_NOT_SUPPORTED', `${op}: VPIDs exist on VMX hosts only`);
-    return v;
-  }
-
-  #own(tag: VcpuTag): VcpuTag {
-    if (tag.instance !== this.name) throw new KernelError('EPERM', 'vac', `${this.name} cannot act for ${tag.instance}`);
-    return tag;
-  }
-
-  // ---- ASIDs ------------------------------------------------------------------------------------
-
-  /** `new_asid` on `cpu` for the vCPU `tag` (the same object each time); may roll the CPU's generation over. */
-  newAsid(cpu: number, tag: VcpuTag): AsidGrant {
-    this.#live('newAsid');
-    const grant = this.#svm('new_asid').newAsid(cpu, this.#own(tag));
-    this.#asidHolders.add(tag);
-    return grant;
-  }
-
-  /** Whether `generation` is still `cpu`'s current ASID generation (else the vCPU needs `newAsid`). */
-  asidIsCurrent(cpu: number, generation: number): boolean {
-    return this.#svm('pre_svm_run').isCurrent(cpu, generation);
-  }
-
-  /** The vCPU `tag` is destroyed: forget its ASIDs. */
-  releaseAsids(tag: VcpuTag): void {
-    this.#live('releaseAsids');
-    if (!this.#asidHolders.has(tag)) return;
-    this.#svm('svm_vcpu_free').releaseHolder(tag);
-    this.#asidHolders.delete(tag);
-  }
-
-  #svm(op: string): AsidAllocator<VcpuTag> {
-    const a = this.#p.asids;
-    if (a === undefined) throw new UsageError('ERR_NOT_SUPPORTED', `${op}: ASIDs exist on SVM hosts only`);
-    return a;
-  }
-
-  /**
-   * `sev_asid_new`: one SEV (or SEV-ES when `es`) ASID for a VM.
-   * @throws {@link KernelError} ENOTTY (no SEV on this host, or an empty range), EBUSY (none left after a recycle)
-   */
-  sevAsidNew(es: boolean, tag: VcpuTag): number {
-    this.#live('sevAsidNew');
-    const sev = this.#p.sev;
-    if (sev === undefined) throw new KernelError('ENOTTY', 'sev_asid_new', 'SEV is not supported on this host');
-    const asid = sev.alloc(es, this.#own(tag));
-    this.#sevAsids.add(asid);
-    return asid;
-  }
-
-  /** `sev_asid_free`: the ASID goes to the reclaim bitmap. EPERM if this instance does not hold it. */
-  sevAsidFree(asid: number): void {
-    this.#live('sevAsidFree');
-    if (!this.#sevAsids.has(asid)) throw new KernelError('EPERM', 'sev_asid_free', `${this.name} does not hold SEV ASID ${asid}`);
-    this.#p.sev?.free(asid);
-    this.#sevAsids.delete(asid);
+  /** {@link VacPort.tryResource}. */
+  tryResource<V>(key: VacResourceKey<V, VacResource<V>>): V | undefined {
+    this.#live('resource');
+    return this.#scoped.get(key as VacResourceKey<unknown>)?.view as V | undefined;
   }
 
   // ---- user-return MSRs --------------------------------------------------------------------------
@@ -294,17 +213,15 @@ export class VacHandle implements VacPort, Disposable {
   /** What this handle holds right now (for tests and reports). */
   holdings(): {
     virtRefs: Array<[string, number]>;
-    vpids: number[];
-    asidHolders: number;
-    sevAsids: number[];
+    resources: Record<string, unknown>;
     userReturnMsrs: number[];
     runningOn: number[];
   } {
+    const resources: Record<string, unknown> = {};
+    for (const [key, scoped] of this.#scoped) resources[key.name] = scoped.holdings();
     return {
       virtRefs: [...this.#virtRefs],
-      vpids: [...this.#vpids.setBits()],
-      asidHolders: this.#asidHolders.size,
-      sevAsids: [...this.#sevAsids].sort((a, b) => a - b),
+      resources,
       userReturnMsrs: [...this.#uretMsrs],
       runningOn: this.#p.irq.cpusRunning(this.#ops),
     };
@@ -317,16 +234,18 @@ export class VacHandle implements VacPort, Disposable {
 
   /**
    * Leave VAC: release the MSR slots and the module's own usage references in reverse order.
-   * @throws {@link KernelError} EBUSY while vCPU resources (VPIDs, ASIDs, SEV ASIDs, VM references, a CPU
-   * it runs on) are still held; nothing is released then
+   * @throws {@link KernelError} EBUSY while anything of its vCPUs or VMs is still held (a resource's view not
+   * empty, a VM's usage reference, a CPU it runs on); nothing is released then
    */
   detach(): void {
     if (!this.#attached) return;
     const vmRefs = [...this.#virtRefs.keys()].filter((h) => h !== '');
-    const live = this.#vpids.count + this.#asidHolders.size + this.#sevAsids.size + vmRefs.length + this.#p.irq.cpusRunning(this.#ops).length;
+    let live = vmRefs.length + this.#p.irq.cpusRunning(this.#ops).length;
+    for (const scoped of this.#scoped.values()) live += scoped.held();
     if (live > 0) {
       throw new KernelError('EBUSY', 'vac_detach', `${this.name} still has live vCPUs or VMs (${live} resource(s) held)`);
     }
+    for (const scoped of [...this.#scoped.values()].reverse()) scoped.close();
     for (let i = this.#uretMsrs.length - 1; i >= 0; i--) this.#p.uret.release(this.#uretMsrs[i] as number);
     this.#uretMsrs.length = 0;
     for (let n = this.#virtRefs.get('') ?? 0; n > 0; n--) this.#p.virt.put(this.name);

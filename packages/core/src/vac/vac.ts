@@ -1,6 +1,10 @@
 /**
  * VAC, the base module (`vac.ko`): it owns everything the KVM modules must share and registers every
- * single-owner kernel hook exactly once, however many KVM modules are loaded (SPEC.md §2).
+ * single-owner kernel hook exactly once, however many KVM modules are loaded (docs/spec.md §2).
+ *
+ * The common part (RFC `virt/kvm/vac.c`) is here: the usage count and per-CPU enable state, the user-return MSRs,
+ * the IRQ callback registry, and a registry of the shared resources the vendor's half brings
+ * (RFC `arch/x86/kvm/<vendor>/vac.c`; see {@link VacResource}).
  *
  * Load it with `host.modprobe('vac')` (or let `modprobe` of a KVM module pull it in); a KVM module gets
  * the {@link Vac} object as its dependency's exports and calls {@link Vac.attach}.
@@ -12,13 +16,11 @@ import type { Violation, VirtOps } from '../hardware.js';
 import type { Host } from '../host/host.js';
 import { registerCoreImage } from '../host/host.js';
 import type { ModuleContext, ModuleImage } from '../host/modules.js';
-import { AsidAllocator } from './asid.js';
-import { VacHandle, vcpuLabel, type VacParts, type VcpuTag } from './handle.js';
+import { VacHandle, type VacParts } from './handle.js';
 import { IrqRegistry, type VacInstanceOps } from './irq.js';
-import { SevAsidAllocator } from './sev.js';
+import type { AnyVacResource, VacResource, VacResourceContext, VacResourceKey } from './resource.js';
 import { UserReturnMsrs, type UretCpuState, type UretSlot } from './uret.js';
 import { VirtualizationControl } from './virtualization.js';
-import { VpidAllocator } from './vpid.js';
 
 /** The version of VAC's interface to KVM modules (the "unupgradable" ABI). KVM images record it. */
 export const VAC_ABI_VERSION = 1;
@@ -44,15 +46,14 @@ export interface VacCpuState {
 export class Vac {
   /** The ABI version. */
   readonly abiVersion = VAC_ABI_VERSION;
-  /** The vendor VAC chose at load: `'vmx'` or `'svm'`. */
-  readonly vendor: 'vmx' | 'svm';
+  /** The vendor VAC chose at load (its {@link VirtOps.name}). */
+  readonly vendor: string;
   readonly #host: Host;
   readonly #virt: VirtualizationControl;
   readonly #irq: IrqRegistry;
   readonly #uret: UserReturnMsrs;
-  readonly #vpids: VpidAllocator<VcpuTag> | undefined;
-  readonly #asids: AsidAllocator<VcpuTag> | undefined;
-  readonly #sev: SevAsidAllocator<VcpuTag> | undefined;
+  /** The vendor's resources, by key, in the order the vendor listed them. */
+  readonly #resources: ReadonlyMap<VacResourceKey<unknown>, AnyVacResource>;
   readonly #handles = new Map<string, VacHandle>();
 
   /**
@@ -63,21 +64,20 @@ export class Vac {
     this.#host = host;
     this.vendor = vendor.name;
     this.#uret = new UserReturnMsrs(host.cpus);
-    if (vendor.name === 'vmx') {
-      this.#vpids = new VpidAllocator<VcpuTag>({ shouldFail: () => host.faults.shouldFail('vpid') });
-    } else {
-      const space = vendor.asidSpace?.();
-      if (space === undefined) throw new UsageError('ERR_NOT_SUPPORTED', 'an SVM VirtOps must implement asidSpace()');
-      this.#asids = new AsidAllocator<VcpuTag>({ nrCpus: host.cpus.length, nrAsids: space.nrAsids, maxSevAsid: space.maxSevAsid });
-      if (space.maxSevAsid > 0) {
-        const flush = vendor.sevFlush?.bind(vendor);
-        this.#sev = new SevAsidAllocator<VcpuTag>(
-          { maxSevAsid: space.maxSevAsid, minSevAsid: space.minSevAsid },
-          flush === undefined ? {} : { onFlush: flush },
-        );
-      }
+    const ctx: VacResourceContext = {
+      nrCpus: host.cpus.length,
+      owner: name,
+      shouldFail: (site) => host.faults.shouldFail(site),
+      isEnabled: (cpu) => this.#virt.isEnabled(cpu),
+    };
+    const resources = vendor.vacResources?.(ctx) ?? [];
+    const byKey = new Map<VacResourceKey<unknown>, AnyVacResource>();
+    for (const r of resources) {
+      if (byKey.has(r.key)) throw new UsageError('ERR_DUPLICATE', `${vendor.name}: two VAC resources named '${r.key.name}'`);
+      byKey.set(r.key, r);
     }
-    this.#virt = new VirtualizationControl(host, vendor, this.#uret, this.#asids);
+    this.#resources = byKey;
+    this.#virt = new VirtualizationControl(host, vendor, this.#uret, resources);
     this.#irq = new IrqRegistry(host, name);
   }
 
@@ -91,9 +91,7 @@ export class Vac {
       virt: this.#virt,
       irq: this.#irq,
       uret: this.#uret,
-      vpids: this.#vpids,
-      asids: this.#asids,
-      sev: this.#sev,
+      resources: this.#resources,
       onDetach: (h) => {
         this.#irq.detach(ops);
         this.#handles.delete(h.name);
@@ -142,47 +140,24 @@ export class Vac {
     return this.#host.cpus.map((c) => this.cpu(c.id));
   }
 
-  /** Which vCPU holds which VPID (VMX hosts; empty on SVM). */
-  vpidHolders(): Array<{ readonly vpid: number; readonly holder: string }> {
-    const v = this.#vpids;
-    if (v === undefined) return [];
-    return [...v.holders()].map(([vpid, tag]) => ({ vpid, holder: vcpuLabel(tag) }));
+  /**
+   * A resource the vendor's half of VAC brings, for introspection (`vacOf(host).resource(VPIDS).holders()`).
+   * @throws {@link UsageError} ERR_NOT_SUPPORTED when this VAC has no such resource
+   */
+  resource<V, R extends VacResource<V>>(key: VacResourceKey<V, R>): R {
+    const r = this.tryResource(key);
+    if (r === undefined) throw new UsageError('ERR_NOT_SUPPORTED', `this VAC (${this.vendor}) has no resource '${key.name}'`);
+    return r;
   }
 
-  /** How many VPID allocations returned 0 because the space was exhausted. */
-  get vpidExhaustions(): number {
-    return this.#vpids?.exhaustions ?? 0;
+  /** Like {@link Vac.resource}, but `undefined` when this VAC has no such resource. */
+  tryResource<V, R extends VacResource<V>>(key: VacResourceKey<V, R>): R | undefined {
+    return this.#resources.get(key as VacResourceKey<unknown>) as R | undefined;
   }
 
-  /** On `cpu` (SVM hosts): the ASID generation, the next ASID, and who holds which ASID in that generation. */
-  asidState(cpu: number): { readonly generation: number; readonly nextAsid: number; readonly holders: Array<{ readonly asid: number; readonly holder: string }> } | undefined {
-    const a = this.#asids;
-    if (a === undefined) return undefined;
-    this.#host.checkCpu(cpu);
-    return {
-      generation: a.generation(cpu),
-      nextAsid: a.nextAsid(cpu),
-      holders: a.holders(cpu).map(([asid, tag]) => ({ asid, holder: vcpuLabel(tag) })),
-    };
-  }
-
-  /** Total ASID generation rollovers over all CPUs (each one flushed every ASID on its CPU). */
-  get asidRollovers(): number {
-    return this.#asids?.rollovers ?? 0;
-  }
-
-  /** SEV ASIDs (SVM hosts with SEV): in use with their VM, awaiting reclaim, flushes and recycles. */
-  sevState(): { readonly inUse: Array<{ readonly asid: number; readonly holder: string }>; readonly awaitingReclaim: readonly number[]; readonly flushes: number; readonly recycles: number; readonly range: { readonly sev: readonly [number, number]; readonly sevEs: readonly [number, number] } } | undefined {
-    const s = this.#sev;
-    if (s === undefined) return undefined;
-    const st = s.state();
-    return {
-      inUse: st.inUse.map(([asid, tag]) => ({ asid, holder: `${tag.instance}/vm${tag.vm}` })),
-      awaitingReclaim: st.awaitingReclaim,
-      flushes: st.flushes,
-      recycles: st.recycles,
-      range: { sev: s.range(false), sevEs: s.range(true) },
-    };
+  /** The keys of the resources this VAC holds, in the vendor's order. */
+  resourceKeys(): Array<VacResourceKey<unknown>> {
+    return [...this.#resources.keys()];
   }
 
   /** The user-return MSR slots. */
@@ -201,40 +176,38 @@ export class Vac {
   }
 
   /** @internal The pieces, for the module's init and the invariant checker. */
-  get internals(): { virt: VirtualizationControl; irq: IrqRegistry; uret: UserReturnMsrs; vpids: VpidAllocator<VcpuTag> | undefined; asids: AsidAllocator<VcpuTag> | undefined; sev: SevAsidAllocator<VcpuTag> | undefined } {
-    return { virt: this.#virt, irq: this.#irq, uret: this.#uret, vpids: this.#vpids, asids: this.#asids, sev: this.#sev };
+  get internals(): { virt: VirtualizationControl; irq: IrqRegistry; uret: UserReturnMsrs } {
+    return { virt: this.#virt, irq: this.#irq, uret: this.#uret };
   }
 
   /** A plain copy of VAC's state (part of `host.snapshot()`). */
   snapshot(): unknown {
-    const sev = this.sevState();
+    const resources: Record<string, unknown> = {};
+    for (const [key, r] of this.#resources) resources[key.name] = r.snapshot();
     return {
       virt: this.#virt.snapshot(),
       instances: this.instances(),
       handles: [...this.#handles.values()].map((h) => [h.name, h.holdings()]),
-      vpids: this.vpidHolders(),
-      // A disabled CPU's ASID state is meaningless until its next enable resets it: left out.
-      asids: this.#asids === undefined ? undefined : this.#host.cpus.map((c) => (this.#virt.isEnabled(c.id) ? this.asidState(c.id) : null)),
-      sev: sev === undefined ? undefined : { inUse: sev.inUse, awaitingReclaim: sev.awaitingReclaim },
+      resources,
       uret: { slots: this.#uret.slots(), cpus: this.#host.cpus.map((c) => this.#uret.cpuState(c.id)) },
       running: this.#host.cpus.map((c) => this.runningInstance(c.id)),
     };
   }
 
-  /** Invariants 1–4 and 6 of SPEC.md §4 as far as VAC can see them. */
+  /** Invariants 1–4 and 6 of docs/spec.md §4 as far as VAC and its resources can see them. */
   check(scope: { readonly virt: boolean } = { virt: true }): Violation[] {
     const out: Violation[] = [];
     const host = this.#host;
     const virt = this.#virt;
     const vendor = host.hardware.virt;
     const steady = host.systemState === 'running' && !virt.rebooting;
-    // Both vendor halves record VAC's own claim on a CPU (`enabledByVac`); a claim the loaded VAC's per-CPU
-    // flag does not know about means the CPU was enabled through the vendor ops behind its back. (A legacy
-    // module's private copy shares the vendor ops with VAC, so only the loaded VAC asks.)
-    const claimed = vacOf(host) === this ? (vendor as Partial<{ enabledByVac(cpu: number): boolean }>).enabledByVac?.bind(vendor) : undefined;
+    // The vendor half records VAC's own claim on a CPU; a claim the loaded VAC's per-CPU flag does not know about
+    // means the CPU was enabled through the vendor ops behind its back. (A legacy module's private copy shares
+    // the vendor ops with VAC, so only the loaded VAC asks.)
+    const askClaims = vacOf(host) === this;
     for (const c of scope.virt ? host.cpus : []) {
       const on = virt.isEnabled(c.id);
-      if (!on && claimed?.(c.id) === true) {
+      if (!on && askClaims && vendor.enabledByVac(c.id)) {
         out.push({ invariant: 1, cpu: c.id, message: `CPU ${c.id} is in virtualization mode but VAC did not enable it (usage count ${virt.count})` });
       }
       if (steady && c.online && on !== virt.count > 0) {
@@ -246,32 +219,13 @@ export class Vac {
         out.push({ invariant: 1, cpu: c.id, message: `a vCPU is loaded on CPU ${c.id}, which has virtualization off` });
       }
     }
-    const a = this.#asids;
-    if (a !== undefined) {
-      for (const k of a.conflicts) {
-        out.push({ invariant: 3, cpu: k.cpu, id: k.asid, message: `ASID ${k.asid} given to ${vcpuLabel(k.previous)} and ${vcpuLabel(k.next)} in generation ${k.generation}` });
-      }
-    }
-    const vpids = this.#vpids;
-    if (vpids !== undefined) {
-      // Invariant 2: a VPID a handle holds is allocated to that instance and to no other handle (VPID 0 is
-      // the host's: `alloc` returns it only to mean "none", and handles do not record it).
-      const holderOf = new Map<number, string>();
-      for (const h of this.#handles.values()) {
-        for (const vpid of h.holdings().vpids) {
-          const prev = holderOf.get(vpid);
-          if (prev !== undefined) out.push({ invariant: 2, id: vpid, message: `VPID ${vpid} is held by ${prev} and ${h.name}` });
-          holderOf.set(vpid, h.name);
-          if (vpid === 0 || vpids.ownerOf(vpid)?.instance !== h.name) {
-            out.push({ invariant: 2, id: vpid, message: `${h.name} holds VPID ${vpid}, which is not allocated to it` });
-          }
-        }
-      }
-    }
+    for (const r of this.#resources.values()) out.push(...r.check());
     if (this.#handles.size === 0) {
       // Invariant 6: with no KVM instance attached, nothing may be held.
-      if ((this.#vpids?.inUse ?? 0) > 0) out.push({ invariant: 6, message: `${this.#vpids?.inUse} VPIDs held with no instance attached` });
-      if ((this.#sev?.inUse ?? 0) > 0) out.push({ invariant: 6, message: 'SEV ASIDs held with no instance attached' });
+      for (const [key, r] of this.#resources) {
+        const held = r.held();
+        if (held > 0) out.push({ invariant: 6, message: `${held} ${key.name} held with no instance attached` });
+      }
       if (virt.count > 0) out.push({ invariant: 6, message: `usage count ${virt.count} with no instance attached` });
       for (const c of host.cpus) {
         if (this.#uret.isRegistered(c.id)) out.push({ invariant: 6, cpu: c.id, message: `user-return MSRs of CPU ${c.id} hold guest values` });
@@ -356,7 +310,7 @@ export function registerVacHooks(vac: Vac, host: Host, defer: (undo: () => void)
 }
 
 /**
- * The vendor check at load (`kvm_is_vmx_supported` / `kvm_is_svm_supported` on the boot CPU, then
+ * The vendor check at load (`kvm_is_<vendor>_supported` on the boot CPU, then
  * `kvm_x86_check_processor_compatibility` on every online CPU, as `kvm_x86_vendor_init` runs it).
  * @returns the hardware's VAC half
  * @throws {@link KernelError} EOPNOTSUPP (no VMX/SVM on CPU 0), EIO (another CPU is not compatible)

@@ -16,7 +16,7 @@
 import { KernelError } from '../errors.js';
 import type { VirtOps } from '../hardware.js';
 import type { Host } from '../host/host.js';
-import type { AsidAllocator } from './asid.js';
+import type { AnyVacResource } from './resource.js';
 import type { UserReturnMsrs } from './uret.js';
 
 /** The usage count, who holds it, and the per-CPU enable state. */
@@ -24,7 +24,8 @@ export class VirtualizationControl {
   readonly #host: Host;
   readonly #vendor: VirtOps;
   readonly #uret: UserReturnMsrs;
-  readonly #asids: AsidAllocator | undefined;
+  /** The vendor's resources with per-CPU state that starts afresh at each enable. */
+  readonly #perCpu: readonly AnyVacResource[];
   /** `kvm_usage_count`. */
   #count = 0;
   readonly #holders = new Map<string, number>();
@@ -36,11 +37,11 @@ export class VirtualizationControl {
   #rebooting = false;
 
   /** @internal */
-  constructor(host: Host, vendor: VirtOps, uret: UserReturnMsrs, asids: AsidAllocator | undefined) {
+  constructor(host: Host, vendor: VirtOps, uret: UserReturnMsrs, resources: readonly AnyVacResource[]) {
     this.#host = host;
     this.#vendor = vendor;
     this.#uret = uret;
-    this.#asids = asids;
+    this.#perCpu = resources.filter((r) => r.cpuEnabled !== undefined);
     this.#enabled = new Uint8Array(host.cpus.length);
     this.#enables = new Uint32Array(host.cpus.length);
   }
@@ -91,8 +92,8 @@ export class VirtualizationControl {
         this.#disableAll();
         throw new KernelError('EBUSY', 'hardware_enable_all', `enabling virtualization failed on ${failed} CPU(s)`);
       }
-      // Only now that every CPU succeeded: a rolled-back attempt must leave the ASID state as it was.
-      for (const cpu of turnedOn) this.#resetAsids(cpu);
+      // Only now that every CPU succeeded: a rolled-back attempt must leave the per-CPU resource state as it was.
+      for (const cpu of turnedOn) this.#enabledAndKept(cpu);
     }
     this.#count++;
     this.#holders.set(holder, (this.#holders.get(holder) ?? 0) + 1);
@@ -140,11 +141,11 @@ export class VirtualizationControl {
   }
 
   /**
-   * svm_hardware_enable's ASID part (generation, next = max + 1), once an enable is kept: right after it on
-   * hotplug and resume, after every CPU succeeded on a 0→1.
+   * An enable on `cpu` is kept — right after it on hotplug and resume, after every CPU succeeded on a 0→1: the
+   * resources reset their per-CPU state (SVM: `svm_hardware_enable`'s ASID generation and next ASID).
    */
-  #resetAsids(cpu: number): void {
-    this.#asids?.resetCpu(cpu);
+  #enabledAndKept(cpu: number): void {
+    for (const r of this.#perCpu) r.cpuEnabled?.(cpu);
   }
 
   /** `hardware_disable_nolock` on one CPU: vendor disable, then `drop_user_return_notifiers`. No-op when off. */
@@ -162,7 +163,7 @@ export class VirtualizationControl {
     if (this.enableCpu(cpu) !== undefined) {
       throw new KernelError('EIO', 'kvm_online_cpu', `CPU ${cpu} cannot enable virtualization; online refused`);
     }
-    if (!was) this.#resetAsids(cpu);
+    if (!was) this.#enabledAndKept(cpu);
   }
 
   /** `kvm_offline_cpu`: disable on a CPU going offline while the count is > 0. */
@@ -182,7 +183,7 @@ export class VirtualizationControl {
     if (this.enableCpu(0) !== undefined) {
       this.#host.warn({ source: 'vac', message: 'kvm_resume: re-enabling virtualization on CPU0 failed', cpu: 0 });
     } else if (!was) {
-      this.#resetAsids(0);
+      this.#enabledAndKept(0);
     }
   }
 

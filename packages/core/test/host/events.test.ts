@@ -140,12 +140,100 @@ describe('the event stream', () => {
     const offAny = bus.onAny((name, e) => any.push(`${name}@${e.seq}`));
     expect(bus.wants('cpu:offline')).toBe(true);
     bus.emit('cpu:offline', { cpu: 1 });
-    bus.skip();
+    expect(bus.stamp('power')).toBe(4); // stamped, never delivered: the clock still moves
     bus.emit('cpu:online', { cpu: 1 });
     offAny[Symbol.dispose]();
     bus.emit('cpu:online', { cpu: 1 });
     expect(any).toEqual(['cpu:offline@3', 'cpu:online@5']);
     expect(bus.seq).toBe(7);
+  });
+
+  test('stamp() returns -1 when nobody listens, the seq otherwise; deliver() hands the event over as it is', () => {
+    const bus = new EventBus();
+    expect(bus.stamp('cpu:online')).toBe(-1);
+    const got: unknown[] = [];
+    bus.on('cpu:online', (e) => got.push(e));
+    const seq = bus.stamp('cpu:online');
+    expect(seq).toBe(1);
+    const event = { seq, tick: bus.tick, cpu: 3 };
+    bus.deliver('cpu:online', event);
+    expect(got).toEqual([{ seq: 1, tick: 0, cpu: 3 }]);
+    expect(got[0]).toBe(event);
+    expect(bus.seq).toBe(2);
+  });
+
+  test('inside a kernel operation events are queued; they reach listeners in seq order when the outermost one ends', () => {
+    const bus = new EventBus();
+    const seen: string[] = [];
+    bus.on('cpu:online', (e) => seen.push(`online ${e.cpu} inKernel=${String(bus.inKernel)}`));
+    bus.onAny((name, e) => seen.push(`any ${name}@${e.seq}`));
+    bus.op(() => {
+      bus.emit('cpu:online', { cpu: 1 });
+      bus.op(() => bus.emit('cpu:offline', { cpu: 2 }));
+      expect(seen).toEqual([]);
+      bus.emit('cpu:online', { cpu: 3 });
+    });
+    expect(seen).toEqual(['any cpu:online@0', 'online 1 inKernel=false', 'any cpu:offline@1', 'any cpu:online@2', 'online 3 inKernel=false']);
+  });
+
+  test('a throwing operation still delivers what it emitted', () => {
+    const bus = new EventBus();
+    const seen: number[] = [];
+    bus.on('cpu:offline', (e) => seen.push(e.cpu));
+    expect(() =>
+      bus.op(() => {
+        bus.emit('cpu:offline', { cpu: 5 });
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(seen).toEqual([5]);
+    expect(bus.inKernel).toBe(false);
+  });
+
+  test('a listener that throws is reported and does not stop the others', () => {
+    const errors: Array<[string, unknown]> = [];
+    const bus = new EventBus((name, e) => errors.push([name, e]));
+    const seen: string[] = [];
+    bus.on('cpu:online', () => {
+      throw new Error('first');
+    });
+    bus.on('cpu:online', (e) => seen.push(`second ${e.cpu}`));
+    bus.onAny(() => {
+      throw new Error('any');
+    });
+    bus.emit('cpu:online', { cpu: 7 });
+    expect(seen).toEqual(['second 7']);
+    expect(errors.map(([n, e]) => `${n}: ${(e as Error).message}`)).toEqual(['cpu:online: any', 'cpu:online: first']);
+  });
+
+  test('events emitted by an operation a listener starts are delivered after those already queued', () => {
+    const bus = new EventBus();
+    const seen: string[] = [];
+    bus.on('cpu:online', (e) => {
+      seen.push(`online ${e.cpu}`);
+      if (e.cpu === 1) bus.op(() => bus.emit('cpu:offline', { cpu: 9 }));
+    });
+    bus.on('cpu:offline', (e) => seen.push(`offline ${e.cpu}`));
+    bus.op(() => {
+      bus.emit('cpu:online', { cpu: 1 });
+      bus.emit('cpu:online', { cpu: 2 });
+    });
+    expect(seen).toEqual(['online 1', 'online 2', 'offline 9']);
+  });
+
+  test('subscribing or unsubscribing during delivery takes effect from the next event', () => {
+    const bus = new EventBus();
+    const seen: string[] = [];
+    let off: (() => void) | undefined;
+    bus.on('cpu:online', (e) => {
+      seen.push(`a${e.cpu}`);
+      off?.();
+      bus.on('cpu:online', (x) => seen.push(`late${x.cpu}`));
+    });
+    off = bus.on('cpu:online', (e) => seen.push(`b${e.cpu}`));
+    bus.emit('cpu:online', { cpu: 1 });
+    bus.emit('cpu:online', { cpu: 2 });
+    expect(seen).toEqual(['a1', 'b1', 'a2', 'late2']);
   });
 
   test('makeUndo runs its action at most once, via call, dispose() or Symbol.dispose', () => {

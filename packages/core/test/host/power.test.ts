@@ -3,6 +3,7 @@ import { KernelError, createHost } from '../../src/index.js';
 import type { HardwareEnv, HardwareModel, Host } from '../../src/index.js';
 import { expectKernelError, record } from '../support/expect-failure.js';
 import { fakeHardware } from '../support/fake-hardware.js';
+import { InterleavedLog } from '../support/interleaved-log.js';
 
 function newHost(cpus = 4): Host {
   return createHost({ cpus, hardware: fakeHardware() });
@@ -11,7 +12,7 @@ function newHost(cpus = 4): Host {
 const online = (host: Host): number[] => host.cpus.filter((c) => c.online).map((c) => c.id);
 
 /** Log hotplug teardown/startup and CPU events into `log`. */
-function watchCpus(host: Host, log: string[], failUp?: () => readonly number[]): void {
+function watchCpus(host: Host, log: { push(text: string): unknown }, failUp?: () => readonly number[]): void {
   host.cpuhp.setup(
     'watch',
     {
@@ -25,7 +26,7 @@ function watchCpus(host: Host, log: string[], failUp?: () => readonly number[]):
   );
 }
 
-function syscore(host: Host, log: string[], name: string, failSuspend = false): void {
+function syscore(host: Host, log: { push(text: string): unknown }, name: string, failSuspend = false): void {
   host.power.registerSyscore({
     name,
     suspend() {
@@ -43,17 +44,17 @@ function syscore(host: Host, log: string[], name: string, failSuspend = false): 
 describe('suspend and resume', () => {
   test('suspend: CPUs 1 … N-1 go offline through hotplug (freeze_secondary_cpus order), then syscore suspend in reverse registration order', () => {
     const host = newHost(4);
-    const log: string[] = [];
+    const log = new InterleavedLog(host);
     watchCpus(host, log);
     syscore(host, log, 'first');
     syscore(host, log, 'second');
     host.power.registerSyscore({ name: 'none' }); // no callbacks: skipped
     syscore(host, log, 'third');
     host.power.registerFreezer({ name: 'tasks', freeze: () => log.push('freeze'), thaw: () => log.push('thaw') });
-    host.events.on('power', (e) => log.push(`power:${e.what}`));
-    host.events.on('cpu:offline', (e) => log.push(`offline:${e.cpu}`));
+    host.events.on('power', (e) => log.event(`power:${e.what}`, e));
+    host.events.on('cpu:offline', (e) => log.event(`offline:${e.cpu}`, e));
     host.suspend();
-    expect(log).toEqual([
+    expect(log.lines()).toEqual([
       'power:suspend',
       'freeze',
       'down:1',
@@ -72,17 +73,17 @@ describe('suspend and resume', () => {
 
   test('resume: syscore resume in registration order, then the CPUs come back ascending', () => {
     const host = newHost(4);
-    const log: string[] = [];
+    const log = new InterleavedLog(host);
     watchCpus(host, log);
     syscore(host, log, 'first');
     syscore(host, log, 'second');
     host.power.registerFreezer({ name: 'tasks', freeze: () => undefined, thaw: () => log.push('thaw') });
     host.suspend();
-    log.length = 0;
-    host.events.on('power', (e) => log.push(`power:${e.what}`));
-    host.events.on('cpu:online', (e) => log.push(`online:${e.cpu}`));
+    log.clear();
+    host.events.on('power', (e) => log.event(`power:${e.what}`, e));
+    host.events.on('cpu:online', (e) => log.event(`online:${e.cpu}`, e));
     host.resume();
-    expect(log).toEqual(['power:resume', 'resume:first', 'resume:second', 'up:1', 'online:1', 'up:2', 'online:2', 'up:3', 'online:3', 'thaw']);
+    expect(log.lines()).toEqual(['power:resume', 'resume:first', 'resume:second', 'up:1', 'online:1', 'up:2', 'online:2', 'up:3', 'online:3', 'thaw']);
     expect(host.systemState).toBe('running');
     expect(online(host)).toEqual([0, 1, 2, 3]);
     expect(host.warnings).toEqual([]);

@@ -4,6 +4,7 @@ import type { FileOperations, Host, OpenFile } from '../../src/index.js';
 import { expectKernelError, expectUsageError, record, thrown } from '../support/expect-failure.js';
 import { fakeHardware } from '../support/fake-hardware.js';
 import { miscImage } from '../support/images.js';
+import { InterleavedLog } from '../support/interleaved-log.js';
 
 function newHost(cpus = 2): Host {
   return createHost({ cpus, hardware: fakeHardware() });
@@ -454,7 +455,7 @@ describe('mmap', () => {
 
 describe('kill', () => {
   test('exit hooks first (last registered first), then fds close in reverse order of opening, then mappings go', () => {
-    const log: string[] = [];
+    let log: { push(text: string): unknown } = [];
     const host = kvmHost({
       mmap: (_f, len) => new Uint8Array(len),
       release: (f) => log.push(`release:${f.path}`),
@@ -466,7 +467,8 @@ describe('kill', () => {
     const c = p.open('/dev/kvm1'); // 5
     p.close(a);
     expect(log).toEqual(['release:/dev/kvm1']);
-    log.length = 0;
+    const order = new InterleavedLog(host);
+    log = order;
     const d = p.open('/dev/other'); // 3 again, but opened last
     const m = p.mmap(c, PAGE_SIZE);
     p.onExit(() => log.push('hook:1'));
@@ -474,8 +476,8 @@ describe('kill', () => {
     p.onExit(() => log.push('hook:2'));
     cancel();
     const events = record(host, 'fd:close', 'process:exit');
-    host.events.on('fd:close', (e) => log.push(`close:${e.fd}`));
-    host.events.on('process:exit', (e) => log.push(`exit:${e.pid}`));
+    host.events.on('fd:close', (e) => order.event(`close:${e.fd}`, e));
+    host.events.on('process:exit', (e) => order.event(`exit:${e.pid}`, e));
     p.kill();
     expect(events.map(([n, e]) => [n, e['fd'] ?? e['pid']])).toEqual([
       ['fd:close', d],
@@ -483,7 +485,7 @@ describe('kill', () => {
       ['fd:close', b],
       ['process:exit', p.pid],
     ]);
-    expect(log).toEqual([
+    expect(order.lines()).toEqual([
       'hook:2',
       'hook:1',
       'close:3',

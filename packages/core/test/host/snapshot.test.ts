@@ -109,11 +109,11 @@ describe('the fake hardware', () => {
     const host = newHost();
     const hw = host.hardware as FakeHostHardware;
     const virt = hw.virt;
-    expect(virt.name).toBe('vmx');
+    expect(virt.name).toBe('fake');
     expect(virt.unsupported(0)).toBeUndefined();
     expect(virt.enableCpu(0)).toBeUndefined();
     expect(virt.isEnabled(0)).toBe(true);
-    expect(host.cpus[0]?.cr4).toBe(1 << 13);
+    expect(virt.enabledByVac(0)).toBe(true);
     expect(virt.enableCpu(0)).toBe('EBUSY'); // already on
     hw.setForeignOwner(1, true);
     expect(virt.isEnabled(1)).toBe(true);
@@ -132,7 +132,7 @@ describe('the fake hardware', () => {
     expect(hw.counters(1)).toEqual({ enable: 2, disable: 1, emergency: 0, enableFailed: 4 });
     expect(hw.check()).toEqual([]);
     hw.setForeignOwner(0, true);
-    expect(hw.check()).toEqual([{ invariant: 1, message: 'CPU 0 has two owners of VMX', cpu: 0 }]);
+    expect(hw.check()).toEqual([{ invariant: 1, message: 'CPU 0 has two owners of its virtualization', cpu: 0 }]);
     virt.emergencyDisable(0);
     expect(hw.counters(0)).toMatchObject({ emergency: 1 });
     expect(hw.snapshot()).toEqual([
@@ -142,13 +142,12 @@ describe('the fake hardware', () => {
     expect(() => hw.counters(2)).toThrow(expect.objectContaining({ name: 'UsageError', code: 'ERR_NO_SUCH_CPU' }));
   });
 
-  test('an AMD fake reports svm and an ASID space; CPUs can be marked unsupported', () => {
-    const host = createHost({ cpus: 2, hardware: fakeHardware({ vendor: 'amd', unsupported: { 1: 'SVM disabled by BIOS on CPU 1' } }) });
+  test('CPUs can be marked unsupported, with the kernel message', () => {
+    const host = createHost({ cpus: 2, hardware: fakeHardware({ unsupported: { 1: 'virtualization disabled by BIOS on CPU 1' } }) });
     const virt = host.hardware.virt;
-    expect(virt.name).toBe('svm');
-    expect(virt.asidSpace?.()).toEqual({ nrAsids: 16, minSevAsid: 1, maxSevAsid: 0 });
-    expect(virt.unsupported(1)).toBe('SVM disabled by BIOS on CPU 1');
+    expect(virt.unsupported(0)).toBeUndefined();
+    expect(virt.unsupported(1)).toBe('virtualization disabled by BIOS on CPU 1');
     expect(virt.enableCpu(0)).toBeUndefined();
-    expect(host.cpus[0]?.cr4).toBe(0); // no CR4.VMXE on AMD
+    expect(host.cpus[0]?.cr4).toBe(0); // the fake has no CR4 semantics
   });
 });

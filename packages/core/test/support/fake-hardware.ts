@@ -1,9 +1,11 @@
 /**
- * A minimal test double of a vendor hardware model (`HardwareModel` from src/hardware.ts).
+ * A minimal test double of a vendor hardware model (`HardwareModel` from src/hardware.ts), belonging to no real
+ * vendor: the core is tested without knowing VMX or SVM.
  *
- * It models just enough of VMX/SVM for host and VAC tests: per CPU, whether VAC turned virtualization on,
- * whether a foreign hypervisor owns it, and an injectable enable fault. No CPUID or MSR semantics beyond a
- * feature bit, no VMCS/VMCB. Use it wherever a test needs a host but not a particular vendor:
+ * Per CPU it models whether VAC turned virtualization on, whether a foreign hypervisor owns it, and an injectable
+ * enable fault. Its VAC half brings one resource of its own — a host-wide tag space (`TAGS`, tags 1 … `tags`), a
+ * small stand-in for the ID spaces real vendors bring — so the core's resource registry is exercised here too. No
+ * CPUID or MSR semantics, no VMCS/VMCB. Use it wherever a test needs a host but not a particular vendor:
  *
  * ```ts
  * const host = createHost({ cpus: 4, hardware: fakeHardware() });
@@ -11,19 +13,29 @@
  *
  * @module
  */
-import { CR4, UsageError } from '../../src/index.js';
-import type { AsidSpace, ErrnoCode, FaultMode, HardwareEnv, HardwareModel, HostHardware, Violation, VirtOps } from '../../src/index.js';
+import { KernelError, UsageError, VacResourceKey } from '../../src/index.js';
+import type {
+  AnyVacResource,
+  ErrnoCode,
+  FaultMode,
+  HardwareEnv,
+  HardwareModel,
+  HostHardware,
+  ScopedVacResource,
+  VacResource,
+  VacResourceContext,
+  Violation,
+  VirtOps,
+} from '../../src/index.js';
 
 /** Options of {@link fakeHardware}. */
 export interface FakeHardwareOptions {
   /** The model name (default `'fake'`). */
   readonly name?: string;
-  /** The vendor (default `'intel'`: the virt ops are called `'vmx'`; `'amd'` gives `'svm'`). */
-  readonly vendor?: 'intel' | 'amd';
   /** CPUs on which virtualization is unusable, with the kernel's message (as a BIOS lock would give). */
   readonly unsupported?: Readonly<Record<number, string>>;
-  /** The ASID space to report (AMD only; default 16 ASIDs, no SEV). */
-  readonly asidSpace?: AsidSpace;
+  /** How many tags the `TAGS` resource has (default 8). */
+  readonly tags?: number;
 }
 
 /** The per-CPU counters of the fake. */
@@ -48,6 +60,64 @@ export interface FakeHostHardware extends HostHardware {
   readonly calls: string[];
 }
 
+/** What an instance may do with the fake's tags. */
+export interface TagView {
+  /** Take the lowest free tag for `owner`; ENOSPC when none is left. */
+  take(owner: string): number;
+  /** Give a tag back (EPERM if this instance does not hold it). */
+  give(tag: number): void;
+}
+
+/** The fake's resource: a host-wide tag space. */
+export interface TagResource extends VacResource<TagView> {
+  /** Tag → owner, ascending. */
+  holders(): Array<[number, string]>;
+  /** CPUs whose per-CPU state was reset by `cpuEnabled`, in order. */
+  readonly cpuResets: readonly number[];
+}
+
+/** The key of the fake's tag resource. */
+export const TAGS: VacResourceKey<TagView, TagResource> = new VacResourceKey<TagView, TagResource>('tags');
+
+function tagResource(ctx: VacResourceContext, size: number): TagResource {
+  const owners = new Map<number, string>();
+  const cpuResets: number[] = [];
+  return {
+    key: TAGS,
+    cpuResets,
+    scope(instance: string): ScopedVacResource<TagView> {
+      const mine = new Set<number>();
+      let closed = false;
+      const view: TagView = {
+        take(owner) {
+          if (closed) throw new UsageError('ERR_DESTROYED', `${instance}: take after it left VAC`);
+          for (let t = 1; t <= size; t++) {
+            if (!owners.has(t)) {
+              owners.set(t, owner);
+              mine.add(t);
+              return t;
+            }
+          }
+          throw new KernelError('ENOSPC', 'fake_take_tag', `no tag left (${ctx.owner})`);
+        },
+        give(tag) {
+          if (!mine.has(tag)) throw new KernelError('EPERM', 'fake_give_tag', `${instance} does not hold tag ${tag}`);
+          mine.delete(tag);
+          owners.delete(tag);
+        },
+      };
+      return { view, held: () => mine.size, holdings: () => [...mine].sort((a, b) => a - b), close: () => (closed = true) };
+    },
+    cpuEnabled(cpu) {
+      cpuResets.push(cpu);
+    },
+    held: () => owners.size,
+    holders: () => [...owners].sort(([a], [b]) => a - b),
+    snapshot: () => [...owners].sort(([a], [b]) => a - b),
+    check: () => [],
+  };
+}
+
 interface CpuState {
   enabled: boolean;
   foreign: boolean;
@@ -62,10 +132,9 @@ interface CpuState {
  * Build a fake hardware model. Each host that uses it gets its own state (`create` is called per host).
  */
 export function fakeHardware(opts: FakeHardwareOptions = {}): HardwareModel {
-  const vendor = opts.vendor ?? 'intel';
   const model: HardwareModel = {
     name: opts.name ?? 'fake',
-    vendor,
+    vendor: 'fake',
     create(env: HardwareEnv): FakeHostHardware {
       return createFakeHostHardware(model, env, opts);
     },
@@ -75,7 +144,6 @@ export function fakeHardware(opts: FakeHardwareOptions = {}): HardwareModel {
 
 function createFakeHostHardware(model: HardwareModel, env: HardwareEnv, opts: FakeHardwareOptions): FakeHostHardware {
   const n = env.cpus.length;
-  const vmx = model.vendor === 'intel';
   const state: CpuState[] = Array.from({ length: n }, () => ({
     enabled: false,
     foreign: false,
@@ -86,27 +154,15 @@ function createFakeHostHardware(model: HardwareModel, env: HardwareEnv, opts: Fa
     enableFailed: 0,
   }));
   const calls: string[] = [];
-  for (const cpu of env.cpus) {
-    // CPUID.1:ECX.VMX[bit 5] on Intel, CPUID.80000001h:ECX.SVM[bit 2] on AMD.
-    if (vmx) cpu.cpuid.set(1, { eax: 0, ebx: 0, ecx: 1 << 5, edx: 0 });
-    else cpu.cpuid.set(0x8000_0001, { eax: 0, ebx: 0, ecx: 1 << 2, edx: 0 });
-  }
 
   const at = (op: string, cpu: number): CpuState => {
     const s = Number.isInteger(cpu) ? state[cpu] : undefined;
     if (s === undefined) throw new UsageError('ERR_NO_SUCH_CPU', `fake hardware: ${op}: no CPU ${String(cpu)}`);
     return s;
   };
-  /** Keep CR4.VMXE in step with "someone is in VMX operation" (Intel only). */
-  const syncCr4 = (cpu: number, s: CpuState): void => {
-    if (!vmx) return;
-    const c = env.cpus[cpu];
-    if (c === undefined) return;
-    c.cr4 = s.enabled || s.foreign ? c.cr4 | CR4.VMXE : c.cr4 & ~CR4.VMXE;
-  };
 
   const virt: VirtOps = {
-    name: vmx ? 'vmx' : 'svm',
+    name: 'fake',
     unsupported(cpu) {
       at('unsupported', cpu);
       return opts.unsupported?.[cpu];
@@ -115,7 +171,7 @@ function createFakeHostHardware(model: HardwareModel, env: HardwareEnv, opts: Fa
       const s = at('enableCpu', cpu);
       calls.push(`enable:${cpu}`);
       let err: ErrnoCode | undefined;
-      // vmx_hardware_enable: CR4.VMXE already set (someone else is in VMX operation) → -EBUSY.
+      // Someone (a foreign hypervisor, or an earlier enable) owns the CPU's virtualization → -EBUSY.
       if (s.foreign || s.enabled) err = 'EBUSY';
       else if (s.fault === 'always') err = 'EFAULT';
       else if (s.fault === 'once') {
@@ -128,7 +184,6 @@ function createFakeHostHardware(model: HardwareModel, env: HardwareEnv, opts: Fa
       }
       s.enabled = true;
       s.enable++;
-      syncCr4(cpu, s);
       return undefined;
     },
     disableCpu(cpu) {
@@ -137,20 +192,23 @@ function createFakeHostHardware(model: HardwareModel, env: HardwareEnv, opts: Fa
       if (!s.enabled) return;
       s.enabled = false;
       s.disable++;
-      syncCr4(cpu, s);
     },
     emergencyDisable(cpu) {
       const s = at('emergencyDisable', cpu);
       calls.push(`emergency:${cpu}`);
       s.emergency++;
       s.enabled = false;
-      syncCr4(cpu, s);
     },
     isEnabled(cpu) {
       const s = at('isEnabled', cpu);
       return s.enabled || s.foreign;
     },
-    ...(vmx ? {} : { asidSpace: (): AsidSpace => opts.asidSpace ?? { nrAsids: 16, minSevAsid: 1, maxSevAsid: 0 } }),
+    enabledByVac(cpu) {
+      return at('enabledByVac', cpu).enabled;
+    },
+    vacResources(ctx): readonly AnyVacResource[] {
+      return [tagResource(ctx, opts.tags ?? 8)];
+    },
   };
 
   return {
@@ -164,7 +222,7 @@ function createFakeHostHardware(model: HardwareModel, env: HardwareEnv, opts: Fa
     check(): Violation[] {
       const out: Violation[] = [];
       state.forEach((s, cpu) => {
-        if (s.enabled && s.foreign) out.push({ invariant: 1, message: `CPU ${cpu} has two owners of ${virt.name.toUpperCase()}`, cpu });
+        if (s.enabled && s.foreign) out.push({ invariant: 1, message: `CPU ${cpu} has two owners of its virtualization`, cpu });
       });
       return out;
     },
@@ -173,9 +231,7 @@ function createFakeHostHardware(model: HardwareModel, env: HardwareEnv, opts: Fa
       return state.map((s) => ({ enabled: s.enabled, foreign: s.foreign }));
     },
     setForeignOwner(cpu, owned) {
-      const s = at('setForeignOwner', cpu);
-      s.foreign = owned;
-      syncCr4(cpu, s);
+      at('setForeignOwner', cpu).foreign = owned;
     },
     injectEnableFault(cpu, mode) {
       at('injectEnableFault', cpu).fault = mode;

@@ -65,7 +65,7 @@ export class GuestExit {
   ioSize = 0;
   /** Port I/O: port number. */
   ioPort = 0;
-  /** Port I/O: number of accesses (always 1: string I/O is not modelled). */
+  /** Port I/O: number of elements (`kvm_run.io.count`): 1, or more for `rep ins` (see {@link GuestExit.stringData}). */
   ioCount = 0;
 
   /** MMIO: guest-physical address. */
@@ -80,6 +80,16 @@ export class GuestExit {
    * caller places the answer here (or passes it to `completeIn`/`completeMmioRead`) before the next run.
    */
   readonly data = new Uint8Array(8);
+
+  /**
+   * The elements of a string input (`ins` exit with `ioCount` × `ioSize` bytes, up to 4 KiB): user space's
+   * answer goes here before the next run (the `/dev/kvm` layer copies it from the `kvm_run` data page).
+   * Allocated at first use.
+   */
+  get stringData(): Uint8Array {
+    return (this.#stringData ??= new Uint8Array(4096));
+  }
+  #stringData: Uint8Array | undefined;
 
   /** Internal error: sub-error ({@link GUEST_INTERNAL_ERROR_EMULATION}). */
   suberror = 0;

@@ -8,7 +8,10 @@
  */
 
 export {
+  GUEST_REGS64,
   GUEST_SEGMENTS,
+  GUEST_SHADOW_MOV_SS,
+  GUEST_SHADOW_STI,
   GuestCpuState,
   GuestPending,
   SegmentRegister,
@@ -24,6 +27,7 @@ export {
   X86_EFLAGS_TF,
   X86_EFLAGS_ZF,
   type GuestPendingKind,
+  type GuestReg64,
   type GuestSegmentName,
 } from './cpu-state.js';
 export {
@@ -37,6 +41,10 @@ export {
 } from './exit.js';
 export {
   GUEST_DEFAULT_QUIRKS,
+  GUEST_INTERRUPT_BLOCKED,
+  GUEST_INTERRUPT_DELIVERED,
+  deliverInterrupt,
+  interruptWindowOpen,
   GUEST_QUIRK_OUT_7E_INC_RIP,
   completeIn,
   completeMmioRead,
@@ -44,6 +52,14 @@ export {
   completePending,
   runGuest,
 } from './interpreter.js';
+export {
+  CpuidTable,
+  KVM_CPUID_FLAG_SIGNIFICANT_INDEX,
+  VcpuPlatform,
+  defaultGuestPlatform,
+  type CpuidEntry,
+  type GuestPlatform,
+} from './platform.js';
 export { SlotListMemory, type GuestMemory, type GuestMemorySlot, type SlotListEntry } from './memory.js';
 export {
   Asm16,

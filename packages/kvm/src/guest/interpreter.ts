@@ -33,6 +33,8 @@
  */
 
 import {
+  GUEST_SHADOW_MOV_SS,
+  GUEST_SHADOW_STI,
   GuestCpuState,
   GuestPending,
   X86_EFLAGS_AC,
@@ -58,6 +60,7 @@ import {
 } from './exit.js';
 import { UsageError } from '@vac/core';
 import type { GuestMemory } from './memory.js';
+import { defaultGuestPlatform, type GuestPlatform } from './platform.js';
 
 /**
  * The `KVM_X86_QUIRK_OUT_7E_INC_RIP` quirk bit (`<asm/kvm.h>`, value 1 << 3): advance RIP before exiting for
@@ -103,6 +106,10 @@ const IDLE_MEMORY: GuestMemory = { read8: () => -1, write8: () => false };
 
 /** Thrown (never as an Error: no stack capture) when the instruction cannot be emulated. */
 const EMULATION_FAILED = { failed: true } as const;
+/** Thrown (never as an Error) when the instruction raises an exception; {@link faultVector} says which. */
+const FAULT = { fault: true } as const;
+/** The platform of runs that were given none (no CPUID table, no MSRs). */
+const DEFAULT_PLATFORM: GuestPlatform = defaultGuestPlatform();
 
 let running = false;
 let S: GuestCpuState = new GuestCpuState();
@@ -111,11 +118,17 @@ let X: GuestExit = new GuestExit();
 /** Whether `M` provides the `lookup` fast path. */
 let hasLookup = false;
 let quirks = GUEST_DEFAULT_QUIRKS;
+/** The vCPU's CPUID table, MSRs and TSC. */
+let P: GuestPlatform = DEFAULT_PLATFORM;
+/** Scratch for `cpuid` answers. */
+const CPUID_OUT = new Uint32Array(4);
 
 /** Offset within CS of the next byte to decode. */
 let ip = 0;
 /** CS base for the current instruction. */
 let csBase = 0;
+/** CS limit for the current instruction: fetching past it raises #GP. */
+let csLim = 0xffff;
 /** Instruction-fetch slot cache: linear [cBase, cEnd) is cBytes[lin - cBase]. */
 let cBytes = EMPTY;
 let cBase = 0;
@@ -136,12 +149,22 @@ let a32 = false;
 let ovr = -1;
 /** 0 = none, 2 = REPNE (F2), 3 = REP/REPE (F3). */
 let rep = 0;
+/** A LOCK (F0) prefix: #UD unless the instruction is a locked read-modify-write of memory. */
+let lock = false;
 let prefixDirty = false;
+/** The instruction raised this exception vector (with {@link FAULT}). */
+let faultVector = 0;
+/** The instruction just executed opened an interrupt shadow (`sti` setting IF, `mov ss`, `pop ss`). */
+let shadowSet = 0;
+/** The instruction set CR0.PE: the run ends after it (protected mode is not executed). */
+let enteredProtectedMode = false;
 
 /** Linear address of the last decoded memory operand. */
 let eaLin = 0;
 /** Offset (within its segment) of the last decoded memory operand, for `lea`. */
 let eaOff = 0;
+/** Segment register of the last decoded memory operand. */
+let eaSeg = 3;
 /** The last 32-bit memory operand used ESP as its base (`pop [esp…]` adjusts it). */
 let eaUsesSp = false;
 
@@ -157,12 +180,18 @@ function fail(detail: string): never {
   throw EMULATION_FAILED;
 }
 
+/** Raises exception `vector` (#UD 6, #GP 13, #SS 12, …): the instruction is abandoned and the exception delivered. */
+function raise(vector: number): never {
+  faultVector = vector;
+  throw FAULT;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Instruction fetch.
 
 function fetch8(): number {
   const lin = csBase + ip;
-  if (lin >= cBase && lin < cEnd) {
+  if (lin >= cBase && lin < cEnd && ip <= csLim) {
     ip++;
     return cBytes[lin - cBase]!;
   }
@@ -171,7 +200,8 @@ function fetch8(): number {
 
 function fetchSlow(): number {
   const lin = csBase + ip;
-  if (ip - S.rip >= GUEST_MAX_INSN_BYTES) fail('instruction longer than 15 bytes');
+  if (ip > csLim) raise(13); // past the CS limit (SDM Vol. 3A §20.1.1: #GP in real-address mode)
+  if (ip - S.eip >= GUEST_MAX_INSN_BYTES) fail('instruction longer than 15 bytes');
   if (hasLookup) {
     const slot = M.lookup!(lin);
     if (slot !== undefined) {
@@ -193,7 +223,7 @@ function fetchSlow(): number {
 
 function fetch16(): number {
   const lin = csBase + ip;
-  if (lin >= cBase && lin + 2 <= cEnd) {
+  if (lin >= cBase && lin + 2 <= cEnd && ip + 1 <= csLim) {
     ip += 2;
     const o = lin - cBase;
     return cBytes[o]! | (cBytes[o + 1]! << 8);
@@ -226,70 +256,70 @@ function sext16(v: number): number {
 function getR8(i: number): number {
   const s = S;
   switch (i) {
-    case 0: return s.rax & 0xff;
-    case 1: return s.rcx & 0xff;
-    case 2: return s.rdx & 0xff;
-    case 3: return s.rbx & 0xff;
-    case 4: return (s.rax >> 8) & 0xff;
-    case 5: return (s.rcx >> 8) & 0xff;
-    case 6: return (s.rdx >> 8) & 0xff;
-    default: return (s.rbx >> 8) & 0xff;
+    case 0: return s.eax & 0xff;
+    case 1: return s.ecx & 0xff;
+    case 2: return s.edx & 0xff;
+    case 3: return s.ebx & 0xff;
+    case 4: return (s.eax >> 8) & 0xff;
+    case 5: return (s.ecx >> 8) & 0xff;
+    case 6: return (s.edx >> 8) & 0xff;
+    default: return (s.ebx >> 8) & 0xff;
   }
 }
 
 function setR8(i: number, v: number): void {
   const s = S;
   switch (i) {
-    case 0: s.rax = s.rax - (s.rax & 0xff) + v; return;
-    case 1: s.rcx = s.rcx - (s.rcx & 0xff) + v; return;
-    case 2: s.rdx = s.rdx - (s.rdx & 0xff) + v; return;
-    case 3: s.rbx = s.rbx - (s.rbx & 0xff) + v; return;
-    case 4: s.rax = s.rax - (s.rax & 0xff00) + (v << 8); return;
-    case 5: s.rcx = s.rcx - (s.rcx & 0xff00) + (v << 8); return;
-    case 6: s.rdx = s.rdx - (s.rdx & 0xff00) + (v << 8); return;
-    default: s.rbx = s.rbx - (s.rbx & 0xff00) + (v << 8); return;
+    case 0: s.eax = s.eax - (s.eax & 0xff) + v; return;
+    case 1: s.ecx = s.ecx - (s.ecx & 0xff) + v; return;
+    case 2: s.edx = s.edx - (s.edx & 0xff) + v; return;
+    case 3: s.ebx = s.ebx - (s.ebx & 0xff) + v; return;
+    case 4: s.eax = s.eax - (s.eax & 0xff00) + (v << 8); return;
+    case 5: s.ecx = s.ecx - (s.ecx & 0xff00) + (v << 8); return;
+    case 6: s.edx = s.edx - (s.edx & 0xff00) + (v << 8); return;
+    default: s.ebx = s.ebx - (s.ebx & 0xff00) + (v << 8); return;
   }
 }
 
 function getR16(i: number): number {
   const s = S;
   switch (i) {
-    case 0: return s.rax & 0xffff;
-    case 1: return s.rcx & 0xffff;
-    case 2: return s.rdx & 0xffff;
-    case 3: return s.rbx & 0xffff;
-    case 4: return s.rsp & 0xffff;
-    case 5: return s.rbp & 0xffff;
-    case 6: return s.rsi & 0xffff;
-    default: return s.rdi & 0xffff;
+    case 0: return s.eax & 0xffff;
+    case 1: return s.ecx & 0xffff;
+    case 2: return s.edx & 0xffff;
+    case 3: return s.ebx & 0xffff;
+    case 4: return s.esp & 0xffff;
+    case 5: return s.ebp & 0xffff;
+    case 6: return s.esi & 0xffff;
+    default: return s.edi & 0xffff;
   }
 }
 
 function setR16(i: number, v: number): void {
   const s = S;
   switch (i) {
-    case 0: s.rax = s.rax - (s.rax & 0xffff) + v; return;
-    case 1: s.rcx = s.rcx - (s.rcx & 0xffff) + v; return;
-    case 2: s.rdx = s.rdx - (s.rdx & 0xffff) + v; return;
-    case 3: s.rbx = s.rbx - (s.rbx & 0xffff) + v; return;
-    case 4: s.rsp = s.rsp - (s.rsp & 0xffff) + v; return;
-    case 5: s.rbp = s.rbp - (s.rbp & 0xffff) + v; return;
-    case 6: s.rsi = s.rsi - (s.rsi & 0xffff) + v; return;
-    default: s.rdi = s.rdi - (s.rdi & 0xffff) + v; return;
+    case 0: s.eax = s.eax - (s.eax & 0xffff) + v; return;
+    case 1: s.ecx = s.ecx - (s.ecx & 0xffff) + v; return;
+    case 2: s.edx = s.edx - (s.edx & 0xffff) + v; return;
+    case 3: s.ebx = s.ebx - (s.ebx & 0xffff) + v; return;
+    case 4: s.esp = s.esp - (s.esp & 0xffff) + v; return;
+    case 5: s.ebp = s.ebp - (s.ebp & 0xffff) + v; return;
+    case 6: s.esi = s.esi - (s.esi & 0xffff) + v; return;
+    default: s.edi = s.edi - (s.edi & 0xffff) + v; return;
   }
 }
 
 function getR32(i: number): number {
   const s = S;
   switch (i) {
-    case 0: return s.rax >>> 0;
-    case 1: return s.rcx >>> 0;
-    case 2: return s.rdx >>> 0;
-    case 3: return s.rbx >>> 0;
-    case 4: return s.rsp >>> 0;
-    case 5: return s.rbp >>> 0;
-    case 6: return s.rsi >>> 0;
-    default: return s.rdi >>> 0;
+    case 0: return s.eax >>> 0;
+    case 1: return s.ecx >>> 0;
+    case 2: return s.edx >>> 0;
+    case 3: return s.ebx >>> 0;
+    case 4: return s.esp >>> 0;
+    case 5: return s.ebp >>> 0;
+    case 6: return s.esi >>> 0;
+    default: return s.edi >>> 0;
   }
 }
 
@@ -298,14 +328,14 @@ function setR32(i: number, v: number): void {
   const s = S;
   const u = v >>> 0;
   switch (i) {
-    case 0: s.rax = u; return;
-    case 1: s.rcx = u; return;
-    case 2: s.rdx = u; return;
-    case 3: s.rbx = u; return;
-    case 4: s.rsp = u; return;
-    case 5: s.rbp = u; return;
-    case 6: s.rsi = u; return;
-    default: s.rdi = u; return;
+    case 0: s.eax = u; s.raxHigh = 0; return;
+    case 1: s.ecx = u; s.rcxHigh = 0; return;
+    case 2: s.edx = u; s.rdxHigh = 0; return;
+    case 3: s.ebx = u; s.rbxHigh = 0; return;
+    case 4: s.esp = u; s.rspHigh = 0; return;
+    case 5: s.ebp = u; s.rbpHigh = 0; return;
+    case 6: s.esi = u; s.rsiHigh = 0; return;
+    default: s.edi = u; s.rdiHigh = 0; return;
   }
 }
 
@@ -352,52 +382,78 @@ function selectorOf(i: number): number {
   }
 }
 
+/** Limit of segment register `i` (0–5): real mode checks offsets against it too (SDM Vol. 3A §20.1.1). */
+function segLimitOf(i: number): number {
+  const s = S;
+  switch (i) {
+    case SEG_ES: return s.esLimit;
+    case SEG_CS: return s.csLimit;
+    case SEG_SS: return s.ssLimit;
+    case SEG_DS: return s.dsLimit;
+    case SEG_FS: return s.fsLimit;
+    default: return s.gsLimit;
+  }
+}
+
+/**
+ * The linear address of a `size`-byte access at `offset` in segment `seg`; an access reaching past the
+ * segment's limit raises #SS for SS and #GP for the others (SDM Vol. 3A §20.1.1, Vol. 2 "Real-Address Mode
+ * Exceptions").
+ */
+function segAddr(seg: number, offset: number, size: number): number {
+  if (offset + size - 1 > segLimitOf(seg)) raise(seg === SEG_SS ? 12 : 13);
+  return segBaseOf(seg) + offset;
+}
+
 /** A real-mode load of segment register `i` (0–5): the selector, and base = selector × 16. */
 function loadSeg(i: number, selector: number): void {
   const s = S;
   const sel = selector & 0xffff;
   const base = sel << 4;
   switch (i) {
-    case SEG_ES: s.esSelector = sel; s.esBase = base; return;
-    case SEG_CS: s.csSelector = sel; s.csBase = base; return;
-    case SEG_SS: s.ssSelector = sel; s.ssBase = base; return;
-    case SEG_DS: s.dsSelector = sel; s.dsBase = base; return;
-    case SEG_FS: s.fsSelector = sel; s.fsBase = base; return;
-    default: s.gsSelector = sel; s.gsBase = base; return;
+    case SEG_ES: s.esSelector = sel; s.esBase = base; s.esBaseHigh = 0; return;
+    case SEG_CS: s.csSelector = sel; s.csBase = base; s.csBaseHigh = 0; return;
+    case SEG_SS: s.ssSelector = sel; s.ssBase = base; s.ssBaseHigh = 0; return;
+    case SEG_DS: s.dsSelector = sel; s.dsBase = base; s.dsBaseHigh = 0; return;
+    case SEG_FS: s.fsSelector = sel; s.fsBase = base; s.fsBaseHigh = 0; return;
+    default: s.gsSelector = sel; s.gsBase = base; s.gsBaseHigh = 0; return;
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Effective addresses (SDM Vol. 2A §2.1.5, Tables 2-1 and 2-2). Real mode: linear = segment base + offset.
 
-/** Decodes the memory operand of ModRM byte `m` (mod ≠ 3), fetching SIB/displacement; returns the linear address. */
-function rmAddr(m: number): number {
-  if (a32) return rmAddr32(m);
+/**
+ * Decodes the memory operand of ModRM byte `m` (mod ≠ 3), fetching SIB/displacement; returns the linear
+ * address of a `size`-byte access there (0: no access, as `lea`), after the segment-limit check.
+ */
+function rmAddr(m: number, size: number): number {
+  if (a32) return rmAddr32(m, size);
   const s = S;
   const mod = m >> 6;
   let ea: number;
   let stack = false;
   switch (m & 7) {
-    case 0: ea = (s.rbx & 0xffff) + (s.rsi & 0xffff); break;
-    case 1: ea = (s.rbx & 0xffff) + (s.rdi & 0xffff); break;
-    case 2: ea = (s.rbp & 0xffff) + (s.rsi & 0xffff); stack = true; break;
-    case 3: ea = (s.rbp & 0xffff) + (s.rdi & 0xffff); stack = true; break;
-    case 4: ea = s.rsi & 0xffff; break;
-    case 5: ea = s.rdi & 0xffff; break;
+    case 0: ea = (s.ebx & 0xffff) + (s.esi & 0xffff); break;
+    case 1: ea = (s.ebx & 0xffff) + (s.edi & 0xffff); break;
+    case 2: ea = (s.ebp & 0xffff) + (s.esi & 0xffff); stack = true; break;
+    case 3: ea = (s.ebp & 0xffff) + (s.edi & 0xffff); stack = true; break;
+    case 4: ea = s.esi & 0xffff; break;
+    case 5: ea = s.edi & 0xffff; break;
     case 6:
-      if (mod === 0) return segBase(false) + (eaOff = fetch16());
-      ea = s.rbp & 0xffff;
+      if (mod === 0) return operandAddr(false, (eaOff = fetch16()), size);
+      ea = s.ebp & 0xffff;
       stack = true;
       break;
-    default: ea = s.rbx & 0xffff; break;
+    default: ea = s.ebx & 0xffff; break;
   }
   if (mod === 1) ea += sext8(fetch8());
   else if (mod === 2) ea += fetch16();
   eaOff = ea & 0xffff;
-  return segBase(stack) + eaOff;
+  return operandAddr(stack, eaOff, size);
 }
 
-function rmAddr32(m: number): number {
+function rmAddr32(m: number, size: number): number {
   const mod = m >> 6;
   const rm = m & 7;
   let ea: number;
@@ -424,12 +480,20 @@ function rmAddr32(m: number): number {
   if (mod === 1) ea += sext8(fetch8());
   else if (mod === 2) ea += fetch32();
   eaOff = ea >>> 0;
-  return segBase(stack) + eaOff;
+  return operandAddr(stack, eaOff, size);
 }
 
-function segBase(stack: boolean): number {
-  if (ovr >= 0) return segBaseOf(ovr);
-  return stack ? S.ssBase : S.dsBase;
+/** The segment of a memory operand: the override, else SS for BP/SP-based addresses, else DS. */
+function operandSeg(stack: boolean): number {
+  if (ovr >= 0) return ovr;
+  return stack ? SEG_SS : SEG_DS;
+}
+
+function operandAddr(stack: boolean, offset: number, size: number): number {
+  const seg = operandSeg(stack);
+  eaSeg = seg;
+  if (size === 0) return segBaseOf(seg) + offset;
+  return segAddr(seg, offset, size);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -492,8 +556,31 @@ function rdSlow(lin: number, len: number): number {
     }
   }
   if (mapped === len) return v;
-  if (mapped !== 0) fail('memory access straddles RAM and MMIO');
-  return mmioRead(lin, len);
+  if (mapped === 0) return mmioRead(lin, len);
+  return straddleRead(lin, len);
+}
+
+/**
+ * A read that is part RAM, part not (it crosses the page boundary between a memslot and a hole): the RAM
+ * bytes are read, and only the other page's part is an MMIO read exit — Linux's emulator splits an access
+ * at the page boundary and exits for the fragment that is not RAM (`emulator_read_write`), which a real
+ * /dev/kvm shows (fixtures/real-kvm.json, `mmio-straddle-*`).
+ */
+function straddleRead(lin: number, len: number): number {
+  const headRam = byteAt(lin) >= 0;
+  let k = 1;
+  while (k < len && (byteAt(lin + k) >= 0) === headRam) k++;
+  const mmioAt = headRam ? lin + k : lin;
+  const mmioLen = headRam ? len - k : k;
+  const mv = mmioRead(mmioAt, mmioLen);
+  if (mv < 0) return -1;
+  let v = 0;
+  for (let i = len - 1; i >= 0; i--) {
+    const a = lin + i;
+    const b = a >= mmioAt && a < mmioAt + mmioLen ? Math.floor(mv / 2 ** (8 * (a - mmioAt))) & 0xff : byteAt(a);
+    v = v * 256 + b;
+  }
+  return v;
 }
 
 /** Returns the cached value of a completed MMIO read, or prepares an MMIO read exit and returns -1. */
@@ -561,29 +648,27 @@ function wrSlow(lin: number, v: number, len: number): void {
         return;
       }
     }
-    let writable = 0;
-    for (let i = 0; i < len; i++) {
-      const s = M.lookup!(lin + i);
-      if (s !== undefined && !s.readonly) writable++;
-    }
-    if (writable === len) {
-      for (let i = 0; i < len; i++) {
-        const s = M.lookup!(lin + i)!;
-        s.bytes[lin + i - s.base] = v >> (8 * i);
-      }
-      return;
-    }
-    if (writable !== 0) fail('memory access straddles RAM and MMIO');
-    mmioWrite(lin, v, len);
-    return;
   }
-  if (!M.write8(lin, v & 0xff)) {
-    mmioWrite(lin, v, len);
-    return;
+  // Byte by byte: the RAM part is written; the part that is not RAM (one page's fragment) becomes the MMIO
+  // write exit, as Linux's emulator splits the access at the page boundary.
+  let mmioAt = -1;
+  let mmioLen = 0;
+  for (let i = 0; i < len; i++) {
+    if (writeByte(lin + i, (v >>> (8 * i)) & 0xff)) continue;
+    if (mmioAt < 0) mmioAt = lin + i;
+    mmioLen++;
   }
-  for (let i = 1; i < len; i++) {
-    if (!M.write8(lin + i, (v >> (8 * i)) & 0xff)) fail('memory access straddles RAM and MMIO');
-  }
+  if (mmioLen === 0) return;
+  const shift = mmioAt - lin;
+  mmioWrite(mmioAt, Math.floor(v / 2 ** (8 * shift)), mmioLen);
+}
+
+function writeByte(gpa: number, b: number): boolean {
+  if (!hasLookup) return M.write8(gpa, b);
+  const slot = M.lookup!(gpa);
+  if (slot === undefined || slot.readonly) return false;
+  slot.bytes[gpa - slot.base] = b;
+  return true;
 }
 
 function mmioWrite(gpa: number, v: number, len: number): void {
@@ -603,7 +688,7 @@ function mmioWrite(gpa: number, v: number, len: number): void {
 
 function readRm8(m: number): number {
   if (m >= 0xc0) return getR8(m & 7);
-  eaLin = rmAddr(m);
+  eaLin = rmAddr(m, 1);
   return rd8(eaLin);
 }
 
@@ -614,7 +699,7 @@ function writeRm8(m: number, v: number): void {
 
 function readRmV(m: number): number {
   if (m >= 0xc0) return getRv(m & 7);
-  eaLin = rmAddr(m);
+  eaLin = rmAddr(m, o32 ? 4 : 2);
   return o32 ? rd32(eaLin) : rd16(eaLin);
 }
 
@@ -631,8 +716,8 @@ function writeRmV(m: number, v: number): void {
 function add(a: number, b: number, carry: number, mask: number, sign: number): number {
   const r = a + b + carry;
   const res = (r & mask) >>> 0;
-  S.rflags =
-    (S.rflags & ~STATUS) |
+  S.eflags =
+    (S.eflags & ~STATUS) |
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
@@ -646,8 +731,8 @@ function add(a: number, b: number, carry: number, mask: number, sign: number): n
 function sub(a: number, b: number, borrow: number, mask: number, sign: number): number {
   const r = a - b - borrow;
   const res = (r & mask) >>> 0;
-  S.rflags =
-    (S.rflags & ~STATUS) |
+  S.eflags =
+    (S.eflags & ~STATUS) |
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
@@ -663,16 +748,16 @@ function sub(a: number, b: number, borrow: number, mask: number, sign: number): 
  */
 function logic(r: number, mask: number, sign: number): number {
   const res = (r & mask) >>> 0;
-  S.rflags =
-    (S.rflags & ~STATUS) | PARITY[res & 0xff]! | (res === 0 ? ZF : 0) | ((res & sign) !== 0 ? SF : 0);
+  S.eflags =
+    (S.eflags & ~STATUS) | PARITY[res & 0xff]! | (res === 0 ? ZF : 0) | ((res & sign) !== 0 ? SF : 0);
   return res;
 }
 
 /** INC: like ADD 1, but CF is not affected. */
 function inc(a: number, mask: number, sign: number): number {
   const res = ((a + 1) & mask) >>> 0;
-  S.rflags =
-    (S.rflags & ~(STATUS & ~CF)) |
+  S.eflags =
+    (S.eflags & ~(STATUS & ~CF)) |
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
@@ -684,8 +769,8 @@ function inc(a: number, mask: number, sign: number): number {
 /** DEC: like SUB 1, but CF is not affected. */
 function dec(a: number, mask: number, sign: number): number {
   const res = ((a - 1) & mask) >>> 0;
-  S.rflags =
-    (S.rflags & ~(STATUS & ~CF)) |
+  S.eflags =
+    (S.eflags & ~(STATUS & ~CF)) |
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
@@ -699,8 +784,8 @@ function alu(op: number, a: number, b: number, mask: number, sign: number): numb
   switch (op) {
     case 0: return add(a, b, 0, mask, sign);
     case 1: return logic(a | b, mask, sign);
-    case 2: return add(a, b, S.rflags & CF, mask, sign);
-    case 3: return sub(a, b, S.rflags & CF, mask, sign);
+    case 2: return add(a, b, S.eflags & CF, mask, sign);
+    case 3: return sub(a, b, S.eflags & CF, mask, sign);
     case 4: return logic(a & b, mask, sign);
     case 6: return logic(a ^ b, mask, sign);
     default: return sub(a, b, 0, mask, sign); // 5 SUB, 7 CMP
@@ -709,7 +794,7 @@ function alu(op: number, a: number, b: number, mask: number, sign: number): numb
 
 /** The condition of Jcc/SETcc with condition code `cc` (SDM Vol. 2 Appendix B.1.4.7, Table B-1). */
 function cond(cc: number): boolean {
-  const f = S.rflags;
+  const f = S.eflags;
   let r: boolean;
   switch (cc >> 1) {
     case 0: r = (f & OF) !== 0; break; // O
@@ -744,7 +829,7 @@ function shift(op: number, v: number, count: number, bits: number): number {
       res = c === 0 ? v : (((v << c) | (v >>> (bits - c))) & mask) >>> 0;
       cf = res & 1;
       of = ((res & sign) !== 0) !== (cf !== 0);
-      s.rflags = (s.rflags & ~(CF | OF)) | cf | (of ? OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | cf | (of ? OF : 0);
       return res;
     }
     case 1: { // ROR
@@ -752,33 +837,33 @@ function shift(op: number, v: number, count: number, bits: number): number {
       res = c === 0 ? v : (((v >>> c) | (v << (bits - c))) & mask) >>> 0;
       cf = (res & sign) !== 0 ? 1 : 0;
       of = ((res & sign) !== 0) !== ((res & (sign >>> 1)) !== 0);
-      s.rflags = (s.rflags & ~(CF | OF)) | cf | (of ? OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | cf | (of ? OF : 0);
       return res;
     }
     case 2: { // RCL
       const c = bits === 32 ? count : count % (bits + 1);
       res = v;
-      cf = s.rflags & CF;
+      cf = s.eflags & CF;
       for (let i = 0; i < c; i++) {
         const out = (res & sign) !== 0 ? 1 : 0;
         res = (((res << 1) | cf) & mask) >>> 0;
         cf = out;
       }
       of = ((res & sign) !== 0) !== (cf !== 0);
-      s.rflags = (s.rflags & ~(CF | OF)) | cf | (of ? OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | cf | (of ? OF : 0);
       return res;
     }
     case 3: { // RCR
       const c = bits === 32 ? count : count % (bits + 1);
       res = v;
-      cf = s.rflags & CF;
+      cf = s.eflags & CF;
       of = ((v & sign) !== 0) !== (cf !== 0);
       for (let i = 0; i < c; i++) {
         const out = res & 1;
         res = ((res >>> 1) | (cf !== 0 ? sign : 0)) >>> 0;
         cf = out;
       }
-      s.rflags = (s.rflags & ~(CF | OF)) | cf | (of ? OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | cf | (of ? OF : 0);
       return res;
     }
     case 5: // SHR
@@ -799,8 +884,8 @@ function shift(op: number, v: number, count: number, bits: number): number {
       of = ((res & sign) !== 0) !== (cf !== 0);
       break;
   }
-  s.rflags =
-    (s.rflags & ~STATUS) |
+  s.eflags =
+    (s.eflags & ~STATUS) |
     PARITY[res & 0xff]! |
     (res === 0 ? ZF : 0) |
     ((res & sign) !== 0 ? SF : 0) |
@@ -814,15 +899,17 @@ function shift(op: number, v: number, count: number, bits: number): number {
 
 function push16(v: number): void {
   const s = S;
-  const sp = ((s.rsp & 0xffff) - 2) & 0xffff;
-  s.rsp = s.rsp - (s.rsp & 0xffff) + sp;
+  const sp = ((s.esp & 0xffff) - 2) & 0xffff;
+  if (sp + 1 > s.ssLimit) raise(12);
+  s.esp = s.esp - (s.esp & 0xffff) + sp;
   wr16(s.ssBase + sp, v & 0xffff);
 }
 
 function push32(v: number): void {
   const s = S;
-  const sp = ((s.rsp & 0xffff) - 4) & 0xffff;
-  s.rsp = s.rsp - (s.rsp & 0xffff) + sp;
+  const sp = ((s.esp & 0xffff) - 4) & 0xffff;
+  if (sp + 3 > s.ssLimit) raise(12);
+  s.esp = s.esp - (s.esp & 0xffff) + sp;
   wr32(s.ssBase + sp, v);
 }
 
@@ -834,12 +921,16 @@ function pushV(v: number): void {
 /** Reads the stack `offset` bytes above SP without popping; -1 when an MMIO read must exit first. */
 function peek16(offset: number): number {
   const s = S;
-  return rd16(s.ssBase + (((s.rsp & 0xffff) + offset) & 0xffff));
+  const o = ((s.esp & 0xffff) + offset) & 0xffff;
+  if (o + 1 > s.ssLimit) raise(12);
+  return rd16(s.ssBase + o);
 }
 
 function peek32(offset: number): number {
   const s = S;
-  return rd32(s.ssBase + (((s.rsp & 0xffff) + offset) & 0xffff));
+  const o = ((s.esp & 0xffff) + offset) & 0xffff;
+  if (o + 3 > s.ssLimit) raise(12);
+  return rd32(s.ssBase + o);
 }
 
 function peekV(offset: number): number {
@@ -848,7 +939,7 @@ function peekV(offset: number): number {
 
 function addSp(n: number): void {
   const s = S;
-  s.rsp = s.rsp - (s.rsp & 0xffff) + (((s.rsp & 0xffff) + n) & 0xffff);
+  s.esp = s.esp - (s.esp & 0xffff) + (((s.esp & 0xffff) + n) & 0xffff);
 }
 
 /** A near branch target: truncated to 16 bits with a 16-bit operand size (SDM Vol. 2A, JMP/Jcc/CALL). */
@@ -866,37 +957,77 @@ function far(selector: number, offset: number): void {
 /** POPF/IRET in real mode (SDM Vol. 2B, POPF: CPL 0, all flags writable; VM/VIF/VIP/RF kept for 32-bit). */
 function loadFlags(v: number, size32: boolean): void {
   const s = S;
-  if (size32) s.rflags = (v & 0x257fd5) | (s.rflags & 0x1a0000) | X86_EFLAGS_FIXED;
-  else s.rflags = (s.rflags & ~0xffff) | (v & 0x7fd5) | X86_EFLAGS_FIXED;
+  if (size32) s.eflags = (v & 0x257fd5) | (s.eflags & 0x1a0000) | X86_EFLAGS_FIXED;
+  else s.eflags = (s.eflags & ~0xffff) | (v & 0x7fd5) | X86_EFLAGS_FIXED;
 }
 
 const DELIVERED = 0;
 const ABANDONED = 1;
+/** {@link ivtDeliver} result: delivering raised exception `FAULTED + vector`. */
+const FAULTED = 0x100;
+
+/** #DE, #TS, #NP, #SS, #GP: the "contributory" exceptions of SDM Vol. 3A Table 6-4 (real mode has no #PF). */
+function contributory(vector: number): boolean {
+  return vector === 0 || vector === 10 || vector === 11 || vector === 12 || vector === 13;
+}
 
 /**
- * Real-mode interrupt or exception delivery (SDM Vol. 3A §20.1.4): read CS:IP from the IVT entry at
- * IDTR.base + 4·vector, push FLAGS, CS, IP, clear IF, TF and AC. An entry beyond IDTR.limit would raise
- * #GP, then #DF, then triple-fault: the model exits with shutdown straight away.
+ * One real-mode delivery through the IVT (SDM Vol. 2A "INT n" pseudo-code, real-address mode; Vol. 3A
+ * §20.1.4): the entry `vector·4 … vector·4 + 3` must lie within IDTR.limit (else #GP) and the three pushes
+ * within SS's limit (else #SS); then FLAGS, CS, IP are pushed, IF, TF and AC cleared, CS:IP loaded from
+ * the entry. Returns DELIVERED, ABANDONED (an MMIO read of the IVT must exit first), or FAULTED + the vector
+ * that delivery raised (nothing changed).
  */
-function interrupt(vector: number, returnIp: number): number {
+function ivtDeliver(vector: number, returnIp: number): number {
   const s = S;
-  if (vector * 4 + 3 > s.idtLimit) {
-    exitKind = GuestExitReason.Shutdown;
-    return ABANDONED;
-  }
+  if (vector * 4 + 3 > s.idtLimit) return FAULTED + 13;
+  const sp = s.esp & 0xffff;
+  for (let k = 2; k <= 6; k += 2) if (((sp - k) & 0xffff) + 1 > s.ssLimit) return FAULTED + 12;
   const entry = s.idtBase + vector * 4;
   const offset = rd16(entry);
   if (offset < 0) return ABANDONED;
   const selector = rd16(entry + 2);
   if (selector < 0) return ABANDONED;
-  push16(s.rflags);
-  s.rflags &= ~(X86_EFLAGS_IF | X86_EFLAGS_TF | X86_EFLAGS_AC);
+  push16(s.eflags);
+  s.eflags &= ~(X86_EFLAGS_IF | X86_EFLAGS_TF | X86_EFLAGS_AC);
   push16(s.csSelector);
   push16(returnIp);
   loadSeg(SEG_CS, selector);
   csBase = s.csBase;
+  csLim = s.csLimit;
   ip = offset;
+  s.ripHigh = 0;
+  s.halted = false;
   return DELIVERED;
+}
+
+/**
+ * Delivers `vector` (an exception, `int n`, or an external interrupt) through the IVT, with `returnIp`
+ * pushed. An exception raised by the delivery is delivered next with `faultIp` (the instruction that was
+ * being started), serially or — for two contributory exceptions — as a double fault (#DF, vector 8); a
+ * fault while delivering #DF is a triple fault, which KVM reports as `KVM_EXIT_SHUTDOWN` (SDM Vol. 3A
+ * §6.15 "Interrupt 8", Table 6-5). Returns DELIVERED, or ABANDONED with `exitKind` set when the run must
+ * stop (shutdown, or an MMIO read of the IVT).
+ */
+function deliver(vector: number, returnIp: number, faultIp: number): number {
+  let v = vector;
+  let back = returnIp;
+  for (;;) {
+    const r = ivtDeliver(v, back);
+    if (r < FAULTED) return r;
+    const nested = r - FAULTED;
+    if (v === 8) {
+      exitKind = GuestExitReason.Shutdown;
+      return ABANDONED;
+    }
+    v = contributory(v) && contributory(nested) ? 8 : nested;
+    back = faultIp;
+  }
+}
+
+/** `int n`/`int3`/`into` and divide errors reached from inside an instruction. */
+function interrupt(vector: number, returnIp: number): number {
+  return deliver(vector, returnIp, S.eip);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -911,7 +1042,7 @@ function pio(direction: number, size: number, port: number, start: number): void
   x.ioCount = 1;
   const d = x.data;
   if (direction === GuestIoDirection.Out) {
-    const v = s.rax;
+    const v = s.eax;
     d[0] = v;
     d[1] = size > 1 ? v >> 8 : 0;
     d[2] = size > 2 ? v >> 16 : 0;
@@ -939,7 +1070,7 @@ function pio(direction: number, size: number, port: number, start: number): void
 // Completions (the `complete_userspace_io` callbacks run at the start of the next KVM_RUN).
 
 function linearRip(state: GuestCpuState): number {
-  return (state.csBase + state.rip) >>> 0;
+  return (state.csBase + state.eip) >>> 0;
 }
 
 function littleEndian(bytes: Uint8Array, len: number): number {
@@ -960,10 +1091,13 @@ export function completeIn(state: GuestCpuState, data: Uint8Array): boolean {
   if (linearRip(state) !== state.pendingLinearRip) return false;
   const size = state.pendingSize;
   const v = littleEndian(data, size);
-  if (size === 1) state.rax = state.rax - (state.rax & 0xff) + v;
-  else if (size === 2) state.rax = state.rax - (state.rax & 0xffff) + v;
-  else state.rax = v;
-  state.rip = state.pendingNextRip;
+  if (size === 1) state.eax = state.eax - (state.eax & 0xff) + v;
+  else if (size === 2) state.eax = state.eax - (state.eax & 0xffff) + v;
+  else {
+    state.eax = v;
+    state.raxHigh = 0;
+  }
+  state.eip = state.pendingNextRip;
   return true;
 }
 
@@ -975,7 +1109,7 @@ export function completeOut(state: GuestCpuState): boolean {
   if (state.pending !== GuestPending.PioOut) return false;
   state.pending = GuestPending.None;
   if (linearRip(state) !== state.pendingLinearRip) return false;
-  state.rip = state.pendingNextRip;
+  state.eip = state.pendingNextRip;
   return true;
 }
 
@@ -1033,6 +1167,8 @@ export function completePending(state: GuestCpuState, data: Uint8Array): void {
  * @param budget Maximum number of instructions to complete (≥ 0).
  * @param exit Caller-owned exit record, reused across runs.
  * @param quirkMask KVM quirks in effect (`KVM_X86_QUIRK_*` bits); default {@link GUEST_DEFAULT_QUIRKS}.
+ * @param platform The vCPU's CPUID table, MSRs and TSC (for `cpuid`, `rdmsr`/`wrmsr`, `rdtsc`); default: a
+ *   platform with none ({@link defaultGuestPlatform}, shared by every run that passes none).
  */
 export function runGuest(
   state: GuestCpuState,
@@ -1040,6 +1176,7 @@ export function runGuest(
   budget: number,
   exit: GuestExit,
   quirkMask: number = GUEST_DEFAULT_QUIRKS,
+  platform: GuestPlatform = DEFAULT_PLATFORM,
 ): GuestExitReasonValue {
   if (running) throw new UsageError('ERR_INVALID_STATE', 'runGuest: runs cannot nest (called from a GuestMemory callback?)');
   running = true;
@@ -1048,22 +1185,27 @@ export function runGuest(
   if (S !== state) S = state;
   if (M !== memory) M = memory;
   if (X !== exit) X = exit;
+  if (P !== platform) P = platform;
   hasLookup = memory.lookup !== undefined;
   quirks = quirkMask;
   // Invalidate the slot caches (memslots may have changed since the last run) without touching pointers.
   cBase = cEnd = dBase = dEnd = wBase = wEnd = 0;
-  o32 = a32 = false;
+  o32 = a32 = lock = false;
   ovr = -1;
   rep = 0;
   prefixDirty = false;
   exitKind = 0;
+  shadowSet = 0;
+  enteredProtectedMode = false;
   exit.executed = 0;
+  state.halted = false; // a vCPU that runs is not halted (KVM_RUN after a KVM_EXIT_HLT continues past the hlt)
   let reason: number;
   try {
-    if (state.pending !== GuestPending.None) completePending(state, exit.data);
+    if (state.pending === GuestPending.PioInString) completeInString();
+    else if (state.pending !== GuestPending.None) completePending(state, exit.data);
     if (hasLookup) {
       // Prime the code-slot cache so the first instruction can already take the fast path.
-      const slot = memory.lookup!(state.csBase + state.rip);
+      const slot = memory.lookup!(state.csBase + state.eip);
       if (slot !== undefined) {
         if (cBytes !== slot.bytes) cBytes = slot.bytes;
         cBase = slot.base;
@@ -1079,7 +1221,35 @@ export function runGuest(
       left--;
       if (!(reason === GuestExitReason.Mmio && exit.mmioIsWrite === 0)) state.mmioCacheCount = 0;
     }
-    if (reason === 0) reason = execute(left);
+    if (reason === 0 && left > 0 && state.ripHigh !== 0) {
+      // RIP above 4 GiB is past any real-mode CS limit: the first fetch raises #GP (IP pushed: its low 16 bits).
+      csBase = state.csBase;
+      csLim = state.csLimit;
+      ip = state.eip;
+      if (deliver(13, state.eip, state.eip) === DELIVERED) state.eip = ip;
+      else reason = exitKind;
+    }
+    // The interrupt shadow covers exactly one instruction: that one runs alone, then the shadow ends.
+    while (reason === 0 && left > 0) {
+      const before = exit.executed;
+      const inShadow = state.interruptShadow !== 0;
+      reason = execute(inShadow ? 1 : left);
+      const ran = exit.executed - before;
+      left -= ran;
+      if (inShadow && ran > 0) state.interruptShadow = 0;
+      if (shadowSet !== 0) {
+        state.interruptShadow = shadowSet;
+        shadowSet = 0;
+      } else if (!inShadow) break;
+    }
+    if (enteredProtectedMode) {
+      enteredProtectedMode = false;
+      reason = GuestExitReason.InternalError;
+      exit.suberror = GUEST_INTERNAL_ERROR_EMULATION;
+      exit.flags = 0;
+      exit.insnSize = 0;
+      exit.detail = 'protected mode is not modelled (CR0.PE=1)';
+    }
     if (reason === 0) reason = GuestExitReason.Budget;
   } catch (e) {
     if (e !== EMULATION_FAILED) throw e;
@@ -1098,7 +1268,7 @@ export function runGuest(
  * padded to 15 with 0x90.
  */
 function emulationFailure(state: GuestCpuState, exit: GuestExit): void {
-  const start = state.rip;
+  const start = state.eip;
   let n = Math.min(Math.max(ip - start, 0), GUEST_MAX_INSN_BYTES);
   exit.insnBytes.fill(0x90);
   const base = state.csBase;
@@ -1120,7 +1290,7 @@ function emulationFailure(state: GuestCpuState, exit: GuestExit): void {
 
 function readPrefixes(op: number): number {
   const s = S;
-  o32 = a32 = false;
+  o32 = a32 = lock = false;
   ovr = -1;
   rep = 0;
   prefixDirty = true;
@@ -1134,12 +1304,12 @@ function readPrefixes(op: number): number {
       case 0x65: ovr = SEG_GS; break;
       case 0x66: o32 = true; break;
       case 0x67: a32 = true; break;
-      case 0xf0: break; // LOCK: a single interpreter thread is atomic anyway.
+      case 0xf0: lock = true; break; // checked once the opcode is known (lockable)
       case 0xf2: rep = 2; break;
       case 0xf3: rep = 3; break;
       default: return op;
     }
-    if (ip - s.rip >= GUEST_MAX_INSN_BYTES) fail('instruction longer than 15 bytes');
+    if (ip - s.eip >= GUEST_MAX_INSN_BYTES) fail('instruction longer than 15 bytes');
     op = fetch8();
   }
 }
@@ -1162,7 +1332,7 @@ function fastLo(s: GuestCpuState): number {
 /** Last CS offset of the fast-path window (see {@link fastLo}). */
 function fastHi(s: GuestCpuState): number {
   const lo = cBase - s.csBase;
-  const hi = cEnd - s.csBase - 16;
+  const hi = Math.min(cEnd - s.csBase - 16, s.csLimit - 15); // the whole instruction within the CS limit too
   return lo >= -0x3fffffff && hi <= 0x3fffffff && lo <= hi ? hi | 0 : 0;
 }
 
@@ -1184,7 +1354,7 @@ function execute(limit: number): number {
   let b = cBytes;
   let lo = fastLo(s);
   let hi = fastHi(s);
-  let rip = s.rip;
+  let rip = s.eip;
   loop: while (n < limit) {
     const start = rip;
     if (start >= lo && start <= hi) {
@@ -1198,8 +1368,8 @@ function execute(limit: number): number {
           const v = getR16(op & 7);
           const res = (v + 1) & 0xffff;
           setR16(op & 7, res);
-          s.rflags =
-            (s.rflags & ~(STATUS & ~CF)) |
+          s.eflags =
+            (s.eflags & ~(STATUS & ~CF)) |
             PARITY[res & 0xff]! |
             (res === 0 ? ZF : 0) |
             ((res >> 8) & SF) |
@@ -1213,8 +1383,8 @@ function execute(limit: number): number {
           const v = getR16(op & 7);
           const res = (v - 1) & 0xffff;
           setR16(op & 7, res);
-          s.rflags =
-            (s.rflags & ~(STATUS & ~CF)) |
+          s.eflags =
+            (s.eflags & ~(STATUS & ~CF)) |
             PARITY[res & 0xff]! |
             (res === 0 ? ZF : 0) |
             ((res >> 8) & SF) |
@@ -1248,13 +1418,13 @@ function execute(limit: number): number {
           n++;
           continue loop;
         case 0x04: { // ADD AL, imm8
-          const a = s.rax & 0xff;
+          const a = s.eax & 0xff;
           const c = b[o + 1]!;
           const r = a + c;
           const res = r & 0xff;
-          s.rax = s.rax - a + res;
-          s.rflags =
-            (s.rflags & ~STATUS) |
+          s.eax = s.eax - a + res;
+          s.eflags =
+            (s.eflags & ~STATUS) |
             PARITY[res]! |
             (res === 0 ? ZF : 0) |
             (res & SF) |
@@ -1266,13 +1436,13 @@ function execute(limit: number): number {
           continue loop;
         }
         case 0x2c: case 0x3c: { // SUB / CMP AL, imm8
-          const a = s.rax & 0xff;
+          const a = s.eax & 0xff;
           const c = b[o + 1]!;
           const r = a - c;
           const res = r & 0xff;
-          if (op === 0x2c) s.rax = s.rax - a + res;
-          s.rflags =
-            (s.rflags & ~STATUS) |
+          if (op === 0x2c) s.eax = s.eax - a + res;
+          s.eflags =
+            (s.eflags & ~STATUS) |
             PARITY[res]! |
             (res === 0 ? ZF : 0) |
             (res & SF) |
@@ -1284,20 +1454,20 @@ function execute(limit: number): number {
           continue loop;
         }
         case 0x0c: case 0x14: case 0x1c: case 0x24: case 0x34: {
-          const r = alu(op >> 3, s.rax & 0xff, b[o + 1]!, 0xff, 0x80);
-          s.rax = s.rax - (s.rax & 0xff) + r;
+          const r = alu(op >> 3, s.eax & 0xff, b[o + 1]!, 0xff, 0x80);
+          s.eax = s.eax - (s.eax & 0xff) + r;
           rip = start + 2;
           n++;
           continue loop;
         }
         case 0x05: { // ADD AX, imm16
-          const a = s.rax & 0xffff;
+          const a = s.eax & 0xffff;
           const c = b[o + 1]! | (b[o + 2]! << 8);
           const r = a + c;
           const res = r & 0xffff;
-          s.rax = s.rax - a + res;
-          s.rflags =
-            (s.rflags & ~STATUS) |
+          s.eax = s.eax - a + res;
+          s.eflags =
+            (s.eflags & ~STATUS) |
             PARITY[res & 0xff]! |
             (res === 0 ? ZF : 0) |
             ((res >> 8) & SF) |
@@ -1309,13 +1479,13 @@ function execute(limit: number): number {
           continue loop;
         }
         case 0x2d: case 0x3d: { // SUB / CMP AX, imm16
-          const a = s.rax & 0xffff;
+          const a = s.eax & 0xffff;
           const c = b[o + 1]! | (b[o + 2]! << 8);
           const r = a - c;
           const res = r & 0xffff;
-          if (op === 0x2d) s.rax = s.rax - a + res;
-          s.rflags =
-            (s.rflags & ~STATUS) |
+          if (op === 0x2d) s.eax = s.eax - a + res;
+          s.eflags =
+            (s.eflags & ~STATUS) |
             PARITY[res & 0xff]! |
             (res === 0 ? ZF : 0) |
             ((res >> 8) & SF) |
@@ -1327,8 +1497,8 @@ function execute(limit: number): number {
           continue loop;
         }
         case 0x0d: case 0x15: case 0x1d: case 0x25: case 0x35: {
-          const r = alu(op >> 3, s.rax & 0xffff, b[o + 1]! | (b[o + 2]! << 8), 0xffff, 0x8000);
-          s.rax = s.rax - (s.rax & 0xffff) + r;
+          const r = alu(op >> 3, s.eax & 0xffff, b[o + 1]! | (b[o + 2]! << 8), 0xffff, 0x8000);
+          s.eax = s.eax - (s.eax & 0xffff) + r;
           rip = start + 3;
           n++;
           continue loop;
@@ -1392,12 +1562,13 @@ function execute(limit: number): number {
         case 0xee: case 0xec: // OUT DX, AL / IN AL, DX
           csBase = s.csBase;
           ip = start + 1;
-          pio(op === 0xee ? GuestIoDirection.Out : GuestIoDirection.In, 1, s.rdx & 0xffff, start);
+          pio(op === 0xee ? GuestIoDirection.Out : GuestIoDirection.In, 1, s.edx & 0xffff, start);
           rip = ip;
           n++;
           break loop;
         case 0xf4: // HLT
           exitKind = GuestExitReason.Hlt;
+          s.halted = true;
           rip = start + 1;
           n++;
           break loop;
@@ -1405,25 +1576,74 @@ function execute(limit: number): number {
           break;
       }
     }
-    s.rip = start;
+    s.eip = start;
     let done: boolean;
     try {
       done = step(start) === STEP_DONE;
     } catch (e) {
-      X.executed += n; // the instructions before the failing one did complete
-      throw e;
+      if (e !== FAULT) {
+        X.executed += n; // the instructions before the failing one did complete
+        throw e;
+      }
+      done = faulted(start);
     }
-    rip = s.rip;
+    rip = s.eip;
     if (!done) break;
     n++;
-    if (exitKind !== 0) break;
+    if (exitKind !== 0 || shadowSet !== 0 || enteredProtectedMode) break;
     b = cBytes;
     lo = fastLo(s);
     hi = fastHi(s);
   }
-  s.rip = rip;
+  s.eip = rip;
   X.executed += n;
   return exitKind;
+}
+
+/**
+ * Whether a LOCK prefix is allowed on opcode `op` (whose ModRM, and for 0F its second byte, follow at `ip`):
+ * only the read-modify-write forms with a memory destination — ADD ADC AND BTC BTR BTS CMPXCHG CMPXCHG8B DEC
+ * INC NEG NOT OR SBB SUB XADD XCHG XOR (SDM Vol. 2A, LOCK). Anything else with LOCK raises #UD.
+ */
+function lockable(op: number): boolean {
+  const save = ip;
+  let ok = false;
+  if (op === 0x0f) {
+    const op2 = fetch8();
+    const m = fetch8();
+    const r = (m >> 3) & 7;
+    ok =
+      m < 0xc0 &&
+      (op2 === 0xab || op2 === 0xb3 || op2 === 0xbb || op2 === 0xb0 || op2 === 0xb1 || op2 === 0xc0 || op2 === 0xc1 ||
+        (op2 === 0xba && r >= 5) || (op2 === 0xc7 && r === 1));
+  } else if (op < 0x40 ? (op & 6) === 0 && op < 0x38 : (op >= 0x80 && op <= 0x87) || op === 0xf6 || op === 0xf7 || op === 0xfe || op === 0xff) {
+    const m = fetch8();
+    const r = (m >> 3) & 7;
+    if (m < 0xc0) {
+      if (op < 0x40) ok = true;
+      else if (op <= 0x83) ok = r !== 7;
+      else if (op === 0x86 || op === 0x87) ok = true;
+      else if (op === 0xf6 || op === 0xf7) ok = r === 2 || r === 3;
+      else if (op >= 0xfe) ok = r <= 1;
+    }
+  }
+  ip = save;
+  return ok;
+}
+
+/**
+ * The instruction at `start` raised exception {@link faultVector}: nothing it did is kept (an MMIO write it
+ * prepared is not made), and the exception is delivered through the IVT with IP = `start` (a fault).
+ * Returns false when the delivery stops the run (shutdown, or an MMIO read of the IVT).
+ */
+function faulted(start: number): boolean {
+  exitKind = 0;
+  shadowSet = 0;
+  enteredProtectedMode = false;
+  S.pending = GuestPending.None;
+  if (deliver(faultVector, start, start) !== DELIVERED) return false;
+  S.eip = ip;
+  return true;
 }
 
 /**
@@ -1436,10 +1656,13 @@ function step(start: number): number {
   const s = S;
   csBase = s.csBase;
   ip = start;
+  csLim = s.csLimit;
   let op = fetch8();
-  if (PREFIX[op] !== 0) op = readPrefixes(op);
-  else if (prefixDirty) {
-    o32 = a32 = false;
+  if (PREFIX[op] !== 0) {
+    op = readPrefixes(op);
+    if (lock && !lockable(op)) raise(6);
+  } else if (prefixDirty) {
+    o32 = a32 = lock = false;
     ovr = -1;
     rep = 0;
     prefixDirty = false;
@@ -1482,17 +1705,17 @@ function step(start: number): number {
       break;
     }
     case 0x04: case 0x0c: case 0x14: case 0x1c: case 0x24: case 0x2c: case 0x34: case 0x3c: {
-      const r = alu(op >> 3, s.rax & 0xff, fetch8(), 0xff, 0x80);
-      if (op !== 0x3c) s.rax = s.rax - (s.rax & 0xff) + r;
+      const r = alu(op >> 3, s.eax & 0xff, fetch8(), 0xff, 0x80);
+      if (op !== 0x3c) s.eax = s.eax - (s.eax & 0xff) + r;
       break;
     }
     case 0x05: case 0x0d: case 0x15: case 0x1d: case 0x25: case 0x2d: case 0x35: case 0x3d: {
       if (o32) {
-        const r = alu(op >> 3, s.rax >>> 0, fetch32(), 0xffffffff, 0x80000000);
-        if (op !== 0x3d) s.rax = r;
+        const r = alu(op >> 3, s.eax >>> 0, fetch32(), 0xffffffff, 0x80000000);
+        if (op !== 0x3d) setR32(0, r);
       } else {
-        const r = alu(op >> 3, s.rax & 0xffff, fetch16(), 0xffff, 0x8000);
-        if (op !== 0x3d) s.rax = s.rax - (s.rax & 0xffff) + r;
+        const r = alu(op >> 3, s.eax & 0xffff, fetch16(), 0xffff, 0x8000);
+        if (op !== 0x3d) s.eax = s.eax - (s.eax & 0xffff) + r;
       }
       break;
     }
@@ -1507,6 +1730,7 @@ function step(start: number): number {
       if (v < 0) return STEP_ABANDONED;
       addSp(o32 ? 4 : 2);
       loadSeg(op === 0x07 ? SEG_ES : op === 0x17 ? SEG_SS : SEG_DS, v);
+      if (op === 0x17) shadowSet = GUEST_SHADOW_MOV_SS;
       break;
     }
 
@@ -1551,6 +1775,9 @@ function step(start: number): number {
       break;
     }
     case 0x68: pushV(fetchV()); break;
+    case 0x6c: case 0x6d: case 0x6e: case 0x6f: // INS / OUTS
+      if (!stringIo(op, start)) return STEP_ABANDONED;
+      break;
     case 0x6a: pushV(o32 ? sext8(fetch8()) >>> 0 : sext8(fetch8()) & 0xffff); break;
 
     // ---- IMUL r, r/m, imm (69, 6B) -------------------------------------------------------------------
@@ -1632,13 +1859,13 @@ function step(start: number): number {
     // ---- MOV (88–8E) ---------------------------------------------------------------------------------
     case 0x88: {
       const m = fetch8();
-      if (m < 0xc0) eaLin = rmAddr(m);
+      if (m < 0xc0) eaLin = rmAddr(m, 1);
       writeRm8(m, getR8((m >> 3) & 7));
       break;
     }
     case 0x89: {
       const m = fetch8();
-      if (m < 0xc0) eaLin = rmAddr(m);
+      if (m < 0xc0) eaLin = rmAddr(m, o32 ? 4 : 2);
       writeRmV(m, getRv((m >> 3) & 7));
       break;
     }
@@ -1664,7 +1891,7 @@ function step(start: number): number {
         break;
       }
       if (m >= 0xc0) setRv(m & 7, selectorOf(seg)); // 32-bit register destination: zero-extended.
-      else wr16(rmAddr(m), selectorOf(seg));
+      else wr16(rmAddr(m, 2), selectorOf(seg));
       break;
     }
     case 0x8d: { // LEA
@@ -1673,7 +1900,7 @@ function step(start: number): number {
         if (!invalidOpcode(start)) return STEP_ABANDONED;
         break;
       }
-      rmAddr(m);
+      rmAddr(m, 0);
       setRv((m >> 3) & 7, o32 ? eaOff : eaOff & 0xffff);
       break;
     }
@@ -1687,10 +1914,11 @@ function step(start: number): number {
       let v: number;
       if (m >= 0xc0) v = getR16(m & 7);
       else {
-        v = rd16(rmAddr(m));
+        v = rd16(rmAddr(m, 2));
         if (v < 0) return STEP_ABANDONED;
       }
       loadSeg(seg, v);
+      if (seg === SEG_SS) shadowSet = GUEST_SHADOW_MOV_SS;
       break;
     }
     case 0x8f: { // POP r/m
@@ -1701,7 +1929,7 @@ function step(start: number): number {
       }
       const v = peekV(0);
       if (v < 0) return STEP_ABANDONED;
-      if (m < 0xc0) eaLin = rmAddr(m);
+      if (m < 0xc0) eaLin = rmAddr(m, o32 ? 4 : 2);
       addSp(o32 ? 4 : 2);
       if (m < 0xc0 && eaUsesSp && a32) eaLin += o32 ? 4 : 2; // address computed after the pop
       writeRmV(m, v);
@@ -1717,12 +1945,12 @@ function step(start: number): number {
       break;
     }
     case 0x98: // CBW / CWDE
-      if (o32) s.rax = sext16(s.rax & 0xffff) >>> 0;
-      else s.rax = s.rax - (s.rax & 0xffff) + (sext8(s.rax & 0xff) & 0xffff);
+      if (o32) setR32(0, sext16(s.eax & 0xffff));
+      else s.eax = s.eax - (s.eax & 0xffff) + (sext8(s.eax & 0xff) & 0xffff);
       break;
     case 0x99: // CWD / CDQ
-      if (o32) s.rdx = (s.rax & 0x80000000) !== 0 ? 0xffffffff : 0;
-      else s.rdx = s.rdx - (s.rdx & 0xffff) + ((s.rax & 0x8000) !== 0 ? 0xffff : 0);
+      if (o32) setR32(2, (s.eax & 0x80000000) !== 0 ? 0xffffffff : 0);
+      else s.edx = s.edx - (s.edx & 0xffff) + ((s.eax & 0x8000) !== 0 ? 0xffff : 0);
       break;
     case 0x9a: { // CALL ptr16:16
       const offset = fetchV();
@@ -1732,8 +1960,11 @@ function step(start: number): number {
       far(selector, offset);
       break;
     }
-    case 0x9b: break; // WAIT/FWAIT: no x87 exceptions pending.
-    case 0x9c: pushV(o32 ? s.rflags & 0x00fcffff : s.rflags & 0xffff); break; // PUSHF
+    case 0x9b: // WAIT/FWAIT: #NM when CR0.MP and CR0.TS; no x87 exception is ever pending
+      if ((Number(s.cr0 & 0xan) & 0xa) === 0xa) raise(7);
+      break;
+    case 0xd9: case 0xdb: case 0xdd: case 0xdf: x87(op); break;
+    case 0x9c: pushV(o32 ? s.eflags & 0x00fcffff : s.eflags & 0xffff); break; // PUSHF
     case 0x9d: { // POPF
       const v = peekV(0);
       if (v < 0) return STEP_ABANDONED;
@@ -1742,25 +1973,25 @@ function step(start: number): number {
       break;
     }
     case 0x9e: // SAHF
-      s.rflags = (s.rflags & ~(SF | ZF | AF | PF | CF)) | ((s.rax >> 8) & (SF | ZF | AF | PF | CF));
+      s.eflags = (s.eflags & ~(SF | ZF | AF | PF | CF)) | ((s.eax >> 8) & (SF | ZF | AF | PF | CF));
       break;
     case 0x9f: // LAHF
-      s.rax = s.rax - (s.rax & 0xff00) + (((s.rflags & (SF | ZF | AF | PF | CF)) | X86_EFLAGS_FIXED) << 8);
+      s.eax = s.eax - (s.eax & 0xff00) + (((s.eflags & (SF | ZF | AF | PF | CF)) | X86_EFLAGS_FIXED) << 8);
       break;
 
     // ---- MOV AL/AX, moffs (A0–A3) --------------------------------------------------------------------
     case 0xa0: case 0xa1: case 0xa2: case 0xa3: {
       const off = a32 ? fetch32() : fetch16();
-      const lin = segBase(false) + off;
+      const lin = operandAddr(false, off, op === 0xa0 || op === 0xa2 ? 1 : o32 ? 4 : 2);
       if (op === 0xa0) {
         const v = rd8(lin);
         if (v < 0) return STEP_ABANDONED;
-        s.rax = s.rax - (s.rax & 0xff) + v;
+        s.eax = s.eax - (s.eax & 0xff) + v;
       } else if (op === 0xa1) {
         const v = rdV(lin);
         if (v < 0) return STEP_ABANDONED;
         setRv(0, v);
-      } else if (op === 0xa2) wr8(lin, s.rax & 0xff);
+      } else if (op === 0xa2) wr8(lin, s.eax & 0xff);
       else wrV(lin, getRv(0));
       break;
     }
@@ -1770,10 +2001,10 @@ function step(start: number): number {
       if (!stringOp(op, start)) return STEP_ABANDONED;
       break;
     }
-    case 0xa8: logic((s.rax & 0xff) & fetch8(), 0xff, 0x80); break; // TEST AL, imm8
+    case 0xa8: logic((s.eax & 0xff) & fetch8(), 0xff, 0x80); break; // TEST AL, imm8
     case 0xa9: // TEST AX, imm16
-      if (o32) logic((s.rax >>> 0) & fetch32(), 0xffffffff, 0x80000000);
-      else logic(s.rax & 0xffff & fetch16(), 0xffff, 0x8000);
+      if (o32) logic((s.eax >>> 0) & fetch32(), 0xffffffff, 0x80000000);
+      else logic(s.eax & 0xffff & fetch16(), 0xffff, 0x8000);
       break;
 
     // ---- MOV r, imm (B0–BF) --------------------------------------------------------------------------
@@ -1790,7 +2021,7 @@ function step(start: number): number {
       const m = fetch8();
       const v = readRm8(m);
       if (v < 0) return STEP_ABANDONED;
-      const count = op === 0xc0 ? fetch8() : op === 0xd0 ? 1 : s.rcx & 0xff;
+      const count = op === 0xc0 ? fetch8() : op === 0xd0 ? 1 : s.ecx & 0xff;
       writeRm8(m, shift((m >> 3) & 7, v, count, 8));
       break;
     }
@@ -1798,7 +2029,7 @@ function step(start: number): number {
       const m = fetch8();
       const v = readRmV(m);
       if (v < 0) return STEP_ABANDONED;
-      const count = op === 0xc1 ? fetch8() : op === 0xd1 ? 1 : s.rcx & 0xff;
+      const count = op === 0xc1 ? fetch8() : op === 0xd1 ? 1 : s.ecx & 0xff;
       writeRmV(m, shift((m >> 3) & 7, v, count, o32 ? 32 : 16));
       break;
     }
@@ -1818,7 +2049,7 @@ function step(start: number): number {
         if (!invalidOpcode(start)) return STEP_ABANDONED;
         break;
       }
-      const lin = rmAddr(m);
+      const lin = rmAddr(m, o32 ? 6 : 4);
       const off = rdV(lin);
       if (off < 0) return STEP_ABANDONED;
       const sel = rd16(lin + (o32 ? 4 : 2));
@@ -1833,7 +2064,7 @@ function step(start: number): number {
         if (!invalidOpcode(start)) return STEP_ABANDONED;
         break;
       }
-      if (m < 0xc0) eaLin = rmAddr(m);
+      if (m < 0xc0) eaLin = rmAddr(m, 1);
       writeRm8(m, fetch8());
       break;
     }
@@ -1843,10 +2074,11 @@ function step(start: number): number {
         if (!invalidOpcode(start)) return STEP_ABANDONED;
         break;
       }
-      if (m < 0xc0) eaLin = rmAddr(m);
+      if (m < 0xc0) eaLin = rmAddr(m, o32 ? 4 : 2);
       writeRmV(m, fetchV());
       break;
     }
+    case 0xc8: enter(); break;
     case 0xc9: { // LEAVE
       const bp = getR16(5);
       const v = o32 ? rd32(s.ssBase + bp) : rd16(s.ssBase + bp);
@@ -1889,10 +2121,10 @@ function step(start: number): number {
     }
 
     case 0xd7: { // XLAT
-      const lin = segBase(false) + (a32 ? ((s.rbx >>> 0) + (s.rax & 0xff)) >>> 0 : ((s.rbx & 0xffff) + (s.rax & 0xff)) & 0xffff);
+      const lin = operandAddr(false, a32 ? ((s.ebx >>> 0) + (s.eax & 0xff)) >>> 0 : ((s.ebx & 0xffff) + (s.eax & 0xff)) & 0xffff, 1);
       const v = rd8(lin);
       if (v < 0) return STEP_ABANDONED;
-      s.rax = s.rax - (s.rax & 0xff) + v;
+      s.eax = s.eax - (s.eax & 0xff) + v;
       break;
     }
 
@@ -1900,13 +2132,13 @@ function step(start: number): number {
     case 0xe0: case 0xe1: case 0xe2: case 0xe3: {
       const d = sext8(fetch8());
       let count: number;
-      if (op === 0xe3) count = a32 ? s.rcx >>> 0 : s.rcx & 0xffff;
-      else if (a32) s.rcx = count = ((s.rcx >>> 0) - 1) >>> 0;
+      if (op === 0xe3) count = a32 ? s.ecx >>> 0 : s.ecx & 0xffff;
+      else if (a32) s.ecx = count = ((s.ecx >>> 0) - 1) >>> 0;
       else {
-        count = ((s.rcx & 0xffff) - 1) & 0xffff;
-        s.rcx = s.rcx - (s.rcx & 0xffff) + count;
+        count = ((s.ecx & 0xffff) - 1) & 0xffff;
+        s.ecx = s.ecx - (s.ecx & 0xffff) + count;
       }
-      const zf = (s.rflags & ZF) !== 0;
+      const zf = (s.eflags & ZF) !== 0;
       const taken =
         op === 0xe3 ? count === 0 : op === 0xe2 ? count !== 0 : op === 0xe1 ? count !== 0 && zf : count !== 0 && !zf;
       if (taken) ip = near(ip + d);
@@ -1918,10 +2150,10 @@ function step(start: number): number {
     case 0xe5: { const port = fetch8(); pio(GuestIoDirection.In, o32 ? 4 : 2, port, start); break; }
     case 0xe6: { const port = fetch8(); pio(GuestIoDirection.Out, 1, port, start); break; }
     case 0xe7: { const port = fetch8(); pio(GuestIoDirection.Out, o32 ? 4 : 2, port, start); break; }
-    case 0xec: pio(GuestIoDirection.In, 1, s.rdx & 0xffff, start); break;
-    case 0xed: pio(GuestIoDirection.In, o32 ? 4 : 2, s.rdx & 0xffff, start); break;
-    case 0xee: pio(GuestIoDirection.Out, 1, s.rdx & 0xffff, start); break;
-    case 0xef: pio(GuestIoDirection.Out, o32 ? 4 : 2, s.rdx & 0xffff, start); break;
+    case 0xec: pio(GuestIoDirection.In, 1, s.edx & 0xffff, start); break;
+    case 0xed: pio(GuestIoDirection.In, o32 ? 4 : 2, s.edx & 0xffff, start); break;
+    case 0xee: pio(GuestIoDirection.Out, 1, s.edx & 0xffff, start); break;
+    case 0xef: pio(GuestIoDirection.Out, o32 ? 4 : 2, s.edx & 0xffff, start); break;
 
     // ---- CALL / JMP ----------------------------------------------------------------------------------
     case 0xe8: {
@@ -1949,14 +2181,18 @@ function step(start: number): number {
     // ---- HLT, flag instructions ----------------------------------------------------------------------
     case 0xf4: // kvm_emulate_halt: skip the instruction, then exit with KVM_EXIT_HLT.
       exitKind = GuestExitReason.Hlt;
+      s.halted = true;
       break;
-    case 0xf5: s.rflags ^= CF; break; // CMC
-    case 0xf8: s.rflags &= ~CF; break; // CLC
-    case 0xf9: s.rflags |= CF; break; // STC
-    case 0xfa: s.rflags &= ~X86_EFLAGS_IF; break; // CLI (CPL 0)
-    case 0xfb: s.rflags |= X86_EFLAGS_IF; break; // STI
-    case 0xfc: s.rflags &= ~DF; break; // CLD
-    case 0xfd: s.rflags |= DF; break; // STD
+    case 0xf5: s.eflags ^= CF; break; // CMC
+    case 0xf8: s.eflags &= ~CF; break; // CLC
+    case 0xf9: s.eflags |= CF; break; // STC
+    case 0xfa: s.eflags &= ~X86_EFLAGS_IF; break; // CLI (CPL 0)
+    case 0xfb: // STI: setting IF opens a one-instruction interrupt shadow
+      if ((s.eflags & X86_EFLAGS_IF) === 0) shadowSet = GUEST_SHADOW_STI;
+      s.eflags |= X86_EFLAGS_IF;
+      break;
+    case 0xfc: s.eflags &= ~DF; break; // CLD
+    case 0xfd: s.eflags |= DF; break; // STD
 
     // ---- Group 3 (F6, F7) ----------------------------------------------------------------------------
     case 0xf6: case 0xf7: {
@@ -2018,7 +2254,7 @@ function step(start: number): number {
       fail('opcode not implemented by the guest interpreter');
   }
 
-  s.rip = ip;
+  s.eip = ip;
   return STEP_DONE;
 }
 
@@ -2038,7 +2274,7 @@ function imul2(a: number, b: number): number {
     res = p & 0xffff;
     overflow = p !== sext16(res);
   }
-  s.rflags = (s.rflags & ~(CF | OF)) | (overflow ? CF | OF : 0);
+  s.eflags = (s.eflags & ~(CF | OF)) | (overflow ? CF | OF : 0);
   return res;
 }
 
@@ -2072,90 +2308,90 @@ function group3(bits: number, start: number): number {
     case 4: { // MUL
       let hi: number;
       if (bits === 8) {
-        const p = (s.rax & 0xff) * v;
-        s.rax = s.rax - (s.rax & 0xffff) + p;
+        const p = (s.eax & 0xff) * v;
+        s.eax = s.eax - (s.eax & 0xffff) + p;
         hi = p >> 8;
       } else if (bits === 16) {
-        const p = (s.rax & 0xffff) * v;
+        const p = (s.eax & 0xffff) * v;
         hi = p >>> 16;
-        s.rax = s.rax - (s.rax & 0xffff) + (p & 0xffff);
-        s.rdx = s.rdx - (s.rdx & 0xffff) + hi;
+        s.eax = s.eax - (s.eax & 0xffff) + (p & 0xffff);
+        s.edx = s.edx - (s.edx & 0xffff) + hi;
       } else {
-        const p = BigInt(s.rax >>> 0) * BigInt(v);
+        const p = BigInt(s.eax >>> 0) * BigInt(v);
         hi = Number(p >> 32n);
-        s.rax = Number(p & 0xffffffffn);
-        s.rdx = hi;
+        setR32(0, Number(p & 0xffffffffn));
+        setR32(2, hi);
       }
-      s.rflags = (s.rflags & ~(CF | OF)) | (hi !== 0 ? CF | OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | (hi !== 0 ? CF | OF : 0);
       return DELIVERED;
     }
     case 5: { // IMUL (one operand)
       let overflow: boolean;
       if (bits === 8) {
-        const p = sext8(s.rax & 0xff) * sext8(v);
-        s.rax = s.rax - (s.rax & 0xffff) + (p & 0xffff);
+        const p = sext8(s.eax & 0xff) * sext8(v);
+        s.eax = s.eax - (s.eax & 0xffff) + (p & 0xffff);
         overflow = p !== sext8(p & 0xff);
       } else if (bits === 16) {
-        const p = sext16(s.rax & 0xffff) * sext16(v);
-        s.rax = s.rax - (s.rax & 0xffff) + (p & 0xffff);
-        s.rdx = s.rdx - (s.rdx & 0xffff) + ((p >> 16) & 0xffff);
+        const p = sext16(s.eax & 0xffff) * sext16(v);
+        s.eax = s.eax - (s.eax & 0xffff) + (p & 0xffff);
+        s.edx = s.edx - (s.edx & 0xffff) + ((p >> 16) & 0xffff);
         overflow = p !== sext16(p & 0xffff);
       } else {
-        const p = BigInt(s.rax | 0) * BigInt(v | 0);
+        const p = BigInt(s.eax | 0) * BigInt(v | 0);
         const u = BigInt.asUintN(64, p);
-        s.rax = Number(u & 0xffffffffn);
-        s.rdx = Number(u >> 32n);
-        overflow = p !== BigInt(s.rax | 0);
+        setR32(0, Number(u & 0xffffffffn));
+        setR32(2, Number(u >> 32n));
+        overflow = p !== BigInt(s.eax | 0);
       }
-      s.rflags = (s.rflags & ~(CF | OF)) | (overflow ? CF | OF : 0);
+      s.eflags = (s.eflags & ~(CF | OF)) | (overflow ? CF | OF : 0);
       return DELIVERED;
     }
     case 6: { // DIV
       if (v === 0) return interrupt(0, start);
       if (bits === 8) {
-        const d = s.rax & 0xffff;
+        const d = s.eax & 0xffff;
         const q = Math.floor(d / v);
         if (q > 0xff) return interrupt(0, start);
-        s.rax = s.rax - (s.rax & 0xffff) + (((d % v) << 8) | q);
+        s.eax = s.eax - (s.eax & 0xffff) + (((d % v) << 8) | q);
       } else if (bits === 16) {
-        const d = (s.rdx & 0xffff) * 0x10000 + (s.rax & 0xffff);
+        const d = (s.edx & 0xffff) * 0x10000 + (s.eax & 0xffff);
         const q = Math.floor(d / v);
         if (q > 0xffff) return interrupt(0, start);
-        s.rax = s.rax - (s.rax & 0xffff) + q;
-        s.rdx = s.rdx - (s.rdx & 0xffff) + (d % v);
+        s.eax = s.eax - (s.eax & 0xffff) + q;
+        s.edx = s.edx - (s.edx & 0xffff) + (d % v);
       } else {
-        const d = (BigInt(s.rdx >>> 0) << 32n) | BigInt(s.rax >>> 0);
+        const d = (BigInt(s.edx >>> 0) << 32n) | BigInt(s.eax >>> 0);
         const q = d / BigInt(v);
         if (q > 0xffffffffn) return interrupt(0, start);
-        s.rax = Number(q);
-        s.rdx = Number(d % BigInt(v));
+        setR32(0, Number(q));
+        setR32(2, Number(d % BigInt(v)));
       }
       return DELIVERED;
     }
     default: { // 7 IDIV: quotient truncated toward zero, remainder has the dividend's sign
       if (v === 0) return interrupt(0, start);
       if (bits === 8) {
-        const d = sext16(s.rax & 0xffff);
+        const d = sext16(s.eax & 0xffff);
         const dv = sext8(v);
         const q = Math.trunc(d / dv);
         if (q > 0x7f || q < -0x80) return interrupt(0, start);
         const r = d - q * dv;
-        s.rax = s.rax - (s.rax & 0xffff) + (((r & 0xff) << 8) | (q & 0xff));
+        s.eax = s.eax - (s.eax & 0xffff) + (((r & 0xff) << 8) | (q & 0xff));
       } else if (bits === 16) {
-        const d = ((s.rdx & 0xffff) << 16) | (s.rax & 0xffff);
+        const d = ((s.edx & 0xffff) << 16) | (s.eax & 0xffff);
         const dv = sext16(v);
         const q = Math.trunc(d / dv);
         if (q > 0x7fff || q < -0x8000) return interrupt(0, start);
         const r = d - q * dv;
-        s.rax = s.rax - (s.rax & 0xffff) + (q & 0xffff);
-        s.rdx = s.rdx - (s.rdx & 0xffff) + (r & 0xffff);
+        s.eax = s.eax - (s.eax & 0xffff) + (q & 0xffff);
+        s.edx = s.edx - (s.edx & 0xffff) + (r & 0xffff);
       } else {
-        const d = BigInt.asIntN(64, (BigInt(s.rdx >>> 0) << 32n) | BigInt(s.rax >>> 0));
+        const d = BigInt.asIntN(64, (BigInt(s.edx >>> 0) << 32n) | BigInt(s.eax >>> 0));
         const dv = BigInt(v | 0);
         const q = d / dv; // BigInt division truncates toward zero
         if (q > 0x7fffffffn || q < -0x80000000n) return interrupt(0, start);
-        s.rax = Number(BigInt.asUintN(32, q));
-        s.rdx = Number(BigInt.asUintN(32, d % dv));
+        setR32(0, Number(BigInt.asUintN(32, q)));
+        setR32(2, Number(BigInt.asUintN(32, d % dv)));
       }
       return DELIVERED;
     }
@@ -2173,14 +2409,15 @@ function stringOp(op: number, start: number): boolean {
   const size = (op & 1) === 0 ? 1 : o32 ? 4 : 2;
   const amask = a32 ? 0xffffffff : 0xffff;
   if (rep !== 0) {
-    const count = a32 ? s.rcx >>> 0 : s.rcx & 0xffff;
+    const count = a32 ? s.ecx >>> 0 : s.ecx & 0xffff;
     if (count === 0) return true;
   }
-  const delta = (s.rflags & DF) !== 0 ? -size : size;
-  const si = a32 ? s.rsi >>> 0 : s.rsi & 0xffff;
-  const di = a32 ? s.rdi >>> 0 : s.rdi & 0xffff;
-  const src = segBase(false) + si;
-  const dst = s.esBase + di;
+  const delta = (s.eflags & DF) !== 0 ? -size : size;
+  const si = a32 ? s.esi >>> 0 : s.esi & 0xffff;
+  const di = a32 ? s.edi >>> 0 : s.edi & 0xffff;
+  // Limits first (SDM: #GP/#SS before any effect); LODS has no destination, STOS/SCAS no source.
+  const src = op === 0xaa || op === 0xab || op === 0xae || op === 0xaf ? 0 : segAddr(ovr >= 0 ? ovr : SEG_DS, si, size);
+  const dst = op === 0xac || op === 0xad ? 0 : segAddr(SEG_ES, di, size);
   const mask = size === 1 ? 0xff : size === 2 ? 0xffff : 0xffffffff;
   const sign = size === 1 ? 0x80 : size === 2 ? 0x8000 : 0x80000000;
   let usesSi = false;
@@ -2206,7 +2443,7 @@ function stringOp(op: number, start: number): boolean {
       break;
     }
     case 0xaa: case 0xab: { // STOS
-      const v = size === 1 ? s.rax & 0xff : size === 2 ? s.rax & 0xffff : s.rax >>> 0;
+      const v = size === 1 ? s.eax & 0xff : size === 2 ? s.eax & 0xffff : s.eax >>> 0;
       if (size === 1) wr8(dst, v);
       else if (size === 2) wr16(dst, v);
       else wr32(dst, v);
@@ -2216,16 +2453,16 @@ function stringOp(op: number, start: number): boolean {
     case 0xac: case 0xad: { // LODS
       const v = size === 1 ? rd8(src) : size === 2 ? rd16(src) : rd32(src);
       if (v < 0) return false;
-      if (size === 1) s.rax = s.rax - (s.rax & 0xff) + v;
-      else if (size === 2) s.rax = s.rax - (s.rax & 0xffff) + v;
-      else s.rax = v;
+      if (size === 1) s.eax = s.eax - (s.eax & 0xff) + v;
+      else if (size === 2) s.eax = s.eax - (s.eax & 0xffff) + v;
+      else setR32(0, v);
       usesSi = true;
       break;
     }
     default: { // SCAS: AL/AX/EAX − [ES:DI]
       const b = size === 1 ? rd8(dst) : size === 2 ? rd16(dst) : rd32(dst);
       if (b < 0) return false;
-      const a = size === 1 ? s.rax & 0xff : size === 2 ? s.rax & 0xffff : s.rax >>> 0;
+      const a = size === 1 ? s.eax & 0xff : size === 2 ? s.eax & 0xffff : s.eax >>> 0;
       sub(a, b, 0, mask, sign);
       usesDi = zfEnds = true;
       break;
@@ -2233,18 +2470,18 @@ function stringOp(op: number, start: number): boolean {
   }
   if (usesSi) {
     const v = (si + delta) & amask;
-    s.rsi = a32 ? v >>> 0 : s.rsi - (s.rsi & 0xffff) + v;
+    s.esi = a32 ? v >>> 0 : s.esi - (s.esi & 0xffff) + v;
   }
   if (usesDi) {
     const v = (di + delta) & amask;
-    s.rdi = a32 ? v >>> 0 : s.rdi - (s.rdi & 0xffff) + v;
+    s.edi = a32 ? v >>> 0 : s.edi - (s.edi & 0xffff) + v;
   }
   if (rep !== 0) {
-    const count = ((a32 ? s.rcx >>> 0 : s.rcx & 0xffff) - 1) & amask;
-    s.rcx = a32 ? count >>> 0 : s.rcx - (s.rcx & 0xffff) + count;
+    const count = ((a32 ? s.ecx >>> 0 : s.ecx & 0xffff) - 1) & amask;
+    s.ecx = a32 ? count >>> 0 : s.ecx - (s.ecx & 0xffff) + count;
     let again = count !== 0;
     if (again && zfEnds) {
-      const zf = (s.rflags & ZF) !== 0;
+      const zf = (s.eflags & ZF) !== 0;
       again = rep === 3 ? zf : !zf; // REPE continues while equal, REPNE while not equal
     }
     if (again) ip = start;
@@ -2263,13 +2500,78 @@ function twoByte(start: number): number {
   }
   if (op >= 0x90 && op <= 0x9f) { // SETcc r/m8
     const m = fetch8();
-    if (m < 0xc0) eaLin = rmAddr(m);
+    if (m < 0xc0) eaLin = rmAddr(m, 1);
     writeRm8(m, cond(op & 0xf) ? 1 : 0);
     return DELIVERED;
   }
+  if (op >= 0x40 && op <= 0x4f) { // CMOVcc: the source is read (and may fault) whatever the condition
+    const m = fetch8();
+    const v = readRmV(m);
+    if (v < 0) return ABANDONED;
+    if (cond(op & 0xf)) setRv((m >> 3) & 7, v);
+    return DELIVERED;
+  }
+  if (op >= 0xc8) { // BSWAP r32; with a 16-bit operand size the result is undefined
+    const r = op & 7;
+    const v = getR32(r);
+    const sw = (((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) >>> 0;
+    if (o32) setR32(r, sw);
+    else setR16(r, 0); // undefined by the SDM; the hardware clears the 16-bit register (fixtures/real-kvm.json `bswap`)
+    return DELIVERED;
+  }
   switch (op) {
+    case 0x01: return group7(start);
+    case 0x06: S.cr0 &= ~0x8n; return DELIVERED; // CLTS: CR0.TS ← 0
+    case 0x08: case 0x09: return DELIVERED; // INVD, WBINVD: no caches are modelled
     case 0x0b: // UD2: raise #UD
       return interrupt(6, start);
+    case 0x18: case 0x19: case 0x1a: case 0x1b: case 0x1c: case 0x1d: case 0x1e: case 0x1f: { // NOP Ev, prefetch hints
+      const m = fetch8();
+      if (m < 0xc0) rmAddr(m, 0); // decoded, never accessed
+      return DELIVERED;
+    }
+    case 0x20: case 0x22: return movCr(op === 0x22);
+    case 0x30: { // WRMSR
+      const value = (BigInt(s.edx >>> 0) << 32n) | BigInt(s.eax >>> 0);
+      if (!P.wrmsr(s.ecx >>> 0, value)) raise(13);
+      return DELIVERED;
+    }
+    case 0x31: { // RDTSC (CR4.TSD only matters above CPL 0)
+      const t = BigInt.asUintN(64, P.tsc());
+      setR32(0, Number(t & 0xffffffffn));
+      setR32(2, Number(t >> 32n));
+      return DELIVERED;
+    }
+    case 0x32: { // RDMSR
+      const v = P.rdmsr(s.ecx >>> 0);
+      if (v === undefined) raise(13);
+      const u = BigInt.asUintN(64, v);
+      setR32(0, Number(u & 0xffffffffn));
+      setR32(2, Number(u >> 32n));
+      return DELIVERED;
+    }
+    case 0xa2: { // CPUID
+      const out = CPUID_OUT;
+      P.cpuid(s.eax >>> 0, s.ecx >>> 0, out);
+      setR32(0, out[0]!);
+      setR32(3, out[1]!);
+      setR32(1, out[2]!);
+      setR32(2, out[3]!);
+      return DELIVERED;
+    }
+    case 0xa3: case 0xab: case 0xb3: case 0xbb: return bitOp(op === 0xa3 ? 0 : op === 0xab ? 1 : op === 0xb3 ? 2 : 3, false);
+    case 0xba: return bitOp(-1, true);
+    case 0xa4: case 0xa5: case 0xac: case 0xad: return doubleShift(op);
+    case 0xb0: case 0xb1: return cmpxchg(op === 0xb0 ? 8 : o32 ? 32 : 16);
+    case 0xc0: case 0xc1: return xadd(op === 0xc0 ? 8 : o32 ? 32 : 16);
+    case 0xbc: case 0xbd: { // BSF / BSR
+      if (rep !== 0) fail('tzcnt/lzcnt are not implemented by the guest interpreter');
+      const m = fetch8();
+      const v = readRmV(m);
+      if (v < 0) return ABANDONED;
+      bitScan((m >> 3) & 7, v, op === 0xbd);
+      return DELIVERED;
+    }
     case 0xa0: case 0xa8: // PUSH FS / PUSH GS
       pushV(op === 0xa0 ? s.fsSelector : s.gsSelector);
       return DELIVERED;
@@ -2301,7 +2603,7 @@ function twoByte(start: number): number {
       let v: number;
       if (m >= 0xc0) v = getR16(m & 7);
       else {
-        v = rd16(rmAddr(m));
+        v = rd16(rmAddr(m, 2));
         if (v < 0) return ABANDONED;
       }
       const r = op === 0xb7 ? v : sext16(v);
@@ -2310,5 +2612,535 @@ function twoByte(start: number): number {
     }
     default:
       return fail('two-byte opcode not implemented by the guest interpreter');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// System instructions: group 7 (0F 01), control registers.
+
+/**
+ * CR0's reserved bits (6–15, 17, 19–28): a write drops them, without a fault (KVM `kvm_set_cr0`:
+ * `cr0 &= ~CR0_RESERVED_BITS`; a real /dev/kvm: fixtures/real-kvm.json `mov-cr0-reserved-bits-dropped`).
+ */
+const CR0_RESERVED = 0x1ffaffc0;
+/** CR4 bits this model accepts (SDM Vol. 3A §2.5: VME … PKE, CET, PKS); others raise #GP. */
+const CR4_KNOWN = 0x01ff7fff;
+
+/** The value a `mov crN` or `lmsw` writes to CR0, or -1 when it raises #GP (SDM MOV—Move to/from CR). */
+function cr0Check(value: number): number {
+  const v = value & ~CR0_RESERVED;
+  if ((v & 0x80000000) !== 0 && (v & 1) === 0) return -1; // PG without PE
+  if ((v & 0x20000000) !== 0 && (v & 0x40000000) === 0) return -1; // NW without CD
+  return (v | 0x10) >>> 0; // ET is hard-wired to 1 (KVM: `cr0 |= X86_CR0_ET`)
+}
+
+function setCr0(v: number): void {
+  const s = S;
+  const old = Number(s.cr0 & 0xffffffffn);
+  s.cr0 = BigInt(v);
+  if ((v & 1) !== 0 && (old & 1) === 0) enteredProtectedMode = true;
+}
+
+/**
+ * `mov r32, crN` (0F 20) / `mov crN, r32` (0F 22): the ModRM mod bits are ignored, the operand is always a
+ * 32-bit register (zero-extended on a read). CR0, CR2, CR3, CR4 exist outside 64-bit mode; any other CR is
+ * #UD. CR0's reserved bits are dropped; PG without PE or NW without CD raises #GP, as do CR4's reserved bits.
+ */
+function movCr(write: boolean): number {
+  const s = S;
+  const m = fetch8();
+  const cr = (m >> 3) & 7;
+  const r = m & 7;
+  if (cr === 1 || cr > 4) raise(6);
+  if (!write) {
+    const v = cr === 0 ? s.cr0 : cr === 2 ? s.cr2 : cr === 3 ? s.cr3 : s.cr4;
+    setR32(r, Number(v & 0xffffffffn));
+    return DELIVERED;
+  }
+  const v = getR32(r);
+  switch (cr) {
+    case 0: {
+      const c = cr0Check(v);
+      if (c < 0) raise(13);
+      setCr0(c);
+      break;
+    }
+    case 2: s.cr2 = BigInt(v); break;
+    case 3: s.cr3 = BigInt(v); break;
+    default:
+      if ((v & ~CR4_KNOWN) !== 0 || (v & 0x20000) !== 0) raise(13); // reserved bits; PCIDE needs long mode
+      s.cr4 = BigInt(v);
+      break;
+  }
+  return DELIVERED;
+}
+
+/**
+ * Group 7 (0F 01): SGDT, SIDT, LGDT, LIDT, SMSW, LMSW, INVLPG (SDM Vol. 2). LGDT/LIDT with a 16-bit
+ * operand size load a 24-bit base; SGDT/SIDT store the limit and the full 32-bit base. SMSW to a register
+ * stores all of CR0's low 16 (or, with 0x66, 32) bits, to memory 16 bits. LMSW writes CR0.PE/MP/EM/TS and
+ * cannot clear PE. The mod = 11 encodings (VMCALL, MONITOR, XGETBV, …) are not implemented.
+ */
+function group7(start: number): number {
+  const s = S;
+  const m = fetch8();
+  const sub3 = (m >> 3) & 7;
+  if (m >= 0xc0) {
+    if (sub3 === 4) { // SMSW r16/r32
+      const v = Number(s.cr0 & 0xffffffffn);
+      if (o32) setR32(m & 7, v);
+      else setR16(m & 7, v & 0xffff);
+      return DELIVERED;
+    }
+    if (sub3 === 6) return lmsw(getR16(m & 7));
+    if (sub3 <= 3 || sub3 === 7) return interrupt(6, start) === DELIVERED ? DELIVERED : ABANDONED;
+    return fail('0F 01 with mod = 11 (VMX, MONITOR, XGETBV, …) is not implemented by the guest interpreter');
+  }
+  switch (sub3) {
+    case 0: case 1: { // SGDT / SIDT
+      const lin = rmAddr(m, 6);
+      const limit = sub3 === 0 ? s.gdtLimit : s.idtLimit;
+      const base = sub3 === 0 ? s.gdtBase : s.idtBase;
+      wr16(lin, limit);
+      wr32(lin + 2, base);
+      return DELIVERED;
+    }
+    case 2: case 3: { // LGDT / LIDT
+      const lin = rmAddr(m, 6);
+      const limit = rd16(lin);
+      if (limit < 0) return ABANDONED;
+      let base = rd32(lin + 2);
+      if (base < 0) return ABANDONED;
+      if (!o32) base &= 0xffffff;
+      if (sub3 === 2) {
+        s.gdtLimit = limit;
+        s.gdtBase = base;
+        s.gdtBaseHigh = 0;
+      } else {
+        s.idtLimit = limit;
+        s.idtBase = base;
+        s.idtBaseHigh = 0;
+      }
+      return DELIVERED;
+    }
+    case 4: // SMSW m16
+      wr16(rmAddr(m, 2), Number(s.cr0 & 0xffffn));
+      return DELIVERED;
+    case 6: { // LMSW m16
+      const v = rd16(rmAddr(m, 2));
+      if (v < 0) return ABANDONED;
+      return lmsw(v);
+    }
+    case 7: // INVLPG: no TLB is modelled (real mode does not page)
+      rmAddr(m, 0);
+      return DELIVERED;
+    default:
+      return interrupt(6, start) === DELIVERED ? DELIVERED : ABANDONED;
+  }
+}
+
+function lmsw(v: number): number {
+  const s = S;
+  const old = Number(s.cr0 & 0xffffffffn);
+  setCr0(((old & ~0xf) | (v & 0xf) | (old & 1)) >>> 0);
+  return DELIVERED;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Bit instructions, double shifts, CMPXCHG, XADD.
+
+/**
+ * BT/BTS/BTR/BTC (SDM Vol. 2A). `kind` 0 BT, 1 BTS, 2 BTR, 3 BTC; -1: the 0F BA group, whose ModRM.reg
+ * (4–7) says which and whose offset is an imm8. A register offset into memory is signed and selects a
+ * word/dword at `offset >> 4` (`>> 5`) operands from the address, wrapping within the address size; an
+ * immediate offset and any register destination take the offset modulo the operand size. CF ← the bit;
+ * ZF, OF, SF, AF, PF are left as they were (what this machine's hardware does: fixtures/real-kvm.json).
+ */
+function bitOp(kind: number, imm: boolean): number {
+  const s = S;
+  const m = fetch8();
+  let k = kind;
+  if (imm) {
+    k = ((m >> 3) & 7) - 4;
+    if (k < 0) return interrupt(6, S.eip) === DELIVERED ? DELIVERED : ABANDONED;
+  }
+  const bits = o32 ? 32 : 16;
+  const size = bits >> 3;
+  let v: number;
+  let bit: number;
+  if (m >= 0xc0) {
+    bit = (imm ? fetch8() : getRv((m >> 3) & 7)) & (bits - 1);
+    v = getRv(m & 7);
+  } else {
+    let lin: number;
+    if (imm) {
+      lin = rmAddr(m, size);
+      bit = fetch8() & (bits - 1);
+    } else {
+      lin = rmAddr(m, 0);
+      const off = getRv((m >> 3) & 7);
+      const signed = o32 ? off | 0 : sext16(off);
+      const disp = Math.floor(signed / bits) * size;
+      bit = signed - Math.floor(signed / bits) * bits;
+      const amask = a32 ? 0xffffffff : 0xffff;
+      const offset = ((eaOff + disp) & amask) >>> 0;
+      lin = segAddr(eaSeg, offset, size);
+    }
+    eaLin = lin;
+    v = o32 ? rd32(lin) : rd16(lin);
+    if (v < 0) return ABANDONED;
+  }
+  const cf = (v >>> bit) & 1;
+  s.eflags = (s.eflags & ~CF) | cf;
+  if (k === 0) return DELIVERED;
+  const mask = (1 << bit) >>> 0;
+  const r = (k === 1 ? v | mask : k === 2 ? v & ~mask : v ^ mask) >>> 0;
+  writeRmV(m, o32 ? r : r & 0xffff);
+  return DELIVERED;
+}
+
+/**
+ * BSF/BSR (SDM Vol. 2A): source 0 → ZF ← 1 and the destination is unchanged; else ZF ← 0 and the index of
+ * the lowest/highest set bit. CF, OF, SF, AF, PF are undefined: the model sets them as `test src, src`
+ * would (CF = OF = AF = 0, SF and PF from the source), as this machine's processor does
+ * (fixtures/real-kvm.json `bsf-bsr`, `bsf-zero-keeps-dest`).
+ */
+function bitScan(reg: number, v: number, reverse: boolean): void {
+  const s = S;
+  logic(v, o32 ? 0xffffffff : 0xffff, o32 ? 0x80000000 : 0x8000);
+  if (v === 0) return;
+  const idx = reverse ? 31 - Math.clz32(v) : 31 - Math.clz32(v & -v);
+  setRv(reg, idx);
+}
+
+/**
+ * SHLD (0F A4 ib, 0F A5 CL) / SHRD (0F AC, 0F AD) (SDM Vol. 2B): the count is masked to 5 bits; 0 changes
+ * nothing. CF ← the last bit shifted out, SF/ZF/PF from the result, OF ← the sign changed (defined for a
+ * count of 1; the model uses that formula for every count), AF ← 1 (undefined by the SDM; what this
+ * machine's processor does: fixtures/real-kvm.json `shld-shrd`). A 16-bit count above 16 is
+ * undefined: the model shifts the 48-bit concatenation `dst:src:dst`, as Intel processors do.
+ */
+function doubleShift(op: number): number {
+  const s = S;
+  const m = fetch8();
+  const a = readRmV(m);
+  if (a < 0) return ABANDONED;
+  const b = getRv((m >> 3) & 7);
+  const count = ((op & 1) === 0 ? fetch8() : s.ecx) & 0x1f;
+  if (count === 0) return DELIVERED;
+  const bits = o32 ? 32 : 16;
+  const left = op < 0xa8;
+  let res: number;
+  let cf: number;
+  if (bits === 32) {
+    const wide = left ? (BigInt(a) << 32n) | BigInt(b) : (BigInt(b) << 32n) | BigInt(a);
+    if (left) {
+      const sh = wide << BigInt(count);
+      res = Number((sh >> 32n) & 0xffffffffn);
+      cf = Number((wide >> BigInt(64 - count)) & 1n);
+    } else {
+      res = Number((wide >> BigInt(count)) & 0xffffffffn);
+      cf = Number((wide >> BigInt(count - 1)) & 1n);
+    }
+  } else {
+    // dst:src:dst as 48 bits (left) or dst:src:dst read from the right (right)
+    const wide = left ? a * 2 ** 32 + b * 2 ** 16 + a : a * 2 ** 32 + b * 2 ** 16 + a;
+    if (left) {
+      const sh = wide * 2 ** count;
+      res = Math.floor(sh / 2 ** 32) % 0x10000;
+      cf = Math.floor(wide / 2 ** (48 - count)) % 2;
+    } else {
+      const lowFirst = a + b * 2 ** 16 + a * 2 ** 32;
+      res = Math.floor(lowFirst / 2 ** count) % 0x10000;
+      cf = Math.floor(lowFirst / 2 ** (count - 1)) % 2;
+    }
+  }
+  const sign = bits === 32 ? 0x80000000 : 0x8000;
+  const of = ((res & sign) !== 0) !== ((a & sign) !== 0);
+  s.eflags =
+    (s.eflags & ~STATUS) |
+    PARITY[res & 0xff]! |
+    (res === 0 ? ZF : 0) |
+    ((res & sign) !== 0 ? SF : 0) |
+    AF |
+    cf |
+    (of ? OF : 0);
+  writeRmV(m, res >>> 0);
+  return DELIVERED;
+}
+
+/**
+ * CMPXCHG r/m, r (SDM Vol. 2A): flags as `cmp acc, r/m`; equal → r/m ← r, else the accumulator ← r/m (a
+ * 32-bit accumulator write zero-extends). A memory destination is written either way (the old value when
+ * unequal), as the processor's locked write cycle does.
+ */
+function cmpxchg(bits: number): number {
+  const s = S;
+  const m = fetch8();
+  const d = bits === 8 ? readRm8(m) : readRmV(m);
+  if (d < 0) return ABANDONED;
+  const mask = bits === 8 ? 0xff : bits === 16 ? 0xffff : 0xffffffff;
+  const sign = bits === 8 ? 0x80 : bits === 16 ? 0x8000 : 0x80000000;
+  const acc = bits === 8 ? s.eax & 0xff : bits === 16 ? s.eax & 0xffff : s.eax >>> 0;
+  sub(acc, d, 0, mask, sign);
+  const reg = (m >> 3) & 7;
+  if (acc === d) {
+    if (bits === 8) writeRm8(m, getR8(reg));
+    else writeRmV(m, getRv(reg));
+  } else {
+    if (m < 0xc0) {
+      if (bits === 8) writeRm8(m, d);
+      else writeRmV(m, d);
+    }
+    if (bits === 8) setR8(0, d);
+    else setRv(0, d);
+  }
+  return DELIVERED;
+}
+
+/** XADD r/m, r (SDM Vol. 2B): temp ← r/m + r; r ← r/m; r/m ← temp; flags as ADD. */
+function xadd(bits: number): number {
+  const m = fetch8();
+  const d = bits === 8 ? readRm8(m) : readRmV(m);
+  if (d < 0) return ABANDONED;
+  const mask = bits === 8 ? 0xff : bits === 16 ? 0xffff : 0xffffffff;
+  const sign = bits === 8 ? 0x80 : bits === 16 ? 0x8000 : 0x80000000;
+  const reg = (m >> 3) & 7;
+  const r = bits === 8 ? getR8(reg) : getRv(reg);
+  const sum = add(d, r, 0, mask, sign);
+  if (bits === 8) {
+    setR8(reg, d);
+    writeRm8(m, sum);
+  } else {
+    setRv(reg, d);
+    writeRmV(m, sum);
+  }
+  return DELIVERED;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// ENTER, x87 control.
+
+/**
+ * ENTER imm16, imm8 (SDM Vol. 2A) with a 16-bit stack: push BP, copy `level − 1` frame pointers from the
+ * old frame, push the new frame pointer, BP ← it, SP −= imm16. The whole frame is checked against SS's limit
+ * before anything is written (#SS). Linux's emulator only handles level 0 (`em_enter`); the hardware, which
+ * this models, handles every level (mod 32).
+ */
+function enter(): void {
+  const s = S;
+  const alloc = fetch16();
+  const level = fetch8() & 0x1f;
+  const w = o32 ? 4 : 2;
+  const sp0 = s.esp & 0xffff;
+  const pushes = level === 0 ? 1 : level + 1;
+  for (let k = 1; k <= pushes; k++) if (((sp0 - k * w) & 0xffff) + w - 1 > s.ssLimit) raise(12);
+  let bp = s.ebp & 0xffff;
+  const copies: number[] = [];
+  for (let i = 1; i < level; i++) {
+    bp = (bp - w) & 0xffff;
+    if (bp + w - 1 > s.ssLimit) raise(12);
+    const v = o32 ? rd32(s.ssBase + bp) : rd16(s.ssBase + bp);
+    if (v < 0) fail('ENTER reading its frame from MMIO is not implemented by the guest interpreter');
+    copies.push(v);
+  }
+  pushV(getRv(5));
+  const frame = s.esp & 0xffff;
+  for (const v of copies) pushV(v);
+  if (level > 0) pushV(frame);
+  setRv(5, frame);
+  addSp(-alloc);
+}
+
+/**
+ * The x87 instructions firmware uses to probe for an FPU: FNINIT (DB E3), FNSTCW m16 (D9 /7), FNSTSW m16
+ * (DD /7), FNSTSW AX (DF E0). CR0.EM or CR0.TS raises #NM (vector 7). FNINIT sets FCW 0x37F, FSW 0, all
+ * tags empty, FOP/FIP/FDP 0 (SDM Vol. 2A FINIT/FNINIT). Other x87 instructions are not implemented.
+ */
+function x87(op: number): void {
+  const s = S;
+  const m = fetch8();
+  const known =
+    (op === 0xdb && m === 0xe3) || (op === 0xdf && m === 0xe0) || ((op === 0xd9 || op === 0xdd) && m < 0xc0 && ((m >> 3) & 7) === 7);
+  if (!known) fail('x87 instruction not implemented by the guest interpreter');
+  if ((Number(s.cr0 & 0xcn) & 0xc) !== 0) raise(7); // EM or TS
+  if (op === 0xdb) {
+    s.fpuControl = 0x37f;
+    s.fpuStatus = 0;
+    s.fpuTag = 0;
+    s.fpuOpcode = 0;
+    s.fpuIp = 0;
+    s.fpuDp = 0;
+  } else if (op === 0xdf) setR16(0, s.fpuStatus);
+  else wr16(rmAddr(m, 2), op === 0xd9 ? s.fpuControl : s.fpuStatus);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// String port I/O (INS, OUTS), as Linux's emulator does it (arch/x86/kvm/emulate.c em_in/em_out,
+// pio_in_emulated; x86.c emulator_pio_in_out) — KVM sends string I/O through the emulator on VMX and SVM too.
+
+/** `in_page` of `pio_in_emulated`: bytes left in DI's page in the direction of DF (an offset, not an address). */
+function inPage(di: number): number {
+  return (S.eflags & DF) !== 0 ? di & 0xfff : 0x1000 - (di & 0xfff);
+}
+
+/**
+ * One step of INS (6C/6D) or OUTS (6E/6F), with or without REP. OUTS exits with one element (`count` 1): SI
+ * (and CX with REP) already advanced, and with REP RIP stays on the instruction with RFLAGS.RF set until
+ * the run that finds CX = 0. INS exits with `count` = min(`in_page`, 1024 / size, CX) elements (Linux's
+ * read-ahead; `in_page` counts bytes against a count of elements, as Linux does) and nothing changed; the
+ * next run stores them at ES:DI and advances DI and CX. A REP with CX = 0 completes without an exit.
+ * Returns false when nothing was done because of an exit.
+ */
+function stringIo(op: number, start: number): boolean {
+  const s = S;
+  const size = (op & 1) === 0 ? 1 : o32 ? 4 : 2;
+  const amask = a32 ? 0xffffffff : 0xffff;
+  const count = rep !== 0 ? (a32 ? s.ecx >>> 0 : s.ecx & 0xffff) : 1;
+  if (count === 0) {
+    s.eflags &= ~0x10000;
+    return true;
+  }
+  const port = s.edx & 0xffff;
+  const x = X;
+  const delta = (s.eflags & DF) !== 0 ? -size : size;
+  if (op >= 0x6e) { // OUTS
+    const si = a32 ? s.esi >>> 0 : s.esi & 0xffff;
+    const lin = segAddr(ovr >= 0 ? ovr : SEG_DS, si, size);
+    const v = size === 1 ? rd8(lin) : size === 2 ? rd16(lin) : rd32(lin);
+    if (v < 0) return false;
+    const nsi = (si + delta) & amask;
+    s.esi = (s.esi - (s.esi & amask) + nsi) >>> 0;
+    x.ioDirection = GuestIoDirection.Out;
+    x.ioSize = size;
+    x.ioPort = port;
+    x.ioCount = 1;
+    const d = x.data;
+    d.fill(0);
+    for (let i = 0; i < size; i++) d[i] = (v >>> (8 * i)) & 0xff;
+    exitKind = GuestExitReason.Io;
+    s.pending = GuestPending.None;
+    if (rep !== 0) {
+      const c = (count - 1) & amask;
+      s.ecx = (s.ecx - (s.ecx & amask) + c) >>> 0;
+      s.eflags |= 0x10000; // RF: the instruction is restarted
+      ip = start;
+    }
+    return true;
+  }
+  // INS: read ahead up to a page (of DI offset) or 1 KiB, then exit; the completion stores the elements.
+  const di = a32 ? s.edi >>> 0 : s.edi & 0xffff;
+  let n = rep !== 0 ? Math.min(inPage(di), 1024 / size, count) : 1;
+  if (n === 0) n = 1;
+  // The destination range must be within ES's limit (checked now: the completion cannot fault).
+  for (let i = 0; i < n; i++) segAddr(SEG_ES, (di + i * delta) & amask, size);
+  x.ioDirection = GuestIoDirection.In;
+  x.ioSize = size;
+  x.ioPort = port;
+  x.ioCount = n;
+  x.data.fill(0);
+  exitKind = GuestExitReason.Io;
+  s.pending = GuestPending.PioInString;
+  s.pendingSize = size;
+  s.pendingPort = port;
+  s.pendingCount = n;
+  s.pendingNextRip = ip;
+  s.pendingLinearRip = (csBase + start) >>> 0;
+  s.pendingStringFlags = (a32 ? 1 : 0) | (rep !== 0 ? 2 : 0);
+  ip = start;
+  return false;
+}
+
+/**
+ * Completes a string input (`GuestPending.PioInString`) at the start of a run: stores the `count` elements
+ * user space left in {@link GuestExit.stringData} at ES:DI (the limits were checked at the exit), advances
+ * DI and, with REP, CX; RIP then moves past the instruction, or with CX still non-zero stays on it with
+ * RFLAGS.RF set (the next run exits for the next batch), as Linux's emulator restarts it.
+ */
+function completeInString(): void {
+  const s = S;
+  s.pending = GuestPending.None;
+  const size = s.pendingSize;
+  const n = s.pendingCount;
+  const wide = (s.pendingStringFlags & 1) !== 0;
+  const amask = wide ? 0xffffffff : 0xffff;
+  const delta = (s.eflags & DF) !== 0 ? -size : size;
+  const src = X.stringData;
+  let di = wide ? s.edi >>> 0 : s.edi & 0xffff;
+  for (let i = 0; i < n; i++) {
+    const o = i * size;
+    const lin = s.esBase + di;
+    if (size === 1) wr8(lin, src[o]!);
+    else if (size === 2) wr16(lin, src[o]! | (src[o + 1]! << 8));
+    else wr32(lin, (src[o]! | (src[o + 1]! << 8) | (src[o + 2]! << 16) | (src[o + 3]! << 24)) >>> 0);
+    di = (di + delta) & amask;
+  }
+  s.edi = (s.edi - (s.edi & amask) + di) >>> 0;
+  if ((s.pendingStringFlags & 2) !== 0) {
+    const c = ((wide ? s.ecx >>> 0 : s.ecx & 0xffff) - n) & amask;
+    s.ecx = (s.ecx - (s.ecx & amask) + c) >>> 0;
+    if (c !== 0) {
+      s.eflags |= 0x10000;
+      return;
+    }
+  }
+  s.eflags &= ~0x10000;
+  s.eip = s.pendingNextRip;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// External interrupts: the entry point for the interrupt controllers (PIC, LAPIC).
+
+/** {@link deliverInterrupt}: the vector was delivered through the IVT. */
+export const GUEST_INTERRUPT_DELIVERED = 0;
+/** {@link deliverInterrupt}: IF = 0 or an interrupt shadow holds it; the controller keeps it pending. */
+export const GUEST_INTERRUPT_BLOCKED = 1;
+
+/**
+ * Whether the vCPU can take a maskable interrupt now: RFLAGS.IF = 1 and no STI / MOV SS shadow
+ * (`kvm_run.ready_for_interrupt_injection` with an empty injection queue; `kvm_run.if_flag` is IF alone).
+ */
+export function interruptWindowOpen(state: GuestCpuState): boolean {
+  return (state.eflags & X86_EFLAGS_IF) !== 0 && state.interruptShadow === 0;
+}
+
+/**
+ * Delivers external interrupt `vector` (0–255) to a vCPU that is not running, as the processor does between
+ * two instructions: when {@link interruptWindowOpen}, FLAGS, CS and IP are pushed, IF/TF/AC cleared and CS:IP
+ * loaded from the IVT (SDM Vol. 3A §20.1.4), and a halted vCPU wakes (`halted` cleared; IP already points
+ * past its `hlt`). Returns {@link GUEST_INTERRUPT_DELIVERED}, {@link GUEST_INTERRUPT_BLOCKED} (nothing changed:
+ * keep it pending and ask for the window), or a {@link GuestExitReason}: `Shutdown` when the delivery
+ * triple-faults (IVT entry beyond IDTR.limit and no room for #GP/#DF either, or a stack that faults), `Mmio`
+ * when the IVT lies in MMIO (the exit is in `exit`; deliver again after completing it), `InternalError`.
+ */
+export function deliverInterrupt(state: GuestCpuState, memory: GuestMemory, vector: number, exit: GuestExit): number {
+  if (!interruptWindowOpen(state)) return GUEST_INTERRUPT_BLOCKED;
+  if (running) throw new UsageError('ERR_INVALID_STATE', 'deliverInterrupt: not while runGuest is running');
+  if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new UsageError('ERR_OUT_OF_RANGE', `deliverInterrupt: vector ${String(vector)} is not in 0..255`);
+  running = true;
+  if (S !== state) S = state;
+  if (M !== memory) M = memory;
+  if (X !== exit) X = exit;
+  hasLookup = memory.lookup !== undefined;
+  cBase = cEnd = dBase = dEnd = wBase = wEnd = 0;
+  exitKind = 0;
+  csBase = state.csBase;
+  csLim = state.csLimit;
+  ip = state.eip;
+  try {
+    const r = deliver(vector, state.eip, state.eip);
+    if (r === DELIVERED) {
+      state.eip = ip;
+      if (exitKind === 0) return GUEST_INTERRUPT_DELIVERED;
+    }
+    exit.reason = exitKind as GuestExitReasonValue;
+    return exitKind;
+  } catch (e) {
+    if (e !== EMULATION_FAILED) throw e;
+    emulationFailure(state, exit);
+    exit.reason = GuestExitReason.InternalError;
+    return GuestExitReason.InternalError;
+  } finally {
+    running = false;
   }
 }

@@ -25,7 +25,7 @@ import { makeFileOps } from './fops.js';
 import { KvmInstance } from './instance.js';
 import { ALL_LEGACY_RESOURCES, LegacyPort, legacySet, privateVac, type LegacyResource } from './legacy.js';
 import { kvmParams } from './params.js';
-import { trackInstance } from './tlb-check.js';
+import { trackInstance } from './unique-ids.js';
 import './events.js';
 
 /** Options of {@link kvm}. */

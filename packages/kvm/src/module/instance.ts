@@ -14,7 +14,8 @@ import {
   type Violation,
   type VendorModule,
 } from '@vac/core';
-import { sharedSevAsids, sharedVpids } from './tlb-check.js';
+import { VM_FAULT_SITE } from './faults.js';
+import { sharedVcpuIds, sharedVmIds } from './unique-ids.js';
 import type { Vcpu } from './vcpu.js';
 import { Vm } from './vm.js';
 
@@ -70,7 +71,7 @@ export class KvmInstance implements VacInstanceOps {
    * build the vendor part.
    */
   createVm(owner: import('@vac/core').Process): Vm {
-    if (this.host.faults.shouldFail('vm')) throw new KernelError('ENOMEM', 'kvm_create_vm', 'injected allocation failure');
+    if (this.host.faults.shouldFail(VM_FAULT_SITE)) throw new KernelError('ENOMEM', 'kvm_create_vm', 'injected allocation failure');
     const id = this.#nextVm;
     const holder = `vm${id}`;
     this.vac.enableVirtualization(holder);
@@ -128,8 +129,8 @@ export class KvmInstance implements VacInstanceOps {
     if (label === undefined) return undefined;
     const v = this.running[cpu] as Vcpu;
     const ev = this.#events;
-    if (ev.wants('pmi:guest')) ev.emit('pmi:guest', { module: this.name, vm: v.vm.id, vcpu: v.id, cpu, rip: v.regs.rip });
-    else ev.skip();
+    const seq = ev.stamp('pmi:guest');
+    if (seq >= 0) ev.deliver('pmi:guest', { seq, tick: ev.tick, module: this.name, vm: v.vm.id, vcpu: v.id, cpu, rip: v.regs.rip });
     return label;
   }
 
@@ -212,8 +213,8 @@ export class KvmInstance implements VacInstanceOps {
         out.push({ invariant: 1, cpu: v.loadedOn, message: `${v.label} is loaded on offline CPU ${v.loadedOn}` });
       }
     }
-    out.push(...sharedVpids(this));
-    out.push(...sharedSevAsids(this));
+    out.push(...sharedVcpuIds(this));
+    out.push(...sharedVmIds(this));
     this.running.forEach((v, cpu) => {
       if (v !== undefined && v.loadedOn !== cpu) out.push({ invariant: 5, cpu, message: `CPU ${cpu} says ${v.label} runs there, but it is loaded on ${v.loadedOn}` });
     });

@@ -20,13 +20,15 @@ import {
   Vac,
   checkVendorSupport,
   registerVacHooks,
-  type AsidGrant,
   type Host,
   type VacHandle,
   type VacInstanceOps,
   type VacPort,
-  type VcpuTag,
+  type VacResource,
+  type VacResourceKey,
 } from '@vac/core';
+import { SEV_ASIDS } from '@vac/svm';
+import { VPIDS } from '@vac/vmx';
 
 /** A resource a legacy module keeps to itself. */
 export type LegacyResource = 'minor' | 'cpuhp' | 'virt' | 'irq' | 'vpid' | 'sev';
@@ -41,6 +43,15 @@ export function legacySet(opt: boolean | readonly LegacyResource[] | undefined):
   for (const r of list) if (!ALL_LEGACY_RESOURCES.includes(r)) throw new UsageError('ERR_UNKNOWN_NAME', `kvm: unknown legacy resource ${JSON.stringify(r)}`);
   return new Set(list);
 }
+
+/**
+ * The VAC resources a legacy module may keep privately, by legacy name. Every other resource (the ASID generations)
+ * lives with the per-CPU enable state, so it goes where `virt` goes.
+ */
+const PRIVATE_RESOURCE_KEYS: ReadonlyMap<VacResourceKey<unknown>, LegacyResource> = new Map<VacResourceKey<unknown>, LegacyResource>([
+  [VPIDS as VacResourceKey<unknown>, 'vpid'],
+  [SEV_ASIDS as VacResourceKey<unknown>, 'sev'],
+]);
 
 /**
  * Build the private VAC of a legacy module and make its registrations.
@@ -65,9 +76,8 @@ export class LegacyPort implements VacPort {
   readonly #shared: VacHandle | undefined;
   readonly #priv: VacHandle;
   readonly #virt: VacHandle;
-  readonly #vpid: VacHandle;
-  readonly #sev: VacHandle;
   readonly #irq: VacHandle;
+  readonly #route: (r: LegacyResource) => VacHandle;
 
   /**
    * @param ops - the instance
@@ -79,15 +89,19 @@ export class LegacyPort implements VacPort {
     this.name = ops.name;
     this.#priv = priv.attach(ops);
     this.#shared = shared?.attach(ops);
-    const pick = (r: LegacyResource): VacHandle => {
+    this.#route = (r: LegacyResource): VacHandle => {
       if (set.has(r)) return this.#priv;
       if (this.#shared === undefined) throw new UsageError('ERR_INVALID_STATE', `legacy ${ops.name}: ${r} is shared but no VAC is loaded`);
       return this.#shared;
     };
-    this.#virt = pick('virt');
-    this.#vpid = pick('vpid');
-    this.#sev = pick('sev');
-    this.#irq = pick('irq');
+    this.#virt = this.#route('virt');
+    this.#irq = this.#route('irq');
+    for (const r of PRIVATE_RESOURCE_KEYS.values()) this.#route(r);
+  }
+
+  #handleFor(key: VacResourceKey<unknown>): VacHandle {
+    const r = PRIVATE_RESOURCE_KEYS.get(key);
+    return r === undefined ? this.#virt : this.#route(r);
   }
 
   /** {@link VacPort.rebooting}. */
@@ -106,33 +120,13 @@ export class LegacyPort implements VacPort {
   isEnabled(cpu: number): boolean {
     return this.#virt.isEnabled(cpu);
   }
-  /** {@link VacPort.allocateVpid}. */
-  allocateVpid(tag: VcpuTag): number {
-    return this.#vpid.allocateVpid(tag);
+  /** {@link VacPort.resource}: the private copy for a resource kept privately, else the shared one. */
+  resource<V>(key: VacResourceKey<V, VacResource<V>>): V {
+    return this.#handleFor(key as VacResourceKey<unknown>).resource(key);
   }
-  /** {@link VacPort.freeVpid}. */
-  freeVpid(vpid: number): void {
-    this.#vpid.freeVpid(vpid);
-  }
-  /** {@link VacPort.newAsid} (ASIDs live with the per-CPU enable state). */
-  newAsid(cpu: number, tag: VcpuTag): AsidGrant {
-    return this.#virt.newAsid(cpu, tag);
-  }
-  /** {@link VacPort.asidIsCurrent}. */
-  asidIsCurrent(cpu: number, generation: number): boolean {
-    return this.#virt.asidIsCurrent(cpu, generation);
-  }
-  /** {@link VacPort.releaseAsids}. */
-  releaseAsids(tag: VcpuTag): void {
-    this.#virt.releaseAsids(tag);
-  }
-  /** {@link VacPort.sevAsidNew}. */
-  sevAsidNew(es: boolean, tag: VcpuTag): number {
-    return this.#sev.sevAsidNew(es, tag);
-  }
-  /** {@link VacPort.sevAsidFree}. */
-  sevAsidFree(asid: number): void {
-    this.#sev.sevAsidFree(asid);
+  /** {@link VacPort.tryResource}. */
+  tryResource<V>(key: VacResourceKey<V, VacResource<V>>): V | undefined {
+    return this.#handleFor(key as VacResourceKey<unknown>).tryResource(key);
   }
   /** {@link VacPort.addUserReturnMsr} (user-return MSRs live with the per-CPU enable state). */
   addUserReturnMsr(msr: number): number {

@@ -28,7 +28,8 @@ import { KVM_RUN_OFFSETS, KvmRunView } from '../abi/kvm-run.js';
 import { KVM_REGS_FIELDS, KVM_SREGS_SEGMENTS, KVM_SREGS_U64_FIELDS, makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
-import { runGuest } from '../guest/interpreter.js';
+import { runGuest, GUEST_DEFAULT_QUIRKS } from '../guest/interpreter.js';
+import { VcpuPlatform } from '../guest/platform.js';
 import type { KvmInstance } from './instance.js';
 import type { Vm } from './vm.js';
 
@@ -94,8 +95,10 @@ export class Vcpu {
   }
   #exit: GuestExit | undefined;
   /**
-   * `struct kvm_sregs` fields the interpreter does not use (control registers, descriptor tables, …),
-   * created at the first KVM_GET_SREGS / KVM_SET_SREGS (a vCPU nobody asks about costs nothing).
+   * `struct kvm_sregs` fields the interpreter does not use (TR, LDTR, CR8, EFER, APIC base, the interrupt
+   * bitmap), created at the first KVM_GET_SREGS / KVM_SET_SREGS (a vCPU nobody asks about costs nothing).
+   * The segment registers, GDTR, IDTR and CR0/CR2/CR3/CR4 live in {@link Vcpu.regs}, where the guest's
+   * `lgdt`, `mov cr0` and the like change them; this object's copies of those fields are not used.
    */
   get sregs(): kvm_sregs {
     return (this.#sregs ??= makeKvmSregs({
@@ -107,7 +110,18 @@ export class Vcpu {
   }
   #sregs: kvm_sregs | undefined;
   /** CR0.PE is set: the guest asked for protected mode, which the interpreter does not execute. */
-  protectedMode = false;
+  get protectedMode(): boolean {
+    return (this.regs.cr0 & 1n) !== 0n;
+  }
+  /**
+   * What `cpuid`, `rdmsr`/`wrmsr` and `rdtsc` of this vCPU answer from (see {@link VcpuPlatform}; the
+   * CPUID and MSR ioctls replace its table and MSRs). Its TSC counts the host's simulated time, 1,000 ticks
+   * per scheduler tick.
+   */
+  get platform(): VcpuPlatform {
+    return (this.#platform ??= new VcpuPlatform(() => BigInt(this.#events.tick) * 1000n, this.id === 0));
+  }
+  #platform: VcpuPlatform | undefined;
   /** Counters. */
   readonly stats: VcpuStats = { entries: 0, exits: 0, io_exits: 0, mmio_exits: 0, halt_exits: 0, nmi_exits: 0, signal_exits: 0, instructions: 0, migrations: 0, pi_wakeups: 0 };
   /** The CPU it is loaded on, or -1. */
@@ -173,9 +187,8 @@ export class Vcpu {
     this.#vendorLoaded = inst.vac.isEnabled(cpu);
     if (this.#vendorLoaded) this.vendor.load(cpu);
     inst.loadGuestUserReturnMsrs(cpu);
-    const ev = this.#events;
-    if (ev.wants('vcpu:load')) this.#emit('vcpu:load', cpu);
-    else ev.skip();
+    const seq = this.#events.stamp('vcpu:load');
+    if (seq >= 0) this.#emit('vcpu:load', seq, cpu);
   }
 
   /** `vcpu_put` from the CPU it is loaded on. */
@@ -188,17 +201,17 @@ export class Vcpu {
     if (inst.running[cpu] === this) inst.running[cpu] = undefined;
     this.loadedOn = -1;
     this.inGuest = false;
-    const ev = this.#events;
-    if (ev.wants('vcpu:put')) this.#emit('vcpu:put', cpu);
-    else ev.skip();
+    const seq = this.#events.stamp('vcpu:put');
+    if (seq >= 0) this.#emit('vcpu:put', seq, cpu);
   }
 
   /**
    * Emit `vcpu:load` / `vcpu:put` for someone listening. Kept out of `load` and `put` (as the other cold paths
    * of KVM_RUN are) so that those stay small enough for V8 to inline the whole round trip.
    */
-  #emit(name: 'vcpu:load' | 'vcpu:put', cpu: number): void {
-    this.#events.emitOwned(name, { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
+  #emit(name: 'vcpu:load' | 'vcpu:put', seq: number, cpu: number): void {
+    const ev = this.#events;
+    ev.deliver(name, { seq, tick: ev.tick, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu });
   }
 
   // ---- KVM_RUN ---------------------------------------------------------------------------------
@@ -209,7 +222,7 @@ export class Vcpu {
     // The usual case: no IN or MMIO read waiting for user space's data (an OUT completes in the guest step), no
     // immediate_exit.
     const p = this.regs.pending;
-    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && this.run.immediate_exit === 0) return true;
+    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && this.run.immediate_exit === 0) return true;
     return this.#beginSlow();
   }
 
@@ -220,9 +233,13 @@ export class Vcpu {
     const p = this.regs.pending;
     if (p === GuestPending.PioIn) this.exit.data.set(run.bytes.subarray(KVM_PIO_DATA_OFFSET, KVM_PIO_DATA_OFFSET + 8));
     else if (p === GuestPending.MmioRead) this.exit.data.set(run.mmio.data.subarray(0, 8));
+    else if (p === GuestPending.PioInString) {
+      const r = this.regs;
+      this.exit.stringData.set(run.bytes.subarray(KVM_PIO_DATA_OFFSET, KVM_PIO_DATA_OFFSET + r.pendingSize * r.pendingCount));
+    }
     if (run.immediate_exit !== 0) {
       // KVM_CAP_IMMEDIATE_EXIT: pending operations are completed, then EINTR without entering the guest.
-      if (p !== GuestPending.None) runGuest(this.regs, this.vm.memslots, 0, this.exit);
+      if (p !== GuestPending.None) runGuest(this.regs, this.vm.memslots, 0, this.exit, GUEST_DEFAULT_QUIRKS, this.platform);
       run.exit_reason = KVM_EXIT_INTR;
       this.stats.signal_exits++;
       return false;
@@ -248,7 +265,7 @@ export class Vcpu {
       return this.#internal('protected mode is not modelled (CR0.PE=1)');
     }
     this.inGuest = true;
-    const reason = runGuest(this.regs, this.vm.memslots, budget, this.exit);
+    const reason = runGuest(this.regs, this.vm.memslots, budget, this.exit, GUEST_DEFAULT_QUIRKS, this.platform);
     vendor.exit(cpu);
     this.stats.instructions += this.exit.executed;
     if (reason === GuestExitReason.Budget) return Step.Slice;
@@ -341,13 +358,13 @@ export class Vcpu {
 
   #finish(cpu: number): void {
     this.stats.exits++;
-    const ev = this.#events;
-    if (ev.wants('vcpu:exit')) this.#emitExit(cpu);
-    else ev.skip();
+    const seq = this.#events.stamp('vcpu:exit');
+    if (seq >= 0) this.#emitExit(seq, cpu);
   }
 
-  #emitExit(cpu: number): void {
-    this.#events.emitOwned('vcpu:exit', { seq: 0, tick: 0, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason: this.run.exit_reason });
+  #emitExit(seq: number, cpu: number): void {
+    const ev = this.#events;
+    ev.deliver('vcpu:exit', { seq, tick: ev.tick, module: this.tag.instance, vm: this.tag.vm, vcpu: this.id, cpu, reason: this.run.exit_reason });
   }
 
   /**
@@ -466,20 +483,21 @@ export class Vcpu {
 
   // ---- registers ----------------------------------------------------------------------------
 
-  /** KVM_GET_REGS. */
+  /** KVM_GET_REGS: every register, all 64 bits (`__get_regs`, arch/x86/kvm/x86.c). */
   getRegs(out: kvm_regs): void {
     const r = this.regs;
-    for (const k of KVM_REGS_FIELDS) out[k] = BigInt(r[k]);
+    for (const k of KVM_REGS_FIELDS) out[k] = r.get64(k);
   }
 
   /**
-   * KVM_SET_REGS (RFLAGS bit 1 is kept set). The model's registers hold 53 significant bits
-   * (docs/fidelity.md).
+   * KVM_SET_REGS: every register, all 64 bits, RFLAGS with bit 1 set (`__set_regs`: `kvm_set_rflags(vcpu,
+   * regs->rflags | X86_EFLAGS_FIXED)`). The upper halves stay as written: real-mode code only clears one
+   * with a 32-bit write to that register.
    */
   setRegs(v: kvm_regs): void {
     const r = this.regs;
-    for (const k of KVM_REGS_FIELDS) r[k] = Number(v[k]);
-    r.rflags = Number(v.rflags | 2n);
+    for (const k of KVM_REGS_FIELDS) r.set64(k, v[k]);
+    r.set64('rflags', v.rflags | 2n);
   }
 
   /** KVM_GET_SREGS. */
@@ -494,7 +512,7 @@ export class Vcpu {
         continue;
       }
       const g = r[name as 'cs'];
-      o.base = BigInt(g.base);
+      o.base = g.base64;
       o.limit = g.limit;
       o.selector = g.selector;
       o.type = g.type;
@@ -507,11 +525,15 @@ export class Vcpu {
       o.avl = g.avl;
       o.unusable = g.unusable;
     }
-    out.gdt.base = s.gdt.base;
-    out.gdt.limit = s.gdt.limit;
-    out.idt.base = BigInt(r.idtBase);
+    out.gdt.base = r.gdtBase64;
+    out.gdt.limit = r.gdtLimit;
+    out.idt.base = r.idtBase64;
     out.idt.limit = r.idtLimit;
     for (const k of KVM_SREGS_U64_FIELDS) out[k] = s[k];
+    out.cr0 = r.cr0;
+    out.cr2 = r.cr2;
+    out.cr3 = r.cr3;
+    out.cr4 = r.cr4;
     out.interrupt_bitmap = [...s.interrupt_bitmap];
   }
 
@@ -526,7 +548,7 @@ export class Vcpu {
         continue;
       }
       const g = r[name as 'cs'];
-      g.base = Number(src.base);
+      g.base64 = src.base;
       g.limit = src.limit;
       g.selector = src.selector;
       g.type = src.type;
@@ -540,10 +562,15 @@ export class Vcpu {
       g.unusable = src.unusable;
     }
     s.gdt = { ...v.gdt };
-    r.idtBase = Number(v.idt.base);
+    r.gdtBase64 = v.gdt.base;
+    r.gdtLimit = v.gdt.limit;
+    r.idtBase64 = v.idt.base;
     r.idtLimit = v.idt.limit;
     for (const k of KVM_SREGS_U64_FIELDS) s[k] = v[k];
+    r.cr0 = v.cr0;
+    r.cr2 = v.cr2;
+    r.cr3 = v.cr3;
+    r.cr4 = v.cr4;
     s.interrupt_bitmap = [...v.interrupt_bitmap];
-    this.protectedMode = (v.cr0 & 1n) !== 0n;
   }
 }

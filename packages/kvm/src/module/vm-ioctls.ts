@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { KernelError } from '@vac/core';
+import { KernelError, type MemEncryptCommand } from '@vac/core';
 import {
   KVM_CHECK_EXTENSION,
   KVM_CREATE_IRQCHIP,
@@ -22,6 +22,7 @@ import { KVM_SEV_CMD_CODEC, KVM_USERSPACE_MEMORY_REGION_CODEC } from '../abi/str
 import { checkExtension } from './caps.js';
 import type { VmFile } from './files.js';
 import { valueArg, type IoctlDef } from './ioctl-table.js';
+import { VCPU_FAULT_SITE } from './faults.js';
 import { Vcpu } from './vcpu.js';
 
 /** The classic VM ioctls. */
@@ -37,7 +38,7 @@ export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
       if (id < 0 || id >= KVM_MAX_VCPU_IDS) throw new KernelError('EINVAL', 'KVM_CREATE_VCPU', `vCPU id ${id} is not below KVM_MAX_VCPU_IDS (${KVM_MAX_VCPU_IDS})`);
       if (vm.createdVcpus >= KVM_MAX_VCPUS) throw new KernelError('EINVAL', 'KVM_CREATE_VCPU', `the VM has KVM_MAX_VCPUS (${KVM_MAX_VCPUS}) vCPUs`);
       if (vm.vcpus.has(id)) throw new KernelError('EEXIST', 'KVM_CREATE_VCPU', `vCPU ${id} exists`);
-      if (inst.host.faults.shouldFail('vcpu')) throw new KernelError('ENOMEM', 'KVM_CREATE_VCPU', 'injected allocation failure');
+      if (inst.host.faults.shouldFail(VCPU_FAULT_SITE)) throw new KernelError('ENOMEM', 'KVM_CREATE_VCPU', 'injected allocation failure');
       const tag = { instance: inst.name, vm: vm.id, vcpu: id };
       const vendor = inst.vendor.createVcpu(vm.vendor, tag);
       const v = new Vcpu(inst, vm, id, tag, vendor);
@@ -104,9 +105,11 @@ export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
       // sev_mem_enc_ioctl copies the command back (its `error`) whatever the result; the ASID it may take cannot
       // be given back after a failed copy, so a destination that cannot be written fails first, with nothing done.
       checkUserWritable(KVM_SEV_CMD_CODEC, arg, op);
+      const c: MemEncryptCommand = { id: cmd.id, data: cmd.data, error: cmd.error, fd: cmd.sev_fd };
       try {
-        return vm.vendor.memEncryptOp(cmd, vm.createdVcpus > 0);
+        return vm.vendor.memEncryptOp(c, vm.createdVcpus > 0);
       } finally {
+        cmd.error = c.error;
         copyToUser(KVM_SEV_CMD_CODEC, cmd, arg, op);
       }
     },

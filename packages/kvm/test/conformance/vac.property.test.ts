@@ -20,14 +20,16 @@ import type { Host, Vac, VcpuTag } from '@vac/core';
 import { FakeKvm, expectFailure, hardwareOn, hooksOf, vacIn } from './support.js';
 import { SYSCALL_MSRS, VENDORS } from './vendors.js';
 import type { VendorSetup } from './vendors.js';
+import { VPIDS } from '@vac/vmx';
+import { ASIDS, SEV_ASIDS } from '@vac/svm';
 
 const NR_CPUS = 4;
 const NR_INSTANCES = 3;
 const HOLDERS = ['', 'vm1', 'vm2'] as const;
 /** AMD geometry: ordinary ASIDs 5 … 15 (11 per generation, so runs roll over); SEV 3 … 4, SEV-ES 1 … 2. */
-const ASIDS = { nrAsids: 16, maxSevAsid: 4, minSevAsid: 3 } as const;
-const MIN_ASID = ASIDS.maxSevAsid + 1;
-const MAX_ASID = ASIDS.nrAsids - 1;
+const ASID_SPACE = { nrAsids: 16, maxSevAsid: 4, minSevAsid: 3 } as const;
+const MIN_ASID = ASID_SPACE.maxSevAsid + 1;
+const MAX_ASID = ASID_SPACE.nrAsids - 1;
 const SEV_RANGE = { sev: [3, 4], es: [1, 2] } as const;
 
 type Holder = (typeof HOLDERS)[number];
@@ -136,7 +138,7 @@ class Run {
 
   constructor(v: VendorSetup) {
     this.#v = v;
-    this.host = v.host({ cpus: NR_CPUS, ...ASIDS, loadVac: false });
+    this.host = v.host({ cpus: NR_CPUS, ...ASID_SPACE, loadVac: false });
     this.baseHooks = hooksOf(this.host);
     this.host.modprobe('vac');
     this.vac = vacIn(this.host);
@@ -326,17 +328,17 @@ class Run {
           const [i, cpu] = target;
           const y = this.#inst(i);
           const t = this.#tag(y, i, op.vcpu);
-          const g = y.fake.handle.newAsid(cpu, t);
+          const g = y.fake.handle.resource(ASIDS).newAsid(cpu, t);
           expect(g.asid).toBeGreaterThanOrEqual(MIN_ASID);
           expect(g.asid).toBeLessThanOrEqual(MAX_ASID);
-          expect(y.fake.handle.asidIsCurrent(cpu, g.generation)).toBe(true);
+          expect(y.fake.handle.resource(ASIDS).isCurrent(cpu, g.generation)).toBe(true);
           y.asidTags.add(t);
-          const held = this.vac.asidState(cpu)?.holders.map((h) => h.asid) ?? [];
+          const held = this.vac.tryResource(ASIDS)?.cpuState(cpu)?.holders.map((h) => h.asid) ?? [];
           expect(new Set(held).size).toBe(held.length);
         } else {
           let want = 1;
           while (this.vpidSet.has(want)) want++;
-          expect(x.fake.handle.allocateVpid({ instance: `kvm${op.i}`, vm: 1, vcpu: op.vcpu })).toBe(want);
+          expect(x.fake.handle.resource(VPIDS).allocate({ instance: `kvm${op.i}`, vm: 1, vcpu: op.vcpu })).toBe(want);
           x.vpids.push(want);
           this.vpidSet.add(want);
         }
@@ -347,13 +349,13 @@ class Run {
           const target = Run.#choose(this.insts.flatMap((x) => [...x.asidTags].map((t) => [x, t] as const)), op.pick);
           if (target === undefined) return;
           const [x, t] = target;
-          x.fake.handle.releaseAsids(t);
+          x.fake.handle.resource(ASIDS).release(t);
           x.asidTags.delete(t);
         } else {
           const target = Run.#choose(this.insts.flatMap((x) => x.vpids.map((vpid) => [x, vpid] as const)), op.pick);
           if (target === undefined) return;
           const [x, vpid] = target;
-          x.fake.handle.freeVpid(vpid);
+          x.fake.handle.resource(VPIDS).free(vpid);
           x.vpids.splice(x.vpids.indexOf(vpid), 1);
           this.vpidSet.delete(vpid);
         }
@@ -364,11 +366,11 @@ class Run {
         const other = this.#inst((op.i + 1) % NR_INSTANCES);
         if (this.svm) {
           const victim = this.#tag(other, (op.i + 1) % NR_INSTANCES, op.pick % 4);
-          expectFailure(host, () => x.fake.handle.newAsid(0, victim), 'EPERM');
+          expectFailure(host, () => x.fake.handle.resource(ASIDS).newAsid(0, victim), 'EPERM');
         } else {
           const vpid = other.vpids[op.pick % Math.max(1, other.vpids.length)] ?? 1 + op.pick;
           if (x.vpids.includes(vpid)) return;
-          expectFailure(host, () => x.fake.handle.freeVpid(vpid), 'EPERM');
+          expectFailure(host, () => x.fake.handle.resource(VPIDS).free(vpid), 'EPERM');
         }
         return;
       }
@@ -388,20 +390,20 @@ class Run {
         }
         const t: VcpuTag = { instance: `kvm${op.i}`, vm: 2, vcpu: 0 };
         if (want === undefined) {
-          expectFailure(host, () => x.fake.handle.sevAsidNew(op.es, t), 'EBUSY');
+          expectFailure(host, () => x.fake.handle.resource(SEV_ASIDS).alloc(op.es, t), 'EBUSY');
         } else {
-          expect(x.fake.handle.sevAsidNew(op.es, t)).toBe(want);
+          expect(x.fake.handle.resource(SEV_ASIDS).alloc(op.es, t)).toBe(want);
           this.sevInUse.add(want);
           x.sev.push(want);
         }
-        expect(this.vac.sevState()).toMatchObject({ flushes: this.sevFlushes, recycles: this.sevFlushes });
+        expect(this.vac.tryResource(SEV_ASIDS)?.state()).toMatchObject({ flushes: this.sevFlushes, recycles: this.sevFlushes });
         return;
       }
       case 'sevFree': {
         const target = Run.#choose(this.insts.flatMap((x) => x.sev.map((a) => [x, a] as const)), op.pick);
         if (target === undefined) return;
         const [x, a] = target;
-        x.fake.handle.sevAsidFree(a);
+        x.fake.handle.resource(SEV_ASIDS).free(a);
         x.sev.splice(x.sev.indexOf(a), 1);
         this.sevInUse.delete(a);
         this.sevReclaim.add(a);
@@ -413,7 +415,7 @@ class Run {
         const other = this.#inst((op.i + 1) % NR_INSTANCES);
         const a = other.sev[op.pick % Math.max(1, other.sev.length)];
         if (a === undefined) return;
-        expectFailure(host, () => x.fake.handle.sevAsidFree(a), 'EPERM');
+        expectFailure(host, () => x.fake.handle.resource(SEV_ASIDS).free(a), 'EPERM');
         return;
       }
       case 'uretAdd': {
@@ -512,9 +514,9 @@ class Run {
     const vac = this.vac;
     for (const [i, x] of this.insts.entries()) {
       this.#putAll(x, i);
-      for (const vpid of x.vpids) x.fake.handle.freeVpid(vpid);
-      for (const t of x.asidTags) x.fake.handle.releaseAsids(t);
-      for (const a of x.sev) x.fake.handle.sevAsidFree(a);
+      for (const vpid of x.vpids) x.fake.handle.resource(VPIDS).free(vpid);
+      for (const t of x.asidTags) x.fake.handle.resource(ASIDS).release(t);
+      for (const a of x.sev) x.fake.handle.resource(SEV_ASIDS).free(a);
       for (const [h, n] of x.refs) if (h !== '') for (let k = 0; k < n; k++) x.fake.handle.disableVirtualization(h);
       x.fake.handle.detach();
       expect(checkInvariants(host)).toEqual([]);
@@ -524,9 +526,9 @@ class Run {
     expect(vac.usageHolders()).toEqual([]);
     expect(vac.cpus().map((c) => c.enabled)).toEqual(Array.from({ length: NR_CPUS }, () => false));
     expect(hardwareOn(host)).toEqual(Array.from({ length: NR_CPUS }, () => false));
-    expect(vac.vpidHolders()).toEqual([]);
-    for (const c of host.cpus) expect(vac.asidState(c.id)?.holders ?? []).toEqual([]);
-    expect(vac.sevState()?.inUse ?? []).toEqual([]);
+    expect((vac.tryResource(VPIDS)?.holders() ?? [])).toEqual([]);
+    for (const c of host.cpus) expect(vac.tryResource(ASIDS)?.cpuState(c.id)?.holders ?? []).toEqual([]);
+    expect(vac.tryResource(SEV_ASIDS)?.state()?.inUse ?? []).toEqual([]);
     expect(vac.userReturnSlots()).toEqual([]);
     for (const c of host.cpus) {
       expect(vac.userReturnState(c.id).registered).toBe(false);

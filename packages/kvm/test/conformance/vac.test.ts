@@ -3,7 +3,7 @@
  * suite run against both setups of `vendors.ts`, with fake KVM instances attached straight to VAC.
  */
 import { afterEach, describe, expect, test } from 'vitest';
-import { KVM_MAX_NR_USER_RETURN_MSRS, PERF_GUEST_ACTIVE, PERF_GUEST_USER, UsageError, VMX_NR_VPIDS, checkInvariants, vacOf } from '@vac/core';
+import { KVM_MAX_NR_USER_RETURN_MSRS, PERF_GUEST_ACTIVE, PERF_GUEST_USER, UsageError, checkInvariants, vacOf } from '@vac/core';
 import type { Host, VcpuTag } from '@vac/core';
 import { isIntelHardware } from '@vac/vmx';
 import {
@@ -22,6 +22,8 @@ import {
 } from './support.js';
 import { MSR, VENDORS, testMsr } from './vendors.js';
 import type { SetupOptions, VendorSetup } from './vendors.js';
+import { VMX_NR_VPIDS, VPIDS } from '@vac/vmx';
+import { ASIDS, SEV_ASIDS } from '@vac/svm';
 
 const all = (n: number, v: boolean): boolean[] => Array.from({ length: n }, () => v);
 const tag = (instance: string, vm: number, vcpu: number): VcpuTag => ({ instance, vm, vcpu });
@@ -585,12 +587,12 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
         const host = newHost();
         const vac = vacIn(host);
         const [a, b] = attachFakes(host) as [FakeKvm, FakeKvm];
-        expect(a.handle.allocateVpid(tag('kvm0', 0, 0))).toBe(1);
-        expect(b.handle.allocateVpid(tag('kvm1', 0, 0))).toBe(2);
-        expect(a.handle.allocateVpid(tag('kvm0', 0, 1))).toBe(3);
-        a.handle.freeVpid(1);
-        expect(b.handle.allocateVpid(tag('kvm1', 0, 1))).toBe(1);
-        expect(vac.vpidHolders()).toEqual([
+        expect(a.handle.resource(VPIDS).allocate(tag('kvm0', 0, 0))).toBe(1);
+        expect(b.handle.resource(VPIDS).allocate(tag('kvm1', 0, 0))).toBe(2);
+        expect(a.handle.resource(VPIDS).allocate(tag('kvm0', 0, 1))).toBe(3);
+        a.handle.resource(VPIDS).free(1);
+        expect(b.handle.resource(VPIDS).allocate(tag('kvm1', 0, 1))).toBe(1);
+        expect((vac.tryResource(VPIDS)?.holders() ?? [])).toEqual([
           { vpid: 1, holder: 'kvm1/vm0/vcpu1' },
           { vpid: 2, holder: 'kvm1/vm0/vcpu0' },
           { vpid: 3, holder: 'kvm0/vm0/vcpu1' },
@@ -598,32 +600,32 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
         expectClean(host);
         // Fill the space: 65,535 VPIDs in all (0 is the host's).
         const got: number[] = [];
-        for (let i = 4; i < VMX_NR_VPIDS; i++) got.push(a.handle.allocateVpid(tag('kvm0', 1, i)));
+        for (let i = 4; i < VMX_NR_VPIDS; i++) got.push(a.handle.resource(VPIDS).allocate(tag('kvm0', 1, i)));
         expect(got.every((vpid, k) => vpid === k + 4)).toBe(true);
-        expect(vac.vpidHolders()).toHaveLength(VMX_NR_VPIDS - 1);
-        expect(vac.vpidExhaustions).toBe(0);
+        expect((vac.tryResource(VPIDS)?.holders() ?? [])).toHaveLength(VMX_NR_VPIDS - 1);
+        expect(vac.tryResource(VPIDS)?.exhaustions).toBe(0);
         const before = host.snapshot();
-        expect(b.handle.allocateVpid(tag('kvm1', 2, 0))).toBe(0);
-        expect(a.handle.allocateVpid(tag('kvm0', 2, 0))).toBe(0);
-        expect(vac.vpidExhaustions).toBe(2);
+        expect(b.handle.resource(VPIDS).allocate(tag('kvm1', 2, 0))).toBe(0);
+        expect(a.handle.resource(VPIDS).allocate(tag('kvm0', 2, 0))).toBe(0);
+        expect(vac.tryResource(VPIDS)?.exhaustions).toBe(2);
         expect(host.snapshot()).toEqual(before);
-        b.handle.freeVpid(0); // no-op
+        b.handle.resource(VPIDS).free(0); // no-op
         expect(host.snapshot()).toEqual(before);
         expectClean(host);
-        a.handle.freeVpid(40000);
-        expect(b.handle.allocateVpid(tag('kvm1', 3, 0))).toBe(40000);
-        expect(b.handle.holdings().vpids).toEqual([1, 2, 40000]);
+        a.handle.resource(VPIDS).free(40000);
+        expect(b.handle.resource(VPIDS).allocate(tag('kvm1', 3, 0))).toBe(40000);
+        expect(b.handle.holdings().resources.vpids).toEqual([1, 2, 40000]);
       });
 
       test('a handle cannot free another instance’s VPID, nor allocate for another instance’s tag (EPERM)', () => {
         const host = newHost();
         const [a, b] = attachFakes(host) as [FakeKvm, FakeKvm];
-        const vpid = a.handle.allocateVpid(tag('kvm0', 0, 0));
-        expectFailure(host, () => b.handle.freeVpid(vpid), 'EPERM');
-        expectFailure(host, () => b.handle.freeVpid(77), 'EPERM');
-        expectFailure(host, () => b.handle.allocateVpid(tag('kvm0', 0, 1)), 'EPERM');
-        a.handle.freeVpid(vpid);
-        expectFailure(host, () => a.handle.freeVpid(vpid), 'EPERM'); // double free
+        const vpid = a.handle.resource(VPIDS).allocate(tag('kvm0', 0, 0));
+        expectFailure(host, () => b.handle.resource(VPIDS).free(vpid), 'EPERM');
+        expectFailure(host, () => b.handle.resource(VPIDS).free(77), 'EPERM');
+        expectFailure(host, () => b.handle.resource(VPIDS).allocate(tag('kvm0', 0, 1)), 'EPERM');
+        a.handle.resource(VPIDS).free(vpid);
+        expectFailure(host, () => a.handle.resource(VPIDS).free(vpid), 'EPERM'); // double free
         expectClean(host);
       });
     }
@@ -638,9 +640,9 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
         const [a] = attachFakes(host, ['kvm0']) as [FakeKvm];
         a.handle.enableVirtualization('vm0');
         a.load(1);
-        expect(vac.asidState(1)).toMatchObject({ generation: 1, nextAsid: 8 });
+        expect(vac.tryResource(ASIDS)?.cpuState(1)).toMatchObject({ generation: 1, nextAsid: 8 });
         const t = [0, 1, 2, 3, 4].map((i) => tag('kvm0', 0, i));
-        const grants = t.map((x) => a.handle.newAsid(1, x));
+        const grants = t.map((x) => a.handle.resource(ASIDS).newAsid(1, x));
         expect(grants).toEqual([
           { asid: 4, generation: 2, flushAll: true }, // first use after enable rolls over
           { asid: 5, generation: 2, flushAll: false },
@@ -648,10 +650,10 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
           { asid: 7, generation: 2, flushAll: false },
           { asid: 4, generation: 3, flushAll: true },
         ]);
-        expect(vac.asidRollovers).toBe(2);
-        expect(a.handle.asidIsCurrent(1, 2)).toBe(false);
-        expect(a.handle.asidIsCurrent(1, 3)).toBe(true);
-        expect(vac.asidState(1)?.holders).toEqual([{ asid: 4, holder: 'kvm0/vm0/vcpu4' }]);
+        expect(vac.tryResource(ASIDS)?.rollovers).toBe(2);
+        expect(a.handle.resource(ASIDS).isCurrent(1, 2)).toBe(false);
+        expect(a.handle.resource(ASIDS).isCurrent(1, 3)).toBe(true);
+        expect(vac.tryResource(ASIDS)?.cpuState(1)?.holders).toEqual([{ asid: 4, holder: 'kvm0/vm0/vcpu4' }]);
         expectClean(host);
       });
 
@@ -666,14 +668,14 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
         for (let round = 0; round < 40; round++) {
           const [f, t] = round % 2 === 0 ? [a, ta] : [b, tb];
           f.load(2);
-          f.handle.newAsid(2, t[round % 3] as VcpuTag);
+          f.handle.resource(ASIDS).newAsid(2, t[round % 3] as VcpuTag);
           f.put(2);
-          const held = vac.asidState(2)?.holders.map((h) => h.asid) ?? [];
+          const held = vac.tryResource(ASIDS)?.cpuState(2)?.holders.map((h) => h.asid) ?? [];
           expect(new Set(held).size).toBe(held.length);
           expectClean(host);
         }
-        expect(vac.asidRollovers).toBeGreaterThan(5);
-        expectFailure(host, () => a.handle.newAsid(2, tb[0] as VcpuTag), 'EPERM');
+        expect(vac.tryResource(ASIDS)?.rollovers).toBeGreaterThan(5);
+        expectFailure(host, () => a.handle.resource(ASIDS).newAsid(2, tb[0] as VcpuTag), 'EPERM');
       });
 
       test('the ASID generation keeps counting across a disable/enable cycle (VAC never reuses a generation)', () => {
@@ -682,15 +684,15 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
         const [a] = attachFakes(host, ['kvm0']) as [FakeKvm];
         const t = tag('kvm0', 0, 0);
         a.handle.enableVirtualization('vm0');
-        const g = a.handle.newAsid(0, t);
+        const g = a.handle.resource(ASIDS).newAsid(0, t);
         expect(g.generation).toBe(2);
         a.handle.disableVirtualization('vm0');
         a.handle.enableVirtualization('vm0');
         // Linux would restart at 1 and reach 2 again at the next rollover; VAC continues from 3.
-        expect(vac.asidState(0)?.generation).toBe(3);
-        expect(a.handle.asidIsCurrent(0, g.generation)).toBe(false);
-        expect(a.handle.newAsid(0, tag('kvm0', 0, 1))).toEqual({ asid: 4, generation: 4, flushAll: true });
-        a.handle.releaseAsids(t);
+        expect(vac.tryResource(ASIDS)?.cpuState(0)?.generation).toBe(3);
+        expect(a.handle.resource(ASIDS).isCurrent(0, g.generation)).toBe(false);
+        expect(a.handle.resource(ASIDS).newAsid(0, tag('kvm0', 0, 1))).toEqual({ asid: 4, generation: 4, flushAll: true });
+        a.handle.resource(ASIDS).release(t);
         expectClean(host);
       });
 
@@ -700,7 +702,7 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
         const [a] = attachFakes(host, ['kvm0']) as [FakeKvm];
         host.hardware.injectEnableFault(3, 'once');
         expectFailure(host, () => a.handle.enableVirtualization(), 'EBUSY', { countersMayMove: true });
-        expect(host.cpus.map((c) => vac.asidState(c.id)?.generation)).toEqual([0, 0, 0, 0]);
+        expect(host.cpus.map((c) => vac.tryResource(ASIDS)?.cpuState(c.id)?.generation)).toEqual([0, 0, 0, 0]);
       });
 
       test('SEV ASIDs: one per VM across instances, exhaustion → EBUSY, recycled only after a flush', () => {
@@ -708,33 +710,33 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
         const host = newHost({ nrAsids: 16, maxSevAsid: 4, minSevAsid: 3 });
         const vac = vacIn(host);
         const [a, b] = attachFakes(host) as [FakeKvm, FakeKvm];
-        expect(vac.sevState()?.range).toEqual({ sev: [3, 4], sevEs: [1, 2] });
-        expect(a.handle.sevAsidNew(false, tag('kvm0', 1, 0))).toBe(3);
-        expect(b.handle.sevAsidNew(false, tag('kvm1', 1, 0))).toBe(4);
-        expect(b.handle.sevAsidNew(true, tag('kvm1', 2, 0))).toBe(1);
-        expect(vac.sevState()?.inUse).toEqual([
+        expect(vac.tryResource(SEV_ASIDS)?.state()?.range).toEqual({ sev: [3, 4], sevEs: [1, 2] });
+        expect(a.handle.resource(SEV_ASIDS).alloc(false, tag('kvm0', 1, 0))).toBe(3);
+        expect(b.handle.resource(SEV_ASIDS).alloc(false, tag('kvm1', 1, 0))).toBe(4);
+        expect(b.handle.resource(SEV_ASIDS).alloc(true, tag('kvm1', 2, 0))).toBe(1);
+        expect(vac.tryResource(SEV_ASIDS)?.state()?.inUse).toEqual([
           { asid: 1, holder: 'kvm1/vm2' },
           { asid: 3, holder: 'kvm0/vm1' },
           { asid: 4, holder: 'kvm1/vm1' },
         ]);
         // Nothing free and nothing to reclaim: EBUSY without a flush.
-        expectFailure(host, () => a.handle.sevAsidNew(false, tag('kvm0', 3, 0)), 'EBUSY');
-        expect(vac.sevState()).toMatchObject({ flushes: 0, recycles: 0 });
+        expectFailure(host, () => a.handle.resource(SEV_ASIDS).alloc(false, tag('kvm0', 3, 0)), 'EBUSY');
+        expect(vac.tryResource(SEV_ASIDS)?.state()).toMatchObject({ flushes: 0, recycles: 0 });
         // Another instance's ASID: EPERM.
-        expectFailure(host, () => a.handle.sevAsidFree(4), 'EPERM');
-        expectFailure(host, () => a.handle.sevAsidNew(false, tag('kvm1', 3, 0)), 'EPERM');
+        expectFailure(host, () => a.handle.resource(SEV_ASIDS).free(4), 'EPERM');
+        expectFailure(host, () => a.handle.resource(SEV_ASIDS).alloc(false, tag('kvm1', 3, 0)), 'EPERM');
         // Freed → awaiting reclaim; the next allocation flushes and recycles it.
-        b.handle.sevAsidFree(4);
-        expect(vac.sevState()?.awaitingReclaim).toEqual([4]);
+        b.handle.resource(SEV_ASIDS).free(4);
+        expect(vac.tryResource(SEV_ASIDS)?.state()?.awaitingReclaim).toEqual([4]);
         expectClean(host);
-        expect(a.handle.sevAsidNew(false, tag('kvm0', 3, 0))).toBe(4);
-        expect(vac.sevState()).toMatchObject({ flushes: 1, recycles: 1, awaitingReclaim: [] });
+        expect(a.handle.resource(SEV_ASIDS).alloc(false, tag('kvm0', 3, 0))).toBe(4);
+        expect(vac.tryResource(SEV_ASIDS)?.state()).toMatchObject({ flushes: 1, recycles: 1, awaitingReclaim: [] });
         // A freed ASID is not reused while another one is free: no flush needed.
-        expect(a.handle.sevAsidNew(true, tag('kvm0', 4, 0))).toBe(2);
-        b.handle.sevAsidFree(1);
-        a.handle.sevAsidFree(2);
-        expect(b.handle.sevAsidNew(true, tag('kvm1', 5, 0))).toBe(1);
-        expect(vac.sevState()).toMatchObject({ flushes: 2, recycles: 2 });
+        expect(a.handle.resource(SEV_ASIDS).alloc(true, tag('kvm0', 4, 0))).toBe(2);
+        b.handle.resource(SEV_ASIDS).free(1);
+        a.handle.resource(SEV_ASIDS).free(2);
+        expect(b.handle.resource(SEV_ASIDS).alloc(true, tag('kvm1', 5, 0))).toBe(1);
+        expect(vac.tryResource(SEV_ASIDS)?.state()).toMatchObject({ flushes: 2, recycles: 2 });
         expectClean(host);
       });
     }
@@ -844,17 +846,17 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
       expect(a.handle.attached).toBe(true);
       a.put(2);
       if (v.virt === 'vmx') {
-        const vpid = a.handle.allocateVpid(tag('kvm0', 1, 0));
+        const vpid = a.handle.resource(VPIDS).allocate(tag('kvm0', 1, 0));
         expectFailure(host, detach, 'EBUSY');
-        a.handle.freeVpid(vpid);
+        a.handle.resource(VPIDS).free(vpid);
       } else {
         const t = tag('kvm0', 1, 0);
-        a.handle.newAsid(0, t);
+        a.handle.resource(ASIDS).newAsid(0, t);
         expectFailure(host, detach, 'EBUSY');
-        a.handle.releaseAsids(t);
-        const sev = a.handle.sevAsidNew(false, tag('kvm0', 1, 0));
+        a.handle.resource(ASIDS).release(t);
+        const sev = a.handle.resource(SEV_ASIDS).alloc(false, tag('kvm0', 1, 0));
         expectFailure(host, detach, 'EBUSY');
-        a.handle.sevAsidFree(sev);
+        a.handle.resource(SEV_ASIDS).free(sev);
       }
       expect(vac.instances()).toEqual(['kvm0']);
       expectClean(host);
@@ -915,7 +917,7 @@ describe.each(VENDORS)('VAC on $name', (v: VendorSetup) => {
         'virt:disable:3',
       ]);
       expect(a.handle.attached).toBe(false);
-      expect(a.handle.holdings()).toEqual({ virtRefs: [], vpids: [], asidHolders: 0, sevAsids: [], userReturnMsrs: [], runningOn: [] });
+      expect(a.handle.holdings()).toEqual({ virtRefs: [], resources: v.emptyResources, userReturnMsrs: [], runningOn: [] });
       expect(vac.instances()).toEqual(['kvm1']);
       expect(vac.userReturnSlots()).toEqual([{ slot: sy, msr: y, refs: 1 }]);
       expect(vac.usageCount).toBe(0);

@@ -53,6 +53,8 @@ export interface VendorSetup {
   readonly name: 'Intel' | 'AMD';
   /** What `vacOf(host).vendor` must say. */
   readonly virt: 'vmx' | 'svm';
+  /** What an instance's views of the vendor's VAC resources hold when it holds nothing (default host). */
+  readonly emptyResources: Readonly<Record<string, unknown>>;
   /** The hardware model for the options. */
   model(opts?: SetupOptions): HardwareModel;
   /** A host with that hardware, the extra MSRs, the offline CPUs and (by default) `vac` loaded. */
@@ -126,6 +128,7 @@ function intelHw(host: Host): IntelHardware {
 export const INTEL: VendorSetup = {
   name: 'Intel',
   virt: 'vmx',
+  emptyResources: { vpids: [] },
   model(opts = {}) {
     const o: IntelOptions = { cpus: perCpu(opts, intelCpu) };
     return intel(o);
@@ -147,6 +150,7 @@ export const INTEL: VendorSetup = {
 export const AMD: VendorSetup = {
   name: 'AMD',
   virt: 'svm',
+  emptyResources: { asids: 0, 'sev-asids': [] },
   model(opts = {}) {
     const o: AmdOptions = {
       cpus: perCpu(opts, amdCpu),

@@ -244,13 +244,13 @@ describe.each(FLAVORS)('guest exits (%s memory)', (flavor) => {
   });
 
   test('an unimplemented opcode is an emulation failure with the instruction bytes', () => {
-    // mov al,1 ; cpuid (0f a2) ; hlt
-    const vm = makeVm(flavor, [0xb0, 0x01, 0x0f, 0xa2, 0xf4]);
+    // mov al,1 ; fxsave [bx+si] (0f ae 00) ; hlt
+    const vm = makeVm(flavor, [0xb0, 0x01, 0x0f, 0xae, 0x00, 0xf4]);
     expect(vm.run()).toBe(InternalError);
     expect(vm.exit.suberror).toBe(GUEST_INTERNAL_ERROR_EMULATION);
     expect(vm.exit.insnSize).toBe(2);
     expect(vm.exit.flags).toBe(1);
-    expect([...vm.exit.insnBytes]).toEqual([0x0f, 0xa2, ...Array<number>(13).fill(0x90)]);
+    expect([...vm.exit.insnBytes]).toEqual([0x0f, 0xae, ...Array<number>(13).fill(0x90)]);
     expect(vm.exit.executed).toBe(1);
     expect(vm.state.rip).toBe(0x1002); // still on the failing instruction
     expect(vm.exit.detail).toMatch(/not implemented/);
@@ -262,10 +262,10 @@ describe.each(FLAVORS)('guest exits (%s memory)', (flavor) => {
   test.each([
     ['DAA', [0x27]],
     ['x87 FADD', [0xd8, 0xc1]],
-    ['INSB', [0x6c]],
-    ['OUTSW', [0x66, 0x6f]],
-    ['ENTER', [0xc8, 0x10, 0x00, 0x00]],
-    ['MOV CR0', [0x0f, 0x22, 0xc0]],
+    ['AAA', [0x37]],
+    ['FXSAVE', [0x0f, 0xae, 0x00]],
+    ['x87 FLD1', [0xd9, 0xe8]],
+    ['TZCNT', [0xf3, 0x0f, 0xbc, 0xc0]],
   ])('%s is reported, not skipped', (_name, bytes) => {
     const vm = makeVm(flavor, [...bytes, 0xf4]);
     expect(vm.run()).toBe(InternalError);
@@ -298,11 +298,23 @@ describe.each(FLAVORS)('guest exits (%s memory)', (flavor) => {
     expect(vm.exit.insnSize).toBe(15);
   });
 
-  test('a vector beyond the IDT limit shuts the vCPU down (triple fault)', () => {
+  test('int n beyond the IDT limit raises #GP with IP at the int (SDM INT n, real-address mode)', () => {
     const vm = makeVm(flavor, [0xcd, 0x10]);
-    vm.state.idtLimit = 0x3f; // vectors 0..15 only
+    vm.state.idtLimit = 0x3f; // vectors 0..15 only: #GP (13) is reachable
+    vm.ram.set([0x00, 0x20, 0x00, 0x00], 13 * 4); // #GP handler at 0000:2000: hlt
+    vm.ram[0x2000] = 0xf4;
+    expect(vm.run()).toBe(Hlt);
+    expect(vm.state.rip).toBe(0x2001);
+    expect(vm.state.rsp).toBe(0x8000 - 6);
+    expect(word(vm.ram, 0x8000 - 6)).toBe(0x1000); // the faulting int, not the next instruction
+  });
+
+  test('a fault while delivering #GP is a double fault; one while delivering #DF shuts the vCPU down', () => {
+    const vm = makeVm(flavor, [0xcd, 0x10]);
+    vm.state.idtLimit = 0x1f; // vectors 0..7: int 0x10 → #GP → (13 beyond too) #DF → (8 beyond) triple fault
     expect(vm.run()).toBe(Shutdown);
     expect(vm.state.rip).toBe(0x1000);
+    expect(vm.state.rsp).toBe(0x8000);
   });
 
   test('budget exhaustion stops between instructions and resumes exactly there', () => {

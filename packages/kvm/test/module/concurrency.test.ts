@@ -19,6 +19,8 @@ import {
 } from '../../src/index.js';
 import { SPIN, VENDORS, makeHost, makeVm, vmmProcess } from './helpers.js';
 import { addVcpu, expectCode, expectFail, fourPinnedSpinners, rng, spawnVcpuThread, vacIn, type VcpuThread } from './integration.js';
+import { VPIDS } from '@vac/vmx';
+import { ASIDS } from '@vac/svm';
 
 type Vendor = (typeof VENDORS)[number];
 
@@ -104,7 +106,7 @@ describe.each(VENDORS)('vCPU threads in simulated time on $name', (vendor) => {
     } else {
       const v = t.vcpu.vendor as unknown as { stats: { newAsids: number } };
       expect(v.stats.newAsids).toBe(2); // one on CPU 2, a new one on CPU 0
-      expect(vacIn(host).asidState(0)?.holders.map((h) => h.holder)).toEqual(['kvm0/vm1/vcpu0']);
+      expect(vacIn(host).tryResource(ASIDS)?.cpuState(0)?.holders.map((h) => h.holder)).toEqual(['kvm0/vm1/vcpu0']);
     }
     expect(checkInvariants(host)).toEqual([]);
     // The CPU comes back: VAC enables it again (usage count > 0); nothing runs there until asked.
@@ -131,7 +133,7 @@ describe.each(VENDORS)('vCPU threads in simulated time on $name', (vendor) => {
       expect(hw.loadedList(1)).toEqual([]);
       expect(hw.loadedList(3)).toEqual(['kvm0/vm1/vcpu0']);
     } else {
-      expect(vacIn(host).asidState(3)?.holders.map((h) => h.holder)).toEqual(['kvm0/vm1/vcpu0']);
+      expect(vacIn(host).tryResource(ASIDS)?.cpuState(3)?.holders.map((h) => h.holder)).toEqual(['kvm0/vm1/vcpu0']);
     }
     expect(host.raisePmi(3).attributedTo).toBe('kvm0/vm1/vcpu0');
     expect(host.raisePmi(1).attributedTo).toBeUndefined();
@@ -375,7 +377,7 @@ describe.each(VENDORS)('vCPU threads in simulated time on $name', (vendor) => {
       ['kvm0/vm2', 1],
       ['kvm1', 1],
     ]);
-    if (vendor.name === 'intel') expect(vac.vpidHolders()).toHaveLength(4);
+    if (vendor.name === 'intel') expect((vac.tryResource(VPIDS)?.holders() ?? [])).toHaveLength(4);
     const seen: string[] = [];
     host.events.on('vcpu:put', (e) => seen.push(`put ${e.vm}/${e.vcpu}@${e.cpu}`));
     host.events.on('vm:destroy', (e) => seen.push(`destroy ${e.vm}`));
@@ -386,10 +388,10 @@ describe.each(VENDORS)('vCPU threads in simulated time on $name', (vendor) => {
     expect(threads.map((t) => t.thread.state)).toEqual(['killed', 'killed', 'killed', 'killed']);
     expect(threads.every((t) => t.vcpu.loadedOn === -1 && t.vcpu.freed)).toBe(true);
     expect(vac.usageHolders()).toEqual([['kvm1', 1]]);
-    expect(vac.vpidHolders()).toEqual([]);
+    expect((vac.tryResource(VPIDS)?.holders() ?? [])).toEqual([]);
     for (const c of host.cpus) {
       expect(vac.cpu(c.id).running).toBeUndefined();
-      expect(vac.asidState(c.id)?.holders ?? []).toEqual([]);
+      expect(vac.tryResource(ASIDS)?.cpuState(c.id)?.holders ?? []).toEqual([]);
       expect(vac.userReturnState(c.id)).toMatchObject({ registered: false });
       expect(host.raisePmi(c.id).attributedTo).toBeUndefined();
     }

@@ -13,6 +13,8 @@ import { describe, expect, test } from 'vitest';
 import { kvm } from '../../src/index.js';
 import { SPIN, makeHost, makeVm, vmmProcess } from './helpers.js';
 import { IO_LOOP, expectedOwner, inst, rng, spawnVcpuThread, vacIn, type VcpuThread } from './integration.js';
+import { VPIDS } from '@vac/vmx';
+import { ASIDS } from '@vac/svm';
 
 /** A guest that does I/O every ~400 instructions: `mov dx,0x3f8; a: mov cx,200; b: dec cx; jnz b; out dx,al; inc ax; jmp a`. */
 const SLOW_IO = [0xba, 0xf8, 0x03, 0xb9, 0xc8, 0x00, 0x49, 0x75, 0xfd, 0xee, 0x40, 0xeb, 0xf6];
@@ -141,15 +143,15 @@ describe.each(['intel', 'amd'] as const)('several KVM modules interleaved on sha
           const vpids = s.threads.filter((t) => !t.label.startsWith('kvm2')).map((t) => t.vcpu.vendor.tlbTag().value);
           expect(new Set(vpids).size).toBe(vpids.length);
           expect(vpids.every((v) => v > 0)).toBe(true);
-          expect(vac.vpidHolders().map((h) => h.holder).sort()).toEqual(s.threads.filter((t) => !t.label.startsWith('kvm2')).map((t) => t.label).sort());
+          expect((vac.tryResource(VPIDS)?.holders() ?? []).map((h) => h.holder).sort()).toEqual(s.threads.filter((t) => !t.label.startsWith('kvm2')).map((t) => t.label).sort());
         } else {
           // ASIDs: per CPU and generation, never two holders of one ASID; generations did roll over.
           for (const c of host.cpus) {
-            const st = vac.asidState(c.id)!;
+            const st = vac.tryResource(ASIDS)?.cpuState(c.id)!;
             expect(new Set(st.holders.map((h) => h.asid)).size).toBe(st.holders.length);
             expect(st.holders.every((h) => h.asid >= 5 && h.asid <= 15)).toBe(true);
           }
-          expect(vac.asidRollovers).toBeGreaterThan(0);
+          expect(vac.tryResource(ASIDS)?.rollovers).toBeGreaterThan(0);
         }
         // rmmod of the last module once its VMs are gone (its VMM is killed): the others keep executing.
         const victim = `kvm${n - 1}`;

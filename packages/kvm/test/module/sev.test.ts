@@ -24,6 +24,7 @@ import {
 } from '../../src/index.js';
 import { HELLO, makeHost, vmmProcess } from './helpers.js';
 import { expectFail, inst, vacIn, vcpuOf } from './integration.js';
+import { SEV_ASIDS } from '@vac/svm';
 
 /** KVM_MEMORY_ENCRYPT_OP is `_IOWR(KVMIO, 0xba, unsigned long)`. */
 const ENCRYPT_OP = 0xc008aeba;
@@ -44,7 +45,7 @@ function sevHost(): { host: Host; p: Process; sys: Record<string, number> } {
   return { host, p, sys };
 }
 
-const holders = (host: Host): Array<[number, string]> => vacIn(host).sevState()!.inUse.map((u) => [u.asid, u.holder]);
+const holders = (host: Host): Array<[number, string]> => vacIn(host).resource(SEV_ASIDS).state().inUse.map((u) => [u.asid, u.holder]);
 const vmOf = (p: Process, fd: number): Vm => p.file(fd).privateData as Vm;
 
 describe('KVM_MEMORY_ENCRYPT_OP on AMD', () => {
@@ -55,7 +56,7 @@ describe('KVM_MEMORY_ENCRYPT_OP on AMD', () => {
   test('KVM_SEV_INIT / KVM_SEV_ES_INIT take ASIDs from VAC; EBUSY when exhausted, recycled after VMs die', () => {
     const { host, p, sys } = sevHost();
     const vac = vacIn(host);
-    expect(vac.sevState()!.range).toEqual({ sev: [3, 4], sevEs: [1, 2] });
+    expect(vac.tryResource(SEV_ASIDS)?.state()!.range).toEqual({ sev: [3, 4], sevEs: [1, 2] });
     const a = p.ioctl(sys['kvm0']!, KVM_CREATE_VM, 0);
     const c = cmd(KVM_SEV_INIT);
     expect(p.ioctl(a, ENCRYPT_OP, c)).toBe(0);
@@ -72,7 +73,7 @@ describe('KVM_MEMORY_ENCRYPT_OP on AMD', () => {
     // The SEV range is exhausted, nothing awaits reclaim: EBUSY, nothing changes (no flush either).
     const d = p.ioctl(sys['kvm1']!, KVM_CREATE_VM, 0);
     expectFail(host, () => p.ioctl(d, ENCRYPT_OP, cmd(KVM_SEV_INIT)), 'EBUSY');
-    expect(vac.sevState()!.flushes).toBe(0);
+    expect(vac.tryResource(SEV_ASIDS)?.state()!.flushes).toBe(0);
     // SEV-ES guests use 1…2, from any module.
     const e = p.ioctl(sys['kvm0']!, KVM_CREATE_VM, 0);
     const f = p.ioctl(sys['kvm1']!, KVM_CREATE_VM, 0);
@@ -91,9 +92,9 @@ describe('KVM_MEMORY_ENCRYPT_OP on AMD', () => {
     // kvm0's SEV VM dies: ASID 3 awaits reclaim (not reusable before a flush), then the next SEV_INIT
     // recycles it (WBINVD + DF_FLUSH) — for a VM of the other module.
     p.close(a);
-    expect(vac.sevState()!.awaitingReclaim).toEqual([3]);
+    expect(vac.tryResource(SEV_ASIDS)?.state()!.awaitingReclaim).toEqual([3]);
     expect(p.ioctl(d, ENCRYPT_OP, cmd(KVM_SEV_INIT))).toBe(0);
-    expect(vac.sevState()).toMatchObject({ awaitingReclaim: [], flushes: 1, recycles: 1 });
+    expect(vac.tryResource(SEV_ASIDS)?.state()).toMatchObject({ awaitingReclaim: [], flushes: 1, recycles: 1 });
     expect(holders(host)).toContainEqual([3, 'kvm1/vm2']);
     // An SEV-ES ASID freed by kvm1 comes back to kvm0 the same way.
     p.close(f);
@@ -101,7 +102,7 @@ describe('KVM_MEMORY_ENCRYPT_OP on AMD', () => {
     expect(holders(host)).toContainEqual([2, 'kvm0/vm3']);
     expect(checkInvariants(host)).toEqual([]);
     p.kill();
-    expect(vac.sevState()!.inUse).toEqual([]);
+    expect(vac.tryResource(SEV_ASIDS)?.state()!.inUse).toEqual([]);
     for (const m of ['kvm3', 'kvm2', 'kvm1', 'kvm0', 'vac']) host.rmmod(m);
     expect(checkInvariants(host)).toEqual([]);
   });

@@ -11,6 +11,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { O_RDWR, checkInvariants, vacImage, type FaultMode, type Host } from '@vac/core';
 import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_RUN, kvm, type KvmInstance } from '../../src/index.js';
 import { GUESTS, VENDORS, expectFails, makeHost, readyVm, setupVcpu, tally, vacIn } from './support.js';
+import { VPIDS } from '@vac/vmx';
 
 const kvm0 = kvm({ postfix: '0' });
 const kvm1 = kvm({ postfix: '1' });
@@ -214,9 +215,9 @@ describe.each(VENDORS)('faults on $name', (vendor) => {
         }
         tally.faults++;
         const vac = vacIn(host);
-        expect(vac.vpidExhaustions).toBe(1);
-        expect(vac.vpidHolders().map((h) => h.holder)).not.toContain(`kvm0/vm1/vcpu${n - 1}`);
-        expect(vac.vpidHolders()).toHaveLength(3);
+        expect(vac.tryResource(VPIDS)?.exhaustions).toBe(1);
+        expect((vac.tryResource(VPIDS)?.holders() ?? []).map((h) => h.holder)).not.toContain(`kvm0/vm1/vcpu${n - 1}`);
+        expect((vac.tryResource(VPIDS)?.holders() ?? [])).toHaveLength(3);
         for (const fd of fds) {
           expect(p.ioctl(fd, KVM_RUN, 0)).toBe(0);
         }

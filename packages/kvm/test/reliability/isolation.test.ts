@@ -14,6 +14,8 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { ALL_CAPABILITIES, O_RDONLY, O_RDWR, PERF_GUEST_ACTIVE, checkInvariants, type Host, type VacInstanceOps } from '@vac/core';
 import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_REGS, KVM_MEMORY_ENCRYPT_OP, KVM_RUN, KVM_SET_USER_MEMORY_REGION, kvm, makeFileOps, makeKvmRegs, type KvmInstance } from '../../src/index.js';
 import { GUESTS, VENDORS, expectFails, makeHost, readyVm, tally, vacIn } from './support.js';
+import { VPIDS } from '@vac/vmx';
+import { ASIDS, SEV_ASIDS } from '@vac/svm';
 
 const kvm0 = kvm({ postfix: '0' });
 const kvm1 = kvm({ postfix: '1' });
@@ -197,8 +199,8 @@ describe.each(VENDORS)('isolation on $name', (vendor) => {
     expect(kvm0State(host)).toEqual(before);
     // The other module's VPIDs (Intel) / SEV ASID (AMD) are still kvm0's.
     const vac = vacIn(host);
-    if (vendor.name === 'intel') expect(vac.vpidHolders().map((h) => h.holder)).toEqual(['kvm0/vm1/vcpu0', 'kvm0/vm1/vcpu1']);
-    else expect(vac.sevState()?.inUse.map((h) => h.holder)).toEqual(['kvm0/vm1']);
+    if (vendor.name === 'intel') expect((vac.tryResource(VPIDS)?.holders() ?? []).map((h) => h.holder)).toEqual(['kvm0/vm1/vcpu0', 'kvm0/vm1/vcpu1']);
+    else expect(vac.tryResource(SEV_ASIDS)?.state()?.inUse.map((h) => h.holder)).toEqual(['kvm0/vm1']);
     expect(checkInvariants(host)).toEqual([]);
   });
 
@@ -215,14 +217,14 @@ describe.each(VENDORS)('isolation on $name', (vendor) => {
     const before = kvm0State(host);
     expectFails(host, () => vac.attach(noop('kvm0')), 'EEXIST', 'attach under a taken name');
     if (vendor.name === 'intel') {
-      for (const { vpid } of vac.vpidHolders()) expectFails(host, () => evil.freeVpid(vpid), 'EPERM', `free kvm0's VPID ${vpid}`);
-      expectFails(host, () => evil.allocateVpid(tag), 'EPERM', 'allocate a VPID tagged kvm0');
+      for (const { vpid } of (vac.tryResource(VPIDS)?.holders() ?? [])) expectFails(host, () => evil.resource(VPIDS).free(vpid), 'EPERM', `free kvm0's VPID ${vpid}`);
+      expectFails(host, () => evil.resource(VPIDS).allocate(tag), 'EPERM', 'allocate a VPID tagged kvm0');
     } else {
-      for (const { asid } of vac.sevState()?.inUse ?? []) expectFails(host, () => evil.sevAsidFree(asid), 'EPERM', `free kvm0's SEV ASID ${asid}`);
-      expectFails(host, () => evil.sevAsidNew(false, { ...tag, vcpu: -1 }), 'EPERM', 'SEV ASID tagged kvm0');
-      expectFails(host, () => evil.newAsid(0, tag), 'EPERM', 'an ASID tagged kvm0');
+      for (const { asid } of vac.tryResource(SEV_ASIDS)?.state()?.inUse ?? []) expectFails(host, () => evil.resource(SEV_ASIDS).free(asid), 'EPERM', `free kvm0's SEV ASID ${asid}`);
+      expectFails(host, () => evil.resource(SEV_ASIDS).alloc(false, { ...tag, vcpu: -1 }), 'EPERM', 'SEV ASID tagged kvm0');
+      expectFails(host, () => evil.resource(ASIDS).newAsid(0, tag), 'EPERM', 'an ASID tagged kvm0');
       // Releasing kvm0's ASIDs through another handle does nothing.
-      evil.releaseAsids(tag);
+      evil.resource(ASIDS).release(tag);
     }
     for (const holder of ['', 'vm1', 'vm2']) expectFails(host, () => evil.disableVirtualization(holder), 'EINVAL', `drop kvm0's reference ${holder}`);
     tally.badInputs += 8;

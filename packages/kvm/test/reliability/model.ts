@@ -56,6 +56,8 @@ import {
   type KvmInstance,
   type Vcpu,
 } from '../../src/index.js';
+import { VPIDS } from '@vac/vmx';
+import { ASIDS, SEV_ASIDS } from '@vac/svm';
 
 // ---------------------------------------------------------------------------------------------------------
 // Configuration
@@ -1467,7 +1469,7 @@ export class World {
     v.kicked = false;
     v.known = false;
     if (this.vendor === 'amd' && v.vm.sev === 'none') {
-      const st = vacOf(this.host)?.asidState(cpu);
+      const st = vacOf(this.host)?.tryResource(ASIDS)?.cpuState(cpu);
       if (st?.holders.some((h) => h.holder === v.label) === true) v.grant = { cpu, epoch: this.#epoch[cpu] as number };
       else if (v.grant?.cpu === cpu) v.grant = undefined;
     }
@@ -1823,16 +1825,16 @@ export class World {
     // allocators
     const vcpus = [...this.#vms].flatMap((vm) => [...vm.vcpus.values()]);
     if (this.vendor === 'intel') {
-      const holders = vac.vpidHolders().map((h) => h.holder).sort();
+      const holders = (vac.tryResource(VPIDS)?.holders() ?? []).map((h) => h.holder).sort();
       const wantH = vcpus.filter((x) => x.vpid).map((x) => x.label).sort();
       if (JSON.stringify(holders) !== JSON.stringify(wantH)) fail(`${where}: VPID holders ${JSON.stringify(holders)}, the model says ${JSON.stringify(wantH)}`);
     } else {
       for (let c = 0; c < NR_CPUS; c++) {
-        const got = (vac.asidState(c)?.holders ?? []).map((h) => h.holder).sort();
+        const got = (vac.tryResource(ASIDS)?.cpuState(c)?.holders ?? []).map((h) => h.holder).sort();
         const wantA = vcpus.filter((x) => x.grant?.cpu === c && x.grant.epoch === this.#epoch[c]).map((x) => x.label).sort();
         if (JSON.stringify(got) !== JSON.stringify(wantA)) fail(`${where}: ASID holders on CPU ${c} ${JSON.stringify(got)}, the model says ${JSON.stringify(wantA)}`);
       }
-      const sev = (vac.sevState()?.inUse ?? []).map((h) => h.holder).sort();
+      const sev = (vac.tryResource(SEV_ASIDS)?.state()?.inUse ?? []).map((h) => h.holder).sort();
       const wantSev = [...this.#vms].filter((vm) => vm.sev !== 'none').map((vm) => `${vm.module.name}/vm${vm.id}`).sort();
       if (JSON.stringify(sev) !== JSON.stringify(wantSev)) fail(`${where}: SEV ASIDs ${JSON.stringify(sev)}, the model says ${JSON.stringify(wantSev)}`);
     }

@@ -10,6 +10,8 @@ import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_SREGS, KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_USER_MEMORY_REGION, makeKvmRegs, makeKvmSregs } from '../../src/index.js';
 import { firstDifference, normalize } from './model.js';
+import { VPIDS } from '@vac/vmx';
+import { ASIDS, SEV_ASIDS } from '@vac/svm';
 
 /** Both vendors. */
 export const VENDORS = [
@@ -132,9 +134,9 @@ export function vacHoldings(host: Host): { usage: number; enabled: number[]; vpi
   return {
     usage: vac.usageCount,
     enabled: cpus.filter((c) => vac.cpu(c).enabled || host.hardware.virt.isEnabled(c)),
-    vpids: vac.vpidHolders().length,
-    asids: cpus.reduce((n, c) => n + (vac.asidState(c)?.holders.length ?? 0), 0),
-    sev: vac.sevState()?.inUse.length ?? 0,
+    vpids: (vac.tryResource(VPIDS)?.holders() ?? []).length,
+    asids: cpus.reduce((n, c) => n + (vac.tryResource(ASIDS)?.cpuState(c)?.holders.length ?? 0), 0),
+    sev: vac.tryResource(SEV_ASIDS)?.state()?.inUse.length ?? 0,
     uretDirty: cpus.filter((c) => {
       const st = vac.userReturnState(c);
       return st.registered || st.values.some((v) => v.curr !== v.host);

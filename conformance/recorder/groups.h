@@ -1,0 +1,15 @@
+/* The groups of facts; each writes one golden file (conformance/golden/<group>.json). */
+#ifndef RECORDER_GROUPS_H
+#define RECORDER_GROUPS_H
+
+void record_machine(void);
+void record_caps(void);
+void record_system(void);
+void record_vm(void);
+void record_memslots(void);
+void record_vcpu(void);
+void record_run(void);
+/* Guest programs read from `programs` (the file conformance/programs/programs.txt). */
+void record_guest(const char *programs);
+
+#endif

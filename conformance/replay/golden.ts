@@ -1,0 +1,173 @@
+/**
+ * The golden files: what the recorder (`conformance/recorder/`, C) wrote from a real /dev/kvm. Types and
+ * loading only; `facts.ts` replays them on the model and `compare.ts` compares.
+ *
+ * Every fact starts with /dev/kvm open as fd `sys`; its steps are the calls a VMM makes, each with the
+ * kernel's answer. Integers narrower than 64 bits are JSON numbers; `__u64`/`__s64` values are `"0x…"`
+ * strings (two's complement for negative ones), so nothing above 2^53 is rounded.
+ *
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+
+/** A JSON value. */
+export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
+
+/** A JSON object. */
+export type JsonObject = { readonly [key: string]: Json };
+
+/** The argument of an ioctl step. */
+export type IoctlArg =
+  /** An integer argument (`unsigned long`), as `"0x…"`. */
+  | { readonly int: string }
+  /** A pointer to a struct: `value` is what it held before the call (absent: an output buffer); `null`: a NULL pointer. */
+  | { readonly struct: string; readonly value?: Json; readonly null?: true };
+
+/** `ioctl(fd, nr, arg)` and the kernel's answer. */
+export interface IoctlStep {
+  readonly op: 'ioctl';
+  /** The fd's name in the fact: `sys`, `vm`, `vcpu0`, … */
+  readonly fd: string;
+  /** The ioctl's Linux name. */
+  readonly name: string;
+  /** Its number, as the recorder's <linux/kvm.h> computes it. */
+  readonly nr: number;
+  readonly arg: IoctlArg;
+  /** The result: a number (−1 on failure), or `"fd"` for a new file descriptor (named by `bind`). */
+  readonly ret: number | 'fd';
+  /** The errno name when `ret` is −1. */
+  readonly errno?: string;
+  /** The name the new fd gets. */
+  readonly bind?: string;
+  /** What the struct held after the call. */
+  readonly out?: Json;
+  /** KVM_RUN: the `kvm_run` fields after the call. */
+  readonly run?: Json;
+}
+
+/** Anonymous memory (`mmap(MAP_ANONYMOUS)`), named by `buf`. */
+export interface MmapStep {
+  readonly op: 'mmap';
+  readonly buf: string;
+  readonly size: number;
+}
+
+/** `mmap(vcpu_fd)`: the vCPU's `kvm_run` area. */
+export interface MapRunStep {
+  readonly op: 'map-run';
+  readonly vcpu: string;
+}
+
+/** Write a `kvm_run` field. */
+export interface RunSetStep {
+  readonly op: 'run-set';
+  readonly vcpu: string;
+  readonly field: 'immediate_exit' | 'request_interrupt_window';
+  readonly value: number;
+}
+
+/** Copy bytes into a mapping. */
+export interface PokeStep {
+  readonly op: 'poke';
+  readonly buf: string;
+  readonly offset: number;
+  readonly hex: string;
+}
+
+/** The data of an IN exit, written at `io.data_offset` of the vCPU's `kvm_run`. */
+export interface PioDataStep {
+  readonly op: 'pio-data';
+  readonly vcpu: string;
+  readonly hex: string;
+}
+
+/** The data of an MMIO read exit, written to `mmio.data` of the vCPU's `kvm_run`. */
+export interface MmioDataStep {
+  readonly op: 'mmio-data';
+  readonly vcpu: string;
+  readonly hex: string;
+}
+
+/**
+ * KVM_CREATE_VCPU with ids `first` … `first + count − 1` on VM fd `fd`, each new fd closed at once (the vCPU
+ * stays): `created` succeeded, then `errno` if one failed.
+ */
+export interface CreateVcpusStep {
+  readonly op: 'create-vcpus';
+  readonly fd: string;
+  readonly first: number;
+  readonly count: number;
+  readonly created: number;
+  readonly errno?: string;
+}
+
+/** `close(fd)`. */
+export interface CloseStep {
+  readonly op: 'close';
+  readonly fd: string;
+}
+
+/** The bytes of a mapping that differ from what the fact poked into it: `[offset, hex]` runs. */
+export interface MemStep {
+  readonly op: 'mem';
+  readonly buf: string;
+  readonly changes: ReadonlyArray<readonly [number, string]>;
+}
+
+/** One step of a fact. */
+export type Step = IoctlStep | MmapStep | MapRunStep | RunSetStep | PokeStep | PioDataStep | MmioDataStep | CreateVcpusStep | CloseStep | MemStep;
+
+/** One setup + one call sequence + the kernel's answers. */
+export interface Fact {
+  /** Stable id, e.g. `vm.memslot.gpa-unaligned`; divergences name facts by it. */
+  readonly id: string;
+  /** What it checks. */
+  readonly title: string;
+  readonly steps: readonly Step[];
+}
+
+/** A golden file of facts. */
+export interface GoldenFile {
+  readonly schema: 1;
+  readonly group: string;
+  readonly facts: readonly Fact[];
+}
+
+/** `golden/machine.json`: where the facts were recorded. */
+export interface Machine {
+  readonly schema: 1;
+  readonly group: 'machine';
+  readonly uname: { readonly sysname: string; readonly release: string; readonly version: string; readonly machine: string };
+  readonly online_cpus: number;
+  readonly cpu: { readonly model_name: string; readonly vendor: string; readonly hypervisor: string; readonly cpuid: readonly JsonObject[] };
+  readonly modules: ReadonlyArray<{ readonly name: string; readonly parameters: { readonly [name: string]: string } }>;
+}
+
+/** The groups of facts, one golden file each, in recording order. */
+export const GROUPS = ['caps', 'system', 'vm', 'memslots', 'vcpu', 'run', 'guest'] as const;
+
+/** A group name. */
+export type Group = (typeof GROUPS)[number];
+
+const GOLDEN_DIR = new URL('../golden/', import.meta.url);
+
+function readJson(name: string): unknown {
+  return JSON.parse(readFileSync(new URL(name, GOLDEN_DIR), 'utf8')) as unknown;
+}
+
+/** The facts of one group. */
+export function loadGroup(group: Group): GoldenFile {
+  const g = readJson(`${group}.json`) as GoldenFile;
+  if (g.schema !== 1 || g.group !== group) throw new Error(`golden/${group}.json: not a schema-1 file of group ${group}`);
+  return g;
+}
+
+/** Every fact of every group. */
+export function loadAllFacts(): Fact[] {
+  return GROUPS.flatMap((g) => loadGroup(g).facts);
+}
+
+/** `golden/machine.json`. */
+export function loadMachine(): Machine {
+  return readJson('machine.json') as Machine;
+}

@@ -1,0 +1,214 @@
+/**
+ * What the guest CPU asks of its vCPU: the CPUID table (`KVM_SET_CPUID2`), the MSRs (`KVM_GET/SET_MSRS`) and the
+ * time-stamp counter. `cpuid`, `rdmsr`, `wrmsr` and `rdtsc` in the interpreter go through a {@link GuestPlatform}
+ * the caller of `runGuest` passes, so the state behind them lives with the vCPU, not in the interpreter.
+ *
+ * {@link CpuidTable} answers `cpuid` from a list of `struct kvm_cpuid_entry2` the way KVM's `kvm_cpuid()`
+ * (arch/x86/kvm/cpuid.c) does; {@link defaultGuestPlatform} is a vCPU with no CPUID table, no MSRs and a TSC that
+ * advances by one per read, for callers of `runGuest` that have no vCPU behind them.
+ *
+ * @module
+ */
+
+/**
+ * The vCPU state behind `cpuid`, `rdmsr`/`wrmsr` and `rdtsc`. Implementations must not call `runGuest`.
+ */
+export interface GuestPlatform {
+  /**
+   * `cpuid` with EAX = `fn`, ECX = `index`: writes EAX, EBX, ECX, EDX into `out[0..3]` (32-bit values). The
+   * interpreter zero-extends each into its 64-bit register.
+   */
+  cpuid(fn: number, index: number, out: Uint32Array): void;
+  /** `rdmsr`: the MSR's value, or `undefined` when reading it raises #GP. */
+  rdmsr(msr: number): bigint | undefined;
+  /** `wrmsr`: false when writing `value` (a `__u64`) to the MSR raises #GP; true when it was written. */
+  wrmsr(msr: number, value: bigint): boolean;
+  /** `rdtsc`: the guest's TSC, a `__u64` (IA32_TIME_STAMP_COUNTER as the guest sees it). */
+  tsc(): bigint;
+}
+
+/** `KVM_CPUID_FLAG_SIGNIFCANT_INDEX` (sic, `<asm/kvm.h>`): the entry applies only to its `index`. */
+export const KVM_CPUID_FLAG_SIGNIFICANT_INDEX = 1;
+
+/** One CPUID entry, the fields of `struct kvm_cpuid_entry2` that answer `cpuid`. */
+export interface CpuidEntry {
+  /** Leaf (EAX on input). */
+  readonly function: number;
+  /** Sub-leaf (ECX on input); compared only with {@link KVM_CPUID_FLAG_SIGNIFICANT_INDEX}. */
+  readonly index: number;
+  /** `KVM_CPUID_FLAG_*`. */
+  readonly flags: number;
+  /** Output EAX. */
+  readonly eax: number;
+  /** Output EBX. */
+  readonly ebx: number;
+  /** Output ECX. */
+  readonly ecx: number;
+  /** Output EDX. */
+  readonly edx: number;
+}
+
+/** "AuthenticAMD" and "HygonGenuine" in EBX, EDX, ECX of leaf 0 (`is_guest_vendor_amd/hygon`). */
+const AMD_LIKE: readonly (readonly [number, number, number])[] = [
+  [0x68747541, 0x69746e65, 0x444d4163],
+  [0x6f677948, 0x6e65476e, 0x656e6975],
+];
+
+/**
+ * A CPUID table answering as KVM's `kvm_cpuid()` does (arch/x86/kvm/cpuid.c): the entry for (leaf, sub-leaf)
+ * if there is one; otherwise, unless leaf 0 names an AMD or Hygon vendor, a leaf beyond its class's maximum
+ * (basic 0, hypervisor 0x4000_00xx, extended 0x8000_0000, Centaur 0xc000_0000) answers as the maximum basic
+ * leaf with the same sub-leaf (`get_out_of_range_cpuid_entry`, Intel's documented behaviour); else zeros.
+ * Leaves 0xb and 0x1f without an entry for the sub-leaf still echo ECX[7:0] and take EDX from sub-leaf 1.
+ * The run-time bits KVM patches in (OSXSAVE, APIC, …) are the table owner's to keep current.
+ */
+export class CpuidTable {
+  readonly #entries: readonly CpuidEntry[];
+
+  /** @param entries - the table, as `KVM_SET_CPUID2` received it */
+  constructor(entries: readonly CpuidEntry[]) {
+    this.#entries = entries.map((e) => ({ ...e }));
+  }
+
+  /** The entries (copies). */
+  get entries(): readonly CpuidEntry[] {
+    return this.#entries.map((e) => ({ ...e }));
+  }
+
+  #find(fn: number, index: number): CpuidEntry | undefined {
+    for (const e of this.#entries) {
+      if (e.function !== fn) continue;
+      if ((e.flags & KVM_CPUID_FLAG_SIGNIFICANT_INDEX) !== 0 && e.index !== index) continue;
+      return e;
+    }
+    return undefined;
+  }
+
+  /** Answers `cpuid` (see the class notes) into `out[0..3]`. */
+  lookup(fn: number, index: number, out: Uint32Array): void {
+    fn >>>= 0;
+    index >>>= 0;
+    let entry = this.#find(fn, index);
+    if (entry === undefined) {
+      const basic = this.#find(0, 0);
+      if (basic !== undefined && !AMD_LIKE.some(([b, d, c]) => basic.ebx === b && basic.edx === d && basic.ecx === c)) {
+        const classLeaf = fn >= 0x4000_0000 && fn <= 0x4fff_ffff ? (fn & 0xffff_ff00) >>> 0 : fn >= 0xc000_0000 ? 0xc000_0000 : (fn & 0x8000_0000) >>> 0;
+        const cls = this.#find(classLeaf, 0);
+        if (cls === undefined || fn > cls.eax >>> 0) entry = this.#find(basic.eax >>> 0, index);
+      }
+    }
+    if (entry !== undefined) {
+      out[0] = entry.eax;
+      out[1] = entry.ebx;
+      out[2] = entry.ecx;
+      out[3] = entry.edx;
+      return;
+    }
+    out[0] = out[1] = out[2] = out[3] = 0;
+    if (fn === 0xb || fn === 0x1f) {
+      const one = this.#find(fn, 1);
+      if (one !== undefined) {
+        out[2] = index & 0xff;
+        out[3] = one.edx;
+      }
+    }
+  }
+}
+
+const EMPTY_CPUID = new CpuidTable([]);
+
+/**
+ * A {@link GuestPlatform} with no vCPU behind it: `cpuid` answers zeros (KVM with no `KVM_SET_CPUID2`), every
+ * `rdmsr`/`wrmsr` raises #GP, and the TSC starts at 0 and advances by one per `rdtsc`. Each call makes a
+ * new one (the TSC is per platform).
+ */
+export function defaultGuestPlatform(): GuestPlatform {
+  let tsc = 0n;
+  return {
+    cpuid: (fn, index, out) => EMPTY_CPUID.lookup(fn, index, out),
+    rdmsr: () => undefined,
+    wrmsr: () => false,
+    tsc: () => tsc++,
+  };
+}
+
+/** IA32_TIME_STAMP_COUNTER. */
+export const MSR_IA32_TSC = 0x10;
+/** IA32_APIC_BASE. */
+export const MSR_IA32_APICBASE = 0x1b;
+/** IA32_SYSENTER_CS. */
+export const MSR_IA32_SYSENTER_CS = 0x174;
+/** IA32_SYSENTER_ESP. */
+export const MSR_IA32_SYSENTER_ESP = 0x175;
+/** IA32_SYSENTER_EIP. */
+export const MSR_IA32_SYSENTER_EIP = 0x176;
+/** IA32_MISC_ENABLE. */
+export const MSR_IA32_MISC_ENABLE = 0x1a0;
+/** IA32_PAT. */
+export const MSR_IA32_CR_PAT = 0x277;
+/** IA32_EFER. */
+export const MSR_EFER = 0xc0000080;
+
+/**
+ * The vCPU's own {@link GuestPlatform} until the full MSR and CPUID models are plugged in: the CPUID table
+ * last set (`KVM_SET_CPUID2`; empty: every leaf zeros), a small set of MSRs with KVM's reset values — TSC,
+ * APIC base 0xfee00900 (BSP) or 0xfee00800, SYSENTER_CS/ESP/EIP 0, MISC_ENABLE 0x1800 (BTS and PEBS
+ * unavailable, `kvm_vcpu_reset`), PAT 0x0007040600070406, EFER 0 — every other MSR #GP, and a TSC that
+ * counts guest time from `clock()` and never goes backwards or repeats. A write is accepted as is (no
+ * reserved-bit checks yet); `wrmsr(TSC, v)` sets the TSC, as `kvm_synchronize_tsc` makes the guest read it.
+ */
+export class VcpuPlatform implements GuestPlatform {
+  /** The CPUID table (`KVM_SET_CPUID2` replaces it). */
+  cpuidTable = EMPTY_CPUID;
+  /** The MSRs it answers, by index. */
+  readonly msrs = new Map<number, bigint>();
+  readonly #clock: () => bigint;
+  #tscOffset = 0n;
+  #lastTsc = -1n;
+
+  /**
+   * @param clock - guest time in TSC ticks (monotonic)
+   * @param bsp - whether the vCPU is the bootstrap processor (APIC base bit 8)
+   */
+  constructor(clock: () => bigint, bsp: boolean) {
+    this.#clock = clock;
+    this.msrs.set(MSR_IA32_APICBASE, bsp ? 0xfee00900n : 0xfee00800n);
+    this.msrs.set(MSR_IA32_SYSENTER_CS, 0n);
+    this.msrs.set(MSR_IA32_SYSENTER_ESP, 0n);
+    this.msrs.set(MSR_IA32_SYSENTER_EIP, 0n);
+    this.msrs.set(MSR_IA32_MISC_ENABLE, 0x1800n);
+    this.msrs.set(MSR_IA32_CR_PAT, 0x0007_0406_0007_0406n);
+    this.msrs.set(MSR_EFER, 0n);
+  }
+
+  /** {@inheritDoc GuestPlatform.cpuid} */
+  cpuid(fn: number, index: number, out: Uint32Array): void {
+    this.cpuidTable.lookup(fn, index, out);
+  }
+
+  /** {@inheritDoc GuestPlatform.rdmsr} */
+  rdmsr(msr: number): bigint | undefined {
+    if (msr === MSR_IA32_TSC) return this.tsc();
+    return this.msrs.get(msr);
+  }
+
+  /** {@inheritDoc GuestPlatform.wrmsr} */
+  wrmsr(msr: number, value: bigint): boolean {
+    if (msr === MSR_IA32_TSC) {
+      this.#tscOffset = BigInt.asUintN(64, value) - this.#clock();
+      this.#lastTsc = -1n;
+      return true;
+    }
+    if (!this.msrs.has(msr)) return false;
+    this.msrs.set(msr, BigInt.asUintN(64, value));
+    return true;
+  }
+
+  /** {@inheritDoc GuestPlatform.tsc} */
+  tsc(): bigint {
+    let t = BigInt.asUintN(64, this.#clock() + this.#tscOffset);
+    if (t <= this.#lastTsc) t = this.#lastTsc + 1n;
+    this.#lastTsc = t;
+    return t;
+  }
+}
