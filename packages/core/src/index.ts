@@ -14,6 +14,7 @@ export * from './host/modules.js';
 export * from './host/file.js';
 export * from './host/devfs.js';
 export * from './host/process.js';
+export * from './host/eventfd.js';
 export * from './host/cpuhp.js';
 export * from './host/power.js';
 export * from './host/hooks.js';
