@@ -260,6 +260,37 @@ export class Process {
   }
 
   /**
+   * `read(fd, buf, count)`, or `pread(fd, buf, count, offset)` when `offset` is given: the bytes the file hands
+   * back (at most `count`). The file's own rules apply (an eventfd wants 8 bytes; a stats fd is read at offsets).
+   * @throws {@link KernelError} EBADF (a closed fd, or one not opened for reading), EINVAL (a file that cannot be
+   * read, a bad count or offset), or the driver's error
+   */
+  read(fd: number, count: number, offset?: number): Uint8Array<ArrayBuffer> {
+    this.#live('read');
+    const f = this.file(fd);
+    if ((f.flags & 3) === O_WRONLY) throw new KernelError('EBADF', 'read', `fd ${fd} is not open for reading`);
+    if (!Number.isSafeInteger(count) || count < 0) throw new KernelError('EINVAL', 'read', `bad count ${String(count)}`);
+    if (offset !== undefined && (!Number.isSafeInteger(offset) || offset < 0)) throw new KernelError('EINVAL', 'pread', `bad offset ${String(offset)}`);
+    if (f.fops.read === undefined) throw new KernelError('EINVAL', 'read', `${f.path} cannot be read`);
+    return f.fops.read.call(f.fops, f, count, offset, this);
+  }
+
+  /**
+   * `write(fd, data, data.length)`.
+   * @returns how many bytes the file took
+   * @throws {@link KernelError} EBADF (a closed fd, or one not opened for writing), EINVAL (a file that cannot be
+   * written), or the driver's error
+   */
+  write(fd: number, data: Uint8Array): number {
+    this.#live('write');
+    const f = this.file(fd);
+    if ((f.flags & 3) === O_RDONLY) throw new KernelError('EBADF', 'write', `fd ${fd} is not open for writing`);
+    if (!(data instanceof Uint8Array)) throw new UsageError('ERR_INVALID_ARG', 'write: data must be a Uint8Array');
+    if (f.fops.write === undefined) throw new KernelError('EINVAL', 'write', `${f.path} cannot be written`);
+    return f.fops.write.call(f.fops, f, data, this);
+  }
+
+  /**
    * `mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_SHARED, fd, offset)`. The mapping holds a reference on
    * the file (closing the fd does not release it while mapped).
    * @throws {@link KernelError} EBADF, ENODEV (file cannot be mapped), EINVAL (bad length/offset) or the driver's error
