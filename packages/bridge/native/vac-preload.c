@@ -369,15 +369,30 @@ static int thread_conn(void) {
   return s;
 }
 
+/* The bridge is gone: every KVM fd is dead (EIO from now on, even if a new bridge starts: it would not know
+ * them), and the next open starts over (ENODEV with a message while no bridge answers). */
+static void bridge_lost(void) {
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < VAC_MAX_FD; i++)
+    if (fds[i].sim) fds[i].stale = 1;
+  if (life_fd >= 0) real_close(life_fd);
+  life_fd = -1;
+  pthread_mutex_unlock(&lock);
+}
+
 static int call(uint32_t op, int sim, uint32_t flags, uint64_t a, uint64_t b, uint64_t c, const void *p1, uint32_t n1,
                 const void *p2, uint32_t n2, struct reply *r) {
   int s = thread_conn();
-  if (s < 0) return -1;
+  if (s < 0) {
+    bridge_lost();
+    errno = EIO;
+    return -1;
+  }
   if (call_on(s, op, sim, flags, a, b, c, p1, n1, p2, n2, r) < 0) {
-    /* A broken connection stays broken: later calls fail fast with EIO too. */
     real_close(s);
     conn_fd = -1;
     pthread_setspecific(conn_key, NULL);
+    bridge_lost();
     errno = EIO;
     return -1;
   }
@@ -496,7 +511,11 @@ static int vac_open(const char *path, int flags) {
   pthread_mutex_unlock(&lock);
   if (rc < 0) return -1;
   struct reply r;
-  if (call(OP_OPEN, 0, 0, (uint64_t)(uint32_t)flags, 0, 0, path, (uint32_t)strlen(path), NULL, 0, &r) < 0) return -1;
+  if (call(OP_OPEN, 0, 0, (uint64_t)(uint32_t)flags, 0, 0, path, (uint32_t)strlen(path), NULL, 0, &r) < 0) {
+    report_unreachable(ECONNRESET);
+    errno = ENODEV;
+    return -1;
+  }
   free(r.body);
   if (r.err) {
     errno = r.err;

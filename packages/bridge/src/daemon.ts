@@ -4,12 +4,13 @@
  *
  * @module
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HostControl, runControl, type ControlReply, type ControlRequest, type HostDescription } from './control.js';
+import type { Host } from '@vac/core';
 import { BridgeServer } from './server.js';
 
 /** The run directory of a bridge: `$VAC_RUN_DIR`, else `/run/vac` for root, else `$XDG_RUNTIME_DIR/vac` (or a temp dir). */
@@ -30,6 +31,8 @@ export interface Daemon {
   readonly control: HostControl;
   /** The bridge server. */
   readonly bridge: BridgeServer;
+  /** The simulated host (same as `control.host`). */
+  host(): Host;
   /** The run directory. */
   readonly runDir: string;
   /** Resolves when the daemon has stopped (by {@link Daemon.stop} or a `stop` request). */
@@ -52,6 +55,8 @@ export interface DaemonOptions {
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   mkdirSync(opts.runDir, { recursive: true, mode: 0o755 });
+  chmodSync(opts.runDir, 0o755); // VMMs of any user reach the bridge socket; the model's /dev permissions decide
+
   const paths = socketPaths(opts.runDir);
   const control = new HostControl(opts.host);
   const bridge = new BridgeServer({ host: control.host, socketPath: paths.bridge, log });
@@ -105,5 +110,5 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     server.once('error', reject);
     server.listen(paths.control, () => resolve());
   });
-  return { control, bridge, runDir: opts.runDir, stopped, stop };
+  return { control, bridge, host: () => control.host, runDir: opts.runDir, stopped, stop };
 }

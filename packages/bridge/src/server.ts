@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { KernelError, type Capability, type Host, type OpenFile, type Process } from '@vac/core';
@@ -193,6 +193,8 @@ export class BridgeServer {
       this.#server.once('error', reject);
       this.#server.listen(this.socketPath, () => {
         this.#server.off('error', reject);
+        // Any local user may connect: who may open /dev/kvmX is the model's decision (its permissions), as on Linux.
+        chmodSync(this.socketPath, 0o666);
         resolve();
       });
     });
