@@ -593,8 +593,10 @@ int __openat64_2(int dirfd, const char *path, int flags) {
 
 /* ---- ioctl --------------------------------------------------------------------------------------------- */
 
-/* Variable-length arguments: the request's _IOC_SIZE is the header; `count` (a u32 at count_off) elements of
- * `elem` bytes follow. Mirrored in packages/bridge/src/varlen.ts (the bridge checks lengths against it). */
+/* Arguments whose length is not the request's _IOC_SIZE. Variable length: the header is `hdr` bytes (the
+ * request's _IOC_SIZE) and `count` (a u32 at count_off) elements of `elem` bytes follow. A true size
+ * (elem = 0): the kernel copies `hdr` bytes whatever the request encodes. packages/bridge/test/codec.test.ts
+ * checks every row against the request numbers. */
 struct varlen {
   uint32_t req, hdr, count_off, elem;
 };
@@ -611,6 +613,7 @@ static const struct varlen varlens[] = {
     {0x4008ae6au, 8, 0, 48},  /* KVM_SET_GSI_ROUTING         struct kvm_irq_routing */
     {0x4004ae8bu, 4, 0, 1},   /* KVM_SET_SIGNAL_MASK         struct kvm_signal_mask */
     {0x4020aeb2u, 32, 4, 8},  /* KVM_SET_PMU_EVENT_FILTER    struct kvm_pmu_event_filter */
+    {0xc008aebau, 24, 0, 0},  /* KVM_MEMORY_ENCRYPT_OP       _IOWR(..., unsigned long) but struct kvm_sev_cmd */
 };
 
 static int read_self(void *dst, const void *src, size_t n) {

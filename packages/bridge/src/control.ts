@@ -101,14 +101,15 @@ export function parseParams(words: readonly string[]): Record<string, string> {
   return params;
 }
 
-/** The image of a module name (`kvm<postfix>` or `kvmgt`). @throws {@link KernelError} ENOENT for other names */
+/** The image of a module name (`kvm<postfix>` or `kvmgt`). @throws {@link UsageError} for other names */
 function imageFor(name: string, cache: Map<string, AnyModuleImage>): AnyModuleImage {
   let image = cache.get(name);
   if (image !== undefined) return image;
   if (name === 'kvmgt') image = kvmgt as AnyModuleImage;
   else {
     const m = /^kvm([a-z0-9_]{0,16})$/.exec(name);
-    if (m === null) throw new KernelError('ENOENT', 'modprobe', `FATAL: Module ${name} not found in directory /lib/modules/vac`);
+    // modprobe's own failure (no such module file), not the kernel's.
+    if (m === null) throw new UsageError('ERR_UNKNOWN_NAME', `FATAL: Module ${name} not found in directory /lib/modules/vac`);
     image = kvm({ postfix: m[1] as string }) as AnyModuleImage;
   }
   cache.set(name, image);
@@ -383,7 +384,6 @@ function toolMessage(tool: string, args: readonly string[], e: KernelError): str
       if (e.code === 'ENOENT') return `rmmod: ERROR: Module ${name} is not currently loaded`;
       return `rmmod: ERROR: could not remove module ${name}: ${strerror}`;
     case 'modprobe':
-      if (e.message.startsWith('FATAL')) return `modprobe: ${e.message}`;
       return `modprobe: ERROR: could not insert '${name}': ${strerror}`;
     case 'insmod':
       return `insmod: ERROR: could not insert module ${name}: ${strerror}`;
