@@ -87,6 +87,8 @@ export class VacSvm implements VirtOps {
     const n = env.cpus.length;
     this.#saveArea = new Array<bigint>(n);
     for (let i = 0; i < n; i++) this.#saveArea[i] = SAVE_AREA_BASE + BigInt(i) * 0x1000n;
+    env.events.describe('virt:enable', { label: 'EFER.SVME=1' });
+    env.events.describe('virt:disable', { label: 'EFER.SVME=0' });
   }
 
   /**

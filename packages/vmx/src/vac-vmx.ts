@@ -52,6 +52,8 @@ export class VacVmx implements VirtOps {
     for (let i = 0; i < n; i++) areas[i] = vmx.allocVmxonRegion(`vac/vmxarea/${i}`);
     this.#vmxarea = areas;
     this.#enabled = new Uint8Array(n);
+    env.events.describe('virt:enable', { label: 'VMXON' });
+    env.events.describe('virt:disable', { label: 'VMXOFF' });
   }
 
   #cpu(cpu: number): Cpu {
