@@ -241,7 +241,7 @@ export class HostControl {
 
   /** The Chrome trace (Perfetto) JSON of the host's events since boot. */
   chromeTrace(): string {
-    return JSON.stringify(toChromeTrace(this.recorder.events(), { vendor: this.#vendor, title: 'vac bridge host' }));
+    return JSON.stringify(toChromeTrace(this.recorder.events(), { title: 'vac bridge host' }));
   }
 
   /** The SVG timeline of the host's events since boot. */
