@@ -6,7 +6,15 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const dist = new URL('../dist/cli/main.js', import.meta.url);
-if (existsSync(fileURLToPath(dist))) {
+/** Whether a dependency's built entry exists (a tree where only some packages were built runs the sources). */
+const built = (name) => {
+  try {
+    return existsSync(fileURLToPath(import.meta.resolve(name)));
+  } catch {
+    return false;
+  }
+};
+if (existsSync(fileURLToPath(dist)) && ['@vac/core', '@vac/kvm', '@vac/vmx', '@vac/svm', 'commander'].every(built)) {
   const { main } = await import(dist.href);
   process.exitCode = await main(process.argv.slice(2));
 } else {

@@ -26,3 +26,4 @@ export { CODECS, decodeArg, type DecodedArg, type IoctlCodec } from './codec.js'
 export { GuestMemoryMirror, type MemoryStats, type SyncRange } from './guest-memory.js';
 export * from './protocol.js';
 export { main, type CliIo } from './cli/main.js';
+export { isStaticElf, whichProgram } from './elf.js';

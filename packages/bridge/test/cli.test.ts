@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { main, startDaemon, type Daemon } from '../src/index.js';
+import { compileC, findCompiler, isStaticElf, main, startDaemon, type Daemon } from '../src/index.js';
 
 async function vac(...argv: string[]): Promise<{ status: number; out: string; err: string }> {
   let out = '';
@@ -105,4 +105,27 @@ describe('vac without a bridge', () => {
     while (existsSync(join(dir, 'control.sock')) && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
     expect(existsSync(join(dir, 'control.sock'))).toBe(false);
   }, 40_000);
+});
+
+describe.skipIf(findCompiler() === undefined)('vac run and static binaries', () => {
+  test('a statically linked VMM is refused with the reason (LD_PRELOAD cannot reach it); a dynamic one is not static', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vac-static-'));
+    const src = join(dir, 'hello.c');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(src, 'int main(void) { return 0; }\n');
+    const dyn = join(dir, 'dyn');
+    compileC([src], dyn, []);
+    expect(isStaticElf(dyn)).toBe(false);
+    expect(isStaticElf(src)).toBe(false); // not ELF
+    const stat = join(dir, 'static');
+    try {
+      compileC([src], stat, ['-static']);
+    } catch {
+      return; // no static C library here (libc.a): nothing to refuse
+    }
+    expect(isStaticElf(stat)).toBe(true);
+    const r = await vac('--run-dir', dir, 'run', '--', stat);
+    expect(r.status).toBe(126);
+    expect(r.err).toContain(`vac: ${stat} is statically linked: LD_PRELOAD cannot reach it`);
+  });
 });

@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { Command, Option } from 'commander';
 import { controlCall, parseHostDescription, parseModuleSpec, type BootModule, type ControlReply, type HostDescription } from '../control.js';
 import { defaultRunDir, socketPaths, startDaemon } from '../daemon.js';
+import { isStaticElf, whichProgram } from '../elf.js';
 import { PreloadBuildError, preloadLibrary } from '../preload.js';
 
 /** Where the command writes. */
@@ -206,6 +207,15 @@ export async function main(argv: readonly string[], io: CliIo = stdio): Promise<
     .argument('[args...]')
     .passThroughOptions()
     .action(async (vmm: string, args: string[], opts: { dev?: string }) => {
+      const program = whichProgram(vmm);
+      if (program !== undefined && isStaticElf(program)) {
+        io.err(
+          `vac: ${program} is statically linked: LD_PRELOAD cannot reach it, so it would use the machine's real /dev/kvm ` +
+            "instead of the bridge (Firecracker's release binaries are static; build the VMM dynamically linked to run it under vac)\n",
+        );
+        status = 126;
+        return;
+      }
       let lib: string;
       try {
         lib = preloadLibrary();
