@@ -1,5 +1,6 @@
 /* The VMM side of bench/bridge.ts: times KVM ioctls made by a real C program (through the preload library
- * and the bridge when run that way). Prints `name=median_ns` lines. Usage: bridge-roundtrip N RAM_BYTES */
+ * and the bridge when run that way). Prints `name=median_ns` lines. Usage: bridge-roundtrip N RAM_BYTES [touch]
+ * (`touch`: the VMM writes every page of guest RAM first, so none is skipped as never populated). */
 #include <err.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -38,7 +39,9 @@ int main(int argc, char **argv) {
   uint8_t *mem = mmap(NULL, ram, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   /* out dx, al; touch one byte of RAM; jmp back: one KVM_EXIT_IO per KVM_RUN */
   const uint8_t code[] = {0xba, 0xf8, 0x03, 0xee, 0xfe, 0x06, 0x00, 0x18, 0xeb, 0xf9};
+  if (argc > 3) memset(mem, 1, ram);
   memcpy(mem, code, sizeof code);
+  mem[0x800] = 0;
   struct kvm_userspace_memory_region r = {.slot = 0, .guest_phys_addr = 0x1000, .memory_size = ram, .userspace_addr = (uint64_t)mem};
   if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) err(1, "KVM_SET_USER_MEMORY_REGION");
   int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);

@@ -8,7 +8,8 @@
  * process's consent, which the preload library gives with `PR_SET_PTRACER`):
  *
  * - before a KVM_RUN, the bytes of every memslot of the vCPU's VM are read from the VMM into the mirror,
- *   and a shadow copy is kept;
+ *   and a shadow copy is kept; pages of private anonymous memory that the VMM's kernel has never populated
+ *   (neither present nor swapped in /proc/PID/pagemap) are zeros and are not read;
  * - after the KVM_RUN, the mirror is compared with the shadow page by page, and only the byte runs the
  *   guest changed are written back, so a VMM thread's writes to other bytes of the same pages during the run
  *   survive.
@@ -31,6 +32,13 @@ interface Mirror {
   readonly addr: number;
   readonly bytes: Uint8Array<ArrayBuffer>;
   shadow: Uint8Array<ArrayBuffer> | undefined;
+  /**
+   * Private anonymous memory (QEMU's guest RAM): a page the kernel has never populated (not present, not
+   * swapped in /proc/PID/pagemap) reads as zeros, so it need not be read.
+   */
+  readonly privateAnon: boolean;
+  /** Per page: 1 when the mirror (and shadow) page may hold non-zero bytes. */
+  readonly populated: Uint8Array;
 }
 
 /** A range of guest RAM to keep in sync. */
@@ -49,6 +57,8 @@ export interface MemoryStats {
   bytesOut: number;
   /** Syncs done (one before and one after each KVM_RUN). */
   syncs: number;
+  /** Pages not read because the VMM's kernel has never populated them (private anonymous memory). */
+  pagesSkipped: number;
 }
 
 /** The guest-RAM mirror of one VMM process. */
@@ -56,9 +66,10 @@ export class GuestMemoryMirror {
   readonly #pid: number;
   readonly #proc: Process;
   #fd: number | undefined;
+  #pagemap: number | undefined;
   readonly #mirrors: Mirror[] = [];
   /** Traffic counters. */
-  readonly stats: MemoryStats = { bytesIn: 0, bytesOut: 0, syncs: 0 };
+  readonly stats: MemoryStats = { bytesIn: 0, bytesOut: 0, syncs: 0, pagesSkipped: 0 };
 
   /**
    * @param pid - the real VMM's pid
@@ -85,13 +96,13 @@ export class GuestMemoryMirror {
     const vma = this.#vma(addr, size);
     if (vma === undefined) return undefined;
     const candidates: Array<[number, number]> = [];
-    if (vma[1] - vma[0] <= MAX_VMA_MIRROR) candidates.push(vma);
+    if (vma.end - vma.start <= MAX_VMA_MIRROR) candidates.push([vma.start, vma.end]);
     candidates.push([addr, addr + size]);
     for (const [start, end] of candidates) {
       if (this.#overlaps(start, end)) continue;
       const bytes = new Uint8Array(end - start);
       this.#proc.mapExternal(start, bytes);
-      this.#mirrors.push({ addr: start, bytes, shadow: undefined });
+      this.#mirrors.push({ addr: start, bytes, shadow: undefined, privateAnon: vma.privateAnon, populated: new Uint8Array(bytes.length / PAGE) });
       return undefined;
     }
     return `guest RAM at 0x${addr.toString(16)} (+0x${size.toString(16)}) overlaps an earlier mirror only in part; the model sees no memory there`;
@@ -106,7 +117,7 @@ export class GuestMemoryMirror {
   }
 
   /** The merged run of VMAs (from /proc/PID/maps) that covers `[addr, addr + size)`, if one does. */
-  #vma(addr: number, size: number): [number, number] | undefined {
+  #vma(addr: number, size: number): { start: number; end: number; privateAnon: boolean } | undefined {
     let text: string;
     try {
       text = readFileSync(`/proc/${this.#pid}/maps`, 'utf8');
@@ -115,19 +126,22 @@ export class GuestMemoryMirror {
     }
     // Adjacent VMAs of the same backing (anonymous, or the same memfd) are one run: a mapping the kernel split
     // (different madvise flags on parts of it) is still one piece of guest RAM.
-    const runs: Array<[number, number, string]> = [];
+    const runs: Array<{ start: number; end: number; name: string; privateAnon: boolean }> = [];
     for (const line of text.split('\n')) {
-      const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
       if (m === null) continue;
-      const s = parseInt(m[1] as string, 16);
-      const e = parseInt(m[2] as string, 16);
-      const name = m[3] ?? '';
+      const start = parseInt(m[1] as string, 16);
+      const end = parseInt(m[2] as string, 16);
+      const name = m[4] ?? '';
+      const privateAnon = (m[3] as string)[3] === 'p' && name === '';
       const last = runs[runs.length - 1];
-      if (last !== undefined && last[1] === s && last[2] === name) last[1] = e;
-      else runs.push([s, e, name]);
+      if (last !== undefined && last.end === start && last.name === name) {
+        last.end = end;
+        last.privateAnon &&= privateAnon;
+      } else runs.push({ start, end, name, privateAnon });
     }
-    const run = runs.find(([s, e]) => addr >= s && addr + size <= e);
-    return run === undefined ? undefined : [run[0], run[1]];
+    const run = runs.find((r) => addr >= r.start && addr + size <= r.end);
+    return run === undefined ? undefined : { start: run.start, end: run.end, privateAnon: run.privateAnon };
   }
 
   /** Read the VMM's bytes of `ranges` into the mirror (before a KVM_RUN). */
@@ -136,12 +150,49 @@ export class GuestMemoryMirror {
     for (const r of merge(ranges)) {
       const m = this.#find(r.addr, r.size);
       if (m === undefined) continue;
-      const off = r.addr - m.addr;
-      const dst = m.bytes.subarray(off, off + r.size);
-      this.#read(dst, r.addr);
       m.shadow ??= new Uint8Array(m.bytes.length);
-      m.shadow.set(dst, off);
-      this.stats.bytesIn += r.size;
+      const first = (r.addr - m.addr) / PAGE;
+      const pages = Math.ceil(r.size / PAGE);
+      const need = m.privateAnon ? this.#populatedPages(r.addr, pages) : undefined;
+      // Runs of pages to read; a page never populated is zeros (cleared here if the mirror had data there).
+      let p = 0;
+      while (p < pages) {
+        if (need !== undefined && need[p] === 0) {
+          const i = first + p;
+          if (m.populated[i] === 1) {
+            m.bytes.fill(0, i * PAGE, (i + 1) * PAGE);
+            m.shadow.fill(0, i * PAGE, (i + 1) * PAGE);
+            m.populated[i] = 0;
+          }
+          this.stats.pagesSkipped++;
+          p++;
+          continue;
+        }
+        let q = p + 1;
+        while (q < pages && (need === undefined || need[q] === 1)) q++;
+        const off = (first + p) * PAGE;
+        const len = Math.min(q * PAGE, r.size) - p * PAGE;
+        const dst = m.bytes.subarray(off, off + len);
+        this.#read(dst, m.addr + off);
+        m.shadow.set(dst, off);
+        m.populated.fill(1, first + p, first + q);
+        this.stats.bytesIn += len;
+        p = q;
+      }
+    }
+  }
+
+  /** Per page of `[addr, addr + pages * 4096)`: 1 when /proc/PID/pagemap says present or swapped, else 0. */
+  #populatedPages(addr: number, pages: number): Uint8Array | undefined {
+    try {
+      this.#pagemap ??= openSync(`/proc/${this.#pid}/pagemap`, 'r');
+      const buf = Buffer.alloc(pages * 8);
+      readFully(this.#pagemap, buf, (addr / PAGE) * 8);
+      const out = new Uint8Array(pages);
+      for (let i = 0; i < pages; i++) out[i] = (buf.readUInt32LE(i * 8 + 4) & 0xc0000000) !== 0 ? 1 : 0;
+      return out;
+    } catch {
+      return undefined; // no pagemap: read every page
     }
   }
 
@@ -167,6 +218,7 @@ export class GuestMemoryMirror {
           while (j < end && cur[j] !== old[j]) j++;
           this.#write(cur.subarray(i, j), m.addr + i);
           old.set(cur.subarray(i, j), i);
+          m.populated.fill(1, Math.floor(i / PAGE), Math.floor((j - 1) / PAGE) + 1);
           this.stats.bytesOut += j - i;
           i = j;
         }
@@ -201,10 +253,12 @@ export class GuestMemoryMirror {
     }
   }
 
-  /** Close `/proc/PID/mem`. */
+  /** Close `/proc/PID/mem` and `/proc/PID/pagemap`. */
   close(): void {
     if (this.#fd !== undefined) closeSync(this.#fd);
+    if (this.#pagemap !== undefined) closeSync(this.#pagemap);
     this.#fd = undefined;
+    this.#pagemap = undefined;
   }
 }
 

@@ -110,6 +110,13 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
       exit2: '5', // KVM_EXIT_HLT
       guest_wrote: '0x5a', // the VMM sees the guest's write after KVM_RUN
       vmm_byte: '0x78', // the VMM's own write to the same page between runs survives the write-back
+      run3: '0',
+      exit3: '5',
+      page2: '0x33', // a page the VMM had never touched (not read: zeros), written by the guest, seen by the VMM
+      madvise: '0',
+      run4: '0',
+      exit4: '2',
+      dropped_byte: '0x0', // the VMM dropped the page: the guest reads zeros again
       run_arg1: '-1:EINVAL',
       dup_vm: '0',
       close_vm: '0',
