@@ -45,7 +45,7 @@ export interface HostDescription {
   readonly symlinks?: ReadonlyArray<readonly [string, string]>;
 }
 
-/** Check a parsed config file. @throws {@link UsageError} naming the bad field */
+/** Check a parsed config file. @throws `UsageError` naming the bad field */
 export function parseHostDescription(x: unknown): HostDescription {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new UsageError('ERR_INVALID_ARG', 'host config: must be a JSON object');
   const o = x as Record<string, unknown>;
@@ -101,7 +101,7 @@ export function parseParams(words: readonly string[]): Record<string, string> {
   return params;
 }
 
-/** The image of a module name (`kvm<postfix>` or `kvmgt`). @throws {@link UsageError} for other names */
+/** The image of a module name (`kvm<postfix>` or `kvmgt`). @throws `UsageError` for other names */
 function imageFor(name: string, cache: Map<string, AnyModuleImage>): AnyModuleImage {
   let image = cache.get(name);
   if (image !== undefined) return image;

@@ -27,7 +27,7 @@ export class PreloadBuildError extends Error {
 export function findCompiler(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const candidates = [env.CC, 'cc', 'gcc', 'clang'].filter((c): c is string => c !== undefined && c !== '');
   for (const c of candidates) {
-    const r = spawnSync(c, ['--version'], { stdio: 'ignore' });
+    const r = spawnSync(c, ['--version'], { stdio: 'ignore', env });
     if (r.status === 0) return c;
   }
   return undefined;
@@ -46,7 +46,7 @@ export function compileC(sources: readonly string[], output: string, flags: read
     );
   }
   const tmp = `${output}.${process.pid}.tmp`;
-  const r = spawnSync(cc, [...flags, '-o', tmp, ...sources, ...libs], { encoding: 'utf8' });
+  const r = spawnSync(cc, [...flags, '-o', tmp, ...sources, ...libs], { encoding: 'utf8', env });
   if (r.status !== 0) {
     const out = `${r.stderr ?? ''}${r.stdout ?? ''}`;
     const header = /fatal error: ([\w./]+\.h): No such file/.exec(out);

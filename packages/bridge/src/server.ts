@@ -114,9 +114,6 @@ export function parseStatus(text: string): Credentials {
   };
 }
 
-/** A VM file's memslots as the bridge saw them set: slot id → the VMM range. */
-type Slots = Map<number, SyncRange>;
-
 interface VcpuArea {
   /** The model's kvm_run bytes (the vCPU's mmap area). */
   readonly model: Uint8Array;
@@ -132,12 +129,12 @@ export class Session {
   readonly proc: Process;
   /** Its guest RAM mirror. */
   readonly memory: GuestMemoryMirror;
-  /** @internal */
-  readonly slots = new WeakMap<OpenFile, Slots>();
+  /** @internal A VM file's memslots as the bridge saw them set: slot id → the VMM range. */
+  readonly slots = new WeakMap<OpenFile, Map<number, SyncRange>>();
   /** @internal vCPU file → its VM file. */
   readonly vcpuVm = new WeakMap<OpenFile, OpenFile>();
-  /** @internal */
-  readonly areas = new WeakMap<OpenFile, VcpuArea>();
+  /** @internal A vCPU file's kvm_run: the model's bytes, and what the VMM's copy holds as far as the bridge knows. */
+  readonly areas = new WeakMap<OpenFile, { readonly model: Uint8Array; readonly shadow: Uint8Array }>();
 
   /** @internal */
   constructor(pid: number, proc: Process) {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { compileC, findCompiler, isStaticElf, main, startDaemon, type Daemon } from '../src/index.js';
+import { PreloadBuildError, compileC, findCompiler, isStaticElf, main, preloadLibrary, startDaemon, type Daemon } from '../src/index.js';
 
 async function vac(...argv: string[]): Promise<{ status: number; out: string; err: string }> {
   let out = '';
@@ -127,5 +127,13 @@ describe.skipIf(findCompiler() === undefined)('vac run and static binaries', () 
     const r = await vac('--run-dir', dir, 'run', '--', stat);
     expect(r.status).toBe(126);
     expect(r.err).toContain(`vac: ${stat} is statically linked: LD_PRELOAD cannot reach it`);
+  });
+});
+
+describe('the preload library build', () => {
+  test('no C compiler: an error naming what was tried and how to get one', () => {
+    const env = { PATH: '/nonexistent', CC: 'no-such-cc', VAC_CACHE_DIR: mkdtempSync(join(tmpdir(), 'vac-cc-')) };
+    expect(() => preloadLibrary(env)).toThrow(PreloadBuildError);
+    expect(() => preloadLibrary(env)).toThrow('vac: no C compiler found (tried $CC (no-such-cc), cc, gcc, clang); install one (e.g. `apt-get install gcc`) or set CC');
   });
 });

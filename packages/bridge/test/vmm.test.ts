@@ -74,8 +74,10 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
   });
 
   test('fd table, arguments, kvm_run and guest memory as a C program sees them, with the model’s exact errno', async () => {
+    const first = d.bridge.calls().length;
     const r = await runVmm(native, socket, [native.probe]);
     expect(r.stderr).toBe('');
+    expect(new Set(d.bridge.calls().slice(first).map((c) => c.tid)).size).toBe(2);
     expect(r.code).toBe(0);
     expect(parseLines(r.stdout)).toEqual({
       open: '3', // the bridge's own sockets stay out of the VMM's fd numbers
@@ -94,6 +96,7 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
       sext_request: '0xffffffff8090ae81', // KVM_GET_REGS sign-extended, as QEMU passes it
       get_regs_sext: '0',
       rip: '0x1234',
+      thread_get_regs: '0', // a second thread, over its own connection, on the same simulated fd table
       mmap_size: '12288',
       mmap_beyond: '-1:EINVAL',
       mmap_vm: '-1:ENODEV',

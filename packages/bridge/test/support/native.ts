@@ -37,7 +37,7 @@ export function buildNative(): Native {
   const lwn = join(dir, 'lwn');
   const probe = join(dir, 'probe');
   compileC([fixture('lwn')], lwn, ['-O1']);
-  compileC([fixture('probe')], probe, ['-O1']);
+  compileC([fixture('probe')], probe, ['-O1', '-pthread']);
   built = { dir, preload, lwn, probe };
   return built;
 }
