@@ -102,6 +102,7 @@ export async function main(argv: readonly string[], io: CliIo = stdio): Promise<
 
   program
     .command('start')
+    .alias('host')
     .description('start a bridge host (in the background unless --foreground)')
     .option('--cpus <n>', 'logical CPUs (default 4)')
     .addOption(new Option('--vendor <vendor>', 'CPU vendor (default intel)').choices(['intel', 'amd']))
