@@ -1,21 +1,13 @@
 #!/usr/bin/env node
-// The `vac` command. From an npm install it runs the built dist/; in the repository (no dist/) it runs the
-// TypeScript sources through tsx, with the workspace's source condition.
+// The `vac` command. In the vac repository it runs the TypeScript sources through tsx (with the workspace's
+// source condition), so it is always the code the tests test; from an npm install it runs the built dist/.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const dist = new URL('../dist/cli/main.js', import.meta.url);
-/** Whether a dependency's built entry exists (a tree where only some packages were built runs the sources). */
-const built = (name) => {
-  try {
-    return existsSync(fileURLToPath(import.meta.resolve(name)));
-  } catch {
-    return false;
-  }
-};
-if (existsSync(fileURLToPath(dist)) && ['@vac/core', '@vac/kvm', '@vac/vmx', '@vac/svm', 'commander'].every(built)) {
-  const { main } = await import(dist.href);
+const inRepository = existsSync(fileURLToPath(new URL('../../../pnpm-workspace.yaml', import.meta.url)));
+if (!inRepository) {
+  const { main } = await import(new URL('../dist/cli/main.js', import.meta.url).href);
   process.exitCode = await main(process.argv.slice(2));
 } else {
   const src = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));

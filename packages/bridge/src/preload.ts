@@ -8,11 +8,22 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** `native/vac-preload.c` of this package, found upwards from this module (src/, dist/ or a dist/ chunk). */
+function findSource(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const p = join(dir, 'native', 'vac-preload.c');
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  return fileURLToPath(new URL('../native/vac-preload.c', import.meta.url));
+}
+
 /** The C source of the preload library. */
-export const PRELOAD_SOURCE = fileURLToPath(new URL('../native/vac-preload.c', import.meta.url));
+export const PRELOAD_SOURCE = findSource();
 
 /** The library could not be built; the message names what is missing. */
 export class PreloadBuildError extends Error {

@@ -1,10 +1,11 @@
 /** The `vac` command: Linux-tool output, errors, help, and a daemon started and stopped by the command. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { buildNative, nativeSkipReason } from './support/native.js';
 import { PreloadBuildError, compileC, findCompiler, isStaticElf, main, preloadLibrary, startDaemon, type Daemon } from '../src/index.js';
 
 async function vac(...argv: string[]): Promise<{ status: number; out: string; err: string }> {
@@ -74,6 +75,25 @@ describe('vac against a running bridge', () => {
     expect(trace.traceEvents.length).toBeGreaterThan(0);
     expect((await vac('--run-dir', dir, 'trace', '--events')).out).toMatch(/^module:load /m);
   });
+
+  test.skipIf(nativeSkipReason() !== undefined)('`vac run --dev /dev/kvm1 -- lwn`: the real command runs the VMM against the bridge', async () => {
+    const native = buildNative();
+    const bin = fileURLToPath(new URL('../bin/vac.mjs', import.meta.url));
+    const before = d.control.recorder.events().filter((e) => e.name === 'vm:create').length;
+    // Asynchronously: the bridge serving the VMM runs in this process.
+    const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [bin, '--run-dir', dir, 'run', '--dev', '/dev/kvm1', '--', native.lwn], { env: { ...process.env, VAC_CACHE_DIR: native.dir } });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      child.on('error', reject);
+      child.on('close', (status) => resolve({ status, stdout, stderr }));
+    });
+    expect([r.status, r.stdout, r.stderr]).toEqual([0, '4\nKVM_EXIT_HLT\n', '']);
+    const created = d.control.recorder.events().filter((e) => e.name === 'vm:create').slice(before);
+    expect(created.map((e) => (e.payload as unknown as { module: string }).module)).toEqual(['kvm1']);
+  }, 40_000);
 
   test('--help on every verb', async () => {
     for (const verb of ['start', 'stop', 'status', 'modprobe', 'insmod', 'rmmod', 'lsmod', 'ln', 'rm', 'ls', 'cpu', 'suspend', 'trace', 'run']) {
