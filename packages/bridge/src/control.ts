@@ -43,18 +43,28 @@ export interface HostDescription {
   readonly modules?: readonly BootModule[];
   /** Symlinks made at boot: `[target, path]`, e.g. `['/dev/kvm0', '/dev/kvm']`. */
   readonly symlinks?: ReadonlyArray<readonly [string, string]>;
+  /**
+   * Guest instructions one KVM_RUN may execute before it returns EINTR (the KVM modules' `syncRunLimit`; default
+   * the model's, 10,000,000). The bridge serves one call at a time, so a guest that never exits holds every VMM
+   * for this long; a smaller limit keeps the host responsive.
+   */
+  readonly runLimit?: number;
 }
 
 /** Check a parsed config file. @throws `UsageError` naming the bad field */
 export function parseHostDescription(x: unknown): HostDescription {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new UsageError('ERR_INVALID_ARG', 'host config: must be a JSON object');
   const o = x as Record<string, unknown>;
-  const known = new Set(['cpus', 'vendor', 'modules', 'symlinks']);
+  const known = new Set(['cpus', 'vendor', 'modules', 'symlinks', 'runLimit']);
   for (const k of Object.keys(o)) if (!known.has(k)) throw new UsageError('ERR_INVALID_ARG', `host config: unknown field ${JSON.stringify(k)} (known: ${[...known].join(', ')})`);
-  const out: { cpus?: number; vendor?: 'intel' | 'amd'; modules?: BootModule[]; symlinks?: Array<[string, string]> } = {};
+  const out: { cpus?: number; vendor?: 'intel' | 'amd'; modules?: BootModule[]; symlinks?: Array<[string, string]>; runLimit?: number } = {};
   if (o.cpus !== undefined) {
     if (typeof o.cpus !== 'number' || !Number.isInteger(o.cpus)) throw new UsageError('ERR_INVALID_ARG', 'host config: cpus must be an integer');
     out.cpus = o.cpus;
+  }
+  if (o.runLimit !== undefined) {
+    if (typeof o.runLimit !== 'number' || !Number.isInteger(o.runLimit) || o.runLimit < 1) throw new UsageError('ERR_INVALID_ARG', 'host config: runLimit must be a positive integer');
+    out.runLimit = o.runLimit;
   }
   if (o.vendor !== undefined) {
     if (o.vendor !== 'intel' && o.vendor !== 'amd') throw new UsageError('ERR_INVALID_ARG', 'host config: vendor must be "intel" or "amd"');
@@ -102,7 +112,7 @@ export function parseParams(words: readonly string[]): Record<string, string> {
 }
 
 /** The image of a module name (`kvm<postfix>` or `kvmgt`). @throws `UsageError` for other names */
-function imageFor(name: string, cache: Map<string, AnyModuleImage>): AnyModuleImage {
+function imageFor(name: string, cache: Map<string, AnyModuleImage>, runLimit: number | undefined): AnyModuleImage {
   let image = cache.get(name);
   if (image !== undefined) return image;
   if (name === 'kvmgt') image = kvmgt as AnyModuleImage;
@@ -110,7 +120,7 @@ function imageFor(name: string, cache: Map<string, AnyModuleImage>): AnyModuleIm
     const m = /^kvm([a-z0-9_]{0,16})$/.exec(name);
     // modprobe's own failure (no such module file), not the kernel's.
     if (m === null) throw new UsageError('ERR_UNKNOWN_NAME', `FATAL: Module ${name} not found in directory /lib/modules/vac`);
-    image = kvm({ postfix: m[1] as string }) as AnyModuleImage;
+    image = kvm({ postfix: m[1] as string, ...(runLimit === undefined ? {} : { syncRunLimit: runLimit }) }) as AnyModuleImage;
   }
   cache.set(name, image);
   return image;
@@ -124,11 +134,13 @@ export class HostControl {
   readonly recorder: TraceRecorder;
   readonly #images = new Map<string, AnyModuleImage>();
   readonly #vendor: 'intel' | 'amd';
+  readonly #runLimit: number | undefined;
   #bridge: BridgeServer | undefined;
 
   /** Build the host of `desc`: CPUs, vendor, boot modules and symlinks. */
   constructor(desc: HostDescription = {}) {
     this.#vendor = desc.vendor ?? 'intel';
+    this.#runLimit = desc.runLimit;
     this.host = createHost({ cpus: desc.cpus ?? 4, hardware: this.#vendor === 'amd' ? amd() : intel(), groups: systemGroups() });
     this.recorder = recordEvents(this.host, { limit: 1_000_000 });
     for (const m of desc.modules ?? [{ name: 'kvm0' }]) this.modprobe(m.name, m.params ?? {});
@@ -143,13 +155,13 @@ export class HostControl {
   /** `modprobe name params…`: load with dependencies. Like modprobe, loading a loaded module is a no-op. */
   modprobe(name: string, params: Readonly<Record<string, string>> = {}): string {
     if (this.host.lsmod().some((m) => m.name === name)) return '';
-    this.host.modprobe(imageFor(name, this.#images), params as ParamInputs);
+    this.host.modprobe(imageFor(name, this.#images, this.#runLimit), params as ParamInputs);
     return this.#warnings();
   }
 
   /** `insmod name params…`: load without dependencies (a missing `vac` is ENOENT, "Unknown symbol"). */
   insmod(name: string, params: Readonly<Record<string, string>> = {}): string {
-    this.host.insmod(imageFor(name, this.#images), params as ParamInputs);
+    this.host.insmod(imageFor(name, this.#images, this.#runLimit), params as ParamInputs);
     return this.#warnings();
   }
 

@@ -141,6 +141,26 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
     await clean();
   });
 
+  test('memory coherence: a VMM thread’s write reaches a guest spinning on it; guest and VMM writes to one page both survive', async () => {
+    // A host whose KVM_RUN returns EINTR after 100,000 guest instructions, so the spin re-enters often.
+    const runDir = mkdtempSync(join(tmpdir(), 'vac-run-'));
+    const d2 = await startDaemon({ runDir, host: { cpus: 1, runLimit: 100_000, symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
+    try {
+      const r = await runVmm(native, socketPaths(runDir).bridge, [native.probe, 'spin']);
+      expect(r.stderr).toBe('');
+      expect(parseLines(r.stdout)).toEqual({
+        open: '3',
+        set_memory: '0',
+        spun: 'yes', // the guest was polling across several KVM_RUNs (EINTR at the instruction limit)
+        flag_seen: '0x5a', // the second thread's write, seen by the guest at its next KVM_RUN
+        guest_byte: '0x11', // the guest's write to the page
+        vmm_byte: '0x22', // the VMM thread's write to the same page, not overwritten by the write-back
+      });
+    } finally {
+      await d2.stop();
+    }
+  });
+
   test('a VMM killed with SIGKILL: rmmod is refused while it runs, then its simulated process is killed and the host is clean', async () => {
     let lines = '';
     let child: import('node:child_process').ChildProcess | undefined;

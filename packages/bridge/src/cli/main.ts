@@ -42,7 +42,7 @@ async function control(runDir: string, cmd: string, args: readonly string[], io:
 }
 
 /** Build the host description of `vac start`'s flags (a `--config` file first, flags on top). */
-function describeHost(opts: { config?: string; cpus?: string; vendor?: string; module: string[]; link: string[] }): HostDescription {
+function describeHost(opts: { config?: string; cpus?: string; vendor?: string; module: string[]; link: string[]; runLimit?: string }): HostDescription {
   const base = opts.config === undefined ? {} : parseHostDescription(JSON.parse(readFileSync(opts.config, 'utf8')) as unknown);
   const modules: BootModule[] | undefined = opts.module.length > 0 ? opts.module.map(parseModuleSpec) : base.modules?.slice();
   const symlinks = [...(base.symlinks ?? [])];
@@ -53,7 +53,9 @@ function describeHost(opts: { config?: string; cpus?: string; vendor?: string; m
   }
   const cpus = opts.cpus === undefined ? base.cpus : Number(opts.cpus);
   const vendor = (opts.vendor ?? base.vendor) as 'intel' | 'amd' | undefined;
+  const runLimit = opts.runLimit === undefined ? base.runLimit : Number(opts.runLimit);
   return parseHostDescription({
+    ...(runLimit === undefined ? {} : { runLimit }),
     ...(cpus === undefined ? {} : { cpus }),
     ...(vendor === undefined ? {} : { vendor }),
     ...(modules === undefined ? {} : { modules }),
@@ -108,9 +110,10 @@ export async function main(argv: readonly string[], io: CliIo = stdio): Promise<
     .addOption(new Option('--vendor <vendor>', 'CPU vendor (default intel)').choices(['intel', 'amd']))
     .option('--module <spec>', 'a module to load at boot, e.g. "kvm1 vmentry_l1d_flush=always" (repeat; default kvm0)', collect, [])
     .option('--link <target:path>', 'a /dev symlink to make at boot, e.g. /dev/kvm0:/dev/kvm (repeat)', collect, [])
-    .option('--config <file>', 'a JSON host description {cpus, vendor, modules, symlinks}')
+    .option('--run-limit <n>', 'guest instructions one KVM_RUN may run before EINTR (default 10000000; the bridge serves one call at a time)')
+    .option('--config <file>', 'a JSON host description {cpus, vendor, modules, symlinks, runLimit}')
     .option('--foreground', 'serve in this process until stopped')
-    .action(async (opts: { config?: string; cpus?: string; vendor?: string; module: string[]; link: string[]; foreground?: boolean }) => {
+    .action(async (opts: { config?: string; cpus?: string; vendor?: string; module: string[]; link: string[]; runLimit?: string; foreground?: boolean }) => {
       const dir = runDir();
       const desc = describeHost(opts);
       if (opts.foreground) {
