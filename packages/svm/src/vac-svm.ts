@@ -18,7 +18,8 @@
  *
  * @module
  */
-import { UsageError, cpuAt } from '@vac/core';
+import { UsageError } from '@vac/core';
+import { cpuAt } from '@vac/core/internal';
 import type { AnyVacResource, Cpu, ErrnoCode, HardwareEnv, VacResourceContext, VirtOps } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,
@@ -117,7 +118,7 @@ export class VacSvm implements VirtOps {
    * to 0xc0000080 (tried to write …)" once and execution goes on with SVME still clear — the enable would
    * "succeed" and the first VMRUN would #UD. The model logs the same warning (once per host) but returns
    * **EIO** with nothing changed, so VAC's all-or-nothing rollback sees the failure where it happened
-   * (SPEC §2.1: a per-CPU failure is logged as EIO).
+   * (docs/spec.md §2.1: a per-CPU failure is logged as EIO).
    */
   enableCpu(cpu: number): ErrnoCode | undefined {
     const c = this.#cpu('svm.enableCpu', cpu);

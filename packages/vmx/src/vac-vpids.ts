@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { IdBitmap, KernelError, UsageError, VacResourceKey, defineFaultSite, vcpuLabel } from '@vac/core';
+import { KernelError, UsageError, VacResourceKey, defineFaultSite, vcpuLabel } from '@vac/core';
+import { IdBitmap } from '@vac/core/internal';
 import type { ScopedVacResource, VacResource, VacResourceContext, VcpuTag, Violation } from '@vac/core';
 import { VMX_NR_VPIDS, VpidAllocator } from './vpid-allocator.js';
 

@@ -1,5 +1,5 @@
 /**
- * The kernel hooks that have exactly one owner, and how Linux treats a second one (SPEC.md §1):
+ * The kernel hooks that have exactly one owner, and how Linux treats a second one (docs/spec.md §1):
  *
  * - perf guest-info callbacks (`perf_register_guest_info_callbacks`, kernel/events/core.c): a second
  *   registration WARNs and is ignored; unregistering callbacks that are not the registered ones WARNs.

@@ -57,7 +57,7 @@ export class Vac {
   readonly #handles = new Map<string, VacHandle>();
 
   /**
-   * @internal Built by the `vac` module's init (or, privately, by a legacy KVM module).
+   * Built by the `vac` module's init (or, privately, by a legacy KVM module); a program using a host gets it with {@link vacOf}.
    * @param name - who owns this copy: `vac`, or `kvm1:legacy` (names its perf callbacks and checker)
    */
   constructor(host: Host, vendor: VirtOps, name: string = VAC_MODULE) {

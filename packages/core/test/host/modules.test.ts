@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { KernelError, UsageError, createHost, kstrtobool, kstrtoll, paramText } from '../../src/index.js';
+import { KernelError, UsageError, createHost } from '../../src/index.js';
+import { kstrtobool, kstrtoll, paramText } from '../../src/internal.js';
 import type { Host, ModuleImage } from '../../src/index.js';
 import { expectKernelError, expectUsageError, record, thrown } from '../support/expect-failure.js';
 import { fakeHardware } from '../support/fake-hardware.js';

@@ -1,6 +1,6 @@
 /**
  * Assertions for failing kernel operations: the right `KernelError` (code and errno), and the host exactly as
- * before (SPEC.md §4 invariant 7).
+ * before (docs/spec.md §4 invariant 7).
  *
  * @module
  */

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { MODULE_PALETTE, buildTimeline, escapeXml, renderTimelineSvg } from '../../src/index.js';
+import { MODULE_PALETTE, buildTimeline, renderTimelineSvg } from '../../src/index.js';
+import { escapeXml } from '../../src/trace/svg.js';
 import { Emitter, recordedFakeHost, rollingUpgrade } from './scenario.js';
 
 const ENTITY = /^&(?:amp|lt|gt|quot|#39|#\d+|#x[0-9a-fA-F]+);/;

@@ -47,7 +47,7 @@ export interface FailureOptions {
 
 /**
  * Run `fn`, expect a {@link KernelError} with `code` (name and errno), and expect `host.snapshot()` to equal
- * the snapshot taken just before (SPEC §4 invariant 7); also no invariant violation afterwards.
+ * the snapshot taken just before (docs/spec.md §4 invariant 7); also no invariant violation afterwards.
  * @returns the error
  */
 export function expectFailure(host: Host, fn: () => unknown, code: ErrnoCode, opts: FailureOptions = {}): KernelError {

@@ -15,7 +15,9 @@ import {
   KvmRunView,
   makeKvmRegs,
   kvm,
+  kvmInstance,
   makeKvmSregs,
+  vcpuOf,
   type KvmInstance,
   type Vcpu,
 } from '../../src/index.js';
@@ -42,7 +44,7 @@ export function expectCode(fn: () => unknown, code: ErrnoCode): KernelError {
 
 /**
  * Run `fn`, expect a {@link KernelError} with `code` (name and errno) and `host.snapshot()` exactly as
- * before (SPEC §4 invariant 7). Returns the error.
+ * before (docs/spec.md §4 invariant 7). Returns the error.
  */
 export function expectFail(host: Host, fn: () => unknown, code: ErrnoCode): KernelError {
   const before = host.snapshot();
@@ -58,17 +60,10 @@ export function vacIn(host: Host): Vac {
   return v;
 }
 
-/** A loaded KVM instance by module name. */
-export function inst(host: Host, name: string): KvmInstance {
-  const m = host.modules.get(name);
-  if (m === undefined) throw new Error(`${name} is not loaded`);
-  return m.exports as KvmInstance;
-}
+/** A loaded KVM instance by module name (the public {@link kvmInstance}). */
+export const inst: (host: Host, name: string) => KvmInstance = kvmInstance;
 
-/** The vCPU behind a vCPU fd of `proc`. */
-export function vcpuOf(proc: Process, fd: number): Vcpu {
-  return proc.file(fd).privateData as Vcpu;
-}
+export { vcpuOf };
 
 /** `mulberry32`: a small seeded PRNG, so "random" points are the same on every run. */
 export function rng(seed: number): () => number {

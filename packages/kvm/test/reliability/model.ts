@@ -30,6 +30,7 @@ import {
 import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import {
+  kvmInstance,
   KVM_CAP_MAX_VCPUS,
   KVM_CAP_NR_VCPUS,
   KVM_CHECK_EXTENSION,
@@ -1841,8 +1842,7 @@ export class World {
     // Each instance's VMs and vCPUs.
     for (const m of this.#mods.values()) {
       if (m.name === 'vac') continue;
-      const inst = host.modules.exportsOf<KvmInstance>(m.name);
-      const got = [...(inst?.vms ?? [])].map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
+      const got = [...kvmInstance(host, m.name).vms].map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
       const wantVms = [...this.#vms]
         .filter((vm) => vm.module === m)
         .map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
@@ -1851,7 +1851,7 @@ export class World {
   }
 
   /**
-   * Tear everything down (kill every process, unload every module) and check SPEC §4 invariant 6: every
+   * Tear everything down (kill every process, unload every module) and check docs/spec.md §4 invariant 6: every
    * allocator empty, every CPU disabled, every user-return MSR at its host value.
    */
   finish(): void {
