@@ -292,15 +292,12 @@ export function registerVacHooks(vac: Vac, host: Host, defer: (undo: () => void)
       }
       virt.emergency(cpu);
     };
-    host.hooks.registerEmergencyVirtCallback(emergency);
-    defer(() => host.hooks.unregisterEmergencyVirtCallback(emergency));
+    defer(host.hooks.registerEmergencyVirtCallback(emergency));
   }
   if (which.irq) {
-    host.hooks.registerPerfGuestCallbacks(irq.perfCallbacks);
-    defer(() => host.hooks.unregisterPerfGuestCallbacks(irq.perfCallbacks));
+    defer(host.hooks.registerPerfGuestCallbacks(irq.perfCallbacks));
     const wakeup = (cpu: number): readonly string[] => irq.postedIntrWakeup(cpu);
-    host.hooks.setPostedIntrWakeupHandler(wakeup);
-    defer(() => host.hooks.setPostedIntrWakeupHandler(undefined));
+    defer(host.hooks.setPostedIntrWakeupHandler(wakeup));
     defer(host.hooks.registerNmiHandler((cpu) => irq.nmi(cpu)));
   }
   defer(host.registerSnapshotProvider(which.name, () => vac.snapshot()));

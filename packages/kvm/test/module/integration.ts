@@ -3,6 +3,7 @@
  * instances, simulated VMM threads that record what they saw, and a seeded PRNG.
  */
 import { KernelError, errnoOf, isKernelError, vacOf, type ErrnoCode, type Host, type HostOptions, type Process, type Thread, type Vac } from '@vac/core';
+import { expectKernelError, prng, thrown } from '@vac/test-support';
 import { expect } from 'vitest';
 import {
   KVM_CREATE_VCPU,
@@ -23,15 +24,7 @@ import {
 } from '../../src/index.js';
 import { SPIN, makeHost, makeVm, vmmProcess } from './helpers.js';
 
-/** What `fn` threw, or `undefined`. */
-export function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
+export { thrown };
 
 /** Run `fn` and expect a {@link KernelError} with `code` (name and errno). Returns the error. */
 export function expectCode(fn: () => unknown, code: ErrnoCode): KernelError {
@@ -47,10 +40,7 @@ export function expectCode(fn: () => unknown, code: ErrnoCode): KernelError {
  * before (docs/spec.md §4 invariant 7). Returns the error.
  */
 export function expectFail(host: Host, fn: () => unknown, code: ErrnoCode): KernelError {
-  const before = host.snapshot();
-  const ke = expectCode(fn, code);
-  expect(host.snapshot()).toEqual(before);
-  return ke;
+  return expectKernelError(host, fn, code);
 }
 
 /** The loaded VAC. */
@@ -65,17 +55,8 @@ export const inst: (host: Host, name: string) => KvmInstance = kvmInstance;
 
 export { vcpuOf };
 
-/** `mulberry32`: a small seeded PRNG, so "random" points are the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG (the shared mulberry32), so "random" points are the same on every run. */
+export const rng: (seed: number) => () => number = prng;
 
 /** A simulated VMM thread driving one vCPU, and what it saw. */
 export interface VcpuThread {
