@@ -20,6 +20,7 @@ export const ERRNO = {
   EINTR: 4,
   EIO: 5,
   ENXIO: 6,
+  E2BIG: 7,
   ENOEXEC: 8,
   EBADF: 9,
   EAGAIN: 11,

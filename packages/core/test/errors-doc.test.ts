@@ -6,7 +6,7 @@ import { ERRNO, USAGE_CODES, errnoOf, type ErrnoCode } from '../src/index.js';
 const root = join(import.meta.dirname, '..', '..', '..');
 const doc = readFileSync(join(root, 'docs', 'errors.md'), 'utf8');
 const usageRows = [...doc.matchAll(/^\| `(ERR_[A-Z_]+)` \|/gm)].map((m) => m[1] as string);
-const rows = [...doc.matchAll(/^\| `([A-Z]+)` \| (\d+) \|/gm)].map((m) => ({ code: m[1] as ErrnoCode, errno: Number(m[2]) }));
+const rows = [...doc.matchAll(/^\| `([A-Z][A-Z0-9]+)` \| (\d+) \|/gm)].map((m) => ({ code: m[1] as ErrnoCode, errno: Number(m[2]) }));
 
 function sources(dir: string): string[] {
   const out: string[] = [];
@@ -29,7 +29,7 @@ describe('docs/errors.md', () => {
     const thrown = new Set<string>();
     for (const pkg of ['core', 'vmx', 'svm', 'kvm']) {
       for (const file of sources(join(root, 'packages', pkg, 'src'))) {
-        for (const m of readFileSync(file, 'utf8').matchAll(/KernelError\(\s*'([A-Z]+)'/g)) thrown.add(m[1] as string);
+        for (const m of readFileSync(file, 'utf8').matchAll(/KernelError\(\s*'([A-Z][A-Z0-9]+)'/g)) thrown.add(m[1] as string);
       }
     }
     const documented = new Set(rows.map((r) => r.code as string));

@@ -102,6 +102,7 @@ describe('the house', () => {
       '@vac/vmx': ['@vac/core'],
       '@vac/svm': ['@vac/core'],
       '@vac/kvm': ['@vac/core', '@vac/vmx', '@vac/svm'],
+      '@vac/bridge': ['@vac/core', '@vac/vmx', '@vac/svm', '@vac/kvm'],
     };
     const found: string[] = [];
     for (const [pkg, may] of Object.entries(allowed)) {

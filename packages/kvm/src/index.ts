@@ -14,6 +14,8 @@ export { KvmInstance, type InstanceConfig } from './module/instance.js';
 export { Vm } from './module/vm.js';
 export { Vcpu, type VcpuStats } from './module/vcpu.js';
 export { Memslots, type Memslot } from './module/memslots.js';
+export { KVM_IOCTL_TABLE, type KvmIoctlInfo } from './module/ioctls.js';
+export type { IoctlArgSpec, IoctlFd } from './module/ioctl-table.js';
 export {
   createRealModeVcpu,
   createRealModeVm,

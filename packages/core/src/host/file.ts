@@ -27,6 +27,13 @@ export interface FileOperations<D = unknown> {
    * `undefined` from the generator to fall back to the plain `ioctl` for this request.
    */
   ioctlBlocking?(file: OpenFile<D>, request: number, arg: unknown, proc: Process, thread: Thread): Syscall<number | undefined>;
+  /**
+   * `read` (`pread` when `offset` is given): up to `count` bytes. A file without `read` answers EINVAL (as
+   * `vfs_read` for a file not opened for reading has no read method).
+   */
+  read?(file: OpenFile<D>, count: number, offset: number | undefined, proc: Process): Uint8Array<ArrayBuffer>;
+  /** `write`: consume `data`; returns how many bytes were taken. A file without `write` answers EINVAL. */
+  write?(file: OpenFile<D>, data: Uint8Array, proc: Process): number;
   /** `mmap`: map `length` bytes at page `offset`; returns the bytes the mapping shows. */
   mmap?(file: OpenFile<D>, length: number, offset: number, proc: Process): Uint8Array<ArrayBuffer>;
 }

@@ -272,6 +272,37 @@ export class Process {
   }
 
   /**
+   * `read(fd, buf, count)`, or `pread(fd, buf, count, offset)` when `offset` is given: the bytes the file hands
+   * back (at most `count`). The file's own rules apply (an eventfd wants 8 bytes; a stats fd is read at offsets).
+   * @throws {@link KernelError} EBADF (a closed fd, or one not opened for reading), EINVAL (a file that cannot be
+   * read, a bad count or offset), or the driver's error
+   */
+  read(fd: number, count: number, offset?: number): Uint8Array<ArrayBuffer> {
+    this.#live('read');
+    const f = this.file(fd);
+    if ((f.flags & 3) === O_WRONLY) throw new KernelError('EBADF', 'read', `fd ${fd} is not open for reading`);
+    if (!Number.isSafeInteger(count) || count < 0) throw new KernelError('EINVAL', 'read', `bad count ${String(count)}`);
+    if (offset !== undefined && (!Number.isSafeInteger(offset) || offset < 0)) throw new KernelError('EINVAL', 'pread', `bad offset ${String(offset)}`);
+    if (f.fops.read === undefined) throw new KernelError('EINVAL', 'read', `${f.path} cannot be read`);
+    return f.fops.read.call(f.fops, f, count, offset, this);
+  }
+
+  /**
+   * `write(fd, data, data.length)`.
+   * @returns how many bytes the file took
+   * @throws {@link KernelError} EBADF (a closed fd, or one not opened for writing), EINVAL (a file that cannot be
+   * written), or the driver's error
+   */
+  write(fd: number, data: Uint8Array): number {
+    this.#live('write');
+    const f = this.file(fd);
+    if ((f.flags & 3) === O_RDONLY) throw new KernelError('EBADF', 'write', `fd ${fd} is not open for writing`);
+    if (!(data instanceof Uint8Array)) throw new UsageError('ERR_INVALID_ARG', 'write: data must be a Uint8Array');
+    if (f.fops.write === undefined) throw new KernelError('EINVAL', 'write', `${f.path} cannot be written`);
+    return f.fops.write.call(f.fops, f, data, this);
+  }
+
+  /**
    * `mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_SHARED, fd, offset)`. The mapping holds a reference on
    * the file (closing the fd does not release it while mapped).
    * @throws {@link KernelError} EBADF, ENODEV (file cannot be mapped), EINVAL (bad length/offset) or the driver's error
@@ -304,6 +335,28 @@ export class Process {
       throw new KernelError('ENOMEM', 'mmap', `cannot map ${len} bytes`);
     }
     return this.#map(len, bytes, undefined);
+  }
+
+  /**
+   * `mmap(addr, bytes.length, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_FIXED_NOREPLACE, …)` of memory that lives
+   * outside the model: the process (and the kernel, through {@link Process.userMemory}) sees `bytes` at
+   * `addr`. This is how `@vac/bridge` shows a real VMM's guest RAM at the VMM's own addresses, so memslot
+   * `userspace_addr`s mean the same in the model as in the real process.
+   * @returns the mapping (remove it with {@link Process.munmap})
+   * @throws {@link KernelError} EINVAL (address or length not page-aligned, or empty), EEXIST (overlaps a mapping)
+   */
+  mapExternal(addr: number, bytes: Uint8Array<ArrayBuffer>): Mapping {
+    this.#live('mmap');
+    const length = bytes.length;
+    if (!Number.isSafeInteger(addr) || addr < 0 || addr % PAGE_SIZE !== 0 || length === 0 || length % PAGE_SIZE !== 0) {
+      throw new KernelError('EINVAL', 'mmap', `bad external mapping of ${length} bytes at 0x${addr.toString(16)}`);
+    }
+    for (const m of this.#mappings) {
+      if (addr < m.addr + m.length && m.addr < addr + length) throw new KernelError('EEXIST', 'mmap', `0x${addr.toString(16)} overlaps a mapping at 0x${m.addr.toString(16)}`);
+    }
+    const m: Mapping = { addr, length, bytes, file: undefined };
+    this.#mappings.push(m);
+    return m;
   }
 
   #map(length: number, bytes: Uint8Array<ArrayBuffer>, file: OpenFile | undefined): Mapping {

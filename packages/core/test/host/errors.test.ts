@@ -30,6 +30,7 @@ describe('errors', () => {
     ['EINTR', 4],
     ['EIO', 5],
     ['ENXIO', 6],
+    ['E2BIG', 7],
     ['ENOEXEC', 8],
     ['EBADF', 9],
     ['EAGAIN', 11],

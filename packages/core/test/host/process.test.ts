@@ -448,6 +448,26 @@ describe('mmap', () => {
     expect(host.snapshot().processes.find((x) => x.pid === p.pid)?.mappings).toEqual([{ addr: m2.addr, length: PAGE_SIZE, file: undefined }]);
   });
 
+  test('mapExternal: outside bytes at a fixed address, seen through userMemory; overlap is EEXIST', () => {
+    const host = newHost();
+    const p = host.spawn();
+    const outside = new Uint8Array(2 * PAGE_SIZE);
+    const addr = 0x7fca_8dcf_5000;
+    const m = p.mapExternal(addr, outside);
+    expect([m.addr, m.length, m.file]).toEqual([addr, 2 * PAGE_SIZE, undefined]);
+    outside[PAGE_SIZE + 1] = 7;
+    const k = p.userMemory(addr + PAGE_SIZE, 2);
+    expect(k && [...k]).toEqual([0, 7]);
+    k?.fill(5);
+    expect(outside[PAGE_SIZE]).toBe(5);
+    expectKernelError(host, () => p.mapExternal(addr + PAGE_SIZE, new Uint8Array(2 * PAGE_SIZE)), 'EEXIST');
+    expectKernelError(host, () => p.mapExternal(addr + 1, new Uint8Array(PAGE_SIZE)), 'EINVAL');
+    expectKernelError(host, () => p.mapExternal(addr + 4 * PAGE_SIZE, new Uint8Array(100)), 'EINVAL');
+    p.munmap(addr, 2 * PAGE_SIZE);
+    expect(p.userMemory(addr, 1)).toBeUndefined();
+    expect(p.mapExternal(addr + PAGE_SIZE, new Uint8Array(PAGE_SIZE)).addr).toBe(addr + PAGE_SIZE);
+  });
+
   test('munmap of nothing succeeds and changes nothing, as Linux', () => {
     const host = newHost();
     const p = host.spawn();

@@ -11,5 +11,6 @@
 export * from './ioctl.js';
 export * from './layout.js';
 export * from './constants.js';
+export * from './codec.js';
 export * from './structs.js';
 export * from './kvm-run.js';

@@ -1,7 +1,8 @@
 /**
- * The argument structures of the `/dev/kvm` ioctls as TypeScript values: interfaces with the Linux field
- * names, constructors with zeroed defaults, deep copies, shape validators and little-endian encoders /
- * decoders that produce exactly the bytes of the C structure (x86-64 layout, see `layout.ts`).
+ * The argument structures of the classic `/dev/kvm` ioctls as TypeScript values: interfaces with the Linux field
+ * names, and for each one a {@link StructCodec} (`codec.ts`) from which come the constructors with zeroed
+ * defaults, the deep copies, the shape validators, the kernel's copy of an ioctl argument, and little-endian
+ * encoders / decoders that produce exactly the bytes of the C structure (x86-64 layout, see `layout.ts`).
  *
  * ## Numbers and bigints
  *
@@ -12,99 +13,31 @@
  * arguments (some capabilities pack two 32-bit values into one argument). A `__u64` field is a `number`
  * when it holds a guest-physical address, a size, a simulated user-space address or a pointer: guest
  * physical addresses are bounded by MAXPHYADDR (at most 52 bits) and the simulated host hands out user
- * addresses below 2^53, so these are always safe integers, and the validators reject anything that is not.
- * The same rule is used by `KvmRunView`.
+ * addresses below 2^53, so the valid ones are always safe integers. The same rule is used by `KvmRunView`.
  *
  * Padding and reserved members are not part of the interfaces; the encoders write them as zero. The `make*`
  * constructors and `copy*` helpers build fresh objects holding exactly the structure's fields (nested
- * segments, tables and arrays are copied too), so a handler can snapshot a caller's argument without
- * keeping references into it.
+ * segments, tables and arrays are copied too).
  *
- * ## Validators
+ * ## Validators and the kernel's copy
  *
- * `isKvmRegs(x)` and friends check the *shape* of an argument: the object exists, every field is present
- * and has the C type's range. They are what an ioctl handler uses in place of `copy_from_user`, which fails
- * with EFAULT on a bad user pointer. They do not check semantics (a segment `type` of 7 is well formed even
- * if the CPU would reject it); that is the handler's job, as in the kernel. `validateKvmRegs(x)` and friends
- * return the first problem as text instead of a boolean, for error messages.
+ * `isKvmRegs(x)` and friends check the *shape* of a value: the object exists, every field is present with an
+ * exact value of its C type. `validateKvmRegs(x)` and friends return the first problem as text instead of a
+ * boolean. They do not check semantics (a segment `type` of 7 is well formed even if the CPU would reject it);
+ * that is the ioctl's job, as in the kernel.
+ *
+ * An ioctl does not use them: it takes `KVM_REGS_CODEC.copyIn(arg)` — one read of the caller's own data
+ * properties into a fresh object (see `codec.ts`), EFAULT for anything C could not have been handed — and
+ * validates and applies that copy.
  *
  * @module
  */
 
 import { KVM_LAYOUTS } from './layout.js';
+import { defineStruct, nested, tuple, u16, u32, u64, u64n, u8, type FieldKind, type StructCodec } from './codec.js';
 
-const U64_MAX = (1n << 64n) - 1n;
-
-/* ------------------------------------------------------------------------------------------------------ */
-/* Field checks                                                                                             */
-/* ------------------------------------------------------------------------------------------------------ */
-
-type Problem = string | undefined;
-
-function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
-
-function uint(x: Record<string, unknown>, key: string, bits: 8 | 16 | 32, where: string): Problem {
-  const v = x[key];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 2 ** bits - 1) {
-    return `${where}.${key} must be an integer in 0..${String(2 ** bits - 1)} (__u${String(bits)})`;
-  }
-  return undefined;
-}
-
-function u64n(x: Record<string, unknown>, key: string, where: string): Problem {
-  const v = x[key];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-    return `${where}.${key} must be a non-negative safe integer (__u64 address or size)`;
-  }
-  return undefined;
-}
-
-function u64b(v: unknown, what: string): Problem {
-  if (typeof v !== 'bigint' || v < 0n || v > U64_MAX) return `${what} must be a bigint in 0..2^64-1 (__u64)`;
-  return undefined;
-}
-
-function u64bTuple(x: Record<string, unknown>, key: string, length: number, where: string): Problem {
-  const v = x[key];
-  if (!Array.isArray(v) || v.length !== length) return `${where}.${key} must be an array of ${String(length)} bigints`;
-  for (let i = 0; i < length; i++) {
-    const p = u64b(v[i] as unknown, `${where}.${key}[${String(i)}]`);
-    if (p !== undefined) return p;
-  }
-  return undefined;
-}
-
-function first(...checks: (() => Problem)[]): Problem {
-  for (const c of checks) {
-    const p = c();
-    if (p !== undefined) return p;
-  }
-  return undefined;
-}
-
-function checkAll(x: unknown, where: string, check: (o: Record<string, unknown>) => Problem): Problem {
-  if (!isObject(x)) return `${where} must be an object`;
-  return check(x);
-}
-
-/* ------------------------------------------------------------------------------------------------------ */
-/* Encoding helpers                                                                                         */
-/* ------------------------------------------------------------------------------------------------------ */
-
-function setU64n(view: DataView, offset: number, v: number): void {
-  view.setUint32(offset, v % 0x1_0000_0000, true);
-  view.setUint32(offset + 4, Math.floor(v / 0x1_0000_0000), true);
-}
-
-function getU64n(view: DataView, offset: number): number {
-  return view.getUint32(offset + 4, true) * 0x1_0000_0000 + view.getUint32(offset, true);
-}
-
-function zeroRange(view: DataView, offset: number, size: number): void {
-  new Uint8Array(view.buffer, view.byteOffset + offset, size).fill(0);
-}
+/** Four `__u64` as a fixed-length tuple. */
+const u64x4 = tuple(u64, 4) as FieldKind<unknown> as FieldKind<[bigint, bigint, bigint, bigint]>;
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* struct kvm_regs                                                                                          */
@@ -139,31 +72,25 @@ export const KVM_REGS_FIELDS = [
   'rip', 'rflags',
 ] as const satisfies readonly (keyof kvm_regs)[];
 
+/** The description of `struct kvm_regs`: every register a `__u64` bigint. */
+export const KVM_REGS_CODEC: StructCodec<kvm_regs> = defineStruct<kvm_regs>(
+  KVM_LAYOUTS.kvm_regs,
+  Object.fromEntries(KVM_REGS_FIELDS.map((k) => [k, u64])) as { [K in keyof kvm_regs]: FieldKind<bigint> },
+);
+
 /** A `kvm_regs` with every register zero, overridden by `init`. */
 export function makeKvmRegs(init: Partial<kvm_regs> = {}): kvm_regs {
-  return {
-    rax: init.rax ?? 0n, rbx: init.rbx ?? 0n, rcx: init.rcx ?? 0n, rdx: init.rdx ?? 0n,
-    rsi: init.rsi ?? 0n, rdi: init.rdi ?? 0n, rsp: init.rsp ?? 0n, rbp: init.rbp ?? 0n,
-    r8: init.r8 ?? 0n, r9: init.r9 ?? 0n, r10: init.r10 ?? 0n, r11: init.r11 ?? 0n,
-    r12: init.r12 ?? 0n, r13: init.r13 ?? 0n, r14: init.r14 ?? 0n, r15: init.r15 ?? 0n,
-    rip: init.rip ?? 0n, rflags: init.rflags ?? 0n,
-  };
+  return KVM_REGS_CODEC.make(init);
 }
 
 /** An independent copy of a `kvm_regs` (only the struct's fields are copied; other properties are dropped). */
 export function copyKvmRegs(r: kvm_regs): kvm_regs {
-  return makeKvmRegs(r);
+  return KVM_REGS_CODEC.clone(r);
 }
 
 /** The first shape problem of `x` as a `kvm_regs`, or `undefined` if it has the right shape. */
 export function validateKvmRegs(x: unknown): string | undefined {
-  return checkAll(x, 'kvm_regs', (o) => {
-    for (const k of KVM_REGS_FIELDS) {
-      const p = u64b(o[k], `kvm_regs.${k}`);
-      if (p !== undefined) return p;
-    }
-    return undefined;
-  });
+  return KVM_REGS_CODEC.problem(x);
 }
 
 /** Whether `x` has the shape of a `kvm_regs`. */
@@ -173,18 +100,12 @@ export function isKvmRegs(x: unknown): x is kvm_regs {
 
 /** Write `r` as a C `struct kvm_regs` at `offset` of `view`. */
 export function encodeKvmRegs(r: kvm_regs, view: DataView, offset = 0): void {
-  for (let i = 0; i < KVM_REGS_FIELDS.length; i++) {
-    view.setBigUint64(offset + 8 * i, r[KVM_REGS_FIELDS[i] as keyof kvm_regs], true);
-  }
+  KVM_REGS_CODEC.encode(r, view, offset);
 }
 
 /** Read a C `struct kvm_regs` at `offset` of `view`. */
 export function decodeKvmRegs(view: DataView, offset = 0): kvm_regs {
-  const r = makeKvmRegs();
-  for (let i = 0; i < KVM_REGS_FIELDS.length; i++) {
-    r[KVM_REGS_FIELDS[i] as keyof kvm_regs] = view.getBigUint64(offset + 8 * i, true);
-  }
-  return r;
+  return KVM_REGS_CODEC.decode(view, offset);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -207,38 +128,25 @@ export interface kvm_segment {
   /** Segment is unusable (VMX "unusable" attribute). */ unusable: number;
 }
 
-/** The byte-sized `kvm_segment` fields after `type`, in C order. */
-const SEGMENT_FLAG_FIELDS = ['present', 'dpl', 'db', 's', 'l', 'g', 'avl', 'unusable'] as const;
+/** The description of `struct kvm_segment` (`padding` is written as zero). */
+export const KVM_SEGMENT_CODEC: StructCodec<kvm_segment> = defineStruct<kvm_segment>(KVM_LAYOUTS.kvm_segment, {
+  base: u64, limit: u32, selector: u16, type: u8,
+  present: u8, dpl: u8, db: u8, s: u8, l: u8, g: u8, avl: u8, unusable: u8,
+});
 
 /** A `kvm_segment` with every field zero, overridden by `init`. */
 export function makeKvmSegment(init: Partial<kvm_segment> = {}): kvm_segment {
-  return {
-    base: init.base ?? 0n, limit: init.limit ?? 0, selector: init.selector ?? 0, type: init.type ?? 0,
-    present: init.present ?? 0, dpl: init.dpl ?? 0, db: init.db ?? 0, s: init.s ?? 0,
-    l: init.l ?? 0, g: init.g ?? 0, avl: init.avl ?? 0, unusable: init.unusable ?? 0,
-  };
+  return KVM_SEGMENT_CODEC.make(init);
 }
 
 /** An independent copy of a `kvm_segment`. */
 export function copyKvmSegment(s: kvm_segment): kvm_segment {
-  return makeKvmSegment(s);
-}
-
-function segmentProblem(x: unknown, where: string): Problem {
-  return checkAll(x, where, (o) =>
-    first(
-      () => u64b(o.base, `${where}.base`),
-      () => uint(o, 'limit', 32, where),
-      () => uint(o, 'selector', 16, where),
-      () => uint(o, 'type', 8, where),
-      ...SEGMENT_FLAG_FIELDS.map((k) => () => uint(o, k, 8, where)),
-    ),
-  );
+  return KVM_SEGMENT_CODEC.clone(s);
 }
 
 /** The first shape problem of `x` as a `kvm_segment`, or `undefined`. */
 export function validateKvmSegment(x: unknown): string | undefined {
-  return segmentProblem(x, 'kvm_segment');
+  return KVM_SEGMENT_CODEC.problem(x);
 }
 
 /** Whether `x` has the shape of a `kvm_segment`. */
@@ -246,28 +154,14 @@ export function isKvmSegment(x: unknown): x is kvm_segment {
   return validateKvmSegment(x) === undefined;
 }
 
-const SEG = KVM_LAYOUTS.kvm_segment;
-
 /** Write `s` as a C `struct kvm_segment` at `offset` of `view` (padding written as zero). */
 export function encodeKvmSegment(s: kvm_segment, view: DataView, offset = 0): void {
-  view.setBigUint64(offset + SEG.offsetOf('base'), s.base, true);
-  view.setUint32(offset + SEG.offsetOf('limit'), s.limit, true);
-  view.setUint16(offset + SEG.offsetOf('selector'), s.selector, true);
-  view.setUint8(offset + SEG.offsetOf('type'), s.type);
-  for (const k of SEGMENT_FLAG_FIELDS) view.setUint8(offset + SEG.offsetOf(k), s[k]);
-  view.setUint8(offset + SEG.offsetOf('padding'), 0);
+  KVM_SEGMENT_CODEC.encode(s, view, offset);
 }
 
 /** Read a C `struct kvm_segment` at `offset` of `view`. */
 export function decodeKvmSegment(view: DataView, offset = 0): kvm_segment {
-  const s = makeKvmSegment({
-    base: view.getBigUint64(offset + SEG.offsetOf('base'), true),
-    limit: view.getUint32(offset + SEG.offsetOf('limit'), true),
-    selector: view.getUint16(offset + SEG.offsetOf('selector'), true),
-    type: view.getUint8(offset + SEG.offsetOf('type')),
-  });
-  for (const k of SEGMENT_FLAG_FIELDS) s[k] = view.getUint8(offset + SEG.offsetOf(k));
-  return s;
+  return KVM_SEGMENT_CODEC.decode(view, offset);
 }
 
 /** `struct kvm_dtable` (16 bytes): GDTR or IDTR. */
@@ -276,28 +170,22 @@ export interface kvm_dtable {
   /** Table limit (16 bits). */ limit: number;
 }
 
+/** The description of `struct kvm_dtable` (`padding` is written as zero). */
+export const KVM_DTABLE_CODEC: StructCodec<kvm_dtable> = defineStruct<kvm_dtable>(KVM_LAYOUTS.kvm_dtable, { base: u64, limit: u16 });
+
 /** A `kvm_dtable` with base and limit zero, overridden by `init`. */
 export function makeKvmDtable(init: Partial<kvm_dtable> = {}): kvm_dtable {
-  return { base: init.base ?? 0n, limit: init.limit ?? 0 };
+  return KVM_DTABLE_CODEC.make(init);
 }
 
 /** An independent copy of a `kvm_dtable`. */
 export function copyKvmDtable(d: kvm_dtable): kvm_dtable {
-  return makeKvmDtable(d);
-}
-
-function dtableProblem(x: unknown, where: string): Problem {
-  return checkAll(x, where, (o) =>
-    first(
-      () => u64b(o.base, `${where}.base`),
-      () => uint(o, 'limit', 16, where),
-    ),
-  );
+  return KVM_DTABLE_CODEC.clone(d);
 }
 
 /** The first shape problem of `x` as a `kvm_dtable`, or `undefined`. */
 export function validateKvmDtable(x: unknown): string | undefined {
-  return dtableProblem(x, 'kvm_dtable');
+  return KVM_DTABLE_CODEC.problem(x);
 }
 
 /** Whether `x` has the shape of a `kvm_dtable`. */
@@ -305,21 +193,14 @@ export function isKvmDtable(x: unknown): x is kvm_dtable {
   return validateKvmDtable(x) === undefined;
 }
 
-const DT = KVM_LAYOUTS.kvm_dtable;
-
 /** Write `d` as a C `struct kvm_dtable` at `offset` of `view` (padding written as zero). */
 export function encodeKvmDtable(d: kvm_dtable, view: DataView, offset = 0): void {
-  view.setBigUint64(offset + DT.offsetOf('base'), d.base, true);
-  view.setUint16(offset + DT.offsetOf('limit'), d.limit, true);
-  zeroRange(view, offset + DT.offsetOf('padding'), DT.sizeOf('padding'));
+  KVM_DTABLE_CODEC.encode(d, view, offset);
 }
 
 /** Read a C `struct kvm_dtable` at `offset` of `view`. */
 export function decodeKvmDtable(view: DataView, offset = 0): kvm_dtable {
-  return {
-    base: view.getBigUint64(offset + DT.offsetOf('base'), true),
-    limit: view.getUint16(offset + DT.offsetOf('limit'), true),
-  };
+  return KVM_DTABLE_CODEC.decode(view, offset);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -359,36 +240,33 @@ export const KVM_SREGS_DTABLES = ['gdt', 'idt'] as const;
 /** The `__u64` register fields of `kvm_sregs`, in C order. */
 export const KVM_SREGS_U64_FIELDS = ['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'apic_base'] as const;
 
+/** The segments, tables and registers `kvm_sregs` and `kvm_sregs2` share, in C order. */
+export const SREGS_COMMON_KINDS = {
+  cs: nested(KVM_SEGMENT_CODEC), ds: nested(KVM_SEGMENT_CODEC), es: nested(KVM_SEGMENT_CODEC), fs: nested(KVM_SEGMENT_CODEC),
+  gs: nested(KVM_SEGMENT_CODEC), ss: nested(KVM_SEGMENT_CODEC), tr: nested(KVM_SEGMENT_CODEC), ldt: nested(KVM_SEGMENT_CODEC),
+  gdt: nested(KVM_DTABLE_CODEC), idt: nested(KVM_DTABLE_CODEC),
+  cr0: u64, cr2: u64, cr3: u64, cr4: u64, cr8: u64, efer: u64, apic_base: u64,
+} as const;
+
+/** The description of `struct kvm_sregs`. */
+export const KVM_SREGS_CODEC: StructCodec<kvm_sregs> = defineStruct<kvm_sregs>(KVM_LAYOUTS.kvm_sregs, {
+  ...SREGS_COMMON_KINDS,
+  interrupt_bitmap: u64x4,
+});
+
 /** A `kvm_sregs` with everything zero, overridden by `init` (nested values are copied, not shared). */
 export function makeKvmSregs(init: Partial<kvm_sregs> = {}): kvm_sregs {
-  const seg = (s: kvm_segment | undefined): kvm_segment => makeKvmSegment(s);
-  const dt = (d: kvm_dtable | undefined): kvm_dtable => makeKvmDtable(d);
-  const bm = init.interrupt_bitmap;
-  return {
-    cs: seg(init.cs), ds: seg(init.ds), es: seg(init.es), fs: seg(init.fs),
-    gs: seg(init.gs), ss: seg(init.ss), tr: seg(init.tr), ldt: seg(init.ldt),
-    gdt: dt(init.gdt), idt: dt(init.idt),
-    cr0: init.cr0 ?? 0n, cr2: init.cr2 ?? 0n, cr3: init.cr3 ?? 0n, cr4: init.cr4 ?? 0n,
-    cr8: init.cr8 ?? 0n, efer: init.efer ?? 0n, apic_base: init.apic_base ?? 0n,
-    interrupt_bitmap: bm === undefined ? [0n, 0n, 0n, 0n] : [bm[0], bm[1], bm[2], bm[3]],
-  };
+  return KVM_SREGS_CODEC.make(init);
 }
 
 /** A deep, independent copy of a `kvm_sregs`. */
 export function copyKvmSregs(s: kvm_sregs): kvm_sregs {
-  return makeKvmSregs(s);
+  return KVM_SREGS_CODEC.clone(s);
 }
 
 /** The first shape problem of `x` as a `kvm_sregs`, or `undefined`. */
 export function validateKvmSregs(x: unknown): string | undefined {
-  return checkAll(x, 'kvm_sregs', (o) =>
-    first(
-      ...KVM_SREGS_SEGMENTS.map((k) => () => segmentProblem(o[k], `kvm_sregs.${k}`)),
-      ...KVM_SREGS_DTABLES.map((k) => () => dtableProblem(o[k], `kvm_sregs.${k}`)),
-      ...KVM_SREGS_U64_FIELDS.map((k) => () => u64b(o[k], `kvm_sregs.${k}`)),
-      () => u64bTuple(o, 'interrupt_bitmap', 4, 'kvm_sregs'),
-    ),
-  );
+  return KVM_SREGS_CODEC.problem(x);
 }
 
 /** Whether `x` has the shape of a `kvm_sregs`. */
@@ -396,31 +274,14 @@ export function isKvmSregs(x: unknown): x is kvm_sregs {
   return validateKvmSregs(x) === undefined;
 }
 
-const SREGS = KVM_LAYOUTS.kvm_sregs;
-
 /** Write `s` as a C `struct kvm_sregs` at `offset` of `view`. */
 export function encodeKvmSregs(s: kvm_sregs, view: DataView, offset = 0): void {
-  for (const k of KVM_SREGS_SEGMENTS) encodeKvmSegment(s[k], view, offset + SREGS.offsetOf(k));
-  for (const k of KVM_SREGS_DTABLES) encodeKvmDtable(s[k], view, offset + SREGS.offsetOf(k));
-  for (const k of KVM_SREGS_U64_FIELDS) view.setBigUint64(offset + SREGS.offsetOf(k), s[k], true);
-  const bm = offset + SREGS.offsetOf('interrupt_bitmap');
-  for (let i = 0; i < 4; i++) view.setBigUint64(bm + 8 * i, s.interrupt_bitmap[i] ?? 0n, true);
+  KVM_SREGS_CODEC.encode(s, view, offset);
 }
 
 /** Read a C `struct kvm_sregs` at `offset` of `view`. */
 export function decodeKvmSregs(view: DataView, offset = 0): kvm_sregs {
-  const s = makeKvmSregs();
-  for (const k of KVM_SREGS_SEGMENTS) s[k] = decodeKvmSegment(view, offset + SREGS.offsetOf(k));
-  for (const k of KVM_SREGS_DTABLES) s[k] = decodeKvmDtable(view, offset + SREGS.offsetOf(k));
-  for (const k of KVM_SREGS_U64_FIELDS) s[k] = view.getBigUint64(offset + SREGS.offsetOf(k), true);
-  const bm = offset + SREGS.offsetOf('interrupt_bitmap');
-  s.interrupt_bitmap = [
-    view.getBigUint64(bm, true),
-    view.getBigUint64(bm + 8, true),
-    view.getBigUint64(bm + 16, true),
-    view.getBigUint64(bm + 24, true),
-  ];
-  return s;
+  return KVM_SREGS_CODEC.decode(view, offset);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -436,36 +297,27 @@ export interface kvm_userspace_memory_region {
   /** Start of the backing memory in the (simulated) process address space. */ userspace_addr: number;
 }
 
+/** The description of `struct kvm_userspace_memory_region` (addresses and the size as numbers). */
+export const KVM_USERSPACE_MEMORY_REGION_CODEC: StructCodec<kvm_userspace_memory_region> = defineStruct<kvm_userspace_memory_region>(
+  KVM_LAYOUTS.kvm_userspace_memory_region,
+  { slot: u32, flags: u32, guest_phys_addr: u64n, memory_size: u64n, userspace_addr: u64n },
+);
+
 /** A `kvm_userspace_memory_region` with everything zero, overridden by `init`. */
 export function makeKvmUserspaceMemoryRegion(
   init: Partial<kvm_userspace_memory_region> = {},
 ): kvm_userspace_memory_region {
-  return {
-    slot: init.slot ?? 0,
-    flags: init.flags ?? 0,
-    guest_phys_addr: init.guest_phys_addr ?? 0,
-    memory_size: init.memory_size ?? 0,
-    userspace_addr: init.userspace_addr ?? 0,
-  };
+  return KVM_USERSPACE_MEMORY_REGION_CODEC.make(init);
 }
 
 /** An independent copy of a `kvm_userspace_memory_region`. */
 export function copyKvmUserspaceMemoryRegion(r: kvm_userspace_memory_region): kvm_userspace_memory_region {
-  return makeKvmUserspaceMemoryRegion(r);
+  return KVM_USERSPACE_MEMORY_REGION_CODEC.clone(r);
 }
 
 /** The first shape problem of `x` as a `kvm_userspace_memory_region`, or `undefined`. */
 export function validateKvmUserspaceMemoryRegion(x: unknown): string | undefined {
-  const w = 'kvm_userspace_memory_region';
-  return checkAll(x, w, (o) =>
-    first(
-      () => uint(o, 'slot', 32, w),
-      () => uint(o, 'flags', 32, w),
-      () => u64n(o, 'guest_phys_addr', w),
-      () => u64n(o, 'memory_size', w),
-      () => u64n(o, 'userspace_addr', w),
-    ),
-  );
+  return KVM_USERSPACE_MEMORY_REGION_CODEC.problem(x);
 }
 
 /** Whether `x` has the shape of a `kvm_userspace_memory_region`. */
@@ -473,26 +325,14 @@ export function isKvmUserspaceMemoryRegion(x: unknown): x is kvm_userspace_memor
   return validateKvmUserspaceMemoryRegion(x) === undefined;
 }
 
-const UMR = KVM_LAYOUTS.kvm_userspace_memory_region;
-
 /** Write `r` as a C `struct kvm_userspace_memory_region` at `offset` of `view`. */
 export function encodeKvmUserspaceMemoryRegion(r: kvm_userspace_memory_region, view: DataView, offset = 0): void {
-  view.setUint32(offset + UMR.offsetOf('slot'), r.slot, true);
-  view.setUint32(offset + UMR.offsetOf('flags'), r.flags, true);
-  setU64n(view, offset + UMR.offsetOf('guest_phys_addr'), r.guest_phys_addr);
-  setU64n(view, offset + UMR.offsetOf('memory_size'), r.memory_size);
-  setU64n(view, offset + UMR.offsetOf('userspace_addr'), r.userspace_addr);
+  KVM_USERSPACE_MEMORY_REGION_CODEC.encode(r, view, offset);
 }
 
 /** Read a C `struct kvm_userspace_memory_region` at `offset` of `view` (64-bit fields above 2^53 lose precision). */
 export function decodeKvmUserspaceMemoryRegion(view: DataView, offset = 0): kvm_userspace_memory_region {
-  return {
-    slot: view.getUint32(offset + UMR.offsetOf('slot'), true),
-    flags: view.getUint32(offset + UMR.offsetOf('flags'), true),
-    guest_phys_addr: getU64n(view, offset + UMR.offsetOf('guest_phys_addr')),
-    memory_size: getU64n(view, offset + UMR.offsetOf('memory_size')),
-    userspace_addr: getU64n(view, offset + UMR.offsetOf('userspace_addr')),
-  };
+  return KVM_USERSPACE_MEMORY_REGION_CODEC.decode(view, offset);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -507,27 +347,24 @@ export interface kvm_sev_cmd {
   /** An fd of `/dev/sev`, proving the caller may use the SEV firmware. */ sev_fd: number;
 }
 
+/** The description of `struct kvm_sev_cmd` (`pad0` written as zero). */
+export const KVM_SEV_CMD_CODEC: StructCodec<kvm_sev_cmd> = defineStruct<kvm_sev_cmd>(KVM_LAYOUTS.kvm_sev_cmd, {
+  id: u32, data: u64n, error: u32, sev_fd: u32,
+});
+
 /** A `kvm_sev_cmd` with everything zero, overridden by `init`. */
 export function makeKvmSevCmd(init: Partial<kvm_sev_cmd> = {}): kvm_sev_cmd {
-  return { id: init.id ?? 0, data: init.data ?? 0, error: init.error ?? 0, sev_fd: init.sev_fd ?? 0 };
+  return KVM_SEV_CMD_CODEC.make(init);
 }
 
 /** An independent copy of a `kvm_sev_cmd`. */
 export function copyKvmSevCmd(c: kvm_sev_cmd): kvm_sev_cmd {
-  return makeKvmSevCmd(c);
+  return KVM_SEV_CMD_CODEC.clone(c);
 }
 
 /** The first shape problem of `x` as a `kvm_sev_cmd`, or `undefined`. */
 export function validateKvmSevCmd(x: unknown): string | undefined {
-  const w = 'kvm_sev_cmd';
-  return checkAll(x, w, (o) =>
-    first(
-      () => uint(o, 'id', 32, w),
-      () => u64n(o, 'data', w),
-      () => uint(o, 'error', 32, w),
-      () => uint(o, 'sev_fd', 32, w),
-    ),
-  );
+  return KVM_SEV_CMD_CODEC.problem(x);
 }
 
 /** Whether `x` has the shape of a `kvm_sev_cmd`. */
@@ -535,25 +372,14 @@ export function isKvmSevCmd(x: unknown): x is kvm_sev_cmd {
   return validateKvmSevCmd(x) === undefined;
 }
 
-const SEV = KVM_LAYOUTS.kvm_sev_cmd;
-
 /** Write `c` as a C `struct kvm_sev_cmd` at `offset` of `view` (`pad0` written as zero). */
 export function encodeKvmSevCmd(c: kvm_sev_cmd, view: DataView, offset = 0): void {
-  view.setUint32(offset + SEV.offsetOf('id'), c.id, true);
-  view.setUint32(offset + SEV.offsetOf('pad0'), 0, true);
-  setU64n(view, offset + SEV.offsetOf('data'), c.data);
-  view.setUint32(offset + SEV.offsetOf('error'), c.error, true);
-  view.setUint32(offset + SEV.offsetOf('sev_fd'), c.sev_fd, true);
+  KVM_SEV_CMD_CODEC.encode(c, view, offset);
 }
 
 /** Read a C `struct kvm_sev_cmd` at `offset` of `view`. */
 export function decodeKvmSevCmd(view: DataView, offset = 0): kvm_sev_cmd {
-  return {
-    id: view.getUint32(offset + SEV.offsetOf('id'), true),
-    data: getU64n(view, offset + SEV.offsetOf('data')),
-    error: view.getUint32(offset + SEV.offsetOf('error'), true),
-    sev_fd: view.getUint32(offset + SEV.offsetOf('sev_fd'), true),
-  };
+  return KVM_SEV_CMD_CODEC.decode(view, offset);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -567,31 +393,24 @@ export interface kvm_enable_cap {
   /** Capability-specific arguments. */ args: [bigint, bigint, bigint, bigint];
 }
 
+/** The description of `struct kvm_enable_cap` (`pad` written as zero). */
+export const KVM_ENABLE_CAP_CODEC: StructCodec<kvm_enable_cap> = defineStruct<kvm_enable_cap>(KVM_LAYOUTS.kvm_enable_cap, {
+  cap: u32, flags: u32, args: u64x4,
+});
+
 /** A `kvm_enable_cap` with everything zero, overridden by `init` (`args` is copied). */
 export function makeKvmEnableCap(init: Partial<kvm_enable_cap> = {}): kvm_enable_cap {
-  const a = init.args;
-  return {
-    cap: init.cap ?? 0,
-    flags: init.flags ?? 0,
-    args: a === undefined ? [0n, 0n, 0n, 0n] : [a[0], a[1], a[2], a[3]],
-  };
+  return KVM_ENABLE_CAP_CODEC.make(init);
 }
 
 /** An independent copy of a `kvm_enable_cap`. */
 export function copyKvmEnableCap(c: kvm_enable_cap): kvm_enable_cap {
-  return makeKvmEnableCap(c);
+  return KVM_ENABLE_CAP_CODEC.clone(c);
 }
 
 /** The first shape problem of `x` as a `kvm_enable_cap`, or `undefined`. */
 export function validateKvmEnableCap(x: unknown): string | undefined {
-  const w = 'kvm_enable_cap';
-  return checkAll(x, w, (o) =>
-    first(
-      () => uint(o, 'cap', 32, w),
-      () => uint(o, 'flags', 32, w),
-      () => u64bTuple(o, 'args', 4, w),
-    ),
-  );
+  return KVM_ENABLE_CAP_CODEC.problem(x);
 }
 
 /** Whether `x` has the shape of a `kvm_enable_cap`. */
@@ -599,30 +418,14 @@ export function isKvmEnableCap(x: unknown): x is kvm_enable_cap {
   return validateKvmEnableCap(x) === undefined;
 }
 
-const CAP = KVM_LAYOUTS.kvm_enable_cap;
-
 /** Write `c` as a C `struct kvm_enable_cap` at `offset` of `view` (`pad` written as zero). */
 export function encodeKvmEnableCap(c: kvm_enable_cap, view: DataView, offset = 0): void {
-  view.setUint32(offset + CAP.offsetOf('cap'), c.cap, true);
-  view.setUint32(offset + CAP.offsetOf('flags'), c.flags, true);
-  const args = offset + CAP.offsetOf('args');
-  for (let i = 0; i < 4; i++) view.setBigUint64(args + 8 * i, c.args[i] ?? 0n, true);
-  zeroRange(view, offset + CAP.offsetOf('pad'), CAP.sizeOf('pad'));
+  KVM_ENABLE_CAP_CODEC.encode(c, view, offset);
 }
 
 /** Read a C `struct kvm_enable_cap` at `offset` of `view`. */
 export function decodeKvmEnableCap(view: DataView, offset = 0): kvm_enable_cap {
-  const args = offset + CAP.offsetOf('args');
-  return {
-    cap: view.getUint32(offset + CAP.offsetOf('cap'), true),
-    flags: view.getUint32(offset + CAP.offsetOf('flags'), true),
-    args: [
-      view.getBigUint64(args, true),
-      view.getBigUint64(args + 8, true),
-      view.getBigUint64(args + 16, true),
-      view.getBigUint64(args + 24, true),
-    ],
-  };
+  return KVM_ENABLE_CAP_CODEC.decode(view, offset);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -635,25 +438,22 @@ export interface kvm_msr_entry {
   /** MSR value. */ data: bigint;
 }
 
+/** The description of `struct kvm_msr_entry` (`reserved` written as zero). */
+export const KVM_MSR_ENTRY_CODEC: StructCodec<kvm_msr_entry> = defineStruct<kvm_msr_entry>(KVM_LAYOUTS.kvm_msr_entry, { index: u32, data: u64 });
+
 /** A `kvm_msr_entry` with everything zero, overridden by `init`. */
 export function makeKvmMsrEntry(init: Partial<kvm_msr_entry> = {}): kvm_msr_entry {
-  return { index: init.index ?? 0, data: init.data ?? 0n };
+  return KVM_MSR_ENTRY_CODEC.make(init);
 }
 
 /** An independent copy of a `kvm_msr_entry`. */
 export function copyKvmMsrEntry(e: kvm_msr_entry): kvm_msr_entry {
-  return makeKvmMsrEntry(e);
+  return KVM_MSR_ENTRY_CODEC.clone(e);
 }
 
 /** The first shape problem of `x` as a `kvm_msr_entry`, or `undefined`. */
 export function validateKvmMsrEntry(x: unknown): string | undefined {
-  const w = 'kvm_msr_entry';
-  return checkAll(x, w, (o) =>
-    first(
-      () => uint(o, 'index', 32, w),
-      () => u64b(o.data, `${w}.data`),
-    ),
-  );
+  return KVM_MSR_ENTRY_CODEC.problem(x);
 }
 
 /** Whether `x` has the shape of a `kvm_msr_entry`. */
@@ -672,24 +472,24 @@ export interface kvm_cpuid_entry2 {
   /** EDX output. */ edx: number;
 }
 
-const CPUID_FIELDS = ['function', 'index', 'flags', 'eax', 'ebx', 'ecx', 'edx'] as const;
+/** The description of `struct kvm_cpuid_entry2` (`padding` written as zero). */
+export const KVM_CPUID_ENTRY2_CODEC: StructCodec<kvm_cpuid_entry2> = defineStruct<kvm_cpuid_entry2>(KVM_LAYOUTS.kvm_cpuid_entry2, {
+  function: u32, index: u32, flags: u32, eax: u32, ebx: u32, ecx: u32, edx: u32,
+});
 
 /** A `kvm_cpuid_entry2` with everything zero, overridden by `init`. */
 export function makeKvmCpuidEntry2(init: Partial<kvm_cpuid_entry2> = {}): kvm_cpuid_entry2 {
-  return {
-    function: init.function ?? 0, index: init.index ?? 0, flags: init.flags ?? 0,
-    eax: init.eax ?? 0, ebx: init.ebx ?? 0, ecx: init.ecx ?? 0, edx: init.edx ?? 0,
-  };
+  return KVM_CPUID_ENTRY2_CODEC.make(init);
 }
 
 /** An independent copy of a `kvm_cpuid_entry2`. */
 export function copyKvmCpuidEntry2(e: kvm_cpuid_entry2): kvm_cpuid_entry2 {
-  return makeKvmCpuidEntry2(e);
+  return KVM_CPUID_ENTRY2_CODEC.clone(e);
 }
 
 /** The first shape problem of `x` as a `kvm_cpuid_entry2`, or `undefined`. */
 export function validateKvmCpuidEntry2(x: unknown): string | undefined {
-  return checkAll(x, 'kvm_cpuid_entry2', (o) => first(...CPUID_FIELDS.map((k) => () => uint(o, k, 32, 'kvm_cpuid_entry2'))));
+  return KVM_CPUID_ENTRY2_CODEC.problem(x);
 }
 
 /** Whether `x` has the shape of a `kvm_cpuid_entry2`. */
@@ -703,21 +503,15 @@ export function isKvmCpuidEntry2(x: unknown): x is kvm_cpuid_entry2 {
 
 /** The C bytes of a `kvm_regs` (144 bytes, little-endian). */
 export function kvmRegsToBytes(r: kvm_regs): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(KVM_LAYOUTS.kvm_regs.size);
-  encodeKvmRegs(r, new DataView(bytes.buffer));
-  return bytes;
+  return KVM_REGS_CODEC.toBytes(r);
 }
 
 /** The C bytes of a `kvm_sregs` (312 bytes, little-endian). */
 export function kvmSregsToBytes(s: kvm_sregs): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(KVM_LAYOUTS.kvm_sregs.size);
-  encodeKvmSregs(s, new DataView(bytes.buffer));
-  return bytes;
+  return KVM_SREGS_CODEC.toBytes(s);
 }
 
 /** The C bytes of a `kvm_userspace_memory_region` (32 bytes, little-endian). */
 export function kvmUserspaceMemoryRegionToBytes(r: kvm_userspace_memory_region): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(KVM_LAYOUTS.kvm_userspace_memory_region.size);
-  encodeKvmUserspaceMemoryRegion(r, new DataView(bytes.buffer));
-  return bytes;
+  return KVM_USERSPACE_MEMORY_REGION_CODEC.toBytes(r);
 }

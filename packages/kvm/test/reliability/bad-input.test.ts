@@ -183,8 +183,13 @@ describe.each(VENDORS)('bad input on $name', (vendor) => {
         bad(s, () => s.p.ioctl(s.fds.vm, KVM_SET_USER_MEMORY_REGION, a), 'EFAULT', `region.${field} ${what}`);
       }
     }
-    for (const [field, v] of [['slot', 2 ** 32], ['flags', 2 ** 32], ['guest_phys_addr', 2 ** 53], ['memory_size', 2 ** 64], ['userspace_addr', Number.MAX_VALUE]] as const) {
+    // Values no __u32 / __u64 can hold are a bad pointer (EFAULT)...
+    for (const [field, v] of [['slot', 2 ** 32], ['flags', 2 ** 32], ['memory_size', 2 ** 64], ['userspace_addr', Number.MAX_VALUE]] as const) {
       bad(s, () => s.p.ioctl(s.fds.vm, KVM_SET_USER_MEMORY_REGION, { ...region, [field]: v }), 'EFAULT', `region.${field} = ${v}`);
+    }
+    // ...while a __u64 above 2^53 is a value C can pass, and __kvm_set_memory_region rejects it: EINVAL.
+    for (const [field, v] of [['guest_phys_addr', 2 ** 53], ['memory_size', 2 ** 53], ['userspace_addr', 2 ** 60], ['guest_phys_addr', 2 ** 64 - 2 ** 12]] as const) {
+      bad(s, () => s.p.ioctl(s.fds.vm, KVM_SET_USER_MEMORY_REGION, { ...region, [field]: v }), 'EINVAL', `region.${field} = ${v}`);
     }
     // kvm_regs: every field a __u64 bigint.
     const regs = makeKvmRegs();
@@ -212,7 +217,15 @@ describe.each(VENDORS)('bad input on $name', (vendor) => {
       const copy = JSON.parse(JSON.stringify(sr, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)), (_k, v: unknown) => (typeof v === 'string' && /^-?\d+n$/.test(v) ? BigInt(v.slice(0, -1)) : v)) as Record<string, unknown>;
       mut(copy);
       bad(s, () => s.p.ioctl(s.fds.vcpu, KVM_SET_SREGS, copy), 'EFAULT', `sregs ${what}`);
-      bad(s, () => s.p.ioctl(s.fds.vcpu, KVM_GET_SREGS, copy), 'EFAULT', `get sregs ${what}`);
+      // An output is the caller's buffer: KVM_GET_SREGS fills it whatever it held (missing members are added).
+      expect(s.p.ioctl(s.fds.vcpu, KVM_GET_SREGS, copy)).toBe(0);
+      const want = makeKvmSregs();
+      s.p.ioctl(s.fds.vcpu, KVM_GET_SREGS, want);
+      expect(copy).toEqual(want);
+    }
+    // ...but not a value where a nested structure or array belongs, nor a frozen object.
+    for (const [what, out] of [['cs a number', { ...makeKvmSregs(), cs: 5 }], ['interrupt_bitmap a string', { ...makeKvmSregs(), interrupt_bitmap: 'x' }], ['frozen', Object.freeze(makeKvmSregs())]] as const) {
+      bad(s, () => s.p.ioctl(s.fds.vcpu, KVM_GET_SREGS, out), 'EFAULT', `get sregs into ${what}`);
     }
     // kvm_sregs semantics: CR0.PG without CR0.PE.
     const pg = makeKvmSregs({ cr0: 0x80000000n });

@@ -1,0 +1,89 @@
+/**
+ * `eventfd(2)` (fs/eventfd.c): a file holding a 64-bit counter. `write` adds an 8-byte value to it; `read` returns
+ * the counter and resets it to 0 (or, with `EFD_SEMAPHORE`, returns 1 and decrements it). Kernel code signals one
+ * with {@link EventFd.signal} (`eventfd_signal`), as KVM does for an ioeventfd whose guest write matched.
+ *
+ * A read of a zero counter would block in Linux; a process here has no thread that could wait inside a direct
+ * call, so it answers EAGAIN, as with `EFD_NONBLOCK` (docs/fidelity.md).
+ *
+ * @module
+ */
+import { KernelError, UsageError } from '../errors.js';
+import type { FileOperations, OpenFile } from './file.js';
+import { O_CLOEXEC, O_RDWR, type Process } from './process.js';
+
+/** `EFD_SEMAPHORE`: a read takes 1 instead of the whole count. */
+export const EFD_SEMAPHORE = 1;
+/** `EFD_CLOEXEC` (= `O_CLOEXEC`). */
+export const EFD_CLOEXEC = O_CLOEXEC;
+/** `EFD_NONBLOCK` (= `O_NONBLOCK`, 0o4000 on x86). */
+export const EFD_NONBLOCK = 0o4000;
+
+/** `ULLONG_MAX - 1`: the largest count an eventfd holds (`eventfd_write` refuses to pass it). */
+const EVENTFD_MAX = 0xffff_ffff_ffff_fffen;
+
+/** The counter behind an eventfd file (`struct eventfd_ctx`). */
+export class EventFd {
+  /** The count. */
+  count: bigint;
+  /** `EFD_SEMAPHORE`. */
+  readonly semaphore: boolean;
+  /** How many times kernel code signalled it (`eventfd_signal` calls), for introspection. */
+  signals = 0;
+
+  /** @internal Made by {@link eventfd}. */
+  constructor(initval: bigint, semaphore: boolean) {
+    this.count = initval;
+    this.semaphore = semaphore;
+  }
+
+  /** `eventfd_signal`: add 1 (saturating at the maximum, as Linux does). */
+  signal(): void {
+    this.signals++;
+    if (this.count < EVENTFD_MAX) this.count++;
+  }
+}
+
+const EVENTFD_FOPS: FileOperations<EventFd> = {
+  read(file: OpenFile<EventFd>, count: number) {
+    // eventfd_read: the buffer must hold a __u64.
+    if (count < 8) throw new KernelError('EINVAL', 'read', 'an eventfd is read 8 bytes at a time');
+    const ctx = file.privateData;
+    if (ctx.count === 0n) throw new KernelError('EAGAIN', 'read', 'the eventfd counter is 0 (a direct read does not block)');
+    const v = ctx.semaphore ? 1n : ctx.count;
+    ctx.count -= v;
+    const out = new Uint8Array(8);
+    new DataView(out.buffer).setBigUint64(0, v, true);
+    return out;
+  },
+  write(file: OpenFile<EventFd>, data: Uint8Array) {
+    // eventfd_write: exactly a __u64; ULLONG_MAX is refused; a sum past the maximum would block (EAGAIN here).
+    if (data.length < 8) throw new KernelError('EINVAL', 'write', 'an eventfd is written 8 bytes at a time');
+    const v = new DataView(data.buffer, data.byteOffset, 8).getBigUint64(0, true);
+    if (v === 0xffff_ffff_ffff_ffffn) throw new KernelError('EINVAL', 'write', 'ULLONG_MAX cannot be added to an eventfd');
+    const ctx = file.privateData;
+    if (EVENTFD_MAX - ctx.count < v) throw new KernelError('EAGAIN', 'write', 'the eventfd counter would overflow (a direct write does not block)');
+    ctx.count += v;
+    return 8;
+  },
+};
+
+/** The {@link EventFd} behind an open file, or `undefined` when the file is not an eventfd (`eventfd_ctx_fileget`). */
+export function eventFdOf(file: OpenFile): EventFd | undefined {
+  return file.fops === (EVENTFD_FOPS as FileOperations) ? (file.privateData as EventFd) : undefined;
+}
+
+/**
+ * `eventfd(initval, flags)` in process `proc`.
+ * @returns the new fd (`anon_inode:[eventfd]`)
+ * @throws {@link KernelError} EINVAL (unknown flags), EMFILE; {@link UsageError} for an initial value that is no
+ *   unsigned int or flags that are no int
+ */
+export function eventfd(proc: Process, initval = 0, flags = 0): number {
+  // initval is an unsigned int and flags an int in C: other values are a caller's mistake, not the kernel's to judge.
+  if (!Number.isInteger(initval) || initval < 0 || initval > 0xffff_ffff) throw new UsageError('ERR_OUT_OF_RANGE', `eventfd: the initial value ${String(initval)} is not an unsigned int`);
+  if (!Number.isInteger(flags) || flags < -(2 ** 31) || flags >= 2 ** 31) throw new UsageError('ERR_INVALID_ARG', `eventfd: flags ${String(flags)} is not an int`);
+  // do_eventfd: flags & ~EFD_FLAGS_SET → EINVAL.
+  if ((flags & ~(EFD_SEMAPHORE | EFD_CLOEXEC | EFD_NONBLOCK)) !== 0) throw new KernelError('EINVAL', 'eventfd', `unknown flags 0x${(flags >>> 0).toString(16)}`);
+  return proc.installAnonFile('[eventfd]', EVENTFD_FOPS, new EventFd(BigInt(initval), (flags & EFD_SEMAPHORE) !== 0), O_RDWR);
+}
