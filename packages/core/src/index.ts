@@ -150,4 +150,3 @@ export { renderTimelineSvg, type TimelineAnnotation, type TimelineSvgOptions } f
 export type { FaultMode, HardwareEnv, HardwareModel, HostHardware, Violation, VirtOps } from './hardware.js';
 export type { KvmVendorEnv, KvmVendorOps, MemEncryptCommand, UniqueId, VendorModule, VendorVcpu, VendorVm } from './kvm-vendor.js';
 export { positiveCount } from './settings.js';
-export type { DevEntryStat } from './host/devfs.js';

@@ -44,13 +44,10 @@ export interface CharDevice {
   readonly owner: LoadedModule | undefined;
 }
 
-/** What `ls -l /dev` shows of an entry of /dev: a device node or a symlink. */
-export type DevEntryStat =
+/** What `stat` reports for a /dev path (`lstat` semantics: a symlink is reported as one). */
+export type DevStat =
   | { readonly type: 'char'; readonly path: string; readonly major: number; readonly minor: number; readonly uid: number; readonly gid: number; readonly mode: number }
   | { readonly type: 'symlink'; readonly path: string; readonly target: string };
-
-/** What `stat` reports for a path (`lstat` semantics: a symlink is reported as one): an entry of /dev, or a directory. */
-export type DevStat = DevEntryStat | { readonly type: 'dir'; readonly path: '/' | '/dev' };
 
 /** A misc device to register (`struct miscdevice`). */
 export interface MiscDevice {
@@ -186,13 +183,17 @@ export class Devfs {
     return found.target;
   }
 
-  /** `lstat(path)`: a symlink at the end of the path is reported as one. */
+  /**
+   * `lstat(path)`: a symlink at the end of the path is reported as one.
+   * @throws {@link KernelError} from the path walk; {@link UsageError} ERR_NOT_SUPPORTED for a directory (`/`, `/dev`:
+   * the model's stat describes the entries of /dev only)
+   */
   lstat(path: string): DevStat {
     checkPathArg(path, 'stat');
     return this.#statOf(walkPath(path, this.#lookup, false, 'stat'));
   }
 
-  /** `stat(path)`: follows symlinks. */
+  /** `stat(path)`: follows symlinks. Throws as {@link Devfs.lstat} does. */
   stat(path: string): DevStat {
     checkPathArg(path, 'stat');
     return this.#statOf(walkPath(path, this.#lookup, true, 'stat'));
@@ -201,7 +202,7 @@ export class Devfs {
   #statOf(found: Found<CharDevice>): DevStat {
     switch (found.kind) {
       case 'dir':
-        return { type: 'dir', path: found.path };
+        throw new UsageError('ERR_NOT_SUPPORTED', `stat of ${found.path}: the model's stat describes the entries of /dev, not its directories`);
       case 'link':
         return { type: 'symlink', path: found.path, target: found.target };
       case 'node': {
@@ -240,11 +241,11 @@ export class Devfs {
   }
 
   /** Every node and link, sorted by path (`ls -l /dev`). */
-  list(): DevEntryStat[] {
+  list(): DevStat[] {
     const paths = [...this.#nodes.keys(), ...this.#links.keys()].sort();
-    return paths.map((p): DevEntryStat => {
+    return paths.map((p): DevStat => {
       const target = this.#links.get(p);
-      return target !== undefined ? { type: 'symlink', path: p, target } : (this.#statOf({ kind: 'node', path: p, node: this.#nodes.get(p) as CharDevice }) as DevEntryStat);
+      return target !== undefined ? { type: 'symlink', path: p, target } : this.#statOf({ kind: 'node', path: p, node: this.#nodes.get(p) as CharDevice });
     });
   }
 }

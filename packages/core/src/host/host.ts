@@ -11,7 +11,7 @@ import { EventBus, makeUndo, type Unsubscribe, type WarningRecord } from '../eve
 import type { HardwareEnv, HardwareModel, HostHardware, Violation } from '../hardware.js';
 import { Cpuhp } from './cpuhp.js';
 import { FaultInjector } from './faults.js';
-import { Devfs, type DevEntryStat, type DevStat } from './devfs.js';
+import { Devfs, type DevStat } from './devfs.js';
 import { KernelHooks, type PmiResult } from './hooks.js';
 import { ModuleLoader, type AnyModuleImage, type LoadedModule, type LoadOptions, type LsmodEntry, type ModuleImage } from './modules.js';
 import type { ParamInputs, ParamSpecs } from './params.js';
@@ -52,7 +52,7 @@ export interface HostSnapshot {
   /** `lsmod` plus parameters. */
   readonly modules: ReadonlyArray<LsmodEntry & { readonly params: Readonly<Record<string, string>> }>;
   /** /dev. */
-  readonly devices: readonly DevEntryStat[];
+  readonly devices: readonly DevStat[];
   /** Live processes with their fds and mappings. */
   readonly processes: ReadonlyArray<{ readonly pid: number; readonly fds: ReadonlyArray<{ readonly fd: number; readonly path: string }>; readonly mappings: ReadonlyArray<{ readonly addr: number; readonly length: number; readonly file: string | undefined }> }>;
   /** Installed hotplug states. */
