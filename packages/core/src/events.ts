@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { UsageError } from './errors.js';
 
 /** Fields every event carries. */
 export interface EventStamp {
@@ -190,6 +191,7 @@ export class EventBus {
    * Listen to an event. Returns the function that stops listening (also `Disposable`).
    */
   on<K extends EventName>(name: K, listener: AllEvents[K]): Unsubscribe {
+    if (typeof name !== 'string' || typeof listener !== 'function') throw new UsageError('ERR_INVALID_ARG', 'on(name, listener): the name must be an event name and the listener a function');
     const l = listener as unknown as AnyListener;
     this.#listeners[name] = [...(this.#listeners[name] ?? []), l];
     this.#total++;
@@ -215,6 +217,7 @@ export class EventBus {
 
   /** Listen to every event: `listener(name, event)`. Used by trace recorders. */
   onAny(listener: (name: EventName, event: EventStamp) => void): Unsubscribe {
+    if (typeof listener !== 'function') throw new UsageError('ERR_INVALID_ARG', 'onAny(listener): the listener must be a function');
     this.#any = [...this.#any, listener];
     this.#total++;
     return makeUndo(() => {

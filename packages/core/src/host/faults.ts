@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { describeArg } from '../describe-arg.js';
 import { UsageError } from '../errors.js';
 
 /**
@@ -78,7 +79,7 @@ export class FaultInjector {
   /** The `n`-th call of `site` from now fails (once). */
   failNth(site: FaultSite, n: number): void {
     checkSite(site);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError('ERR_OUT_OF_RANGE', `failNth(${site}, ${String(n)}): n must be a positive integer`);
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw new UsageError('ERR_OUT_OF_RANGE', `failNth(${site}, ${describeArg(n)}): n must be a positive integer`);
     this.#plans.set(site, { countdown: n, always: false });
   }
 
@@ -90,7 +91,8 @@ export class FaultInjector {
 
   /** The module `name`'s next init fails at its `step`-th registration (1-based). */
   failModuleInit(name: string, step: number): void {
-    if (!Number.isInteger(step) || step < 1) throw new UsageError('ERR_OUT_OF_RANGE', `failModuleInit(${name}, ${String(step)}): step must be a positive integer`);
+    if (typeof name !== 'string') throw new UsageError('ERR_INVALID_ARG', `failModuleInit: the module name must be a string, got ${describeArg(name)}`);
+    if (typeof step !== 'number' || !Number.isInteger(step) || step < 1) throw new UsageError('ERR_OUT_OF_RANGE', `failModuleInit(${name}, ${describeArg(step)}): step must be a positive integer`);
     this.#initFaults.set(name, step);
   }
 
@@ -128,5 +130,5 @@ export class FaultInjector {
 }
 
 function checkSite(site: FaultSite): void {
-  if (!sites.has(site)) throw new UsageError('ERR_UNKNOWN_NAME', `unknown fault site ${JSON.stringify(site)} (known: ${[...sites.keys()].join(', ')})`);
+  if (typeof site !== 'string' || !sites.has(site)) throw new UsageError('ERR_UNKNOWN_NAME', `unknown fault site ${describeArg(site)} (known: ${[...sites.keys()].join(', ')})`);
 }

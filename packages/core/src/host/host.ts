@@ -16,6 +16,7 @@ import { KernelHooks, type PmiResult } from './hooks.js';
 import { ModuleLoader, type AnyModuleImage, type LoadedModule, type LoadOptions, type LsmodEntry, type ModuleImage } from './modules.js';
 import type { ParamInputs, ParamSpecs } from './params.js';
 import { PowerHooks } from './power.js';
+import { describeArg } from '../describe-arg.js';
 import { processSettings } from './credentials.js';
 import { Process, type SpawnOptions } from './process.js';
 import { Scheduler } from './sched.js';
@@ -176,6 +177,7 @@ export class Host {
   /** The gid of a group name. @throws {@link UsageError} for an unknown group */
   gid(name: string): number {
     const g = this.#groups.get(name);
+    if (typeof name !== 'string') throw new UsageError('ERR_INVALID_ARG', `a group name must be a string, got ${describeArg(name)}`);
     if (g === undefined) throw new UsageError('ERR_UNKNOWN_NAME', `unknown group ${JSON.stringify(name)} (known: ${[...this.#groups.keys()].join(', ')})`);
     return g;
   }
@@ -183,12 +185,12 @@ export class Host {
   /** Check a CPU number. @returns it @throws {@link UsageError} when there is no such CPU */
   checkCpu(cpu: number): number {
     // One unsigned compare covers non-numbers, NaN, fractions, negatives and the upper bound (the PMI path asks).
-    if (cpu >>> 0 !== cpu || cpu >= this.cpus.length) throw this.#noSuchCpu(cpu);
+    if (typeof cpu !== 'number' || cpu >>> 0 !== cpu || cpu >= this.cpus.length) throw this.#noSuchCpu(cpu);
     return cpu;
   }
 
   #noSuchCpu(cpu: unknown): UsageError {
-    return new UsageError('ERR_NO_SUCH_CPU', `no CPU ${String(cpu)} (the host has CPUs 0…${this.cpus.length - 1})`);
+    return new UsageError('ERR_NO_SUCH_CPU', `no CPU ${describeArg(cpu)} (the host has CPUs 0…${this.cpus.length - 1})`);
   }
 
   /** Record a warning (`WARN`): kept in {@link Host.warnings} and emitted as a `warning` event. */

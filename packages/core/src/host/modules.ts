@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { describeArg } from '../describe-arg.js';
 import { KernelError, UsageError } from '../errors.js';
 import type { Host } from './host.js';
 import { paramTexts, type ParamInputs, type ParamSpecs, type ParamValues } from './params.js';
@@ -309,6 +310,7 @@ export class ModuleLoader {
 
   /** Read `/sys/module/<name>/parameters/<param>`; ENOENT when there is no such file. */
   readParam(name: string, param: string): string {
+    if (typeof name !== 'string' || typeof param !== 'string') throw new UsageError('ERR_INVALID_ARG', `readParam: the module and parameter names must be strings, got ${describeArg(name)}, ${describeArg(param)}`);
     const m = this.#loaded.get(name);
     // Own properties only: `constructor`, `__proto__`, … are not parameter files.
     const text = m !== undefined && Object.hasOwn(m.paramText, param) ? m.paramText[param] : undefined;

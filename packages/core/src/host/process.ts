@@ -8,6 +8,7 @@ import { KernelError, UsageError } from '../errors.js';
 import { IdBitmap } from '../id-bitmap.js';
 import { OpenFile, type FileOperations } from './file.js';
 import type { Host } from './host.js';
+import { describeArg } from '../describe-arg.js';
 import { getname } from './path-walk.js';
 import { affinityCpu, cpuNumber } from './affinity.js';
 import type { Capability, ProcessSettings } from './credentials.js';
@@ -160,6 +161,7 @@ export class Process {
   open(path: string, flags: number = O_RDWR): number {
     this.#live('open');
     if (typeof path !== 'string') throw new UsageError('ERR_INVALID_ARG', 'open: path must be a string');
+    if (typeof flags !== 'number' || !Number.isInteger(flags)) throw new UsageError('ERR_INVALID_ARG', `open: flags must be an integer (O_RDONLY, O_WRONLY, O_RDWR, …), got ${describeArg(flags)}`);
     // do_sys_openat2: the name is copied in (getname), then get_unused_fd_flags (EMFILE), then the path walk.
     getname(path, 'open');
     this.#checkFdRoom('open');
@@ -218,8 +220,8 @@ export class Process {
 
   /** Kernel side of `fdget`: the open file behind `fd`. @throws {@link KernelError} EBADF */
   file(fd: number): OpenFile {
-    const f = this.alive && (fd | 0) === fd && fd >= 0 ? this.#fds[fd] : undefined;
-    if (f === undefined) throw new KernelError('EBADF', 'fdget', `bad file descriptor ${String(fd)}`);
+    const f = this.alive && typeof fd === 'number' && (fd | 0) === fd && fd >= 0 ? this.#fds[fd] : undefined;
+    if (f === undefined) throw new KernelError('EBADF', 'fdget', `bad file descriptor ${describeArg(fd)}`);
     return f;
   }
 
@@ -258,6 +260,7 @@ export class Process {
    * @throws {@link KernelError} EBADF, ENOTTY (no ioctl handler), or the driver's error
    */
   ioctl(fd: number, request: number, arg?: unknown): number {
+    if (typeof request !== 'number') throw badRequest(request);
     this.#live('ioctl');
     const f = this.file(fd);
     const handler = f.fops.ioctl;
@@ -311,7 +314,7 @@ export class Process {
     this.#live('mmap');
     const f = this.file(fd);
     const len = pageAlign(length, 'mmap');
-    if (!Number.isInteger(offset) || offset < 0 || offset % PAGE_SIZE !== 0) throw new KernelError('EINVAL', 'mmap', `bad offset ${offset}`);
+    if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0 || offset % PAGE_SIZE !== 0) throw new KernelError('EINVAL', 'mmap', `bad offset ${describeArg(offset)}`);
     if (f.fops.mmap === undefined) throw new KernelError('ENODEV', 'mmap', `${f.path} cannot be mapped`);
     if (this.#host.faults.shouldFail('mmap')) throw new KernelError('ENOMEM', 'mmap', 'injected allocation failure');
     const map = f.fops.mmap;
@@ -373,7 +376,7 @@ export class Process {
   munmap(addr: number, length: number): void {
     this.#live('munmap');
     const len = pageAlign(length, 'munmap');
-    if (addr % PAGE_SIZE !== 0) throw new KernelError('EINVAL', 'munmap', `address 0x${addr.toString(16)} is not page-aligned`);
+    if (typeof addr !== 'number' || !Number.isSafeInteger(addr) || addr % PAGE_SIZE !== 0) throw new KernelError('EINVAL', 'munmap', `address ${typeof addr === 'number' && Number.isSafeInteger(addr) ? `0x${addr.toString(16)}` : describeArg(addr)} is not a page-aligned address`);
     const i = this.#mappings.findIndex((m) => m.addr === addr);
     const m = this.#mappings[i];
     if (m === undefined) return;
@@ -450,7 +453,12 @@ export class Process {
   }
 }
 
+/** An ioctl request that is not a number (`unsigned int cmd` in C): the library's misuse. */
+export function badRequest(request: unknown): UsageError {
+  return new UsageError('ERR_INVALID_ARG', `ioctl: the request must be a number (an ioctl number such as KVM_RUN), got ${describeArg(request)}`);
+}
+
 function pageAlign(length: number, op: string): number {
-  if (!Number.isInteger(length) || length <= 0) throw new KernelError('EINVAL', op, `bad length ${String(length)}`);
+  if (typeof length !== 'number' || !Number.isInteger(length) || length <= 0) throw new KernelError('EINVAL', op, `bad length ${describeArg(length)}`);
   return Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
 }

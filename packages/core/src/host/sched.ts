@@ -25,7 +25,7 @@ import type { EventBus } from '../events.js';
 import type { Host } from './host.js';
 import { affinityCpu, cpuNumber } from './affinity.js';
 import { positiveCount } from '../settings.js';
-import type { Process } from './process.js';
+import { badRequest, type Process } from './process.js';
 
 /** A blocking kernel call: it yields while in progress and returns the syscall's result. */
 export type Syscall<T> = Generator<void, T, void>;
@@ -127,6 +127,7 @@ export class Thread {
    * anything else completes at once.
    */
   *ioctl(fd: number, request: number, arg?: unknown): Syscall<number> {
+    if (typeof request !== 'number') throw badRequest(request);
     const f = this.proc.file(fd);
     const blocking = f.fops.ioctlBlocking;
     if (blocking !== undefined) {
@@ -248,7 +249,7 @@ export class Scheduler {
 
   /** The thread currently on `cpu` (the last one that ran there and was not scheduled out). */
   currentOn(cpu: number): Thread | undefined {
-    return this.#current[cpu];
+    return this.#current[this.host.checkCpu(cpu)];
   }
 
   /**
@@ -257,7 +258,7 @@ export class Scheduler {
    * a process) runs there.
    */
   preempt(cpu: number): void {
-    const cur = this.#current[cpu];
+    const cur = this.#current[this.host.checkCpu(cpu)];
     if (cur === undefined) return;
     const ev = this.host.events;
     ev.enter();
