@@ -70,6 +70,7 @@ export {
 } from './host/params.js';
 
 // ---- Threads, hotplug, power, kernel hooks, faults -----------------------------------------------------------
+export { SimClock, type ClockTimer } from './host/clock.js';
 export { Scheduler, Thread, type PreemptNotifier, type Syscall, type ThreadBody, type ThreadOptions, type ThreadState } from './host/sched.js';
 export { CPUHP_AP_ONLINE_DYN, CPUHP_FIXED_STATES, Cpuhp, type CpuhpCallbacks, type CpuhpFixedState, type CpuhpSetupOptions } from './host/cpuhp.js';
 export { PowerHooks, type Freezer, type RebootNotifier, type SyscoreOps } from './host/power.js';

@@ -17,6 +17,7 @@ import { ModuleLoader, type AnyModuleImage, type LoadedModule, type LoadOptions,
 import type { ParamInputs, ParamSpecs } from './params.js';
 import { PowerHooks } from './power.js';
 import { Process, type SpawnOptions } from './process.js';
+import { SimClock } from './clock.js';
 import { Scheduler } from './sched.js';
 
 /** The most CPUs a host may have (`NR_CPUS` with MAXSMP). */
@@ -107,8 +108,10 @@ export class Host {
   readonly hooks: KernelHooks;
   /** Fault injection (allocation failures, module init failures); hardware faults are on `hardware`. */
   readonly faults = new FaultInjector();
-  /** The thread scheduler (simulated time). */
+  /** The thread scheduler. */
   readonly scheduler: Scheduler;
+  /** Simulated time: the nanosecond clock guest execution and the scheduler move forward (see {@link SimClock}). */
+  readonly clock = new SimClock();
   /** pid 1: root with every capability; the default actor of `insmod`/`rmmod`. */
   readonly init: Process;
   /** The system state. */
