@@ -42,7 +42,7 @@ export {
   type SpawnOptions,
 } from './host/process.js';
 export { OpenFile, type FileOperations } from './host/file.js';
-export { EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, EventFd, eventFdOf, eventfd } from './host/eventfd.js';
+export { EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, EventFd, eventFdOf, eventfd, type EventFdWake } from './host/eventfd.js';
 export { Devfs, KVM_MINOR, MISC_DYNAMIC_MINOR, MISC_MAJOR, type CharDevice, type DevStat, type MiscDevice, type MiscRegistration } from './host/devfs.js';
 
 // ---- Modules and their parameters ---------------------------------------------------------------------------
