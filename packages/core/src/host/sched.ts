@@ -275,7 +275,7 @@ export class Scheduler {
     ev.enter();
     let ran = 0;
     let idle = true;
-    for (const t of this.#threads) if (t.alive && !t.sleeping) idle = false;
+    for (const t of this.#threads) if (t.alive && (!t.sleeping || t.signalPending)) idle = false;
     try {
       host.clock.tick(idle);
       for (const t of this.#threads) {

@@ -100,6 +100,7 @@ export class KvmInstance implements VacInstanceOps {
       v.freed = true;
     }
     vm.vcpus.clear();
+    vm.irq?.destroy();
     vm.vendor.destroy();
     this.vms.delete(vm);
     this.vac.disableVirtualization(`vm${vm.id}`);
