@@ -1,8 +1,8 @@
 /**
  * The argument structures of the interrupt ioctls (include/uapi/linux/kvm.h, arch/x86/include/uapi/asm/kvm.h) as
  * {@link StructCodec}s: `kvm_irq_level`, `kvm_pit_config`, `kvm_pit_state` / `kvm_pit_state2`, `kvm_irqchip`,
- * `kvm_lapic_state`, `kvm_irq_routing` (with its entries), `kvm_irqfd`, `kvm_msi`, `kvm_interrupt` and
- * `kvm_reinject_control`. Their JavaScript values are the irqchip models' own types (`irqchip/state/`), so what an
+ * `kvm_lapic_state`, `kvm_irq_routing` (with its entries), `kvm_irqfd`, `kvm_msi` and `kvm_reinject_control`, with
+ * their `make…` constructors (zeroed, overridden by `init`). Their JavaScript values are the irqchip models' own types (`irqchip/state/`), so what an
  * ioctl copies in is what the device takes.
  *
  * Two C unions are resolved by a field beside them, as the kernel reads them: `kvm_irqchip.chip` by `chip_id` (an
@@ -304,7 +304,7 @@ export interface kvm_irqfd {
 export const KVM_IRQFD_CODEC: StructCodec<kvm_irqfd> = defineStruct<kvm_irqfd>(KVM_LAYOUTS.kvm_irqfd, { fd: u32, gsi: u32, flags: u32, resamplefd: u32 });
 
 /** `struct kvm_msi` (KVM_SIGNAL_MSI). */
-export interface kvm_msi_arg {
+export interface kvm_msi {
   /** Address, low 32 bits. */ address_lo: number;
   /** Address, high 32 bits. */ address_hi: number;
   /** Data. */ data: number;
@@ -313,15 +313,7 @@ export interface kvm_msi_arg {
 }
 
 /** KVM_SIGNAL_MSI's argument. */
-export const KVM_MSI_CODEC: StructCodec<kvm_msi_arg> = defineStruct<kvm_msi_arg>(KVM_LAYOUTS.kvm_msi, { address_lo: u32, address_hi: u32, data: u32, flags: u32, devid: u32 });
-
-/** `struct kvm_interrupt` (KVM_INTERRUPT). */
-export interface kvm_interrupt_arg {
-  /** The vector. */ irq: number;
-}
-
-/** KVM_INTERRUPT's argument. */
-export const KVM_INTERRUPT_ARG_CODEC: StructCodec<kvm_interrupt_arg> = defineStruct<kvm_interrupt_arg>(KVM_LAYOUTS.kvm_interrupt, { irq: u32 });
+export const KVM_MSI_CODEC: StructCodec<kvm_msi> = defineStruct<kvm_msi>(KVM_LAYOUTS.kvm_msi, { address_lo: u32, address_hi: u32, data: u32, flags: u32, devid: u32 });
 
 /** `struct kvm_reinject_control` (KVM_REINJECT_CONTROL): `__u8 pit_reinject; __u8 reserved[31];`. */
 export interface kvm_reinject_control {
@@ -336,3 +328,52 @@ export const KVM_REINJECT_CONTROL_LAYOUT: CLayout = cStruct('kvm_reinject_contro
 
 /** KVM_REINJECT_CONTROL's argument. */
 export const KVM_REINJECT_CONTROL_CODEC: StructCodec<kvm_reinject_control> = defineStruct<kvm_reinject_control>(KVM_REINJECT_CONTROL_LAYOUT, { pit_reinject: u8 });
+
+/* ---- constructors ------------------------------------------------------------------------------------------- */
+
+/** A `kvm_irq_level`, zeroed and overridden by `init`. */
+export function makeKvmIrqLevel(init: Partial<kvm_irq_level> = {}): kvm_irq_level {
+  return KVM_IRQ_LEVEL_CODEC.make(init);
+}
+
+/** A `kvm_pit_config`, zeroed and overridden by `init`. */
+export function makeKvmPitConfig(init: Partial<kvm_pit_config> = {}): kvm_pit_config {
+  return KVM_PIT_CONFIG_CODEC.make(init);
+}
+
+/** A `kvm_pit_state`, zeroed and overridden by `init`. */
+export function makeKvmPitState(init: Partial<kvm_pit_state> = {}): kvm_pit_state {
+  return KVM_PIT_STATE_CODEC.make(init);
+}
+
+/** A `kvm_irqchip`, zeroed (the union as `dummy` bytes) and overridden by `init`. */
+export function makeKvmIrqchip(init: Partial<kvm_irqchip> = {}): kvm_irqchip {
+  return KVM_IRQCHIP_CODEC.make(init);
+}
+
+/** A `kvm_irq_routing` with `entries` (`nr` their count). */
+export function makeKvmIrqRouting(entries: readonly kvm_irq_routing_entry[] = []): kvm_irq_routing_header & { entries: kvm_irq_routing_entry[] } {
+  return KVM_IRQ_ROUTING_CODEC.make({ nr: entries.length, flags: 0 }, entries) as unknown as kvm_irq_routing_header & { entries: kvm_irq_routing_entry[] };
+}
+
+/** A `kvm_irqfd`, zeroed and overridden by `init`. */
+export function makeKvmIrqfd(init: Partial<kvm_irqfd> = {}): kvm_irqfd {
+  return KVM_IRQFD_CODEC.make(init);
+}
+
+/** A `kvm_msi`, zeroed and overridden by `init`. */
+export function makeKvmMsi(init: Partial<kvm_msi> = {}): kvm_msi {
+  return KVM_MSI_CODEC.make(init);
+}
+
+/** A `kvm_reinject_control`, zeroed and overridden by `init`. */
+export function makeKvmReinjectControl(init: Partial<kvm_reinject_control> = {}): kvm_reinject_control {
+  return KVM_REINJECT_CONTROL_CODEC.make(init);
+}
+
+export { makeKvmLapicState, type kvm_lapic_state } from '../irqchip/state/lapic-state.js';
+export { makeKvmPitState2, makeKvmPitChannelState, type kvm_pit_state, type kvm_pit_state2, type kvm_pit_channel_state } from '../irqchip/state/pit-state.js';
+export type { kvm_irqchip } from '../irqchip/state/irqchip-state.js';
+export type { kvm_pic_state } from '../irqchip/state/pic-state.js';
+export type { kvm_ioapic_state } from '../irqchip/state/ioapic-state.js';
+export type { kvm_irq_routing_entry } from '../irqchip/routing.js';
