@@ -197,9 +197,16 @@ export class KvmInstance implements VacInstanceOps {
       pid: vm.owner.pid,
       users: vm.users,
       irqchip: vm.irqchip,
+      irq: vm.irq?.snapshot(),
       encryption: vm.vendor.encryption,
       memslots: vm.memslots.list().map((s) => ({ slot: s.id, as: s.asId, base: s.base, size: s.size, flags: s.flags, uaddr: s.userspaceAddr })),
-      vcpus: [...vm.vcpus.values()].map((v) => ({ id: v.id, loadedOn: v.loadedOn, tlb: v.vendor.tlbTag(), rip: v.regs.rip })),
+      vcpus: [...vm.vcpus.values()].map((v) => ({
+        id: v.id,
+        loadedOn: v.loadedOn,
+        tlb: v.vendor.tlbTag(),
+        rip: v.regs.rip,
+        ...(v.intr === undefined ? {} : { intr: { queuedIrq: v.intr.queuedIrq, nmiPending: v.intr.nmiPending, mpState: v.intr.mpState } }),
+      })),
     }));
   }
 

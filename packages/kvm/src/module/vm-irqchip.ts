@@ -72,6 +72,25 @@ export class VmIrqchip {
     }
   }
 
+  /**
+   * A plain copy of the devices' state (for `host.snapshot()`): the mode, the PICs, the IOAPIC, the PIT, the routing
+   * table, each LAPIC's register page (hex) and the number of irqfds.
+   */
+  snapshot(): unknown {
+    const c = this.chip;
+    const now = this.#clock.now;
+    const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    return {
+      mode: c.mode,
+      pic: c.pic === undefined ? undefined : [c.pic.getState(0), c.pic.getState(1)],
+      ioapic: c.ioapic?.getState(),
+      pit: c.pit === undefined ? undefined : { state: c.pit.getState2(), reinject: c.pit.reinject, pending: c.pit.pending },
+      routing: [...c.routing.entries()],
+      lapics: c.vcpus.map((v) => hex(v.lapic.getState(now))),
+      irqfds: this.irqfds.size,
+    };
+  }
+
   /** `kvm_destroy_vm`'s irqchip part: the irqfds go (`kvm_irqfd_release`), the timer is removed. */
   destroy(): void {
     this.irqfds.releaseAll();
