@@ -174,7 +174,7 @@ describe.each(VENDORS)('interrupt ioctls on $name', ({ hardware }) => {
     const master = makeKvmIrqchip({ chip_id: 0 });
     p.ioctl(g.vm, KVM_GET_IRQCHIP, master);
     expect(master.chip).toEqual({ pic: expect.objectContaining({ elcr_mask: 0xf8 }) as unknown });
-    const state = { chip_id: 0, chip: { pic: { ...(master.chip as { pic: Record<string, number> }).pic, imr: 0x5a, irq_base: 0x20 } } };
+    const state = { chip_id: 0, chip: { pic: { ...(master.chip as unknown as { pic: Record<string, number> }).pic, imr: 0x5a, irq_base: 0x20 } } };
     expect(p.ioctl(g.vm, KVM_SET_IRQCHIP, state)).toBe(0);
     const back = makeKvmIrqchip({ chip_id: 0 });
     p.ioctl(g.vm, KVM_GET_IRQCHIP, back);
