@@ -42,7 +42,7 @@ export {
   type SpawnOptions,
 } from './host/process.js';
 export { OpenFile, type FileOperations } from './host/file.js';
-export { EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, EventFd, eventFdOf, eventfd } from './host/eventfd.js';
+export { EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, EventFd, eventFdOf, eventfd, type EventFdWake } from './host/eventfd.js';
 export { Devfs, KVM_MINOR, MISC_DYNAMIC_MINOR, MISC_MAJOR, type CharDevice, type DevStat, type MiscDevice, type MiscRegistration } from './host/devfs.js';
 
 // ---- Modules and their parameters ---------------------------------------------------------------------------
@@ -70,6 +70,7 @@ export {
 } from './host/params.js';
 
 // ---- Threads, hotplug, power, kernel hooks, faults -----------------------------------------------------------
+export { SimClock, type ClockTimer } from './host/clock.js';
 export { Scheduler, Thread, type PreemptNotifier, type Syscall, type ThreadBody, type ThreadOptions, type ThreadState } from './host/sched.js';
 export { CPUHP_AP_ONLINE_DYN, CPUHP_FIXED_STATES, Cpuhp, type CpuhpCallbacks, type CpuhpFixedState, type CpuhpSetupOptions } from './host/cpuhp.js';
 export { PowerHooks, type Freezer, type RebootNotifier, type SyscoreOps } from './host/power.js';

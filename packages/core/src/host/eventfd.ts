@@ -9,6 +9,7 @@
  * @module
  */
 import { KernelError, UsageError } from '../errors.js';
+import { makeUndo, type Unsubscribe } from '../events.js';
 import type { FileOperations, OpenFile } from './file.js';
 import { O_CLOEXEC, O_RDWR, type Process } from './process.js';
 
@@ -21,6 +22,9 @@ export const EFD_NONBLOCK = 0o4000;
 
 /** `ULLONG_MAX - 1`: the largest count an eventfd holds (`eventfd_write` refuses to pass it). */
 const EVENTFD_MAX = 0xffff_ffff_ffff_fffen;
+
+/** What a wait-queue entry of an eventfd is woken with: `in` (the count went up), `hup` (the file was released). */
+export type EventFdWake = 'in' | 'hup';
 
 /** The counter behind an eventfd file (`struct eventfd_ctx`). */
 export class EventFd {
@@ -37,10 +41,38 @@ export class EventFd {
     this.semaphore = semaphore;
   }
 
-  /** `eventfd_signal`: add 1 (saturating at the maximum, as Linux does). */
+  /** The wait queue (`ctx->wqh`): kernel code polling the eventfd (KVM's irqfd). */
+  readonly #waiters: Array<(why: EventFdWake) => void> = [];
+
+  /** `eventfd_signal`: add 1 (saturating at the maximum, as Linux does), then wake the wait queue. */
   signal(): void {
     this.signals++;
     if (this.count < EVENTFD_MAX) this.count++;
+    this.wake('in');
+  }
+
+  /**
+   * `add_wait_queue` on the eventfd (what `vfs_poll` with a custom poll table does): `fn` runs with `in` each time
+   * the count goes up (a write, a signal) and with `hup` when the file is released. Returns the removal.
+   */
+  addWaiter(fn: (why: EventFdWake) => void): Unsubscribe {
+    this.#waiters.push(fn);
+    return makeUndo(() => {
+      const i = this.#waiters.indexOf(fn);
+      if (i >= 0) this.#waiters.splice(i, 1);
+    });
+  }
+
+  /** `eventfd_ctx_do_read`: take the whole count (a waiter consuming the event), returning it. */
+  take(): bigint {
+    const v = this.count;
+    this.count = 0n;
+    return v;
+  }
+
+  /** @internal `wake_up_locked_poll(&ctx->wqh, …)`. */
+  wake(why: EventFdWake): void {
+    for (const w of [...this.#waiters]) w(why);
   }
 }
 
@@ -64,7 +96,12 @@ const EVENTFD_FOPS: FileOperations<EventFd> = {
     const ctx = file.privateData;
     if (EVENTFD_MAX - ctx.count < v) throw new KernelError('EAGAIN', 'write', 'the eventfd counter would overflow (a direct write does not block)');
     ctx.count += v;
+    ctx.wake('in'); // even for a 0 written: eventfd_write wakes the wait queue whenever it adds
     return 8;
+  },
+  release(file: OpenFile<EventFd>) {
+    // eventfd_release: EPOLLHUP to the wait queue (an irqfd on it shuts down).
+    file.privateData.wake('hup');
   },
 };
 

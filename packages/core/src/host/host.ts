@@ -19,6 +19,7 @@ import { PowerHooks } from './power.js';
 import { describeArg } from '../describe-arg.js';
 import { processSettings } from './credentials.js';
 import { Process, type SpawnOptions } from './process.js';
+import { SimClock } from './clock.js';
 import { Scheduler } from './sched.js';
 
 /** The most CPUs a host may have (`NR_CPUS` with MAXSMP). */
@@ -108,8 +109,10 @@ export class Host {
   readonly hooks: KernelHooks;
   /** Fault injection (allocation failures, module init failures); hardware faults are on `hardware`. */
   readonly faults = new FaultInjector();
-  /** The thread scheduler (simulated time). */
+  /** The thread scheduler. */
   readonly scheduler: Scheduler;
+  /** Simulated time: the nanosecond clock guest execution and the scheduler move forward (see {@link SimClock}). */
+  readonly clock = new SimClock();
   /** pid 1: root with every capability; the default actor of `insmod`/`rmmod`. */
   readonly init: Process;
   #systemState: SystemState = 'running';

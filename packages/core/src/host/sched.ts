@@ -67,6 +67,11 @@ export class Thread {
   error: unknown;
   /** A signal is pending (interrupts a blocking call: EINTR). */
   signalPending = false;
+  /**
+   * The thread sleeps in a blocking call until something wakes it (a halted vCPU in `KVM_RUN`). When every thread
+   * sleeps, a tick jumps the host's clock to the next timer deadline.
+   */
+  sleeping = false;
   /** @internal */
   gen: Generator<void, void, void> | undefined;
   readonly #notifiers: PreemptNotifier[] = [];
@@ -324,7 +329,10 @@ export class Scheduler {
     ev.tick++;
     ev.enter();
     let ran = 0;
+    let idle = true;
+    for (const t of this.#threads) if (t.alive && (!t.sleeping || t.signalPending)) idle = false;
     try {
+      host.clock.tick(idle);
       for (const t of this.#threads) {
         if (!t.alive) continue;
         this.#place(t);

@@ -78,3 +78,29 @@ describe('eventfd', () => {
     expectKernelError(host, () => p.read(fd, 8), 'EBADF');
   });
 });
+
+describe('eventfd wait queue', () => {
+  test('a waiter is woken with in on every write and signal (a 0 too), with hup on release; take() consumes', () => {
+    const h = createHost({ cpus: 1, hardware: fakeHardware() });
+    const p = h.spawn();
+    const fd = eventfd(p);
+    const ctx = eventFdOf(p.file(fd));
+    if (ctx === undefined) throw new Error('not an eventfd');
+    const seen: string[] = [];
+    const undo = ctx.addWaiter((why) => seen.push(`${why}:${ctx.count}`));
+    const eight = (v: bigint): Uint8Array => {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setBigUint64(0, v, true);
+      return b;
+    };
+    p.write(fd, eight(2n));
+    p.write(fd, eight(0n));
+    ctx.signal();
+    expect(seen).toEqual(['in:2', 'in:2', 'in:3']);
+    expect(ctx.take()).toBe(3n);
+    expect(ctx.count).toBe(0n);
+    p.close(fd);
+    expect(seen.at(-1)).toBe('hup:0');
+    undo();
+  });
+});

@@ -13,4 +13,5 @@ export * from './layout.js';
 export * from './constants.js';
 export * from './codec.js';
 export * from './structs.js';
+export * from './structs-irq.js';
 export * from './kvm-run.js';

@@ -44,6 +44,7 @@ export {
   GUEST_INTERRUPT_BLOCKED,
   GUEST_INTERRUPT_DELIVERED,
   deliverInterrupt,
+  injectEvent,
   interruptWindowOpen,
   GUEST_QUIRK_OUT_7E_INC_RIP,
   completeIn,

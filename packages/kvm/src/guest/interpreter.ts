@@ -3115,6 +3115,16 @@ export function interruptWindowOpen(state: GuestCpuState): boolean {
  */
 export function deliverInterrupt(state: GuestCpuState, memory: GuestMemory, vector: number, exit: GuestExit): number {
   if (!interruptWindowOpen(state)) return GUEST_INTERRUPT_BLOCKED;
+  return injectEvent(state, memory, vector, exit);
+}
+
+/**
+ * Delivers `vector` through the IVT whatever RFLAGS.IF and the interrupt shadow say: what VM entry does with an
+ * event the hypervisor injects (an NMI, or an interrupt user space queued with KVM_INTERRUPT, which KVM injects
+ * at the next entry as it is). An interrupt shadow the vCPU was in ends. Returns what {@link deliverInterrupt}
+ * returns, never {@link GUEST_INTERRUPT_BLOCKED}.
+ */
+export function injectEvent(state: GuestCpuState, memory: GuestMemory, vector: number, exit: GuestExit): number {
   if (running) throw new UsageError('ERR_INVALID_STATE', 'deliverInterrupt: not while runGuest is running');
   if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new UsageError('ERR_OUT_OF_RANGE', `deliverInterrupt: vector ${String(vector)} is not in 0..255`);
   running = true;
@@ -3131,6 +3141,7 @@ export function deliverInterrupt(state: GuestCpuState, memory: GuestMemory, vect
     const r = deliver(vector, state.eip, state.eip);
     if (r === DELIVERED) {
       state.eip = ip;
+      state.interruptShadow = 0;
       if (exitKind === 0) return GUEST_INTERRUPT_DELIVERED;
     }
     exit.reason = exitKind as GuestExitReasonValue;

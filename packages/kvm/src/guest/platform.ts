@@ -204,6 +204,11 @@ export class VcpuPlatform implements GuestPlatform {
     return true;
   }
 
+  /** The guest TSC when the host's TSC counts `hostCycles` (the offset `wrmsr(TSC)` set applied; not recorded as read). */
+  tscAt(hostCycles: bigint): bigint {
+    return BigInt.asUintN(64, hostCycles + this.#tscOffset);
+  }
+
   /** {@inheritDoc GuestPlatform.tsc} */
   tsc(): bigint {
     let t = BigInt.asUintN(64, this.#clock() + this.#tscOffset);

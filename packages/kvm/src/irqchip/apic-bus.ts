@@ -150,6 +150,9 @@ export class ApicBus {
   }
 
   #currentMap(): ApicMap | null {
+    // A VM without vCPUs has no map yet (`kvm->arch.apic_map` is NULL until the first LAPIC recalculates it):
+    // delivery takes the slow path, which finds no APIC (-1; checked on a real /dev/kvm: KVM_SIGNAL_MSI → EPERM).
+    if (this.#lapics.length === 0) return null;
     if (this.#map === undefined) this.#map = this.#buildMap();
     return this.#map;
   }

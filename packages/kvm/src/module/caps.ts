@@ -25,6 +25,7 @@ import {
   KVM_X86_DEFAULT_VM,
 } from '../abi/constants.js';
 import type { KvmInstance } from './instance.js';
+import { irqCapability } from './irq-caps.js';
 import type { Vm } from './vm.js';
 
 /** `kvm_vm_ioctl_check_extension_generic` + the x86 part, for this module (and VM, when asked on a VM fd). */
@@ -55,6 +56,6 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
     case KVM_CAP_VM_TYPES:
       return 1 << KVM_X86_DEFAULT_VM;
     default:
-      return inst.vendor.extensions.get(cap) ?? 0;
+      return irqCapability(cap) ?? inst.vendor.extensions.get(cap) ?? 0;
   }
 }

@@ -113,6 +113,7 @@ export class KvmInstance implements VacInstanceOps {
       v.freed = true;
     }
     vm.vcpus.clear();
+    vm.irq?.destroy();
     vm.vendor.destroy();
     this.vms.delete(vm);
     this.vac.disableVirtualization(`vm${vm.id}`);
@@ -230,9 +231,16 @@ export class KvmInstance implements VacInstanceOps {
       pid: vm.owner.pid,
       users: vm.users,
       irqchip: vm.irqchip,
+      irq: vm.irq?.snapshot(),
       encryption: vm.vendor.encryption,
       memslots: vm.memslots.list().map((s) => ({ slot: s.id, as: s.asId, base: s.base, size: s.size, flags: s.flags, uaddr: s.userspaceAddr })),
-      vcpus: [...vm.vcpus.values()].map((v) => ({ id: v.id, loadedOn: v.loadedOn, tlb: v.vendor.tlbTag(), rip: v.regs.rip })),
+      vcpus: [...vm.vcpus.values()].map((v) => ({
+        id: v.id,
+        loadedOn: v.loadedOn,
+        tlb: v.vendor.tlbTag(),
+        rip: v.regs.rip,
+        ...(v.intr === undefined ? {} : { intr: { queuedIrq: v.intr.queuedIrq, nmiPending: v.intr.nmiPending, mpState: v.intr.mpState } }),
+      })),
     }));
   }
 

@@ -12,6 +12,8 @@ import { SYSTEM_GENERIC_IOCTLS } from './system-ioctls.js';
 import type { Vcpu } from './vcpu.js';
 import { VCPU_REGS_IOCTLS } from './vcpu-regs-ioctls.js';
 import { VM_BASE_IOCTLS } from './vm-ioctls.js';
+import { VCPU_IRQ_IOCTLS } from './irq-vcpu-ioctls.js';
+import { VM_IRQ_IOCTLS } from './irq-vm-ioctls.js';
 
 /** The description of KVM_RUN (run by `fops.ts` itself). */
 const KVM_RUN_DEF: IoctlDef<Vcpu> = {
@@ -26,9 +28,9 @@ const KVM_RUN_DEF: IoctlDef<Vcpu> = {
 /** /dev/kvmX. */
 export const SYSTEM_IOCTLS: IoctlTable<SystemFile> = ioctlTable([...SYSTEM_GENERIC_IOCTLS]);
 /** VM fds. */
-export const VM_IOCTLS: IoctlTable<VmFile> = ioctlTable([...VM_BASE_IOCTLS]);
+export const VM_IOCTLS: IoctlTable<VmFile> = ioctlTable([...VM_BASE_IOCTLS, ...VM_IRQ_IOCTLS]);
 /** vCPU fds. */
-export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([KVM_RUN_DEF, ...VCPU_REGS_IOCTLS]);
+export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([KVM_RUN_DEF, ...VCPU_REGS_IOCTLS, ...VCPU_IRQ_IOCTLS]);
 
 /** One row of {@link KVM_IOCTL_TABLE}. */
 export interface KvmIoctlInfo {

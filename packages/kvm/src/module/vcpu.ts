@@ -17,6 +17,7 @@ import {
   KVM_EXIT_INTERNAL_ERROR,
   KVM_EXIT_INTR,
   KVM_EXIT_IO,
+  KVM_EXIT_IRQ_WINDOW_OPEN,
   KVM_EXIT_MMIO,
   KVM_EXIT_SHUTDOWN,
   KVM_INTERNAL_ERROR_EMULATION,
@@ -30,7 +31,10 @@ import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
 import { runGuest, GUEST_DEFAULT_QUIRKS } from '../guest/interpreter.js';
 import { VcpuPlatform } from '../guest/platform.js';
+import { hostTscAt } from './guest-tsc.js';
 import type { KvmInstance } from './instance.js';
+import { kernelMmio, kernelPio } from './kernel-io.js';
+import { INTR_BLOCK, INTR_ENTER, VcpuIntr } from './vcpu-intr.js';
 import type { Vm } from './vm.js';
 
 // kvm_run field offsets, read once (the exit path writes them directly: it runs on every KVM_RUN).
@@ -40,6 +44,13 @@ const OFF_IO_SIZE = KVM_RUN_OFFSETS['io.size'];
 const OFF_IO_PORT = KVM_RUN_OFFSETS['io.port'];
 const OFF_IO_COUNT = KVM_RUN_OFFSETS['io.count'];
 const OFF_IO_DATA_OFFSET = KVM_RUN_OFFSETS['io.data_offset'];
+const OFF_READY = KVM_RUN_OFFSETS.ready_for_interrupt_injection;
+const OFF_IF_FLAG = KVM_RUN_OFFSETS.if_flag;
+const OFF_CR8 = KVM_RUN_OFFSETS.cr8;
+const OFF_APIC_BASE = KVM_RUN_OFFSETS.apic_base;
+const OFF_REQUEST_WINDOW = KVM_RUN_OFFSETS.request_interrupt_window;
+/** RFLAGS.IF. */
+const X86_EFLAGS_IF = 0x200;
 
 /** What one pass of the run loop ended with. */
 const enum Step {
@@ -47,6 +58,8 @@ const enum Step {
   Exit,
   /** The time slice ended in guest mode; enter again. */
   Slice,
+  /** An exit the kernel handled (an in-kernel device's port or MMIO access): enter again at once. */
+  Again,
   /** The vCPU halted with an in-kernel irqchip: it blocks until woken. */
   Block,
 }
@@ -73,6 +86,8 @@ export interface VcpuStats {
   migrations: number;
   /** Times woken by a posted-interrupt wakeup. */
   pi_wakeups: number;
+  /** Port and MMIO accesses the in-kernel devices handled (no exit to user space). */
+  kernel_io: number;
 }
 
 /** A vCPU of a VM. */
@@ -119,11 +134,11 @@ export class Vcpu {
    * per scheduler tick.
    */
   get platform(): VcpuPlatform {
-    return (this.#platform ??= new VcpuPlatform(() => BigInt(this.#events.tick) * 1000n, this.id === 0));
+    return (this.#platform ??= new VcpuPlatform(() => hostTscAt(this.#instance.host.clock.now), this.id === 0));
   }
   #platform: VcpuPlatform | undefined;
   /** Counters. */
-  readonly stats: VcpuStats = { entries: 0, exits: 0, io_exits: 0, mmio_exits: 0, halt_exits: 0, nmi_exits: 0, signal_exits: 0, instructions: 0, migrations: 0, pi_wakeups: 0 };
+  readonly stats: VcpuStats = { entries: 0, exits: 0, io_exits: 0, mmio_exits: 0, halt_exits: 0, nmi_exits: 0, signal_exits: 0, instructions: 0, migrations: 0, pi_wakeups: 0, kernel_io: 0 };
   /** The CPU it is loaded on, or -1. */
   loadedOn = -1;
   /** The CPU it ran on last, or -1. */
@@ -158,6 +173,12 @@ export class Vcpu {
     lists.remove(this);
     if (cpu >= 0) lists.add(cpu, this);
   }
+
+  /**
+   * @internal Its interrupt state (`vcpu-intr.ts`): made at creation with an in-kernel irqchip (its LAPIC), else at
+   * the first KVM_INTERRUPT, KVM_NMI or `request_interrupt_window`.
+   */
+  intr: VcpuIntr | undefined;
   #run: KvmRunView | undefined;
   /** The vendor half was loaded at the last `load` (VAC had the CPU enabled). */
   #vendorLoaded = false;
@@ -242,13 +263,15 @@ export class Vcpu {
     // The usual case: no IN or MMIO read waiting for user space's data (an OUT completes in the guest step), no
     // immediate_exit.
     const p = this.regs.pending;
-    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && this.run.immediate_exit === 0) return true;
+    const run = this.run;
+    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && run.immediate_exit === 0 && run.bytes[OFF_REQUEST_WINDOW] === 0) return true;
     return this.#beginSlow();
   }
 
   /** The rest of {@link Vcpu.#begin}: an IN or MMIO read awaits user space's data, or `immediate_exit` is set. */
   #beginSlow(): boolean {
     const run = this.run;
+    if (run.request_interrupt_window !== 0 && this.intr === undefined) this.intr = new VcpuIntr(this, undefined);
     // complete_userspace_io: hand user space's answer to the instruction that exited.
     const p = this.regs.pending;
     if (p === GuestPending.PioIn) this.exit.data.set(run.bytes.subarray(KVM_PIO_DATA_OFFSET, KVM_PIO_DATA_OFFSET + 8));
@@ -276,6 +299,10 @@ export class Vcpu {
     // VAC did not turn virtualization on here (a failed re-enable at resume, a reboot): no entry.
     // Linux would try VMLAUNCH in whatever VMX operation is active; the model reports the failed entry.
     if (!this.#instance.vac.isEnabled(cpu)) return this.#failEntry(cpu, 0n);
+    if (this.intr !== undefined) {
+      const s = this.#injectEvents(budget);
+      if (s !== undefined) return s;
+    }
     vendor.prepareEntry(cpu);
     const fail = vendor.enter(cpu);
     this.stats.entries++;
@@ -287,10 +314,46 @@ export class Vcpu {
     this.inGuest = true;
     const reason = runGuest(this.regs, this.vm.memslots, budget, this.exit, GUEST_DEFAULT_QUIRKS, this.platform);
     vendor.exit(cpu);
-    this.stats.instructions += this.exit.executed;
+    const executed = this.exit.executed;
+    this.stats.instructions += executed;
+    this.#instance.host.clock.advanceInstructions(executed);
     if (reason === GuestExitReason.Budget) return Step.Slice;
     this.inGuest = false;
     return this.#exitToUser(reason);
+  }
+
+  /**
+   * The interrupt part of an entry (`vcpu-intr.ts`): events injected, and for a user-space PIC that asked for the
+   * interrupt window, KVM_EXIT_IRQ_WINDOW_OPEN once the guest can take an interrupt (the guest runs one instruction at
+   * a time until then). Returns the pass's result when it ends here, `undefined` to enter.
+   */
+  #injectEvents(budget: number): Step | undefined {
+    const intr = this.intr as VcpuIntr;
+    const s = intr.beforeEntry(this.vm.memslots, this.exit);
+    if (s === INTR_BLOCK) return Step.Block;
+    if (s !== INTR_ENTER) return this.#exitToUserSlow(s);
+    if (this.run.request_interrupt_window === 0 || this.vm.irq?.full === true) return undefined;
+    // dm_request_for_irq_injection && kvm_vcpu_ready_for_interrupt_injection
+    if (intr.readyForInjection()) {
+      intr.windowExits++;
+      this.run.exit_reason = KVM_EXIT_IRQ_WINDOW_OPEN;
+      return Step.Exit;
+    }
+    // The window is closed: run until it opens (the IRQ-window exit comes right after the instruction that opens it).
+    for (let left = budget; left > 0; ) {
+      const reason = runGuest(this.regs, this.vm.memslots, 1, this.exit, GUEST_DEFAULT_QUIRKS, this.platform);
+      const executed = this.exit.executed;
+      this.stats.instructions += executed;
+      this.#instance.host.clock.advanceInstructions(executed);
+      left -= Math.max(1, executed);
+      if (reason !== GuestExitReason.Budget) return this.#exitToUser(reason);
+      if (intr.readyForInjection()) {
+        intr.windowExits++;
+        this.run.exit_reason = KVM_EXIT_IRQ_WINDOW_OPEN;
+        return Step.Exit;
+      }
+    }
+    return Step.Slice;
   }
 
   /** `KVM_EXIT_FAIL_ENTRY` with `hardware_entry_failure_reason = reason`. */
@@ -307,6 +370,11 @@ export class Vcpu {
     if (reason !== GuestExitReason.Io) return this.#exitToUserSlow(reason);
     const run = this.run;
     const x = this.exit;
+    const irq = this.vm.irq;
+    if (irq !== undefined && kernelPio(irq, x, this.regs)) {
+      this.stats.kernel_io++;
+      return Step.Again;
+    }
     // Written straight into the mapped kvm_run (same bytes as run.io.*).
     const dv = run.view;
     dv.setUint32(OFF_EXIT_REASON, KVM_EXIT_IO, true);
@@ -332,10 +400,15 @@ export class Vcpu {
     switch (reason) {
       case GuestExitReason.Hlt:
         this.stats.halt_exits++;
-        if (this.vm.irqchip) return Step.Block;
+        if (this.vm.irq !== undefined) return Step.Block;
         run.exit_reason = KVM_EXIT_HLT;
         return Step.Exit;
       case GuestExitReason.Mmio: {
+        const irq = this.vm.irq;
+        if (irq !== undefined && kernelMmio(irq, this.intr as VcpuIntr, x)) {
+          this.stats.kernel_io++;
+          return Step.Again;
+        }
         const slot = this.vm.memslots.slotAt(x.mmioPhysAddr);
         if (slot !== undefined && !slot.backed) {
           throw new KernelError('EFAULT', 'KVM_RUN', `guest memory at 0x${x.mmioPhysAddr.toString(16)} is not mapped in the VMM`);
@@ -378,8 +451,30 @@ export class Vcpu {
 
   #finish(cpu: number): void {
     this.stats.exits++;
+    this.#postRunSave();
     const seq = this.#events.stamp('vcpu:exit');
     if (seq >= 0) this.#emitExit(seq, cpu);
+  }
+
+  /**
+   * `post_kvm_run_save`: what user space reads in `kvm_run` after every KVM_RUN — `if_flag`, `cr8`, `apic_base`, and
+   * `ready_for_interrupt_injection` (always 1 with an in-kernel PIC).
+   */
+  #postRunSave(): void {
+    const dv = this.run.view;
+    const r = this.regs;
+    const intr = this.intr;
+    const lapic = intr?.chip?.lapic;
+    dv.setUint8(OFF_IF_FLAG, (r.eflags & X86_EFLAGS_IF) !== 0 ? 1 : 0);
+    let ready: boolean;
+    if (intr === undefined) ready = (r.eflags & X86_EFLAGS_IF) !== 0 && r.interruptShadow === 0;
+    else ready = this.vm.irq?.full === true || intr.readyForInjection();
+    dv.setUint8(OFF_READY, ready ? 1 : 0);
+    const s = this.#sregs;
+    const cr8 = lapic !== undefined ? lapic.getCr8() : s !== undefined ? s.cr8 : 0n;
+    const base = lapic !== undefined ? lapic.apicBase : s !== undefined ? s.apic_base : 0xfee00900n;
+    dv.setBigUint64(OFF_CR8, cr8, true);
+    dv.setBigUint64(OFF_APIC_BASE, base, true);
   }
 
   #emitExit(seq: number, cpu: number): void {
@@ -388,9 +483,11 @@ export class Vcpu {
   }
 
   /**
-   * KVM_RUN called directly (not from a simulated thread): runs on `cpu` until the next exit. A vCPU that
-   * would block (HLT with an in-kernel irqchip) or that runs longer than `limit` instructions returns EINTR
-   * with `KVM_EXIT_INTR`, as if a signal had kicked it (docs/fidelity.md).
+   * KVM_RUN called directly (not from a simulated thread): runs on `cpu` until the next exit. A vCPU that would
+   * block (HLT with an in-kernel irqchip) waits in simulated time: the host's clock jumps to the next timer deadline
+   * (a PIT tick, a LAPIC timer), again and again, until the vCPU can wake; with no deadline left — nothing could ever
+   * wake it but another thread — it returns EINTR with `KVM_EXIT_INTR`, as a signal would. So does a vCPU that runs
+   * (or waits, one quantum per deadline) longer than `limit` instructions (docs/fidelity.md).
    */
   runSync(cpu: number, quantum: number, limit: number): number {
     if (!this.#begin()) throw new KernelError('EINTR', 'KVM_RUN', 'immediate_exit');
@@ -418,9 +515,36 @@ export class Vcpu {
         this.#finish(cpu);
         return;
       }
-      executed += quantum;
-      if (step === Step.Block || executed >= limit || this.kicked) throw this.#interrupted(step === Step.Block ? 'the vCPU halted and would block' : 'interrupted');
+      executed += step === Step.Again ? Math.max(1, this.exit.executed) : quantum;
+      if (step === Step.Block) {
+        const waited = this.#waitInSimulatedTime(quantum, limit - executed);
+        if (waited < 0) throw this.#interrupted('the vCPU halted and nothing can wake it');
+        executed += waited;
+        // The PIT and the LAPIC timer ran in the wait: the vCPU was not loaded meanwhile.
+        continue;
+      }
+      if (executed >= limit || this.kicked) throw this.#interrupted('interrupted');
     }
+  }
+
+  /**
+   * A direct KVM_RUN's `kvm_vcpu_block`: while the vCPU cannot wake, the host's clock jumps to the next timer
+   * deadline (each jump counts `quantum` instructions against `left`). Returns what it counted, or -1 when no
+   * deadline is left or `left` runs out.
+   */
+  #waitInSimulatedTime(quantum: number, left: number): number {
+    const intr = this.intr;
+    if (intr === undefined) return -1;
+    const clock = this.#instance.host.clock;
+    let counted = 0;
+    while (!intr.canWake()) {
+      const next = clock.nextDeadline();
+      if (next === undefined || counted + quantum > left) return -1;
+      counted += quantum;
+      if (next > clock.now) clock.advanceTo(next);
+      else clock.advanceBy(0);
+    }
+    return counted;
   }
 
   /** Back to user space from a direct KVM_RUN: `vcpu_put`, then the return-to-user notifier (host MSRs back). */
@@ -445,6 +569,7 @@ export class Vcpu {
       },
     });
     let cpu = thread.cpu;
+    let left = quantum();
     this.load(cpu);
     try {
       for (;;) {
@@ -455,21 +580,35 @@ export class Vcpu {
           throw this.#interrupted('interrupted by a signal');
         }
         if (this.blockedOn >= 0) {
+          if (this.intr?.canWake() === true) {
+            // kvm_vcpu_check_block found an event: runnable again, on whatever CPU the thread is on.
+            this.blockedOn = -1;
+            thread.sleeping = false;
+            continue;
+          }
           // kvm_vcpu_block: the thread sleeps (schedule() → kvm_sched_out puts the vCPU) until a wakeup.
           if (this.loadedOn >= 0) this.put(this.loadedOn);
+          thread.sleeping = true;
           yield;
           continue;
         }
-        const step = this.#enter(cpu, quantum());
+        const step = this.#enter(cpu, left);
         if (step === Step.Exit) {
           this.#finish(cpu);
           return 0;
         }
+        if (step === Step.Again) {
+          // Handled in the kernel: enter again in the same slice while it lasts.
+          left -= Math.max(1, this.exit.executed);
+          if (left > 0) continue;
+        }
         if (step === Step.Block) this.blockedOn = cpu;
+        left = quantum();
         yield;
       }
     } finally {
       unregister();
+      thread.sleeping = false;
       this.blockedOn = -1;
       this.thread = undefined;
       const at = this.loadedOn;
@@ -485,6 +624,7 @@ export class Vcpu {
     this.kicked = false;
     this.inGuest = false;
     this.run.exit_reason = KVM_EXIT_INTR;
+    this.#postRunSave();
     this.stats.signal_exits++;
     return new KernelError('EINTR', 'KVM_RUN', why);
   }
@@ -492,6 +632,7 @@ export class Vcpu {
   /** The posted-interrupt wakeup found this vCPU blocked on `cpu`: it continues after its HLT. */
   wake(): void {
     this.blockedOn = -1;
+    if (this.thread !== undefined) this.thread.sleeping = false;
     this.stats.pi_wakeups++;
   }
 

@@ -1,6 +1,6 @@
 /**
  * The classic ioctls of a VM fd: `KVM_CREATE_VCPU`, `KVM_SET_USER_MEMORY_REGION`, `KVM_CHECK_EXTENSION` on the
- * VM, `KVM_CREATE_IRQCHIP`, `KVM_SET_TSS_ADDR` and `KVM_MEMORY_ENCRYPT_OP` (virt/kvm/kvm_main.c `kvm_vm_ioctl`,
+ * VM, `KVM_SET_TSS_ADDR` and `KVM_MEMORY_ENCRYPT_OP` (virt/kvm/kvm_main.c `kvm_vm_ioctl`,
  * arch/x86/kvm/x86.c `kvm_arch_vm_ioctl`).
  *
  * @module
@@ -8,7 +8,6 @@
 import { KernelError, type MemEncryptCommand } from '@vac/core';
 import {
   KVM_CHECK_EXTENSION,
-  KVM_CREATE_IRQCHIP,
   KVM_CREATE_VCPU,
   KVM_MAX_VCPUS,
   KVM_MAX_VCPU_IDS,
@@ -24,6 +23,7 @@ import type { VmFile } from './files.js';
 import { valueArg, type IoctlDef } from './ioctl-table.js';
 import { VCPU_FAULT_SITE } from './faults.js';
 import { Vcpu } from './vcpu.js';
+import { VcpuIntr } from './vcpu-intr.js';
 
 /** The classic VM ioctls. */
 export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
@@ -51,6 +51,8 @@ export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
       }
       vm.vcpus.set(id, v);
       vm.createdVcpus++;
+      // kvm_arch_vcpu_create: with an in-kernel irqchip, the vCPU's LAPIC (kvm_create_lapic).
+      if (vm.irq !== undefined) v.intr = new VcpuIntr(v, vm.irq);
       vm.users++; // kvm_get_kvm: the vCPU fd pins the VM
       inst.host.events.emit('vcpu:create', { module: inst.name, vm: vm.id, vcpu: id, tlbTag: vendor.tlbTag().value });
       return fd;
@@ -71,17 +73,6 @@ export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
     request: KVM_CHECK_EXTENSION,
     arg: { dir: 'value' },
     run: ({ vm }, arg) => checkExtension(vm.instance, valueArg(arg, 'KVM_CHECK_EXTENSION'), vm),
-  },
-  {
-    name: 'KVM_CREATE_IRQCHIP',
-    request: KVM_CREATE_IRQCHIP,
-    arg: { dir: 'none' },
-    run({ vm }) {
-      if (vm.irqchip) throw new KernelError('EEXIST', 'KVM_CREATE_IRQCHIP', 'the VM has an irqchip');
-      if (vm.createdVcpus > 0) throw new KernelError('EINVAL', 'KVM_CREATE_IRQCHIP', 'vCPUs exist already');
-      vm.irqchip = true;
-      return 0;
-    },
   },
   {
     name: 'KVM_SET_TSS_ADDR',

@@ -12,6 +12,7 @@ import { KernelError, type Process, type VcpuTag, type VendorVm } from '@vac/cor
 import { Memslots } from './memslots.js';
 import type { KvmInstance } from './instance.js';
 import type { Vcpu } from './vcpu.js';
+import type { VmIrqchip } from './vm-irqchip.js';
 
 /** A VM of a KVM module. */
 export class Vm {
@@ -33,8 +34,16 @@ export class Vm {
   readonly vcpus = new Map<number, Vcpu>();
   /** `created_vcpus`. */
   createdVcpus = 0;
-  /** `KVM_CREATE_IRQCHIP` was done: HLT blocks in the kernel instead of exiting. */
-  irqchip = false;
+  /**
+   * The in-kernel irqchip (`kvm->arch.irqchip_mode` not NONE): made by KVM_CREATE_IRQCHIP (PIC, IOAPIC, LAPICs) or
+   * KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) (LAPICs only). With one, HLT blocks in the kernel instead of exiting.
+   */
+  irq: VmIrqchip | undefined;
+
+  /** `irqchip_in_kernel`: the VM has an in-kernel irqchip (full or split). */
+  get irqchip(): boolean {
+    return this.irq !== undefined;
+  }
   /** Destroyed. */
   dead = false;
   /** References: the VM fd plus one per vCPU fd. */

@@ -17,8 +17,11 @@ import {
   KVM_SET_SREGS,
   KVM_SET_USER_MEMORY_REGION,
   KVM_EXIT_MMIO,
+  createRealModeVcpu,
   createRealModeVm,
   kvm,
+  KVM_CREATE_IRQCHIP,
+  KVM_CREATE_PIT2,
   makeKvmRegs,
   makeKvmSregs,
   type IoctlFd,
@@ -41,8 +44,11 @@ function setup(vendor: (typeof VENDORS)[number]): Setup {
   host.modprobe(kvm({ postfix: '0' }));
   const p = host.spawn({ uid: 1000, groups: ['kvm'], name: 'vmm' });
   // a guest that writes one byte to 0x2000 and halts: mov byte [0x2000], 0x55; hlt
-  const { sys, vm, vcpus, memory } = createRealModeVm(p, '/dev/kvm0', { code: [0xc6, 0x06, 0x00, 0x20, 0x55, 0xf4] });
-  const v = vcpus[0];
+  const { sys, vm, vcpus: none, memory } = createRealModeVm(p, '/dev/kvm0', { code: [0xc6, 0x06, 0x00, 0x20, 0x55, 0xf4], vcpus: 0 });
+  // With the in-kernel irqchip and PIT, so that their ioctls get as far as copying their arguments.
+  p.ioctl(vm, KVM_CREATE_IRQCHIP, 0);
+  p.ioctl(vm, KVM_CREATE_PIT2, { flags: 0 });
+  const v = [...none, createRealModeVcpu(p, sys, vm)][0];
   if (v === undefined) throw new Error('no vCPU');
   return { host, p, fds: { system: sys, vm, vcpu: v.fd }, run: v.run, mem: memory };
 }

@@ -1,0 +1,100 @@
+/**
+ * The interrupt ioctls of a vCPU fd (arch/x86/kvm/x86.c `kvm_arch_vcpu_ioctl`): KVM_GET_LAPIC and KVM_SET_LAPIC
+ * (`kvm_apic_get_state` / `kvm_apic_set_state`, EINVAL without an in-kernel LAPIC), KVM_INTERRUPT
+ * (`kvm_vcpu_ioctl_interrupt`: a user-space PIC's vector, injected at the next entry; with a split irqchip the
+ * ExtINT of the user-space PIC; ENXIO with the PIC in the kernel) and KVM_NMI (`kvm_vcpu_ioctl_nmi`).
+ *
+ * @module
+ */
+import { KernelError } from '@vac/core';
+import { KVM_GET_LAPIC, KVM_INTERRUPT, KVM_NMI, KVM_SET_LAPIC } from '../abi/constants.js';
+import { copyFromUser, copyToUser, defineStruct, u32, type StructCodec } from '../abi/codec.js';
+import { KVM_LAYOUTS } from '../abi/layout.js';
+import { KVM_LAPIC_STATE_CODEC } from '../abi/structs-irq.js';
+import type { IoctlDef } from './ioctl-table.js';
+import { VcpuIntr } from './vcpu-intr.js';
+import type { Vcpu } from './vcpu.js';
+import type { VmIrqchip } from './vm-irqchip.js';
+
+/** `struct kvm_interrupt` (KVM_INTERRUPT). */
+interface kvm_interrupt_arg {
+  /** The vector. */ irq: number;
+}
+
+/** KVM_INTERRUPT's argument. */
+const KVM_INTERRUPT_ARG_CODEC: StructCodec<kvm_interrupt_arg> = defineStruct<kvm_interrupt_arg>(KVM_LAYOUTS.kvm_interrupt, { irq: u32 });
+
+/** `KVM_NR_INTERRUPTS`. */
+const KVM_NR_INTERRUPTS = 256;
+
+/** The vCPU's in-kernel LAPIC (its interrupt state and VM irqchip), else EINVAL (`lapic_in_kernel`). */
+function needLapic(v: Vcpu, op: string): { intr: VcpuIntr; irq: VmIrqchip } {
+  const intr = v.intr;
+  const irq = intr?.irqchip;
+  if (intr?.chip === undefined || irq === undefined) throw new KernelError('EINVAL', op, 'the vCPU has no in-kernel LAPIC');
+  return { intr, irq };
+}
+
+/** The vCPU's interrupt state, made on first use. */
+function intrOf(v: Vcpu): VcpuIntr {
+  return (v.intr ??= new VcpuIntr(v, undefined));
+}
+
+/** The interrupt ioctls of a vCPU fd. */
+export const VCPU_IRQ_IOCTLS: readonly IoctlDef<Vcpu>[] = [
+  {
+    name: 'KVM_GET_LAPIC',
+    request: KVM_GET_LAPIC,
+    arg: { dir: 'out', codec: KVM_LAPIC_STATE_CODEC },
+    run(v, arg) {
+      const op = 'KVM_GET_LAPIC';
+      const { intr, irq } = needLapic(v, op);
+      const lapic = intr.chip?.lapic;
+      if (lapic === undefined) throw new KernelError('EINVAL', op, 'the vCPU has no in-kernel LAPIC');
+      copyToUser(KVM_LAPIC_STATE_CODEC, { regs: irq.op((now) => lapic.getState(now)) }, arg, op);
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_SET_LAPIC',
+    request: KVM_SET_LAPIC,
+    arg: { dir: 'in', codec: KVM_LAPIC_STATE_CODEC },
+    run(v, arg) {
+      const op = 'KVM_SET_LAPIC';
+      const { intr, irq } = needLapic(v, op);
+      const s = copyFromUser(KVM_LAPIC_STATE_CODEC, arg, op);
+      const ints = intr.chip;
+      if (ints !== undefined) irq.op((now) => irq.chip.setLapicState(ints, s.regs, now));
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_INTERRUPT',
+    request: KVM_INTERRUPT,
+    arg: { dir: 'in', codec: KVM_INTERRUPT_ARG_CODEC },
+    run(v, arg) {
+      const op = 'KVM_INTERRUPT';
+      const irq = copyFromUser(KVM_INTERRUPT_ARG_CODEC, arg, op).irq;
+      if (irq >= KVM_NR_INTERRUPTS) throw new KernelError('EINVAL', op, `vector ${irq} is not below ${KVM_NR_INTERRUPTS}`);
+      const intr = v.intr;
+      if (intr?.chip !== undefined) {
+        // With an in-kernel LAPIC only the ExtINT of a user-space PIC (split irqchip); ENXIO/EEXIST from there.
+        const chip = intr.chip;
+        (intr.irqchip as VmIrqchip).op(() => chip.injectExtint(irq));
+        return 0;
+      }
+      // kvm_queue_interrupt(vcpu, irq, false): injected at the next entry, whatever RFLAGS.IF says then.
+      intrOf(v).queuedIrq = irq;
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_NMI',
+    request: KVM_NMI,
+    arg: { dir: 'none' },
+    run(v) {
+      intrOf(v).injectNmi();
+      return 0;
+    },
+  },
+];

@@ -1,0 +1,189 @@
+/**
+ * The interrupt side of one vCPU in the run loop (arch/x86/kvm/x86.c `vcpu_enter_guest` →
+ * `kvm_check_and_inject_events`, `vcpu_block`, `kvm_vcpu_has_events`, `post_kvm_run_save`; irq.c
+ * `kvm_cpu_get_interrupt`): what is injected before an entry, whether a halted vCPU can wake, the `kvm_run`
+ * fields user space reads on the way out, and — with an in-kernel LAPIC — the {@link LapicVcpu} the device models
+ * call back (kicks, NMIs, the guest TSC).
+ *
+ * Made on first need: at KVM_CREATE_VCPU with an irqchip (the vCPU's LAPIC), or at the first KVM_INTERRUPT, KVM_NMI
+ * or `request_interrupt_window` without one. A vCPU that never meets an interrupt has none, and its KVM_RUN pays one
+ * `undefined` check.
+ *
+ * @module
+ */
+import {
+  KVM_MP_STATE_INIT_RECEIVED,
+  KVM_MP_STATE_RUNNABLE,
+} from '../abi/constants.js';
+import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
+import type { GuestExit } from '../guest/exit.js';
+import { GUEST_INTERRUPT_DELIVERED, completePending, deliverInterrupt, injectEvent, interruptWindowOpen } from '../guest/interpreter.js';
+import type { LapicVcpu } from '../irqchip/lapic.js';
+import type { VcpuInterrupts } from '../irqchip/vcpu-interrupts.js';
+import { HOST_TSC_KHZ, hostTscAt } from './guest-tsc.js';
+import type { Vcpu } from './vcpu.js';
+import type { VmIrqchip } from './vm-irqchip.js';
+
+/** {@link VcpuIntr.beforeEntry}: enter the guest. */
+export const INTR_ENTER = -1;
+/** {@link VcpuIntr.beforeEntry}: the vCPU cannot run (waits for INIT/SIPI): block. */
+export const INTR_BLOCK = -2;
+
+/** The NMI vector. */
+const NMI_VECTOR = 2;
+
+/** One vCPU's interrupt state. */
+export class VcpuIntr implements LapicVcpu {
+  /** The vCPU. */
+  readonly vcpu: Vcpu;
+  /** The VM's in-kernel irqchip, if it has one. */
+  readonly irqchip: VmIrqchip | undefined;
+  /** This vCPU's LAPIC and ExtINT source (with an in-kernel irqchip). */
+  readonly chip: VcpuInterrupts | undefined;
+  /**
+   * A vector user space queued with KVM_INTERRUPT and not yet injected, -1 if none (`vcpu->arch.interrupt`, a user-space
+   * PIC only).
+   */
+  queuedIrq = -1;
+  /** NMIs queued (KVM_NMI, LINT0/1 in NMI mode, an NMI IPI) and not yet injected (`nmi_queued` + `nmi_pending`, at most 2). */
+  nmiPending = 0;
+  /** `vcpu->arch.mp_state` as far as INIT/SIPI go: RUNNABLE, or INIT_RECEIVED waiting for a SIPI. */
+  mpState = KVM_MP_STATE_RUNNABLE;
+  /** Interrupts injected (`irq_injections`). */
+  injections = 0;
+  /** `request_irq_exits`: KVM_EXIT_IRQ_WINDOW_OPEN exits. */
+  windowExits = 0;
+
+  /** @internal */
+  constructor(vcpu: Vcpu, irqchip: VmIrqchip | undefined) {
+    this.vcpu = vcpu;
+    this.irqchip = irqchip;
+    this.chip = irqchip?.chip.addVcpu(this);
+  }
+
+  // ---- LapicVcpu -----------------------------------------------------------------------------------------
+
+  /** {@inheritDoc LapicVcpu.vcpuId} */
+  get vcpuId(): number {
+    return this.vcpu.id;
+  }
+
+  /** `kvm_vcpu_is_reset_bsp`: vCPU 0 (`kvm->arch.bsp_vcpu_id`, 0 until KVM_SET_BOOT_CPU_ID exists). */
+  isResetBsp(): boolean {
+    return this.vcpu.id === 0;
+  }
+
+  /** {@inheritDoc LapicVcpu.guestTsc} */
+  guestTsc(now: bigint): bigint {
+    return this.vcpu.platform.tscAt(hostTscAt(now));
+  }
+
+  /** {@inheritDoc LapicVcpu.tscKhz} */
+  tscKhz(): number {
+    return HOST_TSC_KHZ;
+  }
+
+  /** `kvm_inject_nmi`: one more NMI (`process_nmi` keeps at most two). */
+  injectNmi(): void {
+    if (this.nmiPending < 2) this.nmiPending++;
+    this.kick();
+  }
+
+  /** `kvm_inject_smi`: the model has no SMM. */
+  injectSmi(): boolean {
+    return false;
+  }
+
+  /** `kvm_vcpu_kick`: a vCPU asleep in KVM_RUN is woken (its thread runs at its next slice and looks again). */
+  kick(): void {
+    const t = this.vcpu.thread;
+    if (t !== undefined) t.sleeping = false;
+  }
+
+  // ---- the run loop ------------------------------------------------------------------------------------------
+
+  /**
+   * Before an entry (`vcpu_enter_guest` up to the VM entry): INIT and SIPI accepted (`kvm_apic_accept_events`), a
+   * pending LAPIC timer delivered (`kvm_inject_pending_timer_irqs`), then one event injected
+   * (`kvm_check_and_inject_events`): an NMI, else the interrupt user space queued, else — when RFLAGS.IF = 1 and no
+   * STI/MOV SS shadow — the vector `kvm_cpu_get_interrupt` acknowledges (the PIC's ExtINT first, then the LAPIC),
+   * through the IVT. An instruction being re-executed for its MMIO or string input goes first.
+   * @returns {@link INTR_ENTER}, {@link INTR_BLOCK}, or a `GuestExitReason` the delivery ended with (a triple fault)
+   */
+  beforeEntry(memory: Parameters<typeof injectEvent>[1], exit: GuestExit): number {
+    const chip = this.chip;
+    const r = this.vcpu.regs;
+    if (chip !== undefined) {
+      if (chip.lapic.hasPendingInitOrSipi) this.#acceptEvents();
+      if (this.mpState !== KVM_MP_STATE_RUNNABLE) return INTR_BLOCK;
+      if (chip.lapic.hasPendingTimer()) (this.irqchip as VmIrqchip).op(() => chip.lapic.injectPendingTimer());
+    }
+    const p = r.pending;
+    if (p === GuestPending.MmioRead || p === GuestPending.PioInString || r.mmioCacheCount !== 0) return INTR_ENTER;
+    if (this.nmiPending === 0 && this.queuedIrq < 0 && (chip === undefined || !interruptWindowOpen(r) || !chip.hasInterrupt())) return INTR_ENTER;
+    // complete_userspace_io runs before the injection: the pushed IP is the next instruction's.
+    if (p !== GuestPending.None) completePending(r, exit.data);
+    let res: number;
+    if (this.nmiPending > 0) {
+      this.nmiPending--;
+      res = injectEvent(r, memory, NMI_VECTOR, exit);
+    } else if (this.queuedIrq >= 0) {
+      const v = this.queuedIrq;
+      this.queuedIrq = -1;
+      res = injectEvent(r, memory, v, exit);
+    } else {
+      const irqchip = this.irqchip as VmIrqchip;
+      const vector = irqchip.op(() => (chip as VcpuInterrupts).getInterrupt());
+      if (vector < 0) return INTR_ENTER;
+      res = deliverInterrupt(r, memory, vector, exit);
+    }
+    if (res !== GUEST_INTERRUPT_DELIVERED) return res;
+    this.injections++;
+    return INTR_ENTER;
+  }
+
+  /** `kvm_apic_accept_events`: INIT resets the vCPU (an AP then waits for SIPI); SIPI starts a waiting AP at vector:0. */
+  #acceptEvents(): void {
+    const irqchip = this.irqchip as VmIrqchip;
+    const lapic = (this.chip as VcpuInterrupts).lapic;
+    const res = irqchip.op(() => lapic.acceptEvents(this.mpState, this.isResetBsp()));
+    const r = this.vcpu.regs;
+    if (res.init) {
+      // kvm_vcpu_reset(vcpu, true): the registers as at power-on (the LAPIC was reset by acceptEvents).
+      r.copyFrom(new GuestCpuState());
+      this.nmiPending = 0;
+      this.queuedIrq = -1;
+    }
+    if (res.sipiVector !== undefined) {
+      // kvm_vcpu_deliver_sipi_vector: CS = vector << 8 (base vector << 12), IP = 0.
+      r.cs.loadRealMode(res.sipiVector << 8);
+      r.eip = 0;
+    }
+    this.mpState = res.mpState;
+  }
+
+  /**
+   * `kvm_arch_vcpu_runnable` for a halted (or INIT-waiting) vCPU: an INIT or SIPI, a LAPIC timer expiry, an NMI, or
+   * an interrupt it can take now (RFLAGS.IF = 1, no shadow).
+   */
+  canWake(): boolean {
+    const chip = this.chip;
+    if (chip !== undefined && chip.lapic.hasPendingInitOrSipi) return true;
+    if (this.mpState === KVM_MP_STATE_INIT_RECEIVED) return false;
+    if (this.nmiPending > 0) return true;
+    if (chip !== undefined && chip.lapic.hasPendingTimer()) return true;
+    const r = this.vcpu.regs;
+    if (!interruptWindowOpen(r)) return false;
+    return this.queuedIrq >= 0 || (chip !== undefined && chip.hasInterrupt());
+  }
+
+  /**
+   * `kvm_vcpu_ready_for_interrupt_injection`: the guest can take an interrupt user space injects with KVM_INTERRUPT
+   * now (IF = 1, no shadow, nothing queued, and with an in-kernel LAPIC its LINT0 passes ExtINT).
+   */
+  readyForInjection(): boolean {
+    if (this.queuedIrq >= 0 || this.nmiPending > 0) return false;
+    if (!interruptWindowOpen(this.vcpu.regs)) return false;
+    return this.chip === undefined || this.chip.lapic.acceptsPicIntr();
+  }
+}
