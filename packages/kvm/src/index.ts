@@ -15,6 +15,7 @@ export { Vm } from './module/vm.js';
 export { Vcpu, type VcpuStats } from './module/vcpu.js';
 export { Memslots, type Memslot } from './module/memslots.js';
 export { checkExtension, makeFileOps, type KvmFileOps } from './module/fops.js';
+export { CAP_DIVERGENCES, IN_KERNEL_IRQCHIP, type CapDivergence } from './module/caps.js';
 export { KVM_IOCTL_TABLE, type KvmIoctlInfo } from './module/ioctls.js';
 export type { IoctlArgSpec, IoctlFd } from './module/ioctl-table.js';
 export {

@@ -13,4 +13,6 @@ export * from './layout.js';
 export * from './constants.js';
 export * from './codec.js';
 export * from './structs.js';
+export * from './structs-x86.js';
+export * from './constants-x86.js';
 export * from './kvm-run.js';
