@@ -18,6 +18,7 @@ import { runKvmRun } from './suites/kvm-run.js';
 import { runPmi } from './suites/pmi.js';
 import { runScale, type ScalePoint } from './suites/scale.js';
 import { runUpgrade } from './suites/upgrade.js';
+import { runVcpuState } from './suites/vcpu-state.js';
 import { runVpid } from './suites/vpid.js';
 
 const quick = process.argv.includes('--quick');
@@ -35,6 +36,7 @@ const suites: Array<[string, () => { rows: Row[]; targets: TargetCheck[]; points
   ['kvm-run', () => runKvmRun(b)],
   ['scale', () => runScale(b)],
   ['upgrade', () => runUpgrade(b)],
+  ['vcpu-state', () => runVcpuState(b)],
 ];
 for (const [name, run] of suites) {
   if (only !== undefined && !only.split(',').includes(name)) continue;
