@@ -8,7 +8,7 @@ export default defineConfig({
   ssr: { resolve: { conditions, externalConditions: ['@vac/source'] } },
   test: {
     projects: [
-      ...['core', 'vmx', 'svm', 'kvm'].map((name) => ({
+      ...['core', 'vmx', 'svm', 'kvm', 'bridge'].map((name) => ({
         extends: true,
         test: { name, root: `packages/${name}`, include: ['test/**/*.test.ts'] },
       })),

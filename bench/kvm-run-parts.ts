@@ -9,7 +9,7 @@
  *
  * Prints the fastest of 5 rounds of 2,000,000 calls per piece, in ns.
  */
-import { KVM_RUN, runGuest, type KvmInstance } from '@vac/kvm';
+import { kvmInstance, KVM_RUN, runGuest, type KvmInstance } from '@vac/kvm';
 import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import { runRig } from './suites/kvm-run.js';
@@ -17,7 +17,7 @@ import { runRig } from './suites/kvm-run.js';
 const rig = runRig(process.env['VENDOR'] === 'amd' ? amd() : intel(), 8);
 const { host, proc, fd, vcpu: v } = rig;
 proc.cpu = 0;
-const inst = host.modules.exportsOf<KvmInstance>('kvm0') as KvmInstance;
+const inst = kvmInstance(host, 'kvm0');
 const vac = inst.vac;
 const quantum = host.scheduler.quantum;
 const N = 2_000_000;

@@ -14,7 +14,7 @@
  *   it is allocated at the first mmap or KVM_RUN, which is checked here.
  */
 import { checkInvariants, type Host, type Process } from '@vac/core';
-import { KVM_CREATE_VCPU, KVM_CREATE_VM, kvm, type KvmImage, type KvmInstance } from '@vac/kvm';
+import { kvmInstance, KVM_CREATE_VCPU, KVM_CREATE_VM, kvm, type KvmImage, type KvmInstance } from '@vac/kvm';
 import { intel } from '@vac/vmx';
 import { check, fmtFactor, fmtNs, measure, row, type Budget, type Measurement, type Row, type TargetCheck } from '../lib/harness.js';
 import { makeHost, mapRun, openDev, vmmProcess } from '../lib/guest.js';
@@ -140,8 +140,8 @@ export function runScale(b: Budget): { rows: Row[]; targets: TargetCheck[]; poin
           },
         },
       );
-      const inst = h.modules.exportsOf<KvmInstance>('kvm0');
-      if (inst?.vms.size !== alive) throw new Error(`create VM: ${inst?.vms.size} VMs alive, expected ${alive}`);
+      const inst = kvmInstance(h, 'kvm0');
+      if (inst.vms.size !== alive) throw new Error(`create VM: ${inst.vms.size} VMs alive, expected ${alive}`);
       const v = `${alive.toLocaleString('en-US')} VMs alive`;
       rows.push(row(GROUP, `KVM_CREATE_VM + 4×KVM_CREATE_VCPU (${layout})`, v, m, base, { note: layout === 'one VMM process' ? `fd table of ${(alive * 5 + 1).toLocaleString('en-US')} fds` : 'each VMM has 1 + 5 fds' }));
       points.push({ series: `create VM + 4 vCPUs (${layout})`, size: alive, nsPerUnit: m.nsPerOp });
@@ -157,7 +157,7 @@ export function runScale(b: Budget): { rows: Row[]; targets: TargetCheck[]; poin
     const n = b.quick ? 1000 : 10_000;
     const h = makeHost(intel(), 64);
     h.modprobe(kvm({ postfix: '0' }));
-    const inst = h.modules.exportsOf<KvmInstance>('kvm0') as KvmInstance;
+    const inst = kvmInstance(h, 'kvm0');
     const proc = vmmProcess(h, 1 << 20);
     const sys = openDev(proc, 'kvm0');
     // Warm every path once so code and one-off caches are not counted.

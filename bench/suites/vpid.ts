@@ -11,7 +11,7 @@
  * N/32 words in. Before timing, every implementation replays the same pseudo-random alloc/free sequence and
  * must return the same lowest-free ID at every step (a correctness check, not a timed one).
  */
-import { IdBitmap } from '@vac/core';
+import { IdBitmap } from '@vac/core/internal';
 import { VMX_NR_VPIDS, VpidAllocator } from '@vac/vmx';
 import { NumberAllocator } from 'number-allocator';
 import { check, measure, row, sink, type Budget, type Measurement, type Row, type TargetCheck } from '../lib/harness.js';

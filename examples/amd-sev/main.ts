@@ -13,7 +13,6 @@
  */
 import { O_RDWR, checkInvariants, createHost, isKernelError, vacOf, type Process } from '@vac/core';
 import {
-  asm16,
   KVM_CREATE_VM,
   KVM_EXIT_HLT,
   KVM_EXIT_IO,
@@ -22,10 +21,11 @@ import {
   KVM_SET_USER_MEMORY_REGION,
   KVM_SEV_ES_INIT,
   KVM_SEV_INIT,
+  asm16,
   createRealModeVcpu,
   kvm,
   makeKvmSevCmd,
-  type KvmInstance,
+  vmOf,
 } from '@vac/kvm';
 import { ASIDS, SEV_ASIDS, amd, isAmdHardware } from '@vac/svm';
 import { table } from '@vac/example-support';
@@ -90,7 +90,7 @@ function sevInit(g: Guest, es: boolean): string {
 
 /** The VM's number within its module (`kvm0/vm3` → 3), as the module's introspection shows it. */
 function vmNumber(g: Guest): number {
-  return [...(host.modules.exportsOf<KvmInstance>(g.dev)?.vms ?? [])].find((v) => v.owner === g.proc)?.id ?? -1;
+  return vmOf(g.proc, g.vm).id;
 }
 
 const sevLine = (): { inUse: string; awaiting: string; flushes: string } => {

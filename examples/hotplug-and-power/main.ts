@@ -17,13 +17,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { O_RDWR, checkInvariants, createHost, isKernelError, recordEvents, renderTimelineSvg, vacOf, type Thread, type TimelineAnnotation } from '@vac/core';
 import {
-  asm16,
   KVM_CREATE_VM,
   KVM_EXIT_IO,
   KVM_RUN,
+  asm16,
   createRealModeVm,
   kvm,
-  type KvmInstance,
+  vcpuOf,
   type RealModeVcpu,
   type Vcpu,
 } from '@vac/kvm';
@@ -68,8 +68,7 @@ interface Guest {
 function startGuest(name: string, dev: string, cpu: number): Guest {
   const p = host.spawn({ uid: 1000, groups: ['kvm'], name });
   const { fd, run } = createRealModeVm(p, `/dev/${dev}`, { code: GUEST }).vcpus[0] as RealModeVcpu;
-  const model = [...(host.modules.exportsOf<KvmInstance>(dev)?.vms ?? [])].find((v) => v.owner === p)?.vcpus.get(0);
-  if (model === undefined) throw new Error(`no vCPU for ${name}`);
+  const model = vcpuOf(p, fd);
   const g = { name, model, printed: [] as number[], stop: false } as Guest & { thread: Thread };
   g.thread = host.scheduler.spawn(p, { cpu, name }, function* (t) {
     while (!g.stop) {

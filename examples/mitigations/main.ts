@@ -10,11 +10,13 @@
  */
 import { checkInvariants, createHost, isKernelError, type Process } from '@vac/core';
 import {
-  asm16,
   KVM_EXIT_IO,
   KVM_RUN,
+  asm16,
   createRealModeVm,
   kvm,
+  kvmInstance,
+  vcpuOf,
   type KvmInstance,
   type RealModeVcpu,
   type Vcpu,
@@ -34,7 +36,7 @@ const hw = host.hardware;
 if (!isIntelHardware(hw)) throw new Error('expected Intel hardware');
 const trusted = host.modprobe(kvm({ postfix: '0', version: '6.12' }), { vmentry_l1d_flush: 'never' });
 const untrusted = host.modprobe(kvm({ postfix: '1', version: '6.12' }), { vmentry_l1d_flush: 'always' });
-const modules = [trusted.exports as KvmInstance, untrusted.exports as KvmInstance];
+const modules = [kvmInstance(host, trusted.name), kvmInstance(host, untrusted.name)];
 
 // Count every l1d:flush event by module and CPU.
 const flushEvents = new Map<string, number>();
@@ -62,9 +64,7 @@ interface Guest {
 function startGuest(name: string, dev: string, cpu: number, digit: number): Guest {
   const p: Process = host.spawn({ uid: 1000, groups: ['kvm'], name, cpu });
   const { fd, run } = createRealModeVm(p, `/dev/${dev}`, { code: GUEST, regs: { rbx: BigInt(0x30 + digit) } }).vcpus[0] as RealModeVcpu;
-  const inst = host.modules.exportsOf<KvmInstance>(dev);
-  const model = [...(inst?.vms ?? [])].find((v) => v.owner === p)?.vcpus.get(0);
-  if (model === undefined) throw new Error(`no vCPU for ${name}`);
+  const model = vcpuOf(p, fd);
   const g: Guest = { name, dev, cpu, digit, model, printed: '', stop: false };
   host.scheduler.spawn(p, { cpu, name: `${name}/vcpu0` }, function* (t) {
     while (!g.stop) {

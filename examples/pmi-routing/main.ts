@@ -14,12 +14,12 @@
  */
 import { PERF_GUEST_ACTIVE, checkInvariants, createHost, isKernelError, type Host, type Thread } from '@vac/core';
 import {
-  asm16,
   KVM_EXIT_IO,
   KVM_RUN,
+  asm16,
   createRealModeVm,
   kvm,
-  type KvmInstance,
+  vcpuOf,
   type LegacyResource,
   type RealModeVcpu,
   type Vcpu,
@@ -90,8 +90,7 @@ function scenario(legacy1: readonly LegacyResource[] | undefined): { host: Host;
     const dev = i % 2 === 0 ? 'kvm0' : 'kvm1';
     const p = host.spawn({ uid: 1000, groups: ['kvm'], name: `vmm${i}` });
     const { fd, run } = createRealModeVm(p, `/dev/${dev}`, { code: GUEST }).vcpus[0] as RealModeVcpu;
-    const model = [...(host.modules.exportsOf<KvmInstance>(dev)?.vms ?? [])].find((v) => v.owner === p)?.vcpus.get(0);
-    if (model === undefined) throw new Error(`no vCPU for vmm${i}`);
+    const model = vcpuOf(p, fd);
     const g = { dev, model, stop: false } as Guest & { thread: Thread };
     g.thread = host.scheduler.spawn(p, { cpu: Math.floor(rnd() * CPUS), name: `vmm${i}/vcpu0` }, function* (t) {
       while (!g.stop) {

@@ -13,6 +13,7 @@ import {
   asm16,
   createRealModeVm,
   kvm,
+  kvmInstance,
   type KvmInstance,
 } from '@vac/kvm';
 import { VPIDS, intel } from '@vac/vmx';
@@ -99,7 +100,7 @@ const stats = (inst: KvmInstance): Record<string, string | number> => {
   return { Module: inst.name, 'L1D flush': host.readParam(inst.name, 'vmentry_l1d_flush'), VMs: inst.vms.size, 'VM entries': entries, 'L1D flushes': l1d, CPUs: [...cpus].sort().join(',') };
 };
 console.log('\nPer module');
-table([stats(kvm0.exports as KvmInstance), stats(kvm1.exports as KvmInstance)]);
+table([stats(kvmInstance(host, 'kvm0')), stats(kvmInstance(host, 'kvm1'))]);
 
 console.log(`\nVAC: usage count ${vac.usageCount} (${vac.usageHolders().map(([h, n]) => `${h}×${n}`).join(', ')}); ` + `CPUs enabled ${vac.cpus().filter((c) => c.enabled).length}/${host.cpus.length}`);
 
@@ -107,8 +108,8 @@ const violations = checkInvariants(host);
 expect(violations.length === 0, `invariants: ${violations.map((v) => v.message).join('; ')}`);
 const vpidList = vac.resource(VPIDS).holders().map((h) => h.vpid);
 expect(new Set(vpidList).size === vpidList.length && vpidList.length === vcpus.length, 'every vCPU has its own VPID');
-const l1d0 = stats(kvm0.exports as KvmInstance)['L1D flushes'];
-const l1d1 = stats(kvm1.exports as KvmInstance)['L1D flushes'];
+const l1d0 = stats(kvmInstance(host, 'kvm0'))['L1D flushes'];
+const l1d1 = stats(kvmInstance(host, 'kvm1'))['L1D flushes'];
 expect(typeof l1d1 === 'number' && typeof l1d0 === 'number' && l1d1 > l1d0, 'kvm1 (always) flushes L1D more than kvm0 (cond)');
 
 if (problems.length > 0) {

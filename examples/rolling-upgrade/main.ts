@@ -48,10 +48,12 @@ import {
   KvmRunView,
   asm16,
   kvm,
+  kvmInstance,
   makeKvmRegs,
   makeKvmSregs,
   restoreVm,
   saveVm,
+  vcpuOf,
   type KvmInstance,
   type SavedVm,
   type Vcpu,
@@ -75,7 +77,7 @@ const annotate = (label: string): void => {
   annotations.push({ at: host.events.seq, label });
 };
 const kvm0 = host.modprobe(kvm({ postfix: '0', version: '6.12' }));
-const inst0 = kvm0.exports as KvmInstance;
+const inst0 = kvmInstance(host, 'kvm0');
 
 /** The serial port every guest prints on (COM1). */
 const COM1 = 0x3f8;
@@ -147,9 +149,7 @@ function createOn(g: Omit<GuestVm, 'on' | 'moveTick' | 'vpids'>, dev: string): I
   p.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: GUEST_BASE, memory_size: g.mem.length, userspace_addr: g.mem.addr });
   const vcpu = p.ioctl(vm, KVM_CREATE_VCPU, 0);
   const runMap = p.mmap(vcpu, p.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0));
-  const inst = host.modules.exportsOf<KvmInstance>(dev);
-  const model = [...(inst?.vms ?? [])].find((v) => v.owner === p && !v.dead)?.vcpus.get(0);
-  if (model === undefined) throw new Error(`no vCPU of ${p.name} on ${dev}`);
+  const model = vcpuOf(p, vcpu);
   return { dev, sys, vm, vcpu, runMap, run: new KvmRunView(runMap.bytes.buffer, runMap.bytes.byteOffset), model, thread: undefined, stop: false, lastInstructions: 0 };
 }
 
@@ -159,10 +159,8 @@ function restoredOn(g: Omit<GuestVm, 'on' | 'moveTick' | 'vpids'>, dev: string, 
   const r = restoreVm(p, `/dev/${dev}`, saved, { slots: [{ slot: 0, flags: 0, guest_phys_addr: GUEST_BASE, memory_size: g.mem.length, userspace_addr: g.mem.addr }] });
   expect(p.ioctl(r.sys, KVM_GET_API_VERSION, 0) === 12, `${dev}: KVM_GET_API_VERSION is 12`);
   const v = r.vcpus[0];
-  const inst = host.modules.exportsOf<KvmInstance>(dev);
-  const model = [...(inst?.vms ?? [])].find((m) => m.owner === p && !m.dead)?.vcpus.get(0);
-  if (v === undefined || model === undefined) throw new Error(`no vCPU of ${p.name} on ${dev}`);
-  return { dev, sys: r.sys, vm: r.vm, vcpu: v.fd, runMap: v.runMapping, run: v.run, model, thread: undefined, stop: false, lastInstructions: 0 };
+  if (v === undefined) throw new Error(`no vCPU of ${p.name} on ${dev}`);
+  return { dev, sys: r.sys, vm: r.vm, vcpu: v.fd, runMap: v.runMapping, run: v.run, model: vcpuOf(p, v.fd), thread: undefined, stop: false, lastInstructions: 0 };
 }
 
 /** Start the vCPU thread: KVM_RUN, print what the guest wrote to COM1, repeat until told to stop. */
@@ -235,7 +233,7 @@ step(WARMUP);
 // ---- kvm1: the fixed image, next to kvm0 --------------------------------------------------------
 
 const kvm1 = host.modprobe(kvm({ postfix: '1', version: '6.12-l1tf-fix' }), { vmentry_l1d_flush: 'always' });
-const inst1 = kvm1.exports as KvmInstance;
+const inst1 = kvmInstance(host, 'kvm1');
 annotate('kvm1 loaded');
 const lsmodBefore = host.lsmod();
 step(4); // kvm1 sits idle next to kvm0 for a moment

@@ -31,9 +31,9 @@ import {
   KVM_SET_USER_MEMORY_REGION,
   KvmRunView,
   kvm,
+  kvmInstance,
   makeKvmRegs,
   makeKvmSregs,
-  type KvmInstance,
 } from '@vac/kvm';
 import { VPIDS, intel } from '@vac/vmx';
 
@@ -145,8 +145,8 @@ for (let cpu = 0; cpu < 4; cpu++) {
     yield* t.ioctl(fd, KVM_RUN, 0); // never exits on its own; the example ends with the process
   });
 }
-const kvm0 = host.modules.exportsOf<KvmInstance>('kvm0');
-const fleetInstructions = (): number => [...(kvm0?.allVcpus() ?? [])].reduce((a, v) => a + v.stats.instructions, 0);
+const kvm0 = kvmInstance(host, 'kvm0');
+const fleetInstructions = (): number => [...kvm0.allVcpus()].reduce((a, v) => a + v.stats.instructions, 0);
 host.scheduler.run(5);
 const before = fleetInstructions();
 

@@ -26,7 +26,6 @@ export interface CpuidRegs {
 export type MsrWriteHook = (cpu: Cpu, msr: number, value: bigint) => boolean;
 
 /**
- * @internal
  * The per-CPU values of one kind (MSRs, CPUID leaves, MSR write hooks) of a host's CPUs, stored by key: one
  * column per key, indexed by CPU number (`undefined` = the CPU has no such key). A pass over every CPU for one
  * MSR (the user-return snapshot, a compatibility check) then reads one array in order, instead of one hash table
@@ -53,7 +52,7 @@ export class PerCpuTable<V> {
   }
 }
 
-/** @internal The three tables of a host's CPUs ({@link Cpu.cpuid}, {@link Cpu.msrs}, {@link Cpu.msrWriteHooks}). */
+/** The three tables of a host's CPUs ({@link Cpu.cpuid}, {@link Cpu.msrs}, {@link Cpu.msrWriteHooks}). */
 export class CpuTables {
   /** CPUID leaves. */
   readonly cpuid: PerCpuTable<CpuidRegs>;

@@ -71,7 +71,7 @@ export interface HostEvents {
 
 /**
  * Extra events declared by packages built on the core. Augment it with declaration merging:
- * `declare module '@vac/core' { interface ExtensionEvents { 'vcpu:load': (e: …) => void } }`.
+ * `declare module '@vac/core' { interface ExtensionEvents { 'my:event': (e: …) => void } }`.
  */
 export interface ExtensionEvents {}
 
@@ -83,6 +83,30 @@ export type EventName = keyof AllEvents & string;
 
 /** The payload of event `K`, without the stamp. */
 export type EventPayload<K extends EventName> = Omit<Parameters<AllEvents[K]>[0], keyof EventStamp>;
+
+/**
+ * What an event stands for in a timeline (see `buildTimeline`): packages that add events say so with
+ * {@link EventBus.describe}, so the trace tools need not know their names. Each role expects these payload fields:
+ *
+ * | role | fields | what the timeline makes of it |
+ * | --- | --- | --- |
+ * | `run:start` | `cpu`, `module`, `vm`, `vcpu` | a vCPU starts running on a CPU (a run slice opens) |
+ * | `run:end` | `cpu`, `module`, `vm`, `vcpu` | it stops running there (the slice closes) |
+ * | `run:exit` | `cpu`, `module`, `vm`, `vcpu` | it returned to its VMM (counted on the slice) |
+ * | `guest:start` | `module`, `vm`, `pid` | a VM is created (its span opens) |
+ * | `guest:end` | `module`, `vm` | it is destroyed |
+ * | `guest:vcpu` | `module`, `vm` | it got a vCPU |
+ * | `mark:pmi` | `cpu`, `module`, `vm`, `vcpu` | a PMI reached that vCPU's module |
+ */
+export type TimelineRole = 'run:start' | 'run:end' | 'run:exit' | 'guest:start' | 'guest:end' | 'guest:vcpu' | 'mark:pmi';
+
+/** What an event means to readers of a trace (declared with {@link EventBus.describe}). */
+export interface EventMeaning {
+  /** Its role in a timeline. */
+  readonly timeline?: TimelineRole;
+  /** How to name it in a picture (`virt:enable` is `'VMXON'` on Intel hardware). */
+  readonly label?: string;
+}
 
 /** A listener of one event, as stored. */
 type AnyListener = (event: EventStamp) => void;
@@ -129,6 +153,7 @@ export class EventBus {
   readonly #queue: Array<EventName | EventStamp> = [];
   #delivering = false;
   readonly #onListenerError: ListenerErrorHandler;
+  readonly #meanings = new Map<string, EventMeaning>();
 
   /**
    * @param onListenerError - called with each exception a listener throws (default: ignored). The host passes
@@ -141,6 +166,19 @@ export class EventBus {
   /** The logical clock: how many events have been emitted so far. */
   get seq(): number {
     return this.#seq;
+  }
+
+  /**
+   * Say what event `name` means to trace readers (its timeline role, its label). Merged with what was said
+   * before; a plug-in says it when it is set up (the hardware model when the host is created, KVM at load).
+   */
+  describe(name: EventName, meaning: EventMeaning): void {
+    this.#meanings.set(name, { ...this.#meanings.get(name), ...meaning });
+  }
+
+  /** What was said of event `name` with {@link EventBus.describe}, if anything. */
+  meaning(name: string): EventMeaning | undefined {
+    return this.#meanings.get(name);
   }
 
   /** True while a kernel operation is in progress (listeners never see this as true). */

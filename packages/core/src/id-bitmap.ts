@@ -152,7 +152,7 @@ export class IdBitmap {
     return true;
   }
 
-  /** @internal {@link IdBitmap.clear} of an index the caller has already checked (an allocator's `free`). */
+  /** {@link IdBitmap.clear} of an index the caller has already checked (an allocator's `free`). */
   clearChecked(i: number): boolean {
     const wi = i >>> 5;
     const bit = 1 << (i & 31);

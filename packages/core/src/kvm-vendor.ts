@@ -197,8 +197,11 @@ export interface VendorArch {
 export interface VendorModule {
   /** Vendor answers to `KVM_CHECK_EXTENSION` (cap → value); generic caps are KVM's. */
   readonly extensions: ReadonlyMap<number, number>;
-  /** The vendor's answers to the generic x86 code (capabilities, MSRs, CPUID). */
-  readonly arch: VendorArch;
+  /**
+   * The vendor's answers to the generic x86 code (capabilities, MSRs, CPUID). A vendor without any (a plug-in that
+   * only runs vCPUs) gets KVM's generic ones: no TSC scaling, no vendor MSRs, nothing added.
+   */
+  readonly arch?: VendorArch;
   /**
    * The user-return MSR slots the vendor registered through VAC (`kvm_add_user_return_msr`), with the value
    * the guest's MSR holds; KVM writes them at `vcpu_load` (`prepare_switch_to_guest`).

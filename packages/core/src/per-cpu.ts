@@ -10,8 +10,8 @@
  *   fault-injection bookkeeping per CPU;
  * - {@link CounterTable}: named per-CPU counters in one `Float64Array`.
  *
- * These are plumbing for hardware models, not part of the API a program using a host needs: they are marked
- * `@internal` and left out of the documentation site.
+ * These are plumbing for hardware models, not part of the API a program using a host needs: they are exported from
+ * `@vac/core/internal` only.
  *
  * @module
  */
@@ -19,7 +19,6 @@ import { UsageError } from './errors.js';
 import type { FaultMode } from './hardware.js';
 
 /**
- * @internal
  * The {@link UsageError} for a CPU number the host does not have. Kept out of line so that callers' checks
  * stay a compare: `if (!(cpu >= 0 && cpu < n)) throw noSuchCpu(who, cpu, n)`.
  *
@@ -33,7 +32,6 @@ export function noSuchCpu(who: string, cpu: number, nrCpus: number): UsageError 
 }
 
 /**
- * @internal
  * Throw a {@link UsageError} (see {@link noSuchCpu}) unless `cpu` is an integer in [0, `nrCpus`).
  *
  * @param who - the operation, for the message (e.g. `'svm.vmrun'`)
@@ -45,7 +43,6 @@ export function checkCpuIndex(who: string, cpu: number, nrCpus: number): void {
 }
 
 /**
- * @internal
  * The entry of a per-CPU array for `cpu` (typically the host's `Cpu` objects): one array read and one compare
  * when `cpu` is valid; a {@link UsageError} (see {@link noSuchCpu}) when the array has no entry for it.
  *
@@ -62,7 +59,6 @@ export function cpuAt<T>(who: string, perCpu: readonly T[], cpu: number): T {
 }
 
 /**
- * @internal
  * Merge host-wide options with per-CPU overrides.
  *
  * @typeParam T - the options of one CPU
@@ -100,11 +96,10 @@ const MODE_OFF = 0;
 const MODE_ONCE = 1;
 const MODE_ALWAYS = 2;
 
-/** @internal The fault modes, in {@link FaultKnobs}' code order (`'off'` = 0, `'once'` = 1, `'always'` = 2). */
+/** The fault modes, in {@link FaultKnobs}' code order (`'off'` = 0, `'once'` = 1, `'always'` = 2). */
 export const FAULT_MODES: readonly FaultMode[] = Object.freeze(['off', 'once', 'always']);
 
 /**
- * @internal
  * Whether `value` is a {@link FaultMode} (for validating options).
  *
  * @param value - anything
@@ -115,7 +110,6 @@ export function isFaultMode(value: unknown): value is FaultMode {
 }
 
 /**
- * @internal
  * Per-CPU injected-fault modes: `'once'` fires at the next opportunity and disarms, `'always'` fires every
  * time. One byte per CPU; {@link FaultKnobs.fire} is a typed-array read (and a write when a `'once'` fault
  * fires).
@@ -159,7 +153,6 @@ export class FaultKnobs {
 }
 
 /**
- * @internal
  * Named per-CPU counters stored in one `Float64Array` (exact up to 2^53), CPU-major. Hot paths compute the
  * numeric slot of a name once (its index in the names, or {@link CounterTable.slot}), then call
  * {@link CounterTable.add}: one typed-array increment, no allocation, no CPU check (the caller checks `cpu`).

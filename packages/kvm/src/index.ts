@@ -14,7 +14,6 @@ export { KvmInstance, type InstanceConfig } from './module/instance.js';
 export { Vm } from './module/vm.js';
 export { Vcpu, type VcpuStats } from './module/vcpu.js';
 export { Memslots, type Memslot } from './module/memslots.js';
-export { checkExtension, makeFileOps, type KvmFileOps } from './module/fops.js';
 export { CAP_DIVERGENCES, IN_KERNEL_IRQCHIP, type CapDivergence } from './module/caps.js';
 export { KVM_IOCTL_TABLE, type KvmIoctlInfo } from './module/ioctls.js';
 export type { IoctlArgSpec, IoctlFd } from './module/ioctl-table.js';
@@ -41,5 +40,6 @@ export {
   type RealModeVm,
   type RealModeVmOptions,
 } from './vmm.js';
-export { ALL_LEGACY_RESOURCES, LegacyPort, legacySet, privateVac, type LegacyResource } from './module/legacy.js';
+export { ALL_LEGACY_RESOURCES, type LegacyResource } from './module/legacy.js';
+export { kvmInstance, vcpuOf, vmOf } from './introspect.js';
 export * as irqchip from './irqchip/index.js';

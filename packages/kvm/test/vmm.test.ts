@@ -4,6 +4,7 @@
 import { O_RDWR, isKernelError, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import {
+  kvmInstance,
   KVM_CREATE_VM,
   KVM_EXIT_HLT,
   KVM_EXIT_IO,
@@ -65,7 +66,7 @@ describe.each(VENDORS)('createRealModeVm on $name', ({ hardware }) => {
     const vm = createRealModeVm(proc, '/dev/kvm0', { code: HELLO, vcpus: 3, guestPhysAddr: 0x4000, memorySize: 0x3000, regs: (id) => ({ rbx: BigInt(id + 1) }) });
     expect(vm.memory.length).toBe(0x3000);
     expect(vm.vcpus.map((v) => v.id)).toEqual([0, 1, 2]);
-    const model = [...(host.modules.exportsOf<KvmInstance>('kvm0')?.vms ?? [])].find((v) => v.owner === proc);
+    const model = [...kvmInstance(host, 'kvm0').vms].find((v) => v.owner === proc);
     expect(model?.vcpus.size).toBe(3);
     for (const v of vm.vcpus) {
       const regs = makeKvmRegs();
@@ -101,7 +102,7 @@ describe.each(VENDORS)('createRealModeVm on $name', ({ hardware }) => {
     releaseRealModeVm(proc, old);
     expect(proc.fds().map((f) => f.fd)).toEqual([...before, sys1, vm1]);
     expect(proc.mappings().filter((m) => m.file !== undefined)).toEqual([]);
-    expect(host.modules.exportsOf<KvmInstance>('kvm0')?.vms.size).toBe(0);
+    expect(kvmInstance(host, 'kvm0').vms.size).toBe(0);
     host.rmmod('kvm0');
     expect(host.lsmod().map((m) => m.name)).not.toContain('kvm0');
     const v = createRealModeVcpu(proc, sys1, vm1, { regs: { rax: 3n, rbx: 3n } });

@@ -13,7 +13,7 @@
  *   `tlb_ctl = TLB_CONTROL_FLUSH_ALL_ASID`; then the vCPU takes `next_asid++` and the CPU's generation.
  *
  * ASIDs therefore belong to a (vCPU, physical CPU, generation) triple. The RFC shares `svm_data` through VAC
- * so that two modules never hold the same ASID on one CPU in one generation (SPEC §2.3, invariant 3); this
+ * so that two modules never hold the same ASID on one CPU in one generation (docs/spec.md §2.3, invariant 3); this
  * class is that shared state. Per-CPU numbers live in typed arrays (8,192 CPUs cost about 200 KiB); the
  * "who holds what" index used for introspection is created per CPU on first use, and grows with the holders
  * listed there, not with the ASID space (see {@link AsidAllocator}).

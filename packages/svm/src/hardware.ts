@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { checkCpuIndex } from '@vac/core';
+import { checkCpuIndex } from '@vac/core/internal';
 import type { FaultMode, HardwareEnv, HostHardware, Violation } from '@vac/core';
 import type { AmdCpuConfig, AmdModel } from './model.js';
 import { SvmCpus } from './svm-cpu.js';
@@ -91,7 +91,7 @@ export class AmdHardware implements HostHardware {
     return this.svm.foreignOwner(cpu);
   }
 
-  /** Hardware-side violations of SPEC §4 invariant 1 (see {@link SvmCpus.violations}). */
+  /** Hardware-side violations of docs/spec.md §4 invariant 1 (see {@link SvmCpus.violations}). */
   check(): Violation[] {
     return this.svm.violations();
   }

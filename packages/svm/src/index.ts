@@ -48,4 +48,4 @@ export type { SvmEncryption } from './kvm-svm-vm.js';
 export { SVM_EXIT_ERR_U64, SvmVcpu } from './kvm-svm-vcpu.js';
 export type { SvmVcpuStats } from './kvm-svm-vcpu.js';
 export { SevVmcbTable, sevVmcbsOf } from './kvm-svm-state.js';
-export type { SvmFeatures, SvmModuleState } from './kvm-svm-state.js';
+export type { SvmFeatures } from './kvm-svm-state.js';

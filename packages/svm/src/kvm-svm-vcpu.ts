@@ -10,13 +10,14 @@
  * - `svm_vcpu_run()` around VMRUN (CLGI, VMRUN, `#VMEXIT`, STGI, `tlb_ctl` reset and clean bits) and the
  *   `SVM_EXIT_ERR` branch of `svm_handle_exit()` → {@link SvmVcpu.enter} / {@link SvmVcpu.exit}.
  *
- * Ordinary guests take their ASIDs from VAC's per-CPU generational allocator, shared by every module (SPEC
+ * Ordinary guests take their ASIDs from VAC's per-CPU generational allocator, shared by every module (docs/spec.md
  * §2.3); SEV guests run with their VM's SEV ASID and flush it when the VMCB changes CPU or another VMCB used
  * that ASID on the CPU last (the host-wide `sev_vmcbs[]`, see `kvm-svm-state.ts`).
  *
  * @module
  */
-import { UsageError, checkCpuIndex, vcpuLabel as label } from '@vac/core';
+import { UsageError, vcpuLabel as label } from '@vac/core';
+import { checkCpuIndex } from '@vac/core/internal';
 import type { UniqueId, VcpuTag, VendorVcpu } from '@vac/core';
 import {
   SVM_EXIT,

@@ -14,7 +14,8 @@
  *
  * @module
  */
-import { KernelError, UsageError, boolParam, intParam, kstrtoll } from '@vac/core';
+import { KernelError, UsageError, boolParam, intParam } from '@vac/core';
+import { kstrtoll } from '@vac/core/internal';
 import type { Host, KvmVendorEnv, KvmVendorOps, ParamSpec, VcpuTag, VendorArch, VendorModule, VendorVm } from '@vac/core';
 import { svmArch } from './kvm-svm-arch.js';
 import {

@@ -24,7 +24,8 @@
  *
  * @module
  */
-import { UsageError, isFaultMode, resolvePerCpu } from '@vac/core';
+import { UsageError } from '@vac/core';
+import { isFaultMode, resolvePerCpu } from '@vac/core/internal';
 import type { Cpu, CpuidRegs, FaultMode, HardwareEnv, HardwareModel } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,

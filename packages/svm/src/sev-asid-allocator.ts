@@ -4,7 +4,7 @@
  * Models `arch/x86/kvm/svm/sev.c` (v6.12): `sev_hardware_setup` (geometry), `sev_asid_new`,
  * `sev_asid_free`, `__sev_recycle_asids` and `sev_flush_asids`. In the RFC each `kvmX.ko` kept its own
  * `sev_asid_bitmap`, so two modules could hand out the same ASID; owning it in VAC is "beyond the RFC"
- * (SPEC §2.3, invariant 3).
+ * (docs/spec.md §2.3, invariant 3).
  *
  * - Geometry from `CPUID 0x8000001F`: ECX = `max_sev_asid`, EDX = `min_sev_asid`; `nr_asids =
  *   max_sev_asid + 1` bits per bitmap; ASID 0 is never used.

@@ -19,7 +19,8 @@
  *
  * @module
  */
-import { CounterTable, FaultKnobs, UsageError, checkCpuIndex } from '@vac/core';
+import { UsageError } from '@vac/core';
+import { CounterTable, FaultKnobs, checkCpuIndex } from '@vac/core/internal';
 import type { Cpu, FaultMode, HardwareEnv, MsrSlot, Violation } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,
@@ -745,7 +746,7 @@ export class SvmCpus {
   // -------------------------------------------------------------------------------------------------------
 
   /**
-   * Hardware-side violations of SPEC §4 invariant 1 ("no CPU ever has two owners of VMX/SVM"): EFER.SVME
+   * Hardware-side violations of docs/spec.md §4 invariant 1 ("no CPU ever has two owners of VMX/SVM"): EFER.SVME
    * set on a CPU neither VAC nor a declared foreign hypervisor turned it on; VAC and a foreign hypervisor
    * both holding a CPU; VAC holding a CPU whose EFER.SVME was cleared behind its back, or whose
    * `VM_HSAVE_PA` is 0.

@@ -17,7 +17,7 @@ import { SevAsidAllocator } from './sev-asid-allocator.js';
 export interface SevAsidView {
   /**
    * `sev_asid_new`: one SEV (or SEV-ES when `es`) ASID for the VM `tag` of this instance.
-   * @throws {@link KernelError} ENOTTY (an empty range), EBUSY (none left even after a recycle)
+   * @throws KernelError ENOTTY (an empty range), EBUSY (none left even after a recycle)
    */
   alloc(es: boolean, tag: VcpuTag): number;
   /** `sev_asid_free`: the ASID goes to the reclaim bitmap. EPERM if this instance does not hold it. */

@@ -18,7 +18,8 @@
  *
  * @module
  */
-import { UsageError, cpuAt } from '@vac/core';
+import { UsageError } from '@vac/core';
+import { cpuAt } from '@vac/core/internal';
 import type { AnyVacResource, Cpu, ErrnoCode, HardwareEnv, VacResourceContext, VirtOps } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,
@@ -87,6 +88,8 @@ export class VacSvm implements VirtOps {
     const n = env.cpus.length;
     this.#saveArea = new Array<bigint>(n);
     for (let i = 0; i < n; i++) this.#saveArea[i] = SAVE_AREA_BASE + BigInt(i) * 0x1000n;
+    env.events.describe('virt:enable', { label: 'EFER.SVME=1' });
+    env.events.describe('virt:disable', { label: 'EFER.SVME=0' });
   }
 
   /**
@@ -115,7 +118,7 @@ export class VacSvm implements VirtOps {
    * to 0xc0000080 (tried to write …)" once and execution goes on with SVME still clear — the enable would
    * "succeed" and the first VMRUN would #UD. The model logs the same warning (once per host) but returns
    * **EIO** with nothing changed, so VAC's all-or-nothing rollback sees the failure where it happened
-   * (SPEC §2.1: a per-CPU failure is logged as EIO).
+   * (docs/spec.md §2.1: a per-CPU failure is logged as EIO).
    */
   enableCpu(cpu: number): ErrnoCode | undefined {
     const c = this.#cpu('svm.enableCpu', cpu);

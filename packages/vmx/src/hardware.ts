@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { cpuAt } from '@vac/core';
+import { cpuAt } from '@vac/core/internal';
 import type { Cpu, FaultMode, HardwareEnv, HostHardware, MsrWriteHook, Violation } from '@vac/core';
 import { CR4_VMXE, INTEL_MSR, L1D_FLUSH } from './arch.js';
 
@@ -194,7 +194,7 @@ export class IntelHardware implements HostHardware {
   }
 
   /**
-   * Hardware-side invariant violations (SPEC §4):
+   * Hardware-side invariant violations (docs/spec.md §4):
    * - invariant 1 (one owner, enable state): a foreign hypervisor and VAC both claiming a CPU; a foreign
    *   hypervisor's CPU taken out of VMX operation; VAC's claim on a CPU not in VMX operation; CR4.VMXE set on
    *   a CPU not in VMX operation (with no foreign owner); a CPU in VMX operation with CR4.VMXE clear;

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { checkCpuIndex } from '@vac/core';
+import { checkCpuIndex } from '@vac/core/internal';
 import type { HardwareEnv } from '@vac/core';
 import { pageOf } from './vmx-cpu.js';
 import type { Vmcs, VmxCpus, VmxOutcome, VmxPage } from './vmx-cpu.js';

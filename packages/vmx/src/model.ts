@@ -16,7 +16,8 @@
  *
  * @module
  */
-import { UsageError, isFaultMode, resolvePerCpu } from '@vac/core';
+import { UsageError } from '@vac/core';
+import { isFaultMode, resolvePerCpu } from '@vac/core/internal';
 import type { Cpu, CpuidRegs, FaultMode, HardwareEnv, HardwareModel, MsrWriteHook } from '@vac/core';
 import {
   ARCH_CAP,

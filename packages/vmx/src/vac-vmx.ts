@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { cpuAt } from '@vac/core';
+import { cpuAt } from '@vac/core/internal';
 import type { AnyVacResource, Cpu, ErrnoCode, HardwareEnv, VacResourceContext, VirtOps } from '@vac/core';
 import { CPUID_BIT, CR4_VMXE, FEAT_CTL, INTEL_MSR } from './arch.js';
 import { VAC_WARNING_SOURCE } from './loaded-vmcs.js';
@@ -52,6 +52,8 @@ export class VacVmx implements VirtOps {
     for (let i = 0; i < n; i++) areas[i] = vmx.allocVmxonRegion(`vac/vmxarea/${i}`);
     this.#vmxarea = areas;
     this.#enabled = new Uint8Array(n);
+    env.events.describe('virt:enable', { label: 'VMXON' });
+    env.events.describe('virt:disable', { label: 'VMXOFF' });
   }
 
   #cpu(cpu: number): Cpu {
@@ -79,7 +81,7 @@ export class VacVmx implements VirtOps {
    * 1. CR4.VMXE already set (another hypervisor, or an earlier enable) → `'EBUSY'`, nothing changed.
    * 2. `kvm_cpu_vmxon`: set CR4.VMXE, VMXON on `vmxarea[cpu]`. If VMXON faults: `WARN_ONCE` "VMXON faulted,
    *    MSR_IA32_FEAT_CTL (0x3a) = 0x…", clear CR4.VMXE, → `'EFAULT'`. If it fails with VMfailInvalid (region
-   *    revision id ≠ this CPU's IA32_VMX_BASIC), the same, with a warning saying so (SPEC §2.2; Linux's
+   *    revision id ≠ this CPU's IA32_VMX_BASIC), the same, with a warning saying so (docs/spec.md §2.2; Linux's
    *    `kvm_cpu_vmxon` only catches faults and would go on outside VMX operation).
    * 3. A global INVEPT, whatever the KVM modules' `enable_ept` (RFC patch 14: "we can have a mix of KVMs with
    *    enable_ept=0 and =1"). Beyond the RFC: skipped on a CPU without global INVEPT, where the RFC's

@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { IdBitmap, KernelError, UsageError, VacResourceKey, defineFaultSite, vcpuLabel } from '@vac/core';
+import { KernelError, UsageError, VacResourceKey, defineFaultSite, vcpuLabel } from '@vac/core';
+import { IdBitmap } from '@vac/core/internal';
 import type { ScopedVacResource, VacResource, VacResourceContext, VcpuTag, Violation } from '@vac/core';
 import { VMX_NR_VPIDS, VpidAllocator } from './vpid-allocator.js';
 
@@ -41,12 +42,14 @@ class ScopedVpids implements ScopedVacResource<VpidView>, VpidView {
    */
   readonly vpids = new IdBitmap(VMX_NR_VPIDS);
   readonly #instance: string;
-  readonly #resource: VpidResource;
+  readonly #allocator: VpidAllocator<VcpuTag>;
+  readonly #onClose: () => void;
   #closed = false;
 
-  constructor(instance: string, resource: VpidResource) {
+  constructor(instance: string, allocator: VpidAllocator<VcpuTag>, onClose: () => void) {
     this.#instance = instance;
-    this.#resource = resource;
+    this.#allocator = allocator;
+    this.#onClose = onClose;
   }
 
   get instance(): string {
@@ -56,7 +59,7 @@ class ScopedVpids implements ScopedVacResource<VpidView>, VpidView {
   allocate(tag: VcpuTag): number {
     this.#live('allocate_vpid');
     if (tag.instance !== this.#instance) throw new KernelError('EPERM', 'vac', `${this.#instance} cannot act for ${tag.instance}`);
-    const v = this.#resource.allocator.alloc(tag);
+    const v = this.#allocator.alloc(tag);
     if (v !== 0) this.vpids.set(v);
     return v;
   }
@@ -67,7 +70,7 @@ class ScopedVpids implements ScopedVacResource<VpidView>, VpidView {
     if (vpid < 0 || vpid >= VMX_NR_VPIDS || (vpid | 0) !== vpid || !this.vpids.test(vpid)) {
       throw new KernelError('EPERM', 'free_vpid', `${this.#instance} does not hold VPID ${vpid}`);
     }
-    this.#resource.allocator.free(vpid);
+    this.#allocator.free(vpid);
     this.vpids.clear(vpid);
   }
 
@@ -81,7 +84,7 @@ class ScopedVpids implements ScopedVacResource<VpidView>, VpidView {
 
   close(): void {
     this.#closed = true;
-    this.#resource.forget(this);
+    this.#onClose();
   }
 
   #live(op: string): void {
@@ -104,14 +107,9 @@ export class VpidResource implements VacResource<VpidView> {
 
   /** {@link VacResource.scope}. */
   scope(instance: string): ScopedVacResource<VpidView> {
-    const s = new ScopedVpids(instance, this);
+    const s: ScopedVpids = new ScopedVpids(instance, this.allocator, () => this.#scopes.delete(s));
     this.#scopes.add(s);
     return s;
-  }
-
-  /** @internal A scope closed. */
-  forget(s: ScopedVpids): void {
-    this.#scopes.delete(s);
   }
 
   /** VPIDs held by vCPUs (VPID 0, the host's, not counted). */

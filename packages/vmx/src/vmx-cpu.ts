@@ -17,7 +17,8 @@
  *
  * @module
  */
-import { CounterTable, FaultKnobs, UsageError, cpuAt, noSuchCpu } from '@vac/core';
+import { UsageError } from '@vac/core';
+import { CounterTable, FaultKnobs, cpuAt, noSuchCpu } from '@vac/core/internal';
 import type { Cpu, FaultMode, HardwareEnv } from '@vac/core';
 import {
   CPUID_BIT,

@@ -2,7 +2,7 @@
  * VAC's VPID allocator (VMX): one 16-bit VPID space shared by every KVM module on the host.
  *
  * Models `allocate_vpid()` / `free_vpid()` of `arch/x86/kvm/vmx/vmx.c`, which the VAC RFC moved to
- * `arch/x86/kvm/vmx/vac.c` and exported so VPIDs are unique across all `kvmX.ko` (SPEC §2.3, invariant 2):
+ * `arch/x86/kvm/vmx/vac.c` and exported so VPIDs are unique across all `kvmX.ko` (docs/spec.md §2.3, invariant 2):
  *
  * - `VMX_NR_VPIDS = 1 << 16` (`arch/x86/include/asm/vmx.h`); bit 0 is set once at setup, "0 is reserved for
  *   host" (`vmx_hardware_setup`);
@@ -17,7 +17,8 @@
  * @module
  */
 
-import { IdBitmap, UsageError } from '@vac/core';
+import { UsageError } from '@vac/core';
+import { IdBitmap } from '@vac/core/internal';
 
 /** Number of VPIDs, `VMX_NR_VPIDS` (`arch/x86/include/asm/vmx.h`): 65,536, VPID 0 being the host's. */
 export const VMX_NR_VPIDS = 1 << 16;

@@ -122,7 +122,7 @@ describe('enableCpu() = vmx_hardware_enable', () => {
     expect(warnings).toEqual([{ source: 'vac', cpu: 1, message: 'VMXON faulted, MSR_IA32_FEAT_CTL (0x3a) = 0xdeadbeef' }]);
   });
 
-  test('VMXON region revision ≠ this CPU\'s IA32_VMX_BASIC → VMfailInvalid → EFAULT (SPEC §2.2)', () => {
+  test('VMXON region revision ≠ this CPU\'s IA32_VMX_BASIC → VMfailInvalid → EFAULT (docs/spec.md §2.2)', () => {
     const { hw, cpus, warnings } = makeHost(2, { cpus: { 1: { vmxRevisionId: 0x13 } } });
     expect(hw.vmx.bootRevisionId).toBe(0x12);
     expect(hw.virt.enableCpu(1)).toBe('EFAULT');

@@ -1,5 +1,5 @@
 /**
- * The kernel hooks that have exactly one owner, and how Linux treats a second one (SPEC.md §1):
+ * The kernel hooks that have exactly one owner, and how Linux treats a second one (docs/spec.md §1):
  *
  * - perf guest-info callbacks (`perf_register_guest_info_callbacks`, kernel/events/core.c): a second
  *   registration WARNs and is ignored; unregistering callbacks that are not the registered ones WARNs.
@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { makeUndo, type Unsubscribe } from '../events.js';
 import type { Host } from './host.js';
 
 /** `PERF_GUEST_ACTIVE`: the PMI hit while a guest was running. */
@@ -74,13 +75,18 @@ export class KernelHooks {
     this.#host = host;
   }
 
-  /** `perf_register_guest_info_callbacks`: WARN and ignore if callbacks are already registered. */
-  registerPerfGuestCallbacks(cbs: PerfGuestCallbacks): void {
+  /**
+   * `perf_register_guest_info_callbacks`: WARN and ignore if callbacks are already registered.
+   * @returns the undo, `perf_unregister_guest_info_callbacks(cbs)` (which WARNs if the registration was ignored, as
+   * the module that registered second does on Linux when it unloads)
+   */
+  registerPerfGuestCallbacks(cbs: PerfGuestCallbacks): Unsubscribe {
     if (this.#perf !== undefined) {
       this.#host.warn({ source: 'perf', message: `perf_register_guest_info_callbacks: ${cbs.name}: callbacks of ${this.#perf.name} already registered, ignored` });
-      return;
+    } else {
+      this.#perf = cbs;
     }
-    this.#perf = cbs;
+    return makeUndo(() => this.unregisterPerfGuestCallbacks(cbs));
   }
 
   /** `perf_unregister_guest_info_callbacks`: WARN and ignore if `cbs` are not the registered ones. */
@@ -97,9 +103,15 @@ export class KernelHooks {
     return this.#perf?.name;
   }
 
-  /** `kvm_set_posted_intr_wakeup_handler`: the last writer wins; `undefined` restores the dummy handler. */
-  setPostedIntrWakeupHandler(h: PostedIntrWakeupHandler | undefined): void {
+  /**
+   * `kvm_set_posted_intr_wakeup_handler`: the last writer wins; `undefined` restores the dummy handler.
+   * @returns the undo: `kvm_set_posted_intr_wakeup_handler(NULL)`, whoever wrote last (as a module does at unload)
+   */
+  setPostedIntrWakeupHandler(h: PostedIntrWakeupHandler | undefined): Unsubscribe {
     this.#piWakeup = h;
+    return makeUndo(() => {
+      this.#piWakeup = undefined;
+    });
   }
 
   /** Whether a (non-dummy) posted-interrupt wakeup handler is installed. */
@@ -107,13 +119,17 @@ export class KernelHooks {
     return this.#piWakeup !== undefined;
   }
 
-  /** `cpu_emergency_register_virt_callback`: WARN and ignore if one is registered. */
-  registerEmergencyVirtCallback(cb: EmergencyVirtCallback): void {
+  /**
+   * `cpu_emergency_register_virt_callback`: WARN and ignore if one is registered.
+   * @returns the undo, `cpu_emergency_unregister_virt_callback(cb)` (which WARNs if the registration was ignored)
+   */
+  registerEmergencyVirtCallback(cb: EmergencyVirtCallback): Unsubscribe {
     if (this.#emergency !== undefined) {
       this.#host.warn({ source: 'kernel', message: 'cpu_emergency_register_virt_callback: a callback is already registered, ignored' });
-      return;
+    } else {
+      this.#emergency = cb;
     }
-    this.#emergency = cb;
+    return makeUndo(() => this.unregisterEmergencyVirtCallback(cb));
   }
 
   /** `cpu_emergency_unregister_virt_callback`: WARN and ignore if `cb` is not the registered one. */
@@ -136,11 +152,11 @@ export class KernelHooks {
   }
 
   /** `register_nmi_handler(NMI_LOCAL, …)`: NMI handlers are a chain; every one is asked. */
-  registerNmiHandler(h: NmiHandler): () => void {
+  registerNmiHandler(h: NmiHandler): Unsubscribe {
     this.#nmiHandlers = [...this.#nmiHandlers, h];
-    return () => {
+    return makeUndo(() => {
       this.#nmiHandlers = this.#nmiHandlers.filter((x) => x !== h);
-    };
+    });
   }
 
   /** @internal Used by the crash path. */

@@ -77,7 +77,7 @@ export function createHost(opts: HostOptions): Host {
 
 let coreImages: readonly AnyModuleImage[] = [];
 
-/** @internal Images every host's module library starts with (core registers `vac`). */
+/** Images every host's module library starts with (core registers `vac`). */
 export function registerCoreImage(image: AnyModuleImage): void {
   coreImages = [...coreImages, image];
 }
@@ -319,7 +319,7 @@ export class Host {
 
   /**
    * Suspend to RAM (kernel/power/suspend.c): tasks freeze (the registered freezers run, then every thread stops
-   * where it is: {@link Scheduler.freeze}), the non-boot CPUs go offline through hotplug in ascending order
+   * where it is: `scheduler.freeze()`), the non-boot CPUs go offline through hotplug in ascending order
    * (`freeze_secondary_cpus`), then the syscore suspend callbacks run on CPU 0 in reverse order. Frozen threads
    * are not migrated by those offlines and keep their affinity. If a syscore suspend fails, the ones already done
    * are resumed, the CPUs come back, the tasks thaw and the error is thrown.
@@ -366,7 +366,7 @@ export class Host {
    * Resume: syscore resume callbacks in registration order on CPU 0 (VAC re-enables; a failure there is
    * only a warning), then the CPUs taken offline come back (`thaw_secondary_cpus`: a CPU that fails to
    * come up is a warning "Error taking CPU%d up: %d" and stays offline), then the tasks thaw
-   * ({@link Scheduler.thaw}, `thaw_processes`): each thread runs on its own CPU again, still pinned; one pinned
+   * (`scheduler.thaw()`, `thaw_processes`): each thread runs on its own CPU again, still pinned; one pinned
    * to a CPU that did not come back is unpinned and moved (`select_fallback_rq`).
    */
   resume(): void {

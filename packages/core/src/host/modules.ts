@@ -42,9 +42,11 @@ export interface ModuleImage<P extends ParamSpecs = ParamSpecs, E = unknown> {
   exit?(ctx: ModuleContext<P, E>): void;
 }
 
-/** Any module image, whatever its parameters and exports. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyModuleImage = ModuleImage<any, any>;
+/**
+ * Any module image, whatever its parameters and exports. (Method parameters are bivariant, so an image of any
+ * parameter specs and exports is one of these.)
+ */
+export type AnyModuleImage = ModuleImage<ParamSpecs, unknown>;
 
 /** The load state of a module (`enum module_state`). */
 export type ModuleState = 'coming' | 'live' | 'going';

@@ -325,6 +325,28 @@ export class Process {
     return this.#map(len, bytes, undefined);
   }
 
+  /**
+   * `mmap(addr, bytes.length, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_FIXED_NOREPLACE, …)` of memory that lives
+   * outside the model: the process (and the kernel, through {@link Process.userMemory}) sees `bytes` at
+   * `addr`. This is how `@vac/bridge` shows a real VMM's guest RAM at the VMM's own addresses, so memslot
+   * `userspace_addr`s mean the same in the model as in the real process.
+   * @returns the mapping (remove it with {@link Process.munmap})
+   * @throws {@link KernelError} EINVAL (address or length not page-aligned, or empty), EEXIST (overlaps a mapping)
+   */
+  mapExternal(addr: number, bytes: Uint8Array<ArrayBuffer>): Mapping {
+    this.#live('mmap');
+    const length = bytes.length;
+    if (!Number.isSafeInteger(addr) || addr < 0 || addr % PAGE_SIZE !== 0 || length === 0 || length % PAGE_SIZE !== 0) {
+      throw new KernelError('EINVAL', 'mmap', `bad external mapping of ${length} bytes at 0x${addr.toString(16)}`);
+    }
+    for (const m of this.#mappings) {
+      if (addr < m.addr + m.length && m.addr < addr + length) throw new KernelError('EEXIST', 'mmap', `0x${addr.toString(16)} overlaps a mapping at 0x${m.addr.toString(16)}`);
+    }
+    const m: Mapping = { addr, length, bytes, file: undefined };
+    this.#mappings.push(m);
+    return m;
+  }
+
   #map(length: number, bytes: Uint8Array<ArrayBuffer>, file: OpenFile | undefined): Mapping {
     const m: Mapping = { addr: this.#nextAddr, length, bytes, file };
     this.#nextAddr += length + PAGE_SIZE; // leave a guard page between mappings

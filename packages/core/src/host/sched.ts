@@ -16,7 +16,7 @@
  * A suspend is different: tasks are frozen before the non-boot CPUs go down, so they sleep where they are
  * and keep their affinity (only runnable tasks are migrated off a dying CPU: `sched_cpu_dying` →
  * `migrate_tasks`). At resume the CPUs come back first; thawing then wakes each thread on its own CPU, and
- * only a thread whose CPU did not come back goes through `select_fallback_rq` (see {@link Scheduler.thaw}).
+ * only a thread whose CPU did not come back goes through `select_fallback_rq` (see `scheduler.thaw()`).
  *
  * @module
  */
@@ -157,7 +157,7 @@ export class Scheduler {
   #nextTid = 1;
   /** The thread that last ran on each CPU and has not been scheduled out. */
   readonly #current: Array<Thread | undefined>;
-  /** Tasks are frozen (between {@link Scheduler.freeze} and {@link Scheduler.thaw}). */
+  /** Tasks are frozen (between `scheduler.freeze()` and `scheduler.thaw()`). */
   #frozen = false;
   /**
    * Processes whose default CPU went offline while frozen: where it was (`home`) and where it was moved
@@ -215,7 +215,7 @@ export class Scheduler {
     }
   }
 
-  /** True between {@link Scheduler.freeze} and {@link Scheduler.thaw} (the host is suspending or suspended). */
+  /** True between `scheduler.freeze()` and `scheduler.thaw()` (the host is suspending or suspended). */
   get frozen(): boolean {
     return this.#frozen;
   }
@@ -223,7 +223,7 @@ export class Scheduler {
   /**
    * @internal `freeze_processes` (called by `host.suspend()` after the freezers ran): every thread stops where
    * it is. Each CPU's current thread is scheduled out (preempt notifiers: KVM puts its vCPU); nothing runs
-   * until {@link Scheduler.thaw}. While frozen, a CPU going offline does not move or unpin the threads: a
+   * until `scheduler.thaw()`. While frozen, a CPU going offline does not move or unpin the threads: a
    * frozen task sleeps in the refrigerator, not on a runqueue, and only runnable tasks are migrated off a
    * dying CPU (`sched_cpu_dying` → `migrate_tasks`; "sleeping tasks will be migrated by
    * try_to_wake_up()->select_task_rq()").
@@ -334,7 +334,7 @@ export class Scheduler {
   /**
    * CPU going offline: its current thread is scheduled out; the runnable threads there move to the first other
    * online CPU, and one pinned to it is unpinned (`migrate_tasks` → `select_fallback_rq`). Frozen threads (a
-   * suspend) stay where they are, pinned: {@link Scheduler.thaw} deals with them.
+   * suspend) stay where they are, pinned: `scheduler.thaw()` deals with them.
    */
   #evacuate(cpu: number): void {
     const cur = this.#current[cpu];

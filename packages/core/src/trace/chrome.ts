@@ -5,7 +5,7 @@
  * Layout:
  * - process **CPUs**: one thread (track) per CPU, `CPU 0`, `CPU 1`, …; a slice per vCPU run
  *   (`vcpu:load` → `vcpu:put`) named `kvm0/vm1/vcpu0`, colored per module; `offline` slices for CPU offline
- *   periods; instants for VMXON/VMXOFF (`virt:enable`/`virt:disable`), TLB and L1D flushes, guest PMIs and
+ *   periods; instants where virtualization is turned on and off (`virt:enable`/`virt:disable`), TLB and L1D flushes, guest PMIs and
  *   CPU warnings.
  * - process **Modules**: one thread per module (`vac`, `kvm0`, …) with a slice from load to unload and, nested
  *   in it, a slice per VM from `vm:create` to `vm:destroy`; VMs alive at the same time that do not fit there
@@ -70,8 +70,8 @@ export interface ChromeTrace {
 
 /** Options of {@link toChromeTrace}. */
 export interface ChromeTraceOptions extends TimelineOptions {
-  /** Names of the virtualization instants: `VMXON`/`VMXOFF` (intel, default) or `EFER.SVME=1`/`=0` (amd). */
-  readonly vendor?: 'intel' | 'amd';
+  /** Names of the virtualization instants (default: as the hardware declared them, e.g. `VMXON`/`VMXOFF`). */
+  readonly virtLabels?: { readonly enable: string; readonly disable: string };
   /** Microseconds per event (`seq` step) on the trace's time axis. Default 1. */
   readonly usPerEvent?: number;
   /** Include TLB and L1D flush instants (default true; they can be most of a long trace). */
@@ -87,16 +87,12 @@ export const CHROME_PID_MODULES = 2;
 const CPU_TID_BASE = 1000;
 const MODULE_TID_BASE = 100_001;
 
-/** The names of the virtualization on/off instants for a vendor. */
-export function virtNames(vendor: 'intel' | 'amd' = 'intel'): { readonly enable: string; readonly disable: string } {
-  return vendor === 'amd' ? { enable: 'EFER.SVME=1', disable: 'EFER.SVME=0' } : { enable: 'VMXON', disable: 'VMXOFF' };
-}
 
 /**
  * Turn an event stream into a Chrome trace (see the module description for the layout and the clock).
  *
  * @param events - a recorded stream (`recorder.events()`) or an already built {@link Timeline}
- * @param options - vendor naming, time scale, flushes on/off, title, CPUs to show
+ * @param options - naming, time scale, flushes on/off, title, CPUs to show
  * @returns the trace object; `JSON.stringify(trace)` is the file
  */
 export function toChromeTrace(events: Iterable<TraceEvent> | Timeline, options: ChromeTraceOptions = {}): ChromeTrace {
@@ -104,7 +100,7 @@ export function toChromeTrace(events: Iterable<TraceEvent> | Timeline, options: 
   const scale = options.usPerEvent ?? 1;
   if (!(scale > 0) || !Number.isFinite(scale)) throw new UsageError('ERR_OUT_OF_RANGE', `toChromeTrace: usPerEvent must be a positive number, got ${String(scale)}`);
   const ts = (seq: number): number => seq * scale;
-  const names = virtNames(options.vendor);
+  const names = options.virtLabels ?? tl.virtLabels;
   const colors = moduleColors(tl);
   const colorOf = (m: string | undefined): TraceColor | undefined => (m === undefined ? undefined : colors.get(m));
 

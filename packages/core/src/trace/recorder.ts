@@ -17,7 +17,7 @@
  * @module
  */
 import { UsageError } from '../errors.js';
-import type { EventBus, EventName, EventStamp } from '../events.js';
+import type { EventBus, EventMeaning, EventName, EventStamp } from '../events.js';
 
 /**
  * One event of a stream: its name and its payload (which carries `seq` and `tick`). This is what the trace
@@ -25,8 +25,10 @@ import type { EventBus, EventName, EventStamp } from '../events.js';
  * know (`vcpu:load`, `vm:create`, …).
  */
 export interface TraceEvent {
-  /** The event name (`'module:load'`, `'vcpu:load'`, …). */
+  /** The event name (`'module:load'`, `'cpu:offline'`, …). */
   readonly name: string;
+  /** What the event means to trace readers, as its package declared it (`EventBus.describe`), if it did. */
+  readonly meaning?: EventMeaning;
   /** The payload as emitted: the stamp plus the event's own fields. */
   readonly payload: EventStamp;
 }
@@ -44,7 +46,7 @@ export interface RecordOptions {
    * {@link TraceRecorder.dropped}). Default: unbounded.
    */
   readonly limit?: number;
-  /** Event names not to record (for example `['vcpu:exit', 'fd:open', 'fd:close']`). */
+  /** Event names not to record (for example `['fd:open', 'fd:close']`). */
   readonly exclude?: Iterable<string>;
 }
 
@@ -138,7 +140,9 @@ export function recordEvents(host: TraceSource, options: RecordOptions = {}): Tr
       const out = new Array<RecordedEvent>(n);
       for (let i = 0; i < n; i++) {
         const j = (head + i) % n;
-        out[i] = { name: names[j] as EventName, payload: payloads[j] as EventStamp };
+        const name = names[j] as EventName;
+        const meaning = host.events.meaning(name);
+        out[i] = meaning === undefined ? { name, payload: payloads[j] as EventStamp } : { name, meaning, payload: payloads[j] as EventStamp };
       }
       return out;
     },

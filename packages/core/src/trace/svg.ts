@@ -3,7 +3,7 @@
  *
  * {@link renderTimelineSvg} draws, left to right along the logical clock (`seq`, see {@link buildTimeline}):
  * - a lane per CPU: a bar in the module's color while one of its vCPUs is loaded there (labelled
- *   `kvm0/vm1/vcpu0` where it fits), hatched where the CPU is offline, ▲/▼ at VMXON/VMXOFF, ticks at TLB and
+ *   `kvm0/vm1/vcpu0` where it fits), hatched where the CPU is offline, ▲/▼ where virtualization is turned on/off, ticks at TLB and
  *   L1D flushes, dots at guest PMIs;
  * - a lane per module: a light bar from load to unload, then one row per VM alive at the same time with a
  *   solid bar per VM lifetime (or, above `maxVmRows`, one row with the number of VMs alive);
@@ -18,7 +18,6 @@
  * @module
  */
 import type { TraceEvent } from './recorder.js';
-import { virtNames } from './chrome.js';
 import { buildTimeline, moduleColors, type Mark, type MarkKind, type Timeline, type TimelineOptions } from './timeline.js';
 
 /** A labelled vertical line on the timeline. */
@@ -55,8 +54,8 @@ export interface TimelineSvgOptions extends TimelineOptions {
   readonly maxVmRows?: number;
   /** Override module colors (`#rrggbb`) by name. */
   readonly colors?: Readonly<Record<string, string>>;
-  /** Names of the virtualization markers: `VMXON`/`VMXOFF` (intel, default) or `EFER.SVME=1`/`=0` (amd). */
-  readonly vendor?: 'intel' | 'amd';
+  /** Names of the virtualization markers (default: as the hardware declared them, e.g. `VMXON`/`VMXOFF`). */
+  readonly virtLabels?: { readonly enable: string; readonly disable: string };
 }
 
 const FONT = "system-ui, -apple-system, 'Segoe UI', 'DejaVu Sans', Helvetica, Arial, sans-serif";
@@ -66,8 +65,8 @@ const INK = '#1f2328';
 const MUTED = '#59636e';
 const GRID = '#e6e9ed';
 const STRIPE = '#f6f8fa';
-const VMXON_FILL = '#1a7f37';
-const VMXOFF_FILL = '#cf222e';
+const VIRT_ON_FILL = '#1a7f37';
+const VIRT_OFF_FILL = '#cf222e';
 const FLUSH_STROKE = '#1f2328';
 const PMI_FILL = '#f2cc0c';
 const WARN_FILL = '#fb8500';
@@ -144,7 +143,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   const x1 = W - RIGHT_PAD;
   const span = tl.end - tl.start;
   const x = (seq: number): number => x0 + ((seq - tl.start) / span) * (x1 - x0);
-  const names = virtNames(options.vendor);
+  const names = options.virtLabels ?? tl.virtLabels;
   const maxVmRows = options.maxVmRows ?? 32;
   const palette = moduleColors(tl);
   const colorOf = (m: string): string => {
@@ -577,7 +576,7 @@ function triangle(cx: number, cy: number, size: number, up: boolean): string {
   const h = size;
   const half = size * 0.75;
   const pts = up ? `${f(cx - half)},${f(cy + h / 2)} ${f(cx + half)},${f(cy + h / 2)} ${f(cx)},${f(cy - h / 2)}` : `${f(cx - half)},${f(cy - h / 2)} ${f(cx + half)},${f(cy - h / 2)} ${f(cx)},${f(cy + h / 2)}`;
-  return `<polygon points="${pts}" fill="${up ? VMXON_FILL : VMXOFF_FILL}" stroke="#ffffff" stroke-width="0.75"/>`;
+  return `<polygon points="${pts}" fill="${up ? VIRT_ON_FILL : VIRT_OFF_FILL}" stroke="#ffffff" stroke-width="0.75"/>`;
 }
 
 function diamond(cx: number, cy: number, size: number): string {

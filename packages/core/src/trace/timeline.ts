@@ -2,9 +2,11 @@
  * The timeline model behind the trace exporters: an event stream folded into spans and marks.
  *
  * {@link buildTimeline} reads a recorded stream (see {@link recordEvents}) once and returns what the pictures
- * show: which vCPU ran on which CPU and when (`vcpu:load` → `vcpu:put`), when CPUs were offline, each
- * module's lifetime (`module:load` → `module:unload`), each VM's lifetime (`vm:create` → `vm:destroy`), point
- * events (VMXON/VMXOFF, TLB and L1D flushes, PMIs, warnings, power transitions) and VAC's usage count.
+ * show: which vCPU ran on which CPU and when, when CPUs were offline, each module's lifetime (`module:load` →
+ * `module:unload`), each VM's lifetime, point events (virtualization turned on and off, TLB and L1D flushes, PMIs,
+ * warnings, power transitions) and VAC's usage count. The core's own events are known by name; the events other
+ * packages add (a KVM module's vCPU loads, VM creations, …) by the {@link TimelineRole} their package declared for
+ * them (`EventBus.describe`), which the recorder keeps with each event.
  * {@link toChromeTrace} and {@link renderTimelineSvg} both draw from it, so the two pictures always agree.
  *
  * **Time is the logical clock.** Every position is an event's `seq` (the host's event counter), not its
@@ -18,7 +20,7 @@
  *
  * @module
  */
-import type { EventStamp } from '../events.js';
+import type { EventStamp, TimelineRole } from '../events.js';
 import { vcpuLabel } from '../vac/handle.js';
 import type { TraceEvent } from './recorder.js';
 
@@ -34,7 +36,7 @@ export interface Span {
   readonly openEnd: boolean;
 }
 
-/** A vCPU loaded on a CPU: from `vcpu:load` to `vcpu:put` (or the CPU going offline, or the VM dying). */
+/** A vCPU loaded on a CPU: from `run:start` to `run:end` (or the CPU going offline, or the VM dying). */
 export interface RunSlice extends Span {
   /** The CPU. */
   readonly cpu: number;
@@ -44,7 +46,7 @@ export interface RunSlice extends Span {
   readonly vm: number;
   /** The vCPU id within the VM. */
   readonly vcpu: number;
-  /** `vcpu:exit` events (returns of `KVM_RUN` to user space) while loaded. */
+  /** `run:exit` events (returns to the VMM) while loaded. */
   readonly exits: number;
 }
 
@@ -62,7 +64,7 @@ export interface ModuleSpan extends Span {
   readonly params: Readonly<Record<string, string>>;
 }
 
-/** A VM alive: from `vm:create` to `vm:destroy`. */
+/** A VM alive: from `guest:start` to `guest:end`. */
 export interface VmSpan extends Span {
   /** The KVM module it belongs to. */
   readonly module: string;
@@ -70,7 +72,7 @@ export interface VmSpan extends Span {
   readonly vm: number;
   /** The process that created it, when known. */
   readonly pid: number | undefined;
-  /** vCPUs created in it (`vcpu:create` events seen). */
+  /** vCPUs created in it (`guest:vcpu` events seen). */
   readonly vcpus: number;
   /** Row within its module's VM rows: VMs alive at the same time get different rows (first fit, from 0). */
   readonly row: number;
@@ -112,6 +114,8 @@ export interface UsagePoint {
 
 /** An event stream folded into spans and marks (see {@link buildTimeline}). */
 export interface Timeline {
+  /** Names of the virtualization on/off marks, as the hardware declared them (default `virt on` / `virt off`). */
+  readonly virtLabels: { readonly enable: string; readonly disable: string };
   /** The first `seq` of the stream (0 for an empty stream). */
   readonly start: number;
   /** One past the last `seq` of the stream (so `end > start`). */
@@ -234,11 +238,15 @@ export function buildTimeline(events: Iterable<TraceEvent>, options: TimelineOpt
     vmsOut.push({ module: v.module, vm: v.vm, pid: v.pid, vcpus: v.vcpus, start: v.start, end: Math.max(at, v.start + 1), openStart: v.openStart, openEnd });
   };
 
+  const virtLabels = { enable: 'virt on', disable: 'virt off' };
   for (const e of list) {
     const p = e.payload as EventStamp & Fields;
     const at = p.seq;
-    switch (e.name) {
-      case 'vcpu:load': {
+    const label = e.meaning?.label;
+    if (label !== undefined && e.name === 'virt:enable') virtLabels.enable = label;
+    if (label !== undefined && e.name === 'virt:disable') virtLabels.disable = label;
+    switch (e.meaning?.timeline ?? e.name) {
+      case 'run:start': {
         const cpu = num(p, 'cpu');
         const module = str(p, 'module');
         const vm = num(p, 'vm');
@@ -255,7 +263,7 @@ export function buildTimeline(events: Iterable<TraceEvent>, options: TimelineOpt
         runCpu.set(key, cpu);
         break;
       }
-      case 'vcpu:put': {
+      case 'run:end': {
         const cpu = num(p, 'cpu');
         const module = str(p, 'module');
         const vm = num(p, 'vm');
@@ -273,7 +281,7 @@ export function buildTimeline(events: Iterable<TraceEvent>, options: TimelineOpt
         }
         break;
       }
-      case 'vcpu:exit': {
+      case 'run:exit': {
         const cpu = num(p, 'cpu');
         if (cpu === undefined) break;
         const r = openRun.get(cpu);
@@ -331,7 +339,7 @@ export function buildTimeline(events: Iterable<TraceEvent>, options: TimelineOpt
         moduleSpans.push({ module: name, params: m.params, start: m.start, end: Math.max(at, m.start + 1), openStart: m.openStart, openEnd: false });
         break;
       }
-      case 'vm:create': {
+      case 'guest:start': {
         const module = str(p, 'module');
         const vm = num(p, 'vm');
         if (module === undefined || vm === undefined) break;
@@ -341,7 +349,7 @@ export function buildTimeline(events: Iterable<TraceEvent>, options: TimelineOpt
         openVm.set(key, { module, vm, pid: num(p, 'pid'), start: at, openStart: false, vcpus: 0 });
         break;
       }
-      case 'vm:destroy': {
+      case 'guest:end': {
         const module = str(p, 'module');
         const vm = num(p, 'vm');
         if (module === undefined || vm === undefined) break;
@@ -352,7 +360,7 @@ export function buildTimeline(events: Iterable<TraceEvent>, options: TimelineOpt
         else vmsOut.push({ module, vm, pid: undefined, vcpus: 0, start, end: Math.max(at, start + 1), openStart: true, openEnd: false });
         break;
       }
-      case 'vcpu:create': {
+      case 'guest:vcpu': {
         const module = str(p, 'module');
         const vm = num(p, 'vm');
         if (module === undefined || vm === undefined) break;
@@ -367,10 +375,10 @@ export function buildTimeline(events: Iterable<TraceEvent>, options: TimelineOpt
         const cpu = num(p, 'cpu');
         if (cpu === undefined) break;
         cpuSet.add(cpu);
-        marks.push({ kind: e.name, at, tick: p.tick, cpu, module: str(p, 'module'), detail: str(p, 'kind') ?? '' });
+        marks.push({ kind: e.name as MarkKind, at, tick: p.tick, cpu, module: str(p, 'module'), detail: str(p, 'kind') ?? '' });
         break;
       }
-      case 'pmi:guest': {
+      case 'mark:pmi': {
         const cpu = num(p, 'cpu');
         const module = str(p, 'module');
         const vm = num(p, 'vm');
@@ -435,6 +443,7 @@ export function buildTimeline(events: Iterable<TraceEvent>, options: TimelineOpt
   });
 
   return {
+    virtLabels,
     start,
     end,
     events: list.length,

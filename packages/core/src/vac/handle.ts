@@ -34,7 +34,7 @@ export function vcpuLabel(t: VcpuTag): string {
   return [t.instance, '/vm', t.vm, '/vcpu', t.vcpu].join('');
 }
 
-/** @internal What a handle works on. */
+/** What a handle works on. */
 export interface VacParts {
   readonly virt: VirtualizationControl;
   readonly irq: IrqRegistry;

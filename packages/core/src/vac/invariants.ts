@@ -1,5 +1,5 @@
 /**
- * The exported invariant checker (SPEC.md §4).
+ * The exported invariant checker (docs/spec.md §4).
  *
  * @module
  */
@@ -7,7 +7,7 @@ import type { Violation } from '../hardware.js';
 import type { Host } from '../host/host.js';
 
 /**
- * Check the invariants of SPEC.md §4 on a live host: the hardware's own checks (a CPU with two owners, a
+ * Check the invariants of docs/spec.md §4 on a live host: the hardware's own checks (a CPU with two owners, a
  * VMCS on two CPUs' lists, …) and those of every loaded module that registered a checker (VAC: usage count
  * vs per-CPU state, VPIDs, ASIDs, SEV ASIDs, user-return MSRs; KVM instances: their vCPUs). Returns every
  * violation found; an empty array means the host is consistent.

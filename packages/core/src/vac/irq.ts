@@ -1,5 +1,5 @@
 /**
- * VAC's IRQ/NMI callback registry (SPEC.md §2.4; beyond the RFC, where both were TODOs).
+ * VAC's IRQ/NMI callback registry (docs/spec.md §2.4; beyond the RFC, where both were TODOs).
  *
  * VAC registers **one** set of perf guest-info callbacks and dispatches each PMI to the KVM instance
  * whose vCPU runs on that CPU — instances set the per-CPU running instance at vcpu_load and clear it at
@@ -52,7 +52,10 @@ export class IrqRegistry {
   /** The single perf registration, owned by VAC. */
   readonly perfCallbacks: PerfGuestCallbacks;
 
-  /** @internal */
+  /**
+   * @param host - the host
+   * @param name - who owns this registry, for its perf callbacks' name
+   */
   constructor(host: Host, name = 'vac') {
     // Packed (no holes), so a lookup on the PMI path needs no hole check.
     const running: Array<VacInstanceOps | undefined> = [];

@@ -6,7 +6,7 @@
  * `kvm_find_user_return_msr`, `kvm_set_user_return_msr`, `kvm_on_user_return`,
  * `kvm_user_return_msr_cpu_online`, `drop_user_return_notifiers`), which the VAC RFC moved to
  * `arch/x86/kvm/vac.c` so that all modules share one slot list, one host snapshot and one return-to-user
- * notifier per CPU (SPEC §2.3).
+ * notifier per CPU (docs/spec.md §2.3).
  *
  * Deliberate differences from Linux and the RFC ("beyond the RFC"):
  *
@@ -34,7 +34,7 @@ export const KVM_MAX_NR_USER_RETURN_MSRS = 16;
 
 /** A listed MSR (`kvm_uret_msrs_list[slot]`) and how many registrations share it. */
 export interface UretSlot {
-  /** The slot index modules pass to {@link UserReturnMsrs.set}. */
+  /** The slot index modules pass to `kvm_set_user_return_msr` (`VacPort.setUserReturnMsr`). */
   readonly slot: number;
   /** The MSR number. */
   readonly msr: number;
@@ -122,7 +122,7 @@ export class UserReturnMsrs {
    *
    * @returns the slot index
    * @throws KernelError `ENOSPC` when 16 distinct MSRs are listed already — Linux `BUG_ON`s here; the error
-   *   is our deliberate difference (SPEC §2.3: "a 17th distinct MSR is an error, not a crash").
+   *   is our deliberate difference (docs/spec.md §2.3: "a 17th distinct MSR is an error, not a crash").
    * @throws KernelError `EIO` when the probe faults. Linux returns a bare `-1` (not meant as an errno, though
    *   numerically `-EPERM`) and callers only test `< 0` to treat the MSR as unsupported; EIO is what the
    *   `msr` driver returns for a faulting `rdmsr_safe`/`wrmsr_safe` (`arch/x86/kernel/msr.c`), the closest

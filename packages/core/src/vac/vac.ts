@@ -57,7 +57,7 @@ export class Vac {
   readonly #handles = new Map<string, VacHandle>();
 
   /**
-   * @internal Built by the `vac` module's init (or, privately, by a legacy KVM module).
+   * Built by the `vac` module's init (or, privately, by a legacy KVM module); a program using a host gets it with {@link vacOf}.
    * @param name - who owns this copy: `vac`, or `kvm1:legacy` (names its perf callbacks and checker)
    */
   constructor(host: Host, vendor: VirtOps, name: string = VAC_MODULE) {
@@ -292,15 +292,12 @@ export function registerVacHooks(vac: Vac, host: Host, defer: (undo: () => void)
       }
       virt.emergency(cpu);
     };
-    host.hooks.registerEmergencyVirtCallback(emergency);
-    defer(() => host.hooks.unregisterEmergencyVirtCallback(emergency));
+    defer(host.hooks.registerEmergencyVirtCallback(emergency));
   }
   if (which.irq) {
-    host.hooks.registerPerfGuestCallbacks(irq.perfCallbacks);
-    defer(() => host.hooks.unregisterPerfGuestCallbacks(irq.perfCallbacks));
+    defer(host.hooks.registerPerfGuestCallbacks(irq.perfCallbacks));
     const wakeup = (cpu: number): readonly string[] => irq.postedIntrWakeup(cpu);
-    host.hooks.setPostedIntrWakeupHandler(wakeup);
-    defer(() => host.hooks.setPostedIntrWakeupHandler(undefined));
+    defer(host.hooks.setPostedIntrWakeupHandler(wakeup));
     defer(host.hooks.registerNmiHandler((cpu) => irq.nmi(cpu)));
   }
   defer(host.registerSnapshotProvider(which.name, () => vac.snapshot()));

@@ -36,7 +36,12 @@ export class VirtualizationControl {
   /** `kvm_rebooting`: set by the reboot notifier and the emergency path, never cleared. */
   #rebooting = false;
 
-  /** @internal */
+  /**
+   * @param host - the host
+   * @param vendor - the vendor's half of VAC
+   * @param uret - the user-return MSRs
+   * @param resources - the vendor's resources (told when a CPU's enable is kept)
+   */
   constructor(host: Host, vendor: VirtOps, uret: UserReturnMsrs, resources: readonly AnyVacResource[]) {
     this.#host = host;
     this.#vendor = vendor;

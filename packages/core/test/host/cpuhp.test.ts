@@ -66,7 +66,7 @@ describe('cpu up and down', () => {
     host.cpuDown(3);
     log.length = 0;
     const events = record(host, 'cpu:online', 'cpu:offline');
-    const e = expectKernelError(host, () => host.cpuUp(3), 'EIO', 5);
+    const e = expectKernelError(host, () => host.cpuUp(3), 'EIO', { errno: 5 });
     expect(e.message).toContain('bad refuses CPU 3');
     expect(log).toEqual(['kvm:up:3', 'a:up:3', 'bad:fail:3', 'a:down:3', 'kvm:down:3']);
     expect(host.cpus[3]?.online).toBe(false);
@@ -80,7 +80,7 @@ describe('cpu up and down', () => {
 
   test('cpuDown(0) → EBUSY (16): the boot CPU stays', () => {
     const host = newHost();
-    const e = expectKernelError(host, () => host.cpuDown(0), 'EBUSY', 16);
+    const e = expectKernelError(host, () => host.cpuDown(0), 'EBUSY', { errno: 16 });
     expect(e.op).toBe('cpu_down');
   });
 
@@ -135,7 +135,7 @@ describe('cpuhp_setup_state', () => {
   test('a failing startup at setup rolls back the CPUs already done (ascending, as cpuhp_rollback_install) and installs nothing', () => {
     const host = newHost();
     const log: string[] = [];
-    const e = expectKernelError(host, () => host.cpuhp.setup('bad', logging(log, 'bad', [2])), 'EIO', 5);
+    const e = expectKernelError(host, () => host.cpuhp.setup('bad', logging(log, 'bad', [2])), 'EIO', { errno: 5 });
     expect(e.message).toContain('CPU 2');
     expect(log).toEqual(['bad:up:0', 'bad:up:1', 'bad:fail:2', 'bad:down:0', 'bad:down:1']);
     expect(host.cpuhp.states().map((s) => s.name)).toEqual(['sched:active']);
@@ -159,7 +159,7 @@ describe('cpuhp_setup_state', () => {
     const log: string[] = [];
     const remove = host.cpuhp.setup('kvm0/cpu:online', logging(log, 'kvm0'), { slot: 'CPUHP_AP_KVM_ONLINE' });
     log.length = 0;
-    const e = expectKernelError(host, () => host.cpuhp.setup('kvm1/cpu:online', logging(log, 'kvm1'), { slot: 'CPUHP_AP_KVM_ONLINE' }), 'EBUSY', 16);
+    const e = expectKernelError(host, () => host.cpuhp.setup('kvm1/cpu:online', logging(log, 'kvm1'), { slot: 'CPUHP_AP_KVM_ONLINE' }), 'EBUSY', { errno: 16 });
     expect(e.message).toContain('kvm0/cpu:online');
     expect(log).toEqual([]); // no callback of the refused state ran
     remove();
@@ -171,7 +171,7 @@ describe('cpuhp_setup_state', () => {
     const host = newHost(2);
     const removes = Array.from({ length: 40 }, (_, i) => host.cpuhp.setup(`dyn${i}`, {}));
     expect(host.cpuhp.states().filter((s) => s.slot === CPUHP_AP_ONLINE_DYN)).toHaveLength(40);
-    const e = expectKernelError(host, () => host.cpuhp.setup('one-too-many', {}), 'ENOSPC', 28);
+    const e = expectKernelError(host, () => host.cpuhp.setup('one-too-many', {}), 'ENOSPC', { errno: 28 });
     expect(e.op).toBe('cpuhp_setup_state');
     // fixed slots are not dynamic ones
     host.cpuhp.setup('kvm', {}, { slot: 'CPUHP_AP_KVM_ONLINE' });

@@ -35,7 +35,7 @@ describe('misc devices', () => {
   test('a second registration of minor 232 → EBUSY (16), nothing changes', () => {
     const host = newHost();
     host.devfs.miscRegister({ name: 'kvm', minor: KVM_MINOR, fops: {} });
-    const e = expectKernelError(host, () => host.devfs.miscRegister({ name: 'kvm1', minor: KVM_MINOR, fops: {} }), 'EBUSY', 16);
+    const e = expectKernelError(host, () => host.devfs.miscRegister({ name: 'kvm1', minor: KVM_MINOR, fops: {} }), 'EBUSY', { errno: 16 });
     expect(e.op).toBe('misc_register');
     expect(e.message).toContain('232');
     expectKernelError(host, () => host.stat('/dev/kvm1'), 'ENOENT');
@@ -86,9 +86,9 @@ describe('misc devices', () => {
     const host = newHost();
     host.devfs.miscRegister({ name: 'kvm', minor: KVM_MINOR, fops: {} });
     expect(dyn(host, 'x')).toBe(127);
-    const e = expectKernelError(host, () => host.devfs.miscRegister({ name: 'kvm', minor: MISC_DYNAMIC_MINOR, fops: {} }), 'EEXIST', 17);
+    const e = expectKernelError(host, () => host.devfs.miscRegister({ name: 'kvm', minor: MISC_DYNAMIC_MINOR, fops: {} }), 'EEXIST', { errno: 17 });
     expect(e.message).toContain('/dev/kvm');
-    expectKernelError(host, () => host.devfs.miscRegister({ name: 'x', minor: 5, fops: {} }), 'EEXIST', 17);
+    expectKernelError(host, () => host.devfs.miscRegister({ name: 'x', minor: 5, fops: {} }), 'EEXIST', { errno: 17 });
     // neither failed registration kept its minor
     expect(dyn(host, 'y')).toBe(126);
     expect(host.devfs.miscRegister({ name: 'z', minor: 5, fops: {} }).minor).toBe(5);
@@ -97,7 +97,7 @@ describe('misc devices', () => {
   test('a symlink of that name → EEXIST as well', () => {
     const host = newHost();
     host.symlink('/dev/kvm1', '/dev/kvm');
-    expectKernelError(host, () => host.devfs.miscRegister({ name: 'kvm', minor: KVM_MINOR, fops: {} }), 'EEXIST', 17);
+    expectKernelError(host, () => host.devfs.miscRegister({ name: 'kvm', minor: KVM_MINOR, fops: {} }), 'EEXIST', { errno: 17 });
     expect(host.devfs.miscRegister({ name: 'kvm1', minor: KVM_MINOR, fops: {} }).minor).toBe(232);
   });
 
@@ -144,7 +144,7 @@ describe('symlinks', () => {
       ['/dev/kvm1', 'char'],
     ]);
     host.unlink('/dev/kvm');
-    expectKernelError(host, () => host.readlink('/dev/kvm'), 'ENOENT', 2);
+    expectKernelError(host, () => host.readlink('/dev/kvm'), 'ENOENT', { errno: 2 });
     expect(host.devfs.list().map((d) => d.path)).toEqual(['/dev/kvm1']);
   });
 
@@ -172,17 +172,17 @@ describe('symlinks', () => {
     const host = newHost();
     host.devfs.miscRegister({ name: 'kvm0', minor: 127, fops: {} });
     host.symlink('/dev/kvm0', '/dev/kvm');
-    expect(expectKernelError(host, () => host.symlink('/dev/kvm1', '/dev/kvm'), 'EEXIST', 17).op).toBe('symlink');
-    expectKernelError(host, () => host.symlink('/dev/kvm1', '/dev/kvm0'), 'EEXIST', 17);
+    expect(expectKernelError(host, () => host.symlink('/dev/kvm1', '/dev/kvm'), 'EEXIST', { errno: 17 }).op).toBe('symlink');
+    expectKernelError(host, () => host.symlink('/dev/kvm1', '/dev/kvm0'), 'EEXIST', { errno: 17 });
   });
 
   test('a dangling symlink: readlink works, stat and open → ENOENT (2)', () => {
     const host = newHost();
     host.symlink('/dev/kvm9', '/dev/kvm');
     expect(host.readlink('/dev/kvm')).toBe('/dev/kvm9');
-    expectKernelError(host, () => host.stat('/dev/kvm'), 'ENOENT', 2);
+    expectKernelError(host, () => host.stat('/dev/kvm'), 'ENOENT', { errno: 2 });
     const p = host.spawn();
-    expectKernelError(host, () => p.open('/dev/kvm'), 'ENOENT', 2);
+    expectKernelError(host, () => p.open('/dev/kvm'), 'ENOENT', { errno: 2 });
     // the target appearing later makes the link work
     host.devfs.miscRegister({ name: 'kvm9', minor: 9, fops: {} });
     expect(p.open('/dev/kvm')).toBe(3);
@@ -192,10 +192,10 @@ describe('symlinks', () => {
     const host = newHost();
     host.symlink('/dev/b', '/dev/a');
     host.symlink('/dev/a', '/dev/b');
-    expectKernelError(host, () => host.stat('/dev/a'), 'ELOOP', 40);
+    expectKernelError(host, () => host.stat('/dev/a'), 'ELOOP', { errno: 40 });
     host.symlink('/dev/self', '/dev/self');
     const p = host.spawn();
-    expectKernelError(host, () => p.open('/dev/self'), 'ELOOP', 40);
+    expectKernelError(host, () => p.open('/dev/self'), 'ELOOP', { errno: 40 });
   });
 
   test('40 nested links resolve, 41 → ELOOP (MAXSYMLINKS)', () => {
@@ -204,22 +204,22 @@ describe('symlinks', () => {
     host.symlink('/dev/dev', '/dev/l1');
     for (let i = 2; i <= 41; i++) host.symlink(`/dev/l${i - 1}`, `/dev/l${i}`);
     expect(host.stat('/dev/l40')).toMatchObject({ path: '/dev/dev' });
-    expectKernelError(host, () => host.stat('/dev/l41'), 'ELOOP', 40);
+    expectKernelError(host, () => host.stat('/dev/l41'), 'ELOOP', { errno: 40 });
   });
 
   test('unlink of a device node → EPERM (1); of nothing → ENOENT (2)', () => {
     const host = newHost();
     host.devfs.miscRegister({ name: 'kvm', minor: KVM_MINOR, fops: {} });
-    expect(expectKernelError(host, () => host.unlink('/dev/kvm'), 'EPERM', 1).op).toBe('unlink');
-    expectKernelError(host, () => host.unlink('/dev/nothing'), 'ENOENT', 2);
+    expect(expectKernelError(host, () => host.unlink('/dev/kvm'), 'EPERM', { errno: 1 }).op).toBe('unlink');
+    expectKernelError(host, () => host.unlink('/dev/nothing'), 'ENOENT', { errno: 2 });
   });
 
   test('readlink of a device node → EINVAL (22); stat/lstat of nothing → ENOENT', () => {
     const host = newHost();
     host.devfs.miscRegister({ name: 'kvm', minor: KVM_MINOR, fops: {} });
-    expectKernelError(host, () => host.readlink('/dev/kvm'), 'EINVAL', 22);
-    expectKernelError(host, () => host.stat('/dev/none'), 'ENOENT', 2);
-    expectKernelError(host, () => host.devfs.lstat('/dev/none'), 'ENOENT', 2);
+    expectKernelError(host, () => host.readlink('/dev/kvm'), 'EINVAL', { errno: 22 });
+    expectKernelError(host, () => host.stat('/dev/none'), 'ENOENT', { errno: 2 });
+    expectKernelError(host, () => host.devfs.lstat('/dev/none'), 'ENOENT', { errno: 2 });
   });
 
   test('symlinks live under /dev only; an empty target is a UsageError', () => {

@@ -170,4 +170,34 @@ describe('warnings', () => {
       { source: 'noisy', message: 'on a CPU', cpu: 1 },
     ]);
   });
+
+  test('every registration returns its undo (a function, also Disposable); undoing twice is harmless', () => {
+    const host = newHost();
+    const h = host.hooks;
+    const perfUndo = h.registerPerfGuestCallbacks(perf('kvm0', [0]));
+    const piUndo = h.setPostedIntrWakeupHandler(() => ['x']);
+    const emUndo = h.registerEmergencyVirtCallback(() => undefined);
+    const nmiUndo = h.registerNmiHandler(() => 'n');
+    expect([h.perfGuestCallbacks, h.hasPostedIntrWakeupHandler, h.hasEmergencyVirtCallback, h.nmiHandlerCount]).toEqual(['kvm0', true, true, 1]);
+    perfUndo();
+    piUndo[Symbol.dispose]();
+    emUndo.dispose();
+    nmiUndo();
+    nmiUndo();
+    expect([h.perfGuestCallbacks, h.hasPostedIntrWakeupHandler, h.hasEmergencyVirtCallback, h.nmiHandlerCount]).toEqual([undefined, false, false, 0]);
+    expect(host.warnings).toEqual([]);
+  });
+
+  test('the undo of an ignored second registration is the unregister Linux makes: it WARNs and leaves the first in place', () => {
+    const host = newHost();
+    const first = perf('kvm0');
+    host.hooks.registerPerfGuestCallbacks(first);
+    const second = host.hooks.registerPerfGuestCallbacks(perf('kvm1'));
+    second();
+    expect(host.hooks.perfGuestCallbacks).toBe('kvm0');
+    expect(host.warnings.map((w) => w.message)).toEqual([
+      'perf_register_guest_info_callbacks: kvm1: callbacks of kvm0 already registered, ignored',
+      'perf_unregister_guest_info_callbacks: kvm1: not the registered callbacks, ignored',
+    ]);
+  });
 });

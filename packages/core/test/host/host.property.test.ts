@@ -1,6 +1,6 @@
 /**
  * Property: random sequences of host operations never throw anything but KernelError / UsageError, and every
- * failing operation leaves host.snapshot() exactly as before (SPEC.md §4 invariant 7). Module refcounts always
+ * failing operation leaves host.snapshot() exactly as before (docs/spec.md §4 invariant 7). Module refcounts always
  * equal the open files that pin the module plus the modules that depend on it.
  */
 import fc from 'fast-check';

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { KernelError, UsageError, createHost, kstrtobool, kstrtoll, paramText } from '../../src/index.js';
+import { KernelError, UsageError, createHost } from '../../src/index.js';
+import { kstrtobool, kstrtoll, paramText } from '../../src/internal.js';
 import type { Host, ModuleImage } from '../../src/index.js';
 import { expectKernelError, expectUsageError, record, thrown } from '../support/expect-failure.js';
 import { fakeHardware } from '../support/fake-hardware.js';
@@ -46,7 +47,7 @@ describe('insmod and lsmod', () => {
     const host = newHost();
     const first = host.insmod(miscImage({ name: 'kvm' }));
     const log: string[] = [];
-    const e = expectKernelError(host, () => host.insmod(miscImage({ name: 'kvm', device: 'kvm-two', log })), 'EEXIST', 17);
+    const e = expectKernelError(host, () => host.insmod(miscImage({ name: 'kvm', device: 'kvm-two', log })), 'EEXIST', { errno: 17 });
     expect(e.op).toBe('init_module');
     expect(log).toEqual([]); // init never ran
     expect(host.modules.get('kvm')).toBe(first);
@@ -55,7 +56,7 @@ describe('insmod and lsmod', () => {
   test('a missing dependency → ENOENT (2), "Unknown symbol"', () => {
     const host = newHost();
     const log: string[] = [];
-    const e = expectKernelError(host, () => host.insmod(userImage('kvm0', { depends: ['vac'], log })), 'ENOENT', 2);
+    const e = expectKernelError(host, () => host.insmod(userImage('kvm0', { depends: ['vac'], log })), 'ENOENT', { errno: 2 });
     expect(e.message).toContain('Unknown symbol');
     expect(e.message).toContain('vac');
     expect(log).toEqual([]);
@@ -83,12 +84,12 @@ describe('insmod and lsmod', () => {
   test('an image built against another ABI → ENOEXEC (8), "Invalid module format"', () => {
     const host = newHost();
     host.insmod(libImage('vac', { abiVersion: 2 }));
-    const e = expectKernelError(host, () => host.insmod(userImage('kvm0', { depends: ['vac'], abi: { vac: 1 } })), 'ENOEXEC', 8);
+    const e = expectKernelError(host, () => host.insmod(userImage('kvm0', { depends: ['vac'], abi: { vac: 1 } })), 'ENOEXEC', { errno: 8 });
     expect(e.message).toContain('Invalid module format');
     // a dependency that declares no ABI version does not match a required one either
     const host2 = newHost();
     host2.insmod(libImage('vac'));
-    expectKernelError(host2, () => host2.insmod(userImage('kvm0', { depends: ['vac'], abi: { vac: 1 } })), 'ENOEXEC', 8);
+    expectKernelError(host2, () => host2.insmod(userImage('kvm0', { depends: ['vac'], abi: { vac: 1 } })), 'ENOEXEC', { errno: 8 });
     // the matching ABI loads
     host.insmod(userImage('kvm0', { depends: ['vac'], abi: { vac: 2 } }));
     expect(host.modules.get('kvm0')?.state).toBe('live');
@@ -96,7 +97,7 @@ describe('insmod and lsmod', () => {
 
   test('an ill-typed value of a known parameter → EINVAL (22)', () => {
     const host = newHost();
-    const e = expectKernelError(host, () => host.insmod(paramsImage(), { count: 'many' }), 'EINVAL', 22);
+    const e = expectKernelError(host, () => host.insmod(paramsImage(), { count: 'many' }), 'EINVAL', { errno: 22 });
     expect(e.message).toContain("`many' invalid for parameter `count'");
     expect(host.warnings).toEqual([]);
   });
@@ -121,8 +122,8 @@ describe('insmod and lsmod', () => {
       "knobs: unknown parameter 'toString' ignored",
       "knobs: unknown parameter 'hasOwnProperty' ignored",
     ]);
-    expectKernelError(host, () => host.readParam('knobs', 'constructor'), 'ENOENT', 2);
-    expectKernelError(host, () => host.readParam('knobs', '__proto__'), 'ENOENT', 2);
+    expectKernelError(host, () => host.readParam('knobs', 'constructor'), 'ENOENT', { errno: 2 });
+    expectKernelError(host, () => host.readParam('knobs', '__proto__'), 'ENOENT', { errno: 2 });
   });
 
   test('without CAP_SYS_MODULE → EPERM (1) for insmod, modprobe and rmmod', () => {
@@ -132,13 +133,13 @@ describe('insmod and lsmod', () => {
     const rootNoCaps = host.spawn({ uid: 0, caps: [] });
     for (const p of [user, rootNoCaps]) {
       const log: string[] = [];
-      const e = expectKernelError(host, () => host.insmod(miscImage({ name: 'x', log }), {}, { as: p }), 'EPERM', 1);
+      const e = expectKernelError(host, () => host.insmod(miscImage({ name: 'x', log }), {}, { as: p }), 'EPERM', { errno: 1 });
       expect(e.op).toBe('init_module');
       expect(log).toEqual([]);
-      expectKernelError(host, () => host.modprobe('vac', {}, { as: p }), 'EPERM', 1);
-      expect(expectKernelError(host, () => host.rmmod('kvm', { as: p }), 'EPERM', 1).op).toBe('delete_module');
+      expectKernelError(host, () => host.modprobe('vac', {}, { as: p }), 'EPERM', { errno: 1 });
+      expect(expectKernelError(host, () => host.rmmod('kvm', { as: p }), 'EPERM', { errno: 1 }).op).toBe('delete_module');
       // EPERM comes before every other check (the module is unknown here)
-      expectKernelError(host, () => host.rmmod('nope', { as: p }), 'EPERM', 1);
+      expectKernelError(host, () => host.rmmod('nope', { as: p }), 'EPERM', { errno: 1 });
     }
     // a non-root process with the capability may load and unload
     const loader = host.spawn({ uid: 1000, caps: ['CAP_SYS_MODULE'] });
@@ -207,7 +208,7 @@ describe('rmmod', () => {
 
   test('an unknown module → ENOENT (2)', () => {
     const host = newHost();
-    const e = expectKernelError(host, () => host.rmmod('kvm9'), 'ENOENT', 2);
+    const e = expectKernelError(host, () => host.rmmod('kvm9'), 'ENOENT', { errno: 2 });
     expect(e.op).toBe('rmmod');
   });
 
@@ -215,7 +216,7 @@ describe('rmmod', () => {
     const host = newHost();
     const m = host.insmod(miscImage({ name: 'kvm' }));
     m.get();
-    const e = expectKernelError(host, () => host.rmmod('kvm'), 'EWOULDBLOCK', 11);
+    const e = expectKernelError(host, () => host.rmmod('kvm'), 'EWOULDBLOCK', { errno: 11 });
     expect(e.message).toContain('Module kvm is in use');
     m.put();
     host.rmmod('kvm');
@@ -227,10 +228,10 @@ describe('rmmod', () => {
     host.insmod(libImage('vac'));
     host.insmod(userImage('kvm1', { depends: ['vac'] }));
     host.insmod(userImage('kvm0', { depends: ['vac'] }));
-    const e = expectKernelError(host, () => host.rmmod('vac'), 'EWOULDBLOCK', 11);
+    const e = expectKernelError(host, () => host.rmmod('vac'), 'EWOULDBLOCK', { errno: 11 });
     expect(e.message).toContain('Module vac is in use by: kvm0 kvm1');
     host.rmmod('kvm0');
-    expect(expectKernelError(host, () => host.rmmod('vac'), 'EWOULDBLOCK', 11).message).toContain('by: kvm1');
+    expect(expectKernelError(host, () => host.rmmod('vac'), 'EWOULDBLOCK', { errno: 11 }).message).toContain('by: kvm1');
     host.rmmod('kvm1');
     host.rmmod('vac');
     expect(host.lsmod()).toEqual([]);
@@ -306,7 +307,7 @@ describe('a failing init leaves nothing behind', () => {
     const syscore = host.power.syscore().length;
     const reboot = host.power.rebootNotifiers().length;
     const events = record(host, 'device:register', 'device:unregister', 'module:load', 'module:unload');
-    const e = expectKernelError(host, () => host.insmod(stepImage({ name: 'broken', depends: ['vac'], failAfter, log })), 'EIO', 5);
+    const e = expectKernelError(host, () => host.insmod(stepImage({ name: 'broken', depends: ['vac'], failAfter, log })), 'EIO', { errno: 5 });
     expect(e.message).toContain(`after ${failAfter} steps`);
     const done = STEPS.slice(0, failAfter);
     // the deferred undo actions ran, last registered first
@@ -402,19 +403,19 @@ describe('modprobe', () => {
 
   test('an unknown module → ENOENT (2)', () => {
     const host = newHost(1, library());
-    expect(expectKernelError(host, () => host.modprobe('kvm7'), 'ENOENT', 2).message).toContain('kvm7');
+    expect(expectKernelError(host, () => host.modprobe('kvm7'), 'ENOENT', { errno: 2 }).message).toContain('kvm7');
   });
 
   test('a dependency missing from the library → ENOENT, nothing loaded', () => {
     const host = newHost(1, library());
-    expect(expectKernelError(host, () => host.modprobe('orphan'), 'ENOENT', 2).message).toContain('ghost');
+    expect(expectKernelError(host, () => host.modprobe('orphan'), 'ENOENT', { errno: 2 }).message).toContain('ghost');
   });
 
   test('if the target fails, the dependencies loaded for it are unloaded again, last first', () => {
     const log: string[] = [];
     const host = newHost(1, library(log));
     const events = record(host, 'module:load', 'module:unload');
-    expectKernelError(host, () => host.modprobe('bad'), 'ENODEV', 19);
+    expectKernelError(host, () => host.modprobe('bad'), 'ENODEV', { errno: 19 });
     expect(events.map(([n, e]) => `${n.slice(7)}:${String(e['name'])}`)).toEqual(['load:vac', 'load:mid', 'unload:mid', 'unload:vac']);
     expect(log).toEqual(['init:vac', 'init:mid', 'init:bad', 'exit:mid', 'exit:vac']);
   });
@@ -430,14 +431,14 @@ describe('modprobe', () => {
 
   test('ABI mismatch of the target → ENOEXEC, its dependencies unwound', () => {
     const host = newHost(1, library());
-    expectKernelError(host, () => host.modprobe('oldabi'), 'ENOEXEC', 8);
+    expectKernelError(host, () => host.modprobe('oldabi'), 'ENOEXEC', { errno: 8 });
   });
 
   test('an ill-typed parameter of the target → EINVAL, its dependencies unwound', () => {
     const host = newHost(1, library());
     const img = { ...paramsImage('pk'), depends: ['mid'] };
     const events = record(host, 'module:load', 'module:unload');
-    expectKernelError(host, () => host.modprobe(img, { count: 'lots' }), 'EINVAL', 22);
+    expectKernelError(host, () => host.modprobe(img, { count: 'lots' }), 'EINVAL', { errno: 22 });
     expect(events.map(([n, e]) => `${n.slice(7)}:${String(e['name'])}`)).toEqual(['load:vac', 'load:mid', 'unload:mid', 'unload:vac']);
   });
 
@@ -451,7 +452,7 @@ describe('modprobe', () => {
 
   test('a dependency cycle → ELOOP (40), nothing loaded', () => {
     const host = newHost(1, [userImage('a', { depends: ['b'] }), userImage('b', { depends: ['a'] })]);
-    expect(expectKernelError(host, () => host.modprobe('a'), 'ELOOP', 40).message).toContain('a -> b -> a');
+    expect(expectKernelError(host, () => host.modprobe('a'), 'ELOOP', { errno: 40 }).message).toContain('a -> b -> a');
   });
 
   test('depmod makes more images known', () => {
@@ -490,20 +491,20 @@ describe('module parameters', () => {
   test('parameters are read-only after load: writeParam → EACCES (13)', () => {
     const host = newHost();
     host.insmod(paramsImage());
-    const e = expectKernelError(host, () => host.modules.writeParam('knobs', 'count', '5'), 'EACCES', 13);
+    const e = expectKernelError(host, () => host.modules.writeParam('knobs', 'count', '5'), 'EACCES', { errno: 13 });
     expect(e.message).toContain('/sys/module/knobs/parameters/count');
     expect(host.readParam('knobs', 'count')).toBe('4');
-    expectKernelError(host, () => host.modules.writeParam('knobs', 'nope', '5'), 'ENOENT', 2);
+    expectKernelError(host, () => host.modules.writeParam('knobs', 'nope', '5'), 'ENOENT', { errno: 2 });
   });
 
   test('reading an unknown parameter or module → ENOENT (2)', () => {
     const host = newHost();
     host.insmod(paramsImage());
-    const e = expectKernelError(host, () => host.readParam('knobs', 'nope'), 'ENOENT', 2);
+    const e = expectKernelError(host, () => host.readParam('knobs', 'nope'), 'ENOENT', { errno: 2 });
     expect(e.message).toContain('/sys/module/knobs/parameters/nope');
-    expectKernelError(host, () => host.readParam('ghost', 'count'), 'ENOENT', 2);
+    expectKernelError(host, () => host.readParam('ghost', 'count'), 'ENOENT', { errno: 2 });
     host.rmmod('knobs');
-    expectKernelError(host, () => host.readParam('knobs', 'count'), 'ENOENT', 2);
+    expectKernelError(host, () => host.readParam('knobs', 'count'), 'ENOENT', { errno: 2 });
   });
 
   test.each(['y', 'Y', '1', 't', 'T', 'on', 'ON', 'oN', 'yes', 'true', 'y\n', true])('bool %j → Y', (v) => {
@@ -520,7 +521,7 @@ describe('module parameters', () => {
 
   test.each(['', 'o', 'ox', 'maybe', '2', ' y', 'x'])('bool %j → EINVAL', (v) => {
     const host = newHost();
-    expectKernelError(host, () => host.insmod(paramsImage(), { enable: v }), 'EINVAL', 22);
+    expectKernelError(host, () => host.insmod(paramsImage(), { enable: v }), 'EINVAL', { errno: 22 });
   });
 
   test.each([
@@ -543,7 +544,7 @@ describe('module parameters', () => {
     'int %j → EINVAL',
     (v) => {
       const host = newHost();
-      expectKernelError(host, () => host.insmod(paramsImage(), { count: v }), 'EINVAL', 22);
+      expectKernelError(host, () => host.insmod(paramsImage(), { count: v }), 'EINVAL', { errno: 22 });
     },
   );
 
@@ -560,7 +561,7 @@ describe('module parameters', () => {
 
   test.each(['-1', '-0', '-0x0', '4294967296', '0x100000000'])('uint %j → EINVAL', (v) => {
     const host = newHost();
-    expectKernelError(host, () => host.insmod(paramsImage(), { mask: v }), 'EINVAL', 22);
+    expectKernelError(host, () => host.insmod(paramsImage(), { mask: v }), 'EINVAL', { errno: 22 });
   });
 
   test('numbers, bigints and booleans are given as the command line would spell them', () => {
@@ -577,7 +578,7 @@ describe('module parameters', () => {
 
   test('enum parameters take one of their words', () => {
     const host = newHost();
-    expectKernelError(host, () => host.insmod(paramsImage(), { flush: 'sometimes' }), 'EINVAL', 22);
+    expectKernelError(host, () => host.insmod(paramsImage(), { flush: 'sometimes' }), 'EINVAL', { errno: 22 });
     host.insmod(paramsImage(), { flush: 'always\n' });
     expect(host.readParam('knobs', 'flush')).toBe('always');
   });

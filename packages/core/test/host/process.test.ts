@@ -77,9 +77,9 @@ describe('open', () => {
     expect(primaryKvm.open('/dev/kvm')).toBe(3);
     expect(root.open('/dev/kvm')).toBe(3);
     expect(rootNoCaps.open('/dev/kvm')).toBe(3); // owner bits rw-
-    const e = expectKernelError(host, () => stranger.open('/dev/kvm'), 'EACCES', 13);
+    const e = expectKernelError(host, () => stranger.open('/dev/kvm'), 'EACCES', { errno: 13 });
     expect(e.op).toBe('open');
-    expectKernelError(host, () => stranger.open('/dev/kvm', O_RDONLY), 'EACCES', 13);
+    expectKernelError(host, () => stranger.open('/dev/kvm', O_RDONLY), 'EACCES', { errno: 13 });
     expect(refcount(host, 'kvm1')).toBe(4);
   });
 
@@ -113,12 +113,12 @@ describe('open', () => {
     expect(refcount(host, 'kvm1')).toBe(1); // one file, two fds
     const fd3 = p.open('/dev/kvm1');
     expect(refcount(host, 'kvm1')).toBe(2);
-    const e = expectKernelError(host, () => host.rmmod('kvm1'), 'EWOULDBLOCK', 11);
+    const e = expectKernelError(host, () => host.rmmod('kvm1'), 'EWOULDBLOCK', { errno: 11 });
     expect(e.message).toContain('Module kvm1 is in use');
     p.close(fd);
     p.close(fd3);
     expect(refcount(host, 'kvm1')).toBe(1);
-    expectKernelError(host, () => host.rmmod('kvm1'), 'EWOULDBLOCK', 11);
+    expectKernelError(host, () => host.rmmod('kvm1'), 'EWOULDBLOCK', { errno: 11 });
     p.close(fd2);
     expect(refcount(host, 'kvm1')).toBe(0);
     host.rmmod('kvm1');
@@ -178,7 +178,7 @@ describe('open', () => {
       },
     });
     const p = host.spawn();
-    expectKernelError(host, () => p.open('/dev/kvm'), 'ENXIO', 6);
+    expectKernelError(host, () => p.open('/dev/kvm'), 'ENXIO', { errno: 6 });
     expect(refcount(host, 'kvm1')).toBe(0);
   });
 
@@ -207,7 +207,7 @@ describe('open', () => {
   test('a path that is not there → ENOENT (2)', () => {
     const host = newHost();
     const p = host.spawn();
-    expectKernelError(host, () => p.open('/dev/kvm'), 'ENOENT', 2);
+    expectKernelError(host, () => p.open('/dev/kvm'), 'ENOENT', { errno: 2 });
   });
 
   test('EMFILE (24) at the RLIMIT_NOFILE limit, for open, dup and anon files', () => {
@@ -215,9 +215,9 @@ describe('open', () => {
     const p = host.spawn({ nofile: 2 });
     const fd = p.open('/dev/kvm');
     p.dup(fd);
-    expectKernelError(host, () => p.open('/dev/kvm'), 'EMFILE', 24);
-    expectKernelError(host, () => p.dup(fd), 'EMFILE', 24);
-    expectKernelError(host, () => p.installAnonFile('kvm-vm', {}, undefined), 'EMFILE', 24);
+    expectKernelError(host, () => p.open('/dev/kvm'), 'EMFILE', { errno: 24 });
+    expectKernelError(host, () => p.dup(fd), 'EMFILE', { errno: 24 });
+    expectKernelError(host, () => p.installAnonFile('kvm-vm', {}, undefined), 'EMFILE', { errno: 24 });
     expect(refcount(host, 'kvm1')).toBe(1);
     p.close(fd);
     expect(p.open('/dev/kvm')).toBe(3);
@@ -245,17 +245,17 @@ describe('fds: close, dup, ioctl, EBADF', () => {
     const host = kvmHost({ ioctl: () => 0, mmap: (_f, len) => new Uint8Array(len) });
     const p = host.spawn();
     for (const fd of [0, 1, 2, 3, -1, 99, 1.5]) {
-      expectKernelError(host, () => p.close(fd), 'EBADF', 9);
-      expectKernelError(host, () => p.ioctl(fd, 0), 'EBADF', 9);
-      expectKernelError(host, () => p.mmap(fd, PAGE_SIZE), 'EBADF', 9);
-      expectKernelError(host, () => p.dup(fd), 'EBADF', 9);
-      expectKernelError(host, () => p.file(fd), 'EBADF', 9);
+      expectKernelError(host, () => p.close(fd), 'EBADF', { errno: 9 });
+      expectKernelError(host, () => p.ioctl(fd, 0), 'EBADF', { errno: 9 });
+      expectKernelError(host, () => p.mmap(fd, PAGE_SIZE), 'EBADF', { errno: 9 });
+      expectKernelError(host, () => p.dup(fd), 'EBADF', { errno: 9 });
+      expectKernelError(host, () => p.file(fd), 'EBADF', { errno: 9 });
     }
     const fd = p.open('/dev/kvm');
     p.close(fd);
-    const e = expectKernelError(host, () => p.close(fd), 'EBADF', 9);
+    const e = expectKernelError(host, () => p.close(fd), 'EBADF', { errno: 9 });
     expect(e.message).toContain(String(fd));
-    expectKernelError(host, () => p.ioctl(fd, 0), 'EBADF', 9);
+    expectKernelError(host, () => p.ioctl(fd, 0), 'EBADF', { errno: 9 });
   });
 
   test('fds are per process', () => {
@@ -297,7 +297,7 @@ describe('fds: close, dup, ioctl, EBADF', () => {
     const fd = p.open('/dev/kvm');
     expect(p.ioctl(fd, 0xae00, { x: 1 })).toBe(7);
     expect(p.ioctl(fd, -1)).toBe(7);
-    expectKernelError(host, () => p.ioctl(fd, 0xae01), 'EINVAL', 22);
+    expectKernelError(host, () => p.ioctl(fd, 0xae01), 'EINVAL', { errno: 22 });
     expect(seen).toEqual([
       ['/dev/kvm1', 0xae00, { x: 1 }, p.pid],
       ['/dev/kvm1', 0xffffffff, undefined, p.pid],
@@ -309,7 +309,7 @@ describe('fds: close, dup, ioctl, EBADF', () => {
     const host = kvmHost();
     const p = host.spawn();
     const fd = p.open('/dev/kvm');
-    const e = expectKernelError(host, () => p.ioctl(fd, 0xae00), 'ENOTTY', 25);
+    const e = expectKernelError(host, () => p.ioctl(fd, 0xae00), 'ENOTTY', { errno: 25 });
     expect(e.op).toBe('ioctl');
   });
 
@@ -354,7 +354,7 @@ describe('mmap', () => {
     const host = kvmHost();
     const p = host.spawn();
     const fd = p.open('/dev/kvm');
-    const e = expectKernelError(host, () => p.mmap(fd, PAGE_SIZE), 'ENODEV', 19);
+    const e = expectKernelError(host, () => p.mmap(fd, PAGE_SIZE), 'ENODEV', { errno: 19 });
     expect(e.op).toBe('mmap');
   });
 
@@ -379,9 +379,9 @@ describe('mmap', () => {
     const host = kvmHost(mmapFops([]));
     const p = host.spawn();
     const fd = p.open('/dev/kvm');
-    for (const len of [0, -1, 1.5]) expectKernelError(host, () => p.mmap(fd, len), 'EINVAL', 22);
-    for (const off of [1, -PAGE_SIZE, 0.5]) expectKernelError(host, () => p.mmap(fd, PAGE_SIZE, off), 'EINVAL', 22);
-    expectKernelError(host, () => p.mmapAnonymous(0), 'EINVAL', 22);
+    for (const len of [0, -1, 1.5]) expectKernelError(host, () => p.mmap(fd, len), 'EINVAL', { errno: 22 });
+    for (const off of [1, -PAGE_SIZE, 0.5]) expectKernelError(host, () => p.mmap(fd, PAGE_SIZE, off), 'EINVAL', { errno: 22 });
+    expectKernelError(host, () => p.mmapAnonymous(0), 'EINVAL', { errno: 22 });
   });
 
   test('a mapping holds a file reference: close the fd, the file is released at munmap', () => {
@@ -398,8 +398,8 @@ describe('mmap', () => {
     const before = host.snapshot();
     p.munmap(m.addr + PAGE_SIZE, PAGE_SIZE); // the guard page: nothing mapped there, not an error (Linux)
     expect(host.snapshot()).toEqual(before);
-    expectKernelError(host, () => p.munmap(m.addr, 2 * PAGE_SIZE), 'EINVAL', 22);
-    expectKernelError(host, () => p.munmap(m.addr + 1, PAGE_SIZE), 'EINVAL', 22);
+    expectKernelError(host, () => p.munmap(m.addr, 2 * PAGE_SIZE), 'EINVAL', { errno: 22 });
+    expectKernelError(host, () => p.munmap(m.addr + 1, PAGE_SIZE), 'EINVAL', { errno: 22 });
     p.munmap(m.addr, PAGE_SIZE);
     expect(log).toEqual([`mmap:${PAGE_SIZE}:0`, 'release']);
     expect(m.file?.released).toBe(true);
@@ -442,6 +442,26 @@ describe('mmap', () => {
     p.munmap(m.addr, 3 * PAGE_SIZE);
     expect(p.userMemory(m.addr, 1)).toBeUndefined();
     expect(host.snapshot().processes.find((x) => x.pid === p.pid)?.mappings).toEqual([{ addr: m2.addr, length: PAGE_SIZE, file: undefined }]);
+  });
+
+  test('mapExternal: outside bytes at a fixed address, seen through userMemory; overlap is EEXIST', () => {
+    const host = newHost();
+    const p = host.spawn();
+    const outside = new Uint8Array(2 * PAGE_SIZE);
+    const addr = 0x7fca_8dcf_5000;
+    const m = p.mapExternal(addr, outside);
+    expect([m.addr, m.length, m.file]).toEqual([addr, 2 * PAGE_SIZE, undefined]);
+    outside[PAGE_SIZE + 1] = 7;
+    const k = p.userMemory(addr + PAGE_SIZE, 2);
+    expect(k && [...k]).toEqual([0, 7]);
+    k?.fill(5);
+    expect(outside[PAGE_SIZE]).toBe(5);
+    expectKernelError(host, () => p.mapExternal(addr + PAGE_SIZE, new Uint8Array(2 * PAGE_SIZE)), 'EEXIST');
+    expectKernelError(host, () => p.mapExternal(addr + 1, new Uint8Array(PAGE_SIZE)), 'EINVAL');
+    expectKernelError(host, () => p.mapExternal(addr + 4 * PAGE_SIZE, new Uint8Array(100)), 'EINVAL');
+    p.munmap(addr, 2 * PAGE_SIZE);
+    expect(p.userMemory(addr, 1)).toBeUndefined();
+    expect(p.mapExternal(addr + PAGE_SIZE, new Uint8Array(PAGE_SIZE)).addr).toBe(addr + PAGE_SIZE);
   });
 
   test('munmap of nothing succeeds and changes nothing, as Linux', () => {
@@ -519,7 +539,7 @@ describe('kill', () => {
       ['anon file', () => p.installAnonFile('x', {}, undefined)],
       ['kill', () => p.kill()],
     ];
-    for (const [, op] of ops) expectKernelError(host, op, 'ESRCH', 3);
+    for (const [, op] of ops) expectKernelError(host, op, 'ESRCH', { errno: 3 });
     // the kernel-side fd lookup of a dead process finds nothing
     expectKernelError(host, () => p.file(fd), 'EBADF');
     expect(p.fds()).toEqual([]);

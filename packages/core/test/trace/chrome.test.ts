@@ -176,7 +176,7 @@ describe('toChromeTrace', () => {
 
   test('options: AMD names, no flushes, a time scale; a Timeline can be passed instead of events', () => {
     const s = rollingUpgrade({ cpus: 2, vms: 2, rounds: 2 });
-    const amd = toChromeTrace(s.events, { vendor: 'amd', flushes: false, usPerEvent: 10 });
+    const amd = toChromeTrace(s.events, { virtLabels: { enable: 'EFER.SVME=1', disable: 'EFER.SVME=0' }, flushes: false, usPerEvent: 10 });
     expect(problems(amd)).toEqual([]);
     expect(amd.traceEvents.some((e) => e.name === 'EFER.SVME=1')).toBe(true);
     expect(amd.traceEvents.some((e) => e.name === 'VMXON')).toBe(false);

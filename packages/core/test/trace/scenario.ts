@@ -3,7 +3,8 @@
  * emitted directly on a host's bus (the core tests cannot load `@vac/kvm` or a vendor model).
  *
  * The KVM events are declared here the way `@vac/kvm` declares them (declaration merging into
- * `ExtensionEvents`), so the payloads are type-checked.
+ * `ExtensionEvents`, so the payloads are type-checked, and their timeline roles with `EventBus.describe`, as a
+ * KVM module does at load), and the virtualization marks are named as Intel hardware names them.
  *
  * @module
  */
@@ -23,9 +24,24 @@ declare module '../../src/events.js' {
   }
 }
 
-/** A host with fake hardware and a recorder started before anything happens. */
+/** Declare the synthetic events' meanings, as `@vac/kvm` and an Intel hardware model declare theirs. */
+export function describeSyntheticEvents(host: Host): void {
+  const ev = host.events;
+  ev.describe('vcpu:load', { timeline: 'run:start' });
+  ev.describe('vcpu:put', { timeline: 'run:end' });
+  ev.describe('vcpu:exit', { timeline: 'run:exit' });
+  ev.describe('vm:create', { timeline: 'guest:start' });
+  ev.describe('vm:destroy', { timeline: 'guest:end' });
+  ev.describe('vcpu:create', { timeline: 'guest:vcpu' });
+  ev.describe('pmi:guest', { timeline: 'mark:pmi' });
+  ev.describe('virt:enable', { label: 'VMXON' });
+  ev.describe('virt:disable', { label: 'VMXOFF' });
+}
+
+/** A host with fake hardware, the synthetic events described, and a recorder started before anything happens. */
 export function recordedFakeHost(cpus: number, limit?: number): { host: Host; rec: TraceRecorder } {
   const host = createHost({ cpus, hardware: fakeHardware() });
+  describeSyntheticEvents(host);
   const rec = recordEvents(host, limit === undefined ? {} : { limit });
   return { host, rec };
 }

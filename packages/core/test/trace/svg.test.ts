@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { MODULE_PALETTE, buildTimeline, escapeXml, renderTimelineSvg } from '../../src/index.js';
+import { MODULE_PALETTE, buildTimeline, renderTimelineSvg } from '../../src/index.js';
+import { escapeXml } from '../../src/trace/svg.js';
 import { Emitter, recordedFakeHost, rollingUpgrade } from './scenario.js';
 
 const ENTITY = /^&(?:amp|lt|gt|quot|#39|#\d+|#x[0-9a-fA-F]+);/;
@@ -187,7 +188,7 @@ describe('renderTimelineSvg', () => {
     const base = renderTimelineSvg(events);
     expect(texts(base)).toContain('suspend');
     expect(texts(base)).toContain('TLB flush (tick from below)');
-    const out = renderTimelineSvg(events, { width: 1200, laneHeight: 24, colors: { kvm0: '#123456' }, vendor: 'amd', powerAnnotations: false, flushes: false, gapFill: 0 });
+    const out = renderTimelineSvg(events, { width: 1200, laneHeight: 24, colors: { kvm0: '#123456' }, virtLabels: { enable: 'EFER.SVME=1', disable: 'EFER.SVME=0' }, powerAnnotations: false, flushes: false, gapFill: 0 });
     expect(xmlProblems(out)).toEqual([]);
     expect(out).toContain('width="1200"');
     expect(out).toContain('fill="#123456"');

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { MODULE_PALETTE, VAC_COLOR, buildTimeline, moduleColors, recordEvents } from '../../src/index.js';
-import type { TraceEvent } from '../../src/index.js';
+import type { TimelineRole, TraceEvent } from '../../src/index.js';
 import { Emitter, recordedFakeHost, rollingUpgrade } from './scenario.js';
 
 describe('buildTimeline', () => {
@@ -120,11 +120,16 @@ describe('buildTimeline', () => {
   });
 
   test('an out-of-order stream is read by seq; malformed and unknown events are ignored; empty is fine', () => {
-    const mk = (name: string, seq: number, rest: Record<string, unknown>): TraceEvent => ({ name, payload: { seq, tick: 0, ...rest } });
+    const mk = (name: string, seq: number, rest: Record<string, unknown>, timeline?: TimelineRole): TraceEvent => ({
+      name,
+      ...(timeline === undefined ? {} : { meaning: { timeline } }),
+      payload: { seq, tick: 0, ...rest },
+    });
     const tl = buildTimeline([
-      mk('vcpu:put', 5, { module: 'kvm0', vm: 1, vcpu: 0, cpu: 0 }),
-      mk('vcpu:load', 2, { module: 'kvm0', vm: 1, vcpu: 0, cpu: 0 }),
-      mk('vcpu:load', 3, { module: 'kvm0', vm: 1, cpu: 1 }),
+      mk('vcpu:put', 5, { module: 'kvm0', vm: 1, vcpu: 0, cpu: 0 }, 'run:end'),
+      mk('vcpu:load', 2, { module: 'kvm0', vm: 1, vcpu: 0, cpu: 0 }, 'run:start'),
+      mk('vcpu:load', 3, { module: 'kvm0', vm: 1, cpu: 1 }, 'run:start'),
+      mk('vcpu:load', 1, { module: 'kvm0', vm: 1, vcpu: 0, cpu: 1 }), // no declared role: ignored
       mk('something:else', 4, { cpu: 7 }),
     ]);
     expect(tl.runs.map((r) => [r.start, r.end])).toEqual([[2, 5]]);

@@ -133,6 +133,7 @@ import { KVM_ADDRESS_SPACE_NUM } from './memslots.js';
 import type { KvmInstance } from './instance.js';
 import type { Vm } from './vm.js';
 import { x86Caps } from './x86-caps.js';
+import { vendorArch } from './vendor-arch.js';
 
 /**
  * Whether the in-kernel interrupt controllers (PIC, IOAPIC, LAPIC, PIT, IRQ routing, irqfd, MSI) are modelled. When
@@ -194,7 +195,7 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_X86_APIC_BUS_CYCLES_NS, { linux: () => APIC_BUS_CYCLE_NS_DEFAULT, why: 'in-kernel LAPIC not modelled yet' }],
   [KVM_CAP_PCI_SEGMENT, { linux: () => 1, why: 'MSI routing not modelled yet' }],
   [KVM_CAP_X86_SMM, { linux: () => 1, why: 'SMM (KVM_SMI, RSM, SMRAM) not modelled; the second memslot address space is kept but never entered' }],
-  [KVM_CAP_NESTED_STATE, { linux: (i) => i.vendor.arch.linuxNestedStateSize, why: 'nested virtualization and KVM_GET/SET_NESTED_STATE not modelled' }],
+  [KVM_CAP_NESTED_STATE, { linux: (i) => vendorArch(i).linuxNestedStateSize, why: 'nested virtualization and KVM_GET/SET_NESTED_STATE not modelled' }],
   [KVM_CAP_DIRTY_LOG_RING, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
   [KVM_CAP_DIRTY_LOG_RING_ACQ_REL, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
   [KVM_CAP_SYNC_REGS, { linux: () => 7, why: 'kvm_run sync registers not modelled' }],
@@ -208,7 +209,7 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, { linux: () => 1, why: 'SEV context moving not modelled (Linux answers 1 even on Intel)' }],
   [KVM_CAP_VCPU_ATTRIBUTES, { linux: () => 1, why: 'vCPU device attributes (KVM_VCPU_TSC_CTRL) not modelled' }],
   [KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, { linux: () => 1, why: 'needs CAP_SYS_BOOT, which the model does not have' }],
-  [KVM_CAP_PRE_FAULT_MEMORY, { linux: (i) => (i.vendor.arch.tdp ? 1 : 0), why: 'KVM_PRE_FAULT_MEMORY not modelled' }],
+  [KVM_CAP_PRE_FAULT_MEMORY, { linux: (i) => (vendorArch(i).tdp ? 1 : 0), why: 'KVM_PRE_FAULT_MEMORY not modelled' }],
   [KVM_CAP_STEAL_TIME, { linux: () => 1, why: 'steal time (MSR_KVM_STEAL_TIME) not modelled' }],
   [KVM_CAP_LAST_CPU, { linux: () => 1, why: 'not modelled' }],
   [KVM_CAP_X86_USER_SPACE_MSR, { linux: () => 1, why: 'KVM_EXIT_X86_RDMSR/WRMSR need the guest interpreter to stop at RDMSR/WRMSR for user space, which it does not yet' }],
@@ -216,7 +217,7 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_X86_GUEST_MODE, { linux: () => 1, why: 'KVM_RUN does not write kvm_run.flags (KVM_RUN_X86_GUEST_MODE)' }],
   [KVM_CAP_GUEST_MEMFD, { linux: (_i, vm) => (vm === undefined ? 1 : 0), why: 'guest_memfd (CONFIG_KVM_PRIVATE_MEM, selected by KVM_AMD_SEV) not modelled' }],
   [KVM_CAP_MEMORY_ATTRIBUTES, { linux: (_i, vm) => (vm === undefined ? 8 : 0), why: 'private memory attributes (KVM_SET_MEMORY_ATTRIBUTES) not modelled' }],
-  [KVM_CAP_VM_TYPES, { linux: (i) => (1 << KVM_X86_DEFAULT_VM) | i.vendor.arch.linuxExtraVmTypes, why: 'KVM_CREATE_VM creates default VMs only (an SEV guest starts from one, with KVM_SEV_INIT)' }],
+  [KVM_CAP_VM_TYPES, { linux: (i) => (1 << KVM_X86_DEFAULT_VM) | vendorArch(i).linuxExtraVmTypes, why: 'KVM_CREATE_VM creates default VMs only (an SEV guest starts from one, with KVM_SEV_INIT)' }],
 ]);
 
 /** `kvm_vm_ioctl_check_extension_generic` + the x86 part, for this module (and VM, when asked on a VM fd). */
@@ -323,13 +324,13 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
       return x86Caps(inst).xsave ? 1 : 0; // boot_cpu_has(X86_FEATURE_XSAVE)
     case KVM_CAP_TSC_CONTROL:
     case KVM_CAP_VM_TSC_CONTROL:
-      return inst.vendor.arch.tscControl ? 1 : 0;
+      return vendorArch(inst).tscControl ? 1 : 0;
     case KVM_CAP_SMALLER_MAXPHYADDR:
-      return inst.vendor.arch.smallerMaxPhyAddr ? 1 : 0;
+      return vendorArch(inst).smallerMaxPhyAddr ? 1 : 0;
     case KVM_CAP_X86_BUS_LOCK_EXIT:
-      return inst.vendor.arch.busLockExit ? 3 : 0; // KVM_BUS_LOCK_DETECTION_OFF | _EXIT
+      return vendorArch(inst).busLockExit ? 3 : 0; // KVM_BUS_LOCK_DETECTION_OFF | _EXIT
     case KVM_CAP_X86_NOTIFY_VMEXIT:
-      return inst.vendor.arch.notifyVmexit ? 1 : 0;
+      return vendorArch(inst).notifyVmexit ? 1 : 0;
     case KVM_CAP_XSAVE2:
       return Math.max(x86Caps(inst).xstateSize, 4096);
     case KVM_CAP_DISABLE_QUIRKS2:

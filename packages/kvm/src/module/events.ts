@@ -1,9 +1,10 @@
 /**
- * The events a KVM module adds to the host's stream (declaration merging into `ExtensionEvents`).
+ * The events a KVM module adds to the host's stream (declaration merging into `ExtensionEvents`), and what they
+ * mean to the trace tools ({@link describeKvmEvents}).
  *
  * @module
  */
-import type { EventStamp } from '@vac/core';
+import type { EventBus, EventStamp } from '@vac/core';
 
 declare module '@vac/core' {
   interface ExtensionEvents {
@@ -24,4 +25,13 @@ declare module '@vac/core' {
   }
 }
 
-export {};
+/** Tell the host's trace tools what KVM's events are: their timeline roles (idempotent; done at every load). */
+export function describeKvmEvents(events: EventBus): void {
+  events.describe('vcpu:load', { timeline: 'run:start' });
+  events.describe('vcpu:put', { timeline: 'run:end' });
+  events.describe('vcpu:exit', { timeline: 'run:exit' });
+  events.describe('vm:create', { timeline: 'guest:start' });
+  events.describe('vm:destroy', { timeline: 'guest:end' });
+  events.describe('vcpu:create', { timeline: 'guest:vcpu' });
+  events.describe('pmi:guest', { timeline: 'mark:pmi' });
+}

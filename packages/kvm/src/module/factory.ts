@@ -21,12 +21,12 @@ import {
 } from '@vac/core';
 import { svmKvmOps } from '@vac/svm';
 import { vmxKvmOps } from '@vac/vmx';
+import { describeKvmEvents } from './events.js';
 import { makeFileOps } from './fops.js';
 import { KvmInstance } from './instance.js';
 import { ALL_LEGACY_RESOURCES, LegacyPort, legacySet, privateVac, type LegacyResource } from './legacy.js';
 import { kvmParams } from './params.js';
 import { trackInstance } from './unique-ids.js';
-import './events.js';
 import { x86StateSnapshot } from './state-snapshot.js';
 
 /** Options of {@link kvm}. */
@@ -86,6 +86,7 @@ export function kvm(options: KvmOptions = {}): KvmImage {
     params,
     init(ctx: ModuleContext<KvmImageParams, KvmInstance>): KvmInstance {
       const host = ctx.host;
+      describeKvmEvents(host.events);
       const values = ctx.params as Readonly<Record<string, unknown>>;
       // kvm_x86_init (RFC patch 02): SVM if supported, else VMX — here: the first usable vendor in order.
       const vendor = vendors.find((v) => v.usable(host));

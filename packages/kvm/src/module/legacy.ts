@@ -1,6 +1,6 @@
 /**
  * Legacy mode: KVM modules laid out as before VAC, each owning some resources itself. It exists to show
- * what goes wrong on a multi-KVM host without VAC (SPEC.md §3 "Legacy mode"); it is never the default.
+ * what goes wrong on a multi-KVM host without VAC (docs/spec.md §3 "Legacy mode"); it is never the default.
  *
  * Each listed resource is kept privately by the module instead of being taken from VAC:
  *
@@ -15,18 +15,8 @@
  *
  * @module
  */
-import {
-  UsageError,
-  Vac,
-  checkVendorSupport,
-  registerVacHooks,
-  type Host,
-  type VacHandle,
-  type VacInstanceOps,
-  type VacPort,
-  type VacResource,
-  type VacResourceKey,
-} from '@vac/core';
+import { UsageError, Vac, type Host, type VacHandle, type VacInstanceOps, type VacPort, type VacResource, type VacResourceKey } from '@vac/core';
+import { checkVendorSupport, registerVacHooks } from '@vac/core/internal';
 import { SEV_ASIDS } from '@vac/svm';
 import { VPIDS } from '@vac/vmx';
 

@@ -11,6 +11,7 @@ import type { kvm_cpuid_entry2 } from '../abi/structs.js';
 import type { Vcpu } from './vcpu.js';
 import { MSR_PLATFORM_INFO_CPUID_FAULT, x86Caps } from './x86-caps.js';
 import { bytesDigest } from './bytes-digest.js';
+import { vendorArch } from './vendor-arch.js';
 
 /** `KVM_MAX_MCE_BANKS`. */
 const MCE_BANKS = 32;
@@ -140,7 +141,7 @@ export class VcpuArch {
     const dv = new DataView(this.fpu.buffer);
     dv.setUint16(0, 0x37f, true);
     dv.setUint32(24, 0x1f80, true);
-    dv.setUint32(28, v.vm.instance.vendor.arch.fxsaveMxcsrMask, true);
+    dv.setUint32(28, vendorArch(v.vm.instance).fxsaveMxcsrMask, true);
     this.tscKhz = caps.tscKhz;
     // kvm_arch_vcpu_create / kvm_vcpu_reset: the MSRs KVM keeps as values.
     this.msrs.set(0x277, 0x0007040600070406n); // MSR_IA32_CR_PAT: MSR_IA32_CR_PAT_DEFAULT
@@ -149,7 +150,7 @@ export class VcpuArch {
     this.msrs.set(0xce, MSR_PLATFORM_INFO_CPUID_FAULT); // MSR_PLATFORM_INFO
     this.msrs.set(0x10a, caps.archCapabilities); // MSR_IA32_ARCH_CAPABILITIES
     this.msrs.set(0x9e, 0x30000n); // MSR_IA32_SMBASE: vcpu->arch.smbase
-    for (const [index, spec] of v.vm.instance.vendor.arch.vcpuMsrs) this.msrs.set(index, spec.reset);
+    for (const [index, spec] of vendorArch(v.vm.instance).vcpuMsrs) this.msrs.set(index, spec.reset);
   }
 
   /** A plain copy for `host.snapshot()`. */

@@ -38,6 +38,7 @@ import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import { VcpuRequest, makeRequest, processNmi } from './vcpu-requests.js';
 import type { Vcpu } from './vcpu.js';
 import { vmArch } from './vm-arch.js';
+import { vendorArch } from './vendor-arch.js';
 
 const NMI_VECTOR = 2;
 const BP_VECTOR = 3;
@@ -115,7 +116,7 @@ export function setVcpuEvents(v: Vcpu, events: kvm_vcpu_events, op: string): voi
   arch.interrupt.injected = ev.interrupt.injected !== 0;
   arch.interrupt.nr = ev.interrupt.nr;
   arch.interrupt.soft = ev.interrupt.soft !== 0;
-  if ((ev.flags & KVM_VCPUEVENT_VALID_SHADOW) !== 0) arch.interruptShadow = v.vm.instance.vendor.arch.normalizeInterruptShadow(ev.interrupt.shadow);
+  if ((ev.flags & KVM_VCPUEVENT_VALID_SHADOW) !== 0) arch.interruptShadow = vendorArch(v.vm.instance).normalizeInterruptShadow(ev.interrupt.shadow);
   arch.nmiInjected = ev.nmi.injected !== 0;
   if ((ev.flags & KVM_VCPUEVENT_VALID_NMI_PENDING) !== 0) {
     arch.nmiPending = 0;

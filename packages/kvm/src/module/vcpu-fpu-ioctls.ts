@@ -19,6 +19,7 @@ import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import { guestSupportedXcr0, xcr0Valid } from './vcpu-cpuid.js';
 import type { Vcpu } from './vcpu.js';
 import { XFEATURE_MASK_FPSSE, x86Caps } from './x86-caps.js';
+import { vendorArch } from './vendor-arch.js';
 
 /** Offsets in the FXSAVE / XSAVE image. */
 const FX = { fcw: 0, fsw: 2, ftw: 4, fop: 6, rip: 8, rdp: 16, mxcsr: 24, mxcsrMask: 28, st: 32, xmm: 160, xstateBv: 512, xcompBv: 520, reserved: 528, ext: 576 } as const;
@@ -63,7 +64,7 @@ function loadXsaveImage(v: Vcpu, arch: VcpuArch, region: Uint8Array, op: string)
   const dv = new DataView(region.buffer, region.byteOffset, region.byteLength);
   const xfeatures = dv.getBigUint64(FX.xstateBv, true);
   const mxcsr = dv.getUint32(FX.mxcsr, true);
-  const mxcsrMask = v.vm.instance.vendor.arch.fxsaveMxcsrMask;
+  const mxcsrMask = vendorArch(v.vm.instance).fxsaveMxcsrMask;
   if (!caps.xsave) {
     if ((xfeatures & ~XFEATURE_MASK_FPSSE) !== 0n) throw new KernelError('EINVAL', op, `XSTATE_BV 0x${xfeatures.toString(16)} has state other than x87/SSE`);
     if ((mxcsr & ~mxcsrMask) !== 0) throw new KernelError('EINVAL', op, `MXCSR 0x${mxcsr.toString(16)} has reserved bits`);

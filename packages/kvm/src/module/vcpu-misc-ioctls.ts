@@ -29,6 +29,7 @@ import { setTscKhz } from './vcpu-tsc.js';
 import { VcpuRequest, makeRequest } from './vcpu-requests.js';
 import type { Vcpu } from './vcpu.js';
 import { x86Caps } from './x86-caps.js';
+import { vendorArch } from './vendor-arch.js';
 
 const MCG_CTL_P = 1n << 8n;
 const MCG_CMCI_P = 1n << 10n;
@@ -42,7 +43,7 @@ export const VCPU_MISC_IOCTLS: readonly IoctlDef<Vcpu>[] = [
       const op = 'KVM_SET_TSC_KHZ';
       const caps = x86Caps(v.vm.instance);
       let khz = valueArg(arg, op) % 2 ** 32; // (u32)arg
-      if (v.vm.instance.vendor.arch.tscControl && khz >= caps.maxGuestTscKhz) throw new KernelError('EINVAL', op, `${khz} kHz is not below the maximum`);
+      if (vendorArch(v.vm.instance).tscControl && khz >= caps.maxGuestTscKhz) throw new KernelError('EINVAL', op, `${khz} kHz is not below the maximum`);
       if (khz === 0) khz = caps.tscKhz;
       if (!setTscKhz(v, khz)) throw new KernelError('EINVAL', op, `${khz} kHz is below the host's ${caps.tscKhz} kHz and the CPU cannot scale the TSC`);
       return 0;

@@ -18,6 +18,7 @@ import { MSR, MSR_PLATFORM_INFO_CPUID_FAULT, x86Caps, type X86Caps } from './x86
 import { writeWallClock } from './pvclock.js';
 import { guestTsc, synchronizeTsc } from './vcpu-tsc.js';
 import { IN_KERNEL_IRQCHIP } from './caps.js';
+import { vendorArch } from './vendor-arch.js';
 
 const U64 = 0xffff_ffff_ffff_ffffn;
 
@@ -147,7 +148,7 @@ function mceBank(msr: number): number | undefined {
 /** `kvm_get_msr_common` + the vendor's `get_msr` for the modelled MSRs: the value, `'unsupported'` or `undefined` (#GP). */
 function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: boolean): bigint | undefined | 'unsupported' {
   if (pvWithheld(arch, msr)) return undefined;
-  const vendorSpec = v.vm.instance.vendor.arch.vcpuMsrs.get(msr);
+  const vendorSpec = vendorArch(v.vm.instance).vcpuMsrs.get(msr);
   if (vendorSpec !== undefined) return arch.msrs.get(msr) ?? vendorSpec.reset;
   switch (msr) {
     case MSR.IA32_TSC:
@@ -208,7 +209,7 @@ function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: bool
     case MSR.IA32_MCG_STATUS:
       return arch.mcgStatus;
     case MSR.IA32_MCG_EXT_CTL:
-      if (!v.vm.instance.vendor.arch.hasEmulatedMsr(msr)) return 'unsupported';
+      if (!vendorArch(v.vm.instance).hasEmulatedMsr(msr)) return 'unsupported';
       return arch.mcgExtCtl;
     case MSR.MTRRcap:
       return 0x500n | BigInt(NR_VAR_MTRR); // WC, FIX, 8 variable ranges
@@ -241,7 +242,7 @@ function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: bool
 /** `kvm_set_msr_common` + the vendor's `set_msr` + `__kvm_set_msr`'s checks: whether the write was taken. */
 function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: bigint, host: boolean): boolean | 'unsupported' {
   if (pvWithheld(arch, msr)) return false;
-  const vendorSpec = v.vm.instance.vendor.arch.vcpuMsrs.get(msr);
+  const vendorSpec = vendorArch(v.vm.instance).vcpuMsrs.get(msr);
   if (vendorSpec !== undefined) {
     if (!vendorSpec.accepts(data, host)) return false;
     arch.msrs.set(msr, vendorSpec.normalize?.(data) ?? data);
@@ -363,7 +364,7 @@ function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: big
       arch.mcgCtl = data;
       return true;
     case MSR.IA32_MCG_EXT_CTL:
-      if (!v.vm.instance.vendor.arch.hasEmulatedMsr(msr)) return 'unsupported';
+      if (!vendorArch(v.vm.instance).hasEmulatedMsr(msr)) return 'unsupported';
       if (!host || (data & ~MCG_EXT_CTL_LMCE_EN) !== 0n) return false;
       arch.mcgExtCtl = data;
       return true;

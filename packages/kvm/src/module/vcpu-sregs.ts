@@ -20,6 +20,7 @@ import { VcpuRequest, makeRequest } from './vcpu-requests.js';
 import type { Vcpu } from './vcpu.js';
 import { x86Caps, type X86Caps } from './x86-caps.js';
 import type { CpuidWord } from '@vac/core';
+import { vendorArch } from './vendor-arch.js';
 
 const U64 = 0xffff_ffff_ffff_ffffn;
 const X86_CR0_PE = 1n;
@@ -205,7 +206,7 @@ export function setSregs2(v: Vcpu, s: kvm_sregs2, op: string): void {
 export function resetSregs(v: Vcpu, bsp: boolean): void {
   const s = KVM_SREGS_CODEC.zero();
   v.getSregs(s);
-  const trType = v.vm.instance.vendor.arch.resetTrType;
+  const trType = vendorArch(v.vm.instance).resetTrType;
   s.tr = { ...s.tr, base: 0n, limit: 0xffff, selector: 0, type: trType, present: 1, s: 0, dpl: 0, db: 0, l: 0, g: 0, avl: 0, unusable: 0 };
   s.ldt = { ...s.ldt, base: 0n, limit: 0xffff, selector: 0, type: 2, present: 1, s: 0, dpl: 0, db: 0, l: 0, g: 0, avl: 0, unusable: 0 };
   s.idt = { base: 0n, limit: 0xffff };

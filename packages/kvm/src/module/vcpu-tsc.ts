@@ -10,6 +10,7 @@ import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import type { Vcpu } from './vcpu.js';
 import { vmArch } from './vm-arch.js';
 import { x86Caps } from './x86-caps.js';
+import { vendorArch } from './vendor-arch.js';
 
 /** The host TSC scaled to the vCPU's rate (`kvm_scale_tsc(rdtsc(), l1_tsc_scaling_ratio)`). */
 function scaledHostTsc(v: Vcpu, arch: VcpuArch): bigint {
@@ -72,7 +73,7 @@ export function setTscKhz(v: Vcpu, khz: number): boolean {
   const lo = Math.floor((host * (1_000_000 - TSC_TOLERANCE_PPM)) / 1_000_000);
   const hi = Math.floor((host * (1_000_000 + TSC_TOLERANCE_PPM)) / 1_000_000);
   const scale = khz < lo || khz > hi;
-  if (scale && !v.vm.instance.vendor.arch.tscControl && khz < host) return false; // "user requested TSC rate below hardware speed"
+  if (scale && !vendorArch(v.vm.instance).tscControl && khz < host) return false; // "user requested TSC rate below hardware speed"
   // Keep the guest TSC continuous across the rate change.
   const now = guestTsc(v, arch);
   arch.tscKhz = khz;

@@ -60,6 +60,7 @@ import { VcpuRequest, makeRequest } from './vcpu-requests.js';
 import { userBuffer } from './user-memory.js';
 import { vmArch, type MsrFilterRange } from './vm-arch.js';
 import { x86Caps } from './x86-caps.js';
+import { vendorArch } from './vendor-arch.js';
 
 /** `kvm_vm_ioctl_enable_cap_generic` then `kvm_vm_ioctl_enable_cap` (x86), for the capabilities the model has. */
 function enableCap(f: VmFile, arg: unknown, op: string): number {
@@ -219,7 +220,7 @@ export const VM_ARCH_IOCTLS: readonly IoctlDef<VmFile>[] = [
       const op = 'KVM_SET_TSC_KHZ';
       const caps = x86Caps(vm.instance);
       let khz = valueArg(arg, op) % 2 ** 32;
-      if (vm.instance.vendor.arch.tscControl && khz >= caps.maxGuestTscKhz) throw new KernelError('EINVAL', op, `${khz} kHz is not below the maximum`);
+      if (vendorArch(vm.instance).tscControl && khz >= caps.maxGuestTscKhz) throw new KernelError('EINVAL', op, `${khz} kHz is not below the maximum`);
       if (khz === 0) khz = caps.tscKhz;
       if (vm.createdVcpus > 0) throw new KernelError('EINVAL', op, 'vCPUs exist already');
       vmArch(vm).defaultTscKhz = khz;

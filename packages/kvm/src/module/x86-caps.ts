@@ -13,6 +13,7 @@ import type { kvm_cpuid_entry2 } from '../abi/structs.js';
 import { computeCpuCaps, hostCpuid } from './cpu-caps.js';
 import { hostTscKhz } from './host-clock.js';
 import type { KvmInstance } from './instance.js';
+import { vendorArch } from './vendor-arch.js';
 
 /* ---- MSR numbers (arch/x86/include/asm/msr-index.h) ----------------------------------------------------------- */
 
@@ -247,7 +248,7 @@ class X86CapsImpl implements X86Caps {
     this.#inst = inst;
     const boot = inst.host.cpus[0] as Cpu;
     this.#boot = boot;
-    const arch = inst.vendor.arch;
+    const arch = vendorArch(inst);
     // fpu__init_system_xstate: no XSAVE unless CPUID has it and leaf 0xD offers FP and SSE (else it is cleared).
     const leafD = hostCpuid(boot, 0xd, 0);
     const hostXcr0 = BigInt(leafD.eax) | (BigInt(leafD.edx) << 32n);
@@ -313,7 +314,7 @@ class X86CapsImpl implements X86Caps {
       case MSR.IA32_UCODE_REV:
         return this.#boot.rdmsrSafe(msr) ?? 0n; // rdmsrl_safe(), whose failure is ignored
       default:
-        return this.#inst.vendor.arch.featureMsr(msr);
+        return vendorArch(this.#inst).featureMsr(msr);
     }
   }
 
@@ -462,7 +463,7 @@ class X86CapsImpl implements X86Caps {
         break;
       case 0x80000008: {
         const virtAs = Math.max((entry.eax >>> 8) & 0xff, 48);
-        const tdp = this.#inst.vendor.arch.tdp;
+        const tdp = vendorArch(this.#inst).tdp;
         const physAs = tdp ? entry.eax & 0xff : entry.eax & 0xff;
         const gPhysAs = tdp ? Math.min(physAs, 48) : 0;
         entry.eax = (physAs | (virtAs << 8) | (gPhysAs << 16)) >>> 0;

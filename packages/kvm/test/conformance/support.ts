@@ -4,36 +4,18 @@
  *
  * @module
  */
+import { expectKernelError, thrown, withoutCounters } from '@vac/test-support';
 import { expect } from 'vitest';
 import { KernelError, PERF_GUEST_ACTIVE, PERF_GUEST_USER, checkInvariants, errnoOf, vacOf } from '@vac/core';
 import type { ErrnoCode, Host, HostSnapshot, Vac, VacHandle, VacInstanceOps, Violation } from '@vac/core';
 
-/** What `fn` threw, or `undefined`. */
-export function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
+export { thrown, withoutCounters };
 
 /** The loaded VAC of `host` (fails the test when there is none). */
 export function vacIn(host: Host): Vac {
   const vac = vacOf(host);
   if (vac === undefined) throw new Error('vac is not loaded');
   return vac;
-}
-
-/**
- * A snapshot without the hardware's per-CPU counters (VMXON/VMXOFF, SVME on/off, STGI, INVEPT, WBINVD …):
- * they count instructions executed, which is history, not state — a rolled-back 0→1 enable really did
- * VMXON and VMXOFF on the CPUs that succeeded before the failing one.
- */
-export function withoutCounters(s: HostSnapshot): unknown {
-  const hw = s.hardware as { cpus?: ReadonlyArray<Record<string, unknown>> } & Record<string, unknown>;
-  if (!Array.isArray(hw.cpus)) return s;
-  return { ...s, hardware: { ...hw, cpus: hw.cpus.map(({ counters: _c, ...rest }: Record<string, unknown>) => rest) } };
 }
 
 /** Options of {@link expectFailure}. */
@@ -47,19 +29,11 @@ export interface FailureOptions {
 
 /**
  * Run `fn`, expect a {@link KernelError} with `code` (name and errno), and expect `host.snapshot()` to equal
- * the snapshot taken just before (SPEC §4 invariant 7); also no invariant violation afterwards.
+ * the snapshot taken just before (docs/spec.md §4 invariant 7).
  * @returns the error
  */
 export function expectFailure(host: Host, fn: () => unknown, code: ErrnoCode, opts: FailureOptions = {}): KernelError {
-  const before = host.snapshot();
-  const e = thrown(fn);
-  expect(e, `expected KernelError ${code}`).toBeInstanceOf(KernelError);
-  const ke = e as KernelError;
-  expect(ke.code).toBe(code);
-  expect(ke.errno).toBe(errnoOf(code));
-  if (opts.countersMayMove === true) expect(withoutCounters(host.snapshot())).toEqual(withoutCounters(before));
-  else expect(host.snapshot()).toEqual(before);
-  return ke;
+  return expectKernelError(host, fn, code, opts.countersMayMove === true ? { countersMayMove: true } : {});
 }
 
 /** `checkInvariants(host)` must be empty. */

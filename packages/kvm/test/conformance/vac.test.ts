@@ -1,5 +1,5 @@
 /**
- * The VAC conformance suite ("VAC, the base module"; SPEC.md §2 and §4, reference §1): one vendor-neutral
+ * The VAC conformance suite ("VAC, the base module"; docs/spec.md §2 and §4, reference §1): one vendor-neutral
  * suite run against both setups of `vendors.ts`, with fake KVM instances attached straight to VAC.
  */
 import { afterEach, describe, expect, test } from 'vitest';

@@ -3,6 +3,7 @@
  * instances, simulated VMM threads that record what they saw, and a seeded PRNG.
  */
 import { KernelError, errnoOf, isKernelError, vacOf, type ErrnoCode, type Host, type HostOptions, type Process, type Thread, type Vac } from '@vac/core';
+import { expectKernelError, prng, thrown } from '@vac/test-support';
 import { expect } from 'vitest';
 import {
   KVM_CREATE_VCPU,
@@ -15,21 +16,15 @@ import {
   KvmRunView,
   makeKvmRegs,
   kvm,
+  kvmInstance,
   makeKvmSregs,
+  vcpuOf,
   type KvmInstance,
   type Vcpu,
 } from '../../src/index.js';
 import { SPIN, makeHost, makeVm, vmmProcess } from './helpers.js';
 
-/** What `fn` threw, or `undefined`. */
-export function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
+export { thrown };
 
 /** Run `fn` and expect a {@link KernelError} with `code` (name and errno). Returns the error. */
 export function expectCode(fn: () => unknown, code: ErrnoCode): KernelError {
@@ -42,13 +37,10 @@ export function expectCode(fn: () => unknown, code: ErrnoCode): KernelError {
 
 /**
  * Run `fn`, expect a {@link KernelError} with `code` (name and errno) and `host.snapshot()` exactly as
- * before (SPEC §4 invariant 7). Returns the error.
+ * before (docs/spec.md §4 invariant 7). Returns the error.
  */
 export function expectFail(host: Host, fn: () => unknown, code: ErrnoCode): KernelError {
-  const before = host.snapshot();
-  const ke = expectCode(fn, code);
-  expect(host.snapshot()).toEqual(before);
-  return ke;
+  return expectKernelError(host, fn, code);
 }
 
 /** The loaded VAC. */
@@ -58,29 +50,13 @@ export function vacIn(host: Host): Vac {
   return v;
 }
 
-/** A loaded KVM instance by module name. */
-export function inst(host: Host, name: string): KvmInstance {
-  const m = host.modules.get(name);
-  if (m === undefined) throw new Error(`${name} is not loaded`);
-  return m.exports as KvmInstance;
-}
+/** A loaded KVM instance by module name (the public {@link kvmInstance}). */
+export const inst: (host: Host, name: string) => KvmInstance = kvmInstance;
 
-/** The vCPU behind a vCPU fd of `proc`. */
-export function vcpuOf(proc: Process, fd: number): Vcpu {
-  return proc.file(fd).privateData as Vcpu;
-}
+export { vcpuOf };
 
-/** `mulberry32`: a small seeded PRNG, so "random" points are the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG (the shared mulberry32), so "random" points are the same on every run. */
+export const rng: (seed: number) => () => number = prng;
 
 /** A simulated VMM thread driving one vCPU, and what it saw. */
 export interface VcpuThread {

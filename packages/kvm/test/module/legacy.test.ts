@@ -1,5 +1,5 @@
 /**
- * Legacy mode (issue 4, "Done means" 5; SPEC §3 "Legacy mode"): KVM modules that keep some system-wide
+ * Legacy mode (issue 4, "Done means" 5; docs/spec.md §3 "Legacy mode"): KVM modules that keep some system-wide
  * resource to themselves, as before VAC. Each collision shows; the VAC-mode twin of each test shows none.
  */
 import { O_RDWR, checkInvariants, type Host } from '@vac/core';

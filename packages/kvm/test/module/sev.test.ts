@@ -21,6 +21,7 @@ import {
   makeKvmRegs,
   makeKvmSregs,
   type Vm,
+  vmOf,
 } from '../../src/index.js';
 import { HELLO, makeHost, vmmProcess } from './helpers.js';
 import { expectFail, inst, vacIn, vcpuOf } from './integration.js';
@@ -46,7 +47,6 @@ function sevHost(): { host: Host; p: Process; sys: Record<string, number> } {
 }
 
 const holders = (host: Host): Array<[number, string]> => vacIn(host).resource(SEV_ASIDS).state().inUse.map((u) => [u.asid, u.holder]);
-const vmOf = (p: Process, fd: number): Vm => p.file(fd).privateData as Vm;
 
 describe('KVM_MEMORY_ENCRYPT_OP on AMD', () => {
   test('the constant is 0xC008AEBA', () => {

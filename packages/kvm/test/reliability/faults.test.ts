@@ -9,7 +9,7 @@
  */
 import { afterAll, describe, expect, test } from 'vitest';
 import { O_RDWR, checkInvariants, vacImage, type FaultMode, type Host } from '@vac/core';
-import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_RUN, kvm, type KvmInstance } from '../../src/index.js';
+import { kvmInstance, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_RUN, kvm, type KvmInstance } from '../../src/index.js';
 import { GUESTS, VENDORS, expectFails, makeHost, readyVm, setupVcpu, tally, vacIn } from './support.js';
 import { VPIDS } from '@vac/vmx';
 
@@ -221,7 +221,7 @@ describe.each(VENDORS)('faults on $name', (vendor) => {
         for (const fd of fds) {
           expect(p.ioctl(fd, KVM_RUN, 0)).toBe(0);
         }
-        const inst = host.modules.exportsOf<KvmInstance>('kvm0') as KvmInstance;
+        const inst = kvmInstance(host, 'kvm0');
         const flushes = [...inst.allVcpus()].map((v) => (v.vendor.stats as Record<string, number>)['tlbFlushVpid0Entry'] ?? 0);
         expect(flushes).toEqual([0, 1, 2, 3].map((i) => (i === n - 1 ? 1 : 0)));
         expect(checkInvariants(host)).toEqual([]);

@@ -19,7 +19,7 @@ import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import * as ABI from '../../src/abi/constants.js';
 import { _IOC, _IOC_TYPE, KVMIO, KVM_RUN, KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs, makeKvmSregs } from '../../src/index.js';
-import { firstDifference, normalize } from './model.js';
+import { firstDifference } from '@vac/test-support';
 import { tally } from './support.js';
 
 const CI_RUNS = 1000;
@@ -274,7 +274,7 @@ class Fuzz {
         break;
     }
     tally.fuzzCalls++;
-    const before = normalize(host.snapshot());
+    const before = host.snapshot();
     let result: unknown;
     let error: unknown;
     try {
@@ -291,7 +291,7 @@ class Fuzz {
       // KVM_RUN runs guest code before it can fail with EINTR (or EFAULT on an unbacked slot): not a no-op.
       const ran = (c.k === 'run' || (c.k === 'ioctl' && c.req === KVM_RUN)) && (error.code === 'EINTR' || error.code === 'EFAULT');
       if (!ran) {
-        const d = firstDifference(before, normalize(host.snapshot()), '');
+        const d = firstDifference(before, host.snapshot());
         if (d !== undefined) throw new Error(`${what}: failed with ${error.code} but changed the host at ${d}`);
       }
     } else if (c.k !== 'kill' && c.k !== 'close' && c.k !== 'mmap') {

@@ -9,7 +9,7 @@
  */
 import { afterAll, describe, expect, test } from 'vitest';
 import { checkInvariants, isKernelError, type Host, type Process, type Thread } from '@vac/core';
-import { KVM_CREATE_IRQCHIP, KVM_MEMORY_ENCRYPT_OP, KVM_RUN, kvm, type KvmInstance } from '../../src/index.js';
+import { kvmInstance, KVM_CREATE_IRQCHIP, KVM_MEMORY_ENCRYPT_OP, KVM_RUN, kvm, type KvmInstance } from '../../src/index.js';
 import { GUESTS, VENDORS, makeHost, prng, readyVm, tally, vacHoldings, vacIn } from './support.js';
 
 const VMMS = 50;
@@ -30,8 +30,7 @@ interface Vmm {
 function liveLabels(host: Host): Set<string> {
   const out = new Set<string>();
   for (const name of ['kvm0', 'kvm1']) {
-    const inst = host.modules.exportsOf<KvmInstance>(name);
-    if (inst !== undefined) for (const v of inst.allVcpus()) out.add(v.label);
+    if (host.modules.get(name) !== undefined) for (const v of kvmInstance(host, name).allVcpus()) out.add(v.label);
   }
   return out;
 }
@@ -39,8 +38,8 @@ function liveLabels(host: Host): Set<string> {
 /** Whether any vCPU of a VM owned by `p` is loaded on a CPU and in guest mode. */
 function inGuest(host: Host, p: Process): boolean {
   for (const name of ['kvm0', 'kvm1']) {
-    const inst = host.modules.exportsOf<KvmInstance>(name);
-    if (inst === undefined) continue;
+    if (host.modules.get(name) === undefined) continue;
+    const inst = kvmInstance(host, name);
     for (const vm of inst.vms) {
       if (vm.owner !== p) continue;
       for (const v of vm.vcpus.values()) if (v.loadedOn >= 0 && v.inGuest) return true;

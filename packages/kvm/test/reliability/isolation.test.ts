@@ -12,7 +12,8 @@
  */
 import { afterAll, describe, expect, test } from 'vitest';
 import { ALL_CAPABILITIES, O_RDONLY, O_RDWR, PERF_GUEST_ACTIVE, checkInvariants, type Host, type VacInstanceOps } from '@vac/core';
-import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_REGS, KVM_MEMORY_ENCRYPT_OP, KVM_RUN, KVM_SET_USER_MEMORY_REGION, kvm, makeFileOps, makeKvmRegs, type KvmInstance } from '../../src/index.js';
+import { kvmInstance, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_REGS, KVM_MEMORY_ENCRYPT_OP, KVM_RUN, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs, type KvmInstance } from '../../src/index.js';
+import { makeFileOps } from '../../src/module/fops.js';
 import { GUESTS, VENDORS, expectFails, makeHost, readyVm, tally, vacIn } from './support.js';
 import { VPIDS } from '@vac/vmx';
 import { ASIDS, SEV_ASIDS } from '@vac/svm';
@@ -24,11 +25,7 @@ afterAll(() => {
   console.log(`[isolation] ${tally.badInputs} refused operations checked`);
 });
 
-function inst(host: Host, name: string): KvmInstance {
-  const i = host.modules.exportsOf<KvmInstance>(name);
-  if (i === undefined) throw new Error(`${name} is not loaded`);
-  return i;
-}
+const inst = (host: Host, name: string): KvmInstance => kvmInstance(host, name);
 
 /** kvm0's state as the host shows it: its VMs (with vCPUs, memslots) and its VAC holdings. */
 function kvm0State(host: Host): unknown {

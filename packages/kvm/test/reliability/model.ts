@@ -30,6 +30,7 @@ import {
 import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import {
+  kvmInstance,
   KVM_CAP_MAX_VCPUS,
   KVM_CAP_NR_VCPUS,
   KVM_CHECK_EXTENSION,
@@ -56,6 +57,7 @@ import {
   type KvmInstance,
   type Vcpu,
 } from '../../src/index.js';
+import { firstDifference } from '@vac/test-support';
 import { VPIDS } from '@vac/vmx';
 import { ASIDS, SEV_ASIDS } from '@vac/svm';
 
@@ -1841,8 +1843,7 @@ export class World {
     // Each instance's VMs and vCPUs.
     for (const m of this.#mods.values()) {
       if (m.name === 'vac') continue;
-      const inst = host.modules.exportsOf<KvmInstance>(m.name);
-      const got = [...(inst?.vms ?? [])].map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
+      const got = [...kvmInstance(host, m.name).vms].map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
       const wantVms = [...this.#vms]
         .filter((vm) => vm.module === m)
         .map((vm) => `${vm.id}:[${[...vm.vcpus.keys()].join(',')}]`);
@@ -1851,7 +1852,7 @@ export class World {
   }
 
   /**
-   * Tear everything down (kill every process, unload every module) and check SPEC §4 invariant 6: every
+   * Tear everything down (kill every process, unload every module) and check docs/spec.md §4 invariant 6: every
    * allocator empty, every CPU disabled, every user-return MSR at its host value.
    */
   finish(): void {
@@ -1871,36 +1872,7 @@ function big(_k: string, v: unknown): unknown {
 
 /** Compare two snapshots; a difference is a model mismatch naming the first differing path. */
 export function sameSnapshot(what: string, a: HostSnapshot, b: HostSnapshot): void {
-  const d = firstDifference(normalize(a), normalize(b), '');
+  const d = firstDifference(a, b);
   if (d !== undefined) fail(`${what}: the failed operation changed the host at ${d}`);
 }
 
-/** The first path where two plain values differ, or undefined. */
-export function firstDifference(a: unknown, b: unknown, path: string): string | undefined {
-  if (Object.is(a, b)) return undefined;
-  if (typeof a !== typeof b || typeof a !== 'object' || a === null || b === null) return `${path || '(root)'}: ${JSON.stringify(a, big)} ≠ ${JSON.stringify(b, big)}`;
-  if (Array.isArray(a) !== Array.isArray(b)) return `${path}: array vs object`;
-  const ka = Object.keys(a as object);
-  const kb = Object.keys(b as object);
-  if (ka.length !== kb.length) return `${path}: keys ${JSON.stringify(ka)} ≠ ${JSON.stringify(kb)}`;
-  for (const k of ka) {
-    const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}.${k}`);
-    if (d !== undefined) return d;
-  }
-  return undefined;
-}
-
-/**
- * A snapshot without the ASID state (generation, next ASID) of CPUs where VAC has virtualization off. That
- * state is history: the next enable resets it (`svm_hardware_enable`), and VAC deliberately never reuses a
- * generation number, so an operation that turned virtualization on and off again before failing (a 0→1
- * KVM_CREATE_VM whose fd allocation failed, a module init failing after its usage reference) moves it on.
- * See docs/reliability.md ("findings").
- */
-export function normalize(s: HostSnapshot): HostSnapshot {
-  const vac = s.providers['vac'] as { virt?: { enabled?: number[] }; asids?: Array<{ generation: number; nextAsid: number } | undefined> } | undefined;
-  if (vac?.asids === undefined || vac.virt?.enabled === undefined) return s;
-  const enabled = vac.virt.enabled;
-  const asids = vac.asids.map((x, cpu) => (x !== undefined && enabled[cpu] === 0 ? { ...x, generation: 0, nextAsid: 0 } : x));
-  return { ...s, providers: { ...s.providers, vac: { ...vac, asids } } };
-}

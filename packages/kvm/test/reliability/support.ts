@@ -4,12 +4,11 @@
  *
  * @module
  */
-import { expect } from 'vitest';
+import { expectKernelError, prng, thrown } from '@vac/test-support';
 import { KernelError, O_RDWR, UsageError, checkInvariants, createHost, errnoOf, vacOf, type ErrnoCode, type Host, type HostOptions, type Process, type Vac } from '@vac/core';
 import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_SREGS, KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_USER_MEMORY_REGION, makeKvmRegs, makeKvmSregs } from '../../src/index.js';
-import { firstDifference, normalize } from './model.js';
 import { VPIDS } from '@vac/vmx';
 import { ASIDS, SEV_ASIDS } from '@vac/svm';
 
@@ -32,36 +31,17 @@ export function vacIn(host: Host): Vac {
   return v;
 }
 
-/** What `fn` threw, or undefined. */
-export function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
+export { prng, thrown };
 
 /** Counters the suites add to, printed at the end of each file (and copied into docs/reliability.md). */
 export const tally = { faults: 0, badInputs: 0, fuzzCalls: 0, kills: 0, killsInGuest: 0 };
 
 /**
  * Expect `fn` to fail with `code` (a {@link KernelError} with that name and errno), `host.snapshot()` to be
- * what it was before (see {@link normalize} for the one piece of history left out), and no invariant
- * violation afterwards.
+ * what it was before, and no invariant violation afterwards.
  */
 export function expectFails(host: Host, fn: () => unknown, code: ErrnoCode, what = ''): KernelError {
-  const before = normalize(host.snapshot());
-  const e = thrown(fn);
-  if (!(e instanceof KernelError)) {
-    throw new Error(`${what}: expected KernelError ${code}, got ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
-  }
-  expect(e.code, `${what}: ${e.message}`).toBe(code);
-  expect(e.errno).toBe(errnoOf(code));
-  const d = firstDifference(before, normalize(host.snapshot()), '');
-  expect(d, `${what}: the failed operation changed the host`).toBeUndefined();
-  expect(checkInvariants(host), what).toEqual([]);
-  return e;
+  return expectKernelError(host, fn, code, { what, invariants: true });
 }
 
 /** Expect only a KernelError or a UsageError (never anything else) from `fn`; return what happened. */
@@ -115,17 +95,6 @@ export function setupVcpu(p: Process, fd: number): void {
   p.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: 0x1000n, rflags: 2n }));
 }
 
-/** mulberry32: a small deterministic PRNG for scenario timings. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Everything VAC still holds, for "every allocator is empty" checks. */
 export function vacHoldings(host: Host): { usage: number; enabled: number[]; vpids: number; asids: number; sev: number; uretDirty: number[] } {

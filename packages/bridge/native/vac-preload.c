@@ -1,0 +1,893 @@
+/*
+ * vac-preload.c — the LD_PRELOAD half of @vac/bridge.
+ *
+ * An unmodified VMM opens /dev/kvm*; this library answers those opens, and every call on the fds they hand
+ * out, by asking the vac bridge (a Node process that hosts the simulated host) over a Unix socket. Everything
+ * else is passed to libc untouched.
+ *
+ * What is intercepted: open/openat (and the 64 and _2 variants) of paths /dev/kvm*, and on the fds that come
+ * back (and the fds KVM ioctls create): ioctl, mmap/mmap64, munmap, close, close_range, dup, dup2, dup3,
+ * fcntl(F_DUPFD, F_DUPFD_CLOEXEC).
+ *
+ * Every KVM fd is a real fd in the VMM: a memfd ("placeholder") so that fd numbers, close-on-exec, poll and
+ * fcntl behave as usual. A vCPU fd's memfd is sized like the vCPU mmap area (KVM_GET_VCPU_MMAP_SIZE), so the
+ * VMM's own mmap of its kvm_run area is a plain shared mapping of that memfd; the library keeps a second view
+ * of it and keeps it in sync with the model's kvm_run (sent before KVM_RUN, changed bytes applied after every
+ * vCPU ioctl).
+ *
+ * Protocol (little-endian, one connection per VMM thread plus one "life" connection per process that the
+ * bridge watches to learn that the process has gone): see packages/bridge/src/protocol.ts, which is the
+ * reference; the constants below must match it.
+ *
+ * Failure: if the bridge cannot be reached, open(/dev/kvm*) fails with ENODEV and a message on stderr; if the
+ * bridge goes away later, every call on a KVM fd fails with EIO (never hangs).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- protocol (packages/bridge/src/protocol.ts) --------------------------------------------------------- */
+#define VAC_MAGIC 0x31434156u /* "VAC1" */
+#define OP_HELLO 1
+#define OP_OPEN 2
+#define OP_CLOSE 3
+#define OP_IOCTL 4
+#define OP_MMAP 5
+#define OP_MUNMAP 6
+#define OP_DUP 7
+#define HELLO_LIFE 1u
+#define IOCTL_HAS_INPUT 1u
+#define IOCTL_INPUT_UNREADABLE 2u
+#define IOCTL_HAS_RUN 4u
+#define REQ_HEADER 48
+#define REP_HEADER 40
+#define KIND_NONE 0
+#define KIND_VCPU 3
+#define MAX_REPLY (64u << 20)
+#define MAX_ARG (64u << 20)
+
+#define KVM_RUN_REQ 0xae80u
+
+#define VAC_MAX_FD 65536
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+struct run_area {
+  unsigned char *view; /* the library's own mapping of the vCPU memfd */
+  size_t size;
+  int refs;
+};
+
+struct fd_entry {
+  int sim;   /* the fd in the simulated process, 0 = not a KVM fd */
+  int kind;  /* KIND_* of the file */
+  int stale; /* inherited across fork: calls fail with EIO */
+  struct run_area *run;
+};
+
+struct map_entry {
+  void *addr;
+  size_t len;
+  uint64_t sim_addr;
+};
+
+static struct fd_entry fds[VAC_MAX_FD];
+#define MAX_MAPS 4096
+static struct map_entry maps[MAX_MAPS];
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int (*real_open)(const char *, int, ...);
+static int (*real_openat)(int, const char *, int, ...);
+static int (*real_ioctl)(int, unsigned long, ...);
+static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+static int (*real_munmap)(void *, size_t);
+static int (*real_close)(int);
+static int (*real_dup)(int);
+static int (*real_dup2)(int, int);
+static int (*real_dup3)(int, int, int);
+static int (*real_fcntl)(int, int, ...);
+static int (*real_close_range)(unsigned int, unsigned int, int);
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_key_t conn_key;
+static __thread int conn_fd = -1;
+static int life_fd = -1;
+static int forked_child;
+static int trace_on;
+
+static void resolve(void) {
+  real_open = dlsym(RTLD_NEXT, "open");
+  real_openat = dlsym(RTLD_NEXT, "openat");
+  real_ioctl = dlsym(RTLD_NEXT, "ioctl");
+  real_mmap = dlsym(RTLD_NEXT, "mmap");
+  real_munmap = dlsym(RTLD_NEXT, "munmap");
+  real_close = dlsym(RTLD_NEXT, "close");
+  real_dup = dlsym(RTLD_NEXT, "dup");
+  real_dup2 = dlsym(RTLD_NEXT, "dup2");
+  real_dup3 = dlsym(RTLD_NEXT, "dup3");
+  real_fcntl = dlsym(RTLD_NEXT, "fcntl");
+  real_close_range = dlsym(RTLD_NEXT, "close_range");
+}
+
+static void close_conn(void *p) {
+  int fd = (int)(intptr_t)p - 1;
+  if (fd >= 0 && real_close) real_close(fd);
+}
+
+static void at_fork_child(void) {
+  /* The child shares the parent's sockets: drop its copies without a word to the bridge. KVM fds it inherits
+   * belong to the parent's simulated process; calls on them fail with EIO (as Linux's kvm->mm check does). */
+  forked_child = 1;
+  if (conn_fd >= 0) real_close(conn_fd);
+  conn_fd = -1;
+  pthread_setspecific(conn_key, NULL);
+  if (life_fd >= 0) real_close(life_fd);
+  life_fd = -1;
+  for (int i = 0; i < VAC_MAX_FD; i++)
+    if (fds[i].sim) fds[i].stale = 1;
+  pthread_mutex_init(&lock, NULL);
+}
+
+static void init(void) {
+  resolve();
+  pthread_key_create(&conn_key, close_conn);
+  pthread_atfork(NULL, NULL, at_fork_child);
+  trace_on = getenv("VAC_PRELOAD_TRACE") != NULL;
+}
+
+__attribute__((constructor)) static void vac_preload_ctor(void) {
+  pthread_once(&init_once, init);
+  /* /proc/PID/mem of this process must be open to the bridge even under Yama ptrace_scope=1. */
+  prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+}
+
+static inline void ensure_init(void) {
+  if (!real_ioctl) pthread_once(&init_once, init);
+}
+
+static int is_kvm_path(const char *path) {
+  if (path == NULL || strncmp(path, "/dev/kvm", 8) != 0) return 0;
+  return strchr(path + 8, '/') == NULL;
+}
+
+static inline struct fd_entry *entry(int fd) {
+  if (fd < 0 || fd >= VAC_MAX_FD || fds[fd].sim == 0) return NULL;
+  return &fds[fd];
+}
+
+static const char *socket_path(void) {
+  const char *p = getenv("VAC_SOCKET");
+  return p && *p ? p : "/run/vac/bridge.sock";
+}
+
+/* ---- socket I/O ---------------------------------------------------------------------------------------- */
+
+static int read_all(int fd, void *buf, size_t len) {
+  unsigned char *p = buf;
+  while (len > 0) {
+    ssize_t n = recv(fd, p, len, 0);
+    if (n == 0) return -1; /* the bridge went away */
+    if (n < 0) {
+      if (errno == EINTR) continue; /* phase 1: a signal does not interrupt a call in the bridge */
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t get64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+static int connect_bridge(int *err_out) {
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    *err_out = errno;
+    return -1;
+  }
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  strncpy(a.sun_path, socket_path(), sizeof a.sun_path - 1);
+  if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
+    *err_out = errno;
+    real_close(s);
+    return -1;
+  }
+  /* Keep the bridge's sockets out of the VMM's way: the VMM's own fds get the numbers they get on Linux. */
+  int high = real_fcntl(s, F_DUPFD_CLOEXEC, 800);
+  if (high >= 0) {
+    real_close(s);
+    s = high;
+  }
+  return s;
+}
+
+struct reply {
+  int err;
+  int64_t result;
+  uint32_t out_len, fd_kind, mmap_size, msg_len;
+  unsigned char *body; /* out bytes, then message, then run patches */
+  uint32_t body_len;
+};
+
+/* Send one request on `s` and read its reply. Returns -1 (errno set to EIO) when the bridge is gone. */
+static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint64_t b, uint64_t c, const void *p1,
+                   uint32_t n1, const void *p2, uint32_t n2, struct reply *r) {
+  unsigned char h[REQ_HEADER];
+  uint32_t len = REQ_HEADER + n1 + n2;
+  memset(h, 0, sizeof h);
+  put32(h, VAC_MAGIC);
+  put32(h + 4, len);
+  put32(h + 8, op);
+  put32(h + 12, (uint32_t)sim);
+  put32(h + 16, flags);
+  put64(h + 24, a);
+  put64(h + 32, b);
+  put64(h + 40, c);
+  struct iovec iov[3] = {{h, REQ_HEADER}, {(void *)p1, n1}, {(void *)p2, n2}};
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = iov;
+  m.msg_iovlen = 3;
+  size_t total = len, sent = 0;
+  while (sent < total) {
+    ssize_t k = sendmsg(s, &m, MSG_NOSIGNAL);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      errno = EIO;
+      return -1;
+    }
+    sent += (size_t)k;
+    /* advance the iovecs */
+    size_t adv = (size_t)k;
+    while (adv > 0 && m.msg_iovlen > 0) {
+      if (adv >= m.msg_iov[0].iov_len) {
+        adv -= m.msg_iov[0].iov_len;
+        m.msg_iov++;
+        m.msg_iovlen--;
+      } else {
+        m.msg_iov[0].iov_base = (char *)m.msg_iov[0].iov_base + adv;
+        m.msg_iov[0].iov_len -= adv;
+        adv = 0;
+      }
+    }
+  }
+  unsigned char rh[REP_HEADER];
+  if (read_all(s, rh, REP_HEADER) < 0 || get32(rh) != VAC_MAGIC) {
+    errno = EIO;
+    return -1;
+  }
+  uint32_t rlen = get32(rh + 4);
+  if (rlen < REP_HEADER || rlen > MAX_REPLY) {
+    errno = EIO;
+    return -1;
+  }
+  r->err = (int)get32(rh + 8);
+  r->result = (int64_t)get64(rh + 16);
+  r->out_len = get32(rh + 24);
+  r->fd_kind = get32(rh + 28);
+  r->mmap_size = get32(rh + 32);
+  r->msg_len = get32(rh + 36);
+  r->body_len = rlen - REP_HEADER;
+  r->body = NULL;
+  if (r->body_len > 0) {
+    r->body = malloc(r->body_len);
+    if (r->body == NULL || read_all(s, r->body, r->body_len) < 0) {
+      free(r->body);
+      r->body = NULL;
+      errno = EIO;
+      return -1;
+    }
+  }
+  if ((uint64_t)r->out_len + r->msg_len > r->body_len) {
+    free(r->body);
+    r->body = NULL;
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
+
+static void report_unreachable(int e) {
+  fprintf(stderr,
+          "vac-preload: cannot open /dev/kvm*: the vac bridge is not running (socket %s: %s); start it with "
+          "`vac start`, or run the VMM with `vac run`\n",
+          socket_path(), strerror(e));
+}
+
+/* The liveness connection: the bridge kills the simulated process when it closes (exit, exec, SIGKILL). */
+static int ensure_life(void) {
+  if (life_fd >= 0) return 0;
+  int e = 0;
+  int s = connect_bridge(&e);
+  if (s < 0) {
+    report_unreachable(e);
+    errno = ENODEV;
+    return -1;
+  }
+  struct reply r;
+  if (call_on(s, OP_HELLO, 0, HELLO_LIFE, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r) < 0) {
+    real_close(s);
+    errno = ENODEV;
+    return -1;
+  }
+  free(r.body);
+  if (r.err) {
+    real_close(s);
+    errno = r.err;
+    return -1;
+  }
+  life_fd = s;
+  return 0;
+}
+
+static int thread_conn(void) {
+  if (conn_fd >= 0) return conn_fd;
+  int e = 0;
+  int s = connect_bridge(&e);
+  if (s < 0) {
+    errno = EIO;
+    return -1;
+  }
+  struct reply r;
+  if (call_on(s, OP_HELLO, 0, 0, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r) < 0) {
+    real_close(s);
+    errno = EIO;
+    return -1;
+  }
+  free(r.body);
+  if (r.err) {
+    real_close(s);
+    errno = r.err;
+    return -1;
+  }
+  conn_fd = s;
+  pthread_setspecific(conn_key, (void *)(intptr_t)(s + 1));
+  return s;
+}
+
+/* The bridge is gone: every KVM fd is dead (EIO from now on, even if a new bridge starts: it would not know
+ * them), and the next open starts over (ENODEV with a message while no bridge answers). */
+static void bridge_lost(void) {
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < VAC_MAX_FD; i++)
+    if (fds[i].sim) fds[i].stale = 1;
+  if (life_fd >= 0) real_close(life_fd);
+  life_fd = -1;
+  pthread_mutex_unlock(&lock);
+}
+
+static int call(uint32_t op, int sim, uint32_t flags, uint64_t a, uint64_t b, uint64_t c, const void *p1, uint32_t n1,
+                const void *p2, uint32_t n2, struct reply *r) {
+  int s = thread_conn();
+  if (s < 0) {
+    bridge_lost();
+    errno = EIO;
+    return -1;
+  }
+  if (call_on(s, op, sim, flags, a, b, c, p1, n1, p2, n2, r) < 0) {
+    real_close(s);
+    conn_fd = -1;
+    pthread_setspecific(conn_key, NULL);
+    bridge_lost();
+    errno = EIO;
+    return -1;
+  }
+  if (trace_on && r->err && r->msg_len)
+    fprintf(stderr, "vac-preload: %.*s\n", (int)r->msg_len, (const char *)r->body + r->out_len);
+  return 0;
+}
+
+/* ---- the fd table ---------------------------------------------------------------------------------------- */
+
+static struct run_area *run_new(int memfd, size_t size) {
+  struct run_area *ra = calloc(1, sizeof *ra);
+  if (!ra) return NULL;
+  ra->view = real_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  if (ra->view == MAP_FAILED) {
+    free(ra);
+    return NULL;
+  }
+  ra->size = size;
+  ra->refs = 1;
+  return ra;
+}
+
+static void run_put(struct run_area *ra) {
+  if (ra && --ra->refs == 0) {
+    real_munmap(ra->view, ra->size);
+    free(ra);
+  }
+}
+
+/* Install a real placeholder fd for simulated fd `sim`. Returns the real fd or -1. */
+static int install(int sim, int kind, uint32_t mmap_size, int cloexec) {
+  int fd = (int)syscall(SYS_memfd_create, "vac-kvm", cloexec ? MFD_CLOEXEC : 0);
+  if (fd < 0) return -1;
+  struct run_area *ra = NULL;
+  if (kind == KIND_VCPU && mmap_size > 0) {
+    if (ftruncate(fd, mmap_size) < 0 || (ra = run_new(fd, mmap_size)) == NULL) {
+      int e = errno;
+      real_close(fd);
+      errno = e;
+      return -1;
+    }
+  }
+  if (fd >= VAC_MAX_FD) {
+    run_put(ra);
+    real_close(fd);
+    errno = EMFILE;
+    return -1;
+  }
+  pthread_mutex_lock(&lock);
+  fds[fd].kind = kind;
+  fds[fd].run = ra;
+  fds[fd].stale = 0;
+  __atomic_store_n(&fds[fd].sim, sim, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&lock);
+  return fd;
+}
+
+static void forget(int fd) {
+  pthread_mutex_lock(&lock);
+  struct run_area *ra = fds[fd].run;
+  fds[fd].sim = 0;
+  fds[fd].run = NULL;
+  fds[fd].kind = 0;
+  fds[fd].stale = 0;
+  pthread_mutex_unlock(&lock);
+  run_put(ra);
+}
+
+/* Tell the bridge that simulated fd `sim` was closed (errors ignored: close always succeeds on Linux). */
+static void sim_close(int sim) {
+  struct reply r;
+  if (call(OP_CLOSE, sim, 0, 0, 0, 0, NULL, 0, NULL, 0, &r) == 0) free(r.body);
+}
+
+/* Record real fd `newfd` as a copy of `old` (dup), asking the bridge for a simulated copy. */
+static int adopt_dup(struct fd_entry *old, int newfd) {
+  if (old->stale) {
+    pthread_mutex_lock(&lock);
+    fds[newfd] = *old;
+    if (fds[newfd].run) fds[newfd].run->refs++;
+    pthread_mutex_unlock(&lock);
+    return newfd;
+  }
+  struct reply r;
+  if (call(OP_DUP, old->sim, 0, 0, 0, 0, NULL, 0, NULL, 0, &r) < 0) {
+    real_close(newfd);
+    errno = EIO;
+    return -1;
+  }
+  free(r.body);
+  if (r.err) {
+    real_close(newfd);
+    errno = r.err;
+    return -1;
+  }
+  pthread_mutex_lock(&lock);
+  fds[newfd].kind = old->kind;
+  fds[newfd].run = old->run;
+  if (old->run) old->run->refs++;
+  fds[newfd].stale = 0;
+  fds[newfd].sim = (int)r.result;
+  pthread_mutex_unlock(&lock);
+  return newfd;
+}
+
+/* ---- open ---------------------------------------------------------------------------------------------- */
+
+static int vac_open(const char *path, int flags) {
+  /* `vac run --dev /dev/kvm1`: this VMM's /dev/kvm is another device, whatever /dev/kvm links to. */
+  const char *dev = getenv("VAC_DEV_KVM");
+  if (dev && *dev && strcmp(path, "/dev/kvm") == 0) path = dev;
+  if (forked_child && life_fd < 0) forked_child = 0;
+  pthread_mutex_lock(&lock);
+  int rc = ensure_life();
+  pthread_mutex_unlock(&lock);
+  if (rc < 0) return -1;
+  struct reply r;
+  if (call(OP_OPEN, 0, 0, (uint64_t)(uint32_t)flags, 0, 0, path, (uint32_t)strlen(path), NULL, 0, &r) < 0) {
+    report_unreachable(ECONNRESET);
+    errno = ENODEV;
+    return -1;
+  }
+  free(r.body);
+  if (r.err) {
+    errno = r.err;
+    return -1;
+  }
+  int fd = install((int)r.result, (int)r.fd_kind, r.mmap_size, (flags & O_CLOEXEC) != 0);
+  if (fd < 0) {
+    int e = errno;
+    sim_close((int)r.result);
+    errno = e;
+  }
+  return fd;
+}
+
+#define OPEN_MODE(flags)                                                                                       \
+  mode_t mode = 0;                                                                                             \
+  if ((flags) & (O_CREAT | __O_TMPFILE)) {                                                                     \
+    va_list ap;                                                                                                \
+    va_start(ap, flags);                                                                                       \
+    mode = va_arg(ap, mode_t);                                                                                 \
+    va_end(ap);                                                                                                \
+  }
+
+int open(const char *path, int flags, ...) {
+  ensure_init();
+  OPEN_MODE(flags)
+  if (is_kvm_path(path)) return vac_open(path, flags);
+  return real_open(path, flags, mode);
+}
+
+int open64(const char *path, int flags, ...) {
+  ensure_init();
+  OPEN_MODE(flags)
+  if (is_kvm_path(path)) return vac_open(path, flags);
+  return real_open(path, flags | O_LARGEFILE, mode);
+}
+
+int __open_2(const char *path, int flags) {
+  ensure_init();
+  if (is_kvm_path(path)) return vac_open(path, flags);
+  return real_open(path, flags);
+}
+
+int __open64_2(const char *path, int flags) {
+  ensure_init();
+  if (is_kvm_path(path)) return vac_open(path, flags);
+  return real_open(path, flags | O_LARGEFILE);
+}
+
+int openat(int dirfd, const char *path, int flags, ...) {
+  ensure_init();
+  OPEN_MODE(flags)
+  if (is_kvm_path(path)) return vac_open(path, flags);
+  return real_openat(dirfd, path, flags, mode);
+}
+
+int openat64(int dirfd, const char *path, int flags, ...) {
+  ensure_init();
+  OPEN_MODE(flags)
+  if (is_kvm_path(path)) return vac_open(path, flags);
+  return real_openat(dirfd, path, flags | O_LARGEFILE, mode);
+}
+
+int __openat_2(int dirfd, const char *path, int flags) {
+  ensure_init();
+  if (is_kvm_path(path)) return vac_open(path, flags);
+  return real_openat(dirfd, path, flags);
+}
+
+int __openat64_2(int dirfd, const char *path, int flags) {
+  ensure_init();
+  if (is_kvm_path(path)) return vac_open(path, flags);
+  return real_openat(dirfd, path, flags | O_LARGEFILE);
+}
+
+/* ---- ioctl --------------------------------------------------------------------------------------------- */
+
+/* Arguments whose length is not the request's _IOC_SIZE. Variable length: the header is `hdr` bytes (the
+ * request's _IOC_SIZE) and `count` (a u32 at count_off) elements of `elem` bytes follow. A true size
+ * (elem = 0): the kernel copies `hdr` bytes whatever the request encodes. packages/bridge/test/codec.test.ts
+ * checks every row against the request numbers. */
+struct varlen {
+  uint32_t req, hdr, count_off, elem;
+};
+static const struct varlen varlens[] = {
+    {0xc004ae02u, 4, 0, 4},   /* KVM_GET_MSR_INDEX_LIST      struct kvm_msr_list */
+    {0xc004ae0au, 4, 0, 4},   /* KVM_GET_MSR_FEATURE_INDEX_LIST */
+    {0xc008ae88u, 8, 0, 16},  /* KVM_GET_MSRS                struct kvm_msrs */
+    {0x4008ae89u, 8, 0, 16},  /* KVM_SET_MSRS */
+    {0xc008ae05u, 8, 0, 40},  /* KVM_GET_SUPPORTED_CPUID     struct kvm_cpuid2 */
+    {0xc008ae09u, 8, 0, 40},  /* KVM_GET_EMULATED_CPUID */
+    {0x4008ae90u, 8, 0, 40},  /* KVM_SET_CPUID2 */
+    {0xc008ae91u, 8, 0, 40},  /* KVM_GET_CPUID2 */
+    {0x4008ae8au, 8, 0, 24},  /* KVM_SET_CPUID               struct kvm_cpuid */
+    {0x4008ae6au, 8, 0, 48},  /* KVM_SET_GSI_ROUTING         struct kvm_irq_routing */
+    {0x4004ae8bu, 4, 0, 1},   /* KVM_SET_SIGNAL_MASK         struct kvm_signal_mask */
+    {0x4020aeb2u, 32, 4, 8},  /* KVM_SET_PMU_EVENT_FILTER    struct kvm_pmu_event_filter */
+    {0xc008aebau, 24, 0, 0},  /* KVM_MEMORY_ENCRYPT_OP       _IOWR(..., unsigned long) but struct kvm_sev_cmd */
+};
+
+static int read_self(void *dst, const void *src, size_t n) {
+  if (n == 0) return 0;
+  struct iovec l = {dst, n}, r = {(void *)src, n};
+  ssize_t k = syscall(SYS_process_vm_readv, getpid(), &l, 1, &r, 1, 0);
+  return k == (ssize_t)n ? 0 : -1;
+}
+
+static int write_self(void *dst, const void *src, size_t n) {
+  if (n == 0) return 0;
+  struct iovec l = {(void *)src, n}, r = {dst, n};
+  ssize_t k = syscall(SYS_process_vm_writev, getpid(), &l, 1, &r, 1, 0);
+  return k == (ssize_t)n ? 0 : -1;
+}
+
+static int vac_ioctl(struct fd_entry *e, uint32_t req, unsigned long arg) {
+  if (e->stale) {
+    errno = EIO;
+    return -1;
+  }
+  uint32_t dir = req >> 30, size = (req >> 16) & 0x3fff;
+  uint32_t flags = 0, cap = 0;
+  unsigned char *in = NULL;
+  if (dir != 0) {
+    cap = size;
+    for (size_t i = 0; i < sizeof varlens / sizeof varlens[0]; i++) {
+      if (varlens[i].req != req) continue;
+      unsigned char hdr[64];
+      if (read_self(hdr, (void *)arg, varlens[i].hdr) == 0) {
+        uint64_t total = varlens[i].hdr + (uint64_t)get32(hdr + varlens[i].count_off) * varlens[i].elem;
+        cap = total > MAX_ARG ? MAX_ARG : (uint32_t)total;
+      }
+      break;
+    }
+    in = malloc(cap ? cap : 1);
+    if (!in) {
+      errno = ENOMEM;
+      return -1;
+    }
+    if (read_self(in, (void *)arg, cap) == 0) flags |= IOCTL_HAS_INPUT;
+    else flags |= IOCTL_INPUT_UNREADABLE;
+  }
+  const void *runp = NULL;
+  uint32_t runn = 0;
+  if (req == KVM_RUN_REQ && e->run) {
+    runp = e->run->view;
+    runn = (uint32_t)e->run->size;
+    flags |= IOCTL_HAS_RUN;
+  }
+  struct reply r;
+  int rc = call(OP_IOCTL, e->sim, flags, req, (uint64_t)arg, (flags & IOCTL_HAS_INPUT) ? cap : 0,
+                (flags & IOCTL_HAS_INPUT) ? in : NULL, (flags & IOCTL_HAS_INPUT) ? cap : 0, runp, runn, &r);
+  free(in);
+  if (rc < 0) return -1;
+  int err = r.err;
+  int64_t result = r.result;
+  if (r.out_len > 0) {
+    if (r.out_len > cap) err = EIO;
+    else if (write_self((void *)arg, r.body, r.out_len) < 0 && err == 0) err = EFAULT;
+  }
+  /* kvm_run patches: {u32 offset, u32 length, bytes}… after the out bytes and the message */
+  if (e->run) {
+    uint32_t p = r.out_len + r.msg_len;
+    while (p + 8 <= r.body_len) {
+      uint32_t off = get32(r.body + p), n = get32(r.body + p + 4);
+      p += 8;
+      if (p + n > r.body_len || (uint64_t)off + n > e->run->size) break;
+      memcpy(e->run->view + off, r.body + p, n);
+      p += n;
+    }
+  }
+  uint32_t kind = r.fd_kind, msize = r.mmap_size;
+  free(r.body);
+  if (err) {
+    errno = err;
+    return -1;
+  }
+  if (kind != KIND_NONE) {
+    /* A new KVM fd (KVM_CREATE_VM, KVM_CREATE_VCPU, …): anon_inode_getfd(…, O_RDWR | O_CLOEXEC). */
+    int fd = install((int)result, (int)kind, msize, 1);
+    if (fd < 0) {
+      int e2 = errno;
+      sim_close((int)result);
+      errno = e2;
+      return -1;
+    }
+    return fd;
+  }
+  return (int)result;
+}
+
+int ioctl(int fd, unsigned long request, ...) {
+  va_list ap;
+  va_start(ap, request);
+  unsigned long arg = va_arg(ap, unsigned long);
+  va_end(ap);
+  ensure_init();
+  struct fd_entry *e = entry(fd);
+  if (e == NULL) return real_ioctl(fd, request, arg);
+  /* The kernel's ioctl takes an unsigned int: QEMU passes requests sign-extended to 64 bits. */
+  return vac_ioctl(e, (uint32_t)request, arg);
+}
+
+/* ---- mmap ---------------------------------------------------------------------------------------------- */
+
+static void *vac_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, struct fd_entry *e) {
+  if (e->stale) {
+    errno = EIO;
+    return MAP_FAILED;
+  }
+  struct reply r;
+  if (call(OP_MMAP, e->sim, 0, (uint64_t)len, (uint64_t)off, (uint64_t)(uint32_t)prot, NULL, 0, NULL, 0, &r) < 0)
+    return MAP_FAILED;
+  free(r.body);
+  if (r.err) {
+    errno = r.err;
+    return MAP_FAILED;
+  }
+  uint64_t sim_addr = (uint64_t)r.result;
+  void *p = real_mmap(addr, len, prot, flags, fd, off);
+  if (p == MAP_FAILED) {
+    int e2 = errno;
+    if (call(OP_MUNMAP, 0, 0, sim_addr, (uint64_t)len, 0, NULL, 0, NULL, 0, &r) == 0) free(r.body);
+    errno = e2;
+    return MAP_FAILED;
+  }
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < MAX_MAPS; i++) {
+    if (maps[i].addr == NULL) {
+      maps[i].addr = p;
+      maps[i].len = len;
+      maps[i].sim_addr = sim_addr;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  return p;
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+  ensure_init();
+  struct fd_entry *e = (flags & MAP_ANONYMOUS) ? NULL : entry(fd);
+  if (e == NULL) return real_mmap(addr, len, prot, flags, fd, off);
+  return vac_mmap(addr, len, prot, flags, fd, off, e);
+}
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) { return mmap(addr, len, prot, flags, fd, off); }
+
+int munmap(void *addr, size_t len) {
+  ensure_init();
+  uint64_t sim_addr = 0;
+  size_t sim_len = 0;
+  int found = 0;
+  if (addr != NULL) {
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < MAX_MAPS; i++) {
+      if (maps[i].addr == addr && maps[i].len == len) {
+        sim_addr = maps[i].sim_addr;
+        sim_len = maps[i].len;
+        maps[i].addr = NULL;
+        found = 1;
+        break;
+      }
+    }
+    pthread_mutex_unlock(&lock);
+  }
+  int rc = real_munmap(addr, len);
+  if (found && !forked_child) {
+    struct reply r;
+    if (call(OP_MUNMAP, 0, 0, sim_addr, (uint64_t)sim_len, 0, NULL, 0, NULL, 0, &r) == 0) free(r.body);
+  }
+  return rc;
+}
+
+/* ---- close and dup --------------------------------------------------------------------------------------- */
+
+int close(int fd) {
+  ensure_init();
+  struct fd_entry *e = entry(fd);
+  if (e == NULL) return real_close(fd);
+  int sim = e->sim, stale = e->stale;
+  forget(fd);
+  int rc = real_close(fd);
+  if (!stale) sim_close(sim);
+  return rc;
+}
+
+int close_range(unsigned int first, unsigned int last, int flags) {
+  ensure_init();
+  if (!(flags & CLOSE_RANGE_CLOEXEC)) {
+    for (unsigned int fd = first; fd <= last && fd < VAC_MAX_FD; fd++) {
+      struct fd_entry *e = entry((int)fd);
+      if (e == NULL) continue;
+      int sim = e->sim, stale = e->stale;
+      forget((int)fd);
+      if (!stale) sim_close(sim);
+    }
+  }
+  if (real_close_range) return real_close_range(first, last, flags);
+  return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+int dup(int fd) {
+  ensure_init();
+  struct fd_entry *e = entry(fd);
+  int n = real_dup(fd);
+  if (e == NULL || n < 0) return n;
+  if (n >= VAC_MAX_FD) {
+    real_close(n);
+    errno = EMFILE;
+    return -1;
+  }
+  struct fd_entry copy = *e;
+  return adopt_dup(&copy, n);
+}
+
+static int vac_dup_to(int oldfd, int newfd, int flags, int three) {
+  struct fd_entry *e = entry(oldfd);
+  struct fd_entry *target = entry(newfd);
+  if (oldfd == newfd || (e == NULL && target == NULL))
+    return three ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
+  struct fd_entry copy;
+  if (e) copy = *e;
+  int tsim = target ? target->sim : 0, tstale = target ? target->stale : 0;
+  int n = three ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
+  if (n < 0) return n;
+  if (target) {
+    /* dup2 closed the KVM fd that was at newfd */
+    forget(newfd);
+    if (!tstale) sim_close(tsim);
+  }
+  if (e == NULL) return n;
+  return adopt_dup(&copy, n);
+}
+
+int dup2(int oldfd, int newfd) {
+  ensure_init();
+  return vac_dup_to(oldfd, newfd, 0, 0);
+}
+
+int dup3(int oldfd, int newfd, int flags) {
+  ensure_init();
+  return vac_dup_to(oldfd, newfd, flags, 1);
+}
+
+static int vac_fcntl(int fd, int cmd, unsigned long arg) {
+  struct fd_entry *e = entry(fd);
+  if (e == NULL || (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)) return real_fcntl(fd, cmd, arg);
+  struct fd_entry copy = *e;
+  int n = real_fcntl(fd, cmd, arg);
+  if (n < 0) return n;
+  if (n >= VAC_MAX_FD) {
+    real_close(n);
+    errno = EMFILE;
+    return -1;
+  }
+  return adopt_dup(&copy, n);
+}
+
+int fcntl(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  unsigned long arg = va_arg(ap, unsigned long);
+  va_end(ap);
+  ensure_init();
+  return vac_fcntl(fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  unsigned long arg = va_arg(ap, unsigned long);
+  va_end(ap);
+  ensure_init();
+  return vac_fcntl(fd, cmd, arg);
+}

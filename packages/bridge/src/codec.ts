@@ -1,0 +1,173 @@
+/**
+ * Every conversion between the bytes of an ioctl argument (as the VMM's C code laid them out) and the
+ * argument the model's ioctl handlers take. This is the one module to change when `@vac/kvm` moves to its
+ * schema-driven codec: the table below maps a request to its struct's decode/encode, and everything else in
+ * the bridge only moves bytes.
+ *
+ * The rules, by the request's `_IOC` direction and size (`include/uapi/asm-generic/ioctl.h`):
+ * - `_IO` (no data): the argument is the `unsigned long` value itself (a number, or a bigint above 2^53).
+ * - a request with a codec: `decode` turns the input bytes into the struct object the model expects; after
+ *   the call, `encode` turns the object (which the model filled in or changed) back into the bytes copied to
+ *   the VMM (`copyOut`).
+ * - any other request with data: the model gets the raw bytes (a `Uint8Array` copy). A model handler that
+ *   knows the request and takes a struct object answers EFAULT (a malformed argument), one that does not
+ *   know it answers EINVAL/ENOTTY — always the model's own answer. A `_IOR`/`_IOWR` request's bytes are
+ *   copied back after a success (a handler may fill a byte buffer in).
+ * - an argument pointer the library could not read: the model gets `undefined` (what a bad pointer is to
+ *   the model: its struct checks answer EFAULT), except for pure "get" requests whose handler only writes:
+ *   those run, and the copy-out fails in the library with EFAULT, as `copy_to_user` does.
+ *
+ * @module
+ */
+import {
+  _IOC_DIR,
+  _IOC_READ,
+  KVM_ENABLE_CAP,
+  KVM_GET_REGS,
+  KVM_GET_SREGS,
+  KVM_MEMORY_ENCRYPT_OP,
+  KVM_SET_REGS,
+  KVM_SET_SREGS,
+  KVM_SET_USER_MEMORY_REGION,
+  decodeKvmEnableCap,
+  decodeKvmRegs,
+  decodeKvmSevCmd,
+  decodeKvmSregs,
+  decodeKvmUserspaceMemoryRegion,
+  encodeKvmEnableCap,
+  encodeKvmRegs,
+  encodeKvmSevCmd,
+  encodeKvmSregs,
+  encodeKvmUserspaceMemoryRegion,
+  makeKvmRegs,
+  makeKvmSregs,
+  sizeofKvm,
+  type kvm_enable_cap,
+  type kvm_regs,
+  type kvm_sev_cmd,
+  type kvm_sregs,
+  type kvm_userspace_memory_region,
+} from '@vac/kvm';
+
+/** How one request's argument is converted. */
+export interface IoctlCodec {
+  /** The struct's C name. */
+  readonly struct: string;
+  /** `sizeof` the struct. */
+  readonly size: number;
+  /** Whether the kernel reads the argument (`copy_from_user`); false for requests that only write it. */
+  readonly reads: boolean;
+  /** Bytes → the object the model takes (`undefined` input: the model's fresh object for a pure "get"). */
+  readonly decode: (bytes: Uint8Array | undefined) => unknown;
+  /** The object after the call → bytes for the VMM, or `undefined` when nothing is copied back. */
+  readonly encode: (arg: unknown) => Uint8Array | undefined;
+  /** Whether the struct is copied back when the call fails (e.g. `kvm_sev_cmd.error`). */
+  readonly copyOutOnError: boolean;
+}
+
+function view(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function codec<T>(
+  struct: Parameters<typeof sizeofKvm>[0],
+  opts: {
+    reads: boolean;
+    fresh?: () => T;
+    decode: (v: DataView) => T;
+    encode?: (x: T, v: DataView) => void;
+    copyOutOnError?: boolean;
+  },
+): IoctlCodec {
+  const size = sizeofKvm(struct);
+  const enc = opts.encode;
+  return {
+    struct,
+    size,
+    reads: opts.reads,
+    decode: (bytes) => (bytes === undefined ? opts.fresh?.() : opts.decode(view(bytes))),
+    encode:
+      enc === undefined
+        ? () => undefined
+        : (arg) => {
+            const out = new Uint8Array(size);
+            enc(arg as T, view(out));
+            return out;
+          },
+    copyOutOnError: opts.copyOutOnError ?? false,
+  };
+}
+
+/** The requests whose argument is a struct the model takes as an object. */
+export const CODECS: ReadonlyMap<number, IoctlCodec> = new Map<number, IoctlCodec>([
+  [KVM_GET_REGS, codec<kvm_regs>('kvm_regs', { reads: false, fresh: () => makeKvmRegs(), decode: () => makeKvmRegs(), encode: encodeKvmRegs })],
+  [KVM_SET_REGS, codec<kvm_regs>('kvm_regs', { reads: true, decode: decodeKvmRegs })],
+  [KVM_GET_SREGS, codec<kvm_sregs>('kvm_sregs', { reads: false, fresh: () => makeKvmSregs(), decode: () => makeKvmSregs(), encode: encodeKvmSregs })],
+  [KVM_SET_SREGS, codec<kvm_sregs>('kvm_sregs', { reads: true, decode: decodeKvmSregs })],
+  [KVM_SET_USER_MEMORY_REGION, codec<kvm_userspace_memory_region>('kvm_userspace_memory_region', { reads: true, decode: decodeKvmUserspaceMemoryRegion })],
+  [KVM_ENABLE_CAP, codec<kvm_enable_cap>('kvm_enable_cap', { reads: true, decode: decodeKvmEnableCap })],
+  [KVM_MEMORY_ENCRYPT_OP, codec<kvm_sev_cmd>('kvm_sev_cmd', { reads: true, decode: decodeKvmSevCmd, encode: encodeKvmSevCmd, copyOutOnError: true })],
+]);
+
+/** The argument of one ioctl, ready for `Process.ioctl`, and how to turn it back into bytes. */
+export interface DecodedArg {
+  /** What the model's handler receives. */
+  readonly arg: unknown;
+  /** The bytes to copy back to the VMM after the call (`ok` = the call succeeded). */
+  readonly out: (ok: boolean) => Uint8Array | undefined;
+}
+
+/**
+ * Decode an ioctl argument.
+ * @param request - the 32-bit request
+ * @param value - the `unsigned long` the VMM passed (a pointer for requests with data)
+ * @param input - the bytes at the pointer, or `undefined` when they could not be read
+ * @param hasData - whether the request moves data (`_IOC_DIR` ≠ 0)
+ */
+export function decodeArg(request: number, value: bigint, input: Uint8Array | undefined, hasData: boolean): DecodedArg {
+  if (!hasData) {
+    const arg = value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+    return { arg, out: () => undefined };
+  }
+  const c = CODECS.get(request);
+  if (c !== undefined) {
+    if (input === undefined && c.reads) return { arg: undefined, out: () => undefined };
+    const arg = c.decode(input === undefined ? undefined : input.subarray(0, c.size));
+    return { arg, out: (ok) => (ok || c.copyOutOnError ? c.encode(arg) : undefined) };
+  }
+  if (input === undefined) return { arg: undefined, out: () => undefined };
+  const raw = input.slice();
+  const readsBack = (_IOC_DIR(request) & _IOC_READ) !== 0;
+  return { arg: raw, out: (ok) => (ok && readsBack ? raw : undefined) };
+}
+
+/** `kvm_userspace_memory_region` from the input bytes of KVM_SET_USER_MEMORY_REGION (for the memory mirror). */
+export function decodeMemoryRegion(input: Uint8Array): kvm_userspace_memory_region {
+  return decodeKvmUserspaceMemoryRegion(view(input));
+}
+
+/** The bytes of a `kvm_userspace_memory_region` (tests). */
+export function encodeMemoryRegion(r: kvm_userspace_memory_region): Uint8Array {
+  const out = new Uint8Array(sizeofKvm('kvm_userspace_memory_region'));
+  encodeKvmUserspaceMemoryRegion(r, view(out));
+  return out;
+}
+
+/** The bytes of a `kvm_regs` (tests, the bench). */
+export function encodeRegs(r: kvm_regs): Uint8Array {
+  const out = new Uint8Array(sizeofKvm('kvm_regs'));
+  encodeKvmRegs(r, view(out));
+  return out;
+}
+
+/** A `kvm_regs` from its bytes (tests, the bench). */
+export function decodeRegs(bytes: Uint8Array): kvm_regs {
+  return decodeKvmRegs(view(bytes));
+}
+
+/** The bytes of a `kvm_enable_cap` (tests). */
+export function encodeEnableCap(c: kvm_enable_cap): Uint8Array {
+  const out = new Uint8Array(sizeofKvm('kvm_enable_cap'));
+  encodeKvmEnableCap(c, view(out));
+  return out;
+}

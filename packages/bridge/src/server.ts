@@ -1,0 +1,510 @@
+/**
+ * The bridge server: a Unix socket on which the preload library of each real VMM forwards its /dev/kvm*
+ * calls to one simulated host. Each real VMM process is a simulated `Process` with the real process's uid,
+ * groups and capabilities (from /proc/PID/status), so /dev permissions apply as on Linux; each call is
+ * forwarded to that process's own syscall (`open`, `ioctl`, `mmap`, `munmap`, `close`, `dup`) and the model
+ * answers — the bridge adds no answer of its own. Its only work is moving bytes: argument structs (through
+ * `codec.ts`), the vCPUs' kvm_run areas, and guest RAM (through `guest-memory.ts`).
+ *
+ * Calls are served one at a time, in arrival order, on Node's event loop; a KVM_RUN holds the loop until the
+ * model returns (the model's KVM_RUN is synchronous and bounded).
+ *
+ * @module
+ */
+import { chmodSync, readFileSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { KernelError, type Capability, type Host, type OpenFile, type Process } from '@vac/core';
+import { _IOC_DIR, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName } from '@vac/kvm';
+import { decodeArg, decodeMemoryRegion } from './codec.js';
+import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
+import {
+  FdKind,
+  HELLO_LIFE,
+  IOCTL_HAS_INPUT,
+  IOCTL_HAS_RUN,
+  Op,
+  ProtocolError,
+  RequestReader,
+  encodeReply,
+  opName,
+  type Reply,
+  type Request,
+} from './protocol.js';
+
+const EIO = 5;
+const ESRCH = 3;
+const EPROTO = 71;
+
+/** Requests whose result is a new fd. */
+const FD_RESULTS: ReadonlySet<number> = new Set([KVM_CREATE_VM, KVM_CREATE_VCPU, KVM_GET_STATS_FD]);
+
+/** One forwarded call, as `vac trace` shows it. */
+export interface CallRecord {
+  /** Order of arrival. */
+  readonly seq: number;
+  /** Real pid of the VMM. */
+  readonly pid: number;
+  /** Real thread id. */
+  readonly tid: number;
+  /** `open`, `ioctl`, … */
+  readonly op: string;
+  /** The simulated fd. */
+  readonly fd: number;
+  /** For an ioctl: the Linux name of the request (or its `_IOC` macro), for an open: the path. */
+  readonly what: string;
+  /** The result on success. */
+  readonly result: number | undefined;
+  /** The errno name on failure (`'EINVAL'`, …). */
+  readonly error: string | undefined;
+  /** The model's message on failure. */
+  readonly message: string | undefined;
+}
+
+/** Options of {@link BridgeServer}. */
+export interface BridgeServerOptions {
+  /** The simulated host every VMM runs on. */
+  readonly host: Host;
+  /** Path of the Unix socket to listen on. */
+  readonly socketPath: string;
+  /** How many call records to keep (the newest). Default 100000. */
+  readonly keepCalls?: number;
+  /** Called with each finished call (after the reply is sent). */
+  readonly onCall?: (call: CallRecord) => void;
+  /** Called with messages worth a log line (a VMM gone, a protocol error, a memory warning). */
+  readonly log?: (line: string) => void;
+}
+
+/** Real credentials of a process, as /proc/PID/status gives them. */
+export interface Credentials {
+  /** Effective uid. */
+  readonly uid: number;
+  /** Effective gid. */
+  readonly gid: number;
+  /** Supplementary gids. */
+  readonly groups: readonly number[];
+  /** The capabilities the model checks that the process has (CapEff). */
+  readonly caps: readonly Capability[];
+  /** The command name. */
+  readonly name: string;
+}
+
+const CAP_BITS: ReadonlyArray<readonly [Capability, number]> = [
+  ['CAP_DAC_OVERRIDE', 1],
+  ['CAP_SYS_MODULE', 16],
+  ['CAP_SYS_ADMIN', 21],
+  ['CAP_SYS_NICE', 23],
+];
+
+/** Parse /proc/PID/status text. */
+export function parseStatus(text: string): Credentials {
+  const field = (name: string): string => {
+    const m = new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text);
+    if (m === null) throw new Error(`/proc status has no ${name} line`);
+    return (m[1] as string).trim();
+  };
+  const ids = (name: string): number[] => field(name).split(/\s+/).filter(Boolean).map(Number);
+  const capEff = BigInt(`0x${field('CapEff')}`);
+  return {
+    uid: ids('Uid')[1] ?? 0,
+    gid: ids('Gid')[1] ?? 0,
+    groups: ids('Groups'),
+    caps: CAP_BITS.filter(([, bit]) => (capEff >> BigInt(bit)) & 1n).map(([c]) => c),
+    name: field('Name'),
+  };
+}
+
+interface VcpuArea {
+  /** The model's kvm_run bytes (the vCPU's mmap area). */
+  readonly model: Uint8Array;
+  /** What the VMM's copy holds, as far as the bridge knows. */
+  readonly shadow: Uint8Array;
+}
+
+/** A real VMM process and its simulated twin. */
+export class Session {
+  /** Real pid. */
+  readonly pid: number;
+  /** The simulated process. */
+  readonly proc: Process;
+  /** Its guest RAM mirror. */
+  readonly memory: GuestMemoryMirror;
+  /** @internal A VM file's memslots as the bridge saw them set: slot id → the VMM range. */
+  readonly slots = new WeakMap<OpenFile, Map<number, SyncRange>>();
+  /** @internal vCPU file → its VM file. */
+  readonly vcpuVm = new WeakMap<OpenFile, OpenFile>();
+  /** @internal A vCPU file's kvm_run: the model's bytes, and what the VMM's copy holds as far as the bridge knows. */
+  readonly areas = new WeakMap<OpenFile, { readonly model: Uint8Array; readonly shadow: Uint8Array }>();
+
+  /** @internal */
+  constructor(pid: number, proc: Process) {
+    this.pid = pid;
+    this.proc = proc;
+    this.memory = new GuestMemoryMirror(pid, proc);
+  }
+}
+
+interface Conn {
+  readonly socket: Socket;
+  readonly reader: RequestReader;
+  session: Session | undefined;
+  tid: number;
+  life: boolean;
+}
+
+function errnoOf(e: unknown): { errno: number; code: string; message: string } {
+  if (e instanceof KernelError) return { errno: e.errno, code: e.code, message: e.message };
+  const message = e instanceof Error ? e.message : String(e);
+  return { errno: EIO, code: 'EIO', message: `bridge: ${message}` };
+}
+
+/** The bridge: serves the preload library's calls against one simulated host. */
+export class BridgeServer {
+  /** The simulated host. */
+  readonly host: Host;
+  /** The socket path. */
+  readonly socketPath: string;
+  readonly #server: Server;
+  readonly #sessions = new Map<number, Session>();
+  readonly #conns = new Set<Conn>();
+  readonly #calls: CallRecord[] = [];
+  readonly #keep: number;
+  readonly #onCall: ((c: CallRecord) => void) | undefined;
+  readonly #log: (line: string) => void;
+  #seq = 0;
+
+  /** @param opts - host, socket path, hooks */
+  constructor(opts: BridgeServerOptions) {
+    this.host = opts.host;
+    this.socketPath = opts.socketPath;
+    this.#keep = opts.keepCalls ?? 100_000;
+    this.#onCall = opts.onCall;
+    this.#log = opts.log ?? (() => {});
+    this.#server = createServer((s) => this.#accept(s));
+  }
+
+  /** Start listening (a stale socket file at the path is replaced). */
+  async listen(): Promise<void> {
+    await unlink(this.socketPath).catch(() => {});
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.socketPath, () => {
+        this.#server.off('error', reject);
+        // Any local user may connect: who may open /dev/kvmX is the model's decision (its permissions), as on Linux.
+        chmodSync(this.socketPath, 0o666);
+        resolve();
+      });
+    });
+  }
+
+  /** Stop: close every connection (the VMMs' calls then fail with EIO) and the socket. */
+  async close(): Promise<void> {
+    for (const c of this.#conns) c.socket.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const s of this.#sessions.values()) s.memory.close();
+  }
+
+  /** The live VMM sessions by real pid. */
+  sessions(): ReadonlyMap<number, Session> {
+    return this.#sessions;
+  }
+
+  /** The calls recorded so far (oldest first; at most `keepCalls`). */
+  calls(): readonly CallRecord[] {
+    return this.#calls;
+  }
+
+  #accept(socket: Socket): void {
+    const conn: Conn = { socket, reader: new RequestReader(), session: undefined, tid: 0, life: false };
+    this.#conns.add(conn);
+    socket.on('data', (chunk: Buffer) => this.#data(conn, chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.#conns.delete(conn);
+      if (conn.life && conn.session !== undefined) this.#endSession(conn.session, 'its process exited');
+    });
+  }
+
+  #data(conn: Conn, chunk: Buffer): void {
+    conn.reader.push(chunk);
+    for (;;) {
+      let req: Request | undefined;
+      try {
+        req = conn.reader.next();
+      } catch (e) {
+        const message = e instanceof ProtocolError ? e.message : String(e);
+        this.#log(`bridge: malformed message from ${conn.session?.pid ?? 'an unknown peer'}: ${message}; connection closed`);
+        conn.socket.end(encodeReply({ errno: EPROTO, result: -1, message }));
+        conn.socket.destroy();
+        return;
+      }
+      if (req === undefined) return;
+      conn.socket.write(this.#serve(conn, req));
+    }
+  }
+
+  #endSession(s: Session, why: string): void {
+    if (this.#sessions.get(s.pid) !== s) return;
+    this.#sessions.delete(s.pid);
+    s.memory.close();
+    if (s.proc.alive) s.proc.kill();
+    this.#log(`bridge: pid ${s.pid} (${s.proc.name}): ${why}; its simulated process was killed`);
+  }
+
+  #serve(conn: Conn, req: Request): Buffer {
+    if (req.op === Op.HELLO) return encodeReply(this.#hello(conn, req));
+    const s = conn.session;
+    if (s === undefined) return encodeReply({ errno: EPROTO, result: -1, message: 'no HELLO on this connection' });
+    if (!s.proc.alive) return encodeReply({ errno: ESRCH, result: -1, message: 'the simulated process is gone' });
+    let what = '';
+    let reply: Reply;
+    try {
+      switch (req.op) {
+        case Op.OPEN: {
+          what = Buffer.from(req.payload).toString('utf8');
+          const fd = s.proc.open(what, Number(req.a & 0xffffffffn));
+          reply = { errno: 0, result: fd, ...this.#fdKind(s.proc, fd) };
+          break;
+        }
+        case Op.CLOSE:
+          s.proc.close(req.fd);
+          reply = { errno: 0, result: 0 };
+          break;
+        case Op.DUP:
+          reply = { errno: 0, result: s.proc.dup(req.fd) };
+          break;
+        case Op.MMAP: {
+          what = `${req.a} bytes at offset ${req.b}`;
+          const m = s.proc.mmap(req.fd, Number(req.a), Number(req.b));
+          reply = { errno: 0, result: m.addr };
+          break;
+        }
+        case Op.MUNMAP:
+          what = `0x${req.a.toString(16)}, ${req.b}`;
+          s.proc.munmap(Number(req.a), Number(req.b));
+          reply = { errno: 0, result: 0 };
+          break;
+        case Op.IOCTL: {
+          const request = Number(req.a & 0xffffffffn);
+          what = describeIoctl(request, req.b);
+          reply = this.#ioctl(s, req, request);
+          break;
+        }
+        default:
+          reply = { errno: EPROTO, result: -1, message: `unknown operation ${req.op}` };
+      }
+    } catch (e) {
+      const { errno, message } = errnoOf(e);
+      reply = { errno, result: -1, message };
+    }
+    this.#record(conn, req, what, reply);
+    return encodeReply(reply);
+  }
+
+  #record(conn: Conn, req: Request, what: string, reply: Reply): void {
+    const rec: CallRecord = {
+      seq: this.#seq++,
+      pid: conn.session?.pid ?? 0,
+      tid: conn.tid,
+      op: opName(req.op).toLowerCase(),
+      fd: req.fd,
+      what,
+      result: reply.errno === 0 ? Number(reply.result) : undefined,
+      error: reply.errno === 0 ? undefined : errnoName(reply.errno),
+      message: reply.errno === 0 ? undefined : reply.message,
+    };
+    this.#calls.push(rec);
+    if (this.#calls.length > this.#keep) this.#calls.splice(0, this.#calls.length - this.#keep);
+    this.#onCall?.(rec);
+  }
+
+  #hello(conn: Conn, req: Request): Reply {
+    const pid = Number(req.a);
+    conn.tid = Number(req.b);
+    let s = this.#sessions.get(pid);
+    if ((req.flags & HELLO_LIFE) !== 0) {
+      if (s !== undefined) this.#endSession(s, 'a new process image took its pid');
+      let creds: Credentials;
+      try {
+        creds = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      } catch (e) {
+        return { errno: ESRCH, result: -1, message: `no process ${pid}: ${String(e)}` };
+      }
+      const groupName = (gid: number): string | undefined => this.#groupName(gid);
+      const group = groupName(creds.gid);
+      const groups = creds.groups.map(groupName).filter((g): g is string => g !== undefined);
+      const proc = this.host.spawn({ uid: creds.uid, ...(group === undefined ? {} : { group }), groups, caps: creds.caps, name: `${creds.name}[${pid}]` });
+      s = new Session(pid, proc);
+      this.#sessions.set(pid, s);
+      conn.life = true;
+    }
+    if (s === undefined) return { errno: ESRCH, result: -1, message: `pid ${pid} has no life connection` };
+    conn.session = s;
+    return { errno: 0, result: 0 };
+  }
+
+  #groupName(gid: number): string | undefined {
+    const g = groupTable().get(gid);
+    if (g === undefined) return undefined;
+    try {
+      return this.host.gid(g) === gid ? g : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  #fdKind(proc: Process, fd: number): { fdKind: number; mmapSize?: number } {
+    const path = proc.file(fd).path;
+    if (path.startsWith('anon_inode:kvm-vcpu')) return { fdKind: FdKind.VCPU, mmapSize: KVM_VCPU_MMAP_SIZE };
+    if (path === 'anon_inode:kvm-vm') return { fdKind: FdKind.VM };
+    if (path.startsWith('/dev/')) return { fdKind: FdKind.SYSTEM };
+    return { fdKind: FdKind.OTHER };
+  }
+
+  #area(s: Session, file: OpenFile): VcpuArea | undefined {
+    let a = s.areas.get(file);
+    if (a === undefined) {
+      if (!file.path.startsWith('anon_inode:kvm-vcpu') || file.fops.mmap === undefined) return undefined;
+      // The driver's own mmap answer: the very bytes a mapping of the vCPU fd shows (no mapping is made).
+      const model = file.fops.mmap.call(file.fops, file, KVM_VCPU_MMAP_SIZE, 0, s.proc);
+      a = { model, shadow: new Uint8Array(model.length) };
+      s.areas.set(file, a);
+    }
+    return a;
+  }
+
+  #ranges(s: Session, vcpu: OpenFile): SyncRange[] {
+    const vm = s.vcpuVm.get(vcpu);
+    const slots = vm === undefined ? undefined : s.slots.get(vm);
+    return slots === undefined ? [] : [...slots.values()];
+  }
+
+  #ioctl(s: Session, req: Request, request: number): Reply {
+    const proc = s.proc;
+    const file = proc.file(req.fd);
+    const inputLen = Number(req.c);
+    if (inputLen > req.payload.length) throw new ProtocolError('input length beyond the message');
+    const input = (req.flags & IOCTL_HAS_INPUT) !== 0 ? req.payload.subarray(0, inputLen) : undefined;
+    const hasData = _IOC_DIR(request) !== 0;
+    const area = this.#area(s, file);
+    let region: { slot: number; size: number; addr: number } | undefined;
+    let warning: string | undefined;
+    if (request === KVM_SET_USER_MEMORY_REGION && input !== undefined && input.length >= 32) {
+      const r = decodeMemoryRegion(input);
+      region = { slot: r.slot, size: r.memory_size, addr: r.userspace_addr };
+      if (r.memory_size > 0) warning = s.memory.ensure(r.userspace_addr, r.memory_size);
+      if (warning !== undefined) this.#log(`bridge: pid ${s.pid}: ${warning}`);
+    }
+    let ranges: SyncRange[] | undefined;
+    if (request === KVM_RUN && area !== undefined) {
+      if ((req.flags & IOCTL_HAS_RUN) !== 0) {
+        const run = req.payload.subarray(inputLen, inputLen + area.model.length);
+        area.model.set(run);
+        area.shadow.set(run);
+      }
+      ranges = this.#ranges(s, file);
+      s.memory.pull(ranges);
+    }
+    const decoded = decodeArg(request, req.b, input, hasData);
+    let result = 0;
+    let failure: unknown;
+    try {
+      result = proc.ioctl(req.fd, request, decoded.arg);
+    } catch (e) {
+      failure = e;
+    } finally {
+      if (ranges !== undefined) s.memory.push(ranges);
+    }
+    const ok = failure === undefined;
+    const out = decoded.out(ok);
+    const runPatches = area === undefined ? undefined : diffArea(area);
+    if (!ok) {
+      const { errno, message } = errnoOf(failure);
+      return { errno, result: -1, message, out, runPatches };
+    }
+    if (region !== undefined) {
+      let slots = s.slots.get(file);
+      if (slots === undefined) {
+        slots = new Map();
+        s.slots.set(file, slots);
+      }
+      if (region.size === 0) slots.delete(region.slot);
+      else slots.set(region.slot, { addr: region.addr, size: region.size });
+    }
+    if (FD_RESULTS.has(request)) {
+      if (request === KVM_CREATE_VCPU) s.vcpuVm.set(proc.file(result), file);
+      return { errno: 0, result, out, runPatches, ...this.#fdKind(proc, result) };
+    }
+    return { errno: 0, result, out, runPatches };
+  }
+}
+
+/** `KVM_CHECK_EXTENSION(KVM_CAP_X86_SMM)`, `KVM_CREATE_VM(0)`, `KVM_RUN`, `KVM_GET_REGS`: a request and, without data, its value. */
+function describeIoctl(request: number, value: bigint): string {
+  const name = ioctlName(request);
+  if (_IOC_DIR(request) !== 0) return name;
+  if (request === KVM_CHECK_EXTENSION) return `${name}(${capabilityName(Number(value & 0xffffffffn))})`;
+  if (request === KVM_RUN && value === 0n) return name;
+  return `${name}(${value > 0xffffn ? `0x${value.toString(16)}` : value.toString()})`;
+}
+
+/** The byte runs of a vCPU's kvm_run that the model changed since the VMM's copy was last synced. */
+function diffArea(a: VcpuArea): Array<[number, Uint8Array]> | undefined {
+  const cur = Buffer.from(a.model.buffer, a.model.byteOffset, a.model.length);
+  const old = Buffer.from(a.shadow.buffer, a.shadow.byteOffset, a.shadow.length);
+  if (cur.equals(old)) return undefined;
+  const patches: Array<[number, Uint8Array]> = [];
+  const n = cur.length;
+  let i = 0;
+  while (i < n) {
+    if (cur[i] === old[i]) {
+      i++;
+      continue;
+    }
+    // A run of changed bytes; runs fewer than 16 equal bytes apart are joined (fewer, larger patches).
+    let last = i;
+    for (let j = i + 1; j < n && j - last <= 16; j++) if (cur[j] !== old[j]) last = j;
+    const end = last + 1;
+    patches.push([i, Uint8Array.from(cur.subarray(i, end))]);
+    old.set(cur.subarray(i, end), i);
+    i = end;
+  }
+  return patches;
+}
+
+let groups: Map<number, string> | undefined;
+
+/** gid → group name from /etc/group (read once). */
+function groupTable(): Map<number, string> {
+  if (groups === undefined) {
+    groups = new Map();
+    try {
+      for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+        const [name, , gid] = line.split(':');
+        if (name && gid !== undefined && /^\d+$/.test(gid) && !groups.has(Number(gid))) groups.set(Number(gid), name);
+      }
+    } catch {
+      // no /etc/group: only root and kvm by number
+    }
+  }
+  return groups;
+}
+
+/** The groups of /etc/group as `createHost`'s `groups` option takes them (name → gid). */
+export function systemGroups(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [gid, name] of groupTable()) if (/^[a-z_][a-z0-9_-]*\$?$/i.test(name)) out[name] = gid;
+  return out;
+}
+
+const ERRNO_NAMES: Readonly<Record<number, string>> = {
+  1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 4: 'EINTR', 5: 'EIO', 6: 'ENXIO', 7: 'E2BIG', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM',
+  13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 19: 'ENODEV', 22: 'EINVAL', 24: 'EMFILE', 25: 'ENOTTY', 28: 'ENOSPC',
+  34: 'ERANGE', 38: 'ENOSYS', 71: 'EPROTO', 95: 'EOPNOTSUPP',
+};
+
+/** The errno name of a number (`22` → `'EINVAL'`). */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
+}
+

@@ -1,0 +1,291 @@
+/**
+ * The bridge server at the protocol level, with the test process itself as the "VMM" (its pid has a real
+ * /proc entry): framing, HELLO and sessions, forwarding with the model's errno, request masking, the fd
+ * table per process, the kvm_run patches, malformed input, and the end of a session.
+ */
+import { mkdtempSync } from 'node:fs';
+import { createConnection, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkInvariants, createHost } from '@vac/core';
+import { KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_API_VERSION, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs } from '@vac/kvm';
+import { intel } from '@vac/vmx';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import {
+  BridgeServer,
+  FdKind,
+  HELLO_LIFE,
+  IOCTL_HAS_INPUT,
+  IOCTL_INPUT_UNREADABLE,
+  Op,
+  ProtocolError,
+  REPLY_HEADER,
+  RequestReader,
+  VAC_MAGIC,
+  decodeReply,
+  encodeRequest,
+  parseStatus,
+  type DecodedReply,
+} from '../src/index.js';
+import { decodeRegs, encodeMemoryRegion, encodeRegs } from '../src/codec.js';
+
+/** A client connection that sends one request and reads one reply at a time. */
+class Client {
+  readonly #s: Socket;
+  #buf = Buffer.alloc(0);
+  #waiting: ((b: Buffer) => void) | undefined;
+  closed = false;
+  constructor(path: string) {
+    this.#s = createConnection(path);
+    this.#s.on('data', (d: Buffer) => {
+      this.#buf = Buffer.concat([this.#buf, d]);
+      this.#deliver();
+    });
+    this.#s.on('close', () => {
+      this.closed = true;
+    });
+    this.#s.on('error', () => {});
+  }
+  #deliver(): void {
+    if (this.#waiting === undefined || this.#buf.length < 8) return;
+    const len = this.#buf.readUInt32LE(4);
+    if (this.#buf.length < len) return;
+    const msg = this.#buf.subarray(0, len);
+    this.#buf = this.#buf.subarray(len);
+    const w = this.#waiting;
+    this.#waiting = undefined;
+    w(msg);
+  }
+  raw(bytes: Uint8Array): Promise<DecodedReply> {
+    return new Promise((resolve) => {
+      this.#waiting = (b) => resolve(decodeReply(b));
+      this.#s.write(bytes);
+      this.#deliver();
+    });
+  }
+  call(op: number, fd: number, flags: number, a: bigint, b = 0n, c = 0n, ...payload: Uint8Array[]): Promise<DecodedReply> {
+    return this.raw(encodeRequest(op, fd, flags, a, b, c, ...payload));
+  }
+  ioctl(fd: number, request: number | bigint, value = 0n, input?: Uint8Array): Promise<DecodedReply> {
+    if (input === undefined) return this.call(Op.IOCTL, fd, 0, BigInt(request), value);
+    return this.call(Op.IOCTL, fd, IOCTL_HAS_INPUT, BigInt(request), value, BigInt(input.length), input);
+  }
+  end(): void {
+    this.#s.destroy();
+  }
+}
+
+const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
+const errnoOf = (r: DecodedReply): number => r.errno;
+
+describe('protocol', () => {
+  test('a request split anywhere is reassembled; two in one chunk come out in order', () => {
+    const a = encodeRequest(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm'));
+    const b = encodeRequest(Op.CLOSE, 7, 0, 0n, 0n, 0n);
+    const r = new RequestReader();
+    const all = Buffer.concat([a, b]);
+    r.push(all.subarray(0, 5));
+    expect(r.next()).toBeUndefined();
+    r.push(all.subarray(5, 60));
+    const first = r.next();
+    expect(first).toMatchObject({ op: Op.OPEN, fd: 0, a: 2n });
+    expect(Buffer.from(first?.payload ?? []).toString()).toBe('/dev/kvm');
+    expect(r.next()).toBeUndefined();
+    r.push(all.subarray(60));
+    expect(r.next()).toMatchObject({ op: Op.CLOSE, fd: 7 });
+    expect(r.pending).toBe(0);
+  });
+
+  test('a bad magic or an impossible length is a ProtocolError', () => {
+    const r = new RequestReader();
+    r.push(Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+    expect(() => r.next()).toThrow(ProtocolError);
+    const r2 = new RequestReader();
+    const h = Buffer.alloc(8);
+    h.writeUInt32LE(VAC_MAGIC, 0);
+    h.writeUInt32LE(12, 4); // shorter than a header
+    r2.push(h);
+    expect(() => r2.next()).toThrow(/bad request length 12/);
+  });
+
+  test('parseStatus reads effective ids, groups and the capabilities the model checks', () => {
+    const text = 'Name:\tqemu-system-x86\nUid:\t1000\t1001\t1001\t1001\nGid:\t36\t37\t37\t37\nGroups:\t36 100 \nCapEff:\t0000000000210002\n';
+    expect(parseStatus(text)).toEqual({ uid: 1001, gid: 37, groups: [36, 100], caps: ['CAP_DAC_OVERRIDE', 'CAP_SYS_MODULE', 'CAP_SYS_ADMIN'], name: 'qemu-system-x86' });
+  });
+});
+
+describe('bridge server', () => {
+  let server: BridgeServer;
+  let path: string;
+  let clients: Client[];
+  const logs: string[] = [];
+  const newClient = (): Client => {
+    const c = new Client(path);
+    clients.push(c);
+    return c;
+  };
+  const hello = async (c: Client, life: boolean, pid = process.pid): Promise<DecodedReply> => await c.call(Op.HELLO, 0, life ? HELLO_LIFE : 0, BigInt(pid), 1n);
+
+  beforeEach(async () => {
+    const host = createHost({ cpus: 2, hardware: intel() });
+    host.modprobe(kvm({ postfix: '0' }));
+    host.modprobe(kvm({ postfix: '1' }));
+    path = join(mkdtempSync(join(tmpdir(), 'vac-srv-')), 'bridge.sock');
+    server = new BridgeServer({ host, socketPath: path, log: (l) => logs.push(l) });
+    await server.listen();
+    clients = [];
+  });
+  afterEach(async () => {
+    for (const c of clients) c.end();
+    await server.close();
+  });
+
+  test('forwards open and ioctls to the model: results, new fds with their kind, and the model’s errno', async () => {
+    const c = newClient();
+    expect(errnoOf(await hello(c, true))).toBe(0);
+    const sys = await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'));
+    expect([sys.errno, sys.fdKind]).toEqual([0, FdKind.SYSTEM]);
+    const fd = Number(sys.result);
+    expect((await c.ioctl(fd, KVM_GET_API_VERSION)).result).toBe(12n);
+    expect((await c.ioctl(fd, KVM_GET_API_VERSION, 1n)).errno).toBe(22); // EINVAL
+    expect((await c.ioctl(fd, KVM_CHECK_EXTENSION, BigInt(KVM_CAP_USER_MEMORY))).result).toBe(1n);
+    // The request travels as 64 bits; only its low 32 bits are the ioctl (QEMU's sign extension).
+    expect((await c.ioctl(fd, 0xffff_ffff_0000_0000n | BigInt(KVM_GET_API_VERSION))).result).toBe(12n);
+    const vm = await c.ioctl(fd, KVM_CREATE_VM);
+    expect([vm.errno, vm.fdKind]).toEqual([0, FdKind.VM]);
+    const vcpu = await c.ioctl(Number(vm.result), KVM_CREATE_VCPU, 0n);
+    expect([vcpu.errno, vcpu.fdKind, vcpu.mmapSize]).toEqual([0, FdKind.VCPU, 12288]);
+    const again = await c.ioctl(Number(vm.result), KVM_CREATE_VCPU, 0n);
+    expect([again.errno, again.message]).toEqual([17, 'KVM_CREATE_VCPU: EEXIST: vCPU 0 exists']);
+    expect((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm7'))).errno).toBe(2); // ENOENT
+    expect((await c.ioctl(99, KVM_GET_API_VERSION)).errno).toBe(9); // EBADF
+    const rec = server.calls().at(-1);
+    expect(rec).toMatchObject({ op: 'ioctl', fd: 99, what: 'KVM_GET_API_VERSION(0)', error: 'EBADF' });
+  });
+
+  test('struct arguments go through the codec both ways; a bad pointer is the model’s EFAULT', async () => {
+    const c = newClient();
+    await hello(c, true);
+    const sys = Number((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).result);
+    const vm = Number((await c.ioctl(sys, KVM_CREATE_VM)).result);
+    const vcpu = Number((await c.ioctl(vm, KVM_CREATE_VCPU, 0n)).result);
+    const regs = makeKvmRegs({ rip: 0xfff0n, rax: 0x1122334455667788n, rflags: 2n });
+    expect((await c.ioctl(vcpu, KVM_SET_REGS, 0x7000n, encodeRegs(regs))).errno).toBe(0);
+    const got = await c.ioctl(vcpu, KVM_GET_REGS, 0x7000n, new Uint8Array(144));
+    expect(got.out.length).toBe(144);
+    expect(decodeRegs(got.out)).toMatchObject({ rip: 0xfff0n, rax: 0x1122334455667788n, rflags: 2n });
+    const bad = await c.call(Op.IOCTL, vcpu, IOCTL_INPUT_UNREADABLE, BigInt(KVM_SET_REGS), 0n);
+    expect([bad.errno, bad.out.length]).toEqual([14, 0]);
+    // An ioctl the model does not know gets the model's answer whatever its bytes: ENOTTY on a VM fd.
+    const unknown = await c.ioctl(vm, 0xc008ae67, 0x7000n, new Uint8Array(8)); // KVM_IRQ_LINE_STATUS
+    expect(unknown.errno).toBe(25);
+  });
+
+  test('KVM_RUN: the kvm_run bytes go in, the exit comes back as patches of the bytes the model changed', async () => {
+    const c = newClient();
+    await hello(c, true);
+    const sys = Number((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).result);
+    const vm = Number((await c.ioctl(sys, KVM_CREATE_VM)).result);
+    // Guest RAM: a page of this very process (a Buffer's memory is not page-aligned, so no memslot here); an
+    // empty VM's vCPU runs into no memory: KVM_EXIT_INTERNAL_ERROR, written into kvm_run.
+    const vcpu = Number((await c.ioctl(vm, KVM_CREATE_VCPU, 0n)).result);
+    const run = new Uint8Array(12288);
+    const r = await c.call(Op.IOCTL, vcpu, 4 /* IOCTL_HAS_RUN */, BigInt(KVM_RUN), 0n, 0n, run);
+    expect(r.errno).toBe(0);
+    for (const [off, bytes] of r.runPatches) run.set(bytes, off);
+    expect(new DataView(run.buffer).getUint32(8, true)).toBe(17); // exit_reason = KVM_EXIT_INTERNAL_ERROR
+    const total = r.runPatches.reduce((s, [, b]) => s + b.length, 0);
+    expect(total).toBeLessThan(64); // only what changed travels back
+    // immediate_exit set by the VMM reaches the model: KVM_RUN returns EINTR, exit_reason as the last exit left it
+    // (kvm_arch_vcpu_ioctl_run does not touch kvm_run; a real 6.18 kernel was checked to do the same)
+    run[1] = 1; // kvm_run.immediate_exit (offset 1)
+    const r2 = await c.call(Op.IOCTL, vcpu, 4, BigInt(KVM_RUN), 0n, 0n, run);
+    expect(r2.errno).toBe(4); // EINTR
+    for (const [off, bytes] of r2.runPatches) run.set(bytes, off);
+    expect(new DataView(run.buffer).getUint32(8, true)).toBe(17); // still KVM_EXIT_INTERNAL_ERROR
+  });
+
+  test('KVM_SET_USER_MEMORY_REGION over memory the VMM has not mapped is the model’s to judge; the slot is unbacked', async () => {
+    const c = newClient();
+    await hello(c, true);
+    const sys = Number((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).result);
+    const vm = Number((await c.ioctl(sys, KVM_CREATE_VM)).result);
+    const region = encodeMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: 0x1000 });
+    expect((await c.ioctl(vm, KVM_SET_USER_MEMORY_REGION, 0x7000n, region)).errno).toBe(0);
+    const unaligned = encodeMemoryRegion({ slot: 1, flags: 0, guest_phys_addr: 0x3000, memory_size: 0x1000, userspace_addr: 0x1234 });
+    expect((await c.ioctl(vm, KVM_SET_USER_MEMORY_REGION, 0x7000n, unaligned)).errno).toBe(22);
+  });
+
+  test('one VMM cannot use another’s fds: each real process has its own simulated fd table', async () => {
+    const a = newClient();
+    await hello(a, true);
+    const fdA = Number((await a.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).result);
+    // Another process: pid 1 (init) has a /proc entry; it gets a session of its own.
+    const b = newClient();
+    expect((await hello(b, true, 1)).errno).toBe(0);
+    expect((await b.ioctl(fdA, KVM_GET_API_VERSION)).errno).toBe(9); // EBADF in pid 1's table
+    expect(server.sessions().size).toBe(2);
+    expect(server.sessions().get(1)?.proc.uid).toBe(0);
+  });
+
+  test('a thread connection joins its process’s session; without one it is refused (ESRCH)', async () => {
+    const t = newClient();
+    expect((await hello(t, false)).errno).toBe(3);
+    const life = newClient();
+    await hello(life, true);
+    const t2 = newClient();
+    expect((await hello(t2, false)).errno).toBe(0);
+    const fd = Number((await life.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm1'))).result);
+    expect((await t2.ioctl(fd, KVM_GET_API_VERSION)).result).toBe(12n); // fds are per process, not per thread
+    const none = newClient();
+    expect((await none.ioctl(3, KVM_GET_API_VERSION)).errno).toBe(71); // EPROTO: no HELLO
+  });
+
+  test('dup and close map onto the simulated fd table; mmap/munmap of a vCPU fd are the model’s', async () => {
+    const c = newClient();
+    await hello(c, true);
+    const sys = Number((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).result);
+    const vm = Number((await c.ioctl(sys, KVM_CREATE_VM)).result);
+    const vcpu = Number((await c.ioctl(vm, KVM_CREATE_VCPU, 0n)).result);
+    const vm2 = Number((await c.call(Op.DUP, vm, 0, 0n)).result);
+    expect(vm2).not.toBe(vm);
+    expect((await c.call(Op.CLOSE, vm, 0, 0n)).errno).toBe(0);
+    expect((await c.call(Op.CLOSE, vm, 0, 0n)).errno).toBe(9);
+    expect((await c.ioctl(vm2, KVM_CREATE_VCPU, 1n)).errno).toBe(0);
+    const m = await c.call(Op.MMAP, vcpu, 0, 12288n, 0n);
+    expect(m.errno).toBe(0);
+    expect((await c.call(Op.MMAP, vcpu, 0, 4096n, 12288n)).errno).toBe(22);
+    expect((await c.call(Op.MMAP, vm2, 0, 4096n, 0n)).errno).toBe(19);
+    expect((await c.call(Op.MUNMAP, 0, 0, m.result, 12288n)).errno).toBe(0);
+  });
+
+  test('a malformed message gets an error reply and closes that connection only; the others are served', async () => {
+    const good = newClient();
+    await hello(good, true);
+    const bad = newClient();
+    const junk = Buffer.alloc(REPLY_HEADER, 0x41);
+    const r = await bad.raw(junk);
+    expect(r.errno).toBe(71); // EPROTO
+    expect(r.message).toMatch(/bad magic/);
+    await new Promise((res) => setTimeout(res, 20));
+    expect(bad.closed).toBe(true);
+    expect((await good.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).errno).toBe(0);
+    expect(logs.some((l) => l.includes('malformed message'))).toBe(true);
+  });
+
+  test('the life connection closing ends the session: the simulated process is killed, VMs die, the host is clean', async () => {
+    const life = newClient();
+    await hello(life, true);
+    const sys = Number((await life.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).result);
+    const vm = Number((await life.ioctl(sys, KVM_CREATE_VM)).result);
+    await life.ioctl(vm, KVM_CREATE_VCPU, 0n);
+    expect(server.host.lsmod().find((m) => m.name === 'kvm0')?.refcount).toBe(3);
+    life.end();
+    const end = Date.now() + 2000;
+    while (server.sessions().size > 0 && Date.now() < end) await new Promise((res) => setTimeout(res, 5));
+    expect(server.sessions().size).toBe(0);
+    expect(server.host.lsmod().find((m) => m.name === 'kvm0')?.refcount).toBe(0);
+    expect(server.host.processes().map((p) => p.name)).toEqual(['init']);
+    expect(checkInvariants(server.host)).toEqual([]);
+  });
+});

@@ -1,0 +1,106 @@
+/**
+ * Test support: the C compiler, the preload library and the C fixtures built into one temporary directory
+ * (world-readable, so a VMM run as another user can load them), and a runner for a VMM under the library.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compileC, findCompiler, preloadLibrary } from '../../src/index.js';
+
+/** Why native tests cannot run here, or `undefined` when they can. */
+export function nativeSkipReason(): string | undefined {
+  if (process.platform !== 'linux') return 'the preload library is Linux-only';
+  if (findCompiler() === undefined) return 'no C compiler (cc, gcc, clang or $CC) on this machine; CI has one';
+  if (!existsSync('/usr/include/linux/kvm.h')) return 'no <linux/kvm.h> (linux-libc-dev) for the C fixtures';
+  return undefined;
+}
+
+/** Paths of the built artefacts. */
+export interface Native {
+  readonly dir: string;
+  readonly preload: string;
+  readonly lwn: string;
+  readonly probe: string;
+}
+
+let built: Native | undefined;
+
+/** Build the preload library and the fixtures once per test file. */
+export function buildNative(): Native {
+  if (built !== undefined) return built;
+  const dir = mkdtempSync(join(tmpdir(), 'vac-native-'));
+  chmodSync(dir, 0o755);
+  const preload = preloadLibrary({ ...process.env, VAC_CACHE_DIR: dir });
+  const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}.c`, import.meta.url));
+  const lwn = join(dir, 'lwn');
+  const probe = join(dir, 'probe');
+  compileC([fixture('lwn')], lwn, ['-O1']);
+  compileC([fixture('probe')], probe, ['-O1', '-pthread']);
+  built = { dir, preload, lwn, probe };
+  return built;
+}
+
+/** What a finished VMM printed. */
+export interface VmmResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Options of {@link runVmm}. */
+export interface RunOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly uid?: number;
+  readonly gid?: number;
+  readonly input?: string;
+  /** Called with the child as soon as it is spawned. */
+  readonly onSpawn?: (child: import('node:child_process').ChildProcess) => void;
+  readonly timeoutMs?: number;
+}
+
+/** Run a VMM binary with the preload library against the bridge socket `socket`. */
+export function runVmm(native: Native, socket: string, argv: readonly string[], opts: RunOptions = {}): Promise<VmmResult> {
+  return new Promise((resolve, reject) => {
+    const [cmd = '', ...args] = argv;
+    const child = spawn(cmd, args, {
+      env: { ...process.env, LD_PRELOAD: native.preload, VAC_SOCKET: socket, ...opts.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(opts.uid === undefined ? {} : { uid: opts.uid }),
+      ...(opts.gid === undefined ? {} : { gid: opts.gid }),
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${cmd} did not finish within ${opts.timeoutMs ?? 10_000} ms; stdout: ${stdout} stderr: ${stderr}`));
+    }, opts.timeoutMs ?? 10_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+    if (opts.input !== undefined) child.stdin.write(opts.input);
+    opts.onSpawn?.(child);
+  });
+}
+
+/** `name=value` lines → a record. */
+export function parseLines(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    for (const part of line.split(' ')) {
+      const i = part.indexOf('=');
+      if (i > 0) out[part.slice(0, i)] = part.slice(i + 1);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,218 @@
+/**
+ * Real C programs through the preload library and the bridge: the classic minimal VMM on kvm0 and on kvm1,
+ * the fd table, argument passing and errno as a C program sees them, and the failure paths (no bridge, the
+ * bridge gone, a VMM killed, a user without access). Skipped, with the reason, only where no C compiler is.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkInvariants } from '@vac/core';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { runControl, socketPaths, startDaemon, type Daemon } from '../src/index.js';
+import { buildNative, nativeSkipReason, parseLines, runVmm, type Native } from './support/native.js';
+
+const skip = nativeSkipReason();
+if (skip !== undefined) console.warn(`@vac/bridge native tests skipped: ${skip}`);
+
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => {
+  let native: Native;
+  let d: Daemon;
+  let socket: string;
+  const logs: string[] = [];
+
+  beforeAll(async () => {
+    native = buildNative();
+    const runDir = mkdtempSync(join(tmpdir(), 'vac-run-'));
+    d = await startDaemon({ runDir, host: { cpus: 2, modules: [{ name: 'kvm0' }, { name: 'kvm1' }], symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: (l) => logs.push(l) });
+    socket = socketPaths(runDir).bridge;
+  });
+  afterAll(async () => {
+    await d?.stop();
+  });
+
+  const vmCreatedOn = (): string[] => d.control.recorder.events().filter((e) => e.name === 'vm:create').map((e) => String((e.payload as unknown as { module: string }).module));
+  const clean = async (): Promise<void> => {
+    await until(() => d.bridge.sessions().size === 0, 'the VMM session to end');
+    expect(d.host().processes().map((p) => p.name)).toEqual(['init']);
+    expect(d.host().lsmod().map((m) => [m.name, m.refcount])).toEqual([['kvm1', 0], ['kvm0', 0], ['vac', 2]]);
+    expect(checkInvariants(d.host())).toEqual([]);
+  };
+
+  test('the classic minimal VMM prints 4 and KVM_EXIT_HLT on kvm0 (/dev/kvm -> /dev/kvm0)', async () => {
+    const r = await runVmm(native, socket, [native.lwn]);
+    expect(r).toMatchObject({ code: 0, stdout: '4\nKVM_EXIT_HLT\n', stderr: '' });
+    expect(vmCreatedOn().at(-1)).toBe('kvm0');
+    await clean();
+  });
+
+  test('and unchanged on kvm1 after `vac rm /dev/kvm; vac ln -s /dev/kvm1 /dev/kvm`', async () => {
+    expect(runControl(d.control, { cmd: 'rm', args: ['/dev/kvm'] }).ok).toBe(true);
+    expect(runControl(d.control, { cmd: 'ln', args: ['/dev/kvm1', '/dev/kvm'] }).ok).toBe(true);
+    const before = vmCreatedOn().length;
+    const r = await runVmm(native, socket, [native.lwn]);
+    expect(r).toMatchObject({ code: 0, stdout: '4\nKVM_EXIT_HLT\n', stderr: '' });
+    expect(vmCreatedOn().slice(before)).toEqual(['kvm1']);
+    await clean();
+    runControl(d.control, { cmd: 'rm', args: ['/dev/kvm'] });
+    runControl(d.control, { cmd: 'ln', args: ['/dev/kvm0', '/dev/kvm'] });
+  });
+
+  test('`vac run --dev /dev/kvm1` points one VMM’s /dev/kvm elsewhere (VAC_DEV_KVM)', async () => {
+    const before = vmCreatedOn().length;
+    const r = await runVmm(native, socket, [native.lwn], { env: { VAC_DEV_KVM: '/dev/kvm1' } });
+    expect(r.stdout).toBe('4\nKVM_EXIT_HLT\n');
+    expect(vmCreatedOn().slice(before)).toEqual(['kvm1']);
+    await clean();
+  });
+
+  test('fd table, arguments, kvm_run and guest memory as a C program sees them, with the model’s exact errno', async () => {
+    const first = d.bridge.calls().length;
+    const r = await runVmm(native, socket, [native.probe]);
+    expect(r.stderr).toBe('');
+    expect(new Set(d.bridge.calls().slice(first).map((c) => c.tid)).size).toBe(2);
+    expect(r.code).toBe(0);
+    expect(parseLines(r.stdout)).toEqual({
+      open: '3', // the bridge's own sockets stay out of the VMM's fd numbers
+      api_version: '12',
+      api_version_arg1: '-1:EINVAL',
+      cap_user_memory: '1',
+      vm_fd_is_real: '1', // a real fd, O_CLOEXEC as anon_inode_getfd makes it
+      unknown_sys: '-1:EINVAL', // kvm_arch_dev_ioctl
+      unknown_vm: '-1:ENOTTY', // kvm_arch_vm_ioctl
+      unknown_vcpu: '-1:EINVAL', // kvm_arch_vcpu_ioctl
+      not_kvm_vcpu: '-1:EINVAL',
+      vcpu_dup_id: '-1:EEXIST',
+      set_regs_null: '-1:EFAULT', // copy_from_user of a NULL struct
+      get_regs_null: '-1:EFAULT', // copy_to_user
+      set_regs: '0',
+      sext_request: '0xffffffff8090ae81', // KVM_GET_REGS sign-extended, as QEMU passes it
+      get_regs_sext: '0',
+      rip: '0x1234',
+      thread_get_regs: '0', // a second thread, over its own connection, on the same simulated fd table
+      mmap_size: '12288',
+      mmap_beyond: '-1:EINVAL',
+      mmap_vm: '-1:ENODEV',
+      mmap_run: '0',
+      set_memory: '0',
+      get_sregs: '0',
+      set_sregs: '0',
+      set_regs2: '0',
+      run1: '0',
+      exit1: '2', // KVM_EXIT_IO, written into the VMM's own kvm_run mapping
+      port: '0x3f8',
+      byte: '0x42', // the guest read what the VMM wrote before KVM_RUN
+      run2: '0',
+      exit2: '5', // KVM_EXIT_HLT
+      guest_wrote: '0x5a', // the VMM sees the guest's write after KVM_RUN
+      vmm_byte: '0x78', // the VMM's own write to the same page between runs survives the write-back
+      run3: '0',
+      exit3: '5',
+      page2: '0x33', // a page the VMM had never touched (not read: zeros), written by the guest, seen by the VMM
+      madvise: '0',
+      run4: '0',
+      exit4: '2',
+      dropped_byte: '0x0', // the VMM dropped the page: the guest reads zeros again
+      run_arg1: '-1:EINVAL',
+      dup_vm: '0',
+      close_vm: '0',
+      vm_closed: '-1:EBADF',
+      create_vcpu_on_dup: '0', // the VM file lives on through the dup
+      dup2: '100',
+      get_regs_on_dup2: '0',
+      dupfd_cloexec: '0',
+      dupfd_flags: '1',
+      get_regs_on_dupfd: '0',
+      dup2_over_kvm: '100',
+      ioctl_on_replaced: '-1:ENOTTY', // fd 100 is /dev/null now: libc's own answer
+      dup3: '101',
+      close_dup3: '0',
+      ioctl_after_close: '-1:EBADF',
+      open_missing: '-1:ENOENT',
+      munmap_run: '0',
+    });
+    await clean();
+  });
+
+  test('memory coherence: a VMM thread’s write reaches a guest spinning on it; guest and VMM writes to one page both survive', async () => {
+    // A host whose KVM_RUN returns EINTR after 100,000 guest instructions, so the spin re-enters often.
+    const runDir = mkdtempSync(join(tmpdir(), 'vac-run-'));
+    const d2 = await startDaemon({ runDir, host: { cpus: 1, runLimit: 100_000, symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
+    try {
+      const r = await runVmm(native, socketPaths(runDir).bridge, [native.probe, 'spin']);
+      expect(r.stderr).toBe('');
+      expect(parseLines(r.stdout)).toEqual({
+        open: '3',
+        set_memory: '0',
+        spun: 'yes', // the guest was polling across several KVM_RUNs (EINTR at the instruction limit)
+        flag_seen: '0x5a', // the second thread's write, seen by the guest at its next KVM_RUN
+        guest_byte: '0x11', // the guest's write to the page
+        vmm_byte: '0x22', // the VMM thread's write to the same page, not overwritten by the write-back
+      });
+    } finally {
+      await d2.stop();
+    }
+  });
+
+  test('a VMM killed with SIGKILL: rmmod is refused while it runs, then its simulated process is killed and the host is clean', async () => {
+    let lines = '';
+    let child: import('node:child_process').ChildProcess | undefined;
+    const done = runVmm(native, socket, [native.probe, 'hold'], {
+      onSpawn: (c) => {
+        child = c;
+        c.stdout?.on('data', (b: Buffer) => {
+          lines += b.toString();
+        });
+      },
+    });
+    await until(() => lines.includes('vcpu='), 'the VMM to create its vCPU');
+    expect(lines).toContain('vcpu=5');
+    const refused = runControl(d.control, { cmd: 'rmmod', args: ['kvm0'] });
+    expect(refused).toMatchObject({ ok: false, code: 'EWOULDBLOCK', status: 1 });
+    expect(refused.error).toMatch(/^rmmod: ERROR: Module kvm0 is in use/);
+    child?.kill('SIGKILL');
+    expect((await done).signal).toBe('SIGKILL');
+    await clean();
+    expect(logs.some((l) => /probe\[\d+\]\): its process exited; its simulated process was killed/.test(l))).toBe(true);
+  });
+
+  test('no bridge: open(/dev/kvm) fails with ENODEV and a message naming the socket', async () => {
+    const r = await runVmm(native, socket, [native.lwn], { env: { VAC_SOCKET: join(native.dir, 'no-such.sock') } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`vac-preload: cannot open /dev/kvm*: the vac bridge is not running (socket ${join(native.dir, 'no-such.sock')}: No such file or directory)`);
+    expect(r.stderr).toContain('/dev/kvm: No such device');
+  });
+
+  test.skipIf(process.getuid?.() !== 0)('a user without access to /dev/kvmX gets EACCES, as on Linux (root:kvm 0660)', async () => {
+    const r = await runVmm(native, socket, [native.probe], { uid: 65534, gid: 65534 });
+    expect(r.stdout).toBe('open=-1:EACCES\n');
+    await clean();
+  });
+
+  test('the bridge goes away: the next call fails with EIO, a new open with ENODEV; nothing hangs', async () => {
+    const runDir = mkdtempSync(join(tmpdir(), 'vac-run-'));
+    const d2 = await startDaemon({ runDir, host: { cpus: 1, symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
+    let lines = '';
+    let child: import('node:child_process').ChildProcess | undefined;
+    const done = runVmm(native, socketPaths(runDir).bridge, [native.probe, 'eio'], {
+      onSpawn: (c) => {
+        child = c;
+        c.stdout?.on('data', (b: Buffer) => {
+          lines += b.toString();
+        });
+      },
+    });
+    await until(() => lines.includes('open='), 'the VMM to open /dev/kvm');
+    await d2.stop();
+    child?.stdin?.end('go\n');
+    const r = await done;
+    expect(parseLines(r.stdout)).toEqual({ open: '3', after_bridge_gone: '-1:EIO', open_after_gone: '-1:ENODEV' });
+  });
+});
