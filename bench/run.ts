@@ -19,6 +19,7 @@ import { runKvmRun } from './suites/kvm-run.js';
 import { runPmi } from './suites/pmi.js';
 import { runScale, type ScalePoint } from './suites/scale.js';
 import { runUpgrade } from './suites/upgrade.js';
+import { runVcpuState } from './suites/vcpu-state.js';
 import { runVpid } from './suites/vpid.js';
 
 const quick = process.argv.includes('--quick');
@@ -37,6 +38,7 @@ const suites: Array<[string, () => { rows: Row[]; targets: TargetCheck[]; points
   ['scale', () => runScale(b)],
   ['upgrade', () => runUpgrade(b)],
   ['costs', () => runCosts(b)],
+  ['vcpu-state', () => runVcpuState(b)],
 ];
 for (const [name, run] of suites) {
   if (only !== undefined && !only.split(',').includes(name)) continue;

@@ -86,9 +86,15 @@ export function toModel(v: Json, like: unknown, ctx: ValueContext, where = ''): 
     let elem: unknown = Array.isArray(like) && like.length > 0 ? (like as unknown[])[0] : undefined;
     const elemType = ELEMENT_TYPES[where];
     if (elem === undefined && elemType !== undefined) elem = template(elemType);
-    return arr.map((x) => toModel(x, elem, ctx, elemType ?? ''));
+    const out = arr.map((x) => toModel(x, elem, ctx, elemType ?? ''));
+    // A fixed C array the recorder wrote only in part (the xcrs of kvm_xcrs, the ranges of kvm_msr_filter): the rest
+    // as the template has it (zeros).
+    if (Array.isArray(like) && like.length > out.length) for (const rest of (like as unknown[]).slice(out.length)) out.push(cloneValue(rest));
+    return out;
   }
   const o = v as JsonObject;
+  // A value the recorder marked as the host's (a time): the model gets the value itself.
+  if (isOpaque(o)) return toModel(o.$opaque, like, ctx, where);
   if (typeof o.$buf === 'string') {
     const addr = ctx.bufferAddress(o.$buf) + Number(o.offset ?? 0);
     return intLike(BigInt(addr), like ?? 0);
@@ -108,15 +114,17 @@ export function toModel(v: Json, like: unknown, ctx: ValueContext, where = ''): 
   return out;
 }
 
+/** A deep copy of a template value (plain objects, arrays, typed arrays). */
+function cloneValue(y: unknown): unknown {
+  if (Array.isArray(y)) return y.map(cloneValue);
+  if (ArrayBuffer.isView(y) && !(y instanceof DataView)) return (y as unknown as Uint8Array).slice();
+  if (isObject(y)) return Object.fromEntries(Object.entries(y).map(([k, z]) => [k, cloneValue(z)]));
+  return y;
+}
+
 /** A deep copy of a template (plain objects, arrays, typed arrays). */
 function clone(x: unknown): Record<string, unknown> {
-  const c = (y: unknown): unknown => {
-    if (Array.isArray(y)) return y.map(c);
-    if (y instanceof Uint8Array) return y.slice();
-    if (isObject(y)) return Object.fromEntries(Object.entries(y).map(([k, z]) => [k, c(z)]));
-    return y;
-  };
-  return c(x) as Record<string, unknown>;
+  return cloneValue(x) as Record<string, unknown>;
 }
 
 /** A zeroed value of the shape of golden value `v` (for an output buffer the model has no constructor for). */

@@ -5,9 +5,9 @@
  * A 16-CPU Intel host runs 24 VMs on kvm0. Each VM is its own VMM process with its own guest program, which
  * counts in its own memory and prints the count through port I/O, on its own vCPU thread. A fixed kvm1 is
  * loaded next to kvm0, and every VM is moved to it, one at a time, by user-space save/restore through the
- * ABI only: stop the vCPU thread, complete the pending I/O (immediate_exit + KVM_RUN → EINTR), save the
- * registers, create a VM on /dev/kvm1 over the *same* guest memory (handed over, not copied), restore the
- * registers, start a new thread, close the old VM. The guest never notices: its counter goes on from where it
+ * ABI only (vmm.ts `saveVm` / `restoreVm`): stop the vCPU thread, save the VM (the pending I/O completed with
+ * immediate_exit + KVM_RUN → EINTR, then kvmclock and the vCPU's whole state), create a VM on /dev/kvm1 over the
+ * *same* guest memory (handed over, not copied) and restore the vCPU into it, start a new thread, close the old VM. The guest never notices: its counter goes on from where it
  * stopped. Meanwhile `rmmod kvm0` is refused; once the last VM has left, it succeeds.
  *
  * The whole run is recorded and written as a Chrome trace (open it in https://ui.perfetto.dev) and as an SVG
@@ -36,11 +36,9 @@ import {
   Asm16,
   KVM_CREATE_VCPU,
   KVM_CREATE_VM,
-  KVM_EXIT_INTR,
   KVM_EXIT_IO,
   KVM_EXIT_IO_OUT,
   KVM_GET_API_VERSION,
-  KVM_GET_REGS,
   KVM_GET_SREGS,
   KVM_GET_VCPU_MMAP_SIZE,
   KVM_RUN,
@@ -53,8 +51,11 @@ import {
   kvmInstance,
   makeKvmRegs,
   makeKvmSregs,
+  restoreVm,
+  saveVm,
   vcpuOf,
   type KvmInstance,
+  type SavedVm,
   type Vcpu,
 } from '@vac/kvm';
 import { VPIDS, intel } from '@vac/vmx';
@@ -152,6 +153,16 @@ function createOn(g: Omit<GuestVm, 'on' | 'moveTick' | 'vpids'>, dev: string): I
   return { dev, sys, vm, vcpu, runMap, run: new KvmRunView(runMap.bytes.buffer, runMap.bytes.byteOffset), model, thread: undefined, stop: false, lastInstructions: 0 };
 }
 
+/** The VM restored on /dev/`dev` from `saved`, over the VMM's existing guest memory. */
+function restoredOn(g: Omit<GuestVm, 'on' | 'moveTick' | 'vpids'>, dev: string, saved: SavedVm): Incarnation {
+  const p = g.proc;
+  const r = restoreVm(p, `/dev/${dev}`, saved, { slots: [{ slot: 0, flags: 0, guest_phys_addr: GUEST_BASE, memory_size: g.mem.length, userspace_addr: g.mem.addr }] });
+  expect(p.ioctl(r.sys, KVM_GET_API_VERSION, 0) === 12, `${dev}: KVM_GET_API_VERSION is 12`);
+  const v = r.vcpus[0];
+  if (v === undefined) throw new Error(`no vCPU of ${p.name} on ${dev}`);
+  return { dev, sys: r.sys, vm: r.vm, vcpu: v.fd, runMap: v.runMapping, run: v.run, model: vcpuOf(p, v.fd), thread: undefined, stop: false, lastInstructions: 0 };
+}
+
 /** Start the vCPU thread: KVM_RUN, print what the guest wrote to COM1, repeat until told to stop. */
 function startThread(g: GuestVm): void {
   const on = g.on;
@@ -243,26 +254,17 @@ for (const g of vms) {
   while (old.thread?.alive === true) step(1);
   stopTicksTotal += host.events.tick - stopStart;
   g.moveTick = host.events.tick;
-  // 2. Complete the pending I/O: the last exit was an `out` that KVM finishes on the next KVM_RUN (RIP moves
-  //    past it). immediate_exit = 1 runs that completion and returns EINTR without entering the guest.
-  old.run.immediate_exit = 1;
-  try {
-    p.ioctl(old.vcpu, KVM_RUN, 0);
-    problems.push(`vm${g.n}: KVM_RUN with immediate_exit did not return EINTR`);
-  } catch (e) {
-    expect(isKernelError(e, 'EINTR') && old.run.exit_reason === KVM_EXIT_INTR, `vm${g.n}: immediate_exit gives EINTR / KVM_EXIT_INTR`);
-  }
-  old.run.immediate_exit = 0;
-  // 3. Save the registers.
-  const regs = makeKvmRegs();
-  const sregs = makeKvmSregs();
-  p.ioctl(old.vcpu, KVM_GET_REGS, regs);
-  p.ioctl(old.vcpu, KVM_GET_SREGS, sregs);
-  // 4. A VM on /dev/kvm1 over the same guest memory (same userspace_addr: nothing is copied), restore.
-  const next = createOn(g, 'kvm1');
-  p.ioctl(next.vcpu, KVM_SET_SREGS, sregs);
-  p.ioctl(next.vcpu, KVM_SET_REGS, regs);
-  // 5. Close the old VM: its fds and its kvm_run mapping (which also pins the vCPU file).
+  // 2. Save the whole VM (vmm.ts saveVm): the `out` its last exit reported is completed first (immediate_exit = 1:
+  //    KVM_RUN finishes it and returns EINTR without entering the guest, leaving exit_reason as it was), then
+  //    kvmclock and the vCPU's state: CPUID, registers, system registers, XSAVE, events, MSRs, … .
+  const lastExit = old.run.exit_reason;
+  const saved = saveVm(p, { sys: old.sys, vm: old.vm, vcpus: [{ id: 0, fd: old.vcpu, run: old.run }] });
+  expect(old.run.exit_reason === lastExit, `vm${g.n}: immediate_exit leaves exit_reason as the last exit left it`);
+  expect(saved.vcpus[0]?.regs.rip !== undefined, `vm${g.n}: the vCPU was saved`);
+  // 3. A VM on /dev/kvm1 over the same guest memory (same userspace_addr: nothing is copied), with the vCPU
+  //    restored into it (vmm.ts restoreVm).
+  const next = restoredOn(g, 'kvm1', saved);
+  // 4. Close the old VM: its fds and its kvm_run mapping (which also pins the vCPU file).
   p.munmap(old.runMap.addr, old.runMap.length);
   p.close(old.vcpu);
   p.close(old.vm);

@@ -138,7 +138,9 @@ export function decodeArg(request: number, value: bigint, input: Uint8Array | un
   if (input === undefined) return { arg: undefined, out: () => undefined };
   const raw = input.slice();
   const readsBack = (_IOC_DIR(request) & _IOC_READ) !== 0;
-  return { arg: raw, out: (ok) => (ok && readsBack ? raw : undefined) };
+  // What the handler wrote before failing is what the VMM sees (copy_to_user happens before the error: e.g. E2BIG with the
+  // needed count in KVM_GET_MSR_INDEX_LIST's nmsrs). Unwritten bytes are the input, so copying them back changes nothing.
+  return { arg: raw, out: () => (readsBack ? raw : undefined) };
 }
 
 /** `kvm_userspace_memory_region` from the input bytes of KVM_SET_USER_MEMORY_REGION (for the memory mirror). */

@@ -149,5 +149,5 @@ export { renderTimelineSvg, type TimelineAnnotation, type TimelineSvgOptions } f
 
 // ---- Plug-in contracts: hardware models and KVM's vendor code -----------------------------------------------
 export type { FaultMode, HardwareEnv, HardwareModel, HostHardware, Violation, VirtOps } from './hardware.js';
-export type { KvmVendorEnv, KvmVendorOps, MemEncryptCommand, UniqueId, VendorModule, VendorVcpu, VendorVm } from './kvm-vendor.js';
+export type { CpuCapsEditor, CpuidWord, KvmVendorEnv, KvmVendorOps, MemEncryptCommand, UniqueId, VendorArch, VendorModule, VendorMsrSpec, VendorVcpu, VendorVm } from './kvm-vendor.js';
 export { positiveCount } from './settings.js';

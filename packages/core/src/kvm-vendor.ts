@@ -91,10 +91,117 @@ export interface VendorVcpu {
   free(): void;
 }
 
+/**
+ * A CPUID feature word, named by leaf (hex), sub-leaf when the leaf has them, and register — the words of KVM's
+ * `kvm_cpu_caps[]` (arch/x86/kvm/reverse_cpuid.h), e.g. `'1.ecx'`, `'7.0.ebx'`, `'80000001.edx'`.
+ */
+export type CpuidWord =
+  | '1.ecx'
+  | '1.edx'
+  | '7.0.ebx'
+  | '7.0.ecx'
+  | '7.0.edx'
+  | '7.1.eax'
+  | 'd.1.eax'
+  | '80000001.ecx'
+  | '80000001.edx'
+  | '80000007.edx'
+  | '80000008.ebx'
+  | '8000000a.edx'
+  | '8000001f.eax'
+  | '80000021.eax';
+
+/** KVM's supported CPUID features as a vendor may edit them (`kvm_cpu_cap_set` / `kvm_cpu_cap_clear`). */
+export interface CpuCapsEditor {
+  /** `kvm_cpu_cap_set`: advertise feature `bit` of `word`. */
+  set(word: CpuidWord, bit: number): void;
+  /** `kvm_cpu_cap_clear`: do not advertise it. */
+  clear(word: CpuidWord, bit: number): void;
+  /** `kvm_cpu_cap_has`. */
+  has(word: CpuidWord, bit: number): boolean;
+  /** `boot_cpu_has` on the host's boot CPU (raw CPUID). */
+  hostHas(word: CpuidWord, bit: number): boolean;
+}
+
+/** A vendor MSR of a vCPU (`vmx_get_msr`/`vmx_set_msr`, `svm_get_msr`/`svm_set_msr`): its reset value and which writes it takes. */
+export interface VendorMsrSpec {
+  /** The value after `kvm_vcpu_reset` / vCPU creation. */
+  readonly reset: bigint;
+  /**
+   * Whether a write of `value` is accepted; `hostInitiated` for KVM_SET_MSRS (the guest's WRMSR otherwise).
+   * A refused write leaves the MSR as it was (Linux: the MSR handler returns 1).
+   */
+  accepts(value: bigint, hostInitiated: boolean): boolean;
+  /** What an accepted write stores (e.g. the page-aligned part); the value itself when absent. */
+  normalize?(value: bigint): bigint;
+}
+
+/**
+ * The vendor's answers to the generic x86 code beyond running vCPUs (`kvm_x86_ops` members and the parts of
+ * `vmx_hardware_setup` / `svm_hardware_setup` that fill `kvm_caps`), so that @vac/kvm has no `if (vendor === …)`.
+ */
+export interface VendorArch {
+  /** `kvm_caps.has_tsc_control` (VMX: TSC scaling in the secondary controls; SVM: `tsc_scaling` and TscRateMsr). */
+  readonly tscControl: boolean;
+  /** `allow_smaller_maxphyaddr` (KVM_CAP_SMALLER_MAXPHYADDR). */
+  readonly smallerMaxPhyAddr: boolean;
+  /** `tdp_enabled` (EPT or NPT in use). */
+  readonly tdp: boolean;
+  /** `kvm_caps.has_bus_lock_exit` (VMX bus-lock detection). */
+  readonly busLockExit: boolean;
+  /** `kvm_caps.has_notify_vmexit` (VMX notify VM exits). */
+  readonly notifyVmexit: boolean;
+  /** MCG_CAP bits the vendor adds to `kvm_caps.supported_mce_cap` (VMX: MCG_LMCE_P, MCG_CMCI_P). */
+  readonly mceCapExtra: bigint;
+  /**
+   * IA32_ARCH_CAPABILITIES bits the vendor's mitigations add for guests (`kvm_get_arch_capabilities`: VMX sets
+   * ARCH_CAP_SKIP_VMENTRY_L1DFLUSH unless `l1tf_vmx_mitigation` is "never").
+   */
+  readonly archCapabilitiesExtra: bigint;
+  /** `kvm_x86_ops.has_emulated_msr(NULL, msr)`: whether KVM emulates `msr` for guests of this vendor. */
+  hasEmulatedMsr(msr: number): boolean;
+  /** `kvm_x86_ops.get_feature_msr`: the value of a feature MSR the vendor answers, else `undefined`. */
+  featureMsr(msr: number): bigint | undefined;
+  /** `vmx_set_cpu_caps` / `svm_set_cpu_caps`: the vendor's edits of KVM's supported CPUID features. */
+  setCpuCaps(caps: CpuCapsEditor): void;
+  /** The vendor's own MSRs of a vCPU, by index. */
+  readonly vcpuMsrs: ReadonlyMap<number, VendorMsrSpec>;
+  /**
+   * The descriptor type of TR after reset (`vmx_vcpu_reset`: 11, a busy 32-bit TSS; `init_vmcb` →
+   * `init_sys_seg(&save->tr, SEG_TYPE_BUSY_TSS16)`: 3).
+   */
+  readonly resetTrType: number;
+  /**
+   * The interrupt shadow as the vendor keeps it (`get_interrupt_shadow` after `set_interrupt_shadow`): VMX keeps
+   * STI and MOV-SS blocking apart; SVM has one shadow bit, reported as MOV-SS.
+   */
+  normalizeInterruptShadow(shadow: number): number;
+  /** The MXCSR_MASK the CPU's FXSAVE reports (`mxcsr_feature_mask`: Intel 0xffff; AMD adds bit 17, MM). */
+  readonly fxsaveMxcsrMask: number;
+  /**
+   * What Linux answers for KVM_CAP_NESTED_STATE with nested virtualization on (`nested_ops->get_state(NULL, NULL,
+   * 0)`: the header plus VMX's two VMCS12 pages or SVM's one VMCB page). Nested state is not modelled, so the model
+   * answers 0; the value documents the difference.
+   */
+  readonly linuxNestedStateSize: number;
+  /**
+   * VM types Linux offers besides `KVM_X86_DEFAULT_VM` (`kvm_caps.supported_vm_types`: `KVM_X86_SEV_VM` and
+   * `KVM_X86_SEV_ES_VM` when SEV and SEV-ES are enabled), as a bit mask. The model creates default VMs only (SEV
+   * guests start from one, with KVM_SEV_INIT), so KVM_CAP_VM_TYPES answers without them; the value documents the
+   * difference.
+   */
+  readonly linuxExtraVmTypes: number;
+}
+
 /** A vendor set up inside one KVM module. */
 export interface VendorModule {
   /** Vendor answers to `KVM_CHECK_EXTENSION` (cap → value); generic caps are KVM's. */
   readonly extensions: ReadonlyMap<number, number>;
+  /**
+   * The vendor's answers to the generic x86 code (capabilities, MSRs, CPUID). A vendor without any (a plug-in that
+   * only runs vCPUs) gets KVM's generic ones: no TSC scaling, no vendor MSRs, nothing added.
+   */
+  readonly arch?: VendorArch;
   /**
    * The user-return MSR slots the vendor registered through VAC (`kvm_add_user_return_msr`), with the value
    * the guest's MSR holds; KVM writes them at `vcpu_load` (`prepare_switch_to_guest`).

@@ -14,6 +14,7 @@ export { KvmInstance, type InstanceConfig } from './module/instance.js';
 export { Vm } from './module/vm.js';
 export { Vcpu, type VcpuStats } from './module/vcpu.js';
 export { Memslots, type Memslot } from './module/memslots.js';
+export { CAP_DIVERGENCES, type CapDivergence } from './module/caps.js';
 export { KVM_IOCTL_TABLE, type KvmIoctlInfo } from './module/ioctls.js';
 export type { IoctlArgSpec, IoctlFd } from './module/ioctl-table.js';
 export {
@@ -21,6 +22,18 @@ export {
   createRealModeVm,
   mapKvmRun,
   releaseRealModeVm,
+  saveVcpu,
+  msrIndexList,
+  restoreVcpu,
+  completePendingIo,
+  saveVm,
+  restoreVm,
+  moveRealModeVm,
+  type SavedVcpu,
+  type SavedVm,
+  type VmHandle,
+  type RestoreVmOptions,
+  type RestoredVm,
   type RealModeRegs,
   type RealModeVcpu,
   type RealModeVcpuOptions,

@@ -9,18 +9,62 @@
  *
  * @module
  */
-import { O_RDWR, type Mapping, type Process } from '@vac/core';
+import { O_RDWR, UsageError, isKernelError, type Mapping, type Process } from '@vac/core';
 import {
+  KVM_CAP_SREGS2,
+  KVM_CAP_XCRS,
+  KVM_CHECK_EXTENSION,
   KVM_CREATE_VCPU,
   KVM_CREATE_VM,
+  KVM_GET_CLOCK,
+  KVM_GET_CPUID2,
+  KVM_GET_DEBUGREGS,
+  KVM_GET_MP_STATE,
+  KVM_GET_MSRS,
+  KVM_GET_MSR_INDEX_LIST,
+  KVM_GET_REGS,
   KVM_GET_SREGS,
+  KVM_GET_SREGS2,
+  KVM_GET_TSC_KHZ,
+  KVM_GET_VCPU_EVENTS,
   KVM_GET_VCPU_MMAP_SIZE,
+  KVM_GET_XCRS,
+  KVM_GET_XSAVE,
+  KVM_RUN,
+  KVM_SET_CLOCK,
+  KVM_SET_CPUID2,
+  KVM_SET_DEBUGREGS,
+  KVM_SET_MP_STATE,
+  KVM_SET_MSRS,
   KVM_SET_REGS,
   KVM_SET_SREGS,
+  KVM_SET_SREGS2,
+  KVM_SET_TSC_KHZ,
   KVM_SET_USER_MEMORY_REGION,
+  KVM_SET_VCPU_EVENTS,
+  KVM_SET_XCRS,
+  KVM_SET_XSAVE,
+  KVM_X86_SETUP_MCE,
 } from './abi/constants.js';
 import { KvmRunView } from './abi/kvm-run.js';
-import { makeKvmRegs, makeKvmSregs, type kvm_regs } from './abi/structs.js';
+import { KVM_CPUID_ENTRY2_CODEC, KVM_REGS_CODEC, KVM_SREGS_CODEC, makeKvmRegs, makeKvmSregs, type kvm_cpuid_entry2, type kvm_msr_entry, type kvm_regs, type kvm_sregs, type kvm_userspace_memory_region } from './abi/structs.js';
+import {
+  KVM_CPUID2_CODEC,
+  KVM_DEBUGREGS_CODEC,
+  KVM_MP_STATE_CODEC,
+  KVM_SREGS2_CODEC,
+  KVM_VCPU_EVENTS_CODEC,
+  KVM_XCRS_CODEC,
+  KVM_XSAVE_CODEC,
+  makeKvmClockData,
+  makeKvmMsrList,
+  type kvm_clock_data,
+  type kvm_debugregs,
+  type kvm_sregs2,
+  type kvm_vcpu_events,
+  type kvm_xcrs,
+  type kvm_xsave,
+} from './abi/structs-x86.js';
 
 /**
  * Map a vCPU's `kvm_run` area: `KVM_GET_VCPU_MMAP_SIZE` on the system fd, `mmap` of the vCPU fd, and a
@@ -130,6 +174,8 @@ export interface RealModeVm {
   readonly vm: number;
   /** The guest memory: anonymous process memory registered as slot 0. */
   readonly memory: Mapping;
+  /** Where slot 0 starts in guest-physical memory. */
+  readonly guestPhysAddr: number;
   /** The vCPUs, in id order. */
   readonly vcpus: RealModeVcpu[];
 }
@@ -168,7 +214,7 @@ export function createRealModeVm(proc: Process, devPath: string, options: RealMo
   proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: guestPhysAddr, memory_size: memorySize, userspace_addr: memory.addr });
   const vcpus: RealModeVcpu[] = [];
   for (let id = 0; id < n; id++) vcpus.push(createRealModeVcpu(proc, sys, vm, { id, guestPhysAddr, regs }));
-  return { sys, vm, memory, vcpus };
+  return { sys, vm, memory, guestPhysAddr, vcpus };
 }
 
 /**
@@ -194,4 +240,299 @@ export function releaseRealModeVm(proc: Process, vm: RealModeVm): void {
   for (const v of vm.vcpus) proc.close(v.fd);
   proc.close(vm.vm);
   proc.close(vm.sys);
+}
+
+// ---- saving and restoring a whole VM -----------------------------------------------------------------------
+
+/**
+ * Everything KVM holds of one vCPU, as a VMM saves it to move the VM (QEMU's `kvm_arch_get_registers`): its CPUID,
+ * TSC frequency, registers, system registers, FPU/XSAVE area, XCRs, pending events, MP state, debug registers,
+ * machine-check setup and every MSR KVM lists. Plain data: it can be kept, compared or sent elsewhere.
+ */
+export interface SavedVcpu {
+  /** The vCPU id. */
+  readonly id: number;
+  /** KVM_GET_CPUID2 (what the VMM set). */
+  readonly cpuid: readonly kvm_cpuid_entry2[];
+  /** KVM_GET_TSC_KHZ. */
+  readonly tscKhz: number;
+  /** KVM_GET_REGS. */
+  readonly regs: kvm_regs;
+  /** KVM_GET_SREGS2 (with the PDPTRs of PAE paging), or `undefined` where KVM lacks it. */
+  readonly sregs2: kvm_sregs2 | undefined;
+  /** KVM_GET_SREGS, where KVM lacks KVM_GET_SREGS2. */
+  readonly sregs: kvm_sregs | undefined;
+  /** KVM_GET_XSAVE (the legacy FXSAVE area and, with XSAVE, the extended state). */
+  readonly xsave: kvm_xsave;
+  /** KVM_GET_XCRS, where KVM has them (KVM_CAP_XCRS). */
+  readonly xcrs: kvm_xcrs | undefined;
+  /** KVM_GET_VCPU_EVENTS. */
+  readonly events: kvm_vcpu_events;
+  /** KVM_GET_MP_STATE. */
+  readonly mpState: number;
+  /** KVM_GET_DEBUGREGS. */
+  readonly debugregs: kvm_debugregs;
+  /** MCG_CAP (what KVM_X86_SETUP_MCE set), restored before the machine-check MSRs. */
+  readonly mcgCap: bigint;
+  /** Every MSR the vCPU reads: KVM_GET_MSR_INDEX_LIST, then the machine-check banks of `mcgCap`. */
+  readonly msrs: readonly kvm_msr_entry[];
+}
+
+/** A whole VM's KVM state: kvmclock and each vCPU (the memory is the VMM's and is handed over, not saved). */
+export interface SavedVm {
+  /** KVM_GET_CLOCK. */
+  readonly clock: kvm_clock_data;
+  /** The vCPUs, in id order. */
+  readonly vcpus: readonly SavedVcpu[];
+}
+
+const MSR_IA32_MCG_CAP = 0x179;
+const MSR_IA32_MC0_CTL = 0x400;
+const MSR_IA32_MC0_CTL2 = 0x280;
+const MCG_CMCI_P = 1n << 10n;
+
+/**
+ * The MSR indices KVM lists on `sys` (KVM_GET_MSR_INDEX_LIST; its E2BIG gives the count): what {@link saveVcpu}
+ * saves besides the machine-check banks. A VMM asks once (QEMU's `kvm_get_supported_msrs`) and passes the list to
+ * every {@link saveVcpu}.
+ */
+export function msrIndexList(proc: Process, sys: number): number[] {
+  const head = makeKvmMsrList(0);
+  try {
+    proc.ioctl(sys, KVM_GET_MSR_INDEX_LIST, head);
+  } catch (e) {
+    if (!isKernelError(e, 'E2BIG')) throw e;
+  }
+  const list = makeKvmMsrList(head.nmsrs);
+  proc.ioctl(sys, KVM_GET_MSR_INDEX_LIST, list);
+  return list.indices.slice(0, list.nmsrs);
+}
+
+/** `struct kvm_msrs` bytes for `entries` (data 0 where not given). */
+function msrsBytes(entries: ReadonlyArray<{ readonly index: number; readonly data?: bigint }>): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(8 + 16 * entries.length);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, entries.length, true);
+  entries.forEach((e, i) => {
+    dv.setUint32(8 + 16 * i, e.index, true);
+    dv.setBigUint64(16 + 16 * i, e.data ?? 0n, true);
+  });
+  return b;
+}
+
+/** KVM_GET_MSRS of `indices` (through the C bytes), keeping those the vCPU reads (a batch stops at the first it does not). */
+function readMsrs(proc: Process, fd: number, indices: readonly number[]): kvm_msr_entry[] {
+  const out: kvm_msr_entry[] = [];
+  let rest = indices;
+  while (rest.length > 0) {
+    const batch = rest.slice(0, 255);
+    const b = msrsBytes(batch.map((index) => ({ index })));
+    const n = proc.ioctl(fd, KVM_GET_MSRS, b);
+    const dv = new DataView(b.buffer);
+    for (let i = 0; i < n; i++) out.push({ index: batch[i] as number, data: dv.getBigUint64(16 + 16 * i, true) });
+    rest = rest.slice(n === batch.length ? n : n + 1); // skip the one it could not read
+  }
+  return out;
+}
+
+/** Read struct `codec` with `req` through its C bytes. */
+function getStruct<T extends object>(proc: Process, fd: number, req: number, codec: { readonly size: number; decode(view: DataView, offset?: number): T }): T {
+  const b = new Uint8Array(codec.size);
+  proc.ioctl(fd, req, b);
+  return codec.decode(new DataView(b.buffer), 0);
+}
+
+/** Write struct `v` with `req` through its C bytes. */
+function setStruct<T extends object>(proc: Process, fd: number, req: number, codec: { toBytes(v: T): Uint8Array<ArrayBuffer> }, v: T): void {
+  proc.ioctl(fd, req, codec.toBytes(v));
+}
+
+/**
+ * Save one vCPU. The vCPU must not be running (no thread inside KVM_RUN) and must have no I/O waiting for its
+ * completion (see {@link saveVm}, which completes it first). The ioctls take the C bytes of their structures (as
+ * a C VMM passes them), which the result holds decoded.
+ *
+ * @param proc the VMM process
+ * @param sys its `/dev/kvmX` fd (for the capabilities)
+ * @param fd the vCPU fd
+ * @param id the vCPU id
+ * @param msrs the MSRs to save ({@link msrIndexList}; asked of `sys` when not given)
+ * @throws `KernelError` from the first failing ioctl
+ */
+export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msrs: readonly number[] = msrIndexList(proc, sys)): SavedVcpu {
+  const cpuidBytes = new Uint8Array(KVM_CPUID2_CODEC.entriesOffset + 256 * KVM_CPUID_ENTRY2_CODEC.size);
+  new DataView(cpuidBytes.buffer).setUint32(0, 256, true);
+  proc.ioctl(fd, KVM_GET_CPUID2, cpuidBytes);
+  const cpuid = KVM_CPUID2_CODEC.decode(new DataView(cpuidBytes.buffer)).entries;
+  const regs = getStruct(proc, fd, KVM_GET_REGS, KVM_REGS_CODEC);
+  const hasSregs2 = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0;
+  const sregs2 = hasSregs2 ? getStruct(proc, fd, KVM_GET_SREGS2, KVM_SREGS2_CODEC) : undefined;
+  const sregs = hasSregs2 ? undefined : getStruct(proc, fd, KVM_GET_SREGS, KVM_SREGS_CODEC);
+  const xsave = getStruct(proc, fd, KVM_GET_XSAVE, KVM_XSAVE_CODEC);
+  const xcrs = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0 ? getStruct(proc, fd, KVM_GET_XCRS, KVM_XCRS_CODEC) : undefined;
+  const events = getStruct(proc, fd, KVM_GET_VCPU_EVENTS, KVM_VCPU_EVENTS_CODEC);
+  const mpState = getStruct(proc, fd, KVM_GET_MP_STATE, KVM_MP_STATE_CODEC).mp_state;
+  const debugregs = getStruct(proc, fd, KVM_GET_DEBUGREGS, KVM_DEBUGREGS_CODEC);
+  const [cap] = readMsrs(proc, fd, [MSR_IA32_MCG_CAP]);
+  const mcgCap = cap?.data ?? 0n;
+  const banks = Number(mcgCap & 0xffn);
+  const mce: number[] = [];
+  for (let i = 0; i < 4 * banks; i++) mce.push(MSR_IA32_MC0_CTL + i);
+  if ((mcgCap & MCG_CMCI_P) !== 0n) for (let i = 0; i < banks; i++) mce.push(MSR_IA32_MC0_CTL2 + i);
+  return {
+    id,
+    cpuid,
+    tscKhz: proc.ioctl(fd, KVM_GET_TSC_KHZ, 0),
+    regs,
+    sregs2,
+    sregs,
+    xsave,
+    xcrs,
+    events,
+    mpState,
+    debugregs,
+    mcgCap,
+    msrs: readMsrs(proc, fd, [...msrs, ...mce]),
+  };
+}
+
+/**
+ * Restore a vCPU saved by {@link saveVcpu} into a vCPU of the same configuration, in the order KVM needs (QEMU's
+ * `kvm_arch_init_vcpu` and `kvm_arch_put_registers`): CPUID and TSC frequency first (a vCPU that has run takes only
+ * the CPUID it has), then the machine-check setup, the system and general registers, the FPU/XSAVE area and XCRs,
+ * the MSRs (the TSC among them, which KVM synchronizes across the VM's vCPUs), the MP state, the events and the
+ * debug registers.
+ *
+ * @throws `KernelError` from the first failing ioctl; `UsageError` `ERR_INVALID_STATE` when KVM refuses one of the
+ *   saved MSRs (the state does not fit this module: another CPU model, another configuration)
+ */
+export function restoreVcpu(proc: Process, fd: number, saved: SavedVcpu): void {
+  proc.ioctl(fd, KVM_SET_CPUID2, KVM_CPUID2_CODEC.toBytes({ nent: saved.cpuid.length }, saved.cpuid));
+  if (proc.ioctl(fd, KVM_GET_TSC_KHZ, 0) !== saved.tscKhz) proc.ioctl(fd, KVM_SET_TSC_KHZ, saved.tscKhz);
+  if (saved.mcgCap !== 0n) proc.ioctl(fd, KVM_X86_SETUP_MCE, [saved.mcgCap]);
+  if (saved.sregs2 !== undefined) setStruct(proc, fd, KVM_SET_SREGS2, KVM_SREGS2_CODEC, saved.sregs2);
+  if (saved.sregs !== undefined) setStruct(proc, fd, KVM_SET_SREGS, KVM_SREGS_CODEC, saved.sregs);
+  setStruct(proc, fd, KVM_SET_REGS, KVM_REGS_CODEC, saved.regs);
+  setStruct(proc, fd, KVM_SET_XSAVE, KVM_XSAVE_CODEC, saved.xsave);
+  if (saved.xcrs !== undefined) setStruct(proc, fd, KVM_SET_XCRS, KVM_XCRS_CODEC, saved.xcrs);
+  // A batch stops at the first MSR KVM refuses. One that already holds the saved value needs no write (an MSR
+  // KVM only takes with an in-kernel LAPIC, say, at its reset value); any other cannot be restored here.
+  let rest = saved.msrs;
+  while (rest.length > 0) {
+    const batch = rest.slice(0, 255);
+    const n = proc.ioctl(fd, KVM_SET_MSRS, msrsBytes(batch));
+    if (n === batch.length) {
+      rest = rest.slice(n);
+      continue;
+    }
+    const bad = batch[n] as kvm_msr_entry;
+    const [now] = readMsrs(proc, fd, [bad.index]);
+    if (now?.data !== bad.data) throw new UsageError('ERR_INVALID_STATE', `restoreVcpu: KVM refused MSR 0x${bad.index.toString(16)} = 0x${bad.data.toString(16)}`);
+    rest = rest.slice(n + 1);
+  }
+  setStruct(proc, fd, KVM_SET_MP_STATE, KVM_MP_STATE_CODEC, { mp_state: saved.mpState });
+  setStruct(proc, fd, KVM_SET_VCPU_EVENTS, KVM_VCPU_EVENTS_CODEC, saved.events);
+  setStruct(proc, fd, KVM_SET_DEBUGREGS, KVM_DEBUGREGS_CODEC, saved.debugregs);
+}
+
+/**
+ * Complete what a vCPU's last exit left pending (the `in`/`out` or MMIO access user space has answered) without
+ * re-entering the guest: `immediate_exit` = 1 and KVM_RUN, which returns EINTR (`kvm_arch_vcpu_ioctl_run`
+ * completes the access first). After it the registers are the guest's as of the end of that instruction.
+ *
+ * @throws `KernelError` from KVM_RUN other than the expected EINTR
+ */
+export function completePendingIo(proc: Process, fd: number, run: KvmRunView): void {
+  run.immediate_exit = 1;
+  try {
+    proc.ioctl(fd, KVM_RUN, 0);
+  } catch (e) {
+    if (!isKernelError(e, 'EINTR')) throw e;
+  } finally {
+    run.immediate_exit = 0;
+  }
+}
+
+/** A VM as the VMM holds it: its fds and, per vCPU, its id, fd and mapped `kvm_run`. */
+export interface VmHandle {
+  /** The `/dev/kvmX` fd. */
+  readonly sys: number;
+  /** The VM fd. */
+  readonly vm: number;
+  /** The vCPUs. */
+  readonly vcpus: ReadonlyArray<{ readonly id: number; readonly fd: number; readonly run: KvmRunView }>;
+}
+
+/**
+ * Save a whole VM: each vCPU's pending I/O completed ({@link completePendingIo}), then kvmclock and every vCPU
+ * ({@link saveVcpu}). The vCPUs must be stopped (no thread inside KVM_RUN). What the VMM configured itself —
+ * memory slots, ioeventfds, coalesced zones, the MSR filter, enabled capabilities — is the VMM's to set again (see
+ * {@link restoreVm}'s `configure`).
+ */
+export function saveVm(proc: Process, vm: VmHandle): SavedVm {
+  for (const v of vm.vcpus) completePendingIo(proc, v.fd, v.run);
+  const clock = makeKvmClockData();
+  proc.ioctl(vm.vm, KVM_GET_CLOCK, clock);
+  const msrs = msrIndexList(proc, vm.sys);
+  return { clock, vcpus: vm.vcpus.map((v) => saveVcpu(proc, vm.sys, v.fd, v.id, msrs)) };
+}
+
+/** Options of {@link restoreVm}. */
+export interface RestoreVmOptions {
+  /** The memory slots to register (the guest memory is the VMM's: the same `userspace_addr` hands it over). */
+  readonly slots: readonly kvm_userspace_memory_region[];
+  /**
+   * What the VMM sets up on the new VM before its vCPUs exist (capabilities such as KVM_CAP_X86_DISABLE_EXITS must
+   * come first), e.g. its ioeventfds and MSR filter.
+   */
+  readonly configure?: (proc: Process, sys: number, vm: number) => void;
+}
+
+/** A VM made by {@link restoreVm}. */
+export interface RestoredVm {
+  /** The `/dev/kvmX` fd. */
+  readonly sys: number;
+  /** The VM fd. */
+  readonly vm: number;
+  /** The vCPUs, in the saved order, with their `kvm_run` mapped. */
+  readonly vcpus: RealModeVcpu[];
+}
+
+/**
+ * Restore a VM saved by {@link saveVm} on `devPath` (another module's `/dev/kvmX`, or the same one): a new VM with
+ * the given memory slots, kvmclock set where it was, `configure`, then each vCPU created and restored
+ * ({@link restoreVcpu}). The guest continues exactly where it was saved.
+ *
+ * @throws `KernelError` from the first failing syscall; `UsageError` from {@link restoreVcpu}
+ */
+export function restoreVm(proc: Process, devPath: string, saved: SavedVm, options: RestoreVmOptions): RestoredVm {
+  const sys = proc.open(devPath, O_RDWR);
+  const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
+  for (const slot of options.slots) proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, slot);
+  options.configure?.(proc, sys, vm);
+  const vcpus: RealModeVcpu[] = [];
+  for (const s of saved.vcpus) {
+    const fd = proc.ioctl(vm, KVM_CREATE_VCPU, s.id);
+    const { run, mapping: runMapping } = mapKvmRunArea(proc, sys, fd);
+    restoreVcpu(proc, fd, s);
+    vcpus.push({ id: s.id, fd, run, runMapping });
+  }
+  // kvm_vm_ioctl_set_clock: after the vCPUs, so that their kvmclock follows the VM's
+  proc.ioctl(vm, KVM_SET_CLOCK, makeKvmClockData({ clock: saved.clock.clock }));
+  return { sys, vm, vcpus };
+}
+
+/**
+ * Move a VM made by {@link createRealModeVm} to another module (`devPath`, e.g. `/dev/kvm1`) over the same guest
+ * memory: {@link saveVm}, {@link releaseRealModeVm} of the old one, {@link restoreVm} with its memory slot. The
+ * vCPUs must be stopped. The old module is no longer used by the VM afterwards (it may be unloaded).
+ *
+ * @returns the VM on the new module (the same memory mapping)
+ */
+export function moveRealModeVm(proc: Process, vm: RealModeVm, devPath: string, configure?: RestoreVmOptions['configure']): RealModeVm {
+  const saved = saveVm(proc, vm);
+  releaseRealModeVm(proc, vm);
+  const slots = [{ slot: 0, flags: 0, guest_phys_addr: vm.guestPhysAddr, memory_size: vm.memory.length, userspace_addr: vm.memory.addr }];
+  const next = restoreVm(proc, devPath, saved, configure === undefined ? { slots } : { slots, configure });
+  return { sys: next.sys, vm: next.vm, memory: vm.memory, guestPhysAddr: vm.guestPhysAddr, vcpus: next.vcpus };
 }

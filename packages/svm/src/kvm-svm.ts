@@ -16,7 +16,8 @@
  */
 import { KernelError, UsageError, boolParam, intParam } from '@vac/core';
 import { kstrtoll } from '@vac/core/internal';
-import type { Host, KvmVendorEnv, KvmVendorOps, ParamSpec, VcpuTag, VendorModule, VendorVm } from '@vac/core';
+import type { Host, KvmVendorEnv, KvmVendorOps, ParamSpec, VcpuTag, VendorArch, VendorModule, VendorVm } from '@vac/core';
+import { svmArch } from './kvm-svm-arch.js';
 import {
   CPUID_EXT_MAX,
   MSR_TSC_AUX,
@@ -119,6 +120,8 @@ export class SvmKvmModule implements VendorModule {
   readonly userReturn: ReadonlyArray<{ readonly slot: number; readonly value: bigint }>;
   /** What the module runs with after setup. */
   readonly features: SvmFeatures;
+  /** {@link VendorArch}: capabilities, MSRs and CPUID of this module's SVM half. */
+  readonly arch: VendorArch;
   readonly #state: SvmModuleState;
   readonly #vms = new WeakSet<SvmVm>();
   #tornDown = false;
@@ -130,6 +133,7 @@ export class SvmKvmModule implements VendorModule {
   constructor(state: SvmModuleState) {
     this.#state = state;
     this.features = state.features;
+    this.arch = svmArch(state.features, state.env.host.cpus[0] as import('@vac/core').Cpu);
     const slot = state.features.tscAuxSlot;
     this.userReturn = Object.freeze(slot >= 0 ? [Object.freeze({ slot, value: 0n })] : []);
   }

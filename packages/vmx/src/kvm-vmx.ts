@@ -16,7 +16,8 @@
  * @module
  */
 import { KernelError, UsageError, isKernelError } from '@vac/core';
-import type { Cpu, Host, KvmVendorEnv, KvmVendorOps, VcpuTag, VendorModule, VendorVm } from '@vac/core';
+import type { Cpu, Host, KvmVendorEnv, KvmVendorOps, VcpuTag, VendorArch, VendorModule, VendorVm } from '@vac/core';
+import { vmxArch } from './kvm-vmx-arch.js';
 import { CPU_BASED_ACTIVATE_SECONDARY_CONTROLS, INTEL_MSR, SECONDARY_EXEC, VMX_EPT_CAP } from './arch.js';
 import { isIntelHardware } from './hardware.js';
 import type { IntelHardware } from './hardware.js';
@@ -47,14 +48,6 @@ const PIN_BASED_VMX_PREEMPTION_TIMER = 1 << 6;
 /** Pin-based control bit 7 (`PIN_BASED_POSTED_INTR`). */
 const PIN_BASED_POSTED_INTR = 1 << 7;
 
-/** `KVM_CAP_NESTED_STATE` (`<linux/kvm.h>`). */
-const KVM_CAP_NESTED_STATE = 157;
-/**
- * `KVM_CHECK_EXTENSION(KVM_CAP_NESTED_STATE)` on VMX: `vmx_get_nested_state(NULL, …)` = `sizeof(struct
- * kvm_nested_state)` (128) + `sizeof(struct kvm_vmx_nested_state_data)` (vmcs12 + shadow vmcs12, 2 × 4096).
- * `vmx_nested_ops.get_state` exists whatever `nested` says. [M: sizes from memory of `<asm/kvm.h>`.]
- */
-const VMX_NESTED_STATE_SIZE = 128 + 2 * 4096;
 
 /**
  * `vmx_uret_msrs_list` (`vmx_setup_user_return_msrs`, `vmx.c`, x86-64), in Linux's order. Each goes through
@@ -260,8 +253,13 @@ export class VmxKvmModule implements VendorModule {
   readonly module: string;
   /** What the module runs with. */
   readonly config: VmxKvmConfig;
-  /** Vendor answers to `KVM_CHECK_EXTENSION`: `KVM_CAP_NESTED_STATE` → 8320. */
+  /**
+   * Vendor answers to `KVM_CHECK_EXTENSION`: none. (`vmx_get_nested_state(NULL, …)` would make
+   * `KVM_CAP_NESTED_STATE` 8320 in Linux, but KVM_GET/SET_NESTED_STATE are not modelled, so it is 0.)
+   */
   readonly extensions: ReadonlyMap<number, number>;
+  /** {@link VendorArch}: capabilities, MSRs and CPUID of this module's VMX half. */
+  readonly arch: VendorArch;
   /** Every `vmx_uret_msrs_list` MSR VAC accepted, with its slot. */
   readonly userReturnMsrs: readonly VmxUserReturnMsr[];
   /**
@@ -285,7 +283,8 @@ export class VmxKvmModule implements VendorModule {
     this.#env = env;
     this.module = env.module;
     this.config = config;
-    this.extensions = new Map([[KVM_CAP_NESTED_STATE, VMX_NESTED_STATE_SIZE]]);
+    this.extensions = new Map();
+    this.arch = vmxArch(config, bootCpu(env.host));
     this.userReturnMsrs = uret;
     this.userReturn = uret.filter((u) => u.msr === INTEL_MSR.MSR_TSC_AUX).map((u) => ({ slot: u.slot, value: 0n }));
     this.#ctx = {

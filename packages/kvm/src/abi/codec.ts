@@ -264,6 +264,38 @@ export const u64n: FieldKind<number> = {
   },
 };
 
+/**
+ * A user pointer (`__u64 addr`, `__u8 *bitmap`): the caller's buffer itself (a `Uint8Array`, which the ioctl then
+ * reads or fills, as the kernel does the memory the pointer names) or an address in the process (a `number`, looked
+ * up in its mappings). The pointer is copied, not what it points to. As bytes it is the address (a `Uint8Array` has
+ * none and encodes as 0).
+ */
+export const userPtr: FieldKind<Uint8Array | number> = {
+  cName: '__u64 (user pointer)',
+  size: 8,
+  c: 'u64',
+  count: undefined,
+  zero: () => 0,
+  clone: (v) => v,
+  problem: (v, path) =>
+    isRealUint8Array(v) || (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) ? undefined : `${path} must be a Uint8Array or an address (a non-negative safe integer)`,
+  copyIn(v, path) {
+    if (isRealUint8Array(v)) return v;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= 2 ** 64) throw new UserFault(`${path} must be a Uint8Array or an address below 2^64`);
+    return v;
+  },
+  copyOut(v, holder, key) {
+    holder[key] = v;
+  },
+  checkOut: noCheck,
+  encode(v, view, o) {
+    view.setBigUint64(o, typeof v === 'number' ? BigInt(v) : 0n, true);
+  },
+  decode(view, o) {
+    return view.getUint32(o + 4, true) * 0x1_0000_0000 + view.getUint32(o, true);
+  },
+};
+
 /** A fixed array of `count` bytes (`__u8 x[count]`, or any member of that size) as a `Uint8Array`. */
 export function bytes(count: number, c: CScalar = 'u8'): FieldKind<Uint8Array<ArrayBuffer>> {
   const elem = C_SCALAR_SIZE[c];
@@ -298,6 +330,83 @@ export function bytes(count: number, c: CScalar = 'u8'): FieldKind<Uint8Array<Ar
     },
     decode(view, o) {
       return new Uint8Array(view.buffer.slice(view.byteOffset + o, view.byteOffset + o + count)) as Uint8Array<ArrayBuffer>;
+    },
+  };
+}
+
+/** Whether `x` is a genuine `Uint32Array`. */
+function isRealUint32Array(x: unknown): x is Uint32Array {
+  return typeof x === 'object' && x !== null && typedArrayTag.call(x) === 'Uint32Array';
+}
+
+/**
+ * `__u32 name[count]` as a `Uint32Array` (fast to copy: a typed array's elements are always own data). As input
+ * an array of `count` unsigned 32-bit numbers is taken too (element by element, own data properties only).
+ */
+export function words32(count: number): FieldKind<Uint32Array<ArrayBuffer>> {
+  const cName = `__u32[${count}]`;
+  const bad = (path: string): string => `${path} must be a Uint32Array or an array of ${count} __u32`;
+  const fromArray = (v: unknown[], path: string): Uint32Array<ArrayBuffer> => {
+    const len = ownData(v, 'length', path);
+    if (len !== count) throw new UserFault(bad(path));
+    const out = new Uint32Array(count);
+    for (let i = 0; i < count; i++) {
+      const x = ownData(v, String(i), path);
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffff_ffff) throw new UserFault(`${path}[${i}] must be a __u32`);
+      out[i] = x;
+    }
+    return out;
+  };
+  return {
+    cName,
+    size: 4 * count,
+    c: 'u32',
+    count,
+    zero: () => new Uint32Array(count),
+    clone: (v) => v.slice(),
+    problem(v, path) {
+      if (isRealUint32Array(v)) return typedArrayLength.call(v) === count ? undefined : bad(path);
+      if (!isArray(v) || v.length !== count) return bad(path);
+      return v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffff_ffff) ? undefined : bad(path);
+    },
+    copyIn(v, path) {
+      if (isRealUint32Array(v)) {
+        if (typedArrayLength.call(v) !== count) throw new UserFault(bad(path));
+        return new Uint32Array(v);
+      }
+      if (!isArray(v)) throw new UserFault(bad(path));
+      return fromArray(v, path);
+    },
+    copyOut(v, holder, key, path) {
+      const dst = holder[key];
+      if (dst === undefined) {
+        holder[key] = v.slice();
+        return;
+      }
+      if (isRealUint32Array(dst) && typedArrayLength.call(dst) === count) {
+        dst.set(v);
+        return;
+      }
+      if (!isArray(dst)) throw new UserFault(bad(path));
+      const d = dst as unknown as Record<string, unknown>;
+      for (let i = 0; i < count; i++) d[String(i)] = v[i];
+    },
+    checkOut(cur, path) {
+      if (cur === undefined) return;
+      if (isRealUint32Array(cur)) {
+        if (typedArrayLength.call(cur) !== count) throw new UserFault(bad(path));
+        return;
+      }
+      if (!isArray(cur) || cur.length !== count) throw new UserFault(bad(path));
+      for (let i = 0; i < count; i++) writableSlot(cur, String(i), `${path}[${i}]`);
+    },
+    encode(v, view, o) {
+      for (let i = 0; i < count; i++) view.setUint32(o + 4 * i, v[i] as number, true);
+    },
+    decode(view, o) {
+      const out = new Uint32Array(count);
+      for (let i = 0; i < count; i++) out[i] = view.getUint32(o + 4 * i, true);
+      return out;
     },
   };
 }
@@ -352,6 +461,42 @@ export function tuple<T>(elem: FieldKind<T>, count: number): FieldKind<T[]> {
     },
   };
 }
+
+/** The generated encode / decode / zero of one {@link StructCodec}. */
+interface CompiledStruct<T> {
+  encode(v: T, view: DataView, offset: number): void;
+  decode(view: DataView, offset: number): T;
+  zero(): T;
+}
+
+/** Source text of a scalar kind's encode (value expression, offset expression), decode (offset) and zero. */
+interface ScalarOp {
+  readonly encode: (v: string, at: string) => string;
+  readonly decode: (at: string) => string;
+  readonly zero: string;
+}
+
+/** The scalar kinds {@link StructCodec} compiles to single DataView accesses. */
+const SCALAR_OPS: ReadonlyMap<FieldKind<unknown>, ScalarOp> = new Map<FieldKind<unknown>, ScalarOp>([
+  [u8 as FieldKind<unknown>, { encode: (v, at) => `view.setUint8(${at}, ${v});`, decode: (at) => `view.getUint8(${at})`, zero: '0' }],
+  [s8 as FieldKind<unknown>, { encode: (v, at) => `view.setInt8(${at}, ${v});`, decode: (at) => `view.getInt8(${at})`, zero: '0' }],
+  [u16 as FieldKind<unknown>, { encode: (v, at) => `view.setUint16(${at}, ${v}, true);`, decode: (at) => `view.getUint16(${at}, true)`, zero: '0' }],
+  [s16 as FieldKind<unknown>, { encode: (v, at) => `view.setInt16(${at}, ${v}, true);`, decode: (at) => `view.getInt16(${at}, true)`, zero: '0' }],
+  [u32 as FieldKind<unknown>, { encode: (v, at) => `view.setUint32(${at}, ${v}, true);`, decode: (at) => `view.getUint32(${at}, true)`, zero: '0' }],
+  [s32 as FieldKind<unknown>, { encode: (v, at) => `view.setInt32(${at}, ${v}, true);`, decode: (at) => `view.getInt32(${at}, true)`, zero: '0' }],
+  [u64 as FieldKind<unknown>, { encode: (v, at) => `view.setBigUint64(${at}, ${v}, true);`, decode: (at) => `view.getBigUint64(${at}, true)`, zero: '0n' }],
+  [s64 as FieldKind<unknown>, { encode: (v, at) => `view.setBigInt64(${at}, ${v}, true);`, decode: (at) => `view.getBigInt64(${at}, true)`, zero: '0n' }],
+  [u64n as FieldKind<unknown>, {
+    encode: (v, at) => `view.setUint32(${at}, ${v} % 4294967296, true); view.setUint32(${at} + 4, Math.floor(${v} / 4294967296) % 4294967296, true);`,
+    decode: (at) => `view.getUint32(${at} + 4, true) * 4294967296 + view.getUint32(${at}, true)`,
+    zero: '0',
+  }],
+  [userPtr as FieldKind<unknown>, {
+    encode: (v, at) => `{ const p = ${v}; const n = typeof p === 'number' ? p : 0; view.setUint32(${at}, n % 4294967296, true); view.setUint32(${at} + 4, Math.floor(n / 4294967296) % 4294967296, true); }`,
+    decode: (at) => `view.getUint32(${at} + 4, true) * 4294967296 + view.getUint32(${at}, true)`,
+    zero: '0',
+  }],
+]);
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* Structures                                                                                               */
@@ -408,6 +553,8 @@ export class StructCodec<T extends object> implements AnyStructCodec {
   readonly #offsets: number[];
   /** Byte ranges of the layout not covered by a field (padding, reserved members): written as zero. */
   readonly #gaps: Array<readonly [number, number]>;
+  /** {@link StructCodec.encode}, {@link StructCodec.decode} and {@link StructCodec.zero} compiled for this layout. */
+  #compiled: CompiledStruct<T> | undefined;
 
   /**
    * @param layout - the C layout (from `KVM_LAYOUTS`)
@@ -429,8 +576,10 @@ export class StructCodec<T extends object> implements AnyStructCodec {
       if (m.size !== kind.size) {
         throw new UsageError('ERR_INVALID_ARG', `${layout.name}.${k}: the field is ${kind.size} bytes (${kind.cName}) but the C member is ${m.size}`);
       }
-      const want = typeof kind.c === 'string' ? kind.c : kind.c.name;
-      const have = typeof m.type === 'string' ? m.type : m.type.name;
+      // `ptr` and `unsigned long` are 8-byte unsigned integers on x86-64, as `__u64` is.
+      const norm = (c: CScalar | CLayout): string => (typeof c !== 'string' ? c.name : c === 'ptr' || c === 'ulong' ? 'u64' : c);
+      const want = norm(kind.c);
+      const have = norm(m.type);
       // A byte array may stand for any member of its size (`__u32 region[1024]` as 4096 bytes).
       if (want !== have && !(kind.c === 'u8' && typeof m.type === 'string')) {
         throw new UsageError('ERR_INVALID_ARG', `${layout.name}.${k}: the field is ${kind.cName} but the C member is ${have}`);
@@ -468,9 +617,7 @@ export class StructCodec<T extends object> implements AnyStructCodec {
 
   /** A value with every field zero. */
   zero(): T {
-    const out = {} as T;
-    for (const k of this.keys) out[k] = this.#kinds[k].zero();
-    return out;
+    return (this.#compiled ??= this.#compile()).zero();
   }
 
   /** A fresh value with every field zero, overridden by `init` (nested values copied, not shared). */
@@ -554,23 +701,46 @@ export class StructCodec<T extends object> implements AnyStructCodec {
 
   /** Write `v` as the C structure at `offset` of `view` (padding and reserved members zero). */
   encode(v: T, view: DataView, offset = 0): void {
-    const keys = this.keys;
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i] as keyof T & string;
-      this.#kinds[k].encode(v[k], view, offset + (this.#offsets[i] as number));
-    }
-    for (const [at, len] of this.#gaps) new Uint8Array(view.buffer, view.byteOffset + offset + at, len).fill(0);
+    (this.#compiled ??= this.#compile()).encode(v, view, offset);
   }
 
   /** Read the C structure at `offset` of `view`. */
   decode(view: DataView, offset = 0): T {
-    const out = {} as T;
-    const keys = this.keys;
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i] as keyof T & string;
-      out[k] = this.#kinds[k].decode(view, offset + (this.#offsets[i] as number));
-    }
-    return out;
+    return (this.#compiled ??= this.#compile()).decode(view, offset);
+  }
+
+  /**
+   * Straight-line `encode` / `decode` / `zero` for this layout (one DataView access per scalar field, a call for the
+   * others): the state ioctls move hundreds of fields per call, and the generic loop over field kinds costs tens of
+   * nanoseconds per field. Generated from the field kinds, so it cannot disagree with them.
+   */
+  #compile(): CompiledStruct<T> {
+    const kinds = this.keys.map((k) => this.#kinds[k] as FieldKind<unknown>);
+    const enc: string[] = [];
+    const dec: string[] = [];
+    const zero: string[] = [];
+    this.keys.forEach((k, i) => {
+      const key = JSON.stringify(k);
+      const at = `o + ${this.#offsets[i] as number}`;
+      const op = SCALAR_OPS.get(kinds[i] as FieldKind<unknown>);
+      if (op !== undefined) {
+        enc.push(op.encode(`v[${key}]`, at));
+        dec.push(`${key}: ${op.decode(at)}`);
+        zero.push(`${key}: ${op.zero}`);
+      } else {
+        enc.push(`kinds[${i}].encode(v[${key}], view, ${at});`);
+        dec.push(`${key}: kinds[${i}].decode(view, ${at})`);
+        zero.push(`${key}: kinds[${i}].zero()`);
+      }
+    });
+    for (const [at, len] of this.#gaps) enc.push(`new Uint8Array(view.buffer, view.byteOffset + o + ${at}, ${len}).fill(0);`);
+    const make = new Function('kinds', `return [
+      function encode(v, view, o) { ${enc.join(' ')} },
+      function decode(view, o) { return { ${dec.join(', ')} }; },
+      function zero() { return { ${zero.join(', ')} }; },
+    ];`) as (kinds: readonly FieldKind<unknown>[]) => [CompiledStruct<T>['encode'], CompiledStruct<T>['decode'], CompiledStruct<T>['zero']];
+    const [encode, decode, z] = make(kinds);
+    return { encode, decode, zero: z };
   }
 
   /** The C bytes of `v` (`sizeof` bytes). */
@@ -607,6 +777,104 @@ export function nested<T extends object>(codec: StructCodec<T>): FieldKind<T> {
 /** Declare the JavaScript view of a C structure. */
 export function defineStruct<T extends object>(layout: CLayout, kinds: FieldKinds<T>): StructCodec<T> {
   return new StructCodec<T>(layout, kinds);
+}
+
+/**
+ * What the kernel's `copy_from_user` / `copy_to_user` of one argument needs: a {@link StructCodec}, or the
+ * {@link ScalarArrayCodec} of a pointer to scalars.
+ */
+export interface UserCodec<T extends object> {
+  /** `copy_from_user`. @throws UserFault */
+  copyIn(x: unknown, path?: string): T;
+  /** Whether `copyOut` into `dst` can complete. @throws UserFault */
+  checkWritable(dst: unknown, path?: string): void;
+  /** `copy_to_user`. @throws UserFault */
+  copyOut(v: T, dst: unknown, path?: string): void;
+}
+
+/**
+ * An argument that is a pointer to `count` scalars of one C type rather than to a structure (`__u64 *` of
+ * KVM_SET_IDENTITY_MAP_ADDR, KVM_X86_SETUP_MCE, KVM_X86_GET_MCE_CAP_SUPPORTED): in JavaScript an array of that many
+ * values (`[0xfffbc000n]`), or the C bytes as a `Uint8Array`.
+ */
+export class ScalarArrayCodec<E> implements AnyStructCodec, UserCodec<E[]> {
+  /** The C layout (a structure of the one member, for its size). */
+  readonly layout: CLayout;
+  /** The C type, e.g. `__u64[1]`. */
+  readonly cName: string;
+  /** `sizeof`. */
+  readonly size: number;
+  /** The indices, as property names. */
+  readonly keys: readonly string[];
+  readonly #elem: FieldKind<E>;
+  readonly #kind: FieldKind<E[]>;
+
+  /**
+   * @param layout - a C layout of `count` elements (its size is checked)
+   * @param elem - the element
+   * @param count - how many
+   */
+  constructor(layout: CLayout, elem: FieldKind<E>, count: number) {
+    if (layout.size !== elem.size * count) throw new UsageError('ERR_INVALID_ARG', `${layout.name}: ${layout.size} bytes, not ${count} × ${elem.size}`);
+    this.layout = layout;
+    this.#elem = elem;
+    this.#kind = tuple(elem, count);
+    this.cName = this.#kind.cName;
+    this.size = this.#kind.size;
+    this.keys = Array.from({ length: count }, (_x, i) => String(i));
+  }
+
+  /** {@link AnyStructCodec.fieldKind}: the element kind for an index. */
+  fieldKind(k: string): FieldKind<unknown> | undefined {
+    return this.keys.includes(k) ? (this.#elem as FieldKind<unknown>) : undefined;
+  }
+
+  /** Every element zero. */
+  zero(): E[] {
+    return this.#kind.zero();
+  }
+
+  /** `copy_from_user`: own data elements of the right type, or the C bytes. @throws UserFault */
+  copyIn(x: unknown, path: string = this.cName): E[] {
+    if (isRealUint8Array(x)) {
+      if (realLength(x) < this.size) throw new UserFault(`${path}: ${realLength(x)} bytes, the argument is ${this.size}`);
+      return this.#kind.decode(new DataView(x.buffer, x.byteOffset, this.size), 0);
+    }
+    return this.#kind.copyIn(x, path);
+  }
+
+  /** Whether {@link ScalarArrayCodec.copyOut} into `dst` can complete. @throws UserFault */
+  checkWritable(dst: unknown, path: string = this.cName): void {
+    if (isRealUint8Array(dst)) {
+      if (realLength(dst) < this.size) throw new UserFault(`${path}: ${realLength(dst)} bytes, the argument is ${this.size}`);
+      return;
+    }
+    if (!isArray(dst)) throw new UserFault(`${path} must be an array of ${this.keys.length} (${this.#elem.cName})`);
+    this.#kind.checkOut(dst, path);
+  }
+
+  /** `copy_to_user` into an array (element by element) or C bytes. @throws UserFault */
+  copyOut(v: E[], dst: unknown, path: string = this.cName): void {
+    if (isRealUint8Array(dst)) {
+      this.checkWritable(dst, path);
+      this.#kind.encode(v, new DataView(dst.buffer, dst.byteOffset, this.size), 0);
+      return;
+    }
+    if (!isArray(dst)) throw new UserFault(`${path} must be an array of ${this.keys.length} (${this.#elem.cName})`);
+    this.#kind.copyOut(v, { arg: dst }, 'arg', path);
+  }
+
+  /** The C bytes of `v`. */
+  toBytes(v: E[]): Uint8Array<ArrayBuffer> {
+    const b = new Uint8Array(this.size);
+    this.#kind.encode(v, new DataView(b.buffer), 0);
+    return b;
+  }
+
+  /** Read the elements at `offset` of `view`. */
+  decode(view: DataView, offset = 0): E[] {
+    return this.#kind.decode(view, offset);
+  }
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -761,12 +1029,12 @@ export function userAccess<R>(op: string, read: () => R): R {
 }
 
 /** `copy_from_user` of a whole structure for `op`: the copy, or EFAULT. */
-export function copyFromUser<T extends object>(codec: StructCodec<T>, arg: unknown, op: string): T {
+export function copyFromUser<T extends object>(codec: UserCodec<T>, arg: unknown, op: string): T {
   return userAccess(op, () => codec.copyIn(arg));
 }
 
 /** {@link StructCodec.checkWritable} for `op`, or EFAULT. */
-export function checkUserWritable<T extends object>(codec: StructCodec<T>, arg: unknown, op: string): void {
+export function checkUserWritable<T extends object>(codec: UserCodec<T>, arg: unknown, op: string): void {
   userAccess(op, () => codec.checkWritable(arg));
 }
 
@@ -774,9 +1042,22 @@ export function checkUserWritable<T extends object>(codec: StructCodec<T>, arg: 
  * `copy_to_user` of a whole structure for `op`, or EFAULT. The destination is checked first, so a frozen or
  * read-only one (or a nested part of it) fails with nothing written.
  */
-export function copyToUser<T extends object>(codec: StructCodec<T>, v: T, arg: unknown, op: string): void {
+export function copyToUser<T extends object>(codec: UserCodec<T>, v: T, arg: unknown, op: string): void {
   userAccess(op, () => {
     codec.checkWritable(arg);
     codec.copyOut(v, arg);
+  });
+}
+
+/**
+ * `copy_to_user` of a flexible structure's header and entries for `op`, or EFAULT. Both destinations are checked
+ * before either is written, so a read-only count or entry fails with nothing written.
+ */
+export function copyFlexToUser<H extends object, E>(codec: FlexCodec<H, E>, header: H, entries: readonly E[], arg: unknown, op: string): void {
+  userAccess(op, () => {
+    codec.header.checkWritable(arg);
+    codec.checkEntriesWritable(arg, entries.length);
+    codec.copyOutEntries(entries, arg);
+    codec.header.copyOut(header, arg);
   });
 }

@@ -14,4 +14,6 @@ export * from './constants.js';
 export * from './codec.js';
 export * from './structs.js';
 export * from './structs-irq.js';
+export * from './structs-x86.js';
+export * from './constants-x86.js';
 export * from './kvm-run.js';

@@ -608,6 +608,18 @@ const kvm_dirty_gfn = cStruct('kvm_dirty_gfn', [
   { name: 'offset', type: 'u64' },
 ]);
 
+/** A `__u64` passed by pointer (`KVM_X86_SETUP_MCE`, `KVM_SET_IDENTITY_MAP_ADDR`, …) as a one-member structure. */
+const u64_arg = cStruct('u64_arg', [{ name: 'value', type: 'u64' }]);
+
+const kvm_stats_desc = cStruct('kvm_stats_desc', [
+  { name: 'flags', type: 'u32' },
+  { name: 'exponent', type: 's16' },
+  { name: 'size', type: 'u16' },
+  { name: 'offset', type: 'u32' },
+  { name: 'bucket_size', type: 'u32' },
+  { name: 'name', type: 'u8', count: 0 },
+]);
+
 const kvm_stats_header = cStruct(
   'kvm_stats_header',
   many('u32', ['flags', 'name_size', 'num_desc', 'id_offset', 'desc_offset', 'data_offset']),
@@ -796,6 +808,8 @@ export type KvmStructName =
   | 'kvm_pre_fault_memory'
   | 'kvm_dirty_gfn'
   | 'kvm_stats_header'
+  | 'kvm_stats_desc'
+  | 'u64_arg'
   | 'kvm_run';
 
 /**
@@ -871,6 +885,8 @@ export const KVM_LAYOUTS: Readonly<Record<KvmStructName, CLayout>> = {
   kvm_pre_fault_memory,
   kvm_dirty_gfn,
   kvm_stats_header,
+  kvm_stats_desc,
+  u64_arg,
   kvm_run,
 };
 

@@ -56,7 +56,6 @@ export {
 export {
   CpuidTable,
   KVM_CPUID_FLAG_SIGNIFICANT_INDEX,
-  VcpuPlatform,
   defaultGuestPlatform,
   type CpuidEntry,
   type GuestPlatform,

@@ -1,58 +1,299 @@
 /**
  * `KVM_CHECK_EXTENSION` (virt/kvm/kvm_main.c `kvm_vm_ioctl_check_extension_generic` → arch/x86/kvm/x86.c
- * `kvm_vm_ioctl_check_extension`), on the system fd (`vm` undefined) and on a VM fd.
+ * `kvm_vm_ioctl_check_extension`) on the system fd (`vm` undefined) and on a VM fd: every capability answered as
+ * Linux 6.12 answers it for the module's vendor and parameters — and non-zero only if everything behind it works in
+ * the model. Where the model does not (yet) have what a capability promises, the answer is 0 and
+ * {@link CAP_DIVERGENCES} says what Linux answers and why the model does not (docs/abi.md lists them).
+ *
+ * The capabilities of the in-kernel interrupt controllers (PIC, IOAPIC, LAPIC, PIT, IRQ routing, irqfd, MSI) are
+ * answered by `irq-caps.ts`.
  *
  * @module
  */
 import {
+  KVM_CAP_ADJUST_CLOCK,
+  KVM_CAP_DEVICE_CTRL,
+  KVM_CAP_GUEST_MEMFD,
+  KVM_CAP_MEMORY_ATTRIBUTES,
+  KVM_CAP_X86_GUEST_MODE,
+  KVM_CAP_LAST_CPU,
+  KVM_CAP_MULTI_ADDRESS_SPACE,
+  KVM_CAP_NESTED_STATE,
+  KVM_CAP_PMU_EVENT_FILTER,
+  KVM_CAP_PMU_EVENT_MASKED_EVENTS,
+  KVM_CAP_SET_GUEST_DEBUG,
+  KVM_CAP_SET_GUEST_DEBUG2,
+  KVM_CAP_STEAL_TIME,
+  KVM_CAP_SYNC_REGS,
+  KVM_CAP_VCPU_ATTRIBUTES,
+  KVM_CAP_VM_DISABLE_NX_HUGE_PAGES,
+  KVM_CAP_X86_BUS_LOCK_EXIT,
+  KVM_CAP_X86_NOTIFY_VMEXIT,
+  KVM_CAP_X86_SMM,
+  KVM_CAP_ASYNC_PF,
+  KVM_CAP_ASYNC_PF_INT,
+  KVM_CAP_BINARY_STATS_FD,
   KVM_CAP_CHECK_EXTENSION_VM,
+  KVM_CAP_CLOCKSOURCE,
+  KVM_CAP_COALESCED_MMIO,
+  KVM_CAP_COALESCED_PIO,
+  KVM_CAP_DEBUGREGS,
+  KVM_CAP_DESTROY_MEMORY_REGION_WORKS,
+  KVM_CAP_DIRTY_LOG_RING,
+  KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
+  KVM_CAP_DISABLE_QUIRKS,
+  KVM_CAP_DISABLE_QUIRKS2,
+  KVM_CAP_ENABLE_CAP,
+  KVM_CAP_ENABLE_CAP_VM,
+  KVM_CAP_ENFORCE_PV_FEATURE_CPUID,
+  KVM_CAP_EXCEPTION_PAYLOAD,
+  KVM_CAP_EXIT_HYPERCALL,
+  KVM_CAP_EXIT_ON_EMULATION_FAILURE,
   KVM_CAP_EXT_CPUID,
+  KVM_CAP_EXT_EMUL_CPUID,
+  KVM_CAP_GET_MSR_FEATURES,
+  KVM_CAP_GET_TSC_KHZ,
+  KVM_CAP_HALT_POLL,
   KVM_CAP_HLT,
   KVM_CAP_IMMEDIATE_EXIT,
+  KVM_CAP_INTERNAL_ERROR_DATA,
+  KVM_CAP_IOAPIC_POLARITY_IGNORED,
+  KVM_CAP_IOEVENTFD,
+  KVM_CAP_IOEVENTFD_ANY_LENGTH,
+  KVM_CAP_IOEVENTFD_NO_LENGTH,
   KVM_CAP_IRQCHIP,
+  KVM_CAP_IRQFD,
+  KVM_CAP_IRQFD_RESAMPLE,
+  KVM_CAP_IRQ_INJECT_STATUS,
+  KVM_CAP_IRQ_ROUTING,
+  KVM_CAP_JOIN_MEMORY_REGIONS_WORKS,
+  KVM_CAP_KVMCLOCK_CTRL,
+  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
   KVM_CAP_MAX_VCPUS,
   KVM_CAP_MAX_VCPU_ID,
+  KVM_CAP_MCE,
+  KVM_CAP_MEMORY_FAULT_INFO,
+  KVM_CAP_MMU_SHADOW_CACHE_CONTROL,
+  KVM_CAP_MP_STATE,
+  KVM_CAP_MSR_PLATFORM_INFO,
   KVM_CAP_NOP_IO_DELAY,
   KVM_CAP_NR_MEMSLOTS,
   KVM_CAP_NR_VCPUS,
+  KVM_CAP_PCI_SEGMENT,
+  KVM_CAP_PIT,
+  KVM_CAP_PIT2,
+  KVM_CAP_PIT_STATE2,
+  KVM_CAP_PRE_FAULT_MEMORY,
+  KVM_CAP_READONLY_MEM,
+  KVM_CAP_REINJECT_CONTROL,
+  KVM_CAP_SET_BOOT_CPU_ID,
+  KVM_CAP_SET_IDENTITY_MAP_ADDR,
   KVM_CAP_SET_TSS_ADDR,
+  KVM_CAP_SIGNAL_MSI,
+  KVM_CAP_SMALLER_MAXPHYADDR,
+  KVM_CAP_SPLIT_IRQCHIP,
+  KVM_CAP_SREGS2,
   KVM_CAP_SYNC_MMU,
+  KVM_CAP_SYS_ATTRIBUTES,
+  KVM_CAP_SYSTEM_EVENT_DATA,
+  KVM_CAP_TSC_CONTROL,
+  KVM_CAP_TSC_DEADLINE_TIMER,
   KVM_CAP_USER_MEMORY,
+  KVM_CAP_USER_MEMORY2,
+  KVM_CAP_USER_NMI,
+  KVM_CAP_VAPIC,
+  KVM_CAP_VCPU_EVENTS,
+  KVM_CAP_VM_COPY_ENC_CONTEXT_FROM,
+  KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM,
+  KVM_CAP_VM_TSC_CONTROL,
   KVM_CAP_VM_TYPES,
+  KVM_CAP_X2APIC_API,
+  KVM_CAP_X86_APIC_BUS_CYCLES_NS,
+  KVM_CAP_X86_DISABLE_EXITS,
+  KVM_CAP_X86_MSR_FILTER,
+  KVM_CAP_X86_ROBUST_SINGLESTEP,
+  KVM_CAP_X86_TRIPLE_FAULT_EVENT,
+  KVM_CAP_X86_USER_SPACE_MSR,
+  KVM_CAP_XCRS,
+  KVM_CAP_XSAVE,
+  KVM_CAP_XSAVE2,
+  KVM_COALESCED_MMIO_PAGE_OFFSET,
   KVM_MAX_VCPUS,
   KVM_MAX_VCPU_IDS,
   KVM_USER_MEM_SLOTS,
   KVM_X86_DEFAULT_VM,
+  KVM_X86_DISABLE_EXITS_CSTATE,
+  KVM_X86_DISABLE_EXITS_HLT,
+  KVM_X86_DISABLE_EXITS_MWAIT,
+  KVM_X86_DISABLE_EXITS_PAUSE,
 } from '../abi/constants.js';
+import { KVM_CLOCK_VALID_FLAGS, KVM_DIRTY_LOG_MANUAL_CAPS, KVM_MAX_MCE_BANKS, KVM_X86_VALID_QUIRKS } from '../abi/constants-x86.js';
+import { hostCpuid } from './cpu-caps.js';
+import { KVM_ADDRESS_SPACE_NUM } from './memslots.js';
 import type { KvmInstance } from './instance.js';
 import { irqCapability } from './irq-caps.js';
 import type { Vm } from './vm.js';
+import { x86Caps } from './x86-caps.js';
+import { vendorArch } from './vendor-arch.js';
+
+/** `APIC_BUS_CYCLE_NS_DEFAULT`. */
+const APIC_BUS_CYCLE_NS_DEFAULT = 1;
+
+/**
+ * `kvm_get_allowed_disable_exits`: PAUSE always; without `mitigate_smt_rsb` (its default) HLT and C-states, and
+ * MWAIT when the host's MWAIT works in a guest (`kvm_can_mwait_in_guest`: MONITOR/MWAIT and an always-running APIC
+ * timer, CPUID 0x6 EAX.ARAT).
+ */
+export function allowedDisableExits(inst: KvmInstance): number {
+  const boot = inst.host.cpus[0];
+  let r = KVM_X86_DISABLE_EXITS_PAUSE | KVM_X86_DISABLE_EXITS_HLT | KVM_X86_DISABLE_EXITS_CSTATE;
+  if (boot !== undefined && (hostCpuid(boot, 1, 0).ecx & (1 << 3)) !== 0 && (hostCpuid(boot, 6, 0).eax & (1 << 2)) !== 0) r |= KVM_X86_DISABLE_EXITS_MWAIT;
+  return r;
+}
+
+/**
+ * A capability the model answers differently from Linux 6.12 (0, or fewer bits), and why: what it promises is not
+ * (all) modelled.
+ */
+export interface CapDivergence {
+  /** What Linux 6.12 answers for the module's vendor and parameters, on the system fd (`vm` undefined) or a VM's. */
+  readonly linux: (inst: KvmInstance, vm: Vm | undefined) => number;
+  /** Why the model does not. */
+  readonly why: string;
+}
+
+/** Every capability the model answers differently from Linux 6.12 (x86, the default kernel configuration). */
+export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<number, CapDivergence>([
+  [KVM_CAP_TSC_DEADLINE_TIMER, { linux: () => 1, why: 'the guest\'s IA32_TSC_DEADLINE MSR does not reach the in-kernel LAPIC timer yet' }],
+  [KVM_CAP_VAPIC, { linux: () => 1, why: 'the TPR shadow of KVM_SET_VAPIC_ADDR is kept but never synchronized with guest memory' }],
+  [KVM_CAP_X86_APIC_BUS_CYCLES_NS, { linux: () => APIC_BUS_CYCLE_NS_DEFAULT, why: 'the LAPIC bus frequency cannot be set (KVM_ENABLE_CAP(X86_APIC_BUS_CYCLES_NS) not modelled)' }],
+  [KVM_CAP_PCI_SEGMENT, { linux: () => 1, why: 'MSI routing ignores the PCI segment (KVM_MSI_VALID_DEVID not modelled)' }],
+  [KVM_CAP_X86_SMM, { linux: () => 1, why: 'SMM (KVM_SMI, RSM, SMRAM) not modelled; the second memslot address space is kept but never entered' }],
+  [KVM_CAP_NESTED_STATE, { linux: (i) => vendorArch(i).linuxNestedStateSize, why: 'nested virtualization and KVM_GET/SET_NESTED_STATE not modelled' }],
+  [KVM_CAP_DIRTY_LOG_RING, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
+  [KVM_CAP_DIRTY_LOG_RING_ACQ_REL, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
+  [KVM_CAP_SYNC_REGS, { linux: () => 7, why: 'kvm_run sync registers not modelled' }],
+  [KVM_CAP_SET_GUEST_DEBUG, { linux: () => 1, why: 'KVM_SET_GUEST_DEBUG not modelled' }],
+  [KVM_CAP_SET_GUEST_DEBUG2, { linux: () => 0x1f0003, why: 'KVM_SET_GUEST_DEBUG not modelled' }],
+  [KVM_CAP_X86_ROBUST_SINGLESTEP, { linux: () => 1, why: 'guest single-stepping (TF) across exits not modelled' }],
+  [KVM_CAP_EXIT_HYPERCALL, { linux: () => 1 << 12, why: 'hypercalls (VMCALL/VMMCALL) not modelled' }],
+  [KVM_CAP_PMU_EVENT_FILTER, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
+  [KVM_CAP_PMU_EVENT_MASKED_EVENTS, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
+  [KVM_CAP_VM_COPY_ENC_CONTEXT_FROM, { linux: () => 1, why: 'SEV context copying not modelled (Linux answers 1 even on Intel)' }],
+  [KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, { linux: () => 1, why: 'SEV context moving not modelled (Linux answers 1 even on Intel)' }],
+  [KVM_CAP_VCPU_ATTRIBUTES, { linux: () => 1, why: 'vCPU device attributes (KVM_VCPU_TSC_CTRL) not modelled' }],
+  [KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, { linux: () => 1, why: 'needs CAP_SYS_BOOT, which the model does not have' }],
+  [KVM_CAP_PRE_FAULT_MEMORY, { linux: (i) => (vendorArch(i).tdp ? 1 : 0), why: 'KVM_PRE_FAULT_MEMORY not modelled' }],
+  [KVM_CAP_STEAL_TIME, { linux: () => 1, why: 'steal time (MSR_KVM_STEAL_TIME) not modelled' }],
+  [KVM_CAP_LAST_CPU, { linux: () => 1, why: 'not modelled' }],
+  [KVM_CAP_X86_USER_SPACE_MSR, { linux: () => 1, why: 'KVM_EXIT_X86_RDMSR/WRMSR need the guest interpreter to stop at RDMSR/WRMSR for user space, which it does not yet' }],
+  [KVM_CAP_DEVICE_CTRL, { linux: () => 1, why: 'KVM_CREATE_DEVICE (in-kernel devices: VFIO, the irqchip as a device) not modelled' }],
+  [KVM_CAP_X86_GUEST_MODE, { linux: () => 1, why: 'KVM_RUN does not write kvm_run.flags (KVM_RUN_X86_GUEST_MODE)' }],
+  [KVM_CAP_GUEST_MEMFD, { linux: (_i, vm) => (vm === undefined ? 1 : 0), why: 'guest_memfd (CONFIG_KVM_PRIVATE_MEM, selected by KVM_AMD_SEV) not modelled' }],
+  [KVM_CAP_MEMORY_ATTRIBUTES, { linux: (_i, vm) => (vm === undefined ? 8 : 0), why: 'private memory attributes (KVM_SET_MEMORY_ATTRIBUTES) not modelled' }],
+  [KVM_CAP_VM_TYPES, { linux: (i) => (1 << KVM_X86_DEFAULT_VM) | vendorArch(i).linuxExtraVmTypes, why: 'KVM_CREATE_VM creates default VMs only (an SEV guest starts from one, with KVM_SEV_INIT)' }],
+]);
 
 /** `kvm_vm_ioctl_check_extension_generic` + the x86 part, for this module (and VM, when asked on a VM fd). */
 export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number {
   switch (cap) {
+    // generic, always
+    case KVM_CAP_USER_MEMORY:
+    case KVM_CAP_USER_MEMORY2:
+    case KVM_CAP_DESTROY_MEMORY_REGION_WORKS:
+    case KVM_CAP_JOIN_MEMORY_REGIONS_WORKS:
+    case KVM_CAP_INTERNAL_ERROR_DATA:
+    case KVM_CAP_IOEVENTFD_ANY_LENGTH:
+    case KVM_CAP_CHECK_EXTENSION_VM:
+    case KVM_CAP_ENABLE_CAP_VM:
+    case KVM_CAP_HALT_POLL:
+    case KVM_CAP_COALESCED_PIO:
+    case KVM_CAP_BINARY_STATS_FD:
+    case KVM_CAP_SYSTEM_EVENT_DATA:
+    // x86, always
     case KVM_CAP_IRQCHIP:
     case KVM_CAP_HLT:
-    case KVM_CAP_USER_MEMORY:
+    case KVM_CAP_MMU_SHADOW_CACHE_CONTROL:
     case KVM_CAP_SET_TSS_ADDR:
     case KVM_CAP_EXT_CPUID:
+    case KVM_CAP_EXT_EMUL_CPUID:
+    case KVM_CAP_CLOCKSOURCE:
     case KVM_CAP_NOP_IO_DELAY:
+    case KVM_CAP_MP_STATE:
     case KVM_CAP_SYNC_MMU:
+    case KVM_CAP_USER_NMI:
+    case KVM_CAP_IOEVENTFD:
+    case KVM_CAP_IOEVENTFD_NO_LENGTH:
+    case KVM_CAP_SET_IDENTITY_MAP_ADDR:
+    case KVM_CAP_VCPU_EVENTS:
+    case KVM_CAP_DEBUGREGS:
+    case KVM_CAP_XSAVE:
+    case KVM_CAP_ASYNC_PF:
+    case KVM_CAP_ASYNC_PF_INT:
+    case KVM_CAP_GET_TSC_KHZ:
+    case KVM_CAP_KVMCLOCK_CTRL:
+    case KVM_CAP_DISABLE_QUIRKS:
+    case KVM_CAP_SET_BOOT_CPU_ID:
     case KVM_CAP_IMMEDIATE_EXIT:
-    case KVM_CAP_CHECK_EXTENSION_VM:
+    case KVM_CAP_GET_MSR_FEATURES:
+    case KVM_CAP_MSR_PLATFORM_INFO:
+    case KVM_CAP_EXCEPTION_PAYLOAD:
+    case KVM_CAP_X86_TRIPLE_FAULT_EVENT:
+    case KVM_CAP_X86_MSR_FILTER: // a denied access is #GP (the filter's user-space exits need X86_USER_SPACE_MSR)
+    case KVM_CAP_ENFORCE_PV_FEATURE_CPUID:
+    case KVM_CAP_SREGS2:
+    case KVM_CAP_EXIT_ON_EMULATION_FAILURE:
+    case KVM_CAP_SYS_ATTRIBUTES:
+    case KVM_CAP_ENABLE_CAP:
+    case KVM_CAP_MEMORY_FAULT_INFO:
+    case KVM_CAP_READONLY_MEM: // kvm_arch_has_readonly_mem: every default VM
       return 1;
+    // the in-kernel interrupt controllers: irq-caps.ts (below), except what the model's LAPIC does not have yet
+    case KVM_CAP_TSC_DEADLINE_TIMER:
+    case KVM_CAP_VAPIC:
+    case KVM_CAP_PCI_SEGMENT:
+    case KVM_CAP_X86_APIC_BUS_CYCLES_NS:
+      return 0;
+    // values
+    case KVM_CAP_COALESCED_MMIO:
+      return KVM_COALESCED_MMIO_PAGE_OFFSET;
+    case KVM_CAP_MULTI_ADDRESS_SPACE:
+      return KVM_ADDRESS_SPACE_NUM; // CONFIG_KVM_SMM: normal and SMM memslots
+    case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
+      return KVM_DIRTY_LOG_MANUAL_CAPS;
+    case KVM_CAP_NR_MEMSLOTS:
+      return KVM_USER_MEM_SLOTS;
+    case KVM_CAP_ADJUST_CLOCK:
+      return KVM_CLOCK_VALID_FLAGS;
+    case KVM_CAP_X86_DISABLE_EXITS:
+      return allowedDisableExits(inst);
     case KVM_CAP_NR_VCPUS: {
       // x86: min(num_online_cpus(), KVM_MAX_VCPUS)
       let online = 0;
       for (const c of inst.host.cpus) if (c.online) online++;
       return Math.min(online, KVM_MAX_VCPUS);
     }
-    case KVM_CAP_NR_MEMSLOTS:
-      return KVM_USER_MEM_SLOTS;
     case KVM_CAP_MAX_VCPUS:
-      return KVM_MAX_VCPUS;
+      return KVM_MAX_VCPUS; // kvm->max_vcpus is KVM_MAX_VCPUS for every VM
     case KVM_CAP_MAX_VCPU_ID:
       return KVM_MAX_VCPU_IDS;
+    case KVM_CAP_MCE:
+      return KVM_MAX_MCE_BANKS;
+    case KVM_CAP_XCRS:
+      return x86Caps(inst).xsave ? 1 : 0; // boot_cpu_has(X86_FEATURE_XSAVE)
+    case KVM_CAP_TSC_CONTROL:
+    case KVM_CAP_VM_TSC_CONTROL:
+      return vendorArch(inst).tscControl ? 1 : 0;
+    case KVM_CAP_SMALLER_MAXPHYADDR:
+      return vendorArch(inst).smallerMaxPhyAddr ? 1 : 0;
+    case KVM_CAP_X86_BUS_LOCK_EXIT:
+      return vendorArch(inst).busLockExit ? 3 : 0; // KVM_BUS_LOCK_DETECTION_OFF | _EXIT
+    case KVM_CAP_X86_NOTIFY_VMEXIT:
+      return vendorArch(inst).notifyVmexit ? 1 : 0;
+    case KVM_CAP_XSAVE2:
+      return Math.max(x86Caps(inst).xstateSize, 4096);
+    case KVM_CAP_DISABLE_QUIRKS2:
+      return KVM_X86_VALID_QUIRKS;
     case KVM_CAP_VM_TYPES:
       return 1 << KVM_X86_DEFAULT_VM;
     default:

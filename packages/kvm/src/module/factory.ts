@@ -28,6 +28,7 @@ import { KvmInstance } from './instance.js';
 import { ALL_LEGACY_RESOURCES, LegacyPort, legacySet, privateVac, type LegacyResource } from './legacy.js';
 import { kvmParams } from './params.js';
 import { trackInstance } from './unique-ids.js';
+import { x86StateSnapshot } from './state-snapshot.js';
 
 /** Options of {@link kvm}. */
 export interface KvmOptions {
@@ -119,7 +120,13 @@ export function kvm(options: KvmOptions = {}): KvmImage {
         inst.vac.enableVirtualization();
         ctx.defer(() => inst.vac.disableVirtualization());
       }
-      ctx.defer(host.registerSnapshotProvider(name, () => inst.snapshot()));
+      // The instance's snapshot and its x86 state (state-snapshot.ts), registered as one init step.
+      const unregisterSnapshot = host.registerSnapshotProvider(name, () => inst.snapshot());
+      const unregisterX86 = host.registerSnapshotProvider(`${name}:x86`, () => x86StateSnapshot(inst));
+      ctx.defer(() => {
+        unregisterX86();
+        unregisterSnapshot();
+      });
       ctx.defer(host.registerInvariantChecker(name, () => inst.check()));
       ctx.defer(trackInstance(inst, legacy.has('vpid') || legacy.has('sev')));
       // misc_register is the last step: it exposes /dev/kvmX to user space.

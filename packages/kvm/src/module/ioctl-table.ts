@@ -26,7 +26,16 @@ export type IoctlFd = 'system' | 'vm' | 'vcpu';
 export type IoctlArgSpec =
   | { readonly dir: 'none' }
   | { readonly dir: 'value' }
-  | { readonly dir: 'in' | 'out' | 'inout'; readonly codec: AnyStructCodec | AnyFlexCodec };
+  | {
+      readonly dir: 'in' | 'out' | 'inout';
+      readonly codec: AnyStructCodec | AnyFlexCodec;
+      /**
+       * For a structure with a flexible array, how the kernel uses its two parts when they differ from `dir`: the
+       * header (with the count) and the entries. KVM_GET_MSRS reads the header and reads and writes the entries;
+       * KVM_GET_MSR_INDEX_LIST reads and writes the header and only writes the entries.
+       */
+      readonly flex?: { readonly header: 'in' | 'inout'; readonly entries: 'in' | 'out' | 'inout' };
+    };
 
 /** One ioctl of one KVM file. `C` is what the handler works on (the module, a VM, a vCPU). */
 export interface IoctlDef<C> {

@@ -8,9 +8,16 @@
 import { KVM_RUN } from '../abi/constants.js';
 import type { SystemFile, VmFile } from './files.js';
 import { ioctlTable, type IoctlDef, type IoctlFd, type IoctlTable } from './ioctl-table.js';
+import { SYSTEM_ARCH_IOCTLS } from './system-arch-ioctls.js';
 import { SYSTEM_GENERIC_IOCTLS } from './system-ioctls.js';
 import type { Vcpu } from './vcpu.js';
+import { VCPU_EVENTS_IOCTLS } from './vcpu-events-ioctls.js';
+import { VCPU_FPU_IOCTLS } from './vcpu-fpu-ioctls.js';
+import { VCPU_MISC_IOCTLS } from './vcpu-misc-ioctls.js';
+import { VCPU_MSR_IOCTLS } from './vcpu-msr-ioctls.js';
 import { VCPU_REGS_IOCTLS } from './vcpu-regs-ioctls.js';
+import { VM_ARCH_IOCTLS } from './vm-arch-ioctls.js';
+import { VM_IO_IOCTLS } from './vm-io-ioctls.js';
 import { VM_BASE_IOCTLS } from './vm-ioctls.js';
 import { VCPU_IRQ_IOCTLS } from './irq-vcpu-ioctls.js';
 import { VM_IRQ_IOCTLS } from './irq-vm-ioctls.js';
@@ -26,11 +33,19 @@ const KVM_RUN_DEF: IoctlDef<Vcpu> = {
 };
 
 /** /dev/kvmX. */
-export const SYSTEM_IOCTLS: IoctlTable<SystemFile> = ioctlTable([...SYSTEM_GENERIC_IOCTLS]);
+export const SYSTEM_IOCTLS: IoctlTable<SystemFile> = ioctlTable([...SYSTEM_GENERIC_IOCTLS, ...SYSTEM_ARCH_IOCTLS]);
 /** VM fds. */
-export const VM_IOCTLS: IoctlTable<VmFile> = ioctlTable([...VM_BASE_IOCTLS, ...VM_IRQ_IOCTLS]);
+export const VM_IOCTLS: IoctlTable<VmFile> = ioctlTable([...VM_BASE_IOCTLS, ...VM_IO_IOCTLS, ...VM_ARCH_IOCTLS, ...VM_IRQ_IOCTLS]);
 /** vCPU fds. */
-export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([KVM_RUN_DEF, ...VCPU_REGS_IOCTLS, ...VCPU_IRQ_IOCTLS]);
+export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([
+  KVM_RUN_DEF,
+  ...VCPU_REGS_IOCTLS,
+  ...VCPU_MSR_IOCTLS,
+  ...VCPU_FPU_IOCTLS,
+  ...VCPU_EVENTS_IOCTLS,
+  ...VCPU_MISC_IOCTLS,
+  ...VCPU_IRQ_IOCTLS,
+]);
 
 /** One row of {@link KVM_IOCTL_TABLE}. */
 export interface KvmIoctlInfo {

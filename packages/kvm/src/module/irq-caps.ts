@@ -6,9 +6,8 @@
  * GSI routing, irqfds with resampling, KVM_SIGNAL_MSI, the split irqchip, KVM_NMI, the x2APIC API flags, and an
  * IOAPIC that ignores the polarity bit.
  *
- * Still 0 in the model (docs/fidelity.md): KVM_CAP_TSC_DEADLINE_TIMER (the guest's TSC-deadline MSR does not reach
- * the LAPIC yet), KVM_CAP_VAPIC (no KVM_SET_VAPIC_ADDR / KVM_TPR_ACCESS_REPORTING), KVM_CAP_SET_BOOT_CPU_ID (no
- * KVM_SET_BOOT_CPU_ID).
+ * Still 0 in the model (`CAP_DIVERGENCES` of caps.ts): KVM_CAP_TSC_DEADLINE_TIMER, KVM_CAP_VAPIC, KVM_CAP_PCI_SEGMENT
+ * and KVM_CAP_X86_APIC_BUS_CYCLES_NS.
  *
  * @module
  */

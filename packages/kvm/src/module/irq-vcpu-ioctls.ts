@@ -8,21 +8,13 @@
  */
 import { KernelError } from '@vac/core';
 import { KVM_GET_LAPIC, KVM_INTERRUPT, KVM_NMI, KVM_SET_LAPIC } from '../abi/constants.js';
-import { copyFromUser, copyToUser, defineStruct, u32, type StructCodec } from '../abi/codec.js';
-import { KVM_LAYOUTS } from '../abi/layout.js';
+import { copyFromUser, copyToUser } from '../abi/codec.js';
 import { KVM_LAPIC_STATE_CODEC } from '../abi/structs-irq.js';
+import { KVM_INTERRUPT_CODEC } from '../abi/structs-x86.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { VcpuIntr } from './vcpu-intr.js';
 import type { Vcpu } from './vcpu.js';
 import type { VmIrqchip } from './vm-irqchip.js';
-
-/** `struct kvm_interrupt` (KVM_INTERRUPT). */
-interface kvm_interrupt_arg {
-  /** The vector. */ irq: number;
-}
-
-/** KVM_INTERRUPT's argument. */
-const KVM_INTERRUPT_ARG_CODEC: StructCodec<kvm_interrupt_arg> = defineStruct<kvm_interrupt_arg>(KVM_LAYOUTS.kvm_interrupt, { irq: u32 });
 
 /** `KVM_NR_INTERRUPTS`. */
 const KVM_NR_INTERRUPTS = 256;
@@ -71,10 +63,10 @@ export const VCPU_IRQ_IOCTLS: readonly IoctlDef<Vcpu>[] = [
   {
     name: 'KVM_INTERRUPT',
     request: KVM_INTERRUPT,
-    arg: { dir: 'in', codec: KVM_INTERRUPT_ARG_CODEC },
+    arg: { dir: 'in', codec: KVM_INTERRUPT_CODEC },
     run(v, arg) {
       const op = 'KVM_INTERRUPT';
-      const irq = copyFromUser(KVM_INTERRUPT_ARG_CODEC, arg, op).irq;
+      const irq = copyFromUser(KVM_INTERRUPT_CODEC, arg, op).irq;
       if (irq >= KVM_NR_INTERRUPTS) throw new KernelError('EINVAL', op, `vector ${irq} is not below ${KVM_NR_INTERRUPTS}`);
       const intr = v.intr;
       if (intr?.chip !== undefined) {

@@ -17,7 +17,6 @@ import {
   KVM_CREATE_IRQCHIP,
   KVM_CREATE_PIT,
   KVM_CREATE_PIT2,
-  KVM_ENABLE_CAP,
   KVM_GET_IRQCHIP,
   KVM_GET_PIT,
   KVM_GET_PIT2,
@@ -35,7 +34,6 @@ import {
   KVM_SIGNAL_MSI,
 } from '../abi/constants.js';
 import { copyFromUser, copyToUser, userAccess } from '../abi/codec.js';
-import { KVM_ENABLE_CAP_CODEC } from '../abi/structs.js';
 import {
   KVM_IRQCHIP_CODEC,
   KVM_IRQFD_CODEC,
@@ -134,19 +132,6 @@ export const VM_IRQ_IOCTLS: readonly IoctlDef<VmFile>[] = [
       // kvm_pic_init, kvm_ioapic_init, kvm_setup_default_irq_routing; then irqchip_mode = KVM_IRQCHIP_KERNEL.
       vm.irq = new VmIrqchip(vm, KvmIrqchip.createKernel(irqchipOptions(vm)));
       return 0;
-    },
-  },
-  {
-    name: 'KVM_ENABLE_CAP',
-    request: KVM_ENABLE_CAP,
-    arg: { dir: 'in', codec: KVM_ENABLE_CAP_CODEC },
-    run({ vm }, arg) {
-      const op = 'KVM_ENABLE_CAP';
-      const cap = copyFromUser(KVM_ENABLE_CAP_CODEC, arg, op);
-      if (cap.flags !== 0) throw new KernelError('EINVAL', op, 'flags must be 0');
-      const r = enableIrqCap(vm, cap.cap, cap.args[0], op);
-      if (r === undefined) throw new KernelError('EINVAL', op, `capability ${cap.cap} cannot be enabled on this VM`);
-      return r;
     },
   },
   {

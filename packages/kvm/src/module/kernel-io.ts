@@ -1,65 +1,101 @@
 /**
- * Guest port and MMIO accesses the in-kernel devices take, so that they never reach user space (virt/kvm/kvm_main.c
- * `kvm_io_bus_write`/`kvm_io_bus_read` on KVM_PIO_BUS and KVM_MMIO_BUS, tried by `kernel_pio` and
- * `vcpu_mmio_write`/`vcpu_mmio_read` before an exit): the PIC pair (0x20/0x21, 0xa0/0xa1, the ELCR at 0x4d0/0x4d1),
- * the PIT (0x40–0x43) and its speaker port (0x61, with `KVM_PIT_SPEAKER_DUMMY`), the vCPU's LAPIC page and the
- * IOAPIC window. An IN's or MMIO read's value goes where user space's answer would (`exit.data`): the instruction
- * completes at the next entry as if user space had answered, with no exit.
+ * The I/O a VM's kernel side handles without exiting to user space (virt/kvm/eventfd.c ioeventfds,
+ * virt/kvm/coalesced_mmio.c): a guest write that an ioeventfd matches signals its eventfd; one inside a coalesced
+ * zone is appended to the VM's coalesced ring. Either way the guest goes on, and KVM_RUN does not return.
  *
- * A string instruction (`ins`/`outs`) to a device port still exits to user space (the model does not run KVM's
- * emulator over the bus for it).
+ * The ring (`kvm->coalesced_mmio_ring`) is one page that Linux maps as page 2 of every vCPU's mmap area. The model's
+ * vCPU areas are separate buffers, so the ring is kept in step in each of them: an append adopts the `first`
+ * index user space advanced in any vCPU's copy, then writes the entry and `last` to every copy
+ * (docs/fidelity.md).
  *
  * @module
  */
-import type { GuestCpuState } from '../guest/cpu-state.js';
-import type { GuestExit } from '../guest/exit.js';
-import type { VcpuIntr } from './vcpu-intr.js';
-import type { VmIrqchip } from './vm-irqchip.js';
+import { KVM_COALESCED_MMIO_MAX, PAGE_SIZE } from '../abi/constants.js';
+import { KVM_LAYOUTS } from '../abi/layout.js';
+import type { Vcpu } from './vcpu.js';
+import { vmArch, type CoalescedZone, type IoEventFd } from './vm-arch.js';
+import type { Vm } from './vm.js';
 
-/** Whether some in-kernel device may own `port` (a cheap filter before asking them). */
-function deviceablePort(port: number): boolean {
-  return (port & ~1) === 0x20 || (port & ~1) === 0xa0 || (port & ~1) === 0x4d0 || (port >= 0x40 && port <= 0x43) || port === 0x61;
+const RING = 2 * PAGE_SIZE;
+const ENTRY = KVM_LAYOUTS.kvm_coalesced_mmio.size;
+const ENTRIES = RING + KVM_LAYOUTS.kvm_coalesced_mmio_ring.offsetOf('coalesced_mmio');
+
+/** `ioeventfd_in_range`: the exact address, then the length (0 = any), then the value unless wildcard. */
+function ioeventfdMatches(p: IoEventFd, addr: number, len: number, value: bigint): boolean {
+  if (addr !== p.addr) return false;
+  if (p.length === 0) return true;
+  if (len !== p.length) return false;
+  return p.datamatch === undefined || p.datamatch === value;
 }
 
-function littleEndian(b: Uint8Array, len: number): number {
-  let v = 0;
-  for (let i = Math.min(len, 4) - 1; i >= 0; i--) v = v * 256 + (b[i] ?? 0);
-  return v >>> 0;
+/** `coalesced_mmio_in_range`. */
+export function inZone(z: CoalescedZone, addr: number, len: number): boolean {
+  return len >= 0 && addr >= z.addr && addr + len <= z.addr + z.size;
 }
 
-function store(b: Uint8Array, len: number, v: number): void {
-  for (let i = 0; i < 8; i++) b[i] = i < len && i < 4 ? (v >>> (8 * i)) & 0xff : 0;
+/** The little-endian value of the first `len` bytes of `data`. */
+function valueOf(data: Uint8Array, len: number): bigint {
+  let v = 0n;
+  for (let i = len - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[i] as number);
+  return v;
+}
+
+/** `coalesced_mmio_write`: append to the ring, or false when the ring is full (then the access exits as usual). */
+function appendCoalesced(vm: Vm, z: CoalescedZone, addr: number, len: number, data: Uint8Array): boolean {
+  const vcpus = [...vm.vcpus.values()];
+  const a = vmArch(vm);
+  // The `first` user space last wrote, in whichever vCPU's copy.
+  let first = a.ringFirst;
+  for (const v of vcpus) {
+    if (!v.runAllocated) continue;
+    const f = v.run.view.getUint32(RING, true);
+    if (f !== a.ringFirst) first = f;
+  }
+  a.ringFirst = first;
+  const insert = a.ringLast;
+  if (insert >= KVM_COALESCED_MMIO_MAX || (insert + 1) % KVM_COALESCED_MMIO_MAX === first) return false;
+  a.ringLast = (insert + 1) % KVM_COALESCED_MMIO_MAX;
+  for (const v of vcpus) writeRing(v, first, a.ringLast, insert, addr, len, data, z.pio);
+  return true;
+}
+
+/** Write one ring entry and the indices into a vCPU's copy of the ring page. */
+function writeRing(v: Vcpu, first: number, last: number, insert: number, addr: number, len: number, data: Uint8Array, pio: boolean): void {
+  const dv = v.run.view;
+  const at = ENTRIES + insert * ENTRY;
+  dv.setBigUint64(at, BigInt(addr), true);
+  dv.setUint32(at + 8, len, true);
+  dv.setUint32(at + 12, pio ? 1 : 0, true);
+  const bytes = v.run.bytes;
+  for (let i = 0; i < 8; i++) bytes[at + 16 + i] = i < len ? (data[i] as number) : 0;
+  dv.setUint32(RING, first, true);
+  dv.setUint32(RING + 4, last, true);
+}
+
+/** Bring a new vCPU's ring copy up to date (its mapping shows the VM's ring). */
+export function syncRingCopy(v: Vcpu, from: Vcpu | undefined): void {
+  if (from === undefined || !from.runAllocated) return;
+  v.run.bytes.set(from.run.bytes.subarray(RING, RING + PAGE_SIZE), RING);
 }
 
 /**
- * The I/O exit in `x` if an in-kernel device takes it (`kernel_pio`): done, and true; false to exit to user space.
+ * A guest write of `len` bytes of `data` to port or guest-physical `addr`: handled in the kernel (an ioeventfd or
+ * a coalesced zone took it) or not. `kvm_io_bus_write` tries the devices registered on the bus.
  */
-export function kernelPio(irq: VmIrqchip, x: GuestExit, _regs: GuestCpuState): boolean {
-  if (x.ioCount !== 1 || !deviceablePort(x.ioPort)) return false;
-  const port = x.ioPort;
-  const size = x.ioSize;
-  if (x.ioDirection === 1) {
-    const value = littleEndian(x.data, size);
-    return irq.op((now) => irq.chip.pioWrite(port, size, value, now));
+export function kernelWrite(vm: Vm, pio: boolean, addr: number, len: number, data: Uint8Array): boolean {
+  const a = vmArch(vm);
+  const bus = pio ? 'pio' : 'mmio';
+  if (a.ioeventfds.length > 0) {
+    const value = valueOf(data, len);
+    for (const p of a.ioeventfds) {
+      if (p.bus === bus && ioeventfdMatches(p, addr, len, value)) {
+        p.eventfd.signal();
+        return true;
+      }
+    }
   }
-  const v = irq.op((now) => irq.chip.pioRead(port, size, now));
-  if (v === undefined) return false;
-  store(x.data, size, v);
-  return true;
-}
-
-/** The MMIO exit in `x` if the vCPU's LAPIC or the IOAPIC takes it: done, and true; false to exit to user space. */
-export function kernelMmio(irq: VmIrqchip, intr: VcpuIntr, x: GuestExit): boolean {
-  const ints = intr.chip;
-  if (ints === undefined) return false;
-  const address = BigInt(x.mmioPhysAddr);
-  const len = x.mmioLen;
-  if (x.mmioIsWrite !== 0) {
-    const value = littleEndian(x.data, len);
-    return irq.op((now) => irq.chip.mmioWrite(ints, address, len, value, now));
+  for (const z of a.coalesced) {
+    if (z.pio === pio && inZone(z, addr, len)) return appendCoalesced(vm, z, addr, len, data);
   }
-  const v = irq.op((now) => irq.chip.mmioRead(ints, address, len, now));
-  if (v === undefined) return false;
-  store(x.data, len, v);
-  return true;
+  return false;
 }

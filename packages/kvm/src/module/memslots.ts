@@ -14,7 +14,7 @@ import type { kvm_userspace_memory_region } from '../abi/structs.js';
 import type { GuestMemory, GuestMemorySlot } from '../guest/memory.js';
 
 /** `KVM_ADDRESS_SPACE_NUM` on x86 with SMM: address space 0 (normal) and 1 (SMM). */
-const KVM_ADDRESS_SPACE_NUM = 2;
+export const KVM_ADDRESS_SPACE_NUM = 2;
 /** `KVM_MEM_MAX_NR_PAGES` = (1UL << 31) - 1. */
 const KVM_MEM_MAX_NR_PAGES = 2 ** 31 - 1;
 

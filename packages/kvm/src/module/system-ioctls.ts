@@ -17,6 +17,7 @@ import {
 } from '../abi/constants.js';
 import { checkExtension } from './caps.js';
 import type { SystemFile } from './files.js';
+import { vmArch } from './vm-arch.js';
 import { valueArg, type IoctlDef } from './ioctl-table.js';
 
 /** The generic system ioctls. */
@@ -39,6 +40,7 @@ export const SYSTEM_GENERIC_IOCTLS: readonly IoctlDef<SystemFile>[] = [
       // kvm_arch_init_vm → kvm_is_vm_type_supported: the model offers KVM_X86_DEFAULT_VM only.
       if (type !== KVM_X86_DEFAULT_VM) throw new KernelError('EINVAL', 'KVM_CREATE_VM', `VM type ${type} is not supported`);
       const v = inst.createVm(proc);
+      vmArch(v); // kvm_arch_init_vm: kvmclock starts now
       try {
         return proc.installAnonFile('kvm-vm', files.vm, v);
       } catch (e) {

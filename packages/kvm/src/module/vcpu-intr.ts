@@ -20,7 +20,10 @@ import type { GuestExit } from '../guest/exit.js';
 import { GUEST_INTERRUPT_DELIVERED, completePending, deliverInterrupt, injectEvent, interruptWindowOpen } from '../guest/interpreter.js';
 import type { LapicVcpu } from '../irqchip/lapic.js';
 import type { VcpuInterrupts } from '../irqchip/vcpu-interrupts.js';
-import { HOST_TSC_KHZ, hostTscAt } from './guest-tsc.js';
+import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
+import { processNmi } from './vcpu-requests.js';
+import { guestTscAt } from './vcpu-tsc.js';
+import { vmArch } from './vm-arch.js';
 import type { Vcpu } from './vcpu.js';
 import type { VmIrqchip } from './vm-irqchip.js';
 
@@ -40,15 +43,47 @@ export class VcpuIntr implements LapicVcpu {
   readonly irqchip: VmIrqchip | undefined;
   /** This vCPU's LAPIC and ExtINT source (with an in-kernel irqchip). */
   readonly chip: VcpuInterrupts | undefined;
+  /** The vCPU's x86 state, where the queued events and the MP state live (what KVM_GET/SET_VCPU_EVENTS see). */
+  readonly #arch: VcpuArch;
+
   /**
    * A vector user space queued with KVM_INTERRUPT and not yet injected, -1 if none (`vcpu->arch.interrupt`, a user-space
    * PIC only).
    */
-  queuedIrq = -1;
-  /** NMIs queued (KVM_NMI, LINT0/1 in NMI mode, an NMI IPI) and not yet injected (`nmi_queued` + `nmi_pending`, at most 2). */
-  nmiPending = 0;
+  get queuedIrq(): number {
+    const i = this.#arch.interrupt;
+    return i.injected ? i.nr : -1;
+  }
+  set queuedIrq(vector: number) {
+    const i = this.#arch.interrupt;
+    i.injected = vector >= 0;
+    i.soft = false;
+    if (vector >= 0) i.nr = vector;
+  }
+
+  /**
+   * NMIs queued (KVM_NMI, LINT0/1 in NMI mode, an NMI IPI) and not yet injected: `nmi_injected` + `nmi_pending` +
+   * `nmi_queued`. Setting it folds them into `nmi_pending` (at most 2).
+   */
+  get nmiPending(): number {
+    const a = this.#arch;
+    return (a.nmiInjected ? 1 : 0) + a.nmiPending + a.nmiQueued;
+  }
+  set nmiPending(n: number) {
+    const a = this.#arch;
+    a.nmiInjected = false;
+    a.nmiQueued = 0;
+    a.nmiPending = Math.min(Math.max(n, 0), 2);
+  }
+
   /** `vcpu->arch.mp_state` as far as INIT/SIPI go: RUNNABLE, or INIT_RECEIVED waiting for a SIPI. */
-  mpState = KVM_MP_STATE_RUNNABLE;
+  get mpState(): number {
+    return this.#arch.mpState;
+  }
+  set mpState(s: number) {
+    this.#arch.mpState = s;
+  }
+
   /** Interrupts injected (`irq_injections`). */
   injections = 0;
   /** `request_irq_exits`: KVM_EXIT_IRQ_WINDOW_OPEN exits. */
@@ -57,6 +92,7 @@ export class VcpuIntr implements LapicVcpu {
   /** @internal */
   constructor(vcpu: Vcpu, irqchip: VmIrqchip | undefined) {
     this.vcpu = vcpu;
+    this.#arch = vcpuArch(vcpu);
     this.irqchip = irqchip;
     this.chip = irqchip?.chip.addVcpu(this);
   }
@@ -68,24 +104,25 @@ export class VcpuIntr implements LapicVcpu {
     return this.vcpu.id;
   }
 
-  /** `kvm_vcpu_is_reset_bsp`: vCPU 0 (`kvm->arch.bsp_vcpu_id`, 0 until KVM_SET_BOOT_CPU_ID exists). */
+  /** `kvm_vcpu_is_reset_bsp`: the vCPU whose id is `kvm->arch.bsp_vcpu_id` (0 unless KVM_SET_BOOT_CPU_ID changed it). */
   isResetBsp(): boolean {
-    return this.vcpu.id === 0;
+    return this.vcpu.id === vmArch(this.vcpu.vm).bspVcpuId;
   }
 
   /** {@inheritDoc LapicVcpu.guestTsc} */
   guestTsc(now: bigint): bigint {
-    return this.vcpu.platform.tscAt(hostTscAt(now));
+    return guestTscAt(this.vcpu, now);
   }
 
   /** {@inheritDoc LapicVcpu.tscKhz} */
   tscKhz(): number {
-    return HOST_TSC_KHZ;
+    return vcpuArch(this.vcpu).tscKhz;
   }
 
   /** `kvm_inject_nmi`: one more NMI (`process_nmi` keeps at most two). */
   injectNmi(): void {
-    if (this.nmiPending < 2) this.nmiPending++;
+    this.#arch.nmiQueued++;
+    processNmi(this.#arch);
     this.kick();
   }
 

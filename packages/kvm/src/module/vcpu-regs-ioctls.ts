@@ -1,14 +1,16 @@
 /**
- * `KVM_GET_REGS` / `KVM_SET_REGS` / `KVM_GET_SREGS` / `KVM_SET_SREGS` (virt/kvm/kvm_main.c `kvm_vcpu_ioctl`,
- * arch/x86/kvm/x86.c `kvm_arch_vcpu_ioctl_get_regs` … `kvm_arch_vcpu_ioctl_set_sregs`).
+ * KVM_GET/SET_REGS, KVM_GET/SET_SREGS and KVM_GET/SET_SREGS2 (virt/kvm/kvm_main.c `kvm_vcpu_ioctl`, arch/x86/kvm/x86.c
+ * `kvm_arch_vcpu_ioctl_get_regs` … `__set_sregs2`; the checks and side effects are in `vcpu-sregs.ts`).
  *
  * @module
  */
-import { KernelError } from '@vac/core';
-import { KVM_GET_REGS, KVM_GET_SREGS, KVM_SET_REGS, KVM_SET_SREGS } from '../abi/constants.js';
+import { KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_SREGS2, KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_SREGS2 } from '../abi/constants.js';
 import { copyFromUser, copyToUser } from '../abi/codec.js';
 import { KVM_REGS_CODEC, KVM_SREGS_CODEC } from '../abi/structs.js';
+import { KVM_SREGS2_CODEC } from '../abi/structs-x86.js';
 import type { IoctlDef } from './ioctl-table.js';
+import { vcpuArch } from './vcpu-arch.js';
+import { getSregs, getSregs2, setSregs, setSregs2 } from './vcpu-sregs.js';
 import type { Vcpu } from './vcpu.js';
 
 /** The register ioctls of a vCPU. */
@@ -29,7 +31,10 @@ export const VCPU_REGS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     request: KVM_SET_REGS,
     arg: { dir: 'in', codec: KVM_REGS_CODEC },
     run(v, arg) {
-      v.setRegs(copyFromUser(KVM_REGS_CODEC, arg, 'KVM_SET_REGS'));
+      const r = copyFromUser(KVM_REGS_CODEC, arg, 'KVM_SET_REGS');
+      v.setRegs(r);
+      // __set_regs: a pending (not yet injected) exception is dropped.
+      vcpuArch(v).exception.pending = false;
       return 0;
     },
   },
@@ -39,7 +44,7 @@ export const VCPU_REGS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     arg: { dir: 'out', codec: KVM_SREGS_CODEC },
     run(v, arg) {
       const s = KVM_SREGS_CODEC.zero();
-      v.getSregs(s);
+      getSregs(v, s);
       copyToUser(KVM_SREGS_CODEC, s, arg, 'KVM_GET_SREGS');
       return 0;
     },
@@ -49,10 +54,25 @@ export const VCPU_REGS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     request: KVM_SET_SREGS,
     arg: { dir: 'in', codec: KVM_SREGS_CODEC },
     run(v, arg) {
-      const s = copyFromUser(KVM_SREGS_CODEC, arg, 'KVM_SET_SREGS');
-      // kvm_is_valid_sregs: CR0.PG without CR0.PE is invalid.
-      if ((s.cr0 & 0x80000000n) !== 0n && (s.cr0 & 1n) === 0n) throw new KernelError('EINVAL', 'KVM_SET_SREGS', 'CR0.PG set without CR0.PE');
-      v.setSregs(s);
+      setSregs(v, copyFromUser(KVM_SREGS_CODEC, arg, 'KVM_SET_SREGS'), 'KVM_SET_SREGS');
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_GET_SREGS2',
+    request: KVM_GET_SREGS2,
+    arg: { dir: 'out', codec: KVM_SREGS2_CODEC },
+    run(v, arg) {
+      copyToUser(KVM_SREGS2_CODEC, getSregs2(v), arg, 'KVM_GET_SREGS2');
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_SET_SREGS2',
+    request: KVM_SET_SREGS2,
+    arg: { dir: 'in', codec: KVM_SREGS2_CODEC },
+    run(v, arg) {
+      setSregs2(v, copyFromUser(KVM_SREGS2_CODEC, arg, 'KVM_SET_SREGS2'), 'KVM_SET_SREGS2');
       return 0;
     },
   },

@@ -24,16 +24,20 @@ import {
   KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
   KVM_PIO_DATA_OFFSET,
   KVM_VCPU_MMAP_SIZE,
+  KVM_X86_DISABLE_EXITS_HLT,
 } from '../abi/constants.js';
 import { KVM_RUN_OFFSETS, KvmRunView } from '../abi/kvm-run.js';
 import { KVM_REGS_FIELDS, KVM_SREGS_SEGMENTS, KVM_SREGS_U64_FIELDS, makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
-import { runGuest, GUEST_DEFAULT_QUIRKS } from '../guest/interpreter.js';
-import { VcpuPlatform } from '../guest/platform.js';
-import { hostTscAt } from './guest-tsc.js';
+import { runGuest } from '../guest/interpreter.js';
+import type { GuestPlatform } from '../guest/platform.js';
+import { kernelWrite } from './kernel-io.js';
+import { ArchPlatform } from './vcpu-platform.js';
+import { vmArch } from './vm-arch.js';
+import { processRequests } from './vcpu-requests.js';
 import type { KvmInstance } from './instance.js';
-import { kernelMmio, kernelPio } from './kernel-io.js';
+import { kernelMmio, kernelPio } from './irqchip-io.js';
 import { INTR_BLOCK, INTR_ENTER, VcpuIntr } from './vcpu-intr.js';
 import type { Vm } from './vm.js';
 
@@ -129,14 +133,13 @@ export class Vcpu {
     return (this.regs.cr0 & 1n) !== 0n;
   }
   /**
-   * What `cpuid`, `rdmsr`/`wrmsr` and `rdtsc` of this vCPU answer from (see {@link VcpuPlatform}; the
-   * CPUID and MSR ioctls replace its table and MSRs). Its TSC counts the host's simulated time, 1,000 ticks
-   * per scheduler tick.
+   * What `cpuid`, `rdmsr`/`wrmsr` and `rdtsc` of this vCPU answer from: its x86 state, the one the CPUID, MSR and
+   * TSC ioctls get and set (`vcpu-platform.ts`).
    */
-  get platform(): VcpuPlatform {
-    return (this.#platform ??= new VcpuPlatform(() => hostTscAt(this.#instance.host.clock.now), this.id === 0));
+  get platform(): GuestPlatform {
+    return (this.#platform ??= new ArchPlatform(this));
   }
-  #platform: VcpuPlatform | undefined;
+  #platform: GuestPlatform | undefined;
   /** Counters. */
   readonly stats: VcpuStats = { entries: 0, exits: 0, io_exits: 0, mmio_exits: 0, halt_exits: 0, nmi_exits: 0, signal_exits: 0, instructions: 0, migrations: 0, pi_wakeups: 0, kernel_io: 0 };
   /** The CPU it is loaded on, or -1. */
@@ -153,6 +156,11 @@ export class Vcpu {
   wakeupCpu = -1;
   /** A request to leave guest mode (suspend, reboot, a kick). */
   kicked = false;
+  /**
+   * Work for the next KVM_RUN before it enters the guest (`vcpu->requests`: a triple fault, a kvmclock update, an
+   * event to deliver; `VcpuRequest` of `vcpu-requests.ts`). 0 in the usual case, which keeps KVM_RUN's fast path.
+   */
+  requests = 0;
   /** The thread inside KVM_RUN, if any. */
   thread: Thread | undefined;
   /** Set once the vCPU is freed. */
@@ -264,7 +272,7 @@ export class Vcpu {
     // immediate_exit.
     const p = this.regs.pending;
     const run = this.run;
-    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && run.immediate_exit === 0 && run.bytes[OFF_REQUEST_WINDOW] === 0) return true;
+    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && run.immediate_exit === 0 && run.bytes[OFF_REQUEST_WINDOW] === 0 && this.requests === 0) return true;
     return this.#beginSlow();
   }
 
@@ -281,14 +289,20 @@ export class Vcpu {
       this.exit.stringData.set(run.bytes.subarray(KVM_PIO_DATA_OFFSET, KVM_PIO_DATA_OFFSET + r.pendingSize * r.pendingCount));
     }
     if (run.immediate_exit !== 0) {
-      // KVM_CAP_IMMEDIATE_EXIT: pending operations are completed, then EINTR without entering the guest.
-      if (p !== GuestPending.None) runGuest(this.regs, this.vm.memslots, 0, this.exit, GUEST_DEFAULT_QUIRKS, this.platform);
-      run.exit_reason = KVM_EXIT_INTR;
-      this.stats.signal_exits++;
+      // KVM_CAP_IMMEDIATE_EXIT: pending operations are completed, then EINTR without entering the guest;
+      // `exit_reason` keeps what the last exit put there (kvm_arch_vcpu_ioctl_run: !vcpu->wants_to_run → -EINTR).
+      if (p !== GuestPending.None) runGuest(this.regs, this.vm.guestMemory, 0, this.exit, this.vm.quirks, this.platform);
       return false;
+    }
+    // vcpu_enter_guest's requests (a triple fault exits right away: the exit is in kvm_run).
+    if (this.requests !== 0 && processRequests(this)) {
+      this.#pendingExit = true;
     }
     return true;
   }
+
+  /** A request produced an exit for user space before the guest was entered (see {@link Vcpu.#beginSlow}). */
+  #pendingExit = false;
 
   /**
    * One entry into the guest on `cpu` for up to `budget` instructions (`vcpu_enter_guest`).
@@ -312,7 +326,8 @@ export class Vcpu {
       return this.#internal('protected mode is not modelled (CR0.PE=1)');
     }
     this.inGuest = true;
-    const reason = runGuest(this.regs, this.vm.memslots, budget, this.exit, GUEST_DEFAULT_QUIRKS, this.platform);
+    let reason: number = runGuest(this.regs, this.vm.guestMemory, budget, this.exit, this.vm.quirks, this.platform);
+    if (this.vm.kernelIo && reason !== GuestExitReason.Budget) reason = this.#inKernelIo(reason, budget);
     vendor.exit(cpu);
     const executed = this.exit.executed;
     this.stats.instructions += executed;
@@ -329,7 +344,7 @@ export class Vcpu {
    */
   #injectEvents(budget: number): Step | undefined {
     const intr = this.intr as VcpuIntr;
-    const s = intr.beforeEntry(this.vm.memslots, this.exit);
+    const s = intr.beforeEntry(this.vm.guestMemory, this.exit);
     if (s === INTR_BLOCK) return Step.Block;
     if (s !== INTR_ENTER) return this.#exitToUserSlow(s);
     if (this.run.request_interrupt_window === 0 || this.vm.irq?.full === true) return undefined;
@@ -341,7 +356,7 @@ export class Vcpu {
     }
     // The window is closed: run until it opens (the IRQ-window exit comes right after the instruction that opens it).
     for (let left = budget; left > 0; ) {
-      const reason = runGuest(this.regs, this.vm.memslots, 1, this.exit, GUEST_DEFAULT_QUIRKS, this.platform);
+      const reason = runGuest(this.regs, this.vm.guestMemory, 1, this.exit, this.vm.quirks, this.platform);
       const executed = this.exit.executed;
       this.stats.instructions += executed;
       this.#instance.host.clock.advanceInstructions(executed);
@@ -354,6 +369,28 @@ export class Vcpu {
       }
     }
     return Step.Slice;
+  }
+
+  /**
+   * Writes the kernel takes itself (an ioeventfd or a coalesced zone: `kernel-io.ts`) do not exit: the guest goes on
+   * with the rest of its budget (`kernel_pio` / `vcpu_mmio_write` found a device on the bus). A string OUT of more
+   * than one element always exits (the model does not split it). @returns the reason the guest finally stopped
+   */
+  #inKernelIo(reason: number, budget: number): number {
+    const x = this.exit;
+    let used = 0;
+    for (;;) {
+      const pio = reason === GuestExitReason.Io && x.ioDirection === 1 && x.ioCount === 1;
+      const mmio = reason === GuestExitReason.Mmio && x.mmioIsWrite !== 0;
+      if (!pio && !mmio) return reason;
+      const handled = pio ? kernelWrite(this.vm, true, x.ioPort, x.ioSize, x.data) : kernelWrite(this.vm, false, x.mmioPhysAddr, x.mmioLen, x.data);
+      if (!handled) return reason;
+      used += x.executed;
+      this.stats.instructions += x.executed;
+      this.#instance.host.clock.advanceInstructions(x.executed);
+      // The write is done; the next run completes the instruction (an OUT or MMIO write completes in the guest step).
+      reason = runGuest(this.regs, this.vm.guestMemory, Math.max(budget - used, 0), x, this.vm.quirks, this.platform);
+    }
   }
 
   /** `KVM_EXIT_FAIL_ENTRY` with `hardware_entry_failure_reason = reason`. */
@@ -399,6 +436,8 @@ export class Vcpu {
     const x = this.exit;
     switch (reason) {
       case GuestExitReason.Hlt:
+        // KVM_X86_DISABLE_EXITS_HLT: HLT does not exit; the vCPU halts in guest mode until something wakes it.
+        if ((vmArch(this.vm).disabledExits & KVM_X86_DISABLE_EXITS_HLT) !== 0) return Step.Block;
         this.stats.halt_exits++;
         if (this.vm.irq !== undefined) return Step.Block;
         run.exit_reason = KVM_EXIT_HLT;
@@ -436,16 +475,22 @@ export class Vcpu {
     const x = this.exit;
     this.inGuest = false;
     run.exit_reason = KVM_EXIT_INTERNAL_ERROR;
+    // prepare_emulation_failure_exit: data[0] is the flags, then (with the instruction bytes) insn_size and
+    // insn_bytes (two words, NOP-padded), then the five words of the vendor's exit info (get_exit_info: none in
+    // the model, zeros), then no extra data: ndata = 1 + 2 + 5 or 1 + 5.
     const ef = run.emulation_failure;
     ef.suberror = KVM_INTERNAL_ERROR_EMULATION;
+    let infoStart = 1;
+    ef.flags = 0;
     if (x.insnSize > 0 && detail === x.detail) {
-      ef.ndata = 4;
+      infoStart += 2;
       ef.flags = KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES;
       ef.insn_size = x.insnSize;
-      ef.insn_bytes.set(x.insnBytes);
-    } else {
-      ef.ndata = 0;
+      ef.insn_bytes.fill(0x90);
+      ef.insn_bytes.set(x.insnBytes.subarray(0, x.insnSize));
     }
+    for (let i = 0; i < 5; i++) run.internal.setData(infoStart + i, 0n);
+    ef.ndata = infoStart + 5;
     return Step.Exit;
   }
 
@@ -496,6 +541,12 @@ export class Vcpu {
     // (kvm_sched_out puts its vCPU, whichever module's); its KVM_RUN loads it again at its next slice.
     this.#instance.host.scheduler.preempt(cpu);
     this.load(cpu);
+    if (this.#pendingExit) {
+      this.#pendingExit = false;
+      this.#finish(cpu);
+      this.#leave(cpu);
+      return 0;
+    }
     try {
       this.#runLoop(cpu, quantum, limit);
     } catch (e) {
@@ -572,6 +623,11 @@ export class Vcpu {
     let left = quantum();
     this.load(cpu);
     try {
+      if (this.#pendingExit) {
+        this.#pendingExit = false;
+        this.#finish(cpu);
+        return 0;
+      }
       for (;;) {
         cpu = thread.cpu;
         if (this.loadedOn !== cpu && this.blockedOn < 0) this.load(cpu);

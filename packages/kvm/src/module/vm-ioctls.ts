@@ -1,6 +1,5 @@
 /**
- * The classic ioctls of a VM fd: `KVM_CREATE_VCPU`, `KVM_SET_USER_MEMORY_REGION`, `KVM_CHECK_EXTENSION` on the
- * VM, `KVM_SET_TSS_ADDR` and `KVM_MEMORY_ENCRYPT_OP` (virt/kvm/kvm_main.c `kvm_vm_ioctl`,
+ * The classic ioctls of a VM fd: `KVM_CREATE_VCPU`, `KVM_CHECK_EXTENSION` on the VM, `KVM_CREATE_IRQCHIP`, `KVM_SET_TSS_ADDR` and `KVM_MEMORY_ENCRYPT_OP` (virt/kvm/kvm_main.c `kvm_vm_ioctl`,
  * arch/x86/kvm/x86.c `kvm_arch_vm_ioctl`).
  *
  * @module
@@ -13,17 +12,17 @@ import {
   KVM_MAX_VCPU_IDS,
   KVM_MEMORY_ENCRYPT_OP,
   KVM_SET_TSS_ADDR,
-  KVM_SET_USER_MEMORY_REGION,
   PAGE_SIZE,
 } from '../abi/constants.js';
 import { checkUserWritable, copyFromUser, copyToUser } from '../abi/codec.js';
-import { KVM_SEV_CMD_CODEC, KVM_USERSPACE_MEMORY_REGION_CODEC } from '../abi/structs.js';
+import { KVM_SEV_CMD_CODEC } from '../abi/structs.js';
 import { checkExtension } from './caps.js';
 import type { VmFile } from './files.js';
 import { valueArg, type IoctlDef } from './ioctl-table.js';
 import { VCPU_FAULT_SITE } from './faults.js';
 import { Vcpu } from './vcpu.js';
 import { VcpuIntr } from './vcpu-intr.js';
+import { vcpuCreated, vcpuPrecreate } from './vcpu-create.js';
 
 /** The classic VM ioctls. */
 export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
@@ -37,6 +36,7 @@ export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
       const id = valueArg(arg, 'KVM_CREATE_VCPU');
       if (id < 0 || id >= KVM_MAX_VCPU_IDS) throw new KernelError('EINVAL', 'KVM_CREATE_VCPU', `vCPU id ${id} is not below KVM_MAX_VCPU_IDS (${KVM_MAX_VCPU_IDS})`);
       if (vm.createdVcpus >= KVM_MAX_VCPUS) throw new KernelError('EINVAL', 'KVM_CREATE_VCPU', `the VM has KVM_MAX_VCPUS (${KVM_MAX_VCPUS}) vCPUs`);
+      vcpuPrecreate(vm, id, 'KVM_CREATE_VCPU');
       if (vm.vcpus.has(id)) throw new KernelError('EEXIST', 'KVM_CREATE_VCPU', `vCPU ${id} exists`);
       if (inst.host.faults.shouldFail(VCPU_FAULT_SITE)) throw new KernelError('ENOMEM', 'KVM_CREATE_VCPU', 'injected allocation failure');
       const tag = { instance: inst.name, vm: vm.id, vcpu: id };
@@ -54,18 +54,9 @@ export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
       // kvm_arch_vcpu_create: with an in-kernel irqchip, the vCPU's LAPIC (kvm_create_lapic).
       if (vm.irq !== undefined) v.intr = new VcpuIntr(v, vm.irq);
       vm.users++; // kvm_get_kvm: the vCPU fd pins the VM
+      vcpuCreated(v);
       inst.host.events.emit('vcpu:create', { module: inst.name, vm: vm.id, vcpu: id, tlbTag: vendor.tlbTag().value });
       return fd;
-    },
-  },
-  {
-    name: 'KVM_SET_USER_MEMORY_REGION',
-    request: KVM_SET_USER_MEMORY_REGION,
-    arg: { dir: 'in', codec: KVM_USERSPACE_MEMORY_REGION_CODEC },
-    run({ vm }, arg) {
-      const mem = copyFromUser(KVM_USERSPACE_MEMORY_REGION_CODEC, arg, 'KVM_SET_USER_MEMORY_REGION');
-      vm.memslots.set(mem, vm.owner);
-      return 0;
     },
   },
   {

@@ -9,6 +9,8 @@
  * @module
  */
 import { KernelError, type Process, type VcpuTag, type VendorVm } from '@vac/core';
+import { GUEST_DEFAULT_QUIRKS } from '../guest/interpreter.js';
+import type { GuestMemory } from '../guest/memory.js';
 import { Memslots } from './memslots.js';
 import type { KvmInstance } from './instance.js';
 import type { Vcpu } from './vcpu.js';
@@ -48,6 +50,15 @@ export class Vm {
   dead = false;
   /** References: the VM fd plus one per vCPU fd. */
   users = 1;
+  /** The KVM quirks in force for its guest (`KVM_X86_QUIRK_*`; KVM_CAP_DISABLE_QUIRKS2 turns them off). */
+  quirks = GUEST_DEFAULT_QUIRKS;
+  /** Some guest writes may be handled in the kernel (an ioeventfd or a coalesced zone exists): `kernel-io.ts`. */
+  kernelIo = false;
+  /**
+   * The memory the guest runs on: the memory slots themselves, or — while a slot logs dirty pages — a view that
+   * marks every page the guest writes (`dirty-log.ts`).
+   */
+  guestMemory: GuestMemory;
 
   /** @internal */
   constructor(instance: KvmInstance, id: number, owner: Process, vendor: VendorVm) {
@@ -57,6 +68,7 @@ export class Vm {
     this.tag = { instance: instance.name, vm: id, vcpu: -1 };
     this.label = `${instance.name}/vm${id}`;
     this.vendor = vendor;
+    this.guestMemory = this.memslots;
   }
 
   /** `kvm_put_kvm`: drop a reference; the last one destroys the VM. */

@@ -17,15 +17,24 @@ function isFlex(c: AnyStructCodec | AnyFlexCodec): c is AnyFlexCodec {
   return 'member' in c;
 }
 
-/** A well-formed argument for `spec` (zero fields; a flexible structure with one zero entry). */
-export function sampleArg(spec: IoctlArgSpec): unknown {
+/** A well-formed argument for `spec` (zero fields; a flexible structure with `count` zero entries). */
+export function sampleArg(spec: IoctlArgSpec, count = 1): unknown {
   if (spec.dir === 'none' || spec.dir === 'value') return 0;
   const c = spec.codec;
   if (!isFlex(c)) return c.zero();
   const h = c.header.zero() as Record<string, unknown>;
-  h[c.countField] = 1;
-  h[c.member] = [c.entry.zero()];
+  h[c.countField] = count;
+  h[c.member] = Array.from({ length: count }, () => c.entry.zero());
   return h;
+}
+
+/** Whether the kernel reads (`'in'`) or writes (`'out'`) the part of the argument at `path`, by its `flex` description. */
+function uses(spec: IoctlArgSpec, path: Path, how: 'in' | 'out'): boolean {
+  if (spec.dir === 'none' || spec.dir === 'value' || spec.flex === undefined) return true;
+  const c = spec.codec;
+  const entry = isFlex(c) && path[0] === c.member;
+  const dir = entry ? spec.flex.entries : spec.flex.header;
+  return dir === 'inout' || dir === how;
 }
 
 function clone<T>(v: T): T {
@@ -35,7 +44,7 @@ function clone<T>(v: T): T {
 /** Every path to a property in `v` (objects, arrays), depth first, with the value there. */
 function paths(v: unknown, prefix: Path = []): Array<{ path: Path; value: unknown }> {
   const out: Array<{ path: Path; value: unknown }> = [];
-  if (typeof v !== 'object' || v === null || v instanceof Uint8Array) return out;
+  if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v)) return out;
   const keys = Array.isArray(v) ? v.map((_x, i) => i) : Object.keys(v);
   for (const k of keys) {
     const child = (v as Record<string | number, unknown>)[k];
@@ -62,6 +71,7 @@ function confused(v: unknown): unknown {
   if (typeof v === 'number') return BigInt(v);
   if (typeof v === 'bigint') return Number(v);
   if (v instanceof Uint8Array) return Array.from(v);
+  if (ArrayBuffer.isView(v)) return new Uint8Array((v as Uint32Array).length); // a __u32 array given as bytes
   if (Array.isArray(v)) return { ...v, length: v.length };
   return 0;
 }
@@ -78,8 +88,11 @@ const throwingTraps: ProxyHandler<object> = {
   },
 };
 
-/** Hostile variants of an input structure `base` (every one must be EFAULT at the kernel's copy). */
-export function badInputs(base: unknown): BadArg[] {
+/**
+ * Hostile variants of an input structure `base` of an ioctl with argument `spec` (every one must be EFAULT at the
+ * kernel's copy). Only the parts the ioctl reads are made hostile.
+ */
+export function badInputs(base: unknown, spec: IoctlArgSpec): BadArg[] {
   const out: BadArg[] = [];
   const p = (path: Path): string => path.join('.');
   out.push({ what: 'a Proxy whose traps throw', make: () => new Proxy(clone(base) as object, throwingTraps) });
@@ -92,13 +105,14 @@ export function badInputs(base: unknown): BadArg[] {
     },
   });
   for (const { path, value } of paths(base)) {
+    if (!uses(spec, path, 'in')) continue;
     out.push({
       what: `${p(path)} as a getter`,
       make: () => at(base, path, (h, k) => Object.defineProperty(h, k, { get: () => value, enumerable: true, configurable: true })),
     });
     out.push({ what: `${p(path)} missing`, make: () => at(base, path, (h, k) => void delete h[k]) });
     out.push({ what: `${p(path)} of the wrong type`, make: () => at(base, path, (h, k) => void (h[k] = confused(value))) });
-    if (typeof value === 'object' && value !== null && !(value instanceof Uint8Array)) {
+    if (typeof value === 'object' && value !== null && !ArrayBuffer.isView(value)) {
       out.push({ what: `${p(path)} a Proxy whose traps throw`, make: () => at(base, path, (h, k) => void (h[k] = new Proxy(value, throwingTraps))) });
     }
   }
@@ -106,15 +120,18 @@ export function badInputs(base: unknown): BadArg[] {
 }
 
 function deepFreeze<T>(v: T): T {
-  if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) {
+  if (typeof v === 'object' && v !== null && !ArrayBuffer.isView(v)) {
     for (const x of Object.values(v)) deepFreeze(x);
     Object.freeze(v);
   }
   return v;
 }
 
-/** Hostile variants of an output structure `base` (every one must be EFAULT, leaving the object untouched). */
-export function badOutputs(base: unknown): BadArg[] {
+/**
+ * Hostile variants of an output structure `base` of an ioctl with argument `spec` (every one must be EFAULT, leaving
+ * the object untouched). Only the parts the ioctl writes are made read-only.
+ */
+export function badOutputs(base: unknown, spec: IoctlArgSpec): BadArg[] {
   const out: BadArg[] = [
     { what: 'a frozen object', make: () => Object.freeze(clone(base) as object) },
     { what: 'a deeply frozen object', make: () => deepFreeze(clone(base)) },
@@ -130,7 +147,8 @@ export function badOutputs(base: unknown): BadArg[] {
     },
   ];
   for (const { path, value } of paths(base)) {
-    if (value instanceof Uint8Array) continue; // a typed array's elements are always writable
+    if (ArrayBuffer.isView(value)) continue; // a typed array's elements are always writable
+    if (!uses(spec, path, 'out')) continue;
     out.push({
       what: `${path.join('.')} read-only`,
       make: () => at(base, path, (h, k) => Object.defineProperty(h, k, { value, writable: false, enumerable: true, configurable: true })),

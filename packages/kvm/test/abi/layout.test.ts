@@ -69,6 +69,8 @@ const SIZES: Partial<Record<keyof typeof KVM_LAYOUTS, number>> = {
   kvm_pre_fault_memory: 64,
   kvm_dirty_gfn: 16,
   kvm_stats_header: 24,
+  kvm_stats_desc: 16,
+  u64_arg: 8,
   kvm_run: 2352,
 };
 

@@ -1,0 +1,97 @@
+/**
+ * Dirty-page logging (virt/kvm/kvm_main.c `kvm_get_dirty_log_protect`, `kvm_clear_dirty_log_protect`,
+ * `kvm_alloc_dirty_bitmap`, `mark_page_dirty_in_slot`): a slot made with KVM_MEM_LOG_DIRTY_PAGES gets a bitmap,
+ * one bit per page, and every page the guest writes is marked. KVM_GET_DIRTY_LOG copies the bitmap out (and, without
+ * KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, clears it: Linux write-protects those pages again); KVM_CLEAR_DIRTY_LOG
+ * clears the bits user space hands back.
+ *
+ * While any slot logs, the guest runs on {@link DirtyTrackingMemory}: every write goes through it and marks its page
+ * (Linux's write-protection faults); reads and writes elsewhere behave exactly as on the slots themselves. Only guest
+ * writes are logged, as in Linux (the VMM's own writes to the memory are not KVM's to see).
+ *
+ * @module
+ */
+import { KernelError } from '@vac/core';
+import { KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, PAGE_SIZE } from '../abi/constants.js';
+import { KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from '../abi/constants-x86.js';
+import type { GuestMemory } from '../guest/memory.js';
+import type { Memslots } from './memslots.js';
+import { vmArch } from './vm-arch.js';
+import type { Vm } from './vm.js';
+
+/** Guest memory that marks the page of every guest write in its slot's dirty bitmap. */
+export class DirtyTrackingMemory implements GuestMemory {
+  readonly #slots: Memslots;
+  readonly #dirty: ReadonlyMap<number, Uint8Array>;
+
+  /**
+   * @param slots - the VM's memory slots
+   * @param dirty - the bitmaps, by slot id
+   */
+  constructor(slots: Memslots, dirty: ReadonlyMap<number, Uint8Array>) {
+    this.#slots = slots;
+    this.#dirty = dirty;
+  }
+
+  /** {@link GuestMemory.read8}. */
+  read8(gpa: number): number {
+    return this.#slots.read8(gpa);
+  }
+
+  /** {@link GuestMemory.write8}: the write, and its page marked dirty (`mark_page_dirty_in_slot`). */
+  write8(gpa: number, value: number): boolean {
+    if (!this.#slots.write8(gpa, value)) return false;
+    const slot = this.#slots.lookup(gpa);
+    if (slot !== undefined) {
+      const bitmap = this.#dirty.get(slot.id);
+      if (bitmap !== undefined) {
+        const page = Math.floor((gpa - slot.base) / PAGE_SIZE);
+        bitmap[page >> 3] = (bitmap[page >> 3] as number) | (1 << (page & 7));
+      }
+    }
+    return true;
+  }
+}
+
+/** `kvm_dirty_bitmap_bytes`: one bit per page, rounded up to whole longs. */
+export function dirtyBitmapBytes(pages: number): number {
+  return Math.ceil(pages / 64) * 8;
+}
+
+/**
+ * After KVM_SET_USER_MEMORY_REGION: give a slot that now logs a bitmap (all set with KVM_DIRTY_LOG_INITIALLY_SET),
+ * keep it across a flags-only change, drop it when the slot stops logging or goes; then pick the memory the guest
+ * runs on.
+ */
+export function updateDirtyLogging(vm: Vm, id: number, asId: number, kind: 'create' | 'move' | 'flags' | 'delete'): void {
+  if (asId !== 0) return;
+  const a = vmArch(vm);
+  const slot = vm.memslots.list().find((s) => s.asId === 0 && s.id === id);
+  const logging = slot !== undefined && (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
+  if (!logging) a.dirty.delete(id);
+  else if (kind !== 'flags' || !a.dirty.has(id)) {
+    const bitmap = new Uint8Array(dirtyBitmapBytes(slot.size / PAGE_SIZE));
+    if ((a.manualDirtyLogProtect & KVM_DIRTY_LOG_INITIALLY_SET) !== 0) {
+      const pages = slot.size / PAGE_SIZE;
+      for (let p = 0; p < pages; p++) bitmap[p >> 3] = (bitmap[p >> 3] as number) | (1 << (p & 7));
+    }
+    a.dirty.set(id, bitmap);
+  }
+  vm.guestMemory = a.dirty.size > 0 ? new DirtyTrackingMemory(vm.memslots, a.dirty) : vm.memslots;
+}
+
+/** The logging slot `slot` names, or EINVAL / ENOENT as `kvm_get_dirty_log_protect` answers. */
+export function loggingSlot(vm: Vm, slotArg: number, op: string): { bitmap: Uint8Array; pages: number } {
+  const asId = slotArg >>> 16;
+  const id = slotArg & 0xffff;
+  if (asId >= 1 || id >= KVM_USER_MEM_SLOTS) throw new KernelError('EINVAL', op, `invalid slot ${slotArg}`);
+  const slot = vm.memslots.list().find((s) => s.asId === asId && s.id === id);
+  const bitmap = vmArch(vm).dirty.get(id);
+  if (slot === undefined || bitmap === undefined) throw new KernelError('ENOENT', op, `slot ${slotArg} does not log dirty pages`);
+  return { bitmap, pages: slot.size / PAGE_SIZE };
+}
+
+/** Whether KVM_GET_DIRTY_LOG leaves the bitmap to KVM_CLEAR_DIRTY_LOG (manual protection). */
+export function manualProtect(vm: Vm): boolean {
+  return (vmArch(vm).manualDirtyLogProtect & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) !== 0;
+}

@@ -1,0 +1,185 @@
+/**
+ * The x86 ioctls of /dev/kvmX (arch/x86/kvm/x86.c `kvm_arch_dev_ioctl`): the MSR lists, feature MSRs, the
+ * supported and emulated CPUID, the MCE capabilities and the system attributes.
+ *
+ * The list ioctls answer E2BIG when the caller's buffer is too small. `KVM_GET_MSR_INDEX_LIST` and
+ * `KVM_GET_MSR_FEATURE_INDEX_LIST` write the needed count into `nmsrs` first (so the caller can retry with that
+ * size); `KVM_GET_SUPPORTED_CPUID` / `KVM_GET_EMULATED_CPUID` leave `nent` as it was (the caller grows its buffer
+ * and retries), as a real 6.18 kernel was checked to do.
+ *
+ * @module
+ */
+import { KernelError, type Process } from '@vac/core';
+import {
+  KVM_GET_DEVICE_ATTR,
+  KVM_GET_EMULATED_CPUID,
+  KVM_GET_MSRS,
+  KVM_GET_MSR_FEATURE_INDEX_LIST,
+  KVM_GET_MSR_INDEX_LIST,
+  KVM_GET_SUPPORTED_CPUID,
+  KVM_HAS_DEVICE_ATTR,
+  KVM_X86_GET_MCE_CAP_SUPPORTED,
+} from '../abi/constants.js';
+import { KVM_X86_XCOMP_GUEST_SUPP, MAX_IO_MSRS } from '../abi/constants-x86.js';
+import { copyFlexToUser, copyFromUser, copyToUser, isRealUint8Array, userAccess, type FlexCodec } from '../abi/codec.js';
+import type { kvm_cpuid_entry2, kvm_msr_entry } from '../abi/structs.js';
+import {
+  KVM_CPUID2_CODEC,
+  KVM_DEVICE_ATTR_CODEC,
+  KVM_MSRS_CODEC,
+  KVM_MSR_LIST_CODEC,
+  U64_POINTER_CODEC,
+  type kvm_cpuid2_header,
+  type kvm_msr_list_header,
+} from '../abi/structs-x86.js';
+import type { SystemFile } from './files.js';
+import type { IoctlDef } from './ioctl-table.js';
+import { userBuffer } from './user-memory.js';
+import { x86Caps } from './x86-caps.js';
+
+/**
+ * `msr_io`: copy the header (EFAULT), refuse MAX_IO_MSRS or more (E2BIG), copy the entries (EFAULT), apply `one` to
+ * each until it fails, copy the entries back when `writeback` (EFAULT). `one` gets an entry's index and data and
+ * answers the data to store (a read's value; a write's data) or `undefined` when the access fails.
+ * @returns how many were processed
+ */
+export function msrIo(arg: unknown, op: string, one: (index: number, data: bigint) => bigint | undefined, writeback: boolean): number {
+  if (isRealUint8Array(arg)) return msrIoBytes(arg, op, one, writeback);
+  const h = userAccess(op, () => KVM_MSRS_CODEC.copyInHeader(arg));
+  if (h.nmsrs >= MAX_IO_MSRS) throw new KernelError('E2BIG', op, `${h.nmsrs} MSRs: at most ${MAX_IO_MSRS - 1} per call`);
+  const entries = userAccess(op, () => KVM_MSRS_CODEC.copyInEntries(arg, h.nmsrs));
+  let i = 0;
+  for (; i < entries.length; i++) {
+    const e = entries[i] as kvm_msr_entry;
+    const d = one(e.index, e.data);
+    if (d === undefined) break;
+    e.data = d;
+  }
+  if (writeback) {
+    userAccess(op, () => {
+      KVM_MSRS_CODEC.checkEntriesWritable(arg, entries.length);
+      KVM_MSRS_CODEC.copyOutEntries(entries, arg);
+    });
+  }
+  return i;
+}
+
+/**
+ * {@link msrIo} on the C bytes of `struct kvm_msrs` (what a C VMM passes): the same steps, with the kernel's copy
+ * of the entries taken at once and written back at once, and no object per entry.
+ */
+function msrIoBytes(arg: Uint8Array, op: string, one: (index: number, data: bigint) => bigint | undefined, writeback: boolean): number {
+  if (arg.length < 8) throw new KernelError('EFAULT', op, `struct kvm_msrs: ${arg.length} bytes, the header is 8`);
+  const n = new DataView(arg.buffer, arg.byteOffset, 8).getUint32(0, true);
+  if (n >= MAX_IO_MSRS) throw new KernelError('E2BIG', op, `${n} MSRs: at most ${MAX_IO_MSRS - 1} per call`);
+  const size = 16 * n;
+  if (arg.length < 8 + size) throw new KernelError('EFAULT', op, `struct kvm_msrs: ${arg.length} bytes, ${n} entries need ${8 + size}`);
+  const copy = arg.slice(8, 8 + size); // memdup_user
+  const dv = new DataView(copy.buffer);
+  let i = 0;
+  for (; i < n; i++) {
+    const d = one(dv.getUint32(16 * i, true), dv.getBigUint64(16 * i + 8, true));
+    if (d === undefined) break;
+    dv.setBigUint64(16 * i + 8, d, true);
+  }
+  if (writeback) arg.set(copy, 8);
+  return i;
+}
+
+/** The MSR-list protocol: write the count, E2BIG if it does not fit, then the indices. */
+function msrList(list: readonly number[], arg: unknown, op: string): number {
+  const codec: FlexCodec<kvm_msr_list_header, number> = KVM_MSR_LIST_CODEC;
+  const h = userAccess(op, () => codec.copyInHeader(arg));
+  const n = h.nmsrs;
+  if (n < list.length) {
+    copyToUser(codec.header, { nmsrs: list.length }, arg, op);
+    throw new KernelError('E2BIG', op, `room for ${n} MSRs, ${list.length} needed (written to nmsrs)`);
+  }
+  copyFlexToUser(codec, { nmsrs: list.length }, list, arg, op);
+  return 0;
+}
+
+/** KVM_GET_SUPPORTED_CPUID / KVM_GET_EMULATED_CPUID (`kvm_dev_ioctl_get_cpuid`). */
+function getCpuid(arg: unknown, op: string, build: (max: number) => kvm_cpuid_entry2[] | undefined): number {
+  const codec: FlexCodec<kvm_cpuid2_header, kvm_cpuid_entry2> = KVM_CPUID2_CODEC;
+  const h = userAccess(op, () => codec.copyInHeader(arg));
+  if (h.nent < 1) throw new KernelError('E2BIG', op, 'nent must be at least 1');
+  const entries = build(h.nent);
+  if (entries === undefined) throw new KernelError('E2BIG', op, `${h.nent} entries are not enough`);
+  copyFlexToUser(codec, { nent: entries.length }, entries, arg, op);
+  return 0;
+}
+
+/** KVM_GET_DEVICE_ATTR / KVM_HAS_DEVICE_ATTR on /dev/kvm (`kvm_x86_dev_get_attr`): group 0, attribute KVM_X86_XCOMP_GUEST_SUPP. */
+function deviceAttr(f: SystemFile, arg: unknown, proc: Process, op: string, get: boolean): number {
+  const attr = copyFromUser(KVM_DEVICE_ATTR_CODEC, arg, op);
+  if (attr.group !== 0 || attr.attr !== BigInt(KVM_X86_XCOMP_GUEST_SUPP)) throw new KernelError('ENXIO', op, `no attribute ${attr.group}/${attr.attr}`);
+  if (!get) return 0;
+  const value = x86Caps(f.inst).supportedXcr0;
+  userAccess(op, () => {
+    const buf = userBuffer(proc, attr.addr, 8, op);
+    new DataView(buf.buffer, buf.byteOffset, 8).setBigUint64(0, value, true);
+  });
+  return 0;
+}
+
+/** The x86 system ioctls. */
+export const SYSTEM_ARCH_IOCTLS: readonly IoctlDef<SystemFile>[] = [
+  {
+    name: 'KVM_GET_MSR_INDEX_LIST',
+    request: KVM_GET_MSR_INDEX_LIST,
+    arg: { dir: 'inout', codec: KVM_MSR_LIST_CODEC, flex: { header: 'inout', entries: 'out' } },
+    run: (f, arg) => msrList(x86Caps(f.inst).msrIndexList, arg, 'KVM_GET_MSR_INDEX_LIST'),
+  },
+  {
+    name: 'KVM_GET_MSR_FEATURE_INDEX_LIST',
+    request: KVM_GET_MSR_FEATURE_INDEX_LIST,
+    arg: { dir: 'inout', codec: KVM_MSR_LIST_CODEC, flex: { header: 'inout', entries: 'out' } },
+    run: (f, arg) => msrList(x86Caps(f.inst).featureMsrs, arg, 'KVM_GET_MSR_FEATURE_INDEX_LIST'),
+  },
+  {
+    name: 'KVM_GET_MSRS',
+    request: KVM_GET_MSRS,
+    arg: { dir: 'inout', codec: KVM_MSRS_CODEC, flex: { header: 'in', entries: 'inout' } },
+    run(f, arg) {
+      // msr_io(NULL, argp, do_get_feature_msr, 1)
+      const caps = x86Caps(f.inst);
+      // kvm_get_feature_msr → kvm_do_msr_access: an MSR that is no feature MSR but that KVM advertises
+      // (KVM_GET_MSR_INDEX_LIST) reads as 0; any other ends the batch.
+      return msrIo(arg, 'KVM_GET_MSRS', (index) => caps.featureMsr(index) ?? (caps.advertisedMsrs.has(index) ? 0n : undefined), true);
+    },
+  },
+  {
+    name: 'KVM_GET_SUPPORTED_CPUID',
+    request: KVM_GET_SUPPORTED_CPUID,
+    arg: { dir: 'inout', codec: KVM_CPUID2_CODEC, flex: { header: 'inout', entries: 'out' } },
+    run: (f, arg) => getCpuid(arg, 'KVM_GET_SUPPORTED_CPUID', (n) => x86Caps(f.inst).supportedCpuid(n)),
+  },
+  {
+    name: 'KVM_GET_EMULATED_CPUID',
+    request: KVM_GET_EMULATED_CPUID,
+    arg: { dir: 'inout', codec: KVM_CPUID2_CODEC, flex: { header: 'inout', entries: 'out' } },
+    run: (f, arg) => getCpuid(arg, 'KVM_GET_EMULATED_CPUID', (n) => x86Caps(f.inst).emulatedCpuid(n)),
+  },
+  {
+    name: 'KVM_X86_GET_MCE_CAP_SUPPORTED',
+    request: KVM_X86_GET_MCE_CAP_SUPPORTED,
+    arg: { dir: 'out', codec: U64_POINTER_CODEC },
+    run(f, arg) {
+      copyToUser(U64_POINTER_CODEC, [x86Caps(f.inst).supportedMceCap], arg, 'KVM_X86_GET_MCE_CAP_SUPPORTED');
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_GET_DEVICE_ATTR',
+    request: KVM_GET_DEVICE_ATTR,
+    arg: { dir: 'in', codec: KVM_DEVICE_ATTR_CODEC },
+    run: (f, arg, proc) => deviceAttr(f, arg, proc, 'KVM_GET_DEVICE_ATTR', true),
+  },
+  {
+    name: 'KVM_HAS_DEVICE_ATTR',
+    request: KVM_HAS_DEVICE_ATTR,
+    arg: { dir: 'in', codec: KVM_DEVICE_ATTR_CODEC },
+    run: (f, arg, proc) => deviceAttr(f, arg, proc, 'KVM_HAS_DEVICE_ATTR', false),
+  },
+];

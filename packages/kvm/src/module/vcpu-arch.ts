@@ -1,0 +1,193 @@
+/**
+ * The x86 state of a vCPU beyond the registers the guest interpreter executes on (`struct kvm_vcpu_arch`,
+ * arch/x86/include/asm/kvm_host.h): its CPUID, MSRs, FPU/XSAVE area and XCR0, pending events, multiprocessing
+ * state, debug registers, TSC and machine-check banks — what the vCPU-state ioctls get and set, and what a VMM
+ * saves to move a VM. Made when the vCPU is created (`kvm_arch_vcpu_create` + `kvm_vcpu_reset`).
+ *
+ * @module
+ */
+import { KVM_MP_STATE_RUNNABLE } from '../abi/constants.js';
+import type { kvm_cpuid_entry2 } from '../abi/structs.js';
+import type { Vcpu } from './vcpu.js';
+import { MSR_PLATFORM_INFO_CPUID_FAULT, x86Caps } from './x86-caps.js';
+import { bytesDigest } from './bytes-digest.js';
+import { vendorArch } from './vendor-arch.js';
+
+/** `KVM_MAX_MCE_BANKS`. */
+const MCE_BANKS = 32;
+
+/** A queued exception (`struct kvm_queued_exception`). */
+export interface QueuedException {
+  /** Being delivered. */
+  injected: boolean;
+  /** Not yet delivered (KVM_CAP_EXCEPTION_PAYLOAD). */
+  pending: boolean;
+  /** Vector. */
+  nr: number;
+  /** Has an error code. */
+  hasErrorCode: boolean;
+  /** The error code. */
+  errorCode: number;
+  /** The payload (CR2 or DR6) is valid. */
+  hasPayload: boolean;
+  /** The payload. */
+  payload: bigint;
+}
+
+/** `struct kvm_queued_interrupt`. */
+export interface QueuedInterrupt {
+  /** Being delivered. */
+  injected: boolean;
+  /** A software interrupt (INTn). */
+  soft: boolean;
+  /** Vector. */
+  nr: number;
+}
+
+/** The kvmclock of a vCPU (`vcpu->arch.time`, `pv_time`). */
+export interface PvClock {
+  /** The value of MSR_KVM_SYSTEM_TIME(_NEW): the GPA of the `pvclock_vcpu_time_info`, bit 0 = enabled. */
+  msr: bigint;
+  /** Which MSR set it (the old or the new one). */
+  msrIndex: number;
+  /** `pv_time.active`. */
+  active: boolean;
+  /** The version last written (even). */
+  version: number;
+  /** `pvclock_set_guest_stopped_request`. */
+  stoppedRequest: boolean;
+}
+
+/** The x86 state of one vCPU. */
+export class VcpuArch {
+  /** `cpuid_entries`, as KVM_SET_CPUID2 gave them. */
+  cpuid: kvm_cpuid_entry2[] = [];
+  /** The FXSAVE/XSAVE image (user, non-compacted format), 4096 bytes: legacy area, XSAVE header, components. */
+  readonly fpu = new Uint8Array(4096);
+  /** The FPU state is hidden from the host (an SEV-ES guest's, `fpstate->is_confidential`). */
+  readonly confidentialFpu: boolean;
+  /** XCR0. */
+  xcr0 = 1n;
+  /** The queued exception. */
+  readonly exception: QueuedException = { injected: false, pending: false, nr: 0, hasErrorCode: false, errorCode: 0, hasPayload: false, payload: 0n };
+  /** The queued interrupt. */
+  readonly interrupt: QueuedInterrupt = { injected: false, soft: false, nr: 0 };
+  /** The interrupt shadow (`KVM_X86_SHADOW_INT_*`, as the vendor keeps it). */
+  interruptShadow = 0;
+  /** `nmi_injected`. */
+  nmiInjected = false;
+  /** `nmi_pending`. */
+  nmiPending = 0;
+  /** `nmi_queued`. */
+  nmiQueued = 0;
+  /** NMIs blocked. */
+  nmiMasked = false;
+  /** `KVM_REQ_TRIPLE_FAULT` is pending. */
+  tripleFault = false;
+  /** `mp_state`. */
+  mpState = KVM_MP_STATE_RUNNABLE;
+  /** DR0–DR3. */
+  readonly db: [bigint, bigint, bigint, bigint] = [0n, 0n, 0n, 0n];
+  /** DR6 (`DR6_ACTIVE_LOW` at reset). */
+  dr6 = 0xffff0ff0n;
+  /** DR7 (`DR7_FIXED_1` at reset). */
+  dr7 = 0x400n;
+  /** PAE PDPTRs. */
+  readonly pdptrs: [bigint, bigint, bigint, bigint] = [0n, 0n, 0n, 0n];
+  /** The MSRs kept as plain values, by index. */
+  readonly msrs = new Map<number, bigint>();
+  /** `mcg_cap` (32 banks, no flags, until KVM_X86_SETUP_MCE). */
+  mcgCap = BigInt(MCE_BANKS);
+  /** `mcg_ctl`. */
+  mcgCtl = 0n;
+  /** `mcg_status`. */
+  mcgStatus = 0n;
+  /** `mcg_ext_ctl`. */
+  mcgExtCtl = 0n;
+  /** `mce_banks`: CTL, STATUS, ADDR, MISC of each bank. */
+  readonly mceBanks: bigint[] = new Array<bigint>(MCE_BANKS * 4).fill(0n);
+  /** `mci_ctl2_banks`. */
+  readonly mciCtl2: bigint[] = new Array<bigint>(MCE_BANKS).fill(0n);
+  /** `virtual_tsc_khz`. */
+  tscKhz: number;
+  /** `l1_tsc_offset`: guest TSC = host TSC × ratio + offset. */
+  tscOffset = 0n;
+  /** `l1_tsc_scaling_ratio` as a rational of kHz (guest / host). */
+  tscRatio: readonly [number, number] = [1, 1];
+  /** `ia32_tsc_adjust_msr`. */
+  tscAdjust = 0n;
+  /** The signal mask KVM_RUN runs with (KVM_SET_SIGNAL_MASK), or `undefined`. */
+  sigmask: bigint | undefined;
+  /** KVM_SET_VAPIC_ADDR (`apic->vapic_addr`). */
+  vapicAddr = 0;
+  /** KVM_TPR_ACCESS_REPORTING (`tpr_access_reporting`). */
+  tprAccessReporting = false;
+  /** `enforce` of KVM_CAP_ENFORCE_PV_FEATURE_CPUID. */
+  pvCpuidEnforce = false;
+  /** kvmclock. */
+  readonly pvclock: PvClock = { msr: 0n, msrIndex: 0, active: false, version: 0, stoppedRequest: false };
+  /** `KVM_REQ_CLOCK_UPDATE` is pending. */
+  clockUpdate = false;
+
+  /**
+   * `kvm_arch_vcpu_create` + `kvm_vcpu_reset(vcpu, false)` for the generic state.
+   * @param v - the vCPU
+   * @param confidentialFpu - the VM is an SEV-ES guest
+   */
+  constructor(v: Vcpu, confidentialFpu: boolean) {
+    const caps = x86Caps(v.vm.instance);
+    this.confidentialFpu = confidentialFpu;
+    // fpstate_init_fx: FCW 0x37f, MXCSR_DEFAULT; the CPU's FXSAVE reports its MXCSR_MASK.
+    const dv = new DataView(this.fpu.buffer);
+    dv.setUint16(0, 0x37f, true);
+    dv.setUint32(24, 0x1f80, true);
+    dv.setUint32(28, vendorArch(v.vm.instance).fxsaveMxcsrMask, true);
+    this.tscKhz = caps.tscKhz;
+    // kvm_arch_vcpu_create / kvm_vcpu_reset: the MSRs KVM keeps as values.
+    this.msrs.set(0x277, 0x0007040600070406n); // MSR_IA32_CR_PAT: MSR_IA32_CR_PAT_DEFAULT
+    this.msrs.set(0x1a0, 0x1800n); // MSR_IA32_MISC_ENABLE: PEBS_UNAVAIL | BTS_UNAVAIL
+    this.msrs.set(0x8b, 0x100000000n); // MSR_IA32_UCODE_REV: microcode_version
+    this.msrs.set(0xce, MSR_PLATFORM_INFO_CPUID_FAULT); // MSR_PLATFORM_INFO
+    this.msrs.set(0x10a, caps.archCapabilities); // MSR_IA32_ARCH_CAPABILITIES
+    this.msrs.set(0x9e, 0x30000n); // MSR_IA32_SMBASE: vcpu->arch.smbase
+    for (const [index, spec] of vendorArch(v.vm.instance).vcpuMsrs) this.msrs.set(index, spec.reset);
+  }
+
+  /** A plain copy for `host.snapshot()`. */
+  snapshot(): unknown {
+    return {
+      cpuid: this.cpuid.map((e) => ({ ...e })),
+      fpu: bytesDigest(this.fpu),
+      xcr0: this.xcr0,
+      exception: { ...this.exception },
+      interrupt: { ...this.interrupt },
+      interruptShadow: this.interruptShadow,
+      nmi: [this.nmiInjected, this.nmiPending, this.nmiQueued, this.nmiMasked],
+      tripleFault: this.tripleFault,
+      mpState: this.mpState,
+      debug: [...this.db, this.dr6, this.dr7],
+      pdptrs: [...this.pdptrs],
+      msrs: [...this.msrs],
+      mce: [this.mcgCap, this.mcgCtl, this.mcgStatus, this.mcgExtCtl, [...this.mceBanks], [...this.mciCtl2]],
+      tsc: [this.tscKhz, this.tscOffset, this.tscRatio, this.tscAdjust],
+      sigmask: this.sigmask,
+      pvCpuidEnforce: this.pvCpuidEnforce,
+      vapicAddr: this.vapicAddr,
+      tprAccessReporting: this.tprAccessReporting,
+      pvclock: { ...this.pvclock },
+      clockUpdate: this.clockUpdate,
+    };
+  }
+}
+
+const ARCH = new WeakMap<Vcpu, VcpuArch>();
+
+/** The {@link VcpuArch} of a vCPU. */
+export function vcpuArch(v: Vcpu): VcpuArch {
+  let a = ARCH.get(v);
+  if (a === undefined) {
+    a = new VcpuArch(v, v.vm.vendor.encryption === 'sev-es');
+    ARCH.set(v, a);
+  }
+  return a;
+}

@@ -1,0 +1,206 @@
+/**
+ * The FPU state of a vCPU (arch/x86/kvm/x86.c `kvm_arch_vcpu_ioctl_get_fpu` / `_set_fpu`,
+ * `kvm_vcpu_ioctl_x86_get_xsave2` / `_set_xsave`, `kvm_vcpu_ioctl_x86_get_xcrs` / `_set_xcrs`; the user-ABI copies of
+ * arch/x86/kernel/fpu/core.c `fpu_copy_guest_fpstate_to_uabi` / `fpu_copy_uabi_to_guest_fpstate`).
+ *
+ * The vCPU keeps its FPU as the XSAVE image of the user ABI (`VcpuArch.fpu`). On a host whose kernel runs without
+ * XSAVE (the model's CPUs have no CPUID leaf 0xD, so the kernel turns XSAVE off), KVM_GET_XSAVE gives the FXSAVE
+ * area and zeros, KVM_SET_XSAVE takes only x87/SSE state, and there are no XCRs to get or set.
+ *
+ * @module
+ */
+import { KernelError } from '@vac/core';
+import { KVM_GET_FPU, KVM_GET_XCRS, KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_SET_FPU, KVM_SET_XCRS, KVM_SET_XSAVE } from '../abi/constants.js';
+import { KVM_MAX_XCRS } from '../abi/constants-x86.js';
+import { copyFromUser, copyToUser, isRealUint8Array } from '../abi/codec.js';
+import { KVM_FPU_CODEC, KVM_XCRS_CODEC, KVM_XSAVE_CODEC, type kvm_xcrs } from '../abi/structs-x86.js';
+import type { IoctlDef } from './ioctl-table.js';
+import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
+import { guestSupportedXcr0, xcr0Valid } from './vcpu-cpuid.js';
+import type { Vcpu } from './vcpu.js';
+import { XFEATURE_MASK_FPSSE, x86Caps } from './x86-caps.js';
+import { vendorArch } from './vendor-arch.js';
+
+/** Offsets in the FXSAVE / XSAVE image. */
+const FX = { fcw: 0, fsw: 2, ftw: 4, fop: 6, rip: 8, rdp: 16, mxcsr: 24, mxcsrMask: 28, st: 32, xmm: 160, xstateBv: 512, xcompBv: 520, reserved: 528, ext: 576 } as const;
+
+/** The XSAVE image's bytes as `__u32 region[1024]` (little-endian words). */
+function asWords(b: Uint8Array<ArrayBuffer>): Uint32Array<ArrayBuffer> {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const out = new Uint32Array(b.byteLength / 4);
+  for (let i = 0; i < out.length; i++) out[i] = dv.getUint32(4 * i, true);
+  return out;
+}
+
+/** `__u32 region[1024]` as the XSAVE image's bytes. */
+function asBytes(w: Uint32Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(4 * w.length);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < w.length; i++) dv.setUint32(4 * i, w[i] as number, true);
+  return out;
+}
+
+/** `fpu_copy_guest_fpstate_to_uabi`: the image user space sees. */
+function xsaveImage(v: Vcpu, arch: VcpuArch): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(4096);
+  if (arch.confidentialFpu) return out; // an SEV-ES guest's FPU is not readable: zeros, and success
+  const caps = x86Caps(v.vm.instance);
+  if (!caps.xsave) {
+    out.set(arch.fpu.subarray(0, 512));
+    return out;
+  }
+  // XSAVE: the components in XSTATE_BV that the guest may use (its supported XCR0, and always FP/SSE).
+  out.set(arch.fpu);
+  const dv = new DataView(out.buffer);
+  const mask = guestSupportedXcr0(arch, caps) | XFEATURE_MASK_FPSSE;
+  dv.setBigUint64(FX.xstateBv, dv.getBigUint64(FX.xstateBv, true) & mask, true);
+  return out;
+}
+
+/** `fpu_copy_uabi_to_guest_fpstate`. @throws KernelError EINVAL for features, MXCSR bits or header bytes KVM refuses */
+function loadXsaveImage(v: Vcpu, arch: VcpuArch, region: Uint8Array, op: string): void {
+  if (arch.confidentialFpu) return;
+  const caps = x86Caps(v.vm.instance);
+  const dv = new DataView(region.buffer, region.byteOffset, region.byteLength);
+  const xfeatures = dv.getBigUint64(FX.xstateBv, true);
+  const mxcsr = dv.getUint32(FX.mxcsr, true);
+  const mxcsrMask = vendorArch(v.vm.instance).fxsaveMxcsrMask;
+  if (!caps.xsave) {
+    if ((xfeatures & ~XFEATURE_MASK_FPSSE) !== 0n) throw new KernelError('EINVAL', op, `XSTATE_BV 0x${xfeatures.toString(16)} has state other than x87/SSE`);
+    if ((mxcsr & ~mxcsrMask) !== 0) throw new KernelError('EINVAL', op, `MXCSR 0x${mxcsr.toString(16)} has reserved bits`);
+    arch.fpu.set(region.subarray(0, 512));
+    return;
+  }
+  // validate_user_xstate_header and the MXCSR check of copy_uabi_to_xstate
+  if ((xfeatures & ~caps.supportedXcr0) !== 0n) throw new KernelError('EINVAL', op, `XSTATE_BV 0x${xfeatures.toString(16)} has unsupported features`);
+  if (dv.getBigUint64(FX.xcompBv, true) !== 0n) throw new KernelError('EINVAL', op, 'the compacted format is not taken (XCOMP_BV must be 0)');
+  if (region.subarray(FX.reserved, FX.ext).some((b) => b !== 0)) throw new KernelError('EINVAL', op, 'reserved XSAVE header bytes are not zero');
+  if ((xfeatures & 6n) !== 0n && (mxcsr & ~mxcsrMask) !== 0) throw new KernelError('EINVAL', op, `MXCSR 0x${mxcsr.toString(16)} has reserved bits`);
+  arch.fpu.set(region);
+}
+
+/** KVM_GET_XSAVE / KVM_GET_XSAVE2: the image, as C bytes straight into a `Uint8Array`, or as `region` words. */
+function getXsave(v: Vcpu, arg: unknown, op: string): number {
+  const image = xsaveImage(v, vcpuArch(v));
+  if (isRealUint8Array(arg)) {
+    if (arg.length < 4096) throw new KernelError('EFAULT', op, `struct kvm_xsave: ${arg.length} bytes, it is 4096`);
+    arg.set(image);
+    return 0;
+  }
+  copyToUser(KVM_XSAVE_CODEC, { region: asWords(image) }, arg, op);
+  return 0;
+}
+
+/** The FPU, XSAVE and XCR ioctls of a vCPU. */
+export const VCPU_FPU_IOCTLS: readonly IoctlDef<Vcpu>[] = [
+  {
+    name: 'KVM_GET_FPU',
+    request: KVM_GET_FPU,
+    arg: { dir: 'out', codec: KVM_FPU_CODEC },
+    run(v, arg) {
+      const arch = vcpuArch(v);
+      const f = KVM_FPU_CODEC.zero();
+      if (!arch.confidentialFpu) {
+        // MXCSR is neither reported nor loaded by KVM_GET_FPU / KVM_SET_FPU.
+        const img = arch.fpu;
+        const dv = new DataView(img.buffer);
+        for (let i = 0; i < 8; i++) f.fpr[i] = img.slice(FX.st + 16 * i, FX.st + 16 * (i + 1));
+        f.fcw = dv.getUint16(FX.fcw, true);
+        f.fsw = dv.getUint16(FX.fsw, true);
+        f.ftwx = dv.getUint8(FX.ftw);
+        f.last_opcode = dv.getUint16(FX.fop, true);
+        f.last_ip = dv.getBigUint64(FX.rip, true);
+        f.last_dp = dv.getBigUint64(FX.rdp, true);
+        for (let i = 0; i < 16; i++) f.xmm[i] = img.slice(FX.xmm + 16 * i, FX.xmm + 16 * (i + 1));
+      }
+      copyToUser(KVM_FPU_CODEC, f, arg, 'KVM_GET_FPU');
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_SET_FPU',
+    request: KVM_SET_FPU,
+    arg: { dir: 'in', codec: KVM_FPU_CODEC },
+    run(v, arg) {
+      const f = copyFromUser(KVM_FPU_CODEC, arg, 'KVM_SET_FPU');
+      const arch = vcpuArch(v);
+      if (arch.confidentialFpu) return 0;
+      const img = arch.fpu;
+      const dv = new DataView(img.buffer);
+      f.fpr.forEach((r, i) => img.set(r, FX.st + 16 * i));
+      dv.setUint16(FX.fcw, f.fcw, true);
+      dv.setUint16(FX.fsw, f.fsw, true);
+      dv.setUint8(FX.ftw, f.ftwx);
+      dv.setUint16(FX.fop, f.last_opcode, true);
+      dv.setBigUint64(FX.rip, f.last_ip, true);
+      dv.setBigUint64(FX.rdp, f.last_dp, true);
+      f.xmm.forEach((r, i) => img.set(r, FX.xmm + 16 * i));
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_GET_XSAVE',
+    request: KVM_GET_XSAVE,
+    arg: { dir: 'out', codec: KVM_XSAVE_CODEC },
+    run: (v, arg) => getXsave(v, arg, 'KVM_GET_XSAVE'),
+  },
+  {
+    name: 'KVM_GET_XSAVE2',
+    request: KVM_GET_XSAVE2,
+    arg: { dir: 'out', codec: KVM_XSAVE_CODEC },
+    // guest_fpu.uabi_size is sizeof(struct kvm_xsave): the model offers no dynamic (AMX) state.
+    run: (v, arg) => getXsave(v, arg, 'KVM_GET_XSAVE2'),
+  },
+  {
+    name: 'KVM_SET_XSAVE',
+    request: KVM_SET_XSAVE,
+    arg: { dir: 'in', codec: KVM_XSAVE_CODEC },
+    run(v, arg) {
+      // The C bytes are the image itself; an object's `region` words are turned into it.
+      let image: Uint8Array;
+      if (isRealUint8Array(arg)) {
+        if (arg.length < 4096) throw new KernelError('EFAULT', 'KVM_SET_XSAVE', `struct kvm_xsave: ${arg.length} bytes, it is 4096`);
+        image = arg.slice(0, 4096);
+      } else {
+        image = asBytes(copyFromUser(KVM_XSAVE_CODEC, arg, 'KVM_SET_XSAVE').region);
+      }
+      loadXsaveImage(v, vcpuArch(v), image, 'KVM_SET_XSAVE');
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_GET_XCRS',
+    request: KVM_GET_XCRS,
+    arg: { dir: 'out', codec: KVM_XCRS_CODEC },
+    run(v, arg) {
+      const x: kvm_xcrs = KVM_XCRS_CODEC.zero();
+      if (x86Caps(v.vm.instance).xsave) {
+        x.nr_xcrs = 1;
+        x.xcrs[0] = { xcr: 0, value: vcpuArch(v).xcr0 };
+      }
+      copyToUser(KVM_XCRS_CODEC, x, arg, 'KVM_GET_XCRS');
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_SET_XCRS',
+    request: KVM_SET_XCRS,
+    arg: { dir: 'in', codec: KVM_XCRS_CODEC },
+    run(v, arg) {
+      const op = 'KVM_SET_XCRS';
+      const x = copyFromUser(KVM_XCRS_CODEC, arg, op);
+      const caps = x86Caps(v.vm.instance);
+      if (!caps.xsave) throw new KernelError('EINVAL', op, 'the host kernel runs without XSAVE');
+      if (x.nr_xcrs > KVM_MAX_XCRS || x.flags !== 0) throw new KernelError('EINVAL', op, `nr_xcrs ${x.nr_xcrs}, flags ${x.flags}`);
+      const arch = vcpuArch(v);
+      for (let i = 0; i < x.nr_xcrs; i++) {
+        const e = x.xcrs[i];
+        if (e === undefined || e.xcr !== 0) continue;
+        if (!xcr0Valid(arch, caps, e.value)) throw new KernelError('EINVAL', op, `XCR0 0x${e.value.toString(16)} is not valid for this guest`);
+        arch.xcr0 = e.value;
+        break; // only XCR0 exists
+      }
+      return 0;
+    },
+  },
+];

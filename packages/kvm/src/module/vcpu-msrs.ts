@@ -1,0 +1,467 @@
+/**
+ * A vCPU's MSRs as KVM_GET_MSRS / KVM_SET_MSRS (host-initiated) and the guest's RDMSR / WRMSR see them:
+ * arch/x86/kvm/x86.c `kvm_get_msr_common` / `kvm_set_msr_common` / `__kvm_set_msr` / `kvm_do_msr_access`,
+ * `set_msr_mce` / `get_msr_mce`, arch/x86/kvm/mtrr.c, and the vendor's own MSRs ({@link VendorArch.vcpuMsrs}).
+ *
+ * Each access answers like the kernel's handler: a value (or `true`), or a failure (`undefined` / `false`, which
+ * ends a KVM_GET_MSRS / KVM_SET_MSRS batch and is #GP for the guest). As in Linux ≥ 6.10, a host-initiated access
+ * to an MSR KVM advertises (KVM_GET_MSR_INDEX_LIST) but cannot back for this vCPU reads 0 and takes a write of 0.
+ *
+ * @module
+ */
+import { KVM_SREGS_CODEC } from '../abi/structs.js';
+import { findCpuid, guestHas, guestIsIntelCompatible, guestMaxPhyAddr, guestPvHas } from './vcpu-cpuid.js';
+import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
+import type { Vcpu } from './vcpu.js';
+import { vmArch } from './vm-arch.js';
+import { MSR, MSR_PLATFORM_INFO_CPUID_FAULT, x86Caps, type X86Caps } from './x86-caps.js';
+import { writeWallClock } from './pvclock.js';
+import { guestTsc, synchronizeTsc } from './vcpu-tsc.js';
+import { vendorArch } from './vendor-arch.js';
+
+const U64 = 0xffff_ffff_ffff_ffffn;
+
+/** MCG_CAP bits (arch/x86/include/asm/mce.h). */
+const MCG_CTL_P = 1n << 8n;
+const MCG_CMCI_P = 1n << 10n;
+const MCI_CTL2_CMCI_EN = 1n << 30n;
+const MCI_CTL2_CMCI_THRESHOLD_MASK = 0x7fffn;
+const MCG_EXT_CTL_LMCE_EN = 1n;
+
+/** `kvm_pat_valid`: every byte one of the memory types 0, 1, 4, 5, 6, 7. */
+function patValid(data: bigint): boolean {
+  if ((data & 0xf8f8f8f8f8f8f8f8n) !== 0n) return false;
+  return (data | ((data & 0x0202020202020202n) << 1n)) === data;
+}
+
+/** `valid_mtrr_type` (mtrr.c): UC, WC, WT, WP, WB. */
+function mtrrTypeValid(t: number): boolean {
+  return t === 0 || t === 1 || t === 4 || t === 5 || t === 6;
+}
+
+/** Whether `msr` is one of the fixed-range MTRRs. */
+function isFixedMtrr(msr: number): boolean {
+  return msr === MSR.MTRRfix64K_00000 || msr === MSR.MTRRfix16K_80000 || msr === MSR.MTRRfix16K_A0000 || (msr >= MSR.MTRRfix4K_C0000 && msr <= MSR.MTRRfix4K_F8000);
+}
+
+/** `KVM_NR_VAR_MTRR`. */
+const NR_VAR_MTRR = 8;
+
+/** `kvm_mtrr_valid`. */
+function mtrrValid(arch: VcpuArch, msr: number, data: bigint): boolean {
+  if (msr === MSR.MTRRdefType) return (data & ~0xcffn) === 0n && mtrrTypeValid(Number(data & 0xffn));
+  if (isFixedMtrr(msr)) {
+    for (let i = 0n; i < 64n; i += 8n) if (!mtrrTypeValid(Number((data >> i) & 0xffn))) return false;
+    return true;
+  }
+  // variable range: base (even) or mask (odd); the reserved GPA bits above MAXPHYADDR are reserved
+  let mask = (U64 << BigInt(guestMaxPhyAddr(arch))) & U64;
+  if ((msr & 1) === 0) {
+    if (!mtrrTypeValid(Number(data & 0xffn))) return false;
+    mask |= 0xf00n;
+  } else {
+    mask |= 0x7ffn;
+  }
+  return (data & mask) === 0n;
+}
+
+/** Whether `msr` is an MTRR KVM emulates (`msr_mtrr_valid`). */
+function isMtrr(msr: number): boolean {
+  return msr === MSR.MTRRdefType || isFixedMtrr(msr) || (msr >= MSR.MTRRphysBase0 && msr < MSR.MTRRphysBase0 + 2 * NR_VAR_MTRR);
+}
+
+/** `lapic_in_kernel`: the VM has the in-kernel LAPIC (a full or split irqchip). */
+function lapicInKernel(v: Vcpu): boolean {
+  return v.vm.irqchip;
+}
+
+/** `is_noncanonical_msr_address` for 48-bit guests. */
+function canonical(v: bigint): boolean {
+  const top = v >> 47n;
+  return top === 0n || top === (U64 >> 47n);
+}
+
+/** `kvm_get_apic_base` / `kvm_apic_set_base`: apic_base lives in the sregs the vCPU keeps. */
+function apicBaseValid(v: Vcpu, arch: VcpuArch, caps: X86Caps, data: bigint, host: boolean): boolean {
+  const X2APIC_ENABLE = 1n << 10n;
+  const ENABLE = 1n << 11n;
+  const x2apic = guestHas(arch, caps, '1.ecx', 21);
+  const reserved = ((U64 << BigInt(guestMaxPhyAddr(arch))) & U64) | 0x2ffn | (x2apic ? 0n : X2APIC_ENABLE);
+  if ((data & reserved) !== 0n) return false;
+  const mode = data & (ENABLE | X2APIC_ENABLE);
+  if (mode === X2APIC_ENABLE) return false; // LAPIC_MODE_INVALID
+  if (!host) {
+    const old = v.sregs.apic_base & (ENABLE | X2APIC_ENABLE);
+    if (mode === ENABLE && old === (ENABLE | X2APIC_ENABLE)) return false;
+    if (mode === (ENABLE | X2APIC_ENABLE) && old === 0n) return false;
+  }
+  return true;
+}
+
+/** FS.base / GS.base through the vCPU's KVM_GET_SREGS view (`vmx_get_msr` / `svm_get_msr` read the segment). */
+function segmentBase(v: Vcpu, seg: 'fs' | 'gs'): bigint {
+  const s = KVM_SREGS_CODEC.zero();
+  v.getSregs(s);
+  return s[seg].base;
+}
+
+/** Write FS.base / GS.base through KVM_SET_SREGS's path (nothing else of the segment changes). */
+function setSegmentBase(v: Vcpu, seg: 'fs' | 'gs', base: bigint): void {
+  const s = KVM_SREGS_CODEC.zero();
+  v.getSregs(s);
+  s[seg].base = base;
+  v.setSregs(s);
+}
+
+/**
+ * The KVM_FEATURE_* bit (KVM_CPUID_FEATURES EAX) a paravirtual MSR needs (`kvm_get_msr_common` /
+ * `kvm_set_msr_common`'s `guest_pv_has` checks), or `undefined` for other MSRs.
+ */
+const PV_FEATURE_OF = new Map<number, number>([
+  [MSR.KVM_WALL_CLOCK, 0], // KVM_FEATURE_CLOCKSOURCE
+  [MSR.KVM_SYSTEM_TIME, 0],
+  [MSR.KVM_WALL_CLOCK_NEW, 3], // KVM_FEATURE_CLOCKSOURCE2
+  [MSR.KVM_SYSTEM_TIME_NEW, 3],
+  [MSR.KVM_ASYNC_PF_EN, 4], // KVM_FEATURE_ASYNC_PF
+  [MSR.KVM_STEAL_TIME, 5], // KVM_FEATURE_STEAL_TIME
+  [MSR.KVM_PV_EOI_EN, 6], // KVM_FEATURE_PV_EOI
+  [MSR.KVM_POLL_CONTROL, 12], // KVM_FEATURE_POLL_CONTROL
+  [MSR.KVM_ASYNC_PF_INT, 14], // KVM_FEATURE_ASYNC_PF_INT
+  [MSR.KVM_ASYNC_PF_ACK, 14],
+]);
+
+/** Whether a paravirtual MSR's feature is withheld (KVM_CAP_ENFORCE_PV_FEATURE_CPUID without the CPUID bit). */
+function pvWithheld(arch: VcpuArch, msr: number): boolean {
+  const feature = PV_FEATURE_OF.get(msr);
+  return feature !== undefined && !guestPvHas(arch, feature);
+}
+
+/** The machine-check MSR range of `msr`, or `undefined` (`MSR_IA32_MC0_CTL … MCx_MISC(KVM_MAX_MCE_BANKS - 1)`). */
+function mceBank(msr: number): number | undefined {
+  return msr >= MSR.IA32_MC0_CTL && msr < MSR.IA32_MC0_CTL + 32 * 4 ? msr - MSR.IA32_MC0_CTL : undefined;
+}
+
+/** `kvm_get_msr_common` + the vendor's `get_msr` for the modelled MSRs: the value, `'unsupported'` or `undefined` (#GP). */
+function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: boolean): bigint | undefined | 'unsupported' {
+  if (pvWithheld(arch, msr)) return undefined;
+  const vendorSpec = vendorArch(v.vm.instance).vcpuMsrs.get(msr);
+  if (vendorSpec !== undefined) return arch.msrs.get(msr) ?? vendorSpec.reset;
+  switch (msr) {
+    case MSR.IA32_TSC:
+      return guestTsc(v, arch);
+    case MSR.IA32_APICBASE:
+      return v.sregs.apic_base;
+    case MSR.EFER:
+      return v.sregs.efer;
+    case MSR.IA32_CR_PAT:
+    case MSR.IA32_MISC_ENABLE:
+    case MSR.IA32_UCODE_REV:
+    case MSR.IA32_POWER_CTL:
+    case MSR.K7_HWCR:
+    case MSR.SMI_COUNT:
+    case MSR.STAR:
+    case MSR.LSTAR:
+    case MSR.CSTAR:
+    case MSR.SYSCALL_MASK:
+    case MSR.KERNEL_GS_BASE:
+    case MSR.IA32_SYSENTER_CS:
+    case MSR.IA32_SYSENTER_ESP:
+    case MSR.IA32_SYSENTER_EIP:
+    case MSR.MISC_FEATURES_ENABLES:
+    case MSR.KVM_ASYNC_PF_EN:
+    case MSR.KVM_ASYNC_PF_INT:
+    case MSR.KVM_PV_EOI_EN:
+    case MSR.KVM_POLL_CONTROL:
+      return arch.msrs.get(msr) ?? 0n;
+    case MSR.KVM_ASYNC_PF_ACK:
+      return 0n;
+    case MSR.IA32_SMBASE:
+      // CONFIG_KVM_SMM: user space only (SMM itself is not modelled).
+      if (!host) return undefined;
+      return arch.msrs.get(msr) ?? 0x30000n;
+    case MSR.TSC_AUX:
+      if (!host && !guestHas(arch, caps, '80000001.edx', 27) && !guestHas(arch, caps, '7.0.ecx', 22)) return undefined;
+      return arch.msrs.get(msr) ?? 0n;
+    case MSR.FS_BASE:
+    case MSR.GS_BASE:
+      return segmentBase(v, msr === MSR.FS_BASE ? 'fs' : 'gs');
+    case MSR.IA32_ARCH_CAPABILITIES:
+      if (!guestHas(arch, caps, '7.0.edx', 29)) return 'unsupported';
+      return arch.msrs.get(msr) ?? 0n;
+    case MSR.IA32_PERF_CAPABILITIES:
+      return 'unsupported'; // needs guest PDCM; no PMU
+    case MSR.PLATFORM_INFO:
+      if (!host && !vmArch(v.vm).guestCanReadPlatformInfo) return undefined;
+      return arch.msrs.get(msr) ?? 0n;
+    case MSR.IA32_TSC_ADJUST:
+      return arch.tscAdjust;
+    case MSR.IA32_TSC_DEADLINE:
+      return 0n; // kvm_get_lapic_tscdeadline_msr without an in-kernel LAPIC
+    case MSR.IA32_MCG_CAP:
+      return arch.mcgCap;
+    case MSR.IA32_MCG_CTL:
+      if ((arch.mcgCap & MCG_CTL_P) === 0n && !host) return undefined;
+      return arch.mcgCtl;
+    case MSR.IA32_MCG_STATUS:
+      return arch.mcgStatus;
+    case MSR.IA32_MCG_EXT_CTL:
+      if (!vendorArch(v.vm.instance).hasEmulatedMsr(msr)) return 'unsupported';
+      return arch.mcgExtCtl;
+    case MSR.MTRRcap:
+      return 0x500n | BigInt(NR_VAR_MTRR); // WC, FIX, 8 variable ranges
+    case MSR.KVM_WALL_CLOCK:
+    case MSR.KVM_WALL_CLOCK_NEW:
+      return arch.msrs.get(msr) ?? 0n;
+    case MSR.KVM_SYSTEM_TIME:
+    case MSR.KVM_SYSTEM_TIME_NEW:
+      return arch.pvclock.msr;
+    case MSR.KVM_STEAL_TIME:
+      return 'unsupported'; // steal time is not modelled (KVM_CAP_STEAL_TIME 0)
+    default: {
+      if (isMtrr(msr)) return arch.msrs.get(msr) ?? 0n;
+      const bank = mceBank(msr);
+      if (bank !== undefined) {
+        if (bank >= Number(arch.mcgCap & 0xffn) * 4) return undefined;
+        return arch.mceBanks[bank];
+      }
+      if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
+        const b = msr - MSR.IA32_MC0_CTL2;
+        if (b >= Number(arch.mcgCap & 0xffn)) return undefined;
+        if ((arch.mcgCap & MCG_CMCI_P) === 0n && !host) return undefined;
+        return arch.mciCtl2[b];
+      }
+      return 'unsupported';
+    }
+  }
+}
+
+/** `kvm_set_msr_common` + the vendor's `set_msr` + `__kvm_set_msr`'s checks: whether the write was taken. */
+function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: bigint, host: boolean): boolean | 'unsupported' {
+  if (pvWithheld(arch, msr)) return false;
+  const vendorSpec = vendorArch(v.vm.instance).vcpuMsrs.get(msr);
+  if (vendorSpec !== undefined) {
+    if (!vendorSpec.accepts(data, host)) return false;
+    arch.msrs.set(msr, vendorSpec.normalize?.(data) ?? data);
+    return true;
+  }
+  switch (msr) {
+    case MSR.IA32_TSC: {
+      if (host) {
+        synchronizeTsc(v, data);
+        return true;
+      }
+      // The guest's write moves its offset (adjust_tsc_offset_guest) and IA32_TSC_ADJUST by the same amount.
+      const adj = BigInt.asUintN(64, data - guestTsc(v, arch));
+      arch.tscOffset = BigInt.asUintN(64, arch.tscOffset + adj);
+      arch.tscAdjust = BigInt.asUintN(64, arch.tscAdjust + adj);
+      arch.clockUpdate ||= arch.pvclock.active;
+      return true;
+    }
+    case MSR.IA32_APICBASE: {
+      if (!apicBaseValid(v, arch, caps, data, host)) return false;
+      v.sregs.apic_base = data;
+      return true;
+    }
+    case MSR.EFER: {
+      // set_efer: reserved bits always fault; the guest may not toggle LME with paging on; LMA is KVM's.
+      if ((data & caps.eferReservedBits) !== 0n) return false;
+      const s = v.sregs;
+      if (!host && (s.cr0 & 0x80000000n) !== 0n && ((s.efer ^ data) & (1n << 8n)) !== 0n) return false;
+      s.efer = (data & ~(1n << 10n)) | (s.efer & (1n << 10n));
+      return true;
+    }
+    case MSR.IA32_CR_PAT:
+      if (!patValid(data)) return false;
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.STAR:
+    case MSR.SYSCALL_MASK:
+    case MSR.IA32_SYSENTER_CS:
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.LSTAR:
+    case MSR.CSTAR:
+    case MSR.KERNEL_GS_BASE:
+      if (!canonical(data)) return false;
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.IA32_SYSENTER_ESP:
+    case MSR.IA32_SYSENTER_EIP:
+      // __kvm_set_msr: made canonical (48 bits) rather than refused
+      arch.msrs.set(msr, BigInt.asUintN(64, BigInt.asIntN(48, data)));
+      return true;
+    case MSR.FS_BASE:
+    case MSR.GS_BASE: {
+      if (!canonical(data)) return false;
+      setSegmentBase(v, msr === MSR.FS_BASE ? 'fs' : 'gs', data);
+      return true;
+    }
+    case MSR.TSC_AUX:
+      if (!host && !guestHas(arch, caps, '80000001.edx', 27) && !guestHas(arch, caps, '7.0.ecx', 22)) return false;
+      // Intel reserves bits 63:32; AMD ignores them: enforce for Intel-compatible guests, else drop them.
+      if (guestIsIntelCompatible(arch) && data >> 32n !== 0n) return false;
+      arch.msrs.set(msr, data & 0xffff_ffffn);
+      return true;
+    case MSR.IA32_MISC_ENABLE:
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.IA32_UCODE_REV:
+      if (host) arch.msrs.set(msr, data); // guest writes are ignored
+      return true;
+    case MSR.IA32_POWER_CTL:
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.K7_HWCR: {
+      // ignore the flush-filter, IGNNE and TLB-cache-disable bits; allow McStatusWrEn and TscFreqSel only
+      const d = data & ~(0x40n | 0x100n | 0x8n);
+      if ((d & ~((1n << 18n) | (1n << 24n))) !== 0n) return false;
+      arch.msrs.set(msr, d);
+      return true;
+    }
+    case MSR.SMI_COUNT:
+      if (!host) return false;
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.PLATFORM_INFO:
+      if (!host) return false;
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.MISC_FEATURES_ENABLES: {
+      const CPUID_FAULT = 1n;
+      const supportsFault = ((arch.msrs.get(MSR.PLATFORM_INFO) ?? 0n) & MSR_PLATFORM_INFO_CPUID_FAULT) !== 0n;
+      if ((data & ~CPUID_FAULT) !== 0n || ((data & CPUID_FAULT) !== 0n && !supportsFault)) return false;
+      arch.msrs.set(msr, data);
+      return true;
+    }
+    case MSR.IA32_ARCH_CAPABILITIES:
+      if (!host || !guestHas(arch, caps, '7.0.edx', 29)) return 'unsupported';
+      if ((data & ~caps.archCapabilities) !== 0n) return false;
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.IA32_PERF_CAPABILITIES:
+      return 'unsupported';
+    case MSR.IA32_TSC_ADJUST:
+      // Without CPUID.7.0:EBX.TSC_ADJUST the write is taken and ignored.
+      if (!guestHas(arch, caps, '7.0.ebx', 1)) return true;
+      if (!host) {
+        arch.tscOffset = BigInt.asUintN(64, arch.tscOffset + (data - arch.tscAdjust));
+        arch.clockUpdate ||= arch.pvclock.active;
+      }
+      arch.tscAdjust = data;
+      return true;
+    case MSR.IA32_TSC_DEADLINE:
+      return true; // kvm_set_lapic_tscdeadline_msr ignores it without an in-kernel LAPIC
+    case MSR.IA32_MCG_STATUS:
+      arch.mcgStatus = data;
+      return true;
+    case MSR.IA32_MCG_CTL:
+      if ((arch.mcgCap & MCG_CTL_P) === 0n && (data !== 0n || !host)) return false;
+      if (data !== 0n && data !== U64) return false;
+      arch.mcgCtl = data;
+      return true;
+    case MSR.IA32_MCG_EXT_CTL:
+      if (!vendorArch(v.vm.instance).hasEmulatedMsr(msr)) return 'unsupported';
+      if (!host || (data & ~MCG_EXT_CTL_LMCE_EN) !== 0n) return false;
+      arch.mcgExtCtl = data;
+      return true;
+    case MSR.KVM_WALL_CLOCK:
+    case MSR.KVM_WALL_CLOCK_NEW:
+      // kvm_write_wall_clock: the VM's boot time goes to guest memory at `data` now.
+      arch.msrs.set(msr, data);
+      writeWallClock(v, data);
+      return true;
+    case MSR.KVM_SYSTEM_TIME:
+    case MSR.KVM_SYSTEM_TIME_NEW:
+      // kvm_write_system_time: enable bit 0 → kvmclock at the GPA, written at the next entry.
+      arch.pvclock.msr = data;
+      arch.pvclock.msrIndex = msr;
+      arch.pvclock.active = (data & 1n) !== 0n;
+      arch.clockUpdate = arch.pvclock.active;
+      return true;
+    case MSR.KVM_ASYNC_PF_EN:
+      // kvm_pv_enable_async_pf: bits 4 and 5 reserved; the delivery bits need their PV features; without an
+      // in-kernel LAPIC only 0 is taken.
+      if ((data & 0x30n) !== 0n) return false;
+      if ((data & 4n) !== 0n && !guestPvHas(arch, 10)) return false; // KVM_ASYNC_PF_DELIVERY_AS_PF_VMEXIT
+      if ((data & 8n) !== 0n && !guestPvHas(arch, 14)) return false; // KVM_ASYNC_PF_DELIVERY_AS_INT
+      if (!lapicInKernel(v) && data !== 0n) return false;
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.KVM_ASYNC_PF_INT:
+      // kvm_pv_enable_async_pf_int: a vector (bits 7:0), and an in-kernel LAPIC to deliver it.
+      if ((data & ~0xffn) !== 0n || !lapicInKernel(v)) return false;
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.KVM_ASYNC_PF_ACK:
+      return true;
+    case MSR.IA32_SMBASE:
+      if (!host) return false;
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.KVM_PV_EOI_EN: {
+      // kvm_lapic_set_pv_eoi: a 4-byte aligned address, in guest memory when enabled (its gfn_to_hva cache).
+      const gpa = Number(data & ~1n);
+      if (gpa % 4 !== 0) return false;
+      if ((data & 1n) !== 0n && v.vm.memslots.slotAt(gpa) === undefined) return false;
+      arch.msrs.set(msr, data);
+      return true;
+    }
+    case MSR.KVM_POLL_CONTROL:
+      if ((data & ~1n) !== 0n) return false; // only the enable bit
+      arch.msrs.set(msr, data);
+      return true;
+    case MSR.KVM_STEAL_TIME:
+      return 'unsupported'; // steal time is not modelled (KVM_CAP_STEAL_TIME 0): only the 0 user space may write to an advertised MSR
+    default: {
+      if (isMtrr(msr)) {
+        if (!mtrrValid(arch, msr, data)) return false;
+        arch.msrs.set(msr, data);
+        return true;
+      }
+      const bank = mceBank(msr);
+      if (bank !== undefined) {
+        if (bank >= Number(arch.mcgCap & 0xffn) * 4) return false;
+        // Only 0 or all 1s go to IA32_MCi_CTL (bit 10 and bit 0 may be clear: AMD erratum 383 / old guests).
+        if (bank % 4 === 0 && data !== 0n && (data | (1n << 10n) | 1n) !== U64) return false;
+        if (!host && bank % 4 === 1 && data !== 0n) return false; // MCi_STATUS: hwcr McStatusWrEn not modelled
+        arch.mceBanks[bank] = data;
+        return true;
+      }
+      if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
+        const b = msr - MSR.IA32_MC0_CTL2;
+        if (b >= Number(arch.mcgCap & 0xffn)) return false;
+        if ((arch.mcgCap & MCG_CMCI_P) === 0n && (data !== 0n || !host)) return false;
+        if ((data & ~(MCI_CTL2_CMCI_EN | MCI_CTL2_CMCI_THRESHOLD_MASK)) !== 0n) return false;
+        arch.mciCtl2[b] = data;
+        return true;
+      }
+      return 'unsupported';
+    }
+  }
+}
+
+/**
+ * `kvm_get_msr_with_filter` / `do_get_msr`: the value of `msr`, or `undefined` when the access fails.
+ * @param host - KVM_GET_MSRS (host-initiated), not the guest's RDMSR
+ */
+export function getMsr(v: Vcpu, msr: number, host: boolean): bigint | undefined {
+  const caps = x86Caps(v.vm.instance);
+  const r = readMsr(v, vcpuArch(v), caps, msr, host);
+  if (r !== 'unsupported') return r;
+  // kvm_do_msr_access: user space reads an advertised MSR the vCPU cannot back as 0.
+  return host && caps.advertisedMsrs.has(msr) ? 0n : undefined;
+}
+
+/**
+ * `kvm_set_msr_with_filter` / `do_set_msr`: whether the write was taken.
+ * @param host - KVM_SET_MSRS (host-initiated), not the guest's WRMSR
+ */
+export function setMsr(v: Vcpu, msr: number, data: bigint, host: boolean): boolean {
+  const caps = x86Caps(v.vm.instance);
+  const r = writeMsr(v, vcpuArch(v), caps, msr, data, host);
+  if (r !== 'unsupported') return r;
+  // kvm_do_msr_access: user space may write 0 to an advertised MSR the vCPU cannot back.
+  return host && data === 0n && caps.advertisedMsrs.has(msr);
+}
+
+export { findCpuid };

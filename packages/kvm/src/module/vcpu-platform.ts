@@ -1,0 +1,92 @@
+/**
+ * What the guest's `cpuid`, `rdmsr`/`wrmsr` and `rdtsc` answer from: the vCPU's x86 state ({@link VcpuArch}), the
+ * same state KVM_GET/SET_CPUID2, KVM_GET/SET_MSRS and the TSC ioctls read and write.
+ *
+ * - `cpuid`: the table KVM_SET_CPUID2 gave (`kvm_emulate_cpuid` → `kvm_cpuid`, arch/x86/kvm/cpuid.c), with the
+ *   bits KVM keeps current at run time (`kvm_update_cpuid_runtime`: OSXSAVE from CR4, the APIC bit from the APIC
+ *   base, OSPKE from CR4).
+ * - `rdmsr` / `wrmsr`: the VM's MSR filter first (`kvm_msr_allowed`, arch/x86/kvm/x86.c: a denied access is #GP),
+ *   then the guest-initiated access of `vcpu-msrs.ts` (`kvm_get_msr` / `kvm_set_msr`).
+ * - `rdtsc`: the guest TSC (`kvm_read_l1_tsc`): the host's TSC, scaled, plus the vCPU's offset. The host's time is its
+ *   scheduler tick, so two reads within one tick give the same value (docs/fidelity.md); nothing else is kept, so
+ *   the TSC a guest reads is exactly what KVM_GET_MSRS reports and KVM_SET_MSRS sets.
+ *
+ * @module
+ */
+import { CpuidTable, type GuestPlatform } from '../guest/platform.js';
+import { KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE } from '../abi/constants-x86.js';
+import type { kvm_cpuid_entry2 } from '../abi/structs.js';
+import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
+import { getMsr, setMsr } from './vcpu-msrs.js';
+import { guestTsc } from './vcpu-tsc.js';
+import type { Vcpu } from './vcpu.js';
+import { vmArch, type MsrFilter } from './vm-arch.js';
+
+/**
+ * `kvm_msr_allowed`: whether the guest may make this access under `filter`. The first range of the right kind
+ * that covers the MSR decides (its bit: 1 allows); an MSR no range covers gets the default action. The x2APIC
+ * range (0x800–0x8ff) is always allowed, as Linux never filters it.
+ */
+export function msrAllowed(filter: MsrFilter | undefined, msr: number, kind: number): boolean {
+  if (filter === undefined) return true;
+  if (msr >= 0x800 && msr <= 0x8ff) return true;
+  for (const r of filter.ranges) {
+    if ((r.flags & kind) === 0) continue;
+    if (msr >= r.base && msr < r.base + r.nmsrs) {
+      const bit = msr - r.base;
+      return ((r.bitmap[bit >> 3] as number) & (1 << (bit & 7))) !== 0;
+    }
+  }
+  return filter.defaultAllow;
+}
+
+/** The vCPU's {@link GuestPlatform}. */
+export class ArchPlatform implements GuestPlatform {
+  readonly #vcpu: Vcpu;
+  readonly #arch: VcpuArch;
+  #table: CpuidTable = new CpuidTable([]);
+  #tableOf: readonly kvm_cpuid_entry2[] | undefined;
+
+  /** @param v - the vCPU */
+  constructor(v: Vcpu) {
+    this.#vcpu = v;
+    this.#arch = vcpuArch(v);
+  }
+
+  /** {@inheritDoc GuestPlatform.cpuid} */
+  cpuid(fn: number, index: number, out: Uint32Array): void {
+    const entries = this.#arch.cpuid;
+    if (this.#tableOf !== entries) {
+      this.#table = new CpuidTable(entries);
+      this.#tableOf = entries;
+    }
+    this.#table.lookup(fn, index, out);
+    if (entries.length === 0) return;
+    // kvm_update_cpuid_runtime's bits, as the registers are now (the table holds what KVM_SET_CPUID2 gave).
+    const s = this.#vcpu.sregs;
+    const cr4 = this.#vcpu.regs.cr4;
+    if (fn >>> 0 === 1 && entries.some((e) => e.function === 1)) {
+      out[2] = (cr4 & (1n << 18n)) !== 0n ? ((out[2] as number) | (1 << 27)) >>> 0 : ((out[2] as number) & ~(1 << 27)) >>> 0;
+      out[3] = (s.apic_base & (1n << 11n)) !== 0n ? ((out[3] as number) | (1 << 9)) >>> 0 : ((out[3] as number) & ~(1 << 9)) >>> 0;
+    } else if (fn >>> 0 === 7 && index >>> 0 === 0 && entries.some((e) => e.function === 7 && e.index === 0)) {
+      out[2] = (cr4 & (1n << 22n)) !== 0n ? ((out[2] as number) | (1 << 4)) >>> 0 : ((out[2] as number) & ~(1 << 4)) >>> 0;
+    }
+  }
+
+  /** {@inheritDoc GuestPlatform.rdmsr} */
+  rdmsr(msr: number): bigint | undefined {
+    if (!msrAllowed(vmArch(this.#vcpu.vm).msrFilter, msr, KVM_MSR_FILTER_READ)) return undefined;
+    return getMsr(this.#vcpu, msr, false);
+  }
+
+  /** {@inheritDoc GuestPlatform.wrmsr} */
+  wrmsr(msr: number, value: bigint): boolean {
+    if (!msrAllowed(vmArch(this.#vcpu.vm).msrFilter, msr, KVM_MSR_FILTER_WRITE)) return false;
+    return setMsr(this.#vcpu, msr, BigInt.asUintN(64, value), false);
+  }
+
+  /** {@inheritDoc GuestPlatform.tsc} */
+  tsc(): bigint {
+    return guestTsc(this.#vcpu, this.#arch);
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Work KVM does at the next KVM_RUN before entering the guest (`vcpu_enter_guest`'s `kvm_check_request` calls and
+ * `kvm_check_and_inject_events`, arch/x86/kvm/x86.c): a requested triple fault becomes KVM_EXIT_SHUTDOWN, the
+ * kvmclock is written to guest memory, and a queued exception, NMI or interrupt (from KVM_SET_VCPU_EVENTS or the
+ * `interrupt_bitmap` of KVM_SET_SREGS) is delivered — in real mode through the IVT, as `kvm_inject_realmode_interrupt`
+ * does (push FLAGS, CS, IP; clear IF, TF, AC; jump to the vector).
+ *
+ * A vCPU with nothing requested never comes here (`Vcpu.requests` is 0), so KVM_RUN's fast path is unchanged.
+ *
+ * @module
+ */
+import { KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_SHUTDOWN, KVM_INTERNAL_ERROR_DELIVERY_EV } from '../abi/constants.js';
+import { KVM_REGS_CODEC, KVM_SREGS_CODEC } from '../abi/structs.js';
+import { updateGuestPvclock } from './pvclock.js';
+import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
+import { VcpuIntr } from './vcpu-intr.js';
+import type { Vcpu } from './vcpu.js';
+
+/** `Vcpu.requests` bits (the model's `vcpu->requests`). */
+export const VcpuRequest = {
+  /** `KVM_REQ_EVENT`: a queued event may need delivering. */
+  Event: 1 << 0,
+  /** `KVM_REQ_CLOCK_UPDATE`: write the kvmclock. */
+  ClockUpdate: 1 << 1,
+  /** `KVM_REQ_TRIPLE_FAULT`. */
+  TripleFault: 1 << 2,
+} as const;
+
+/** `kvm_make_request`. */
+export function makeRequest(v: Vcpu, req: number): void {
+  v.requests |= req;
+}
+
+/** `process_nmi`: fold queued NMIs into the pending count (at most one more while one is blocked or injected). */
+export function processNmi(arch: VcpuArch): void {
+  const limit = arch.nmiMasked || arch.nmiInjected ? 1 : 2;
+  arch.nmiPending = Math.min(arch.nmiPending + arch.nmiQueued, limit);
+  arch.nmiQueued = 0;
+}
+
+/** IRQ-disable, trap and alignment-check flags cleared on delivery. */
+const X86_EFLAGS_IF = 0x200n;
+const X86_EFLAGS_TF = 0x100n;
+const X86_EFLAGS_AC = 0x40000n;
+
+/**
+ * Deliver `vector` in real mode (`emulate_int_real`). @returns false when the IVT or the stack is not RAM (the
+ * guest would take a shutdown on real hardware; KVM reports a delivery failure).
+ */
+function deliverRealMode(v: Vcpu, vector: number): boolean {
+  const mem = v.vm.guestMemory;
+  const regs = KVM_REGS_CODEC.zero();
+  const sregs = KVM_SREGS_CODEC.zero();
+  v.getRegs(regs);
+  v.getSregs(sregs);
+  const ivt = Number(sregs.idt.base) + vector * 4;
+  const bytes: number[] = [];
+  for (let i = 0; i < 4; i++) bytes.push(mem.read8(ivt + i));
+  if (bytes.some((b) => b < 0)) return false;
+  const newIp = (bytes[0] as number) | ((bytes[1] as number) << 8);
+  const newCs = (bytes[2] as number) | ((bytes[3] as number) << 8);
+  const ssBase = Number(sregs.ss.base);
+  let sp = Number(regs.rsp & 0xffffn);
+  const push = (w: number): boolean => {
+    sp = (sp - 2) & 0xffff;
+    return mem.write8(ssBase + sp, w & 0xff) && mem.write8(ssBase + ((sp + 1) & 0xffff), (w >> 8) & 0xff);
+  };
+  if (!push(Number(regs.rflags & 0xffffn)) || !push(sregs.cs.selector) || !push(Number(regs.rip & 0xffffn))) return false;
+  regs.rsp = (regs.rsp & ~0xffffn) | BigInt(sp);
+  regs.rflags &= ~(X86_EFLAGS_IF | X86_EFLAGS_TF | X86_EFLAGS_AC);
+  regs.rip = BigInt(newIp);
+  sregs.cs.selector = newCs;
+  sregs.cs.base = BigInt(newCs << 4);
+  v.setRegs(regs);
+  v.setSregs(sregs);
+  return true;
+}
+
+/** Report a failed delivery: KVM_EXIT_INTERNAL_ERROR with suberror KVM_INTERNAL_ERROR_DELIVERY_EV. */
+function deliveryFailed(v: Vcpu, vector: number): void {
+  const run = v.run;
+  run.exit_reason = KVM_EXIT_INTERNAL_ERROR;
+  const internal = run.internal;
+  internal.suberror = KVM_INTERNAL_ERROR_DELIVERY_EV;
+  internal.ndata = 1;
+  internal.setData(0, BigInt(vector));
+}
+
+/**
+ * Process the vCPU's requests at KVM_RUN entry. @returns true when KVM_RUN exits to user space right away (the exit
+ * is in `kvm_run`), false to enter the guest.
+ */
+export function processRequests(v: Vcpu): boolean {
+  const req = v.requests;
+  v.requests = 0;
+  const arch = vcpuArch(v);
+  if ((req & VcpuRequest.TripleFault) !== 0 || arch.tripleFault) {
+    arch.tripleFault = false;
+    v.run.exit_reason = KVM_EXIT_SHUTDOWN;
+    return true;
+  }
+  if ((req & VcpuRequest.ClockUpdate) !== 0 || arch.clockUpdate) updateGuestPvclock(v);
+  if ((req & VcpuRequest.Event) !== 0) {
+    // inject_pending_event: an exception first; NMIs and interrupts go through the vCPU's interrupt state
+    // (`vcpu-intr.ts`), which injects one of them at each entry once nothing else is in the way.
+    const ex = arch.exception;
+    if (ex.injected || ex.pending) {
+      const vector = ex.nr;
+      ex.injected = ex.pending = ex.hasPayload = false;
+      const protectedMode = (v.regs.cr0 & 1n) !== 0n;
+      if (protectedMode || !deliverRealMode(v, vector)) {
+        deliveryFailed(v, vector);
+        return true;
+      }
+    }
+    if (arch.nmiInjected || arch.nmiPending > 0 || arch.nmiQueued > 0 || arch.interrupt.injected) v.intr ??= new VcpuIntr(v, undefined);
+  }
+  return false;
+}

@@ -1,0 +1,216 @@
+/**
+ * KVM_GET/SET_SREGS and KVM_GET/SET_SREGS2 around the vCPU's register plumbing (`Vcpu.getSregs` / `setSregs`):
+ * arch/x86/kvm/x86.c `__get_sregs_common`, `__get_sregs`, `__get_sregs2`, `kvm_is_valid_sregs`,
+ * `__set_sregs_common`, `__set_sregs`, `__set_sregs2`.
+ *
+ * What KVM adds to the registers: validation of CR0/CR4/EFER/CS.L/CR3 (EINVAL), the APIC base checked as
+ * KVM_SET_MSRS would (`kvm_apic_set_base`, host-initiated), CR8 ignored when it has reserved bits, the pending
+ * interrupt of `interrupt_bitmap` (really the vCPU's queued interrupt, which KVM_GET_VCPU_EVENTS shows too), and
+ * the PAE PDPTRs (loaded from guest memory by KVM_SET_SREGS, given by KVM_SET_SREGS2).
+ *
+ * @module
+ */
+import { KernelError } from '@vac/core';
+import { KVM_SREGS2_FLAGS_PDPTRS_VALID } from '../abi/constants-x86.js';
+import { KVM_SREGS_CODEC, type kvm_sregs } from '../abi/structs.js';
+import type { kvm_sregs2 } from '../abi/structs-x86.js';
+import { guestHas, guestMaxPhyAddr } from './vcpu-cpuid.js';
+import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
+import { VcpuRequest, makeRequest } from './vcpu-requests.js';
+import type { Vcpu } from './vcpu.js';
+import { x86Caps, type X86Caps } from './x86-caps.js';
+import type { CpuidWord } from '@vac/core';
+import { vendorArch } from './vendor-arch.js';
+
+const U64 = 0xffff_ffff_ffff_ffffn;
+const X86_CR0_PE = 1n;
+const X86_CR0_NW = 1n << 29n;
+const X86_CR0_CD = 1n << 30n;
+const X86_CR0_PG = 1n << 31n;
+const X86_CR4_PAE = 1n << 5n;
+const EFER_LME = 1n << 8n;
+const EFER_LMA = 1n << 10n;
+
+/**
+ * `CR4_RESERVED_BITS` (bits no CPU defines) and the CR4 bits reserved unless a CPUID feature is there
+ * (`__cr4_reserved_bits`): OSXSAVE, SMEP, SMAP, FSGSBASE, PKE, LA57, UMIP, VMXE, PCIDE, LAM_SUP, CET.
+ */
+const CR4_DEFINED = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 17, 18, 20, 21, 22, 23, 28].reduce((m, b) => m | (1n << BigInt(b)), 0n);
+const CR4_FEATURE_BITS: ReadonlyArray<readonly [bigint, CpuidWord, number]> = [
+  [1n << 18n, '1.ecx', 26], // OSXSAVE ← XSAVE
+  [1n << 20n, '7.0.ebx', 7], // SMEP
+  [1n << 21n, '7.0.ebx', 20], // SMAP
+  [1n << 16n, '7.0.ebx', 0], // FSGSBASE
+  [1n << 22n, '7.0.ecx', 3], // PKE ← PKU
+  [1n << 12n, '7.0.ecx', 16], // LA57
+  [1n << 11n, '7.0.ecx', 2], // UMIP
+  [1n << 13n, '1.ecx', 5], // VMXE ← VMX
+  [1n << 17n, '1.ecx', 17], // PCIDE ← PCID
+  [1n << 28n, '7.1.eax', 26], // LAM_SUP ← LAM
+];
+const X86_CR4_CET = 1n << 23n;
+
+/** `kvm_is_valid_cr4`: no reserved bit, for KVM (`cr4_reserved_bits`) and for this guest (`cr4_guest_rsvd_bits`). */
+function cr4Valid(arch: VcpuArch, caps: X86Caps, cr4: bigint): boolean {
+  if ((cr4 & ~CR4_DEFINED & U64) !== 0n) return false;
+  const kvmHas = (w: CpuidWord, b: number): boolean => (caps.cpuCaps[w] & (2 ** b)) !== 0;
+  for (const [bit, word, feature] of CR4_FEATURE_BITS) {
+    if ((cr4 & bit) === 0n) continue;
+    if (!kvmHas(word, feature) || !guestHas(arch, caps, word, feature)) return false;
+  }
+  // CET needs shadow stacks or IBT, which the model never offers.
+  if ((cr4 & X86_CR4_CET) !== 0n) return false;
+  return true;
+}
+
+/** `kvm_is_valid_cr0` (the vendors accept everything else outside nested operation). */
+function cr0Valid(cr0: bigint): boolean {
+  if ((cr0 & 0xffff_ffff_0000_0000n) !== 0n) return false;
+  if ((cr0 & X86_CR0_NW) !== 0n && (cr0 & X86_CR0_CD) === 0n) return false;
+  if ((cr0 & X86_CR0_PG) !== 0n && (cr0 & X86_CR0_PE) === 0n) return false;
+  return true;
+}
+
+/**
+ * `kvm_is_valid_sregs`: in 64-bit mode (EFER.LME and CR0.PG) CR4.PAE and EFER.LMA must be set and CR3 a legal GPA;
+ * otherwise EFER.LMA and CS.L must be clear; then CR4 and CR0 must be valid. @returns why not, or `undefined`
+ */
+export function sregsProblem(v: Vcpu, s: Pick<kvm_sregs, 'cr0' | 'cr3' | 'cr4' | 'efer' | 'cs'>): string | undefined {
+  const arch = vcpuArch(v);
+  const caps = x86Caps(v.vm.instance);
+  if ((s.efer & EFER_LME) !== 0n && (s.cr0 & X86_CR0_PG) !== 0n) {
+    if ((s.cr4 & X86_CR4_PAE) === 0n || (s.efer & EFER_LMA) === 0n) return 'EFER.LME and CR0.PG need CR4.PAE and EFER.LMA';
+    if (s.cr3 >> BigInt(guestMaxPhyAddr(arch)) !== 0n) return 'CR3 is above MAXPHYADDR';
+  } else if ((s.efer & EFER_LMA) !== 0n || s.cs.l !== 0) {
+    return 'EFER.LMA or CS.L outside 64-bit mode';
+  }
+  if (!cr4Valid(arch, caps, s.cr4)) return `reserved bits in CR4 0x${s.cr4.toString(16)}`;
+  if (!cr0Valid(s.cr0)) return `invalid CR0 0x${s.cr0.toString(16)}`;
+  return undefined;
+}
+
+/** `is_pae_paging`: CR0.PG, CR4.PAE, not long mode. */
+function paePaging(s: Pick<kvm_sregs, 'cr0' | 'cr4' | 'efer'>): boolean {
+  return (s.cr0 & X86_CR0_PG) !== 0n && (s.cr4 & X86_CR4_PAE) !== 0n && (s.efer & EFER_LMA) === 0n;
+}
+
+/** `load_pdptrs`: the four PDPTEs at CR3 (32-byte aligned) from guest memory; false when it is not RAM. */
+function loadPdptrs(v: Vcpu, arch: VcpuArch, cr3: bigint): boolean {
+  const base = Number(cr3 & 0xffff_ffe0n);
+  const out: bigint[] = [];
+  for (let i = 0; i < 4; i++) {
+    let x = 0n;
+    for (let b = 7; b >= 0; b--) {
+      const byte = v.vm.memslots.read8(base + 8 * i + b);
+      if (byte < 0) return false;
+      x = (x << 8n) | BigInt(byte);
+    }
+    out.push(x);
+  }
+  out.forEach((x, i) => (arch.pdptrs[i] = x));
+  return true;
+}
+
+/** `__get_sregs_common` + `__get_sregs`: the registers, with the queued interrupt as `interrupt_bitmap`. */
+export function getSregs(v: Vcpu, out: kvm_sregs): void {
+  v.getSregs(out);
+  const arch = vcpuArch(v);
+  out.interrupt_bitmap = [0n, 0n, 0n, 0n];
+  if (arch.interrupt.injected && !arch.interrupt.soft) {
+    const nr = arch.interrupt.nr;
+    out.interrupt_bitmap[nr >> 6] = 1n << BigInt(nr & 63);
+  }
+}
+
+/** What `__set_sregs_common` applies, after validation. */
+function applySregsCommon(v: Vcpu, s: kvm_sregs, updatePdptrs: boolean): void {
+  const arch = vcpuArch(v);
+  // kvm_set_cr8: a value with reserved bits is ignored (the rest still applies).
+  const cur = KVM_SREGS_CODEC.zero();
+  v.getSregs(cur);
+  const next: kvm_sregs = { ...s, cr8: (s.cr8 & ~0xfn) === 0n ? s.cr8 : cur.cr8, interrupt_bitmap: [0n, 0n, 0n, 0n] };
+  v.setSregs(next);
+  if (updatePdptrs && paePaging(s)) loadPdptrs(v, arch, s.cr3);
+}
+
+/**
+ * KVM_SET_SREGS (`__set_sregs`). @throws KernelError EINVAL (`kvm_is_valid_sregs`, or an APIC base the host may
+ * not set), with nothing changed
+ */
+export function setSregs(v: Vcpu, s: kvm_sregs, op: string): void {
+  validateCommon(v, s, op);
+  applySregsCommon(v, s, true);
+  // The lowest set bit of interrupt_bitmap becomes the queued interrupt (kvm_queue_interrupt).
+  for (let w = 0; w < 4; w++) {
+    const word = s.interrupt_bitmap[w] as bigint;
+    if (word === 0n) continue;
+    let bit = 0;
+    while (((word >> BigInt(bit)) & 1n) === 0n) bit++;
+    const arch = vcpuArch(v);
+    arch.interrupt.injected = true;
+    arch.interrupt.soft = false;
+    arch.interrupt.nr = w * 64 + bit;
+    makeRequest(v, VcpuRequest.Event);
+    break;
+  }
+}
+
+/** The checks of `__set_sregs_common` before anything is applied. */
+function validateCommon(v: Vcpu, s: Pick<kvm_sregs, 'cr0' | 'cr3' | 'cr4' | 'efer' | 'cs' | 'apic_base'>, op: string): void {
+  const why = sregsProblem(v, s);
+  if (why !== undefined) throw new KernelError('EINVAL', op, why);
+  // kvm_apic_set_base(host_initiated): reserved bits above MAXPHYADDR, the low bits, x2APIC without CPUID x2APIC.
+  const arch = vcpuArch(v);
+  const caps = x86Caps(v.vm.instance);
+  const x2apic = guestHas(arch, caps, '1.ecx', 21);
+  const reserved = ((U64 << BigInt(guestMaxPhyAddr(arch))) & U64) | 0x2ffn | (x2apic ? 0n : 1n << 10n);
+  const mode = s.apic_base & ((1n << 11n) | (1n << 10n));
+  if ((s.apic_base & reserved) !== 0n || mode === 1n << 10n) throw new KernelError('EINVAL', op, `invalid APIC base 0x${s.apic_base.toString(16)}`);
+}
+
+/** KVM_GET_SREGS2 (`__get_sregs2`): `kvm_sregs` without the bitmap, with the PDPTRs when paging is PAE. */
+export function getSregs2(v: Vcpu): kvm_sregs2 {
+  const s = KVM_SREGS_CODEC.zero();
+  v.getSregs(s);
+  const { interrupt_bitmap: _bitmap, ...common } = s;
+  const arch = vcpuArch(v);
+  const pae = paePaging(s);
+  return {
+    ...common,
+    flags: pae ? BigInt(KVM_SREGS2_FLAGS_PDPTRS_VALID) : 0n,
+    pdptrs: pae ? [arch.pdptrs[0], arch.pdptrs[1], arch.pdptrs[2], arch.pdptrs[3]] : [0n, 0n, 0n, 0n],
+  };
+}
+
+/**
+ * KVM_SET_SREGS2 (`__set_sregs2`): flags other than PDPTRS_VALID, or PDPTRs outside PAE paging, are EINVAL; the
+ * PDPTRs given are used instead of guest memory's. @throws KernelError EINVAL with nothing changed
+ */
+export function setSregs2(v: Vcpu, s: kvm_sregs2, op: string): void {
+  const valid = (s.flags & BigInt(KVM_SREGS2_FLAGS_PDPTRS_VALID)) !== 0n;
+  if ((s.flags & ~BigInt(KVM_SREGS2_FLAGS_PDPTRS_VALID)) !== 0n) throw new KernelError('EINVAL', op, `unknown flags 0x${s.flags.toString(16)}`);
+  if (valid && !paePaging(s)) throw new KernelError('EINVAL', op, 'PDPTRs given without PAE paging');
+  validateCommon(v, s, op);
+  applySregsCommon(v, { ...s, interrupt_bitmap: [0n, 0n, 0n, 0n] }, !valid);
+  if (valid) {
+    const arch = vcpuArch(v);
+    for (let i = 0; i < 4; i++) arch.pdptrs[i] = s.pdptrs[i] as bigint;
+  }
+}
+
+/**
+ * The reset values KVM gives a new vCPU's system registers beyond the interpreter's (`kvm_vcpu_reset` →
+ * `vmx_vcpu_reset` / `init_vmcb`; SDM Vol. 3A Table 10-1): TR a present busy TSS (type per vendor) and LDTR a present
+ * LDT, both with limit 0xffff; IDTR limit 0xffff; the APIC base with BSP set only on the boot vCPU.
+ */
+export function resetSregs(v: Vcpu, bsp: boolean): void {
+  const s = KVM_SREGS_CODEC.zero();
+  v.getSregs(s);
+  const trType = vendorArch(v.vm.instance).resetTrType;
+  s.tr = { ...s.tr, base: 0n, limit: 0xffff, selector: 0, type: trType, present: 1, s: 0, dpl: 0, db: 0, l: 0, g: 0, avl: 0, unusable: 0 };
+  s.ldt = { ...s.ldt, base: 0n, limit: 0xffff, selector: 0, type: 2, present: 1, s: 0, dpl: 0, db: 0, l: 0, g: 0, avl: 0, unusable: 0 };
+  s.idt = { base: 0n, limit: 0xffff };
+  s.gdt = { base: 0n, limit: 0xffff };
+  s.apic_base = 0xfee00000n | (1n << 11n) | (bsp ? 1n << 8n : 0n);
+  v.setSregs(s);
+}
