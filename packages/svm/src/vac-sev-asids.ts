@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { KernelError, UsageError, VacResourceKey } from '@vac/core';
+import { KernelError, ScopedView, VacResourceKey } from '@vac/core';
 import type { ScopedVacResource, VacResource, VcpuTag, Violation } from '@vac/core';
 import { SevAsidAllocator } from './sev-asid-allocator.js';
 
@@ -28,29 +28,27 @@ export interface SevAsidView {
 export const SEV_ASIDS: VacResourceKey<SevAsidView, SevAsidResource> = new VacResourceKey<SevAsidView, SevAsidResource>('sev-asids');
 
 /** One instance's SEV ASIDs. */
-class ScopedSevAsids implements ScopedVacResource<SevAsidView>, SevAsidView {
+class ScopedSevAsids extends ScopedView<SevAsidView> implements SevAsidView {
   readonly view: SevAsidView = this;
   readonly #asids = new Set<number>();
-  readonly #instance: string;
   readonly #sev: SevAsidAllocator<VcpuTag>;
-  #closed = false;
 
   constructor(instance: string, sev: SevAsidAllocator<VcpuTag>) {
-    this.#instance = instance;
+    super(instance);
     this.#sev = sev;
   }
 
   alloc(es: boolean, tag: VcpuTag): number {
-    this.#live('sev_asid_new');
-    if (tag.instance !== this.#instance) throw new KernelError('EPERM', 'vac', `${this.#instance} cannot act for ${tag.instance}`);
+    this.live('sev_asid_new');
+    this.own(tag);
     const asid = this.#sev.alloc(es, tag);
     this.#asids.add(asid);
     return asid;
   }
 
   free(asid: number): void {
-    this.#live('sev_asid_free');
-    if (!this.#asids.has(asid)) throw new KernelError('EPERM', 'sev_asid_free', `${this.#instance} does not hold SEV ASID ${asid}`);
+    this.live('sev_asid_free');
+    if (!this.#asids.has(asid)) throw new KernelError('EPERM', 'sev_asid_free', `${this.instance} does not hold SEV ASID ${asid}`);
     this.#sev.free(asid);
     this.#asids.delete(asid);
   }
@@ -63,13 +61,6 @@ class ScopedSevAsids implements ScopedVacResource<SevAsidView>, SevAsidView {
     return [...this.#asids].sort((a, b) => a - b);
   }
 
-  close(): void {
-    this.#closed = true;
-  }
-
-  #live(op: string): void {
-    if (this.#closed) throw new UsageError('ERR_DESTROYED', `${this.#instance}: ${op} after it left VAC`);
-  }
 }
 
 /** The host's SEV ASID space (one per VAC, on hosts with SEV). */
