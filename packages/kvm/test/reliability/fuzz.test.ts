@@ -336,7 +336,7 @@ describe('random-ioctl fuzzer (syzkaller style)', () => {
       },
     );
     // Chunk i runs with seed + i (a failure names the chunk's seed), so the worker stays responsive.
-    const chunk = s.mode === 'replay' ? 1 : 250;
+    const chunk = s.mode === 'replay' ? 1 : 50;
     for (let done = 0, i = 0; done < s.runs; done += chunk, i++) {
       const seed = s.seed + i;
       const out = fc.check(prop, { seed, numRuns: Math.min(chunk, s.runs - done), ...(s.path === undefined ? {} : { path: s.path, endOnFailure: true }) });
