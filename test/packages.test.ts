@@ -1,7 +1,7 @@
 /**
  * The published packages as a user installs them: license, metadata, a README whose example runs.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test, vi } from 'vitest';
 
@@ -82,5 +82,28 @@ describe.each(published)('@vac/%s', (pkg) => {
       log.mockRestore();
     }
     expect(lines.join('\n')).not.toBe('');
+  });
+});
+
+describe('the release flow (changesets)', () => {
+  const config = JSON.parse(readFileSync(join(root, '.changeset', 'config.json'), 'utf8')) as { fixed: string[][]; privatePackages: { version: boolean } };
+  test('the five published packages are one fixed group; private packages are never versioned', () => {
+    expect(config.fixed).toEqual([published.map((p) => `@vac/${p}`)]);
+    expect(config.privatePackages.version).toBe(false);
+    for (const dir of ['examples/quickstart', 'examples/support', 'test-support']) expect(JSON.parse(readFileSync(join(root, dir, 'package.json'), 'utf8'))).toMatchObject({ private: true });
+  });
+  test('every pending changeset names only published packages, with a valid bump and a summary', () => {
+    const dir = join(root, '.changeset');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.md') && f !== 'README.md');
+    for (const f of files) {
+      const m = /^---\n([\s\S]*?)\n---\n\n(\S[\s\S]*)$/.exec(readFileSync(join(dir, f), 'utf8'));
+      expect(m, f).not.toBeNull();
+      for (const line of m![1]!.split('\n')) expect(line, f).toMatch(/^'@vac\/(core|vmx|svm|kvm|bridge)': (patch|minor|major)$/);
+    }
+  });
+  test('RELEASING.md names scripts that exist', () => {
+    const text = readFileSync(join(root, 'RELEASING.md'), 'utf8');
+    const scripts = (rootManifest as unknown as { scripts: Record<string, string> }).scripts;
+    for (const m of text.matchAll(/npx --yes pnpm@10\.34\.9 ([a-z:]+)/g)) expect(scripts, m[1]).toHaveProperty(m[1]!);
   });
 });
