@@ -110,6 +110,14 @@ async function main(): Promise<void> {
     await page.waitForLoadState();
     check(page.url().includes('createHost'), `the search result opens createHost's page (${page.url()})`);
     await page.screenshot({ path: join(shots, 'createHost.png') });
+    // Full-text search reaches the guides' text, not only the API's names.
+    await page.goto(`${base}/index.html`);
+    await page.locator('#tsd-search-trigger').click();
+    await page.locator('#tsd-search-input').fill('Perfetto');
+    const guideHit = page.locator('#tsd-search-results li a[href*="documents/"]').first();
+    const found = await guideHit.waitFor({ timeout: 10_000 }).then(() => true, () => false);
+    check(found, `searching "Perfetto" (a word of the guides' text) finds a guide${found ? ` (${await guideHit.getAttribute('href')})` : ''}`);
+    await page.screenshot({ path: join(shots, 'search-guides.png') });
     check(errors.length === 0, `no page errors${errors.length > 0 ? `: ${errors.join('; ')}` : ''}`);
   } finally {
     await browser.close();
