@@ -18,6 +18,8 @@ export default defineConfig({
       })),
       // The model against facts recorded from a real /dev/kvm (conformance/README.md).
       { extends: true, test: { name: 'conformance', root: 'conformance', include: ['test/**/*.test.ts'] } },
+      // The repository as users meet it: the README's commands and snippets, the packages' metadata and READMEs.
+      { extends: true, test: { name: 'repo', root: 'test', include: ['**/*.test.ts'] } },
     ],
   },
 });

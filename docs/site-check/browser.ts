@@ -2,13 +2,15 @@
  * The docs site, tested as a person would use it: build it first (`pnpm run docs`), then this serves `site/`
  * on localhost, opens it in headless Chromium (Debian's `/usr/bin/chromium`, driven by playwright-core),
  * follows the navigation to every guide, checks that the pictures render, and searches the API for
- * `createHost`. Screenshots go to `artifacts/site/` (git-ignored). Exits non-zero on any failure.
+ * `createHost`; first the checks that need no browser (static.ts: no internal item, categories, no bogus
+ * links, examples). Screenshots go to `artifacts/site/` (git-ignored). Exits non-zero on any failure.
  */
 import { createReadStream, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize, resolve } from 'node:path';
 import { chromium, type Page } from 'playwright-core';
+import { staticChecks } from './static.js';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const site = join(root, 'site');
@@ -61,6 +63,7 @@ async function main(): Promise<void> {
   if (!existsSync(join(site, 'index.html'))) throw new Error('site/ is missing: run `npx --yes pnpm@10.34.9 run docs` first');
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (or set CHROMIUM_PATH)`);
   mkdirSync(shots, { recursive: true });
+  for (const r of staticChecks(root, site)) check(r.ok, r.what);
   const guides = readdirSync(join(site, 'documents')).filter((f) => f.endsWith('.html')).map((f) => f.replace(/\.html$/, ''));
   const server = await serve(site);
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -107,6 +110,14 @@ async function main(): Promise<void> {
     await page.waitForLoadState();
     check(page.url().includes('createHost'), `the search result opens createHost's page (${page.url()})`);
     await page.screenshot({ path: join(shots, 'createHost.png') });
+    // Full-text search reaches the guides' text, not only the API's names.
+    await page.goto(`${base}/index.html`);
+    await page.locator('#tsd-search-trigger').click();
+    await page.locator('#tsd-search-input').fill('Perfetto');
+    const guideHit = page.locator('#tsd-search-results li a[href*="documents/"]').first();
+    const found = await guideHit.waitFor({ timeout: 10_000 }).then(() => true, () => false);
+    check(found, `searching "Perfetto" (a word of the guides' text) finds a guide${found ? ` (${await guideHit.getAttribute('href')})` : ''}`);
+    await page.screenshot({ path: join(shots, 'search-guides.png') });
     check(errors.length === 0, `no page errors${errors.length > 0 ? `: ${errors.join('; ')}` : ''}`);
   } finally {
     await browser.close();

@@ -121,8 +121,9 @@ const invariants = (when: string): void => {
   expect(bad.length === 0, `invariants ${when}: ${bad.map((v) => v.message).join('; ')}`);
 };
 const steps: Array<{ step: string; result: string }> = [];
-const annotate = (label: string): void => {
-  annotations.push({ at: host.events.seq, label });
+/** A mark on the picture at `at`: the `host.events.seq` read just before the step's action, so it sits where the step begins. */
+const annotate = (at: number, label: string): void => {
+  annotations.push({ at, label });
 };
 
 console.log(`Hotplug and power on a ${CPUS}-CPU Intel host with kvm0 (A, B) and kvm1 (C, D) running guests`);
@@ -135,6 +136,7 @@ invariants('at the start');
 {
   const clear2 = hw.counters(2).vmclear;
   const lastC = byName('C').model.lastCpu;
+  const at = host.events.seq;
   host.cpuDown(2);
   expect(!vac.cpu(2).enabled && hw.loadedList(2).length === 0, 'CPU 2 offline: VMX off, no VMCS left on its list');
   expect(hw.counters(2).vmclear - clear2 === 2, `CPU 2 offline: both VMCSs that were loaded there (B, C) VMCLEARed (got ${hw.counters(2).vmclear - clear2})`);
@@ -142,7 +144,7 @@ invariants('at the start');
   host.scheduler.run(4);
   expect(allRanSince(before), 'every guest keeps running after CPU 2 went offline');
   expect(byName('B').model.lastCpu === 0 && byName('C').model.lastCpu === 0 && lastC === 2, 'B and C moved from CPU 2 to CPU 0');
-  annotate('cpuDown(2)');
+  annotate(at, 'cpuDown(2)');
   steps.push({ step: 'cpuDown(2)', result: 'B, C put and VMCLEARed, VMXOFF on CPU 2; threads moved to CPU 0' });
   cpuTable('1. After `echo 0 > cpu2/online` and 4 ticks');
   invariants('after CPU 2 went offline');
@@ -151,6 +153,7 @@ invariants('at the start');
 // ---- 2. CPU 2 back; C follows it ---------------------------------------------------------------------
 
 {
+  const at = host.events.seq;
   host.cpuUp(2);
   expect(vac.cpu(2).enabled && vac.cpu(2).enableCount === 2, 'CPU 2 online again: VMX on (second enable)');
   const c = byName('C');
@@ -163,7 +166,7 @@ invariants('at the start');
   expect(allRanSince(before), 'every guest keeps running after CPU 2 came back');
   expect(c.model.lastCpu === 2 && (c.model.vendor.stats['vmcsMigrations'] ?? 0) === migrations + 1, "C's VMCS migrated from CPU 0 to CPU 2");
   expect(hw.counters(0).vmclear > clear0 && hw.counters(2).vmptrld > ptrld2, 'the migration VMCLEARed on CPU 0 and VMPTRLDed on CPU 2');
-  annotate('cpuUp(2); pin C to 2');
+  annotate(at, 'cpuUp(2); pin C to 2');
   steps.push({ step: 'cpuUp(2); pin C to 2', result: 'VMXON on CPU 2; C: VMCLEAR on CPU 0, VMPTRLD on CPU 2' });
   cpuTable('2. After `echo 1 > cpu2/online`, C pinned back to CPU 2, 4 ticks');
   invariants('after CPU 2 came back');
@@ -175,11 +178,13 @@ invariants('at the start');
   host.cpuDown(3);
   hw.injectEnableFault(3, 'always'); // VMXON on CPU 3 now faults (#GP)
   let code = 'none';
+  const at = host.events.seq;
   try {
     host.cpuUp(3);
   } catch (e) {
     code = isKernelError(e) ? e.code : String(e);
   }
+  annotate(at, `cpuUp(3) → ${code}`);
   expect(code === 'EIO', `CPU 3 whose VMXON faults is refused online with EIO (got ${code})`);
   expect(!host.cpus[3]?.online && !vac.cpu(3).enabled, 'CPU 3 stays offline and disabled');
   const warning = host.warnings.find((w) => w.cpu === 3 && w.message.includes('enabling virtualization on CPU3 failed'));
@@ -224,7 +229,7 @@ invariants('at the start');
   expect(allRanSince(before), 'every guest runs again after resume');
   expect(guests.every((g) => g.model.lastCpu === g.thread.cpu), 'each vCPU ran on its own thread\'s CPU after resume');
   expect(guests.every((g, i) => g.model.stats.signal_exits > (intr[i] ?? 0) || !inGuest.includes(g.name)), 'the guests in guest mode were kicked out (KVM_RUN → EINTR) by the freeze');
-  annotate('suspend; resume');
+  // No mark of our own: the picture marks suspend and resume where they happen (powerAnnotations).
   steps.push({ step: 'suspend; resume', result: `${inGuest.length} vCPUs kicked out of guest mode; VMXOFF everywhere; all back on their CPUs after resume` });
   cpuTable('4b. After resume and 4 ticks');
   invariants('after resume');
@@ -238,6 +243,7 @@ invariants('at the start');
   expect(host.cpus.every((c) => !vac.cpu(c.id).enabled && !hw.inVmxOperation(c.id)), 'after reboot: VMX off on every CPU');
   const p = host.spawn({ uid: 1000, groups: ['kvm'], name: 'late-vmm' });
   let code = 'none';
+  const at = host.events.seq;
   try {
     p.ioctl(p.open('/dev/kvm1', O_RDWR), KVM_CREATE_VM, 0);
   } catch (e) {
@@ -245,7 +251,7 @@ invariants('at the start');
   }
   expect(code === 'EBUSY', `KVM_CREATE_VM after reboot fails with EBUSY (got ${code})`);
   expect(vac.rebooting, '`rebooting` stays set (sticky)');
-  annotate('reboot; KVM_CREATE_VM');
+  annotate(at, `KVM_CREATE_VM → ${code}`);
   steps.push({ step: 'reboot; KVM_CREATE_VM', result: `VMXOFF everywhere, rebooting=true (sticky); new VM → ${code}` });
   cpuTable(`5. After reboot (a new KVM_CREATE_VM → ${code})`);
   invariants('after reboot');

@@ -151,7 +151,7 @@ function report(title: string, rows: Row[]): Record<string, Record<string, numbe
       'Running (ground truth)': r.running,
       'perf attributed it to': r.attributedTo,
       'guest RIP': r.rip,
-      '': r.ok ? 'ok' : r.owner === 'kvm1' ? 'LOST' : 'WRONG',
+      Result: r.ok ? 'ok' : r.owner === 'kvm1' ? 'LOST' : 'WRONG',
     })),
   );
   const by: Record<string, Record<string, number>> = {};

@@ -17,6 +17,7 @@ import {
   type KvmInstance,
 } from '@vac/kvm';
 import { VPIDS, intel } from '@vac/vmx';
+import { table } from '@vac/example-support';
 
 const problems: string[] = [];
 const expect = (ok: boolean, what: string): void => {
@@ -77,7 +78,6 @@ for (const v of vcpus) {
 // 4. The account.
 const vac = vacOf(host);
 if (vac === undefined) throw new Error('vac is not loaded');
-const table = (rows: Array<Record<string, string | number>>): void => console.table(rows);
 
 console.log('\n$ lsmod');
 table(host.lsmod().map((m) => ({ Module: m.name, Version: m.version ?? '', 'Used by': `${m.refcount} ${m.usedBy.join(',')}`.trim() })));

@@ -36,6 +36,7 @@ import {
   makeKvmSregs,
 } from '@vac/kvm';
 import { VPIDS, intel } from '@vac/vmx';
+import { table } from '@vac/example-support';
 
 const problems: string[] = [];
 const expect = (ok: boolean, what: string): void => {
@@ -186,8 +187,9 @@ host.scheduler.run(5);
 
 console.log(`\n(exit status ${status})\n`);
 console.log('While kvm-hello ran:');
-for (const m of lsmodDuring) console.log(`  lsmod  ${m.name.padEnd(5)} ${String(m.refcount).padStart(3)}  ${m.usedBy.join(',')}`.trimEnd());
-console.log(`  VPIDs  ${vpidsDuring.map((h) => `${h.vpid}=${h.holder}`).join('  ')}`);
+table(lsmodDuring.map((m) => ({ Module: m.name, 'Used by': `${m.refcount} ${m.usedBy.join(',')}`.trim() })));
+console.log('');
+table(vpidsDuring.map((h) => ({ VPID: h.vpid, vCPU: h.holder })));
 console.log(`kvm0's fleet executed ${fleetInstructions() - before} more guest instructions in the tick kvm-hello ran and the 5 after; kvm1 refcount after exit: ${host.lsmod().find((m) => m.name === 'kvm1')?.refcount}`);
 
 expect(status === 0, 'kvm-hello exits 0');

@@ -51,7 +51,26 @@ export interface DaemonOptions {
   readonly log?: (line: string) => void;
 }
 
-/** Start a bridge daemon in this process. */
+/**
+ * Start a bridge daemon in this process: VMMs run with the preload library (`vac run -- ./vmm`) reach its host
+ * through `runDir`'s bridge socket, and the `vac` command through its control socket.
+ *
+ * @example
+ * ```ts
+ * import { mkdtempSync } from 'node:fs';
+ * import { tmpdir } from 'node:os';
+ * import { join } from 'node:path';
+ * import { runControl, startDaemon } from '@vac/bridge';
+ *
+ * const daemon = await startDaemon({
+ *   runDir: mkdtempSync(join(tmpdir(), 'vac-run-')),
+ *   host: { cpus: 2, modules: [{ name: 'kvm0' }], symlinks: [['/dev/kvm0', '/dev/kvm']] },
+ *   log: () => {},
+ * });
+ * console.log(runControl(daemon.control, { cmd: 'lsmod', args: [] }).output);
+ * await daemon.stop();
+ * ```
+ */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   mkdirSync(opts.runDir, { recursive: true, mode: 0o755 });

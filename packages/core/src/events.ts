@@ -279,7 +279,10 @@ export class EventBus {
     if (--this.#depth === 0 && this.#queue.length !== 0 && !this.#delivering) this.#drain();
   }
 
-  /** @internal Run `op` as one kernel operation ({@link EventBus.enter} … {@link EventBus.leave}). */
+  /**
+   * @hidden Run `op` as one kernel operation ({@link EventBus.enter} … {@link EventBus.leave}). Not for users, but
+   * not stripped from the published `.d.ts` either: the KVM modules call it.
+   */
   op<T>(op: () => T): T {
     this.#depth++;
     try {

@@ -52,7 +52,8 @@ function words(identifier: string): string[] {
 
 /** The packages a file imports, by package name (`@vac/vmx`) or by the folder a relative import reaches. */
 function importedPackages(file: string): string[] {
-  const text = readFileSync(file, 'utf8');
+  // Code only: an import in a doc comment (an `@example` showing how a user imports the packages) is no dependency.
+  const text = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
   const out: string[] = [];
   for (const m of text.matchAll(/(?:from|import)\s*\(?\s*'([^']+)'/g)) {
     const spec = m[1] as string;

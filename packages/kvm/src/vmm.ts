@@ -468,6 +468,24 @@ export interface VmHandle {
  * ({@link saveVcpu}). The vCPUs must be stopped (no thread inside KVM_RUN). What the VMM configured itself —
  * memory slots, ioeventfds, coalesced zones, the MSR filter, enabled capabilities — is the VMM's to set again (see
  * {@link restoreVm}'s `configure`).
+ *
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { createRealModeVm, kvm, restoreVm, saveVm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 2, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * host.modprobe(kvm({ postfix: '1' }));
+ * const vmm = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * const vm = createRealModeVm(vmm, '/dev/kvm0', { code: [0xf4] }); // hlt
+ * const saved = saveVm(vmm, vm); // plain data
+ * const copy = restoreVm(vmm, '/dev/kvm1', saved, {
+ *   slots: [{ slot: 0, flags: 0, guest_phys_addr: vm.guestPhysAddr, memory_size: vm.memory.length, userspace_addr: vm.memory.addr }],
+ * });
+ * console.log(copy.vcpus.length); // 1, on kvm1, where the guest was on kvm0
+ * ```
  */
 export function saveVm(proc: Process, vm: VmHandle): SavedVm {
   for (const v of vm.vcpus) completePendingIo(proc, v.fd, v.run);
@@ -504,6 +522,23 @@ export interface RestoredVm {
  * ({@link restoreVcpu}). The guest continues exactly where it was saved.
  *
  * @throws `KernelError` from the first failing syscall; `UsageError` from {@link restoreVcpu}
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { createRealModeVm, kvm, restoreVm, saveVm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 2, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * host.modprobe(kvm({ postfix: '1' }));
+ * const vmm = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * const vm = createRealModeVm(vmm, '/dev/kvm0', { code: [0xf4] }); // hlt
+ * const saved = saveVm(vmm, vm); // plain data
+ * const copy = restoreVm(vmm, '/dev/kvm1', saved, {
+ *   slots: [{ slot: 0, flags: 0, guest_phys_addr: vm.guestPhysAddr, memory_size: vm.memory.length, userspace_addr: vm.memory.addr }],
+ * });
+ * console.log(copy.vcpus.length); // 1, on kvm1, where the guest was on kvm0
+ * ```
  */
 export function restoreVm(proc: Process, devPath: string, saved: SavedVm, options: RestoreVmOptions): RestoredVm {
   const sys = proc.open(devPath, O_RDWR);

@@ -251,6 +251,20 @@ function withDefaults(base: AmdCpuConfig, o: AmdCpuOptions, given: ReadonlySet<s
  * @param options - host-wide options with per-CPU overrides; see the module documentation for defaults
  * @returns a plain {@link HardwareModel} object (`name: 'amd'`) for `createHost({ hardware })`
  * @throws UsageError for an unknown option, an ill-typed value or an inconsistent ASID/SEV geometry
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { kvm } from '@vac/kvm';
+ * import { amd } from '@vac/svm';
+ *
+ * // The BIOS disabled SVM on CPU 1: loading a KVM module fails with EIO, as on Linux.
+ * const host = createHost({ cpus: 2, hardware: amd({ cpus: { 1: { svmDisabledByBios: true } } }) });
+ * try {
+ *   host.modprobe(kvm({ postfix: '0' }));
+ * } catch (e) {
+ *   console.log((e as Error).message);
+ * }
+ * ```
  */
 export function amd(options: AmdOptions = {}): AmdModel {
   const { vendor = 'AuthenticAMD', cpus: overrides = {}, ...hostOptions } = options;

@@ -338,6 +338,17 @@ function bootCpu(cpu: Cpu, image: CpuImage): void {
  * and VPID with every INVEPT/INVVPID type, FLUSH_L1D and MD_CLEAR present, IA32_ARCH_CAPABILITIES = 0 (L1TF
  * and MDS apply), no foreign hypervisor, no injected faults.
  * @param options - host-wide options and per-CPU overrides
+ * @example
+ * ```ts
+ * import { createHost, vacOf } from '@vac/core';
+ * import { kvm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * // No EPT on any CPU (a per-CPU difference would be refused: "Inconsistent VMCS config").
+ * const host = createHost({ cpus: 2, hardware: intel({ ept: false }) });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * console.log(vacOf(host)!.cpus().map((c) => c.enabled)); // [ true, true ]: VMXON on every CPU
+ * ```
  */
 export function intel(options: IntelOptions = {}): IntelModel {
   const hostKeys = new Set([...CPU_OPTION_KEYS, 'kernelLocksFeatureControl', 'cpus']);

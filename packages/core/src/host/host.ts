@@ -73,7 +73,22 @@ export interface HostSnapshot {
   };
 }
 
-/** Build a host. @throws {@link UsageError} on a bad CPU count or hardware model. */
+/**
+ * Build a host: `cpus` CPUs of one hardware model (`intel()` from `@vac/vmx`, `amd()` from `@vac/svm`), no modules
+ * loaded, `/dev`, and an `init` process.
+ *
+ * @throws {@link UsageError} on a bad CPU count or hardware model.
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { kvm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 4, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' })); // loads vac, then kvm0 with its /dev/kvm0
+ * console.log(host.lsmod().map((m) => m.name)); // [ 'kvm0', 'vac' ]
+ * ```
+ */
 export function createHost(opts: HostOptions): Host {
   return new Host(opts);
 }
@@ -225,7 +240,22 @@ export class Host {
     return this.modules.insmod(image, params, opts);
   }
 
-  /** `modprobe` (see {@link ModuleLoader.modprobe}). */
+  /**
+   * `modprobe` (see {@link ModuleLoader.modprobe}): load a module image (or a registered one by name) and the
+   * modules it depends on, with these parameters.
+   *
+   * @example
+   * ```ts
+   * import { createHost } from '@vac/core';
+   * import { kvm } from '@vac/kvm';
+   * import { intel } from '@vac/vmx';
+   *
+   * const host = createHost({ cpus: 4, hardware: intel() });
+   * host.modprobe(kvm({ postfix: '0' }));
+   * host.modprobe(kvm({ postfix: '1' }), { vmentry_l1d_flush: 'always' }); // its own parameters
+   * console.log(host.readParam('kvm1', 'vmentry_l1d_flush')); // 'always'
+   * ```
+   */
   modprobe<P extends ParamSpecs, E>(image: ModuleImage<P, E> | string, params?: ParamInputs, opts?: LoadOptions): LoadedModule<E> {
     return this.modules.modprobe(image, params, opts);
   }

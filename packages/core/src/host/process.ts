@@ -258,6 +258,20 @@ export class Process {
    * (`copy_from_user`/`copy_to_user`).
    * @returns the syscall's non-negative result (a new fd for `KVM_CREATE_VM`, 0 for most)
    * @throws {@link KernelError} EBADF, ENOTTY (no ioctl handler), or the driver's error
+   * @example
+   * ```ts
+   * import { createHost, O_RDWR } from '@vac/core';
+   * import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_API_VERSION, kvm } from '@vac/kvm';
+   * import { intel } from '@vac/vmx';
+   *
+   * const host = createHost({ cpus: 2, hardware: intel() });
+   * host.modprobe(kvm({ postfix: '0' }));
+   * const vmm = host.spawn({ uid: 1000, groups: ['kvm'] });
+   * const sys = vmm.open('/dev/kvm0', O_RDWR);
+   * console.log(vmm.ioctl(sys, KVM_GET_API_VERSION)); // 12
+   * const vm = vmm.ioctl(sys, KVM_CREATE_VM, 0); // a new fd
+   * const vcpu = vmm.ioctl(vm, KVM_CREATE_VCPU, 0);
+   * ```
    */
   ioctl(fd: number, request: number, arg?: unknown): number {
     if (typeof request !== 'number') throw badRequest(request);

@@ -60,6 +60,18 @@ const POSTFIX_RE = /^[a-z0-9_]{0,16}$/;
  * Build the image of one KVM module. It depends on `vac`, folds in VMX and SVM (uses VMX if usable, else
  * SVM, else fails with EOPNOTSUPP "no hardware support for SVM or VMX"), and registers its misc device
  * `/dev/kvm${postfix}` (root:kvm 0660) as the last step of init.
+ *
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { kvm } from '@vac/kvm';
+ * import { amd } from '@vac/svm';
+ *
+ * const host = createHost({ cpus: 2, hardware: amd() });
+ * host.modprobe(kvm({ postfix: '0' })); // /dev/kvm0
+ * host.modprobe(kvm({ postfix: '1' }), { npt: 0 }); // /dev/kvm1, a second KVM with other parameters
+ * console.log(host.stat('/dev/kvm1')); // a misc character device, root:kvm 0660
+ * ```
  */
 export function kvm(options: KvmOptions = {}): KvmImage {
   options = kvmOptions(options);

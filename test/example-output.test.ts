@@ -1,0 +1,64 @@
+/**
+ * One output style for the examples: aligned tables from `@vac/example-support` (a header on every column, no
+ * console.table with its `(index)` column and quoted strings).
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { formatTable } from '../examples/support/index.js';
+
+const root = join(import.meta.dirname, '..');
+const examples = readdirSync(join(root, 'examples'), { withFileTypes: true })
+  .filter((e) => e.isDirectory() && e.name !== 'support')
+  .map((e) => e.name);
+
+describe('formatTable', () => {
+  test('aligns columns under their headers: strings left, numbers right, no quotes, no index column', () => {
+    expect(formatTable([{ Module: 'kvm1', Refs: 6 }, { Module: 'vac', Refs: 12 }])).toBe(
+      ['Module  Refs', '------  ----', 'kvm1       6', 'vac       12'].join('\n'),
+    );
+  });
+  test('takes the columns of every row, in first-seen order; a missing cell is empty', () => {
+    expect(formatTable([{ A: 'x' }, { A: 'y', B: 'z' }])).toBe(['A  B', '-  -', 'x', 'y  z'].join('\n'));
+  });
+  test('refuses a column without a header', () => {
+    expect(() => formatTable([{ A: 1, '': 'ok' }])).toThrow('every column needs a header');
+  });
+  test('prints nothing for no rows', () => {
+    expect(formatTable([])).toBe('');
+  });
+});
+
+describe('the examples', () => {
+  test.each(examples)('%s prints tables only through @vac/example-support', (name) => {
+    const src = readFileSync(join(root, 'examples', name, 'main.ts'), 'utf8');
+    expect(src).not.toContain('console.table');
+    expect(src).not.toMatch(/(const|function) table\b/);
+    if (/\btable\(/.test(src)) expect(src).toContain("import { table } from '@vac/example-support';");
+    expect(src).not.toMatch(/^\s*'': /m);
+  });
+
+  test.each(['quickstart', 'unchanged-vmm', 'pmi-routing'])('%s: every table has a header and a rule, no console.table marks', (name) => {
+    const r = spawnSync(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), '--conditions=@vac/source', 'main.ts'], {
+      cwd: join(root, 'examples', name),
+      encoding: 'utf8',
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).not.toMatch(/\(index\)|[│┌└]/);
+    const lines = r.stdout.split('\n');
+    const rules = lines.flatMap((l, i) => (/^-+( +-+)*$/.test(l) ? [i] : []));
+    expect(rules.length).toBeGreaterThan(0);
+    for (const i of rules) {
+      const header = lines[i - 1] ?? '';
+      const cols = lines[i]!.split(/ {2}/);
+      // Each column's header starts where its rule does, and is not blank.
+      let at = 0;
+      for (const c of cols) {
+        expect(header.slice(at, at + c.length).trim(), `${name}: header over the rule at line ${i}`).not.toBe('');
+        at += c.length + 2;
+      }
+    }
+  }, 120_000);
+});
