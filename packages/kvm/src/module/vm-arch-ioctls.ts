@@ -43,13 +43,13 @@ import {
   KVM_MSR_FILTER_MAX_BITMAP_SIZE,
   KVM_MSR_FILTER_RANGE_VALID_MASK,
   KVM_MSR_FILTER_VALID_MASK,
-  KVM_X86_VALID_QUIRKS,
 } from '../abi/constants-x86.js';
 import { copyFromUser, copyToUser, userAccess } from '../abi/codec.js';
 import { KVM_ENABLE_CAP_CODEC } from '../abi/structs.js';
 import { KVM_CLOCK_DATA_CODEC, KVM_MSR_FILTER_CODEC, U64_POINTER_CODEC } from '../abi/structs-x86.js';
 import { GUEST_DEFAULT_QUIRKS } from '../guest/interpreter.js';
 import { allowedDisableExits } from './caps.js';
+import { supportedQuirks } from '../builds/build.js';
 import type { VmFile } from './files.js';
 import { hostNs, hostRealtimeNs, hostTsc } from './host-clock.js';
 import { valueArg, type IoctlDef } from './ioctl-table.js';
@@ -88,8 +88,9 @@ function enableCap(f: VmFile, arg: unknown, op: string): number {
     case KVM_CAP_DISABLE_QUIRKS2:
     case KVM_CAP_DISABLE_QUIRKS:
       // DISABLE_QUIRKS2 refuses unknown quirks; the old DISABLE_QUIRKS ignores them.
-      if (cap.cap === KVM_CAP_DISABLE_QUIRKS2 && (arg0 & ~BigInt(KVM_X86_VALID_QUIRKS)) !== 0n) throw new KernelError('EINVAL', op, `unknown quirks in 0x${arg0.toString(16)}`);
-      a.disabledQuirks |= Number(arg0 & BigInt(KVM_X86_VALID_QUIRKS));
+      // kvm_caps.supported_quirks (the build's valid quirks, less the vendor's: builds/build.ts)
+      if (cap.cap === KVM_CAP_DISABLE_QUIRKS2 && (arg0 & ~BigInt(supportedQuirks(vm.instance))) !== 0n) throw new KernelError('EINVAL', op, `unknown quirks in 0x${arg0.toString(16)}`);
+      a.disabledQuirks |= Number(arg0 & BigInt(supportedQuirks(vm.instance)));
       vm.quirks = GUEST_DEFAULT_QUIRKS & ~a.disabledQuirks;
       return 0;
     case KVM_CAP_X86_DISABLE_EXITS: {
