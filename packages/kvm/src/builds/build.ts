@@ -138,6 +138,13 @@ function u32(v: unknown, what: string): number {
   return v;
 }
 
+/** An optional list field: `[]` when absent, else it must be an array. */
+function list(v: unknown, what: string): readonly unknown[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new UsageError('ERR_INVALID_ARG', `kvm build: ${what} must be an array`);
+  return v;
+}
+
 /**
  * Check a build description and sum its effects. `params` are the image's parameter specs (kvm's and the
  * vendors'): a removed or re-defaulted parameter must be one of them, and a default must be of its type.
@@ -200,13 +207,15 @@ export function resolveBuild(build: unknown, params: Readonly<Record<string, Par
       quirksRemoved = (quirksRemoved | remove) & ~add;
       quirksVmxSelfSnoop = (quirksVmxSelfSnoop | vmx) & ~remove;
     }
-    for (const m of e.msrs?.remove ?? []) msrsRemoved.add(u32(m, `${where} msrs.remove`));
-    for (const m of e.msrs?.removeFeature ?? []) featureMsrsRemoved.add(u32(m, `${where} msrs.removeFeature`));
-    for (const bits of e.cpuid ?? []) {
-      if (!REGS.has(bits.reg)) throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): cpuid reg must be eax, ebx, ecx or edx`);
+    if (e.params !== undefined && (typeof e.params !== 'object' || e.params === null)) throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): params must be an object`);
+    if (e.quirks !== undefined && (typeof e.quirks !== 'object' || e.quirks === null)) throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): quirks must be an object`);
+    for (const m of list(e.msrs?.remove, `${where} msrs.remove`)) msrsRemoved.add(u32(m, `${where} msrs.remove`));
+    for (const m of list(e.msrs?.removeFeature, `${where} msrs.removeFeature`)) featureMsrsRemoved.add(u32(m, `${where} msrs.removeFeature`));
+    for (const bits of list(e.cpuid, `${where} cpuid`) as readonly CpuidBits[]) {
+      if (typeof bits !== 'object' || bits === null || !REGS.has(bits.reg)) throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): cpuid reg must be eax, ebx, ecx or edx`);
       cpuidWithheld.push({ function: u32(bits.function, `${where} cpuid.function`), index: u32(bits.index, `${where} cpuid.index`), reg: bits.reg, mask: u32(bits.mask, `${where} cpuid.mask`) });
     }
-    for (const cap of e.capsRemoved ?? []) capsRemoved.add(u32(cap, `${where} capsRemoved`));
+    for (const cap of list(e.capsRemoved, `${where} capsRemoved`)) capsRemoved.add(u32(cap, `${where} capsRemoved`));
   });
   return { build: b as KvmBuild, paramsRemoved, paramDefaults, quirksAdded, quirksRemoved, quirksVmxSelfSnoop, msrsRemoved, featureMsrsRemoved, cpuidWithheld, capsRemoved };
 }

@@ -219,6 +219,9 @@ function reasonsFor(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveReas
  * not (MSRs, CPUID features, capability flags), which closes the way back once the guest or the VMM uses it.
  */
 export function canMove(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveVerdict {
+  checkMovable(vm);
+  checkFacts(from, 'from');
+  checkFacts(to, 'to');
   const reasons = reasonsFor(vm, from, to);
   const ok = reasons.every((r) => r.kind === 'note');
   const back = reasonsFor(vm, to, from).filter((r) => r.kind !== 'note');
@@ -236,6 +239,23 @@ export function canMove(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): Move
   }
   const possible = back.length > 0 ? false : hazards.length > 0 ? 'conditional' : true;
   return { ok, reasons, rollback: { possible, reasons: back, hazards } };
+}
+
+function checkMovable(vm: unknown): asserts vm is MovableVm {
+  const v = vm as Partial<MovableVm> | null;
+  if (typeof v !== 'object' || v === null || typeof v.saved !== 'object' || v.saved === null || !Array.isArray(v.saved.vcpus)) {
+    throw new UsageError('ERR_INVALID_ARG', 'canMove: vm must be { saved: SavedVm (saveVm\'s result), enabledCaps? }');
+  }
+  if (v.enabledCaps !== undefined && (!Array.isArray(v.enabledCaps) || !v.enabledCaps.every((c) => typeof c?.cap === 'number' && typeof c.flags === 'bigint'))) {
+    throw new UsageError('ERR_INVALID_ARG', 'canMove: enabledCaps must be an array of { cap: number, flags: bigint }');
+  }
+}
+
+function checkFacts(f: unknown, name: string): asserts f is ModuleFacts {
+  const x = f as Partial<ModuleFacts> | null;
+  if (typeof x !== 'object' || x === null || !(x.caps instanceof Map) || !Array.isArray(x.msrIndexList) || !Array.isArray(x.supportedCpuid) || typeof x.xsaveSize !== 'number' || typeof x.supportedXcr0 !== 'bigint') {
+    throw new UsageError('ERR_INVALID_ARG', `canMove: ${name} must be ModuleFacts (probeModule's result)`);
+  }
 }
 
 /** Thrown by {@link moveVm}: the move stopped at `step`; the source VM is as it was. */

@@ -105,6 +105,9 @@ describe('the library', () => {
     bad({ name: 'x', linux: '6.1', changes: [{ ...base, effects: { params: { halt_poll_ns: 'many' } } }] });
     bad({ name: 'x', linux: '6.1', changes: [{ ...base, effects: { quirks: { add: 1 << 20 } } }] });
     bad({ name: 'x', linux: '6.1', changes: [{ ...base, effects: {} }, { ...base, effects: {} }] });
+    bad({ name: 'x', linux: '6.1', changes: [{ ...base, effects: { msrs: { remove: 0x10 } } }] });
+    bad({ name: 'x', linux: '6.1', changes: [{ ...base, effects: { cpuid: [{ function: 1, index: 0, reg: 'esp', mask: 1 }] } }] });
+    bad({ name: 'x', linux: '6.1', changes: [{ ...base, effects: { capsRemoved: [-1] } }] });
     expect(host.lsmod().map((r) => r.name)).toEqual([]);
   });
 

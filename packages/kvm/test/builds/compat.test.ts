@@ -3,7 +3,7 @@
  * of shipped builds on both vendors — a move canMove accepts round-trips the VM's state (and comes back when the
  * way back is open), one it refuses fails at the step it names, with the source VM as it was.
  */
-import { createHost, type Host, type Process, O_RDWR } from '@vac/core';
+import { createHost, type Host, type Process, O_RDWR, UsageError } from '@vac/core';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import {
@@ -177,6 +177,15 @@ describe('canMove: each reason', () => {
     const back = canMove({ saved: { ...saved, vcpus: [{ ...v0, msrs: v0.msrs.filter((m) => without.includes(m.index)) }] } }, facts({ msrIndexList: without }), facts({ msrIndexList: listed }));
     expect(back.ok).toBe(true);
     expect(back.rollback).toEqual({ possible: 'conditional', reasons: [], hazards: ['the guest writes MSR 0x4b564d06, 0x4b564d07 (the target lists them, the source does not)'] });
+  });
+
+  test('malformed input is a UsageError', () => {
+    const f = facts({});
+    expect(() => canMove(null as never, f, f)).toThrow(UsageError);
+    expect(() => canMove({ saved: {} } as never, f, f)).toThrow(UsageError);
+    expect(() => canMove({ saved, enabledCaps: [{ cap: 1, flags: 1 }] } as never, f, f)).toThrow(UsageError);
+    expect(() => canMove({ saved }, { ...f, caps: {} } as never, f)).toThrow(/canMove: from must be ModuleFacts/);
+    expect(() => canMove({ saved }, f, undefined as never)).toThrow(/canMove: to must be ModuleFacts/);
   });
 
   test('MOVE_STEPS is the order of reasons', () => {
