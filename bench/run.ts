@@ -20,6 +20,7 @@ import { runPmi } from './suites/pmi.js';
 import { runScale, type ScalePoint } from './suites/scale.js';
 import { runUpgrade } from './suites/upgrade.js';
 import { runVcpuState } from './suites/vcpu-state.js';
+import { runMemslots } from './suites/memslots.js';
 import { runVpid } from './suites/vpid.js';
 
 const quick = process.argv.includes('--quick');
@@ -39,6 +40,7 @@ const suites: Array<[string, () => { rows: Row[]; targets: TargetCheck[]; points
   ['upgrade', () => runUpgrade(b)],
   ['costs', () => runCosts(b)],
   ['vcpu-state', () => runVcpuState(b)],
+  ['memslots', () => runMemslots(b)],
 ];
 for (const [name, run] of suites) {
   if (only !== undefined && !only.split(',').includes(name)) continue;

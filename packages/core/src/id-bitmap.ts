@@ -66,17 +66,17 @@ export class IdBitmap {
   /** Number of usable bits (IDs `0 … size-1`). */
   readonly size: number;
   /** Level 0: the bits. Alias of `levels[0]`, kept separately for the hot path. */
-  private readonly words: Uint32Array;
+  readonly #words: Uint32Array;
   /** `levels[0]` = bits; `levels[k+1]` bit j set iff word j of `levels[k]` is full. */
-  private readonly levels: Uint32Array[];
+  readonly #levels: Uint32Array[];
   /** Number of meaningful bits per level (`levelBits[k+1]` = word count of level k). */
-  private readonly levelBits: number[];
+  readonly #levelBits: number[];
   /** Index of the top level (a single word). */
-  private readonly top: number;
+  readonly #top: number;
   /** Number of set bits below `size` (padding not counted). */
-  private nset = 0;
-  /** Out-parameter of {@link IdBitmap.climb} (the index found), so the hot path allocates nothing. */
-  private climbIdx = 0;
+  #nset = 0;
+  /** Out-parameter of `#climb` (the index found), so the hot path allocates nothing. */
+  #climbIdx = 0;
 
   /**
    * @param size - number of bits, 1 … 2^30
@@ -97,21 +97,21 @@ export class IdBitmap {
       if (nwords === 1) break;
       nbits = nwords;
     }
-    this.levels = levels;
-    this.levelBits = levelBits;
-    this.top = levels.length - 1;
-    this.words = levels[0] as Uint32Array;
-    this.rebuild();
+    this.#levels = levels;
+    this.#levelBits = levelBits;
+    this.#top = levels.length - 1;
+    this.#words = levels[0] as Uint32Array;
+    this.#rebuild();
   }
 
   /** Number of set bits (IDs in use). */
   get count(): number {
-    return this.nset;
+    return this.#nset;
   }
 
   /** Number of summary levels above the bits (0 for ≤ 32 bits, 3 for 65,536). */
   get summaryLevels(): number {
-    return this.top;
+    return this.#top;
   }
 
   /**
@@ -121,15 +121,15 @@ export class IdBitmap {
    * @throws UsageError when `i` is not an index of this bitmap
    */
   set(i: number): boolean {
-    this.checkIndex(i);
+    this.#checkIndex(i);
     const wi = i >>> 5;
     const bit = 1 << (i & 31);
-    const old = this.words[wi] as number;
+    const old = this.#words[wi] as number;
     if ((old & bit) !== 0) return false;
     const now = old | bit;
-    this.words[wi] = now;
-    this.nset++;
-    if (now === -1) this.markFull(wi);
+    this.#words[wi] = now;
+    this.#nset++;
+    if (now === -1) this.#markFull(wi);
     return true;
   }
 
@@ -140,15 +140,15 @@ export class IdBitmap {
    * @throws UsageError when `i` is not an index of this bitmap
    */
   clear(i: number): boolean {
-    this.checkIndex(i);
+    this.#checkIndex(i);
     // The body of clearChecked, repeated: a call here would cost the bare bitmap its inlining.
     const wi = i >>> 5;
     const bit = 1 << (i & 31);
-    const old = this.words[wi] as number;
+    const old = this.#words[wi] as number;
     if ((old & bit) === 0) return false;
-    this.words[wi] = old & ~bit;
-    this.nset--;
-    if (old === FULL) this.markNotFull(wi);
+    this.#words[wi] = old & ~bit;
+    this.#nset--;
+    if (old === FULL) this.#markNotFull(wi);
     return true;
   }
 
@@ -156,11 +156,11 @@ export class IdBitmap {
   clearChecked(i: number): boolean {
     const wi = i >>> 5;
     const bit = 1 << (i & 31);
-    const old = this.words[wi] as number;
+    const old = this.#words[wi] as number;
     if ((old & bit) === 0) return false;
-    this.words[wi] = old & ~bit;
-    this.nset--;
-    if (old === FULL) this.markNotFull(wi);
+    this.#words[wi] = old & ~bit;
+    this.#nset--;
+    if (old === FULL) this.#markNotFull(wi);
     return true;
   }
 
@@ -170,8 +170,8 @@ export class IdBitmap {
    * @throws UsageError when `i` is not an index of this bitmap
    */
   test(i: number): boolean {
-    this.checkIndex(i);
-    return ((this.words[i >>> 5] as number) & (1 << (i & 31))) !== 0;
+    this.#checkIndex(i);
+    return ((this.#words[i >>> 5] as number) & (1 << (i & 31))) !== 0;
   }
 
   /**
@@ -186,10 +186,10 @@ export class IdBitmap {
    * @throws UsageError when `from` or `to` is not an index of this bitmap
    */
   findFirstZero(from = 0, to: number = this.size - 1): number {
-    this.checkIndex(from);
-    this.checkIndex(to);
+    this.#checkIndex(from);
+    this.#checkIndex(to);
     if (from > to) return -1;
-    return this.search(from, to);
+    return this.#search(from, to);
   }
 
   /**
@@ -200,46 +200,46 @@ export class IdBitmap {
    * @throws UsageError when `from` or `to` is not an index of this bitmap
    */
   takeFirstZero(from = 0, to: number = this.size - 1): number {
-    this.checkIndex(from);
-    this.checkIndex(to);
+    this.#checkIndex(from);
+    this.#checkIndex(to);
     if (from > to) return -1;
-    const i = this.search(from, to);
+    const i = this.#search(from, to);
     if (i < 0) return -1;
     const wi = i >>> 5;
-    const now = (this.words[wi] as number) | (1 << (i & 31));
-    this.words[wi] = now;
-    this.nset++;
-    if (now === -1) this.markFull(wi);
+    const now = (this.#words[wi] as number) | (1 << (i & 31));
+    this.#words[wi] = now;
+    this.#nset++;
+    if (now === -1) this.#markFull(wi);
     return i;
   }
 
   /** {@link IdBitmap.takeFirstZero} over the whole bitmap: no bounds to check (the allocators' hot path). */
   takeLowestZero(): number {
-    const words = this.words;
+    const words = this.#words;
     const w0 = words[0] as number;
     if (w0 !== FULL) {
       // A zero bit in word 0: the common case at low occupancy.
       const i = ctz32(~w0);
       const now = w0 | (1 << i);
       words[0] = now;
-      this.nset++;
-      if (now === -1) this.markFull(0);
+      this.#nset++;
+      if (now === -1) this.#markFull(0);
       return i;
     }
-    const i = this.lowestZeroFromTop();
+    const i = this.#lowestZeroFromTop();
     if (i < 0) return -1;
     const wi = i >>> 5;
     const now = (words[wi] as number) | (1 << (i & 31));
     words[wi] = now;
-    this.nset++;
-    if (now === -1) this.markFull(wi);
+    this.#nset++;
+    if (now === -1) this.#markFull(wi);
     return i;
   }
 
   /** The search of {@link IdBitmap.findFirstZero} on validated, non-empty bounds. */
-  private search(from: number, to: number): number {
+  #search(from: number, to: number): number {
     // Fast path: a zero bit in the word holding `from` (the common case at low occupancy).
-    const w0 = (this.words[from >>> 5] as number) | ((1 << (from & 31)) - 1);
+    const w0 = (this.#words[from >>> 5] as number) | ((1 << (from & 31)) - 1);
     if (w0 !== -1) {
       const i = (from & ~31) | ctz32(~w0);
       return i <= to ? i : -1;
@@ -247,23 +247,23 @@ export class IdBitmap {
     let idx: number;
     if (from === 0) {
       // Whole-bitmap search (`find_first_zero_bit`): start at the top word, no climb needed.
-      idx = this.lowestZeroFromTop();
+      idx = this.#lowestZeroFromTop();
     } else {
-      const level = this.climb(from);
-      idx = level < 0 ? -1 : this.descend(level, this.climbIdx);
+      const level = this.#climb(from);
+      idx = level < 0 ? -1 : this.#descend(level, this.#climbIdx);
     }
     return idx <= to ? idx : -1;
   }
 
   /** The lowest zero bit of the whole bitmap, from the top word down; -1 when every bit is set. */
-  private lowestZeroFromTop(): number {
-    const w = (this.levels[this.top] as Uint32Array)[0]!;
-    return w === FULL ? -1 : this.descend(this.top, ctz32(~w));
+  #lowestZeroFromTop(): number {
+    const w = (this.#levels[this.#top] as Uint32Array)[0]!;
+    return w === FULL ? -1 : this.#descend(this.#top, ctz32(~w));
   }
 
   /** From bit `idx` of `level`, clear (its word below is not full), down to level 0: one word per level. */
-  private descend(level: number, idx: number): number {
-    const levels = this.levels;
+  #descend(level: number, idx: number): number {
+    const levels = this.#levels;
     while (level > 0) {
       level--;
       idx = (idx << 5) | ctz32(~(levels[level] as Uint32Array)[idx]!);
@@ -278,16 +278,16 @@ export class IdBitmap {
    *
    * @returns the level where a zero bit was found (its index left in `climbIdx`), or -1 when none is
    */
-  private climb(from: number): number {
-    const levels = this.levels;
-    const levelBits = this.levelBits;
+  #climb(from: number): number {
+    const levels = this.#levels;
+    const levelBits = this.#levelBits;
     let idx = (from >>> 5) + 1;
-    for (let level = 1; level <= this.top; level++) {
+    for (let level = 1; level <= this.#top; level++) {
       if (idx >= (levelBits[level] as number)) return -1;
       const wi = idx >>> 5;
       const w = (levels[level] as Uint32Array)[wi]! | ((1 << (idx & 31)) - 1);
       if (w !== -1) {
-        this.climbIdx = (wi << 5) | ctz32(~w);
+        this.#climbIdx = (wi << 5) | ctz32(~w);
         return level;
       }
       idx = wi + 1;
@@ -305,10 +305,10 @@ export class IdBitmap {
    * @throws UsageError when `from` or `to` is not an index of this bitmap
    */
   findFirstSet(from = 0, to: number = this.size - 1): number {
-    this.checkIndex(from);
-    this.checkIndex(to);
+    this.#checkIndex(from);
+    this.#checkIndex(to);
     if (from > to) return -1;
-    const words = this.words;
+    const words = this.#words;
     const last = to >>> 5;
     let wi = from >>> 5;
     // Mask off the bits below `from` in the first word.
@@ -326,8 +326,8 @@ export class IdBitmap {
 
   /** Clear every bit (`bitmap_zero`). */
   clearAll(): void {
-    for (const level of this.levels) level.fill(0);
-    this.rebuild();
+    for (const level of this.#levels) level.fill(0);
+    this.#rebuild();
   }
 
   /**
@@ -336,11 +336,11 @@ export class IdBitmap {
    * @throws UsageError when the sizes differ
    */
   xorWith(other: IdBitmap): void {
-    this.checkSameSize(other, 'xorWith');
-    const a = this.words;
-    const b = other.words;
+    this.#checkSameSize(other, 'xorWith');
+    const a = this.#words;
+    const b = other.#words;
     for (let i = 0; i < a.length; i++) a[i] = (a[i] as number) ^ (b[i] as number);
-    this.rebuild();
+    this.#rebuild();
   }
 
   /**
@@ -349,18 +349,18 @@ export class IdBitmap {
    * @throws UsageError when the sizes differ
    */
   andNot(other: IdBitmap): void {
-    this.checkSameSize(other, 'andNot');
-    const a = this.words;
-    const b = other.words;
+    this.#checkSameSize(other, 'andNot');
+    const a = this.#words;
+    const b = other.#words;
     for (let i = 0; i < a.length; i++) a[i] = (a[i] as number) & ~(b[i] as number);
-    this.rebuild();
+    this.#rebuild();
   }
 
   /** Whether `other` has the same size and the same bits set (`bitmap_equal`). */
   equals(other: IdBitmap): boolean {
     if (other.size !== this.size) return false;
-    const a = this.words;
-    const b = other.words;
+    const a = this.#words;
+    const b = other.#words;
     for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
     return true;
   }
@@ -368,14 +368,14 @@ export class IdBitmap {
   /** An independent copy (`bitmap_copy` into a new bitmap). */
   snapshot(): IdBitmap {
     const copy = new IdBitmap(this.size);
-    for (let k = 0; k <= this.top; k++) (copy.levels[k] as Uint32Array).set(this.levels[k] as Uint32Array);
-    copy.nset = this.nset;
+    for (let k = 0; k <= this.#top; k++) (copy.#levels[k] as Uint32Array).set(this.#levels[k] as Uint32Array);
+    copy.#nset = this.#nset;
     return copy;
   }
 
   /** The set bits in increasing order (`for_each_set_bit`). Do not modify the bitmap while iterating. */
   *setBits(): IterableIterator<number> {
-    const words = this.words;
+    const words = this.#words;
     const lastWord = words.length - 1;
     const pad = paddingMask(this.size);
     for (let wi = 0; wi <= lastWord; wi++) {
@@ -395,9 +395,9 @@ export class IdBitmap {
   }
 
   /** Set summary bit `idx` at level 1 (word `idx` of level 0 became full) and propagate upwards. */
-  private markFull(idx: number): void {
-    for (let level = 1; level <= this.top; level++) {
-      const l = this.levels[level] as Uint32Array;
+  #markFull(idx: number): void {
+    for (let level = 1; level <= this.#top; level++) {
+      const l = this.#levels[level] as Uint32Array;
       const wi = idx >>> 5;
       const now = (l[wi] as number) | (1 << (idx & 31));
       l[wi] = now;
@@ -407,9 +407,9 @@ export class IdBitmap {
   }
 
   /** Clear summary bit `idx` at level 1 (word `idx` of level 0 is no longer full) and propagate upwards. */
-  private markNotFull(idx: number): void {
-    for (let level = 1; level <= this.top; level++) {
-      const l = this.levels[level] as Uint32Array;
+  #markNotFull(idx: number): void {
+    for (let level = 1; level <= this.#top; level++) {
+      const l = this.#levels[level] as Uint32Array;
       const wi = idx >>> 5;
       const old = l[wi] as number;
       l[wi] = old & ~(1 << (idx & 31));
@@ -419,33 +419,33 @@ export class IdBitmap {
   }
 
   /** Re-apply padding to level 0, recompute every summary level and the count (after bulk operations). */
-  private rebuild(): void {
-    const words = this.words;
+  #rebuild(): void {
+    const words = this.#words;
     const last = words.length - 1;
     words[last] = (words[last] as number) | paddingMask(this.size);
     let n = 0;
     for (let i = 0; i < words.length; i++) n += popcount32(words[i] as number);
-    this.nset = n - popcount32(paddingMask(this.size));
-    for (let k = 1; k <= this.top; k++) {
-      const below = this.levels[k - 1] as Uint32Array;
-      const level = this.levels[k] as Uint32Array;
+    this.#nset = n - popcount32(paddingMask(this.size));
+    for (let k = 1; k <= this.#top; k++) {
+      const below = this.#levels[k - 1] as Uint32Array;
+      const level = this.#levels[k] as Uint32Array;
       level.fill(0);
       for (let j = 0; j < below.length; j++) {
         if (below[j] === FULL) level[j >>> 5] = (level[j >>> 5] as number) | (1 << (j & 31));
       }
       const lastWord = level.length - 1;
-      level[lastWord] = (level[lastWord] as number) | paddingMask(this.levelBits[k] as number);
+      level[lastWord] = (level[lastWord] as number) | paddingMask(this.#levelBits[k] as number);
     }
   }
 
   /** Throw a {@link UsageError} unless `i` is an integer index of this bitmap. */
-  private checkIndex(i: number): void {
+  #checkIndex(i: number): void {
     // `(i | 0) === i` is true exactly for int32 integers, which covers every valid index (size ≤ 2^30).
     if ((i | 0) !== i || i < 0 || i >= this.size) throw badIndex(i, this.size);
   }
 
   /** Throw a {@link UsageError} unless `other` has this bitmap's size. */
-  private checkSameSize(other: IdBitmap, op: string): void {
+  #checkSameSize(other: IdBitmap, op: string): void {
     if (other.size !== this.size) {
       throw new UsageError('ERR_INVALID_ARG', `IdBitmap.${op}: sizes differ (${this.size} vs ${other.size})`);
     }

@@ -108,6 +108,7 @@ export {
 export { VAC_ABI_VERSION, VAC_MODULE, Vac, vacImage, vacOf, vacParams, type VacCpuState } from './vac/vac.js';
 export { VacHandle, vcpuLabel, type VacPort, type VcpuTag } from './vac/handle.js';
 export {
+  ScopedView,
   VacResourceKey,
   type AnyVacResource,
   type ScopedVacResource,

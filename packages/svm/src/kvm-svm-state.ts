@@ -53,7 +53,7 @@ export interface SvmFeatures {
 }
 
 /** @internal What a module's VMs and vCPUs share: the setup environment, the hardware and the features. */
-export interface SvmModuleState {
+export interface SvmModuleContext {
   /** The setup environment without the parameters (host, module name, VAC handle, warn). */
   readonly env: Omit<KvmVendorEnv<ParamSpecs>, 'params'>;
   /** The host's AMD hardware. */

@@ -26,7 +26,7 @@ import {
   TLB_CONTROL_FLUSH_ASID,
   VMCB_CLEAN_AFTER_RUN,
 } from './arch.js';
-import type { SvmModuleState } from './kvm-svm-state.js';
+import type { SvmModuleContext } from './kvm-svm-state.js';
 import type { SvmVm } from './kvm-svm-vm.js';
 import type { Vmcb, VmrunResult } from './svm-cpu.js';
 
@@ -70,7 +70,7 @@ export class SvmVcpu implements VendorVcpu {
   readonly vmcb: Vmcb;
   /** Counters. */
   readonly stats: SvmVcpuStats = { entries: 0, failedEntries: 0, newAsids: 0, fullFlushes: 0, asidFlushes: 0, sevFlushes: 0 };
-  readonly #m: SvmModuleState;
+  readonly #m: SvmModuleContext;
   /** `svm->asid`: the ASID the next VMRUN uses (0 before the first entry). */
   #asid = 0;
   /** The CPU `vcpu_load` put it on, or -1. */
@@ -88,7 +88,7 @@ export class SvmVcpu implements VendorVcpu {
    *
    * @internal Use the module's `createVcpu`.
    */
-  constructor(m: SvmModuleState, vm: SvmVm, tag: VcpuTag) {
+  constructor(m: SvmModuleContext, vm: SvmVm, tag: VcpuTag) {
     this.#m = m;
     this.vm = vm;
     this.tag = tag;

@@ -10,7 +10,7 @@
  */
 import { KernelError, UsageError } from '@vac/core';
 import type { MemEncryptCommand, UniqueId, VcpuTag, VendorVm } from '@vac/core';
-import type { SvmModuleState } from './kvm-svm-state.js';
+import type { SvmModuleContext } from './kvm-svm-state.js';
 
 /** `KVM_SEV_INIT` (`enum sev_cmd_id`, `include/uapi/linux/kvm.h`). */
 const KVM_SEV_INIT = 0;
@@ -29,7 +29,7 @@ export class SvmVm implements VendorVm {
   readonly id: number;
   /** VAC's name for the VM (`vcpu` = -1): the owner of its SEV ASID. */
   readonly tag: VcpuTag;
-  readonly #m: SvmModuleState;
+  readonly #m: SvmModuleContext;
   #encryption: SvmEncryption = 'none';
   #sevAsid = 0;
   #destroyed = false;
@@ -43,7 +43,7 @@ export class SvmVm implements VendorVm {
    * @param m - the module's shared state
    * @param vm - the VM number and tag
    */
-  constructor(m: SvmModuleState, vm: { readonly id: number; readonly tag: VcpuTag }) {
+  constructor(m: SvmModuleContext, vm: { readonly id: number; readonly tag: VcpuTag }) {
     this.#m = m;
     this.id = vm.id;
     this.tag = vm.tag;

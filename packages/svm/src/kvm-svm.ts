@@ -2,7 +2,7 @@
  * kvm_amd folded into every KVM module: {@link svmKvmOps}, the SVM vendor ops (`struct kvm_x86_ops` +
  * `kvm_x86_init_ops`) that `@vac/kvm` calls.
  *
- * - {@link svmKvmParams}: kvm_amd's module parameters with Linux's names, types and defaults
+ * - {@link svmParams}: kvm_amd's module parameters with Linux's names, types and defaults
  *   (`arch/x86/kvm/svm/svm.c`, `arch/x86/kvm/svm/sev.c`);
  * - `usable(host)`: `kvm_is_svm_supported()` on the boot CPU;
  * - `setup(env)` → {@link SvmKvmModule}: `svm_hardware_setup()` and `sev_hardware_setup()` within one module —
@@ -14,10 +14,10 @@
  *
  * @module
  */
-import { KernelError, UsageError, boolParam, intParam } from '@vac/core';
-import { kstrtoll } from '@vac/core/internal';
-import type { Host, KvmVendorEnv, KvmVendorOps, ParamSpec, VcpuTag, VendorArch, VendorModule, VendorVm } from '@vac/core';
+import { KernelError, UsageError } from '@vac/core';
+import type { Host, KvmVendorEnv, KvmVendorOps, VcpuTag, VendorArch, VendorModule, VendorVm } from '@vac/core';
 import { svmArch } from './kvm-svm-arch.js';
+import { svmParams, type SvmParams } from './kvm-svm-params.js';
 import {
   CPUID_EXT_MAX,
   MSR_TSC_AUX,
@@ -29,74 +29,15 @@ import {
 import { isAmdHardware } from './hardware.js';
 import type { AmdHardware } from './hardware.js';
 import { sevVmcbsOf } from './kvm-svm-state.js';
-import type { SvmFeatures, SvmModuleState } from './kvm-svm-state.js';
+import type { SvmFeatures, SvmModuleContext } from './kvm-svm-state.js';
 import { SvmVcpu } from './kvm-svm-vcpu.js';
 import { SvmVm } from './kvm-svm-vm.js';
 import { ASIDS } from './vac-asids.js';
 import { SEV_ASIDS } from './vac-sev-asids.js';
 
-/** `KVM_SVM_DEFAULT_PLE_WINDOW` (`arch/x86/kvm/svm/svm.h`): the default `pause_filter_count`. */
-const KVM_SVM_DEFAULT_PLE_WINDOW = 3000;
-
 /** `DEFAULT_RATELIMIT_BURST` (`include/linux/ratelimit_types.h`). */
 const DEFAULT_RATELIMIT_BURST = 10;
 
-/**
- * A `ushort` parameter (`param_set_ushort` → `kstrtou16`, base 0: `0x` hex, leading-`0` octal, decimal; no
- * sign but `+`). The core has helpers for `int` and `uint` only.
- */
-function ushortParam(defaultValue: number, description: string): ParamSpec<number> {
-  return {
-    type: 'ushort',
-    defaultValue,
-    description,
-    parse(raw) {
-      if (raw.startsWith('-')) return undefined;
-      const v = kstrtoll(raw);
-      if (v === undefined || v < 0n || v > 0xffffn) return undefined;
-      return Number(v);
-    },
-    show: (v) => String(v),
-  };
-}
-
-/**
- * kvm_amd's module parameters, with Linux's names, types and defaults:
- *
- * | name | Linux declaration | default |
- * |---|---|---|
- * | `npt` | `module_param_named(npt, npt_enabled, bool, 0444)` | Y |
- * | `nested` | `module_param(nested, int, 0444)` — declared `bool` here, the type of kvm_intel's `nested`, because the two vendors share the name in one module image | Y |
- * | `avic` | `module_param(avic, bool, 0444)` | N |
- * | `sev` | `module_param_named(sev, sev_enabled, bool, 0444)` (sev.c) | Y |
- * | `sev_es` | `module_param_named(sev_es, sev_es_enabled, bool, 0444)` (sev.c) | Y |
- * | `nrips` | `module_param(nrips, int, 0444)` | 1 |
- * | `vls` | `module_param(vls, int, 0444)` | 1 |
- * | `vgif` | `module_param(vgif, int, 0444)` | 1 |
- * | `lbrv` | `module_param(lbrv, int, 0444)` | 1 |
- * | `pause_filter_count` | `module_param(pause_filter_count, ushort, 0444)` | 3000 (`KVM_SVM_DEFAULT_PLE_WINDOW`) |
- * | `dump_invalid_vmcb` | `module_param(dump_invalid_vmcb, bool, 0644)` | N |
- *
- * The `int` ones take numbers (`nrips=0`), not `Y`/`N`, as in Linux. Linux rewrites several of these
- * variables in `svm_hardware_setup()` (so sysfs shows the effective value); here the parameters stay as
- * loaded and the effective values are the module's {@link SvmKvmModule.features}.
- */
-export const svmKvmParams = {
-  npt: boolParam(true, 'Use nested paging (NPT) for guests (npt_enabled).'),
-  nested: boolParam(true, 'Allow nested virtualization (SVM in guests).'),
-  avic: boolParam(false, 'Enable the AMD advanced virtual interrupt controller (AVIC).'),
-  sev: boolParam(true, 'Enable SEV guests (KVM_SEV_INIT).'),
-  sev_es: boolParam(true, 'Enable SEV-ES guests (KVM_SEV_ES_INIT).'),
-  nrips: intParam(1, 'Use next-RIP save on #VMEXIT.'),
-  vls: intParam(1, 'Use virtual VMLOAD/VMSAVE.'),
-  vgif: intParam(1, 'Use virtual GIF.'),
-  lbrv: intParam(1, 'Use LBR virtualization.'),
-  pause_filter_count: ushortParam(KVM_SVM_DEFAULT_PLE_WINDOW, 'PAUSE intercept filter count (0: no pause-loop exiting).'),
-  dump_invalid_vmcb: boolParam(false, 'Dump the VMCB when VMRUN fails its consistency checks.'),
-} as const;
-
-/** The type of {@link svmKvmParams}. */
-export type SvmKvmParams = typeof svmKvmParams;
 
 /** Boot-CPU feature bits `svm_hardware_setup()` and `sev_hardware_setup()` look at (`boot_cpu_has()`). */
 interface BootFeatures {
@@ -122,7 +63,7 @@ export class SvmKvmModule implements VendorModule {
   readonly features: SvmFeatures;
   /** {@link VendorArch}: capabilities, MSRs and CPUID of this module's SVM half. */
   readonly arch: VendorArch;
-  readonly #state: SvmModuleState;
+  readonly #state: SvmModuleContext;
   readonly #vms = new WeakSet<SvmVm>();
   #tornDown = false;
 
@@ -130,7 +71,7 @@ export class SvmKvmModule implements VendorModule {
    * @internal Use `svmKvmOps.setup`.
    * @param state - the module's shared state
    */
-  constructor(state: SvmModuleState) {
+  constructor(state: SvmModuleContext) {
     this.#state = state;
     this.features = state.features;
     this.arch = svmArch(state.features, state.env.host.cpus[0] as import('@vac/core').Cpu);
@@ -191,7 +132,7 @@ export class SvmKvmModule implements VendorModule {
  * counts as enabled; `KVM_SEV_INIT` then gets ENOTTY from the allocator, as in Linux.
  */
 function sevHardwareSetup(
-  env: KvmVendorEnv<SvmKvmParams>,
+  env: KvmVendorEnv<SvmParams>,
   hw: AmdHardware,
   boot: BootFeatures,
   npt: boolean,
@@ -228,7 +169,7 @@ function sevHardwareSetup(
 /**
  * The SVM vendor ops folded into every KVM module (`kvm_amd`'s `svm_x86_ops` + `svm_init_ops`).
  *
- * - `name`: `'svm'`; `params`: {@link svmKvmParams}.
+ * - `name`: `'svm'`; `params`: {@link svmParams}.
  * - `usable(host)`: AMD hardware whose boot CPU supports SVM (`kvm_is_svm_supported()`: AMD or Hygon, CPUID
  *   SVM; the model also requires `VM_CR.SVMDIS` clear, as VAC's enable would fail otherwise).
  * - `setup(env)`: `svm_hardware_setup()` in one module → {@link SvmKvmModule}. `npt` without CPUID NP runs
@@ -239,12 +180,12 @@ function sevHardwareSetup(
  */
 export const svmKvmOps = {
   name: 'svm',
-  params: svmKvmParams,
+  params: svmParams,
   usable(host: Host): boolean {
     const hw = host.hardware;
     return isAmdHardware(hw) && hw.virt.unsupported(0) === undefined;
   },
-  setup(env: KvmVendorEnv<SvmKvmParams>): SvmKvmModule {
+  setup(env: KvmVendorEnv<SvmParams>): SvmKvmModule {
     const hw = env.host.hardware;
     if (!isAmdHardware(hw)) {
       throw new KernelError('EOPNOTSUPP', 'svm_hardware_setup', `${env.module}: kvm_amd needs AMD hardware`);
@@ -300,7 +241,7 @@ export const svmKvmOps = {
       tscAuxSlot,
     });
     let warned = 0;
-    const state: SvmModuleState = {
+    const state: SvmModuleContext = {
       env: { host: env.host, module: env.module, vac: env.vac, warn: (message, cpu) => env.warn(message, cpu) },
       hw,
       features,
@@ -311,4 +252,4 @@ export const svmKvmOps = {
     };
     return new SvmKvmModule(state);
   },
-} as const satisfies KvmVendorOps<SvmKvmParams>;
+} as const satisfies KvmVendorOps<SvmParams>;

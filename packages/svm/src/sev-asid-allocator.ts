@@ -88,29 +88,29 @@ export class SevAsidAllocator<Owner = unknown> {
    * `sev_asid_bitmap`: set = taken (in use, or freed and awaiting reclaim). Bit 0 is never set; the bits
    * above `nrAsids - 1` in the last word are set (never free).
    */
-  private readonly bitmap: Int32Array;
-  /** Bit `w` set iff word `w` of {@link SevAsidAllocator.bitmap} is full (all 32 bits set). */
-  private readonly fullWords: Int32Array;
+  readonly #bitmap: Int32Array;
+  /** Bit `w` set iff word `w` of `#bitmap` is full (all 32 bits set). */
+  readonly #fullWords: Int32Array;
   /** `sev_reclaim_asid_bitmap`: set = freed, awaiting a flush. A subset of the taken bits. */
-  private readonly reclaim: Int32Array;
+  readonly #reclaim: Int32Array;
   /** Number of taken ASIDs (set bits of the bitmap below `nrAsids`). */
-  private nrTaken = 0;
+  #nrTaken = 0;
   /** Number of ASIDs awaiting reclaim. */
-  private nrReclaim = 0;
+  #nrReclaim = 0;
   /** The SEV range, `[sevMin, sevMax]` (empty when `sevMin > sevMax`). */
-  private readonly sevMin: number;
-  /** See {@link SevAsidAllocator.sevMin}. */
-  private readonly sevMax: number;
+  readonly #sevMin: number;
+  /** See `#sevMin`. */
+  readonly #sevMax: number;
   /** The SEV-ES range, `[1, esMax]` (empty when `esMax < 1`). */
-  private readonly esMax: number;
+  readonly #esMax: number;
   /** Owner per ASID while in use. */
-  private readonly owners: (Owner | undefined)[];
+  readonly #owners: (Owner | undefined)[];
   /** The flush hook, if any. */
-  private readonly onFlush: (() => boolean | void) | undefined;
+  readonly #onFlush: (() => boolean | void) | undefined;
   /** Flush count. */
-  private nrFlushes = 0;
+  #nrFlushes = 0;
   /** Recycle count. */
-  private nrRecycles = 0;
+  #nrRecycles = 0;
 
   /**
    * @param config - the geometry (see {@link SevAsidAllocator.fromCpuid})
@@ -135,17 +135,17 @@ export class SevAsidAllocator<Owner = unknown> {
     this.minSevAsid = minSevAsid;
     this.nrAsids = maxSevAsid + 1;
     const words = Math.ceil(this.nrAsids / 32);
-    this.bitmap = new Int32Array(words);
-    this.fullWords = new Int32Array(Math.ceil(words / 32));
-    this.reclaim = new Int32Array(words);
+    this.#bitmap = new Int32Array(words);
+    this.#fullWords = new Int32Array(Math.ceil(words / 32));
+    this.#reclaim = new Int32Array(words);
     // The bits past the end are taken for good, so a search never returns them.
     const r = this.nrAsids & 31;
-    if (r !== 0) this.bitmap[words - 1] = ~((1 << r) - 1);
-    this.sevMin = Math.max(1, minSevAsid);
-    this.sevMax = maxSevAsid;
-    this.esMax = minSevAsid - 1;
-    this.owners = new Array<Owner | undefined>(this.nrAsids).fill(undefined);
-    this.onFlush = options.onFlush;
+    if (r !== 0) this.#bitmap[words - 1] = ~((1 << r) - 1);
+    this.#sevMin = Math.max(1, minSevAsid);
+    this.#sevMax = maxSevAsid;
+    this.#esMax = minSevAsid - 1;
+    this.#owners = new Array<Owner | undefined>(this.nrAsids).fill(undefined);
+    this.#onFlush = options.onFlush;
   }
 
   /**
@@ -164,17 +164,17 @@ export class SevAsidAllocator<Owner = unknown> {
 
   /** Number of ASIDs held by VMs (awaiting-reclaim ones not counted). */
   get inUse(): number {
-    return this.nrTaken - this.nrReclaim;
+    return this.#nrTaken - this.#nrReclaim;
   }
 
   /** Number of flushes performed (each: WBINVD on all CPUs + `DF_FLUSH`). */
   get flushes(): number {
-    return this.nrFlushes;
+    return this.#nrFlushes;
   }
 
   /** Number of recycles (successful flushes that made reclaimed ASIDs usable again). */
   get recycles(): number {
-    return this.nrRecycles;
+    return this.#nrRecycles;
   }
 
   /**
@@ -187,7 +187,7 @@ export class SevAsidAllocator<Owner = unknown> {
     // Without SEV (CPUID reports max_sev_asid = 0, so min_sev_asid = 0 too) sev_hardware_setup never enables
     // SEV or SEV-ES and KVM_SEV_INIT fails with ENOTTY before reaching here; the model gets the same answer by
     // never letting a range include ASID 0, which makes both ranges empty.
-    return es ? [1, this.esMax] : [this.sevMin, this.sevMax];
+    return es ? [1, this.#esMax] : [this.#sevMin, this.#sevMax];
   }
 
   /**
@@ -205,8 +205,8 @@ export class SevAsidAllocator<Owner = unknown> {
    * @throws KernelError `ENOTTY` when the range is empty; `EBUSY` when no ASID is free even after recycling
    */
   alloc(es: boolean, owner: Owner): number {
-    const min = es ? 1 : this.sevMin;
-    const max = es ? this.esMax : this.sevMax;
+    const min = es ? 1 : this.#sevMin;
+    const max = es ? this.#esMax : this.#sevMax;
     if (min > max) {
       throw new KernelError('ENOTTY', 'sev_asid_new', `no ${es ? 'SEV-ES' : 'SEV'} ASIDs (range [${min}, ${max}])`);
     }
@@ -214,19 +214,19 @@ export class SevAsidAllocator<Owner = unknown> {
     let retry = true;
     for (;;) {
       // asid = find_next_zero_bit(sev_asid_bitmap, max_asid + 1, min_asid);
-      const asid = this.findZero(min, max);
+      const asid = this.#findZero(min, max);
       if (asid >= 0) {
         // __set_bit(asid, sev_asid_bitmap);
         const wi = asid >>> 5;
-        const now = (this.bitmap[wi] as number) | (1 << (asid & 31));
-        this.bitmap[wi] = now;
-        if (now === -1) this.fullWords[wi >>> 5] = (this.fullWords[wi >>> 5] as number) | (1 << (wi & 31));
-        this.nrTaken++;
-        this.owners[asid] = owner;
+        const now = (this.#bitmap[wi] as number) | (1 << (asid & 31));
+        this.#bitmap[wi] = now;
+        if (now === -1) this.#fullWords[wi >>> 5] = (this.#fullWords[wi >>> 5] as number) | (1 << (wi & 31));
+        this.#nrTaken++;
+        this.#owners[asid] = owner;
         return asid;
       }
       // if (retry && __sev_recycle_asids(min_asid, max_asid)) { retry = false; goto again; }
-      if (retry && this.recycle(min, max)) {
+      if (retry && this.#recycle(min, max)) {
         retry = false;
         continue;
       }
@@ -246,14 +246,14 @@ export class SevAsidAllocator<Owner = unknown> {
     }
     const wi = asid >>> 5;
     const bit = 1 << (asid & 31);
-    const r = this.reclaim[wi] as number;
-    if (((this.bitmap[wi] as number) & bit) === 0 || (r & bit) !== 0) {
+    const r = this.#reclaim[wi] as number;
+    if (((this.#bitmap[wi] as number) & bit) === 0 || (r & bit) !== 0) {
       throw new UsageError('ERR_INVALID_STATE', `sev_asid_free: ASID ${asid} is not in use`);
     }
     // __set_bit(sev->asid, sev_reclaim_asid_bitmap);
-    this.reclaim[wi] = r | bit;
-    this.nrReclaim++;
-    this.owners[asid] = undefined;
+    this.#reclaim[wi] = r | bit;
+    this.#nrReclaim++;
+    this.#owners[asid] = undefined;
   }
 
   /**
@@ -263,68 +263,68 @@ export class SevAsidAllocator<Owner = unknown> {
    */
   reassign(asid: number, owner: Owner): void {
     if (!this.isInUse(asid)) throw new UsageError('ERR_INVALID_STATE', `sev_migrate_from: ASID ${asid} is not in use`);
-    this.owners[asid] = owner;
+    this.#owners[asid] = owner;
   }
 
   /** Whether `asid` is held by a VM. */
   isInUse(asid: number): boolean {
     if (!Number.isInteger(asid) || asid < 1 || asid > this.maxSevAsid) return false;
-    return this.testTaken(asid) && !this.testReclaim(asid);
+    return this.#testTaken(asid) && !this.#testReclaim(asid);
   }
 
   /** Whether `asid` was freed and waits for a recycle. */
   isAwaitingReclaim(asid: number): boolean {
     if (!Number.isInteger(asid) || asid < 1 || asid > this.maxSevAsid) return false;
-    return this.testReclaim(asid);
+    return this.#testReclaim(asid);
   }
 
   /** The owner of `asid` while it is in use, else `undefined`. */
   ownerOf(asid: number): Owner | undefined {
     if (!Number.isInteger(asid) || asid < 1 || asid > this.maxSevAsid) return undefined;
-    return this.owners[asid];
+    return this.#owners[asid];
   }
 
   /** A snapshot of the allocator (in use with owners, awaiting reclaim, counters). */
   state(): SevAsidState<Owner> {
     const inUse: (readonly [number, Owner])[] = [];
     const awaitingReclaim: number[] = [];
-    for (let wi = 0; wi < this.bitmap.length; wi++) {
-      const r = this.reclaim[wi] as number;
+    for (let wi = 0; wi < this.#bitmap.length; wi++) {
+      const r = this.#reclaim[wi] as number;
       // Taken and not awaiting reclaim; the padding bits past nrAsids are not ASIDs.
-      let held = (this.bitmap[wi] as number) & ~r;
+      let held = (this.#bitmap[wi] as number) & ~r;
       while (held !== 0) {
         const low = held & -held;
         const asid = (wi << 5) | ctz32(low);
         if (asid >= this.nrAsids) break;
-        inUse.push([asid, this.owners[asid] as Owner]);
+        inUse.push([asid, this.#owners[asid] as Owner]);
         held ^= low;
       }
       for (let w = r; w !== 0; w &= w - 1) awaitingReclaim.push((wi << 5) | ctz32(w));
     }
-    return { inUse, awaitingReclaim, flushes: this.nrFlushes, recycles: this.nrRecycles };
+    return { inUse, awaitingReclaim, flushes: this.#nrFlushes, recycles: this.#nrRecycles };
   }
 
   /** Bit `asid` of `sev_asid_bitmap` (`asid` already checked). */
-  private testTaken(asid: number): boolean {
-    return ((this.bitmap[asid >>> 5] as number) & (1 << (asid & 31))) !== 0;
+  #testTaken(asid: number): boolean {
+    return ((this.#bitmap[asid >>> 5] as number) & (1 << (asid & 31))) !== 0;
   }
 
   /** Bit `asid` of `sev_reclaim_asid_bitmap` (`asid` already checked). */
-  private testReclaim(asid: number): boolean {
-    return ((this.reclaim[asid >>> 5] as number) & (1 << (asid & 31))) !== 0;
+  #testReclaim(asid: number): boolean {
+    return ((this.#reclaim[asid >>> 5] as number) & (1 << (asid & 31))) !== 0;
   }
 
   /**
    * `find_next_zero_bit(sev_asid_bitmap, max + 1, min)` with -1 for "none": the word holding `min` first,
    * then the first word after it that is not full, found in the summary.
    */
-  private findZero(min: number, max: number): number {
-    const bitmap = this.bitmap;
+  #findZero(min: number, max: number): number {
+    const bitmap = this.#bitmap;
     let wi = min >>> 5;
     let w = (bitmap[wi] as number) | ((1 << (min & 31)) - 1);
     if (w === -1) {
       const last = max >>> 5;
-      const fullWords = this.fullWords;
+      const fullWords = this.#fullWords;
       let j = wi + 1;
       for (;;) {
         if (j > last) return -1;
@@ -348,21 +348,21 @@ export class SevAsidAllocator<Owner = unknown> {
    *
    * @returns `true` when ASIDs were recycled
    */
-  private recycle(min: number, max: number): boolean {
+  #recycle(min: number, max: number): boolean {
     // sev_flush_asids(): "Check if there are any ASIDs to reclaim before performing a flush":
     // asid = find_next_bit(sev_reclaim_asid_bitmap, nr_asids, min_asid); if (asid > max_asid) return -EBUSY;
-    if (!this.anyReclaim(min, max)) return false;
+    if (!this.#anyReclaim(min, max)) return false;
     // down_write(&sev_deactivate_lock); wbinvd_on_all_cpus(); sev_guest_df_flush(&error); — a real effect
     // from here on, even if DF_FLUSH fails.
-    this.nrFlushes++;
-    const ok = this.onFlush?.() !== false;
+    this.#nrFlushes++;
+    const ok = this.#onFlush?.() !== false;
     if (!ok) return false; // pr_err("SEV: DF_FLUSH failed ..."); __sev_recycle_asids returns false
     // bitmap_xor(sev_asid_bitmap, sev_asid_bitmap, sev_reclaim_asid_bitmap, nr_asids);
     // bitmap_zero(sev_reclaim_asid_bitmap, nr_asids);
     // In one pass; a word that had reclaimable bits is no longer full.
-    const bitmap = this.bitmap;
-    const reclaim = this.reclaim;
-    const fullWords = this.fullWords;
+    const bitmap = this.#bitmap;
+    const reclaim = this.#reclaim;
+    const fullWords = this.#fullWords;
     for (let wi = 0; wi < reclaim.length; wi++) {
       const r = reclaim[wi] as number;
       if (r === 0) continue;
@@ -370,16 +370,16 @@ export class SevAsidAllocator<Owner = unknown> {
       reclaim[wi] = 0;
       fullWords[wi >>> 5] = (fullWords[wi >>> 5] as number) & ~(1 << (wi & 31));
     }
-    this.nrTaken -= this.nrReclaim;
-    this.nrReclaim = 0;
-    this.nrRecycles++;
+    this.#nrTaken -= this.#nrReclaim;
+    this.#nrReclaim = 0;
+    this.#nrRecycles++;
     return true;
   }
 
   /** Whether `sev_reclaim_asid_bitmap` has a bit in `[min, max]` (`find_next_bit` over the words). */
-  private anyReclaim(min: number, max: number): boolean {
-    if (this.nrReclaim === 0) return false;
-    const reclaim = this.reclaim;
+  #anyReclaim(min: number, max: number): boolean {
+    if (this.#nrReclaim === 0) return false;
+    const reclaim = this.#reclaim;
     const last = max >>> 5;
     let wi = min >>> 5;
     let w = (reclaim[wi] as number) & ~((1 << (min & 31)) - 1);

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { KernelError, UsageError, VacResourceKey, vcpuLabel } from '@vac/core';
+import { ScopedView, VacResourceKey, vcpuLabel } from '@vac/core';
 import type { ScopedVacResource, VacResource, VacResourceContext, VcpuTag, Violation } from '@vac/core';
 import { AsidAllocator, type AsidGrant } from './asid-allocator.js';
 
@@ -28,21 +28,19 @@ export interface AsidView {
 export const ASIDS: VacResourceKey<AsidView, AsidResource> = new VacResourceKey<AsidView, AsidResource>('asids');
 
 /** One instance's ASID holders. */
-class ScopedAsids implements ScopedVacResource<AsidView>, AsidView {
+class ScopedAsids extends ScopedView<AsidView> implements AsidView {
   readonly view: AsidView = this;
   readonly #holders = new Set<VcpuTag>();
-  readonly #instance: string;
   readonly #asids: AsidAllocator<VcpuTag>;
-  #closed = false;
 
   constructor(instance: string, asids: AsidAllocator<VcpuTag>) {
-    this.#instance = instance;
+    super(instance);
     this.#asids = asids;
   }
 
   newAsid(cpu: number, tag: VcpuTag): AsidGrant {
-    if (this.#closed) throw closed(this.#instance, 'new_asid');
-    if (tag.instance !== this.#instance) throw new KernelError('EPERM', 'vac', `${this.#instance} cannot act for ${tag.instance}`);
+    this.live('new_asid');
+    this.own(tag);
     const grant = this.#asids.newAsid(cpu, tag);
     this.#holders.add(tag);
     return grant;
@@ -53,7 +51,7 @@ class ScopedAsids implements ScopedVacResource<AsidView>, AsidView {
   }
 
   release(tag: VcpuTag): void {
-    if (this.#closed) throw closed(this.#instance, 'svm_vcpu_free');
+    this.live('svm_vcpu_free');
     if (!this.#holders.has(tag)) return;
     this.#asids.releaseHolder(tag);
     this.#holders.delete(tag);
@@ -67,13 +65,6 @@ class ScopedAsids implements ScopedVacResource<AsidView>, AsidView {
     return this.#holders.size;
   }
 
-  close(): void {
-    this.#closed = true;
-  }
-}
-
-function closed(instance: string, op: string): UsageError {
-  return new UsageError('ERR_DESTROYED', `${instance}: ${op} after it left VAC`);
 }
 
 /** The host's per-CPU ASID generations (one per VAC). */

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { KernelError, UsageError, VacResourceKey } from '@vac/core';
+import { KernelError, ScopedView, VacResourceKey } from '@vac/core';
 import type { ScopedVacResource, VacResource, VcpuTag, Violation } from '@vac/core';
 import { SevAsidAllocator } from './sev-asid-allocator.js';
 
@@ -41,48 +41,47 @@ export interface SevAsidView {
 export const SEV_ASIDS: VacResourceKey<SevAsidView, SevAsidResource> = new VacResourceKey<SevAsidView, SevAsidResource>('sev-asids');
 
 /** One instance's SEV ASIDs. */
-class ScopedSevAsids implements ScopedVacResource<SevAsidView>, SevAsidView {
+class ScopedSevAsids extends ScopedView<SevAsidView> implements SevAsidView {
   readonly view: SevAsidView = this;
-  get crossModuleMoves(): boolean {
-    return this.#resource.crossModuleMoves;
-  }
   readonly #asids = new Set<number>();
-  readonly #instance: string;
   readonly #sev: SevAsidAllocator<VcpuTag>;
   readonly #resource: SevAsidResource;
-  #closed = false;
 
   constructor(instance: string, resource: SevAsidResource) {
-    this.#instance = instance;
+    super(instance);
     this.#sev = resource.allocator;
     this.#resource = resource;
   }
 
+  get crossModuleMoves(): boolean {
+    return this.#resource.crossModuleMoves;
+  }
+
   alloc(es: boolean, tag: VcpuTag): number {
-    this.#live('sev_asid_new');
-    if (tag.instance !== this.#instance) throw new KernelError('EPERM', 'vac', `${this.#instance} cannot act for ${tag.instance}`);
+    this.live('sev_asid_new');
+    this.own(tag);
     const asid = this.#sev.alloc(es, tag);
     this.#asids.add(asid);
     return asid;
   }
 
   free(asid: number): void {
-    this.#live('sev_asid_free');
-    if (!this.#asids.has(asid)) throw new KernelError('EPERM', 'sev_asid_free', `${this.#instance} does not hold SEV ASID ${asid}`);
+    this.live('sev_asid_free');
+    if (!this.#asids.has(asid)) throw new KernelError('EPERM', 'sev_asid_free', `${this.instance} does not hold SEV ASID ${asid}`);
     this.#sev.free(asid);
     this.#asids.delete(asid);
   }
 
   transfer(asid: number, to: VcpuTag): void {
-    this.#live('sev_migrate_from');
-    if (!this.#asids.has(asid)) throw new KernelError('EPERM', 'sev_migrate_from', `${this.#instance} does not hold SEV ASID ${asid}`);
-    if (to.instance !== this.#instance) throw new KernelError('EPERM', 'vac', `${this.#instance} cannot act for ${to.instance}`);
+    this.live('sev_migrate_from');
+    if (!this.#asids.has(asid)) throw new KernelError('EPERM', 'sev_migrate_from', `${this.instance} does not hold SEV ASID ${asid}`);
+    this.own(to);
     this.#sev.reassign(asid, to);
   }
 
   takeOver(asid: number, from: string, to: VcpuTag): void {
-    this.#live('sev_migrate_from');
-    if (to.instance !== this.#instance) throw new KernelError('EPERM', 'vac', `${this.#instance} cannot act for ${to.instance}`);
+    this.live('sev_migrate_from');
+    this.own(to);
     const res = this.#resource;
     if (!res.crossModuleMoves) throw new KernelError('EPERM', 'vac', `SEV ASID ${asid} belongs to ${from}: VAC does not hand SEV ASIDs between modules (vac.cross_module_moves=N)`);
     const src = res.scopes.get(from);
@@ -90,6 +89,11 @@ class ScopedSevAsids implements ScopedVacResource<SevAsidView>, SevAsidView {
     src.#asids.delete(asid);
     this.#asids.add(asid);
     this.#sev.reassign(asid, to);
+  }
+
+  override close(): void {
+    super.close();
+    if (this.#resource.scopes.get(this.instance) === this) this.#resource.scopes.delete(this.instance);
   }
 
   held(): number {
@@ -100,14 +104,6 @@ class ScopedSevAsids implements ScopedVacResource<SevAsidView>, SevAsidView {
     return [...this.#asids].sort((a, b) => a - b);
   }
 
-  close(): void {
-    this.#closed = true;
-    if (this.#resource.scopes.get(this.#instance) === this) this.#resource.scopes.delete(this.#instance);
-  }
-
-  #live(op: string): void {
-    if (this.#closed) throw new UsageError('ERR_DESTROYED', `${this.#instance}: ${op} after it left VAC`);
-  }
 }
 
 /** The host's SEV ASID space (one per VAC, on hosts with SEV). */

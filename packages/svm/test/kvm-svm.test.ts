@@ -17,9 +17,9 @@ import {
   amd,
   sevVmcbsOf,
   svmKvmOps,
-  svmKvmParams,
+  svmParams,
 } from '../src/index.js';
-import type { AmdHardware, AmdOptions, SvmKvmModule, SvmKvmParams, SvmVcpu, SvmVm } from '../src/index.js';
+import type { AmdHardware, AmdOptions, SvmKvmModule, SvmParams, SvmVcpu, SvmVm } from '../src/index.js';
 import { ASIDS, SEV_ASIDS } from '../src/index.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -42,10 +42,10 @@ function fakeInstance(name: string): VacInstanceOps {
 }
 
 /** kvm_amd's parameter defaults, as the module loader would pass them. */
-function defaultParams(): ParamValues<SvmKvmParams> {
+function defaultParams(): ParamValues<SvmParams> {
   const out: Record<string, unknown> = {};
-  for (const [k, spec] of Object.entries(svmKvmParams)) out[k] = spec.defaultValue;
-  return out as ParamValues<SvmKvmParams>;
+  for (const [k, spec] of Object.entries(svmParams)) out[k] = spec.defaultValue;
+  return out as ParamValues<SvmParams>;
 }
 
 interface Warning {
@@ -66,7 +66,7 @@ interface World {
   readonly vac: Vac;
   readonly warnings: Warning[];
   /** Attach `name` to VAC, take its usage reference, and set up kvm_amd in it. */
-  load(name: string, params?: Partial<ParamValues<SvmKvmParams>>): Module;
+  load(name: string, params?: Partial<ParamValues<SvmParams>>): Module;
 }
 
 function world(cpus: number, options: AmdOptions = {}): World {
@@ -146,7 +146,7 @@ const KVM_SEV_LAUNCH_START = 2;
 
 describe('svmKvmOps: parameters', () => {
   it('has kvm_amd parameters with Linux names, types and defaults', () => {
-    const shape = Object.fromEntries(Object.entries(svmKvmParams).map(([k, s]) => [k, [s.type, s.show(s.defaultValue as never)]]));
+    const shape = Object.fromEntries(Object.entries(svmParams).map(([k, s]) => [k, [s.type, s.show(s.defaultValue as never)]]));
     expect(shape).toEqual({
       npt: ['bool', 'Y'],
       nested: ['bool', 'Y'],
@@ -163,11 +163,11 @@ describe('svmKvmOps: parameters', () => {
     // What @vac/kvm's factory takes: a KvmVendorOps with any parameter specs.
     const generic: KvmVendorOps = svmKvmOps;
     expect(generic.name).toBe('svm');
-    expect(generic.params).toBe(svmKvmParams);
+    expect(generic.params).toBe(svmParams);
   });
 
   it('parses pause_filter_count as a ushort (kstrtou16, base 0)', () => {
-    const p = svmKvmParams.pause_filter_count;
+    const p = svmParams.pause_filter_count;
     expect(p.parse('0x10')).toBe(16);
     expect(p.parse('010')).toBe(8);
     expect(p.parse('+65535')).toBe(65535);
@@ -177,9 +177,9 @@ describe('svmKvmOps: parameters', () => {
   });
 
   it('parses the int features as numbers, as Linux does (nrips=0, not nrips=N)', () => {
-    expect(svmKvmParams.nrips.parse('0')).toBe(0);
-    expect(svmKvmParams.nrips.parse('N')).toBeUndefined();
-    expect(svmKvmParams.npt.parse('N')).toBe(false);
+    expect(svmParams.nrips.parse('0')).toBe(0);
+    expect(svmParams.nrips.parse('N')).toBeUndefined();
+    expect(svmParams.npt.parse('N')).toBe(false);
   });
 });
 

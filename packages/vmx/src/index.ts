@@ -58,5 +58,6 @@ export { vmxParams, VMENTRY_L1D_FLUSH_WORDS } from './kvm-vmx-params.js';
 export type { VmentryL1dFlushParam, VmxParams } from './kvm-vmx-params.js';
 export { L1TF_MSG_L1D, hasL1tfBug, selectL1tfMitigation } from './kvm-vmx-l1tf.js';
 export type { L1dFlushMethod, L1tfChoice, L1tfVmxMitigation } from './kvm-vmx-l1tf.js';
-export { VmxVcpu, VmxVm } from './kvm-vmx-vcpu.js';
+export { VmxVcpu } from './kvm-vmx-vcpu.js';
+export { VmxVm } from './kvm-vmx-vm.js';
 export type { VmxVcpuStats } from './kvm-vmx-vcpu.js';

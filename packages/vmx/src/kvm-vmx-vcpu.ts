@@ -1,5 +1,5 @@
 /**
- * The VMX vendor half of a VM and of a vCPU inside one KVM module: what `vmx_vm_init`, `vmx_vcpu_create`,
+ * The VMX vendor half of a vCPU inside one KVM module: what `vmx_vcpu_create`,
  * `vmx_vcpu_load`, `vmx_vcpu_put`, `vmx_vcpu_run` and `vmx_vcpu_free` (`arch/x86/kvm/vmx/vmx.c`) do, on top of
  * the Intel hardware model and VAC's shared VPID space and loaded-VMCS lists.
  *
@@ -10,13 +10,12 @@
  *
  * @module
  */
-import { KernelError, UsageError, vcpuLabel } from '@vac/core';
-import type { Cpu, EventBus, MsrSlot, UniqueId, VacPort, VcpuTag, VendorVcpu, VendorVm } from '@vac/core';
-import type { VpidView } from './vac-vpids.js';
+import { UsageError, vcpuLabel } from '@vac/core';
+import type { EventBus, UniqueId, VcpuTag, VendorVcpu } from '@vac/core';
 import { INTEL_MSR, L1D_FLUSH, VMXERR_MESSAGE } from './arch.js';
 import type { VmInstructionError } from './arch.js';
-import type { IntelHardware } from './hardware.js';
-import type { VmxKvmConfig } from './kvm-vmx.js';
+import type { VmxModuleContext } from './kvm-vmx-state.js';
+import type { VmxVm } from './kvm-vmx-vm.js';
 import type { Vmcs, VmxOutcome } from './vmx-cpu.js';
 
 /** VMCS field encoding of the VM-instruction error (SDM Vol. 3C appendix B; Linux `VM_INSTRUCTION_ERROR`). */
@@ -25,7 +24,7 @@ const L1D_FLUSH_N = BigInt(L1D_FLUSH);
 
 /**
  * Per-vCPU counters of the VMX half (a plain record, so it also satisfies `VendorVcpu.stats`):
- * - `entries`: successful VM entries; `entryFailures`: VMLAUNCH/VMRESUME that failed or faulted
+ * - `entries`: successful VM entries; `failedEntries`: VMLAUNCH/VMRESUME that failed or faulted
  *   (`KVM_EXIT_FAIL_ENTRY`); `exits`: VM exits;
  * - `vmlaunches`, `vmresumes`: successful entries by instruction;
  * - `l1dFlushes`: L1D flushes before an entry (Linux `vcpu->stat.l1d_flush`), whatever the method;
@@ -38,7 +37,7 @@ export type VmxVcpuStats = {
   /** Successful VM entries. */
   readonly entries: number;
   /** Failed VM-entry instructions (VMfail or a fault). */
-  readonly entryFailures: number;
+  readonly failedEntries: number;
   /** VM exits. */
   readonly exits: number;
   /** Successful VMLAUNCHes. */
@@ -63,32 +62,6 @@ export type VmxVcpuStats = {
 
 type MutableStats = { -readonly [K in keyof VmxVcpuStats]: number };
 
-/** @internal What a vCPU needs from the module that created it. */
-export interface VmxVcpuContext {
-  /** The host's Intel hardware. */
-  readonly hw: IntelHardware;
-  /** The module's VAC port (its handle; a private stand-in in legacy mode). */
-  readonly vac: VacPort;
-  /** The module's view of VAC's VPID space. */
-  readonly vpids: VpidView;
-  /** The module name (`kvm0`). */
-  readonly module: string;
-  /** The host's event stream. */
-  readonly events: EventBus;
-  /** The module's configuration in effect. */
-  readonly config: VmxKvmConfig;
-  /** The host's CPUs (for MSR writes), index = CPU number. */
-  readonly hostCpus: readonly Cpu[];
-  /** IA32_FLUSH_CMD, looked up once (the `cond` and `always` L1D flushes write it before VM entries). */
-  readonly flushCmd: MsrSlot;
-  /** `pr_warn` / `WARN`. */
-  warn(message: string, cpu?: number): void;
-  /** `WARN_ONCE` / `pr_warn_once` (and, in the model, rate-limited messages): once per module and key. */
-  warnOnce(key: string, message: string, cpu?: number): void;
-  /** A vCPU of the module was freed. */
-  vcpuFreed(vcpu: VmxVcpu): void;
-}
-
 /** Emit a `tlb:flush` event (building it only when someone listens). */
 function emitTlbFlush(events: EventBus, cpu: number, kind: string, module: string): void {
   const seq = events.stamp('tlb:flush');
@@ -100,53 +73,6 @@ function isFault(outcome: VmxOutcome): boolean {
 }
 
 /**
- * A VM's VMX part (`struct kvm_vmx`). Intel has no memory encryption: `kvm_x86_ops.mem_enc_ioctl` is NULL, so
- * `KVM_MEMORY_ENCRYPT_OP` fails with ENOTTY (`kvm_arch_vm_ioctl`, `arch/x86/kvm/x86.c`).
- */
-export class VmxVm implements VendorVm {
-  /** Always `'none'`. */
-  readonly encryption = 'none' as const;
-  /** Intel has no `mem_enc_ioctl`: `KVM_MEMORY_ENCRYPT_OP` is ENOTTY. */
-  readonly memEncrypt = false;
-  /** The VM number within its module. */
-  readonly id: number;
-  /** The module that created it. */
-  readonly module: string;
-  #destroyed = false;
-
-  /** @internal Built by the module's `createVm`. */
-  constructor(module: string, id: number) {
-    this.module = module;
-    this.id = id;
-  }
-
-  /** Whether {@link VmxVm.destroy} ran. */
-  get destroyed(): boolean {
-    return this.#destroyed;
-  }
-
-  /**
-   * `KVM_MEMORY_ENCRYPT_OP`: always ENOTTY on Intel (no `mem_enc_ioctl`), whatever the command.
-   * @param _cmd - the `struct kvm_sev_cmd` (not looked at)
-   * @param _hasVcpus - whether vCPUs exist (not looked at)
-   * @throws KernelError ENOTTY
-   */
-  memEncryptOp(_cmd: Parameters<VendorVm['memEncryptOp']>[0], _hasVcpus: boolean): number {
-    throw new KernelError('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP', 'kvm_x86_ops.mem_enc_ioctl is NULL on VMX (no SEV on Intel)');
-  }
-
-  /** No VM-wide ID on VMX. */
-  uniqueIds(): readonly UniqueId[] {
-    return [];
-  }
-
-  /** `vmx_vm_destroy`: nothing to give back (no SEV ASID, no shared EPT pages in the model). */
-  destroy(): void {
-    this.#destroyed = true;
-  }
-}
-
-/**
  * A vCPU's VMX part (`struct vcpu_vmx`): its VPID, its VMCS (`vmcs01`, `struct loaded_vmcs`), the pending
  * TLB-flush request, the `l1tf_flush_l1d` flag and counters.
  */
@@ -155,11 +81,11 @@ export class VmxVcpu implements VendorVcpu {
   readonly tag: VcpuTag;
   /** The VM it belongs to. */
   readonly vm: VmxVm;
-  readonly #ctx: VmxVcpuContext;
+  readonly #ctx: VmxModuleContext;
   readonly #vmcs: Vmcs;
   readonly #stats: MutableStats = {
     entries: 0,
-    entryFailures: 0,
+    failedEntries: 0,
     exits: 0,
     vmlaunches: 0,
     vmresumes: 0,
@@ -191,7 +117,7 @@ export class VmxVcpu implements VendorVcpu {
    * vmx->vpid)`; VPID 0 leaves the "enable VPID" control clear.
    * @internal Built by the module's `createVcpu`.
    */
-  constructor(ctx: VmxVcpuContext, vm: VmxVm, tag: VcpuTag) {
+  constructor(ctx: VmxModuleContext, vm: VmxVm, tag: VcpuTag) {
     this.#ctx = ctx;
     this.vm = vm;
     this.tag = tag;
@@ -447,7 +373,7 @@ export class VmxVcpu implements VendorVcpu {
 
   #entryFailed(cpu: number, insn: 'vmlaunch' | 'vmresume', outcome: VmxOutcome): bigint {
     const ctx = this.#ctx;
-    this.#stats.entryFailures++;
+    this.#stats.failedEntries++;
     if (isFault(outcome)) {
       if (!ctx.vac.rebooting) {
         ctx.warn(`kernel BUG: ${insn} faulted (${outcome}) on CPU ${cpu} while not rebooting (vmx_vmenter: ud2)`, cpu);

@@ -25,9 +25,10 @@ import { L1TF_MSG_L1D, selectL1tfMitigation } from './kvm-vmx-l1tf.js';
 import type { L1dFlushMethod, L1tfVmxMitigation } from './kvm-vmx-l1tf.js';
 import { vmxParams } from './kvm-vmx-params.js';
 import type { VmxParams } from './kvm-vmx-params.js';
-import { VmxVcpu, VmxVm } from './kvm-vmx-vcpu.js';
+import { VmxVcpu } from './kvm-vmx-vcpu.js';
+import { VmxVm } from './kvm-vmx-vm.js';
 import { VPIDS } from './vac-vpids.js';
-import type { VmxVcpuContext } from './kvm-vmx-vcpu.js';
+import type { VmxModuleContext } from './kvm-vmx-state.js';
 
 // Architectural numbers this file needs that `arch.ts` does not list (SDM Vol. 3C appendix A; Linux names
 // from `msr-index.h` and `vmx.h`).
@@ -273,7 +274,7 @@ export class VmxKvmModule implements VendorModule {
    */
   readonly userReturn: ReadonlyArray<{ readonly slot: number; readonly value: bigint }>;
   readonly #env: KvmVendorEnv<VmxParams>;
-  readonly #ctx: VmxVcpuContext;
+  readonly #ctx: VmxModuleContext;
   readonly #vcpus = new Set<VmxVcpu>();
   readonly #warned = new Set<string>();
   #tornDown = false;

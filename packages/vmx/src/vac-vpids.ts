@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { KernelError, UsageError, VacResourceKey, defineFaultSite, vcpuLabel } from '@vac/core';
+import { KernelError, ScopedView, VacResourceKey, defineFaultSite, vcpuLabel } from '@vac/core';
 import { IdBitmap } from '@vac/core/internal';
 import type { ScopedVacResource, VacResource, VacResourceContext, VcpuTag, Violation } from '@vac/core';
 import { VMX_NR_VPIDS, VpidAllocator } from './vpid-allocator.js';
@@ -34,41 +34,35 @@ export interface VpidView {
 export const VPIDS: VacResourceKey<VpidView, VpidResource> = new VacResourceKey<VpidView, VpidResource>('vpids');
 
 /** One instance's VPIDs. */
-class ScopedVpids implements ScopedVacResource<VpidView>, VpidView {
+class ScopedVpids extends ScopedView<VpidView> implements VpidView {
   readonly view: VpidView = this;
   /**
    * The VPIDs this instance holds. A bitmap, not a `Set`: VPIDs are reused lowest-first, and V8's hash tables
    * degrade when the same key is added and deleted over and over, which made KVM_CREATE_VCPU O(VPIDs held).
    */
   readonly vpids = new IdBitmap(VMX_NR_VPIDS);
-  readonly #instance: string;
   readonly #allocator: VpidAllocator<VcpuTag>;
   readonly #onClose: () => void;
-  #closed = false;
 
   constructor(instance: string, allocator: VpidAllocator<VcpuTag>, onClose: () => void) {
-    this.#instance = instance;
+    super(instance);
     this.#allocator = allocator;
     this.#onClose = onClose;
   }
 
-  get instance(): string {
-    return this.#instance;
-  }
-
   allocate(tag: VcpuTag): number {
-    this.#live('allocate_vpid');
-    if (tag.instance !== this.#instance) throw new KernelError('EPERM', 'vac', `${this.#instance} cannot act for ${tag.instance}`);
+    this.live('allocate_vpid');
+    this.own(tag);
     const v = this.#allocator.alloc(tag);
     if (v !== 0) this.vpids.set(v);
     return v;
   }
 
   free(vpid: number): void {
-    this.#live('free_vpid');
+    this.live('free_vpid');
     if (vpid === 0) return;
     if (vpid < 0 || vpid >= VMX_NR_VPIDS || (vpid | 0) !== vpid || !this.vpids.test(vpid)) {
-      throw new KernelError('EPERM', 'free_vpid', `${this.#instance} does not hold VPID ${vpid}`);
+      throw new KernelError('EPERM', 'free_vpid', `${this.instance} does not hold VPID ${vpid}`);
     }
     this.#allocator.free(vpid);
     this.vpids.clear(vpid);
@@ -82,13 +76,9 @@ class ScopedVpids implements ScopedVacResource<VpidView>, VpidView {
     return [...this.vpids.setBits()];
   }
 
-  close(): void {
-    this.#closed = true;
+  override close(): void {
+    super.close();
     this.#onClose();
-  }
-
-  #live(op: string): void {
-    if (this.#closed) throw new UsageError('ERR_DESTROYED', `${this.#instance}: ${op} after it left VAC`);
   }
 }
 

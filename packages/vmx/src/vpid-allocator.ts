@@ -45,31 +45,31 @@ export interface VpidAllocatorOptions {
  */
 export class VpidAllocator<Owner = unknown> {
   /** `vmx_vpid_bitmap`: bit v set iff VPID v is taken (bit 0 always, for the host). */
-  private readonly bitmap = new IdBitmap(VMX_NR_VPIDS);
+  readonly #bitmap = new IdBitmap(VMX_NR_VPIDS);
   /** Owner tag per VPID, `undefined` where free. */
-  private readonly owners: (Owner | undefined)[] = new Array<Owner | undefined>(VMX_NR_VPIDS).fill(undefined);
+  readonly #owners: (Owner | undefined)[] = new Array<Owner | undefined>(VMX_NR_VPIDS).fill(undefined);
   /** The fault-injection hook, if any. */
-  private readonly shouldFail: (() => boolean) | undefined;
+  readonly #shouldFail: (() => boolean) | undefined;
   /** Allocations that returned 0 (space exhausted or injected failure). */
-  private zeroes = 0;
+  #zeroes = 0;
 
   /**
    * @param options - optional fault injection
    */
   constructor(options: VpidAllocatorOptions = {}) {
-    this.shouldFail = options.shouldFail;
+    this.#shouldFail = options.shouldFail;
     // vmx_hardware_setup(): set_bit(0, vmx_vpid_bitmap); /* 0 is reserved for host */
-    this.bitmap.set(0);
+    this.#bitmap.set(0);
   }
 
   /** Number of VPIDs held by vCPUs (the reserved VPID 0 not counted): 0 … 65,535. */
   get inUse(): number {
-    return this.bitmap.count - 1;
+    return this.#bitmap.count - 1;
   }
 
   /** Number of allocations that returned 0 because no VPID was free (or an injected failure said so). */
   get exhaustions(): number {
-    return this.zeroes;
+    return this.#zeroes;
   }
 
   /**
@@ -79,17 +79,17 @@ export class VpidAllocator<Owner = unknown> {
    * @returns the VPID (1 … 65,535), or **0** when none is free: no error, the vCPU runs without VPID
    */
   alloc(owner: Owner): number {
-    if (this.shouldFail !== undefined && this.shouldFail()) {
-      this.zeroes++;
+    if (this.#shouldFail !== undefined && this.#shouldFail()) {
+      this.#zeroes++;
       return 0;
     }
     // vpid = find_first_zero_bit(vmx_vpid_bitmap, VMX_NR_VPIDS); if (vpid < VMX_NR_VPIDS) __set_bit(...)
-    const vpid = this.bitmap.takeLowestZero();
+    const vpid = this.#bitmap.takeLowestZero();
     if (vpid < 0) {
-      this.zeroes++;
+      this.#zeroes++;
       return 0;
     }
-    this.owners[vpid] = owner;
+    this.#owners[vpid] = owner;
     return vpid;
   }
 
@@ -103,34 +103,34 @@ export class VpidAllocator<Owner = unknown> {
    */
   free(vpid: number): void {
     if (vpid === 0) return;
-    this.checkVpid(vpid);
-    if (!this.bitmap.clearChecked(vpid)) throw new UsageError('ERR_INVALID_STATE', `free_vpid: VPID ${vpid} is not allocated`);
-    this.owners[vpid] = undefined;
+    this.#checkVpid(vpid);
+    if (!this.#bitmap.clearChecked(vpid)) throw new UsageError('ERR_INVALID_STATE', `free_vpid: VPID ${vpid} is not allocated`);
+    this.#owners[vpid] = undefined;
   }
 
   /** Whether `vpid` is held by a vCPU (0, the host's, is never "allocated"). */
   isAllocated(vpid: number): boolean {
     if (vpid === 0) return false;
-    this.checkVpid(vpid);
-    return this.bitmap.test(vpid);
+    this.#checkVpid(vpid);
+    return this.#bitmap.test(vpid);
   }
 
   /** The owner tag recorded for `vpid`, or `undefined` when it is free (or 0). */
   ownerOf(vpid: number): Owner | undefined {
     if (vpid === 0) return undefined;
-    this.checkVpid(vpid);
-    return this.owners[vpid];
+    this.#checkVpid(vpid);
+    return this.#owners[vpid];
   }
 
   /** Every allocated VPID with its owner, in increasing VPID order. Do not allocate or free while iterating. */
   *holders(): IterableIterator<[vpid: number, owner: Owner]> {
-    for (const vpid of this.bitmap.setBits()) {
-      if (vpid !== 0) yield [vpid, this.owners[vpid] as Owner];
+    for (const vpid of this.#bitmap.setBits()) {
+      if (vpid !== 0) yield [vpid, this.#owners[vpid] as Owner];
     }
   }
 
   /** Throw a {@link UsageError} unless `vpid` is an integer in [0, 65535]. */
-  private checkVpid(vpid: number): void {
+  #checkVpid(vpid: number): void {
     if ((vpid | 0) !== vpid || vpid < 0 || vpid >= VMX_NR_VPIDS) throw badVpid(vpid);
   }
 }

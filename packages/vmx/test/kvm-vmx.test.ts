@@ -411,7 +411,7 @@ describe('load / put / enter (vmx_vcpu_load_vmcs, __vmx_vcpu_run)', () => {
     const c1 = w.hw.counters(0);
     expect(c1.vmlaunch - c0.vmlaunch).toBe(1);
     expect(c1.vmresume - c0.vmresume).toBe(2);
-    expect(v.stats).toMatchObject({ entries: 3, exits: 3, vmlaunches: 1, vmresumes: 2, entryFailures: 0 });
+    expect(v.stats).toMatchObject({ entries: 3, exits: 3, vmlaunches: 1, vmresumes: 2, failedEntries: 0 });
     expect(c1.vmclear).toBe(c0.vmclear);
     expect(w.hw.loadedList(0)).toEqual(['kvm0/vm1/vcpu0']);
     expect(v.vmcs.loadedOn).toBe(0);
@@ -532,7 +532,7 @@ describe('failed VM entries (KVM_EXIT_FAIL_ENTRY reasons)', () => {
     expect(v.enter(0)).toBe(5n); // VMRESUME with non-launched VMCS
     v.prepareEntry(0);
     expect(v.enter(0)).toBe(5n);
-    expect(v.stats).toMatchObject({ entryFailures: 2, entries: 1 });
+    expect(v.stats).toMatchObject({ failedEntries: 2, entries: 1 });
     expect(k.warnings.map((x) => x.message)).toEqual(['set kvm_intel.dump_invalid_vmcs=1 to dump internal KVM state.']);
     v.put(0);
     expect(checkInvariants(w.host)).toEqual([]);
@@ -585,7 +585,7 @@ describe('failed VM entries (KVM_EXIT_FAIL_ENTRY reasons)', () => {
     v.prepareEntry(1); // INVEPT faults: kvm_spurious_fault, tolerated
     expect(v.enter(1)).toBe(0n);
     v.put(1);
-    expect(v.stats.entryFailures).toBe(6);
+    expect(v.stats.failedEntries).toBe(6);
     expect(k.warnings).toEqual([]);
     expect(w.host.warnings.length).toBe(hostWarnings);
     v.free();

@@ -15,8 +15,10 @@
  *
  * @module
  */
+import { KernelError, UsageError } from '../errors.js';
 import type { Violation } from '../hardware.js';
 import type { FaultSite } from '../host/faults.js';
+import type { VcpuTag } from './handle.js';
 
 /**
  * The typed name of a VAC resource: `View` is what a KVM instance gets ({@link VacPort.resource}), `Resource` the
@@ -58,6 +60,51 @@ export interface ScopedVacResource<View> {
   holdings(): unknown;
   /** The instance left VAC (called once, when {@link ScopedVacResource.held} is 0). */
   close(): void;
+}
+
+/**
+ * What every scoped view shares, whatever it hands out: it belongs to one instance, it acts only for that instance's
+ * vCPUs (another's tag is EPERM, as VAC refuses to let one module touch another's IDs), and once closed — the
+ * instance left VAC — any use is a caller's bug (`ERR_DESTROYED`). A vendor's view extends it and calls
+ * {@link ScopedView.live} and {@link ScopedView.own} at the top of each operation.
+ */
+export abstract class ScopedView<View> implements ScopedVacResource<View> {
+  /** What the instance calls (usually the view itself). */
+  abstract readonly view: View;
+  /** The instance the view belongs to (`kvm0`). */
+  readonly instance: string;
+  #closed = false;
+
+  /** @param instance - the instance the view is for */
+  protected constructor(instance: string) {
+    this.instance = instance;
+  }
+
+  /** {@inheritDoc ScopedVacResource.held} */
+  abstract held(): number;
+
+  /** {@inheritDoc ScopedVacResource.holdings} */
+  abstract holdings(): unknown;
+
+  /** {@inheritDoc ScopedVacResource.close} */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** Whether the instance left VAC. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** @throws UsageError `ERR_DESTROYED` when the instance already left VAC (`op` names the operation) */
+  protected live(op: string): void {
+    if (this.#closed) throw new UsageError('ERR_DESTROYED', `${this.instance}: ${op} after it left VAC`);
+  }
+
+  /** @throws KernelError EPERM when `tag` is another instance's vCPU */
+  protected own(tag: VcpuTag): void {
+    if (tag.instance !== this.instance) throw new KernelError('EPERM', 'vac', `${this.instance} cannot act for ${tag.instance}`);
+  }
 }
 
 /** A shared resource a vendor half of VAC brings. */

@@ -70,28 +70,28 @@ const U64 = (1n << 64n) - 1n;
  */
 export class UserReturnMsrs {
   /** The CPUs, indexed by CPU number. */
-  private readonly cpus: readonly Cpu[];
+  readonly #cpus: readonly Cpu[];
   /** Registrations per slot (0 = free). */
-  private readonly refs = new Uint32Array(KVM_MAX_NR_USER_RETURN_MSRS);
+  readonly #refs = new Uint32Array(KVM_MAX_NR_USER_RETURN_MSRS);
   /** `kvm_nr_uret_msrs`: one past the highest slot in use. */
-  private nrUretMsrs = 0;
+  #nrUretMsrs = 0;
   /**
    * `kvm_uret_msrs_list`: the MSR of each slot (`undefined` for a freed slot), as an {@link MsrSlot} looked up
    * once, so the KVM_RUN path writes it without a hash lookup.
    */
-  private readonly msrList: (MsrSlot | undefined)[] = new Array<MsrSlot | undefined>(KVM_MAX_NR_USER_RETURN_MSRS).fill(undefined);
+  readonly #msrList: (MsrSlot | undefined)[] = new Array<MsrSlot | undefined>(KVM_MAX_NR_USER_RETURN_MSRS).fill(undefined);
   /**
    * `values[slot].host`, one column per slot indexed by CPU, made when the slot is first listed (a host of 8,192 CPUs
    * does not fill 16 × 8,192 values at VAC's load). Plain arrays of bigints rather than BigUint64Arrays: reading a
    * BigUint64Array element allocates a new BigInt, and KVM_RUN compares these twice.
    */
-  private readonly host: bigint[][] = [];
+  readonly #host: bigint[][] = [];
   /** `values[slot].curr`, one column per slot indexed by CPU. */
-  private readonly curr: bigint[][] = [];
+  readonly #curr: bigint[][] = [];
   /** `registered` of every CPU (1 = notifier registered). */
-  private readonly registered: Uint8Array;
+  readonly #registered: Uint8Array;
   /** Faulting writes on the restore path (Linux's unchecked `wrmsrl` warns and goes on). */
-  private restoreFaults = 0;
+  #restoreFaults = 0;
 
   /**
    * @param cpus - the host's CPUs, indexed by CPU number (at least one: registration probes on CPU 0)
@@ -99,18 +99,18 @@ export class UserReturnMsrs {
    */
   constructor(cpus: readonly Cpu[]) {
     if (cpus.length === 0) throw new UsageError('ERR_NO_SUCH_CPU', 'UserReturnMsrs: the host has no CPU');
-    this.cpus = cpus;
-    this.registered = new Uint8Array(cpus.length);
+    this.#cpus = cpus;
+    this.#registered = new Uint8Array(cpus.length);
   }
 
   /** `kvm_nr_uret_msrs`: one past the highest slot in use (slots below it may be free after a release). */
   get nrSlots(): number {
-    return this.nrUretMsrs;
+    return this.#nrUretMsrs;
   }
 
   /** Number of faulting MSR writes while restoring host values (Linux: "unchecked MSR access error" WARN). */
   get uncheckedFaults(): number {
-    return this.restoreFaults;
+    return this.#restoreFaults;
   }
 
   /**
@@ -129,14 +129,14 @@ export class UserReturnMsrs {
    * @throws UsageError when `msr` is not a 32-bit MSR number
    */
   add(msr: number): number {
-    this.checkMsr(msr);
+    this.#checkMsr(msr);
     const existing = this.find(msr);
     if (existing >= 0) {
-      this.refs[existing] = (this.refs[existing] as number) + 1;
+      this.#refs[existing] = (this.#refs[existing] as number) + 1;
       return existing;
     }
     // The lowest free slot: every slot at or above kvm_nr_uret_msrs is free, so this is at most nrSlots.
-    const slot = this.msrList.indexOf(undefined);
+    const slot = this.#msrList.indexOf(undefined);
     if (slot < 0) {
       throw new KernelError(
         'ENOSPC',
@@ -145,20 +145,20 @@ export class UserReturnMsrs {
       );
     }
     // kvm_probe_user_return_msr(): preempt_disable(); ret = rdmsrl_safe(msr, &val); if (!ret) ret = wrmsrl_safe(msr, val);
-    const cpu0 = this.cpus[0] as Cpu;
+    const cpu0 = this.#cpus[0] as Cpu;
     const val = cpu0.rdmsrSafe(msr);
     if (val === undefined || !cpu0.wrmsrSafe(msr, val)) {
       throw new KernelError('EIO', 'kvm_add_user_return_msr', `MSR ${hex(msr)} faults on CPU 0`);
     }
     const msrSlot = cpu0.msrSlot(msr);
-    this.msrList[slot] = msrSlot;
-    this.refs[slot] = 1;
-    if (slot >= this.nrUretMsrs) this.nrUretMsrs = slot + 1;
-    const cpus = this.cpus;
+    this.#msrList[slot] = msrSlot;
+    this.#refs[slot] = 1;
+    if (slot >= this.#nrUretMsrs) this.#nrUretMsrs = slot + 1;
+    const cpus = this.#cpus;
     const host = new Array<bigint>(cpus.length);
     for (let cpu = 0; cpu < cpus.length; cpu++) host[cpu] = u64((cpus[cpu] as Cpu).rdmsrSlot(msrSlot) ?? 0n);
-    this.host[slot] = host;
-    this.curr[slot] = host.slice();
+    this.#host[slot] = host;
+    this.#curr[slot] = host.slice();
     return slot;
   }
 
@@ -172,31 +172,31 @@ export class UserReturnMsrs {
    * @throws UsageError when `msr` is not listed
    */
   release(msr: number): void {
-    this.checkMsr(msr);
+    this.#checkMsr(msr);
     const slot = this.find(msr);
     if (slot < 0) throw new UsageError('ERR_UNKNOWN_NAME', `user-return MSR ${hex(msr)} is not registered`);
-    const refs = (this.refs[slot] as number) - 1;
-    this.refs[slot] = refs;
+    const refs = (this.#refs[slot] as number) - 1;
+    this.#refs[slot] = refs;
     if (refs > 0) return;
-    const host = this.host[slot] as bigint[];
-    const curr = this.curr[slot] as bigint[];
-    for (let cpu = 0; cpu < this.cpus.length; cpu++) {
+    const host = this.#host[slot] as bigint[];
+    const curr = this.#curr[slot] as bigint[];
+    for (let cpu = 0; cpu < this.#cpus.length; cpu++) {
       const h = host[cpu] as bigint;
-      if (h !== curr[cpu]) this.restore(cpu, slot, h);
+      if (h !== curr[cpu]) this.#restore(cpu, slot, h);
     }
-    this.msrList[slot] = undefined;
-    while (this.nrUretMsrs > 0 && this.msrList[this.nrUretMsrs - 1] === undefined) this.nrUretMsrs--;
+    this.#msrList[slot] = undefined;
+    while (this.#nrUretMsrs > 0 && this.#msrList[this.#nrUretMsrs - 1] === undefined) this.#nrUretMsrs--;
   }
 
   /** `kvm_find_user_return_msr(msr)`: the slot of `msr`, or -1. */
   find(msr: number): number {
-    for (let slot = 0; slot < this.nrUretMsrs; slot++) if (this.msrList[slot]?.msr === msr) return slot;
+    for (let slot = 0; slot < this.#nrUretMsrs; slot++) if (this.#msrList[slot]?.msr === msr) return slot;
     return -1;
   }
 
   /** The MSR listed in `slot`, or `undefined` for a free slot. */
   msrAt(slot: number): number | undefined {
-    return this.msrList[slot]?.msr;
+    return this.#msrList[slot]?.msr;
   }
 
   /**
@@ -209,24 +209,24 @@ export class UserReturnMsrs {
    * @throws UsageError when `cpu` or `slot` is invalid
    */
   set(cpu: number, slot: number, value: bigint, mask: bigint): 0 | 1 {
-    this.checkCpu(cpu);
-    const msrSlot = this.checkSlot(slot);
-    const curr = this.curr[slot] as bigint[];
+    this.#checkCpu(cpu);
+    const msrSlot = this.#checkSlot(slot);
+    const curr = this.#curr[slot] as bigint[];
     // value = (value & mask) | (msrs->values[slot].host & ~mask);  (mask = all ones: the value itself)
-    const v = BigInt.asUintN(64, mask === U64 ? value : (value & mask) | (((this.host[slot] as bigint[])[cpu] as bigint) & ~mask));
+    const v = BigInt.asUintN(64, mask === U64 ? value : (value & mask) | (((this.#host[slot] as bigint[])[cpu] as bigint) & ~mask));
     if (v === curr[cpu]) return 0;
     // err = wrmsrl_safe(kvm_uret_msrs_list[slot], value); if (err) return 1;
-    if (!(this.cpus[cpu] as Cpu).wrmsrSlot(msrSlot, v)) return 1;
+    if (!(this.#cpus[cpu] as Cpu).wrmsrSlot(msrSlot, v)) return 1;
     curr[cpu] = v;
     // if (!msrs->registered) { msrs->urn.on_user_return = kvm_on_user_return; user_return_notifier_register(&msrs->urn); ... }
-    this.registered[cpu] = 1;
+    this.#registered[cpu] = 1;
     return 0;
   }
 
   /** Whether the CPU's return-to-user notifier is registered (some slot holds a guest value). */
   isRegistered(cpu: number): boolean {
-    this.checkCpu(cpu);
-    return this.registered[cpu] === 1;
+    this.#checkCpu(cpu);
+    return this.#registered[cpu] === 1;
   }
 
   /**
@@ -235,14 +235,14 @@ export class UserReturnMsrs {
    * of every slot whose current value differs.
    */
   onUserReturn(cpu: number): void {
-    this.checkCpu(cpu);
+    this.#checkCpu(cpu);
     // if (msrs->registered) { msrs->registered = false; user_return_notifier_unregister(urn); }
-    this.registered[cpu] = 0;
-    for (let slot = 0; slot < this.nrUretMsrs; slot++) {
-      if (this.msrList[slot] === undefined) continue;
-      const host = (this.host[slot] as bigint[])[cpu] as bigint;
+    this.#registered[cpu] = 0;
+    for (let slot = 0; slot < this.#nrUretMsrs; slot++) {
+      if (this.#msrList[slot] === undefined) continue;
+      const host = (this.#host[slot] as bigint[])[cpu] as bigint;
       // if (values->host != values->curr) { wrmsrl(kvm_uret_msrs_list[slot], values->host); values->curr = values->host; }
-      if (host !== (this.curr[slot] as bigint[])[cpu]) this.restore(cpu, slot, host);
+      if (host !== (this.#curr[slot] as bigint[])[cpu]) this.#restore(cpu, slot, host);
     }
   }
 
@@ -251,14 +251,14 @@ export class UserReturnMsrs {
    * `curr` (a faulting read gives 0, as `rdmsrl_safe` leaves it).
    */
   cpuOnline(cpu: number): void {
-    this.checkCpu(cpu);
-    const c = this.cpus[cpu] as Cpu;
-    for (let slot = 0; slot < this.nrUretMsrs; slot++) {
-      const msrSlot = this.msrList[slot];
+    this.#checkCpu(cpu);
+    const c = this.#cpus[cpu] as Cpu;
+    for (let slot = 0; slot < this.#nrUretMsrs; slot++) {
+      const msrSlot = this.#msrList[slot];
       if (msrSlot === undefined) continue;
       const v = u64(c.rdmsrSlot(msrSlot) ?? 0n);
-      (this.host[slot] as bigint[])[cpu] = v;
-      (this.curr[slot] as bigint[])[cpu] = v;
+      (this.#host[slot] as bigint[])[cpu] = v;
+      (this.#curr[slot] as bigint[])[cpu] = v;
     }
   }
 
@@ -267,57 +267,57 @@ export class UserReturnMsrs {
    * the host values).
    */
   dropCpu(cpu: number): void {
-    this.checkCpu(cpu);
-    if (this.registered[cpu] === 1) this.onUserReturn(cpu);
+    this.#checkCpu(cpu);
+    if (this.#registered[cpu] === 1) this.onUserReturn(cpu);
   }
 
   /** The listed MSRs with their slots and reference counts, by slot. */
   slots(): UretSlot[] {
     const out: UretSlot[] = [];
-    for (let slot = 0; slot < this.nrUretMsrs; slot++) {
-      const msr = this.msrList[slot]?.msr;
-      if (msr !== undefined) out.push({ slot, msr, refs: this.refs[slot] as number });
+    for (let slot = 0; slot < this.#nrUretMsrs; slot++) {
+      const msr = this.#msrList[slot]?.msr;
+      if (msr !== undefined) out.push({ slot, msr, refs: this.#refs[slot] as number });
     }
     return out;
   }
 
   /** The CPU's notifier flag and the host/current values of every listed slot. */
   cpuState(cpu: number): UretCpuState {
-    this.checkCpu(cpu);
+    this.#checkCpu(cpu);
     const values: UretValue[] = [];
-    for (let slot = 0; slot < this.nrUretMsrs; slot++) {
-      const msr = this.msrList[slot]?.msr;
+    for (let slot = 0; slot < this.#nrUretMsrs; slot++) {
+      const msr = this.#msrList[slot]?.msr;
       if (msr === undefined) continue;
-      values.push({ slot, msr, host: (this.host[slot] as bigint[])[cpu] as bigint, curr: (this.curr[slot] as bigint[])[cpu] as bigint });
+      values.push({ slot, msr, host: (this.#host[slot] as bigint[])[cpu] as bigint, curr: (this.#curr[slot] as bigint[])[cpu] as bigint });
     }
-    return { registered: this.registered[cpu] === 1, values };
+    return { registered: this.#registered[cpu] === 1, values };
   }
 
   /** Write `host` back (Linux's unchecked `wrmsrl`: a fault is counted and ignored) and set `curr = host`. */
-  private restore(cpu: number, slot: number, host: bigint): void {
-    if (!(this.cpus[cpu] as Cpu).wrmsrSlot(this.msrList[slot] as MsrSlot, host)) this.restoreFaults++;
-    (this.curr[slot] as bigint[])[cpu] = host;
+  #restore(cpu: number, slot: number, host: bigint): void {
+    if (!(this.#cpus[cpu] as Cpu).wrmsrSlot(this.#msrList[slot] as MsrSlot, host)) this.#restoreFaults++;
+    (this.#curr[slot] as bigint[])[cpu] = host;
   }
 
   /** Throw a {@link UsageError} unless `cpu` is a CPU number of this host. */
-  private checkCpu(cpu: number): void {
-    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.cpus.length) throw this.noCpu(cpu);
+  #checkCpu(cpu: number): void {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.#cpus.length) throw this.#noCpu(cpu);
   }
 
-  private noCpu(cpu: number): UsageError {
-    return new UsageError('ERR_NO_SUCH_CPU', `CPU ${String(cpu)} is not in [0, ${this.cpus.length - 1}]`);
+  #noCpu(cpu: number): UsageError {
+    return new UsageError('ERR_NO_SUCH_CPU', `CPU ${String(cpu)} is not in [0, ${this.#cpus.length - 1}]`);
   }
 
   /** The MSR of a listed slot; throws a {@link UsageError} for anything else. */
-  private checkSlot(slot: number): MsrSlot {
-    const msr = Number.isInteger(slot) && slot >= 0 && slot < this.nrUretMsrs ? this.msrList[slot] : undefined;
+  #checkSlot(slot: number): MsrSlot {
+    const msr = Number.isInteger(slot) && slot >= 0 && slot < this.#nrUretMsrs ? this.#msrList[slot] : undefined;
     if (msr === undefined) throw slotNotInUse(slot);
     return msr;
   }
 
 
   /** Throw a {@link UsageError} unless `msr` is a 32-bit MSR number. */
-  private checkMsr(msr: number): void {
+  #checkMsr(msr: number): void {
     if (!Number.isInteger(msr) || msr < 0 || msr > 0xffffffff) {
       throw new UsageError('ERR_OUT_OF_RANGE', `MSR ${String(msr)} is not a 32-bit MSR number`);
     }

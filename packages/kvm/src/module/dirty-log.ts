@@ -66,7 +66,7 @@ export function dirtyBitmapBytes(pages: number): number {
 export function updateDirtyLogging(vm: Vm, id: number, asId: number, kind: 'create' | 'move' | 'flags' | 'delete'): void {
   if (asId !== 0) return;
   const a = vmArch(vm);
-  const slot = vm.memslots.list().find((s) => s.asId === 0 && s.id === id);
+  const slot = vm.memslots.get(0, id);
   const logging = slot !== undefined && (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
   if (!logging) a.dirty.delete(id);
   else if (kind !== 'flags' || !a.dirty.has(id)) {
@@ -85,7 +85,7 @@ export function loggingSlot(vm: Vm, slotArg: number, op: string): { bitmap: Uint
   const asId = slotArg >>> 16;
   const id = slotArg & 0xffff;
   if (asId >= 1 || id >= KVM_USER_MEM_SLOTS) throw new KernelError('EINVAL', op, `invalid slot ${slotArg}`);
-  const slot = vm.memslots.list().find((s) => s.asId === asId && s.id === id);
+  const slot = vm.memslots.get(asId, id);
   const bitmap = vmArch(vm).dirty.get(id);
   if (slot === undefined || bitmap === undefined) throw new KernelError('ENOENT', op, `slot ${slotArg} does not log dirty pages`);
   return { bitmap, pages: slot.size / PAGE_SIZE };

@@ -12,6 +12,7 @@ import { KernelError, type Process } from '@vac/core';
 import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_USER_MEM_SLOTS, PAGE_SIZE } from '../abi/constants.js';
 import type { kvm_userspace_memory_region } from '../abi/structs.js';
 import type { GuestMemory, GuestMemorySlot } from '../guest/memory.js';
+import { SlotTree } from './slot-tree.js';
 
 /** `KVM_ADDRESS_SPACE_NUM` on x86 with SMM: address space 0 (normal) and 1 (SMM). */
 export const KVM_ADDRESS_SPACE_NUM = 2;
@@ -36,21 +37,27 @@ export interface Memslot extends GuestMemorySlot {
 
 /** The memslots of one VM, and the guest-physical memory view the interpreter uses. */
 export class Memslots implements GuestMemory {
-  #slots: Memslot[] = [];
-  /** Address-space-0 slots sorted by base, for lookups. */
-  #sorted: Memslot[] = [];
+  /** Every slot by (address space << 16 | id) (`id_hash`). */
+  readonly #byId = new Map<number, Memslot>();
+  /** Each address space's slots ordered by base (`gfn_tree`). */
+  readonly #trees: readonly SlotTree<Memslot>[] = Array.from({ length: KVM_ADDRESS_SPACE_NUM }, () => new SlotTree<Memslot>());
   #last: Memslot | undefined;
   /** Bumped on every change (so cached translations can be dropped). */
   generation = 0;
 
   /** Every slot (copy), sorted by (address space, id). */
   list(): Memslot[] {
-    return [...this.#slots].sort((a, b) => a.asId - b.asId || a.id - b.id);
+    return [...this.#byId.values()].sort((a, b) => a.asId - b.asId || a.id - b.id);
+  }
+
+  /** Slot `id` of address space `asId`, if it exists (`id_to_memslot`). */
+  get(asId: number, id: number): Memslot | undefined {
+    return this.#byId.get((asId << 16) | id);
   }
 
   /** Number of slots in use. */
   get count(): number {
-    return this.#slots.length;
+    return this.#byId.size;
   }
 
   /**
@@ -74,7 +81,7 @@ export class Memslots implements GuestMemory {
     if (uaddr % PAGE_SIZE !== 0 || uaddr + size > 2 ** 47) throw new KernelError('EINVAL', op, 'bad userspace_addr');
     if (gpa + size > 2 ** 52) throw new KernelError('EINVAL', op, 'guest_phys_addr + memory_size overflows');
     if (size / PAGE_SIZE > KVM_MEM_MAX_NR_PAGES) throw new KernelError('EINVAL', op, 'memory_size too large');
-    const old = this.#slots.find((s) => s.asId === asId && s.id === id);
+    const old = this.#byId.get((asId << 16) | id);
     if (size === 0) {
       if (old === undefined) throw new KernelError('EINVAL', op, `slot ${mem.slot} does not exist`);
       this.#replace(old, undefined);
@@ -107,46 +114,38 @@ export class Memslots implements GuestMemory {
   }
 
   #checkOverlap(asId: number, gpa: number, size: number, except: Memslot | undefined): void {
-    for (const s of this.#slots) {
-      if (s === except || s.asId !== asId) continue;
-      if (gpa < s.end && s.base < gpa + size) {
-        throw new KernelError('EEXIST', 'KVM_SET_USER_MEMORY_REGION', `overlaps slot ${s.id} [0x${s.base.toString(16)}, 0x${s.end.toString(16)})`);
-      }
+    const s = (this.#trees[asId] as SlotTree<Memslot>).overlapping(gpa, gpa + size, except);
+    if (s !== undefined) {
+      throw new KernelError('EEXIST', 'KVM_SET_USER_MEMORY_REGION', `overlaps slot ${s.id} [0x${s.base.toString(16)}, 0x${s.end.toString(16)})`);
     }
   }
 
   #replace(old: Memslot | undefined, next: Memslot | undefined): void {
-    const slots = this.#slots.filter((s) => s !== old);
-    if (next !== undefined) slots.push(next);
-    this.#slots = slots;
-    this.#sorted = slots.filter((s) => s.asId === 0 && s.backed).sort((a, b) => a.base - b.base);
+    if (old !== undefined) {
+      this.#byId.delete((old.asId << 16) | old.id);
+      (this.#trees[old.asId] as SlotTree<Memslot>).remove(old.base);
+    }
+    if (next !== undefined) {
+      this.#byId.set((next.asId << 16) | next.id, next);
+      (this.#trees[next.asId] as SlotTree<Memslot>).insert(next);
+    }
     this.#last = undefined;
     this.generation++;
   }
 
   /** The address-space-0 slot covering `gpa` (backed or not), if any. */
   slotAt(gpa: number): Memslot | undefined {
-    return this.#slots.find((s) => s.asId === 0 && gpa >= s.base && gpa < s.end);
+    return (this.#trees[0] as SlotTree<Memslot>).containing(gpa);
   }
 
   /** Fast path for the interpreter: the backed slot containing `gpa`. */
   readonly lookup = (gpa: number): Memslot | undefined => {
     const l = this.#last;
     if (l !== undefined && gpa >= l.base && gpa < l.end) return l;
-    const s = this.#sorted;
-    let lo = 0;
-    let hi = s.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const m = s[mid] as Memslot;
-      if (gpa < m.base) hi = mid - 1;
-      else if (gpa >= m.end) lo = mid + 1;
-      else {
-        this.#last = m;
-        return m;
-      }
-    }
-    return undefined;
+    const m = (this.#trees[0] as SlotTree<Memslot>).containing(gpa);
+    if (m === undefined || !m.backed) return undefined;
+    this.#last = m;
+    return m;
   };
 
   /** {@link GuestMemory.read8}. */

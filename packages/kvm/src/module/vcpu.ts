@@ -518,9 +518,31 @@ export class Vcpu {
     const s = this.#sregs;
     const cr8 = lapic !== undefined ? lapic.getCr8() : s !== undefined ? s.cr8 : 0n;
     const base = lapic !== undefined ? lapic.apicBase : s !== undefined ? s.apic_base : 0xfee00900n;
-    dv.setBigUint64(OFF_CR8, cr8, true);
-    dv.setBigUint64(OFF_APIC_BASE, base, true);
+    // Both are rewritten on every exit (user space may have written over them); the 64-bit values are split into
+    // halves only when they change, since a BigInt store costs more than the rest of this function.
+    if (cr8 !== this.#cr8Seen) {
+      this.#cr8Seen = cr8;
+      this.#cr8Lo = Number(cr8 & 0xffff_ffffn);
+      this.#cr8Hi = Number(cr8 >> 32n);
+    }
+    if (base !== this.#apicBaseSeen) {
+      this.#apicBaseSeen = base;
+      this.#apicBaseLo = Number(base & 0xffff_ffffn);
+      this.#apicBaseHi = Number(base >> 32n);
+    }
+    dv.setUint32(OFF_CR8, this.#cr8Lo, true);
+    dv.setUint32(OFF_CR8 + 4, this.#cr8Hi, true);
+    dv.setUint32(OFF_APIC_BASE, this.#apicBaseLo, true);
+    dv.setUint32(OFF_APIC_BASE + 4, this.#apicBaseHi, true);
   }
+
+  // The last cr8 and apic_base written by #postRunSave, and their 32-bit halves.
+  #cr8Seen = 0n;
+  #cr8Lo = 0;
+  #cr8Hi = 0;
+  #apicBaseSeen = 0n;
+  #apicBaseLo = 0;
+  #apicBaseHi = 0;
 
   #emitExit(seq: number, cpu: number): void {
     const ev = this.#events;

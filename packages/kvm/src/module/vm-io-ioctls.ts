@@ -39,7 +39,7 @@ import type { Vm } from './vm.js';
 function setMemoryRegion(vm: Vm, mem: kvm_userspace_memory_region): number {
   const asId = mem.slot >>> 16;
   const id = mem.slot & 0xffff;
-  const old = vm.memslots.list().find((s) => s.asId === asId && s.id === id);
+  const old = vm.memslots.get(asId, id);
   vm.memslots.set(mem, vm.owner);
   const kind = mem.memory_size === 0 ? 'delete' : old === undefined ? 'create' : old.base !== mem.guest_phys_addr ? 'move' : 'flags';
   updateDirtyLogging(vm, id, asId, kind);
