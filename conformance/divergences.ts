@@ -85,7 +85,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     reason: 'KVM_CAP_DISABLE_QUIRKS2 is 0xff (the 8 quirks up to SLOT_ZAP_ALL) in 6.12; the recording 6.18 kernel answers 0x5ff.',
     facts: caps('X86_USER_SPACE_MSR', 'DIRTY_LOG_RING',
       'DIRTY_LOG_RING_ACQ_REL', 'PMU_EVENT_FILTER', 'PMU_EVENT_MASKED_EVENTS', 'VM_DISABLE_NX_HUGE_PAGES',
-      'DEVICE_CTRL', 'EXIT_HYPERCALL', 'PCI_SEGMENT', 'VM_COPY_ENC_CONTEXT_FROM', 'VM_MOVE_ENC_CONTEXT_FROM'),
+      'DEVICE_CTRL', 'EXIT_HYPERCALL', 'PCI_SEGMENT'),
     where: capZero,
   },
 

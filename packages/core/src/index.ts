@@ -105,7 +105,7 @@ export {
 } from './events.js';
 
 // ---- VAC ----------------------------------------------------------------------------------------------------
-export { VAC_ABI_VERSION, VAC_MODULE, Vac, vacImage, vacOf, type VacCpuState } from './vac/vac.js';
+export { VAC_ABI_VERSION, VAC_MODULE, Vac, vacImage, vacOf, vacParams, type VacCpuState } from './vac/vac.js';
 export { VacHandle, vcpuLabel, type VacPort, type VcpuTag } from './vac/handle.js';
 export {
   ScopedView,

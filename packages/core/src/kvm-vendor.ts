@@ -64,6 +64,24 @@ export interface VendorVm {
   uniqueIds(): readonly UniqueId[];
   /** `kvm_arch_destroy_vm` vendor part. */
   destroy(): void;
+  /**
+   * `kvm_x86_ops.vm_move_enc_context_from` after KVM found `source` to be another VM (of this module, or — beyond
+   * the RFC, when VAC mediates — of another): take its encryption context; the caller then marks the source dead.
+   * Absent when the vendor has none (KVM_ENABLE_CAP answers EINVAL). `vcpus` are the two VMs' online vCPU counts.
+   * @throws KernelError EINVAL (Linux's checks), EPERM (VAC refuses a cross-module hand-over)
+   */
+  moveEncContextFrom?(source: VendorVm, vcpus: { readonly dst: number; readonly src: number }): void;
+  /**
+   * `kvm_x86_ops.vm_copy_enc_context_from`: become a mirror of `source`'s encryption context (same ASID, which
+   * `source` keeps). `dstHasVcpus`: vCPUs were created on this VM.
+   * @throws KernelError EINVAL
+   */
+  copyEncContextFrom?(source: VendorVm, dstHasVcpus: boolean): void;
+  /**
+   * Beyond the RFC: whether a move may take the context of another module's VM, VAC handing it over (VAC's
+   * `cross_module_moves`). When not true, another module's VM file is EBADF, as `file_is_kvm` makes it.
+   */
+  readonly crossModuleEncContext?: boolean;
 }
 
 /** A vCPU, as its vendor sees it. */

@@ -10,6 +10,7 @@ export * from './abi/index.js';
 export * from './guest/index.js';
 export { kvm, kvmgt, type KvmOptions, type KvmImage, type KvmImageParams } from './module/factory.js';
 export { kvmParams, type KvmParams } from './module/params.js';
+export * from './builds/index.js';
 export { KvmInstance, type InstanceConfig } from './module/instance.js';
 export { Vm } from './module/vm.js';
 export { Vcpu, type VcpuStats } from './module/vcpu.js';

@@ -33,6 +33,10 @@ export class SvmVm implements VendorVm {
   #encryption: SvmEncryption = 'none';
   #sevAsid = 0;
   #destroyed = false;
+  /** `sev->enc_context_owner`: the VM whose context this one mirrors (KVM_CAP_VM_COPY_ENC_CONTEXT_FROM). */
+  #owner: SvmVm | undefined;
+  /** `sev->mirror_vms`. */
+  readonly #mirrors = new Set<SvmVm>();
 
   /**
    * @internal Use the module's `createVm`.
@@ -120,9 +124,86 @@ export class SvmVm implements VendorVm {
     return 0;
   }
 
+  /** Beyond the RFC: VAC hands SEV ASIDs between modules (`vac.cross_module_moves`), so a move may take another module's VM. */
+  get crossModuleEncContext(): boolean {
+    return this.#m.sevAsids?.crossModuleMoves === true;
+  }
+
+  /** `is_mirroring_enc_context()`: the VM whose encryption context this one mirrors, if any. */
+  get mirrorOf(): SvmVm | undefined {
+    return this.#owner;
+  }
+
+  /**
+   * `sev_vm_move_enc_context_from()` (`arch/x86/kvm/svm/sev.c`) once KVM has the source VM (`file_is_kvm`,
+   * `sev_lock_two_vms`): the VMs' types must match, this VM must not be an SEV guest and the source must be one
+   * (EINVAL); for SEV-ES, `sev_check_source_vcpus()` wants as many vCPUs here as there, each with its guest state
+   * protected (LAUNCH_UPDATE_VMSA, which the model does not have: an SEV-ES source with vCPUs is EINVAL). Then
+   * `sev_migrate_from()`: the ASID (VAC's record of its holder with it) and the mirrors pass to this VM, the source
+   * is left without a context (`src->asid = 0`, inactive). A source of another module is taken only through VAC
+   * (beyond the RFC: `SevAsidView.takeOver`, EPERM unless VAC allows it).
+   */
+  moveEncContextFrom(source: VendorVm, vcpus: { readonly dst: number; readonly src: number }): void {
+    const src = source instanceof SvmVm ? source : undefined;
+    if (src === undefined) throw new KernelError('EINVAL', 'sev_vm_move_enc_context_from', 'the source is not an SVM VM');
+    if (this.#encryption !== 'none' || src.#encryption === 'none') {
+      throw new KernelError('EINVAL', 'sev_vm_move_enc_context_from', `${vmLabel(this.tag)} ${this.#encryption !== 'none' ? 'is already an SEV guest' : ''}${src.#encryption === 'none' ? `${vmLabel(src.tag)} is not an SEV guest` : ''}`.trim());
+    }
+    if (src.#encryption === 'sev-es') {
+      if (vcpus.dst !== vcpus.src) throw new KernelError('EINVAL', 'sev_check_source_vcpus', `${vmLabel(this.tag)} has ${vcpus.dst} vCPUs, ${vmLabel(src.tag)} ${vcpus.src}`);
+      if (vcpus.src > 0) throw new KernelError('EINVAL', 'sev_check_source_vcpus', `${vmLabel(src.tag)}'s vCPUs have no protected guest state (LAUNCH_UPDATE_VMSA is not modelled)`);
+    }
+    const asid = src.#sevAsid;
+    const view = this.#m.sevAsids;
+    if (view === undefined) throw new KernelError('EINVAL', 'sev_vm_move_enc_context_from', 'SEV is not supported on this host');
+    if (src.tag.instance === this.tag.instance) {
+      // a mirror's ASID is its owner's: only the owner's is recorded with VAC
+      if (src.#owner === undefined) view.transfer(asid, this.tag);
+    } else {
+      if (src.#owner !== undefined || src.#mirrors.size > 0) throw new KernelError('EINVAL', 'sev_vm_move_enc_context_from', 'VAC does not move mirrored encryption contexts between modules');
+      view.takeOver(asid, src.tag.instance, this.tag);
+      src.#m.sevVmcbs.clearAsid(asid);
+    }
+    // sev_migrate_from()
+    this.#encryption = src.#encryption;
+    this.#sevAsid = asid;
+    this.#owner = src.#owner;
+    if (src.#owner !== undefined) {
+      src.#owner.#mirrors.delete(src);
+      src.#owner.#mirrors.add(this);
+    }
+    for (const mirror of src.#mirrors) {
+      mirror.#owner = this;
+      this.#mirrors.add(mirror);
+    }
+    src.#mirrors.clear();
+    src.#owner = undefined;
+    src.#encryption = 'none';
+    src.#sevAsid = 0;
+  }
+
+  /**
+   * `sev_vm_copy_enc_context_from()` (`arch/x86/kvm/svm/sev.c`) once KVM has the source VM: EINVAL when this VM is
+   * an SEV guest, the source is not one, the source is itself a mirror, or this VM has created vCPUs. Then this
+   * VM mirrors the source: the same ASID and SEV/SEV-ES state (`need_init` false), and the source keeps the ASID
+   * (the caller takes a reference on the source VM, `kvm_get_kvm`, so it lives as long as the mirror).
+   */
+  copyEncContextFrom(source: VendorVm, dstHasVcpus: boolean): void {
+    const src = source instanceof SvmVm ? source : undefined;
+    if (src === undefined || src.tag.instance !== this.tag.instance) throw new KernelError('EINVAL', 'sev_vm_copy_enc_context_from', 'the source is not an SVM VM of this module');
+    if (this.#encryption !== 'none' || src.#encryption === 'none' || src.#owner !== undefined || dstHasVcpus) {
+      throw new KernelError('EINVAL', 'sev_vm_copy_enc_context_from', `${vmLabel(this.tag)} cannot mirror ${vmLabel(src.tag)} (an SEV guest already, vCPUs created, or the source is not an SEV guest or is a mirror)`);
+    }
+    this.#owner = src;
+    src.#mirrors.add(this);
+    this.#encryption = src.#encryption;
+    this.#sevAsid = src.#sevAsid;
+  }
+
   /** The SEV ASID of an SEV or SEV-ES guest: unique per VM across modules (invariant 3). */
   uniqueIds(): readonly UniqueId[] {
-    return this.#encryption === 'none' ? [] : [{ kind: 'SEV ASID', value: this.#sevAsid }];
+    // A mirror shares its owner's ASID; the owner holds it.
+    return this.#encryption === 'none' || this.#owner !== undefined ? [] : [{ kind: 'SEV ASID', value: this.#sevAsid }];
   }
 
   /**
@@ -135,6 +216,12 @@ export class SvmVm implements VendorVm {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    if (this.#owner !== undefined) {
+      // is_mirroring_enc_context(): leave the owner's list; the ASID is the owner's to free.
+      this.#owner.#mirrors.delete(this);
+      this.#owner = undefined;
+      return;
+    }
     if (this.#encryption === 'none') return;
     const m = this.#m;
     m.hw.svm.wbinvdOnAllCpus();

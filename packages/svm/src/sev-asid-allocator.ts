@@ -256,6 +256,16 @@ export class SevAsidAllocator<Owner = unknown> {
     this.#owners[asid] = undefined;
   }
 
+  /**
+   * `sev_migrate_from()`: the ASID stays in use and passes to another VM (`dst->asid = src->asid`).
+   *
+   * @throws UsageError when `asid` is not held by a VM
+   */
+  reassign(asid: number, owner: Owner): void {
+    if (!this.isInUse(asid)) throw new UsageError('ERR_INVALID_STATE', `sev_migrate_from: ASID ${asid} is not in use`);
+    this.#owners[asid] = owner;
+  }
+
   /** Whether `asid` is held by a VM. */
   isInUse(asid: number): boolean {
     if (!Number.isInteger(asid) || asid < 1 || asid > this.maxSevAsid) return false;

@@ -22,6 +22,19 @@ export interface SevAsidView {
   alloc(es: boolean, tag: VcpuTag): number;
   /** `sev_asid_free`: the ASID goes to the reclaim bitmap. EPERM if this instance does not hold it. */
   free(asid: number): void;
+  /**
+   * `sev_migrate_from`: the ASID passes to another VM of this instance (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM). EPERM if
+   * this instance does not hold it or `to` is another instance's VM.
+   */
+  transfer(asid: number, to: VcpuTag): void;
+  /**
+   * Beyond the RFC: take over an ASID another instance holds, as VAC hands it from that instance's VM to `to` (a VM
+   * of this instance). Only when VAC allows cross-module moves (its `cross_module_moves` parameter): else EPERM.
+   * EPERM too when `from` does not hold it.
+   */
+  takeOver(asid: number, from: string, to: VcpuTag): void;
+  /** Beyond the RFC: whether VAC hands SEV ASIDs between instances (its `cross_module_moves` parameter). */
+  readonly crossModuleMoves: boolean;
 }
 
 /** The key of the SEV ASID resource. */
@@ -32,10 +45,16 @@ class ScopedSevAsids extends ScopedView<SevAsidView> implements SevAsidView {
   readonly view: SevAsidView = this;
   readonly #asids = new Set<number>();
   readonly #sev: SevAsidAllocator<VcpuTag>;
+  readonly #resource: SevAsidResource;
 
-  constructor(instance: string, sev: SevAsidAllocator<VcpuTag>) {
+  constructor(instance: string, resource: SevAsidResource) {
     super(instance);
-    this.#sev = sev;
+    this.#sev = resource.allocator;
+    this.#resource = resource;
+  }
+
+  get crossModuleMoves(): boolean {
+    return this.#resource.crossModuleMoves;
   }
 
   alloc(es: boolean, tag: VcpuTag): number {
@@ -51,6 +70,30 @@ class ScopedSevAsids extends ScopedView<SevAsidView> implements SevAsidView {
     if (!this.#asids.has(asid)) throw new KernelError('EPERM', 'sev_asid_free', `${this.instance} does not hold SEV ASID ${asid}`);
     this.#sev.free(asid);
     this.#asids.delete(asid);
+  }
+
+  transfer(asid: number, to: VcpuTag): void {
+    this.live('sev_migrate_from');
+    if (!this.#asids.has(asid)) throw new KernelError('EPERM', 'sev_migrate_from', `${this.instance} does not hold SEV ASID ${asid}`);
+    this.own(to);
+    this.#sev.reassign(asid, to);
+  }
+
+  takeOver(asid: number, from: string, to: VcpuTag): void {
+    this.live('sev_migrate_from');
+    this.own(to);
+    const res = this.#resource;
+    if (!res.crossModuleMoves) throw new KernelError('EPERM', 'vac', `SEV ASID ${asid} belongs to ${from}: VAC does not hand SEV ASIDs between modules (vac.cross_module_moves=N)`);
+    const src = res.scopes.get(from);
+    if (src === undefined || !src.#asids.has(asid)) throw new KernelError('EPERM', 'vac', `${from} does not hold SEV ASID ${asid}`);
+    src.#asids.delete(asid);
+    this.#asids.add(asid);
+    this.#sev.reassign(asid, to);
+  }
+
+  override close(): void {
+    super.close();
+    if (this.#resource.scopes.get(this.instance) === this) this.#resource.scopes.delete(this.instance);
   }
 
   held(): number {
@@ -74,14 +117,26 @@ export class SevAsidResource implements VacResource<SevAsidView> {
    * @internal Built by VAC's SVM half.
    * @param range - CPUID 0x8000001F ECX (max) and EDX (min)
    * @param flush - `sev_flush_asids`: WBINVD on every CPU, then the firmware's DF_FLUSH (false when it failed)
+   * @param crossModuleMoves - VAC's `cross_module_moves` parameter (beyond the RFC)
    */
-  constructor(range: { readonly maxSevAsid: number; readonly minSevAsid: number }, flush: () => boolean) {
+  constructor(range: { readonly maxSevAsid: number; readonly minSevAsid: number }, flush: () => boolean, crossModuleMoves = false) {
     this.allocator = new SevAsidAllocator<VcpuTag>(range, { onFlush: flush });
+    this.crossModuleMoves = crossModuleMoves;
   }
+
+  /**
+   * Beyond the RFC: whether VAC hands an SEV ASID from one module's VM to another's (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM
+   * across modules). VAC's `cross_module_moves` parameter sets it at load; default false, as the RFC.
+   */
+  readonly crossModuleMoves: boolean;
+  /** @internal Each attached instance's scope, by instance name. */
+  readonly scopes = new Map<string, ScopedSevAsids>();
 
   /** {@link VacResource.scope}. */
   scope(instance: string): ScopedVacResource<SevAsidView> {
-    return new ScopedSevAsids(instance, this.allocator);
+    const s = new ScopedSevAsids(instance, this);
+    this.scopes.set(instance, s);
+    return s;
   }
 
   /** SEV ASIDs in use by VMs. */

@@ -216,7 +216,7 @@ export class VacSvm implements VirtOps {
   vacResources(ctx: VacResourceContext): readonly AnyVacResource[] {
     const space = this.asidSpace();
     const out: AnyVacResource[] = [new AsidResource(ctx, space.nrAsids, space.maxSevAsid)];
-    if (space.maxSevAsid > 0) out.push(new SevAsidResource(space, () => this.sevFlush()));
+    if (space.maxSevAsid > 0) out.push(new SevAsidResource(space, () => this.sevFlush(), ctx.crossModuleMoves));
     return out;
   }
 

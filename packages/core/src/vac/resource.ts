@@ -42,6 +42,8 @@ export interface VacResourceContext {
   readonly nrCpus: number;
   /** Who builds it: `vac`, or `kvm1:legacy` for a legacy module's private copy (for messages). */
   readonly owner: string;
+  /** Beyond the RFC: VAC's `cross_module_moves` parameter (a resource may pass from one instance to another). */
+  readonly crossModuleMoves: boolean;
   /** Fault injection at one of the host's allocation sites (see `FaultInjector`). */
   shouldFail(site: FaultSite): boolean;
   /** Whether VAC has virtualization enabled on `cpu` (a disabled CPU's per-CPU state is left out of snapshots). */

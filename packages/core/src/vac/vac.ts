@@ -15,6 +15,7 @@ import { KernelError, UsageError } from '../errors.js';
 import type { Violation, VirtOps } from '../hardware.js';
 import type { Host } from '../host/host.js';
 import { registerCoreImage } from '../host/host.js';
+import { boolParam } from '../host/params.js';
 import type { LoadedModule, ModuleContext, ModuleImage } from '../host/modules.js';
 import { VacHandle, type VacParts } from './handle.js';
 import { IrqRegistry, type VacInstanceOps } from './irq.js';
@@ -62,13 +63,14 @@ export class Vac {
    * Built by the `vac` module's init (or, privately, by a legacy KVM module); a program using a host gets it with {@link vacOf}.
    * @param name - who owns this copy: `vac`, or `kvm1:legacy` (names its perf callbacks and checker)
    */
-  constructor(host: Host, vendor: VirtOps, name: string = VAC_MODULE) {
+  constructor(host: Host, vendor: VirtOps, name: string = VAC_MODULE, options: { readonly crossModuleMoves?: boolean } = {}) {
     this.#host = host;
     this.vendor = vendor.name;
     this.#uret = new UserReturnMsrs(host.cpus);
     const ctx: VacResourceContext = {
       nrCpus: host.cpus.length,
       owner: name,
+      crossModuleMoves: options.crossModuleMoves === true,
       shouldFail: (site) => host.faults.shouldFail(site),
       isEnabled: (cpu) => this.#virt.isEnabled(cpu),
     };
@@ -347,6 +349,16 @@ export function vacOf(host: Host): Vac | undefined {
   return host.modules.exportsOf<Vac>(VAC_MODULE);
 }
 
+/** The parameters of `vac`. */
+export const vacParams = {
+  /**
+   * `cross_module_moves` (0444, default N) — beyond the RFC: VAC hands a VM's hardware context that it owns (a
+   * vendor resource such as an encryption key's ID) from a VM of one KVM module to a VM of another, so that
+   * KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM works across modules. With N, as in the RFC, such a move is EBADF.
+   */
+  cross_module_moves: boolParam(false, 'Beyond the RFC: let VAC hand a VM\'s hardware context between KVM modules'),
+} as const;
+
 /**
  * The `vac` module image. Its init chooses the vendor from the hardware (EOPNOTSUPP when neither VMX nor
  * SVM is usable on the boot CPU; EIO when another online CPU fails the compatibility check, as
@@ -354,16 +366,16 @@ export function vacOf(host: Host): Vac | undefined {
  * the task freezer, the reboot notifier, the emergency callback, perf guest callbacks, the posted-interrupt
  * wakeup handler and an NMI handler.
  */
-export const vacImage: ModuleImage<Record<string, never>, Vac> = {
+export const vacImage: ModuleImage<typeof vacParams, Vac> = {
   name: VAC_MODULE,
   version: `abi${VAC_ABI_VERSION}`,
   depends: [],
   abiVersion: VAC_ABI_VERSION,
-  params: {},
-  init(ctx: ModuleContext<Record<string, never>, Vac>): Vac {
+  params: vacParams,
+  init(ctx: ModuleContext<typeof vacParams, Vac>): Vac {
     const host = ctx.host;
     const vendor = checkVendorSupport(host, 'vac_init', (m, cpu) => ctx.warn(m, cpu));
-    const vac = new Vac(host, vendor);
+    const vac = new Vac(host, vendor, VAC_MODULE, { crossModuleMoves: ctx.params.cross_module_moves === true });
     registerVacHooks(vac, host, (u) => ctx.defer(u), { cpuhp: 'CPUHP_AP_KVM_ONLINE', power: true, irq: true, name: VAC_MODULE });
     return vac;
   },

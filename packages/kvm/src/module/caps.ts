@@ -127,7 +127,7 @@ import {
   KVM_X86_DISABLE_EXITS_MWAIT,
   KVM_X86_DISABLE_EXITS_PAUSE,
 } from '../abi/constants.js';
-import { KVM_CLOCK_VALID_FLAGS, KVM_DIRTY_LOG_MANUAL_CAPS, KVM_MAX_MCE_BANKS, KVM_X86_VALID_QUIRKS } from '../abi/constants-x86.js';
+import { KVM_CLOCK_VALID_FLAGS, KVM_DIRTY_LOG_MANUAL_CAPS, KVM_MAX_MCE_BANKS } from '../abi/constants-x86.js';
 import { hostCpuid } from './cpu-caps.js';
 import { KVM_ADDRESS_SPACE_NUM } from './memslots.js';
 import type { KvmInstance } from './instance.js';
@@ -135,17 +135,19 @@ import { irqCapability } from './irq-caps.js';
 import type { Vm } from './vm.js';
 import { x86Caps } from './x86-caps.js';
 import { vendorArch } from './vendor-arch.js';
+import { buildOf, moduleParam, supportedQuirks } from '../builds/build.js';
 
 /** `APIC_BUS_CYCLE_NS_DEFAULT`. */
 const APIC_BUS_CYCLE_NS_DEFAULT = 1;
 
 /**
- * `kvm_get_allowed_disable_exits`: PAUSE always; without `mitigate_smt_rsb` (its default) HLT and C-states, and
- * MWAIT when the host's MWAIT works in a guest (`kvm_can_mwait_in_guest`: MONITOR/MWAIT and an always-running APIC
- * timer, CPUID 0x6 EAX.ARAT).
+ * `kvm_get_allowed_disable_exits`: PAUSE always; without `mitigate_smt_rsb` (its default; a build before
+ * 6f0f2d5ef895 has no such parameter) HLT and C-states, and MWAIT when the host's MWAIT works in a guest
+ * (`kvm_can_mwait_in_guest`: MONITOR/MWAIT and an always-running APIC timer, CPUID 0x6 EAX.ARAT).
  */
 export function allowedDisableExits(inst: KvmInstance): number {
   const boot = inst.host.cpus[0];
+  if (moduleParam(inst, 'mitigate_smt_rsb') === true) return KVM_X86_DISABLE_EXITS_PAUSE;
   let r = KVM_X86_DISABLE_EXITS_PAUSE | KVM_X86_DISABLE_EXITS_HLT | KVM_X86_DISABLE_EXITS_CSTATE;
   if (boot !== undefined && (hostCpuid(boot, 1, 0).ecx & (1 << 3)) !== 0 && (hostCpuid(boot, 6, 0).eax & (1 << 2)) !== 0) r |= KVM_X86_DISABLE_EXITS_MWAIT;
   return r;
@@ -179,8 +181,6 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_EXIT_HYPERCALL, { linux: () => 1 << 12, why: 'hypercalls (VMCALL/VMMCALL) not modelled' }],
   [KVM_CAP_PMU_EVENT_FILTER, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
   [KVM_CAP_PMU_EVENT_MASKED_EVENTS, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
-  [KVM_CAP_VM_COPY_ENC_CONTEXT_FROM, { linux: () => 1, why: 'SEV context copying not modelled (Linux answers 1 even on Intel)' }],
-  [KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, { linux: () => 1, why: 'SEV context moving not modelled (Linux answers 1 even on Intel)' }],
   [KVM_CAP_VCPU_ATTRIBUTES, { linux: () => 1, why: 'vCPU device attributes (KVM_VCPU_TSC_CTRL) not modelled' }],
   [KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, { linux: () => 1, why: 'needs CAP_SYS_BOOT, which the model does not have' }],
   [KVM_CAP_PRE_FAULT_MEMORY, { linux: (i) => (vendorArch(i).tdp ? 1 : 0), why: 'KVM_PRE_FAULT_MEMORY not modelled' }],
@@ -196,6 +196,7 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
 
 /** `kvm_vm_ioctl_check_extension_generic` + the x86 part, for this module (and VM, when asked on a VM fd). */
 export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number {
+  if (buildOf(inst).capsRemoved.has(cap)) return 0; // a release without the capability
   switch (cap) {
     // generic, always
     case KVM_CAP_USER_MEMORY:
@@ -247,6 +248,9 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
     case KVM_CAP_ENABLE_CAP:
     case KVM_CAP_MEMORY_FAULT_INFO:
     case KVM_CAP_READONLY_MEM: // kvm_arch_has_readonly_mem: every default VM
+    // answered 1 on every vendor; KVM_ENABLE_CAP is EINVAL where the vendor has no op (VMX): enc-context.ts
+    case KVM_CAP_VM_COPY_ENC_CONTEXT_FROM:
+    case KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM:
       return 1;
     // the in-kernel interrupt controllers: irq-caps.ts (below), except what the model's LAPIC does not have yet
     case KVM_CAP_TSC_DEADLINE_TIMER:
@@ -293,7 +297,7 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
     case KVM_CAP_XSAVE2:
       return Math.max(x86Caps(inst).xstateSize, 4096);
     case KVM_CAP_DISABLE_QUIRKS2:
-      return KVM_X86_VALID_QUIRKS;
+      return supportedQuirks(inst); // kvm_caps.supported_quirks: the build's KVM_X86_VALID_QUIRKS less the vendor's
     case KVM_CAP_VM_TYPES:
       return 1 << KVM_X86_DEFAULT_VM;
     default:

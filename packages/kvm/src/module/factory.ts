@@ -29,13 +29,19 @@ import { ALL_LEGACY_RESOURCES, LegacyPort, legacySet, privateVac, type LegacyRes
 import { kvmParams } from './params.js';
 import { trackInstance } from './unique-ids.js';
 import { x86StateSnapshot } from './state-snapshot.js';
+import { BASELINE_BUILD, MODELLED_QUIRKS, attachBuild, resolveBuild, type KvmBuild } from '../builds/build.js';
 
 /** Options of {@link kvm}. */
 export interface KvmOptions {
   /** The postfix: `''` → `kvm` and `/dev/kvm` (minor 232), `'0'` → `kvm0` and `/dev/kvm0` (dynamic minor). */
   readonly postfix?: string;
-  /** A version label for the image (shown by `lsmod()`), e.g. `'6.12-l1tf-fix'`. */
+  /** A version label for the image (shown by `lsmod()`), e.g. `'6.12-l1tf-fix'`; default: the build's Linux release. */
   readonly version?: string;
+  /**
+   * What this module is: a Linux release and the named changes that make it differ from 6.12 (see
+   * `SHIPPED_BUILDS`, docs/builds.md). Default: 6.12 as the model implements it.
+   */
+  readonly build?: KvmBuild;
   /** The folded-in vendors, tried in order (default: VMX, then SVM). */
   readonly vendors?: readonly KvmVendorOps[];
   /** Instructions a direct (non-threaded) KVM_RUN may run before it returns EINTR (default 10,000,000). */
@@ -88,14 +94,18 @@ export function kvm(options: KvmOptions = {}): KvmImage {
       params[name] ??= spec;
     }
   }
+  const resolved = resolveBuild(options.build === undefined ? BASELINE_BUILD : options.build, params, MODELLED_QUIRKS);
+  for (const name of resolved.paramsRemoved) delete params[name];
+  for (const [name, value] of resolved.paramDefaults) params[name] = { ...(params[name] as import('@vac/core').ParamSpec), defaultValue: value } as import('@vac/core').ParamSpec;
   const syncRunLimit = options.syncRunLimit === undefined ? 10_000_000 : positiveCount(options.syncRunLimit, 'kvm({ syncRunLimit })');
   if (options.version !== undefined && typeof options.version !== 'string') throw new UsageError('ERR_INVALID_ARG', `kvm: version must be a string, got ${typeof options.version}`);
   const name = `kvm${postfix}`;
   const legacy = legacySet(options.legacy);
   const needsVac = ALL_LEGACY_RESOURCES.some((r) => r !== 'minor' && r !== 'cpuhp' && !legacy.has(r));
+  const version = options.version ?? (options.build === undefined ? undefined : resolved.build.linux);
   return {
     name,
-    ...(options.version === undefined ? {} : { version: options.version }),
+    ...(version === undefined ? {} : { version }),
     depends: needsVac ? [VAC_MODULE] : [],
     ...(needsVac ? { abi: { [VAC_MODULE]: VAC_ABI_VERSION } } : {}),
     params,
@@ -119,6 +129,7 @@ export function kvm(options: KvmOptions = {}): KvmImage {
         syncRunLimit,
       });
       ctx.defer(() => inst.vac.detach());
+      attachBuild(inst, resolved, values, vendor.name);
       inst.vendor = vendor.setup({
         host,
         module: name,
@@ -157,7 +168,7 @@ export function kvm(options: KvmOptions = {}): KvmImage {
   };
 }
 
-const OPTION_NAMES: ReadonlySet<string> = new Set(['postfix', 'version', 'vendors', 'syncRunLimit', 'legacy']);
+const OPTION_NAMES: ReadonlySet<string> = new Set(['postfix', 'version', 'build', 'vendors', 'syncRunLimit', 'legacy']);
 
 /** `kvm()`'s options, each read once (a getter runs here), with unknown names refused. */
 function kvmOptions(options: unknown): KvmOptions {

@@ -115,6 +115,7 @@ export class KvmInstance implements VacInstanceOps {
     vm.vcpus.clear();
     vm.irq?.destroy();
     vm.vendor.destroy();
+    for (const f of vm.onDestroy.splice(0)) f();
     this.vms.delete(vm);
     this.vac.disableVirtualization(`vm${vm.id}`);
     this.host.events.emit('vm:destroy', { module: this.name, vm: vm.id });

@@ -18,6 +18,7 @@ import { MSR, MSR_PLATFORM_INFO_CPUID_FAULT, x86Caps, type X86Caps } from './x86
 import { writeWallClock } from './pvclock.js';
 import { guestTsc, synchronizeTsc } from './vcpu-tsc.js';
 import { vendorArch } from './vendor-arch.js';
+import { buildHasMsr } from '../builds/build.js';
 
 const U64 = 0xffff_ffff_ffff_ffffn;
 
@@ -446,7 +447,8 @@ function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: big
  */
 export function getMsr(v: Vcpu, msr: number, host: boolean): bigint | undefined {
   const caps = x86Caps(v.vm.instance);
-  const r = readMsr(v, vcpuArch(v), caps, msr, host);
+  // An MSR the module's build has no handler for (builds/build.ts) goes where kvm_get_msr_common's default goes.
+  const r = buildHasMsr(v.vm.instance, msr) ? readMsr(v, vcpuArch(v), caps, msr, host) : 'unsupported';
   if (r !== 'unsupported') return r;
   // kvm_do_msr_access: user space reads an advertised MSR the vCPU cannot back as 0.
   return host && caps.advertisedMsrs.has(msr) ? 0n : undefined;
@@ -458,7 +460,7 @@ export function getMsr(v: Vcpu, msr: number, host: boolean): bigint | undefined 
  */
 export function setMsr(v: Vcpu, msr: number, data: bigint, host: boolean): boolean {
   const caps = x86Caps(v.vm.instance);
-  const r = writeMsr(v, vcpuArch(v), caps, msr, data, host);
+  const r = buildHasMsr(v.vm.instance, msr) ? writeMsr(v, vcpuArch(v), caps, msr, data, host) : 'unsupported';
   if (r !== 'unsupported') return r;
   // kvm_do_msr_access: user space may write 0 to an advertised MSR the vCPU cannot back.
   return host && data === 0n && caps.advertisedMsrs.has(msr);

@@ -18,6 +18,8 @@ import {
   KVM_CAP_MAX_VCPU_ID,
   KVM_CAP_MSR_PLATFORM_INFO,
   KVM_CAP_X86_DISABLE_EXITS,
+  KVM_CAP_VM_COPY_ENC_CONTEXT_FROM,
+  KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM,
   KVM_CAP_X86_TRIPLE_FAULT_EVENT,
   KVM_ENABLE_CAP,
   KVM_GET_CLOCK,
@@ -43,13 +45,14 @@ import {
   KVM_MSR_FILTER_MAX_BITMAP_SIZE,
   KVM_MSR_FILTER_RANGE_VALID_MASK,
   KVM_MSR_FILTER_VALID_MASK,
-  KVM_X86_VALID_QUIRKS,
 } from '../abi/constants-x86.js';
 import { copyFromUser, copyToUser, userAccess } from '../abi/codec.js';
 import { KVM_ENABLE_CAP_CODEC } from '../abi/structs.js';
 import { KVM_CLOCK_DATA_CODEC, KVM_MSR_FILTER_CODEC, U64_POINTER_CODEC } from '../abi/structs-x86.js';
 import { GUEST_DEFAULT_QUIRKS } from '../guest/interpreter.js';
 import { allowedDisableExits } from './caps.js';
+import { supportedQuirks } from '../builds/build.js';
+import { encContextFrom } from './enc-context.js';
 import type { VmFile } from './files.js';
 import { hostNs, hostRealtimeNs, hostTsc } from './host-clock.js';
 import { valueArg, type IoctlDef } from './ioctl-table.js';
@@ -64,7 +67,7 @@ import { x86Caps } from './x86-caps.js';
 import { vendorArch } from './vendor-arch.js';
 
 /** `kvm_vm_ioctl_enable_cap_generic` then `kvm_vm_ioctl_enable_cap` (x86), for the capabilities the model has. */
-function enableCap(f: VmFile, arg: unknown, op: string): number {
+function enableCap(f: VmFile, arg: unknown, op: string, proc: import('@vac/core').Process): number {
   const vm = f.vm;
   const a = vmArch(vm);
   const cap = copyFromUser(KVM_ENABLE_CAP_CODEC, arg, op);
@@ -88,8 +91,9 @@ function enableCap(f: VmFile, arg: unknown, op: string): number {
     case KVM_CAP_DISABLE_QUIRKS2:
     case KVM_CAP_DISABLE_QUIRKS:
       // DISABLE_QUIRKS2 refuses unknown quirks; the old DISABLE_QUIRKS ignores them.
-      if (cap.cap === KVM_CAP_DISABLE_QUIRKS2 && (arg0 & ~BigInt(KVM_X86_VALID_QUIRKS)) !== 0n) throw new KernelError('EINVAL', op, `unknown quirks in 0x${arg0.toString(16)}`);
-      a.disabledQuirks |= Number(arg0 & BigInt(KVM_X86_VALID_QUIRKS));
+      // kvm_caps.supported_quirks (the build's valid quirks, less the vendor's: builds/build.ts)
+      if (cap.cap === KVM_CAP_DISABLE_QUIRKS2 && (arg0 & ~BigInt(supportedQuirks(vm.instance))) !== 0n) throw new KernelError('EINVAL', op, `unknown quirks in 0x${arg0.toString(16)}`);
+      a.disabledQuirks |= Number(arg0 & BigInt(supportedQuirks(vm.instance)));
       vm.quirks = GUEST_DEFAULT_QUIRKS & ~a.disabledQuirks;
       return 0;
     case KVM_CAP_X86_DISABLE_EXITS: {
@@ -121,6 +125,9 @@ function enableCap(f: VmFile, arg: unknown, op: string): number {
       a.maxVcpuIds = n;
       return 0;
     }
+    case KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM:
+    case KVM_CAP_VM_COPY_ENC_CONTEXT_FROM:
+      return encContextFrom(vm, f.files, cap.cap, arg0, proc, op);
     default: {
       const r = enableIrqCap(vm, cap.cap, arg0, op);
       if (r === undefined) throw new KernelError('EINVAL', op, `capability ${cap.cap} cannot be enabled on this VM`);
@@ -255,7 +262,7 @@ export const VM_ARCH_IOCTLS: readonly IoctlDef<VmFile>[] = [
     name: 'KVM_ENABLE_CAP',
     request: KVM_ENABLE_CAP,
     arg: { dir: 'in', codec: KVM_ENABLE_CAP_CODEC },
-    run: (f, arg) => enableCap(f, arg, 'KVM_ENABLE_CAP'),
+    run: (f, arg, proc) => enableCap(f, arg, 'KVM_ENABLE_CAP', proc),
   },
   {
     name: 'KVM_X86_SET_MSR_FILTER',

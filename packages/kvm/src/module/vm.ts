@@ -48,6 +48,13 @@ export class Vm {
   }
   /** Destroyed. */
   dead = false;
+  /**
+   * `kvm->vm_dead` (`kvm_vm_dead`): the VM lives on until its last reference goes, but every ioctl of it and of its
+   * vCPUs is EIO — what a VM whose encryption context moved away (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM) becomes.
+   */
+  vmDead = false;
+  /** What runs when it is destroyed, after the vendor part (a mirror's `kvm_put_kvm` of the VM it mirrors). */
+  readonly onDestroy: Array<() => void> = [];
   /** References: the VM fd plus one per vCPU fd. */
   users = 1;
   /** The KVM quirks in force for its guest (`KVM_X86_QUIRK_*`; KVM_CAP_DISABLE_QUIRKS2 turns them off). */
@@ -79,6 +86,6 @@ export class Vm {
   /** The calling process must be the VM's (`kvm->mm != current->mm` → EIO). */
   checkCaller(proc: Process, op: string): void {
     if (proc !== this.owner) throw new KernelError('EIO', op, 'the VM belongs to another process');
-    if (this.dead) throw new KernelError('EIO', op, 'the VM is dead');
+    if (this.dead || this.vmDead) throw new KernelError('EIO', op, 'the VM is dead');
   }
 }

@@ -14,6 +14,7 @@ import { computeCpuCaps, hostCpuid } from './cpu-caps.js';
 import { hostTscKhz } from './host-clock.js';
 import type { KvmInstance } from './instance.js';
 import { vendorArch } from './vendor-arch.js';
+import { buildOf } from '../builds/build.js';
 
 /* ---- MSR numbers (arch/x86/include/asm/msr-index.h) ----------------------------------------------------------- */
 
@@ -243,6 +244,7 @@ class X86CapsImpl implements X86Caps {
   readonly xstateSize: number;
   readonly #inst: KvmInstance;
   readonly #boot: Cpu;
+  readonly #build: ReturnType<typeof buildOf>;
 
   constructor(inst: KvmInstance) {
     this.#inst = inst;
@@ -272,7 +274,11 @@ class X86CapsImpl implements X86Caps {
     if ((hostCpuid(boot, 0x80000001, 0).edx & (1 << 20)) !== 0) efer |= 1n << 11n;
     this.eferReservedBits = ~efer & 0xffff_ffff_ffff_ffffn;
     this.xstateSize = xstateRequiredSize(boot, this.supportedXcr0);
-    this.msrIndexList = [...this.#probeMsrsToSave(), ...EMULATED_MSRS_ALL.filter((m) => arch.hasEmulatedMsr(m))];
+    // The build's msrs_to_save_base / emulated_msrs_all / msr_based_features_all_except_vmx lack what it removed.
+    const build = buildOf(inst);
+    this.#build = build;
+    const kept = (m: number): boolean => !build.msrsRemoved.has(m);
+    this.msrIndexList = [...this.#probeMsrsToSave().filter(kept), ...EMULATED_MSRS_ALL.filter((m) => kept(m) && arch.hasEmulatedMsr(m))];
     this.advertisedMsrs = new Set(this.msrIndexList);
     const features: number[] = [];
     for (let m = 0x480; m <= 0x491; m++) if (this.featureMsr(m) !== undefined) features.push(m);
@@ -304,6 +310,7 @@ class X86CapsImpl implements X86Caps {
 
   featureMsr(msr: number): bigint | undefined {
     // kvm_get_feature_msr
+    if (this.#build.featureMsrsRemoved.has(msr)) return undefined;
     switch (msr) {
       case MSR.IA32_ARCH_CAPABILITIES:
         return this.archCapabilities;
@@ -332,7 +339,12 @@ class X86CapsImpl implements X86Caps {
       return e;
     };
     const ok = this.#range(0, add) && this.#range(0x80000000, add) && this.#range(0x40000000, add);
-    return ok ? out : undefined;
+    if (!ok) return undefined;
+    // What the build's kvm_set_cpu_caps / __do_cpuid_func does not offer.
+    for (const w of this.#build.cpuidWithheld) {
+      for (const e of out) if (e.function === w.function && e.index === w.index) e[w.reg] = (e[w.reg] & ~w.mask) >>> 0;
+    }
+    return out;
   }
 
   /** `get_cpuid_func`: `first`, then every function up to the limit its entry gives. */

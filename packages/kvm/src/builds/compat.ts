@@ -1,0 +1,408 @@
+/**
+ * What can move between two KVM modules, decided the way a VMM decides it: from what each module's `/dev/kvmX`
+ * answers (KVM_CHECK_EXTENSION, KVM_GET_MSR_INDEX_LIST, KVM_GET_SUPPORTED_CPUID, the XSAVE size) against the VM's
+ * saved state ({@link saveVm}) and the capabilities its VMM enabled. {@link canMove} says every reason a move
+ * would fail or silently lose state, in the order the move meets them, and whether the way back is open;
+ * {@link moveVm} makes the move — keeping the source VM until the target holds the same state — and fails at the
+ * step {@link canMove} names. Nothing here reaches into a module: it is user-space code over the ABI.
+ *
+ * @module
+ */
+import { O_RDWR, UsageError, isUsageError, type Mapping, type Process } from '@vac/core';
+import { KvmRunView } from '../abi/kvm-run.js';
+import {
+  KVM_CAP_DISABLE_QUIRKS,
+  KVM_CAP_DISABLE_QUIRKS2,
+  KVM_CAP_X2APIC_API,
+  KVM_CAP_X86_DISABLE_EXITS,
+  KVM_CAP_XSAVE,
+  KVM_CAP_XSAVE2,
+  KVM_CHECK_EXTENSION,
+  KVM_CREATE_IRQCHIP,
+  KVM_CREATE_VCPU,
+  KVM_CREATE_VM,
+  KVM_ENABLE_CAP,
+  KVM_GET_SUPPORTED_CPUID,
+  KVM_GET_VCPU_MMAP_SIZE,
+  KVM_SET_USER_MEMORY_REGION,
+} from '../abi/constants.js';
+import { makeKvmEnableCap, type kvm_cpuid_entry2, type kvm_userspace_memory_region } from '../abi/structs.js';
+import { makeKvmCpuid2 } from '../abi/structs-x86.js';
+import { msrIndexList, restoreVcpu, saveVm, type SavedVcpu, type SavedVm, type VmHandle } from '../vmm.js';
+
+/** What a VMM learns of one module through its system fd. */
+export interface ModuleFacts {
+  /** The device it was asked through (`/dev/kvm1`). */
+  readonly devPath: string;
+  /** KVM_CHECK_EXTENSION on the system fd, for every capability number 0 … {@link MAX_PROBED_CAP}. */
+  readonly caps: ReadonlyMap<number, number>;
+  /** KVM_GET_MSR_INDEX_LIST. */
+  readonly msrIndexList: readonly number[];
+  /** KVM_GET_SUPPORTED_CPUID. */
+  readonly supportedCpuid: readonly kvm_cpuid_entry2[];
+  /** The XSAVE area user space must pass: KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2), 4096 with only KVM_CAP_XSAVE, 0 without. */
+  readonly xsaveSize: number;
+  /** The XCR0 bits KVM lets a guest have: CPUID 0xD.0 EDX:EAX of KVM_GET_SUPPORTED_CPUID (0 without the leaf). */
+  readonly supportedXcr0: bigint;
+}
+
+/** The highest capability number {@link probeModule} asks about. */
+export const MAX_PROBED_CAP = 260;
+
+/**
+ * Ask a module what {@link canMove} needs: open `devPath`, KVM_CHECK_EXTENSION of every capability up to
+ * {@link MAX_PROBED_CAP}, KVM_GET_MSR_INDEX_LIST, KVM_GET_SUPPORTED_CPUID (growing the buffer on E2BIG), close.
+ *
+ * @throws `KernelError` from `open` or an ioctl (ENOENT when there is no such device, EACCES, …)
+ */
+export function probeModule(proc: Process, devPath: string): ModuleFacts {
+  const sys = proc.open(devPath, O_RDWR);
+  try {
+    const caps = new Map<number, number>();
+    for (let c = 0; c <= MAX_PROBED_CAP; c++) caps.set(c, proc.ioctl(sys, KVM_CHECK_EXTENSION, c));
+    const list = msrIndexList(proc, sys);
+    const cpuid = makeKvmCpuid2(256);
+    proc.ioctl(sys, KVM_GET_SUPPORTED_CPUID, cpuid);
+    const supportedCpuid = cpuid.entries.slice(0, cpuid.nent);
+    const xsave2 = caps.get(KVM_CAP_XSAVE2) ?? 0;
+    const xsaveSize = xsave2 > 0 ? xsave2 : (caps.get(KVM_CAP_XSAVE) ?? 0) > 0 ? 4096 : 0;
+    const d = supportedCpuid.find((e) => e.function === 0xd && e.index === 0);
+    const supportedXcr0 = d === undefined ? 0n : BigInt(d.eax >>> 0) | (BigInt(d.edx >>> 0) << 32n);
+    return { devPath, caps, msrIndexList: list, supportedCpuid, xsaveSize, supportedXcr0 };
+  } finally {
+    proc.close(sys);
+  }
+}
+
+/** A capability the VMM enabled on the VM (KVM_ENABLE_CAP on the VM fd), which it enables again on the target. */
+export interface EnabledCap {
+  /** The capability. */
+  readonly cap: number;
+  /** `args[0]`, the flags (the other three args are 0). */
+  readonly flags: bigint;
+}
+
+/** A VM as a move needs it: its saved state and what its VMM set up that the state does not hold. */
+export interface MovableVm {
+  /** {@link saveVm}'s result. */
+  readonly saved: SavedVm;
+  /** The capabilities the VMM enabled on the VM, in the order it enabled them (before any vCPU). */
+  readonly enabledCaps?: readonly EnabledCap[];
+}
+
+/** The steps of a move, in the order {@link moveVm} takes them. */
+export const MOVE_STEPS = ['KVM_ENABLE_CAP', 'cpuid-check', 'KVM_SET_XSAVE', 'KVM_SET_XCRS', 'KVM_SET_MSRS'] as const;
+
+/** One step of a move. `cpuid-check` is the VMM's check of the guest CPUID against the target's supported CPUID, before KVM_SET_CPUID2. */
+export type MoveStep = (typeof MOVE_STEPS)[number];
+
+/** One thing that stands in a move's way. */
+export interface MoveReason {
+  /** `fails`: the move stops at `step`; `loses-state`: it goes through but the guest loses something; `note`: harmless now. */
+  readonly kind: 'fails' | 'loses-state' | 'note';
+  /** Where the move meets it. */
+  readonly step: MoveStep;
+  /** What it is, in words. */
+  readonly detail: string;
+}
+
+/** Whether the way back is open after a move. */
+export interface Rollback {
+  /** `true`: the VM can come back as it went; `false`: it cannot; `'conditional'`: only while none of `hazards` happens. */
+  readonly possible: boolean | 'conditional';
+  /** Why it cannot come back (the reverse move's failures). */
+  readonly reasons: readonly MoveReason[];
+  /** What, once it happens on the target, closes the way back (the target offers what the source lacks). */
+  readonly hazards: readonly string[];
+}
+
+/** {@link canMove}'s answer. */
+export interface MoveVerdict {
+  /** No reason of kind `fails` or `loses-state`. */
+  readonly ok: boolean;
+  /** Every reason, in move order. */
+  readonly reasons: readonly MoveReason[];
+  /** The way back. */
+  readonly rollback: Rollback;
+}
+
+/** Capabilities whose KVM_ENABLE_CAP flags must be a subset of KVM_CHECK_EXTENSION's answer. */
+const FLAG_CAPS: ReadonlySet<number> = new Set([KVM_CAP_DISABLE_QUIRKS2, KVM_CAP_X86_DISABLE_EXITS, KVM_CAP_X2APIC_API]);
+
+/** The CPUID feature words a guest's features live in: function, index, register. */
+const FEATURE_WORDS: ReadonlyArray<readonly [number, number, 'eax' | 'ebx' | 'ecx' | 'edx']> = [
+  [1, 0, 'ecx'], [1, 0, 'edx'], [7, 0, 'ebx'], [7, 0, 'ecx'], [7, 0, 'edx'], [7, 1, 'eax'], [0xd, 1, 'eax'],
+  [0x80000001, 0, 'ecx'], [0x80000001, 0, 'edx'], [0x80000007, 0, 'edx'], [0x80000008, 0, 'ebx'],
+  [0x8000000a, 0, 'edx'], [0x80000021, 0, 'eax'], [0x40000001, 0, 'eax'],
+];
+
+function word(entries: readonly kvm_cpuid_entry2[], fn: number, index: number, reg: 'eax' | 'ebx' | 'ecx' | 'edx'): number {
+  const e = entries.find((x) => x.function === fn && x.index === index);
+  return e === undefined ? 0 : e[reg] >>> 0;
+}
+
+const hex = (v: number | bigint): string => `0x${v.toString(16)}`;
+const MCE_FIRST = 0x400;
+const MCE_LAST = 0x47f;
+const MCE_CTL2_FIRST = 0x280;
+const MCE_CTL2_LAST = 0x29f;
+/** The machine-check bank MSRs, which {@link saveVcpu} saves from MCG_CAP, not from the MSR list. */
+function isMceBank(msr: number): boolean {
+  return (msr >= MCE_FIRST && msr <= MCE_LAST) || (msr >= MCE_CTL2_FIRST && msr <= MCE_CTL2_LAST);
+}
+
+/** XSTATE_BV of a saved XSAVE area (bytes 512 … 519). */
+function xstateBv(v: SavedVcpu): bigint {
+  let bv = 0n;
+  for (let i = 7; i >= 0; i--) bv = (bv << 8n) | BigInt((v.xsave.region[128 + (i >> 2)]! >>> ((i & 3) * 8)) & 0xff);
+  return bv;
+}
+
+/** The reasons one direction of a move meets, in move order. */
+function reasonsFor(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveReason[] {
+  const out: MoveReason[] = [];
+  const answer = (f: ModuleFacts, cap: number): number => f.caps.get(cap) ?? 0;
+  // 1. The VMM's KVM_ENABLE_CAP calls, replayed on the target VM.
+  for (const { cap, flags } of vm.enabledCaps ?? []) {
+    const have = answer(to, cap);
+    if (cap === KVM_CAP_DISABLE_QUIRKS) {
+      // The old interface ignores quirks it does not know: the quirk stays on, silently.
+      const kept = flags & ~BigInt(answer(to, KVM_CAP_DISABLE_QUIRKS2));
+      if (kept !== 0n) out.push({ kind: 'loses-state', step: 'KVM_ENABLE_CAP', detail: `KVM_CAP_DISABLE_QUIRKS ${hex(flags)}: the target does not know quirks ${hex(kept)} and leaves them on without an error` });
+      continue;
+    }
+    if (have === 0) {
+      out.push({ kind: 'fails', step: 'KVM_ENABLE_CAP', detail: `capability ${cap} (enabled with ${hex(flags)}): the target does not have it` });
+    } else if (FLAG_CAPS.has(cap) && (flags & ~BigInt(have >>> 0)) !== 0n) {
+      out.push({ kind: 'fails', step: 'KVM_ENABLE_CAP', detail: `capability ${cap} with ${hex(flags)}: the target offers only ${hex(have)} (EINVAL)` });
+    }
+  }
+  const v0 = vm.saved.vcpus[0];
+  if (v0 === undefined) return out;
+  // 2. CPUID: features the guest sees that the source's KVM supports and the target's does not.
+  for (const [fn, index, reg] of FEATURE_WORDS) {
+    const lost = word(v0.cpuid, fn, index, reg) & word(from.supportedCpuid, fn, index, reg) & ~word(to.supportedCpuid, fn, index, reg);
+    if (lost !== 0) out.push({ kind: 'fails', step: 'cpuid-check', detail: `CPUID ${hex(fn)}.${index}.${reg} bits ${hex(lost >>> 0)}: the guest has them, the target's KVM_GET_SUPPORTED_CPUID does not offer them` });
+  }
+  // 3. XSAVE: state components the target does not support, an area larger than the target's.
+  const bv = vm.saved.vcpus.reduce((m, v) => m | xstateBv(v), 0n);
+  const xcr0 = vm.saved.vcpus.reduce((m, v) => m | (v.xcrs?.xcrs.find((x) => x.xcr === 0)?.value ?? 0n), 0n);
+  const missingBv = bv & ~3n & ~to.supportedXcr0;
+  if (missingBv !== 0n) out.push({ kind: 'fails', step: 'KVM_SET_XSAVE', detail: `XSTATE_BV ${hex(bv)}: the target does not support components ${hex(missingBv)} (EINVAL)` });
+  else if (from.xsaveSize > to.xsaveSize && bv > 3n) out.push({ kind: 'fails', step: 'KVM_SET_XSAVE', detail: `the XSAVE area is ${from.xsaveSize} bytes on the source, ${to.xsaveSize} on the target` });
+  const missingXcr0 = xcr0 & ~to.supportedXcr0 & ~1n;
+  if (missingXcr0 !== 0n) out.push({ kind: 'fails', step: 'KVM_SET_XCRS', detail: `XCR0 ${hex(xcr0)}: the target does not support ${hex(missingXcr0)} (EINVAL)` });
+  // 4. MSRs: saved ones the target does not list are not restored (a VMM restores what the target lists).
+  const targetList = new Set(to.msrIndexList);
+  for (const v of vm.saved.vcpus) {
+    for (const m of v.msrs) {
+      if (isMceBank(m.index) || targetList.has(m.index)) continue;
+      if (m.data !== 0n) out.push({ kind: 'loses-state', step: 'KVM_SET_MSRS', detail: `vCPU ${v.id}: MSR ${hex(m.index)} = ${hex(m.data)} is not in the target's KVM_GET_MSR_INDEX_LIST: its value would be lost` });
+      else if (v === v0) out.push({ kind: 'note', step: 'KVM_SET_MSRS', detail: `MSR ${hex(m.index)} is not in the target's list; it is 0, so nothing is lost` });
+    }
+  }
+  return out;
+}
+
+/**
+ * Whether `vm` can move from the module described by `from` to the one described by `to` ({@link probeModule}),
+ * and back. Reasons come in the order {@link moveVm} meets them ({@link MOVE_STEPS}):
+ *
+ * - `KVM_ENABLE_CAP`: a capability the VMM enabled that the target does not have, or flags it does not offer
+ *   (KVM_CAP_DISABLE_QUIRKS2, KVM_CAP_X86_DISABLE_EXITS, KVM_CAP_X2APIC_API: EINVAL); the old KVM_CAP_DISABLE_QUIRKS
+ *   with quirks the target does not know loses them silently;
+ * - `cpuid-check`: a CPUID feature the guest has, the source's KVM supports and the target's does not;
+ * - `KVM_SET_XSAVE` / `KVM_SET_XCRS`: state components or XCR0 bits the target does not support, a larger area;
+ * - `KVM_SET_MSRS`: a saved MSR, not 0, that the target does not list (lost).
+ *
+ * The way back: the reverse move of the same state, and the hazards — what the target offers and the source does
+ * not (MSRs, CPUID features, capability flags), which closes the way back once the guest or the VMM uses it.
+ */
+export function canMove(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveVerdict {
+  checkMovable(vm);
+  checkFacts(from, 'from');
+  checkFacts(to, 'to');
+  const reasons = reasonsFor(vm, from, to);
+  const ok = reasons.every((r) => r.kind === 'note');
+  const back = reasonsFor(vm, to, from).filter((r) => r.kind !== 'note');
+  const hazards: string[] = [];
+  const sourceList = new Set(from.msrIndexList);
+  const extra = to.msrIndexList.filter((m) => !sourceList.has(m));
+  if (extra.length > 0) hazards.push(`the guest writes MSR ${extra.map(hex).join(', ')} (the target lists them, the source does not)`);
+  for (const [fn, index, reg] of FEATURE_WORDS) {
+    const more = word(to.supportedCpuid, fn, index, reg) & ~word(from.supportedCpuid, fn, index, reg);
+    if (more !== 0) hazards.push(`the VMM gives the guest CPUID ${hex(fn)}.${index}.${reg} bits ${hex(more >>> 0)} (the target offers them, the source does not)`);
+  }
+  for (const cap of FLAG_CAPS) {
+    const more = (to.caps.get(cap) ?? 0) & ~(from.caps.get(cap) ?? 0);
+    if (more !== 0) hazards.push(`the VMM enables capability ${cap} with flags ${hex(more >>> 0)} (the target offers them, the source does not)`);
+  }
+  const possible = back.length > 0 ? false : hazards.length > 0 ? 'conditional' : true;
+  return { ok, reasons, rollback: { possible, reasons: back, hazards } };
+}
+
+function checkMovable(vm: unknown): asserts vm is MovableVm {
+  const v = vm as Partial<MovableVm> | null;
+  if (typeof v !== 'object' || v === null || typeof v.saved !== 'object' || v.saved === null || !Array.isArray(v.saved.vcpus)) {
+    throw new UsageError('ERR_INVALID_ARG', 'canMove: vm must be { saved: SavedVm (saveVm\'s result), enabledCaps? }');
+  }
+  if (v.enabledCaps !== undefined && (!Array.isArray(v.enabledCaps) || !v.enabledCaps.every((c) => typeof c?.cap === 'number' && typeof c.flags === 'bigint'))) {
+    throw new UsageError('ERR_INVALID_ARG', 'canMove: enabledCaps must be an array of { cap: number, flags: bigint }');
+  }
+}
+
+function checkFacts(f: unknown, name: string): asserts f is ModuleFacts {
+  const x = f as Partial<ModuleFacts> | null;
+  if (typeof x !== 'object' || x === null || !(x.caps instanceof Map) || !Array.isArray(x.msrIndexList) || !Array.isArray(x.supportedCpuid) || typeof x.xsaveSize !== 'number' || typeof x.supportedXcr0 !== 'bigint') {
+    throw new UsageError('ERR_INVALID_ARG', `canMove: ${name} must be ModuleFacts (probeModule's result)`);
+  }
+}
+
+/** Thrown by {@link moveVm}: the move stopped at `step`; the source VM is as it was. */
+export class MoveError extends UsageError {
+  /** The step it stopped at. */
+  readonly step: MoveStep;
+  /** The underlying error (the kernel's, when an ioctl failed). */
+  override readonly cause: unknown;
+
+  /**
+   * @param step where the move stopped
+   * @param message what went wrong
+   * @param cause the error behind it
+   */
+  constructor(step: MoveStep, message: string, cause?: unknown) {
+    super('ERR_INVALID_STATE', `moveVm: ${step}: ${message}`);
+    this.name = 'MoveError';
+    this.step = step;
+    this.cause = cause;
+  }
+}
+
+/** A VM to move: its handle, its memory slots and the capabilities its VMM enabled. */
+export interface MoveSource {
+  /** The VM's fds (its vCPUs stopped). */
+  readonly handle: VmHandle;
+  /** Its memory slots (the same user memory is registered with the target VM). */
+  readonly slots: readonly kvm_userspace_memory_region[];
+  /** The capabilities its VMM enabled, in order. */
+  readonly enabledCaps?: readonly EnabledCap[];
+  /**
+   * Whether the VMM created the in-kernel irqchip (KVM_CREATE_IRQCHIP, after the capabilities); the target gets one
+   * too. Its state is not part of {@link saveVm} here.
+   */
+  readonly irqchip?: boolean;
+  /** The source vCPUs' `kvm_run` mappings, unmapped once the move succeeds (they hold the old VM). */
+  readonly runMappings?: readonly Mapping[];
+}
+
+/** A VM made by {@link moveVm}. */
+export interface MovedVm {
+  /** The target VM's handle. */
+  readonly handle: VmHandle;
+  /** Its vCPUs' `kvm_run` mappings (in vCPU order). */
+  readonly runMappings: readonly Mapping[];
+  /** The state it was moved with. */
+  readonly saved: SavedVm;
+}
+
+/** The step of a restore's failure: the ioctl the kernel refused, or the saved MSR KVM refused; `undefined` for anything else. */
+function stepOf(e: unknown): MoveStep | undefined {
+  const op = (e as { op?: unknown }).op;
+  if (op === 'KVM_SET_XSAVE' || op === 'KVM_SET_XCRS' || op === 'KVM_SET_MSRS') return op;
+  if (isUsageError(e, 'ERR_INVALID_STATE')) return 'KVM_SET_MSRS'; // restoreVcpu: KVM refused a saved MSR
+  return undefined;
+}
+
+/**
+ * Move a stopped VM to the module at `devPath` as a VMM does it, keeping the source until the target holds the
+ * same state:
+ *
+ * 1. save it ({@link saveVm}); open the target, create a VM, register the same memory slots;
+ * 2. `KVM_ENABLE_CAP` each capability the VMM had enabled (the kernel's errno stops the move);
+ * 3. `cpuid-check`: the guest CPUID's feature words must be within the target's KVM_GET_SUPPORTED_CPUID where the
+ *    guest has them from KVM (a VMM's "enforce"): bits the target's KVM does not offer stop the move;
+ * 4. each vCPU restored ({@link restoreVcpu}), with the saved MSRs the target does not list left out (QEMU restores
+ *    only what the target lists); the kernel's errno stops the move at its ioctl;
+ * 5. the target saved again and compared: a saved MSR that did not arrive stops the move at `KVM_SET_MSRS`.
+ *
+ * On success the source's fds are closed (its vCPU mappings unmapped) and the target's handle returned; on failure
+ * the target's are, and the source runs on.
+ *
+ * @throws MoveError naming the step; `KernelError` from opening the target or saving the source
+ */
+export function moveVm(proc: Process, source: MoveSource, devPath: string): MovedVm {
+  const saved = saveVm(proc, source.handle);
+  const from = new Set(msrIndexList(proc, source.handle.sys));
+  const sys = proc.open(devPath, O_RDWR);
+  const fds: number[] = [sys];
+  const maps: Mapping[] = [];
+  const undo = (): void => {
+    for (const m of maps) proc.munmap(m.addr, m.length);
+    for (const fd of fds.reverse()) proc.close(fd);
+  };
+  try {
+    const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
+    fds.push(vm);
+    for (const slot of source.slots) proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, slot);
+    for (const { cap, flags } of source.enabledCaps ?? []) {
+      try {
+        proc.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap, args: [flags, 0n, 0n, 0n] }));
+      } catch (e) {
+        throw new MoveError('KVM_ENABLE_CAP', `capability ${cap} with ${hex(flags)}: ${(e as Error).message}`, e);
+      }
+    }
+    if (source.irqchip === true) proc.ioctl(vm, KVM_CREATE_IRQCHIP, 0);
+    const target = makeKvmCpuid2(256);
+    proc.ioctl(sys, KVM_GET_SUPPORTED_CPUID, target);
+    const supported = target.entries.slice(0, target.nent);
+    const sourceSupported = makeKvmCpuid2(256);
+    proc.ioctl(source.handle.sys, KVM_GET_SUPPORTED_CPUID, sourceSupported);
+    for (const v of saved.vcpus) {
+      for (const [fn, index, reg] of FEATURE_WORDS) {
+        const fromKvm = word(v.cpuid, fn, index, reg) & word(sourceSupported.entries.slice(0, sourceSupported.nent), fn, index, reg);
+        const missing = fromKvm & ~word(supported, fn, index, reg);
+        if (missing !== 0) throw new MoveError('cpuid-check', `vCPU ${v.id}: CPUID ${hex(fn)}.${index}.${reg} bits ${hex(missing >>> 0)} are not supported by ${devPath}`);
+      }
+    }
+    const listed = new Set(msrIndexList(proc, sys));
+    const vcpus: Array<{ id: number; fd: number; run: KvmRunView }> = [];
+    const mmapSize = proc.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0);
+    for (const v of saved.vcpus) {
+      const fd = proc.ioctl(vm, KVM_CREATE_VCPU, v.id);
+      fds.push(fd);
+      const mapping = proc.mmap(fd, mmapSize);
+      maps.push(mapping);
+      vcpus.push({ id: v.id, fd, run: new KvmRunView(mapping.bytes.buffer, mapping.bytes.byteOffset) });
+      const restorable: SavedVcpu = { ...v, msrs: v.msrs.filter((m) => isMceBank(m.index) || listed.has(m.index)) };
+      try {
+        restoreVcpu(proc, fd, restorable);
+      } catch (e) {
+        const step = stepOf(e);
+        if (step === undefined) throw e;
+        throw new MoveError(step, `vCPU ${v.id}: ${(e as Error).message}`, e);
+      }
+    }
+    const handle: VmHandle = { sys, vm, vcpus };
+    const again = saveVm(proc, handle);
+    for (const v of saved.vcpus) {
+      const now = new Map(again.vcpus.find((x) => x.id === v.id)?.msrs.map((m) => [m.index, m.data]) ?? []);
+      for (const m of v.msrs) {
+        if (!from.has(m.index) && !isMceBank(m.index)) continue;
+        if ((now.get(m.index) ?? 0n) !== m.data) throw new MoveError('KVM_SET_MSRS', `vCPU ${v.id}: MSR ${hex(m.index)} = ${hex(m.data)} did not arrive (the target has ${hex(now.get(m.index) ?? 0n)})`);
+      }
+    }
+    for (const m of source.runMappings ?? []) proc.munmap(m.addr, m.length);
+    closeVm(proc, source.handle);
+    return { handle, runMappings: maps, saved };
+  } catch (e) {
+    undo();
+    throw e;
+  }
+}
+
+/** Close a VM's fds: its vCPUs, the VM, the system fd. */
+function closeVm(proc: Process, h: VmHandle): void {
+  for (const v of h.vcpus) proc.close(v.fd);
+  proc.close(h.vm);
+  proc.close(h.sys);
+}

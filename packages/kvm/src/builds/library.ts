@@ -1,0 +1,115 @@
+/**
+ * The shipped builds: real KVM releases, each described by the upstream changes between it and 6.12 that the
+ * model implements (docs/builds.md). A build of an older release is 6.12 less the listed changes; a newer one is
+ * 6.12 plus them. Everything else stays as in 6.12.
+ *
+ * @module
+ */
+import { KVM_CAP_ASYNC_PF_INT } from '../abi/constants.js';
+import { KVM_X86_QUIRK_SLOT_ZAP_ALL } from '../abi/constants-x86.js';
+import { BASELINE_BUILD, KVM_X86_QUIRK_IGNORE_GUEST_PAT, KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM, type BuildChange, type KvmBuild } from './build.js';
+
+/** `MSR_KVM_ASYNC_PF_INT`. */
+const MSR_KVM_ASYNC_PF_INT = 0x4b564d06;
+/** `MSR_KVM_ASYNC_PF_ACK`. */
+const MSR_KVM_ASYNC_PF_ACK = 0x4b564d07;
+/** `KVM_FEATURE_ASYNC_PF_INT` (KVM_CPUID_FEATURES EAX bit 14). */
+const KVM_FEATURE_ASYNC_PF_INT = 1 << 14;
+
+/** 6.12: `enable_virt_at_load` (default Y) — before it, virtualization is enabled when the first VM is created. */
+export const CHANGE_ENABLE_VIRT_AT_LOAD: BuildChange = {
+  id: 'enable-virt-at-load',
+  direction: '-',
+  commits: ['b4886fab6fb620b96ad7eeefb9801c42dfa91741'],
+  subject: 'KVM: Add a module param to allow enabling virtualization when KVM is loaded',
+  since: '6.12',
+  summary: 'kvm.enable_virt_at_load does not exist: the module takes no usage reference at load, VMX/SVM is enabled when the first VM is created and disabled when the last goes.',
+  linux: ['virt/kvm/kvm_main.c kvm_init_virtualization', 'virt/kvm/kvm_main.c kvm_create_vm (kvm_enable_virtualization)'],
+  effects: { params: { enable_virt_at_load: null } },
+};
+
+/** 6.12: `KVM_X86_QUIRK_SLOT_ZAP_ALL`. */
+export const CHANGE_QUIRK_SLOT_ZAP_ALL: BuildChange = {
+  id: 'quirk-slot-zap-all',
+  direction: '-',
+  commits: ['aa8d1f48d353b0469bff357183ee9df137d15ef0'],
+  subject: 'KVM: x86/mmu: Introduce a quirk to control memslot zap behavior',
+  since: '6.12',
+  summary: 'KVM_X86_QUIRK_SLOT_ZAP_ALL (bit 7) is not a valid quirk: KVM_CAP_DISABLE_QUIRKS2 does not offer it and KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2) with it fails with EINVAL.',
+  linux: ['arch/x86/include/asm/kvm_host.h KVM_X86_VALID_QUIRKS', 'arch/x86/kvm/x86.c kvm_vm_ioctl_enable_cap (KVM_CAP_DISABLE_QUIRKS2)'],
+  effects: { quirks: { remove: KVM_X86_QUIRK_SLOT_ZAP_ALL } },
+};
+
+/** CVE-2022-27672 (cross-thread return address predictions): `mitigate_smt_rsb`, in 6.2 and stable 6.1.12. */
+export const CHANGE_MITIGATE_SMT_RSB: BuildChange = {
+  id: 'mitigate-smt-rsb',
+  direction: '-',
+  commits: ['6f0f2d5ef895d66a3f2b32dd05189ec34afa5a55'],
+  subject: 'KVM: x86: Mitigate the cross-thread return address predictions bug',
+  since: '6.2 (stable 6.1.12: 40c4fdfc942e)',
+  summary: 'kvm.mitigate_smt_rsb does not exist, so the CVE-2022-27672 mitigation cannot be turned on: KVM_CAP_X86_DISABLE_EXITS always offers HLT, MWAIT and CSTATE.',
+  linux: ['arch/x86/kvm/x86.c kvm_get_allowed_disable_exits', 'arch/x86/kvm/x86.c module_param(mitigate_smt_rsb)'],
+  effects: { params: { mitigate_smt_rsb: null } },
+};
+
+/** 5.8: interrupt-based 'page ready' async page faults (MSR_KVM_ASYNC_PF_INT / _ACK, KVM_FEATURE_ASYNC_PF_INT). */
+export const CHANGE_ASYNC_PF_INT: BuildChange = {
+  id: 'async-pf-int',
+  direction: '-',
+  commits: ['2635b5c4a0e407b84f68e188c719f28ba0e9ae1b', '557a961abbe0', '72de5fa4c16195827252b961ba44028a39dfeaff'],
+  subject: "KVM: x86: interrupt based APF 'page ready' event delivery; acknowledgment mechanism for async pf page ready notifications; announce KVM_FEATURE_ASYNC_PF_INT",
+  since: '5.8',
+  summary: 'MSR_KVM_ASYNC_PF_INT and MSR_KVM_ASYNC_PF_ACK are not in KVM_GET_MSR_INDEX_LIST and have no handler (KVM_GET/SET_MSRS stop at them, the guest takes #GP); KVM_GET_SUPPORTED_CPUID does not offer KVM_FEATURE_ASYNC_PF_INT; KVM_CAP_ASYNC_PF_INT is 0.',
+  linux: ['arch/x86/kvm/x86.c emulated_msrs_all', 'arch/x86/kvm/x86.c kvm_set_msr_common / kvm_get_msr_common (MSR_KVM_ASYNC_PF_INT, MSR_KVM_ASYNC_PF_ACK)', 'arch/x86/kvm/cpuid.c __do_cpuid_func (KVM_CPUID_FEATURES)', 'arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension (KVM_CAP_ASYNC_PF_INT)'],
+  effects: {
+    msrs: { remove: [MSR_KVM_ASYNC_PF_INT, MSR_KVM_ASYNC_PF_ACK] },
+    cpuid: [{ function: 0x40000001, index: 0, reg: 'eax', mask: KVM_FEATURE_ASYNC_PF_INT }],
+    capsRemoved: [KVM_CAP_ASYNC_PF_INT],
+  },
+};
+
+/** 6.14: `KVM_X86_QUIRK_IGNORE_GUEST_PAT`, offered by VMX on hosts with self-snoop only. */
+export const CHANGE_QUIRK_IGNORE_GUEST_PAT: BuildChange = {
+  id: 'quirk-ignore-guest-pat',
+  direction: '+',
+  commits: ['c9c1e20b4c7d60fa084b3257525d21a49fe651a1', 'bd7d5362b4c4ac8b951385867a0fadfae0ba3c07'],
+  subject: 'KVM: x86: Introduce Intel specific quirk KVM_X86_QUIRK_IGNORE_GUEST_PAT; Introduce supported_quirks to block disabling quirks',
+  since: '6.14',
+  summary: 'KVM_X86_QUIRK_IGNORE_GUEST_PAT (bit 9) is a valid quirk; kvm_caps.supported_quirks offers it only on VMX with X86_FEATURE_SELFSNOOP, so KVM_CAP_DISABLE_QUIRKS2 has bit 9 there and KVM_ENABLE_CAP with it is EINVAL elsewhere.',
+  linux: ['arch/x86/include/asm/kvm_host.h KVM_X86_VALID_QUIRKS', 'arch/x86/kvm/vmx/vmx.c vmx_hardware_setup', 'arch/x86/kvm/svm/svm.c svm_hardware_setup', 'arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension (kvm_caps.supported_quirks)'],
+  effects: { quirks: { add: KVM_X86_QUIRK_IGNORE_GUEST_PAT, vmxSelfSnoopOnly: KVM_X86_QUIRK_IGNORE_GUEST_PAT } },
+};
+
+/** 6.18: `KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM`. */
+export const CHANGE_QUIRK_VMCS12_FREEZE_IN_SMM: BuildChange = {
+  id: 'quirk-vmcs12-allow-freeze-in-smm',
+  direction: '+',
+  commits: ['e2ffe85b6d2b'],
+  subject: 'KVM: x86: Introduce KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM',
+  since: '6.18',
+  summary: 'KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM (bit 10) is a valid quirk on every vendor: KVM_CAP_DISABLE_QUIRKS2 has bit 10.',
+  linux: ['arch/x86/include/asm/kvm_host.h KVM_X86_VALID_QUIRKS', 'arch/x86/kvm/vmx/nested.c nested_vmx_check_guest_state'],
+  effects: { quirks: { add: KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM } },
+};
+
+function build(name: string, linux: string, changes: readonly BuildChange[]): KvmBuild {
+  return Object.freeze({ name, linux, changes: Object.freeze([...changes]) });
+}
+
+/** Linux 6.12: the model's baseline. */
+export const LINUX_6_12: KvmBuild = BASELINE_BUILD;
+/** Linux 6.18 (the kernel under this machine's real /dev/kvm; the conformance golden files were recorded on it). */
+export const LINUX_6_18: KvmBuild = build('linux-6.18', '6.18', [CHANGE_QUIRK_IGNORE_GUEST_PAT, CHANGE_QUIRK_VMCS12_FREEZE_IN_SMM]);
+/** Linux 6.14. */
+export const LINUX_6_14: KvmBuild = build('linux-6.14', '6.14', [CHANGE_QUIRK_IGNORE_GUEST_PAT]);
+/** Linux 6.11. */
+export const LINUX_6_11: KvmBuild = build('linux-6.11', '6.11', [CHANGE_ENABLE_VIRT_AT_LOAD, CHANGE_QUIRK_SLOT_ZAP_ALL]);
+/** Linux 6.1.12: the stable release with the CVE-2022-27672 fix (mitigate_smt_rsb). */
+export const LINUX_6_1_12: KvmBuild = build('linux-6.1.12', '6.1.12', [CHANGE_ENABLE_VIRT_AT_LOAD, CHANGE_QUIRK_SLOT_ZAP_ALL]);
+/** Linux 6.1 before 6.1.12: without the CVE-2022-27672 fix. */
+export const LINUX_6_1: KvmBuild = build('linux-6.1', '6.1', [CHANGE_ENABLE_VIRT_AT_LOAD, CHANGE_QUIRK_SLOT_ZAP_ALL, CHANGE_MITIGATE_SMT_RSB]);
+/** Linux 5.7: before interrupt-based async page faults. */
+export const LINUX_5_7: KvmBuild = build('linux-5.7', '5.7', [CHANGE_ENABLE_VIRT_AT_LOAD, CHANGE_QUIRK_SLOT_ZAP_ALL, CHANGE_MITIGATE_SMT_RSB, CHANGE_ASYNC_PF_INT]);
+
+/** Every shipped build, newest first. */
+export const SHIPPED_BUILDS: readonly KvmBuild[] = Object.freeze([LINUX_6_18, LINUX_6_14, LINUX_6_12, LINUX_6_11, LINUX_6_1_12, LINUX_6_1, LINUX_5_7]);
