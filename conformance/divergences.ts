@@ -55,9 +55,9 @@ export const DIVERGENCES: readonly Divergence[] = [
   {
     id: 'caps-irqchip',
     class: 'not-modelled',
-    summary: 'KVM_CAP_TSC_DEADLINE_TIMER and KVM_CAP_VAPIC are 0 in the model: the guest\'s TSC-deadline MSR does not reach the in-kernel LAPIC timer yet, and the TPR shadow of KVM_SET_VAPIC_ADDR is kept but never synchronized with guest memory.',
+    summary: 'KVM_CAP_VAPIC is 0 in the model: the TPR shadow of KVM_SET_VAPIC_ADDR is kept but never synchronized with guest memory.',
     linux: ['arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension'],
-    facts: caps('TSC_DEADLINE_TIMER', 'VAPIC'),
+    facts: caps('VAPIC'),
     where: capZero,
   },
   {
@@ -139,13 +139,6 @@ export const DIVERGENCES: readonly Divergence[] = [
   },
 
   // ---- not-modelled: details of what the model has ------------------------------------------------------
-  {
-    id: 'ap-uninitialized-with-irqchip',
-    class: 'not-modelled',
-    summary: 'With an in-kernel irqchip an application processor starts in KVM_MP_STATE_UNINITIALIZED (waiting for INIT/SIPI); the model\'s in-kernel LAPIC is not wired, so its APs are RUNNABLE.',
-    linux: ['arch/x86/kvm/x86.c kvm_arch_vcpu_create (irqchip_in_kernel && !kvm_vcpu_is_reset_bsp → KVM_MP_STATE_UNINITIALIZED)'],
-    facts: ['vcpu.reset.mp-state.irqchip-ap'],
-  },
   {
     id: 'reset-tr-svm',
     class: 'emulator-vendor',
