@@ -38,17 +38,6 @@ function capZero(m: Mismatch): boolean {
   return m.path.endsWith('.ret') && m.actual === '0';
 }
 
-/** The model's interpreter stops at an instruction it does not execute: KVM_EXIT_INTERNAL_ERROR (17). */
-function interpreterStops(m: Mismatch): boolean {
-  return m.path.endsWith('.run.exit_reason') && m.actual === '17';
-}
-
-/** Guest families the interpreter does not execute yet (issue 12), by instruction. */
-const MISSING_INSTRUCTIONS: ReadonlyArray<readonly [family: string, programs: number, what: string, emulator: string]> = [
-  ['bcd', 2, 'DAS/AAM/AAD', 'em_das, em_aam, em_aad'],
-  ['into', 1, 'INTO', 'em_into'],
-];
-
 /** The divergence list. */
 export const DIVERGENCES: readonly Divergence[] = [
   // ---- not-modelled: capabilities --------------------------------------------------------------------------
@@ -148,14 +137,6 @@ export const DIVERGENCES: readonly Divergence[] = [
     where: (m) => m.path.endsWith('.out.tr.type'),
     vendors: ['amd'],
   },
-  ...MISSING_INSTRUCTIONS.map(([family, programs, what, emulator]): Divergence => ({
-    id: `instructions-${family}`,
-    class: 'not-modelled',
-    summary: `The guest interpreter does not execute ${what} yet (issue 12): it stops with KVM_EXIT_INTERNAL_ERROR where the guest continues.`,
-    linux: ['Intel SDM Vol. 2 (the instructions)', `arch/x86/kvm/emulate.c ${emulator} (what ran them on the recording machine)`],
-    facts: Array.from({ length: programs }, (_, n) => `guest.${family}.s${n + 1}`),
-    where: interpreterStops,
-  })),
 
   // ---- emulator-vendor (RFLAGS) ------------------------------------------------------------------------
   {
