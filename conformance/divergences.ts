@@ -159,7 +159,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     class: 'emulator-vendor',
     summary: 'After an OUT exit, RIP is already past the OUT on the recording machine (KVM\'s emulator writes RIP back before exiting); on VMX/SVM, as in the model, it stays on the OUT until the next KVM_RUN completes it.',
     linux: ['arch/x86/kvm/x86.c kvm_fast_pio, kvm_fast_pio_out, complete_fast_pio_out (VMX/SVM)', 'arch/x86/kvm/x86.c x86_emulate_instruction (writeback before the PIO exit for an OUT)'],
-    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt'],
+    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt', 'irq.line.halted-guest', 'irq.line.held-while-if-clear', 'irq.pit.ticks', 'irq.init-sipi.ap-run', 'irq.tsc-deadline'],
     where: (m) => {
       if (m.step !== 'KVM_GET_REGS' || !m.path.endsWith('.out.rip')) return false;
       const d = BigInt(m.expected) - BigInt(m.actual);
