@@ -23,6 +23,7 @@ import {
   KVM_INTERNAL_ERROR_EMULATION,
   KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
   KVM_MP_STATE_HALTED,
+  KVM_MP_STATE_RUNNABLE,
   KVM_MP_STATE_UNINITIALIZED,
   KVM_PIO_DATA_OFFSET,
   KVM_VCPU_MMAP_SIZE,
@@ -709,8 +710,14 @@ export class Vcpu {
     return new KernelError('EINTR', 'KVM_RUN', why);
   }
 
-  /** The posted-interrupt wakeup found this vCPU blocked on `cpu`: it continues after its HLT. */
+  /**
+   * The posted-interrupt wakeup found this vCPU blocked on `cpu`: it continues after its HLT. (In Linux the wakeup
+   * means an interrupt was posted to the vCPU, which `vcpu_block` then finds and makes it RUNNABLE; the model's
+   * wakeup carries no vector, so it makes the halted vCPU RUNNABLE itself.)
+   */
   wake(): void {
+    const intr = this.intr;
+    if (intr !== undefined && intr.mpState === KVM_MP_STATE_HALTED) intr.mpState = KVM_MP_STATE_RUNNABLE;
     this.blockedOn = -1;
     if (this.thread !== undefined) this.thread.sleeping = false;
     this.stats.pi_wakeups++;
