@@ -468,4 +468,39 @@ describe.each(VENDORS)('save and restore of a VM with its interrupt controllers 
       { numRuns: 20 },
     );
   });
+
+  test('the VMM\'s GSI routing is made again before the vCPUs: GSI 10 routed to PIC pin 3 still reaches IVT 11 on kvm1 (with the default routing it would not)', () => {
+    const routing = [{ gsi: 10, type: 1, flags: 0, irqchip: { irqchip: 0, pin: 3 } }];
+    const moved = (withRouting: boolean): { p: Process; vm: RealModeVm; counter: () => number } => {
+      const { host, p } = twoModules(vendor);
+      const a = asm16();
+      a.mov('al', 0x11).out(0x20, 'al').mov('al', 0x08).out(0x21, 'al').mov('al', 0x04).out(0x21, 'al').mov('al', 0x01).out(0x21, 'al').mov('al', 0xf7).out(0x21, 'al');
+      a.out(0x81, 'al').sti().label('l').hlt().jmp('l');
+      a.label('irq3').inc(Asm16.word(0x500)).mov('al', 0x20).out(0x20, 'al').mov('al', Asm16.byte(0x500)).out(0x80, 'al').iret();
+      const vm = createRealModeVm(p, '/dev/kvm0', { code: [], guestPhysAddr: 0, memorySize: 0x10000, vcpus: 0 });
+      vm.memory.bytes.set(a.bytes(), 0x1000);
+      vm.memory.bytes.set([a.addressOf('irq3') & 0xff, a.addressOf('irq3') >> 8, 0, 0], 11 * 4);
+      p.ioctl(vm.vm, KVM_CREATE_IRQCHIP, 0);
+      p.ioctl(vm.vm, KVM_SET_GSI_ROUTING, makeKvmIrqRouting(routing));
+      vm.vcpus.push(createRealModeVcpu(p, vm.sys, vm.vm, { id: 0, guestPhysAddr: 0x1000, regs: { rsp: 0x8000n } }));
+      p.ioctl(vm.vcpus[0]!.fd, KVM_RUN, 0); // the PIC is programmed: out 0x81
+      expect(vm.vcpus[0]!.run.io.port).toBe(0x81);
+      const saved = saveVm(p, { ...vm, irqchip: withRouting ? { mode: 'kernel', routing } : { mode: 'kernel' } });
+      releaseRealModeVm(p, vm);
+      host.rmmod('kvm0');
+      const next = restoreVm(p, '/dev/kvm1', saved, { slots: [{ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 0x10000, userspace_addr: vm.memory.addr }] });
+      return { p, vm: { ...vm, sys: next.sys, vm: next.vm, vcpus: next.vcpus }, counter: () => vm.memory.bytes[0x500]! };
+    };
+    const good = moved(true);
+    good.p.ioctl(good.vm.vm, KVM_IRQ_LINE, { irq: 10, level: 1 });
+    good.p.ioctl(good.vm.vm, KVM_IRQ_LINE, { irq: 10, level: 0 });
+    good.p.ioctl(good.vm.vcpus[0]!.fd, KVM_RUN, 0);
+    expect([good.vm.vcpus[0]!.run.io.port, good.counter()]).toEqual([0x80, 1]);
+    // restored without the VMM's table: KVM's default routing sends GSI 10 to the slave PIC, masked by the guest
+    const bad = moved(false);
+    bad.p.ioctl(bad.vm.vm, KVM_IRQ_LINE, { irq: 10, level: 1 });
+    bad.p.ioctl(bad.vm.vm, KVM_IRQ_LINE, { irq: 10, level: 0 });
+    expect(() => bad.p.ioctl(bad.vm.vcpus[0]!.fd, KVM_RUN, 0)).toThrow(KernelError);
+    expect(bad.counter()).toBe(0);
+  });
 });
