@@ -38,26 +38,15 @@ function capZero(m: Mismatch): boolean {
   return m.path.endsWith('.ret') && m.actual === '0';
 }
 
-/** The model's interpreter stops at an instruction it does not execute: KVM_EXIT_INTERNAL_ERROR (17). */
-function interpreterStops(m: Mismatch): boolean {
-  return m.path.endsWith('.run.exit_reason') && m.actual === '17';
-}
-
-/** Guest families the interpreter does not execute yet (issue 12), by instruction. */
-const MISSING_INSTRUCTIONS: ReadonlyArray<readonly [family: string, programs: number, what: string, emulator: string]> = [
-  ['bcd', 2, 'DAS/AAM/AAD', 'em_das, em_aam, em_aad'],
-  ['into', 1, 'INTO', 'em_into'],
-];
-
 /** The divergence list. */
 export const DIVERGENCES: readonly Divergence[] = [
   // ---- not-modelled: capabilities --------------------------------------------------------------------------
   {
     id: 'caps-irqchip',
     class: 'not-modelled',
-    summary: 'KVM_CAP_TSC_DEADLINE_TIMER and KVM_CAP_VAPIC are 0 in the model: the guest\'s TSC-deadline MSR does not reach the in-kernel LAPIC timer yet, and the TPR shadow of KVM_SET_VAPIC_ADDR is kept but never synchronized with guest memory.',
+    summary: 'KVM_CAP_VAPIC is 0 in the model: the TPR shadow of KVM_SET_VAPIC_ADDR is kept but never synchronized with guest memory.',
     linux: ['arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension'],
-    facts: caps('TSC_DEADLINE_TIMER', 'VAPIC'),
+    facts: caps('VAPIC'),
     where: capZero,
   },
   {
@@ -140,13 +129,6 @@ export const DIVERGENCES: readonly Divergence[] = [
 
   // ---- not-modelled: details of what the model has ------------------------------------------------------
   {
-    id: 'ap-uninitialized-with-irqchip',
-    class: 'not-modelled',
-    summary: 'With an in-kernel irqchip an application processor starts in KVM_MP_STATE_UNINITIALIZED (waiting for INIT/SIPI); the model\'s in-kernel LAPIC is not wired, so its APs are RUNNABLE.',
-    linux: ['arch/x86/kvm/x86.c kvm_arch_vcpu_create (irqchip_in_kernel && !kvm_vcpu_is_reset_bsp → KVM_MP_STATE_UNINITIALIZED)'],
-    facts: ['vcpu.reset.mp-state.irqchip-ap'],
-  },
-  {
     id: 'reset-tr-svm',
     class: 'emulator-vendor',
     summary: 'SVM resets TR as a busy 16-bit TSS (type 3); VMX, and the recording machine\'s vendor module, as a busy 32-bit TSS (type 11).',
@@ -155,14 +137,6 @@ export const DIVERGENCES: readonly Divergence[] = [
     where: (m) => m.path.endsWith('.out.tr.type'),
     vendors: ['amd'],
   },
-  ...MISSING_INSTRUCTIONS.map(([family, programs, what, emulator]): Divergence => ({
-    id: `instructions-${family}`,
-    class: 'not-modelled',
-    summary: `The guest interpreter does not execute ${what} yet (issue 12): it stops with KVM_EXIT_INTERNAL_ERROR where the guest continues.`,
-    linux: ['Intel SDM Vol. 2 (the instructions)', `arch/x86/kvm/emulate.c ${emulator} (what ran them on the recording machine)`],
-    facts: Array.from({ length: programs }, (_, n) => `guest.${family}.s${n + 1}`),
-    where: interpreterStops,
-  })),
 
   // ---- emulator-vendor (RFLAGS) ------------------------------------------------------------------------
   {
@@ -185,7 +159,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     class: 'emulator-vendor',
     summary: 'After an OUT exit, RIP is already past the OUT on the recording machine (KVM\'s emulator writes RIP back before exiting); on VMX/SVM, as in the model, it stays on the OUT until the next KVM_RUN completes it.',
     linux: ['arch/x86/kvm/x86.c kvm_fast_pio, kvm_fast_pio_out, complete_fast_pio_out (VMX/SVM)', 'arch/x86/kvm/x86.c x86_emulate_instruction (writeback before the PIO exit for an OUT)'],
-    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt'],
+    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt', 'irq.line.halted-guest', 'irq.line.held-while-if-clear', 'irq.pit.ticks', 'irq.init-sipi.ap-run', 'irq.tsc-deadline'],
     where: (m) => {
       if (m.step !== 'KVM_GET_REGS' || !m.path.endsWith('.out.rip')) return false;
       const d = BigInt(m.expected) - BigInt(m.actual);

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { Random as SeededRandom } from '@vac/test-support';
+// The PRNG alone: the package's index also brings vitest's assertions, which the recorder (run by tsx) cannot load.
+import { Random as SeededRandom } from '@vac/test-support/random';
 
 /** The seeded generator of the guest programs, with byte and word choices biased towards edge values. */
 export class Random extends SeededRandom {

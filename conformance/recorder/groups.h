@@ -9,6 +9,7 @@ void record_vm(void);
 void record_memslots(void);
 void record_vcpu(void);
 void record_run(void);
+void record_irq(void);
 /* Guest programs read from `programs` (the file conformance/programs/programs.txt). */
 void record_guest(const char *programs);
 

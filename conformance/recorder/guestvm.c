@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+void (*guest_before_vcpu)(void);
+
 static struct kvm_regs regs;
 static struct kvm_sregs sregs;
 
@@ -27,6 +29,7 @@ void guest_setup(const uint8_t *image, uint32_t slot_flags, const struct guest_r
 	}
 	struct kvm_userspace_memory_region mr = { .slot = 0, .flags = slot_flags, .guest_phys_addr = 0, .memory_size = GUEST_MEM, .userspace_addr = (uint64_t)(uintptr_t)m };
 	IO_PTR("vm", KVM_SET_USER_MEMORY_REGION, "kvm_userspace_memory_region", &mr, emit_umr, NULL);
+	if (guest_before_vcpu) guest_before_vcpu();
 	IO_BIND("vm", KVM_CREATE_VCPU, 0, "vcpu0");
 	step_map_run("vcpu0");
 	quiet_ioctl("vcpu0", KVM_GET_SREGS, &sregs);

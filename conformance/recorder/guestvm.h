@@ -18,6 +18,8 @@ struct guest_regs {
 	uint16_t ds, es, ss;
 };
 
+/* Called (when set) after the memory slot and before KVM_CREATE_VCPU: the in-kernel irqchip of the irq group. */
+extern void (*guest_before_vcpu)(void);
 /* The steps that set the guest up (recorded). `image` (GUEST_MEM bytes) is the memory's first content. */
 void guest_setup(const uint8_t *image, uint32_t slot_flags, const struct guest_regs *r);
 /* KVM_RUN of vcpu0 (recorded, with the exit's kvm_run fields). */

@@ -27,6 +27,7 @@ static const struct group groups[] = {
 	{ "memslots", record_memslots },
 	{ "vcpu", record_vcpu },
 	{ "run", record_run },
+	{ "irq", record_irq },
 	{ "guest", guest },
 };
 

@@ -144,7 +144,7 @@ export interface Machine {
 }
 
 /** The groups of facts, one golden file each, in recording order. */
-export const GROUPS = ['caps', 'system', 'vm', 'memslots', 'vcpu', 'run', 'guest'] as const;
+export const GROUPS = ['caps', 'system', 'vm', 'memslots', 'vcpu', 'run', 'irq', 'guest'] as const;
 
 /** A group name. */
 export type Group = (typeof GROUPS)[number];

@@ -31,6 +31,8 @@ export {
   restoreVm,
   moveRealModeVm,
   type SavedVcpu,
+  type SavedIrqchip,
+  type IrqchipConfig,
   type SavedVm,
   type VmHandle,
   type RestoreVmOptions,

@@ -11,9 +11,24 @@
  */
 import { O_RDWR, UsageError, isKernelError, type Mapping, type Process } from '@vac/core';
 import {
+  KVM_CAP_SPLIT_IRQCHIP,
   KVM_CAP_SREGS2,
   KVM_CAP_XCRS,
   KVM_CHECK_EXTENSION,
+  KVM_CREATE_IRQCHIP,
+  KVM_CREATE_PIT2,
+  KVM_ENABLE_CAP,
+  KVM_GET_IRQCHIP,
+  KVM_GET_LAPIC,
+  KVM_GET_PIT2,
+  KVM_IRQCHIP_IOAPIC,
+  KVM_IRQCHIP_PIC_MASTER,
+  KVM_IRQCHIP_PIC_SLAVE,
+  KVM_REINJECT_CONTROL,
+  KVM_SET_GSI_ROUTING,
+  KVM_SET_IRQCHIP,
+  KVM_SET_LAPIC,
+  KVM_SET_PIT2,
   KVM_CREATE_VCPU,
   KVM_CREATE_VM,
   KVM_GET_CLOCK,
@@ -47,6 +62,17 @@ import {
   KVM_X86_SETUP_MCE,
 } from './abi/constants.js';
 import { KvmRunView } from './abi/kvm-run.js';
+import {
+  makeKvmIrqRouting,
+  makeKvmIrqchip,
+  makeKvmLapicState,
+  makeKvmPitState2,
+  type kvm_ioapic_state,
+  type kvm_irq_routing_entry,
+  type kvm_pic_state,
+  type kvm_pit_state2,
+} from './abi/structs-irq.js';
+import { makeKvmEnableCap } from './abi/structs.js';
 import { KVM_CPUID_ENTRY2_CODEC, KVM_REGS_CODEC, KVM_SREGS_CODEC, makeKvmRegs, makeKvmSregs, type kvm_cpuid_entry2, type kvm_msr_entry, type kvm_regs, type kvm_sregs, type kvm_userspace_memory_region } from './abi/structs.js';
 import {
   KVM_CPUID2_CODEC,
@@ -276,17 +302,55 @@ export interface SavedVcpu {
   readonly mcgCap: bigint;
   /** Every MSR the vCPU reads: KVM_GET_MSR_INDEX_LIST, then the machine-check banks of `mcgCap`. */
   readonly msrs: readonly kvm_msr_entry[];
+  /** KVM_GET_LAPIC's register page, where the vCPU has an in-kernel LAPIC (a full or split irqchip). */
+  readonly lapic?: Uint8Array | undefined;
 }
 
-/** A whole VM's KVM state: kvmclock and each vCPU (the memory is the VMM's and is handed over, not saved). */
+/**
+ * What a VMM made of the in-kernel interrupt controllers. KVM has no call that reports the split irqchip's reserved
+ * pins, KVM_CREATE_PIT2's flags, the PIT's reinjection mode or the GSI routing table: a VMM keeps what it set (QEMU
+ * keeps its routing table in user space and commits it again) and passes it here.
+ */
+export interface IrqchipConfig {
+  /** KVM_CREATE_IRQCHIP (`'kernel'`: PIC, IOAPIC and LAPICs) or KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) (`'split'`). */
+  readonly mode: 'kernel' | 'split';
+  /** The IOAPIC pins KVM_CAP_SPLIT_IRQCHIP reserved (`args[0]`). Default 24. */
+  readonly splitPins?: number;
+  /** KVM_CREATE_PIT2's `flags` (e.g. KVM_PIT_SPEAKER_DUMMY). Default 0. */
+  readonly pitFlags?: number;
+  /** KVM_REINJECT_CONTROL's `pit_reinject` the VMM set. Default true (KVM's default). */
+  readonly pitReinject?: boolean;
+  /** The table the VMM last gave KVM_SET_GSI_ROUTING; `undefined`: KVM's default routing (none was set). */
+  readonly routing?: readonly kvm_irq_routing_entry[];
+}
+
+/** A VM's in-kernel interrupt controllers, saved: the VMM's configuration and the devices' state. */
+export interface SavedIrqchip {
+  /** What the VMM made (with the saved mode). */
+  readonly config: IrqchipConfig;
+  /** KVM_GET_IRQCHIP of the master and the slave PIC (a full irqchip). */
+  readonly pic: readonly [kvm_pic_state, kvm_pic_state] | undefined;
+  /** KVM_GET_IRQCHIP of the IOAPIC (a full irqchip). */
+  readonly ioapic: kvm_ioapic_state | undefined;
+  /** KVM_GET_PIT2, where the VM has a PIT. */
+  readonly pit: kvm_pit_state2 | undefined;
+}
+
+/**
+ * A whole VM's KVM state: kvmclock, the in-kernel interrupt controllers and each vCPU (the memory is the VMM's and is
+ * handed over, not saved).
+ */
 export interface SavedVm {
   /** KVM_GET_CLOCK. */
   readonly clock: kvm_clock_data;
+  /** The in-kernel irqchip, PIT and routing, where the VM has them. */
+  readonly irqchip?: SavedIrqchip | undefined;
   /** The vCPUs, in id order. */
   readonly vcpus: readonly SavedVcpu[];
 }
 
 const MSR_IA32_MCG_CAP = 0x179;
+const MSR_IA32_APICBASE = 0x1b;
 const MSR_IA32_MC0_CTL = 0x400;
 const MSR_IA32_MC0_CTL2 = 0x280;
 const MCG_CMCI_P = 1n << 10n;
@@ -393,23 +457,60 @@ export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msr
     debugregs,
     mcgCap,
     msrs: readMsrs(proc, fd, [...msrs, ...mce]),
+    lapic: readLapic(proc, fd),
   };
+}
+
+/** KVM_GET_LAPIC's page, or `undefined` when the vCPU has no in-kernel LAPIC (EINVAL). */
+function readLapic(proc: Process, fd: number): Uint8Array | undefined {
+  const s = makeKvmLapicState();
+  try {
+    proc.ioctl(fd, KVM_GET_LAPIC, s);
+  } catch (e) {
+    if (isKernelError(e, 'EINVAL')) return undefined;
+    throw e;
+  }
+  return s.regs;
 }
 
 /**
  * Restore a vCPU saved by {@link saveVcpu} into a vCPU of the same configuration, in the order KVM needs (QEMU's
- * `kvm_arch_init_vcpu` and `kvm_arch_put_registers`): CPUID and TSC frequency first (a vCPU that has run takes only
- * the CPUID it has), then the machine-check setup, the system and general registers, the FPU/XSAVE area and XCRs,
- * the MSRs (the TSC among them, which KVM synchronizes across the VM's vCPUs), the MP state, the events and the
- * debug registers.
+ * `kvm_arch_init_vcpu`, `kvm_apic_put` and `kvm_arch_put_registers`): CPUID and TSC frequency first (a vCPU that has
+ * run takes only the CPUID it has), then the machine-check setup, the in-kernel LAPIC (the APIC base, then
+ * KVM_SET_LAPIC), the system and general registers, the FPU/XSAVE area and XCRs, the MSRs (the TSC among them, which
+ * KVM synchronizes across the VM's vCPUs, then IA32_TSC_DEADLINE), the events, the MP state and the debug registers.
  *
  * @throws `KernelError` from the first failing ioctl; `UsageError` `ERR_INVALID_STATE` when KVM refuses one of the
  *   saved MSRs (the state does not fit this module: another CPU model, another configuration)
  */
 export function restoreVcpu(proc: Process, fd: number, saved: SavedVcpu): void {
+  restoreVcpuSetup(proc, fd, saved);
+  restoreLapic(proc, fd, saved);
+  restoreVcpuRegisters(proc, fd, saved);
+}
+
+/** QEMU's `kvm_init_vcpu` part: CPUID, TSC frequency, machine-check setup. */
+function restoreVcpuSetup(proc: Process, fd: number, saved: SavedVcpu): void {
   proc.ioctl(fd, KVM_SET_CPUID2, KVM_CPUID2_CODEC.toBytes({ nent: saved.cpuid.length }, saved.cpuid));
   if (proc.ioctl(fd, KVM_GET_TSC_KHZ, 0) !== saved.tscKhz) proc.ioctl(fd, KVM_SET_TSC_KHZ, saved.tscKhz);
   if (saved.mcgCap !== 0n) proc.ioctl(fd, KVM_X86_SETUP_MCE, [saved.mcgCap]);
+}
+
+/**
+ * QEMU's `kvm_apic_put`: the APIC base first (`kvm_put_apicbase`: KVM_SET_LAPIC reads the x2APIC ID in the mode the
+ * base selects, `kvm_apic_state_fixup`), then the register page (the timer restarts from the saved current count).
+ */
+function restoreLapic(proc: Process, fd: number, saved: SavedVcpu): void {
+  if (saved.lapic === undefined) return;
+  const base = (saved.sregs2 ?? saved.sregs)?.apic_base;
+  if (base !== undefined && proc.ioctl(fd, KVM_SET_MSRS, msrsBytes([{ index: MSR_IA32_APICBASE, data: base }])) !== 1) {
+    throw new UsageError('ERR_INVALID_STATE', `restoreVcpu: KVM refused APIC base 0x${base.toString(16)}`);
+  }
+  proc.ioctl(fd, KVM_SET_LAPIC, makeKvmLapicState(saved.lapic));
+}
+
+/** QEMU's `kvm_arch_put_registers` (KVM_PUT_FULL_STATE). */
+function restoreVcpuRegisters(proc: Process, fd: number, saved: SavedVcpu): void {
   if (saved.sregs2 !== undefined) setStruct(proc, fd, KVM_SET_SREGS2, KVM_SREGS2_CODEC, saved.sregs2);
   if (saved.sregs !== undefined) setStruct(proc, fd, KVM_SET_SREGS, KVM_SREGS_CODEC, saved.sregs);
   setStruct(proc, fd, KVM_SET_REGS, KVM_REGS_CODEC, saved.regs);
@@ -430,8 +531,9 @@ export function restoreVcpu(proc: Process, fd: number, saved: SavedVcpu): void {
     if (now?.data !== bad.data) throw new UsageError('ERR_INVALID_STATE', `restoreVcpu: KVM refused MSR 0x${bad.index.toString(16)} = 0x${bad.data.toString(16)}`);
     rest = rest.slice(n + 1);
   }
-  setStruct(proc, fd, KVM_SET_MP_STATE, KVM_MP_STATE_CODEC, { mp_state: saved.mpState });
+  // kvm_put_vcpu_events, then kvm_put_mp_state (an INIT/SIPI state with an in-kernel LAPIC), then the debug registers.
   setStruct(proc, fd, KVM_SET_VCPU_EVENTS, KVM_VCPU_EVENTS_CODEC, saved.events);
+  setStruct(proc, fd, KVM_SET_MP_STATE, KVM_MP_STATE_CODEC, { mp_state: saved.mpState });
   setStruct(proc, fd, KVM_SET_DEBUGREGS, KVM_DEBUGREGS_CODEC, saved.debugregs);
 }
 
@@ -461,6 +563,11 @@ export interface VmHandle {
   readonly vm: number;
   /** The vCPUs. */
   readonly vcpus: ReadonlyArray<{ readonly id: number; readonly fd: number; readonly run: KvmRunView }>;
+  /**
+   * What the VMM made of the in-kernel interrupt controllers (see {@link IrqchipConfig}). Without it {@link saveVm}
+   * finds the mode through the ABI and takes the defaults for what KVM cannot report.
+   */
+  readonly irqchip?: IrqchipConfig | undefined;
 }
 
 /**
@@ -492,7 +599,85 @@ export function saveVm(proc: Process, vm: VmHandle): SavedVm {
   const clock = makeKvmClockData();
   proc.ioctl(vm.vm, KVM_GET_CLOCK, clock);
   const msrs = msrIndexList(proc, vm.sys);
-  return { clock, vcpus: vm.vcpus.map((v) => saveVcpu(proc, vm.sys, v.fd, v.id, msrs)) };
+  const vcpus = vm.vcpus.map((v) => saveVcpu(proc, vm.sys, v.fd, v.id, msrs));
+  const irqchip = saveIrqchip(proc, vm, vcpus.some((v) => v.lapic !== undefined));
+  return irqchip === undefined ? { clock, vcpus } : { clock, irqchip, vcpus };
+}
+
+/** `op` on the VM fd, or `undefined` when KVM answers ENXIO (no such device in the kernel). */
+function unlessEnxio<T>(op: () => T): T | undefined {
+  try {
+    return op();
+  } catch (e) {
+    if (isKernelError(e, 'ENXIO')) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The irqchip part of {@link saveVm}: the PICs and the IOAPIC (KVM_GET_IRQCHIP: ENXIO without a full irqchip), the
+ * PIT (KVM_GET_PIT2: ENXIO without one), with the VMM's configuration; `undefined` for a VM without an irqchip.
+ */
+function saveIrqchip(proc: Process, vm: VmHandle, lapics: boolean): SavedIrqchip | undefined {
+  const chip = (id: number): ReturnType<typeof makeKvmIrqchip> | undefined =>
+    unlessEnxio(() => {
+      const c = makeKvmIrqchip({ chip_id: id });
+      proc.ioctl(vm.vm, KVM_GET_IRQCHIP, c);
+      return c;
+    });
+  const master = chip(KVM_IRQCHIP_PIC_MASTER);
+  const mode = master !== undefined ? 'kernel' : lapics ? 'split' : vm.irqchip?.mode;
+  if (mode === undefined) return undefined;
+  if (vm.irqchip !== undefined && vm.irqchip.mode !== mode) {
+    throw new UsageError('ERR_INVALID_STATE', `saveVm: the VM's irqchip is '${mode}', the VmHandle says '${vm.irqchip.mode}'`);
+  }
+  let pic: SavedIrqchip['pic'];
+  let ioapic: SavedIrqchip['ioapic'];
+  if (master !== undefined) {
+    const slave = chip(KVM_IRQCHIP_PIC_SLAVE);
+    const io = chip(KVM_IRQCHIP_IOAPIC);
+    if (!('pic' in master.chip) || slave === undefined || !('pic' in slave.chip) || io === undefined || !('ioapic' in io.chip)) {
+      throw new UsageError('ERR_INVALID_STATE', 'saveVm: KVM_GET_IRQCHIP answered another chip');
+    }
+    pic = [master.chip.pic, slave.chip.pic];
+    ioapic = io.chip.ioapic;
+  }
+  const pit = unlessEnxio(() => {
+    const st = makeKvmPitState2();
+    proc.ioctl(vm.vm, KVM_GET_PIT2, st);
+    return st;
+  });
+  return { config: { ...vm.irqchip, mode }, pic, ioapic, pit };
+}
+
+/**
+ * The irqchip of a restored VM before its vCPUs (QEMU's `kvm_irqchip_create` and `kvm_pit_realizefn` in `kvm_init`
+ * and machine set-up): KVM_CREATE_IRQCHIP or KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP), KVM_CREATE_PIT2 and
+ * KVM_REINJECT_CONTROL, and the VMM's routing table (KVM_SET_GSI_ROUTING).
+ */
+function createIrqchip(proc: Process, vm: number, saved: SavedIrqchip): void {
+  const c = saved.config;
+  if (c.mode === 'kernel') proc.ioctl(vm, KVM_CREATE_IRQCHIP, 0);
+  else proc.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap: KVM_CAP_SPLIT_IRQCHIP, args: [BigInt(c.splitPins ?? 24), 0n, 0n, 0n] }));
+  if (saved.pit !== undefined) {
+    proc.ioctl(vm, KVM_CREATE_PIT2, { flags: c.pitFlags ?? 0 });
+    if (c.pitReinject === false) proc.ioctl(vm, KVM_REINJECT_CONTROL, { pit_reinject: 0 });
+  }
+  if (c.routing !== undefined) proc.ioctl(vm, KVM_SET_GSI_ROUTING, makeKvmIrqRouting(c.routing));
+}
+
+/**
+ * The devices' state once the vCPUs exist (QEMU's `kvm_pic_put`, `kvm_ioapic_put`, `kvm_pit_put` in the device
+ * post-load order): KVM_SET_IRQCHIP of the master PIC, the slave PIC and the IOAPIC, then KVM_SET_PIT2 (which
+ * reloads each channel's count at the current time, `kvm_pit_load_count`).
+ */
+function restoreIrqchipState(proc: Process, vm: number, saved: SavedIrqchip): void {
+  if (saved.pic !== undefined) {
+    proc.ioctl(vm, KVM_SET_IRQCHIP, makeKvmIrqchip({ chip_id: KVM_IRQCHIP_PIC_MASTER, chip: { pic: saved.pic[0] } }));
+    proc.ioctl(vm, KVM_SET_IRQCHIP, makeKvmIrqchip({ chip_id: KVM_IRQCHIP_PIC_SLAVE, chip: { pic: saved.pic[1] } }));
+  }
+  if (saved.ioapic !== undefined) proc.ioctl(vm, KVM_SET_IRQCHIP, makeKvmIrqchip({ chip_id: KVM_IRQCHIP_IOAPIC, chip: { ioapic: saved.ioapic } }));
+  if (saved.pit !== undefined) proc.ioctl(vm, KVM_SET_PIT2, saved.pit);
 }
 
 /** Options of {@link restoreVm}. */
@@ -517,9 +702,11 @@ export interface RestoredVm {
 }
 
 /**
- * Restore a VM saved by {@link saveVm} on `devPath` (another module's `/dev/kvmX`, or the same one): a new VM with
- * the given memory slots, kvmclock set where it was, `configure`, then each vCPU created and restored
- * ({@link restoreVcpu}). The guest continues exactly where it was saved.
+ * Restore a VM saved by {@link saveVm} on `devPath` (another module's `/dev/kvmX`, or the same one), in QEMU's order:
+ * a new VM with the given memory slots, its irqchip, PIT and routing as the VMM made them, `configure`, each vCPU
+ * created with its CPUID, TSC frequency and MCE setup, then the devices' state (each LAPIC, the PICs, the IOAPIC,
+ * the PIT), every vCPU's registers ({@link restoreVcpu}) and kvmclock. The guest continues where it was saved; a PIT
+ * channel restarts its count at the restore (`kvm_pit_load_count`), as on Linux.
  *
  * @throws `KernelError` from the first failing syscall; `UsageError` from {@link restoreVcpu}
  * @example
@@ -544,14 +731,19 @@ export function restoreVm(proc: Process, devPath: string, saved: SavedVm, option
   const sys = proc.open(devPath, O_RDWR);
   const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
   for (const slot of options.slots) proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, slot);
+  if (saved.irqchip !== undefined) createIrqchip(proc, vm, saved.irqchip);
   options.configure?.(proc, sys, vm);
   const vcpus: RealModeVcpu[] = [];
   for (const s of saved.vcpus) {
     const fd = proc.ioctl(vm, KVM_CREATE_VCPU, s.id);
     const { run, mapping: runMapping } = mapKvmRunArea(proc, sys, fd);
-    restoreVcpu(proc, fd, s);
+    restoreVcpuSetup(proc, fd, s);
     vcpus.push({ id: s.id, fd, run, runMapping });
   }
+  // QEMU's load order: the devices (each LAPIC, the PICs, the IOAPIC, the PIT), then every vCPU's registers.
+  saved.vcpus.forEach((s, i) => restoreLapic(proc, (vcpus[i] as RealModeVcpu).fd, s));
+  if (saved.irqchip !== undefined) restoreIrqchipState(proc, vm, saved.irqchip);
+  saved.vcpus.forEach((s, i) => restoreVcpuRegisters(proc, (vcpus[i] as RealModeVcpu).fd, s));
   // kvm_vm_ioctl_set_clock: after the vCPUs, so that their kvmclock follows the VM's
   proc.ioctl(vm, KVM_SET_CLOCK, makeKvmClockData({ clock: saved.clock.clock }));
   return { sys, vm, vcpus };

@@ -180,6 +180,56 @@ function fail(detail: string): never {
   throw EMULATION_FAILED;
 }
 
+/** AX ← `v` (bits 31:16 of EAX kept). */
+function setAx(v: number): void {
+  const s = S;
+  s.eax = s.eax - (s.eax & 0xffff) + (v & 0xffff);
+}
+
+/**
+ * DAA / DAS (SDM Vol. 2A): AL adjusted after a packed-BCD add / subtract; CF and AF as the SDM's pseudo-code sets
+ * them, SF/ZF/PF from AL. OF is undefined: cleared here, as KVM's emulator (`em_das`, an OR of AL) leaves it.
+ */
+function decimalAdjust(subtract: boolean): void {
+  const s = S;
+  const oldAl = s.eax & 0xff;
+  const oldCf = (s.eflags & CF) !== 0;
+  let al = oldAl;
+  let cf = false;
+  let af = false;
+  if ((al & 0x0f) > 9 || (s.eflags & AF) !== 0) {
+    const r = subtract ? al - 6 : al + 6;
+    cf = oldCf || r < 0 || r > 0xff;
+    al = r & 0xff;
+    af = true;
+  }
+  if (oldAl > 0x99 || oldCf) {
+    al = (subtract ? al - 0x60 : al + 0x60) & 0xff;
+    cf = true;
+  } else if (!subtract) {
+    cf = false;
+  }
+  s.eax = s.eax - (s.eax & 0xff) + al;
+  logic(al, 0xff, 0x80);
+  s.eflags = (s.eflags & ~(CF | AF)) | (cf ? CF : 0) | (af ? AF : 0);
+}
+
+/**
+ * AAA / AAS (SDM Vol. 2A): after an unpacked-BCD add / subtract, AX ± 0x106 (AAS: AL − 6, AH − 1) when AL's low
+ * nibble is above 9 or AF is set, with AF = CF = 1; else AF = CF = 0; then AL's high nibble is cleared. OF, SF, ZF
+ * and PF are undefined: SF/ZF/PF are set from AL here and OF cleared.
+ */
+function asciiAdjust(subtract: boolean): void {
+  const s = S;
+  let ax = s.eax & 0xffff;
+  const adjust = (ax & 0x0f) > 9 || (s.eflags & AF) !== 0;
+  if (adjust) ax = subtract ? (((ax & 0xff) - 6) & 0xff) | ((((ax >> 8) - 1) & 0xff) << 8) : (ax + 0x106) & 0xffff;
+  ax &= 0xff0f;
+  setAx(ax);
+  logic(ax & 0xff, 0xff, 0x80);
+  if (adjust) s.eflags |= CF | AF;
+}
+
 /** Raises exception `vector` (#UD 6, #GP 13, #SS 12, …): the instruction is abandoned and the exception delivered. */
 function raise(vector: number): never {
   faultVector = vector;
@@ -1944,6 +1994,27 @@ function step(start: number): number {
       setRv(op & 7, a);
       break;
     }
+    // ---- decimal adjust (27 2F 37 3F D4 D5) and INTO (CE) ------------------------------------------------
+    case 0x27: case 0x2f: decimalAdjust(op === 0x2f); break; // DAA, DAS
+    case 0x37: case 0x3f: asciiAdjust(op === 0x3f); break; // AAA, AAS
+    case 0xd4: { // AAM imm8: #DE for a base of 0
+      const base = fetch8();
+      if (base === 0) raise(0);
+      const al = s.eax & 0xff;
+      setAx(((Math.floor(al / base) & 0xff) << 8) | al % base);
+      logic(al % base, 0xff, 0x80);
+      break;
+    }
+    case 0xd5: { // AAD imm8
+      const base = fetch8();
+      const al = ((s.eax & 0xff) + ((s.eax >> 8) & 0xff) * base) & 0xff;
+      setAx(al);
+      logic(al, 0xff, 0x80);
+      break;
+    }
+    case 0xce: // INTO: a trap through vector 4 when OF = 1 (the pushed IP is the next instruction's)
+      if ((s.eflags & OF) !== 0 && interrupt(4, ip) !== DELIVERED) return STEP_ABANDONED;
+      break;
     case 0x98: // CBW / CWDE
       if (o32) setR32(0, sext16(s.eax & 0xffff));
       else s.eax = s.eax - (s.eax & 0xffff) + (sext8(s.eax & 0xff) & 0xffff);

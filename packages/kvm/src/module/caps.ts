@@ -166,7 +166,6 @@ export interface CapDivergence {
 
 /** Every capability the model answers differently from Linux 6.12 (x86, the default kernel configuration). */
 export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<number, CapDivergence>([
-  [KVM_CAP_TSC_DEADLINE_TIMER, { linux: () => 1, why: 'the guest\'s IA32_TSC_DEADLINE MSR does not reach the in-kernel LAPIC timer yet' }],
   [KVM_CAP_VAPIC, { linux: () => 1, why: 'the TPR shadow of KVM_SET_VAPIC_ADDR is kept but never synchronized with guest memory' }],
   [KVM_CAP_X86_APIC_BUS_CYCLES_NS, { linux: () => APIC_BUS_CYCLE_NS_DEFAULT, why: 'the LAPIC bus frequency cannot be set (KVM_ENABLE_CAP(X86_APIC_BUS_CYCLES_NS) not modelled)' }],
   [KVM_CAP_PCI_SEGMENT, { linux: () => 1, why: 'MSI routing ignores the PCI segment (KVM_MSI_VALID_DEVID not modelled)' }],
@@ -248,12 +247,12 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
     case KVM_CAP_ENABLE_CAP:
     case KVM_CAP_MEMORY_FAULT_INFO:
     case KVM_CAP_READONLY_MEM: // kvm_arch_has_readonly_mem: every default VM
+    case KVM_CAP_TSC_DEADLINE_TIMER: // the guest's IA32_TSC_DEADLINE reaches the LAPIC timer (kvm_set_lapic_tscdeadline_msr)
     // answered 1 on every vendor; KVM_ENABLE_CAP is EINVAL where the vendor has no op (VMX): enc-context.ts
     case KVM_CAP_VM_COPY_ENC_CONTEXT_FROM:
     case KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM:
       return 1;
     // the in-kernel interrupt controllers: irq-caps.ts (below), except what the model's LAPIC does not have yet
-    case KVM_CAP_TSC_DEADLINE_TIMER:
     case KVM_CAP_VAPIC:
     case KVM_CAP_PCI_SEGMENT:
     case KVM_CAP_X86_APIC_BUS_CYCLES_NS:

@@ -4,9 +4,10 @@
  * `kvm_vm_ioctl_check_extension`: the rest) — each non-zero only because what it promises works in the model:
  * the PIT (KVM_CREATE_PIT, KVM_CREATE_PIT2, KVM_GET/SET_PIT2, KVM_REINJECT_CONTROL), KVM_IRQ_LINE_STATUS,
  * GSI routing, irqfds with resampling, KVM_SIGNAL_MSI, the split irqchip, KVM_NMI, the x2APIC API flags, and an
- * IOAPIC that ignores the polarity bit.
+ * IOAPIC that ignores the polarity bit. KVM_CAP_TSC_DEADLINE_TIMER is answered in caps.ts (1: the guest's
+ * IA32_TSC_DEADLINE reaches the in-kernel LAPIC timer).
  *
- * Still 0 in the model (`CAP_DIVERGENCES` of caps.ts): KVM_CAP_TSC_DEADLINE_TIMER, KVM_CAP_VAPIC, KVM_CAP_PCI_SEGMENT
+ * Still 0 in the model (`CAP_DIVERGENCES` of caps.ts): KVM_CAP_VAPIC, KVM_CAP_PCI_SEGMENT
  * and KVM_CAP_X86_APIC_BUS_CYCLES_NS.
  *
  * @module

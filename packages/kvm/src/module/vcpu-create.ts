@@ -2,13 +2,14 @@
  * The x86 steps of KVM_CREATE_VCPU (virt/kvm/kvm_main.c `kvm_vm_ioctl_create_vcpu`, arch/x86/kvm/x86.c):
  * `kvm_arch_vcpu_precreate` checks the id against the VM's `max_vcpu_ids`; `kvm_arch_vcpu_create` +
  * `kvm_vcpu_reset` give the vCPU its x86 state (CPUID none, MSRs, FPU, the VM's default TSC frequency) and its reset
- * system registers (TR, LDTR, IDTR, the APIC base with BSP on the boot vCPU only); `kvm_arch_vcpu_postcreate`
+ * system registers (TR, LDTR, IDTR, the APIC base with BSP on the boot vCPU only), and with an in-kernel irqchip an
+ * AP's MP state KVM_MP_STATE_UNINITIALIZED (it waits for INIT/SIPI); `kvm_arch_vcpu_postcreate`
  * synchronizes its TSC with the VM's. Its `kvm_run` mapping shows the VM's coalesced-MMIO ring.
  *
  * @module
  */
 import { KernelError } from '@vac/core';
-import { KVM_MAX_VCPU_IDS } from '../abi/constants.js';
+import { KVM_MAX_VCPU_IDS, KVM_MP_STATE_UNINITIALIZED } from '../abi/constants.js';
 import { syncRingCopy } from './kernel-io.js';
 import { vcpuArch } from './vcpu-arch.js';
 import { resetSregs } from './vcpu-sregs.js';
@@ -37,6 +38,8 @@ export function vcpuCreated(v: Vcpu): void {
   // kvm_set_tsc_khz(vcpu, kvm->arch.default_tsc_khz): a rate the VM-wide KVM_SET_TSC_KHZ already accepted
   if (vmA.defaultTscKhz !== vcpuArch(v).tscKhz) setTscKhz(v, vmA.defaultTscKhz);
   resetSregs(v, v.id === vmA.bspVcpuId);
+  // kvm_arch_vcpu_create: with an in-kernel irqchip (full or split) an AP waits for INIT/SIPI.
+  if (v.vm.irq !== undefined && v.id !== vmA.bspVcpuId) vcpuArch(v).mpState = KVM_MP_STATE_UNINITIALIZED;
   synchronizeTsc(v, undefined);
   let other: Vcpu | undefined;
   for (const o of v.vm.vcpus.values()) if (o !== v && o.runAllocated) other = o;

@@ -33,6 +33,7 @@ import {
 } from '../abi/constants-x86.js';
 import { copyFromUser, copyToUser } from '../abi/codec.js';
 import { KVM_DEBUGREGS_CODEC, KVM_MP_STATE_CODEC, KVM_VCPU_EVENTS_CODEC, type kvm_vcpu_events } from '../abi/structs-x86.js';
+import { KVM_APIC_SIPI } from '../irqchip/lapic.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import { VcpuRequest, makeRequest, processNmi } from './vcpu-requests.js';
@@ -154,7 +155,9 @@ export const VCPU_EVENTS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     request: KVM_GET_MP_STATE,
     arg: { dir: 'out', codec: KVM_MP_STATE_CODEC },
     run(v, arg) {
-      // A vCPU blocked in the kernel on HLT (with KVM_CREATE_IRQCHIP) is HALTED.
+      // kvm_arch_vcpu_ioctl_get_mpstate: a pending INIT/SIPI is accepted first (kvm_apic_accept_events). A vCPU
+      // blocked in the kernel on HLT (with KVM_CREATE_IRQCHIP) is HALTED.
+      v.intr?.acceptEvents();
       const state = v.blockedOn >= 0 ? KVM_MP_STATE_HALTED : vcpuArch(v).mpState;
       copyToUser(KVM_MP_STATE_CODEC, { mp_state: state }, arg, 'KVM_GET_MP_STATE');
       return 0;
@@ -167,6 +170,8 @@ export const VCPU_EVENTS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     run(v, arg) {
       const op = 'KVM_SET_MP_STATE';
       const { mp_state } = copyFromUser(KVM_MP_STATE_CODEC, arg, op);
+      // kvm_arch_vcpu_ioctl_set_mpstate
+      const lapic = v.intr?.chip?.lapic;
       switch (mp_state) {
         case KVM_MP_STATE_RUNNABLE:
           break;
@@ -175,12 +180,19 @@ export const VCPU_EVENTS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
         case KVM_MP_STATE_AP_RESET_HOLD:
         case KVM_MP_STATE_INIT_RECEIVED:
         case KVM_MP_STATE_SIPI_RECEIVED:
-          // These need an in-kernel LAPIC (lapic_in_kernel), which the model has not yet (docs/abi.md).
-          throw new KernelError('EINVAL', op, `mp_state ${mp_state} needs an in-kernel LAPIC`);
+          if (lapic === undefined) throw new KernelError('EINVAL', op, `mp_state ${mp_state} needs an in-kernel LAPIC`);
+          break;
         default:
           throw new KernelError('EINVAL', op, `unknown mp_state ${mp_state}`);
       }
-      vcpuArch(v).mpState = mp_state;
+      // SIPI_RECEIVED is INIT_RECEIVED with a SIPI pending (at the vector KVM_SET_LAPIC / the last SIPI left).
+      if (mp_state === KVM_MP_STATE_SIPI_RECEIVED && lapic !== undefined) {
+        vcpuArch(v).mpState = KVM_MP_STATE_INIT_RECEIVED;
+        lapic.pendingEvents |= 1 << KVM_APIC_SIPI;
+      } else {
+        vcpuArch(v).mpState = mp_state;
+      }
+      v.intr?.kick();
       return 0;
     },
   },

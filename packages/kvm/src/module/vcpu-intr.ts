@@ -12,8 +12,10 @@
  * @module
  */
 import {
+  KVM_MP_STATE_HALTED,
   KVM_MP_STATE_INIT_RECEIVED,
   KVM_MP_STATE_RUNNABLE,
+  KVM_MP_STATE_UNINITIALIZED,
 } from '../abi/constants.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import type { GuestExit } from '../guest/exit.js';
@@ -151,7 +153,12 @@ export class VcpuIntr implements LapicVcpu {
     const chip = this.chip;
     const r = this.vcpu.regs;
     if (chip !== undefined) {
-      if (chip.lapic.hasPendingInitOrSipi) this.#acceptEvents();
+      // kvm_arch_vcpu_ioctl_run: an UNINITIALIZED AP blocks before anything else (and KVM_RUN ends with EAGAIN
+      // once it wakes: vcpu.ts).
+      if (this.mpState === KVM_MP_STATE_UNINITIALIZED) return INTR_BLOCK;
+      if (chip.lapic.hasPendingInitOrSipi) this.acceptEvents();
+      // vcpu_block: a HALTED vCPU becomes RUNNABLE once it has an event (kvm_vcpu_has_events), else it blocks.
+      if (this.mpState === KVM_MP_STATE_HALTED && this.canWake()) this.mpState = KVM_MP_STATE_RUNNABLE;
       if (this.mpState !== KVM_MP_STATE_RUNNABLE) return INTR_BLOCK;
       if (chip.lapic.hasPendingTimer()) (this.irqchip as VmIrqchip).op(() => chip.lapic.injectPendingTimer());
     }
@@ -179,10 +186,14 @@ export class VcpuIntr implements LapicVcpu {
     return INTR_ENTER;
   }
 
-  /** `kvm_apic_accept_events`: INIT resets the vCPU (an AP then waits for SIPI); SIPI starts a waiting AP at vector:0. */
-  #acceptEvents(): void {
-    const irqchip = this.irqchip as VmIrqchip;
-    const lapic = (this.chip as VcpuInterrupts).lapic;
+  /**
+   * `kvm_apic_accept_events`: INIT resets the vCPU (an AP then waits for SIPI); SIPI starts a waiting AP at vector:0.
+   * Nothing without an in-kernel LAPIC or a pending INIT/SIPI.
+   */
+  acceptEvents(): void {
+    const irqchip = this.irqchip;
+    const lapic = this.chip?.lapic;
+    if (irqchip === undefined || lapic === undefined || !lapic.hasPendingInitOrSipi) return;
     const res = irqchip.op(() => lapic.acceptEvents(this.mpState, this.isResetBsp()));
     const r = this.vcpu.regs;
     if (res.init) {
@@ -206,7 +217,7 @@ export class VcpuIntr implements LapicVcpu {
   canWake(): boolean {
     const chip = this.chip;
     if (chip !== undefined && chip.lapic.hasPendingInitOrSipi) return true;
-    if (this.mpState === KVM_MP_STATE_INIT_RECEIVED) return false;
+    if (this.mpState === KVM_MP_STATE_INIT_RECEIVED || this.mpState === KVM_MP_STATE_UNINITIALIZED) return false;
     if (this.nmiPending > 0) return true;
     if (chip !== undefined && chip.lapic.hasPendingTimer()) return true;
     const r = this.vcpu.regs;

@@ -14,8 +14,9 @@ import { KVM_CPUID2_CODEC, KVM_MSRS_CODEC } from '../abi/structs-x86.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { msrIo } from './system-arch-ioctls.js';
 import { vcpuArch } from './vcpu-arch.js';
-import { checkCpuid, cpuidEqual, findCpuid } from './vcpu-cpuid.js';
+import { checkCpuid, cpuidEqual, findCpuid, guestHas, guestMaxPhyAddr } from './vcpu-cpuid.js';
 import { getMsr, setMsr } from './vcpu-msrs.js';
+import { apicBaseOf } from './vcpu-sregs.js';
 import { x86Caps } from './x86-caps.js';
 import type { Vcpu } from './vcpu.js';
 
@@ -24,14 +25,14 @@ import type { Vcpu } from './vcpu.js';
  * the APIC base's enable bit, OSPKE with CR4.PKE, and CPUID 0xD's XSAVE size with XCR0.
  */
 export function cpuidRuntime(v: Vcpu, entries: kvm_cpuid_entry2[]): void {
-  const s = v.sregs;
+  const s = v.regs;
   const set = (e: kvm_cpuid_entry2, reg: 'ecx' | 'edx', bit: number, on: boolean): void => {
     e[reg] = on ? (e[reg] | (1 << bit)) >>> 0 : (e[reg] & ~(1 << bit)) >>> 0;
   };
   const l1 = findCpuid(entries, 1);
   if (l1 !== undefined) {
     set(l1, 'ecx', 27, (s.cr4 & (1n << 18n)) !== 0n);
-    set(l1, 'edx', 9, (s.apic_base & (1n << 11n)) !== 0n);
+    set(l1, 'edx', 9, (apicBaseOf(v) & (1n << 11n)) !== 0n);
   }
   const l7 = findCpuid(entries, 7, 0);
   if (l7 !== undefined) set(l7, 'ecx', 4, (s.cr4 & (1n << 22n)) !== 0n);
@@ -79,6 +80,13 @@ export const VCPU_MSR_IOCTLS: readonly IoctlDef<Vcpu>[] = [
       if (why !== undefined) throw new KernelError('EINVAL', op, why);
       cpuidRuntime(v, entries);
       arch.cpuid = entries;
+      // kvm_vcpu_after_set_cpuid: the LAPIC timer modes (TSC deadline with CPUID.1:ECX[24]), the version register
+      // (directed EOI with x2APIC), and the APIC base's reserved bits (x2APIC, MAXPHYADDR).
+      const lapic = v.intr?.chip?.lapic;
+      if (lapic !== undefined) {
+        const caps = x86Caps(v.vm.instance);
+        lapic.setCpuid({ x2apic: guestHas(arch, caps, '1.ecx', 21), tscDeadline: guestHas(arch, caps, '1.ecx', 24), maxPhyAddr: guestMaxPhyAddr(arch) });
+      }
       return 0;
     },
   },

@@ -17,6 +17,7 @@ import { vmArch } from './vm-arch.js';
 import { MSR, MSR_PLATFORM_INFO_CPUID_FAULT, x86Caps, type X86Caps } from './x86-caps.js';
 import { writeWallClock } from './pvclock.js';
 import { guestTsc, synchronizeTsc } from './vcpu-tsc.js';
+import { apicBaseOf } from './vcpu-sregs.js';
 import { vendorArch } from './vendor-arch.js';
 import { buildHasMsr } from '../builds/build.js';
 
@@ -66,6 +67,10 @@ function mtrrValid(arch: VcpuArch, msr: number, data: bigint): boolean {
   return (data & mask) === 0n;
 }
 
+/** `APIC_BASE_MSR` … `APIC_BASE_MSR + 0xff`: the x2APIC registers as MSRs. */
+const X2APIC_MSR_FIRST = 0x800;
+const X2APIC_MSR_LAST = 0x8ff;
+
 /** Whether `msr` is an MTRR KVM emulates (`msr_mtrr_valid`). */
 function isMtrr(msr: number): boolean {
   return msr === MSR.MTRRdefType || isFixedMtrr(msr) || (msr >= MSR.MTRRphysBase0 && msr < MSR.MTRRphysBase0 + 2 * NR_VAR_MTRR);
@@ -82,7 +87,11 @@ function canonical(v: bigint): boolean {
   return top === 0n || top === (U64 >> 47n);
 }
 
-/** `kvm_get_apic_base` / `kvm_apic_set_base`: apic_base lives in the sregs the vCPU keeps. */
+/**
+ * `kvm_set_apic_base`'s checks: reserved bits (above the guest's MAXPHYADDR, bits 0–7 and 9, x2APIC without CPUID
+ * x2APIC), the invalid mode, and for the guest the transitions x2APIC → xAPIC and disabled → x2APIC. The current
+ * base is {@link apicBaseOf}'s (the in-kernel LAPIC's when there is one).
+ */
 function apicBaseValid(v: Vcpu, arch: VcpuArch, caps: X86Caps, data: bigint, host: boolean): boolean {
   const X2APIC_ENABLE = 1n << 10n;
   const ENABLE = 1n << 11n;
@@ -92,7 +101,7 @@ function apicBaseValid(v: Vcpu, arch: VcpuArch, caps: X86Caps, data: bigint, hos
   const mode = data & (ENABLE | X2APIC_ENABLE);
   if (mode === X2APIC_ENABLE) return false; // LAPIC_MODE_INVALID
   if (!host) {
-    const old = v.sregs.apic_base & (ENABLE | X2APIC_ENABLE);
+    const old = apicBaseOf(v) & (ENABLE | X2APIC_ENABLE);
     if (mode === ENABLE && old === (ENABLE | X2APIC_ENABLE)) return false;
     if (mode === (ENABLE | X2APIC_ENABLE) && old === 0n) return false;
   }
@@ -151,7 +160,7 @@ function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: bool
     case MSR.IA32_TSC:
       return guestTsc(v, arch);
     case MSR.IA32_APICBASE:
-      return v.sregs.apic_base;
+      return apicBaseOf(v); // kvm_get_apic_base
     case MSR.EFER:
       return v.sregs.efer;
     case MSR.IA32_CR_PAT:
@@ -196,8 +205,11 @@ function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: bool
       return arch.msrs.get(msr) ?? 0n;
     case MSR.IA32_TSC_ADJUST:
       return arch.tscAdjust;
-    case MSR.IA32_TSC_DEADLINE:
-      return 0n; // kvm_get_lapic_tscdeadline_msr without an in-kernel LAPIC
+    case MSR.IA32_TSC_DEADLINE: {
+      // kvm_get_lapic_tscdeadline_msr: 0 without an in-kernel LAPIC, or unless it is enabled in TSC-deadline mode.
+      const lapic = v.intr?.chip?.lapic;
+      return lapic === undefined ? 0n : lapic.getTscDeadlineMsr();
+    }
     case MSR.IA32_MCG_CAP:
       return arch.mcgCap;
     case MSR.IA32_MCG_CTL:
@@ -219,6 +231,13 @@ function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: bool
     case MSR.KVM_STEAL_TIME:
       return 'unsupported'; // steal time is not modelled (KVM_CAP_STEAL_TIME 0)
     default: {
+      if (msr >= X2APIC_MSR_FIRST && msr <= X2APIC_MSR_LAST) {
+        // kvm_x2apic_msr_read: the in-kernel LAPIC's register in x2APIC mode, else #GP.
+        const intr = v.intr;
+        const lapic = intr?.chip?.lapic;
+        if (lapic === undefined || intr?.irqchip === undefined) return undefined;
+        return intr.irqchip.op((now) => lapic.readX2apicMsr(msr, now));
+      }
       if (isMtrr(msr)) return arch.msrs.get(msr) ?? 0n;
       const bank = mceBank(msr);
       if (bank !== undefined) {
@@ -260,7 +279,10 @@ function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: big
     }
     case MSR.IA32_APICBASE: {
       if (!apicBaseValid(v, arch, caps, data, host)) return false;
-      v.sregs.apic_base = data;
+      // kvm_lapic_set_base: the in-kernel LAPIC keeps it (its ID, mode and MMIO page follow), else KVM's copy.
+      const lapic = v.intr?.chip?.lapic;
+      if (lapic === undefined) v.sregs.apic_base = data;
+      else if (!lapic.setApicBase(data, host)) return false;
       return true;
     }
     case MSR.EFER: {
@@ -350,8 +372,14 @@ function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: big
       }
       arch.tscAdjust = data;
       return true;
-    case MSR.IA32_TSC_DEADLINE:
-      return true; // kvm_set_lapic_tscdeadline_msr ignores it without an in-kernel LAPIC
+    case MSR.IA32_TSC_DEADLINE: {
+      // kvm_set_lapic_tscdeadline_msr: arms (0 disarms) the LAPIC timer in TSC-deadline mode; ignored without an
+      // in-kernel LAPIC, or while the LAPIC is disabled or its timer in another mode.
+      const intr = v.intr;
+      const lapic = intr?.chip?.lapic;
+      if (lapic !== undefined) intr?.irqchip?.op((now) => lapic.setTscDeadlineMsr(data, now));
+      return true;
+    }
     case MSR.IA32_MCG_STATUS:
       arch.mcgStatus = data;
       return true;
@@ -414,6 +442,13 @@ function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: big
     case MSR.KVM_STEAL_TIME:
       return 'unsupported'; // steal time is not modelled (KVM_CAP_STEAL_TIME 0): only the 0 user space may write to an advertised MSR
     default: {
+      if (msr >= X2APIC_MSR_FIRST && msr <= X2APIC_MSR_LAST) {
+        // kvm_x2apic_msr_write: the in-kernel LAPIC's register in x2APIC mode (an ICR write sends the IPI), else #GP.
+        const intr = v.intr;
+        const lapic = intr?.chip?.lapic;
+        if (lapic === undefined || intr?.irqchip === undefined) return false;
+        return intr.irqchip.op((now) => lapic.writeX2apicMsr(msr, data, now));
+      }
       if (isMtrr(msr)) {
         if (!mtrrValid(arch, msr, data)) return false;
         arch.msrs.set(msr, data);

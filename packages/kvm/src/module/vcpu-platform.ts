@@ -18,6 +18,7 @@ import { KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE } from '../abi/constants-x86.
 import type { kvm_cpuid_entry2 } from '../abi/structs.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import { getMsr, setMsr } from './vcpu-msrs.js';
+import { apicBaseOf } from './vcpu-sregs.js';
 import { guestTsc } from './vcpu-tsc.js';
 import type { Vcpu } from './vcpu.js';
 import { vmArch, type MsrFilter } from './vm-arch.js';
@@ -63,11 +64,10 @@ export class ArchPlatform implements GuestPlatform {
     this.#table.lookup(fn, index, out);
     if (entries.length === 0) return;
     // kvm_update_cpuid_runtime's bits, as the registers are now (the table holds what KVM_SET_CPUID2 gave).
-    const s = this.#vcpu.sregs;
     const cr4 = this.#vcpu.regs.cr4;
     if (fn >>> 0 === 1 && entries.some((e) => e.function === 1)) {
       out[2] = (cr4 & (1n << 18n)) !== 0n ? ((out[2] as number) | (1 << 27)) >>> 0 : ((out[2] as number) & ~(1 << 27)) >>> 0;
-      out[3] = (s.apic_base & (1n << 11n)) !== 0n ? ((out[3] as number) | (1 << 9)) >>> 0 : ((out[3] as number) & ~(1 << 9)) >>> 0;
+      out[3] = (apicBaseOf(this.#vcpu) & (1n << 11n)) !== 0n ? ((out[3] as number) | (1 << 9)) >>> 0 : ((out[3] as number) & ~(1 << 9)) >>> 0;
     } else if (fn >>> 0 === 7 && index >>> 0 === 0 && entries.some((e) => e.function === 7 && e.index === 0)) {
       out[2] = (cr4 & (1n << 22n)) !== 0n ? ((out[2] as number) | (1 << 4)) >>> 0 : ((out[2] as number) & ~(1 << 4)) >>> 0;
     }

@@ -1,9 +1,10 @@
 /**
  * Work KVM does at the next KVM_RUN before entering the guest (`vcpu_enter_guest`'s `kvm_check_request` calls and
  * `kvm_check_and_inject_events`, arch/x86/kvm/x86.c): a requested triple fault becomes KVM_EXIT_SHUTDOWN, the
- * kvmclock is written to guest memory, and a queued exception, NMI or interrupt (from KVM_SET_VCPU_EVENTS or the
- * `interrupt_bitmap` of KVM_SET_SREGS) is delivered — in real mode through the IVT, as `kvm_inject_realmode_interrupt`
- * does (push FLAGS, CS, IP; clear IF, TF, AC; jump to the vector).
+ * kvmclock is written to guest memory, and a queued exception (from KVM_SET_VCPU_EVENTS) is delivered — in real mode
+ * through the IVT, as `kvm_inject_realmode_interrupt` does (push FLAGS, CS, IP; clear IF, TF, AC; jump to the
+ * vector). A queued NMI or interrupt (KVM_SET_VCPU_EVENTS, KVM_NMI, KVM_INTERRUPT, the `interrupt_bitmap` of
+ * KVM_SET_SREGS) is left to the vCPU's interrupt state (`vcpu-intr.ts`), which injects it at the entry.
  *
  * A vCPU with nothing requested never comes here (`Vcpu.requests` is 0), so KVM_RUN's fast path is unchanged.
  *

@@ -155,6 +155,15 @@ export function setSregs(v: Vcpu, s: kvm_sregs, op: string): void {
   }
 }
 
+/**
+ * `kvm_get_apic_base`: the APIC base MSR — the in-kernel LAPIC's when the vCPU has one (`kvm_lapic_set_base` keeps
+ * it there), else the value KVM keeps for a user-space APIC.
+ */
+export function apicBaseOf(v: Vcpu): bigint {
+  const lapic = v.intr?.chip?.lapic;
+  return lapic !== undefined ? lapic.apicBase : v.sregs.apic_base;
+}
+
 /** The checks of `__set_sregs_common` before anything is applied. */
 function validateCommon(v: Vcpu, s: Pick<kvm_sregs, 'cr0' | 'cr3' | 'cr4' | 'efer' | 'cs' | 'apic_base'>, op: string): void {
   const why = sregsProblem(v, s);

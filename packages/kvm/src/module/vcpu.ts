@@ -22,6 +22,9 @@ import {
   KVM_EXIT_SHUTDOWN,
   KVM_INTERNAL_ERROR_EMULATION,
   KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
+  KVM_MP_STATE_HALTED,
+  KVM_MP_STATE_RUNNABLE,
+  KVM_MP_STATE_UNINITIALIZED,
   KVM_PIO_DATA_OFFSET,
   KVM_VCPU_MMAP_SIZE,
   KVM_X86_DISABLE_EXITS_HLT,
@@ -439,7 +442,12 @@ export class Vcpu {
         // KVM_X86_DISABLE_EXITS_HLT: HLT does not exit; the vCPU halts in guest mode until something wakes it.
         if ((vmArch(this.vm).disabledExits & KVM_X86_DISABLE_EXITS_HLT) !== 0) return Step.Block;
         this.stats.halt_exits++;
-        if (this.vm.irq !== undefined) return Step.Block;
+        if (this.vm.irq !== undefined) {
+          // __kvm_emulate_halt with an in-kernel LAPIC: KVM_MP_STATE_HALTED (what KVM_GET_MP_STATE reports and a
+          // restore sets), then vcpu_block until an event makes it RUNNABLE again (vcpu-intr.ts beforeEntry).
+          (this.intr as VcpuIntr).mpState = KVM_MP_STATE_HALTED;
+          return Step.Block;
+        }
         run.exit_reason = KVM_EXIT_HLT;
         return Step.Exit;
       case GuestExitReason.Mmio: {
@@ -593,6 +601,7 @@ export class Vcpu {
         const waited = this.#waitInSimulatedTime(quantum, limit - executed);
         if (waited < 0) throw this.#interrupted('the vCPU halted and nothing can wake it');
         executed += waited;
+        this.#uninitializedWoke();
         // The PIT and the LAPIC timer ran in the wait: the vCPU was not loaded meanwhile.
         continue;
       }
@@ -662,6 +671,7 @@ export class Vcpu {
             // kvm_vcpu_check_block found an event: runnable again, on whatever CPU the thread is on.
             this.blockedOn = -1;
             thread.sleeping = false;
+            this.#uninitializedWoke();
             continue;
           }
           // kvm_vcpu_block: the thread sleeps (schedule() → kvm_sched_out puts the vCPU) until a wakeup.
@@ -697,6 +707,21 @@ export class Vcpu {
     }
   }
 
+  /**
+   * `kvm_arch_vcpu_ioctl_run` for a vCPU in KVM_MP_STATE_UNINITIALIZED (an AP of a VM with an in-kernel irqchip) that
+   * woke from `kvm_vcpu_block`: `kvm_apic_accept_events`, then KVM_RUN returns EAGAIN without entering the guest
+   * (`exit_reason` unchanged; the VMM calls KVM_RUN again, as QEMU's `kvm_cpu_exec` does). Nothing otherwise.
+   * @throws KernelError EAGAIN
+   */
+  #uninitializedWoke(): void {
+    const intr = this.intr;
+    if (intr === undefined || intr.mpState !== KVM_MP_STATE_UNINITIALIZED) return;
+    intr.acceptEvents();
+    this.inGuest = false;
+    this.#postRunSave();
+    throw new KernelError('EAGAIN', 'KVM_RUN', 'the vCPU was uninitialized: woken by INIT/SIPI, not entered');
+  }
+
   /** Leave KVM_RUN with `KVM_EXIT_INTR` (a signal, a kick, a sync run that would block): the EINTR to throw. */
   #interrupted(why: string): KernelError {
     this.kicked = false;
@@ -707,8 +732,14 @@ export class Vcpu {
     return new KernelError('EINTR', 'KVM_RUN', why);
   }
 
-  /** The posted-interrupt wakeup found this vCPU blocked on `cpu`: it continues after its HLT. */
+  /**
+   * The posted-interrupt wakeup found this vCPU blocked on `cpu`: it continues after its HLT. (In Linux the wakeup
+   * means an interrupt was posted to the vCPU, which `vcpu_block` then finds and makes it RUNNABLE; the model's
+   * wakeup carries no vector, so it makes the halted vCPU RUNNABLE itself.)
+   */
   wake(): void {
+    const intr = this.intr;
+    if (intr !== undefined && intr.mpState === KVM_MP_STATE_HALTED) intr.mpState = KVM_MP_STATE_RUNNABLE;
     this.blockedOn = -1;
     if (this.thread !== undefined) this.thread.sleeping = false;
     this.stats.pi_wakeups++;
@@ -769,6 +800,13 @@ export class Vcpu {
     out.idt.base = r.idtBase64;
     out.idt.limit = r.idtLimit;
     for (const k of KVM_SREGS_U64_FIELDS) out[k] = s[k];
+    // kvm_get_apic_base, kvm_get_cr8: with an in-kernel LAPIC the APIC base and the TPR are the LAPIC's (one source
+    // of truth; kvm_lapic_get_cr8).
+    const lapic = this.intr?.chip?.lapic;
+    if (lapic !== undefined) {
+      out.apic_base = lapic.apicBase;
+      out.cr8 = lapic.getCr8();
+    }
     out.cr0 = r.cr0;
     out.cr2 = r.cr2;
     out.cr3 = r.cr3;
@@ -806,6 +844,13 @@ export class Vcpu {
     r.idtBase64 = v.idt.base;
     r.idtLimit = v.idt.limit;
     for (const k of KVM_SREGS_U64_FIELDS) s[k] = v[k];
+    // kvm_set_apic_base → kvm_lapic_set_base, kvm_set_cr8 → kvm_lapic_set_tpr: an in-kernel LAPIC holds the APIC
+    // base and the TPR (the caller validated both); the copies here are not read while it exists.
+    const lapic = this.intr?.chip?.lapic;
+    if (lapic !== undefined) {
+      if (v.apic_base !== lapic.apicBase) lapic.setApicBase(v.apic_base, true);
+      if (v.cr8 !== lapic.getCr8()) lapic.setCr8(v.cr8);
+    }
     r.cr0 = v.cr0;
     r.cr2 = v.cr2;
     r.cr3 = v.cr3;

@@ -118,4 +118,38 @@ describe.each(VENDORS)('KVM_RUN and injected events on $name', (vendor) => {
     t.p.ioctl(t.fd, KVM_RUN, 0);
     expect(t.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
   });
+
+  test('KVM_SET_VCPU_EVENTS with an exception, an NMI and an interrupt: one event state (KVM_GET_VCPU_EVENTS reads it back); the exception is delivered first (vcpu-requests), the NMI and the interrupt by vcpu-intr before the handler\'s first instruction, so the NMI handler runs first, then the interrupt\'s, then the exception\'s', () => {
+    // handlers that out their mark and return (iret), so each delivery shows in order
+    const g = guestVm(vendor, [0xf4]);
+    const mem = g.mem.bytes;
+    const entry = (vector: number, ip: number): void => mem.set([ip & 0xff, ip >> 8, 0, 0], vector * 4);
+    entry(0x20, 0x2000);
+    entry(2, 0x2100);
+    entry(6, 0x2200);
+    mem.set([0xb0, 0x20, 0xe6, 0x80, 0xcf], 0x2000);
+    mem.set([0xb0, 0x02, 0xe6, 0x80, 0xcf], 0x2100);
+    mem.set([0xb0, 0x06, 0xe6, 0x80, 0xf4], 0x2200);
+    const ev = makeKvmVcpuEvents();
+    g.p.ioctl(g.fd, KVM_GET_VCPU_EVENTS, ev);
+    ev.exception.injected = 1;
+    ev.exception.nr = 6;
+    ev.nmi.pending = 1;
+    ev.interrupt.injected = 1;
+    ev.interrupt.nr = 0x20;
+    ev.flags = 1; // KVM_VCPUEVENT_VALID_NMI_PENDING
+    g.p.ioctl(g.fd, KVM_SET_VCPU_EVENTS, ev);
+    const back = makeKvmVcpuEvents();
+    g.p.ioctl(g.fd, KVM_GET_VCPU_EVENTS, back);
+    expect([back.exception.injected, back.nmi.pending, back.interrupt.injected, back.interrupt.nr]).toEqual([1, 1, 1, 0x20]);
+    const marks: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      g.p.ioctl(g.fd, KVM_RUN, 0);
+      expect(g.run.exit_reason).toBe(KVM_EXIT_IO);
+      marks.push(g.run.bytes[g.run.io.data_offset]!);
+    }
+    expect(marks).toEqual([0x02, 0x20, 0x06]);
+    g.p.ioctl(g.fd, KVM_GET_VCPU_EVENTS, back);
+    expect([back.exception.injected, back.nmi.pending, back.interrupt.injected]).toEqual([0, 0, 0]);
+  });
 });

@@ -260,9 +260,8 @@ describe.each(FLAVORS)('guest exits (%s memory)', (flavor) => {
   });
 
   test.each([
-    ['DAA', [0x27]],
     ['x87 FADD', [0xd8, 0xc1]],
-    ['AAA', [0x37]],
+    ['CMPXCHG8B', [0x0f, 0xc7, 0x0f]],
     ['FXSAVE', [0x0f, 0xae, 0x00]],
     ['x87 FLD1', [0xd9, 0xe8]],
     ['TZCNT', [0xf3, 0x0f, 0xbc, 0xc0]],

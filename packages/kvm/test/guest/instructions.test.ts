@@ -436,4 +436,55 @@ describe.each(FLAVORS)('instructions (%s memory)', (flavor) => {
       expect(word(vm.ram, 0x7ffa)).toBe(0x1000);
     });
   });
+
+  describe('decimal adjust and INTO (SDM Vol. 2A DAA, DAS, AAA, AAS, AAM, AAD, INTO)', () => {
+    const STATUS = CF | PF | AF | ZF | SF;
+    test.each([
+      // [name, code, AL/AX in, flags in, AX out, status flags out]
+      ['daa: 0x09 + 0x08 = 0x11 → 0x17', [0x27], 0x0011, AF, 0x0017, AF | PF],
+      ['daa: 0x99 + 0x01 = 0x9a → 0x00, CF', [0x27], 0x009a, 0, 0x0000, CF | AF | ZF | PF],
+      ['daa: CF in → +0x60', [0x27], 0x0012, CF, 0x0072, CF | PF],
+      ['das: 0x10 − 0x01 = 0x0f → 0x09', [0x2f], 0x000f, AF, 0x0009, AF | PF],
+      ['das: 0x00 − 0x01 = 0xff, CF → 0x99', [0x2f], 0x00ff, CF | AF, 0x0099, CF | AF | SF | PF],
+      ['aaa: AL 0x0b → AX + 0x106, AL & 0x0f', [0x37], 0x020b, 0, 0x0301, CF | AF],
+      ['aaa: AL 0xfa → carries into AH (AX + 0x106)', [0x37], 0x00fa, 0, 0x0200, CF | AF | ZF | PF],
+      ['aaa: no adjust clears CF, masks AL', [0x37], 0x0135, CF, 0x0105, PF],
+      ['aas: AL 0x0b → AL − 6, AH − 1', [0x3f], 0x020b, 0, 0x0105, CF | AF | PF],
+      ['aas: AF in, AH 0 → AH 0xff', [0x3f], 0x0003, AF, 0xff0d, CF | AF],
+      ['aam 10: 0x4f = 79 → AH 7, AL 9', [0xd4, 0x0a], 0x124f, 0, 0x0709, PF],
+      ['aam 16: unpacks nibbles', [0xd4, 0x10], 0x00a3, 0, 0x0a03, PF],
+      ['aad 10: AH 7, AL 9 → 79', [0xd5, 0x0a], 0x0709, 0, 0x004f, 0],
+      ['aad 7: wraps AL, AH 0', [0xd5, 0x07], 0xff80, 0, 0x0079, 0],
+    ] as const)('%s', (_name, code, ax, flagsIn, axOut, flagsOut) => {
+      const vm = exec(flavor, code, (st) => { st.rax = 0x12340000 + ax; st.rflags = 0x2 | flagsIn; });
+      expect((vm.state.rax & 0xffff).toString(16)).toBe(axOut.toString(16));
+      expect(vm.state.rax >>> 16).toBe(0x1234);
+      expect(vm.state.rflags & STATUS).toBe(flagsOut);
+    });
+
+    test('aam 0 raises #DE through IVT vector 0 with the faulting IP', () => {
+      const vm = makeVm(flavor, [0xd4, 0x00, 0xf4]);
+      vm.state.rax = 0x55;
+      vm.state.rflags = 0x2;
+      vector(vm, 0, 0x3000);
+      vm.ram[0x3000] = 0xf4;
+      expect(vm.run()).toBe(GuestExitReason.Hlt);
+      expect(vm.state.rip).toBe(0x3001);
+      expect(word(vm.ram, 0x7ffa)).toBe(0x1000);
+      expect(vm.state.rax).toBe(0x55);
+    });
+
+    test('into: nothing with OF = 0; with OF = 1 a trap through vector 4 (the next instruction\'s IP pushed)', () => {
+      const clear = exec(flavor, [0xce]);
+      expect(clear.state.rip).toBe(0x1002);
+      const vm = makeVm(flavor, [0xce, 0xf4]);
+      vm.state.rflags = 0x2 | OF;
+      vector(vm, 4, 0x3000);
+      vm.ram[0x3000] = 0xf4;
+      expect(vm.run()).toBe(GuestExitReason.Hlt);
+      expect(vm.state.rip).toBe(0x3001);
+      expect(word(vm.ram, 0x7ffa)).toBe(0x1001);
+      expect(word(vm.ram, 0x7ffe)).toBe(0x802);
+    });
+  });
 });

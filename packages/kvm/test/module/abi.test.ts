@@ -177,7 +177,7 @@ describe.each(VENDORS)('the /dev/kvm ABI on $name', (vendor) => {
 
   test('no memory at RIP, or an instruction the interpreter lacks → KVM_EXIT_INTERNAL_ERROR (emulation)', () => {
     const { p } = setup(vendor);
-    const t = makeVm(p, '/dev/kvm0', [0x27]); // daa (BCD adjust) is not emulated
+    const t = makeVm(p, '/dev/kvm0', [0xd8, 0xc1]); // fadd st0, st1 (x87 arithmetic) is not emulated
     const v = t.vcpus[0]!;
     p.ioctl(v.fd, KVM_RUN, 0);
     expect(v.run.exit_reason).toBe(KVM_EXIT_INTERNAL_ERROR);

@@ -45,6 +45,9 @@ import {
   KVM_GET_API_VERSION,
   KVM_GET_REGS,
   KVM_GET_SREGS,
+  KVM_GET_MP_STATE,
+  KVM_MP_STATE_HALTED,
+  KVM_MP_STATE_UNINITIALIZED,
   KVM_GET_VCPU_MMAP_SIZE,
   KVM_MEMORY_ENCRYPT_OP,
   KVM_RUN,
@@ -54,6 +57,7 @@ import {
   kvm,
   makeKvmRegs,
   makeKvmSregs,
+  makeKvmMpState,
   type KvmImage,
   type KvmInstance,
   type Vcpu,
@@ -251,6 +255,12 @@ interface MVcpu {
   /** RIP is inside the program at 0x1000, which has not changed since the registers were reset. */
   known: boolean;
   mixPhase: 0 | 1;
+  /**
+   * `vcpu->arch.mp_state` as far as KVM_RUN goes: with an in-kernel irqchip an AP starts UNINITIALIZED and a HLT leaves
+   * it HALTED; neither enters the guest (KVM_RUN blocks) until something makes it runnable (here: a PI wakeup of a
+   * halted vCPU blocked on that CPU).
+   */
+  mp: 'runnable' | 'halted' | 'uninitialized';
   /** AMD: the ordinary ASID grant (CPU and the CPU's enable epoch). */
   grant: { cpu: number; epoch: number } | undefined;
   freed: boolean;
@@ -514,6 +524,8 @@ export class World {
   #enter(v: MVcpu, cpu: number): 'slice' | 'block' | number {
     // No VM entry on a CPU where VAC has virtualization off (after a reboot, a failed re-enable at resume).
     if (!this.#enabled[cpu]) return KVM_EXIT_FAIL_ENTRY;
+    // vcpu-intr.ts beforeEntry: an UNINITIALIZED or HALTED vCPU blocks before the vendor's prepareEntry.
+    if (v.mp !== 'runnable') return 'block';
     // prepareEntry (AMD): a new ASID after a CPU change or a stale generation; SEV guests use the VM's.
     if (this.vendor === 'amd' && v.vm.sev === 'none') {
       const g = v.grant;
@@ -528,14 +540,21 @@ export class World {
       case 'io':
         return KVM_EXIT_IO;
       case 'hlt':
-        return v.vm.irqchip ? 'block' : KVM_EXIT_HLT;
+        return this.#halt(v);
       case 'mix': {
         const phase = v.mixPhase;
         v.mixPhase = phase === 0 ? 1 : 0;
         if (phase === 0) return KVM_EXIT_IO;
-        return v.vm.irqchip ? 'block' : KVM_EXIT_HLT;
+        return this.#halt(v);
       }
     }
+  }
+
+  /** HLT: KVM_EXIT_HLT, or with an in-kernel irqchip KVM_MP_STATE_HALTED and a block. */
+  #halt(v: MVcpu): 'block' | number {
+    if (!v.vm.irqchip) return KVM_EXIT_HLT;
+    v.mp = 'halted';
+    return 'block';
   }
 
   #progAt(vm: MVm): Prog | undefined {
@@ -1278,6 +1297,7 @@ export class World {
       thread: undefined,
       known: false,
       mixPhase: 0,
+      mp: vm.irqchip && id !== 0 ? 'uninitialized' : 'runnable',
       grant: undefined,
       freed: false,
     };
@@ -1293,6 +1313,12 @@ export class World {
   }
 
   #resetRegs(p: MProc, fd: number, v: MVcpu): void {
+    if (!v.known && v.vm.irqchip) {
+      // After runs the model could not predict, the MP state is the host's (the guest may have halted).
+      const m = makeKvmMpState();
+      this.#call('KVM_GET_MP_STATE', OK, () => p.real.ioctl(fd, KVM_GET_MP_STATE, m));
+      v.mp = m.mp_state === KVM_MP_STATE_HALTED ? 'halted' : m.mp_state === KVM_MP_STATE_UNINITIALIZED ? 'uninitialized' : 'runnable';
+    }
     const s = makeKvmSregs();
     this.#call('KVM_GET_SREGS', OK, () => p.real.ioctl(fd, KVM_GET_SREGS, s));
     s.cs.base = 0n;
@@ -1730,6 +1756,7 @@ export class World {
           for (const v of vm.vcpus.values()) {
             if (v.blockedOn === cpu) {
               v.blockedOn = -1;
+              if (v.mp === 'halted') v.mp = 'runnable'; // Vcpu.wake
               want.push(v.label);
             }
           }
