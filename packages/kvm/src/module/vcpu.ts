@@ -22,6 +22,8 @@ import {
   KVM_EXIT_SHUTDOWN,
   KVM_INTERNAL_ERROR_EMULATION,
   KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
+  KVM_MP_STATE_HALTED,
+  KVM_MP_STATE_RUNNABLE,
   KVM_PIO_DATA_OFFSET,
   KVM_VCPU_MMAP_SIZE,
   KVM_X86_DISABLE_EXITS_HLT,
@@ -439,7 +441,12 @@ export class Vcpu {
         // KVM_X86_DISABLE_EXITS_HLT: HLT does not exit; the vCPU halts in guest mode until something wakes it.
         if ((vmArch(this.vm).disabledExits & KVM_X86_DISABLE_EXITS_HLT) !== 0) return Step.Block;
         this.stats.halt_exits++;
-        if (this.vm.irq !== undefined) return Step.Block;
+        if (this.vm.irq !== undefined) {
+          // __kvm_emulate_halt with the LAPIC in the kernel: mp_state = KVM_MP_STATE_HALTED, kept until an event
+          // wakes the vCPU — a signal's EINTR leaves it halted (vcpu_block), so the next KVM_RUN blocks again.
+          if (this.intr !== undefined) this.intr.mpState = KVM_MP_STATE_HALTED;
+          return Step.Block;
+        }
         run.exit_reason = KVM_EXIT_HLT;
         return Step.Exit;
       case GuestExitReason.Mmio: {
@@ -570,6 +577,7 @@ export class Vcpu {
       if (step === Step.Block) {
         const waited = this.#waitInSimulatedTime(quantum, limit - executed);
         if (waited < 0) throw this.#interrupted('the vCPU halted and nothing can wake it');
+        this.#unhalt();
         executed += waited;
         // The PIT and the LAPIC timer ran in the wait: the vCPU was not loaded meanwhile.
         continue;
@@ -639,6 +647,7 @@ export class Vcpu {
           if (this.intr?.canWake() === true) {
             // kvm_vcpu_check_block found an event: runnable again, on whatever CPU the thread is on.
             this.blockedOn = -1;
+            this.#unhalt();
             thread.sleeping = false;
             continue;
           }
@@ -675,6 +684,12 @@ export class Vcpu {
     }
   }
 
+  /** `vcpu_block` after a wake-up event: a halted vCPU is runnable again (an INIT-received one stays as it is). */
+  #unhalt(): void {
+    const intr = this.intr;
+    if (intr !== undefined && intr.mpState === KVM_MP_STATE_HALTED) intr.mpState = KVM_MP_STATE_RUNNABLE;
+  }
+
   /** Leave KVM_RUN with `KVM_EXIT_INTR` (a signal, a kick, a sync run that would block): the EINTR to throw. */
   #interrupted(why: string): KernelError {
     this.kicked = false;
@@ -688,6 +703,7 @@ export class Vcpu {
   /** The posted-interrupt wakeup found this vCPU blocked on `cpu`: it continues after its HLT. */
   wake(): void {
     this.blockedOn = -1;
+    this.#unhalt();
     if (this.thread !== undefined) this.thread.sleeping = false;
     this.stats.pi_wakeups++;
   }
