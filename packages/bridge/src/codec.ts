@@ -22,8 +22,10 @@
 import {
   _IOC_DIR,
   _IOC_READ,
+  KVM_CLEAR_DIRTY_LOG,
   KVM_ENABLE_CAP,
   KVM_GET_DEVICE_ATTR,
+  KVM_GET_DIRTY_LOG,
   KVM_GET_REGS,
   KVM_HAS_DEVICE_ATTR,
   KVM_SET_DEVICE_ATTR,
@@ -183,21 +185,50 @@ function msrFilterPointers(input: Uint8Array): UserPointer[] {
   return out;
 }
 
+/** The size in bytes of a memslot of the VM (address space 0), or `undefined` when there is none. */
+export type SlotSize = (slot: number) => number | undefined;
+
+/**
+ * `struct kvm_dirty_log { u32 slot; u32 pad; void *dirty_bitmap; }`: the bitmap, `kvm_dirty_bitmap_bytes` of the
+ * slot (one bit per page, in longs). A slot of another address space, or none, gives no range (the model answers).
+ */
+function dirtyLogPointer(input: Uint8Array, slotSize: SlotSize): UserPointer[] {
+  if (input.length < 16) return [];
+  const v = view(input);
+  const slot = v.getUint32(0, true);
+  const size = slot >>> 16 === 0 ? slotSize(slot & 0xffff) : undefined;
+  if (size === undefined) return [];
+  return [{ addr: Number(v.getBigUint64(8, true)), size: Math.ceil(size / PAGE / 64) * 8 }];
+}
+
+/** `struct kvm_clear_dirty_log { u32 slot; u32 num_pages; u64 first_page; void *dirty_bitmap; }`: `ALIGN(num_pages, 64) / 8` bytes. */
+function clearDirtyLogPointer(input: Uint8Array): UserPointer[] {
+  if (input.length < 24) return [];
+  const v = view(input);
+  return [{ addr: Number(v.getBigUint64(16, true)), size: Math.ceil(v.getUint32(4, true) / 64) * 8 }];
+}
+
+/** The guest page size the dirty bitmaps count in. */
+const PAGE = 4096;
+
 /** The requests whose argument holds pointers to more of the VMM's memory, and where they point. */
-const POINTERS: ReadonlyMap<number, (input: Uint8Array) => UserPointer[]> = new Map([
+const POINTERS: ReadonlyMap<number, (input: Uint8Array, slotSize: SlotSize) => UserPointer[]> = new Map([
   [KVM_GET_DEVICE_ATTR, deviceAttrPointer],
   [KVM_SET_DEVICE_ATTR, deviceAttrPointer],
   [KVM_HAS_DEVICE_ATTR, deviceAttrPointer],
   [KVM_X86_SET_MSR_FILTER, msrFilterPointers],
+  [KVM_GET_DIRTY_LOG, dirtyLogPointer],
+  [KVM_CLEAR_DIRTY_LOG, clearDirtyLogPointer],
 ]);
 
 /**
  * The VMM memory an ioctl's argument points to (to show the model for the call), from the argument's bytes.
+ * @param slotSize - the sizes of the VM's memslots (for the dirty bitmaps)
  * @returns the ranges, empty for a request without such pointers
  */
-export function userPointers(request: number, input: Uint8Array | undefined): UserPointer[] {
+export function userPointers(request: number, input: Uint8Array | undefined, slotSize: SlotSize = () => undefined): UserPointer[] {
   const f = POINTERS.get(request);
-  return f === undefined || input === undefined ? [] : f(input);
+  return f === undefined || input === undefined ? [] : f(input, slotSize);
 }
 
 /** `kvm_userspace_memory_region` from the input bytes of KVM_SET_USER_MEMORY_REGION (for the memory mirror). */

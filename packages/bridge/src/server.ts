@@ -409,7 +409,7 @@ export class BridgeServer {
     let result = 0;
     let failure: unknown;
     try {
-      const pointers = userPointers(request, input);
+      const pointers = userPointers(request, input, (slot) => s.slots.get(file)?.get(slot)?.size);
       result = pointers.length === 0 ? proc.ioctl(req.fd, request, decoded.arg) : s.memory.borrow(pointers, () => proc.ioctl(req.fd, request, decoded.arg));
     } catch (e) {
       failure = e;

@@ -93,6 +93,15 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
     await clean();
   });
 
+  test('KVM_GET_DIRTY_LOG writes its bitmap into the VMM’s memory: the page the guest wrote, then nothing; a slot that does not exist is ENOENT', async () => {
+    const r = await runVmm(native, socket, [native.probe, 'dirty']);
+    expect(r.stderr).toBe('');
+    // kvm_get_dirty_log (virt/kvm/kvm_main.c): one bit per page of the slot, copy_to_user of kvm_dirty_bitmap_bytes (8
+    // bytes for 4 pages): page 1 (guest 0x2000) only; the next call finds nothing new; slot 3 does not exist: ENOENT (id_to_memslot finds none).
+    expect(parseLines(r.stdout)).toMatchObject({ set_memory: '0', run: '0', exit: '5', guest_byte: '1', dirty_log: '0', bitmap: '0x2', guard: '0xeeeeeeeeeeeeeeee', dirty_log2: '0', bitmap2: '0x0', dirty_log_noslot: '-1:ENOENT' });
+    await clean();
+  });
+
   test('fd table, arguments, kvm_run and guest memory as a C program sees them, with the model’s exact errno', async () => {
     const first = d.bridge.calls().length;
     const r = await runVmm(native, socket, [native.probe]);
