@@ -64,4 +64,16 @@ describe.skipIf(skip !== undefined)('QEMU 7.2 through the bridge', () => {
       expect(what, moved).toContain('KVM_IOEVENTFD = EBADF');
     });
   }
+
+  test('-M pc -smp 2: the AP waits for INIT/SIPI (KVM_SET_MP_STATE UNINITIALIZED accepted), so the line is printed once', async () => {
+    const first = d.bridge.calls().length;
+    const r = await runVmm(native, socketPaths(d.runDir).bridge, [QEMU, '-accel', 'kvm', '-M', 'pc', '-smp', '2', '-bios', bios, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none'], {
+      timeoutMs: 20_000,
+      stopWhen: (out) => out.includes(`${FIRMWARE_LINE}\n`),
+    });
+    expect(r.stdout, r.stderr).toBe(`${FIRMWARE_LINE}\n`);
+    const calls = d.bridge.calls().slice(first).filter((c) => c.op === 'ioctl');
+    expect(calls.filter((c) => c.what === 'KVM_CREATE_VCPU(1)').map((c) => c.result)).toHaveLength(1);
+    expect(calls.filter((c) => c.what === 'KVM_SET_MP_STATE' && c.error !== undefined)).toEqual([]);
+  });
 });

@@ -32,6 +32,7 @@ import {
   KVM_VCPUEVENT_VALID_TRIPLE_FAULT,
 } from '../abi/constants-x86.js';
 import { copyFromUser, copyToUser } from '../abi/codec.js';
+import { KVM_APIC_SIPI } from '../irqchip/lapic.js';
 import { KVM_DEBUGREGS_CODEC, KVM_MP_STATE_CODEC, KVM_VCPU_EVENTS_CODEC, type kvm_vcpu_events } from '../abi/structs-x86.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
@@ -167,6 +168,8 @@ export const VCPU_EVENTS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     run(v, arg) {
       const op = 'KVM_SET_MP_STATE';
       const { mp_state } = copyFromUser(KVM_MP_STATE_CODEC, arg, op);
+      // kvm_arch_vcpu_ioctl_set_mpstate (x86.c): the states other than RUNNABLE need the LAPIC in the kernel.
+      const lapic = v.intr?.chip?.lapic;
       switch (mp_state) {
         case KVM_MP_STATE_RUNNABLE:
           break;
@@ -175,12 +178,18 @@ export const VCPU_EVENTS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
         case KVM_MP_STATE_AP_RESET_HOLD:
         case KVM_MP_STATE_INIT_RECEIVED:
         case KVM_MP_STATE_SIPI_RECEIVED:
-          // These need an in-kernel LAPIC (lapic_in_kernel), which the model has not yet (docs/abi.md).
-          throw new KernelError('EINVAL', op, `mp_state ${mp_state} needs an in-kernel LAPIC`);
+          if (lapic === undefined) throw new KernelError('EINVAL', op, `mp_state ${mp_state} needs an in-kernel LAPIC (lapic_in_kernel)`);
+          break;
         default:
           throw new KernelError('EINVAL', op, `unknown mp_state ${mp_state}`);
       }
-      vcpuArch(v).mpState = mp_state;
+      // kvm_apic_init_sipi_allowed holds (no SMM, no nested guest in the model). SIPI_RECEIVED is stored as INIT_RECEIVED
+      // with the SIPI pending in the LAPIC (KVM_APIC_SIPI), to be taken at the next entry with apic->sipi_vector.
+      if (mp_state === KVM_MP_STATE_SIPI_RECEIVED && lapic !== undefined) {
+        vcpuArch(v).mpState = KVM_MP_STATE_INIT_RECEIVED;
+        lapic.pendingEvents |= 1 << KVM_APIC_SIPI;
+      } else vcpuArch(v).mpState = mp_state;
+      makeRequest(v, VcpuRequest.Event);
       return 0;
     },
   },

@@ -514,6 +514,9 @@ export class World {
   #enter(v: MVcpu, cpu: number): 'slice' | 'block' | number {
     // No VM entry on a CPU where VAC has virtualization off (after a reboot, a failed re-enable at resume).
     if (!this.#enabled[cpu]) return KVM_EXIT_FAIL_ENTRY;
+    // kvm_arch_vcpu_create: with an in-kernel irqchip an AP (not the reset BSP, id 0) is UNINITIALIZED; no command sends
+    // it INIT/SIPI, so it blocks before any entry (vcpu_block).
+    if (v.vm.irqchip && v.id !== 0) return 'block';
     // prepareEntry (AMD): a new ASID after a CPU change or a stale generation; SEV guests use the VM's.
     if (this.vendor === 'amd' && v.vm.sev === 'none') {
       const g = v.grant;

@@ -248,3 +248,44 @@ describe.each(VENDORS)('QEMU 7.2 -M pc start-up ($name)', (vendor) => {
     expect(mp2.mp_state).toBe(K.KVM_MP_STATE_HALTED); // vcpu_block: a signal leaves the activity state as it is
   });
 });
+
+describe.each(VENDORS)('QEMU 7.2 -smp 2: the application processor ($name)', (vendor) => {
+  test('an AP created after KVM_CREATE_IRQCHIP waits for INIT/SIPI; QEMU writes its reset state back; a SIPI_RECEIVED state starts it at sipi_vector:0000', () => {
+    const s = startupHost(vendor);
+    const { p, sys } = s;
+    const vm = p.ioctl(sys, K.KVM_CREATE_VM, 0);
+    expect(p.ioctl(vm, K.KVM_CREATE_IRQCHIP, 0)).toBe(0);
+    const ram = p.mmapAnonymous(0x10000);
+    ram.bytes.set([0xba, 0xf8, 0x03, 0xb0, 0x41, 0xee, 0xfa, 0xf4]); // at 0: mov dx,0x3f8; mov al,'A'; out; cli; hlt
+    expect(p.ioctl(vm, K.KVM_SET_USER_MEMORY_REGION, K.makeKvmUserspaceMemoryRegion({ slot: 0, guest_phys_addr: 0, memory_size: 0x10000, userspace_addr: ram.addr }))).toBe(0);
+    const bsp = p.ioctl(vm, K.KVM_CREATE_VCPU, 0);
+    const ap = p.ioctl(vm, K.KVM_CREATE_VCPU, 1);
+    const run = K.mapKvmRun(p, sys, ap);
+    const state = (fd: number): number => {
+      const m = K.makeKvmMpState();
+      p.ioctl(fd, K.KVM_GET_MP_STATE, m);
+      return m.mp_state;
+    };
+    // kvm_arch_vcpu_create: the reset BSP is runnable, an AP is UNINITIALIZED.
+    expect([state(bsp), state(ap)]).toEqual([K.KVM_MP_STATE_RUNNABLE, K.KVM_MP_STATE_UNINITIALIZED]);
+    // kvm_put_mp_state (QEMU's reset): the AP's UNINITIALIZED written back is accepted with the LAPIC in the kernel.
+    expect(p.ioctl(ap, K.KVM_SET_MP_STATE, K.makeKvmMpState({ mp_state: K.KVM_MP_STATE_UNINITIALIZED }))).toBe(0);
+    // Its KVM_RUN blocks (vcpu_block), nothing wakes it: a direct call answers EINTR and the AP executed nothing.
+    expect(() => p.ioctl(ap, K.KVM_RUN, 0)).toThrow(expect.objectContaining({ code: 'EINTR' }) as Error);
+    expect(run.exit_reason).toBe(K.KVM_EXIT_INTR);
+    expect(state(ap)).toBe(K.KVM_MP_STATE_UNINITIALIZED);
+    // SIPI_RECEIVED (a restore of an AP between INIT and its start): stored as INIT_RECEIVED with the SIPI pending; the
+    // next KVM_RUN takes it with apic->sipi_vector (0 after reset): CS 0, IP 0.
+    expect(p.ioctl(ap, K.KVM_SET_MP_STATE, K.makeKvmMpState({ mp_state: K.KVM_MP_STATE_SIPI_RECEIVED }))).toBe(0);
+    expect(state(ap)).toBe(K.KVM_MP_STATE_INIT_RECEIVED);
+    expect(p.ioctl(ap, K.KVM_RUN, 0)).toBe(0);
+    expect(run.exit_reason).toBe(K.KVM_EXIT_IO);
+    expect(run.ioData()[0]).toBe(0x41);
+    expect(state(ap)).toBe(K.KVM_MP_STATE_RUNNABLE);
+    // Without an in-kernel LAPIC those states are EINVAL, the state unchanged.
+    const vm2 = p.ioctl(sys, K.KVM_CREATE_VM, 0);
+    const lone = p.ioctl(vm2, K.KVM_CREATE_VCPU, 1);
+    expect(state(lone)).toBe(K.KVM_MP_STATE_RUNNABLE);
+    expect(fails(s.host, () => p.ioctl(lone, K.KVM_SET_MP_STATE, K.makeKvmMpState({ mp_state: K.KVM_MP_STATE_UNINITIALIZED })))).toBe('EINVAL');
+  });
+});
