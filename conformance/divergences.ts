@@ -140,6 +140,13 @@ export const DIVERGENCES: readonly Divergence[] = [
 
   // ---- not-modelled: details of what the model has ------------------------------------------------------
   {
+    id: 'ap-uninitialized-with-irqchip',
+    class: 'not-modelled',
+    summary: 'With an in-kernel irqchip an application processor starts in KVM_MP_STATE_UNINITIALIZED (waiting for INIT/SIPI); the model\'s in-kernel LAPIC is not wired, so its APs are RUNNABLE.',
+    linux: ['arch/x86/kvm/x86.c kvm_arch_vcpu_create (irqchip_in_kernel && !kvm_vcpu_is_reset_bsp → KVM_MP_STATE_UNINITIALIZED)'],
+    facts: ['vcpu.reset.mp-state.irqchip-ap'],
+  },
+  {
     id: 'reset-tr-svm',
     class: 'emulator-vendor',
     summary: 'SVM resets TR as a busy 16-bit TSS (type 3); VMX, and the recording machine\'s vendor module, as a busy 32-bit TSS (type 11).',

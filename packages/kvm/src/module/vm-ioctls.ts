@@ -10,7 +10,6 @@ import {
   KVM_CREATE_VCPU,
   KVM_MAX_VCPUS,
   KVM_MAX_VCPU_IDS,
-  KVM_MP_STATE_UNINITIALIZED,
   KVM_MEMORY_ENCRYPT_OP,
   KVM_SET_TSS_ADDR,
   PAGE_SIZE,
@@ -53,11 +52,7 @@ export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
       vm.vcpus.set(id, v);
       vm.createdVcpus++;
       // kvm_arch_vcpu_create: with an in-kernel irqchip, the vCPU's LAPIC (kvm_create_lapic).
-      if (vm.irq !== undefined) {
-        v.intr = new VcpuIntr(v, vm.irq);
-        // kvm_arch_vcpu_create: an AP (not the reset BSP) waits for INIT/SIPI when the irqchip is in the kernel.
-        if (!v.intr.isResetBsp()) v.intr.mpState = KVM_MP_STATE_UNINITIALIZED;
-      }
+      if (vm.irq !== undefined) v.intr = new VcpuIntr(v, vm.irq);
       vm.users++; // kvm_get_kvm: the vCPU fd pins the VM
       vcpuCreated(v);
       inst.host.events.emit('vcpu:create', { module: inst.name, vm: vm.id, vcpu: id, tlbTag: vendor.tlbTag().value });

@@ -245,6 +245,8 @@ interface MVcpu {
   loadedOn: number;
   inGuest: boolean;
   blockedOn: number;
+  /** mp_state HALTED: it blocked on HLT with an in-kernel irqchip and nothing woke it (a signal's EINTR keeps it). */
+  halted: boolean;
   kicked: boolean;
   /** The thread inside KVM_RUN on it. */
   thread: MThread | undefined;
@@ -514,9 +516,8 @@ export class World {
   #enter(v: MVcpu, cpu: number): 'slice' | 'block' | number {
     // No VM entry on a CPU where VAC has virtualization off (after a reboot, a failed re-enable at resume).
     if (!this.#enabled[cpu]) return KVM_EXIT_FAIL_ENTRY;
-    // kvm_arch_vcpu_create: with an in-kernel irqchip an AP (not the reset BSP, id 0) is UNINITIALIZED; no command sends
-    // it INIT/SIPI, so it blocks before any entry (vcpu_block).
-    if (v.vm.irqchip && v.id !== 0) return 'block';
+    // vcpu_run: a halted vCPU is not entered; it blocks again (vcpu_block) until a wakeup.
+    if (v.halted) return 'block';
     // prepareEntry (AMD): a new ASID after a CPU change or a stale generation; SEV guests use the VM's.
     if (this.vendor === 'amd' && v.vm.sev === 'none') {
       const g = v.grant;
@@ -531,12 +532,16 @@ export class World {
       case 'io':
         return KVM_EXIT_IO;
       case 'hlt':
-        return v.vm.irqchip ? 'block' : KVM_EXIT_HLT;
+        if (!v.vm.irqchip) return KVM_EXIT_HLT;
+        v.halted = true;
+        return 'block';
       case 'mix': {
         const phase = v.mixPhase;
         v.mixPhase = phase === 0 ? 1 : 0;
         if (phase === 0) return KVM_EXIT_IO;
-        return v.vm.irqchip ? 'block' : KVM_EXIT_HLT;
+        if (!v.vm.irqchip) return KVM_EXIT_HLT;
+        v.halted = true;
+        return 'block';
       }
     }
   }
@@ -1277,6 +1282,7 @@ export class World {
       loadedOn: -1,
       inGuest: false,
       blockedOn: -1,
+      halted: false,
       kicked: false,
       thread: undefined,
       known: false,
@@ -1733,6 +1739,7 @@ export class World {
           for (const v of vm.vcpus.values()) {
             if (v.blockedOn === cpu) {
               v.blockedOn = -1;
+              v.halted = false;
               want.push(v.label);
             }
           }
