@@ -38,6 +38,7 @@ export const CATEGORIES = {
   '@vac/kvm': [
     ['VMM helpers', /^src\/vmm\.ts$/],
     ['KVM module', /^src\/module\/(factory|params|instance|faults|stats|legacy|events)\.ts$/],
+    ['Module builds and moves', /^src\/builds\//],
     ['ABI', /^src\/(abi\/|module\/(caps|ioctls|ioctl-table|x86-caps|irq-caps|cpu-caps)\.ts$)/],
     ['VMs and vCPUs', /^src\/module\//],
     ['Guest CPU', /^src\/guest\//],

@@ -22,8 +22,14 @@
 import {
   _IOC_DIR,
   _IOC_READ,
+  KVM_CLEAR_DIRTY_LOG,
   KVM_ENABLE_CAP,
+  KVM_GET_DEVICE_ATTR,
+  KVM_GET_DIRTY_LOG,
   KVM_GET_REGS,
+  KVM_HAS_DEVICE_ATTR,
+  KVM_SET_DEVICE_ATTR,
+  KVM_X86_SET_MSR_FILTER,
   KVM_GET_SREGS,
   KVM_MEMORY_ENCRYPT_OP,
   KVM_SET_REGS,
@@ -136,11 +142,93 @@ export function decodeArg(request: number, value: bigint, input: Uint8Array | un
     return { arg, out: (ok) => (ok || c.copyOutOnError ? c.encode(arg) : undefined) };
   }
   if (input === undefined) return { arg: undefined, out: () => undefined };
-  const raw = input.slice();
+  const raw = Uint8Array.from(input); // a plain Uint8Array of its own (not a Buffer over the message)
   const readsBack = (_IOC_DIR(request) & _IOC_READ) !== 0;
   // What the handler wrote before failing is what the VMM sees (copy_to_user happens before the error: e.g. E2BIG with the
   // needed count in KVM_GET_MSR_INDEX_LIST's nmsrs). Unwritten bytes are the input, so copying them back changes nothing.
   return { arg: raw, out: () => (readsBack ? raw : undefined) };
+}
+
+/** A piece of VMM memory an argument points to, beyond the argument itself. */
+export interface UserPointer {
+  /** The VMM's address. */
+  readonly addr: number;
+  /** How many bytes the kernel may read or write there. */
+  readonly size: number;
+}
+
+/** `struct kvm_device_attr { u32 flags; u32 group; u64 attr; u64 addr; }`: the value at `addr` (a u64 for every x86 attribute). */
+function deviceAttrPointer(input: Uint8Array): UserPointer[] {
+  if (input.length < 24) return [];
+  return [{ addr: Number(view(input).getBigUint64(16, true)), size: 8 }];
+}
+
+/** `KVM_MSR_FILTER_MAX_RANGES` and `KVM_MSR_FILTER_MAX_BITMAP_SIZE` (uapi/asm/kvm.h). */
+const MSR_FILTER_RANGES = 16;
+const MSR_FILTER_MAX_BITMAP = 0x600;
+
+/**
+ * `struct kvm_msr_filter { u32 flags; struct kvm_msr_filter_range ranges[16]; }`, each range
+ * `{ u32 flags; u32 nmsrs; u32 base; u8 *bitmap; }` (24 bytes from offset 8): the bitmap of each range with
+ * MSRs, `BITS_TO_LONGS(nmsrs) * sizeof(long)` bytes as `kvm_add_msr_filter` copies it.
+ */
+function msrFilterPointers(input: Uint8Array): UserPointer[] {
+  const out: UserPointer[] = [];
+  const v = view(input);
+  for (let i = 0; i < MSR_FILTER_RANGES && 8 + 24 * (i + 1) <= input.length; i++) {
+    const o = 8 + 24 * i;
+    const nmsrs = v.getUint32(o + 4, true);
+    if (nmsrs === 0) continue;
+    const size = Math.min(Math.ceil(nmsrs / 64) * 8, MSR_FILTER_MAX_BITMAP);
+    out.push({ addr: Number(v.getBigUint64(o + 16, true)), size });
+  }
+  return out;
+}
+
+/** The size in bytes of a memslot of the VM (address space 0), or `undefined` when there is none. */
+export type SlotSize = (slot: number) => number | undefined;
+
+/**
+ * `struct kvm_dirty_log { u32 slot; u32 pad; void *dirty_bitmap; }`: the bitmap, `kvm_dirty_bitmap_bytes` of the
+ * slot (one bit per page, in longs). A slot of another address space, or none, gives no range (the model answers).
+ */
+function dirtyLogPointer(input: Uint8Array, slotSize: SlotSize): UserPointer[] {
+  if (input.length < 16) return [];
+  const v = view(input);
+  const slot = v.getUint32(0, true);
+  const size = slot >>> 16 === 0 ? slotSize(slot & 0xffff) : undefined;
+  if (size === undefined) return [];
+  return [{ addr: Number(v.getBigUint64(8, true)), size: Math.ceil(size / PAGE / 64) * 8 }];
+}
+
+/** `struct kvm_clear_dirty_log { u32 slot; u32 num_pages; u64 first_page; void *dirty_bitmap; }`: `ALIGN(num_pages, 64) / 8` bytes. */
+function clearDirtyLogPointer(input: Uint8Array): UserPointer[] {
+  if (input.length < 24) return [];
+  const v = view(input);
+  return [{ addr: Number(v.getBigUint64(16, true)), size: Math.ceil(v.getUint32(4, true) / 64) * 8 }];
+}
+
+/** The guest page size the dirty bitmaps count in. */
+const PAGE = 4096;
+
+/** The requests whose argument holds pointers to more of the VMM's memory, and where they point. */
+const POINTERS: ReadonlyMap<number, (input: Uint8Array, slotSize: SlotSize) => UserPointer[]> = new Map([
+  [KVM_GET_DEVICE_ATTR, deviceAttrPointer],
+  [KVM_SET_DEVICE_ATTR, deviceAttrPointer],
+  [KVM_HAS_DEVICE_ATTR, deviceAttrPointer],
+  [KVM_X86_SET_MSR_FILTER, msrFilterPointers],
+  [KVM_GET_DIRTY_LOG, dirtyLogPointer],
+  [KVM_CLEAR_DIRTY_LOG, clearDirtyLogPointer],
+]);
+
+/**
+ * The VMM memory an ioctl's argument points to (to show the model for the call), from the argument's bytes.
+ * @param slotSize - the sizes of the VM's memslots (for the dirty bitmaps)
+ * @returns the ranges, empty for a request without such pointers
+ */
+export function userPointers(request: number, input: Uint8Array | undefined, slotSize: SlotSize = () => undefined): UserPointer[] {
+  const f = POINTERS.get(request);
+  return f === undefined || input === undefined ? [] : f(input, slotSize);
 }
 
 /** `kvm_userspace_memory_region` from the input bytes of KVM_SET_USER_MEMORY_REGION (for the memory mirror). */

@@ -253,6 +253,65 @@ export class GuestMemoryMirror {
     }
   }
 
+  /**
+   * Run `fn` (one ioctl) with the VMM's bytes of `ranges` visible to the model at their own addresses: the
+   * memory an ioctl argument points to beyond the argument itself (`kvm_device_attr.addr`, the bitmaps of
+   * `kvm_msr_filter`), which the kernel reaches with `get_user`/`put_user`/`copy_from_user`. A range inside
+   * guest RAM already mirrored is synced as a KVM_RUN syncs it; any other is mapped for the call only, from
+   * a fresh read of the VMM's pages, and the bytes the model changed are written back before it is unmapped.
+   * A range the VMM has not mapped stays unmapped, so the model answers EFAULT as Linux does.
+   */
+  borrow<T>(ranges: readonly SyncRange[], fn: () => T): T {
+    const synced: SyncRange[] = [];
+    const temps: Array<{ addr: number; bytes: Uint8Array<ArrayBuffer>; shadow: Uint8Array }> = [];
+    for (const r of ranges) {
+      if (r.size <= 0) continue;
+      const start = Math.floor(r.addr / PAGE) * PAGE;
+      const end = Math.ceil((r.addr + r.size) / PAGE) * PAGE;
+      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end)) continue;
+      const m = this.#find(start, end - start);
+      if (m !== undefined) {
+        synced.push({ addr: start, size: end - start });
+        continue;
+      }
+      if (this.#overlaps(start, end) || temps.some((t) => start < t.addr + t.bytes.length && t.addr < end)) continue;
+      if (this.#proc.userMemory(start, end - start) !== undefined) continue;
+      const bytes = new Uint8Array(end - start);
+      try {
+        readFully(this.#mem(), bytes, start);
+      } catch {
+        continue; // not mapped in the VMM: the model finds nothing there either
+      }
+      try {
+        this.#proc.mapExternal(start, bytes);
+      } catch {
+        continue; // overlaps one of the model's own mappings: leave the model's answer to it
+      }
+      temps.push({ addr: start, bytes, shadow: bytes.slice() });
+    }
+    if (synced.length > 0) this.pull(synced);
+    try {
+      return fn();
+    } finally {
+      if (synced.length > 0) this.push(synced);
+      for (const t of temps) {
+        this.#proc.munmap(t.addr, t.bytes.length);
+        let i = 0;
+        while (i < t.bytes.length) {
+          if (t.bytes[i] === t.shadow[i]) {
+            i++;
+            continue;
+          }
+          let j = i + 1;
+          while (j < t.bytes.length && t.bytes[j] !== t.shadow[j]) j++;
+          this.#write(t.bytes.subarray(i, j), t.addr + i);
+          this.stats.bytesOut += j - i;
+          i = j;
+        }
+      }
+    }
+  }
+
   /** Close `/proc/PID/mem` and `/proc/PID/pagemap`. */
   close(): void {
     if (this.#fd !== undefined) closeSync(this.#fd);

@@ -16,7 +16,7 @@ import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { KernelError, type Capability, type Host, type OpenFile, type Process } from '@vac/core';
 import { _IOC_DIR, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName } from '@vac/kvm';
-import { decodeArg, decodeMemoryRegion } from './codec.js';
+import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
 import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
 import {
   FdKind,
@@ -409,7 +409,8 @@ export class BridgeServer {
     let result = 0;
     let failure: unknown;
     try {
-      result = proc.ioctl(req.fd, request, decoded.arg);
+      const pointers = userPointers(request, input, (slot) => s.slots.get(file)?.get(slot)?.size);
+      result = pointers.length === 0 ? proc.ioctl(req.fd, request, decoded.arg) : s.memory.borrow(pointers, () => proc.ioctl(req.fd, request, decoded.arg));
     } catch (e) {
       failure = e;
     } finally {

@@ -7,6 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkInvariants } from '@vac/core';
+import { KVM_GET_DEVICE_ATTR, KVM_GET_MSRS } from '@vac/kvm';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runControl, socketPaths, startDaemon, type Daemon } from '../src/index.js';
 import { buildNative, nativeSkipReason, parseLines, runVmm, type Native } from './support/native.js';
@@ -70,6 +71,34 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
     const r = await runVmm(native, socket, [native.lwn], { env: { VAC_DEV_KVM: '/dev/kvm1' } });
     expect(r.stdout).toBe('4\nKVM_EXIT_HLT\n');
     expect(vmCreatedOn().slice(before)).toEqual(['kvm1']);
+    await clean();
+  });
+
+  test('memory an argument points to: kvm_device_attr.addr is written in place, an unmapped one is EFAULT; feature MSRs on /dev/kvm', async () => {
+    const r = await runVmm(native, socket, [native.probe, 'pointers']);
+    expect(r.stderr).toBe('');
+    const v = parseLines(r.stdout);
+    // kvm_x86_dev_has_attr / kvm_x86_dev_get_attr (arch/x86/kvm/x86.c): put_user(kvm_caps.supported_xcr0, uaddr).
+    const proc = d.host().spawn({ name: 'check' });
+    const sys = proc.open('/dev/kvm0');
+    const model = new BigUint64Array(1);
+    proc.ioctl(sys, KVM_GET_DEVICE_ATTR, { flags: 0, group: 0, attr: 0n, addr: new Uint8Array(model.buffer) });
+    expect(v).toMatchObject({ has_attr: '0', get_attr: '0', xcomp: `0x${(model[0] as bigint).toString(16)}`, before: '0x1111111111111111', after: '0x2222222222222222' });
+    expect(v).toMatchObject({ get_attr_unmapped: '-1:EFAULT', get_attr_unknown: '-1:ENXIO' });
+    // msr_io(NULL, argp, do_get_feature_msr, 1): MSR_IA32_ARCH_CAPABILITIES is read; 0x12345678 is none, and ends the batch.
+    const msrs = { nmsrs: 1, entries: [{ index: 0x10a, reserved: 0, data: 0n }] };
+    expect(proc.ioctl(sys, KVM_GET_MSRS, msrs)).toBe(1);
+    expect(v).toMatchObject({ get_feature_msrs: '1', arch_caps: `0x${msrs.entries[0]?.data.toString(16)}`, second: '0x88' });
+    proc.kill();
+    await clean();
+  });
+
+  test('KVM_GET_DIRTY_LOG writes its bitmap into the VMM’s memory: the page the guest wrote, then nothing; a slot that does not exist is ENOENT', async () => {
+    const r = await runVmm(native, socket, [native.probe, 'dirty']);
+    expect(r.stderr).toBe('');
+    // kvm_get_dirty_log (virt/kvm/kvm_main.c): one bit per page of the slot, copy_to_user of kvm_dirty_bitmap_bytes (8
+    // bytes for 4 pages): page 1 (guest 0x2000) only; the next call finds nothing new; slot 3 does not exist: ENOENT (id_to_memslot finds none).
+    expect(parseLines(r.stdout)).toMatchObject({ set_memory: '0', run: '0', exit: '5', guest_byte: '1', dirty_log: '0', bitmap: '0x2', guard: '0xeeeeeeeeeeeeeeee', dirty_log2: '0', bitmap2: '0x0', dirty_log_noslot: '-1:ENOENT' });
     await clean();
   });
 

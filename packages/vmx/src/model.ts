@@ -215,6 +215,12 @@ const LEAF_1_EDX = 0xbfeb_fbff;
 const LEAF_80000000 = leaf(0x8000_0008, 0, 0, 0);
 /** CPUID.80000001: ECX LAHF/ABM/PREFETCHW; EDX SYSCALL (11), NX (20), 1 GiB pages (26), RDTSCP (27), LM (29). */
 const LEAF_80000001 = leaf(0, 0, 0x121, (1 << 11) | (1 << 20) | (1 << 26) | CPUID_BIT.RDTSCP | (1 << 29));
+/**
+ * CPUID.80000008: EAX[7:0] physical address bits (46), EAX[15:8] linear address bits (48), as a Cascade Lake server
+ * reports them. LEAF_80000000 promises this leaf; without it MAXPHYADDR read 0, and KVM's supported CPUID (which
+ * passes PhysAddrSize through, `__do_cpuid_func` case 0x80000008) made every guest physical address reserved.
+ */
+const LEAF_80000008 = leaf(0x0000_302e, 0, 0, 0);
 
 /** IA32_VMX_PROCBASED_CTLS of a Skylake/Cascade Lake server (allowed-1 bit 63: secondary controls). */
 const PROCBASED_CTLS = 0xfff9_fffe_0401_e172n;
@@ -320,6 +326,7 @@ function bootCpu(cpu: Cpu, image: CpuImage): void {
   cpu.cpuid.set(7, image.leaf7);
   cpu.cpuid.set(0x8000_0000, LEAF_80000000);
   cpu.cpuid.set(0x8000_0001, LEAF_80000001);
+  cpu.cpuid.set(0x8000_0008, LEAF_80000008);
   const msrs = cpu.msrs;
   const hooks = cpu.msrWriteHooks;
   for (const [msr, value, hook] of image.msrs) {

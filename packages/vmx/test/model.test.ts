@@ -14,7 +14,7 @@ describe('intel()', () => {
     expectTypeOf(model.create).returns.toEqualTypeOf<IntelHardware>();
   });
 
-  test('CPUID: "GenuineIntel", leaf 1 ECX.VMX, APIC id, leaf 7 mitigations', () => {
+  test('CPUID: "GenuineIntel", leaf 1 ECX.VMX, APIC id, leaf 7 mitigations, address sizes', () => {
     const { cpus } = makeHost(3, { cpus: { 2: { vmx: false, flushL1d: false, archCapabilities: null } } });
     const l0 = cpus[0]!.readCpuid(0);
     const vendor = [l0.ebx, l0.edx, l0.ecx].map((r) => String.fromCharCode(r & 0xff, (r >> 8) & 0xff, (r >> 16) & 0xff, r >>> 24)).join('');
@@ -26,6 +26,9 @@ describe('intel()', () => {
       CPUID_BIT.FLUSH_L1D | CPUID_BIT.ARCH_CAPABILITIES | CPUID_BIT.MD_CLEAR,
     );
     expect(cpus[2]!.readCpuid(7).edx & (CPUID_BIT.FLUSH_L1D | CPUID_BIT.ARCH_CAPABILITIES)).toBe(0);
+    // The extended leaves up to 0x80000008, which gives the address sizes: 46 physical bits, 48 linear.
+    expect(cpus[0]!.readCpuid(0x8000_0000).eax >>> 0).toBe(0x8000_0008);
+    expect(cpus[1]!.readCpuid(0x8000_0008).eax).toBe(0x302e);
   });
 
   test('MSRs: feature control, VMX capabilities, syscall MSRs, TSC_AUX = CPU number', () => {

@@ -59,6 +59,11 @@ export interface RunOptions {
   /** Called with the child as soon as it is spawned. */
   readonly onSpawn?: (child: import('node:child_process').ChildProcess) => void;
   readonly timeoutMs?: number;
+  /**
+   * Stop the VMM with SIGTERM once its output so far satisfies this (a VMM whose guest halts forever, e.g.
+   * QEMU after the firmware's line, does not exit by itself).
+   */
+  readonly stopWhen?: (stdout: string, stderr: string) => boolean;
 }
 
 /** Run a VMM binary with the preload library against the bridge socket `socket`. */
@@ -73,11 +78,20 @@ export function runVmm(native: Native, socket: string, argv: readonly string[], 
     });
     let stdout = '';
     let stderr = '';
+    let stopping = false;
+    const check = (): void => {
+      if (!stopping && opts.stopWhen?.(stdout, stderr) === true) {
+        stopping = true;
+        child.kill('SIGTERM');
+      }
+    };
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
+      check();
     });
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
+      check();
     });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');

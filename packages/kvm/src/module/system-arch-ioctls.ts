@@ -74,8 +74,9 @@ function msrIoBytes(arg: Uint8Array, op: string, one: (index: number, data: bigi
   if (n >= MAX_IO_MSRS) throw new KernelError('E2BIG', op, `${n} MSRs: at most ${MAX_IO_MSRS - 1} per call`);
   const size = 16 * n;
   if (arg.length < 8 + size) throw new KernelError('EFAULT', op, `struct kvm_msrs: ${arg.length} bytes, ${n} entries need ${8 + size}`);
-  const copy = arg.slice(8, 8 + size); // memdup_user
-  const dv = new DataView(copy.buffer);
+  // memdup_user: a fresh buffer of its own (a Buffer's slice() would share, and its .buffer is a pool's).
+  const copy = Uint8Array.prototype.slice.call(arg, 8, 8 + size);
+  const dv = new DataView(copy.buffer, copy.byteOffset, copy.byteLength);
   let i = 0;
   for (; i < n; i++) {
     const d = one(dv.getUint32(16 * i, true), dv.getBigUint64(16 * i + 8, true));

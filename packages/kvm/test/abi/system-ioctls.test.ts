@@ -76,6 +76,24 @@ describe.each(VENDORS)('/dev/kvm0 x86 ioctls on $name', (vendor) => {
     expect(REAL.msr_feature_index_list['get_msrs_255_ret']).toBe(1);
   });
 
+  test('KVM_GET_MSRS on /dev/kvm with the C bytes inside a larger buffer (a Node Buffer from a pool, as the bridge passes)', () => {
+    const s = openSys(vendor);
+    const expected = makeKvmMsrs([{ index: 0x10a }]);
+    expect(s.p.ioctl(s.sys, KVM_GET_MSRS, expected)).toBe(1);
+    // struct kvm_msrs { nmsrs = 2; pad; { 0x10a, 0, data }, { 0x12345, 0, data } } at offset 24 of a pooled buffer.
+    const pool = Buffer.alloc(256, 0xee);
+    const bytes = pool.subarray(24, 24 + 8 + 32);
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    dv.setUint32(0, 2, true);
+    dv.setUint32(4, 0, true);
+    dv.setUint32(8, 0x10a, true);
+    dv.setUint32(24, 0x12345, true);
+    expect(s.p.ioctl(s.sys, KVM_GET_MSRS, bytes)).toBe(1);
+    expect(dv.getBigUint64(16, true)).toBe(expected.entries[0]?.data);
+    expect(dv.getBigUint64(32, true)).toBe(0xeeeeeeeeeeeeeeeen); // not processed: left as it was
+    expect(pool[23]).toBe(0xee); // nothing outside the struct written
+  });
+
   test('KVM_GET_SUPPORTED_CPUID: 0 or too few entries → E2BIG with nent left as it was; the count, or more, succeeds', () => {
     const s = openSys(vendor);
     for (const n of [0, 1]) {
