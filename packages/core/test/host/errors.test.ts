@@ -91,3 +91,16 @@ describe('errors', () => {
     expect(isKernelError(undefined)).toBe(false);
   });
 });
+
+describe('KernelError.withoutStack', () => {
+  test('the same error as the constructor makes, with no stack frames, and Error.stackTraceLimit left as it was', () => {
+    const limit = Error.stackTraceLimit;
+    const e = KernelError.withoutStack('EINTR', 'KVM_RUN', 'immediate_exit');
+    const full = new KernelError('EINTR', 'KVM_RUN', 'immediate_exit');
+    expect(e).toBeInstanceOf(KernelError);
+    expect([e.name, e.code, e.errno, e.op, e.message]).toEqual([full.name, full.code, full.errno, full.op, full.message]);
+    expect(e.stack).toBe('KernelError: KVM_RUN: EINTR: immediate_exit');
+    expect(full.stack?.split('\n').length).toBeGreaterThan(1);
+    expect(Error.stackTraceLimit).toBe(limit);
+  });
+});

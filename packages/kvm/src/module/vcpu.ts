@@ -565,7 +565,7 @@ export class Vcpu {
    * (or waits, one quantum per deadline) longer than `limit` instructions (docs/fidelity.md).
    */
   runSync(cpu: number, quantum: number, limit: number): number {
-    if (!this.#begin()) throw new KernelError('EINTR', 'KVM_RUN', 'immediate_exit');
+    if (!this.#begin()) throw KernelError.withoutStack('EINTR', 'KVM_RUN', 'immediate_exit');
     this.thread = undefined;
     // The caller now runs on `cpu`: the simulated thread current there is scheduled out first
     // (kvm_sched_out puts its vCPU, whichever module's); its KVM_RUN loads it again at its next slice.
@@ -641,7 +641,7 @@ export class Vcpu {
    * thread leaves or gets a CPU.
    */
   *runThreaded(thread: Thread, quantum: () => number): Syscall<number> {
-    if (!this.#begin()) throw new KernelError('EINTR', 'KVM_RUN', 'immediate_exit');
+    if (!this.#begin()) throw KernelError.withoutStack('EINTR', 'KVM_RUN', 'immediate_exit');
     this.thread = thread;
     const unregister = thread.addPreemptNotifier({
       schedOut: (cpu) => this.put(cpu),
@@ -719,7 +719,7 @@ export class Vcpu {
     intr.acceptEvents();
     this.inGuest = false;
     this.#postRunSave();
-    throw new KernelError('EAGAIN', 'KVM_RUN', 'the vCPU was uninitialized: woken by INIT/SIPI, not entered');
+    throw KernelError.withoutStack('EAGAIN', 'KVM_RUN', 'the vCPU was uninitialized: woken by INIT/SIPI, not entered');
   }
 
   /** Leave KVM_RUN with `KVM_EXIT_INTR` (a signal, a kick, a sync run that would block): the EINTR to throw. */
@@ -729,7 +729,7 @@ export class Vcpu {
     this.run.exit_reason = KVM_EXIT_INTR;
     this.#postRunSave();
     this.stats.signal_exits++;
-    return new KernelError('EINTR', 'KVM_RUN', why);
+    return KernelError.withoutStack('EINTR', 'KVM_RUN', why);
   }
 
   /**
