@@ -48,6 +48,7 @@ import {
   resolveKvmIrqchip,
 } from '../abi/structs-irq.js';
 import { KvmIrqchip, type IrqchipOptions } from '../irqchip/irqchip.js';
+import type { KvmPit } from '../irqchip/pit.js';
 import { KVM_MAX_IRQ_ROUTES, KVM_PIT_SPEAKER_DUMMY, KVM_USERSPACE_IRQ_SOURCE_ID } from '../irqchip/constants.js';
 import type { kvm_irqchip } from '../irqchip/state/irqchip-state.js';
 import type { VmFile } from './files.js';
@@ -85,11 +86,12 @@ function needFullIrqchip(vm: Vm, op: string): VmIrqchip {
   return irq;
 }
 
-/** The PIT, else ENXIO. */
-function needPit(vm: Vm, op: string): VmIrqchip {
+/** The VM's irqchip and its PIT, else ENXIO. */
+function needPit(vm: Vm, op: string): { irq: VmIrqchip; pit: KvmPit } {
   const irq = vm.irq;
-  if (irq?.chip.pit === undefined) throw new KernelError('ENXIO', op, 'the VM has no PIT');
-  return irq;
+  const pit = irq?.chip.pit;
+  if (irq === undefined || pit === undefined) throw new KernelError('ENXIO', op, 'the VM has no PIT');
+  return { irq, pit };
 }
 
 /**
@@ -157,8 +159,8 @@ export const VM_IRQ_IOCTLS: readonly IoctlDef<VmFile>[] = [
     run({ vm }, arg) {
       const op = 'KVM_GET_PIT';
       copyFromUser(KVM_PIT_STATE_CODEC, arg, op);
-      const irq = needPit(vm, op);
-      copyToUser(KVM_PIT_STATE_CODEC, irq.op(() => irq.chip.pit?.getState() as ReturnType<NonNullable<KvmIrqchip['pit']>['getState']>), arg, op);
+      const { irq, pit } = needPit(vm, op);
+      copyToUser(KVM_PIT_STATE_CODEC, irq.op(() => pit.getState()), arg, op);
       return 0;
     },
   },
@@ -169,8 +171,8 @@ export const VM_IRQ_IOCTLS: readonly IoctlDef<VmFile>[] = [
     run({ vm }, arg) {
       const op = 'KVM_SET_PIT';
       const ps = copyFromUser(KVM_PIT_STATE_CODEC, arg, op);
-      const irq = needPit(vm, op);
-      irq.op((now) => irq.chip.pit?.setState(ps, now));
+      const { irq, pit } = needPit(vm, op);
+      irq.op((now) => pit.setState(ps, now));
       return 0;
     },
   },
@@ -180,8 +182,8 @@ export const VM_IRQ_IOCTLS: readonly IoctlDef<VmFile>[] = [
     arg: { dir: 'out', codec: KVM_PIT_STATE2_CODEC },
     run({ vm }, arg) {
       const op = 'KVM_GET_PIT2';
-      const irq = needPit(vm, op);
-      const ps = irq.op(() => (irq.chip.pit as NonNullable<KvmIrqchip['pit']>).getState2());
+      const { irq, pit } = needPit(vm, op);
+      const ps = irq.op(() => pit.getState2());
       copyToUser(KVM_PIT_STATE2_CODEC, ps, arg, op);
       return 0;
     },
@@ -193,8 +195,8 @@ export const VM_IRQ_IOCTLS: readonly IoctlDef<VmFile>[] = [
     run({ vm }, arg) {
       const op = 'KVM_SET_PIT2';
       const ps = copyFromUser(KVM_PIT_STATE2_CODEC, arg, op);
-      const irq = needPit(vm, op);
-      irq.op((now) => irq.chip.pit?.setState2(ps, now));
+      const { irq, pit } = needPit(vm, op);
+      irq.op((now) => pit.setState2(ps, now));
       return 0;
     },
   },
@@ -205,7 +207,7 @@ export const VM_IRQ_IOCTLS: readonly IoctlDef<VmFile>[] = [
     run({ vm }, arg) {
       const op = 'KVM_REINJECT_CONTROL';
       const c = copyFromUser(KVM_REINJECT_CONTROL_CODEC, arg, op);
-      const irq = needPit(vm, op);
+      const { irq } = needPit(vm, op);
       irq.op(() => irq.chip.setPitReinject(c.pit_reinject !== 0));
       return 0;
     },
