@@ -125,6 +125,7 @@ export {
   VAC_COLOR,
   buildTimeline,
   moduleColors,
+  type ClockPoint,
   type Mark,
   type MarkKind,
   type ModuleSpan,
@@ -147,6 +148,7 @@ export {
   type ChromeTraceOptions,
 } from './trace/chrome.js';
 export { renderTimelineSvg, type TimelineAnnotation, type TimelineSvgOptions } from './trace/svg.js';
+export { timeScale, type ClockSource, type TimeScale, type TimelineAxis } from './trace/clock.js';
 
 // ---- Plug-in contracts: hardware models and KVM's vendor code -----------------------------------------------
 export type { FaultMode, HardwareEnv, HardwareModel, HostHardware, Violation, VirtOps } from './hardware.js';

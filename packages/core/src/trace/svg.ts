@@ -1,13 +1,15 @@
 /**
  * A dependency-free SVG timeline of an event stream, for the pictures in the guides.
  *
- * {@link renderTimelineSvg} draws, left to right along the logical clock (`seq`, see {@link buildTimeline}):
+ * {@link renderTimelineSvg} draws, left to right along the host clock (scheduler ticks, the unit the examples
+ * print) or, for a stream within one tick, the logical clock (`seq`, see {@link buildTimeline} and
+ * {@link timeScale}):
  * - a lane per CPU: a bar in the module's color while one of its vCPUs is loaded there (labelled
  *   `kvm0/vm1/vcpu0` where it fits), hatched where the CPU is offline, ▲/▼ where virtualization is turned on/off, ticks at TLB and
  *   L1D flushes, dots at guest PMIs;
  * - a lane per module: a light bar from load to unload, then one row per VM alive at the same time with a
  *   solid bar per VM lifetime (or, above `maxVmRows`, one row with the number of VMs alive);
- * - VAC's usage count as a step line;
+ * - VAC's usage count as a step chart with a scale (0 and its maximum);
  * - a time axis, a legend (module → color, then the symbols used), a title and annotations (vertical lines
  *   with a label: "kvm1 loaded", "rmmod kvm0 refused"); power transitions are annotated automatically.
  *
@@ -15,9 +17,15 @@
  * drawn as one bar, and point markers closer than a few pixels are merged (their tooltip gives the count).
  * The output depends only on the events and the options: the same input gives a byte-identical SVG.
  *
+ * **Readable where it is shown.** The picture is laid out {@link TimelineSvgOptions.layoutWidth} wide (600 px by
+ * default, a guide's column) with no text under 11 px, and scaled to {@link TimelineSvgOptions.width}: in a guide
+ * it reads at 11 px or more, and opened on its own (at `width`) it shows the same picture larger. Labels never
+ * overlap: annotation labels take as many rows as they need, and lane text is drawn only where it fits.
+ *
  * @module
  */
 import type { TraceEvent } from './recorder.js';
+import { timeScale, type TimelineAxis } from './clock.js';
 import { buildTimeline, moduleColors, type Mark, type MarkKind, type Timeline, type TimelineOptions } from './timeline.js';
 
 /** A labelled vertical line on the timeline. */
@@ -32,10 +40,21 @@ export interface TimelineAnnotation {
 export interface TimelineSvgOptions extends TimelineOptions {
   /** The title at the top (default `'vac timeline'`). */
   readonly title?: string;
-  /** The line under the title (default: how many events, the seq range and what the x axis is). */
+  /** The line under the title (default: how many events, the range of the axis and what its unit is). */
   readonly subtitle?: string;
-  /** Width in pixels (default 1000, at least 400). */
+  /** Width in pixels of the SVG document, its size when opened on its own (default 1000, at least 400). */
   readonly width?: number;
+  /**
+   * The width the picture is laid out for (default: `width` or 600, whichever is smaller; at least 400 and at
+   * most `width`). Its text is at least 11 px at this width, so the picture reads wherever it is shown at least
+   * this wide; the document scales it to `width` (its `viewBox` is this wide).
+   */
+  readonly layoutWidth?: number;
+  /**
+   * The unit of the x axis: `'tick'` (the host clock, as the examples print it; each tick gets the same
+   * width) or `'seq'` (one unit per event). Default: `'tick'` when the stream spans more than one tick.
+   */
+  readonly axis?: TimelineAxis;
   /** Height of one lane in pixels (default: 18, or less when there are many lanes; at least 8). */
   readonly laneHeight?: number;
   /** Marked moments. */
@@ -58,6 +77,10 @@ export interface TimelineSvgOptions extends TimelineOptions {
   readonly virtLabels?: { readonly enable: string; readonly disable: string };
 }
 
+/** The smallest text of a picture, in px at its layout width. */
+const TEXT = 11;
+/** Line height of {@link TEXT}-sized text. */
+const LINE = 14;
 const FONT = "system-ui, -apple-system, 'Segoe UI', 'DejaVu Sans', Helvetica, Arial, sans-serif";
 const LABEL_W = 128;
 const RIGHT_PAD = 18;
@@ -85,6 +108,21 @@ function f(n: number): string {
 /** Rough width of a text in the sans-serif font, to decide whether a label fits. */
 function textWidth(text: string, size: number): number {
   return text.length * size * 0.6;
+}
+
+/** Split `text` into lines no wider than `max` at `size` (words are kept whole; a longer word gets its own line). */
+function wrap(text: string, size: number, max: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    const next = line === '' ? word : `${line} ${word}`;
+    if (line !== '' && textWidth(next, size) > max) {
+      lines.push(line);
+      line = word;
+    } else line = next;
+  }
+  if (line !== '') lines.push(line);
+  return lines;
 }
 
 /** Black or white text, whichever reads better on `hex`. */
@@ -138,11 +176,16 @@ function thin(marks: readonly Mark[], x: (seq: number) => number, gap: number): 
  */
 export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, options: TimelineSvgOptions = {}): string {
   const tl: Timeline = !(Symbol.iterator in events) && 'runs' in events ? events : buildTimeline(events, options.cpus === undefined ? {} : { cpus: options.cpus });
-  const W = Math.max(400, Math.round(options.width ?? 1000));
+  const outW = Math.max(400, Math.round(options.width ?? 1000));
+  /** The layout width: every coordinate below is in these units (the viewBox), text at least {@link TEXT}. */
+  const W = Math.min(outW, Math.max(400, Math.round(options.layoutWidth ?? Math.min(outW, 600))));
   const x0 = LABEL_W;
   const x1 = W - RIGHT_PAD;
-  const span = tl.end - tl.start;
-  const x = (seq: number): number => x0 + ((seq - tl.start) / span) * (x1 - x0);
+  const scale = timeScale(tl, options.axis);
+  const span = scale.to - scale.from;
+  /** The x of an axis value (a seq or a tick). */
+  const xv = (v: number): number => x0 + ((v - scale.from) / span) * (x1 - x0);
+  const x = (seq: number): number => xv(scale.valueOf(seq));
   const names = options.virtLabels ?? tl.virtLabels;
   const maxVmRows = options.maxVmRows ?? 32;
   const palette = moduleColors(tl);
@@ -163,11 +206,14 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   }
   const laneH = Math.max(8, Math.round(options.laneHeight ?? (laneCount <= 24 ? 18 : laneCount <= 48 ? 14 : 11)));
   const vmH = options.laneHeight !== undefined || vmRowCount <= 12 ? laneH : Math.min(laneH, vmRowCount <= 32 ? 12 : vmRowCount <= 64 ? 10 : 8);
-  /** Step charts (VMs alive, usage count) get more height than a lane. */
-  const chartH = Math.round(laneH * 1.8);
-  const vmLabelSize = Math.min(laneH >= 16 ? 10 : laneH >= 12 ? 9 : 7.5, vmH - 2.5);
-  const labelSize = laneH >= 14 ? 11 : 9;
-  const barSize = laneH >= 16 ? 10 : laneH >= 12 ? 9 : 7.5;
+  /** Step charts (VMs alive, usage count) get more height than a lane: room for their scale. */
+  const chartH = Math.max(3 * LINE, Math.round(laneH * 2.5));
+  /** Text inside bars: {@link TEXT} where the bar is tall enough, none otherwise. */
+  const barSize = laneH - 3 >= TEXT ? TEXT : 0;
+  const vmLabelSize = vmH - 2 >= TEXT ? TEXT : 0;
+  const labelSize = TEXT;
+  /** Lane labels on the left: every lane when lanes are at least a line of text tall, else every n-th. */
+  const labelEvery = laneH >= TEXT ? 1 : Math.ceil(TEXT / laneH);
 
   const out: string[] = [];
   const defs: string[] = [];
@@ -176,12 +222,18 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   // ---- header: title, subtitle, legend -----------------------------------------------------------
   const title = options.title ?? 'vac timeline';
   const subtitle =
-    options.subtitle ?? `${tl.events} events, seq ${tl.start}–${tl.end - 1}. The x axis is the host's logical clock (event number), not wall time.`;
+    options.subtitle ??
+    (scale.unit === 'tick'
+      ? `${tl.events} events over ticks ${scale.from}–${scale.to - 1} of the host clock (scheduler ticks, as the console prints them); within a tick, events keep their order.`
+      : `${tl.events} events, seq ${tl.start}–${tl.end - 1}. The x axis is the host's logical clock (event number), not wall time.`);
   let y = 0;
   const head: string[] = [];
-  head.push(`<text x="16" y="24" font-size="17" font-weight="700" fill="${INK}">${escapeXml(title)}</text>`);
-  head.push(`<text x="16" y="42" font-size="11.5" fill="${MUTED}">${escapeXml(subtitle)}</text>`);
-  y = 56;
+  for (const [i, line] of wrap(title, 16, W - 32).entries()) head.push(`<text x="16" y="${f(22 + i * 20)}" font-size="16" font-weight="700" fill="${INK}">${escapeXml(line)}</text>`);
+  y = 22 + (wrap(title, 16, W - 32).length - 1) * 20 + 18;
+  for (const line of wrap(subtitle, TEXT, W - 32)) {
+    head.push(`<text x="16" y="${f(y)}" font-size="${TEXT}" fill="${MUTED}">${escapeXml(line)}</text>`);
+    y += LINE;
+  }
 
   const kinds = new Set<MarkKind>(tl.marks.map((m) => m.kind));
   const flushesOn = options.flushes ?? true;
@@ -202,9 +254,9 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   if (kinds.has('warning')) legend.push({ label: 'warning', draw: (lx, ly) => diamond(lx + 7, ly - 4, 5) });
   {
     let lx = 16;
-    let ly = y + 12;
+    let ly = y + 10;
     for (const item of legend) {
-      const w = 20 + textWidth(item.label, 11) + 16;
+      const w = 20 + textWidth(item.label, TEXT) + 16;
       if (lx + w > W - 16 && lx > 16) {
         lx = 16;
         ly += 17;
@@ -224,20 +276,18 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   {
     const order = notes.map((n, i) => ({ ...n, i })).filter((n) => Number.isFinite(n.at));
     order.sort((a, b) => a.at - b.at || a.i - b.i);
+    // Each label takes the first row where it clears the labels already there; rows are added as needed, so
+    // no two labels overlap.
     const rowEnd: number[] = [];
-    const MAX_ROWS = 6;
     for (const n of order) {
       const nx = Math.min(x1, Math.max(x0, x(n.at)));
-      const w = textWidth(n.label, 11) * 1.08 + 8; // the labels are semi-bold
+      const w = textWidth(n.label, TEXT) * 1.08 + 8; // the labels are semi-bold
       const anchorEnd = nx + 3 + w > W - 4;
       const from = anchorEnd ? nx - 3 - w : nx;
       const to = anchorEnd ? nx : nx + 3 + w;
       let row = rowEnd.findIndex((e) => e + 4 <= from);
-      if (row < 0) {
-        if (rowEnd.length < MAX_ROWS) row = rowEnd.length;
-        else row = rowEnd.indexOf(Math.min(...rowEnd));
-      }
-      rowEnd[row] = Math.max(rowEnd[row] ?? -Infinity, to);
+      if (row < 0) row = rowEnd.length;
+      rowEnd[row] = to;
       placed.push({ x: nx, label: n.label, auto: n.auto, row, anchorEnd, w });
     }
     const rows = rowEnd.length;
@@ -248,7 +298,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
       const tx = p.anchorEnd ? p.x - 3 : p.x + 3;
       const color = p.auto ? MUTED : INK;
       head.push(`<rect x="${f(p.anchorEnd ? p.x - 3 - p.w + 4 : p.x + 1)}" y="${f(ty - 10.5)}" width="${f(p.w - 2)}" height="14" rx="2" fill="#ffffff" fill-opacity="0.9"/>`);
-      head.push(`<text x="${f(tx)}" y="${f(ty)}" font-size="11" fill="${color}"${p.anchorEnd ? ' text-anchor="end"' : ''}${p.auto ? ' font-style="italic"' : ' font-weight="600"'}>${escapeXml(p.label)}</text>`);
+      head.push(`<text x="${f(tx)}" y="${f(ty)}" font-size="${TEXT}" fill="${color}"${p.anchorEnd ? ' text-anchor="end"' : ''}${p.auto ? ' font-style="italic"' : ' font-weight="600"'}>${escapeXml(p.label)}</text>`);
     }
     y += rows * 15 + (rows > 0 ? 4 : 0);
   }
@@ -256,11 +306,18 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
 
   // ---- lane layout --------------------------------------------------------------------------------
   const lanes: Lane[] = [];
-  const sections: Array<{ y: number; title: string; note: string }> = [];
+  const sections: Array<{ y: number; title: string; note: readonly string[] }> = [];
+  /** A section heading: its title, then its note on the same line where it fits, wrapped below otherwise. */
+  const section = (title: string, note: string): void => {
+    const titleW = textWidth(title, 12.5) * 1.1 + 10;
+    const oneLine = 12 + titleW + textWidth(note, TEXT) <= W - 16;
+    const lines = oneLine ? [note] : wrap(note, TEXT, W - 28);
+    sections.push({ y, title, note: lines });
+    y += 18 + (oneLine ? 0 : lines.length * LINE);
+  };
   y += 6;
   if (tl.cpus.length > 0) {
-    sections.push({ y, title: 'CPUs', note: 'solid: a vCPU of the module is loaded (KVM_RUN); light: between runs of that module’s vCPUs' });
-    y += 18;
+    section('CPUs', 'solid: a vCPU of the module is loaded (KVM_RUN); light: between runs of that module’s vCPUs');
     for (const cpu of tl.cpus) {
       lanes.push({ kind: 'cpu', y, h: laneH, key: `CPU ${cpu}`, cpu });
       y += laneH;
@@ -268,8 +325,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     y += 8;
   }
   if (tl.modules.length > 0 || tl.usage.length > 0) {
-    sections.push({ y, title: 'Modules', note: 'light bar: loaded; solid bars: VMs alive' });
-    y += 18;
+    section('Modules', 'light bar: loaded; solid bars: VMs alive');
     for (const m of tl.modules) {
       lanes.push({ kind: 'module', y, h: laneH, key: m, module: m });
       y += laneH;
@@ -292,27 +348,34 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   const plotBottom = y + 2;
 
   // ---- grid and axis --------------------------------------------------------------------------------
-  const step = niceStep(span / Math.max(1, (x1 - x0) / 90));
+  const step = Math.max(scale.unit === 'tick' ? 1 : 0, niceStep(span / Math.max(1, (x1 - x0) / 90)));
   const ticks: number[] = [];
-  for (let t = Math.ceil(tl.start / step) * step; t <= tl.end; t += step) ticks.push(t);
-  for (const t of ticks) body.push(`<line x1="${f(x(t))}" y1="${f(plotTop)}" x2="${f(x(t))}" y2="${f(plotBottom)}" stroke="${GRID}" stroke-width="1"/>`);
+  for (let t = Math.ceil(scale.from / step) * step; t <= scale.to; t += step) ticks.push(t);
+  for (const t of ticks) body.push(`<line x1="${f(xv(t))}" y1="${f(plotTop)}" x2="${f(xv(t))}" y2="${f(plotBottom)}" stroke="${GRID}" stroke-width="1"/>`);
 
   // ---- lane stripes, labels and section titles ----------------------------------------------------
   const labels: string[] = [];
   for (const s of sections) {
-    labels.push(`<text x="12" y="${f(s.y + 13)}" font-size="12.5" font-weight="700" fill="${INK}">${escapeXml(s.title)}<tspan dx="10" font-weight="400" fill="${MUTED}" font-size="11">${escapeXml(s.note)}</tspan></text>`);
+    const [first, ...rest] = s.note;
+    if (rest.length === 0 && first !== undefined) {
+      labels.push(`<text x="12" y="${f(s.y + 13)}" font-size="12.5" font-weight="700" fill="${INK}">${escapeXml(s.title)}<tspan dx="10" font-weight="400" fill="${MUTED}" font-size="${TEXT}">${escapeXml(first)}</tspan></text>`);
+    } else {
+      labels.push(`<text x="12" y="${f(s.y + 13)}" font-size="12.5" font-weight="700" fill="${INK}">${escapeXml(s.title)}</text>`);
+      for (const [i, line] of s.note.entries()) labels.push(`<text x="12" y="${f(s.y + 13 + (i + 1) * LINE)}" font-size="${TEXT}" fill="${MUTED}">${escapeXml(line)}</text>`);
+    }
   }
   lanes.forEach((lane, i) => {
     if (i % 2 === 0) body.push(`<rect x="${f(x0)}" y="${f(lane.y)}" width="${f(x1 - x0)}" height="${f(lane.h)}" fill="${STRIPE}"/>`);
-    const ty = lane.y + lane.h / 2 + Math.min(labelSize, lane.h) * 0.36;
-    if (lane.kind === 'cpu') labels.push(`<text x="${f(x0 - 8)}" y="${f(ty)}" font-size="${labelSize}" text-anchor="end" fill="${INK}">${escapeXml(lane.key)}</text>`);
+    const ty = lane.y + lane.h / 2 + labelSize * 0.36;
+    if (lane.kind === 'cpu' && (lane.cpu ?? 0) % labelEvery === 0) labels.push(`<text x="${f(x0 - 8)}" y="${f(ty)}" font-size="${labelSize}" text-anchor="end" fill="${INK}">${escapeXml(lane.key)}</text>`);
     else if (lane.kind === 'module') {
       const m = lane.module ?? '';
       labels.push(`<rect x="12" y="${f(lane.y + laneH / 2 - 5)}" width="10" height="10" rx="2" fill="${colorOf(m)}"/>`);
       labels.push(`<text x="27" y="${f(ty)}" font-size="${labelSize}" font-weight="700" fill="${INK}">${escapeXml(m)}</text>`);
     } else if (lane.kind === 'vmrow' && lane.row === 0) {
       const n = tl.vms.filter((v) => v.module === lane.module).length;
-      labels.push(`<text x="27" y="${f(ty)}" font-size="${Math.min(labelSize, lane.h)}" fill="${MUTED}">${escapeXml(`VMs (${n})`)}</text>`);
+      // The first VM row may be thinner than a line of text: the label sits on the first line below the module.
+      labels.push(`<text x="27" y="${f(Math.max(ty, lane.y + labelSize * 0.8))}" font-size="${labelSize}" fill="${MUTED}">${escapeXml(`VMs (${n})`)}</text>`);
     } else if (lane.kind === 'vmcount') {
       labels.push(`<text x="27" y="${f(ty)}" font-size="${labelSize}" fill="${MUTED}">VMs alive</text>`);
     } else if (lane.kind === 'usage') {
@@ -347,7 +410,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     body.push(
       `<rect x="${f(ax)}" y="${f(barTop(l))}" width="${f(w)}" height="${f(barH)}" fill="url(#offline)" stroke="#8c959f" stroke-width="0.75"><title>${escapeXml(`CPU ${o.cpu} offline, seq ${o.openStart ? 'before ' : ''}${o.start}–${o.openEnd ? 'end' : o.end}`)}</title></rect>`,
     );
-    if (w > textWidth('offline', barSize) + 6) body.push(`<text x="${f(ax + 4)}" y="${f(barTop(l) + barH / 2 + barSize * 0.36)}" font-size="${barSize}" fill="${MUTED}">offline</text>`);
+    if (barSize > 0 && w > textWidth('offline', barSize) + 6) body.push(`<text x="${f(ax + 4)}" y="${f(barTop(l) + barH / 2 + barSize * 0.36)}" font-size="${barSize}" fill="${MUTED}">offline</text>`);
   }
 
   // ---- CPU lanes: stints of a module (light) and its runs (solid, merged when under a pixel apart) -------
@@ -363,7 +426,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
       /** Solid bars, [x0, x1] in px. */
       readonly bars: Array<[number, number]>;
     }
-    const maxGap = Math.max(0, options.gapFill ?? 0.1) * span;
+    const maxGap = Math.max(0, options.gapFill ?? 0.1) * (x1 - x0); // in px, so it means the same on either axis
     const offlineOf = new Map<number, Array<{ start: number; end: number }>>();
     for (const o of tl.offline) {
       const list = offlineOf.get(o.cpu) ?? [];
@@ -379,7 +442,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
       const rx1 = Math.max(x(r.end), rx0 + 1);
       const key = `vm${r.vm}/vcpu${r.vcpu}`;
       let st = last.get(r.cpu);
-      if (st === undefined || st.module !== r.module || r.start - st.to > maxGap || crossesOffline(r.cpu, st.to, r.start)) {
+      if (st === undefined || st.module !== r.module || x(r.start) - x(st.to) > maxGap || crossesOffline(r.cpu, st.to, r.start)) {
         st = { cpu: r.cpu, module: r.module, from: r.start, to: r.end, runs: 0, exits: 0, vcpus: [], bars: [] };
         stints.push(st);
         last.set(r.cpu, st);
@@ -408,7 +471,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
       const d = st.bars.map(([a, b]) => `M${f(a)} ${f(top)}h${f(Math.max(1, b - a))}v${f(barH)}h-${f(Math.max(1, b - a))}z`).join('');
       body.push(`<path d="${d}" fill="${c}">${st.runs > 1 ? '' : `<title>${escapeXml(tip)}</title>`}</path>`);
       const candidates = st.vcpus.length === 1 ? [`${st.module}/${st.vcpus[0] ?? ''}`, st.vcpus[0] ?? '', st.module] : [st.module];
-      const text = candidates.find((t) => t !== '' && textWidth(t, barSize) + 8 <= w);
+      const text = barSize === 0 ? undefined : candidates.find((t) => t !== '' && textWidth(t, barSize) + 8 <= w);
       if (text !== undefined) {
         const solid = st.runs === 1 && st.bars.length === 1;
         const paint = solid ? `fill="${inkOn(c)}"` : `fill="${INK}" stroke="#ffffff" stroke-width="2.4" stroke-opacity="0.85" paint-order="stroke"`;
@@ -439,11 +502,13 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     body.push(`<rect x="${f(ax)}" y="${f(barTop(l))}" width="${f(w)}" height="${f(barH)}" rx="2" fill="${c}" fill-opacity="0.22" stroke="${c}" stroke-width="1"><title>${escapeXml(tip)}</title></rect>`);
     const ty = barTop(l) + barH / 2 + barSize * 0.36;
     const loaded = s.openStart ? 'loaded' : `${s.module} loaded`;
-    if (textWidth(loaded, barSize) + 8 <= w) body.push(`<text x="${f(ax + 4)}" y="${f(ty)}" font-size="${barSize}" fill="${INK}">${escapeXml(loaded)}</text>`);
+    if (barSize > 0 && textWidth(loaded, barSize) + 8 <= w) body.push(`<text x="${f(ax + 4)}" y="${f(ty)}" font-size="${barSize}" fill="${INK}">${escapeXml(loaded)}</text>`);
     if (!s.openEnd) {
       body.push(`<rect x="${f(bx - 1.5)}" y="${f(l.y)}" width="3" height="${f(laneH)}" fill="${c}"/>`);
       const un = `${s.module} unloaded`;
-      if (bx + 5 + textWidth(un, barSize) <= x1) body.push(`<text x="${f(bx + 5)}" y="${f(ty)}" font-size="${barSize}" fill="${INK}">${escapeXml(un)}</text>`);
+      if (barSize === 0) {
+        // No room for text in the lane: the tooltip says it.
+      } else if (bx + 5 + textWidth(un, barSize) <= x1) body.push(`<text x="${f(bx + 5)}" y="${f(ty)}" font-size="${barSize}" fill="${INK}">${escapeXml(un)}</text>`);
       else if (textWidth(un, barSize) + textWidth(loaded, barSize) + 20 <= w) {
         body.push(`<text x="${f(bx - 5)}" y="${f(ty)}" font-size="${barSize}" text-anchor="end" fill="${INK}">${escapeXml(un)}</text>`);
       }
@@ -460,7 +525,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     const pad = l.h >= 12 ? 2.5 : 1.5;
     body.push(`<rect x="${f(ax)}" y="${f(l.y + pad)}" width="${f(w)}" height="${f(l.h - 2 * pad)}" rx="1.5" fill="${c}"><title>${escapeXml(tip)}</title></rect>`);
     const label = `vm${v.vm}`;
-    if (vmLabelSize >= 6 && textWidth(label, vmLabelSize) + 6 <= w) {
+    if (vmLabelSize > 0 && textWidth(label, vmLabelSize) + 6 <= w) {
       body.push(`<text x="${f(ax + 3)}" y="${f(l.y + l.h / 2 + vmLabelSize * 0.36)}" font-size="${f(vmLabelSize)}" fill="${inkOn(c)}">${escapeXml(label)}</text>`);
     }
   }
@@ -480,12 +545,18 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
       n += ch.d;
       pts.push([ch.at, n]);
     }
-    body.push(stepArea(pts, tl.start, tl.end, x, l.y, l.h, colorOf(m), `${m}: VMs alive`));
+    const chart = stepChart(pts, tl.start, tl.end, x, l, colorOf(m), `${m}: VMs alive`);
+    body.push(chart.plot);
+    labels.push(...chart.scale);
   }
   // ---- VAC usage count --------------------------------------------------------------------------------
   {
     const l = lanes.find((k) => k.kind === 'usage');
-    if (l !== undefined) body.push(stepArea(tl.usage.map((u) => [u.at, u.count] as [number, number]), tl.start, tl.end, x, l.y, l.h, '#57606a', 'VAC usage count'));
+    if (l !== undefined) {
+      const chart = stepChart(tl.usage.map((u) => [u.at, u.count] as [number, number]), tl.start, tl.end, x, l, '#57606a', 'VAC usage count');
+      body.push(chart.plot);
+      labels.push(...chart.scale);
+    }
   }
 
   // ---- point marks ----------------------------------------------------------------------------------
@@ -554,15 +625,20 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   const axis: string[] = [];
   axis.push(`<line x1="${f(x0)}" y1="${f(plotBottom)}" x2="${f(x1)}" y2="${f(plotBottom)}" stroke="${MUTED}" stroke-width="1"/>`);
   for (const t of ticks) {
-    axis.push(`<line x1="${f(x(t))}" y1="${f(plotBottom)}" x2="${f(x(t))}" y2="${f(plotBottom + 4)}" stroke="${MUTED}" stroke-width="1"/>`);
-    const tx = Math.min(x1 - 2, Math.max(x0 + 2, x(t)));
-    axis.push(`<text x="${f(tx)}" y="${f(plotBottom + 16)}" font-size="10" text-anchor="middle" fill="${MUTED}">${t}</text>`);
+    axis.push(`<line x1="${f(xv(t))}" y1="${f(plotBottom)}" x2="${f(xv(t))}" y2="${f(plotBottom + 4)}" stroke="${MUTED}" stroke-width="1"/>`);
+    // The tick's value, centred under it (shifted inwards at the ends so it stays on the picture).
+    const half = textWidth(String(t), TEXT) / 2;
+    const tx = Math.min(W - 2 - half, Math.max(x0 - 8 + half, xv(t)));
+    axis.push(`<text x="${f(tx)}" y="${f(plotBottom + 16)}" font-size="${TEXT}" text-anchor="middle" fill="${MUTED}">${t}</text>`);
   }
-  axis.push(`<text x="${f((x0 + x1) / 2)}" y="${f(plotBottom + 32)}" font-size="11" text-anchor="middle" fill="${MUTED}">event sequence number (seq)</text>`);
+  const unit = scale.unit === 'tick' ? 'host clock (scheduler ticks)' : 'event sequence number (seq)';
+  axis.push(`<text x="${f((x0 + x1) / 2)}" y="${f(plotBottom + 32)}" font-size="${TEXT}" text-anchor="middle" fill="${MUTED}">${unit}</text>`);
   const H = Math.ceil(plotBottom + 42);
+  // The document is `outW` wide; its viewBox is the layout, so everything scales by outW / W.
+  const outH = Math.round((H * outW) / W);
 
   out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="${escapeXml(FONT)}" role="img" aria-label="${escapeXml(title)}">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${outW}" height="${outH}" viewBox="0 0 ${W} ${H}" font-family="${escapeXml(FONT)}" role="img" aria-label="${escapeXml(title)}">`,
   );
   out.push(`<title>${escapeXml(title)}</title>`);
   out.push(`<defs>${defs.join('')}</defs>`);
@@ -584,12 +660,25 @@ function diamond(cx: number, cy: number, size: number): string {
   return `<polygon points="${f(cx)},${f(cy - r)} ${f(cx + r)},${f(cy)} ${f(cx)},${f(cy + r)} ${f(cx - r)},${f(cy)}" fill="${WARN_FILL}" stroke="#ffffff" stroke-width="0.75"/>`;
 }
 
-/** A step chart of `points` ([seq, value], by seq) in one lane, with its maximum written at the right. */
-function stepArea(points: ReadonlyArray<readonly [number, number]>, start: number, end: number, x: (seq: number) => number, laneY: number, laneH: number, color: string, what: string): string {
+/**
+ * A step chart of `points` ([seq, value], by seq) in one lane, with its scale left of the plot: 0 at the
+ * baseline and the maximum at the top, each with a tick and a light grid line across.
+ */
+function stepChart(
+  points: ReadonlyArray<readonly [number, number]>,
+  start: number,
+  end: number,
+  x: (seq: number) => number,
+  lane: { readonly y: number; readonly h: number },
+  color: string,
+  what: string,
+): { plot: string; scale: string[] } {
   let max = 1;
   for (const p of points) if (p[1] > max) max = p[1];
-  const base = laneY + laneH - 1.5;
-  const yv = (v: number): number => base - (v / max) * (laneH - 4);
+  // Room for a line of text around the top and bottom values.
+  const top = lane.y + TEXT * 0.75;
+  const base = lane.y + lane.h - TEXT * 0.55;
+  const yv = (v: number): number => base - (v / max) * (base - top);
   // One point per pixel column is enough (the last value in it wins).
   const cols: Array<[number, number]> = [];
   for (const [at, v] of points) {
@@ -598,14 +687,19 @@ function stepArea(points: ReadonlyArray<readonly [number, number]>, start: numbe
     if (lastCol !== undefined && lastCol[0] === px) lastCol[1] = v;
     else cols.push([px, v]);
   }
-  let d = `M${f(x(start))} ${f(base)}`;
-  let prev = 0;
-  for (const [px, v] of cols) {
-    d += `H${f(px)}V${f(yv(v))}`;
-    prev = v;
-  }
-  d += `H${f(x(end))}V${f(base)}Z`;
+  const left = x(start);
+  const right = x(end);
+  let d = `M${f(left)} ${f(base)}`;
+  for (const [px, v] of cols) d += `H${f(px)}V${f(yv(v))}`;
+  d += `H${f(right)}V${f(base)}Z`;
   const last = points[points.length - 1];
   const tip = `${what}: max ${max}${last === undefined ? '' : `, ${last[1]} at seq ${last[0]}`}`;
-  return `<path d="${d}" fill="${color}" fill-opacity="0.25" stroke="${color}" stroke-width="1.2"><title>${escapeXml(tip)}</title></path>\n<text x="${f(x(end) - 4)}" y="${f(laneY + 9)}" font-size="9" text-anchor="end" fill="${INK}" stroke="#ffffff" stroke-width="2.4" stroke-opacity="0.85" paint-order="stroke">${escapeXml(`max ${max}, now ${prev}`)}</text>`;
+  const scale: string[] = [];
+  for (const v of [max, 0]) {
+    const vy = yv(v);
+    scale.push(`<line x1="${f(left - 4)}" y1="${f(vy)}" x2="${f(left)}" y2="${f(vy)}" stroke="${MUTED}" stroke-width="1"/>`);
+    scale.push(`<text x="${f(left - 6)}" y="${f(vy + TEXT * 0.36)}" font-size="${TEXT}" text-anchor="end" fill="${MUTED}">${v}</text>`);
+  }
+  const grid = `<line x1="${f(left)}" y1="${f(yv(max))}" x2="${f(right)}" y2="${f(yv(max))}" stroke="${GRID}" stroke-width="1" stroke-dasharray="3 3"/>`;
+  return { plot: `${grid}\n<path d="${d}" fill="${color}" fill-opacity="0.25" stroke="${color}" stroke-width="1.2"><title>${escapeXml(tip)}</title></path>`, scale };
 }

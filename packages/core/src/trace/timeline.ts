@@ -12,7 +12,8 @@
  * **Time is the logical clock.** Every position is an event's `seq` (the host's event counter), not its
  * `tick`: `seq` is strictly increasing and unique, so ordering is exact and two runs of the same scenario
  * give the same picture; `tick` (scheduler time) stands still during direct `KVM_RUN` calls and many events
- * share one tick. A span covers `[start, end)` in seq units; marks carry their `tick` as well.
+ * share one tick. A span covers `[start, end)` in seq units; marks carry their `tick` as well, and
+ * {@link Timeline.clock} tells where each tick begins, so a picture can label its axis in ticks.
  *
  * The stream may be partial (a recorder started late, or a bounded recorder dropped the oldest events): a
  * span whose beginning was not seen starts at the first event and is flagged `openStart`; one still going at
@@ -112,6 +113,14 @@ export interface UsagePoint {
   readonly delta: number;
 }
 
+/** Where a tick of the host clock begins in a stream. */
+export interface ClockPoint {
+  /** The tick (the scheduler's clock, an event's `tick`). */
+  readonly tick: number;
+  /** The first `seq` seen with that tick. */
+  readonly seq: number;
+}
+
 /** An event stream folded into spans and marks (see {@link buildTimeline}). */
 export interface Timeline {
   /** Names of the virtualization on/off marks, as the hardware declared them (default `virt on` / `virt off`). */
@@ -140,6 +149,11 @@ export interface Timeline {
   readonly marks: readonly Mark[];
   /** VAC's usage count, by `seq`. */
   readonly usage: readonly UsagePoint[];
+  /**
+   * The host clock: the first `seq` of each tick the stream covers, by `seq` (one entry when everything
+   * happened within one tick; none for an empty stream). The pictures use it to label their axis in ticks.
+   */
+  readonly clock: readonly ClockPoint[];
 }
 
 /** Options of {@link buildTimeline}. */
@@ -239,9 +253,11 @@ export function buildTimeline(events: Iterable<TraceEvent>, options: TimelineOpt
   };
 
   const virtLabels = { enable: 'virt on', disable: 'virt off' };
+  const clock: ClockPoint[] = [];
   for (const e of list) {
     const p = e.payload as EventStamp & Fields;
     const at = p.seq;
+    if (Number.isFinite(p.tick) && (clock.length === 0 || p.tick > (clock[clock.length - 1] as ClockPoint).tick)) clock.push({ tick: p.tick, seq: at });
     const label = e.meaning?.label;
     if (label !== undefined && e.name === 'virt:enable') virtLabels.enable = label;
     if (label !== undefined && e.name === 'virt:disable') virtLabels.disable = label;
@@ -456,6 +472,7 @@ export function buildTimeline(events: Iterable<TraceEvent>, options: TimelineOpt
     offline,
     marks: finalMarks,
     usage,
+    clock,
   };
 }
 

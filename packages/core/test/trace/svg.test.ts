@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { MODULE_PALETTE, buildTimeline, renderTimelineSvg } from '../../src/index.js';
 import { escapeXml } from '../../src/trace/svg.js';
+import { overlappingTexts, parseSvg, type SvgPicture } from '@vac/test-support/svg';
 import { Emitter, recordedFakeHost, rollingUpgrade } from './scenario.js';
 
 const ENTITY = /^&(?:amp|lt|gt|quot|#39|#\d+|#x[0-9a-fA-F]+);/;
@@ -79,7 +80,7 @@ describe('renderTimelineSvg', () => {
     expect(t).toContain('Modules');
     expect(t).toContain('VMs (6)');
     expect(t).toContain('VAC usage count');
-    expect(t).toContain('event sequence number (seq)');
+    expect(t).toContain('host clock (scheduler ticks)');
     expect(t).toContain('kvm0 unloaded');
     expect(t).toContain('vm1');
     expect(t.filter((x) => x === 'offline').length).toBeGreaterThan(0);
@@ -164,7 +165,7 @@ describe('renderTimelineSvg', () => {
     expect(xmlProblems(out)).toEqual([]);
     const t = texts(out);
     for (let c = 0; c < 64; c++) expect(t).toContain(`CPU ${c}`);
-    const height = Number(/height="(\d+)"/.exec(out)?.[1]);
+    const height = parseSvg(out).viewHeight;
     expect(height).toBeGreaterThan(600);
     expect(height).toBeLessThan(2000);
     // Above maxVmRows a module shows the number of VMs alive instead of a row per VM.
@@ -172,7 +173,7 @@ describe('renderTimelineSvg', () => {
     const compact = renderTimelineSvg(big.events); // default maxVmRows: 32
     expect(texts(compact)).not.toContain('VMs (40)');
     expect(texts(compact).filter((x) => x === 'VMs alive')).toHaveLength(2);
-    expect(Number(/height="(\d+)"/.exec(compact)?.[1])).toBeLessThan(height);
+    expect(parseSvg(compact).viewHeight).toBeLessThan(height);
   });
 
   test('options: width, lane height, colors, vendor, power annotations, flushes off, gap fill off', () => {
@@ -210,4 +211,96 @@ describe('renderTimelineSvg', () => {
     expect(texts(out)).toContain('before');
     expect(texts(out)).toContain('after');
   });
+
+  test('is laid out 600 wide and scaled to its width: no text under 11 px, none overlapping, even with many labels at one place', () => {
+    const p = parseSvg(svg);
+    expect([p.width, p.viewWidth]).toEqual([1000, 600]);
+    expect(p.height).toBe(Math.round((p.viewHeight * 1000) / 600));
+    expect(Math.min(...p.texts.map((t) => t.minSize))).toBeGreaterThanOrEqual(11);
+    expect(overlappingTexts(p)).toEqual([]);
+    // Eight labels at one moment take eight rows (no cap where they would start to overlap).
+    const crowd = Array.from({ length: 8 }, (_, i) => ({ at: upgrade.annotations[2]?.at ?? 0, label: `step ${i} of a crowded moment` }));
+    const crowded = parseSvg(renderTimelineSvg(upgrade.events, { annotations: crowd }));
+    expect(overlappingTexts(crowded)).toEqual([]);
+    const rows = new Set(crowded.texts.filter((t) => t.text.startsWith('step ')).map((t) => t.y));
+    expect(rows.size).toBe(8);
+    // Laid out at its full width when asked: the same text sizes, more room.
+    const wide = parseSvg(renderTimelineSvg(upgrade.events, { width: 1400, layoutWidth: 1400 }));
+    expect([wide.width, wide.viewWidth]).toEqual([1400, 1400]);
+    // The checker sees an overlap when there is one.
+    expect(overlappingTexts(parseSvg('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><text x="10" y="20" font-size="11">abc</text><text x="15" y="22" font-size="11">def</text></svg>'))).toHaveLength(1);
+  });
+
+  /** The axis of a picture: tick value → x, from its first two numeric labels under the plot. */
+  const axisOf = (p: SvgPicture): ((x: number) => number) => {
+    const title = p.texts.find((t) => t.text === 'host clock (scheduler ticks)' || t.text === 'event sequence number (seq)');
+    const labels = p.texts.filter((t) => /^\d+$/.test(t.text) && t.anchor === 'middle' && title !== undefined && t.y < title.y && t.y > title.y - 20);
+    const [a, b] = labels;
+    if (a === undefined || b === undefined) throw new Error('no axis labels');
+    // The label sits on its tick line unless it was moved inwards at an end: use the tick marks' x.
+    const tickX = (t: typeof a): number => p.lines.find((l) => l.x1 === l.x2 && Math.abs(l.y2 - l.y1) === 4 && Math.abs(l.x1 - t.x) < 15)?.x1 ?? t.x;
+    const [xa, xb] = [tickX(a), tickX(b)];
+    return (x) => Number(a.text) + ((x - xa) * (Number(b.text) - Number(a.text))) / (xb - xa);
+  };
+
+  test('the x axis is the host clock in ticks: each tick as wide as the next, events of a tick spread over it in order', () => {
+    const { host, rec } = recordedFakeHost(2);
+    const e = new Emitter(host, 2);
+    e.load('kvm0');
+    e.createVm('kvm0', 1);
+    const notes: Array<{ at: number; label: string }> = [];
+    for (let t = 0; t < 40; t++) {
+      // Tick 10 is busy (15 runs: 45 events), tick 20 holds two runs, the others one (3 events).
+      if (t === 10) notes.push({ at: e.seq, label: 'tick 10 begins' });
+      const runs = t === 10 ? 15 : t === 20 ? 2 : 1;
+      for (let r = 0; r < runs; r++) {
+        if (t === 10 && r === 5) notes.push({ at: e.seq, label: 'a third into tick 10' });
+        if (t === 20 && r === 1) notes.push({ at: e.seq, label: 'half way through tick 20' });
+        e.run('kvm0', 1, 0, t % 2);
+      }
+      host.events.tick++;
+    }
+    const p = parseSvg(renderTimelineSvg(rec.events(), { annotations: notes }));
+    expect(p.texts.map((t) => t.text)).toContain('host clock (scheduler ticks)');
+    const tickAt = axisOf(p);
+    const lineOf = (label: string): number => {
+      const text = p.texts.find((t) => t.text === label);
+      const line = p.lines.find((l) => l.dash === '5 3' && text !== undefined && Math.abs(l.x1 - (text.anchor === 'end' ? text.x + 3 : text.x - 3)) < 0.05);
+      if (line === undefined) throw new Error(`no line for ${label}`);
+      return line.x1;
+    };
+    expect(tickAt(lineOf('tick 10 begins'))).toBeCloseTo(10, 1);
+    expect(tickAt(lineOf('a third into tick 10'))).toBeCloseTo(10 + 20 / 60, 1);
+    expect(tickAt(lineOf('half way through tick 20'))).toBeCloseTo(20.5, 1);
+    // The subtitle says what the axis is.
+    expect(p.texts.some((t) => t.text.includes('ticks 0–39 of the host clock'))).toBe(true);
+    // On request, or when everything happened within one tick, the axis is the event number.
+    const bySeq = parseSvg(renderTimelineSvg(rec.events(), { annotations: notes, axis: 'seq' }));
+    expect(bySeq.texts.map((t) => t.text)).toContain('event sequence number (seq)');
+    const first = notes[0]?.at ?? 0;
+    expect(axisOf(bySeq)(bySeq.lines.find((l) => l.dash === '5 3')?.x1 ?? 0)).toBeCloseTo(first, 0);
+    const { host: still, rec: rec2 } = recordedFakeHost(2);
+    new Emitter(still, 2).load('kvm0');
+    expect(parseSvg(renderTimelineSvg(rec2.events())).texts.map((t) => t.text)).toContain('event sequence number (seq)');
+  });
+
+  test('the usage count has a scale: 0 at its baseline and its maximum at the top of the step chart', () => {
+    const p = parseSvg(svg);
+    const lane = p.texts.find((t) => t.text === 'VAC usage count');
+    expect(lane).toBeDefined();
+    const path = p.all('path').find((e) => (e.getElementsByTagName('title')[0]?.textContent ?? '').startsWith('VAC usage count: max '));
+    expect(path).toBeDefined();
+    // Six VMs, and one more while each moves (the new VM is created before the old one goes).
+    expect(path?.getElementsByTagName('title')[0]?.textContent).toMatch(/^VAC usage count: max 7,/);
+    const ys = [...(path?.getAttribute('d') ?? '').matchAll(/V([\d.]+)/g)].map((m) => Number(m[1]));
+    const [top, base] = [Math.min(...ys), Math.max(...ys)];
+    // The scale's labels: right-aligned left of the plot, centred on the top and base of the chart, each with a tick.
+    const scale = p.texts.filter((t) => t.anchor === 'end' && Math.abs(t.y - (lane?.y ?? 0)) < 40 && /^\d+$/.test(t.text));
+    expect(scale.map((t) => t.text)).toEqual(['7', '0']);
+    expect(Math.abs(scale[0]!.y - 11 * 0.36 - top)).toBeLessThan(0.2);
+    expect(Math.abs(scale[1]!.y - 11 * 0.36 - base)).toBeLessThan(0.2);
+    for (const y of [top, base]) expect(p.lines.some((l) => l.y1 === y && l.y2 === y && l.x2 - l.x1 === 4)).toBe(true);
+    expect(base - top).toBeGreaterThan(20);
+  });
 });
+

@@ -4,6 +4,26 @@ import type { TimelineRole, TraceEvent } from '../../src/index.js';
 import { Emitter, recordedFakeHost, rollingUpgrade } from './scenario.js';
 
 describe('buildTimeline', () => {
+  test('the clock lists where each tick of the host clock begins, skipped ticks left out', () => {
+    const { host, rec } = recordedFakeHost(2);
+    const e = new Emitter(host, 2);
+    e.load('kvm0');
+    const t1 = e.seq;
+    host.events.tick = 1;
+    e.load('kvm1');
+    e.load('kvm2');
+    const t4 = e.seq;
+    host.events.tick = 4;
+    e.unload('kvm1');
+    const tl = buildTimeline(rec.events());
+    expect(tl.clock).toEqual([
+      { tick: 0, seq: tl.start },
+      { tick: 1, seq: t1 },
+      { tick: 4, seq: t4 },
+    ]);
+    expect(buildTimeline([]).clock).toEqual([]);
+  });
+
   test('runs go from vcpu:load to vcpu:put on their CPU and count the exits', () => {
     const { host, rec } = recordedFakeHost(4);
     const e = new Emitter(host, 4);
