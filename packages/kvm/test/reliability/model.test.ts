@@ -9,6 +9,7 @@
 import { describe, expect, test } from 'vitest';
 import { runModel, settingsFromEnv } from './commands.js';
 import { newStats } from './model.js';
+import { progressReporter } from './progress.js';
 
 /** CI budget: 6,000 sequences of up to 150 commands (about 35 s on the 2-core CI machine). */
 const CI_RUNS = 6000;
@@ -28,10 +29,13 @@ describe('model-based random testing', () => {
     if (settings.mode === 'replay') {
       runModel(settings, stats);
     } else {
-      // Chunk i runs with seed + i: a failure names the chunk's own seed, which replays on its own.
+      // Chunk i runs with seed + i: a failure names the chunk's own seed, which replays on its own. A progress
+      // line every tenth of the run (vitest prints a test's console output as it comes, so CI shows it live).
+      const progress = progressReporter(`[model] ${settings.mode}`, settings.runs, CHUNK);
       for (let done = 0, i = 0; done < settings.runs; done += CHUNK, i++) {
         runModel({ ...settings, seed: settings.seed + i, runs: Math.min(CHUNK, settings.runs - done) }, stats);
-        if (settings.mode === 'soak' && i % 20 === 19) console.log(`[model] soak: ${stats.sequences} sequences, ${stats.commands} commands so far`);
+        const line = progress(stats, performance.now() - t0);
+        if (line !== undefined) console.log(line);
         await new Promise((r) => setImmediate(r));
       }
     }
