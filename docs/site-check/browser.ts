@@ -1,20 +1,31 @@
 /**
  * The docs site, tested as a person would use it: build it first (`pnpm run docs`), then this serves `site/`
  * on localhost, opens it in headless Chromium (Debian's `/usr/bin/chromium`, driven by playwright-core),
- * follows the navigation to every guide, checks that the pictures render, and searches the API for
- * `createHost`; first the checks that need no browser (static.ts: no internal item, categories, no bogus
- * links, examples). Screenshots go to `artifacts/site/` (git-ignored). Exits non-zero on any failure.
+ * follows the navigation to every guide, checks that every picture renders at its intended size (as wide as the
+ * column, or its own width if narrower, never stretched; the generated ones with text at 11 px or more there) and
+ * opens at full size when clicked, and searches the API for `createHost`; first the checks that need no browser
+ * (static.ts: no internal item, categories, no bogus links, examples). Screenshots go to `artifacts/screenshots/`
+ * (git-ignored; CI keeps them there): each guide's page, each picture as shown and at full size, the searches.
+ * Exits non-zero on any failure.
  */
 import { createReadStream, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize, resolve } from 'node:path';
-import { chromium, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { staticChecks } from './static.js';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const site = join(root, 'site');
-const shots = join(root, 'artifacts', 'site');
+const shots = join(root, 'artifacts', 'screenshots');
+/**
+ * The pictures drawn by the project's renderers (renderTimelineSvg, bench/plot.ts), which promise text of 11 px or
+ * more where a guide shows them. docs/architecture.svg is drawn by hand 900 px wide: its size is checked, its text
+ * size only reported.
+ */
+const READABLE = new Set(['rolling-upgrade.svg', 'hotplug-and-power.svg', 'performance-scale.svg']);
+/** The smallest text a picture may show in a guide, in CSS px (its font size times the scale it is shown at). */
+const MIN_TEXT_PX = 10.9;
 const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 
 const TYPES: Record<string, string> = {
@@ -59,10 +70,96 @@ async function imagesRendered(page: Page): Promise<{ total: number; broken: stri
   });
 }
 
+/** A picture as a guide shows it. */
+interface Shown {
+  readonly file: string;
+  readonly src: string;
+  /** Its own size (the SVG's width/height attributes). */
+  readonly natural: { readonly w: number; readonly h: number };
+  /** Its size on the page, and the width of the column it sits in. */
+  readonly shown: { readonly w: number; readonly h: number };
+  readonly column: number;
+  /** Where a click goes (the enclosing link), if anywhere. */
+  readonly href: string | undefined;
+  /** The smallest font size in the SVG times the scale it is shown at (px on screen); undefined for a raster. */
+  readonly minTextPx: number | undefined;
+}
+
+/** Every picture of the page, measured (the SVG is fetched and parsed in the page for its viewBox and fonts). */
+async function picturesShown(page: Page): Promise<Shown[]> {
+  return page.evaluate(async () => {
+    const imgs = [...document.querySelectorAll('.tsd-typography img')] as HTMLImageElement[];
+    return Promise.all(
+      imgs.map(async (img) => {
+        const rect = img.getBoundingClientRect();
+        const column = (img.closest('.tsd-typography') as HTMLElement).getBoundingClientRect().width;
+        let minTextPx: number | undefined;
+        if (img.src.endsWith('.svg')) {
+          const doc = new DOMParser().parseFromString(await (await fetch(img.src)).text(), 'image/svg+xml');
+          const svg = doc.documentElement;
+          const viewW = Number((svg.getAttribute('viewBox') ?? '').split(/\s+/)[2] ?? svg.getAttribute('width'));
+          // (No named functions in here: tsx would wrap them in a helper the page does not have.)
+          let min = Infinity;
+          for (const t of doc.querySelectorAll('text, tspan')) {
+            if ((t.textContent ?? '').trim() === '') continue;
+            let size = 16;
+            for (let n: Element | null = t; n !== null; n = n.parentElement) {
+              const v = n.getAttribute('font-size');
+              if (v !== null) {
+                size = Number(v);
+                break;
+              }
+            }
+            min = Math.min(min, size);
+          }
+          minTextPx = (min * rect.width) / viewW;
+        }
+        return {
+          file: new URL(img.src).pathname.split('/').pop() ?? img.src,
+          src: img.src,
+          natural: { w: img.naturalWidth, h: img.naturalHeight },
+          shown: { w: rect.width, h: rect.height },
+          column,
+          href: (img.closest('a') as HTMLAnchorElement | null)?.href,
+          minTextPx,
+        };
+      }),
+    );
+  });
+}
+
+/** Check each picture of the guide now open, and keep a screenshot of it as shown and at full size. */
+async function checkPictures(browser: Browser, page: Page, guide: string, base: string): Promise<void> {
+  for (const p of await picturesShown(page)) {
+    const name = `${guide} ${p.file}`;
+    const intended = Math.min(p.natural.w, p.column);
+    check(Math.abs(p.shown.w - intended) <= 1, `${name}: shown ${p.shown.w.toFixed(0)} px wide, as intended (its ${p.natural.w} px, the column ${p.column.toFixed(0)} px)`);
+    const stretch = (p.shown.h / p.shown.w) * (p.natural.w / p.natural.h);
+    check(Math.abs(stretch - 1) < 0.01, `${name}: not stretched (height/width as its own, ×${stretch.toFixed(3)})`);
+    if (p.minTextPx !== undefined) {
+      const what = `${name}: smallest text ${p.minTextPx.toFixed(1)} px as shown`;
+      if (READABLE.has(p.file)) check(p.minTextPx >= MIN_TEXT_PX, `${what} (at least 11)`);
+      else console.log(`note ${what}`);
+    }
+    check(p.href === p.src, `${name}: a click opens the picture itself (${p.href ?? 'no link'})`);
+    const img = page.locator(`.tsd-typography img[src$="${p.file}"]`).first();
+    await img.scrollIntoViewIfNeeded();
+    await img.screenshot({ path: join(shots, 'pictures', `${guide}--${p.file}.png`) });
+    // At full size: the file on its own, as wide as it says.
+    // (The viewport is the picture's size: a full-page screenshot of a bare SVG document never settles.)
+    const full = await browser.newPage({ viewport: { width: Math.max(1280, p.natural.w + 40), height: Math.min(4000, p.natural.h + 20) } });
+    await full.goto(p.src.startsWith(base) ? p.src : `${base}/${p.src}`);
+    const w = await full.evaluate(() => document.documentElement.getBoundingClientRect().width);
+    check(Math.abs(w - p.natural.w) <= 1, `${name}: opened on its own it is ${w.toFixed(0)} px wide (its full size)`);
+    await full.screenshot({ path: join(shots, 'pictures', `${guide}--${p.file}--full.png`) });
+    await full.close();
+  }
+}
+
 async function main(): Promise<void> {
   if (!existsSync(join(site, 'index.html'))) throw new Error('site/ is missing: run `npx --yes pnpm@10.34.9 run docs` first');
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (or set CHROMIUM_PATH)`);
-  mkdirSync(shots, { recursive: true });
+  mkdirSync(join(shots, 'pictures'), { recursive: true });
   for (const r of staticChecks(root, site)) check(r.ok, r.what);
   const guides = readdirSync(join(site, 'documents')).filter((f) => f.endsWith('.html')).map((f) => f.replace(/\.html$/, ''));
   const server = await serve(site);
@@ -90,6 +187,7 @@ async function main(): Promise<void> {
       check(typeof h1 === 'string' && h1.trim().length > 0, `guide ${guide}: reached through the navigation, heading "${h1?.trim() ?? ''}"`);
       const imgs = await imagesRendered(page);
       check(imgs.broken.length === 0, `guide ${guide}: ${imgs.total} picture(s) rendered${imgs.broken.length > 0 ? `, broken: ${imgs.broken.join(', ')}` : ''}`);
+      await checkPictures(browser, page, guide, base);
       await page.screenshot({ path: join(shots, `${guide}.png`), fullPage: true });
     }
     const withPictures = ['Architecture', 'Rolling_upgrade'];
