@@ -98,6 +98,12 @@ export function staticChecks(root: string, site: string): { what: string; ok: bo
     ['functions/_vac_kvm.saveVm.html', 'saveVm'],
     ['functions/_vac_kvm.restoreVm.html', 'restoreVm'],
     ['functions/_vac_bridge.startDaemon.html', 'startDaemon'],
+    ['functions/_vac_core.recordEvents.html', 'recordEvents'],
+    ['functions/_vac_core.renderTimelineSvg.html', 'renderTimelineSvg'],
+    ['functions/_vac_core.toChromeTrace.html', 'toChromeTrace'],
+    ...(['mapKvmRun', 'createRealModeVcpu', 'createRealModeVm', 'releaseRealModeVm', 'msrIndexList', 'saveVcpu', 'restoreVcpu', 'completePendingIo', 'moveRealModeVm'] as const).map(
+      (f) => [`functions/_vac_kvm.${f}.html`, f] as const,
+    ),
   ] as const) {
     const file = join(site, page);
     check(existsSync(file) && readFileSync(file, 'utf8').includes('<h4 class="tsd-anchor-link" id="example'), `${what} shows an example`);

@@ -104,10 +104,18 @@ import {
  *
  * @example
  * ```ts
- * const fd = proc.ioctl(vm, KVM_CREATE_VCPU, 0);
- * const run = mapKvmRun(proc, sys, fd);
- * proc.ioctl(fd, KVM_RUN, 0);
- * console.log(run.exit_reason);
+ * import { createHost } from '@vac/core';
+ * import { KVM_EXIT_HLT, KVM_RUN, createRealModeVm, kvm, mapKvmRun } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * const { sys, vcpus } = createRealModeVm(proc, '/dev/kvm0', { code: [0xf4] }); // hlt
+ * const vcpu = vcpus[0]!;
+ * const run = mapKvmRun(proc, sys, vcpu.fd); // a second mapping of the same kvm_run page
+ * proc.ioctl(vcpu.fd, KVM_RUN, 0);
+ * console.log(run.exit_reason === KVM_EXIT_HLT); // true: both mappings show the same page
  * ```
  */
 export function mapKvmRun(proc: Process, sys: number, vcpuFd: number): KvmRunView {
@@ -158,10 +166,21 @@ export interface RealModeVcpu {
  *
  * @example
  * ```ts
+ * import { O_RDWR, createHost } from '@vac/core';
+ * import { KVM_CREATE_VM, KVM_EXIT_HLT, KVM_RUN, KVM_SET_USER_MEMORY_REGION, createRealModeVcpu, kvm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
  * const sys = proc.open('/dev/kvm0', O_RDWR);
  * const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
- * // ... KVM_SET_USER_MEMORY_REGION, KVM_MEMORY_ENCRYPT_OP, ...
+ * const memory = proc.mmapAnonymous(0x1000);
+ * memory.bytes.set([0xf4]); // hlt, at guest-physical 0x1000
+ * proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: memory.addr });
  * const { fd, run } = createRealModeVcpu(proc, sys, vm, { regs: { rbx: 2n } });
+ * proc.ioctl(fd, KVM_RUN, 0);
+ * console.log(run.exit_reason === KVM_EXIT_HLT); // true
  * ```
  */
 export function createRealModeVcpu(proc: Process, sys: number, vm: number, options: RealModeVcpuOptions = {}): RealModeVcpu {
@@ -218,7 +237,14 @@ export interface RealModeVm {
  *
  * @example
  * ```ts
+ * import { createHost } from '@vac/core';
+ * import { KVM_EXIT_HLT, KVM_EXIT_IO, KVM_RUN, createRealModeVm, kvm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
  * const proc = host.spawn({ uid: 1000, groups: ['kvm'], name: 'vmm' });
+ * // mov dx, 0x3f8; add al, bl; add al, '0'; out dx, al; mov al, '\n'; out dx, al; hlt
  * const HELLO = [0xba, 0xf8, 0x03, 0x00, 0xd8, 0x04, 0x30, 0xee, 0xb0, 0x0a, 0xee, 0xf4];
  * const { vcpus } = createRealModeVm(proc, '/dev/kvm0', { code: HELLO, regs: { rax: 2n, rbx: 2n } });
  * const { fd, run } = vcpus[0]!;
@@ -228,7 +254,7 @@ export interface RealModeVm {
  *   if (run.exit_reason !== KVM_EXIT_IO) break;
  *   out += String.fromCharCode(run.bytes[run.io.data_offset] ?? 0);
  * }
- * // out === '4\n', run.exit_reason === KVM_EXIT_HLT
+ * console.log(JSON.stringify(out), run.exit_reason === KVM_EXIT_HLT); // "4\n" true
  * ```
  */
 export function createRealModeVm(proc: Process, devPath: string, options: RealModeVmOptions): RealModeVm {
@@ -256,9 +282,17 @@ export function createRealModeVm(proc: Process, devPath: string, options: RealMo
  *
  * @example
  * ```ts
- * const old = createRealModeVm(proc, '/dev/kvm0', { code: HELLO });
- * releaseRealModeVm(proc, old);
+ * import { createHost } from '@vac/core';
+ * import { createRealModeVm, kvm, releaseRealModeVm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * const vm = createRealModeVm(proc, '/dev/kvm0', { code: [0xf4] });
+ * releaseRealModeVm(proc, vm);
  * host.rmmod('kvm0'); // nothing of the VMM holds kvm0 any more
+ * console.log(host.lsmod().map((m) => m.name)); // [ 'vac' ]
  * ```
  */
 export function releaseRealModeVm(proc: Process, vm: RealModeVm): void {
@@ -359,6 +393,19 @@ const MCG_CMCI_P = 1n << 10n;
  * The MSR indices KVM lists on `sys` (KVM_GET_MSR_INDEX_LIST; its E2BIG gives the count): what {@link saveVcpu}
  * saves besides the machine-check banks. A VMM asks once (QEMU's `kvm_get_supported_msrs`) and passes the list to
  * every {@link saveVcpu}.
+ *
+ * @example
+ * ```ts
+ * import { O_RDWR, createHost } from '@vac/core';
+ * import { kvm, msrIndexList } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * const msrs = msrIndexList(proc, proc.open('/dev/kvm0', O_RDWR));
+ * console.log(msrs.length, msrs.includes(0x10)); // IA32_TSC is among them
+ * ```
  */
 export function msrIndexList(proc: Process, sys: number): number[] {
   const head = makeKvmMsrList(0);
@@ -422,6 +469,20 @@ function setStruct<T extends object>(proc: Process, fd: number, req: number, cod
  * @param id the vCPU id
  * @param msrs the MSRs to save ({@link msrIndexList}; asked of `sys` when not given)
  * @throws `KernelError` from the first failing ioctl
+ *
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { createRealModeVm, kvm, saveVcpu } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * const vm = createRealModeVm(proc, '/dev/kvm0', { code: [0xf4], regs: { rax: 42n } });
+ * const saved = saveVcpu(proc, vm.sys, vm.vcpus[0]!.fd, 0);
+ * console.log(saved.regs.rax, saved.regs.rip.toString(16)); // 42n '1000'
+ * ```
  */
 export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msrs: readonly number[] = msrIndexList(proc, sys)): SavedVcpu {
   const cpuidBytes = new Uint8Array(KVM_CPUID2_CODEC.entriesOffset + 256 * KVM_CPUID_ENTRY2_CODEC.size);
@@ -482,6 +543,22 @@ function readLapic(proc: Process, fd: number): Uint8Array | undefined {
  *
  * @throws `KernelError` from the first failing ioctl; `UsageError` `ERR_INVALID_STATE` when KVM refuses one of the
  *   saved MSRs (the state does not fit this module: another CPU model, another configuration)
+ *
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { createRealModeVm, kvm, restoreVcpu, saveVcpu } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * host.modprobe(kvm({ postfix: '1' }));
+ * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * const a = createRealModeVm(proc, '/dev/kvm0', { code: [0xf4], regs: { rax: 42n } });
+ * const b = createRealModeVm(proc, '/dev/kvm1', { code: [0xf4] });
+ * restoreVcpu(proc, b.vcpus[0]!.fd, saveVcpu(proc, a.sys, a.vcpus[0]!.fd, 0));
+ * console.log(saveVcpu(proc, b.sys, b.vcpus[0]!.fd, 0).regs.rax); // 42n, now on kvm1
+ * ```
  */
 export function restoreVcpu(proc: Process, fd: number, saved: SavedVcpu): void {
   restoreVcpuSetup(proc, fd, saved);
@@ -543,6 +620,26 @@ function restoreVcpuRegisters(proc: Process, fd: number, saved: SavedVcpu): void
  * completes the access first). After it the registers are the guest's as of the end of that instruction.
  *
  * @throws `KernelError` from KVM_RUN other than the expected EINTR
+ *
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { KVM_EXIT_IO, KVM_RUN, completePendingIo, createRealModeVm, kvm, saveVcpu } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * // 0x1000: mov dx, 0x3f8; 0x1003: in al, dx; 0x1004: hlt
+ * const vm = createRealModeVm(proc, '/dev/kvm0', { code: [0xba, 0xf8, 0x03, 0xec, 0xf4] });
+ * const { fd, run } = vm.vcpus[0]!;
+ * proc.ioctl(fd, KVM_RUN, 0);
+ * console.log(run.exit_reason === KVM_EXIT_IO, saveVcpu(proc, vm.sys, fd, 0).regs.rip.toString(16)); // true '1003': the `in` is pending
+ * run.bytes[run.io.data_offset] = 0x41; // the VMM's answer to the `in`
+ * completePendingIo(proc, fd, run);
+ * const regs = saveVcpu(proc, vm.sys, fd, 0).regs;
+ * console.log(regs.rip.toString(16), (regs.rax & 0xffn).toString(16)); // '1004' '41': done, AL holds the answer
+ * ```
  */
 export function completePendingIo(proc: Process, fd: number, run: KvmRunView): void {
   run.immediate_exit = 1;
@@ -755,6 +852,24 @@ export function restoreVm(proc: Process, devPath: string, saved: SavedVm, option
  * vCPUs must be stopped. The old module is no longer used by the VM afterwards (it may be unloaded).
  *
  * @returns the VM on the new module (the same memory mapping)
+ *
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { KVM_EXIT_HLT, KVM_RUN, createRealModeVm, kvm, moveRealModeVm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * host.modprobe(kvm({ postfix: '1' }));
+ * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * const vm = createRealModeVm(proc, '/dev/kvm0', { code: [0xf4] }); // hlt
+ * const moved = moveRealModeVm(proc, vm, '/dev/kvm1');
+ * host.rmmod('kvm0'); // the VM no longer uses kvm0
+ * const vcpu = moved.vcpus[0]!;
+ * proc.ioctl(vcpu.fd, KVM_RUN, 0);
+ * console.log(vcpu.run.exit_reason === KVM_EXIT_HLT, moved.memory === vm.memory); // true true: on kvm1, same memory
+ * ```
  */
 export function moveRealModeVm(proc: Process, vm: RealModeVm, devPath: string, configure?: RestoreVmOptions['configure']): RealModeVm {
   const saved = saveVm(proc, vm);

@@ -299,7 +299,19 @@ export class Host {
 
   // ---- processes --------------------------------------------------------------------------------
 
-  /** Create a process with the given credentials. */
+  /**
+   * Create a process with the given credentials.
+   *
+   * @example
+   * ```ts
+   * import { createHost } from '@vac/core';
+   * import { intel } from '@vac/vmx';
+   *
+   * const host = createHost({ cpus: 2, hardware: intel() });
+   * const vmm = host.spawn({ name: 'qemu', uid: 1000, groups: ['kvm'] });
+   * console.log(vmm.pid, vmm.name); // its pid, 'qemu': a VMM that may open /dev/kvm* (group kvm)
+   * ```
+   */
   spawn(opts: SpawnOptions = {}): Process {
     const settings = processSettings({ cpus: this.cpus, gid: (g) => this.gid(g) }, opts, this.#nextPid);
     return this.#op(() => {

@@ -94,6 +94,19 @@ const MODULE_TID_BASE = 100_001;
  * @param events - a recorded stream (`recorder.events()`) or an already built {@link Timeline}
  * @param options - naming, time scale, flushes on/off, title, CPUs to show
  * @returns the trace object; `JSON.stringify(trace)` is the file
+ *
+ * @example
+ * ```ts
+ * import { createHost, recordEvents, toChromeTrace } from '@vac/core';
+ * import { kvm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 2, hardware: intel() });
+ * const rec = recordEvents(host);
+ * host.modprobe(kvm({ postfix: '0' }));
+ * const trace = toChromeTrace(rec.events(), { cpus: 2, title: 'modprobe kvm0' });
+ * console.log(trace.traceEvents.length > 0); // true: JSON.stringify(trace) to a file opens in the Perfetto UI
+ * ```
  */
 export function toChromeTrace(events: Iterable<TraceEvent> | Timeline, options: ChromeTraceOptions = {}): ChromeTrace {
   const tl = isTimeline(events) ? events : buildTimeline(events, options.cpus === undefined ? {} : { cpus: options.cpus });

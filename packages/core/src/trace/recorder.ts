@@ -81,6 +81,19 @@ export interface TraceSource {
  * @param options - a memory bound and names to leave out
  * @returns the recorder; `stop()` it (or `using` it) when done
  * @throws UsageError (ERR_OUT_OF_RANGE) when `limit` is not a positive integer
+ *
+ * @example
+ * ```ts
+ * import { createHost, recordEvents } from '@vac/core';
+ * import { kvm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 2, hardware: intel() });
+ * const rec = recordEvents(host, { exclude: ['fd:open', 'fd:close'] });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * rec.stop();
+ * console.log(rec.events()[0]?.name); // 'module:load' (vac's, then kvm0's, its CPUs enabled, …)
+ * ```
  */
 export function recordEvents(host: TraceSource, options: RecordOptions = {}): TraceRecorder {
   const limit = options.limit ?? Infinity;

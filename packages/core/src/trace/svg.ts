@@ -173,6 +173,21 @@ function thin(marks: readonly Mark[], x: (seq: number) => number, gap: number): 
  * @param events - a recorded stream (`recorder.events()`) or an already built {@link Timeline}
  * @param options - title, size, annotations, colors, …
  * @returns the SVG document as a string (UTF-8 text, starting with `<svg`)
+ *
+ * @example
+ * ```ts
+ * import { createHost, recordEvents, renderTimelineSvg } from '@vac/core';
+ * import { kvm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 2, hardware: intel() });
+ * const rec = recordEvents(host);
+ * host.modprobe(kvm({ postfix: '0' }));
+ * const at = host.events.seq; // the next event's seq: where kvm1's load begins
+ * host.modprobe(kvm({ postfix: '1' }));
+ * const svg = renderTimelineSvg(rec.events(), { title: 'Two KVM modules', annotations: [{ at, label: 'kvm1 loaded' }] });
+ * console.log(svg.startsWith('<svg')); // true: write it to a .svg file and open it in a browser
+ * ```
  */
 export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, options: TimelineSvgOptions = {}): string {
   const tl: Timeline = !(Symbol.iterator in events) && 'runs' in events ? events : buildTimeline(events, options.cpus === undefined ? {} : { cpus: options.cpus });
