@@ -45,6 +45,11 @@ export const CATEGORIES = {
     ['Interrupt controllers', /^src\/irqchip\//],
     ['Introspection', /^src\/introspect\.ts$/],
   ],
+  '@vac/fleet': [
+    ['Moving a VM', /^src\/(move|meter|guest-vmm|guests|events)\.ts$/],
+    ['Upgrade plans', /^src\/(plan|report|strategies)[^/]*\.ts$/],
+    ['Fleets', /^src\/fleet\//],
+  ],
   '@vac/bridge': [
     ['The vac command', /^src\/cli\//],
     ['Daemon and host control', /^src\/(daemon|control)\.ts$/],

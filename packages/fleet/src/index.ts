@@ -1,0 +1,15 @@
+/**
+ * `@vac/fleet`: the user-space side of running several KVM modules on one host — what the RFC leaves to user space.
+ * Move a running VM to another module in place ({@link moveInPlace}), upgrade a host by loading a new module and
+ * moving its VMs under a plan, and roll an upgrade across a fleet of simulated hosts in waves. Everything here uses
+ * only the public `/dev/kvm` ABI (through `@vac/kvm`'s VMM helpers) and the host's public API.
+ *
+ * @packageDocumentation
+ */
+import './events.js';
+
+export { FLEET_EVENTS } from './events.js';
+export { DEFAULT_SYSCALL_COSTS, MeteredProcess, ioctlName, type SyscallCosts, type SyscallCount } from './meter.js';
+export { GuestVmm, defaultExitHandler, type ExitAction, type ExitHandler, type GuestVmmOptions, type InitialMsr, type VmIncarnation } from './guest-vmm.js';
+export { MOVE_PHASES, moveInPlace, type MoveOptions, type MovePhase, type MoveResult, type PhaseRecord } from './move.js';
+export { countingGuest, words, type CountingGuestOptions } from './guests.js';
