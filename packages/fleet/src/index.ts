@@ -13,3 +13,4 @@ export { DEFAULT_SYSCALL_COSTS, MeteredProcess, ioctlName, type SyscallCosts, ty
 export { GuestVmm, defaultExitHandler, type ExitAction, type ExitHandler, type GuestVmmOptions, type InitialMsr, type VmIncarnation } from './guest-vmm.js';
 export { MOVE_PHASES, moveInPlace, type MoveOptions, type MovePhase, type MoveResult, type PhaseRecord } from './move.js';
 export { countingGuest, words, type CountingGuestOptions } from './guests.js';
+export { describeUpgrade, orderVms, runUpgrade, upgradeAnnotations, type FailureRule, type MoveOrder, type PlanAction, type UpgradePlan, type UpgradeReport, type VmOutcome } from './plan.js';

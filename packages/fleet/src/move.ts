@@ -8,7 +8,9 @@
  *    irqchip, every vCPU's state);
  * 3. `check` — `canMove` of `@vac/kvm` over what the VMM sees of both modules (`probeModule`): the target's
  *    capabilities, MSR list, supported CPUID and XSAVE size against the saved state; a move it refuses stops here;
- * 4. `restore` — `restoreVm` on the target with the same memory slots and the capabilities the VMM had enabled;
+ * 4. `restore` — `restoreVm` on the target with the same memory slots and the capabilities the VMM had enabled,
+ *    and of the saved MSRs those the target lists (as QEMU restores only what `KVM_GET_MSR_INDEX_LIST` offers — so
+ *    without the check a value the target cannot hold is lost silently, which is what `canMove` warns of);
  * 5. `resume` — the vCPU threads start again, on the target;
  * 6. `release` — the source's `kvm_run` mappings unmapped and its fds closed: the source VM is destroyed and its
  *    module no longer used by this VMM.
@@ -94,6 +96,11 @@ class PhaseFailure extends Error {
   }
 }
 
+/** The machine-check bank MSRs (MCi_CTL/STATUS/ADDR/MISC, MCi_CTL2), which a VMM saves from MCG_CAP, not from the MSR list. */
+function isMceBank(msr: number): boolean {
+  return (msr >= 0x400 && msr <= 0x47f) || (msr >= 0x280 && msr <= 0x29f);
+}
+
 /** `<vm>` of `/dev/<vm>`. */
 const moduleOf = (dev: string): string => dev.replace(/^\/dev\//, '');
 
@@ -143,15 +150,20 @@ export function moveInPlace(vmm: GuestVmm, devPath: string, options: MoveOptions
     run('pause', () => vmm.pause());
     pauseNs = clock.nowNs - t0;
     const saved: SavedVm = run('save', () => saveVm(proc, vmm.current.handle));
+    let listed: ReadonlySet<number> = new Set();
     run('check', () => {
       const source = options.facts?.source ?? probeModule(proc, from);
       const target = options.facts?.target ?? probeModule(proc, devPath);
+      listed = new Set(target.msrIndexList);
       verdict = canMove({ saved, enabledCaps: vmm.enabledCaps }, source, target);
       const refusal = verdict.reasons.find((r) => r.kind !== 'note');
       if (options.check !== false && refusal !== undefined) throw new UsageError('ERR_INVALID_STATE', `canMove refuses: ${refusal.step}: ${refusal.detail}`);
     });
     const next: VmIncarnation = run('restore', () => {
-      const r = restoreVm(proc, devPath, saved, {
+      // As QEMU does (kvm_put_msrs sends what kvm_get_supported_msrs found), only the MSRs the target lists are
+      // restored; the machine-check banks come from MCG_CAP, not from the list.
+      const restorable: SavedVm = { ...saved, vcpus: saved.vcpus.map((v) => ({ ...v, msrs: v.msrs.filter((m) => isMceBank(m.index) || listed.has(m.index)) })) };
+      const r = restoreVm(proc, devPath, restorable, {
         slots: vmm.slots,
         configure: (p, _sys, vm) => {
           for (const { cap, flags } of vmm.enabledCaps) p.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap, args: [flags, 0n, 0n, 0n] }));
