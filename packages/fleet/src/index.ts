@@ -14,3 +14,11 @@ export { GuestVmm, defaultExitHandler, type ExitAction, type ExitHandler, type G
 export { MOVE_PHASES, moveInPlace, type MoveOptions, type MovePhase, type MoveResult, type PhaseRecord } from './move.js';
 export { countingGuest, words, type CountingGuestOptions } from './guests.js';
 export { describeUpgrade, orderVms, runUpgrade, upgradeAnnotations, type FailureRule, type MoveOrder, type PlanAction, type UpgradePlan, type UpgradeReport, type VmOutcome } from './plan.js';
+export { FLEET_BUILDS, LINUX_6_18_APF_REVERTED, fleetBuild } from './fleet/builds.js';
+export { generateFleet, type FleetHostSpec, type FleetSpec, type FleetVmSpec } from './fleet/spec.js';
+export { runHostJob, type HostJob, type HostOutcome, type HostPlanSettings } from './fleet/host-job.js';
+export { HostPool } from './fleet/pool.js';
+export { runRollout, type FleetReport, type HostRecord, type RolloutOptions, type RolloutPolicy, type WaveRecord } from './fleet/rollout.js';
+export { formatFleetReport, percentile, summarizeRollout, type RolloutSummary } from './fleet/report.js';
+export { renderRolloutSvg, type RolloutSvgOptions } from './fleet/svg.js';
+export { seededRandom, pick, type Random } from './fleet/random.js';
