@@ -48,6 +48,7 @@ export const CATEGORIES = {
   '@vac/fleet': [
     ['Moving a VM', /^src\/(move|meter|guest-vmm|guests|events)\.ts$/],
     ['Upgrade plans', /^src\/(plan|report|strategies)[^/]*\.ts$/],
+    ['Placement', /^src\/placement\.ts$/],
     ['Fleets', /^src\/fleet\//],
   ],
   '@vac/bridge': [

@@ -22,3 +22,4 @@ export { runRollout, type FleetReport, type HostRecord, type RolloutOptions, typ
 export { formatFleetReport, percentile, summarizeRollout, type RolloutSummary } from './fleet/report.js';
 export { renderRolloutSvg, type RolloutSvgOptions } from './fleet/svg.js';
 export { seededRandom, pick, type Random } from './fleet/random.js';
+export { compareReleases, loadedModules, newestBuild, place, requireMitigations, spread, type ModuleCandidate, type PlacementPolicy, type VmNeeds } from './placement.js';
