@@ -23,3 +23,4 @@ export { formatFleetReport, percentile, summarizeRollout, type RolloutSummary } 
 export { renderRolloutSvg, type RolloutSvgOptions } from './fleet/svg.js';
 export { seededRandom, pick, type Random } from './fleet/random.js';
 export { compareReleases, loadedModules, newestBuild, place, requireMitigations, spread, type ModuleCandidate, type PlacementPolicy, type VmNeeds } from './placement.js';
+export { STRATEGIES, compareStrategies, formatStrategies, type Strategy, type StrategyAssumptions, type StrategyHost, type StrategyResult } from './strategies.js';
