@@ -43,6 +43,7 @@ export {
 } from './host/process.js';
 export { OpenFile, type FileOperations } from './host/file.js';
 export { EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, EventFd, eventFdOf, eventfd, type EventFdWake } from './host/eventfd.js';
+export { MFD_ALLOW_SEALING, MFD_CLOEXEC, MFD_EXEC, MFD_HUGETLB, MFD_NAME_MAX_LEN, MFD_NOEXEC_SEAL, MemfdObject, memfdCreate, memfdOf } from './host/memfd.js';
 export { Devfs, KVM_MINOR, MISC_DYNAMIC_MINOR, MISC_MAJOR, type CharDevice, type DevStat, type MiscDevice, type MiscRegistration } from './host/devfs.js';
 
 // ---- Modules and their parameters ---------------------------------------------------------------------------

@@ -210,12 +210,39 @@ export class Process {
    * @throws {@link KernelError} EMFILE
    */
   installAnonFile<D>(name: string, fops: FileOperations<D>, privateData: D, flags: number = O_RDWR): number {
-    this.#live('anon_inode_getfd');
-    this.#checkFdRoom('anon_inode_getfd');
-    if (this.#host.faults.shouldFail('fd')) throw new KernelError('ENOMEM', 'anon_inode_getfd', 'injected allocation failure');
+    return this.#installNew(anonPath(name), fops, privateData, flags, 'anon_inode_getfd');
+  }
+
+  /**
+   * Kernel side of a syscall that makes a file of its own (`memfd_create`, `socketpair`): install a new file shown
+   * as `path` (in `/proc/PID/fd`) with the given operations, as {@link Process.installAnonFile} does.
+   * @returns the new fd (the lowest free number)
+   * @throws {@link KernelError} EMFILE, ENOMEM (an injected `fd` fault)
+   */
+  installFile<D>(path: string, fops: FileOperations<D>, privateData: D, flags: number = O_RDWR): number {
+    return this.#installNew(path, fops, privateData, flags, 'fd_install');
+  }
+
+  #installNew<D>(path: string, fops: FileOperations<D>, privateData: D, flags: number, op: string): number {
+    this.#live(op);
+    this.#checkFdRoom(op);
+    if (this.#host.faults.shouldFail('fd')) throw new KernelError('ENOMEM', op, 'injected allocation failure');
     fops.owner?.get();
-    const file = new OpenFile<D>(anonPath(name), fops, this, privateData, flags);
+    const file = new OpenFile<D>(path, fops, this, privateData, flags);
     return this.#install(file as OpenFile, file.path);
+  }
+
+  /**
+   * Kernel side of `receive_fd` (an fd passed with SCM_RIGHTS): a new fd, the lowest free number, for an open file
+   * another process holds. The file gains a reference; nothing about it changes (the same offset, flags, driver
+   * data).
+   * @returns the new fd
+   * @throws {@link KernelError} ESRCH (the process has exited), EMFILE
+   */
+  receiveFile(file: OpenFile): number {
+    this.#live('receive_fd');
+    this.#checkFdRoom('receive_fd');
+    return this.#host.events.op(() => this.#install(file, file.path));
   }
 
   /** Kernel side of `fdget`: the open file behind `fd`. @throws {@link KernelError} EBADF */
@@ -317,6 +344,22 @@ export class Process {
     if (!(data instanceof Uint8Array)) throw new UsageError('ERR_INVALID_ARG', 'write: data must be a Uint8Array');
     if (f.fops.write === undefined) throw new KernelError('EINVAL', 'write', `${f.path} cannot be written`);
     return f.fops.write.call(f.fops, f, data, this);
+  }
+
+  /**
+   * `ftruncate(fd, length)`: set the size of a regular file (a memfd).
+   * @throws {@link KernelError} EINVAL (a negative length; a file that is no regular file, or not open for writing),
+   *   EBADF, or the file's error; {@link UsageError} when `length` is not an integer
+   */
+  ftruncate(fd: number, length: number): void {
+    this.#live('ftruncate');
+    if (typeof length !== 'number' || !Number.isSafeInteger(length)) throw new UsageError('ERR_INVALID_ARG', `ftruncate: length must be an integer, got ${describeArg(length)}`);
+    // ksys_ftruncate: the length first, then the fd; do_ftruncate: a regular file open for writing.
+    if (length < 0) throw new KernelError('EINVAL', 'ftruncate', `negative length ${length}`);
+    const f = this.file(fd);
+    const truncate = f.fops.truncate;
+    if (truncate === undefined || (f.flags & 3) === O_RDONLY) throw new KernelError('EINVAL', 'ftruncate', `fd ${fd} is no regular file open for writing`);
+    truncate.call(f.fops, f, length);
   }
 
   /**
