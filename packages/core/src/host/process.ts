@@ -80,6 +80,8 @@ export class Process {
   readonly #fds: Array<OpenFile | undefined> = [];
   /** When each fd was installed (for `fds()` and `kill()`, which go by order of opening). */
   readonly #openedAt: number[] = [];
+  /** The close-on-exec flag of each fd (`fdtable.close_on_exec`): such fds are not inherited by a child. */
+  readonly #cloexec: boolean[] = [];
   #opened = 0;
   #nfds = 0;
   /** `fdtable.open_fds` with summary levels (Linux adds `full_fds_bits`): the lowest free fd in O(levels). */
@@ -105,6 +107,16 @@ export class Process {
     this.#fdBits.set(0);
     this.#fdBits.set(1);
     this.#fdBits.set(2);
+  }
+
+  /** The host the process runs on. */
+  get host(): Host {
+    return this.#host;
+  }
+
+  /** `RLIMIT_NOFILE`: fds are numbered below it. */
+  get nofile(): number {
+    return this.#nofile;
   }
 
   /** The CPU its direct syscalls run on, and its threads by default (change it with {@link Process.setAffinity}). */
@@ -179,7 +191,7 @@ export class Process {
         owner?.put();
         throw e;
       }
-      return this.#install(file, node.path);
+      return this.#install(file, node.path, (flags & O_CLOEXEC) !== 0);
     });
   }
 
@@ -194,10 +206,11 @@ export class Process {
     if (this.#nfds + 3 >= this.#nofile) throw new KernelError('EMFILE', op, 'Too many open files');
   }
 
-  #install(file: OpenFile, path: string): number {
+  #install(file: OpenFile, path: string, cloexec: boolean): number {
     const fd = this.#fdBits.takeFirstZero(3);
     file.hold();
     this.#fds[fd] = file;
+    this.#cloexec[fd] = cloexec;
     this.#openedAt[fd] = this.#opened++;
     this.#nfds++;
     this.#host.events.emit('fd:open', { pid: this.pid, fd, path });
@@ -229,20 +242,53 @@ export class Process {
     if (this.#host.faults.shouldFail('fd')) throw new KernelError('ENOMEM', op, 'injected allocation failure');
     fops.owner?.get();
     const file = new OpenFile<D>(path, fops, this, privateData, flags);
-    return this.#install(file as OpenFile, file.path);
+    return this.#install(file as OpenFile, file.path, (flags & O_CLOEXEC) !== 0);
   }
 
   /**
    * Kernel side of `receive_fd` (an fd passed with SCM_RIGHTS): a new fd, the lowest free number, for an open file
    * another process holds. The file gains a reference; nothing about it changes (the same offset, flags, driver
    * data).
+   * @param cloexec - the new fd's close-on-exec flag (`MSG_CMSG_CLOEXEC`)
    * @returns the new fd
    * @throws {@link KernelError} ESRCH (the process has exited), EMFILE
    */
-  receiveFile(file: OpenFile): number {
+  receiveFile(file: OpenFile, cloexec = false): number {
     this.#live('receive_fd');
     this.#checkFdRoom('receive_fd');
-    return this.#host.events.op(() => this.#install(file, file.path));
+    return this.#host.events.op(() => this.#install(file, file.path, cloexec));
+  }
+
+  /** Whether `fd` is close-on-exec (`FD_CLOEXEC`, as `fcntl(fd, F_GETFD)` reports it). @throws {@link KernelError} EBADF */
+  closeOnExec(fd: number): boolean {
+    this.file(fd);
+    return this.#cloexec[fd] === true;
+  }
+
+  /**
+   * @internal The fds a child of this process inherits (`dup_fd` then `do_close_on_exec`): those that are not
+   * close-on-exec, in order of opening.
+   * @throws {@link UsageError} when one is at or above the child's `nofile`
+   */
+  inheritableFds(childNofile: number): number[] {
+    const out = this.#openFds().filter((fd) => this.#cloexec[fd] !== true);
+    const over = out.find((fd) => fd >= childNofile);
+    if (over !== undefined) throw new UsageError('ERR_OUT_OF_RANGE', `spawn: the parent's fd ${over} is not below the child's nofile ${childNofile}`);
+    return out;
+  }
+
+  /** @internal Take the parent's `fds` (from {@link Process.inheritableFds}) at the same numbers, in that order. */
+  inheritFds(parent: Process, fds: readonly number[]): void {
+    for (const fd of fds) {
+      const file = parent.file(fd);
+      this.#fdBits.set(fd);
+      file.hold();
+      this.#fds[fd] = file;
+      this.#cloexec[fd] = false;
+      this.#openedAt[fd] = this.#opened++;
+      this.#nfds++;
+      this.#host.events.emit('fd:open', { pid: this.pid, fd, path: file.path });
+    }
   }
 
   /** Kernel side of `fdget`: the open file behind `fd`. @throws {@link KernelError} EBADF */
@@ -277,7 +323,7 @@ export class Process {
     this.#live('dup');
     const f = this.file(fd);
     this.#checkFdRoom('dup');
-    return this.#host.events.op(() => this.#install(f, f.path));
+    return this.#host.events.op(() => this.#install(f, f.path, false));
   }
 
   /**

@@ -4,9 +4,9 @@
  * in a new VM on kvm1, and its guest reads what A's guest wrote. The memslot's `userspace_addr` is B's address: the
  * bytes are the object's, wherever a process maps them.
  */
-import { memfdCreate, O_RDWR, PAGE_SIZE, type Mapping, type Process } from '@vac/core';
+import { AF_UNIX, SOCK_STREAM, memfdCreate, O_RDWR, PAGE_SIZE, recvmsg, sendmsg, socketpair, type Mapping, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
-import { KVM_CREATE_VM, KVM_EXIT_HLT, KVM_EXIT_IO, KVM_RUN, KVM_SET_USER_MEMORY_REGION, createRealModeVcpu, kvm, type RealModeVcpu } from '../../src/index.js';
+import { KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY, KVM_CREATE_VM, KVM_EXIT_HLT, KVM_GET_API_VERSION, KVM_EXIT_IO, KVM_RUN, KVM_SET_USER_MEMORY_REGION, createRealModeVcpu, kvm, type RealModeVcpu } from '../../src/index.js';
 import { makeHost, vmmProcess, VENDORS } from './helpers.js';
 
 const RAM = 0x10000;
@@ -25,8 +25,12 @@ describe.each(VENDORS)('guest RAM in a memfd, adopted by another process ($name)
     host.modprobe(kvm({ postfix: '0' }));
     host.modprobe(kvm({ postfix: '1' }));
     const a = vmmProcess(host);
-    const b = vmmProcess(host);
-    b.mmapAnonymous(8 * PAGE_SIZE); // B's address space differs from A's
+    // A starts B with one end of a socket pair (QEMU's cpr-transfer uses a UNIX socket between the two VMMs).
+    const [toB, fromA] = socketpair(a, AF_UNIX, SOCK_STREAM);
+    a.mmapAnonymous(8 * PAGE_SIZE); // A's address space differs from B's
+    const b = host.spawn({ uid: 1000, groups: ['kvm'], name: 'new-vmm', parent: a });
+    a.close(fromA);
+    b.close(toB);
 
     const memfd = memfdCreate(a, 'pc.ram');
     a.ftruncate(memfd, RAM);
@@ -37,8 +41,9 @@ describe.each(VENDORS)('guest RAM in a memfd, adopted by another process ($name)
     a.ioctl(va.fd, KVM_RUN, 0);
     expect(va.run.exit_reason).toBe(KVM_EXIT_HLT);
 
-    // The handoff: B gets the memfd (as SCM_RIGHTS delivers it), maps it, and A goes away.
-    const bfd = b.receiveFile(a.file(memfd));
+    // The handoff: A sends the memfd over the socket, B maps it at an address of its own, and A goes away.
+    sendmsg(a, toB, { data: new TextEncoder().encode('ram'), fds: [memfd] });
+    const [bfd] = recvmsg(b, fromA, 16).fds as [number];
     const ramB = b.mmap(bfd, RAM);
     expect(ramB.addr).not.toBe(ramA.addr);
     a.kill();
@@ -48,5 +53,22 @@ describe.each(VENDORS)('guest RAM in a memfd, adopted by another process ($name)
     const vb = vmOver(b, '/dev/kvm1', ramB, 0x1100);
     b.ioctl(vb.fd, KVM_RUN, 0);
     expect([vb.run.exit_reason, vb.run.io.port, vb.run.bytes[vb.run.io.data_offset]]).toEqual([KVM_EXIT_IO, 0x3f8, 0x5a]);
+  });
+
+  test('a /dev/kvm1 fd and a VM fd pass over the socket: the system fd works in B, the VM fd answers EIO (kvm->mm != current->mm)', () => {
+    const host = makeHost(vendor.hardware(), 2);
+    host.modprobe(kvm({ postfix: '1' }));
+    const a = vmmProcess(host);
+    const [toB, fromA] = socketpair(a, AF_UNIX, SOCK_STREAM);
+    const b = host.spawn({ uid: 1000, groups: ['kvm'], name: 'new-vmm', parent: a });
+    const sys = a.open('/dev/kvm1', O_RDWR);
+    const vm = a.ioctl(sys, KVM_CREATE_VM, 0);
+    sendmsg(a, toB, { data: new Uint8Array([1]), fds: [sys, vm] });
+    a.close(sys);
+    const [bsys, bvm] = recvmsg(b, fromA, 1).fds as [number, number];
+    expect(b.file(bsys).path).toBe('/dev/kvm1');
+    expect(b.ioctl(bsys, KVM_GET_API_VERSION, 0)).toBe(12);
+    expect(b.ioctl(bsys, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY)).toBe(1);
+    expect(() => b.ioctl(bvm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY)).toThrow(expect.objectContaining({ code: 'EIO' }));
   });
 });
