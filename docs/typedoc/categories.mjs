@@ -46,7 +46,7 @@ export const CATEGORIES = {
     ['Introspection', /^src\/introspect\.ts$/],
   ],
   '@vac/fleet': [
-    ['Moving a VM', /^src\/(move|meter|guest-vmm|guests|events)\.ts$/],
+    ['Moving a VM', /^src\/(move|move-run|handoff|meter|guest-vmm|guests|events)\.ts$/],
     ['Upgrade plans', /^src\/(plan|report|strategies)[^/]*\.ts$/],
     ['Placement', /^src\/placement\.ts$/],
     ['Fleets', /^src\/fleet\//],

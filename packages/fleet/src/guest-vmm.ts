@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { O_RDWR, UsageError, isKernelError, type Host, type Mapping, type Process, type Thread } from '@vac/core';
+import { O_RDWR, UsageError, isKernelError, memfdCreate, type Host, type Mapping, type Process, type Thread } from '@vac/core';
 import {
   KVM_CAP_SPLIT_IRQCHIP,
   KVM_CREATE_IRQCHIP,
@@ -73,6 +73,11 @@ export interface GuestVmmOptions {
   readonly irqchip?: 'kernel' | 'split';
   /** MSRs set on each vCPU once created. */
   readonly msrs?: readonly InitialMsr[];
+  /**
+   * Back the guest memory with a memfd (`memfd_create`, `ftruncate`, a shared mapping) instead of anonymous memory,
+   * as QEMU's `memory-backend-memfd`: another VMM process can then adopt it ({@link moveByHandoff}). Default false.
+   */
+  readonly memfd?: boolean;
   /** What the vCPU threads do with exits. Default {@link defaultExitHandler}. */
   readonly onExit?: ExitHandler;
 }
@@ -122,6 +127,8 @@ export class GuestVmm {
   readonly proc: Process;
   /** The guest memory (the VMM's own mapping; every incarnation of the VM registers it). */
   readonly memory: Mapping;
+  /** The memfd behind the guest memory (the `memfd` option), or `undefined` for anonymous memory. */
+  readonly memfd: number | undefined;
   /** The memory slots, as registered with every incarnation. */
   readonly slots: readonly kvm_userspace_memory_region[];
   /** The capabilities the VMM enabled on the VM, in order. */
@@ -138,10 +145,11 @@ export class GuestVmm {
   readonly #threads = new Map<number, Thread>();
   #pausing = false;
 
-  private constructor(host: Host, proc: Process, memory: Mapping, slots: readonly kvm_userspace_memory_region[], caps: readonly EnabledCap[], now: VmIncarnation, cpu: number, onExit: ExitHandler) {
+  private constructor(host: Host, proc: Process, memory: Mapping, memfd: number | undefined, slots: readonly kvm_userspace_memory_region[], caps: readonly EnabledCap[], now: VmIncarnation, cpu: number, onExit: ExitHandler) {
     this.host = host;
     this.proc = proc;
     this.memory = memory;
+    this.memfd = memfd;
     this.slots = slots;
     this.enabledCaps = caps;
     this.#now = now;
@@ -163,7 +171,12 @@ export class GuestVmm {
     try {
       const sys = proc.open(devPath, O_RDWR);
       const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
-      const memory = proc.mmapAnonymous(memorySize);
+      let memfd: number | undefined;
+      if (options.memfd === true) {
+        memfd = memfdCreate(proc, 'guest-ram');
+        proc.ftruncate(memfd, memorySize);
+      }
+      const memory = memfd === undefined ? proc.mmapAnonymous(memorySize) : proc.mmap(memfd, memorySize);
       memory.bytes.set(Array.from(code));
       const slot: kvm_userspace_memory_region = { slot: 0, flags: 0, guest_phys_addr: guestPhysAddr, memory_size: memorySize, userspace_addr: memory.addr };
       proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, slot);
@@ -179,11 +192,24 @@ export class GuestVmm {
       const vcpuFds = made.map((v) => ({ id: v.id, fd: v.fd, run: v.run }));
       const handle: VmHandle = options.irqchip === undefined ? { sys, vm, vcpus: vcpuFds } : { sys, vm, vcpus: vcpuFds, irqchip: { mode: options.irqchip } };
       const now = { devPath, handle, runMappings: made.map((v) => v.runMapping) };
-      return new GuestVmm(host, proc, memory, [slot], [...enabledCaps], now, cpu, options.onExit ?? defaultExitHandler);
+      return new GuestVmm(host, proc, memory, memfd, [slot], [...enabledCaps], now, cpu, options.onExit ?? defaultExitHandler);
     } catch (e) {
       proc.kill();
       throw e;
     }
+  }
+
+  /**
+   * The VMM that took `previous`'s VM over in another process (a handoff: {@link moveByHandoff}): `proc` with the
+   * guest memory mapped at its own address, its slots and the VM it restored. It goes on with `previous`'s output,
+   * stopped vCPUs, exit handler and CPUs; its threads do not run until {@link GuestVmm.start}.
+   */
+  static successor(previous: GuestVmm, proc: Process, memory: Mapping, memfd: number, slots: readonly kvm_userspace_memory_region[], now: VmIncarnation): GuestVmm {
+    const next = new GuestVmm(previous.host, proc, memory, memfd, slots, previous.enabledCaps, now, previous.#cpu, previous.#onExit);
+    next.output.push(...previous.output);
+    next.problems.push(...previous.problems);
+    for (const id of previous.stopped) next.stopped.add(id);
+    return next;
   }
 
   /** The process name. */

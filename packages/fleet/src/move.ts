@@ -22,16 +22,19 @@
  *
  * @module
  */
-import { UsageError, type Host } from '@vac/core';
-import { KVM_ENABLE_CAP, canMove, makeKvmEnableCap, probeModule, restoreVm, saveVm, type ModuleFacts, type MoveVerdict, type SavedVm } from '@vac/kvm';
+import type { ModuleFacts, MoveVerdict } from '@vac/kvm';
 import type { GuestVmm, VmIncarnation } from './guest-vmm.js';
-import { DEFAULT_SYSCALL_COSTS, MeteredProcess, type SyscallCosts, type SyscallCount } from './meter.js';
+import type { SyscallCosts, SyscallCount } from './meter.js';
+import { MoveRun, PhaseFailure } from './move-run.js';
 
-/** The phases of a move, in order. */
+/** The phases of a move in place, in order. */
 export const MOVE_PHASES = ['pause', 'save', 'check', 'restore', 'resume', 'release'] as const;
 
+/** The phases of a move by handoff, in order: a `handoff` (the new VMM process gets the guest memory) before the restore. */
+export const HANDOFF_PHASES = ['pause', 'save', 'check', 'handoff', 'restore', 'resume', 'release'] as const;
+
 /** One phase of a move. */
-export type MovePhase = (typeof MOVE_PHASES)[number];
+export type MovePhase = (typeof HANDOFF_PHASES)[number];
 
 /** Options of {@link moveInPlace}. */
 export interface MoveOptions {
@@ -86,24 +89,6 @@ export interface MoveResult {
   readonly syscalls: SyscallCount;
 }
 
-/** A phase that failed: its name and the error. */
-class PhaseFailure extends Error {
-  constructor(
-    readonly phase: MovePhase,
-    readonly error: unknown,
-  ) {
-    super(`${phase}: ${String(error)}`);
-  }
-}
-
-/** The machine-check bank MSRs (MCi_CTL/STATUS/ADDR/MISC, MCi_CTL2), which a VMM saves from MCG_CAP, not from the MSR list. */
-function isMceBank(msr: number): boolean {
-  return (msr >= 0x400 && msr <= 0x47f) || (msr >= 0x280 && msr <= 0x29f);
-}
-
-/** `<vm>` of `/dev/<vm>`. */
-const moduleOf = (dev: string): string => dev.replace(/^\/dev\//, '');
-
 /**
  * Move `vmm`'s VM to the module at `devPath` in place (see the module comment). Never throws for a move that fails
  * — the result says where it stopped, and the VM runs on the source as before.
@@ -111,106 +96,33 @@ const moduleOf = (dev: string): string => dev.replace(/^\/dev\//, '');
  * @throws UsageError `ERR_INVALID_ARG` when `devPath` is where the VM already is, or `costs` is malformed
  */
 export function moveInPlace(vmm: GuestVmm, devPath: string, options: MoveOptions = {}): MoveResult {
-  const from = vmm.devPath;
-  if (devPath === from) throw new UsageError('ERR_INVALID_ARG', `moveInPlace: ${vmm.name} already runs on ${devPath}`);
-  const host: Host = vmm.host;
-  const meter = new MeteredProcess(host, vmm.proc, options.costs ?? DEFAULT_SYSCALL_COSTS);
-  const proc = meter.proc;
-  const clock = host.clock;
-  const t0 = clock.nowNs;
-  const phases: PhaseRecord[] = [];
-  const wasRunning = vmm.running;
-  let phaseStart = t0;
-  let phaseIoctls = 0;
-  const emitPhase = (phase: MovePhase, ok: boolean): void => {
-    const ns = clock.nowNs - phaseStart;
-    const ioctls = meter.count().ioctls - phaseIoctls;
-    phases.push({ phase, ok, ns, ioctls });
-    host.events.emit('fleet:move-phase', { vmm: vmm.name, pid: vmm.proc.pid, from: moduleOf(from), to: moduleOf(devPath), phase, ok, ns, ioctls });
-    phaseStart = clock.nowNs;
-    phaseIoctls = meter.count().ioctls;
-  };
-  const run = <T>(phase: MovePhase, body: () => T): T => {
-    let v: T;
-    try {
-      v = body();
-    } catch (e) {
-      emitPhase(phase, false);
-      throw new PhaseFailure(phase, e);
-    }
-    emitPhase(phase, true);
-    return v;
-  };
-
-  let pauseNs = 0;
-  let verdict: MoveVerdict | undefined;
+  const m = new MoveRun(vmm, devPath, options, 'moveInPlace');
+  const proc = m.meter.proc;
   const fdsBefore = new Set(vmm.proc.fds().map((f) => f.fd));
-  const mapsBefore = new Set(vmm.proc.mappings().map((m) => m.addr));
+  const mapsBefore = new Set(vmm.proc.mappings().map((x) => x.addr));
   try {
-    run('pause', () => vmm.pause());
-    pauseNs = clock.nowNs - t0;
-    const saved: SavedVm = run('save', () => saveVm(proc, vmm.current.handle));
-    let listed: ReadonlySet<number> = new Set();
-    run('check', () => {
-      const source = options.facts?.source ?? probeModule(proc, from);
-      const target = options.facts?.target ?? probeModule(proc, devPath);
-      listed = new Set(target.msrIndexList);
-      verdict = canMove({ saved, enabledCaps: vmm.enabledCaps }, source, target);
-      const refusal = verdict.reasons.find((r) => r.kind !== 'note');
-      if (options.check !== false && refusal !== undefined) throw new UsageError('ERR_INVALID_STATE', `canMove refuses: ${refusal.step}: ${refusal.detail}`);
-    });
-    const next: VmIncarnation = run('restore', () => {
-      // As QEMU does (kvm_put_msrs sends what kvm_get_supported_msrs found), only the MSRs the target lists are
-      // restored; the machine-check banks come from MCG_CAP, not from the list.
-      const restorable: SavedVm = { ...saved, vcpus: saved.vcpus.map((v) => ({ ...v, msrs: v.msrs.filter((m) => isMceBank(m.index) || listed.has(m.index)) })) };
-      const r = restoreVm(proc, devPath, restorable, {
-        slots: vmm.slots,
-        configure: (p, _sys, vm) => {
-          for (const { cap, flags } of vmm.enabledCaps) p.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap, args: [flags, 0n, 0n, 0n] }));
-        },
-      });
-      const vcpus = r.vcpus.map((v) => ({ id: v.id, fd: v.fd, run: v.run }));
-      const chip = vmm.current.handle.irqchip;
-      return { devPath, handle: chip === undefined ? { sys: r.sys, vm: r.vm, vcpus } : { sys: r.sys, vm: r.vm, vcpus, irqchip: chip }, runMappings: r.vcpus.map((v) => v.runMapping) };
-    });
+    const saved = m.pauseSaveCheck();
+    const next: VmIncarnation = m.run('restore', () => m.restoreWith(proc, saved, vmm.slots));
     const old = vmm.current;
-    run('resume', () => {
+    m.run('resume', () => {
       vmm.adopt(next);
-      if (wasRunning) vmm.start();
+      if (m.wasRunning) vmm.start();
     });
-    const blackoutNs = clock.nowNs - t0;
-    run('release', () => {
-      for (const m of old.runMappings) proc.munmap(m.addr, m.length);
+    const blackoutNs = m.host.clock.nowNs - m.t0;
+    m.run('release', () => {
+      for (const x of old.runMappings) proc.munmap(x.addr, x.length);
       for (const v of old.handle.vcpus) proc.close(v.fd);
       proc.close(old.handle.vm);
       proc.close(old.handle.sys);
     });
-    const result: MoveResult = { vmm: vmm.name, from, to: devPath, outcome: 'moved', ...(verdict === undefined ? {} : { verdict }), pauseNs, blackoutNs, durationNs: clock.nowNs - t0, phases, syscalls: meter.count() };
-    host.events.emit('fleet:move', { vmm: vmm.name, pid: vmm.proc.pid, from: moduleOf(from), to: moduleOf(devPath), outcome: 'moved', blackoutNs, ioctls: result.syscalls.ioctls });
-    return result;
+    return m.moved(blackoutNs, vmm.proc.pid);
   } catch (e) {
     if (!(e instanceof PhaseFailure)) throw e;
     if (e.phase === 'release') throw e.error; // the VM runs on the target; a failing close is a bug, not a move to undo
     // Roll back: give back what the restore took (the fds and mappings the VMM did not have), resume on the source.
-    for (const m of vmm.proc.mappings()) if (!mapsBefore.has(m.addr)) vmm.proc.munmap(m.addr, m.length);
+    for (const x of vmm.proc.mappings()) if (!mapsBefore.has(x.addr)) vmm.proc.munmap(x.addr, x.length);
     for (const f of vmm.proc.fds().reverse()) if (!fdsBefore.has(f.fd)) vmm.proc.close(f.fd);
-    if (wasRunning) vmm.start();
-    const blackoutNs = clock.nowNs - t0;
-    const syscalls = meter.count();
-    host.events.emit('fleet:move', { vmm: vmm.name, pid: vmm.proc.pid, from: moduleOf(from), to: moduleOf(devPath), outcome: 'rolled-back', blackoutNs, ioctls: syscalls.ioctls, failedPhase: e.phase });
-    return {
-      vmm: vmm.name,
-      from,
-      to: devPath,
-      outcome: 'rolled-back',
-      failedPhase: e.phase,
-      error: e.error,
-      ...(verdict === undefined ? {} : { verdict }),
-      pauseNs: e.phase === 'pause' ? blackoutNs : pauseNs,
-      blackoutNs,
-      durationNs: blackoutNs,
-      phases,
-      syscalls,
-    };
+    if (m.wasRunning) vmm.start();
+    return m.rolledBack(e);
   }
 }
