@@ -2,8 +2,8 @@
  * The picture of a rollout ({@link renderRolloutSvg}): one row per host, time across (simulated seconds from the
  * rollout's start), each row coloured by the module build the host's VMs run on — the old build, the move to the
  * new one, the new build — with failed upgrades and rolled-back hosts marked, and each wave's start as a dashed
- * line. A fleet larger than `maxRows` is shown by a sample: every failed and rolled-back host first, then hosts
- * evenly spread over the rollout order, in wave order; the subtitle says how many are shown.
+ * line. A fleet larger than `maxRows` is shown by a sample: the failed hosts first, then the rolled-back ones, then
+ * hosts evenly spread over the rollout order — drawn in wave order; the subtitle says how many are shown.
  *
  * @module
  */
@@ -34,7 +34,7 @@ const n1 = (x: number): string => String(Math.round(x * 10) / 10);
 function rows(report: FleetReport, maxRows: number): HostRecord[] {
   const order = [...report.hosts].sort((a, b) => (a.wave < 0 ? 1e9 : a.wave) - (b.wave < 0 ? 1e9 : b.wave) || a.startNs - b.startNs || a.id - b.id);
   if (order.length <= maxRows) return order;
-  const marked = order.filter((h) => h.outcome === 'failed' || h.outcome === 'rolled-back').slice(0, maxRows);
+  const marked = [...order.filter((h) => h.outcome === 'failed'), ...order.filter((h) => h.outcome === 'rolled-back')].slice(0, maxRows);
   const chosen = new Set(marked.map((h) => h.id));
   const rest = order.filter((h) => !chosen.has(h.id));
   const room = maxRows - chosen.size;
