@@ -77,7 +77,8 @@ export function sext16(v: number): number {
 
 export function readPrefixes(op: number): number {
   const s = R.S;
-  R.o32 = R.a32 = R.lock = false;
+  R.o32 = R.a32 = R.def32;
+  R.lock = false;
   R.ovr = -1;
   R.rep = 0;
   R.prefixDirty = true;
@@ -89,8 +90,8 @@ export function readPrefixes(op: number): number {
       case 0x3e: R.ovr = SEG_DS; break;
       case 0x64: R.ovr = SEG_FS; break;
       case 0x65: R.ovr = SEG_GS; break;
-      case 0x66: R.o32 = true; break;
-      case 0x67: R.a32 = true; break;
+      case 0x66: R.o32 = !R.def32; break; // the other operand size (SDM Vol. 2A §2.1.1: 16 ↔ 32 with CS.D)
+      case 0x67: R.a32 = !R.def32; break;
       case 0xf0: R.lock = true; break; // checked once the opcode is known (lockable)
       case 0xf2: R.rep = 2; break;
       case 0xf3: R.rep = 3; break;

@@ -1,11 +1,11 @@
 /**
- * The guest CPU: an interpreter for 16-bit real-mode x86 machine code, the part of `KVM_RUN` that in Linux
- * is the hardware (VMX non-root / SVM guest mode) plus KVM's exit handlers.
+ * The guest CPU: an interpreter for x86 machine code in real mode and 32-bit protected mode without paging, the
+ * part of `KVM_RUN` that in Linux is the hardware (VMX non-root / SVM guest mode) plus KVM's exit handlers.
  *
  * {@link runGuest} executes instructions from guest memory until one of them needs user space (port I/O,
  * `hlt`, MMIO), cannot be executed (emulation failure), shuts the vCPU down, or the instruction budget runs
- * out. It never allocates on the hot path: decoder scratch lives in this module for the duration of one
- * synchronous call (runs cannot nest), the exit goes into a caller-owned {@link GuestExit}, and instruction
+ * out. It never allocates on the hot path: decoder scratch lives in one object (`run-context.ts`) for the duration
+ * of one synchronous call (runs cannot nest), the exit goes into a caller-owned {@link GuestExit}, and instruction
  * fetch and data accesses cache the memslot they last hit.
  *
  * Where KVM's behaviour is visible to user space, it is modelled on arch/x86/kvm/x86.c:
@@ -25,9 +25,11 @@
  *   `KVM_EXIT_INTERNAL_ERROR`, sub-error `KVM_INTERNAL_ERROR_EMULATION`, and the instruction bytes.
  *
  * Instruction semantics and flags follow the Intel SDM Vol. 2 (instruction reference) and Vol. 1 §3.4.3
- * (EFLAGS); real-mode interrupt delivery follows Vol. 3A §20.1.4. Not modelled: segment-limit checks,
- * the A20 gate, TF single-stepping, interrupt shadows, string I/O (`ins`/`outs`), x87, BCD adjust
- * instructions, protected mode.
+ * (EFLAGS); real-mode interrupt delivery follows Vol. 3A §20.1.4, protected-mode segmentation and delivery
+ * through the IDT Vol. 3A §3–6 (`descriptors.ts`, `interrupts.ts`). The fast path of {@link execute} runs
+ * real-mode code; protected-mode code takes the general decoder (`step.ts`). Not modelled: the A20 gate, TF
+ * single-stepping, most of x87, paging, long and virtual-8086 mode, privilege-level changes, task switches
+ * (each an internal-error exit).
  *
  * @module
  */
@@ -37,6 +39,7 @@ import { alu, cond } from './alu.js';
 import { completePending } from './completions.js';
 import { GuestCpuState, GuestPending } from './cpu-state.js';
 import { byteAt } from './data-memory.js';
+import { syncMode } from './descriptors.js';
 import { GUEST_EMULATION_FLAG_INSTRUCTION_BYTES, GUEST_INTERNAL_ERROR_EMULATION, GUEST_MAX_INSN_BYTES, GuestExit, GuestExitReason, type GuestExitReasonValue, GuestIoDirection } from './exit.js';
 import { AF, CF, OF, PARITY, SF, STATUS, ZF } from './flags.js';
 import { DELIVERED, deliver, faulted } from './interrupts.js';
@@ -89,13 +92,15 @@ export function runGuest(
   R.quirks = quirkMask;
   // Invalidate the slot caches (memslots may have changed since the last run) without touching pointers.
   R.cBase = R.cEnd = R.dBase = R.dEnd = R.wBase = R.wEnd = 0;
-  R.o32 = R.a32 = R.lock = false;
+  syncMode();
+  R.o32 = R.a32 = R.def32;
+  R.lock = false;
   R.ovr = -1;
   R.rep = 0;
   R.prefixDirty = false;
   R.exitKind = 0;
   R.shadowSet = 0;
-  R.enteredProtectedMode = false;
+  R.enteredPaging = false;
   exit.executed = 0;
   state.halted = false; // a vCPU that runs is not halted (KVM_RUN after a KVM_EXIT_HLT continues past the hlt)
   let reason: number;
@@ -113,6 +118,11 @@ export function runGuest(
     }
     reason = 0;
     let left = budget;
+    const unsupported = unsupportedMode(state);
+    if (unsupported !== '') {
+      left = 0;
+      reason = notExecuted(exit, unsupported);
+    }
     if (state.mmioCacheCount !== 0 && left > 0) {
       // Re-execute the instruction whose MMIO reads user space has now answered, then drop the cache —
       // unless it needs yet another MMIO read, in which case the cache must survive until that completes.
@@ -125,7 +135,7 @@ export function runGuest(
       R.csBase = state.csBase;
       R.csLim = state.csLimit;
       R.ip = state.eip;
-      if (deliver(13, state.eip, state.eip) === DELIVERED) state.eip = R.ip;
+      if (deliver(13, state.eip, state.eip, 0) === DELIVERED) state.eip = R.ip;
       else reason = R.exitKind;
     }
     // The interrupt shadow covers exactly one instruction: that one runs alone, then the shadow ends.
@@ -141,13 +151,9 @@ export function runGuest(
         R.shadowSet = 0;
       } else if (!inShadow) break;
     }
-    if (R.enteredProtectedMode) {
-      R.enteredProtectedMode = false;
-      reason = GuestExitReason.InternalError;
-      exit.suberror = GUEST_INTERNAL_ERROR_EMULATION;
-      exit.flags = 0;
-      exit.insnSize = 0;
-      exit.detail = 'protected mode is not modelled (CR0.PE=1)';
+    if (R.enteredPaging) {
+      R.enteredPaging = false;
+      reason = notExecuted(exit, unsupportedMode(state));
     }
     if (reason === 0) reason = GuestExitReason.Budget;
   } catch (e) {
@@ -159,6 +165,26 @@ export function runGuest(
   }
   exit.reason = reason as GuestExitReasonValue;
   return exit.reason;
+}
+
+/**
+ * Why the interpreter cannot execute the vCPU's mode, or '' when it can (real mode, and 32-bit protected mode
+ * without paging): paging (CR0.PG), long mode (CS.L), virtual-8086 mode (EFLAGS.VM in protected mode).
+ */
+function unsupportedMode(state: GuestCpuState): string {
+  if ((state.cr0 & 0x8000_0000n) !== 0n) return 'paging (CR0.PG = 1) is not implemented by the guest interpreter';
+  if (((state.csAttrs1 >> 16) & 1) !== 0 && (state.cr0 & 1n) !== 0n) return 'long mode (CS.L = 1) is not implemented by the guest interpreter';
+  if ((state.eflags & 0x20000) !== 0 && (state.cr0 & 1n) !== 0n) return 'virtual-8086 mode (EFLAGS.VM = 1) is not implemented by the guest interpreter';
+  return '';
+}
+
+/** An internal-error exit without instruction bytes: the vCPU is in a mode the interpreter does not execute. */
+function notExecuted(exit: GuestExit, detail: string): number {
+  exit.suberror = GUEST_INTERNAL_ERROR_EMULATION;
+  exit.flags = 0;
+  exit.insnSize = 0;
+  exit.detail = detail;
+  return GuestExitReason.InternalError;
 }
 
 /**
@@ -189,9 +215,11 @@ export function emulationFailure(state: GuestCpuState, exit: GuestExit): void {
 
 /**
  * First CS offset of the fast-path window (see {@link execute}), as a small integer so the hot loop does
- * integer rather than floating-point arithmetic; when the window is not representable, an empty window.
+ * integer rather than floating-point arithmetic; when the window is not representable, an empty window. The fast
+ * path is real-mode code: in protected mode the window is empty (every instruction takes the general decoder).
  */
 export function fastLo(s: GuestCpuState): number {
+  if (R.pe) return 1;
   const lo = R.cBase - s.csBase;
   const hi = R.cEnd - s.csBase - 16;
   return lo >= -0x3fffffff && hi <= 0x3fffffff && lo <= hi ? lo | 0 : 1;
@@ -199,6 +227,7 @@ export function fastLo(s: GuestCpuState): number {
 
 /** Last CS offset of the fast-path window (see {@link fastLo}). */
 export function fastHi(s: GuestCpuState): number {
+  if (R.pe) return 0;
   const lo = R.cBase - s.csBase;
   const hi = Math.min(R.cEnd - s.csBase - 16, s.csLimit - 15); // the whole instruction within the CS limit too
   return lo >= -0x3fffffff && hi <= 0x3fffffff && lo <= hi ? hi | 0 : 0;
@@ -459,7 +488,7 @@ export function execute(limit: number): number {
     rip = s.eip;
     if (!done) break;
     n++;
-    if (R.exitKind !== 0 || R.shadowSet !== 0 || R.enteredProtectedMode) break;
+    if (R.exitKind !== 0 || R.shadowSet !== 0 || R.enteredPaging) break;
     b = R.cBytes;
     lo = fastLo(s);
     hi = fastHi(s);

@@ -11,9 +11,15 @@ import { rd16 } from './data-memory.js';
 import { GuestExit, GuestExitReason, type GuestExitReasonValue } from './exit.js';
 import { emulationFailure } from './interpreter.js';
 import type { GuestMemory } from './memory.js';
-import { EMULATION_FAILED, R } from './run-context.js';
+import { EMULATION_FAILED, FAULT, R } from './run-context.js';
+
+/** RFLAGS.NT (bit 14), RF (bit 16), VM (bit 17). */
+const X86_EFLAGS_NT = 0x4000;
+const X86_EFLAGS_RF = 0x10000;
+const X86_EFLAGS_VM = 0x20000;
 import { SEG_CS, loadSeg } from './segments.js';
-import { push16 } from './stack.js';
+import { push16, push32, stackAddr } from './stack.js';
+import { checkGateTarget, gate, loadCodeSegment, readGate, syncMode } from './descriptors.js';
 
 export const DELIVERED = 0;
 
@@ -65,25 +71,93 @@ export function ivtDeliver(vector: number, returnIp: number): number {
  * §6.15 "Interrupt 8", Table 6-5). Returns DELIVERED, or ABANDONED with `exitKind` set when the run must
  * stop (shutdown, or an MMIO read of the IVT).
  */
-export function deliver(vector: number, returnIp: number, faultIp: number): number {
+export function deliver(vector: number, returnIp: number, faultIp: number, code = -1, soft = false): number {
   let v = vector;
   let back = returnIp;
+  let c = code;
+  let ext = soft ? 0 : 1;
   for (;;) {
-    const r = ivtDeliver(v, back);
+    const r = R.pe ? idtDeliver(v, back, c, ext) : ivtDeliver(v, back);
     if (r < FAULTED) return r;
     const nested = r - FAULTED;
     if (v === 8) {
       R.exitKind = GuestExitReason.Shutdown;
       return ABANDONED;
     }
-    v = contributory(v) && contributory(nested) ? 8 : nested;
+    const double = contributory(v) && contributory(nested);
+    v = double ? 8 : nested;
+    c = double ? 0 : hasErrorCode(nested) ? R.faultError : -1;
+    ext = 1;
     back = faultIp;
   }
 }
 
-/** `int n`/`int3`/`into` and divide errors reached from inside an instruction. */
+/** The exceptions that push an error code in protected mode: #DF, #TS, #NP, #SS, #GP, #PF, #AC, #CP (SDM Vol. 3A Table 6-1). */
+export function hasErrorCode(vector: number): boolean {
+  return vector === 8 || (vector >= 10 && vector <= 14) || vector === 17 || vector === 21;
+}
+
+/**
+ * One protected-mode delivery through the IDT (SDM Vol. 3A §6.12.1, Vol. 2A "INT n" pseudo-code) to a handler
+ * at the current privilege level: the gate ({@link readGate}), its code segment (a DPL above CPL raises
+ * #GP(selector + EXT); below CPL would switch stacks through the TSS, which is not modelled), room on the
+ * stack for EFLAGS, CS, EIP and the error code (`code` ≥ 0), 32- or 16-bit as the gate is; then the pushes,
+ * TF, NT, RF and VM cleared (and IF, through an interrupt gate), CS:EIP loaded. Returns DELIVERED, or FAULTED +
+ * the vector the delivery raised (with its error code in `R.faultError`; nothing changed).
+ */
+function idtDeliver(vector: number, returnIp: number, code: number, ext: number): number {
+  const s = R.S;
+  try {
+    readGate(vector, ext);
+    const size32 = gate.size32;
+    const sel = gate.selector;
+    const offset = gate.offset;
+    checkGateTarget(sel, offset, ext);
+    const w = size32 ? 4 : 2;
+    const n = (code >= 0 ? 4 : 3) * w;
+    stackAddr(-n, n);
+    const flags = s.eflags;
+    const oldCs = s.csSelector;
+    if (size32) {
+      push32(flags);
+      push32(oldCs);
+      push32(returnIp);
+      if (code >= 0) push32(code);
+    } else {
+      push16(flags);
+      push16(oldCs);
+      push16(returnIp);
+      if (code >= 0) push16(code);
+    }
+    R.ip = loadCodeSegment(sel, offset, false, true, ext);
+    s.eflags &= ~(X86_EFLAGS_TF | X86_EFLAGS_NT | X86_EFLAGS_RF | X86_EFLAGS_VM | (gate.trap ? 0 : X86_EFLAGS_IF));
+  } catch (e) {
+    if (e !== FAULT) throw e;
+    return FAULTED + R.faultVector;
+  }
+  s.ripHigh = 0;
+  s.halted = false;
+  return DELIVERED;
+}
+
+/**
+ * Exceptions raised from inside an instruction (#DE, #UD, …) and delivered with `returnIp`. In protected mode a
+ * fault-class exception sets RFLAGS.RF first, so the EFLAGS image pushed has it (SDM Vol. 3A §18.3.1.1; KVM's
+ * `inject_pending_event` does the same for the exceptions it injects) and a delivery that triple-faults leaves it set.
+ */
 export function interrupt(vector: number, returnIp: number): number {
+  if (R.pe && faultClass(vector)) R.S.eflags |= X86_EFLAGS_RF;
   return deliver(vector, returnIp, R.S.eip);
+}
+
+/** The fault-class exceptions (SDM Vol. 3A Table 6-1): #DE #BR #UD #NM #TS #NP #SS #GP #PF #MF #AC #XM #VE #CP. */
+export function faultClass(vector: number): boolean {
+  return vector === 0 || (vector >= 5 && vector <= 7) || (vector >= 10 && vector <= 14) || vector === 16 || vector === 17 || vector === 19 || vector === 20 || vector === 21;
+}
+
+/** `int n`, `int3`, `into`: a software interrupt (no error code; EXT clear in the error codes of what it raises). */
+export function softwareInterrupt(vector: number, returnIp: number): number {
+  return deliver(vector, returnIp, R.S.eip, -1, true);
 }
 
 /** Raises #UD (vector 6) for an encoding the processor itself rejects; returns false if the IVT read must exit. */
@@ -99,9 +173,11 @@ export function invalidOpcode(start: number): boolean {
 export function faulted(start: number): boolean {
   R.exitKind = 0;
   R.shadowSet = 0;
-  R.enteredProtectedMode = false;
+  R.enteredPaging = false;
   R.S.pending = GuestPending.None;
-  if (deliver(R.faultVector, start, start) !== DELIVERED) return false;
+  const v = R.faultVector;
+  if (R.pe && faultClass(v)) R.S.eflags |= X86_EFLAGS_RF;
+  if (deliver(v, start, start, hasErrorCode(v) ? R.faultError : -1) !== DELIVERED) return false;
   R.S.eip = R.ip;
   return true;
 }
@@ -153,6 +229,7 @@ export function injectEvent(state: GuestCpuState, memory: GuestMemory, vector: n
   R.csBase = state.csBase;
   R.csLim = state.csLimit;
   R.ip = state.eip;
+  syncMode();
   try {
     const r = deliver(vector, state.eip, state.eip);
     if (r === DELIVERED) {

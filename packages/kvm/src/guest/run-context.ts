@@ -48,6 +48,18 @@ export function fail(detail: string): never {
 /** Raises exception `vector` (#UD 6, #GP 13, #SS 12, …): the instruction is abandoned and the exception delivered. */
 export function raise(vector: number): never {
   R.faultVector = vector;
+  R.faultError = 0;
+  // eslint-disable-next-line @typescript-eslint/only-throw-error -- a marker object: no stack capture on the hot path
+  throw FAULT;
+}
+
+/**
+ * Raises exception `vector` with error code `code` (#TS, #NP, #SS, #GP of a segment load: the selector with
+ * its TI bit and EXT clear, SDM Vol. 3A §6.13 "Error Code"). Real mode pushes no error code.
+ */
+export function raiseError(vector: number, code: number): never {
+  R.faultVector = vector;
+  R.faultError = code & 0xffff;
   // eslint-disable-next-line @typescript-eslint/only-throw-error -- a marker object: no stack capture on the hot path
   throw FAULT;
 }
@@ -95,8 +107,16 @@ export class RunContext {
   faultVector = 0;
   /** The instruction just executed opened an interrupt shadow (`sti` setting IF, `mov ss`, `pop ss`). */
   shadowSet = 0;
-  /** The instruction set CR0.PE: the run ends after it (protected mode is not executed). */
-  enteredProtectedMode = false;
+  /** The error code of {@link faultVector} (pushed in protected mode for #DF, #TS, #NP, #SS, #GP, #AC). */
+  faultError = 0;
+  /** The instruction set CR0.PG: the run ends after it with an internal error (paging is not executed). */
+  enteredPaging = false;
+  /** CR0.PE, as a boolean (kept in step with the state's CR0 by `setCr0` and at run entry). */
+  pe = false;
+  /** The default operand and address size is 32 bits: protected mode with CS.D = 1. */
+  def32 = false;
+  /** The stack is 32-bit (ESP): protected mode with SS.B = 1. */
+  stack32 = false;
   /** Linear address of the last decoded memory operand. */
   eaLin = 0;
   /** Offset (within its segment) of the last decoded memory operand, for `lea`. */

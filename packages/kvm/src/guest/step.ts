@@ -11,15 +11,16 @@ import { far, loadFlags, near } from './control.js';
 import { GUEST_SHADOW_MOV_SS, GUEST_SHADOW_STI, X86_EFLAGS_FIXED, X86_EFLAGS_IF } from './cpu-state.js';
 import { rd16, rd32, rd8, rdV, wr16, wr8, wrV } from './data-memory.js';
 import { PREFIX, fetch16, fetch32, fetch8, fetchV, lockable, readPrefixes, sext16, sext8 } from './decode.js';
+import { checkFarTarget, cpl } from './descriptors.js';
 import { GuestExitReason, GuestIoDirection } from './exit.js';
 import { AF, CF, DF, OF, PF, SF, ZF } from './flags.js';
 import { STEP_ABANDONED, STEP_DONE } from './interpreter.js';
-import { DELIVERED, interrupt, invalidOpcode } from './interrupts.js';
+import { DELIVERED, interrupt, invalidOpcode, softwareInterrupt } from './interrupts.js';
 import { pio, stringIo } from './port-io.js';
 import { getR16, getR32, getR8, getRv, setAx, setR16, setR32, setR8, setRv } from './registers.js';
 import { R, fail, raise } from './run-context.js';
 import { SEG_CS, SEG_DS, SEG_ES, SEG_GS, SEG_SS, loadSeg, selectorOf } from './segments.js';
-import { addSp, enter, peek16, peekV, pushV } from './stack.js';
+import { addSp, enter, peek16, peekV, pushV, ssAddr, stackAddr } from './stack.js';
 import { stringOp } from './string-ops.js';
 import { x87 } from './system.js';
 import { twoByte } from './two-byte.js';
@@ -39,11 +40,14 @@ export function step(start: number): number {
   if (PREFIX[op] !== 0) {
     op = readPrefixes(op);
     if (R.lock && !lockable(op)) raise(6);
-  } else if (R.prefixDirty) {
-    R.o32 = R.a32 = R.lock = false;
-    R.ovr = -1;
-    R.rep = 0;
-    R.prefixDirty = false;
+  } else {
+    R.o32 = R.a32 = R.def32;
+    if (R.prefixDirty) {
+      R.lock = false;
+      R.ovr = -1;
+      R.rep = 0;
+      R.prefixDirty = false;
+    }
   }
 
   switch (op) {
@@ -106,8 +110,7 @@ export function step(start: number): number {
     case 0x07: case 0x17: case 0x1f: {
       const v = peekV(0);
       if (v < 0) return STEP_ABANDONED;
-      addSp(R.o32 ? 4 : 2);
-      loadSeg(op === 0x07 ? SEG_ES : op === 0x17 ? SEG_SS : SEG_DS, v);
+      popSeg(op === 0x07 ? SEG_ES : op === 0x17 ? SEG_SS : SEG_DS, v);
       if (op === 0x17) R.shadowSet = GUEST_SHADOW_MOV_SS;
       break;
     }
@@ -341,7 +344,7 @@ export function step(start: number): number {
       break;
     }
     case 0xce: // INTO: a trap through vector 4 when OF = 1 (the pushed IP is the next instruction's)
-      if ((s.eflags & OF) !== 0 && interrupt(4, R.ip) !== DELIVERED) return STEP_ABANDONED;
+      if ((s.eflags & OF) !== 0 && softwareInterrupt(4, R.ip) !== DELIVERED) return STEP_ABANDONED;
       break;
     case 0x98: // CBW / CWDE
       if (R.o32) setR32(0, sext16(s.eax & 0xffff));
@@ -351,12 +354,10 @@ export function step(start: number): number {
       if (R.o32) setR32(2, (s.eax & 0x80000000) !== 0 ? 0xffffffff : 0);
       else s.edx = s.edx - (s.edx & 0xffff) + ((s.eax & 0x8000) !== 0 ? 0xffff : 0);
       break;
-    case 0x9a: { // CALL ptr16:16
+    case 0x9a: { // CALL ptr16:16 / ptr16:32
       const offset = fetchV();
       const selector = fetch16();
-      pushV(s.csSelector);
-      pushV(R.ip);
-      far(selector, offset);
+      farCall(selector, offset);
       break;
     }
     case 0x9b: // WAIT/FWAIT: #NM when CR0.MP and CR0.TS; no x87 exception is ever pending
@@ -453,8 +454,8 @@ export function step(start: number): number {
       if (off < 0) return STEP_ABANDONED;
       const sel = rd16(lin + (R.o32 ? 4 : 2));
       if (sel < 0) return STEP_ABANDONED;
+      loadSeg(op === 0xc4 ? SEG_ES : SEG_DS, sel); // first: a faulting load changes nothing
       setRv((m >> 3) & 7, off);
-      loadSeg(op === 0xc4 ? SEG_ES : SEG_DS, sel);
       break;
     }
     case 0xc6: {
@@ -478,11 +479,13 @@ export function step(start: number): number {
       break;
     }
     case 0xc8: enter(); break;
-    case 0xc9: { // LEAVE
-      const bp = getR16(5);
-      const v = R.o32 ? rd32(s.ssBase + bp) : rd16(s.ssBase + bp);
+    case 0xc9: { // LEAVE: SP ← BP (ESP ← EBP with a 32-bit stack), then pop BP
+      const w = R.o32 ? 4 : 2;
+      const bp = R.stack32 ? s.ebp >>> 0 : s.ebp & 0xffff;
+      const v = R.o32 ? rd32(ssAddr(bp, w)) : rd16(ssAddr(bp, w));
       if (v < 0) return STEP_ABANDONED;
-      setR16(4, (bp + (R.o32 ? 4 : 2)) & 0xffff);
+      if (R.stack32) s.esp = (bp + w) >>> 0;
+      else setR16(4, (bp + w) & 0xffff);
       setRv(5, v);
       break;
     }
@@ -493,16 +496,16 @@ export function step(start: number): number {
       if (off < 0) return STEP_ABANDONED;
       const sel = peek16(w);
       if (sel < 0) return STEP_ABANDONED;
+      far(sel, off, true);
       addSp(2 * w + extra);
-      far(sel, off);
       break;
     }
 
     // ---- INT / IRET ----------------------------------------------------------------------------------
-    case 0xcc: if (interrupt(3, R.ip) !== DELIVERED) return STEP_ABANDONED; break;
+    case 0xcc: if (softwareInterrupt(3, R.ip) !== DELIVERED) return STEP_ABANDONED; break;
     case 0xcd: {
       const vector = fetch8();
-      if (interrupt(vector, R.ip) !== DELIVERED) return STEP_ABANDONED;
+      if (softwareInterrupt(vector, R.ip) !== DELIVERED) return STEP_ABANDONED;
       break;
     }
     case 0xcf: {
@@ -513,8 +516,12 @@ export function step(start: number): number {
       if (sel < 0) return STEP_ABANDONED;
       const fl = peekV(2 * w);
       if (fl < 0) return STEP_ABANDONED;
+      if (R.pe) {
+        if ((s.eflags & 0x4000) !== 0) fail('IRET with NT = 1 (a task return) is not implemented by the guest interpreter');
+        if (R.o32 && (fl & 0x20000) !== 0 && cpl() === 0) fail('IRET to virtual-8086 mode is not implemented by the guest interpreter');
+      }
+      far(sel & 0xffff, off, true);
       addSp(3 * w);
-      far(sel & 0xffff, off);
       loadFlags(fl, R.o32);
       break;
     }
@@ -631,11 +638,8 @@ export function step(start: number): number {
         default: { // 3 CALL m16:16, 5 JMP m16:16
           const sel = rd16(R.eaLin + (R.o32 ? 4 : 2));
           if (sel < 0) return STEP_ABANDONED;
-          if (sub3 === 3) {
-            pushV(s.csSelector);
-            pushV(R.ip);
-          }
-          far(sel, v);
+          if (sub3 === 3) farCall(sel, v);
+          else far(sel, v);
           break;
         }
       }
@@ -655,4 +659,33 @@ export function step(start: number): number {
 
   s.eip = R.ip;
   return STEP_DONE;
+}
+
+/**
+ * CALL far: pushes CS and (E)IP, then transfers. In protected mode the target and the room for the pushes
+ * are checked first, so a #GP/#NP/#SS changes nothing.
+ */
+function farCall(selector: number, offset: number): void {
+  const s = R.S;
+  const w = R.o32 ? 4 : 2;
+  if (R.pe) {
+    checkFarTarget(selector, near(offset), false);
+    stackAddr(-2 * w, 2 * w);
+  }
+  pushV(s.csSelector);
+  pushV(R.ip);
+  far(selector, offset);
+}
+
+/**
+ * POP ES/SS/DS (and, from the two-byte map, FS/GS) after the value was read: the load comes first, so a
+ * faulting load changes nothing; SP moves by the stack width in effect before the load.
+ */
+export function popSeg(seg: number, v: number): void {
+  const wasStack32 = R.stack32;
+  loadSeg(seg, v);
+  const now = R.stack32;
+  R.stack32 = wasStack32;
+  addSp(R.o32 ? 4 : 2);
+  R.stack32 = now;
 }

@@ -9,7 +9,8 @@ import { rd16, rd32, wr16, wr32 } from './data-memory.js';
 import { fetch8 } from './decode.js';
 import { ABANDONED, DELIVERED, interrupt } from './interrupts.js';
 import { getR16, getR32, setR16, setR32 } from './registers.js';
-import { R, fail, raise } from './run-context.js';
+import { cpl, lldt, ltr, syncMode } from './descriptors.js';
+import { R, fail, raise, raiseError } from './run-context.js';
 
 /**
  * CR0's reserved bits (6–15, 17, 19–28): a write drops them, without a fault (KVM `kvm_set_cr0`:
@@ -28,11 +29,16 @@ export function cr0Check(value: number): number {
   return (v | 0x10) >>> 0; // ET is hard-wired to 1 (KVM: `cr0 |= X86_CR0_ET`)
 }
 
+/**
+ * CR0 ← `v` (already checked by {@link cr0Check}). PE switches the interpreter between real and protected mode
+ * (the segment registers keep their caches until reloaded: SDM Vol. 3A §10.9); setting PG ends the run with an
+ * internal error after the instruction, since paging is not executed.
+ */
 export function setCr0(v: number): void {
   const s = R.S;
-  const old = Number(s.cr0 & 0xffffffffn);
-  s.cr0 = BigInt(v);
-  if ((v & 1) !== 0 && (old & 1) === 0) R.enteredProtectedMode = true;
+  s.cr0 = (s.cr0 & ~0xffffffffn) | BigInt(v >>> 0);
+  syncMode();
+  if ((v & 0x80000000) !== 0) R.enteredPaging = true;
 }
 
 /**
@@ -131,6 +137,39 @@ export function group7(start: number): number {
     default:
       return interrupt(6, start) === DELIVERED ? DELIVERED : ABANDONED;
   }
+}
+
+/**
+ * Group 6 (0F 00): SLDT, STR, LLDT, LTR (SDM Vol. 2). #UD in real mode; LLDT/LTR need CPL 0 (#GP(0)). SLDT/STR
+ * store the 16-bit selector to memory, or zero-extended into a 32-bit register with a 32-bit operand size.
+ * VERR/VERW are not implemented.
+ */
+export function group6(start: number): number {
+  const s = R.S;
+  const m = fetch8();
+  const sub3 = (m >> 3) & 7;
+  if (!R.pe || sub3 >= 6) return interrupt(6, start) === DELIVERED ? DELIVERED : ABANDONED;
+  if (sub3 >= 4) return fail('VERR/VERW are not implemented by the guest interpreter');
+  if (sub3 <= 1) {
+    const v = sub3 === 0 ? s.ldtSelector : s.trSelector;
+    if (m >= 0xc0) {
+      if (R.o32) setR32(m & 7, v);
+      else setR16(m & 7, v);
+    } else {
+      wr16(rmAddr(m, 2), v);
+    }
+    return DELIVERED;
+  }
+  let v: number;
+  if (m >= 0xc0) v = getR16(m & 7);
+  else {
+    v = rd16(rmAddr(m, 2));
+    if (v < 0) return ABANDONED;
+  }
+  if (cpl() !== 0) raiseError(13, 0);
+  if (sub3 === 2) lldt(v);
+  else ltr(v);
+  return DELIVERED;
 }
 
 export function lmsw(v: number): number {

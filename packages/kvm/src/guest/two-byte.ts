@@ -8,14 +8,15 @@ import { readRm8, readRmV, rmAddr, writeRm8 } from './addressing.js';
 import { cond, imul2 } from './alu.js';
 import { bitOp, bitScan, cmpxchg, doubleShift, xadd } from './bit-ops.js';
 import { near } from './control.js';
-import { rd16 } from './data-memory.js';
+import { rd16, rdV } from './data-memory.js';
 import { fetch16, fetch32, fetch8, sext16, sext8 } from './decode.js';
 import { ABANDONED, DELIVERED, interrupt } from './interrupts.js';
 import { getR16, getR32, getRv, setR16, setR32, setRv } from './registers.js';
 import { CPUID_OUT, R, fail, raise } from './run-context.js';
-import { SEG_FS, SEG_GS, loadSeg } from './segments.js';
-import { addSp, peekV, pushV } from './stack.js';
-import { group7, movCr } from './system.js';
+import { SEG_FS, SEG_GS, SEG_SS, loadSeg } from './segments.js';
+import { peekV, pushV } from './stack.js';
+import { popSeg } from './step.js';
+import { group6, group7, movCr } from './system.js';
 
 /** Two-byte opcodes (0F xx). Returns DELIVERED when the instruction completed, ABANDONED for an MMIO read exit. */
 export function twoByte(start: number): number {
@@ -48,6 +49,7 @@ export function twoByte(start: number): number {
     return DELIVERED;
   }
   switch (op) {
+    case 0x00: return group6(start);
     case 0x01: return group7(start);
     case 0x06: R.S.cr0 &= ~0x8n; return DELIVERED; // CLTS: CR0.TS ← 0
     case 0x08: case 0x09: return DELIVERED; // INVD, WBINVD: no caches are modelled
@@ -106,8 +108,19 @@ export function twoByte(start: number): number {
     case 0xa1: case 0xa9: { // POP FS / POP GS
       const v = peekV(0);
       if (v < 0) return ABANDONED;
-      addSp(R.o32 ? 4 : 2);
-      loadSeg(op === 0xa1 ? SEG_FS : SEG_GS, v);
+      popSeg(op === 0xa1 ? SEG_FS : SEG_GS, v);
+      return DELIVERED;
+    }
+    case 0xb2: case 0xb4: case 0xb5: { // LSS / LFS / LGS r, m16:16 or m16:32
+      const m = fetch8();
+      if (m >= 0xc0) return interrupt(6, start);
+      const lin = rmAddr(m, R.o32 ? 6 : 4);
+      const off = rdV(lin);
+      if (off < 0) return ABANDONED;
+      const sel = rd16(lin + (R.o32 ? 4 : 2));
+      if (sel < 0) return ABANDONED;
+      loadSeg(op === 0xb2 ? SEG_SS : op === 0xb4 ? SEG_FS : SEG_GS, sel); // first: a faulting load changes nothing
+      setRv((m >> 3) & 7, off);
       return DELIVERED;
     }
     case 0xaf: { // IMUL r, r/m
