@@ -31,6 +31,21 @@ export const LAYOUT = {
 /** The pinned address registers: BX, SI, DI, BP keep these values except where a program changes them. */
 export const PINNED = { bx: 0x0600, si: 0x0040, di: 0x0080, bp: 0x0700 } as const;
 
+/**
+ * The 16-bit protected-mode variant's descriptors: a GDT at 0x500 (null; 0x08 code, 0x10 data; both base 0, limit
+ * 0xffff, byte-granular, D/B = 0, DPL 0) and its GDTR image at 0x540.
+ */
+export const PM16 = {
+  gdt: 0x500,
+  gdtr: 0x540,
+  code: 0x08,
+  data: 0x10,
+  /** The GDT's bytes. */
+  gdtBytes: [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0x9a, 0, 0, 0xff, 0xff, 0, 0, 0, 0x92, 0, 0],
+  /** The GDTR image: limit 0x17, base 0x500. */
+  gdtrBytes: [0x17, 0, 0x00, 0x05, 0, 0],
+} as const;
+
 /** A finished program. */
 export interface BuiltProgram {
   /** Machine code at `LAYOUT.code`. */
@@ -85,6 +100,39 @@ export class Builder {
   defineFlags(): void {
     this.#put(aluImm('cmp', reg(this.rng.pick([0, 1, 2, 4, 5, 6])), this.rng.byte(), 8));
     this.undef = 0;
+  }
+
+  /**
+   * Enters 16-bit protected mode before anything else (see {@link PM16}): LGDT from the GDTR image, CR0.PE set, a
+   * far jump to the 16-bit code segment, DS/ES/SS/FS/GS loaded with the 16-bit data segment. EAX and FLAGS are
+   * saved on the stack around it, so the program starts from its own registers (only the segment registers and
+   * the stack bytes just below SP differ from a real-mode start).
+   */
+  enterProtectedMode16(): void {
+    const lines: Array<readonly [readonly number[], string]> = [
+      [[0x66, 0x9c], 'pushfd'],
+      [[0x66, 0x50], 'push eax'],
+      [[0x0f, 0x01, 0x16, PM16.gdtr & 0xff, PM16.gdtr >> 8], `lgdt [0x${PM16.gdtr.toString(16)}]`],
+      [[0x0f, 0x20, 0xc0], 'mov eax, cr0'],
+      [[0x0c, 0x01], 'or al, 1'],
+      [[0x0f, 0x22, 0xc0], 'mov cr0, eax'],
+    ];
+    for (const [bytes, text] of lines) this.#put(raw(bytes, text));
+    const pm = this.label('pm');
+    this.#asm.db(0xea).dw({ label: pm }, PM16.code);
+    this.#listing.push(`jmp 0x${PM16.code.toString(16)}:${pm}`);
+    this.#asm.label(pm);
+    const after: Array<readonly [readonly number[], string]> = [
+      [[0xb8, PM16.data, 0x00], `mov ax, 0x${PM16.data.toString(16)}`],
+      [[0x8e, 0xd8], 'mov ds, ax'],
+      [[0x8e, 0xc0], 'mov es, ax'],
+      [[0x8e, 0xd0], 'mov ss, ax'],
+      [[0x8e, 0xe0], 'mov fs, ax'],
+      [[0x8e, 0xe8], 'mov gs, ax'],
+      [[0x66, 0x58], 'pop eax'],
+      [[0x66, 0x9d], 'popfd'],
+    ];
+    for (const [bytes, text] of after) this.#put(raw(bytes, text));
   }
 
   /** An exit: `out port, al` (a new port). */
