@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR } from '../../src/index.js';
+import { KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IO } from '../../src/index.js';
 import { PM_CASES, pmDumps, pmMemory, type PmCase } from './fixtures/pm-cases.js';
 import { REGS, runOnModel, type Recorded } from './real-kvm-model.js';
 
@@ -134,5 +134,34 @@ describe('what the interpreter does not execute ends in an internal error', () =
   test('LLDT, LTR, SLDT, STR in real mode raise #UD', () => {
     const r = runOnModel({ name: 'lldt-real', code: '0f00d0f4', ivt: true });
     expect(r.regs['rip']).toBe(`0x${(0x3001 + 6).toString(16)}`);
+  });
+});
+
+describe('CPUID and the kvmclock MSR from 32-bit code', () => {
+  test("CPUID answers the KVM leaves of KVM_SET_CPUID2; WRMSR(MSR_KVM_SYSTEM_TIME_NEW) makes the next entry write a pvclock structure; RDMSR reads the MSR back", () => {
+    // cpuid(0x40000000) → [0x4000..0x400b]; cpuid(0x40000001).eax → [0x400c]; wrmsr(0x4b564d01, 0x5001); out 0x10;
+    // mov ebx, [0x5000] (the version); rdmsr; hlt
+    const body = 'b8000000400fa2891d00400000890d04400000891508400000b8010000400fa2a30c400000b9014d564bb80150000031d20f30e6108b1d005000000f32f4';
+    const code = recording.cases['pm-enter']!.code.slice(0, 0x200) + body;
+    const signature = [0x4b4d564b, 0x564b4d56, 0x4d]; // "KVMKVMKVM\0\0\0"
+    const features = (1 << 3) | (1 << 24); // KVM_FEATURE_CLOCKSOURCE2, KVM_FEATURE_CLOCKSOURCE_STABLE_BIT
+    const r = runOnModel({
+      name: 'kvmclock',
+      code,
+      mem: pmMemory(),
+      regs: { rsp: '0x8000' },
+      cpuid: [[0x40000000, 0, 0, 0x40000001, ...signature], [0x40000001, 0, 0, features, 0, 0, 0]],
+      dump: [[0x4000, 16], [0x5000, 32]],
+      exits: 4,
+    });
+    expect(r.exits.map((e) => e['reason'])).toEqual([KVM_EXIT_IO, KVM_EXIT_HLT]);
+    expect(r.memory['0x4000']).toBe('4b564d4b564d4b564d000000' + '08000001');
+    const pv = Buffer.from(r.memory['0x5000']!, 'hex');
+    const version = pv.readUInt32LE(0);
+    expect(version % 2).toBe(0); // even: not being written
+    expect(version).toBeGreaterThan(0);
+    expect(pv.readUInt32LE(24)).toBeGreaterThan(0); // tsc_to_system_mul
+    expect(r.regs['rbx']).toBe(`0x${version.toString(16)}`); // the guest read the same version
+    expect([r.regs['rax'], r.regs['rdx']]).toEqual(['0x5001', '0x0']);
   });
 });
