@@ -112,5 +112,5 @@ describe.skipIf(!existsSync(BIOS))('SeaBIOS on the model (no QEMU; skipped witho
     for (const port of [0xcf8, 0xcfc, 0x510, 0x511, 0x70, 0x71, 0x60, 0x64, 0x1f7, 0x3f9]) expect(b.ports.has(port), `port 0x${port.toString(16)}`).toBe(true);
     expect(b.resetRequested).toBe(true);
     expect(b.last).toBe(K.KVM_EXIT_SHUTDOWN);
-  });
+  }, 300_000); // millions of guest instructions (its PIT waits): ~30 s alone on a loaded 2-core machine
 });
