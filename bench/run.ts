@@ -16,6 +16,7 @@ import { scaleSvg } from './plot.js';
 import { runAsid } from './suites/asid.js';
 import { runCosts } from './suites/costs.js';
 import { runFleet } from './suites/fleet.js';
+import { runGuestInsn } from './suites/guest-insn.js';
 import { runIrqDelivery } from './suites/irq-delivery.js';
 import { runKvmRun } from './suites/kvm-run.js';
 import { runPmi } from './suites/pmi.js';
@@ -45,6 +46,7 @@ const suites: Array<[string, () => { rows: Row[]; targets: TargetCheck[]; points
   ['memslots', () => runMemslots(b)],
   ['irq-delivery', () => runIrqDelivery(b)],
   ['fleet', () => runFleet(b)],
+  ['guest-insn', () => runGuestInsn(b)],
 ];
 for (const [name, run] of suites) {
   if (only !== undefined && !only.split(',').includes(name)) continue;

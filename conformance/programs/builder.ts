@@ -31,6 +31,23 @@ export const LAYOUT = {
 /** The pinned address registers: BX, SI, DI, BP keep these values except where a program changes them. */
 export const PINNED = { bx: 0x0600, si: 0x0040, di: 0x0080, bp: 0x0700 } as const;
 
+/**
+ * The protected-mode variants' descriptors: a GDT at 0x500 (null; 0x08 16-bit code, 0x10 16-bit data, 0x18 32-bit
+ * code; all base 0, limit 0xffff, byte-granular, DPL 0) and its GDTR image at 0x540.
+ */
+export const PM16 = {
+  gdt: 0x500,
+  gdtr: 0x540,
+  code: 0x08,
+  data: 0x10,
+  /** A 32-bit code segment (D = 1), base 0, limit 0xffff. */
+  code32: 0x18,
+  /** The GDT's bytes. */
+  gdtBytes: [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0x9a, 0, 0, 0xff, 0xff, 0, 0, 0, 0x92, 0, 0, 0xff, 0xff, 0, 0, 0, 0x9a, 0x40, 0],
+  /** The GDTR image: limit 0x1f, base 0x500. */
+  gdtrBytes: [0x1f, 0, 0x00, 0x05, 0, 0],
+} as const;
+
 /** A finished program. */
 export interface BuiltProgram {
   /** Machine code at `LAYOUT.code`. */
@@ -55,6 +72,8 @@ export class Builder {
   readonly #listing: string[] = [];
   #port = 1;
   #label = 0;
+  /** The code runs in a 32-bit code segment: every instruction's 0x66/0x67 are toggled (see {@link enterProtectedMode32}). */
+  #code32 = false;
   /** Straight-line code being collected for a subroutine or handler. */
   #buffer: Insn[] | undefined;
   readonly #deferred: Array<{ readonly label: string; readonly insns: readonly Insn[]; readonly vector?: number }> = [];
@@ -69,6 +88,7 @@ export class Builder {
   }
 
   #put(insn: Insn): void {
+    if (this.#code32) insn = { ...insn, bytes: toggleSizePrefixes(insn.bytes) };
     if (this.#buffer !== undefined) this.#buffer.push(insn);
     else this.#asm.db(...insn.bytes);
     this.#listing.push(`${this.#buffer !== undefined ? '    ' : ''}${insn.text}`);
@@ -85,6 +105,55 @@ export class Builder {
   defineFlags(): void {
     this.#put(aluImm('cmp', reg(this.rng.pick([0, 1, 2, 4, 5, 6])), this.rng.byte(), 8));
     this.undef = 0;
+  }
+
+  /**
+   * Enters 16-bit protected mode before anything else (see {@link PM16}): LGDT from the GDTR image, CR0.PE set, a
+   * far jump to the 16-bit code segment, DS/ES/SS/FS/GS loaded with the 16-bit data segment. EAX and FLAGS are
+   * saved on the stack around it, so the program starts from its own registers (only the segment registers and
+   * the stack bytes just below SP differ from a real-mode start).
+   */
+  enterProtectedMode16(): void {
+    this.#enterProtectedMode(PM16.code);
+  }
+
+  /**
+   * Enters protected mode with a **32-bit** code segment (selector {@link PM16.code32}, D = 1) and 16-bit data and
+   * stack segments. From here on every instruction is emitted with its operand- and address-size prefixes toggled
+   * (0x66 and 0x67 added where absent, dropped where present; jumps, loops and calls get the prefix that keeps their
+   * 16-bit meaning), so the program means exactly what it means in real mode while the processor decodes it as
+   * 32-bit code: its 16-bit operations are the prefixed forms, its 32-bit ones the unprefixed.
+   */
+  enterProtectedMode32(): void {
+    this.#enterProtectedMode(PM16.code32);
+  }
+
+  #enterProtectedMode(code: number): void {
+    const lines: Array<readonly [readonly number[], string]> = [
+      [[0x66, 0x9c], 'pushfd'],
+      [[0x66, 0x50], 'push eax'],
+      [[0x0f, 0x01, 0x16, PM16.gdtr & 0xff, PM16.gdtr >> 8], `lgdt [0x${PM16.gdtr.toString(16)}]`],
+      [[0x0f, 0x20, 0xc0], 'mov eax, cr0'],
+      [[0x0c, 0x01], 'or al, 1'],
+      [[0x0f, 0x22, 0xc0], 'mov cr0, eax'],
+    ];
+    for (const [bytes, text] of lines) this.#put(raw(bytes, text));
+    const pm = this.label('pm');
+    this.#asm.db(0xea).dw({ label: pm }, code);
+    this.#listing.push(`jmp 0x${code.toString(16)}:${pm}`);
+    this.#asm.label(pm);
+    this.#code32 = code === PM16.code32;
+    const after: Array<readonly [readonly number[], string]> = [
+      [[0xb8, PM16.data, 0x00], `mov ax, 0x${PM16.data.toString(16)}`],
+      [[0x8e, 0xd8], 'mov ds, ax'],
+      [[0x8e, 0xc0], 'mov es, ax'],
+      [[0x8e, 0xd0], 'mov ss, ax'],
+      [[0x8e, 0xe0], 'mov fs, ax'],
+      [[0x8e, 0xe8], 'mov gs, ax'],
+      [[0x66, 0x58], 'pop eax'],
+      [[0x66, 0x9d], 'popfd'],
+    ];
+    for (const [bytes, text] of after) this.#put(raw(bytes, text));
   }
 
   /** An exit: `out port, al` (a new port). */
@@ -129,6 +198,7 @@ export class Builder {
     this.#main('skipIf');
     if ((conditionReads(cc) & this.undef) !== 0) this.defineFlags();
     const skip = this.label('skip');
+    if (this.#code32) this.#asm.db(0x66); // rel16 (and IP) as in 16-bit code
     this.#asm.j(ASM_CC[cc] as Asm16Condition, skip);
     this.#listing.push(`j${CC[cc]} ${skip}`);
     const before = this.undef;
@@ -148,6 +218,7 @@ export class Builder {
     this.defineFlags();
     body();
     if (kind !== 'loop' && (this.undef & ZF) !== 0) this.defineFlags();
+    if (this.#code32) this.#asm.db(0x67); // counts CX, as in 16-bit code
     this.#asm[kind](top);
     this.#listing.push(`${kind} ${top}`);
   }
@@ -157,6 +228,7 @@ export class Builder {
     this.#main('jcxz');
     this.emit(raw([0xb9, cx & 0xff, cx >> 8], `mov cx, ${cx}`));
     const over = this.label('over');
+    if (this.#code32) this.#asm.db(0x67); // tests CX, as in 16-bit code
     this.#asm.jcxz(over);
     this.#listing.push(`jcxz ${over}`);
     const before = this.undef;
@@ -177,6 +249,7 @@ export class Builder {
     this.#put(raw([0xc3], 'ret'));
     this.#deferred.push({ label: name, insns: this.#buffer });
     this.#buffer = undefined;
+    if (this.#code32) this.#asm.db(0x66); // pushes IP and takes a rel16, as in 16-bit code
     this.#asm.call(name);
     this.#listing.push(`call ${name}`);
   }
@@ -252,4 +325,20 @@ export class Builder {
     for (const h of handlers) ivt.set(h.vector, this.#asm.addressOf(h.label));
     return { code, ivt, undefinedFlags: { ...this.#sites }, listing: [...this.#listing] };
   }
+}
+
+const PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]);
+
+/**
+ * The same instruction for a 32-bit code segment: the leading prefixes with 0x66 and 0x67 toggled (present ↔
+ * absent; an instruction without operand or address size ignores the added one).
+ */
+export function toggleSizePrefixes(bytes: readonly number[]): number[] {
+  let n = 0;
+  while (n < bytes.length && PREFIXES.has(bytes[n] as number)) n++;
+  const prefixes = bytes.slice(0, n);
+  const out = prefixes.filter((p) => p !== 0x66 && p !== 0x67);
+  if (!prefixes.includes(0x66)) out.push(0x66);
+  if (!prefixes.includes(0x67)) out.push(0x67);
+  return [...out, ...bytes.slice(n)];
 }

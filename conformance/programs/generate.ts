@@ -4,11 +4,12 @@
  * also checks that the generator still makes exactly these) and `programs.txt` (read by the C recorder).
  *
  * Memory: code at 0x1000, random data at 0x600–0x7ff, IVT entries for the handlers, the stack below 0xf000;
- * CS = DS = ES = SS = 0. Each program ends with HLT.
+ * CS = DS = ES = SS = 0 (the `pm16` variants enter 16-bit protected mode first: `Builder.enterProtectedMode16`).
+ * Each program ends with HLT.
  *
  * @module
  */
-import { Builder, LAYOUT, PINNED } from './builder.js';
+import { Builder, LAYOUT, PINNED, PM16 } from './builder.js';
 import { ARITH } from './flags.js';
 import { FAMILIES, type Family } from './families.js';
 import { Random } from './random.js';
@@ -67,11 +68,28 @@ export function programSeed(family: string, n: number): number {
   return (h ^ Math.imul(n + 1, 0x9e3779b9)) >>> 0;
 }
 
-/** Program `n` of `family`. */
-export function makeProgram(family: Family, n: number): GuestProgram {
-  const seed = programSeed(family.name, n);
+/**
+ * The families that also run in protected mode, with a 16-bit code segment (`guest.pm16-<family>.s<n>`, seeded as
+ * family `pm16-<family>`) and with a 32-bit one (`guest.pm32-…`). Left out: those that load segment registers with their own values (`move`,
+ * `stack`), go through the IVT (`interrupt`, `lock`, `into`, `seglimit`), or change the descriptor tables and CR0
+ * (`descriptor`, `cr`).
+ */
+export const PM16_FAMILIES: readonly string[] = ['alu8', 'alu16', 'alu32', 'shift', 'muldiv', 'branch', 'string', 'io', 'bt', 'bitscan', 'shxd', 'bswap', 'cmpxchg', 'cmov', 'enter', 'bcd', 'stringio', 'misc', 'x87'];
+
+/** Where a program runs: real mode, or protected mode with a 16-bit or a 32-bit code segment. */
+export type ProgramMode = 'real' | 'pm16' | 'pm32';
+
+/**
+ * Program `n` of `family` in `mode` (`pm16`: {@link Builder.enterProtectedMode16}; `pm32`:
+ * {@link Builder.enterProtectedMode32}, the same instructions encoded for a 32-bit code segment).
+ */
+export function makeProgram(family: Family, n: number, mode: ProgramMode = 'real'): GuestProgram {
+  const prefix = mode === 'real' ? '' : `${mode}-`;
+  const seed = programSeed(`${prefix}${family.name}`, n);
   const rng = new Random(seed);
   const b = new Builder(rng);
+  if (mode === 'pm16') b.enterProtectedMode16();
+  if (mode === 'pm32') b.enterProtectedMode32();
   family.prologue?.(b);
   for (let i = 0; i < family.blocks; i++) {
     family.block(b);
@@ -83,6 +101,7 @@ export function makeProgram(family: Family, n: number): GuestProgram {
   for (let i = 0; i < data.length; i++) data[i] = rng.u8();
   const memory: Array<readonly [number, string]> = [[LAYOUT.code, hex(built.code)], [LAYOUT.data, hex(data)]];
   for (const [vector, addr] of [...built.ivt].sort((a, c) => a[0] - c[0])) memory.push([vector * 4, hex([addr & 0xff, addr >> 8, 0, 0])]);
+  if (mode !== 'real') memory.push([PM16.gdt, hex(PM16.gdtBytes)], [PM16.gdtr, hex(PM16.gdtrBytes)]);
   memory.sort((a, c) => a[0] - c[0]);
   const regs: ProgramRegs = {
     rax: rng.u16(),
@@ -100,10 +119,10 @@ export function makeProgram(family: Family, n: number): GuestProgram {
     ss: 0,
   };
   return {
-    id: `guest.${family.name}.s${n + 1}`,
+    id: `guest.${prefix}${family.name}.s${n + 1}`,
     family: family.name,
     modelled: family.modelled,
-    title: `${family.title} (program ${n + 1}, seed 0x${seed.toString(16)})`,
+    title: `${mode === 'pm16' ? '16-bit protected mode: ' : mode === 'pm32' ? '32-bit protected mode: ' : ''}${family.title} (program ${n + 1}, seed 0x${seed.toString(16)})`,
     seed,
     regs,
     memory,
@@ -114,7 +133,10 @@ export function makeProgram(family: Family, n: number): GuestProgram {
 
 /** Every program of every family. */
 export function programsFile(): ProgramsFile {
-  return { schema: 1, programs: FAMILIES.flatMap((f) => Array.from({ length: f.programs }, (_, n) => makeProgram(f, n))) };
+  const real = FAMILIES.flatMap((f) => Array.from({ length: f.programs }, (_, n) => makeProgram(f, n)));
+  const pm = (mode: ProgramMode): GuestProgram[] =>
+    FAMILIES.filter((f) => PM16_FAMILIES.includes(f.name)).flatMap((f) => Array.from({ length: f.programs }, (_, n) => makeProgram(f, n, mode)));
+  return { schema: 1, programs: [...real, ...pm('pm16'), ...pm('pm32')] };
 }
 
 /**

@@ -70,13 +70,19 @@ export const GUEST_SEGMENTS = ['es', 'cs', 'ss', 'ds', 'fs', 'gs'] as const;
 /** One of the {@link GUEST_SEGMENTS}. */
 export type GuestSegmentName = (typeof GUEST_SEGMENTS)[number];
 
+/** The system segment registers: LDTR (`kvm_sregs.ldt`, loaded by `lldt`) and TR (`kvm_sregs.tr`, loaded by `ltr`). */
+export const GUEST_SYSTEM_SEGMENTS = ['ldt', 'tr'] as const;
+
+/** A segment register of {@link GUEST_SEGMENTS} or {@link GUEST_SYSTEM_SEGMENTS}. */
+export type GuestAnySegmentName = GuestSegmentName | (typeof GUEST_SYSTEM_SEGMENTS)[number];
+
 /**
  * The descriptor attributes of a segment register, one byte each, in `struct kvm_segment` order. The state
  * packs them three to a field: attribute `i` is byte `i % 3` of field `<seg>Attrs<⌊i / 3⌋>`.
  */
 const SEGMENT_ATTRIBUTES = ['type', 'present', 'dpl', 'db', 's', 'l', 'g', 'avl', 'unusable'] as const;
 
-type SegmentField = `${GuestSegmentName}${'Base' | 'BaseHigh' | 'Selector' | 'Limit' | 'Attrs0' | 'Attrs1' | 'Attrs2'}`;
+type SegmentField = `${GuestAnySegmentName}${'Base' | 'BaseHigh' | 'Selector' | 'Limit' | 'Attrs0' | 'Attrs1' | 'Attrs2'}`;
 
 /** The field names of one segment register in {@link GuestCpuState}. */
 interface SegmentFields {
@@ -87,11 +93,13 @@ interface SegmentFields {
   readonly attrs: readonly [SegmentField, SegmentField, SegmentField];
 }
 
-function segmentFields(n: GuestSegmentName): SegmentFields {
+function segmentFields(n: GuestAnySegmentName): SegmentFields {
   return { base: `${n}Base`, baseHigh: `${n}BaseHigh`, selector: `${n}Selector`, limit: `${n}Limit`, attrs: [`${n}Attrs0`, `${n}Attrs1`, `${n}Attrs2`] };
 }
 
-const SEGMENT_FIELDS: Readonly<Record<GuestSegmentName, SegmentFields>> = {
+const SEGMENT_FIELDS: Readonly<Record<GuestAnySegmentName, SegmentFields>> = {
+  ldt: segmentFields('ldt'),
+  tr: segmentFields('tr'),
   es: segmentFields('es'),
   cs: segmentFields('cs'),
   ss: segmentFields('ss'),
@@ -101,7 +109,7 @@ const SEGMENT_FIELDS: Readonly<Record<GuestSegmentName, SegmentFields>> = {
 };
 
 /** Every segment field of {@link GuestCpuState} (for copying). */
-const ALL_SEGMENT_FIELDS: readonly SegmentField[] = GUEST_SEGMENTS.flatMap((n) => {
+const ALL_SEGMENT_FIELDS: readonly SegmentField[] = [...GUEST_SEGMENTS, ...GUEST_SYSTEM_SEGMENTS].flatMap((n) => {
   const f = SEGMENT_FIELDS[n];
   return [f.base, f.baseHigh, f.selector, f.limit, ...f.attrs];
 });
@@ -126,7 +134,7 @@ export class SegmentRegister {
    * @param state - the register file
    * @param name - which segment register
    */
-  constructor(state: GuestCpuState, name: GuestSegmentName) {
+  constructor(state: GuestCpuState, name: GuestAnySegmentName) {
     this.#state = state;
     this.#f = SEGMENT_FIELDS[name];
   }
@@ -494,6 +502,35 @@ export class GuestCpuState {
   /** @internal GS g, avl, unusable. */
   gsAttrs2 = 0;
 
+  /** LDTR base, low 32 bits (`kvm_sregs.ldt.base`). */
+  ldtBase = 0;
+  /** Bits 63:32 of the LDTR base. */
+  ldtBaseHigh = 0;
+  /** LDTR selector. */
+  ldtSelector = 0;
+  /** LDTR limit. */
+  ldtLimit = 0xffff;
+  /** LDTR attributes type, present, dpl (one byte each; see {@link SegmentRegister}): type 2, present. */
+  ldtAttrs0 = 2 | (1 << 8);
+  /** LDTR attributes db, s, l: a system segment (s = 0). */
+  ldtAttrs1 = 0;
+  /** LDTR attributes g, avl, unusable. */
+  ldtAttrs2 = 0;
+  /** TR base, low 32 bits (`kvm_sregs.tr.base`). */
+  trBase = 0;
+  /** Bits 63:32 of the TR base. */
+  trBaseHigh = 0;
+  /** TR selector. */
+  trSelector = 0;
+  /** TR limit. */
+  trLimit = 0xffff;
+  /** TR attributes type, present, dpl (one byte each; see {@link SegmentRegister}): type 11, present. */
+  trAttrs0 = 11 | (1 << 8);
+  /** TR attributes db, s, l: a system segment (s = 0). */
+  trAttrs1 = 0;
+  /** TR attributes g, avl, unusable. */
+  trAttrs2 = 0;
+
   /** IDTR base, low 32 bits; in real mode the interrupt vector table (`kvm_sregs.idt.base`). */
   idtBase = 0;
   /** Bits 63:32 of the IDTR base. */
@@ -593,9 +630,17 @@ export class GuestCpuState {
   get gs(): SegmentRegister {
     return new SegmentRegister(this, 'gs');
   }
+  /** LDTR (loaded by `lldt`; `kvm_sregs.ldt`). */
+  get ldt(): SegmentRegister {
+    return new SegmentRegister(this, 'ldt');
+  }
+  /** TR (loaded by `ltr`; `kvm_sregs.tr`). */
+  get tr(): SegmentRegister {
+    return new SegmentRegister(this, 'tr');
+  }
 
   /** Segment register `name` (a live view, as {@link GuestCpuState.cs}). */
-  segment(name: GuestSegmentName): SegmentRegister {
+  segment(name: GuestAnySegmentName): SegmentRegister {
     return new SegmentRegister(this, name);
   }
 

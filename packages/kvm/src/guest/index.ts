@@ -1,5 +1,5 @@
 /**
- * The guest CPU of the KVM model: a 16-bit real-mode x86 interpreter ({@link runGuest}) that `KVM_RUN`
+ * The guest CPU of the KVM model: an x86 interpreter of real mode and 32-bit protected mode ({@link runGuest}) that `KVM_RUN`
  * uses to execute guest machine code from the VM's memslots, its register file ({@link GuestCpuState}),
  * the memory interface it reads through ({@link GuestMemory}) and the exit record it fills
  * ({@link GuestExit}).
@@ -12,6 +12,7 @@ export {
   GUEST_SEGMENTS,
   GUEST_SHADOW_MOV_SS,
   GUEST_SHADOW_STI,
+  GUEST_SYSTEM_SEGMENTS,
   GuestCpuState,
   GuestPending,
   SegmentRegister,
@@ -26,6 +27,7 @@ export {
   X86_EFLAGS_SF,
   X86_EFLAGS_TF,
   X86_EFLAGS_ZF,
+  type GuestAnySegmentName,
   type GuestPendingKind,
   type GuestReg64,
   type GuestSegmentName,

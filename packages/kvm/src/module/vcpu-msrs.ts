@@ -19,6 +19,7 @@ import { writeWallClock } from './pvclock.js';
 import { guestTsc, synchronizeTsc } from './vcpu-tsc.js';
 import { apicBaseOf } from './vcpu-sregs.js';
 import { vendorArch } from './vendor-arch.js';
+import { VcpuRequest, makeRequest } from './vcpu-requests.js';
 import { buildHasMsr } from '../builds/build.js';
 
 const U64 = 0xffff_ffff_ffff_ffffn;
@@ -401,11 +402,13 @@ function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: big
       return true;
     case MSR.KVM_SYSTEM_TIME:
     case MSR.KVM_SYSTEM_TIME_NEW:
-      // kvm_write_system_time: enable bit 0 → kvmclock at the GPA, written at the next entry.
+      // kvm_write_system_time: enable bit 0 → kvmclock at the GPA, written at the next entry
+      // (KVM_REQ_GLOBAL_CLOCK_UPDATE: a request, so the entry after the guest's own WRMSR writes it too).
       arch.pvclock.msr = data;
       arch.pvclock.msrIndex = msr;
       arch.pvclock.active = (data & 1n) !== 0n;
       arch.clockUpdate = arch.pvclock.active;
+      if (arch.pvclock.active) makeRequest(v, VcpuRequest.ClockUpdate);
       return true;
     case MSR.KVM_ASYNC_PF_EN:
       // kvm_pv_enable_async_pf: bits 4 and 5 reserved; the delivery bits need their PV features; without an

@@ -131,10 +131,6 @@ export class Vcpu {
     }));
   }
   #sregs: kvm_sregs | undefined;
-  /** CR0.PE is set: the guest asked for protected mode, which the interpreter does not execute. */
-  get protectedMode(): boolean {
-    return (this.regs.cr0 & 1n) !== 0n;
-  }
   /**
    * What `cpuid`, `rdmsr`/`wrmsr` and `rdtsc` of this vCPU answer from: its x86 state, the one the CPUID, MSR and
    * TSC ioctls get and set (`vcpu-platform.ts`).
@@ -324,10 +320,6 @@ export class Vcpu {
     const fail = vendor.enter(cpu);
     this.stats.entries++;
     if (fail !== undefined) return this.#failEntry(cpu, fail);
-    if (this.protectedMode) {
-      vendor.exit(cpu);
-      return this.#internal('protected mode is not modelled (CR0.PE=1)');
-    }
     this.inGuest = true;
     let reason: number = runGuest(this.regs, this.vm.guestMemory, budget, this.exit, this.vm.quirks, this.platform);
     if (this.vm.kernelIo && reason !== GuestExitReason.Budget) reason = this.#inKernelIo(reason, budget);
@@ -775,13 +767,9 @@ export class Vcpu {
     const s = this.sregs;
     const r = this.regs;
     for (const name of KVM_SREGS_SEGMENTS) {
-      const src = name === 'tr' || name === 'ldt' ? s[name] : undefined;
       const o = out[name];
-      if (src !== undefined) {
-        Object.assign(o, src);
-        continue;
-      }
-      const g = r[name as 'cs'];
+      // Every segment register, LDTR and TR included, lives in the guest's register file (lldt/ltr load them).
+      const g = r.segment(name);
       o.base = g.base64;
       o.limit = g.limit;
       o.selector = g.selector;
@@ -820,11 +808,7 @@ export class Vcpu {
     const r = this.regs;
     for (const name of KVM_SREGS_SEGMENTS) {
       const src = v[name];
-      if (name === 'tr' || name === 'ldt') {
-        s[name] = { ...src };
-        continue;
-      }
-      const g = r[name as 'cs'];
+      const g = r.segment(name);
       g.base64 = src.base;
       g.limit = src.limit;
       g.selector = src.selector;
