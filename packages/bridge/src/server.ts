@@ -14,19 +14,21 @@
 import { chmodSync, readFileSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { KernelError, type Capability, type Host, type OpenFile, type Process } from '@vac/core';
+import { EFD_CLOEXEC, KernelError, eventFdOf, eventfd, type Capability, type EventFd, type Host, type OpenFile, type Process } from '@vac/core';
 import { _IOC_DIR, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName } from '@vac/kvm';
 import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
 import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
 import {
   FdKind,
   HELLO_LIFE,
+  HELLO_RELAY,
   IOCTL_HAS_INPUT,
   IOCTL_HAS_RUN,
   Op,
   ProtocolError,
   RequestReader,
   encodeReply,
+  encodeRequest,
   opName,
   type Reply,
   type Request,
@@ -135,6 +137,10 @@ export class Session {
   readonly vcpuVm = new WeakMap<OpenFile, OpenFile>();
   /** @internal A vCPU file's kvm_run: the model's bytes, and what the VMM's copy holds as far as the bridge knows. */
   readonly areas = new WeakMap<OpenFile, { readonly model: Uint8Array; readonly shadow: Uint8Array }>();
+  /** @internal The eventfd relays: relay id → the simulated twin of a real eventfd of the VMM. */
+  readonly relays = new Map<number, { readonly fd: number; readonly ctx: EventFd }>();
+  /** @internal The connection of the library's relay thread (where the model's eventfd signals are sent). */
+  relayConn: Socket | undefined;
 
   /** @internal */
   constructor(pid: number, proc: Process) {
@@ -239,7 +245,8 @@ export class BridgeServer {
         return;
       }
       if (req === undefined) return;
-      conn.socket.write(this.#serve(conn, req));
+      const reply = this.#serve(conn, req);
+      if (reply !== undefined) conn.socket.write(reply);
     }
   }
 
@@ -251,11 +258,15 @@ export class BridgeServer {
     this.#log(`bridge: pid ${s.pid} (${s.proc.name}): ${why}; its simulated process was killed`);
   }
 
-  #serve(conn: Conn, req: Request): Buffer {
+  #serve(conn: Conn, req: Request): Buffer | undefined {
     if (req.op === Op.HELLO) return encodeReply(this.#hello(conn, req));
     const s = conn.session;
     if (s === undefined) return encodeReply({ errno: EPROTO, result: -1, message: 'no HELLO on this connection' });
-    if (!s.proc.alive) return encodeReply({ errno: ESRCH, result: -1, message: 'the simulated process is gone' });
+    if (!s.proc.alive) return req.op === Op.SIGNAL ? undefined : encodeReply({ errno: ESRCH, result: -1, message: 'the simulated process is gone' });
+    if (req.op === Op.SIGNAL) {
+      this.#signal(conn, s, req);
+      return undefined;
+    }
     let what = '';
     let reply: Reply;
     try {
@@ -284,6 +295,10 @@ export class BridgeServer {
           s.proc.munmap(Number(req.a), Number(req.b));
           reply = { errno: 0, result: 0 };
           break;
+        case Op.EVENTFD:
+          what = `relay ${req.a}`;
+          reply = { errno: 0, result: this.#relay(s, Number(req.a)) };
+          break;
         case Op.IOCTL: {
           const request = Number(req.a & 0xffffffffn);
           what = describeIoctl(request, req.b);
@@ -299,6 +314,45 @@ export class BridgeServer {
     }
     this.#record(conn, req, what, reply);
     return encodeReply(reply);
+  }
+
+  /**
+   * A new relay: the simulated eventfd that stands for a real eventfd of the VMM. When the model signals it
+   * (`eventfd_signal`: an ioeventfd matched, a resamplefd was notified) and no kernel waiter took the count (an
+   * irqfd on the same eventfd does), the count is sent to the library, which adds it to the real eventfd.
+   */
+  #relay(s: Session, id: number): number {
+    if (s.relays.has(id)) throw new ProtocolError(`relay ${id} exists already`);
+    const fd = eventfd(s.proc, 0, EFD_CLOEXEC);
+    const ctx = eventFdOf(s.proc.file(fd)) as EventFd;
+    let seen = ctx.signals;
+    ctx.addWaiter((why) => {
+      if (why !== 'in' || ctx.signals === seen) return; // a write by the relay itself, or the file's release
+      seen = ctx.signals;
+      queueMicrotask(() => {
+        if (ctx.count === 0n || s.relayConn === undefined) return;
+        s.relayConn.write(encodeRequest(Op.EVENTFD_WRITE, fd, 0, BigInt(id), ctx.take(), 0n));
+      });
+    });
+    s.relays.set(id, { fd, ctx });
+    return fd;
+  }
+
+  /** The VMM wrote `count` into the real eventfd of relay `id` (an irqfd's): the same write on its twin. */
+  #signal(conn: Conn, s: Session, req: Request): void {
+    const relay = s.relays.get(Number(req.a));
+    let reply: Reply = { errno: 0, result: 8 };
+    try {
+      if (relay === undefined) throw new ProtocolError(`no relay ${req.a}`);
+      const bytes = new Uint8Array(8);
+      new DataView(bytes.buffer).setBigUint64(0, req.b, true);
+      s.proc.write(relay.fd, bytes);
+    } catch (e) {
+      const { errno, message } = errnoOf(e);
+      reply = { errno, result: -1, message };
+      this.#log(`bridge: pid ${s.pid}: relay ${req.a}: ${message}`);
+    }
+    this.#record(conn, req, `relay ${req.a} +${req.b}`, reply);
   }
 
   #record(conn: Conn, req: Request, what: string, reply: Reply): void {
@@ -340,6 +394,7 @@ export class BridgeServer {
     }
     if (s === undefined) return { errno: ESRCH, result: -1, message: `pid ${pid} has no life connection` };
     conn.session = s;
+    if ((req.flags & HELLO_RELAY) !== 0) s.relayConn = conn.socket;
     return { errno: 0, result: 0 };
   }
 

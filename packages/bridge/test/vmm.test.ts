@@ -10,18 +10,11 @@ import { checkInvariants } from '@vac/core';
 import { KVM_GET_DEVICE_ATTR, KVM_GET_MSRS } from '@vac/kvm';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runControl, socketPaths, startDaemon, type Daemon } from '../src/index.js';
-import { buildNative, nativeSkipReason, parseLines, runVmm, type Native } from './support/native.js';
+import { buildNative, nativeSkipReason, parseLines, runVmm, until, type Native } from './support/native.js';
 
 const skip = nativeSkipReason();
 if (skip !== undefined) console.warn(`@vac/bridge native tests skipped: ${skip}`);
 
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => {
   let native: Native;

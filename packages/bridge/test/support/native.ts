@@ -23,6 +23,8 @@ export interface Native {
   readonly preload: string;
   readonly lwn: string;
   readonly probe: string;
+  /** `fixtures/irqchip.c`: a VMM with the in-kernel irqchip, PIT, irqfds and an ioeventfd. */
+  readonly irqchip: string;
 }
 
 let built: Native | undefined;
@@ -38,7 +40,9 @@ export function buildNative(): Native {
   const probe = join(dir, 'probe');
   compileC([fixture('lwn')], lwn, ['-O1']);
   compileC([fixture('probe')], probe, ['-O1', '-pthread']);
-  built = { dir, preload, lwn, probe };
+  const irqchip = join(dir, 'irqchip');
+  compileC([fixture('irqchip')], irqchip, ['-O1', '-pthread']);
+  built = { dir, preload, lwn, probe, irqchip };
   return built;
 }
 
@@ -117,4 +121,13 @@ export function parseLines(text: string): Record<string, string> {
     }
   }
   return out;
+}
+
+/** Poll `cond` every 10 ms until it holds; fails after `ms` (generous: a loaded machine is slow, never a speed check). */
+export async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
