@@ -55,6 +55,7 @@
 #define OP_EVENTFD 8
 #define OP_SIGNAL 9
 #define OP_EVENTFD_WRITE 10
+#define OP_INTERRUPT 11
 #define HELLO_LIFE 1u
 #define HELLO_RELAY 2u
 #define IOCTL_HAS_INPUT 1u
@@ -70,6 +71,7 @@
 #define KVM_RUN_REQ 0xae80u
 #define KVM_IRQFD_REQ 0x4020ae76u     /* _IOW(KVMIO, 0x76, struct kvm_irqfd) */
 #define KVM_IOEVENTFD_REQ 0x4040ae79u /* _IOW(KVMIO, 0x79, struct kvm_ioeventfd) */
+#define KVM_SET_SIGNAL_MASK_REQ 0x4004ae8bu
 #define KVM_IRQFD_FLAG_DEASSIGN 1u
 #define KVM_IRQFD_FLAG_RESAMPLE 2u
 #define KIND_VM 2
@@ -94,6 +96,8 @@ struct fd_entry {
   int kind;  /* KIND_* of the file */
   int stale; /* inherited across fork: calls fail with EIO */
   struct run_area *run;
+  int has_mask;     /* KVM_SET_SIGNAL_MASK gave a mask for KVM_RUN */
+  sigset_t runmask; /* the thread's signal mask while it waits in KVM_RUN */
 };
 
 struct map_entry {
@@ -248,6 +252,44 @@ struct reply {
   uint32_t body_len;
 };
 
+/*
+ * Set around a KVM_RUN: its reply may take long (a halted vCPU sleeps in the bridge), and a signal must end the
+ * wait as it ends Linux's KVM_RUN. The thread waits in poll() (with the KVM_SET_SIGNAL_MASK mask, if one was
+ * given, as the kernel applies it during KVM_RUN); a signal handler interrupts it (EINTR, whatever SA_RESTART
+ * says), and the library tells the bridge (OP_INTERRUPT), which makes the KVM_RUN return EINTR (KVM_EXIT_INTR).
+ */
+static __thread const sigset_t *run_wait_mask;
+static __thread int run_waiting;
+
+static int send_interrupt(int s) {
+  unsigned char h[REQ_HEADER];
+  memset(h, 0, sizeof h);
+  put32(h, VAC_MAGIC);
+  put32(h + 4, REQ_HEADER);
+  put32(h + 8, OP_INTERRUPT);
+  size_t sent = 0;
+  while (sent < sizeof h) {
+    ssize_t k = send(s, h + sent, sizeof h - sent, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return -1;
+    sent += (size_t)k;
+  }
+  return 0;
+}
+
+static int wait_reply(int s) {
+  for (;;) {
+    struct pollfd p = {.fd = s, .events = POLLIN};
+    int n = ppoll(&p, 1, NULL, run_wait_mask);
+    if (n > 0) return 0;
+    if (n < 0 && errno == EINTR) {
+      if (send_interrupt(s) < 0) return -1;
+      continue;
+    }
+    if (n < 0) return -1;
+  }
+}
+
 /* Send one request on `s` and read its reply. Returns -1 (errno set to EIO) when the bridge is gone. */
 static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint64_t b, uint64_t c, const void *p1,
                    uint32_t n1, const void *p2, uint32_t n2, struct reply *r) {
@@ -291,6 +333,10 @@ static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint
     }
   }
   unsigned char rh[REP_HEADER];
+  if (run_waiting && wait_reply(s) < 0) {
+    errno = EIO;
+    return -1;
+  }
   if (read_all(s, rh, REP_HEADER) < 0 || get32(rh) != VAC_MAGIC) {
     errno = EIO;
     return -1;
@@ -461,6 +507,7 @@ static int install(int sim, int kind, uint32_t mmap_size, int cloexec) {
   fds[fd].kind = kind;
   fds[fd].run = ra;
   fds[fd].stale = 0;
+  fds[fd].has_mask = 0;
   __atomic_store_n(&fds[fd].sim, sim, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&lock);
   return fd;
@@ -509,6 +556,8 @@ static int adopt_dup(struct fd_entry *old, int newfd) {
   fds[newfd].run = old->run;
   if (old->run) old->run->refs++;
   fds[newfd].stale = 0;
+  fds[newfd].has_mask = old->has_mask;
+  fds[newfd].runmask = old->runmask;
   fds[newfd].sim = (int)r.result;
   pthread_mutex_unlock(&lock);
   return newfd;
@@ -948,8 +997,29 @@ static int vac_ioctl(struct fd_entry *e, uint32_t req, unsigned long arg) {
     flags |= IOCTL_HAS_RUN;
   }
   struct reply r;
+  sigset_t mask;
+  if (req == KVM_RUN_REQ) {
+    run_waiting = 1;
+    if (e->has_mask) {
+      mask = e->runmask;
+      run_wait_mask = &mask;
+    }
+  }
   int rc = call(OP_IOCTL, e->sim, flags, req, (uint64_t)arg, (flags & IOCTL_HAS_INPUT) ? cap : 0,
                 (flags & IOCTL_HAS_INPUT) ? in : NULL, (flags & IOCTL_HAS_INPUT) ? cap : 0, runp, runn, &r);
+  run_waiting = 0;
+  run_wait_mask = NULL;
+  if (rc == 0 && r.err == 0 && req == KVM_SET_SIGNAL_MASK_REQ && (flags & IOCTL_HAS_INPUT) && cap >= 4) {
+    /* kvm_vcpu_ioctl_set_sigmask: len 0 (or a NULL argument) removes the mask; else the sigset (8 bytes) */
+    uint32_t n = get32(in);
+    pthread_mutex_lock(&lock);
+    e->has_mask = n != 0 && cap >= 4 + 8;
+    sigemptyset(&e->runmask);
+    if (e->has_mask) memcpy(&e->runmask, in + 4, 8);
+    pthread_mutex_unlock(&lock);
+  } else if (rc == 0 && r.err == 0 && req == KVM_SET_SIGNAL_MASK_REQ && arg == 0) {
+    e->has_mask = 0;
+  }
   if (rc == 0 && r.err == 0 && req == KVM_IRQFD_REQ) relay_irqfd_done(in, irqfd_relay);
   free(in);
   if (rc < 0) return -1;

@@ -26,6 +26,7 @@
  * | DUP | | | | | simulated fd |
  * | EVENTFD | relay id | | | | a new simulated eventfd, the twin of a real one (KVM_IRQFD, KVM_IOEVENTFD) |
  * | SIGNAL | relay id | count | | | no reply: the VMM wrote this count into the real eventfd of an irqfd |
+ * | INTERRUPT | | | | | no reply: a signal reached the thread waiting in KVM_RUN on this connection |
  *
  * The bridge also writes to a process's relay connection (HELLO with {@link HELLO_RELAY}) on its own: a request
  * header with op EVENTFD_WRITE, `a` the relay id and `b` a count the model signalled on the simulated eventfd
@@ -55,6 +56,7 @@ export const Op = {
   EVENTFD: 8,
   SIGNAL: 9,
   EVENTFD_WRITE: 10,
+  INTERRUPT: 11,
 } as const;
 
 /** The name of an operation code, for traces. */

@@ -18,6 +18,7 @@ import { EFD_CLOEXEC, KernelError, eventFdOf, eventfd, type Capability, type Eve
 import { _IOC_DIR, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName } from '@vac/kvm';
 import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
 import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
+import { VcpuRunner, type RunHandle, type TimePacing } from './vcpu-runner.js';
 import {
   FdKind,
   HELLO_LIFE,
@@ -75,6 +76,8 @@ export interface BridgeServerOptions {
   readonly onCall?: (call: CallRecord) => void;
   /** Called with messages worth a log line (a VMM gone, a protocol error, a memory warning). */
   readonly log?: (line: string) => void;
+  /** How a halted vCPU's wait for a timer maps to wall time (`vcpu-runner.ts`); default `'wall'`. */
+  readonly pacing?: TimePacing;
 }
 
 /** Real credentials of a process, as /proc/PID/status gives them. */
@@ -141,6 +144,8 @@ export class Session {
   readonly relays = new Map<number, { readonly fd: number; readonly ctx: EventFd }>();
   /** @internal The connection of the library's relay thread (where the model's eventfd signals are sent). */
   relayConn: Socket | undefined;
+  /** @internal KVM_RUN calls of this process in progress. */
+  running = 0;
 
   /** @internal */
   constructor(pid: number, proc: Process) {
@@ -156,6 +161,10 @@ interface Conn {
   session: Session | undefined;
   tid: number;
   life: boolean;
+  /** The KVM_RUN this thread waits in. */
+  run: RunHandle | undefined;
+  /** The simulated CPU this thread's KVM_RUNs run on (chosen at its first). */
+  cpu: number | undefined;
 }
 
 function errnoOf(e: unknown): { errno: number; code: string; message: string } {
@@ -177,11 +186,13 @@ export class BridgeServer {
   readonly #keep: number;
   readonly #onCall: ((c: CallRecord) => void) | undefined;
   readonly #log: (line: string) => void;
+  readonly #runner: VcpuRunner;
   #seq = 0;
 
   /** @param opts - host, socket path, hooks */
   constructor(opts: BridgeServerOptions) {
     this.host = opts.host;
+    this.#runner = new VcpuRunner(opts.host, opts.pacing);
     this.socketPath = opts.socketPath;
     this.#keep = opts.keepCalls ?? 100_000;
     this.#onCall = opts.onCall;
@@ -205,6 +216,7 @@ export class BridgeServer {
 
   /** Stop: close every connection (the VMMs' calls then fail with EIO) and the socket. */
   async close(): Promise<void> {
+    this.#runner.close();
     for (const c of this.#conns) c.socket.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const s of this.#sessions.values()) s.memory.close();
@@ -221,7 +233,7 @@ export class BridgeServer {
   }
 
   #accept(socket: Socket): void {
-    const conn: Conn = { socket, reader: new RequestReader(), session: undefined, tid: 0, life: false };
+    const conn: Conn = { socket, reader: new RequestReader(), session: undefined, tid: 0, life: false, run: undefined, cpu: undefined };
     this.#conns.add(conn);
     socket.on('data', (chunk: Buffer) => this.#data(conn, chunk));
     socket.on('error', () => {});
@@ -244,10 +256,12 @@ export class BridgeServer {
         conn.socket.destroy();
         return;
       }
-      if (req === undefined) return;
+      if (req === undefined) break;
       const reply = this.#serve(conn, req);
       if (reply !== undefined) conn.socket.write(reply);
     }
+    // What was served may wake a vCPU waiting in KVM_RUN (KVM_IRQ_LINE, an irqfd's signal, a signal).
+    this.#runner.poke();
   }
 
   #endSession(s: Session, why: string): void {
@@ -265,6 +279,14 @@ export class BridgeServer {
     if (!s.proc.alive) return req.op === Op.SIGNAL ? undefined : encodeReply({ errno: ESRCH, result: -1, message: 'the simulated process is gone' });
     if (req.op === Op.SIGNAL) {
       this.#signal(conn, s, req);
+      return undefined;
+    }
+    if (req.op === Op.INTERRUPT) {
+      // A signal to a thread outside KVM_RUN (its call returned meanwhile) changes nothing here.
+      if (conn.run !== undefined) {
+        conn.run.interrupt();
+        this.#record(conn, req, 'signal to the thread in KVM_RUN', { errno: 0, result: 0 });
+      }
       return undefined;
     }
     let what = '';
@@ -302,6 +324,7 @@ export class BridgeServer {
         case Op.IOCTL: {
           const request = Number(req.a & 0xffffffffn);
           what = describeIoctl(request, req.b);
+          if (request === KVM_RUN && this.#startRun(conn, s, req, what)) return undefined;
           reply = this.#ioctl(s, req, request);
           break;
         }
@@ -432,6 +455,50 @@ export class BridgeServer {
     const vm = s.vcpuVm.get(vcpu);
     const slots = vm === undefined ? undefined : s.slots.get(vm);
     return slots === undefined ? [] : [...slots.values()];
+  }
+
+  /**
+   * KVM_RUN on a vCPU fd: in a simulated thread (`vcpu-runner.ts`), so it may sleep (a halted vCPU) while the
+   * bridge serves everyone else; the reply is sent when it returns. Returns false for a KVM_RUN on any other
+   * fd (the model answers it at once).
+   */
+  #startRun(conn: Conn, s: Session, req: Request, what: string): boolean {
+    const file = s.proc.file(req.fd);
+    const area = this.#area(s, file);
+    if (area === undefined) return false;
+    const inputLen = Number(req.c);
+    if ((req.flags & IOCTL_HAS_RUN) !== 0) {
+      const run = req.payload.subarray(inputLen, inputLen + area.model.length);
+      area.model.set(run);
+      area.shadow.set(run);
+    }
+    // Another vCPU of the process may have run meanwhile: its guest writes go out before the VMM's bytes come in.
+    if (s.running > 0) s.memory.push(this.#ranges(s, file));
+    s.memory.pull(this.#ranges(s, file));
+    s.running++;
+    conn.cpu ??= this.#runner.pickCpu();
+    conn.run = this.#runner.start(s.proc, req.fd, KVM_RUN, decodeArg(KVM_RUN, req.b, undefined, false).arg, conn.cpu, `${s.proc.name}/${conn.tid}`, {
+      sync: () => {
+        const ranges = this.#ranges(s, file);
+        s.memory.push(ranges);
+        s.memory.pull(ranges);
+      },
+      done: (result, error) => {
+        s.running--;
+        conn.run = undefined;
+        s.memory.push(this.#ranges(s, file));
+        const runPatches = diffArea(area);
+        let reply: Reply;
+        if (error === undefined) reply = { errno: 0, result: result ?? 0, runPatches };
+        else {
+          const { errno, message } = errnoOf(error);
+          reply = { errno, result: -1, message, runPatches };
+        }
+        this.#record(conn, req, what, reply);
+        conn.socket.write(encodeReply(reply));
+      },
+    });
+    return true;
   }
 
   #ioctl(s: Session, req: Request, request: number): Reply {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { checkInvariants } from '@vac/core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { socketPaths, startDaemon, type Daemon } from '../src/index.js';
-import { eventsFirmware } from './support/firmware.js';
+import { eventsFirmware, tickFirmware } from './support/firmware.js';
 import { buildNative, nativeSkipReason, parseLines, runVmm, until, type Native } from './support/native.js';
 
 const skip = nativeSkipReason();
@@ -54,9 +54,46 @@ describe.skipIf(skip !== undefined)('a VMM with the in-kernel irqchip through th
       resample: '1', // the guest's EOI of IRQ 5
     });
     // The interrupts' handlers printed A then B, then the guest reported 2 on port 0x80.
-    expect(r.stdout).toContain('ABdone=2\n');
+    expect(v).toMatchObject({ serial: 'AB', done: '2' });
+    // The halted vCPU slept in KVM_RUN until each interrupt: no EINTR, as on the real KVM.
+    expect(v.eintr).toBe('0');
     const relayed = d.bridge.calls().slice(first).filter((c) => c.op === 'signal');
     expect(relayed.map((c) => c.error)).toEqual([undefined, undefined]); // the VMM's two irqfd writes, relayed
+    await clean();
+  });
+
+  test('PIT ticks: the halted vCPU sleeps in KVM_RUN, the PIT’s IRQ 0 wakes it (simulated time paced to wall time); one line per tick', async () => {
+    const fw = join(dir, 'ticks.bin');
+    writeFileSync(fw, tickFirmware(5));
+    const r = await runVmm(native, socketPaths(dir).bridge, [native.irqchip, fw, 'ticks'], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('tick 1\ntick 2\ntick 3\ntick 4\ntick 5\ndone=5\neintr=0\n');
+    await clean();
+  });
+
+  test('a signal to the thread blocked in KVM_RUN (SIGUSR1 with a handler): KVM_RUN returns EINTR with KVM_EXIT_INTR', async () => {
+    const fw = join(dir, 'ticks.bin');
+    writeFileSync(fw, tickFirmware(1));
+    let out = '';
+    let child: import('node:child_process').ChildProcess | undefined;
+    const done = runVmm(native, socketPaths(dir).bridge, [native.irqchip, fw, 'hold'], {
+      timeoutMs: 60_000,
+      onSpawn: (c) => {
+        child = c;
+        c.stdout?.on('data', (b: Buffer) => {
+          out += b.toString();
+        });
+      },
+    });
+    await until(() => out.includes('done=1\n'), 'the guest to halt for good');
+    // The guest halted with interrupts off: the vCPU sleeps in KVM_RUN, with nothing that could wake it.
+    const pid = child?.pid as number;
+    await until(() => d.bridge.sessions().get(pid)?.running === 1, 'the KVM_RUN to be in progress');
+    child?.kill('SIGUSR1');
+    const r = await done;
+    expect(r.stderr).toBe('');
+    expect(parseLines(r.stdout)).toMatchObject({ vcpu: '5', done: '1', intr: 'EINTR', exit_reason: '10', eintr: '0' }); // KVM_EXIT_INTR
+    expect(r.code).toBe(0);
     await clean();
   });
 });

@@ -2,8 +2,9 @@
  * QEMU 7.2 (the distribution's qemu-system-x86) through the bridge, where it is installed (CI does not
  * install it; the README's test command does not need it).
  *
- * QEMU now runs the real-mode hello firmware to its line on all four machine variants. This pins that, and the
- * gaps it still meets on the way (packages/bridge/VMM-STATUS.md): when one closes, move the expectation.
+ * QEMU runs the real-mode hello firmware to its line on all four machine variants, and a firmware that halts
+ * between PIT ticks prints a line per tick (its vCPU sleeping in KVM_RUN). This pins that, and the gaps it still
+ * meets on the way (packages/bridge/VMM-STATUS.md): when one closes, move the expectation.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -11,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { socketPaths, startDaemon, type Daemon } from '../src/index.js';
-import { FIRMWARE_LINE, helloFirmware } from './support/firmware.js';
-import { buildNative, nativeSkipReason, runVmm, type Native } from './support/native.js';
+import { FIRMWARE_LINE, helloFirmware, tickFirmware } from './support/firmware.js';
+import { buildNative, nativeSkipReason, runVmm, until, type Native } from './support/native.js';
 
 const QEMU = 'qemu-system-x86_64';
 const hasQemu = spawnSync(QEMU, ['--version'], { stdio: 'ignore' }).status === 0;
@@ -23,11 +24,14 @@ describe.skipIf(skip !== undefined)('QEMU 7.2 through the bridge', () => {
   let native: Native;
   let d: Daemon;
   let bios: string;
+  let ticks: string;
   beforeAll(async () => {
     native = buildNative();
     const dir = mkdtempSync(join(tmpdir(), 'vac-qemu-'));
     bios = join(dir, 'hello.bin');
     writeFileSync(bios, helloFirmware());
+    ticks = join(dir, 'ticks.bin');
+    writeFileSync(ticks, tickFirmware(5));
     d = await startDaemon({ runDir: dir, host: { cpus: 2, modules: [{ name: 'kvm0' }], symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
   });
   afterAll(async () => {
@@ -46,6 +50,7 @@ describe.skipIf(skip !== undefined)('QEMU 7.2 through the bridge', () => {
       expect(r.stdout, `${moved}\n${r.stderr}`).toBe(`${FIRMWARE_LINE}\n`);
       expect(r.stderr, moved).not.toMatch(/KVM_[A-Z_]+ failed|error: -\d+|feature failed/);
       expect(r.stderr, moved).toContain('terminating on signal 15');
+      expect(r.code, moved).toBe(0);
       const calls = d.bridge.calls().slice(first).filter((c) => c.op === 'ioctl');
       const what = calls.map((c) => `${c.what} = ${c.error ?? String(c.result)}`);
       // kvm_init and kvm_arch_init, the vCPU's setup (kvm_arch_init_vcpu, kvm_arch_put_registers), then the guest.
@@ -56,9 +61,12 @@ describe.skipIf(skip !== undefined)('QEMU 7.2 through the bridge', () => {
       expect(what, moved).toContain('KVM_GET_DEVICE_ATTR = 0');
       expect(what, moved).toContain('KVM_SET_CPUID2 = 0');
       expect(what, moved).toContain('KVM_SET_SREGS2 = 0');
-      // The first KVM_RUN is QEMU's immediate_exit kick (EINTR), then the guest runs to its port I/O exits.
+      // The first KVM_RUN is QEMU's immediate_exit kick (EINTR), then the guest runs to its port I/O exits. With the
+      // in-kernel irqchip, the halted vCPU then sleeps in its last KVM_RUN until SIGTERM's kick ends it (EINTR);
+      // without it, HLT exits to QEMU (KVM_EXIT_HLT), which waits itself.
       const runs = what.filter((w) => w.startsWith('KVM_RUN'));
       expect(runs[0], moved).toBe('KVM_RUN = EINTR');
+      expect(runs.at(-1), moved).toBe(machine.includes('kernel-irqchip=off') ? 'KVM_RUN = 0' : 'KVM_RUN = EINTR');
       expect(runs.filter((w) => w === 'KVM_RUN = 0').length, moved).toBeGreaterThanOrEqual(FIRMWARE_LINE.length);
       // kvm_check_many_ioeventfds: real eventfds of QEMU's, relayed to simulated twins; 14 calls, each 0, as on the
       // real KVM (shared/reference/vmm-startup/qemu-pc.txt: "KVM_IOEVENTFD x14 -> 0").
@@ -77,4 +85,35 @@ describe.skipIf(skip !== undefined)('QEMU 7.2 through the bridge', () => {
     expect(calls.filter((c) => c.what === 'KVM_CREATE_VCPU(1)').map((c) => c.result)).toHaveLength(1);
     expect(calls.filter((c) => c.what === 'KVM_SET_MP_STATE' && c.error !== undefined)).toEqual([]);
   });
+
+  for (const machine of ['pc', 'microvm']) {
+    test(`-M ${machine}: a firmware that halts between PIT ticks prints a line per tick (the vCPU sleeps in KVM_RUN; SIGTERM ends it cleanly)`, async () => {
+      const first = d.bridge.calls().length;
+      let out = '';
+      let child: import('node:child_process').ChildProcess | undefined;
+      const done = runVmm(native, socketPaths(d.runDir).bridge, [QEMU, '-accel', 'kvm', '-M', machine, '-bios', ticks, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none'], {
+        timeoutMs: 60_000,
+        onSpawn: (c) => {
+          child = c;
+          c.stdout?.on('data', (b: Buffer) => {
+            out += b.toString();
+          });
+        },
+      });
+      // After the fifth tick the guest halts with interrupts off: wait until its vCPU thread sleeps in KVM_RUN.
+      await until(() => out.includes('tick 5\n'), 'the fifth tick');
+      await until(() => d.host().scheduler.threads().some((t) => t.sleeping && t.proc === d.bridge.sessions().get(child?.pid ?? 0)?.proc), 'the vCPU to sleep');
+      child?.kill('SIGTERM');
+      const r = await done;
+      expect(r.stdout, r.stderr).toBe('tick 1\ntick 2\ntick 3\ntick 4\ntick 5\n');
+      expect(r.stderr).toContain('terminating on signal 15');
+      expect(r.code).toBe(0);
+      // The first KVM_RUN is QEMU's immediate_exit kick; the last, where the vCPU slept after the fifth tick, ends
+      // with EINTR when SIGTERM's shutdown kicks the vCPU thread (SIG_IPI: the library's poll is interrupted).
+      const runs = d.bridge.calls().slice(first).filter((c) => c.op === 'ioctl' && c.what === 'KVM_RUN');
+      expect(runs[0]?.error).toBe('EINTR');
+      expect(runs.at(-1)?.error).toBe('EINTR');
+      expect(d.bridge.calls().slice(first).some((c) => c.op === 'interrupt')).toBe(true);
+    });
+  }
 });

@@ -37,10 +37,19 @@ function setup(a: Asm16, vectors: Record<number, string>): Asm16 {
   return a;
 }
 
-/** The master PIC at vectors 0x08–0x0f, every IRQ masked but those in `unmask`. */
+/**
+ * The master PIC at vectors 0x08–0x0f, every IRQ masked but those in `unmask`. First the local APIC is disabled
+ * (IA32_APIC_BASE bit 11 cleared, with rdmsr/wrmsr): a disabled APIC passes the PIC's interrupts through, where
+ * an enabled one needs LINT0 in ExtINT mode — which Linux's reset gives the BSP, but QEMU's KVM_SET_LAPIC masks
+ * (SeaBIOS programs LINT0 itself).
+ */
 function picInit(a: Asm16, unmask: readonly number[]): Asm16 {
   let mask = 0xff;
   for (const irq of unmask) mask &= ~(1 << irq);
+  a.db(0x66, 0xb9, 0x1b, 0x00, 0x00, 0x00) // mov ecx, 0x1b (IA32_APIC_BASE)
+    .db(0x0f, 0x32) // rdmsr
+    .and('ah', 0xf7) // clear bit 11 (the global enable)
+    .db(0x0f, 0x30); // wrmsr
   return a
     .mov('al', 0x11).out(0x20, 'al') // ICW1: edge, cascade, ICW4 follows
     .mov('al', 0x08).out(0x21, 'al') // ICW2: vector base 8
@@ -57,11 +66,17 @@ function waitCount(a: Asm16, n: number): Asm16 {
     .label('halt').cli().hlt().jmp('halt');
 }
 
-/** An interrupt handler: prints `text` on COM1, counts, EOIs the master PIC, returns. */
-function printingHandler(a: Asm16, label: string, text: string, digit: boolean): Asm16 {
+/**
+ * An interrupt handler: prints `text` on COM1, counts, EOIs the master PIC, returns. With `last`, the handler
+ * that counts to it also masks every IRQ at the PIC first: a slow guest (a user-space PIC and PIT, whose time is
+ * QEMU's wall clock) may have the next tick pending already, and `iret` opens a window for it before the idle
+ * loop's `cli`.
+ */
+function printingHandler(a: Asm16, label: string, text: string, digit: boolean, last?: number): Asm16 {
   a.label(label).push('ax').push('dx').inc(Asm16.word(COUNTER)).mov('dx', 0x3f8);
   for (const ch of text) a.mov('al', ch.charCodeAt(0)).out('dx', 'al');
   if (digit) a.mov('al', Asm16.byte(COUNTER)).add('al', 0x30).out('dx', 'al').mov('al', 10).out('dx', 'al');
+  if (last !== undefined) a.cmp(Asm16.word(COUNTER), last).jb(`${label}_eoi`).mov('al', 0xff).out(0x21, 'al').label(`${label}_eoi`);
   return a.mov('al', 0x20).out(0x20, 'al').pop('dx').pop('ax').iret();
 }
 
@@ -76,7 +91,7 @@ export function tickFirmware(ticks: number, count = 11932): Uint8Array {
   picInit(a, [0]);
   a.mov('al', 0x34).out(0x43, 'al').mov('al', count & 0xff).out(0x40, 'al').mov('al', count >> 8).out(0x40, 'al');
   waitCount(a, ticks);
-  printingHandler(a, 'irq0', 'tick ', true);
+  printingHandler(a, 'irq0', 'tick ', true, ticks);
   return image(a);
 }
 
