@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkInvariants } from '@vac/core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { socketPaths, startDaemon, type Daemon } from '../src/index.js';
+import { runControl, socketPaths, startDaemon, type Daemon } from '../src/index.js';
 import { eventsFirmware, tickFirmware } from './support/firmware.js';
-import { buildNative, nativeSkipReason, parseLines, runVmm, until, type Native } from './support/native.js';
+import { buildNative, nativeSkipReason, parseLines, runVmm, startVmm, until, type Native, type RunningVmm } from './support/native.js';
 
 const skip = nativeSkipReason();
 
@@ -22,7 +22,7 @@ describe.skipIf(skip !== undefined)('a VMM with the in-kernel irqchip through th
   beforeAll(async () => {
     native = buildNative();
     dir = mkdtempSync(join(tmpdir(), 'vac-irqchip-'));
-    d = await startDaemon({ runDir: dir, host: { cpus: 2, modules: [{ name: 'kvm0' }], symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
+    d = await startDaemon({ runDir: dir, host: { cpus: 2, modules: [{ name: 'kvm0' }, { name: 'kvm1' }], symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
   });
   afterAll(async () => {
     await d?.stop();
@@ -74,26 +74,45 @@ describe.skipIf(skip !== undefined)('a VMM with the in-kernel irqchip through th
   test('a signal to the thread blocked in KVM_RUN (SIGUSR1 with a handler): KVM_RUN returns EINTR with KVM_EXIT_INTR', async () => {
     const fw = join(dir, 'ticks.bin');
     writeFileSync(fw, tickFirmware(1));
-    let out = '';
-    let child: import('node:child_process').ChildProcess | undefined;
-    const done = runVmm(native, socketPaths(dir).bridge, [native.irqchip, fw, 'hold'], {
-      timeoutMs: 60_000,
-      onSpawn: (c) => {
-        child = c;
-        c.stdout?.on('data', (b: Buffer) => {
-          out += b.toString();
-        });
-      },
-    });
-    await until(() => out.includes('done=1\n'), 'the guest to halt for good');
+    const vmm = startVmm(native, socketPaths(dir).bridge, [native.irqchip, fw, 'hold'], { timeoutMs: 60_000 });
+    await until(() => vmm.stdout().includes('done=1\n'), 'the guest to halt for good');
     // The guest halted with interrupts off: the vCPU sleeps in KVM_RUN, with nothing that could wake it.
-    const pid = child?.pid as number;
-    await until(() => d.bridge.sessions().get(pid)?.running === 1, 'the KVM_RUN to be in progress');
-    child?.kill('SIGUSR1');
-    const r = await done;
+    await until(() => d.bridge.sessions().get(vmm.child.pid ?? 0)?.running === 1, 'the KVM_RUN to be in progress');
+    vmm.child.kill('SIGUSR1');
+    const r = await vmm.done;
     expect(r.stderr).toBe('');
     expect(parseLines(r.stdout)).toMatchObject({ vcpu: '5', done: '1', intr: 'EINTR', exit_reason: '10', eintr: '0' }); // KVM_EXIT_INTR
     expect(r.code).toBe(0);
     await clean();
+  });
+
+  /** Start `irqchip FIRMWARE hold` and wait until its vCPU sleeps in KVM_RUN for good. */
+  async function holding(fw: string, env: NodeJS.ProcessEnv = {}): Promise<RunningVmm> {
+    const vmm = startVmm(native, socketPaths(dir).bridge, [native.irqchip, fw, 'hold'], { env, timeoutMs: 120_000 });
+    await until(() => vmm.stdout().includes('done=1\n'), 'the guest to halt for good');
+    await until(() => d.bridge.sessions().get(vmm.child.pid ?? 0)?.running === 1, 'its KVM_RUN to be in progress');
+    return vmm;
+  }
+
+  test('two VMMs at once on kvm0 and kvm1, both asleep in KVM_RUN: rmmod refused (EWOULDBLOCK) while each runs; one ends by its signal, one is SIGKILLed; then both modules unload and the host is clean', async () => {
+    const fw = join(dir, 'one-tick.bin');
+    writeFileSync(fw, tickFirmware(1));
+    const created = d.control.recorder.events().filter((e) => e.name === 'vm:create').length;
+    const a = await holding(fw);
+    const b = await holding(fw, { VAC_DEV_KVM: '/dev/kvm1' });
+    expect(d.control.recorder.events().filter((e) => e.name === 'vm:create').slice(created).map((e) => (e.payload as unknown as { module: string }).module)).toEqual(['kvm0', 'kvm1']);
+    for (const m of ['kvm0', 'kvm1']) expect(runControl(d.control, { cmd: 'rmmod', args: [m] })).toMatchObject({ ok: false, code: 'EWOULDBLOCK', status: 1 });
+    a.child.kill('SIGUSR1'); // its KVM_RUN returns EINTR, it exits
+    expect(parseLines((await a.done).stdout)).toMatchObject({ intr: 'EINTR', exit_reason: '10' });
+    await until(() => !d.bridge.sessions().has(a.child.pid ?? 0), 'the first VMM’s session to end');
+    expect(runControl(d.control, { cmd: 'rmmod', args: ['kvm0'] })).toMatchObject({ ok: true });
+    expect(runControl(d.control, { cmd: 'rmmod', args: ['kvm1'] })).toMatchObject({ ok: false, code: 'EWOULDBLOCK' });
+    b.child.kill('SIGKILL'); // killed while its vCPU sleeps in the bridge
+    expect((await b.done).signal).toBe('SIGKILL');
+    await clean();
+    expect(runControl(d.control, { cmd: 'rmmod', args: ['kvm1'] })).toMatchObject({ ok: true });
+    expect(d.host().lsmod().map((m) => m.name)).toEqual(['vac']);
+    expect(checkInvariants(d.host())).toEqual([]);
+    expect(d.host().scheduler.threads()).toEqual([]);
   });
 });

@@ -11,9 +11,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { socketPaths, startDaemon, type Daemon } from '../src/index.js';
+import { checkInvariants } from '@vac/core';
+import { runControl, socketPaths, startDaemon, type Daemon } from '../src/index.js';
 import { FIRMWARE_LINE, helloFirmware, tickFirmware } from './support/firmware.js';
-import { buildNative, nativeSkipReason, runVmm, until, type Native } from './support/native.js';
+import { buildNative, nativeSkipReason, runVmm, startVmm, until, type Native, type RunningVmm } from './support/native.js';
 
 const QEMU = 'qemu-system-x86_64';
 const hasQemu = spawnSync(QEMU, ['--version'], { stdio: 'ignore' }).status === 0;
@@ -32,7 +33,7 @@ describe.skipIf(skip !== undefined)('QEMU 7.2 through the bridge', () => {
     writeFileSync(bios, helloFirmware());
     ticks = join(dir, 'ticks.bin');
     writeFileSync(ticks, tickFirmware(5));
-    d = await startDaemon({ runDir: dir, host: { cpus: 2, modules: [{ name: 'kvm0' }], symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
+    d = await startDaemon({ runDir: dir, host: { cpus: 2, modules: [{ name: 'kvm0' }, { name: 'kvm1' }], symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
   });
   afterAll(async () => {
     await d?.stop();
@@ -86,25 +87,18 @@ describe.skipIf(skip !== undefined)('QEMU 7.2 through the bridge', () => {
     expect(calls.filter((c) => c.what === 'KVM_SET_MP_STATE' && c.error !== undefined)).toEqual([]);
   });
 
+  /** A simulated thread of the VMM's simulated process sleeps (its vCPU, halted in KVM_RUN). */
+  const vcpuSleeps = (vmm: RunningVmm): boolean => d.host().scheduler.threads().some((t) => t.sleeping && t.proc === d.bridge.sessions().get(vmm.child.pid ?? 0)?.proc);
+
   for (const machine of ['pc', 'microvm']) {
     test(`-M ${machine}: a firmware that halts between PIT ticks prints a line per tick (the vCPU sleeps in KVM_RUN; SIGTERM ends it cleanly)`, async () => {
       const first = d.bridge.calls().length;
-      let out = '';
-      let child: import('node:child_process').ChildProcess | undefined;
-      const done = runVmm(native, socketPaths(d.runDir).bridge, [QEMU, '-accel', 'kvm', '-M', machine, '-bios', ticks, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none'], {
-        timeoutMs: 60_000,
-        onSpawn: (c) => {
-          child = c;
-          c.stdout?.on('data', (b: Buffer) => {
-            out += b.toString();
-          });
-        },
-      });
+      const vmm = startVmm(native, socketPaths(d.runDir).bridge, [QEMU, '-accel', 'kvm', '-M', machine, '-bios', ticks, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none'], { timeoutMs: 60_000 });
       // After the fifth tick the guest halts with interrupts off: wait until its vCPU thread sleeps in KVM_RUN.
-      await until(() => out.includes('tick 5\n'), 'the fifth tick');
-      await until(() => d.host().scheduler.threads().some((t) => t.sleeping && t.proc === d.bridge.sessions().get(child?.pid ?? 0)?.proc), 'the vCPU to sleep');
-      child?.kill('SIGTERM');
-      const r = await done;
+      await until(() => vmm.stdout().includes('tick 5\n'), 'the fifth tick');
+      await until(() => vcpuSleeps(vmm), 'the vCPU to sleep');
+      vmm.child.kill('SIGTERM');
+      const r = await vmm.done;
       expect(r.stdout, r.stderr).toBe('tick 1\ntick 2\ntick 3\ntick 4\ntick 5\n');
       expect(r.stderr).toContain('terminating on signal 15');
       expect(r.code).toBe(0);
@@ -116,4 +110,37 @@ describe.skipIf(skip !== undefined)('QEMU 7.2 through the bridge', () => {
       expect(d.bridge.calls().slice(first).some((c) => c.op === 'interrupt')).toBe(true);
     });
   }
+
+  /** Start QEMU `-M pc` with the hello firmware and wait until its vCPU sleeps after the line. */
+  async function sleepingQemu(env: NodeJS.ProcessEnv = {}): Promise<RunningVmm> {
+    const vmm = startVmm(native, socketPaths(d.runDir).bridge, [QEMU, '-accel', 'kvm', '-M', 'pc', '-bios', bios, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none'], { env, timeoutMs: 120_000 });
+    await until(() => vmm.stdout().includes(`${FIRMWARE_LINE}\n`), 'the firmware’s line');
+    await until(() => vcpuSleeps(vmm), 'the vCPU to sleep');
+    return vmm;
+  }
+
+  test('two QEMUs at once, on kvm0 and kvm1: rmmod kvm0 is refused (EWOULDBLOCK) while its QEMU runs and succeeds after it exits; a SIGKILLed QEMU leaves the host clean', async () => {
+    const created = d.control.recorder.events().filter((e) => e.name === 'vm:create').length;
+    const a = await sleepingQemu();
+    const b = await sleepingQemu({ VAC_DEV_KVM: '/dev/kvm1' });
+    expect(d.control.recorder.events().filter((e) => e.name === 'vm:create').slice(created).map((e) => (e.payload as unknown as { module: string }).module)).toEqual(['kvm0', 'kvm1']);
+    const refused = runControl(d.control, { cmd: 'rmmod', args: ['kvm0'] });
+    expect(refused).toMatchObject({ ok: false, code: 'EWOULDBLOCK', status: 1 });
+    expect(refused.error).toMatch(/^rmmod: ERROR: Module kvm0 is in use/);
+    a.child.kill('SIGTERM');
+    const ra = await a.done;
+    expect(ra.stderr).toContain('terminating on signal 15');
+    expect(ra.code).toBe(0);
+    await until(() => !d.bridge.sessions().has(a.child.pid ?? 0), 'the first QEMU’s session to end');
+    expect(runControl(d.control, { cmd: 'rmmod', args: ['kvm0'] })).toMatchObject({ ok: true });
+    b.child.kill('SIGKILL');
+    expect((await b.done).signal).toBe('SIGKILL');
+    await until(() => d.bridge.sessions().size === 0, 'the second QEMU’s session to end');
+    expect(d.host().processes().map((p) => p.name)).toEqual(['init']);
+    expect(d.host().scheduler.threads()).toEqual([]);
+    expect(checkInvariants(d.host())).toEqual([]);
+    expect(runControl(d.control, { cmd: 'rmmod', args: ['kvm1'] })).toMatchObject({ ok: true });
+    expect(runControl(d.control, { cmd: 'modprobe', args: ['kvm0'] })).toMatchObject({ ok: true });
+    expect(runControl(d.control, { cmd: 'modprobe', args: ['kvm1'] })).toMatchObject({ ok: true });
+  });
 });

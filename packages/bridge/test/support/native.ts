@@ -131,3 +131,29 @@ export async function until(cond: () => boolean, what: string, ms = 20_000): Pro
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** A VMM started by {@link startVmm}: its process, its output so far, and its end. */
+export interface RunningVmm {
+  readonly child: import('node:child_process').ChildProcess;
+  /** Everything it printed on stdout so far. */
+  stdout(): string;
+  readonly done: Promise<VmmResult>;
+}
+
+/** {@link runVmm}, returning at once with the running process (for tests that signal it or watch its output). */
+export function startVmm(native: Native, socket: string, argv: readonly string[], opts: RunOptions = {}): RunningVmm {
+  let out = '';
+  let child: import('node:child_process').ChildProcess | undefined;
+  const done = runVmm(native, socket, argv, {
+    ...opts,
+    onSpawn: (c) => {
+      child = c;
+      c.stdout?.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      opts.onSpawn?.(c);
+    },
+  });
+  if (child === undefined) throw new Error(`${argv[0] ?? ''} was not spawned`);
+  return { child, stdout: () => out, done };
+}
