@@ -70,6 +70,10 @@ class Client {
     if (input === undefined) return this.call(Op.IOCTL, fd, 0, BigInt(request), value);
     return this.call(Op.IOCTL, fd, IOCTL_HAS_INPUT, BigInt(request), value, BigInt(input.length), input);
   }
+  /** Send a request that gets no reply (SIGNAL, INTERRUPT). */
+  send(op: number, fd: number, a: bigint, b = 0n): void {
+    this.#s.write(encodeRequest(op, fd, 0, a, b, 0n));
+  }
   end(): void {
     this.#s.destroy();
   }
@@ -271,6 +275,27 @@ describe('bridge server', () => {
     expect(bad.closed).toBe(true);
     expect((await good.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).errno).toBe(0);
     expect(logs.some((l) => l.includes('malformed message'))).toBe(true);
+  });
+
+  test('eventfd relays: EVENTFD makes a simulated eventfd, SIGNAL adds to it (no reply); a relay id twice, a SIGNAL to no relay and an INTERRUPT outside KVM_RUN change nothing and the connection goes on', async () => {
+    const c = newClient();
+    await hello(c, true);
+    const ev = await c.call(Op.EVENTFD, 0, 0, 1n);
+    expect(ev.errno).toBe(0);
+    const fd = Number(ev.result);
+    const proc = server.sessions().get(process.pid)?.proc;
+    expect(proc?.file(fd).path).toBe('anon_inode:[eventfd]');
+    const twice = await c.call(Op.EVENTFD, 0, 0, 1n);
+    expect([twice.errno, twice.message]).toEqual([5, 'bridge: relay 1 exists already']); // EIO: the library's mistake
+    c.send(Op.SIGNAL, 0, 1n, 3n);
+    c.send(Op.SIGNAL, 0, 9n, 1n); // no relay 9: logged, no reply
+    c.send(Op.INTERRUPT, 0, 0n); // no KVM_RUN in progress: nothing
+    // The next call's reply is the next message on the connection: neither SIGNAL nor INTERRUPT sent one.
+    expect((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).errno).toBe(0);
+    expect(new DataView(proc?.read(fd, 8).buffer as ArrayBuffer).getBigUint64(0, true)).toBe(3n);
+    expect(logs.some((l) => l.includes('relay 9: bridge: no relay 9'))).toBe(true);
+    expect(server.calls().filter((r) => r.op === 'signal').map((r) => [r.what, r.error])).toEqual([['relay 1 +3', undefined], ['relay 9 +1', 'EIO']]);
+    expect(server.calls().some((r) => r.op === 'interrupt')).toBe(false);
   });
 
   test('the life connection closing ends the session: the simulated process is killed, VMs die, the host is clean', async () => {
