@@ -109,3 +109,23 @@ export function eventsFirmware(): Uint8Array {
   printingHandler(a, 'irq5', 'B', false);
   return image(a);
 }
+
+/**
+ * The counter firmware (a guest to migrate): programs the PIC and PIT channel 0 (mode 2, `count` PIT cycles:
+ * 65535 ≈ 18.2 Hz) and halts between ticks, forever; each IRQ 0 adds 1 to a 16-bit counter, writes it into a
+ * page of its own (a different word each tick, so RAM keeps changing) and prints it as 4 hex digits and a newline.
+ */
+export function counterFirmware(count = 65535): Uint8Array {
+  const a = setup(asm16({ org: 0 }), { 8: 'irq0' });
+  picInit(a, [0]);
+  a.mov('al', 0x34).out(0x43, 'al').mov('al', count & 0xff).out(0x40, 'al').mov('al', count >> 8).out(0x40, 'al');
+  a.label('idle').sti().hlt().jmp('idle');
+  a.label('irq0').push('ax').push('bx').push('cx').push('dx');
+  a.inc(Asm16.word(COUNTER)).mov('ax', Asm16.word(COUNTER));
+  a.mov('bx', 'ax').and('bx', 0x7fe).mov(Asm16.word('bx', 0x2000), 'ax'); // a word of the page at 0x2000+
+  a.mov('dx', 0x3f8).mov('cx', 4);
+  a.label('digit').rol('ax', 4).push('ax').and('al', 0x0f).add('al', 0x30).cmp('al', 0x39).jbe('print').add('al', 7);
+  a.label('print').out('dx', 'al').pop('ax').loop('digit');
+  a.mov('al', 10).out('dx', 'al');
+  return image(a.mov('al', 0x20).out(0x20, 'al').pop('dx').pop('cx').pop('bx').pop('ax').iret());
+}

@@ -123,12 +123,17 @@ export function parseLines(text: string): Record<string, string> {
   return out;
 }
 
-/** Poll `cond` every 10 ms until it holds; fails after `ms` (generous: a loaded machine is slow, never a speed check). */
-export async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
+/**
+ * Poll `cond` every 10 ms (after `refresh`, if given) until it holds; fails after `ms` (generous: a loaded machine
+ * is slow, never a speed check).
+ */
+export async function until(cond: () => boolean, what: string, ms = 20_000, refresh?: () => Promise<void>): Promise<void> {
   const end = Date.now() + ms;
+  await refresh?.();
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
+    await refresh?.();
   }
 }
 
