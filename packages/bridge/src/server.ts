@@ -70,7 +70,7 @@ export interface BridgeServerOptions {
   readonly host: Host;
   /** Path of the Unix socket to listen on. */
   readonly socketPath: string;
-  /** How many call records to keep (the newest). Default 100000. */
+  /** How many call records to keep at least (the newest; up to a quarter more between trims). Default 100000. */
   readonly keepCalls?: number;
   /** Called with each finished call (after the reply is sent). */
   readonly onCall?: (call: CallRecord) => void;
@@ -227,7 +227,7 @@ export class BridgeServer {
     return this.#sessions;
   }
 
-  /** The calls recorded so far (oldest first; at most `keepCalls`). */
+  /** The calls recorded so far (oldest first; at least the last `keepCalls`, at most a quarter more). */
   calls(): readonly CallRecord[] {
     return this.#calls;
   }
@@ -391,7 +391,9 @@ export class BridgeServer {
       message: reply.errno === 0 ? undefined : reply.message,
     };
     this.#calls.push(rec);
-    if (this.#calls.length > this.#keep) this.#calls.splice(0, this.#calls.length - this.#keep);
+    // Trimmed in batches (a quarter of `keepCalls` at a time): one splice per call would move the whole array each
+    // time once it is full, and a live QEMU makes hundreds of thousands of calls.
+    if (this.#calls.length > this.#keep + Math.max(1, this.#keep >> 2)) this.#calls.splice(0, this.#calls.length - this.#keep);
     this.#onCall?.(rec);
   }
 

@@ -8,7 +8,7 @@ import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkInvariants, createHost } from '@vac/core';
-import { KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_API_VERSION, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs } from '@vac/kvm';
+import { KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_API_VERSION, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KVM_SET_USER_MEMORY_REGION, capabilityName, kvm, makeKvmRegs } from '@vac/kvm';
 import { intel } from '@vac/vmx';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import {
@@ -296,6 +296,27 @@ describe('bridge server', () => {
     expect(logs.some((l) => l.includes('relay 9: bridge: no relay 9'))).toBe(true);
     expect(server.calls().filter((r) => r.op === 'signal').map((r) => [r.what, r.error])).toEqual([['relay 1 +3', undefined], ['relay 9 +1', 'EIO']]);
     expect(server.calls().some((r) => r.op === 'interrupt')).toBe(false);
+  });
+
+  test('call records: the newest keepCalls are kept, trimmed in batches of a quarter', async () => {
+    const small = new BridgeServer({ host: server.host, socketPath: `${path}.small`, keepCalls: 8 });
+    await small.listen();
+    const c = new Client(`${path}.small`);
+    try {
+      await hello(c, true);
+      const sys = Number((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).result);
+      const seen: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        await c.ioctl(sys, KVM_CHECK_EXTENSION, BigInt(i));
+        seen.push(small.calls().length);
+      }
+      expect(Math.max(...seen)).toBe(10); // 8 + 8/4: then trimmed back to 8
+      expect(Math.min(...seen.slice(8))).toBe(8);
+      expect(small.calls().at(-1)?.what).toBe(`KVM_CHECK_EXTENSION(${capabilityName(19)})`);
+    } finally {
+      c.end();
+      await small.close();
+    }
   });
 
   test('the life connection closing ends the session: the simulated process is killed, VMs die, the host is clean', async () => {
