@@ -62,6 +62,8 @@ export interface CallRecord {
   readonly error: string | undefined;
   /** The model's message on failure. */
   readonly message: string | undefined;
+  /** Microseconds from the request's arrival to its reply (a KVM_RUN's includes the time its vCPU slept). */
+  readonly us: number;
 }
 
 /** Options of {@link BridgeServer}. */
@@ -188,6 +190,8 @@ export class BridgeServer {
   readonly #log: (line: string) => void;
   readonly #runner: VcpuRunner;
   #seq = 0;
+  /** When the request being served arrived (`performance.now()`). */
+  #arrived = 0;
 
   /** @param opts - host, socket path, hooks */
   constructor(opts: BridgeServerOptions) {
@@ -273,6 +277,7 @@ export class BridgeServer {
   }
 
   #serve(conn: Conn, req: Request): Buffer | undefined {
+    this.#arrived = performance.now();
     if (req.op === Op.HELLO) return encodeReply(this.#hello(conn, req));
     const s = conn.session;
     if (s === undefined) return encodeReply({ errno: EPROTO, result: -1, message: 'no HELLO on this connection' });
@@ -378,7 +383,7 @@ export class BridgeServer {
     this.#record(conn, req, `relay ${req.a} +${req.b}`, reply);
   }
 
-  #record(conn: Conn, req: Request, what: string, reply: Reply): void {
+  #record(conn: Conn, req: Request, what: string, reply: Reply, since = this.#arrived): void {
     const rec: CallRecord = {
       seq: this.#seq++,
       pid: conn.session?.pid ?? 0,
@@ -389,6 +394,7 @@ export class BridgeServer {
       result: reply.errno === 0 ? Number(reply.result) : undefined,
       error: reply.errno === 0 ? undefined : errnoName(reply.errno),
       message: reply.errno === 0 ? undefined : reply.message,
+      us: Math.round((performance.now() - since) * 1000),
     };
     this.#calls.push(rec);
     // Trimmed in batches (a quarter of `keepCalls` at a time): one splice per call would move the whole array each
@@ -478,6 +484,7 @@ export class BridgeServer {
     if (s.running > 0) s.memory.push(this.#ranges(s, file));
     s.memory.pull(this.#ranges(s, file));
     s.running++;
+    const arrived = this.#arrived;
     conn.cpu ??= this.#runner.pickCpu();
     conn.run = this.#runner.start(s.proc, req.fd, KVM_RUN, decodeArg(KVM_RUN, req.b, undefined, false).arg, conn.cpu, `${s.proc.name}/${conn.tid}`, {
       sync: () => {
@@ -496,7 +503,7 @@ export class BridgeServer {
           const { errno, message } = errnoOf(error);
           reply = { errno, result: -1, message, runPatches };
         }
-        this.#record(conn, req, what, reply);
+        this.#record(conn, req, what, reply, arrived);
         conn.socket.write(encodeReply(reply));
       },
     });

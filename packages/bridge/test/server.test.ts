@@ -24,6 +24,7 @@ import {
   VAC_MAGIC,
   decodeReply,
   encodeRequest,
+  formatCall,
   parseStatus,
   type DecodedReply,
 } from '../src/index.js';
@@ -165,6 +166,9 @@ describe('bridge server', () => {
     expect((await c.ioctl(99, KVM_GET_API_VERSION)).errno).toBe(9); // EBADF
     const rec = server.calls().at(-1);
     expect(rec).toMatchObject({ op: 'ioctl', fd: 99, what: 'KVM_GET_API_VERSION(0)', error: 'EBADF' });
+    // `vac trace` prints it strace -T style, with the time from the request's arrival to its reply.
+    expect(typeof rec?.us).toBe('number');
+    expect(formatCall({ ...(rec as NonNullable<typeof rec>), pid: 7, tid: 8, us: 42 })).toBe('[7 8] ioctl(99, KVM_GET_API_VERSION(0)) = -1 EBADF (fdget: EBADF: bad file descriptor 99) <0.000042>\n');
   });
 
   test('struct arguments go through the codec both ways; a bad pointer is the model’s EFAULT', async () => {
