@@ -5,11 +5,13 @@
  * this process: the median of KVM_GET_REGS (a plain struct ioctl) and of KVM_RUN with one OUT exit per run,
  * with 4 KiB and with 16 MiB of guest RAM, untouched and with every page written by the VMM first (the RAM
  * sync reads the populated pages of every memslot per KVM_RUN: docs/bridge.md).
- * The same calls made directly on the simulated process (`proc.ioctl`) are the baseline; the report gives the
- * ratio. Nothing is asserted about speed. Needs a C compiler.
+ * The same calls made directly on the simulated process (`proc.ioctl`) are one baseline, and the same C program
+ * on the machine's real /dev/kvm (where it can be opened) the other; the report gives both ratios. Then QEMU
+ * (where installed): the time from exec to the hello firmware's line on the serial port, through the bridge and
+ * on the real /dev/kvm (medians of 5). Nothing is asserted about speed. Needs a C compiler.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +19,7 @@ import { createHost, O_RDWR } from '@vac/core';
 import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SREGS, KVM_GET_SREGS, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs, makeKvmSregs } from '@vac/kvm';
 import { intel } from '@vac/vmx';
 import { compileC, findCompiler, preloadLibrary, socketPaths, startDaemon } from '../packages/bridge/src/index.js';
+import { FIRMWARE_LINE, helloFirmware } from '../packages/bridge/test/support/firmware.js';
 
 const quick = process.argv.includes('--quick');
 const N = quick ? 200 : 5000;
@@ -63,9 +66,11 @@ function direct(ram: number): { getRegs: number; run: number } {
   return { getRegs, run: medianNs(t) };
 }
 
-async function bridged(bin: string, preload: string, socket: string, ram: number, touch: boolean): Promise<{ getRegs: number; run: number }> {
+/** The C program through the bridge (`preload` and `socket`), or on the real /dev/kvm (neither). */
+async function bridged(bin: string, preload: string | undefined, socket: string | undefined, ram: number, touch: boolean): Promise<{ getRegs: number; run: number }> {
+  const env = preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket };
   const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn(bin, [String(N), String(ram), ...(touch ? ['touch'] : [])], { env: { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(bin, [String(N), String(ram), ...(touch ? ['touch'] : [])], { env, stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
     child.stdout.on('data', (d: Buffer) => {
       text += d.toString();
@@ -86,17 +91,74 @@ const preload = preloadLibrary({ ...process.env, VAC_CACHE_DIR: dir });
 const bin = join(dir, 'roundtrip');
 compileC([fileURLToPath(new URL('bridge-roundtrip.c', import.meta.url))], bin, ['-O2']);
 const d = await startDaemon({ runDir: dir, host: { cpus: 2, symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
-const rows: Array<{ what: string; bridgeUs: number; directUs: number; ratio: number }> = [];
+const realKvm = ((): boolean => {
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const rows: Array<{ what: string; bridgeUs: number; directUs: number; ratio: number; realUs: number | undefined }> = [];
 for (const [label, ram, touch] of [['4 KiB', 4096, false], ['16 MiB untouched', 16 * 1024 * 1024, false], ['16 MiB all written', 16 * 1024 * 1024, true]] as const) {
   const b = await bridged(bin, preload, socketPaths(dir).bridge, ram, touch);
   const dd = direct(ram);
-  if (label === '4 KiB') rows.push({ what: 'KVM_GET_REGS', bridgeUs: b.getRegs / 1000, directUs: dd.getRegs / 1000, ratio: b.getRegs / dd.getRegs });
-  rows.push({ what: `KVM_RUN, one OUT exit, ${label} RAM`, bridgeUs: b.run / 1000, directUs: dd.run / 1000, ratio: b.run / dd.run });
+  const real = realKvm ? await bridged(bin, undefined, undefined, ram, touch) : undefined;
+  if (label === '4 KiB') rows.push({ what: 'KVM_GET_REGS', bridgeUs: b.getRegs / 1000, directUs: dd.getRegs / 1000, ratio: b.getRegs / dd.getRegs, realUs: real === undefined ? undefined : real.getRegs / 1000 });
+  rows.push({ what: `KVM_RUN, one OUT exit, ${label} RAM`, bridgeUs: b.run / 1000, directUs: dd.run / 1000, ratio: b.run / dd.run, realUs: real === undefined ? undefined : real.run / 1000 });
+}
+
+/** QEMU: ms from exec to the firmware's line on its stdout, then SIGTERM (through the bridge with `preload`). */
+async function qemuToLine(bios: string, preload: string | undefined, socket: string | undefined): Promise<number> {
+  const env = preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket };
+  return await new Promise<number>((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn('qemu-system-x86_64', ['-accel', 'kvm', '-M', 'pc', '-bios', bios, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    let t = NaN;
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (Number.isNaN(t) && out.includes(`${FIRMWARE_LINE}\n`)) {
+        t = performance.now() - t0;
+        child.kill('SIGTERM');
+      }
+    });
+    child.on('error', reject);
+    child.on('close', () => (Number.isNaN(t) ? reject(new Error('QEMU did not print the line')) : resolve(t)));
+  });
+}
+
+const qemuRows: Array<{ what: string; ms: number }> = [];
+let qemuNote = '';
+if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status !== 0) qemuNote = 'QEMU skipped: qemu-system-x86_64 is not installed.\n';
+else {
+  const bios = join(dir, 'hello.bin');
+  writeFileSync(bios, helloFirmware());
+  const runs = quick ? 2 : 5;
+  const median = async (f: () => Promise<number>): Promise<number> => {
+    const t: number[] = [];
+    for (let i = 0; i < runs; i++) t.push(await f());
+    return medianNs(t);
+  };
+  qemuRows.push({ what: 'QEMU -M pc, exec → the firmware’s line, through the bridge', ms: await median(() => qemuToLine(bios, preload, socketPaths(dir).bridge)) });
+  if (realKvm) qemuRows.push({ what: 'the same on the real /dev/kvm', ms: await median(() => qemuToLine(bios, undefined, undefined)) });
+  else qemuNote = 'QEMU on the real /dev/kvm skipped: /dev/kvm cannot be opened here.\n';
 }
 await d.stop();
-let md = `# /dev/kvm bridge round trip (${quick ? 'quick' : 'full'}, ${N} calls each, medians)\n\n| call | through the bridge (µs) | direct proc.ioctl (µs) | ratio |\n|---|---:|---:|---:|\n`;
-for (const r of rows) md += `| ${r.what} | ${r.bridgeUs.toFixed(1)} | ${r.directUs.toFixed(2)} | ${r.ratio.toFixed(0)}× |\n`;
+let md = `# /dev/kvm bridge round trip (${quick ? 'quick' : 'full'}, ${N} calls each, medians)\n\n| call | through the bridge (µs) | direct proc.ioctl (µs) | ratio | real /dev/kvm (µs) | ratio |\n|---|---:|---:|---:|---:|---:|\n`;
+for (const r of rows) {
+  const real = r.realUs === undefined ? '— | —' : `${r.realUs.toFixed(2)} | ${(r.bridgeUs / r.realUs).toFixed(0)}×`;
+  md += `| ${r.what} | ${r.bridgeUs.toFixed(1)} | ${r.directUs.toFixed(2)} | ${r.ratio.toFixed(0)}× | ${real} |\n`;
+}
+if (!realKvm) md += '\nThe real /dev/kvm cannot be opened here: no real-KVM column.\n';
+if (qemuRows.length > 0) {
+  md += '\n| QEMU | ms |\n|---|---:|\n';
+  for (const r of qemuRows) md += `| ${r.what} | ${r.ms.toFixed(0)} |\n`;
+  const [b, r] = qemuRows;
+  if (b !== undefined && r !== undefined) md += `\nThrough the bridge / real: ${(b.ms / r.ms).toFixed(2)}×.\n`;
+}
+md += qemuNote === '' ? '' : `\n${qemuNote}`;
 process.stdout.write(md);
 const base = fileURLToPath(new URL(`results/bridge${quick ? '-quick' : ''}`, import.meta.url));
 writeFileSync(`${base}.md`, md);
-writeFileSync(`${base}.json`, `${JSON.stringify({ date: new Date().toISOString(), n: N, rows }, null, 2)}\n`);
+writeFileSync(`${base}.json`, `${JSON.stringify({ date: new Date().toISOString(), n: N, rows, qemu: qemuRows }, null, 2)}\n`);

@@ -32,6 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -49,7 +52,12 @@
 #define OP_MMAP 5
 #define OP_MUNMAP 6
 #define OP_DUP 7
+#define OP_EVENTFD 8
+#define OP_SIGNAL 9
+#define OP_EVENTFD_WRITE 10
+#define OP_INTERRUPT 11
 #define HELLO_LIFE 1u
+#define HELLO_RELAY 2u
 #define IOCTL_HAS_INPUT 1u
 #define IOCTL_INPUT_UNREADABLE 2u
 #define IOCTL_HAS_RUN 4u
@@ -61,6 +69,12 @@
 #define MAX_ARG (64u << 20)
 
 #define KVM_RUN_REQ 0xae80u
+#define KVM_IRQFD_REQ 0x4020ae76u     /* _IOW(KVMIO, 0x76, struct kvm_irqfd) */
+#define KVM_IOEVENTFD_REQ 0x4040ae79u /* _IOW(KVMIO, 0x79, struct kvm_ioeventfd) */
+#define KVM_SET_SIGNAL_MASK_REQ 0x4004ae8bu
+#define KVM_IRQFD_FLAG_DEASSIGN 1u
+#define KVM_IRQFD_FLAG_RESAMPLE 2u
+#define KIND_VM 2
 
 #define VAC_MAX_FD 65536
 
@@ -82,6 +96,8 @@ struct fd_entry {
   int kind;  /* KIND_* of the file */
   int stale; /* inherited across fork: calls fail with EIO */
   struct run_area *run;
+  int has_mask;     /* KVM_SET_SIGNAL_MASK gave a mask for KVM_RUN */
+  sigset_t runmask; /* the thread's signal mask while it waits in KVM_RUN */
 };
 
 struct map_entry {
@@ -133,6 +149,8 @@ static void close_conn(void *p) {
   if (fd >= 0 && real_close) real_close(fd);
 }
 
+static void relay_reset_after_fork(void);
+
 static void at_fork_child(void) {
   /* The child shares the parent's sockets: drop its copies without a word to the bridge. KVM fds it inherits
    * belong to the parent's simulated process; calls on them fail with EIO (as Linux's kvm->mm check does). */
@@ -145,6 +163,7 @@ static void at_fork_child(void) {
   for (int i = 0; i < VAC_MAX_FD; i++)
     if (fds[i].sim) fds[i].stale = 1;
   pthread_mutex_init(&lock, NULL);
+  relay_reset_after_fork();
 }
 
 static void init(void) {
@@ -233,6 +252,44 @@ struct reply {
   uint32_t body_len;
 };
 
+/*
+ * Set around a KVM_RUN: its reply may take long (a halted vCPU sleeps in the bridge), and a signal must end the
+ * wait as it ends Linux's KVM_RUN. The thread waits in poll() (with the KVM_SET_SIGNAL_MASK mask, if one was
+ * given, as the kernel applies it during KVM_RUN); a signal handler interrupts it (EINTR, whatever SA_RESTART
+ * says), and the library tells the bridge (OP_INTERRUPT), which makes the KVM_RUN return EINTR (KVM_EXIT_INTR).
+ */
+static __thread const sigset_t *run_wait_mask;
+static __thread int run_waiting;
+
+static int send_interrupt(int s) {
+  unsigned char h[REQ_HEADER];
+  memset(h, 0, sizeof h);
+  put32(h, VAC_MAGIC);
+  put32(h + 4, REQ_HEADER);
+  put32(h + 8, OP_INTERRUPT);
+  size_t sent = 0;
+  while (sent < sizeof h) {
+    ssize_t k = send(s, h + sent, sizeof h - sent, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return -1;
+    sent += (size_t)k;
+  }
+  return 0;
+}
+
+static int wait_reply(int s) {
+  for (;;) {
+    struct pollfd p = {.fd = s, .events = POLLIN};
+    int n = ppoll(&p, 1, NULL, run_wait_mask);
+    if (n > 0) return 0;
+    if (n < 0 && errno == EINTR) {
+      if (send_interrupt(s) < 0) return -1;
+      continue;
+    }
+    if (n < 0) return -1;
+  }
+}
+
 /* Send one request on `s` and read its reply. Returns -1 (errno set to EIO) when the bridge is gone. */
 static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint64_t b, uint64_t c, const void *p1,
                    uint32_t n1, const void *p2, uint32_t n2, struct reply *r) {
@@ -276,6 +333,10 @@ static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint
     }
   }
   unsigned char rh[REP_HEADER];
+  if (run_waiting && wait_reply(s) < 0) {
+    errno = EIO;
+    return -1;
+  }
   if (read_all(s, rh, REP_HEADER) < 0 || get32(rh) != VAC_MAGIC) {
     errno = EIO;
     return -1;
@@ -446,6 +507,7 @@ static int install(int sim, int kind, uint32_t mmap_size, int cloexec) {
   fds[fd].kind = kind;
   fds[fd].run = ra;
   fds[fd].stale = 0;
+  fds[fd].has_mask = 0;
   __atomic_store_n(&fds[fd].sim, sim, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&lock);
   return fd;
@@ -494,6 +556,8 @@ static int adopt_dup(struct fd_entry *old, int newfd) {
   fds[newfd].run = old->run;
   if (old->run) old->run->refs++;
   fds[newfd].stale = 0;
+  fds[newfd].has_mask = old->has_mask;
+  fds[newfd].runmask = old->runmask;
   fds[newfd].sim = (int)r.result;
   pthread_mutex_unlock(&lock);
   return newfd;
@@ -591,6 +655,265 @@ int __openat64_2(int dirfd, const char *path, int flags) {
   return real_openat(dirfd, path, flags | O_LARGEFILE);
 }
 
+/* ---- eventfd relay --------------------------------------------------------------------------------------- */
+
+/*
+ * KVM_IRQFD and KVM_IOEVENTFD name eventfds of the VMM. The model's VM can only hold eventfds of the simulated
+ * process, so each real eventfd passed to them gets a relay: a simulated eventfd the bridge creates (OP_EVENTFD)
+ * and a duplicate of the real one the library keeps (the reference the kernel would hold), and the fd fields
+ * of the argument are rewritten to the simulated fd. Then a helper thread ("vac-relay", on its own connection):
+ * - watches the real eventfds bound to an irqfd: when the VMM writes one, it takes the count (as the kernel's
+ *   irqfd_wakeup does) and sends it (OP_SIGNAL) to the bridge, which writes it into the simulated eventfd, and
+ *   the model injects the interrupt;
+ * - writes a real eventfd when the bridge says the model signalled its simulated twin (OP_EVENTFD_WRITE): an
+ *   ioeventfd whose guest write matched, a resamplefd whose level interrupt the guest acknowledged.
+ * The same real file passed again (under any fd number) is the same relay: kcmp(KCMP_FILE) compares files.
+ */
+#define MAX_RELAYS 1024
+#define RELAY_FD_BASE 900
+#ifndef KCMP_FILE
+#define KCMP_FILE 0
+#endif
+
+struct relay {
+  int held;  /* the library's duplicate of the real eventfd, -1 = free slot */
+  int sim;   /* the simulated eventfd */
+  int watch; /* irqfds bound to it: its count goes to the bridge */
+};
+
+static struct relay relays[MAX_RELAYS];
+static int nrelays;
+static pthread_mutex_t relay_lock = PTHREAD_MUTEX_INITIALIZER;
+static int relay_sock = -1;
+static int relay_wake = -1;
+
+static void relay_reset_after_fork(void) {
+  /* The helper thread does not exist in the child; the relays belong to the parent's simulated process. */
+  if (relay_sock >= 0) real_close(relay_sock);
+  if (relay_wake >= 0) real_close(relay_wake);
+  relay_sock = relay_wake = -1;
+  for (int i = 0; i < nrelays; i++)
+    if (relays[i].held >= 0) real_close(relays[i].held);
+  nrelays = 0;
+  pthread_mutex_init(&relay_lock, NULL);
+}
+
+static void *relay_main(void *arg) {
+  (void)arg;
+  struct pollfd pf[MAX_RELAYS + 2];
+  int ids[MAX_RELAYS + 2];
+  for (;;) {
+    int n = 0;
+    pf[n].fd = relay_sock, pf[n].events = POLLIN, ids[n++] = -1;
+    pf[n].fd = relay_wake, pf[n].events = POLLIN, ids[n++] = -1;
+    pthread_mutex_lock(&relay_lock);
+    for (int i = 0; i < nrelays; i++)
+      if (relays[i].held >= 0 && relays[i].watch > 0) pf[n].fd = relays[i].held, pf[n].events = POLLIN, ids[n++] = i;
+    pthread_mutex_unlock(&relay_lock);
+    for (int i = 0; i < n; i++) pf[i].revents = 0;
+    if (poll(pf, (nfds_t)n, -1) < 0) {
+      if (errno == EINTR) continue;
+      return NULL;
+    }
+    if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      unsigned char h[REQ_HEADER];
+      if (read_all(relay_sock, h, REQ_HEADER) < 0 || get32(h) != VAC_MAGIC) return NULL; /* the bridge is gone */
+      uint32_t len = get32(h + 4);
+      for (uint32_t left = len > REQ_HEADER ? len - REQ_HEADER : 0; left > 0;) { /* no payload is expected: skip it */
+        unsigned char junk[256];
+        uint32_t k = left < sizeof junk ? left : (uint32_t)sizeof junk;
+        if (read_all(relay_sock, junk, k) < 0) return NULL;
+        left -= k;
+      }
+      uint64_t id = get64(h + 24), value = get64(h + 32);
+      if (get32(h + 8) == OP_EVENTFD_WRITE && id >= 1 && id <= (uint64_t)nrelays) {
+        int held = relays[id - 1].held;
+        if (held >= 0 && value > 0) (void)!write(held, &value, sizeof value);
+      }
+    }
+    if (pf[1].revents & POLLIN) {
+      uint64_t v;
+      (void)!read(relay_wake, &v, sizeof v);
+    }
+    for (int i = 2; i < n; i++) {
+      if (!(pf[i].revents & POLLIN)) continue;
+      uint64_t v = 0;
+      if (read(pf[i].fd, &v, sizeof v) != (ssize_t)sizeof v || v == 0) continue;
+      unsigned char h[REQ_HEADER];
+      memset(h, 0, sizeof h);
+      put32(h, VAC_MAGIC);
+      put32(h + 4, REQ_HEADER);
+      put32(h + 8, OP_SIGNAL);
+      put64(h + 24, (uint64_t)ids[i] + 1);
+      put64(h + 32, v);
+      size_t sent = 0;
+      while (sent < sizeof h) {
+        ssize_t k = send(relay_sock, h + sent, sizeof h - sent, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return NULL;
+        sent += (size_t)k;
+      }
+    }
+  }
+}
+
+/* The helper thread and its connection, started with the first relay. Called with relay_lock held. */
+static int relay_start(void) {
+  if (relay_sock >= 0) return 0;
+  int e = 0;
+  int s = connect_bridge(&e);
+  if (s < 0) return -1;
+  struct reply r;
+  if (call_on(s, OP_HELLO, 0, HELLO_RELAY, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r) < 0) {
+    real_close(s);
+    return -1;
+  }
+  free(r.body);
+  int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (r.err || wake < 0) {
+    real_close(s);
+    if (wake >= 0) real_close(wake);
+    return -1;
+  }
+  int high = real_fcntl(wake, F_DUPFD_CLOEXEC, RELAY_FD_BASE);
+  if (high >= 0) {
+    real_close(wake);
+    wake = high;
+  }
+  relay_sock = s;
+  relay_wake = wake;
+  /* The helper thread takes no signal of the VMM's: they are meant for the VMM's own threads. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, relay_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) return -1;
+  pthread_detach(t);
+#ifdef __GLIBC__
+  pthread_setname_np(t, "vac-relay");
+#endif
+  return 0;
+}
+
+static void relay_poke(void) {
+  uint64_t one = 1;
+  if (relay_wake >= 0) (void)!write(relay_wake, &one, sizeof one);
+}
+
+static int same_file(int a, int b) {
+  long pid = getpid();
+  return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0;
+}
+
+/* Is real fd `fd` an eventfd? (its /proc/self/fd link names the anon inode) */
+static int is_eventfd(int fd) {
+  char path[64], link[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(path, link, sizeof link - 1);
+  if (n < 0) return 0;
+  link[n] = 0;
+  return strcmp(link, "anon_inode:[eventfd]") == 0;
+}
+
+/*
+ * The simulated fd to put in place of real fd `fd` in an argument: the relay's simulated eventfd (made on first
+ * use); the simulated fd of a KVM fd; -1 (no such fd: the model's EBADF) for a closed fd; for another kind of
+ * file, `other` (a simulated file that is no eventfd: the model's EINVAL, as eventfd_ctx_fdget answers).
+ * Returns 0 and the relay index in *rid (-1 if none), or -1 with errno set when the bridge cannot be reached.
+ */
+static int relay_translate(int fd, int other, int *sim_out, int *rid) {
+  *rid = -1;
+  struct fd_entry *ke = entry(fd);
+  if (ke != NULL) {
+    *sim_out = ke->sim;
+    return 0;
+  }
+  if (fd < 0 || real_fcntl(fd, F_GETFD) < 0) {
+    *sim_out = -1;
+    return 0;
+  }
+  if (!is_eventfd(fd)) {
+    *sim_out = other;
+    return 0;
+  }
+  pthread_mutex_lock(&relay_lock);
+  for (int i = 0; i < nrelays; i++) {
+    if (relays[i].held >= 0 && same_file(fd, relays[i].held)) {
+      *sim_out = relays[i].sim;
+      *rid = i;
+      pthread_mutex_unlock(&relay_lock);
+      return 0;
+    }
+  }
+  if (nrelays >= MAX_RELAYS || relay_start() < 0) {
+    pthread_mutex_unlock(&relay_lock);
+    errno = nrelays >= MAX_RELAYS ? ENOSPC : EIO;
+    return -1;
+  }
+  int held = real_fcntl(fd, F_DUPFD_CLOEXEC, RELAY_FD_BASE);
+  if (held < 0) {
+    pthread_mutex_unlock(&relay_lock);
+    return -1;
+  }
+  struct reply r;
+  if (call(OP_EVENTFD, 0, 0, (uint64_t)nrelays + 1, 0, 0, NULL, 0, NULL, 0, &r) < 0) {
+    real_close(held);
+    pthread_mutex_unlock(&relay_lock);
+    return -1;
+  }
+  free(r.body);
+  if (r.err) {
+    real_close(held);
+    pthread_mutex_unlock(&relay_lock);
+    errno = r.err;
+    return -1;
+  }
+  relays[nrelays].held = held;
+  relays[nrelays].sim = (int)r.result;
+  relays[nrelays].watch = 0;
+  *rid = nrelays++;
+  *sim_out = (int)r.result;
+  pthread_mutex_unlock(&relay_lock);
+  return 0;
+}
+
+/*
+ * Rewrite the eventfd fields of a KVM_IRQFD / KVM_IOEVENTFD argument (`in`, `len` bytes) from real to simulated
+ * fds. *irqfd_relay is the relay of an irqfd's eventfd (-1 if none). Returns -1 with errno on failure.
+ */
+static int relay_rewrite(uint32_t req, unsigned char *in, uint32_t len, int vm_sim, int *irqfd_relay) {
+  *irqfd_relay = -1;
+  int sim, rid;
+  if (req == KVM_IRQFD_REQ && len >= 16) {
+    if (relay_translate((int)get32(in), vm_sim, &sim, &rid) < 0) return -1;
+    put32(in, (uint32_t)sim);
+    *irqfd_relay = rid;
+    if (get32(in + 8) & KVM_IRQFD_FLAG_RESAMPLE) {
+      if (relay_translate((int)get32(in + 12), vm_sim, &sim, &rid) < 0) return -1;
+      put32(in + 12, (uint32_t)sim);
+    }
+  } else if (req == KVM_IOEVENTFD_REQ && len >= 24) {
+    if (relay_translate((int)get32(in + 20), vm_sim, &sim, &rid) < 0) return -1;
+    put32(in + 20, (uint32_t)sim);
+  }
+  return 0;
+}
+
+/* After a successful KVM_IRQFD: an assigned irqfd's eventfd is watched, a deassigned one no longer. */
+static void relay_irqfd_done(const unsigned char *in, int rid) {
+  if (rid < 0) return;
+  pthread_mutex_lock(&relay_lock);
+  if (get32(in + 8) & KVM_IRQFD_FLAG_DEASSIGN) {
+    if (relays[rid].watch > 0) relays[rid].watch--;
+  } else {
+    relays[rid].watch++;
+  }
+  pthread_mutex_unlock(&relay_lock);
+  relay_poke();
+}
+
 /* ---- ioctl --------------------------------------------------------------------------------------------- */
 
 /* Arguments whose length is not the request's _IOC_SIZE. Variable length: the header is `hdr` bytes (the
@@ -657,6 +980,15 @@ static int vac_ioctl(struct fd_entry *e, uint32_t req, unsigned long arg) {
     if (read_self(in, (void *)arg, cap) == 0) flags |= IOCTL_HAS_INPUT;
     else flags |= IOCTL_INPUT_UNREADABLE;
   }
+  int irqfd_relay = -1;
+  if ((flags & IOCTL_HAS_INPUT) && e->kind == KIND_VM && (req == KVM_IRQFD_REQ || req == KVM_IOEVENTFD_REQ)) {
+    if (relay_rewrite(req, in, cap, e->sim, &irqfd_relay) < 0) {
+      int e2 = errno;
+      free(in);
+      errno = e2;
+      return -1;
+    }
+  }
   const void *runp = NULL;
   uint32_t runn = 0;
   if (req == KVM_RUN_REQ && e->run) {
@@ -665,8 +997,30 @@ static int vac_ioctl(struct fd_entry *e, uint32_t req, unsigned long arg) {
     flags |= IOCTL_HAS_RUN;
   }
   struct reply r;
+  sigset_t mask;
+  if (req == KVM_RUN_REQ) {
+    run_waiting = 1;
+    if (e->has_mask) {
+      mask = e->runmask;
+      run_wait_mask = &mask;
+    }
+  }
   int rc = call(OP_IOCTL, e->sim, flags, req, (uint64_t)arg, (flags & IOCTL_HAS_INPUT) ? cap : 0,
                 (flags & IOCTL_HAS_INPUT) ? in : NULL, (flags & IOCTL_HAS_INPUT) ? cap : 0, runp, runn, &r);
+  run_waiting = 0;
+  run_wait_mask = NULL;
+  if (rc == 0 && r.err == 0 && req == KVM_SET_SIGNAL_MASK_REQ && (flags & IOCTL_HAS_INPUT) && cap >= 4) {
+    /* kvm_vcpu_ioctl_set_sigmask: len 0 (or a NULL argument) removes the mask; else the sigset (8 bytes) */
+    uint32_t n = get32(in);
+    pthread_mutex_lock(&lock);
+    e->has_mask = n != 0 && cap >= 4 + 8;
+    sigemptyset(&e->runmask);
+    if (e->has_mask) memcpy(&e->runmask, in + 4, 8);
+    pthread_mutex_unlock(&lock);
+  } else if (rc == 0 && r.err == 0 && req == KVM_SET_SIGNAL_MASK_REQ && arg == 0) {
+    e->has_mask = 0;
+  }
+  if (rc == 0 && r.err == 0 && req == KVM_IRQFD_REQ) relay_irqfd_done(in, irqfd_relay);
   free(in);
   if (rc < 0) return -1;
   int err = r.err;

@@ -280,11 +280,11 @@ function modeString(mode: number): string {
   return s;
 }
 
-/** One call as a trace line: `[pid tid] ioctl(5, KVM_RUN) = 0` or `… = -1 EINVAL (message)`. */
+/** One call as a trace line, with its time as `strace -T` shows it: `[pid tid] ioctl(5, KVM_RUN) = 0 <0.000042>` or `… = -1 EINVAL (message) <…>`. */
 export function formatCall(c: CallRecord): string {
   const args = c.op === 'open' ? `"${c.what}"` : c.op === 'munmap' ? c.what : c.what === '' ? String(c.fd) : `${c.fd}, ${c.what}`;
   const res = c.error === undefined ? `= ${c.result}` : `= -1 ${c.error} (${c.message ?? ''})`;
-  return `[${c.pid} ${c.tid}] ${c.op}(${args}) ${res}\n`;
+  return `[${c.pid} ${c.tid}] ${c.op}(${args}) ${res} <${(c.us / 1e6).toFixed(6)}>\n`;
 }
 
 /** A request on the control socket. */

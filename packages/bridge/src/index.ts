@@ -24,6 +24,7 @@ export { defaultRunDir, socketPaths, startDaemon, type Daemon, type DaemonOption
 export { PRELOAD_SOURCE, PreloadBuildError, cacheDir, compileC, findCompiler, preloadLibrary } from './preload.js';
 export { CODECS, decodeArg, type DecodedArg, type IoctlCodec } from './codec.js';
 export { GuestMemoryMirror, type MemoryStats, type SyncRange } from './guest-memory.js';
+export { VcpuRunner, type RunHandle, type RunHooks, type TimePacing } from './vcpu-runner.js';
 export * from './protocol.js';
 export { main, type CliIo } from './cli/main.js';
 export { isStaticElf, whichProgram } from './elf.js';

@@ -24,6 +24,13 @@
  * | MMAP | length | offset | prot | | simulated address |
  * | MUNMAP | simulated address | length | | | 0 |
  * | DUP | | | | | simulated fd |
+ * | EVENTFD | relay id | | | | a new simulated eventfd, the twin of a real one (KVM_IRQFD, KVM_IOEVENTFD) |
+ * | SIGNAL | relay id | count | | | no reply: the VMM wrote this count into the real eventfd of an irqfd |
+ * | INTERRUPT | | | | | no reply: a signal reached the thread waiting in KVM_RUN on this connection |
+ *
+ * The bridge also writes to a process's relay connection (HELLO with {@link HELLO_RELAY}) on its own: a request
+ * header with op EVENTFD_WRITE, `a` the relay id and `b` a count the model signalled on the simulated eventfd
+ * (an ioeventfd matched, a resamplefd was notified), which the library adds to the real eventfd.
  *
  * @module
  */
@@ -46,6 +53,10 @@ export const Op = {
   MMAP: 5,
   MUNMAP: 6,
   DUP: 7,
+  EVENTFD: 8,
+  SIGNAL: 9,
+  EVENTFD_WRITE: 10,
+  INTERRUPT: 11,
 } as const;
 
 /** The name of an operation code, for traces. */
@@ -56,6 +67,8 @@ export function opName(op: number): string {
 
 /** HELLO flag: this is the process's life connection. */
 export const HELLO_LIFE = 1;
+/** HELLO flag: this is the process's eventfd relay connection (the library's helper thread). */
+export const HELLO_RELAY = 2;
 /** IOCTL flag: the input bytes of the argument follow. */
 export const IOCTL_HAS_INPUT = 1;
 /** IOCTL flag: the argument pointer could not be read (a bad pointer: `copy_from_user` would fail). */

@@ -14,19 +14,22 @@
 import { chmodSync, readFileSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { KernelError, type Capability, type Host, type OpenFile, type Process } from '@vac/core';
+import { EFD_CLOEXEC, KernelError, eventFdOf, eventfd, type Capability, type EventFd, type Host, type OpenFile, type Process } from '@vac/core';
 import { _IOC_DIR, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName } from '@vac/kvm';
 import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
 import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
+import { VcpuRunner, type RunHandle, type TimePacing } from './vcpu-runner.js';
 import {
   FdKind,
   HELLO_LIFE,
+  HELLO_RELAY,
   IOCTL_HAS_INPUT,
   IOCTL_HAS_RUN,
   Op,
   ProtocolError,
   RequestReader,
   encodeReply,
+  encodeRequest,
   opName,
   type Reply,
   type Request,
@@ -59,6 +62,8 @@ export interface CallRecord {
   readonly error: string | undefined;
   /** The model's message on failure. */
   readonly message: string | undefined;
+  /** Microseconds from the request's arrival to its reply (a KVM_RUN's includes the time its vCPU slept). */
+  readonly us: number;
 }
 
 /** Options of {@link BridgeServer}. */
@@ -67,12 +72,14 @@ export interface BridgeServerOptions {
   readonly host: Host;
   /** Path of the Unix socket to listen on. */
   readonly socketPath: string;
-  /** How many call records to keep (the newest). Default 100000. */
+  /** How many call records to keep at least (the newest; up to a quarter more between trims). Default 100000. */
   readonly keepCalls?: number;
   /** Called with each finished call (after the reply is sent). */
   readonly onCall?: (call: CallRecord) => void;
   /** Called with messages worth a log line (a VMM gone, a protocol error, a memory warning). */
   readonly log?: (line: string) => void;
+  /** How a halted vCPU's wait for a timer maps to wall time (`vcpu-runner.ts`); default `'wall'`. */
+  readonly pacing?: TimePacing;
 }
 
 /** Real credentials of a process, as /proc/PID/status gives them. */
@@ -135,6 +142,12 @@ export class Session {
   readonly vcpuVm = new WeakMap<OpenFile, OpenFile>();
   /** @internal A vCPU file's kvm_run: the model's bytes, and what the VMM's copy holds as far as the bridge knows. */
   readonly areas = new WeakMap<OpenFile, { readonly model: Uint8Array; readonly shadow: Uint8Array }>();
+  /** @internal The eventfd relays: relay id → the simulated twin of a real eventfd of the VMM. */
+  readonly relays = new Map<number, { readonly fd: number; readonly ctx: EventFd }>();
+  /** @internal The connection of the library's relay thread (where the model's eventfd signals are sent). */
+  relayConn: Socket | undefined;
+  /** @internal KVM_RUN calls of this process in progress. */
+  running = 0;
 
   /** @internal */
   constructor(pid: number, proc: Process) {
@@ -150,6 +163,10 @@ interface Conn {
   session: Session | undefined;
   tid: number;
   life: boolean;
+  /** The KVM_RUN this thread waits in. */
+  run: RunHandle | undefined;
+  /** The simulated CPU this thread's KVM_RUNs run on (chosen at its first). */
+  cpu: number | undefined;
 }
 
 function errnoOf(e: unknown): { errno: number; code: string; message: string } {
@@ -171,11 +188,15 @@ export class BridgeServer {
   readonly #keep: number;
   readonly #onCall: ((c: CallRecord) => void) | undefined;
   readonly #log: (line: string) => void;
+  readonly #runner: VcpuRunner;
   #seq = 0;
+  /** When the request being served arrived (`performance.now()`). */
+  #arrived = 0;
 
   /** @param opts - host, socket path, hooks */
   constructor(opts: BridgeServerOptions) {
     this.host = opts.host;
+    this.#runner = new VcpuRunner(opts.host, opts.pacing);
     this.socketPath = opts.socketPath;
     this.#keep = opts.keepCalls ?? 100_000;
     this.#onCall = opts.onCall;
@@ -199,6 +220,7 @@ export class BridgeServer {
 
   /** Stop: close every connection (the VMMs' calls then fail with EIO) and the socket. */
   async close(): Promise<void> {
+    this.#runner.close();
     for (const c of this.#conns) c.socket.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const s of this.#sessions.values()) s.memory.close();
@@ -209,13 +231,13 @@ export class BridgeServer {
     return this.#sessions;
   }
 
-  /** The calls recorded so far (oldest first; at most `keepCalls`). */
+  /** The calls recorded so far (oldest first; at least the last `keepCalls`, at most a quarter more). */
   calls(): readonly CallRecord[] {
     return this.#calls;
   }
 
   #accept(socket: Socket): void {
-    const conn: Conn = { socket, reader: new RequestReader(), session: undefined, tid: 0, life: false };
+    const conn: Conn = { socket, reader: new RequestReader(), session: undefined, tid: 0, life: false, run: undefined, cpu: undefined };
     this.#conns.add(conn);
     socket.on('data', (chunk: Buffer) => this.#data(conn, chunk));
     socket.on('error', () => {});
@@ -238,9 +260,12 @@ export class BridgeServer {
         conn.socket.destroy();
         return;
       }
-      if (req === undefined) return;
-      conn.socket.write(this.#serve(conn, req));
+      if (req === undefined) break;
+      const reply = this.#serve(conn, req);
+      if (reply !== undefined) conn.socket.write(reply);
     }
+    // What was served may wake a vCPU waiting in KVM_RUN (KVM_IRQ_LINE, an irqfd's signal, a signal).
+    this.#runner.poke();
   }
 
   #endSession(s: Session, why: string): void {
@@ -251,11 +276,24 @@ export class BridgeServer {
     this.#log(`bridge: pid ${s.pid} (${s.proc.name}): ${why}; its simulated process was killed`);
   }
 
-  #serve(conn: Conn, req: Request): Buffer {
+  #serve(conn: Conn, req: Request): Buffer | undefined {
+    this.#arrived = performance.now();
     if (req.op === Op.HELLO) return encodeReply(this.#hello(conn, req));
     const s = conn.session;
     if (s === undefined) return encodeReply({ errno: EPROTO, result: -1, message: 'no HELLO on this connection' });
-    if (!s.proc.alive) return encodeReply({ errno: ESRCH, result: -1, message: 'the simulated process is gone' });
+    if (!s.proc.alive) return req.op === Op.SIGNAL ? undefined : encodeReply({ errno: ESRCH, result: -1, message: 'the simulated process is gone' });
+    if (req.op === Op.SIGNAL) {
+      this.#signal(conn, s, req);
+      return undefined;
+    }
+    if (req.op === Op.INTERRUPT) {
+      // A signal to a thread outside KVM_RUN (its call returned meanwhile) changes nothing here.
+      if (conn.run !== undefined) {
+        conn.run.interrupt();
+        this.#record(conn, req, 'signal to the thread in KVM_RUN', { errno: 0, result: 0 });
+      }
+      return undefined;
+    }
     let what = '';
     let reply: Reply;
     try {
@@ -284,9 +322,14 @@ export class BridgeServer {
           s.proc.munmap(Number(req.a), Number(req.b));
           reply = { errno: 0, result: 0 };
           break;
+        case Op.EVENTFD:
+          what = `relay ${req.a}`;
+          reply = { errno: 0, result: this.#relay(s, Number(req.a)) };
+          break;
         case Op.IOCTL: {
           const request = Number(req.a & 0xffffffffn);
           what = describeIoctl(request, req.b);
+          if (request === KVM_RUN && this.#startRun(conn, s, req, what)) return undefined;
           reply = this.#ioctl(s, req, request);
           break;
         }
@@ -301,7 +344,46 @@ export class BridgeServer {
     return encodeReply(reply);
   }
 
-  #record(conn: Conn, req: Request, what: string, reply: Reply): void {
+  /**
+   * A new relay: the simulated eventfd that stands for a real eventfd of the VMM. When the model signals it
+   * (`eventfd_signal`: an ioeventfd matched, a resamplefd was notified) and no kernel waiter took the count (an
+   * irqfd on the same eventfd does), the count is sent to the library, which adds it to the real eventfd.
+   */
+  #relay(s: Session, id: number): number {
+    if (s.relays.has(id)) throw new ProtocolError(`relay ${id} exists already`);
+    const fd = eventfd(s.proc, 0, EFD_CLOEXEC);
+    const ctx = eventFdOf(s.proc.file(fd)) as EventFd;
+    let seen = ctx.signals;
+    ctx.addWaiter((why) => {
+      if (why !== 'in' || ctx.signals === seen) return; // a write by the relay itself, or the file's release
+      seen = ctx.signals;
+      queueMicrotask(() => {
+        if (ctx.count === 0n || s.relayConn === undefined) return;
+        s.relayConn.write(encodeRequest(Op.EVENTFD_WRITE, fd, 0, BigInt(id), ctx.take(), 0n));
+      });
+    });
+    s.relays.set(id, { fd, ctx });
+    return fd;
+  }
+
+  /** The VMM wrote `count` into the real eventfd of relay `id` (an irqfd's): the same write on its twin. */
+  #signal(conn: Conn, s: Session, req: Request): void {
+    const relay = s.relays.get(Number(req.a));
+    let reply: Reply = { errno: 0, result: 8 };
+    try {
+      if (relay === undefined) throw new ProtocolError(`no relay ${req.a}`);
+      const bytes = new Uint8Array(8);
+      new DataView(bytes.buffer).setBigUint64(0, req.b, true);
+      s.proc.write(relay.fd, bytes);
+    } catch (e) {
+      const { errno, message } = errnoOf(e);
+      reply = { errno, result: -1, message };
+      this.#log(`bridge: pid ${s.pid}: relay ${req.a}: ${message}`);
+    }
+    this.#record(conn, req, `relay ${req.a} +${req.b}`, reply);
+  }
+
+  #record(conn: Conn, req: Request, what: string, reply: Reply, since = this.#arrived): void {
     const rec: CallRecord = {
       seq: this.#seq++,
       pid: conn.session?.pid ?? 0,
@@ -312,9 +394,12 @@ export class BridgeServer {
       result: reply.errno === 0 ? Number(reply.result) : undefined,
       error: reply.errno === 0 ? undefined : errnoName(reply.errno),
       message: reply.errno === 0 ? undefined : reply.message,
+      us: Math.round((performance.now() - since) * 1000),
     };
     this.#calls.push(rec);
-    if (this.#calls.length > this.#keep) this.#calls.splice(0, this.#calls.length - this.#keep);
+    // Trimmed in batches (a quarter of `keepCalls` at a time): one splice per call would move the whole array each
+    // time once it is full, and a live QEMU makes hundreds of thousands of calls.
+    if (this.#calls.length > this.#keep + Math.max(1, this.#keep >> 2)) this.#calls.splice(0, this.#calls.length - this.#keep);
     this.#onCall?.(rec);
   }
 
@@ -340,6 +425,7 @@ export class BridgeServer {
     }
     if (s === undefined) return { errno: ESRCH, result: -1, message: `pid ${pid} has no life connection` };
     conn.session = s;
+    if ((req.flags & HELLO_RELAY) !== 0) s.relayConn = conn.socket;
     return { errno: 0, result: 0 };
   }
 
@@ -377,6 +463,51 @@ export class BridgeServer {
     const vm = s.vcpuVm.get(vcpu);
     const slots = vm === undefined ? undefined : s.slots.get(vm);
     return slots === undefined ? [] : [...slots.values()];
+  }
+
+  /**
+   * KVM_RUN on a vCPU fd: in a simulated thread (`vcpu-runner.ts`), so it may sleep (a halted vCPU) while the
+   * bridge serves everyone else; the reply is sent when it returns. Returns false for a KVM_RUN on any other
+   * fd (the model answers it at once).
+   */
+  #startRun(conn: Conn, s: Session, req: Request, what: string): boolean {
+    const file = s.proc.file(req.fd);
+    const area = this.#area(s, file);
+    if (area === undefined) return false;
+    const inputLen = Number(req.c);
+    if ((req.flags & IOCTL_HAS_RUN) !== 0) {
+      const run = req.payload.subarray(inputLen, inputLen + area.model.length);
+      area.model.set(run);
+      area.shadow.set(run);
+    }
+    // Another vCPU of the process may have run meanwhile: its guest writes go out before the VMM's bytes come in.
+    if (s.running > 0) s.memory.push(this.#ranges(s, file));
+    s.memory.pull(this.#ranges(s, file));
+    s.running++;
+    const arrived = this.#arrived;
+    conn.cpu ??= this.#runner.pickCpu();
+    conn.run = this.#runner.start(s.proc, req.fd, KVM_RUN, decodeArg(KVM_RUN, req.b, undefined, false).arg, conn.cpu, `${s.proc.name}/${conn.tid}`, {
+      sync: () => {
+        const ranges = this.#ranges(s, file);
+        s.memory.push(ranges);
+        s.memory.pull(ranges);
+      },
+      done: (result, error) => {
+        s.running--;
+        conn.run = undefined;
+        s.memory.push(this.#ranges(s, file));
+        const runPatches = diffArea(area);
+        let reply: Reply;
+        if (error === undefined) reply = { errno: 0, result: result ?? 0, runPatches };
+        else {
+          const { errno, message } = errnoOf(error);
+          reply = { errno, result: -1, message, runPatches };
+        }
+        this.#record(conn, req, what, reply, arrived);
+        conn.socket.write(encodeReply(reply));
+      },
+    });
+    return true;
   }
 
   #ioctl(s: Session, req: Request, request: number): Reply {

@@ -8,7 +8,7 @@ import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkInvariants, createHost } from '@vac/core';
-import { KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_API_VERSION, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs } from '@vac/kvm';
+import { KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_API_VERSION, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KVM_SET_USER_MEMORY_REGION, capabilityName, kvm, makeKvmRegs } from '@vac/kvm';
 import { intel } from '@vac/vmx';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import {
@@ -24,6 +24,7 @@ import {
   VAC_MAGIC,
   decodeReply,
   encodeRequest,
+  formatCall,
   parseStatus,
   type DecodedReply,
 } from '../src/index.js';
@@ -69,6 +70,10 @@ class Client {
   ioctl(fd: number, request: number | bigint, value = 0n, input?: Uint8Array): Promise<DecodedReply> {
     if (input === undefined) return this.call(Op.IOCTL, fd, 0, BigInt(request), value);
     return this.call(Op.IOCTL, fd, IOCTL_HAS_INPUT, BigInt(request), value, BigInt(input.length), input);
+  }
+  /** Send a request that gets no reply (SIGNAL, INTERRUPT). */
+  send(op: number, fd: number, a: bigint, b = 0n): void {
+    this.#s.write(encodeRequest(op, fd, 0, a, b, 0n));
   }
   end(): void {
     this.#s.destroy();
@@ -161,6 +166,9 @@ describe('bridge server', () => {
     expect((await c.ioctl(99, KVM_GET_API_VERSION)).errno).toBe(9); // EBADF
     const rec = server.calls().at(-1);
     expect(rec).toMatchObject({ op: 'ioctl', fd: 99, what: 'KVM_GET_API_VERSION(0)', error: 'EBADF' });
+    // `vac trace` prints it strace -T style, with the time from the request's arrival to its reply.
+    expect(typeof rec?.us).toBe('number');
+    expect(formatCall({ ...(rec as NonNullable<typeof rec>), pid: 7, tid: 8, us: 42 })).toBe('[7 8] ioctl(99, KVM_GET_API_VERSION(0)) = -1 EBADF (fdget: EBADF: bad file descriptor 99) <0.000042>\n');
   });
 
   test('struct arguments go through the codec both ways; a bad pointer is the model’s EFAULT', async () => {
@@ -271,6 +279,48 @@ describe('bridge server', () => {
     expect(bad.closed).toBe(true);
     expect((await good.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).errno).toBe(0);
     expect(logs.some((l) => l.includes('malformed message'))).toBe(true);
+  });
+
+  test('eventfd relays: EVENTFD makes a simulated eventfd, SIGNAL adds to it (no reply); a relay id twice, a SIGNAL to no relay and an INTERRUPT outside KVM_RUN change nothing and the connection goes on', async () => {
+    const c = newClient();
+    await hello(c, true);
+    const ev = await c.call(Op.EVENTFD, 0, 0, 1n);
+    expect(ev.errno).toBe(0);
+    const fd = Number(ev.result);
+    const proc = server.sessions().get(process.pid)?.proc;
+    expect(proc?.file(fd).path).toBe('anon_inode:[eventfd]');
+    const twice = await c.call(Op.EVENTFD, 0, 0, 1n);
+    expect([twice.errno, twice.message]).toEqual([5, 'bridge: relay 1 exists already']); // EIO: the library's mistake
+    c.send(Op.SIGNAL, 0, 1n, 3n);
+    c.send(Op.SIGNAL, 0, 9n, 1n); // no relay 9: logged, no reply
+    c.send(Op.INTERRUPT, 0, 0n); // no KVM_RUN in progress: nothing
+    // The next call's reply is the next message on the connection: neither SIGNAL nor INTERRUPT sent one.
+    expect((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).errno).toBe(0);
+    expect(new DataView(proc?.read(fd, 8).buffer as ArrayBuffer).getBigUint64(0, true)).toBe(3n);
+    expect(logs.some((l) => l.includes('relay 9: bridge: no relay 9'))).toBe(true);
+    expect(server.calls().filter((r) => r.op === 'signal').map((r) => [r.what, r.error])).toEqual([['relay 1 +3', undefined], ['relay 9 +1', 'EIO']]);
+    expect(server.calls().some((r) => r.op === 'interrupt')).toBe(false);
+  });
+
+  test('call records: the newest keepCalls are kept, trimmed in batches of a quarter', async () => {
+    const small = new BridgeServer({ host: server.host, socketPath: `${path}.small`, keepCalls: 8 });
+    await small.listen();
+    const c = new Client(`${path}.small`);
+    try {
+      await hello(c, true);
+      const sys = Number((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).result);
+      const seen: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        await c.ioctl(sys, KVM_CHECK_EXTENSION, BigInt(i));
+        seen.push(small.calls().length);
+      }
+      expect(Math.max(...seen)).toBe(10); // 8 + 8/4: then trimmed back to 8
+      expect(Math.min(...seen.slice(8))).toBe(8);
+      expect(small.calls().at(-1)?.what).toBe(`KVM_CHECK_EXTENSION(${capabilityName(19)})`);
+    } finally {
+      c.end();
+      await small.close();
+    }
   });
 
   test('the life connection closing ends the session: the simulated process is killed, VMs die, the host is clean', async () => {

@@ -23,6 +23,8 @@ export interface Native {
   readonly preload: string;
   readonly lwn: string;
   readonly probe: string;
+  /** `fixtures/irqchip.c`: a VMM with the in-kernel irqchip, PIT, irqfds and an ioeventfd. */
+  readonly irqchip: string;
 }
 
 let built: Native | undefined;
@@ -38,7 +40,9 @@ export function buildNative(): Native {
   const probe = join(dir, 'probe');
   compileC([fixture('lwn')], lwn, ['-O1']);
   compileC([fixture('probe')], probe, ['-O1', '-pthread']);
-  built = { dir, preload, lwn, probe };
+  const irqchip = join(dir, 'irqchip');
+  compileC([fixture('irqchip')], irqchip, ['-O1', '-pthread']);
+  built = { dir, preload, lwn, probe, irqchip };
   return built;
 }
 
@@ -117,4 +121,44 @@ export function parseLines(text: string): Record<string, string> {
     }
   }
   return out;
+}
+
+/**
+ * Poll `cond` every 10 ms (after `refresh`, if given) until it holds; fails after `ms` (generous: a loaded machine
+ * is slow, never a speed check).
+ */
+export async function until(cond: () => boolean, what: string, ms = 20_000, refresh?: () => Promise<void>): Promise<void> {
+  const end = Date.now() + ms;
+  await refresh?.();
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+    await refresh?.();
+  }
+}
+
+/** A VMM started by {@link startVmm}: its process, its output so far, and its end. */
+export interface RunningVmm {
+  readonly child: import('node:child_process').ChildProcess;
+  /** Everything it printed on stdout so far. */
+  stdout(): string;
+  readonly done: Promise<VmmResult>;
+}
+
+/** {@link runVmm}, returning at once with the running process (for tests that signal it or watch its output). */
+export function startVmm(native: Native, socket: string, argv: readonly string[], opts: RunOptions = {}): RunningVmm {
+  let out = '';
+  let child: import('node:child_process').ChildProcess | undefined;
+  const done = runVmm(native, socket, argv, {
+    ...opts,
+    onSpawn: (c) => {
+      child = c;
+      c.stdout?.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      opts.onSpawn?.(c);
+    },
+  });
+  if (child === undefined) throw new Error(`${argv[0] ?? ''} was not spawned`);
+  return { child, stdout: () => out, done };
 }
