@@ -62,7 +62,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     class: 'not-modelled',
     summary: 'The capabilities of the vCPU state ioctls (MP state, events, debug registers, XSAVE, XCRs, SREGS2, TSC frequency, MCE, sync regs, guest debug, …) are 0 in the model (issue 11).',
     linux: ['arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension'],
-    facts: caps('XCRS', 'SYNC_REGS',
+    facts: caps('SYNC_REGS',
       'SET_GUEST_DEBUG', 'SET_GUEST_DEBUG2', 'X86_ROBUST_SINGLESTEP', 'VCPU_ATTRIBUTES', 'LAST_CPU', 'STEAL_TIME', 'X86_GUEST_MODE', 'X86_APIC_BUS_CYCLES_NS'),
     where: capZero,
   },
@@ -101,23 +101,6 @@ export const DIVERGENCES: readonly Divergence[] = [
   },
 
   // ---- not-modelled: vCPU ioctls ---------------------------------------------------------------------------
-  {
-    id: 'vcpu-xcrs',
-    class: 'not-modelled',
-    summary: 'KVM_GET_XCRS / KVM_SET_XCRS are not modelled.',
-    linux: ['arch/x86/kvm/x86.c kvm_vcpu_ioctl_x86_get_xcrs, kvm_vcpu_ioctl_x86_set_xcrs, __kvm_set_xcr'],
-    facts: ['vcpu.round-trip.xcrs', 'vcpu.xcrs.x87', 'vcpu.xcrs.other-index'],
-    where: unknownIoctl,
-  },
-  {
-    id: 'vcpu-cpuid2',
-    class: 'not-modelled',
-    summary: 'KVM_GET_CPUID2 / KVM_SET_CPUID2 are not modelled.',
-    linux: ['arch/x86/kvm/cpuid.c kvm_vcpu_ioctl_set_cpuid2, kvm_vcpu_ioctl_get_cpuid2'],
-    facts: ['vcpu.xcrs.sse-with-cpuid',
-      ],
-    where: unknownIoctl,
-  },
   {
     id: 'vcpu-misc-ioctls',
     class: 'not-modelled',
@@ -263,10 +246,10 @@ export const DIVERGENCES: readonly Divergence[] = [
   {
     id: 'host-xsave',
     class: 'host-config',
-    summary: 'The recording CPU has XSAVE, so KVM_GET_XCRS reports XCR0 and KVM_GET_XSAVE the host\'s XSAVE features (u32 116 of the region); the model\'s CPUs give no CPUID leaf 0xD, so their kernel runs without XSAVE: no XCRs (nr_xcrs 0, KVM_SET_XCRS EINVAL).',
-    linux: ['arch/x86/kernel/fpu/xstate.c fpu__init_system_xstate', 'arch/x86/kvm/x86.c kvm_vcpu_ioctl_x86_get_xcrs / _set_xcrs (!boot_cpu_has(X86_FEATURE_XSAVE))'],
-    facts: ['vcpu.reset.xcrs', 'vcpu.round-trip.xcrs', 'vcpu.reset.xsave', 'vcpu.round-trip.xsave', 'vcpu.get-xsave2'],
-    where: (m) => !/\.region\.7$/.test(m.path),
+    summary: 'KVM_GET_XSAVE writes the host kernel\'s user XSAVE features (fpu_user_cfg.max_features) into the software-reserved bytes of the legacy area (u32 116 of the region): x87 | SSE | AVX | AVX-512 (0xe7) on the recording CPU, x87 | SSE | AVX (7) on the model\'s CPUs.',
+    linux: ['arch/x86/kernel/fpu/xstate.c __copy_xstate_to_uabi_buf (xstate_fx_sw_bytes), update_regset_xstate_info'],
+    facts: ['vcpu.reset.xsave', 'vcpu.round-trip.xsave', 'vcpu.get-xsave2', 'vcpu.xsave.x87-only', 'vcpu.xsave.avx-with-cpuid'],
+    where: (m) => /\.region\.116$/.test(m.path),
   },
   {
     id: 'host-mxcsr-mask',

@@ -362,7 +362,34 @@ static void state_facts(void) {
 	SET_GET_FACT("vcpu.debugregs.bad-flags", "KVM_SET_DEBUGREGS with flags = 1: EINVAL", KVM_SET_DEBUGREGS, KVM_GET_DEBUGREGS, "kvm_debugregs", &dbg, emit_debugregs, (dbg.flags = 1));
 	SET_GET_FACT("vcpu.debugregs.dr6-high", "KVM_SET_DEBUGREGS with DR6 bit 32: EINVAL", KVM_SET_DEBUGREGS, KVM_GET_DEBUGREGS, "kvm_debugregs", &dbg, emit_debugregs, (dbg.dr6 = 0x1ffff0ff0ULL));
 	SET_GET_FACT("vcpu.debugregs.dr7-high", "KVM_SET_DEBUGREGS with DR7 bit 32: EINVAL", KVM_SET_DEBUGREGS, KVM_GET_DEBUGREGS, "kvm_debugregs", &dbg, emit_debugregs, (dbg.dr7 = 0x100000400ULL));
+	SET_GET_FACT("vcpu.xsave.xcomp-bv", "KVM_SET_XSAVE with XCOMP_BV set (the compacted format): EINVAL", KVM_SET_XSAVE, KVM_GET_XSAVE, "kvm_xsave", &xsave, emit_xsave, (xsave.region[128] = 0x3, xsave.region[130] = 0x3, xsave.region[131] = 0x80000000));
+	SET_GET_FACT("vcpu.xsave.header-reserved", "KVM_SET_XSAVE with a reserved XSAVE header byte set: EINVAL", KVM_SET_XSAVE, KVM_GET_XSAVE, "kvm_xsave", &xsave, emit_xsave, (xsave.region[128] = 0x3, xsave.region[140] = 0x1));
+	SET_GET_FACT("vcpu.xsave.mxcsr-reserved-x87-only", "KVM_SET_XSAVE with XSTATE_BV = x87 and a reserved MXCSR bit: EINVAL", KVM_SET_XSAVE, KVM_GET_XSAVE, "kvm_xsave", &xsave, emit_xsave, (xsave.region[128] = 0x1, xsave.region[6] = 0xffffffff));
+	SET_GET_FACT("vcpu.xsave.x87-only", "KVM_SET_XSAVE with XSTATE_BV = x87 and new x87 state", KVM_SET_XSAVE, KVM_GET_XSAVE, "kvm_xsave", &xsave, emit_xsave, (xsave.region[128] = 0x1, xsave.region[0] = 0x27f, xsave.region[8] = 0x11111111));
 	SET_GET_FACT("vcpu.xsave.xstate-bv-unsupported", "KVM_SET_XSAVE with an XSTATE_BV bit the guest cannot have: EINVAL", KVM_SET_XSAVE, KVM_GET_XSAVE, "kvm_xsave", &xsave, emit_xsave, (xsave.region[128] = 0x4, xsave.region[129] = 0x1));
+}
+
+/* KVM_SET_CPUID2 of everything KVM_GET_SUPPORTED_CPUID reports, on the current fact's vcpu0. */
+static void set_supported_cpuid(void) {
+	memset(&cpuid, 0, sizeof cpuid);
+	cpuid.h.nent = 256;
+	quiet_ioctl("sys", KVM_GET_SUPPORTED_CPUID, &cpuid);
+	IO_PTR("vcpu0", KVM_SET_CPUID2, "kvm_cpuid2", &cpuid, emit_cpuid2, NULL);
+}
+
+/* A VM and vCPU 0 with the supported CPUID, then KVM_SET_XCRS of XCR0 = `xcr0` (and KVM_GET_XCRS after it). */
+static void supported_cpuid_then_xcr0(uint64_t xcr0, int get) {
+	VM();
+	VCPU0();
+	set_supported_cpuid();
+	memset(&xcrs, 0, sizeof xcrs);
+	xcrs.nr_xcrs = 1;
+	xcrs.xcrs[0].value = xcr0;
+	IO_PTR("vcpu0", KVM_SET_XCRS, "kvm_xcrs", &xcrs, emit_xcrs, NULL);
+	if (!get)
+		return;
+	memset(&xcrs, 0, sizeof xcrs);
+	IO_PTR("vcpu0", KVM_GET_XCRS, "kvm_xcrs", &xcrs, NULL, emit_xcrs);
 }
 
 /* KVM_SET_MSRS of `n` entries, then KVM_GET_MSRS of the same indices. */
@@ -472,18 +499,26 @@ static void cpuid_facts(void) {
 		IO_PTR("vcpu0", KVM_SET_CPUID2, "kvm_cpuid2", &cpuid, emit_cpuid2, NULL);
 	}
 	FACT("vcpu.xcrs.sse-with-cpuid", "KVM_SET_CPUID2 (the supported CPUID), then KVM_SET_XCRS of XCR0 = 3") {
+		supported_cpuid_then_xcr0(3, 1);
+	}
+	FACT("vcpu.xcrs.avx-with-cpuid", "KVM_SET_CPUID2 (the supported CPUID), then KVM_SET_XCRS of XCR0 = 7 (x87|SSE|AVX)") {
+		supported_cpuid_then_xcr0(7, 1);
+	}
+	FACT("vcpu.xcrs.avx-without-sse", "KVM_SET_CPUID2 (the supported CPUID), then KVM_SET_XCRS of XCR0 = 5 (AVX without SSE): EINVAL") {
+		supported_cpuid_then_xcr0(5, 0);
+	}
+	FACT("vcpu.xsave.avx-with-cpuid", "KVM_SET_CPUID2 (the supported CPUID), KVM_SET_XSAVE with XSTATE_BV = x87|SSE|AVX and YMM0's upper half, KVM_GET_XSAVE") {
 		VM();
 		VCPU0();
-		memset(&cpuid, 0, sizeof cpuid);
-		cpuid.h.nent = 256;
-		quiet_ioctl("sys", KVM_GET_SUPPORTED_CPUID, &cpuid);
-		IO_PTR("vcpu0", KVM_SET_CPUID2, "kvm_cpuid2", &cpuid, emit_cpuid2, NULL);
-		memset(&xcrs, 0, sizeof xcrs);
-		xcrs.nr_xcrs = 1;
-		xcrs.xcrs[0].value = 3;
-		IO_PTR("vcpu0", KVM_SET_XCRS, "kvm_xcrs", &xcrs, emit_xcrs, NULL);
-		memset(&xcrs, 0, sizeof xcrs);
-		IO_PTR("vcpu0", KVM_GET_XCRS, "kvm_xcrs", &xcrs, NULL, emit_xcrs);
+		set_supported_cpuid();
+		memset(&xsave, 0, sizeof xsave);
+		quiet_ioctl("vcpu0", KVM_GET_XSAVE, &xsave);
+		xsave.region[128] = 7;
+		xsave.region[144] = 0x12345678; /* byte 576: the AVX component */
+		xsave.region[151] = 0x9abcdef0;
+		IO_PTR("vcpu0", KVM_SET_XSAVE, "kvm_xsave", &xsave, emit_xsave, NULL);
+		memset(&xsave, 0, sizeof xsave);
+		IO_PTR("vcpu0", KVM_GET_XSAVE, "kvm_xsave", &xsave, NULL, emit_xsave);
 	}
 }
 

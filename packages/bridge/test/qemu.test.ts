@@ -63,6 +63,9 @@ describe.skipIf(skip !== undefined)('QEMU 7.2 through the bridge', () => {
       expect(what, moved).toContain('KVM_GET_DEVICE_ATTR = 0');
       expect(what, moved).toContain('KVM_SET_CPUID2 = 0');
       expect(what, moved).toContain('KVM_SET_SREGS2 = 0');
+      // KVM_CAP_XCRS is 1 (the model's CPUs have XSAVE): kvm_put_xcrs puts XCR0 with the reset registers.
+      expect(what, moved).toContain('KVM_CHECK_EXTENSION(KVM_CAP_XCRS) = 1');
+      expect(what, moved).toContain('KVM_SET_XCRS = 0');
       // The first KVM_RUN is QEMU's immediate_exit kick (EINTR), then the guest runs to its port I/O exits. With the
       // in-kernel irqchip, the halted vCPU then sleeps in its last KVM_RUN until SIGTERM's kick ends it (EINTR);
       // without it, HLT exits to QEMU (KVM_EXIT_HLT), which waits itself.

@@ -194,7 +194,10 @@ export class Cpu {
   online = true;
   /** The CR4 register (only the bits the model uses are meaningful). */
   cr4 = 0;
-  /** CPUID leaves by leaf number (sub-leaf 0). A missing leaf reads as zeros. */
+  /**
+   * CPUID leaves by {@link cpuidKey}: sub-leaf 0 of a leaf under the leaf number, the other sub-leaves of an
+   * indexed leaf (4, 7, 0xD, …) under `cpuidKey(leaf, index)`. A missing leaf reads as zeros.
+   */
   readonly cpuid: Map<number, CpuidRegs>;
   /** Implemented MSRs and their values; accessing a missing one faults (#GP). */
   readonly msrs: Map<number, bigint>;
@@ -226,9 +229,9 @@ export class Cpu {
     this.#hookColumns = t.msrWriteHooks.columns;
   }
 
-  /** Execute CPUID for `leaf` (sub-leaf 0). */
-  readCpuid(leaf: number): CpuidRegs {
-    return this.#cpuidColumns.get(leaf)?.[this.#row] ?? ZERO_LEAF;
+  /** Execute CPUID for `leaf`, sub-leaf `index` (ECX; 0 when omitted). */
+  readCpuid(leaf: number, index = 0): CpuidRegs {
+    return this.#cpuidColumns.get(index === 0 ? leaf : cpuidKey(leaf, index))?.[this.#row] ?? ZERO_LEAF;
   }
 
   /** `rdmsr_safe`: the MSR's value, or `undefined` when reading it faults (#GP). */
@@ -272,6 +275,16 @@ export class Cpu {
     values[row] = value;
     return true;
   }
+}
+
+/**
+ * The key of CPUID leaf `leaf`, sub-leaf `index` in {@link Cpu.cpuid}: the leaf number for sub-leaf 0, and
+ * `leaf + index × 2^32` for the others (a leaf number is 32 bits, so keys never collide).
+ * @param leaf - EAX of CPUID
+ * @param index - ECX of CPUID (the sub-leaf)
+ */
+export function cpuidKey(leaf: number, index: number): number {
+  return (leaf >>> 0) + (index >>> 0) * 0x1_0000_0000;
 }
 
 const ZERO_LEAF: CpuidRegs = Object.freeze({ eax: 0, ebx: 0, ecx: 0, edx: 0 });

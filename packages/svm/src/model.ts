@@ -18,7 +18,7 @@
  * | foreign hypervisor | EFER.SVME already set at boot | none |
  * | injected enable fault | the WRMSR setting EFER.SVME faults | off |
  *
- * `create(env)` fills in each CPU's CPUID leaves (0, 1, 0x80000000, 0x80000001, 0x80000008, 0x8000000A,
+ * `create(env)` fills in each CPU's CPUID leaves (0, 1, 0xD, 0x80000000, 0x80000001, 0x80000008, 0x8000000A,
  * 0x8000001F) and MSRs (EFER, STAR, LSTAR, CSTAR, SFMASK, FS/GS bases, TSC_AUX, PAT, SYSCFG, VM_CR,
  * VM_HSAVE_PA, TSC_RATIO, OSVW) and builds the host's {@link AmdHardware}.
  *
@@ -26,7 +26,7 @@
  */
 import { UsageError } from '@vac/core';
 import { isFaultMode, resolvePerCpu } from '@vac/core/internal';
-import type { Cpu, CpuidRegs, FaultMode, HardwareEnv, HardwareModel } from '@vac/core';
+import { cpuidKey, type Cpu, type CpuidRegs, type FaultMode, type HardwareEnv, type HardwareModel } from '@vac/core';
 import {
   CPUID_80000001_ECX_SVM,
   CPUID_EXT_ADDR_SIZES,
@@ -360,8 +360,15 @@ function cpuidLeaves(vendor: 'AuthenticAMD' | 'HygonGenuine', c: AmdCpuConfig): 
   const extEcx = (0x75c237ff & ~CPUID_80000001_ECX_SVM) | (c.svm ? CPUID_80000001_ECX_SVM : 0);
   return [
     [0, regs(0x10, v.ebx, v.ecx, v.edx)],
-    // Leaf 1: ECX bit 5 (VMX) clear, bit 31 (hypervisor) clear.
+    // Leaf 1: ECX bit 5 (VMX) clear, bit 31 (hypervisor) clear; XSAVE (26), OSXSAVE (27), AVX (28).
     [1, regs(FMS_MILAN, 0x00000800, 0x7ed8320b, 0x178bfbff)],
+    // Leaf 0xD, the XSAVE state components: x87, SSE and AVX (the model has no leaf 7, so no PKU and no PKRU
+    // component, which Milan also has at offset 2432). Sub-leaf 0: XCR0 bits 7, the enabled area and the
+    // largest one 576 + 256 = 832 bytes; 1: XSAVEOPT, XSAVEC, XGETBV1, XSAVES, the compacted size of
+    // XCR0 | IA32_XSS (832), no supervisor components; 2 (AVX): 256 bytes at offset 576.
+    [0xd, regs(0x7, 0x340, 0x340, 0)],
+    [cpuidKey(0xd, 1), regs(0xf, 0x340, 0, 0)],
+    [cpuidKey(0xd, 2), regs(0x100, 0x240, 0, 0)],
     [CPUID_EXT_MAX, regs(0x80000021, v.ebx, v.ecx, v.edx)],
     [CPUID_EXT_FEATURES, regs(FMS_MILAN, 0, extEcx, 0x2fd3fbff)],
     // 48 physical and 48 linear address bits.

@@ -9,8 +9,8 @@
  * ```
  *
  * Options apply to every CPU; `cpus: { n: {...} }` overrides them for CPU n. `create(env)` plays the part of
- * the firmware and of the kernel's early boot on each CPU: it fills in CPUID leaves 0, 1, 7, 0x80000000 and
- * 0x80000001, the VMX capability MSRs, IA32_FEATURE_CONTROL (locked by the kernel's `init_ia32_feat_ctl` if
+ * the firmware and of the kernel's early boot on each CPU: it fills in CPUID leaves 0, 1, 7, 0xD (XSAVE),
+ * 0x80000000, 0x80000001 and 0x80000008, the VMX capability MSRs, IA32_FEATURE_CONTROL (locked by the kernel's `init_ia32_feat_ctl` if
  * the BIOS left it unlocked), the L1TF/MDS MSRs and the syscall MSRs Linux programs at boot, then builds the
  * host's {@link IntelHardware}.
  *
@@ -18,7 +18,7 @@
  */
 import { UsageError } from '@vac/core';
 import { isFaultMode, resolvePerCpu } from '@vac/core/internal';
-import type { Cpu, CpuidRegs, FaultMode, HardwareEnv, HardwareModel, MsrWriteHook } from '@vac/core';
+import { cpuidKey, type Cpu, type CpuidRegs, type FaultMode, type HardwareEnv, type HardwareModel, type MsrWriteHook } from '@vac/core';
 import {
   ARCH_CAP,
   CPUID_BIT,
@@ -207,8 +207,12 @@ function leaf(eax: number, ebx: number, ecx: number, edx: number): CpuidRegs {
 const LEAF_0 = leaf(0x1b, 0x756e_6547, 0x6c65_746e, 0x4965_6e69);
 /** CPUID.1:EAX: family 6, model 0x55, stepping 7 (a Cascade Lake server part). */
 const LEAF_1_EAX = 0x0005_0657;
-/** CPUID.1:ECX without VMX: SSE3, PCLMULQDQ, SSSE3, CX16, SSE4.1, SSE4.2, x2APIC, POPCNT, AES, XSAVE, AVX. */
-const LEAF_1_ECX_BASE = 0x1 | 0x2 | 0x200 | 0x2000 | 0x8_0000 | 0x10_0000 | 0x20_0000 | 0x80_0000 | 0x200_0000 | 0x400_0000 | 0x1000_0000;
+/**
+ * CPUID.1:ECX without VMX: SSE3, PCLMULQDQ, SSSE3, CX16, SSE4.1, SSE4.2, x2APIC, POPCNT, AES, XSAVE, OSXSAVE (the
+ * kernel set CR4.OSXSAVE at boot, `fpu__init_cpu_xstate`), AVX.
+ */
+const LEAF_1_ECX_BASE =
+  0x1 | 0x2 | 0x200 | 0x2000 | 0x8_0000 | 0x10_0000 | 0x20_0000 | 0x80_0000 | 0x200_0000 | 0x400_0000 | 0x800_0000 | 0x1000_0000;
 /** CPUID.1:EDX: the usual 0xbfebfbff of Intel server parts (FPU … PBE, with MSR and TSC). */
 const LEAF_1_EDX = 0xbfeb_fbff;
 /** CPUID.80000000: max extended leaf. */
@@ -221,6 +225,22 @@ const LEAF_80000001 = leaf(0, 0, 0x121, (1 << 11) | (1 << 20) | (1 << 26) | CPUI
  * passes PhysAddrSize through, `__do_cpuid_func` case 0x80000008) made every guest physical address reserved.
  */
 const LEAF_80000008 = leaf(0x0000_302e, 0, 0, 0);
+
+/**
+ * CPUID leaf 0xD, the XSAVE state components, by sub-leaf. The model's CPUs have x87, SSE and AVX state (their
+ * leaf 7 reports no MPX, AVX-512, PKU or Intel PT, whose components a Cascade Lake part also has), in the standard
+ * layout every Intel CPU reports (SDM Vol. 1 13.4.3):
+ * - 0: EDX:EAX the XCR0 bits supported (x87 | SSE | AVX = 7); EBX the area for the XCR0 the kernel enabled (all
+ *   of them, `fpu__init_cpu_xstate`), ECX for every supported component: 576 + 256 = 832 bytes;
+ * - 1: EAX XSAVEOPT, XSAVEC, XGETBV1, XSAVES; EBX the compacted size of XCR0 | IA32_XSS (832); ECX:EDX no
+ *   supervisor components;
+ * - 2 (AVX, the upper halves of YMM0–15): 256 bytes at offset 576.
+ */
+const LEAF_D: ReadonlyArray<readonly [number, CpuidRegs]> = [
+  [0, leaf(0x7, 0x340, 0x340, 0)],
+  [1, leaf(0xf, 0x340, 0, 0)],
+  [2, leaf(0x100, 0x240, 0, 0)],
+];
 
 /** IA32_VMX_PROCBASED_CTLS of a Skylake/Cascade Lake server (allowed-1 bit 63: secondary controls). */
 const PROCBASED_CTLS = 0xfff9_fffe_0401_e172n;
@@ -324,6 +344,7 @@ function bootCpu(cpu: Cpu, image: CpuImage): void {
   // CPUID.1:EBX: initial APIC id (bits 31:24, low 8 bits of the CPU number), CLFLUSH line size 8 qwords.
   cpu.cpuid.set(1, leaf(LEAF_1_EAX, ((id & 0xff) << 24) | (8 << 8), image.leaf1Ecx, LEAF_1_EDX));
   cpu.cpuid.set(7, image.leaf7);
+  for (const [index, regs] of LEAF_D) cpu.cpuid.set(cpuidKey(0xd, index), regs);
   cpu.cpuid.set(0x8000_0000, LEAF_80000000);
   cpu.cpuid.set(0x8000_0001, LEAF_80000001);
   cpu.cpuid.set(0x8000_0008, LEAF_80000008);

@@ -48,3 +48,13 @@ export {
   type MovedVm,
   type Rollback,
 } from './compat.js';
+export {
+  KVM_X86_FIXES,
+  VAC_OWNED_FILES,
+  VAC_OWNED_FUNCTIONS,
+  classifyFix,
+  fixShare,
+  type FixArea,
+  type KvmFix,
+} from './fixes.js';
+export { CANARY_STATS, canaryArms, readKvmStats, type CanaryArm, type KvmStatValues } from './ab-stats.js';

@@ -82,12 +82,11 @@ const KVM_FEATURES: Readonly<Record<CpuidWord, WordSpec>> = {
   '80000021.eax': { features: bits(0, 2, 6, 8, 9), emulated: bits(9), passthrough: 0 },
 };
 
-/** A host's raw CPUID as KVM reads it (`cpuid_count`): sub-leaves other than 0 are not modelled (zero). */
+/** A host's raw CPUID as KVM reads it (`cpuid_count`): a sub-leaf the CPU does not describe reads as zeros. */
 export function hostCpuid(cpu: Cpu, leaf: number, index: number): { eax: number; ebx: number; ecx: number; edx: number } {
   const base = leaf >= 0x80000000 ? 0x80000000 : leaf >= 0x40000000 ? -1 : 0;
   if (base >= 0 && (cpu.readCpuid(base).eax >>> 0) < leaf) return { eax: 0, ebx: 0, ecx: 0, edx: 0 };
-  if (index !== 0) return { eax: 0, ebx: 0, ecx: 0, edx: 0 };
-  const r = cpu.readCpuid(leaf);
+  const r = cpu.readCpuid(leaf, index);
   return { eax: r.eax >>> 0, ebx: r.ebx >>> 0, ecx: r.ecx >>> 0, edx: r.edx >>> 0 };
 }
 

@@ -3,9 +3,10 @@
  * `kvm_vcpu_ioctl_x86_get_xsave2` / `_set_xsave`, `kvm_vcpu_ioctl_x86_get_xcrs` / `_set_xcrs`; the user-ABI copies of
  * arch/x86/kernel/fpu/core.c `fpu_copy_guest_fpstate_to_uabi` / `fpu_copy_uabi_to_guest_fpstate`).
  *
- * The vCPU keeps its FPU as the XSAVE image of the user ABI (`VcpuArch.fpu`). On a host whose kernel runs without
- * XSAVE (the model's CPUs have no CPUID leaf 0xD, so the kernel turns XSAVE off), KVM_GET_XSAVE gives the FXSAVE
- * area and zeros, KVM_SET_XSAVE takes only x87/SSE state, and there are no XCRs to get or set.
+ * The vCPU keeps its FPU as the XSAVE image of the user ABI (`VcpuArch.fpu`): the legacy area, the header and the
+ * components at the offsets the host CPU's leaf 0xD gives. On a host whose kernel runs without XSAVE (a CPU
+ * without leaf 0xD), KVM_GET_XSAVE gives the FXSAVE area with XSTATE_BV = x87 | SSE, KVM_SET_XSAVE takes only
+ * x87/SSE state, and there are no XCRs to get or set.
  *
  * @module
  */
@@ -22,7 +23,7 @@ import { XFEATURE_MASK_FPSSE, x86Caps } from './x86-caps.js';
 import { vendorArch } from './vendor-arch.js';
 
 /** Offsets in the FXSAVE / XSAVE image. */
-const FX = { fcw: 0, fsw: 2, ftw: 4, fop: 6, rip: 8, rdp: 16, mxcsr: 24, mxcsrMask: 28, st: 32, xmm: 160, xstateBv: 512, xcompBv: 520, reserved: 528, ext: 576 } as const;
+const FX = { fcw: 0, fsw: 2, ftw: 4, fop: 6, rip: 8, rdp: 16, mxcsr: 24, mxcsrMask: 28, st: 32, xmm: 160, padding: 416, swReserved: 464, xstateBv: 512, xcompBv: 520, reserved: 528, ext: 576 } as const;
 
 /** The XSAVE image's bytes as `__u32 region[1024]` (little-endian words). */
 function asWords(b: Uint8Array<ArrayBuffer>): Uint32Array<ArrayBuffer> {
@@ -45,15 +46,27 @@ function xsaveImage(v: Vcpu, arch: VcpuArch): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(4096);
   if (arch.confidentialFpu) return out; // an SEV-ES guest's FPU is not readable: zeros, and success
   const caps = x86Caps(v.vm.instance);
+  const dv = new DataView(out.buffer);
   if (!caps.xsave) {
-    out.set(arch.fpu.subarray(0, 512));
+    // "Make it restorable on a XSAVE enabled host": the header says x87 and SSE.
+    out.set(arch.fpu.subarray(0, FX.padding));
+    dv.setBigUint64(FX.xstateBv, XFEATURE_MASK_FPSSE, true);
     return out;
   }
-  // XSAVE: the components in XSTATE_BV that the guest may use (its supported XCR0, and always FP/SSE).
-  out.set(arch.fpu);
-  const dv = new DataView(out.buffer);
-  const mask = guestSupportedXcr0(arch, caps) | XFEATURE_MASK_FPSSE;
-  dv.setBigUint64(FX.xstateBv, dv.getBigUint64(FX.xstateBv, true) & mask, true);
+  // XSAVE (__copy_xstate_to_uabi_buf): the components in XSTATE_BV that the guest may use (its supported XCR0, and
+  // always FP/SSE), each at its offset, zeros elsewhere; the legacy area's padding zero, its software-reserved bytes
+  // the kernel's `xstate_fx_sw_bytes` (word 0: fpu_user_cfg.max_features, as in a signal frame). The legacy area
+  // itself is copied as kept (Linux shows the init values of x87/SSE state that XSTATE_BV lacks).
+  out.set(arch.fpu.subarray(0, FX.ext));
+  out.fill(0, FX.padding, FX.xstateBv);
+  dv.setBigUint64(FX.swReserved, caps.hostUserXfeatures, true);
+  const bv = dv.getBigUint64(FX.xstateBv, true) & (guestSupportedXcr0(arch, caps) | XFEATURE_MASK_FPSSE);
+  dv.setBigUint64(FX.xstateBv, bv, true);
+  for (let i = 2; i < 64; i++) {
+    if ((bv & (1n << BigInt(i))) === 0n) continue;
+    const { offset, size } = caps.xstateComponent(i);
+    out.set(arch.fpu.subarray(offset, offset + size), offset);
+  }
   return out;
 }
 
@@ -71,11 +84,11 @@ function loadXsaveImage(v: Vcpu, arch: VcpuArch, region: Uint8Array, op: string)
     arch.fpu.set(region.subarray(0, 512));
     return;
   }
-  // validate_user_xstate_header and the MXCSR check of copy_uabi_to_xstate
+  // validate_user_xstate_header and the MXCSR check of copy_uabi_to_xstate (with x87, SSE or AVX state)
   if ((xfeatures & ~caps.supportedXcr0) !== 0n) throw new KernelError('EINVAL', op, `XSTATE_BV 0x${xfeatures.toString(16)} has unsupported features`);
   if (dv.getBigUint64(FX.xcompBv, true) !== 0n) throw new KernelError('EINVAL', op, 'the compacted format is not taken (XCOMP_BV must be 0)');
   if (region.subarray(FX.reserved, FX.ext).some((b) => b !== 0)) throw new KernelError('EINVAL', op, 'reserved XSAVE header bytes are not zero');
-  if ((xfeatures & 6n) !== 0n && (mxcsr & ~mxcsrMask) !== 0) throw new KernelError('EINVAL', op, `MXCSR 0x${mxcsr.toString(16)} has reserved bits`);
+  if ((xfeatures & 7n) !== 0n && (mxcsr & ~mxcsrMask) !== 0) throw new KernelError('EINVAL', op, `MXCSR 0x${mxcsr.toString(16)} has reserved bits`);
   arch.fpu.set(region);
 }
 

@@ -149,6 +149,8 @@ export interface X86Caps {
   readonly xsave: boolean;
   /** `kvm_caps.supported_xcr0` (0 without XSAVE). */
   readonly supportedXcr0: bigint;
+  /** `fpu_user_cfg.max_features`: the host kernel's user XSAVE features (CPUID 0xD.0 EDX:EAX; 0 without XSAVE). */
+  readonly hostUserXfeatures: bigint;
   /** `kvm_caps.supported_mce_cap`. */
   readonly supportedMceCap: bigint;
   /** `kvm_get_arch_capabilities()`. */
@@ -169,6 +171,8 @@ export interface X86Caps {
   readonly xstateSize: number;
   /** `xstate_required_size(xcr0, false)` with the host's leaf-0xD component sizes. */
   xstateSizeFor(xcr0: bigint): number;
+  /** `xstate_offsets[i]`, `xstate_sizes[i]`: where state component `i` (2 … 63) lies in the standard format. */
+  xstateComponent(i: number): { readonly offset: number; readonly size: number };
   /** `kvm_get_feature_msr`: a feature MSR's value, or `undefined`. */
   featureMsr(msr: number): bigint | undefined;
   /** `kvm_dev_ioctl_get_cpuid(KVM_GET_SUPPORTED_CPUID)`: the entries, or `undefined` when they do not fit `max`. */
@@ -218,13 +222,18 @@ function hostHasMsr(boot: Cpu, msr: number): boolean {
   }
 }
 
-/** `xstate_required_size(xstate_bv, false)` over the host's leaf-0xD sizes. */
-function xstateRequiredSize(boot: Cpu, xcr0: bigint): number {
+/**
+ * `xstate_required_size(xstate_bv, compacted)` over the host's leaf-0xD sizes: in the standard format a component
+ * ends at its offset (EBX) + size (EAX); in the compacted one the components follow each other, a component with
+ * ECX bit 1 starting 64-byte aligned.
+ */
+function xstateRequiredSize(boot: Cpu, xcr0: bigint, compacted = false): number {
   let ret = 512 + 64; // XSAVE_HDR_OFFSET + XSAVE_HDR_SIZE
   for (let i = 2; i < 64; i++) {
     if ((xcr0 & (1n << BigInt(i))) === 0n) continue;
     const l = hostCpuid(boot, 0xd, i);
-    ret = Math.max(ret, l.ebx + l.eax);
+    const offset = !compacted ? l.ebx : (l.ecx & 2) !== 0 ? Math.ceil(ret / 64) * 64 : ret;
+    ret = Math.max(ret, offset + l.eax);
   }
   return ret;
 }
@@ -233,6 +242,7 @@ class X86CapsImpl implements X86Caps {
   readonly cpuCaps: Readonly<Record<CpuidWord, number>>;
   readonly xsave: boolean;
   readonly supportedXcr0: bigint;
+  readonly hostUserXfeatures: bigint;
   readonly supportedMceCap: bigint;
   readonly archCapabilities: bigint;
   readonly tscKhz: number;
@@ -256,6 +266,7 @@ class X86CapsImpl implements X86Caps {
     const hostXcr0 = BigInt(leafD.eax) | (BigInt(leafD.edx) << 32n);
     this.xsave = (hostCpuid(boot, 1, 0).ecx & (1 << 26)) !== 0 && (hostXcr0 & XFEATURE_MASK_FPSSE) === XFEATURE_MASK_FPSSE;
     this.supportedXcr0 = this.xsave ? hostXcr0 & KVM_SUPPORTED_XCR0 : 0n;
+    this.hostUserXfeatures = this.xsave ? hostXcr0 : 0n;
     const caps = computeCpuCaps(boot, arch) as Record<CpuidWord, number>;
     if (!this.xsave) {
       // setup_clear_cpu_cap(X86_FEATURE_XSAVE) takes the features that depend on it (cpuid-deps.c).
@@ -306,6 +317,11 @@ class X86CapsImpl implements X86Caps {
 
   xstateSizeFor(xcr0: bigint): number {
     return xstateRequiredSize(this.#boot, xcr0);
+  }
+
+  xstateComponent(i: number): { readonly offset: number; readonly size: number } {
+    const l = hostCpuid(this.#boot, 0xd, i);
+    return { offset: l.ebx, size: l.eax };
   }
 
   featureMsr(msr: number): bigint | undefined {
@@ -433,7 +449,8 @@ class X86CapsImpl implements X86Caps {
         const e1 = add(fn, 1);
         if (e1 === undefined) return undefined;
         e1.eax = caps['d.1.eax'];
-        e1.ebx = 0; // no XSAVES/XSAVEC without supported_xss
+        // The compacted size of what a guest may have (kvm_caps.supported_xss is 0: no supervisor components).
+        e1.ebx = (e1.eax & 0xa) !== 0 ? xstateRequiredSize(this.#boot, xcr0, true) : 0; // XSAVES | XSAVEC
         e1.ecx = e1.edx = 0;
         for (let i = 2; i < 64; i++) {
           if ((xcr0 & (1n << BigInt(i))) === 0n) continue;

@@ -130,9 +130,16 @@ describe.each(VENDORS)('/dev/kvm0 x86 ioctls on $name', (vendor) => {
     expect(pv & (1 << 3)).toBe(1 << 3); // CLOCKSOURCE2
     expect(pv & (1 << 5)).toBe(0); // STEAL_TIME: not modelled
     expect(pv & (1 << 7)).toBe(0); // PV_UNHALT: hypercalls not modelled
-    // leaf 0xD is there (within the basic range) but offers no XCR0 feature: the hosts' kernel runs without XSAVE
-    expect([e(0xd)?.eax, e(0xd)?.ebx, e(0xd)?.ecx, e(0xd)?.edx]).toEqual([0, 576, 576, 0]);
-    expect(e(0xd, 1)).toBeUndefined();
+    // Leaf 0xD (__do_cpuid_func): XCR0 x87 | SSE | AVX, the standard-format size of all three (576 + 256) in EBX and
+    // ECX; sub-leaf 1 the XSAVE instructions KVM offers (VMX without the "enable XSAVES" control drops XSAVES) and the
+    // compacted size, no supervisor components; sub-leaf 2 the AVX component as the host CPU reports it, EDX 0.
+    const row = (x: kvm_cpuid_entry2 | undefined): number[] => [x?.eax ?? -1, x?.ebx ?? -1, x?.ecx ?? -1, x?.edx ?? -1];
+    expect(row(e(0xd))).toEqual([7, 832, 832, 0]);
+    expect(row(e(0xd, 1))).toEqual([vendor.name === 'intel' ? 0x7 : 0xf, 832, 0, 0]);
+    expect(row(e(0xd, 2))).toEqual([256, 576, 0, 0]);
+    expect(exact.entries.slice(0, n).filter((x) => x.function === 0xd).map((x) => [x.index, x.flags])).toEqual([[0, 1], [1, 1], [2, 1]]);
+    expect((e(1)?.ecx ?? 0) & ((1 << 26) | (1 << 28))).toBe((1 << 26) | (1 << 28)); // XSAVE, AVX (OSXSAVE is the guest's CR4)
+    expect((e(1)?.ecx ?? 0) & (1 << 27)).toBe(0);
   });
 
   test('KVM_GET_EMULATED_CPUID: 3 entries (0, 1 MOVBE, 7 RDPID); exactly 3 is still E2BIG (the last functions probe for room)', () => {

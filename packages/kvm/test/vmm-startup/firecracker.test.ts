@@ -11,24 +11,23 @@ import * as K from '../../src/index.js';
 import { VENDORS } from '../module/helpers.js';
 import { expectCap, startupHost } from './support.js';
 
-/** `Kvm::DEFAULT_CAPABILITIES` with what Linux 6.12 answers on the model's CPUs (XCRS: no XSAVE, see below). */
+/** `Kvm::DEFAULT_CAPABILITIES` with what Linux 6.12 answers on the model's CPUs. */
 const DEFAULT_CAPABILITIES: ReadonlyArray<[number, number]> = [
   [K.KVM_CAP_IRQCHIP, 1], [K.KVM_CAP_IOEVENTFD, 1], [K.KVM_CAP_IRQFD, 1], [K.KVM_CAP_USER_MEMORY, 1],
   [K.KVM_CAP_SET_TSS_ADDR, 1], [K.KVM_CAP_PIT2, 1], [K.KVM_CAP_PIT_STATE2, 1], [K.KVM_CAP_ADJUST_CLOCK, 14],
-  [K.KVM_CAP_DEBUGREGS, 1], [K.KVM_CAP_MP_STATE, 1], [K.KVM_CAP_VCPU_EVENTS, 1], [K.KVM_CAP_XCRS, 0],
+  [K.KVM_CAP_DEBUGREGS, 1], [K.KVM_CAP_MP_STATE, 1], [K.KVM_CAP_VCPU_EVENTS, 1], [K.KVM_CAP_XCRS, 1],
   [K.KVM_CAP_XSAVE, 1], [K.KVM_CAP_EXT_CPUID, 1],
 ];
 
 describe.each(VENDORS)('Firecracker start-up ($name)', (vendor) => {
-  test('Kvm::new: API version 12; of the 14 required capabilities only KVM_CAP_XCRS is missing on the model’s CPUs', () => {
+  test('Kvm::new: API version 12; all 14 required capabilities, KVM_CAP_XCRS with them (the model\'s CPUs have XSAVE)', () => {
     const s = startupHost(vendor);
     expect(s.p.ioctl(s.sys, K.KVM_GET_API_VERSION, 0)).toBe(12);
     const missing: string[] = [];
     for (const [cap, linux] of DEFAULT_CAPABILITIES) if (expectCap(s, s.sys, cap, linux) === 0) missing.push(K.capabilityName(cap));
-    // KVM_CAP_XCRS is boot_cpu_has(X86_FEATURE_XSAVE) (x86.c, kvm_vm_ioctl_check_extension): the model's CPUs have no
-    // CPUID leaf 0xD, so the kernel clears XSAVE (fpu__init_system_xstate) and Firecracker refuses to start
-    // ("Missing KVM capabilities"). docs/fidelity.md, "CPU model".
-    expect(missing).toEqual(['KVM_CAP_XCRS']);
+    // KVM_CAP_XCRS is boot_cpu_has(X86_FEATURE_XSAVE) (x86.c, kvm_vm_ioctl_check_extension): CPUID leaf 0xD of the
+    // model's CPUs offers x87, SSE and AVX, so the kernel keeps XSAVE (fpu__init_system_xstate).
+    expect(missing).toEqual([]);
   });
 
   test('the rest of its sequence (past the capability check): VM, memory, irqchip and PIT, vCPU configure, set_lint', () => {
@@ -107,5 +106,23 @@ describe.each(VENDORS)('Firecracker start-up ($name)', (vendor) => {
     const clock = K.makeKvmClockData();
     expect(p.ioctl(vm, K.KVM_GET_CLOCK, clock)).toBe(0);
     for (const chip of [0, 1, 2]) expect(p.ioctl(vm, K.KVM_GET_IRQCHIP, K.makeKvmIrqchip({ chip_id: chip }))).toBe(0);
+    // KvmVcpu::save_state: KVM_GET_XSAVE (XSAVE2 is 4096: the plain one), KVM_GET_XCRS; restore_state sets them back
+    // after the guest kernel's XSETBV made XCR0 x87 | SSE | AVX.
+    const xcrs = xcr0Of(7n);
+    expect(p.ioctl(vcpu, K.KVM_SET_XCRS, xcrs)).toBe(0);
+    const xsave = K.makeKvmXsave();
+    expect(p.ioctl(vcpu, K.KVM_GET_XSAVE, xsave)).toBe(0);
+    const saved = K.makeKvmXcrs();
+    expect(p.ioctl(vcpu, K.KVM_GET_XCRS, saved)).toBe(0);
+    expect([saved.nr_xcrs, saved.xcrs[0]!.value]).toEqual([1, 7n]);
+    expect(p.ioctl(vcpu, K.KVM_SET_XSAVE, xsave)).toBe(0);
+    expect(p.ioctl(vcpu, K.KVM_SET_XCRS, saved)).toBe(0);
   });
 });
+
+/** A `struct kvm_xcrs` with XCR0 = `value` (kvm_put_xcrs). */
+function xcr0Of(value: bigint): K.kvm_xcrs {
+  const x = K.makeKvmXcrs({ nr_xcrs: 1 });
+  x.xcrs[0]!.value = value;
+  return x;
+}

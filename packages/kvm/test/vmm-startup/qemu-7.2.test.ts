@@ -52,8 +52,8 @@ describe.each(VENDORS)('QEMU 7.2 -M pc start-up ($name)', (vendor) => {
       [K.KVM_CAP_HYPERV_VP_INDEX, 0], [K.KVM_CAP_EXCEPTION_PAYLOAD, 1],
     ];
     for (const [cap, linux] of linux7) expectCap(s, sys, cap, linux);
-    // KVM_CAP_XCRS is boot_cpu_has(X86_FEATURE_XSAVE): the model's default CPUs have no XSAVE, so 0 and QEMU skips XCRS.
-    expectCap(s, sys, K.KVM_CAP_XCRS, 0);
+    // KVM_CAP_XCRS is boot_cpu_has(X86_FEATURE_XSAVE): the model's CPUs have it, so QEMU sets has_xcrs and puts XCR0.
+    expectCap(s, sys, K.KVM_CAP_XCRS, 1);
     // KVM_CAP_NESTED_STATE is a recorded divergence (nested virtualization not modelled).
     expect(p.ioctl(sys, K.KVM_CHECK_EXTENSION, K.KVM_CAP_NESTED_STATE)).toBe(0);
     expect(K.CAP_DIVERGENCES.has(K.KVM_CAP_NESTED_STATE)).toBe(true);
@@ -186,6 +186,8 @@ describe.each(VENDORS)('QEMU 7.2 -M pc start-up ($name)', (vendor) => {
     const xsave = K.makeKvmXsave();
     expect(p.ioctl(vcpu, K.KVM_GET_XSAVE, xsave)).toBe(0);
     expect(p.ioctl(vcpu, K.KVM_SET_XSAVE, xsave)).toBe(0);
+    // kvm_put_xcrs: XCR0 = env->xcr0, which x86_cpu_reset left at XSTATE_FP_MASK.
+    expect(p.ioctl(vcpu, K.KVM_SET_XCRS, xcr0Of(1n))).toBe(0);
     const saved = K.makeKvmMsrs(msrList.indices.map((index) => ({ index })));
     const n = p.ioctl(vcpu, K.KVM_GET_MSRS, saved);
     expect(n).toBe(msrList.indices.length); // every listed MSR is readable by the host (kvm_get_msr_common)
@@ -290,3 +292,10 @@ describe.each(VENDORS)('QEMU 7.2 -smp 2: the application processor ($name)', (ve
     expect(fails(s.host, () => p.ioctl(lone, K.KVM_SET_MP_STATE, K.makeKvmMpState({ mp_state: K.KVM_MP_STATE_UNINITIALIZED })))).toBe('EINVAL');
   });
 });
+
+/** A `struct kvm_xcrs` with XCR0 = `value` (kvm_put_xcrs). */
+function xcr0Of(value: bigint): K.kvm_xcrs {
+  const x = K.makeKvmXcrs({ nr_xcrs: 1 });
+  x.xcrs[0]!.value = value;
+  return x;
+}
