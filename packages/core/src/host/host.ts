@@ -21,6 +21,8 @@ import { processSettings } from './credentials.js';
 import { Process, type SpawnOptions } from './process.js';
 import { SimClock } from './clock.js';
 import { Scheduler } from './sched.js';
+import { MountNamespace } from './mount-ns.js';
+import { DeviceCgroup } from './device-cgroup.js';
 
 /** The most CPUs a host may have (`NR_CPUS` with MAXSMP). */
 export const MAX_CPUS = 8192;
@@ -128,6 +130,11 @@ export class Host {
   readonly scheduler: Scheduler;
   /** Simulated time: the nanosecond clock guest execution and the scheduler move forward (see {@link SimClock}). */
   readonly clock = new SimClock();
+  /** The initial mount namespace: every process started without a parent is in it (the host's /dev as it is). */
+  readonly mountNamespace: MountNamespace;
+  /** The root of the device cgroups: allows every device (`a *:* rwm`); processes are in it unless moved. */
+  readonly rootDeviceCgroup: DeviceCgroup;
+  readonly #deviceCgroups = new Map<string, DeviceCgroup>();
   /** pid 1: root with every capability; the default actor of `insmod`/`rmmod`. */
   readonly init: Process;
   #systemState: SystemState = 'running';
@@ -174,6 +181,9 @@ export class Host {
     }
     this.modules = new ModuleLoader(this);
     this.devfs = new Devfs(this);
+    this.mountNamespace = new MountNamespace(this.devfs);
+    this.rootDeviceCgroup = new DeviceCgroup('/', undefined);
+    this.#deviceCgroups.set('/', this.rootDeviceCgroup);
     this.cpuhp = new Cpuhp(this);
     this.hooks = new KernelHooks(this);
     this.scheduler = new Scheduler(this);
@@ -321,6 +331,28 @@ export class Host {
   /** @internal `get_next_ino`: a number for a new in-memory inode (a socket's `socket:[N]`). */
   nextInode(): number {
     return ++this.#nextInode;
+  }
+
+  /**
+   * `mkdir /sys/fs/cgroup/devices/<path>`: a device cgroup under `parent` (default the root), starting as a copy of
+   * the parent's rules. Move processes into it with {@link Host.moveToCgroup}.
+   * @throws {@link KernelError} EEXIST (the path exists); {@link UsageError} for a name that is no path component
+   */
+  createDeviceCgroup(name: string, parent: DeviceCgroup = this.rootDeviceCgroup): DeviceCgroup {
+    if (typeof name !== 'string' || name.length === 0 || name.includes('/') || name === '.' || name === '..') throw new UsageError('ERR_INVALID_ARG', `createDeviceCgroup: ${JSON.stringify(name)} is not a cgroup name`);
+    if (this.#deviceCgroups.get(parent.path) !== parent) throw new UsageError('ERR_INVALID_ARG', 'createDeviceCgroup: the parent is not a device cgroup of this host');
+    const path = `${parent.path === '/' ? '' : parent.path}/${name}`;
+    if (this.#deviceCgroups.has(path)) throw new KernelError('EEXIST', 'mkdir', `cgroup ${path} exists`);
+    const cg = new DeviceCgroup(path, parent);
+    this.#deviceCgroups.set(path, cg);
+    return cg;
+  }
+
+  /** `echo PID > …/cgroup.procs`: move `proc` into the device cgroup `cg` (its children started later follow it). */
+  moveToCgroup(proc: Process, cg: DeviceCgroup): void {
+    if (this.#deviceCgroups.get(cg.path) !== cg) throw new UsageError('ERR_INVALID_ARG', 'moveToCgroup: not a device cgroup of this host');
+    if (!proc.alive) throw new KernelError('ESRCH', 'cgroup.procs', `process ${proc.pid} has exited`);
+    proc.setDeviceCgroup(cg);
   }
 
   /** Live processes. */
