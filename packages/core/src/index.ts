@@ -69,9 +69,9 @@ export {
   type ReceivedMessage,
   type SendMessage,
 } from './host/socket.js';
-export { CLONE_NEWNS, MS_BIND, MS_REC, MountNamespace, S_IFCHR, mknod, mount, umount, unshare, type DevInode } from './host/mount-ns.js';
+export { CLONE_NEWNS, MS_BIND, MS_REC, MountNamespace, S_IFCHR, mknod, mount, umount, unshare } from './host/mount-ns.js';
 export { DeviceCgroup, type DeviceAccess, type DeviceType } from './host/device-cgroup.js';
-export { Devfs, KVM_MINOR, MISC_DYNAMIC_MINOR, MISC_MAJOR, type CharDevice, type DevStat, type MiscDevice, type MiscRegistration } from './host/devfs.js';
+export { Devfs, KVM_MINOR, MISC_DYNAMIC_MINOR, MISC_MAJOR, type CharDevice, type DevInode, type DevStat, type MiscDevice, type MiscRegistration } from './host/devfs.js';
 
 // ---- Modules and their parameters ---------------------------------------------------------------------------
 export {

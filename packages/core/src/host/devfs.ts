@@ -24,8 +24,8 @@ const DYNAMIC_MINORS = 128;
 /** `MINORMASK`. */
 const MINORMASK = (1 << 20) - 1;
 
-/** A character device node. */
-export interface CharDevice {
+/** A device inode: where it was found, its number, owner and mode (a mount namespace's nodes are these). */
+export interface DevInode {
   /** The path, e.g. `/dev/kvm0`. */
   readonly path: string;
   /** Major number. */
@@ -38,6 +38,10 @@ export interface CharDevice {
   readonly gid: number;
   /** Permission bits, e.g. `0o660`. */
   readonly mode: number;
+}
+
+/** A character device node: an inode with its driver. */
+export interface CharDevice extends DevInode {
   /** The driver's file operations. */
   readonly fops: FileOperations;
   /** The module whose code serves the device (`fops->owner`); opening pins it. */

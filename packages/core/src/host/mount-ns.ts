@@ -21,7 +21,7 @@
  * @module
  */
 import { KernelError, UsageError } from '../errors.js';
-import { MISC_MAJOR, type CharDevice, type DevStat, type Devfs } from './devfs.js';
+import { MISC_MAJOR, type CharDevice, type DevInode, type DevStat, type Devfs } from './devfs.js';
 import { parentOf, walkPath, type DevEntry } from './path-walk.js';
 import type { Process } from './process.js';
 
@@ -42,22 +42,6 @@ const UNSHARE_KNOWN =
   0x400 /* CLONE_FILES */ | 0x0004_0000 /* CLONE_SYSVSEM */ | 0x0400_0000 /* CLONE_NEWUTS */ | 0x0800_0000 /* CLONE_NEWIPC */ |
   0x4000_0000 /* CLONE_NEWNET */ | 0x1000_0000 /* CLONE_NEWUSER */ | 0x2000_0000 /* CLONE_NEWPID */ | 0x0200_0000 /* CLONE_NEWCGROUP */ |
   0x80 /* CLONE_NEWTIME */;
-
-/** A device inode as a namespace shows it: where it is, its number, owner and mode. A devfs node is one. */
-export interface DevInode {
-  /** The path it was found at, e.g. `/dev/kvm`. */
-  readonly path: string;
-  /** Major number. */
-  readonly major: number;
-  /** Minor number. */
-  readonly minor: number;
-  /** Owner uid. */
-  readonly uid: number;
-  /** Owner gid. */
-  readonly gid: number;
-  /** Permission bits. */
-  readonly mode: number;
-}
 
 /** A mount namespace's view of /dev. */
 export class MountNamespace {
