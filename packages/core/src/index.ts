@@ -12,6 +12,7 @@
 
 // ---- The host -----------------------------------------------------------------------------------------------
 export { createHost, Host, MAX_CPUS, type HostOptions, type HostSnapshot, type SystemState } from './host/host.js';
+export { CpuTopology, MAX_THREADS_PER_CORE, cpuList } from './host/topology.js';
 export { Cpu, type CpuidRegs, type MsrSlot, type MsrWriteHook } from './cpu.js';
 export { checkInvariants } from './vac/invariants.js';
 

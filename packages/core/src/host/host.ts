@@ -23,6 +23,7 @@ import { SimClock } from './clock.js';
 import { Scheduler } from './sched.js';
 import { MountNamespace } from './mount-ns.js';
 import { DeviceCgroup } from './device-cgroup.js';
+import { CpuTopology, readTopologySysfs } from './topology.js';
 
 /** The most CPUs a host may have (`NR_CPUS` with MAXSMP). */
 export const MAX_CPUS = 8192;
@@ -37,6 +38,12 @@ export interface HostOptions {
   readonly groups?: Readonly<Record<string, number>>;
   /** Module images `modprobe` can find (besides those registered by core, such as `vac`). */
   readonly modules?: readonly AnyModuleImage[];
+  /**
+   * SMT threads per core, 1 … 8, dividing `cpus` (default 1: no SMT). CPU `n` is thread `⌊n / cores⌋` of core
+   * `n mod cores`, as x86 servers enumerate them: `{ cpus: 16, threadsPerCore: 2 }` makes CPUs 0 and 8 siblings.
+   * See {@link CpuTopology}.
+   */
+  readonly threadsPerCore?: number;
 }
 
 /**
@@ -106,6 +113,8 @@ export function registerCoreImage(image: AnyModuleImage): void {
 export class Host {
   /** The CPUs, index = CPU number. */
   readonly cpus: readonly Cpu[];
+  /** The SMT layout: cores, threads per core, siblings (see {@link HostOptions.threadsPerCore}). */
+  readonly topology: CpuTopology;
   /**
    * The event stream. Listeners run after the kernel operation that emitted the event (see {@link EventBus});
    * an exception a listener throws is recorded as a warning from source `events`.
@@ -164,6 +173,7 @@ export class Host {
       if (!Number.isInteger(id) || id < 0) throw new UsageError('ERR_OUT_OF_RANGE', `createHost: gid of group ${g} must be a non-negative integer`);
       this.#groups.set(g, id);
     }
+    this.topology = new CpuTopology(n, opts.threadsPerCore ?? 1);
     const tables = new CpuTables(n);
     this.cpus = Array.from({ length: n }, (_, i) => new Cpu(i, tables));
     const host = this;
@@ -279,6 +289,22 @@ export class Host {
   /** `lsmod`. */
   lsmod(): LsmodEntry[] {
     return this.modules.lsmod();
+  }
+
+  /**
+   * `cat` a sysfs file (without the trailing newline): the CPU topology
+   * (`/sys/devices/system/cpu/cpuN/topology/thread_siblings_list`, `core_cpus_list`, `core_id`,
+   * `physical_package_id`, `core_siblings_list`, `package_cpus_list`; `/sys/devices/system/cpu/smt/active` and
+   * `control`) and module parameters (`/sys/module/<name>/parameters/<param>`, as {@link Host.readParam}).
+   * @throws {@link KernelError} ENOENT for a file the model does not have, or the topology of an offline CPU
+   */
+  readSysfs(path: string): string {
+    if (typeof path !== 'string') throw new UsageError('ERR_INVALID_ARG', `readSysfs: path must be a string, got ${describeArg(path)}`);
+    const topo = readTopologySysfs(this.topology, (c) => (this.cpus[c] as Cpu).online, this.cpus.length, path);
+    if (topo !== undefined) return topo;
+    const m = /^\/sys\/module\/([^/]+)\/parameters\/([^/]+)$/.exec(path);
+    if (m !== null) return this.readParam(m[1] as string, m[2] as string);
+    throw new KernelError('ENOENT', 'open', `${path}: No such file or directory`);
   }
 
   /** `cat /sys/module/<name>/parameters/<param>`. */
