@@ -114,6 +114,14 @@ describe('ftruncate, read and write', () => {
     expect(text(a.read(fd, 8, 0))).toBe('abcd\0\0ZZ');
   });
 
+  test('a read of a file never written nor mapped reads zeros and allocates nothing', () => {
+    const { a } = setup();
+    const fd = memfdCreate(a, 'big');
+    a.ftruncate(fd, 2 ** 40);
+    expect(Array.from(a.read(fd, 4, 2 ** 39))).toEqual([0, 0, 0, 0]);
+    expect((memfdOf(a.file(fd)) as MemfdObject).allocated).toBe(0);
+  });
+
   test('a write across the end grows the file (recorded: 4 bytes at 8190 → size 8194)', () => {
     const { a } = setup();
     const fd = memfdCreate(a, 'guest');
