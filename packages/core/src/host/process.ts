@@ -258,6 +258,7 @@ export class Process {
   /**
    * Kernel side of `anon_inode_getfd`: install a new file with the given operations. The owner module is
    * pinned (`__module_get`, the caller already holds a reference through the file it is called from).
+   * `O_CLOEXEC` in `flags` makes the new fd close-on-exec (it is not kept in the file's flags).
    * @throws {@link KernelError} EMFILE
    */
   installAnonFile<D>(name: string, fops: FileOperations<D>, privateData: D, flags: number = O_RDWR): number {
@@ -279,7 +280,8 @@ export class Process {
     this.#checkFdRoom(op);
     if (this.#host.faults.shouldFail('fd')) throw new KernelError('ENOMEM', op, 'injected allocation failure');
     fops.owner?.get();
-    const file = new OpenFile<D>(path, fops, this, privateData, flags);
+    // anon_inode_getfd: O_CLOEXEC goes to the fd (get_unused_fd_flags), not to the file's flags.
+    const file = new OpenFile<D>(path, fops, this, privateData, flags & ~O_CLOEXEC);
     return this.#install(file as OpenFile, file.path, (flags & O_CLOEXEC) !== 0);
   }
 
