@@ -10,8 +10,8 @@ import { Comment, CommentTag, Converter } from 'typedoc';
 /** Per package: [category, regular expression on the package-relative source path], first match wins. */
 export const CATEGORIES = {
   '@vac/core': [
-    ['Host', /^src\/(host\/host|cpu|hardware|per-cpu|settings)\.ts$/],
-    ['Processes and /dev', /^src\/host\/(process|file|devfs|eventfd|memfd|socket|credentials|path-walk|ownership)\.ts$/],
+    ['Host', /^src\/(host\/host|host\/topology|cpu|hardware|per-cpu|settings)\.ts$/],
+    ['Processes and /dev', /^src\/host\/(process|file|devfs|eventfd|memfd|socket|mount-ns|device-cgroup|credentials|path-walk|ownership)\.ts$/],
     ['Modules and parameters', /^src\/host\/(modules|params)\.ts$/],
     ['Scheduler and clock', /^src\/host\/(sched|clock|affinity)\.ts$/],
     ['Hotplug and power', /^src\/host\/(cpuhp|power)\.ts$/],

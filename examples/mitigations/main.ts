@@ -6,9 +6,16 @@
  * trusted and an untrusted guest on each tick. Only kvm1's VM entries flush the L1 data cache: the vCPU
  * counters, the `l1d:flush` events and the CPUs' own IA32_FLUSH_CMD counters agree.
  *
+ * Then SMT: on a host with two threads per core, the flush on kvm1's VM entries protects nothing while the sibling
+ * thread of the same core runs a trusted guest — the two threads share the L1 data cache at the same time. A
+ * placement that fills cores in order puts a trusted and an untrusted guest on the threads of every core; a
+ * placement that reads the topology (`host.topology`, `thread_siblings_list`) keeps each core in one trust domain.
+ * The example samples every core after each tick and counts those whose threads hold vCPUs of both modules at
+ * once (loaded, from `vcpu:load` / `vcpu:put`: in guest mode or about to enter), for both placements.
+ *
  * Exits non-zero if anything it shows does not hold.
  */
-import { checkInvariants, createHost, isKernelError, type Process } from '@vac/core';
+import { checkInvariants, createHost, isKernelError, type Host, type Process } from '@vac/core';
 import {
   KVM_EXIT_IO,
   KVM_RUN,
@@ -60,13 +67,13 @@ interface Guest {
   stop: boolean;
 }
 
-/** A VMM process with one VM of one vCPU on /dev/`dev`, its vCPU thread pinned to `cpu`. */
-function startGuest(name: string, dev: string, cpu: number, digit: number): Guest {
-  const p: Process = host.spawn({ uid: 1000, groups: ['kvm'], name, cpu });
+/** A VMM process with one VM of one vCPU on /dev/`dev` of `on`, its vCPU thread pinned to `cpu`. */
+function startGuest(name: string, dev: string, cpu: number, digit: number, on: Host = host): Guest {
+  const p: Process = on.spawn({ uid: 1000, groups: ['kvm'], name, cpu });
   const { fd, run } = createRealModeVm(p, `/dev/${dev}`, { code: GUEST, regs: { rbx: BigInt(0x30 + digit) } }).vcpus[0] as RealModeVcpu;
   const model = vcpuOf(p, fd);
   const g: Guest = { name, dev, cpu, digit, model, printed: '', stop: false };
-  host.scheduler.spawn(p, { cpu, name: `${name}/vcpu0` }, function* (t) {
+  on.scheduler.spawn(p, { cpu, name: `${name}/vcpu0` }, function* (t) {
     while (!g.stop) {
       try {
         yield* t.ioctl(fd, KVM_RUN, 0);
@@ -159,8 +166,73 @@ expect(l1tfWarning !== undefined, 'the L1TF warning is logged for the module wit
 const bad = checkInvariants(host);
 expect(bad.length === 0, `invariants: ${bad.map((v) => v.message).join('; ')}`);
 
+// 5. SMT: two threads per core share the L1 data cache while both run.
+const SMT_CPUS = 8;
+/** Run four trusted (kvm0) and four untrusted (kvm1) guests, one per CPU as `place` says; count mixed cores per tick. */
+function smtRun(place: (guest: number, untrusted: boolean, smt: Host) => number): { readonly smt: Host; readonly mixed: number; readonly coreTicks: number; readonly flushes: number; readonly layout: string[] } {
+  const smt = createHost({ cpus: SMT_CPUS, threadsPerCore: 2, hardware: intel() });
+  smt.modprobe(kvm({ postfix: '0', version: '6.12' }), { vmentry_l1d_flush: 'never' });
+  smt.modprobe(kvm({ postfix: '1', version: '6.12' }), { vmentry_l1d_flush: 'always' });
+  // What each thread runs: the module of the vCPU loaded there (vcpu:load … vcpu:put).
+  const loaded: Array<string | undefined> = new Array<string | undefined>(SMT_CPUS).fill(undefined);
+  smt.events.on('vcpu:load', (e) => (loaded[e.cpu] = e.module));
+  smt.events.on('vcpu:put', (e) => (loaded[e.cpu] = undefined));
+  const gs: Guest[] = [];
+  for (let i = 0; i < 4; i++) gs.push(startGuest(`trusted${i}`, 'kvm0', place(i, false, smt), i, smt));
+  for (let i = 0; i < 4; i++) gs.push(startGuest(`untrusted${i}`, 'kvm1', place(i, true, smt), 5 + i, smt));
+  let mixed = 0;
+  let coreTicks = 0;
+  for (let tick = 0; tick < TICKS; tick++) {
+    smt.scheduler.run(1);
+    for (let core = 0; core < smt.topology.cores; core++) {
+      const mods = new Set(smt.topology.cpusOfCore(core).map((c) => loaded[c]).filter((m) => m !== undefined));
+      coreTicks++;
+      if (mods.has('kvm0') && mods.has('kvm1')) mixed++;
+    }
+  }
+  for (const g of gs) {
+    g.stop = true;
+    smt.scheduler.threads().find((x) => x.name === `${g.name}/vcpu0`)?.signal();
+  }
+  smt.scheduler.runUntilIdle(10);
+  const layout = Array.from({ length: smt.topology.cores }, (_, core) => smt.topology.cpusOfCore(core).map((c) => gs.find((g) => g.cpu === c)?.dev ?? '-').join('+'));
+  return { smt, mixed, coreTicks, flushes: flushes(gs.filter((g) => g.dev === 'kvm1').map((g) => g.model)), layout };
+}
+
+// In order: CPUs 0-3 to the trusted guests, 4-7 to the untrusted ones. With thread-major numbering CPU n and n + 4
+// are one core, so every core gets one guest of each module.
+const naive = smtRun((i, untrusted) => (untrusted ? 4 + i : i));
+// By trust domain: whole cores (both threads, from host.topology) per module — cores 0-1 trusted, 2-3 untrusted.
+const byCore = smtRun((i, untrusted, smt) => smt.topology.cpusOfCore((untrusted ? 2 : 0) + (i >> 1))[i & 1] as number);
+
+console.log(`\nSMT: ${SMT_CPUS} CPUs, ${naive.smt.topology.threadsPerCore} threads per core; 4 trusted (kvm0) and 4 untrusted (kvm1) guests, one per CPU, ${TICKS} ticks`);
+table(
+  [0, 1, 2, 3].map((core) => ({
+    Core: core,
+    CPUs: naive.smt.readSysfs(`/sys/devices/system/cpu/cpu${core}/topology/thread_siblings_list`),
+    'in order': naive.layout[core] ?? '',
+    'by trust domain': byCore.layout[core] ?? '',
+  })),
+);
+table(
+  [
+    { Placement: 'in order', 'kvm1 L1D flushes': naive.flushes, 'core-ticks': naive.coreTicks, 'both modules loaded on one core': naive.mixed },
+    { Placement: 'by trust domain', 'kvm1 L1D flushes': byCore.flushes, 'core-ticks': byCore.coreTicks, 'both modules loaded on one core': byCore.mixed },
+  ],
+);
+console.log('kvm1 flushes L1D before every entry either way; only the placement keeps its guests off the trusted guests\' cores.');
+
+expect(naive.smt.readSysfs('/sys/devices/system/cpu/cpu0/topology/thread_siblings_list') === '0,4', 'CPU 0 and CPU 4 are siblings');
+expect(naive.flushes > 0 && byCore.flushes > 0, 'kvm1 flushes L1D in both placements');
+expect(naive.mixed > 0, 'in order: cores hold a trusted and an untrusted guest in guest mode at once');
+expect(byCore.mixed === 0, 'by trust domain: no core ever holds guests of both modules');
+for (const r of [naive, byCore]) {
+  const v = checkInvariants(r.smt);
+  expect(v.length === 0, `SMT host invariants: ${v.map((x) => x.message).join('; ')}`);
+}
+
 if (problems.length > 0) {
   console.error(`\nFAILED:\n- ${problems.join('\n- ')}`);
   process.exit(1);
 }
-console.log('\nAll checks hold: on the same CPUs, only the untrusted module flushes L1D, once per VM entry; invariants clean.');
+console.log('\nAll checks hold: on the same CPUs, only the untrusted module flushes L1D, once per VM entry; with SMT, only a placement by trust domain keeps the modules off each other\'s cores; invariants clean.');

@@ -12,6 +12,7 @@
 
 // ---- The host -----------------------------------------------------------------------------------------------
 export { createHost, Host, MAX_CPUS, type HostOptions, type HostSnapshot, type SystemState } from './host/host.js';
+export { CpuTopology, MAX_THREADS_PER_CORE, cpuList } from './host/topology.js';
 export { Cpu, cpuidKey, type CpuidRegs, type MsrSlot, type MsrWriteHook } from './cpu.js';
 export { checkInvariants } from './vac/invariants.js';
 
@@ -69,7 +70,9 @@ export {
   type ReceivedMessage,
   type SendMessage,
 } from './host/socket.js';
-export { Devfs, KVM_MINOR, MISC_DYNAMIC_MINOR, MISC_MAJOR, type CharDevice, type DevStat, type MiscDevice, type MiscRegistration } from './host/devfs.js';
+export { CLONE_NEWNS, MS_BIND, MS_REC, MountNamespace, S_IFCHR, mknod, mount, umount, unshare } from './host/mount-ns.js';
+export { DeviceCgroup, type DeviceAccess, type DeviceType } from './host/device-cgroup.js';
+export { Devfs, KVM_MINOR, MISC_DYNAMIC_MINOR, MISC_MAJOR, type CharDevice, type DevInode, type DevStat, type MiscDevice, type MiscRegistration } from './host/devfs.js';
 
 // ---- Modules and their parameters ---------------------------------------------------------------------------
 export {

@@ -24,8 +24,8 @@ const DYNAMIC_MINORS = 128;
 /** `MINORMASK`. */
 const MINORMASK = (1 << 20) - 1;
 
-/** A character device node. */
-export interface CharDevice {
+/** A device inode: where it was found, its number, owner and mode (a mount namespace's nodes are these). */
+export interface DevInode {
   /** The path, e.g. `/dev/kvm0`. */
   readonly path: string;
   /** Major number. */
@@ -38,6 +38,10 @@ export interface CharDevice {
   readonly gid: number;
   /** Permission bits, e.g. `0o660`. */
   readonly mode: number;
+}
+
+/** A character device node: an inode with its driver. */
+export interface CharDevice extends DevInode {
   /** The driver's file operations. */
   readonly fops: FileOperations;
   /** The module whose code serves the device (`fops->owner`); opening pins it. */
@@ -81,6 +85,8 @@ export class Devfs {
   readonly #nodes = new Map<string, CharDevice>();
   readonly #links = new Map<string, string>();
   readonly #miscMinors = new Set<number>();
+  /** The nodes by device number (`major << 20 | minor`), for a lookup by number (`chrdev_open`). */
+  readonly #byNumber = new Map<number, CharDevice>();
 
   /** @internal */
   constructor(host: Host) {
@@ -115,9 +121,11 @@ export class Devfs {
     this.#miscMinors.add(minor);
     const node: CharDevice = { path, major: MISC_MAJOR, minor, uid: 0, gid, mode: dev.mode ?? 0o600, fops: dev.fops, owner };
     this.#nodes.set(path, node);
+    this.#byNumber.set(MISC_MAJOR * (MINORMASK + 1) + minor, node);
     this.#host.events.emit('device:register', { path, major: MISC_MAJOR, minor, owner: owner?.name });
     const deregister = makeUndo(() => {
       this.#nodes.delete(path);
+      this.#byNumber.delete(MISC_MAJOR * (MINORMASK + 1) + minor);
       this.#miscMinors.delete(minor);
       this.#host.events.emit('device:unregister', { path });
     });
@@ -222,6 +230,16 @@ export class Devfs {
     const found = walkPath(path, this.#lookup, true, 'open');
     if (found.kind !== 'node') throw new KernelError('EISDIR', 'open', `${path}: Is a directory`);
     return found.node;
+  }
+
+  /** The device with number `major`:`minor`, if one is registered (`chrdev_open`'s lookup by `dev_t`). */
+  byNumber(major: number, minor: number): CharDevice | undefined {
+    return this.#byNumber.get(major * (MINORMASK + 1) + minor);
+  }
+
+  /** @internal The entry of /dev called `name` (a node or a symlink), for a mount namespace's path walk. */
+  entry(name: string): DevEntry<CharDevice> | undefined {
+    return this.#lookup(name);
   }
 
   /** The entry of /dev called `name`, for the path walk. */

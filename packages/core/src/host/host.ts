@@ -21,6 +21,9 @@ import { processSettings } from './credentials.js';
 import { Process, type SpawnOptions } from './process.js';
 import { SimClock } from './clock.js';
 import { Scheduler } from './sched.js';
+import { MountNamespace } from './mount-ns.js';
+import { DeviceCgroup } from './device-cgroup.js';
+import { CpuTopology, readTopologySysfs } from './topology.js';
 
 /** The most CPUs a host may have (`NR_CPUS` with MAXSMP). */
 export const MAX_CPUS = 8192;
@@ -35,6 +38,12 @@ export interface HostOptions {
   readonly groups?: Readonly<Record<string, number>>;
   /** Module images `modprobe` can find (besides those registered by core, such as `vac`). */
   readonly modules?: readonly AnyModuleImage[];
+  /**
+   * SMT threads per core, 1 … 8, dividing `cpus` (default 1: no SMT). CPU `n` is thread `⌊n / cores⌋` of core
+   * `n mod cores`, as x86 servers enumerate them: `{ cpus: 16, threadsPerCore: 2 }` makes CPUs 0 and 8 siblings.
+   * See {@link CpuTopology}.
+   */
+  readonly threadsPerCore?: number;
 }
 
 /**
@@ -104,6 +113,8 @@ export function registerCoreImage(image: AnyModuleImage): void {
 export class Host {
   /** The CPUs, index = CPU number. */
   readonly cpus: readonly Cpu[];
+  /** The SMT layout: cores, threads per core, siblings (see {@link HostOptions.threadsPerCore}). */
+  readonly topology: CpuTopology;
   /**
    * The event stream. Listeners run after the kernel operation that emitted the event (see {@link EventBus});
    * an exception a listener throws is recorded as a warning from source `events`.
@@ -128,6 +139,11 @@ export class Host {
   readonly scheduler: Scheduler;
   /** Simulated time: the nanosecond clock guest execution and the scheduler move forward (see {@link SimClock}). */
   readonly clock = new SimClock();
+  /** The initial mount namespace: every process started without a parent is in it (the host's /dev as it is). */
+  readonly mountNamespace: MountNamespace;
+  /** The root of the device cgroups: allows every device (`a *:* rwm`); processes are in it unless moved. */
+  readonly rootDeviceCgroup: DeviceCgroup;
+  readonly #deviceCgroups = new Map<string, DeviceCgroup>();
   /** pid 1: root with every capability; the default actor of `insmod`/`rmmod`. */
   readonly init: Process;
   #systemState: SystemState = 'running';
@@ -157,6 +173,7 @@ export class Host {
       if (!Number.isInteger(id) || id < 0) throw new UsageError('ERR_OUT_OF_RANGE', `createHost: gid of group ${g} must be a non-negative integer`);
       this.#groups.set(g, id);
     }
+    this.topology = new CpuTopology(n, opts.threadsPerCore ?? 1);
     const tables = new CpuTables(n);
     this.cpus = Array.from({ length: n }, (_, i) => new Cpu(i, tables));
     const host = this;
@@ -174,6 +191,9 @@ export class Host {
     }
     this.modules = new ModuleLoader(this);
     this.devfs = new Devfs(this);
+    this.mountNamespace = new MountNamespace(this.devfs);
+    this.rootDeviceCgroup = new DeviceCgroup('/', undefined);
+    this.#deviceCgroups.set('/', this.rootDeviceCgroup);
     this.cpuhp = new Cpuhp(this);
     this.hooks = new KernelHooks(this);
     this.scheduler = new Scheduler(this);
@@ -271,6 +291,22 @@ export class Host {
     return this.modules.lsmod();
   }
 
+  /**
+   * `cat` a sysfs file (without the trailing newline): the CPU topology
+   * (`/sys/devices/system/cpu/cpuN/topology/thread_siblings_list`, `core_cpus_list`, `core_id`,
+   * `physical_package_id`, `core_siblings_list`, `package_cpus_list`; `/sys/devices/system/cpu/smt/active` and
+   * `control`) and module parameters (`/sys/module/<name>/parameters/<param>`, as {@link Host.readParam}).
+   * @throws {@link KernelError} ENOENT for a file the model does not have, or the topology of an offline CPU
+   */
+  readSysfs(path: string): string {
+    if (typeof path !== 'string') throw new UsageError('ERR_INVALID_ARG', `readSysfs: path must be a string, got ${describeArg(path)}`);
+    const topo = readTopologySysfs(this.topology, (c) => (this.cpus[c] as Cpu).online, this.cpus.length, path);
+    if (topo !== undefined) return topo;
+    const m = /^\/sys\/module\/([^/]+)\/parameters\/([^/]+)$/.exec(path);
+    if (m !== null) return this.readParam(m[1] as string, m[2] as string);
+    throw new KernelError('ENOENT', 'open', `${path}: No such file or directory`);
+  }
+
   /** `cat /sys/module/<name>/parameters/<param>`. */
   readParam(name: string, param: string): string {
     return this.modules.readParam(name, param);
@@ -331,6 +367,28 @@ export class Host {
   /** @internal `get_next_ino`: a number for a new in-memory inode (a socket's `socket:[N]`). */
   nextInode(): number {
     return ++this.#nextInode;
+  }
+
+  /**
+   * `mkdir /sys/fs/cgroup/devices/<path>`: a device cgroup under `parent` (default the root), starting as a copy of
+   * the parent's rules. Move processes into it with {@link Host.moveToCgroup}.
+   * @throws {@link KernelError} EEXIST (the path exists); {@link UsageError} for a name that is no path component
+   */
+  createDeviceCgroup(name: string, parent: DeviceCgroup = this.rootDeviceCgroup): DeviceCgroup {
+    if (typeof name !== 'string' || name.length === 0 || name.includes('/') || name === '.' || name === '..') throw new UsageError('ERR_INVALID_ARG', `createDeviceCgroup: ${JSON.stringify(name)} is not a cgroup name`);
+    if (this.#deviceCgroups.get(parent.path) !== parent) throw new UsageError('ERR_INVALID_ARG', 'createDeviceCgroup: the parent is not a device cgroup of this host');
+    const path = `${parent.path === '/' ? '' : parent.path}/${name}`;
+    if (this.#deviceCgroups.has(path)) throw new KernelError('EEXIST', 'mkdir', `cgroup ${path} exists`);
+    const cg = new DeviceCgroup(path, parent);
+    this.#deviceCgroups.set(path, cg);
+    return cg;
+  }
+
+  /** `echo PID > …/cgroup.procs`: move `proc` into the device cgroup `cg` (its children started later follow it). */
+  moveToCgroup(proc: Process, cg: DeviceCgroup): void {
+    if (this.#deviceCgroups.get(cg.path) !== cg) throw new UsageError('ERR_INVALID_ARG', 'moveToCgroup: not a device cgroup of this host');
+    if (!proc.alive) throw new KernelError('ESRCH', 'cgroup.procs', `process ${proc.pid} has exited`);
+    proc.setDeviceCgroup(cg);
   }
 
   /** Live processes. */

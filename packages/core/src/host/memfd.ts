@@ -5,7 +5,7 @@
  * refers to it (the file's references, `f_count`). This is how a VMM keeps guest RAM that a second process can adopt:
  * pass the fd over a UNIX socket (SCM_RIGHTS), map it there, and register memslots at the new addresses.
  *
- * Where the model differs (docs/fidelity.md, "memfd"): the bytes are allocated at the first `mmap`, `read` or `write`
+ * Where the model differs (docs/fidelity.md, "memfd"): the bytes are allocated at the first `mmap` or `write`
  * for the file's size (or the mapping's extent), and once mapped the object cannot grow past what was allocated
  * (`ftruncate` or a write past it answers ENOMEM, where Linux would grow the file); pages of a mapping past the end
  * of the file read as zeros (Linux raises SIGBUS); seals (`F_ADD_SEALS`) and `MFD_HUGETLB` are not modelled.
@@ -99,7 +99,10 @@ export class MemfdObject {
   read(pos: number, count: number): Uint8Array<ArrayBuffer> {
     const end = Math.min(this.#size, pos + count);
     if (end <= pos) return new Uint8Array(0);
-    return this.#reserve(this.#size, 'read').slice(pos, end);
+    // Never written nor mapped: holes read as zeros, and reading them allocates nothing.
+    const store = this.#store;
+    if (store === undefined) return new Uint8Array(end - pos);
+    return store.slice(pos, end);
   }
 
   /** `shmem_file_write_iter`: write `data` at `pos`, growing the file past its end. @returns bytes written */

@@ -12,6 +12,9 @@ import { describeArg } from '../describe-arg.js';
 import { getname } from './path-walk.js';
 import { affinityCpu, cpuNumber } from './affinity.js';
 import type { Capability, ProcessSettings } from './credentials.js';
+import type { DevStat } from './devfs.js';
+import type { DeviceCgroup } from './device-cgroup.js';
+import type { MountNamespace } from './mount-ns.js';
 
 export { ALL_CAPABILITIES, type Capability, type SpawnOptions } from './credentials.js';
 
@@ -90,6 +93,8 @@ export class Process {
   readonly #mappings: Mapping[] = [];
   #nextAddr = MMAP_BASE;
   readonly #exitHooks: Array<() => void> = [];
+  #mountNs: MountNamespace;
+  #devCgroup: DeviceCgroup;
 
   /** @internal Use `host.spawn()` (which checks the options with `processSettings`). */
   constructor(host: Host, pid: number, settings: ProcessSettings) {
@@ -102,6 +107,8 @@ export class Process {
     this.#cpu = settings.cpu;
     this.name = settings.name;
     this.#nofile = settings.nofile;
+    this.#mountNs = settings.parent?.mountNamespace ?? host.mountNamespace;
+    this.#devCgroup = settings.parent?.deviceCgroup ?? host.rootDeviceCgroup;
     // fds 0-2 are stdio (taken); alloc_fd refuses an fd number >= RLIMIT_NOFILE, so the last one is nofile - 1.
     this.#fdBits = new IdBitmap(Math.max(this.#nofile, 3));
     this.#fdBits.set(0);
@@ -112,6 +119,31 @@ export class Process {
   /** The host the process runs on. */
   get host(): Host {
     return this.#host;
+  }
+
+  /** The mount namespace: what the process's /dev shows (see `unshare`, `mount`). */
+  get mountNamespace(): MountNamespace {
+    return this.#mountNs;
+  }
+
+  /** @internal `switch_task_namespaces` (for `unshare`). */
+  setMountNamespace(ns: MountNamespace): void {
+    this.#mountNs = ns;
+  }
+
+  /** The device cgroup the process is in (`host.rootDeviceCgroup` unless moved or inherited). */
+  get deviceCgroup(): DeviceCgroup {
+    return this.#devCgroup;
+  }
+
+  /** @internal `cgroup_attach_task` (for `DeviceCgroup.attach`). */
+  setDeviceCgroup(cg: DeviceCgroup): void {
+    this.#devCgroup = cg;
+  }
+
+  /** `stat(path)` as this process sees it (its mount namespace; follows symlinks). */
+  stat(path: string): DevStat {
+    return this.#mountNs.stat(path);
   }
 
   /** `RLIMIT_NOFILE`: fds are numbered below it. */
@@ -177,13 +209,19 @@ export class Process {
     // do_sys_openat2: the name is copied in (getname), then get_unused_fd_flags (EMFILE), then the path walk.
     getname(path, 'open');
     this.#checkFdRoom('open');
-    const node = this.#host.devfs.resolve(path);
+    const ns = this.#mountNs;
+    const inode = ns.resolve(path);
     const acc = flags & 3;
     const want = acc === O_RDONLY ? 4 : acc === O_WRONLY ? 2 : 6;
-    if (!this.#mayAccess(node.uid, node.gid, node.mode, want)) throw new KernelError('EACCES', 'open', `${path}: Permission denied`);
+    if (!this.#mayAccess(inode.uid, inode.gid, inode.mode, want)) throw new KernelError('EACCES', 'open', `${path}: Permission denied`);
+    // inode_permission: the mode bits, then devcgroup_inode_permission.
+    if (!this.#devCgroup.permits('c', inode.major, inode.minor, { read: (want & 4) !== 0, write: (want & 2) !== 0 })) {
+      throw new KernelError('EPERM', 'open', `${path}: the device cgroup ${this.#devCgroup.path} does not allow c ${inode.major}:${inode.minor}`);
+    }
+    const node = ns.driverOf(inode);
     const owner = node.owner;
     if (owner !== undefined && !owner.tryGet()) throw new KernelError('ENODEV', 'open', `${path}: driver is going away`);
-    const file = new OpenFile(node.path, node.fops, this, undefined as unknown, flags, owner);
+    const file = new OpenFile(inode.path, node.fops, this, undefined as unknown, flags, owner);
     return this.#host.events.op(() => {
       try {
         node.fops.open?.(file, this);
@@ -220,6 +258,7 @@ export class Process {
   /**
    * Kernel side of `anon_inode_getfd`: install a new file with the given operations. The owner module is
    * pinned (`__module_get`, the caller already holds a reference through the file it is called from).
+   * `O_CLOEXEC` in `flags` makes the new fd close-on-exec (it is not kept in the file's flags).
    * @throws {@link KernelError} EMFILE
    */
   installAnonFile<D>(name: string, fops: FileOperations<D>, privateData: D, flags: number = O_RDWR): number {
@@ -241,7 +280,8 @@ export class Process {
     this.#checkFdRoom(op);
     if (this.#host.faults.shouldFail('fd')) throw new KernelError('ENOMEM', op, 'injected allocation failure');
     fops.owner?.get();
-    const file = new OpenFile<D>(path, fops, this, privateData, flags);
+    // anon_inode_getfd: O_CLOEXEC goes to the fd (get_unused_fd_flags), not to the file's flags.
+    const file = new OpenFile<D>(path, fops, this, privateData, flags & ~O_CLOEXEC);
     return this.#install(file as OpenFile, file.path, (flags & O_CLOEXEC) !== 0);
   }
 

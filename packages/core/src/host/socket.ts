@@ -314,6 +314,12 @@ export function recvmsg(proc: Process, fd: number, size: number, maxFds: number 
   if (!Number.isSafeInteger(maxFds) || maxFds < 0) throw new UsageError('ERR_INVALID_ARG', `recvmsg: maxFds ${String(maxFds)} is not a non-negative integer`);
   if ((flags & ~(MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) !== 0) throw new UsageError('ERR_NOT_SUPPORTED', `recvmsg: flags 0x${(flags >>> 0).toString(16)} (the model takes MSG_CMSG_CLOEXEC and MSG_DONTWAIT)`);
   const sock = socketFile(proc, fd, 'recvmsg');
+  // One kernel operation: a file released here (no room for it) reports its events after the call.
+  return proc.host.events.op(() => detach(proc, sock, size, maxFds, flags));
+}
+
+/** `unix_stream_read_generic` then `scm_detach_fds`: the bytes, and the files installed or released. */
+function detach(proc: Process, sock: UnixSocket, size: number, maxFds: number, flags: number): ReceivedMessage {
   const { data, files } = sock.receive(size);
   const out: number[] = [];
   let msgFlags = 0;

@@ -46,9 +46,15 @@ describe('errors', () => {
     ['EMFILE', 24],
     ['ENOTTY', 25],
     ['ENOSPC', 28],
+    ['ESPIPE', 29],
+    ['EPIPE', 32],
     ['ENAMETOOLONG', 36],
     ['ELOOP', 40],
+    ['ENOTSOCK', 88],
+    ['EPROTONOSUPPORT', 93],
+    ['ESOCKTNOSUPPORT', 94],
     ['EOPNOTSUPP', 95],
+    ['EAFNOSUPPORT', 97],
     ['EWOULDBLOCK', 11],
   ];
   test.each(linux)('%s is errno %d (x86-64 Linux)', (code, errno) => {

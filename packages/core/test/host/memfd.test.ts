@@ -43,7 +43,8 @@ describe('memfd_create', () => {
     expect(a.fds()).toEqual([{ fd: 3, path: '/memfd:guest (deleted)' }]);
     const obj = memfdOf(a.file(fd)) as MemfdObject;
     expect([obj.name, obj.size, obj.flags, obj.allocated]).toEqual(['guest', 0, MFD_CLOEXEC, 0]);
-    expect(a.file(fd).flags & O_CLOEXEC).toBe(O_CLOEXEC);
+    expect(a.closeOnExec(fd)).toBe(true);
+    expect(a.file(fd).flags & O_CLOEXEC).toBe(0); // on the fd, not the file
     expect(events).toMatchObject([['fd:open', { pid: a.pid, fd: 3, path: '/memfd:guest (deleted)' }]]);
     expect(memfdOf(a.file(eventfd(a)))).toBeUndefined();
   });
@@ -112,6 +113,14 @@ describe('ftruncate, read and write', () => {
     expect(Array.from(a.read(fd, 2))).toEqual([0, 0]);
     expect(a.write(fd, new TextEncoder().encode('ZZ'))).toBe(2);
     expect(text(a.read(fd, 8, 0))).toBe('abcd\0\0ZZ');
+  });
+
+  test('a read of a file never written nor mapped reads zeros and allocates nothing', () => {
+    const { a } = setup();
+    const fd = memfdCreate(a, 'big');
+    a.ftruncate(fd, 2 ** 40);
+    expect(Array.from(a.read(fd, 4, 2 ** 39))).toEqual([0, 0, 0, 0]);
+    expect((memfdOf(a.file(fd)) as MemfdObject).allocated).toBe(0);
   });
 
   test('a write across the end grows the file (recorded: 4 bytes at 8190 → size 8194)', () => {

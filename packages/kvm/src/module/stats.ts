@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { KernelError, type FileOperations, type OpenFile, type Process } from '@vac/core';
+import { KernelError, O_CLOEXEC, O_RDONLY, type FileOperations, type OpenFile, type Process } from '@vac/core';
 import {
   KVM_STATS_BASE_POW10,
   KVM_STATS_NAME_SIZE,
@@ -201,7 +201,7 @@ export function openStatsFd(proc: Process, fops: FileOperations<StatsFile>, vm: 
   const id = vcpu === undefined ? `kvm-${vm.owner.pid}` : `kvm-${vm.owner.pid}/vcpu-${vcpu.id}`;
   const descs = vcpu === undefined ? VM_STATS : VCPU_STATS;
   const data: StatsFile = { vm, vcpu, descs, head: layoutBytes(descs, id), pos: 0 };
-  const fd = proc.installAnonFile(vcpu === undefined ? 'kvm-vm-stats' : 'kvm-vcpu-stats', fops, data, 0 /* O_RDONLY */);
+  const fd = proc.installAnonFile(vcpu === undefined ? 'kvm-vm-stats' : 'kvm-vcpu-stats', fops, data, O_RDONLY | O_CLOEXEC); // get_unused_fd_flags(O_CLOEXEC)
   vm.users++; // kvm_get_kvm
   return fd;
 }

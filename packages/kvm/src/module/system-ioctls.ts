@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { KernelError } from '@vac/core';
+import { KernelError, O_CLOEXEC, O_RDWR } from '@vac/core';
 import {
   KVM_API_VERSION,
   KVM_CHECK_EXTENSION,
@@ -42,7 +42,7 @@ export const SYSTEM_GENERIC_IOCTLS: readonly IoctlDef<SystemFile>[] = [
       const v = inst.createVm(proc);
       vmArch(v); // kvm_arch_init_vm: kvmclock starts now
       try {
-        return proc.installAnonFile('kvm-vm', files.vm, v);
+        return proc.installAnonFile('kvm-vm', files.vm, v, O_RDWR | O_CLOEXEC); // get_unused_fd_flags(O_CLOEXEC)
       } catch (e) {
         inst.destroyVm(v);
         throw e;

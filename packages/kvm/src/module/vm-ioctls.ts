@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { KernelError, type MemEncryptCommand } from '@vac/core';
+import { KernelError, O_CLOEXEC, O_RDWR, type MemEncryptCommand } from '@vac/core';
 import {
   KVM_CHECK_EXTENSION,
   KVM_CREATE_VCPU,
@@ -44,7 +44,7 @@ export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
       const v = new Vcpu(inst, vm, id, tag, vendor);
       let fd: number;
       try {
-        fd = proc.installAnonFile(`kvm-vcpu:${id}`, files.vcpu, v);
+        fd = proc.installAnonFile(`kvm-vcpu:${id}`, files.vcpu, v, O_RDWR | O_CLOEXEC); // create_vcpu_fd
       } catch (e) {
         vendor.free();
         throw e;
