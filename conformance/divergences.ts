@@ -72,7 +72,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     summary: 'The capabilities of the VM ioctls (coalesced MMIO/PIO, ioeventfd, read-only memory, clock, KVM_ENABLE_CAP and what it enables, dirty logging, MEMORY_REGION2, stats fd, …) are 0 in the model (issue 11).',
     linux: ['virt/kvm/kvm_main.c kvm_vm_ioctl_check_extension_generic', 'arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension'],
     reason: 'KVM_CAP_DISABLE_QUIRKS2 is 0xff (the 8 quirks up to SLOT_ZAP_ALL) in 6.12; the recording 6.18 kernel answers 0x5ff.',
-    facts: caps('X86_USER_SPACE_MSR', 'DIRTY_LOG_RING',
+    facts: caps('DIRTY_LOG_RING',
       'DIRTY_LOG_RING_ACQ_REL', 'PMU_EVENT_FILTER', 'PMU_EVENT_MASKED_EVENTS', 'VM_DISABLE_NX_HUGE_PAGES',
       'DEVICE_CTRL', 'EXIT_HYPERCALL', 'PCI_SEGMENT'),
     where: capZero,
@@ -81,16 +81,6 @@ export const DIVERGENCES: readonly Divergence[] = [
   // ---- not-modelled: /dev/kvm ioctls -----------------------------------------------------------------------
 
   // ---- not-modelled: VM ioctls -----------------------------------------------------------------------------
-  {
-    id: 'vm-enable-cap',
-    class: 'not-modelled',
-    summary: 'KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR) on a VM fd is refused with EINVAL: the guest interpreter does not stop at RDMSR/WRMSR for user space (KVM_EXIT_X86_RDMSR/WRMSR).',
-    linux: ['virt/kvm/kvm_main.c kvm_vm_ioctl_enable_cap_generic', 'arch/x86/kvm/x86.c kvm_vm_ioctl_enable_cap'],
-    facts: [
-      ...ids('vm.enable-cap', 'user-space-msr'),
-    ],
-    where: (m) => unknownIoctl(m) || (m.step === 'KVM_ENABLE_CAP' && (m.path.endsWith('.ret') || m.path.endsWith('.errno'))),
-  },
   {
     id: 'memslot-above-2-53',
     class: 'not-modelled',
@@ -159,7 +149,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     class: 'emulator-vendor',
     summary: 'After an OUT exit, RIP is already past the OUT on the recording machine (KVM\'s emulator writes RIP back before exiting); on VMX/SVM, as in the model, it stays on the OUT until the next KVM_RUN completes it.',
     linux: ['arch/x86/kvm/x86.c kvm_fast_pio, kvm_fast_pio_out, complete_fast_pio_out (VMX/SVM)', 'arch/x86/kvm/x86.c x86_emulate_instruction (writeback before the PIO exit for an OUT)'],
-    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt', 'irq.line.halted-guest', 'irq.line.held-while-if-clear', 'irq.pit.ticks', 'irq.init-sipi.ap-run', 'irq.tsc-deadline'],
+    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt', 'run.msr-exit.rdmsr-error', 'irq.line.halted-guest', 'irq.line.held-while-if-clear', 'irq.pit.ticks', 'irq.init-sipi.ap-run', 'irq.tsc-deadline'],
     where: (m) => {
       if (m.step !== 'KVM_GET_REGS' || !m.path.endsWith('.out.rip')) return false;
       const d = BigInt(m.expected) - BigInt(m.actual);

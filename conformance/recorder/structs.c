@@ -337,6 +337,15 @@ void emit_run_exit(const char *key, const struct kvm_run *run) {
 		j_u64("hardware_entry_failure_reason", run->fail_entry.hardware_entry_failure_reason);
 		j_end_obj();
 		break;
+	case KVM_EXIT_X86_RDMSR:
+	case KVM_EXIT_X86_WRMSR:
+		j_obj("msr");
+		j_int("error", run->msr.error);
+		j_int("reason", run->msr.reason);
+		j_int("index", run->msr.index);
+		j_u64("data", run->msr.data);
+		j_end_obj();
+		break;
 	case KVM_EXIT_SYSTEM_EVENT:
 		j_obj("system_event");
 		j_int("type", run->system_event.type);

@@ -2560,6 +2560,12 @@ function stringOp(op: number, start: number): boolean {
   return true;
 }
 
+/** RDMSR/WRMSR whose access the platform hands to user space: stop before the instruction, nothing of it done. */
+function msrToUserSpace(reason: number): number {
+  exitKind = reason;
+  return ABANDONED;
+}
+
 /** Two-byte opcodes (0F xx). Returns DELIVERED when the instruction completed, ABANDONED for an MMIO read exit. */
 function twoByte(start: number): number {
   const s = S;
@@ -2604,7 +2610,9 @@ function twoByte(start: number): number {
     case 0x20: case 0x22: return movCr(op === 0x22);
     case 0x30: { // WRMSR
       const value = (BigInt(s.edx >>> 0) << 32n) | BigInt(s.eax >>> 0);
-      if (!P.wrmsr(s.ecx >>> 0, value)) raise(13);
+      const written = P.wrmsr(s.ecx >>> 0, value);
+      if (written === null) return msrToUserSpace(GuestExitReason.X86Wrmsr);
+      if (!written) raise(13);
       return DELIVERED;
     }
     case 0x31: { // RDTSC (CR4.TSD only matters above CPL 0)
@@ -2615,6 +2623,7 @@ function twoByte(start: number): number {
     }
     case 0x32: { // RDMSR
       const v = P.rdmsr(s.ecx >>> 0);
+      if (v === null) return msrToUserSpace(GuestExitReason.X86Rdmsr);
       if (v === undefined) raise(13);
       const u = BigInt.asUintN(64, v);
       setR32(0, Number(u & 0xffffffffn));

@@ -185,7 +185,6 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_PRE_FAULT_MEMORY, { linux: (i) => (vendorArch(i).tdp ? 1 : 0), why: 'KVM_PRE_FAULT_MEMORY not modelled' }],
   [KVM_CAP_STEAL_TIME, { linux: () => 1, why: 'steal time (MSR_KVM_STEAL_TIME) not modelled' }],
   [KVM_CAP_LAST_CPU, { linux: () => 1, why: 'not modelled' }],
-  [KVM_CAP_X86_USER_SPACE_MSR, { linux: () => 1, why: 'KVM_EXIT_X86_RDMSR/WRMSR need the guest interpreter to stop at RDMSR/WRMSR for user space, which it does not yet' }],
   [KVM_CAP_DEVICE_CTRL, { linux: () => 1, why: 'KVM_CREATE_DEVICE (in-kernel devices: VFIO, the irqchip as a device) not modelled' }],
   [KVM_CAP_X86_GUEST_MODE, { linux: () => 1, why: 'KVM_RUN does not write kvm_run.flags (KVM_RUN_X86_GUEST_MODE)' }],
   [KVM_CAP_GUEST_MEMFD, { linux: (_i, vm) => (vm === undefined ? 1 : 0), why: 'guest_memfd (CONFIG_KVM_PRIVATE_MEM, selected by KVM_AMD_SEV) not modelled' }],
@@ -239,7 +238,8 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
     case KVM_CAP_MSR_PLATFORM_INFO:
     case KVM_CAP_EXCEPTION_PAYLOAD:
     case KVM_CAP_X86_TRIPLE_FAULT_EVENT:
-    case KVM_CAP_X86_MSR_FILTER: // a denied access is #GP (the filter's user-space exits need X86_USER_SPACE_MSR)
+    case KVM_CAP_X86_MSR_FILTER: // a denied access is #GP, or KVM_EXIT_X86_RDMSR/WRMSR with reason FILTER
+    case KVM_CAP_X86_USER_SPACE_MSR: // vcpu-platform.ts
     case KVM_CAP_ENFORCE_PV_FEATURE_CPUID:
     case KVM_CAP_SREGS2:
     case KVM_CAP_EXIT_ON_EMULATION_FAILURE:

@@ -25,6 +25,11 @@ export const VcpuRequest = {
   ClockUpdate: 1 << 1,
   /** `KVM_REQ_TRIPLE_FAULT`. */
   TripleFault: 1 << 2,
+  /**
+   * Not a request in Linux but `vcpu->arch.complete_userspace_io` of a KVM_EXIT_X86_RDMSR/WRMSR: the next KVM_RUN
+   * completes the instruction with user space's answer before anything else (`Vcpu`'s run path handles it).
+   */
+  CompleteUserspaceMsr: 1 << 3,
 } as const;
 
 /** `kvm_make_request`. */

@@ -20,6 +20,8 @@ import {
   KVM_EXIT_IRQ_WINDOW_OPEN,
   KVM_EXIT_MMIO,
   KVM_EXIT_SHUTDOWN,
+  KVM_EXIT_X86_RDMSR,
+  KVM_EXIT_X86_WRMSR,
   KVM_INTERNAL_ERROR_EMULATION,
   KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
   KVM_MP_STATE_HALTED,
@@ -38,7 +40,7 @@ import type { GuestPlatform } from '../guest/platform.js';
 import { kernelWrite } from './kernel-io.js';
 import { ArchPlatform } from './vcpu-platform.js';
 import { vmArch } from './vm-arch.js';
-import { processRequests } from './vcpu-requests.js';
+import { processRequests, VcpuRequest } from './vcpu-requests.js';
 import type { KvmInstance } from './instance.js';
 import { kernelMmio, kernelPio } from './irqchip-io.js';
 import { INTR_BLOCK, INTR_ENTER, VcpuIntr } from './vcpu-intr.js';
@@ -56,6 +58,8 @@ const OFF_IF_FLAG = KVM_RUN_OFFSETS.if_flag;
 const OFF_CR8 = KVM_RUN_OFFSETS.cr8;
 const OFF_APIC_BASE = KVM_RUN_OFFSETS.apic_base;
 const OFF_REQUEST_WINDOW = KVM_RUN_OFFSETS.request_interrupt_window;
+const OFF_MSR_ERROR = KVM_RUN_OFFSETS['msr.error'];
+const OFF_MSR_REASON = KVM_RUN_OFFSETS['msr.reason'];
 /** RFLAGS.IF. */
 const X86_EFLAGS_IF = 0x200;
 
@@ -142,7 +146,7 @@ export class Vcpu {
   get platform(): GuestPlatform {
     return (this.#platform ??= new ArchPlatform(this));
   }
-  #platform: GuestPlatform | undefined;
+  #platform: ArchPlatform | undefined;
   /** Counters. */
   readonly stats: VcpuStats = { entries: 0, exits: 0, io_exits: 0, mmio_exits: 0, halt_exits: 0, nmi_exits: 0, signal_exits: 0, instructions: 0, migrations: 0, pi_wakeups: 0, kernel_io: 0 };
   /** The CPU it is loaded on, or -1. */
@@ -291,6 +295,8 @@ export class Vcpu {
       const r = this.regs;
       this.exit.stringData.set(run.bytes.subarray(KVM_PIO_DATA_OFFSET, KVM_PIO_DATA_OFFSET + r.pendingSize * r.pendingCount));
     }
+    // complete_userspace_io of a KVM_EXIT_X86_RDMSR/WRMSR, before immediate_exit is looked at (as in Linux).
+    if ((this.requests & VcpuRequest.CompleteUserspaceMsr) !== 0 && this.#completeUserspaceMsr()) return true;
     if (run.immediate_exit !== 0) {
       // KVM_CAP_IMMEDIATE_EXIT: pending operations are completed, then EINTR without entering the guest;
       // `exit_reason` keeps what the last exit put there (kvm_arch_vcpu_ioctl_run: !vcpu->wants_to_run → -EINTR).
@@ -302,6 +308,44 @@ export class Vcpu {
       this.#pendingExit = true;
     }
     return true;
+  }
+
+  /**
+   * `complete_emulated_msr_access` / `complete_fast_msr_access`: the RDMSR or WRMSR that exited to user space (RIP still
+   * at it) executes once more, taking `kvm_run.msr.error` (#GP when non-zero) and, for RDMSR, `msr.data` into EDX:EAX.
+   * Returns true when that produced an exit for user space (delivering the #GP needed MMIO, or shut down): KVM_RUN
+   * then returns it without entering the guest.
+   */
+  #completeUserspaceMsr(): boolean {
+    this.requests &= ~VcpuRequest.CompleteUserspaceMsr;
+    const platform = this.#platform as ArchPlatform;
+    const msr = this.run.msr;
+    platform.beginCompletion(msr.error !== 0, msr.data);
+    const reason = runGuest(this.regs, this.vm.guestMemory, 1, this.exit, this.vm.quirks, platform);
+    platform.endCompletion();
+    const executed = this.exit.executed;
+    this.stats.instructions += executed;
+    this.#instance.host.clock.advanceInstructions(executed);
+    if (reason === GuestExitReason.Budget || this.#exitToUser(reason) !== Step.Exit) return false;
+    this.#pendingExit = true;
+    return true;
+  }
+
+  /** `kvm_msr_user_space`: the access the platform handed to user space, in `kvm_run.msr`. */
+  #msrExit(): Step {
+    const platform = this.#platform as ArchPlatform;
+    const access = platform.userExit;
+    if (access === undefined) return this.#internal('an MSR exit without an access');
+    const run = this.run;
+    run.exit_reason = access.write ? KVM_EXIT_X86_WRMSR : KVM_EXIT_X86_RDMSR;
+    const msr = run.msr;
+    msr.error = 0;
+    run.bytes.fill(0, OFF_MSR_ERROR + 1, OFF_MSR_REASON); // msr.pad[7]
+    msr.reason = access.reason;
+    msr.index = access.index;
+    msr.data = access.data;
+    this.requests |= VcpuRequest.CompleteUserspaceMsr;
+    return Step.Exit;
   }
 
   /** A request produced an exit for user space before the guest was entered (see {@link Vcpu.#beginSlow}). */
@@ -473,6 +517,9 @@ export class Vcpu {
       case GuestExitReason.Shutdown:
         run.exit_reason = KVM_EXIT_SHUTDOWN;
         return Step.Exit;
+      case GuestExitReason.X86Rdmsr:
+      case GuestExitReason.X86Wrmsr:
+        return this.#msrExit();
       default:
         return this.#internal(x.detail);
     }
