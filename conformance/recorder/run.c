@@ -90,6 +90,45 @@ static void msr_exit_facts(void) {
 	}
 }
 
+static void set_debug(uint32_t control, uint64_t bp0, uint64_t dr7) {
+	struct kvm_guest_debug d = { .control = control, .arch = { .debugreg = { bp0, 0, 0, 0, 0, 0, 0, dr7 } } };
+	IO_PTR("vcpu0", KVM_SET_GUEST_DEBUG, "kvm_guest_debug", &d, emit_guest_debug, NULL);
+}
+
+static void guest_debug_facts(void) {
+	FACT("run.guest-debug.singlestep", "KVM_GUESTDBG_SINGLESTEP: KVM_EXIT_DEBUG after each instruction, then the HLT exit") {
+		setup(CODE(0xb0, 0x01, 0xb3, 0x02, 0xf4), 0, 0);
+		set_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0, 0);
+		guest_run();
+		guest_get_regs();
+		guest_run();
+		guest_run();
+		guest_get_regs();
+	}
+	FACT("run.guest-debug.singlestep-in", "KVM_GUESTDBG_SINGLESTEP over an IN: the I/O exit, then the step reported when the next KVM_RUN completes it") {
+		setup(CODE(0xe4, 0x60, 0x90, 0xf4), 0, 0);
+		set_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0, 0);
+		guest_run();
+		step_pio_data("vcpu0", (const uint8_t[]){ 0x5a }, 1);
+		guest_run();
+		guest_get_regs();
+	}
+	FACT("run.guest-debug.sw-bp", "KVM_GUESTDBG_USE_SW_BP: INT3 exits with exception 3 at its address, again at the next KVM_RUN") {
+		setup(CODE(0x90, 0xcc, 0xf4), 0, 0);
+		set_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP, 0, 0);
+		guest_run();
+		guest_get_regs();
+		guest_run();
+		guest_get_regs();
+	}
+	FACT("run.guest-debug.hw-bp", "KVM_GUESTDBG_USE_HW_BP: an instruction breakpoint in DR0 exits before the instruction with DR6.B0") {
+		setup(CODE(0x90, 0x90, 0xb0, 0x07, 0xf4), 0, 0);
+		set_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP, 0x1002, 0x401);
+		guest_run();
+		guest_get_regs();
+	}
+}
+
 void record_run(void) {
 	FACT("run.hlt", "HLT without an in-kernel irqchip: KVM_EXIT_HLT, RIP after the HLT") {
 		setup(CODE(0xf4), 0, 0);
@@ -276,6 +315,7 @@ void record_run(void) {
 		IO_PTR("vm", KVM_CLEAR_DIRTY_LOG, "kvm_clear_dirty_log", &c, emit_clear_dirty_log, NULL);
 	}
 	msr_exit_facts();
+	guest_debug_facts();
 	FACT("run.ud2-through-ivt", "UD2 in real mode: #UD through IVT entry 6 to a handler that does OUT") {
 		memset(image, 0, sizeof image);
 		image[0x1000] = 0x0f;

@@ -64,6 +64,10 @@ function runFields(view: KvmRunView): Record<string, unknown> {
     },
     get fail_entry() { return { hardware_entry_failure_reason: view.fail_entry.hardware_entry_failure_reason }; },
     get system_event() { return { type: view.system_event.type }; },
+    get debug() {
+      const d = view.debug;
+      return { exception: d.exception, pc: d.pc, dr6: d.dr6, dr7: d.dr7 };
+    },
     get msr() {
       const m = view.msr;
       return { error: m.error, reason: m.reason, index: m.index, data: m.data };

@@ -12,6 +12,7 @@
  */
 import { KernelError, PERF_GUEST_ACTIVE, vcpuLabel, type EventBus, type Syscall, type Thread, type VendorVcpu, type VcpuTag } from '@vac/core';
 import {
+  KVM_EXIT_DEBUG,
   KVM_EXIT_FAIL_ENTRY,
   KVM_EXIT_HLT,
   KVM_EXIT_INTERNAL_ERROR,
@@ -41,6 +42,8 @@ import { kernelWrite } from './kernel-io.js';
 import { ArchPlatform } from './vcpu-platform.js';
 import { vmArch } from './vm-arch.js';
 import { processRequests, VcpuRequest } from './vcpu-requests.js';
+import { clearResumeFlag, resumeFlag, SINGLESTEP_DR6, writeDebugExit, type GuestDebug } from './vcpu-guest-debug.js';
+import { vcpuArch } from './vcpu-arch.js';
 import type { KvmInstance } from './instance.js';
 import { kernelMmio, kernelPio } from './irqchip-io.js';
 import { INTR_BLOCK, INTR_ENTER, VcpuIntr } from './vcpu-intr.js';
@@ -168,6 +171,11 @@ export class Vcpu {
    * event to deliver; `VcpuRequest` of `vcpu-requests.ts`). 0 in the usual case, which keeps KVM_RUN's fast path.
    */
   requests = 0;
+  /**
+   * KVM_SET_GUEST_DEBUG's state while debugging is enabled (`vcpu->guest_debug`, `vcpu-guest-debug.ts`), else
+   * `undefined` — which keeps KVM_RUN's usual path: the guest then runs one instruction at a time.
+   */
+  guestDebug: GuestDebug | undefined = undefined;
   /** The thread inside KVM_RUN, if any. */
   thread: Thread | undefined;
   /** Set once the vCPU is freed. */
@@ -326,7 +334,13 @@ export class Vcpu {
     const executed = this.exit.executed;
     this.stats.instructions += executed;
     this.#instance.host.clock.advanceInstructions(executed);
-    if (reason === GuestExitReason.Budget || this.#exitToUser(reason) !== Step.Exit) return false;
+    if (reason === GuestExitReason.Budget) {
+      // kvm_skip_emulated_instruction → kvm_vcpu_do_singlestep: the completed RDMSR/WRMSR is a single step.
+      const dbg = this.guestDebug;
+      if (dbg === undefined || !dbg.singlestep) return false;
+      writeDebugExit(this.run, 1, BigInt(this.regs.csBase + this.regs.eip), SINGLESTEP_DR6, dbg.dr7);
+      this.run.exit_reason = KVM_EXIT_DEBUG;
+    } else if (this.#exitToUser(reason) !== Step.Exit) return false;
     this.#pendingExit = true;
     return true;
   }
@@ -360,7 +374,9 @@ export class Vcpu {
     // VAC did not turn virtualization on here (a failed re-enable at resume, a reboot): no entry.
     // Linux would try VMLAUNCH in whatever VMX operation is active; the model reports the failed entry.
     if (!this.#instance.vac.isEnabled(cpu)) return this.#failEntry(cpu, 0n);
-    if (this.intr !== undefined) {
+    const dbg = this.guestDebug;
+    // KVM_GUESTDBG_BLOCKIRQ: no interrupt or NMI is injected while it is set.
+    if (this.intr !== undefined && (dbg === undefined || !dbg.blockIrq)) {
       const s = this.#injectEvents(budget);
       if (s !== undefined) return s;
     }
@@ -373,8 +389,11 @@ export class Vcpu {
       return this.#internal('protected mode is not modelled (CR0.PE=1)');
     }
     this.inGuest = true;
-    let reason: number = runGuest(this.regs, this.vm.guestMemory, budget, this.exit, this.vm.quirks, this.platform);
-    if (this.vm.kernelIo && reason !== GuestExitReason.Budget) reason = this.#inKernelIo(reason, budget);
+    let reason: number;
+    if (dbg === undefined) {
+      reason = runGuest(this.regs, this.vm.guestMemory, budget, this.exit, this.vm.quirks, this.platform);
+      if (this.vm.kernelIo && reason !== GuestExitReason.Budget) reason = this.#inKernelIo(reason, budget);
+    } else reason = this.#runDebug(dbg, budget);
     vendor.exit(cpu);
     const executed = this.exit.executed;
     this.stats.instructions += executed;
@@ -416,6 +435,57 @@ export class Vcpu {
       }
     }
     return Step.Slice;
+  }
+
+  /**
+   * The guest under KVM_SET_GUEST_DEBUG (`vcpu-guest-debug.ts`): one instruction at a time, the breakpoints checked
+   * before each and the single step reported after it. An IN or OUT that exited is completed first (that completion is
+   * the instruction a single step reports); an MMIO read is re-executed without the breakpoint checks (it already
+   * passed them). Returns a {@link GuestExitReason}, or `KVM_EXIT_DEBUG` with the exit written in `kvm_run`.
+   */
+  #runDebug(dbg: GuestDebug, budget: number): number {
+    const r = this.regs;
+    const mem = this.vm.guestMemory;
+    const x = this.exit;
+    const platform = this.platform;
+    let executed = 0;
+    let reason: number = GuestExitReason.Budget;
+    for (let left = budget; left > 0; ) {
+      const p = r.pending;
+      const completing = p === GuestPending.PioIn || p === GuestPending.PioOut || p === GuestPending.PioInString;
+      const resuming = completing || p === GuestPending.MmioRead || r.mmioCacheCount !== 0;
+      const rf = resumeFlag(r.eflags);
+      if (!resuming) {
+        const lin = r.csBase + r.eip;
+        const stop = dbg.before(lin, mem.read8(lin), rf);
+        if (stop !== undefined) {
+          if (stop.exception === 3) vcpuArch(this).eventExitInstLen = 1; // VM_EXIT_INSTRUCTION_LEN of the INT3
+          writeDebugExit(this.run, stop.exception, BigInt(lin), stop.dr6, dbg.dr7);
+          reason = KVM_EXIT_DEBUG;
+          break;
+        }
+      }
+      reason = runGuest(r, mem, completing ? 0 : 1, x, this.vm.quirks, platform);
+      executed += x.executed;
+      left -= Math.max(1, x.executed);
+      if (rf && !completing) r.eflags = clearResumeFlag(r.eflags);
+      if (reason !== GuestExitReason.Budget) {
+        // A write an in-kernel device takes (ioeventfd, coalesced zone) completes at the next step, as a user-space one would.
+        const kernelPioWrite = reason === GuestExitReason.Io && x.ioDirection === 1 && x.ioCount === 1;
+        const kernelMmioWrite = reason === GuestExitReason.Mmio && x.mmioIsWrite !== 0;
+        if (!this.vm.kernelIo || !(kernelPioWrite || kernelMmioWrite)) break;
+        if (!(kernelPioWrite ? kernelWrite(this.vm, true, x.ioPort, x.ioSize, x.data) : kernelWrite(this.vm, false, x.mmioPhysAddr, x.mmioLen, x.data))) break;
+        reason = GuestExitReason.Budget;
+        continue;
+      }
+      if (dbg.singlestep) {
+        writeDebugExit(this.run, 1, BigInt(r.csBase + r.eip), SINGLESTEP_DR6, dbg.dr7);
+        reason = KVM_EXIT_DEBUG;
+        break;
+      }
+    }
+    x.executed = executed;
+    return reason;
   }
 
   /**
@@ -520,6 +590,9 @@ export class Vcpu {
       case GuestExitReason.X86Rdmsr:
       case GuestExitReason.X86Wrmsr:
         return this.#msrExit();
+      case KVM_EXIT_DEBUG: // written by #runDebug
+        run.exit_reason = KVM_EXIT_DEBUG;
+        return Step.Exit;
       default:
         return this.#internal(x.detail);
     }
