@@ -62,7 +62,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     class: 'not-modelled',
     summary: 'The capabilities of the vCPU state ioctls (MP state, events, debug registers, XSAVE, XCRs, SREGS2, TSC frequency, MCE, sync regs, guest debug, …) are 0 in the model (issue 11).',
     linux: ['arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension'],
-    facts: caps('XCRS', 'SYNC_REGS', 'VCPU_ATTRIBUTES', 'LAST_CPU', 'STEAL_TIME', 'X86_GUEST_MODE', 'X86_APIC_BUS_CYCLES_NS'),
+    facts: caps('XCRS', 'VCPU_ATTRIBUTES', 'LAST_CPU', 'STEAL_TIME', 'X86_GUEST_MODE', 'X86_APIC_BUS_CYCLES_NS'),
     where: capZero,
   },
   {

@@ -126,6 +126,7 @@ import {
   KVM_X86_DISABLE_EXITS_HLT,
   KVM_X86_DISABLE_EXITS_MWAIT,
   KVM_X86_DISABLE_EXITS_PAUSE,
+  KVM_SYNC_X86_VALID_FIELDS,
 } from '../abi/constants.js';
 import { KVM_CLOCK_VALID_FLAGS, KVM_DIRTY_LOG_MANUAL_CAPS, KVM_MAX_MCE_BANKS } from '../abi/constants-x86.js';
 import { hostCpuid } from './cpu-caps.js';
@@ -174,7 +175,6 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_NESTED_STATE, { linux: (i) => vendorArch(i).linuxNestedStateSize, why: 'nested virtualization and KVM_GET/SET_NESTED_STATE not modelled' }],
   [KVM_CAP_DIRTY_LOG_RING, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
   [KVM_CAP_DIRTY_LOG_RING_ACQ_REL, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
-  [KVM_CAP_SYNC_REGS, { linux: () => 7, why: 'kvm_run sync registers not modelled' }],
   [KVM_CAP_EXIT_HYPERCALL, { linux: () => 1 << 12, why: 'hypercalls (VMCALL/VMMCALL) not modelled' }],
   [KVM_CAP_PMU_EVENT_FILTER, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
   [KVM_CAP_PMU_EVENT_MASKED_EVENTS, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
@@ -284,6 +284,8 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
       return KVM_MAX_MCE_BANKS;
     case KVM_CAP_SET_GUEST_DEBUG2:
       return KVM_GUESTDBG_VALID_MASK;
+    case KVM_CAP_SYNC_REGS:
+      return KVM_SYNC_X86_VALID_FIELDS; // sync-regs.ts
     case KVM_CAP_XCRS:
       return x86Caps(inst).xsave ? 1 : 0; // boot_cpu_has(X86_FEATURE_XSAVE)
     case KVM_CAP_TSC_CONTROL:

@@ -44,6 +44,7 @@ import { vmArch } from './vm-arch.js';
 import { processRequests, VcpuRequest } from './vcpu-requests.js';
 import { clearResumeFlag, resumeFlag, SINGLESTEP_DR6, writeDebugExit, type GuestDebug } from './vcpu-guest-debug.js';
 import { vcpuArch } from './vcpu-arch.js';
+import { loadSyncRegs, storeSyncRegs, syncRegsRequested } from './sync-regs.js';
 import type { KvmInstance } from './instance.js';
 import { kernelMmio, kernelPio } from './irqchip-io.js';
 import { INTR_BLOCK, INTR_ENTER, VcpuIntr } from './vcpu-intr.js';
@@ -172,7 +173,7 @@ export class Vcpu {
    */
   requests = 0;
   /**
-   * KVM_SET_GUEST_DEBUG's state while debugging is enabled (`vcpu->guest_debug`, `vcpu-guest-debug.ts`), else
+   * @internal KVM_SET_GUEST_DEBUG's state while debugging is enabled (`vcpu->guest_debug`, `vcpu-guest-debug.ts`), else
    * `undefined` — which keeps KVM_RUN's usual path: the guest then runs one instruction at a time.
    */
   guestDebug: GuestDebug | undefined = undefined;
@@ -287,13 +288,23 @@ export class Vcpu {
     // immediate_exit.
     const p = this.regs.pending;
     const run = this.run;
-    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && run.immediate_exit === 0 && run.bytes[OFF_REQUEST_WINDOW] === 0 && this.requests === 0) return true;
+    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && run.immediate_exit === 0 && run.bytes[OFF_REQUEST_WINDOW] === 0 && this.requests === 0 && !syncRegsRequested(run)) return true;
     return this.#beginSlow();
   }
 
   /** The rest of {@link Vcpu.#begin}: an IN or MMIO read awaits user space's data, or `immediate_exit` is set. */
   #beginSlow(): boolean {
     const run = this.run;
+    // KVM_CAP_SYNC_REGS: the sets of kvm_dirty_regs loaded first (sync-regs.ts); kvm_valid_regs stored on the way out.
+    if (syncRegsRequested(run)) {
+      this.#syncRegs = true;
+      try {
+        loadSyncRegs(this);
+      } catch (e) {
+        this.#storeRegs();
+        throw e;
+      }
+    }
     if (run.request_interrupt_window !== 0 && this.intr === undefined) this.intr = new VcpuIntr(this, undefined);
     // complete_userspace_io: hand user space's answer to the instruction that exited.
     const p = this.regs.pending;
@@ -309,6 +320,7 @@ export class Vcpu {
       // KVM_CAP_IMMEDIATE_EXIT: pending operations are completed, then EINTR without entering the guest;
       // `exit_reason` keeps what the last exit put there (kvm_arch_vcpu_ioctl_run: !vcpu->wants_to_run → -EINTR).
       if (p !== GuestPending.None) runGuest(this.regs, this.vm.guestMemory, 0, this.exit, this.vm.quirks, this.platform);
+      this.#storeRegs();
       return false;
     }
     // vcpu_enter_guest's requests (a triple fault exits right away: the exit is in kvm_run).
@@ -360,6 +372,14 @@ export class Vcpu {
     msr.data = access.data;
     this.requests |= VcpuRequest.CompleteUserspaceMsr;
     return Step.Exit;
+  }
+
+  /** A KVM_RUN asked for KVM_CAP_SYNC_REGS since the vCPU was created: {@link Vcpu.#storeRegs} looks at `kvm_valid_regs`. */
+  #syncRegs = false;
+
+  /** `store_regs` on the way out of KVM_RUN, when a KVM_RUN ever asked for sync registers. */
+  #storeRegs(): void {
+    if (this.#syncRegs) storeSyncRegs(this);
   }
 
   /** A request produced an exit for user space before the guest was entered (see {@link Vcpu.#beginSlow}). */
@@ -624,6 +644,7 @@ export class Vcpu {
 
   #finish(cpu: number): void {
     this.stats.exits++;
+    this.#storeRegs();
     this.#postRunSave();
     const seq = this.#events.stamp('vcpu:exit');
     if (seq >= 0) this.#emitExit(seq, cpu);
@@ -838,6 +859,7 @@ export class Vcpu {
     if (intr === undefined || intr.mpState !== KVM_MP_STATE_UNINITIALIZED) return;
     intr.acceptEvents();
     this.inGuest = false;
+    this.#storeRegs();
     this.#postRunSave();
     throw KernelError.withoutStack('EAGAIN', 'KVM_RUN', 'the vCPU was uninitialized: woken by INIT/SIPI, not entered');
   }
@@ -847,6 +869,7 @@ export class Vcpu {
     this.kicked = false;
     this.inGuest = false;
     this.run.exit_reason = KVM_EXIT_INTR;
+    this.#storeRegs();
     this.#postRunSave();
     this.stats.signal_exits++;
     return KernelError.withoutStack('EINTR', 'KVM_RUN', why);
