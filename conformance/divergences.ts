@@ -62,8 +62,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     class: 'not-modelled',
     summary: 'The capabilities of the vCPU state ioctls (MP state, events, debug registers, XSAVE, XCRs, SREGS2, TSC frequency, MCE, sync regs, guest debug, …) are 0 in the model (issue 11).',
     linux: ['arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension'],
-    facts: caps('SYNC_REGS',
-      'SET_GUEST_DEBUG', 'SET_GUEST_DEBUG2', 'X86_ROBUST_SINGLESTEP', 'VCPU_ATTRIBUTES', 'LAST_CPU', 'STEAL_TIME', 'X86_GUEST_MODE', 'X86_APIC_BUS_CYCLES_NS'),
+    facts: caps('VCPU_ATTRIBUTES', 'LAST_CPU', 'STEAL_TIME', 'X86_GUEST_MODE', 'X86_APIC_BUS_CYCLES_NS'),
     where: capZero,
   },
   {
@@ -72,7 +71,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     summary: 'The capabilities of the VM ioctls (coalesced MMIO/PIO, ioeventfd, read-only memory, clock, KVM_ENABLE_CAP and what it enables, dirty logging, MEMORY_REGION2, stats fd, …) are 0 in the model (issue 11).',
     linux: ['virt/kvm/kvm_main.c kvm_vm_ioctl_check_extension_generic', 'arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension'],
     reason: 'KVM_CAP_DISABLE_QUIRKS2 is 0xff (the 8 quirks up to SLOT_ZAP_ALL) in 6.12; the recording 6.18 kernel answers 0x5ff.',
-    facts: caps('X86_USER_SPACE_MSR', 'DIRTY_LOG_RING',
+    facts: caps('DIRTY_LOG_RING',
       'DIRTY_LOG_RING_ACQ_REL', 'PMU_EVENT_FILTER', 'PMU_EVENT_MASKED_EVENTS', 'VM_DISABLE_NX_HUGE_PAGES',
       'DEVICE_CTRL', 'EXIT_HYPERCALL', 'PCI_SEGMENT'),
     where: capZero,
@@ -81,16 +80,6 @@ export const DIVERGENCES: readonly Divergence[] = [
   // ---- not-modelled: /dev/kvm ioctls -----------------------------------------------------------------------
 
   // ---- not-modelled: VM ioctls -----------------------------------------------------------------------------
-  {
-    id: 'vm-enable-cap',
-    class: 'not-modelled',
-    summary: 'KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR) on a VM fd is refused with EINVAL: the guest interpreter does not stop at RDMSR/WRMSR for user space (KVM_EXIT_X86_RDMSR/WRMSR).',
-    linux: ['virt/kvm/kvm_main.c kvm_vm_ioctl_enable_cap_generic', 'arch/x86/kvm/x86.c kvm_vm_ioctl_enable_cap'],
-    facts: [
-      ...ids('vm.enable-cap', 'user-space-msr'),
-    ],
-    where: (m) => unknownIoctl(m) || (m.step === 'KVM_ENABLE_CAP' && (m.path.endsWith('.ret') || m.path.endsWith('.errno'))),
-  },
   {
     id: 'memslot-above-2-53',
     class: 'not-modelled',
@@ -104,9 +93,9 @@ export const DIVERGENCES: readonly Divergence[] = [
   {
     id: 'vcpu-misc-ioctls',
     class: 'not-modelled',
-    summary: 'KVM_SET_GUEST_DEBUG and KVM_TRANSLATE are not modelled.',
-    linux: ['virt/kvm/kvm_main.c kvm_vcpu_ioctl (KVM_TRANSLATE, KVM_SET_GUEST_DEBUG)'],
-    facts: ['vcpu.guest-debug.singlestep', 'vcpu.guest-debug.bad-control', 'vcpu.translate.real-mode'],
+    summary: 'KVM_TRANSLATE is not modelled.',
+    linux: ['virt/kvm/kvm_main.c kvm_vcpu_ioctl (KVM_TRANSLATE)'],
+    facts: ['vcpu.translate.real-mode'],
     where: unknownIoctl,
   },
 
@@ -142,12 +131,28 @@ export const DIVERGENCES: readonly Divergence[] = [
     class: 'emulator-vendor',
     summary: 'After an OUT exit, RIP is already past the OUT on the recording machine (KVM\'s emulator writes RIP back before exiting); on VMX/SVM, as in the model, it stays on the OUT until the next KVM_RUN completes it.',
     linux: ['arch/x86/kvm/x86.c kvm_fast_pio, kvm_fast_pio_out, complete_fast_pio_out (VMX/SVM)', 'arch/x86/kvm/x86.c x86_emulate_instruction (writeback before the PIO exit for an OUT)'],
-    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt', 'irq.line.halted-guest', 'irq.line.held-while-if-clear', 'irq.pit.ticks', 'irq.init-sipi.ap-run', 'irq.tsc-deadline'],
+    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt', 'run.msr-exit.rdmsr-error', 'irq.line.halted-guest', 'irq.line.held-while-if-clear', 'irq.pit.ticks', 'irq.init-sipi.ap-run', 'irq.tsc-deadline'],
     where: (m) => {
       if (m.step !== 'KVM_GET_REGS' || !m.path.endsWith('.out.rip')) return false;
       const d = BigInt(m.expected) - BigInt(m.actual);
       return d >= 1n && d <= 4n; // the OUT's length: EE, E6 ib, 66 EF, 66 E7 ib; in the pm32 programs 66 67 E6 ib
     },
+  },
+  {
+    id: 'singlestep-hlt',
+    class: 'emulator-vendor',
+    summary: 'A single-stepped HLT without an in-kernel irqchip: KVM_EXIT_DEBUG on the recording machine (its emulator reports the step after em_hlt set KVM_EXIT_HLT); on VMX/SVM, as in the model, kvm_emulate_halt reports the step first and __kvm_emulate_halt then overwrites exit_reason with KVM_EXIT_HLT.',
+    linux: ['arch/x86/kvm/x86.c kvm_emulate_halt, kvm_skip_emulated_instruction, kvm_vcpu_do_singlestep, __kvm_emulate_halt', 'arch/x86/kvm/x86.c x86_emulate_instruction (kvm_vcpu_do_singlestep after writeback)'],
+    facts: ['run.guest-debug.singlestep'],
+    where: (m) => m.path.endsWith('.run.exit_reason') && m.expected === '4' && m.actual === '5',
+  },
+  {
+    id: 'sw-bp-real-mode-emulator',
+    class: 'emulator-vendor',
+    summary: 'KVM_GUESTDBG_USE_SW_BP and an INT3 in real mode: an emulation failure on the recording machine (its vendor module emulates real mode and does not intercept #BP there); VMX and SVM intercept #BP (the exception bitmap, INTERCEPT_BP) and exit with KVM_EXIT_DEBUG, exception 3, at the INT3, as the model does.',
+    linux: ['arch/x86/kvm/vmx/vmx.c handle_exception_nmi (BP_VECTOR), vmx_update_exception_bitmap', 'arch/x86/kvm/svm/svm.c bp_interception, svm_update_exception_bitmap'],
+    facts: ['run.guest-debug.sw-bp'],
+    where: (m) => m.path.endsWith('.run.exit_reason') && m.expected === '17' && m.actual === '4',
   },
   {
     id: 'cap-smaller-maxphyaddr',

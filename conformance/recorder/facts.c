@@ -268,6 +268,17 @@ void step_mmio_data(const char *vcpu, const void *bytes, size_t n) {
 	j_end_obj();
 }
 
+void step_msr_data(const char *vcpu, uint8_t error, uint64_t data) {
+	struct kvm_run *run = run_of(vcpu);
+	run->msr.error = error;
+	run->msr.data = data;
+	step_head("msr-data");
+	j_str("vcpu", vcpu);
+	j_int("error", error);
+	j_u64("data", data);
+	j_end_obj();
+}
+
 void step_mem(const char *buf, const uint8_t *before, size_t n) {
 	const uint8_t *now = buf_addr(buf);
 	step_head("mem");

@@ -97,6 +97,8 @@ void step_poke(const char *buf, size_t offset, const void *bytes, size_t n);
 void step_pio_data(const char *vcpu, const void *bytes, size_t n);
 /* The data of an MMIO read exit, written to mmio.data of the vCPU's kvm_run (recorded). */
 void step_mmio_data(const char *vcpu, const void *bytes, size_t n);
+/* User space's answer to an MSR exit: msr.error and msr.data of the vCPU's kvm_run. */
+void step_msr_data(const char *vcpu, uint8_t error, uint64_t data);
 /* The bytes of mapping `buf` that differ from `before` (its first `n` bytes), as [offset, hex] runs (recorded). */
 void step_mem(const char *buf, const uint8_t *before, size_t n);
 /* Close a named fd (recorded). */

@@ -22,6 +22,113 @@ static void setup(const uint8_t *code, size_t n, uint32_t slot_flags, uint16_t d
 
 #define CODE(...) ((const uint8_t[]){ __VA_ARGS__ }), sizeof((const uint8_t[]){ __VA_ARGS__ })
 
+/* `mov ecx, msr; rdmsr; hlt` (or `mov eax, 0x89abcdef; mov edx, 0x01234567; wrmsr; hlt`) at 0x1000 with the
+ * user-space MSR exits of `mask` enabled, and a #GP handler (IVT 13 → 0x2000: out 0x13, al; hlt). */
+static void msr_setup(uint32_t msr, int write, uint64_t mask) {
+	memset(image, 0, sizeof image);
+	uint8_t *c = image + 0x1000;
+	*c++ = 0x66; *c++ = 0xb9; memcpy(c, &msr, 4); c += 4;
+	if (write) {
+		const uint8_t set[] = { 0x66, 0xb8, 0xef, 0xcd, 0xab, 0x89, 0x66, 0xba, 0x67, 0x45, 0x23, 0x01 };
+		memcpy(c, set, sizeof set);
+		c += sizeof set;
+	}
+	*c++ = 0x0f; *c++ = write ? 0x30 : 0x32; *c++ = 0xf4;
+	const uint8_t handler[] = { 0xe6, 0x13, 0xf4 };
+	memcpy(image + 0x2000, handler, sizeof handler);
+	image[13 * 4] = 0x00; image[13 * 4 + 1] = 0x20;
+	struct guest_regs r = { .rip = 0x1000, .rsp = 0xf000, .rax = 0x1111, .rdx = 0x2222 };
+	guest_setup(image, 0, &r);
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR, .args = { mask } };
+	IO_PTR("vm", KVM_ENABLE_CAP, "kvm_enable_cap", &cap, emit_enable_cap, NULL);
+}
+
+/* An MSR no kernel handles. */
+#define UNKNOWN_MSR 0x12345u
+
+static void msr_exit_facts(void) {
+	FACT("run.msr-exit.rdmsr-unknown", "KVM_CAP_X86_USER_SPACE_MSR(UNKNOWN): RDMSR of an unknown MSR exits with KVM_EXIT_X86_RDMSR; msr.data goes to EDX:EAX at the next KVM_RUN") {
+		msr_setup(UNKNOWN_MSR, 0, KVM_MSR_EXIT_REASON_UNKNOWN);
+		guest_run();
+		guest_get_regs();
+		step_msr_data("vcpu0", 0, 0x1122334455667788ULL);
+		guest_run();
+		guest_get_regs();
+	}
+	FACT("run.msr-exit.rdmsr-error", "An RDMSR exit answered with msr.error = 1: #GP through the IVT") {
+		msr_setup(UNKNOWN_MSR, 0, KVM_MSR_EXIT_REASON_UNKNOWN);
+		guest_run();
+		step_msr_data("vcpu0", 1, 0xff);
+		guest_run();
+		guest_get_regs();
+	}
+	FACT("run.msr-exit.wrmsr-unknown", "KVM_CAP_X86_USER_SPACE_MSR(UNKNOWN): WRMSR of an unknown MSR exits with EDX:EAX in msr.data; error 0 completes it") {
+		msr_setup(UNKNOWN_MSR, 1, KVM_MSR_EXIT_REASON_UNKNOWN);
+		guest_run();
+		guest_get_regs();
+		step_msr_data("vcpu0", 0, 0);
+		guest_run();
+		guest_get_regs();
+	}
+	FACT("run.msr-exit.wrmsr-invalid-value", "KVM_CAP_X86_USER_SPACE_MSR(INVAL): WRMSR of EFER with reserved bits set exits with reason INVAL") {
+		msr_setup(0xc0000080u, 1, KVM_MSR_EXIT_REASON_INVAL);
+		guest_run();
+		step_msr_data("vcpu0", 1, 0);
+		guest_run();
+	}
+	FACT("run.msr-exit.not-in-mask", "RDMSR of an unknown MSR with only INVAL and FILTER enabled: #GP, no exit") {
+		msr_setup(UNKNOWN_MSR, 0, KVM_MSR_EXIT_REASON_INVAL | KVM_MSR_EXIT_REASON_FILTER);
+		guest_run();
+	}
+	FACT("run.msr-exit.immediate-exit", "immediate_exit after an RDMSR exit: the RDMSR completes, EINTR") {
+		msr_setup(UNKNOWN_MSR, 0, KVM_MSR_EXIT_REASON_UNKNOWN);
+		guest_run();
+		step_msr_data("vcpu0", 0, 0x42);
+		step_run_set("vcpu0", "immediate_exit", 1);
+		guest_run();
+		guest_get_regs();
+	}
+}
+
+static void set_debug(uint32_t control, uint64_t bp0, uint64_t dr7) {
+	struct kvm_guest_debug d = { .control = control, .arch = { .debugreg = { bp0, 0, 0, 0, 0, 0, 0, dr7 } } };
+	IO_PTR("vcpu0", KVM_SET_GUEST_DEBUG, "kvm_guest_debug", &d, emit_guest_debug, NULL);
+}
+
+static void guest_debug_facts(void) {
+	FACT("run.guest-debug.singlestep", "KVM_GUESTDBG_SINGLESTEP: KVM_EXIT_DEBUG after each instruction, then the HLT exit") {
+		setup(CODE(0xb0, 0x01, 0xb3, 0x02, 0xf4), 0, 0);
+		set_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0, 0);
+		guest_run();
+		guest_get_regs();
+		guest_run();
+		guest_run();
+		guest_get_regs();
+	}
+	FACT("run.guest-debug.singlestep-in", "KVM_GUESTDBG_SINGLESTEP over an IN: the I/O exit, then the step reported when the next KVM_RUN completes it") {
+		setup(CODE(0xe4, 0x60, 0x90, 0xf4), 0, 0);
+		set_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0, 0);
+		guest_run();
+		step_pio_data("vcpu0", (const uint8_t[]){ 0x5a }, 1);
+		guest_run();
+		guest_get_regs();
+	}
+	FACT("run.guest-debug.sw-bp", "KVM_GUESTDBG_USE_SW_BP: INT3 exits with exception 3 at its address, again at the next KVM_RUN") {
+		setup(CODE(0x90, 0xcc, 0xf4), 0, 0);
+		set_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP, 0, 0);
+		guest_run();
+		guest_get_regs();
+		guest_run();
+		guest_get_regs();
+	}
+	FACT("run.guest-debug.hw-bp", "KVM_GUESTDBG_USE_HW_BP: an instruction breakpoint in DR0 exits before the instruction with DR6.B0") {
+		setup(CODE(0x90, 0x90, 0xb0, 0x07, 0xf4), 0, 0);
+		set_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP, 0x1002, 0x401);
+		guest_run();
+		guest_get_regs();
+	}
+}
+
 void record_run(void) {
 	FACT("run.hlt", "HLT without an in-kernel irqchip: KVM_EXIT_HLT, RIP after the HLT") {
 		setup(CODE(0xf4), 0, 0);
@@ -207,6 +314,8 @@ void record_run(void) {
 		struct kvm_clear_dirty_log c = { .slot = 0, .first_page = 0, .num_pages = 16, .dirty_bitmap = bm };
 		IO_PTR("vm", KVM_CLEAR_DIRTY_LOG, "kvm_clear_dirty_log", &c, emit_clear_dirty_log, NULL);
 	}
+	msr_exit_facts();
+	guest_debug_facts();
 	FACT("run.ud2-through-ivt", "UD2 in real mode: #UD through IVT entry 6 to a handler that does OUT") {
 		memset(image, 0, sizeof image);
 		image[0x1000] = 0x0f;

@@ -337,6 +337,25 @@ void emit_run_exit(const char *key, const struct kvm_run *run) {
 		j_u64("hardware_entry_failure_reason", run->fail_entry.hardware_entry_failure_reason);
 		j_end_obj();
 		break;
+	case KVM_EXIT_DEBUG:
+		j_obj("debug");
+		j_int("exception", run->debug.arch.exception);
+		j_u64("pc", run->debug.arch.pc);
+		j_u64("dr6", run->debug.arch.dr6);
+		/* dr7 is not recorded: the emulator path of a real-mode guest (kvm_vcpu_do_singlestep,
+		 * kvm_vcpu_check_code_breakpoint) leaves it unwritten, where VMX and SVM write the effective DR7 —
+		 * one vendor difference that would end the comparison of every debug fact at its first exit. */
+		j_end_obj();
+		break;
+	case KVM_EXIT_X86_RDMSR:
+	case KVM_EXIT_X86_WRMSR:
+		j_obj("msr");
+		j_int("error", run->msr.error);
+		j_int("reason", run->msr.reason);
+		j_int("index", run->msr.index);
+		j_u64("data", run->msr.data);
+		j_end_obj();
+		break;
 	case KVM_EXIT_SYSTEM_EVENT:
 		j_obj("system_event");
 		j_int("type", run->system_event.type);

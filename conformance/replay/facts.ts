@@ -64,6 +64,14 @@ function runFields(view: KvmRunView): Record<string, unknown> {
     },
     get fail_entry() { return { hardware_entry_failure_reason: view.fail_entry.hardware_entry_failure_reason }; },
     get system_event() { return { type: view.system_event.type }; },
+    get debug() {
+      const d = view.debug;
+      return { exception: d.exception, pc: d.pc, dr6: d.dr6, dr7: d.dr7 };
+    },
+    get msr() {
+      const m = view.msr;
+      return { error: m.error, reason: m.reason, index: m.index, data: m.data };
+    },
   };
 }
 
@@ -247,6 +255,12 @@ function otherStep(r: Replay, i: number, s: Exclude<Step, IoctlStep>, report: (p
     case 'mmio-data':
       r.run(s.vcpu).mmio.data.set(hexBytes(s.hex));
       return;
+    case 'msr-data': {
+      const msr = r.run(s.vcpu).msr;
+      msr.error = s.error;
+      msr.data = BigInt(s.data);
+      return;
+    }
     case 'create-vcpus': {
       let created = 0;
       let errno: string | undefined;

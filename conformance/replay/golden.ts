@@ -88,6 +88,15 @@ export interface MmioDataStep {
   readonly hex: string;
 }
 
+/** User space's answer to a KVM_EXIT_X86_RDMSR/WRMSR, written to `msr.error` and `msr.data` of the vCPU's `kvm_run`. */
+export interface MsrDataStep {
+  readonly op: 'msr-data';
+  readonly vcpu: string;
+  readonly error: number;
+  /** `msr.data`, a `__u64` as a hex string. */
+  readonly data: string;
+}
+
 /**
  * KVM_CREATE_VCPU with ids `first` … `first + count − 1` on VM fd `fd`, each new fd closed at once (the vCPU
  * stays): `created` succeeded, then `errno` if one failed.
@@ -115,7 +124,7 @@ export interface MemStep {
 }
 
 /** One step of a fact. */
-export type Step = IoctlStep | MmapStep | MapRunStep | RunSetStep | PokeStep | PioDataStep | MmioDataStep | CreateVcpusStep | CloseStep | MemStep;
+export type Step = IoctlStep | MmapStep | MapRunStep | RunSetStep | PokeStep | PioDataStep | MmioDataStep | MsrDataStep | CreateVcpusStep | CloseStep | MemStep;
 
 /** One setup + one call sequence + the kernel's answers. */
 export interface Fact {

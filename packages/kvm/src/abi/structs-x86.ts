@@ -241,6 +241,26 @@ export const KVM_DEBUGREGS_CODEC: StructCodec<kvm_debugregs> = defineStruct<kvm_
   db: u64x4, dr6: u64, dr7: u64, flags: u64,
 });
 
+/** `struct kvm_guest_debug_arch`: DR0–DR7 for KVM_GUESTDBG_USE_HW_BP (DR4 and DR5 unused). */
+export interface kvm_guest_debug_arch {
+  /** DR0–DR7. */ debugreg: [bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint];
+}
+/** `struct kvm_guest_debug` (KVM_SET_GUEST_DEBUG, 72 bytes). */
+export interface kvm_guest_debug {
+  /** `KVM_GUESTDBG_*`. */ control: number;
+  /** The debug registers. */ arch: kvm_guest_debug_arch;
+}
+const GD = KVM_LAYOUTS.kvm_guest_debug;
+/** The description of `struct kvm_guest_debug` (`pad` written as zero). */
+export const KVM_GUEST_DEBUG_CODEC: StructCodec<kvm_guest_debug> = defineStruct<kvm_guest_debug>(GD, {
+  control: u32,
+  arch: nested(
+    defineStruct<kvm_guest_debug_arch>(sub(GD, 'arch'), {
+      debugreg: tuple(u64, 8) as FieldKind<unknown> as FieldKind<kvm_guest_debug_arch['debugreg']>,
+    }),
+  ),
+});
+
 /** `struct kvm_sregs2` (KVM_GET_SREGS2 / KVM_SET_SREGS2, 320 bytes): `kvm_sregs` without the interrupt bitmap, with the PDPTRs. */
 export interface kvm_sregs2 extends Omit<kvm_sregs, 'interrupt_bitmap'> {
   /** `KVM_SREGS2_FLAGS_PDPTRS_VALID`. */ flags: bigint;
@@ -426,6 +446,11 @@ export function makeKvmMpState(init: Partial<kvm_mp_state> = {}): kvm_mp_state {
 /** A `struct kvm_debugregs` with every field zero, overridden by `init`. */
 export function makeKvmDebugregs(init: Partial<kvm_debugregs> = {}): kvm_debugregs {
   return KVM_DEBUGREGS_CODEC.make(init);
+}
+
+/** A `struct kvm_guest_debug` with every field zero, overridden by `init`. */
+export function makeKvmGuestDebug(init: Partial<kvm_guest_debug> = {}): kvm_guest_debug {
+  return KVM_GUEST_DEBUG_CODEC.make(init);
 }
 
 /** A `struct kvm_sregs2` with every field zero, overridden by `init`. */

@@ -22,6 +22,13 @@ export const GuestExitReason = {
   Mmio: 6,
   /** Triple fault (`KVM_EXIT_SHUTDOWN` = 8). */
   Shutdown: 8,
+  /**
+   * `rdmsr` whose MSR access the platform hands to user space (`KVM_EXIT_X86_RDMSR` = 29): RIP still points at the
+   * instruction, nothing of it is done (the platform's `rdmsr` returned `null`).
+   */
+  X86Rdmsr: 29,
+  /** `wrmsr` handed to user space (`KVM_EXIT_X86_WRMSR` = 30), as {@link GuestExitReason.X86Rdmsr}. */
+  X86Wrmsr: 30,
   /** The interpreter could not emulate an instruction (`KVM_EXIT_INTERNAL_ERROR` = 17). */
   InternalError: 17,
 } as const;

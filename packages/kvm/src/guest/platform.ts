@@ -19,10 +19,17 @@ export interface GuestPlatform {
    * interpreter zero-extends each into its 64-bit register.
    */
   cpuid(fn: number, index: number, out: Uint32Array): void;
-  /** `rdmsr`: the MSR's value, or `undefined` when reading it raises #GP. */
-  rdmsr(msr: number): bigint | undefined;
-  /** `wrmsr`: false when writing `value` (a `__u64`) to the MSR raises #GP; true when it was written. */
-  wrmsr(msr: number, value: bigint): boolean;
+  /**
+   * `rdmsr`: the MSR's value, `undefined` when reading it raises #GP, or `null` when the access goes to user space
+   * (KVM_CAP_X86_USER_SPACE_MSR): the run then stops before the instruction with `GuestExitReason.X86Rdmsr`,
+   * and executing it again asks the platform again (which then answers with what user space gave).
+   */
+  rdmsr(msr: number): bigint | undefined | null;
+  /**
+   * `wrmsr`: false when writing `value` (a `__u64`) to the MSR raises #GP; true when it was written; `null` when the
+   * access goes to user space (as for {@link GuestPlatform.rdmsr}, with `GuestExitReason.X86Wrmsr`).
+   */
+  wrmsr(msr: number, value: bigint): boolean | null;
   /** `rdtsc`: the guest's TSC, a `__u64` (IA32_TIME_STAMP_COUNTER as the guest sees it). */
   tsc(): bigint;
 }

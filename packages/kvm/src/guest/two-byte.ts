@@ -10,6 +10,7 @@ import { bitOp, bitScan, cmpxchg, doubleShift, xadd } from './bit-ops.js';
 import { near } from './control.js';
 import { rd16, rdV } from './data-memory.js';
 import { fetch16, fetch32, fetch8, sext16, sext8 } from './decode.js';
+import { GuestExitReason } from './exit.js';
 import { ABANDONED, DELIVERED, interrupt } from './interrupts.js';
 import { getR16, getR32, getRv, setR16, setR32, setRv } from './registers.js';
 import { CPUID_OUT, R, fail, raise } from './run-context.js';
@@ -17,6 +18,12 @@ import { SEG_FS, SEG_GS, SEG_SS, loadSeg } from './segments.js';
 import { peekV, pushV } from './stack.js';
 import { popSeg } from './step.js';
 import { group6, group7, movCr } from './system.js';
+
+/** RDMSR/WRMSR whose access the platform hands to user space: stop before the instruction, nothing of it done. */
+function msrToUserSpace(reason: number): number {
+  R.exitKind = reason;
+  return ABANDONED;
+}
 
 /** Two-byte opcodes (0F xx). Returns DELIVERED when the instruction completed, ABANDONED for an MMIO read exit. */
 export function twoByte(start: number): number {
@@ -63,7 +70,9 @@ export function twoByte(start: number): number {
     case 0x20: case 0x22: return movCr(op === 0x22);
     case 0x30: { // WRMSR
       const value = (BigInt(s.edx >>> 0) << 32n) | BigInt(s.eax >>> 0);
-      if (!R.P.wrmsr(s.ecx >>> 0, value)) raise(13);
+      const written = R.P.wrmsr(s.ecx >>> 0, value);
+      if (written === null) return msrToUserSpace(GuestExitReason.X86Wrmsr);
+      if (!written) raise(13);
       return DELIVERED;
     }
     case 0x31: { // RDTSC (CR4.TSD only matters above CPL 0)
@@ -74,6 +83,7 @@ export function twoByte(start: number): number {
     }
     case 0x32: { // RDMSR
       const v = R.P.rdmsr(s.ecx >>> 0);
+      if (v === null) return msrToUserSpace(GuestExitReason.X86Rdmsr);
       if (v === undefined) raise(13);
       const u = BigInt.asUintN(64, v);
       setR32(0, Number(u & 0xffffffffn));

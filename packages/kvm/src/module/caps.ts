@@ -126,6 +126,7 @@ import {
   KVM_X86_DISABLE_EXITS_HLT,
   KVM_X86_DISABLE_EXITS_MWAIT,
   KVM_X86_DISABLE_EXITS_PAUSE,
+  KVM_SYNC_X86_VALID_FIELDS,
 } from '../abi/constants.js';
 import { KVM_CLOCK_VALID_FLAGS, KVM_DIRTY_LOG_MANUAL_CAPS, KVM_MAX_MCE_BANKS } from '../abi/constants-x86.js';
 import { hostCpuid } from './cpu-caps.js';
@@ -134,6 +135,7 @@ import type { KvmInstance } from './instance.js';
 import { irqCapability } from './irq-caps.js';
 import type { Vm } from './vm.js';
 import { x86Caps } from './x86-caps.js';
+import { KVM_GUESTDBG_VALID_MASK } from './vcpu-guest-debug.js';
 import { vendorArch } from './vendor-arch.js';
 import { buildOf, moduleParam, supportedQuirks } from '../builds/build.js';
 
@@ -173,10 +175,6 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_NESTED_STATE, { linux: (i) => vendorArch(i).linuxNestedStateSize, why: 'nested virtualization and KVM_GET/SET_NESTED_STATE not modelled' }],
   [KVM_CAP_DIRTY_LOG_RING, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
   [KVM_CAP_DIRTY_LOG_RING_ACQ_REL, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
-  [KVM_CAP_SYNC_REGS, { linux: () => 7, why: 'kvm_run sync registers not modelled' }],
-  [KVM_CAP_SET_GUEST_DEBUG, { linux: () => 1, why: 'KVM_SET_GUEST_DEBUG not modelled' }],
-  [KVM_CAP_SET_GUEST_DEBUG2, { linux: () => 0x1f0003, why: 'KVM_SET_GUEST_DEBUG not modelled' }],
-  [KVM_CAP_X86_ROBUST_SINGLESTEP, { linux: () => 1, why: 'guest single-stepping (TF) across exits not modelled' }],
   [KVM_CAP_EXIT_HYPERCALL, { linux: () => 1 << 12, why: 'hypercalls (VMCALL/VMMCALL) not modelled' }],
   [KVM_CAP_PMU_EVENT_FILTER, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
   [KVM_CAP_PMU_EVENT_MASKED_EVENTS, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
@@ -185,7 +183,6 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_PRE_FAULT_MEMORY, { linux: (i) => (vendorArch(i).tdp ? 1 : 0), why: 'KVM_PRE_FAULT_MEMORY not modelled' }],
   [KVM_CAP_STEAL_TIME, { linux: () => 1, why: 'steal time (MSR_KVM_STEAL_TIME) not modelled' }],
   [KVM_CAP_LAST_CPU, { linux: () => 1, why: 'not modelled' }],
-  [KVM_CAP_X86_USER_SPACE_MSR, { linux: () => 1, why: 'KVM_EXIT_X86_RDMSR/WRMSR need the guest interpreter to stop at RDMSR/WRMSR for user space, which it does not yet' }],
   [KVM_CAP_DEVICE_CTRL, { linux: () => 1, why: 'KVM_CREATE_DEVICE (in-kernel devices: VFIO, the irqchip as a device) not modelled' }],
   [KVM_CAP_X86_GUEST_MODE, { linux: () => 1, why: 'KVM_RUN does not write kvm_run.flags (KVM_RUN_X86_GUEST_MODE)' }],
   [KVM_CAP_GUEST_MEMFD, { linux: (_i, vm) => (vm === undefined ? 1 : 0), why: 'guest_memfd (CONFIG_KVM_PRIVATE_MEM, selected by KVM_AMD_SEV) not modelled' }],
@@ -239,7 +236,10 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
     case KVM_CAP_MSR_PLATFORM_INFO:
     case KVM_CAP_EXCEPTION_PAYLOAD:
     case KVM_CAP_X86_TRIPLE_FAULT_EVENT:
-    case KVM_CAP_X86_MSR_FILTER: // a denied access is #GP (the filter's user-space exits need X86_USER_SPACE_MSR)
+    case KVM_CAP_X86_MSR_FILTER: // a denied access is #GP, or KVM_EXIT_X86_RDMSR/WRMSR with reason FILTER
+    case KVM_CAP_X86_USER_SPACE_MSR: // vcpu-platform.ts
+    case KVM_CAP_SET_GUEST_DEBUG: // vcpu-guest-debug.ts
+    case KVM_CAP_X86_ROBUST_SINGLESTEP: // a single step is reported after an instruction completed by the next KVM_RUN
     case KVM_CAP_ENFORCE_PV_FEATURE_CPUID:
     case KVM_CAP_SREGS2:
     case KVM_CAP_EXIT_ON_EMULATION_FAILURE:
@@ -282,6 +282,10 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
       return KVM_MAX_VCPU_IDS;
     case KVM_CAP_MCE:
       return KVM_MAX_MCE_BANKS;
+    case KVM_CAP_SET_GUEST_DEBUG2:
+      return KVM_GUESTDBG_VALID_MASK;
+    case KVM_CAP_SYNC_REGS:
+      return KVM_SYNC_X86_VALID_FIELDS; // sync-regs.ts
     case KVM_CAP_XCRS:
       return x86Caps(inst).xsave ? 1 : 0; // boot_cpu_has(X86_FEATURE_XSAVE)
     case KVM_CAP_TSC_CONTROL:

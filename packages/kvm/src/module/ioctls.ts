@@ -14,6 +14,7 @@ import type { Vcpu } from './vcpu.js';
 import { VCPU_EVENTS_IOCTLS } from './vcpu-events-ioctls.js';
 import { VCPU_FPU_IOCTLS } from './vcpu-fpu-ioctls.js';
 import { VCPU_MISC_IOCTLS } from './vcpu-misc-ioctls.js';
+import { VCPU_DEBUG_IOCTLS } from './vcpu-guest-debug.js';
 import { VCPU_MSR_IOCTLS } from './vcpu-msr-ioctls.js';
 import { VCPU_REGS_IOCTLS } from './vcpu-regs-ioctls.js';
 import { VM_ARCH_IOCTLS } from './vm-arch-ioctls.js';
@@ -44,6 +45,7 @@ export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([
   ...VCPU_FPU_IOCTLS,
   ...VCPU_EVENTS_IOCTLS,
   ...VCPU_MISC_IOCTLS,
+  ...VCPU_DEBUG_IOCTLS,
   ...VCPU_IRQ_IOCTLS,
 ]);
 

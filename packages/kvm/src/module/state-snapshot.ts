@@ -22,7 +22,7 @@ export function x86StateSnapshot(inst: KvmInstance): unknown {
       const sregs = KVM_SREGS_CODEC.zero();
       v.getRegs(regs);
       v.getSregs(sregs);
-      return { id: v.id, regs, sregs, pending: v.regs.pending, requests: v.requests, arch: vcpuArch(v).snapshot(), run: v.runAllocated ? bytesDigest(v.run.bytes) : undefined };
+      return { id: v.id, regs, sregs, pending: v.regs.pending, requests: v.requests, guestDebug: v.guestDebug?.snapshot(), arch: vcpuArch(v).snapshot(), run: v.runAllocated ? bytesDigest(v.run.bytes) : undefined };
     }),
   }));
 }

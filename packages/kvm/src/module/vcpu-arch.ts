@@ -82,6 +82,11 @@ export class VcpuArch {
   nmiQueued = 0;
   /** NMIs blocked. */
   nmiMasked = false;
+  /**
+   * `event_exit_inst_len`: the length of the instruction whose exit came last among those that set it (an INT3 under
+   * KVM_GUESTDBG_USE_SW_BP), by which a re-injected soft exception (#BP, #OF) returns past it.
+   */
+  eventExitInstLen = 0;
   /** `KVM_REQ_TRIPLE_FAULT` is pending. */
   tripleFault = false;
   /** `mp_state`. */
@@ -162,6 +167,7 @@ export class VcpuArch {
       exception: { ...this.exception },
       interrupt: { ...this.interrupt },
       interruptShadow: this.interruptShadow,
+      eventExitInstLen: this.eventExitInstLen,
       nmi: [this.nmiInjected, this.nmiPending, this.nmiQueued, this.nmiMasked],
       tripleFault: this.tripleFault,
       mpState: this.mpState,

@@ -493,6 +493,25 @@ export function getMsr(v: Vcpu, msr: number, host: boolean): bigint | undefined 
 }
 
 /**
+ * Why a guest RDMSR/WRMSR failed, as `kvm_msr_reason` tells them apart: `'unsupported'` for an MSR KVM has no handler
+ * for (`KVM_MSR_RET_UNSUPPORTED` → `KVM_MSR_EXIT_REASON_UNKNOWN`), `'invalid'` for one that refused the access (any
+ * other error → `KVM_MSR_EXIT_REASON_INVAL`).
+ */
+export type GuestMsrFailure = 'unsupported' | 'invalid';
+
+/** The guest's RDMSR past the filter (`kvm_get_msr_ignored_check`, guest-initiated): the value, or why it failed. */
+export function guestReadMsr(v: Vcpu, msr: number): bigint | GuestMsrFailure {
+  const r = buildHasMsr(v.vm.instance, msr) ? readMsr(v, vcpuArch(v), x86Caps(v.vm.instance), msr, false) : 'unsupported';
+  return r === undefined ? 'invalid' : r;
+}
+
+/** The guest's WRMSR past the filter (`kvm_set_msr_ignored_check`, guest-initiated): true when written, or why not. */
+export function guestWriteMsr(v: Vcpu, msr: number, data: bigint): true | GuestMsrFailure {
+  const r = buildHasMsr(v.vm.instance, msr) ? writeMsr(v, vcpuArch(v), x86Caps(v.vm.instance), msr, data, false) : 'unsupported';
+  return r === false ? 'invalid' : r;
+}
+
+/**
  * `kvm_set_msr_with_filter` / `do_set_msr`: whether the write was taken.
  * @param host - KVM_SET_MSRS (host-initiated), not the guest's WRMSR
  */

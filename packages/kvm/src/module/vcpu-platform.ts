@@ -5,8 +5,12 @@
  * - `cpuid`: the table KVM_SET_CPUID2 gave (`kvm_emulate_cpuid` → `kvm_cpuid`, arch/x86/kvm/cpuid.c), with the
  *   bits KVM keeps current at run time (`kvm_update_cpuid_runtime`: OSXSAVE from CR4, the APIC bit from the APIC
  *   base, OSPKE from CR4).
- * - `rdmsr` / `wrmsr`: the VM's MSR filter first (`kvm_msr_allowed`, arch/x86/kvm/x86.c: a denied access is #GP),
- *   then the guest-initiated access of `vcpu-msrs.ts` (`kvm_get_msr` / `kvm_set_msr`).
+ * - `rdmsr` / `wrmsr`: the VM's MSR filter first (`kvm_msr_allowed`, arch/x86/kvm/x86.c), then the guest-initiated
+ *   access of `vcpu-msrs.ts` (`kvm_get_msr` / `kvm_set_msr`). A failed access is #GP — unless its reason (denied by
+ *   the filter, an MSR KVM does not know, a refused value: `kvm_msr_reason`) is in the VM's KVM_CAP_X86_USER_SPACE_MSR
+ *   mask: then it goes to user space (`kvm_msr_user_space`: KVM_EXIT_X86_RDMSR/WRMSR), and the instruction is
+ *   executed again at the next KVM_RUN with user space's answer (`complete_emulated_msr_access`: #GP when
+ *   `msr.error` is set, else EDX:EAX ← `msr.data` for RDMSR).
  * - `rdtsc`: the guest TSC (`kvm_read_l1_tsc`): the host's TSC, scaled, plus the vCPU's offset. The host's time is its
  *   scheduler tick, so two reads within one tick give the same value (docs/fidelity.md); nothing else is kept, so
  *   the TSC a guest reads is exactly what KVM_GET_MSRS reports and KVM_SET_MSRS sets.
@@ -14,10 +18,11 @@
  * @module
  */
 import { CpuidTable, type GuestPlatform } from '../guest/platform.js';
+import { KVM_MSR_EXIT_REASON_FILTER, KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN } from '../abi/constants.js';
 import { KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE } from '../abi/constants-x86.js';
 import type { kvm_cpuid_entry2 } from '../abi/structs.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
-import { getMsr, setMsr } from './vcpu-msrs.js';
+import { guestReadMsr, guestWriteMsr, type GuestMsrFailure } from './vcpu-msrs.js';
 import { apicBaseOf } from './vcpu-sregs.js';
 import { guestTsc } from './vcpu-tsc.js';
 import type { Vcpu } from './vcpu.js';
@@ -39,6 +44,23 @@ export function msrAllowed(filter: MsrFilter | undefined, msr: number, kind: num
     }
   }
   return filter.defaultAllow;
+}
+
+/** A guest RDMSR/WRMSR handed to user space (what `kvm_msr_user_space` puts in `kvm_run.msr`). */
+export interface MsrUserExit {
+  /** WRMSR (else RDMSR). */
+  readonly write: boolean;
+  /** `KVM_MSR_EXIT_REASON_*`. */
+  readonly reason: number;
+  /** The MSR (ECX). */
+  readonly index: number;
+  /** The value written (EDX:EAX of a WRMSR); 0 for a RDMSR. */
+  readonly data: bigint;
+}
+
+/** `kvm_msr_reason`: the exit reason of a failed access. */
+function msrReason(failure: GuestMsrFailure | 'filtered'): number {
+  return failure === 'filtered' ? KVM_MSR_EXIT_REASON_FILTER : failure === 'unsupported' ? KVM_MSR_EXIT_REASON_UNKNOWN : KVM_MSR_EXIT_REASON_INVAL;
 }
 
 /** The vCPU's {@link GuestPlatform}. */
@@ -73,16 +95,58 @@ export class ArchPlatform implements GuestPlatform {
     }
   }
 
+  /**
+   * The access that went to user space at the last exit (KVM_EXIT_X86_RDMSR/WRMSR), until the next KVM_RUN completes
+   * it (`vcpu->arch.complete_userspace_io`).
+   */
+  userExit: MsrUserExit | undefined;
+  /** User space's answer to {@link ArchPlatform.userExit}, for the one execution of the instruction that completes it. */
+  #answer: { readonly error: boolean; readonly data: bigint } | undefined;
+
+  /**
+   * `complete_emulated_msr_access`: the next `rdmsr`/`wrmsr` takes user space's answer (`msr.error`, `msr.data`) instead
+   * of accessing the MSR. {@link ArchPlatform.endCompletion} drops it after that one instruction.
+   */
+  beginCompletion(error: boolean, data: bigint): void {
+    this.#answer = { error, data };
+    this.userExit = undefined;
+  }
+
+  /** The instruction that completes a user-space MSR access has run (or did not reach the access). */
+  endCompletion(): void {
+    this.#answer = undefined;
+  }
+
   /** {@inheritDoc GuestPlatform.rdmsr} */
-  rdmsr(msr: number): bigint | undefined {
-    if (!msrAllowed(vmArch(this.#vcpu.vm).msrFilter, msr, KVM_MSR_FILTER_READ)) return undefined;
-    return getMsr(this.#vcpu, msr, false);
+  rdmsr(msr: number): bigint | undefined | null {
+    const answer = this.#answer;
+    if (answer !== undefined) {
+      this.#answer = undefined;
+      return answer.error ? undefined : answer.data;
+    }
+    const r = msrAllowed(vmArch(this.#vcpu.vm).msrFilter, msr, KVM_MSR_FILTER_READ) ? guestReadMsr(this.#vcpu, msr) : 'filtered';
+    return typeof r === 'bigint' ? r : this.#failed(false, r, msr, 0n);
   }
 
   /** {@inheritDoc GuestPlatform.wrmsr} */
-  wrmsr(msr: number, value: bigint): boolean {
-    if (!msrAllowed(vmArch(this.#vcpu.vm).msrFilter, msr, KVM_MSR_FILTER_WRITE)) return false;
-    return setMsr(this.#vcpu, msr, BigInt.asUintN(64, value), false);
+  wrmsr(msr: number, value: bigint): boolean | null {
+    const answer = this.#answer;
+    if (answer !== undefined) {
+      this.#answer = undefined;
+      return !answer.error;
+    }
+    const data = BigInt.asUintN(64, value);
+    const r = msrAllowed(vmArch(this.#vcpu.vm).msrFilter, msr, KVM_MSR_FILTER_WRITE) ? guestWriteMsr(this.#vcpu, msr, data) : 'filtered';
+    if (r === true) return true;
+    return this.#failed(true, r, msr, data) === null ? null : false;
+  }
+
+  /** `kvm_msr_user_space`: `null` (to user space) when the failure's reason is in the VM's mask, else `undefined` (#GP). */
+  #failed(write: boolean, failure: GuestMsrFailure | 'filtered', index: number, data: bigint): null | undefined {
+    const reason = msrReason(failure);
+    if ((vmArch(this.#vcpu.vm).userSpaceMsrMask & reason) === 0) return undefined;
+    this.userExit = { write, reason, index, data };
+    return null;
   }
 
   /** {@inheritDoc GuestPlatform.tsc} */

@@ -25,6 +25,11 @@ export const VcpuRequest = {
   ClockUpdate: 1 << 1,
   /** `KVM_REQ_TRIPLE_FAULT`. */
   TripleFault: 1 << 2,
+  /**
+   * Not a request in Linux but `vcpu->arch.complete_userspace_io` of a KVM_EXIT_X86_RDMSR/WRMSR: the next KVM_RUN
+   * completes the instruction with user space's answer before anything else (`Vcpu`'s run path handles it).
+   */
+  CompleteUserspaceMsr: 1 << 3,
 } as const;
 
 /** `kvm_make_request`. */
@@ -66,7 +71,10 @@ function deliverRealMode(v: Vcpu, vector: number): boolean {
     sp = (sp - 2) & 0xffff;
     return mem.write8(ssBase + sp, w & 0xff) && mem.write8(ssBase + ((sp + 1) & 0xffff), (w >> 8) & 0xff);
   };
-  if (!push(Number(regs.rflags & 0xffffn)) || !push(sregs.cs.selector) || !push(Number(regs.rip & 0xffffn))) return false;
+  // A soft exception (#BP, #OF: kvm_exception_is_soft) returns past the instruction that raised it
+  // (kvm_inject_realmode_interrupt's inc_eip = event_exit_inst_len).
+  const returnIp = Number(regs.rip & 0xffffn) + (vector === 3 || vector === 4 ? vcpuArch(v).eventExitInstLen : 0);
+  if (!push(Number(regs.rflags & 0xffffn)) || !push(sregs.cs.selector) || !push(returnIp)) return false;
   regs.rsp = (regs.rsp & ~0xffffn) | BigInt(sp);
   regs.rflags &= ~(X86_EFLAGS_IF | X86_EFLAGS_TF | X86_EFLAGS_AC);
   regs.rip = BigInt(newIp);

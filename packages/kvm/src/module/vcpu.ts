@@ -12,6 +12,7 @@
  */
 import { KernelError, PERF_GUEST_ACTIVE, vcpuLabel, type EventBus, type Syscall, type Thread, type VendorVcpu, type VcpuTag } from '@vac/core';
 import {
+  KVM_EXIT_DEBUG,
   KVM_EXIT_FAIL_ENTRY,
   KVM_EXIT_HLT,
   KVM_EXIT_INTERNAL_ERROR,
@@ -20,6 +21,8 @@ import {
   KVM_EXIT_IRQ_WINDOW_OPEN,
   KVM_EXIT_MMIO,
   KVM_EXIT_SHUTDOWN,
+  KVM_EXIT_X86_RDMSR,
+  KVM_EXIT_X86_WRMSR,
   KVM_INTERNAL_ERROR_EMULATION,
   KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
   KVM_MP_STATE_HALTED,
@@ -38,7 +41,10 @@ import type { GuestPlatform } from '../guest/platform.js';
 import { kernelWrite } from './kernel-io.js';
 import { ArchPlatform } from './vcpu-platform.js';
 import { vmArch } from './vm-arch.js';
-import { processRequests } from './vcpu-requests.js';
+import { processRequests, VcpuRequest } from './vcpu-requests.js';
+import { clearResumeFlag, resumeFlag, SINGLESTEP_DR6, writeDebugExit, type GuestDebug } from './vcpu-guest-debug.js';
+import { vcpuArch } from './vcpu-arch.js';
+import { loadSyncRegs, storeSyncRegs, syncRegsRequested } from './sync-regs.js';
 import type { KvmInstance } from './instance.js';
 import { kernelMmio, kernelPio } from './irqchip-io.js';
 import { INTR_BLOCK, INTR_ENTER, VcpuIntr } from './vcpu-intr.js';
@@ -56,6 +62,8 @@ const OFF_IF_FLAG = KVM_RUN_OFFSETS.if_flag;
 const OFF_CR8 = KVM_RUN_OFFSETS.cr8;
 const OFF_APIC_BASE = KVM_RUN_OFFSETS.apic_base;
 const OFF_REQUEST_WINDOW = KVM_RUN_OFFSETS.request_interrupt_window;
+const OFF_MSR_ERROR = KVM_RUN_OFFSETS['msr.error'];
+const OFF_MSR_REASON = KVM_RUN_OFFSETS['msr.reason'];
 /** RFLAGS.IF. */
 const X86_EFLAGS_IF = 0x200;
 
@@ -138,7 +146,7 @@ export class Vcpu {
   get platform(): GuestPlatform {
     return (this.#platform ??= new ArchPlatform(this));
   }
-  #platform: GuestPlatform | undefined;
+  #platform: ArchPlatform | undefined;
   /** Counters. */
   readonly stats: VcpuStats = { entries: 0, exits: 0, io_exits: 0, mmio_exits: 0, halt_exits: 0, nmi_exits: 0, signal_exits: 0, instructions: 0, migrations: 0, pi_wakeups: 0, kernel_io: 0 };
   /** The CPU it is loaded on, or -1. */
@@ -160,6 +168,11 @@ export class Vcpu {
    * event to deliver; `VcpuRequest` of `vcpu-requests.ts`). 0 in the usual case, which keeps KVM_RUN's fast path.
    */
   requests = 0;
+  /**
+   * @internal KVM_SET_GUEST_DEBUG's state while debugging is enabled (`vcpu->guest_debug`, `vcpu-guest-debug.ts`), else
+   * `undefined` — which keeps KVM_RUN's usual path: the guest then runs one instruction at a time.
+   */
+  guestDebug: GuestDebug | undefined = undefined;
   /** The thread inside KVM_RUN, if any. */
   thread: Thread | undefined;
   /** Set once the vCPU is freed. */
@@ -271,13 +284,23 @@ export class Vcpu {
     // immediate_exit.
     const p = this.regs.pending;
     const run = this.run;
-    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && run.immediate_exit === 0 && run.bytes[OFF_REQUEST_WINDOW] === 0 && this.requests === 0) return true;
+    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && run.immediate_exit === 0 && run.bytes[OFF_REQUEST_WINDOW] === 0 && this.requests === 0 && !syncRegsRequested(run)) return true;
     return this.#beginSlow();
   }
 
   /** The rest of {@link Vcpu.#begin}: an IN or MMIO read awaits user space's data, or `immediate_exit` is set. */
   #beginSlow(): boolean {
     const run = this.run;
+    // KVM_CAP_SYNC_REGS: the sets of kvm_dirty_regs loaded first (sync-regs.ts); kvm_valid_regs stored on the way out.
+    if (syncRegsRequested(run)) {
+      this.#syncRegs = true;
+      try {
+        loadSyncRegs(this);
+      } catch (e) {
+        this.#storeRegs();
+        throw e;
+      }
+    }
     if (run.request_interrupt_window !== 0 && this.intr === undefined) this.intr = new VcpuIntr(this, undefined);
     // complete_userspace_io: hand user space's answer to the instruction that exited.
     const p = this.regs.pending;
@@ -287,10 +310,13 @@ export class Vcpu {
       const r = this.regs;
       this.exit.stringData.set(run.bytes.subarray(KVM_PIO_DATA_OFFSET, KVM_PIO_DATA_OFFSET + r.pendingSize * r.pendingCount));
     }
+    // complete_userspace_io of a KVM_EXIT_X86_RDMSR/WRMSR, before immediate_exit is looked at (as in Linux).
+    if ((this.requests & VcpuRequest.CompleteUserspaceMsr) !== 0 && this.#completeUserspaceMsr()) return true;
     if (run.immediate_exit !== 0) {
       // KVM_CAP_IMMEDIATE_EXIT: pending operations are completed, then EINTR without entering the guest;
       // `exit_reason` keeps what the last exit put there (kvm_arch_vcpu_ioctl_run: !vcpu->wants_to_run → -EINTR).
       if (p !== GuestPending.None) runGuest(this.regs, this.vm.guestMemory, 0, this.exit, this.vm.quirks, this.platform);
+      this.#storeRegs();
       return false;
     }
     // vcpu_enter_guest's requests (a triple fault exits right away: the exit is in kvm_run).
@@ -298,6 +324,58 @@ export class Vcpu {
       this.#pendingExit = true;
     }
     return true;
+  }
+
+  /**
+   * `complete_emulated_msr_access` / `complete_fast_msr_access`: the RDMSR or WRMSR that exited to user space (RIP still
+   * at it) executes once more, taking `kvm_run.msr.error` (#GP when non-zero) and, for RDMSR, `msr.data` into EDX:EAX.
+   * Returns true when that produced an exit for user space (delivering the #GP needed MMIO, or shut down): KVM_RUN
+   * then returns it without entering the guest.
+   */
+  #completeUserspaceMsr(): boolean {
+    this.requests &= ~VcpuRequest.CompleteUserspaceMsr;
+    const platform = this.#platform as ArchPlatform;
+    const msr = this.run.msr;
+    platform.beginCompletion(msr.error !== 0, msr.data);
+    const reason = runGuest(this.regs, this.vm.guestMemory, 1, this.exit, this.vm.quirks, platform);
+    platform.endCompletion();
+    const executed = this.exit.executed;
+    this.stats.instructions += executed;
+    this.#instance.host.clock.advanceInstructions(executed);
+    if (reason === GuestExitReason.Budget) {
+      // kvm_skip_emulated_instruction → kvm_vcpu_do_singlestep: the completed RDMSR/WRMSR is a single step.
+      const dbg = this.guestDebug;
+      if (dbg === undefined || !dbg.singlestep) return false;
+      writeDebugExit(this.run, 1, BigInt(this.regs.csBase + this.regs.eip), SINGLESTEP_DR6, dbg.dr7);
+      this.run.exit_reason = KVM_EXIT_DEBUG;
+    } else if (this.#exitToUser(reason) !== Step.Exit) return false;
+    this.#pendingExit = true;
+    return true;
+  }
+
+  /** `kvm_msr_user_space`: the access the platform handed to user space, in `kvm_run.msr`. */
+  #msrExit(): Step {
+    const platform = this.#platform as ArchPlatform;
+    const access = platform.userExit;
+    if (access === undefined) return this.#internal('an MSR exit without an access');
+    const run = this.run;
+    run.exit_reason = access.write ? KVM_EXIT_X86_WRMSR : KVM_EXIT_X86_RDMSR;
+    const msr = run.msr;
+    msr.error = 0;
+    run.bytes.fill(0, OFF_MSR_ERROR + 1, OFF_MSR_REASON); // msr.pad[7]
+    msr.reason = access.reason;
+    msr.index = access.index;
+    msr.data = access.data;
+    this.requests |= VcpuRequest.CompleteUserspaceMsr;
+    return Step.Exit;
+  }
+
+  /** A KVM_RUN asked for KVM_CAP_SYNC_REGS since the vCPU was created: {@link Vcpu.#storeRegs} looks at `kvm_valid_regs`. */
+  #syncRegs = false;
+
+  /** `store_regs` on the way out of KVM_RUN, when a KVM_RUN ever asked for sync registers. */
+  #storeRegs(): void {
+    if (this.#syncRegs) storeSyncRegs(this);
   }
 
   /** A request produced an exit for user space before the guest was entered (see {@link Vcpu.#beginSlow}). */
@@ -312,7 +390,9 @@ export class Vcpu {
     // VAC did not turn virtualization on here (a failed re-enable at resume, a reboot): no entry.
     // Linux would try VMLAUNCH in whatever VMX operation is active; the model reports the failed entry.
     if (!this.#instance.vac.isEnabled(cpu)) return this.#failEntry(cpu, 0n);
-    if (this.intr !== undefined) {
+    const dbg = this.guestDebug;
+    // KVM_GUESTDBG_BLOCKIRQ: no interrupt or NMI is injected while it is set.
+    if (this.intr !== undefined && (dbg === undefined || !dbg.blockIrq)) {
       const s = this.#injectEvents(budget);
       if (s !== undefined) return s;
     }
@@ -321,8 +401,11 @@ export class Vcpu {
     this.stats.entries++;
     if (fail !== undefined) return this.#failEntry(cpu, fail);
     this.inGuest = true;
-    let reason: number = runGuest(this.regs, this.vm.guestMemory, budget, this.exit, this.vm.quirks, this.platform);
-    if (this.vm.kernelIo && reason !== GuestExitReason.Budget) reason = this.#inKernelIo(reason, budget);
+    let reason: number;
+    if (dbg === undefined) {
+      reason = runGuest(this.regs, this.vm.guestMemory, budget, this.exit, this.vm.quirks, this.platform);
+      if (this.vm.kernelIo && reason !== GuestExitReason.Budget) reason = this.#inKernelIo(reason, budget);
+    } else reason = this.#runDebug(dbg, budget);
     vendor.exit(cpu);
     const executed = this.exit.executed;
     this.stats.instructions += executed;
@@ -364,6 +447,57 @@ export class Vcpu {
       }
     }
     return Step.Slice;
+  }
+
+  /**
+   * The guest under KVM_SET_GUEST_DEBUG (`vcpu-guest-debug.ts`): one instruction at a time, the breakpoints checked
+   * before each and the single step reported after it. An IN or OUT that exited is completed first (that completion is
+   * the instruction a single step reports); an MMIO read is re-executed without the breakpoint checks (it already
+   * passed them). Returns a {@link GuestExitReason}, or `KVM_EXIT_DEBUG` with the exit written in `kvm_run`.
+   */
+  #runDebug(dbg: GuestDebug, budget: number): number {
+    const r = this.regs;
+    const mem = this.vm.guestMemory;
+    const x = this.exit;
+    const platform = this.platform;
+    let executed = 0;
+    let reason: number = GuestExitReason.Budget;
+    for (let left = budget; left > 0; ) {
+      const p = r.pending;
+      const completing = p === GuestPending.PioIn || p === GuestPending.PioOut || p === GuestPending.PioInString;
+      const resuming = completing || p === GuestPending.MmioRead || r.mmioCacheCount !== 0;
+      const rf = resumeFlag(r.eflags);
+      if (!resuming) {
+        const lin = r.csBase + r.eip;
+        const stop = dbg.before(lin, mem.read8(lin), rf);
+        if (stop !== undefined) {
+          if (stop.exception === 3) vcpuArch(this).eventExitInstLen = 1; // VM_EXIT_INSTRUCTION_LEN of the INT3
+          writeDebugExit(this.run, stop.exception, BigInt(lin), stop.dr6, dbg.dr7);
+          reason = KVM_EXIT_DEBUG;
+          break;
+        }
+      }
+      reason = runGuest(r, mem, completing ? 0 : 1, x, this.vm.quirks, platform);
+      executed += x.executed;
+      left -= Math.max(1, x.executed);
+      if (rf && !completing) r.eflags = clearResumeFlag(r.eflags);
+      if (reason !== GuestExitReason.Budget) {
+        // A write an in-kernel device takes (ioeventfd, coalesced zone) completes at the next step, as a user-space one would.
+        const kernelPioWrite = reason === GuestExitReason.Io && x.ioDirection === 1 && x.ioCount === 1;
+        const kernelMmioWrite = reason === GuestExitReason.Mmio && x.mmioIsWrite !== 0;
+        if (!this.vm.kernelIo || !(kernelPioWrite || kernelMmioWrite)) break;
+        if (!(kernelPioWrite ? kernelWrite(this.vm, true, x.ioPort, x.ioSize, x.data) : kernelWrite(this.vm, false, x.mmioPhysAddr, x.mmioLen, x.data))) break;
+        reason = GuestExitReason.Budget;
+        continue;
+      }
+      if (dbg.singlestep) {
+        writeDebugExit(this.run, 1, BigInt(r.csBase + r.eip), SINGLESTEP_DR6, dbg.dr7);
+        reason = KVM_EXIT_DEBUG;
+        break;
+      }
+    }
+    x.executed = executed;
+    return reason;
   }
 
   /**
@@ -465,6 +599,12 @@ export class Vcpu {
       case GuestExitReason.Shutdown:
         run.exit_reason = KVM_EXIT_SHUTDOWN;
         return Step.Exit;
+      case GuestExitReason.X86Rdmsr:
+      case GuestExitReason.X86Wrmsr:
+        return this.#msrExit();
+      case KVM_EXIT_DEBUG: // written by #runDebug
+        run.exit_reason = KVM_EXIT_DEBUG;
+        return Step.Exit;
       default:
         return this.#internal(x.detail);
     }
@@ -496,6 +636,7 @@ export class Vcpu {
 
   #finish(cpu: number): void {
     this.stats.exits++;
+    this.#storeRegs();
     this.#postRunSave();
     const seq = this.#events.stamp('vcpu:exit');
     if (seq >= 0) this.#emitExit(seq, cpu);
@@ -710,6 +851,7 @@ export class Vcpu {
     if (intr === undefined || intr.mpState !== KVM_MP_STATE_UNINITIALIZED) return;
     intr.acceptEvents();
     this.inGuest = false;
+    this.#storeRegs();
     this.#postRunSave();
     throw KernelError.withoutStack('EAGAIN', 'KVM_RUN', 'the vCPU was uninitialized: woken by INIT/SIPI, not entered');
   }
@@ -719,6 +861,7 @@ export class Vcpu {
     this.kicked = false;
     this.inGuest = false;
     this.run.exit_reason = KVM_EXIT_INTR;
+    this.#storeRegs();
     this.#postRunSave();
     this.stats.signal_exits++;
     return KernelError.withoutStack('EINTR', 'KVM_RUN', why);

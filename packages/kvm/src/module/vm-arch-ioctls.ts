@@ -17,6 +17,7 @@ import {
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
   KVM_CAP_MAX_VCPU_ID,
   KVM_CAP_MSR_PLATFORM_INFO,
+  KVM_CAP_X86_USER_SPACE_MSR,
   KVM_CAP_X86_DISABLE_EXITS,
   KVM_CAP_VM_COPY_ENC_CONTEXT_FROM,
   KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM,
@@ -41,6 +42,7 @@ import {
   KVM_DIRTY_LOG_MANUAL_CAPS,
   KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE,
   KVM_MIN_ALLOC_MMU_PAGES,
+  KVM_MSR_EXIT_REASON_VALID_MASK,
   KVM_MSR_FILTER_DEFAULT_DENY,
   KVM_MSR_FILTER_MAX_BITMAP_SIZE,
   KVM_MSR_FILTER_RANGE_VALID_MASK,
@@ -102,6 +104,10 @@ function enableCap(f: VmFile, arg: unknown, op: string, proc: import('@vac/core'
       a.disabledExits |= Number(arg0);
       return 0;
     }
+    case KVM_CAP_X86_USER_SPACE_MSR:
+      if ((arg0 & ~BigInt(KVM_MSR_EXIT_REASON_VALID_MASK)) !== 0n) throw new KernelError('EINVAL', op, `unknown MSR exit reasons in 0x${arg0.toString(16)}`);
+      a.userSpaceMsrMask = Number(arg0);
+      return 0;
     case KVM_CAP_MSR_PLATFORM_INFO:
       a.guestCanReadPlatformInfo = arg0 !== 0n;
       return 0;

@@ -82,6 +82,8 @@ export class VmArch {
   manualDirtyLogProtect = 0;
   /** The MSR filter, or `undefined` (allow everything). */
   msrFilter: MsrFilter | undefined;
+  /** `user_space_msr_mask`: the `KVM_MSR_EXIT_REASON_*` of the guest MSR accesses that exit to user space. */
+  userSpaceMsrMask = 0;
   /** KVM_SET_IDENTITY_MAP_ADDR (VMX `ept_identity_map_addr`; 0xfffbc000 until set). */
   identityMapAddr = 0xfffbc000;
   /** `n_requested_mmu_pages` (KVM_SET_NR_MMU_PAGES; 0 = automatic). */
@@ -137,6 +139,7 @@ export class VmArch {
       hypercallExit: this.hypercallExit,
       disableNxHugePages: this.disableNxHugePages,
       manualDirtyLogProtect: this.manualDirtyLogProtect,
+      userSpaceMsrMask: this.userSpaceMsrMask,
       msrFilter: this.msrFilter === undefined ? undefined : { defaultAllow: this.msrFilter.defaultAllow, ranges: this.msrFilter.ranges.map((r) => ({ ...r, bitmap: bytesDigest(r.bitmap) })) },
       identityMapAddr: this.identityMapAddr,
       requestedMmuPages: this.requestedMmuPages,

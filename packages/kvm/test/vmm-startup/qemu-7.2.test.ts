@@ -81,11 +81,16 @@ describe.each(VENDORS)('QEMU 7.2 -M pc start-up ($name)', (vendor) => {
     expectCap(s, sys, K.KVM_CAP_SET_IDENTITY_MAP_ADDR, 1);
     expect(p.ioctl(vm, K.KVM_SET_IDENTITY_MAP_ADDR, K.makeU64(0xfeffc000n))).toBe(0);
     expect(p.ioctl(vm, K.KVM_SET_TSS_ADDR, 0xfeffd000)).toBe(0);
-    // 17–18. SMM (recorded divergence: 0) and the notify-VM-exit cap; KVM_CAP_X86_USER_SPACE_MSR (recorded divergence:
-    // 0, so QEMU makes no KVM_ENABLE_CAP(X86_USER_SPACE_MSR) and no KVM_X86_SET_MSR_FILTER, steps 19–20).
+    // 17–18. SMM (recorded divergence: 0) and the notify-VM-exit cap; KVM_CAP_X86_USER_SPACE_MSR.
     expectCap(s, sys, K.KVM_CAP_X86_SMM, 1);
     expect(p.ioctl(sys, K.KVM_CHECK_EXTENSION, K.KVM_CAP_X86_NOTIFY_VMEXIT)).toBe(vendor.name === 'intel' ? p.ioctl(sys, K.KVM_CHECK_EXTENSION, K.KVM_CAP_X86_NOTIFY_VMEXIT) : 0);
     expectCap(s, vm, K.KVM_CAP_X86_USER_SPACE_MSR, 1);
+    // 19–20. kvm_arch_init: user-space exits for filtered MSRs only (KVM_MSR_EXIT_REASON_FILTER), then
+    // kvm_filter_msr(MSR_CORE_THREAD_COUNT, a read handler): default allow, one read range denying 0x35.
+    expect(p.ioctl(vm, K.KVM_ENABLE_CAP, K.makeKvmEnableCap({ cap: K.KVM_CAP_X86_USER_SPACE_MSR, args: [BigInt(K.KVM_MSR_EXIT_REASON_FILTER), 0n, 0n, 0n] }))).toBe(0);
+    const msrFilter = K.makeKvmMsrFilter();
+    const coreThreadCount = { flags: K.KVM_MSR_FILTER_READ, nmsrs: 1, base: 0x35, bitmap: new Uint8Array(8) };
+    expect(p.ioctl(vm, K.KVM_X86_SET_MSR_FILTER, { flags: 0, ranges: msrFilter.ranges.map((r, i) => (i === 0 ? coreThreadCount : r)) })).toBe(0);
     // 21–22. kvm_irqchip_create: KVM_CREATE_IRQCHIP.
     expectCap(s, sys, K.KVM_CAP_IRQCHIP, 1);
     expect(p.ioctl(vm, K.KVM_CREATE_IRQCHIP, 0)).toBe(0);
