@@ -216,7 +216,7 @@ export class SvmVcpu implements VendorVcpu {
   enter(cpu: number): bigint | undefined {
     this.#live('enter');
     this.#onCpu('enter', cpu);
-    if (this.#inGuestOn >= 0) throw new UsageError('ERR_INVALID_STATE', `${label(this.tag)}: enter on CPU ${cpu} while in guest mode on CPU ${this.#inGuestOn}`);
+    if (this.#inGuestOn >= 0) throw this.#inGuestError(cpu);
     const svm = this.#m.hw.svm;
     const gifFault = svm.clgi(cpu);
     const result = this.#vmrun(cpu, gifFault === undefined);
@@ -280,7 +280,7 @@ export class SvmVcpu implements VendorVcpu {
    * @throws UsageError when the vCPU did not enter the guest on `cpu`
    */
   exit(cpu: number, exitCode: number = SVM_EXIT.INTR): void {
-    if (this.#inGuestOn !== cpu) throw new UsageError('ERR_INVALID_STATE', `${label(this.tag)}: exit on CPU ${cpu} without a VM entry there`);
+    if (this.#inGuestOn !== cpu) throw this.#notInGuestError(cpu);
     const m = this.#m;
     const svm = m.hw.svm;
     if (this.vmcb.runningOn === cpu) svm.vmexit(cpu, exitCode);
@@ -321,7 +321,20 @@ export class SvmVcpu implements VendorVcpu {
   }
 
   #live(op: string): void {
-    if (this.#freed) throw new UsageError('ERR_DESTROYED', `${label(this.tag)}: ${op} after free`);
+    if (this.#freed) throw this.#freedError(op);
+  }
+
+  /** The misuse errors of the entry path, built out of line (they would cost the inlining of the entry). */
+  #freedError(op: string): UsageError {
+    return new UsageError('ERR_DESTROYED', `${label(this.tag)}: ${op} after free`);
+  }
+
+  #inGuestError(cpu: number): UsageError {
+    return new UsageError('ERR_INVALID_STATE', `${label(this.tag)}: enter on CPU ${cpu} while in guest mode on CPU ${this.#inGuestOn}`);
+  }
+
+  #notInGuestError(cpu: number): UsageError {
+    return new UsageError('ERR_INVALID_STATE', `${label(this.tag)}: exit on CPU ${cpu} without a VM entry there`);
   }
 
   /** Throw unless loaded on `cpu` (a compare on the entry path; the message is built apart). */

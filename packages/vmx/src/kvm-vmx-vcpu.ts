@@ -168,12 +168,17 @@ export class VmxVcpu implements VendorVcpu {
   }
 
   #live(op: string): void {
-    if (this.#freed) throw new UsageError('ERR_DESTROYED', `vmx: ${op} on freed vCPU ${this.label}`);
+    if (this.#freed) throw this.#notOnCpu(op, -1);
   }
 
   /** Throw unless the vCPU is live and loaded on `cpu` (two compares on the entry path; the message is built apart). */
   #onCpu(op: string, cpu: number): void {
     if (this.#freed || this.#loadedOn !== cpu) throw this.#notOnCpu(op, cpu);
+  }
+
+  /** The misuse errors of the entry path, built out of line (they would cost the inlining of the entry). */
+  #inGuestError(what: string, hint: string): UsageError {
+    return new UsageError('ERR_INVALID_STATE', `vmx: ${what} ${this.label} while ${hint === '' ? 'already ' : ''}in guest mode${hint}`);
   }
 
   #notOnCpu(op: string, cpu: number): UsageError {
@@ -195,7 +200,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   load(cpu: number): void {
     this.#live('load');
-    if (this.#loadedOn >= 0) throw new UsageError('ERR_INVALID_STATE', `vmx: load of ${this.label} on CPU ${cpu} while loaded on CPU ${this.#loadedOn}`);
+    if (this.#loadedOn >= 0) throw this.#alreadyLoaded(cpu);
     const result = this.#ctx.hw.vmcsLoad(this.#vmcs, cpu);
     if (result !== 'already-loaded') {
       this.#launched = false;
@@ -204,6 +209,10 @@ export class VmxVcpu implements VendorVcpu {
     }
     this.#l1tfFlushL1d = true;
     this.#loadedOn = cpu;
+  }
+
+  #alreadyLoaded(cpu: number): UsageError {
+    return new UsageError('ERR_INVALID_STATE', `vmx: load of ${this.label} on CPU ${cpu} while loaded on CPU ${this.#loadedOn}`);
   }
 
   /**
@@ -240,7 +249,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   prepareEntry(cpu: number): void {
     this.#onCpu('prepareEntry', cpu);
-    if (this.#inGuest) throw new UsageError('ERR_INVALID_STATE', `vmx: prepareEntry of ${this.label} while in guest mode (exit first)`);
+    if (this.#inGuest) throw this.#inGuestError('prepareEntry of', ' (exit first)');
     if (this.#tlbFlushPending) {
       this.#tlbFlushPending = false;
       this.#flushTlbAll(cpu);
@@ -351,7 +360,7 @@ export class VmxVcpu implements VendorVcpu {
    */
   enter(cpu: number): bigint | undefined {
     this.#onCpu('enter', cpu);
-    if (this.#inGuest) throw new UsageError('ERR_INVALID_STATE', `vmx: enter of ${this.label} while already in guest mode`);
+    if (this.#inGuest) throw this.#inGuestError('enter of', '');
     const vmx = this.#ctx.hw.vmx;
     const launch = !this.#launched;
     const outcome = launch ? vmx.vmlaunch(cpu) : vmx.vmresume(cpu);

@@ -126,6 +126,11 @@ export class LoadedVmcsLists {
     // ever holds pages of this machine that passed the checks below, so those checks are not repeated.)
     const current = this.#current[cpu];
     if (current === vmcs && current.loadedOn === cpu && !current.freed) return 'already-loaded';
+    return this.#vmcsLoadHere(vmcs, cpu);
+  }
+
+  /** {@link LoadedVmcsLists.vmcsLoad} past its shortcut (kept apart so that the shortcut inlines into vcpu_load). */
+  #vmcsLoadHere(vmcs: Vmcs, cpu: number): VmcsLoadResult {
     this.#checkCpu(cpu);
     const page = pageOf(this.#vmx, vmcs);
     const previous = page.loadedOn;

@@ -187,6 +187,11 @@ export class KvmLapic {
   readonly timer: LapicTimer;
   /** `vcpu->arch.apic_base`. */
   #apicBase = MSR_IA32_APICBASE_ENABLE;
+  /**
+   * `MSR_IA32_APICBASE_ENABLE` of {@link KvmLapic.#apicBase}, kept with it by {@link KvmLapic.#setBase} (its one
+   * writer): every entry asks, and a BigInt test allocates.
+   */
+  #hwEnabled = true;
   /** `apic->base_address`. */
   #baseAddress = 0n;
   /** `apic->sw_enabled`. */
@@ -239,7 +244,7 @@ export class KvmLapic {
 
   /** `kvm_apic_hw_enabled`. */
   get hwEnabled(): boolean {
-    return (this.#apicBase & MSR_IA32_APICBASE_ENABLE) !== 0n;
+    return this.#hwEnabled;
   }
 
   /** `kvm_apic_sw_enabled`. */
@@ -375,6 +380,7 @@ export class KvmLapic {
   #setBase(value: bigint): void {
     const old = this.#apicBase;
     this.#apicBase = value;
+    this.#hwEnabled = (value & MSR_IA32_APICBASE_ENABLE) !== 0n;
     const changed = old ^ value;
     if (changed & MSR_IA32_APICBASE_ENABLE) {
       if (value & MSR_IA32_APICBASE_ENABLE) this.#setXapicId(this.vcpu.vcpuId);

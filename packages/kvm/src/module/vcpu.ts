@@ -64,6 +64,7 @@ const OFF_APIC_BASE = KVM_RUN_OFFSETS.apic_base;
 const OFF_REQUEST_WINDOW = KVM_RUN_OFFSETS.request_interrupt_window;
 const OFF_MSR_ERROR = KVM_RUN_OFFSETS['msr.error'];
 const OFF_MSR_REASON = KVM_RUN_OFFSETS['msr.reason'];
+const OFF_IMMEDIATE_EXIT = KVM_RUN_OFFSETS.immediate_exit;
 /** RFLAGS.IF. */
 const X86_EFLAGS_IF = 0x200;
 
@@ -279,12 +280,13 @@ export class Vcpu {
 
   /** The checks and completions at the start of KVM_RUN. Returns false when the call ends here (EINTR). */
   #begin(): boolean {
-    if (this.vm.dead) throw new KernelError('EIO', 'KVM_RUN', 'the VM is dead');
+    if (this.vm.dead) throw vmDead();
     // The usual case: no IN or MMIO read waiting for user space's data (an OUT completes in the guest step), no
     // immediate_exit.
     const p = this.regs.pending;
-    const run = this.run;
-    if (p !== GuestPending.PioIn && p !== GuestPending.MmioRead && p !== GuestPending.PioInString && run.immediate_exit === 0 && run.bytes[OFF_REQUEST_WINDOW] === 0 && this.requests === 0 && !syncRegsRequested(run)) return true;
+    const run = this.#run ?? this.run;
+    const bytes = run.bytes;
+    if ((p === GuestPending.None || p === GuestPending.PioOut) && bytes[OFF_IMMEDIATE_EXIT] === 0 && bytes[OFF_REQUEST_WINDOW] === 0 && this.requests === 0 && !syncRegsRequested(run)) return true;
     return this.#beginSlow();
   }
 
@@ -401,13 +403,15 @@ export class Vcpu {
     this.stats.entries++;
     if (fail !== undefined) return this.#failEntry(cpu, fail);
     this.inGuest = true;
+    // The exit record and the platform read straight from their fields once they exist (their getters make them).
+    const exit = this.#exit ?? this.exit;
     let reason: number;
     if (dbg === undefined) {
-      reason = runGuest(this.regs, this.vm.guestMemory, budget, this.exit, this.vm.quirks, this.platform);
+      reason = runGuest(this.regs, this.vm.guestMemory, budget, exit, this.vm.quirks, this.#platform ?? this.platform);
       if (this.vm.kernelIo && reason !== GuestExitReason.Budget) reason = this.#inKernelIo(reason, budget);
     } else reason = this.#runDebug(dbg, budget);
     vendor.exit(cpu);
-    const executed = this.exit.executed;
+    const executed = exit.executed;
     this.stats.instructions += executed;
     this.#instance.host.clock.advanceInstructions(executed);
     if (reason === GuestExitReason.Budget) return Step.Slice;
@@ -647,7 +651,7 @@ export class Vcpu {
    * `ready_for_interrupt_injection` (always 1 with an in-kernel PIC).
    */
   #postRunSave(): void {
-    const dv = this.run.view;
+    const dv = (this.#run ?? this.run).view;
     const r = this.regs;
     const intr = this.intr;
     const lapic = intr?.chip?.lapic;
@@ -660,21 +664,26 @@ export class Vcpu {
     const cr8 = lapic !== undefined ? lapic.getCr8() : s !== undefined ? s.cr8 : 0n;
     const base = lapic !== undefined ? lapic.apicBase : s !== undefined ? s.apic_base : 0xfee00900n;
     // Both are rewritten on every exit (user space may have written over them); the 64-bit values are split into
-    // halves only when they change, since a BigInt store costs more than the rest of this function.
-    if (cr8 !== this.#cr8Seen) {
-      this.#cr8Seen = cr8;
-      this.#cr8Lo = Number(cr8 & 0xffff_ffffn);
-      this.#cr8Hi = Number(cr8 >> 32n);
-    }
-    if (base !== this.#apicBaseSeen) {
-      this.#apicBaseSeen = base;
-      this.#apicBaseLo = Number(base & 0xffff_ffffn);
-      this.#apicBaseHi = Number(base >> 32n);
-    }
+    // halves only when they change, since a BigInt store costs more than the rest of this function (the split is
+    // out of line, which keeps this function small enough for V8 to inline into KVM_RUN).
+    if (cr8 !== this.#cr8Seen) this.#splitCr8(cr8);
+    if (base !== this.#apicBaseSeen) this.#splitApicBase(base);
     dv.setUint32(OFF_CR8, this.#cr8Lo, true);
     dv.setUint32(OFF_CR8 + 4, this.#cr8Hi, true);
     dv.setUint32(OFF_APIC_BASE, this.#apicBaseLo, true);
     dv.setUint32(OFF_APIC_BASE + 4, this.#apicBaseHi, true);
+  }
+
+  #splitCr8(cr8: bigint): void {
+    this.#cr8Seen = cr8;
+    this.#cr8Lo = Number(cr8 & 0xffff_ffffn);
+    this.#cr8Hi = Number(cr8 >> 32n);
+  }
+
+  #splitApicBase(base: bigint): void {
+    this.#apicBaseSeen = base;
+    this.#apicBaseLo = Number(base & 0xffff_ffffn);
+    this.#apicBaseHi = Number(base >> 32n);
   }
 
   // The last cr8 and apic_base written by #postRunSave, and their 32-bit halves.
@@ -704,18 +713,21 @@ export class Vcpu {
     // (kvm_sched_out puts its vCPU, whichever module's); its KVM_RUN loads it again at its next slice.
     this.#instance.host.scheduler.preempt(cpu);
     this.load(cpu);
-    if (this.#pendingExit) {
-      this.#pendingExit = false;
-      this.#finish(cpu);
-      this.#leave(cpu);
-      return 0;
-    }
+    if (this.#pendingExit) return this.#exitPending(cpu);
     try {
       this.#runLoop(cpu, quantum, limit);
     } catch (e) {
       this.#leave(cpu);
       throw e;
     }
+    this.#leave(cpu);
+    return 0;
+  }
+
+  /** A direct KVM_RUN whose request produced an exit before any entry (see {@link Vcpu.#beginSlow}). */
+  #exitPending(cpu: number): number {
+    this.#pendingExit = false;
+    this.#finish(cpu);
     this.#leave(cpu);
     return 0;
   }
@@ -984,4 +996,9 @@ export class Vcpu {
     r.cr4 = v.cr4;
     s.interrupt_bitmap = [...v.interrupt_bitmap];
   }
+}
+
+/** KVM_RUN on a dead VM (built out of line: the check is on every run). */
+function vmDead(): KernelError {
+  return new KernelError('EIO', 'KVM_RUN', 'the VM is dead');
 }
