@@ -274,6 +274,11 @@ describe('renderTimelineSvg', () => {
     expect(tickAt(lineOf('half way through tick 20'))).toBeCloseTo(20.5, 1);
     // The subtitle says what the axis is.
     expect(p.texts.some((t) => t.text.includes('ticks 0–39 of the host clock'))).toBe(true);
+    // Tooltips name the tick too (with the seq, exact).
+    const titles = p.all('title').map((t) => t.textContent ?? '');
+    expect(titles).toContainEqual(expect.stringMatching(/^kvm0 loaded at tick 0 \(seq \d+\), still loaded at the end$/));
+    expect(titles).toContainEqual(expect.stringMatching(/^kvm0\/vm1 \(pid 10\), 1 vCPU: created at tick 0 \(seq \d+\), alive at the end$/));
+    expect(titles).toContainEqual(expect.stringMatching(/^kvm0\/vm1\/vcpu0 on CPU 0, ticks 0–\d+ \(seq \d+–\d+\): \d+ runs/));
     // On request, or when everything happened within one tick, the axis is the event number.
     const bySeq = parseSvg(renderTimelineSvg(rec.events(), { annotations: notes, axis: 'seq' }));
     expect(bySeq.texts.map((t) => t.text)).toContain('event sequence number (seq)');
