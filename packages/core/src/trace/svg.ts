@@ -350,8 +350,11 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   if (tl.modules.length > 0 || tl.usage.length > 0) {
     section('Modules', 'light bar: loaded; solid bars: VMs alive');
     for (const m of tl.modules) {
-      lanes.push({ kind: 'module', y, h: laneH, key: m, module: m });
-      y += laneH;
+      // A module lane and its VM rows are each at least a line of text tall, so that their labels (the module's
+      // name, "VMs (n)") never run into the next ones when lanes are thin.
+      const moduleH = Math.max(laneH, LINE);
+      lanes.push({ kind: 'module', y, h: moduleH, key: m, module: m });
+      y += moduleH;
       if (countMode(m)) {
         lanes.push({ kind: 'vmcount', y, h: chartH, key: `${m} VMs`, module: m });
         y += chartH;
@@ -360,6 +363,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
           lanes.push({ kind: 'vmrow', y, h: vmH, key: `${m} VMs`, module: m, row: r });
           y += vmH;
         }
+        if (rowsOf(m) > 0) y += Math.max(0, LINE - rowsOf(m) * vmH);
       }
     }
     if (tl.usage.length > 0) {
@@ -393,7 +397,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     if (lane.kind === 'cpu' && (lane.cpu ?? 0) % labelEvery === 0) labels.push(`<text x="${f(x0 - 8)}" y="${f(ty)}" font-size="${labelSize}" text-anchor="end" fill="${INK}">${escapeXml(lane.key)}</text>`);
     else if (lane.kind === 'module') {
       const m = lane.module ?? '';
-      labels.push(`<rect x="12" y="${f(lane.y + laneH / 2 - 5)}" width="10" height="10" rx="2" fill="${colorOf(m)}"/>`);
+      labels.push(`<rect x="12" y="${f(lane.y + lane.h / 2 - 5)}" width="10" height="10" rx="2" fill="${colorOf(m)}"/>`);
       labels.push(`<text x="27" y="${f(ty)}" font-size="${labelSize}" font-weight="700" fill="${INK}">${escapeXml(m)}</text>`);
     } else if (lane.kind === 'vmrow' && lane.row === 0) {
       const n = tl.vms.filter((v) => v.module === lane.module).length;
@@ -411,7 +415,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     const a = mine[0];
     const b = mine[mine.length - 1];
     if (a !== undefined && b !== undefined && mine.length > 1) {
-      labels.push(`<line x1="19" y1="${f(a.y + laneH / 2 + 5)}" x2="19" y2="${f(b.y + b.h - 2)}" stroke="${colorOf(m)}" stroke-width="2"/>`);
+      labels.push(`<line x1="19" y1="${f(a.y + a.h / 2 + 5)}" x2="19" y2="${f(b.y + b.h - 2)}" stroke="${colorOf(m)}" stroke-width="2"/>`);
     }
   }
 
@@ -527,7 +531,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     const loaded = s.openStart ? 'loaded' : `${s.module} loaded`;
     if (barSize > 0 && textWidth(loaded, barSize) + 8 <= w) body.push(`<text x="${f(ax + 4)}" y="${f(ty)}" font-size="${barSize}" fill="${INK}">${escapeXml(loaded)}</text>`);
     if (!s.openEnd) {
-      body.push(`<rect x="${f(bx - 1.5)}" y="${f(l.y)}" width="3" height="${f(laneH)}" fill="${c}"/>`);
+      body.push(`<rect x="${f(bx - 1.5)}" y="${f(l.y)}" width="3" height="${f(l.h)}" fill="${c}"/>`);
       const un = `${s.module} unloaded`;
       if (barSize === 0) {
         // No room for text in the lane: the tooltip says it.

@@ -231,6 +231,15 @@ describe('renderTimelineSvg', () => {
     expect(overlappingTexts(parseSvg('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><text x="10" y="20" font-size="11">abc</text><text x="15" y="22" font-size="11">def</text></svg>'))).toHaveLength(1);
   });
 
+  test('lanes thinner than a line of text: every other CPU labelled, no text in the bars, still nothing overlapping', () => {
+    const thin = parseSvg(renderTimelineSvg(upgrade.events, { laneHeight: 8, annotations: upgrade.annotations }));
+    const cpuLabels = thin.texts.filter((t) => /^CPU \d+$/.test(t.text)).map((t) => t.text);
+    expect(cpuLabels).toEqual(['CPU 0', 'CPU 2', 'CPU 4', 'CPU 6']);
+    expect(thin.texts.some((t) => t.text.startsWith('kvm0/vm'))).toBe(false);
+    expect(Math.min(...thin.texts.map((t) => t.minSize))).toBeGreaterThanOrEqual(11);
+    expect(overlappingTexts(thin)).toEqual([]);
+  });
+
   /** The axis of a picture: tick value → x, from its first two numeric labels under the plot. */
   const axisOf = (p: SvgPicture): ((x: number) => number) => {
     const title = p.texts.find((t) => t.text === 'host clock (scheduler ticks)' || t.text === 'event sequence number (seq)');
