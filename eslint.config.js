@@ -14,7 +14,7 @@ export default tseslint.config(
     languageOptions: {
       parserOptions: {
         // Each file is checked with the tsconfig.json nearest to it; the root config files belong to none.
-        projectService: { allowDefaultProject: ['*.config.ts', 'packages/bridge/tsup.config.ts'] },
+        projectService: { allowDefaultProject: ['*.config.ts', 'packages/bridge/tsup.config.ts', 'packages/fleet/tsup.config.ts'] },
         tsconfigRootDir: import.meta.dirname,
       },
     },

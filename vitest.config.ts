@@ -12,7 +12,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     projects: [
-      ...['core', 'vmx', 'svm', 'kvm', 'bridge'].map((name) => ({
+      ...['core', 'vmx', 'svm', 'kvm', 'bridge', 'fleet'].map((name) => ({
         extends: true,
         test: { name, root: `packages/${name}`, include: ['test/**/*.test.ts'] },
       })),

@@ -15,6 +15,7 @@ import { machine, markdown, writeResults, type Results } from './lib/report.js';
 import { scaleSvg } from './plot.js';
 import { runAsid } from './suites/asid.js';
 import { runCosts } from './suites/costs.js';
+import { runFleet } from './suites/fleet.js';
 import { runIrqDelivery } from './suites/irq-delivery.js';
 import { runKvmRun } from './suites/kvm-run.js';
 import { runPmi } from './suites/pmi.js';
@@ -43,6 +44,7 @@ const suites: Array<[string, () => { rows: Row[]; targets: TargetCheck[]; points
   ['vcpu-state', () => runVcpuState(b)],
   ['memslots', () => runMemslots(b)],
   ['irq-delivery', () => runIrqDelivery(b)],
+  ['fleet', () => runFleet(b)],
 ];
 for (const [name, run] of suites) {
   if (only !== undefined && !only.split(',').includes(name)) continue;

@@ -19,7 +19,7 @@ interface Example {
   readonly code: string;
 }
 const examples: Example[] = [];
-for (const pkg of ['core', 'vmx', 'svm', 'kvm', 'bridge']) {
+for (const pkg of ['core', 'vmx', 'svm', 'kvm', 'bridge', 'fleet']) {
   for (const file of sources(join(root, 'packages', pkg, 'src'))) {
     const text = readFileSync(file, 'utf8');
     for (const c of text.matchAll(/\/\*\*([\s\S]*?)\*\/\s*\n\s*([^\n]*)/g)) {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test, vi } from 'vitest';
 
 const root = join(import.meta.dirname, '..');
-const published = ['core', 'vmx', 'svm', 'kvm', 'bridge'] as const;
+const published = ['core', 'vmx', 'svm', 'kvm', 'bridge', 'fleet'] as const;
 const gen = join(import.meta.dirname, '.gen-packages');
 
 interface Manifest {
@@ -87,7 +87,7 @@ describe.each(published)('@vac/%s', (pkg) => {
 
 describe('the release flow (changesets)', () => {
   const config = JSON.parse(readFileSync(join(root, '.changeset', 'config.json'), 'utf8')) as { fixed: string[][]; privatePackages: { version: boolean } };
-  test('the five published packages are one fixed group; private packages are never versioned', () => {
+  test('the published packages are one fixed group; private packages are never versioned', () => {
     expect(config.fixed).toEqual([published.map((p) => `@vac/${p}`)]);
     expect(config.privatePackages.version).toBe(false);
     for (const dir of ['examples/quickstart', 'examples/support', 'test-support']) expect(JSON.parse(readFileSync(join(root, dir, 'package.json'), 'utf8'))).toMatchObject({ private: true });
@@ -98,7 +98,7 @@ describe('the release flow (changesets)', () => {
     for (const f of files) {
       const m = /^---\n([\s\S]*?)\n---\n\n(\S[\s\S]*)$/.exec(readFileSync(join(dir, f), 'utf8'));
       expect(m, f).not.toBeNull();
-      for (const line of m![1]!.split('\n')) expect(line, f).toMatch(/^'@vac\/(core|vmx|svm|kvm|bridge)': (patch|minor|major)$/);
+      for (const line of m![1]!.split('\n')) expect(line, f).toMatch(/^'@vac\/(core|vmx|svm|kvm|bridge|fleet)': (patch|minor|major)$/);
     }
   });
   test('RELEASING.md names scripts that exist', () => {

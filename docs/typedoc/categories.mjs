@@ -11,7 +11,7 @@ import { Comment, CommentTag, Converter } from 'typedoc';
 export const CATEGORIES = {
   '@vac/core': [
     ['Host', /^src\/(host\/host|cpu|hardware|per-cpu|settings)\.ts$/],
-    ['Processes and /dev', /^src\/host\/(process|file|devfs|eventfd|credentials|path-walk|ownership)\.ts$/],
+    ['Processes and /dev', /^src\/host\/(process|file|devfs|eventfd|memfd|socket|credentials|path-walk|ownership)\.ts$/],
     ['Modules and parameters', /^src\/host\/(modules|params)\.ts$/],
     ['Scheduler and clock', /^src\/host\/(sched|clock|affinity)\.ts$/],
     ['Hotplug and power', /^src\/host\/(cpuhp|power)\.ts$/],
@@ -44,6 +44,12 @@ export const CATEGORIES = {
     ['Guest CPU', /^src\/guest\//],
     ['Interrupt controllers', /^src\/irqchip\//],
     ['Introspection', /^src\/introspect\.ts$/],
+  ],
+  '@vac/fleet': [
+    ['Moving a VM', /^src\/(move|move-run|handoff|meter|guest-vmm|guests|events)\.ts$/],
+    ['Upgrade plans', /^src\/(plan|report|strategies)[^/]*\.ts$/],
+    ['Placement', /^src\/placement\.ts$/],
+    ['Fleets', /^src\/fleet\//],
   ],
   '@vac/bridge': [
     ['The vac command', /^src\/cli\//],

@@ -43,6 +43,32 @@ export {
 } from './host/process.js';
 export { OpenFile, type FileOperations } from './host/file.js';
 export { EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, EventFd, eventFdOf, eventfd, type EventFdWake } from './host/eventfd.js';
+export { MFD_ALLOW_SEALING, MFD_CLOEXEC, MFD_EXEC, MFD_HUGETLB, MFD_NAME_MAX_LEN, MFD_NOEXEC_SEAL, MemfdObject, memfdCreate, memfdOf } from './host/memfd.js';
+export {
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  MSG_CMSG_CLOEXEC,
+  MSG_CTRUNC,
+  MSG_DONTWAIT,
+  MSG_NOSIGNAL,
+  SCM_MAX_FD,
+  SCM_RIGHTS,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOCK_RAW,
+  SOCK_SEQPACKET,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  UnixSocket,
+  recvmsg,
+  sendmsg,
+  socketOf,
+  socketpair,
+  type ReceivedMessage,
+  type SendMessage,
+} from './host/socket.js';
 export { Devfs, KVM_MINOR, MISC_DYNAMIC_MINOR, MISC_MAJOR, type CharDevice, type DevStat, type MiscDevice, type MiscRegistration } from './host/devfs.js';
 
 // ---- Modules and their parameters ---------------------------------------------------------------------------

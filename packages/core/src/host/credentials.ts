@@ -7,6 +7,7 @@
 import type { Cpu } from '../cpu.js';
 import { UsageError } from '../errors.js';
 import { affinityCpu } from './affinity.js';
+import type { Process } from './process.js';
 
 /** The capabilities the model checks. */
 export type Capability = 'CAP_SYS_MODULE' | 'CAP_SYS_ADMIN' | 'CAP_DAC_OVERRIDE' | 'CAP_SYS_NICE';
@@ -41,9 +42,16 @@ export interface SpawnOptions {
    * (`fs.nr_open`).
    */
   readonly nofile?: number;
+  /**
+   * The process that starts this one (`fork` then `execve`): the child inherits the parent's fds that are not
+   * close-on-exec, at the same numbers and to the same open files, its `RLIMIT_NOFILE` (unless `nofile` is given),
+   * its mount namespace and its device cgroup. Without it the process descends from `init` and shares nothing.
+   * Credentials still come from these options (a supervisor starting a VMM as another user).
+   */
+  readonly parent?: Process;
 }
 
-const OPTION_NAMES: ReadonlySet<string> = new Set(['uid', 'group', 'groups', 'caps', 'cpu', 'name', 'nofile']);
+const OPTION_NAMES: ReadonlySet<string> = new Set(['uid', 'group', 'groups', 'caps', 'cpu', 'name', 'nofile', 'parent']);
 
 /** A new process's settings, checked. */
 export interface ProcessSettings {
@@ -54,6 +62,7 @@ export interface ProcessSettings {
   readonly cpu: number;
   readonly name: string;
   readonly nofile: number;
+  readonly parent: Process | undefined;
 }
 
 /** What the options are checked against. */
@@ -62,6 +71,8 @@ export interface SpawnContext {
   readonly cpus: readonly Cpu[];
   /** The gid of a group name (UsageError ERR_UNKNOWN_NAME for an unknown one). */
   gid(name: string): number;
+  /** Whether `p` is a live process of this host. */
+  isProcess(p: unknown): p is Process;
 }
 
 /**
@@ -95,9 +106,11 @@ export function processSettings(ctx: SpawnContext, opts: unknown, pid: number): 
     caps = new Set(names as Capability[]);
   }
   const name = o['name'] === undefined ? `pid${pid}` : stringOption(o['name'], 'name');
-  const nofile = o['nofile'] === undefined ? 1024 : integerOption(o['nofile'], 'nofile', NR_OPEN);
+  const parent = o['parent'];
+  if (parent !== undefined && !ctx.isProcess(parent)) throw new UsageError('ERR_INVALID_ARG', 'spawn: parent must be a live process of this host');
+  const nofile = o['nofile'] === undefined ? (parent?.nofile ?? 1024) : integerOption(o['nofile'], 'nofile', NR_OPEN);
   const cpu = affinityCpu(ctx.cpus, o['cpu'] === undefined ? 0 : o['cpu'], 'spawn: cpu');
-  return { uid, gid, groups, caps, cpu, name, nofile };
+  return { uid, gid, groups, caps, cpu, name, nofile, parent };
 }
 
 function integerOption(v: unknown, what: string, max: number): number {

@@ -34,6 +34,11 @@ export interface FileOperations<D = unknown> {
   read?(file: OpenFile<D>, count: number, offset: number | undefined, proc: Process): Uint8Array<ArrayBuffer>;
   /** `write`: consume `data`; returns how many bytes were taken. A file without `write` answers EINVAL. */
   write?(file: OpenFile<D>, data: Uint8Array, proc: Process): number;
+  /**
+   * `setattr` with a new size (`ftruncate`), for a regular file. A file without it answers EINVAL (as
+   * `do_ftruncate` for a file that is no regular file).
+   */
+  truncate?(file: OpenFile<D>, length: number): void;
   /** `mmap`: map `length` bytes at page `offset`; returns the bytes the mapping shows. */
   mmap?(file: OpenFile<D>, length: number, offset: number, proc: Process): Uint8Array<ArrayBuffer>;
 }

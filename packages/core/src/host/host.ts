@@ -137,6 +137,7 @@ export class Host {
   ]);
   readonly #processes = new Map<number, Process>();
   #nextPid = 1;
+  #nextInode = 10_000;
   readonly #providers = new Map<string, () => unknown>();
   readonly #checkers = new Map<string, () => Violation[]>();
   /** CPUs taken offline by `suspend()`, brought back by `resume()`. */
@@ -300,7 +301,8 @@ export class Host {
   // ---- processes --------------------------------------------------------------------------------
 
   /**
-   * Create a process with the given credentials.
+   * Create a process with the given credentials; with `parent`, as that process's child (`fork` + `execve`: it
+   * inherits the fds that are not close-on-exec, see {@link SpawnOptions.parent}).
    *
    * @example
    * ```ts
@@ -313,14 +315,22 @@ export class Host {
    * ```
    */
   spawn(opts: SpawnOptions = {}): Process {
-    const settings = processSettings({ cpus: this.cpus, gid: (g) => this.gid(g) }, opts, this.#nextPid);
+    const settings = processSettings({ cpus: this.cpus, gid: (g) => this.gid(g), isProcess: (p): p is Process => p instanceof Process && this.#processes.get(p.pid) === p }, opts, this.#nextPid);
     return this.#op(() => {
+      const parent = settings.parent;
+      const inherited = parent?.inheritableFds(settings.nofile) ?? [];
       const p = new Process(this, this.#nextPid, settings);
       this.#nextPid++;
       this.#processes.set(p.pid, p);
       this.events.emit('process:spawn', { pid: p.pid });
+      if (parent !== undefined) p.inheritFds(parent, inherited);
       return p;
     });
+  }
+
+  /** @internal `get_next_ino`: a number for a new in-memory inode (a socket's `socket:[N]`). */
+  nextInode(): number {
+    return ++this.#nextInode;
   }
 
   /** Live processes. */

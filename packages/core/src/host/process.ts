@@ -80,6 +80,8 @@ export class Process {
   readonly #fds: Array<OpenFile | undefined> = [];
   /** When each fd was installed (for `fds()` and `kill()`, which go by order of opening). */
   readonly #openedAt: number[] = [];
+  /** The close-on-exec flag of each fd (`fdtable.close_on_exec`): such fds are not inherited by a child. */
+  readonly #cloexec: boolean[] = [];
   #opened = 0;
   #nfds = 0;
   /** `fdtable.open_fds` with summary levels (Linux adds `full_fds_bits`): the lowest free fd in O(levels). */
@@ -105,6 +107,16 @@ export class Process {
     this.#fdBits.set(0);
     this.#fdBits.set(1);
     this.#fdBits.set(2);
+  }
+
+  /** The host the process runs on. */
+  get host(): Host {
+    return this.#host;
+  }
+
+  /** `RLIMIT_NOFILE`: fds are numbered below it. */
+  get nofile(): number {
+    return this.#nofile;
   }
 
   /** The CPU its direct syscalls run on, and its threads by default (change it with {@link Process.setAffinity}). */
@@ -179,7 +191,7 @@ export class Process {
         owner?.put();
         throw e;
       }
-      return this.#install(file, node.path);
+      return this.#install(file, node.path, (flags & O_CLOEXEC) !== 0);
     });
   }
 
@@ -194,10 +206,11 @@ export class Process {
     if (this.#nfds + 3 >= this.#nofile) throw new KernelError('EMFILE', op, 'Too many open files');
   }
 
-  #install(file: OpenFile, path: string): number {
+  #install(file: OpenFile, path: string, cloexec: boolean): number {
     const fd = this.#fdBits.takeFirstZero(3);
     file.hold();
     this.#fds[fd] = file;
+    this.#cloexec[fd] = cloexec;
     this.#openedAt[fd] = this.#opened++;
     this.#nfds++;
     this.#host.events.emit('fd:open', { pid: this.pid, fd, path });
@@ -210,12 +223,72 @@ export class Process {
    * @throws {@link KernelError} EMFILE
    */
   installAnonFile<D>(name: string, fops: FileOperations<D>, privateData: D, flags: number = O_RDWR): number {
-    this.#live('anon_inode_getfd');
-    this.#checkFdRoom('anon_inode_getfd');
-    if (this.#host.faults.shouldFail('fd')) throw new KernelError('ENOMEM', 'anon_inode_getfd', 'injected allocation failure');
+    return this.#installNew(anonPath(name), fops, privateData, flags, 'anon_inode_getfd');
+  }
+
+  /**
+   * Kernel side of a syscall that makes a file of its own (`memfd_create`, `socketpair`): install a new file shown
+   * as `path` (in `/proc/PID/fd`) with the given operations, as {@link Process.installAnonFile} does.
+   * @returns the new fd (the lowest free number)
+   * @throws {@link KernelError} EMFILE, ENOMEM (an injected `fd` fault)
+   */
+  installFile<D>(path: string, fops: FileOperations<D>, privateData: D, flags: number = O_RDWR): number {
+    return this.#installNew(path, fops, privateData, flags, 'fd_install');
+  }
+
+  #installNew<D>(path: string, fops: FileOperations<D>, privateData: D, flags: number, op: string): number {
+    this.#live(op);
+    this.#checkFdRoom(op);
+    if (this.#host.faults.shouldFail('fd')) throw new KernelError('ENOMEM', op, 'injected allocation failure');
     fops.owner?.get();
-    const file = new OpenFile<D>(anonPath(name), fops, this, privateData, flags);
-    return this.#install(file as OpenFile, file.path);
+    const file = new OpenFile<D>(path, fops, this, privateData, flags);
+    return this.#install(file as OpenFile, file.path, (flags & O_CLOEXEC) !== 0);
+  }
+
+  /**
+   * Kernel side of `receive_fd` (an fd passed with SCM_RIGHTS): a new fd, the lowest free number, for an open file
+   * another process holds. The file gains a reference; nothing about it changes (the same offset, flags, driver
+   * data).
+   * @param cloexec - the new fd's close-on-exec flag (`MSG_CMSG_CLOEXEC`)
+   * @returns the new fd
+   * @throws {@link KernelError} ESRCH (the process has exited), EMFILE
+   */
+  receiveFile(file: OpenFile, cloexec = false): number {
+    this.#live('receive_fd');
+    this.#checkFdRoom('receive_fd');
+    return this.#host.events.op(() => this.#install(file, file.path, cloexec));
+  }
+
+  /** Whether `fd` is close-on-exec (`FD_CLOEXEC`, as `fcntl(fd, F_GETFD)` reports it). @throws {@link KernelError} EBADF */
+  closeOnExec(fd: number): boolean {
+    this.file(fd);
+    return this.#cloexec[fd] === true;
+  }
+
+  /**
+   * @internal The fds a child of this process inherits (`dup_fd` then `do_close_on_exec`): those that are not
+   * close-on-exec, in order of opening.
+   * @throws {@link UsageError} when one is at or above the child's `nofile`
+   */
+  inheritableFds(childNofile: number): number[] {
+    const out = this.#openFds().filter((fd) => this.#cloexec[fd] !== true);
+    const over = out.find((fd) => fd >= childNofile);
+    if (over !== undefined) throw new UsageError('ERR_OUT_OF_RANGE', `spawn: the parent's fd ${over} is not below the child's nofile ${childNofile}`);
+    return out;
+  }
+
+  /** @internal Take the parent's `fds` (from {@link Process.inheritableFds}) at the same numbers, in that order. */
+  inheritFds(parent: Process, fds: readonly number[]): void {
+    for (const fd of fds) {
+      const file = parent.file(fd);
+      this.#fdBits.set(fd);
+      file.hold();
+      this.#fds[fd] = file;
+      this.#cloexec[fd] = false;
+      this.#openedAt[fd] = this.#opened++;
+      this.#nfds++;
+      this.#host.events.emit('fd:open', { pid: this.pid, fd, path: file.path });
+    }
   }
 
   /** Kernel side of `fdget`: the open file behind `fd`. @throws {@link KernelError} EBADF */
@@ -250,7 +323,7 @@ export class Process {
     this.#live('dup');
     const f = this.file(fd);
     this.#checkFdRoom('dup');
-    return this.#host.events.op(() => this.#install(f, f.path));
+    return this.#host.events.op(() => this.#install(f, f.path, false));
   }
 
   /**
@@ -317,6 +390,22 @@ export class Process {
     if (!(data instanceof Uint8Array)) throw new UsageError('ERR_INVALID_ARG', 'write: data must be a Uint8Array');
     if (f.fops.write === undefined) throw new KernelError('EINVAL', 'write', `${f.path} cannot be written`);
     return f.fops.write.call(f.fops, f, data, this);
+  }
+
+  /**
+   * `ftruncate(fd, length)`: set the size of a regular file (a memfd).
+   * @throws {@link KernelError} EINVAL (a negative length; a file that is no regular file, or not open for writing),
+   *   EBADF, or the file's error; {@link UsageError} when `length` is not an integer
+   */
+  ftruncate(fd: number, length: number): void {
+    this.#live('ftruncate');
+    if (typeof length !== 'number' || !Number.isSafeInteger(length)) throw new UsageError('ERR_INVALID_ARG', `ftruncate: length must be an integer, got ${describeArg(length)}`);
+    // ksys_ftruncate: the length first, then the fd; do_ftruncate: a regular file open for writing.
+    if (length < 0) throw new KernelError('EINVAL', 'ftruncate', `negative length ${length}`);
+    const f = this.file(fd);
+    const truncate = f.fops.truncate;
+    if (truncate === undefined || (f.flags & 3) === O_RDONLY) throw new KernelError('EINVAL', 'ftruncate', `fd ${fd} is no regular file open for writing`);
+    truncate.call(f.fops, f, length);
   }
 
   /**

@@ -1,0 +1,56 @@
+import { createHost, O_RDWR } from '@vac/core';
+import { KVM_CREATE_VM, KVM_GET_API_VERSION, kvm } from '@vac/kvm';
+import { intel } from '@vac/vmx';
+import { describe, expect, test } from 'vitest';
+import { MeteredProcess, ioctlName, renderRolloutSvg, type FleetReport, type HostRecord } from '../src/index.js';
+
+describe('MeteredProcess', () => {
+  test('counts every call by name and moves the clock by exactly its cost; the kernel sees the same calls', () => {
+    const host = createHost({ cpus: 1, hardware: intel() });
+    host.modprobe(kvm({ postfix: '0' }));
+    const p = host.spawn({ uid: 1000, groups: ['kvm'] });
+    const m = new MeteredProcess(host, p, { defaultIoctlNs: 7, ioctlNs: { KVM_CREATE_VM: 1000 }, fileNs: 3 });
+    const t0 = host.clock.nowNs;
+    const sys = m.proc.open('/dev/kvm0', O_RDWR);
+    expect(m.proc.ioctl(sys, KVM_GET_API_VERSION, 0)).toBe(12);
+    const vm = m.proc.ioctl(sys, KVM_CREATE_VM, 0);
+    expect(() => m.proc.ioctl(vm, KVM_CREATE_VM, 0)).toThrow(); // a failing call is counted and costed too
+    m.proc.close(vm);
+    const c = m.count();
+    expect([c.ioctls, c.fileOps, c.ns]).toEqual([3, 2, 7 + 1000 + 1000 + 3 + 3]);
+    expect([...c.byName]).toEqual([['KVM_GET_API_VERSION', 1], ['KVM_CREATE_VM', 2]]);
+    expect(host.clock.nowNs - t0).toBe(c.ns);
+    expect(m.proc.pid).toBe(p.pid);
+    expect(p.fds().map((f) => f.path)).toEqual(['/dev/kvm0']);
+  });
+  test('names requests as Linux does, and rejects costs that are not counts', () => {
+    expect(ioctlName(KVM_CREATE_VM)).toBe('KVM_CREATE_VM');
+    expect(ioctlName(0x1234)).toBe('ioctl:0x1234');
+    const host = createHost({ cpus: 1, hardware: intel() });
+    expect(() => new MeteredProcess(host, host.init, { defaultIoctlNs: -1, fileNs: 0 })).toThrow(/non-negative safe integer/);
+  });
+});
+
+describe('renderRolloutSvg', () => {
+  const rec = (id: number, outcome: HostRecord['outcome'], wave: number): HostRecord => ({ id, outcome, wave, startNs: wave * 100, vms: 2, moves: 2, failedMoves: outcome === 'failed' ? 1 : 0, blackoutsNs: [], moveIoctls: 0, upgradeNs: 10, rollbackNs: outcome === 'rolled-back' ? 5 : 0, mappedBytes: 0, ...(outcome === 'failed' ? { failure: 'vm1: refused' } : {}) });
+  const report = (n: number, failed: number[]): FleetReport => ({
+    seed: 1,
+    fromBuild: 'linux-6.12',
+    toBuild: 'linux-6.18',
+    outcome: 'rolled-back',
+    hosts: Array.from({ length: n }, (_, i) => rec(i, failed.includes(i) ? 'failed' : i % 7 === 3 ? 'rolled-back' : 'upgraded', i % 3)),
+    fleet: { intel: n, amd: 0, sev: 0, vms: 2 * n, vcpus: 2 * n },
+    waves: [0, 1, 2].map((w) => ({ label: `w${w}`, hosts: 1, upgraded: 0, failed: 0, rolledBack: 0, startNs: w * 100, endNs: w * 100 + 100, verdict: 'passed' as const, failures: [] })),
+    durationNs: 300,
+  });
+  test('one row per host when they fit; a sample with every failed and rolled-back host when not', () => {
+    const small = renderRolloutSvg(report(10, [4]));
+    expect(small).toContain('10 hosts;');
+    expect(small.match(/✕<title>/g)).toHaveLength(1);
+    const big = renderRolloutSvg(report(500, [11, 250, 499]), { maxRows: 40 });
+    expect(big).toContain('40 of 500 hosts (every failed or rolled-back one, then an even sample)');
+    expect(big.match(/✕<title>/g)).toHaveLength(3);
+    expect(big.match(/↺<title>/g)).toHaveLength(37); // the failed first, then as many rolled-back ones as fit (71 of them)
+    expect(renderRolloutSvg(report(500, [11, 250, 499]), { maxRows: 40 })).toBe(big); // deterministic
+  });
+});
