@@ -201,6 +201,14 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   /** The x of an axis value (a seq or a tick). */
   const xv = (v: number): number => x0 + ((v - scale.from) / span) * (x1 - x0);
   const x = (seq: number): number => xv(scale.valueOf(seq));
+  /** Where an event is, for tooltips: its tick (on the tick axis, the console's unit) and its seq. */
+  const at = (seq: number): string => (scale.unit === 'tick' ? `tick ${Math.floor(scale.valueOf(seq))} (seq ${seq})` : `seq ${seq}`);
+  /** A stretch `[a, b)` for tooltips; `b` is the seq of the event that ended it. */
+  const between = (a: number, b: number): string => {
+    if (scale.unit !== 'tick') return `seq ${a}–${b}`;
+    const [ta, tb] = [Math.floor(scale.valueOf(a)), Math.floor(scale.valueOf(b))];
+    return `${ta === tb ? `tick ${ta}` : `ticks ${ta}–${tb}`} (seq ${a}–${b})`;
+  };
   const names = options.virtLabels ?? tl.virtLabels;
   const maxVmRows = options.maxVmRows ?? 32;
   const palette = moduleColors(tl);
@@ -342,8 +350,11 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   if (tl.modules.length > 0 || tl.usage.length > 0) {
     section('Modules', 'light bar: loaded; solid bars: VMs alive');
     for (const m of tl.modules) {
-      lanes.push({ kind: 'module', y, h: laneH, key: m, module: m });
-      y += laneH;
+      // A module lane and its VM rows are each at least a line of text tall, so that their labels (the module's
+      // name, "VMs (n)") never run into the next ones when lanes are thin.
+      const moduleH = Math.max(laneH, LINE);
+      lanes.push({ kind: 'module', y, h: moduleH, key: m, module: m });
+      y += moduleH;
       if (countMode(m)) {
         lanes.push({ kind: 'vmcount', y, h: chartH, key: `${m} VMs`, module: m });
         y += chartH;
@@ -352,6 +363,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
           lanes.push({ kind: 'vmrow', y, h: vmH, key: `${m} VMs`, module: m, row: r });
           y += vmH;
         }
+        if (rowsOf(m) > 0) y += Math.max(0, LINE - rowsOf(m) * vmH);
       }
     }
     if (tl.usage.length > 0) {
@@ -385,7 +397,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     if (lane.kind === 'cpu' && (lane.cpu ?? 0) % labelEvery === 0) labels.push(`<text x="${f(x0 - 8)}" y="${f(ty)}" font-size="${labelSize}" text-anchor="end" fill="${INK}">${escapeXml(lane.key)}</text>`);
     else if (lane.kind === 'module') {
       const m = lane.module ?? '';
-      labels.push(`<rect x="12" y="${f(lane.y + laneH / 2 - 5)}" width="10" height="10" rx="2" fill="${colorOf(m)}"/>`);
+      labels.push(`<rect x="12" y="${f(lane.y + lane.h / 2 - 5)}" width="10" height="10" rx="2" fill="${colorOf(m)}"/>`);
       labels.push(`<text x="27" y="${f(ty)}" font-size="${labelSize}" font-weight="700" fill="${INK}">${escapeXml(m)}</text>`);
     } else if (lane.kind === 'vmrow' && lane.row === 0) {
       const n = tl.vms.filter((v) => v.module === lane.module).length;
@@ -403,7 +415,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     const a = mine[0];
     const b = mine[mine.length - 1];
     if (a !== undefined && b !== undefined && mine.length > 1) {
-      labels.push(`<line x1="19" y1="${f(a.y + laneH / 2 + 5)}" x2="19" y2="${f(b.y + b.h - 2)}" stroke="${colorOf(m)}" stroke-width="2"/>`);
+      labels.push(`<line x1="19" y1="${f(a.y + a.h / 2 + 5)}" x2="19" y2="${f(b.y + b.h - 2)}" stroke="${colorOf(m)}" stroke-width="2"/>`);
     }
   }
 
@@ -423,7 +435,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     const ax = x(o.start);
     const w = Math.max(1, x(o.end) - ax);
     body.push(
-      `<rect x="${f(ax)}" y="${f(barTop(l))}" width="${f(w)}" height="${f(barH)}" fill="url(#offline)" stroke="#8c959f" stroke-width="0.75"><title>${escapeXml(`CPU ${o.cpu} offline, seq ${o.openStart ? 'before ' : ''}${o.start}–${o.openEnd ? 'end' : o.end}`)}</title></rect>`,
+      `<rect x="${f(ax)}" y="${f(barTop(l))}" width="${f(w)}" height="${f(barH)}" fill="url(#offline)" stroke="#8c959f" stroke-width="0.75"><title>${escapeXml(`CPU ${o.cpu} offline, ${o.openStart ? 'from before the trace, ' : ''}${between(o.start, o.end)}${o.openEnd ? ', still at the end' : ''}`)}</title></rect>`,
     );
     if (barSize > 0 && w > textWidth('offline', barSize) + 6) body.push(`<text x="${f(ax + 4)}" y="${f(barTop(l) + barH / 2 + barSize * 0.36)}" font-size="${barSize}" fill="${MUTED}">offline</text>`);
   }
@@ -481,7 +493,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
         st.vcpus.length === 1
           ? `${st.module}/${st.vcpus[0] ?? ''}`
           : `${st.module}: ${st.vcpus.length} vCPUs (${st.vcpus.slice(0, 6).join(', ')}${st.vcpus.length > 6 ? ', …' : ''})`;
-      const tip = `${who} on CPU ${st.cpu}, seq ${st.from}–${st.to}: ${st.runs} run${st.runs === 1 ? '' : 's'}, ${st.exits} exit${st.exits === 1 ? '' : 's'}`;
+      const tip = `${who} on CPU ${st.cpu}, ${between(st.from, st.to)}: ${st.runs} run${st.runs === 1 ? '' : 's'}, ${st.exits} exit${st.exits === 1 ? '' : 's'}`;
       if (st.runs > 1) body.push(`<rect x="${f(ax)}" y="${f(top)}" width="${f(w)}" height="${f(barH)}" fill="${c}" fill-opacity="0.3"><title>${escapeXml(tip)}</title></rect>`);
       const d = st.bars.map(([a, b]) => `M${f(a)} ${f(top)}h${f(Math.max(1, b - a))}v${f(barH)}h-${f(Math.max(1, b - a))}z`).join('');
       body.push(`<path d="${d}" fill="${c}">${st.runs > 1 ? '' : `<title>${escapeXml(tip)}</title>`}</path>`);
@@ -513,13 +525,13 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     const params = Object.entries(s.params)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
-    const tip = `${s.module} ${s.openStart ? 'loaded before the trace' : `loaded at seq ${s.start}`}${s.openEnd ? ', still loaded at the end' : `, unloaded at seq ${s.end}`}${params === '' ? '' : ` (${params})`}`;
+    const tip = `${s.module} ${s.openStart ? 'loaded before the trace' : `loaded at ${at(s.start)}`}${s.openEnd ? ', still loaded at the end' : `, unloaded at ${at(s.end)}`}${params === '' ? '' : ` (${params})`}`;
     body.push(`<rect x="${f(ax)}" y="${f(barTop(l))}" width="${f(w)}" height="${f(barH)}" rx="2" fill="${c}" fill-opacity="0.22" stroke="${c}" stroke-width="1"><title>${escapeXml(tip)}</title></rect>`);
     const ty = barTop(l) + barH / 2 + barSize * 0.36;
     const loaded = s.openStart ? 'loaded' : `${s.module} loaded`;
     if (barSize > 0 && textWidth(loaded, barSize) + 8 <= w) body.push(`<text x="${f(ax + 4)}" y="${f(ty)}" font-size="${barSize}" fill="${INK}">${escapeXml(loaded)}</text>`);
     if (!s.openEnd) {
-      body.push(`<rect x="${f(bx - 1.5)}" y="${f(l.y)}" width="3" height="${f(laneH)}" fill="${c}"/>`);
+      body.push(`<rect x="${f(bx - 1.5)}" y="${f(l.y)}" width="3" height="${f(l.h)}" fill="${c}"/>`);
       const un = `${s.module} unloaded`;
       if (barSize === 0) {
         // No room for text in the lane: the tooltip says it.
@@ -536,7 +548,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
     const c = colorOf(v.module);
     const ax = x(v.start);
     const w = Math.max(1, x(v.end) - ax);
-    const tip = `${v.module}/vm${v.vm}${v.pid === undefined ? '' : ` (pid ${v.pid})`}, ${v.vcpus} vCPU${v.vcpus === 1 ? '' : 's'}: ${v.openStart ? 'created before the trace' : `created at seq ${v.start}`}${v.openEnd ? ', alive at the end' : `, destroyed at seq ${v.end}`}`;
+    const tip = `${v.module}/vm${v.vm}${v.pid === undefined ? '' : ` (pid ${v.pid})`}, ${v.vcpus} vCPU${v.vcpus === 1 ? '' : 's'}: ${v.openStart ? 'created before the trace' : `created at ${at(v.start)}`}${v.openEnd ? ', alive at the end' : `, destroyed at ${at(v.end)}`}`;
     const pad = l.h >= 12 ? 2.5 : 1.5;
     body.push(`<rect x="${f(ax)}" y="${f(l.y + pad)}" width="${f(w)}" height="${f(l.h - 2 * pad)}" rx="1.5" fill="${c}"><title>${escapeXml(tip)}</title></rect>`);
     const label = `vm${v.vm}`;
@@ -560,7 +572,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
       n += ch.d;
       pts.push([ch.at, n]);
     }
-    const chart = stepChart(pts, tl.start, tl.end, x, l, colorOf(m), `${m}: VMs alive`);
+    const chart = stepChart(pts, tl.start, tl.end, x, at, l, colorOf(m), `${m}: VMs alive`);
     body.push(chart.plot);
     labels.push(...chart.scale);
   }
@@ -568,7 +580,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
   {
     const l = lanes.find((k) => k.kind === 'usage');
     if (l !== undefined) {
-      const chart = stepChart(tl.usage.map((u) => [u.at, u.count] as [number, number]), tl.start, tl.end, x, l, '#57606a', 'VAC usage count');
+      const chart = stepChart(tl.usage.map((u) => [u.at, u.count] as [number, number]), tl.start, tl.end, x, at, l, '#57606a', 'VAC usage count');
       body.push(chart.plot);
       labels.push(...chart.scale);
     }
@@ -612,7 +624,7 @@ export function renderTimelineSvg(events: Iterable<TraceEvent> | Timeline, optio
         if (list === undefined) continue;
         for (const g of thin(list, x, kind === 'pmi' ? 3 : 5)) {
           const what = kind === 'virt:enable' ? names.enable : kind === 'virt:disable' ? names.disable : kind === 'pmi' ? `PMI → ${g.first.detail}` : `warning (${g.first.module ?? 'kernel'}): ${g.first.detail}`;
-          const tip = `${what}${g.n > 1 ? ` ×${g.n}` : ''}, seq ${g.first.at}${g.n > 1 ? `–${g.last.at}` : ''}`;
+          const tip = `${what}${g.n > 1 ? ` ×${g.n}` : ''}, ${g.n > 1 ? between(g.first.at, g.last.at) : at(g.first.at)}`;
           const shape =
             kind === 'virt:enable'
               ? triangle(g.x, cy, size, true)
@@ -684,6 +696,7 @@ function stepChart(
   start: number,
   end: number,
   x: (seq: number) => number,
+  where: (seq: number) => string,
   lane: { readonly y: number; readonly h: number },
   color: string,
   what: string,
@@ -708,7 +721,7 @@ function stepChart(
   for (const [px, v] of cols) d += `H${f(px)}V${f(yv(v))}`;
   d += `H${f(right)}V${f(base)}Z`;
   const last = points[points.length - 1];
-  const tip = `${what}: max ${max}${last === undefined ? '' : `, ${last[1]} at seq ${last[0]}`}`;
+  const tip = `${what}: max ${max}${last === undefined ? '' : `, ${last[1]} at ${where(last[0])}`}`;
   const scale: string[] = [];
   for (const v of [max, 0]) {
     const vy = yv(v);

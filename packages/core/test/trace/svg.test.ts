@@ -231,6 +231,15 @@ describe('renderTimelineSvg', () => {
     expect(overlappingTexts(parseSvg('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><text x="10" y="20" font-size="11">abc</text><text x="15" y="22" font-size="11">def</text></svg>'))).toHaveLength(1);
   });
 
+  test('lanes thinner than a line of text: every other CPU labelled, no text in the bars, still nothing overlapping', () => {
+    const thin = parseSvg(renderTimelineSvg(upgrade.events, { laneHeight: 8, annotations: upgrade.annotations }));
+    const cpuLabels = thin.texts.filter((t) => /^CPU \d+$/.test(t.text)).map((t) => t.text);
+    expect(cpuLabels).toEqual(['CPU 0', 'CPU 2', 'CPU 4', 'CPU 6']);
+    expect(thin.texts.some((t) => t.text.startsWith('kvm0/vm'))).toBe(false);
+    expect(Math.min(...thin.texts.map((t) => t.minSize))).toBeGreaterThanOrEqual(11);
+    expect(overlappingTexts(thin)).toEqual([]);
+  });
+
   /** The axis of a picture: tick value → x, from its first two numeric labels under the plot. */
   const axisOf = (p: SvgPicture): ((x: number) => number) => {
     const title = p.texts.find((t) => t.text === 'host clock (scheduler ticks)' || t.text === 'event sequence number (seq)');
@@ -274,6 +283,11 @@ describe('renderTimelineSvg', () => {
     expect(tickAt(lineOf('half way through tick 20'))).toBeCloseTo(20.5, 1);
     // The subtitle says what the axis is.
     expect(p.texts.some((t) => t.text.includes('ticks 0–39 of the host clock'))).toBe(true);
+    // Tooltips name the tick too (with the seq, exact).
+    const titles = p.all('title').map((t) => t.textContent ?? '');
+    expect(titles).toContainEqual(expect.stringMatching(/^kvm0 loaded at tick 0 \(seq \d+\), still loaded at the end$/));
+    expect(titles).toContainEqual(expect.stringMatching(/^kvm0\/vm1 \(pid 10\), 1 vCPU: created at tick 0 \(seq \d+\), alive at the end$/));
+    expect(titles).toContainEqual(expect.stringMatching(/^kvm0\/vm1\/vcpu0 on CPU 0, ticks 0–\d+ \(seq \d+–\d+\): \d+ runs/));
     // On request, or when everything happened within one tick, the axis is the event number.
     const bySeq = parseSvg(renderTimelineSvg(rec.events(), { annotations: notes, axis: 'seq' }));
     expect(bySeq.texts.map((t) => t.text)).toContain('event sequence number (seq)');
