@@ -434,14 +434,16 @@ function msrsBytes(entries: ReadonlyArray<{ readonly index: number; readonly dat
 /** KVM_GET_MSRS of `indices` (through the C bytes), keeping those the vCPU reads (a batch stops at the first it does not). */
 function readMsrs(proc: Process, fd: number, indices: readonly number[]): kvm_msr_entry[] {
   const out: kvm_msr_entry[] = [];
-  let rest = indices;
-  while (rest.length > 0) {
-    const batch = rest.slice(0, 255);
-    const b = msrsBytes(batch.map((index) => ({ index })));
-    const n = proc.ioctl(fd, KVM_GET_MSRS, b);
+  let start = 0;
+  while (start < indices.length) {
+    const count = Math.min(255, indices.length - start);
+    const b = new Uint8Array(8 + 16 * count);
     const dv = new DataView(b.buffer);
-    for (let i = 0; i < n; i++) out.push({ index: batch[i] as number, data: dv.getBigUint64(16 + 16 * i, true) });
-    rest = rest.slice(n === batch.length ? n : n + 1); // skip the one it could not read
+    dv.setUint32(0, count, true);
+    for (let i = 0; i < count; i++) dv.setUint32(8 + 16 * i, indices[start + i] as number, true);
+    const n = proc.ioctl(fd, KVM_GET_MSRS, b);
+    for (let i = 0; i < n; i++) out.push({ index: indices[start + i] as number, data: dv.getBigUint64(16 + 16 * i, true) });
+    start += n === count ? n : n + 1; // skip the one it could not read
   }
   return out;
 }
