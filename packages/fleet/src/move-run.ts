@@ -21,11 +21,6 @@ export class PhaseFailure extends Error {
   }
 }
 
-/** The machine-check bank MSRs (MCi_CTL/STATUS/ADDR/MISC, MCi_CTL2), which a VMM saves from MCG_CAP, not from the MSR list. */
-function isMceBank(msr: number): boolean {
-  return (msr >= 0x400 && msr <= 0x47f) || (msr >= 0x280 && msr <= 0x29f);
-}
-
 /** `<vm>` of `/dev/<vm>`. */
 const moduleOf = (dev: string): string => dev.replace(/^\/dev\//, '');
 
@@ -46,8 +41,8 @@ export class MoveRun {
   #phaseIoctls = 0;
   verdict: MoveVerdict | undefined;
   pauseNs = 0;
-  /** The saved MSRs the target lists (set by {@link MoveRun.check}). */
-  listed: ReadonlySet<number> = new Set();
+  /** The target's KVM_GET_MSR_INDEX_LIST (set by the `check` phase), which `restoreVm` restores the saved MSRs of. */
+  listed: readonly number[] = [];
 
   constructor(vmm: GuestVmm, to: string, options: MoveOptions, what: string) {
     if (to === vmm.devPath) throw new UsageError('ERR_INVALID_ARG', `${what}: ${vmm.name} already runs on ${to}`);
@@ -118,7 +113,7 @@ export class MoveRun {
     this.run('check', () => {
       const source = this.#options.facts?.source ?? probeModule(this.meter.proc, this.from);
       const target = this.#options.facts?.target ?? probeModule(this.meter.proc, this.#to);
-      this.listed = new Set(target.msrIndexList);
+      this.listed = target.msrIndexList;
       this.verdict = canMove({ saved, enabledCaps: vmm.enabledCaps }, source, target);
       const refusal = this.verdict.reasons.find((r) => r.kind !== 'note');
       if (this.#options.check !== false && refusal !== undefined) throw new UsageError('ERR_INVALID_STATE', `canMove refuses: ${refusal.step}: ${refusal.detail}`);
@@ -127,16 +122,14 @@ export class MoveRun {
   }
 
   /**
-   * The VM restored on the target by `proc` with `slots`, the capabilities the VMM had enabled and, of the saved MSRs,
-   * those the target lists (as QEMU's `kvm_put_msrs` sends what `kvm_get_supported_msrs` found; the machine-check
-   * banks come from MCG_CAP, not from the list).
+   * The VM restored on the target by `proc` with `slots` and the capabilities the VMM had enabled (`restoreVm`
+   * restores the saved MSRs the target lists, which the `check` phase learnt).
    */
   restoreWith(proc: Process, saved: SavedVm, slots: readonly kvm_userspace_memory_region[]): VmIncarnation {
-    const listed = this.listed;
-    const restorable: SavedVm = { ...saved, vcpus: saved.vcpus.map((v) => ({ ...v, msrs: v.msrs.filter((m) => isMceBank(m.index) || listed.has(m.index)) })) };
     const caps = this.#vmm.enabledCaps;
-    const r = restoreVm(proc, this.#to, restorable, {
+    const r = restoreVm(proc, this.#to, saved, {
       slots,
+      msrIndexList: this.listed,
       configure: (p, _sys, vm) => {
         for (const { cap, flags } of caps) p.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap, args: [flags, 0n, 0n, 0n] }));
       },

@@ -8,8 +8,8 @@
  *    irqchip, every vCPU's state);
  * 3. `check` — `canMove` of `@vac/kvm` over what the VMM sees of both modules (`probeModule`): the target's
  *    capabilities, MSR list, supported CPUID and XSAVE size against the saved state; a move it refuses stops here;
- * 4. `restore` — `restoreVm` on the target with the same memory slots and the capabilities the VMM had enabled,
- *    and of the saved MSRs those the target lists (as QEMU restores only what `KVM_GET_MSR_INDEX_LIST` offers — so
+ * 4. `restore` — `restoreVm` on the target with the same memory slots and the capabilities the VMM had enabled;
+ *    it restores of the saved MSRs those the target lists (as QEMU restores only what `KVM_GET_MSR_INDEX_LIST` offers — so
  *    without the check a value the target cannot hold is lost silently, which is what `canMove` warns of);
  * 5. `resume` — the vCPU threads start again, on the target;
  * 6. `release` — the source's `kvm_run` mappings unmapped and its fds closed: the source VM is destroyed and its

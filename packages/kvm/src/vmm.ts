@@ -434,14 +434,16 @@ function msrsBytes(entries: ReadonlyArray<{ readonly index: number; readonly dat
 /** KVM_GET_MSRS of `indices` (through the C bytes), keeping those the vCPU reads (a batch stops at the first it does not). */
 function readMsrs(proc: Process, fd: number, indices: readonly number[]): kvm_msr_entry[] {
   const out: kvm_msr_entry[] = [];
-  let rest = indices;
-  while (rest.length > 0) {
-    const batch = rest.slice(0, 255);
-    const b = msrsBytes(batch.map((index) => ({ index })));
-    const n = proc.ioctl(fd, KVM_GET_MSRS, b);
+  let start = 0;
+  while (start < indices.length) {
+    const count = Math.min(255, indices.length - start);
+    const b = new Uint8Array(8 + 16 * count);
     const dv = new DataView(b.buffer);
-    for (let i = 0; i < n; i++) out.push({ index: batch[i] as number, data: dv.getBigUint64(16 + 16 * i, true) });
-    rest = rest.slice(n === batch.length ? n : n + 1); // skip the one it could not read
+    dv.setUint32(0, count, true);
+    for (let i = 0; i < count; i++) dv.setUint32(8 + 16 * i, indices[start + i] as number, true);
+    const n = proc.ioctl(fd, KVM_GET_MSRS, b);
+    for (let i = 0; i < n; i++) out.push({ index: indices[start + i] as number, data: dv.getBigUint64(16 + 16 * i, true) });
+    start += n === count ? n : n + 1; // skip the one it could not read
   }
   return out;
 }
@@ -500,10 +502,7 @@ export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msr
   const debugregs = getStruct(proc, fd, KVM_GET_DEBUGREGS, KVM_DEBUGREGS_CODEC);
   const [cap] = readMsrs(proc, fd, [MSR_IA32_MCG_CAP]);
   const mcgCap = cap?.data ?? 0n;
-  const banks = Number(mcgCap & 0xffn);
-  const mce: number[] = [];
-  for (let i = 0; i < 4 * banks; i++) mce.push(MSR_IA32_MC0_CTL + i);
-  if ((mcgCap & MCG_CMCI_P) !== 0n) for (let i = 0; i < banks; i++) mce.push(MSR_IA32_MC0_CTL2 + i);
+  const mce = mceBankMsrs(mcgCap);
   return {
     id,
     cpuid,
@@ -520,6 +519,15 @@ export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msr
     msrs: readMsrs(proc, fd, [...msrs, ...mce]),
     lapic: readLapic(proc, fd),
   };
+}
+
+/** The machine-check bank MSRs `mcgCap` gives a vCPU (MCi_CTL/STATUS/ADDR/MISC, and MCi_CTL2 with CMCI), which come from MCG_CAP, not from KVM_GET_MSR_INDEX_LIST. */
+function mceBankMsrs(mcgCap: bigint): number[] {
+  const banks = Number(mcgCap & 0xffn);
+  const mce: number[] = [];
+  for (let i = 0; i < 4 * banks; i++) mce.push(MSR_IA32_MC0_CTL + i);
+  if ((mcgCap & MCG_CMCI_P) !== 0n) for (let i = 0; i < banks; i++) mce.push(MSR_IA32_MC0_CTL2 + i);
+  return mce;
 }
 
 /** KVM_GET_LAPIC's page, or `undefined` when the vCPU has no in-kernel LAPIC (EINVAL). */
@@ -786,6 +794,11 @@ export interface RestoreVmOptions {
    * come first), e.g. its ioeventfds and MSR filter.
    */
   readonly configure?: (proc: Process, sys: number, vm: number) => void;
+  /**
+   * The target's KVM_GET_MSR_INDEX_LIST as the VMM already has it (QEMU's `kvm_get_supported_msrs` asks once); asked
+   * of the target when not given.
+   */
+  readonly msrIndexList?: readonly number[];
 }
 
 /** A VM made by {@link restoreVm}. */
@@ -796,13 +809,21 @@ export interface RestoredVm {
   readonly vm: number;
   /** The vCPUs, in the saved order, with their `kvm_run` mapped. */
   readonly vcpus: RealModeVcpu[];
+  /**
+   * The saved MSRs left out because the target does not list them (KVM_GET_MSR_INDEX_LIST), ascending, each once:
+   * what the guest lost in the move (`canMove` tells beforehand which of them matter).
+   */
+  readonly droppedMsrs: readonly number[];
 }
 
 /**
  * Restore a VM saved by {@link saveVm} on `devPath` (another module's `/dev/kvmX`, or the same one), in QEMU's order:
  * a new VM with the given memory slots, its irqchip, PIT and routing as the VMM made them, `configure`, each vCPU
  * created with its CPUID, TSC frequency and MCE setup, then the devices' state (each LAPIC, the PICs, the IOAPIC,
- * the PIT), every vCPU's registers ({@link restoreVcpu}) and kvmclock. The guest continues where it was saved; a PIT
+ * the PIT), every vCPU's registers ({@link restoreVcpu}) and kvmclock. Of the saved MSRs it restores those the target
+ * lists (KVM_GET_MSR_INDEX_LIST, or `options.msrIndexList`) and the machine-check banks, as QEMU's `kvm_put_msrs`
+ * does, and reports the others in `droppedMsrs` (`canMove` tells beforehand whether any of them holds a value the
+ * guest would lose). The guest continues where it was saved; a PIT
  * channel restarts its count at the restore (`kvm_pit_load_count`), as on Linux.
  *
  * @throws `KernelError` from the first failing syscall; `UsageError` from {@link restoreVcpu}
@@ -830,6 +851,9 @@ export function restoreVm(proc: Process, devPath: string, saved: SavedVm, option
   for (const slot of options.slots) proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, slot);
   if (saved.irqchip !== undefined) createIrqchip(proc, vm, saved.irqchip);
   options.configure?.(proc, sys, vm);
+  const listed = new Set(options.msrIndexList ?? msrIndexList(proc, sys));
+  const dropped = new Set<number>();
+  const restorable = saved.vcpus.map((s) => listedMsrsOnly(s, listed, dropped));
   const vcpus: RealModeVcpu[] = [];
   for (const s of saved.vcpus) {
     const fd = proc.ioctl(vm, KVM_CREATE_VCPU, s.id);
@@ -840,10 +864,22 @@ export function restoreVm(proc: Process, devPath: string, saved: SavedVm, option
   // QEMU's load order: the devices (each LAPIC, the PICs, the IOAPIC, the PIT), then every vCPU's registers.
   saved.vcpus.forEach((s, i) => restoreLapic(proc, (vcpus[i] as RealModeVcpu).fd, s));
   if (saved.irqchip !== undefined) restoreIrqchipState(proc, vm, saved.irqchip);
-  saved.vcpus.forEach((s, i) => restoreVcpuRegisters(proc, (vcpus[i] as RealModeVcpu).fd, s));
+  restorable.forEach((s, i) => restoreVcpuRegisters(proc, (vcpus[i] as RealModeVcpu).fd, s));
   // kvm_vm_ioctl_set_clock: after the vCPUs, so that their kvmclock follows the VM's
   proc.ioctl(vm, KVM_SET_CLOCK, makeKvmClockData({ clock: saved.clock.clock }));
-  return { sys, vm, vcpus };
+  return { sys, vm, vcpus, droppedMsrs: [...dropped].sort((a, b) => a - b) };
+}
+
+/**
+ * `saved` with only the MSRs the target lists and its machine-check banks (QEMU's `kvm_put_msrs` sends what
+ * `kvm_get_supported_msrs` found, the banks from MCG_CAP); the others' indices added to `dropped`.
+ */
+function listedMsrsOnly(saved: SavedVcpu, listed: ReadonlySet<number>, dropped: Set<number>): SavedVcpu {
+  const banks = new Set(mceBankMsrs(saved.mcgCap));
+  const keep = (index: number): boolean => listed.has(index) || banks.has(index);
+  if (saved.msrs.every((m) => keep(m.index))) return saved;
+  for (const m of saved.msrs) if (!keep(m.index)) dropped.add(m.index);
+  return { ...saved, msrs: saved.msrs.filter((m) => keep(m.index)) };
 }
 
 /**

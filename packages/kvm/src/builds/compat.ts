@@ -9,7 +9,6 @@
  * @module
  */
 import { O_RDWR, UsageError, isUsageError, type Mapping, type Process } from '@vac/core';
-import { KvmRunView } from '../abi/kvm-run.js';
 import {
   KVM_CAP_DISABLE_QUIRKS,
   KVM_CAP_DISABLE_QUIRKS2,
@@ -19,16 +18,12 @@ import {
   KVM_CAP_XSAVE2,
   KVM_CHECK_EXTENSION,
   KVM_CREATE_IRQCHIP,
-  KVM_CREATE_VCPU,
-  KVM_CREATE_VM,
   KVM_ENABLE_CAP,
   KVM_GET_SUPPORTED_CPUID,
-  KVM_GET_VCPU_MMAP_SIZE,
-  KVM_SET_USER_MEMORY_REGION,
 } from '../abi/constants.js';
 import { makeKvmEnableCap, type kvm_cpuid_entry2, type kvm_userspace_memory_region } from '../abi/structs.js';
 import { makeKvmCpuid2 } from '../abi/structs-x86.js';
-import { msrIndexList, restoreVcpu, saveVm, type SavedVcpu, type SavedVm, type VmHandle } from '../vmm.js';
+import { msrIndexList, restoreVm, saveVm, type RestoredVm, type SavedVcpu, type SavedVm, type VmHandle } from '../vmm.js';
 
 /** What a VMM learns of one module through its system fd. */
 export interface ModuleFacts {
@@ -287,8 +282,8 @@ export interface MoveSource {
   /** The capabilities its VMM enabled, in order. */
   readonly enabledCaps?: readonly EnabledCap[];
   /**
-   * Whether the VMM created the in-kernel irqchip (KVM_CREATE_IRQCHIP, after the capabilities); the target gets one
-   * too. Its state is not part of {@link saveVm} here.
+   * Whether the VMM created the in-kernel irqchip (KVM_CREATE_IRQCHIP) when `handle` does not say: the target gets
+   * one with the same state (PICs, IOAPIC, PIT, LAPICs), as {@link saveVm} and {@link restoreVm} carry it.
    */
   readonly irqchip?: boolean;
   /** The source vCPUs' `kvm_run` mappings, unmapped once the move succeeds (they hold the old VM). */
@@ -317,13 +312,14 @@ function stepOf(e: unknown): MoveStep | undefined {
  * Move a stopped VM to the module at `devPath` as a VMM does it, keeping the source until the target holds the
  * same state:
  *
- * 1. save it ({@link saveVm}); open the target, create a VM, register the same memory slots;
- * 2. `KVM_ENABLE_CAP` each capability the VMM had enabled (the kernel's errno stops the move);
- * 3. `cpuid-check`: the guest CPUID's feature words must be within the target's KVM_GET_SUPPORTED_CPUID where the
- *    guest has them from KVM (a VMM's "enforce"): bits the target's KVM does not offer stop the move;
- * 4. each vCPU restored ({@link restoreVcpu}), with the saved MSRs the target does not list left out (QEMU restores
- *    only what the target lists); the kernel's errno stops the move at its ioctl;
- * 5. the target saved again and compared: a saved MSR that did not arrive stops the move at `KVM_SET_MSRS`.
+ * 1. save it ({@link saveVm}: kvmclock, the irqchip, every vCPU);
+ * 2. restore it on the target ({@link restoreVm}: a new VM with the same memory slots, its irqchip and PIT, then
+ *    `KVM_ENABLE_CAP` of each capability the VMM had enabled — the kernel's errno stops the move — and the
+ *    `cpuid-check`: the guest CPUID's feature words must be within the target's KVM_GET_SUPPORTED_CPUID where the
+ *    guest has them from KVM (a VMM's "enforce"): bits the target's KVM does not offer stop the move; then every
+ *    vCPU, the devices' state and kvmclock, with the saved MSRs the target does not list left out, as QEMU does);
+ *    the kernel's errno stops the move at its ioctl;
+ * 3. the target saved again and compared: a saved MSR that did not arrive stops the move at `KVM_SET_MSRS`.
  *
  * On success the source's fds are closed (its vCPU mappings unmapped) and the target's handle returned; on failure
  * the target's are, and the source runs on.
@@ -331,58 +327,21 @@ function stepOf(e: unknown): MoveStep | undefined {
  * @throws MoveError naming the step; `KernelError` from opening the target or saving the source
  */
 export function moveVm(proc: Process, source: MoveSource, devPath: string): MovedVm {
-  const saved = saveVm(proc, source.handle);
+  const irqchip = source.irqchip === true && source.handle.irqchip === undefined ? { mode: 'kernel' as const } : source.handle.irqchip;
+  const saved = saveVm(proc, irqchip === undefined ? source.handle : { ...source.handle, irqchip });
   const from = new Set(msrIndexList(proc, source.handle.sys));
-  const sys = proc.open(devPath, O_RDWR);
-  const fds: number[] = [sys];
-  const maps: Mapping[] = [];
-  const undo = (): void => {
-    for (const m of maps) proc.munmap(m.addr, m.length);
-    for (const fd of fds.reverse()) proc.close(fd);
-  };
+  const fdsBefore = new Set(proc.fds().map((f) => f.fd));
+  const mapsBefore = new Set(proc.mappings().map((m) => m.addr));
   try {
-    const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
-    fds.push(vm);
-    for (const slot of source.slots) proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, slot);
-    for (const { cap, flags } of source.enabledCaps ?? []) {
-      try {
-        proc.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap, args: [flags, 0n, 0n, 0n] }));
-      } catch (e) {
-        throw new MoveError('KVM_ENABLE_CAP', `capability ${cap} with ${hex(flags)}: ${(e as Error).message}`, e);
-      }
+    let restored: RestoredVm;
+    try {
+      restored = restoreVm(proc, devPath, saved, { slots: source.slots, configure: (p, sys, vm) => configureTarget(p, sys, vm, source, saved, devPath) });
+    } catch (e) {
+      const step = e instanceof MoveError ? undefined : stepOf(e);
+      if (step === undefined) throw e;
+      throw new MoveError(step, (e as Error).message, e);
     }
-    if (source.irqchip === true) proc.ioctl(vm, KVM_CREATE_IRQCHIP, 0);
-    const target = makeKvmCpuid2(256);
-    proc.ioctl(sys, KVM_GET_SUPPORTED_CPUID, target);
-    const supported = target.entries.slice(0, target.nent);
-    const sourceSupported = makeKvmCpuid2(256);
-    proc.ioctl(source.handle.sys, KVM_GET_SUPPORTED_CPUID, sourceSupported);
-    for (const v of saved.vcpus) {
-      for (const [fn, index, reg] of FEATURE_WORDS) {
-        const fromKvm = word(v.cpuid, fn, index, reg) & word(sourceSupported.entries.slice(0, sourceSupported.nent), fn, index, reg);
-        const missing = fromKvm & ~word(supported, fn, index, reg);
-        if (missing !== 0) throw new MoveError('cpuid-check', `vCPU ${v.id}: CPUID ${hex(fn)}.${index}.${reg} bits ${hex(missing >>> 0)} are not supported by ${devPath}`);
-      }
-    }
-    const listed = new Set(msrIndexList(proc, sys));
-    const vcpus: Array<{ id: number; fd: number; run: KvmRunView }> = [];
-    const mmapSize = proc.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0);
-    for (const v of saved.vcpus) {
-      const fd = proc.ioctl(vm, KVM_CREATE_VCPU, v.id);
-      fds.push(fd);
-      const mapping = proc.mmap(fd, mmapSize);
-      maps.push(mapping);
-      vcpus.push({ id: v.id, fd, run: new KvmRunView(mapping.bytes.buffer, mapping.bytes.byteOffset) });
-      const restorable: SavedVcpu = { ...v, msrs: v.msrs.filter((m) => isMceBank(m.index) || listed.has(m.index)) };
-      try {
-        restoreVcpu(proc, fd, restorable);
-      } catch (e) {
-        const step = stepOf(e);
-        if (step === undefined) throw e;
-        throw new MoveError(step, `vCPU ${v.id}: ${(e as Error).message}`, e);
-      }
-    }
-    const handle: VmHandle = { sys, vm, vcpus };
+    const handle: VmHandle = irqchip === undefined ? { sys: restored.sys, vm: restored.vm, vcpus: restored.vcpus } : { sys: restored.sys, vm: restored.vm, vcpus: restored.vcpus, irqchip };
     const again = saveVm(proc, handle);
     for (const v of saved.vcpus) {
       const now = new Map(again.vcpus.find((x) => x.id === v.id)?.msrs.map((m) => [m.index, m.data]) ?? []);
@@ -393,10 +352,35 @@ export function moveVm(proc: Process, source: MoveSource, devPath: string): Move
     }
     for (const m of source.runMappings ?? []) proc.munmap(m.addr, m.length);
     closeVm(proc, source.handle);
-    return { handle, runMappings: maps, saved };
+    return { handle, runMappings: restored.vcpus.map((v) => v.runMapping), saved };
   } catch (e) {
-    undo();
+    // Give back what the target took: the mappings and fds the process did not have before.
+    for (const m of proc.mappings()) if (!mapsBefore.has(m.addr)) proc.munmap(m.addr, m.length);
+    for (const f of proc.fds().reverse()) if (!fdsBefore.has(f.fd)) proc.close(f.fd);
     throw e;
+  }
+}
+
+/** {@link moveVm}'s part of the restore before the vCPUs exist: the VMM's capabilities, then the `cpuid-check`. */
+function configureTarget(proc: Process, sys: number, vm: number, source: MoveSource, saved: SavedVm, devPath: string): void {
+  for (const { cap, flags } of source.enabledCaps ?? []) {
+    try {
+      proc.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap, args: [flags, 0n, 0n, 0n] }));
+    } catch (e) {
+      throw new MoveError('KVM_ENABLE_CAP', `capability ${cap} with ${hex(flags)}: ${(e as Error).message}`, e);
+    }
+  }
+  const target = makeKvmCpuid2(256);
+  proc.ioctl(sys, KVM_GET_SUPPORTED_CPUID, target);
+  const supported = target.entries.slice(0, target.nent);
+  const sourceSupported = makeKvmCpuid2(256);
+  proc.ioctl(source.handle.sys, KVM_GET_SUPPORTED_CPUID, sourceSupported);
+  for (const v of saved.vcpus) {
+    for (const [fn, index, reg] of FEATURE_WORDS) {
+      const fromKvm = word(v.cpuid, fn, index, reg) & word(sourceSupported.entries.slice(0, sourceSupported.nent), fn, index, reg);
+      const missing = fromKvm & ~word(supported, fn, index, reg);
+      if (missing !== 0) throw new MoveError('cpuid-check', `vCPU ${v.id}: CPUID ${hex(fn)}.${index}.${reg} bits ${hex(missing >>> 0)} are not supported by ${devPath}`);
+    }
   }
 }
 

@@ -23,7 +23,7 @@ const KVM_NR_INTERRUPTS = 256;
 function needLapic(v: Vcpu, op: string): { intr: VcpuIntr; irq: VmIrqchip } {
   const intr = v.intr;
   const irq = intr?.irqchip;
-  if (intr?.chip === undefined || irq === undefined) throw new KernelError('EINVAL', op, 'the vCPU has no in-kernel LAPIC');
+  if (intr?.chip === undefined || irq === undefined) throw KernelError.withoutStack('EINVAL', op, 'the vCPU has no in-kernel LAPIC'); // a VMM's every save asks (KVM_GET_LAPIC)
   return { intr, irq };
 }
 

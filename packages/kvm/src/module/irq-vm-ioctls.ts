@@ -82,7 +82,7 @@ function needIrqchip(vm: Vm, op: string, errno: 'ENXIO' | 'EINVAL' = 'ENXIO'): V
 /** `irqchip_kernel`: the full irqchip (PIC and IOAPIC in the kernel), else ENXIO. */
 function needFullIrqchip(vm: Vm, op: string): VmIrqchip {
   const irq = vm.irq;
-  if (irq === undefined || !irq.full) throw new KernelError('ENXIO', op, 'the VM has no in-kernel PIC and IOAPIC');
+  if (irq === undefined || !irq.full) throw KernelError.withoutStack('ENXIO', op, 'the VM has no in-kernel PIC and IOAPIC'); // saveVm's probe (KVM_GET_IRQCHIP) on every save
   return irq;
 }
 
@@ -90,7 +90,7 @@ function needFullIrqchip(vm: Vm, op: string): VmIrqchip {
 function needPit(vm: Vm, op: string): { irq: VmIrqchip; pit: KvmPit } {
   const irq = vm.irq;
   const pit = irq?.chip.pit;
-  if (irq === undefined || pit === undefined) throw new KernelError('ENXIO', op, 'the VM has no PIT');
+  if (irq === undefined || pit === undefined) throw KernelError.withoutStack('ENXIO', op, 'the VM has no PIT'); // saveVm's probe (KVM_GET_PIT2) on every save
   return { irq, pit };
 }
 

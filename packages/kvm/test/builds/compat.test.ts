@@ -14,8 +14,11 @@ import {
   KVM_CREATE_IRQCHIP,
   KVM_CREATE_VM,
   KVM_ENABLE_CAP,
+  KVM_GET_IRQCHIP,
   KVM_GET_SUPPORTED_CPUID,
+  KVM_IRQCHIP_IOAPIC,
   KVM_SET_CPUID2,
+  KVM_SET_IRQCHIP,
   KVM_SET_MSRS,
   KVM_SET_USER_MEMORY_REGION,
   LINUX_5_7,
@@ -30,9 +33,11 @@ import {
   kvm,
   makeKvmCpuid2,
   makeKvmEnableCap,
+  makeKvmIrqchip,
   makeKvmMsrs,
   moveVm,
   probeModule,
+  restoreVm,
   saveVm,
   type EnabledCap,
   type KvmBuild,
@@ -329,5 +334,37 @@ describe('the builds behind the example', () => {
       expect((e as MoveError).step).toBe('KVM_ENABLE_CAP');
       expect(((e as MoveError).cause as { code: string }).code).toBe('EINVAL');
     }
+  });
+});
+
+describe.each(VENDORS)('restoring the whole VM on $name', (vendor) => {
+  test('restoreVm to a build without an MSR the state has (at 0): the listed ones restored, the others reported as dropped', () => {
+    const { p } = twoBuilds(vendor, LINUX_6_12, LINUX_5_7);
+    const src = makeVm(p, '/dev/kvm0', { caps: [], pvCpuid: false, irqchip: true, apfVector: 0 });
+    const saved = saveVm(p, src.handle);
+    expect(saved.vcpus[0]!.msrs.map((m) => m.index)).toContain(MSR_KVM_ASYNC_PF_INT);
+    const copy = restoreVm(p, '/dev/kvm1', saved, { slots: src.slots });
+    expect(copy.droppedMsrs).toEqual([MSR_KVM_ASYNC_PF_INT, MSR_KVM_ASYNC_PF_INT + 1]);
+    const again = saveVm(p, { sys: copy.sys, vm: copy.vm, vcpus: copy.vcpus });
+    expectSameState(saved, again);
+    expect(again.vcpus[0]!.msrs.some((m) => m.index === MSR_KVM_ASYNC_PF_INT)).toBe(false);
+    // The VMM that already has the target's list passes it; to the same module nothing is dropped.
+    const same = restoreVm(p, '/dev/kvm0', saved, { slots: src.slots, msrIndexList: probeModule(p, '/dev/kvm0').msrIndexList });
+    expect(same.droppedMsrs).toEqual([]);
+    expect(saveVm(p, { sys: same.sys, vm: same.vm, vcpus: same.vcpus })).toEqual(saved);
+  });
+
+  test('moveVm carries the irqchip state (the IOAPIC\'s redirection entries), not only the vCPUs', () => {
+    const { p } = twoBuilds(vendor, LINUX_6_12, LINUX_6_12);
+    const src = makeVm(p, '/dev/kvm0', { caps: [], pvCpuid: true, irqchip: true, apfVector: 0 });
+    const io = makeKvmIrqchip({ chip_id: KVM_IRQCHIP_IOAPIC });
+    p.ioctl(src.handle.vm, KVM_GET_IRQCHIP, io);
+    if (!('ioapic' in io.chip)) throw new Error('no IOAPIC');
+    io.chip.ioapic.redirtbl[5] = 0x10031n | (1n << 16n); // masked: nothing is delivered through it
+    p.ioctl(src.handle.vm, KVM_SET_IRQCHIP, io);
+    const before = saveVm(p, { ...src.handle, irqchip: { mode: 'kernel' } });
+    expect(before.irqchip?.ioapic?.redirtbl[5]).toBe(0x10031n);
+    const moved = moveVm(p, src, '/dev/kvm1');
+    expect(saveVm(p, moved.handle).irqchip).toEqual(before.irqchip);
   });
 });
