@@ -120,15 +120,13 @@ describe('recordEvents', () => {
     expect(rec.recording).toBe(false);
   });
 
-  test('keeps up with a hot path: 300 000 events record in well under a second', () => {
+  // Its speed is measured in bench/ (the traced KVM_RUN of the kvm-run suite), never by a timed assertion here.
+  test('a bounded recorder on a hot path keeps `limit` events and counts the rest as dropped', () => {
     const h = host(8);
     const e = new Emitter(h, 8);
     const rec = recordEvents(h, { limit: 50_000 });
-    const t0 = performance.now();
     for (let i = 0; i < 100_000; i++) e.run('kvm0', 1, 0, i & 7);
-    const ms = performance.now() - t0;
     expect(rec.size).toBe(50_000);
     expect(rec.dropped).toBe(250_000);
-    expect(ms).toBeLessThan(3000);
   });
 });
