@@ -7,7 +7,7 @@
  * The mirror is kept coherent with the real pages through `/proc/PID/mem` (root, or the same uid with the
  * process's consent, which the preload library gives with `PR_SET_PTRACER`):
  *
- * - the guest's first touch of a page (through {@link LazyGuestMemory}, the view the bridge puts over the
+ * - the guest's first touch of a page (through `LazyGuestMemory` in lazy-memory.ts, the view the bridge puts over the
  *   VM's guest memory) reads that page from the VMM into the mirror and keeps a shadow of it; a guest write
  *   also marks the page;
  * - at each sync ({@link GuestMemoryMirror.sync}: the start and end of a KVM_RUN, a sleeping vCPU's wake-up,
@@ -143,7 +143,7 @@ export class GuestMemoryMirror {
   }
 
     /**
-   * The guest touches the byte at VMM address `addr` (through {@link LazyGuestMemory}): the first touch of its
+   * The guest touches the byte at VMM address `addr` (through `LazyGuestMemory`): the first touch of its
    * page since the last {@link sync} reads the page from the VMM (and keeps a shadow of it); a write also marks
    * the page for write-back. Addresses outside every mirror are left alone (the model finds no memory there).
    */
