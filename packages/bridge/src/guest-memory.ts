@@ -7,16 +7,16 @@
  * The mirror is kept coherent with the real pages through `/proc/PID/mem` (root, or the same uid with the
  * process's consent, which the preload library gives with `PR_SET_PTRACER`):
  *
- * - before a KVM_RUN, the bytes of every memslot of the vCPU's VM are read from the VMM into the mirror,
- *   and a shadow copy is kept; pages of private anonymous memory that the VMM's kernel has never populated
- *   (neither present nor swapped in /proc/PID/pagemap) are zeros and are not read;
- * - after the KVM_RUN, the mirror is compared with the shadow page by page, and only the byte runs the
- *   guest changed are written back, so a VMM thread's writes to other bytes of the same pages during the run
- *   survive.
+ * - the guest's first touch of a page (through `LazyGuestMemory` in lazy-memory.ts, the view the bridge puts over the
+ *   VM's guest memory) reads that page from the VMM into the mirror and keeps a shadow of it; a guest write
+ *   also marks the page;
+ * - at each sync ({@link GuestMemoryMirror.sync}: the start and end of a KVM_RUN, a sleeping vCPU's wake-up,
+ *   every 10 ms of a running guest) the pages the guest wrote are compared with their shadow and only the byte
+ *   runs the guest changed are written back, so a VMM thread's writes to other bytes of the same pages
+ *   survive; then every loaded page is forgotten, so the guest's next touch reads the VMM's current bytes.
  *
- * Costs (docs/bridge.md): a read of every memslot's bytes per KVM_RUN (O(guest RAM)), a compare of the
- * same, and memory for a mirror and a shadow of each range. Lazy paging (fetching a page on the guest's
- * first access) needs a page-fault hook in the model's guest memory, which does not exist yet.
+ * Costs (docs/bridge.md): one 4 KiB read per page the guest touches per KVM_RUN, a compare of each page it
+ * wrote; nothing per page it does not touch.
  *
  * @module
  */
@@ -31,14 +31,12 @@ const MAX_VMA_MIRROR = 1024 * 1024 * 1024;
 interface Mirror {
   readonly addr: number;
   readonly bytes: Uint8Array<ArrayBuffer>;
-  shadow: Uint8Array<ArrayBuffer> | undefined;
-  /**
-   * Private anonymous memory (QEMU's guest RAM): a page the kernel has never populated (not present, not
-   * swapped in /proc/PID/pagemap) reads as zeros, so it need not be read.
-   */
-  readonly privateAnon: boolean;
-  /** Per page: 1 when the mirror (and shadow) page may hold non-zero bytes. */
-  readonly populated: Uint8Array;
+  /** The VMM's bytes as last read or written back, page by page (valid where `loaded` is 1). */
+  readonly shadow: Uint8Array<ArrayBuffer>;
+  /** Per page: 1 when read from the VMM since the last sync. */
+  readonly loaded: Uint8Array;
+  /** Per page: 1 when the guest wrote it since the last sync. */
+  readonly written: Uint8Array;
 }
 
 /** A range of guest RAM to keep in sync. */
@@ -55,10 +53,8 @@ export interface MemoryStats {
   bytesIn: number;
   /** Bytes written back to the VMM. */
   bytesOut: number;
-  /** Syncs done (one before and one after each KVM_RUN). */
+  /** Syncs done (one before and one after each KVM_RUN, one per wake-up or periodic sync). */
   syncs: number;
-  /** Pages not read because the VMM's kernel has never populated them (private anonymous memory). */
-  pagesSkipped: number;
 }
 
 /** The guest-RAM mirror of one VMM process. */
@@ -66,10 +62,14 @@ export class GuestMemoryMirror {
   readonly #pid: number;
   readonly #proc: Process;
   #fd: number | undefined;
-  #pagemap: number | undefined;
   readonly #mirrors: Mirror[] = [];
+  #last: Mirror | undefined;
+  /** Pages read since the last sync: mirror, page, mirror, page, … */
+  readonly #loaded: Array<Mirror | number> = [];
+  /** Pages the guest wrote since the last sync, as `#loaded`. */
+  readonly #written: Array<Mirror | number> = [];
   /** Traffic counters. */
-  readonly stats: MemoryStats = { bytesIn: 0, bytesOut: 0, syncs: 0, pagesSkipped: 0 };
+  readonly stats: MemoryStats = { bytesIn: 0, bytesOut: 0, syncs: 0 };
 
   /**
    * @param pid - the real VMM's pid
@@ -102,7 +102,8 @@ export class GuestMemoryMirror {
       if (this.#overlaps(start, end)) continue;
       const bytes = new Uint8Array(end - start);
       this.#proc.mapExternal(start, bytes);
-      this.#mirrors.push({ addr: start, bytes, shadow: undefined, privateAnon: vma.privateAnon, populated: new Uint8Array(bytes.length / PAGE) });
+      const pages = bytes.length / PAGE;
+      this.#mirrors.push({ addr: start, bytes, shadow: new Uint8Array(bytes.length), loaded: new Uint8Array(pages), written: new Uint8Array(pages) });
       return undefined;
     }
     return `guest RAM at 0x${addr.toString(16)} (+0x${size.toString(16)}) overlaps an earlier mirror only in part; the model sees no memory there`;
@@ -117,7 +118,7 @@ export class GuestMemoryMirror {
   }
 
   /** The merged run of VMAs (from /proc/PID/maps) that covers `[addr, addr + size)`, if one does. */
-  #vma(addr: number, size: number): { start: number; end: number; privateAnon: boolean } | undefined {
+  #vma(addr: number, size: number): { start: number; end: number } | undefined {
     let text: string;
     try {
       text = readFileSync(`/proc/${this.#pid}/maps`, 'utf8');
@@ -126,104 +127,89 @@ export class GuestMemoryMirror {
     }
     // Adjacent VMAs of the same backing (anonymous, or the same memfd) are one run: a mapping the kernel split
     // (different madvise flags on parts of it) is still one piece of guest RAM.
-    const runs: Array<{ start: number; end: number; name: string; privateAnon: boolean }> = [];
+    const runs: Array<{ start: number; end: number; name: string }> = [];
     for (const line of text.split('\n')) {
       const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
       if (m === null) continue;
       const start = parseInt(m[1] as string, 16);
       const end = parseInt(m[2] as string, 16);
       const name = m[4] ?? '';
-      const privateAnon = (m[3] as string)[3] === 'p' && name === '';
       const last = runs[runs.length - 1];
-      if (last !== undefined && last.end === start && last.name === name) {
-        last.end = end;
-        last.privateAnon &&= privateAnon;
-      } else runs.push({ start, end, name, privateAnon });
+      if (last !== undefined && last.end === start && last.name === name) last.end = end;
+      else runs.push({ start, end, name });
     }
     const run = runs.find((r) => addr >= r.start && addr + size <= r.end);
-    return run === undefined ? undefined : { start: run.start, end: run.end, privateAnon: run.privateAnon };
+    return run === undefined ? undefined : { start: run.start, end: run.end };
   }
 
-  /** Read the VMM's bytes of `ranges` into the mirror (before a KVM_RUN). */
-  pull(ranges: readonly SyncRange[]): void {
+    /**
+   * The guest touches the byte at VMM address `addr` (through `LazyGuestMemory`): the first touch of its
+   * page since the last {@link sync} reads the page from the VMM (and keeps a shadow of it); a write also marks
+   * the page for write-back. Addresses outside every mirror are left alone (the model finds no memory there).
+   */
+  touch(addr: number, write: boolean): void {
+    let m = this.#last;
+    if (m === undefined || addr < m.addr || addr >= m.addr + m.bytes.length) {
+      m = this.#find(addr, 1);
+      if (m === undefined) return;
+      this.#last = m;
+    }
+    const page = Math.floor((addr - m.addr) / PAGE);
+    if (m.loaded[page] === 0) this.#load(m, page);
+    if (write && m.written[page] === 0) {
+      m.written[page] = 1;
+      this.#written.push(m, page);
+    }
+  }
+
+  #load(m: Mirror, page: number): void {
+    const off = page * PAGE;
+    const dst = m.bytes.subarray(off, off + PAGE);
+    this.#read(dst, m.addr + off);
+    m.shadow.set(dst, off);
+    m.loaded[page] = 1;
+    this.#loaded.push(m, page);
+    this.stats.bytesIn += PAGE;
+  }
+
+  /**
+   * Write back the byte runs the guest changed in the pages it wrote (only those pages are compared with their
+   * shadow, so a VMM thread's writes to other bytes of them survive), then forget every loaded page, so the
+   * guest's next touch of a page reads the VMM's current bytes. At the start and end of each KVM_RUN, when a
+   * sleeping vCPU wakes, and periodically while a guest runs: O(pages the guest touched), not O(guest RAM).
+   */
+  sync(): void {
     this.stats.syncs++;
-    for (const r of merge(ranges)) {
-      const m = this.#find(r.addr, r.size);
-      if (m === undefined) continue;
-      m.shadow ??= new Uint8Array(m.bytes.length);
-      const first = (r.addr - m.addr) / PAGE;
-      const pages = Math.ceil(r.size / PAGE);
-      const need = m.privateAnon ? this.#populatedPages(r.addr, pages) : undefined;
-      // Runs of pages to read; a page never populated is zeros (cleared here if the mirror had data there).
-      let p = 0;
-      while (p < pages) {
-        if (need !== undefined && need[p] === 0) {
-          const i = first + p;
-          if (m.populated[i] === 1) {
-            m.bytes.fill(0, i * PAGE, (i + 1) * PAGE);
-            m.shadow.fill(0, i * PAGE, (i + 1) * PAGE);
-            m.populated[i] = 0;
-          }
-          this.stats.pagesSkipped++;
-          p++;
+    this.#flush();
+    const loaded = this.#loaded;
+    for (let i = 0; i < loaded.length; i += 2) (loaded[i] as Mirror).loaded[loaded[i + 1] as number] = 0;
+    loaded.length = 0;
+  }
+
+  #flush(): void {
+    const written = this.#written;
+    for (let k = 0; k < written.length; k += 2) {
+      const m = written[k] as Mirror;
+      const page = written[k + 1] as number;
+      m.written[page] = 0;
+      const cur = m.bytes;
+      const old = m.shadow;
+      const end = (page + 1) * PAGE;
+      let i = page * PAGE;
+      while (i < end) {
+        if (cur[i] === old[i]) {
+          i++;
           continue;
         }
-        let q = p + 1;
-        while (q < pages && (need === undefined || need[q] === 1)) q++;
-        const off = (first + p) * PAGE;
-        const len = Math.min(q * PAGE, r.size) - p * PAGE;
-        const dst = m.bytes.subarray(off, off + len);
-        this.#read(dst, m.addr + off);
-        m.shadow.set(dst, off);
-        m.populated.fill(1, first + p, first + q);
-        this.stats.bytesIn += len;
-        p = q;
+        let j = i + 1;
+        while (j < end && cur[j] !== old[j]) j++;
+        this.#write(cur.subarray(i, j), m.addr + i);
+        old.set(cur.subarray(i, j), i);
+        this.stats.bytesOut += j - i;
+        i = j;
       }
     }
-  }
-
-  /** Per page of `[addr, addr + pages * 4096)`: 1 when /proc/PID/pagemap says present or swapped, else 0. */
-  #populatedPages(addr: number, pages: number): Uint8Array | undefined {
-    try {
-      this.#pagemap ??= openSync(`/proc/${this.#pid}/pagemap`, 'r');
-      const buf = Buffer.alloc(pages * 8);
-      readFully(this.#pagemap, buf, (addr / PAGE) * 8);
-      const out = new Uint8Array(pages);
-      for (let i = 0; i < pages; i++) out[i] = (buf.readUInt32LE(i * 8 + 4) & 0xc0000000) !== 0 ? 1 : 0;
-      return out;
-    } catch {
-      return undefined; // no pagemap: read every page
-    }
-  }
-
-  /** Write back the byte runs of `ranges` that changed in the mirror since {@link pull} (after a KVM_RUN). */
-  push(ranges: readonly SyncRange[]): void {
-    this.stats.syncs++;
-    for (const r of merge(ranges)) {
-      const m = this.#find(r.addr, r.size);
-      if (m === undefined || m.shadow === undefined) continue;
-      const base = r.addr - m.addr;
-      const cur = Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.length);
-      const old = Buffer.from(m.shadow.buffer, m.shadow.byteOffset, m.shadow.length);
-      for (let p = base; p < base + r.size; p += PAGE) {
-        const end = Math.min(p + PAGE, base + r.size);
-        if (cur.compare(old, p, end, p, end) === 0) continue;
-        let i = p;
-        while (i < end) {
-          if (cur[i] === old[i]) {
-            i++;
-            continue;
-          }
-          let j = i + 1;
-          while (j < end && cur[j] !== old[j]) j++;
-          this.#write(cur.subarray(i, j), m.addr + i);
-          old.set(cur.subarray(i, j), i);
-          m.populated.fill(1, Math.floor(i / PAGE), Math.floor((j - 1) / PAGE) + 1);
-          this.stats.bytesOut += j - i;
-          i = j;
-        }
-      }
-    }
+    written.length = 0;
   }
 
   #read(dst: Uint8Array, addr: number): void {
@@ -289,11 +275,22 @@ export class GuestMemoryMirror {
       }
       temps.push({ addr: start, bytes, shadow: bytes.slice() });
     }
-    if (synced.length > 0) this.pull(synced);
+    if (synced.length > 0) {
+      // The VMM has just written these bytes: read them afresh (after writing back what the guest wrote there).
+      this.#flush();
+      for (const r of synced) {
+        const m = this.#find(r.addr, r.size) as Mirror;
+        for (let a = r.addr; a < r.addr + r.size; a += PAGE) {
+          const page = (a - m.addr) / PAGE;
+          m.loaded[page] = 0;
+          this.touch(a, true);
+        }
+      }
+    }
     try {
       return fn();
     } finally {
-      if (synced.length > 0) this.push(synced);
+      if (synced.length > 0) this.#flush();
       for (const t of temps) {
         this.#proc.munmap(t.addr, t.bytes.length);
         let i = 0;
@@ -312,12 +309,10 @@ export class GuestMemoryMirror {
     }
   }
 
-  /** Close `/proc/PID/mem` and `/proc/PID/pagemap`. */
+  /** Close `/proc/PID/mem`. */
   close(): void {
     if (this.#fd !== undefined) closeSync(this.#fd);
-    if (this.#pagemap !== undefined) closeSync(this.#pagemap);
     this.#fd = undefined;
-    this.#pagemap = undefined;
   }
 }
 
@@ -328,17 +323,4 @@ function readFully(fd: number, dst: Uint8Array, addr: number): void {
     if (n <= 0) throw new Error('short read');
     done += n;
   }
-}
-
-/** Sort and merge overlapping or adjacent ranges. */
-export function merge(ranges: readonly SyncRange[]): SyncRange[] {
-  const sorted = [...ranges].filter((r) => r.size > 0).sort((a, b) => a.addr - b.addr);
-  const out: Array<{ addr: number; size: number }> = [];
-  for (const r of sorted) {
-    const last = out[out.length - 1];
-    if (last !== undefined && r.addr <= last.addr + last.size) {
-      last.size = Math.max(last.size, r.addr + r.size - last.addr);
-    } else out.push({ addr: r.addr, size: r.size });
-  }
-  return out;
 }

@@ -15,7 +15,8 @@ import { chmodSync, readFileSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { EFD_CLOEXEC, KernelError, eventFdOf, eventfd, type Capability, type EventFd, type Host, type OpenFile, type Process } from '@vac/core';
-import { _IOC_DIR, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName } from '@vac/kvm';
+import { _IOC_DIR, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName, vcpuOf } from '@vac/kvm';
+import { installLazyMemory } from './lazy-memory.js';
 import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
 import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
 import { VcpuRunner, type RunHandle, type TimePacing } from './vcpu-runner.js';
@@ -138,8 +139,6 @@ export class Session {
   readonly memory: GuestMemoryMirror;
   /** @internal A VM file's memslots as the bridge saw them set: slot id → the VMM range. */
   readonly slots = new WeakMap<OpenFile, Map<number, SyncRange>>();
-  /** @internal vCPU file → its VM file. */
-  readonly vcpuVm = new WeakMap<OpenFile, OpenFile>();
   /** @internal A vCPU file's kvm_run: the model's bytes, and what the VMM's copy holds as far as the bridge knows. */
   readonly areas = new WeakMap<OpenFile, { readonly model: Uint8Array; readonly shadow: Uint8Array }>();
   /** @internal The eventfd relays: relay id → the simulated twin of a real eventfd of the VMM. */
@@ -459,12 +458,6 @@ export class BridgeServer {
     return a;
   }
 
-  #ranges(s: Session, vcpu: OpenFile): SyncRange[] {
-    const vm = s.vcpuVm.get(vcpu);
-    const slots = vm === undefined ? undefined : s.slots.get(vm);
-    return slots === undefined ? [] : [...slots.values()];
-  }
-
   /**
    * KVM_RUN on a vCPU fd: in a simulated thread (`vcpu-runner.ts`), so it may sleep (a halted vCPU) while the
    * bridge serves everyone else; the reply is sent when it returns. Returns false for a KVM_RUN on any other
@@ -480,22 +473,20 @@ export class BridgeServer {
       area.model.set(run);
       area.shadow.set(run);
     }
-    // Another vCPU of the process may have run meanwhile: its guest writes go out before the VMM's bytes come in.
-    if (s.running > 0) s.memory.push(this.#ranges(s, file));
-    s.memory.pull(this.#ranges(s, file));
+    // The guest's writes so far go out, and the pages it will touch come in afresh (the VMM may have written them).
+    installLazyMemory(vcpuOf(s.proc, req.fd).vm, s.memory);
+    s.memory.sync();
     s.running++;
     const arrived = this.#arrived;
     conn.cpu ??= this.#runner.pickCpu();
     conn.run = this.#runner.start(s.proc, req.fd, KVM_RUN, decodeArg(KVM_RUN, req.b, undefined, false).arg, conn.cpu, `${s.proc.name}/${conn.tid}`, {
       sync: () => {
-        const ranges = this.#ranges(s, file);
-        s.memory.push(ranges);
-        s.memory.pull(ranges);
+        s.memory.sync();
       },
       done: (result, error) => {
         s.running--;
         conn.run = undefined;
-        s.memory.push(this.#ranges(s, file));
+        s.memory.sync();
         const runPatches = diffArea(area);
         let reply: Reply;
         if (error === undefined) reply = { errno: 0, result: result ?? 0, runPatches };
@@ -526,15 +517,16 @@ export class BridgeServer {
       if (r.memory_size > 0) warning = s.memory.ensure(r.userspace_addr, r.memory_size);
       if (warning !== undefined) this.#log(`bridge: pid ${s.pid}: ${warning}`);
     }
-    let ranges: SyncRange[] | undefined;
+    let synced = false;
     if (request === KVM_RUN && area !== undefined) {
       if ((req.flags & IOCTL_HAS_RUN) !== 0) {
         const run = req.payload.subarray(inputLen, inputLen + area.model.length);
         area.model.set(run);
         area.shadow.set(run);
       }
-      ranges = this.#ranges(s, file);
-      s.memory.pull(ranges);
+      installLazyMemory(vcpuOf(proc, req.fd).vm, s.memory);
+      s.memory.sync();
+      synced = true;
     }
     const decoded = decodeArg(request, req.b, input, hasData);
     let result = 0;
@@ -545,7 +537,7 @@ export class BridgeServer {
     } catch (e) {
       failure = e;
     } finally {
-      if (ranges !== undefined) s.memory.push(ranges);
+      if (synced) s.memory.sync();
     }
     const ok = failure === undefined;
     const out = decoded.out(ok);
@@ -564,7 +556,6 @@ export class BridgeServer {
       else slots.set(region.slot, { addr: region.addr, size: region.size });
     }
     if (FD_RESULTS.has(request)) {
-      if (request === KVM_CREATE_VCPU) s.vcpuVm.set(proc.file(result), file);
       return { errno: 0, result, out, runPatches, ...this.#fdKind(proc, result) };
     }
     return { errno: 0, result, out, runPatches };

@@ -184,6 +184,56 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
     }
   });
 
+  test('guest RAM on first touch: a KVM_RUN touching one page of 16 MiB reads that page and writes back the one byte the guest changed; a VMM write between runs is seen', async () => {
+    const runDir = mkdtempSync(join(tmpdir(), 'vac-run-'));
+    const d2 = await startDaemon({ runDir, host: { cpus: 1, symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
+    try {
+      let lines = '';
+      let child: import('node:child_process').ChildProcess | undefined;
+      const done = runVmm(native, socketPaths(runDir).bridge, [native.probe, 'lazy'], {
+        onSpawn: (c) => {
+          child = c;
+          c.stdout?.on('data', (b: Buffer) => {
+            lines += b.toString();
+          });
+        },
+      });
+      const stats = (): { bytesIn: number; bytesOut: number } => {
+        const s = [...d2.bridge.sessions().values()][0];
+        if (s === undefined) throw new Error('no VMM session');
+        return { bytesIn: s.memory.stats.bytesIn, bytesOut: s.memory.stats.bytesOut };
+      };
+      const traffic: Array<{ bytesIn: number; bytesOut: number }> = [];
+      for (const i of [1, 2]) {
+        await until(() => lines.includes(`ready${i}=`), `the VMM to be ready for KVM_RUN ${i}`);
+        const before = stats();
+        child?.stdin?.write('go\n');
+        await until(() => lines.includes(`guest_byte${i}=`), `KVM_RUN ${i} to return`);
+        const after = stats();
+        traffic.push({ bytesIn: after.bytesIn - before.bytesIn, bytesOut: after.bytesOut - before.bytesOut });
+      }
+      child?.stdin?.end('go\n');
+      const r = await done;
+      expect(r.stderr).toBe('');
+      expect(parseLines(r.stdout)).toMatchObject({
+        set_memory: '0',
+        run1: '0',
+        exit1: '2', // KVM_EXIT_IO
+        out1: '0x42', // the VMM's byte, written before the first KVM_RUN
+        guest_byte1: '0x11', // the guest's write, in the VMM's memory when KVM_RUN returns
+        run2: '0',
+        out2: '0x77', // the VMM's write between the runs to the page the guest had read
+      });
+      // One page of the 16 MiB (all present in the VMM) read per run, and only the byte the guest changed written.
+      expect(traffic).toEqual([
+        { bytesIn: 4096, bytesOut: 1 },
+        { bytesIn: 4096, bytesOut: 0 },
+      ]);
+    } finally {
+      await d2.stop();
+    }
+  });
+
   test('a VMM killed with SIGKILL: rmmod is refused while it runs, then its simulated process is killed and the host is clean', async () => {
     let lines = '';
     let child: import('node:child_process').ChildProcess | undefined;

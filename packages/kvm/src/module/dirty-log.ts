@@ -77,7 +77,8 @@ export function updateDirtyLogging(vm: Vm, id: number, asId: number, kind: 'crea
     }
     a.dirty.set(id, bitmap);
   }
-  vm.guestMemory = a.dirty.size > 0 ? new DirtyTrackingMemory(vm.memslots, a.dirty) : vm.memslots;
+  const memory = a.dirty.size > 0 ? new DirtyTrackingMemory(vm.memslots, a.dirty) : vm.memslots;
+  vm.guestMemory = vm.guestMemoryView === undefined ? memory : vm.guestMemoryView(memory);
 }
 
 /** The logging slot `slot` names, or EINVAL / ENOENT as `kvm_get_dirty_log_protect` answers. */

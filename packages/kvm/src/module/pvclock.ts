@@ -56,7 +56,7 @@ function readGuestU32(vm: Vm, gpa: bigint): number | undefined {
   if (gpa + 4n > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
   let v = 0;
   for (let i = 0; i < 4; i++) {
-    const b = vm.memslots.read8(Number(gpa) + i);
+    const b = vm.guestMemory.read8(Number(gpa) + i);
     if (b < 0) return undefined;
     v += b * 2 ** (8 * i);
   }

@@ -66,6 +66,13 @@ export class Vm {
    * marks every page the guest writes (`dirty-log.ts`).
    */
   guestMemory: GuestMemory;
+  /**
+   * A view the owner of the memory puts over {@link Vm.guestMemory} (`@vac/bridge`: guest RAM that lives in a real
+   * VMM, fetched on the guest's first touch of a page and written back where the guest wrote). Reapplied whenever
+   * the memory the guest runs on is picked again (dirty logging turned on or off), so the view always wraps it.
+   * Unset (the default), the guest runs on the slots themselves, at no cost.
+   */
+  guestMemoryView: ((memory: GuestMemory) => GuestMemory) | undefined = undefined;
 
   /** @internal */
   constructor(instance: KvmInstance, id: number, owner: Process, vendor: VendorVm) {

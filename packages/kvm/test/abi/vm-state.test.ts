@@ -46,6 +46,7 @@ import {
   makeKvmSregs,
   makeKvmUserspaceMemoryRegion2,
   mapKvmRun,
+  vmOf,
   type KvmRunView,
 } from '../../src/index.js';
 import { VENDORS } from '../module/helpers.js';
@@ -253,6 +254,36 @@ describe.each(VENDORS)('guest I/O the kernel takes, and VM state, on $name', (ve
     expect(m.p.ioctl(m.vm, KVM_CLEAR_DIRTY_LOG, makeKvmClearDirtyLog({ slot: 0, first_page: 0, num_pages: 16, dirty_bitmap: new Uint8Array([1 << 3, 0, 0, 0, 0, 0, 0, 0]) }))).toBe(0);
     m.p.ioctl(m.vm, KVM_GET_DIRTY_LOG, makeKvmDirtyLog({ slot: 0, dirty_bitmap: b2 }));
     expect(b2[0]).toBe(1 << 5);
+  });
+
+  test('Vm.guestMemoryView (how @vac/bridge fetches a real VMM’s pages): it sees every guest write, stays on top when dirty logging starts and stops, and the log still sees the writes', () => {
+    // mov byte [0x3000],1; mov byte [0x5004],2; hlt
+    const code = [0xc6, 0x06, 0x00, 0x30, 0x01, 0xc6, 0x06, 0x04, 0x50, 0x02, 0xf4];
+    const g = guest(vendor, code);
+    const vm = vmOf(g.p, g.vm);
+    const writes: number[] = [];
+    vm.guestMemoryView = (inner) => ({
+      read8: (gpa) => inner.read8(gpa),
+      write8: (gpa, value) => {
+        writes.push(gpa);
+        return inner.write8(gpa, value);
+      },
+    });
+    vm.guestMemory = vm.guestMemoryView(vm.guestMemory);
+    // dirty logging turned on by a flags-only change: the memory is picked again, under the view
+    g.p.ioctl(g.vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: 0, memory_size: 0x10000, userspace_addr: g.mem.addr });
+    g.p.ioctl(g.vcpus[0]!, KVM_RUN, 0);
+    expect(g.run.exit_reason).toBe(KVM_EXIT_HLT);
+    expect(writes).toEqual([0x3000, 0x5004]);
+    expect([g.mem.bytes[0x3000], g.mem.bytes[0x5004]]).toEqual([1, 2]);
+    const bitmap = new Uint8Array(8);
+    expect(g.p.ioctl(g.vm, KVM_GET_DIRTY_LOG, makeKvmDirtyLog({ slot: 0, dirty_bitmap: bitmap }))).toBe(0);
+    expect(bitmap[0]).toBe((1 << 3) | (1 << 5));
+    // and off again: still under the view
+    g.p.ioctl(g.vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 0x10000, userspace_addr: g.mem.addr });
+    g.p.ioctl(g.vcpus[0]!, KVM_SET_REGS, makeKvmRegs({ rip: 0x1000n, rsp: 0x8000n, rflags: 2n }));
+    g.p.ioctl(g.vcpus[0]!, KVM_RUN, 0);
+    expect(writes).toEqual([0x3000, 0x5004, 0x3000, 0x5004]);
   });
 
   test('KVM_GET_CLOCK / KVM_SET_CLOCK: kvmclock counts host time from VM creation; a set value is where it continues', () => {
