@@ -832,7 +832,12 @@ export class KvmLapic {
 
   /** `kvm_lapic_get_cr8`. */
   getCr8(): bigint {
-    return BigInt((this.regs.get(APIC_TASKPRI) & 0xf0) >> 4);
+    return BigInt(this.cr8());
+  }
+
+  /** CR8 as a number (TPR bits 7:4): what KVM_RUN's exit path writes into `kvm_run.cr8` without a BigInt. */
+  cr8(): number {
+    return (this.regs.get(APIC_TASKPRI) & 0xf0) >> 4;
   }
 
   /** `kvm_get_lapic_tscdeadline_msr`. */

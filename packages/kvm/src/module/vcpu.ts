@@ -661,17 +661,25 @@ export class Vcpu {
     else ready = this.vm.irq?.full === true || intr.readyForInjection();
     dv.setUint8(OFF_READY, ready ? 1 : 0);
     const s = this.#sregs;
-    const cr8 = lapic !== undefined ? lapic.getCr8() : s !== undefined ? s.cr8 : 0n;
     const base = lapic !== undefined ? lapic.apicBase : s !== undefined ? s.apic_base : 0xfee00900n;
     // Both are rewritten on every exit (user space may have written over them); the 64-bit values are split into
     // halves only when they change, since a BigInt store costs more than the rest of this function (the split is
-    // out of line, which keeps this function small enough for V8 to inline into KVM_RUN).
-    if (cr8 !== this.#cr8Seen) this.#splitCr8(cr8);
+    // out of line, which keeps this function small enough for V8 to inline into KVM_RUN). The LAPIC's CR8 is read
+    // as a number (its TPR bits), so an irqchip exit makes no BigInt at all.
+    if (lapic !== undefined) {
+      dv.setUint32(OFF_CR8, lapic.cr8(), true);
+      dv.setUint32(OFF_CR8 + 4, 0, true);
+    } else this.#saveCr8(dv, s !== undefined ? s.cr8 : 0n);
     if (base !== this.#apicBaseSeen) this.#splitApicBase(base);
-    dv.setUint32(OFF_CR8, this.#cr8Lo, true);
-    dv.setUint32(OFF_CR8 + 4, this.#cr8Hi, true);
     dv.setUint32(OFF_APIC_BASE, this.#apicBaseLo, true);
     dv.setUint32(OFF_APIC_BASE + 4, this.#apicBaseHi, true);
+  }
+
+  /** `kvm_run.cr8` from the cached sregs (no in-kernel LAPIC), split into halves only when it changed. */
+  #saveCr8(dv: DataView, cr8: bigint): void {
+    if (cr8 !== this.#cr8Seen) this.#splitCr8(cr8);
+    dv.setUint32(OFF_CR8, this.#cr8Lo, true);
+    dv.setUint32(OFF_CR8 + 4, this.#cr8Hi, true);
   }
 
   #splitCr8(cr8: bigint): void {
