@@ -6,6 +6,10 @@
  *
  * @packageDocumentation
  */
+// The events and fault sites this package adds to @vac/core's maps (declaration merging): imported here so the
+// published .d.ts carries the augmentations to users of the built package, not only to the sources.
+import './module/events.js';
+import './module/faults.js';
 export * from './abi/index.js';
 export * from './guest/index.js';
 export { kvm, kvmgt, type KvmOptions, type KvmImage, type KvmImageParams } from './module/factory.js';
