@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "facts.h"
+#include "structs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -238,6 +239,49 @@ void step_run_set(const char *vcpu, const char *field, uint8_t value) {
 	j_str("vcpu", vcpu);
 	j_str("field", field);
 	j_int("value", value);
+	j_end_obj();
+}
+
+void step_sync_set(const char *vcpu, uint64_t valid, uint64_t dirty) {
+	struct kvm_run *run = run_of(vcpu);
+	run->kvm_valid_regs = valid;
+	run->kvm_dirty_regs = dirty;
+	step_head("sync-set");
+	j_str("vcpu", vcpu);
+	j_u64("valid", valid);
+	j_u64("dirty", dirty);
+	j_end_obj();
+}
+
+void step_sync_write(const char *vcpu, const char *set, const void *p) {
+	struct kvm_run *run = run_of(vcpu);
+	step_head("sync-write");
+	j_str("vcpu", vcpu);
+	j_str("set", set);
+	if (strcmp(set, "regs") == 0) {
+		memcpy(&run->s.regs.regs, p, sizeof run->s.regs.regs);
+		emit_regs("value", p);
+	} else if (strcmp(set, "sregs") == 0) {
+		memcpy(&run->s.regs.sregs, p, sizeof run->s.regs.sregs);
+		emit_sregs("value", p);
+	} else if (strcmp(set, "events") == 0) {
+		memcpy(&run->s.regs.events, p, sizeof run->s.regs.events);
+		emit_vcpu_events("value", p);
+	} else {
+		fail("unknown sync register set");
+	}
+	j_end_obj();
+}
+
+void step_sync_read(const char *vcpu) {
+	const struct kvm_run *run = run_of(vcpu);
+	step_head("sync-read");
+	j_str("vcpu", vcpu);
+	j_u64("valid", run->kvm_valid_regs);
+	j_u64("dirty", run->kvm_dirty_regs);
+	emit_regs("regs", &run->s.regs.regs);
+	emit_sregs("sregs", &run->s.regs.sregs);
+	emit_vcpu_events("events", &run->s.regs.events);
 	j_end_obj();
 }
 

@@ -93,6 +93,12 @@ void *run_of(const char *vcpu);
 void step_run_set(const char *vcpu, const char *field, uint8_t value);
 /* Copy bytes into a mapping (recorded). */
 void step_poke(const char *buf, size_t offset, const void *bytes, size_t n);
+/* kvm_valid_regs and kvm_dirty_regs of the vCPU's kvm_run (KVM_CAP_SYNC_REGS; recorded). */
+void step_sync_set(const char *vcpu, uint64_t valid, uint64_t dirty);
+/* Write one register set into the kvm_run's s.regs ("regs", "sregs" or "events"; `p` its struct; recorded). */
+void step_sync_write(const char *vcpu, const char *set, const void *p);
+/* What the kvm_run's synchronized-register area holds: both words and the three sets (recorded). */
+void step_sync_read(const char *vcpu);
 /* The data of an IN exit, written at io.data_offset of the vCPU's kvm_run (recorded). */
 void step_pio_data(const char *vcpu, const void *bytes, size_t n);
 /* The data of an MMIO read exit, written to mmio.data of the vCPU's kvm_run (recorded). */

@@ -9,6 +9,8 @@ void record_vm(void);
 void record_memslots(void);
 void record_vcpu(void);
 void record_run(void);
+/* The KVM_CAP_SYNC_REGS facts of group "run" (run-sync.c). */
+void record_run_sync(void);
 void record_irq(void);
 /* Guest programs read from `programs` (the file conformance/programs/programs.txt). */
 void record_guest(const char *programs);

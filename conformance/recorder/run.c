@@ -329,4 +329,5 @@ void record_run(void) {
 		guest_get_regs();
 		step_mem("m0", image, GUEST_MEM);
 	}
+	record_run_sync();
 }

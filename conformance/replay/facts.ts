@@ -10,7 +10,7 @@
  * @module
  */
 import { O_RDWR, createHost, isKernelError, type Host, type HostOptions, type Mapping, type Process } from '@vac/core';
-import { KVM_CREATE_VCPU, KVM_GET_VCPU_MMAP_SIZE, KVM_IOCTLS, KvmRunView, kvm } from '@vac/kvm';
+import { KVM_CREATE_VCPU, KVM_GET_VCPU_MMAP_SIZE, KVM_IOCTLS, KVM_RUN_OFFSETS, KvmRunView, kvm, type kvm_regs, type kvm_sregs, type kvm_vcpu_events } from '@vac/kvm';
 import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import { compareValue, show, type Mismatch } from './compare.js';
@@ -239,6 +239,28 @@ function otherStep(r: Replay, i: number, s: Exclude<Step, IoctlStep>, report: (p
     case 'run-set':
       r.run(s.vcpu)[s.field] = s.value;
       return;
+    case 'sync-set': {
+      const v = r.run(s.vcpu);
+      v.view.setBigUint64(KVM_RUN_OFFSETS.kvm_valid_regs, BigInt(s.valid), true);
+      v.view.setBigUint64(KVM_RUN_OFFSETS.kvm_dirty_regs, BigInt(s.dirty), true);
+      return;
+    }
+    case 'sync-write': {
+      const v = r.run(s.vcpu);
+      if (s.set === 'regs') v.setSyncRegs(structArg('kvm_regs', s.value, undefined, r) as kvm_regs);
+      else if (s.set === 'sregs') v.setSyncSregs(structArg('kvm_sregs', s.value, undefined, r) as kvm_sregs);
+      else v.setSyncEvents(structArg('kvm_vcpu_events', s.value, undefined, r) as kvm_vcpu_events);
+      return;
+    }
+    case 'sync-read': {
+      const v = r.run(s.vcpu);
+      const words = { valid: v.view.getBigUint64(KVM_RUN_OFFSETS.kvm_valid_regs, true), dirty: v.view.getBigUint64(KVM_RUN_OFFSETS.kvm_dirty_regs, true) };
+      compareValue(`steps.${i}`, { valid: s.valid, dirty: s.dirty }, words, report);
+      compareValue(`steps.${i}.regs`, s.regs, v.getSyncRegs(), report);
+      compareValue(`steps.${i}.sregs`, s.sregs, v.getSyncSregs(), report);
+      compareValue(`steps.${i}.events`, s.events, v.getSyncEvents(), report);
+      return;
+    }
     case 'poke': {
       const b = r.bufs.get(s.buf);
       if (b === undefined) throw new Error(`no mapping named ${s.buf}`);

@@ -66,6 +66,33 @@ export interface RunSetStep {
   readonly value: number;
 }
 
+/** KVM_CAP_SYNC_REGS: write `kvm_valid_regs` and `kvm_dirty_regs` (`__u64`s, hex strings) of the vCPU's `kvm_run`. */
+export interface SyncSetStep {
+  readonly op: 'sync-set';
+  readonly vcpu: string;
+  readonly valid: string;
+  readonly dirty: string;
+}
+
+/** KVM_CAP_SYNC_REGS: write one register set (`kvm_regs`, `kvm_sregs` or `kvm_vcpu_events`) into `s.regs`. */
+export interface SyncWriteStep {
+  readonly op: 'sync-write';
+  readonly vcpu: string;
+  readonly set: 'regs' | 'sregs' | 'events';
+  readonly value: Json;
+}
+
+/** KVM_CAP_SYNC_REGS: what the vCPU's `kvm_run` holds — both words and the three register sets of `s.regs`. */
+export interface SyncReadStep {
+  readonly op: 'sync-read';
+  readonly vcpu: string;
+  readonly valid: string;
+  readonly dirty: string;
+  readonly regs: Json;
+  readonly sregs: Json;
+  readonly events: Json;
+}
+
 /** Copy bytes into a mapping. */
 export interface PokeStep {
   readonly op: 'poke';
@@ -124,7 +151,7 @@ export interface MemStep {
 }
 
 /** One step of a fact. */
-export type Step = IoctlStep | MmapStep | MapRunStep | RunSetStep | PokeStep | PioDataStep | MmioDataStep | MsrDataStep | CreateVcpusStep | CloseStep | MemStep;
+export type Step = IoctlStep | MmapStep | MapRunStep | RunSetStep | SyncSetStep | SyncWriteStep | SyncReadStep | PokeStep | PioDataStep | MmioDataStep | MsrDataStep | CreateVcpusStep | CloseStep | MemStep;
 
 /** One setup + one call sequence + the kernel's answers. */
 export interface Fact {

@@ -30,6 +30,7 @@ import {
 import { KVM_LAYOUTS } from './layout.js';
 import type { kvm_regs, kvm_sregs } from './structs.js';
 import { decodeKvmRegs, decodeKvmSregs, encodeKvmRegs, encodeKvmSregs } from './structs.js';
+import { KVM_VCPU_EVENTS_CODEC, type kvm_vcpu_events } from './structs-x86.js';
 
 const R = KVM_LAYOUTS.kvm_run;
 
@@ -961,5 +962,15 @@ export class KvmRunView<TBuffer extends ArrayBufferLike = ArrayBuffer> {
   /** Store `s.regs.sregs` (set `KVM_SYNC_X86_SREGS` in `kvm_dirty_regs` for KVM to load it). */
   setSyncSregs(s: kvm_sregs): void {
     encodeKvmSregs(s, this.view, O['s.regs.sregs']);
+  }
+
+  /** Decode `s.regs.events` (meaningful when `kvm_valid_regs` has `KVM_SYNC_X86_EVENTS`). */
+  getSyncEvents(): kvm_vcpu_events {
+    return KVM_VCPU_EVENTS_CODEC.decode(this.view, O['s.regs.events']);
+  }
+
+  /** Store `s.regs.events` (set `KVM_SYNC_X86_EVENTS` in `kvm_dirty_regs` for KVM to load it). */
+  setSyncEvents(e: kvm_vcpu_events): void {
+    KVM_VCPU_EVENTS_CODEC.encode(e, this.view, O['s.regs.events']);
   }
 }

@@ -12,7 +12,6 @@ import { KernelError } from '@vac/core';
 import { KVM_SYNC_X86_EVENTS, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, KVM_SYNC_X86_VALID_FIELDS } from '../abi/constants.js';
 import { KVM_RUN_OFFSETS, type KvmRunView } from '../abi/kvm-run.js';
 import { KVM_SREGS_CODEC } from '../abi/structs.js';
-import { KVM_VCPU_EVENTS_CODEC } from '../abi/structs-x86.js';
 import { vcpuArch } from './vcpu-arch.js';
 import { getVcpuEvents, setVcpuEvents } from './vcpu-events-ioctls.js';
 import { getSregs, setSregs } from './vcpu-sregs.js';
@@ -20,7 +19,6 @@ import type { Vcpu } from './vcpu.js';
 
 const OFF_VALID = KVM_RUN_OFFSETS.kvm_valid_regs;
 const OFF_DIRTY = KVM_RUN_OFFSETS.kvm_dirty_regs;
-const OFF_EVENTS = KVM_RUN_OFFSETS['s.regs.events'];
 
 /** Whether `kvm_valid_regs` or `kvm_dirty_regs` has any bit set (all 128 bits looked at). */
 export function syncRegsRequested(run: KvmRunView): boolean {
@@ -57,7 +55,7 @@ export function loadSyncRegs(v: Vcpu): void {
     dv.setUint32(OFF_DIRTY, dirty, true);
   }
   if ((dirty & KVM_SYNC_X86_EVENTS) !== 0) {
-    setVcpuEvents(v, KVM_VCPU_EVENTS_CODEC.decode(dv, OFF_EVENTS), 'KVM_RUN');
+    setVcpuEvents(v, run.getSyncEvents(), 'KVM_RUN');
     dirty &= ~KVM_SYNC_X86_EVENTS;
     dv.setUint32(OFF_DIRTY, dirty, true);
   }
@@ -77,5 +75,5 @@ export function storeSyncRegs(v: Vcpu): void {
     getSregs(v, s);
     run.setSyncSregs(s);
   }
-  if ((valid & KVM_SYNC_X86_EVENTS) !== 0) KVM_VCPU_EVENTS_CODEC.encode(getVcpuEvents(v), run.view, OFF_EVENTS);
+  if ((valid & KVM_SYNC_X86_EVENTS) !== 0) run.setSyncEvents(getVcpuEvents(v));
 }
