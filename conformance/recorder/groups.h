@@ -8,6 +8,8 @@ void record_system(void);
 void record_vm(void);
 void record_memslots(void);
 void record_vcpu(void);
+/* The KVM_GET/SET_NESTED_STATE facts of group "vcpu" (nested.c). */
+void record_vcpu_nested(void);
 void record_run(void);
 /* The KVM_CAP_SYNC_REGS facts of group "run" (run-sync.c). */
 void record_run_sync(void);

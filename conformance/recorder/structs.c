@@ -123,6 +123,15 @@ void emit_xcrs(const char *key, const struct kvm_xcrs *x) {
 	j_end_obj();
 }
 
+void emit_nested_state(const char *key, const struct kvm_nested_state *s) {
+	j_obj(key);
+	j_int("flags", s->flags);
+	j_int("format", s->format);
+	j_int("size", s->size);
+	j_u8s("hdr", (const uint8_t *)&s->hdr, sizeof s->hdr);
+	j_end_obj();
+}
+
 void emit_vcpu_events(const char *key, const struct kvm_vcpu_events *e) {
 	j_obj(key);
 	j_obj("exception");

@@ -18,6 +18,8 @@ void emit_sregs2(const char *key, const struct kvm_sregs2 *s);
 void emit_fpu(const char *key, const struct kvm_fpu *f);
 void emit_xcrs(const char *key, const struct kvm_xcrs *x);
 void emit_vcpu_events(const char *key, const struct kvm_vcpu_events *e);
+/* The 128-byte header of struct kvm_nested_state (the hdr union as its 120 bytes). */
+void emit_nested_state(const char *key, const struct kvm_nested_state *s);
 void emit_mp_state(const char *key, const struct kvm_mp_state *m);
 void emit_debugregs(const char *key, const struct kvm_debugregs *d);
 void emit_xsave(const char *key, const struct kvm_xsave *x);

@@ -663,4 +663,5 @@ void record_vcpu(void) {
 	msr_facts();
 	cpuid_facts();
 	misc_facts();
+	record_vcpu_nested();
 }

@@ -197,11 +197,10 @@ export interface VendorArch {
   /** The MXCSR_MASK the CPU's FXSAVE reports (`mxcsr_feature_mask`: Intel 0xffff; AMD adds bit 17, MM). */
   readonly fxsaveMxcsrMask: number;
   /**
-   * What Linux answers for KVM_CAP_NESTED_STATE with nested virtualization on (`nested_ops->get_state(NULL, NULL,
-   * 0)`: the header plus VMX's two VMCS12 pages or SVM's one VMCB page). Nested state is not modelled, so the model
-   * answers 0; the value documents the difference.
+   * The vendor's `kvm_x86_nested_ops.get_state` / `set_state` (KVM_GET/SET_NESTED_STATE, KVM_CAP_NESTED_STATE), or
+   * `undefined` for a vendor without them (the cap is 0 and both ioctls EINVAL, as in Linux).
    */
-  readonly linuxNestedStateSize: number;
+  readonly nestedState?: VendorNestedState;
   /**
    * VM types Linux offers besides `KVM_X86_DEFAULT_VM` (`kvm_caps.supported_vm_types`: `KVM_X86_SEV_VM` and
    * `KVM_X86_SEV_ES_VM` when SEV and SEV-ES are enabled), as a bit mask. The model creates default VMs only (SEV
@@ -209,6 +208,45 @@ export interface VendorArch {
    * difference.
    */
   readonly linuxExtraVmTypes: number;
+}
+
+/** What the nested-state ops look at of a vCPU. */
+export interface NestedStateVcpu {
+  /** The guest's EFER (SVM: EFER.SVME says whether it may be in SVM operation). */
+  readonly efer: bigint;
+}
+
+/**
+ * The header of `struct kvm_nested_state` as the vendor reads and fills it: `flags`, `size` and the bytes of the
+ * `hdr` union (120), whose member the vendor knows (`kvm_vmx_nested_state_hdr`, `kvm_svm_nested_state_hdr`).
+ */
+export interface NestedStateHeader {
+  /** `KVM_STATE_NESTED_*`. */
+  readonly flags: number;
+  /** The size of the whole state. */
+  readonly size: number;
+  /** The 120 bytes of the `hdr` union. */
+  readonly hdr: Uint8Array;
+}
+
+/**
+ * The vendor half of KVM_GET/SET_NESTED_STATE (`vmx_get_nested_state` / `vmx_set_nested_state`,
+ * `svm_get_nested_state` / `svm_set_nested_state`). Guests of the model never enter VMX or SVM operation (no
+ * VMXON/VMRUN), so the only state a vCPU has is "no nested guest", with no data after the header; the generic part
+ * (the buffer size, E2BIG, the flags every vendor refuses, the format) is KVM's.
+ */
+export interface VendorNestedState {
+  /** `KVM_STATE_NESTED_FORMAT_VMX` (0) or `KVM_STATE_NESTED_FORMAT_SVM` (1). */
+  readonly format: number;
+  /** `get_state(NULL, …)`, KVM_CAP_NESTED_STATE: the header plus the largest data (VMX two vmcs12 pages, SVM a VMCB). */
+  readonly maxSize: number;
+  /** `get_state` of a vCPU outside VMX/SVM operation: its flags and `hdr` bytes (the size is the header's). */
+  current(vcpu: NestedStateVcpu): { readonly flags: number; readonly hdr: Uint8Array };
+  /**
+   * `set_state`'s checks after the generic ones: why `state` is refused (EINVAL, the vCPU unchanged), or `undefined`
+   * when it is the state of a vCPU outside VMX/SVM operation, which loading leaves as it is.
+   */
+  refuse(vcpu: NestedStateVcpu, state: NestedStateHeader): string | undefined;
 }
 
 /** A vendor set up inside one KVM module. */

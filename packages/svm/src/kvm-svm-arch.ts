@@ -3,14 +3,16 @@
  * `svm_hardware_setup` fills, `svm_has_emulated_msr`, `svm_get_feature_msr`, `svm_set_cpu_caps` and the SVM vCPU
  * MSRs (`svm_get_msr` / `svm_set_msr`) — all in `arch/x86/kvm/svm/svm.c` unless noted.
  *
- * Nested SVM is not modelled, so X86_FEATURE_SVM and the 0x8000000A features Linux offers with `nested=1`, and
- * KVM_CAP_NESTED_STATE, are not offered (docs/abi.md, "Not modelled yet").
+ * Nested SVM is not modelled, so X86_FEATURE_SVM and the 0x8000000A features Linux offers with `nested=1` are not
+ * offered (docs/abi.md, "Not modelled yet"); KVM_GET/SET_NESTED_STATE, which Linux offers with either value, answer
+ * for a vCPU outside SVM operation (kvm-svm-nested-state.ts).
  *
  * @module
  */
 import type { Cpu, CpuCapsEditor, VendorArch, VendorMsrSpec } from '@vac/core';
 import { SVM_FEATURE } from './arch.js';
 import type { SvmFeatures } from './kvm-svm-state.js';
+import { svmNestedState } from './kvm-svm-nested-state.js';
 
 /** `MSR_VM_HSAVE_PA`. */
 const MSR_VM_HSAVE_PA = 0xc0010117;
@@ -87,8 +89,7 @@ export function svmArch(features: SvmFeatures, boot: Cpu): VendorArch {
     },
     vcpuMsrs: svmVcpuMsrs(tscScaling),
     fxsaveMxcsrMask: 0x2ffff,
-    // svm_get_nested_state(NULL, …): sizeof(struct kvm_nested_state) + KVM_STATE_NESTED_SVM_VMCB_SIZE
-    linuxNestedStateSize: 128 + 4096,
+    nestedState: svmNestedState(),
     // sev_hardware_setup: BIT(KVM_X86_SEV_VM) with SEV, BIT(KVM_X86_SEV_ES_VM) with SEV-ES.
     linuxExtraVmTypes: (features.sev ? 1 << 2 : 0) | (features.sevEs ? 1 << 3 : 0),
     resetTrType: 3,

@@ -4,14 +4,16 @@
  * vCPU MSRs (`vmx_get_msr` / `vmx_set_msr`) — all in `arch/x86/kvm/vmx/vmx.c` unless noted.
  *
  * Nested VMX is not modelled (a guest cannot VMXON), so what Linux offers only with `nested=1` — X86_FEATURE_VMX
- * in the supported CPUID, the VMX capability MSRs as emulated and feature MSRs, KVM_CAP_NESTED_STATE — is not
- * offered whatever `nested` says (docs/abi.md, "Not modelled yet").
+ * in the supported CPUID, the VMX capability MSRs as emulated and feature MSRs — is not offered whatever `nested`
+ * says (docs/abi.md, "Not modelled yet"). KVM_GET/SET_NESTED_STATE, which Linux offers with either value, answer
+ * for a vCPU outside VMX operation (kvm-vmx-nested-state.ts).
  *
  * @module
  */
 import type { Cpu, CpuCapsEditor, VendorArch, VendorMsrSpec } from '@vac/core';
 import { FEAT_CTL, INTEL_MSR, SECONDARY_EXEC } from './arch.js';
 import type { VmxKvmConfig } from './kvm-vmx.js';
+import { vmxNestedState } from './kvm-vmx-nested-state.js';
 
 /** `MCG_CMCI_P` (MCG_CAP bit 10): corrected machine-check interrupts. */
 const MCG_CMCI_P = 1n << 10n;
@@ -104,8 +106,7 @@ export function vmxArch(config: VmxKvmConfig, boot: Cpu): VendorArch {
     },
     vcpuMsrs: vmxVcpuMsrs(),
     fxsaveMxcsrMask: 0xffff,
-    // vmx_get_nested_state(NULL, …): sizeof(struct kvm_nested_state) + 2 * VMCS12_SIZE
-    linuxNestedStateSize: 128 + 2 * 4096,
+    nestedState: vmxNestedState(),
     linuxExtraVmTypes: 0,
     resetTrType: 11,
     // vmx_set_interrupt_shadow / vmx_get_interrupt_shadow: GUEST_INTR_STATE_STI and _MOV_SS, both kept.

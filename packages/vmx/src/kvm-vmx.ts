@@ -255,8 +255,7 @@ export class VmxKvmModule implements VendorModule {
   /** What the module runs with. */
   readonly config: VmxKvmConfig;
   /**
-   * Vendor answers to `KVM_CHECK_EXTENSION`: none. (`vmx_get_nested_state(NULL, …)` would make
-   * `KVM_CAP_NESTED_STATE` 8320 in Linux, but KVM_GET/SET_NESTED_STATE are not modelled, so it is 0.)
+   * Vendor answers to `KVM_CHECK_EXTENSION`: none (KVM_CAP_NESTED_STATE comes from `VendorArch.nestedState`).
    */
   readonly extensions: ReadonlyMap<number, number>;
   /** {@link VendorArch}: capabilities, MSRs and CPUID of this module's VMX half. */

@@ -186,8 +186,9 @@ describe('setup(env) = vmx_hardware_setup within one module', () => {
     });
     expect(k.mod.module).toBe('kvm0');
     expect(k.warnings).toEqual([]);
-    // KVM_CAP_NESTED_STATE: 0 — KVM_GET/SET_NESTED_STATE are not modelled, so the cap is not advertised (issue 11).
+    // KVM_CAP_NESTED_STATE comes from the nested-state ops (vmx_get_nested_state(NULL, …)), not from extensions.
     expect(k.mod.extensions.get(157)).toBeUndefined();
+    expect(k.mod.arch.nestedState?.maxSize).toBe(128 + 2 * 4096);
     expect(k.mod.arch.mceCapExtra).toBe((1n << 27n) | (1n << 10n)); // MCG_LMCE_P | MCG_CMCI_P (vmx_hardware_setup)
     expect(k.mod.arch.tscControl).toBe(false); // the model's CPU has no TSC scaling in IA32_VMX_PROCBASED_CTLS2
     unload(k);

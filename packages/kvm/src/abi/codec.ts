@@ -580,8 +580,9 @@ export class StructCodec<T extends object> implements AnyStructCodec {
       const norm = (c: CScalar | CLayout): string => (typeof c !== 'string' ? c.name : c === 'ptr' || c === 'ulong' ? 'u64' : c);
       const want = norm(kind.c);
       const have = norm(m.type);
-      // A byte array may stand for any member of its size (`__u32 region[1024]` as 4096 bytes).
-      if (want !== have && !(kind.c === 'u8' && typeof m.type === 'string')) {
+      // A byte array may stand for any scalar member of its size (`__u32 region[1024]` as 4096 bytes), and for a
+      // union whose member depends on another field (`kvm_nested_state.hdr`).
+      if (want !== have && !(kind.c === 'u8' && (typeof m.type === 'string' || m.type.kind === 'union'))) {
         throw new UsageError('ERR_INVALID_ARG', `${layout.name}.${k}: the field is ${kind.cName} but the C member is ${have}`);
       }
       this.#offsets.push(m.offset);

@@ -15,5 +15,6 @@ export * from './codec.js';
 export * from './structs.js';
 export * from './structs-irq.js';
 export * from './structs-x86.js';
+export * from './structs-nested.js';
 export * from './constants-x86.js';
 export * from './kvm-run.js';

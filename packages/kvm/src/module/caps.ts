@@ -172,7 +172,6 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_X86_APIC_BUS_CYCLES_NS, { linux: () => APIC_BUS_CYCLE_NS_DEFAULT, why: 'the LAPIC bus frequency cannot be set (KVM_ENABLE_CAP(X86_APIC_BUS_CYCLES_NS) not modelled)' }],
   [KVM_CAP_PCI_SEGMENT, { linux: () => 1, why: 'MSI routing ignores the PCI segment (KVM_MSI_VALID_DEVID not modelled)' }],
   [KVM_CAP_X86_SMM, { linux: () => 1, why: 'SMM (KVM_SMI, RSM, SMRAM) not modelled; the second memslot address space is kept but never entered' }],
-  [KVM_CAP_NESTED_STATE, { linux: (i) => vendorArch(i).linuxNestedStateSize, why: 'nested virtualization and KVM_GET/SET_NESTED_STATE not modelled' }],
   [KVM_CAP_DIRTY_LOG_RING, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
   [KVM_CAP_DIRTY_LOG_RING_ACQ_REL, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
   [KVM_CAP_EXIT_HYPERCALL, { linux: () => 1 << 12, why: 'hypercalls (VMCALL/VMMCALL) not modelled' }],
@@ -284,6 +283,8 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
       return KVM_MAX_MCE_BANKS;
     case KVM_CAP_SET_GUEST_DEBUG2:
       return KVM_GUESTDBG_VALID_MASK;
+    case KVM_CAP_NESTED_STATE:
+      return vendorArch(inst).nestedState?.maxSize ?? 0; // nested_ops->get_state(NULL, NULL, 0): vcpu-nested-state-ioctls.ts
     case KVM_CAP_SYNC_REGS:
       return KVM_SYNC_X86_VALID_FIELDS; // sync-regs.ts
     case KVM_CAP_XCRS:

@@ -16,6 +16,7 @@ import { VCPU_FPU_IOCTLS } from './vcpu-fpu-ioctls.js';
 import { VCPU_MISC_IOCTLS } from './vcpu-misc-ioctls.js';
 import { VCPU_DEBUG_IOCTLS } from './vcpu-guest-debug.js';
 import { VCPU_MSR_IOCTLS } from './vcpu-msr-ioctls.js';
+import { VCPU_NESTED_STATE_IOCTLS } from './vcpu-nested-state-ioctls.js';
 import { VCPU_REGS_IOCTLS } from './vcpu-regs-ioctls.js';
 import { VM_ARCH_IOCTLS } from './vm-arch-ioctls.js';
 import { VM_IO_IOCTLS } from './vm-io-ioctls.js';
@@ -47,6 +48,7 @@ export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([
   ...VCPU_MISC_IOCTLS,
   ...VCPU_DEBUG_IOCTLS,
   ...VCPU_IRQ_IOCTLS,
+  ...VCPU_NESTED_STATE_IOCTLS,
 ]);
 
 /** One row of {@link KVM_IOCTL_TABLE}. */

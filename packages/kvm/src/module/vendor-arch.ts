@@ -27,7 +27,6 @@ export const GENERIC_VENDOR_ARCH: VendorArch = Object.freeze({
   resetTrType: 11,
   normalizeInterruptShadow: (shadow: number) => shadow,
   fxsaveMxcsrMask: 0xffff,
-  linuxNestedStateSize: 0,
   linuxExtraVmTypes: 0,
 });
 

@@ -1,0 +1,107 @@
+/**
+ * KVM_GET_NESTED_STATE and KVM_SET_NESTED_STATE (arch/x86/kvm/x86.c `kvm_arch_vcpu_ioctl`), the generic half: the
+ * buffer size and E2BIG, the flags no vendor takes, the format; the vendor's half (`nested_ops->get_state` /
+ * `set_state`) is {@link VendorNestedState} in @vac/vmx and @vac/svm. A vendor without it answers EINVAL to both
+ * and KVM_CAP_NESTED_STATE 0, as Linux does when `nested_ops->get_state` is NULL.
+ *
+ * The model's guests never execute VMXON or VMRUN, so a vCPU's nested state is always the header alone ("no nested
+ * guest", `size` 128, no data): what KVM_GET_NESTED_STATE reports, and the only state KVM_SET_NESTED_STATE takes —
+ * loading it leaves the vCPU as it is.
+ *
+ * @module
+ */
+import { KernelError, type VendorNestedState } from '@vac/core';
+import { KVM_GET_NESTED_STATE, KVM_SET_NESTED_STATE } from '../abi/constants.js';
+import { copyFromUser, copyToUser } from '../abi/codec.js';
+import { KVM_SREGS_CODEC } from '../abi/structs.js';
+import {
+  KVM_NESTED_STATE_CODEC,
+  KVM_NESTED_STATE_HEADER_SIZE,
+  KVM_STATE_NESTED_EVMCS,
+  KVM_STATE_NESTED_GIF_SET,
+  KVM_STATE_NESTED_GUEST_MODE,
+  KVM_STATE_NESTED_MTF_PENDING,
+  KVM_STATE_NESTED_RUN_PENDING,
+  type kvm_nested_state,
+} from '../abi/structs-nested.js';
+import type { IoctlDef } from './ioctl-table.js';
+import { vendorArch } from './vendor-arch.js';
+import type { Vcpu } from './vcpu.js';
+
+/** The flags KVM_SET_NESTED_STATE passes on to a vendor. */
+const SET_FLAGS = KVM_STATE_NESTED_RUN_PENDING | KVM_STATE_NESTED_GUEST_MODE | KVM_STATE_NESTED_EVMCS | KVM_STATE_NESTED_MTF_PENDING | KVM_STATE_NESTED_GIF_SET;
+
+/** The vendor's nested-state ops, or EINVAL (`!kvm_x86_ops.nested_ops->get_state`). */
+function nestedOps(v: Vcpu, op: string): VendorNestedState {
+  const ops = vendorArch(v.vm.instance).nestedState;
+  if (ops === undefined) throw new KernelError('EINVAL', op, 'the vendor has no nested-state ops');
+  return ops;
+}
+
+/** The vCPU as the vendor's ops see it. */
+function nestedVcpu(v: Vcpu): { readonly efer: bigint } {
+  const s = KVM_SREGS_CODEC.zero();
+  v.getSregs(s);
+  return { efer: s.efer };
+}
+
+/**
+ * The vCPU's nested state as KVM_GET_NESTED_STATE reports it (the header; no data, as no nested guest runs).
+ * @throws KernelError EINVAL (a vendor without nested-state ops)
+ */
+export function getNestedState(v: Vcpu, op = 'KVM_GET_NESTED_STATE'): kvm_nested_state {
+  const ops = nestedOps(v, op);
+  const cur = ops.current(nestedVcpu(v));
+  const hdr = new Uint8Array(KVM_NESTED_STATE_CODEC.zero().hdr.length);
+  hdr.set(cur.hdr);
+  return { flags: cur.flags, format: ops.format, size: KVM_NESTED_STATE_HEADER_SIZE, hdr };
+}
+
+/**
+ * KVM_SET_NESTED_STATE's checks and load: EINVAL for a size below the header, flags no vendor takes, RUN_PENDING
+ * without GUEST_MODE, another vendor's format, or what the vendor refuses — the vCPU unchanged.
+ */
+export function setNestedState(v: Vcpu, s: kvm_nested_state, op = 'KVM_SET_NESTED_STATE'): void {
+  const ops = nestedOps(v, op);
+  if (s.size < KVM_NESTED_STATE_HEADER_SIZE) throw new KernelError('EINVAL', op, `size ${s.size} is below sizeof(struct kvm_nested_state)`);
+  if ((s.flags & ~SET_FLAGS) !== 0) throw new KernelError('EINVAL', op, `flags 0x${s.flags.toString(16)} has unknown bits`);
+  if ((s.flags & KVM_STATE_NESTED_RUN_PENDING) !== 0 && (s.flags & KVM_STATE_NESTED_GUEST_MODE) === 0) throw new KernelError('EINVAL', op, 'KVM_STATE_NESTED_RUN_PENDING without KVM_STATE_NESTED_GUEST_MODE');
+  // vmx_set_nested_state / svm_set_nested_state: the format first.
+  if (s.format !== ops.format) throw new KernelError('EINVAL', op, `format ${s.format} is not this vendor's (${ops.format})`);
+  const why = ops.refuse(nestedVcpu(v), { flags: s.flags, size: s.size, hdr: s.hdr });
+  if (why !== undefined) throw new KernelError('EINVAL', op, why);
+}
+
+/** KVM_GET_NESTED_STATE and KVM_SET_NESTED_STATE. */
+export const VCPU_NESTED_STATE_IOCTLS: readonly IoctlDef<Vcpu>[] = [
+  {
+    name: 'KVM_GET_NESTED_STATE',
+    request: KVM_GET_NESTED_STATE,
+    arg: { dir: 'inout', codec: KVM_NESTED_STATE_CODEC },
+    run(v, arg) {
+      const op = 'KVM_GET_NESTED_STATE';
+      nestedOps(v, op);
+      // get_user(user_data_size, &size): the buffer's size.
+      const user = copyFromUser(KVM_NESTED_STATE_CODEC, arg, op);
+      const state = getNestedState(v, op);
+      if (state.size > user.size) {
+        // put_user(size): only the size is written back.
+        copyToUser(KVM_NESTED_STATE_CODEC, { ...user, size: state.size }, arg, op);
+        throw new KernelError('E2BIG', op, `the state is ${state.size} bytes, the buffer ${user.size}`);
+      }
+      copyToUser(KVM_NESTED_STATE_CODEC, state, arg, op);
+      return 0;
+    },
+  },
+  {
+    name: 'KVM_SET_NESTED_STATE',
+    request: KVM_SET_NESTED_STATE,
+    arg: { dir: 'in', codec: KVM_NESTED_STATE_CODEC },
+    run(v, arg) {
+      const op = 'KVM_SET_NESTED_STATE';
+      nestedOps(v, op);
+      setNestedState(v, copyFromUser(KVM_NESTED_STATE_CODEC, arg, op), op);
+      return 0;
+    },
+  },
+];
