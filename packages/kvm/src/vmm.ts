@@ -13,6 +13,7 @@ import { O_RDWR, UsageError, isKernelError, type Mapping, type Process } from '@
 import {
   KVM_CAP_SPLIT_IRQCHIP,
   KVM_CAP_SREGS2,
+  KVM_CAP_NESTED_STATE,
   KVM_CAP_XCRS,
   KVM_CHECK_EXTENSION,
   KVM_CREATE_IRQCHIP,
@@ -35,6 +36,7 @@ import {
   KVM_GET_CPUID2,
   KVM_GET_DEBUGREGS,
   KVM_GET_MP_STATE,
+  KVM_GET_NESTED_STATE,
   KVM_GET_MSRS,
   KVM_GET_MSR_INDEX_LIST,
   KVM_GET_REGS,
@@ -50,6 +52,7 @@ import {
   KVM_SET_CPUID2,
   KVM_SET_DEBUGREGS,
   KVM_SET_MP_STATE,
+  KVM_SET_NESTED_STATE,
   KVM_SET_MSRS,
   KVM_SET_REGS,
   KVM_SET_SREGS,
@@ -62,6 +65,7 @@ import {
   KVM_X86_SETUP_MCE,
 } from './abi/constants.js';
 import { KvmRunView } from './abi/kvm-run.js';
+import { KVM_NESTED_STATE_CODEC, type kvm_nested_state } from './abi/structs-nested.js';
 import {
   makeKvmIrqRouting,
   makeKvmIrqchip,
@@ -338,6 +342,11 @@ export interface SavedVcpu {
   readonly msrs: readonly kvm_msr_entry[];
   /** KVM_GET_LAPIC's register page, where the vCPU has an in-kernel LAPIC (a full or split irqchip). */
   readonly lapic?: Uint8Array | undefined;
+  /**
+   * KVM_GET_NESTED_STATE's header, where KVM has it (KVM_CAP_NESTED_STATE): the model's guests never run a nested
+   * guest, so it is the "no nested guest" state and there is no data after it.
+   */
+  readonly nestedState?: kvm_nested_state | undefined;
 }
 
 /**
@@ -518,7 +527,18 @@ export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msr
     mcgCap,
     msrs: readMsrs(proc, fd, [...msrs, ...mce]),
     lapic: readLapic(proc, fd),
+    nestedState: readNestedState(proc, sys, fd),
   };
+}
+
+/** KVM_GET_NESTED_STATE into a buffer of KVM_CAP_NESTED_STATE bytes (QEMU's `kvm_get_nested_state`), or `undefined` without the cap. */
+function readNestedState(proc: Process, sys: number, fd: number): kvm_nested_state | undefined {
+  const max = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_NESTED_STATE);
+  if (max <= 0) return undefined;
+  const b = new Uint8Array(max);
+  new DataView(b.buffer).setUint32(4, max, true); // size: the buffer's
+  proc.ioctl(fd, KVM_GET_NESTED_STATE, b);
+  return KVM_NESTED_STATE_CODEC.decode(new DataView(b.buffer), 0);
 }
 
 /** The machine-check bank MSRs `mcgCap` gives a vCPU (MCi_CTL/STATUS/ADDR/MISC, and MCi_CTL2 with CMCI), which come from MCG_CAP, not from KVM_GET_MSR_INDEX_LIST. */
@@ -598,6 +618,8 @@ function restoreLapic(proc: Process, fd: number, saved: SavedVcpu): void {
 function restoreVcpuRegisters(proc: Process, fd: number, saved: SavedVcpu): void {
   if (saved.sregs2 !== undefined) setStruct(proc, fd, KVM_SET_SREGS2, KVM_SREGS2_CODEC, saved.sregs2);
   if (saved.sregs !== undefined) setStruct(proc, fd, KVM_SET_SREGS, KVM_SREGS_CODEC, saved.sregs);
+  // kvm_put_nested_state, after the system registers (SVM takes a nested state only with EFER.SVME set).
+  if (saved.nestedState !== undefined) setStruct(proc, fd, KVM_SET_NESTED_STATE, KVM_NESTED_STATE_CODEC, saved.nestedState);
   setStruct(proc, fd, KVM_SET_REGS, KVM_REGS_CODEC, saved.regs);
   setStruct(proc, fd, KVM_SET_XSAVE, KVM_XSAVE_CODEC, saved.xsave);
   if (saved.xcrs !== undefined) setStruct(proc, fd, KVM_SET_XCRS, KVM_XCRS_CODEC, saved.xcrs);

@@ -58,7 +58,12 @@ import {
   type kvm_irq_routing_entry,
   moveRealModeVm,
   restoreVm,
+  restoreVcpu,
+  saveVcpu,
   saveVm,
+  KVM_STATE_NESTED_FORMAT_SVM,
+  KVM_STATE_NESTED_FORMAT_VMX,
+  KVM_STATE_NESTED_GIF_SET,
   type RealModeVm,
 } from '../../src/index.js';
 import { VENDORS } from '../module/helpers.js';
@@ -502,5 +507,22 @@ describe.each(VENDORS)('save and restore of a VM with its interrupt controllers 
     bad.p.ioctl(bad.vm.vm, KVM_IRQ_LINE, { irq: 10, level: 0 });
     expect(() => bad.p.ioctl(bad.vm.vcpus[0]!.fd, KVM_RUN, 0)).toThrow(KernelError);
     expect(bad.counter()).toBe(0);
+  });
+});
+
+describe.each(VENDORS)('the nested state in a saved vCPU on $name', (vendor) => {
+  test('saveVcpu holds KVM_GET_NESTED_STATE\'s header (KVM_CAP_NESTED_STATE is there); restoreVcpu sets it (a changed format is refused)', () => {
+    const { p } = twoModules(vendor);
+    const a = createRealModeVm(p, '/dev/kvm0', { code: [0xf4] });
+    const b = createRealModeVm(p, '/dev/kvm1', { code: [0xf4] });
+    const saved = saveVcpu(p, a.sys, a.vcpus[0]!.fd, 0);
+    const intel = vendor.name === 'intel';
+    expect(saved.nestedState?.format).toBe(intel ? KVM_STATE_NESTED_FORMAT_VMX : KVM_STATE_NESTED_FORMAT_SVM);
+    expect(saved.nestedState?.flags).toBe(intel ? 0 : KVM_STATE_NESTED_GIF_SET);
+    expect(saved.nestedState?.size).toBe(128);
+    restoreVcpu(p, b.vcpus[0]!.fd, saved);
+    expect(saveVcpu(p, b.sys, b.vcpus[0]!.fd, 0).nestedState).toEqual(saved.nestedState);
+    const other = { ...saved, nestedState: { ...saved.nestedState!, format: intel ? KVM_STATE_NESTED_FORMAT_SVM : KVM_STATE_NESTED_FORMAT_VMX } };
+    expect(() => restoreVcpu(p, b.vcpus[0]!.fd, other)).toThrow(expect.objectContaining({ code: 'EINVAL' }) as unknown as Error);
   });
 });
