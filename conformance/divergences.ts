@@ -66,6 +66,14 @@ export const DIVERGENCES: readonly Divergence[] = [
     where: capZero,
   },
   {
+    id: 'dirty-ring',
+    class: 'not-modelled',
+    summary: 'The dirty ring (KVM_CAP_DIRTY_LOG_RING / _ACQ_REL, its per-vCPU ring at KVM_DIRTY_LOG_PAGE_OFFSET of the vCPU fd, KVM_EXIT_DIRTY_RING_FULL, KVM_RESET_DIRTY_RINGS) is not modelled: KVM_ENABLE_CAP of either cap is EINVAL and KVM_RESET_DIRTY_RINGS an unknown VM ioctl (ENOTTY). Recorded: sizes must be a power of two of at least a page and the reserved entries (EINVAL), at most 1 MiB (E2BIG); args[0] is taken as a u32; flags are not checked; once per VM (either cap), before any vCPU; KVM_RESET_DIRTY_RINGS is EINVAL without a ring; KVM_GET_DIRTY_LOG is ENXIO with one. On VMX with PML, 4096 bytes is below the reserved entries ((64 + 512) × 16) and EINVAL, unlike the recording machine.',
+    linux: ['virt/kvm/kvm_main.c kvm_vm_ioctl_enable_dirty_log_ring, kvm_vm_ioctl_enable_cap_generic, kvm_vm_ioctl_reset_dirty_pages, kvm_vm_ioctl_get_dirty_log', 'virt/kvm/dirty_ring.c kvm_dirty_ring_get_rsvd_entries, kvm_dirty_ring_reset'],
+    facts: ids('vm.dirty-ring', 'enable-64k', 'enable-acq-rel-64k', 'enable-page', 'enable-max', 'enable-too-large', 'enable-above-u32', 'enable-twice', 'enable-flags', 'reset-without-ring', 'reset-empty', 'get-dirty-log'),
+    where: (m) => (m.step === 'KVM_ENABLE_CAP' && (m.path.endsWith('.ret') ? m.actual === '-1' : m.path.endsWith('.errno') && m.actual === 'EINVAL')) || (m.step === 'KVM_RESET_DIRTY_RINGS' && unknownIoctl(m)),
+  },
+  {
     id: 'caps-vm',
     class: 'not-modelled',
     summary: 'The capabilities of the VM ioctls (coalesced MMIO/PIO, ioeventfd, read-only memory, clock, KVM_ENABLE_CAP and what it enables, dirty logging, MEMORY_REGION2, stats fd, …) are 0 in the model (issue 11).',

@@ -6,6 +6,8 @@ void record_machine(void);
 void record_caps(void);
 void record_system(void);
 void record_vm(void);
+/* The dirty-ring facts of group "vm" (dirty-ring.c). */
+void record_vm_dirty_ring(void);
 void record_memslots(void);
 void record_vcpu(void);
 /* The KVM_GET/SET_NESTED_STATE facts of group "vcpu" (nested.c). */

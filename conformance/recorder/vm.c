@@ -315,4 +315,5 @@ void record_vm(void) {
 	clock_facts();
 	enable_cap_facts();
 	misc_facts();
+	record_vm_dirty_ring();
 }
