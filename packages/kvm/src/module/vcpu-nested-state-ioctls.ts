@@ -12,7 +12,7 @@
  */
 import { KernelError, type VendorNestedState } from '@vac/core';
 import { KVM_GET_NESTED_STATE, KVM_SET_NESTED_STATE } from '../abi/constants.js';
-import { copyFromUser, copyToUser } from '../abi/codec.js';
+import { copyFromUser, copyToUser, isRealUint8Array } from '../abi/codec.js';
 import { KVM_SREGS_CODEC } from '../abi/structs.js';
 import {
   KVM_NESTED_STATE_CODEC,
@@ -43,6 +43,27 @@ function nestedVcpu(v: Vcpu): { readonly efer: bigint } {
   const s = KVM_SREGS_CODEC.zero();
   v.getSregs(s);
   return { efer: s.efer };
+}
+
+/** Offset of `size` in `struct kvm_nested_state`. */
+const SIZE_OFFSET = 4;
+
+/**
+ * `get_user(user_data_size, &state->size)`: C bytes need only hold the header's first 8 bytes (a buffer too small for
+ * the state gets E2BIG, not EFAULT); an object must be a whole header.
+ */
+function userDataSize(arg: unknown, op: string): number {
+  if (isRealUint8Array(arg) && arg.length >= SIZE_OFFSET + 4) return new DataView(arg.buffer, arg.byteOffset, arg.length).getUint32(SIZE_OFFSET, true);
+  return copyFromUser(KVM_NESTED_STATE_CODEC, arg, op).size;
+}
+
+/** `put_user(size, &state->size)`: only `size` is written. */
+function putUserSize(arg: unknown, size: number, op: string): void {
+  if (isRealUint8Array(arg) && arg.length >= SIZE_OFFSET + 4) {
+    new DataView(arg.buffer, arg.byteOffset, arg.length).setUint32(SIZE_OFFSET, size, true);
+    return;
+  }
+  copyToUser(KVM_NESTED_STATE_CODEC, { ...copyFromUser(KVM_NESTED_STATE_CODEC, arg, op), size }, arg, op);
 }
 
 /**
@@ -81,13 +102,11 @@ export const VCPU_NESTED_STATE_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     run(v, arg) {
       const op = 'KVM_GET_NESTED_STATE';
       nestedOps(v, op);
-      // get_user(user_data_size, &size): the buffer's size.
-      const user = copyFromUser(KVM_NESTED_STATE_CODEC, arg, op);
+      const have = userDataSize(arg, op);
       const state = getNestedState(v, op);
-      if (state.size > user.size) {
-        // put_user(size): only the size is written back.
-        copyToUser(KVM_NESTED_STATE_CODEC, { ...user, size: state.size }, arg, op);
-        throw new KernelError('E2BIG', op, `the state is ${state.size} bytes, the buffer ${user.size}`);
+      if (state.size > have) {
+        putUserSize(arg, state.size, op);
+        throw new KernelError('E2BIG', op, `the state is ${state.size} bytes, the buffer ${have}`);
       }
       copyToUser(KVM_NESTED_STATE_CODEC, state, arg, op);
       return 0;

@@ -76,6 +76,20 @@ describe.each(VENDORS)('KVM_GET/SET_NESTED_STATE ($name)', (vendor) => {
     expect(getState(s.p, fd, 128).size).toBe(128);
   });
 
+  test('GET into C bytes shorter than the header: only `size` is read and written (E2BIG); too short for `size`: EFAULT', () => {
+    const s = openVm(vendor);
+    const fd = s.vcpus[0] as number;
+    const b = new Uint8Array(16).fill(0xee);
+    new DataView(b.buffer).setUint32(4, 8, true);
+    expect(errnoOf(s.host, () => s.p.ioctl(fd, KVM_GET_NESTED_STATE, b))).toBe('E2BIG');
+    expect(new DataView(b.buffer).getUint32(4, true)).toBe(128);
+    expect([...b.subarray(0, 4), ...b.subarray(8)].every((x) => x === 0xee)).toBe(true);
+    // A size that claims room the bytes do not have: copy_to_user of the header faults.
+    new DataView(b.buffer).setUint32(4, 128, true);
+    expect(errnoOf(s.host, () => s.p.ioctl(fd, KVM_GET_NESTED_STATE, b))).toBe('EFAULT');
+    expect(errnoOf(s.host, () => s.p.ioctl(fd, KVM_GET_NESTED_STATE, new Uint8Array(7)))).toBe('EFAULT');
+  });
+
   test('GET into C bytes (a Uint8Array of the header)', () => {
     const s = openVm(vendor);
     const b = new Uint8Array(128);
