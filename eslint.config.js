@@ -76,10 +76,6 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-namespace': 'off' },
   },
   {
-    files: ["packages/kvm/src/guest/interpreter.ts"],
-    rules: { '@typescript-eslint/only-throw-error': 'off', 'no-useless-assignment': 'off' },
-  },
-  {
     files: ["packages/kvm/src/module/caps.ts"],
     rules: { 'no-fallthrough': 'off' },
   },

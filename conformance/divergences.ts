@@ -327,6 +327,13 @@ export const DIVERGENCES: readonly Divergence[] = [
     facts: caps('DISABLE_QUIRKS2'),
   },
   {
+    id: 'disable-exits-after-vcpus',
+    class: 'linux-version',
+    summary: 'KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) once a vCPU exists is EINVAL from 6.14 (04cd8f8628d8); 6.12, as the model\'s baseline, takes it. The 6.14 and 6.18 builds refuse it (CHANGE_DISABLE_EXITS_AFTER_VCPUS, packages/kvm/test/builds/builds.test.ts).',
+    linux: ['arch/x86/kvm/x86.c kvm_vm_ioctl_enable_cap (KVM_CAP_X86_DISABLE_EXITS: kvm->created_vcpus)'],
+    facts: ['vm.enable-cap.disable-exits.after-vcpu'],
+  },
+  {
     id: 'cap-one-reg',
     class: 'linux-version',
     summary: 'KVM_CAP_ONE_REG is 1 on the recording 6.18 kernel (x86 gained KVM_GET/SET_ONE_REG for MSRs after 6.12); 6.12, as the model, answers 0.',

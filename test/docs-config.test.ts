@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { linkPictures } from '../docs/typedoc/pictures.mjs';
-import { repositoryBase, sourceLinkTemplate, sourceOptions } from '../docs/typedoc/source-links.mjs';
+import { ciRepository, repositoryBase, sourceLinkTemplate, sourceOptions } from '../docs/typedoc/source-links.mjs';
 
 describe('source links', () => {
   test.each([
@@ -32,6 +32,19 @@ describe('source links', () => {
     expect(sourceOptions({}, {})).toEqual({ disableSources: true });
     expect(repositoryBase({})).toBeUndefined();
     expect(repositoryBase('')).toBeUndefined();
+  });
+
+  test('without a repository field: VAC_REPOSITORY_URL, then the CI\'s repository, then the origin remote; a local remote is no source', () => {
+    const gh = 'https://github.com/o/r/blob/{gitRevision}/{path}#L{line}';
+    expect(sourceOptions({}, { VAC_REPOSITORY_URL: 'https://github.com/o/r.git', GITHUB_SERVER_URL: 'https://github.com', GITHUB_REPOSITORY: 'x/y' }, 'git@gitlab.com:z/w.git')).toEqual({ disableSources: false, sourceLinkTemplate: gh });
+    expect(sourceOptions({}, { GITHUB_SERVER_URL: 'https://github.com', GITHUB_REPOSITORY: 'o/r' }, 'git@gitlab.com:z/w.git')).toEqual({ disableSources: false, sourceLinkTemplate: gh });
+    expect(sourceOptions({}, {}, 'git@gitlab.com:z/w.git')).toEqual({ disableSources: false, sourceLinkTemplate: 'https://gitlab.com/z/w/-/blob/{gitRevision}/{path}#L{line}' });
+    expect(sourceOptions({ repository: 'github:a/b' }, { VAC_REPOSITORY_URL: 'https://github.com/o/r' })).toMatchObject({ sourceLinkTemplate: 'https://github.com/a/b/blob/{gitRevision}/{path}#L{line}' });
+    expect(ciRepository({ CI_PROJECT_URL: 'https://gitlab.example.com/g/p' })).toBe('https://gitlab.example.com/g/p');
+    expect(ciRepository({ GITHUB_REPOSITORY: 'o/r' })).toBeUndefined();
+    expect(sourceOptions({}, {}, '/work/main')).toEqual({ disableSources: true });
+    expect(sourceOptions({}, {}, 'file:///srv/git/vac.git')).toEqual({ disableSources: true });
+    expect(sourceOptions({}, {})).toEqual({ disableSources: true });
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * One output style for the examples: aligned tables from `@vac/example-support` (a header on every column, no
- * console.table with its `(index)` column and quoted strings).
+ * console.table with its `(index)` column and quoted strings); and the examples whose output is pinned byte for byte
+ * (test/example-output/<name>.txt: the model is deterministic, so any change to what they print is seen here).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -30,6 +31,43 @@ describe('formatTable', () => {
   });
 });
 
+/** Run an example from its sources, as `pnpm examples` does; its stdout, stderr and exit status. */
+function runExample(name: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), '--conditions=@vac/source', 'main.ts'], {
+    cwd: join(root, 'examples', name),
+    encoding: 'utf8',
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Every table of an example's output has a header over each column of its rule, and no console.table marks. */
+function expectTablesWithHeaders(name: string, stdout: string): void {
+  expect(stdout).not.toMatch(/\(index\)|[│┌└]/);
+  const lines = stdout.split('\n');
+  const rules = lines.flatMap((l, i) => (/^-+( +-+)*$/.test(l) ? [i] : []));
+  expect(rules.length).toBeGreaterThan(0);
+  for (const i of rules) {
+    const header = lines[i - 1] ?? '';
+    const cols = lines[i]!.split(/ {2}/);
+    // Each column's header starts where its rule does, and is not blank.
+    let at = 0;
+    for (const c of cols) {
+      expect(header.slice(at, at + c.length).trim(), `${name}: header over the rule at line ${i}`).not.toBe('');
+      at += c.length + 2;
+    }
+  }
+}
+
+describe('pinned output', () => {
+  test.each(['mitigations'])('%s prints exactly its pinned output (test/example-output/<name>.txt), in the one table style', (name) => {
+    const r = runExample(name);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe(readFileSync(join(root, 'test', 'example-output', `${name}.txt`), 'utf8'));
+    expectTablesWithHeaders(name, r.stdout);
+  }, 120_000);
+});
+
 describe('the examples', () => {
   test.each(examples)('%s prints tables only through @vac/example-support', (name) => {
     const src = readFileSync(join(root, 'examples', name, 'main.ts'), 'utf8');
@@ -40,25 +78,8 @@ describe('the examples', () => {
   });
 
   test.each(['quickstart', 'unchanged-vmm', 'pmi-routing'])('%s: every table has a header and a rule, no console.table marks', (name) => {
-    const r = spawnSync(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), '--conditions=@vac/source', 'main.ts'], {
-      cwd: join(root, 'examples', name),
-      encoding: 'utf8',
-      env: { ...process.env, NODE_OPTIONS: '' },
-    });
+    const r = runExample(name);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).not.toMatch(/\(index\)|[│┌└]/);
-    const lines = r.stdout.split('\n');
-    const rules = lines.flatMap((l, i) => (/^-+( +-+)*$/.test(l) ? [i] : []));
-    expect(rules.length).toBeGreaterThan(0);
-    for (const i of rules) {
-      const header = lines[i - 1] ?? '';
-      const cols = lines[i]!.split(/ {2}/);
-      // Each column's header starts where its rule does, and is not blank.
-      let at = 0;
-      for (const c of cols) {
-        expect(header.slice(at, at + c.length).trim(), `${name}: header over the rule at line ${i}`).not.toBe('');
-        at += c.length + 2;
-      }
-    }
+    expectTablesWithHeaders(name, r.stdout);
   }, 120_000);
 });

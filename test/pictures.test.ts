@@ -43,6 +43,22 @@ function offline(p: SvgPicture): Array<{ cpu: number; x0: number; x1: number }> 
     });
 }
 
+describe.each([
+  ['pictures/fleet-canary.svg', 'renderRolloutSvg'],
+  ['pictures/fleet-rollout.svg', 'renderRolloutSvg'],
+  ['architecture.svg', 'drawn by hand'],
+])('docs/%s (%s)', (file) => {
+  const p = parseSvg(readFileSync(join(root, 'docs', file), 'utf8'));
+
+  test('reads at 11 px or more in the guide: laid out for its column, scaled up when opened on its own; no two texts overlap', () => {
+    expect(p.viewWidth).toBeLessThanOrEqual(GUIDE_COLUMN);
+    expect(p.width).toBeGreaterThan(p.viewWidth);
+    expect(p.texts.length).toBeGreaterThan(10);
+    expect(Math.min(...p.texts.map((t) => t.minSize))).toBeGreaterThanOrEqual(11);
+    expect(overlappingTexts(p)).toEqual([]);
+  });
+});
+
 describe.each(['hotplug-and-power', 'rolling-upgrade'])('the %s picture', (name) => {
   const p = picture(name);
 

@@ -14,7 +14,9 @@
 static void enable_cap_fact(const char *id, const char *title, const char *fd, uint32_t cap, uint32_t flags, uint64_t a0, uint64_t a1) {
 	FACT(id, title) {
 		VM();
-		if (strcmp(fd, "vcpu0") == 0) IO_BIND("vm", KVM_CREATE_VCPU, 0, "vcpu0");
+		/* "vcpu0": on the vCPU fd; "vm+vcpu0": on the VM fd once vCPU 0 exists. */
+		if (strcmp(fd, "vcpu0") == 0 || strcmp(fd, "vm+vcpu0") == 0) IO_BIND("vm", KVM_CREATE_VCPU, 0, "vcpu0");
+		if (strcmp(fd, "vm+vcpu0") == 0) fd = "vm";
 		struct kvm_enable_cap c = { .cap = cap, .flags = flags, .args = { a0, a1 } };
 		IO_PTR(fd, KVM_ENABLE_CAP, "kvm_enable_cap", &c, emit_enable_cap, NULL);
 	}
@@ -217,7 +219,7 @@ static void enable_cap_facts(void) {
 	enable_cap_fact("vm.enable-cap.triple-fault-event", "KVM_ENABLE_CAP(KVM_CAP_X86_TRIPLE_FAULT_EVENT, 1)", "vm", KVM_CAP_X86_TRIPLE_FAULT_EVENT, 0, 1, 0);
 	enable_cap_fact("vm.enable-cap.disable-exits.hlt", "KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS, HLT)", "vm", KVM_CAP_X86_DISABLE_EXITS, 0, KVM_X86_DISABLE_EXITS_HLT, 0);
 	enable_cap_fact("vm.enable-cap.disable-exits.bad", "KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) with an unknown bit: EINVAL", "vm", KVM_CAP_X86_DISABLE_EXITS, 0, 0x100, 0);
-	enable_cap_fact("vm.enable-cap.disable-exits.after-vcpu", "KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) after a vCPU exists", "vm", KVM_CAP_X86_DISABLE_EXITS, 0, KVM_X86_DISABLE_EXITS_PAUSE, 0);
+	enable_cap_fact("vm.enable-cap.disable-exits.after-vcpu", "KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) after a vCPU exists", "vm+vcpu0", KVM_CAP_X86_DISABLE_EXITS, 0, KVM_X86_DISABLE_EXITS_PAUSE, 0);
 	enable_cap_fact("vm.enable-cap.disable-quirks2", "KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2, 0)", "vm", KVM_CAP_DISABLE_QUIRKS2, 0, 0, 0);
 	enable_cap_fact("vm.enable-cap.disable-quirks2.bad", "KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2) with an unknown quirk: EINVAL", "vm", KVM_CAP_DISABLE_QUIRKS2, 0, 1ULL << 40, 0);
 	enable_cap_fact("vm.enable-cap.split-irqchip", "KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP, 24)", "vm", KVM_CAP_SPLIT_IRQCHIP, 0, 24, 0);

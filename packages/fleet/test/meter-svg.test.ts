@@ -45,12 +45,30 @@ describe('renderRolloutSvg', () => {
   });
   test('one row per host when they fit; a sample with every failed and rolled-back host when not', () => {
     const small = renderRolloutSvg(report(10, [4]));
-    expect(small).toContain('10 hosts;');
+    expect(small).toContain('10 hosts.');
     expect(small.match(/✕<title>/g)).toHaveLength(1);
     const big = renderRolloutSvg(report(500, [11, 250, 499]), { maxRows: 40 });
     expect(big).toContain('40 of 500 hosts (every failed or rolled-back one, then an even sample)');
     expect(big.match(/✕<title>/g)).toHaveLength(3);
     expect(big.match(/↺<title>/g)).toHaveLength(37); // the failed first, then as many rolled-back ones as fit (71 of them)
     expect(renderRolloutSvg(report(500, [11, 250, 499]), { maxRows: 40 })).toBe(big); // deterministic
+  });
+
+  test.each([[10, 60], [500, 60], [500, 40]])('%i hosts, at most %i rows: laid out 600 wide, every text at least 11 units, the wave labels apart; the document 1000 px wide', (n, maxRows) => {
+    const svg = renderRolloutSvg(report(n, [4]), { maxRows });
+    expect(svg).toMatch(/^<svg [^>]*width="1000" height="\d+" viewBox="0 0 600 \d+"/);
+    const sizes = [...svg.matchAll(/<text [^>]*font-size="([\d.]+)"[^>]*>([^<]*)/g)].filter((m) => m[2]!.trim() !== '').map((m) => Number(m[1]));
+    expect(sizes.length).toBeGreaterThan(10);
+    expect(Math.min(...sizes)).toBeGreaterThanOrEqual(11);
+    // The wave labels (w0 (1), w1 (1), w2 (1) start at 0, 1/3 and 2/3 of the axis): no two on one line overlap.
+    const labels = [...svg.matchAll(/<text x="([\d.]+)" y="([\d.]+)" font-size="11" fill="#1f2328">(w\d \(\d+\))<\/text>/g)].map((m) => ({ x: Number(m[1]), y: Number(m[2]), w: m[3]!.length * 6.6 }));
+    expect(labels).toHaveLength(3);
+    for (const a of labels) for (const b of labels) if (a !== b && a.y === b.y) expect(a.x + a.w <= b.x || b.x + b.w <= a.x).toBe(true);
+  });
+
+  test('a narrower layout width or document is honoured (at least 400), the layout never wider than the document', () => {
+    expect(renderRolloutSvg(report(10, []), { width: 1400, layoutWidth: 500 })).toMatch(/width="1400" height="\d+" viewBox="0 0 500 /);
+    expect(renderRolloutSvg(report(10, []), { width: 500 })).toMatch(/width="500" height="\d+" viewBox="0 0 500 /);
+    expect(renderRolloutSvg(report(10, []), { width: 100, layoutWidth: 10 })).toMatch(/width="400" height="\d+" viewBox="0 0 400 /);
   });
 });

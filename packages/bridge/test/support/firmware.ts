@@ -3,6 +3,7 @@
  * `jmp 0xf000:0` at the reset vector 0xFFFF0 — what QEMU's `-bios` loads, and what `fixtures/irqchip.c` loads
  * at 0xF0000 and starts at the same reset vector.
  */
+import { picInit } from '@vac/test-support/pic';
 import { Asm16, asm16 } from '@vac/kvm';
 
 /** The line the hello firmware prints. */
@@ -37,27 +38,6 @@ function setup(a: Asm16, vectors: Record<number, string>): Asm16 {
   return a;
 }
 
-/**
- * The master PIC at vectors 0x08–0x0f, every IRQ masked but those in `unmask`. First the local APIC is disabled
- * (IA32_APIC_BASE bit 11 cleared, with rdmsr/wrmsr): a disabled APIC passes the PIC's interrupts through, where
- * an enabled one needs LINT0 in ExtINT mode — which Linux's reset gives the BSP, but QEMU's KVM_SET_LAPIC masks
- * (SeaBIOS programs LINT0 itself).
- */
-function picInit(a: Asm16, unmask: readonly number[]): Asm16 {
-  let mask = 0xff;
-  for (const irq of unmask) mask &= ~(1 << irq);
-  a.db(0x66, 0xb9, 0x1b, 0x00, 0x00, 0x00) // mov ecx, 0x1b (IA32_APIC_BASE)
-    .db(0x0f, 0x32) // rdmsr
-    .and('ah', 0xf7) // clear bit 11 (the global enable)
-    .db(0x0f, 0x30); // wrmsr
-  return a
-    .mov('al', 0x11).out(0x20, 'al') // ICW1: edge, cascade, ICW4 follows
-    .mov('al', 0x08).out(0x21, 'al') // ICW2: vector base 8
-    .mov('al', 0x04).out(0x21, 'al') // ICW3: slave on IRQ 2
-    .mov('al', 0x01).out(0x21, 'al') // ICW4: 8086 mode
-    .mov('al', mask).out(0x21, 'al'); // OCW1
-}
-
 /** Halt with interrupts on until the counter reaches `n` (no lost wake-up: `sti; hlt` is one shadow), then report it on {@link DONE_PORT} and halt for good. */
 function waitCount(a: Asm16, n: number): Asm16 {
   return a
@@ -88,7 +68,7 @@ function printingHandler(a: Asm16, label: string, text: string, digit: boolean, 
 export function tickFirmware(ticks: number, count = 11932): Uint8Array {
   if (ticks < 1 || ticks > 9) throw new Error('tickFirmware prints single digits: 1..9 ticks');
   const a = setup(asm16({ org: 0 }), { 8: 'irq0' });
-  picInit(a, [0]);
+  picInit(a, [0], { disableLapic: true });
   a.mov('al', 0x34).out(0x43, 'al').mov('al', count & 0xff).out(0x40, 'al').mov('al', count >> 8).out(0x40, 'al');
   waitCount(a, ticks);
   printingHandler(a, 'irq0', 'tick ', true, ticks);
@@ -102,7 +82,7 @@ export function tickFirmware(ticks: number, count = 11932): Uint8Array {
  */
 export function eventsFirmware(): Uint8Array {
   const a = setup(asm16({ org: 0 }), { 0x0c: 'irq4', 0x0d: 'irq5' });
-  picInit(a, [4, 5]);
+  picInit(a, [4, 5], { disableLapic: true });
   a.mov('dx', IOEVENTFD_PORT).mov('al', 1).out('dx', 'al');
   waitCount(a, 2);
   printingHandler(a, 'irq4', 'A', false);
@@ -117,7 +97,7 @@ export function eventsFirmware(): Uint8Array {
  */
 export function counterFirmware(count = 65535): Uint8Array {
   const a = setup(asm16({ org: 0 }), { 8: 'irq0' });
-  picInit(a, [0]);
+  picInit(a, [0], { disableLapic: true });
   a.mov('al', 0x34).out(0x43, 'al').mov('al', count & 0xff).out(0x40, 'al').mov('al', count >> 8).out(0x40, 'al');
   a.label('idle').sti().hlt().jmp('idle');
   a.label('irq0').push('ax').push('bx').push('cx').push('dx');

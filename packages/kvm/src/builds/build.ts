@@ -14,7 +14,9 @@
  *   without the commit has no handler for them, KVM_GET_MSRS / KVM_SET_MSRS and the guest's RDMSR / WRMSR fail on
  *   them — or from the feature-MSR list (KVM_GET_MSR_FEATURE_INDEX_LIST, KVM_GET_MSRS on /dev/kvm);
  * - `cpuid`: bits withheld from KVM_GET_SUPPORTED_CPUID;
- * - `caps`: capabilities a release does not have (KVM_CHECK_EXTENSION answers 0).
+ * - `caps`: capabilities a release does not have (KVM_CHECK_EXTENSION answers 0);
+ * - `errnos`: answers a release changed ({@link ERRNO_CHANGES}): a call 6.12 takes that a later release refuses,
+ *   with the errno the ioctl code returns where Linux's commit added the check.
  *
  * Only additions the model can back are allowed: a quirk bit must be one the model knows (disabling it must be
  * accepted), a parameter default must be of the parameter's type. What is not listed stays as in 6.12: a build of
@@ -42,6 +44,28 @@ export interface CpuidBits {
   readonly mask: number;
 }
 
+/**
+ * The answers of the ABI that a release after 6.12 changed, by id: what 6.12 does and what the release does. The
+ * ioctl code asks `buildHasErrnoChange` where Linux's commit added its check.
+ */
+export const ERRNO_CHANGES = Object.freeze({
+  /** 04cd8f8628d8 (6.14): KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) once the VM has a vCPU. */
+  'disable-exits-after-vcpus': Object.freeze({
+    call: 'KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) after KVM_CREATE_VCPU',
+    before: '0: the VM\'s flags change, vCPUs created before keep their intercepts',
+    after: 'EINVAL',
+  }),
+  /** c829ccd4d9dc (6.14): KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) with a valid exit KVM_CHECK_EXTENSION does not offer. */
+  'disable-exits-not-allowed': Object.freeze({
+    call: 'KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) with MWAIT, HLT or CSTATE not in KVM_CHECK_EXTENSION\'s answer',
+    before: '0: the exits not offered are ignored (they keep exiting)',
+    after: 'EINVAL',
+  }),
+});
+
+/** An id of {@link ERRNO_CHANGES}. */
+export type ErrnoChangeId = keyof typeof ERRNO_CHANGES;
+
 /** The observable effects of one change. Every field is optional; an empty object changes nothing. */
 export interface BuildEffects {
   /** Module parameters: `null` removes the parameter (it is not in sysfs and cannot be given); a value is a new default. */
@@ -68,6 +92,8 @@ export interface BuildEffects {
   readonly cpuid?: readonly CpuidBits[];
   /** Capabilities the build does not have (KVM_CHECK_EXTENSION answers 0). */
   readonly capsRemoved?: readonly number[];
+  /** Answers the build changed relative to 6.12 ({@link ERRNO_CHANGES}): it refuses where 6.12 takes the call. */
+  readonly errnos?: readonly ErrnoChangeId[];
 }
 
 /** One named change: an upstream commit (or a small series) and what it does to the ABI. */
@@ -124,6 +150,8 @@ export interface ResolvedBuild {
   readonly cpuidWithheld: readonly CpuidBits[];
   /** Capabilities answered 0. */
   readonly capsRemoved: ReadonlySet<number>;
+  /** The changed answers the build has ({@link ERRNO_CHANGES}). */
+  readonly errnoChanges: ReadonlySet<ErrnoChangeId>;
 }
 
 /** The baseline: Linux 6.12 as the model implements it. */
@@ -167,6 +195,7 @@ export function resolveBuild(build: unknown, params: Readonly<Record<string, Par
   const featureMsrsRemoved = new Set<number>();
   const cpuidWithheld: CpuidBits[] = [];
   const capsRemoved = new Set<number>();
+  const errnoChanges = new Set<ErrnoChangeId>();
   const ids = new Set<string>();
   (b.changes as unknown[]).forEach((raw, i) => {
     const where = `kvm build ${b.name}: changes[${i}]`;
@@ -216,8 +245,13 @@ export function resolveBuild(build: unknown, params: Readonly<Record<string, Par
       cpuidWithheld.push({ function: u32(bits.function, `${where} cpuid.function`), index: u32(bits.index, `${where} cpuid.index`), reg: bits.reg, mask: u32(bits.mask, `${where} cpuid.mask`) });
     }
     for (const cap of list(e.capsRemoved, `${where} capsRemoved`)) capsRemoved.add(u32(cap, `${where} capsRemoved`));
+    for (const id of list(e.errnos, `${where} errnos`)) {
+      if (c.direction !== '+') throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): errnos are answers a release after 6.12 changed, so the change's direction must be '+'`);
+      if (typeof id !== 'string' || !Object.hasOwn(ERRNO_CHANGES, id)) throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): errnos: ${JSON.stringify(id)} is not a modelled change (${Object.keys(ERRNO_CHANGES).join(', ')})`);
+      errnoChanges.add(id as ErrnoChangeId);
+    }
   });
-  return { build: b as KvmBuild, paramsRemoved, paramDefaults, quirksAdded, quirksRemoved, quirksVmxSelfSnoop, msrsRemoved, featureMsrsRemoved, cpuidWithheld, capsRemoved };
+  return { build: b as KvmBuild, paramsRemoved, paramDefaults, quirksAdded, quirksRemoved, quirksVmxSelfSnoop, msrsRemoved, featureMsrsRemoved, cpuidWithheld, capsRemoved, errnoChanges };
 }
 
 /** A module's build and its parameter values, as its init recorded them. */
@@ -251,6 +285,11 @@ export function moduleParam(inst: KvmInstance, name: string): unknown {
 /** Whether the build has a handler for `msr` (an MSR a change removed has none). */
 export function buildHasMsr(inst: KvmInstance, msr: number): boolean {
   return !buildOf(inst).msrsRemoved.has(msr);
+}
+
+/** Whether the module's build has the changed answer `id` ({@link ERRNO_CHANGES}); 6.12 has none. */
+export function buildHasErrnoChange(inst: KvmInstance, id: ErrnoChangeId): boolean {
+  return buildOf(inst).errnoChanges.has(id);
 }
 
 /** `KVM_X86_QUIRK_IGNORE_GUEST_PAT` (6.14). */

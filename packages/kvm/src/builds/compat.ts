@@ -124,6 +124,15 @@ export interface MoveVerdict {
 /** Capabilities whose KVM_ENABLE_CAP flags must be a subset of KVM_CHECK_EXTENSION's answer. */
 const FLAG_CAPS: ReadonlySet<number> = new Set([KVM_CAP_DISABLE_QUIRKS2, KVM_CAP_X86_DISABLE_EXITS, KVM_CAP_X2APIC_API]);
 
+/**
+ * What the target does with flags it does not offer. KVM_CAP_X86_DISABLE_EXITS: EINVAL from 6.14 (c829ccd4d9dc);
+ * 6.12 takes the call and leaves those exits on, so a move would lose them silently — {@link moveVm} checks the
+ * offer first and refuses either way.
+ */
+function flagsRefusal(cap: number): string {
+  return cap === KVM_CAP_X86_DISABLE_EXITS ? 'EINVAL from 6.14; before, ignored silently' : 'EINVAL';
+}
+
 /** The CPUID feature words a guest's features live in: function, index, register. */
 const FEATURE_WORDS: ReadonlyArray<readonly [number, number, 'eax' | 'ebx' | 'ecx' | 'edx']> = [
   [1, 0, 'ecx'], [1, 0, 'edx'], [7, 0, 'ebx'], [7, 0, 'ecx'], [7, 0, 'edx'], [7, 1, 'eax'], [0xd, 1, 'eax'],
@@ -169,7 +178,7 @@ function reasonsFor(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveReas
     if (have === 0) {
       out.push({ kind: 'fails', step: 'KVM_ENABLE_CAP', detail: `capability ${cap} (enabled with ${hex(flags)}): the target does not have it` });
     } else if (FLAG_CAPS.has(cap) && (flags & ~BigInt(have >>> 0)) !== 0n) {
-      out.push({ kind: 'fails', step: 'KVM_ENABLE_CAP', detail: `capability ${cap} with ${hex(flags)}: the target offers only ${hex(have)} (EINVAL)` });
+      out.push({ kind: 'fails', step: 'KVM_ENABLE_CAP', detail: `capability ${cap} with ${hex(flags)}: the target offers only ${hex(have)} (${flagsRefusal(cap)})` });
     }
   }
   const v0 = vm.saved.vcpus[0];
@@ -314,7 +323,8 @@ function stepOf(e: unknown): MoveStep | undefined {
  *
  * 1. save it ({@link saveVm}: kvmclock, the irqchip, every vCPU);
  * 2. restore it on the target ({@link restoreVm}: a new VM with the same memory slots, its irqchip and PIT, then
- *    `KVM_ENABLE_CAP` of each capability the VMM had enabled — the kernel's errno stops the move — and the
+ *    `KVM_ENABLE_CAP` of each capability the VMM had enabled — flags the target's KVM_CHECK_EXTENSION does not
+ *    offer, or the kernel's errno, stop the move — and the
  *    `cpuid-check`: the guest CPUID's feature words must be within the target's KVM_GET_SUPPORTED_CPUID where the
  *    guest has them from KVM (a VMM's "enforce"): bits the target's KVM does not offer stop the move; then every
  *    vCPU, the devices' state and kvmclock, with the saved MSRs the target does not list left out, as QEMU does);
@@ -364,6 +374,12 @@ export function moveVm(proc: Process, source: MoveSource, devPath: string): Move
 /** {@link moveVm}'s part of the restore before the vCPUs exist: the VMM's capabilities, then the `cpuid-check`. */
 function configureTarget(proc: Process, sys: number, vm: number, source: MoveSource, saved: SavedVm, devPath: string): void {
   for (const { cap, flags } of source.enabledCaps ?? []) {
+    // A careful VMM asks first: before 6.14 KVM_CAP_X86_DISABLE_EXITS takes exits it does not offer and leaves them
+    // on (the other flag capabilities always refuse them with EINVAL, which stops the move below).
+    if (cap === KVM_CAP_X86_DISABLE_EXITS) {
+      const offered = BigInt(proc.ioctl(sys, KVM_CHECK_EXTENSION, cap) >>> 0);
+      if ((flags & ~offered) !== 0n) throw new MoveError('KVM_ENABLE_CAP', `capability ${cap} with ${hex(flags)}: ${devPath} offers only ${hex(offered)}`);
+    }
     try {
       proc.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap, args: [flags, 0n, 0n, 0n] }));
     } catch (e) {

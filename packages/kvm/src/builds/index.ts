@@ -6,6 +6,7 @@
  */
 export {
   BASELINE_BUILD,
+  ERRNO_CHANGES,
   KVM_X86_QUIRK_IGNORE_GUEST_PAT,
   KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM,
   MODELLED_QUIRKS,
@@ -13,10 +14,13 @@ export {
   type BuildEffects,
   type CpuidBits,
   type CpuidReg,
+  type ErrnoChangeId,
   type KvmBuild,
 } from './build.js';
 export {
   CHANGE_ASYNC_PF_INT,
+  CHANGE_DISABLE_EXITS_AFTER_VCPUS,
+  CHANGE_DISABLE_EXITS_NOT_ALLOWED,
   CHANGE_ENABLE_VIRT_AT_LOAD,
   CHANGE_MITIGATE_SMT_RSB,
   CHANGE_QUIRK_IGNORE_GUEST_PAT,

@@ -92,6 +92,30 @@ export const CHANGE_QUIRK_VMCS12_FREEZE_IN_SMM: BuildChange = {
   effects: { quirks: { add: KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM } },
 };
 
+/** 6.14: KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) after vCPU creation is EINVAL. */
+export const CHANGE_DISABLE_EXITS_AFTER_VCPUS: BuildChange = {
+  id: 'disable-exits-after-vcpus',
+  direction: '+',
+  commits: ['04cd8f8628d88da7839b1643db0bef8522c39254'],
+  subject: 'KVM: x86: Disallow KVM_CAP_X86_DISABLE_EXITS after vCPU creation',
+  since: '6.14',
+  summary: 'KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) once the VM has a vCPU fails with EINVAL; 6.12 takes it (the VM\'s flags change, vCPUs created before keep their intercepts).',
+  linux: ['arch/x86/kvm/x86.c kvm_vm_ioctl_enable_cap (KVM_CAP_X86_DISABLE_EXITS: kvm->created_vcpus)'],
+  effects: { errnos: ['disable-exits-after-vcpus'] },
+};
+
+/** 6.14: KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) with an exit KVM does not offer is EINVAL. */
+export const CHANGE_DISABLE_EXITS_NOT_ALLOWED: BuildChange = {
+  id: 'disable-exits-not-allowed',
+  direction: '+',
+  commits: ['c829ccd4d9dc4a892e7c9ae032b87ac90ace2252'],
+  subject: 'KVM: x86: Reject disabling of MWAIT/HLT interception when not allowed',
+  since: '6.14',
+  summary: 'KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) checks the flags against kvm_get_allowed_disable_exits() (KVM_CHECK_EXTENSION\'s answer): MWAIT without kvm_can_mwait_in_guest, or HLT/MWAIT/CSTATE with mitigate_smt_rsb, is EINVAL; 6.12 checks against KVM_X86_DISABLE_VALID_EXITS and ignores them.',
+  linux: ['arch/x86/kvm/x86.c kvm_vm_ioctl_enable_cap (KVM_CAP_X86_DISABLE_EXITS)', 'arch/x86/kvm/x86.c kvm_get_allowed_disable_exits'],
+  effects: { errnos: ['disable-exits-not-allowed'] },
+};
+
 function build(name: string, linux: string, changes: readonly BuildChange[]): KvmBuild {
   return Object.freeze({ name, linux, changes: Object.freeze([...changes]) });
 }
@@ -99,9 +123,9 @@ function build(name: string, linux: string, changes: readonly BuildChange[]): Kv
 /** Linux 6.12: the model's baseline. */
 export const LINUX_6_12: KvmBuild = BASELINE_BUILD;
 /** Linux 6.18 (the kernel under this machine's real /dev/kvm; the conformance golden files were recorded on it). */
-export const LINUX_6_18: KvmBuild = build('linux-6.18', '6.18', [CHANGE_QUIRK_IGNORE_GUEST_PAT, CHANGE_QUIRK_VMCS12_FREEZE_IN_SMM]);
+export const LINUX_6_18: KvmBuild = build('linux-6.18', '6.18', [CHANGE_QUIRK_IGNORE_GUEST_PAT, CHANGE_DISABLE_EXITS_AFTER_VCPUS, CHANGE_DISABLE_EXITS_NOT_ALLOWED, CHANGE_QUIRK_VMCS12_FREEZE_IN_SMM]);
 /** Linux 6.14. */
-export const LINUX_6_14: KvmBuild = build('linux-6.14', '6.14', [CHANGE_QUIRK_IGNORE_GUEST_PAT]);
+export const LINUX_6_14: KvmBuild = build('linux-6.14', '6.14', [CHANGE_QUIRK_IGNORE_GUEST_PAT, CHANGE_DISABLE_EXITS_AFTER_VCPUS, CHANGE_DISABLE_EXITS_NOT_ALLOWED]);
 /** Linux 6.11. */
 export const LINUX_6_11: KvmBuild = build('linux-6.11', '6.11', [CHANGE_ENABLE_VIRT_AT_LOAD, CHANGE_QUIRK_SLOT_ZAP_ALL]);
 /** Linux 6.1.12: the stable release with the CVE-2022-27672 fix (mitigate_smt_rsb). */

@@ -133,6 +133,11 @@ export class VcpuArch {
   readonly pvclock: PvClock = { msr: 0n, msrIndex: 0, active: false, version: 0, stoppedRequest: false };
   /** `KVM_REQ_CLOCK_UPDATE` is pending. */
   clockUpdate = false;
+  /**
+   * The KVM_CAP_X86_DISABLE_EXITS bits this vCPU runs with: the VM's when it was created (the vendor sets the HLT
+   * intercept from `kvm_hlt_in_guest()` in `init_vmcs` / `init_vmcb`, once).
+   */
+  disabledExits = 0;
 
   /**
    * `kvm_arch_vcpu_create` + `kvm_vcpu_reset(vcpu, false)` for the generic state.
@@ -182,6 +187,7 @@ export class VcpuArch {
       tprAccessReporting: this.tprAccessReporting,
       pvclock: { ...this.pvclock },
       clockUpdate: this.clockUpdate,
+      disabledExits: this.disabledExits,
     };
   }
 }

@@ -37,6 +37,8 @@ export function vcpuCreated(v: Vcpu): void {
   if (vmA.maxVcpuIds === 0) vmA.maxVcpuIds = KVM_MAX_VCPU_IDS;
   // kvm_set_tsc_khz(vcpu, kvm->arch.default_tsc_khz): a rate the VM-wide KVM_SET_TSC_KHZ already accepted
   if (vmA.defaultTscKhz !== vcpuArch(v).tscKhz) setTscKhz(v, vmA.defaultTscKhz);
+  // init_vmcs / init_vmcb: the exits the VM has disabled by now (kvm_{hlt,mwait,pause,cstate}_in_guest).
+  vcpuArch(v).disabledExits = vmA.disabledExits;
   resetSregs(v, v.id === vmA.bspVcpuId);
   // kvm_arch_vcpu_create: with an in-kernel irqchip (full or split) an AP waits for INIT/SIPI.
   if (v.vm.irq !== undefined && v.id !== vmA.bspVcpuId) vcpuArch(v).mpState = KVM_MP_STATE_UNINITIALIZED;

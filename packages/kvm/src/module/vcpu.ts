@@ -40,7 +40,6 @@ import { runGuest } from '../guest/interpreter.js';
 import type { GuestPlatform } from '../guest/platform.js';
 import { kernelWrite } from './kernel-io.js';
 import { ArchPlatform } from './vcpu-platform.js';
-import { vmArch } from './vm-arch.js';
 import { processRequests, VcpuRequest } from './vcpu-requests.js';
 import { clearResumeFlag, resumeFlag, SINGLESTEP_DR6, writeDebugExit, type GuestDebug } from './vcpu-guest-debug.js';
 import { vcpuArch } from './vcpu-arch.js';
@@ -570,7 +569,7 @@ export class Vcpu {
     switch (reason) {
       case GuestExitReason.Hlt:
         // KVM_X86_DISABLE_EXITS_HLT: HLT does not exit; the vCPU halts in guest mode until something wakes it.
-        if ((vmArch(this.vm).disabledExits & KVM_X86_DISABLE_EXITS_HLT) !== 0) return Step.Block;
+        if ((vcpuArch(this).disabledExits & KVM_X86_DISABLE_EXITS_HLT) !== 0) return Step.Block;
         this.stats.halt_exits++;
         if (this.vm.irq !== undefined) {
           // __kvm_emulate_halt with an in-kernel LAPIC: KVM_MP_STATE_HALTED (what KVM_GET_MP_STATE reports and a

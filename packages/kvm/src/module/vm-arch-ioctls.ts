@@ -32,6 +32,10 @@ import {
   KVM_SET_IDENTITY_MAP_ADDR,
   KVM_SET_NR_MMU_PAGES,
   KVM_SET_TSC_KHZ,
+  KVM_X86_DISABLE_EXITS_CSTATE,
+  KVM_X86_DISABLE_EXITS_HLT,
+  KVM_X86_DISABLE_EXITS_MWAIT,
+  KVM_X86_DISABLE_EXITS_PAUSE,
   KVM_X86_SET_MSR_FILTER,
 } from '../abi/constants.js';
 import {
@@ -53,7 +57,7 @@ import { KVM_ENABLE_CAP_CODEC } from '../abi/structs.js';
 import { KVM_CLOCK_DATA_CODEC, KVM_MSR_FILTER_CODEC, U64_POINTER_CODEC } from '../abi/structs-x86.js';
 import { GUEST_DEFAULT_QUIRKS } from '../guest/interpreter.js';
 import { allowedDisableExits } from './caps.js';
-import { supportedQuirks } from '../builds/build.js';
+import { buildHasErrnoChange, supportedQuirks } from '../builds/build.js';
 import { encContextFrom } from './enc-context.js';
 import type { VmFile } from './files.js';
 import { hostNs, hostRealtimeNs, hostTsc } from './host-clock.js';
@@ -69,6 +73,9 @@ import { x86Caps } from './x86-caps.js';
 import { vendorArch } from './vendor-arch.js';
 
 /** `kvm_vm_ioctl_enable_cap_generic` then `kvm_vm_ioctl_enable_cap` (x86), for the capabilities the model has. */
+/** `KVM_X86_DISABLE_VALID_EXITS` of 6.12 (MWAIT | HLT | PAUSE | CSTATE; removed in 6.14 by af5366bea2cb). */
+const KVM_X86_DISABLE_VALID_EXITS = KVM_X86_DISABLE_EXITS_MWAIT | KVM_X86_DISABLE_EXITS_HLT | KVM_X86_DISABLE_EXITS_PAUSE | KVM_X86_DISABLE_EXITS_CSTATE;
+
 function enableCap(f: VmFile, arg: unknown, op: string, proc: import('@vac/core').Process): number {
   const vm = f.vm;
   const a = vmArch(vm);
@@ -99,9 +106,14 @@ function enableCap(f: VmFile, arg: unknown, op: string, proc: import('@vac/core'
       vm.quirks = GUEST_DEFAULT_QUIRKS & ~a.disabledQuirks;
       return 0;
     case KVM_CAP_X86_DISABLE_EXITS: {
-      if ((arg0 & ~BigInt(allowedDisableExits(vm.instance))) !== 0n) throw new KernelError('EINVAL', op, `exits 0x${arg0.toString(16)} cannot be disabled`);
-      if (vm.createdVcpus > 0) throw new KernelError('EINVAL', op, 'vCPUs exist already');
-      a.disabledExits |= Number(arg0);
+      // 6.12 checks the flags against KVM_X86_DISABLE_VALID_EXITS and applies only the allowed ones; 6.14 refuses
+      // flags beyond kvm_get_allowed_disable_exits() (c829ccd4d9dc) and any call once a vCPU exists (04cd8f8628d8).
+      const allowed = allowedDisableExits(vm.instance);
+      const valid = buildHasErrnoChange(vm.instance, 'disable-exits-not-allowed') ? allowed : KVM_X86_DISABLE_VALID_EXITS;
+      if ((arg0 & ~BigInt(valid)) !== 0n) throw new KernelError('EINVAL', op, `exits 0x${arg0.toString(16)} cannot be disabled (0x${valid.toString(16)} can)`);
+      if (vm.createdVcpus > 0 && buildHasErrnoChange(vm.instance, 'disable-exits-after-vcpus')) throw new KernelError('EINVAL', op, 'vCPUs exist already');
+      // vCPUs created from now on take the VM's flags (vcpu-create.ts); those that exist keep theirs.
+      a.disabledExits |= Number(arg0) & allowed;
       return 0;
     }
     case KVM_CAP_X86_USER_SPACE_MSR:

@@ -152,13 +152,22 @@ function region2Bytes(r: ReturnType<typeof makeKvmUserspaceMemoryRegion2>): Uint
   return b;
 }
 
+/**
+ * Where the recording (6.18) and the model's baseline (6.12) differ by release: what 6.12 answers. The 6.18 build's
+ * answer to these is checked against the recording in test/builds/builds.test.ts.
+ */
+const LINUX_VERSION: Readonly<Record<string, { ret: number; errno: string | null }>> = {
+  // 04cd8f8628d8 (6.14) refuses KVM_CAP_X86_DISABLE_EXITS once vCPUs exist; 6.12 takes it.
+  enable_cap_disable_exits_pause_after_vcpus: { ret: 0, errno: null },
+};
+
 describe.each(VENDORS)('VM ioctl errno on $name, against the real kernel', (vendor) => {
   test('each call answers as the real kernel did', () => {
     const s = openVm(vendor, 2);
     const mism: string[] = [];
     for (const [name, fn] of vmCases(s)) {
       const got = result(fn);
-      const want = REAL.errno[name] as unknown;
+      const want = LINUX_VERSION[name] ?? (REAL.errno[name] as unknown);
       if (JSON.stringify(got) !== JSON.stringify(want)) mism.push(`${name}: ${JSON.stringify(got)} (real ${JSON.stringify(want)})`);
     }
     expect(mism).toEqual([]);

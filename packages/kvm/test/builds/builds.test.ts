@@ -20,7 +20,11 @@ import {
   KVM_GET_MSRS,
   KVM_GET_SUPPORTED_CPUID,
   KVM_SET_MSRS,
+  KVM_EXIT_HLT,
+  KVM_RUN,
+  KVM_SET_USER_MEMORY_REGION,
   KVM_X86_DISABLE_EXITS_HLT,
+  KVM_X86_DISABLE_EXITS_MWAIT,
   KVM_X86_DISABLE_EXITS_PAUSE,
   LINUX_5_7,
   LINUX_6_1,
@@ -30,6 +34,7 @@ import {
   LINUX_6_14,
   LINUX_6_18,
   SHIPPED_BUILDS,
+  createRealModeVcpu,
   kvm,
   makeKvmCpuid2,
   makeKvmEnableCap,
@@ -77,7 +82,7 @@ describe('the library', () => {
   test('six builds beside the baseline, each change citing upstream commits', () => {
     expect(SHIPPED_BUILDS.map((b) => b.name)).toEqual(['linux-6.18', 'linux-6.14', 'linux-6.12', 'linux-6.11', 'linux-6.1.12', 'linux-6.1', 'linux-5.7']);
     const changes = new Set(SHIPPED_BUILDS.flatMap((b) => b.changes));
-    expect(changes.size).toBe(6);
+    expect(changes.size).toBe(8);
     for (const c of changes) for (const h of c.commits) expect(h).toMatch(/^[0-9a-f]{12,40}$/);
   });
 
@@ -108,6 +113,8 @@ describe('the library', () => {
     bad({ name: 'x', linux: '6.1', changes: [{ ...base, effects: { msrs: { remove: 0x10 } } }] });
     bad({ name: 'x', linux: '6.1', changes: [{ ...base, effects: { cpuid: [{ function: 1, index: 0, reg: 'esp', mask: 1 }] } }] });
     bad({ name: 'x', linux: '6.1', changes: [{ ...base, effects: { capsRemoved: [-1] } }] });
+    bad({ name: 'x', linux: '6.1', changes: [{ ...base, direction: '+', effects: { errnos: ['no-such-change'] } }] });
+    bad({ name: 'x', linux: '6.1', changes: [{ ...base, effects: { errnos: ['disable-exits-after-vcpus'] } }] });
     expect(host.lsmod().map((r) => r.name)).toEqual([]);
   });
 
@@ -182,17 +189,19 @@ describe('6.14 and 6.18 (new quirks)', () => {
 });
 
 describe('6.1 and 6.1.12 (CVE-2022-27672, mitigate_smt_rsb)', () => {
-  test('6.1.12 loaded with the mitigation refuses to let a VM disable HLT exits; 6.1 cannot be asked to', () => {
+  test('6.1.12 loaded with the mitigation does not let a VM disable HLT exits (offers only PAUSE, ignores HLT); 6.1 cannot be asked to', () => {
     const { host, p, s0, s1 } = pair(LINUX_6_1, LINUX_6_1_12, intel(), { mitigate_smt_rsb: 'Y' });
     expect(() => host.readParam('kvm0', 'mitigate_smt_rsb')).toThrow(/No such file/);
     expect(host.readParam('kvm1', 'mitigate_smt_rsb')).toBe('Y');
     expect(check(p, s0, KVM_CAP_X86_DISABLE_EXITS) & KVM_X86_DISABLE_EXITS_HLT).toBe(KVM_X86_DISABLE_EXITS_HLT);
     expect(check(p, s1, KVM_CAP_X86_DISABLE_EXITS)).toBe(KVM_X86_DISABLE_EXITS_PAUSE);
-    const vm0 = p.ioctl(s0, KVM_CREATE_VM, 0);
-    const vm1 = p.ioctl(s1, KVM_CREATE_VM, 0);
+    const vm0 = hltVm(p, s0);
+    const vm1 = hltVm(p, s1);
     expect(enableCap(p, vm0, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_HLT))).toBe(0);
-    expect(errnoOf(() => enableCap(p, vm1, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_HLT)))).toBe('EINVAL');
-    expect(enableCap(p, vm1, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_PAUSE))).toBe(0);
+    // Before 6.14 (c829ccd4d9dc) the call is taken and the exits KVM does not allow are left on.
+    expect(enableCap(p, vm1, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_HLT | KVM_X86_DISABLE_EXITS_PAUSE))).toBe(0);
+    expect(runHlt(p, s0, vm0, 0)).toBe('EINTR');
+    expect(runHlt(p, s1, vm1, 0)).toBe('hlt');
   });
 
   test('6.1 ignores mitigate_smt_rsb=Y with the loader\'s warning, and keeps offering HLT', () => {
@@ -201,6 +210,84 @@ describe('6.1 and 6.1.12 (CVE-2022-27672, mitigate_smt_rsb)', () => {
     const p = host.spawn({ uid: 1000, groups: ['kvm'], name: 'vmm' });
     const sys = p.open('/dev/kvm0', O_RDWR);
     expect(check(p, sys, KVM_CAP_X86_DISABLE_EXITS) & KVM_X86_DISABLE_EXITS_HLT).toBe(KVM_X86_DISABLE_EXITS_HLT);
+  });
+});
+
+/** A real-mode vCPU `id` of `vm` at `hlt` (0x1000), run once: `'hlt'` if HLT exited, else the errno of KVM_RUN. */
+function runHlt(p: Process, sys: number, vm: number, id: number): string {
+  const v = createRealModeVcpu(p, sys, vm, { id, guestPhysAddr: 0x1000 });
+  try {
+    p.ioctl(v.fd, KVM_RUN, 0);
+    return v.run.exit_reason === KVM_EXIT_HLT ? 'hlt' : `exit ${v.run.exit_reason}`;
+  } catch (e) {
+    if (isKernelError(e)) return e.code;
+    throw e;
+  }
+}
+
+/** A VM of `sys` with one page holding `hlt` at guest-physical 0x1000. */
+function hltVm(p: Process, sys: number): number {
+  const vm = p.ioctl(sys, KVM_CREATE_VM, 0);
+  const m = p.mmapAnonymous(0x1000);
+  m.bytes.set([0xf4]);
+  p.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: 0, guest_phys_addr: 0x1000, memory_size: 0x1000, userspace_addr: m.addr });
+  return vm;
+}
+
+describe('6.14 and 6.18: the errno of KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS) changed (04cd8f8628d8, c829ccd4d9dc)', () => {
+  test.each([['6.14', LINUX_6_14], ['6.18', LINUX_6_18]] as const)('after a vCPU exists: 6.12 takes it (only vCPUs created later stay in the guest on HLT), %s refuses with EINVAL and changes nothing', (_v, build) => {
+    const { host, p, s0, s1 } = pair(LINUX_6_12, build);
+    const vm0 = hltVm(p, s0);
+    const vm1 = hltVm(p, s1);
+    const early0 = createRealModeVcpu(p, s0, vm0, { id: 0, guestPhysAddr: 0x1000 });
+    createRealModeVcpu(p, s1, vm1, { id: 0, guestPhysAddr: 0x1000 });
+    expect(enableCap(p, vm0, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_HLT))).toBe(0);
+    const before = host.snapshot();
+    expect(errnoOf(() => enableCap(p, vm1, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_HLT)))).toBe('EINVAL');
+    expect(host.snapshot()).toEqual(before);
+    // 6.12: the vCPU that existed keeps its HLT intercept; one created now runs HLT in the guest (blocks: EINTR).
+    p.ioctl(early0.fd, KVM_RUN, 0);
+    expect(early0.run.exit_reason).toBe(KVM_EXIT_HLT);
+    expect(runHlt(p, s0, vm0, 1)).toBe('EINTR');
+    // 6.14+: nothing was disabled, so a new vCPU's HLT exits.
+    expect(runHlt(p, s1, vm1, 1)).toBe('hlt');
+  });
+
+  test('6.18 answers as the real 6.18 kernel did after vCPU creation (packages/kvm/test/fixtures/real-kvm/linux-6.18.json); 6.12 does not', () => {
+    const real = JSON.parse(readFileSync(new URL('../fixtures/real-kvm/linux-6.18.json', import.meta.url), 'utf8')) as { errno: Record<string, { ret: number; errno: string | null }> };
+    expect(real.errno['enable_cap_disable_exits_pause_after_vcpus']).toEqual({ ret: -1, errno: 'EINVAL' });
+    const { p, s0, s1 } = pair(LINUX_6_12, LINUX_6_18, amd());
+    const vm0 = p.ioctl(s0, KVM_CREATE_VM, 0);
+    const vm1 = p.ioctl(s1, KVM_CREATE_VM, 0);
+    p.ioctl(vm0, KVM_CREATE_VCPU, 0);
+    p.ioctl(vm1, KVM_CREATE_VCPU, 0);
+    expect(errnoOf(() => enableCap(p, vm1, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_PAUSE)))).toBe('EINVAL');
+    expect(errnoOf(() => enableCap(p, vm0, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_PAUSE)))).toBeUndefined();
+  });
+
+  test('an exit KVM does not offer (MWAIT without MONITOR on the AMD model; HLT under mitigate_smt_rsb): 6.12 takes and ignores it, 6.14 refuses it', () => {
+    const { host, p, s0, s1 } = pair(LINUX_6_12, LINUX_6_14, amd());
+    expect(check(p, s0, KVM_CAP_X86_DISABLE_EXITS) & KVM_X86_DISABLE_EXITS_MWAIT).toBe(0);
+    expect(check(p, s1, KVM_CAP_X86_DISABLE_EXITS) & KVM_X86_DISABLE_EXITS_MWAIT).toBe(0);
+    const vm0 = p.ioctl(s0, KVM_CREATE_VM, 0);
+    const vm1 = p.ioctl(s1, KVM_CREATE_VM, 0);
+    const before = host.snapshot();
+    expect(enableCap(p, vm0, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_MWAIT))).toBe(0);
+    expect(host.snapshot()).toEqual(before); // taken, and nothing disabled
+    expect(errnoOf(() => enableCap(p, vm1, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_MWAIT)))).toBe('EINVAL');
+    expect(errnoOf(() => enableCap(p, vm1, KVM_CAP_X86_DISABLE_EXITS, 0x10n))).toBe('EINVAL');
+    expect(errnoOf(() => enableCap(p, vm0, KVM_CAP_X86_DISABLE_EXITS, 0x10n))).toBe('EINVAL'); // not in KVM_X86_DISABLE_VALID_EXITS
+
+    const m = pair(LINUX_6_12, LINUX_6_14, intel(), { mitigate_smt_rsb: 'Y' });
+    const hm = createHost({ cpus: 1, hardware: intel() });
+    hm.modprobe(kvm({ postfix: '0', build: LINUX_6_12 }), { mitigate_smt_rsb: 'Y' });
+    const pm = hm.spawn({ uid: 1000, groups: ['kvm'], name: 'vmm' });
+    const sm = pm.open('/dev/kvm0', O_RDWR);
+    const vmm = hltVm(pm, sm);
+    expect(enableCap(pm, vmm, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_HLT))).toBe(0);
+    expect(runHlt(pm, sm, vmm, 0)).toBe('hlt'); // ignored: HLT still exits
+    const vm14 = m.p.ioctl(m.s1, KVM_CREATE_VM, 0);
+    expect(errnoOf(() => enableCap(m.p, vm14, KVM_CAP_X86_DISABLE_EXITS, BigInt(KVM_X86_DISABLE_EXITS_HLT)))).toBe('EINVAL');
   });
 });
 

@@ -2,6 +2,7 @@
  * The fix table (builds/fixes.ts, docs/builds.md): at least 20 real KVM x86 fixes, each classified from the files
  * and functions its commit touches, and the share a module swap can deploy.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { KVM_X86_FIXES, VAC_OWNED_FUNCTIONS, classifyFix, fixShare } from '../../src/index.js';
 
@@ -32,5 +33,14 @@ describe('KVM x86 fixes: module swap or VAC', () => {
     expect(classifyFix({ files: ['arch/x86/kernel/reboot.c'], functions: [] })).toBe('vac');
     expect(VAC_OWNED_FUNCTIONS).toContain('sev_asid_new');
     expect(fixShare([])).toEqual({ kvmX: 0, vac: 0, share: 0 });
+  });
+
+  test('docs/builds.md shows the same table and share: one row per fix (commit, subject, CVE, where it deploys), in order', () => {
+    const md = readFileSync(new URL('../../../../docs/builds.md', import.meta.url), 'utf8');
+    const section = md.slice(md.indexOf('## Which fixes can ship by a module swap'), md.indexOf('## A/B across modules'));
+    const rows = [...section.matchAll(/^\| ([0-9a-f]{12}) \| (.+?) \| (CVE-[\d-]+|stable|fix) \| [^|]+ \| [^|]+ \| (.+?) \|$/gm)].map((m) => ({ commit: m[1], subject: m[2], cve: m[3], area: m[4]!.includes('VAC') ? 'vac' : 'kvmX' }));
+    expect(rows).toEqual(KVM_X86_FIXES.map((f) => ({ commit: f.commit.slice(0, 12), subject: f.subject, cve: f.cve, area: f.area })));
+    const { kvmX, vac, share } = fixShare();
+    expect(section).toContain(`**${kvmX} of ${kvmX + vac} (${Math.round(share * 100)} %) deploy by loading a new module**; the ${vac} that do not`);
   });
 });

@@ -66,17 +66,8 @@ export function irqVm(proc: Process, dev: string, program: Asm16, handlers: Reco
   };
 }
 
-/** Program the master PIC: vectors 0x08–0x0f, every IRQ masked but those in `unmask`. */
-export function picInit(a: Asm16, unmask: readonly number[]): Asm16 {
-  let mask = 0xff;
-  for (const irq of unmask) mask &= ~(1 << irq);
-  return a
-    .mov('al', 0x11).out(0x20, 'al') // ICW1: edge, cascade, ICW4 follows
-    .mov('al', 0x08).out(0x21, 'al') // ICW2: vector base 8
-    .mov('al', 0x04).out(0x21, 'al') // ICW3: slave on IRQ 2
-    .mov('al', 0x01).out(0x21, 'al') // ICW4: 8086 mode
-    .mov('al', mask).out(0x21, 'al'); // OCW1
-}
+/** Program the master PIC: vectors 0x08–0x0f, every IRQ masked but those in `unmask` (@vac/test-support/pic). */
+export { picInit } from '@vac/test-support/pic';
 
 /** Program PIT channel 0 in mode 2 (rate generator) with `count` (1193 ≈ 1 ms). */
 export function pitInit(a: Asm16, count: number): Asm16 {
