@@ -15,7 +15,7 @@ import type { IoctlDef } from './ioctl-table.js';
 import { msrIo } from './system-arch-ioctls.js';
 import { vcpuArch } from './vcpu-arch.js';
 import { checkCpuid, cpuidEqual, findCpuid, guestHas, guestMaxPhyAddr } from './vcpu-cpuid.js';
-import { getMsr, setMsr } from './vcpu-msrs.js';
+import { hostMsrBatch } from './vcpu-msrs.js';
 import { apicBaseOf } from './vcpu-sregs.js';
 import { x86Caps } from './x86-caps.js';
 import type { Vcpu } from './vcpu.js';
@@ -49,13 +49,19 @@ export const VCPU_MSR_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     name: 'KVM_GET_MSRS',
     request: KVM_GET_MSRS,
     arg: { dir: 'inout', codec: KVM_MSRS_CODEC, flex: { header: 'in', entries: 'inout' } },
-    run: (v, arg) => msrIo(arg, 'KVM_GET_MSRS', (index) => getMsr(v, index, true), true),
+    run(v, arg) {
+      const msrs = hostMsrBatch(v);
+      return msrIo(arg, 'KVM_GET_MSRS', (index) => msrs.get(index), true);
+    },
   },
   {
     name: 'KVM_SET_MSRS',
     request: KVM_SET_MSRS,
     arg: { dir: 'in', codec: KVM_MSRS_CODEC },
-    run: (v, arg) => msrIo(arg, 'KVM_SET_MSRS', (index, data) => (setMsr(v, index, data, true) ? data : undefined), false),
+    run(v, arg) {
+      const msrs = hostMsrBatch(v);
+      return msrIo(arg, 'KVM_SET_MSRS', (index, data) => (msrs.set(index, data) ? data : undefined), false);
+    },
   },
   {
     name: 'KVM_SET_CPUID2',
