@@ -62,6 +62,8 @@ import {
   KVM_X86_SETUP_MCE,
 } from './abi/constants.js';
 import { KvmRunView } from './abi/kvm-run.js';
+import type { StructCodec } from './abi/codec.js';
+import { argBytes, flexArg, structArg } from './vmm-args.js';
 import {
   makeKvmIrqRouting,
   makeKvmIrqchip,
@@ -421,13 +423,14 @@ export function msrIndexList(proc: Process, sys: number): number[] {
 
 /** `struct kvm_msrs` bytes for `entries` (data 0 where not given). */
 function msrsBytes(entries: ReadonlyArray<{ readonly index: number; readonly data?: bigint }>): Uint8Array<ArrayBuffer> {
-  const b = new Uint8Array(8 + 16 * entries.length);
-  const dv = new DataView(b.buffer);
+  const b = argBytes(8 + 16 * entries.length);
+  const dv = new DataView(b.buffer, 0, b.byteLength);
   dv.setUint32(0, entries.length, true);
-  entries.forEach((e, i) => {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as { readonly index: number; readonly data?: bigint };
     dv.setUint32(8 + 16 * i, e.index, true);
     dv.setBigUint64(16 + 16 * i, e.data ?? 0n, true);
-  });
+  }
   return b;
 }
 
@@ -437,8 +440,8 @@ function readMsrs(proc: Process, fd: number, indices: readonly number[]): kvm_ms
   let start = 0;
   while (start < indices.length) {
     const count = Math.min(255, indices.length - start);
-    const b = new Uint8Array(8 + 16 * count);
-    const dv = new DataView(b.buffer);
+    const b = argBytes(8 + 16 * count);
+    const dv = new DataView(b.buffer, 0, b.byteLength);
     dv.setUint32(0, count, true);
     for (let i = 0; i < count; i++) dv.setUint32(8 + 16 * i, indices[start + i] as number, true);
     const n = proc.ioctl(fd, KVM_GET_MSRS, b);
@@ -450,14 +453,14 @@ function readMsrs(proc: Process, fd: number, indices: readonly number[]): kvm_ms
 
 /** Read struct `codec` with `req` through its C bytes. */
 function getStruct<T extends object>(proc: Process, fd: number, req: number, codec: { readonly size: number; decode(view: DataView, offset?: number): T }): T {
-  const b = new Uint8Array(codec.size);
+  const b = argBytes(codec.size);
   proc.ioctl(fd, req, b);
-  return codec.decode(new DataView(b.buffer), 0);
+  return codec.decode(new DataView(b.buffer, 0, b.byteLength), 0);
 }
 
 /** Write struct `v` with `req` through its C bytes. */
-function setStruct<T extends object>(proc: Process, fd: number, req: number, codec: { toBytes(v: T): Uint8Array<ArrayBuffer> }, v: T): void {
-  proc.ioctl(fd, req, codec.toBytes(v));
+function setStruct<T extends object>(proc: Process, fd: number, req: number, codec: StructCodec<T>, v: T): void {
+  proc.ioctl(fd, req, structArg(codec, v));
 }
 
 /**
@@ -487,10 +490,11 @@ function setStruct<T extends object>(proc: Process, fd: number, req: number, cod
  * ```
  */
 export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msrs: readonly number[] = msrIndexList(proc, sys)): SavedVcpu {
-  const cpuidBytes = new Uint8Array(KVM_CPUID2_CODEC.entriesOffset + 256 * KVM_CPUID_ENTRY2_CODEC.size);
-  new DataView(cpuidBytes.buffer).setUint32(0, 256, true);
+  const cpuidBytes = argBytes(KVM_CPUID2_CODEC.entriesOffset + 256 * KVM_CPUID_ENTRY2_CODEC.size);
+  const cpuidView = new DataView(cpuidBytes.buffer, 0, cpuidBytes.byteLength);
+  cpuidView.setUint32(0, 256, true);
   proc.ioctl(fd, KVM_GET_CPUID2, cpuidBytes);
-  const cpuid = KVM_CPUID2_CODEC.decode(new DataView(cpuidBytes.buffer)).entries;
+  const cpuid = KVM_CPUID2_CODEC.decode(cpuidView).entries;
   const regs = getStruct(proc, fd, KVM_GET_REGS, KVM_REGS_CODEC);
   const hasSregs2 = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0;
   const sregs2 = hasSregs2 ? getStruct(proc, fd, KVM_GET_SREGS2, KVM_SREGS2_CODEC) : undefined;
@@ -532,14 +536,24 @@ function mceBankMsrs(mcgCap: bigint): number[] {
 
 /** KVM_GET_LAPIC's page, or `undefined` when the vCPU has no in-kernel LAPIC (EINVAL). */
 function readLapic(proc: Process, fd: number): Uint8Array | undefined {
-  const s = makeKvmLapicState();
+  const regs = argBytes(LAPIC_REGS_BYTES);
   try {
-    proc.ioctl(fd, KVM_GET_LAPIC, s);
+    proc.ioctl(fd, KVM_GET_LAPIC, regs);
   } catch (e) {
     if (isKernelError(e, 'EINVAL')) return undefined;
     throw e;
   }
-  return s.regs;
+  return regs.slice();
+}
+
+/** `sizeof(struct kvm_lapic_state)`: `char regs[KVM_APIC_REG_SIZE]`. */
+const LAPIC_REGS_BYTES = 0x400;
+
+/** `struct kvm_lapic_state` of `regs` (0x400 bytes) in the helpers' argument buffer. */
+function lapicArg(regs: Uint8Array): Uint8Array<ArrayBuffer> {
+  const b = argBytes(LAPIC_REGS_BYTES);
+  b.set(regs);
+  return b;
 }
 
 /**
@@ -576,7 +590,7 @@ export function restoreVcpu(proc: Process, fd: number, saved: SavedVcpu): void {
 
 /** QEMU's `kvm_init_vcpu` part: CPUID, TSC frequency, machine-check setup. */
 function restoreVcpuSetup(proc: Process, fd: number, saved: SavedVcpu): void {
-  proc.ioctl(fd, KVM_SET_CPUID2, KVM_CPUID2_CODEC.toBytes({ nent: saved.cpuid.length }, saved.cpuid));
+  proc.ioctl(fd, KVM_SET_CPUID2, flexArg(KVM_CPUID2_CODEC, { nent: saved.cpuid.length }, saved.cpuid));
   if (proc.ioctl(fd, KVM_GET_TSC_KHZ, 0) !== saved.tscKhz) proc.ioctl(fd, KVM_SET_TSC_KHZ, saved.tscKhz);
   if (saved.mcgCap !== 0n) proc.ioctl(fd, KVM_X86_SETUP_MCE, [saved.mcgCap]);
 }
@@ -591,7 +605,8 @@ function restoreLapic(proc: Process, fd: number, saved: SavedVcpu): void {
   if (base !== undefined && proc.ioctl(fd, KVM_SET_MSRS, msrsBytes([{ index: MSR_IA32_APICBASE, data: base }])) !== 1) {
     throw new UsageError('ERR_INVALID_STATE', `restoreVcpu: KVM refused APIC base 0x${base.toString(16)}`);
   }
-  proc.ioctl(fd, KVM_SET_LAPIC, makeKvmLapicState(saved.lapic));
+  // The register page as the C structure (its only member); a page of another size goes through makeKvmLapicState.
+  proc.ioctl(fd, KVM_SET_LAPIC, saved.lapic.length === LAPIC_REGS_BYTES ? lapicArg(saved.lapic) : makeKvmLapicState(saved.lapic));
 }
 
 /** QEMU's `kvm_arch_put_registers` (KVM_PUT_FULL_STATE). */
