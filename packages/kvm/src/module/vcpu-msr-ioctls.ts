@@ -20,22 +20,24 @@ import { apicBaseOf } from './vcpu-sregs.js';
 import { x86Caps } from './x86-caps.js';
 import type { Vcpu } from './vcpu.js';
 
+/** Bit `bit` of register `reg` of CPUID entry `e`, set or cleared. */
+function setCpuidBit(e: kvm_cpuid_entry2, reg: 'ecx' | 'edx', bit: number, on: boolean): void {
+  e[reg] = on ? (e[reg] | (1 << bit)) >>> 0 : (e[reg] & ~(1 << bit)) >>> 0;
+}
+
 /**
  * `kvm_update_cpuid_runtime`: the CPUID bits KVM keeps in step with the vCPU — OSXSAVE with CR4.OSXSAVE, APIC with
  * the APIC base's enable bit, OSPKE with CR4.PKE, and CPUID 0xD's XSAVE size with XCR0.
  */
 export function cpuidRuntime(v: Vcpu, entries: kvm_cpuid_entry2[]): void {
   const s = v.regs;
-  const set = (e: kvm_cpuid_entry2, reg: 'ecx' | 'edx', bit: number, on: boolean): void => {
-    e[reg] = on ? (e[reg] | (1 << bit)) >>> 0 : (e[reg] & ~(1 << bit)) >>> 0;
-  };
   const l1 = findCpuid(entries, 1);
   if (l1 !== undefined) {
-    set(l1, 'ecx', 27, (s.cr4 & (1n << 18n)) !== 0n);
-    set(l1, 'edx', 9, (apicBaseOf(v) & (1n << 11n)) !== 0n);
+    setCpuidBit(l1, 'ecx', 27, (s.cr4 & (1n << 18n)) !== 0n);
+    setCpuidBit(l1, 'edx', 9, (apicBaseOf(v) & (1n << 11n)) !== 0n);
   }
   const l7 = findCpuid(entries, 7, 0);
-  if (l7 !== undefined) set(l7, 'ecx', 4, (s.cr4 & (1n << 22n)) !== 0n);
+  if (l7 !== undefined) setCpuidBit(l7, 'ecx', 4, (s.cr4 & (1n << 22n)) !== 0n);
   const ld = findCpuid(entries, 0xd, 0);
   if (ld !== undefined) {
     // xstate_required_size(vcpu->arch.xcr0, false)

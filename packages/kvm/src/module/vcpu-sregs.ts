@@ -55,10 +55,9 @@ const X86_CR4_CET = 1n << 23n;
 /** `kvm_is_valid_cr4`: no reserved bit, for KVM (`cr4_reserved_bits`) and for this guest (`cr4_guest_rsvd_bits`). */
 function cr4Valid(arch: VcpuArch, caps: X86Caps, cr4: bigint): boolean {
   if ((cr4 & ~CR4_DEFINED & U64) !== 0n) return false;
-  const kvmHas = (w: CpuidWord, b: number): boolean => (caps.cpuCaps[w] & (2 ** b)) !== 0;
   for (const [bit, word, feature] of CR4_FEATURE_BITS) {
     if ((cr4 & bit) === 0n) continue;
-    if (!kvmHas(word, feature) || !guestHas(arch, caps, word, feature)) return false;
+    if ((caps.cpuCaps[word] & (2 ** feature)) === 0 || !guestHas(arch, caps, word, feature)) return false;
   }
   // CET needs shadow stacks or IBT, which the model never offers.
   if ((cr4 & X86_CR4_CET) !== 0n) return false;
