@@ -724,28 +724,12 @@ export function saveVm(proc: Process, vm: VmHandle): SavedVm {
   return irqchip === undefined ? { clock, vcpus } : { clock, irqchip, vcpus };
 }
 
-/** `op` on the VM fd, or `undefined` when KVM answers ENXIO (no such device in the kernel). */
-function unlessEnxio<T>(op: () => T): T | undefined {
-  try {
-    return op();
-  } catch (e) {
-    if (isKernelError(e, 'ENXIO')) return undefined;
-    throw e;
-  }
-}
-
 /**
  * The irqchip part of {@link saveVm}: the PICs and the IOAPIC (KVM_GET_IRQCHIP: ENXIO without a full irqchip), the
  * PIT (KVM_GET_PIT2: ENXIO without one), with the VMM's configuration; `undefined` for a VM without an irqchip.
  */
 function saveIrqchip(proc: Process, vm: VmHandle, lapics: boolean): SavedIrqchip | undefined {
-  const chip = (id: number): ReturnType<typeof makeKvmIrqchip> | undefined =>
-    unlessEnxio(() => {
-      const c = makeKvmIrqchip({ chip_id: id });
-      proc.ioctl(vm.vm, KVM_GET_IRQCHIP, c);
-      return c;
-    });
-  const master = chip(KVM_IRQCHIP_PIC_MASTER);
+  const master = getIrqchip(proc, vm.vm, KVM_IRQCHIP_PIC_MASTER);
   const mode = master !== undefined ? 'kernel' : lapics ? 'split' : vm.irqchip?.mode;
   if (mode === undefined) return undefined;
   if (vm.irqchip !== undefined && vm.irqchip.mode !== mode) {
@@ -754,20 +738,40 @@ function saveIrqchip(proc: Process, vm: VmHandle, lapics: boolean): SavedIrqchip
   let pic: SavedIrqchip['pic'];
   let ioapic: SavedIrqchip['ioapic'];
   if (master !== undefined) {
-    const slave = chip(KVM_IRQCHIP_PIC_SLAVE);
-    const io = chip(KVM_IRQCHIP_IOAPIC);
+    const slave = getIrqchip(proc, vm.vm, KVM_IRQCHIP_PIC_SLAVE);
+    const io = getIrqchip(proc, vm.vm, KVM_IRQCHIP_IOAPIC);
     if (!('pic' in master.chip) || slave === undefined || !('pic' in slave.chip) || io === undefined || !('ioapic' in io.chip)) {
       throw new UsageError('ERR_INVALID_STATE', 'saveVm: KVM_GET_IRQCHIP answered another chip');
     }
     pic = [master.chip.pic, slave.chip.pic];
     ioapic = io.chip.ioapic;
   }
-  const pit = unlessEnxio(() => {
-    const st = makeKvmPitState2();
-    proc.ioctl(vm.vm, KVM_GET_PIT2, st);
-    return st;
-  });
+  const pit = getPit2(proc, vm.vm);
   return { config: { ...vm.irqchip, mode }, pic, ioapic, pit };
+}
+
+/** KVM_GET_IRQCHIP of chip `id`, or `undefined` when the VM has no such chip (ENXIO). */
+function getIrqchip(proc: Process, vm: number, id: number): ReturnType<typeof makeKvmIrqchip> | undefined {
+  const c = makeKvmIrqchip({ chip_id: id });
+  try {
+    proc.ioctl(vm, KVM_GET_IRQCHIP, c);
+  } catch (e) {
+    if (isKernelError(e, 'ENXIO')) return undefined;
+    throw e;
+  }
+  return c;
+}
+
+/** KVM_GET_PIT2, or `undefined` when the VM has no PIT (ENXIO). */
+function getPit2(proc: Process, vm: number): ReturnType<typeof makeKvmPitState2> | undefined {
+  const st = makeKvmPitState2();
+  try {
+    proc.ioctl(vm, KVM_GET_PIT2, st);
+  } catch (e) {
+    if (isKernelError(e, 'ENXIO')) return undefined;
+    throw e;
+  }
+  return st;
 }
 
 /**
@@ -890,11 +894,21 @@ export function restoreVm(proc: Process, devPath: string, saved: SavedVm, option
  * `kvm_get_supported_msrs` found, the banks from MCG_CAP); the others' indices added to `dropped`.
  */
 function listedMsrsOnly(saved: SavedVcpu, listed: ReadonlySet<number>, dropped: Set<number>): SavedVcpu {
-  const banks = new Set(mceBankMsrs(saved.mcgCap));
-  const keep = (index: number): boolean => listed.has(index) || banks.has(index);
-  if (saved.msrs.every((m) => keep(m.index))) return saved;
-  for (const m of saved.msrs) if (!keep(m.index)) dropped.add(m.index);
-  return { ...saved, msrs: saved.msrs.filter((m) => keep(m.index)) };
+  const banks = Number(saved.mcgCap & 0xffn);
+  const cmci = (saved.mcgCap & MCG_CMCI_P) !== 0n;
+  let all = true;
+  for (const m of saved.msrs) {
+    if (listed.has(m.index) || isMceBankMsr(m.index, banks, cmci)) continue;
+    dropped.add(m.index);
+    all = false;
+  }
+  if (all) return saved;
+  return { ...saved, msrs: saved.msrs.filter((m) => listed.has(m.index) || isMceBankMsr(m.index, banks, cmci)) };
+}
+
+/** Whether `index` is one of {@link mceBankMsrs}'s MSRs for `banks` banks (with MCi_CTL2 when `cmci`). */
+function isMceBankMsr(index: number, banks: number, cmci: boolean): boolean {
+  return (index >= MSR_IA32_MC0_CTL && index < MSR_IA32_MC0_CTL + 4 * banks) || (cmci && index >= MSR_IA32_MC0_CTL2 && index < MSR_IA32_MC0_CTL2 + banks);
 }
 
 /**

@@ -96,7 +96,9 @@ function msrList(list: readonly number[], arg: unknown, op: string): number {
   const n = h.nmsrs;
   if (n < list.length) {
     copyToUser(codec.header, { nmsrs: list.length }, arg, op);
-    throw new KernelError('E2BIG', op, `room for ${n} MSRs, ${list.length} needed (written to nmsrs)`);
+    // The way a VMM learns the count (QEMU's kvm_get_supported_msrs asks with nmsrs = 0 first): an answer of normal
+    // operation, made without a stack trace (5 µs in Node 20).
+    throw KernelError.withoutStack('E2BIG', op, `room for ${n} MSRs, ${list.length} needed (written to nmsrs)`);
   }
   copyFlexToUser(codec, { nmsrs: list.length }, list, arg, op);
   return 0;
