@@ -33,7 +33,7 @@ import {
   KVM_X86_DISABLE_EXITS_HLT,
 } from '../abi/constants.js';
 import { KVM_RUN_OFFSETS, KvmRunView } from '../abi/kvm-run.js';
-import { KVM_SREGS_U64_FIELDS, makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
+import { makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
 import { runGuest } from '../guest/interpreter.js';
@@ -935,7 +935,14 @@ export class Vcpu {
     out.gdt.limit = r.gdtLimit;
     out.idt.base = r.idtBase64;
     out.idt.limit = r.idtLimit;
-    for (const k of KVM_SREGS_U64_FIELDS) out[k] = s[k];
+    // KVM_SREGS_U64_FIELDS, by name (a loop over the names is a megamorphic keyed access per field)
+    out.cr0 = s.cr0;
+    out.cr2 = s.cr2;
+    out.cr3 = s.cr3;
+    out.cr4 = s.cr4;
+    out.cr8 = s.cr8;
+    out.efer = s.efer;
+    out.apic_base = s.apic_base;
     // kvm_get_apic_base, kvm_get_cr8: with an in-kernel LAPIC the APIC base and the TPR are the LAPIC's (one source
     // of truth; kvm_lapic_get_cr8).
     const lapic = this.intr?.chip?.lapic;
@@ -955,12 +962,18 @@ export class Vcpu {
     const s = this.sregs;
     const r = this.regs;
     writeSegments(r, v);
-    s.gdt = { ...v.gdt };
+    s.gdt = { base: v.gdt.base, limit: v.gdt.limit };
     r.gdtBase64 = v.gdt.base;
     r.gdtLimit = v.gdt.limit;
     r.idtBase64 = v.idt.base;
     r.idtLimit = v.idt.limit;
-    for (const k of KVM_SREGS_U64_FIELDS) s[k] = v[k];
+    s.cr0 = v.cr0;
+    s.cr2 = v.cr2;
+    s.cr3 = v.cr3;
+    s.cr4 = v.cr4;
+    s.cr8 = v.cr8;
+    s.efer = v.efer;
+    s.apic_base = v.apic_base;
     // kvm_set_apic_base → kvm_lapic_set_base, kvm_set_cr8 → kvm_lapic_set_tpr: an in-kernel LAPIC holds the APIC
     // base and the TPR (the caller validated both); the copies here are not read while it exists.
     const lapic = this.intr?.chip?.lapic;
