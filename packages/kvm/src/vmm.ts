@@ -64,12 +64,14 @@ import {
 import { KvmRunView } from './abi/kvm-run.js';
 import type { StructCodec } from './abi/codec.js';
 import { argBytes, flexArg, structArg } from './vmm-args.js';
+import { decodeKvmIrqchip } from './irqchip/state/irqchip-state.js';
 import {
+  KVM_IRQCHIP_CODEC,
+  KVM_PIT_STATE2_CODEC,
   makeKvmIrqRouting,
-  makeKvmIrqchip,
   makeKvmLapicState,
-  makeKvmPitState2,
   type kvm_ioapic_state,
+  type kvm_irqchip,
   type kvm_irq_routing_entry,
   type kvm_pic_state,
   type kvm_pit_state2,
@@ -751,27 +753,27 @@ function saveIrqchip(proc: Process, vm: VmHandle, lapics: boolean): SavedIrqchip
 }
 
 /** KVM_GET_IRQCHIP of chip `id`, or `undefined` when the VM has no such chip (ENXIO). */
-function getIrqchip(proc: Process, vm: number, id: number): ReturnType<typeof makeKvmIrqchip> | undefined {
-  const c = makeKvmIrqchip({ chip_id: id });
+function getIrqchip(proc: Process, vm: number, id: number): kvm_irqchip | undefined {
+  const b = argBytes(KVM_IRQCHIP_CODEC.size);
+  const view = new DataView(b.buffer, 0, b.byteLength);
+  view.setUint32(KVM_IRQCHIP_CODEC.offsetOf('chip_id'), id, true);
   try {
-    proc.ioctl(vm, KVM_GET_IRQCHIP, c);
+    proc.ioctl(vm, KVM_GET_IRQCHIP, b);
   } catch (e) {
     if (isKernelError(e, 'ENXIO')) return undefined;
     throw e;
   }
-  return c;
+  return decodeKvmIrqchip(view); // the union read by chip_id, as the object form of the call gives it
 }
 
 /** KVM_GET_PIT2, or `undefined` when the VM has no PIT (ENXIO). */
-function getPit2(proc: Process, vm: number): ReturnType<typeof makeKvmPitState2> | undefined {
-  const st = makeKvmPitState2();
+function getPit2(proc: Process, vm: number): kvm_pit_state2 | undefined {
   try {
-    proc.ioctl(vm, KVM_GET_PIT2, st);
+    return getStruct(proc, vm, KVM_GET_PIT2, KVM_PIT_STATE2_CODEC);
   } catch (e) {
     if (isKernelError(e, 'ENXIO')) return undefined;
     throw e;
   }
-  return st;
 }
 
 /**
@@ -797,11 +799,11 @@ function createIrqchip(proc: Process, vm: number, saved: SavedIrqchip): void {
  */
 function restoreIrqchipState(proc: Process, vm: number, saved: SavedIrqchip): void {
   if (saved.pic !== undefined) {
-    proc.ioctl(vm, KVM_SET_IRQCHIP, makeKvmIrqchip({ chip_id: KVM_IRQCHIP_PIC_MASTER, chip: { pic: saved.pic[0] } }));
-    proc.ioctl(vm, KVM_SET_IRQCHIP, makeKvmIrqchip({ chip_id: KVM_IRQCHIP_PIC_SLAVE, chip: { pic: saved.pic[1] } }));
+    setStruct(proc, vm, KVM_SET_IRQCHIP, KVM_IRQCHIP_CODEC, { chip_id: KVM_IRQCHIP_PIC_MASTER, chip: { pic: saved.pic[0] } });
+    setStruct(proc, vm, KVM_SET_IRQCHIP, KVM_IRQCHIP_CODEC, { chip_id: KVM_IRQCHIP_PIC_SLAVE, chip: { pic: saved.pic[1] } });
   }
-  if (saved.ioapic !== undefined) proc.ioctl(vm, KVM_SET_IRQCHIP, makeKvmIrqchip({ chip_id: KVM_IRQCHIP_IOAPIC, chip: { ioapic: saved.ioapic } }));
-  if (saved.pit !== undefined) proc.ioctl(vm, KVM_SET_PIT2, saved.pit);
+  if (saved.ioapic !== undefined) setStruct(proc, vm, KVM_SET_IRQCHIP, KVM_IRQCHIP_CODEC, { chip_id: KVM_IRQCHIP_IOAPIC, chip: { ioapic: saved.ioapic } });
+  if (saved.pit !== undefined) setStruct(proc, vm, KVM_SET_PIT2, KVM_PIT_STATE2_CODEC, saved.pit);
 }
 
 /** Options of {@link restoreVm}. */
