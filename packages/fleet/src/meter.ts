@@ -57,11 +57,21 @@ export function ioctlName(request: number): string {
   return NAMES.get(request >>> 0) ?? `ioctl:0x${(request >>> 0).toString(16)}`;
 }
 
+/** Whether `v` is a cost: a non-negative safe integer. */
+function isCost(v: unknown): boolean {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** The cost tables already checked (the default one, and any a caller passes for many moves): checked once. */
+const CHECKED = new WeakSet<SyscallCosts>();
+
 function checkCosts(c: SyscallCosts): void {
-  const ok = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-  if (typeof c !== 'object' || c === null || !ok(c.defaultIoctlNs) || !ok(c.fileNs) || !Object.values(c.ioctlNs ?? {}).every(ok)) {
+  if (typeof c === 'object' && c !== null && CHECKED.has(c)) return;
+  if (typeof c !== 'object' || c === null || !isCost(c.defaultIoctlNs) || !isCost(c.fileNs) || !Object.values(c.ioctlNs ?? {}).every(isCost)) {
     throw new UsageError('ERR_INVALID_ARG', 'SyscallCosts: every cost must be a non-negative safe integer of ns');
   }
+  // A frozen table cannot change after the check; another one is checked again on every use.
+  if (Object.isFrozen(c) && (c.ioctlNs === undefined || Object.isFrozen(c.ioctlNs))) CHECKED.add(c);
 }
 
 /** A VMM process seen through a counter (see the module comment). */
@@ -114,13 +124,25 @@ export class MeteredProcess {
       mmap: file(proc.mmap.bind(proc)),
       munmap: file(proc.munmap.bind(proc)),
     };
+    // The process's other methods bound to it once each (not a new bound function per access).
+    const bound = new Map<PropertyKey, { readonly of: unknown; readonly fn: unknown }>();
     this.proc = new Proxy(proc, {
       get(target, key): unknown {
-        if (typeof key === 'string' && key in wrapped) return wrapped[key as keyof Process];
+        if (typeof key === 'string' && Object.hasOwn(wrapped, key)) return wrapped[key as keyof Process];
         const v: unknown = Reflect.get(target, key, target);
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        if (typeof v !== 'function') return v;
+        const b = bound.get(key);
+        if (b !== undefined && b.of === v) return b.fn;
+        const fn = (v as (...a: unknown[]) => unknown).bind(target);
+        bound.set(key, { of: v, fn });
+        return fn;
       },
     });
+  }
+
+  /** ioctls counted so far. */
+  get ioctls(): number {
+    return this.#ioctls;
   }
 
   /** The host whose clock the calls move. */

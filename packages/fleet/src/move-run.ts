@@ -83,7 +83,8 @@ export class MoveRun {
   #emitPhase(phase: MovePhase, ok: boolean): void {
     const clock = this.host.clock;
     const ns = clock.nowNs - this.#phaseStart;
-    const total = this.syscalls().ioctls;
+    let total = 0;
+    for (const m of this.#meters) total += m.ioctls;
     const ioctls = total - this.#phaseIoctls;
     this.phases.push({ phase, ok, ns, ioctls });
     this.host.events.emit('fleet:move-phase', { vmm: this.#vmm.name, pid: this.#vmm.proc.pid, from: moduleOf(this.from), to: moduleOf(this.#to), phase, ok, ns, ioctls });

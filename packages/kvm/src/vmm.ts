@@ -66,12 +66,16 @@ import {
 } from './abi/constants.js';
 import { KvmRunView } from './abi/kvm-run.js';
 import { KVM_NESTED_STATE_CODEC, type kvm_nested_state } from './abi/structs-nested.js';
+import type { StructCodec } from './abi/codec.js';
+import { argBytes, flexArg, structArg } from './vmm-args.js';
+import { decodeKvmIrqchip } from './irqchip/state/irqchip-state.js';
 import {
+  KVM_IRQCHIP_CODEC,
+  KVM_PIT_STATE2_CODEC,
   makeKvmIrqRouting,
-  makeKvmIrqchip,
   makeKvmLapicState,
-  makeKvmPitState2,
   type kvm_ioapic_state,
+  type kvm_irqchip,
   type kvm_irq_routing_entry,
   type kvm_pic_state,
   type kvm_pit_state2,
@@ -430,13 +434,14 @@ export function msrIndexList(proc: Process, sys: number): number[] {
 
 /** `struct kvm_msrs` bytes for `entries` (data 0 where not given). */
 function msrsBytes(entries: ReadonlyArray<{ readonly index: number; readonly data?: bigint }>): Uint8Array<ArrayBuffer> {
-  const b = new Uint8Array(8 + 16 * entries.length);
-  const dv = new DataView(b.buffer);
+  const b = argBytes(8 + 16 * entries.length);
+  const dv = new DataView(b.buffer, 0, b.byteLength);
   dv.setUint32(0, entries.length, true);
-  entries.forEach((e, i) => {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as { readonly index: number; readonly data?: bigint };
     dv.setUint32(8 + 16 * i, e.index, true);
     dv.setBigUint64(16 + 16 * i, e.data ?? 0n, true);
-  });
+  }
   return b;
 }
 
@@ -446,8 +451,8 @@ function readMsrs(proc: Process, fd: number, indices: readonly number[]): kvm_ms
   let start = 0;
   while (start < indices.length) {
     const count = Math.min(255, indices.length - start);
-    const b = new Uint8Array(8 + 16 * count);
-    const dv = new DataView(b.buffer);
+    const b = argBytes(8 + 16 * count);
+    const dv = new DataView(b.buffer, 0, b.byteLength);
     dv.setUint32(0, count, true);
     for (let i = 0; i < count; i++) dv.setUint32(8 + 16 * i, indices[start + i] as number, true);
     const n = proc.ioctl(fd, KVM_GET_MSRS, b);
@@ -459,14 +464,14 @@ function readMsrs(proc: Process, fd: number, indices: readonly number[]): kvm_ms
 
 /** Read struct `codec` with `req` through its C bytes. */
 function getStruct<T extends object>(proc: Process, fd: number, req: number, codec: { readonly size: number; decode(view: DataView, offset?: number): T }): T {
-  const b = new Uint8Array(codec.size);
+  const b = argBytes(codec.size);
   proc.ioctl(fd, req, b);
-  return codec.decode(new DataView(b.buffer), 0);
+  return codec.decode(new DataView(b.buffer, 0, b.byteLength), 0);
 }
 
 /** Write struct `v` with `req` through its C bytes. */
-function setStruct<T extends object>(proc: Process, fd: number, req: number, codec: { toBytes(v: T): Uint8Array<ArrayBuffer> }, v: T): void {
-  proc.ioctl(fd, req, codec.toBytes(v));
+function setStruct<T extends object>(proc: Process, fd: number, req: number, codec: StructCodec<T>, v: T): void {
+  proc.ioctl(fd, req, structArg(codec, v));
 }
 
 /**
@@ -496,10 +501,11 @@ function setStruct<T extends object>(proc: Process, fd: number, req: number, cod
  * ```
  */
 export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msrs: readonly number[] = msrIndexList(proc, sys)): SavedVcpu {
-  const cpuidBytes = new Uint8Array(KVM_CPUID2_CODEC.entriesOffset + 256 * KVM_CPUID_ENTRY2_CODEC.size);
-  new DataView(cpuidBytes.buffer).setUint32(0, 256, true);
+  const cpuidBytes = argBytes(KVM_CPUID2_CODEC.entriesOffset + 256 * KVM_CPUID_ENTRY2_CODEC.size);
+  const cpuidView = new DataView(cpuidBytes.buffer, 0, cpuidBytes.byteLength);
+  cpuidView.setUint32(0, 256, true);
   proc.ioctl(fd, KVM_GET_CPUID2, cpuidBytes);
-  const cpuid = KVM_CPUID2_CODEC.decode(new DataView(cpuidBytes.buffer)).entries;
+  const cpuid = KVM_CPUID2_CODEC.decode(cpuidView).entries;
   const regs = getStruct(proc, fd, KVM_GET_REGS, KVM_REGS_CODEC);
   const hasSregs2 = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0;
   const sregs2 = hasSregs2 ? getStruct(proc, fd, KVM_GET_SREGS2, KVM_SREGS2_CODEC) : undefined;
@@ -535,10 +541,10 @@ export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msr
 function readNestedState(proc: Process, sys: number, fd: number): kvm_nested_state | undefined {
   const max = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_NESTED_STATE);
   if (max <= 0) return undefined;
-  const b = new Uint8Array(max);
-  new DataView(b.buffer).setUint32(4, max, true); // size: the buffer's
+  const b = argBytes(max);
+  new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(4, max, true); // size: the buffer's
   proc.ioctl(fd, KVM_GET_NESTED_STATE, b);
-  return KVM_NESTED_STATE_CODEC.decode(new DataView(b.buffer), 0);
+  return KVM_NESTED_STATE_CODEC.decode(new DataView(b.buffer, b.byteOffset, b.byteLength), 0);
 }
 
 /** The machine-check bank MSRs `mcgCap` gives a vCPU (MCi_CTL/STATUS/ADDR/MISC, and MCi_CTL2 with CMCI), which come from MCG_CAP, not from KVM_GET_MSR_INDEX_LIST. */
@@ -552,14 +558,24 @@ function mceBankMsrs(mcgCap: bigint): number[] {
 
 /** KVM_GET_LAPIC's page, or `undefined` when the vCPU has no in-kernel LAPIC (EINVAL). */
 function readLapic(proc: Process, fd: number): Uint8Array | undefined {
-  const s = makeKvmLapicState();
+  const regs = argBytes(LAPIC_REGS_BYTES);
   try {
-    proc.ioctl(fd, KVM_GET_LAPIC, s);
+    proc.ioctl(fd, KVM_GET_LAPIC, regs);
   } catch (e) {
     if (isKernelError(e, 'EINVAL')) return undefined;
     throw e;
   }
-  return s.regs;
+  return regs.slice();
+}
+
+/** `sizeof(struct kvm_lapic_state)`: `char regs[KVM_APIC_REG_SIZE]`. */
+const LAPIC_REGS_BYTES = 0x400;
+
+/** `struct kvm_lapic_state` of `regs` (0x400 bytes) in the helpers' argument buffer. */
+function lapicArg(regs: Uint8Array): Uint8Array<ArrayBuffer> {
+  const b = argBytes(LAPIC_REGS_BYTES);
+  b.set(regs);
+  return b;
 }
 
 /**
@@ -596,7 +612,7 @@ export function restoreVcpu(proc: Process, fd: number, saved: SavedVcpu): void {
 
 /** QEMU's `kvm_init_vcpu` part: CPUID, TSC frequency, machine-check setup. */
 function restoreVcpuSetup(proc: Process, fd: number, saved: SavedVcpu): void {
-  proc.ioctl(fd, KVM_SET_CPUID2, KVM_CPUID2_CODEC.toBytes({ nent: saved.cpuid.length }, saved.cpuid));
+  proc.ioctl(fd, KVM_SET_CPUID2, flexArg(KVM_CPUID2_CODEC, { nent: saved.cpuid.length }, saved.cpuid));
   if (proc.ioctl(fd, KVM_GET_TSC_KHZ, 0) !== saved.tscKhz) proc.ioctl(fd, KVM_SET_TSC_KHZ, saved.tscKhz);
   if (saved.mcgCap !== 0n) proc.ioctl(fd, KVM_X86_SETUP_MCE, [saved.mcgCap]);
 }
@@ -611,7 +627,8 @@ function restoreLapic(proc: Process, fd: number, saved: SavedVcpu): void {
   if (base !== undefined && proc.ioctl(fd, KVM_SET_MSRS, msrsBytes([{ index: MSR_IA32_APICBASE, data: base }])) !== 1) {
     throw new UsageError('ERR_INVALID_STATE', `restoreVcpu: KVM refused APIC base 0x${base.toString(16)}`);
   }
-  proc.ioctl(fd, KVM_SET_LAPIC, makeKvmLapicState(saved.lapic));
+  // The register page as the C structure (its only member); a page of another size goes through makeKvmLapicState.
+  proc.ioctl(fd, KVM_SET_LAPIC, saved.lapic.length === LAPIC_REGS_BYTES ? lapicArg(saved.lapic) : makeKvmLapicState(saved.lapic));
 }
 
 /** QEMU's `kvm_arch_put_registers` (KVM_PUT_FULL_STATE). */
@@ -731,28 +748,12 @@ export function saveVm(proc: Process, vm: VmHandle): SavedVm {
   return irqchip === undefined ? { clock, vcpus } : { clock, irqchip, vcpus };
 }
 
-/** `op` on the VM fd, or `undefined` when KVM answers ENXIO (no such device in the kernel). */
-function unlessEnxio<T>(op: () => T): T | undefined {
-  try {
-    return op();
-  } catch (e) {
-    if (isKernelError(e, 'ENXIO')) return undefined;
-    throw e;
-  }
-}
-
 /**
  * The irqchip part of {@link saveVm}: the PICs and the IOAPIC (KVM_GET_IRQCHIP: ENXIO without a full irqchip), the
  * PIT (KVM_GET_PIT2: ENXIO without one), with the VMM's configuration; `undefined` for a VM without an irqchip.
  */
 function saveIrqchip(proc: Process, vm: VmHandle, lapics: boolean): SavedIrqchip | undefined {
-  const chip = (id: number): ReturnType<typeof makeKvmIrqchip> | undefined =>
-    unlessEnxio(() => {
-      const c = makeKvmIrqchip({ chip_id: id });
-      proc.ioctl(vm.vm, KVM_GET_IRQCHIP, c);
-      return c;
-    });
-  const master = chip(KVM_IRQCHIP_PIC_MASTER);
+  const master = getIrqchip(proc, vm.vm, KVM_IRQCHIP_PIC_MASTER);
   const mode = master !== undefined ? 'kernel' : lapics ? 'split' : vm.irqchip?.mode;
   if (mode === undefined) return undefined;
   if (vm.irqchip !== undefined && vm.irqchip.mode !== mode) {
@@ -761,20 +762,40 @@ function saveIrqchip(proc: Process, vm: VmHandle, lapics: boolean): SavedIrqchip
   let pic: SavedIrqchip['pic'];
   let ioapic: SavedIrqchip['ioapic'];
   if (master !== undefined) {
-    const slave = chip(KVM_IRQCHIP_PIC_SLAVE);
-    const io = chip(KVM_IRQCHIP_IOAPIC);
+    const slave = getIrqchip(proc, vm.vm, KVM_IRQCHIP_PIC_SLAVE);
+    const io = getIrqchip(proc, vm.vm, KVM_IRQCHIP_IOAPIC);
     if (!('pic' in master.chip) || slave === undefined || !('pic' in slave.chip) || io === undefined || !('ioapic' in io.chip)) {
       throw new UsageError('ERR_INVALID_STATE', 'saveVm: KVM_GET_IRQCHIP answered another chip');
     }
     pic = [master.chip.pic, slave.chip.pic];
     ioapic = io.chip.ioapic;
   }
-  const pit = unlessEnxio(() => {
-    const st = makeKvmPitState2();
-    proc.ioctl(vm.vm, KVM_GET_PIT2, st);
-    return st;
-  });
+  const pit = getPit2(proc, vm.vm);
   return { config: { ...vm.irqchip, mode }, pic, ioapic, pit };
+}
+
+/** KVM_GET_IRQCHIP of chip `id`, or `undefined` when the VM has no such chip (ENXIO). */
+function getIrqchip(proc: Process, vm: number, id: number): kvm_irqchip | undefined {
+  const b = argBytes(KVM_IRQCHIP_CODEC.size);
+  const view = new DataView(b.buffer, 0, b.byteLength);
+  view.setUint32(KVM_IRQCHIP_CODEC.offsetOf('chip_id'), id, true);
+  try {
+    proc.ioctl(vm, KVM_GET_IRQCHIP, b);
+  } catch (e) {
+    if (isKernelError(e, 'ENXIO')) return undefined;
+    throw e;
+  }
+  return decodeKvmIrqchip(view); // the union read by chip_id, as the object form of the call gives it
+}
+
+/** KVM_GET_PIT2, or `undefined` when the VM has no PIT (ENXIO). */
+function getPit2(proc: Process, vm: number): kvm_pit_state2 | undefined {
+  try {
+    return getStruct(proc, vm, KVM_GET_PIT2, KVM_PIT_STATE2_CODEC);
+  } catch (e) {
+    if (isKernelError(e, 'ENXIO')) return undefined;
+    throw e;
+  }
 }
 
 /**
@@ -800,11 +821,11 @@ function createIrqchip(proc: Process, vm: number, saved: SavedIrqchip): void {
  */
 function restoreIrqchipState(proc: Process, vm: number, saved: SavedIrqchip): void {
   if (saved.pic !== undefined) {
-    proc.ioctl(vm, KVM_SET_IRQCHIP, makeKvmIrqchip({ chip_id: KVM_IRQCHIP_PIC_MASTER, chip: { pic: saved.pic[0] } }));
-    proc.ioctl(vm, KVM_SET_IRQCHIP, makeKvmIrqchip({ chip_id: KVM_IRQCHIP_PIC_SLAVE, chip: { pic: saved.pic[1] } }));
+    setStruct(proc, vm, KVM_SET_IRQCHIP, KVM_IRQCHIP_CODEC, { chip_id: KVM_IRQCHIP_PIC_MASTER, chip: { pic: saved.pic[0] } });
+    setStruct(proc, vm, KVM_SET_IRQCHIP, KVM_IRQCHIP_CODEC, { chip_id: KVM_IRQCHIP_PIC_SLAVE, chip: { pic: saved.pic[1] } });
   }
-  if (saved.ioapic !== undefined) proc.ioctl(vm, KVM_SET_IRQCHIP, makeKvmIrqchip({ chip_id: KVM_IRQCHIP_IOAPIC, chip: { ioapic: saved.ioapic } }));
-  if (saved.pit !== undefined) proc.ioctl(vm, KVM_SET_PIT2, saved.pit);
+  if (saved.ioapic !== undefined) setStruct(proc, vm, KVM_SET_IRQCHIP, KVM_IRQCHIP_CODEC, { chip_id: KVM_IRQCHIP_IOAPIC, chip: { ioapic: saved.ioapic } });
+  if (saved.pit !== undefined) setStruct(proc, vm, KVM_SET_PIT2, KVM_PIT_STATE2_CODEC, saved.pit);
 }
 
 /** Options of {@link restoreVm}. */
@@ -897,11 +918,21 @@ export function restoreVm(proc: Process, devPath: string, saved: SavedVm, option
  * `kvm_get_supported_msrs` found, the banks from MCG_CAP); the others' indices added to `dropped`.
  */
 function listedMsrsOnly(saved: SavedVcpu, listed: ReadonlySet<number>, dropped: Set<number>): SavedVcpu {
-  const banks = new Set(mceBankMsrs(saved.mcgCap));
-  const keep = (index: number): boolean => listed.has(index) || banks.has(index);
-  if (saved.msrs.every((m) => keep(m.index))) return saved;
-  for (const m of saved.msrs) if (!keep(m.index)) dropped.add(m.index);
-  return { ...saved, msrs: saved.msrs.filter((m) => keep(m.index)) };
+  const banks = Number(saved.mcgCap & 0xffn);
+  const cmci = (saved.mcgCap & MCG_CMCI_P) !== 0n;
+  let all = true;
+  for (const m of saved.msrs) {
+    if (listed.has(m.index) || isMceBankMsr(m.index, banks, cmci)) continue;
+    dropped.add(m.index);
+    all = false;
+  }
+  if (all) return saved;
+  return { ...saved, msrs: saved.msrs.filter((m) => listed.has(m.index) || isMceBankMsr(m.index, banks, cmci)) };
+}
+
+/** Whether `index` is one of {@link mceBankMsrs}'s MSRs for `banks` banks (with MCi_CTL2 when `cmci`). */
+function isMceBankMsr(index: number, banks: number, cmci: boolean): boolean {
+  return (index >= MSR_IA32_MC0_CTL && index < MSR_IA32_MC0_CTL + 4 * banks) || (cmci && index >= MSR_IA32_MC0_CTL2 && index < MSR_IA32_MC0_CTL2 + banks);
 }
 
 /**

@@ -189,68 +189,75 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_VM_TYPES, { linux: (i) => (1 << KVM_X86_DEFAULT_VM) | vendorArch(i).linuxExtraVmTypes, why: 'KVM_CREATE_VM creates default VMs only (an SEV guest starts from one, with KVM_SEV_INIT)' }],
 ]);
 
+/**
+ * The capabilities every module answers 1 for (generic and x86), asked before the switch below: a VMM asks some of
+ * them on every save (KVM_CAP_SREGS2), and a switch over imported constants compares its cases one by one.
+ */
+const ALWAYS_ONE: ReadonlySet<number> = new Set([
+  // generic, always
+  KVM_CAP_USER_MEMORY,
+  KVM_CAP_USER_MEMORY2,
+  KVM_CAP_DESTROY_MEMORY_REGION_WORKS,
+  KVM_CAP_JOIN_MEMORY_REGIONS_WORKS,
+  KVM_CAP_INTERNAL_ERROR_DATA,
+  KVM_CAP_IOEVENTFD_ANY_LENGTH,
+  KVM_CAP_CHECK_EXTENSION_VM,
+  KVM_CAP_ENABLE_CAP_VM,
+  KVM_CAP_HALT_POLL,
+  KVM_CAP_COALESCED_PIO,
+  KVM_CAP_BINARY_STATS_FD,
+  KVM_CAP_SYSTEM_EVENT_DATA,
+  // x86, always
+  KVM_CAP_IRQCHIP,
+  KVM_CAP_HLT,
+  KVM_CAP_MMU_SHADOW_CACHE_CONTROL,
+  KVM_CAP_SET_TSS_ADDR,
+  KVM_CAP_EXT_CPUID,
+  KVM_CAP_EXT_EMUL_CPUID,
+  KVM_CAP_CLOCKSOURCE,
+  KVM_CAP_NOP_IO_DELAY,
+  KVM_CAP_MP_STATE,
+  KVM_CAP_SYNC_MMU,
+  KVM_CAP_USER_NMI,
+  KVM_CAP_IOEVENTFD,
+  KVM_CAP_IOEVENTFD_NO_LENGTH,
+  KVM_CAP_SET_IDENTITY_MAP_ADDR,
+  KVM_CAP_VCPU_EVENTS,
+  KVM_CAP_DEBUGREGS,
+  KVM_CAP_XSAVE,
+  KVM_CAP_ASYNC_PF,
+  KVM_CAP_ASYNC_PF_INT,
+  KVM_CAP_GET_TSC_KHZ,
+  KVM_CAP_KVMCLOCK_CTRL,
+  KVM_CAP_DISABLE_QUIRKS,
+  KVM_CAP_SET_BOOT_CPU_ID,
+  KVM_CAP_IMMEDIATE_EXIT,
+  KVM_CAP_GET_MSR_FEATURES,
+  KVM_CAP_MSR_PLATFORM_INFO,
+  KVM_CAP_EXCEPTION_PAYLOAD,
+  KVM_CAP_X86_TRIPLE_FAULT_EVENT,
+  KVM_CAP_X86_MSR_FILTER, // a denied access is #GP, or KVM_EXIT_X86_RDMSR/WRMSR with reason FILTER
+  KVM_CAP_X86_USER_SPACE_MSR, // vcpu-platform.ts
+  KVM_CAP_SET_GUEST_DEBUG, // vcpu-guest-debug.ts
+  KVM_CAP_X86_ROBUST_SINGLESTEP, // a single step is reported after an instruction completed by the next KVM_RUN
+  KVM_CAP_ENFORCE_PV_FEATURE_CPUID,
+  KVM_CAP_SREGS2,
+  KVM_CAP_EXIT_ON_EMULATION_FAILURE,
+  KVM_CAP_SYS_ATTRIBUTES,
+  KVM_CAP_ENABLE_CAP,
+  KVM_CAP_MEMORY_FAULT_INFO,
+  KVM_CAP_READONLY_MEM, // kvm_arch_has_readonly_mem: every default VM
+  KVM_CAP_TSC_DEADLINE_TIMER, // the guest's IA32_TSC_DEADLINE reaches the LAPIC timer (kvm_set_lapic_tscdeadline_msr)
+  // answered 1 on every vendor; KVM_ENABLE_CAP is EINVAL where the vendor has no op (VMX): enc-context.ts
+  KVM_CAP_VM_COPY_ENC_CONTEXT_FROM,
+  KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM,
+]);
+
 /** `kvm_vm_ioctl_check_extension_generic` + the x86 part, for this module (and VM, when asked on a VM fd). */
 export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number {
   if (buildOf(inst).capsRemoved.has(cap)) return 0; // a release without the capability
+  if (ALWAYS_ONE.has(cap)) return 1;
   switch (cap) {
-    // generic, always
-    case KVM_CAP_USER_MEMORY:
-    case KVM_CAP_USER_MEMORY2:
-    case KVM_CAP_DESTROY_MEMORY_REGION_WORKS:
-    case KVM_CAP_JOIN_MEMORY_REGIONS_WORKS:
-    case KVM_CAP_INTERNAL_ERROR_DATA:
-    case KVM_CAP_IOEVENTFD_ANY_LENGTH:
-    case KVM_CAP_CHECK_EXTENSION_VM:
-    case KVM_CAP_ENABLE_CAP_VM:
-    case KVM_CAP_HALT_POLL:
-    case KVM_CAP_COALESCED_PIO:
-    case KVM_CAP_BINARY_STATS_FD:
-    case KVM_CAP_SYSTEM_EVENT_DATA:
-    // x86, always
-    case KVM_CAP_IRQCHIP:
-    case KVM_CAP_HLT:
-    case KVM_CAP_MMU_SHADOW_CACHE_CONTROL:
-    case KVM_CAP_SET_TSS_ADDR:
-    case KVM_CAP_EXT_CPUID:
-    case KVM_CAP_EXT_EMUL_CPUID:
-    case KVM_CAP_CLOCKSOURCE:
-    case KVM_CAP_NOP_IO_DELAY:
-    case KVM_CAP_MP_STATE:
-    case KVM_CAP_SYNC_MMU:
-    case KVM_CAP_USER_NMI:
-    case KVM_CAP_IOEVENTFD:
-    case KVM_CAP_IOEVENTFD_NO_LENGTH:
-    case KVM_CAP_SET_IDENTITY_MAP_ADDR:
-    case KVM_CAP_VCPU_EVENTS:
-    case KVM_CAP_DEBUGREGS:
-    case KVM_CAP_XSAVE:
-    case KVM_CAP_ASYNC_PF:
-    case KVM_CAP_ASYNC_PF_INT:
-    case KVM_CAP_GET_TSC_KHZ:
-    case KVM_CAP_KVMCLOCK_CTRL:
-    case KVM_CAP_DISABLE_QUIRKS:
-    case KVM_CAP_SET_BOOT_CPU_ID:
-    case KVM_CAP_IMMEDIATE_EXIT:
-    case KVM_CAP_GET_MSR_FEATURES:
-    case KVM_CAP_MSR_PLATFORM_INFO:
-    case KVM_CAP_EXCEPTION_PAYLOAD:
-    case KVM_CAP_X86_TRIPLE_FAULT_EVENT:
-    case KVM_CAP_X86_MSR_FILTER: // a denied access is #GP, or KVM_EXIT_X86_RDMSR/WRMSR with reason FILTER
-    case KVM_CAP_X86_USER_SPACE_MSR: // vcpu-platform.ts
-    case KVM_CAP_SET_GUEST_DEBUG: // vcpu-guest-debug.ts
-    case KVM_CAP_X86_ROBUST_SINGLESTEP: // a single step is reported after an instruction completed by the next KVM_RUN
-    case KVM_CAP_ENFORCE_PV_FEATURE_CPUID:
-    case KVM_CAP_SREGS2:
-    case KVM_CAP_EXIT_ON_EMULATION_FAILURE:
-    case KVM_CAP_SYS_ATTRIBUTES:
-    case KVM_CAP_ENABLE_CAP:
-    case KVM_CAP_MEMORY_FAULT_INFO:
-    case KVM_CAP_READONLY_MEM: // kvm_arch_has_readonly_mem: every default VM
-    case KVM_CAP_TSC_DEADLINE_TIMER: // the guest's IA32_TSC_DEADLINE reaches the LAPIC timer (kvm_set_lapic_tscdeadline_msr)
-    // answered 1 on every vendor; KVM_ENABLE_CAP is EINVAL where the vendor has no op (VMX): enc-context.ts
-    case KVM_CAP_VM_COPY_ENC_CONTEXT_FROM:
-    case KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM:
-      return 1;
     // the in-kernel interrupt controllers: irq-caps.ts (below), except what the model's LAPIC does not have yet
     case KVM_CAP_VAPIC:
     case KVM_CAP_PCI_SEGMENT:

@@ -62,8 +62,11 @@ function xsaveImage(v: Vcpu, arch: VcpuArch): Uint8Array<ArrayBuffer> {
   dv.setBigUint64(FX.swReserved, caps.hostUserXfeatures, true);
   const bv = dv.getBigUint64(FX.xstateBv, true) & (guestSupportedXcr0(arch, caps) | XFEATURE_MASK_FPSSE);
   dv.setBigUint64(FX.xstateBv, bv, true);
+  // The bits as two numbers: a bigint shift and mask per component would allocate 62 bigints per call.
+  const bvLow = Number(bv & 0xffff_ffffn);
+  const bvHigh = Number(bv >> 32n);
   for (let i = 2; i < 64; i++) {
-    if ((bv & (1n << BigInt(i))) === 0n) continue;
+    if (((i < 32 ? bvLow >>> i : bvHigh >>> (i - 32)) & 1) === 0) continue;
     const { offset, size } = caps.xstateComponent(i);
     out.set(arch.fpu.subarray(offset, offset + size), offset);
   }

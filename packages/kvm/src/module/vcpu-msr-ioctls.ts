@@ -15,10 +15,15 @@ import type { IoctlDef } from './ioctl-table.js';
 import { msrIo } from './system-arch-ioctls.js';
 import { vcpuArch } from './vcpu-arch.js';
 import { checkCpuid, cpuidEqual, findCpuid, guestHas, guestMaxPhyAddr } from './vcpu-cpuid.js';
-import { getMsr, setMsr } from './vcpu-msrs.js';
+import { hostMsrBatch } from './vcpu-msrs.js';
 import { apicBaseOf } from './vcpu-sregs.js';
 import { x86Caps } from './x86-caps.js';
 import type { Vcpu } from './vcpu.js';
+
+/** Bit `bit` of register `reg` of CPUID entry `e`, set or cleared. */
+function setCpuidBit(e: kvm_cpuid_entry2, reg: 'ecx' | 'edx', bit: number, on: boolean): void {
+  e[reg] = on ? (e[reg] | (1 << bit)) >>> 0 : (e[reg] & ~(1 << bit)) >>> 0;
+}
 
 /**
  * `kvm_update_cpuid_runtime`: the CPUID bits KVM keeps in step with the vCPU — OSXSAVE with CR4.OSXSAVE, APIC with
@@ -26,16 +31,13 @@ import type { Vcpu } from './vcpu.js';
  */
 export function cpuidRuntime(v: Vcpu, entries: kvm_cpuid_entry2[]): void {
   const s = v.regs;
-  const set = (e: kvm_cpuid_entry2, reg: 'ecx' | 'edx', bit: number, on: boolean): void => {
-    e[reg] = on ? (e[reg] | (1 << bit)) >>> 0 : (e[reg] & ~(1 << bit)) >>> 0;
-  };
   const l1 = findCpuid(entries, 1);
   if (l1 !== undefined) {
-    set(l1, 'ecx', 27, (s.cr4 & (1n << 18n)) !== 0n);
-    set(l1, 'edx', 9, (apicBaseOf(v) & (1n << 11n)) !== 0n);
+    setCpuidBit(l1, 'ecx', 27, (s.cr4 & (1n << 18n)) !== 0n);
+    setCpuidBit(l1, 'edx', 9, (apicBaseOf(v) & (1n << 11n)) !== 0n);
   }
   const l7 = findCpuid(entries, 7, 0);
-  if (l7 !== undefined) set(l7, 'ecx', 4, (s.cr4 & (1n << 22n)) !== 0n);
+  if (l7 !== undefined) setCpuidBit(l7, 'ecx', 4, (s.cr4 & (1n << 22n)) !== 0n);
   const ld = findCpuid(entries, 0xd, 0);
   if (ld !== undefined) {
     // xstate_required_size(vcpu->arch.xcr0, false)
@@ -49,13 +51,19 @@ export const VCPU_MSR_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     name: 'KVM_GET_MSRS',
     request: KVM_GET_MSRS,
     arg: { dir: 'inout', codec: KVM_MSRS_CODEC, flex: { header: 'in', entries: 'inout' } },
-    run: (v, arg) => msrIo(arg, 'KVM_GET_MSRS', (index) => getMsr(v, index, true), true),
+    run(v, arg) {
+      const msrs = hostMsrBatch(v);
+      return msrIo(arg, 'KVM_GET_MSRS', (index) => msrs.get(index), true);
+    },
   },
   {
     name: 'KVM_SET_MSRS',
     request: KVM_SET_MSRS,
     arg: { dir: 'in', codec: KVM_MSRS_CODEC },
-    run: (v, arg) => msrIo(arg, 'KVM_SET_MSRS', (index, data) => (setMsr(v, index, data, true) ? data : undefined), false),
+    run(v, arg) {
+      const msrs = hostMsrBatch(v);
+      return msrIo(arg, 'KVM_SET_MSRS', (index, data) => (msrs.set(index, data) ? data : undefined), false);
+    },
   },
   {
     name: 'KVM_SET_CPUID2',

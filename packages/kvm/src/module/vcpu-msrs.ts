@@ -20,7 +20,7 @@ import { guestTsc, synchronizeTsc } from './vcpu-tsc.js';
 import { apicBaseOf } from './vcpu-sregs.js';
 import { vendorArch } from './vendor-arch.js';
 import { VcpuRequest, makeRequest } from './vcpu-requests.js';
-import { buildHasMsr } from '../builds/build.js';
+import { buildHasMsr, buildOf } from '../builds/build.js';
 
 const U64 = 0xffff_ffff_ffff_ffffn;
 
@@ -152,11 +152,70 @@ function mceBank(msr: number): number | undefined {
   return msr >= MSR.IA32_MC0_CTL && msr < MSR.IA32_MC0_CTL + 32 * 4 ? msr - MSR.IA32_MC0_CTL : undefined;
 }
 
+let lastMcgCap = -1n;
+let lastBankCount = 0;
+
+/** `mcg_cap & 0xff`, the number of banks, as a number (the last answer kept: a save asks once per bank MSR). */
+function mceBankCount(mcgCap: bigint): number {
+  if (mcgCap !== lastMcgCap) {
+    lastMcgCap = mcgCap;
+    lastBankCount = Number(mcgCap & 0xffn);
+  }
+  return lastBankCount;
+}
+
+/**
+ * `get_msr_mce`: IA32_MCi_CTL/STATUS/ADDR/MISC (`MSR_IA32_MC0_CTL` …) and IA32_MCi_CTL2 (`MSR_IA32_MC0_CTL2` …): the
+ * value, `undefined` (#GP: a bank MCG_CAP does not give), or `null` for an MSR in neither range.
+ */
+function readMceMsr(arch: VcpuArch, msr: number, host: boolean): bigint | undefined | null {
+  const bank = mceBank(msr);
+  if (bank !== undefined) {
+    if (bank >= mceBankCount(arch.mcgCap) * 4) return undefined;
+    return arch.mceBanks[bank];
+  }
+  if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
+    const b = msr - MSR.IA32_MC0_CTL2;
+    if (b >= mceBankCount(arch.mcgCap)) return undefined;
+    if ((arch.mcgCap & MCG_CMCI_P) === 0n && !host) return undefined;
+    return arch.mciCtl2[b];
+  }
+  return null;
+}
+
+/** `set_msr_mce` for the bank MSRs: whether the write was taken, or `null` for an MSR in neither range. */
+function writeMceMsr(arch: VcpuArch, msr: number, data: bigint, host: boolean): boolean | null {
+  const bank = mceBank(msr);
+  if (bank !== undefined) {
+    if (bank >= mceBankCount(arch.mcgCap) * 4) return false;
+    // Only 0 or all 1s go to IA32_MCi_CTL (bit 10 and bit 0 may be clear: AMD erratum 383 / old guests).
+    if (bank % 4 === 0 && data !== 0n && (data | (1n << 10n) | 1n) !== U64) return false;
+    if (!host && bank % 4 === 1 && data !== 0n) return false; // MCi_STATUS: hwcr McStatusWrEn not modelled
+    arch.mceBanks[bank] = data;
+    return true;
+  }
+  if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
+    const b = msr - MSR.IA32_MC0_CTL2;
+    if (b >= mceBankCount(arch.mcgCap)) return false;
+    if ((arch.mcgCap & MCG_CMCI_P) === 0n && (data !== 0n || !host)) return false;
+    if ((data & ~(MCI_CTL2_CMCI_EN | MCI_CTL2_CMCI_THRESHOLD_MASK)) !== 0n) return false;
+    arch.mciCtl2[b] = data;
+    return true;
+  }
+  return null;
+}
+
 /** `kvm_get_msr_common` + the vendor's `get_msr` for the modelled MSRs: the value, `'unsupported'` or `undefined` (#GP). */
 function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: boolean): bigint | undefined | 'unsupported' {
   if (pvWithheld(arch, msr)) return undefined;
   const vendorSpec = vendorArch(v.vm.instance).vcpuMsrs.get(msr);
   if (vendorSpec !== undefined) return arch.msrs.get(msr) ?? vendorSpec.reset;
+  // The machine-check banks first (no case below is in their ranges): a save reads up to 160 of them, and the
+  // switch compares its cases one by one.
+  if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL + 32 * 4) {
+    const r = readMceMsr(arch, msr, host);
+    if (r !== null) return r;
+  }
   switch (msr) {
     case MSR.IA32_TSC:
       return guestTsc(v, arch);
@@ -240,17 +299,6 @@ function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: bool
         return intr.irqchip.op((now) => lapic.readX2apicMsr(msr, now));
       }
       if (isMtrr(msr)) return arch.msrs.get(msr) ?? 0n;
-      const bank = mceBank(msr);
-      if (bank !== undefined) {
-        if (bank >= Number(arch.mcgCap & 0xffn) * 4) return undefined;
-        return arch.mceBanks[bank];
-      }
-      if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
-        const b = msr - MSR.IA32_MC0_CTL2;
-        if (b >= Number(arch.mcgCap & 0xffn)) return undefined;
-        if ((arch.mcgCap & MCG_CMCI_P) === 0n && !host) return undefined;
-        return arch.mciCtl2[b];
-      }
       return 'unsupported';
     }
   }
@@ -264,6 +312,11 @@ function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: big
     if (!vendorSpec.accepts(data, host)) return false;
     arch.msrs.set(msr, vendorSpec.normalize?.(data) ?? data);
     return true;
+  }
+  // The machine-check banks first, as in readMsr.
+  if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL + 32 * 4) {
+    const r = writeMceMsr(arch, msr, data, host);
+    if (r !== null) return r;
   }
   switch (msr) {
     case MSR.IA32_TSC: {
@@ -457,23 +510,6 @@ function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: big
         arch.msrs.set(msr, data);
         return true;
       }
-      const bank = mceBank(msr);
-      if (bank !== undefined) {
-        if (bank >= Number(arch.mcgCap & 0xffn) * 4) return false;
-        // Only 0 or all 1s go to IA32_MCi_CTL (bit 10 and bit 0 may be clear: AMD erratum 383 / old guests).
-        if (bank % 4 === 0 && data !== 0n && (data | (1n << 10n) | 1n) !== U64) return false;
-        if (!host && bank % 4 === 1 && data !== 0n) return false; // MCi_STATUS: hwcr McStatusWrEn not modelled
-        arch.mceBanks[bank] = data;
-        return true;
-      }
-      if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
-        const b = msr - MSR.IA32_MC0_CTL2;
-        if (b >= Number(arch.mcgCap & 0xffn)) return false;
-        if ((arch.mcgCap & MCG_CMCI_P) === 0n && (data !== 0n || !host)) return false;
-        if ((data & ~(MCI_CTL2_CMCI_EN | MCI_CTL2_CMCI_THRESHOLD_MASK)) !== 0n) return false;
-        arch.mciCtl2[b] = data;
-        return true;
-      }
       return 'unsupported';
     }
   }
@@ -490,6 +526,38 @@ export function getMsr(v: Vcpu, msr: number, host: boolean): bigint | undefined 
   if (r !== 'unsupported') return r;
   // kvm_do_msr_access: user space reads an advertised MSR the vCPU cannot back as 0.
   return host && caps.advertisedMsrs.has(msr) ? 0n : undefined;
+}
+
+/** What {@link hostMsrBatch} gives: {@link getMsr} and {@link setMsr} of one vCPU, host-initiated. */
+export interface HostMsrBatch {
+  /** `getMsr(v, msr, true)`. */
+  get(msr: number): bigint | undefined;
+  /** `setMsr(v, msr, data, true)`. */
+  set(msr: number, data: bigint): boolean;
+}
+
+/**
+ * {@link getMsr} and {@link setMsr} for the entries of one KVM_GET_MSRS / KVM_SET_MSRS (`msr_io`): the same answers,
+ * with the vCPU's lookups (its arch state, the module's capabilities and build) made once for the batch rather than
+ * once per MSR.
+ */
+export function hostMsrBatch(v: Vcpu): HostMsrBatch {
+  const inst = v.vm.instance;
+  const caps = x86Caps(inst);
+  const arch = vcpuArch(v);
+  const removed = buildOf(inst).msrsRemoved;
+  return {
+    get(msr) {
+      const r = removed.has(msr) ? 'unsupported' : readMsr(v, arch, caps, msr, true);
+      if (r !== 'unsupported') return r;
+      return caps.advertisedMsrs.has(msr) ? 0n : undefined;
+    },
+    set(msr, data) {
+      const r = removed.has(msr) ? 'unsupported' : writeMsr(v, arch, caps, msr, data, true);
+      if (r !== 'unsupported') return r;
+      return data === 0n && caps.advertisedMsrs.has(msr);
+    },
+  };
 }
 
 /**

@@ -33,7 +33,7 @@ import {
   KVM_X86_DISABLE_EXITS_HLT,
 } from '../abi/constants.js';
 import { KVM_RUN_OFFSETS, KvmRunView } from '../abi/kvm-run.js';
-import { KVM_REGS_FIELDS, KVM_SREGS_SEGMENTS, KVM_SREGS_U64_FIELDS, makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
+import { makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
 import { runGuest } from '../guest/interpreter.js';
@@ -43,6 +43,7 @@ import { ArchPlatform } from './vcpu-platform.js';
 import { processRequests, VcpuRequest } from './vcpu-requests.js';
 import { clearResumeFlag, resumeFlag, SINGLESTEP_DR6, writeDebugExit, type GuestDebug } from './vcpu-guest-debug.js';
 import { vcpuArch } from './vcpu-arch.js';
+import { readRegs, readSegments, writeRegs, writeSegments } from './regfile-copy.js';
 import { loadSyncRegs, storeSyncRegs, syncRegsRequested } from './sync-regs.js';
 import type { KvmInstance } from './instance.js';
 import { kernelMmio, kernelPio } from './irqchip-io.js';
@@ -909,8 +910,7 @@ export class Vcpu {
 
   /** KVM_GET_REGS: every register, all 64 bits (`__get_regs`, arch/x86/kvm/x86.c). */
   getRegs(out: kvm_regs): void {
-    const r = this.regs;
-    for (const k of KVM_REGS_FIELDS) out[k] = r.get64(k);
+    readRegs(this.regs, out);
   }
 
   /**
@@ -920,7 +920,7 @@ export class Vcpu {
    */
   setRegs(v: kvm_regs): void {
     const r = this.regs;
-    for (const k of KVM_REGS_FIELDS) r.set64(k, v[k]);
+    writeRegs(r, v);
     r.set64('rflags', v.rflags | 2n);
   }
 
@@ -928,28 +928,20 @@ export class Vcpu {
   getSregs(out: kvm_sregs): void {
     const s = this.sregs;
     const r = this.regs;
-    for (const name of KVM_SREGS_SEGMENTS) {
-      const o = out[name];
-      // Every segment register, LDTR and TR included, lives in the guest's register file (lldt/ltr load them).
-      const g = r.segment(name);
-      o.base = g.base64;
-      o.limit = g.limit;
-      o.selector = g.selector;
-      o.type = g.type;
-      o.present = g.present;
-      o.dpl = g.dpl;
-      o.db = g.db;
-      o.s = g.s;
-      o.l = g.l;
-      o.g = g.g;
-      o.avl = g.avl;
-      o.unusable = g.unusable;
-    }
+    // Every segment register, LDTR and TR included, lives in the guest's register file (lldt/ltr load them).
+    readSegments(r, out);
     out.gdt.base = r.gdtBase64;
     out.gdt.limit = r.gdtLimit;
     out.idt.base = r.idtBase64;
     out.idt.limit = r.idtLimit;
-    for (const k of KVM_SREGS_U64_FIELDS) out[k] = s[k];
+    // KVM_SREGS_U64_FIELDS, by name (a loop over the names is a megamorphic keyed access per field)
+    out.cr0 = s.cr0;
+    out.cr2 = s.cr2;
+    out.cr3 = s.cr3;
+    out.cr4 = s.cr4;
+    out.cr8 = s.cr8;
+    out.efer = s.efer;
+    out.apic_base = s.apic_base;
     // kvm_get_apic_base, kvm_get_cr8: with an in-kernel LAPIC the APIC base and the TPR are the LAPIC's (one source
     // of truth; kvm_lapic_get_cr8).
     const lapic = this.intr?.chip?.lapic;
@@ -968,28 +960,19 @@ export class Vcpu {
   setSregs(v: kvm_sregs): void {
     const s = this.sregs;
     const r = this.regs;
-    for (const name of KVM_SREGS_SEGMENTS) {
-      const src = v[name];
-      const g = r.segment(name);
-      g.base64 = src.base;
-      g.limit = src.limit;
-      g.selector = src.selector;
-      g.type = src.type;
-      g.present = src.present;
-      g.dpl = src.dpl;
-      g.db = src.db;
-      g.s = src.s;
-      g.l = src.l;
-      g.g = src.g;
-      g.avl = src.avl;
-      g.unusable = src.unusable;
-    }
-    s.gdt = { ...v.gdt };
+    writeSegments(r, v);
+    s.gdt = { base: v.gdt.base, limit: v.gdt.limit };
     r.gdtBase64 = v.gdt.base;
     r.gdtLimit = v.gdt.limit;
     r.idtBase64 = v.idt.base;
     r.idtLimit = v.idt.limit;
-    for (const k of KVM_SREGS_U64_FIELDS) s[k] = v[k];
+    s.cr0 = v.cr0;
+    s.cr2 = v.cr2;
+    s.cr3 = v.cr3;
+    s.cr4 = v.cr4;
+    s.cr8 = v.cr8;
+    s.efer = v.efer;
+    s.apic_base = v.apic_base;
     // kvm_set_apic_base → kvm_lapic_set_base, kvm_set_cr8 → kvm_lapic_set_tpr: an in-kernel LAPIC holds the APIC
     // base and the TPR (the caller validated both); the copies here are not read while it exists.
     const lapic = this.intr?.chip?.lapic;
