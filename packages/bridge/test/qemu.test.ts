@@ -1,12 +1,11 @@
 /**
- * QEMU 7.2 (the distribution's qemu-system-x86) through the bridge, where it is installed (CI does not
- * install it; the README's test command does not need it).
+ * QEMU 7.2 (the distribution's qemu-system-x86) through the bridge, where it is installed (`.ci/run` installs it
+ * and requires these tests to run; elsewhere they are skipped with the reason).
  *
  * QEMU runs the real-mode hello firmware to its line on all four machine variants, and a firmware that halts
  * between PIT ticks prints a line per tick (its vCPU sleeping in KVM_RUN). This pins that, and the gaps it still
  * meets on the way (packages/bridge/VMM-STATUS.md): when one closes, move the expectation.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,11 +14,9 @@ import { checkInvariants } from '@vac/core';
 import { runControl, socketPaths, startDaemon, type Daemon } from '../src/index.js';
 import { FIRMWARE_LINE, counterFirmware, helloFirmware, tickFirmware } from './support/firmware.js';
 import { connectQmp } from './support/qmp.js';
-import { buildNative, nativeSkipReason, runVmm, startVmm, until, type Native, type RunningVmm } from './support/native.js';
+import { QEMU, buildNative, qemuSkipReason, runVmm, startVmm, until, type Native, type RunningVmm } from './support/native.js';
 
-const QEMU = 'qemu-system-x86_64';
-const hasQemu = spawnSync(QEMU, ['--version'], { stdio: 'ignore' }).status === 0;
-const skip = nativeSkipReason() ?? (hasQemu ? undefined : `${QEMU} is not installed (apt-get install qemu-system-x86)`);
+const skip = qemuSkipReason();
 if (skip !== undefined) console.warn(`@vac/bridge QEMU test skipped: ${skip}`);
 
 describe.skipIf(skip !== undefined)('QEMU 7.2 through the bridge', () => {
