@@ -128,6 +128,9 @@ static pthread_key_t conn_key;
 static __thread int conn_fd = -1;
 static int life_fd = -1;
 static int forked_child;
+/* This process's pid, for process_vm_readv/writev and kcmp on itself (no getpid() syscall per call); a fork
+ * child sets its own. */
+static pid_t self_pid;
 static int trace_on;
 
 static void resolve(void) {
@@ -155,6 +158,7 @@ static void at_fork_child(void) {
   /* The child shares the parent's sockets: drop its copies without a word to the bridge. KVM fds it inherits
    * belong to the parent's simulated process; calls on them fail with EIO (as Linux's kvm->mm check does). */
   forked_child = 1;
+  self_pid = getpid();
   if (conn_fd >= 0) real_close(conn_fd);
   conn_fd = -1;
   pthread_setspecific(conn_key, NULL);
@@ -170,6 +174,7 @@ static void init(void) {
   resolve();
   pthread_key_create(&conn_key, close_conn);
   pthread_atfork(NULL, NULL, at_fork_child);
+  self_pid = getpid();
   trace_on = getenv("VAC_PRELOAD_TRACE") != NULL;
 }
 
@@ -290,9 +295,16 @@ static int wait_reply(int s) {
   }
 }
 
-/* Send one request on `s` and read its reply. Returns -1 (errno set to EIO) when the bridge is gone. */
+/* How many bytes of a reply one recv() takes at once: the header and a body of up to this much arrive in one
+ * system call (KVM_GET_REGS's reply is 184 bytes; a KVM_RUN's, with its kvm_run patches, a few hundred). */
+#define REPLY_FIRST_READ 4096
+
+/* Send one request on `s` and read its reply. Returns -1 (errno set to EIO) when the bridge is gone. With
+ * `exact`, the reply is read with two exact reads (header, then body) so that nothing after it is consumed: on
+ * the relay's connection the bridge may send EVENTFD_WRITE right after the HELLO reply. Elsewhere a reply is
+ * the only thing the bridge sends on the connection, and one recv() usually takes all of it. */
 static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint64_t b, uint64_t c, const void *p1,
-                   uint32_t n1, const void *p2, uint32_t n2, struct reply *r) {
+                   uint32_t n1, const void *p2, uint32_t n2, struct reply *r, int exact) {
   unsigned char h[REQ_HEADER];
   uint32_t len = REQ_HEADER + n1 + n2;
   memset(h, 0, sizeof h);
@@ -332,17 +344,36 @@ static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint
       }
     }
   }
-  unsigned char rh[REP_HEADER];
+  unsigned char first[REP_HEADER + REPLY_FIRST_READ];
+  unsigned char *rh = first;
   if (run_waiting && wait_reply(s) < 0) {
     errno = EIO;
     return -1;
   }
-  if (read_all(s, rh, REP_HEADER) < 0 || get32(rh) != VAC_MAGIC) {
+  size_t got = 0;
+  if (exact) {
+    if (read_all(s, rh, REP_HEADER) < 0) {
+      errno = EIO;
+      return -1;
+    }
+    got = REP_HEADER;
+  } else {
+    while (got < REP_HEADER) {
+      ssize_t n = recv(s, first + got, sizeof first - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        errno = EIO;
+        return -1;
+      }
+      got += (size_t)n;
+    }
+  }
+  if (get32(rh) != VAC_MAGIC) {
     errno = EIO;
     return -1;
   }
   uint32_t rlen = get32(rh + 4);
-  if (rlen < REP_HEADER || rlen > MAX_REPLY) {
+  if (rlen < REP_HEADER || rlen > MAX_REPLY || got > rlen) {
     errno = EIO;
     return -1;
   }
@@ -356,7 +387,9 @@ static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint
   r->body = NULL;
   if (r->body_len > 0) {
     r->body = malloc(r->body_len);
-    if (r->body == NULL || read_all(s, r->body, r->body_len) < 0) {
+    size_t have = got - REP_HEADER;
+    if (r->body != NULL) memcpy(r->body, first + REP_HEADER, have);
+    if (r->body == NULL || read_all(s, r->body + have, r->body_len - have) < 0) {
       free(r->body);
       r->body = NULL;
       errno = EIO;
@@ -390,7 +423,7 @@ static int ensure_life(void) {
     return -1;
   }
   struct reply r;
-  if (call_on(s, OP_HELLO, 0, HELLO_LIFE, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r) < 0) {
+  if (call_on(s, OP_HELLO, 0, HELLO_LIFE, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r, 0) < 0) {
     real_close(s);
     errno = ENODEV;
     return -1;
@@ -414,7 +447,7 @@ static int thread_conn(void) {
     return -1;
   }
   struct reply r;
-  if (call_on(s, OP_HELLO, 0, 0, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r) < 0) {
+  if (call_on(s, OP_HELLO, 0, 0, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r, 0) < 0) {
     real_close(s);
     errno = EIO;
     return -1;
@@ -449,7 +482,7 @@ static int call(uint32_t op, int sim, uint32_t flags, uint64_t a, uint64_t b, ui
     errno = EIO;
     return -1;
   }
-  if (call_on(s, op, sim, flags, a, b, c, p1, n1, p2, n2, r) < 0) {
+  if (call_on(s, op, sim, flags, a, b, c, p1, n1, p2, n2, r, 0) < 0) {
     real_close(s);
     conn_fd = -1;
     pthread_setspecific(conn_key, NULL);
@@ -764,7 +797,7 @@ static int relay_start(void) {
   int s = connect_bridge(&e);
   if (s < 0) return -1;
   struct reply r;
-  if (call_on(s, OP_HELLO, 0, HELLO_RELAY, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r) < 0) {
+  if (call_on(s, OP_HELLO, 0, HELLO_RELAY, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r, 1) < 0) {
     real_close(s);
     return -1;
   }
@@ -803,8 +836,7 @@ static void relay_poke(void) {
 }
 
 static int same_file(int a, int b) {
-  long pid = getpid();
-  return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0;
+  return syscall(SYS_kcmp, (long)self_pid, (long)self_pid, KCMP_FILE, a, b) == 0;
 }
 
 /* Is real fd `fd` an eventfd? (its /proc/self/fd link names the anon inode) */
@@ -942,14 +974,14 @@ static const struct varlen varlens[] = {
 static int read_self(void *dst, const void *src, size_t n) {
   if (n == 0) return 0;
   struct iovec l = {dst, n}, r = {(void *)src, n};
-  ssize_t k = syscall(SYS_process_vm_readv, getpid(), &l, 1, &r, 1, 0);
+  ssize_t k = syscall(SYS_process_vm_readv, self_pid, &l, 1, &r, 1, 0);
   return k == (ssize_t)n ? 0 : -1;
 }
 
 static int write_self(void *dst, const void *src, size_t n) {
   if (n == 0) return 0;
   struct iovec l = {(void *)src, n}, r = {dst, n};
-  ssize_t k = syscall(SYS_process_vm_writev, getpid(), &l, 1, &r, 1, 0);
+  ssize_t k = syscall(SYS_process_vm_writev, self_pid, &l, 1, &r, 1, 0);
   return k == (ssize_t)n ? 0 : -1;
 }
 

@@ -61,9 +61,11 @@ export const Op = {
 
 /** The name of an operation code, for traces. */
 export function opName(op: number): string {
-  for (const [k, v] of Object.entries(Op)) if (v === op) return k;
-  return `op${op}`;
+  return OP_NAMES.get(op) ?? `op${op}`;
 }
+
+/** Operation number → name, built once (the bridge names every call it records). */
+const OP_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(Op).map(([k, v]) => [v, k]));
 
 /** HELLO flag: this is the process's life connection. */
 export const HELLO_LIFE = 1;

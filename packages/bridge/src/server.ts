@@ -387,7 +387,7 @@ export class BridgeServer {
       seq: this.#seq++,
       pid: conn.session?.pid ?? 0,
       tid: conn.tid,
-      op: opName(req.op).toLowerCase(),
+      op: opLabel(req.op),
       fd: req.fd,
       what,
       result: reply.errno === 0 ? Number(reply.result) : undefined,
@@ -560,6 +560,18 @@ export class BridgeServer {
     }
     return { errno: 0, result, out, runPatches };
   }
+}
+
+const OP_LABELS = new Map<number, string>();
+
+/** A recorded call's `op`: the operation's name in lower case (`ioctl`), made once per operation. */
+function opLabel(op: number): string {
+  let label = OP_LABELS.get(op);
+  if (label === undefined) {
+    label = opName(op).toLowerCase();
+    OP_LABELS.set(op, label);
+  }
+  return label;
 }
 
 /** `KVM_CHECK_EXTENSION(KVM_CAP_X86_SMM)`, `KVM_CREATE_VM(0)`, `KVM_RUN`, `KVM_GET_REGS`: a request and, without data, its value. */
