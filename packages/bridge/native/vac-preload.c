@@ -23,6 +23,7 @@
  * bridge goes away later, every call on a KVM fd fails with EIO (never hangs).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -716,6 +717,8 @@ struct relay {
 
 static struct relay relays[MAX_RELAYS];
 static int nrelays;
+/* VMM fd numbers that named a relay's file (1 + the relay's index; 0: none): closing one may release the file. */
+static int relay_named[VAC_MAX_FD];
 static pthread_mutex_t relay_lock = PTHREAD_MUTEX_INITIALIZER;
 static int relay_sock = -1;
 static int relay_wake = -1;
@@ -728,6 +731,7 @@ static void relay_reset_after_fork(void) {
   for (int i = 0; i < nrelays; i++)
     if (relays[i].held >= 0) real_close(relays[i].held);
   nrelays = 0;
+  memset(relay_named, 0, sizeof relay_named);
   pthread_mutex_init(&relay_lock, NULL);
 }
 
@@ -875,6 +879,7 @@ static int relay_translate(int fd, int other, int *sim_out, int *rid) {
     if (relays[i].held >= 0 && same_file(fd, relays[i].held)) {
       *sim_out = relays[i].sim;
       *rid = i;
+      if (fd < VAC_MAX_FD) relay_named[fd] = i + 1;
       pthread_mutex_unlock(&relay_lock);
       return 0;
     }
@@ -905,6 +910,7 @@ static int relay_translate(int fd, int other, int *sim_out, int *rid) {
   relays[nrelays].held = held;
   relays[nrelays].sim = (int)r.result;
   relays[nrelays].watch = 0;
+  if (fd < VAC_MAX_FD) relay_named[fd] = nrelays + 1;
   *rid = nrelays++;
   *sim_out = (int)r.result;
   pthread_mutex_unlock(&relay_lock);
@@ -944,6 +950,55 @@ static void relay_irqfd_done(const unsigned char *in, int rid) {
   }
   pthread_mutex_unlock(&relay_lock);
   relay_poke();
+}
+
+/*
+ * VMM fd `fd`, which named relay `rid`'s file, was closed (or replaced by dup2/dup3): if no other fd of the process
+ * refers to that file now, the VMM released it. Linux's eventfd_release then wakes the eventfd's waiters with
+ * EPOLLHUP, and an irqfd on it shuts down (virt/kvm/eventfd.c, irqfd_wakeup); an ioeventfd keeps its reference
+ * to the eventfd context and stays. The library's duplicate would keep the file alive, so it is closed, and the
+ * simulated twin is closed in the bridge: its release does the same to the model's irqfd. Another fd of the same
+ * file (a dup the VMM made) is remembered instead, so its close is checked in turn. A fork child's or another
+ * process's reference to the file is not seen: the relay is released when this process lets go of it.
+ */
+static void relay_check_release(int rid) {
+  pthread_mutex_lock(&relay_lock);
+  struct relay *r = &relays[rid];
+  if (r->held < 0) {
+    pthread_mutex_unlock(&relay_lock);
+    return;
+  }
+  DIR *d = opendir("/proc/self/fd");
+  int other = -1, dfd = d ? dirfd(d) : -1;
+  for (struct dirent *de; d && other < 0 && (de = readdir(d)) != NULL;) {
+    if (de->d_name[0] < '0' || de->d_name[0] > '9') continue;
+    int n = atoi(de->d_name);
+    if (n == dfd || n == relay_wake || n == relay_sock) continue;
+    int ours = 0;
+    for (int i = 0; i < nrelays && !ours; i++) ours = relays[i].held == n;
+    if (!ours && same_file(n, r->held)) other = n;
+  }
+  if (d) closedir(d);
+  if (other >= 0 || d == NULL) {
+    if (other >= 0 && other < VAC_MAX_FD) relay_named[other] = rid + 1;
+    pthread_mutex_unlock(&relay_lock);
+    return;
+  }
+  real_close(r->held);
+  r->held = -1;
+  r->watch = 0;
+  int sim = r->sim;
+  pthread_mutex_unlock(&relay_lock);
+  relay_poke();
+  sim_close(sim);
+}
+
+/* Before closing VMM fd `fd`: the relay whose file it named (-1 if none), forgotten for that number. */
+static int relay_unname(int fd) {
+  if (fd < 0 || fd >= VAC_MAX_FD || relay_named[fd] == 0) return -1;
+  int rid = relay_named[fd] - 1;
+  relay_named[fd] = 0;
+  return rid;
 }
 
 /* ---- ioctl --------------------------------------------------------------------------------------------- */
@@ -1180,7 +1235,12 @@ int munmap(void *addr, size_t len) {
 int close(int fd) {
   ensure_init();
   struct fd_entry *e = entry(fd);
-  if (e == NULL) return real_close(fd);
+  if (e == NULL) {
+    int rid = relay_unname(fd);
+    int rc = real_close(fd);
+    if (rid >= 0) relay_check_release(rid);
+    return rc;
+  }
   int sim = e->sim, stale = e->stale;
   forget(fd);
   int rc = real_close(fd);
@@ -1190,7 +1250,12 @@ int close(int fd) {
 
 int close_range(unsigned int first, unsigned int last, int flags) {
   ensure_init();
+  int unnamed[64], nun = 0;
   if (!(flags & CLOSE_RANGE_CLOEXEC)) {
+    for (unsigned int fd = first; fd <= last && fd < VAC_MAX_FD; fd++) {
+      int rid = relay_unname((int)fd);
+      if (rid >= 0 && nun < 64) unnamed[nun++] = rid;
+    }
     for (unsigned int fd = first; fd <= last && fd < VAC_MAX_FD; fd++) {
       struct fd_entry *e = entry((int)fd);
       if (e == NULL) continue;
@@ -1199,8 +1264,9 @@ int close_range(unsigned int first, unsigned int last, int flags) {
       if (!stale) sim_close(sim);
     }
   }
-  if (real_close_range) return real_close_range(first, last, flags);
-  return (int)syscall(SYS_close_range, first, last, flags);
+  int rc = real_close_range ? real_close_range(first, last, flags) : (int)syscall(SYS_close_range, first, last, flags);
+  for (int i = 0; i < nun; i++) relay_check_release(unnamed[i]);
+  return rc;
 }
 
 int dup(int fd) {
@@ -1220,12 +1286,18 @@ int dup(int fd) {
 static int vac_dup_to(int oldfd, int newfd, int flags, int three) {
   struct fd_entry *e = entry(oldfd);
   struct fd_entry *target = entry(newfd);
-  if (oldfd == newfd || (e == NULL && target == NULL))
-    return three ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
+  /* newfd may have named a relay's eventfd: dup2 closes it */
+  int rid = oldfd == newfd ? -1 : relay_unname(newfd);
+  if (oldfd == newfd || (e == NULL && target == NULL)) {
+    int n = three ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
+    if (rid >= 0) relay_check_release(rid);
+    return n;
+  }
   struct fd_entry copy;
   if (e) copy = *e;
   int tsim = target ? target->sim : 0, tstale = target ? target->stale : 0;
   int n = three ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
+  if (rid >= 0) relay_check_release(rid);
   if (n < 0) return n;
   if (target) {
     /* dup2 closed the KVM fd that was at newfd */
