@@ -136,7 +136,11 @@ export function decodeArg(request: number, value: bigint, input: Uint8Array | un
     return { arg, out: () => undefined };
   }
   const c = CODECS.get(request);
-  if (c !== undefined) {
+  // With the argument's bytes in hand, the model takes the C structure itself (its ioctls accept a Uint8Array):
+  // no object is built and encoded again. The codec is for what bytes cannot do — a pure get whose pointer the
+  // library could not read (the get still runs; the copy back then fails, as Linux's copy_to_user does), a struct
+  // copied back even when the call fails.
+  if (c !== undefined && (input === undefined || c.copyOutOnError)) {
     if (input === undefined && c.reads) return { arg: undefined, out: () => undefined };
     const arg = c.decode(input === undefined ? undefined : input.subarray(0, c.size));
     return { arg, out: (ok) => (ok || c.copyOutOnError ? c.encode(arg) : undefined) };
