@@ -146,7 +146,7 @@ export function decodeArg(request: number, value: bigint, input: Uint8Array | un
     return { arg, out: (ok) => (ok || c.copyOutOnError ? c.encode(arg) : undefined) };
   }
   if (input === undefined) return { arg: undefined, out: () => undefined };
-  const raw = Uint8Array.from(input); // a plain Uint8Array of its own (not a Buffer over the message)
+  const raw = new Uint8Array(input); // a plain Uint8Array of its own, copied (not a Buffer over the message)
   const readsBack = (_IOC_DIR(request) & _IOC_READ) !== 0;
   // What the handler wrote before failing is what the VMM sees (copy_to_user happens before the error: e.g. E2BIG with the
   // needed count in KVM_GET_MSR_INDEX_LIST's nmsrs). Unwritten bytes are the input, so copying them back changes nothing.

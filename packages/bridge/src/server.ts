@@ -668,7 +668,7 @@ function diffArea(a: VcpuArea): Array<[number, Uint8Array]> | undefined {
     let last = i;
     for (let j = i + 1; j < n && j - last <= 16; j++) if (cur[j] !== old[j]) last = j;
     const end = last + 1;
-    patches.push([i, Uint8Array.from(cur.subarray(i, end))]);
+    patches.push([i, new Uint8Array(cur.subarray(i, end))]);
     old.set(cur.subarray(i, end), i);
     i = end;
   }
