@@ -23,6 +23,7 @@
  * bridge goes away later, every call on a KVM fd fails with EIO (never hangs).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -128,6 +129,9 @@ static pthread_key_t conn_key;
 static __thread int conn_fd = -1;
 static int life_fd = -1;
 static int forked_child;
+/* This process's pid, for process_vm_readv/writev and kcmp on itself (no getpid() syscall per call); a fork
+ * child sets its own. */
+static pid_t self_pid;
 static int trace_on;
 
 static void resolve(void) {
@@ -155,6 +159,7 @@ static void at_fork_child(void) {
   /* The child shares the parent's sockets: drop its copies without a word to the bridge. KVM fds it inherits
    * belong to the parent's simulated process; calls on them fail with EIO (as Linux's kvm->mm check does). */
   forked_child = 1;
+  self_pid = getpid();
   if (conn_fd >= 0) real_close(conn_fd);
   conn_fd = -1;
   pthread_setspecific(conn_key, NULL);
@@ -170,6 +175,7 @@ static void init(void) {
   resolve();
   pthread_key_create(&conn_key, close_conn);
   pthread_atfork(NULL, NULL, at_fork_child);
+  self_pid = getpid();
   trace_on = getenv("VAC_PRELOAD_TRACE") != NULL;
 }
 
@@ -290,9 +296,16 @@ static int wait_reply(int s) {
   }
 }
 
-/* Send one request on `s` and read its reply. Returns -1 (errno set to EIO) when the bridge is gone. */
+/* How many bytes of a reply one recv() takes at once: the header and a body of up to this much arrive in one
+ * system call (KVM_GET_REGS's reply is 184 bytes; a KVM_RUN's, with its kvm_run patches, a few hundred). */
+#define REPLY_FIRST_READ 4096
+
+/* Send one request on `s` and read its reply. Returns -1 (errno set to EIO) when the bridge is gone. With
+ * `exact`, the reply is read with two exact reads (header, then body) so that nothing after it is consumed: on
+ * the relay's connection the bridge may send EVENTFD_WRITE right after the HELLO reply. Elsewhere a reply is
+ * the only thing the bridge sends on the connection, and one recv() usually takes all of it. */
 static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint64_t b, uint64_t c, const void *p1,
-                   uint32_t n1, const void *p2, uint32_t n2, struct reply *r) {
+                   uint32_t n1, const void *p2, uint32_t n2, struct reply *r, int exact) {
   unsigned char h[REQ_HEADER];
   uint32_t len = REQ_HEADER + n1 + n2;
   memset(h, 0, sizeof h);
@@ -332,17 +345,36 @@ static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint
       }
     }
   }
-  unsigned char rh[REP_HEADER];
+  unsigned char first[REP_HEADER + REPLY_FIRST_READ];
+  unsigned char *rh = first;
   if (run_waiting && wait_reply(s) < 0) {
     errno = EIO;
     return -1;
   }
-  if (read_all(s, rh, REP_HEADER) < 0 || get32(rh) != VAC_MAGIC) {
+  size_t got = 0;
+  if (exact) {
+    if (read_all(s, rh, REP_HEADER) < 0) {
+      errno = EIO;
+      return -1;
+    }
+    got = REP_HEADER;
+  } else {
+    while (got < REP_HEADER) {
+      ssize_t n = recv(s, first + got, sizeof first - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        errno = EIO;
+        return -1;
+      }
+      got += (size_t)n;
+    }
+  }
+  if (get32(rh) != VAC_MAGIC) {
     errno = EIO;
     return -1;
   }
   uint32_t rlen = get32(rh + 4);
-  if (rlen < REP_HEADER || rlen > MAX_REPLY) {
+  if (rlen < REP_HEADER || rlen > MAX_REPLY || got > rlen) {
     errno = EIO;
     return -1;
   }
@@ -356,7 +388,9 @@ static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint
   r->body = NULL;
   if (r->body_len > 0) {
     r->body = malloc(r->body_len);
-    if (r->body == NULL || read_all(s, r->body, r->body_len) < 0) {
+    size_t have = got - REP_HEADER;
+    if (r->body != NULL) memcpy(r->body, first + REP_HEADER, have);
+    if (r->body == NULL || read_all(s, r->body + have, r->body_len - have) < 0) {
       free(r->body);
       r->body = NULL;
       errno = EIO;
@@ -390,7 +424,7 @@ static int ensure_life(void) {
     return -1;
   }
   struct reply r;
-  if (call_on(s, OP_HELLO, 0, HELLO_LIFE, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r) < 0) {
+  if (call_on(s, OP_HELLO, 0, HELLO_LIFE, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r, 0) < 0) {
     real_close(s);
     errno = ENODEV;
     return -1;
@@ -414,7 +448,7 @@ static int thread_conn(void) {
     return -1;
   }
   struct reply r;
-  if (call_on(s, OP_HELLO, 0, 0, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r) < 0) {
+  if (call_on(s, OP_HELLO, 0, 0, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r, 0) < 0) {
     real_close(s);
     errno = EIO;
     return -1;
@@ -449,7 +483,7 @@ static int call(uint32_t op, int sim, uint32_t flags, uint64_t a, uint64_t b, ui
     errno = EIO;
     return -1;
   }
-  if (call_on(s, op, sim, flags, a, b, c, p1, n1, p2, n2, r) < 0) {
+  if (call_on(s, op, sim, flags, a, b, c, p1, n1, p2, n2, r, 0) < 0) {
     real_close(s);
     conn_fd = -1;
     pthread_setspecific(conn_key, NULL);
@@ -683,6 +717,8 @@ struct relay {
 
 static struct relay relays[MAX_RELAYS];
 static int nrelays;
+/* VMM fd numbers that named a relay's file (1 + the relay's index; 0: none): closing one may release the file. */
+static int relay_named[VAC_MAX_FD];
 static pthread_mutex_t relay_lock = PTHREAD_MUTEX_INITIALIZER;
 static int relay_sock = -1;
 static int relay_wake = -1;
@@ -695,6 +731,7 @@ static void relay_reset_after_fork(void) {
   for (int i = 0; i < nrelays; i++)
     if (relays[i].held >= 0) real_close(relays[i].held);
   nrelays = 0;
+  memset(relay_named, 0, sizeof relay_named);
   pthread_mutex_init(&relay_lock, NULL);
 }
 
@@ -764,7 +801,7 @@ static int relay_start(void) {
   int s = connect_bridge(&e);
   if (s < 0) return -1;
   struct reply r;
-  if (call_on(s, OP_HELLO, 0, HELLO_RELAY, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r) < 0) {
+  if (call_on(s, OP_HELLO, 0, HELLO_RELAY, (uint64_t)getpid(), (uint64_t)syscall(SYS_gettid), 0, NULL, 0, NULL, 0, &r, 1) < 0) {
     real_close(s);
     return -1;
   }
@@ -803,8 +840,7 @@ static void relay_poke(void) {
 }
 
 static int same_file(int a, int b) {
-  long pid = getpid();
-  return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0;
+  return syscall(SYS_kcmp, (long)self_pid, (long)self_pid, KCMP_FILE, a, b) == 0;
 }
 
 /* Is real fd `fd` an eventfd? (its /proc/self/fd link names the anon inode) */
@@ -843,6 +879,7 @@ static int relay_translate(int fd, int other, int *sim_out, int *rid) {
     if (relays[i].held >= 0 && same_file(fd, relays[i].held)) {
       *sim_out = relays[i].sim;
       *rid = i;
+      if (fd < VAC_MAX_FD) relay_named[fd] = i + 1;
       pthread_mutex_unlock(&relay_lock);
       return 0;
     }
@@ -873,6 +910,7 @@ static int relay_translate(int fd, int other, int *sim_out, int *rid) {
   relays[nrelays].held = held;
   relays[nrelays].sim = (int)r.result;
   relays[nrelays].watch = 0;
+  if (fd < VAC_MAX_FD) relay_named[fd] = nrelays + 1;
   *rid = nrelays++;
   *sim_out = (int)r.result;
   pthread_mutex_unlock(&relay_lock);
@@ -914,6 +952,55 @@ static void relay_irqfd_done(const unsigned char *in, int rid) {
   relay_poke();
 }
 
+/*
+ * VMM fd `fd`, which named relay `rid`'s file, was closed (or replaced by dup2/dup3): if no other fd of the process
+ * refers to that file now, the VMM released it. Linux's eventfd_release then wakes the eventfd's waiters with
+ * EPOLLHUP, and an irqfd on it shuts down (virt/kvm/eventfd.c, irqfd_wakeup); an ioeventfd keeps its reference
+ * to the eventfd context and stays. The library's duplicate would keep the file alive, so it is closed, and the
+ * simulated twin is closed in the bridge: its release does the same to the model's irqfd. Another fd of the same
+ * file (a dup the VMM made) is remembered instead, so its close is checked in turn. A fork child's or another
+ * process's reference to the file is not seen: the relay is released when this process lets go of it.
+ */
+static void relay_check_release(int rid) {
+  pthread_mutex_lock(&relay_lock);
+  struct relay *r = &relays[rid];
+  if (r->held < 0) {
+    pthread_mutex_unlock(&relay_lock);
+    return;
+  }
+  DIR *d = opendir("/proc/self/fd");
+  int other = -1, dfd = d ? dirfd(d) : -1;
+  for (struct dirent *de; d && other < 0 && (de = readdir(d)) != NULL;) {
+    if (de->d_name[0] < '0' || de->d_name[0] > '9') continue;
+    int n = atoi(de->d_name);
+    if (n == dfd || n == relay_wake || n == relay_sock) continue;
+    int ours = 0;
+    for (int i = 0; i < nrelays && !ours; i++) ours = relays[i].held == n;
+    if (!ours && same_file(n, r->held)) other = n;
+  }
+  if (d) closedir(d);
+  if (other >= 0 || d == NULL) {
+    if (other >= 0 && other < VAC_MAX_FD) relay_named[other] = rid + 1;
+    pthread_mutex_unlock(&relay_lock);
+    return;
+  }
+  real_close(r->held);
+  r->held = -1;
+  r->watch = 0;
+  int sim = r->sim;
+  pthread_mutex_unlock(&relay_lock);
+  relay_poke();
+  sim_close(sim);
+}
+
+/* Before closing VMM fd `fd`: the relay whose file it named (-1 if none), forgotten for that number. */
+static int relay_unname(int fd) {
+  if (fd < 0 || fd >= VAC_MAX_FD || relay_named[fd] == 0) return -1;
+  int rid = relay_named[fd] - 1;
+  relay_named[fd] = 0;
+  return rid;
+}
+
 /* ---- ioctl --------------------------------------------------------------------------------------------- */
 
 /* Arguments whose length is not the request's _IOC_SIZE. Variable length: the header is `hdr` bytes (the
@@ -942,14 +1029,14 @@ static const struct varlen varlens[] = {
 static int read_self(void *dst, const void *src, size_t n) {
   if (n == 0) return 0;
   struct iovec l = {dst, n}, r = {(void *)src, n};
-  ssize_t k = syscall(SYS_process_vm_readv, getpid(), &l, 1, &r, 1, 0);
+  ssize_t k = syscall(SYS_process_vm_readv, self_pid, &l, 1, &r, 1, 0);
   return k == (ssize_t)n ? 0 : -1;
 }
 
 static int write_self(void *dst, const void *src, size_t n) {
   if (n == 0) return 0;
   struct iovec l = {(void *)src, n}, r = {dst, n};
-  ssize_t k = syscall(SYS_process_vm_writev, getpid(), &l, 1, &r, 1, 0);
+  ssize_t k = syscall(SYS_process_vm_writev, self_pid, &l, 1, &r, 1, 0);
   return k == (ssize_t)n ? 0 : -1;
 }
 
@@ -1148,7 +1235,12 @@ int munmap(void *addr, size_t len) {
 int close(int fd) {
   ensure_init();
   struct fd_entry *e = entry(fd);
-  if (e == NULL) return real_close(fd);
+  if (e == NULL) {
+    int rid = relay_unname(fd);
+    int rc = real_close(fd);
+    if (rid >= 0) relay_check_release(rid);
+    return rc;
+  }
   int sim = e->sim, stale = e->stale;
   forget(fd);
   int rc = real_close(fd);
@@ -1158,7 +1250,12 @@ int close(int fd) {
 
 int close_range(unsigned int first, unsigned int last, int flags) {
   ensure_init();
+  int unnamed[64], nun = 0;
   if (!(flags & CLOSE_RANGE_CLOEXEC)) {
+    for (unsigned int fd = first; fd <= last && fd < VAC_MAX_FD; fd++) {
+      int rid = relay_unname((int)fd);
+      if (rid >= 0 && nun < 64) unnamed[nun++] = rid;
+    }
     for (unsigned int fd = first; fd <= last && fd < VAC_MAX_FD; fd++) {
       struct fd_entry *e = entry((int)fd);
       if (e == NULL) continue;
@@ -1167,8 +1264,9 @@ int close_range(unsigned int first, unsigned int last, int flags) {
       if (!stale) sim_close(sim);
     }
   }
-  if (real_close_range) return real_close_range(first, last, flags);
-  return (int)syscall(SYS_close_range, first, last, flags);
+  int rc = real_close_range ? real_close_range(first, last, flags) : (int)syscall(SYS_close_range, first, last, flags);
+  for (int i = 0; i < nun; i++) relay_check_release(unnamed[i]);
+  return rc;
 }
 
 int dup(int fd) {
@@ -1188,12 +1286,18 @@ int dup(int fd) {
 static int vac_dup_to(int oldfd, int newfd, int flags, int three) {
   struct fd_entry *e = entry(oldfd);
   struct fd_entry *target = entry(newfd);
-  if (oldfd == newfd || (e == NULL && target == NULL))
-    return three ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
+  /* newfd may have named a relay's eventfd: dup2 closes it */
+  int rid = oldfd == newfd ? -1 : relay_unname(newfd);
+  if (oldfd == newfd || (e == NULL && target == NULL)) {
+    int n = three ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
+    if (rid >= 0) relay_check_release(rid);
+    return n;
+  }
   struct fd_entry copy;
   if (e) copy = *e;
   int tsim = target ? target->sim : 0, tstale = target ? target->stale : 0;
   int n = three ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
+  if (rid >= 0) relay_check_release(rid);
   if (n < 0) return n;
   if (target) {
     /* dup2 closed the KVM fd that was at newfd */

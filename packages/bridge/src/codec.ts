@@ -136,13 +136,17 @@ export function decodeArg(request: number, value: bigint, input: Uint8Array | un
     return { arg, out: () => undefined };
   }
   const c = CODECS.get(request);
-  if (c !== undefined) {
+  // With the argument's bytes in hand, the model takes the C structure itself (its ioctls accept a Uint8Array):
+  // no object is built and encoded again. The codec is for what bytes cannot do — a pure get whose pointer the
+  // library could not read (the get still runs; the copy back then fails, as Linux's copy_to_user does), a struct
+  // copied back even when the call fails.
+  if (c !== undefined && (input === undefined || c.copyOutOnError)) {
     if (input === undefined && c.reads) return { arg: undefined, out: () => undefined };
     const arg = c.decode(input === undefined ? undefined : input.subarray(0, c.size));
     return { arg, out: (ok) => (ok || c.copyOutOnError ? c.encode(arg) : undefined) };
   }
   if (input === undefined) return { arg: undefined, out: () => undefined };
-  const raw = Uint8Array.from(input); // a plain Uint8Array of its own (not a Buffer over the message)
+  const raw = new Uint8Array(input); // a plain Uint8Array of its own, copied (not a Buffer over the message)
   const readsBack = (_IOC_DIR(request) & _IOC_READ) !== 0;
   // What the handler wrote before failing is what the VMM sees (copy_to_user happens before the error: e.g. E2BIG with the
   // needed count in KVM_GET_MSR_INDEX_LIST's nmsrs). Unwritten bytes are the input, so copying them back changes nothing.

@@ -61,9 +61,11 @@ export const Op = {
 
 /** The name of an operation code, for traces. */
 export function opName(op: number): string {
-  for (const [k, v] of Object.entries(Op)) if (v === op) return k;
-  return `op${op}`;
+  return OP_NAMES.get(op) ?? `op${op}`;
 }
+
+/** Operation number → name, built once (the bridge names every call it records). */
+const OP_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(Op).map(([k, v]) => [v, k]));
 
 /** HELLO flag: this is the process's life connection. */
 export const HELLO_LIFE = 1;
@@ -151,17 +153,25 @@ export function encodeRequest(op: number, fd: number, flags: number, a: bigint, 
   return buf;
 }
 
+const EMPTY = new Uint8Array(0);
+
 /** Encode a reply. */
 export function encodeReply(r: Reply): Buffer {
-  const out = r.out ?? new Uint8Array(0);
-  const msg = Buffer.from(r.message ?? '', 'utf8');
+  const out = r.out ?? EMPTY;
+  const msg = r.message === undefined || r.message === '' ? EMPTY : Buffer.from(r.message, 'utf8');
   let patches = 0;
   for (const [, bytes] of r.runPatches ?? []) patches += 8 + bytes.length;
-  const buf = Buffer.alloc(REPLY_HEADER + out.length + msg.length + patches);
+  // Every byte is written below (the header's padding at 12 included), so the buffer needs no zeroing.
+  const buf = Buffer.allocUnsafe(REPLY_HEADER + out.length + msg.length + patches);
   buf.writeUInt32LE(VAC_MAGIC, 0);
   buf.writeUInt32LE(buf.length, 4);
   buf.writeInt32LE(r.errno, 8);
-  buf.writeBigInt64LE(BigInt(r.result), 16);
+  buf.writeUInt32LE(0, 12);
+  if (typeof r.result === 'number' && Number.isSafeInteger(r.result)) {
+    // A safe integer as two 32-bit halves (two's complement): no BigInt per reply.
+    buf.writeUInt32LE(r.result >>> 0, 16);
+    buf.writeInt32LE(Math.floor(r.result / 2 ** 32), 20);
+  } else buf.writeBigInt64LE(BigInt(r.result), 16);
   buf.writeUInt32LE(out.length, 24);
   buf.writeUInt32LE(r.fdKind ?? 0, 28);
   buf.writeUInt32LE(r.mmapSize ?? 0, 32);

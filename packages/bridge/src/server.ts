@@ -142,11 +142,13 @@ export class Session {
   /** @internal A vCPU file's kvm_run: the model's bytes, and what the VMM's copy holds as far as the bridge knows. */
   readonly areas = new WeakMap<OpenFile, { readonly model: Uint8Array; readonly shadow: Uint8Array }>();
   /** @internal The eventfd relays: relay id → the simulated twin of a real eventfd of the VMM. */
-  readonly relays = new Map<number, { readonly fd: number; readonly ctx: EventFd }>();
+  readonly relays = new Map<number, { readonly fd: number; readonly ctx: EventFd; readonly unwait: () => void }>();
   /** @internal The connection of the library's relay thread (where the model's eventfd signals are sent). */
   relayConn: Socket | undefined;
   /** @internal KVM_RUN calls of this process in progress. */
   running = 0;
+  /** @internal Calls of this process waiting for a vCPU's mutex (another of its threads is in KVM_RUN on that vCPU). */
+  waiting = 0;
 
   /** @internal */
   constructor(pid: number, proc: Process) {
@@ -191,6 +193,11 @@ export class BridgeServer {
   #seq = 0;
   /** When the request being served arrived (`performance.now()`). */
   #arrived = 0;
+  /**
+   * The vCPUs with a KVM_RUN in progress through the bridge (`vcpu->mutex` held), each with the calls waiting for
+   * it in order of arrival (a closure that serves one).
+   */
+  readonly #vcpuBusy = new WeakMap<object, Array<() => void>>();
 
   /** @param opts - host, socket path, hooks */
   constructor(opts: BridgeServerOptions) {
@@ -275,8 +282,8 @@ export class BridgeServer {
     this.#log(`bridge: pid ${s.pid} (${s.proc.name}): ${why}; its simulated process was killed`);
   }
 
-  #serve(conn: Conn, req: Request): Buffer | undefined {
-    this.#arrived = performance.now();
+  #serve(conn: Conn, req: Request, arrived = performance.now()): Buffer | undefined {
+    this.#arrived = arrived;
     if (req.op === Op.HELLO) return encodeReply(this.#hello(conn, req));
     const s = conn.session;
     if (s === undefined) return encodeReply({ errno: EPROTO, result: -1, message: 'no HELLO on this connection' });
@@ -305,6 +312,7 @@ export class BridgeServer {
         }
         case Op.CLOSE:
           s.proc.close(req.fd);
+          this.#dropRelay(s, req.fd);
           reply = { errno: 0, result: 0 };
           break;
         case Op.DUP:
@@ -326,6 +334,7 @@ export class BridgeServer {
           reply = { errno: 0, result: this.#relay(s, Number(req.a)) };
           break;
         case Op.IOCTL: {
+          if (this.#waitForVcpu(conn, s, req, arrived)) return undefined;
           const request = Number(req.a & 0xffffffffn);
           what = describeIoctl(request, req.b);
           if (request === KVM_RUN && this.#startRun(conn, s, req, what)) return undefined;
@@ -344,6 +353,49 @@ export class BridgeServer {
   }
 
   /**
+   * An ioctl on a vCPU fd whose vCPU is inside a KVM_RUN (another thread's): Linux's `kvm_vcpu_ioctl` takes
+   * `vcpu->mutex` with `mutex_lock_killable` first, for every vCPU ioctl on x86, so the call sleeps until that
+   * KVM_RUN returns — it does not fail (the model's direct call would answer EBUSY: it cannot sleep). The request
+   * is kept and served, in order of arrival, when the KVM_RUN has replied. Only a fatal signal ends such a wait
+   * on Linux (the process dies, and with it this connection). True when the request was kept.
+   */
+  #waitForVcpu(conn: Conn, s: Session, req: Request, arrived: number): boolean {
+    let vcpu: object;
+    try {
+      const file = s.proc.file(req.fd);
+      if (!file.path.startsWith('anon_inode:kvm-vcpu')) return false;
+      vcpu = vcpuOf(s.proc, req.fd);
+    } catch {
+      return false; // a bad fd: answered as usual
+    }
+    const queue = this.#vcpuBusy.get(vcpu);
+    if (queue === undefined) return false;
+    s.waiting++;
+    queue.push(() => {
+      s.waiting--;
+      if (conn.socket.destroyed) return;
+      const reply = this.#serve(conn, req, arrived);
+      if (reply !== undefined) conn.socket.write(reply);
+    });
+    return true;
+  }
+
+  /** KVM_RUN on `vcpu` replied: serve the calls that waited for its mutex, until one of them is a KVM_RUN again. */
+  #releaseVcpu(vcpu: object): void {
+    const queue = this.#vcpuBusy.get(vcpu);
+    this.#vcpuBusy.delete(vcpu);
+    while (queue !== undefined && queue.length > 0) {
+      (queue.shift() as () => void)();
+      const again = this.#vcpuBusy.get(vcpu);
+      if (again !== undefined) {
+        again.unshift(...queue); // a KVM_RUN took the mutex: the rest wait for it, still first in line
+        return;
+      }
+    }
+    this.#runner.poke();
+  }
+
+  /**
    * A new relay: the simulated eventfd that stands for a real eventfd of the VMM. When the model signals it
    * (`eventfd_signal`: an ioeventfd matched, a resamplefd was notified) and no kernel waiter took the count (an
    * irqfd on the same eventfd does), the count is sent to the library, which adds it to the real eventfd.
@@ -353,7 +405,7 @@ export class BridgeServer {
     const fd = eventfd(s.proc, 0, EFD_CLOEXEC);
     const ctx = eventFdOf(s.proc.file(fd)) as EventFd;
     let seen = ctx.signals;
-    ctx.addWaiter((why) => {
+    const unwait = ctx.addWaiter((why) => {
       if (why !== 'in' || ctx.signals === seen) return; // a write by the relay itself, or the file's release
       seen = ctx.signals;
       queueMicrotask(() => {
@@ -361,8 +413,21 @@ export class BridgeServer {
         s.relayConn.write(encodeRequest(Op.EVENTFD_WRITE, fd, 0, BigInt(id), ctx.take(), 0n));
       });
     });
-    s.relays.set(id, { fd, ctx });
+    s.relays.set(id, { fd, ctx, unwait });
     return fd;
+  }
+
+  /**
+   * Simulated fd `fd` was closed: if it was a relay's twin, the VMM released the real eventfd (the library saw its
+   * last fd closed), and the relay is no more. The twin's file release did what Linux's does (EPOLLHUP: an irqfd on
+   * it shut down); what still holds its context (an ioeventfd) signals no one now.
+   */
+  #dropRelay(s: Session, fd: number): void {
+    for (const [id, r] of s.relays) {
+      if (r.fd !== fd) continue;
+      r.unwait();
+      s.relays.delete(id);
+    }
   }
 
   /** The VMM wrote `count` into the real eventfd of relay `id` (an irqfd's): the same write on its twin. */
@@ -387,7 +452,7 @@ export class BridgeServer {
       seq: this.#seq++,
       pid: conn.session?.pid ?? 0,
       tid: conn.tid,
-      op: opName(req.op).toLowerCase(),
+      op: opLabel(req.op),
       fd: req.fd,
       what,
       result: reply.errno === 0 ? Number(reply.result) : undefined,
@@ -474,9 +539,11 @@ export class BridgeServer {
       area.shadow.set(run);
     }
     // The guest's writes so far go out, and the pages it will touch come in afresh (the VMM may have written them).
-    installLazyMemory(vcpuOf(s.proc, req.fd).vm, s.memory);
+    const vcpu = vcpuOf(s.proc, req.fd);
+    installLazyMemory(vcpu.vm, s.memory);
     s.memory.sync();
     s.running++;
+    this.#vcpuBusy.set(vcpu, []);
     const arrived = this.#arrived;
     conn.cpu ??= this.#runner.pickCpu();
     conn.run = this.#runner.start(s.proc, req.fd, KVM_RUN, decodeArg(KVM_RUN, req.b, undefined, false).arg, conn.cpu, `${s.proc.name}/${conn.tid}`, {
@@ -496,6 +563,7 @@ export class BridgeServer {
         }
         this.#record(conn, req, what, reply, arrived);
         conn.socket.write(encodeReply(reply));
+        this.#releaseVcpu(vcpu);
       },
     });
     return true;
@@ -562,6 +630,18 @@ export class BridgeServer {
   }
 }
 
+const OP_LABELS = new Map<number, string>();
+
+/** A recorded call's `op`: the operation's name in lower case (`ioctl`), made once per operation. */
+function opLabel(op: number): string {
+  let label = OP_LABELS.get(op);
+  if (label === undefined) {
+    label = opName(op).toLowerCase();
+    OP_LABELS.set(op, label);
+  }
+  return label;
+}
+
 /** `KVM_CHECK_EXTENSION(KVM_CAP_X86_SMM)`, `KVM_CREATE_VM(0)`, `KVM_RUN`, `KVM_GET_REGS`: a request and, without data, its value. */
 function describeIoctl(request: number, value: bigint): string {
   const name = ioctlName(request);
@@ -588,7 +668,7 @@ function diffArea(a: VcpuArea): Array<[number, Uint8Array]> | undefined {
     let last = i;
     for (let j = i + 1; j < n && j - last <= 16; j++) if (cur[j] !== old[j]) last = j;
     const end = last + 1;
-    patches.push([i, Uint8Array.from(cur.subarray(i, end))]);
+    patches.push([i, new Uint8Array(cur.subarray(i, end))]);
     old.set(cur.subarray(i, end), i);
     i = end;
   }

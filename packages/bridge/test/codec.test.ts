@@ -12,10 +12,15 @@ describe('decodeArg', () => {
     expect(decodeArg(0xae47, 2n ** 60n, undefined, false).arg).toBe(2n ** 60n);
   });
 
-  test('a struct with a codec becomes the model’s object; a "get" copies the filled object back on success only', () => {
-    const set = decodeArg(KVM_SET_REGS, 0x1000n, encodeRegs(makeKvmRegs({ rip: 5n })), true);
-    expect((set.arg as kvm_regs).rip).toBe(5n);
-    expect(set.out(true)).toBeUndefined();
+  test('readable bytes go to the model as the C structure itself; a pure get whose pointer was unreadable runs on the codec’s fresh object, copied back on success only', () => {
+    const bytes = encodeRegs(makeKvmRegs({ rip: 5n }));
+    const set = decodeArg(KVM_SET_REGS, 0x1000n, bytes, true);
+    expect(set.arg).toEqual(bytes);
+    expect(Object.getPrototypeOf(set.arg)).toBe(Uint8Array.prototype);
+    expect(set.out(true)).toBeUndefined(); // _IOW: nothing back
+    const filled = decodeArg(KVM_GET_REGS, 0x1000n, new Uint8Array(144), true);
+    (filled.arg as Uint8Array)[8] = 7; // what the model's KVM_GET_REGS writes into the struct
+    expect((filled.out(true) as Uint8Array)[8]).toBe(7);
     const get = decodeArg(KVM_GET_REGS, 0x1000n, undefined, true); // unreadable: a pure get still runs
     (get.arg as kvm_regs).rbx = 7n;
     expect(get.out(false)).toBeUndefined();

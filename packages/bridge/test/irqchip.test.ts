@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkInvariants } from '@vac/core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { runControl, socketPaths, startDaemon, type Daemon } from '../src/index.js';
+import { vmOf } from '@vac/kvm';
+import { runControl, socketPaths, startDaemon, type Daemon, type Session } from '../src/index.js';
 import { eventsFirmware, tickFirmware } from './support/firmware.js';
 import { buildNative, nativeSkipReason, parseLines, runVmm, startVmm, until, type Native, type RunningVmm } from './support/native.js';
 
@@ -82,6 +83,49 @@ describe.skipIf(skip !== undefined)('a VMM with the in-kernel irqchip through th
     const r = await vmm.done;
     expect(r.stderr).toBe('');
     expect(parseLines(r.stdout)).toMatchObject({ vcpu: '5', done: '1', intr: 'EINTR', exit_reason: '10', eintr: '0' }); // KVM_EXIT_INTR
+    expect(r.code).toBe(0);
+    await clean();
+  });
+
+  test('an irqfd whose eventfd the VMM closes: kept while a dup of the file is open, torn down when the file is released (eventfd_release’s EPOLLHUP, irqfd_wakeup); the VM goes on', async () => {
+    const fw = join(dir, 'one-tick.bin');
+    writeFileSync(fw, tickFirmware(1));
+    const vmm = startVmm(native, socketPaths(dir).bridge, [native.irqchip, fw, 'closefd'], { timeoutMs: 60_000 });
+    const irqfds = (): number | undefined => {
+      const proc = d.bridge.sessions().get(vmm.child.pid ?? 0)?.proc;
+      const vm = proc?.fds().find((f) => f.path === 'anon_inode:kvm-vm');
+      return proc === undefined || vm === undefined ? undefined : vmOf(proc, vm.fd).irq?.irqfds.size;
+    };
+    const step = async (n: number): Promise<number | undefined> => {
+      await until(() => vmm.stdout().includes(`closed=${n}\n`), `step ${n}`);
+      const size = irqfds();
+      vmm.child.stdin?.write('\n');
+      return size;
+    };
+    expect(await step(1)).toBe(1); // the first fd closed; its dup keeps the file open
+    expect(await step(2)).toBe(1); // the dup closed after a dup2 made a third: still open
+    expect(await step(3)).toBe(0); // the last fd closed: the file is released, and the irqfd with it
+    const r = await vmm.done;
+    expect(r.stderr).toBe('');
+    expect(parseLines(r.stdout)).toMatchObject({ irqfd_assign: '0', irqfd_again: '0' });
+    await clean();
+  });
+
+  test('two threads, one vCPU: an ioctl on a vCPU inside another thread’s KVM_RUN waits for vcpu->mutex (kvm_vcpu_ioctl’s mutex_lock_killable) and returns after that KVM_RUN does; it does not fail', async () => {
+    const fw = join(dir, 'one-tick.bin');
+    writeFileSync(fw, tickFirmware(1));
+    const vmm = startVmm(native, socketPaths(dir).bridge, [native.irqchip, fw, 'mutex'], { timeoutMs: 60_000 });
+    await until(() => vmm.stdout().includes('done=1\n'), 'the guest to halt for good');
+    const session = (): Session | undefined => d.bridge.sessions().get(vmm.child.pid ?? 0);
+    await until(() => session()?.running === 1, 'the KVM_RUN to be in progress');
+    vmm.child.stdin?.write('\n'); // the second thread's KVM_GET_REGS
+    await until(() => session()?.waiting === 1, 'KVM_GET_REGS to wait for the vCPU');
+    expect(vmm.stdout()).not.toContain('getregs=');
+    vmm.child.kill('SIGUSR1'); // KVM_RUN returns EINTR, releasing the mutex: KVM_GET_REGS goes on
+    const r = await vmm.done;
+    expect(r.stderr).toBe('');
+    // The same lines on the machine's real /dev/kvm (same binary and firmware): rip is past the final hlt.
+    expect(parseLines(r.stdout)).toMatchObject({ intr: 'EINTR', exit_reason: '10', getregs: '0', rip: '5c' });
     expect(r.code).toBe(0);
     await clean();
   });

@@ -23,6 +23,7 @@ import {
   RequestReader,
   VAC_MAGIC,
   decodeReply,
+  encodeReply,
   encodeRequest,
   formatCall,
   parseStatus,
@@ -111,6 +112,15 @@ describe('protocol', () => {
     h.writeUInt32LE(12, 4); // shorter than a header
     r2.push(h);
     expect(() => r2.next()).toThrow(/bad request length 12/);
+  });
+
+  test('a reply carries the result as a signed 64-bit integer, a number or a bigint, and its message and out bytes', () => {
+    for (const result of [0, 3, -1, -22, 2 ** 40 + 5, -(2 ** 33) + 7, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER]) {
+      expect(decodeReply(encodeReply({ errno: 0, result })).result).toBe(BigInt(result));
+    }
+    expect(decodeReply(encodeReply({ errno: 0, result: 2n ** 63n - 1n })).result).toBe(2n ** 63n - 1n);
+    const r = decodeReply(encodeReply({ errno: 22, result: -1, message: 'KVM_RUN: é', out: Uint8Array.of(1, 2) }));
+    expect([r.errno, r.message, [...r.out]]).toEqual([22, 'KVM_RUN: é', [1, 2]]);
   });
 
   test('parseStatus reads effective ids, groups and the capabilities the model checks', () => {

@@ -90,22 +90,47 @@ export function eventsFirmware(): Uint8Array {
   return image(a);
 }
 
+/** The RAM the counter firmware keeps writing and checksums: 64 KiB (16 pages) at 0x10000, segment 0x1000. */
+export const COUNTER_RAM = { segment: 0x1000, pages: 16 } as const;
+
 /**
  * The counter firmware (a guest to migrate): programs the PIC and PIT channel 0 (mode 2, `count` PIT cycles:
- * 65535 ≈ 18.2 Hz) and halts between ticks, forever; each IRQ 0 adds 1 to a 16-bit counter, writes it into a
- * page of its own (a different word each tick, so RAM keeps changing) and prints it as 4 hex digits and a newline.
+ * 65535 ≈ 18.2 Hz) and halts between ticks, forever. Each IRQ 0 adds 1 to a 16-bit counter N, computes a
+ * checksum of its {@link COUNTER_RAM} as the previous ticks left it (over its 32768 words in order:
+ * `sum = rol(sum, 1) + word`), prints `NNNN SSSS` (N and the checksum, 4 hex digits each) and a newline, then
+ * writes N into the word at offset `2N mod 4096` of each of the 16 pages — so every tick dirties those 16
+ * pages, and RAM that came across a migration wrong shows in the next line's checksum
+ * ({@link counterChecksum} gives the right one).
  */
 export function counterFirmware(count = 65535): Uint8Array {
   const a = setup(asm16({ org: 0 }), { 8: 'irq0' });
   picInit(a, [0], { disableLapic: true });
   a.mov('al', 0x34).out(0x43, 'al').mov('al', count & 0xff).out(0x40, 'al').mov('al', count >> 8).out(0x40, 'al');
   a.label('idle').sti().hlt().jmp('idle');
-  a.label('irq0').push('ax').push('bx').push('cx').push('dx');
-  a.inc(Asm16.word(COUNTER)).mov('ax', Asm16.word(COUNTER));
-  a.mov('bx', 'ax').and('bx', 0x7fe).mov(Asm16.word('bx', 0x2000), 'ax'); // a word of the page at 0x2000+
-  a.mov('dx', 0x3f8).mov('cx', 4);
+  a.label('irq0').push('ax').push('bx').push('cx').push('dx').push('si').push('di').push('es');
+  a.inc(Asm16.word(COUNTER)).mov('ax', COUNTER_RAM.segment).mov('es', 'ax');
+  a.xor('si', 'si').xor('bx', 'bx').mov('cx', COUNTER_RAM.pages * 2048);
+  a.label('sum').rol('bx', 1).add('bx', Asm16.word('es', 'si')).add('si', 2).loop('sum');
+  a.mov('dx', 0x3f8).mov('ax', Asm16.word(COUNTER)).call('hex4').mov('al', 0x20).out('dx', 'al');
+  a.mov('ax', 'bx').call('hex4').mov('al', 10).out('dx', 'al');
+  a.mov('ax', Asm16.word(COUNTER)).mov('di', 'ax').shl('di', 1).and('di', 0xffe).mov('cx', COUNTER_RAM.pages);
+  a.label('write').mov(Asm16.word('es', 'di'), 'ax').add('di', 0x1000).loop('write');
+  a.mov('al', 0x20).out(0x20, 'al').pop('es').pop('di').pop('si').pop('dx').pop('cx').pop('bx').pop('ax').iret();
+  // hex4: AX as 4 hex digits on port DX (CX kept).
+  a.label('hex4').push('cx').mov('cx', 4);
   a.label('digit').rol('ax', 4).push('ax').and('al', 0x0f).add('al', 0x30).cmp('al', 0x39).jbe('print').add('al', 7);
   a.label('print').out('dx', 'al').pop('ax').loop('digit');
-  a.mov('al', 10).out('dx', 'al');
-  return image(a.mov('al', 0x20).out(0x20, 'al').pop('dx').pop('cx').pop('bx').pop('ax').iret());
+  return image(a.pop('cx').ret());
+}
+
+/**
+ * The checksum {@link counterFirmware} prints with counter `n` (1, 2, …): that of its RAM after ticks 1 … n−1,
+ * starting from zeroed RAM — the same computation in TypeScript.
+ */
+export function counterChecksum(n: number): number {
+  const words = new Uint16Array(COUNTER_RAM.pages * 2048);
+  for (let k = 1; k < n; k++) for (let page = 0; page < COUNTER_RAM.pages; page++) words[page * 2048 + (k & 0x7ff)] = k & 0xffff;
+  let sum = 0;
+  for (const w of words) sum = ((((sum << 1) | (sum >>> 15)) & 0xffff) + w) & 0xffff;
+  return sum;
 }

@@ -2,18 +2,39 @@
  * Test support: the C compiler, the preload library and the C fixtures built into one temporary directory
  * (world-readable, so a VMM run as another user can load them), and a runner for a VMM under the library.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compileC, findCompiler, preloadLibrary } from '../../src/index.js';
 
-/** Why native tests cannot run here, or `undefined` when they can. */
+/**
+ * `reason` unless the environment requires these tests (`VAC_REQUIRE_VMMS=1`, which `.ci/run` sets after
+ * installing the compiler, the kernel headers and QEMU): then a missing prerequisite fails the test file
+ * instead of skipping it, so CI cannot pass with the VMM tests silently skipped.
+ */
+function skipOrFail(reason: string | undefined): string | undefined {
+  if (reason !== undefined && process.env.VAC_REQUIRE_VMMS === '1') throw new Error(`VAC_REQUIRE_VMMS=1 but these tests cannot run: ${reason}`);
+  return reason;
+}
+
+/** Why native tests cannot run here, or `undefined` when they can (throws under `VAC_REQUIRE_VMMS=1`). */
 export function nativeSkipReason(): string | undefined {
-  if (process.platform !== 'linux') return 'the preload library is Linux-only';
-  if (findCompiler() === undefined) return 'no C compiler (cc, gcc, clang or $CC) on this machine; CI has one';
-  if (!existsSync('/usr/include/linux/kvm.h')) return 'no <linux/kvm.h> (linux-libc-dev) for the C fixtures';
+  if (process.platform !== 'linux') return skipOrFail('the preload library is Linux-only');
+  if (findCompiler() === undefined) return skipOrFail('no C compiler (cc, gcc, clang or $CC) on this machine; .ci/run installs gcc');
+  if (!existsSync('/usr/include/linux/kvm.h')) return skipOrFail('no <linux/kvm.h> (linux-libc-dev) for the C fixtures; .ci/run installs it');
+  return undefined;
+}
+
+/** The QEMU binary the QEMU tests run (the distribution's qemu-system-x86, 7.2 here). */
+export const QEMU = 'qemu-system-x86_64';
+
+/** Why QEMU tests cannot run here (no native build, or no QEMU), or `undefined` when they can (throws under `VAC_REQUIRE_VMMS=1`). */
+export function qemuSkipReason(): string | undefined {
+  const native = nativeSkipReason();
+  if (native !== undefined) return native;
+  if (spawnSync(QEMU, ['--version'], { stdio: 'ignore' }).status !== 0) return skipOrFail(`${QEMU} is not installed (apt-get install qemu-system-x86; .ci/run does)`);
   return undefined;
 }
 
