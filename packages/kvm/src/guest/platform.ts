@@ -32,6 +32,24 @@ export interface GuestPlatform {
   wrmsr(msr: number, value: bigint): boolean | null;
   /** `rdtsc`: the guest's TSC, a `__u64` (IA32_TIME_STAMP_COUNTER as the guest sees it). */
   tsc(): bigint;
+  /**
+   * The vCPU's FPU/SSE state in the FXSAVE layout (at least 512 bytes; the legacy area of the image
+   * `KVM_GET_XSAVE` reports): MXCSR at 24, MXCSR_MASK at 28, ST0–7 from 32, XMM0–7 from 160. `fxsave` stores
+   * MXCSR, the ST and XMM registers from it and `fxrstor` loads them into it (the x87 control, status and tag
+   * words, FOP, FIP and FDP live in the `GuestCpuState`). Without it, `fxsave`/`fxrstor` end in an
+   * emulation failure.
+   */
+  readonly fxState?: Uint8Array;
+}
+
+/** A fresh FXSAVE image as `fpstate_init_fx` leaves it: FCW 0x37f, MXCSR 0x1f80 (MXCSR_DEFAULT), MXCSR_MASK 0xffff. */
+export function initialFxState(): Uint8Array {
+  const image = new Uint8Array(512);
+  const dv = new DataView(image.buffer);
+  dv.setUint16(0, 0x37f, true);
+  dv.setUint32(24, 0x1f80, true);
+  dv.setUint32(28, 0xffff, true);
+  return image;
 }
 
 /** `KVM_CPUID_FLAG_SIGNIFCANT_INDEX` (sic, `<asm/kvm.h>`): the entry applies only to its `index`. */
@@ -126,7 +144,8 @@ const EMPTY_CPUID = new CpuidTable([]);
 
 /**
  * A {@link GuestPlatform} with no vCPU behind it: `cpuid` answers zeros (KVM with no `KVM_SET_CPUID2`), every
- * `rdmsr`/`wrmsr` raises #GP, and the TSC starts at 0 and advances by one per `rdtsc`. Each call makes a
+ * `rdmsr`/`wrmsr` raises #GP, the TSC starts at 0 and advances by one per `rdtsc`, and the FPU/SSE state is
+ * {@link initialFxState}'s. Each call makes a
  * new one (the TSC is per platform).
  */
 export function defaultGuestPlatform(): GuestPlatform {
@@ -136,5 +155,6 @@ export function defaultGuestPlatform(): GuestPlatform {
     rdmsr: () => undefined,
     wrmsr: () => false,
     tsc: () => tsc++,
+    fxState: initialFxState(),
   };
 }
