@@ -61,7 +61,9 @@ export { GUEST_INTERRUPT_BLOCKED, GUEST_INTERRUPT_DELIVERED, deliverInterrupt, i
  * At entry, a completion still owed to the previous exit is run first ({@link completePending} with
  * `exit.data`), so a caller can answer an `in` or MMIO read simply by writing the bytes into `exit.data`.
  * The result is written into `exit` (and returned): `Io`, `Hlt`, `Mmio`, `Shutdown`, `InternalError`, or
- * `Budget` when the budget ran out without an exit — calling again continues exactly where it stopped.
+ * `Budget` when the budget ran out without an exit, or when an instruction made a request the host must act on
+ * first ({@link GuestPlatform.requestPending}, e.g. kvmclock's update after the WRMSR that enables it) — calling
+ * again continues exactly where it stopped.
  * A `rep`-prefixed string instruction counts one budget unit per iteration.
  *
  * @param state The vCPU's registers; updated in place.
@@ -101,6 +103,7 @@ export function runGuest(
   R.exitKind = 0;
   R.shadowSet = 0;
   R.enteredPaging = false;
+  R.endRun = false;
   exit.executed = 0;
   state.halted = false; // a vCPU that runs is not halted (KVM_RUN after a KVM_EXIT_HLT continues past the hlt)
   let reason: number;

@@ -33,6 +33,13 @@ export interface GuestPlatform {
   /** `rdtsc`: the guest's TSC, a `__u64` (IA32_TIME_STAMP_COUNTER as the guest sees it). */
   tsc(): bigint;
   /**
+   * Whether the vCPU has a request pending that the host must process before the guest's next instruction
+   * (`kvm_request_pending`), asked after a `wrmsr` the platform accepted: when true, `runGuest` ends after that
+   * instruction (returning `Budget`), as the WRMSR's VM exit in Linux goes through `vcpu_enter_guest`'s requests
+   * (kvmclock's `KVM_REQ_CLOCK_UPDATE` writes the pvclock structure the guest reads right after). Absent: never.
+   */
+  requestPending?(): boolean;
+  /**
    * The vCPU's FPU/SSE state in the FXSAVE layout (at least 512 bytes; the legacy area of the image
    * `KVM_GET_XSAVE` reports): MXCSR at 24, MXCSR_MASK at 28, ST0–7 from 32, XMM0–7 from 160. `fxsave` stores
    * MXCSR, the ST and XMM registers from it and `fxrstor` loads them into it (the x87 control, status and tag

@@ -75,6 +75,8 @@ export function twoByte(start: number): number {
       const written = R.P.wrmsr(s.ecx >>> 0, value);
       if (written === null) return msrToUserSpace(GuestExitReason.X86Wrmsr);
       if (!written) raise(13);
+      // Linux handles the WRMSR exit and goes through vcpu_enter_guest's requests before the next instruction.
+      if (R.P.requestPending?.() === true) R.endRun = true;
       return DELIVERED;
     }
     case 0x31: { // RDTSC (CR4.TSD only matters above CPL 0)
