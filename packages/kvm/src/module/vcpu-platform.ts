@@ -76,6 +76,11 @@ export class ArchPlatform implements GuestPlatform {
     this.#arch = vcpuArch(v);
   }
 
+  /** {@inheritDoc GuestPlatform.requestPending} */
+  requestPending(): boolean {
+    return this.#vcpu.requests !== 0;
+  }
+
   /** {@inheritDoc GuestPlatform.fxState} The vCPU's FPU image (`vcpu->arch.guest_fpu`), as KVM_GET/SET_FPU and XSAVE see it. */
   get fxState(): Uint8Array {
     return this.#arch.fpu;
