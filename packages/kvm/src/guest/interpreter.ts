@@ -222,17 +222,19 @@ export function emulationFailure(state: GuestCpuState, exit: GuestExit): void {
  * path is real-mode code: in protected mode the window is empty (every instruction takes the general decoder).
  */
 export function fastLo(s: GuestCpuState): number {
-  if (R.pe) return 1;
-  const lo = R.cBase - s.csBase;
-  const hi = R.cEnd - s.csBase - 16;
+  const r = R;
+  if (r.pe) return 1;
+  const lo = r.cBase - s.csBase;
+  const hi = r.cEnd - s.csBase - 16;
   return lo >= -0x3fffffff && hi <= 0x3fffffff && lo <= hi ? lo | 0 : 1;
 }
 
 /** Last CS offset of the fast-path window (see {@link fastLo}). */
 export function fastHi(s: GuestCpuState): number {
-  if (R.pe) return 0;
-  const lo = R.cBase - s.csBase;
-  const hi = Math.min(R.cEnd - s.csBase - 16, s.csLimit - 15); // the whole instruction within the CS limit too
+  const r = R;
+  if (r.pe) return 0;
+  const lo = r.cBase - s.csBase;
+  const hi = Math.min(r.cEnd - s.csBase - 16, s.csLimit - 15); // the whole instruction within the CS limit too
   return lo >= -0x3fffffff && hi <= 0x3fffffff && lo <= hi ? hi | 0 : 0;
 }
 
@@ -491,7 +493,7 @@ export function execute(limit: number): number {
     rip = s.eip;
     if (!done) break;
     n++;
-    if (R.exitKind !== 0 || R.shadowSet !== 0 || R.enteredPaging) break;
+    if (R.exitKind !== 0 || R.shadowSet !== 0 || R.enteredPaging || R.endRun) break;
     b = R.cBytes;
     lo = fastLo(s);
     hi = fastHi(s);
