@@ -40,6 +40,13 @@ export interface GuestPlatform {
    */
   requestPending?(): boolean;
   /**
+   * Whether a `pause` ends the run (`runGuest` returns `Budget` after it) so the host can run another vCPU: the
+   * model's form of pause-loop exiting (VMX PLE / SVM pause filter → `kvm_vcpu_on_spin`). A vCPU spinning on a lock
+   * another vCPU must release would otherwise spin through whole time slices, the other never running at the moment
+   * the lock is free. Absent: never.
+   */
+  pauseExits?(): boolean;
+  /**
    * The vCPU's FPU/SSE state in the FXSAVE layout (at least 512 bytes; the legacy area of the image
    * `KVM_GET_XSAVE` reports): MXCSR at 24, MXCSR_MASK at 28, ST0–7 from 32, XMM0–7 from 160. `fxsave` stores
    * MXCSR, the ST and XMM registers from it and `fxrstor` loads them into it (the x87 control, status and tag

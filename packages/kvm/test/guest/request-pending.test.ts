@@ -1,7 +1,7 @@
 /**
- * A WRMSR after which the platform has a request pending (GuestPlatform.requestPending) ends the run right after
- * it — `Budget`, with RIP past the WRMSR — so the host can act before the next instruction; without one the run
- * goes on.
+ * Where the platform ends a run early (`Budget`, RIP past the instruction): a WRMSR after which it has a request
+ * pending (GuestPlatform.requestPending), so the host can act before the next instruction, and a PAUSE when it
+ * asks for pause-loop exits (GuestPlatform.pauseExits), so another vCPU can run. Without them the run goes on.
  */
 import { describe, expect, test } from 'vitest';
 import { GuestExitReason, defaultGuestPlatform, runGuest, type GuestPlatform } from '../../src/guest/index.js';
@@ -27,6 +27,27 @@ describe.each(FLAVORS)('requestPending after WRMSR (%s memory)', (flavor) => {
   test('no pending request: the run goes on to the HLT', () => {
     const vm = makeVm(flavor, CODE);
     expect(runGuest(vm.state, vm.memory, 100, vm.exit, undefined, platform(false))).toBe(GuestExitReason.Hlt);
+    expect([vm.exit.executed, vm.state.rbx]).toEqual([4, 1]);
+  });
+});
+
+// pause; inc bx; nop; hlt
+const PAUSE = [0xf3, 0x90, 0x43, 0x90, 0xf4];
+
+describe.each(FLAVORS)('pauseExits (%s memory)', (flavor) => {
+  test('PAUSE ends the run when the platform asks for pause-loop exits; NOP never does', () => {
+    const vm = makeVm(flavor, PAUSE);
+    const p: GuestPlatform = { ...defaultGuestPlatform(), pauseExits: () => true };
+    expect(runGuest(vm.state, vm.memory, 100, vm.exit, undefined, p)).toBe(GuestExitReason.Budget);
+    expect([vm.exit.executed, vm.state.rip, vm.state.rbx]).toEqual([1, 0x1002, 0]);
+    expect(runGuest(vm.state, vm.memory, 100, vm.exit, undefined, p)).toBe(GuestExitReason.Hlt);
+    expect([vm.exit.executed, vm.state.rbx]).toEqual([3, 1]);
+  });
+
+  test('without pause-loop exits PAUSE is a NOP', () => {
+    const vm = makeVm(flavor, PAUSE);
+    const p: GuestPlatform = { ...defaultGuestPlatform(), pauseExits: () => false };
+    expect(runGuest(vm.state, vm.memory, 100, vm.exit, undefined, p)).toBe(GuestExitReason.Hlt);
     expect([vm.exit.executed, vm.state.rbx]).toEqual([4, 1]);
   });
 });
