@@ -16,8 +16,9 @@ import { SEG_DS, SEG_SS, segAddr, segBaseOf } from './segments.js';
  * address of a `size`-byte access there (0: no access, as `lea`), after the segment-limit check.
  */
 export function rmAddr(m: number, size: number): number {
-  if (R.a32) return rmAddr32(m, size);
-  const s = R.S;
+  const r = R;
+  if (r.a32) return rmAddr32(m, size);
+  const s = r.S;
   const mod = m >> 6;
   let ea: number;
   let stack = false;
@@ -29,7 +30,7 @@ export function rmAddr(m: number, size: number): number {
     case 4: ea = s.esi & 0xffff; break;
     case 5: ea = s.edi & 0xffff; break;
     case 6:
-      if (mod === 0) return operandAddr(false, (R.eaOff = fetch16()), size);
+      if (mod === 0) return operandAddr(false, (r.eaOff = fetch16()), size);
       ea = s.ebp & 0xffff;
       stack = true;
       break;
@@ -37,8 +38,8 @@ export function rmAddr(m: number, size: number): number {
   }
   if (mod === 1) ea += sext8(fetch8());
   else if (mod === 2) ea += fetch16();
-  R.eaOff = ea & 0xffff;
-  return operandAddr(stack, R.eaOff, size);
+  r.eaOff = ea & 0xffff;
+  return operandAddr(stack, r.eaOff, size);
 }
 
 export function rmAddr32(m: number, size: number): number {
@@ -78,16 +79,18 @@ export function operandSeg(stack: boolean): number {
 }
 
 export function operandAddr(stack: boolean, offset: number, size: number): number {
+  const r = R;
   const seg = operandSeg(stack);
-  R.eaSeg = seg;
+  r.eaSeg = seg;
   if (size === 0) return segBaseOf(seg) + offset;
   return segAddr(seg, offset, size);
 }
 
 export function readRm8(m: number): number {
+  const r = R;
   if (m >= 0xc0) return getR8(m & 7);
-  R.eaLin = rmAddr(m, 1);
-  return rd8(R.eaLin);
+  r.eaLin = rmAddr(m, 1);
+  return rd8(r.eaLin);
 }
 
 export function writeRm8(m: number, v: number): void {
@@ -96,13 +99,15 @@ export function writeRm8(m: number, v: number): void {
 }
 
 export function readRmV(m: number): number {
+  const r = R;
   if (m >= 0xc0) return getRv(m & 7);
-  R.eaLin = rmAddr(m, R.o32 ? 4 : 2);
-  return R.o32 ? rd32(R.eaLin) : rd16(R.eaLin);
+  r.eaLin = rmAddr(m, r.o32 ? 4 : 2);
+  return r.o32 ? rd32(r.eaLin) : rd16(r.eaLin);
 }
 
 export function writeRmV(m: number, v: number): void {
+  const r = R;
   if (m >= 0xc0) setRv(m & 7, v);
-  else if (R.o32) wr32(R.eaLin, v);
-  else wr16(R.eaLin, v);
+  else if (r.o32) wr32(r.eaLin, v);
+  else wr16(r.eaLin, v);
 }

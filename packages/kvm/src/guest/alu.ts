@@ -56,18 +56,24 @@ export function asciiAdjust(subtract: boolean): void {
   if (adjust) s.eflags |= CF | AF;
 }
 
+// The flag functions below spell the flag bits as literals (CF 1, PF 4, AF 0x10, ZF 0x40, SF 0x80, OF 0x800; the six
+// status flags 0x8d5, without CF 0x8d4) rather than import them from flags.ts: from source, every use of an imported
+// binding is a module-variable load with a TDZ check in V8's bytecode (5 bytes), and these functions are inlined
+// into the decoder's hot paths only while the caller's cumulative inlining budget lasts (docs/performance.md).
+
 /** ADD/ADC: result = a + b + carry; CF = unsigned carry out, OF = signed overflow, AF = carry out of bit 3. */
 export function add(a: number, b: number, carry: number, mask: number, sign: number): number {
   const r = a + b + carry;
   const res = (r & mask) >>> 0;
-  R.S.eflags =
-    (R.S.eflags & ~STATUS) |
+  const s = R.S;
+  s.eflags =
+    (s.eflags & ~0x8d5) |
     PARITY[res & 0xff]! |
-    (res === 0 ? ZF : 0) |
-    ((res & sign) !== 0 ? SF : 0) |
-    ((a ^ b ^ res) & AF) |
-    (r > mask ? CF : 0) |
-    (((a ^ res) & (b ^ res) & sign) !== 0 ? OF : 0);
+    (res === 0 ? 0x40 : 0) |
+    ((res & sign) !== 0 ? 0x80 : 0) |
+    ((a ^ b ^ res) & 0x10) |
+    (r > mask ? 1 : 0) |
+    (((a ^ res) & (b ^ res) & sign) !== 0 ? 0x800 : 0);
   return res;
 }
 
@@ -75,14 +81,15 @@ export function add(a: number, b: number, carry: number, mask: number, sign: num
 export function sub(a: number, b: number, borrow: number, mask: number, sign: number): number {
   const r = a - b - borrow;
   const res = (r & mask) >>> 0;
-  R.S.eflags =
-    (R.S.eflags & ~STATUS) |
+  const s = R.S;
+  s.eflags =
+    (s.eflags & ~0x8d5) |
     PARITY[res & 0xff]! |
-    (res === 0 ? ZF : 0) |
-    ((res & sign) !== 0 ? SF : 0) |
-    ((a ^ b ^ res) & AF) |
-    (r < 0 ? CF : 0) |
-    (((a ^ b) & (a ^ res) & sign) !== 0 ? OF : 0);
+    (res === 0 ? 0x40 : 0) |
+    ((res & sign) !== 0 ? 0x80 : 0) |
+    ((a ^ b ^ res) & 0x10) |
+    (r < 0 ? 1 : 0) |
+    (((a ^ b) & (a ^ res) & sign) !== 0 ? 0x800 : 0);
   return res;
 }
 
@@ -92,34 +99,37 @@ export function sub(a: number, b: number, borrow: number, mask: number, sign: nu
  */
 export function logic(r: number, mask: number, sign: number): number {
   const res = (r & mask) >>> 0;
-  R.S.eflags =
-    (R.S.eflags & ~STATUS) | PARITY[res & 0xff]! | (res === 0 ? ZF : 0) | ((res & sign) !== 0 ? SF : 0);
+  const s = R.S;
+  s.eflags =
+    (s.eflags & ~0x8d5) | PARITY[res & 0xff]! | (res === 0 ? 0x40 : 0) | ((res & sign) !== 0 ? 0x80 : 0);
   return res;
 }
 
 /** INC: like ADD 1, but CF is not affected. */
 export function inc(a: number, mask: number, sign: number): number {
   const res = ((a + 1) & mask) >>> 0;
-  R.S.eflags =
-    (R.S.eflags & ~(STATUS & ~CF)) |
+  const s = R.S;
+  s.eflags =
+    (s.eflags & ~0x8d4) |
     PARITY[res & 0xff]! |
-    (res === 0 ? ZF : 0) |
-    ((res & sign) !== 0 ? SF : 0) |
-    ((res & 0xf) === 0 ? AF : 0) |
-    (res === sign ? OF : 0);
+    (res === 0 ? 0x40 : 0) |
+    ((res & sign) !== 0 ? 0x80 : 0) |
+    ((res & 0xf) === 0 ? 0x10 : 0) |
+    (res === sign ? 0x800 : 0);
   return res;
 }
 
 /** DEC: like SUB 1, but CF is not affected. */
 export function dec(a: number, mask: number, sign: number): number {
   const res = ((a - 1) & mask) >>> 0;
-  R.S.eflags =
-    (R.S.eflags & ~(STATUS & ~CF)) |
+  const s = R.S;
+  s.eflags =
+    (s.eflags & ~0x8d4) |
     PARITY[res & 0xff]! |
-    (res === 0 ? ZF : 0) |
-    ((res & sign) !== 0 ? SF : 0) |
-    ((a & 0xf) === 0 ? AF : 0) |
-    (a === sign ? OF : 0);
+    (res === 0 ? 0x40 : 0) |
+    ((res & sign) !== 0 ? 0x80 : 0) |
+    ((a & 0xf) === 0 ? 0x10 : 0) |
+    (a === sign ? 0x800 : 0);
   return res;
 }
 
@@ -128,8 +138,8 @@ export function alu(op: number, a: number, b: number, mask: number, sign: number
   switch (op) {
     case 0: return add(a, b, 0, mask, sign);
     case 1: return logic(a | b, mask, sign);
-    case 2: return add(a, b, R.S.eflags & CF, mask, sign);
-    case 3: return sub(a, b, R.S.eflags & CF, mask, sign);
+    case 2: return add(a, b, R.S.eflags & 1, mask, sign);
+    case 3: return sub(a, b, R.S.eflags & 1, mask, sign);
     case 4: return logic(a & b, mask, sign);
     case 6: return logic(a ^ b, mask, sign);
     default: return sub(a, b, 0, mask, sign); // 5 SUB, 7 CMP
@@ -141,14 +151,14 @@ export function cond(cc: number): boolean {
   const f = R.S.eflags;
   let r: boolean;
   switch (cc >> 1) {
-    case 0: r = (f & OF) !== 0; break; // O
-    case 1: r = (f & CF) !== 0; break; // B/C
-    case 2: r = (f & ZF) !== 0; break; // Z/E
-    case 3: r = (f & (CF | ZF)) !== 0; break; // BE
-    case 4: r = (f & SF) !== 0; break; // S
-    case 5: r = (f & PF) !== 0; break; // P
+    case 0: r = (f & 0x800) !== 0; break; // O
+    case 1: r = (f & 1) !== 0; break; // B/C
+    case 2: r = (f & 0x40) !== 0; break; // Z/E
+    case 3: r = (f & 0x41) !== 0; break; // BE
+    case 4: r = (f & 0x80) !== 0; break; // S
+    case 5: r = (f & 4) !== 0; break; // P
     case 6: r = ((f >> 7) & 1) !== ((f >> 11) & 1); break; // L: SF ≠ OF
-    default: r = (f & ZF) !== 0 || ((f >> 7) & 1) !== ((f >> 11) & 1); break; // LE
+    default: r = (f & 0x40) !== 0 || ((f >> 7) & 1) !== ((f >> 11) & 1); break; // LE
   }
   return (cc & 1) === 0 ? r : !r;
 }

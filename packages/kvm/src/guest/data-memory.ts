@@ -12,22 +12,25 @@ import { GuestExitReason } from './exit.js';
 import { R, fail } from './run-context.js';
 
 export function rd8(lin: number): number {
-  if (lin >= R.dBase && lin < R.dEnd) return R.dBytes[lin - R.dBase]!;
+  const r = R;
+  if (lin >= r.dBase && lin < r.dEnd) return r.dBytes[lin - r.dBase]!;
   return rdSlow(lin, 1);
 }
 
 export function rd16(lin: number): number {
-  if (lin >= R.dBase && lin + 2 <= R.dEnd) {
-    const o = lin - R.dBase;
-    return R.dBytes[o]! | (R.dBytes[o + 1]! << 8);
+  const r = R;
+  if (lin >= r.dBase && lin + 2 <= r.dEnd) {
+    const o = lin - r.dBase;
+    return r.dBytes[o]! | (r.dBytes[o + 1]! << 8);
   }
   return rdSlow(lin, 2);
 }
 
 export function rd32(lin: number): number {
-  if (lin >= R.dBase && lin + 4 <= R.dEnd) {
-    const o = lin - R.dBase;
-    return (R.dBytes[o]! | (R.dBytes[o + 1]! << 8) | (R.dBytes[o + 2]! << 16) | (R.dBytes[o + 3]! << 24)) >>> 0;
+  const r = R;
+  if (lin >= r.dBase && lin + 4 <= r.dEnd) {
+    const o = lin - r.dBase;
+    return (r.dBytes[o]! | (r.dBytes[o + 1]! << 8) | (r.dBytes[o + 2]! << 16) | (r.dBytes[o + 3]! << 24)) >>> 0;
   }
   return rdSlow(lin, 4);
 }
@@ -113,30 +116,33 @@ export function mmioRead(gpa: number, len: number): number {
 }
 
 export function wr8(lin: number, v: number): void {
-  if (lin >= R.wBase && lin < R.wEnd) {
-    R.wBytes[lin - R.wBase] = v;
+  const r = R;
+  if (lin >= r.wBase && lin < r.wEnd) {
+    r.wBytes[lin - r.wBase] = v;
     return;
   }
   wrSlow(lin, v, 1);
 }
 
 export function wr16(lin: number, v: number): void {
-  if (lin >= R.wBase && lin + 2 <= R.wEnd) {
-    const o = lin - R.wBase;
-    R.wBytes[o] = v;
-    R.wBytes[o + 1] = v >> 8;
+  const r = R;
+  if (lin >= r.wBase && lin + 2 <= r.wEnd) {
+    const o = lin - r.wBase;
+    r.wBytes[o] = v;
+    r.wBytes[o + 1] = v >> 8;
     return;
   }
   wrSlow(lin, v, 2);
 }
 
 export function wr32(lin: number, v: number): void {
-  if (lin >= R.wBase && lin + 4 <= R.wEnd) {
-    const o = lin - R.wBase;
-    R.wBytes[o] = v;
-    R.wBytes[o + 1] = v >> 8;
-    R.wBytes[o + 2] = v >> 16;
-    R.wBytes[o + 3] = v >> 24;
+  const r = R;
+  if (lin >= r.wBase && lin + 4 <= r.wEnd) {
+    const o = lin - r.wBase;
+    r.wBytes[o] = v;
+    r.wBytes[o + 1] = v >> 8;
+    r.wBytes[o + 2] = v >> 16;
+    r.wBytes[o + 3] = v >> 24;
     return;
   }
   wrSlow(lin, v, 4);

@@ -15,10 +15,11 @@ export const PREFIX = new Uint8Array(256);
 for (const p of [0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]) PREFIX[p] = 1;
 
 export function fetch8(): number {
-  const lin = R.csBase + R.ip;
-  if (lin >= R.cBase && lin < R.cEnd && R.ip <= R.csLim) {
-    R.ip++;
-    return R.cBytes[lin - R.cBase]!;
+  const r = R;
+  const lin = r.csBase + r.ip;
+  if (lin >= r.cBase && lin < r.cEnd && r.ip <= r.csLim) {
+    r.ip++;
+    return r.cBytes[lin - r.cBase]!;
   }
   return fetchSlow();
 }
@@ -47,11 +48,12 @@ export function fetchSlow(): number {
 }
 
 export function fetch16(): number {
-  const lin = R.csBase + R.ip;
-  if (lin >= R.cBase && lin + 2 <= R.cEnd && R.ip + 1 <= R.csLim) {
-    R.ip += 2;
-    const o = lin - R.cBase;
-    return R.cBytes[o]! | (R.cBytes[o + 1]! << 8);
+  const r = R;
+  const lin = r.csBase + r.ip;
+  if (lin >= r.cBase && lin + 2 <= r.cEnd && r.ip + 1 <= r.csLim) {
+    r.ip += 2;
+    const o = lin - r.cBase;
+    return r.cBytes[o]! | (r.cBytes[o + 1]! << 8);
   }
   const lo = fetch8();
   return lo | (fetch8() << 8);

@@ -59,6 +59,7 @@ export {
   CpuidTable,
   KVM_CPUID_FLAG_SIGNIFICANT_INDEX,
   defaultGuestPlatform,
+  initialFxState,
   type CpuidEntry,
   type GuestPlatform,
 } from './platform.js';

@@ -61,7 +61,9 @@ export { GUEST_INTERRUPT_BLOCKED, GUEST_INTERRUPT_DELIVERED, deliverInterrupt, i
  * At entry, a completion still owed to the previous exit is run first ({@link completePending} with
  * `exit.data`), so a caller can answer an `in` or MMIO read simply by writing the bytes into `exit.data`.
  * The result is written into `exit` (and returned): `Io`, `Hlt`, `Mmio`, `Shutdown`, `InternalError`, or
- * `Budget` when the budget ran out without an exit — calling again continues exactly where it stopped.
+ * `Budget` when the budget ran out without an exit, or when an instruction made a request the host must act on
+ * first ({@link GuestPlatform.requestPending}, e.g. kvmclock's update after the WRMSR that enables it) — calling
+ * again continues exactly where it stopped.
  * A `rep`-prefixed string instruction counts one budget unit per iteration.
  *
  * @param state The vCPU's registers; updated in place.
@@ -101,6 +103,7 @@ export function runGuest(
   R.exitKind = 0;
   R.shadowSet = 0;
   R.enteredPaging = false;
+  R.endRun = false;
   exit.executed = 0;
   state.halted = false; // a vCPU that runs is not halted (KVM_RUN after a KVM_EXIT_HLT continues past the hlt)
   let reason: number;
@@ -219,17 +222,19 @@ export function emulationFailure(state: GuestCpuState, exit: GuestExit): void {
  * path is real-mode code: in protected mode the window is empty (every instruction takes the general decoder).
  */
 export function fastLo(s: GuestCpuState): number {
-  if (R.pe) return 1;
-  const lo = R.cBase - s.csBase;
-  const hi = R.cEnd - s.csBase - 16;
+  const r = R;
+  if (r.pe) return 1;
+  const lo = r.cBase - s.csBase;
+  const hi = r.cEnd - s.csBase - 16;
   return lo >= -0x3fffffff && hi <= 0x3fffffff && lo <= hi ? lo | 0 : 1;
 }
 
 /** Last CS offset of the fast-path window (see {@link fastLo}). */
 export function fastHi(s: GuestCpuState): number {
-  if (R.pe) return 0;
-  const lo = R.cBase - s.csBase;
-  const hi = Math.min(R.cEnd - s.csBase - 16, s.csLimit - 15); // the whole instruction within the CS limit too
+  const r = R;
+  if (r.pe) return 0;
+  const lo = r.cBase - s.csBase;
+  const hi = Math.min(r.cEnd - s.csBase - 16, s.csLimit - 15); // the whole instruction within the CS limit too
   return lo >= -0x3fffffff && hi <= 0x3fffffff && lo <= hi ? hi | 0 : 0;
 }
 
@@ -488,7 +493,7 @@ export function execute(limit: number): number {
     rip = s.eip;
     if (!done) break;
     n++;
-    if (R.exitKind !== 0 || R.shadowSet !== 0 || R.enteredPaging) break;
+    if (R.exitKind !== 0 || R.shadowSet !== 0 || R.enteredPaging || R.endRun) break;
     b = R.cBytes;
     lo = fastLo(s);
     hi = fastHi(s);

@@ -32,6 +32,38 @@ export interface GuestPlatform {
   wrmsr(msr: number, value: bigint): boolean | null;
   /** `rdtsc`: the guest's TSC, a `__u64` (IA32_TIME_STAMP_COUNTER as the guest sees it). */
   tsc(): bigint;
+  /**
+   * Whether the vCPU has a request pending that the host must process before the guest's next instruction
+   * (`kvm_request_pending`), asked after a `wrmsr` the platform accepted: when true, `runGuest` ends after that
+   * instruction (returning `Budget`), as the WRMSR's VM exit in Linux goes through `vcpu_enter_guest`'s requests
+   * (kvmclock's `KVM_REQ_CLOCK_UPDATE` writes the pvclock structure the guest reads right after). Absent: never.
+   */
+  requestPending?(): boolean;
+  /**
+   * Whether a `pause` ends the run (`runGuest` returns `Budget` after it) so the host can run another vCPU: the
+   * model's form of pause-loop exiting (VMX PLE / SVM pause filter → `kvm_vcpu_on_spin`). A vCPU spinning on a lock
+   * another vCPU must release would otherwise spin through whole time slices, the other never running at the moment
+   * the lock is free. Absent: never.
+   */
+  pauseExits?(): boolean;
+  /**
+   * The vCPU's FPU/SSE state in the FXSAVE layout (at least 512 bytes; the legacy area of the image
+   * `KVM_GET_XSAVE` reports): MXCSR at 24, MXCSR_MASK at 28, ST0–7 from 32, XMM0–7 from 160. `fxsave` stores
+   * MXCSR, the ST and XMM registers from it and `fxrstor` loads them into it (the x87 control, status and tag
+   * words, FOP, FIP and FDP live in the `GuestCpuState`). Without it, `fxsave`/`fxrstor` end in an
+   * emulation failure.
+   */
+  readonly fxState?: Uint8Array;
+}
+
+/** A fresh FXSAVE image as `fpstate_init_fx` leaves it: FCW 0x37f, MXCSR 0x1f80 (MXCSR_DEFAULT), MXCSR_MASK 0xffff. */
+export function initialFxState(): Uint8Array {
+  const image = new Uint8Array(512);
+  const dv = new DataView(image.buffer);
+  dv.setUint16(0, 0x37f, true);
+  dv.setUint32(24, 0x1f80, true);
+  dv.setUint32(28, 0xffff, true);
+  return image;
 }
 
 /** `KVM_CPUID_FLAG_SIGNIFCANT_INDEX` (sic, `<asm/kvm.h>`): the entry applies only to its `index`. */
@@ -126,7 +158,8 @@ const EMPTY_CPUID = new CpuidTable([]);
 
 /**
  * A {@link GuestPlatform} with no vCPU behind it: `cpuid` answers zeros (KVM with no `KVM_SET_CPUID2`), every
- * `rdmsr`/`wrmsr` raises #GP, and the TSC starts at 0 and advances by one per `rdtsc`. Each call makes a
+ * `rdmsr`/`wrmsr` raises #GP, the TSC starts at 0 and advances by one per `rdtsc`, and the FPU/SSE state is
+ * {@link initialFxState}'s. Each call makes a
  * new one (the TSC is per platform).
  */
 export function defaultGuestPlatform(): GuestPlatform {
@@ -136,5 +169,6 @@ export function defaultGuestPlatform(): GuestPlatform {
     rdmsr: () => undefined,
     wrmsr: () => false,
     tsc: () => tsc++,
+    fxState: initialFxState(),
   };
 }

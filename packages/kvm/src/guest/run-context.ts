@@ -111,6 +111,11 @@ export class RunContext {
   faultError = 0;
   /** The instruction set CR0.PG: the run ends after it with an internal error (paging is not executed). */
   enteredPaging = false;
+  /**
+   * The instruction made a request the vCPU's host must act on before the guest's next instruction
+   * ({@link GuestPlatform.requestPending}): the run ends after it, as a VM exit handled in the kernel would.
+   */
+  endRun = false;
   /** CR0.PE, as a boolean (kept in step with the state's CR0 by `setCr0` and at run entry). */
   pe = false;
   /** The default operand and address size is 32 bits: protected mode with CS.D = 1. */

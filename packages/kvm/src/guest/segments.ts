@@ -25,11 +25,11 @@ export const SEG_GS = 5;
 export function segBaseOf(i: number): number {
   const s = R.S;
   switch (i) {
-    case SEG_ES: return s.esBase;
-    case SEG_CS: return s.csBase;
-    case SEG_SS: return s.ssBase;
-    case SEG_DS: return s.dsBase;
-    case SEG_FS: return s.fsBase;
+    case 0: /* ES */ return s.esBase;
+    case 1: /* CS */ return s.csBase;
+    case 2: /* SS */ return s.ssBase;
+    case 3: /* DS */ return s.dsBase;
+    case 4: /* FS */ return s.fsBase;
     default: return s.gsBase;
   }
 }
@@ -38,11 +38,11 @@ export function segBaseOf(i: number): number {
 export function selectorOf(i: number): number {
   const s = R.S;
   switch (i) {
-    case SEG_ES: return s.esSelector;
-    case SEG_CS: return s.csSelector;
-    case SEG_SS: return s.ssSelector;
-    case SEG_DS: return s.dsSelector;
-    case SEG_FS: return s.fsSelector;
+    case 0: /* ES */ return s.esSelector;
+    case 1: /* CS */ return s.csSelector;
+    case 2: /* SS */ return s.ssSelector;
+    case 3: /* DS */ return s.dsSelector;
+    case 4: /* FS */ return s.fsSelector;
     default: return s.gsSelector;
   }
 }
@@ -51,11 +51,11 @@ export function selectorOf(i: number): number {
 export function segLimitOf(i: number): number {
   const s = R.S;
   switch (i) {
-    case SEG_ES: return s.esLimit;
-    case SEG_CS: return s.csLimit;
-    case SEG_SS: return s.ssLimit;
-    case SEG_DS: return s.dsLimit;
-    case SEG_FS: return s.fsLimit;
+    case 0: /* ES */ return s.esLimit;
+    case 1: /* CS */ return s.csLimit;
+    case 2: /* SS */ return s.ssLimit;
+    case 3: /* DS */ return s.dsLimit;
+    case 4: /* FS */ return s.fsLimit;
     default: return s.gsLimit;
   }
 }
@@ -75,11 +75,11 @@ export function segAddr(seg: number, offset: number, size: number): number {
 function attrs0Of(i: number): number {
   const s = R.S;
   switch (i) {
-    case SEG_ES: return s.esAttrs0;
-    case SEG_CS: return s.csAttrs0;
-    case SEG_SS: return s.ssAttrs0;
-    case SEG_DS: return s.dsAttrs0;
-    case SEG_FS: return s.fsAttrs0;
+    case 0: /* ES */ return s.esAttrs0;
+    case 1: /* CS */ return s.csAttrs0;
+    case 2: /* SS */ return s.ssAttrs0;
+    case 3: /* DS */ return s.dsAttrs0;
+    case 4: /* FS */ return s.fsAttrs0;
     default: return s.gsAttrs0;
   }
 }
@@ -88,11 +88,11 @@ function attrs0Of(i: number): number {
 function attrs12Of(i: number): number {
   const s = R.S;
   switch (i) {
-    case SEG_ES: return (s.esAttrs2 & 0x10000) | (s.esAttrs1 & 1);
-    case SEG_CS: return (s.csAttrs2 & 0x10000) | (s.csAttrs1 & 1);
-    case SEG_SS: return (s.ssAttrs2 & 0x10000) | (s.ssAttrs1 & 1);
-    case SEG_DS: return (s.dsAttrs2 & 0x10000) | (s.dsAttrs1 & 1);
-    case SEG_FS: return (s.fsAttrs2 & 0x10000) | (s.fsAttrs1 & 1);
+    case 0: /* ES */ return (s.esAttrs2 & 0x10000) | (s.esAttrs1 & 1);
+    case 1: /* CS */ return (s.csAttrs2 & 0x10000) | (s.csAttrs1 & 1);
+    case 2: /* SS */ return (s.ssAttrs2 & 0x10000) | (s.ssAttrs1 & 1);
+    case 3: /* DS */ return (s.dsAttrs2 & 0x10000) | (s.dsAttrs1 & 1);
+    case 4: /* FS */ return (s.fsAttrs2 & 0x10000) | (s.fsAttrs1 & 1);
     default: return (s.gsAttrs2 & 0x10000) | (s.gsAttrs1 & 1);
   }
 }
@@ -132,11 +132,11 @@ export function loadSeg(i: number, selector: number): void {
   const sel = selector & 0xffff;
   const base = sel << 4;
   switch (i) {
-    case SEG_ES: s.esSelector = sel; s.esBase = base; s.esBaseHigh = 0; return;
-    case SEG_CS: s.csSelector = sel; s.csBase = base; s.csBaseHigh = 0; return;
-    case SEG_SS: s.ssSelector = sel; s.ssBase = base; s.ssBaseHigh = 0; return;
-    case SEG_DS: s.dsSelector = sel; s.dsBase = base; s.dsBaseHigh = 0; return;
-    case SEG_FS: s.fsSelector = sel; s.fsBase = base; s.fsBaseHigh = 0; return;
+    case 0: /* ES */ s.esSelector = sel; s.esBase = base; s.esBaseHigh = 0; return;
+    case 1: /* CS */ s.csSelector = sel; s.csBase = base; s.csBaseHigh = 0; return;
+    case 2: /* SS */ s.ssSelector = sel; s.ssBase = base; s.ssBaseHigh = 0; return;
+    case 3: /* DS */ s.dsSelector = sel; s.dsBase = base; s.dsBaseHigh = 0; return;
+    case 4: /* FS */ s.fsSelector = sel; s.fsBase = base; s.fsBaseHigh = 0; return;
     default: s.gsSelector = sel; s.gsBase = base; s.gsBaseHigh = 0; return;
   }
 }

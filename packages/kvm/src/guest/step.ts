@@ -318,7 +318,9 @@ export function step(start: number): number {
     }
 
     // ---- NOP / XCHG AX, r ----------------------------------------------------------------------------
-    case 0x90: break; // also PAUSE (F3 90)
+    case 0x90: // NOP; with F3, PAUSE: a spin-wait hint the platform may turn into a yield (pause-loop exiting)
+      if (R.rep === 3 && R.P.pauseExits?.() === true) R.endRun = true;
+      break;
     case 0x91: case 0x92: case 0x93: case 0x94: case 0x95: case 0x96: case 0x97: {
       const a = getRv(0);
       setRv(0, getRv(op & 7));

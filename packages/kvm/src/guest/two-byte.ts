@@ -17,6 +17,7 @@ import { CPUID_OUT, R, fail, raise } from './run-context.js';
 import { SEG_FS, SEG_GS, SEG_SS, loadSeg } from './segments.js';
 import { peekV, pushV } from './stack.js';
 import { popSeg } from './step.js';
+import { group15 } from './fx-state.js';
 import { group6, group7, movCr } from './system.js';
 
 /** RDMSR/WRMSR whose access the platform hands to user space: stop before the instruction, nothing of it done. */
@@ -56,6 +57,7 @@ export function twoByte(start: number): number {
     return DELIVERED;
   }
   switch (op) {
+    case 0xae: group15(); return DELIVERED;
     case 0x00: return group6(start);
     case 0x01: return group7(start);
     case 0x06: R.S.cr0 &= ~0x8n; return DELIVERED; // CLTS: CR0.TS ← 0
@@ -73,6 +75,8 @@ export function twoByte(start: number): number {
       const written = R.P.wrmsr(s.ecx >>> 0, value);
       if (written === null) return msrToUserSpace(GuestExitReason.X86Wrmsr);
       if (!written) raise(13);
+      // Linux handles the WRMSR exit and goes through vcpu_enter_guest's requests before the next instruction.
+      if (R.P.requestPending?.() === true) R.endRun = true;
       return DELIVERED;
     }
     case 0x31: { // RDTSC (CR4.TSD only matters above CPL 0)

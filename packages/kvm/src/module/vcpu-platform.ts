@@ -18,7 +18,7 @@
  * @module
  */
 import { CpuidTable, type GuestPlatform } from '../guest/platform.js';
-import { KVM_MSR_EXIT_REASON_FILTER, KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN } from '../abi/constants.js';
+import { KVM_MSR_EXIT_REASON_FILTER, KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN, KVM_X86_DISABLE_EXITS_PAUSE } from '../abi/constants.js';
 import { KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE } from '../abi/constants-x86.js';
 import type { kvm_cpuid_entry2 } from '../abi/structs.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
@@ -74,6 +74,25 @@ export class ArchPlatform implements GuestPlatform {
   constructor(v: Vcpu) {
     this.#vcpu = v;
     this.#arch = vcpuArch(v);
+  }
+
+  /**
+   * {@inheritDoc GuestPlatform.pauseExits} Pause-loop exiting is on unless user space disabled PAUSE exits
+   * (KVM_CAP_X86_DISABLE_EXITS), and only matters with another vCPU to run (`kvm_vcpu_on_spin`).
+   */
+  pauseExits(): boolean {
+    const vm = this.#vcpu.vm;
+    return vm.vcpus.size > 1 && (vmArch(vm).disabledExits & KVM_X86_DISABLE_EXITS_PAUSE) === 0;
+  }
+
+  /** {@inheritDoc GuestPlatform.requestPending} */
+  requestPending(): boolean {
+    return this.#vcpu.requests !== 0;
+  }
+
+  /** {@inheritDoc GuestPlatform.fxState} The vCPU's FPU image (`vcpu->arch.guest_fpu`), as KVM_GET/SET_FPU and XSAVE see it. */
+  get fxState(): Uint8Array {
+    return this.#arch.fpu;
   }
 
   /** {@inheritDoc GuestPlatform.cpuid} */

@@ -392,6 +392,8 @@ export class Vcpu {
     // VAC did not turn virtualization on here (a failed re-enable at resume, a reboot): no entry.
     // Linux would try VMLAUNCH in whatever VMX operation is active; the model reports the failed entry.
     if (!this.#instance.vac.isEnabled(cpu)) return this.#failEntry(cpu, 0n);
+    // vcpu_enter_guest: the requests made since the last entry (a WRMSR's KVM_REQ_CLOCK_UPDATE ends its run).
+    if (this.requests !== 0 && processRequests(this)) return Step.Exit;
     const dbg = this.guestDebug;
     // KVM_GUESTDBG_BLOCKIRQ: no interrupt or NMI is injected while it is set.
     if (this.intr !== undefined && (dbg === undefined || !dbg.blockIrq)) {

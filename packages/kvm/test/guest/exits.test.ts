@@ -244,13 +244,13 @@ describe.each(FLAVORS)('guest exits (%s memory)', (flavor) => {
   });
 
   test('an unimplemented opcode is an emulation failure with the instruction bytes', () => {
-    // mov al,1 ; fxsave [bx+si] (0f ae 00) ; hlt
-    const vm = makeVm(flavor, [0xb0, 0x01, 0x0f, 0xae, 0x00, 0xf4]);
+    // mov al,1 ; movups xmm0, [bx+si] (0f 10 00) ; hlt
+    const vm = makeVm(flavor, [0xb0, 0x01, 0x0f, 0x10, 0x00, 0xf4]);
     expect(vm.run()).toBe(InternalError);
     expect(vm.exit.suberror).toBe(GUEST_INTERNAL_ERROR_EMULATION);
     expect(vm.exit.insnSize).toBe(2);
     expect(vm.exit.flags).toBe(1);
-    expect([...vm.exit.insnBytes]).toEqual([0x0f, 0xae, ...Array<number>(13).fill(0x90)]);
+    expect([...vm.exit.insnBytes]).toEqual([0x0f, 0x10, ...Array<number>(13).fill(0x90)]);
     expect(vm.exit.executed).toBe(1);
     expect(vm.state.rip).toBe(0x1002); // still on the failing instruction
     expect(vm.exit.detail).toMatch(/not implemented/);
@@ -262,7 +262,7 @@ describe.each(FLAVORS)('guest exits (%s memory)', (flavor) => {
   test.each([
     ['x87 FADD', [0xd8, 0xc1]],
     ['CMPXCHG8B', [0x0f, 0xc7, 0x0f]],
-    ['FXSAVE', [0x0f, 0xae, 0x00]],
+    ['XSAVE', [0x0f, 0xae, 0x20]],
     ['x87 FLD1', [0xd9, 0xe8]],
     ['TZCNT', [0xf3, 0x0f, 0xbc, 0xc0]],
   ])('%s is reported, not skipped', (_name, bytes) => {

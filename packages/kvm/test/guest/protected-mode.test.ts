@@ -164,4 +164,24 @@ describe('CPUID and the kvmclock MSR from 32-bit code', () => {
     expect(r.regs['rbx']).toBe(`0x${version.toString(16)}`); // the guest read the same version
     expect([r.regs['rax'], r.regs['rdx']]).toEqual(['0x5001', '0x0']);
   });
+
+  test('the pvclock structure is written before the instruction after the WRMSR, in the same KVM_RUN (SeaBIOS reads it right away)', () => {
+    // wrmsr(0x4b564d01, 0x5001); mov ebx, [0x5018] (tsc_to_system_mul); hlt
+    const body = 'b9014d564bb80150000031d20f308b1d18500000f4';
+    const code = recording.cases['pm-enter']!.code.slice(0, 0x200) + body;
+    const features = (1 << 3) | (1 << 24);
+    const r = runOnModel({
+      name: 'kvmclock-same-run',
+      code,
+      mem: pmMemory(),
+      regs: { rsp: '0x8000' },
+      cpuid: [[0x40000000, 0, 0, 0x40000001, 0x4b4d564b, 0x564b4d56, 0x4d], [0x40000001, 0, 0, features, 0, 0, 0]],
+      dump: [[0x5000, 32]],
+      exits: 2,
+    });
+    expect(r.exits.map((e) => e['reason'])).toEqual([KVM_EXIT_HLT]);
+    const mul = Buffer.from(r.memory['0x5000']!, 'hex').readUInt32LE(24);
+    expect(mul).toBeGreaterThan(0);
+    expect(r.regs['rbx']).toBe(`0x${mul.toString(16)}`);
+  });
 });
