@@ -87,7 +87,17 @@ export interface FleetReport {
   /** The hosts, by id. */
   readonly hosts: readonly HostRecord[];
   /** The fleet's make-up. */
-  readonly fleet: { readonly intel: number; readonly amd: number; readonly sev: number; readonly vms: number; readonly vcpus: number };
+  readonly fleet: {
+    readonly intel: number;
+    readonly amd: number;
+    readonly sev: number;
+    /** SEV hosts whose VAC mediates moves of encryption contexts (`vac.cross_module_moves=Y`). */
+    readonly sevMediated: number;
+    readonly vms: number;
+    /** SEV guests. */
+    readonly sevVms: number;
+    readonly vcpus: number;
+  };
   /** The waves, in order (those reached). */
   readonly waves: readonly WaveRecord[];
   /** Simulated time of the rollout, ns. */
@@ -186,7 +196,24 @@ export async function runRollout(fleet: FleetSpec, policy: RolloutPolicy, option
     await pool.close();
   }
   const hosts: HostRecord[] = specs.map(
-    (h) => records.get(h.id) ?? { id: h.id, outcome: 'not-reached', vms: h.vms.length, moves: 0, failedMoves: 0, blackoutsNs: [], moveIoctls: 0, upgradeNs: 0, rollbackNs: 0, mappedBytes: 0, wave: -1, startNs: 0 },
+    (h) =>
+      records.get(h.id) ?? {
+        id: h.id,
+        outcome: 'not-reached',
+        vms: h.vms.length,
+        moves: 0,
+        failedMoves: 0,
+        blackoutsNs: [],
+        moveIoctls: 0,
+        upgradeNs: 0,
+        rollbackNs: 0,
+        mappedBytes: 0,
+        sevVms: h.vms.filter((v) => v.sev).length,
+        sevStayed: 0,
+        oldModuleKept: false,
+        wave: -1,
+        startNs: 0,
+      },
   );
   return {
     seed: fleet.seed,
@@ -198,7 +225,9 @@ export async function runRollout(fleet: FleetSpec, policy: RolloutPolicy, option
       intel: specs.filter((h) => h.vendor === 'intel').length,
       amd: specs.filter((h) => h.vendor === 'amd').length,
       sev: specs.filter((h) => h.sev).length,
+      sevMediated: specs.filter((h) => h.vacMediates).length,
       vms: specs.reduce((a, h) => a + h.vms.length, 0),
+      sevVms: specs.reduce((a, h) => a + h.vms.filter((v) => v.sev).length, 0),
       vcpus: specs.reduce((a, h) => a + h.vms.reduce((b, v) => b + v.vcpus, 0), 0),
     },
     waves: waveRecords,
