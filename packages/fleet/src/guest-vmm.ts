@@ -11,6 +11,8 @@
  * @module
  */
 import { O_RDWR, UsageError, isKernelError, memfdCreate, type Host, type Mapping, type Process, type Thread } from '@vac/core';
+import type { VmmSandbox } from './sandbox.js';
+import type { CoreAllocator } from './smt.js';
 import {
   KVM_CAP_SPLIT_IRQCHIP,
   KVM_CREATE_IRQCHIP,
@@ -89,11 +91,11 @@ export interface GuestVmmOptions {
   readonly sev?: boolean;
   /**
    * The process the VMM is started under (`host.spawn({ parent })`): it shares the parent's mount namespace and
-   * device cgroup, as a VMM a container runtime starts does. Default none (the host's).
+   * device cgroup, as a VMM a container runtime starts does ({@link VmmSandbox.launcher}). Default none (the host's).
    */
   readonly parent?: Process;
   /**
-   * The CPU of each vCPU's thread, by vCPU id (its length must be `vcpus`), overrides
+   * The CPU of each vCPU's thread, by vCPU id (its length must be `vcpus`), e.g. from {@link CoreAllocator}; overrides
    * `cpu`.
    */
   readonly vcpuCpus?: readonly number[];

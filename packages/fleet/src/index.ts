@@ -25,3 +25,5 @@ export { seededRandom, pick, type Random } from './fleet/random.js';
 export { compareReleases, loadedModules, newestBuild, place, requireMitigations, spread, type ModuleCandidate, type PlacementPolicy, type VmNeeds } from './placement.js';
 export { STRATEGIES, compareStrategies, formatStrategies, type Strategy, type StrategyAssumptions, type StrategyHost, type StrategyResult } from './strategies.js';
 export { moveByHandoff, type HandoffResult } from './handoff.js';
+export { CoreAllocator, SmtMonitor, checkSmtIsolation, trustDomainOf, type SmtLoadViolation, type SmtViolation } from './smt.js';
+export { VmmSandbox, type SandboxNodeCheck, type VmmSandboxOptions } from './sandbox.js';
