@@ -16,6 +16,7 @@ export { countingGuest, words, type CountingGuestOptions } from './guests.js';
 export { describeUpgrade, orderVms, runUpgrade, upgradeAnnotations, type FailureRule, type MoveOrder, type PlanAction, type UpgradePlan, type UpgradeReport, type VmOutcome } from './plan.js';
 export { FLEET_BUILDS, LINUX_6_18_APF_REVERTED, fleetBuild } from './fleet/builds.js';
 export { generateFleet, type FleetHostSpec, type FleetSpec, type FleetVmSpec } from './fleet/spec.js';
+export { INJECTED_FAULT_KINDS, drawHostFault, type FaultInjection, type InjectedFault, type InjectedFaultKind } from './fleet/faults.js';
 export { runHostJob, type HostJob, type HostOutcome, type HostPlanSettings } from './fleet/host-job.js';
 export { HostPool } from './fleet/pool.js';
 export { runRollout, type FleetReport, type HostRecord, type RolloutOptions, type RolloutPolicy, type WaveRecord } from './fleet/rollout.js';

@@ -42,6 +42,7 @@ describe('renderRolloutSvg', () => {
     fleet: { intel: n, amd: 0, sev: 0, sevMediated: 0, vms: 2 * n, sevVms: 0, vcpus: 2 * n },
     waves: [0, 1, 2].map((w) => ({ label: `w${w}`, hosts: 1, upgraded: 0, failed: 0, rolledBack: 0, startNs: w * 100, endNs: w * 100 + 100, verdict: 'passed' as const, failures: [] })),
     durationNs: 300,
+    injectedFaultRate: 0,
   });
   test('one row per host when they fit; a sample with every failed and rolled-back host when not', () => {
     const small = renderRolloutSvg(report(10, [4]));

@@ -3,7 +3,7 @@
  * VM (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM) — EBADF across modules as the RFC stands, so it stays on its module; with
  * `vac.cross_module_moves=Y` VAC mediates and the guest moves, its SEV ASID with it, and the old module can go.
  */
-import { createHost, isKernelError, vacOf, type Host } from '@vac/core';
+import { createHost, faultSites, isKernelError, vacOf, type Host } from '@vac/core';
 import { completePendingIo, kvm } from '@vac/kvm';
 import { SEV_ASIDS, amd } from '@vac/svm';
 import { describe, expect, test } from 'vitest';
@@ -112,5 +112,39 @@ describe('an upgrade plan on an SEV host', () => {
     expect(r.oldModuleKept).toBe(false);
     expect(host.lsmod().map((m) => m.name)).not.toContain('kvm0');
     expect(asids(host)).toEqual([{ asid: 100, holder: 'kvm1/vm3' }]); // kvm1's vm1 was the smoke test's; vm2 is vm1's
+  });
+});
+
+describe('an SEV move that fails rolls back: the guest runs on kvm0 with its ASID, the host as it was', () => {
+  test.each([...faultSites().keys()])('a fault at every %s allocation of a mediated move', (site) => {
+    const outcomes: string[] = [];
+    for (let n = 1; n < 80; n++) {
+      const host = sevHost(true);
+      const vmm = sevGuest(host);
+      vmm.start();
+      host.scheduler.run(5);
+      vmm.pause();
+      for (const v of vmm.current.handle.vcpus) completePendingIo(vmm.proc, v.fd, v.run);
+      vmm.start();
+      const before = state(host);
+      host.faults.failNth(site as never, n);
+      const fired = host.faults.fired.length;
+      const r = moveInPlace(vmm, '/dev/kvm1');
+      host.faults.clear();
+      if (host.faults.fired.length === fired) {
+        expect(r.outcome).toBe('moved');
+        break;
+      }
+      outcomes.push(r.outcome);
+      if (r.outcome === 'rolled-back') {
+        expect(state(host), `${site} #${n}`).toBe(before);
+        expect(asids(host)).toEqual([{ asid: 100, holder: 'kvm0/vm1' }]);
+      } else {
+        expect(asids(host)).toEqual([{ asid: 100, holder: 'kvm1/vm1' }]); // a soft failure: moved all the same
+      }
+      host.scheduler.runUntilIdle(10_000);
+      expect(words(vmm.output)).toEqual(unmovedOutput());
+    }
+    if (['fd', 'mmap', 'vm', 'vcpu'].includes(site)) expect(outcomes.length > 0 && outcomes.every((o) => o === 'rolled-back')).toBe(true);
   });
 });

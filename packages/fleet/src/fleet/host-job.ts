@@ -16,6 +16,7 @@ import { moveInPlace } from '../move.js';
 import { runUpgrade } from '../plan.js';
 import type { SyscallCosts } from '../meter.js';
 import { fleetBuild } from './builds.js';
+import { armHostFault, describeFault, type InjectedFault } from './faults.js';
 import { seededRandom } from './random.js';
 import type { FleetHostSpec } from './spec.js';
 
@@ -54,6 +55,8 @@ export interface HostJob {
   readonly plan: HostPlanSettings;
   /** After a successful upgrade: unload the old module, or move every VM back and unload the new one. */
   readonly finalize: 'commit' | 'rollback';
+  /** A failure injected into the upgrade (armed in the host's fault injector before the plan runs). */
+  readonly fault?: InjectedFault;
 }
 
 /** What happened on one host. */
@@ -84,6 +87,8 @@ export interface HostOutcome {
   readonly sevStayed: number;
   /** Whether the old module is still loaded at the end because SEV guests stay on it. */
   readonly oldModuleKept: boolean;
+  /** The injected failure that fired during the upgrade (`describeFault` of it: `vcpu-create #3`), if one did. */
+  readonly injected?: string;
   /** Bytes the host's processes had mapped at the peak (guest memory and `kvm_run` areas, both modules loaded). */
   readonly mappedBytes: number;
 }
@@ -116,6 +121,7 @@ export function runHostJob(job: HostJob): HostOutcome {
   for (const v of vmms) v.start();
   host.scheduler.run(job.plan.warmupTicks ?? 2);
   const t0 = host.clock.nowNs;
+  if (job.fault !== undefined) armHostFault(host, job.fault, 'kvm1');
   const report = runUpgrade(host, {
     from: 'kvm0',
     load: { image: kvm({ postfix: '1', build: fleetBuild(job.toBuild) }), ...(job.toParams === undefined ? {} : { params: job.toParams }) },
@@ -128,6 +134,8 @@ export function runHostJob(job: HostJob): HostOutcome {
     onFailure: { action: 'rollback' },
   });
   const upgradeNs = host.clock.nowNs - t0;
+  const injected = job.fault !== undefined && host.faults.fired.length > 0 ? describeFault(job.fault) : undefined;
+  host.faults.clear();
   const peak = mappedBytes(host);
   const forward = report.vms.filter((v) => v.outcome === 'moved' || v.outcome === 'moved-back');
   const base = {
@@ -139,6 +147,7 @@ export function runHostJob(job: HostJob): HostOutcome {
     mappedBytes: peak,
     sevVms: vmms.filter((v) => v.sev).length,
     sevStayed: report.vms.filter((v) => v.outcome === 'stays').length,
+    ...(injected === undefined ? {} : { injected }),
   };
   const movedBack = report.vms.filter((v) => v.outcome === 'moved-back').length;
   const forwardIoctls = forward.reduce((a, v) => a + v.ioctls, 0);

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { INJECTED_FAULT_KINDS } from './faults.js';
 import type { FleetReport } from './rollout.js';
 
 /** The numbers of a rollout. */
@@ -26,6 +27,8 @@ export interface RolloutSummary {
    * RFC), those that moved with VAC mediating, and the upgraded hosts whose old module stays loaded because of them.
    */
   readonly sev: { readonly stayed: number; readonly moved: number; readonly oldModuleKeptOnHosts: number };
+  /** Hosts reached whose injected failure fired, by kind (`module-init`, `vm-create`, `vcpu-create`), in that order. */
+  readonly injected: Readonly<Record<string, number>>;
 }
 
 /** The nearest-rank percentile `p` (0–100) of sorted `xs` (0 for none). */
@@ -60,6 +63,7 @@ export function summarizeRollout(report: FleetReport): RolloutSummary {
       moved: reached.filter((h) => h.outcome === 'upgraded').reduce((a, h) => a + h.sevVms - h.sevStayed, 0),
       oldModuleKeptOnHosts: reached.filter((h) => h.oldModuleKept).length,
     },
+    injected: Object.fromEntries(INJECTED_FAULT_KINDS.map((k) => [k, reached.filter((h) => h.injected?.split(' ')[0] === k).length] as const).filter(([, n]) => n > 0)),
   };
 }
 
@@ -91,6 +95,9 @@ export function formatFleetReport(report: FleetReport): string {
     `moves: ${sum.moves} made, ${sum.failedMoves} refused and rolled back; ${sum.ioctlsPerMove} ioctls per move`,
     `blackout per VM: p50 ${us(sum.blackoutNs.p50)}, p90 ${us(sum.blackoutNs.p90)}, p99 ${us(sum.blackoutNs.p99)}, max ${us(sum.blackoutNs.max)}`,
     `mapped per host (guest memory, kvm_run): mean ${sum.mappedBytesPerHost.mean} bytes, max ${sum.mappedBytesPerHost.max} bytes`,
+    ...(report.injectedFaultRate > 0
+      ? [`injected failures (rate ${report.injectedFaultRate}): ${Object.entries(sum.injected).map(([k, n]) => `${n} ${k}`).join(', ') || 'none fired'} on the hosts reached`]
+      : []),
     `SEV guests: ${sum.sev.stayed} stayed on ${report.fromBuild} (no VAC mediation), ${sum.sev.moved} moved with VAC mediating; old module kept loaded on ${sum.sev.oldModuleKeptOnHosts} upgraded host${sum.sev.oldModuleKeptOnHosts === 1 ? '' : 's'}`,
   ];
   return `${lines.join('\n')}\n`;

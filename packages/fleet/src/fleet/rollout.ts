@@ -9,6 +9,7 @@
  */
 import { UsageError } from '@vac/core';
 import { fleetBuild } from './builds.js';
+import { checkFaultInjection, drawHostFault, type FaultInjection } from './faults.js';
 import type { HostJob, HostOutcome, HostPlanSettings } from './host-job.js';
 import { HostPool } from './pool.js';
 import { seededRandom } from './random.js';
@@ -34,6 +35,8 @@ export interface RolloutPolicy {
   readonly bakeNs?: number;
   /** Each host's upgrade plan. */
   readonly hostPlan?: HostPlanSettings;
+  /** Failures injected into the hosts' upgrades at a rate (see `FaultInjection`). Default none. */
+  readonly injectFaults?: FaultInjection;
 }
 
 /** Options of {@link runRollout}. */
@@ -102,6 +105,8 @@ export interface FleetReport {
   readonly waves: readonly WaveRecord[];
   /** Simulated time of the rollout, ns. */
   readonly durationNs: number;
+  /** The rate failures were injected at (`policy.injectFaults.rate`; 0 without). */
+  readonly injectedFaultRate: number;
 }
 
 /** The hosts in rollout order: a seeded shuffle, so that the canary is not always host 1. */
@@ -112,6 +117,7 @@ function rolloutOrder(hosts: readonly FleetHostSpec[], seed: number): FleetHostS
 
 function checkPolicy(p: RolloutPolicy, n: number): { canary: number; waves: number[]; maxFailed: number; bakeNs: number } {
   fleetBuild(p.toBuild);
+  checkFaultInjection(p.injectFaults);
   fleetBuild(p.fromBuild ?? 'linux-6.12');
   const canary = p.canaryHosts ?? 1;
   if (!Number.isSafeInteger(canary) || canary < 0 || canary > n) throw new UsageError('ERR_OUT_OF_RANGE', `rollout: canaryHosts must be an integer in [0, ${n}], got ${String(canary)}`);
@@ -144,15 +150,19 @@ export async function runRollout(fleet: FleetSpec, policy: RolloutPolicy, option
     if (upTo > done) groups.push({ label: `${w}%`, hosts: order.slice(done, upTo) });
     done = upTo;
   }
-  const job = (h: FleetHostSpec, finalize: HostJob['finalize']): HostJob => ({
-    host: h,
-    seed: fleet.seed,
-    fromBuild,
-    toBuild: policy.toBuild,
-    ...(policy.toParams === undefined ? {} : { toParams: policy.toParams }),
-    plan: policy.hostPlan ?? {},
-    finalize,
-  });
+  const job = (h: FleetHostSpec, finalize: HostJob['finalize']): HostJob => {
+    const fault = drawHostFault(fleet.seed, h, policy.injectFaults);
+    return {
+      host: h,
+      seed: fleet.seed,
+      fromBuild,
+      toBuild: policy.toBuild,
+      ...(policy.toParams === undefined ? {} : { toParams: policy.toParams }),
+      plan: policy.hostPlan ?? {},
+      finalize,
+      ...(fault === undefined ? {} : { fault }),
+    };
+  };
   const records = new Map<number, HostRecord>();
   const waveRecords: WaveRecord[] = [];
   const pool = new HostPool(options.workers ?? 0);
@@ -232,5 +242,6 @@ export async function runRollout(fleet: FleetSpec, policy: RolloutPolicy, option
     },
     waves: waveRecords,
     durationNs: now,
+    injectedFaultRate: policy.injectFaults?.rate ?? 0,
   };
 }
