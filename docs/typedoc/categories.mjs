@@ -48,7 +48,7 @@ export const CATEGORIES = {
   '@vac/fleet': [
     ['Moving a VM', /^src\/(move|move-run|handoff|meter|guest-vmm|guests|events)\.ts$/],
     ['Upgrade plans', /^src\/(plan|report|strategies)[^/]*\.ts$/],
-    ['Placement', /^src\/placement\.ts$/],
+    ['Placement', /^src\/(placement|sandbox|smt)\.ts$/],
     ['Fleets', /^src\/fleet\//],
   ],
   '@vac/bridge': [

@@ -8,7 +8,10 @@
  *    goes first to one canary host. Some of its guests use MSR_KVM_ASYNC_PF_INT, which the build cannot hold:
  *    `canMove` refuses their moves, the host rolls itself back, and the policy stops the rollout at the canary.
  *    The failure is the model's own: nothing is drawn at random but the fleet.
- * 2. The good build (`linux-6.18`) goes to the canary, then 25%, 50% and 100% of the fleet.
+ * 2. The good build (`linux-6.18`) goes to the canary, then 25%, 50% and 100% of the fleet. On an SEV host whose
+ *    VAC does not mediate (the RFC), its SEV guests cannot move (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM across modules is
+ *    EBADF): they stay on the old module, which stays loaded; where VAC mediates (`vac.cross_module_moves=Y`) they
+ *    move with the others. The report counts both.
  *
  * Each rollout runs with 1 and with 4 worker threads, and the two reports must be the same bytes.
  * Usage: main.ts [--seed N]. Exits non-zero if anything it shows does not hold.
@@ -20,7 +23,8 @@ import { LINUX_6_18_APF_REVERTED, formatFleetReport, renderRolloutSvg, runRollou
 
 const seedArg = process.argv.indexOf('--seed');
 const seed = seedArg > 0 ? Number(process.argv[seedArg + 1]) : 2026;
-const fleet: FleetSpec = { seed, hosts: 24, cpus: [4, 8, 16], vmsPerHost: [4, 8], vcpus: [1, 2], asyncPfIntShare: 0.25 };
+// Half the SEV hosts' VMs are SEV guests; half the SEV hosts run VAC with cross_module_moves=Y (beyond the RFC).
+const fleet: FleetSpec = { seed, hosts: 24, cpus: [4, 8, 16], vmsPerHost: [4, 8], vcpus: [1, 2], asyncPfIntShare: 0.25, sevVmShare: 0.5, vacMediatedShare: 0.5 };
 const problems: string[] = [];
 
 async function rollout(title: string, policy: RolloutPolicy): Promise<{ text: string; svg: string; report: Awaited<ReturnType<typeof runRollout>> }> {
@@ -42,6 +46,11 @@ if (bad.report.outcome !== 'rolled-back' || bad.report.waves.length !== 1 || b.h
 if (!bad.text.includes("MSR 0x4b564d06 = 0xf3 is not in the target's KVM_GET_MSR_INDEX_LIST")) problems.push('the canary failure is not the async-PF MSR the bad build lacks');
 const g = summarizeRollout(good.report);
 if (good.report.outcome !== 'completed' || g.hosts.upgraded !== fleet.hosts) problems.push(`the good build did not reach every host (${good.report.outcome}, ${JSON.stringify(g.hosts)})`);
+// SEV guests: without VAC mediating they stay on the old module (which then stays loaded); with it they move.
+const sevHosts = good.report.hosts.filter((h) => h.sevVms > 0);
+if (g.sev.stayed === 0 || g.sev.moved === 0) problems.push(`the good rollout should show SEV guests both staying and moving (${JSON.stringify(g.sev)})`);
+if (g.moves + g.sev.stayed !== good.report.fleet.vms) problems.push(`every VM should have moved or (an SEV guest without mediation) stayed: ${g.moves} + ${g.sev.stayed} != ${good.report.fleet.vms}`);
+if (g.sev.oldModuleKeptOnHosts !== sevHosts.filter((h) => h.sevStayed > 0).length) problems.push('the hosts that keep the old module are not those whose SEV guests stayed');
 
 const here = dirname(fileURLToPath(import.meta.url));
 const outDir = join(here, 'out');
@@ -61,4 +70,4 @@ if (problems.length > 0) {
   console.error(`\nFAILED:\n- ${problems.join('\n- ')}`);
   process.exit(1);
 }
-console.log('\nAll checks hold: the canary caught the bad build and the rollout stopped there; the good build reached every host; the reports are the same bytes with 1 and 4 worker threads.');
+console.log('\nAll checks hold: the canary caught the bad build and the rollout stopped there; the good build reached every host, SEV guests moving only where VAC mediates (elsewhere they and the old module stay); the reports are the same bytes with 1 and 4 worker threads.');

@@ -11,7 +11,9 @@
  * placement that fills cores in order puts a trusted and an untrusted guest on the threads of every core; a
  * placement that reads the topology (`host.topology`, `thread_siblings_list`) keeps each core in one trust domain.
  * The example samples every core after each tick and counts those whose threads hold vCPUs of both modules at
- * once (loaded, from `vcpu:load` / `vcpu:put`: in guest mode or about to enter), for both placements.
+ * once (loaded, from `vcpu:load` / `vcpu:put`: in guest mode or about to enter), for both placements; @vac/fleet's
+ * checks say the same — `checkSmtIsolation` (cores whose threads are given to two trust domains) and `SmtMonitor`
+ * (core-ticks in which a vCPU was loaded while its sibling thread ran the other domain's) — and its `CoreAllocator` makes the second placement.
  *
  * Exits non-zero if anything it shows does not hold.
  */
@@ -30,6 +32,7 @@ import {
 } from '@vac/kvm';
 import { L1TF_MSG_L1D, intel, isIntelHardware, type VmxKvmModule } from '@vac/vmx';
 import { table } from '@vac/example-support';
+import { CoreAllocator, SmtMonitor, checkSmtIsolation, trustDomainOf, type SmtViolation } from '@vac/fleet';
 
 const problems: string[] = [];
 const expect = (ok: boolean, what: string): void => {
@@ -168,8 +171,22 @@ expect(bad.length === 0, `invariants: ${bad.map((v) => v.message).join('; ')}`);
 
 // 5. SMT: two threads per core share the L1 data cache while both run.
 const SMT_CPUS = 8;
-/** Run four trusted (kvm0) and four untrusted (kvm1) guests, one per CPU as `place` says; count mixed cores per tick. */
-function smtRun(place: (guest: number, untrusted: boolean, smt: Host) => number): { readonly smt: Host; readonly mixed: number; readonly coreTicks: number; readonly flushes: number; readonly layout: string[] } {
+/** A guest's trust domain, from its VMM's name (`trusted2`, `untrusted0`): what placement and the checks go by. */
+const domainOf = (p: Process): string | undefined => /^(un)?trusted\d/.exec(p.name)?.[0].replace(/\d$/, '');
+/**
+ * Run four trusted (kvm0) and four untrusted (kvm1) guests, one per CPU as `placer` says; count mixed cores per tick
+ * (sampled after each tick), and check with @vac/fleet: the static check of the vCPU threads' CPUs and the monitor
+ * of vcpu:load.
+ */
+function smtRun(placer: (smt: Host) => (guest: number, untrusted: boolean) => number): {
+  readonly smt: Host;
+  readonly mixed: number;
+  readonly coreTicks: number;
+  readonly flushes: number;
+  readonly layout: string[];
+  readonly violations: SmtViolation[];
+  readonly mixedCoreTicks: number;
+} {
   const smt = createHost({ cpus: SMT_CPUS, threadsPerCore: 2, hardware: intel() });
   smt.modprobe(kvm({ postfix: '0', version: '6.12' }), { vmentry_l1d_flush: 'never' });
   smt.modprobe(kvm({ postfix: '1', version: '6.12' }), { vmentry_l1d_flush: 'always' });
@@ -177,9 +194,11 @@ function smtRun(place: (guest: number, untrusted: boolean, smt: Host) => number)
   const loaded: Array<string | undefined> = new Array<string | undefined>(SMT_CPUS).fill(undefined);
   smt.events.on('vcpu:load', (e) => (loaded[e.cpu] = e.module));
   smt.events.on('vcpu:put', (e) => (loaded[e.cpu] = undefined));
+  const monitor = new SmtMonitor(smt, domainOf);
+  const place = placer(smt);
   const gs: Guest[] = [];
-  for (let i = 0; i < 4; i++) gs.push(startGuest(`trusted${i}`, 'kvm0', place(i, false, smt), i, smt));
-  for (let i = 0; i < 4; i++) gs.push(startGuest(`untrusted${i}`, 'kvm1', place(i, true, smt), 5 + i, smt));
+  for (let i = 0; i < 4; i++) gs.push(startGuest(`trusted${i}`, 'kvm0', place(i, false), i, smt));
+  for (let i = 0; i < 4; i++) gs.push(startGuest(`untrusted${i}`, 'kvm1', place(i, true), 5 + i, smt));
   let mixed = 0;
   let coreTicks = 0;
   for (let tick = 0; tick < TICKS; tick++) {
@@ -190,20 +209,26 @@ function smtRun(place: (guest: number, untrusted: boolean, smt: Host) => number)
       if (mods.has('kvm0') && mods.has('kvm1')) mixed++;
     }
   }
+  const violations = checkSmtIsolation(smt, domainOf);
+  monitor.stop();
   for (const g of gs) {
     g.stop = true;
     smt.scheduler.threads().find((x) => x.name === `${g.name}/vcpu0`)?.signal();
   }
   smt.scheduler.runUntilIdle(10);
   const layout = Array.from({ length: smt.topology.cores }, (_, core) => smt.topology.cpusOfCore(core).map((c) => gs.find((g) => g.cpu === c)?.dev ?? '-').join('+'));
-  return { smt, mixed, coreTicks, flushes: flushes(gs.filter((g) => g.dev === 'kvm1').map((g) => g.model)), layout };
+  return { smt, mixed, coreTicks, flushes: flushes(gs.filter((g) => g.dev === 'kvm1').map((g) => g.model)), layout, violations, mixedCoreTicks: monitor.mixedCoreTicks };
 }
 
 // In order: CPUs 0-3 to the trusted guests, 4-7 to the untrusted ones. With thread-major numbering CPU n and n + 4
 // are one core, so every core gets one guest of each module.
-const naive = smtRun((i, untrusted) => (untrusted ? 4 + i : i));
-// By trust domain: whole cores (both threads, from host.topology) per module — cores 0-1 trusted, 2-3 untrusted.
-const byCore = smtRun((i, untrusted, smt) => smt.topology.cpusOfCore((untrusted ? 2 : 0) + (i >> 1))[i & 1] as number);
+const naive = smtRun(() => (i, untrusted) => (untrusted ? 4 + i : i));
+// By trust domain: @vac/fleet's CoreAllocator gives each domain whole cores (from host.topology) — cores 0-1
+// trusted, 2-3 untrusted.
+const byCore = smtRun((smt) => {
+  const cores = new CoreAllocator(smt);
+  return (_i, untrusted) => cores.allocate(trustDomainOf({ trusted: !untrusted }), 1)?.[0] ?? -1;
+});
 
 console.log(`\nSMT: ${SMT_CPUS} CPUs, ${naive.smt.topology.threadsPerCore} threads per core; 4 trusted (kvm0) and 4 untrusted (kvm1) guests, one per CPU, ${TICKS} ticks`);
 table(
@@ -215,17 +240,24 @@ table(
   })),
 );
 table(
-  [
-    { Placement: 'in order', 'kvm1 L1D flushes': naive.flushes, 'core-ticks': naive.coreTicks, 'both modules loaded on one core': naive.mixed },
-    { Placement: 'by trust domain', 'kvm1 L1D flushes': byCore.flushes, 'core-ticks': byCore.coreTicks, 'both modules loaded on one core': byCore.mixed },
-  ],
+  [naive, byCore].map((r, i) => ({
+    Placement: i === 0 ? 'in order' : 'by trust domain',
+    'kvm1 L1D flushes': r.flushes,
+    'core-ticks': r.coreTicks,
+    'both modules loaded on one core': r.mixed,
+    'cores with two domains (check)': r.violations.length,
+    'core-ticks with a load beside the other domain (monitor)': r.mixedCoreTicks,
+  })),
 );
+for (const v of naive.violations) console.log(`  in order, core ${v.core} (CPUs ${v.cpus.join(', ')}): ${v.domains.join(' and ')} — ${v.processes.join(', ')}`);
 console.log('kvm1 flushes L1D before every entry either way; only the placement keeps its guests off the trusted guests\' cores.');
 
 expect(naive.smt.readSysfs('/sys/devices/system/cpu/cpu0/topology/thread_siblings_list') === '0,4', 'CPU 0 and CPU 4 are siblings');
 expect(naive.flushes > 0 && byCore.flushes > 0, 'kvm1 flushes L1D in both placements');
 expect(naive.mixed > 0, 'in order: cores hold a trusted and an untrusted guest in guest mode at once');
 expect(byCore.mixed === 0, 'by trust domain: no core ever holds guests of both modules');
+expect(naive.violations.length === 4 && byCore.violations.length === 0, 'the static check finds every core mixed in order, none by trust domain');
+expect(naive.mixedCoreTicks > 0 && byCore.mixedCoreTicks === 0, 'the monitor sees both domains on a core in order, never by trust domain');
 for (const r of [naive, byCore]) {
   const v = checkInvariants(r.smt);
   expect(v.length === 0, `SMT host invariants: ${v.map((x) => x.message).join('; ')}`);

@@ -11,6 +11,8 @@
  * @module
  */
 import { O_RDWR, UsageError, isKernelError, memfdCreate, type Host, type Mapping, type Process, type Thread } from '@vac/core';
+import type { VmmSandbox } from './sandbox.js';
+import type { CoreAllocator } from './smt.js';
 import {
   KVM_CAP_SPLIT_IRQCHIP,
   KVM_CREATE_IRQCHIP,
@@ -19,7 +21,9 @@ import {
   KVM_EXIT_HLT,
   KVM_EXIT_IO,
   KVM_EXIT_IO_OUT,
+  KVM_MEMORY_ENCRYPT_OP,
   KVM_RUN,
+  KVM_SEV_INIT,
   KVM_SET_MSRS,
   KVM_SET_USER_MEMORY_REGION,
   createRealModeVcpu,
@@ -78,6 +82,23 @@ export interface GuestVmmOptions {
    * as QEMU's `memory-backend-memfd`: another VMM process can then adopt it ({@link moveByHandoff}). Default false.
    */
   readonly memfd?: boolean;
+  /**
+   * Make the VM an SEV guest (KVM_MEMORY_ENCRYPT_OP with `KVM_SEV_INIT` right after KVM_CREATE_VM, as QEMU's
+   * `sev-guest` object does): its memory is encrypted with a key bound to its SEV ASID, so a move hands the
+   * encryption context over (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM) instead of re-creating it — possible between modules
+   * only when VAC mediates (`vac.cross_module_moves=Y`). Needs an AMD host with SEV. Default false.
+   */
+  readonly sev?: boolean;
+  /**
+   * The process the VMM is started under (`host.spawn({ parent })`): it shares the parent's mount namespace and
+   * device cgroup, as a VMM a container runtime starts does ({@link VmmSandbox.launcher}). Default none (the host's).
+   */
+  readonly parent?: Process;
+  /**
+   * The CPU of each vCPU's thread, by vCPU id (its length must be `vcpus`), e.g. from {@link CoreAllocator}; overrides
+   * `cpu`.
+   */
+  readonly vcpuCpus?: readonly number[];
   /** What the vCPU threads do with exits. Default {@link defaultExitHandler}. */
   readonly onExit?: ExitHandler;
 }
@@ -133,27 +154,31 @@ export class GuestVmm {
   readonly slots: readonly kvm_userspace_memory_region[];
   /** The capabilities the VMM enabled on the VM, in order. */
   readonly enabledCaps: readonly EnabledCap[];
+  /** Whether the VM is an SEV guest (the `sev` option). */
+  readonly sev: boolean;
+  /** The CPU of each vCPU's thread, by vCPU id. */
+  readonly vcpuCpus: readonly number[];
   /** The bytes the guest wrote to I/O ports, in order (the default exit handler fills it). */
   readonly output: number[] = [];
   /** What went wrong in the vCPU threads (an unexpected exit, an error from KVM_RUN). */
   readonly problems: string[] = [];
   /** vCPUs that stopped (halted); they are not run again. */
   readonly stopped = new Set<number>();
-  readonly #cpu: number;
   readonly #onExit: ExitHandler;
   #now: VmIncarnation;
   readonly #threads = new Map<number, Thread>();
   #pausing = false;
 
-  private constructor(host: Host, proc: Process, memory: Mapping, memfd: number | undefined, slots: readonly kvm_userspace_memory_region[], caps: readonly EnabledCap[], now: VmIncarnation, cpu: number, onExit: ExitHandler) {
+  private constructor(host: Host, proc: Process, memory: Mapping, memfd: number | undefined, slots: readonly kvm_userspace_memory_region[], caps: readonly EnabledCap[], now: VmIncarnation, vcpuCpus: readonly number[], sev: boolean, onExit: ExitHandler) {
     this.host = host;
     this.proc = proc;
     this.memory = memory;
     this.memfd = memfd;
     this.slots = slots;
     this.enabledCaps = caps;
+    this.sev = sev;
+    this.vcpuCpus = vcpuCpus;
     this.#now = now;
-    this.#cpu = cpu;
     this.#onExit = onExit;
   }
 
@@ -167,10 +192,14 @@ export class GuestVmm {
   static create(host: Host, options: GuestVmmOptions): GuestVmm {
     const { devPath, code, vcpus = 1, memorySize = 0x1000, guestPhysAddr = 0x1000, regs = {}, cpu = 0, enabledCaps = [], msrs = [] } = options;
     if (!Number.isSafeInteger(vcpus) || vcpus < 1) throw new UsageError('ERR_OUT_OF_RANGE', `GuestVmm: vcpus must be a positive integer, got ${String(vcpus)}`);
-    const proc = host.spawn({ uid: 1000, groups: ['kvm'], cpu: host.checkCpu(cpu), ...(options.name === undefined ? {} : { name: options.name }) });
+    const cpus = host.cpus.length;
+    if (options.vcpuCpus !== undefined && options.vcpuCpus.length !== vcpus) throw new UsageError('ERR_INVALID_ARG', `GuestVmm: vcpuCpus has ${options.vcpuCpus.length} CPUs for ${vcpus} vCPUs`);
+    const vcpuCpus = options.vcpuCpus?.map((c) => host.checkCpu(c)) ?? Array.from({ length: vcpus }, (_, i) => (host.checkCpu(cpu) + i) % cpus);
+    const proc = host.spawn({ uid: 1000, groups: ['kvm'], cpu: vcpuCpus[0] as number, ...(options.name === undefined ? {} : { name: options.name }), ...(options.parent === undefined ? {} : { parent: options.parent }) });
     try {
       const sys = proc.open(devPath, O_RDWR);
       const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
+      if (options.sev === true) proc.ioctl(vm, KVM_MEMORY_ENCRYPT_OP, { id: KVM_SEV_INIT, data: 0, error: 0, sev_fd: 0 });
       let memfd: number | undefined;
       if (options.memfd === true) {
         memfd = memfdCreate(proc, 'guest-ram');
@@ -192,7 +221,7 @@ export class GuestVmm {
       const vcpuFds = made.map((v) => ({ id: v.id, fd: v.fd, run: v.run }));
       const handle: VmHandle = options.irqchip === undefined ? { sys, vm, vcpus: vcpuFds } : { sys, vm, vcpus: vcpuFds, irqchip: { mode: options.irqchip } };
       const now = { devPath, handle, runMappings: made.map((v) => v.runMapping) };
-      return new GuestVmm(host, proc, memory, memfd, [slot], [...enabledCaps], now, cpu, options.onExit ?? defaultExitHandler);
+      return new GuestVmm(host, proc, memory, memfd, [slot], [...enabledCaps], now, vcpuCpus, options.sev === true, options.onExit ?? defaultExitHandler);
     } catch (e) {
       proc.kill();
       throw e;
@@ -205,7 +234,7 @@ export class GuestVmm {
    * stopped vCPUs, exit handler and CPUs; its threads do not run until {@link GuestVmm.start}.
    */
   static successor(previous: GuestVmm, proc: Process, memory: Mapping, memfd: number, slots: readonly kvm_userspace_memory_region[], now: VmIncarnation): GuestVmm {
-    const next = new GuestVmm(previous.host, proc, memory, memfd, slots, previous.enabledCaps, now, previous.#cpu, previous.#onExit);
+    const next = new GuestVmm(previous.host, proc, memory, memfd, slots, previous.enabledCaps, now, previous.vcpuCpus, previous.sev, previous.#onExit);
     next.output.push(...previous.output);
     next.problems.push(...previous.problems);
     for (const id of previous.stopped) next.stopped.add(id);
@@ -241,10 +270,9 @@ export class GuestVmm {
   /** Start a thread for each vCPU that has not stopped (a no-op for those already running). */
   start(): void {
     this.#pausing = false;
-    const cpus = this.host.cpus.length;
     for (const v of this.#now.handle.vcpus) {
       if (this.stopped.has(v.id) || this.#threads.get(v.id)?.alive === true) continue;
-      this.#threads.set(v.id, this.#spawn(v.id, v.fd, v.run, (this.#cpu + v.id) % cpus));
+      this.#threads.set(v.id, this.#spawn(v.id, v.fd, v.run, this.vcpuCpus[v.id] as number));
     }
   }
 

@@ -48,14 +48,19 @@ export function moveByHandoff(vmm: GuestVmm, devPath: string, options: MoveOptio
       const next = m.counted(child).proc;
       for (const f of next.fds()) if (f.fd !== theirs) next.close(f.fd);
       old.close(theirs);
-      sendmsg(old, mine, { data: new TextEncoder().encode('vmstate'), fds: [memfd] });
+      // An SEV guest's VM fd goes along: the new process takes its encryption context over.
+      sendmsg(old, mine, { data: new TextEncoder().encode('vmstate'), fds: vmm.sev ? [memfd, vmm.current.handle.vm] : [memfd] });
       const got = recvmsg(next, theirs, 64);
       const fd = got.fds[0];
-      if (fd === undefined) throw new UsageError('ERR_INVALID_STATE', 'moveByHandoff: the memfd did not arrive');
+      if (fd === undefined || (vmm.sev && got.fds[1] === undefined)) throw new UsageError('ERR_INVALID_STATE', 'moveByHandoff: the memfd did not arrive');
       const memory: Mapping = next.mmap(fd, vmm.memory.length);
-      return { proc: next, fd, memory, slots: vmm.slots.map((s) => ({ ...s, userspace_addr: memory.addr + (s.userspace_addr - vmm.memory.addr) })) };
+      return { proc: next, fd, encSourceVm: got.fds[1], memory, slots: vmm.slots.map((s) => ({ ...s, userspace_addr: memory.addr + (s.userspace_addr - vmm.memory.addr) })) };
     });
-    const now: VmIncarnation = m.run('restore', () => m.restoreWith(handed.proc, saved, handed.slots));
+    const now: VmIncarnation = m.run('restore', () => {
+      const restored = m.restoreWith(handed.proc, saved, handed.slots, handed.encSourceVm);
+      if (handed.encSourceVm !== undefined) handed.proc.close(handed.encSourceVm); // the dead source VM: nothing more to take
+      return restored;
+    });
     const successor = m.run('resume', () => {
       const s = GuestVmm.successor(vmm, child as GuestVmm['proc'], handed.memory, handed.fd, handed.slots, now);
       if (m.wasRunning) s.start();

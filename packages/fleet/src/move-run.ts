@@ -6,7 +6,7 @@
  * @module
  */
 import { UsageError, type Host, type Process } from '@vac/core';
-import { KVM_ENABLE_CAP, canMove, makeKvmEnableCap, probeModule, restoreVm, saveVm, type MoveVerdict, type SavedVm, type kvm_userspace_memory_region } from '@vac/kvm';
+import { KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, KVM_ENABLE_CAP, canMove, makeKvmEnableCap, probeModule, restoreVm, saveVm, type MoveVerdict, type SavedVm, type kvm_userspace_memory_region } from '@vac/kvm';
 import type { GuestVmm, VmIncarnation } from './guest-vmm.js';
 import { DEFAULT_SYSCALL_COSTS, MeteredProcess, type SyscallCount } from './meter.js';
 import type { MoveOptions, MovePhase, MoveResult, PhaseRecord } from './move.js';
@@ -18,6 +18,21 @@ export class PhaseFailure extends Error {
     readonly error: unknown,
   ) {
     super(`${phase}: ${String(error)}`);
+  }
+}
+
+/** Why an SEV VM stays where it is without VAC's mediation. */
+export const SEV_STAYS = 'an SEV guest cannot leave its module: KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM from another module is EBADF unless VAC mediates (vac.cross_module_moves=Y)';
+
+/**
+ * Whether VAC hands encryption contexts between modules on `host`: `/sys/module/vac/parameters/cross_module_moves`
+ * reads `Y` (beyond the RFC; docs/builds.md).
+ */
+export function sevMayLeave(host: Host): boolean {
+  try {
+    return host.readParam('vac', 'cross_module_moves') === 'Y';
+  } catch {
+    return false;
   }
 }
 
@@ -118,6 +133,7 @@ export class MoveRun {
       this.verdict = canMove({ saved, enabledCaps: vmm.enabledCaps }, source, target);
       const refusal = this.verdict.reasons.find((r) => r.kind !== 'note');
       if (this.#options.check !== false && refusal !== undefined) throw new UsageError('ERR_INVALID_STATE', `canMove refuses: ${refusal.step}: ${refusal.detail}`);
+      if (this.#options.check !== false && vmm.sev && !sevMayLeave(this.host)) throw new UsageError('ERR_INVALID_STATE', SEV_STAYS);
     });
     return saved;
   }
@@ -126,7 +142,7 @@ export class MoveRun {
    * The VM restored on the target by `proc` with `slots` and the capabilities the VMM had enabled (`restoreVm`
    * restores the saved MSRs the target lists, which the `check` phase learnt).
    */
-  restoreWith(proc: Process, saved: SavedVm, slots: readonly kvm_userspace_memory_region[]): VmIncarnation {
+  restoreWith(proc: Process, saved: SavedVm, slots: readonly kvm_userspace_memory_region[], encSourceVm?: number): VmIncarnation {
     const caps = this.#vmm.enabledCaps;
     const r = restoreVm(proc, this.#to, saved, {
       slots,
@@ -135,6 +151,9 @@ export class MoveRun {
         for (const { cap, flags } of caps) p.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap, args: [flags, 0n, 0n, 0n] }));
       },
     });
+    // An SEV guest's memory is readable only with its key: the new VM takes the encryption context over, last, so
+    // that a refusal (EBADF across modules without VAC's mediation) leaves the source VM alive for the rollback.
+    if (this.#vmm.sev) proc.ioctl(r.vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap: KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, args: [BigInt(encSourceVm ?? this.#vmm.current.handle.vm), 0n, 0n, 0n] }));
     const vcpus = r.vcpus.map((v) => ({ id: v.id, fd: v.fd, run: v.run }));
     const chip = this.#vmm.current.handle.irqchip;
     return { devPath: this.#to, handle: chip === undefined ? { sys: r.sys, vm: r.vm, vcpus } : { sys: r.sys, vm: r.vm, vcpus, irqchip: chip }, runMappings: r.vcpus.map((v) => v.runMapping) };

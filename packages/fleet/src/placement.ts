@@ -8,9 +8,10 @@
  * L1TF mitigation applies at all), {@link newestBuild} (the highest Linux release first), {@link spread} (the module
  * with the fewest VMs first).
  *
- * Not modelled yet: SMT siblings. A per-module L1D flush protects nothing while the sibling thread runs another
- * module's untrusted guest (core scheduling or one trust domain per core is what closes that gap); the host model
- * has no SMT topology to place against.
+ * A module is only half of it on a host with SMT: a per-module L1D flush protects nothing while the sibling thread
+ * runs another trust domain's guest. The CPUs are placed by `CoreAllocator` (each core in one trust domain) and
+ * checked by `checkSmtIsolation` / `SmtMonitor` (smt.ts). How a VMM is handed the module chosen here is
+ * `VmmSandbox` (sandbox.ts).
  *
  * @module
  */
@@ -21,6 +22,11 @@ import { KVM_GET_SUPPORTED_CPUID, makeKvmCpuid2 } from '@vac/kvm';
 export interface VmNeeds {
   /** Whether its guest is trusted (its own tenant's code); untrusted guests need the host's mitigations. Default true. */
   readonly trusted?: boolean;
+  /**
+   * Its trust domain for SMT (a tenant): VMs of one domain may share a core's threads, others may not (see
+   * `CoreAllocator`). Default `trusted` or `untrusted` from {@link VmNeeds.trusted}.
+   */
+  readonly trustDomain?: string;
 }
 
 /** A loaded KVM module as placement sees it. */
@@ -67,11 +73,28 @@ function cpuVendor(proc: Process, devPath: string): string {
 /**
  * The KVM modules loaded on `host` (those with a `/dev/<name>` node), as user space reads them: `lsmod`, the
  * `vmentry_l1d_flush` parameter, the CPU vendor (asked of each module by a short-lived root process), and the
- * open fds of their node across processes.
+ * open fds of their node across processes (matched by device number, whatever path a process opened it by).
  */
 export function loadedModules(host: Host): ModuleCandidate[] {
+  // By device number, as `lsof` matches an fd to a device: a VMM in a sandbox holds `/dev/kvm`, which is kvm1's node there.
   const open = new Map<string, number>();
-  for (const p of host.processes()) for (const f of p.fds()) open.set(f.path, (open.get(f.path) ?? 0) + 1);
+  for (const p of host.processes()) {
+    for (const f of p.fds()) {
+      if (!f.path.startsWith('/dev/')) continue;
+      let key: string;
+      try {
+        const st = p.stat(f.path);
+        key = st.type === 'char' ? `${st.major}:${st.minor}` : f.path;
+      } catch {
+        key = f.path;
+      }
+      open.set(key, (open.get(key) ?? 0) + 1);
+    }
+  }
+  const numberOf = (path: string): string => {
+    const st = host.stat(path);
+    return st.type === 'char' ? `${st.major}:${st.minor}` : path;
+  };
   const nodes = new Set(host.devfs.list().map((d) => d.path));
   return host
     .lsmod()
@@ -86,7 +109,7 @@ export function loadedModules(host: Host): ModuleCandidate[] {
       const asker = host.spawn({ uid: 0, name: 'placement' });
       try {
         const l1tfAffected = cpuVendor(asker, `/dev/${m.name}`) === 'GenuineIntel';
-        return { name: m.name, devPath: `/dev/${m.name}`, version: m.version, l1dFlush, l1tfAffected, vms: open.get(`/dev/${m.name}`) ?? 0 };
+        return { name: m.name, devPath: `/dev/${m.name}`, version: m.version, l1dFlush, l1tfAffected, vms: open.get(numberOf(`/dev/${m.name}`)) ?? 0 };
       } finally {
         asker.kill();
       }

@@ -15,6 +15,7 @@ import { KVM_CREATE_VM, probeModule, type ModuleFacts } from '@vac/kvm';
 import type { GuestVmm } from './guest-vmm.js';
 import { DEFAULT_SYSCALL_COSTS, MeteredProcess, type SyscallCosts } from './meter.js';
 import { moveInPlace, type MovePhase, type MoveResult } from './move.js';
+import { SEV_STAYS, sevMayLeave } from './move-run.js';
 
 /** The order VMs are moved in: a named order, or a function that returns them ordered. */
 export type MoveOrder = 'as-given' | 'fewest-vcpus-first' | 'most-vcpus-first' | ((vmms: readonly GuestVmm[]) => readonly GuestVmm[]);
@@ -68,8 +69,12 @@ export interface VmOutcome {
   readonly vmm: string;
   /** Its vCPUs. */
   readonly vcpus: number;
-  /** Where it ended up: `moved` (on the new module), `moved-back` (moved, then rolled back), `failed` (its move rolled back), `not-moved`. */
-  readonly outcome: 'moved' | 'moved-back' | 'failed' | 'not-moved';
+  /**
+   * Where it ended up: `moved` (on the new module), `moved-back` (moved, then rolled back), `failed` (its move
+   * rolled back), `not-moved`, or `stays`: an SEV guest that cannot leave its module because VAC does not mediate
+   * (`vac.cross_module_moves=N`, as in the RFC) — not a failure, but the old module cannot be unloaded.
+   */
+  readonly outcome: 'moved' | 'moved-back' | 'failed' | 'not-moved' | 'stays';
   /** Its batch (1-based; 0 when not reached). */
   readonly batch: number;
   /** Its move's blackout, ns (0 when not moved). */
@@ -102,8 +107,13 @@ export interface UpgradeReport {
   readonly from: string;
   /** The module loaded. */
   readonly to: string;
-  /** `completed`: every VM moved (and the old module unloaded when asked); `halted`; `rolled-back`; `load-failed`. */
+  /**
+   * `completed`: every VM that can leave the old module moved (and the old module was unloaded when asked and no SEV
+   * guest stays on it); `halted`; `rolled-back`; `load-failed`.
+   */
   readonly outcome: 'completed' | 'halted' | 'rolled-back' | 'load-failed';
+  /** Whether the old module is still loaded at the end because SEV guests stay on it (VMs with outcome `stays`). */
+  readonly oldModuleKept: boolean;
   /** Per VM, in the order moved. */
   readonly vms: readonly VmOutcome[];
   /** The failures, in order. */
@@ -139,9 +149,15 @@ function checkPlan(plan: UpgradePlan): { batchSize: number; ticks: number } {
   return { batchSize, ticks };
 }
 
-/** The batches of a plan: the ordered VMs, `batchSize` at a time. */
+/** The VMs that stay on the old module: SEV guests, when VAC does not hand encryption contexts between modules. */
+function staying(plan: UpgradePlan): Set<GuestVmm> {
+  return new Set(plan.vmms.filter((v) => v.sev && !sevMayLeave(v.host)));
+}
+
+/** The batches of a plan: the ordered VMs (those that can leave the old module), `batchSize` at a time. */
 function batches(plan: UpgradePlan, batchSize: number): GuestVmm[][] {
-  const ordered = orderVms(plan.vmms, plan.order);
+  const stays = staying(plan);
+  const ordered = orderVms(plan.vmms, plan.order).filter((v) => !stays.has(v));
   const out: GuestVmm[][] = [];
   for (let i = 0; i < ordered.length; i += batchSize) out.push(ordered.slice(i, i + batchSize));
   return out;
@@ -167,8 +183,10 @@ export function describeUpgrade(plan: UpgradePlan): string[] {
     });
     lines.push(`batch ${i + 1}: move ${vms.join(', ')}${ticks > 0 ? `; then run ${ticks} ticks and check health` : ''}`);
   });
+  const stays = [...staying(plan)];
+  if (stays.length > 0) lines.push(`stay on ${plan.from}: ${stays.map((v) => v.name).join(', ')} (SEV guests; vac.cross_module_moves=N)`);
   lines.push(`on failure: after ${rule.maxFailures ?? 0} tolerated, ${rule.action ?? 'rollback'}`);
-  if (plan.unloadOld !== false) lines.push(`unload ${plan.from}`);
+  if (plan.unloadOld !== false) lines.push(stays.length > 0 ? `keep ${plan.from} loaded (the SEV guests hold it)` : `unload ${plan.from}`);
   return lines;
 }
 
@@ -184,6 +202,8 @@ export function runUpgrade(host: Host, plan: UpgradePlan): UpgradeReport {
   const actions: PlanAction[] = [];
   const failures: string[] = [];
   const outcomes = new Map<GuestVmm, VmOutcome>();
+  const stays = staying(plan);
+  for (const v of stays) outcomes.set(v, { vmm: v.name, vcpus: v.current.handle.vcpus.length, outcome: 'stays', batch: 0, blackoutNs: 0, durationNs: 0, ioctls: 0 });
   let ioctls = 0;
   const act = (action: string, detail: string): void => {
     actions.push({ seq: host.events.seq, ns: host.clock.nowNs, action, detail });
@@ -198,6 +218,7 @@ export function runUpgrade(host: Host, plan: UpgradePlan): UpgradeReport {
     actions: [...actions],
     durationNs: host.clock.nowNs - t0,
     ioctls,
+    oldModuleKept: stays.size > 0 && host.lsmod().some((m) => m.name === plan.from),
   });
 
   // 1. Load the new module; its facts (and the old one's) are probed once, as a VMM does at start-up.
@@ -309,7 +330,9 @@ export function runUpgrade(host: Host, plan: UpgradePlan): UpgradeReport {
     }
     return report('rolled-back');
   }
-  if (plan.unloadOld !== false) {
+  if (stays.size > 0) {
+    act('keep', `${plan.from} stays loaded: ${stays.size} SEV guest${stays.size === 1 ? '' : 's'} cannot leave it (${SEV_STAYS.replace(/^an SEV guest cannot leave its module: /, '')})`);
+  } else if (plan.unloadOld !== false) {
     try {
       host.rmmod(plan.from);
     } catch (e) {

@@ -57,7 +57,8 @@ describe('runRollout', () => {
     expect(one.waves.map((w) => `${w.label}:${w.hosts}:${w.verdict}`)).toEqual(['canary:1:passed', '50%:2:passed', '100%:3:passed']);
     const s = summarizeRollout(one);
     expect(s.hosts).toEqual({ upgraded: 6, failed: 0, rolledBack: 0, notReached: 0 });
-    expect(s.moves).toBe(one.fleet.vms);
+    expect(s.sev.stayed).toBe(one.fleet.sevVms); // SEV guests stay on kvm0 without VAC mediating (the default)
+    expect(s.moves + s.sev.stayed).toBe(one.fleet.vms);
     expect(s.blackoutNs.p50).toBeGreaterThan(0);
     expect(s.blackoutNs.p50 <= s.blackoutNs.p90 && s.blackoutNs.p90 <= s.blackoutNs.p99 && s.blackoutNs.p99 <= s.blackoutNs.max).toBe(true);
     // Waves follow each other: each starts when the one before ended.

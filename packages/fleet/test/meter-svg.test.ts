@@ -32,16 +32,17 @@ describe('MeteredProcess', () => {
 });
 
 describe('renderRolloutSvg', () => {
-  const rec = (id: number, outcome: HostRecord['outcome'], wave: number): HostRecord => ({ id, outcome, wave, startNs: wave * 100, vms: 2, moves: 2, failedMoves: outcome === 'failed' ? 1 : 0, blackoutsNs: [], moveIoctls: 0, upgradeNs: 10, rollbackNs: outcome === 'rolled-back' ? 5 : 0, mappedBytes: 0, ...(outcome === 'failed' ? { failure: 'vm1: refused' } : {}) });
+  const rec = (id: number, outcome: HostRecord['outcome'], wave: number): HostRecord => ({ id, outcome, wave, startNs: wave * 100, vms: 2, moves: 2, failedMoves: outcome === 'failed' ? 1 : 0, blackoutsNs: [], moveIoctls: 0, upgradeNs: 10, rollbackNs: outcome === 'rolled-back' ? 5 : 0, mappedBytes: 0, sevVms: 0, sevStayed: 0, oldModuleKept: false, ...(outcome === 'failed' ? { failure: 'vm1: refused' } : {}) });
   const report = (n: number, failed: number[]): FleetReport => ({
     seed: 1,
     fromBuild: 'linux-6.12',
     toBuild: 'linux-6.18',
     outcome: 'rolled-back',
     hosts: Array.from({ length: n }, (_, i) => rec(i, failed.includes(i) ? 'failed' : i % 7 === 3 ? 'rolled-back' : 'upgraded', i % 3)),
-    fleet: { intel: n, amd: 0, sev: 0, vms: 2 * n, vcpus: 2 * n },
+    fleet: { intel: n, amd: 0, sev: 0, sevMediated: 0, vms: 2 * n, sevVms: 0, vcpus: 2 * n },
     waves: [0, 1, 2].map((w) => ({ label: `w${w}`, hosts: 1, upgraded: 0, failed: 0, rolledBack: 0, startNs: w * 100, endNs: w * 100 + 100, verdict: 'passed' as const, failures: [] })),
     durationNs: 300,
+    injectedFaultRate: 0,
   });
   test('one row per host when they fit; a sample with every failed and rolled-back host when not', () => {
     const small = renderRolloutSvg(report(10, [4]));

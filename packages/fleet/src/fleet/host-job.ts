@@ -16,6 +16,7 @@ import { moveInPlace } from '../move.js';
 import { runUpgrade } from '../plan.js';
 import type { SyscallCosts } from '../meter.js';
 import { fleetBuild } from './builds.js';
+import { armHostFault, describeFault, type InjectedFault } from './faults.js';
 import { seededRandom } from './random.js';
 import type { FleetHostSpec } from './spec.js';
 
@@ -54,6 +55,8 @@ export interface HostJob {
   readonly plan: HostPlanSettings;
   /** After a successful upgrade: unload the old module, or move every VM back and unload the new one. */
   readonly finalize: 'commit' | 'rollback';
+  /** A failure injected into the upgrade (armed in the host's fault injector before the plan runs). */
+  readonly fault?: InjectedFault;
 }
 
 /** What happened on one host. */
@@ -78,6 +81,14 @@ export interface HostOutcome {
   readonly rollbackNs: number;
   /** The first failure, in words. */
   readonly failure?: string;
+  /** SEV guests on the host. */
+  readonly sevVms: number;
+  /** SEV guests that stayed on the old module (VAC does not mediate): not failures, but the old module stays loaded. */
+  readonly sevStayed: number;
+  /** Whether the old module is still loaded at the end because SEV guests stay on it. */
+  readonly oldModuleKept: boolean;
+  /** The injected failure that fired during the upgrade (`describeFault` of it: `vcpu-create #3`), if one did. */
+  readonly injected?: string;
   /** Bytes the host's processes had mapped at the peak (guest memory and `kvm_run` areas, both modules loaded). */
   readonly mappedBytes: number;
 }
@@ -92,6 +103,7 @@ function mappedBytes(host: Host): number {
 export function runHostJob(job: HostJob): HostOutcome {
   const spec = job.host;
   const host = createHost({ cpus: spec.cpus, hardware: spec.vendor === 'intel' ? intel() : amd({ sev: spec.sev }) });
+  if (spec.vacMediates) host.modprobe('vac', { cross_module_moves: 'Y' }); // a boot-time choice: VAC is loaded before any kvmX
   host.modprobe(kvm({ postfix: '0', build: fleetBuild(job.fromBuild) }));
   const r = seededRandom(job.seed, spec.id, 1);
   const vmms = spec.vms.map((vm, i) =>
@@ -102,12 +114,14 @@ export function runHostJob(job: HostJob): HostOutcome {
       vcpus: vm.vcpus,
       cpu: i % spec.cpus,
       irqchip: 'kernel',
+      ...(vm.sev ? { sev: true } : {}),
       ...(vm.asyncPfInt ? { msrs: [{ index: MSR_KVM_ASYNC_PF_INT, data: APF_VECTOR }] } : {}),
     }),
   );
   for (const v of vmms) v.start();
   host.scheduler.run(job.plan.warmupTicks ?? 2);
   const t0 = host.clock.nowNs;
+  if (job.fault !== undefined) armHostFault(host, job.fault, 'kvm1');
   const report = runUpgrade(host, {
     from: 'kvm0',
     load: { image: kvm({ postfix: '1', build: fleetBuild(job.toBuild) }), ...(job.toParams === undefined ? {} : { params: job.toParams }) },
@@ -120,6 +134,8 @@ export function runHostJob(job: HostJob): HostOutcome {
     onFailure: { action: 'rollback' },
   });
   const upgradeNs = host.clock.nowNs - t0;
+  const injected = job.fault !== undefined && host.faults.fired.length > 0 ? describeFault(job.fault) : undefined;
+  host.faults.clear();
   const peak = mappedBytes(host);
   const forward = report.vms.filter((v) => v.outcome === 'moved' || v.outcome === 'moved-back');
   const base = {
@@ -129,15 +145,19 @@ export function runHostJob(job: HostJob): HostOutcome {
     blackoutsNs: forward.map((v) => v.blackoutNs),
     upgradeNs,
     mappedBytes: peak,
+    sevVms: vmms.filter((v) => v.sev).length,
+    sevStayed: report.vms.filter((v) => v.outcome === 'stays').length,
+    ...(injected === undefined ? {} : { injected }),
   };
   const movedBack = report.vms.filter((v) => v.outcome === 'moved-back').length;
   const forwardIoctls = forward.reduce((a, v) => a + v.ioctls, 0);
   if (report.outcome !== 'completed') {
-    return { ...base, outcome: 'failed', moves: forward.length + movedBack, moveIoctls: forwardIoctls, rollbackNs: 0, failure: report.failures[0] ?? report.outcome };
+    return { ...base, outcome: 'failed', moves: forward.length + movedBack, moveIoctls: forwardIoctls, rollbackNs: 0, failure: report.failures[0] ?? report.outcome, oldModuleKept: false };
   }
   if (job.finalize === 'commit') {
-    host.rmmod('kvm0');
-    return { ...base, outcome: 'upgraded', moves: forward.length, moveIoctls: forwardIoctls, rollbackNs: 0 };
+    // SEV guests that could not leave kvm0 hold it: it stays loaded next to kvm1.
+    if (base.sevStayed === 0) host.rmmod('kvm0');
+    return { ...base, outcome: 'upgraded', moves: forward.length, moveIoctls: forwardIoctls, rollbackNs: 0, oldModuleKept: base.sevStayed > 0 };
   }
   // The wave failed elsewhere: every VM goes back to kvm0 (still loaded), then kvm1 is unloaded.
   const t1 = host.clock.nowNs;
@@ -148,6 +168,7 @@ export function runHostJob(job: HostJob): HostOutcome {
   let backIoctls = 0;
   let failure: string | undefined;
   for (const v of [...vmms].reverse()) {
+    if (v.devPath === '/dev/kvm0') continue; // an SEV guest that stayed
     const m = moveInPlace(v, '/dev/kvm0', { facts, ...(job.plan.costs === undefined ? {} : { costs: job.plan.costs }) });
     if (m.outcome === 'moved') {
       back++;
@@ -155,5 +176,5 @@ export function runHostJob(job: HostJob): HostOutcome {
     } else failure ??= `${v.name}: could not move back: ${String(m.error)}`;
   }
   if (failure === undefined) host.rmmod('kvm1');
-  return { ...base, outcome: 'rolled-back', moves: forward.length + back, moveIoctls: forwardIoctls + backIoctls, rollbackNs: host.clock.nowNs - t1, ...(failure === undefined ? {} : { failure }) };
+  return { ...base, outcome: 'rolled-back', moves: forward.length + back, moveIoctls: forwardIoctls + backIoctls, rollbackNs: host.clock.nowNs - t1, oldModuleKept: false, ...(failure === undefined ? {} : { failure }) };
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { INJECTED_FAULT_KINDS } from './faults.js';
 import type { FleetReport } from './rollout.js';
 
 /** The numbers of a rollout. */
@@ -21,6 +22,13 @@ export interface RolloutSummary {
   readonly ioctlsPerMove: number;
   /** Bytes mapped per host at its peak (guest memory and `kvm_run` areas): mean (rounded) and max. */
   readonly mappedBytesPerHost: { readonly mean: number; readonly max: number };
+  /**
+   * SEV guests of the hosts reached: those that stayed on the old module (their VAC does not mediate, as in the
+   * RFC), those that moved with VAC mediating, and the upgraded hosts whose old module stays loaded because of them.
+   */
+  readonly sev: { readonly stayed: number; readonly moved: number; readonly oldModuleKeptOnHosts: number };
+  /** Hosts reached whose injected failure fired, by kind (`module-init`, `vm-create`, `vcpu-create`), in that order. */
+  readonly injected: Readonly<Record<string, number>>;
 }
 
 /** The nearest-rank percentile `p` (0–100) of sorted `xs` (0 for none). */
@@ -50,6 +58,12 @@ export function summarizeRollout(report: FleetReport): RolloutSummary {
     blackoutNs: { p50: percentile(blackouts, 50), p90: percentile(blackouts, 90), p99: percentile(blackouts, 99), max: blackouts.at(-1) ?? 0 },
     ioctlsPerMove: moves === 0 ? 0 : Math.round((10 * ioctls) / moves) / 10,
     mappedBytesPerHost: { mean: mapped.length === 0 ? 0 : Math.round(mapped.reduce((a, b) => a + b, 0) / mapped.length), max: Math.max(0, ...mapped) },
+    sev: {
+      stayed: reached.reduce((a, h) => a + h.sevStayed, 0),
+      moved: reached.filter((h) => h.outcome === 'upgraded').reduce((a, h) => a + h.sevVms - h.sevStayed, 0),
+      oldModuleKeptOnHosts: reached.filter((h) => h.oldModuleKept).length,
+    },
+    injected: Object.fromEntries(INJECTED_FAULT_KINDS.map((k) => [k, reached.filter((h) => h.injected?.split(' ')[0] === k).length] as const).filter(([, n]) => n > 0)),
   };
 }
 
@@ -67,7 +81,7 @@ export function formatFleetReport(report: FleetReport): string {
   const f = report.fleet;
   const lines = [
     `Fleet rollout ${report.fromBuild} → ${report.toBuild} (seed ${report.seed})`,
-    `fleet: ${report.hosts.length} hosts (${f.intel} Intel, ${f.amd} AMD of which ${f.sev} with SEV), ${f.vms} VMs, ${f.vcpus} vCPUs`,
+    `fleet: ${report.hosts.length} hosts (${f.intel} Intel, ${f.amd} AMD of which ${f.sev} with SEV, ${f.sevMediated} of them with VAC mediating SEV moves), ${f.vms} VMs (${f.sevVms} SEV guests), ${f.vcpus} vCPUs`,
     `outcome: ${report.outcome} after ${report.waves.length} wave${report.waves.length === 1 ? '' : 's'}, ${s(report.durationNs)} of simulated time`,
     '',
     ...columns([
@@ -81,6 +95,10 @@ export function formatFleetReport(report: FleetReport): string {
     `moves: ${sum.moves} made, ${sum.failedMoves} refused and rolled back; ${sum.ioctlsPerMove} ioctls per move`,
     `blackout per VM: p50 ${us(sum.blackoutNs.p50)}, p90 ${us(sum.blackoutNs.p90)}, p99 ${us(sum.blackoutNs.p99)}, max ${us(sum.blackoutNs.max)}`,
     `mapped per host (guest memory, kvm_run): mean ${sum.mappedBytesPerHost.mean} bytes, max ${sum.mappedBytesPerHost.max} bytes`,
+    ...(report.injectedFaultRate > 0
+      ? [`injected failures (rate ${report.injectedFaultRate}): ${Object.entries(sum.injected).map(([k, n]) => `${n} ${k}`).join(', ') || 'none fired'} on the hosts reached`]
+      : []),
+    `SEV guests: ${sum.sev.stayed} stayed on ${report.fromBuild} (no VAC mediation), ${sum.sev.moved} moved with VAC mediating; old module kept loaded on ${sum.sev.oldModuleKeptOnHosts} upgraded host${sum.sev.oldModuleKeptOnHosts === 1 ? '' : 's'}`,
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -9,6 +9,7 @@
  */
 import { UsageError } from '@vac/core';
 import { fleetBuild } from './builds.js';
+import { checkFaultInjection, drawHostFault, type FaultInjection } from './faults.js';
 import type { HostJob, HostOutcome, HostPlanSettings } from './host-job.js';
 import { HostPool } from './pool.js';
 import { seededRandom } from './random.js';
@@ -34,6 +35,8 @@ export interface RolloutPolicy {
   readonly bakeNs?: number;
   /** Each host's upgrade plan. */
   readonly hostPlan?: HostPlanSettings;
+  /** Failures injected into the hosts' upgrades at a rate (see `FaultInjection`). Default none. */
+  readonly injectFaults?: FaultInjection;
 }
 
 /** Options of {@link runRollout}. */
@@ -87,11 +90,23 @@ export interface FleetReport {
   /** The hosts, by id. */
   readonly hosts: readonly HostRecord[];
   /** The fleet's make-up. */
-  readonly fleet: { readonly intel: number; readonly amd: number; readonly sev: number; readonly vms: number; readonly vcpus: number };
+  readonly fleet: {
+    readonly intel: number;
+    readonly amd: number;
+    readonly sev: number;
+    /** SEV hosts whose VAC mediates moves of encryption contexts (`vac.cross_module_moves=Y`). */
+    readonly sevMediated: number;
+    readonly vms: number;
+    /** SEV guests. */
+    readonly sevVms: number;
+    readonly vcpus: number;
+  };
   /** The waves, in order (those reached). */
   readonly waves: readonly WaveRecord[];
   /** Simulated time of the rollout, ns. */
   readonly durationNs: number;
+  /** The rate failures were injected at (`policy.injectFaults.rate`; 0 without). */
+  readonly injectedFaultRate: number;
 }
 
 /** The hosts in rollout order: a seeded shuffle, so that the canary is not always host 1. */
@@ -102,6 +117,7 @@ function rolloutOrder(hosts: readonly FleetHostSpec[], seed: number): FleetHostS
 
 function checkPolicy(p: RolloutPolicy, n: number): { canary: number; waves: number[]; maxFailed: number; bakeNs: number } {
   fleetBuild(p.toBuild);
+  checkFaultInjection(p.injectFaults);
   fleetBuild(p.fromBuild ?? 'linux-6.12');
   const canary = p.canaryHosts ?? 1;
   if (!Number.isSafeInteger(canary) || canary < 0 || canary > n) throw new UsageError('ERR_OUT_OF_RANGE', `rollout: canaryHosts must be an integer in [0, ${n}], got ${String(canary)}`);
@@ -134,15 +150,19 @@ export async function runRollout(fleet: FleetSpec, policy: RolloutPolicy, option
     if (upTo > done) groups.push({ label: `${w}%`, hosts: order.slice(done, upTo) });
     done = upTo;
   }
-  const job = (h: FleetHostSpec, finalize: HostJob['finalize']): HostJob => ({
-    host: h,
-    seed: fleet.seed,
-    fromBuild,
-    toBuild: policy.toBuild,
-    ...(policy.toParams === undefined ? {} : { toParams: policy.toParams }),
-    plan: policy.hostPlan ?? {},
-    finalize,
-  });
+  const job = (h: FleetHostSpec, finalize: HostJob['finalize']): HostJob => {
+    const fault = drawHostFault(fleet.seed, h, policy.injectFaults);
+    return {
+      host: h,
+      seed: fleet.seed,
+      fromBuild,
+      toBuild: policy.toBuild,
+      ...(policy.toParams === undefined ? {} : { toParams: policy.toParams }),
+      plan: policy.hostPlan ?? {},
+      finalize,
+      ...(fault === undefined ? {} : { fault }),
+    };
+  };
   const records = new Map<number, HostRecord>();
   const waveRecords: WaveRecord[] = [];
   const pool = new HostPool(options.workers ?? 0);
@@ -186,7 +206,24 @@ export async function runRollout(fleet: FleetSpec, policy: RolloutPolicy, option
     await pool.close();
   }
   const hosts: HostRecord[] = specs.map(
-    (h) => records.get(h.id) ?? { id: h.id, outcome: 'not-reached', vms: h.vms.length, moves: 0, failedMoves: 0, blackoutsNs: [], moveIoctls: 0, upgradeNs: 0, rollbackNs: 0, mappedBytes: 0, wave: -1, startNs: 0 },
+    (h) =>
+      records.get(h.id) ?? {
+        id: h.id,
+        outcome: 'not-reached',
+        vms: h.vms.length,
+        moves: 0,
+        failedMoves: 0,
+        blackoutsNs: [],
+        moveIoctls: 0,
+        upgradeNs: 0,
+        rollbackNs: 0,
+        mappedBytes: 0,
+        sevVms: h.vms.filter((v) => v.sev).length,
+        sevStayed: 0,
+        oldModuleKept: false,
+        wave: -1,
+        startNs: 0,
+      },
   );
   return {
     seed: fleet.seed,
@@ -198,10 +235,13 @@ export async function runRollout(fleet: FleetSpec, policy: RolloutPolicy, option
       intel: specs.filter((h) => h.vendor === 'intel').length,
       amd: specs.filter((h) => h.vendor === 'amd').length,
       sev: specs.filter((h) => h.sev).length,
+      sevMediated: specs.filter((h) => h.vacMediates).length,
       vms: specs.reduce((a, h) => a + h.vms.length, 0),
+      sevVms: specs.reduce((a, h) => a + h.vms.filter((v) => v.sev).length, 0),
       vcpus: specs.reduce((a, h) => a + h.vms.reduce((b, v) => b + v.vcpus, 0), 0),
     },
     waves: waveRecords,
     durationNs: now,
+    injectedFaultRate: policy.injectFaults?.rate ?? 0,
   };
 }

@@ -13,6 +13,8 @@ export interface FleetVmSpec {
   readonly vcpus: number;
   /** Whether its guest enabled interrupt-based async page faults (MSR_KVM_ASYNC_PF_INT holds a vector). */
   readonly asyncPfInt: boolean;
+  /** Whether it is an SEV guest (on an SEV host only): its memory is encrypted, so it moves only if VAC mediates. */
+  readonly sev: boolean;
 }
 
 /** One host of a fleet. */
@@ -25,6 +27,11 @@ export interface FleetHostSpec {
   readonly vendor: 'intel' | 'amd';
   /** An AMD host with SEV enabled. */
   readonly sev: boolean;
+  /**
+   * An SEV host whose VAC hands encryption contexts between modules (`vac.cross_module_moves=Y`, beyond the RFC):
+   * its SEV guests move with the others. Without it they stay on the old module, which then stays loaded.
+   */
+  readonly vacMediates: boolean;
   /** Its CPUs. */
   readonly cpus: number;
   /** Its VMs. */
@@ -49,6 +56,10 @@ export interface FleetSpec {
   readonly vcpus?: readonly number[];
   /** Share of VMs whose guest uses interrupt-based async page faults. Default 0.3. */
   readonly asyncPfIntShare?: number;
+  /** Share of the VMs of an SEV host that are SEV guests. Default 0.5. */
+  readonly sevVmShare?: number;
+  /** Share of SEV hosts whose VAC mediates moves of encryption contexts (`vac.cross_module_moves=Y`). Default 0 (the RFC). */
+  readonly vacMediatedShare?: number;
 }
 
 function share(v: number | undefined, dflt: number, what: string): number {
@@ -74,6 +85,8 @@ export function generateFleet(spec: FleetSpec): FleetHostSpec[] {
   const amdShare = share(spec.amdShare, 0.4, 'amdShare');
   const sevShare = share(spec.sevShare, 0.5, 'sevShare');
   const apf = share(spec.asyncPfIntShare, 0.3, 'asyncPfIntShare');
+  const sevVms = share(spec.sevVmShare, 0.5, 'sevVmShare');
+  const mediated = share(spec.vacMediatedShare, 0, 'vacMediatedShare');
   const cpus = counts(spec.cpus, [16, 32, 64], 'cpus');
   const vcpus = counts(spec.vcpus, [1, 2, 4], 'vcpus');
   const [lo, hi] = spec.vmsPerHost ?? [8, 24];
@@ -83,13 +96,17 @@ export function generateFleet(spec: FleetSpec): FleetHostSpec[] {
     const vendor = r() < amdShare ? 'amd' : 'intel';
     const sev = vendor === 'amd' && r() < sevShare;
     const n = lo + Math.floor(r() * (hi - lo + 1));
+    // SEV guests and VAC's mediation come from a stream of their own, so the rest of the draw is as before them.
+    const rs = seededRandom(spec.seed, id, 3);
+    const vacMediates = sev && rs() < mediated;
     return {
       id,
       name: `host${String(id + 1).padStart(Math.max(4, String(spec.hosts).length), '0')}`,
       vendor,
       sev,
+      vacMediates,
       cpus: pick(r, cpus),
-      vms: Array.from({ length: n }, () => ({ vcpus: pick(r, vcpus), asyncPfInt: r() < apf })),
+      vms: Array.from({ length: n }, () => ({ vcpus: pick(r, vcpus), asyncPfInt: r() < apf, sev: sev && rs() < sevVms })),
     };
   });
 }
