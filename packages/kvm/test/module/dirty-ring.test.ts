@@ -295,3 +295,26 @@ describe('the dirty ring with a coalesced reset', () => {
     expect(entries(v.ring, 2, 3)).toEqual([[0, 0, 0]]);
   });
 });
+
+describe('the dirty ring with two vCPUs', () => {
+  test('each vCPU pushes its own writes onto its own ring; KVM_RESET_DIRTY_RINGS counts over both', () => {
+    const vendor = VENDORS[1];
+    const s = vmWithMemory(vendor, RING);
+    // vCPU 0 runs the code at 0x1000 (page 3), vCPU 1 the code at 0x1800 (pages 5 and 3)
+    const v0 = vcpuWith(s, writeAt([0x3000]));
+    s.mem.bytes.set(writeAt([0x5000, 0x3008]), 0x1800);
+    const fd1 = s.p.ioctl(s.vm, KVM_CREATE_VCPU, 1);
+    startAt1000(s.p, fd1, 0x800n);
+    s.p.ioctl(fd1, KVM_SET_REGS, makeKvmRegs({ rip: 0x1800n, rsp: 0x800n, rflags: 2n }));
+    const m1 = s.p.mmap(fd1, RING, KVM_DIRTY_LOG_PAGE_OFFSET * PAGE_SIZE);
+    const ring1 = new DataView(m1.bytes.buffer, m1.bytes.byteOffset, m1.bytes.byteLength);
+    s.p.ioctl(v0.fd, KVM_RUN, 0);
+    s.p.ioctl(fd1, KVM_RUN, 0);
+    // page 3 was made writable by vCPU 0's push: vCPU 1's write to it pushes nothing
+    expect(entries(v0.ring, 0, 2)).toEqual([[1, 0, 3], [0, 0, 0]]);
+    expect(entries(ring1, 0, 2)).toEqual([[1, 0, 5], [0, 0, 0]]);
+    harvest(v0.ring, 0);
+    harvest(ring1, 0);
+    expect(s.p.ioctl(s.vm, KVM_RESET_DIRTY_RINGS, 0)).toBe(2);
+  });
+});
