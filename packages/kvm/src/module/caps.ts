@@ -136,6 +136,7 @@ import { irqCapability } from './irq-caps.js';
 import type { Vm } from './vm.js';
 import { x86Caps } from './x86-caps.js';
 import { KVM_GUESTDBG_VALID_MASK } from './vcpu-guest-debug.js';
+import { KVM_DIRTY_RING_MAX_BYTES } from './dirty-ring.js';
 import { vendorArch } from './vendor-arch.js';
 import { buildOf, moduleParam, supportedQuirks } from '../builds/build.js';
 
@@ -172,8 +173,6 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_X86_APIC_BUS_CYCLES_NS, { linux: () => APIC_BUS_CYCLE_NS_DEFAULT, why: 'the LAPIC bus frequency cannot be set (KVM_ENABLE_CAP(X86_APIC_BUS_CYCLES_NS) not modelled)' }],
   [KVM_CAP_PCI_SEGMENT, { linux: () => 1, why: 'MSI routing ignores the PCI segment (KVM_MSI_VALID_DEVID not modelled)' }],
   [KVM_CAP_X86_SMM, { linux: () => 1, why: 'SMM (KVM_SMI, RSM, SMRAM) not modelled; the second memslot address space is kept but never entered' }],
-  [KVM_CAP_DIRTY_LOG_RING, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
-  [KVM_CAP_DIRTY_LOG_RING_ACQ_REL, { linux: () => 65536 * 16, why: 'the dirty ring is not modelled (the dirty bitmap is)' }],
   [KVM_CAP_EXIT_HYPERCALL, { linux: () => 1 << 12, why: 'hypercalls (VMCALL/VMMCALL) not modelled' }],
   [KVM_CAP_PMU_EVENT_FILTER, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
   [KVM_CAP_PMU_EVENT_MASKED_EVENTS, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
@@ -270,6 +269,10 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
       return KVM_ADDRESS_SPACE_NUM; // CONFIG_KVM_SMM: normal and SMM memslots
     case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
       return KVM_DIRTY_LOG_MANUAL_CAPS;
+    // CONFIG_HAVE_KVM_DIRTY_RING_TSO and _ACQ_REL (x86): the largest ring, in bytes (dirty-ring.ts)
+    case KVM_CAP_DIRTY_LOG_RING:
+    case KVM_CAP_DIRTY_LOG_RING_ACQ_REL:
+      return KVM_DIRTY_RING_MAX_BYTES;
     case KVM_CAP_NR_MEMSLOTS:
       return KVM_USER_MEM_SLOTS;
     case KVM_CAP_ADJUST_CLOCK:

@@ -15,22 +15,35 @@ import { KernelError } from '@vac/core';
 import { KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, PAGE_SIZE } from '../abi/constants.js';
 import { KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from '../abi/constants-x86.js';
 import type { GuestMemory } from '../guest/memory.js';
+import { usesDirtyBitmap } from './dirty-ring.js';
 import type { Memslots } from './memslots.js';
 import { vmArch } from './vm-arch.js';
 import type { Vm } from './vm.js';
 
-/** Guest memory that marks the page of every guest write in its slot's dirty bitmap. */
+/**
+ * Where the first write to a write-protected page is logged besides its bit (the dirty ring: dirty-ring.ts). Returns
+ * false when it was not logged (no vCPU runs): the page then stays write-protected.
+ */
+export type FirstWriteLog = (slotId: number, page: number) => boolean;
+
+/**
+ * Guest memory that marks the page of every guest write in its slot's dirty bitmap. With a dirty ring the bitmap says
+ * which pages are no longer write-protected, and the first write to a protected page is also pushed onto the ring.
+ */
 export class DirtyTrackingMemory implements GuestMemory {
   readonly #slots: Memslots;
   readonly #dirty: ReadonlyMap<number, Uint8Array>;
+  readonly #firstWrite: FirstWriteLog | undefined;
 
   /**
    * @param slots - the VM's memory slots
    * @param dirty - the bitmaps, by slot id
+   * @param firstWrite - with a dirty ring, where a write to a protected page is logged
    */
-  constructor(slots: Memslots, dirty: ReadonlyMap<number, Uint8Array>) {
+  constructor(slots: Memslots, dirty: ReadonlyMap<number, Uint8Array>, firstWrite?: FirstWriteLog) {
     this.#slots = slots;
     this.#dirty = dirty;
+    this.#firstWrite = firstWrite;
   }
 
   /** {@link GuestMemory.read8}. */
@@ -46,7 +59,9 @@ export class DirtyTrackingMemory implements GuestMemory {
       const bitmap = this.#dirty.get(slot.id);
       if (bitmap !== undefined) {
         const page = Math.floor((gpa - slot.base) / PAGE_SIZE);
-        bitmap[page >> 3] = (bitmap[page >> 3] as number) | (1 << (page & 7));
+        const byte = bitmap[page >> 3] as number;
+        const bit = 1 << (page & 7);
+        if ((byte & bit) === 0 && (this.#firstWrite === undefined || this.#firstWrite(slot.id, page))) bitmap[page >> 3] = byte | bit;
       }
     }
     return true;
@@ -77,12 +92,23 @@ export function updateDirtyLogging(vm: Vm, id: number, asId: number, kind: 'crea
     }
     a.dirty.set(id, bitmap);
   }
-  const memory = a.dirty.size > 0 ? new DirtyTrackingMemory(vm.memslots, a.dirty) : vm.memslots;
+  // With a dirty ring, the first write to a protected page goes to the running vCPU's ring (address space 0).
+  const firstWrite: FirstWriteLog | undefined = a.dirtyRingSize === 0 ? undefined : (slotId, page) => a.dirtyRingWriter?.push(slotId, page) === true;
+  const memory = a.dirty.size > 0 ? new DirtyTrackingMemory(vm.memslots, a.dirty, firstWrite) : vm.memslots;
   vm.guestMemory = vm.guestMemoryView === undefined ? memory : vm.guestMemoryView(memory);
 }
 
-/** The logging slot `slot` names, or EINVAL / ENOENT as `kvm_get_dirty_log_protect` answers. */
+/** `kvm_use_dirty_bitmap` as the dirty-log ioctls check it first. @throws KernelError ENXIO with a dirty ring */
+export function requireDirtyBitmap(vm: Vm, op: string): void {
+  if (!usesDirtyBitmap(vm)) throw new KernelError('ENXIO', op, 'the VM logs dirty pages in its dirty ring');
+}
+
+/**
+ * The logging slot `slot` names, or ENXIO (the VM has a dirty ring: `kvm_use_dirty_bitmap`), EINVAL / ENOENT as
+ * `kvm_get_dirty_log_protect` answers.
+ */
 export function loggingSlot(vm: Vm, slotArg: number, op: string): { bitmap: Uint8Array; pages: number } {
+  requireDirtyBitmap(vm, op);
   const asId = slotArg >>> 16;
   const id = slotArg & 0xffff;
   if (asId >= 1 || id >= KVM_USER_MEM_SLOTS) throw new KernelError('EINVAL', op, `invalid slot ${slotArg}`);

@@ -15,6 +15,7 @@ import { KernelError, type FileOperations, type OpenFile, type Process, type Sys
 import { KVM_RUN, KVM_VCPU_MMAP_SIZE, PAGE_SIZE } from '../abi/constants.js';
 import { KVMIO } from '../abi/ioctl.js';
 import type { KvmFileOps, SystemFile } from './files.js';
+import { dirtyRingMapping } from './dirty-ring.js';
 import type { KvmInstance } from './instance.js';
 import { valueArg } from './ioctl-table.js';
 import { SYSTEM_IOCTLS, VCPU_IOCTLS, VM_IOCTLS } from './ioctls.js';
@@ -64,7 +65,10 @@ export function makeFileOps(inst: KvmInstance): KvmFileOps {
       return yield* v.runThreaded(thread, () => inst.host.scheduler.quantum);
     },
     mmap(file, length, pgoff) {
-      // kvm_vcpu_mmap / kvm_vcpu_fault: page 0 is kvm_run, 1 the PIO page, 2 the coalesced-MMIO ring.
+      // kvm_vcpu_mmap / kvm_vcpu_fault: page 0 is kvm_run, 1 the PIO page, 2 the coalesced-MMIO ring; from
+      // KVM_DIRTY_LOG_PAGE_OFFSET the dirty ring's pages, when the VM has one.
+      const ring = dirtyRingMapping(file.privateData, length, pgoff);
+      if (ring !== undefined) return ring;
       const off = pgoff * PAGE_SIZE;
       if (off + length > KVM_VCPU_MMAP_SIZE) throw new KernelError('EINVAL', 'mmap', `the vCPU area is ${KVM_VCPU_MMAP_SIZE} bytes`);
       return file.privateData.run.bytes.subarray(off, off + length);

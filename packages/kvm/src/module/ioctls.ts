@@ -11,6 +11,7 @@ import { ioctlTable, type IoctlDef, type IoctlFd, type IoctlTable } from './ioct
 import { SYSTEM_ARCH_IOCTLS } from './system-arch-ioctls.js';
 import { SYSTEM_GENERIC_IOCTLS } from './system-ioctls.js';
 import type { Vcpu } from './vcpu.js';
+import { DIRTY_RING_VM_IOCTLS } from './dirty-ring.js';
 import { VCPU_EVENTS_IOCTLS } from './vcpu-events-ioctls.js';
 import { VCPU_FPU_IOCTLS } from './vcpu-fpu-ioctls.js';
 import { VCPU_MISC_IOCTLS } from './vcpu-misc-ioctls.js';
@@ -37,7 +38,7 @@ const KVM_RUN_DEF: IoctlDef<Vcpu> = {
 /** /dev/kvmX. */
 export const SYSTEM_IOCTLS: IoctlTable<SystemFile> = ioctlTable([...SYSTEM_GENERIC_IOCTLS, ...SYSTEM_ARCH_IOCTLS]);
 /** VM fds. */
-export const VM_IOCTLS: IoctlTable<VmFile> = ioctlTable([...VM_BASE_IOCTLS, ...VM_IO_IOCTLS, ...VM_ARCH_IOCTLS, ...VM_IRQ_IOCTLS]);
+export const VM_IOCTLS: IoctlTable<VmFile> = ioctlTable([...VM_BASE_IOCTLS, ...VM_IO_IOCTLS, ...VM_ARCH_IOCTLS, ...VM_IRQ_IOCTLS, ...DIRTY_RING_VM_IOCTLS]);
 /** vCPU fds. */
 export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([
   KVM_RUN_DEF,

@@ -10,6 +10,7 @@
  */
 import { KernelError } from '@vac/core';
 import { KVM_MAX_VCPU_IDS, KVM_MP_STATE_UNINITIALIZED } from '../abi/constants.js';
+import { allocDirtyRing } from './dirty-ring.js';
 import { syncRingCopy } from './kernel-io.js';
 import { vcpuArch } from './vcpu-arch.js';
 import { resetSregs } from './vcpu-sregs.js';
@@ -46,4 +47,5 @@ export function vcpuCreated(v: Vcpu): void {
   let other: Vcpu | undefined;
   for (const o of v.vm.vcpus.values()) if (o !== v && o.runAllocated) other = o;
   syncRingCopy(v, other);
+  allocDirtyRing(v);
 }

@@ -13,6 +13,7 @@
 import { KernelError, PERF_GUEST_ACTIVE, vcpuLabel, type EventBus, type Syscall, type Thread, type VendorVcpu, type VcpuTag } from '@vac/core';
 import {
   KVM_EXIT_DEBUG,
+  KVM_EXIT_DIRTY_RING_FULL,
   KVM_EXIT_FAIL_ENTRY,
   KVM_EXIT_HLT,
   KVM_EXIT_INTERNAL_ERROR,
@@ -38,6 +39,7 @@ import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
 import { runGuest } from '../guest/interpreter.js';
 import type { GuestPlatform } from '../guest/platform.js';
+import { dirtyRingPass, type DirtyRing } from './dirty-ring.js';
 import { kernelWrite } from './kernel-io.js';
 import { ArchPlatform } from './vcpu-platform.js';
 import { processRequests, VcpuRequest } from './vcpu-requests.js';
@@ -169,6 +171,8 @@ export class Vcpu {
    * event to deliver; `VcpuRequest` of `vcpu-requests.ts`). 0 in the usual case, which keeps KVM_RUN's fast path.
    */
   requests = 0;
+  /** @internal The vCPU's dirty ring (`vcpu->dirty_ring`, dirty-ring.ts) when the VM has one, else `undefined`. */
+  dirtyRing: DirtyRing | undefined = undefined;
   /**
    * @internal KVM_SET_GUEST_DEBUG's state while debugging is enabled (`vcpu->guest_debug`, `vcpu-guest-debug.ts`), else
    * `undefined` — which keeps KVM_RUN's usual path: the guest then runs one instruction at a time.
@@ -394,10 +398,13 @@ export class Vcpu {
     if (!this.#instance.vac.isEnabled(cpu)) return this.#failEntry(cpu, 0n);
     // vcpu_enter_guest: the requests made since the last entry (a WRMSR's KVM_REQ_CLOCK_UPDATE ends its run).
     if (this.requests !== 0 && processRequests(this)) return Step.Exit;
+    // KVM_REQ_DIRTY_RING_SOFT_FULL: a ring at its soft limit exits; else the pass stops before it can pass it.
+    let pass = budget;
+    if (this.dirtyRing !== undefined && (pass = dirtyRingPass(this, this.dirtyRing, budget)) === 0) return this.#dirtyRingFull();
     const dbg = this.guestDebug;
     // KVM_GUESTDBG_BLOCKIRQ: no interrupt or NMI is injected while it is set.
     if (this.intr !== undefined && (dbg === undefined || !dbg.blockIrq)) {
-      const s = this.#injectEvents(budget);
+      const s = this.#injectEvents(pass);
       if (s !== undefined) return s;
     }
     vendor.prepareEntry(cpu);
@@ -409,14 +416,15 @@ export class Vcpu {
     const exit = this.#exit ?? this.exit;
     let reason: number;
     if (dbg === undefined) {
-      reason = runGuest(this.regs, this.vm.guestMemory, budget, exit, this.vm.quirks, this.#platform ?? this.platform);
-      if (this.vm.kernelIo && reason !== GuestExitReason.Budget) reason = this.#inKernelIo(reason, budget);
-    } else reason = this.#runDebug(dbg, budget);
+      reason = runGuest(this.regs, this.vm.guestMemory, pass, exit, this.vm.quirks, this.#platform ?? this.platform);
+      if (this.vm.kernelIo && reason !== GuestExitReason.Budget) reason = this.#inKernelIo(reason, pass);
+    } else reason = this.#runDebug(dbg, pass);
     vendor.exit(cpu);
     const executed = exit.executed;
     this.stats.instructions += executed;
     this.#instance.host.clock.advanceInstructions(executed);
-    if (reason === GuestExitReason.Budget) return Step.Slice;
+    // A pass the dirty ring shortened goes on in the same slice.
+    if (reason === GuestExitReason.Budget) return pass === budget ? Step.Slice : Step.Again;
     this.inGuest = false;
     return this.#exitToUser(reason);
   }
@@ -526,6 +534,12 @@ export class Vcpu {
       // The write is done; the next run completes the instruction (an OUT or MMIO write completes in the guest step).
       reason = runGuest(this.regs, this.vm.guestMemory, Math.max(budget - used, 0), x, this.vm.quirks, this.platform);
     }
+  }
+
+  /** `kvm_dirty_ring_check_request`: KVM_EXIT_DIRTY_RING_FULL without entering the guest. */
+  #dirtyRingFull(): Step {
+    this.run.exit_reason = KVM_EXIT_DIRTY_RING_FULL;
+    return Step.Exit;
   }
 
   /** `KVM_EXIT_FAIL_ENTRY` with `hardware_entry_failure_reason = reason`. */

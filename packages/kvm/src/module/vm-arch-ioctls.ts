@@ -8,6 +8,8 @@
  */
 import { KernelError } from '@vac/core';
 import {
+  KVM_CAP_DIRTY_LOG_RING,
+  KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
   KVM_CAP_DISABLE_QUIRKS,
   KVM_CAP_DISABLE_QUIRKS2,
   KVM_CAP_EXCEPTION_PAYLOAD,
@@ -58,6 +60,7 @@ import { KVM_CLOCK_DATA_CODEC, KVM_MSR_FILTER_CODEC, U64_POINTER_CODEC } from '.
 import { GUEST_DEFAULT_QUIRKS } from '../guest/interpreter.js';
 import { allowedDisableExits } from './caps.js';
 import { buildHasErrnoChange, supportedQuirks } from '../builds/build.js';
+import { enableDirtyRing } from './dirty-ring.js';
 import { encContextFrom } from './enc-context.js';
 import type { VmFile } from './files.js';
 import { hostNs, hostRealtimeNs, hostTsc } from './host-clock.js';
@@ -88,6 +91,9 @@ function enableCap(f: VmFile, arg: unknown, op: string, proc: import('@vac/core'
       a.manualDirtyLogProtect = Number(arg0);
       return 0;
     }
+    case KVM_CAP_DIRTY_LOG_RING:
+    case KVM_CAP_DIRTY_LOG_RING_ACQ_REL:
+      return enableDirtyRing(vm, cap.cap, arg0, op); // flags are not looked at
     case KVM_CAP_HALT_POLL:
       if (cap.flags !== 0 || arg0 > 0xffff_ffffn) throw new KernelError('EINVAL', op, 'bad KVM_CAP_HALT_POLL argument');
       return 0; // max_halt_poll_ns: halt polling is not modelled (a vCPU blocks at once)

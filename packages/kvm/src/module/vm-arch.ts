@@ -11,6 +11,7 @@ import { hostNs } from './host-clock.js';
 import type { Vm } from './vm.js';
 import { x86Caps } from './x86-caps.js';
 import { bytesDigest } from './bytes-digest.js';
+import type { DirtyRing } from './dirty-ring.js';
 
 /** One range of an MSR filter (`struct msr_bitmap_range`): the kernel's copy of the user's bitmap. */
 export interface MsrFilterRange {
@@ -102,6 +103,13 @@ export class VmArch {
   ringLast = 0;
   /** The dirty bitmaps of the slots with KVM_MEM_LOG_DIRTY_PAGES, by slot id (address space 0), one bit per page. */
   readonly dirty = new Map<number, Uint8Array>();
+  /**
+   * `dirty_ring_size`: the bytes of each vCPU's dirty ring (KVM_CAP_DIRTY_LOG_RING), 0 without one. With a ring,
+   * {@link VmArch.dirty} holds no dirty log but the pages written since they were last write-protected (dirty-ring.ts).
+   */
+  dirtyRingSize = 0;
+  /** The ring of the vCPU whose guest runs (`kvm_get_running_vcpu`): where guest writes push (dirty-ring.ts). */
+  dirtyRingWriter: DirtyRing | undefined = undefined;
   /** `last_tsc_nsec`: host ns of the last TSC synchronization (`kvm_synchronize_tsc`). */
   lastTscNsec = 0n;
   /** `last_tsc_write`: the TSC value last written. */
@@ -150,6 +158,7 @@ export class VmArch {
       ring: [this.ringFirst, this.ringLast],
       tscSync: [this.lastTscNsec, this.lastTscWrite, this.lastTscKhz, this.curTscOffset, this.userSetTsc],
       dirty: [...this.dirty].map(([id, b]) => [id, bytesDigest(b)]),
+      dirtyRingSize: this.dirtyRingSize,
     };
   }
 }

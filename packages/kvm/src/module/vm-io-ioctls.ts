@@ -27,7 +27,7 @@ import {
 import { copyFromUser, userAccess } from '../abi/codec.js';
 import { KVM_USERSPACE_MEMORY_REGION_CODEC, type kvm_userspace_memory_region } from '../abi/structs.js';
 import { KVM_CLEAR_DIRTY_LOG_CODEC, KVM_COALESCED_MMIO_ZONE_CODEC, KVM_DIRTY_LOG_CODEC, KVM_IOEVENTFD_CODEC, KVM_USERSPACE_MEMORY_REGION2_CODEC } from '../abi/structs-x86.js';
-import { dirtyBitmapBytes, loggingSlot, manualProtect, updateDirtyLogging } from './dirty-log.js';
+import { dirtyBitmapBytes, loggingSlot, manualProtect, requireDirtyBitmap, updateDirtyLogging } from './dirty-log.js';
 import type { VmFile } from './files.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { inZone } from './kernel-io.js';
@@ -164,6 +164,7 @@ export const VM_IO_IOCTLS: readonly IoctlDef<VmFile>[] = [
     run({ vm }, arg, proc) {
       const op = 'KVM_CLEAR_DIRTY_LOG';
       const log = copyFromUser(KVM_CLEAR_DIRTY_LOG_CODEC, arg, op);
+      requireDirtyBitmap(vm, op);
       if ((log.slot >>> 16) >= 1 || (log.slot & 0xffff) >= 32764) throw new KernelError('EINVAL', op, `invalid slot ${log.slot}`);
       if (log.first_page % 64 !== 0) throw new KernelError('EINVAL', op, 'first_page must be a multiple of 64');
       const { bitmap, pages } = loggingSlot(vm, log.slot, op);
