@@ -137,16 +137,24 @@ export class KvmIrqchip {
     try {
       return fn();
     } finally {
-      this.#endRun();
+      this.endRun();
     }
   }
 
   /**
-   * The end of a {@link KvmIrqchip.run} bracket: at the outermost one, the queued work runs. The hot operations (a
-   * guest port access, a line change) open the bracket themselves (`#depth++`, then this in `finally`), which is
-   * {@link KvmIrqchip.run} without a closure per call.
+   * Open a {@link KvmIrqchip.run} bracket without a closure (the hot operations: a guest port access, a line change,
+   * an interrupt acknowledged); close it with {@link KvmIrqchip.endRun} in a `finally`.
+   * @internal
    */
-  #endRun(): void {
+  beginRun(): void {
+    this.#depth++;
+  }
+
+  /**
+   * The end of a {@link KvmIrqchip.run} bracket: at the outermost one, the queued work runs.
+   * @internal
+   */
+  endRun(): void {
     this.#depth--;
     if (this.#depth === 0) {
       while (this.#work.length > 0) {
@@ -258,7 +266,7 @@ export class KvmIrqchip {
       }
       return ret;
     } finally {
-      this.#endRun();
+      this.endRun();
     }
   }
 
@@ -443,7 +451,7 @@ export class KvmIrqchip {
       }
       return false;
     } finally {
-      this.#endRun();
+      this.endRun();
     }
   }
 
@@ -460,7 +468,7 @@ export class KvmIrqchip {
       if (v !== undefined) return v;
       return pit.ownsSpeakerPort(port) ? pit.speakerRead(now) : undefined;
     } finally {
-      this.#endRun();
+      this.endRun();
     }
   }
 
