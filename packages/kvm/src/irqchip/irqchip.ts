@@ -90,8 +90,9 @@ export class KvmIrqchip {
       this.pic = new KvmPic({
         ackedIrq: (chip, irq) => this.#notifyAcked(chip, irq),
         maskChanged: (chip, irq, masked) => this.#fireMask(chip, irq, masked),
-        wakeup: () => this.#vcpus.find((v) => v.lapic.acceptsPicIntr())?.lapic.vcpu.kick(),
-        anyVcpuAcceptsPicIntr: () => this.#vcpus.some((v) => v.lapic.acceptsPicIntr()),
+        // The first vCPU whose LAPIC takes PIC interrupts is kicked (loops: no callback per PIC operation).
+        wakeup: () => this.#firstPicVcpu()?.lapic.vcpu.kick(),
+        anyVcpuAcceptsPicIntr: () => this.#firstPicVcpu() !== undefined,
       });
       this.ioapic = new KvmIoapic({
         deliver: (irq, rtc) => this.bus.deliver(undefined, irq, rtc),
@@ -122,6 +123,16 @@ export class KvmIrqchip {
     checkUint(nrReservedIoapicPins, 0xffffffff, 'KVM_CAP_SPLIT_IRQCHIP args[0]');
     if (nrReservedIoapicPins > KVM_MAX_IRQ_ROUTES) throw new KernelError('EINVAL', 'kvm_vm_ioctl_enable_cap', 'more reserved IOAPIC pins than KVM_MAX_IRQ_ROUTES');
     return new KvmIrqchip('split', options, nrReservedIoapicPins);
+  }
+
+  /** The first vCPU whose LAPIC accepts PIC interrupts (LINT0 in ExtINT mode, `kvm_apic_accept_pic_intr`). */
+  #firstPicVcpu(): VcpuInterrupts | undefined {
+    const vcpus = this.#vcpus;
+    for (let i = 0; i < vcpus.length; i++) {
+      const v = vcpus[i] as VcpuInterrupts;
+      if (v.lapic.acceptsPicIntr()) return v;
+    }
+    return undefined;
   }
 
   #chips(): { picInKernel: boolean; ioapicInKernel: boolean; x2apicFormat: boolean } {
