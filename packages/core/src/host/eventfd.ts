@@ -72,7 +72,10 @@ export class EventFd {
 
   /** @internal `wake_up_locked_poll(&ctx->wqh, …)`. */
   wake(why: EventFdWake): void {
-    for (const w of [...this.#waiters]) w(why);
+    const waiters = this.#waiters;
+    // One waiter (an irqfd), the usual case: no copy of the queue to walk (it may change under a waiter).
+    if (waiters.length === 1) (waiters[0] as (why: EventFdWake) => void)(why);
+    else for (const w of [...waiters]) w(why);
   }
 }
 
@@ -91,7 +94,7 @@ const EVENTFD_FOPS: FileOperations<EventFd> = {
   write(file: OpenFile<EventFd>, data: Uint8Array) {
     // eventfd_write: exactly a __u64; ULLONG_MAX is refused; a sum past the maximum would block (EAGAIN here).
     if (data.length < 8) throw new KernelError('EINVAL', 'write', 'an eventfd is written 8 bytes at a time');
-    const v = new DataView(data.buffer, data.byteOffset, 8).getBigUint64(0, true);
+    const v = readU64(data);
     if (v === 0xffff_ffff_ffff_ffffn) throw new KernelError('EINVAL', 'write', 'ULLONG_MAX cannot be added to an eventfd');
     const ctx = file.privateData;
     if (EVENTFD_MAX - ctx.count < v) throw new KernelError('EAGAIN', 'write', 'the eventfd counter would overflow (a direct write does not block)');
@@ -104,6 +107,13 @@ const EVENTFD_FOPS: FileOperations<EventFd> = {
     file.privateData.wake('hup');
   },
 };
+
+/** The little-endian `__u64` in the first 8 bytes of `data` (without a `DataView` per write). */
+function readU64(data: Uint8Array): bigint {
+  const lo = ((data[0] as number) | ((data[1] as number) << 8) | ((data[2] as number) << 16) | ((data[3] as number) << 24)) >>> 0;
+  const hi = ((data[4] as number) | ((data[5] as number) << 8) | ((data[6] as number) << 16) | ((data[7] as number) << 24)) >>> 0;
+  return hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
+}
 
 /** The {@link EventFd} behind an open file, or `undefined` when the file is not an eventfd (`eventfd_ctx_fileget`). */
 export function eventFdOf(file: OpenFile): EventFd | undefined {

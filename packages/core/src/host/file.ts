@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { KernelError } from '../errors.js';
 import type { LoadedModule } from './modules.js';
 import type { Process } from './process.js';
 import type { Syscall, Thread } from './sched.js';
@@ -20,8 +21,13 @@ export interface FileOperations<D = unknown> {
   open?(file: OpenFile<D>, proc: Process): void;
   /** `release`: the last reference to the file is gone. */
   release?(file: OpenFile<D>): void;
-  /** `unlocked_ioctl`. Returns the syscall's non-negative result. */
-  ioctl?(file: OpenFile<D>, request: number, arg: unknown, proc: Process): number;
+  /**
+   * `unlocked_ioctl`. Returns the syscall's non-negative result, or — like a Linux handler returning `-errno` — a
+   * {@link KernelError} for `ioctl()` to throw once the kernel operation has ended. Throwing works too; returning is
+   * for answers that are part of normal operation (KVM_RUN's EINTR): a JavaScript exception unwinding through the
+   * syscall's frames costs about 0.3 µs per frame with a handler.
+   */
+  ioctl?(file: OpenFile<D>, request: number, arg: unknown, proc: Process): number | KernelError;
   /**
    * A blocking ioctl run from a simulated thread (`KVM_RUN` staying in guest mode across ticks). Return
    * `undefined` from the generator to fall back to the plain `ioctl` for this request.

@@ -394,11 +394,17 @@ export class Process {
     if (handler === undefined) throw new KernelError('ENOTTY', 'ioctl', `${f.path}: Inappropriate ioctl for device`);
     const ev = this.#host.events;
     ev.enter();
+    let r: number | KernelError;
     try {
-      return handler.call(f.fops, f, request >>> 0, arg, this);
+      r = handler.call(f.fops, f, request >>> 0, arg, this);
     } finally {
       ev.leave();
     }
+    // An error the handler returned (FileOperations.ioctl) is thrown here, after the kernel operation ended. The
+    // number is tested first: with `instanceof` alone, KVM_RUN's usual return measured ~20 ns slower.
+    if (typeof r === 'number') return r;
+    if (r instanceof KernelError) throw r;
+    return r;
   }
 
   /**

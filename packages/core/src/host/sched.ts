@@ -349,7 +349,14 @@ export class Scheduler {
           this.#finish(t, 'failed');
         }
       }
-      this.#threads = this.#threads.filter((t) => t.alive);
+      // The list without the threads that ended (a new array only when one did: this runs every tick).
+      const threads = this.#threads;
+      for (let i = 0; i < threads.length; i++) {
+        if (!(threads[i] as Thread).alive) {
+          this.#threads = threads.filter((t) => t.alive);
+          break;
+        }
+      }
     } finally {
       ev.leave();
     }

@@ -29,6 +29,16 @@ describe('eventfd', () => {
     expectKernelError(host, () => p.read(fd, 8), 'EAGAIN');
   });
 
+  test('a write is the little-endian __u64 of the buffer, all 64 bits, wherever the bytes sit in their ArrayBuffer', () => {
+    const { p } = setup();
+    const fd = eventfd(p);
+    const big = new Uint8Array(16);
+    big.set(u64(0x8000_0001_0000_0002n), 3);
+    expect(p.write(fd, big.subarray(3, 11))).toBe(8);
+    expect(p.write(fd, u64(0xffff_fffen))).toBe(8);
+    expect(value(p.read(fd, 8))).toBe(0x8000_0002_0000_0000n);
+  });
+
   test('EFD_SEMAPHORE: each read takes 1', () => {
     const { p } = setup();
     const fd = eventfd(p, 2, EFD_SEMAPHORE);

@@ -309,6 +309,21 @@ describe('fds: close, dup, ioctl, EBADF', () => {
     ]);
   });
 
+  test('a KernelError the handler returns (a -errno return) is thrown by ioctl, the same object, after the operation ends', () => {
+    const eintr = KernelError.withoutStack('EINTR', 'KVM_RUN', 'returned');
+    const host = kvmHost({ ioctl: (_f, request) => (request === 1 ? eintr : 3) });
+    const p = host.spawn();
+    const fd = p.open('/dev/kvm');
+    expect(thrown(() => p.ioctl(fd, 1))).toBe(eintr);
+    // The kernel operation was closed: the next syscalls run normally, and an fd:open event is delivered at once.
+    const seen: string[] = [];
+    const off = host.events.on('fd:open', (e) => seen.push(e.path));
+    expect(p.ioctl(fd, 2)).toBe(3);
+    p.open('/dev/kvm');
+    off();
+    expect(seen).toEqual(['/dev/kvm1']);
+  });
+
   test('ioctl on a file without an ioctl handler → ENOTTY (25)', () => {
     const host = kvmHost();
     const p = host.spawn();

@@ -90,8 +90,9 @@ export class KvmIrqchip {
       this.pic = new KvmPic({
         ackedIrq: (chip, irq) => this.#notifyAcked(chip, irq),
         maskChanged: (chip, irq, masked) => this.#fireMask(chip, irq, masked),
-        wakeup: () => this.#vcpus.find((v) => v.lapic.acceptsPicIntr())?.lapic.vcpu.kick(),
-        anyVcpuAcceptsPicIntr: () => this.#vcpus.some((v) => v.lapic.acceptsPicIntr()),
+        // The first vCPU whose LAPIC takes PIC interrupts is kicked (loops: no callback per PIC operation).
+        wakeup: () => this.#firstPicVcpu()?.lapic.vcpu.kick(),
+        anyVcpuAcceptsPicIntr: () => this.#firstPicVcpu() !== undefined,
       });
       this.ioapic = new KvmIoapic({
         deliver: (irq, rtc) => this.bus.deliver(undefined, irq, rtc),
@@ -124,6 +125,16 @@ export class KvmIrqchip {
     return new KvmIrqchip('split', options, nrReservedIoapicPins);
   }
 
+  /** The first vCPU whose LAPIC accepts PIC interrupts (LINT0 in ExtINT mode, `kvm_apic_accept_pic_intr`). */
+  #firstPicVcpu(): VcpuInterrupts | undefined {
+    const vcpus = this.#vcpus;
+    for (let i = 0; i < vcpus.length; i++) {
+      const v = vcpus[i] as VcpuInterrupts;
+      if (v.lapic.acceptsPicIntr()) return v;
+    }
+    return undefined;
+  }
+
   #chips(): { picInKernel: boolean; ioapicInKernel: boolean; x2apicFormat: boolean } {
     return { picInKernel: this.mode === 'kernel', ioapicInKernel: this.mode === 'kernel', x2apicFormat: this.bus.x2apicFormat };
   }
@@ -137,15 +148,32 @@ export class KvmIrqchip {
     try {
       return fn();
     } finally {
-      this.#depth--;
-      if (this.#depth === 0) {
-        while (this.#work.length > 0) {
-          this.#depth++;
-          try {
-            (this.#work.shift() as () => void)();
-          } finally {
-            this.#depth--;
-          }
+      this.endRun();
+    }
+  }
+
+  /**
+   * Open a {@link KvmIrqchip.run} bracket without a closure (the hot operations: a guest port access, a line change,
+   * an interrupt acknowledged); close it with {@link KvmIrqchip.endRun} in a `finally`.
+   * @internal
+   */
+  beginRun(): void {
+    this.#depth++;
+  }
+
+  /**
+   * The end of a {@link KvmIrqchip.run} bracket: at the outermost one, the queued work runs.
+   * @internal
+   */
+  endRun(): void {
+    this.#depth--;
+    if (this.#depth === 0) {
+      while (this.#work.length > 0) {
+        this.#depth++;
+        try {
+          (this.#work.shift() as () => void)();
+        } finally {
+          this.#depth--;
         }
       }
     }
@@ -238,15 +266,19 @@ export class KvmIrqchip {
   setIrq(source: number, gsi: number, level: boolean, lineStatus = true): number {
     checkUint(source, KVM_MAX_IRQ_SOURCE_IDS - 1, 'IRQ source id');
     checkUint(gsi, 0xffffffff, 'GSI');
-    return this.run(() => {
+    this.#depth++;
+    try {
       let ret = -1;
-      for (const e of this.#routing.routes(gsi)) {
-        const r = this.#setRoute(e, source, level, lineStatus);
+      const routes = this.#routing.routes(gsi);
+      for (let i = 0; i < routes.length; i++) {
+        const r = this.#setRoute(routes[i] as KernelRoute, source, level, lineStatus);
         if (r < 0) continue;
         ret = r + (ret < 0 ? 0 : ret);
       }
       return ret;
-    });
+    } finally {
+      this.endRun();
+    }
   }
 
   #setRoute(e: KernelRoute, source: number, level: boolean, lineStatus: boolean): number {
@@ -332,14 +364,18 @@ export class KvmIrqchip {
   #notifyAcked(irqchip: number, pin: number): void {
     const gsi = this.#routing.gsiOf(irqchip, pin);
     if (gsi === -1) return;
-    for (const fn of [...(this.#ackNotifiers.get(gsi) ?? [])]) fn();
+    const list = this.#ackNotifiers.get(gsi);
+    if (list === undefined) return;
+    for (const fn of [...list]) fn();
   }
 
   /** `kvm_fire_mask_notifiers`. */
   #fireMask(irqchip: number, pin: number, masked: boolean): void {
     const gsi = this.#routing.gsiOf(irqchip, pin);
     if (gsi === -1) return;
-    for (const fn of [...(this.#maskNotifiers.get(gsi) ?? [])]) fn(masked);
+    const list = this.#maskNotifiers.get(gsi);
+    if (list === undefined) return;
+    for (const fn of [...list]) fn(masked);
   }
 
   /** `kvm_notify_irqfd_resampler`. */
@@ -414,7 +450,8 @@ export class KvmIrqchip {
   /** A guest OUT the in-kernel devices own (PIC, ELCR, PIT, speaker); `false` when none does (exit to user space). */
   pioWrite(port: number, len: number, value: number, now: bigint): boolean {
     this.#clock.see(now);
-    return this.run(() => {
+    this.#depth++;
+    try {
       if (this.pic?.ioWrite(port, value, len)) return true;
       const pit = this.#pit;
       if (pit === undefined) return false;
@@ -424,13 +461,16 @@ export class KvmIrqchip {
         return true;
       }
       return false;
-    });
+    } finally {
+      this.endRun();
+    }
   }
 
   /** A guest IN the in-kernel devices own; `undefined` when none does. */
   pioRead(port: number, len: number, now: bigint): number | undefined {
     this.#clock.see(now);
-    return this.run(() => {
+    this.#depth++;
+    try {
       const p = this.pic?.ioRead(port, len);
       if (p !== undefined) return p;
       const pit = this.#pit;
@@ -438,7 +478,9 @@ export class KvmIrqchip {
       const v = pit.ioRead(port, now);
       if (v !== undefined) return v;
       return pit.ownsSpeakerPort(port) ? pit.speakerRead(now) : undefined;
-    });
+    } finally {
+      this.endRun();
+    }
   }
 
   /** A guest MMIO read by `v`: its LAPIC page first, then the IOAPIC window; `undefined` when neither owns it. */
@@ -453,7 +495,16 @@ export class KvmIrqchip {
 
   /** The earliest time any timer of this VM (PIT, LAPIC timers, IOAPIC storm brake) is due. */
   nextDeadline(): bigint | undefined {
-    return earliest(this.#pit?.nextDeadline(), this.ioapic?.nextDeadline(), ...this.#vcpus.map((v) => v.lapic.nextDeadline()));
+    // `earliest` over the PIT, the IOAPIC and every LAPIC, written out: this runs after every irqchip operation.
+    let min = this.#pit?.nextDeadline();
+    const io = this.ioapic?.nextDeadline();
+    if (io !== undefined && (min === undefined || io < min)) min = io;
+    const vcpus = this.#vcpus;
+    for (let i = 0; i < vcpus.length; i++) {
+      const d = (vcpus[i] as VcpuInterrupts).lapic.nextDeadline();
+      if (d !== undefined && (min === undefined || d < min)) min = d;
+    }
+    return min;
   }
 
   /** The timed devices with their next deadlines. */

@@ -120,7 +120,7 @@ function unknownVcpuIoctl(request: number): KernelError {
   return new KernelError('EINVAL', 'ioctl', `unknown vCPU ioctl 0x${request.toString(16)}`);
 }
 
-function vcpuIoctl(inst: KvmInstance, v: Vcpu, request: number, arg: unknown, proc: Process): number {
+function vcpuIoctl(inst: KvmInstance, v: Vcpu, request: number, arg: unknown, proc: Process): number | KernelError {
   v.vm.checkCaller(proc, 'ioctl');
   // `_IOC_TYPE(ioctl) != KVMIO` → EINVAL, before the mutex.
   if (ioctlType(request) !== KVMIO) throw notKvmIoctl(request);
@@ -130,7 +130,7 @@ function vcpuIoctl(inst: KvmInstance, v: Vcpu, request: number, arg: unknown, pr
   if (request === KVM_RUN) {
     // The usual argument, 0, needs no conversion (valueArg(0) is 0).
     if (arg !== 0 && valueArg(arg, 'KVM_RUN') !== 0) throw runArgNotZero();
-    return v.runSync(proc.cpu, inst.host.scheduler.quantum, inst.config.syncRunLimit);
+    return v.runSyncOrError(proc.cpu, inst.host.scheduler.quantum, inst.config.syncRunLimit);
   }
   const def = VCPU_IOCTLS.get(request);
   // kvm_arch_vcpu_ioctl: -EINVAL

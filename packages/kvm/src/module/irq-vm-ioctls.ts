@@ -335,7 +335,7 @@ function irqLine(vm: Vm, arg: unknown, status: boolean): number {
   const ev = copyFromUser(KVM_IRQ_LEVEL_CODEC, arg, op);
   const irq = needIrqchip(vm, op);
   if (status) userAccess(op, () => KVM_IRQ_LEVEL_STATUS_CODEC.checkWritable(arg));
-  const r = irq.op(() => irq.chip.setIrq(KVM_USERSPACE_IRQ_SOURCE_ID, ev.irq, ev.level !== 0, status));
+  const r = irq.setIrq(KVM_USERSPACE_IRQ_SOURCE_ID, ev.irq, ev.level !== 0, status);
   if (status) copyToUser(KVM_IRQ_LEVEL_STATUS_CODEC, { irq: r >>> 0, status: r, level: ev.level }, arg, op);
   return 0;
 }

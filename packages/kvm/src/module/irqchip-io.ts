@@ -38,11 +38,8 @@ export function kernelPio(irq: VmIrqchip, x: GuestExit, _regs: GuestCpuState): b
   if (x.ioCount !== 1 || !deviceablePort(x.ioPort)) return false;
   const port = x.ioPort;
   const size = x.ioSize;
-  if (x.ioDirection === 1) {
-    const value = littleEndian(x.data, size);
-    return irq.op((now) => irq.chip.pioWrite(port, size, value, now));
-  }
-  const v = irq.op((now) => irq.chip.pioRead(port, size, now));
+  if (x.ioDirection === 1) return irq.pioWrite(port, size, littleEndian(x.data, size));
+  const v = irq.pioRead(port, size);
   if (v === undefined) return false;
   store(x.data, size, v);
   return true;

@@ -103,17 +103,20 @@ export class Irqfds {
     this.#inject(irqfd);
   }
 
-  /** `irqfd_inject`. */
+  /** `irqfd_inject` (one irqchip operation: `VmIrqchip.op` written out, no closure per signal). */
   #inject(irqfd: Irqfd): void {
-    this.#chip.op(() => {
-      const chip = this.#chip.chip;
+    const vmChip = this.#chip;
+    const chip = vmChip.chip;
+    try {
       if (irqfd.resampler === undefined) {
         chip.setIrq(KVM_USERSPACE_IRQ_SOURCE_ID, irqfd.gsi, true, false);
         chip.setIrq(KVM_USERSPACE_IRQ_SOURCE_ID, irqfd.gsi, false, false);
       } else {
         chip.setIrq(KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID, irqfd.gsi, true, false);
       }
-    });
+    } finally {
+      vmChip.sync();
+    }
   }
 
   #joinResampler(irqfd: Irqfd): void {

@@ -177,7 +177,13 @@ export class VcpuIntr implements LapicVcpu {
       res = injectEvent(r, memory, v, exit);
     } else {
       const irqchip = this.irqchip as VmIrqchip;
-      const vector = irqchip.op(() => (chip as VcpuInterrupts).getInterrupt());
+      // kvm_cpu_get_interrupt as one irqchip operation (VmIrqchip.op written out: no closure per interrupt).
+      let vector: number;
+      try {
+        vector = (chip as VcpuInterrupts).getInterrupt();
+      } finally {
+        irqchip.sync();
+      }
       if (vector < 0) return INTR_ENTER;
       res = deliverInterrupt(r, memory, vector, exit);
     }

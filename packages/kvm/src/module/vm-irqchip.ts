@@ -73,6 +73,36 @@ export class VmIrqchip {
   }
 
   /**
+   * {@link VmIrqchip.op} of a guest OUT the devices may own (`KvmIrqchip.pioWrite`), without a closure per access:
+   * `kernel_pio` runs on every port write of a guest with an in-kernel irqchip (the PIC's EOI of every interrupt).
+   */
+  pioWrite(port: number, len: number, value: number): boolean {
+    try {
+      return this.chip.pioWrite(port, len, value, this.#clock.now);
+    } finally {
+      this.sync();
+    }
+  }
+
+  /** {@link VmIrqchip.op} of a guest IN the devices may own (`KvmIrqchip.pioRead`), without a closure per access. */
+  pioRead(port: number, len: number): number | undefined {
+    try {
+      return this.chip.pioRead(port, len, this.#clock.now);
+    } finally {
+      this.sync();
+    }
+  }
+
+  /** {@link VmIrqchip.op} of `KvmIrqchip.setIrq` (KVM_IRQ_LINE, an irqfd), without a closure per call. */
+  setIrq(source: number, gsi: number, level: boolean, lineStatus: boolean): number {
+    try {
+      return this.chip.setIrq(source, gsi, level, lineStatus);
+    } finally {
+      this.sync();
+    }
+  }
+
+  /**
    * A plain copy of the devices' state (for `host.snapshot()`): the mode, the PICs, the IOAPIC, the PIT, the routing
    * table, each LAPIC's register page (hex) and the number of irqfds.
    */

@@ -20,6 +20,7 @@ import {
   encodeKvmLapicState,
   encodeKvmPicState,
   encodeKvmPitState,
+  IOAPIC_REDIR_FIELDS,
   ioapicField,
   makeKvmLapicState,
   makeKvmPicState,
@@ -58,6 +59,18 @@ describe('layouts (sizes the ioctl numbers encode)', () => {
     expect([ioapicField(e, 'polarity'), ioapicField(e, 'remote_irr'), ioapicField(e, 'trig_mode'), ioapicField(e, 'mask'), ioapicField(e, 'dest_id')]).toEqual([1, 1, 1, 1, 0xab]);
     expect(withIoapicField(e, 'mask', 0)).toBe(0xab00_0000_0000_f5c3n);
   });
+
+  // ioapicField splits an entry into 32-bit halves and keeps the last one: every field of any 64-bit entry, read in any
+  // order (the same entry again, then another), equals the bigint formula (bits >> shift) & (2^width - 1).
+  fcTest.prop([fc.array(fc.tuple(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.constantFrom(...(Object.keys(IOAPIC_REDIR_FIELDS) as Array<keyof typeof IOAPIC_REDIR_FIELDS>))), { minLength: 1, maxLength: 40 })], { numRuns: 200 })(
+    'every redirection entry field matches the bigint formula, whatever was read before',
+    (reads) => {
+      for (const [bits, field] of reads) {
+        const f = IOAPIC_REDIR_FIELDS[field];
+        expect(ioapicField(bits, field)).toBe(Number((bits >> f.shift) & ((1n << f.bits) - 1n)));
+      }
+    },
+  );
 });
 
 describe('byte codecs (fast-check)', () => {

@@ -48,9 +48,26 @@ export type IoapicRedirField = keyof typeof IOAPIC_REDIR_FIELDS;
 
 /** Read a field of a redirection entry. */
 export function ioapicField(bits: bigint, field: IoapicRedirField): number {
-  const f = IOAPIC_REDIR_FIELDS[field];
-  return Number((bits >> f.shift) & ((1n << f.bits) - 1n));
+  // The IOAPIC reads several fields of one entry per interrupt: its two 32-bit halves are split once (no bigint
+  // per field), and kept for the next read of the same value.
+  if (bits !== seenBits) {
+    seenLo = Number(BigInt.asUintN(32, bits));
+    seenHi = Number(BigInt.asUintN(32, bits >> 32n));
+    seenBits = bits;
+  }
+  const f = FIELD_POSITIONS[field];
+  return (f.shift >= 32 ? seenHi >>> (f.shift - 32) : seenLo >>> f.shift) & f.mask;
 }
+
+/** {@link IOAPIC_REDIR_FIELDS} as numbers: every field lies within one 32-bit half of the entry. */
+const FIELD_POSITIONS: Readonly<Record<IoapicRedirField, { readonly shift: number; readonly mask: number }>> = Object.fromEntries(
+  Object.entries(IOAPIC_REDIR_FIELDS).map(([k, f]) => [k, { shift: Number(f.shift), mask: Number((1n << f.bits) - 1n) }]),
+) as Record<IoapicRedirField, { shift: number; mask: number }>;
+
+// The entry {@link ioapicField} read last, and its halves.
+let seenBits = 0n;
+let seenLo = 0;
+let seenHi = 0;
 
 /** A redirection entry with `field` set to `value`. */
 export function withIoapicField(bits: bigint, field: IoapicRedirField, value: number): bigint {
