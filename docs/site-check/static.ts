@@ -7,7 +7,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
 
-const PACKAGES = ['core', 'vmx', 'svm', 'kvm', 'bridge'] as const;
+const PACKAGES = ['core', 'vmx', 'svm', 'kvm', 'bridge', 'fleet'] as const;
 
 const sources = (dir: string): string[] =>
   readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
