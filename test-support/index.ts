@@ -8,3 +8,4 @@
 export { expectKernelError, expectUsageError, thrown, type KernelErrorExpectation } from './failure.js';
 export { firstDifference, withoutCounters } from './snapshot.js';
 export { Random, prng } from './random.js';
+export { idleVacInstance } from './vac-instance.js';

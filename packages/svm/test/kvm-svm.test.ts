@@ -6,8 +6,9 @@
  * @module
  */
 import { describe, expect, it } from 'vitest';
+import { idleVacInstance } from '@vac/test-support';
 import { KernelError, checkInvariants, createHost, vacOf } from '@vac/core';
-import type { Host, KvmVendorOps, ParamValues, Vac, VacHandle, VacInstanceOps, VcpuTag } from '@vac/core';
+import type { Host, KvmVendorOps, ParamValues, Vac, VacHandle, VcpuTag } from '@vac/core';
 import {
   MSR_TSC_AUX,
   MSR_VM_HSAVE_PA,
@@ -25,21 +26,6 @@ import { ASIDS, SEV_ASIDS } from '../src/index.js';
 // ---------------------------------------------------------------------------------------------------------
 // A small world: a host, VAC, fake KVM instances with kvm_amd set up in each
 // ---------------------------------------------------------------------------------------------------------
-
-/** A KVM instance as VAC sees it, doing nothing. */
-function fakeInstance(name: string): VacInstanceOps {
-  return {
-    name,
-    perfGuestState: () => 0,
-    perfGuestIp: () => 0n,
-    runningLabel: () => undefined,
-    postedIntrWakeup: () => [],
-    nmiExit: () => undefined,
-    pmiExit: () => undefined,
-    cpuOffline: () => {},
-    kickAll: () => {},
-  };
-}
 
 /** kvm_amd's parameter defaults, as the module loader would pass them. */
 function defaultParams(): ParamValues<SvmParams> {
@@ -82,7 +68,7 @@ function world(cpus: number, options: AmdOptions = {}): World {
     vac,
     warnings,
     load(name, params = {}) {
-      const handle = vac.attach(fakeInstance(name));
+      const handle = vac.attach(idleVacInstance(name));
       handle.enableVirtualization();
       const svm = svmKvmOps.setup({
         host,

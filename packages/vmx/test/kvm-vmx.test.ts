@@ -7,6 +7,7 @@
 import { createHost, checkInvariants, isKernelError, vacOf, KernelError, UsageError } from '@vac/core';
 import type { Host, ParamValues, Vac, VacHandle, VcpuTag } from '@vac/core';
 import { describe, expect, test } from 'vitest';
+import { idleVacInstance } from '@vac/test-support';
 import { ARCH_CAP, INTEL_MSR, L1TF_MSG_L1D, isIntelHardware, intel, vmxKvmOps, vmxParams } from '../src/index.js';
 import type { IntelHardware, IntelOptions, VmxKvmModule, VmxParams, VmxVcpu, VmxVm } from '../src/index.js';
 import { VPIDS } from '../src/index.js';
@@ -37,17 +38,7 @@ function world(cpus = 4, options: IntelOptions = {}): World {
 }
 
 function attach(vac: Vac, name: string): VacHandle {
-  return vac.attach({
-    name,
-    perfGuestState: () => 0,
-    perfGuestIp: () => 0n,
-    runningLabel: () => undefined,
-    postedIntrWakeup: () => [],
-    nmiExit: () => undefined,
-    pmiExit: () => undefined,
-    cpuOffline: () => {},
-    kickAll: () => {},
-  });
+  return vac.attach(idleVacInstance(name));
 }
 
 interface Loaded {

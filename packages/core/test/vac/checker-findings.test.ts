@@ -5,27 +5,14 @@
  * half-done operation would leave it (through the loader's internal seams where no public path leads there any more).
  */
 import { describe, expect, test } from 'vitest';
+import { idleVacInstance } from '@vac/test-support';
 import { MISC_DYNAMIC_MINOR, checkInvariants, createHost, vacImage, vacOf } from '../../src/index.js';
-import type { Host, ModuleImage, Vac, VacInstanceOps } from '../../src/index.js';
+import type { Host, ModuleImage, Vac } from '../../src/index.js';
 import { fakeHardware } from '../support/fake-hardware.js';
 import { libImage, miscImage, userImage } from '../support/images.js';
 
 function newHost(cpus = 4): Host {
   return createHost({ cpus, hardware: fakeHardware() });
-}
-
-function instance(name: string): VacInstanceOps {
-  return {
-    name,
-    perfGuestState: () => 0,
-    perfGuestIp: () => 0n,
-    runningLabel: () => undefined,
-    postedIntrWakeup: () => [],
-    nmiExit: () => undefined,
-    pmiExit: () => undefined,
-    cpuOffline: () => undefined,
-    kickAll: () => undefined,
-  };
 }
 
 describe('virtualization on where no module needs it (invariant 1)', () => {
@@ -44,7 +31,7 @@ describe('virtualization on where no module needs it (invariant 1)', () => {
       depends: ['vac'],
       params: {},
       init(ctx) {
-        ctx.require<Vac>('vac').attach(instance('user')).enableVirtualization();
+        ctx.require<Vac>('vac').attach(idleVacInstance('user')).enableVirtualization();
         return undefined;
       },
     };
@@ -62,7 +49,7 @@ describe('virtualization on where no module needs it (invariant 1)', () => {
   test('a loaded VAC that enabled the CPUs answers for them: nothing reported', () => {
     const host = newHost();
     host.modprobe(vacImage);
-    const h = (vacOf(host) as Vac).attach(instance('kvmx'));
+    const h = (vacOf(host) as Vac).attach(idleVacInstance('kvmx'));
     h.enableVirtualization();
     expect(checkInvariants(host)).toEqual([]);
     h.disableVirtualization();
@@ -139,7 +126,7 @@ describe('a module half loaded or unloaded (invariant 6)', () => {
       depends: ['vac'],
       params: {},
       init(ctx) {
-        ctx.require<Vac>('vac').attach(instance('kvmz')); // no ctx.defer(detach)
+        ctx.require<Vac>('vac').attach(idleVacInstance('kvmz')); // no ctx.defer(detach)
         return undefined;
       },
     };
@@ -152,7 +139,7 @@ describe('a module half loaded or unloaded (invariant 6)', () => {
   test('an instance that is not a module may attach to VAC (tests, tools): not reported', () => {
     const host = newHost();
     host.modprobe(vacImage);
-    (vacOf(host) as Vac).attach(instance('tool'));
+    (vacOf(host) as Vac).attach(idleVacInstance('tool'));
     expect(checkInvariants(host)).toEqual([]);
   });
 });

@@ -11,7 +11,8 @@
  *   usage references → EINVAL, a second attach under a taken name → EEXIST).
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { ALL_CAPABILITIES, O_RDONLY, O_RDWR, PERF_GUEST_ACTIVE, checkInvariants, type Host, type VacInstanceOps } from '@vac/core';
+import { idleVacInstance } from '@vac/test-support';
+import { ALL_CAPABILITIES, O_RDONLY, O_RDWR, PERF_GUEST_ACTIVE, checkInvariants, type Host } from '@vac/core';
 import { kvmInstance, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_REGS, KVM_MEMORY_ENCRYPT_OP, KVM_RUN, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs, type KvmInstance } from '../../src/index.js';
 import { makeFileOps } from '../../src/module/fops.js';
 import { GUESTS, VENDORS, expectFails, makeHost, readyVm, tally, vacIn } from './support.js';
@@ -32,20 +33,6 @@ function kvm0State(host: Host): unknown {
   const s = host.snapshot();
   const vac = s.providers['vac'] as { handles: Array<[string, unknown]> };
   return { vms: s.providers['kvm0'], handle: vac.handles.find(([n]) => n === 'kvm0'), lsmod: host.lsmod().find((m) => m.name === 'kvm0') };
-}
-
-function noop(name: string): VacInstanceOps {
-  return {
-    name,
-    perfGuestState: () => 0,
-    perfGuestIp: () => 0n,
-    runningLabel: () => undefined,
-    postedIntrWakeup: () => [],
-    nmiExit: () => undefined,
-    pmiExit: () => undefined,
-    cpuOffline: () => undefined,
-    kickAll: () => undefined,
-  };
 }
 
 describe.each(VENDORS)('isolation on $name', (vendor) => {
@@ -209,10 +196,10 @@ describe.each(VENDORS)('isolation on $name', (vendor) => {
       if (vendor.name === 'amd') a.ioctl(vm, KVM_MEMORY_ENCRYPT_OP, { id: 0, data: 0, error: 0, sev_fd: 0 });
     });
     const vac = vacIn(host);
-    const evil = vac.attach(noop('evil'));
+    const evil = vac.attach(idleVacInstance('evil'));
     const tag = { instance: 'kvm0', vm: 1, vcpu: 0 };
     const before = kvm0State(host);
-    expectFails(host, () => vac.attach(noop('kvm0')), 'EEXIST', 'attach under a taken name');
+    expectFails(host, () => vac.attach(idleVacInstance('kvm0')), 'EEXIST', 'attach under a taken name');
     if (vendor.name === 'intel') {
       for (const { vpid } of (vac.tryResource(VPIDS)?.holders() ?? [])) expectFails(host, () => evil.resource(VPIDS).free(vpid), 'EPERM', `free kvm0's VPID ${vpid}`);
       expectFails(host, () => evil.resource(VPIDS).allocate(tag), 'EPERM', 'allocate a VPID tagged kvm0');
@@ -258,7 +245,7 @@ describe.each(VENDORS)('isolation on $name', (vendor) => {
       }
     });
     host.scheduler.run(2);
-    const evil = vacIn(host).attach(noop('evil'));
+    const evil = vacIn(host).attach(idleVacInstance('evil'));
     expect(() => evil.vcpuLoad(1)).toThrow(expect.objectContaining({ code: 'EBUSY' }));
     expect(host.raisePmi(1)).toMatchObject({ state: PERF_GUEST_ACTIVE, attributedTo: 'kvm0/vm1/vcpu0' });
     evil.vcpuPut(1);

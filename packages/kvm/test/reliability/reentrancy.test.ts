@@ -13,7 +13,8 @@
  * `destroyVm`, a thread's KVM_RUN and a hotplug state's setup.
  */
 import { describe, expect, test } from 'vitest';
-import { O_RDWR, checkInvariants, vacOf, type EventName, type Host, type HostSnapshot, type Vac, type VacInstanceOps } from '@vac/core';
+import { idleVacInstance } from '@vac/test-support';
+import { O_RDWR, checkInvariants, vacOf, type EventName, type Host, type HostSnapshot, type Vac } from '@vac/core';
 import { KVM_CREATE_VM, KVM_RUN, kvm, type KvmInstance } from '../../src/index.js';
 import { GUESTS, readyVm } from './support.js';
 import { attempt, entryPoints, script, scriptHost, type EntryPoint, type Outcome, type Step, type Vendor } from './reentrancy-script.js';
@@ -201,21 +202,6 @@ describe.each(VENDORS)('re-entrancy on %s', (vendor) => {
   }, 300_000);
 });
 
-/** A VAC instance that is not a module (a tool attached to VAC). */
-function tool(name: string): VacInstanceOps {
-  return {
-    name,
-    perfGuestState: () => 0,
-    perfGuestIp: () => 0n,
-    runningLabel: () => undefined,
-    postedIntrWakeup: () => [],
-    nmiExit: () => undefined,
-    pmiExit: () => undefined,
-    cpuOffline: () => undefined,
-    kickAll: () => undefined,
-  };
-}
-
 function call(ep: EntryPoint['call'], host: Host): Outcome {
   return attempt(() => ep(host));
 }
@@ -290,7 +276,7 @@ describe.each(VENDORS)('the findings of issue 14 on %s', (vendor) => {
     const host = scriptHost(vendor);
     host.insmod(host.modules.library.get('vac') as never);
     const vac = vacOf(host) as Vac;
-    const h = vac.attach(tool('tool'));
+    const h = vac.attach(idleVacInstance('tool'));
     const during: string[] = [];
     const probe = (what: string) => () => {
       during.push(`${what}: inKernel=${String(host.events.inKernel)} violations=${checkInvariants(host).length}`);

@@ -3,6 +3,7 @@
  * resource between two KVM modules, and the minimal VMM runs on both.
  */
 import { describe, expect, test } from 'vitest';
+import { idleVacInstance } from '@vac/test-support';
 import { KernelError, O_RDWR, checkInvariants, createHost, vacOf } from '@vac/core';
 import { KVM_EXIT_HLT, KVM_EXIT_IO, KVM_RUN, asm16, createRealModeVm, kvm, vcpuOf } from '../../src/index.js';
 import { TOY_TAGS, TOY_TAGS_PER_CPU, toy, toyKvmOps } from './toy.js';
@@ -86,17 +87,7 @@ describe('a third vendor, with no change to @vac/core', () => {
     const fd = p.open('/dev/kvm0', O_RDWR);
     expect(fd).toBeGreaterThan(2);
     // kvm0's view, as its vendor code got it at setup:
-    const handle = vacOf(host)!.attach({
-      name: 'probe',
-      perfGuestState: () => 0,
-      perfGuestIp: () => 0n,
-      runningLabel: () => undefined,
-      postedIntrWakeup: () => [],
-      nmiExit: () => undefined,
-      pmiExit: () => undefined,
-      cpuOffline: () => undefined,
-      kickAll: () => undefined,
-    });
+    const handle = vacOf(host)!.attach(idleVacInstance('probe'));
     const e = (() => {
       try {
         handle.resource(TOY_TAGS).take(0, other);
