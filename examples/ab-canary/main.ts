@@ -11,12 +11,10 @@
 import { createHost, type Process } from '@vac/core';
 import { KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_IO, KVM_RUN, LINUX_6_18, canaryArms, createRealModeVm, kvm, readKvmStats, type KvmStatValues } from '@vac/kvm';
 import { intel } from '@vac/vmx';
-import { table } from '@vac/example-support';
+import { Checks, table } from '@vac/example-support';
 
-const problems: string[] = [];
-const expect = (ok: boolean, what: string): void => {
-  if (!ok) problems.push(what);
-};
+const checks = new Checks();
+const expect = checks.expect;
 
 const host = createHost({ cpus: 4, hardware: intel() });
 host.modprobe(kvm({ postfix: '0', version: '6.12' }), { vmentry_l1d_flush: 'never' });
@@ -56,7 +54,4 @@ expect((b?.mean['l1d_flush'] ?? 0) > 0 && a?.mean['l1d_flush'] === 0, 'kvm1 (con
 const verdict = (b?.mean['failed_entries'] ?? 0) <= (a?.mean['failed_entries'] ?? 0) && (b?.mean['exits'] ?? 0) <= (a?.mean['exits'] ?? 0);
 console.log(`\ncanary: ${verdict ? 'kvm1 behaves as kvm0 (no more exits, no failed entries); its cost is the L1D flushes' : 'kvm1 differs: roll back'}`);
 
-if (problems.length > 0) {
-  console.error(problems.join('\n'));
-  process.exit(1);
-}
+checks.conclude();

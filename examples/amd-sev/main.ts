@@ -28,12 +28,10 @@ import {
   vmOf,
 } from '@vac/kvm';
 import { ASIDS, SEV_ASIDS, amd, isAmdHardware } from '@vac/svm';
-import { table } from '@vac/example-support';
+import { Checks, table } from '@vac/example-support';
 
-const problems: string[] = [];
-const expect = (ok: boolean, what: string): void => {
-  if (!ok) problems.push(what);
-};
+const checks = new Checks();
+const expect = checks.expect;
 
 // 1. An AMD host with a small SEV range, and two KVM modules.
 const host = createHost({ cpus: 4, hardware: amd({ maxSevAsid: 6, minSevAsid: 4 }) });
@@ -222,8 +220,4 @@ expect(p0.kind === 'plain' && p1.kind === 'plain', 'plain VMs stay plain');
 const bad = checkInvariants(host);
 expect(bad.length === 0, `invariants: ${bad.map((v) => v.message).join('; ')}`);
 
-if (problems.length > 0) {
-  console.error(`\nFAILED:\n- ${problems.join('\n- ')}`);
-  process.exit(1);
-}
-console.log('\nAll checks hold: SEV and SEV-ES ASIDs unique across kvm0 and kvm1, exhaustion is EBUSY, freed ASIDs come back only after a flush; invariants clean.');
+checks.conclude('All checks hold: SEV and SEV-ES ASIDs unique across kvm0 and kvm1, exhaustion is EBUSY, freed ASIDs come back only after a flush; invariants clean.');

@@ -19,19 +19,20 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Checks } from '@vac/example-support';
 import { LINUX_6_18_APF_REVERTED, formatFleetReport, renderRolloutSvg, runRollout, summarizeRollout, type FleetSpec, type RolloutPolicy } from '@vac/fleet';
 
 const seedArg = process.argv.indexOf('--seed');
 const seed = seedArg > 0 ? Number(process.argv[seedArg + 1]) : 2026;
 // Half the SEV hosts' VMs are SEV guests; half the SEV hosts run VAC with cross_module_moves=Y (beyond the RFC).
 const fleet: FleetSpec = { seed, hosts: 24, cpus: [4, 8, 16], vmsPerHost: [4, 8], vcpus: [1, 2], asyncPfIntShare: 0.25, sevVmShare: 0.5, vacMediatedShare: 0.5 };
-const problems: string[] = [];
+const checks = new Checks();
 
 async function rollout(title: string, policy: RolloutPolicy): Promise<{ text: string; svg: string; report: Awaited<ReturnType<typeof runRollout>> }> {
   const one = await runRollout(fleet, policy, { workers: 1 });
   const four = await runRollout(fleet, policy, { workers: 4 });
   const text = formatFleetReport(one);
-  if (formatFleetReport(four) !== text) problems.push(`${title}: the report with 4 workers differs from the one with 1`);
+  if (formatFleetReport(four) !== text) checks.fail(`${title}: the report with 4 workers differs from the one with 1`);
   console.log(`== ${title} ==\n`);
   console.log(text);
   return { text, svg: renderRolloutSvg(one, { title }), report: one };
@@ -42,15 +43,15 @@ const bad = await rollout(`Canary: ${LINUX_6_18_APF_REVERTED.name}`, { ...policy
 const good = await rollout('Rollout: linux-6.18', { ...policy, toBuild: 'linux-6.18' });
 
 const b = summarizeRollout(bad.report);
-if (bad.report.outcome !== 'rolled-back' || bad.report.waves.length !== 1 || b.hosts.failed !== 1 || b.hosts.notReached !== fleet.hosts - 1) problems.push(`the canary did not stop the bad build (${bad.report.outcome}, ${JSON.stringify(b.hosts)})`);
-if (!bad.text.includes("MSR 0x4b564d06 = 0xf3 is not in the target's KVM_GET_MSR_INDEX_LIST")) problems.push('the canary failure is not the async-PF MSR the bad build lacks');
+if (bad.report.outcome !== 'rolled-back' || bad.report.waves.length !== 1 || b.hosts.failed !== 1 || b.hosts.notReached !== fleet.hosts - 1) checks.fail(`the canary did not stop the bad build (${bad.report.outcome}, ${JSON.stringify(b.hosts)})`);
+if (!bad.text.includes("MSR 0x4b564d06 = 0xf3 is not in the target's KVM_GET_MSR_INDEX_LIST")) checks.fail('the canary failure is not the async-PF MSR the bad build lacks');
 const g = summarizeRollout(good.report);
-if (good.report.outcome !== 'completed' || g.hosts.upgraded !== fleet.hosts) problems.push(`the good build did not reach every host (${good.report.outcome}, ${JSON.stringify(g.hosts)})`);
+if (good.report.outcome !== 'completed' || g.hosts.upgraded !== fleet.hosts) checks.fail(`the good build did not reach every host (${good.report.outcome}, ${JSON.stringify(g.hosts)})`);
 // SEV guests: without VAC mediating they stay on the old module (which then stays loaded); with it they move.
 const sevHosts = good.report.hosts.filter((h) => h.sevVms > 0);
-if (g.sev.stayed === 0 || g.sev.moved === 0) problems.push(`the good rollout should show SEV guests both staying and moving (${JSON.stringify(g.sev)})`);
-if (g.moves + g.sev.stayed !== good.report.fleet.vms) problems.push(`every VM should have moved or (an SEV guest without mediation) stayed: ${g.moves} + ${g.sev.stayed} != ${good.report.fleet.vms}`);
-if (g.sev.oldModuleKeptOnHosts !== sevHosts.filter((h) => h.sevStayed > 0).length) problems.push('the hosts that keep the old module are not those whose SEV guests stayed');
+if (g.sev.stayed === 0 || g.sev.moved === 0) checks.fail(`the good rollout should show SEV guests both staying and moving (${JSON.stringify(g.sev)})`);
+if (g.moves + g.sev.stayed !== good.report.fleet.vms) checks.fail(`every VM should have moved or (an SEV guest without mediation) stayed: ${g.moves} + ${g.sev.stayed} != ${good.report.fleet.vms}`);
+if (g.sev.oldModuleKeptOnHosts !== sevHosts.filter((h) => h.sevStayed > 0).length) checks.fail('the hosts that keep the old module are not those whose SEV guests stayed');
 
 const here = dirname(fileURLToPath(import.meta.url));
 const outDir = join(here, 'out');
@@ -66,8 +67,4 @@ if (picturesDir !== undefined) {
 const root = resolve(here, '../..');
 console.log(`Pictures: ${relative(root, join(outDir, 'fleet-canary.svg'))}, ${relative(root, join(outDir, 'fleet-rollout.svg'))}`);
 
-if (problems.length > 0) {
-  console.error(`\nFAILED:\n- ${problems.join('\n- ')}`);
-  process.exit(1);
-}
-console.log('\nAll checks hold: the canary caught the bad build and the rollout stopped there; the good build reached every host, SEV guests moving only where VAC mediates (elsewhere they and the old module stay); the reports are the same bytes with 1 and 4 worker threads.');
+checks.conclude('All checks hold: the canary caught the bad build and the rollout stopped there; the good build reached every host, SEV guests moving only where VAC mediates (elsewhere they and the old module stay); the reports are the same bytes with 1 and 4 worker threads.');

@@ -28,12 +28,10 @@ import {
   type Vcpu,
 } from '@vac/kvm';
 import { intel, isIntelHardware, type IntelHardware } from '@vac/vmx';
-import { table } from '@vac/example-support';
+import { Checks, table } from '@vac/example-support';
 
-const problems: string[] = [];
-const expect = (ok: boolean, what: string): void => {
-  if (!ok) problems.push(what);
-};
+const checks = new Checks();
+const expect = checks.expect;
 
 // ---- the host: 4 CPUs, kvm0 and kvm1, four vCPU threads ---------------------------------------------
 
@@ -79,7 +77,7 @@ function startGuest(name: string, dev: string, cpu: number): Guest {
         throw e;
       }
       if (run.exit_reason === KVM_EXIT_IO) g.printed.push(run.bytes[run.io.data_offset] ?? 0);
-      else problems.push(`${name}: unexpected exit ${run.exit_reason}`);
+      else checks.fail(`${name}: unexpected exit ${run.exit_reason}`);
       yield* t.yield();
     }
   });
@@ -278,8 +276,4 @@ console.log('\nWhat each guest printed (it counts 1, 2, 3, … in AL)');
 table(guests.map((g) => ({ Guest: g.name, Module: g.model.label, 'counts printed': g.printed.length, 'in order': g.printed.every((v, i) => v === ((i + 1) & 0xff)) ? 'yes' : 'NO' })));
 for (const g of guests) expect(g.printed.length > 0 && g.printed.every((v, i) => v === ((i + 1) & 0xff)), `${g.name} printed 1, 2, 3, … without a gap`);
 
-if (problems.length > 0) {
-  console.error(`\nFAILED:\n- ${problems.join('\n- ')}`);
-  process.exit(1);
-}
-console.log('\nAll checks hold: each hotplug and power event reached VAC once and was applied for both modules; invariants clean.');
+checks.conclude('All checks hold: each hotplug and power event reached VAC once and was applied for both modules; invariants clean.');

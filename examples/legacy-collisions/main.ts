@@ -18,12 +18,10 @@ import {
   type LegacyResource,
 } from '@vac/kvm';
 import { VPIDS, intel } from '@vac/vmx';
-import { table } from '@vac/example-support';
+import { Checks, table } from '@vac/example-support';
 
-const problems: string[] = [];
-const expect = (ok: boolean, what: string): void => {
-  if (!ok) problems.push(what);
-};
+const checks = new Checks();
+const expect = checks.expect;
 
 /** Run `f`; its KernelError as `CODE (op)`, or `ok`. */
 function attempt(f: () => unknown): string {
@@ -185,8 +183,4 @@ console.log(`  perf:      ${perfIgnored[0] ?? '-'}`);
 console.log(`  VPIDs:     checkInvariants: ${dupVpids.map((v) => v.message).join('; ')}`);
 console.log(`  with VAC:  ${vac.host.warnings.length} warnings, ${vacViolations.length} invariant violations; ${vacVpids.map((h) => `${h.vpid}=${h.holder}`).join(' ')}`);
 
-if (problems.length > 0) {
-  console.error(`\nFAILED:\n- ${problems.join('\n- ')}`);
-  process.exit(1);
-}
-console.log(`\nAll checks hold: ${rows.length} collisions without VAC, none with it (no warnings, invariants clean).`);
+checks.conclude(`All checks hold: ${rows.length} collisions without VAC, none with it (no warnings, invariants clean).`);

@@ -31,13 +31,11 @@ import {
   type Vcpu,
 } from '@vac/kvm';
 import { L1TF_MSG_L1D, intel, isIntelHardware, type VmxKvmModule } from '@vac/vmx';
-import { table } from '@vac/example-support';
+import { Checks, table } from '@vac/example-support';
 import { CoreAllocator, SmtMonitor, checkSmtIsolation, trustDomainOf, type SmtViolation } from '@vac/fleet';
 
-const problems: string[] = [];
-const expect = (ok: boolean, what: string): void => {
-  if (!ok) problems.push(what);
-};
+const checks = new Checks();
+const expect = checks.expect;
 
 // 1. One host, two modules that differ only in their L1TF mitigation.
 const CPUS = 4;
@@ -85,7 +83,7 @@ function startGuest(name: string, dev: string, cpu: number, digit: number, on: H
         throw e;
       }
       if (run.exit_reason === KVM_EXIT_IO) g.printed += String.fromCharCode(run.bytes[run.io.data_offset] ?? 0);
-      else problems.push(`${name}: unexpected exit ${run.exit_reason}`);
+      else checks.fail(`${name}: unexpected exit ${run.exit_reason}`);
       yield* t.yield();
     }
   });
@@ -263,8 +261,4 @@ for (const r of [naive, byCore]) {
   expect(v.length === 0, `SMT host invariants: ${v.map((x) => x.message).join('; ')}`);
 }
 
-if (problems.length > 0) {
-  console.error(`\nFAILED:\n- ${problems.join('\n- ')}`);
-  process.exit(1);
-}
-console.log('\nAll checks hold: on the same CPUs, only the untrusted module flushes L1D, once per VM entry; with SMT, only a placement by trust domain keeps the modules off each other\'s cores; invariants clean.');
+checks.conclude('All checks hold: on the same CPUs, only the untrusted module flushes L1D, once per VM entry; with SMT, only a placement by trust domain keeps the modules off each other\'s cores; invariants clean.');

@@ -25,12 +25,10 @@ import {
   type Vcpu,
 } from '@vac/kvm';
 import { intel } from '@vac/vmx';
-import { table } from '@vac/example-support';
+import { Checks, table } from '@vac/example-support';
 
-const problems: string[] = [];
-const expect = (ok: boolean, what: string): void => {
-  if (!ok) problems.push(what);
-};
+const checks = new Checks();
+const expect = checks.expect;
 
 /** mulberry32: a small seeded PRNG, so every run raises the same PMIs at the same points. */
 function prng(seed: number): () => number {
@@ -100,7 +98,7 @@ function scenario(legacy1: readonly LegacyResource[] | undefined): { host: Host;
           if (isKernelError(e, 'EINTR')) continue;
           throw e;
         }
-        if (run.exit_reason !== KVM_EXIT_IO) problems.push(`vmm${i}: unexpected exit ${run.exit_reason}`);
+        if (run.exit_reason !== KVM_EXIT_IO) checks.fail(`vmm${i}: unexpected exit ${run.exit_reason}`);
         yield* t.yield();
       }
     });
@@ -190,11 +188,7 @@ expect(legacy.rows.filter((r) => r.owner === 'kvm1').every((r) => !r.ok && r.att
 expect((withLegacy['kvm1']?.['raised'] ?? 0) > 0, 'some PMIs hit kvm1 guests in the legacy run');
 expect(legacy.rows.filter((r) => r.owner !== 'kvm1').every((r) => r.ok), 'kvm0 and host PMIs are still right in the legacy run');
 
-if (problems.length > 0) {
-  console.error(`\nFAILED:\n- ${problems.join('\n- ')}`);
-  process.exit(1);
-}
-console.log(
-  `\nAll checks hold: with VAC ${vac.rows.length}/${vac.rows.length} PMIs reached their owner; with kvm1 in the legacy layout ` +
+checks.conclude(
+  `All checks hold: with VAC ${vac.rows.length}/${vac.rows.length} PMIs reached their owner; with kvm1 in the legacy layout ` +
     `its ${withLegacy['kvm1']?.['raised'] ?? 0} PMIs were lost to the host.`,
 );

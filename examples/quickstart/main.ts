@@ -17,12 +17,10 @@ import {
   type KvmInstance,
 } from '@vac/kvm';
 import { VPIDS, intel } from '@vac/vmx';
-import { table } from '@vac/example-support';
+import { Checks, table } from '@vac/example-support';
 
-const problems: string[] = [];
-const expect = (ok: boolean, what: string): void => {
-  if (!ok) problems.push(what);
-};
+const checks = new Checks();
+const expect = checks.expect;
 
 // 1. The host and its modules: `modprobe kvm0` loads vac first.
 const host = createHost({ cpus: 8, hardware: intel() });
@@ -112,8 +110,4 @@ const l1d0 = stats(kvmInstance(host, 'kvm0'))['L1D flushes'];
 const l1d1 = stats(kvmInstance(host, 'kvm1'))['L1D flushes'];
 expect(typeof l1d1 === 'number' && typeof l1d0 === 'number' && l1d1 > l1d0, 'kvm1 (always) flushes L1D more than kvm0 (cond)');
 
-if (problems.length > 0) {
-  console.error(`\nFAILED:\n- ${problems.join('\n- ')}`);
-  process.exit(1);
-}
-console.log('\nAll checks hold: VPIDs unique across modules, mitigations differ per module, invariants clean.');
+checks.conclude('All checks hold: VPIDs unique across modules, mitigations differ per module, invariants clean.');

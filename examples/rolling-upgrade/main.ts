@@ -22,12 +22,10 @@ import { checkInvariants, createHost, isKernelError, recordEvents, renderTimelin
 import { GuestVmm, countingGuest, describeUpgrade, runUpgrade, upgradeAnnotations, type ExitHandler, type UpgradePlan } from '@vac/fleet';
 import { KVM_EXIT_IO, kvm } from '@vac/kvm';
 import { intel } from '@vac/vmx';
-import { table } from '@vac/example-support';
+import { Checks, table } from '@vac/example-support';
 
-const problems: string[] = [];
-const expect = (ok: boolean, what: string): void => {
-  if (!ok) problems.push(what);
-};
+const checks = new Checks();
+const expect = checks.expect;
 
 const CPUS = 16;
 const NR_VMS = 24;
@@ -73,7 +71,7 @@ const plan: UpgradePlan = {
     if (batch === NR_VMS) return;
     try {
       host.rmmod('kvm0');
-      problems.push(`rmmod kvm0 succeeded after batch ${batch}`);
+      checks.fail(`rmmod kvm0 succeeded after batch ${batch}`);
     } catch (e) {
       expect(isKernelError(e, 'EWOULDBLOCK'), `rmmod kvm0 after batch ${batch}: ${String(e)} (expected EWOULDBLOCK)`);
       firstRefusal ??= host.events.seq;
@@ -169,8 +167,4 @@ const root = resolve(here, '../..');
 console.log(`\nTrace (${events.length} events; open in https://ui.perfetto.dev): ${relative(root, traceFile)}`);
 console.log(`Timeline picture: ${relative(root, svgFile)}`);
 
-if (problems.length > 0) {
-  console.error(`\nFAILED:\n- ${problems.slice(0, 30).join('\n- ')}${problems.length > 30 ? `\n- … and ${problems.length - 30} more` : ''}`);
-  process.exit(1);
-}
-console.log(`\nAll checks hold: every guest kept counting across its move, the longest blackout was ${us(Math.max(...blackouts))} µs of simulated time, kvm0 refused to unload until empty, invariants clean.`);
+checks.conclude(`All checks hold: every guest kept counting across its move, the longest blackout was ${us(Math.max(...blackouts))} µs of simulated time, kvm0 refused to unload until empty, invariants clean.`);

@@ -24,3 +24,41 @@ export function formatTable(rows: ReadonlyArray<Row>): string {
 export function table(rows: ReadonlyArray<Row>): void {
   if (rows.length > 0) console.log(formatTable(rows));
 }
+
+/**
+ * The checks an example makes of its own story. A failed check is remembered, and the example goes on so that its
+ * whole output is still printed; {@link Checks.conclude} ends the run: the failed checks on stderr and exit status 1,
+ * or the example's one-line summary.
+ */
+export class Checks {
+  readonly #failed: string[] = [];
+
+  /** Remember `what` as failed unless `ok` holds (bound: pass it around as a plain function). */
+  readonly expect = (ok: boolean, what: string): void => {
+    if (!ok) this.#failed.push(what);
+  };
+
+  /** Remember `what` as failed. */
+  readonly fail = (what: string): void => {
+    this.#failed.push(what);
+  };
+
+  /** How many checks failed so far. */
+  get failures(): number {
+    return this.#failed.length;
+  }
+
+  /**
+   * End the example: with failed checks, print the first 30 (and how many more) under "FAILED:" on stderr and exit
+   * with status 1; otherwise print `summary` (when given) after a blank line.
+   */
+  conclude(summary?: string): void {
+    if (this.#failed.length > 0) {
+      const shown = this.#failed.slice(0, 30);
+      const more = this.#failed.length - shown.length;
+      console.error(`\nFAILED:\n- ${shown.join('\n- ')}${more > 0 ? `\n- … and ${more} more` : ''}`);
+      process.exit(1);
+    }
+    if (summary !== undefined) console.log(`\n${summary}`);
+  }
+}

@@ -36,12 +36,10 @@ import {
   makeKvmSregs,
 } from '@vac/kvm';
 import { VPIDS, intel } from '@vac/vmx';
-import { table } from '@vac/example-support';
+import { Checks, table } from '@vac/example-support';
 
-const problems: string[] = [];
-const expect = (ok: boolean, what: string): void => {
-  if (!ok) problems.push(what);
-};
+const checks = new Checks();
+const expect = checks.expect;
 
 // ---- the VMM, as in C ------------------------------------------------------------------------------
 
@@ -204,8 +202,4 @@ expect(host.lsmod().find((m) => m.name === 'kvm1')?.refcount === 0, 'after the V
 const bad = checkInvariants(host);
 expect(bad.length === 0, `invariants: ${bad.map((v) => v.message).join('; ')}`);
 
-if (problems.length > 0) {
-  console.error(`\nFAILED:\n- ${problems.join('\n- ')}`);
-  process.exit(1);
-}
-console.log('\nAll checks hold: the unchanged VMM ran on kvm1 through the /dev/kvm symlink, next to kvm0, and saw the exits it sees on Linux.');
+checks.conclude('All checks hold: the unchanged VMM ran on kvm1 through the /dev/kvm symlink, next to kvm0, and saw the exits it sees on Linux.');
