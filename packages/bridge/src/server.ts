@@ -17,6 +17,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { EFD_CLOEXEC, KernelError, eventFdOf, eventfd, type Capability, type EventFd, type Host, type OpenFile, type Process } from '@vac/core';
 import { _IOC_DIR, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName, vcpuOf } from '@vac/kvm';
 import { installLazyMemory } from './lazy-memory.js';
+import { forEachChangedRun } from './byte-runs.js';
 import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
 import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
 import { VcpuRunner, type RunHandle, type TimePacing } from './vcpu-runner.js';
@@ -653,25 +654,19 @@ function describeIoctl(request: number, value: bigint): string {
 
 /** The byte runs of a vCPU's kvm_run that the model changed since the VMM's copy was last synced. */
 function diffArea(a: VcpuArea): Array<[number, Uint8Array]> | undefined {
-  const cur = Buffer.from(a.model.buffer, a.model.byteOffset, a.model.length);
-  const old = Buffer.from(a.shadow.buffer, a.shadow.byteOffset, a.shadow.length);
-  if (cur.equals(old)) return undefined;
-  const patches: Array<[number, Uint8Array]> = [];
-  const n = cur.length;
-  let i = 0;
-  while (i < n) {
-    if (cur[i] === old[i]) {
-      i++;
-      continue;
-    }
-    // A run of changed bytes; runs fewer than 16 equal bytes apart are joined (fewer, larger patches).
-    let last = i;
-    for (let j = i + 1; j < n && j - last <= 16; j++) if (cur[j] !== old[j]) last = j;
-    const end = last + 1;
-    patches.push([i, new Uint8Array(cur.subarray(i, end))]);
-    old.set(cur.subarray(i, end), i);
-    i = end;
-  }
+  let patches: Array<[number, Uint8Array]> | undefined;
+  // Runs fewer than 16 equal bytes apart are joined (fewer, larger patches: the VMM's copy holds those bytes already).
+  forEachChangedRun(
+    a.model,
+    a.shadow,
+    0,
+    a.model.length,
+    (start, end) => {
+      (patches ??= []).push([start, a.model.slice(start, end)]);
+      a.shadow.set(a.model.subarray(start, end), start);
+    },
+    16,
+  );
   return patches;
 }
 
