@@ -27,6 +27,7 @@ import {
   HELLO_RELAY,
   IOCTL_HAS_INPUT,
   IOCTL_HAS_RUN,
+  IOCTL_RUN_PATCHES,
   Op,
   ProtocolError,
   RequestReader,
@@ -533,12 +534,7 @@ export class BridgeServer {
     const file = s.proc.file(req.fd);
     const area = this.#area(s, file);
     if (area === undefined) return false;
-    const inputLen = Number(req.c);
-    if ((req.flags & IOCTL_HAS_RUN) !== 0) {
-      const run = req.payload.subarray(inputLen, inputLen + area.model.length);
-      area.model.set(run);
-      area.shadow.set(run);
-    }
+    runInput(area, req);
     // The guest's writes so far go out, and the pages it will touch come in afresh (the VMM may have written them).
     const vcpu = vcpuOf(s.proc, req.fd);
     installLazyMemory(vcpu.vm, s.memory);
@@ -588,11 +584,7 @@ export class BridgeServer {
     }
     let synced = false;
     if (request === KVM_RUN && area !== undefined) {
-      if ((req.flags & IOCTL_HAS_RUN) !== 0) {
-        const run = req.payload.subarray(inputLen, inputLen + area.model.length);
-        area.model.set(run);
-        area.shadow.set(run);
-      }
+      runInput(area, req);
       installLazyMemory(vcpuOf(proc, req.fd).vm, s.memory);
       s.memory.sync();
       synced = true;
@@ -650,6 +642,38 @@ function describeIoctl(request: number, value: bigint): string {
   if (request === KVM_CHECK_EXTENSION) return `${name}(${capabilityName(Number(value & 0xffffffffn))})`;
   if (request === KVM_RUN && value === 0n) return name;
   return `${name}(${value > 0xffffn ? `0x${value.toString(16)}` : value.toString()})`;
+}
+
+/**
+ * The VMM's kvm_run as a KVM_RUN request brings it, into the model's and the shadow: the byte runs the VMM changed
+ * (`IOCTL_RUN_PATCHES`; all checked before any is applied, so a malformed message changes nothing) or the whole area
+ * (`IOCTL_HAS_RUN`). @throws {@link ProtocolError}
+ */
+function runInput(a: VcpuArea, req: Request): void {
+  const inputLen = Number(req.c);
+  if (inputLen > req.payload.length) throw new ProtocolError('input length beyond the message');
+  const rest = req.payload.subarray(inputLen);
+  if ((req.flags & IOCTL_HAS_RUN) !== 0) {
+    const run = rest.subarray(0, a.model.length);
+    a.model.set(run);
+    a.shadow.set(run);
+    return;
+  }
+  if ((req.flags & IOCTL_RUN_PATCHES) === 0) return;
+  const v = new DataView(rest.buffer, rest.byteOffset, rest.byteLength);
+  const patches: Array<[number, Uint8Array]> = [];
+  for (let o = 0; o < rest.length; ) {
+    if (o + 8 > rest.length) throw new ProtocolError('a kvm_run patch header beyond the message');
+    const off = v.getUint32(o, true);
+    const n = v.getUint32(o + 4, true);
+    if (o + 8 + n > rest.length || off + n > a.model.length) throw new ProtocolError(`a kvm_run patch of ${n} bytes at ${off} beyond the message or the area`);
+    patches.push([off, rest.subarray(o + 8, o + 8 + n)]);
+    o += 8 + n;
+  }
+  for (const [off, bytes] of patches) {
+    a.model.set(bytes, off);
+    a.shadow.set(bytes, off);
+  }
 }
 
 /** The byte runs of a vCPU's kvm_run that the model changed since the VMM's copy was last synced. */
