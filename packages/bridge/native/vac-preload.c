@@ -152,9 +152,17 @@ static void resolve(void) {
   real_close_range = dlsym(RTLD_NEXT, "close_range");
 }
 
+/* The buffer a thread builds its KVM_RUN's kvm_run patches in (grown as needed, kept for the next call, freed
+ * when the thread exits). */
+static __thread unsigned char *patch_buf;
+static __thread size_t patch_cap;
+
 static void close_conn(void *p) {
   int fd = (int)(intptr_t)p - 1;
   if (fd >= 0 && real_close) real_close(fd);
+  free(patch_buf);
+  patch_buf = NULL;
+  patch_cap = 0;
 }
 
 static void relay_reset_after_fork(void);
@@ -1053,10 +1061,6 @@ static int write_self(void *dst, const void *src, size_t n) {
 #define PATCH_JOIN 16
 /* Bytes compared with memcmp at a time before a chunk that differs is walked byte by byte. */
 #define PATCH_CHUNK 64
-
-/* The buffer a thread builds its KVM_RUN's kvm_run patches in (grown as needed, kept for the next call). */
-static __thread unsigned char *patch_buf;
-static __thread size_t patch_cap;
 
 static void put_patch(unsigned char *out, uint32_t *len, struct run_area *ra, size_t start, size_t end) {
   put32(out + *len, (uint32_t)start);
