@@ -1,6 +1,9 @@
 /* The VMM side of bench/bridge.ts: times KVM ioctls made by a real C program (through the preload library
  * and the bridge when run that way). Prints `name=median_ns` lines. Usage: bridge-roundtrip N RAM_BYTES [touch]
- * (`touch`: the VMM writes every page of guest RAM first, so none is skipped as never populated). */
+ * (`touch`: the VMM writes every page of guest RAM first, so none is skipped as never populated).
+ * `bridge-roundtrip echo SOCKET N`: the transport's floor instead — N round trips of a KVM_GET_REGS-sized request
+ * (192 bytes, sent with sendmsg as the preload library sends it) and reply (184 bytes, one recv) on a Unix socket
+ * whose server answers each request and does nothing else; prints `echo_ns=median`. */
 #include <err.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -10,6 +13,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <time.h>
 
 static long long now(void) {
@@ -28,7 +35,33 @@ static long long median(long long *v, int n) {
   return v[n / 2];
 }
 
+static int echo(const char *path, int n) {
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  strncpy(a.sun_path, path, sizeof a.sun_path - 1);
+  if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) < 0) err(1, "%s", path);
+  long long *t = calloc(n, sizeof *t);
+  unsigned char head[48] = {0}, body[144] = {0}, reply[4096];
+  for (int i = 0; i < n; i++) {
+    long long t0 = now();
+    struct iovec iov[2] = {{head, sizeof head}, {body, sizeof body}};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+    if (sendmsg(s, &m, MSG_NOSIGNAL) != (ssize_t)(sizeof head + sizeof body)) err(1, "sendmsg");
+    for (size_t got = 0; got < 184;) {
+      ssize_t k = recv(s, reply + got, sizeof reply - got, 0);
+      if (k <= 0) errx(1, "the echo server went away");
+      got += (size_t)k;
+    }
+    t[i] = now() - t0;
+  }
+  printf("echo_ns=%lld\n", median(t, n));
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 3 && strcmp(argv[1], "echo") == 0) return echo(argv[2], atoi(argv[3]));
   int n = argc > 1 ? atoi(argv[1]) : 2000;
   size_t ram = argc > 2 ? strtoull(argv[2], NULL, 0) : 0x1000;
   long long *t = calloc(n, sizeof *t);

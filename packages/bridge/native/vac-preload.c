@@ -12,8 +12,9 @@
  * Every KVM fd is a real fd in the VMM: a memfd ("placeholder") so that fd numbers, close-on-exec, poll and
  * fcntl behave as usual. A vCPU fd's memfd is sized like the vCPU mmap area (KVM_GET_VCPU_MMAP_SIZE), so the
  * VMM's own mmap of its kvm_run area is a plain shared mapping of that memfd; the library keeps a second view
- * of it and keeps it in sync with the model's kvm_run (sent before KVM_RUN, changed bytes applied after every
- * vCPU ioctl).
+ * of it and keeps it in sync with the model's kvm_run: before KVM_RUN the bytes the VMM changed since the last
+ * sync go to the bridge (against a shadow of what the bridge knows), and the bytes the model changed come back
+ * after every vCPU ioctl.
  *
  * Protocol (little-endian, one connection per VMM thread plus one "life" connection per process that the
  * bridge watches to learn that the process has gone): see packages/bridge/src/protocol.ts, which is the
@@ -62,6 +63,7 @@
 #define IOCTL_HAS_INPUT 1u
 #define IOCTL_INPUT_UNREADABLE 2u
 #define IOCTL_HAS_RUN 4u
+#define IOCTL_RUN_PATCHES 8u
 #define REQ_HEADER 48
 #define REP_HEADER 40
 #define KIND_NONE 0
@@ -87,9 +89,11 @@
 #endif
 
 struct run_area {
-  unsigned char *view; /* the library's own mapping of the vCPU memfd */
+  unsigned char *view;   /* the library's own mapping of the vCPU memfd */
+  unsigned char *shadow; /* what the bridge knows the VMM's copy holds (the same bytes as its shadow) */
   size_t size;
   int refs;
+  pthread_mutex_t mu; /* view-to-shadow diffs and reply patches, one at a time */
 };
 
 struct fd_entry {
@@ -148,9 +152,17 @@ static void resolve(void) {
   real_close_range = dlsym(RTLD_NEXT, "close_range");
 }
 
+/* The buffer a thread builds its KVM_RUN's kvm_run patches in (grown as needed, kept for the next call, freed
+ * when the thread exits). */
+static __thread unsigned char *patch_buf;
+static __thread size_t patch_cap;
+
 static void close_conn(void *p) {
   int fd = (int)(intptr_t)p - 1;
   if (fd >= 0 && real_close) real_close(fd);
+  free(patch_buf);
+  patch_buf = NULL;
+  patch_cap = 0;
 }
 
 static void relay_reset_after_fork(void);
@@ -502,10 +514,14 @@ static struct run_area *run_new(int memfd, size_t size) {
   struct run_area *ra = calloc(1, sizeof *ra);
   if (!ra) return NULL;
   ra->view = real_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-  if (ra->view == MAP_FAILED) {
+  ra->shadow = calloc(1, size); /* the memfd starts zeroed, and so does the bridge's shadow */
+  if (ra->view == MAP_FAILED || ra->shadow == NULL) {
+    if (ra->view != MAP_FAILED) real_munmap(ra->view, size);
+    free(ra->shadow);
     free(ra);
     return NULL;
   }
+  pthread_mutex_init(&ra->mu, NULL);
   ra->size = size;
   ra->refs = 1;
   return ra;
@@ -514,6 +530,7 @@ static struct run_area *run_new(int memfd, size_t size) {
 static void run_put(struct run_area *ra) {
   if (ra && --ra->refs == 0) {
     real_munmap(ra->view, ra->size);
+    free(ra->shadow);
     free(ra);
   }
 }
@@ -1040,6 +1057,54 @@ static int write_self(void *dst, const void *src, size_t n) {
   return k == (ssize_t)n ? 0 : -1;
 }
 
+/* Runs of changed bytes fewer than this many equal bytes apart go as one patch (as the bridge joins its own). */
+#define PATCH_JOIN 16
+/* Bytes compared with memcmp at a time before a chunk that differs is walked byte by byte. */
+#define PATCH_CHUNK 64
+
+static void put_patch(unsigned char *out, uint32_t *len, struct run_area *ra, size_t start, size_t end) {
+  put32(out + *len, (uint32_t)start);
+  put32(out + *len + 4, (uint32_t)(end - start));
+  memcpy(out + *len + 8, ra->view + start, end - start);
+  memcpy(ra->shadow + start, ra->view + start, end - start);
+  *len += 8 + (uint32_t)(end - start);
+}
+
+/*
+ * What the VMM changed in its kvm_run since the bridge last synced it: {u32 offset, u32 length, bytes}… (the same
+ * form as the bridge's reply patches), the shadow updated to match. Sent with KVM_RUN instead of the whole area,
+ * which is 12 KiB of which a VMM changes a few bytes between runs (immediate_exit, an IN exit's data). Returns
+ * the patches' length, or -1 (ENOMEM).
+ */
+static int run_patches(struct run_area *ra, unsigned char **out) {
+  size_t need = ra->size + 8 * (ra->size / (PATCH_JOIN + 1) + 2);
+  if (patch_cap < need) {
+    unsigned char *b = realloc(patch_buf, need);
+    if (b == NULL) return -1;
+    patch_buf = b;
+    patch_cap = need;
+  }
+  uint32_t len = 0;
+  size_t start = 0, last = 0;
+  int open_run = 0;
+  for (size_t c = 0; c < ra->size; c += PATCH_CHUNK) {
+    size_t ce = c + PATCH_CHUNK < ra->size ? c + PATCH_CHUNK : ra->size;
+    if (memcmp(ra->view + c, ra->shadow + c, ce - c) == 0) continue;
+    for (size_t i = c; i < ce; i++) {
+      if (ra->view[i] == ra->shadow[i]) continue;
+      if (open_run && i - last - 1 >= PATCH_JOIN) {
+        put_patch(patch_buf, &len, ra, start, last + 1);
+        open_run = 0;
+      }
+      if (!open_run) start = i, open_run = 1;
+      last = i;
+    }
+  }
+  if (open_run) put_patch(patch_buf, &len, ra, start, last + 1);
+  *out = patch_buf;
+  return (int)len;
+}
+
 static int vac_ioctl(struct fd_entry *e, uint32_t req, unsigned long arg) {
   if (e->stale) {
     errno = EIO;
@@ -1076,12 +1141,19 @@ static int vac_ioctl(struct fd_entry *e, uint32_t req, unsigned long arg) {
       return -1;
     }
   }
-  const void *runp = NULL;
+  unsigned char *runp = NULL;
   uint32_t runn = 0;
   if (req == KVM_RUN_REQ && e->run) {
-    runp = e->run->view;
-    runn = (uint32_t)e->run->size;
-    flags |= IOCTL_HAS_RUN;
+    pthread_mutex_lock(&e->run->mu);
+    int n = run_patches(e->run, &runp);
+    pthread_mutex_unlock(&e->run->mu);
+    if (n < 0) {
+      free(in);
+      errno = ENOMEM;
+      return -1;
+    }
+    runn = (uint32_t)n;
+    flags |= IOCTL_RUN_PATCHES;
   }
   struct reply r;
   sigset_t mask;
@@ -1119,13 +1191,16 @@ static int vac_ioctl(struct fd_entry *e, uint32_t req, unsigned long arg) {
   /* kvm_run patches: {u32 offset, u32 length, bytes}… after the out bytes and the message */
   if (e->run) {
     uint32_t p = r.out_len + r.msg_len;
+    pthread_mutex_lock(&e->run->mu);
     while (p + 8 <= r.body_len) {
       uint32_t off = get32(r.body + p), n = get32(r.body + p + 4);
       p += 8;
       if (p + n > r.body_len || (uint64_t)off + n > e->run->size) break;
       memcpy(e->run->view + off, r.body + p, n);
+      memcpy(e->run->shadow + off, r.body + p, n);
       p += n;
     }
+    pthread_mutex_unlock(&e->run->mu);
   }
   uint32_t kind = r.fd_kind, msize = r.mmap_size;
   free(r.body);

@@ -22,6 +22,7 @@
  */
 import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import type { Process } from '@vac/core';
+import { forEachChangedRun } from './byte-runs.js';
 
 const PAGE = 4096;
 /** The largest real VMA mirrored whole; a memslot in a bigger one gets a mirror of exactly its range. */
@@ -37,6 +38,10 @@ interface Mirror {
   readonly loaded: Uint8Array;
   /** Per page: 1 when the guest wrote it since the last sync. */
   readonly written: Uint8Array;
+  /** Per written page: the lowest byte offset in the page the guest wrote since the last sync. */
+  readonly writtenLo: Uint16Array;
+  /** Per written page: the highest byte offset in the page the guest wrote since the last sync. */
+  readonly writtenHi: Uint16Array;
 }
 
 /** A range of guest RAM to keep in sync. */
@@ -103,7 +108,15 @@ export class GuestMemoryMirror {
       const bytes = new Uint8Array(end - start);
       this.#proc.mapExternal(start, bytes);
       const pages = bytes.length / PAGE;
-      this.#mirrors.push({ addr: start, bytes, shadow: new Uint8Array(bytes.length), loaded: new Uint8Array(pages), written: new Uint8Array(pages) });
+      this.#mirrors.push({
+        addr: start,
+        bytes,
+        shadow: new Uint8Array(bytes.length),
+        loaded: new Uint8Array(pages),
+        written: new Uint8Array(pages),
+        writtenLo: new Uint16Array(pages),
+        writtenHi: new Uint16Array(pages),
+      });
       return undefined;
     }
     return `guest RAM at 0x${addr.toString(16)} (+0x${size.toString(16)}) overlaps an earlier mirror only in part; the model sees no memory there`;
@@ -154,12 +167,23 @@ export class GuestMemoryMirror {
       if (m === undefined) return;
       this.#last = m;
     }
-    const page = Math.floor((addr - m.addr) / PAGE);
+    const off = addr - m.addr;
+    const page = Math.floor(off / PAGE);
     if (m.loaded[page] === 0) this.#load(m, page);
-    if (write && m.written[page] === 0) {
+    if (write) this.#markWritten(m, page, off - page * PAGE, off - page * PAGE);
+  }
+
+  /** Bytes `lo..hi` (offsets in the page, inclusive) of `page` were written: compared and written back at the next sync. */
+  #markWritten(m: Mirror, page: number, lo: number, hi: number): void {
+    if (m.written[page] === 0) {
       m.written[page] = 1;
+      m.writtenLo[page] = lo;
+      m.writtenHi[page] = hi;
       this.#written.push(m, page);
+      return;
     }
+    if (lo < (m.writtenLo[page] as number)) m.writtenLo[page] = lo;
+    if (hi > (m.writtenHi[page] as number)) m.writtenHi[page] = hi;
   }
 
   #load(m: Mirror, page: number): void {
@@ -194,20 +218,13 @@ export class GuestMemoryMirror {
       m.written[page] = 0;
       const cur = m.bytes;
       const old = m.shadow;
-      const end = (page + 1) * PAGE;
-      let i = page * PAGE;
-      while (i < end) {
-        if (cur[i] === old[i]) {
-          i++;
-          continue;
-        }
-        let j = i + 1;
-        while (j < end && cur[j] !== old[j]) j++;
+      // Only the bytes between the lowest and highest the guest wrote can differ from the shadow.
+      const base = page * PAGE;
+      forEachChangedRun(cur, old, base + (m.writtenLo[page] as number), base + (m.writtenHi[page] as number) + 1, (i, j) => {
         this.#write(cur.subarray(i, j), m.addr + i);
         old.set(cur.subarray(i, j), i);
         this.stats.bytesOut += j - i;
-        i = j;
-      }
+      });
     }
     written.length = 0;
   }
@@ -283,7 +300,8 @@ export class GuestMemoryMirror {
         for (let a = r.addr; a < r.addr + r.size; a += PAGE) {
           const page = (a - m.addr) / PAGE;
           m.loaded[page] = 0;
-          this.touch(a, true);
+          this.touch(a, false);
+          this.#markWritten(m, page, 0, PAGE - 1); // the model may write any byte of it
         }
       }
     }
@@ -293,18 +311,10 @@ export class GuestMemoryMirror {
       if (synced.length > 0) this.#flush();
       for (const t of temps) {
         this.#proc.munmap(t.addr, t.bytes.length);
-        let i = 0;
-        while (i < t.bytes.length) {
-          if (t.bytes[i] === t.shadow[i]) {
-            i++;
-            continue;
-          }
-          let j = i + 1;
-          while (j < t.bytes.length && t.bytes[j] !== t.shadow[j]) j++;
+        forEachChangedRun(t.bytes, t.shadow, 0, t.bytes.length, (i, j) => {
           this.#write(t.bytes.subarray(i, j), t.addr + i);
           this.stats.bytesOut += j - i;
-          i = j;
-        }
+        });
       }
     }
   }

@@ -11,16 +11,22 @@
  *   u64 a              u64 b                     u32 out length   u32 new-fd kind
  *   u64 c                                        u32 vCPU mmap size  u32 message length
  *   payload: input bytes (c of them), then       body: out bytes (copied to the ioctl argument), the
- *   the vCPU's kvm_run area for KVM_RUN           message (UTF-8), then kvm_run patches
- *                                                 ({u32 offset, u32 length, bytes}…) until the end
+ *   for KVM_RUN the kvm_run bytes the VMM         message (UTF-8), then kvm_run patches
+ *   changed ({u32 offset, u32 length, bytes}…     ({u32 offset, u32 length, bytes}…) until the end
+ *   until the end), or its whole kvm_run area
  * ```
+ *
+ * Both sides keep a shadow of the VMM's kvm_run as the bridge knows it (zeros at first, like the new mapping):
+ * the library sends the byte runs where its copy differs from its shadow, the bridge the runs where the
+ * model's differs from its own, and each side applies the other's patches to its copy and its shadow, so the
+ * shadows stay equal without the 12 KiB area crossing the socket each time.
  *
  * | op | a | b | c | payload | result |
  * |---|---|---|---|---|---|
  * | HELLO | pid | tid | | | 0 |
  * | OPEN | open flags | | | path | simulated fd |
  * | CLOSE | | | | | 0 |
- * | IOCTL | request (32 bits) | argument value | input length | input, kvm_run | the ioctl's result |
+ * | IOCTL | request (32 bits) | argument value | input length | input, kvm_run patches (or area) | the ioctl's result |
  * | MMAP | length | offset | prot | | simulated address |
  * | MUNMAP | simulated address | length | | | 0 |
  * | DUP | | | | | simulated fd |
@@ -75,8 +81,10 @@ export const HELLO_RELAY = 2;
 export const IOCTL_HAS_INPUT = 1;
 /** IOCTL flag: the argument pointer could not be read (a bad pointer: `copy_from_user` would fail). */
 export const IOCTL_INPUT_UNREADABLE = 2;
-/** IOCTL flag: the vCPU's kvm_run area follows the input. */
+/** IOCTL flag: the vCPU's whole kvm_run area follows the input. */
 export const IOCTL_HAS_RUN = 4;
+/** IOCTL flag: the byte runs the VMM changed in its kvm_run (`{u32 offset, u32 length, bytes}…`) follow the input. */
+export const IOCTL_RUN_PATCHES = 8;
 
 /** What a new fd in a reply is, so the library can make the right placeholder. */
 export const FdKind = {

@@ -17,6 +17,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { EFD_CLOEXEC, KernelError, eventFdOf, eventfd, type Capability, type EventFd, type Host, type OpenFile, type Process } from '@vac/core';
 import { _IOC_DIR, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName, vcpuOf } from '@vac/kvm';
 import { installLazyMemory } from './lazy-memory.js';
+import { forEachChangedRun } from './byte-runs.js';
 import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
 import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
 import { VcpuRunner, type RunHandle, type TimePacing } from './vcpu-runner.js';
@@ -26,6 +27,7 @@ import {
   HELLO_RELAY,
   IOCTL_HAS_INPUT,
   IOCTL_HAS_RUN,
+  IOCTL_RUN_PATCHES,
   Op,
   ProtocolError,
   RequestReader,
@@ -532,12 +534,7 @@ export class BridgeServer {
     const file = s.proc.file(req.fd);
     const area = this.#area(s, file);
     if (area === undefined) return false;
-    const inputLen = Number(req.c);
-    if ((req.flags & IOCTL_HAS_RUN) !== 0) {
-      const run = req.payload.subarray(inputLen, inputLen + area.model.length);
-      area.model.set(run);
-      area.shadow.set(run);
-    }
+    runInput(area, req);
     // The guest's writes so far go out, and the pages it will touch come in afresh (the VMM may have written them).
     const vcpu = vcpuOf(s.proc, req.fd);
     installLazyMemory(vcpu.vm, s.memory);
@@ -587,11 +584,7 @@ export class BridgeServer {
     }
     let synced = false;
     if (request === KVM_RUN && area !== undefined) {
-      if ((req.flags & IOCTL_HAS_RUN) !== 0) {
-        const run = req.payload.subarray(inputLen, inputLen + area.model.length);
-        area.model.set(run);
-        area.shadow.set(run);
-      }
+      runInput(area, req);
       installLazyMemory(vcpuOf(proc, req.fd).vm, s.memory);
       s.memory.sync();
       synced = true;
@@ -651,27 +644,53 @@ function describeIoctl(request: number, value: bigint): string {
   return `${name}(${value > 0xffffn ? `0x${value.toString(16)}` : value.toString()})`;
 }
 
+/**
+ * The VMM's kvm_run as a KVM_RUN request brings it, into the model's and the shadow: the byte runs the VMM changed
+ * (`IOCTL_RUN_PATCHES`; all checked before any is applied, so a malformed message changes nothing) or the whole area
+ * (`IOCTL_HAS_RUN`). @throws {@link ProtocolError}
+ */
+function runInput(a: VcpuArea, req: Request): void {
+  const inputLen = Number(req.c);
+  if (inputLen > req.payload.length) throw new ProtocolError('input length beyond the message');
+  const rest = req.payload.subarray(inputLen);
+  if ((req.flags & IOCTL_HAS_RUN) !== 0) {
+    const run = rest.subarray(0, a.model.length);
+    a.model.set(run);
+    a.shadow.set(run);
+    return;
+  }
+  if ((req.flags & IOCTL_RUN_PATCHES) === 0) return;
+  const v = new DataView(rest.buffer, rest.byteOffset, rest.byteLength);
+  const patches: Array<[number, Uint8Array]> = [];
+  for (let o = 0; o < rest.length; ) {
+    if (o + 8 > rest.length) throw new ProtocolError('a kvm_run patch header beyond the message');
+    const off = v.getUint32(o, true);
+    const n = v.getUint32(o + 4, true);
+    if (o + 8 + n > rest.length || off + n > a.model.length) throw new ProtocolError(`a kvm_run patch of ${n} bytes at ${off} beyond the message or the area`);
+    patches.push([off, rest.subarray(o + 8, o + 8 + n)]);
+    o += 8 + n;
+  }
+  for (const [off, bytes] of patches) {
+    a.model.set(bytes, off);
+    a.shadow.set(bytes, off);
+  }
+}
+
 /** The byte runs of a vCPU's kvm_run that the model changed since the VMM's copy was last synced. */
 function diffArea(a: VcpuArea): Array<[number, Uint8Array]> | undefined {
-  const cur = Buffer.from(a.model.buffer, a.model.byteOffset, a.model.length);
-  const old = Buffer.from(a.shadow.buffer, a.shadow.byteOffset, a.shadow.length);
-  if (cur.equals(old)) return undefined;
-  const patches: Array<[number, Uint8Array]> = [];
-  const n = cur.length;
-  let i = 0;
-  while (i < n) {
-    if (cur[i] === old[i]) {
-      i++;
-      continue;
-    }
-    // A run of changed bytes; runs fewer than 16 equal bytes apart are joined (fewer, larger patches).
-    let last = i;
-    for (let j = i + 1; j < n && j - last <= 16; j++) if (cur[j] !== old[j]) last = j;
-    const end = last + 1;
-    patches.push([i, new Uint8Array(cur.subarray(i, end))]);
-    old.set(cur.subarray(i, end), i);
-    i = end;
-  }
+  let patches: Array<[number, Uint8Array]> | undefined;
+  // Runs fewer than 16 equal bytes apart are joined (fewer, larger patches: the VMM's copy holds those bytes already).
+  forEachChangedRun(
+    a.model,
+    a.shadow,
+    0,
+    a.model.length,
+    (start, end) => {
+      (patches ??= []).push([start, a.model.slice(start, end)]);
+      a.shadow.set(a.model.subarray(start, end), start);
+    },
+    16,
+  );
   return patches;
 }
 

@@ -17,6 +17,7 @@ import {
   HELLO_LIFE,
   IOCTL_HAS_INPUT,
   IOCTL_INPUT_UNREADABLE,
+  IOCTL_RUN_PATCHES,
   Op,
   ProtocolError,
   REPLY_HEADER,
@@ -221,6 +222,42 @@ describe('bridge server', () => {
     expect(r2.errno).toBe(4); // EINTR
     for (const [off, bytes] of r2.runPatches) run.set(bytes, off);
     expect(new DataView(run.buffer).getUint32(8, true)).toBe(17); // still KVM_EXIT_INTERNAL_ERROR
+  });
+
+  test('KVM_RUN with the VMM’s kvm_run changes as patches: applied to what the bridge knows; a malformed patch changes nothing', async () => {
+    const c = newClient();
+    await hello(c, true);
+    const sys = Number((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).result);
+    const vm = Number((await c.ioctl(sys, KVM_CREATE_VM)).result);
+    const vcpu = Number((await c.ioctl(vm, KVM_CREATE_VCPU, 0n)).result);
+    const patch = (off: number, bytes: number[]): Uint8Array => {
+      const p = new Uint8Array(8 + bytes.length);
+      const v = new DataView(p.buffer);
+      v.setUint32(0, off, true);
+      v.setUint32(4, bytes.length, true);
+      p.set(bytes, 8);
+      return p;
+    };
+    const run = new Uint8Array(12288);
+    const first = await c.call(Op.IOCTL, vcpu, IOCTL_RUN_PATCHES, BigInt(KVM_RUN), 0n, 0n); // nothing changed yet
+    expect(first.errno).toBe(0);
+    for (const [off, bytes] of first.runPatches) run.set(bytes, off);
+    expect(new DataView(run.buffer).getUint32(8, true)).toBe(17); // KVM_EXIT_INTERNAL_ERROR, as with the whole area
+    // A patch past the area's end (and one whose length runs past the message): an error reply, nothing applied —
+    // immediate_exit, in the same message, does not reach the model — and the connection keeps being served.
+    const beyond = await c.call(Op.IOCTL, vcpu, IOCTL_RUN_PATCHES, BigInt(KVM_RUN), 0n, 0n, patch(1, [1]), patch(12287, [1, 2]));
+    expect(beyond.errno).toBe(5);
+    expect(beyond.message).toMatch(/kvm_run patch of 2 bytes at 12287/);
+    const cut = await c.call(Op.IOCTL, vcpu, IOCTL_RUN_PATCHES, BigInt(KVM_RUN), 0n, 0n, patch(1, [1]).subarray(0, 9), new Uint8Array(3));
+    expect(cut.errno).toBe(5);
+    const again = await c.call(Op.IOCTL, vcpu, IOCTL_RUN_PATCHES, BigInt(KVM_RUN), 0n, 0n);
+    expect(again.errno).toBe(0); // immediate_exit is still 0 in the model: the run happened
+    // immediate_exit as a one-byte patch reaches the model: EINTR.
+    const stop = await c.call(Op.IOCTL, vcpu, IOCTL_RUN_PATCHES, BigInt(KVM_RUN), 0n, 0n, patch(1, [1]));
+    expect(stop.errno).toBe(4);
+    // The bridge now knows the VMM's byte: it does not send it back, and clearing it is another patch.
+    expect(stop.runPatches.some(([off, bytes]) => off <= 1 && off + bytes.length > 1)).toBe(false);
+    expect((await c.call(Op.IOCTL, vcpu, IOCTL_RUN_PATCHES, BigInt(KVM_RUN), 0n, 0n, patch(1, [0]))).errno).toBe(0);
   });
 
   test('KVM_SET_USER_MEMORY_REGION over memory the VMM has not mapped is the model’s to judge; the slot is unbacked', async () => {
