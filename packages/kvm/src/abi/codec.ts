@@ -476,6 +476,8 @@ interface CompiledStruct<T> {
   encode(v: T, view: DataView, offset: number): void;
   decode(view: DataView, offset: number): T;
   zero(): T;
+  /** {@link StructCodec.copyIn} of an object argument (already known to be a non-array object). */
+  copyIn(x: object, path: string): T;
 }
 
 /** Source text of a scalar kind's encode (value expression, offset expression), decode (offset) and zero. */
@@ -667,9 +669,8 @@ export class StructCodec<T extends object> implements AnyStructCodec {
       return this.decode(new DataView(x.buffer, x.byteOffset, this.size), 0);
     }
     if (typeof x !== 'object' || x === null || isArray(x)) throw new UserFault(`${path} must be an object`);
-    const out = {} as T;
-    for (const k of this.keys) out[k] = this.#kinds[k].copyIn(ownData(x, k, path), `${path}.${k}`);
-    return out;
+    // Straight-line (#compile): each field read through ownData and checked in C order, as a loop over the kinds would.
+    return (this.#compiled ??= this.#compile()).copyIn(x, path);
   }
 
   /**
@@ -744,13 +745,24 @@ export class StructCodec<T extends object> implements AnyStructCodec {
       }
     });
     for (const [at, len] of this.#gaps) enc.push(`new Uint8Array(view.buffer, view.byteOffset + o + ${at}, ${len}).fill(0);`);
-    const make = new Function('kinds', `return [
+    // copyIn: field by field in C order (each read once through ownData, then checked by its kind), into an object
+    // literal of one shape; a field's path for a fault's message is made once per path, not per field per call.
+    const cin = this.keys.map((k, i) => `const f${i} = kinds[${i}].copyIn(ownData(x, ${JSON.stringify(k)}, path), path === root ? paths[${i}] : path + ${JSON.stringify(`.${k}`)});`);
+    const lit = this.keys.map((k, i) => `${JSON.stringify(k)}: f${i}`);
+    const make = new Function('kinds', 'ownData', 'root', 'paths', `return [
       function encode(v, view, o) { ${enc.join(' ')} },
       function decode(view, o) { return { ${dec.join(', ')} }; },
       function zero() { return { ${zero.join(', ')} }; },
-    ];`) as (kinds: readonly FieldKind<unknown>[]) => [CompiledStruct<T>['encode'], CompiledStruct<T>['decode'], CompiledStruct<T>['zero']];
-    const [encode, decode, z] = make(kinds);
-    return { encode, decode, zero: z };
+      function copyIn(x, path) { ${cin.join(' ')} return { ${lit.join(', ')} }; },
+    ];`) as (
+      kinds: readonly FieldKind<unknown>[],
+      own: typeof ownData,
+      root: string,
+      paths: readonly string[],
+    ) => [CompiledStruct<T>['encode'], CompiledStruct<T>['decode'], CompiledStruct<T>['zero'], CompiledStruct<T>['copyIn']];
+    const root = this.layout.name;
+    const [encode, decode, z, copyIn] = make(kinds, ownData, root, this.keys.map((k) => `${root}.${k}`));
+    return { encode, decode, zero: z, copyIn };
   }
 
   /** The C bytes of `v` (`sizeof` bytes). */

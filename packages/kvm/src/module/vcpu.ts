@@ -742,7 +742,7 @@ export class Vcpu {
    * effects in the same order; other errors are thrown.
    */
   runSyncOrError(cpu: number, quantum: number, limit: number): number | KernelError {
-    if (!this.#begin()) return KernelError.withoutStack('EINTR', 'KVM_RUN', 'immediate_exit');
+    if (!this.#begin()) return EINTR_IMMEDIATE_EXIT;
     this.thread = undefined;
     // The caller now runs on `cpu`: the simulated thread current there is scheduled out first
     // (kvm_sched_out puts its vCPU, whichever module's); its KVM_RUN loads it again at its next slice.
@@ -780,13 +780,13 @@ export class Vcpu {
       executed += step === Step.Again ? Math.max(1, this.exit.executed) : quantum;
       if (step === Step.Block) {
         const waited = this.#waitInSimulatedTime(quantum, limit - executed);
-        if (waited < 0) return this.#interrupted('the vCPU halted and nothing can wake it');
+        if (waited < 0) return this.#interrupted(EINTR_NOTHING_CAN_WAKE);
         executed += waited;
         this.#uninitializedWoke();
         // The PIT and the LAPIC timer ran in the wait: the vCPU was not loaded meanwhile.
         continue;
       }
-      if (executed >= limit || this.kicked) return this.#interrupted('interrupted');
+      if (executed >= limit || this.kicked) return this.#interrupted(EINTR_INTERRUPTED);
     }
   }
 
@@ -822,7 +822,7 @@ export class Vcpu {
    * thread leaves or gets a CPU.
    */
   *runThreaded(thread: Thread, quantum: () => number): Syscall<number> {
-    if (!this.#begin()) throw KernelError.withoutStack('EINTR', 'KVM_RUN', 'immediate_exit');
+    if (!this.#begin()) throw EINTR_IMMEDIATE_EXIT;
     this.thread = thread;
     const unregister = thread.addPreemptNotifier({
       schedOut: (cpu) => this.put(cpu),
@@ -845,7 +845,7 @@ export class Vcpu {
         if (this.loadedOn !== cpu && this.blockedOn < 0) this.load(cpu);
         if (thread.signalPending || this.kicked) {
           thread.signalPending = false;
-          throw this.#interrupted('interrupted by a signal');
+          throw this.#interrupted(EINTR_SIGNAL);
         }
         if (this.blockedOn >= 0) {
           if (this.intr?.canWake() === true) {
@@ -901,18 +901,18 @@ export class Vcpu {
     this.inGuest = false;
     this.#storeRegs();
     this.#postRunSave();
-    throw KernelError.withoutStack('EAGAIN', 'KVM_RUN', 'the vCPU was uninitialized: woken by INIT/SIPI, not entered');
+    throw EAGAIN_UNINITIALIZED;
   }
 
-  /** Leave KVM_RUN with `KVM_EXIT_INTR` (a signal, a kick, a sync run that would block): the EINTR to throw. */
-  #interrupted(why: string): KernelError {
+  /** Leave KVM_RUN with `KVM_EXIT_INTR` (a signal, a kick, a sync run that would block): returns `eintr`, the EINTR to throw. */
+  #interrupted(eintr: KernelError): KernelError {
     this.kicked = false;
     this.inGuest = false;
     this.run.exit_reason = KVM_EXIT_INTR;
     this.#storeRegs();
     this.#postRunSave();
     this.stats.signal_exits++;
-    return KernelError.withoutStack('EINTR', 'KVM_RUN', why);
+    return eintr;
   }
 
   /**
@@ -1015,6 +1015,19 @@ export class Vcpu {
     s.interrupt_bitmap = [...v.interrupt_bitmap];
   }
 }
+
+/*
+ * KVM_RUN's normal non-zero answers: EINTR (immediate_exit, a signal or a kick, a direct run that would block for
+ * ever) and EAGAIN (an uninitialized vCPU woken by INIT/SIPI). A VMM meets them at every pause, and making an `Error`
+ * costs more than a whole KVM_RUN, so each is one shared stackless instance, thrown every time (as `-EINTR` is the
+ * same number every time in Linux). `instanceof KernelError`, `code`, `errno`, `op` and `message` are as a fresh
+ * error's; only identity is shared (docs/fidelity.md).
+ */
+const EINTR_IMMEDIATE_EXIT = KernelError.withoutStack('EINTR', 'KVM_RUN', 'immediate_exit');
+const EINTR_NOTHING_CAN_WAKE = KernelError.withoutStack('EINTR', 'KVM_RUN', 'the vCPU halted and nothing can wake it');
+const EINTR_INTERRUPTED = KernelError.withoutStack('EINTR', 'KVM_RUN', 'interrupted');
+const EINTR_SIGNAL = KernelError.withoutStack('EINTR', 'KVM_RUN', 'interrupted by a signal');
+const EAGAIN_UNINITIALIZED = KernelError.withoutStack('EAGAIN', 'KVM_RUN', 'the vCPU was uninitialized: woken by INIT/SIPI, not entered');
 
 /** KVM_RUN on a dead VM (built out of line: the check is on every run). */
 function vmDead(): KernelError {

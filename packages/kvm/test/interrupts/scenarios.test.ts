@@ -3,7 +3,7 @@
  * order, an irqfd the process signals waking a halted vCPU thread, a signal to a blocked vCPU thread, PIT ticks
  * counted by a halted vCPU thread, and two modules' VMs taking interrupts on the same CPUs without crossing.
  */
-import { checkInvariants, eventfd, isKernelError, type Host, type Process } from '@vac/core';
+import { KernelError, checkInvariants, eventfd, isKernelError, type Host, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import {
   Asm16,
@@ -102,6 +102,39 @@ describe.each(VENDORS)('interrupt scenarios ($name)', ({ hardware }) => {
       expect(g.word(0x508)).toBe(i);
     }
     expect(vcpuOf(p, v.fd).intr?.injections).toBe(3);
+  });
+
+  test('the EINTR of a direct KVM_RUN that would block is one shared stackless KernelError: errno 4, the same object every time, KVM_EXIT_INTR and the interrupt delivered each time', () => {
+    const host = irqHost(hardware());
+    const p = host.spawn({ name: 'lkvm' });
+    const { a, handlers } = haltingGuest([4]);
+    const g = irqVm(p, '/dev/kvm0', a, handlers);
+    p.ioctl(g.vm, KVM_CREATE_IRQCHIP, 0);
+    const v = g.vcpu();
+    const caught: unknown[] = [];
+    const runToEintr = (): void => {
+      try {
+        p.ioctl(v.fd, KVM_RUN, 0);
+      } catch (e) {
+        caught.push(e);
+        return;
+      }
+      throw new Error('KVM_RUN returned');
+    };
+    runToEintr();
+    p.ioctl(g.vm, KVM_IRQ_LINE, { irq: 4, level: 1 });
+    p.ioctl(g.vm, KVM_IRQ_LINE, { irq: 4, level: 0 });
+    runToEintr();
+    expect(g.word(0x508)).toBe(1);
+    expect(v.run.exit_reason).toBe(KVM_EXIT_INTR);
+    const [first, second] = caught;
+    expect(first).toBeInstanceOf(KernelError);
+    expect(first).toBeInstanceOf(Error);
+    expect(second).toBe(first);
+    const e = first as KernelError;
+    expect([e.code, e.errno, e.op, e.message]).toEqual(['EINTR', 4, 'KVM_RUN', 'KVM_RUN: EINTR: the vCPU halted and nothing can wake it']);
+    expect(e.stack).toBe(`KernelError: ${e.message}`);
+    expect(vcpuOf(p, v.fd).stats.signal_exits).toBe(2);
   });
 
   test("QEMU -M pc's order: irqchip, vCPU, routing, PIT2, the reset's GET/SET of LAPIC, PIT and PICs/IOAPIC round-tripping, then the serial's IRQ 4 through KVM_IRQ_LINE_STATUS", () => {
