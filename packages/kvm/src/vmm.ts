@@ -70,6 +70,9 @@ import type { StructCodec } from './abi/codec.js';
 import { argBytes, structArg } from './vmm-args.js';
 import { isSavedMceBank, msrIndexList, restoreLapic, restoreVcpuRegisters, restoreVcpuSetup, saveVcpu, withSavedMsrs, type SavedVcpu } from './vmm-vcpu.js';
 
+import { enableSavedDirtyRing, harvestDirtyRings, type DirtyRingConfig, type SavedDirtyRing } from './vmm-dirty-ring.js';
+
+export type { DirtyRingConfig, HarvestedPage, SavedDirtyRing } from './vmm-dirty-ring.js';
 export { msrIndexList, parseSavedVcpu, restoreVcpu, saveVcpu, savedVcpuOf, type ParsedSavedVcpu, type SavedVcpu } from './vmm-vcpu.js';
 import { decodeKvmIrqchip } from './irqchip/state/irqchip-state.js';
 import {
@@ -354,6 +357,8 @@ export interface SavedVm {
   readonly clock: kvm_clock_data;
   /** The in-kernel irqchip, PIT and routing, where the VM has them. */
   readonly irqchip?: SavedIrqchip | undefined;
+  /** The dirty ring's configuration and what the save harvested from it, where the VM has one. */
+  readonly dirtyRing?: SavedDirtyRing | undefined;
   /** The vCPUs, in id order. */
   readonly vcpus: readonly SavedVcpu[];
 }
@@ -421,10 +426,16 @@ export interface VmHandle {
    * finds the mode through the ABI and takes the defaults for what KVM cannot report.
    */
   readonly irqchip?: IrqchipConfig | undefined;
+  /**
+   * The dirty ring the VMM enabled (KVM_CAP_DIRTY_LOG_RING / _ACQ_REL), which KVM cannot report: needed by
+   * {@link saveVm} for a VM with a ring (it harvests and resets the rings first).
+   */
+  readonly dirtyRing?: DirtyRingConfig | undefined;
 }
 
 /**
- * Save a whole VM: each vCPU's pending I/O completed ({@link completePendingIo}), then kvmclock and every vCPU
+ * Save a whole VM: each vCPU's pending I/O completed ({@link completePendingIo}), the dirty rings harvested and reset
+ * where the VM has them (the handle's `dirtyRing`; QEMU's `kvm_dirty_ring_reap`), then kvmclock and every vCPU
  * ({@link saveVcpu}). The vCPUs must be stopped (no thread inside KVM_RUN). What the VMM configured itself —
  * memory slots, ioeventfds, coalesced zones, the MSR filter, enabled capabilities — is the VMM's to set again (see
  * {@link restoreVm}'s `configure`).
@@ -449,12 +460,13 @@ export interface VmHandle {
  */
 export function saveVm(proc: Process, vm: VmHandle): SavedVm {
   for (const v of vm.vcpus) completePendingIo(proc, v.fd, v.run);
+  const dirtyRing = harvestDirtyRings(proc, vm.vm, vm.vcpus, vm.dirtyRing);
   const clock = makeKvmClockData();
   proc.ioctl(vm.vm, KVM_GET_CLOCK, clock);
   const msrs = msrIndexList(proc, vm.sys);
   const vcpus = vm.vcpus.map((v) => saveVcpu(proc, vm.sys, v.fd, v.id, msrs));
   const irqchip = saveIrqchip(proc, vm, vcpus.some((v) => v.lapic !== undefined));
-  return irqchip === undefined ? { clock, vcpus } : { clock, irqchip, vcpus };
+  return { clock, vcpus, ...(irqchip === undefined ? {} : { irqchip }), ...(dirtyRing === undefined ? {} : { dirtyRing }) };
 }
 
 /**
@@ -570,7 +582,8 @@ export interface RestoredVm {
 
 /**
  * Restore a VM saved by {@link saveVm} on `devPath` (another module's `/dev/kvmX`, or the same one), in QEMU's order:
- * a new VM with the given memory slots, its irqchip, PIT and routing as the VMM made them, `configure`, each vCPU
+ * a new VM with its dirty ring of the saved size (enabled before anything else, as QEMU's `kvm_init` does; it starts
+ * empty, as the source's is after the save's reset) and the given memory slots, its irqchip, PIT and routing as the VMM made them, `configure`, each vCPU
  * created with its CPUID, TSC frequency and MCE setup, then the devices' state (each LAPIC, the PICs, the IOAPIC,
  * the PIT), every vCPU's registers ({@link restoreVcpu}) and kvmclock. Of the saved MSRs it restores those the target
  * lists (KVM_GET_MSR_INDEX_LIST, or `options.msrIndexList`) and the machine-check banks, as QEMU's `kvm_put_msrs`
@@ -600,6 +613,7 @@ export interface RestoredVm {
 export function restoreVm(proc: Process, devPath: string, saved: SavedVm, options: RestoreVmOptions): RestoredVm {
   const sys = proc.open(devPath, O_RDWR);
   const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
+  if (saved.dirtyRing !== undefined) enableSavedDirtyRing(proc, vm, saved.dirtyRing);
   for (const slot of options.slots) proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, slot);
   if (saved.irqchip !== undefined) createIrqchip(proc, vm, saved.irqchip);
   options.configure?.(proc, sys, vm);
