@@ -1,6 +1,6 @@
 /**
- * The argument buffers of the VMM helpers' state ioctls (`saveVcpu`, `restoreVcpu`, `saveVm`, `restoreVm` in
- * `vmm.ts`): one buffer, reused, as a C VMM reuses its `struct kvm_msrs` or `kvm_xsave` between calls.
+ * The argument buffers of the VMM helpers' state ioctls (`saveVcpu`, `restoreVcpu` in `vmm-vcpu.ts`, `saveVm`,
+ * `restoreVm` in `vmm.ts`): one buffer, reused, as a C VMM reuses its `struct kvm_msrs` between calls.
  *
  * A `Uint8Array` of more than 64 bytes gets its memory outside V8's heap, and making one costs 1–3 µs (10 KiB for
  * KVM_GET_CPUID2's 256 entries: 3.4 µs) — more than most of the ioctls it is passed to; a save and restore of one
@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { FlexCodec, StructCodec } from './abi/codec.js';
+import type { StructCodec } from './abi/codec.js';
 
 let memory = new ArrayBuffer(16 * 1024);
 
@@ -26,16 +26,5 @@ export function argBytes(n: number): Uint8Array<ArrayBuffer> {
 export function structArg<T extends object>(codec: StructCodec<T>, v: T): Uint8Array<ArrayBuffer> {
   const b = argBytes(codec.size);
   codec.encode(v, new DataView(memory, 0, codec.size), 0);
-  return b;
-}
-
-/** The C bytes of a header and its entries (as `codec.toBytes`), valid until the next call. */
-export function flexArg<H extends object, E>(codec: FlexCodec<H, E>, header: H, entries: readonly E[]): Uint8Array<ArrayBuffer> {
-  const size = codec.entry.size;
-  const n = codec.entriesOffset + entries.length * size;
-  const b = argBytes(n);
-  const view = new DataView(memory, 0, n);
-  codec.header.encode(header, view, 0);
-  for (let i = 0; i < entries.length; i++) codec.entry.encode(entries[i] as E, view, codec.entriesOffset + i * size);
   return b;
 }

@@ -67,7 +67,13 @@ import {
 import { KvmRunView } from './abi/kvm-run.js';
 import { KVM_NESTED_STATE_CODEC, type kvm_nested_state } from './abi/structs-nested.js';
 import type { StructCodec } from './abi/codec.js';
-import { argBytes, flexArg, structArg } from './vmm-args.js';
+import { argBytes, structArg } from './vmm-args.js';
+import { isSavedMceBank, msrIndexList, restoreLapic, restoreVcpuRegisters, restoreVcpuSetup, saveVcpu, withSavedMsrs, type SavedVcpu } from './vmm-vcpu.js';
+
+import { enableSavedDirtyRing, harvestDirtyRings, type DirtyRingConfig, type SavedDirtyRing } from './vmm-dirty-ring.js';
+
+export type { DirtyRingConfig, HarvestedPage, SavedDirtyRing } from './vmm-dirty-ring.js';
+export { msrIndexList, parseSavedVcpu, restoreVcpu, saveVcpu, savedVcpuOf, type ParsedSavedVcpu, type SavedVcpu } from './vmm-vcpu.js';
 import { decodeKvmIrqchip } from './irqchip/state/irqchip-state.js';
 import {
   KVM_IRQCHIP_CODEC,
@@ -313,47 +319,6 @@ export function releaseRealModeVm(proc: Process, vm: RealModeVm): void {
 // ---- saving and restoring a whole VM -----------------------------------------------------------------------
 
 /**
- * Everything KVM holds of one vCPU, as a VMM saves it to move the VM (QEMU's `kvm_arch_get_registers`): its CPUID,
- * TSC frequency, registers, system registers, FPU/XSAVE area, XCRs, pending events, MP state, debug registers,
- * machine-check setup and every MSR KVM lists. Plain data: it can be kept, compared or sent elsewhere.
- */
-export interface SavedVcpu {
-  /** The vCPU id. */
-  readonly id: number;
-  /** KVM_GET_CPUID2 (what the VMM set). */
-  readonly cpuid: readonly kvm_cpuid_entry2[];
-  /** KVM_GET_TSC_KHZ. */
-  readonly tscKhz: number;
-  /** KVM_GET_REGS. */
-  readonly regs: kvm_regs;
-  /** KVM_GET_SREGS2 (with the PDPTRs of PAE paging), or `undefined` where KVM lacks it. */
-  readonly sregs2: kvm_sregs2 | undefined;
-  /** KVM_GET_SREGS, where KVM lacks KVM_GET_SREGS2. */
-  readonly sregs: kvm_sregs | undefined;
-  /** KVM_GET_XSAVE (the legacy FXSAVE area and, with XSAVE, the extended state). */
-  readonly xsave: kvm_xsave;
-  /** KVM_GET_XCRS, where KVM has them (KVM_CAP_XCRS). */
-  readonly xcrs: kvm_xcrs | undefined;
-  /** KVM_GET_VCPU_EVENTS. */
-  readonly events: kvm_vcpu_events;
-  /** KVM_GET_MP_STATE. */
-  readonly mpState: number;
-  /** KVM_GET_DEBUGREGS. */
-  readonly debugregs: kvm_debugregs;
-  /** MCG_CAP (what KVM_X86_SETUP_MCE set), restored before the machine-check MSRs. */
-  readonly mcgCap: bigint;
-  /** Every MSR the vCPU reads: KVM_GET_MSR_INDEX_LIST, then the machine-check banks of `mcgCap`. */
-  readonly msrs: readonly kvm_msr_entry[];
-  /** KVM_GET_LAPIC's register page, where the vCPU has an in-kernel LAPIC (a full or split irqchip). */
-  readonly lapic?: Uint8Array | undefined;
-  /**
-   * KVM_GET_NESTED_STATE's header, where KVM has it (KVM_CAP_NESTED_STATE): the model's guests never run a nested
-   * guest, so it is the "no nested guest" state and there is no data after it.
-   */
-  readonly nestedState?: kvm_nested_state | undefined;
-}
-
-/**
  * What a VMM made of the in-kernel interrupt controllers. KVM has no call that reports the split irqchip's reserved
  * pins, KVM_CREATE_PIT2's flags, the PIT's reinjection mode or the GSI routing table: a VMM keeps what it set (QEMU
  * keeps its routing table in user space and commits it again) and passes it here.
@@ -392,74 +357,10 @@ export interface SavedVm {
   readonly clock: kvm_clock_data;
   /** The in-kernel irqchip, PIT and routing, where the VM has them. */
   readonly irqchip?: SavedIrqchip | undefined;
+  /** The dirty ring's configuration and what the save harvested from it, where the VM has one. */
+  readonly dirtyRing?: SavedDirtyRing | undefined;
   /** The vCPUs, in id order. */
   readonly vcpus: readonly SavedVcpu[];
-}
-
-const MSR_IA32_MCG_CAP = 0x179;
-const MSR_IA32_APICBASE = 0x1b;
-const MSR_IA32_MC0_CTL = 0x400;
-const MSR_IA32_MC0_CTL2 = 0x280;
-const MCG_CMCI_P = 1n << 10n;
-
-/**
- * The MSR indices KVM lists on `sys` (KVM_GET_MSR_INDEX_LIST; its E2BIG gives the count): what {@link saveVcpu}
- * saves besides the machine-check banks. A VMM asks once (QEMU's `kvm_get_supported_msrs`) and passes the list to
- * every {@link saveVcpu}.
- *
- * @example
- * ```ts
- * import { O_RDWR, createHost } from '@vac/core';
- * import { kvm, msrIndexList } from '@vac/kvm';
- * import { intel } from '@vac/vmx';
- *
- * const host = createHost({ cpus: 1, hardware: intel() });
- * host.modprobe(kvm({ postfix: '0' }));
- * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
- * const msrs = msrIndexList(proc, proc.open('/dev/kvm0', O_RDWR));
- * console.log(msrs.length, msrs.includes(0x10)); // IA32_TSC is among them
- * ```
- */
-export function msrIndexList(proc: Process, sys: number): number[] {
-  const head = makeKvmMsrList(0);
-  try {
-    proc.ioctl(sys, KVM_GET_MSR_INDEX_LIST, head);
-  } catch (e) {
-    if (!isKernelError(e, 'E2BIG')) throw e;
-  }
-  const list = makeKvmMsrList(head.nmsrs);
-  proc.ioctl(sys, KVM_GET_MSR_INDEX_LIST, list);
-  return list.indices.slice(0, list.nmsrs);
-}
-
-/** `struct kvm_msrs` bytes for `entries` (data 0 where not given). */
-function msrsBytes(entries: ReadonlyArray<{ readonly index: number; readonly data?: bigint }>): Uint8Array<ArrayBuffer> {
-  const b = argBytes(8 + 16 * entries.length);
-  const dv = new DataView(b.buffer, 0, b.byteLength);
-  dv.setUint32(0, entries.length, true);
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i] as { readonly index: number; readonly data?: bigint };
-    dv.setUint32(8 + 16 * i, e.index, true);
-    dv.setBigUint64(16 + 16 * i, e.data ?? 0n, true);
-  }
-  return b;
-}
-
-/** KVM_GET_MSRS of `indices` (through the C bytes), keeping those the vCPU reads (a batch stops at the first it does not). */
-function readMsrs(proc: Process, fd: number, indices: readonly number[]): kvm_msr_entry[] {
-  const out: kvm_msr_entry[] = [];
-  let start = 0;
-  while (start < indices.length) {
-    const count = Math.min(255, indices.length - start);
-    const b = argBytes(8 + 16 * count);
-    const dv = new DataView(b.buffer, 0, b.byteLength);
-    dv.setUint32(0, count, true);
-    for (let i = 0; i < count; i++) dv.setUint32(8 + 16 * i, indices[start + i] as number, true);
-    const n = proc.ioctl(fd, KVM_GET_MSRS, b);
-    for (let i = 0; i < n; i++) out.push({ index: indices[start + i] as number, data: dv.getBigUint64(16 + 16 * i, true) });
-    start += n === count ? n : n + 1; // skip the one it could not read
-  }
-  return out;
 }
 
 /** Read struct `codec` with `req` through its C bytes. */
@@ -475,193 +376,6 @@ function setStruct<T extends object>(proc: Process, fd: number, req: number, cod
 }
 
 /**
- * Save one vCPU. The vCPU must not be running (no thread inside KVM_RUN) and must have no I/O waiting for its
- * completion (see {@link saveVm}, which completes it first). The ioctls take the C bytes of their structures (as
- * a C VMM passes them), which the result holds decoded.
- *
- * @param proc the VMM process
- * @param sys its `/dev/kvmX` fd (for the capabilities)
- * @param fd the vCPU fd
- * @param id the vCPU id
- * @param msrs the MSRs to save ({@link msrIndexList}; asked of `sys` when not given)
- * @throws `KernelError` from the first failing ioctl
- *
- * @example
- * ```ts
- * import { createHost } from '@vac/core';
- * import { createRealModeVm, kvm, saveVcpu } from '@vac/kvm';
- * import { intel } from '@vac/vmx';
- *
- * const host = createHost({ cpus: 1, hardware: intel() });
- * host.modprobe(kvm({ postfix: '0' }));
- * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
- * const vm = createRealModeVm(proc, '/dev/kvm0', { code: [0xf4], regs: { rax: 42n } });
- * const saved = saveVcpu(proc, vm.sys, vm.vcpus[0]!.fd, 0);
- * console.log(saved.regs.rax, saved.regs.rip.toString(16)); // 42n '1000'
- * ```
- */
-export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msrs: readonly number[] = msrIndexList(proc, sys)): SavedVcpu {
-  const cpuidBytes = argBytes(KVM_CPUID2_CODEC.entriesOffset + 256 * KVM_CPUID_ENTRY2_CODEC.size);
-  const cpuidView = new DataView(cpuidBytes.buffer, 0, cpuidBytes.byteLength);
-  cpuidView.setUint32(0, 256, true);
-  proc.ioctl(fd, KVM_GET_CPUID2, cpuidBytes);
-  const cpuid = KVM_CPUID2_CODEC.decode(cpuidView).entries;
-  const regs = getStruct(proc, fd, KVM_GET_REGS, KVM_REGS_CODEC);
-  const hasSregs2 = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0;
-  const sregs2 = hasSregs2 ? getStruct(proc, fd, KVM_GET_SREGS2, KVM_SREGS2_CODEC) : undefined;
-  const sregs = hasSregs2 ? undefined : getStruct(proc, fd, KVM_GET_SREGS, KVM_SREGS_CODEC);
-  const xsave = getStruct(proc, fd, KVM_GET_XSAVE, KVM_XSAVE_CODEC);
-  const xcrs = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0 ? getStruct(proc, fd, KVM_GET_XCRS, KVM_XCRS_CODEC) : undefined;
-  const events = getStruct(proc, fd, KVM_GET_VCPU_EVENTS, KVM_VCPU_EVENTS_CODEC);
-  const mpState = getStruct(proc, fd, KVM_GET_MP_STATE, KVM_MP_STATE_CODEC).mp_state;
-  const debugregs = getStruct(proc, fd, KVM_GET_DEBUGREGS, KVM_DEBUGREGS_CODEC);
-  const [cap] = readMsrs(proc, fd, [MSR_IA32_MCG_CAP]);
-  const mcgCap = cap?.data ?? 0n;
-  const mce = mceBankMsrs(mcgCap);
-  return {
-    id,
-    cpuid,
-    tscKhz: proc.ioctl(fd, KVM_GET_TSC_KHZ, 0),
-    regs,
-    sregs2,
-    sregs,
-    xsave,
-    xcrs,
-    events,
-    mpState,
-    debugregs,
-    mcgCap,
-    msrs: readMsrs(proc, fd, [...msrs, ...mce]),
-    lapic: readLapic(proc, fd),
-    nestedState: readNestedState(proc, sys, fd),
-  };
-}
-
-/** KVM_GET_NESTED_STATE into a buffer of KVM_CAP_NESTED_STATE bytes (QEMU's `kvm_get_nested_state`), or `undefined` without the cap. */
-function readNestedState(proc: Process, sys: number, fd: number): kvm_nested_state | undefined {
-  const max = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_NESTED_STATE);
-  if (max <= 0) return undefined;
-  const b = argBytes(max);
-  new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(4, max, true); // size: the buffer's
-  proc.ioctl(fd, KVM_GET_NESTED_STATE, b);
-  return KVM_NESTED_STATE_CODEC.decode(new DataView(b.buffer, b.byteOffset, b.byteLength), 0);
-}
-
-/** The machine-check bank MSRs `mcgCap` gives a vCPU (MCi_CTL/STATUS/ADDR/MISC, and MCi_CTL2 with CMCI), which come from MCG_CAP, not from KVM_GET_MSR_INDEX_LIST. */
-function mceBankMsrs(mcgCap: bigint): number[] {
-  const banks = Number(mcgCap & 0xffn);
-  const mce: number[] = [];
-  for (let i = 0; i < 4 * banks; i++) mce.push(MSR_IA32_MC0_CTL + i);
-  if ((mcgCap & MCG_CMCI_P) !== 0n) for (let i = 0; i < banks; i++) mce.push(MSR_IA32_MC0_CTL2 + i);
-  return mce;
-}
-
-/** KVM_GET_LAPIC's page, or `undefined` when the vCPU has no in-kernel LAPIC (EINVAL). */
-function readLapic(proc: Process, fd: number): Uint8Array | undefined {
-  const regs = argBytes(LAPIC_REGS_BYTES);
-  try {
-    proc.ioctl(fd, KVM_GET_LAPIC, regs);
-  } catch (e) {
-    if (isKernelError(e, 'EINVAL')) return undefined;
-    throw e;
-  }
-  return regs.slice();
-}
-
-/** `sizeof(struct kvm_lapic_state)`: `char regs[KVM_APIC_REG_SIZE]`. */
-const LAPIC_REGS_BYTES = 0x400;
-
-/** `struct kvm_lapic_state` of `regs` (0x400 bytes) in the helpers' argument buffer. */
-function lapicArg(regs: Uint8Array): Uint8Array<ArrayBuffer> {
-  const b = argBytes(LAPIC_REGS_BYTES);
-  b.set(regs);
-  return b;
-}
-
-/**
- * Restore a vCPU saved by {@link saveVcpu} into a vCPU of the same configuration, in the order KVM needs (QEMU's
- * `kvm_arch_init_vcpu`, `kvm_apic_put` and `kvm_arch_put_registers`): CPUID and TSC frequency first (a vCPU that has
- * run takes only the CPUID it has), then the machine-check setup, the in-kernel LAPIC (the APIC base, then
- * KVM_SET_LAPIC), the system and general registers, the FPU/XSAVE area and XCRs, the MSRs (the TSC among them, which
- * KVM synchronizes across the VM's vCPUs, then IA32_TSC_DEADLINE), the events, the MP state and the debug registers.
- *
- * @throws `KernelError` from the first failing ioctl; `UsageError` `ERR_INVALID_STATE` when KVM refuses one of the
- *   saved MSRs (the state does not fit this module: another CPU model, another configuration)
- *
- * @example
- * ```ts
- * import { createHost } from '@vac/core';
- * import { createRealModeVm, kvm, restoreVcpu, saveVcpu } from '@vac/kvm';
- * import { intel } from '@vac/vmx';
- *
- * const host = createHost({ cpus: 1, hardware: intel() });
- * host.modprobe(kvm({ postfix: '0' }));
- * host.modprobe(kvm({ postfix: '1' }));
- * const proc = host.spawn({ uid: 1000, groups: ['kvm'] });
- * const a = createRealModeVm(proc, '/dev/kvm0', { code: [0xf4], regs: { rax: 42n } });
- * const b = createRealModeVm(proc, '/dev/kvm1', { code: [0xf4] });
- * restoreVcpu(proc, b.vcpus[0]!.fd, saveVcpu(proc, a.sys, a.vcpus[0]!.fd, 0));
- * console.log(saveVcpu(proc, b.sys, b.vcpus[0]!.fd, 0).regs.rax); // 42n, now on kvm1
- * ```
- */
-export function restoreVcpu(proc: Process, fd: number, saved: SavedVcpu): void {
-  restoreVcpuSetup(proc, fd, saved);
-  restoreLapic(proc, fd, saved);
-  restoreVcpuRegisters(proc, fd, saved);
-}
-
-/** QEMU's `kvm_init_vcpu` part: CPUID, TSC frequency, machine-check setup. */
-function restoreVcpuSetup(proc: Process, fd: number, saved: SavedVcpu): void {
-  proc.ioctl(fd, KVM_SET_CPUID2, flexArg(KVM_CPUID2_CODEC, { nent: saved.cpuid.length }, saved.cpuid));
-  if (proc.ioctl(fd, KVM_GET_TSC_KHZ, 0) !== saved.tscKhz) proc.ioctl(fd, KVM_SET_TSC_KHZ, saved.tscKhz);
-  if (saved.mcgCap !== 0n) proc.ioctl(fd, KVM_X86_SETUP_MCE, [saved.mcgCap]);
-}
-
-/**
- * QEMU's `kvm_apic_put`: the APIC base first (`kvm_put_apicbase`: KVM_SET_LAPIC reads the x2APIC ID in the mode the
- * base selects, `kvm_apic_state_fixup`), then the register page (the timer restarts from the saved current count).
- */
-function restoreLapic(proc: Process, fd: number, saved: SavedVcpu): void {
-  if (saved.lapic === undefined) return;
-  const base = (saved.sregs2 ?? saved.sregs)?.apic_base;
-  if (base !== undefined && proc.ioctl(fd, KVM_SET_MSRS, msrsBytes([{ index: MSR_IA32_APICBASE, data: base }])) !== 1) {
-    throw new UsageError('ERR_INVALID_STATE', `restoreVcpu: KVM refused APIC base 0x${base.toString(16)}`);
-  }
-  // The register page as the C structure (its only member); a page of another size goes through makeKvmLapicState.
-  proc.ioctl(fd, KVM_SET_LAPIC, saved.lapic.length === LAPIC_REGS_BYTES ? lapicArg(saved.lapic) : makeKvmLapicState(saved.lapic));
-}
-
-/** QEMU's `kvm_arch_put_registers` (KVM_PUT_FULL_STATE). */
-function restoreVcpuRegisters(proc: Process, fd: number, saved: SavedVcpu): void {
-  if (saved.sregs2 !== undefined) setStruct(proc, fd, KVM_SET_SREGS2, KVM_SREGS2_CODEC, saved.sregs2);
-  if (saved.sregs !== undefined) setStruct(proc, fd, KVM_SET_SREGS, KVM_SREGS_CODEC, saved.sregs);
-  // kvm_put_nested_state, after the system registers (SVM takes a nested state only with EFER.SVME set).
-  if (saved.nestedState !== undefined) setStruct(proc, fd, KVM_SET_NESTED_STATE, KVM_NESTED_STATE_CODEC, saved.nestedState);
-  setStruct(proc, fd, KVM_SET_REGS, KVM_REGS_CODEC, saved.regs);
-  setStruct(proc, fd, KVM_SET_XSAVE, KVM_XSAVE_CODEC, saved.xsave);
-  if (saved.xcrs !== undefined) setStruct(proc, fd, KVM_SET_XCRS, KVM_XCRS_CODEC, saved.xcrs);
-  // A batch stops at the first MSR KVM refuses. One that already holds the saved value needs no write (an MSR
-  // KVM only takes with an in-kernel LAPIC, say, at its reset value); any other cannot be restored here.
-  let rest = saved.msrs;
-  while (rest.length > 0) {
-    const batch = rest.slice(0, 255);
-    const n = proc.ioctl(fd, KVM_SET_MSRS, msrsBytes(batch));
-    if (n === batch.length) {
-      rest = rest.slice(n);
-      continue;
-    }
-    const bad = batch[n] as kvm_msr_entry;
-    const [now] = readMsrs(proc, fd, [bad.index]);
-    if (now?.data !== bad.data) throw new UsageError('ERR_INVALID_STATE', `restoreVcpu: KVM refused MSR 0x${bad.index.toString(16)} = 0x${bad.data.toString(16)}`);
-    rest = rest.slice(n + 1);
-  }
-  // kvm_put_vcpu_events, then kvm_put_mp_state (an INIT/SIPI state with an in-kernel LAPIC), then the debug registers.
-  setStruct(proc, fd, KVM_SET_VCPU_EVENTS, KVM_VCPU_EVENTS_CODEC, saved.events);
-  setStruct(proc, fd, KVM_SET_MP_STATE, KVM_MP_STATE_CODEC, { mp_state: saved.mpState });
-  setStruct(proc, fd, KVM_SET_DEBUGREGS, KVM_DEBUGREGS_CODEC, saved.debugregs);
-}
-
-/**
  * Complete what a vCPU's last exit left pending (the `in`/`out` or MMIO access user space has answered) without
  * re-entering the guest: `immediate_exit` = 1 and KVM_RUN, which returns EINTR (`kvm_arch_vcpu_ioctl_run`
  * completes the access first). After it the registers are the guest's as of the end of that instruction.
@@ -671,7 +385,7 @@ function restoreVcpuRegisters(proc: Process, fd: number, saved: SavedVcpu): void
  * @example
  * ```ts
  * import { createHost } from '@vac/core';
- * import { KVM_EXIT_IO, KVM_RUN, completePendingIo, createRealModeVm, kvm, saveVcpu } from '@vac/kvm';
+ * import { KVM_EXIT_IO, KVM_RUN, completePendingIo, createRealModeVm, kvm, parseSavedVcpu, saveVcpu } from '@vac/kvm';
  * import { intel } from '@vac/vmx';
  *
  * const host = createHost({ cpus: 1, hardware: intel() });
@@ -681,10 +395,10 @@ function restoreVcpuRegisters(proc: Process, fd: number, saved: SavedVcpu): void
  * const vm = createRealModeVm(proc, '/dev/kvm0', { code: [0xba, 0xf8, 0x03, 0xec, 0xf4] });
  * const { fd, run } = vm.vcpus[0]!;
  * proc.ioctl(fd, KVM_RUN, 0);
- * console.log(run.exit_reason === KVM_EXIT_IO, saveVcpu(proc, vm.sys, fd, 0).regs.rip.toString(16)); // true '1003': the `in` is pending
+ * console.log(run.exit_reason === KVM_EXIT_IO, parseSavedVcpu(saveVcpu(proc, vm.sys, fd, 0)).regs.rip.toString(16)); // true '1003': the `in` is pending
  * run.bytes[run.io.data_offset] = 0x41; // the VMM's answer to the `in`
  * completePendingIo(proc, fd, run);
- * const regs = saveVcpu(proc, vm.sys, fd, 0).regs;
+ * const regs = parseSavedVcpu(saveVcpu(proc, vm.sys, fd, 0)).regs;
  * console.log(regs.rip.toString(16), (regs.rax & 0xffn).toString(16)); // '1004' '41': done, AL holds the answer
  * ```
  */
@@ -712,10 +426,16 @@ export interface VmHandle {
    * finds the mode through the ABI and takes the defaults for what KVM cannot report.
    */
   readonly irqchip?: IrqchipConfig | undefined;
+  /**
+   * The dirty ring the VMM enabled (KVM_CAP_DIRTY_LOG_RING / _ACQ_REL), which KVM cannot report: needed by
+   * {@link saveVm} for a VM with a ring (it harvests and resets the rings first).
+   */
+  readonly dirtyRing?: DirtyRingConfig | undefined;
 }
 
 /**
- * Save a whole VM: each vCPU's pending I/O completed ({@link completePendingIo}), then kvmclock and every vCPU
+ * Save a whole VM: each vCPU's pending I/O completed ({@link completePendingIo}), the dirty rings harvested and reset
+ * where the VM has them (the handle's `dirtyRing`; QEMU's `kvm_dirty_ring_reap`), then kvmclock and every vCPU
  * ({@link saveVcpu}). The vCPUs must be stopped (no thread inside KVM_RUN). What the VMM configured itself —
  * memory slots, ioeventfds, coalesced zones, the MSR filter, enabled capabilities — is the VMM's to set again (see
  * {@link restoreVm}'s `configure`).
@@ -740,12 +460,13 @@ export interface VmHandle {
  */
 export function saveVm(proc: Process, vm: VmHandle): SavedVm {
   for (const v of vm.vcpus) completePendingIo(proc, v.fd, v.run);
+  const dirtyRing = harvestDirtyRings(proc, vm.vm, vm.vcpus, vm.dirtyRing);
   const clock = makeKvmClockData();
   proc.ioctl(vm.vm, KVM_GET_CLOCK, clock);
   const msrs = msrIndexList(proc, vm.sys);
   const vcpus = vm.vcpus.map((v) => saveVcpu(proc, vm.sys, v.fd, v.id, msrs));
   const irqchip = saveIrqchip(proc, vm, vcpus.some((v) => v.lapic !== undefined));
-  return irqchip === undefined ? { clock, vcpus } : { clock, irqchip, vcpus };
+  return { clock, vcpus, ...(irqchip === undefined ? {} : { irqchip }), ...(dirtyRing === undefined ? {} : { dirtyRing }) };
 }
 
 /**
@@ -861,7 +582,8 @@ export interface RestoredVm {
 
 /**
  * Restore a VM saved by {@link saveVm} on `devPath` (another module's `/dev/kvmX`, or the same one), in QEMU's order:
- * a new VM with the given memory slots, its irqchip, PIT and routing as the VMM made them, `configure`, each vCPU
+ * a new VM with its dirty ring of the saved size (enabled before anything else, as QEMU's `kvm_init` does; it starts
+ * empty, as the source's is after the save's reset) and the given memory slots, its irqchip, PIT and routing as the VMM made them, `configure`, each vCPU
  * created with its CPUID, TSC frequency and MCE setup, then the devices' state (each LAPIC, the PICs, the IOAPIC,
  * the PIT), every vCPU's registers ({@link restoreVcpu}) and kvmclock. Of the saved MSRs it restores those the target
  * lists (KVM_GET_MSR_INDEX_LIST, or `options.msrIndexList`) and the machine-check banks, as QEMU's `kvm_put_msrs`
@@ -891,12 +613,14 @@ export interface RestoredVm {
 export function restoreVm(proc: Process, devPath: string, saved: SavedVm, options: RestoreVmOptions): RestoredVm {
   const sys = proc.open(devPath, O_RDWR);
   const vm = proc.ioctl(sys, KVM_CREATE_VM, 0);
+  if (saved.dirtyRing !== undefined) enableSavedDirtyRing(proc, vm, saved.dirtyRing);
   for (const slot of options.slots) proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, slot);
   if (saved.irqchip !== undefined) createIrqchip(proc, vm, saved.irqchip);
   options.configure?.(proc, sys, vm);
   const listed = new Set(options.msrIndexList ?? msrIndexList(proc, sys));
   const dropped = new Set<number>();
-  const restorable = saved.vcpus.map((s) => listedMsrsOnly(s, listed, dropped));
+  // QEMU's kvm_put_msrs sends what kvm_get_supported_msrs found, and the banks from MCG_CAP.
+  const restorable = saved.vcpus.map((s) => withSavedMsrs(s, (i) => listed.has(i) || isSavedMceBank(s.mcgCap, i), (i) => dropped.add(i)));
   const vcpus: RealModeVcpu[] = [];
   for (const s of saved.vcpus) {
     const fd = proc.ioctl(vm, KVM_CREATE_VCPU, s.id);
@@ -911,28 +635,6 @@ export function restoreVm(proc: Process, devPath: string, saved: SavedVm, option
   // kvm_vm_ioctl_set_clock: after the vCPUs, so that their kvmclock follows the VM's
   proc.ioctl(vm, KVM_SET_CLOCK, makeKvmClockData({ clock: saved.clock.clock }));
   return { sys, vm, vcpus, droppedMsrs: [...dropped].sort((a, b) => a - b) };
-}
-
-/**
- * `saved` with only the MSRs the target lists and its machine-check banks (QEMU's `kvm_put_msrs` sends what
- * `kvm_get_supported_msrs` found, the banks from MCG_CAP); the others' indices added to `dropped`.
- */
-function listedMsrsOnly(saved: SavedVcpu, listed: ReadonlySet<number>, dropped: Set<number>): SavedVcpu {
-  const banks = Number(saved.mcgCap & 0xffn);
-  const cmci = (saved.mcgCap & MCG_CMCI_P) !== 0n;
-  let all = true;
-  for (const m of saved.msrs) {
-    if (listed.has(m.index) || isMceBankMsr(m.index, banks, cmci)) continue;
-    dropped.add(m.index);
-    all = false;
-  }
-  if (all) return saved;
-  return { ...saved, msrs: saved.msrs.filter((m) => listed.has(m.index) || isMceBankMsr(m.index, banks, cmci)) };
-}
-
-/** Whether `index` is one of {@link mceBankMsrs}'s MSRs for `banks` banks (with MCi_CTL2 when `cmci`). */
-function isMceBankMsr(index: number, banks: number, cmci: boolean): boolean {
-  return (index >= MSR_IA32_MC0_CTL && index < MSR_IA32_MC0_CTL + 4 * banks) || (cmci && index >= MSR_IA32_MC0_CTL2 && index < MSR_IA32_MC0_CTL2 + banks);
 }
 
 /**

@@ -471,6 +471,24 @@ export function tuple<T>(elem: FieldKind<T>, count: number): FieldKind<T[]> {
   };
 }
 
+/**
+ * Source text that zeroes `len` bytes at `o + at` of `view`: DataView stores for a short gap (padding, a reserved
+ * word) — making a `Uint8Array` view to `fill` costs more than the whole structure's other fields — and a `fill` for a
+ * long one.
+ */
+function zeroGap(at: number, len: number): string {
+  if (len > 64) return `new Uint8Array(view.buffer, view.byteOffset + o + ${at}, ${len}).fill(0);`;
+  const out: string[] = [];
+  let i = 0;
+  for (; i + 4 <= len; i += 4) out.push(`view.setUint32(o + ${at + i}, 0);`);
+  if (i + 2 <= len) {
+    out.push(`view.setUint16(o + ${at + i}, 0);`);
+    i += 2;
+  }
+  if (i < len) out.push(`view.setUint8(o + ${at + i}, 0);`);
+  return out.join(' ');
+}
+
 /** The generated encode / decode / zero of one {@link StructCodec}. */
 interface CompiledStruct<T> {
   encode(v: T, view: DataView, offset: number): void;
@@ -744,7 +762,7 @@ export class StructCodec<T extends object> implements AnyStructCodec {
         zero.push(`${key}: kinds[${i}].zero()`);
       }
     });
-    for (const [at, len] of this.#gaps) enc.push(`new Uint8Array(view.buffer, view.byteOffset + o + ${at}, ${len}).fill(0);`);
+    for (const [at, len] of this.#gaps) enc.push(zeroGap(at, len));
     // copyIn: field by field in C order (each read once through ownData, then checked by its kind), into an object
     // literal of one shape; a field's path for a fault's message is made once per path, not per field per call.
     const cin = this.keys.map((k, i) => `const f${i} = kinds[${i}].copyIn(ownData(x, ${JSON.stringify(k)}, path), path === root ? paths[${i}] : path + ${JSON.stringify(`.${k}`)});`);

@@ -24,6 +24,7 @@ import {
 import { makeKvmEnableCap, type kvm_cpuid_entry2, type kvm_userspace_memory_region } from '../abi/structs.js';
 import { makeKvmCpuid2 } from '../abi/structs-x86.js';
 import { msrIndexList, restoreVm, saveVm, type RestoredVm, type SavedVcpu, type SavedVm, type VmHandle } from '../vmm.js';
+import { savedCpuid, savedMsrs, savedXcr0, savedXstateBv } from '../vmm-vcpu.js';
 
 /** What a VMM learns of one module through its system fd. */
 export interface ModuleFacts {
@@ -155,13 +156,6 @@ function isMceBank(msr: number): boolean {
   return (msr >= MCE_FIRST && msr <= MCE_LAST) || (msr >= MCE_CTL2_FIRST && msr <= MCE_CTL2_LAST);
 }
 
-/** XSTATE_BV of a saved XSAVE area (bytes 512 … 519). */
-function xstateBv(v: SavedVcpu): bigint {
-  let bv = 0n;
-  for (let i = 7; i >= 0; i--) bv = (bv << 8n) | BigInt((v.xsave.region[128 + (i >> 2)]! >>> ((i & 3) * 8)) & 0xff);
-  return bv;
-}
-
 /** The reasons one direction of a move meets, in move order. */
 function reasonsFor(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveReason[] {
   const out: MoveReason[] = [];
@@ -183,14 +177,15 @@ function reasonsFor(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveReas
   }
   const v0 = vm.saved.vcpus[0];
   if (v0 === undefined) return out;
+  const cpuid0 = savedCpuid(v0);
   // 2. CPUID: features the guest sees that the source's KVM supports and the target's does not.
   for (const [fn, index, reg] of FEATURE_WORDS) {
-    const lost = word(v0.cpuid, fn, index, reg) & word(from.supportedCpuid, fn, index, reg) & ~word(to.supportedCpuid, fn, index, reg);
+    const lost = word(cpuid0, fn, index, reg) & word(from.supportedCpuid, fn, index, reg) & ~word(to.supportedCpuid, fn, index, reg);
     if (lost !== 0) out.push({ kind: 'fails', step: 'cpuid-check', detail: `CPUID ${hex(fn)}.${index}.${reg} bits ${hex(lost >>> 0)}: the guest has them, the target's KVM_GET_SUPPORTED_CPUID does not offer them` });
   }
   // 3. XSAVE: state components the target does not support, an area larger than the target's.
-  const bv = vm.saved.vcpus.reduce((m, v) => m | xstateBv(v), 0n);
-  const xcr0 = vm.saved.vcpus.reduce((m, v) => m | (v.xcrs?.xcrs.find((x) => x.xcr === 0)?.value ?? 0n), 0n);
+  const bv = vm.saved.vcpus.reduce((m, v) => m | savedXstateBv(v), 0n);
+  const xcr0 = vm.saved.vcpus.reduce((m, v) => m | savedXcr0(v), 0n);
   const missingBv = bv & ~3n & ~to.supportedXcr0;
   if (missingBv !== 0n) out.push({ kind: 'fails', step: 'KVM_SET_XSAVE', detail: `XSTATE_BV ${hex(bv)}: the target does not support components ${hex(missingBv)} (EINVAL)` });
   else if (from.xsaveSize > to.xsaveSize && bv > 3n) out.push({ kind: 'fails', step: 'KVM_SET_XSAVE', detail: `the XSAVE area is ${from.xsaveSize} bytes on the source, ${to.xsaveSize} on the target` });
@@ -199,7 +194,7 @@ function reasonsFor(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveReas
   // 4. MSRs: saved ones the target does not list are not restored (a VMM restores what the target lists).
   const targetList = new Set(to.msrIndexList);
   for (const v of vm.saved.vcpus) {
-    for (const m of v.msrs) {
+    for (const m of savedMsrs(v)) {
       if (isMceBank(m.index) || targetList.has(m.index)) continue;
       if (m.data !== 0n) out.push({ kind: 'loses-state', step: 'KVM_SET_MSRS', detail: `vCPU ${v.id}: MSR ${hex(m.index)} = ${hex(m.data)} is not in the target's KVM_GET_MSR_INDEX_LIST: its value would be lost` });
       else if (v === v0) out.push({ kind: 'note', step: 'KVM_SET_MSRS', detail: `MSR ${hex(m.index)} is not in the target's list; it is 0, so nothing is lost` });
@@ -354,8 +349,9 @@ export function moveVm(proc: Process, source: MoveSource, devPath: string): Move
     const handle: VmHandle = irqchip === undefined ? { sys: restored.sys, vm: restored.vm, vcpus: restored.vcpus } : { sys: restored.sys, vm: restored.vm, vcpus: restored.vcpus, irqchip };
     const again = saveVm(proc, handle);
     for (const v of saved.vcpus) {
-      const now = new Map(again.vcpus.find((x) => x.id === v.id)?.msrs.map((m) => [m.index, m.data]) ?? []);
-      for (const m of v.msrs) {
+      const back = again.vcpus.find((x) => x.id === v.id);
+      const now = new Map(back === undefined ? [] : savedMsrs(back).map((m) => [m.index, m.data]));
+      for (const m of savedMsrs(v)) {
         if (!from.has(m.index) && !isMceBank(m.index)) continue;
         if ((now.get(m.index) ?? 0n) !== m.data) throw new MoveError('KVM_SET_MSRS', `vCPU ${v.id}: MSR ${hex(m.index)} = ${hex(m.data)} did not arrive (the target has ${hex(now.get(m.index) ?? 0n)})`);
       }
@@ -392,8 +388,9 @@ function configureTarget(proc: Process, sys: number, vm: number, source: MoveSou
   const sourceSupported = makeKvmCpuid2(256);
   proc.ioctl(source.handle.sys, KVM_GET_SUPPORTED_CPUID, sourceSupported);
   for (const v of saved.vcpus) {
+    const cpuid = savedCpuid(v);
     for (const [fn, index, reg] of FEATURE_WORDS) {
-      const fromKvm = word(v.cpuid, fn, index, reg) & word(sourceSupported.entries.slice(0, sourceSupported.nent), fn, index, reg);
+      const fromKvm = word(cpuid, fn, index, reg) & word(sourceSupported.entries.slice(0, sourceSupported.nent), fn, index, reg);
       const missing = fromKvm & ~word(supported, fn, index, reg);
       if (missing !== 0) throw new MoveError('cpuid-check', `vCPU ${v.id}: CPUID ${hex(fn)}.${index}.${reg} bits ${hex(missing >>> 0)} are not supported by ${devPath}`);
     }

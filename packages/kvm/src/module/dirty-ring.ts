@@ -22,6 +22,7 @@
  */
 import { KernelError } from '@vac/core';
 import { KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_DIRTY_LOG_PAGE_OFFSET, KVM_RESET_DIRTY_RINGS, KVM_USER_MEM_SLOTS, PAGE_SIZE } from '../abi/constants.js';
+import { bytesDigest } from './bytes-digest.js';
 import { checkExtension } from './caps.js';
 import type { VmFile } from './files.js';
 import type { IoctlDef } from './ioctl-table.js';
@@ -78,6 +79,14 @@ export class DirtyRing {
     this.#view = new DataView(this.bytes.buffer);
     this.size = bytes / KVM_DIRTY_GFN_SIZE;
     this.softLimit = this.size - dirtyRingReservedEntries();
+  }
+
+  /**
+   * A plain copy for `host.snapshot()`: the ring's pages (as a fingerprint: up to 1 MiB), both indices and whether
+   * it is soft-full — everything of the ring the vCPU's next entry and KVM_RESET_DIRTY_RINGS depend on.
+   */
+  snapshot(): { readonly bytes: string; readonly dirtyIndex: number; readonly resetIndex: number; readonly softFull: boolean } {
+    return { bytes: bytesDigest(this.bytes), dirtyIndex: this.dirtyIndex, resetIndex: this.resetIndex, softFull: this.softFull };
   }
 
   /** `kvm_dirty_ring_used`. */
@@ -228,7 +237,7 @@ function reprotectPages(vm: Vm, slot: number, offset: bigint, mask: bigint): voi
 
 /** `kvm_vm_ioctl_reset_dirty_pages`: every vCPU's ring reset in turn. @throws KernelError EINVAL without a ring */
 export function resetDirtyRings(vm: Vm): number {
-  if (vmArch(vm).dirtyRingSize === 0) throw new KernelError('EINVAL', 'KVM_RESET_DIRTY_RINGS', 'the VM has no dirty ring');
+  if (vmArch(vm).dirtyRingSize === 0) throw KernelError.withoutStack('EINVAL', 'KVM_RESET_DIRTY_RINGS', 'the VM has no dirty ring'); // saveVm's probe on every save
   let cleared = 0;
   for (const v of vm.vcpus.values()) {
     const ring = v.dirtyRing;

@@ -1,7 +1,8 @@
 /**
  * The x86 state of a module's VMs and vCPUs as plain data, for `host.snapshot()` (registered next to the instance's
  * own snapshot as `kvmX:x86`): every register, the system registers, and the {@link VmArch} / {@link VcpuArch}
- * state the state ioctls get and set. A failed ioctl must leave all of it as it was.
+ * state the state ioctls get and set, and each vCPU's dirty ring (its pages and indices). A failed ioctl must leave all
+ * of it as it was.
  *
  * @module
  */
@@ -22,7 +23,7 @@ export function x86StateSnapshot(inst: KvmInstance): unknown {
       const sregs = KVM_SREGS_CODEC.zero();
       v.getRegs(regs);
       v.getSregs(sregs);
-      return { id: v.id, regs, sregs, pending: v.regs.pending, requests: v.requests, guestDebug: v.guestDebug?.snapshot(), arch: vcpuArch(v).snapshot(), run: v.runAllocated ? bytesDigest(v.run.bytes) : undefined };
+      return { id: v.id, regs, sregs, pending: v.regs.pending, requests: v.requests, guestDebug: v.guestDebug?.snapshot(), arch: vcpuArch(v).snapshot(), run: v.runAllocated ? bytesDigest(v.run.bytes) : undefined, dirtyRing: v.dirtyRing?.snapshot() };
     }),
   }));
 }

@@ -65,6 +65,8 @@ import {
   KVM_STATE_NESTED_FORMAT_VMX,
   KVM_STATE_NESTED_GIF_SET,
   type RealModeVm,
+  parseSavedVcpu,
+  savedVcpuOf,
 } from '../../src/index.js';
 import { VENDORS } from '../module/helpers.js';
 
@@ -466,7 +468,7 @@ describe.each(VENDORS)('save and restore of a VM with its interrupt controllers 
         const timeless = (x: SavedVm): unknown => ({
           ...pitLoadedAt(x, 0n),
           clock: undefined,
-          vcpus: x.vcpus.map((v) => ({ ...v, msrs: v.msrs.filter((m) => m.index !== 0x10) })),
+          vcpus: x.vcpus.map((v) => ({ ...parseSavedVcpu(v), msrs: parseSavedVcpu(v).msrs.filter((m) => m.index !== 0x10) })),
         });
         expect(timeless(sb)).toEqual(timeless(sa));
       }),
@@ -516,13 +518,14 @@ describe.each(VENDORS)('the nested state in a saved vCPU on $name', (vendor) => 
     const a = createRealModeVm(p, '/dev/kvm0', { code: [0xf4] });
     const b = createRealModeVm(p, '/dev/kvm1', { code: [0xf4] });
     const saved = saveVcpu(p, a.sys, a.vcpus[0]!.fd, 0);
+    const nested = parseSavedVcpu(saved).nestedState;
     const intel = vendor.name === 'intel';
-    expect(saved.nestedState?.format).toBe(intel ? KVM_STATE_NESTED_FORMAT_VMX : KVM_STATE_NESTED_FORMAT_SVM);
-    expect(saved.nestedState?.flags).toBe(intel ? 0 : KVM_STATE_NESTED_GIF_SET);
-    expect(saved.nestedState?.size).toBe(128);
+    expect(nested?.format).toBe(intel ? KVM_STATE_NESTED_FORMAT_VMX : KVM_STATE_NESTED_FORMAT_SVM);
+    expect(nested?.flags).toBe(intel ? 0 : KVM_STATE_NESTED_GIF_SET);
+    expect(nested?.size).toBe(128);
     restoreVcpu(p, b.vcpus[0]!.fd, saved);
     expect(saveVcpu(p, b.sys, b.vcpus[0]!.fd, 0).nestedState).toEqual(saved.nestedState);
-    const other = { ...saved, nestedState: { ...saved.nestedState!, format: intel ? KVM_STATE_NESTED_FORMAT_SVM : KVM_STATE_NESTED_FORMAT_VMX } };
+    const other = savedVcpuOf({ ...parseSavedVcpu(saved), nestedState: { ...nested!, format: intel ? KVM_STATE_NESTED_FORMAT_SVM : KVM_STATE_NESTED_FORMAT_VMX } });
     expect(() => restoreVcpu(p, b.vcpus[0]!.fd, other)).toThrow(expect.objectContaining({ code: 'EINVAL' }) as unknown as Error);
   });
 });

@@ -23,6 +23,7 @@ import {
   saveVm,
   type kvm_cpuid_entry2,
   type kvm_xsave,
+  parseSavedVcpu,
 } from '../../src/index.js';
 import { VENDORS } from '../module/helpers.js';
 import { errnoOf, openVm, type VmSetup } from './support.js';
@@ -139,7 +140,7 @@ describe.each(VENDORS)('XSAVE and XCR0 on $name', (vendor) => {
     expect(s.p.ioctl(s.vcpus[0]!, KVM_SET_XSAVE, withAvx(s, 7))).toBe(0);
     expect(setXcr0(s, 7n)).toBe(0);
     const saved = saveVm(s.p, { sys: s.sys, vm: s.vm, vcpus: [{ id: 0, fd: s.vcpus[0]!, run: s.runs[0]! }] });
-    expect(saved.vcpus[0]!.xcrs?.xcrs[0]?.value).toBe(7n);
+    expect(parseSavedVcpu(saved.vcpus[0]!).xcrs?.xcrs[0]?.value).toBe(7n);
     const copy = restoreVm(s.p, '/dev/kvm0', saved, { slots: [] });
     const t: VmSetup = { ...s, sys: copy.sys, vm: copy.vm, vcpus: [copy.vcpus[0]!.fd], runs: [copy.vcpus[0]!.run] };
     expect(xcr0(t)).toBe(7n);

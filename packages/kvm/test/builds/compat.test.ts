@@ -44,6 +44,9 @@ import {
   type ModuleFacts,
   type MoveSource,
   type SavedVm,
+  makeKvmXcrs,
+  parseSavedVcpu,
+  savedVcpuOf,
 } from '../../src/index.js';
 import { VENDORS } from '../module/helpers.js';
 
@@ -102,8 +105,8 @@ function expectSameState(a: SavedVm, b: SavedVm): void {
   expect(b.vcpus.length).toBe(a.vcpus.length);
   a.vcpus.forEach((va, i) => {
     const vb = b.vcpus[i]!;
-    const { msrs: ma, ...ra } = va;
-    const { msrs: mb, ...rb } = vb;
+    const { msrs: ma, ...ra } = parseSavedVcpu(va);
+    const { msrs: mb, ...rb } = parseSavedVcpu(vb);
     expect(rb).toEqual(ra);
     const ia = new Map(ma.map((m) => [m.index, m.data]));
     const ib = new Map(mb.map((m) => [m.index, m.data]));
@@ -125,7 +128,7 @@ function sampleSaved(): SavedVm {
 
 describe('canMove: each reason', () => {
   const saved = sampleSaved();
-  const v0 = saved.vcpus[0]!;
+  const v0 = parseSavedVcpu(saved.vcpus[0]!);
   const listed = v0.msrs.map((m) => m.index);
 
   test('nothing differs: ok, the way back open', () => {
@@ -161,7 +164,9 @@ describe('canMove: each reason', () => {
   test('XSAVE components or XCR0 bits the target does not support: fails at KVM_SET_XSAVE / KVM_SET_XCRS', () => {
     const region = v0.xsave.region.slice();
     region[128] = 0x7; // XSTATE_BV: x87 SSE AVX
-    const xsaved: SavedVm = { ...saved, vcpus: [{ ...v0, xsave: { region }, xcrs: { nr_xcrs: 1, flags: 0, xcrs: [{ xcr: 0, value: 7n }] } }] };
+    const xcr0Is7 = makeKvmXcrs({ nr_xcrs: 1 });
+    xcr0Is7.xcrs[0] = { xcr: 0, value: 7n };
+    const xsaved: SavedVm = { ...saved, vcpus: [savedVcpuOf({ ...v0, xsave: { region }, xcrs: xcr0Is7 })] };
     const v = canMove({ saved: xsaved }, facts({ msrIndexList: listed, supportedXcr0: 7n, xsaveSize: 4096 }), facts({ msrIndexList: listed, supportedXcr0: 3n }));
     expect(v.reasons.map((r) => [r.kind, r.step, r.detail])).toEqual([
       ['fails', 'KVM_SET_XSAVE', 'XSTATE_BV 0x7: the target does not support components 0x4 (EINVAL)'],
@@ -179,7 +184,7 @@ describe('canMove: each reason', () => {
       { kind: 'note', step: 'KVM_SET_MSRS', detail: 'MSR 0x4b564d07 is not in the target\'s list; it is 0, so nothing is lost' },
     ]);
     expect(v.ok).toBe(false);
-    const back = canMove({ saved: { ...saved, vcpus: [{ ...v0, msrs: v0.msrs.filter((m) => without.includes(m.index)) }] } }, facts({ msrIndexList: without }), facts({ msrIndexList: listed }));
+    const back = canMove({ saved: { ...saved, vcpus: [savedVcpuOf({ ...v0, msrs: v0.msrs.filter((m) => without.includes(m.index)) })] } }, facts({ msrIndexList: without }), facts({ msrIndexList: listed }));
     expect(back.ok).toBe(true);
     expect(back.rollback).toEqual({ possible: 'conditional', reasons: [], hazards: ['the guest writes MSR 0x4b564d06, 0x4b564d07 (the target lists them, the source does not)'] });
   });
@@ -387,12 +392,12 @@ describe.each(VENDORS)('restoring the whole VM on $name', (vendor) => {
     const { p } = twoBuilds(vendor, LINUX_6_12, LINUX_5_7);
     const src = makeVm(p, '/dev/kvm0', { caps: [], pvCpuid: false, irqchip: true, apfVector: 0 });
     const saved = saveVm(p, src.handle);
-    expect(saved.vcpus[0]!.msrs.map((m) => m.index)).toContain(MSR_KVM_ASYNC_PF_INT);
+    expect(parseSavedVcpu(saved.vcpus[0]!).msrs.map((m) => m.index)).toContain(MSR_KVM_ASYNC_PF_INT);
     const copy = restoreVm(p, '/dev/kvm1', saved, { slots: src.slots });
     expect(copy.droppedMsrs).toEqual([MSR_KVM_ASYNC_PF_INT, MSR_KVM_ASYNC_PF_INT + 1]);
     const again = saveVm(p, { sys: copy.sys, vm: copy.vm, vcpus: copy.vcpus });
     expectSameState(saved, again);
-    expect(again.vcpus[0]!.msrs.some((m) => m.index === MSR_KVM_ASYNC_PF_INT)).toBe(false);
+    expect(parseSavedVcpu(again.vcpus[0]!).msrs.some((m) => m.index === MSR_KVM_ASYNC_PF_INT)).toBe(false);
     // The VMM that already has the target's list passes it; to the same module nothing is dropped.
     const same = restoreVm(p, '/dev/kvm0', saved, { slots: src.slots, msrIndexList: probeModule(p, '/dev/kvm0').msrIndexList });
     expect(same.droppedMsrs).toEqual([]);
