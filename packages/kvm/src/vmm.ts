@@ -15,6 +15,7 @@ import {
   KVM_CAP_SREGS2,
   KVM_CAP_NESTED_STATE,
   KVM_CAP_XCRS,
+  KVM_CAP_XSAVE2,
   KVM_CHECK_EXTENSION,
   KVM_CREATE_IRQCHIP,
   KVM_CREATE_PIT2,
@@ -47,6 +48,7 @@ import {
   KVM_GET_VCPU_MMAP_SIZE,
   KVM_GET_XCRS,
   KVM_GET_XSAVE,
+  KVM_GET_XSAVE2,
   KVM_RUN,
   KVM_SET_CLOCK,
   KVM_SET_CPUID2,
@@ -330,7 +332,10 @@ export interface SavedVcpu {
   readonly sregs2: kvm_sregs2 | undefined;
   /** KVM_GET_SREGS, where KVM lacks KVM_GET_SREGS2. */
   readonly sregs: kvm_sregs | undefined;
-  /** KVM_GET_XSAVE (the legacy FXSAVE area and, with XSAVE, the extended state). */
+  /**
+   * KVM_GET_XSAVE (the legacy FXSAVE area and, with XSAVE, the extended state), or KVM_GET_XSAVE2 where
+   * KVM_CAP_XSAVE2 answers more than 4096 bytes (AMX permitted): then `region` has KVM_CAP_XSAVE2 / 4 words.
+   */
   readonly xsave: kvm_xsave;
   /** KVM_GET_XCRS, where KVM has them (KVM_CAP_XCRS). */
   readonly xcrs: kvm_xcrs | undefined;
@@ -469,6 +474,19 @@ function getStruct<T extends object>(proc: Process, fd: number, req: number, cod
   return codec.decode(new DataView(b.buffer, 0, b.byteLength), 0);
 }
 
+/**
+ * The vCPU's XSAVE area as QEMU reads it (`kvm_get_xsave`): with KVM_CAP_XSAVE2 answering more than
+ * `struct kvm_xsave`, KVM_GET_XSAVE2 into a buffer of that size (its `region` then has size / 4 words); else
+ * KVM_GET_XSAVE.
+ */
+function getXsaveArea(proc: Process, sys: number, fd: number): kvm_xsave {
+  const size = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+  if (size <= 4096) return getStruct(proc, fd, KVM_GET_XSAVE, KVM_XSAVE_CODEC);
+  const b = new Uint8Array(size);
+  proc.ioctl(fd, KVM_GET_XSAVE2, b);
+  return { region: new Uint32Array(b.buffer, 0, size / 4) };
+}
+
 /** Write struct `v` with `req` through its C bytes. */
 function setStruct<T extends object>(proc: Process, fd: number, req: number, codec: StructCodec<T>, v: T): void {
   proc.ioctl(fd, req, structArg(codec, v));
@@ -510,7 +528,7 @@ export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msr
   const hasSregs2 = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0;
   const sregs2 = hasSregs2 ? getStruct(proc, fd, KVM_GET_SREGS2, KVM_SREGS2_CODEC) : undefined;
   const sregs = hasSregs2 ? undefined : getStruct(proc, fd, KVM_GET_SREGS, KVM_SREGS_CODEC);
-  const xsave = getStruct(proc, fd, KVM_GET_XSAVE, KVM_XSAVE_CODEC);
+  const xsave = getXsaveArea(proc, sys, fd);
   const xcrs = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0 ? getStruct(proc, fd, KVM_GET_XCRS, KVM_XCRS_CODEC) : undefined;
   const events = getStruct(proc, fd, KVM_GET_VCPU_EVENTS, KVM_VCPU_EVENTS_CODEC);
   const mpState = getStruct(proc, fd, KVM_GET_MP_STATE, KVM_MP_STATE_CODEC).mp_state;
@@ -638,7 +656,9 @@ function restoreVcpuRegisters(proc: Process, fd: number, saved: SavedVcpu): void
   // kvm_put_nested_state, after the system registers (SVM takes a nested state only with EFER.SVME set).
   if (saved.nestedState !== undefined) setStruct(proc, fd, KVM_SET_NESTED_STATE, KVM_NESTED_STATE_CODEC, saved.nestedState);
   setStruct(proc, fd, KVM_SET_REGS, KVM_REGS_CODEC, saved.regs);
-  setStruct(proc, fd, KVM_SET_XSAVE, KVM_XSAVE_CODEC, saved.xsave);
+  // KVM_SET_XSAVE reads the vCPU's uabi_size bytes: a larger (KVM_GET_XSAVE2) area goes as its C bytes.
+  if (saved.xsave.region.length > 1024) proc.ioctl(fd, KVM_SET_XSAVE, new Uint8Array(saved.xsave.region.buffer, saved.xsave.region.byteOffset, 4 * saved.xsave.region.length));
+  else setStruct(proc, fd, KVM_SET_XSAVE, KVM_XSAVE_CODEC, saved.xsave);
   if (saved.xcrs !== undefined) setStruct(proc, fd, KVM_SET_XCRS, KVM_XCRS_CODEC, saved.xcrs);
   // A batch stops at the first MSR KVM refuses. One that already holds the saved value needs no write (an MSR
   // KVM only takes with an in-kernel LAPIC, say, at its reset value); any other cannot be restored here.
