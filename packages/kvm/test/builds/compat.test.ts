@@ -431,6 +431,17 @@ describe.each([...VENDORS, AMX] as Vendor[])('every ordered pair of shipped buil
   });
 });
 
+/** The MoveError `move` throws; the test fails when it throws nothing or something else. */
+function moveErrorOf(move: () => unknown): MoveError {
+  try {
+    move();
+  } catch (e) {
+    expect(e).toBeInstanceOf(MoveError);
+    return e as MoveError;
+  }
+  throw new Error('the move did not fail');
+}
+
 describe('AMX between 6.12 and 5.16 (the XSAVE-size change)', () => {
   test('6.12 → 5.16 of a guest with tile state: every reason in move order, moveVm stops at cpuid-check, the source as it was', () => {
     const { p } = twoBuilds(AMX, LINUX_6_12, LINUX_5_16);
@@ -449,13 +460,7 @@ describe('AMX between 6.12 and 5.16 (the XSAVE-size change)', () => {
       { kind: 'note', step: 'KVM_SET_MSRS', detail: "MSR 0x1c4 is not in the target's list; it is 0, so nothing is lost" },
       { kind: 'note', step: 'KVM_SET_MSRS', detail: "MSR 0x1c5 is not in the target's list; it is 0, so nothing is lost" },
     ]);
-    let err: unknown;
-    try {
-      moveVm(p, src, '/dev/kvm1');
-    } catch (e) {
-      err = e;
-    }
-    expect((err as MoveError).step).toBe('cpuid-check');
+    expect(moveErrorOf(() => moveVm(p, src, '/dev/kvm1')).step).toBe('cpuid-check');
     expect(saveVm(p, src.handle)).toEqual(saved);
   });
 
@@ -487,13 +492,7 @@ describe('AMX between 6.12 and 5.16 (the XSAVE-size change)', () => {
     const back = canMove({ saved: now }, f1, f0);
     expect(back.reasons[0]).toEqual({ kind: 'fails', step: 'cpuid-check', detail: "CPUID 0x7.0.edx bits 0x3400000: the guest has them, the target's KVM_GET_SUPPORTED_CPUID does not offer them" });
     const home = { handle: moved.handle, slots: src.slots, irqchip: true, runMappings: moved.runMappings };
-    let err: unknown;
-    try {
-      moveVm(p, home, '/dev/kvm0');
-    } catch (e) {
-      err = e;
-    }
-    expect((err as MoveError).step).toBe('cpuid-check');
+    expect(moveErrorOf(() => moveVm(p, home, '/dev/kvm0')).step).toBe('cpuid-check');
     expect(saveVm(p, moved.handle)).toEqual(now);
   });
 });
