@@ -57,13 +57,25 @@ function xsaveImage(v: Vcpu, arch: VcpuArch): Uint8Array<ArrayBuffer> {
   }
   // XSAVE (__copy_xstate_to_uabi_buf): the components in XSTATE_BV that the guest may use (its supported XCR0, and
   // always FP/SSE), each at its offset, zeros elsewhere; the legacy area's padding zero, its software-reserved bytes
-  // the kernel's `xstate_fx_sw_bytes` (word 0: fpu_user_cfg.max_features, as in a signal frame). The legacy area
-  // itself is copied as kept (Linux shows the init values of x87/SSE state that XSTATE_BV lacks).
+  // the kernel's `xstate_fx_sw_bytes` (word 0: fpu_user_cfg.max_features, as in a signal frame). In the legacy area
+  // x87 (FCW … FDP, ST0–7) and the XMM registers come from the init state when XSTATE_BV lacks them, MXCSR and its
+  // mask when it lacks both SSE and AVX (copy_feature): the bytes the image keeps for them are stale (the guest's
+  // FNINIT, a KVM_SET_FPU the header does not cover).
   out.set(arch.fpu.subarray(0, FX.ext));
   out.fill(0, FX.padding, FX.xstateBv);
   dv.setBigUint64(FX.swReserved, caps.hostUserXfeatures, true);
   const bv = dv.getBigUint64(FX.xstateBv, true) & (guestSupportedXcr0(arch, caps) | XFEATURE_MASK_FPSSE);
   dv.setBigUint64(FX.xstateBv, bv, true);
+  if ((bv & 1n) === 0n) {
+    out.fill(0, 0, FX.mxcsr);
+    out.fill(0, FX.st, FX.xmm);
+    dv.setUint16(FX.fcw, 0x37f, true);
+  }
+  if ((bv & 6n) === 0n) {
+    dv.setUint32(FX.mxcsr, 0x1f80, true);
+    dv.setUint32(FX.mxcsrMask, vendorArch(v.vm.instance).fxsaveMxcsrMask, true);
+  }
+  if ((bv & 2n) === 0n) out.fill(0, FX.xmm, FX.padding);
   // The bits as two numbers: a bigint shift and mask per component would allocate 62 bigints per call.
   const bvLow = Number(bv & 0xffff_ffffn);
   const bvHigh = Number(bv >> 32n);
@@ -97,7 +109,19 @@ function loadXsaveImage(v: Vcpu, arch: VcpuArch, region: Uint8Array, op: string)
   if (dv.getBigUint64(FX.xcompBv, true) !== 0n) throw new KernelError('EINVAL', op, 'the compacted format is not taken (XCOMP_BV must be 0)');
   if (region.subarray(FX.reserved, FX.ext).some((b) => b !== 0)) throw new KernelError('EINVAL', op, 'reserved XSAVE header bytes are not zero');
   if ((xfeatures & 7n) !== 0n && (mxcsr & ~mxcsrMask) !== 0) throw new KernelError('EINVAL', op, `MXCSR 0x${mxcsr.toString(16)} has reserved bits`);
-  arch.fpu.set(region);
+  // copy_uabi_to_xstate: only the components XSTATE_BV names are loaded — x87 is bytes 0–159 (MXCSR among them),
+  // SSE the XMM registers (160–415), MXCSR alone when SSE or AVX comes without x87 — and the header becomes the
+  // user's. The others keep their bytes, which the header now marks as in their init configuration.
+  const img = arch.fpu;
+  if ((xfeatures & 1n) !== 0n) img.set(region.subarray(0, FX.xmm));
+  else if ((xfeatures & 6n) !== 0n) img.set(region.subarray(FX.mxcsr, FX.st), FX.mxcsr);
+  if ((xfeatures & 2n) !== 0n) img.set(region.subarray(FX.xmm, FX.padding), FX.xmm);
+  for (let i = 2; i < 64; i++) {
+    if ((xfeatures & (1n << BigInt(i))) === 0n) continue;
+    const { offset, size } = caps.xstateComponent(i);
+    img.set(region.subarray(offset, offset + size), offset);
+  }
+  img.set(region.subarray(FX.xstateBv, FX.ext), FX.xstateBv);
 }
 
 /**
