@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/kvm.h>
 
@@ -342,6 +343,23 @@ void step_mem(const char *buf, const uint8_t *before, size_t n) {
 	}
 	j_end_arr();
 	j_end_obj();
+}
+
+long step_arch_prctl(const char *name, int option, uint64_t arg, int get) {
+	uint64_t value = 0;
+	errno = 0;
+	long ret = syscall(SYS_arch_prctl, option, get ? (unsigned long)&value : (unsigned long)arg);
+	last_errno = ret < 0 ? errno : 0;
+	step_head("arch-prctl");
+	j_str("name", name);
+	j_int("option", option);
+	if (!get) j_u64("arg", arg);
+	j_int("ret", ret);
+	if (ret < 0) j_str("errno", errno_name(last_errno));
+	else if (get) j_u64("out", value);
+	j_end_obj();
+	errno = last_errno;
+	return ret;
 }
 
 void step_close(const char *fd) {

@@ -109,6 +109,11 @@ void step_msr_data(const char *vcpu, uint8_t error, uint64_t data);
 void step_mem(const char *buf, const uint8_t *before, size_t n);
 /* Close a named fd (recorded). */
 void step_close(const char *fd);
+/*
+ * arch_prctl(option, arg) of the recorder process (recorded): for a GET option (`get` set) the kernel writes a u64,
+ * recorded as "out"; for a REQ option `arg` is the feature number.
+ */
+long step_arch_prctl(const char *name, int option, uint64_t arg, int get);
 
 /* A user address as the model can replay it: {"$buf":"m0","offset":N} inside a mapping, else "0x...". */
 void j_uaddr(const char *key, uint64_t addr);

@@ -303,6 +303,22 @@ function otherStep(r: Replay, i: number, s: Exclude<Step, IoctlStep>, report: (p
     case 'close':
       r.proc.close(r.fd(s.fd));
       return;
+    case 'arch-prctl': {
+      const out = new BigUint64Array(1);
+      let ret: number;
+      let errno: string | undefined;
+      try {
+        ret = r.proc.archPrctl(s.option, s.arg === undefined ? out : BigInt(s.arg));
+      } catch (e) {
+        if (!isKernelError(e)) throw e;
+        ret = -1;
+        errno = e.code;
+      }
+      if (ret !== s.ret) report(`steps.${i}.ret`, String(s.ret), String(ret));
+      if (errno !== s.errno) report(`steps.${i}.errno`, s.errno ?? '(none)', errno ?? '(none)');
+      if (s.out !== undefined && ret >= 0 && BigInt(s.out) !== out[0]) report(`steps.${i}.out`, s.out, `0x${out[0]!.toString(16)}`);
+      return;
+    }
     case 'mem': {
       const b = r.bufs.get(s.buf);
       if (b === undefined) throw new Error(`no mapping named ${s.buf}`);

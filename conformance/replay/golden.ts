@@ -150,8 +150,23 @@ export interface MemStep {
   readonly changes: ReadonlyArray<readonly [number, string]>;
 }
 
+/**
+ * `arch_prctl(option, arg)` of the VMM process (the XSAVE permission options): a GET option's `u64` is `out`, a REQ
+ * option's feature number `arg`.
+ */
+export interface ArchPrctlStep {
+  readonly op: 'arch-prctl';
+  /** The option's name, e.g. `ARCH_REQ_XCOMP_GUEST_PERM`. */
+  readonly name: string;
+  readonly option: number;
+  readonly arg?: string;
+  readonly ret: number;
+  readonly errno?: string;
+  readonly out?: string;
+}
+
 /** One step of a fact. */
-export type Step = IoctlStep | MmapStep | MapRunStep | RunSetStep | SyncSetStep | SyncWriteStep | SyncReadStep | PokeStep | PioDataStep | MmioDataStep | MsrDataStep | CreateVcpusStep | CloseStep | MemStep;
+export type Step = IoctlStep | MmapStep | MapRunStep | RunSetStep | SyncSetStep | SyncWriteStep | SyncReadStep | PokeStep | PioDataStep | MmioDataStep | MsrDataStep | CreateVcpusStep | CloseStep | MemStep | ArchPrctlStep;
 
 /** One setup + one call sequence + the kernel's answers. */
 export interface Fact {
@@ -180,7 +195,7 @@ export interface Machine {
 }
 
 /** The groups of facts, one golden file each, in recording order. */
-export const GROUPS = ['caps', 'system', 'vm', 'memslots', 'vcpu', 'run', 'irq', 'guest'] as const;
+export const GROUPS = ['caps', 'system', 'vm', 'memslots', 'vcpu', 'run', 'irq', 'guest', 'xsave'] as const;
 
 /** A group name. */
 export type Group = (typeof GROUPS)[number];

@@ -11,7 +11,7 @@ import { Comment, CommentTag, Converter } from 'typedoc';
 export const CATEGORIES = {
   '@vac/core': [
     ['Host', /^src\/(host\/host|host\/topology|cpu|hardware|per-cpu|settings)\.ts$/],
-    ['Processes and /dev', /^src\/host\/(process|file|devfs|eventfd|memfd|socket|mount-ns|device-cgroup|credentials|path-walk|ownership)\.ts$/],
+    ['Processes and /dev', /^src\/host\/(process|file|devfs|eventfd|memfd|socket|mount-ns|device-cgroup|credentials|path-walk|ownership|xstate-perm)\.ts$/],
     ['Modules and parameters', /^src\/host\/(modules|params)\.ts$/],
     ['Scheduler and clock', /^src\/host\/(sched|clock|affinity)\.ts$/],
     ['Hotplug and power', /^src\/host\/(cpuhp|power)\.ts$/],

@@ -43,6 +43,17 @@ export {
   type SpawnOptions,
 } from './host/process.js';
 export { OpenFile, type FileOperations } from './host/file.js';
+export {
+  ARCH_GET_XCOMP_GUEST_PERM,
+  ARCH_GET_XCOMP_PERM,
+  ARCH_GET_XCOMP_SUPP,
+  ARCH_REQ_XCOMP_GUEST_PERM,
+  ARCH_REQ_XCOMP_PERM,
+  FPU_GUEST_PERM_LOCKED,
+  XFEATURE_MASK_USER_DYNAMIC,
+  XFEATURE_MASK_XTILE,
+  XFEATURE_XTILE_DATA,
+} from './host/xstate-perm.js';
 export { EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, EventFd, eventFdOf, eventfd, type EventFdWake } from './host/eventfd.js';
 export { MFD_ALLOW_SEALING, MFD_CLOEXEC, MFD_EXEC, MFD_HUGETLB, MFD_NAME_MAX_LEN, MFD_NOEXEC_SEAL, MemfdObject, memfdCreate, memfdOf } from './host/memfd.js';
 export {

@@ -16,3 +16,4 @@ export { VirtualizationControl } from './vac/virtualization.js';
 export { UserReturnMsrs } from './vac/uret.js';
 export type { VacParts } from './vac/handle.js';
 export { emitVirtEvent } from './virt-events.js';
+export { XstatePermissions, fpuUserConfig, type FpuUserConfig } from './host/xstate-perm.js';

@@ -14,6 +14,7 @@ import {
   KVM_CAP_NESTED_STATE,
   KVM_CAP_SREGS2,
   KVM_CAP_XCRS,
+  KVM_CAP_XSAVE2,
   KVM_CHECK_EXTENSION,
   KVM_GET_CPUID2,
   KVM_GET_DEBUGREGS,
@@ -29,6 +30,7 @@ import {
   KVM_GET_VCPU_EVENTS,
   KVM_GET_XCRS,
   KVM_GET_XSAVE,
+  KVM_GET_XSAVE2,
   KVM_SET_CPUID2,
   KVM_SET_DEBUGREGS,
   KVM_SET_LAPIC,
@@ -87,7 +89,10 @@ export interface SavedVcpu {
   readonly sregs2: Uint8Array | undefined;
   /** KVM_GET_SREGS: `struct kvm_sregs`, where KVM lacks KVM_GET_SREGS2. */
   readonly sregs: Uint8Array | undefined;
-  /** KVM_GET_XSAVE: `struct kvm_xsave` (the legacy FXSAVE area and, with XSAVE, the extended state). */
+  /**
+   * KVM_GET_XSAVE: `struct kvm_xsave` (the legacy FXSAVE area and, with XSAVE, the extended state); or, where
+   * KVM_CAP_XSAVE2 answers more than its 4096 bytes (AMX permitted to the process), KVM_GET_XSAVE2's area of that size.
+   */
   readonly xsave: Uint8Array;
   /** KVM_GET_XCRS: `struct kvm_xcrs`, where KVM has them (KVM_CAP_XCRS). */
   readonly xcrs: Uint8Array | undefined;
@@ -254,17 +259,23 @@ export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msr
   const hasSregs2 = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0;
   const hasXcrs = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0;
   const nestedMax = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_NESTED_STATE);
-  if (sharedInUse) return saveInto(new SaveArea(32 * 1024), proc, fd, id, msrs, hasSregs2, hasXcrs, nestedMax);
+  // QEMU's kvm_get_xsave: KVM_GET_XSAVE2 into KVM_CAP_XSAVE2 bytes when that is more than struct kvm_xsave.
+  const xsave2 = proc.ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+  const xsaveSize = xsave2 > KVM_XSAVE_CODEC.size ? xsave2 : 0;
+  if (sharedInUse) return saveInto(new SaveArea(32 * 1024), proc, fd, id, msrs, hasSregs2, hasXcrs, nestedMax, xsaveSize);
   sharedInUse = true;
   try {
-    return saveInto(sharedArea, proc, fd, id, msrs, hasSregs2, hasXcrs, nestedMax);
+    return saveInto(sharedArea, proc, fd, id, msrs, hasSregs2, hasXcrs, nestedMax, xsaveSize);
   } finally {
     sharedInUse = false;
   }
 }
 
-/** {@link saveVcpu}'s GET ioctls, each writing into `area`, and the result copied out of it. */
-function saveInto(area: SaveArea, proc: Process, fd: number, id: number, msrs: readonly number[], hasSregs2: boolean, hasXcrs: boolean, nestedMax: number): SavedVcpu {
+/**
+ * {@link saveVcpu}'s GET ioctls, each writing into `area`, and the result copied out of it; `xsaveSize` is
+ * KVM_GET_XSAVE2's size, or 0 for KVM_GET_XSAVE.
+ */
+function saveInto(area: SaveArea, proc: Process, fd: number, id: number, msrs: readonly number[], hasSregs2: boolean, hasXcrs: boolean, nestedMax: number, xsaveSize: number): SavedVcpu {
   // Each structure at `at`, then `at` past it: [offset, length] per structure, copied out at the end.
   let at = 0;
   const get = (req: number, size: number): number => {
@@ -282,7 +293,8 @@ function saveInto(area: SaveArea, proc: Process, fd: number, id: number, msrs: r
   const regsAt = get(KVM_GET_REGS, KVM_REGS_CODEC.size);
   const sregsSize = hasSregs2 ? KVM_SREGS2_CODEC.size : KVM_SREGS_CODEC.size;
   const sregsAt = get(hasSregs2 ? KVM_GET_SREGS2 : KVM_GET_SREGS, sregsSize);
-  const xsaveAt = get(KVM_GET_XSAVE, KVM_XSAVE_CODEC.size);
+  const xsaveLen = xsaveSize > 0 ? xsaveSize : KVM_XSAVE_CODEC.size;
+  const xsaveAt = get(xsaveSize > 0 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, xsaveLen);
   const xcrsAt = hasXcrs ? get(KVM_GET_XCRS, KVM_XCRS_CODEC.size) : -1;
   const eventsAt = get(KVM_GET_VCPU_EVENTS, KVM_VCPU_EVENTS_CODEC.size);
   const mpAt = get(KVM_GET_MP_STATE, 4);
@@ -322,7 +334,7 @@ function saveInto(area: SaveArea, proc: Process, fd: number, id: number, msrs: r
     regs: part(regsAt, KVM_REGS_CODEC.size),
     sregs2: hasSregs2 ? part(sregsAt, sregsSize) : undefined,
     sregs: hasSregs2 ? undefined : part(sregsAt, sregsSize),
-    xsave: part(xsaveAt, KVM_XSAVE_CODEC.size),
+    xsave: part(xsaveAt, xsaveLen),
     xcrs: hasXcrs ? part(xcrsAt, KVM_XCRS_CODEC.size) : undefined,
     events: part(eventsAt, KVM_VCPU_EVENTS_CODEC.size),
     debugregs: part(debugAt, KVM_DEBUGREGS_CODEC.size),
@@ -584,7 +596,7 @@ export function parseSavedVcpu(saved: SavedVcpu): ParsedSavedVcpu {
     regs: KVM_REGS_CODEC.decode(viewOf(saved.regs)),
     sregs2: saved.sregs2 === undefined ? undefined : KVM_SREGS2_CODEC.decode(viewOf(saved.sregs2)),
     sregs: saved.sregs === undefined ? undefined : KVM_SREGS_CODEC.decode(viewOf(saved.sregs)),
-    xsave: KVM_XSAVE_CODEC.decode(viewOf(saved.xsave)),
+    xsave: parsedXsave(saved.xsave),
     xcrs: saved.xcrs === undefined ? undefined : KVM_XCRS_CODEC.decode(viewOf(saved.xcrs)),
     events: KVM_VCPU_EVENTS_CODEC.decode(viewOf(saved.events)),
     mpState: saved.mpState,
@@ -626,7 +638,7 @@ export function savedVcpuOf(p: ParsedSavedVcpu): SavedVcpu {
     regs: KVM_REGS_CODEC.toBytes(p.regs),
     sregs2: p.sregs2 === undefined ? undefined : KVM_SREGS2_CODEC.toBytes(p.sregs2),
     sregs: p.sregs === undefined ? undefined : KVM_SREGS_CODEC.toBytes(p.sregs),
-    xsave: KVM_XSAVE_CODEC.toBytes(p.xsave),
+    xsave: xsaveBytes(p.xsave),
     xcrs: p.xcrs === undefined ? undefined : KVM_XCRS_CODEC.toBytes(p.xcrs),
     events: KVM_VCPU_EVENTS_CODEC.toBytes(p.events),
     debugregs: KVM_DEBUGREGS_CODEC.toBytes(p.debugregs),
@@ -642,4 +654,16 @@ function lapicStruct(regs: Uint8Array): Uint8Array {
   const b = new Uint8Array(LAPIC_STATE_BYTES);
   b.set(regs);
   return b;
+}
+
+/** A saved XSAVE area decoded: `struct kvm_xsave`, or a KVM_GET_XSAVE2 area as a `region` of all its words. */
+function parsedXsave(bytes: Uint8Array): kvm_xsave {
+  if (bytes.length <= KVM_XSAVE_CODEC.size) return KVM_XSAVE_CODEC.decode(viewOf(bytes));
+  return { region: new Uint32Array(bytes.slice().buffer) };
+}
+
+/** {@link parsedXsave} back to C bytes: a `region` of more than 1024 words is a KVM_GET_XSAVE2 area. */
+function xsaveBytes(x: kvm_xsave): Uint8Array {
+  if (x.region.length <= KVM_XSAVE_CODEC.size / 4) return KVM_XSAVE_CODEC.toBytes(x);
+  return new Uint8Array(x.region.buffer.slice(x.region.byteOffset, x.region.byteOffset + 4 * x.region.length));
 }

@@ -69,6 +69,13 @@ export interface IntelCpuOptions {
   readonly foreignOwner?: boolean;
   /** An injected VMXON fault from boot on (`FaultMode`). Default `'off'`. */
   readonly enableFault?: FaultMode;
+  /**
+   * AMX, as a Sapphire Rapids server part has it: CPUID.7.EDX AMX-BF16 (22), AMX-TILE (24), AMX-INT8 (25); XSAVE
+   * components 17 (XTILECFG, 64 bytes at 2752) and 18 (XTILEDATA, 8192 bytes at 2816) in leaf 0xD, with XFD
+   * (CPUID.(0xD,1):EAX[4], IA32_XFD and IA32_XFD_ERR) that Linux needs to offer them; the tile leaves 0x1D and 0x1E.
+   * Default `false` (the Cascade Lake part: x87, SSE and AVX only).
+   */
+  readonly amx?: boolean;
 }
 
 /** Options of {@link intel}: host-wide values, plus per-CPU overrides. */
@@ -108,6 +115,7 @@ interface ResolvedCpu {
   readonly archCapabilities: number | null;
   readonly foreignOwner: boolean;
   readonly enableFault: FaultMode;
+  readonly amx: boolean;
 }
 
 const DEFAULTS: ResolvedCpu = {
@@ -122,6 +130,7 @@ const DEFAULTS: ResolvedCpu = {
   archCapabilities: 0,
   foreignOwner: false,
   enableFault: 'off',
+  amx: false,
 };
 
 const CPU_OPTION_KEYS = new Set<string>([
@@ -137,6 +146,7 @@ const CPU_OPTION_KEYS = new Set<string>([
   'archCapabilities',
   'foreignOwner',
   'enableFault',
+  'amx',
 ]);
 
 function fail(where: string, what: string): never {
@@ -152,7 +162,7 @@ function resolveLevel(opts: IntelCpuOptions, where: string, allowed: ReadonlySet
   if (typeof opts !== 'object' || opts === null) fail(where, 'options must be an object');
   for (const key of Object.keys(opts)) if (!allowed.has(key)) fail(where, `unknown option '${key}'`);
   const out: { -readonly [K in keyof ResolvedCpu]?: ResolvedCpu[K] } = {};
-  for (const key of ['vmx', 'ept', 'vpid', 'flushL1d', 'mdClear', 'foreignOwner'] as const) {
+  for (const key of ['vmx', 'ept', 'vpid', 'flushL1d', 'mdClear', 'foreignOwner', 'amx'] as const) {
     const v = opts[key];
     if (v === undefined) continue;
     if (typeof v !== 'boolean') fail(where, `option '${key}' must be a boolean (got ${String(v)})`);
@@ -242,6 +252,45 @@ const LEAF_D: ReadonlyArray<readonly [number, CpuidRegs]> = [
   [2, leaf(0x100, 0x240, 0, 0)],
 ];
 
+/** CPUID.7.EDX AMX-BF16 (22), AMX-TILE (24), AMX-INT8 (25). */
+const AMX_LEAF_7_EDX = (1 << 22) | (1 << 24) | (1 << 25);
+/** CPUID.0 of an AMX part: max basic leaf 0x1e (the TMUL leaf), "GenuineIntel". */
+const AMX_LEAF_0 = leaf(0x1e, 0x756e_6547, 0x6c65_746e, 0x4965_6e69);
+/** CPUID.1:EAX of an AMX part: family 6, model 0x8f, stepping 8 (Sapphire Rapids). */
+const AMX_LEAF_1_EAX = 0x0008_06f8;
+
+/**
+ * Leaf 0xD of an AMX part (SDM Vol. 1 13.2 and 13.4; the sizes and offsets every AMX CPU reports):
+ * - 0: XCR0 bits x87 | SSE | AVX | XTILECFG | XTILEDATA (0x60007); EBX and ECX the standard-format size with all of
+ *   them enabled (Linux sets every supported bit in XCR0 and keeps tile data off with XFD): 2816 + 8192 = 11008;
+ * - 1: XSAVEOPT, XSAVEC, XGETBV1, XSAVES, XFD (0x1f); EBX the compacted size (576 + 256, then 64 and 8192, each
+ *   64-byte aligned: 9088);
+ * - 2: AVX, 256 bytes at 576; 17: XTILECFG, 64 bytes at 2752 (ECX: 64-byte aligned when compacted); 18: XTILEDATA,
+ *   8192 bytes at 2816 (ECX: aligned, and XFD can arm it off).
+ */
+const AMX_LEAF_D: ReadonlyArray<readonly [number, CpuidRegs]> = [
+  [0, leaf(0x60007, 11008, 11008, 0)],
+  [1, leaf(0x1f, 9088, 0, 0)],
+  [2, leaf(0x100, 0x240, 0, 0)],
+  [17, leaf(64, 2752, 0x2, 0)],
+  [18, leaf(8192, 2816, 0x6, 0)],
+];
+
+/**
+ * The tile leaves (SDM Vol. 1 3.2.1 / Vol. 2A CPUID): 0x1D.0 EAX the highest palette (1); 0x1D.1 palette 1 —
+ * EAX total tile bytes 8192 and bytes per tile 1024, EBX bytes per row 64 and 8 tile names, ECX 16 rows; 0x1E.0
+ * EBX TMUL maxk 16 and maxn 64.
+ */
+const AMX_TILE_LEAVES: ReadonlyArray<readonly [number, CpuidRegs]> = [
+  [0x1d, leaf(1, 0, 0, 0)],
+  [cpuidKey(0x1d, 1), leaf(0x0400_2000, 0x0008_0040, 0x10, 0)],
+  [0x1e, leaf(0, 0x4010, 0, 0)],
+];
+
+/** `MSR_IA32_XFD` and `MSR_IA32_XFD_ERR` (XFD; 0 at reset). */
+const MSR_IA32_XFD = 0x1c4;
+const MSR_IA32_XFD_ERR = 0x1c5;
+
 /** IA32_VMX_PROCBASED_CTLS of a Skylake/Cascade Lake server (allowed-1 bit 63: secondary controls). */
 const PROCBASED_CTLS = 0xfff9_fffe_0401_e172n;
 /** Secondary controls every model CPU allows besides EPT/VPID. */
@@ -287,8 +336,14 @@ const featureControlHook: MsrWriteHook = (cpu, msr) =>
 
 /** What every CPU booted with the same {@link ResolvedCpu} has in common: computed once per configuration. */
 interface CpuImage {
+  readonly leaf0: CpuidRegs;
+  readonly leaf1Eax: number;
   readonly leaf1Ecx: number;
   readonly leaf7: CpuidRegs;
+  /** Leaf 0xD by sub-leaf. */
+  readonly leafD: ReadonlyArray<readonly [number, CpuidRegs]>;
+  /** Other leaves by {@link cpuidKey}. */
+  readonly extra: ReadonlyArray<readonly [number, CpuidRegs]>;
   /** `[msr, value, write hook]`, in the order they are created. */
   readonly msrs: ReadonlyArray<readonly [number, bigint, MsrWriteHook | undefined]>;
 }
@@ -298,7 +353,8 @@ function cpuImage(r: ResolvedCpu, kernelLocksFeatureControl: boolean): CpuImage 
   const leaf7Edx =
     (r.mdClear ? CPUID_BIT.MD_CLEAR : 0) |
     (r.flushL1d ? CPUID_BIT.FLUSH_L1D : 0) |
-    (r.archCapabilities !== null ? CPUID_BIT.ARCH_CAPABILITIES : 0);
+    (r.archCapabilities !== null ? CPUID_BIT.ARCH_CAPABILITIES : 0) |
+    (r.amx ? AMX_LEAF_7_EDX : 0);
   const msrs: Array<readonly [number, bigint, MsrWriteHook | undefined]> = [];
   if (r.vmx) {
     // IA32_FEATURE_CONTROL exists with VMX (or SMX). init_ia32_feat_ctl locks it if the BIOS did not.
@@ -334,17 +390,30 @@ function cpuImage(r: ResolvedCpu, kernelLocksFeatureControl: boolean): CpuImage 
   msrs.push([INTEL_MSR.MSR_LSTAR, HOST_LSTAR, undefined]);
   msrs.push([INTEL_MSR.MSR_CSTAR, HOST_CSTAR, undefined]);
   msrs.push([INTEL_MSR.MSR_SYSCALL_MASK, HOST_SYSCALL_MASK, undefined]);
-  return { leaf1Ecx: LEAF_1_ECX_BASE | (r.vmx ? CPUID_BIT.VMX : 0), leaf7: leaf(0, 0, 0, leaf7Edx), msrs };
+  if (r.amx) {
+    msrs.push([MSR_IA32_XFD, 0n, undefined]);
+    msrs.push([MSR_IA32_XFD_ERR, 0n, undefined]);
+  }
+  return {
+    leaf0: r.amx ? AMX_LEAF_0 : LEAF_0,
+    leaf1Eax: r.amx ? AMX_LEAF_1_EAX : LEAF_1_EAX,
+    leaf1Ecx: LEAF_1_ECX_BASE | (r.vmx ? CPUID_BIT.VMX : 0),
+    leaf7: leaf(0, 0, 0, leaf7Edx),
+    leafD: r.amx ? AMX_LEAF_D : LEAF_D,
+    extra: r.amx ? AMX_TILE_LEAVES : [],
+    msrs,
+  };
 }
 
 /** Fill one CPU's CPUID leaves and MSRs from its configuration's image plus its per-CPU values. */
 function bootCpu(cpu: Cpu, image: CpuImage): void {
   const id = cpu.id;
-  cpu.cpuid.set(0, LEAF_0);
+  cpu.cpuid.set(0, image.leaf0);
   // CPUID.1:EBX: initial APIC id (bits 31:24, low 8 bits of the CPU number), CLFLUSH line size 8 qwords.
-  cpu.cpuid.set(1, leaf(LEAF_1_EAX, ((id & 0xff) << 24) | (8 << 8), image.leaf1Ecx, LEAF_1_EDX));
+  cpu.cpuid.set(1, leaf(image.leaf1Eax, ((id & 0xff) << 24) | (8 << 8), image.leaf1Ecx, LEAF_1_EDX));
   cpu.cpuid.set(7, image.leaf7);
-  for (const [index, regs] of LEAF_D) cpu.cpuid.set(cpuidKey(0xd, index), regs);
+  for (const [index, regs] of image.leafD) cpu.cpuid.set(cpuidKey(0xd, index), regs);
+  for (const [key, regs] of image.extra) cpu.cpuid.set(key, regs);
   cpu.cpuid.set(0x8000_0000, LEAF_80000000);
   cpu.cpuid.set(0x8000_0001, LEAF_80000001);
   cpu.cpuid.set(0x8000_0008, LEAF_80000008);

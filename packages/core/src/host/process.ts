@@ -15,6 +15,7 @@ import type { Capability, ProcessSettings } from './credentials.js';
 import type { DevStat } from './devfs.js';
 import type { DeviceCgroup } from './device-cgroup.js';
 import type { MountNamespace } from './mount-ns.js';
+import { XstatePermissions, fpuUserConfig } from './xstate-perm.js';
 
 export { ALL_CAPABILITIES, type Capability, type SpawnOptions } from './credentials.js';
 
@@ -95,6 +96,8 @@ export class Process {
   readonly #exitHooks: Array<() => void> = [];
   #mountNs: MountNamespace;
   #devCgroup: DeviceCgroup;
+  /** The thread group's XSAVE permissions (`group_leader->thread.fpu.perm` / `.guest_perm`), made at first use. */
+  #xstatePerm: XstatePermissions | undefined;
 
   /** @internal Use `host.spawn()` (which checks the options with `processSettings`). */
   constructor(host: Host, pid: number, settings: ProcessSettings) {
@@ -578,6 +581,32 @@ export class Process {
       const i = this.#exitHooks.indexOf(hook);
       if (i >= 0) this.#exitHooks.splice(i, 1);
     };
+  }
+
+  /**
+   * `arch_prctl(option, arg2)` for the XSAVE permission options (`fpu_xstate_prctl`): `ARCH_GET_XCOMP_SUPP`,
+   * `ARCH_GET_XCOMP_PERM` and `ARCH_GET_XCOMP_GUEST_PERM` write a `u64` into `arg2` (a `BigUint64Array`);
+   * `ARCH_REQ_XCOMP_PERM` and `ARCH_REQ_XCOMP_GUEST_PERM` ask for the dynamic feature `arg2` (18, AMX tile data) for
+   * the process or its guests. A VMM that gives its guests AMX asks with `ARCH_REQ_XCOMP_GUEST_PERM` before it
+   * creates its first vCPU; KVM then offers the tile state (KVM_CAP_XSAVE2, KVM_GET_SUPPORTED_CPUID).
+   * @returns 0
+   * @throws {@link KernelError} EINVAL (an unknown option or a feature number ≥ 19), EOPNOTSUPP (a feature that is not
+   * dynamic, or one the host does not support), EBUSY (a guest request once the process has a vCPU), EFAULT
+   * @example
+   * ```ts
+   * const perm = new BigUint64Array(1);
+   * vmm.archPrctl(ARCH_GET_XCOMP_GUEST_PERM, perm); // perm[0]: 0x7 (x87, SSE, AVX) on the default Intel model
+   * ```
+   */
+  archPrctl(option: number, arg2?: number | bigint | BigUint64Array): number {
+    this.#live('arch_prctl');
+    return this.xstatePermissions().prctl(option, arg2);
+  }
+
+  /** @internal The process's XSAVE permissions (the host's FPU code and KVM read and lock the guest ones). */
+  xstatePermissions(): XstatePermissions {
+    this.#xstatePerm ??= new XstatePermissions(fpuUserConfig(this.#host.cpus[0]!));
+    return this.#xstatePerm;
   }
 
   /**

@@ -15,6 +15,8 @@
  *   them — or from the feature-MSR list (KVM_GET_MSR_FEATURE_INDEX_LIST, KVM_GET_MSRS on /dev/kvm);
  * - `cpuid`: bits withheld from KVM_GET_SUPPORTED_CPUID;
  * - `caps`: capabilities a release does not have (KVM_CHECK_EXTENSION answers 0);
+ * - `xsave`: XSAVE state components a release does not support (`KVM_SUPPORTED_XCR0`), and whether it has dynamic
+ *   features at all (the expanded buffer: KVM_GET_XSAVE2, the guest FPU growing at KVM_SET_CPUID2);
  * - `errnos`: answers a release changed ({@link ERRNO_CHANGES}): a call 6.12 takes that a later release refuses,
  *   with the errno the ioctl code returns where Linux's commit added the check.
  *
@@ -92,6 +94,20 @@ export interface BuildEffects {
   readonly cpuid?: readonly CpuidBits[];
   /** Capabilities the build does not have (KVM_CHECK_EXTENSION answers 0). */
   readonly capsRemoved?: readonly number[];
+  /** XSAVE size and features. */
+  readonly xsave?: {
+    /**
+     * Bits removed from `KVM_SUPPORTED_XCR0`: KVM_GET_SUPPORTED_CPUID leaf 0xD, the XCR0 KVM_SET_XCRS takes, the
+     * components KVM_SET_XSAVE loads, KVM_X86_XCOMP_GUEST_SUPP.
+     */
+    readonly removeFeatures?: number;
+    /**
+     * `false`: the release has no dynamically enabled XSAVE features (before 5.17's AMX series) — no KVM_GET_XSAVE2
+     * (EINVAL, as any vCPU ioctl x86 does not know), the guest FPU is always `struct kvm_xsave`'s 4096 bytes, and
+     * KVM_SET_CPUID2 neither asks for the process's permission nor grows the FPU.
+     */
+    readonly dynamic?: false;
+  };
   /** Answers the build changed relative to 6.12 ({@link ERRNO_CHANGES}): it refuses where 6.12 takes the call. */
   readonly errnos?: readonly ErrnoChangeId[];
 }
@@ -150,6 +166,10 @@ export interface ResolvedBuild {
   readonly cpuidWithheld: readonly CpuidBits[];
   /** Capabilities answered 0. */
   readonly capsRemoved: ReadonlySet<number>;
+  /** Bits removed from `KVM_SUPPORTED_XCR0`. */
+  readonly xfeaturesRemoved: bigint;
+  /** Whether the build has dynamic XSAVE features (KVM_GET_XSAVE2, a guest FPU larger than 4096 bytes). */
+  readonly dynamicXsave: boolean;
   /** The changed answers the build has ({@link ERRNO_CHANGES}). */
   readonly errnoChanges: ReadonlySet<ErrnoChangeId>;
 }
@@ -195,6 +215,8 @@ export function resolveBuild(build: unknown, params: Readonly<Record<string, Par
   const featureMsrsRemoved = new Set<number>();
   const cpuidWithheld: CpuidBits[] = [];
   const capsRemoved = new Set<number>();
+  let xfeaturesRemoved = 0n;
+  let dynamicXsave = true;
   const errnoChanges = new Set<ErrnoChangeId>();
   const ids = new Set<string>();
   (b.changes as unknown[]).forEach((raw, i) => {
@@ -245,13 +267,21 @@ export function resolveBuild(build: unknown, params: Readonly<Record<string, Par
       cpuidWithheld.push({ function: u32(bits.function, `${where} cpuid.function`), index: u32(bits.index, `${where} cpuid.index`), reg: bits.reg, mask: u32(bits.mask, `${where} cpuid.mask`) });
     }
     for (const cap of list(e.capsRemoved, `${where} capsRemoved`)) capsRemoved.add(u32(cap, `${where} capsRemoved`));
+    if (e.xsave !== undefined) {
+      if (typeof e.xsave !== 'object' || e.xsave === null) throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): xsave must be an object`);
+      const remove = u32(e.xsave.removeFeatures ?? 0, `${where} xsave.removeFeatures`);
+      if ((remove & 3) !== 0) throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): xsave.removeFeatures cannot remove x87 or SSE (every KVM supports them)`);
+      xfeaturesRemoved |= BigInt(remove);
+      if (e.xsave.dynamic !== undefined && e.xsave.dynamic !== false) throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): xsave.dynamic can only be false`);
+      if (e.xsave.dynamic === false) dynamicXsave = false;
+    }
     for (const id of list(e.errnos, `${where} errnos`)) {
       if (c.direction !== '+') throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): errnos are answers a release after 6.12 changed, so the change's direction must be '+'`);
       if (typeof id !== 'string' || !Object.hasOwn(ERRNO_CHANGES, id)) throw new UsageError('ERR_INVALID_ARG', `${where} (${c.id}): errnos: ${JSON.stringify(id)} is not a modelled change (${Object.keys(ERRNO_CHANGES).join(', ')})`);
       errnoChanges.add(id as ErrnoChangeId);
     }
   });
-  return { build: b as KvmBuild, paramsRemoved, paramDefaults, quirksAdded, quirksRemoved, quirksVmxSelfSnoop, msrsRemoved, featureMsrsRemoved, cpuidWithheld, capsRemoved, errnoChanges };
+  return { build: b as KvmBuild, paramsRemoved, paramDefaults, quirksAdded, quirksRemoved, quirksVmxSelfSnoop, msrsRemoved, featureMsrsRemoved, cpuidWithheld, capsRemoved, xfeaturesRemoved, dynamicXsave, errnoChanges };
 }
 
 /** A module's build and its parameter values, as its init recorded them. */

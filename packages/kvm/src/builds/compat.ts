@@ -134,9 +134,12 @@ function flagsRefusal(cap: number): string {
   return cap === KVM_CAP_X86_DISABLE_EXITS ? 'EINVAL from 6.14; before, ignored silently' : 'EINVAL';
 }
 
-/** The CPUID feature words a guest's features live in: function, index, register. */
+/**
+ * The CPUID feature words a guest's features live in: function, index, register. The XSAVE components of leaf 0xD.0
+ * (EDX:EAX) are among them, as QEMU's FEAT_XSAVE_XCR0_LO / _HI words are.
+ */
 const FEATURE_WORDS: ReadonlyArray<readonly [number, number, 'eax' | 'ebx' | 'ecx' | 'edx']> = [
-  [1, 0, 'ecx'], [1, 0, 'edx'], [7, 0, 'ebx'], [7, 0, 'ecx'], [7, 0, 'edx'], [7, 1, 'eax'], [0xd, 1, 'eax'],
+  [1, 0, 'ecx'], [1, 0, 'edx'], [7, 0, 'ebx'], [7, 0, 'ecx'], [7, 0, 'edx'], [7, 1, 'eax'], [0xd, 0, 'eax'], [0xd, 0, 'edx'], [0xd, 1, 'eax'],
   [0x80000001, 0, 'ecx'], [0x80000001, 0, 'edx'], [0x80000007, 0, 'edx'], [0x80000008, 0, 'ebx'],
   [0x8000000a, 0, 'edx'], [0x80000021, 0, 'eax'], [0x40000001, 0, 'eax'],
 ];
@@ -154,6 +157,17 @@ const MCE_CTL2_LAST = 0x29f;
 /** The machine-check bank MSRs, which {@link saveVcpu} saves from MCG_CAP, not from the MSR list. */
 function isMceBank(msr: number): boolean {
   return (msr >= MCE_FIRST && msr <= MCE_LAST) || (msr >= MCE_CTL2_FIRST && msr <= MCE_CTL2_LAST);
+}
+
+/** Where the last of the components in `bv` ends in the standard format, by the offsets and sizes of leaf 0xD (576 at least). */
+function xstateExtent(bv: bigint, cpuid: readonly kvm_cpuid_entry2[]): number {
+  let end = 576;
+  for (let i = 2; i < 64; i++) {
+    if ((bv & (1n << BigInt(i))) === 0n) continue;
+    const e = cpuid.find((x) => x.function === 0xd && x.index === i);
+    if (e !== undefined) end = Math.max(end, (e.ebx >>> 0) + (e.eax >>> 0));
+  }
+  return end;
 }
 
 /** The reasons one direction of a move meets, in move order. */
@@ -188,7 +202,12 @@ function reasonsFor(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveReas
   const xcr0 = vm.saved.vcpus.reduce((m, v) => m | savedXcr0(v), 0n);
   const missingBv = bv & ~3n & ~to.supportedXcr0;
   if (missingBv !== 0n) out.push({ kind: 'fails', step: 'KVM_SET_XSAVE', detail: `XSTATE_BV ${hex(bv)}: the target does not support components ${hex(missingBv)} (EINVAL)` });
-  else if (from.xsaveSize > to.xsaveSize && bv > 3n) out.push({ kind: 'fails', step: 'KVM_SET_XSAVE', detail: `the XSAVE area is ${from.xsaveSize} bytes on the source, ${to.xsaveSize} on the target` });
+  else {
+    // The area the saved components need (their offsets and sizes in the source's leaf 0xD), against what the target
+    // takes: KVM_SET_XSAVE reads the target vCPU's uabi_size bytes, at most KVM_CAP_XSAVE2's answer.
+    const needed = xstateExtent(bv, from.supportedCpuid);
+    if (needed > to.xsaveSize) out.push({ kind: 'fails', step: 'KVM_SET_XSAVE', detail: `the XSAVE area is ${needed} bytes (XSTATE_BV ${hex(bv)}), the target takes ${to.xsaveSize}` });
+  }
   const missingXcr0 = xcr0 & ~to.supportedXcr0 & ~1n;
   if (missingXcr0 !== 0n) out.push({ kind: 'fails', step: 'KVM_SET_XCRS', detail: `XCR0 ${hex(xcr0)}: the target does not support ${hex(missingXcr0)} (EINVAL)` });
   // 4. MSRs: saved ones the target does not list are not restored (a VMM restores what the target lists).

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { KVM_CAP_ASYNC_PF_INT } from '../abi/constants.js';
+import { KVM_CAP_ASYNC_PF_INT, KVM_CAP_XSAVE2 } from '../abi/constants.js';
 import { KVM_X86_QUIRK_SLOT_ZAP_ALL } from '../abi/constants-x86.js';
 import { BASELINE_BUILD, KVM_X86_QUIRK_IGNORE_GUEST_PAT, KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM, type BuildChange, type KvmBuild } from './build.js';
 
@@ -116,6 +116,47 @@ export const CHANGE_DISABLE_EXITS_NOT_ALLOWED: BuildChange = {
   effects: { errnos: ['disable-exits-not-allowed'] },
 };
 
+/** `MSR_IA32_XFD`, `MSR_IA32_XFD_ERR`. */
+const MSR_IA32_XFD = 0x1c4;
+const MSR_IA32_XFD_ERR = 0x1c5;
+
+/**
+ * 5.17: AMX for guests — XTILECFG and XTILEDATA in `KVM_SUPPORTED_XCR0`, the AMX CPUID bits and tile leaves, the
+ * expanded XSAVE buffer (KVM_CAP_XSAVE2, KVM_GET_XSAVE2, a guest FPU that grows at KVM_SET_CPUID2 when the process
+ * has `ARCH_REQ_XCOMP_GUEST_PERM`), and the XFD MSRs.
+ */
+export const CHANGE_AMX: BuildChange = {
+  id: 'amx',
+  direction: '-',
+  commits: [
+    '86aff7a4799286635efd94dab17b513544703cad',
+    '690a757d610e50c2c3acd2e4bc3992cfc63feff2',
+    'be50b2065dfa3d88428fdfdc340d154d96bf6848',
+    'c60427dd50ba9b20063ccaed0e98d62e886d7a3b',
+    '5ab2f45bba4894a0db4af8567da3efd6228dd010',
+    '820a6ee944e74e57255ac2e90916ecdaade57b95',
+    '548e83650a51dce0d188b9e41b1e2ca5d63597cf',
+  ],
+  subject:
+    'kvm: x86: Add XCR0 support for Intel AMX; Add CPUID support for Intel AMX; Add support for getting/setting expanded xstate buffer; x86/fpu: Add uabi_size to guest_fpu; kvm: x86: Enable dynamic xfeatures at KVM_SET_CPUID2; Add emulation for IA32_XFD; Emulate IA32_XFD_ERR for guest',
+  since: '5.17',
+  summary:
+    'No AMX for guests: KVM_GET_SUPPORTED_CPUID offers neither XTILECFG/XTILEDATA (leaf 0xD) nor AMX-BF16/TILE/INT8 (7.0.EDX) nor the tile leaves 0x1D/0x1E, KVM_SET_XCRS and KVM_SET_XSAVE refuse the tile components (EINVAL), KVM_CAP_XSAVE2 is 0 and KVM_GET_XSAVE2 is EINVAL, KVM_SET_CPUID2 does not ask for the process\'s guest permission, and IA32_XFD / IA32_XFD_ERR are off the MSR list without a handler.',
+  linux: [
+    'arch/x86/kvm/x86.c KVM_SUPPORTED_XCR0',
+    'arch/x86/kvm/cpuid.c kvm_set_cpu_caps (CPUID_7_EDX), __do_cpuid_func (0xd, 0x1d, 0x1e)',
+    'arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension (KVM_CAP_XSAVE2), kvm_arch_vcpu_ioctl (KVM_GET_XSAVE2, KVM_GET_XSAVE, KVM_SET_XSAVE)',
+    'arch/x86/kvm/cpuid.c kvm_check_cpuid (fpu_enable_guest_xfd_features)',
+    'arch/x86/kvm/x86.c kvm_set_msr_common / kvm_get_msr_common (MSR_IA32_XFD, MSR_IA32_XFD_ERR), msrs_to_save_base',
+  ],
+  effects: {
+    xsave: { removeFeatures: 0x60000, dynamic: false },
+    cpuid: [{ function: 7, index: 0, reg: 'edx', mask: (1 << 22) | (1 << 24) | (1 << 25) }],
+    capsRemoved: [KVM_CAP_XSAVE2],
+    msrs: { remove: [MSR_IA32_XFD, MSR_IA32_XFD_ERR] },
+  },
+};
+
 function build(name: string, linux: string, changes: readonly BuildChange[]): KvmBuild {
   return Object.freeze({ name, linux, changes: Object.freeze([...changes]) });
 }
@@ -132,8 +173,10 @@ export const LINUX_6_11: KvmBuild = build('linux-6.11', '6.11', [CHANGE_ENABLE_V
 export const LINUX_6_1_12: KvmBuild = build('linux-6.1.12', '6.1.12', [CHANGE_ENABLE_VIRT_AT_LOAD, CHANGE_QUIRK_SLOT_ZAP_ALL]);
 /** Linux 6.1 before 6.1.12: without the CVE-2022-27672 fix. */
 export const LINUX_6_1: KvmBuild = build('linux-6.1', '6.1', [CHANGE_ENABLE_VIRT_AT_LOAD, CHANGE_QUIRK_SLOT_ZAP_ALL, CHANGE_MITIGATE_SMT_RSB]);
-/** Linux 5.7: before interrupt-based async page faults. */
-export const LINUX_5_7: KvmBuild = build('linux-5.7', '5.7', [CHANGE_ENABLE_VIRT_AT_LOAD, CHANGE_QUIRK_SLOT_ZAP_ALL, CHANGE_MITIGATE_SMT_RSB, CHANGE_ASYNC_PF_INT]);
+/** Linux 5.16: the last release before AMX for guests (5.17). */
+export const LINUX_5_16: KvmBuild = build('linux-5.16', '5.16', [CHANGE_ENABLE_VIRT_AT_LOAD, CHANGE_QUIRK_SLOT_ZAP_ALL, CHANGE_MITIGATE_SMT_RSB, CHANGE_AMX]);
+/** Linux 5.7: before interrupt-based async page faults (and, as 5.16, before AMX). */
+export const LINUX_5_7: KvmBuild = build('linux-5.7', '5.7', [CHANGE_ENABLE_VIRT_AT_LOAD, CHANGE_QUIRK_SLOT_ZAP_ALL, CHANGE_MITIGATE_SMT_RSB, CHANGE_AMX, CHANGE_ASYNC_PF_INT]);
 
 /** Every shipped build, newest first. */
-export const SHIPPED_BUILDS: readonly KvmBuild[] = Object.freeze([LINUX_6_18, LINUX_6_14, LINUX_6_12, LINUX_6_11, LINUX_6_1_12, LINUX_6_1, LINUX_5_7]);
+export const SHIPPED_BUILDS: readonly KvmBuild[] = Object.freeze([LINUX_6_18, LINUX_6_14, LINUX_6_12, LINUX_6_11, LINUX_6_1_12, LINUX_6_1, LINUX_5_16, LINUX_5_7]);

@@ -553,19 +553,6 @@ export class GuestCpuState {
   /** CR4 (`kvm_sregs.cr4`). */
   cr4 = 0n;
 
-  /** x87 control word (FCW; `kvm_fpu.fcw`): 0x37f at reset and after `fninit`. */
-  fpuControl = 0x37f;
-  /** x87 status word (FSW; `kvm_fpu.fsw`). */
-  fpuStatus = 0;
-  /** x87 abridged tag word (`kvm_fpu.ftwx`: one bit per register, 1 = valid; 0 = all empty). */
-  fpuTag = 0;
-  /** x87 last opcode (`kvm_fpu.last_opcode`). */
-  fpuOpcode = 0;
-  /** x87 last instruction pointer (`kvm_fpu.last_ip`). */
-  fpuIp = 0;
-  /** x87 last data pointer (`kvm_fpu.last_dp`). */
-  fpuDp = 0;
-
   /**
    * The interrupt shadow (`kvm_vcpu_events.interrupt.shadow`): {@link GUEST_SHADOW_STI} or
    * {@link GUEST_SHADOW_MOV_SS} right after such an instruction, until the next one completes; else 0.
@@ -766,12 +753,6 @@ export class GuestCpuState {
     this.cr2 = other.cr2;
     this.cr3 = other.cr3;
     this.cr4 = other.cr4;
-    this.fpuControl = other.fpuControl;
-    this.fpuStatus = other.fpuStatus;
-    this.fpuTag = other.fpuTag;
-    this.fpuOpcode = other.fpuOpcode;
-    this.fpuIp = other.fpuIp;
-    this.fpuDp = other.fpuDp;
     this.interruptShadow = other.interruptShadow;
     this.halted = other.halted;
   }

@@ -5,9 +5,10 @@
  * the caller's FPU state with FXSAVE around their 32-bit C code.
  *
  * Under KVM these run natively on the host CPU, which has FXSR and SSE whatever CPUID the guest was given, so
- * the guest's CPUID table is not consulted. The x87 control, status and abridged tag words, FOP, FIP and FDP are
- * the `GuestCpuState`'s; MXCSR, the ST/MM and XMM registers are the vCPU's FXSAVE image
- * ({@link GuestPlatform.fxState}). FCS and FDS are stored as 0 (the CPUs KVM models deprecate them, CPUID.7.0:
+ * the guest's CPUID table is not consulted. The whole state — the x87 control, status and abridged tag words, FOP,
+ * FIP, FDP, MXCSR, the ST/MM and XMM registers — is the vCPU's FPU image ({@link GuestPlatform.fxState}), read and
+ * written as x87-state.ts says (a component XSTATE_BV marks as in its init configuration reads as its init values;
+ * FXRSTOR makes x87 and SSE live). FCS and FDS are stored as 0 (the CPUs KVM models deprecate them, CPUID.7.0:
  * EBX[13]). FXSAVE writes bytes 0–287 (through XMM7); the reserved bytes 288–463 and the software bytes 464–511
  * are left as they were.
  *
@@ -19,6 +20,7 @@ import { byteAt, rd32, wr32, writeByte } from './data-memory.js';
 import { fetch8 } from './decode.js';
 import type { GuestPlatform } from './platform.js';
 import { R, fail, raise } from './run-context.js';
+import { SSE, X87, isLive, liveComponent, x87Read, x87Write } from './x87-state.js';
 
 /** Bytes of the FXSAVE layout this model stores (FCW through XMM7). */
 const STORED = 288;
@@ -32,7 +34,8 @@ const FX_FIP = 8;
 const FX_FDP = 16;
 const FX_MXCSR = 24;
 const FX_MXCSR_MASK = 28;
-const FX_REGS = 32; // ST0–7 (16 bytes each), then XMM0–7 (16 bytes each) at 160
+const FX_REGS = 32; // ST0–7 (16 bytes each)
+const FX_XMM = 160; // XMM0–7 (16 bytes each)
 
 /** Group 15 (0F AE /r). */
 export function group15(): void {
@@ -67,6 +70,7 @@ export function group15(): void {
     const v = rd32(lin);
     if (v < 0) fail('LDMXCSR from memory that is not RAM');
     if ((v & ~dv.getUint32(FX_MXCSR_MASK, true)) !== 0) raise(13);
+    liveComponent(image, SSE);
     dv.setUint32(FX_MXCSR, v, true);
     return;
   }
@@ -79,24 +83,26 @@ function fxImage(p: GuestPlatform): Uint8Array {
   return image;
 }
 
-/** FXSAVE: the x87 words from the vCPU state, MXCSR and the registers from the image, into guest memory at `lin`. */
+/** FXSAVE: the state as the guest has it (init values for a component in its init configuration), into guest memory at `lin`. */
 function fxsave(lin: number, image: Uint8Array): void {
-  const s = R.S;
+  const w = x87Read(image);
   const area = new Uint8Array(STORED);
   const dv = new DataView(area.buffer);
-  dv.setUint16(FX_FCW, s.fpuControl, true);
-  dv.setUint16(FX_FSW, s.fpuStatus, true);
-  area[FX_FTW] = s.fpuTag;
-  dv.setUint16(FX_FOP, s.fpuOpcode, true);
-  dv.setUint32(FX_FIP, s.fpuIp >>> 0, true);
-  dv.setUint32(FX_FDP, s.fpuDp >>> 0, true);
-  area.set(image.subarray(FX_MXCSR, STORED), FX_MXCSR);
+  dv.setUint16(FX_FCW, w.fcw, true);
+  dv.setUint16(FX_FSW, w.fsw, true);
+  area[FX_FTW] = w.ftw;
+  dv.setUint16(FX_FOP, w.fop, true);
+  dv.setUint32(FX_FIP, w.fip >>> 0, true);
+  dv.setUint32(FX_FDP, w.fdp >>> 0, true);
+  area.set(image.subarray(FX_MXCSR, FX_REGS), FX_MXCSR);
+  if (isLive(image, X87)) area.set(image.subarray(FX_REGS, FX_XMM), FX_REGS);
+  if (isLive(image, SSE)) area.set(image.subarray(FX_XMM, STORED), FX_XMM);
   for (let i = 0; i < STORED; i++) {
     if (!writeByte((lin + i) >>> 0, area[i]!)) fail('FXSAVE to guest memory that is not writable RAM');
   }
 }
 
-/** FXRSTOR: #GP(0) when MXCSR sets a bit outside MXCSR_MASK; else the whole state from guest memory at `lin`. */
+/** FXRSTOR: #GP(0) when MXCSR sets a bit outside MXCSR_MASK; else the whole state from guest memory at `lin` (x87 and SSE live). */
 function fxrstor(lin: number, image: Uint8Array): void {
   const area = new Uint8Array(STORED);
   for (let i = 0; i < STORED; i++) {
@@ -107,13 +113,15 @@ function fxrstor(lin: number, image: Uint8Array): void {
   const dv = new DataView(area.buffer);
   const mask = new DataView(image.buffer, image.byteOffset, 512).getUint32(FX_MXCSR_MASK, true);
   if ((dv.getUint32(FX_MXCSR, true) & ~mask) !== 0) raise(13);
-  const s = R.S;
-  s.fpuControl = dv.getUint16(FX_FCW, true);
-  s.fpuStatus = dv.getUint16(FX_FSW, true);
-  s.fpuTag = area[FX_FTW]!;
-  s.fpuOpcode = dv.getUint16(FX_FOP, true) & 0x7ff;
-  s.fpuIp = dv.getUint32(FX_FIP, true);
-  s.fpuDp = dv.getUint32(FX_FDP, true);
-  image.set(area.subarray(0, FX_MXCSR_MASK), 0);
+  x87Write(image, {
+    fcw: dv.getUint16(FX_FCW, true),
+    fsw: dv.getUint16(FX_FSW, true),
+    ftw: area[FX_FTW]!,
+    fop: dv.getUint16(FX_FOP, true) & 0x7ff,
+    fip: dv.getUint32(FX_FIP, true),
+    fdp: dv.getUint32(FX_FDP, true),
+  });
+  liveComponent(image, SSE);
+  image.set(area.subarray(FX_MXCSR, FX_MXCSR_MASK), FX_MXCSR);
   image.set(area.subarray(FX_REGS, STORED), FX_REGS);
 }

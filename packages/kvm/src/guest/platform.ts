@@ -47,11 +47,11 @@ export interface GuestPlatform {
    */
   pauseExits?(): boolean;
   /**
-   * The vCPU's FPU/SSE state in the FXSAVE layout (at least 512 bytes; the legacy area of the image
-   * `KVM_GET_XSAVE` reports): MXCSR at 24, MXCSR_MASK at 28, ST0–7 from 32, XMM0–7 from 160. `fxsave` stores
-   * MXCSR, the ST and XMM registers from it and `fxrstor` loads them into it (the x87 control, status and tag
-   * words, FOP, FIP and FDP live in the `GuestCpuState`). Without it, `fxsave`/`fxrstor` end in an
-   * emulation failure.
+   * The vCPU's x87/SSE state in the FXSAVE layout (at least 512 bytes): FCW, FSW, the abridged FTW, FOP, FIP, FDP,
+   * MXCSR at 24, MXCSR_MASK at 28, ST0–7 from 32, XMM0–7 from 160 — and, from 576 bytes on, the XSAVE header whose
+   * XSTATE_BV (byte 512) says whether x87 and SSE are live or in their init configuration (x87-state.ts). Under
+   * KVM it is the image `KVM_GET/SET_FPU` and `KVM_GET/SET_XSAVE` read and write, so the guest and the VMM see the
+   * same state. Without it the x87 and FXSAVE-family instructions end in an emulation failure.
    */
   readonly fxState?: Uint8Array;
 }

@@ -11,6 +11,7 @@ import { ABANDONED, DELIVERED, interrupt } from './interrupts.js';
 import { getR16, getR32, setR16, setR32 } from './registers.js';
 import { cpl, lldt, ltr, syncMode } from './descriptors.js';
 import { R, fail, raise, raiseError } from './run-context.js';
+import { x87Init, x87Read } from './x87-state.js';
 
 /**
  * CR0's reserved bits (6–15, 17, 19–28): a write drops them, without a fault (KVM `kvm_set_cr0`:
@@ -181,8 +182,10 @@ export function lmsw(v: number): number {
 
 /**
  * The x87 instructions firmware uses to probe for an FPU: FNINIT (DB E3), FNSTCW m16 (D9 /7), FNSTSW m16
- * (DD /7), FNSTSW AX (DF E0). CR0.EM or CR0.TS raises #NM (vector 7). FNINIT sets FCW 0x37F, FSW 0, all
- * tags empty, FOP/FIP/FDP 0 (SDM Vol. 2A FINIT/FNINIT). Other x87 instructions are not implemented.
+ * (DD /7), FNSTSW AX (DF E0). CR0.EM or CR0.TS raises #NM (vector 7). FNINIT puts x87 in its init configuration
+ * (FCW 0x37F, FSW 0, all tags empty, FOP/FIP/FDP 0; SDM Vol. 2A FINIT/FNINIT). The state is the vCPU's FPU image
+ * (`GuestPlatform.fxState`, x87-state.ts), the one KVM_GET_FPU / KVM_GET_XSAVE show and KVM_SET_FPU /
+ * KVM_SET_XSAVE load. Other x87 instructions are not implemented.
  */
 export function x87(op: number): void {
   const s = R.S;
@@ -191,13 +194,12 @@ export function x87(op: number): void {
     (op === 0xdb && m === 0xe3) || (op === 0xdf && m === 0xe0) || ((op === 0xd9 || op === 0xdd) && m < 0xc0 && ((m >> 3) & 7) === 7);
   if (!known) fail('x87 instruction not implemented by the guest interpreter');
   if ((Number(s.cr0 & 0xcn) & 0xc) !== 0) raise(7); // EM or TS
-  if (op === 0xdb) {
-    s.fpuControl = 0x37f;
-    s.fpuStatus = 0;
-    s.fpuTag = 0;
-    s.fpuOpcode = 0;
-    s.fpuIp = 0;
-    s.fpuDp = 0;
-  } else if (op === 0xdf) setR16(0, s.fpuStatus);
-  else wr16(rmAddr(m, 2), op === 0xd9 ? s.fpuControl : s.fpuStatus);
+  const image = R.P.fxState;
+  if (image === undefined || image.length < 512) return fail('x87: the platform has no FPU state');
+  if (op === 0xdb) x87Init(image);
+  else if (op === 0xdf) setR16(0, x87Read(image).fsw);
+  else {
+    const w = x87Read(image);
+    wr16(rmAddr(m, 2), op === 0xd9 ? w.fcw : w.fsw);
+  }
 }

@@ -134,7 +134,9 @@ import { KVM_ADDRESS_SPACE_NUM } from './memslots.js';
 import type { KvmInstance } from './instance.js';
 import { irqCapability } from './irq-caps.js';
 import type { Vm } from './vm.js';
+import type { Process } from '@vac/core';
 import { x86Caps } from './x86-caps.js';
+import { KVM_XSAVE_SIZE, filteredXcr0, guestPermOf } from './guest-fpu.js';
 import { KVM_GUESTDBG_VALID_MASK } from './vcpu-guest-debug.js';
 import { KVM_DIRTY_RING_MAX_BYTES } from './dirty-ring.js';
 import { vendorArch } from './vendor-arch.js';
@@ -253,7 +255,7 @@ const ALWAYS_ONE: ReadonlySet<number> = new Set([
 ]);
 
 /** `kvm_vm_ioctl_check_extension_generic` + the x86 part, for this module (and VM, when asked on a VM fd). */
-export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number {
+export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm, proc?: Process): number {
   if (buildOf(inst).capsRemoved.has(cap)) return 0; // a release without the capability
   if (ALWAYS_ONE.has(cap)) return 1;
   switch (cap) {
@@ -308,8 +310,12 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm): number
       return vendorArch(inst).busLockExit ? 3 : 0; // KVM_BUS_LOCK_DETECTION_OFF | _EXIT
     case KVM_CAP_X86_NOTIFY_VMEXIT:
       return vendorArch(inst).notifyVmexit ? 1 : 0;
-    case KVM_CAP_XSAVE2:
-      return Math.max(x86Caps(inst).xstateSize, 4096);
+    case KVM_CAP_XSAVE2: {
+      // xstate_required_size(kvm_get_filtered_xcr0()), at least sizeof(struct kvm_xsave): what the calling process
+      // may give its guests (AMX tile data only after arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)).
+      const caps = x86Caps(inst);
+      return Math.max(caps.xstateSizeFor(filteredXcr0(caps, guestPermOf(inst, proc))), KVM_XSAVE_SIZE);
+    }
     case KVM_CAP_DISABLE_QUIRKS2:
       return supportedQuirks(inst); // kvm_caps.supported_quirks: the build's KVM_X86_VALID_QUIRKS less the vendor's
     case KVM_CAP_VM_TYPES:

@@ -36,6 +36,7 @@ import type { SystemFile } from './files.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { userBuffer } from './user-memory.js';
 import { x86Caps } from './x86-caps.js';
+import { guestPermOf } from './guest-fpu.js';
 
 /**
  * `msr_io`: copy the header (EFAULT), refuse MAX_IO_MSRS or more (E2BIG), copy the entries (EFAULT), apply `one` to
@@ -158,7 +159,8 @@ export const SYSTEM_ARCH_IOCTLS: readonly IoctlDef<SystemFile>[] = [
     name: 'KVM_GET_SUPPORTED_CPUID',
     request: KVM_GET_SUPPORTED_CPUID,
     arg: { dir: 'inout', codec: KVM_CPUID2_CODEC, flex: { header: 'inout', entries: 'out' } },
-    run: (f, arg) => getCpuid(arg, 'KVM_GET_SUPPORTED_CPUID', (n) => x86Caps(f.inst).supportedCpuid(n)),
+    // Leaf 0xD offers what the calling process may give its guests (kvm_get_filtered_xcr0).
+    run: (f, arg, proc) => getCpuid(arg, 'KVM_GET_SUPPORTED_CPUID', (n) => x86Caps(f.inst).supportedCpuid(n, guestPermOf(f.inst, proc))),
   },
   {
     name: 'KVM_GET_EMULATED_CPUID',

@@ -53,7 +53,7 @@ export const SYSTEM_GENERIC_IOCTLS: readonly IoctlDef<SystemFile>[] = [
     name: 'KVM_CHECK_EXTENSION',
     request: KVM_CHECK_EXTENSION,
     arg: { dir: 'value' },
-    run: ({ inst }, arg) => checkExtension(inst, valueArg(arg, 'KVM_CHECK_EXTENSION')),
+    run: ({ inst }, arg, proc) => checkExtension(inst, valueArg(arg, 'KVM_CHECK_EXTENSION'), undefined, proc),
   },
   {
     name: 'KVM_GET_VCPU_MMAP_SIZE',

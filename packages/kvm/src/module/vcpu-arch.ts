@@ -62,8 +62,23 @@ export interface PvClock {
 export class VcpuArch {
   /** `cpuid_entries`, as KVM_SET_CPUID2 gave them. */
   cpuid: kvm_cpuid_entry2[] = [];
-  /** The FXSAVE/XSAVE image (user, non-compacted format), 4096 bytes: legacy area, XSAVE header, components. */
-  readonly fpu = new Uint8Array(4096);
+  /**
+   * The FXSAVE/XSAVE image (user, non-compacted format): legacy area, XSAVE header, components. 4096 bytes
+   * (`sizeof(struct kvm_xsave)`) until the vCPU's CPUID gives it dynamic features (AMX): then `fpu_uabi_size`.
+   */
+  fpu: Uint8Array<ArrayBuffer> = new Uint8Array(4096);
+  /** `guest_fpu.uabi_size`: what KVM_GET_XSAVE2 writes and KVM_SET_XSAVE reads. */
+  fpuUabiSize = 4096;
+  /** `guest_fpu.xfeatures`, its dynamic part: the dynamic features the guest FPU has room for (`fpstate_realloc`). */
+  fpuXfeatures = 0n;
+  /** `guest_fpu.perm`: the process's guest permissions when the vCPU was created. */
+  fpuPerm = 0n;
+  /** `guest_fpu.fpstate->user_xfeatures`: the features KVM_SET_XSAVE may load (`validate_user_xstate_header`). */
+  fpuUserXfeatures = 0n;
+  /** `guest_fpu.fpstate->xfd` (MSR_IA32_XFD). */
+  xfd = 0n;
+  /** `guest_fpu.xfd_err` (MSR_IA32_XFD_ERR). */
+  xfdErr = 0n;
   /** The FPU state is hidden from the host (an SEV-ES guest's, `fpstate->is_confidential`). */
   readonly confidentialFpu: boolean;
   /** XCR0. */

@@ -95,8 +95,9 @@ export function xcr0Valid(arch: VcpuArch, caps: X86Caps, xcr0: bigint): boolean 
 }
 
 /**
- * `kvm_check_cpuid`: the guest's virtual-address width must be 48 or 57 bits (or unstated), and dynamic XSAVE
- * features (AMX) cannot be offered (the model's FPU has none). @returns a reason to refuse, or `undefined`
+ * `kvm_check_cpuid`, its first half: the guest's virtual-address width must be 48 or 57 bits (or unstated). The
+ * second half, dynamic XSAVE features (AMX) and the process's permission for them, is `enableGuestXfdFeatures`
+ * (guest-fpu.ts). @returns a reason to refuse, or `undefined`
  */
 export function checkCpuid(entries: readonly kvm_cpuid_entry2[]): string | undefined {
   const e = findCpuid(entries, 0x80000008);

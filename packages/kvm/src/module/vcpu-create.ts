@@ -11,6 +11,7 @@
 import { KernelError } from '@vac/core';
 import { KVM_MAX_VCPU_IDS, KVM_MP_STATE_UNINITIALIZED } from '../abi/constants.js';
 import { allocDirtyRing } from './dirty-ring.js';
+import { allocGuestFpu } from './guest-fpu.js';
 import { syncRingCopy } from './kernel-io.js';
 import { vcpuArch } from './vcpu-arch.js';
 import { resetSregs } from './vcpu-sregs.js';
@@ -36,6 +37,8 @@ export function vcpuPrecreate(vm: Vm, id: number, op: string): void {
 export function vcpuCreated(v: Vcpu): void {
   const vmA = vmArch(v.vm);
   if (vmA.maxVcpuIds === 0) vmA.maxVcpuIds = KVM_MAX_VCPU_IDS;
+  // kvm_arch_vcpu_create → fpu_alloc_guest_fpstate: the process's guest XSAVE permissions are locked now.
+  allocGuestFpu(v.vm.instance, vcpuArch(v), v.vm.owner);
   // kvm_set_tsc_khz(vcpu, kvm->arch.default_tsc_khz): a rate the VM-wide KVM_SET_TSC_KHZ already accepted
   if (vmA.defaultTscKhz !== vcpuArch(v).tscKhz) setTscKhz(v, vmA.defaultTscKhz);
   // init_vmcs / init_vmcb: the exits the VM has disabled by now (kvm_{hlt,mwait,pause,cstate}_in_guest).

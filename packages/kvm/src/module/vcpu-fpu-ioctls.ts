@@ -21,6 +21,8 @@ import { guestSupportedXcr0, xcr0Valid } from './vcpu-cpuid.js';
 import type { Vcpu } from './vcpu.js';
 import { XFEATURE_MASK_FPSSE, x86Caps } from './x86-caps.js';
 import { vendorArch } from './vendor-arch.js';
+import { KVM_XSAVE_SIZE } from './guest-fpu.js';
+import { buildOf } from '../builds/build.js';
 
 /** Offsets in the FXSAVE / XSAVE image. */
 const FX = { fcw: 0, fsw: 2, ftw: 4, fop: 6, rip: 8, rdp: 16, mxcsr: 24, mxcsrMask: 28, st: 32, xmm: 160, padding: 416, swReserved: 464, xstateBv: 512, xcompBv: 520, reserved: 528, ext: 576 } as const;
@@ -41,9 +43,9 @@ function asBytes(w: Uint32Array): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** `fpu_copy_guest_fpstate_to_uabi`: the image user space sees. */
+/** `fpu_copy_guest_fpstate_to_uabi`: the image user space sees, `guest_fpu.uabi_size` bytes. */
 function xsaveImage(v: Vcpu, arch: VcpuArch): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(4096);
+  const out = new Uint8Array(arch.fpuUabiSize);
   if (arch.confidentialFpu) return out; // an SEV-ES guest's FPU is not readable: zeros, and success
   const caps = x86Caps(v.vm.instance);
   const dv = new DataView(out.buffer);
@@ -55,13 +57,25 @@ function xsaveImage(v: Vcpu, arch: VcpuArch): Uint8Array<ArrayBuffer> {
   }
   // XSAVE (__copy_xstate_to_uabi_buf): the components in XSTATE_BV that the guest may use (its supported XCR0, and
   // always FP/SSE), each at its offset, zeros elsewhere; the legacy area's padding zero, its software-reserved bytes
-  // the kernel's `xstate_fx_sw_bytes` (word 0: fpu_user_cfg.max_features, as in a signal frame). The legacy area
-  // itself is copied as kept (Linux shows the init values of x87/SSE state that XSTATE_BV lacks).
+  // the kernel's `xstate_fx_sw_bytes` (word 0: fpu_user_cfg.max_features, as in a signal frame). In the legacy area
+  // x87 (FCW … FDP, ST0–7) and the XMM registers come from the init state when XSTATE_BV lacks them, MXCSR and its
+  // mask when it lacks both SSE and AVX (copy_feature): the bytes the image keeps for them are stale (the guest's
+  // FNINIT, a KVM_SET_FPU the header does not cover).
   out.set(arch.fpu.subarray(0, FX.ext));
   out.fill(0, FX.padding, FX.xstateBv);
   dv.setBigUint64(FX.swReserved, caps.hostUserXfeatures, true);
   const bv = dv.getBigUint64(FX.xstateBv, true) & (guestSupportedXcr0(arch, caps) | XFEATURE_MASK_FPSSE);
   dv.setBigUint64(FX.xstateBv, bv, true);
+  if ((bv & 1n) === 0n) {
+    out.fill(0, 0, FX.mxcsr);
+    out.fill(0, FX.st, FX.xmm);
+    dv.setUint16(FX.fcw, 0x37f, true);
+  }
+  if ((bv & 6n) === 0n) {
+    dv.setUint32(FX.mxcsr, 0x1f80, true);
+    dv.setUint32(FX.mxcsrMask, vendorArch(v.vm.instance).fxsaveMxcsrMask, true);
+  }
+  if ((bv & 2n) === 0n) out.fill(0, FX.xmm, FX.padding);
   // The bits as two numbers: a bigint shift and mask per component would allocate 62 bigints per call.
   const bvLow = Number(bv & 0xffff_ffffn);
   const bvHigh = Number(bv >> 32n);
@@ -87,24 +101,56 @@ function loadXsaveImage(v: Vcpu, arch: VcpuArch, region: Uint8Array, op: string)
     arch.fpu.set(region.subarray(0, 512));
     return;
   }
-  // validate_user_xstate_header and the MXCSR check of copy_uabi_to_xstate (with x87, SSE or AVX state)
+  // fpu_copy_uabi_to_guest_fpstate (kvm_caps.supported_xcr0), then validate_user_xstate_header (the guest FPU's
+  // user_xfeatures: AMX tile data only once KVM_SET_CPUID2 gave it to the guest) and the MXCSR check of
+  // copy_uabi_to_xstate (with x87, SSE or AVX state).
   if ((xfeatures & ~caps.supportedXcr0) !== 0n) throw new KernelError('EINVAL', op, `XSTATE_BV 0x${xfeatures.toString(16)} has unsupported features`);
+  if ((xfeatures & ~arch.fpuUserXfeatures) !== 0n) throw new KernelError('EINVAL', op, `XSTATE_BV 0x${xfeatures.toString(16)} has features this vCPU's FPU has no room for (user_xfeatures 0x${arch.fpuUserXfeatures.toString(16)})`);
   if (dv.getBigUint64(FX.xcompBv, true) !== 0n) throw new KernelError('EINVAL', op, 'the compacted format is not taken (XCOMP_BV must be 0)');
   if (region.subarray(FX.reserved, FX.ext).some((b) => b !== 0)) throw new KernelError('EINVAL', op, 'reserved XSAVE header bytes are not zero');
   if ((xfeatures & 7n) !== 0n && (mxcsr & ~mxcsrMask) !== 0) throw new KernelError('EINVAL', op, `MXCSR 0x${mxcsr.toString(16)} has reserved bits`);
-  arch.fpu.set(region);
+  // copy_uabi_to_xstate: only the components XSTATE_BV names are loaded — x87 is bytes 0–159 (MXCSR among them),
+  // SSE the XMM registers (160–415), MXCSR alone when SSE or AVX comes without x87 — and the header becomes the
+  // user's. The others keep their bytes, which the header now marks as in their init configuration.
+  const img = arch.fpu;
+  if ((xfeatures & 1n) !== 0n) img.set(region.subarray(0, FX.xmm));
+  else if ((xfeatures & 6n) !== 0n) img.set(region.subarray(FX.mxcsr, FX.st), FX.mxcsr);
+  if ((xfeatures & 2n) !== 0n) img.set(region.subarray(FX.xmm, FX.padding), FX.xmm);
+  for (let i = 2; i < 64; i++) {
+    if ((xfeatures & (1n << BigInt(i))) === 0n) continue;
+    const { offset, size } = caps.xstateComponent(i);
+    img.set(region.subarray(offset, offset + size), offset);
+  }
+  img.set(region.subarray(FX.xstateBv, FX.ext), FX.xstateBv);
 }
 
-/** KVM_GET_XSAVE / KVM_GET_XSAVE2: the image, as C bytes straight into a `Uint8Array`, or as `region` words. */
+/**
+ * KVM_GET_XSAVE / KVM_GET_XSAVE2: the image, as C bytes straight into a `Uint8Array`, or as `region` words (a
+ * `region` of `size / 4` words for an image larger than `struct kvm_xsave`).
+ */
 function getXsave(v: Vcpu, arg: unknown, op: string): number {
   const image = xsaveImage(v, vcpuArch(v));
+  const size = image.length;
   if (isRealUint8Array(arg)) {
-    if (arg.length < 4096) throw new KernelError('EFAULT', op, `struct kvm_xsave: ${arg.length} bytes, it is 4096`);
+    if (arg.length < size) throw new KernelError('EFAULT', op, `the XSAVE area is ${size} bytes, the buffer ${arg.length}`);
     arg.set(image);
+    return 0;
+  }
+  if (size > KVM_XSAVE_SIZE) {
+    const region = regionOf(arg);
+    if (region === undefined || region.length < size / 4) throw new KernelError('EFAULT', op, `the XSAVE area is ${size} bytes: region must be a Uint32Array of ${size / 4} words`);
+    region.set(asWords(image));
     return 0;
   }
   copyToUser(KVM_XSAVE_CODEC, { region: asWords(image) }, arg, op);
   return 0;
+}
+
+/** The `region` words of an object argument, if it has them. */
+function regionOf(arg: unknown): Uint32Array | undefined {
+  if (typeof arg !== 'object' || arg === null) return undefined;
+  const r = (arg as { region?: unknown }).region;
+  return r instanceof Uint32Array ? r : undefined;
 }
 
 /** The FPU, XSAVE and XCR ioctls of a vCPU. */
@@ -158,27 +204,43 @@ export const VCPU_FPU_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     name: 'KVM_GET_XSAVE',
     request: KVM_GET_XSAVE,
     arg: { dir: 'out', codec: KVM_XSAVE_CODEC },
-    run: (v, arg) => getXsave(v, arg, 'KVM_GET_XSAVE'),
+    run(v, arg) {
+      // An FPU with dynamic state (AMX) does not fit struct kvm_xsave: KVM_GET_XSAVE2 only.
+      const size = vcpuArch(v).fpuUabiSize;
+      if (size > KVM_XSAVE_SIZE) throw new KernelError('EINVAL', 'KVM_GET_XSAVE', `the vCPU's XSAVE area is ${size} bytes, more than struct kvm_xsave: use KVM_GET_XSAVE2`);
+      return getXsave(v, arg, 'KVM_GET_XSAVE');
+    },
   },
   {
     name: 'KVM_GET_XSAVE2',
     request: KVM_GET_XSAVE2,
     arg: { dir: 'out', codec: KVM_XSAVE_CODEC },
-    // guest_fpu.uabi_size is sizeof(struct kvm_xsave): the model offers no dynamic (AMX) state.
-    run: (v, arg) => getXsave(v, arg, 'KVM_GET_XSAVE2'),
+    // guest_fpu.uabi_size bytes: 4096, or 11008 once the vCPU's CPUID gave it AMX tile data.
+    run(v, arg) {
+      // A release before 5.17 has no such ioctl (kvm_arch_vcpu_ioctl: EINVAL).
+      if (!buildOf(v.vm.instance).dynamicXsave) throw new KernelError('EINVAL', 'ioctl', `unknown vCPU ioctl 0x${KVM_GET_XSAVE2.toString(16)} (KVM_GET_XSAVE2 is not in ${buildOf(v.vm.instance).build.name})`);
+      return getXsave(v, arg, 'KVM_GET_XSAVE2');
+    },
   },
   {
     name: 'KVM_SET_XSAVE',
     request: KVM_SET_XSAVE,
     arg: { dir: 'in', codec: KVM_XSAVE_CODEC },
     run(v, arg) {
-      // The C bytes are the image itself; an object's `region` words are turned into it.
+      // memdup_user(argp, guest_fpu.uabi_size): the C bytes are the image itself; an object's `region` words are
+      // turned into it.
+      const op = 'KVM_SET_XSAVE';
+      const size = vcpuArch(v).fpuUabiSize;
       let image: Uint8Array;
       if (isRealUint8Array(arg)) {
-        if (arg.length < 4096) throw new KernelError('EFAULT', 'KVM_SET_XSAVE', `struct kvm_xsave: ${arg.length} bytes, it is 4096`);
-        image = arg.slice(0, 4096);
+        if (arg.length < size) throw new KernelError('EFAULT', op, `the XSAVE area is ${size} bytes, the buffer ${arg.length}`);
+        image = arg.slice(0, size);
+      } else if (size > KVM_XSAVE_SIZE) {
+        const region = regionOf(arg);
+        if (region === undefined || region.length < size / 4) throw new KernelError('EFAULT', op, `the XSAVE area is ${size} bytes: region must be a Uint32Array of ${size / 4} words`);
+        image = asBytes(region.subarray(0, size / 4));
       } else {
-        image = asBytes(copyFromUser(KVM_XSAVE_CODEC, arg, 'KVM_SET_XSAVE').region);
+        image = asBytes(copyFromUser(KVM_XSAVE_CODEC, arg, op).region);
       }
       loadXsaveImage(v, vcpuArch(v), image, 'KVM_SET_XSAVE');
       return 0;

@@ -14,6 +14,7 @@ import { KVM_CPUID2_CODEC, KVM_MSRS_CODEC } from '../abi/structs-x86.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { msrIo } from './system-arch-ioctls.js';
 import { vcpuArch } from './vcpu-arch.js';
+import { enableGuestXfdFeatures } from './guest-fpu.js';
 import { checkCpuid, cpuidEqual, findCpuid, guestHas, guestMaxPhyAddr } from './vcpu-cpuid.js';
 import { hostMsrBatch } from './vcpu-msrs.js';
 import { apicBaseOf } from './vcpu-sregs.js';
@@ -86,6 +87,7 @@ export const VCPU_MSR_IOCTLS: readonly IoctlDef<Vcpu>[] = [
       }
       const why = checkCpuid(entries);
       if (why !== undefined) throw new KernelError('EINVAL', op, why);
+      enableGuestXfdFeatures(v.vm.instance, arch, entries, v.vm.owner, op); // kvm_check_cpuid: EPERM without the permission
       cpuidRuntime(v, entries);
       arch.cpuid = entries;
       // kvm_vcpu_after_set_cpuid: the LAPIC timer modes (TSC deadline with CPUID.1:ECX[24]), the version register

@@ -10,7 +10,8 @@
  * @module
  */
 import { KVM_SREGS_CODEC } from '../abi/structs.js';
-import { findCpuid, guestHas, guestIsIntelCompatible, guestMaxPhyAddr, guestPvHas } from './vcpu-cpuid.js';
+import { XFEATURE_MASK_USER_DYNAMIC } from '@vac/core';
+import { findCpuid, guestHas, guestIsIntelCompatible, guestMaxPhyAddr, guestPvHas, guestSupportedXcr0 } from './vcpu-cpuid.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import type { Vcpu } from './vcpu.js';
 import { vmArch } from './vm-arch.js';
@@ -290,6 +291,11 @@ function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: bool
       return arch.pvclock.msr;
     case MSR.KVM_STEAL_TIME:
       return 'unsupported'; // steal time is not modelled (KVM_CAP_STEAL_TIME 0)
+    case MSR.IA32_XFD:
+    case MSR.IA32_XFD_ERR:
+      // The guest needs XFD in its CPUID; user space may always read them.
+      if (!host && !guestHas(arch, caps, 'd.1.eax', 4)) return undefined;
+      return msr === MSR.IA32_XFD ? arch.xfd : arch.xfdErr;
     default: {
       if (msr >= X2APIC_MSR_FIRST && msr <= X2APIC_MSR_LAST) {
         // kvm_x2apic_msr_read: the in-kernel LAPIC's register in x2APIC mode, else #GP.
@@ -319,6 +325,14 @@ function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: big
     if (r !== null) return r;
   }
   switch (msr) {
+    case MSR.IA32_XFD:
+    case MSR.IA32_XFD_ERR:
+      // Only bits of the dynamic features the guest's CPUID gives it (kvm_guest_supported_xfd).
+      if (!host && !guestHas(arch, caps, 'd.1.eax', 4)) return false;
+      if ((data & ~(guestSupportedXcr0(arch, caps) & XFEATURE_MASK_USER_DYNAMIC)) !== 0n) return false;
+      if (msr === MSR.IA32_XFD) arch.xfd = data; // fpu_update_guest_xfd
+      else arch.xfdErr = data;
+      return true;
     case MSR.IA32_TSC: {
       if (host) {
         synchronizeTsc(v, data);

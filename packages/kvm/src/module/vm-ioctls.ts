@@ -63,7 +63,7 @@ export const VM_BASE_IOCTLS: readonly IoctlDef<VmFile>[] = [
     name: 'KVM_CHECK_EXTENSION',
     request: KVM_CHECK_EXTENSION,
     arg: { dir: 'value' },
-    run: ({ vm }, arg) => checkExtension(vm.instance, valueArg(arg, 'KVM_CHECK_EXTENSION'), vm),
+    run: ({ vm }, arg, proc) => checkExtension(vm.instance, valueArg(arg, 'KVM_CHECK_EXTENSION'), vm, proc),
   },
   {
     name: 'KVM_SET_TSS_ADDR',

@@ -10,7 +10,8 @@ import type { Cpu, CpuidWord } from '@vac/core';
 import { KVM_CPUID_FLAG_SIGNIFCANT_INDEX } from '../abi/constants.js';
 import { KVM_MAX_CPUID_ENTRIES } from '../abi/constants-x86.js';
 import type { kvm_cpuid_entry2 } from '../abi/structs.js';
-import { computeCpuCaps, hostCpuid } from './cpu-caps.js';
+import { WORD_PLACE, computeCpuCaps, hostCpuid } from './cpu-caps.js';
+import { filteredXcr0 } from './guest-fpu.js';
 import { hostTscKhz } from './host-clock.js';
 import type { KvmInstance } from './instance.js';
 import { vendorArch } from './vendor-arch.js';
@@ -175,8 +176,11 @@ export interface X86Caps {
   xstateComponent(i: number): { readonly offset: number; readonly size: number };
   /** `kvm_get_feature_msr`: a feature MSR's value, or `undefined`. */
   featureMsr(msr: number): bigint | undefined;
-  /** `kvm_dev_ioctl_get_cpuid(KVM_GET_SUPPORTED_CPUID)`: the entries, or `undefined` when they do not fit `max`. */
-  supportedCpuid(max: number): kvm_cpuid_entry2[] | undefined;
+  /**
+   * `kvm_dev_ioctl_get_cpuid(KVM_GET_SUPPORTED_CPUID)` for a process whose guest XSAVE permissions are `guestPerm`
+   * (leaf 0xD offers `kvm_get_filtered_xcr0()`): the entries, or `undefined` when they do not fit `max`.
+   */
+  supportedCpuid(max: number, guestPerm: bigint): kvm_cpuid_entry2[] | undefined;
   /** `kvm_dev_ioctl_get_cpuid(KVM_GET_EMULATED_CPUID)`. */
   emulatedCpuid(max: number): kvm_cpuid_entry2[] | undefined;
 }
@@ -261,13 +265,23 @@ class X86CapsImpl implements X86Caps {
     const boot = inst.host.cpus[0] as Cpu;
     this.#boot = boot;
     const arch = vendorArch(inst);
+    const build = buildOf(inst);
+    this.#build = build;
     // fpu__init_system_xstate: no XSAVE unless CPUID has it and leaf 0xD offers FP and SSE (else it is cleared).
     const leafD = hostCpuid(boot, 0xd, 0);
     const hostXcr0 = BigInt(leafD.eax) | (BigInt(leafD.edx) << 32n);
     this.xsave = (hostCpuid(boot, 1, 0).ecx & (1 << 26)) !== 0 && (hostXcr0 & XFEATURE_MASK_FPSSE) === XFEATURE_MASK_FPSSE;
-    this.supportedXcr0 = this.xsave ? hostXcr0 & KVM_SUPPORTED_XCR0 : 0n;
+    // kvm_x86_vendor_init: host XCR0 & KVM_SUPPORTED_XCR0 (the build's: a release before AMX lacks XTILE).
+    this.supportedXcr0 = this.xsave ? hostXcr0 & KVM_SUPPORTED_XCR0 & ~build.xfeaturesRemoved : 0n;
     this.hostUserXfeatures = this.xsave ? hostXcr0 : 0n;
     const caps = computeCpuCaps(boot, arch) as Record<CpuidWord, number>;
+    // The build's kvm_set_cpu_caps lacks the features it withholds.
+    for (const w of build.cpuidWithheld) {
+      for (const word of Object.keys(WORD_PLACE) as CpuidWord[]) {
+        const p = WORD_PLACE[word];
+        if (p.leaf === w.function && p.index === w.index && p.reg === w.reg) caps[word] = (caps[word] & ~w.mask) >>> 0;
+      }
+    }
     if (!this.xsave) {
       // setup_clear_cpu_cap(X86_FEATURE_XSAVE) takes the features that depend on it (cpuid-deps.c).
       caps['1.ecx'] = (caps['1.ecx'] & ~((1 << 26) | (1 << 28) | (1 << 29) | (1 << 12))) >>> 0; // XSAVE AVX F16C FMA
@@ -286,8 +300,6 @@ class X86CapsImpl implements X86Caps {
     this.eferReservedBits = ~efer & 0xffff_ffff_ffff_ffffn;
     this.xstateSize = xstateRequiredSize(boot, this.supportedXcr0);
     // The build's msrs_to_save_base / emulated_msrs_all / msr_based_features_all_except_vmx lack what it removed.
-    const build = buildOf(inst);
-    this.#build = build;
     const kept = (m: number): boolean => !build.msrsRemoved.has(m);
     this.msrIndexList = [...this.#probeMsrsToSave().filter(kept), ...EMULATED_MSRS_ALL.filter((m) => kept(m) && arch.hasEmulatedMsr(m))];
     this.advertisedMsrs = new Set(this.msrIndexList);
@@ -341,8 +353,9 @@ class X86CapsImpl implements X86Caps {
     }
   }
 
-  supportedCpuid(max: number): kvm_cpuid_entry2[] | undefined {
+  supportedCpuid(max: number, guestPerm: bigint): kvm_cpuid_entry2[] | undefined {
     const out: kvm_cpuid_entry2[] = [];
+    const permittedXcr0 = filteredXcr0(this, guestPerm);
     const limit = Math.min(max, KVM_MAX_CPUID_ENTRIES);
     const boot = this.#boot;
     const add = (fn: number, index: number): kvm_cpuid_entry2 | undefined => {
@@ -354,7 +367,7 @@ class X86CapsImpl implements X86Caps {
       out.push(e);
       return e;
     };
-    const ok = this.#range(0, add) && this.#range(0x80000000, add) && this.#range(0x40000000, add);
+    const ok = this.#range(0, add, permittedXcr0) && this.#range(0x80000000, add, permittedXcr0) && this.#range(0x40000000, add, permittedXcr0);
     if (!ok) return undefined;
     // What the build's kvm_set_cpu_caps / __do_cpuid_func does not offer.
     for (const w of this.#build.cpuidWithheld) {
@@ -364,14 +377,14 @@ class X86CapsImpl implements X86Caps {
   }
 
   /** `get_cpuid_func`: `first`, then every function up to the limit its entry gives. */
-  #range(first: number, add: (fn: number, index: number) => kvm_cpuid_entry2 | undefined): boolean {
-    if (!this.#doCpuidFunc(first, add)) return false;
+  #range(first: number, add: (fn: number, index: number) => kvm_cpuid_entry2 | undefined, permittedXcr0: bigint): boolean {
+    if (!this.#doCpuidFunc(first, add, permittedXcr0)) return false;
     return true;
   }
 
   /** `__do_cpuid_func` for `fn` and, through `get_cpuid_func`, the functions after it. */
-  #doCpuidFunc(first: number, add: (fn: number, index: number) => kvm_cpuid_entry2 | undefined): boolean {
-    const one = (fn: number): kvm_cpuid_entry2 | undefined => this.#doOne(fn, add);
+  #doCpuidFunc(first: number, add: (fn: number, index: number) => kvm_cpuid_entry2 | undefined, permittedXcr0: bigint): boolean {
+    const one = (fn: number): kvm_cpuid_entry2 | undefined => this.#doOne(fn, add, permittedXcr0);
     const head = one(first);
     if (head === undefined) return false;
     const limit = head.eax >>> 0;
@@ -380,7 +393,7 @@ class X86CapsImpl implements X86Caps {
   }
 
   /** `__do_cpuid_func(array, fn)`: the entry of `fn` (and its sub-leaves). @returns the first entry, or undefined on E2BIG */
-  #doOne(fn: number, add: (fn: number, index: number) => kvm_cpuid_entry2 | undefined): kvm_cpuid_entry2 | undefined {
+  #doOne(fn: number, add: (fn: number, index: number) => kvm_cpuid_entry2 | undefined, permittedXcr0: bigint): kvm_cpuid_entry2 | undefined {
     const caps = this.cpuCaps;
     const entry = add(fn, 0);
     if (entry === undefined) return undefined;
@@ -431,16 +444,24 @@ class X86CapsImpl implements X86Caps {
       case 0xa: // no PMU (enable_pmu=0)
       case 0x12: // no SGX
       case 0x14: // no Intel PT
-      case 0x1d: // no AMX
-      case 0x1e:
         zero(entry);
+        break;
+      case 0x1d: // the tile palettes, with AMX-TILE
+        if ((caps['7.0.edx'] & (1 << 24)) === 0) {
+          zero(entry);
+          break;
+        }
+        for (let i = 1, maxIdx = entry.eax >>> 0; i <= maxIdx; i++) if (add(fn, i) === undefined) return undefined;
+        break;
+      case 0x1e: // TMUL, with AMX-TILE
+        if ((caps['7.0.edx'] & (1 << 24)) === 0) zero(entry);
         break;
       case 0xb:
       case 0x1f:
         entry.eax = entry.ebx = entry.ecx = 0; // no topology
         break;
       case 0xd: {
-        const xcr0 = this.supportedXcr0;
+        const xcr0 = permittedXcr0; // kvm_get_filtered_xcr0()
         entry.eax &= Number(xcr0 & 0xffff_ffffn);
         entry.ebx = xstateRequiredSize(this.#boot, xcr0);
         entry.ecx = entry.ebx;
@@ -456,6 +477,7 @@ class X86CapsImpl implements X86Caps {
           if ((xcr0 & (1n << BigInt(i))) === 0n) continue;
           const s = add(fn, i);
           if (s === undefined) return undefined;
+          if ((caps['d.1.eax'] & (1 << 4)) === 0) s.ecx = (s.ecx & ~(1 << 2)) >>> 0; // no XFD: not XFD-capable
           s.edx = 0;
         }
         break;

@@ -353,8 +353,16 @@ describe.each(VENDORS)('vCPU state round trips on $name', (vendor) => {
     p.ioctl(v, KVM_GET_FPU, f2);
     expect([...f2.fpr[3]!]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0, 0, 0, 0, 0]);
     expect(f2.fcw).toBe(0x27f);
-    // the XSAVE image shows what KVM_SET_FPU loaded
+    // KVM_SET_FPU does not touch XSTATE_BV (kvm_arch_vcpu_ioctl_set_fpu): on a new vCPU x87 and SSE are in their init
+    // configuration, so KVM_GET_XSAVE shows their init values, as the real kernel does (conformance xsave.x87.set-fpu) …
     const x = makeKvmXsave();
+    p.ioctl(v, KVM_GET_XSAVE, x);
+    expect(x.region[0]! & 0xffff).toBe(0x37f);
+    expect(x.region[(160 + 15 * 16) / 4]).toBe(0);
+    // … and once KVM_SET_XSAVE has made them live, what KVM_SET_FPU loads.
+    x.region[128] = x.region[128]! | 3;
+    p.ioctl(v, KVM_SET_XSAVE, x);
+    p.ioctl(v, KVM_SET_FPU, f2);
     p.ioctl(v, KVM_GET_XSAVE, x);
     expect(x.region[0]! & 0xffff).toBe(0x27f);
     expect(x.region[(160 + 15 * 16) / 4]).toBe(0xabababab);

@@ -3,7 +3,8 @@
  * of shipped builds on both vendors — a move canMove accepts round-trips the VM's state (and comes back when the
  * way back is open), one it refuses fails at the step it names, with the source VM as it was.
  */
-import { createHost, type Host, type Process, O_RDWR, UsageError } from '@vac/core';
+import { ARCH_REQ_XCOMP_GUEST_PERM, createHost, type Host, type Process, O_RDWR, UsageError } from '@vac/core';
+import { intel } from '@vac/vmx';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import {
@@ -21,6 +22,9 @@ import {
   KVM_SET_IRQCHIP,
   KVM_SET_MSRS,
   KVM_SET_USER_MEMORY_REGION,
+  KVM_SET_XCRS,
+  KVM_SET_XSAVE,
+  LINUX_5_16,
   LINUX_5_7,
   LINUX_6_1,
   LINUX_6_12,
@@ -35,6 +39,7 @@ import {
   makeKvmEnableCap,
   makeKvmIrqchip,
   makeKvmMsrs,
+  makeKvmXcrs,
   moveVm,
   probeModule,
   restoreVm,
@@ -44,7 +49,6 @@ import {
   type ModuleFacts,
   type MoveSource,
   type SavedVm,
-  makeKvmXcrs,
   parseSavedVcpu,
   savedVcpuOf,
 } from '../../src/index.js';
@@ -60,11 +64,40 @@ interface Setup {
   readonly p: Process;
 }
 
-function twoBuilds(hardware: (typeof VENDORS)[number], a: KvmBuild, b: KvmBuild, mitigate1 = false): Setup {
+/** A vendor of the tests: the two of the module tests, and an Intel host with AMX whose VMM asks for it. */
+type Vendor = (typeof VENDORS)[number] | typeof AMX;
+
+/** An Intel host with AMX (`intel({ amx: true })`); its VMM asks for the guest permission before its first vCPU. */
+const AMX = { name: 'intel-amx', hardware: () => intel({ amx: true }), amx: true } as const;
+
+function twoBuilds(hardware: Vendor, a: KvmBuild, b: KvmBuild, mitigate1 = false): Setup {
   const host = createHost({ cpus: 2, hardware: hardware.hardware() });
   host.modprobe(kvm({ postfix: '0', build: a }));
   host.modprobe(kvm({ postfix: '1', build: b }), mitigate1 ? { mitigate_smt_rsb: 'Y' } : {});
-  return { host, p: host.spawn({ uid: 1000, groups: ['kvm'], name: 'vmm' }) };
+  const p = host.spawn({ uid: 1000, groups: ['kvm'], name: 'vmm' });
+  if ('amx' in hardware) p.archPrctl(ARCH_REQ_XCOMP_GUEST_PERM, 18); // as QEMU does for -cpu with AMX
+  return { host, p };
+}
+
+/** XCR0 with AMX tile state: x87 SSE AVX XTILECFG XTILEDATA. */
+const XCR0_AMX = 0x60007n;
+
+/**
+ * Give an AMX guest tile state as it would have after using AMX: XCR0 with the tile components, and an XSAVE area
+ * (KVM_SET_XSAVE of the vCPU's 11008 bytes) whose XSTATE_BV has them, with a tile configuration and tile data.
+ */
+function useTiles(p: Process, vcpuFd: number): void {
+  const xcrs = makeKvmXcrs({ nr_xcrs: 1 });
+  xcrs.xcrs[0] = { xcr: 0, value: XCR0_AMX };
+  p.ioctl(vcpuFd, KVM_SET_XCRS, xcrs);
+  const area = new Uint8Array(11008);
+  const dv = new DataView(area.buffer);
+  dv.setUint16(0, 0x37f, true); // FCW
+  dv.setUint32(24, 0x1f80, true); // MXCSR
+  dv.setBigUint64(512, XCR0_AMX, true); // XSTATE_BV
+  area[2752] = 1; // XTILECFG: palette 1
+  area.fill(0xa5, 2816, 2816 + 8192); // XTILEDATA
+  p.ioctl(vcpuFd, KVM_SET_XSAVE, area);
 }
 
 interface VmSpec {
@@ -74,6 +107,8 @@ interface VmSpec {
   readonly irqchip: boolean;
   /** MSR_KVM_ASYNC_PF_INT's vector, written when the module has the MSR and the VM an irqchip. */
   readonly apfVector: number;
+  /** Give the guest AMX tile state ({@link useTiles}) when the module offers AMX to the process. */
+  readonly tiles?: boolean;
 }
 
 /** A VM on `dev` as a VMM builds one: capabilities, irqchip, memory, one vCPU with the module's supported CPUID. */
@@ -96,6 +131,8 @@ function makeVm(p: Process, dev: string, spec: VmSpec): MoveSource {
   entries = entries.map((e) => (e.function === 0x80000008 && (e.eax & 0xff) === 0 ? { ...e, eax: e.eax | 39 } : e));
   p.ioctl(v.fd, KVM_SET_CPUID2, makeKvmCpuid2(entries));
   if (spec.irqchip && spec.apfVector !== 0) p.ioctl(v.fd, KVM_SET_MSRS, makeKvmMsrs([{ index: MSR_KVM_ASYNC_PF_INT, data: BigInt(spec.apfVector) }]));
+  const xcr0 = entries.find((e) => e.function === 0xd && e.index === 0);
+  if (spec.tiles === true && xcr0 !== undefined && (xcr0.eax & 0x60000) === 0x60000) useTiles(p, v.fd);
   return { handle: { sys, vm, vcpus: [{ id: 0, fd: v.fd, run: v.run }] }, slots: [slot], enabledCaps: spec.caps, irqchip: spec.irqchip, runMappings: [v.runMapping] };
 }
 
@@ -105,9 +142,17 @@ function expectSameState(a: SavedVm, b: SavedVm): void {
   expect(b.vcpus.length).toBe(a.vcpus.length);
   a.vcpus.forEach((va, i) => {
     const vb = b.vcpus[i]!;
-    const { msrs: ma, ...ra } = parseSavedVcpu(va);
-    const { msrs: mb, ...rb } = parseSavedVcpu(vb);
+    const { msrs: ma, xsave: xa, ...ra } = parseSavedVcpu(va);
+    const { msrs: mb, xsave: xb, ...rb } = parseSavedVcpu(vb);
     expect(rb).toEqual(ra);
+    // The XSAVE area is as large as the module's KVM_CAP_XSAVE2 (4096 bytes without it): the same state, zeros beyond.
+    const words = Math.max(xa.region.length, xb.region.length);
+    const pad = (r: Uint32Array): Uint32Array => {
+      const out = new Uint32Array(words);
+      out.set(r);
+      return out;
+    };
+    expect(pad(xb.region)).toEqual(pad(xa.region));
     const ia = new Map(ma.map((m) => [m.index, m.data]));
     const ib = new Map(mb.map((m) => [m.index, m.data]));
     for (const [k, d] of ia) expect([k, ib.has(k) ? ib.get(k) : 0n]).toEqual([k, d]);
@@ -172,8 +217,19 @@ describe('canMove: each reason', () => {
       ['fails', 'KVM_SET_XSAVE', 'XSTATE_BV 0x7: the target does not support components 0x4 (EINVAL)'],
       ['fails', 'KVM_SET_XCRS', 'XCR0 0x7: the target does not support 0x4 (EINVAL)'],
     ]);
-    const big = canMove({ saved: xsaved }, facts({ msrIndexList: listed, supportedXcr0: 7n, xsaveSize: 11008 }), facts({ msrIndexList: listed, supportedXcr0: 7n, xsaveSize: 4096 }));
-    expect(big.reasons).toEqual([{ kind: 'fails', step: 'KVM_SET_XSAVE', detail: 'the XSAVE area is 11008 bytes on the source, 4096 on the target' }]);
+    // A larger area matters only for the components it holds: AVX state fits 4096 bytes whatever the source offers …
+    const avx = canMove({ saved: xsaved }, facts({ msrIndexList: listed, supportedXcr0: 7n, xsaveSize: 11008 }), facts({ msrIndexList: listed, supportedXcr0: 7n, xsaveSize: 4096 }));
+    expect(avx.reasons).toEqual([]);
+    // … AMX tile data (8192 bytes at 2816, by the source's leaf 0xD) does not.
+    const tiles = v0.xsave.region.slice();
+    tiles[128] = 0x60007;
+    const tiled: SavedVm = { ...saved, vcpus: [savedVcpuOf({ ...v0, xsave: { region: tiles }, xcrs: { nr_xcrs: 1, flags: 0, xcrs: [{ xcr: 0, value: 0x60007n }] } })] };
+    const leafD = [
+      { function: 0xd, index: 17, flags: 1, eax: 64, ebx: 2752, ecx: 2, edx: 0 },
+      { function: 0xd, index: 18, flags: 1, eax: 8192, ebx: 2816, ecx: 6, edx: 0 },
+    ];
+    const big = canMove({ saved: tiled }, facts({ msrIndexList: listed, supportedXcr0: 0x60007n, xsaveSize: 11008, supportedCpuid: leafD }), facts({ msrIndexList: listed, supportedXcr0: 0x60007n, xsaveSize: 4096 }));
+    expect(big.reasons).toEqual([{ kind: 'fails', step: 'KVM_SET_XSAVE', detail: 'the XSAVE area is 11008 bytes (XSTATE_BV 0x60007), the target takes 4096' }]);
   });
 
   test('a saved MSR the target does not list: lost when not 0, a note when 0; the target\'s extra MSRs are a hazard for the way back', () => {
@@ -222,7 +278,7 @@ interface MoveCase {
  * the step canMove names first with the source unchanged; an accepted one must round-trip the state, and come back
  * (or fail at the step the rollback verdict names). @returns the outcome
  */
-function checkMove(vendor: (typeof VENDORS)[number], a: KvmBuild, b: KvmBuild, r: MoveCase): string {
+function checkMove(vendor: Vendor, a: KvmBuild, b: KvmBuild, r: MoveCase): string {
   const { p } = twoBuilds(vendor, a, b, r.mitigate && b.changes.every((c) => c.id !== 'mitigate-smt-rsb'));
   // The VMM asks the source what it may enable, and enables a random part of it.
   const s0 = p.open('/dev/kvm0', O_RDWR);
@@ -233,7 +289,7 @@ function checkMove(vendor: (typeof VENDORS)[number], a: KvmBuild, b: KvmBuild, r
   if (quirks !== 0n) caps.push({ cap: KVM_CAP_DISABLE_QUIRKS2, flags: quirks });
   if (exits !== 0n) caps.push({ cap: KVM_CAP_X86_DISABLE_EXITS, flags: exits });
   const hasApf = a.changes.every((c) => c.id !== 'async-pf-int');
-  const src = makeVm(p, '/dev/kvm0', { caps, pvCpuid: r.pvCpuid, irqchip: r.irqchip, apfVector: hasApf ? r.apfVector : 0 });
+  const src = makeVm(p, '/dev/kvm0', { caps, pvCpuid: r.pvCpuid, irqchip: r.irqchip, apfVector: hasApf ? r.apfVector : 0, tiles: true });
   const saved = saveVm(p, src.handle);
   const f0 = probeModule(p, '/dev/kvm0');
   const f1 = probeModule(p, '/dev/kvm1');
@@ -345,18 +401,21 @@ describe.each(VENDORS)('moving between shipped builds on $name', (vendor) => {
   });
 });
 
-describe.each(VENDORS)('every ordered pair of shipped builds on $name', (vendor) => {
+describe.each([...VENDORS, AMX] as Vendor[])('every ordered pair of shipped builds on $name', (vendor) => {
   // Each pair, both directions (the list has (a, b) and (b, a)), with a VM that uses everything the source offers
   // (all quirks and exits it lets the VMM disable, its paravirtual CPUID, an irqchip, interrupt-based APF where it has
   // it); the same with the target loaded with mitigate_smt_rsb=Y; and a VM that enables no capability, so that the
   // later steps (CPUID, MSRs) decide.
   const pairs = SHIPPED_BUILDS.flatMap((a) => SHIPPED_BUILDS.map((b) => [a, b] as const));
   const all: MoveCase = { quirks: 0x7ff, exits: 0xf, pvCpuid: true, irqchip: true, apfVector: 0x30, mitigate: false };
-  test.each([
+  const configs: ReadonlyArray<readonly [string, MoveCase]> = [
     ['everything the source offers', all],
     ['everything the source offers, the target with mitigate_smt_rsb=Y', { ...all, mitigate: true }],
     ['no capability enabled', { ...all, quirks: 0, exits: 0 }],
-  ] as const)('canMove and moveVm agree on all 49: %s', (_name, config) => {
+  ];
+  // On the AMX host (the guest with tile state where the source offers AMX) one configuration, no capability
+  // enabled, so that CPUID and XSAVE decide: the others repeat the Intel host's outcomes for the capabilities.
+  test.each('amx' in vendor ? configs.slice(2) : configs)(`canMove and moveVm agree on all ${SHIPPED_BUILDS.length ** 2}: %s`, (_name, config) => {
     const outcomes = new Map<string, string>();
     for (const [a, b] of pairs) outcomes.set(`${a.linux} → ${b.linux}`, checkMove(vendor, a, b, config));
     if (process.env['VAC_TALLY'] !== undefined) console.log(vendor.name, _name, Object.fromEntries(outcomes));
@@ -366,6 +425,79 @@ describe.each(VENDORS)('every ordered pair of shipped builds on $name', (vendor)
     // The rollback example (docs/builds.md): forward moves; the way back is conditional on interrupt-based APF.
     if (config === all) expect(outcomes.get('5.7 → 6.12')).toBe('moved and back (conditional)');
     if (config.quirks === 0) expect(outcomes.get('6.12 → 5.7')).toBe('refused at cpuid-check');
+    // AMX (docs/builds.md): a guest with tile state cannot go to a release before 5.17; one from 5.16 goes forward,
+    // and back while the VMM gives it no AMX.
+    if ('amx' in vendor) {
+      expect(outcomes.get('6.12 → 5.16')).toBe('refused at cpuid-check');
+      expect(outcomes.get('6.18 → 5.7')).toBe('refused at cpuid-check');
+      expect(outcomes.get('5.16 → 6.12')).toBe('moved and back (conditional)');
+    }
+  });
+});
+
+/** The MoveError `move` throws; the test fails when it throws nothing or something else. */
+function moveErrorOf(move: () => unknown): MoveError {
+  try {
+    move();
+  } catch (e) {
+    expect(e).toBeInstanceOf(MoveError);
+    return e as MoveError;
+  }
+  throw new Error('the move did not fail');
+}
+
+describe('AMX between 6.12 and 5.16 (the XSAVE-size change)', () => {
+  test('6.12 → 5.16 of a guest with tile state: every reason in move order, moveVm stops at cpuid-check, the source as it was', () => {
+    const { p } = twoBuilds(AMX, LINUX_6_12, LINUX_5_16);
+    const src = makeVm(p, '/dev/kvm0', { caps: [], pvCpuid: true, irqchip: true, apfVector: 0, tiles: true });
+    const saved = saveVm(p, src.handle);
+    expect(saved.vcpus[0]!.xsave.length).toBe(11008); // KVM_GET_XSAVE2
+    const f0 = probeModule(p, '/dev/kvm0');
+    const f1 = probeModule(p, '/dev/kvm1');
+    expect([f0.xsaveSize, f1.xsaveSize]).toEqual([11008, 4096]);
+    const v = canMove({ saved }, f0, f1);
+    expect(v.reasons).toEqual([
+      { kind: 'fails', step: 'cpuid-check', detail: "CPUID 0x7.0.edx bits 0x3400000: the guest has them, the target's KVM_GET_SUPPORTED_CPUID does not offer them" },
+      { kind: 'fails', step: 'cpuid-check', detail: "CPUID 0xd.0.eax bits 0x60000: the guest has them, the target's KVM_GET_SUPPORTED_CPUID does not offer them" },
+      { kind: 'fails', step: 'KVM_SET_XSAVE', detail: 'XSTATE_BV 0x60007: the target does not support components 0x60000 (EINVAL)' },
+      { kind: 'fails', step: 'KVM_SET_XCRS', detail: 'XCR0 0x60007: the target does not support 0x60000 (EINVAL)' },
+      { kind: 'note', step: 'KVM_SET_MSRS', detail: "MSR 0x1c4 is not in the target's list; it is 0, so nothing is lost" },
+      { kind: 'note', step: 'KVM_SET_MSRS', detail: "MSR 0x1c5 is not in the target's list; it is 0, so nothing is lost" },
+    ]);
+    expect(moveErrorOf(() => moveVm(p, src, '/dev/kvm1')).step).toBe('cpuid-check');
+    expect(saveVm(p, src.handle)).toEqual(saved);
+  });
+
+  test('5.16 → 6.12 moves; the way back closes once the VMM gives the guest AMX on 6.12 and the guest uses it', () => {
+    const { p } = twoBuilds(AMX, LINUX_5_16, LINUX_6_12);
+    const src = makeVm(p, '/dev/kvm0', { caps: [], pvCpuid: true, irqchip: true, apfVector: 0, tiles: true });
+    const saved = saveVm(p, src.handle);
+    expect(saved.vcpus[0]!.xsave.length).toBe(4096); // 5.16: KVM_GET_XSAVE, no tile state
+    const f0 = probeModule(p, '/dev/kvm0');
+    const f1 = probeModule(p, '/dev/kvm1');
+    const v = canMove({ saved }, f0, f1);
+    expect(v.ok).toBe(true);
+    expect(v.rollback.possible).toBe('conditional');
+    expect(v.rollback.hazards).toEqual([
+      'the guest writes MSR 0x1c4, 0x1c5 (the target lists them, the source does not)',
+      'the VMM gives the guest CPUID 0x7.0.edx bits 0x3400000 (the target offers them, the source does not)',
+      'the VMM gives the guest CPUID 0xd.0.eax bits 0x60000 (the target offers them, the source does not)',
+      'the VMM enables capability 213 with flags 0x80 (the target offers them, the source does not)', // 5.16 has no SLOT_ZAP_ALL
+    ]);
+    const moved = moveVm(p, src, '/dev/kvm1');
+    // The hazard: on 6.12 the VMM gives the guest AMX (before it runs) and the guest fills its tiles.
+    const fd = moved.handle.vcpus[0]!.fd;
+    const cpuid = makeKvmCpuid2(256);
+    p.ioctl(moved.handle.sys, KVM_GET_SUPPORTED_CPUID, cpuid);
+    const entries = cpuid.entries.slice(0, cpuid.nent).map((e) => (e.function === 0x80000008 && (e.eax & 0xff) === 0 ? { ...e, eax: e.eax | 39 } : e));
+    p.ioctl(fd, KVM_SET_CPUID2, makeKvmCpuid2(entries));
+    useTiles(p, fd);
+    const now = saveVm(p, moved.handle);
+    const back = canMove({ saved: now }, f1, f0);
+    expect(back.reasons[0]).toEqual({ kind: 'fails', step: 'cpuid-check', detail: "CPUID 0x7.0.edx bits 0x3400000: the guest has them, the target's KVM_GET_SUPPORTED_CPUID does not offer them" });
+    const home = { handle: moved.handle, slots: src.slots, irqchip: true, runMappings: moved.runMappings };
+    expect(moveErrorOf(() => moveVm(p, home, '/dev/kvm0')).step).toBe('cpuid-check');
+    expect(saveVm(p, moved.handle)).toEqual(now);
   });
 });
 

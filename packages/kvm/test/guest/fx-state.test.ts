@@ -1,6 +1,6 @@
 /**
- * Group 15 (0F AE): FXSAVE/FXRSTOR between guest memory and the vCPU's FXSAVE image (the platform's `fxState`)
- * plus the x87 words of the register file, LDMXCSR/STMXCSR, the fences, and the faults the SDM lists (#GP for a
+ * Group 15 (0F AE): FXSAVE/FXRSTOR between guest memory and the vCPU's FPU image (the platform's `fxState`, which
+ * holds the x87 words too), LDMXCSR/STMXCSR, the fences, and the faults the SDM lists (#GP for a
  * misaligned area or reserved MXCSR bits, #UD with CR0.EM, #NM with CR0.TS), in both memory flavours.
  */
 import { describe, expect, test } from 'vitest';
@@ -28,15 +28,16 @@ const FXRSTOR_2000 = [0x0f, 0xae, 0x0e, 0x00, 0x20]; // fxrstor [0x2000]
 const HLT = [0xf4];
 
 describe.each(FLAVORS)('group 15 (%s memory)', (flavor) => {
-  test('FXSAVE stores the x87 words from the register file and MXCSR, ST and XMM from the image; bytes from 288 on stay', () => {
+  test('FXSAVE stores the x87 words, MXCSR, ST and XMM from the image; bytes from 288 on stay', () => {
     const vm = makeVm(flavor, [...FXSAVE_2000, ...HLT]);
     const p = platform();
-    vm.state.fpuControl = 0x27f;
-    vm.state.fpuStatus = 0x3800;
-    vm.state.fpuTag = 0x81;
-    vm.state.fpuOpcode = 0x123;
-    vm.state.fpuIp = 0x12345678;
-    vm.state.fpuDp = 0x9abcdef0;
+    const img = new DataView(p.fxState.buffer, p.fxState.byteOffset, 512);
+    img.setUint16(0, 0x27f, true);
+    img.setUint16(2, 0x3800, true);
+    p.fxState[4] = 0x81;
+    img.setUint16(6, 0x123, true);
+    img.setBigUint64(8, 0x12345678n, true);
+    img.setBigUint64(16, 0x9abcdef0n, true);
     for (let i = 32; i < 288; i++) p.fxState[i] = i & 0xff; // ST0–7, XMM0–7
     vm.ram.fill(0xee, 0x2000, 0x2200);
     expect(run(vm, p)).toBe(GuestExitReason.Hlt);
@@ -49,7 +50,7 @@ describe.each(FLAVORS)('group 15 (%s memory)', (flavor) => {
     for (let i = 288; i < 512; i++) expect(a[i]).toBe(0xee);
   });
 
-  test('FXRSTOR loads the x87 words into the register file and MXCSR, ST and XMM into the image', () => {
+  test('FXRSTOR loads the x87 words, MXCSR, ST and XMM into the image (FIP and FDP zero-extended)', () => {
     const vm = makeVm(flavor, [...FXRSTOR_2000, ...HLT]);
     const p = platform();
     const a = vm.ram.subarray(0x2000, 0x2200);
@@ -63,9 +64,9 @@ describe.each(FLAVORS)('group 15 (%s memory)', (flavor) => {
     dv.setUint32(24, 0x1fbf, true);
     for (let i = 32; i < 288; i++) a[i] = (i * 7) & 0xff;
     expect(run(vm, p)).toBe(GuestExitReason.Hlt);
-    const s = vm.state;
-    expect([s.fpuControl, s.fpuStatus, s.fpuTag, s.fpuOpcode, s.fpuIp, s.fpuDp]).toEqual([0x37f, 0x4100, 0xff, 0x7ff, 0x1000, 0x2000]);
     const img = new DataView(p.fxState.buffer, p.fxState.byteOffset, 512);
+    expect([img.getUint16(0, true), img.getUint16(2, true), p.fxState[4], img.getUint16(6, true)]).toEqual([0x37f, 0x4100, 0xff, 0x7ff]);
+    expect([img.getBigUint64(8, true), img.getBigUint64(16, true)]).toEqual([0x1000n, 0x2000n]);
     expect(img.getUint32(24, true)).toBe(0x1fbf);
     expect(img.getUint32(28, true)).toBe(0xffff); // MXCSR_MASK is the CPU's, not the area's
     for (let i = 32; i < 288; i++) expect(p.fxState[i]).toBe((i * 7) & 0xff);
@@ -74,10 +75,10 @@ describe.each(FLAVORS)('group 15 (%s memory)', (flavor) => {
   test('FXSAVE then FXRSTOR round-trips', () => {
     const vm = makeVm(flavor, [...FXSAVE_2000, 0xdb, 0xe3 /* fninit */, ...FXRSTOR_2000, ...HLT]);
     const p = platform();
-    vm.state.fpuControl = 0x7f;
-    vm.state.fpuTag = 0x3;
+    new DataView(p.fxState.buffer).setUint16(0, 0x7f, true);
+    p.fxState[4] = 0x3;
     expect(run(vm, p)).toBe(GuestExitReason.Hlt);
-    expect([vm.state.fpuControl, vm.state.fpuTag]).toEqual([0x7f, 0x3]);
+    expect([new DataView(p.fxState.buffer).getUint16(0, true), p.fxState[4]]).toEqual([0x7f, 0x3]);
   });
 
   test('a misaligned area raises #GP; reserved MXCSR bits in FXRSTOR raise #GP and load nothing', () => {
@@ -94,7 +95,7 @@ describe.each(FLAVORS)('group 15 (%s memory)', (flavor) => {
     bad.ram[0x2000] = 0x12;
     expect(run(bad, p)).toBe(GuestExitReason.Hlt);
     expect(bad.state.rbx & 0xff).toBe(13);
-    expect(bad.state.fpuControl).toBe(0x37f);
+    expect(new DataView(p.fxState.buffer).getUint16(0, true)).toBe(0x37f);
     expect(new DataView(p.fxState.buffer).getUint32(24, true)).toBe(0x1f80);
   });
 
@@ -146,5 +147,69 @@ describe.each(FLAVORS)('group 15 (%s memory)', (flavor) => {
     const { fxState: _, ...bare } = platform();
     expect(run(vm, bare)).toBe(GuestExitReason.InternalError);
     expect(vm.exit.detail).toMatch(/no FPU state/);
+  });
+
+  test('a platform without FPU state makes FNSTCW an emulation failure too', () => {
+    const vm = makeVm(flavor, [0xd9, 0x3e, 0x00, 0x20, ...HLT]);
+    const { fxState: _, ...bare } = platform();
+    expect(run(vm, bare)).toBe(GuestExitReason.InternalError);
+  });
+});
+
+/** A vCPU's image as KVM keeps it: 4096 bytes with the XSAVE header, XSTATE_BV (byte 512) saying what is live. */
+function xsavePlatform(bv: number): GuestPlatform & { readonly fxState: Uint8Array } {
+  const image = new Uint8Array(4096);
+  image.set(initialFxState());
+  image[512] = bv;
+  return { ...defaultGuestPlatform(), fxState: image };
+}
+
+describe.each(FLAVORS)('the x87/SSE state and XSTATE_BV (%s memory)', (flavor) => {
+  const FNSTCW_500 = [0xd9, 0x3e, 0x00, 0x05];
+  const FNSTSW_502 = [0xdd, 0x3e, 0x02, 0x05];
+  const FNINIT = [0xdb, 0xe3];
+
+  test('x87 not in XSTATE_BV: the guest sees the init values whatever the bytes say (KVM_SET_FPU on a new vCPU)', () => {
+    const vm = makeVm(flavor, [...FNSTCW_500, ...FNSTSW_502, ...HLT]);
+    const p = xsavePlatform(0);
+    new DataView(p.fxState.buffer).setUint32(0, 0x0800027f, true); // FCW 0x27f, FSW 0x800: not live
+    expect(run(vm, p)).toBe(GuestExitReason.Hlt);
+    expect([word(vm.ram, 0x500), word(vm.ram, 0x502)]).toEqual([0x37f, 0]);
+  });
+
+  test('x87 in XSTATE_BV: the guest sees the bytes; FNINIT clears the bit and leaves the bytes (KVM_GET_FPU shows them)', () => {
+    const vm = makeVm(flavor, [...FNSTCW_500, ...FNINIT, 0xd9, 0x3e, 0x04, 0x05, ...HLT]);
+    const p = xsavePlatform(1);
+    new DataView(p.fxState.buffer).setUint32(0, 0x0800027f, true);
+    expect(run(vm, p)).toBe(GuestExitReason.Hlt);
+    expect([word(vm.ram, 0x500), word(vm.ram, 0x504)]).toEqual([0x27f, 0x37f]);
+    expect(p.fxState[512]).toBe(0);
+    expect(new DataView(p.fxState.buffer).getUint32(0, true)).toBe(0x0800027f);
+  });
+
+  test('FXSAVE of components in their init configuration stores their init values; FXRSTOR makes x87 and SSE live', () => {
+    const vm = makeVm(flavor, [...FXSAVE_2000, ...FXRSTOR_2000, ...HLT]);
+    const p = xsavePlatform(0);
+    p.fxState.fill(0x5a, 32, 288); // stale ST and XMM bytes
+    new DataView(p.fxState.buffer).setUint16(0, 0x27f, true);
+    expect(run(vm, p)).toBe(GuestExitReason.Hlt);
+    const a = vm.ram.subarray(0x2000, 0x2120);
+    expect(new DataView(a.buffer, a.byteOffset).getUint16(0, true)).toBe(0x37f);
+    expect(a.subarray(32, 288).every((b) => b === 0)).toBe(true);
+    expect(p.fxState[512]).toBe(3);
+    expect(new DataView(p.fxState.buffer).getUint16(0, true)).toBe(0x37f);
+    expect(p.fxState.subarray(32, 288).every((b) => b === 0)).toBe(true);
+  });
+
+  test('LDMXCSR makes SSE live with its XMM registers at their init values', () => {
+    const vm = makeVm(flavor, [0x0f, 0xae, 0x16, 0x00, 0x20, ...HLT]); // ldmxcsr [0x2000]
+    vm.state.cr4 = 0x200n;
+    new DataView(vm.ram.buffer).setUint32(0x2000, 0x1f00, true);
+    const p = xsavePlatform(1);
+    p.fxState.fill(0x5a, 160, 416);
+    expect(run(vm, p)).toBe(GuestExitReason.Hlt);
+    expect(p.fxState[512]).toBe(3);
+    expect(p.fxState.subarray(160, 416).every((b) => b === 0)).toBe(true);
+    expect(new DataView(p.fxState.buffer).getUint32(24, true)).toBe(0x1f00);
   });
 });
