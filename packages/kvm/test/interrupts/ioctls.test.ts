@@ -279,6 +279,33 @@ describe.each(VENDORS)('interrupt ioctls on $name', ({ hardware }) => {
     expect(again.regs).toEqual(back.regs);
   });
 
+  test('KVM_GET/SET_LAPIC on the C bytes: the same page as the object form, read in place; a short buffer is EFAULT with nothing changed', () => {
+    const { host, p } = setup(hardware);
+    const g = irqVm(p, '/dev/kvm0', asm16().hlt());
+    p.ioctl(g.vm, KVM_CREATE_IRQCHIP, 0);
+    const v = g.vcpu();
+    const obj = makeKvmLapicState();
+    p.ioctl(v.fd, KVM_GET_LAPIC, obj);
+    const c = new Uint8Array(0x400 + 8).fill(0xee); // bytes past sizeof are not the kernel's
+    p.ioctl(v.fd, KVM_GET_LAPIC, c);
+    expect(c.subarray(0, 0x400)).toEqual(obj.regs);
+    expect([...c.subarray(0x400)]).toEqual(new Array<number>(8).fill(0xee));
+    c[0x80] = 0x50; // TPR
+    c[0xf1] = 0x01; // SPIV: enabled
+    p.ioctl(v.fd, KVM_SET_LAPIC, c);
+    c[0x80] = 0; // the kernel copied the page: a later change of the caller's buffer is not seen
+    const back = makeKvmLapicState();
+    p.ioctl(v.fd, KVM_GET_LAPIC, back);
+    expect([back.regs[0x80], back.regs[0xf1]]).toEqual([0x50, 0x01]);
+    const short = new Uint8Array(0x3ff).fill(0x11);
+    expectKernelError(host, () => p.ioctl(v.fd, KVM_SET_LAPIC, short), 'EFAULT');
+    expectKernelError(host, () => p.ioctl(v.fd, KVM_GET_LAPIC, short), 'EFAULT');
+    expect([...short]).toEqual(new Array<number>(0x3ff).fill(0x11));
+    const after = makeKvmLapicState();
+    p.ioctl(v.fd, KVM_GET_LAPIC, after);
+    expect(after.regs).toEqual(back.regs);
+  });
+
   test('KVM_INTERRUPT: EINVAL above 255; queued for a user-space PIC; ENXIO with the PIC in the kernel; EEXIST while a split irqchip ExtINT waits', () => {
     const { host, p, g } = setup(hardware);
     const v = g.vcpu();
