@@ -8,13 +8,14 @@
  */
 import { KernelError } from '@vac/core';
 import { KVM_GET_LAPIC, KVM_INTERRUPT, KVM_NMI, KVM_SET_LAPIC } from '../abi/constants.js';
-import { checkUserWritable, copyFromUser, copyToUser, isRealUint8Array } from '../abi/codec.js';
+import { copyFromUser, copyToUser } from '../abi/codec.js';
 import { ApicRegs, KVM_APIC_REG_SIZE } from '../irqchip/apic-regs.js';
 import { KVM_LAPIC_STATE_CODEC } from '../abi/structs-irq.js';
 import { KVM_INTERRUPT_CODEC } from '../abi/structs-x86.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { VcpuIntr } from './vcpu-intr.js';
 import type { Vcpu } from './vcpu.js';
+import { userStructView } from './user-struct-bytes.js';
 import type { VmIrqchip } from './vm-irqchip.js';
 
 /** `KVM_NR_INTERRUPTS`. */
@@ -31,15 +32,10 @@ function needLapic(v: Vcpu, op: string): { intr: VcpuIntr; irq: VmIrqchip } {
 /** KVM_GET_LAPIC's page before it is copied out (the work is synchronous: one for every vCPU). */
 const GET_LAPIC_PAGE = new ApicRegs();
 
-/**
- * `struct kvm_lapic_state` (its only member, `regs`) over the caller's bytes when the argument is the C structure — a
- * view, not a copy — or `undefined` for the object form. EFAULT when the bytes are fewer than `sizeof`, as the codec's
- * copy would say.
- */
+/** `struct kvm_lapic_state` (its only member, `regs`) over the caller's C bytes, or `undefined` for the object form. */
 function lapicStateBytes(arg: unknown, op: string): Uint8Array | undefined {
-  if (!isRealUint8Array(arg)) return undefined;
-  checkUserWritable(KVM_LAPIC_STATE_CODEC, arg, op);
-  return new Uint8Array(arg.buffer, arg.byteOffset, KVM_APIC_REG_SIZE);
+  const view = userStructView(KVM_LAPIC_STATE_CODEC, arg, op);
+  return view === undefined ? undefined : new Uint8Array(view.buffer, view.byteOffset, KVM_APIC_REG_SIZE);
 }
 
 /** The vCPU's interrupt state, made on first use. */

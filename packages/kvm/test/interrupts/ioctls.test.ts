@@ -38,6 +38,7 @@ import {
   makeKvmPitState2,
   vcpuOf,
   vmOf,
+  KVM_IRQCHIP_CODEC,
 } from '../../src/index.js';
 import { irqHost, irqVm, VENDORS, type IrqVm } from './support.js';
 
@@ -187,6 +188,39 @@ describe.each(VENDORS)('interrupt ioctls on $name', ({ hardware }) => {
     const g2 = irqVm(p, '/dev/kvm0', asm16().hlt());
     p.ioctl(g2.vm, KVM_ENABLE_CAP, enableCap(KVM_CAP_SPLIT_IRQCHIP, 24n));
     expectKernelError(host, () => p.ioctl(g2.vm, KVM_SET_IRQCHIP, state), 'ENXIO');
+  });
+
+  test('KVM_GET/SET_IRQCHIP on the C bytes: each chip as the object form gives it; a SET from bytes equals one from the object; a short buffer is EFAULT with nothing changed', () => {
+    const { host, p, g } = setup(hardware);
+    p.ioctl(g.vm, KVM_CREATE_IRQCHIP, 0);
+    const bytesOf = (id: number): Uint8Array => {
+      const b = new Uint8Array(520).fill(0xcc);
+      new DataView(b.buffer).setUint32(0, id, true);
+      p.ioctl(g.vm, KVM_GET_IRQCHIP, b);
+      return b;
+    };
+    for (const id of [0, 1, 2]) {
+      const o = makeKvmIrqchip({ chip_id: id });
+      p.ioctl(g.vm, KVM_GET_IRQCHIP, o);
+      expect(bytesOf(id)).toEqual(KVM_IRQCHIP_CODEC.toBytes(o));
+    }
+    const master = bytesOf(0);
+    master[8 + 2] = 0x5a; // imr
+    master[8 + 5] = 0x20; // irq_base
+    expect(p.ioctl(g.vm, KVM_SET_IRQCHIP, master)).toBe(0);
+    const o = makeKvmIrqchip({ chip_id: 0 });
+    p.ioctl(g.vm, KVM_GET_IRQCHIP, o);
+    expect(o.chip).toEqual({ pic: expect.objectContaining({ imr: 0x5a, irq_base: 0x20 }) as unknown });
+    const io = bytesOf(2);
+    io[8 + 24 + 8 * 3] = 0x31; // redirection entry 3's vector
+    p.ioctl(g.vm, KVM_SET_IRQCHIP, io);
+    expect(bytesOf(2)).toEqual(io);
+    const short = new Uint8Array(519).fill(7);
+    new DataView(short.buffer).setUint32(0, 0, true);
+    expectKernelError(host, () => p.ioctl(g.vm, KVM_SET_IRQCHIP, short), 'EFAULT');
+    expectKernelError(host, () => p.ioctl(g.vm, KVM_GET_IRQCHIP, short), 'EFAULT');
+    expect(short.subarray(4)).toEqual(new Uint8Array(515).fill(7));
+    expect(bytesOf(0)).toEqual(master);
   });
 
   test('KVM_IRQFD: EINVAL for unknown flags and without an irqchip, EBADF/EINVAL for a bad fd, EBUSY for an eventfd in use, resample only with the full irqchip; deassign', () => {
