@@ -122,40 +122,58 @@ const COUNTED = {
 };
 
 /**
- * Per process, what every view of it inherits: the process itself (its fields), each method of its class bound to
- * it and each accessor forwarded to it (so that its private fields are reached through the real object), and the
- * counted calls. Made once per process, not per move: a view is then one object ({@link viewOf}).
+ * What every view of a process of one class inherits (made once per class, so a move pays for one object): the
+ * class's prototype (`instanceof` holds), then a forwarder for each member — a method calls the viewed process's
+ * method, an accessor or an instance field reads and writes the viewed process's (its private fields are reached
+ * through the real object) — and the counted calls.
  */
-const BASES = new WeakMap<Process, object>();
+const FORWARDERS = new WeakMap<object, object>();
 
-function baseOf(proc: Process): object {
-  const known = BASES.get(proc);
+/** The process a view shows. */
+function viewed(view: object): Process {
+  return (view as MeterView)[METER].target;
+}
+
+function forwarderOf(proc: Process): object {
+  const proto = Object.getPrototypeOf(proc) as object;
+  const known = FORWARDERS.get(proto);
   if (known !== undefined) return known;
-  const base = Object.create(proc) as object;
-  for (let o = Object.getPrototypeOf(proc) as object | null; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
-    for (const key of Reflect.ownKeys(o)) {
-      if (key === 'constructor' || Object.hasOwn(base, key)) continue;
-      const d = Object.getOwnPropertyDescriptor(o, key) as PropertyDescriptor;
-      if (typeof d.value === 'function') {
-        Object.defineProperty(base, key, { value: (d.value as (...a: unknown[]) => unknown).bind(proc), configurable: true });
-      } else if (d.get !== undefined || d.set !== undefined) {
-        const { get, set } = d;
-        Object.defineProperty(base, key, {
-          configurable: true,
-          ...(get === undefined ? {} : { get: (): unknown => get.call(proc) }),
-          ...(set === undefined ? {} : { set: (v: unknown): void => void set.call(proc, v) }),
-        });
-      }
+  const f = Object.create(proto) as object;
+  const members = new Map<PropertyKey, PropertyDescriptor>();
+  for (let o: object | null = proto; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const key of Reflect.ownKeys(o)) if (key !== 'constructor' && !members.has(key)) members.set(key, Object.getOwnPropertyDescriptor(o, key) as PropertyDescriptor);
+  }
+  // The instance fields (pid, name, alive, …) are the same for every process of the class: read and write through.
+  for (const key of Reflect.ownKeys(proc)) members.set(key, {});
+  for (const [key, d] of members) {
+    const k = key as keyof Process;
+    if (Object.hasOwn(COUNTED, key)) Object.defineProperty(f, key, { value: COUNTED[key as keyof typeof COUNTED], configurable: true });
+    else if (typeof d.value === 'function') {
+      Object.defineProperty(f, key, {
+        configurable: true,
+        value(this: object, ...a: unknown[]): unknown {
+          return (viewed(this)[k] as (...x: unknown[]) => unknown)(...a);
+        },
+      });
+    } else {
+      Object.defineProperty(f, key, {
+        configurable: true,
+        get(this: object): unknown {
+          return viewed(this)[k];
+        },
+        set(this: object, v: unknown): void {
+          (viewed(this) as unknown as Record<PropertyKey, unknown>)[key] = v;
+        },
+      });
     }
   }
-  for (const [key, fn] of Object.entries(COUNTED)) Object.defineProperty(base, key, { value: fn, configurable: true });
-  BASES.set(proc, base);
-  return base;
+  FORWARDERS.set(proto, f);
+  return f;
 }
 
 /** A new view of `proc` counting for `meter`. */
 function viewOf(proc: Process, meter: MeteredProcess): Process {
-  const view = Object.create(baseOf(proc)) as { [METER]: MeteredProcess };
+  const view = Object.create(forwarderOf(proc)) as { [METER]: MeteredProcess };
   view[METER] = meter;
   return view as unknown as Process;
 }

@@ -30,6 +30,12 @@ describe('MeteredProcess', () => {
     const m2 = new MeteredProcess(host, p, { defaultIoctlNs: 1, fileNs: 0 });
     m2.proc.ioctl(sys, KVM_GET_API_VERSION, 0);
     expect([m.count().ioctls, m2.count().ioctls]).toEqual([3, 1]);
+    // A view of another process of the same class shows that process.
+    const q = host.spawn({ uid: 1000, groups: ['kvm'] });
+    const mq = new MeteredProcess(host, q);
+    expect([mq.proc.pid, mq.proc.fds().length]).toEqual([q.pid, 0]);
+    q.kill();
+    expect(mq.proc.alive).toBe(false);
   });
   test('names requests as Linux does, and rejects costs that are not counts', () => {
     expect(ioctlName(KVM_CREATE_VM)).toBe('KVM_CREATE_VM');
