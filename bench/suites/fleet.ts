@@ -4,7 +4,7 @@
  * 16 CPUs with 24 VMs × 2 vCPUs each (`runHostJob`: the host built, its VMs started, every VM moved kvm0 → kvm1,
  * kvm0 unloaded), per host at 10 and 100 hosts (1 and 2 with --quick), with the memory a fleet of 10,000 needs: one
  * live host per worker and every host's outcome. The 10,000-host time is projected from the per-host cost (labelled
- * so), not run.
+ * so), not run here: `pnpm bench:fleet -- --hosts=10000` (bench/fleet-run.ts) rolls such a fleet for real.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';

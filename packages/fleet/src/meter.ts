@@ -74,16 +74,126 @@ function checkCosts(c: SyscallCosts): void {
   if (Object.isFrozen(c) && (c.ioctlNs === undefined || Object.isFrozen(c.ioctlNs))) CHECKED.add(c);
 }
 
+/** The meter a {@link MeteredProcess.proc} view counts for (a symbol: not a name the process has). */
+const METER = Symbol('meter');
+
+/** A {@link MeteredProcess.proc} view: the process's members, five of them counted by {@link METER}. */
+interface MeterView {
+  readonly [METER]: MeteredProcess;
+}
+
+/** The counted calls, shared by every view (each finds its meter through `this`). */
+const COUNTED = {
+  ioctl(this: MeterView, fd: number, request: number, arg?: unknown): number {
+    return this[METER].ioctlCall(fd, request, arg);
+  },
+  open(this: MeterView, path: string, flags?: number): number {
+    const m = this[METER].fileBegin();
+    try {
+      return m.target.open(path, flags);
+    } finally {
+      m.fileEnd();
+    }
+  },
+  close(this: MeterView, fd: number): void {
+    const m = this[METER].fileBegin();
+    try {
+      m.target.close(fd);
+    } finally {
+      m.fileEnd();
+    }
+  },
+  mmap(this: MeterView, fd: number, length: number, offset?: number): ReturnType<Process['mmap']> {
+    const m = this[METER].fileBegin();
+    try {
+      return m.target.mmap(fd, length, offset);
+    } finally {
+      m.fileEnd();
+    }
+  },
+  munmap(this: MeterView, ...a: Parameters<Process['munmap']>): ReturnType<Process['munmap']> {
+    const m = this[METER].fileBegin();
+    try {
+      return m.target.munmap(...a);
+    } finally {
+      m.fileEnd();
+    }
+  },
+};
+
+/**
+ * What every view of a process of one class inherits (made once per class, so a move pays for one object): the
+ * class's prototype (`instanceof` holds), then a forwarder for each member — a method calls the viewed process's
+ * method, an accessor or an instance field reads and writes the viewed process's (its private fields are reached
+ * through the real object) — and the counted calls.
+ */
+const FORWARDERS = new WeakMap<object, object>();
+
+/** The process a view shows. */
+function viewed(view: object): Process {
+  return (view as MeterView)[METER].target;
+}
+
+function forwarderOf(proc: Process): object {
+  const proto = Object.getPrototypeOf(proc) as object;
+  const known = FORWARDERS.get(proto);
+  if (known !== undefined) return known;
+  const f = Object.create(proto) as object;
+  const members = new Map<PropertyKey, PropertyDescriptor>();
+  for (let o: object | null = proto; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const key of Reflect.ownKeys(o)) if (key !== 'constructor' && !members.has(key)) members.set(key, Object.getOwnPropertyDescriptor(o, key) as PropertyDescriptor);
+  }
+  // The instance fields (pid, name, alive, …) are the same for every process of the class: read and write through.
+  for (const key of Reflect.ownKeys(proc)) members.set(key, {});
+  for (const [key, d] of members) {
+    const k = key as keyof Process;
+    if (Object.hasOwn(COUNTED, key)) Object.defineProperty(f, key, { value: COUNTED[key as keyof typeof COUNTED], configurable: true });
+    else if (typeof d.value === 'function') {
+      Object.defineProperty(f, key, {
+        configurable: true,
+        value(this: object, ...a: unknown[]): unknown {
+          return (viewed(this)[k] as (...x: unknown[]) => unknown)(...a);
+        },
+      });
+    } else {
+      Object.defineProperty(f, key, {
+        configurable: true,
+        get(this: object): unknown {
+          return viewed(this)[k];
+        },
+        set(this: object, v: unknown): void {
+          (viewed(this) as unknown as Record<PropertyKey, unknown>)[key] = v;
+        },
+      });
+    }
+  }
+  FORWARDERS.set(proto, f);
+  return f;
+}
+
+/** A new view of `proc` counting for `meter`. */
+function viewOf(proc: Process, meter: MeteredProcess): Process {
+  const view = Object.create(forwarderOf(proc)) as { [METER]: MeteredProcess };
+  view[METER] = meter;
+  return view as unknown as Process;
+}
+
 /** A VMM process seen through a counter (see the module comment). */
 export class MeteredProcess {
-  /** The process to pass to helpers (`saveVm`, `restoreVm`, …): the VMM's, with its system calls counted. */
+  /**
+   * The process to pass to helpers (`saveVm`, `restoreVm`, …): the VMM's, with its system calls counted. A view
+   * of it: its fields and methods are the process's (methods bound to it), `instanceof Process` holds.
+   */
   readonly proc: Process;
+  /** @internal The process counted. */
+  readonly target: Process;
   readonly #host: Host;
   readonly #costs: SyscallCosts;
   #ioctls = 0;
   #fileOps = 0;
   #ns = 0;
-  readonly #byName = new Map<string, number>();
+  /** Calls by request number, in the order first made (named at {@link MeteredProcess.count}). */
+  readonly #byRequest = new Map<number, number>();
 
   /**
    * @param host the VMM's host (its clock is moved forward by each call's cost)
@@ -95,49 +205,37 @@ export class MeteredProcess {
     checkCosts(costs);
     this.#host = host;
     this.#costs = costs;
-    const charge = (ns: number): void => {
-      this.#ns += ns;
-      if (ns > 0) host.clock.advanceBy(ns);
-    };
-    const ioctl = (fd: number, request: number, arg?: unknown): number => {
-      const name = ioctlName(request);
-      this.#ioctls++;
-      this.#byName.set(name, (this.#byName.get(name) ?? 0) + 1);
-      try {
-        return proc.ioctl(fd, request, arg);
-      } finally {
-        charge(costs.ioctlNs?.[name] ?? costs.defaultIoctlNs);
-      }
-    };
-    const file = <A extends unknown[], R>(f: (...a: A) => R) => (...a: A): R => {
-      this.#fileOps++;
-      try {
-        return f(...a);
-      } finally {
-        charge(costs.fileNs);
-      }
-    };
-    const wrapped: Partial<Record<keyof Process, unknown>> = {
-      ioctl,
-      open: file(proc.open.bind(proc)),
-      close: file(proc.close.bind(proc)),
-      mmap: file(proc.mmap.bind(proc)),
-      munmap: file(proc.munmap.bind(proc)),
-    };
-    // The process's other methods bound to it once each (not a new bound function per access).
-    const bound = new Map<PropertyKey, { readonly of: unknown; readonly fn: unknown }>();
-    this.proc = new Proxy(proc, {
-      get(target, key): unknown {
-        if (typeof key === 'string' && Object.hasOwn(wrapped, key)) return wrapped[key as keyof Process];
-        const v: unknown = Reflect.get(target, key, target);
-        if (typeof v !== 'function') return v;
-        const b = bound.get(key);
-        if (b !== undefined && b.of === v) return b.fn;
-        const fn = (v as (...a: unknown[]) => unknown).bind(target);
-        bound.set(key, { of: v, fn });
-        return fn;
-      },
-    });
+    this.target = proc;
+    this.proc = viewOf(proc, this);
+  }
+
+  #charge(ns: number): void {
+    this.#ns += ns;
+    if (ns > 0) this.#host.clock.advanceBy(ns);
+  }
+
+  /** @internal An ioctl through the view: counted, made, costed (a failing one too). */
+  ioctlCall(fd: number, request: number, arg: unknown): number {
+    const key = request >>> 0;
+    this.#ioctls++;
+    this.#byRequest.set(key, (this.#byRequest.get(key) ?? 0) + 1);
+    try {
+      return this.target.ioctl(fd, request, arg);
+    } finally {
+      const c = this.#costs;
+      this.#charge(c.ioctlNs === undefined ? c.defaultIoctlNs : (c.ioctlNs[ioctlName(key)] ?? c.defaultIoctlNs));
+    }
+  }
+
+  /** @internal A file operation through the view begins: counted (then made, then {@link MeteredProcess.fileEnd}). */
+  fileBegin(): this {
+    this.#fileOps++;
+    return this;
+  }
+
+  /** @internal A file operation through the view ended (or failed): costed. */
+  fileEnd(): void {
+    this.#charge(this.#costs.fileNs);
   }
 
   /** ioctls counted so far. */
@@ -157,6 +255,8 @@ export class MeteredProcess {
 
   /** What was counted so far (a copy). */
   count(): SyscallCount {
-    return { ioctls: this.#ioctls, fileOps: this.#fileOps, byName: new Map(this.#byName), ns: this.#ns };
+    const byName = new Map<string, number>();
+    for (const [request, n] of this.#byRequest) byName.set(ioctlName(request), n);
+    return { ioctls: this.#ioctls, fileOps: this.#fileOps, byName, ns: this.#ns };
   }
 }

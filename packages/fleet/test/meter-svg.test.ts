@@ -1,4 +1,4 @@
-import { createHost, O_RDWR } from '@vac/core';
+import { createHost, O_RDWR, Process } from '@vac/core';
 import { KVM_CREATE_VM, KVM_GET_API_VERSION, kvm } from '@vac/kvm';
 import { intel } from '@vac/vmx';
 import { describe, expect, test } from 'vitest';
@@ -22,6 +22,20 @@ describe('MeteredProcess', () => {
     expect(host.clock.nowNs - t0).toBe(c.ns);
     expect(m.proc.pid).toBe(p.pid);
     expect(p.fds().map((f) => f.path)).toEqual(['/dev/kvm0']);
+    // The view is the process: its methods and accessors reach the real object (its private state), and a second
+    // meter of the same process counts apart.
+    expect(m.proc).toBeInstanceOf(Process);
+    expect(m.proc.fds()).toEqual(p.fds());
+    expect(m.proc.cpu).toBe(p.cpu);
+    const m2 = new MeteredProcess(host, p, { defaultIoctlNs: 1, fileNs: 0 });
+    m2.proc.ioctl(sys, KVM_GET_API_VERSION, 0);
+    expect([m.count().ioctls, m2.count().ioctls]).toEqual([3, 1]);
+    // A view of another process of the same class shows that process.
+    const q = host.spawn({ uid: 1000, groups: ['kvm'] });
+    const mq = new MeteredProcess(host, q);
+    expect([mq.proc.pid, mq.proc.fds().length]).toEqual([q.pid, 0]);
+    q.kill();
+    expect(mq.proc.alive).toBe(false);
   });
   test('names requests as Linux does, and rejects costs that are not counts', () => {
     expect(ioctlName(KVM_CREATE_VM)).toBe('KVM_CREATE_VM');

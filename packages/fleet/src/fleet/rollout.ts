@@ -183,7 +183,9 @@ export async function runRollout(fleet: FleetSpec, policy: RolloutPolicy, option
           results = first.map((o) => (o.outcome === 'upgraded' ? (again[k++] as HostOutcome) : o));
         }
       }
-      const end = now + Math.max(0, ...results.map((o) => o.upgradeNs + o.rollbackNs));
+      let longest = 0; // a loop, not Math.max(...): a wave of a large fleet has more hosts than a call has arguments
+      for (const o of results) longest = Math.max(longest, o.upgradeNs + o.rollbackNs);
+      const end = now + longest;
       results.forEach((o) => records.set(o.id, { ...o, wave: w, startNs: now }));
       waveRecords.push({
         label: g.label,

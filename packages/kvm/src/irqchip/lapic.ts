@@ -176,6 +176,9 @@ export interface LapicCpuid {
   readonly maxPhyAddr: number;
 }
 
+/** KVM_SET_LAPIC's copy of the page it is given ({@link KvmLapic.setState}), one for every LAPIC: the work is synchronous. */
+const SET_STATE_PAGE = new ApicRegs();
+
 /** A vCPU's in-kernel local APIC. */
 export class KvmLapic {
   /** The register page (`apic->regs`). */
@@ -885,12 +888,16 @@ export class KvmLapic {
 
   /** KVM_GET_LAPIC (`kvm_apic_get_state`): the 1 KiB page with TMCCT computed at `now`. */
   getState(now: bigint): Uint8Array {
+    return this.getStateInto(new ApicRegs(), now).bytes;
+  }
+
+  /** {@link KvmLapic.getState} written into `out` (a page the caller reuses), which it returns. */
+  getStateInto(out: ApicRegs, now: bigint): ApicRegs {
     this.#clock.see(now);
-    const out = new ApicRegs();
     out.load(this.regs.bytes);
     out.set(APIC_TMCCT, this.#read(APIC_TMCCT, now));
     this.#fixup(out, false);
-    return out.bytes;
+    return out;
   }
 
   /**
@@ -904,7 +911,7 @@ export class KvmLapic {
       throw new UsageError('ERR_INVALID_ARG', `kvm_lapic_state.regs must be a Uint8Array of ${String(KVM_APIC_REG_SIZE)} bytes`);
     }
     this.#clock.see(now);
-    const s = new ApicRegs();
+    const s = SET_STATE_PAGE; // read once, fixed up, copied in: nothing keeps it
     s.load(page);
     this.#setSpiv(s.get(APIC_SPIV));
     if (!this.#fixup(s, true)) throw new KernelError('EINVAL', 'kvm_apic_set_state', 'x2APIC ID differs from the vCPU id');

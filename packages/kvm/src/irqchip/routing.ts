@@ -116,16 +116,26 @@ export class RoutingTable {
     return new RoutingTable(max + 1, map, chip);
   }
 
-  /** The table KVM_CREATE_IRQCHIP installs (`kvm_setup_default_irq_routing`). */
+  /**
+   * The table KVM_CREATE_IRQCHIP installs (`kvm_setup_default_irq_routing`). A table is immutable and the default
+   * one has no MSI routes (the only entries `x2apicFormat` decides on), so every VM with both chips in the kernel
+   * shares one, built at the first KVM_CREATE_IRQCHIP.
+   */
   static defaultTable(chips: RoutingChips): RoutingTable {
-    return RoutingTable.build(DEFAULT_ROUTING, chips);
+    if (!chips.picInKernel || !chips.ioapicInKernel) return RoutingTable.build(DEFAULT_ROUTING, chips);
+    return (defaultShared ??= RoutingTable.build(DEFAULT_ROUTING, chips));
   }
 
-  /** The empty table of a split irqchip (`kvm_setup_empty_irq_routing`). */
+  /** The empty table of a split irqchip (`kvm_setup_empty_irq_routing`): one, shared (nothing in it depends on `chips`). */
   static empty(chips: RoutingChips): RoutingTable {
-    return RoutingTable.build([], chips);
+    return (emptyShared ??= RoutingTable.build([], chips));
   }
 }
+
+/** The default table with both chips in the kernel, once built ({@link RoutingTable.defaultTable}). */
+let defaultShared: RoutingTable | undefined;
+/** The empty table, once built ({@link RoutingTable.empty}). */
+let emptyShared: RoutingTable | undefined;
 
 function fail(message: string): KernelError {
   return new KernelError('EINVAL', 'kvm_set_irq_routing', message);

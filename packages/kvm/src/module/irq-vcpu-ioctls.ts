@@ -9,11 +9,13 @@
 import { KernelError } from '@vac/core';
 import { KVM_GET_LAPIC, KVM_INTERRUPT, KVM_NMI, KVM_SET_LAPIC } from '../abi/constants.js';
 import { copyFromUser, copyToUser } from '../abi/codec.js';
+import { ApicRegs, KVM_APIC_REG_SIZE } from '../irqchip/apic-regs.js';
 import { KVM_LAPIC_STATE_CODEC } from '../abi/structs-irq.js';
 import { KVM_INTERRUPT_CODEC } from '../abi/structs-x86.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { VcpuIntr } from './vcpu-intr.js';
 import type { Vcpu } from './vcpu.js';
+import { userStructView } from './user-struct-bytes.js';
 import type { VmIrqchip } from './vm-irqchip.js';
 
 /** `KVM_NR_INTERRUPTS`. */
@@ -25,6 +27,15 @@ function needLapic(v: Vcpu, op: string): { intr: VcpuIntr; irq: VmIrqchip } {
   const irq = intr?.irqchip;
   if (intr?.chip === undefined || irq === undefined) throw KernelError.withoutStack('EINVAL', op, 'the vCPU has no in-kernel LAPIC'); // a VMM's every save asks (KVM_GET_LAPIC)
   return { intr, irq };
+}
+
+/** KVM_GET_LAPIC's page before it is copied out (the work is synchronous: one for every vCPU). */
+const GET_LAPIC_PAGE = new ApicRegs();
+
+/** `struct kvm_lapic_state` (its only member, `regs`) over the caller's C bytes, or `undefined` for the object form. */
+function lapicStateBytes(arg: unknown, op: string): Uint8Array | undefined {
+  const view = userStructView(KVM_LAPIC_STATE_CODEC, arg, op);
+  return view === undefined ? undefined : new Uint8Array(view.buffer, view.byteOffset, KVM_APIC_REG_SIZE);
 }
 
 /** The vCPU's interrupt state, made on first use. */
@@ -43,7 +54,10 @@ export const VCPU_IRQ_IOCTLS: readonly IoctlDef<Vcpu>[] = [
       const { intr, irq } = needLapic(v, op);
       const lapic = intr.chip?.lapic;
       if (lapic === undefined) throw new KernelError('EINVAL', op, 'the vCPU has no in-kernel LAPIC');
-      copyToUser(KVM_LAPIC_STATE_CODEC, { regs: irq.op((now) => lapic.getState(now)) }, arg, op);
+      const page = irq.op((now) => lapic.getStateInto(GET_LAPIC_PAGE, now)).bytes;
+      const dst = lapicStateBytes(arg, op);
+      if (dst !== undefined) dst.set(page);
+      else copyToUser(KVM_LAPIC_STATE_CODEC, { regs: page }, arg, op); // the object form gets a copy
       return 0;
     },
   },
@@ -54,9 +68,10 @@ export const VCPU_IRQ_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     run(v, arg) {
       const op = 'KVM_SET_LAPIC';
       const { intr, irq } = needLapic(v, op);
-      const s = copyFromUser(KVM_LAPIC_STATE_CODEC, arg, op);
+      // The C bytes are read in place (setState copies the page before it looks at it); an object is copied in.
+      const page = lapicStateBytes(arg, op) ?? copyFromUser(KVM_LAPIC_STATE_CODEC, arg, op).regs;
       const ints = intr.chip;
-      if (ints !== undefined) irq.op((now) => irq.chip.setLapicState(ints, s.regs, now));
+      if (ints !== undefined) irq.op((now) => irq.chip.setLapicState(ints, page, now));
       return 0;
     },
   },

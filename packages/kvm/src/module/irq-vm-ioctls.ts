@@ -50,10 +50,12 @@ import {
 import { KvmIrqchip, type IrqchipOptions } from '../irqchip/irqchip.js';
 import type { KvmPit } from '../irqchip/pit.js';
 import { KVM_MAX_IRQ_ROUTES, KVM_PIT_SPEAKER_DUMMY, KVM_USERSPACE_IRQ_SOURCE_ID } from '../irqchip/constants.js';
-import type { kvm_irqchip } from '../irqchip/state/irqchip-state.js';
+import { decodeKvmIrqchip, type kvm_irqchip } from '../irqchip/state/irqchip-state.js';
+import { KVM_LAYOUTS } from '../abi/layout.js';
 import type { VmFile } from './files.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, eventfdOf } from './irqfd.js';
+import { userStructView } from './user-struct-bytes.js';
 import { VmIrqchip } from './vm-irqchip.js';
 import type { Vm } from './vm.js';
 
@@ -71,6 +73,9 @@ function irqchipOptions(vm: Vm): IrqchipOptions {
   const f = x2apicApi.get(vm) ?? 0;
   return { x2apicFormat: (f & KVM_X2APIC_API_USE_32BIT_IDS) !== 0, broadcastQuirkDisabled: (f & KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK) !== 0 };
 }
+
+/** Where `chip_id` is in `struct kvm_irqchip`. */
+const IRQCHIP_CHIP_ID = KVM_LAYOUTS.kvm_irqchip.offsetOf('chip_id');
 
 /** The VM's irqchip, or `err` (ENXIO for most, EINVAL for routing) when there is none. */
 function needIrqchip(vm: Vm, op: string, errno: 'ENXIO' | 'EINVAL' = 'ENXIO'): VmIrqchip {
@@ -246,14 +251,16 @@ export const VM_IRQ_IOCTLS: readonly IoctlDef<VmFile>[] = [
     arg: { dir: 'inout', codec: KVM_IRQCHIP_CODEC },
     run({ vm }, arg) {
       const op = 'KVM_GET_IRQCHIP';
-      const chip = copyFromUser(KVM_IRQCHIP_CODEC, arg, op);
+      // Only chip_id is read: from the C bytes in place, or from the object's copy.
+      const bytes = userStructView(KVM_IRQCHIP_CODEC, arg, op);
+      const chipId = bytes !== undefined ? bytes.getUint32(IRQCHIP_CHIP_ID, true) : copyFromUser(KVM_IRQCHIP_CODEC, arg, op).chip_id;
       const irq = needFullIrqchip(vm, op);
       const c = irq.chip;
       let out: kvm_irqchip;
       // kvm_vm_ioctl_get_irqchip
-      if (chip.chip_id === KVM_IRQCHIP_PIC_MASTER || chip.chip_id === KVM_IRQCHIP_PIC_SLAVE) out = { chip_id: chip.chip_id, chip: { pic: c.pic?.getState(chip.chip_id) as NonNullable<ReturnType<NonNullable<KvmIrqchip['pic']>['getState']>> } };
-      else if (chip.chip_id === KVM_IRQCHIP_IOAPIC) out = { chip_id: chip.chip_id, chip: { ioapic: c.ioapic?.getState() as NonNullable<ReturnType<NonNullable<KvmIrqchip['ioapic']>['getState']>> } };
-      else throw new KernelError('EINVAL', op, `unknown chip_id ${chip.chip_id}`);
+      if (chipId === KVM_IRQCHIP_PIC_MASTER || chipId === KVM_IRQCHIP_PIC_SLAVE) out = { chip_id: chipId, chip: { pic: c.pic?.getState(chipId) as NonNullable<ReturnType<NonNullable<KvmIrqchip['pic']>['getState']>> } };
+      else if (chipId === KVM_IRQCHIP_IOAPIC) out = { chip_id: chipId, chip: { ioapic: c.ioapic?.getState() as NonNullable<ReturnType<NonNullable<KvmIrqchip['ioapic']>['getState']>> } };
+      else throw new KernelError('EINVAL', op, `unknown chip_id ${chipId}`);
       copyToUser(KVM_IRQCHIP_CODEC, out, arg, op);
       return 0;
     },
@@ -264,7 +271,9 @@ export const VM_IRQ_IOCTLS: readonly IoctlDef<VmFile>[] = [
     arg: { dir: 'in', codec: KVM_IRQCHIP_CODEC },
     run({ vm }, arg) {
       const op = 'KVM_SET_IRQCHIP';
-      const chip = resolveKvmIrqchip(copyFromUser(KVM_IRQCHIP_CODEC, arg, op));
+      // The union read by chip_id: straight from the C bytes, or from the object's copy.
+      const bytes = userStructView(KVM_IRQCHIP_CODEC, arg, op);
+      const chip = bytes !== undefined ? decodeKvmIrqchip(bytes) : resolveKvmIrqchip(copyFromUser(KVM_IRQCHIP_CODEC, arg, op));
       const irq = needFullIrqchip(vm, op);
       const c = irq.chip;
       // kvm_vm_ioctl_set_irqchip: a raw copy of the chip's state, then kvm_pic_update_irq.

@@ -12,7 +12,7 @@
  */
 import { KernelError } from '@vac/core';
 import { KVM_SREGS2_FLAGS_PDPTRS_VALID } from '../abi/constants-x86.js';
-import { KVM_SREGS_CODEC, type kvm_sregs } from '../abi/structs.js';
+import { KVM_SREGS_CODEC, type kvm_segment, type kvm_sregs } from '../abi/structs.js';
 import type { kvm_sregs2 } from '../abi/structs-x86.js';
 import { guestHas, guestMaxPhyAddr } from './vcpu-cpuid.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
@@ -229,13 +229,35 @@ export function setSregs2(v: Vcpu, s: kvm_sregs2, op: string): void {
  * LDT, both with limit 0xffff; IDTR limit 0xffff; the APIC base with BSP set only on the boot vCPU.
  */
 export function resetSregs(v: Vcpu, bsp: boolean): void {
-  const s = KVM_SREGS_CODEC.zero();
+  // One staging structure for every vCPU created (setSregs copies what it takes from it): KVM_CREATE_VCPU made a
+  // fresh one and four objects more each time.
+  const s = (resetStaging ??= KVM_SREGS_CODEC.zero());
   v.getSregs(s);
-  const trType = vendorArch(v.vm.instance).resetTrType;
-  s.tr = { ...s.tr, base: 0n, limit: 0xffff, selector: 0, type: trType, present: 1, s: 0, dpl: 0, db: 0, l: 0, g: 0, avl: 0, unusable: 0 };
-  s.ldt = { ...s.ldt, base: 0n, limit: 0xffff, selector: 0, type: 2, present: 1, s: 0, dpl: 0, db: 0, l: 0, g: 0, avl: 0, unusable: 0 };
-  s.idt = { base: 0n, limit: 0xffff };
-  s.gdt = { base: 0n, limit: 0xffff };
+  resetSegment(s.tr, vendorArch(v.vm.instance).resetTrType);
+  resetSegment(s.ldt, 2);
+  s.idt.base = 0n;
+  s.idt.limit = 0xffff;
+  s.gdt.base = 0n;
+  s.gdt.limit = 0xffff;
   s.apic_base = 0xfee00000n | (1n << 11n) | (bsp ? 1n << 8n : 0n);
   v.setSregs(s);
+}
+
+/** {@link resetSregs}'s `struct kvm_sregs`, made at the first KVM_CREATE_VCPU. */
+let resetStaging: kvm_sregs | undefined;
+
+/** TR or LDTR as reset leaves it: present, of `type`, base 0, limit 0xffff, selector 0, every other attribute 0. */
+function resetSegment(seg: kvm_segment, type: number): void {
+  seg.base = 0n;
+  seg.limit = 0xffff;
+  seg.selector = 0;
+  seg.type = type;
+  seg.present = 1;
+  seg.s = 0;
+  seg.dpl = 0;
+  seg.db = 0;
+  seg.l = 0;
+  seg.g = 0;
+  seg.avl = 0;
+  seg.unusable = 0;
 }

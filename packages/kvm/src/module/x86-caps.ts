@@ -226,6 +226,11 @@ function hostHasMsr(boot: Cpu, msr: number): boolean {
   }
 }
 
+/** An entry's four registers cleared (a module function: `__do_cpuid_func` runs for every leaf of every KVM_GET_SUPPORTED_CPUID). */
+function zero(e: kvm_cpuid_entry2): void {
+  e.eax = e.ebx = e.ecx = e.edx = 0;
+}
+
 /**
  * `xstate_required_size(xstate_bv, compacted)` over the host's leaf-0xD sizes: in the standard format a component
  * ends at its offset (EBX) + size (EAX); in the compacted one the components follow each other, a component with
@@ -384,11 +389,10 @@ class X86CapsImpl implements X86Caps {
 
   /** `__do_cpuid_func` for `fn` and, through `get_cpuid_func`, the functions after it. */
   #doCpuidFunc(first: number, add: (fn: number, index: number) => kvm_cpuid_entry2 | undefined, permittedXcr0: bigint): boolean {
-    const one = (fn: number): kvm_cpuid_entry2 | undefined => this.#doOne(fn, add, permittedXcr0);
-    const head = one(first);
+    const head = this.#doOne(first, add, permittedXcr0);
     if (head === undefined) return false;
     const limit = head.eax >>> 0;
-    for (let fn = first + 1; fn <= limit; fn++) if (one(fn) === undefined) return false;
+    for (let fn = first + 1; fn <= limit; fn++) if (this.#doOne(fn, add, permittedXcr0) === undefined) return false;
     return true;
   }
 
@@ -397,9 +401,6 @@ class X86CapsImpl implements X86Caps {
     const caps = this.cpuCaps;
     const entry = add(fn, 0);
     if (entry === undefined) return undefined;
-    const zero = (e: kvm_cpuid_entry2): void => {
-      e.eax = e.ebx = e.ecx = e.edx = 0;
-    };
     switch (fn) {
       case 0:
         entry.eax = Math.min(entry.eax, 0x1f); // limited to the highest leaf KVM implements (6.12)

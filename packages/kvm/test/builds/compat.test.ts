@@ -223,7 +223,9 @@ describe('canMove: each reason', () => {
     // … AMX tile data (8192 bytes at 2816, by the source's leaf 0xD) does not.
     const tiles = v0.xsave.region.slice();
     tiles[128] = 0x60007;
-    const tiled: SavedVm = { ...saved, vcpus: [savedVcpuOf({ ...v0, xsave: { region: tiles }, xcrs: { nr_xcrs: 1, flags: 0, xcrs: [{ xcr: 0, value: 0x60007n }] } })] };
+    const xcr0Tiles = makeKvmXcrs({ nr_xcrs: 1 });
+    xcr0Tiles.xcrs[0] = { xcr: 0, value: 0x60007n };
+    const tiled: SavedVm = { ...saved, vcpus: [savedVcpuOf({ ...v0, xsave: { region: tiles }, xcrs: xcr0Tiles })] };
     const leafD = [
       { function: 0xd, index: 17, flags: 1, eax: 64, ebx: 2752, ecx: 2, edx: 0 },
       { function: 0xd, index: 18, flags: 1, eax: 8192, ebx: 2816, ecx: 6, edx: 0 },

@@ -38,6 +38,7 @@ import {
   makeKvmPitState2,
   vcpuOf,
   vmOf,
+  KVM_IRQCHIP_CODEC,
 } from '../../src/index.js';
 import { irqHost, irqVm, VENDORS, type IrqVm } from './support.js';
 
@@ -189,6 +190,39 @@ describe.each(VENDORS)('interrupt ioctls on $name', ({ hardware }) => {
     expectKernelError(host, () => p.ioctl(g2.vm, KVM_SET_IRQCHIP, state), 'ENXIO');
   });
 
+  test('KVM_GET/SET_IRQCHIP on the C bytes: each chip as the object form gives it; a SET from bytes equals one from the object; a short buffer is EFAULT with nothing changed', () => {
+    const { host, p, g } = setup(hardware);
+    p.ioctl(g.vm, KVM_CREATE_IRQCHIP, 0);
+    const bytesOf = (id: number): Uint8Array => {
+      const b = new Uint8Array(520).fill(0xcc);
+      new DataView(b.buffer).setUint32(0, id, true);
+      p.ioctl(g.vm, KVM_GET_IRQCHIP, b);
+      return b;
+    };
+    for (const id of [0, 1, 2]) {
+      const o = makeKvmIrqchip({ chip_id: id });
+      p.ioctl(g.vm, KVM_GET_IRQCHIP, o);
+      expect(bytesOf(id)).toEqual(KVM_IRQCHIP_CODEC.toBytes(o));
+    }
+    const master = bytesOf(0);
+    master[8 + 2] = 0x5a; // imr
+    master[8 + 5] = 0x20; // irq_base
+    expect(p.ioctl(g.vm, KVM_SET_IRQCHIP, master)).toBe(0);
+    const o = makeKvmIrqchip({ chip_id: 0 });
+    p.ioctl(g.vm, KVM_GET_IRQCHIP, o);
+    expect(o.chip).toEqual({ pic: expect.objectContaining({ imr: 0x5a, irq_base: 0x20 }) as unknown });
+    const io = bytesOf(2);
+    io[8 + 24 + 8 * 3] = 0x31; // redirection entry 3's vector
+    p.ioctl(g.vm, KVM_SET_IRQCHIP, io);
+    expect(bytesOf(2)).toEqual(io);
+    const short = new Uint8Array(519).fill(7);
+    new DataView(short.buffer).setUint32(0, 0, true);
+    expectKernelError(host, () => p.ioctl(g.vm, KVM_SET_IRQCHIP, short), 'EFAULT');
+    expectKernelError(host, () => p.ioctl(g.vm, KVM_GET_IRQCHIP, short), 'EFAULT');
+    expect(short.subarray(4)).toEqual(new Uint8Array(515).fill(7));
+    expect(bytesOf(0)).toEqual(master);
+  });
+
   test('KVM_IRQFD: EINVAL for unknown flags and without an irqchip, EBADF/EINVAL for a bad fd, EBUSY for an eventfd in use, resample only with the full irqchip; deassign', () => {
     const { host, p, g } = setup(hardware);
     const efd = eventfd(p);
@@ -277,6 +311,33 @@ describe.each(VENDORS)('interrupt ioctls on $name', ({ hardware }) => {
     const again = makeKvmLapicState();
     p.ioctl(v2.fd, KVM_GET_LAPIC, again);
     expect(again.regs).toEqual(back.regs);
+  });
+
+  test('KVM_GET/SET_LAPIC on the C bytes: the same page as the object form, read in place; a short buffer is EFAULT with nothing changed', () => {
+    const { host, p } = setup(hardware);
+    const g = irqVm(p, '/dev/kvm0', asm16().hlt());
+    p.ioctl(g.vm, KVM_CREATE_IRQCHIP, 0);
+    const v = g.vcpu();
+    const obj = makeKvmLapicState();
+    p.ioctl(v.fd, KVM_GET_LAPIC, obj);
+    const c = new Uint8Array(0x400 + 8).fill(0xee); // bytes past sizeof are not the kernel's
+    p.ioctl(v.fd, KVM_GET_LAPIC, c);
+    expect(c.subarray(0, 0x400)).toEqual(obj.regs);
+    expect([...c.subarray(0x400)]).toEqual(new Array<number>(8).fill(0xee));
+    c[0x80] = 0x50; // TPR
+    c[0xf1] = 0x01; // SPIV: enabled
+    p.ioctl(v.fd, KVM_SET_LAPIC, c);
+    c[0x80] = 0; // the kernel copied the page: a later change of the caller's buffer is not seen
+    const back = makeKvmLapicState();
+    p.ioctl(v.fd, KVM_GET_LAPIC, back);
+    expect([back.regs[0x80], back.regs[0xf1]]).toEqual([0x50, 0x01]);
+    const short = new Uint8Array(0x3ff).fill(0x11);
+    expectKernelError(host, () => p.ioctl(v.fd, KVM_SET_LAPIC, short), 'EFAULT');
+    expectKernelError(host, () => p.ioctl(v.fd, KVM_GET_LAPIC, short), 'EFAULT');
+    expect([...short]).toEqual(new Array<number>(0x3ff).fill(0x11));
+    const after = makeKvmLapicState();
+    p.ioctl(v.fd, KVM_GET_LAPIC, after);
+    expect(after.regs).toEqual(back.regs);
   });
 
   test('KVM_INTERRUPT: EINVAL above 255; queued for a user-space PIC; ENXIO with the PIC in the kernel; EEXIST while a split irqchip ExtINT waits', () => {

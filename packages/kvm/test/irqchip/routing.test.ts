@@ -29,6 +29,18 @@ describe('the default routing — kvm_setup_default_irq_routing', () => {
     expect(t.gsiOf(KVM_IRQCHIP_PIC_SLAVE, 3)).toBe(-1);
   });
 
+  test('every VM starts from one shared default table, and a VM that sets its own leaves the others on it', () => {
+    const a = KvmIrqchip.createKernel();
+    const b = KvmIrqchip.createKernel({ x2apicFormat: true });
+    expect(b.routing).toBe(a.routing); // the default table has no MSI route: x2apicFormat changes nothing in it
+    const before = [...a.routing.entries()];
+    b.setGsiRouting([{ gsi: 0, type: KVM_IRQ_ROUTING_MSI, flags: 0, msi: { address_lo: 0xfee00000, address_hi: 0, data: 0x30, devid: 0 } }]);
+    expect(b.routing).not.toBe(a.routing);
+    expect([...a.routing.entries()]).toEqual(before);
+    expect([...KvmIrqchip.createKernel().routing.entries()]).toEqual(before);
+    expect(KvmIrqchip.createSplit(24).routing).toBe(KvmIrqchip.createSplit(0).routing);
+  });
+
   test('irqchip routes need the chip in the kernel (split mode: EINVAL)', () => {
     const chip = KvmIrqchip.createSplit(24);
     expect(() => chip.setGsiRouting(DEFAULT_ROUTING)).toThrow(expect.objectContaining({ code: 'EINVAL' }) as Error);
