@@ -1,8 +1,12 @@
 /**
  * The decoded-instruction cache: per guest page, the instructions found there — each one's length (`insn-length.ts`)
  * and its bytes as they were decoded — so an instruction executed again is fetched from the cache instead of from
- * guest memory byte by byte, and the interpreter's fast path can run on memories that have no slot fast path
- * (`GuestMemory.lookup`), such as the bridge's view of a real VMM's RAM.
+ * guest memory byte by byte, and the interpreter's real-mode fast path can run on memories that have no slot fast
+ * path (`GuestMemory.lookup`), such as the bridge's view of a real VMM's RAM. `execute` uses it for real-mode code
+ * only: in protected mode the general decoder ran no faster from it (docs/performance.md).
+ *
+ * What "decoded" covers today is the instruction's extent, found once; the general decoder still decodes prefixes,
+ * ModRM and operands from the cached bytes on every execution.
  *
  * Addresses are linear, which without paging are guest-physical (so a CS base that moves the code simply reaches other
  * entries). An entry is used only in the mode it was decoded in (CR0.PE and CS.D: the default operand and address size

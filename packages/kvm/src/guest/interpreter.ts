@@ -267,14 +267,16 @@ export function execute(limit: number): number {
   loop: while (n < limit) {
     const start = rip;
     if (cached && (start < lo || start > hi)) {
-      // The decoded-instruction cache: the fetch window is this one instruction's cached bytes (or empty), and the
-      // fast path may run on them in real mode.
-      const off = fetchWindow(s.csBase + start, s.csLimit - start + 1);
-      if (off >= 0 && !R.pe) {
+      // The decoded-instruction cache, in real mode: the fetch window is this one instruction's cached bytes (or
+      // empty), and the fast path runs on them. Protected-mode code fetches from memory: the general decoder gained
+      // nothing from the cache there (docs/performance.md, "the decoded-instruction cache").
+      const off = R.pe ? -1 : fetchWindow(s.csBase + start, s.csLimit - start + 1);
+      if (off >= 0) {
         b = R.cBytes;
         origin = start - off;
         lo = hi = start;
       } else {
+        if (R.pe) R.cBase = R.cEnd = 0; // no cached window left over from real mode
         lo = 1;
         hi = 0;
       }
