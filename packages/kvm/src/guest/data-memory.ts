@@ -9,7 +9,17 @@
 import { shift } from './alu.js';
 import { GuestPending } from './cpu-state.js';
 import { GuestExitReason } from './exit.js';
+import { codeWritten } from './insn-cache.js';
 import { R, fail } from './run-context.js';
+
+/**
+ * Whether linear address `lin` lies in a page holding cached instructions (`insn-cache.ts`): a write there must drop
+ * the entries it overlaps. One bit-map load per write.
+ */
+function inCodePage(lin: number): boolean {
+  return (R.codeBits[lin >>> 17]! & (1 << ((lin >>> 12) & 31))) !== 0;
+}
+
 
 export function rd8(lin: number): number {
   const r = R;
@@ -45,6 +55,9 @@ export function byteAt(gpa: number): number {
   return slot === undefined ? -1 : slot.bytes[gpa - slot.base]!;
 }
 
+/** 256^i: the weight of byte i of a little-endian value (a table: `2 ** (8 * i)` is a call to Math.pow per byte). */
+const BYTE_WEIGHT = Float64Array.from({ length: 8 }, (_, i) => 2 ** (8 * i));
+
 export function rdSlow(lin: number, len: number): number {
   if (R.hasLookup) {
     const slot = R.M.lookup!(lin);
@@ -66,7 +79,7 @@ export function rdSlow(lin: number, len: number): number {
     const b = byteAt(lin + i);
     if (b >= 0) {
       mapped++;
-      v += b * 2 ** (8 * i);
+      v += b * BYTE_WEIGHT[i]!;
     }
   }
   if (mapped === len) return v;
@@ -117,6 +130,7 @@ export function mmioRead(gpa: number, len: number): number {
 
 export function wr8(lin: number, v: number): void {
   const r = R;
+  if (inCodePage(lin)) codeWritten(lin, 1);
   if (lin >= r.wBase && lin < r.wEnd) {
     r.wBytes[lin - r.wBase] = v;
     return;
@@ -126,6 +140,7 @@ export function wr8(lin: number, v: number): void {
 
 export function wr16(lin: number, v: number): void {
   const r = R;
+  if (inCodePage(lin) || inCodePage(lin + 1)) codeWritten(lin, 2);
   if (lin >= r.wBase && lin + 2 <= r.wEnd) {
     const o = lin - r.wBase;
     r.wBytes[o] = v;
@@ -137,6 +152,7 @@ export function wr16(lin: number, v: number): void {
 
 export function wr32(lin: number, v: number): void {
   const r = R;
+  if (inCodePage(lin) || inCodePage(lin + 3)) codeWritten(lin, 4);
   if (lin >= r.wBase && lin + 4 <= r.wEnd) {
     const o = lin - r.wBase;
     r.wBytes[o] = v;
@@ -181,6 +197,7 @@ export function wrSlow(lin: number, v: number, len: number): void {
 }
 
 export function writeByte(gpa: number, b: number): boolean {
+  if (inCodePage(gpa)) codeWritten(gpa, 1);
   if (!R.hasLookup) return R.M.write8(gpa, b);
   const slot = R.M.lookup!(gpa);
   if (slot === undefined || slot.readonly) return false;

@@ -42,6 +42,7 @@ import { byteAt } from './data-memory.js';
 import { syncMode } from './descriptors.js';
 import { GUEST_EMULATION_FLAG_INSTRUCTION_BYTES, GUEST_INTERNAL_ERROR_EMULATION, GUEST_MAX_INSN_BYTES, GuestExit, GuestExitReason, type GuestExitReasonValue, GuestIoDirection } from './exit.js';
 import { AF, CF, OF, PARITY, SF, STATUS, ZF } from './flags.js';
+import { attachCache, fetchWindow } from './insn-cache.js';
 import { DELIVERED, deliver, faulted } from './interrupts.js';
 import type { GuestMemory } from './memory.js';
 import type { GuestPlatform } from './platform.js';
@@ -91,6 +92,7 @@ export function runGuest(
   if (R.X !== exit) R.X = exit;
   if (R.P !== platform) R.P = platform;
   R.hasLookup = memory.lookup !== undefined;
+  attachCache(memory);
   R.quirks = quirkMask;
   // Invalidate the slot caches (memslots may have changed since the last run) without touching pointers.
   R.cBase = R.cEnd = R.dBase = R.dEnd = R.wBase = R.wEnd = 0;
@@ -254,14 +256,33 @@ export function execute(limit: number): number {
   let n = 0;
   // The code slot as seen from CS: offsets [lo, hi] start an instruction that fits entirely (≤ 15 bytes)
   // in the slot. Recomputed after every general-path instruction (which may refill the cache or load CS).
+  const cached = R.code !== undefined;
   let b = R.cBytes;
-  let lo = fastLo(s);
-  let hi = fastHi(s);
+  let lo = cached ? 1 : fastLo(s);
+  let hi = cached ? 0 : fastHi(s);
+  // b[start - origin] is the byte at CS offset `start` (the slot's window starts at `lo`; a cached instruction's bytes
+  // sit at its page offset, and its window admits that one instruction: lo = hi = start).
+  let origin = lo;
   let rip = s.eip;
   loop: while (n < limit) {
     const start = rip;
+    if (cached && (start < lo || start > hi)) {
+      // The decoded-instruction cache, in real mode: the fetch window is this one instruction's cached bytes (or
+      // empty), and the fast path runs on them. Protected-mode code fetches from memory: the general decoder gained
+      // nothing from the cache there (docs/performance.md, "the decoded-instruction cache").
+      const off = R.pe ? -1 : fetchWindow(s.csBase + start, s.csLimit - start + 1);
+      if (off >= 0) {
+        b = R.cBytes;
+        origin = start - off;
+        lo = hi = start;
+      } else {
+        if (R.pe) R.cBase = R.cEnd = 0; // no cached window left over from real mode
+        lo = 1;
+        hi = 0;
+      }
+    }
     if (start >= lo && start <= hi) {
-      const o = start - lo;
+      const o = start - origin;
       const op = b[o]!;
       switch (op) {
         // The flag arithmetic below is `inc`/`dec`/`add`/`sub` written out by hand: calls from this loop
@@ -494,9 +515,14 @@ export function execute(limit: number): number {
     if (!done) break;
     n++;
     if (R.exitKind !== 0 || R.shadowSet !== 0 || R.enteredPaging || R.endRun) break;
-    b = R.cBytes;
-    lo = fastLo(s);
-    hi = fastHi(s);
+    if (cached) {
+      lo = 1;
+      hi = 0;
+    } else {
+      b = R.cBytes;
+      lo = origin = fastLo(s);
+      hi = fastHi(s);
+    }
   }
   s.eip = rip;
   R.X.executed += n;

@@ -11,6 +11,7 @@ import { rd16 } from './data-memory.js';
 import { GuestExit, GuestExitReason, type GuestExitReasonValue } from './exit.js';
 import { emulationFailure } from './interpreter.js';
 import type { GuestMemory } from './memory.js';
+import { attachCache } from './insn-cache.js';
 import { EMULATION_FAILED, FAULT, R } from './run-context.js';
 
 /** RFLAGS.NT (bit 14), RF (bit 16), VM (bit 17). */
@@ -224,6 +225,7 @@ export function injectEvent(state: GuestCpuState, memory: GuestMemory, vector: n
   if (R.M !== memory) R.M = memory;
   if (R.X !== exit) R.X = exit;
   R.hasLookup = memory.lookup !== undefined;
+  attachCache(memory);
   R.cBase = R.cEnd = R.dBase = R.dEnd = R.wBase = R.wEnd = 0;
   R.exitKind = 0;
   R.csBase = state.csBase;

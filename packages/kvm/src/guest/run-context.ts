@@ -10,6 +10,7 @@
 
 import { GuestCpuState } from './cpu-state.js';
 import { GuestExit } from './exit.js';
+import type { InsnCache } from './insn-cache.js';
 import type { GuestMemory } from './memory.js';
 import { type GuestPlatform, defaultGuestPlatform } from './platform.js';
 
@@ -23,6 +24,12 @@ export const GUEST_QUIRK_OUT_7E_INC_RIP = 1 << 3;
 export const GUEST_DEFAULT_QUIRKS = GUEST_QUIRK_OUT_7E_INC_RIP;
 
 export const EMPTY: Uint8Array = new Uint8Array(0);
+
+/** Words of a code-page bit map: one bit per 4 KiB page of the 4 GiB linear space. */
+export const CODE_BITS_WORDS = 1 << 15;
+
+/** The code-page bit map of runs without a decoded-instruction cache: always empty. */
+export const NO_CODE_BITS = new Uint32Array(CODE_BITS_WORDS);
 
 export const IDLE_MEMORY: GuestMemory = { read8: () => -1, write8: () => false };
 
@@ -93,6 +100,10 @@ export class RunContext {
   wBytes = EMPTY;
   wBase = 0;
   wEnd = 0;
+  /** The decoded-instruction cache of this run's memory (`insn-cache.ts`), or `undefined` when the run uses none. */
+  code: InsnCache | undefined = undefined;
+  /** Its code-page bit map (or an empty one): a guest write to a page whose bit is set calls `codeWritten`. */
+  codeBits = NO_CODE_BITS;
   /** Prefix state of the current instruction. */
   o32 = false;
   a32 = false;

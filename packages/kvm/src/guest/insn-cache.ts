@@ -1,0 +1,238 @@
+/**
+ * The decoded-instruction cache: per guest page, the instructions found there — each one's length (`insn-length.ts`)
+ * and its bytes as they were decoded — so an instruction executed again is fetched from the cache instead of from
+ * guest memory byte by byte, and the interpreter's real-mode fast path can run on memories that have no slot fast
+ * path (`GuestMemory.lookup`), such as the bridge's view of a real VMM's RAM. `execute` uses it for real-mode code
+ * only: in protected mode the general decoder ran no faster from it (docs/performance.md).
+ *
+ * What "decoded" covers today is the instruction's extent, found once; the general decoder still decodes prefixes,
+ * ModRM and operands from the cached bytes on every execution.
+ *
+ * Addresses are linear, which without paging are guest-physical (so a CS base that moves the code simply reaches other
+ * entries). An entry is used only in the mode it was decoded in (CR0.PE and CS.D: the default operand and address size
+ * decide its length) and only when it lies within the CS limit (else the general decoder raises the #GP at the right
+ * byte). Its length is a hint, never a semantic: the fetch window holds exactly the entry's bytes, and an instruction
+ * the decoder finds longer fetches the rest from memory. Correctness rests on the bytes alone: an entry is dropped, or
+ * found stale, when the bytes it was decoded from change:
+ *
+ * - **by the guest**: every guest write goes through `data-memory.ts`, which calls {@link codeWritten} for a write to
+ *   a page that holds cached instructions; that drops each entry whose bytes the write overlaps (including one that
+ *   crosses into the page from the one before). So a write to the very next instruction, or a `rep stos` over code,
+ *   is seen at once.
+ * - **by anything else between runs** — the VMM writing the memslot's buffer, DMA, an in-kernel device, a memslot
+ *   added, moved or deleted (`KVM_SET_USER_MEMORY_REGION`), another memory altogether: each run ({@link beginRun})
+ *   starts a new epoch, and an entry is compared with guest memory at its first use in each epoch (its length in
+ *   bytes, read through the memory, so a memory that needs to see the guest's reads sees them); a difference
+ *   decodes it again.
+ *
+ * Memory must not change during a run except through the guest (the `GuestMemory` contract), so one check per
+ * epoch suffices.
+ *
+ * @module
+ */
+
+import { byteAt } from './data-memory.js';
+import { insnLength } from './insn-length.js';
+import type { GuestMemory } from './memory.js';
+import { CODE_BITS_WORDS, NO_CODE_BITS, R, type RunContext } from './run-context.js';
+
+const PAGE_SHIFT = 12;
+const PAGE_SIZE = 1 << PAGE_SHIFT;
+const PAGE_MASK = PAGE_SIZE - 1;
+/** An instruction starting in a page may run up to 14 bytes into the next. */
+const SPILL = 15;
+
+/** The cached instructions of one guest page. */
+export class PageCode {
+  /** The bytes each entry was decoded from, at its page offset (entries that cross the page end spill past 4096). */
+  readonly bytes = new Uint8Array(PAGE_SIZE + SPILL);
+  /** The length of the instruction at each offset; 0 where there is no entry. */
+  readonly len = new Uint8Array(PAGE_SIZE);
+  /** The mode each entry was decoded in ({@link modeKey}). */
+  readonly mode = new Uint8Array(PAGE_SIZE);
+  /** The epoch in which each entry was last found equal to guest memory. */
+  readonly checked = new Float64Array(PAGE_SIZE);
+}
+
+/** The decoded instructions of one guest memory (one VM's memslots, as one `GuestMemory` object). */
+export class InsnCache {
+  readonly pages = new Map<number, PageCode>();
+  /** One bit per 4 KiB page of the 4 GiB linear space: the page holds (part of) a cached instruction. */
+  readonly codeBits = new Uint32Array(CODE_BITS_WORDS);
+  lastNumber = -1;
+  last: PageCode | undefined = undefined;
+}
+
+/**
+ * @internal Which runs use the decoded-instruction cache: `'auto'` (the default) those on memories without the slot fast path; `'always'` every
+ * run; `'never'` none.
+ */
+export type InsnCachePolicy = 'auto' | 'always' | 'never';
+
+const POLICY: { now: InsnCachePolicy } = { now: 'auto' };
+
+/**
+ * @internal Sets which runs use the decoded-instruction cache (tests run the interpreter's suites under each policy,
+ * the guest-instruction benchmark measures them); returns the previous policy.
+ */
+export function setInsnCachePolicy(p: InsnCachePolicy): InsnCachePolicy {
+  const was = POLICY.now;
+  POLICY.now = p;
+  return was;
+}
+
+const CACHES = new WeakMap<GuestMemory, InsnCache>();
+
+/**
+ * @internal Counters of the cache's work since the process started (for tests and measurements): instructions decoded
+ * into the cache, entries compared with memory (their first use in a run), of those found changed, and entries
+ * dropped by guest writes. (Hits are not counted: that would cost the hot path a store.)
+ */
+export const insnCacheStats = { fills: 0, checks: 0, stale: 0, dropped: 0 };
+
+/** The epoch of the run in progress (see the module notes), in an object: a module `let` costs a hole check per read. */
+const EPOCH = { now: 0 };
+
+/** The cache of `memory` (made at its first run). */
+export function cacheFor(memory: GuestMemory): InsnCache {
+  let c = CACHES.get(memory);
+  if (c === undefined) {
+    c = new InsnCache();
+    CACHES.set(memory, c);
+  }
+  return c;
+}
+
+/**
+ * A run (or an event delivery) on `memory` begins: its cache becomes the run's ({@link RunContext.code}), and a new
+ * epoch starts, so entries are compared with memory again before their first use. Memories with the slot fast path
+ * (`GuestMemory.lookup`) use no cache: fetching from the slot already costs less than the cache's checks
+ * (docs/performance.md, "Guest instructions").
+ */
+export function attachCache(memory: GuestMemory): void {
+  const r = R;
+  const policy = POLICY.now;
+  if (policy === 'never' || (policy === 'auto' && r.hasLookup)) {
+    r.code = undefined;
+    r.codeBits = NO_CODE_BITS;
+    return;
+  }
+  const c = cacheFor(memory);
+  r.code = c;
+  r.codeBits = c.codeBits;
+  EPOCH.now++;
+}
+
+/** The mode an entry is valid in: CR0.PE and CS.D (the default operand and address size). */
+function modeKey(): number {
+  return (R.pe ? 2 : 0) | (R.def32 ? 1 : 0);
+}
+
+/** Offset `i` of the instruction being measured ({@link insnLength}'s reader). */
+let measureAt = 0;
+function readForLength(i: number): number {
+  return byteAt(measureAt + i);
+}
+
+/**
+ * Points the instruction-fetch window (`R.cBytes`, `cBase`, `cEnd`) at the cached bytes of the instruction at linear
+ * address `lin` — decoding it first if it is not cached, or no longer matches memory — and returns its offset in the
+ * window's bytes; -1 when it cannot be cached (its length cannot be told, its bytes are not all RAM, it crosses the
+ * CS limit at `limitLeft` bytes from its start), in which case the window is emptied and the caller fetches from
+ * memory.
+ */
+export function fetchWindow(lin: number, limitLeft: number): number {
+  const r = R;
+  const c = r.code!;
+  if (lin > 0xffff_ffff - SPILL) return noWindow();
+  const number = lin >>> PAGE_SHIFT;
+  const off = lin & PAGE_MASK;
+  let page = c.last;
+  if (number !== c.lastNumber) {
+    page = c.pages.get(number);
+    c.lastNumber = number;
+    c.last = page;
+  }
+  const mode = modeKey();
+  if (page !== undefined) {
+    const n = page.len[off]!;
+    if (n !== 0 && page.mode[off] === mode && n <= limitLeft && (page.checked[off] === EPOCH.now || matches(page, lin, off, n))) {
+      return window(page, lin, off, n);
+    }
+  }
+  measureAt = lin;
+  const n = insnLength(readForLength, r.def32);
+  if (n === 0 || n > limitLeft) return noWindow();
+  if (page === undefined) {
+    page = new PageCode();
+    c.pages.set(number, page);
+    c.last = page;
+  }
+  for (let k = 0; k < n; k++) page.bytes[off + k] = byteAt(lin + k);
+  page.len[off] = n;
+  page.mode[off] = mode;
+  page.checked[off] = EPOCH.now;
+  markCode(c, number);
+  if (off + n > PAGE_SIZE) markCode(c, number + 1);
+  insnCacheStats.fills++;
+  return window(page, lin, off, n);
+}
+
+function window(page: PageCode, lin: number, off: number, n: number): number {
+  const r = R;
+  if (r.cBytes !== page.bytes) r.cBytes = page.bytes;
+  r.cBase = lin - off;
+  r.cEnd = lin + n;
+  return off;
+}
+
+function noWindow(): number {
+  R.cBase = R.cEnd = 0;
+  return -1;
+}
+
+/** Compares an entry with guest memory (its first use in this epoch); true and marked checked when equal. */
+function matches(page: PageCode, lin: number, off: number, n: number): boolean {
+  insnCacheStats.checks++;
+  for (let k = 0; k < n; k++) {
+    if (byteAt(lin + k) !== page.bytes[off + k]) {
+      insnCacheStats.stale++;
+      return false;
+    }
+  }
+  page.checked[off] = EPOCH.now;
+  return true;
+}
+
+function markCode(c: InsnCache, number: number): void {
+  c.codeBits[number >>> 5]! |= 1 << (number & 31);
+}
+
+/**
+ * The guest wrote `len` bytes at linear address `lin`, in a page marked as holding cached instructions: drops every
+ * entry whose bytes the write overlaps — in that page, and those of the page before that cross into it.
+ */
+export function codeWritten(lin: number, len: number): void {
+  const c = R.code;
+  if (c === undefined) return;
+  const number = lin >>> PAGE_SHIFT;
+  const off = lin & PAGE_MASK;
+  dropOverlapping(c.pages.get(number), off, off + len);
+  if (off < SPILL && number > 0) dropOverlapping(c.pages.get(number - 1), off + PAGE_SIZE, off + PAGE_SIZE + len);
+  if (off + len > PAGE_SIZE) dropOverlapping(c.pages.get(number + 1), 0, off + len - PAGE_SIZE);
+}
+
+/** Drops the entries of `page` whose bytes meet the page offsets [from, to). */
+function dropOverlapping(page: PageCode | undefined, from: number, to: number): void {
+  if (page === undefined) return;
+  const lo = Math.max(0, from - SPILL + 1);
+  const hi = Math.min(PAGE_SIZE, to);
+  const len = page.len;
+  for (let k = lo; k < hi; k++) {
+    const n = len[k]!;
+    if (n !== 0 && k + n > from) {
+      len[k] = 0;
+      insnCacheStats.dropped++;
+    }
+  }
+}
