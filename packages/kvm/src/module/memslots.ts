@@ -35,6 +35,50 @@ export interface Memslot extends GuestMemorySlot {
   readonly backed: boolean;
 }
 
+/**
+ * The guest-physical memory of one address space other than 0: its backed slots. A vCPU in SMM runs on address space
+ * 1's (`kvm_arch_vcpu_memslots_id`: `is_smm(vcpu) ? 1 : 0`), and KVM's own accesses for it (the SMM save state) go
+ * there too (`kvm_vcpu_memslots`).
+ */
+class AddressSpaceMemory implements GuestMemory {
+  readonly #tree: SlotTree<Memslot>;
+  #last: Memslot | undefined;
+
+  /** @param tree - the address space's slots */
+  constructor(tree: SlotTree<Memslot>) {
+    this.#tree = tree;
+  }
+
+  /** The slots changed: forget the last one found. */
+  invalidate(): void {
+    this.#last = undefined;
+  }
+
+  /** {@link GuestMemory.lookup}: the backed slot containing `gpa`. */
+  readonly lookup = (gpa: number): Memslot | undefined => {
+    const l = this.#last;
+    if (l !== undefined && gpa >= l.base && gpa < l.end) return l;
+    const m = this.#tree.containing(gpa);
+    if (m === undefined || !m.backed) return undefined;
+    this.#last = m;
+    return m;
+  };
+
+  /** {@link GuestMemory.read8}. */
+  read8(gpa: number): number {
+    const s = this.lookup(gpa);
+    return s === undefined ? -1 : (s.bytes[gpa - s.base] as number);
+  }
+
+  /** {@link GuestMemory.write8}. */
+  write8(gpa: number, value: number): boolean {
+    const s = this.lookup(gpa);
+    if (s === undefined || s.readonly) return false;
+    s.bytes[gpa - s.base] = value;
+    return true;
+  }
+}
+
 /** The memslots of one VM, and the guest-physical memory view the interpreter uses. */
 export class Memslots implements GuestMemory {
   /** Every slot by (address space << 16 | id) (`id_hash`). */
@@ -42,6 +86,8 @@ export class Memslots implements GuestMemory {
   /** Each address space's slots ordered by base (`gfn_tree`). */
   readonly #trees: readonly SlotTree<Memslot>[] = Array.from({ length: KVM_ADDRESS_SPACE_NUM }, () => new SlotTree<Memslot>());
   #last: Memslot | undefined;
+  /** Address space 1 (SMM) as guest memory; address space 0 is this object itself. */
+  readonly #smm = new AddressSpaceMemory(this.#trees[1] as SlotTree<Memslot>);
   /** Bumped on every change (so cached translations can be dropped). */
   generation = 0;
 
@@ -130,7 +176,13 @@ export class Memslots implements GuestMemory {
       (this.#trees[next.asId] as SlotTree<Memslot>).insert(next);
     }
     this.#last = undefined;
+    this.#smm.invalidate();
     this.generation++;
+  }
+
+  /** The guest memory of address space 1 (SMRAM and whatever else user space put there), for a vCPU in SMM. */
+  get smm(): GuestMemory {
+    return this.#smm;
   }
 
   /** The address-space-0 slot covering `gpa` (backed or not), if any. */

@@ -73,6 +73,23 @@ export class Vm {
    * Unset (the default), the guest runs on the slots themselves, at no cost.
    */
   guestMemoryView: ((memory: GuestMemory) => GuestMemory) | undefined = undefined;
+  /** {@link Vm.smmMemory} and the view it was made with. */
+  #smm: { readonly view: ((memory: GuestMemory) => GuestMemory) | undefined; readonly memory: GuestMemory } | undefined;
+
+  /**
+   * The memory a vCPU in SMM runs on (`kvm_arch_vcpu_memslots_id` = 1): the slots of address space 1, under
+   * {@link Vm.guestMemoryView} when there is one. Guest writes there are not logged in dirty bitmaps (the model logs
+   * address space 0 only: docs/fidelity.md).
+   */
+  get smmMemory(): GuestMemory {
+    const view = this.guestMemoryView;
+    let s = this.#smm;
+    if (s === undefined || s.view !== view) {
+      s = { view, memory: view === undefined ? this.memslots.smm : view(this.memslots.smm) };
+      this.#smm = s;
+    }
+    return s.memory;
+  }
 
   /** @internal */
   constructor(instance: KvmInstance, id: number, owner: Process, vendor: VendorVm) {
