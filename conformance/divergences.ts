@@ -229,9 +229,15 @@ export const DIVERGENCES: readonly Divergence[] = [
   {
     id: 'no-smm',
     class: 'host-config',
-    summary: 'The recording kernel has no SMM support (KVM_CAP_X86_SMM 0, KVM_SMI ENOTTY): memory address space 1 is EINVAL there; with CONFIG_KVM_SMM (the default), as in the model, it is SMM memory.',
-    linux: ['arch/x86/include/asm/kvm_host.h KVM_ADDRESS_SPACE_NUM / kvm_arch_nr_memslot_as_ids', 'virt/kvm/kvm_main.c kvm_set_memory_region (as_id check)', 'arch/x86/kvm/x86.c kvm_arch_vcpu_ioctl (KVM_SMI under CONFIG_KVM_SMM)'],
-    facts: ['memslot.address-space-1', 'memslot.address-spaces-overlap', 'vcpu.smi', ...caps('MULTI_ADDRESS_SPACE'), 'vcpu.reset.msr.smbase'],
+    summary:
+      'The recording kernel has no SMM support (KVM_CAP_X86_SMM 0, KVM_SMI ENOTTY): memory address space 1 is EINVAL there. With CONFIG_KVM_SMM (the default), as in the model, KVM_CAP_X86_SMM is 1, KVM_SMI takes an SMI into SMM (the save state at SMBASE + 0xFE00, RSM) and address space 1 is SMM memory — facts that rest on the Linux sources, since this machine cannot show them (packages/kvm/test/module/smm.test.ts).',
+    linux: [
+      'arch/x86/include/asm/kvm_host.h KVM_ADDRESS_SPACE_NUM / kvm_arch_nr_memslot_as_ids',
+      'virt/kvm/kvm_main.c kvm_set_memory_region (as_id check)',
+      'arch/x86/kvm/x86.c kvm_arch_vcpu_ioctl (KVM_SMI under CONFIG_KVM_SMM), kvm_vm_ioctl_check_extension (KVM_CAP_X86_SMM)',
+      'arch/x86/kvm/smm.c enter_smm, emulator_leave_smm',
+    ],
+    facts: ['memslot.address-space-1', 'memslot.address-spaces-overlap', 'vcpu.smi', 'vcpu.vcpu-events.smm', ...caps('MULTI_ADDRESS_SPACE', 'X86_SMM'), 'vcpu.reset.msr.smbase'],
     where: (m) => m.path.endsWith('.ret') || m.path.endsWith('.errno'),
   },
   {

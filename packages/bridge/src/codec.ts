@@ -189,18 +189,18 @@ function msrFilterPointers(input: Uint8Array): UserPointer[] {
   return out;
 }
 
-/** The size in bytes of a memslot of the VM (address space 0), or `undefined` when there is none. */
+/** The size in bytes of a memslot of the VM (`slot`: address space << 16 | id), or `undefined` when there is none. */
 export type SlotSize = (slot: number) => number | undefined;
 
 /**
  * `struct kvm_dirty_log { u32 slot; u32 pad; void *dirty_bitmap; }`: the bitmap, `kvm_dirty_bitmap_bytes` of the
- * slot (one bit per page, in longs). A slot of another address space, or none, gives no range (the model answers).
+ * slot (one bit per page, in longs), in either address space (1: SMM). No such slot gives no range (the model answers).
  */
 function dirtyLogPointer(input: Uint8Array, slotSize: SlotSize): UserPointer[] {
   if (input.length < 16) return [];
   const v = view(input);
   const slot = v.getUint32(0, true);
-  const size = slot >>> 16 === 0 ? slotSize(slot & 0xffff) : undefined;
+  const size = slotSize(slot);
   if (size === undefined) return [];
   return [{ addr: Number(v.getBigUint64(8, true)), size: Math.ceil(size / PAGE / 64) * 8 }];
 }

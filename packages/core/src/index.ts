@@ -192,5 +192,5 @@ export { timeScale, type ClockSource, type TimeScale, type TimelineAxis } from '
 
 // ---- Plug-in contracts: hardware models and KVM's vendor code -----------------------------------------------
 export type { FaultMode, HardwareEnv, HardwareModel, HostHardware, Violation, VirtOps } from './hardware.js';
-export type { CpuCapsEditor, CpuidWord, KvmVendorEnv, KvmVendorOps, MemEncryptCommand, NestedStateHeader, NestedStateVcpu, UniqueId, VendorArch, VendorModule, VendorMsrSpec, VendorNestedState, VendorVcpu, VendorVm } from './kvm-vendor.js';
+export type { CpuCapsEditor, CpuidWord, KvmVendorEnv, KvmVendorOps, MemEncryptCommand, NestedStateHeader, NestedStateVcpu, SmmVcpu, UniqueId, VendorArch, VendorModule, VendorMsrSpec, VendorNestedState, VendorSmm, VendorVcpu, VendorVm } from './kvm-vendor.js';
 export { positiveCount } from './settings.js';

@@ -176,8 +176,12 @@ export interface VendorArch {
    * ARCH_CAP_SKIP_VMENTRY_L1DFLUSH unless `l1tf_vmx_mitigation` is "never").
    */
   readonly archCapabilitiesExtra: bigint;
-  /** `kvm_x86_ops.has_emulated_msr(NULL, msr)`: whether KVM emulates `msr` for guests of this vendor. */
-  hasEmulatedMsr(msr: number): boolean;
+  /**
+   * `kvm_x86_ops.has_emulated_msr(kvm, msr)`: whether KVM emulates `msr` for guests of this vendor — for any VM
+   * (`vm` undefined: the MSR lists) or for that VM (KVM_CHECK_EXTENSION(KVM_CAP_X86_SMM) on its fd: no SMBASE for
+   * an SEV-ES guest).
+   */
+  hasEmulatedMsr(msr: number, vm?: VendorVm): boolean;
   /** `kvm_x86_ops.get_feature_msr`: the value of a feature MSR the vendor answers, else `undefined`. */
   featureMsr(msr: number): bigint | undefined;
   /** `vmx_set_cpu_caps` / `svm_set_cpu_caps`: the vendor's edits of KVM's supported CPUID features. */
@@ -208,6 +212,45 @@ export interface VendorArch {
    * difference.
    */
   readonly linuxExtraVmTypes: number;
+  /**
+   * The vendor's System Management Mode hooks (`kvm_x86_ops.smi_allowed`, `enter_smm`, `leave_smm`); `undefined`
+   * for a vendor without any, which gets KVM's generic answers (an SMI is taken outside SMM; nothing of the vendor's
+   * in the save state).
+   */
+  readonly smm?: VendorSmm;
+}
+
+/** What the vendor's SMM hooks look at of a vCPU. */
+export interface SmmVcpu {
+  /** `is_smm(vcpu)`: the vCPU is in System Management Mode. */
+  readonly inSmm: boolean;
+  /** `guest_cpuid_has(vcpu, X86_FEATURE_LM)`: the save state is in the 64-bit (AMD64) layout, else the 32-bit one. */
+  readonly longMode: boolean;
+  /** `guest_cpu_cap_has(vcpu, feature)`: the guest's CPUID has the feature and KVM supports it. */
+  guestHas(word: CpuidWord, bit: number): boolean;
+}
+
+/**
+ * The vendor half of SMM (arch/x86/kvm/vmx/vmx.c `vmx_smi_allowed` / `vmx_enter_smm` / `vmx_leave_smm`, svm/svm.c
+ * `svm_smi_allowed` / `svm_enter_smm` / `svm_leave_smm`). KVM's generic part (arch/x86/kvm/smm.c) builds and loads the
+ * save state; the vendor adds what only it knows — the nested guest a vCPU may be running when the SMI comes.
+ */
+export interface VendorSmm {
+  /**
+   * `smi_allowed(vcpu, for_injection)` as Linux answers it: negative (-EBUSY: try again after the next entry), 0 (the
+   * SMI waits: blocked), or 1 (it can be taken now).
+   */
+  smiAllowed(vcpu: SmmVcpu, forInjection: boolean): number;
+  /**
+   * `enter_smm`: the vendor's part after the save state is built (`smram`: the 512 bytes that go to SMBASE + 0xFE00,
+   * in which it may fill its own fields). Returns why it failed (Linux kills the VM), `undefined` when it did not.
+   */
+  enterSmm(vcpu: SmmVcpu, smram: Uint8Array): string | undefined;
+  /**
+   * `leave_smm`: the vendor's part of RSM, before the state is loaded from `smram` (what was read from SMBASE +
+   * 0xFE00). Returns why it failed (RSM then ends in a shutdown), `undefined` when it did not.
+   */
+  leaveSmm(vcpu: SmmVcpu, smram: Uint8Array): string | undefined;
 }
 
 /** What the nested-state ops look at of a vCPU. */

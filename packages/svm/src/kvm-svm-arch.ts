@@ -13,7 +13,10 @@ import type { Cpu, CpuCapsEditor, VendorArch, VendorMsrSpec } from '@vac/core';
 import { SVM_FEATURE } from './arch.js';
 import type { SvmFeatures } from './kvm-svm-state.js';
 import { svmNestedState } from './kvm-svm-nested-state.js';
+import { svmSmm } from './kvm-svm-smm.js';
 
+/** `MSR_IA32_SMBASE`. */
+const MSR_IA32_SMBASE = 0x9e;
 /** `MSR_VM_HSAVE_PA`. */
 const MSR_VM_HSAVE_PA = 0xc0010117;
 /** `MSR_AMD64_VIRT_SPEC_CTRL`. */
@@ -67,9 +70,11 @@ export function svmArch(features: SvmFeatures, boot: Cpu): VendorArch {
     notifyVmexit: false,
     mceCapExtra: 0n,
     archCapabilitiesExtra: 0n,
-    hasEmulatedMsr(msr) {
+    hasEmulatedMsr(msr, vm) {
       // svm_has_emulated_msr
       if (msr === MSR_IA32_MCG_EXT_CTL) return false;
+      // MSR_IA32_SMBASE: "SEV-ES guests do not support SMM, so report false".
+      if (msr === MSR_IA32_SMBASE && vm?.encryption === 'sev-es') return false;
       if (msr >= 0x480 && msr <= 0x491) return false; // KVM_FIRST/LAST_EMULATED_VMX_MSR
       return true;
     },
@@ -90,6 +95,7 @@ export function svmArch(features: SvmFeatures, boot: Cpu): VendorArch {
     vcpuMsrs: svmVcpuMsrs(tscScaling),
     fxsaveMxcsrMask: 0x2ffff,
     nestedState: svmNestedState(),
+    smm: svmSmm(),
     // sev_hardware_setup: BIT(KVM_X86_SEV_VM) with SEV, BIT(KVM_X86_SEV_ES_VM) with SEV-ES.
     linuxExtraVmTypes: (features.sev ? 1 << 2 : 0) | (features.sevEs ? 1 << 3 : 0),
     resetTrType: 3,

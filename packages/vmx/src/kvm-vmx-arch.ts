@@ -14,6 +14,7 @@ import type { Cpu, CpuCapsEditor, VendorArch, VendorMsrSpec } from '@vac/core';
 import { FEAT_CTL, INTEL_MSR, SECONDARY_EXEC } from './arch.js';
 import type { VmxKvmConfig } from './kvm-vmx.js';
 import { vmxNestedState } from './kvm-vmx-nested-state.js';
+import { vmxSmm } from './kvm-vmx-smm.js';
 
 /** `MCG_CMCI_P` (MCG_CAP bit 10): corrected machine-check interrupts. */
 const MCG_CMCI_P = 1n << 10n;
@@ -107,6 +108,7 @@ export function vmxArch(config: VmxKvmConfig, boot: Cpu): VendorArch {
     vcpuMsrs: vmxVcpuMsrs(),
     fxsaveMxcsrMask: 0xffff,
     nestedState: vmxNestedState(),
+    smm: vmxSmm(),
     linuxExtraVmTypes: 0,
     resetTrType: 11,
     // vmx_set_interrupt_shadow / vmx_get_interrupt_shadow: GUEST_INTR_STATE_STI and _MOV_SS, both kept.

@@ -31,6 +31,11 @@ export const GuestExitReason = {
   X86Wrmsr: 30,
   /** The interpreter could not emulate an instruction (`KVM_EXIT_INTERNAL_ERROR` = 17). */
   InternalError: 17,
+  /**
+   * `rsm` in System Management Mode (not a KVM exit): RIP is past it, and the caller leaves SMM — loads the state
+   * saved in SMRAM (`emulator_leave_smm`) — before the guest goes on. Outside SMM (the platform's `inSmm`) RSM is #UD.
+   */
+  Rsm: -2,
 } as const;
 
 /** One of the {@link GuestExitReason} values. */

@@ -30,6 +30,11 @@ export interface GuestPlatform {
    * access goes to user space (as for {@link GuestPlatform.rdmsr}, with `GuestExitReason.X86Wrmsr`).
    */
   wrmsr(msr: number, value: bigint): boolean | null;
+  /**
+   * Whether the vCPU is in System Management Mode (`is_smm`): then `rsm` ends the run with `GuestExitReason.Rsm` for
+   * the caller to leave SMM; otherwise (and when absent) `rsm` raises #UD.
+   */
+  inSmm?(): boolean;
   /** `rdtsc`: the guest's TSC, a `__u64` (IA32_TIME_STAMP_COUNTER as the guest sees it). */
   tsc(): bigint;
   /**

@@ -94,6 +94,10 @@ export function twoByte(start: number): number {
       setR32(2, Number(u >> 32n));
       return DELIVERED;
     }
+    case 0xaa: // RSM (em_rsm): #UD outside SMM; in SMM the run ends past it and the caller loads the saved state
+      if (R.P.inSmm?.() !== true) return interrupt(6, start);
+      R.exitKind = GuestExitReason.Rsm;
+      return DELIVERED;
     case 0xa2: { // CPUID
       const out = CPUID_OUT;
       R.P.cpuid(s.eax >>> 0, s.ecx >>> 0, out);

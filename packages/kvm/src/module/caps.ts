@@ -142,6 +142,8 @@ import { KVM_DIRTY_RING_MAX_BYTES } from './dirty-ring.js';
 import { vendorArch } from './vendor-arch.js';
 import { buildOf, moduleParam, supportedQuirks } from '../builds/build.js';
 
+/** `MSR_IA32_SMBASE`. */
+const MSR_IA32_SMBASE = 0x9e;
 /** `APIC_BUS_CYCLE_NS_DEFAULT`. */
 const APIC_BUS_CYCLE_NS_DEFAULT = 1;
 
@@ -174,7 +176,6 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_VAPIC, { linux: () => 1, why: 'the TPR shadow of KVM_SET_VAPIC_ADDR is kept but never synchronized with guest memory' }],
   [KVM_CAP_X86_APIC_BUS_CYCLES_NS, { linux: () => APIC_BUS_CYCLE_NS_DEFAULT, why: 'the LAPIC bus frequency cannot be set (KVM_ENABLE_CAP(X86_APIC_BUS_CYCLES_NS) not modelled)' }],
   [KVM_CAP_PCI_SEGMENT, { linux: () => 1, why: 'MSI routing ignores the PCI segment (KVM_MSI_VALID_DEVID not modelled)' }],
-  [KVM_CAP_X86_SMM, { linux: () => 1, why: 'SMM (KVM_SMI, RSM, SMRAM) not modelled; the second memslot address space is kept but never entered' }],
   [KVM_CAP_EXIT_HYPERCALL, { linux: () => 1 << 12, why: 'hypercalls (VMCALL/VMMCALL) not modelled' }],
   [KVM_CAP_PMU_EVENT_FILTER, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
   [KVM_CAP_PMU_EVENT_MASKED_EVENTS, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
@@ -255,7 +256,7 @@ const ALWAYS_ONE: ReadonlySet<number> = new Set([
 ]);
 
 /** `kvm_vm_ioctl_check_extension_generic` + the x86 part, for this module (and VM, when asked on a VM fd). */
-export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm, proc?: Process): number {
+export function checkExtension(inst: KvmInstance, cap: number, vm?: Vm, proc?: Process): number {
   if (buildOf(inst).capsRemoved.has(cap)) return 0; // a release without the capability
   if (ALWAYS_ONE.has(cap)) return 1;
   switch (cap) {
@@ -269,6 +270,10 @@ export function checkExtension(inst: KvmInstance, cap: number, _vm?: Vm, proc?: 
       return KVM_COALESCED_MMIO_PAGE_OFFSET;
     case KVM_CAP_MULTI_ADDRESS_SPACE:
       return KVM_ADDRESS_SPACE_NUM; // CONFIG_KVM_SMM: normal and SMM memslots
+    case KVM_CAP_X86_SMM:
+      // "SMBASE is usually relocated above 1M on modern chipsets": SMM where the vendor emulates MSR_IA32_SMBASE
+      // (VMX: unrestricted guest or emulate_invalid_guest_state; SVM: not for an SEV-ES guest). smm.ts.
+      return vendorArch(inst).hasEmulatedMsr(MSR_IA32_SMBASE, vm?.vendor) ? 1 : 0;
     case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
       return KVM_DIRTY_LOG_MANUAL_CAPS;
     // CONFIG_HAVE_KVM_DIRTY_RING_TSO and _ACQ_REL (x86): the largest ring, in bytes (dirty-ring.ts)

@@ -16,7 +16,7 @@ import { KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, PAGE_SIZE } from '../abi/c
 import { KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from '../abi/constants-x86.js';
 import type { GuestMemory } from '../guest/memory.js';
 import { usesDirtyBitmap } from './dirty-ring.js';
-import type { Memslots } from './memslots.js';
+import type { AddressSpaceMemory } from './memslots.js';
 import { vmArch } from './vm-arch.js';
 import type { Vm } from './vm.js';
 
@@ -31,16 +31,16 @@ export type FirstWriteLog = (slotId: number, page: number) => boolean;
  * which pages are no longer write-protected, and the first write to a protected page is also pushed onto the ring.
  */
 export class DirtyTrackingMemory implements GuestMemory {
-  readonly #slots: Memslots;
+  readonly #slots: AddressSpaceMemory;
   readonly #dirty: ReadonlyMap<number, Uint8Array>;
   readonly #firstWrite: FirstWriteLog | undefined;
 
   /**
-   * @param slots - the VM's memory slots
-   * @param dirty - the bitmaps, by slot id
+   * @param slots - the slots of one of the VM's address spaces
+   * @param dirty - the bitmaps, by slot (address space << 16 | id)
    * @param firstWrite - with a dirty ring, where a write to a protected page is logged
    */
-  constructor(slots: Memslots, dirty: ReadonlyMap<number, Uint8Array>, firstWrite?: FirstWriteLog) {
+  constructor(slots: AddressSpaceMemory, dirty: ReadonlyMap<number, Uint8Array>, firstWrite?: FirstWriteLog) {
     this.#slots = slots;
     this.#dirty = dirty;
     this.#firstWrite = firstWrite;
@@ -56,12 +56,13 @@ export class DirtyTrackingMemory implements GuestMemory {
     if (!this.#slots.write8(gpa, value)) return false;
     const slot = this.#slots.lookup(gpa);
     if (slot !== undefined) {
-      const bitmap = this.#dirty.get(slot.id);
+      const key = (slot.asId << 16) | slot.id;
+      const bitmap = this.#dirty.get(key);
       if (bitmap !== undefined) {
         const page = Math.floor((gpa - slot.base) / PAGE_SIZE);
         const byte = bitmap[page >> 3] as number;
         const bit = 1 << (page & 7);
-        if ((byte & bit) === 0 && (this.#firstWrite === undefined || this.#firstWrite(slot.id, page))) bitmap[page >> 3] = byte | bit;
+        if ((byte & bit) === 0 && (this.#firstWrite === undefined || this.#firstWrite(key, page))) bitmap[page >> 3] = byte | bit;
       }
     }
     return true;
@@ -79,23 +80,26 @@ export function dirtyBitmapBytes(pages: number): number {
  * runs on.
  */
 export function updateDirtyLogging(vm: Vm, id: number, asId: number, kind: 'create' | 'move' | 'flags' | 'delete'): void {
-  if (asId !== 0) return;
   const a = vmArch(vm);
-  const slot = vm.memslots.get(0, id);
+  const key = (asId << 16) | id;
+  const slot = vm.memslots.get(asId, id);
   const logging = slot !== undefined && (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
-  if (!logging) a.dirty.delete(id);
-  else if (kind !== 'flags' || !a.dirty.has(id)) {
+  if (!logging) a.dirty.delete(key);
+  else if (kind !== 'flags' || !a.dirty.has(key)) {
     const bitmap = new Uint8Array(dirtyBitmapBytes(slot.size / PAGE_SIZE));
     if ((a.manualDirtyLogProtect & KVM_DIRTY_LOG_INITIALLY_SET) !== 0) {
       const pages = slot.size / PAGE_SIZE;
       for (let p = 0; p < pages; p++) bitmap[p >> 3] = (bitmap[p >> 3] as number) | (1 << (p & 7));
     }
-    a.dirty.set(id, bitmap);
+    a.dirty.set(key, bitmap);
   }
-  // With a dirty ring, the first write to a protected page goes to the running vCPU's ring (address space 0).
-  const firstWrite: FirstWriteLog | undefined = a.dirtyRingSize === 0 ? undefined : (slotId, page) => a.dirtyRingWriter?.push(slotId, page) === true;
-  const memory = a.dirty.size > 0 ? new DirtyTrackingMemory(vm.memslots, a.dirty, firstWrite) : vm.memslots;
+  // With a dirty ring, the first write to a protected page goes to the running vCPU's ring (its slot: as_id << 16 | id).
+  const firstWrite: FirstWriteLog | undefined = a.dirtyRingSize === 0 ? undefined : (slotKey, page) => a.dirtyRingWriter?.push(slotKey, page) === true;
+  const keys = [...a.dirty.keys()];
+  const memory = keys.some((k) => k >>> 16 === 0) ? new DirtyTrackingMemory(vm.memslots, a.dirty, firstWrite) : vm.memslots;
   vm.guestMemory = vm.guestMemoryView === undefined ? memory : vm.guestMemoryView(memory);
+  // Address space 1 (SMM): the same, for a vCPU in SMM (Vm.smmMemory puts the view over it).
+  vm.smmSlotsMemory = keys.some((k) => k >>> 16 === 1) ? new DirtyTrackingMemory(vm.memslots.smm, a.dirty, firstWrite) : vm.memslots.smm;
 }
 
 /** `kvm_use_dirty_bitmap` as the dirty-log ioctls check it first. @throws KernelError ENXIO with a dirty ring */
@@ -111,9 +115,10 @@ export function loggingSlot(vm: Vm, slotArg: number, op: string): { bitmap: Uint
   requireDirtyBitmap(vm, op);
   const asId = slotArg >>> 16;
   const id = slotArg & 0xffff;
-  if (asId >= 1 || id >= KVM_USER_MEM_SLOTS) throw new KernelError('EINVAL', op, `invalid slot ${slotArg}`);
+  // kvm_arch_nr_memslot_as_ids: 2 on x86 (SMM)
+  if (asId >= 2 || id >= KVM_USER_MEM_SLOTS) throw new KernelError('EINVAL', op, `invalid slot ${slotArg}`);
   const slot = vm.memslots.get(asId, id);
-  const bitmap = vmArch(vm).dirty.get(id);
+  const bitmap = vmArch(vm).dirty.get((asId << 16) | id);
   if (slot === undefined || bitmap === undefined) throw new KernelError('ENOENT', op, `slot ${slotArg} does not log dirty pages`);
   return { bitmap, pages: slot.size / PAGE_SIZE };
 }

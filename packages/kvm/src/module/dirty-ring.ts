@@ -224,8 +224,8 @@ function reprotectPages(vm: Vm, slot: number, offset: bigint, mask: bigint): voi
   const memslot = vm.memslots.get(asId, id);
   const fls = BigInt(mask.toString(2).length - 1);
   if (memslot === undefined || offset + fls >= BigInt(memslot.size / PAGE_SIZE)) return;
-  // The model write-protects through the slot's page bitmap (address space 0; dirty-log.ts): a clear bit pushes again.
-  const bitmap = asId === 0 ? vmArch(vm).dirty.get(id) : undefined;
+  // The model write-protects through the slot's page bitmap (dirty-log.ts): a clear bit pushes again.
+  const bitmap = vmArch(vm).dirty.get(slot);
   if (bitmap === undefined) return;
   const base = Number(offset);
   for (let b = 0; b < 64; b++) {

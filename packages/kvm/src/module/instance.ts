@@ -240,6 +240,7 @@ export class KvmInstance implements VacInstanceOps {
         loadedOn: v.loadedOn,
         tlb: v.vendor.tlbTag(),
         rip: v.regs.rip,
+        smm: v.smm,
         ...(v.intr === undefined ? {} : { intr: { queuedIrq: v.intr.queuedIrq, nmiPending: v.intr.nmiPending, mpState: v.intr.mpState } }),
       })),
     }));

@@ -13,6 +13,7 @@ import { SYSTEM_GENERIC_IOCTLS } from './system-ioctls.js';
 import type { Vcpu } from './vcpu.js';
 import { DIRTY_RING_VM_IOCTLS } from './dirty-ring.js';
 import { VCPU_EVENTS_IOCTLS } from './vcpu-events-ioctls.js';
+import { VCPU_SMM_IOCTLS } from './smm.js';
 import { VCPU_FPU_IOCTLS } from './vcpu-fpu-ioctls.js';
 import { VCPU_MISC_IOCTLS } from './vcpu-misc-ioctls.js';
 import { VCPU_DEBUG_IOCTLS } from './vcpu-guest-debug.js';
@@ -50,6 +51,7 @@ export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([
   ...VCPU_DEBUG_IOCTLS,
   ...VCPU_IRQ_IOCTLS,
   ...VCPU_NESTED_STATE_IOCTLS,
+  ...VCPU_SMM_IOCTLS,
 ]);
 
 /** One row of {@link KVM_IOCTL_TABLE}. */

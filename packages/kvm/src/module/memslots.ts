@@ -35,13 +35,75 @@ export interface Memslot extends GuestMemorySlot {
   readonly backed: boolean;
 }
 
-/** The memslots of one VM, and the guest-physical memory view the interpreter uses. */
-export class Memslots implements GuestMemory {
+/**
+ * The guest-physical memory of one address space: its backed slots, and the last one found (the interpreter asks for
+ * the same slot again and again). {@link Memslots} is address space 0's; a vCPU in SMM runs on address space 1's
+ * (`kvm_arch_vcpu_memslots_id`: `is_smm(vcpu) ? 1 : 0`), where KVM's own accesses for it (the SMM save state) go too
+ * (`kvm_vcpu_memslots`).
+ */
+export class AddressSpaceMemory implements GuestMemory {
+  readonly #tree: SlotTree<Memslot>;
+  #last: Memslot | undefined;
+
+  /** @param tree - the address space's slots (`gfn_tree`) */
+  constructor(tree: SlotTree<Memslot>) {
+    this.#tree = tree;
+  }
+
+  /** The slots changed: forget the last one found. */
+  protected invalidate(): void {
+    this.#last = undefined;
+  }
+
+  /** {@link GuestMemory.lookup}, the interpreter's fast path: the backed slot containing `gpa`. */
+  readonly lookup = (gpa: number): Memslot | undefined => {
+    const l = this.#last;
+    if (l !== undefined && gpa >= l.base && gpa < l.end) return l;
+    const m = this.#tree.containing(gpa);
+    if (m === undefined || !m.backed) return undefined;
+    this.#last = m;
+    return m;
+  };
+
+  /** {@link GuestMemory.read8}. */
+  read8(gpa: number): number {
+    const s = this.lookup(gpa);
+    return s === undefined ? -1 : (s.bytes[gpa - s.base] as number);
+  }
+
+  /** {@link GuestMemory.write8}. */
+  write8(gpa: number, value: number): boolean {
+    const s = this.lookup(gpa);
+    if (s === undefined || s.readonly) return false;
+    s.bytes[gpa - s.base] = value;
+    return true;
+  }
+}
+
+/** Address space 1's memory, whose slot cache {@link Memslots} drops when the slots change. */
+class SmmAddressSpace extends AddressSpaceMemory {
+  /** The slots changed. */
+  changed(): void {
+    this.invalidate();
+  }
+}
+
+/** The memslots of one VM; as guest memory, address space 0 (the interpreter's view outside SMM). */
+export class Memslots extends AddressSpaceMemory {
   /** Every slot by (address space << 16 | id) (`id_hash`). */
   readonly #byId = new Map<number, Memslot>();
   /** Each address space's slots ordered by base (`gfn_tree`). */
-  readonly #trees: readonly SlotTree<Memslot>[] = Array.from({ length: KVM_ADDRESS_SPACE_NUM }, () => new SlotTree<Memslot>());
-  #last: Memslot | undefined;
+  readonly #trees: readonly SlotTree<Memslot>[];
+  /** Address space 1 (SMM) as guest memory. */
+  readonly #smm: SmmAddressSpace;
+
+  /** No slots yet. */
+  constructor() {
+    const trees = Array.from({ length: KVM_ADDRESS_SPACE_NUM }, () => new SlotTree<Memslot>());
+    super(trees[0] as SlotTree<Memslot>);
+    this.#trees = trees;
+    this.#smm = new SmmAddressSpace(trees[1] as SlotTree<Memslot>);
+  }
   /** Bumped on every change (so cached translations can be dropped). */
   generation = 0;
 
@@ -129,36 +191,18 @@ export class Memslots implements GuestMemory {
       this.#byId.set((next.asId << 16) | next.id, next);
       (this.#trees[next.asId] as SlotTree<Memslot>).insert(next);
     }
-    this.#last = undefined;
+    this.invalidate();
+    this.#smm.changed();
     this.generation++;
+  }
+
+  /** The guest memory of address space 1 (SMRAM and whatever else user space put there), for a vCPU in SMM. */
+  get smm(): AddressSpaceMemory {
+    return this.#smm;
   }
 
   /** The address-space-0 slot covering `gpa` (backed or not), if any. */
   slotAt(gpa: number): Memslot | undefined {
     return (this.#trees[0] as SlotTree<Memslot>).containing(gpa);
-  }
-
-  /** Fast path for the interpreter: the backed slot containing `gpa`. */
-  readonly lookup = (gpa: number): Memslot | undefined => {
-    const l = this.#last;
-    if (l !== undefined && gpa >= l.base && gpa < l.end) return l;
-    const m = (this.#trees[0] as SlotTree<Memslot>).containing(gpa);
-    if (m === undefined || !m.backed) return undefined;
-    this.#last = m;
-    return m;
-  };
-
-  /** {@link GuestMemory.read8}. */
-  read8(gpa: number): number {
-    const s = this.lookup(gpa);
-    return s === undefined ? -1 : (s.bytes[gpa - s.base] as number);
-  }
-
-  /** {@link GuestMemory.write8}. */
-  write8(gpa: number, value: number): boolean {
-    const s = this.lookup(gpa);
-    if (s === undefined || s.readonly) return false;
-    s.bytes[gpa - s.base] = value;
-    return true;
   }
 }

@@ -102,6 +102,12 @@ export class VcpuArch {
    * KVM_GUESTDBG_USE_SW_BP), by which a re-injected soft exception (#BP, #OF) returns past it.
    */
   eventExitInstLen = 0;
+  /** `smi_pending`: an SMI to take at the next entry the vendor allows it (`smm.ts`). */
+  smiPending = false;
+  /** `HF_SMM_INSIDE_NMI_MASK`: NMIs were already blocked when the vCPU entered SMM (RSM leaves them blocked). */
+  smmInsideNmi = false;
+  /** `smi_count`: SMIs taken. */
+  smiCount = 0;
   /** `KVM_REQ_TRIPLE_FAULT` is pending. */
   tripleFault = false;
   /** `mp_state`. */
@@ -174,7 +180,7 @@ export class VcpuArch {
     this.msrs.set(0x8b, 0x100000000n); // MSR_IA32_UCODE_REV: microcode_version
     this.msrs.set(0xce, MSR_PLATFORM_INFO_CPUID_FAULT); // MSR_PLATFORM_INFO
     this.msrs.set(0x10a, caps.archCapabilities); // MSR_IA32_ARCH_CAPABILITIES
-    this.msrs.set(0x9e, 0x30000n); // MSR_IA32_SMBASE: vcpu->arch.smbase
+    this.msrs.set(0x9e, 0x30000n); // MSR_IA32_SMBASE: vcpu->arch.smbase (smm.ts)
     for (const [index, spec] of vendorArch(v.vm.instance).vcpuMsrs) this.msrs.set(index, spec.reset);
   }
 
@@ -189,6 +195,7 @@ export class VcpuArch {
       interruptShadow: this.interruptShadow,
       eventExitInstLen: this.eventExitInstLen,
       nmi: [this.nmiInjected, this.nmiPending, this.nmiQueued, this.nmiMasked],
+      smi: [this.smiPending, this.smmInsideNmi, this.smiCount],
       tripleFault: this.tripleFault,
       mpState: this.mpState,
       debug: [...this.db, this.dr6, this.dr7],

@@ -3,8 +3,9 @@
  * `kvm_vcpu_ioctl_x86_get_vcpu_events` / `_set_vcpu_events`, `kvm_arch_vcpu_ioctl_get_mpstate` / `_set_mpstate`,
  * `kvm_vcpu_ioctl_x86_get_debugregs` / `_set_debugregs`).
  *
- * The model is a kernel without `CONFIG_KVM_SMM`: the SMM fields of `kvm_vcpu_events` read 0 and setting any of them
- * is EINVAL. Without an in-kernel LAPIC a vCPU is always RUNNABLE.
+ * The SMM fields of `kvm_vcpu_events` (`smi`, with KVM_VCPUEVENT_VALID_SMM) are the vCPU's SMM state (`smm.ts`): in
+ * SMM, an SMI pending, NMIs blocked at the SMI, an INIT latched by the in-kernel LAPIC. Without an in-kernel LAPIC a
+ * vCPU is always RUNNABLE.
  *
  * @module
  */
@@ -33,7 +34,8 @@ import {
 } from '../abi/constants-x86.js';
 import { copyFromUser, copyToUser } from '../abi/codec.js';
 import { KVM_DEBUGREGS_CODEC, KVM_MP_STATE_CODEC, KVM_VCPU_EVENTS_CODEC, type kvm_vcpu_events } from '../abi/structs-x86.js';
-import { KVM_APIC_SIPI } from '../irqchip/lapic.js';
+import { KVM_APIC_INIT, KVM_APIC_SIPI } from '../irqchip/lapic.js';
+import { processSmi, smmChanged } from './smm.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import { VcpuRequest, makeRequest, processNmi } from './vcpu-requests.js';
@@ -70,6 +72,11 @@ export function getVcpuEvents(v: Vcpu): kvm_vcpu_events {
   ev.nmi.injected = arch.nmiInjected ? 1 : 0;
   ev.nmi.pending = arch.nmiPending;
   ev.nmi.masked = arch.nmiMasked ? 1 : 0;
+  ev.smi.smm = v.smm ? 1 : 0;
+  // A KVM_SMI not yet looked at is pending too (the GET ioctl makes it so: process_smi).
+  ev.smi.pending = arch.smiPending || (v.requests & VcpuRequest.Smi) !== 0 ? 1 : 0;
+  ev.smi.smm_inside_nmi = arch.smmInsideNmi ? 1 : 0;
+  ev.smi.latched_init = latchedInit(v) ? 1 : 0;
   ev.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_SMM;
   if (vm.exceptionPayload) ev.flags |= KVM_VCPUEVENT_VALID_PAYLOAD;
   if (vm.tripleFaultEvent) {
@@ -77,6 +84,25 @@ export function getVcpuEvents(v: Vcpu): kvm_vcpu_events {
     ev.flags |= KVM_VCPUEVENT_VALID_TRIPLE_FAULT;
   }
   return ev;
+}
+
+/** `kvm_lapic_latched_init`: an INIT the in-kernel LAPIC holds (latched while the vCPU is in SMM). */
+function latchedInit(v: Vcpu): boolean {
+  const lapic = v.intr?.chip?.lapic;
+  return lapic !== undefined && (lapic.pendingEvents & (1 << KVM_APIC_INIT)) !== 0;
+}
+
+/** The KVM_VCPUEVENT_VALID_SMM part of `kvm_vcpu_ioctl_x86_set_vcpu_events`. */
+function setSmiEvents(v: Vcpu, smi: kvm_vcpu_events['smi']): void {
+  const arch = vcpuArch(v);
+  if (v.smm !== (smi.smm !== 0)) smmChanged(v, smi.smm !== 0);
+  arch.smiPending = smi.pending !== 0;
+  if (smi.smm !== 0) arch.smmInsideNmi = smi.smm_inside_nmi !== 0;
+  // sipi_vector and smi.latched_init need an in-kernel LAPIC.
+  const lapic = v.intr?.chip?.lapic;
+  if (lapic === undefined) return;
+  if (smi.latched_init !== 0) lapic.pendingEvents |= 1 << KVM_APIC_INIT;
+  else lapic.pendingEvents &= ~(1 << KVM_APIC_INIT);
 }
 
 /** `kvm_vcpu_ioctl_x86_set_vcpu_events`. @throws KernelError EINVAL, with nothing changed */
@@ -97,9 +123,9 @@ export function setVcpuEvents(v: Vcpu, events: kvm_vcpu_events, op: string): voi
   if ((ev.exception.injected !== 0 || ev.exception.pending !== 0) && (ev.exception.nr > 31 || ev.exception.nr === NMI_VECTOR)) {
     throw new KernelError('EINVAL', op, `exception vector ${ev.exception.nr} cannot be queued`);
   }
-  // No SMM (CONFIG_KVM_SMM=n): the SMM fields must be clear.
-  if ((ev.flags & KVM_VCPUEVENT_VALID_SMM) !== 0 && (ev.smi.smm !== 0 || ev.smi.pending !== 0 || ev.smi.smm_inside_nmi !== 0)) {
-    throw new KernelError('EINVAL', op, 'SMM is not supported');
+  // INITs are latched while in SMM: a vCPU waiting for SIPI cannot be put in SMM or given an SMI.
+  if ((ev.flags & KVM_VCPUEVENT_VALID_SMM) !== 0 && (ev.smi.smm !== 0 || ev.smi.pending !== 0) && vcpuArch(v).mpState === KVM_MP_STATE_INIT_RECEIVED) {
+    throw new KernelError('EINVAL', op, 'a vCPU in INIT_RECEIVED cannot be in SMM or have an SMI pending');
   }
   if ((ev.flags & KVM_VCPUEVENT_VALID_TRIPLE_FAULT) !== 0 && !vm.tripleFaultEvent) {
     throw new KernelError('EINVAL', op, 'KVM_VCPUEVENT_VALID_TRIPLE_FAULT needs KVM_CAP_X86_TRIPLE_FAULT_EVENT');
@@ -124,7 +150,7 @@ export function setVcpuEvents(v: Vcpu, events: kvm_vcpu_events, op: string): voi
     arch.nmiQueued = ev.nmi.pending;
   }
   arch.nmiMasked = ev.nmi.masked !== 0;
-  // sipi_vector and smi.latched_init need an in-kernel LAPIC.
+  if ((ev.flags & KVM_VCPUEVENT_VALID_SMM) !== 0) setSmiEvents(v, ev.smi);
   if ((ev.flags & KVM_VCPUEVENT_VALID_TRIPLE_FAULT) !== 0) arch.tripleFault = ev.triple_fault.pending !== 0;
   makeRequest(v, VcpuRequest.Event);
   if (arch.tripleFault) makeRequest(v, VcpuRequest.TripleFault);
@@ -138,6 +164,9 @@ export const VCPU_EVENTS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     arg: { dir: 'out', codec: KVM_VCPU_EVENTS_CODEC },
     run(v, arg) {
       copyToUser(KVM_VCPU_EVENTS_CODEC, getVcpuEvents(v), arg, 'KVM_GET_VCPU_EVENTS');
+      // kvm_vcpu_ioctl_x86_get_vcpu_events: KVM_REQ_SMI becomes smi_pending (process_smi). Linux does it before the copy
+      // and keeps it after an EFAULT; the model only after a successful copy, so a failed call changes nothing.
+      if ((v.requests & VcpuRequest.Smi) !== 0) processSmi(v);
       return 0;
     },
   },
@@ -184,6 +213,10 @@ export const VCPU_EVENTS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
           break;
         default:
           throw new KernelError('EINVAL', op, `unknown mp_state ${mp_state}`);
+      }
+      // INITs are blocked in SMM (kvm_apic_init_sipi_allowed), and an SMI goes before an INIT: no INIT/SIPI state then.
+      if ((v.smm || vcpuArch(v).smiPending) && (mp_state === KVM_MP_STATE_INIT_RECEIVED || mp_state === KVM_MP_STATE_SIPI_RECEIVED)) {
+        throw new KernelError('EINVAL', op, 'INIT/SIPI states are blocked in SMM or with an SMI pending');
       }
       // SIPI_RECEIVED is INIT_RECEIVED with a SIPI pending (at the vector KVM_SET_LAPIC / the last SIPI left).
       if (mp_state === KVM_MP_STATE_SIPI_RECEIVED && lapic !== undefined) {

@@ -20,10 +20,11 @@ import {
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import type { GuestExit } from '../guest/exit.js';
 import { GUEST_INTERRUPT_DELIVERED, completePending, deliverInterrupt, injectEvent, interruptWindowOpen } from '../guest/interpreter.js';
-import type { LapicVcpu } from '../irqchip/lapic.js';
+import { KVM_APIC_SIPI, type LapicVcpu } from '../irqchip/lapic.js';
 import type { VcpuInterrupts } from '../irqchip/vcpu-interrupts.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
-import { processNmi } from './vcpu-requests.js';
+import { injectSmi } from './smm.js';
+import { processNmi, VcpuRequest } from './vcpu-requests.js';
 import { guestTscAt } from './vcpu-tsc.js';
 import { vmArch } from './vm-arch.js';
 import type { Vcpu } from './vcpu.js';
@@ -128,9 +129,11 @@ export class VcpuIntr implements LapicVcpu {
     this.kick();
   }
 
-  /** `kvm_inject_smi`: the model has no SMM. */
+  /** `kvm_inject_smi` (an SMI IPI): `KVM_REQ_SMI`, and the vCPU is kicked to look at it. */
   injectSmi(): boolean {
-    return false;
+    injectSmi(this.vcpu);
+    this.kick();
+    return true;
   }
 
   /** `kvm_vcpu_kick`: a vCPU asleep in KVM_RUN is woken (its thread runs at its next slice and looks again). */
@@ -200,11 +203,18 @@ export class VcpuIntr implements LapicVcpu {
     const irqchip = this.irqchip;
     const lapic = this.chip?.lapic;
     if (irqchip === undefined || lapic === undefined || !lapic.hasPendingInitOrSipi) return;
+    // kvm_apic_init_sipi_allowed: in SMM an INIT stays latched (KVM_GET_VCPU_EVENTS' smi.latched_init) until RSM,
+    // and a SIPI is dropped.
+    if (this.vcpu.smm) {
+      lapic.pendingEvents &= ~(1 << KVM_APIC_SIPI);
+      return;
+    }
     const res = irqchip.op(() => lapic.acceptEvents(this.mpState, this.isResetBsp()));
     const r = this.vcpu.regs;
     if (res.init) {
       // kvm_vcpu_reset(vcpu, true): the registers as at power-on (the LAPIC was reset by acceptEvents).
       r.copyFrom(new GuestCpuState());
+      this.#arch.smiPending = false;
       this.nmiPending = 0;
       this.queuedIrq = -1;
     }
@@ -222,8 +232,9 @@ export class VcpuIntr implements LapicVcpu {
    */
   canWake(): boolean {
     const chip = this.chip;
-    if (chip !== undefined && chip.lapic.hasPendingInitOrSipi) return true;
+    if (chip !== undefined && chip.lapic.hasPendingInitOrSipi && !this.vcpu.smm) return true;
     if (this.mpState === KVM_MP_STATE_INIT_RECEIVED || this.mpState === KVM_MP_STATE_UNINITIALIZED) return false;
+    if ((this.vcpu.requests & VcpuRequest.Smi) !== 0 || (this.#arch.smiPending && !this.vcpu.smm)) return true;
     if (this.nmiPending > 0) return true;
     if (chip !== undefined && chip.lapic.hasPendingTimer()) return true;
     const r = this.vcpu.regs;

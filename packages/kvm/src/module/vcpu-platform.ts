@@ -85,6 +85,11 @@ export class ArchPlatform implements GuestPlatform {
     return vm.vcpus.size > 1 && (vmArch(vm).disabledExits & KVM_X86_DISABLE_EXITS_PAUSE) === 0;
   }
 
+  /** {@inheritDoc GuestPlatform.inSmm} */
+  inSmm(): boolean {
+    return this.#vcpu.smm;
+  }
+
   /** {@inheritDoc GuestPlatform.requestPending} */
   requestPending(): boolean {
     return this.#vcpu.requests !== 0;

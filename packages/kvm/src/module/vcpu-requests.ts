@@ -15,6 +15,7 @@ import { KVM_REGS_CODEC, KVM_SREGS_CODEC } from '../abi/structs.js';
 import { updateGuestPvclock } from './pvclock.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import { VcpuIntr } from './vcpu-intr.js';
+import { injectPendingSmi, processSmi } from './smm.js';
 import type { Vcpu } from './vcpu.js';
 
 /** `Vcpu.requests` bits (the model's `vcpu->requests`). */
@@ -30,6 +31,8 @@ export const VcpuRequest = {
    * completes the instruction with user space's answer before anything else (`Vcpu`'s run path handles it).
    */
   CompleteUserspaceMsr: 1 << 3,
+  /** `KVM_REQ_SMI`: KVM_SMI (or an SMI IPI) asked for an SMI (`smm.ts`). */
+  Smi: 1 << 4,
 } as const;
 
 /** `kvm_make_request`. */
@@ -54,7 +57,7 @@ const X86_EFLAGS_AC = 0x40000n;
  * guest would take a shutdown on real hardware; KVM reports a delivery failure).
  */
 function deliverRealMode(v: Vcpu, vector: number): boolean {
-  const mem = v.vm.guestMemory;
+  const mem = v.memory;
   const regs = KVM_REGS_CODEC.zero();
   const sregs = KVM_SREGS_CODEC.zero();
   v.getRegs(regs);
@@ -109,7 +112,10 @@ export function processRequests(v: Vcpu): boolean {
     return true;
   }
   if ((req & VcpuRequest.ClockUpdate) !== 0 || arch.clockUpdate) updateGuestPvclock(v);
-  if ((req & VcpuRequest.Event) !== 0) {
+  if ((req & VcpuRequest.Smi) !== 0) processSmi(v);
+  if ((req & VcpuRequest.Event) !== 0 || (v.requests & VcpuRequest.Event) !== 0) {
+    v.requests &= ~VcpuRequest.Event;
+    let canInject = true;
     // inject_pending_event: an exception first; NMIs and interrupts go through the vCPU's interrupt state
     // (`vcpu-intr.ts`), which injects one of them at each entry once nothing else is in the way.
     const ex = arch.exception;
@@ -121,7 +127,10 @@ export function processRequests(v: Vcpu): boolean {
         deliveryFailed(v, vector);
         return true;
       }
+      canInject = false;
     }
+    // An SMI goes before NMIs and interrupts (smm.ts).
+    injectPendingSmi(v, canInject);
     if (arch.nmiInjected || arch.nmiPending > 0 || arch.nmiQueued > 0 || arch.interrupt.injected) v.intr ??= new VcpuIntr(v, undefined);
   }
   return false;

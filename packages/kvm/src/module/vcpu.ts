@@ -30,6 +30,7 @@ import {
   KVM_MP_STATE_RUNNABLE,
   KVM_MP_STATE_UNINITIALIZED,
   KVM_PIO_DATA_OFFSET,
+  KVM_RUN_X86_SMM,
   KVM_VCPU_MMAP_SIZE,
   KVM_X86_DISABLE_EXITS_HLT,
 } from '../abi/constants.js';
@@ -38,9 +39,11 @@ import { makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
 import { runGuest } from '../guest/interpreter.js';
+import type { GuestMemory } from '../guest/memory.js';
 import type { GuestPlatform } from '../guest/platform.js';
 import { dirtyRingPass, type DirtyRing } from './dirty-ring.js';
 import { kernelWrite } from './kernel-io.js';
+import { rsm } from './smm.js';
 import { ArchPlatform } from './vcpu-platform.js';
 import { processRequests, VcpuRequest } from './vcpu-requests.js';
 import { clearResumeFlag, resumeFlag, SINGLESTEP_DR6, writeDebugExit, type GuestDebug } from './vcpu-guest-debug.js';
@@ -61,6 +64,7 @@ const OFF_IO_COUNT = KVM_RUN_OFFSETS['io.count'];
 const OFF_IO_DATA_OFFSET = KVM_RUN_OFFSETS['io.data_offset'];
 const OFF_READY = KVM_RUN_OFFSETS.ready_for_interrupt_injection;
 const OFF_IF_FLAG = KVM_RUN_OFFSETS.if_flag;
+const OFF_RUN_FLAGS = KVM_RUN_OFFSETS.flags;
 const OFF_CR8 = KVM_RUN_OFFSETS.cr8;
 const OFF_APIC_BASE = KVM_RUN_OFFSETS.apic_base;
 const OFF_REQUEST_WINDOW = KVM_RUN_OFFSETS.request_interrupt_window;
@@ -171,6 +175,16 @@ export class Vcpu {
    * event to deliver; `VcpuRequest` of `vcpu-requests.ts`). 0 in the usual case, which keeps KVM_RUN's fast path.
    */
   requests = 0;
+  /**
+   * `HF_SMM_MASK`: the vCPU is in System Management Mode (`smm.ts`), and its memory — the interpreter's and KVM's own
+   * accesses for it — is address space 1 (`kvm_arch_vcpu_memslots_id`).
+   */
+  smm = false;
+
+  /** The guest memory the vCPU uses now (`kvm_vcpu_memslots`): address space 1 in SMM, else the VM's memory. */
+  get memory(): GuestMemory {
+    return this.smm ? this.vm.smmMemory : this.vm.guestMemory;
+  }
   /** @internal The vCPU's dirty ring (`vcpu->dirty_ring`, dirty-ring.ts) when the VM has one, else `undefined`. */
   dirtyRing: DirtyRing | undefined = undefined;
   /**
@@ -321,7 +335,7 @@ export class Vcpu {
     if (run.immediate_exit !== 0) {
       // KVM_CAP_IMMEDIATE_EXIT: pending operations are completed, then EINTR without entering the guest;
       // `exit_reason` keeps what the last exit put there (kvm_arch_vcpu_ioctl_run: !vcpu->wants_to_run → -EINTR).
-      if (p !== GuestPending.None) runGuest(this.regs, this.vm.guestMemory, 0, this.exit, this.vm.quirks, this.platform);
+      if (p !== GuestPending.None) runGuest(this.regs, this.memory, 0, this.exit, this.vm.quirks, this.platform);
       this.#storeRegs();
       return false;
     }
@@ -343,7 +357,7 @@ export class Vcpu {
     const platform = this.#platform as ArchPlatform;
     const msr = this.run.msr;
     platform.beginCompletion(msr.error !== 0, msr.data);
-    const reason = runGuest(this.regs, this.vm.guestMemory, 1, this.exit, this.vm.quirks, platform);
+    const reason = runGuest(this.regs, this.memory, 1, this.exit, this.vm.quirks, platform);
     platform.endCompletion();
     const executed = this.exit.executed;
     this.stats.instructions += executed;
@@ -416,7 +430,7 @@ export class Vcpu {
     const exit = this.#exit ?? this.exit;
     let reason: number;
     if (dbg === undefined) {
-      reason = runGuest(this.regs, this.vm.guestMemory, pass, exit, this.vm.quirks, this.#platform ?? this.platform);
+      reason = runGuest(this.regs, this.memory, pass, exit, this.vm.quirks, this.#platform ?? this.platform);
       if (this.vm.kernelIo && reason !== GuestExitReason.Budget) reason = this.#inKernelIo(reason, pass);
     } else reason = this.#runDebug(dbg, pass);
     vendor.exit(cpu);
@@ -436,7 +450,7 @@ export class Vcpu {
    */
   #injectEvents(budget: number): Step | undefined {
     const intr = this.intr as VcpuIntr;
-    const s = intr.beforeEntry(this.vm.guestMemory, this.exit);
+    const s = intr.beforeEntry(this.memory, this.exit);
     if (s === INTR_BLOCK) return Step.Block;
     if (s !== INTR_ENTER) return this.#exitToUserSlow(s);
     if (this.run.request_interrupt_window === 0 || this.vm.irq?.full === true) return undefined;
@@ -448,7 +462,7 @@ export class Vcpu {
     }
     // The window is closed: run until it opens (the IRQ-window exit comes right after the instruction that opens it).
     for (let left = budget; left > 0; ) {
-      const reason = runGuest(this.regs, this.vm.guestMemory, 1, this.exit, this.vm.quirks, this.platform);
+      const reason = runGuest(this.regs, this.memory, 1, this.exit, this.vm.quirks, this.platform);
       const executed = this.exit.executed;
       this.stats.instructions += executed;
       this.#instance.host.clock.advanceInstructions(executed);
@@ -471,7 +485,7 @@ export class Vcpu {
    */
   #runDebug(dbg: GuestDebug, budget: number): number {
     const r = this.regs;
-    const mem = this.vm.guestMemory;
+    const mem = this.memory;
     const x = this.exit;
     const platform = this.platform;
     let executed = 0;
@@ -532,7 +546,7 @@ export class Vcpu {
       this.stats.instructions += x.executed;
       this.#instance.host.clock.advanceInstructions(x.executed);
       // The write is done; the next run completes the instruction (an OUT or MMIO write completes in the guest step).
-      reason = runGuest(this.regs, this.vm.guestMemory, Math.max(budget - used, 0), x, this.vm.quirks, this.platform);
+      reason = runGuest(this.regs, this.memory, Math.max(budget - used, 0), x, this.vm.quirks, this.platform);
     }
   }
 
@@ -622,6 +636,10 @@ export class Vcpu {
       case GuestExitReason.X86Rdmsr:
       case GuestExitReason.X86Wrmsr:
         return this.#msrExit();
+      case GuestExitReason.Rsm:
+        // em_rsm: the state is loaded from SMRAM (a failure becomes a triple fault at the next entry); the guest goes on.
+        rsm(this);
+        return Step.Again;
       case KVM_EXIT_DEBUG: // written by #runDebug
         run.exit_reason = KVM_EXIT_DEBUG;
         return Step.Exit;
@@ -672,6 +690,7 @@ export class Vcpu {
     const intr = this.intr;
     const lapic = intr?.chip?.lapic;
     dv.setUint8(OFF_IF_FLAG, (r.eflags & X86_EFLAGS_IF) !== 0 ? 1 : 0);
+    dv.setUint16(OFF_RUN_FLAGS, this.smm ? KVM_RUN_X86_SMM : 0, true);
     let ready: boolean;
     if (intr === undefined) ready = (r.eflags & X86_EFLAGS_IF) !== 0 && r.interruptShadow === 0;
     else ready = this.vm.irq?.full === true || intr.readyForInjection();

@@ -101,7 +101,7 @@ export class VmArch {
   ringFirst = 0;
   /** The coalesced ring's `last`. */
   ringLast = 0;
-  /** The dirty bitmaps of the slots with KVM_MEM_LOG_DIRTY_PAGES, by slot id (address space 0), one bit per page. */
+  /** The dirty bitmaps of the slots with KVM_MEM_LOG_DIRTY_PAGES, by slot (address space << 16 | id), one bit per page. */
   readonly dirty = new Map<number, Uint8Array>();
   /**
    * `dirty_ring_size`: the bytes of each vCPU's dirty ring (KVM_CAP_DIRTY_LOG_RING), 0 without one. With a ring,

@@ -165,7 +165,8 @@ export const VM_IO_IOCTLS: readonly IoctlDef<VmFile>[] = [
       const op = 'KVM_CLEAR_DIRTY_LOG';
       const log = copyFromUser(KVM_CLEAR_DIRTY_LOG_CODEC, arg, op);
       requireDirtyBitmap(vm, op);
-      if ((log.slot >>> 16) >= 1 || (log.slot & 0xffff) >= 32764) throw new KernelError('EINVAL', op, `invalid slot ${log.slot}`);
+      // kvm_arch_nr_memslot_as_ids: 2 on x86 (address space 1: SMM)
+      if ((log.slot >>> 16) >= 2 || (log.slot & 0xffff) >= 32764) throw new KernelError('EINVAL', op, `invalid slot ${log.slot}`);
       if (log.first_page % 64 !== 0) throw new KernelError('EINVAL', op, 'first_page must be a multiple of 64');
       const { bitmap, pages } = loggingSlot(vm, log.slot, op);
       if (log.first_page > pages || log.num_pages > pages - log.first_page || (log.num_pages < pages - log.first_page && log.num_pages % 64 !== 0)) {

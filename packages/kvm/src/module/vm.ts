@@ -73,6 +73,28 @@ export class Vm {
    * Unset (the default), the guest runs on the slots themselves, at no cost.
    */
   guestMemoryView: ((memory: GuestMemory) => GuestMemory) | undefined = undefined;
+  /**
+   * Address space 1's slots as a vCPU in SMM writes them: the slots themselves, or — while one of them logs dirty
+   * pages — a view that marks every page the guest writes (`dirty-log.ts`).
+   */
+  smmSlotsMemory: GuestMemory;
+  /** {@link Vm.smmMemory} and what it was made of. */
+  #smm: { readonly view: ((memory: GuestMemory) => GuestMemory) | undefined; readonly slots: GuestMemory; readonly memory: GuestMemory } | undefined;
+
+  /**
+   * The memory a vCPU in SMM runs on (`kvm_arch_vcpu_memslots_id` = 1): {@link Vm.smmSlotsMemory}, under
+   * {@link Vm.guestMemoryView} when there is one.
+   */
+  get smmMemory(): GuestMemory {
+    const view = this.guestMemoryView;
+    const slots = this.smmSlotsMemory;
+    let s = this.#smm;
+    if (s === undefined || s.view !== view || s.slots !== slots) {
+      s = { view, slots, memory: view === undefined ? slots : view(slots) };
+      this.#smm = s;
+    }
+    return s.memory;
+  }
 
   /** @internal */
   constructor(instance: KvmInstance, id: number, owner: Process, vendor: VendorVm) {
@@ -83,6 +105,7 @@ export class Vm {
     this.label = `${instance.name}/vm${id}`;
     this.vendor = vendor;
     this.guestMemory = this.memslots;
+    this.smmSlotsMemory = this.memslots.smm;
   }
 
   /** `kvm_put_kvm`: drop a reference; the last one destroys the VM. */

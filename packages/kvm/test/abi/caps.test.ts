@@ -121,6 +121,7 @@ test('every CAP_DIVERGENCES entry differs from Linux on some vendor or fd', () =
  */
 const REAL_DIFFERS: Partial<Record<KvmCapName, string>> = {
   KVM_CAP_MULTI_ADDRESS_SPACE: 'the recording kernel has no CONFIG_KVM_SMM (the model has)',
+  KVM_CAP_X86_SMM: 'the recording kernel has no CONFIG_KVM_SMM (the model has)',
   KVM_CAP_DISABLE_QUIRKS2: 'Linux 6.18 has two more quirks (IGNORE_GUEST_PAT is conditional, VMCS12_ALLOW_FREEZE_IN_SMM)',
   KVM_CAP_ONE_REG: 'KVM_GET/SET_ONE_REG came to x86 after 6.12',
   KVM_CAP_TSC_CONTROL: 'vendor: the recording machine\'s vendor module has no TSC scaling; amd() has the TSC ratio MSR',

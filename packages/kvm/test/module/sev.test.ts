@@ -6,6 +6,8 @@ import { O_RDWR, checkInvariants, type Host, type Process } from '@vac/core';
 import { amd } from '@vac/svm';
 import { describe, expect, test } from 'vitest';
 import {
+  KVM_CAP_X86_SMM,
+  KVM_CHECK_EXTENSION,
   KVM_CREATE_VCPU,
   KVM_CREATE_VM,
   KVM_EXIT_HLT,
@@ -51,6 +53,18 @@ const holders = (host: Host): Array<[number, string]> => vacIn(host).resource(SE
 describe('KVM_MEMORY_ENCRYPT_OP on AMD', () => {
   test('the constant is 0xC008AEBA', () => {
     expect(KVM_MEMORY_ENCRYPT_OP).toBe(ENCRYPT_OP);
+  });
+
+  test('KVM_CAP_X86_SMM on an SEV-ES VM\'s fd is 0 (svm_has_emulated_msr: no SMBASE for SEV-ES), 1 on an SEV VM\'s', () => {
+    const { p, sys } = sevHost();
+    const es = p.ioctl(sys['kvm0']!, KVM_CREATE_VM, 0);
+    const sev = p.ioctl(sys['kvm0']!, KVM_CREATE_VM, 0);
+    expect(p.ioctl(es, KVM_CHECK_EXTENSION, KVM_CAP_X86_SMM)).toBe(1);
+    expect(p.ioctl(es, ENCRYPT_OP, cmd(KVM_SEV_ES_INIT))).toBe(0);
+    expect(p.ioctl(sev, ENCRYPT_OP, cmd(KVM_SEV_INIT))).toBe(0);
+    expect(p.ioctl(es, KVM_CHECK_EXTENSION, KVM_CAP_X86_SMM)).toBe(0);
+    expect(p.ioctl(sev, KVM_CHECK_EXTENSION, KVM_CAP_X86_SMM)).toBe(1);
+    expect(p.ioctl(sys['kvm0']!, KVM_CHECK_EXTENSION, KVM_CAP_X86_SMM)).toBe(1);
   });
 
   test('KVM_SEV_INIT / KVM_SEV_ES_INIT take ASIDs from VAC; EBUSY when exhausted, recycled after VMs die', () => {

@@ -289,8 +289,9 @@ class Fuzz {
     outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
     if (error !== undefined) {
       if (!(error instanceof KernelError)) throw new Error(`${what}: threw ${error instanceof Error ? `${error.name}: ${error.message}\n${error.stack ?? ''}` : String(error)}`);
-      // KVM_RUN runs guest code before it can fail with EINTR (or EFAULT on an unbacked slot): not a no-op.
-      const ran = (c.k === 'run' || (c.k === 'ioctl' && c.req === KVM_RUN)) && (error.code === 'EINTR' || error.code === 'EFAULT');
+      // KVM_RUN runs guest code before it can fail with EINTR (or EFAULT on an unbacked slot), and an SMI it takes with
+      // no SMRAM to save the state in kills the VM (EIO, `kvm_vm_dead`, smm.ts): not a no-op.
+      const ran = (c.k === 'run' || (c.k === 'ioctl' && c.req === KVM_RUN)) && (error.code === 'EINTR' || error.code === 'EFAULT' || error.code === 'EIO');
       if (!ran) {
         const d = firstDifference(before, host.snapshot());
         if (d !== undefined) throw new Error(`${what}: failed with ${error.code} but changed the host at ${d}`);
