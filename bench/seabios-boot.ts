@@ -14,7 +14,9 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { preloadLibrary, socketPaths, startDaemon } from '@vac/bridge';
-import { Vcpu, insnCacheStats, setInsnCachePolicy, type InsnCachePolicy } from '@vac/kvm';
+import { Vcpu } from '@vac/kvm';
+// @internal, so not in the package's exports: the source file itself (the bench runs from source).
+import { insnCacheStats, setInsnCachePolicy, type InsnCachePolicy } from '../packages/kvm/src/guest/insn-cache.js';
 
 const EXIT_NAMES: Record<number, string> = { 2: 'IO', 5: 'HLT', 6: 'MMIO', 7: 'IRQ_WINDOW_OPEN', 8: 'SHUTDOWN', 10: 'INTR', 17: 'INTERNAL_ERROR', 29: 'X86_RDMSR', 30: 'X86_WRMSR' };
 

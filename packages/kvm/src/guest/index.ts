@@ -79,4 +79,3 @@ export {
   type Asm16Reg8,
   type Asm16SegReg,
 } from './asm.js';
-export { insnCacheStats, setInsnCachePolicy, type InsnCachePolicy } from './insn-cache.js';

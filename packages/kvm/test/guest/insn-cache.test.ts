@@ -7,7 +7,8 @@
  * without the cache.
  */
 import { afterEach, describe, expect, test } from 'vitest';
-import { GuestExitReason, insnCacheStats, runGuest, setInsnCachePolicy, type GuestMemory, type InsnCachePolicy } from '../../src/guest/index.js';
+import { GuestExitReason, runGuest, type GuestMemory } from '../../src/guest/index.js';
+import { insnCacheStats, setInsnCachePolicy, type InsnCachePolicy } from '../../src/guest/insn-cache.js';
 import { makeVm, type Flavor, type Vm } from './helpers.js';
 
 /** The ways a case runs: memory flavour and cache policy. The first runs without the cache (the reference). */
