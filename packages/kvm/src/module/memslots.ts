@@ -196,7 +196,7 @@ export class Memslots extends AddressSpaceMemory {
     this.generation++;
   }
 
-  /** The guest memory of address space 1 (SMRAM and whatever else user space put there), for a vCPU in SMM. */
+  /** @internal The guest memory of address space 1 (SMRAM and whatever else user space put there), for a vCPU in SMM. */
   get smm(): AddressSpaceMemory {
     return this.#smm;
   }
