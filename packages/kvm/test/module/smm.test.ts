@@ -26,6 +26,7 @@ import {
   KVM_MP_STATE_HALTED,
   KVM_MP_STATE_INIT_RECEIVED,
   KVM_MP_STATE_SIPI_RECEIVED,
+  KVM_NMI,
   KVM_RUN,
   KVM_SET_CPUID2,
   KVM_SET_MP_STATE,
@@ -277,6 +278,40 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
     runToOut(g, 0x31);
     expect(u32(g.smram, 0x1fe00 + 0x1f0)).toBe(0x1005);
     runToOut(g, 0x11);
+  });
+
+  test('NMIs are blocked in SMM: an NMI sent there stays pending until RSM, then is injected before the next instruction', () => {
+    const g = smmVm(hardware());
+    // The NMI handler (IVT vector 2 in address space 0) at 0x3000: OUT 0x22, IRET.
+    g.ram.set([0x00, 0x30, 0x00, 0x00], 2 * 4);
+    g.ram.set([...out(0x22), 0xcf], 0x3000);
+    runToOut(g, 0x10);
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x30);
+    g.p.ioctl(g.cpu.fd, KVM_NMI, 0);
+    const ev = events(g);
+    expect([ev.smi.smm, ev.smi.smm_inside_nmi, ev.nmi.pending, ev.nmi.masked]).toEqual([1, 0, 1, 1]);
+    runToOut(g, 0x22); // RSM unblocked NMIs; the pending one came at once
+    expect([events(g).smi.smm, events(g).nmi.masked]).toEqual([0, 1]);
+    runToOut(g, 0x11);
+    expect(events(g).nmi.masked).toBe(0);
+  });
+
+  test('an SMI inside an NMI handler: smm_inside_nmi, RSM leaves NMIs blocked, the handler\'s IRET unblocks them', () => {
+    const g = smmVm(hardware());
+    g.ram.set([0x00, 0x30, 0x00, 0x00], 2 * 4);
+    g.ram.set([...out(0x22), ...out(0x23), 0xcf], 0x3000);
+    g.p.ioctl(g.cpu.fd, KVM_NMI, 0);
+    runToOut(g, 0x22);
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x30);
+    expect([events(g).smi.smm_inside_nmi, events(g).nmi.masked]).toEqual([1, 1]);
+    g.p.ioctl(g.cpu.fd, KVM_NMI, 0);
+    runToOut(g, 0x23); // back in the NMI handler after RSM: still blocked
+    expect([events(g).smi.smm, events(g).smi.smm_inside_nmi, events(g).nmi.pending, events(g).nmi.masked]).toEqual([0, 0, 1, 1]);
+    runToOut(g, 0x22); // its IRET unblocked them: the pending NMI
+    runToOut(g, 0x23);
+    runToOut(g, 0x10);
   });
 
   test('RSM outside SMM is #UD', () => {
