@@ -16,6 +16,7 @@ import {
   KVM_CREATE_IRQCHIP,
   KVM_CREATE_VM,
   KVM_EXIT_IO,
+  KVM_EXIT_MMIO,
   KVM_EXIT_SHUTDOWN,
   KVM_GET_DIRTY_LOG,
   KVM_GET_MSRS,
@@ -311,6 +312,38 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
     expect([events(g).smi.smm, events(g).smi.smm_inside_nmi, events(g).nmi.pending, events(g).nmi.masked]).toEqual([0, 0, 1, 1]);
     runToOut(g, 0x22); // its IRET unblocked them: the pending NMI
     runToOut(g, 0x23);
+    runToOut(g, 0x10);
+  });
+
+  test('an SMI sent while an MMIO read waits for user space comes right after that instruction completes, at the same entry', () => {
+    const ram = new Uint8Array(0x100000);
+    // mov ax, 0xffff; mov ds, ax; mov al, [0x10] (GPA 0x100000, past the RAM: KVM_EXIT_MMIO); out 0x10; hlt
+    ram.set([0xb8, 0xff, 0xff, 0x8e, 0xd8, 0xa0, 0x10, 0x00, ...out(0x10), ...HLT], 0x1000);
+    const base = smmVm(hardware());
+    const g = smmVmOn(base.host, base.p, base.sys, { ram });
+    expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
+    expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_MMIO);
+    g.cpu.run.mmio.data[0] = 0x5a;
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x30); // complete_userspace_io first, then the SMI at this entry
+    expect(u32(g.smram, 0xfe00 + 0x1f0)).toBe(0x1008); // the saved EIP: past the MOV
+    expect(u32(g.smram, 0xfe00 + 0x1d0) & 0xff).toBe(0x5a); // the saved EAX: the MMIO data loaded
+    runToOut(g, 0x10);
+  });
+
+  test('an SMI sent while a string IN waits for its data comes after the data is stored, at the same entry', () => {
+    const ram = new Uint8Array(0x100000);
+    // mov dx, 0x60; mov di, 0x500; insb; out 0x10; hlt
+    ram.set([0xba, 0x60, 0x00, 0xbf, 0x00, 0x05, 0x6c, ...out(0x10), ...HLT], 0x1000);
+    const base = smmVm(hardware());
+    const g = smmVmOn(base.host, base.p, base.sys, { ram });
+    expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
+    expect([g.cpu.run.exit_reason, g.cpu.run.io.port]).toEqual([KVM_EXIT_IO, 0x60]);
+    g.cpu.run.bytes[g.cpu.run.io.data_offset] = 0xa5;
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x30);
+    expect(g.ram[0x500]).toBe(0xa5);
+    expect(u32(g.smram, 0xfe00 + 0x1f0)).toBe(0x1007); // past the INSB
     runToOut(g, 0x10);
   });
 
