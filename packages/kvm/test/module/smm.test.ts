@@ -379,6 +379,43 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
     expect(regs(g).rip).toBe(0x1005n);
   });
 
+  test('RSM loads CR3, then CR4, then CR0 through KVM\'s setters: a refused CR4 shuts down with CR3 already loaded and CR0 not', () => {
+    const smram = new Uint8Array(0x20000);
+    // The handler edits the 32-bit save state: CR3 = 0x5000, CR4 = bit 30 (reserved), CR0 = 0x11 (PE, ET).
+    smram.set([...movDword(0x3fff8, 0x5000), ...movDword(0x3ff14, 0x4000_0000), ...movDword(0x3fffc, 0x11), ...RSM], 0x8000);
+    const base = smmVm(hardware());
+    const g = smmVmOn(base.host, base.p, base.sys, { smram });
+    runToOut(g, 0x10);
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
+    expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
+    const s = sregs(g);
+    expect([s.cr3, s.cr4, s.cr0 & 1n]).toEqual([0x5000n, 0n, 0n]);
+  });
+
+  test('RSM loads CR0 as kvm_set_cr0 does: ET set, reserved bits dropped (KVM_SET_SREGS would keep them)', () => {
+    const smram = new Uint8Array(0x20000);
+    smram.set([...movDword(0x3fffc, 0x60), ...out(0x30), ...RSM], 0x8000); // NE and reserved bit 6
+    const base = smmVm(hardware());
+    const g = smmVmOn(base.host, base.p, base.sys, { smram });
+    runToOut(g, 0x10);
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x30);
+    runToOut(g, 0x11);
+    expect(sregs(g).cr0).toBe(0x30n);
+  });
+
+  test('a 64-bit save state with CR3 above MAXPHYADDR is refused even without paging (kvm_set_cr3): shutdown', () => {
+    const smram = new Uint8Array(0x20000);
+    smram.set([...movDword(0x3ff54, 0x0010_0000), ...RSM], 0x8000); // CR3 bit 52
+    const base = smmVm(hardware());
+    const g = smmVmOn(base.host, base.p, base.sys, { smram, longMode: true });
+    runToOut(g, 0x10);
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
+    expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
+  });
+
   test('KVM_SET_VCPU_EVENTS with VALID_SMM: into SMM and out (the memory follows), an SMI pending; EINVAL in INIT_RECEIVED, nothing changed', () => {
     const g = smmVm(hardware(), { irqchip: true });
     const ev = events(g);
