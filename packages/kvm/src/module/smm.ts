@@ -29,7 +29,7 @@ import { vcpuArch } from './vcpu-arch.js';
 import { guestHas } from './vcpu-cpuid.js';
 import { setMsr } from './vcpu-msrs.js';
 import { VcpuRequest, makeRequest } from './vcpu-requests.js';
-import { setCr0, setCr3, setCr4 } from './vcpu-cr.js';
+import { EFER_LMA, X86_CR0_PG, X86_CR4_PAE, X86_CR4_PCIDE, setCr0, setCr3, setCr4 } from './vcpu-cr.js';
 import type { Vcpu } from './vcpu.js';
 import { vendorArch } from './vendor-arch.js';
 import { x86Caps } from './x86-caps.js';
@@ -44,10 +44,6 @@ export const SMBASE_DEFAULT = 0x30000n;
 const X86_CR0_PE = 1n;
 const X86_CR0_EM = 1n << 2n;
 const X86_CR0_TS = 1n << 3n;
-const X86_CR0_PG = 1n << 31n;
-const X86_CR4_PAE = 1n << 5n;
-const X86_CR4_PCIDE = 1n << 17n;
-const EFER_LMA = 1n << 10n;
 /** `DR7_FIXED_1`. */
 const DR7_FIXED_1 = 0x400n;
 /** `DR6_VOLATILE` and `DR6_FIXED_1`, and the two bits that read 1 unless the guest has their feature. */

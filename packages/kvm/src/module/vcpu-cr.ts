@@ -18,16 +18,19 @@ const X86_CR0_ET = 1n << 4n;
 const X86_CR0_WP = 1n << 16n;
 const X86_CR0_NW = 1n << 29n;
 const X86_CR0_CD = 1n << 30n;
-const X86_CR0_PG = 1n << 31n;
+/** `X86_CR0_PG`. */
+export const X86_CR0_PG = 1n << 31n;
 /** The CR0 bits KVM keeps (`CR0_RESERVED_BITS` is the complement): PE MP EM TS ET NE WP AM NW CD PG. */
 const CR0_DEFINED = 1n | 0x2n | 0x4n | 0x8n | 0x10n | 0x20n | (1n << 16n) | (1n << 18n) | X86_CR0_NW | X86_CR0_CD | X86_CR0_PG;
 /** `X86_CR0_PDPTR_BITS`: a change of these with PAE paging reloads the PDPTRs. */
 const X86_CR0_PDPTR_BITS = X86_CR0_CD | X86_CR0_NW | X86_CR0_PG;
 const X86_CR4_PSE = 1n << 4n;
-const X86_CR4_PAE = 1n << 5n;
+/** `X86_CR4_PAE`. */
+export const X86_CR4_PAE = 1n << 5n;
 const X86_CR4_PGE = 1n << 7n;
 const X86_CR4_LA57 = 1n << 12n;
-const X86_CR4_PCIDE = 1n << 17n;
+/** `X86_CR4_PCIDE`. */
+export const X86_CR4_PCIDE = 1n << 17n;
 const X86_CR4_SMEP = 1n << 20n;
 const X86_CR4_CET = 1n << 23n;
 /** `X86_CR4_PDPTR_BITS`. */
@@ -38,7 +41,8 @@ const X86_CR3_PCID_MASK = 0xfffn;
 /** `X86_CR3_LAM_U48` | `X86_CR3_LAM_U57`. */
 const X86_CR3_LAM_BITS = (1n << 61n) | (1n << 62n);
 const EFER_LME = 1n << 8n;
-const EFER_LMA = 1n << 10n;
+/** `EFER_LMA`. */
+export const EFER_LMA = 1n << 10n;
 
 /** The vCPU's system registers now. */
 function current(v: Vcpu): kvm_sregs {

@@ -129,6 +129,17 @@ function smmVmOn(host: Host, p: Process, sys: number, opts: { longMode?: boolean
   return { host, p, sys, vm, ram: ramMap.bytes, smram: smramMap.bytes, smramAddr: smramMap.addr, cpu };
 }
 
+/** A VM whose SMI handler (at SMBASE + 0x8000) is `handler`; the guest has run to OUT 0x10 and been sent an SMI. */
+function smiWithHandler(hardware: HostOptions['hardware'], handler: readonly number[], opts: { longMode?: boolean } = {}): SmmVm {
+  const smram = new Uint8Array(0x20000);
+  smram.set(handler, 0x8000);
+  const base = smmVm(hardware);
+  const g = smmVmOn(base.host, base.p, base.sys, { smram, ...opts });
+  runToOut(g, 0x10);
+  g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+  return g;
+}
+
 /** KVM_RUN, expecting an OUT to `port`. */
 function runToOut(g: SmmVm, port: number): void {
   expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
@@ -366,12 +377,7 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
   });
 
   test('a save state RSM cannot load (CR0.PG without PE) is a triple fault: KVM_EXIT_SHUTDOWN', () => {
-    const smram = new Uint8Array(0x20000);
-    smram.set([...movDword(0x3fffc, 0x80000010), ...RSM], 0x8000);
-    const base = smmVm(hardware());
-    const g = smmVmOn(base.host, base.p, base.sys, { smram });
-    runToOut(g, 0x10);
-    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    const g = smiWithHandler(hardware(), [...movDword(0x3fffc, 0x80000010), ...RSM]);
     expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
     expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
     // The vCPU left SMM before the load failed; the registers loaded before the failure stay.
@@ -380,13 +386,8 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
   });
 
   test('RSM loads CR3, then CR4, then CR0 through KVM\'s setters: a refused CR4 shuts down with CR3 already loaded and CR0 not', () => {
-    const smram = new Uint8Array(0x20000);
     // The handler edits the 32-bit save state: CR3 = 0x5000, CR4 = bit 30 (reserved), CR0 = 0x11 (PE, ET).
-    smram.set([...movDword(0x3fff8, 0x5000), ...movDword(0x3ff14, 0x4000_0000), ...movDword(0x3fffc, 0x11), ...RSM], 0x8000);
-    const base = smmVm(hardware());
-    const g = smmVmOn(base.host, base.p, base.sys, { smram });
-    runToOut(g, 0x10);
-    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    const g = smiWithHandler(hardware(), [...movDword(0x3fff8, 0x5000), ...movDword(0x3ff14, 0x4000_0000), ...movDword(0x3fffc, 0x11), ...RSM]);
     expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
     expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
     const s = sregs(g);
@@ -394,24 +395,14 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
   });
 
   test('RSM loads CR0 as kvm_set_cr0 does: ET set, reserved bits dropped (KVM_SET_SREGS would keep them)', () => {
-    const smram = new Uint8Array(0x20000);
-    smram.set([...movDword(0x3fffc, 0x60), ...out(0x30), ...RSM], 0x8000); // NE and reserved bit 6
-    const base = smmVm(hardware());
-    const g = smmVmOn(base.host, base.p, base.sys, { smram });
-    runToOut(g, 0x10);
-    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    const g = smiWithHandler(hardware(), [...movDword(0x3fffc, 0x60), ...out(0x30), ...RSM]); // NE and reserved bit 6
     runToOut(g, 0x30);
     runToOut(g, 0x11);
     expect(sregs(g).cr0).toBe(0x30n);
   });
 
   test('a 64-bit save state with CR3 above MAXPHYADDR is refused even without paging (kvm_set_cr3): shutdown', () => {
-    const smram = new Uint8Array(0x20000);
-    smram.set([...movDword(0x3ff54, 0x0010_0000), ...RSM], 0x8000); // CR3 bit 52
-    const base = smmVm(hardware());
-    const g = smmVmOn(base.host, base.p, base.sys, { smram, longMode: true });
-    runToOut(g, 0x10);
-    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    const g = smiWithHandler(hardware(), [...movDword(0x3ff54, 0x0010_0000), ...RSM], { longMode: true }); // CR3 bit 52
     expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
     expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
   });
