@@ -109,6 +109,21 @@ export const DIVERGENCES: readonly Divergence[] = [
     vendors: ['amd'],
   },
 
+  {
+    id: 'dirty-ring-emulated-writes',
+    class: 'emulator-vendor',
+    summary:
+      'Under the dirty ring every write of a real-mode guest pushes an entry on the recording machine, a page written twice twice (also again after its entry is harvested, before KVM_RESET_DIRTY_RINGS), so a loop writing one page 300 times fills a 256-entry ring past its soft limit (192) before KVM_EXIT_DIRTY_RING_FULL comes, at the next entry — whether the emulator returns to that entry after 256 writes or only after the loop differs from one recording to the next; in the model, as for writes the CPU executes under VMX/SVM, only the first write to a write-protected page pushes (the page stays writable until KVM_RESET_DIRTY_RINGS re-protects it), so the entries, the reset count and the exits that follow differ.',
+    linux: [
+      'virt/kvm/kvm_main.c mark_page_dirty_in_slot (kvm_dirty_ring_push on every call with a ring)',
+      'arch/x86/kvm/x86.c emulator_write_phys / kvm_vcpu_write_guest (each emulated write marks its page)',
+      'arch/x86/kvm/mmu/mmu.c fast_page_fault / kvm_mmu_slot_apply_flags (a write-protection fault marks the page once until it is re-protected)',
+    ],
+    reason: 'kvm_pvm, the recording machine\'s vendor module, runs real-mode guests through KVM\'s instruction emulator, whose writes are marked one by one; VMX/SVM, which the model follows, execute them through the MMU.',
+    facts: ['dirty-ring.guest-writes', 'dirty-ring.soft-full'],
+    where: (m) => m.path.endsWith('.entries') || m.path.endsWith('.ret') || m.path.endsWith('.run.exit_reason'),
+  },
+
   // ---- emulator-vendor (RFLAGS) ------------------------------------------------------------------------
   {
     id: 'rflags-vm-bit',
@@ -130,7 +145,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     class: 'emulator-vendor',
     summary: 'After an OUT exit, RIP is already past the OUT on the recording machine (KVM\'s emulator writes RIP back before exiting); on VMX/SVM, as in the model, it stays on the OUT until the next KVM_RUN completes it.',
     linux: ['arch/x86/kvm/x86.c kvm_fast_pio, kvm_fast_pio_out, complete_fast_pio_out (VMX/SVM)', 'arch/x86/kvm/x86.c x86_emulate_instruction (writeback before the PIO exit for an OUT)'],
-    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt', 'run.msr-exit.rdmsr-error', 'irq.line.halted-guest', 'irq.line.held-while-if-clear', 'irq.pit.ticks', 'irq.init-sipi.ap-run', 'irq.tsc-deadline', 'run.sync-regs.valid-regs', 'run.sync-regs.valid-all', 'run.sync-regs.valid-cleared', 'run.sync-regs.dirty-regs'],
+    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt', 'run.msr-exit.rdmsr-error', 'irq.line.halted-guest', 'irq.line.held-while-if-clear', 'irq.pit.ticks', 'irq.init-sipi.ap-run', 'irq.tsc-deadline', 'run.sync-regs.valid-regs', 'run.sync-regs.valid-all', 'run.sync-regs.valid-cleared', 'run.sync-regs.dirty-regs', 'dirty-ring.soft-full'],
     where: (m) => {
       // KVM_GET_REGS, or the registers KVM_CAP_SYNC_REGS stored in kvm_run at the exit
       const rip = (m.step === 'KVM_GET_REGS' && m.path.endsWith('.out.rip')) || (m.step === 'sync-read' && m.path.endsWith('.regs.rip'));

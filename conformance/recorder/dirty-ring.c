@@ -2,8 +2,8 @@
  * Part of group "vm": the dirty ring's setup answers (virt/kvm/kvm_main.c kvm_vm_ioctl_enable_dirty_log_ring,
  * kvm_vm_ioctl_reset_dirty_pages, kvm_vm_ioctl_get_dirty_log; virt/kvm/dirty_ring.c): KVM_ENABLE_CAP of
  * KVM_CAP_DIRTY_LOG_RING / _ACQ_REL with good and bad sizes, once only, before any vCPU; KVM_RESET_DIRTY_RINGS
- * without and with a ring; the dirty bitmap's ioctls on a VM with a ring. The ring's entries as the guest writes
- * are not recorded yet (the model has no dirty ring).
+ * without and with a ring; the dirty bitmap's ioctls on a VM with a ring. The ring's entries as a guest writes are
+ * group "dirty-ring" (dirty-ring-guest.c).
  */
 #include <string.h>
 

@@ -410,3 +410,49 @@ void step_create_vcpus(const char *vm, unsigned first, unsigned count) {
 	if (err) j_str("errno", errno_name(err));
 	j_end_obj();
 }
+
+/* The dirty ring of each vCPU, mapped by step_map_ring (one vCPU per fact is enough). */
+static struct kvm_dirty_gfn *ring_of_vcpu;
+static uint32_t ring_entries;
+
+#ifndef KVM_DIRTY_LOG_PAGE_OFFSET_X86
+#define KVM_DIRTY_LOG_PAGE_OFFSET_X86 64
+#endif
+
+void step_map_ring(const char *vcpu, size_t bytes) {
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_of(vcpu), KVM_DIRTY_LOG_PAGE_OFFSET_X86 * 4096L);
+	if (p == MAP_FAILED) fail("mmap of the dirty ring failed");
+	ring_of_vcpu = p;
+	ring_entries = (uint32_t)(bytes / sizeof(struct kvm_dirty_gfn));
+	step_head("map-ring");
+	j_str("vcpu", vcpu);
+	j_u64("size", bytes);
+	j_end_obj();
+}
+
+uint32_t step_ring_read(const char *vcpu, uint32_t from) {
+	uint32_t n = 0;
+	while (n < ring_entries && (__atomic_load_n(&ring_of_vcpu[(from + n) % ring_entries].flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY)) n++;
+	step_head("ring");
+	j_str("vcpu", vcpu);
+	j_int("from", from);
+	j_arr("entries");
+	for (uint32_t i = 0; i < n; i++) {
+		const struct kvm_dirty_gfn *e = &ring_of_vcpu[(from + i) % ring_entries];
+		char s[64];
+		snprintf(s, sizeof s, "%u %u 0x%llx", e->flags, e->slot, (unsigned long long)e->offset);
+		j_str(NULL, s);
+	}
+	j_end_arr();
+	j_end_obj();
+	return n;
+}
+
+void step_ring_harvest(const char *vcpu, uint32_t from, uint32_t count) {
+	for (uint32_t i = 0; i < count; i++) __atomic_store_n(&ring_of_vcpu[(from + i) % ring_entries].flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+	step_head("ring-harvest");
+	j_str("vcpu", vcpu);
+	j_int("from", from);
+	j_int("count", count);
+	j_end_obj();
+}

@@ -109,6 +109,12 @@ void step_msr_data(const char *vcpu, uint8_t error, uint64_t data);
 void step_mem(const char *buf, const uint8_t *before, size_t n);
 /* Close a named fd (recorded). */
 void step_close(const char *fd);
+/* mmap the dirty ring of `vcpu` (`bytes`, at page KVM_DIRTY_LOG_PAGE_OFFSET of its fd). */
+void step_map_ring(const char *vcpu, size_t bytes);
+/* The entries published (flags DIRTY) from index `from` on, recorded as "flags slot offset"; returns how many. */
+uint32_t step_ring_read(const char *vcpu, uint32_t from);
+/* Harvest `count` entries from `from`: their flags set to RESET, as user space does after collecting them. */
+void step_ring_harvest(const char *vcpu, uint32_t from, uint32_t count);
 /*
  * arch_prctl(option, arg) of the recorder process (recorded): for a GET option (`get` set) the kernel writes a u64,
  * recorded as "out"; for a REQ option `arg` is the feature number.

@@ -16,6 +16,8 @@ void record_run(void);
 /* The KVM_CAP_SYNC_REGS facts of group "run" (run-sync.c). */
 void record_run_sync(void);
 void record_irq(void);
+/* The dirty ring as a real-mode guest writes (dirty-ring-guest.c). */
+void record_dirty_ring(void);
 /* The XSAVE permission and x87 facts, in a child process with no vCPU yet (xsave.c). */
 void record_xsave(void);
 /* Guest programs read from `programs` (the file conformance/programs/programs.txt). */

@@ -28,6 +28,7 @@ static const struct group groups[] = {
 	{ "vcpu", record_vcpu },
 	{ "run", record_run },
 	{ "irq", record_irq },
+	{ "dirty-ring", record_dirty_ring },
 	{ "xsave", record_xsave },
 	{ "guest", guest },
 };

@@ -103,6 +103,8 @@ class Replay implements ValueContext {
   readonly fds = new Map<string, number>();
   readonly bufs = new Map<string, { map: Mapping; poked: Uint8Array }>();
   readonly runs = new Map<string, KvmRunView>();
+  /** Each vCPU's mapped dirty ring. */
+  readonly rings = new Map<string, DataView>();
   /** What each step left (its struct argument after the call, its kvm_run fields), for `$ref`. */
   readonly results = new Map<number, { out?: unknown; run?: unknown }>();
   readonly proc: Process;
@@ -110,6 +112,12 @@ class Replay implements ValueContext {
   constructor(proc: Process) {
     this.proc = proc;
     this.fds.set('sys', proc.open(MODEL_DEVICE, O_RDWR));
+  }
+
+  ring(vcpu: string): DataView {
+    const ring = this.rings.get(vcpu);
+    if (ring === undefined) throw new Error(`no dirty ring mapped for ${vcpu}`);
+    return ring;
   }
 
   fd(name: string): number {
@@ -222,6 +230,25 @@ function ioctlStep(r: Replay, i: number, s: IoctlStep, report: (path: string, ex
   return true;
 }
 
+/** `KVM_DIRTY_LOG_PAGE_OFFSET` on x86, `sizeof(struct kvm_dirty_gfn)`, `KVM_DIRTY_GFN_F_DIRTY` / `_RESET`. */
+const DIRTY_LOG_PAGE_OFFSET = 64;
+const DIRTY_GFN_SIZE = 16;
+const DIRTY_GFN_F_DIRTY = 1;
+const DIRTY_GFN_F_RESET = 2;
+
+/** The published entries of `ring` from index `from` on (as the recorder writes them: `"flags slot 0xoffset"`). */
+function ringEntries(ring: DataView, from: number): string[] {
+  const n = ring.byteLength / DIRTY_GFN_SIZE;
+  const out: string[] = [];
+  for (let k = 0; k < n; k++) {
+    const at = ((from + k) % n) * DIRTY_GFN_SIZE;
+    const flags = ring.getUint32(at, true);
+    if ((flags & DIRTY_GFN_F_DIRTY) === 0) break;
+    out.push(`${flags} ${ring.getUint32(at + 4, true)} 0x${ring.getBigUint64(at + 8, true).toString(16)}`);
+  }
+  return out;
+}
+
 /** Run one non-ioctl step on the model. */
 function otherStep(r: Replay, i: number, s: Exclude<Step, IoctlStep>, report: (path: string, expected: string, actual: string) => void): void {
   switch (s.op) {
@@ -303,6 +330,23 @@ function otherStep(r: Replay, i: number, s: Exclude<Step, IoctlStep>, report: (p
     case 'close':
       r.proc.close(r.fd(s.fd));
       return;
+    case 'map-ring': {
+      const m = r.proc.mmap(r.fd(s.vcpu), Number(BigInt(s.size)), DIRTY_LOG_PAGE_OFFSET * 4096);
+      r.rings.set(s.vcpu, new DataView(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
+      return;
+    }
+    case 'ring': {
+      const got = ringEntries(r.ring(s.vcpu), s.from).join(', ');
+      const want = s.entries.join(', ');
+      if (got !== want) report(`steps.${i}.entries`, want === '' ? '(none)' : want, got === '' ? '(none)' : got);
+      return;
+    }
+    case 'ring-harvest': {
+      const ring = r.ring(s.vcpu);
+      const n = ring.byteLength / DIRTY_GFN_SIZE;
+      for (let k = 0; k < s.count; k++) ring.setUint32(((s.from + k) % n) * DIRTY_GFN_SIZE, DIRTY_GFN_F_RESET, true);
+      return;
+    }
     case 'arch-prctl': {
       const out = new BigUint64Array(1);
       let ret: number;

@@ -165,8 +165,33 @@ export interface ArchPrctlStep {
   readonly out?: string;
 }
 
+/** `mmap` of a vCPU's dirty ring: `size` bytes (hex) at page `KVM_DIRTY_LOG_PAGE_OFFSET` (64) of its fd. */
+export interface MapRingStep {
+  readonly op: 'map-ring';
+  readonly vcpu: string;
+  readonly size: string;
+}
+
+/** The entries the kernel published (flags DIRTY) in the vCPU's ring from index `from` on, each `"flags slot 0xoffset"`. */
+export interface RingStep {
+  readonly op: 'ring';
+  readonly vcpu: string;
+  readonly from: number;
+  readonly entries: readonly string[];
+}
+
+/** User space harvests `count` entries from `from`: their flags set to `KVM_DIRTY_GFN_F_RESET`. */
+export interface RingHarvestStep {
+  readonly op: 'ring-harvest';
+  readonly vcpu: string;
+  readonly from: number;
+  readonly count: number;
+}
+
 /** One step of a fact. */
-export type Step = IoctlStep | MmapStep | MapRunStep | RunSetStep | SyncSetStep | SyncWriteStep | SyncReadStep | PokeStep | PioDataStep | MmioDataStep | MsrDataStep | CreateVcpusStep | CloseStep | MemStep | ArchPrctlStep;
+export type Step =
+  | IoctlStep | MmapStep | MapRunStep | RunSetStep | SyncSetStep | SyncWriteStep | SyncReadStep | PokeStep | PioDataStep | MmioDataStep | MsrDataStep | CreateVcpusStep | CloseStep | MemStep | ArchPrctlStep
+  | MapRingStep | RingStep | RingHarvestStep;
 
 /** One setup + one call sequence + the kernel's answers. */
 export interface Fact {
@@ -195,7 +220,7 @@ export interface Machine {
 }
 
 /** The groups of facts, one golden file each, in recording order. */
-export const GROUPS = ['caps', 'system', 'vm', 'memslots', 'vcpu', 'run', 'irq', 'guest', 'xsave'] as const;
+export const GROUPS = ['caps', 'system', 'vm', 'memslots', 'vcpu', 'run', 'irq', 'guest', 'xsave', 'dirty-ring'] as const;
 
 /** A group name. */
 export type Group = (typeof GROUPS)[number];

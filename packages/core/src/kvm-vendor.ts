@@ -198,6 +198,11 @@ export interface VendorArch {
    * STI and MOV-SS blocking apart; SVM has one shadow bit, reported as MOV-SS.
    */
   normalizeInterruptShadow(shadow: number): number;
+  /**
+   * Whether INIT unblocks NMIs (`vmx_vcpu_reset` zeroes the interruptibility state, its NMI blocking included, at INIT
+   * too; `svm_vcpu_reset` clears `nmi_masked` only at a full reset, `__svm_vcpu_reset`, so an INIT leaves it).
+   */
+  readonly initUnblocksNmi: boolean;
   /** The MXCSR_MASK the CPU's FXSAVE reports (`mxcsr_feature_mask`: Intel 0xffff; AMD adds bit 17, MM). */
   readonly fxsaveMxcsrMask: number;
   /**

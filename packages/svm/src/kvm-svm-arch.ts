@@ -101,5 +101,6 @@ export function svmArch(features: SvmFeatures, boot: Cpu): VendorArch {
     resetTrType: 3,
     // svm_set_interrupt_shadow: one SVM_INTERRUPT_SHADOW_MASK bit for either; svm_get_interrupt_shadow: MOV_SS.
     normalizeInterruptShadow: (shadow) => (shadow !== 0 ? 1 : 0),
+    initUnblocksNmi: false,
   };
 }

@@ -113,5 +113,6 @@ export function vmxArch(config: VmxKvmConfig, boot: Cpu): VendorArch {
     resetTrType: 11,
     // vmx_set_interrupt_shadow / vmx_get_interrupt_shadow: GUEST_INTR_STATE_STI and _MOV_SS, both kept.
     normalizeInterruptShadow: (shadow) => shadow & 3,
+    initUnblocksNmi: true,
   };
 }

@@ -35,6 +35,12 @@ export interface GuestPlatform {
    * the caller to leave SMM; otherwise (and when absent) `rsm` raises #UD.
    */
   inSmm?(): boolean;
+  /**
+   * The guest completed an IRET: the processor unblocks NMIs (SDM Vol. 3A §6.7.1; VMX clears the NMI blocking of the
+   * interruptibility state, SVM's `iret_interception` ends `nmi_masked`). Returns true when the run must end after it
+   * — an NMI that waited for the IRET can now be injected (the NMI-window exit). Absent: nothing happens.
+   */
+  iret?(): boolean;
   /** `rdtsc`: the guest's TSC, a `__u64` (IA32_TIME_STAMP_COUNTER as the guest sees it). */
   tsc(): bigint;
   /**

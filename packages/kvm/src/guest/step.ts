@@ -525,6 +525,7 @@ export function step(start: number): number {
       far(sel & 0xffff, off, true);
       addSp(3 * w);
       loadFlags(fl, R.o32);
+      if (R.P.iret?.() === true) R.endRun = true;
       break;
     }
 

@@ -93,6 +93,16 @@ export function updateDirtyLogging(vm: Vm, id: number, asId: number, kind: 'crea
     }
     a.dirty.set(key, bitmap);
   }
+  trackDirtyWrites(vm);
+}
+
+/**
+ * The guest memory views that log writes to the logging slots: into their bitmaps, and with a dirty ring the first
+ * write to a protected page onto the running vCPU's ring too. Made again whenever the slots or the ring change (a ring
+ * enabled after a logging slot was made logs that slot's writes from then on, as `mark_page_dirty_in_slot` does).
+ */
+export function trackDirtyWrites(vm: Vm): void {
+  const a = vmArch(vm);
   // With a dirty ring, the first write to a protected page goes to the running vCPU's ring (its slot: as_id << 16 | id).
   const firstWrite: FirstWriteLog | undefined = a.dirtyRingSize === 0 ? undefined : (slotKey, page) => a.dirtyRingWriter?.push(slotKey, page) === true;
   const keys = [...a.dirty.keys()];

@@ -24,6 +24,7 @@ import { KernelError } from '@vac/core';
 import { KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_DIRTY_LOG_PAGE_OFFSET, KVM_RESET_DIRTY_RINGS, KVM_USER_MEM_SLOTS, PAGE_SIZE } from '../abi/constants.js';
 import { bytesDigest } from './bytes-digest.js';
 import { checkExtension } from './caps.js';
+import { trackDirtyWrites } from './dirty-log.js';
 import type { VmFile } from './files.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { vmArch } from './vm-arch.js';
@@ -174,6 +175,8 @@ export function enableDirtyRing(vm: Vm, cap: number, arg0: bigint, op: string): 
   if (a.dirtyRingSize !== 0) throw new KernelError('EINVAL', op, `the dirty ring is set already (${a.dirtyRingSize} bytes)`);
   if (vm.createdVcpus > 0) throw new KernelError('EINVAL', op, 'vCPUs exist already');
   a.dirtyRingSize = size;
+  // Slots already logging dirty pages push onto the ring from now on (mark_page_dirty_in_slot looks at the ring first).
+  trackDirtyWrites(vm);
   return 0;
 }
 

@@ -29,7 +29,7 @@ import { vcpuArch } from './vcpu-arch.js';
 import { guestHas } from './vcpu-cpuid.js';
 import { setMsr } from './vcpu-msrs.js';
 import { VcpuRequest, makeRequest } from './vcpu-requests.js';
-import { sregsProblem } from './vcpu-sregs.js';
+import { EFER_LMA, X86_CR0_PG, X86_CR4_PAE, X86_CR4_PCIDE, setCr0, setCr3, setCr4 } from './vcpu-cr.js';
 import type { Vcpu } from './vcpu.js';
 import { vendorArch } from './vendor-arch.js';
 import { x86Caps } from './x86-caps.js';
@@ -44,11 +44,6 @@ export const SMBASE_DEFAULT = 0x30000n;
 const X86_CR0_PE = 1n;
 const X86_CR0_EM = 1n << 2n;
 const X86_CR0_TS = 1n << 3n;
-const X86_CR0_PG = 1n << 31n;
-const X86_CR4_PAE = 1n << 5n;
-const X86_CR4_PCIDE = 1n << 17n;
-const EFER_LME = 1n << 8n;
-const EFER_LMA = 1n << 10n;
 /** `DR7_FIXED_1`. */
 const DR7_FIXED_1 = 0x400n;
 /** `DR6_VOLATILE` and `DR6_FIXED_1`, and the two bits that read 1 unless the guest has their feature. */
@@ -250,6 +245,27 @@ function setDr7(v: Vcpu, val: bigint): boolean {
 }
 
 /**
+ * `rsm_enter_protected_mode`: CR3 (its PCID bits held back while CR4.PCIDE is to be set), CR4 without PCIDE (PAE
+ * before paging), CR0 (EFER.LMA follows LME and PG), then CR4 with PCIDE and the PCID in CR3 — each through KVM's own
+ * setter ({@link setCr3}, {@link setCr4}, {@link setCr0}), in that order, the registers already loaded staying loaded
+ * when one refuses. @returns why a setter refused (RSM then shuts down), `undefined` when all were loaded
+ */
+function rsmEnterProtectedMode(v: Vcpu, cr0: bigint, cr3: bigint, cr4: bigint): string | undefined {
+  // CR3[11:0] must be 0 when CR4.PCIDE is set: the PCID goes in last.
+  const pcid = (cr4 & X86_CR4_PCIDE) !== 0n ? cr3 & 0xfffn : 0n;
+  const base = cr3 & ~pcid;
+  const hex = (x: bigint) => `0x${x.toString(16)}`;
+  if (!setCr3(v, base)) return `CR3 ${hex(base)} is refused`;
+  if (!setCr4(v, cr4 & ~X86_CR4_PCIDE)) return `CR4 ${hex(cr4 & ~X86_CR4_PCIDE)} is refused`;
+  if (!setCr0(v, cr0)) return `CR0 ${hex(cr0)} is refused`;
+  if ((cr4 & X86_CR4_PCIDE) !== 0n) {
+    if (!setCr4(v, cr4)) return `CR4 ${hex(cr4)} (PCIDE) is refused`;
+    if (pcid !== 0n && !setCr3(v, base | pcid)) return `CR3 ${hex(base | pcid)} (PCID) is refused`;
+  }
+  return undefined;
+}
+
+/**
  * `emulator_leave_smm` and `rsm_load_state_32` / `_64`. @returns why it failed (the caller makes it a triple fault),
  * `undefined` when the vCPU left SMM with the saved state loaded
  */
@@ -303,14 +319,13 @@ export function leaveSmm(v: Vcpu): string | undefined {
     arch.msrs.set(MSR_IA32_SMBASE, BigInt(saved.smbase));
   }
   v.setSregs(to);
-  // rsm_enter_protected_mode: CR3, CR4 without PCIDE, CR0 (EFER.LMA follows LME and PG), then PCIDE.
-  const efer = (to.efer & EFER_LME) !== 0n && (ss.cr0 & X86_CR0_PG) !== 0n ? to.efer | EFER_LMA : to.efer & ~EFER_LMA;
-  const cs = { ...to.cs, l: 0 };
-  const problem = sregsProblem(v, { cr0: ss.cr0, cr3: ss.cr3, cr4: ss.cr4, efer, cs });
+  const problem = rsmEnterProtectedMode(v, ss.cr0, ss.cr3, ss.cr4);
   if (problem !== undefined) return problem;
-  Object.assign(to, { cr0: ss.cr0, cr3: ss.cr3, cr4: ss.cr4, efer });
-  if (longMode) Object.assign(to, { es: ss.es, cs: ss.cs, ss: ss.ss, ds: ss.ds, fs: ss.fs, gs: ss.gs });
-  v.setSregs(to);
+  if (longMode) {
+    v.getSregs(to);
+    Object.assign(to, { es: ss.es, cs: ss.cs, ss: ss.ss, ds: ss.ds, fs: ss.fs, gs: ss.gs });
+    v.setSregs(to);
+  }
   // The interrupt shadow the SMI interrupted (KVM's extension of the save area).
   const shadow = vendorArch(v.vm.instance).normalizeInterruptShadow(saved.intShadow);
   v.regs.interruptShadow = shadow;

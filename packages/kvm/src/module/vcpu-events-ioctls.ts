@@ -68,7 +68,8 @@ export function getVcpuEvents(v: Vcpu): kvm_vcpu_events {
   ev.exception_payload = ex.payload;
   ev.interrupt.injected = arch.interrupt.injected && !arch.interrupt.soft ? 1 : 0;
   ev.interrupt.nr = arch.interrupt.nr;
-  ev.interrupt.shadow = arch.interruptShadow;
+  // get_interrupt_shadow: the shadow the guest is in now (an STI or MOV SS it just executed, or one set here).
+  ev.interrupt.shadow = vendorArch(v.vm.instance).normalizeInterruptShadow(v.regs.interruptShadow);
   ev.nmi.injected = arch.nmiInjected ? 1 : 0;
   ev.nmi.pending = arch.nmiPending;
   ev.nmi.masked = arch.nmiMasked ? 1 : 0;
@@ -143,11 +144,16 @@ export function setVcpuEvents(v: Vcpu, events: kvm_vcpu_events, op: string): voi
   arch.interrupt.injected = ev.interrupt.injected !== 0;
   arch.interrupt.nr = ev.interrupt.nr;
   arch.interrupt.soft = ev.interrupt.soft !== 0;
-  if ((ev.flags & KVM_VCPUEVENT_VALID_SHADOW) !== 0) arch.interruptShadow = vendorArch(v.vm.instance).normalizeInterruptShadow(ev.interrupt.shadow);
+  if ((ev.flags & KVM_VCPUEVENT_VALID_SHADOW) !== 0) {
+    // set_interrupt_shadow: the guest's next instruction runs in it (no interrupt or NMI before it).
+    arch.interruptShadow = vendorArch(v.vm.instance).normalizeInterruptShadow(ev.interrupt.shadow);
+    v.regs.interruptShadow = arch.interruptShadow;
+  }
   arch.nmiInjected = ev.nmi.injected !== 0;
   if ((ev.flags & KVM_VCPUEVENT_VALID_NMI_PENDING) !== 0) {
     arch.nmiPending = 0;
     arch.nmiQueued = ev.nmi.pending;
+    if (ev.nmi.pending !== 0) makeRequest(v, VcpuRequest.Nmi);
   }
   arch.nmiMasked = ev.nmi.masked !== 0;
   if ((ev.flags & KVM_VCPUEVENT_VALID_SMM) !== 0) setSmiEvents(v, ev.smi);

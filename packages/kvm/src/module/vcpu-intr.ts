@@ -24,11 +24,12 @@ import { KVM_APIC_SIPI, type LapicVcpu } from '../irqchip/lapic.js';
 import type { VcpuInterrupts } from '../irqchip/vcpu-interrupts.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import { injectSmi } from './smm.js';
-import { processNmi, VcpuRequest } from './vcpu-requests.js';
+import { makeRequest, nmiLimit, processNmi, VcpuRequest } from './vcpu-requests.js';
 import { guestTscAt } from './vcpu-tsc.js';
 import { vmArch } from './vm-arch.js';
 import type { Vcpu } from './vcpu.js';
 import type { VmIrqchip } from './vm-irqchip.js';
+import { vendorArch } from './vendor-arch.js';
 
 /** {@link VcpuIntr.beforeEntry}: enter the guest. */
 export const INTR_ENTER = -1;
@@ -66,11 +67,12 @@ export class VcpuIntr implements LapicVcpu {
 
   /**
    * NMIs queued (KVM_NMI, LINT0/1 in NMI mode, an NMI IPI) and not yet injected: `nmi_injected` + `nmi_pending` +
-   * `nmi_queued`. Setting it folds them into `nmi_pending` (at most 2).
+   * `nmi_queued`, the queued ones as `process_nmi` will count them ({@link nmiLimit}). Setting it folds them into
+   * `nmi_pending` (at most 2).
    */
   get nmiPending(): number {
     const a = this.#arch;
-    return (a.nmiInjected ? 1 : 0) + a.nmiPending + a.nmiQueued;
+    return (a.nmiInjected ? 1 : 0) + Math.min(a.nmiPending + a.nmiQueued, nmiLimit(a));
   }
   set nmiPending(n: number) {
     const a = this.#arch;
@@ -122,11 +124,19 @@ export class VcpuIntr implements LapicVcpu {
     return vcpuArch(this.vcpu).tscKhz;
   }
 
-  /** `kvm_inject_nmi`: one more NMI (`process_nmi` keeps at most two). */
+  /** `kvm_inject_nmi`: one more NMI queued and `KVM_REQ_NMI` (the next entry's `process_nmi` keeps at most two). */
   injectNmi(): void {
     this.#arch.nmiQueued++;
-    processNmi(this.#arch);
+    makeRequest(this.vcpu, VcpuRequest.Nmi);
     this.kick();
+  }
+
+  /**
+   * `nmi_allowed` (`vmx_nmi_blocked` / `svm_nmi_blocked`, the same answer for an L1 vCPU): no NMI is injected while
+   * NMIs are blocked — after an NMI until its IRET, in SMM — or in an STI / MOV SS shadow.
+   */
+  nmiAllowed(): boolean {
+    return !this.#arch.nmiMasked && this.vcpu.regs.interruptShadow === 0;
   }
 
   /** `kvm_inject_smi` (an SMI IPI): `KVM_REQ_SMI`, and the vCPU is kicked to look at it. */
@@ -147,9 +157,12 @@ export class VcpuIntr implements LapicVcpu {
   /**
    * Before an entry (`vcpu_enter_guest` up to the VM entry): INIT and SIPI accepted (`kvm_apic_accept_events`), a
    * pending LAPIC timer delivered (`kvm_inject_pending_timer_irqs`), then one event injected
-   * (`kvm_check_and_inject_events`): an NMI, else the interrupt user space queued, else — when RFLAGS.IF = 1 and no
-   * STI/MOV SS shadow — the vector `kvm_cpu_get_interrupt` acknowledges (the PIC's ExtINT first, then the LAPIC),
-   * through the IVT. An instruction being re-executed for its MMIO or string input goes first.
+   * (`kvm_check_and_inject_events`): an NMI being injected again (`nmi_injected`), else a pending NMI when
+   * {@link VcpuIntr.nmiAllowed} (NMIs are then blocked until the handler's IRET: the delivery sets the blocking), else
+   * the interrupt user space queued, else — when RFLAGS.IF = 1 and no STI/MOV SS shadow — the vector
+   * `kvm_cpu_get_interrupt` acknowledges (the PIC's ExtINT first, then the LAPIC), through the IVT. A blocked NMI
+   * stays pending (the IRET that unblocks it ends the run: the platform's `iret`). An instruction being re-executed
+   * for its MMIO or string input goes first.
    * @returns {@link INTR_ENTER}, {@link INTR_BLOCK}, or a `GuestExitReason` the delivery ended with (a triple fault)
    */
   beforeEntry(memory: Parameters<typeof injectEvent>[1], exit: GuestExit): number {
@@ -167,12 +180,19 @@ export class VcpuIntr implements LapicVcpu {
     }
     const p = r.pending;
     if (p === GuestPending.MmioRead || p === GuestPending.PioInString || r.mmioCacheCount !== 0) return INTR_ENTER;
-    if (this.nmiPending === 0 && this.queuedIrq < 0 && (chip === undefined || !interruptWindowOpen(r) || !chip.hasInterrupt())) return INTR_ENTER;
+    const a = this.#arch;
+    if (a.nmiQueued !== 0) processNmi(a);
+    const nmi = a.nmiInjected || (a.nmiPending > 0 && this.nmiAllowed());
+    if (!nmi && this.queuedIrq < 0 && (chip === undefined || !interruptWindowOpen(r) || !chip.hasInterrupt())) return INTR_ENTER;
     // complete_userspace_io runs before the injection: the pushed IP is the next instruction's.
     if (p !== GuestPending.None) completePending(r, exit.data);
     let res: number;
-    if (this.nmiPending > 0) {
-      this.nmiPending--;
+    if (nmi) {
+      // inject_nmi: a re-injection (nmi_injected) or a new one; the delivery blocks NMIs (VMX: the interruptibility
+      // state's NMI blocking; SVM: nmi_masked) until the handler's IRET.
+      if (a.nmiInjected) a.nmiInjected = false;
+      else a.nmiPending--;
+      a.nmiMasked = true;
       res = injectEvent(r, memory, NMI_VECTOR, exit);
     } else if (this.queuedIrq >= 0) {
       const v = this.queuedIrq;
@@ -217,6 +237,9 @@ export class VcpuIntr implements LapicVcpu {
       this.#arch.smiPending = false;
       this.nmiPending = 0;
       this.queuedIrq = -1;
+      // vmx_vcpu_reset clears the interruptibility state at INIT (NMIs unblocked); SVM keeps nmi_masked (only a full
+      // reset, __svm_vcpu_reset, clears it).
+      if (vendorArch(this.vcpu.vm.instance).initUnblocksNmi) this.#arch.nmiMasked = false;
     }
     if (res.sipiVector !== undefined) {
       // kvm_vcpu_deliver_sipi_vector: CS = vector << 8 (base vector << 12), IP = 0.
@@ -235,7 +258,9 @@ export class VcpuIntr implements LapicVcpu {
     if (chip !== undefined && chip.lapic.hasPendingInitOrSipi && !this.vcpu.smm) return true;
     if (this.mpState === KVM_MP_STATE_INIT_RECEIVED || this.mpState === KVM_MP_STATE_UNINITIALIZED) return false;
     if ((this.vcpu.requests & VcpuRequest.Smi) !== 0 || (this.#arch.smiPending && !this.vcpu.smm)) return true;
-    if (this.nmiPending > 0) return true;
+    // kvm_vcpu_has_events: NMIs just queued (KVM_REQ_NMI) wake it even if blocked; pending ones only when allowed.
+    const a = this.#arch;
+    if ((this.vcpu.requests & VcpuRequest.Nmi) !== 0 || a.nmiInjected || (a.nmiPending > 0 && this.nmiAllowed())) return true;
     if (chip !== undefined && chip.lapic.hasPendingTimer()) return true;
     const r = this.vcpu.regs;
     if (!interruptWindowOpen(r)) return false;
@@ -244,10 +269,11 @@ export class VcpuIntr implements LapicVcpu {
 
   /**
    * `kvm_vcpu_ready_for_interrupt_injection`: the guest can take an interrupt user space injects with KVM_INTERRUPT
-   * now (IF = 1, no shadow, nothing queued, and with an in-kernel LAPIC its LINT0 passes ExtINT).
+   * now (IF = 1, no shadow, no interrupt or NMI being injected, and with an in-kernel LAPIC its LINT0 passes ExtINT).
+   * A pending NMI that is blocked does not close the window.
    */
   readyForInjection(): boolean {
-    if (this.queuedIrq >= 0 || this.nmiPending > 0) return false;
+    if (this.queuedIrq >= 0 || this.#arch.nmiInjected) return false;
     if (!interruptWindowOpen(this.vcpu.regs)) return false;
     return this.chip === undefined || this.chip.lapic.acceptsPicIntr();
   }

@@ -90,6 +90,17 @@ export class ArchPlatform implements GuestPlatform {
     return this.#vcpu.smm;
   }
 
+  /**
+   * {@inheritDoc GuestPlatform.iret} NMIs are unblocked (in SMM too: RSM then blocks them again only if the SMI came
+   * inside an NMI handler); the run ends when an NMI waits (`enable_nmi_window`: the NMI-window exit).
+   */
+  iret(): boolean {
+    const a = this.#arch;
+    if (!a.nmiMasked) return false;
+    a.nmiMasked = false;
+    return a.nmiInjected || a.nmiPending > 0 || a.nmiQueued > 0;
+  }
+
   /** {@inheritDoc GuestPlatform.requestPending} */
   requestPending(): boolean {
     return this.#vcpu.requests !== 0;

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_SHUTDOWN, KVM_INTERNAL_ERROR_DELIVERY_EV } from '../abi/constants.js';
+import { KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_SHUTDOWN, KVM_INTERNAL_ERROR_DELIVERY_EV, KVM_MP_STATE_HALTED, KVM_MP_STATE_RUNNABLE } from '../abi/constants.js';
 import { KVM_REGS_CODEC, KVM_SREGS_CODEC } from '../abi/structs.js';
 import { updateGuestPvclock } from './pvclock.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
@@ -33,6 +33,8 @@ export const VcpuRequest = {
   CompleteUserspaceMsr: 1 << 3,
   /** `KVM_REQ_SMI`: KVM_SMI (or an SMI IPI) asked for an SMI (`smm.ts`). */
   Smi: 1 << 4,
+  /** `KVM_REQ_NMI`: NMIs were queued (KVM_NMI, an NMI IPI, KVM_SET_VCPU_EVENTS); the entry counts them in. */
+  Nmi: 1 << 5,
 } as const;
 
 /** `kvm_make_request`. */
@@ -40,10 +42,17 @@ export function makeRequest(v: Vcpu, req: number): void {
   v.requests |= req;
 }
 
-/** `process_nmi`: fold queued NMIs into the pending count (at most one more while one is blocked or injected). */
+/**
+ * How many NMIs `process_nmi` lets be pending: one while NMIs are blocked or one is being injected (the one in service
+ * plus one latched, as the processor holds them), else two (KVM injects one at once and the other at the NMI window).
+ */
+export function nmiLimit(arch: VcpuArch): number {
+  return arch.nmiMasked || arch.nmiInjected ? 1 : 2;
+}
+
+/** `process_nmi`: fold queued NMIs into the pending count, at most {@link nmiLimit} (the rest are dropped). */
 export function processNmi(arch: VcpuArch): void {
-  const limit = arch.nmiMasked || arch.nmiInjected ? 1 : 2;
-  arch.nmiPending = Math.min(arch.nmiPending + arch.nmiQueued, limit);
+  arch.nmiPending = Math.min(arch.nmiPending + arch.nmiQueued, nmiLimit(arch));
   arch.nmiQueued = 0;
 }
 
@@ -113,6 +122,12 @@ export function processRequests(v: Vcpu): boolean {
   }
   if ((req & VcpuRequest.ClockUpdate) !== 0 || arch.clockUpdate) updateGuestPvclock(v);
   if ((req & VcpuRequest.Smi) !== 0) processSmi(v);
+  if ((req & VcpuRequest.Nmi) !== 0) {
+    // vcpu_block: kvm_vcpu_has_events saw KVM_REQ_NMI, so a halted vCPU is runnable again even if the NMI is blocked.
+    if (arch.mpState === KVM_MP_STATE_HALTED) arch.mpState = KVM_MP_STATE_RUNNABLE;
+    processNmi(arch);
+    if (arch.nmiPending > 0) v.requests |= VcpuRequest.Event;
+  }
   if ((req & VcpuRequest.Event) !== 0 || (v.requests & VcpuRequest.Event) !== 0) {
     v.requests &= ~VcpuRequest.Event;
     let canInject = true;

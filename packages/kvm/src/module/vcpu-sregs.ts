@@ -53,7 +53,7 @@ const CR4_FEATURE_BITS: ReadonlyArray<readonly [bigint, CpuidWord, number]> = [
 const X86_CR4_CET = 1n << 23n;
 
 /** `kvm_is_valid_cr4`: no reserved bit, for KVM (`cr4_reserved_bits`) and for this guest (`cr4_guest_rsvd_bits`). */
-function cr4Valid(arch: VcpuArch, caps: X86Caps, cr4: bigint): boolean {
+export function cr4Valid(arch: VcpuArch, caps: X86Caps, cr4: bigint): boolean {
   if ((cr4 & ~CR4_DEFINED & U64) !== 0n) return false;
   for (const [bit, word, feature] of CR4_FEATURE_BITS) {
     if ((cr4 & bit) === 0n) continue;
@@ -65,7 +65,7 @@ function cr4Valid(arch: VcpuArch, caps: X86Caps, cr4: bigint): boolean {
 }
 
 /** `kvm_is_valid_cr0` (the vendors accept everything else outside nested operation). */
-function cr0Valid(cr0: bigint): boolean {
+export function cr0Valid(cr0: bigint): boolean {
   if ((cr0 & 0xffff_ffff_0000_0000n) !== 0n) return false;
   if ((cr0 & X86_CR0_NW) !== 0n && (cr0 & X86_CR0_CD) === 0n) return false;
   if ((cr0 & X86_CR0_PG) !== 0n && (cr0 & X86_CR0_PE) === 0n) return false;
@@ -96,7 +96,7 @@ function paePaging(s: Pick<kvm_sregs, 'cr0' | 'cr4' | 'efer'>): boolean {
 }
 
 /** `load_pdptrs`: the four PDPTEs at CR3 (32-byte aligned) from guest memory; false when it is not RAM. */
-function loadPdptrs(v: Vcpu, arch: VcpuArch, cr3: bigint): boolean {
+export function loadPdptrs(v: Vcpu, arch: VcpuArch, cr3: bigint): boolean {
   const base = Number(cr3 & 0xffff_ffe0n);
   const out: bigint[] = [];
   for (let i = 0; i < 4; i++) {

@@ -332,6 +332,10 @@ export class Vcpu {
     }
     // complete_userspace_io of a KVM_EXIT_X86_RDMSR/WRMSR, before immediate_exit is looked at (as in Linux).
     if ((this.requests & VcpuRequest.CompleteUserspaceMsr) !== 0 && this.#completeUserspaceMsr()) return true;
+    // complete_emulated_mmio / complete_emulated_pio: an MMIO read or a string IN finishes now, before the requests
+    // and the events of the entry (an SMI, an NMI or an interrupt then comes after it). Under KVM_SET_GUEST_DEBUG the
+    // debug loop re-executes it (its single step is that instruction).
+    if ((p === GuestPending.MmioRead || p === GuestPending.PioInString) && this.guestDebug === undefined && this.#completeUserspaceIo(p)) return true;
     if (run.immediate_exit !== 0) {
       // KVM_CAP_IMMEDIATE_EXIT: pending operations are completed, then EINTR without entering the guest;
       // `exit_reason` keeps what the last exit put there (kvm_arch_vcpu_ioctl_run: !vcpu->wants_to_run → -EINTR).
@@ -369,6 +373,23 @@ export class Vcpu {
       writeDebugExit(this.run, 1, BigInt(this.regs.csBase + this.regs.eip), SINGLESTEP_DR6, dbg.dr7);
       this.run.exit_reason = KVM_EXIT_DEBUG;
     } else if (this.#exitToUser(reason) !== Step.Exit) return false;
+    this.#pendingExit = true;
+    return true;
+  }
+
+  /**
+   * `complete_emulated_mmio` / `complete_emulated_pio` (`complete_emulated_io`): the instruction whose MMIO read
+   * user space answered is executed again with the data, or the string IN's data is stored (a REP INS with more to
+   * go stays at the instruction). Returns true when that produced an exit for user space (another MMIO read): KVM_RUN
+   * then returns it without entering the guest.
+   */
+  #completeUserspaceIo(p: number): boolean {
+    const exit = this.exit;
+    const reason = runGuest(this.regs, this.memory, p === GuestPending.MmioRead ? 1 : 0, exit, this.vm.quirks, this.platform);
+    const executed = exit.executed;
+    this.stats.instructions += executed;
+    this.#instance.host.clock.advanceInstructions(executed);
+    if (reason === GuestExitReason.Budget || this.#exitToUser(reason) !== Step.Exit) return false;
     this.#pendingExit = true;
     return true;
   }

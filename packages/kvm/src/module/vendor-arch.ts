@@ -9,8 +9,8 @@ import type { KvmInstance } from './instance.js';
 
 /**
  * What KVM's x86 code assumes of a vendor that says nothing: no TSC scaling, no TDP, no vendor features, no vendor
- * MSRs, every emulated MSR emulated, TR reset as VMX's busy 32-bit TSS, the interrupt shadow kept as given, the
- * MXCSR_MASK of an Intel FXSAVE.
+ * MSRs, every emulated MSR emulated, TR reset as VMX's busy 32-bit TSS, the interrupt shadow kept as given, NMIs
+ * unblocked by INIT (as VMX), the MXCSR_MASK of an Intel FXSAVE.
  */
 export const GENERIC_VENDOR_ARCH: VendorArch = Object.freeze({
   tscControl: false,
@@ -26,6 +26,7 @@ export const GENERIC_VENDOR_ARCH: VendorArch = Object.freeze({
   vcpuMsrs: new Map(),
   resetTrType: 11,
   normalizeInterruptShadow: (shadow: number) => shadow,
+  initUnblocksNmi: true,
   fxsaveMxcsrMask: 0xffff,
   linuxExtraVmTypes: 0,
 });

@@ -200,6 +200,18 @@ describe.each(VENDORS)('the dirty ring on $name', (vendor) => {
     expect(entries(v.ring, 3, 4)).toEqual([[0, 0, 0]]);
   });
 
+  test('a ring enabled after a logging slot was made: that slot\'s writes are pushed (mark_page_dirty_in_slot looks at the ring)', () => {
+    const s = openSys(vendor);
+    const vm = s.p.ioctl(s.sys, KVM_CREATE_VM, 0);
+    const mem = s.p.mmapAnonymous(SLOT_BYTES);
+    s.p.ioctl(vm, KVM_SET_USER_MEMORY_REGION, { slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: 0, memory_size: SLOT_BYTES, userspace_addr: mem.addr });
+    s.p.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap: KVM_CAP_DIRTY_LOG_RING, args: [BigInt(RING), 0n, 0n, 0n] }));
+    const v = vcpuWith({ ...s, vm, mem }, writeAt([0x3000, 0x5004]));
+    s.p.ioctl(v.fd, KVM_RUN, 0);
+    expect(v.run.exit_reason).toBe(KVM_EXIT_HLT);
+    expect(entries(v.ring, 0, 3)).toEqual([[1, 0, 3], [1, 0, 5], [0, 0, 0]]);
+  });
+
   test('a slot without KVM_MEM_LOG_DIRTY_PAGES pushes nothing', () => {
     const s = vmWithMemory(vendor, RING, 0);
     const v = vcpuWith(s, writeAt([0x3000]));

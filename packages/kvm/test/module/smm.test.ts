@@ -16,6 +16,7 @@ import {
   KVM_CREATE_IRQCHIP,
   KVM_CREATE_VM,
   KVM_EXIT_IO,
+  KVM_EXIT_MMIO,
   KVM_EXIT_SHUTDOWN,
   KVM_GET_DIRTY_LOG,
   KVM_GET_MSRS,
@@ -26,6 +27,7 @@ import {
   KVM_MP_STATE_HALTED,
   KVM_MP_STATE_INIT_RECEIVED,
   KVM_MP_STATE_SIPI_RECEIVED,
+  KVM_NMI,
   KVM_RUN,
   KVM_SET_CPUID2,
   KVM_SET_MP_STATE,
@@ -125,6 +127,17 @@ function smmVmOn(host: Host, p: Process, sys: number, opts: { longMode?: boolean
     p.ioctl(cpu.fd, KVM_SET_CPUID2, makeKvmCpuid2([{ function: 0x80000000, index: 0, flags: 0, eax: 0x80000001, ebx: 0, ecx: 0, edx: 0 }, { function: 0x80000001, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 1 << 29 }]));
   }
   return { host, p, sys, vm, ram: ramMap.bytes, smram: smramMap.bytes, smramAddr: smramMap.addr, cpu };
+}
+
+/** A VM whose SMI handler (at SMBASE + 0x8000) is `handler`; the guest has run to OUT 0x10 and been sent an SMI. */
+function smiWithHandler(hardware: HostOptions['hardware'], handler: readonly number[], opts: { longMode?: boolean } = {}): SmmVm {
+  const smram = new Uint8Array(0x20000);
+  smram.set(handler, 0x8000);
+  const base = smmVm(hardware);
+  const g = smmVmOn(base.host, base.p, base.sys, { smram, ...opts });
+  runToOut(g, 0x10);
+  g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+  return g;
 }
 
 /** KVM_RUN, expecting an OUT to `port`. */
@@ -279,6 +292,72 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
     runToOut(g, 0x11);
   });
 
+  test('NMIs are blocked in SMM: an NMI sent there stays pending until RSM, then is injected before the next instruction', () => {
+    const g = smmVm(hardware());
+    // The NMI handler (IVT vector 2 in address space 0) at 0x3000: OUT 0x22, IRET.
+    g.ram.set([0x00, 0x30, 0x00, 0x00], 2 * 4);
+    g.ram.set([...out(0x22), 0xcf], 0x3000);
+    runToOut(g, 0x10);
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x30);
+    g.p.ioctl(g.cpu.fd, KVM_NMI, 0);
+    const ev = events(g);
+    expect([ev.smi.smm, ev.smi.smm_inside_nmi, ev.nmi.pending, ev.nmi.masked]).toEqual([1, 0, 1, 1]);
+    runToOut(g, 0x22); // RSM unblocked NMIs; the pending one came at once
+    expect([events(g).smi.smm, events(g).nmi.masked]).toEqual([0, 1]);
+    runToOut(g, 0x11);
+    expect(events(g).nmi.masked).toBe(0);
+  });
+
+  test('an SMI inside an NMI handler: smm_inside_nmi, RSM leaves NMIs blocked, the handler\'s IRET unblocks them', () => {
+    const g = smmVm(hardware());
+    g.ram.set([0x00, 0x30, 0x00, 0x00], 2 * 4);
+    g.ram.set([...out(0x22), ...out(0x23), 0xcf], 0x3000);
+    g.p.ioctl(g.cpu.fd, KVM_NMI, 0);
+    runToOut(g, 0x22);
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x30);
+    expect([events(g).smi.smm_inside_nmi, events(g).nmi.masked]).toEqual([1, 1]);
+    g.p.ioctl(g.cpu.fd, KVM_NMI, 0);
+    runToOut(g, 0x23); // back in the NMI handler after RSM: still blocked
+    expect([events(g).smi.smm, events(g).smi.smm_inside_nmi, events(g).nmi.pending, events(g).nmi.masked]).toEqual([0, 0, 1, 1]);
+    runToOut(g, 0x22); // its IRET unblocked them: the pending NMI
+    runToOut(g, 0x23);
+    runToOut(g, 0x10);
+  });
+
+  test('an SMI sent while an MMIO read waits for user space comes right after that instruction completes, at the same entry', () => {
+    const ram = new Uint8Array(0x100000);
+    // mov ax, 0xffff; mov ds, ax; mov al, [0x10] (GPA 0x100000, past the RAM: KVM_EXIT_MMIO); out 0x10; hlt
+    ram.set([0xb8, 0xff, 0xff, 0x8e, 0xd8, 0xa0, 0x10, 0x00, ...out(0x10), ...HLT], 0x1000);
+    const base = smmVm(hardware());
+    const g = smmVmOn(base.host, base.p, base.sys, { ram });
+    expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
+    expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_MMIO);
+    g.cpu.run.mmio.data[0] = 0x5a;
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x30); // complete_userspace_io first, then the SMI at this entry
+    expect(u32(g.smram, 0xfe00 + 0x1f0)).toBe(0x1008); // the saved EIP: past the MOV
+    expect(u32(g.smram, 0xfe00 + 0x1d0) & 0xff).toBe(0x5a); // the saved EAX: the MMIO data loaded
+    runToOut(g, 0x10);
+  });
+
+  test('an SMI sent while a string IN waits for its data comes after the data is stored, at the same entry', () => {
+    const ram = new Uint8Array(0x100000);
+    // mov dx, 0x60; mov di, 0x500; insb; out 0x10; hlt
+    ram.set([0xba, 0x60, 0x00, 0xbf, 0x00, 0x05, 0x6c, ...out(0x10), ...HLT], 0x1000);
+    const base = smmVm(hardware());
+    const g = smmVmOn(base.host, base.p, base.sys, { ram });
+    expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
+    expect([g.cpu.run.exit_reason, g.cpu.run.io.port]).toEqual([KVM_EXIT_IO, 0x60]);
+    g.cpu.run.bytes[g.cpu.run.io.data_offset] = 0xa5;
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x30);
+    expect(g.ram[0x500]).toBe(0xa5);
+    expect(u32(g.smram, 0xfe00 + 0x1f0)).toBe(0x1007); // past the INSB
+    runToOut(g, 0x10);
+  });
+
   test('RSM outside SMM is #UD', () => {
     const ram = new Uint8Array(0x100000);
     ram.set([...RSM, ...HLT], 0x1000);
@@ -298,17 +377,34 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
   });
 
   test('a save state RSM cannot load (CR0.PG without PE) is a triple fault: KVM_EXIT_SHUTDOWN', () => {
-    const smram = new Uint8Array(0x20000);
-    smram.set([...movDword(0x3fffc, 0x80000010), ...RSM], 0x8000);
-    const base = smmVm(hardware());
-    const g = smmVmOn(base.host, base.p, base.sys, { smram });
-    runToOut(g, 0x10);
-    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    const g = smiWithHandler(hardware(), [...movDword(0x3fffc, 0x80000010), ...RSM]);
     expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
     expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
     // The vCPU left SMM before the load failed; the registers loaded before the failure stay.
     expect(vcpuOf(g.p, g.cpu.fd).smm).toBe(false);
     expect(regs(g).rip).toBe(0x1005n);
+  });
+
+  test('RSM loads CR3, then CR4, then CR0 through KVM\'s setters: a refused CR4 shuts down with CR3 already loaded and CR0 not', () => {
+    // The handler edits the 32-bit save state: CR3 = 0x5000, CR4 = bit 30 (reserved), CR0 = 0x11 (PE, ET).
+    const g = smiWithHandler(hardware(), [...movDword(0x3fff8, 0x5000), ...movDword(0x3ff14, 0x4000_0000), ...movDword(0x3fffc, 0x11), ...RSM]);
+    expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
+    expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
+    const s = sregs(g);
+    expect([s.cr3, s.cr4, s.cr0 & 1n]).toEqual([0x5000n, 0n, 0n]);
+  });
+
+  test('RSM loads CR0 as kvm_set_cr0 does: ET set, reserved bits dropped (KVM_SET_SREGS would keep them)', () => {
+    const g = smiWithHandler(hardware(), [...movDword(0x3fffc, 0x60), ...out(0x30), ...RSM]); // NE and reserved bit 6
+    runToOut(g, 0x30);
+    runToOut(g, 0x11);
+    expect(sregs(g).cr0).toBe(0x30n);
+  });
+
+  test('a 64-bit save state with CR3 above MAXPHYADDR is refused even without paging (kvm_set_cr3): shutdown', () => {
+    const g = smiWithHandler(hardware(), [...movDword(0x3ff54, 0x0010_0000), ...RSM], { longMode: true }); // CR3 bit 52
+    expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
+    expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
   });
 
   test('KVM_SET_VCPU_EVENTS with VALID_SMM: into SMM and out (the memory follows), an SMI pending; EINVAL in INIT_RECEIVED, nothing changed', () => {
