@@ -41,9 +41,23 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
   };
 
   test('the classic minimal VMM prints 4 and KVM_EXIT_HLT on kvm0 (/dev/kvm -> /dev/kvm0)', async () => {
+    const first = d.bridge.calls().length;
     const r = await runVmm(native, socket, [native.lwn]);
     expect(r).toMatchObject({ code: 0, stdout: '4\nKVM_EXIT_HLT\n', stderr: '' });
     expect(vmCreatedOn().at(-1)).toBe('kvm0');
+    // Its thread's requests (all under PIPE_BUF) came on the request FIFO, the replies on its socket.
+    const calls = d.bridge.calls().slice(first);
+    expect(calls.filter((c) => c.op === 'ioctl').map((c) => c.via)).toEqual(calls.filter((c) => c.op === 'ioctl').map(() => 'fifo'));
+    await clean();
+  });
+
+  test('with VAC_NO_FIFO=1 the library sends every request on its socket, with the same output', async () => {
+    const first = d.bridge.calls().length;
+    const r = await runVmm(native, socket, [native.lwn], { env: { VAC_NO_FIFO: '1' } });
+    expect(r).toMatchObject({ code: 0, stdout: '4\nKVM_EXIT_HLT\n', stderr: '' });
+    const calls = d.bridge.calls().slice(first);
+    expect(calls.length).toBeGreaterThan(5);
+    expect(new Set(calls.map((c) => c.via))).toEqual(new Set(['socket']));
     await clean();
   });
 
