@@ -403,7 +403,7 @@ describe('bridge server', () => {
       bad.writeUInt32LE(12, 4); // a length shorter than a request header
       const r = await c.viaFifo(fifo, envelope(id, token, bad));
       expect(r.errno).toBe(71);
-      await until(() => c.closed);
+      await until(() => c.closed, 'the connection to close');
       expect((await life.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).errno).toBe(0);
     } finally {
       closeSync(fifo);
