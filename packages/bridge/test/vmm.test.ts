@@ -51,6 +51,15 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
     await clean();
   });
 
+  test('SMM: the SMI handler runs from SMRAM that only address space 1 maps — read from the VMM before, the guest’s write back in the VMM’s SMRAM after', async () => {
+    // The lazy guest memory follows the vCPU's address space (lazy-memory.ts): through address space 0's slots the
+    // handler's page would never be read from the VMM (the guest would run on zeros) nor its write written back.
+    const r = await runVmm(native, socket, [native.smram]);
+    expect(r.stderr).toBe('');
+    expect(parseLines(r.stdout)).toEqual({ smram_read: '0x5a', smm_flag_on_out: '1', exit: 'hlt', smm_flag_on_hlt: '0', smram_written: '0x5b' });
+    await clean();
+  });
+
   test('with VAC_NO_FIFO=1 the library sends every request on its socket, with the same output', async () => {
     const first = d.bridge.calls().length;
     const r = await runVmm(native, socket, [native.lwn], { env: { VAC_NO_FIFO: '1' } });
