@@ -11,21 +11,43 @@
  * addresses through the slots of the address space it is over, so SMRAM is read from the VMM and written back like
  * any other guest page.
  *
+ * **The fast path** (`GuestMemory.lookup`, which the interpreter uses to reach a slot's bytes without a call per
+ * byte): when the memory under the view has one, the view answers with the one guest page that holds the address,
+ * as a page-sized slot over the same bytes — after touching that page in the mirror, as a write would (a writable
+ * slot's page is marked written whole). The interpreter keeps such a slot only for the rest of one `runGuest`, and
+ * the bridge syncs between runs, so every page the guest reaches in a run has been read from the VMM first. The
+ * write-back stays exact: a page marked written is compared with the VMM's bytes as they were read (its shadow)
+ * and only the byte runs that differ are written, so a byte the guest did not change is never written over what a
+ * VMM thread put there (`byte-runs.ts`).
+ *
  * @module
  */
 import type { Memslot, Memslots, Vm } from '@vac/kvm';
 import type { GuestMemoryMirror } from './guest-memory.js';
 
 type GuestMemory = Vm['guestMemory'];
+type GuestMemorySlot = NonNullable<ReturnType<NonNullable<GuestMemory['lookup']>>>;
+
+const PAGE = 4096;
 
 /** Where a guest-physical address of one address space is in the VMM: its backed slot, if any. */
 export type SlotFinder = (gpa: number) => Memslot | undefined;
+
+/** A page-sized slot the fast path handed out, and the slot it is a page of. */
+interface PageSlot {
+  readonly slot: GuestMemorySlot;
+  readonly of: GuestMemorySlot;
+}
 
 /** Guest memory whose pages are fetched from a real VMM on first touch. */
 export class LazyGuestMemory implements GuestMemory {
   readonly #inner: GuestMemory;
   readonly #find: SlotFinder;
   readonly #mirror: GuestMemoryMirror;
+  /** Page-sized slots by guest page number (made once per page and slot). */
+  readonly #pages = new Map<number, PageSlot>();
+  /** `GuestMemory.lookup`: present when the memory under the view has one (module notes). */
+  readonly lookup?: (gpa: number) => GuestMemorySlot | undefined;
 
   /**
    * @param inner - the memory the guest runs on without the bridge (one address space's)
@@ -36,6 +58,8 @@ export class LazyGuestMemory implements GuestMemory {
     this.#inner = inner;
     this.#find = find;
     this.#mirror = mirror;
+    const innerLookup = inner.lookup;
+    if (innerLookup !== undefined) this.lookup = (gpa) => this.#page(gpa, innerLookup);
   }
 
   /** `GuestMemory.read8`, after fetching the page. */
@@ -51,6 +75,23 @@ export class LazyGuestMemory implements GuestMemory {
     if (s === undefined || s.readonly) return this.#inner.write8(gpa, value);
     this.#mirror.touch(s.userspaceAddr + (gpa - s.base), true);
     return this.#inner.write8(gpa, value);
+  }
+
+  /** The fast path: the guest page holding `gpa` as a slot of its own, touched (and, if writable, marked written). */
+  #page(gpa: number, innerLookup: NonNullable<GuestMemory['lookup']>): GuestMemorySlot | undefined {
+    const of = innerLookup(gpa);
+    if (of === undefined) return undefined;
+    const s = this.#find(gpa);
+    const pageNo = Math.floor(gpa / PAGE);
+    const start = Math.max(pageNo * PAGE, of.base);
+    const end = Math.min(pageNo * PAGE + PAGE, of.end);
+    if (s !== undefined) this.#mirror.touchRange(s.userspaceAddr + (start - s.base), end - start, !of.readonly);
+    let p = this.#pages.get(pageNo);
+    if (p === undefined || p.of !== of) {
+      p = { of, slot: { bytes: of.bytes.subarray(start - of.base, end - of.base), base: start, end, readonly: of.readonly } };
+      this.#pages.set(pageNo, p);
+    }
+    return p.slot;
   }
 }
 
