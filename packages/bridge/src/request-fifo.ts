@@ -57,8 +57,9 @@ export interface FifoHandlers {
 }
 
 // The watchdog, as a CommonJS script evaluated in a worker (no file to resolve from a bundle or from tsx).
-// state[0]: a generation, odd while the main thread blocks. It writes one YIELD marker when a blocking period
-// lasts YIELD_MS, then waits for the next one.
+// state[0]: a generation, odd while the main thread blocks; state[1]: 1 once the watchdog runs (the main thread
+// never blocks before: nobody would end the wait). It writes one YIELD marker when a blocking period lasts
+// YIELD_MS, then waits for the next one.
 const WATCHDOG = `
 const { workerData } = require('node:worker_threads');
 const fs = require('node:fs');
@@ -66,6 +67,7 @@ const state = new Int32Array(workerData.state);
 const fd = fs.openSync(workerData.path, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
 const marker = Buffer.alloc(${FIFO_ENVELOPE});
 marker.writeUInt32LE(${YIELD_MAGIC}, 0);
+Atomics.store(state, 1, 1);
 for (;;) {
   const g = Atomics.load(state, 0);
   if (g < 0) break;
@@ -84,7 +86,7 @@ export class RequestFifo {
   readonly #handlers: FifoHandlers;
   readonly #blockingFd: number;
   readonly #socket: Socket;
-  readonly #state = new Int32Array(new SharedArrayBuffer(4));
+  readonly #state = new Int32Array(new SharedArrayBuffer(8));
   readonly #watchdog: Worker;
   readonly #buf = Buffer.alloc(64 * 1024);
   /** Bytes read but not yet a whole message (a writer's message is atomic, but a read may end inside the next). */
@@ -182,7 +184,7 @@ export class RequestFifo {
 
   /** Serve from a blocking read until the watchdog's YIELD or until the runner has work (module notes). */
   #block(): void {
-    if (this.#closed || !this.#handlers.mayBlock()) {
+    if (this.#closed || Atomics.load(this.#state, 1) !== 1 || !this.#handlers.mayBlock()) {
       this.#served = 0;
       return;
     }
