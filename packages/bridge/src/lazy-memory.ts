@@ -12,9 +12,14 @@
  * any other guest page.
  *
  * **The fast path** (`GuestMemory.lookup`, which the interpreter uses to reach a slot's bytes without a call per
- * byte): when the memory under the view has one, the view answers with the one guest page that holds the address,
- * as a page-sized slot over the same bytes — after touching that page in the mirror, as a write would (a writable
- * slot's page is marked written whole). The interpreter keeps such a slot only for the rest of one `runGuest`, and
+ * byte): the view answers with the one guest page that holds the address, as a page-sized slot over the memslot's
+ * bytes — after touching that page in the mirror, as a write would (a writable slot's page is marked written whole).
+ * The memory under the view reads and writes those very bytes (the slots themselves, or the dirty-logging view over
+ * them, `Vm.guestMemory`). A slot that logs dirty pages (`KVM_MEM_LOG_DIRTY_PAGES`: QEMU's VGA memory, all of RAM
+ * during a live migration) is handed out marked `readonly`, which makes the interpreter send each write to that slot
+ * through {@link LazyGuestMemory.write8} — so the dirty-logging view under it marks the page — while its reads take
+ * the fast path; a `KVM_MEM_READONLY` slot's writes are refused there as before (MMIO exits). The interpreter keeps
+ * such a slot only for the rest of one `runGuest`, and
  * the bridge syncs between runs, so every page the guest reaches in a run has been read from the VMM first. The
  * write-back stays exact: a page marked written is compared with the VMM's bytes as they were read (its shadow)
  * and only the byte runs that differ are written, so a byte the guest did not change is never written over what a
@@ -22,7 +27,7 @@
  *
  * @module
  */
-import type { Memslot, Memslots, Vm } from '@vac/kvm';
+import { KVM_MEM_LOG_DIRTY_PAGES, type Memslot, type Memslots, type Vm } from '@vac/kvm';
 import type { GuestMemoryMirror } from './guest-memory.js';
 
 type GuestMemory = Vm['guestMemory'];
@@ -30,13 +35,24 @@ type GuestMemorySlot = NonNullable<ReturnType<NonNullable<GuestMemory['lookup']>
 
 const PAGE = 4096;
 
+/** Whether new views offer the fast path (see {@link setLazyLookup}). */
+let fastPath = true;
+
+/**
+ * @internal Turn the fast path of views made from now on off or on (default on): for bench/seabios-boot.ts, which
+ * measures a boot with and without it in one process.
+ */
+export function setLazyLookup(on: boolean): void {
+  fastPath = on;
+}
+
 /** Where a guest-physical address of one address space is in the VMM: its backed slot, if any. */
 export type SlotFinder = (gpa: number) => Memslot | undefined;
 
-/** A page-sized slot the fast path handed out, and the slot it is a page of. */
+/** A page-sized slot the fast path handed out, and the memslot it is a page of. */
 interface PageSlot {
   readonly slot: GuestMemorySlot;
-  readonly of: GuestMemorySlot;
+  readonly of: Memslot;
 }
 
 /** Guest memory whose pages are fetched from a real VMM on first touch. */
@@ -46,7 +62,7 @@ export class LazyGuestMemory implements GuestMemory {
   readonly #mirror: GuestMemoryMirror;
   /** Page-sized slots by guest page number (made once per page and slot). */
   readonly #pages = new Map<number, PageSlot>();
-  /** `GuestMemory.lookup`: present when the memory under the view has one (module notes). */
+  /** `GuestMemory.lookup`: the fast path (module notes); absent when turned off ({@link setLazyLookup}). */
   readonly lookup?: (gpa: number) => GuestMemorySlot | undefined;
 
   /**
@@ -58,8 +74,7 @@ export class LazyGuestMemory implements GuestMemory {
     this.#inner = inner;
     this.#find = find;
     this.#mirror = mirror;
-    const innerLookup = inner.lookup;
-    if (innerLookup !== undefined) this.lookup = (gpa) => this.#page(gpa, innerLookup);
+    if (fastPath) this.lookup = (gpa) => this.#page(gpa);
   }
 
   /** `GuestMemory.read8`, after fetching the page. */
@@ -77,18 +92,21 @@ export class LazyGuestMemory implements GuestMemory {
     return this.#inner.write8(gpa, value);
   }
 
-  /** The fast path: the guest page holding `gpa` as a slot of its own, touched (and, if writable, marked written). */
-  #page(gpa: number, innerLookup: NonNullable<GuestMemory['lookup']>): GuestMemorySlot | undefined {
-    const of = innerLookup(gpa);
+  /**
+   * The fast path: the guest page holding `gpa` as a slot of its own, touched (and, when the guest may write it
+   * directly, marked written); `readonly` when its writes must go through {@link write8} (module notes).
+   */
+  #page(gpa: number): GuestMemorySlot | undefined {
+    const of = this.#find(gpa);
     if (of === undefined) return undefined;
-    const s = this.#find(gpa);
     const pageNo = Math.floor(gpa / PAGE);
     const start = Math.max(pageNo * PAGE, of.base);
     const end = Math.min(pageNo * PAGE + PAGE, of.end);
-    if (s !== undefined) this.#mirror.touchRange(s.userspaceAddr + (start - s.base), end - start, !of.readonly);
+    const direct = !of.readonly && (of.flags & KVM_MEM_LOG_DIRTY_PAGES) === 0;
+    this.#mirror.touchRange(of.userspaceAddr + (start - of.base), end - start, direct);
     let p = this.#pages.get(pageNo);
     if (p === undefined || p.of !== of) {
-      p = { of, slot: { bytes: of.bytes.subarray(start - of.base, end - of.base), base: start, end, readonly: of.readonly } };
+      p = { of, slot: { bytes: of.bytes.subarray(start - of.base, end - of.base), base: start, end, readonly: !direct } };
       this.#pages.set(pageNo, p);
     }
     return p.slot;

@@ -6,7 +6,7 @@
 import { SlotListMemory, type Memslot } from '@vac/kvm';
 import { describe, expect, test } from 'vitest';
 import type { GuestMemoryMirror } from '../src/guest-memory.js';
-import { LazyGuestMemory, type SlotFinder } from '../src/lazy-memory.js';
+import { LazyGuestMemory, setLazyLookup, type SlotFinder } from '../src/lazy-memory.js';
 
 /** A mirror that only records what the view touches: [VMM address, length, write]. */
 function recordingMirror(): { mirror: GuestMemoryMirror; touched: Array<[number, number, boolean]> } {
@@ -18,8 +18,8 @@ function recordingMirror(): { mirror: GuestMemoryMirror; touched: Array<[number,
   return { mirror: fake as unknown as GuestMemoryMirror, touched };
 }
 
-const slot = (base: number, size: number, userspaceAddr: number, readonly = false): Memslot =>
-  ({ id: 0, asId: 0, flags: readonly ? 2 : 0, userspaceAddr, size, backed: true, base, end: base + size, readonly, bytes: new Uint8Array(size) }) as Memslot;
+const slot = (base: number, bytes: Uint8Array, userspaceAddr: number, flags = 0): Memslot =>
+  ({ id: 0, asId: 0, flags, userspaceAddr, size: bytes.length, backed: true, base, end: base + bytes.length, readonly: (flags & 2) !== 0, bytes }) as Memslot;
 
 describe('LazyGuestMemory', () => {
   const ram = new Uint8Array(0x3000).map((_, i) => i & 0xff);
@@ -28,7 +28,9 @@ describe('LazyGuestMemory', () => {
     { guestPhysAddr: 0x10000, bytes: ram },
     { guestPhysAddr: 0xf0000, bytes: rom, readonly: true },
   ]);
-  const find: SlotFinder = (gpa) => (gpa >= 0x10000 && gpa < 0x13000 ? slot(0x10000, 0x3000, 0x7f0000000000) : gpa >= 0xf0000 && gpa < 0xf1000 ? slot(0xf0000, 0x1000, 0x7f1000000000, true) : undefined);
+  const ramSlot = slot(0x10000, ram, 0x7f0000000000);
+  const romSlot = slot(0xf0000, rom, 0x7f1000000000, 2); // KVM_MEM_READONLY
+  const find: SlotFinder = (gpa) => (gpa >= 0x10000 && gpa < 0x13000 ? ramSlot : gpa >= 0xf0000 && gpa < 0xf1000 ? romSlot : undefined);
 
   test('lookup: the guest page holding the address, as a slot over the same bytes, touched whole (and marked written when writable)', () => {
     const { mirror, touched } = recordingMirror();
@@ -52,17 +54,27 @@ describe('LazyGuestMemory', () => {
     expect(touched.length).toBe(3);
   });
 
-  test('no lookup when the memory under the view has none (dirty logging): every byte goes through read8/write8', () => {
+  test('a slot that logs dirty pages: its pages are read-only to the fast path (each write goes through write8, where the dirty-logging view under it marks the page), touched for reading', () => {
     const { mirror, touched } = recordingMirror();
-    const byteWise = { read8: (gpa: number) => inner.read8(gpa), write8: (gpa: number, v: number) => inner.write8(gpa, v) };
-    const m = new LazyGuestMemory(byteWise, find, mirror);
-    expect(m.lookup).toBeUndefined();
-    expect(m.read8(0x10005)).toBe(5);
-    expect(m.write8(0x10006, 9)).toBe(true);
-    expect(touched).toEqual([
-      [0x7f0000000005, 1, false],
-      [0x7f0000000006, 1, true],
-    ]);
+    const logged = slot(0x10000, ram, 0x7f0000000000, 1); // KVM_MEM_LOG_DIRTY_PAGES
+    const writes: number[] = [];
+    const dirtyView = { read8: (gpa: number) => inner.read8(gpa), write8: (gpa: number, v: number) => (writes.push(gpa), inner.write8(gpa, v)) };
+    const m = new LazyGuestMemory(dirtyView, (gpa) => (gpa >= 0x10000 && gpa < 0x13000 ? logged : undefined), mirror);
+    expect(m.lookup?.(0x12010)).toMatchObject({ base: 0x12000, end: 0x13000, readonly: true });
+    expect(touched).toEqual([[0x7f0000002000, 0x1000, false]]);
+    expect(m.write8(0x12010, 7)).toBe(true);
+    expect(writes).toEqual([0x12010]);
+    expect(touched.at(-1)).toEqual([0x7f0000002010, 1, true]);
+  });
+
+  test('setLazyLookup(false): views made then have no fast path (every byte through read8/write8)', () => {
+    setLazyLookup(false);
+    try {
+      expect(new LazyGuestMemory(inner, find, recordingMirror().mirror).lookup).toBeUndefined();
+    } finally {
+      setLazyLookup(true);
+    }
+    expect(new LazyGuestMemory(inner, find, recordingMirror().mirror).lookup).toBeDefined();
   });
 
   test('addresses go through the finder of the view’s own address space (SMRAM that address space 0 does not map)', () => {
