@@ -184,8 +184,9 @@ export class RequestFifo {
 
   /** Serve from a blocking read until the watchdog's YIELD or until the runner has work (module notes). */
   #block(): void {
-    if (this.#closed || Atomics.load(this.#state, 1) !== 1 || !this.#handlers.mayBlock()) {
-      this.#served = 0;
+    if (this.#closed) return;
+    if (Atomics.load(this.#state, 1) !== 1 || !this.#handlers.mayBlock()) {
+      this.#served = 0; // not now: the idle mode
       return;
     }
     this.#served = 0;
@@ -195,7 +196,7 @@ export class RequestFifo {
     Atomics.notify(this.#state, 0);
     let yielded = false;
     try {
-      // What libuv read into the paused stream during the last turn came before what the FIFO still holds.
+      // What the stream holds (read by libuv, not yet emitted) came before what the FIFO still holds.
       // (`read()` emits 'data' with what it returns, and the 'data' listener takes it.)
       this.#socket.read();
       while (!yielded && !this.#closed && this.#handlers.mayBlock()) {
@@ -208,12 +209,11 @@ export class RequestFifo {
       Atomics.notify(this.#state, 0);
     }
     if (this.#closed) return;
+    // The socket is paused only inside a blocking period: whatever comes during the event loop's turn is read there.
+    this.#socket.resume();
     // Busy since the last turn (and free to block): one turn of the event loop, then block again; else idle.
     if (this.#served > 0 && this.#handlers.mayBlock()) this.#scheduleBlock();
-    else {
-      this.#served = 0;
-      this.#socket.resume();
-    }
+    else this.#served = 0;
   }
 }
 
