@@ -238,11 +238,16 @@ export class BridgeServer {
         resolve();
       });
     });
-    this.#fifo = new RequestFifo(fifoPath(this.socketPath), {
-      deliver: (id, token, bytes) => this.#fromFifo(id, token, bytes),
-      mayBlock: () => !this.#runner.wantsTurn,
-      log: this.#log,
-    });
+    try {
+      this.#fifo = new RequestFifo(fifoPath(this.socketPath), {
+        deliver: (id, token, bytes) => this.#fromFifo(id, token, bytes),
+        mayBlock: () => !this.#runner.wantsTurn,
+        log: this.#log,
+      });
+    } catch (e) {
+      // No FIFO (no mkfifo, a file in the way): every request on the sockets, as the library then sends them.
+      this.#log(`bridge: no request FIFO (${e instanceof Error ? e.message : String(e)}); requests go on the sockets`);
+    }
   }
 
   /** A request from the FIFO: served as if it came on its connection's socket (where its reply goes). */

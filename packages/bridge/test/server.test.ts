@@ -3,7 +3,7 @@
  * /proc entry): framing, HELLO and sessions, forwarding with the model's errno, request masking, the fd
  * table per process, the kvm_run patches, malformed input, and the end of a session.
  */
-import { closeSync, mkdtempSync, openSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, writeSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -358,6 +358,28 @@ describe('bridge server', () => {
     expect(logs.some((l) => l.includes('relay 9: bridge: no relay 9'))).toBe(true);
     expect(server.calls().filter((r) => r.op === 'signal').map((r) => [r.what, r.error])).toEqual([['relay 1 +3', undefined], ['relay 9 +1', 'EIO']]);
     expect(server.calls().some((r) => r.op === 'interrupt')).toBe(false);
+  });
+
+  test('no request FIFO (something else at its path): the bridge logs it and serves everything on the sockets; a thread’s HELLO gives no FIFO id', async () => {
+    const other = join(mkdtempSync(join(tmpdir(), 'vac-srv-')), 'bridge.sock');
+    mkdirSync(fifoPath(other));
+    const lines: string[] = [];
+    const plain = new BridgeServer({ host: server.host, socketPath: other, log: (l) => lines.push(l) });
+    await plain.listen();
+    try {
+      expect(lines.some((l) => l.includes('no request FIFO'))).toBe(true);
+      const life = new Client(other);
+      clients.push(life);
+      await hello(life, true);
+      const c = new Client(other);
+      clients.push(c);
+      expect((await hello(c, false)).out.length).toBe(0);
+      const sys = await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'));
+      expect((await c.ioctl(Number(sys.result), KVM_GET_API_VERSION)).result).toBe(12n);
+    } finally {
+      for (const x of clients.splice(0)) x.end();
+      await plain.close();
+    }
   });
 
   test('the request FIFO: a thread connection’s HELLO gives its id and secret token, a request written there with them is answered on its socket; a wrong token, an unknown id and bytes that are no message are dropped and the connection goes on', async () => {
