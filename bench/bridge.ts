@@ -31,6 +31,8 @@ import { until } from '../packages/bridge/test/support/native.js';
 import { connectQmp } from '../packages/bridge/test/support/qmp.js';
 
 const quick = process.argv.includes('--quick');
+/** `--regs`: only KVM_GET_REGS — through the request FIFO, through the socket alone, and the echo floor — in rounds. */
+const regsOnly = process.argv.includes('--regs');
 const N = quick ? 200 : 5000;
 const CODE = [0xba, 0xf8, 0x03, 0xee, 0xfe, 0x06, 0x00, 0x18, 0xeb, 0xf9];
 
@@ -76,8 +78,8 @@ function direct(ram: number): { getRegs: number; run: number } {
 }
 
 /** The C program through the bridge (`preload` and `socket`), or on the real /dev/kvm (neither). */
-async function bridged(bin: string, preload: string | undefined, socket: string | undefined, ram: number, touch: boolean): Promise<{ getRegs: number; run: number }> {
-  const env = preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket };
+async function bridged(bin: string, preload: string | undefined, socket: string | undefined, ram: number, touch: boolean, extraEnv: NodeJS.ProcessEnv = {}): Promise<{ getRegs: number; run: number }> {
+  const env = preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket, ...extraEnv };
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(bin, [String(N), String(ram), ...(touch ? ['touch'] : [])], { env, stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
@@ -109,7 +111,7 @@ const dir = mkdtempSync(join(tmpdir(), 'vac-bench-'));
 const preload = preloadLibrary({ ...process.env, VAC_CACHE_DIR: dir });
 const bin = join(dir, 'roundtrip');
 compileC([fileURLToPath(new URL('bridge-roundtrip.c', import.meta.url))], bin, ['-O2']);
-const d = await startDaemon({ runDir: dir, host: { cpus: 2, modules: [{ name: 'kvm0' }, { name: 'kvm1' }], symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
+const d = await startDaemon({ runDir: dir, host: { cpus: 2, modules: [{ name: 'kvm0' }, { name: 'kvm1' }], symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: process.env.VAC_BENCH_LOG === undefined ? () => {} : (l) => process.stderr.write(`${l}\n`) });
 const realKvm = ((): boolean => {
   try {
     accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
@@ -152,6 +154,23 @@ const loadBefore = loadavg()[0] as number;
 // One pass of the program through the bridge first, not counted: the bridge's code is compiled by V8 as it runs,
 // and the first row would otherwise pay for that (the direct baseline warms up within its own loop).
 await bridged(bin, preload, socketPaths(dir).bridge, 4096, false);
+if (regsOnly) {
+  // Rounds of: the echo floor, KVM_GET_REGS through the request FIFO, the same with the library's FIFO off
+  // (VAC_NO_FIFO=1: every request on the thread's socket, the transport before the FIFO), the real /dev/kvm.
+  const rounds = quick ? 2 : 5;
+  let md = `# KVM_GET_REGS round trip, ${rounds} rounds of ${N} calls (medians, µs; load average ${loadBefore.toFixed(1)})\n\n| round | echo floor | through the bridge, request FIFO | ÷ floor | through the bridge, socket only | ÷ floor | real /dev/kvm |\n|---|---:|---:|---:|---:|---:|---:|\n`;
+  for (let i = 0; i < rounds; i++) {
+    const floor = (await echoFloor()) / 1000;
+    const fifo = (await bridged(bin, preload, socketPaths(dir).bridge, 4096, false)).getRegs / 1000;
+    const sock = (await bridged(bin, preload, socketPaths(dir).bridge, 4096, false, { VAC_NO_FIFO: '1' })).getRegs / 1000;
+    const real = realKvm ? (await bridged(bin, undefined, undefined, 4096, false)).getRegs / 1000 : undefined;
+    md += `| ${i + 1} | ${floor.toFixed(1)} | ${fifo.toFixed(1)} | ${(fifo / floor).toFixed(2)} | ${sock.toFixed(1)} | ${(sock / floor).toFixed(2)} | ${real?.toFixed(2) ?? '—'} |\n`;
+  }
+  md += `\nLoad average after: ${(loadavg()[0] as number).toFixed(1)}.\n`;
+  process.stdout.write(md);
+  await d.stop();
+  process.exit(0);
+}
 const echoNs = await echoFloor();
 for (const [label, ram, touch] of [['4 KiB', 4096, false], ['16 MiB untouched', 16 * 1024 * 1024, false], ['16 MiB all written', 16 * 1024 * 1024, true]] as const) {
   const b = await bridged(bin, preload, socketPaths(dir).bridge, ram, touch);

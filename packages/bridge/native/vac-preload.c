@@ -40,6 +40,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -65,6 +66,9 @@
 #define IOCTL_HAS_RUN 4u
 #define IOCTL_RUN_PATCHES 8u
 #define REQ_HEADER 48
+#define FIFO_MAGIC 0x46434156u /* "VACF": the envelope of a request on the bridge's request FIFO (request-fifo.ts) */
+#define FIFO_ENVELOPE 16
+#define FIFO_MAX 4096 /* PIPE_BUF: a write up to this size to a FIFO is atomic */
 #define REP_HEADER 40
 #define KIND_NONE 0
 #define KIND_VCPU 3
@@ -131,6 +135,12 @@ static int (*real_close_range)(unsigned int, unsigned int, int);
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_key_t conn_key;
 static __thread int conn_fd = -1;
+/* The thread connection's id and secret token on the bridge's request FIFO (from its HELLO reply; 0: none). */
+static __thread uint32_t conn_id;
+static __thread uint64_t conn_token;
+/* The bridge's request FIFO (`<socket>.req`), opened for writing once per process; -1 until then. */
+static int fifo_fd = -1;
+static pthread_mutex_t fifo_lock = PTHREAD_MUTEX_INITIALIZER;
 static int life_fd = -1;
 static int forked_child;
 /* This process's pid, for process_vm_readv/writev and kcmp on itself (no getpid() syscall per call); a fork
@@ -174,7 +184,9 @@ static void at_fork_child(void) {
   self_pid = getpid();
   if (conn_fd >= 0) real_close(conn_fd);
   conn_fd = -1;
+  conn_token = 0;
   pthread_setspecific(conn_key, NULL);
+  pthread_mutex_init(&fifo_lock, NULL);
   if (life_fd >= 0) real_close(life_fd);
   life_fd = -1;
   for (int i = 0; i < VAC_MAX_FD; i++)
@@ -308,6 +320,63 @@ static int wait_reply(int s) {
   }
 }
 
+/*
+ * The request FIFO: a thread's requests of up to PIPE_BUF bytes (with the envelope) go there instead of its socket,
+ * which the bridge's main thread reads with a blocking read while calls keep coming (request-fifo.ts); the reply
+ * comes back on the socket as always. One atomic writev: envelope (magic, connection id, token), header, payload.
+ * SIGPIPE (the bridge gone, no reader) is blocked around it and a pending one taken back, so the VMM sees EIO
+ * as with the socket, not a signal.
+ */
+static int fifo_send(const unsigned char *h, const void *p1, uint32_t n1, const void *p2, uint32_t n2) {
+  unsigned char env[FIFO_ENVELOPE];
+  put32(env, FIFO_MAGIC);
+  put32(env + 4, conn_id);
+  put64(env + 8, conn_token);
+  struct iovec iov[4] = {{env, FIFO_ENVELOPE}, {(void *)h, REQ_HEADER}, {(void *)p1, n1}, {(void *)p2, n2}};
+  size_t total = FIFO_ENVELOPE + REQ_HEADER + (size_t)n1 + n2;
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  ssize_t k;
+  do k = writev(fifo_fd, iov, 4);
+  while (k < 0 && errno == EINTR);
+  if (k < 0 && errno == EPIPE && !sigismember(&old, SIGPIPE)) {
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe_set, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return k == (ssize_t)total ? 0 : -1;
+}
+
+/* Open the bridge's request FIFO for this process (once; again if the bridge made a new one since: another inode
+ * at the path), at fd 800 and up like the sockets. Without one, requests go on the socket. */
+static void fifo_open(void) {
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+  snprintf(path, sizeof path, "%s.req", socket_path());
+  struct stat at, have;
+  if (stat(path, &at) < 0 || !S_ISFIFO(at.st_mode)) return;
+  pthread_mutex_lock(&fifo_lock);
+  if (fifo_fd < 0 || fstat(fifo_fd, &have) < 0 || have.st_ino != at.st_ino || have.st_dev != at.st_dev) {
+    /* O_NONBLOCK: ENXIO rather than waiting when no bridge has it open for reading. */
+    int f = real_open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+    if (f >= 0 && real_fcntl(f, F_SETFL, 0) == 0) {
+      int high = real_fcntl(f, F_DUPFD_CLOEXEC, 800);
+      if (high >= 0) {
+        real_close(f);
+        f = high;
+      }
+      if (fifo_fd < 0) fifo_fd = f;
+      else {
+        real_dup3(f, fifo_fd, O_CLOEXEC); /* atomically, under any thread's feet: the old FIFO has no reader now */
+        real_close(f);
+      }
+    } else if (f >= 0)
+      real_close(f);
+  }
+  pthread_mutex_unlock(&fifo_lock);
+}
+
 /* How many bytes of a reply one recv() takes at once: the header and a body of up to this much arrive in one
  * system call (KVM_GET_REGS's reply is 184 bytes; a KVM_RUN's, with its kvm_run patches, a few hundred). */
 #define REPLY_FIRST_READ 4096
@@ -329,6 +398,13 @@ static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint
   put64(h + 24, a);
   put64(h + 32, b);
   put64(h + 40, c);
+  if (s == conn_fd && conn_token != 0 && fifo_fd >= 0 && FIFO_ENVELOPE + (size_t)len <= FIFO_MAX) {
+    if (fifo_send(h, p1, n1, p2, n2) < 0) {
+      errno = EIO;
+      return -1;
+    }
+    goto sent;
+  }
   struct iovec iov[3] = {{h, REQ_HEADER}, {(void *)p1, n1}, {(void *)p2, n2}};
   struct msghdr m;
   memset(&m, 0, sizeof m);
@@ -357,6 +433,7 @@ static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint
       }
     }
   }
+sent:;
   unsigned char first[REP_HEADER + REPLY_FIRST_READ];
   unsigned char *rh = first;
   if (run_waiting && wait_reply(s) < 0) {
@@ -465,12 +542,19 @@ static int thread_conn(void) {
     errno = EIO;
     return -1;
   }
-  free(r.body);
   if (r.err) {
+    free(r.body);
     real_close(s);
     errno = r.err;
     return -1;
   }
+  conn_token = 0;
+  if (r.out_len >= 16 && getenv("VAC_NO_FIFO") == NULL) {
+    fifo_open();
+    conn_id = get32(r.body);
+    conn_token = get64(r.body + 8);
+  }
+  free(r.body);
   conn_fd = s;
   pthread_setspecific(conn_key, (void *)(intptr_t)(s + 1));
   return s;
@@ -498,6 +582,7 @@ static int call(uint32_t op, int sim, uint32_t flags, uint64_t a, uint64_t b, ui
   if (call_on(s, op, sim, flags, a, b, c, p1, n1, p2, n2, r, 0) < 0) {
     real_close(s);
     conn_fd = -1;
+    conn_token = 0;
     pthread_setspecific(conn_key, NULL);
     bridge_lost();
     errno = EIO;

@@ -155,7 +155,7 @@ export class GuestMemoryMirror {
     return run === undefined ? undefined : { start: run.start, end: run.end };
   }
 
-    /**
+  /**
    * The guest touches the byte at VMM address `addr` (through `LazyGuestMemory`): the first touch of its
    * page since the last {@link sync} reads the page from the VMM (and keeps a shadow of it); a write also marks
    * the page for write-back. Addresses outside every mirror are left alone (the model finds no memory there).
@@ -171,6 +171,25 @@ export class GuestMemoryMirror {
     const page = Math.floor(off / PAGE);
     if (m.loaded[page] === 0) this.#load(m, page);
     if (write) this.#markWritten(m, page, off - page * PAGE, off - page * PAGE);
+  }
+
+  /**
+   * The guest reaches `len` bytes from VMM address `addr`, all in one page, through the fast path (`LazyGuestMemory`'s
+   * `lookup`): the page is read from the VMM on its first touch since the last {@link sync}, and with `write` those
+   * bytes are marked written — any of them may be, unseen — so they are compared with the shadow and the changed
+   * runs written back at the next sync.
+   */
+  touchRange(addr: number, len: number, write: boolean): void {
+    let m = this.#last;
+    if (m === undefined || addr < m.addr || addr + len > m.addr + m.bytes.length) {
+      m = this.#find(addr, len);
+      if (m === undefined) return;
+      this.#last = m;
+    }
+    const off = addr - m.addr;
+    const page = Math.floor(off / PAGE);
+    if (m.loaded[page] === 0) this.#load(m, page);
+    if (write) this.#markWritten(m, page, off - page * PAGE, off - page * PAGE + len - 1);
   }
 
   /** Bytes `lo..hi` (offsets in the page, inclusive) of `page` were written: compared and written back at the next sync. */

@@ -26,5 +26,6 @@ export { CODECS, decodeArg, type DecodedArg, type IoctlCodec } from './codec.js'
 export { GuestMemoryMirror, type MemoryStats, type SyncRange } from './guest-memory.js';
 export { VcpuRunner, type RunHandle, type RunHooks, type TimePacing } from './vcpu-runner.js';
 export * from './protocol.js';
+export { FIFO_ENVELOPE, FIFO_MAGIC, FIFO_MAX_MESSAGE, YIELD_MAGIC, YIELD_MS, RequestFifo, fifoPath, type FifoHandlers } from './request-fifo.js';
 export { main, type CliIo } from './cli/main.js';
 export { isStaticElf, whichProgram } from './elf.js';

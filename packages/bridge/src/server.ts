@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { randomBytes } from 'node:crypto';
 import { chmodSync, readFileSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -21,6 +22,7 @@ import { forEachChangedRun } from './byte-runs.js';
 import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
 import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
 import { VcpuRunner, type RunHandle, type TimePacing } from './vcpu-runner.js';
+import { RequestFifo, fifoPath } from './request-fifo.js';
 import {
   FdKind,
   HELLO_LIFE,
@@ -67,6 +69,8 @@ export interface CallRecord {
   readonly message: string | undefined;
   /** Microseconds from the request's arrival to its reply (a KVM_RUN's includes the time its vCPU slept). */
   readonly us: number;
+  /** How the request came: on its connection's socket, or on the request FIFO (`request-fifo.ts`). */
+  readonly via: 'socket' | 'fifo';
 }
 
 /** Options of {@link BridgeServer}. */
@@ -170,6 +174,11 @@ interface Conn {
   run: RunHandle | undefined;
   /** The simulated CPU this thread's KVM_RUNs run on (chosen at its first). */
   cpu: number | undefined;
+  /** Its id and secret token on the request FIFO (a thread connection after its HELLO; 0n: none). */
+  fifoId: number;
+  fifoToken: bigint;
+  /** Where its request being served came from (one at a time per connection). */
+  via: 'socket' | 'fifo';
 }
 
 function errnoOf(e: unknown): { errno: number; code: string; message: string } {
@@ -192,6 +201,11 @@ export class BridgeServer {
   readonly #onCall: ((c: CallRecord) => void) | undefined;
   readonly #log: (line: string) => void;
   readonly #runner: VcpuRunner;
+  /** The request FIFO (`request-fifo.ts`), from {@link BridgeServer.listen} on. */
+  #fifo: RequestFifo | undefined;
+  /** Thread connections by their FIFO id. */
+  readonly #fifoConns = new Map<number, Conn>();
+  #nextFifoId = 1;
   #seq = 0;
   /** When the request being served arrived (`performance.now()`). */
   #arrived = 0;
@@ -224,11 +238,32 @@ export class BridgeServer {
         resolve();
       });
     });
+    try {
+      this.#fifo = new RequestFifo(fifoPath(this.socketPath), {
+        deliver: (id, token, bytes) => this.#fromFifo(id, token, bytes),
+        mayBlock: () => !this.#runner.wantsTurn,
+        log: this.#log,
+      });
+    } catch (e) {
+      // No FIFO (no mkfifo, a file in the way): every request on the sockets, as the library then sends them.
+      this.#log(`bridge: no request FIFO (${e instanceof Error ? e.message : String(e)}); requests go on the sockets`);
+    }
+  }
+
+  /** A request from the FIFO: served as if it came on its connection's socket (where its reply goes). */
+  #fromFifo(id: number, token: bigint, bytes: Buffer): void {
+    const conn = this.#fifoConns.get(id);
+    if (conn === undefined || conn.fifoToken !== token || conn.socket.destroyed) {
+      this.#log(`bridge: a request on the FIFO for connection ${id} with ${conn === undefined ? 'no such connection' : 'a wrong token'}; dropped`);
+      return;
+    }
+    this.#data(conn, bytes, 'fifo');
   }
 
   /** Stop: close every connection (the VMMs' calls then fail with EIO) and the socket. */
   async close(): Promise<void> {
     this.#runner.close();
+    this.#fifo?.close();
     for (const c of this.#conns) c.socket.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const s of this.#sessions.values()) s.memory.close();
@@ -245,17 +280,19 @@ export class BridgeServer {
   }
 
   #accept(socket: Socket): void {
-    const conn: Conn = { socket, reader: new RequestReader(), session: undefined, tid: 0, life: false, run: undefined, cpu: undefined };
+    const conn: Conn = { socket, reader: new RequestReader(), session: undefined, tid: 0, life: false, run: undefined, cpu: undefined, fifoId: 0, fifoToken: 0n, via: 'socket' };
     this.#conns.add(conn);
-    socket.on('data', (chunk: Buffer) => this.#data(conn, chunk));
+    socket.on('data', (chunk: Buffer) => this.#data(conn, chunk, 'socket'));
     socket.on('error', () => {});
     socket.on('close', () => {
       this.#conns.delete(conn);
+      if (conn.fifoId !== 0) this.#fifoConns.delete(conn.fifoId);
       if (conn.life && conn.session !== undefined) this.#endSession(conn.session, 'its process exited');
     });
   }
 
-  #data(conn: Conn, chunk: Buffer): void {
+  #data(conn: Conn, chunk: Buffer, via: 'socket' | 'fifo'): void {
+    conn.via = via;
     conn.reader.push(chunk);
     for (;;) {
       let req: Request | undefined;
@@ -461,6 +498,7 @@ export class BridgeServer {
       error: reply.errno === 0 ? undefined : errnoName(reply.errno),
       message: reply.errno === 0 ? undefined : reply.message,
       us: Math.round((performance.now() - since) * 1000),
+      via: conn.via,
     };
     this.#calls.push(rec);
     // Trimmed in batches (a quarter of `keepCalls` at a time): one splice per call would move the whole array each
@@ -492,7 +530,16 @@ export class BridgeServer {
     if (s === undefined) return { errno: ESRCH, result: -1, message: `pid ${pid} has no life connection` };
     conn.session = s;
     if ((req.flags & HELLO_RELAY) !== 0) s.relayConn = conn.socket;
-    return { errno: 0, result: 0 };
+    if ((req.flags & (HELLO_LIFE | HELLO_RELAY)) !== 0 || this.#fifo === undefined || conn.fifoId !== 0) return { errno: 0, result: 0 };
+    // A thread connection: its id and token on the request FIFO (u32 id, u32 0, u64 token).
+    conn.fifoId = this.#nextFifoId++;
+    conn.fifoToken = randomBytes(8).readBigUInt64LE(0) | 1n;
+    this.#fifoConns.set(conn.fifoId, conn);
+    const out = new Uint8Array(16);
+    const v = new DataView(out.buffer);
+    v.setUint32(0, conn.fifoId, true);
+    v.setBigUint64(8, conn.fifoToken, true);
+    return { errno: 0, result: 0, out };
   }
 
   #groupName(gid: number): string | undefined {

@@ -77,6 +77,11 @@ export class VcpuRunner {
     return this.#runs.size;
   }
 
+  /** True while the runner has work to do at once (a guest to run): the bridge must give Node's event loop its turns. */
+  get wantsTurn(): boolean {
+    return this.#immediate !== undefined || this.#driving;
+  }
+
   /** A CPU for a VMM thread's KVM_RUNs: the online CPUs in turn, so a VMM's vCPU threads spread as they would. */
   pickCpu(): number {
     const cpus = this.#host.cpus.filter((c) => c.online).map((c) => c.id);

@@ -3,7 +3,7 @@
  * /proc entry): framing, HELLO and sessions, forwarding with the model's errno, request masking, the fd
  * table per process, the kvm_run patches, malformed input, and the end of a session.
  */
-import { mkdtempSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, writeSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,14 +23,17 @@ import {
   REPLY_HEADER,
   RequestReader,
   VAC_MAGIC,
+  FIFO_MAGIC,
   decodeReply,
   encodeReply,
+  fifoPath,
   encodeRequest,
   formatCall,
   parseStatus,
   type DecodedReply,
 } from '../src/index.js';
 import { decodeRegs, encodeMemoryRegion, encodeRegs } from '../src/codec.js';
+import { until } from './support/native.js';
 
 /** A client connection that sends one request and reads one reply at a time. */
 class Client {
@@ -72,6 +75,14 @@ class Client {
   ioctl(fd: number, request: number | bigint, value = 0n, input?: Uint8Array): Promise<DecodedReply> {
     if (input === undefined) return this.call(Op.IOCTL, fd, 0, BigInt(request), value);
     return this.call(Op.IOCTL, fd, IOCTL_HAS_INPUT, BigInt(request), value, BigInt(input.length), input);
+  }
+  /** Write `bytes` (an envelope and a request) into the request FIFO `fifo` and read the reply on this socket. */
+  viaFifo(fifo: number, bytes: Uint8Array): Promise<DecodedReply> {
+    return new Promise((resolve) => {
+      this.#waiting = (b) => resolve(decodeReply(b));
+      writeSync(fifo, bytes);
+      this.#deliver();
+    });
   }
   /** Send a request that gets no reply (SIGNAL, INTERRUPT). */
   send(op: number, fd: number, a: bigint, b = 0n): void {
@@ -347,6 +358,78 @@ describe('bridge server', () => {
     expect(logs.some((l) => l.includes('relay 9: bridge: no relay 9'))).toBe(true);
     expect(server.calls().filter((r) => r.op === 'signal').map((r) => [r.what, r.error])).toEqual([['relay 1 +3', undefined], ['relay 9 +1', 'EIO']]);
     expect(server.calls().some((r) => r.op === 'interrupt')).toBe(false);
+  });
+
+  test('no request FIFO (something else at its path): the bridge logs it and serves everything on the sockets; a thread’s HELLO gives no FIFO id', async () => {
+    const other = join(mkdtempSync(join(tmpdir(), 'vac-srv-')), 'bridge.sock');
+    mkdirSync(fifoPath(other));
+    const lines: string[] = [];
+    const plain = new BridgeServer({ host: server.host, socketPath: other, log: (l) => lines.push(l) });
+    await plain.listen();
+    try {
+      expect(lines.some((l) => l.includes('no request FIFO'))).toBe(true);
+      const life = new Client(other);
+      clients.push(life);
+      await hello(life, true);
+      const c = new Client(other);
+      clients.push(c);
+      expect((await hello(c, false)).out.length).toBe(0);
+      const sys = await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'));
+      expect((await c.ioctl(Number(sys.result), KVM_GET_API_VERSION)).result).toBe(12n);
+    } finally {
+      for (const x of clients.splice(0)) x.end();
+      await plain.close();
+    }
+  });
+
+  test('the request FIFO: a thread connection’s HELLO gives its id and secret token, a request written there with them is answered on its socket; a wrong token, an unknown id and bytes that are no message are dropped and the connection goes on', async () => {
+    const life = newClient();
+    expect((await hello(life, true)).out.length).toBe(0); // a life connection has no id on the FIFO
+    const c = newClient();
+    const h = await hello(c, false);
+    expect(h.out.length).toBe(16);
+    const v = new DataView(h.out.buffer, h.out.byteOffset, 16);
+    const id = v.getUint32(0, true);
+    const token = v.getBigUint64(8, true);
+    expect(id).toBeGreaterThan(0);
+    const envelope = (cid: number, tok: bigint, req: Uint8Array): Buffer => {
+      const e = Buffer.alloc(16);
+      e.writeUInt32LE(FIFO_MAGIC, 0);
+      e.writeUInt32LE(cid, 4);
+      e.writeBigUInt64LE(tok, 8);
+      return Buffer.concat([e, req]);
+    };
+    const fifo = openSync(fifoPath(path), 'w');
+    try {
+      const open = await c.viaFifo(fifo, envelope(id, token, encodeRequest(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))));
+      expect([open.errno, open.fdKind]).toEqual([0, FdKind.SYSTEM]);
+      const sys = Number(open.result);
+      expect(server.calls().at(-1)).toMatchObject({ op: 'open', what: '/dev/kvm0', via: 'fifo' });
+      // Forged: another token, another id, and garbage; none is served (KVM_CREATE_VM would make a VM and a record).
+      const before = server.calls().length;
+      const create = encodeRequest(Op.IOCTL, sys, 0, BigInt(KVM_CREATE_VM), 0n, 0n);
+      writeSync(fifo, envelope(id, token ^ 1n, create));
+      writeSync(fifo, envelope(id + 1000, token, create));
+      writeSync(fifo, Buffer.from('no message at all, just bytes'));
+      const version = await c.viaFifo(fifo, envelope(id, token, encodeRequest(Op.IOCTL, sys, 0, BigInt(KVM_GET_API_VERSION), 0n, 0n)));
+      expect([version.errno, version.result]).toEqual([0, 12n]);
+      expect(server.calls().slice(before).map((r) => r.what)).toEqual(['KVM_GET_API_VERSION(0)']);
+      expect(logs.some((l) => l.includes('a wrong token'))).toBe(true);
+      expect(logs.some((l) => l.includes('no such connection'))).toBe(true);
+      expect(logs.some((l) => l.includes('that are no message skipped'))).toBe(true);
+      // The same connection's socket still works, and its requests are recorded as such.
+      expect((await c.ioctl(sys, KVM_GET_API_VERSION)).result).toBe(12n);
+      expect(server.calls().at(-1)?.via).toBe('socket');
+      // A malformed request in a good envelope: EPROTO on its socket, that connection closed, others served.
+      const bad = Buffer.from(encodeRequest(Op.IOCTL, sys, 0, 0n, 0n, 0n));
+      bad.writeUInt32LE(12, 4); // a length shorter than a request header
+      const r = await c.viaFifo(fifo, envelope(id, token, bad));
+      expect(r.errno).toBe(71);
+      await until(() => c.closed, 'the connection to close');
+      expect((await life.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).errno).toBe(0);
+    } finally {
+      closeSync(fifo);
+    }
   });
 
   test('call records: the newest keepCalls are kept, trimmed in batches of a quarter', async () => {

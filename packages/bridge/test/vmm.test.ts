@@ -41,9 +41,32 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
   };
 
   test('the classic minimal VMM prints 4 and KVM_EXIT_HLT on kvm0 (/dev/kvm -> /dev/kvm0)', async () => {
+    const first = d.bridge.calls().length;
     const r = await runVmm(native, socket, [native.lwn]);
     expect(r).toMatchObject({ code: 0, stdout: '4\nKVM_EXIT_HLT\n', stderr: '' });
     expect(vmCreatedOn().at(-1)).toBe('kvm0');
+    // Its thread's requests (all under PIPE_BUF) came on the request FIFO, the replies on its socket.
+    const calls = d.bridge.calls().slice(first);
+    expect(calls.filter((c) => c.op === 'ioctl').map((c) => c.via)).toEqual(calls.filter((c) => c.op === 'ioctl').map(() => 'fifo'));
+    await clean();
+  });
+
+  test('SMM: the SMI handler runs from SMRAM that only address space 1 maps — read from the VMM before, the guest’s write back in the VMM’s SMRAM after', async () => {
+    // The lazy guest memory follows the vCPU's address space (lazy-memory.ts): through address space 0's slots the
+    // handler's page would never be read from the VMM (the guest would run on zeros) nor its write written back.
+    const r = await runVmm(native, socket, [native.smram]);
+    expect(r.stderr).toBe('');
+    expect(parseLines(r.stdout)).toEqual({ smram_read: '0x5a', smm_flag_on_out: '1', exit: 'hlt', smm_flag_on_hlt: '0', smram_written: '0x5b' });
+    await clean();
+  });
+
+  test('with VAC_NO_FIFO=1 the library sends every request on its socket, with the same output', async () => {
+    const first = d.bridge.calls().length;
+    const r = await runVmm(native, socket, [native.lwn], { env: { VAC_NO_FIFO: '1' } });
+    expect(r).toMatchObject({ code: 0, stdout: '4\nKVM_EXIT_HLT\n', stderr: '' });
+    const calls = d.bridge.calls().slice(first);
+    expect(calls.length).toBeGreaterThan(5);
+    expect(new Set(calls.map((c) => c.via))).toEqual(new Set(['socket']));
     await clean();
   });
 

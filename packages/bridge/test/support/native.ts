@@ -46,6 +46,8 @@ export interface Native {
   readonly probe: string;
   /** `fixtures/irqchip.c`: a VMM with the in-kernel irqchip, PIT, irqfds and an ioeventfd. */
   readonly irqchip: string;
+  /** `fixtures/smram.c`: an SMI handler in SMRAM that only address space 1 maps. */
+  readonly smram: string;
 }
 
 let built: Native | undefined;
@@ -63,7 +65,9 @@ export function buildNative(): Native {
   compileC([fixture('probe')], probe, ['-O1', '-pthread']);
   const irqchip = join(dir, 'irqchip');
   compileC([fixture('irqchip')], irqchip, ['-O1', '-pthread']);
-  built = { dir, preload, lwn, probe, irqchip };
+  const smram = join(dir, 'smram');
+  compileC([fixture('smram')], smram, ['-O1']);
+  built = { dir, preload, lwn, probe, irqchip, smram };
   return built;
 }
 

@@ -200,7 +200,9 @@ export function writeByte(gpa: number, b: number): boolean {
   if (inCodePage(gpa)) codeWritten(gpa, 1);
   if (!R.hasLookup) return R.M.write8(gpa, b);
   const slot = R.M.lookup!(gpa);
-  if (slot === undefined || slot.readonly) return false;
+  if (slot === undefined) return false;
+  // A slot the memory does not let the fast path write: the memory decides (a KVM_MEM_READONLY slot refuses: MMIO).
+  if (slot.readonly) return R.M.write8(gpa, b);
   slot.bytes[gpa - slot.base] = b;
   return true;
 }

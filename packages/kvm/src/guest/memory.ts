@@ -27,7 +27,12 @@ export interface GuestMemorySlot {
   readonly base: number;
   /** One past the last guest-physical address of the slot. */
   readonly end: number;
-  /** True for a `KVM_MEM_READONLY` slot: reads hit RAM, writes become MMIO exits. */
+  /**
+   * True when the guest's writes may not go to `bytes` directly: reads hit RAM, and each write goes through
+   * {@link GuestMemory.write8}, which refuses it for a `KVM_MEM_READONLY` slot (an MMIO exit) — or takes it, for a slot
+   * whose writes the memory must see one by one (`@vac/bridge`'s view of a real VMM's RAM while a slot logs dirty
+   * pages).
+   */
   readonly readonly: boolean;
 }
 
