@@ -184,6 +184,20 @@ function chipState(bytes: Uint8Array, id: number): kvm_pic_state | kvm_ioapic_st
  * `saved` decoded: each chip's state as the object form of KVM_GET_IRQCHIP and KVM_GET_PIT2 gives it.
  *
  * @throws UsageError `ERR_INVALID_ARG` when a structure has the wrong size or chip id
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { KVM_CREATE_IRQCHIP, createRealModeVm, kvm, parseSavedIrqchip, saveVm } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * const vmm = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * const vm = createRealModeVm(vmm, '/dev/kvm0', { code: [], vcpus: 0 });
+ * vmm.ioctl(vm.vm, KVM_CREATE_IRQCHIP, 0);
+ * const chip = saveVm(vmm, { ...vm, irqchip: { mode: 'kernel' } }).irqchip!;
+ * console.log(chip.ioapic?.length, parseSavedIrqchip(chip).ioapic?.redirtbl[0]); // 520 65536n: C bytes; a pin masked at reset
+ * ```
  */
 export function parseSavedIrqchip(saved: SavedIrqchip): ParsedSavedIrqchip {
   const pic = saved.pic === undefined ? undefined : ([chipState(saved.pic[0], KVM_IRQCHIP_PIC_MASTER), chipState(saved.pic[1], KVM_IRQCHIP_PIC_SLAVE)] as [kvm_pic_state, kvm_pic_state]);
