@@ -1,16 +1,16 @@
 /**
  * 11. @vac/fleet: moving one VM of 4 vCPUs between modules in place (its phases through the ABI, with probed
- * facts, as an upgrade plan makes it), against the bare `saveVm` + `restoreVm` it is built on; and fleet hosts of
- * 16 CPUs with 24 VMs × 2 vCPUs each (`runHostJob`: the host built, its VMs started, every VM moved kvm0 → kvm1,
+ * facts, as an upgrade plan makes it), against the bare `saveVm` + `restoreVm` it is built on, and the target VM's
+ * construction alone; and fleet hosts of 16 CPUs with 24 VMs × 2 vCPUs each (`runHostJob`: the host built, its VMs started, every VM moved kvm0 → kvm1,
  * kvm0 unloaded), per host at 10 and 100 hosts (1 and 2 with --quick), with the memory a fleet of 10,000 needs: one
  * live host per worker and every host's outcome. The 10,000-host time is projected from the per-host cost (labelled
  * so), not run here: `pnpm bench:fleet -- --hosts=10000` (bench/fleet-run.ts) rolls such a fleet for real.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { createHost } from '@vac/core';
+import { O_RDWR, createHost, type Mapping, type Process } from '@vac/core';
 import { GuestVmm, countingGuest, generateFleet, moveInPlace, runHostJob, type HostJob } from '@vac/fleet';
-import { kvm, probeModule, restoreVm, saveVm } from '@vac/kvm';
+import { KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_VCPU_MMAP_SIZE, kvm, probeModule, restoreVm, saveVm } from '@vac/kvm';
 import { intel } from '@vac/vmx';
 import { check, fmtFactor, fmtNs, measure, row, type Budget, type Row, type TargetCheck } from '../lib/harness.js';
 
@@ -27,6 +27,27 @@ function oneVm(): { vmm: GuestVmm; facts: { kvm0: ReturnType<typeof probeModule>
   vmm.pause();
   const agent = host.spawn({ uid: 0 });
   return { vmm, facts: { kvm0: probeModule(agent, '/dev/kvm0'), kvm1: probeModule(agent, '/dev/kvm1') } };
+}
+
+/** One VM as a restore builds it on `/dev/kvm1` — KVM_CREATE_VM, the irqchip and PIT, four vCPUs with `kvm_run` mapped — then closed. */
+function constructionOnly(p: Process): () => void {
+  const sys = p.open('/dev/kvm1', O_RDWR);
+  const size = p.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0);
+  return () => {
+    const vm = p.ioctl(sys, KVM_CREATE_VM, 0);
+    p.ioctl(vm, KVM_CREATE_IRQCHIP, 0);
+    p.ioctl(vm, KVM_CREATE_PIT2, { flags: 0 });
+    const vcpus: number[] = [];
+    const maps: Mapping[] = [];
+    for (let i = 0; i < 4; i++) {
+      const fd = p.ioctl(vm, KVM_CREATE_VCPU, i);
+      vcpus.push(fd);
+      maps.push(p.mmap(fd, size));
+    }
+    for (const m of maps) p.munmap(m.addr, m.length);
+    for (const fd of vcpus) p.close(fd);
+    p.close(vm);
+  };
 }
 
 /** The fleet host of the issue: 16 CPUs, 24 VMs × 2 vCPUs, Intel, kvm0 (6.12) → kvm1 (6.18). */
@@ -76,6 +97,10 @@ export function runFleet(b: Budget): { rows: Row[]; targets: TargetCheck[] } {
     ioctls = r.syscalls.ioctls;
   });
   rows.push(row(GROUP, 'moveInPlace (@vac/fleet)', '4 vCPUs, irqchip, paused', move, { label: baseLabel, m: bareMove }, { unit: 'move', note: `${ioctls} ioctls per move; pause, save, canMove, restore, resume, release` }));
+  // The target VM's construction alone (what a restore builds before it sets any state), against the bare move.
+  const build = constructionOnly(bare.vmm.proc);
+  const construct = measure(b, 'KVM_CREATE_VM + IRQCHIP + PIT2 + 4 vCPUs', build);
+  rows.push(row(GROUP, 'VM construction (KVM_CREATE_VM, _IRQCHIP, _PIT2, 4 × KVM_CREATE_VCPU + mmap)', '4 vCPUs, closed again', construct, { label: baseLabel, m: bareMove }, { unit: 'VM', note: "a restore's share that builds the target, before any state is set" }));
 
   // Fleet hosts: the cost per host at two fleet sizes, in this thread (a fleet's worker runs its hosts this way, one
   // after another: each host job builds its host, upgrades it and keeps only its outcome).

@@ -101,7 +101,7 @@ export function staticChecks(root: string, site: string): { what: string; ok: bo
     ['functions/_vac_core.recordEvents.html', 'recordEvents'],
     ['functions/_vac_core.renderTimelineSvg.html', 'renderTimelineSvg'],
     ['functions/_vac_core.toChromeTrace.html', 'toChromeTrace'],
-    ...(['mapKvmRun', 'createRealModeVcpu', 'createRealModeVm', 'releaseRealModeVm', 'msrIndexList', 'saveVcpu', 'restoreVcpu', 'parseSavedVcpu', 'savedVcpuOf', 'completePendingIo', 'moveRealModeVm'] as const).map(
+    ...(['mapKvmRun', 'createRealModeVcpu', 'createRealModeVm', 'releaseRealModeVm', 'msrIndexList', 'saveVcpu', 'restoreVcpu', 'parseSavedVcpu', 'savedVcpuOf', 'parseSavedIrqchip', 'savedIrqchipOf', 'completePendingIo', 'moveRealModeVm'] as const).map(
       (f) => [`functions/_vac_kvm.${f}.html`, f] as const,
     ),
   ] as const) {

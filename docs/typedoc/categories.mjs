@@ -36,7 +36,7 @@ export const CATEGORIES = {
     ['KVM plug-in (kvm_amd)', /^src\/kvm-svm/],
   ],
   '@vac/kvm': [
-    ['VMM helpers', /^src\/vmm(-vcpu|-dirty-ring)?\.ts$/],
+    ['VMM helpers', /^src\/vmm(-vcpu|-dirty-ring|-irqchip)?\.ts$/],
     ['KVM module', /^src\/module\/(factory|params|instance|faults|stats|legacy|events)\.ts$/],
     ['Module builds and moves', /^src\/builds\//],
     ['ABI', /^src\/(abi\/|module\/(caps|ioctls|ioctl-table|x86-caps|irq-caps|cpu-caps)\.ts$)/],

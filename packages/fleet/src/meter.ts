@@ -64,6 +64,8 @@ function isCost(v: unknown): boolean {
 
 /** The cost tables already checked (the default one, and any a caller passes for many moves): checked once. */
 const CHECKED = new WeakSet<SyscallCosts>();
+/** A frozen table's price of each ioctl request number met so far (the table cannot change, so neither can they). */
+const PRICES = new WeakMap<SyscallCosts, Map<number, number>>();
 
 function checkCosts(c: SyscallCosts): void {
   if (typeof c === 'object' && c !== null && CHECKED.has(c)) return;
@@ -71,7 +73,10 @@ function checkCosts(c: SyscallCosts): void {
     throw new UsageError('ERR_INVALID_ARG', 'SyscallCosts: every cost must be a non-negative safe integer of ns');
   }
   // A frozen table cannot change after the check; another one is checked again on every use.
-  if (Object.isFrozen(c) && (c.ioctlNs === undefined || Object.isFrozen(c.ioctlNs))) CHECKED.add(c);
+  if (Object.isFrozen(c) && (c.ioctlNs === undefined || Object.isFrozen(c.ioctlNs))) {
+    CHECKED.add(c);
+    PRICES.set(c, new Map());
+  }
 }
 
 /** The meter a {@link MeteredProcess.proc} view counts for (a symbol: not a name the process has). */
@@ -222,9 +227,20 @@ export class MeteredProcess {
     try {
       return this.target.ioctl(fd, request, arg);
     } finally {
-      const c = this.#costs;
-      this.#charge(c.ioctlNs === undefined ? c.defaultIoctlNs : (c.ioctlNs[ioctlName(key)] ?? c.defaultIoctlNs));
+      this.#charge(this.#ioctlPrice(key));
     }
+  }
+
+  /** What ioctl `request` costs: looked up by its name once per frozen table, every time in another. */
+  #ioctlPrice(request: number): number {
+    const c = this.#costs;
+    if (c.ioctlNs === undefined) return c.defaultIoctlNs;
+    const prices = PRICES.get(c);
+    const known = prices?.get(request);
+    if (known !== undefined) return known;
+    const ns = c.ioctlNs[ioctlName(request)] ?? c.defaultIoctlNs;
+    prices?.set(request, ns);
+    return ns;
   }
 
   /** @internal A file operation through the view begins: counted (then made, then {@link MeteredProcess.fileEnd}). */

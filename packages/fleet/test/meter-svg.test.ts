@@ -37,6 +37,26 @@ describe('MeteredProcess', () => {
     q.kill();
     expect(mq.proc.alive).toBe(false);
   });
+  test('prices each ioctl by its table: a frozen table by what it says, an unfrozen one as it reads at the call', () => {
+    const host = createHost({ cpus: 1, hardware: intel() });
+    host.modprobe(kvm({ postfix: '0' }));
+    const p = host.spawn({ uid: 1000, groups: ['kvm'] });
+    const sys = p.open('/dev/kvm0', O_RDWR);
+    const frozen = Object.freeze({ defaultIoctlNs: 5, ioctlNs: Object.freeze({ KVM_GET_API_VERSION: 40 }), fileNs: 0 });
+    for (const n of [1, 2]) {
+      const m = new MeteredProcess(host, p, frozen); // the second meter of the same table prices alike
+      m.proc.ioctl(sys, KVM_GET_API_VERSION, 0);
+      m.proc.ioctl(sys, KVM_GET_API_VERSION, 0);
+      m.proc.close(m.proc.ioctl(sys, KVM_CREATE_VM, 0));
+      expect([n, m.count().ns]).toEqual([n, 40 + 40 + 5]);
+    }
+    const table: { defaultIoctlNs: number; ioctlNs: Record<string, number>; fileNs: number } = { defaultIoctlNs: 5, ioctlNs: { KVM_GET_API_VERSION: 40 }, fileNs: 0 };
+    const m = new MeteredProcess(host, p, table);
+    m.proc.ioctl(sys, KVM_GET_API_VERSION, 0);
+    table.ioctlNs.KVM_GET_API_VERSION = 9;
+    m.proc.ioctl(sys, KVM_GET_API_VERSION, 0);
+    expect(m.count().ns).toBe(40 + 9);
+  });
   test('names requests as Linux does, and rejects costs that are not counts', () => {
     expect(ioctlName(KVM_CREATE_VM)).toBe('KVM_CREATE_VM');
     expect(ioctlName(0x1234)).toBe('ioctl:0x1234');

@@ -11,25 +11,12 @@
  */
 import { O_RDWR, UsageError, isKernelError, type Mapping, type Process } from '@vac/core';
 import {
-  KVM_CAP_SPLIT_IRQCHIP,
   KVM_CAP_SREGS2,
   KVM_CAP_NESTED_STATE,
   KVM_CAP_XCRS,
   KVM_CHECK_EXTENSION,
-  KVM_CREATE_IRQCHIP,
-  KVM_CREATE_PIT2,
-  KVM_ENABLE_CAP,
-  KVM_GET_IRQCHIP,
   KVM_GET_LAPIC,
-  KVM_GET_PIT2,
-  KVM_IRQCHIP_IOAPIC,
-  KVM_IRQCHIP_PIC_MASTER,
-  KVM_IRQCHIP_PIC_SLAVE,
-  KVM_REINJECT_CONTROL,
-  KVM_SET_GSI_ROUTING,
-  KVM_SET_IRQCHIP,
   KVM_SET_LAPIC,
-  KVM_SET_PIT2,
   KVM_CREATE_VCPU,
   KVM_CREATE_VM,
   KVM_GET_CLOCK,
@@ -66,27 +53,15 @@ import {
 } from './abi/constants.js';
 import { KvmRunView } from './abi/kvm-run.js';
 import { KVM_NESTED_STATE_CODEC, type kvm_nested_state } from './abi/structs-nested.js';
-import type { StructCodec } from './abi/codec.js';
-import { argBytes, structArg } from './vmm-args.js';
 import { isSavedMceBank, msrIndexList, restoreLapic, restoreVcpuRegisters, restoreVcpuSetup, saveVcpu, withSavedMsrs, type SavedVcpu } from './vmm-vcpu.js';
 
 import { enableSavedDirtyRing, harvestDirtyRings, type DirtyRingConfig, type SavedDirtyRing } from './vmm-dirty-ring.js';
 
 export type { DirtyRingConfig, HarvestedPage, SavedDirtyRing } from './vmm-dirty-ring.js';
 export { msrIndexList, parseSavedVcpu, restoreVcpu, saveVcpu, savedVcpuOf, type ParsedSavedVcpu, type SavedVcpu } from './vmm-vcpu.js';
-import { decodeKvmIrqchip } from './irqchip/state/irqchip-state.js';
-import {
-  KVM_IRQCHIP_CODEC,
-  KVM_PIT_STATE2_CODEC,
-  makeKvmIrqRouting,
-  makeKvmLapicState,
-  type kvm_ioapic_state,
-  type kvm_irqchip,
-  type kvm_irq_routing_entry,
-  type kvm_pic_state,
-  type kvm_pit_state2,
-} from './abi/structs-irq.js';
-import { makeKvmEnableCap } from './abi/structs.js';
+import { createIrqchip, restoreIrqchipState, saveIrqchip, type IrqchipConfig, type SavedIrqchip } from './vmm-irqchip.js';
+
+export { parseSavedIrqchip, savedIrqchipOf, type IrqchipConfig, type ParsedSavedIrqchip, type SavedIrqchip } from './vmm-irqchip.js';
 import { KVM_CPUID_ENTRY2_CODEC, KVM_REGS_CODEC, KVM_SREGS_CODEC, makeKvmRegs, makeKvmSregs, type kvm_cpuid_entry2, type kvm_msr_entry, type kvm_regs, type kvm_sregs, type kvm_userspace_memory_region } from './abi/structs.js';
 import {
   KVM_CPUID2_CODEC,
@@ -319,36 +294,6 @@ export function releaseRealModeVm(proc: Process, vm: RealModeVm): void {
 // ---- saving and restoring a whole VM -----------------------------------------------------------------------
 
 /**
- * What a VMM made of the in-kernel interrupt controllers. KVM has no call that reports the split irqchip's reserved
- * pins, KVM_CREATE_PIT2's flags, the PIT's reinjection mode or the GSI routing table: a VMM keeps what it set (QEMU
- * keeps its routing table in user space and commits it again) and passes it here.
- */
-export interface IrqchipConfig {
-  /** KVM_CREATE_IRQCHIP (`'kernel'`: PIC, IOAPIC and LAPICs) or KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) (`'split'`). */
-  readonly mode: 'kernel' | 'split';
-  /** The IOAPIC pins KVM_CAP_SPLIT_IRQCHIP reserved (`args[0]`). Default 24. */
-  readonly splitPins?: number;
-  /** KVM_CREATE_PIT2's `flags` (e.g. KVM_PIT_SPEAKER_DUMMY). Default 0. */
-  readonly pitFlags?: number;
-  /** KVM_REINJECT_CONTROL's `pit_reinject` the VMM set. Default true (KVM's default). */
-  readonly pitReinject?: boolean;
-  /** The table the VMM last gave KVM_SET_GSI_ROUTING; `undefined`: KVM's default routing (none was set). */
-  readonly routing?: readonly kvm_irq_routing_entry[];
-}
-
-/** A VM's in-kernel interrupt controllers, saved: the VMM's configuration and the devices' state. */
-export interface SavedIrqchip {
-  /** What the VMM made (with the saved mode). */
-  readonly config: IrqchipConfig;
-  /** KVM_GET_IRQCHIP of the master and the slave PIC (a full irqchip). */
-  readonly pic: readonly [kvm_pic_state, kvm_pic_state] | undefined;
-  /** KVM_GET_IRQCHIP of the IOAPIC (a full irqchip). */
-  readonly ioapic: kvm_ioapic_state | undefined;
-  /** KVM_GET_PIT2, where the VM has a PIT. */
-  readonly pit: kvm_pit_state2 | undefined;
-}
-
-/**
  * A whole VM's KVM state: kvmclock, the in-kernel interrupt controllers and each vCPU (the memory is the VMM's and is
  * handed over, not saved).
  */
@@ -363,17 +308,6 @@ export interface SavedVm {
   readonly vcpus: readonly SavedVcpu[];
 }
 
-/** Read struct `codec` with `req` through its C bytes. */
-function getStruct<T extends object>(proc: Process, fd: number, req: number, codec: { readonly size: number; decode(view: DataView, offset?: number): T }): T {
-  const b = argBytes(codec.size);
-  proc.ioctl(fd, req, b);
-  return codec.decode(new DataView(b.buffer, 0, b.byteLength), 0);
-}
-
-/** Write struct `v` with `req` through its C bytes. */
-function setStruct<T extends object>(proc: Process, fd: number, req: number, codec: StructCodec<T>, v: T): void {
-  proc.ioctl(fd, req, structArg(codec, v));
-}
 
 /**
  * Complete what a vCPU's last exit left pending (the `in`/`out` or MMIO access user space has answered) without
@@ -465,88 +399,8 @@ export function saveVm(proc: Process, vm: VmHandle): SavedVm {
   proc.ioctl(vm.vm, KVM_GET_CLOCK, clock);
   const msrs = msrIndexList(proc, vm.sys);
   const vcpus = vm.vcpus.map((v) => saveVcpu(proc, vm.sys, v.fd, v.id, msrs));
-  const irqchip = saveIrqchip(proc, vm, vcpus.some((v) => v.lapic !== undefined));
+  const irqchip = saveIrqchip(proc, vm.vm, vm.irqchip, vcpus.some((v) => v.lapic !== undefined));
   return { clock, vcpus, ...(irqchip === undefined ? {} : { irqchip }), ...(dirtyRing === undefined ? {} : { dirtyRing }) };
-}
-
-/**
- * The irqchip part of {@link saveVm}: the PICs and the IOAPIC (KVM_GET_IRQCHIP: ENXIO without a full irqchip), the
- * PIT (KVM_GET_PIT2: ENXIO without one), with the VMM's configuration; `undefined` for a VM without an irqchip.
- */
-function saveIrqchip(proc: Process, vm: VmHandle, lapics: boolean): SavedIrqchip | undefined {
-  const master = getIrqchip(proc, vm.vm, KVM_IRQCHIP_PIC_MASTER);
-  const mode = master !== undefined ? 'kernel' : lapics ? 'split' : vm.irqchip?.mode;
-  if (mode === undefined) return undefined;
-  if (vm.irqchip !== undefined && vm.irqchip.mode !== mode) {
-    throw new UsageError('ERR_INVALID_STATE', `saveVm: the VM's irqchip is '${mode}', the VmHandle says '${vm.irqchip.mode}'`);
-  }
-  let pic: SavedIrqchip['pic'];
-  let ioapic: SavedIrqchip['ioapic'];
-  if (master !== undefined) {
-    const slave = getIrqchip(proc, vm.vm, KVM_IRQCHIP_PIC_SLAVE);
-    const io = getIrqchip(proc, vm.vm, KVM_IRQCHIP_IOAPIC);
-    if (!('pic' in master.chip) || slave === undefined || !('pic' in slave.chip) || io === undefined || !('ioapic' in io.chip)) {
-      throw new UsageError('ERR_INVALID_STATE', 'saveVm: KVM_GET_IRQCHIP answered another chip');
-    }
-    pic = [master.chip.pic, slave.chip.pic];
-    ioapic = io.chip.ioapic;
-  }
-  const pit = getPit2(proc, vm.vm);
-  return { config: { ...vm.irqchip, mode }, pic, ioapic, pit };
-}
-
-/** KVM_GET_IRQCHIP of chip `id`, or `undefined` when the VM has no such chip (ENXIO). */
-function getIrqchip(proc: Process, vm: number, id: number): kvm_irqchip | undefined {
-  const b = argBytes(KVM_IRQCHIP_CODEC.size);
-  const view = new DataView(b.buffer, 0, b.byteLength);
-  view.setUint32(KVM_IRQCHIP_CODEC.offsetOf('chip_id'), id, true);
-  try {
-    proc.ioctl(vm, KVM_GET_IRQCHIP, b);
-  } catch (e) {
-    if (isKernelError(e, 'ENXIO')) return undefined;
-    throw e;
-  }
-  return decodeKvmIrqchip(view); // the union read by chip_id, as the object form of the call gives it
-}
-
-/** KVM_GET_PIT2, or `undefined` when the VM has no PIT (ENXIO). */
-function getPit2(proc: Process, vm: number): kvm_pit_state2 | undefined {
-  try {
-    return getStruct(proc, vm, KVM_GET_PIT2, KVM_PIT_STATE2_CODEC);
-  } catch (e) {
-    if (isKernelError(e, 'ENXIO')) return undefined;
-    throw e;
-  }
-}
-
-/**
- * The irqchip of a restored VM before its vCPUs (QEMU's `kvm_irqchip_create` and `kvm_pit_realizefn` in `kvm_init`
- * and machine set-up): KVM_CREATE_IRQCHIP or KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP), KVM_CREATE_PIT2 and
- * KVM_REINJECT_CONTROL, and the VMM's routing table (KVM_SET_GSI_ROUTING).
- */
-function createIrqchip(proc: Process, vm: number, saved: SavedIrqchip): void {
-  const c = saved.config;
-  if (c.mode === 'kernel') proc.ioctl(vm, KVM_CREATE_IRQCHIP, 0);
-  else proc.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap: KVM_CAP_SPLIT_IRQCHIP, args: [BigInt(c.splitPins ?? 24), 0n, 0n, 0n] }));
-  if (saved.pit !== undefined) {
-    proc.ioctl(vm, KVM_CREATE_PIT2, { flags: c.pitFlags ?? 0 });
-    if (c.pitReinject === false) proc.ioctl(vm, KVM_REINJECT_CONTROL, { pit_reinject: 0 });
-  }
-  if (c.routing !== undefined) proc.ioctl(vm, KVM_SET_GSI_ROUTING, makeKvmIrqRouting(c.routing));
-}
-
-/**
- * The devices' state once the vCPUs exist (QEMU's `kvm_pic_put`, `kvm_ioapic_put`, `kvm_pit_put` in the device
- * post-load order): KVM_SET_IRQCHIP of the master PIC, the slave PIC and the IOAPIC, then KVM_SET_PIT2 (which
- * reloads each channel's count at the current time, `kvm_pit_load_count`).
- */
-function restoreIrqchipState(proc: Process, vm: number, saved: SavedIrqchip): void {
-  if (saved.pic !== undefined) {
-    setStruct(proc, vm, KVM_SET_IRQCHIP, KVM_IRQCHIP_CODEC, { chip_id: KVM_IRQCHIP_PIC_MASTER, chip: { pic: saved.pic[0] } });
-    setStruct(proc, vm, KVM_SET_IRQCHIP, KVM_IRQCHIP_CODEC, { chip_id: KVM_IRQCHIP_PIC_SLAVE, chip: { pic: saved.pic[1] } });
-  }
-  if (saved.ioapic !== undefined) setStruct(proc, vm, KVM_SET_IRQCHIP, KVM_IRQCHIP_CODEC, { chip_id: KVM_IRQCHIP_IOAPIC, chip: { ioapic: saved.ioapic } });
-  if (saved.pit !== undefined) setStruct(proc, vm, KVM_SET_PIT2, KVM_PIT_STATE2_CODEC, saved.pit);
 }
 
 /** Options of {@link restoreVm}. */

@@ -144,8 +144,14 @@ const FEATURE_WORDS: ReadonlyArray<readonly [number, number, 'eax' | 'ebx' | 'ec
   [0x8000000a, 0, 'edx'], [0x80000021, 0, 'eax'], [0x40000001, 0, 'eax'],
 ];
 
+/** The entry of `entries` for leaf `fn`, subleaf `index`. */
+function leaf(entries: readonly kvm_cpuid_entry2[], fn: number, index: number): kvm_cpuid_entry2 | undefined {
+  for (const e of entries) if (e.function === fn && e.index === index) return e;
+  return undefined;
+}
+
 function word(entries: readonly kvm_cpuid_entry2[], fn: number, index: number, reg: 'eax' | 'ebx' | 'ecx' | 'edx'): number {
-  const e = entries.find((x) => x.function === fn && x.index === index);
+  const e = leaf(entries, fn, index);
   return e === undefined ? 0 : e[reg] >>> 0;
 }
 
@@ -162,16 +168,62 @@ function isMceBank(msr: number): boolean {
 /** Where the last of the components in `bv` ends in the standard format, by the offsets and sizes of leaf 0xD (576 at least). */
 function xstateExtent(bv: bigint, cpuid: readonly kvm_cpuid_entry2[]): number {
   let end = 576;
+  // The bits as two 32-bit halves: a test per component without a bigint each.
+  const halves = [Number(bv & 0xffff_ffffn), Number((bv >> 32n) & 0xffff_ffffn)] as const;
   for (let i = 2; i < 64; i++) {
-    if ((bv & (1n << BigInt(i))) === 0n) continue;
-    const e = cpuid.find((x) => x.function === 0xd && x.index === i);
+    if (((halves[i >> 5] as number) & (1 << (i & 31))) === 0) continue;
+    const e = leaf(cpuid, 0xd, i);
     if (e !== undefined) end = Math.max(end, (e.ebx >>> 0) + (e.eax >>> 0));
   }
   return end;
 }
 
+/** `list` as a set, built once per list: a VMM hands the same probed facts to move after move. */
+const listSets = new WeakMap<readonly number[], ReadonlySet<number>>();
+function listSet(list: readonly number[]): ReadonlySet<number> {
+  let s = listSets.get(list);
+  if (s === undefined) {
+    s = new Set(list);
+    listSets.set(list, s);
+  }
+  return s;
+}
+
+/** What both directions of {@link canMove} read of the saved state, decoded once: vCPU 0's CPUID, the XSAVE and XCR0 bits of all. */
+interface SavedFacts {
+  readonly cpuid0: readonly kvm_cpuid_entry2[] | undefined;
+  readonly xstateBv: bigint;
+  readonly xcr0: bigint;
+}
+
+function savedFacts(saved: SavedVm): SavedFacts {
+  const v0 = saved.vcpus[0];
+  return {
+    cpuid0: v0 === undefined ? undefined : savedCpuid(v0),
+    xstateBv: saved.vcpus.reduce((m, v) => m | savedXstateBv(v), 0n),
+    xcr0: saved.vcpus.reduce((m, v) => m | savedXcr0(v), 0n),
+  };
+}
+
+/** `sizeof(struct kvm_msrs)` (the header, `nmsrs` first) and `sizeof(struct kvm_msr_entry)` (`index` at 0, `data` at 8). */
+const MSRS_HEADER = 8;
+const MSR_ENTRY = 16;
+
+/**
+ * Each saved MSR of `saved` that is not a machine-check bank and not in `listed`, read off the `struct kvm_msrs`
+ * bytes (only these are decoded: a move between builds with the same list decodes none).
+ */
+function unlistedMsrs(saved: SavedVcpu, listed: ReadonlySet<number>, each: (index: number, data: bigint) => void): void {
+  const dv = new DataView(saved.msrs.buffer, saved.msrs.byteOffset, saved.msrs.byteLength);
+  const n = dv.getUint32(0, true);
+  for (let i = 0, at = MSRS_HEADER; i < n; i++, at += MSR_ENTRY) {
+    const index = dv.getUint32(at, true);
+    if (!isMceBank(index) && !listed.has(index)) each(index, dv.getBigUint64(at + 8, true));
+  }
+}
+
 /** The reasons one direction of a move meets, in move order. */
-function reasonsFor(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveReason[] {
+function reasonsFor(vm: MovableVm, sf: SavedFacts, from: ModuleFacts, to: ModuleFacts): MoveReason[] {
   const out: MoveReason[] = [];
   const answer = (f: ModuleFacts, cap: number): number => f.caps.get(cap) ?? 0;
   // 1. The VMM's KVM_ENABLE_CAP calls, replayed on the target VM.
@@ -190,16 +242,16 @@ function reasonsFor(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveReas
     }
   }
   const v0 = vm.saved.vcpus[0];
-  if (v0 === undefined) return out;
-  const cpuid0 = savedCpuid(v0);
+  const cpuid0 = sf.cpuid0;
+  if (v0 === undefined || cpuid0 === undefined) return out;
   // 2. CPUID: features the guest sees that the source's KVM supports and the target's does not.
   for (const [fn, index, reg] of FEATURE_WORDS) {
     const lost = word(cpuid0, fn, index, reg) & word(from.supportedCpuid, fn, index, reg) & ~word(to.supportedCpuid, fn, index, reg);
     if (lost !== 0) out.push({ kind: 'fails', step: 'cpuid-check', detail: `CPUID ${hex(fn)}.${index}.${reg} bits ${hex(lost >>> 0)}: the guest has them, the target's KVM_GET_SUPPORTED_CPUID does not offer them` });
   }
   // 3. XSAVE: state components the target does not support, an area larger than the target's.
-  const bv = vm.saved.vcpus.reduce((m, v) => m | savedXstateBv(v), 0n);
-  const xcr0 = vm.saved.vcpus.reduce((m, v) => m | savedXcr0(v), 0n);
+  const bv = sf.xstateBv;
+  const xcr0 = sf.xcr0;
   const missingBv = bv & ~3n & ~to.supportedXcr0;
   if (missingBv !== 0n) out.push({ kind: 'fails', step: 'KVM_SET_XSAVE', detail: `XSTATE_BV ${hex(bv)}: the target does not support components ${hex(missingBv)} (EINVAL)` });
   else {
@@ -211,13 +263,12 @@ function reasonsFor(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): MoveReas
   const missingXcr0 = xcr0 & ~to.supportedXcr0 & ~1n;
   if (missingXcr0 !== 0n) out.push({ kind: 'fails', step: 'KVM_SET_XCRS', detail: `XCR0 ${hex(xcr0)}: the target does not support ${hex(missingXcr0)} (EINVAL)` });
   // 4. MSRs: saved ones the target does not list are not restored (a VMM restores what the target lists).
-  const targetList = new Set(to.msrIndexList);
+  const targetList = listSet(to.msrIndexList);
   for (const v of vm.saved.vcpus) {
-    for (const m of savedMsrs(v)) {
-      if (isMceBank(m.index) || targetList.has(m.index)) continue;
-      if (m.data !== 0n) out.push({ kind: 'loses-state', step: 'KVM_SET_MSRS', detail: `vCPU ${v.id}: MSR ${hex(m.index)} = ${hex(m.data)} is not in the target's KVM_GET_MSR_INDEX_LIST: its value would be lost` });
-      else if (v === v0) out.push({ kind: 'note', step: 'KVM_SET_MSRS', detail: `MSR ${hex(m.index)} is not in the target's list; it is 0, so nothing is lost` });
-    }
+    unlistedMsrs(v, targetList, (index, data) => {
+      if (data !== 0n) out.push({ kind: 'loses-state', step: 'KVM_SET_MSRS', detail: `vCPU ${v.id}: MSR ${hex(index)} = ${hex(data)} is not in the target's KVM_GET_MSR_INDEX_LIST: its value would be lost` });
+      else if (v === v0) out.push({ kind: 'note', step: 'KVM_SET_MSRS', detail: `MSR ${hex(index)} is not in the target's list; it is 0, so nothing is lost` });
+    });
   }
   return out;
 }
@@ -240,11 +291,12 @@ export function canMove(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): Move
   checkMovable(vm);
   checkFacts(from, 'from');
   checkFacts(to, 'to');
-  const reasons = reasonsFor(vm, from, to);
+  const sf = savedFacts(vm.saved);
+  const reasons = reasonsFor(vm, sf, from, to);
   const ok = reasons.every((r) => r.kind === 'note');
-  const back = reasonsFor(vm, to, from).filter((r) => r.kind !== 'note');
+  const back = reasonsFor(vm, sf, to, from).filter((r) => r.kind !== 'note');
   const hazards: string[] = [];
-  const sourceList = new Set(from.msrIndexList);
+  const sourceList = listSet(from.msrIndexList);
   const extra = to.msrIndexList.filter((m) => !sourceList.has(m));
   if (extra.length > 0) hazards.push(`the guest writes MSR ${extra.map(hex).join(', ')} (the target lists them, the source does not)`);
   for (const [fn, index, reg] of FEATURE_WORDS) {

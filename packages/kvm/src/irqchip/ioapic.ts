@@ -33,6 +33,7 @@ import type { KvmLapic } from './lapic.js';
 import { LineStates } from './line-state.js';
 import {
   assertKvmIoapicState,
+  IOAPIC_REDIR_FIELDS,
   copyKvmIoapicState,
   ioapicField,
   makeKvmIoapicState,
@@ -59,6 +60,9 @@ export interface IoapicHooks {
 
 const PIN_MASK_ALL = 0xffffff;
 
+/** A redirection entry's mask bit (`IOAPIC_REDIR_FIELDS.mask`): what a reset sets on every pin. */
+const REDIR_MASKED = 1n << IOAPIC_REDIR_FIELDS.mask.shift;
+
 /** The IOAPIC of one VM. */
 export class KvmIoapic {
   readonly #hooks: IoapicHooks;
@@ -84,7 +88,10 @@ export class KvmIoapic {
   /** `kvm_ioapic_reset`. */
   #reset(): void {
     this.#eoiInject.cancel();
-    for (let i = 0; i < KVM_IOAPIC_NUM_PINS; i++) this.#setEntry(i, withIoapicField(this.#entry(i), 'mask', 1));
+    for (let i = 0; i < KVM_IOAPIC_NUM_PINS; i++) {
+      const e = this.#entry(i);
+      if ((e & REDIR_MASKED) === 0n) this.#setEntry(i, e | REDIR_MASKED); // the mask bit set, the rest kept
+    }
     this.#s.base_address = BigInt(IOAPIC_DEFAULT_BASE_ADDRESS);
     this.#s.ioregsel = 0;
     this.#s.irr = 0;

@@ -67,6 +67,8 @@ import {
   type RealModeVm,
   parseSavedVcpu,
   savedVcpuOf,
+  parseSavedIrqchip,
+  savedIrqchipOf,
 } from '../../src/index.js';
 import { VENDORS } from '../module/helpers.js';
 
@@ -316,10 +318,12 @@ function makeChipGuest(p: Process, s: State, c: Chip): { vm: RealModeVm; config:
  * timer and keeps the time copied in).
  */
 function pitLoadedAt(saved: SavedVm, t: bigint | undefined): SavedVm {
-  const pit = saved.irqchip?.pit;
-  if (pit === undefined || t === undefined) return saved;
+  if (saved.irqchip === undefined || t === undefined) return saved;
+  const chip = parseSavedIrqchip(saved.irqchip);
+  const pit = chip.pit;
+  if (pit === undefined) return saved;
   const channels = pit.channels.map((ch, i) => (i === 0 ? ch : { ...ch, count_load_time: t })) as unknown as typeof pit.channels;
-  return { ...saved, irqchip: { ...saved.irqchip!, pit: { ...pit, channels } } };
+  return { ...saved, irqchip: savedIrqchipOf({ ...chip, pit: { ...pit, channels } }) };
 }
 
 /**
@@ -464,7 +468,7 @@ describe.each(VENDORS)('save and restore of a VM with its interrupt controllers 
         const period = (BigInt(count) * 1_000_000_000n) / 1_193_182n;
         expect(late).toBeGreaterThanOrEqual(0n);
         expect(late).toBeLessThanOrEqual(period);
-        expect(sb.irqchip?.pit?.channels[1].count_load_time).toBe(movedAt);
+        expect(parseSavedIrqchip(sb.irqchip!).pit?.channels[1].count_load_time).toBe(movedAt);
         const timeless = (x: SavedVm): unknown => ({
           ...pitLoadedAt(x, 0n),
           clock: undefined,
