@@ -70,8 +70,8 @@ export const VCPU_MISC_IOCTLS: readonly IoctlDef<Vcpu>[] = [
       a.mcgCap = mcgCap;
       if ((mcgCap & MCG_CTL_P) !== 0n) a.mcgCtl = 0xffff_ffff_ffff_ffffn;
       for (let b = 0; b < banks; b++) {
-        a.mceBanks[b * 4] = 0xffff_ffff_ffff_ffffn; // IA32_MCi_CTL: all ones
-        if ((mcgCap & MCG_CMCI_P) !== 0n) a.mciCtl2[b] = 0n;
+        a.mceBanks.set(b * 4, 0xffff_ffff_ffff_ffffn); // IA32_MCi_CTL: all ones
+        if ((mcgCap & MCG_CMCI_P) !== 0n) a.mciCtl2.set(b, 0n);
       }
       // kvm_apic_after_set_mcg_cap: MCG_CAP.CMCI_P adds the CMCI LVT of an in-kernel LAPIC.
       v.intr?.chip?.lapic.setMcgCap(mcgCap);
