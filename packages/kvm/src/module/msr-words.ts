@@ -35,6 +35,12 @@ export class MsrWords {
     this.words[2 * i + 1] = Number((value >> 32n) & U32);
   }
 
+  /** Set value `i` from its two words. */
+  setWords(i: number, low: number, high: number): void {
+    this.words[2 * i] = low;
+    this.words[2 * i + 1] = high;
+  }
+
   /** Every value, in order (for snapshots). */
   toArray(): bigint[] {
     const out: bigint[] = [];

@@ -116,8 +116,11 @@ function loadXsaveImage(v: Vcpu, arch: VcpuArch, region: Uint8Array, op: string)
   if ((xfeatures & 1n) !== 0n) img.set(region.subarray(0, FX.xmm));
   else if ((xfeatures & 6n) !== 0n) img.set(region.subarray(FX.mxcsr, FX.st), FX.mxcsr);
   if ((xfeatures & 2n) !== 0n) img.set(region.subarray(FX.xmm, FX.padding), FX.xmm);
+  // The bits as two numbers, as in xsaveImage.
+  const xfLow = Number(xfeatures & 0xffff_ffffn);
+  const xfHigh = Number(xfeatures >> 32n);
   for (let i = 2; i < 64; i++) {
-    if ((xfeatures & (1n << BigInt(i))) === 0n) continue;
+    if (((i < 32 ? xfLow >>> i : xfHigh >>> (i - 32)) & 1) === 0) continue;
     const { offset, size } = caps.xstateComponent(i);
     img.set(region.subarray(offset, offset + size), offset);
   }
