@@ -543,21 +543,21 @@ export function getMsr(v: Vcpu, msr: number, host: boolean): bigint | undefined 
   return host && caps.advertisedMsrs.has(msr) ? 0n : undefined;
 }
 
-/** Whether a vendor keeps one of its own MSRs in the machine-check ranges (then they take the generic path). */
-const VENDOR_IN_MCE_RANGES = new WeakMap<ReadonlyMap<number, unknown>, boolean>();
+/** {@link inMceRanges}' answers, by table (a vendor's MSRs, a build's removed MSRs: fixed once made). */
+const IN_MCE_RANGES = new WeakMap<object, boolean>();
 
-/** Whether any of `vendorMsrs` is a machine-check bank MSR (kept per vendor table: asked once per batch). */
-function vendorInMceRanges(vendorMsrs: ReadonlyMap<number, unknown>): boolean {
-  let r = VENDOR_IN_MCE_RANGES.get(vendorMsrs);
+/** Whether any MSR of `table` (its keys) is a machine-check bank MSR; asked once per batch, answered once per table. */
+function inMceRanges(table: ReadonlyMap<number, unknown> | ReadonlySet<number>): boolean {
+  let r = IN_MCE_RANGES.get(table);
   if (r === undefined) {
-    r = [...vendorMsrs.keys()].some((msr) => msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL + 32 * 4);
-    VENDOR_IN_MCE_RANGES.set(vendorMsrs, r);
+    r = [...table.keys()].some((msr) => msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL + 32 * 4);
+    IN_MCE_RANGES.set(table, r);
   }
   return r;
 }
 
 /**
- * {@link hostMsrBatch}'s bytes path for the machine-check bank MSRs (`get_msr_mce` / `set_msr_mce`, host-initiated),
+ * {@link HostMsrBatch}'s bytes path for the machine-check bank MSRs (`get_msr_mce` / `set_msr_mce`, host-initiated),
  * which are most of a save's MSRs: the words copied between the bank table and the entry, no bigint. Answers
  * `undefined` for an MSR outside the bank ranges; otherwise exactly what {@link readMceMsr} / {@link writeMceMsr}
  * answer.
@@ -608,7 +608,10 @@ export class HostMsrBatch {
   private readonly arch: VcpuArch;
   private readonly caps: X86Caps;
   private readonly removed: ReadonlySet<number>;
-  /** The bank MSRs are never paravirtual; a vendor MSR in their ranges (none today) would come first in readMsr. */
+  /**
+   * Whether the bank MSRs take {@link mceBankBytes}: they are never paravirtual; a vendor MSR in their ranges would
+   * come first in readMsr, and a build may remove them (neither happens today; then they take the generic path).
+   */
   private readonly bankBytes: boolean;
 
   /** @param v - the vCPU */
@@ -618,7 +621,7 @@ export class HostMsrBatch {
     this.caps = x86Caps(inst);
     this.arch = vcpuArch(v);
     this.removed = buildOf(inst).msrsRemoved;
-    this.bankBytes = !vendorInMceRanges(vendorArch(inst).vcpuMsrs);
+    this.bankBytes = !inMceRanges(vendorArch(inst).vcpuMsrs) && !inMceRanges(this.removed);
   }
 
   /** `getMsr(v, msr, true)`. */
@@ -637,7 +640,7 @@ export class HostMsrBatch {
 
   /** {@link HostMsrBatch.get} into the 8 bytes at `at` of `entries` (left as they were when it fails). */
   readInto(msr: number, entries: DataView, at: number): boolean {
-    if (this.bankBytes && !this.removed.has(msr)) {
+    if (this.bankBytes) {
       const r = mceBankBytes(this.arch, msr, entries, at, false);
       if (r !== undefined) return r;
     }
@@ -649,7 +652,7 @@ export class HostMsrBatch {
 
   /** {@link HostMsrBatch.set} of the 8 bytes at `at` of `entries`. */
   writeFrom(msr: number, entries: DataView, at: number): boolean {
-    if (this.bankBytes && !this.removed.has(msr)) {
+    if (this.bankBytes) {
       const r = mceBankBytes(this.arch, msr, entries, at, true);
       if (r !== undefined) return r;
     }
