@@ -1,13 +1,11 @@
 /**
  * A table of 64-bit MSR values kept as pairs of 32-bit words (low, high) in one `Uint32Array`: what KVM keeps as
  * `u64` arrays (`vcpu->arch.mce_banks`, `mci_ctl2_banks`). KVM_GET_MSRS / KVM_SET_MSRS copy the words to and from
- * the caller's `struct kvm_msr_entry` without making a bigint; the guest's RDMSR / WRMSR and the rest of the module
- * read and write bigints through {@link MsrWords.get} / {@link MsrWords.set}.
+ * the caller's `struct kvm_msr_entry` without making a bigint; the guest's RDMSR and the rest of the module read
+ * bigints through {@link MsrWords.get}, and every write goes through {@link MsrWords.setWords}.
  *
  * @module
  */
-
-const U32 = 0xffff_ffffn;
 
 /** `n` 64-bit values, all 0 at first. */
 export class MsrWords {
@@ -27,12 +25,6 @@ export class MsrWords {
   /** Value `i`. */
   get(i: number): bigint {
     return (BigInt(this.words[2 * i + 1] as number) << 32n) | BigInt(this.words[2 * i] as number);
-  }
-
-  /** Set value `i` (taken modulo 2^64). */
-  set(i: number, value: bigint): void {
-    this.words[2 * i] = Number(value & U32);
-    this.words[2 * i + 1] = Number((value >> 32n) & U32);
   }
 
   /** Set value `i` from its two words. */

@@ -29,8 +29,8 @@ const U64 = 0xffff_ffff_ffff_ffffn;
 /** MCG_CAP bits (arch/x86/include/asm/mce.h). */
 const MCG_CTL_P = 1n << 8n;
 const MCG_CMCI_P = 1n << 10n;
-const MCI_CTL2_CMCI_EN = 1n << 30n;
-const MCI_CTL2_CMCI_THRESHOLD_MASK = 0x7fffn;
+const MCI_CTL2_CMCI_EN = 1 << 30;
+const MCI_CTL2_CMCI_THRESHOLD_MASK = 0x7fff;
 const MCG_EXT_CTL_LMCE_EN = 1n;
 
 /** `kvm_pat_valid`: every byte one of the memory types 0, 1, 4, 5, 6, 7. */
@@ -185,23 +185,37 @@ function readMceMsr(arch: VcpuArch, msr: number, host: boolean): bigint | undefi
   return null;
 }
 
+/**
+ * `set_msr_mce`'s checks of a write of `low`/`high` (the value's two 32-bit words) to a bank MSR: IA32_MCi_CTL takes
+ * only 0 or all ones (bits 10 and 0 may be clear: AMD erratum 383 / old guests); the guest writes only 0 to
+ * IA32_MCi_STATUS (hwcr McStatusWrEn not modelled); IA32_MCi_CTL2 takes only 0 without MCG_CMCI_P (and nothing from
+ * the guest), CMCI_EN and the threshold otherwise.
+ * @param slot - the MSR's place in `mce_banks` (`ctl2` false) or `mci_ctl2_banks` (`ctl2` true)
+ */
+function mceWriteValid(arch: VcpuArch, ctl2: boolean, slot: number, low: number, high: number, host: boolean): boolean {
+  const zero = (low | high) === 0;
+  if (!ctl2) {
+    if (slot % 4 === 0 && !zero && (((low | 0x401) >>> 0) !== 0xffff_ffff || high !== 0xffff_ffff)) return false;
+    return host || slot % 4 !== 1 || zero;
+  }
+  if ((arch.mcgCap & MCG_CMCI_P) === 0n && (!zero || !host)) return false;
+  return high === 0 && (low & ~(MCI_CTL2_CMCI_EN | MCI_CTL2_CMCI_THRESHOLD_MASK)) === 0;
+}
+
 /** `set_msr_mce` for the bank MSRs: whether the write was taken, or `null` for an MSR in neither range. */
 function writeMceMsr(arch: VcpuArch, msr: number, data: bigint, host: boolean): boolean | null {
+  const low = Number(data & 0xffff_ffffn);
+  const high = Number(data >> 32n);
   const bank = mceBank(msr);
   if (bank !== undefined) {
-    if (bank >= mceBankCount(arch.mcgCap) * 4) return false;
-    // Only 0 or all 1s go to IA32_MCi_CTL (bit 10 and bit 0 may be clear: AMD erratum 383 / old guests).
-    if (bank % 4 === 0 && data !== 0n && (data | (1n << 10n) | 1n) !== U64) return false;
-    if (!host && bank % 4 === 1 && data !== 0n) return false; // MCi_STATUS: hwcr McStatusWrEn not modelled
-    arch.mceBanks.set(bank, data);
+    if (bank >= mceBankCount(arch.mcgCap) * 4 || !mceWriteValid(arch, false, bank, low, high, host)) return false;
+    arch.mceBanks.setWords(bank, low, high);
     return true;
   }
   if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
     const b = msr - MSR.IA32_MC0_CTL2;
-    if (b >= mceBankCount(arch.mcgCap)) return false;
-    if ((arch.mcgCap & MCG_CMCI_P) === 0n && (data !== 0n || !host)) return false;
-    if ((data & ~(MCI_CTL2_CMCI_EN | MCI_CTL2_CMCI_THRESHOLD_MASK)) !== 0n) return false;
-    arch.mciCtl2.set(b, data);
+    if (b >= mceBankCount(arch.mcgCap) || !mceWriteValid(arch, true, b, low, high, host)) return false;
+    arch.mciCtl2.setWords(b, low, high);
     return true;
   }
   return null;
@@ -583,18 +597,11 @@ function mceBankBytes(arch: VcpuArch, msr: number, entries: DataView, at: number
     entries.setUint32(at + 4, w[2 * slot + 1] as number, true);
     return true;
   }
-  const lo = entries.getUint32(at, true);
-  const hi = entries.getUint32(at + 4, true);
-  if (table === arch.mceBanks) {
-    // IA32_MCi_CTL: 0 or all ones (bits 10 and 0 may be clear), as writeMceMsr
-    if (slot % 4 === 0 && (lo | hi) !== 0 && (((lo | 0x401) >>> 0) !== 0xffff_ffff || hi !== 0xffff_ffff)) return false;
-  } else {
-    // IA32_MCi_CTL2: only 0 without MCG_CMCI_P; CMCI_EN and the threshold otherwise
-    if ((arch.mcgCap & MCG_CMCI_P) === 0n && (lo | hi) !== 0) return false;
-    if (hi !== 0 || (lo & ~0x4000_7fff) !== 0) return false;
-  }
-  w[2 * slot] = lo;
-  w[2 * slot + 1] = hi;
+  const low = entries.getUint32(at, true);
+  const high = entries.getUint32(at + 4, true);
+  if (!mceWriteValid(arch, table === arch.mciCtl2, slot, low, high, true)) return false;
+  w[2 * slot] = low;
+  w[2 * slot + 1] = high;
   return true;
 }
 
