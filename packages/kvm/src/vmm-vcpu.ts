@@ -271,35 +271,48 @@ export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msr
   }
 }
 
+/** The GET ioctl `req` into `size` bytes of `area` at `at`; where the next structure goes. */
+function getInto(area: SaveArea, proc: Process, fd: number, req: number, at: number, size: number): number {
+  proc.ioctl(fd, req, area.room(at, size));
+  return at + size;
+}
+
+/** `n` bytes of `all` at `o`. */
+function part(all: Uint8Array, o: number, n: number): Uint8Array {
+  return all.subarray(o, o + n);
+}
+
 /**
  * {@link saveVcpu}'s GET ioctls, each writing into `area`, and the result copied out of it; `xsaveSize` is
  * KVM_GET_XSAVE2's size, or 0 for KVM_GET_XSAVE.
  */
 function saveInto(area: SaveArea, proc: Process, fd: number, id: number, msrs: readonly number[], hasSregs2: boolean, hasXcrs: boolean, nestedMax: number, xsaveSize: number): SavedVcpu {
-  // Each structure at `at`, then `at` past it: [offset, length] per structure, copied out at the end.
+  // Each structure at `at`, then `at` past it: [offset, length] per structure, copied out at the end. (No closures
+  // here: a save is on the hot path of a move, and each closure made per call costs.)
   let at = 0;
-  const get = (req: number, size: number): number => {
-    proc.ioctl(fd, req, area.room(at, size));
-    const o = at;
-    at += size;
-    return o;
-  };
   const cpuidAt = at;
   const cpuidArg = area.room(at, CPUID_HEADER + CPUID_ROOM * CPUID_ENTRY);
   area.view.setUint32(cpuidAt, CPUID_ROOM, true);
   proc.ioctl(fd, KVM_GET_CPUID2, cpuidArg);
   const cpuidLen = CPUID_HEADER + area.view.getUint32(cpuidAt, true) * CPUID_ENTRY;
   at += cpuidLen;
-  const regsAt = get(KVM_GET_REGS, KVM_REGS_CODEC.size);
+  const regsAt = at;
+  at = getInto(area, proc, fd, KVM_GET_REGS, at, KVM_REGS_CODEC.size);
   const sregsSize = hasSregs2 ? KVM_SREGS2_CODEC.size : KVM_SREGS_CODEC.size;
-  const sregsAt = get(hasSregs2 ? KVM_GET_SREGS2 : KVM_GET_SREGS, sregsSize);
+  const sregsAt = at;
+  at = getInto(area, proc, fd, hasSregs2 ? KVM_GET_SREGS2 : KVM_GET_SREGS, at, sregsSize);
   const xsaveLen = xsaveSize > 0 ? xsaveSize : KVM_XSAVE_CODEC.size;
-  const xsaveAt = get(xsaveSize > 0 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, xsaveLen);
-  const xcrsAt = hasXcrs ? get(KVM_GET_XCRS, KVM_XCRS_CODEC.size) : -1;
-  const eventsAt = get(KVM_GET_VCPU_EVENTS, KVM_VCPU_EVENTS_CODEC.size);
-  const mpAt = get(KVM_GET_MP_STATE, 4);
+  const xsaveAt = at;
+  at = getInto(area, proc, fd, xsaveSize > 0 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, at, xsaveLen);
+  const xcrsAt = hasXcrs ? at : -1;
+  if (hasXcrs) at = getInto(area, proc, fd, KVM_GET_XCRS, at, KVM_XCRS_CODEC.size);
+  const eventsAt = at;
+  at = getInto(area, proc, fd, KVM_GET_VCPU_EVENTS, at, KVM_VCPU_EVENTS_CODEC.size);
+  const mpAt = at;
+  at = getInto(area, proc, fd, KVM_GET_MP_STATE, at, 4);
   const mpState = area.view.getUint32(mpAt, true);
-  const debugAt = get(KVM_GET_DEBUGREGS, KVM_DEBUGREGS_CODEC.size);
+  const debugAt = at;
+  at = getInto(area, proc, fd, KVM_GET_DEBUGREGS, at, KVM_DEBUGREGS_CODEC.size);
   const mcgCap = readMsr(proc, fd, MSR_IA32_MCG_CAP) ?? 0n;
   const tscKhz = proc.ioctl(fd, KVM_GET_TSC_KHZ, 0);
   const msrsAt = at;
@@ -324,23 +337,22 @@ function saveInto(area: SaveArea, proc: Process, fd: number, id: number, msrs: r
   }
   at += nestedLen;
   const all = new Uint8Array(area.buffer, 0, at).slice();
-  const part = (o: number, n: number): Uint8Array => all.subarray(o, o + n);
   return {
     id,
     tscKhz,
     mpState,
     mcgCap,
-    cpuid: part(cpuidAt, cpuidLen),
-    regs: part(regsAt, KVM_REGS_CODEC.size),
-    sregs2: hasSregs2 ? part(sregsAt, sregsSize) : undefined,
-    sregs: hasSregs2 ? undefined : part(sregsAt, sregsSize),
-    xsave: part(xsaveAt, xsaveLen),
-    xcrs: hasXcrs ? part(xcrsAt, KVM_XCRS_CODEC.size) : undefined,
-    events: part(eventsAt, KVM_VCPU_EVENTS_CODEC.size),
-    debugregs: part(debugAt, KVM_DEBUGREGS_CODEC.size),
-    msrs: part(msrsAt, lapicAt - msrsAt),
-    lapic: lapicLen > 0 ? part(lapicAt, lapicLen) : undefined,
-    nestedState: nestedLen > 0 ? part(nestedAt, nestedLen) : undefined,
+    cpuid: part(all, cpuidAt, cpuidLen),
+    regs: part(all, regsAt, KVM_REGS_CODEC.size),
+    sregs2: hasSregs2 ? part(all, sregsAt, sregsSize) : undefined,
+    sregs: hasSregs2 ? undefined : part(all, sregsAt, sregsSize),
+    xsave: part(all, xsaveAt, xsaveLen),
+    xcrs: hasXcrs ? part(all, xcrsAt, KVM_XCRS_CODEC.size) : undefined,
+    events: part(all, eventsAt, KVM_VCPU_EVENTS_CODEC.size),
+    debugregs: part(all, debugAt, KVM_DEBUGREGS_CODEC.size),
+    msrs: part(all, msrsAt, lapicAt - msrsAt),
+    lapic: lapicLen > 0 ? part(all, lapicAt, lapicLen) : undefined,
+    nestedState: nestedLen > 0 ? part(all, nestedAt, nestedLen) : undefined,
   };
 }
 
@@ -353,6 +365,13 @@ function readMsr(proc: Process, fd: number, index: number): bigint | undefined {
   return proc.ioctl(fd, KVM_GET_MSRS, b) === 1 ? dv.getBigUint64(MSRS_HEADER + 8, true) : undefined;
 }
 
+/** The `i`th MSR a save reads: the listed ones, then each bank's CTL, STATUS, ADDR, MISC, then each bank's CTL2. */
+function savedMsrIndex(listed: readonly number[], banks: number, i: number): number {
+  if (i < listed.length) return listed[i] as number;
+  const j = i - listed.length;
+  return j < 4 * banks ? MSR_IA32_MC0_CTL + j : MSR_IA32_MC0_CTL2 + j - 4 * banks;
+}
+
 /**
  * KVM_GET_MSRS of `listed` and then of the machine-check banks of `mcgCap`, in batches of at most 255, written as one
  * `struct kvm_msrs` at `at` of the save area; a batch stops at the first MSR the vCPU does not read, which is left
@@ -362,11 +381,6 @@ function readMsrsInto(area: SaveArea, proc: Process, fd: number, listed: readonl
   const banks = Number(mcgCap & 0xffn);
   const cmci = (mcgCap & MCG_CMCI_P) !== 0n;
   const total = listed.length + 4 * banks + (cmci ? banks : 0);
-  const indexAt = (i: number): number => {
-    if (i < listed.length) return listed[i] as number;
-    const j = i - listed.length;
-    return j < 4 * banks ? MSR_IA32_MC0_CTL + j : MSR_IA32_MC0_CTL2 + j - 4 * banks;
-  };
   area.room(at, MSRS_HEADER + total * MSR_ENTRY);
   let kept = 0;
   let start = 0;
@@ -375,7 +389,7 @@ function readMsrsInto(area: SaveArea, proc: Process, fd: number, listed: readonl
     const b = argBytes(MSRS_HEADER + count * MSR_ENTRY);
     const dv = new DataView(b.buffer, 0, b.byteLength);
     dv.setUint32(0, count, true);
-    for (let i = 0; i < count; i++) dv.setUint32(MSRS_HEADER + MSR_ENTRY * i, indexAt(start + i), true);
+    for (let i = 0; i < count; i++) dv.setUint32(MSRS_HEADER + MSR_ENTRY * i, savedMsrIndex(listed, banks, start + i), true);
     const n = proc.ioctl(fd, KVM_GET_MSRS, b);
     new Uint8Array(area.buffer, at + MSRS_HEADER + kept * MSR_ENTRY, n * MSR_ENTRY).set(b.subarray(MSRS_HEADER, MSRS_HEADER + n * MSR_ENTRY));
     kept += n;

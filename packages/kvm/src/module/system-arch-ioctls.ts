@@ -39,14 +39,43 @@ import { x86Caps } from './x86-caps.js';
 import { guestPermOf } from './guest-fpu.js';
 
 /**
+ * The access to one entry of a KVM_GET_MSRS / KVM_SET_MSRS batch on the kernel's copy of the entries: the MSR's
+ * `index`, and the entry's data at byte `at` of `entries`; whether the access succeeded (a failed read leaves the data
+ * as it was).
+ */
+export interface MsrEntryAccess {
+  /** A read (KVM_GET_MSRS): the value into the data. */
+  readInto(index: number, entries: DataView, at: number): boolean;
+  /** A write (KVM_SET_MSRS): the data to the MSR. */
+  writeFrom(index: number, entries: DataView, at: number): boolean;
+}
+
+/** {@link MsrEntryAccess} through a function of index and data (a read gets 0n), as {@link msrIo}'s `one`. */
+class OneMsrAccess implements MsrEntryAccess {
+  constructor(private readonly one: (index: number, data: bigint) => bigint | undefined) {}
+
+  readInto(index: number, entries: DataView, at: number): boolean {
+    const d = this.one(index, 0n);
+    if (d === undefined) return false;
+    entries.setBigUint64(at, d, true);
+    return true;
+  }
+
+  writeFrom(index: number, entries: DataView, at: number): boolean {
+    return this.one(index, entries.getBigUint64(at, true)) !== undefined;
+  }
+}
+
+/**
  * `msr_io`: copy the header (EFAULT), refuse MAX_IO_MSRS or more (E2BIG), copy the entries (EFAULT), apply `one` to
  * each until it fails, copy the entries back when `writeback` (EFAULT). `one` gets an entry's index and data and
  * answers the data to store (a read's value; a write's data) or `undefined` when the access fails. A read gets 0n as its data
- * (KVM_GET_MSRS ignores what the entries hold).
+ * (KVM_GET_MSRS ignores what the entries hold). On the C bytes, `entry` (when given) does the access on the entry's
+ * bytes instead of `one`, with the same answers.
  * @returns how many were processed
  */
-export function msrIo(arg: unknown, op: string, one: (index: number, data: bigint) => bigint | undefined, writeback: boolean): number {
-  if (isRealUint8Array(arg)) return msrIoBytes(arg, op, one, writeback);
+export function msrIo(arg: unknown, op: string, one: (index: number, data: bigint) => bigint | undefined, writeback: boolean, entry?: MsrEntryAccess): number {
+  if (isRealUint8Array(arg)) return msrIoBytes(arg, op, entry ?? new OneMsrAccess(one), writeback);
   const h = userAccess(op, () => KVM_MSRS_CODEC.copyInHeader(arg));
   if (h.nmsrs >= MAX_IO_MSRS) throw new KernelError('E2BIG', op, `${h.nmsrs} MSRs: at most ${MAX_IO_MSRS - 1} per call`);
   const entries = userAccess(op, () => KVM_MSRS_CODEC.copyInEntries(arg, h.nmsrs));
@@ -70,7 +99,7 @@ export function msrIo(arg: unknown, op: string, one: (index: number, data: bigin
  * {@link msrIo} on the C bytes of `struct kvm_msrs` (what a C VMM passes): the same steps, with the kernel's copy
  * of the entries taken at once and written back at once, and no object per entry.
  */
-function msrIoBytes(arg: Uint8Array, op: string, one: (index: number, data: bigint) => bigint | undefined, writeback: boolean): number {
+function msrIoBytes(arg: Uint8Array, op: string, entry: MsrEntryAccess, writeback: boolean): number {
   if (arg.length < 8) throw new KernelError('EFAULT', op, `struct kvm_msrs: ${arg.length} bytes, the header is 8`);
   const n = new DataView(arg.buffer, arg.byteOffset, 8).getUint32(0, true);
   if (n >= MAX_IO_MSRS) throw new KernelError('E2BIG', op, `${n} MSRs: at most ${MAX_IO_MSRS - 1} per call`);
@@ -80,13 +109,12 @@ function msrIoBytes(arg: Uint8Array, op: string, one: (index: number, data: bigi
   const copy = Uint8Array.prototype.slice.call(arg, 8, 8 + size);
   const dv = new DataView(copy.buffer, copy.byteOffset, copy.byteLength);
   let i = 0;
-  for (; i < n; i++) {
-    // KVM_GET_MSRS (`writeback`) ignores the data given: not read, no bigint made for it.
-    const d = one(dv.getUint32(16 * i, true), writeback ? 0n : dv.getBigUint64(16 * i + 8, true));
-    if (d === undefined) break;
-    dv.setBigUint64(16 * i + 8, d, true);
+  if (writeback) {
+    while (i < n && entry.readInto(dv.getUint32(16 * i, true), dv, 16 * i + 8)) i++;
+    arg.set(copy, 8);
+  } else {
+    while (i < n && entry.writeFrom(dv.getUint32(16 * i, true), dv, 16 * i + 8)) i++;
   }
-  if (writeback) arg.set(copy, 8);
   return i;
 }
 

@@ -12,6 +12,7 @@ import type { Vcpu } from './vcpu.js';
 import { MSR_PLATFORM_INFO_CPUID_FAULT, x86Caps } from './x86-caps.js';
 import { bytesDigest } from './bytes-digest.js';
 import { vendorArch } from './vendor-arch.js';
+import { MsrWords } from './msr-words.js';
 
 /** `KVM_MAX_MCE_BANKS`. */
 const MCE_BANKS = 32;
@@ -131,9 +132,9 @@ export class VcpuArch {
   /** `mcg_ext_ctl`. */
   mcgExtCtl = 0n;
   /** `mce_banks`: CTL, STATUS, ADDR, MISC of each bank. */
-  readonly mceBanks: bigint[] = new Array<bigint>(MCE_BANKS * 4).fill(0n);
+  readonly mceBanks = new MsrWords(MCE_BANKS * 4);
   /** `mci_ctl2_banks`. */
-  readonly mciCtl2: bigint[] = new Array<bigint>(MCE_BANKS).fill(0n);
+  readonly mciCtl2 = new MsrWords(MCE_BANKS);
   /** `virtual_tsc_khz`. */
   tscKhz: number;
   /** `l1_tsc_offset`: guest TSC = host TSC × ratio + offset. */
@@ -201,7 +202,7 @@ export class VcpuArch {
       debug: [...this.db, this.dr6, this.dr7],
       pdptrs: [...this.pdptrs],
       msrs: [...this.msrs],
-      mce: [this.mcgCap, this.mcgCtl, this.mcgStatus, this.mcgExtCtl, [...this.mceBanks], [...this.mciCtl2]],
+      mce: [this.mcgCap, this.mcgCtl, this.mcgStatus, this.mcgExtCtl, this.mceBanks.toArray(), this.mciCtl2.toArray()],
       tsc: [this.tscKhz, this.tscOffset, this.tscRatio, this.tscAdjust],
       sigmask: this.sigmask,
       pvCpuidEnforce: this.pvCpuidEnforce,

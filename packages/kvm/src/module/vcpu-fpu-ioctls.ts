@@ -13,7 +13,7 @@
 import { KernelError } from '@vac/core';
 import { KVM_GET_FPU, KVM_GET_XCRS, KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_SET_FPU, KVM_SET_XCRS, KVM_SET_XSAVE } from '../abi/constants.js';
 import { KVM_MAX_XCRS } from '../abi/constants-x86.js';
-import { copyFromUser, copyToUser, isRealUint8Array } from '../abi/codec.js';
+import { checkUserWritable, copyFromUser, copyToUser, isRealUint8Array } from '../abi/codec.js';
 import { KVM_FPU_CODEC, KVM_XCRS_CODEC, KVM_XSAVE_CODEC, type kvm_xcrs } from '../abi/structs-x86.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
@@ -26,6 +26,10 @@ import { buildOf } from '../builds/build.js';
 
 /** Offsets in the FXSAVE / XSAVE image. */
 const FX = { fcw: 0, fsw: 2, ftw: 4, fop: 6, rip: 8, rdp: 16, mxcsr: 24, mxcsrMask: 28, st: 32, xmm: 160, padding: 416, swReserved: 464, xstateBv: 512, xcompBv: 520, reserved: 528, ext: 576 } as const;
+
+/** `struct kvm_xcrs`: `nr_xcrs`, and `xcrs[0].value`. */
+const XCRS_NR = KVM_XCRS_CODEC.offsetOf('nr_xcrs');
+const XCRS_FIRST_VALUE = KVM_XCRS_CODEC.offsetOf('xcrs') + 8;
 
 /** The XSAVE image's bytes as `__u32 region[1024]` (little-endian words). */
 function asWords(b: Uint8Array<ArrayBuffer>): Uint32Array<ArrayBuffer> {
@@ -116,8 +120,11 @@ function loadXsaveImage(v: Vcpu, arch: VcpuArch, region: Uint8Array, op: string)
   if ((xfeatures & 1n) !== 0n) img.set(region.subarray(0, FX.xmm));
   else if ((xfeatures & 6n) !== 0n) img.set(region.subarray(FX.mxcsr, FX.st), FX.mxcsr);
   if ((xfeatures & 2n) !== 0n) img.set(region.subarray(FX.xmm, FX.padding), FX.xmm);
+  // The bits as two numbers, as in xsaveImage.
+  const xfLow = Number(xfeatures & 0xffff_ffffn);
+  const xfHigh = Number(xfeatures >> 32n);
   for (let i = 2; i < 64; i++) {
-    if ((xfeatures & (1n << BigInt(i))) === 0n) continue;
+    if (((i < 32 ? xfLow >>> i : xfHigh >>> (i - 32)) & 1) === 0) continue;
     const { offset, size } = caps.xstateComponent(i);
     img.set(region.subarray(offset, offset + size), offset);
   }
@@ -251,6 +258,18 @@ export const VCPU_FPU_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     request: KVM_GET_XCRS,
     arg: { dir: 'out', codec: KVM_XCRS_CODEC },
     run(v, arg) {
+      if (isRealUint8Array(arg)) {
+        // The C bytes written in place (the same bytes the object's encode gives; EFAULT as copyToUser).
+        checkUserWritable(KVM_XCRS_CODEC, arg, 'KVM_GET_XCRS');
+        const out = arg.subarray(0, KVM_XCRS_CODEC.size);
+        out.fill(0);
+        if (x86Caps(v.vm.instance).xsave) {
+          const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+          dv.setUint32(XCRS_NR, 1, true);
+          dv.setBigUint64(XCRS_FIRST_VALUE, vcpuArch(v).xcr0, true); // xcrs[0] = { xcr: 0, value: XCR0 }
+        }
+        return 0;
+      }
       const x: kvm_xcrs = KVM_XCRS_CODEC.zero();
       if (x86Caps(v.vm.instance).xsave) {
         x.nr_xcrs = 1;

@@ -69,9 +69,10 @@ export const VCPU_MISC_IOCTLS: readonly IoctlDef<Vcpu>[] = [
       const a = vcpuArch(v);
       a.mcgCap = mcgCap;
       if ((mcgCap & MCG_CTL_P) !== 0n) a.mcgCtl = 0xffff_ffff_ffff_ffffn;
+      const cmci = (mcgCap & MCG_CMCI_P) !== 0n;
       for (let b = 0; b < banks; b++) {
-        a.mceBanks[b * 4] = 0xffff_ffff_ffff_ffffn; // IA32_MCi_CTL: all ones
-        if ((mcgCap & MCG_CMCI_P) !== 0n) a.mciCtl2[b] = 0n;
+        a.mceBanks.setWords(b * 4, 0xffff_ffff, 0xffff_ffff); // IA32_MCi_CTL: all ones
+        if (cmci) a.mciCtl2.setWords(b, 0, 0);
       }
       // kvm_apic_after_set_mcg_cap: MCG_CAP.CMCI_P adds the CMCI LVT of an in-kernel LAPIC.
       v.intr?.chip?.lapic.setMcgCap(mcgCap);

@@ -16,7 +16,7 @@ import { msrIo } from './system-arch-ioctls.js';
 import { vcpuArch } from './vcpu-arch.js';
 import { enableGuestXfdFeatures } from './guest-fpu.js';
 import { checkCpuid, cpuidEqual, findCpuid, guestHas, guestMaxPhyAddr } from './vcpu-cpuid.js';
-import { hostMsrBatch } from './vcpu-msrs.js';
+import { HostMsrBatch } from './vcpu-msrs.js';
 import { apicBaseOf } from './vcpu-sregs.js';
 import { x86Caps } from './x86-caps.js';
 import type { Vcpu } from './vcpu.js';
@@ -53,8 +53,8 @@ export const VCPU_MSR_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     request: KVM_GET_MSRS,
     arg: { dir: 'inout', codec: KVM_MSRS_CODEC, flex: { header: 'in', entries: 'inout' } },
     run(v, arg) {
-      const msrs = hostMsrBatch(v);
-      return msrIo(arg, 'KVM_GET_MSRS', (index) => msrs.get(index), true);
+      const msrs = new HostMsrBatch(v);
+      return msrIo(arg, 'KVM_GET_MSRS', (index) => msrs.get(index), true, msrs);
     },
   },
   {
@@ -62,8 +62,8 @@ export const VCPU_MSR_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     request: KVM_SET_MSRS,
     arg: { dir: 'in', codec: KVM_MSRS_CODEC },
     run(v, arg) {
-      const msrs = hostMsrBatch(v);
-      return msrIo(arg, 'KVM_SET_MSRS', (index, data) => (msrs.set(index, data) ? data : undefined), false);
+      const msrs = new HostMsrBatch(v);
+      return msrIo(arg, 'KVM_SET_MSRS', (index, data) => (msrs.set(index, data) ? data : undefined), false, msrs);
     },
   },
   {

@@ -22,14 +22,15 @@ import { apicBaseOf } from './vcpu-sregs.js';
 import { vendorArch } from './vendor-arch.js';
 import { VcpuRequest, makeRequest } from './vcpu-requests.js';
 import { buildHasMsr, buildOf } from '../builds/build.js';
+import type { MsrWords } from './msr-words.js';
 
 const U64 = 0xffff_ffff_ffff_ffffn;
 
 /** MCG_CAP bits (arch/x86/include/asm/mce.h). */
 const MCG_CTL_P = 1n << 8n;
 const MCG_CMCI_P = 1n << 10n;
-const MCI_CTL2_CMCI_EN = 1n << 30n;
-const MCI_CTL2_CMCI_THRESHOLD_MASK = 0x7fffn;
+const MCI_CTL2_CMCI_EN = 1 << 30;
+const MCI_CTL2_CMCI_THRESHOLD_MASK = 0x7fff;
 const MCG_EXT_CTL_LMCE_EN = 1n;
 
 /** `kvm_pat_valid`: every byte one of the memory types 0, 1, 4, 5, 6, 7. */
@@ -173,34 +174,48 @@ function readMceMsr(arch: VcpuArch, msr: number, host: boolean): bigint | undefi
   const bank = mceBank(msr);
   if (bank !== undefined) {
     if (bank >= mceBankCount(arch.mcgCap) * 4) return undefined;
-    return arch.mceBanks[bank];
+    return arch.mceBanks.get(bank);
   }
   if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
     const b = msr - MSR.IA32_MC0_CTL2;
     if (b >= mceBankCount(arch.mcgCap)) return undefined;
     if ((arch.mcgCap & MCG_CMCI_P) === 0n && !host) return undefined;
-    return arch.mciCtl2[b];
+    return arch.mciCtl2.get(b);
   }
   return null;
 }
 
+/**
+ * `set_msr_mce`'s checks of a write of `low`/`high` (the value's two 32-bit words) to a bank MSR: IA32_MCi_CTL takes
+ * only 0 or all ones (bits 10 and 0 may be clear: AMD erratum 383 / old guests); the guest writes only 0 to
+ * IA32_MCi_STATUS (hwcr McStatusWrEn not modelled); IA32_MCi_CTL2 takes only 0 without MCG_CMCI_P (and nothing from
+ * the guest), CMCI_EN and the threshold otherwise.
+ * @param slot - the MSR's place in `mce_banks` (`ctl2` false) or `mci_ctl2_banks` (`ctl2` true)
+ */
+function mceWriteValid(arch: VcpuArch, ctl2: boolean, slot: number, low: number, high: number, host: boolean): boolean {
+  const zero = (low | high) === 0;
+  if (!ctl2) {
+    if (slot % 4 === 0 && !zero && (((low | 0x401) >>> 0) !== 0xffff_ffff || high !== 0xffff_ffff)) return false;
+    return host || slot % 4 !== 1 || zero;
+  }
+  if ((arch.mcgCap & MCG_CMCI_P) === 0n && (!zero || !host)) return false;
+  return high === 0 && (low & ~(MCI_CTL2_CMCI_EN | MCI_CTL2_CMCI_THRESHOLD_MASK)) === 0;
+}
+
 /** `set_msr_mce` for the bank MSRs: whether the write was taken, or `null` for an MSR in neither range. */
 function writeMceMsr(arch: VcpuArch, msr: number, data: bigint, host: boolean): boolean | null {
+  const low = Number(data & 0xffff_ffffn);
+  const high = Number(data >> 32n);
   const bank = mceBank(msr);
   if (bank !== undefined) {
-    if (bank >= mceBankCount(arch.mcgCap) * 4) return false;
-    // Only 0 or all 1s go to IA32_MCi_CTL (bit 10 and bit 0 may be clear: AMD erratum 383 / old guests).
-    if (bank % 4 === 0 && data !== 0n && (data | (1n << 10n) | 1n) !== U64) return false;
-    if (!host && bank % 4 === 1 && data !== 0n) return false; // MCi_STATUS: hwcr McStatusWrEn not modelled
-    arch.mceBanks[bank] = data;
+    if (bank >= mceBankCount(arch.mcgCap) * 4 || !mceWriteValid(arch, false, bank, low, high, host)) return false;
+    arch.mceBanks.setWords(bank, low, high);
     return true;
   }
   if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
     const b = msr - MSR.IA32_MC0_CTL2;
-    if (b >= mceBankCount(arch.mcgCap)) return false;
-    if ((arch.mcgCap & MCG_CMCI_P) === 0n && (data !== 0n || !host)) return false;
-    if ((data & ~(MCI_CTL2_CMCI_EN | MCI_CTL2_CMCI_THRESHOLD_MASK)) !== 0n) return false;
-    arch.mciCtl2[b] = data;
+    if (b >= mceBankCount(arch.mcgCap) || !mceWriteValid(arch, true, b, low, high, host)) return false;
+    arch.mciCtl2.setWords(b, low, high);
     return true;
   }
   return null;
@@ -542,36 +557,114 @@ export function getMsr(v: Vcpu, msr: number, host: boolean): bigint | undefined 
   return host && caps.advertisedMsrs.has(msr) ? 0n : undefined;
 }
 
-/** What {@link hostMsrBatch} gives: {@link getMsr} and {@link setMsr} of one vCPU, host-initiated. */
-export interface HostMsrBatch {
-  /** `getMsr(v, msr, true)`. */
-  get(msr: number): bigint | undefined;
-  /** `setMsr(v, msr, data, true)`. */
-  set(msr: number, data: bigint): boolean;
+/** {@link inMceRanges}' answers, by table (a vendor's MSRs, a build's removed MSRs: fixed once made). */
+const IN_MCE_RANGES = new WeakMap<object, boolean>();
+
+/** Whether any MSR of `table` (its keys) is a machine-check bank MSR; asked once per batch, answered once per table. */
+function inMceRanges(table: ReadonlyMap<number, unknown> | ReadonlySet<number>): boolean {
+  let r = IN_MCE_RANGES.get(table);
+  if (r === undefined) {
+    r = [...table.keys()].some((msr) => msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL + 32 * 4);
+    IN_MCE_RANGES.set(table, r);
+  }
+  return r;
 }
 
 /**
- * {@link getMsr} and {@link setMsr} for the entries of one KVM_GET_MSRS / KVM_SET_MSRS (`msr_io`): the same answers,
- * with the vCPU's lookups (its arch state, the module's capabilities and build) made once for the batch rather than
- * once per MSR.
+ * {@link HostMsrBatch}'s bytes path for the machine-check bank MSRs (`get_msr_mce` / `set_msr_mce`, host-initiated),
+ * which are most of a save's MSRs: the words copied between the bank table and the entry, no bigint. Answers
+ * `undefined` for an MSR outside the bank ranges; otherwise exactly what {@link readMceMsr} / {@link writeMceMsr}
+ * answer.
  */
-export function hostMsrBatch(v: Vcpu): HostMsrBatch {
-  const inst = v.vm.instance;
-  const caps = x86Caps(inst);
-  const arch = vcpuArch(v);
-  const removed = buildOf(inst).msrsRemoved;
-  return {
-    get(msr) {
-      const r = removed.has(msr) ? 'unsupported' : readMsr(v, arch, caps, msr, true);
-      if (r !== 'unsupported') return r;
-      return caps.advertisedMsrs.has(msr) ? 0n : undefined;
-    },
-    set(msr, data) {
-      const r = removed.has(msr) ? 'unsupported' : writeMsr(v, arch, caps, msr, data, true);
-      if (r !== 'unsupported') return r;
-      return data === 0n && caps.advertisedMsrs.has(msr);
-    },
-  };
+function mceBankBytes(arch: VcpuArch, msr: number, entries: DataView, at: number, write: boolean): boolean | undefined {
+  const banks = mceBankCount(arch.mcgCap);
+  let table: MsrWords;
+  let slot: number;
+  if (msr >= MSR.IA32_MC0_CTL && msr < MSR.IA32_MC0_CTL + 32 * 4) {
+    slot = msr - MSR.IA32_MC0_CTL;
+    if (slot >= banks * 4) return false;
+    table = arch.mceBanks;
+  } else if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
+    slot = msr - MSR.IA32_MC0_CTL2;
+    if (slot >= banks) return false;
+    table = arch.mciCtl2;
+  } else {
+    return undefined;
+  }
+  const w = table.words;
+  if (!write) {
+    entries.setUint32(at, w[2 * slot] as number, true);
+    entries.setUint32(at + 4, w[2 * slot + 1] as number, true);
+    return true;
+  }
+  const low = entries.getUint32(at, true);
+  const high = entries.getUint32(at + 4, true);
+  if (!mceWriteValid(arch, table === arch.mciCtl2, slot, low, high, true)) return false;
+  w[2 * slot] = low;
+  w[2 * slot + 1] = high;
+  return true;
+}
+
+/**
+ * {@link getMsr} and {@link setMsr} for the entries of one KVM_GET_MSRS / KVM_SET_MSRS (`msr_io`), host-initiated: the
+ * same answers, with the vCPU's lookups (its arch state, the module's capabilities and build) made once for the batch
+ * rather than once per MSR, and the machine-check banks copied as words ({@link mceBankBytes}).
+ */
+export class HostMsrBatch {
+  private readonly v: Vcpu;
+  private readonly arch: VcpuArch;
+  private readonly caps: X86Caps;
+  private readonly removed: ReadonlySet<number>;
+  /**
+   * Whether the bank MSRs take {@link mceBankBytes}: they are never paravirtual; a vendor MSR in their ranges would
+   * come first in readMsr, and a build may remove them (neither happens today; then they take the generic path).
+   */
+  private readonly bankBytes: boolean;
+
+  /** @param v - the vCPU */
+  constructor(v: Vcpu) {
+    const inst = v.vm.instance;
+    this.v = v;
+    this.caps = x86Caps(inst);
+    this.arch = vcpuArch(v);
+    this.removed = buildOf(inst).msrsRemoved;
+    this.bankBytes = !inMceRanges(vendorArch(inst).vcpuMsrs) && !inMceRanges(this.removed);
+  }
+
+  /** `getMsr(v, msr, true)`. */
+  get(msr: number): bigint | undefined {
+    const r = this.removed.has(msr) ? 'unsupported' : readMsr(this.v, this.arch, this.caps, msr, true);
+    if (r !== 'unsupported') return r;
+    return this.caps.advertisedMsrs.has(msr) ? 0n : undefined;
+  }
+
+  /** `setMsr(v, msr, data, true)`. */
+  set(msr: number, data: bigint): boolean {
+    const r = this.removed.has(msr) ? 'unsupported' : writeMsr(this.v, this.arch, this.caps, msr, data, true);
+    if (r !== 'unsupported') return r;
+    return data === 0n && this.caps.advertisedMsrs.has(msr);
+  }
+
+  /** {@link HostMsrBatch.get} into the 8 bytes at `at` of `entries` (left as they were when it fails). */
+  readInto(msr: number, entries: DataView, at: number): boolean {
+    if (this.bankBytes) {
+      const r = mceBankBytes(this.arch, msr, entries, at, false);
+      if (r !== undefined) return r;
+    }
+    const d = this.get(msr);
+    if (d === undefined) return false;
+    entries.setBigUint64(at, d, true);
+    return true;
+  }
+
+  /** {@link HostMsrBatch.set} of the 8 bytes at `at` of `entries`. */
+  writeFrom(msr: number, entries: DataView, at: number): boolean {
+    if (this.bankBytes) {
+      const r = mceBankBytes(this.arch, msr, entries, at, true);
+      if (r !== undefined) return r;
+    }
+    return this.set(msr, entries.getBigUint64(at, true));
+  }
 }
 
 /**

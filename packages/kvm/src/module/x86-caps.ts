@@ -262,6 +262,10 @@ class X86CapsImpl implements X86Caps {
   readonly featureMsrs: readonly number[];
   readonly xstateSize: number;
   readonly #inst: KvmInstance;
+  /** {@link X86Caps.xstateSizeFor}'s answers, by XCR0. */
+  readonly #xstateSizes = new Map<bigint, number>();
+  /** {@link X86Caps.xstateComponent}'s answers, by component. */
+  readonly #xstateComponents: Array<{ readonly offset: number; readonly size: number } | undefined> = [];
   readonly #boot: Cpu;
   readonly #build: ReturnType<typeof buildOf>;
 
@@ -333,12 +337,23 @@ class X86CapsImpl implements X86Caps {
   }
 
   xstateSizeFor(xcr0: bigint): number {
-    return xstateRequiredSize(this.#boot, xcr0);
+    // The boot CPU's leaf 0xD is fixed for the module's life, as the rest of its capabilities: one sum per XCR0.
+    let size = this.#xstateSizes.get(xcr0);
+    if (size === undefined) {
+      size = xstateRequiredSize(this.#boot, xcr0);
+      this.#xstateSizes.set(xcr0, size);
+    }
+    return size;
   }
 
   xstateComponent(i: number): { readonly offset: number; readonly size: number } {
-    const l = hostCpuid(this.#boot, 0xd, i);
-    return { offset: l.ebx, size: l.eax };
+    let c = this.#xstateComponents[i];
+    if (c === undefined) {
+      const l = hostCpuid(this.#boot, 0xd, i);
+      c = Object.freeze({ offset: l.ebx, size: l.eax });
+      this.#xstateComponents[i] = c;
+    }
+    return c;
   }
 
   featureMsr(msr: number): bigint | undefined {

@@ -80,6 +80,19 @@ describe.each(VENDORS)('saveVcpu keeps the C structures on $name', (vendor) => {
     expect(parsed.msrs.at(-1)?.index).toBe(0x400 + 4 * Number(s.mcgCap & 0xffn) - 1);
   });
 
+  test('KVM_GET_XCRS into C bytes: every byte written (stale ones cleared), EFAULT with nothing written for a short buffer', () => {
+    const { p, fd } = setup(vendor);
+    const x = makeKvmXcrs();
+    p.ioctl(fd, KVM_GET_XCRS, x);
+    const full = new Uint8Array(KVM_XCRS_CODEC.size + 8).fill(0xee);
+    p.ioctl(fd, KVM_GET_XCRS, full);
+    expect(full.subarray(0, KVM_XCRS_CODEC.size)).toEqual(KVM_XCRS_CODEC.toBytes(x));
+    expect(full.subarray(KVM_XCRS_CODEC.size).every((b) => b === 0xee)).toBe(true);
+    const short = new Uint8Array(KVM_XCRS_CODEC.size - 1).fill(0xee);
+    expect(() => p.ioctl(fd, KVM_GET_XCRS, short)).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    expect(short.every((b) => b === 0xee)).toBe(true);
+  });
+
   test('parseSavedVcpu and savedVcpuOf convert both ways without loss; an edited form restores what it says', () => {
     const { p, vm, fd } = setup(vendor);
     const s = saveVcpu(p, vm.sys, fd, 0);
