@@ -74,3 +74,20 @@ export function le(v: number, n: number): number[] {
 export function word(ram: Uint8Array, at: number): number {
   return ram[at]! | (ram[at + 1]! << 8);
 }
+
+/**
+ * Puts `vm` into flat 32-bit protected mode without paging: CR0.PE, CS 0x08 (execute/read, CS.D = 1) and
+ * DS/ES/SS 0x10 (read/write, SS.B = 1), all with base 0 and a 4 GiB limit. No GDT or IDT is set up.
+ */
+export function enterFlat32(vm: Vm): void {
+  const s = vm.state;
+  s.cr0 |= 1n;
+  for (const seg of [s.cs, s.ds, s.es, s.ss]) {
+    seg.base = 0;
+    seg.limit = 0xffffffff;
+    seg.db = 1;
+    seg.g = 1;
+    seg.selector = 0x10;
+  }
+  s.cs.selector = 0x08;
+}
