@@ -16,10 +16,11 @@ import { operandAddr } from './addressing.js';
 import { alu, cond, dec, inc, logic, shift } from './alu.js';
 import { near } from './control.js';
 import { rd16, rd32, rd8, wr32, wr8 } from './data-memory.js';
+import { stringOp } from './string-ops.js';
 import {
   FORM_ALU_AL_IMM, FORM_ALU_EAX_IMM, FORM_ALU_EB_GB, FORM_ALU_EV_GV, FORM_ALU_GB_EB, FORM_ALU_GV_EV, FORM_CALL, FORM_DEC_R,
   FORM_GRP1_EB, FORM_GRP1_EV, FORM_GRP5, FORM_INC_R, FORM_JCC, FORM_JMP, FORM_LEA, FORM_MOVX16, FORM_MOVX8, FORM_MOV_EB_GB,
-  FORM_MOV_EB_IMM, FORM_MOV_EV_GV, FORM_MOV_EV_IMM, FORM_MOV_GB_EB, FORM_MOV_GV_EV, FORM_MOV_R32_IMM, FORM_MOV_R8_IMM,
+  FORM_MOV_EB_IMM, FORM_MOV_EV_GV, FORM_MOV_EV_IMM, FORM_MOV_GB_EB, FORM_MOV_MOFFS, FORM_STRING, FORM_MOV_GV_EV, FORM_MOV_R32_IMM, FORM_MOV_R8_IMM,
   FORM_NOP, FORM_POP_R, FORM_PUSH_IMM, FORM_PUSH_R, FORM_RET, FORM_SETCC, FORM_SHIFT_EB, FORM_SHIFT_EV, FORM_TEST_EB_GB,
   FORM_TEST_EB_IMM, FORM_TEST_EV_GV, FORM_TEST_EV_IMM, NO_REG, type DecodedForms,
 } from './decoded-form.js';
@@ -306,6 +307,29 @@ export function stepDecoded(start: number): number {
       setR32((m >> 3) & 7, f.x[k] === 1 ? sext16(v) >>> 0 : v);
       break;
     }
+    case FORM_MOV_MOFFS: {
+      const op = f.x[k]!;
+      const lin = operandAddr(false, f.imm[k]! >>> 0, op === 0xa0 || op === 0xa2 ? 1 : 4);
+      if (op === 0xa0) {
+        const v = rd8(lin);
+        if (v < 0) return STEP_ABANDONED;
+        s.eax = s.eax - (s.eax & 0xff) + v;
+      } else if (op === 0xa1) {
+        const v = rd32(lin);
+        if (v < 0) return STEP_ABANDONED;
+        setR32(0, v);
+      } else if (op === 0xa2) wr8(lin, s.eax & 0xff);
+      else wr32(lin, getR32(0));
+      break;
+    }
+    case FORM_STRING:
+      r.rep = m & 3;
+      r.o32 = (m & 4) !== 0;
+      r.a32 = (m & 8) !== 0;
+      r.ovr = (m >> 4) - 1;
+      r.prefixDirty = true;
+      if (!stringOp(f.x[k]!, start)) return STEP_ABANDONED;
+      break;
     case FORM_SETCC:
       if (m < 0xc0) ea(f, k, 1);
       writeEb(m, cond(f.x[k]!) ? 1 : 0);

@@ -89,6 +89,25 @@ export const FORM_MOVX16 = 37;
 /** SETcc r/m8 (0F 90–9F); `x` = the condition. */
 export const FORM_SETCC = 38;
 
+/** MOV AL/EAX, moffs32 and back (A0–A3); `x` = the opcode, `imm` = the offset. */
+export const FORM_MOV_MOFFS = 39;
+/**
+ * A string instruction (MOVS CMPS STOS LODS SCAS) with any REP, segment-override, operand- or address-size prefixes;
+ * `x` = the opcode, `modrm` = the prefixes ({@link packPrefixes}).
+ */
+export const FORM_STRING = 40;
+
+/**
+ * The prefixes of a {@link FORM_STRING} instruction in one byte: bits 0–1 the REP prefix (0 none, 2 REPNE, 3 REP/REPE),
+ * bit 2 a 32-bit operand size, bit 3 a 32-bit address size, bits 4–6 the segment override + 1 (0: none).
+ */
+export function packPrefixes(rep: number, o32: boolean, a32: boolean, ovr: number): number {
+  return rep | (o32 ? 4 : 0) | (a32 ? 8 : 0) | ((ovr + 1) << 4);
+}
+
+/** Segment register numbers of the segment-override prefixes (ES CS SS DS FS GS, as `segments.ts` numbers them). */
+const OVERRIDE: Readonly<Record<number, number>> = { 0x26: 0, 0x2e: 1, 0x36: 2, 0x3e: 3, 0x64: 4, 0x65: 5 };
+
 /** `base` / `index` of a memory operand without that register. */
 export const NO_REG = 0xff;
 
@@ -119,6 +138,10 @@ export class DecodedForms {
     this.imm = new Int32Array(size);
   }
 }
+
+const PREFIXES: ReadonlySet<number> = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]);
+
+const STRING_OPS: ReadonlySet<number> = new Set([0xa4, 0xa5, 0xa6, 0xa7, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf]);
 
 /** Reads the signed 32-bit little-endian value at `bytes[o]`. */
 function le32(bytes: Uint8Array, o: number): number {
@@ -172,8 +195,27 @@ export function decodeForm(f: DecodedForms, off: number, bytes: Uint8Array, n: n
 }
 
 function formOf(f: DecodedForms, k: number, bytes: Uint8Array, n: number): number {
-  const op = bytes[k]!;
+  let op = bytes[k]!;
   let o = k + 1;
+  if (PREFIXES.has(op)) {
+    // Prefixes: decoded only for string instructions (the general decoder's rules: the last segment override and REP
+    // prefix count; 66/67 select the other size).
+    let rep = 0;
+    let o32 = true;
+    let a32 = true;
+    let ovr = -1;
+    for (; PREFIXES.has(op); op = bytes[o++]!) {
+      if (op === 0xf0) return FORM_STEP;
+      if (op === 0xf2 || op === 0xf3) rep = op & 3;
+      else if (op === 0x66) o32 = false;
+      else if (op === 0x67) a32 = false;
+      else ovr = OVERRIDE[op]!;
+    }
+    if (!STRING_OPS.has(op) || o - k !== n) return FORM_STEP;
+    f.modrm[k] = packPrefixes(rep, o32, a32, ovr);
+    f.x[k] = op;
+    return FORM_STRING;
+  }
   let form: number;
   let x = 0;
   let imm = 0;
@@ -230,6 +272,15 @@ function formOf(f: DecodedForms, k: number, bytes: Uint8Array, n: number): numbe
     if (op === 0x86 || op === 0x87) return FORM_STEP;
     form = [FORM_TEST_EB_GB, FORM_TEST_EV_GV, 0, 0, FORM_MOV_EB_GB, FORM_MOV_EV_GV, FORM_MOV_GB_EB, FORM_MOV_GV_EV][op - 0x84]!;
     o = modrm32(f, k, bytes, o);
+  } else if (STRING_OPS.has(op)) {
+    form = FORM_STRING;
+    x = op;
+    f.modrm[k] = packPrefixes(0, true, true, -1);
+  } else if (op >= 0xa0 && op <= 0xa3) {
+    form = FORM_MOV_MOFFS;
+    x = op;
+    imm = le32(bytes, o);
+    o += 4;
   } else if (op === 0x8d) {
     form = FORM_LEA;
     o = modrm32(f, k, bytes, o);
