@@ -25,10 +25,11 @@ import {
   FORM_TEST_EB_IMM, FORM_TEST_EV_GV, FORM_TEST_EV_IMM, NO_REG, type DecodedForms,
 } from './decoded-form.js';
 import { sext16, sext8 } from './decode.js';
-import { entryAt, window } from './insn-cache.js';
+import { EPOCH, entryAt, window } from './insn-cache.js';
+import { faulted } from './interrupts.js';
 import { STEP_ABANDONED, STEP_DONE } from './interpreter.js';
 import { getR16, getR32, getR8, setR32, setR8 } from './registers.js';
-import { R } from './run-context.js';
+import { EMULATION_FAILED, FAULT, R } from './run-context.js';
 import { addSp, peek32, push32 } from './stack.js';
 import { step } from './step.js';
 
@@ -74,33 +75,12 @@ function writeEb(m: number, v: number): void {
 }
 
 /**
- * Executes the instruction at CS offset `start` (32-bit protected-mode code): from its decoded form when the cache
- * has one, else through the general decoder (on a memory without the slot fast path, fetching the cached bytes).
- * Returns what {@link step} returns.
+ * Runs the decoded form `form` of entry `k` of `f`, the instruction at CS offset `start` (`R.ip` already past it);
+ * returns STEP_DONE, or STEP_ABANDONED when an MMIO read must exit first (nothing committed).
  */
-export function stepDecoded(start: number): number {
+function exec(f: DecodedForms, k: number, form: number, start: number): number {
   const r = R;
   const s = r.S;
-  const lin = s.csBase + start;
-  const k = entryAt(lin, s.csLimit - start + 1);
-  if (k < 0) return step(start);
-  const page = r.code!.last!;
-  const f = page.forms;
-  const form = f.form[k]!;
-  if (form <= 1) {
-    if (!r.hasLookup) window(page, lin, k, page.len[k]!);
-    return step(start);
-  }
-  r.csBase = s.csBase;
-  r.csLim = s.csLimit;
-  r.ip = start + page.len[k]!;
-  r.o32 = r.a32 = true;
-  if (r.prefixDirty) {
-    r.lock = false;
-    r.ovr = -1;
-    r.rep = 0;
-    r.prefixDirty = false;
-  }
   const m = f.modrm[k]!;
   switch (form) {
     case FORM_ALU_EV_GV: {
@@ -335,8 +315,142 @@ export function stepDecoded(start: number): number {
       writeEb(m, cond(f.x[k]!) ? 1 : 0);
       break;
     default:
-      return step(start);
+      break;
   }
-  s.eip = r.ip;
   return STEP_DONE;
+}
+
+/** Why {@link runForms} returned. */
+const FORMS_STEP = 0;
+const FORMS_STOP = 1;
+const FORMS_AGAIN = 2;
+
+/** What {@link runForms} last ended with (`FORMS_*`), in an object (a module `let` costs a hole check per read). */
+const ENDED = { why: FORMS_STEP };
+
+/** The prefix state of a decoded form without prefixes: 32-bit operands and addresses, no override, no REP. */
+function noPrefixes(): void {
+  const r = R;
+  r.o32 = r.a32 = true;
+  if (r.prefixDirty) {
+    r.lock = false;
+    r.ovr = -1;
+    r.rep = 0;
+    r.prefixDirty = false;
+  }
+}
+
+/**
+ * Runs up to `limit` instructions from their decoded forms, from CS offset `S.eip` on; returns how many completed.
+ * `ENDED.why` says why it returned: `FORMS_STEP` — the instruction at `S.eip` is for the general decoder: it has no
+ * decoded form (on a memory without the slot fast path, the fetch window then holds its cached bytes), or it raised an
+ * exception or failed; `FORMS_STOP` — the run must end (an instruction exits, opened an interrupt shadow or asked the
+ * host to act, an MMIO read must exit first); `FORMS_AGAIN` — the limit was reached.
+ */
+function runForms(limit: number): number {
+  const r = R;
+  const s = r.S;
+  const c = r.code!;
+  const csBase = s.csBase;
+  const csLimit = s.csLimit;
+  const epoch = EPOCH.now;
+  r.csBase = csBase;
+  r.csLim = csLimit;
+  noPrefixes();
+  let count = 0;
+  let start = s.eip;
+  let page = c.last;
+  let pageLin = c.lastNumber * 4096;
+  ENDED.why = FORMS_AGAIN;
+  try {
+    while (count < limit) {
+      const lin = csBase + start;
+      let k = lin - pageLin;
+      let n = page !== undefined && k >= 0 && k < 4096 ? page.len[k]! : 0;
+      // The cache's hit test (entryAt's), inline; anything else goes through entryAt (fill, compare, refuse).
+      if (n === 0 || page!.mode[k] !== 3 || page!.checked[k] !== epoch || start + n - 1 > csLimit) {
+        k = entryAt(lin, csLimit - start + 1);
+        if (k < 0) {
+          ENDED.why = FORMS_STEP;
+          break;
+        }
+        page = c.last!;
+        pageLin = lin - k;
+        n = page.len[k]!;
+      }
+      const f = page!.forms;
+      const form = f.form[k]!;
+      if (form <= 1) {
+        if (!r.hasLookup) window(page!, lin, k, n);
+        ENDED.why = FORMS_STEP;
+        break;
+      }
+      s.eip = start;
+      r.ip = start + n;
+      if (exec(f, k, form, start) !== STEP_DONE) {
+        ENDED.why = FORMS_STOP;
+        break;
+      }
+      if (form === FORM_STRING) noPrefixes();
+      start = r.ip;
+      count++;
+      if (r.exitKind !== 0 || r.shadowSet !== 0 || r.endRun) {
+        ENDED.why = FORMS_STOP;
+        break;
+      }
+    }
+    s.eip = start;
+  } catch (e) {
+    if (e !== FAULT && e !== EMULATION_FAILED) {
+      r.X.executed += count; // the instructions before the failing one did complete
+      throw e;
+    }
+    // The instruction at S.eip raised an exception or cannot be emulated: nothing of it is committed, and the general
+    // decoder runs it again, to raise the same exception (or failure) with exactly its own fetch state.
+    ENDED.why = FORMS_STEP;
+  }
+  return count;
+}
+
+/**
+ * Executes up to `limit` instructions of 32-bit protected-mode code (CR0.PE, CS.D = 1): runs of decoded forms, and the
+ * general decoder for the instructions without one, until an exit, the limit, or a change of mode (CR0.PE or CS.D
+ * changed: `R.modeChanged`, and the caller continues in its own loop). Adds what it executed to `X.executed`.
+ */
+export function executeDecoded(limit: number): void {
+  const r = R;
+  const s = r.S;
+  let n = 0;
+  r.modeChanged = false;
+  while (n < limit) {
+    n += runForms(limit - n);
+    const why = ENDED.why;
+    if (why === FORMS_STOP || n >= limit) break;
+    if (why === FORMS_AGAIN) {
+      if (!r.pe || !r.def32) {
+        r.modeChanged = true;
+        break;
+      }
+      continue;
+    }
+    const start = s.eip;
+    let done: boolean;
+    try {
+      done = step(start) === STEP_DONE;
+    } catch (e) {
+      if (e !== FAULT) {
+        r.X.executed += n;
+        throw e;
+      }
+      done = faulted(start);
+    }
+    if (!done) break;
+    n++;
+    if (r.exitKind !== 0 || r.shadowSet !== 0 || r.enteredPaging || r.endRun) break;
+    if (!r.pe || !r.def32) {
+      r.modeChanged = true;
+      break;
+    }
+  }
+  r.X.executed += n;
 }

@@ -97,8 +97,11 @@ const CACHES = new WeakMap<GuestMemory, InsnCache>();
  */
 export const insnCacheStats = { fills: 0, checks: 0, stale: 0, dropped: 0 };
 
-/** The epoch of the run in progress (see the module notes), in an object: a module `let` costs a hole check per read. */
-const EPOCH = { now: 0 };
+/**
+ * @internal The epoch of the run in progress (see the module notes), in an object: a module `let` costs a hole check
+ * per read. (`decoded-exec.ts` checks entries itself on its hot path, as {@link entryAt} does.)
+ */
+export const EPOCH = { now: 0 };
 
 /** The cache of `memory` (made at its first run). */
 export function cacheFor(memory: GuestMemory): InsnCache {

@@ -43,7 +43,7 @@ import { byteAt } from './data-memory.js';
 import { syncMode } from './descriptors.js';
 import { GUEST_EMULATION_FLAG_INSTRUCTION_BYTES, GUEST_INTERNAL_ERROR_EMULATION, GUEST_MAX_INSN_BYTES, GuestExit, GuestExitReason, type GuestExitReasonValue, GuestIoDirection } from './exit.js';
 import { AF, CF, OF, PARITY, SF, STATUS, ZF } from './flags.js';
-import { stepDecoded } from './decoded-exec.js';
+import { executeDecoded } from './decoded-exec.js';
 import { attachCache, fetchWindow } from './insn-cache.js';
 import { DELIVERED, deliver, faulted } from './interrupts.js';
 import type { GuestMemory } from './memory.js';
@@ -247,15 +247,34 @@ export const STEP_DONE = 0;
 export const STEP_ABANDONED = 1;
 
 /**
- * Executes up to `limit` instructions; returns the exit reason, or 0 when the limit was reached.
+ * Executes up to `limit` instructions; returns the exit reason, or 0 when the limit was reached. 32-bit
+ * protected-mode code runs from its decoded forms when the run has them ({@link executeDecoded}), everything else
+ * in {@link executeGeneral}; each hands over to the other when the mode changes.
+ */
+export function execute(limit: number): number {
+  const r = R;
+  const x = r.X;
+  let left = limit;
+  for (;;) {
+    const before = x.executed;
+    if (r.decoded && r.pe && r.def32) executeDecoded(left);
+    else executeGeneral(left);
+    left -= x.executed - before;
+    if (!r.modeChanged || left <= 0) return r.exitKind;
+  }
+}
+
+/**
+ * Executes up to `limit` instructions (see {@link execute}); adds them to `X.executed`.
  *
  * The loop first tries a fast path for the most common prefix-free instructions whose bytes lie entirely
  * inside the cached code slot (no per-byte fetch checks, no helper calls that would not be inlined);
  * everything else, and everything near a slot edge, goes through {@link step}.
  */
-export function execute(limit: number): number {
+function executeGeneral(limit: number): void {
   const s = R.S;
   let n = 0;
+  R.modeChanged = false;
   // The code slot as seen from CS: offsets [lo, hi] start an instruction that fits entirely (≤ 15 bytes)
   // in the slot. Recomputed after every general-path instruction (which may refill the cache or load CS).
   const cached = R.fetchCached;
@@ -504,7 +523,7 @@ export function execute(limit: number): number {
     s.eip = start;
     let done: boolean;
     try {
-      done = (R.decoded && R.pe ? stepDecoded(start) : step(start)) === STEP_DONE;
+      done = step(start) === STEP_DONE;
     } catch (e) {
       if (e !== FAULT) {
         R.X.executed += n; // the instructions before the failing one did complete
@@ -516,6 +535,10 @@ export function execute(limit: number): number {
     if (!done) break;
     n++;
     if (R.exitKind !== 0 || R.shadowSet !== 0 || R.enteredPaging || R.endRun) break;
+    if (R.decoded && R.pe && R.def32) {
+      R.modeChanged = true;
+      break;
+    }
     if (cached) {
       lo = 1;
       hi = 0;
@@ -527,5 +550,4 @@ export function execute(limit: number): number {
   }
   s.eip = rip;
   R.X.executed += n;
-  return R.exitKind;
 }

@@ -108,6 +108,8 @@ export class RunContext {
   fetchCached = false;
   /** 32-bit protected-mode code runs from the cache's decoded forms (`decoded-exec.ts`). */
   decoded = false;
+  /** The execution loop in progress stopped because the mode changed (CR0.PE or CS.D): the other loop takes over. */
+  modeChanged = false;
   /** Prefix state of the current instruction. */
   o32 = false;
   a32 = false;

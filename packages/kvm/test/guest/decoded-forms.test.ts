@@ -9,6 +9,7 @@
 import fc from 'fast-check';
 import { afterEach, expect, test } from 'vitest';
 import * as F from '../../src/guest/decoded-form.js';
+import { GUEST_DEFAULT_QUIRKS, defaultGuestPlatform, runGuest } from '../../src/guest/index.js';
 import { cacheFor, setInsnCachePolicy, type InsnCachePolicy } from '../../src/guest/insn-cache.js';
 import { makeVm, type Flavor, type Vm } from './helpers.js';
 
@@ -45,9 +46,14 @@ const GDT = 0x11000;
 const IDT = 0x12000;
 const HANDLER = 0x13000;
 
-/** A vCPU in flat 32-bit protected mode (CS 0x08, data 0x10; DS's limit `dsLimit`), with an IDT whose gates all `hlt`. */
+/**
+ * A vCPU in flat 32-bit protected mode (CS 0x08, data 0x10; DS's limit `dsLimit`), with an IDT whose gates all `hlt`,
+ * and a platform of its own (its TSC counts its own `rdtsc`s).
+ */
 function pmVm(flavor: Flavor, code: readonly number[], dsLimit: number): Vm {
-  const vm = makeVm(flavor, code, { ramSize: 0x20000 });
+  const made = makeVm(flavor, code, { ramSize: 0x20000 });
+  const platform = defaultGuestPlatform();
+  const vm: Vm = { ...made, run: (budget = 10_000) => runGuest(made.state, made.memory, budget, made.exit, GUEST_DEFAULT_QUIRKS, platform) };
   const ram = vm.ram;
   // GDT: null, flat 32-bit code (0x08), flat data (0x10).
   ram.set([0xff, 0xff, 0, 0, 0, 0x9b, 0xcf, 0], GDT + 8);
@@ -129,7 +135,7 @@ test('decoded forms and the general decoder agree on random 32-bit programs', ()
         }
       },
     ),
-    { numRuns: 600 },
+    { numRuns: 800 },
   );
   const all = Object.entries(F).filter(([name]) => name.startsWith('FORM_')).map(([, v]) => v as number);
   expect(all.filter((f) => !seen.has(f))).toEqual([]);
