@@ -236,10 +236,24 @@ function noWindow(): number {
 /** Compares an entry with guest memory (its first use in this epoch); true and marked checked when equal. */
 function matches(page: PageCode, lin: number, off: number, n: number): boolean {
   insnCacheStats.checks++;
-  for (let k = 0; k < n; k++) {
-    if (byteAt(lin + k) !== page.bytes[off + k]) {
-      insnCacheStats.stale++;
-      return false;
+  const r = R;
+  const slot = r.hasLookup ? r.M.lookup!(lin) : undefined;
+  if (slot !== undefined && lin + n <= slot.end) {
+    // The whole entry in one slot: compare with its bytes (one lookup instead of one per byte).
+    const bytes = slot.bytes;
+    const at = lin - slot.base;
+    for (let k = 0; k < n; k++) {
+      if (bytes[at + k] !== page.bytes[off + k]) {
+        insnCacheStats.stale++;
+        return false;
+      }
+    }
+  } else {
+    for (let k = 0; k < n; k++) {
+      if (byteAt(lin + k) !== page.bytes[off + k]) {
+        insnCacheStats.stale++;
+        return false;
+      }
     }
   }
   page.checked[off] = EPOCH.now;

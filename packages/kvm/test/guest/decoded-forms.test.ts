@@ -139,7 +139,7 @@ test('decoded forms and the general decoder agree on random 32-bit programs', ()
   );
   const all = Object.entries(F).filter(([name]) => name.startsWith('FORM_')).map(([, v]) => v as number);
   expect(all.filter((f) => !seen.has(f))).toEqual([]);
-});
+}, 240_000); // 800 random programs, each run three ways: about 15 s on an idle machine
 
 /** Runs `code` (flat 32-bit protected mode, `setup` applied) in every way; the results must agree. */
 function everyWay(code: readonly number[], setup: (vm: Vm) => void): Vm {
