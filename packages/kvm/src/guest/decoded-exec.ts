@@ -31,7 +31,7 @@ import { STEP_ABANDONED, STEP_DONE } from './interpreter.js';
 import { getR16, getR32, getR8, setR32, setR8 } from './registers.js';
 import { EMULATION_FAILED, FAULT, R } from './run-context.js';
 import { addSp, peek32, push32 } from './stack.js';
-import { step } from './step.js';
+import { movMoffs, step } from './step.js';
 
 const M32 = 0xffffffff;
 const S32 = 0x80000000;
@@ -287,21 +287,9 @@ function exec(f: DecodedForms, k: number, form: number, start: number): number {
       setR32((m >> 3) & 7, f.x[k] === 1 ? sext16(v) >>> 0 : v);
       break;
     }
-    case FORM_MOV_MOFFS: {
-      const op = f.x[k]!;
-      const lin = operandAddr(false, f.imm[k]! >>> 0, op === 0xa0 || op === 0xa2 ? 1 : 4);
-      if (op === 0xa0) {
-        const v = rd8(lin);
-        if (v < 0) return STEP_ABANDONED;
-        s.eax = s.eax - (s.eax & 0xff) + v;
-      } else if (op === 0xa1) {
-        const v = rd32(lin);
-        if (v < 0) return STEP_ABANDONED;
-        setR32(0, v);
-      } else if (op === 0xa2) wr8(lin, s.eax & 0xff);
-      else wr32(lin, getR32(0));
+    case FORM_MOV_MOFFS:
+      if (!movMoffs(f.x[k]!, f.imm[k]! >>> 0)) return STEP_ABANDONED;
       break;
-    }
     case FORM_STRING:
       r.rep = m & 3;
       r.o32 = (m & 4) !== 0;

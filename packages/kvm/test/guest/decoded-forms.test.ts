@@ -11,7 +11,7 @@ import { afterEach, expect, test } from 'vitest';
 import * as F from '../../src/guest/decoded-form.js';
 import { GUEST_DEFAULT_QUIRKS, defaultGuestPlatform, runGuest } from '../../src/guest/index.js';
 import { cacheFor, setInsnCachePolicy, type InsnCachePolicy } from '../../src/guest/insn-cache.js';
-import { makeVm, type Flavor, type Vm } from './helpers.js';
+import { enterFlat32, makeVm, runTrace, type Flavor, type Vm } from './helpers.js';
 
 afterEach(() => {
   setInsnCachePolicy('auto');
@@ -61,16 +61,8 @@ function pmVm(flavor: Flavor, code: readonly number[], dsLimit: number): Vm {
   for (let v = 0; v < 32; v++) ram.set([HANDLER & 0xff, HANDLER >> 8, 0x08, 0, 0, 0x8e, 0, 0], IDT + 8 * v);
   ram[HANDLER] = 0xf4;
   const s = vm.state;
-  s.cr0 |= 1n;
-  for (const seg of [s.cs, s.ds, s.es, s.ss]) {
-    seg.base = 0;
-    seg.limit = 0xffffffff;
-    seg.db = 1;
-    seg.g = 1;
-    seg.selector = 0x10;
-    seg.type = 3;
-  }
-  s.cs.selector = 0x08;
+  enterFlat32(vm);
+  for (const seg of [s.ds, s.es, s.ss]) seg.type = 3;
   s.cs.type = 11;
   s.ds.limit = dsLimit;
   s.gdtBase = GDT;
@@ -113,14 +105,7 @@ test('decoded forms and the general decoder agree on random 32-bit programs', ()
             const r = (i: number): number => regs[i] ?? 0;
             s.rax = r(0); s.rcx = r(1); s.rdx = r(2); s.rbx = r(3); s.rbp = r(5); s.rsi = r(6); s.rdi = r(7);
             s.rflags = (flags & 0xcd5) | 0x2;
-            const trace: unknown[] = [];
-            // A few consecutive runs, answering IN/MMIO reads with fixed data, so completions are compared too.
-            for (let i = 0; i < 4; i++) {
-              vm.exit.data.set([0x5a, 0xa5, 0x3c, 0xc3]);
-              const reason = vm.run(budget);
-              const x = vm.exit;
-              trace.push([reason, x.executed, x.ioDirection, x.ioPort, x.ioSize, x.mmioPhysAddr, x.mmioLen, x.mmioIsWrite, [...x.data], x.insnSize, [...x.insnBytes]]);
-            }
+            const trace = runTrace(vm, budget);
             if (policy !== 'never') collectForms(vm);
             return { vm, trace };
           } finally {

@@ -91,3 +91,18 @@ export function enterFlat32(vm: Vm): void {
   }
   s.cs.selector = 0x08;
 }
+
+/**
+ * Runs `vm` four times with `budget` instructions each, answering IN/MMIO reads with fixed data (so completions are
+ * exercised too), and returns what each run's exit said (reason, count, I/O and MMIO fields, data, instruction bytes).
+ */
+export function runTrace(vm: Vm, budget: number): unknown[] {
+  const trace: unknown[] = [];
+  for (let i = 0; i < 4; i++) {
+    vm.exit.data.set([0x5a, 0xa5, 0x3c, 0xc3]);
+    const reason = vm.run(budget);
+    const x = vm.exit;
+    trace.push([reason, x.executed, x.ioDirection, x.ioPort, x.ioSize, x.mmioPhysAddr, x.mmioLen, x.mmioIsWrite, [...x.data], x.insnSize, [...x.insnBytes]]);
+  }
+  return trace;
+}

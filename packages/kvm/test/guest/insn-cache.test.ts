@@ -186,14 +186,7 @@ describe('the mode an instruction was decoded in', () => {
       vm.run();
       const real = { rip: Number(vm.state.rip), mem: vm.ram[0x3000]! };
       const s = vm.state;
-      s.cr0 |= 1n;
-      for (const seg of [s.cs, s.ds, s.es, s.ss]) {
-        seg.base = 0;
-        seg.limit = 0xffffffff;
-        seg.db = 1;
-        seg.g = 1;
-      }
-      s.cs.selector = 0x08;
+      enterFlat32(vm);
       s.rip = 0x1000;
       s.rax = 0;
       const fills = insnCacheStats.fills;
