@@ -6,9 +6,10 @@
  *
  * Usage: `npx --yes pnpm@10.34.9 exec tsx --conditions=@vac/source bench/seabios-boot.ts [machine args…]`
  * (default `-M pc`). Needs QEMU, bios.bin and a C compiler. `VAC_INSN_CACHE=never|always|auto` sets the
- * interpreter's decoded-instruction cache policy; `REAL_KVM=1` runs the same command on the machine's /dev/kvm
- * instead (only the line times are then meaningful); `VAC_LAZY_LOOKUP=off` boots without the bridge's guest-memory fast path
- * (`lazy-memory.ts`: every guest byte through `read8`/`write8`, as before it had one).
+ * interpreter's decoded-instruction cache policy, `VAC_DECODED_FORMS=0` turns its decoded forms off; `REAL_KVM=1` runs
+ * the same command on the machine's /dev/kvm instead (only the line times are then meaningful); `VAC_LAZY_LOOKUP=off`
+ * boots without the bridge's guest-memory fast path (`lazy-memory.ts`: every guest byte through `read8`/`write8`, as
+ * before it had one).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -17,7 +18,7 @@ import { join } from 'node:path';
 import { preloadLibrary, socketPaths, startDaemon } from '@vac/bridge';
 import { Vcpu } from '@vac/kvm';
 // @internal, so not in the package's exports: the source file itself (the bench runs from source).
-import { insnCacheStats, setInsnCachePolicy, type InsnCachePolicy } from '../packages/kvm/src/guest/insn-cache.js';
+import { insnCacheStats, setDecodedForms, setInsnCachePolicy, type InsnCachePolicy } from '../packages/kvm/src/guest/insn-cache.js';
 import { setLazyLookup } from '../packages/bridge/src/lazy-memory.js';
 
 const EXIT_NAMES: Record<number, string> = { 2: 'IO', 5: 'HLT', 6: 'MMIO', 7: 'IRQ_WINDOW_OPEN', 8: 'SHUTDOWN', 10: 'INTR', 17: 'INTERNAL_ERROR', 29: 'X86_RDMSR', 30: 'X86_WRMSR' };
@@ -73,6 +74,7 @@ proto.runThreaded = function* timed(this: Vcpu, thread: unknown, quantum: () => 
 
 setInsnCachePolicy((process.env['VAC_INSN_CACHE'] ?? 'auto') as InsnCachePolicy);
 setLazyLookup(process.env['VAC_LAZY_LOOKUP'] !== 'off');
+setDecodedForms(process.env['VAC_DECODED_FORMS'] !== '0');
 const machine = process.argv.length > 2 ? process.argv.slice(2) : ['-M', 'pc'];
 const dir = mkdtempSync(join(tmpdir(), 'vac-seabios-boot-'));
 const d = await startDaemon({ runDir: dir, host: { cpus: 2, modules: [{ name: 'kvm0' }], symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: () => {} });
@@ -114,7 +116,7 @@ for (const v of vcpus) {
 await d.stop();
 const ms = (ns: bigint | number): string => (Number(ns) / 1e6).toFixed(0);
 const cpu = process.cpuUsage();
-console.log(`machine: ${machine.join(' ')}; insn cache policy ${process.env['VAC_INSN_CACHE'] ?? 'auto'}; guest-memory fast path ${process.env['VAC_LAZY_LOOKUP'] ?? 'on'}; this process's CPU time ${((cpu.user + cpu.system) / 1e3).toFixed(0)} ms`);
+console.log(`machine: ${machine.join(' ')}; insn cache policy ${process.env['VAC_INSN_CACHE'] ?? 'auto'}, decoded forms ${process.env['VAC_DECODED_FORMS'] === '0' ? 'off' : 'on'}; guest-memory fast path ${process.env['VAC_LAZY_LOOKUP'] ?? 'on'}; this process's CPU time ${((cpu.user + cpu.system) / 1e3).toFixed(0)} ms`);
 console.log(`wall ${ms(wallNs)} ms; inside KVM_RUN ${ms(counters.ns)} ms (${counters.calls} calls, ${counters.eintr} EINTR); outside ${ms(wallNs - counters.ns)} ms`);
 console.log(`guest instructions ${instructions}; ${(instructions / (Number(counters.ns) / 1e9) / 1e6).toFixed(2)} M/s inside KVM_RUN; simulated clock ${(clockNs() / 1e6).toFixed(0)} ms`);
 console.log(`exits: ${[...counters.byReason].map(([k, n]) => `${k} ${n}`).join(', ')}`);

@@ -6,20 +6,20 @@
  * - real mode with the slot fast path (`SlotListMemory.lookup`): the baseline;
  * - real mode on a byte-wise memory (`read8`/`write8` only, as the bridge's view of a VMM's RAM), which fetches through
  *   the decoded-instruction cache — and the same without the cache (every byte fetched from memory);
- * - 32-bit protected mode (flat segments, CS.D = 1), which always takes the general decoder and fetches from memory
- *   (the cache serves real-mode code only): on the slot memory and on the byte-wise memory.
+ * - 32-bit protected mode (flat segments, CS.D = 1), which runs from the cache's decoded forms — and the same through
+ *   the general decoder (forms off), on the slot memory and on the byte-wise memory.
  *
  * One op is one guest instruction; each call runs budgets of 100,000 instructions until 1,000,000 have completed.
  *
  * Then SeaBIOS (Debian's bios.bin, without QEMU: the harness of packages/kvm/test/guest/seabios.test.ts, through the
  * module's KVM_RUN with the in-kernel irqchip and PIT): its POST from the reset vector through its first 300 exits
  * (about 2.4 million instructions, most of them its 32-bit C code), on the slot memory and on the byte-wise memory
- * with and without the cache. Skipped with a note where bios.bin is missing.
+ * with and without the decoded forms (byte-wise: without any cache). Skipped with a note where bios.bin is missing.
  */
 import { existsSync } from 'node:fs';
 import { GuestCpuState, GuestExit, GuestExitReason, SlotListMemory, runGuest, type GuestMemory } from '@vac/kvm';
 // @internal, so not in the package's exports: the source file itself (the bench runs from source).
-import { setInsnCachePolicy, type InsnCachePolicy } from '../../packages/kvm/src/guest/insn-cache.js';
+import { setDecodedForms, setInsnCachePolicy, type InsnCachePolicy } from '../../packages/kvm/src/guest/insn-cache.js';
 import { BIOS, boot } from '../../packages/kvm/test/guest/seabios-harness.js';
 import { measure, row, type Budget, type Measurement, type Row, type TargetCheck } from '../lib/harness.js';
 
@@ -64,12 +64,32 @@ function rig(code: readonly number[], protectedMode: boolean, fastPath: boolean)
 
 const PER_CALL = 1_000_000;
 
-function run(b: Budget, name: string, r: Rig, policy: InsnCachePolicy = 'auto'): Measurement {
+/** The cache policy and whether protected-mode code runs from decoded forms. */
+interface Cache {
+  readonly policy: InsnCachePolicy;
+  readonly forms: boolean;
+}
+
+const AUTO: Cache = { policy: 'auto', forms: true };
+const NO_FORMS: Cache = { policy: 'auto', forms: false };
+const NEVER: Cache = { policy: 'never', forms: false };
+
+/** Applies `c`; returns what undoes it. */
+function use(c: Cache): () => void {
+  const policy = setInsnCachePolicy(c.policy);
+  const forms = setDecodedForms(c.forms);
+  return () => {
+    setInsnCachePolicy(policy);
+    setDecodedForms(forms);
+  };
+}
+
+function run(b: Budget, name: string, r: Rig, cache: Cache = AUTO): Measurement {
   return measure(
     b,
     name,
     () => {
-      const was = setInsnCachePolicy(policy);
+      const undo = use(cache);
       try {
         let done = 0;
         while (done < PER_CALL) {
@@ -77,7 +97,7 @@ function run(b: Budget, name: string, r: Rig, policy: InsnCachePolicy = 'auto'):
           done += r.exit.executed;
         }
       } finally {
-        setInsnCachePolicy(was);
+        undo();
       }
     },
     { opsPerCall: PER_CALL },
@@ -88,8 +108,8 @@ function run(b: Budget, name: string, r: Rig, policy: InsnCachePolicy = 'auto'):
 const SEABIOS_EXITS = 300;
 
 /** One SeaBIOS boot per call; op = one guest instruction (the count of the first boot, checked on every call). */
-function seabios(b: Budget, name: string, bytewise: boolean, policy: InsnCachePolicy): Measurement {
-  const was = setInsnCachePolicy(policy);
+function seabios(b: Budget, name: string, bytewise: boolean, cache: Cache): Measurement {
+  const undo = use(cache);
   try {
     const expected = boot(SEABIOS_EXITS, { bytewise }).instructions;
     return measure(
@@ -102,7 +122,7 @@ function seabios(b: Budget, name: string, bytewise: boolean, policy: InsnCachePo
       { opsPerCall: expected, time: 0, iterations: b.quick ? 1 : 3, warmupTime: 0, warmupIterations: b.quick ? 0 : 1 },
     );
   } finally {
-    setInsnCachePolicy(was);
+    undo();
   }
 }
 
@@ -113,16 +133,19 @@ export function runGuestInsn(b: Budget): { rows: Row[]; targets: TargetCheck[] }
   const unit = { unit: 'per instruction' };
   const rows: Row[] = [row(GROUP, 'runGuest, real mode (baseline)', 'slot fast path', mReal, undefined, { unit: 'per instruction', note: '7-instruction ALU/load/store/branch loop' })];
   rows.push(row(GROUP, 'runGuest, real mode', 'byte-wise memory, insn cache', run(b, 'real mode, byte-wise, cache', rig(LOOP16, false, false)), base, unit));
-  rows.push(row(GROUP, 'runGuest, real mode', 'byte-wise memory, no cache', run(b, 'real mode, byte-wise, no cache', rig(LOOP16, false, false), 'never'), base, unit));
-  rows.push(row(GROUP, 'runGuest, 32-bit protected mode', 'flat segments, slot memory', run(b, 'protected mode', rig(LOOP32, true, true)), base, unit));
-  rows.push(row(GROUP, 'runGuest, 32-bit protected mode', 'flat segments, byte-wise memory', run(b, 'protected mode, byte-wise', rig(LOOP32, true, false)), base, unit));
+  rows.push(row(GROUP, 'runGuest, real mode', 'byte-wise memory, no cache', run(b, 'real mode, byte-wise, no cache', rig(LOOP16, false, false), NEVER), base, unit));
+  rows.push(row(GROUP, 'runGuest, 32-bit protected mode', 'slot memory, decoded forms', run(b, 'protected mode', rig(LOOP32, true, true)), base, unit));
+  rows.push(row(GROUP, 'runGuest, 32-bit protected mode', 'slot memory, general decoder', run(b, 'protected mode, general decoder', rig(LOOP32, true, true), NO_FORMS), base, unit));
+  rows.push(row(GROUP, 'runGuest, 32-bit protected mode', 'byte-wise memory, decoded forms', run(b, 'protected mode, byte-wise', rig(LOOP32, true, false)), base, unit));
+  rows.push(row(GROUP, 'runGuest, 32-bit protected mode', 'byte-wise memory, general decoder, no cache', run(b, 'protected mode, byte-wise, no cache', rig(LOOP32, true, false), NEVER), base, unit));
   if (existsSync(BIOS)) {
     const note = { unit: 'per instruction', note: `bios.bin POST, first ${SEABIOS_EXITS} exits, KVM_RUN with in-kernel irqchip` };
-    const mSlots = seabios(b, 'SeaBIOS, slot memory', false, 'auto');
+    const mSlots = seabios(b, 'SeaBIOS, slot memory', false, AUTO);
     const sBase = { label: 'SeaBIOS, slot memory', m: mSlots };
-    rows.push(row(GROUP, 'SeaBIOS POST (baseline)', 'slot memory', mSlots, undefined, note));
-    rows.push(row(GROUP, 'SeaBIOS POST', 'byte-wise memory, insn cache', seabios(b, 'SeaBIOS, byte-wise, cache', true, 'auto'), sBase, note));
-    rows.push(row(GROUP, 'SeaBIOS POST', 'byte-wise memory, no cache', seabios(b, 'SeaBIOS, byte-wise, no cache', true, 'never'), sBase, note));
+    rows.push(row(GROUP, 'SeaBIOS POST (baseline)', 'slot memory, decoded forms', mSlots, undefined, note));
+    rows.push(row(GROUP, 'SeaBIOS POST', 'slot memory, general decoder', seabios(b, 'SeaBIOS, slot memory, general decoder', false, NO_FORMS), sBase, note));
+    rows.push(row(GROUP, 'SeaBIOS POST', 'byte-wise memory, insn cache and decoded forms', seabios(b, 'SeaBIOS, byte-wise, cache', true, AUTO), sBase, note));
+    rows.push(row(GROUP, 'SeaBIOS POST', 'byte-wise memory, no cache', seabios(b, 'SeaBIOS, byte-wise, no cache', true, NEVER), sBase, note));
   } else console.warn(`guest-insn: the SeaBIOS rows are skipped (${BIOS} is missing: apt-get install seabios)`);
   return { rows, targets: [] };
 }

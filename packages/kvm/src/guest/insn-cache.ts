@@ -1,18 +1,21 @@
 /**
- * The decoded-instruction cache: per guest page, the instructions found there — each one's length (`insn-length.ts`)
- * and its bytes as they were decoded — so an instruction executed again is fetched from the cache instead of from
- * guest memory byte by byte, and the interpreter's real-mode fast path can run on memories that have no slot fast
- * path (`GuestMemory.lookup`), such as the bridge's view of a real VMM's RAM. `execute` uses it for real-mode code
- * only: in protected mode the general decoder ran no faster from it (docs/performance.md).
+ * The decoded-instruction cache: per guest page, the instructions found there — each one's length (`insn-length.ts`),
+ * its bytes as they were decoded, and its decoded form (`decoded-form.ts`) — so an instruction executed again is not
+ * fetched and decoded again:
  *
- * What "decoded" covers today is the instruction's extent, found once; the general decoder still decodes prefixes,
- * ModRM and operands from the cached bytes on every execution.
+ * - **32-bit protected-mode code** runs from the decoded forms (`decoded-exec.ts`) on every memory: the handler and
+ *   operands (ModRM, base, index, scale, displacement, immediate) are decoded once; instructions without a form take
+ *   the general decoder.
+ * - **real-mode code** runs the fast path of `execute` on the cached bytes, on memories without the slot fast path
+ *   (`GuestMemory.lookup`, e.g. the bridge's view of a real VMM's RAM); on slot memories the fast path reads the slot,
+ *   which costs less than the cache's checks (docs/performance.md).
  *
  * Addresses are linear, which without paging are guest-physical (so a CS base that moves the code simply reaches other
  * entries). An entry is used only in the mode it was decoded in (CR0.PE and CS.D: the default operand and address size
  * decide its length) and only when it lies within the CS limit (else the general decoder raises the #GP at the right
- * byte). Its length is a hint, never a semantic: the fetch window holds exactly the entry's bytes, and an instruction
- * the decoder finds longer fetches the rest from memory. Correctness rests on the bytes alone: an entry is dropped, or
+ * byte). For the general decoder its length is a hint, never a semantic: the fetch window holds exactly the entry's
+ * bytes, and an instruction the decoder finds longer fetches the rest from memory; a decoded form exists only where
+ * its own decoding has exactly that length. Correctness rests on the bytes alone: an entry is dropped, or
  * found stale, when the bytes it was decoded from change:
  *
  * - **by the guest**: every guest write goes through `data-memory.ts`, which calls {@link codeWritten} for a write to
@@ -32,6 +35,7 @@
  */
 
 import { byteAt } from './data-memory.js';
+import { DecodedForms, decodeForm } from './decoded-form.js';
 import { insnLength } from './insn-length.js';
 import type { GuestMemory } from './memory.js';
 import { CODE_BITS_WORDS, NO_CODE_BITS, R, type RunContext } from './run-context.js';
@@ -52,6 +56,8 @@ export class PageCode {
   readonly mode = new Uint8Array(PAGE_SIZE);
   /** The epoch in which each entry was last found equal to guest memory. */
   readonly checked = new Float64Array(PAGE_SIZE);
+  /** Each entry's decoded form (`decoded-form.ts`): what `decoded-exec.ts` runs in 32-bit protected mode. */
+  readonly forms = new DecodedForms(PAGE_SIZE);
 }
 
 /** The decoded instructions of one guest memory (one VM's memslots, as one `GuestMemory` object). */
@@ -64,8 +70,9 @@ export class InsnCache {
 }
 
 /**
- * @internal Which runs use the decoded-instruction cache: `'auto'` (the default) those on memories without the slot fast path; `'always'` every
- * run; `'never'` none.
+ * @internal Which runs use the decoded-instruction cache: `'auto'` (the default) the decoded forms in 32-bit protected
+ * mode, and the cached bytes in real mode on memories without the slot fast path; `'always'` both on every memory;
+ * `'never'` none.
  */
 export type InsnCachePolicy = 'auto' | 'always' | 'never';
 
@@ -90,8 +97,11 @@ const CACHES = new WeakMap<GuestMemory, InsnCache>();
  */
 export const insnCacheStats = { fills: 0, checks: 0, stale: 0, dropped: 0 };
 
-/** The epoch of the run in progress (see the module notes), in an object: a module `let` costs a hole check per read. */
-const EPOCH = { now: 0 };
+/**
+ * @internal The epoch of the run in progress (see the module notes), in an object: a module `let` costs a hole check
+ * per read. (`decoded-exec.ts` checks entries itself on its hot path, as {@link entryAt} does.)
+ */
+export const EPOCH = { now: 0 };
 
 /** The cache of `memory` (made at its first run). */
 export function cacheFor(memory: GuestMemory): InsnCache {
@@ -105,22 +115,40 @@ export function cacheFor(memory: GuestMemory): InsnCache {
 
 /**
  * A run (or an event delivery) on `memory` begins: its cache becomes the run's ({@link RunContext.code}), and a new
- * epoch starts, so entries are compared with memory again before their first use. Memories with the slot fast path
- * (`GuestMemory.lookup`) use no cache: fetching from the slot already costs less than the cache's checks
- * (docs/performance.md, "Guest instructions").
+ * epoch starts, so entries are compared with memory again before their first use. Protected-mode code runs from the
+ * decoded forms on every memory; real-mode code fetches through the cache only on memories without the slot fast path
+ * (`GuestMemory.lookup`) — fetching from the slot costs less than the cache's checks (docs/performance.md, "Guest
+ * instructions") — or with the policy `'always'`.
  */
 export function attachCache(memory: GuestMemory): void {
   const r = R;
   const policy = POLICY.now;
-  if (policy === 'never' || (policy === 'auto' && r.hasLookup)) {
+  if (policy === 'never') {
     r.code = undefined;
     r.codeBits = NO_CODE_BITS;
+    r.fetchCached = false;
+    r.decoded = false;
     return;
   }
   const c = cacheFor(memory);
   r.code = c;
   r.codeBits = c.codeBits;
+  r.fetchCached = policy === 'always' || !r.hasLookup;
+  r.decoded = FORMS.on;
   EPOCH.now++;
+}
+
+const FORMS = { on: true };
+
+/**
+ * @internal Whether 32-bit protected-mode code runs from the decoded forms (`decoded-exec.ts`; on by default, except
+ * under the policy `'never'`) — off, it takes the general decoder as before them (tests compare the two, the
+ * guest-instruction benchmark measures them); returns the previous setting.
+ */
+export function setDecodedForms(on: boolean): boolean {
+  const was = FORMS.on;
+  FORMS.on = on;
+  return was;
 }
 
 /** The mode an entry is valid in: CR0.PE and CS.D (the default operand and address size). */
@@ -142,9 +170,21 @@ function readForLength(i: number): number {
  * memory.
  */
 export function fetchWindow(lin: number, limitLeft: number): number {
+  const off = entryAt(lin, limitLeft);
+  if (off < 0) return noWindow();
+  const page = R.code!.last!;
+  return window(page, lin, off, page.len[off]!);
+}
+
+/**
+ * The cache entry of the instruction at linear address `lin` in the current mode — decoded (length, bytes and
+ * decoded form) first if it is not cached, or no longer matches memory: its page offset, the page being the cache's
+ * `last`; -1 when it cannot be cached (see {@link fetchWindow}).
+ */
+export function entryAt(lin: number, limitLeft: number): number {
   const r = R;
   const c = r.code!;
-  if (lin > 0xffff_ffff - SPILL) return noWindow();
+  if (lin > 0xffff_ffff - SPILL) return -1;
   const number = lin >>> PAGE_SHIFT;
   const off = lin & PAGE_MASK;
   let page = c.last;
@@ -157,12 +197,12 @@ export function fetchWindow(lin: number, limitLeft: number): number {
   if (page !== undefined) {
     const n = page.len[off]!;
     if (n !== 0 && page.mode[off] === mode && n <= limitLeft && (page.checked[off] === EPOCH.now || matches(page, lin, off, n))) {
-      return window(page, lin, off, n);
+      return off;
     }
   }
   measureAt = lin;
   const n = insnLength(readForLength, r.def32);
-  if (n === 0 || n > limitLeft) return noWindow();
+  if (n === 0 || n > limitLeft) return -1;
   if (page === undefined) {
     page = new PageCode();
     c.pages.set(number, page);
@@ -172,13 +212,15 @@ export function fetchWindow(lin: number, limitLeft: number): number {
   page.len[off] = n;
   page.mode[off] = mode;
   page.checked[off] = EPOCH.now;
+  decodeForm(page.forms, off, page.bytes, n, r.pe, r.def32);
   markCode(c, number);
   if (off + n > PAGE_SIZE) markCode(c, number + 1);
   insnCacheStats.fills++;
-  return window(page, lin, off, n);
+  return off;
 }
 
-function window(page: PageCode, lin: number, off: number, n: number): number {
+/** Points the instruction-fetch window at entry `off` of `page` (the instruction at `lin`, `n` bytes); returns `off`. */
+export function window(page: PageCode, lin: number, off: number, n: number): number {
   const r = R;
   if (r.cBytes !== page.bytes) r.cBytes = page.bytes;
   r.cBase = lin - off;
@@ -194,10 +236,24 @@ function noWindow(): number {
 /** Compares an entry with guest memory (its first use in this epoch); true and marked checked when equal. */
 function matches(page: PageCode, lin: number, off: number, n: number): boolean {
   insnCacheStats.checks++;
-  for (let k = 0; k < n; k++) {
-    if (byteAt(lin + k) !== page.bytes[off + k]) {
-      insnCacheStats.stale++;
-      return false;
+  const r = R;
+  const slot = r.hasLookup ? r.M.lookup!(lin) : undefined;
+  if (slot !== undefined && lin + n <= slot.end) {
+    // The whole entry in one slot: compare with its bytes (one lookup instead of one per byte).
+    const bytes = slot.bytes;
+    const at = lin - slot.base;
+    for (let k = 0; k < n; k++) {
+      if (bytes[at + k] !== page.bytes[off + k]) {
+        insnCacheStats.stale++;
+        return false;
+      }
+    }
+  } else {
+    for (let k = 0; k < n; k++) {
+      if (byteAt(lin + k) !== page.bytes[off + k]) {
+        insnCacheStats.stale++;
+        return false;
+      }
     }
   }
   page.checked[off] = EPOCH.now;

@@ -27,7 +27,8 @@
  * Instruction semantics and flags follow the Intel SDM Vol. 2 (instruction reference) and Vol. 1 §3.4.3
  * (EFLAGS); real-mode interrupt delivery follows Vol. 3A §20.1.4, protected-mode segmentation and delivery
  * through the IDT Vol. 3A §3–6 (`descriptors.ts`, `interrupts.ts`). The fast path of {@link execute} runs
- * real-mode code; protected-mode code takes the general decoder (`step.ts`). Not modelled: the A20 gate, TF
+ * real-mode code; 32-bit protected-mode code runs from its decoded forms (`decoded-exec.ts`), everything else through
+ * the general decoder (`step.ts`). Not modelled: the A20 gate, TF
  * single-stepping, most of x87, paging, long and virtual-8086 mode, privilege-level changes, task switches
  * (each an internal-error exit).
  *
@@ -42,6 +43,7 @@ import { byteAt } from './data-memory.js';
 import { syncMode } from './descriptors.js';
 import { GUEST_EMULATION_FLAG_INSTRUCTION_BYTES, GUEST_INTERNAL_ERROR_EMULATION, GUEST_MAX_INSN_BYTES, GuestExit, GuestExitReason, type GuestExitReasonValue, GuestIoDirection } from './exit.js';
 import { AF, CF, OF, PARITY, SF, STATUS, ZF } from './flags.js';
+import { executeDecoded } from './decoded-exec.js';
 import { attachCache, fetchWindow } from './insn-cache.js';
 import { DELIVERED, deliver, faulted } from './interrupts.js';
 import type { GuestMemory } from './memory.js';
@@ -245,18 +247,37 @@ export const STEP_DONE = 0;
 export const STEP_ABANDONED = 1;
 
 /**
- * Executes up to `limit` instructions; returns the exit reason, or 0 when the limit was reached.
+ * Executes up to `limit` instructions; returns the exit reason, or 0 when the limit was reached. 32-bit
+ * protected-mode code runs from its decoded forms when the run has them ({@link executeDecoded}), everything else
+ * in {@link executeGeneral}; each hands over to the other when the mode changes.
+ */
+export function execute(limit: number): number {
+  const r = R;
+  const x = r.X;
+  let left = limit;
+  for (;;) {
+    const before = x.executed;
+    if (r.decoded && r.pe && r.def32) executeDecoded(left);
+    else executeGeneral(left);
+    left -= x.executed - before;
+    if (!r.modeChanged || left <= 0) return r.exitKind;
+  }
+}
+
+/**
+ * Executes up to `limit` instructions (see {@link execute}); adds them to `X.executed`.
  *
  * The loop first tries a fast path for the most common prefix-free instructions whose bytes lie entirely
  * inside the cached code slot (no per-byte fetch checks, no helper calls that would not be inlined);
  * everything else, and everything near a slot edge, goes through {@link step}.
  */
-export function execute(limit: number): number {
+function executeGeneral(limit: number): void {
   const s = R.S;
   let n = 0;
+  R.modeChanged = false;
   // The code slot as seen from CS: offsets [lo, hi] start an instruction that fits entirely (≤ 15 bytes)
   // in the slot. Recomputed after every general-path instruction (which may refill the cache or load CS).
-  const cached = R.code !== undefined;
+  const cached = R.fetchCached;
   let b = R.cBytes;
   let lo = cached ? 1 : fastLo(s);
   let hi = cached ? 0 : fastHi(s);
@@ -268,8 +289,7 @@ export function execute(limit: number): number {
     const start = rip;
     if (cached && (start < lo || start > hi)) {
       // The decoded-instruction cache, in real mode: the fetch window is this one instruction's cached bytes (or
-      // empty), and the fast path runs on them. Protected-mode code fetches from memory: the general decoder gained
-      // nothing from the cache there (docs/performance.md, "the decoded-instruction cache").
+      // empty), and the fast path runs on them. Protected-mode code runs from the decoded forms (`stepDecoded`).
       const off = R.pe ? -1 : fetchWindow(s.csBase + start, s.csLimit - start + 1);
       if (off >= 0) {
         b = R.cBytes;
@@ -515,6 +535,10 @@ export function execute(limit: number): number {
     if (!done) break;
     n++;
     if (R.exitKind !== 0 || R.shadowSet !== 0 || R.enteredPaging || R.endRun) break;
+    if (R.decoded && R.pe && R.def32) {
+      R.modeChanged = true;
+      break;
+    }
     if (cached) {
       lo = 1;
       hi = 0;
@@ -526,5 +550,4 @@ export function execute(limit: number): number {
   }
   s.eip = rip;
   R.X.executed += n;
-  return R.exitKind;
 }

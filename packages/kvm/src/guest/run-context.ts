@@ -104,6 +104,12 @@ export class RunContext {
   code: InsnCache | undefined = undefined;
   /** Its code-page bit map (or an empty one): a guest write to a page whose bit is set calls `codeWritten`. */
   codeBits = NO_CODE_BITS;
+  /** Real-mode code fetches through the cache's bytes (memories without the slot fast path, or the policy `'always'`). */
+  fetchCached = false;
+  /** 32-bit protected-mode code runs from the cache's decoded forms (`decoded-exec.ts`). */
+  decoded = false;
+  /** The execution loop in progress stopped because the mode changed (CR0.PE or CS.D): the other loop takes over. */
+  modeChanged = false;
   /** Prefix state of the current instruction. */
   o32 = false;
   a32 = false;

@@ -382,21 +382,9 @@ export function step(start: number): number {
       break;
 
     // ---- MOV AL/AX, moffs (A0–A3) --------------------------------------------------------------------
-    case 0xa0: case 0xa1: case 0xa2: case 0xa3: {
-      const off = R.a32 ? fetch32() : fetch16();
-      const lin = operandAddr(false, off, op === 0xa0 || op === 0xa2 ? 1 : R.o32 ? 4 : 2);
-      if (op === 0xa0) {
-        const v = rd8(lin);
-        if (v < 0) return STEP_ABANDONED;
-        s.eax = s.eax - (s.eax & 0xff) + v;
-      } else if (op === 0xa1) {
-        const v = rdV(lin);
-        if (v < 0) return STEP_ABANDONED;
-        setRv(0, v);
-      } else if (op === 0xa2) wr8(lin, s.eax & 0xff);
-      else wrV(lin, getRv(0));
+    case 0xa0: case 0xa1: case 0xa2: case 0xa3:
+      if (!movMoffs(op, R.a32 ? fetch32() : fetch16())) return STEP_ABANDONED;
       break;
-    }
 
     // ---- String instructions (A4–A7, AA–AF) ----------------------------------------------------------
     case 0xa4: case 0xa5: case 0xa6: case 0xa7: case 0xaa: case 0xab: case 0xac: case 0xad: case 0xae: case 0xaf: {
@@ -662,6 +650,26 @@ export function step(start: number): number {
 
   s.eip = R.ip;
   return STEP_DONE;
+}
+
+/**
+ * MOV AL/AX/EAX, moffs and back (A0–A3, `op`) at offset `off` of DS (or the override); false when an MMIO read must
+ * exit first.
+ */
+export function movMoffs(op: number, off: number): boolean {
+  const s = R.S;
+  const lin = operandAddr(false, off, op === 0xa0 || op === 0xa2 ? 1 : R.o32 ? 4 : 2);
+  if (op === 0xa0) {
+    const v = rd8(lin);
+    if (v < 0) return false;
+    s.eax = s.eax - (s.eax & 0xff) + v;
+  } else if (op === 0xa1) {
+    const v = rdV(lin);
+    if (v < 0) return false;
+    setRv(0, v);
+  } else if (op === 0xa2) wr8(lin, s.eax & 0xff);
+  else wrV(lin, getRv(0));
+  return true;
 }
 
 /**

@@ -7,7 +7,7 @@
 
 import fc from 'fast-check';
 import { expect, test } from 'vitest';
-import { makeVm } from './helpers.js';
+import { makeVm, runTrace } from './helpers.js';
 
 /** Opcodes the fast path handles, to make sure random programs exercise it heavily. */
 const FAST = [
@@ -38,14 +38,7 @@ test('fast path and general decoder agree on random programs', () => {
           const r = (i: number): number => regs[i] ?? 0;
           s.rax = r(0); s.rcx = r(1); s.rdx = r(2); s.rbx = r(3); s.rbp = r(5); s.rsi = r(6); s.rdi = r(7);
           s.rflags = (flags & 0xcd5) | 0x2;
-          const trace: unknown[] = [];
-          // A few consecutive runs, answering IN/MMIO reads with fixed data, so completions are compared too.
-          for (let i = 0; i < 4; i++) {
-            vm.exit.data.set([0x5a, 0xa5, 0x3c, 0xc3]);
-            const reason = vm.run(budget);
-            const x = vm.exit;
-            trace.push([reason, x.executed, x.ioDirection, x.ioPort, x.ioSize, x.mmioPhysAddr, x.mmioLen, x.mmioIsWrite, [...x.data], x.insnSize, [...x.insnBytes]]);
-          }
+          const trace = runTrace(vm, budget);
           return { vm, trace };
         });
         const [a, b] = vms;

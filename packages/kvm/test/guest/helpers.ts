@@ -74,3 +74,35 @@ export function le(v: number, n: number): number[] {
 export function word(ram: Uint8Array, at: number): number {
   return ram[at]! | (ram[at + 1]! << 8);
 }
+
+/**
+ * Puts `vm` into flat 32-bit protected mode without paging: CR0.PE, CS 0x08 (execute/read, CS.D = 1) and
+ * DS/ES/SS 0x10 (read/write, SS.B = 1), all with base 0 and a 4 GiB limit. No GDT or IDT is set up.
+ */
+export function enterFlat32(vm: Vm): void {
+  const s = vm.state;
+  s.cr0 |= 1n;
+  for (const seg of [s.cs, s.ds, s.es, s.ss]) {
+    seg.base = 0;
+    seg.limit = 0xffffffff;
+    seg.db = 1;
+    seg.g = 1;
+    seg.selector = 0x10;
+  }
+  s.cs.selector = 0x08;
+}
+
+/**
+ * Runs `vm` four times with `budget` instructions each, answering IN/MMIO reads with fixed data (so completions are
+ * exercised too), and returns what each run's exit said (reason, count, I/O and MMIO fields, data, instruction bytes).
+ */
+export function runTrace(vm: Vm, budget: number): unknown[] {
+  const trace: unknown[] = [];
+  for (let i = 0; i < 4; i++) {
+    vm.exit.data.set([0x5a, 0xa5, 0x3c, 0xc3]);
+    const reason = vm.run(budget);
+    const x = vm.exit;
+    trace.push([reason, x.executed, x.ioDirection, x.ioPort, x.ioSize, x.mmioPhysAddr, x.mmioLen, x.mmioIsWrite, [...x.data], x.insnSize, [...x.insnBytes]]);
+  }
+  return trace;
+}

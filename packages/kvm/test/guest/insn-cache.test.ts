@@ -9,13 +9,14 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { GuestExitReason, runGuest, type GuestMemory } from '../../src/guest/index.js';
 import { insnCacheStats, setInsnCachePolicy, type InsnCachePolicy } from '../../src/guest/insn-cache.js';
-import { makeVm, type Flavor, type Vm } from './helpers.js';
+import { enterFlat32, makeVm, type Flavor, type Vm } from './helpers.js';
 
 /** The ways a case runs: memory flavour and cache policy. The first runs without the cache (the reference). */
 const MODES: readonly { readonly name: string; readonly flavor: Flavor; readonly policy: InsnCachePolicy }[] = [
   { name: 'slot memory, no cache', flavor: 'lookup', policy: 'never' },
   { name: 'byte-wise memory (cache by default)', flavor: 'bytewise', policy: 'auto' },
   { name: 'slot memory, cache forced on', flavor: 'lookup', policy: 'always' },
+  { name: 'slot memory (decoded forms by default in 32-bit protected mode)', flavor: 'lookup', policy: 'auto' },
 ];
 
 afterEach(() => {
@@ -185,22 +186,16 @@ describe('the mode an instruction was decoded in', () => {
       vm.run();
       const real = { rip: Number(vm.state.rip), mem: vm.ram[0x3000]! };
       const s = vm.state;
-      s.cr0 |= 1n;
-      for (const seg of [s.cs, s.ds, s.es, s.ss]) {
-        seg.base = 0;
-        seg.limit = 0xffffffff;
-        seg.db = 1;
-        seg.g = 1;
-      }
-      s.cs.selector = 0x08;
+      enterFlat32(vm);
       s.rip = 0x1000;
       s.rax = 0;
       const fills = insnCacheStats.fills;
       vm.run();
       return { real, pm: { rip: Number(s.rip), rax: Number(s.rax) }, pmFills: insnCacheStats.fills - fills };
     });
-    // Protected-mode code does not use the cache (it fetches from memory), so nothing decoded in real mode is used.
-    expect(results.map((x) => x.pmFills)).toEqual([0, 0, 0]);
+    // Nothing decoded in real mode is used: protected-mode code decodes both instructions again (without the cache:
+    // none).
+    expect(results.map((x) => x.pmFills)).toEqual([0, 2, 2, 2]);
     const r = expectSame(results.map(({ real, pm }) => ({ real, pm })));
     expect(r).toEqual({ real: { rip: 0x1006, mem: 1 }, pm: { rip: 0x1006, rax: 1 } });
   });
@@ -253,10 +248,125 @@ describe('the cache in use', () => {
     vm.run();
     expect(insnCacheStats.fills - before.fills).toBe(4);
     expect(insnCacheStats.checks - before.checks).toBe(4);
-    // The slot memory uses no cache unless forced.
+    // Real-mode code on the slot memory uses no cache unless forced.
     const mid = { ...insnCacheStats };
     makeVm('lookup', [0x43, 0xf4]).run();
     expect(insnCacheStats).toEqual(mid);
+  });
+
+  test('32-bit protected-mode code on the slot memory runs from the decoded forms: one decode per instruction', () => {
+    const before = { ...insnCacheStats };
+    const vm = makeVm('lookup', [0xb9, 0x64, 0x00, 0x00, 0x00, 0x43, 0xe2, 0xfd, 0xf4]); // mov ecx,100; l: inc ebx; loop l; hlt
+    enterFlat32(vm);
+    vm.run();
+    expect(Number(vm.state.rbx)).toBe(100);
+    expect(vm.exit.executed).toBe(202);
+    expect(insnCacheStats.fills - before.fills).toBe(4);
+    // With the policy 'never', none.
+    setInsnCachePolicy('never');
+    const mid = { ...insnCacheStats };
+    vm.state.rip = 0x1000;
+    vm.run();
+    expect(Number(vm.state.rbx)).toBe(200);
+    expect(insnCacheStats).toEqual(mid);
+  });
+});
+
+describe('32-bit protected mode (decoded forms)', () => {
+  /** Runs `code` at 0x1000 (or `at`) in flat 32-bit protected mode in every mode; the results must agree. */
+  function pm32(code: readonly number[], at = 0x1000): Regs {
+    return expectSame(inEveryMode((flavor) => {
+      const vm = makeVm(flavor, code, { at });
+      enterFlat32(vm);
+      vm.run();
+      return regs(vm);
+    }));
+  }
+
+  test('an increment of the immediate of the very next instruction, each time round a loop', () => {
+    const r = pm32([
+      0xb9, 0x03, 0x00, 0x00, 0x00, //       1000 mov ecx, 3
+      0xfe, 0x05, 0x0d, 0x10, 0x00, 0x00, // 1005 inc byte [0x100d]   (the immediate of the next instruction)
+      0x90, //                               100b nop
+      0xb0, 0x11, //                         100c mov al, 0x11
+      0x00, 0xc3, //                         100e add bl, al
+      0xe2, 0xf3, //                         1010 loop 1005
+      0xf4, //                               1012 hlt
+    ]);
+    expect(r.exit).toBe(GuestExitReason.Hlt);
+    expect(r.rbx & 0xff).toBe(0x12 + 0x13 + 0x14);
+  });
+
+  test('a write into the instruction right after the current one (no instruction between)', () => {
+    const r = pm32([
+      0xb9, 0x02, 0x00, 0x00, 0x00, //             1000 mov ecx, 2
+      0x80, 0x05, 0x0d, 0x10, 0x00, 0x00, 0x10, // 1005 add byte [0x100d], 0x10   (the next instruction's immediate)
+      0xb0, 0x11, //                               100c mov al, 0x11
+      0x00, 0xc3, //                               100e add bl, al
+      0xe2, 0xf3, //                               1010 loop 1005
+      0xf4, //                                     1012 hlt
+    ]);
+    expect(r.rax & 0xff).toBe(0x31);
+    expect(r.rbx & 0xff).toBe(0x21 + 0x31);
+  });
+
+  test('rep stosb over code already executed: the loop runs NOPs the second time', () => {
+    const r = pm32([
+      0xba, 0x02, 0x00, 0x00, 0x00, // 1000 mov edx, 2
+      0x43, //                         1005 inc ebx          (overwritten with NOP after the first pass)
+      0x43, //                         1006 inc ebx
+      0xbf, 0x05, 0x10, 0x00, 0x00, // 1007 mov edi, 0x1005
+      0xb9, 0x02, 0x00, 0x00, 0x00, // 100c mov ecx, 2
+      0xb0, 0x90, //                   1011 mov al, 0x90
+      0xf3, 0xaa, //                   1013 rep stosb
+      0x4a, //                         1015 dec edx
+      0x75, 0xed, //                   1016 jnz 1005
+      0xf4, //                         1018 hlt
+    ]);
+    expect(r.rbx).toBe(2);
+  });
+
+  test('a write into the part of an instruction that lies in the next page', () => {
+    // mov eax, imm32 at 0x1fff: opcode in page 1, immediate in page 2; the loop patches the immediate's third byte.
+    const at = 0x1ff0;
+    const code = new Array<number>(0x20).fill(0x90);
+    const put = (addr: number, bytes: readonly number[]): void => bytes.forEach((b, i) => (code[addr - at + i] = b));
+    put(0x1ff0, [0xb9, 0x02, 0x00, 0x00, 0x00]); //             1ff0 mov ecx, 2
+    put(0x1ff5, [0xc6, 0x05, 0x02, 0x20, 0x00, 0x00, 0x00]); // 1ff5 mov byte [0x2002], 0   (zeroed on the first pass)
+    put(0x1fff, [0xb8, 0x34, 0x12, 0x56, 0x78]); //             1fff mov eax, 0x78561234  (0x2000–0x2003 in page 2)
+    put(0x2004, [0x01, 0xc3]); //                               2004 add ebx, eax
+    put(0x2006, [0xfe, 0x05, 0x02, 0x20, 0x00, 0x00]); //       2006 inc byte [0x2002]
+    put(0x200c, [0xe2, 0xf1]); //                               200c loop 1fff
+    put(0x200e, [0xf4]); //                                     200e hlt
+    const r = pm32(code, at);
+    expect(r.rbx).toBe((0x78001234 + 0x78011234) >>> 0);
+  });
+
+  test('the VMM rewrites code between two runs; CS.D and the CS base change between runs', () => {
+    const r = expectSame(inEveryMode((flavor) => {
+      const vm = makeVm(flavor, [0xb8, 0x11, 0x00, 0x00, 0x00, 0xf4]); // 32-bit: mov eax, 0x11; hlt
+      vm.ram.set([0x43, 0xf4], 0x2000); // inc ebx; hlt (at linear 0x2000)
+      enterFlat32(vm);
+      const s = vm.state;
+      vm.run();
+      const first = Number(s.rax);
+      vm.ram[0x1001] = 0x22;
+      s.rip = 0x1000;
+      vm.run();
+      const second = Number(s.rax);
+      s.cs.db = 0; // 16-bit code: mov ax, 0x22; add [bx+si], al; hlt
+      s.rip = 0x1000;
+      s.rax = 0;
+      s.rbx = 0x3000;
+      vm.run();
+      const third = { rax: Number(s.rax), mem: vm.ram[0x3000]!, rip: Number(s.rip) };
+      s.cs.db = 1;
+      s.cs.base = 0x1000; // offset 0x1000 is now linear 0x2000
+      s.rip = 0x1000;
+      vm.run();
+      return { first, second, third, rbx: Number(s.rbx), rip: Number(s.rip) };
+    }));
+    expect(r).toEqual({ first: 0x11, second: 0x22, third: { rax: 0x22, mem: 0x22, rip: 0x1006 }, rbx: 0x3001, rip: 0x1002 });
   });
 });
 
