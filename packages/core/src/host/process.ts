@@ -393,21 +393,21 @@ export class Process {
     if (typeof request !== 'number') throw badRequest(request);
     this.#live('ioctl');
     const f = this.file(fd);
-    const handler = f.fops.ioctl;
-    if (handler === undefined) throw new KernelError('ENOTTY', 'ioctl', `${f.path}: Inappropriate ioctl for device`);
+    const fops = f.fops;
+    const handler = fops.ioctl;
+    if (handler === undefined) throw noIoctl(f);
     const ev = this.#host.events;
     ev.enter();
     let r: number | KernelError;
     try {
-      r = handler.call(f.fops, f, request >>> 0, arg, this);
+      r = handler.call(fops, f, request >>> 0, arg, this);
     } finally {
       ev.leave();
     }
     // An error the handler returned (FileOperations.ioctl) is thrown here, after the kernel operation ended. The
-    // number is tested first: with `instanceof` alone, KVM_RUN's usual return measured ~20 ns slower.
-    if (typeof r === 'number') return r;
-    if (r instanceof KernelError) throw r;
-    return r;
+    // number is tested first: with `instanceof` alone, KVM_RUN's usual return measured ~20 ns slower. (The rest is
+    // out of line: the less bytecode here, the more of the driver V8 inlines into a VMM's ioctl loop.)
+    return typeof r === 'number' ? r : ioctlError(r);
   }
 
   /**
@@ -629,6 +629,17 @@ export class Process {
     this.alive = false;
     this.#host.reap(this);
   }
+}
+
+/** ENOTTY: a file whose operations have no `ioctl`. */
+function noIoctl(f: OpenFile): KernelError {
+  return new KernelError('ENOTTY', 'ioctl', `${f.path}: Inappropriate ioctl for device`);
+}
+
+/** The end of {@link Process.ioctl} for a handler that did not return a number: its KernelError is thrown. */
+function ioctlError(r: unknown): number {
+  if (r instanceof KernelError) throw r;
+  return r as number;
 }
 
 /** An ioctl request that is not a number (`unsigned int cmd` in C): the library's misuse. */

@@ -40,7 +40,7 @@ import { alu, cond } from './alu.js';
 import { completePending } from './completions.js';
 import { GuestCpuState, GuestPending } from './cpu-state.js';
 import { byteAt } from './data-memory.js';
-import { syncMode } from './descriptors.js';
+import { cr0Low, syncMode } from './descriptors.js';
 import { GUEST_EMULATION_FLAG_INSTRUCTION_BYTES, GUEST_INTERNAL_ERROR_EMULATION, GUEST_MAX_INSN_BYTES, GuestExit, GuestExitReason, type GuestExitReasonValue, GuestIoDirection } from './exit.js';
 import { AF, CF, OF, PARITY, SF, STATUS, ZF } from './flags.js';
 import { executeDecoded } from './decoded-exec.js';
@@ -179,9 +179,10 @@ export function runGuest(
  * without paging): paging (CR0.PG), long mode (CS.L), virtual-8086 mode (EFLAGS.VM in protected mode).
  */
 function unsupportedMode(state: GuestCpuState): string {
-  if ((state.cr0 & 0x8000_0000n) !== 0n) return 'paging (CR0.PG = 1) is not implemented by the guest interpreter';
-  if (((state.csAttrs1 >> 16) & 1) !== 0 && (state.cr0 & 1n) !== 0n) return 'long mode (CS.L = 1) is not implemented by the guest interpreter';
-  if ((state.eflags & 0x20000) !== 0 && (state.cr0 & 1n) !== 0n) return 'virtual-8086 mode (EFLAGS.VM = 1) is not implemented by the guest interpreter';
+  const cr0 = cr0Low(state.cr0);
+  if ((cr0 & 0x8000_0000) !== 0) return 'paging (CR0.PG = 1) is not implemented by the guest interpreter';
+  if (((state.csAttrs1 >> 16) & 1) !== 0 && (cr0 & 1) !== 0) return 'long mode (CS.L = 1) is not implemented by the guest interpreter';
+  if ((state.eflags & 0x20000) !== 0 && (cr0 & 1) !== 0) return 'virtual-8086 mode (EFLAGS.VM = 1) is not implemented by the guest interpreter';
   return '';
 }
 

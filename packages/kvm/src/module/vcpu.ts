@@ -254,10 +254,9 @@ export class Vcpu {
 
   /** `vcpu_load` on `cpu`. */
   load(cpu: number): void {
-    if (this.loadedOn === cpu) return;
-    if (this.loadedOn >= 0) this.put(this.loadedOn);
+    // The usual KVM_RUN: put at the end of the last one, on the CPU it ran on then. The rest is out of line.
+    if ((this.loadedOn >= 0 || this.lastCpu !== cpu) && this.#loadedOrMigrating(cpu)) return;
     const inst = this.#instance;
-    if (this.lastCpu !== cpu && this.lastCpu >= 0) this.stats.migrations++;
     inst.vac.vcpuLoad(cpu);
     this.loadedOn = cpu;
     this.lastCpu = cpu;
@@ -269,6 +268,17 @@ export class Vcpu {
     inst.loadGuestUserReturnMsrs(cpu);
     const seq = this.#events.stamp('vcpu:load');
     if (seq >= 0) this.#emit('vcpu:load', seq, cpu);
+  }
+
+  /**
+   * The start of {@link Vcpu.load} when the vCPU is still loaded or comes from another CPU: true when it is loaded on
+   * `cpu` already (nothing to do); else it is put from where it is loaded, and a move is counted.
+   */
+  #loadedOrMigrating(cpu: number): boolean {
+    if (this.loadedOn === cpu) return true;
+    if (this.loadedOn >= 0) this.put(this.loadedOn);
+    if (this.lastCpu !== cpu && this.lastCpu >= 0) this.stats.migrations++;
+    return false;
   }
 
   /** `vcpu_put` from the CPU it is loaded on. */
@@ -431,17 +441,13 @@ export class Vcpu {
     // VAC did not turn virtualization on here (a failed re-enable at resume, a reboot): no entry.
     // Linux would try VMLAUNCH in whatever VMX operation is active; the model reports the failed entry.
     if (!this.#instance.vac.isEnabled(cpu)) return this.#failEntry(cpu, 0n);
-    // vcpu_enter_guest: the requests made since the last entry (a WRMSR's KVM_REQ_CLOCK_UPDATE ends its run).
-    if (this.requests !== 0 && processRequests(this)) return Step.Exit;
-    // KVM_REQ_DIRTY_RING_SOFT_FULL: a ring at its soft limit exits; else the pass stops before it can pass it.
+    // Requests, a dirty ring, interrupt state: out of line (the usual run has none of them).
     let pass = budget;
-    if (this.dirtyRing !== undefined && (pass = dirtyRingPass(this, this.dirtyRing, budget)) === 0) return this.#dirtyRingFull();
-    const dbg = this.guestDebug;
-    // KVM_GUESTDBG_BLOCKIRQ: no interrupt or NMI is injected while it is set.
-    if (this.intr !== undefined && (dbg === undefined || !dbg.blockIrq)) {
-      const s = this.#injectEvents(pass);
-      if (s !== undefined) return s;
+    if (this.requests !== 0 || this.dirtyRing !== undefined || this.intr !== undefined) {
+      pass = this.#beforeEntry(budget);
+      if (pass < 0) return ~pass as Step;
     }
+    const dbg = this.guestDebug;
     vendor.prepareEntry(cpu);
     const fail = vendor.enter(cpu);
     this.stats.entries++;
@@ -462,6 +468,26 @@ export class Vcpu {
     if (reason === GuestExitReason.Budget) return pass === budget ? Step.Slice : Step.Again;
     this.inGuest = false;
     return this.#exitToUser(reason);
+  }
+
+  /**
+   * What {@link Vcpu.#enter} does before the entry when the vCPU has requests, a dirty ring or interrupt state, in
+   * `vcpu_enter_guest`'s order. Returns the length of the pass (≤ `budget`), or `~step` (a negative number) when the
+   * pass ends here with `step`.
+   */
+  #beforeEntry(budget: number): number {
+    // vcpu_enter_guest: the requests made since the last entry (a WRMSR's KVM_REQ_CLOCK_UPDATE ends its run).
+    if (this.requests !== 0 && processRequests(this)) return ~Step.Exit;
+    // KVM_REQ_DIRTY_RING_SOFT_FULL: a ring at its soft limit exits; else the pass stops before it can pass it.
+    let pass = budget;
+    if (this.dirtyRing !== undefined && (pass = dirtyRingPass(this, this.dirtyRing, budget)) === 0) return ~this.#dirtyRingFull();
+    const dbg = this.guestDebug;
+    // KVM_GUESTDBG_BLOCKIRQ: no interrupt or NMI is injected while it is set.
+    if (this.intr !== undefined && (dbg === undefined || !dbg.blockIrq)) {
+      const s = this.#injectEvents(pass);
+      if (s !== undefined) return ~s;
+    }
+    return pass;
   }
 
   /**
@@ -709,23 +735,39 @@ export class Vcpu {
     const dv = (this.#run ?? this.run).view;
     const r = this.regs;
     const intr = this.intr;
-    const lapic = intr?.chip?.lapic;
     dv.setUint8(OFF_IF_FLAG, (r.eflags & X86_EFLAGS_IF) !== 0 ? 1 : 0);
     dv.setUint16(OFF_RUN_FLAGS, this.smm ? KVM_RUN_X86_SMM : 0, true);
-    let ready: boolean;
-    if (intr === undefined) ready = (r.eflags & X86_EFLAGS_IF) !== 0 && r.interruptShadow === 0;
-    else ready = this.vm.irq?.full === true || intr.readyForInjection();
-    dv.setUint8(OFF_READY, ready ? 1 : 0);
-    const s = this.#sregs;
-    const base = lapic !== undefined ? lapic.apicBase : s !== undefined ? s.apic_base : 0xfee00900n;
+    // With interrupt state (an in-kernel irqchip, or a user-space PIC's requests) the rest is out of line.
+    if (intr !== undefined) {
+      this.#postRunSaveIntr(dv, intr);
+      return;
+    }
+    dv.setUint8(OFF_READY, (r.eflags & X86_EFLAGS_IF) !== 0 && r.interruptShadow === 0 ? 1 : 0);
     // Both are rewritten on every exit (user space may have written over them); the 64-bit values are split into
     // halves only when they change, since a BigInt store costs more than the rest of this function (the split is
-    // out of line, which keeps this function small enough for V8 to inline into KVM_RUN). The LAPIC's CR8 is read
-    // as a number (its TPR bits), so an irqchip exit makes no BigInt at all.
+    // out of line, which keeps this function small enough for V8 to inline into KVM_RUN).
+    const s = this.#sregs;
+    this.#saveCr8(dv, s !== undefined ? s.cr8 : 0n);
+    this.#saveApicBase(dv, s !== undefined ? s.apic_base : 0xfee00900n);
+  }
+
+  /**
+   * {@link Vcpu.#postRunSave} for a vCPU with interrupt state: `ready_for_interrupt_injection` from it, and with an
+   * in-kernel LAPIC its CR8 (read as a number, its TPR bits: an irqchip exit makes no BigInt at all) and APIC base.
+   */
+  #postRunSaveIntr(dv: DataView, intr: VcpuIntr): void {
+    dv.setUint8(OFF_READY, this.vm.irq?.full === true || intr.readyForInjection() ? 1 : 0);
+    const lapic = intr.chip?.lapic;
+    const s = this.#sregs;
     if (lapic !== undefined) {
       dv.setUint32(OFF_CR8, lapic.cr8(), true);
       dv.setUint32(OFF_CR8 + 4, 0, true);
     } else this.#saveCr8(dv, s !== undefined ? s.cr8 : 0n);
+    this.#saveApicBase(dv, lapic !== undefined ? lapic.apicBase : s !== undefined ? s.apic_base : 0xfee00900n);
+  }
+
+  /** `kvm_run.apic_base`, split into halves only when it changed. */
+  #saveApicBase(dv: DataView, base: bigint): void {
     if (base !== this.#apicBaseSeen) this.#splitApicBase(base);
     dv.setUint32(OFF_APIC_BASE, this.#apicBaseLo, true);
     dv.setUint32(OFF_APIC_BASE + 4, this.#apicBaseHi, true);
@@ -810,9 +852,18 @@ export class Vcpu {
 
   /** The passes of {@link Vcpu.runSync}, until an exit to user space, or EINTR (returned, for `runSync` to throw). */
   #runLoop(cpu: number, quantum: number, limit: number): KernelError | undefined {
+    // The usual KVM_RUN exits from its first pass; the passes after it are out of line (#runPasses).
+    const step = this.#enter(cpu, quantum);
+    if (step !== Step.Exit) return this.#runPasses(cpu, quantum, limit, step);
+    this.#finish(cpu);
+    return undefined;
+  }
+
+  /** {@link Vcpu.#runLoop} after a first pass that ended with `first` (no exit yet): the passes until one exits. */
+  #runPasses(cpu: number, quantum: number, limit: number, first: Step): KernelError | undefined {
     let executed = 0;
+    let step = first;
     for (;;) {
-      const step = this.#enter(cpu, quantum);
       if (step === Step.Exit) {
         this.#finish(cpu);
         return undefined;
@@ -824,9 +875,8 @@ export class Vcpu {
         executed += waited;
         this.#uninitializedWoke();
         // The PIT and the LAPIC timer ran in the wait: the vCPU was not loaded meanwhile.
-        continue;
-      }
-      if (executed >= limit || this.kicked) return this.#interrupted(EINTR_INTERRUPTED);
+      } else if (executed >= limit || this.kicked) return this.#interrupted(EINTR_INTERRUPTED);
+      step = this.#enter(cpu, quantum);
     }
   }
 
