@@ -207,7 +207,26 @@ export function parseSavedIrqchip(saved: SavedIrqchip): ParsedSavedIrqchip {
   return { config: saved.config, pic, ioapic, pit };
 }
 
-/** The C structures of a decoded (perhaps edited) irqchip state: the inverse of {@link parseSavedIrqchip}. */
+/**
+ * The C structures of a decoded (perhaps edited) irqchip state: the inverse of {@link parseSavedIrqchip}.
+ *
+ * @example
+ * ```ts
+ * import { createHost } from '@vac/core';
+ * import { KVM_CREATE_IRQCHIP, createRealModeVm, kvm, parseSavedIrqchip, saveVm, savedIrqchipOf } from '@vac/kvm';
+ * import { intel } from '@vac/vmx';
+ *
+ * const host = createHost({ cpus: 1, hardware: intel() });
+ * host.modprobe(kvm({ postfix: '0' }));
+ * const vmm = host.spawn({ uid: 1000, groups: ['kvm'] });
+ * const vm = createRealModeVm(vmm, '/dev/kvm0', { code: [], vcpus: 0 });
+ * vmm.ioctl(vm.vm, KVM_CREATE_IRQCHIP, 0);
+ * const parsed = parseSavedIrqchip(saveVm(vmm, { ...vm, irqchip: { mode: 'kernel' } }).irqchip!);
+ * const redirtbl = parsed.ioapic!.redirtbl.map((entry, pin) => (pin === 4 ? entry & ~0x10000n : entry)); // unmask pin 4
+ * const edited = savedIrqchipOf({ ...parsed, ioapic: { ...parsed.ioapic!, redirtbl } });
+ * console.log(edited.ioapic?.length, parseSavedIrqchip(edited).ioapic?.redirtbl[4]); // 520 0n: C bytes, ready for KVM_SET_IRQCHIP
+ * ```
+ */
 export function savedIrqchipOf(parsed: ParsedSavedIrqchip): SavedIrqchip {
   const chip = (c: Parameters<typeof encodeKvmIrqchip>[0]): Uint8Array => {
     const b = new Uint8Array(CHIP);
