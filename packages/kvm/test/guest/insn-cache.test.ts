@@ -9,7 +9,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { GuestExitReason, runGuest, type GuestMemory } from '../../src/guest/index.js';
 import { insnCacheStats, setInsnCachePolicy, type InsnCachePolicy } from '../../src/guest/insn-cache.js';
-import { enterFlat32, makeVm, type Flavor, type Vm } from './helpers.js';
+import { enterFlat32, makeVm, type Flavor, type Vm, type VmOptions } from './helpers.js';
 
 /** The ways a case runs: memory flavour and cache policy. The first runs without the cache (the reference). */
 const MODES: readonly { readonly name: string; readonly flavor: Flavor; readonly policy: InsnCachePolicy }[] = [
@@ -54,6 +54,15 @@ function expectSame<T>(results: readonly T[]): T {
   return results[0]!;
 }
 
+/** Runs `code` to its exit in every mode and returns the registers, the same in every mode. */
+function runInEveryMode(code: readonly number[], opts?: VmOptions): Regs {
+  return expectSame(inEveryMode((flavor) => {
+    const vm = makeVm(flavor, code, opts);
+    vm.run();
+    return regs(vm);
+  }));
+}
+
 describe('guest writes drop the cached instructions they overlap', () => {
   test('an increment of the immediate of the very next instruction, each time round a loop', () => {
     const code = [
@@ -65,11 +74,7 @@ describe('guest writes drop the cached instructions they overlap', () => {
       0xe2, 0xf5, //             100c loop 1003
       0xf4, //                   100e hlt
     ];
-    const r = expectSame(inEveryMode((flavor) => {
-      const vm = makeVm(flavor, code);
-      vm.run();
-      return regs(vm);
-    }));
+    const r = runInEveryMode(code);
     expect(r.exit).toBe(GuestExitReason.Hlt);
     expect(r.rbx & 0xff).toBe(0x12 + 0x13 + 0x14);
   });
@@ -83,11 +88,7 @@ describe('guest writes drop the cached instructions they overlap', () => {
       0xe2, 0xf5, //                   100c loop 1003
       0xf4, //                         100e hlt
     ];
-    const r = expectSame(inEveryMode((flavor) => {
-      const vm = makeVm(flavor, code);
-      vm.run();
-      return regs(vm);
-    }));
+    const r = runInEveryMode(code);
     expect(r.rax & 0xff).toBe(0x31);
     expect(r.rbx & 0xff).toBe(0x21 + 0x31);
   });
@@ -105,11 +106,7 @@ describe('guest writes drop the cached instructions they overlap', () => {
       0x75, 0xf1, //             1010 jnz 1003
       0xf4, //                   1012 hlt
     ];
-    const r = expectSame(inEveryMode((flavor) => {
-      const vm = makeVm(flavor, code);
-      vm.run();
-      return regs(vm);
-    }));
+    const r = runInEveryMode(code);
     expect(r.rbx & 0xffff).toBe(2);
   });
 
@@ -125,11 +122,7 @@ describe('guest writes drop the cached instructions they overlap', () => {
     put(0x2004, [0xfe, 0x06, 0x01, 0x20]); //        2004 inc byte [0x2001]
     put(0x2008, [0xe2, 0xf5]); //                    2008 loop 1fff
     put(0x200a, [0xf4]); //                          200a hlt
-    const r = expectSame(inEveryMode((flavor) => {
-      const vm = makeVm(flavor, code, { at });
-      vm.run();
-      return regs(vm);
-    }));
+    const r = runInEveryMode(code, { at });
     expect(r.rbx & 0xffff).toBe(0x0034 + 0x0134);
   });
 });
