@@ -24,6 +24,7 @@ import { GuestPending } from '../guest/cpu-state.js';
 import { completePending } from '../guest/interpreter.js';
 import type { GuestMemory } from '../guest/memory.js';
 import type { IoctlDef } from './ioctl-table.js';
+import { setPresentSegment } from './present-segment.js';
 import { SMRAM_SAVE_OFFSET, SMRAM_SAVE_SIZE, readSmram, writeSmram } from './smram.js';
 import { vcpuArch } from './vcpu-arch.js';
 import { guestHas } from './vcpu-cpuid.js';
@@ -162,18 +163,7 @@ function killVm(v: Vcpu, why: string): never {
 
 /** The flat 4 GiB segment SMM starts with (`enter_smm`'s `cs`/`ds`: type 3, S, present, G, 16-bit). */
 function smmSegment(seg: kvm_segment, selector: number, base: bigint): void {
-  seg.selector = selector;
-  seg.base = base;
-  seg.limit = 0xffff_ffff;
-  seg.type = 3;
-  seg.dpl = 0;
-  seg.db = 0;
-  seg.s = 1;
-  seg.l = 0;
-  seg.g = 1;
-  seg.avl = 0;
-  seg.present = 1;
-  seg.unusable = 0;
+  setPresentSegment(seg, { selector, base, limit: 0xffff_ffff, type: 3, s: 1, g: 1 });
 }
 
 /** `enter_smm`. @throws KernelError EIO when the save area cannot be written or the vendor fails (the VM is dead) */

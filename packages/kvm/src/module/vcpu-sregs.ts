@@ -21,6 +21,7 @@ import type { Vcpu } from './vcpu.js';
 import { x86Caps, type X86Caps } from './x86-caps.js';
 import type { CpuidWord } from '@vac/core';
 import { vendorArch } from './vendor-arch.js';
+import { setPresentSegment } from './present-segment.js';
 
 const U64 = 0xffff_ffff_ffff_ffffn;
 const X86_CR0_PE = 1n;
@@ -248,16 +249,5 @@ let resetStaging: kvm_sregs | undefined;
 
 /** TR or LDTR as reset leaves it: present, of `type`, base 0, limit 0xffff, selector 0, every other attribute 0. */
 function resetSegment(seg: kvm_segment, type: number): void {
-  seg.base = 0n;
-  seg.limit = 0xffff;
-  seg.selector = 0;
-  seg.type = type;
-  seg.present = 1;
-  seg.s = 0;
-  seg.dpl = 0;
-  seg.db = 0;
-  seg.l = 0;
-  seg.g = 0;
-  seg.avl = 0;
-  seg.unusable = 0;
+  setPresentSegment(seg, { selector: 0, base: 0n, limit: 0xffff, type, s: 0, g: 0 });
 }
