@@ -17,12 +17,14 @@ import {
   KVM_CREATE_VM,
   KVM_EXIT_IO,
   KVM_EXIT_MMIO,
+  KVM_EXIT_INTERNAL_ERROR,
   KVM_EXIT_SHUTDOWN,
   KVM_GET_DIRTY_LOG,
   KVM_GET_MSRS,
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_GET_REGS,
   KVM_GET_SREGS,
+  KVM_GET_SREGS2,
   KVM_GET_VCPU_EVENTS,
   KVM_MP_STATE_HALTED,
   KVM_MP_STATE_INIT_RECEIVED,
@@ -42,6 +44,7 @@ import {
   makeKvmMsrs,
   makeKvmRegs,
   makeKvmSregs,
+  makeKvmSregs2,
   makeKvmVcpuEvents,
   msrIndexList,
   parseSavedVcpu,
@@ -399,6 +402,26 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
     runToOut(g, 0x30);
     runToOut(g, 0x11);
     expect(sregs(g).cr0).toBe(0x30n);
+  });
+
+  test.each([
+    ['a reserved bit (5) in a present PDPTE: kvm_set_cr0 refuses, shutdown with CR3 and CR4 loaded and paging off', 0x6021n],
+    ['valid PDPTEs: paging starts (the interpreter stops there: an emulation failure), the PDPTRs loaded', 0x6001n],
+  ])('RSM into PAE paging (load_pdptrs from rsm_enter_protected_mode\'s kvm_set_cr0), %s', (_what, pdpte) => {
+    // The handler edits the 32-bit save state: CR3 = 0x5000, CR4 = PAE, CR0 = PG | ET | PE. The PDPT is in RAM.
+    const g = smiWithHandler(hardware(), [...movDword(0x3fff8, 0x5000), ...movDword(0x3ff14, 0x20), ...movDword(0x3fffc, 0x80000011), ...RSM]);
+    new DataView(g.ram.buffer, g.ram.byteOffset).setBigUint64(0x5000, pdpte, true);
+    expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
+    const s = makeKvmSregs2();
+    g.p.ioctl(g.cpu.fd, KVM_GET_SREGS2, s);
+    if (pdpte === 0x6021n) {
+      expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
+      expect([s.cr3, s.cr4, s.cr0 & (1n << 31n)]).toEqual([0x5000n, 0x20n, 0n]);
+    } else {
+      expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_INTERNAL_ERROR);
+      expect([s.cr3, s.cr4, s.cr0 & (1n << 31n)]).toEqual([0x5000n, 0x20n, 1n << 31n]);
+      expect(s.pdptrs).toEqual([0x6001n, 0n, 0n, 0n]);
+    }
   });
 
   test('a 64-bit save state with CR3 above MAXPHYADDR is refused even without paging (kvm_set_cr3): shutdown', () => {
