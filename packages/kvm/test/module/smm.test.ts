@@ -150,6 +150,22 @@ function runToOut(g: SmmVm, port: number): void {
   expect(g.cpu.run.io.port).toBe(port);
 }
 
+/** The ports of the next `n` OUT exits, calling KVM_RUN again after each EINTR (as a VMM does after a signal). */
+function outsThroughEintr(g: SmmVm, n: number): number[] {
+  const ports: number[] = [];
+  while (ports.length < n) {
+    try {
+      g.p.ioctl(g.cpu.fd, KVM_RUN, 0);
+    } catch (e) {
+      expect(e).toMatchObject({ code: 'EINTR' });
+      continue;
+    }
+    expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_IO);
+    ports.push(g.cpu.run.io.port);
+  }
+  return ports;
+}
+
 function events(g: SmmVm) {
   const ev = makeKvmVcpuEvents();
   g.p.ioctl(g.cpu.fd, KVM_GET_VCPU_EVENTS, ev);
@@ -359,6 +375,29 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
     expect(g.ram[0x500]).toBe(0xa5);
     expect(u32(g.smram, 0xfe00 + 0x1f0)).toBe(0x1007); // past the INSB
     runToOut(g, 0x10);
+  });
+
+  test('an SMI and an exception injected at the same entry: the exception alone, an immediate exit (KVM_RUN can end there), then the SMI before the handler\'s first instruction', () => {
+    // kvm_check_and_inject_events: with the exception injected can_inject is false, smi_pending → -EBUSY →
+    // req_immediate_exit. A kvm0 with syncRunLimit 1 ends the KVM_RUN at that exit (EINTR), as a signal would.
+    const host = createHost({ cpus: 2, hardware: hardware() });
+    host.modprobe(kvm({ postfix: '0', syncRunLimit: 1 }));
+    const p = host.spawn({ uid: 1000, groups: ['kvm'] });
+    const g = smmVmOn(host, p, p.open('/dev/kvm0', O_RDWR));
+    g.ram.set([0x00, 0x20, 0x00, 0x00], 6 * 4); // #UD → 0x2000: out 0x66; hlt
+    g.ram.set([...out(0x66), ...HLT], 0x2000);
+    const ev = events(g);
+    ev.exception.injected = 1;
+    ev.exception.nr = 6;
+    g.p.ioctl(g.cpu.fd, KVM_SET_VCPU_EVENTS, ev);
+    expect(g.p.ioctl(g.cpu.fd, KVM_SMI, 0)).toBe(0);
+    expect(() => g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toThrow(expect.objectContaining({ code: 'EINTR' }));
+    const between = events(g);
+    expect([between.exception.injected, between.smi.smm, between.smi.pending]).toEqual([0, 0, 1]);
+    expect(regs(g).rip).toBe(0x2000n);
+    // The next runs (each KVM_RUN of this kvm0 ends after one pass, EINTR, and the VMM calls it again): the SMI
+    // handler, before the #UD handler's first instruction; RSM returns to it.
+    expect(outsThroughEintr(g, 2)).toEqual([0x30, 0x66]);
   });
 
   test('RSM outside SMM is #UD', () => {
