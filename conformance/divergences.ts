@@ -141,11 +141,35 @@ export const DIVERGENCES: readonly Divergence[] = [
 
   // ---- emulator-vendor -----------------------------------------------------------------------------------
   {
+    id: 'sregs-pae-paging',
+    class: 'emulator-vendor',
+    summary:
+      'KVM_SET_SREGS into PAE paging (CR0.PG | PE, CR4.PAE, CR3 at a PDPT): the recording machine answers 0 but keeps CR0.PG clear, so KVM_GET_SREGS2 reports no PDPTRs; on VMX/SVM, as in the model, paging is on and the PDPTEs at CR3 are loaded — and kept as they were when a present one has a reserved bit (the load fails, KVM_SET_SREGS does not).',
+    linux: ['arch/x86/kvm/x86.c __set_sregs_common (load_pdptrs, its result ignored), __get_sregs2, load_pdptrs, pdptr_rsvd_bits', 'arch/x86/kvm/vmx/vmx.c vmx_set_cr0, arch/x86/kvm/svm/svm.c svm_set_cr0 (CR0.PG kept)'],
+    reason: 'kvm_pvm, the recording machine\'s vendor module, runs real-mode and non-paged guests through KVM\'s emulator and does not take CR0.PG from KVM_SET_SREGS; VMX and SVM, which the model follows, do.',
+    facts: ['run.pdpte.set-sregs-reserved-bit'],
+    where: (m) => m.step === 'KVM_GET_SREGS2' && (m.path.endsWith('.out.cr0') || m.path.endsWith('.out.flags') || /\.out\.pdptrs\.\d$/.test(m.path)),
+  },
+  {
+    id: 'events-beside-exception',
+    class: 'emulator-vendor',
+    summary:
+      'An exception injected with KVM_SET_VCPU_EVENTS together with another event: on the recording machine the exception handler runs up to its first exit before a pending NMI is injected, and an NMI or interrupt set as being injected stays so after the run (the interrupt is delivered at the next KVM_RUN); on VMX/SVM, as in the model, the entry with the exception is an immediate exit, so the pending NMI comes before the handler\'s first instruction, and the exit after it drops nmi.injected and interrupt.injected.',
+    linux: [
+      'arch/x86/kvm/x86.c kvm_check_and_inject_events (can_inject = !kvm_event_needs_reinjection; -EBUSY → req_immediate_exit)',
+      'arch/x86/kvm/vmx/vmx.c __vmx_complete_interrupts (nmi_injected = false, kvm_clear_interrupt_queue), vmx_vcpu_run (force_immediate_exit: preemption timer 0)',
+      'arch/x86/kvm/svm/svm.c svm_complete_interrupts, svm_vcpu_run (force_immediate_exit: smp_send_reschedule)',
+    ],
+    reason: 'kvm_pvm, the recording machine\'s vendor module, injects real-mode events through KVM\'s emulator and neither stops the guest at once for req_immediate_exit nor clears the event queues at the exit as VMX/SVM do.',
+    facts: ['run.events.exception-and-nmi-pending', 'run.events.exception-and-nmi-injected', 'run.events.exception-and-interrupt-injected'],
+    where: (m) => (m.step === 'KVM_RUN' && m.path.endsWith('.run.io.port')) || (m.step === 'KVM_GET_VCPU_EVENTS' && (m.path.endsWith('.nmi.injected') || m.path.endsWith('.interrupt.injected'))),
+  },
+  {
     id: 'rip-after-out',
     class: 'emulator-vendor',
     summary: 'After an OUT exit, RIP is already past the OUT on the recording machine (KVM\'s emulator writes RIP back before exiting); on VMX/SVM, as in the model, it stays on the OUT until the next KVM_RUN completes it.',
     linux: ['arch/x86/kvm/x86.c kvm_fast_pio, kvm_fast_pio_out, complete_fast_pio_out (VMX/SVM)', 'arch/x86/kvm/x86.c x86_emulate_instruction (writeback before the PIO exit for an OUT)'],
-    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt', 'run.msr-exit.rdmsr-error', 'irq.line.halted-guest', 'irq.line.held-while-if-clear', 'irq.pit.ticks', 'irq.init-sipi.ap-run', 'irq.tsc-deadline', 'run.sync-regs.valid-regs', 'run.sync-regs.valid-all', 'run.sync-regs.valid-cleared', 'run.sync-regs.dirty-regs', 'dirty-ring.soft-full'],
+    facts: ['guest.*', 'run.out-byte', 'run.out-dx-word', 'run.out-dword', 'run.ud2-through-ivt', 'run.msr-exit.rdmsr-error', 'irq.line.halted-guest', 'irq.line.held-while-if-clear', 'irq.pit.ticks', 'irq.init-sipi.ap-run', 'irq.tsc-deadline', 'run.sync-regs.valid-regs', 'run.sync-regs.valid-all', 'run.sync-regs.valid-cleared', 'run.sync-regs.dirty-regs', 'dirty-ring.soft-full', 'run.mmio-shadow.after-sti', 'run.pdpte.mov-cr0-reserved-bit', 'run.pdpte.mov-cr0-above-maxphyaddr'],
     where: (m) => {
       // KVM_GET_REGS, or the registers KVM_CAP_SYNC_REGS stored in kvm_run at the exit
       const rip = (m.step === 'KVM_GET_REGS' && m.path.endsWith('.out.rip')) || (m.step === 'sync-read' && m.path.endsWith('.regs.rip'));

@@ -15,6 +15,10 @@ void record_vcpu_nested(void);
 void record_run(void);
 /* The KVM_CAP_SYNC_REGS facts of group "run" (run-sync.c). */
 void record_run_sync(void);
+/* The event-injection and MMIO interrupt-shadow facts of group "run" (run-events.c). */
+void record_run_events(void);
+/* The PAE PDPTE facts of group "run" (run-pdptes.c). */
+void record_run_pdptes(void);
 void record_irq(void);
 /* The dirty ring as a real-mode guest writes (dirty-ring-guest.c). */
 void record_dirty_ring(void);

@@ -330,4 +330,6 @@ void record_run(void) {
 		step_mem("m0", image, GUEST_MEM);
 	}
 	record_run_sync();
+	record_run_events();
+	record_run_pdptes();
 }

@@ -133,9 +133,19 @@ export function runGuest(
     if (state.mmioCacheCount !== 0 && left > 0) {
       // Re-execute the instruction whose MMIO reads user space has now answered, then drop the cache —
       // unless it needs yet another MMIO read, in which case the cache must survive until that completes.
+      // Once it completes, its interrupt shadow is as for any instruction (complete_emulated_mmio's emulation ends
+      // in toggle_interruptibility): a shadow it ran in ends, one it opens (MOV SS, POP SS) holds for the next.
+      const inShadow = state.interruptShadow !== 0;
       reason = execute(1);
       left--;
       if (!(reason === GuestExitReason.Mmio && exit.mmioIsWrite === 0)) state.mmioCacheCount = 0;
+      if (exit.executed !== 0) {
+        if (inShadow) state.interruptShadow = 0;
+        if (R.shadowSet !== 0) {
+          state.interruptShadow = R.shadowSet;
+          R.shadowSet = 0;
+        }
+      }
     }
     if (reason === 0 && left > 0 && state.ripHigh !== 0) {
       // RIP above 4 GiB is past any real-mode CS limit: the first fetch raises #GP (IP pushed: its low 16 bits).

@@ -44,6 +44,12 @@ export interface GuestPlatform {
   /** `rdtsc`: the guest's TSC, a `__u64` (IA32_TIME_STAMP_COUNTER as the guest sees it). */
   tsc(): bigint;
   /**
+   * A `mov cr0` that sets CR0.PG (`value`, past the architectural checks): false when the vCPU refuses it and the
+   * instruction raises #GP — KVM's `kvm_set_cr0` loads the PAE PDPTEs then and faults when they cannot be loaded
+   * (not RAM, a reserved bit in a present entry). Absent: allowed.
+   */
+  cr0PagingAllowed?(value: number): boolean;
+  /**
    * Whether the vCPU has a request pending that the host must process before the guest's next instruction
    * (`kvm_request_pending`), asked after a `wrmsr` the platform accepted: when true, `runGuest` ends after that
    * instruction (returning `Budget`), as the WRMSR's VM exit in Linux goes through `vcpu_enter_guest`'s requests

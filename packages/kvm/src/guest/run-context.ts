@@ -12,7 +12,7 @@ import { GuestCpuState } from './cpu-state.js';
 import { GuestExit } from './exit.js';
 import type { InsnCache } from './insn-cache.js';
 import type { GuestMemory } from './memory.js';
-import { type GuestPlatform, defaultGuestPlatform } from './platform.js';
+import { type GuestPlatform, defaultGuestPlatform, initialFxState } from './platform.js';
 
 /**
  * The `KVM_X86_QUIRK_OUT_7E_INC_RIP` quirk bit (`<asm/kvm.h>`, value 1 << 3): advance RIP before exiting for
@@ -39,8 +39,42 @@ export const EMULATION_FAILED = { failed: true } as const;
 /** Thrown (never as an Error) when the instruction raises an exception; {@link faultVector} says which. */
 export const FAULT = { fault: true } as const;
 
-/** The platform of runs that were given none (no CPUID table, no MSRs). */
-export const DEFAULT_PLATFORM: GuestPlatform = defaultGuestPlatform();
+/** What {@link DEFAULT_PLATFORM} keeps for each guest state it ran: its TSC and its FPU image. */
+interface PlatformlessState {
+  tsc: bigint;
+  readonly fx: Uint8Array;
+}
+
+/** The per-guest-state part of {@link DEFAULT_PLATFORM}, made when a state first reads its TSC or its FPU image. */
+const platformless = new WeakMap<GuestCpuState, PlatformlessState>();
+
+/** The {@link PlatformlessState} of the state running now (`R.S`). */
+function platformlessState(): PlatformlessState {
+  const s = R.S;
+  let p = platformless.get(s);
+  if (p === undefined) {
+    p = { tsc: 0n, fx: initialFxState() };
+    platformless.set(s, p);
+  }
+  return p;
+}
+
+/**
+ * The platform of runs that were given none (no CPUID table, no MSRs): {@link defaultGuestPlatform}'s answers, with the
+ * TSC and the FPU image kept per guest state, as KVM keeps them per vCPU (`kvm_read_l1_tsc` adds the vCPU's own
+ * offset): each state's TSC starts at 0 and counts its own `rdtsc`s, so the same program on a fresh state reads the
+ * same values whatever ran before it in the process.
+ */
+export const DEFAULT_PLATFORM: GuestPlatform = {
+  ...defaultGuestPlatform(),
+  tsc(): bigint {
+    const p = platformlessState();
+    return p.tsc++;
+  },
+  get fxState(): Uint8Array {
+    return platformlessState().fx;
+  },
+};
 
 /** Scratch for `cpuid` answers. */
 export const CPUID_OUT = new Uint32Array(4);

@@ -63,6 +63,8 @@ export function movCr(write: boolean): number {
     case 0: {
       const c = cr0Check(v);
       if (c < 0) raise(13);
+      // kvm_set_cr0's PAE PDPTE load when paging starts: the vCPU's to do (GuestPlatform.cr0PagingAllowed).
+      if ((c & 0x80000000) !== 0 && R.P.cr0PagingAllowed?.(c) === false) raise(13);
       setCr0(c);
       break;
     }

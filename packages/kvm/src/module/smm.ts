@@ -120,7 +120,8 @@ export function injectPendingSmi(v: Vcpu, canInject: boolean): void {
   }
   const r = canInject ? vendorSmm(v).smiAllowed(smmVcpu(v), true) : -1;
   if (r < 0) {
-    makeRequest(v, VcpuRequest.Event);
+    // -EBUSY (the entry carries an exception): an immediate exit, the SMI at the next entry.
+    makeRequest(v, VcpuRequest.Event | VcpuRequest.ImmediateExit);
     return;
   }
   if (r === 0) return; // enable_smi_window: the SMI waits (RSM makes KVM_REQ_EVENT)

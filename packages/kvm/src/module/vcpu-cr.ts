@@ -98,6 +98,23 @@ export function setCr4(v: Vcpu, cr4: bigint): boolean {
 }
 
 /**
+ * The PAE PDPTE load of `kvm_set_cr0`: a CR0 with paging, outside long mode (EFER.LME clear) and with CR4.PAE, that
+ * changes CD, NW or PG loads the PDPTEs at CR3 (`load_pdptrs`). @returns false when that load fails (the write faults)
+ */
+export function cr0PdptrsLoad(v: Vcpu, s: kvm_sregs, cr0: bigint): boolean {
+  if ((s.efer & EFER_LME) !== 0n || (cr0 & X86_CR0_PG) === 0n || (s.cr4 & X86_CR4_PAE) === 0n) return true;
+  return ((cr0 ^ s.cr0) & X86_CR0_PDPTR_BITS) === 0n || loadPdptrs(v, vcpuArch(v), s.cr3);
+}
+
+/**
+ * The checks `kvm_set_cr0` makes beyond the architectural ones the guest interpreter applies to a `mov cr0` that
+ * starts paging: its PAE PDPTEs ({@link cr0PdptrsLoad}). @returns false when the write faults (#GP)
+ */
+export function guestCr0Allowed(v: Vcpu, cr0: bigint): boolean {
+  return cr0PdptrsLoad(v, current(v), cr0);
+}
+
+/**
  * `kvm_set_cr0` (ET forced, reserved bits dropped; the vendor's `set_cr0` turns EFER.LMA on or off when paging starts
  * or stops with EFER.LME). @returns false (nothing changed) for an invalid value, paging into long mode without PAE or
  * from a 64-bit code segment, PAE PDPTRs that cannot be loaded, paging off in 64-bit mode or with PCIDE, WP off with CET
@@ -114,7 +131,7 @@ export function setCr0(v: Vcpu, value: bigint): boolean {
     if ((s.cr4 & X86_CR4_PAE) === 0n) return false;
     if (s.cs.l !== 0) return false;
   }
-  if (!lme && paging && (s.cr4 & X86_CR4_PAE) !== 0n && ((cr0 ^ old) & X86_CR0_PDPTR_BITS) !== 0n && !loadPdptrs(v, vcpuArch(v), s.cr3)) return false;
+  if (!cr0PdptrsLoad(v, s, cr0)) return false;
   const longMode64 = (s.efer & EFER_LMA) !== 0n && s.cs.l !== 0;
   if (!paging && (longMode64 || (s.cr4 & X86_CR4_PCIDE) !== 0n)) return false;
   if ((cr0 & X86_CR0_WP) === 0n && (s.cr4 & X86_CR4_CET) !== 0n) return false;

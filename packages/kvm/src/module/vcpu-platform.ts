@@ -23,6 +23,7 @@ import { KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE } from '../abi/constants-x86.
 import type { kvm_cpuid_entry2 } from '../abi/structs.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import { guestReadMsr, guestWriteMsr, type GuestMsrFailure } from './vcpu-msrs.js';
+import { guestCr0Allowed } from './vcpu-cr.js';
 import { apicBaseOf } from './vcpu-sregs.js';
 import { guestTsc } from './vcpu-tsc.js';
 import type { Vcpu } from './vcpu.js';
@@ -83,6 +84,11 @@ export class ArchPlatform implements GuestPlatform {
   pauseExits(): boolean {
     const vm = this.#vcpu.vm;
     return vm.vcpus.size > 1 && (vmArch(vm).disabledExits & KVM_X86_DISABLE_EXITS_PAUSE) === 0;
+  }
+
+  /** {@inheritDoc GuestPlatform.cr0PagingAllowed} (`kvm_set_cr0`'s `load_pdptrs`: `vcpu-cr.ts`). */
+  cr0PagingAllowed(value: number): boolean {
+    return guestCr0Allowed(this.#vcpu, BigInt(value >>> 0) | (this.#vcpu.regs.cr0 & ~0xffff_ffffn));
   }
 
   /** {@inheritDoc GuestPlatform.inSmm} */

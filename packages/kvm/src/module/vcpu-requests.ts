@@ -35,6 +35,13 @@ export const VcpuRequest = {
   Smi: 1 << 4,
   /** `KVM_REQ_NMI`: NMIs were queued (KVM_NMI, an NMI IPI, KVM_SET_VCPU_EVENTS); the entry counts them in. */
   Nmi: 1 << 5,
+  /**
+   * Not a request in Linux but `vcpu_enter_guest`'s `req_immediate_exit`: this entry carries an event (an exception)
+   * and another one waits that could not go with it (`kvm_check_and_inject_events` answered -EBUSY), so the guest is
+   * entered and leaves again before its first instruction; the next entry injects the waiting event. Set by
+   * {@link processRequests} and taken by the entry it prepares (`Vcpu`'s run path).
+   */
+  ImmediateExit: 1 << 6,
 } as const;
 
 /** `kvm_make_request`. */
@@ -108,12 +115,30 @@ function deliveryFailed(v: Vcpu, vector: number): void {
 }
 
 /**
+ * What becomes of the NMIs and interrupts of an entry that carries an exception (`kvm_check_and_inject_events` with
+ * `can_inject` false, arch/x86/kvm/x86.c): none is injected with it. One that is pending — an NMI
+ * (`nmi_pending`), an interrupt user space queued (`interrupt.injected`), one the in-kernel irqchip has
+ * (`kvm_cpu_has_injectable_intr`) — makes the entry an immediate exit (-EBUSY → `req_immediate_exit`), so the next
+ * entry, before the exception handler's first instruction, injects it. An NMI or interrupt set as being injected
+ * (`nmi.injected`, `interrupt.injected` of KVM_SET_VCPU_EVENTS) is not re-injected beside the exception, and the exit
+ * after the entry drops it (`vmx_complete_interrupts` / `svm_complete_interrupts` clear `nmi_injected` and the
+ * interrupt queue; only the exception was being delivered). KVM_GUESTDBG_BLOCKIRQ injects none and asks for no exit.
+ */
+function eventsAfterException(v: Vcpu, arch: VcpuArch): void {
+  const chip = v.intr?.chip;
+  const waiting = arch.nmiPending > 0 || arch.interrupt.injected || (chip !== undefined && chip.hasInterrupt());
+  if (waiting && v.guestDebug?.blockIrq !== true) v.requests |= VcpuRequest.ImmediateExit;
+  arch.nmiInjected = false;
+  arch.interrupt.injected = false;
+}
+
+/**
  * Process the vCPU's requests at KVM_RUN entry. @returns true when KVM_RUN exits to user space right away (the exit
  * is in `kvm_run`), false to enter the guest.
  */
 export function processRequests(v: Vcpu): boolean {
   const req = v.requests;
-  v.requests = 0;
+  v.requests = req & VcpuRequest.ImmediateExit;
   const arch = vcpuArch(v);
   if ((req & VcpuRequest.TripleFault) !== 0 || arch.tripleFault) {
     arch.tripleFault = false;
@@ -131,7 +156,7 @@ export function processRequests(v: Vcpu): boolean {
   if ((req & VcpuRequest.Event) !== 0 || (v.requests & VcpuRequest.Event) !== 0) {
     v.requests &= ~VcpuRequest.Event;
     let canInject = true;
-    // inject_pending_event: an exception first; NMIs and interrupts go through the vCPU's interrupt state
+    // kvm_check_and_inject_events: an exception first; NMIs and interrupts go through the vCPU's interrupt state
     // (`vcpu-intr.ts`), which injects one of them at each entry once nothing else is in the way.
     const ex = arch.exception;
     if (ex.injected || ex.pending) {
@@ -143,6 +168,7 @@ export function processRequests(v: Vcpu): boolean {
         return true;
       }
       canInject = false;
+      eventsAfterException(v, arch);
     }
     // An SMI goes before NMIs and interrupts (smm.ts).
     injectPendingSmi(v, canInject);

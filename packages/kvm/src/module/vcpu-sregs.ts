@@ -96,9 +96,17 @@ function paePaging(s: Pick<kvm_sregs, 'cr0' | 'cr4' | 'efer'>): boolean {
   return (s.cr0 & X86_CR0_PG) !== 0n && (s.cr4 & X86_CR4_PAE) !== 0n && (s.efer & EFER_LMA) === 0n;
 }
 
-/** `load_pdptrs`: the four PDPTEs at CR3 (32-byte aligned) from guest memory; false when it is not RAM. */
+/** PDPTE bits 1–2 and 5–8, reserved in PAE paging (`pdptr_rsvd_bits`' `rsvd_bits(5, 8) | rsvd_bits(1, 2)`). */
+const PDPTE_RESERVED_LOW = 0x1e6n;
+
+/**
+ * `load_pdptrs`: the four PDPTEs at CR3 (32-byte aligned) from guest memory; false, with the PDPTRs as they were, when
+ * they are not RAM or a present one (bit 0) has a reserved bit set — bits 1–2, 5–8, or one at or above the guest's
+ * MAXPHYADDR (`pdptr_rsvd_bits`).
+ */
 export function loadPdptrs(v: Vcpu, arch: VcpuArch, cr3: bigint): boolean {
   const base = Number(cr3 & 0xffff_ffe0n);
+  const reserved = ((U64 << BigInt(guestMaxPhyAddr(arch))) & U64) | PDPTE_RESERVED_LOW;
   const out: bigint[] = [];
   for (let i = 0; i < 4; i++) {
     let x = 0n;
@@ -107,6 +115,7 @@ export function loadPdptrs(v: Vcpu, arch: VcpuArch, cr3: bigint): boolean {
       if (byte < 0) return false;
       x = (x << 8n) | BigInt(byte);
     }
+    if ((x & 1n) !== 0n && (x & reserved) !== 0n) return false;
     out.push(x);
   }
   out.forEach((x, i) => (arch.pdptrs[i] = x));

@@ -477,7 +477,15 @@ export class Vcpu {
    */
   #beforeEntry(budget: number): number {
     // vcpu_enter_guest: the requests made since the last entry (a WRMSR's KVM_REQ_CLOCK_UPDATE ends its run).
-    if (this.requests !== 0 && processRequests(this)) return ~Step.Exit;
+    if (this.requests !== 0) {
+      // req_immediate_exit (this entry's requests were processed at KVM_RUN's start, or just now): the guest is
+      // entered with the exception alone and leaves before its first instruction; the other requests wait.
+      if ((this.requests & VcpuRequest.ImmediateExit) === 0 && processRequests(this)) return ~Step.Exit;
+      if ((this.requests & VcpuRequest.ImmediateExit) !== 0) {
+        this.requests &= ~VcpuRequest.ImmediateExit;
+        return 0;
+      }
+    }
     // KVM_REQ_DIRTY_RING_SOFT_FULL: a ring at its soft limit exits; else the pass stops before it can pass it.
     let pass = budget;
     if (this.dirtyRing !== undefined && (pass = dirtyRingPass(this, this.dirtyRing, budget)) === 0) return ~this.#dirtyRingFull();

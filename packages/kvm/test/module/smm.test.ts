@@ -17,12 +17,14 @@ import {
   KVM_CREATE_VM,
   KVM_EXIT_IO,
   KVM_EXIT_MMIO,
+  KVM_EXIT_INTERNAL_ERROR,
   KVM_EXIT_SHUTDOWN,
   KVM_GET_DIRTY_LOG,
   KVM_GET_MSRS,
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_GET_REGS,
   KVM_GET_SREGS,
+  KVM_GET_SREGS2,
   KVM_GET_VCPU_EVENTS,
   KVM_MP_STATE_HALTED,
   KVM_MP_STATE_INIT_RECEIVED,
@@ -42,6 +44,7 @@ import {
   makeKvmMsrs,
   makeKvmRegs,
   makeKvmSregs,
+  makeKvmSregs2,
   makeKvmVcpuEvents,
   msrIndexList,
   parseSavedVcpu,
@@ -145,6 +148,22 @@ function runToOut(g: SmmVm, port: number): void {
   expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
   expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_IO);
   expect(g.cpu.run.io.port).toBe(port);
+}
+
+/** The ports of the next `n` OUT exits, calling KVM_RUN again after each EINTR (as a VMM does after a signal). */
+function outsThroughEintr(g: SmmVm, n: number): number[] {
+  const ports: number[] = [];
+  while (ports.length < n) {
+    try {
+      g.p.ioctl(g.cpu.fd, KVM_RUN, 0);
+    } catch (e) {
+      expect(e).toMatchObject({ code: 'EINTR' });
+      continue;
+    }
+    expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_IO);
+    ports.push(g.cpu.run.io.port);
+  }
+  return ports;
 }
 
 function events(g: SmmVm) {
@@ -358,6 +377,29 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
     runToOut(g, 0x10);
   });
 
+  test('an SMI and an exception injected at the same entry: the exception alone, an immediate exit (KVM_RUN can end there), then the SMI before the handler\'s first instruction', () => {
+    // kvm_check_and_inject_events: with the exception injected can_inject is false, smi_pending → -EBUSY →
+    // req_immediate_exit. A kvm0 with syncRunLimit 1 ends the KVM_RUN at that exit (EINTR), as a signal would.
+    const host = createHost({ cpus: 2, hardware: hardware() });
+    host.modprobe(kvm({ postfix: '0', syncRunLimit: 1 }));
+    const p = host.spawn({ uid: 1000, groups: ['kvm'] });
+    const g = smmVmOn(host, p, p.open('/dev/kvm0', O_RDWR));
+    g.ram.set([0x00, 0x20, 0x00, 0x00], 6 * 4); // #UD → 0x2000: out 0x66; hlt
+    g.ram.set([...out(0x66), ...HLT], 0x2000);
+    const ev = events(g);
+    ev.exception.injected = 1;
+    ev.exception.nr = 6;
+    g.p.ioctl(g.cpu.fd, KVM_SET_VCPU_EVENTS, ev);
+    expect(g.p.ioctl(g.cpu.fd, KVM_SMI, 0)).toBe(0);
+    expect(() => g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toThrow(expect.objectContaining({ code: 'EINTR' }));
+    const between = events(g);
+    expect([between.exception.injected, between.smi.smm, between.smi.pending]).toEqual([0, 0, 1]);
+    expect(regs(g).rip).toBe(0x2000n);
+    // The next runs (each KVM_RUN of this kvm0 ends after one pass, EINTR, and the VMM calls it again): the SMI
+    // handler, before the #UD handler's first instruction; RSM returns to it.
+    expect(outsThroughEintr(g, 2)).toEqual([0x30, 0x66]);
+  });
+
   test('RSM outside SMM is #UD', () => {
     const ram = new Uint8Array(0x100000);
     ram.set([...RSM, ...HLT], 0x1000);
@@ -399,6 +441,26 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
     runToOut(g, 0x30);
     runToOut(g, 0x11);
     expect(sregs(g).cr0).toBe(0x30n);
+  });
+
+  test.each([
+    ['a reserved bit (5) in a present PDPTE: kvm_set_cr0 refuses, shutdown with CR3 and CR4 loaded and paging off', 0x6021n],
+    ['valid PDPTEs: paging starts (the interpreter stops there: an emulation failure), the PDPTRs loaded', 0x6001n],
+  ])('RSM into PAE paging (load_pdptrs from rsm_enter_protected_mode\'s kvm_set_cr0), %s', (_what, pdpte) => {
+    // The handler edits the 32-bit save state: CR3 = 0x5000, CR4 = PAE, CR0 = PG | ET | PE. The PDPT is in RAM.
+    const g = smiWithHandler(hardware(), [...movDword(0x3fff8, 0x5000), ...movDword(0x3ff14, 0x20), ...movDword(0x3fffc, 0x80000011), ...RSM]);
+    new DataView(g.ram.buffer, g.ram.byteOffset).setBigUint64(0x5000, pdpte, true);
+    expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
+    const s = makeKvmSregs2();
+    g.p.ioctl(g.cpu.fd, KVM_GET_SREGS2, s);
+    if (pdpte === 0x6021n) {
+      expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_SHUTDOWN);
+      expect([s.cr3, s.cr4, s.cr0 & (1n << 31n)]).toEqual([0x5000n, 0x20n, 0n]);
+    } else {
+      expect(g.cpu.run.exit_reason).toBe(KVM_EXIT_INTERNAL_ERROR);
+      expect([s.cr3, s.cr4, s.cr0 & (1n << 31n)]).toEqual([0x5000n, 0x20n, 1n << 31n]);
+      expect(s.pdptrs).toEqual([0x6001n, 0n, 0n, 0n]);
+    }
   });
 
   test('a 64-bit save state with CR3 above MAXPHYADDR is refused even without paging (kvm_set_cr3): shutdown', () => {
