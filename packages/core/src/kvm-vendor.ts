@@ -288,7 +288,10 @@ export interface VendorNestedState {
   readonly format: number;
   /** `get_state(NULL, …)`, KVM_CAP_NESTED_STATE: the header plus the largest data (VMX two vmcs12 pages, SVM a VMCB). */
   readonly maxSize: number;
-  /** `get_state` of a vCPU outside VMX/SVM operation: its flags and `hdr` bytes (the size is the header's). */
+  /**
+   * `get_state` of a vCPU outside VMX/SVM operation: its flags and `hdr` bytes (the size is the header's). The answer
+   * may be shared between calls: the caller copies it and never writes to it.
+   */
   current(vcpu: NestedStateVcpu): { readonly flags: number; readonly hdr: Uint8Array };
   /**
    * `set_state`'s checks after the generic ones: why `state` is refused (EINVAL, the vCPU unchanged), or `undefined`

@@ -26,13 +26,14 @@ const HDR_BYTES = 120;
 
 /** The nested-state ops of an SVM module. */
 export function svmNestedState(): VendorNestedState {
+  // Not in guest mode: vmcb_pa stays 0; gif_set(svm) is true. Made once (the generic half copies it out).
+  const current = { flags: KVM_STATE_NESTED_GIF_SET, hdr: new Uint8Array(HDR_BYTES) };
   return {
     format: KVM_STATE_NESTED_FORMAT_SVM,
     // svm_get_nested_state(NULL, …): the header and the VMCB page.
     maxSize: HEADER_SIZE + VMCB_SIZE,
     current() {
-      // Not in guest mode: vmcb_pa stays 0; gif_set(svm) is true.
-      return { flags: KVM_STATE_NESTED_GIF_SET, hdr: new Uint8Array(HDR_BYTES) };
+      return current;
     },
     refuse(vcpu: NestedStateVcpu, state: NestedStateHeader) {
       if ((state.flags & ~(KVM_STATE_NESTED_GUEST_MODE | KVM_STATE_NESTED_RUN_PENDING | KVM_STATE_NESTED_GIF_SET)) !== 0) return `flags 0x${state.flags.toString(16)} has bits SVM does not take`;

@@ -27,16 +27,18 @@ const HDR_BYTES = 120;
 
 /** The nested-state ops of a VMX module. */
 export function vmxNestedState(): VendorNestedState {
+  // The header of a vCPU outside VMX operation, made once (the generic half copies it out).
+  const outside = new Uint8Array(HDR_BYTES);
+  const dv = new DataView(outside.buffer);
+  dv.setBigUint64(HDR.vmxonPa, INVALID_GPA, true);
+  dv.setBigUint64(HDR.vmcs12Pa, INVALID_GPA, true);
+  const current = { flags: 0, hdr: outside };
   return {
     format: KVM_STATE_NESTED_FORMAT_VMX,
     // vmx_get_nested_state(NULL, …): the header and struct kvm_vmx_nested_state_data (vmcs12 + shadow_vmcs12).
     maxSize: HEADER_SIZE + 2 * VMCS12_SIZE,
     current() {
-      const hdr = new Uint8Array(HDR_BYTES);
-      const dv = new DataView(hdr.buffer);
-      dv.setBigUint64(HDR.vmxonPa, INVALID_GPA, true);
-      dv.setBigUint64(HDR.vmcs12Pa, INVALID_GPA, true);
-      return { flags: 0, hdr };
+      return current;
     },
     refuse(_vcpu, state: NestedStateHeader) {
       const dv = new DataView(state.hdr.buffer, state.hdr.byteOffset, state.hdr.byteLength);

@@ -47,12 +47,14 @@ function asBytes(w: Uint32Array): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** `fpu_copy_guest_fpstate_to_uabi`: the image user space sees, `guest_fpu.uabi_size` bytes. */
-function xsaveImage(v: Vcpu, arch: VcpuArch): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(arch.fpuUabiSize);
+/**
+ * `fpu_copy_guest_fpstate_to_uabi`: the image user space sees, `guest_fpu.uabi_size` bytes, written into `out`.
+ * @param out - `guest_fpu.uabi_size` bytes, all zero
+ */
+function xsaveImage(v: Vcpu, arch: VcpuArch, out: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
   if (arch.confidentialFpu) return out; // an SEV-ES guest's FPU is not readable: zeros, and success
   const caps = x86Caps(v.vm.instance);
-  const dv = new DataView(out.buffer);
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
   if (!caps.xsave) {
     // "Make it restorable on a XSAVE enabled host": the header says x87 and SSE.
     out.set(arch.fpu.subarray(0, FX.padding));
@@ -136,13 +138,15 @@ function loadXsaveImage(v: Vcpu, arch: VcpuArch, region: Uint8Array, op: string)
  * `region` of `size / 4` words for an image larger than `struct kvm_xsave`).
  */
 function getXsave(v: Vcpu, arg: unknown, op: string): number {
-  const image = xsaveImage(v, vcpuArch(v));
-  const size = image.length;
+  const arch = vcpuArch(v);
+  const size = arch.fpuUabiSize;
   if (isRealUint8Array(arg)) {
     if (arg.length < size) throw new KernelError('EFAULT', op, `the XSAVE area is ${size} bytes, the buffer ${arg.length}`);
-    arg.set(image);
+    // Built in the reused buffer (zeroed first, as a fresh one would be), then copied to the caller's bytes.
+    arg.set(xsaveImage(v, arch, size <= KVM_XSAVE_SIZE ? xsaveCopy.fill(0, 0, size).subarray(0, size) : new Uint8Array(size)));
     return 0;
   }
+  const image = xsaveImage(v, arch, new Uint8Array(size));
   if (size > KVM_XSAVE_SIZE) {
     const region = regionOf(arg);
     if (region === undefined || region.length < size / 4) throw new KernelError('EFAULT', op, `the XSAVE area is ${size} bytes: region must be a Uint32Array of ${size / 4} words`);
@@ -152,6 +156,13 @@ function getXsave(v: Vcpu, arg: unknown, op: string): number {
   copyToUser(KVM_XSAVE_CODEC, { region: asWords(image) }, arg, op);
   return 0;
 }
+
+/**
+ * The kernel's copy of a `struct kvm_xsave` (KVM_SET_XSAVE's `memdup_user`, the image KVM_GET_XSAVE builds), reused
+ * between calls for the 4096-byte structure: a `Uint8Array` of its own that size costs 1–3 µs to make. Nothing keeps
+ * a view of it past the call.
+ */
+const xsaveCopy = new Uint8Array(KVM_XSAVE_SIZE);
 
 /** The `region` words of an object argument, if it has them. */
 function regionOf(arg: unknown): Uint32Array | undefined {
@@ -241,7 +252,13 @@ export const VCPU_FPU_IOCTLS: readonly IoctlDef<Vcpu>[] = [
       let image: Uint8Array;
       if (isRealUint8Array(arg)) {
         if (arg.length < size) throw new KernelError('EFAULT', op, `the XSAVE area is ${size} bytes, the buffer ${arg.length}`);
-        image = arg.slice(0, size);
+        const from = new Uint8Array(arg.buffer, arg.byteOffset, size);
+        if (size <= KVM_XSAVE_SIZE) {
+          image = xsaveCopy.subarray(0, size);
+          image.set(from);
+        } else {
+          image = from.slice();
+        }
       } else if (size > KVM_XSAVE_SIZE) {
         const region = regionOf(arg);
         if (region === undefined || region.length < size / 4) throw new KernelError('EFAULT', op, `the XSAVE area is ${size} bytes: region must be a Uint32Array of ${size / 4} words`);

@@ -21,8 +21,11 @@ import { guestTsc, synchronizeTsc } from './vcpu-tsc.js';
 import { apicBaseOf } from './vcpu-sregs.js';
 import { vendorArch } from './vendor-arch.js';
 import { VcpuRequest, makeRequest } from './vcpu-requests.js';
-import { buildHasMsr, buildOf } from '../builds/build.js';
+import { buildOf } from '../builds/build.js';
+import type { KvmInstance } from './instance.js';
+import { MSR_ADVERTISED, MSR_PLAIN_READ, MSR_PV, MSR_REMOVED, MSR_VENDOR, msrDescriptors, type MsrDescriptors } from './msr-descriptors.js';
 import type { MsrWords } from './msr-words.js';
+import type { MsrEntries } from './msr-entries.js';
 
 const U64 = 0xffff_ffff_ffff_ffffn;
 
@@ -145,8 +148,42 @@ const PV_FEATURE_OF = new Map<number, number>([
 
 /** Whether a paravirtual MSR's feature is withheld (KVM_CAP_ENFORCE_PV_FEATURE_CPUID without the CPUID bit). */
 function pvWithheld(arch: VcpuArch, msr: number): boolean {
+  if (!arch.pvCpuidEnforce) return false; // guest_pv_has: every feature unless enforced
   const feature = PV_FEATURE_OF.get(msr);
   return feature !== undefined && !guestPvHas(arch, feature);
+}
+
+/**
+ * The MSRs `kvm_get_msr_common` reads as the value KVM keeps for them (0 until written), host or guest alike — the
+ * `msr_info->data = vcpu->arch.<field>` cases; their writes each have their own checks in {@link writeMsr}.
+ */
+const PLAIN_READ_MSRS: ReadonlySet<number> = new Set([
+  MSR.IA32_CR_PAT,
+  MSR.IA32_MISC_ENABLE,
+  MSR.IA32_UCODE_REV,
+  MSR.IA32_POWER_CTL,
+  MSR.K7_HWCR,
+  MSR.SMI_COUNT,
+  MSR.STAR,
+  MSR.LSTAR,
+  MSR.CSTAR,
+  MSR.SYSCALL_MASK,
+  MSR.KERNEL_GS_BASE,
+  MSR.IA32_SYSENTER_CS,
+  MSR.IA32_SYSENTER_ESP,
+  MSR.IA32_SYSENTER_EIP,
+  MSR.MISC_FEATURES_ENABLES,
+  MSR.KVM_ASYNC_PF_EN,
+  MSR.KVM_ASYNC_PF_INT,
+  MSR.KVM_PV_EOI_EN,
+  MSR.KVM_POLL_CONTROL,
+  MSR.KVM_WALL_CLOCK,
+  MSR.KVM_WALL_CLOCK_NEW,
+]);
+
+/** Module `inst`'s {@link MsrDescriptors}. */
+function descriptors(inst: KvmInstance): MsrDescriptors {
+  return msrDescriptors(inst, PV_FEATURE_OF, PLAIN_READ_MSRS);
 }
 
 /** The machine-check MSR range of `msr`, or `undefined` (`MSR_IA32_MC0_CTL … MCx_MISC(KVM_MAX_MCE_BANKS - 1)`). */
@@ -221,11 +258,17 @@ function writeMceMsr(arch: VcpuArch, msr: number, data: bigint, host: boolean): 
   return null;
 }
 
-/** `kvm_get_msr_common` + the vendor's `get_msr` for the modelled MSRs: the value, `'unsupported'` or `undefined` (#GP). */
-function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: boolean): bigint | undefined | 'unsupported' {
-  if (pvWithheld(arch, msr)) return undefined;
-  const vendorSpec = vendorArch(v.vm.instance).vcpuMsrs.get(msr);
-  if (vendorSpec !== undefined) return arch.msrs.get(msr) ?? vendorSpec.reset;
+/**
+ * `kvm_get_msr_common` + the vendor's `get_msr` for the modelled MSRs: the value, `'unsupported'` or `undefined` (#GP).
+ * @param d - the MSR's {@link MsrDescriptors} bits
+ */
+function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: boolean, d: number): bigint | undefined | 'unsupported' {
+  if ((d & MSR_PV) !== 0 && pvWithheld(arch, msr)) return undefined;
+  if ((d & MSR_VENDOR) !== 0) {
+    const vendorSpec = vendorArch(v.vm.instance).vcpuMsrs.get(msr);
+    if (vendorSpec !== undefined) return arch.msrs.get(msr) ?? vendorSpec.reset;
+  }
+  if ((d & MSR_PLAIN_READ) !== 0) return arch.msrs.get(msr) ?? 0n;
   // The machine-check banks first (no case below is in their ranges): a save reads up to 160 of them, and the
   // switch compares its cases one by one.
   if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL + 32 * 4) {
@@ -239,26 +282,6 @@ function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: bool
       return apicBaseOf(v); // kvm_get_apic_base
     case MSR.EFER:
       return v.sregs.efer;
-    case MSR.IA32_CR_PAT:
-    case MSR.IA32_MISC_ENABLE:
-    case MSR.IA32_UCODE_REV:
-    case MSR.IA32_POWER_CTL:
-    case MSR.K7_HWCR:
-    case MSR.SMI_COUNT:
-    case MSR.STAR:
-    case MSR.LSTAR:
-    case MSR.CSTAR:
-    case MSR.SYSCALL_MASK:
-    case MSR.KERNEL_GS_BASE:
-    case MSR.IA32_SYSENTER_CS:
-    case MSR.IA32_SYSENTER_ESP:
-    case MSR.IA32_SYSENTER_EIP:
-    case MSR.MISC_FEATURES_ENABLES:
-    case MSR.KVM_ASYNC_PF_EN:
-    case MSR.KVM_ASYNC_PF_INT:
-    case MSR.KVM_PV_EOI_EN:
-    case MSR.KVM_POLL_CONTROL:
-      return arch.msrs.get(msr) ?? 0n;
     case MSR.KVM_ASYNC_PF_ACK:
       return 0n;
     case MSR.IA32_SMBASE:
@@ -298,9 +321,6 @@ function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: bool
       return arch.mcgExtCtl;
     case MSR.MTRRcap:
       return 0x500n | BigInt(NR_VAR_MTRR); // WC, FIX, 8 variable ranges
-    case MSR.KVM_WALL_CLOCK:
-    case MSR.KVM_WALL_CLOCK_NEW:
-      return arch.msrs.get(msr) ?? 0n;
     case MSR.KVM_SYSTEM_TIME:
     case MSR.KVM_SYSTEM_TIME_NEW:
       return arch.pvclock.msr;
@@ -325,14 +345,19 @@ function readMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, host: bool
   }
 }
 
-/** `kvm_set_msr_common` + the vendor's `set_msr` + `__kvm_set_msr`'s checks: whether the write was taken. */
-function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: bigint, host: boolean): boolean | 'unsupported' {
-  if (pvWithheld(arch, msr)) return false;
-  const vendorSpec = vendorArch(v.vm.instance).vcpuMsrs.get(msr);
-  if (vendorSpec !== undefined) {
-    if (!vendorSpec.accepts(data, host)) return false;
-    arch.msrs.set(msr, vendorSpec.normalize?.(data) ?? data);
-    return true;
+/**
+ * `kvm_set_msr_common` + the vendor's `set_msr` + `__kvm_set_msr`'s checks: whether the write was taken.
+ * @param d - the MSR's {@link MsrDescriptors} bits
+ */
+function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: bigint, host: boolean, d: number): boolean | 'unsupported' {
+  if ((d & MSR_PV) !== 0 && pvWithheld(arch, msr)) return false;
+  if ((d & MSR_VENDOR) !== 0) {
+    const vendorSpec = vendorArch(v.vm.instance).vcpuMsrs.get(msr);
+    if (vendorSpec !== undefined) {
+      if (!vendorSpec.accepts(data, host)) return false;
+      arch.msrs.set(msr, vendorSpec.normalize?.(data) ?? data);
+      return true;
+    }
   }
   // The machine-check banks first, as in readMsr.
   if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL + 32 * 4) {
@@ -550,11 +575,12 @@ function writeMsr(v: Vcpu, arch: VcpuArch, caps: X86Caps, msr: number, data: big
  */
 export function getMsr(v: Vcpu, msr: number, host: boolean): bigint | undefined {
   const caps = x86Caps(v.vm.instance);
+  const d = descriptors(v.vm.instance).of(msr);
   // An MSR the module's build has no handler for (builds/build.ts) goes where kvm_get_msr_common's default goes.
-  const r = buildHasMsr(v.vm.instance, msr) ? readMsr(v, vcpuArch(v), caps, msr, host) : 'unsupported';
+  const r = (d & MSR_REMOVED) === 0 ? readMsr(v, vcpuArch(v), caps, msr, host, d) : 'unsupported';
   if (r !== 'unsupported') return r;
   // kvm_do_msr_access: user space reads an advertised MSR the vCPU cannot back as 0.
-  return host && caps.advertisedMsrs.has(msr) ? 0n : undefined;
+  return host && (d & MSR_ADVERTISED) !== 0 ? 0n : undefined;
 }
 
 /** {@link inMceRanges}' answers, by table (a vendor's MSRs, a build's removed MSRs: fixed once made). */
@@ -576,7 +602,7 @@ function inMceRanges(table: ReadonlyMap<number, unknown> | ReadonlySet<number>):
  * `undefined` for an MSR outside the bank ranges; otherwise exactly what {@link readMceMsr} / {@link writeMceMsr}
  * answer.
  */
-function mceBankBytes(arch: VcpuArch, msr: number, entries: DataView, at: number, write: boolean): boolean | undefined {
+function mceBankBytes(arch: VcpuArch, msr: number, entries: MsrEntries, i: number, write: boolean): boolean | undefined {
   const banks = mceBankCount(arch.mcgCap);
   let table: MsrWords;
   let slot: number;
@@ -593,12 +619,11 @@ function mceBankBytes(arch: VcpuArch, msr: number, entries: DataView, at: number
   }
   const w = table.words;
   if (!write) {
-    entries.setUint32(at, w[2 * slot] as number, true);
-    entries.setUint32(at + 4, w[2 * slot + 1] as number, true);
+    entries.setWords(i, w[2 * slot] as number, w[2 * slot + 1] as number);
     return true;
   }
-  const low = entries.getUint32(at, true);
-  const high = entries.getUint32(at + 4, true);
+  const low = entries.low(i);
+  const high = entries.high(i);
   if (!mceWriteValid(arch, table === arch.mciCtl2, slot, low, high, true)) return false;
   w[2 * slot] = low;
   w[2 * slot + 1] = high;
@@ -614,7 +639,7 @@ export class HostMsrBatch {
   private readonly v: Vcpu;
   private readonly arch: VcpuArch;
   private readonly caps: X86Caps;
-  private readonly removed: ReadonlySet<number>;
+  private readonly descriptors: MsrDescriptors;
   /**
    * Whether the bank MSRs take {@link mceBankBytes}: they are never paravirtual; a vendor MSR in their ranges would
    * come first in readMsr, and a build may remove them (neither happens today; then they take the generic path).
@@ -627,43 +652,45 @@ export class HostMsrBatch {
     this.v = v;
     this.caps = x86Caps(inst);
     this.arch = vcpuArch(v);
-    this.removed = buildOf(inst).msrsRemoved;
-    this.bankBytes = !inMceRanges(vendorArch(inst).vcpuMsrs) && !inMceRanges(this.removed);
+    this.descriptors = descriptors(inst);
+    this.bankBytes = !inMceRanges(vendorArch(inst).vcpuMsrs) && !inMceRanges(buildOf(inst).msrsRemoved);
   }
 
   /** `getMsr(v, msr, true)`. */
   get(msr: number): bigint | undefined {
-    const r = this.removed.has(msr) ? 'unsupported' : readMsr(this.v, this.arch, this.caps, msr, true);
+    const d = this.descriptors.of(msr);
+    const r = (d & MSR_REMOVED) === 0 ? readMsr(this.v, this.arch, this.caps, msr, true, d) : 'unsupported';
     if (r !== 'unsupported') return r;
-    return this.caps.advertisedMsrs.has(msr) ? 0n : undefined;
+    return (d & MSR_ADVERTISED) !== 0 ? 0n : undefined;
   }
 
   /** `setMsr(v, msr, data, true)`. */
   set(msr: number, data: bigint): boolean {
-    const r = this.removed.has(msr) ? 'unsupported' : writeMsr(this.v, this.arch, this.caps, msr, data, true);
+    const d = this.descriptors.of(msr);
+    const r = (d & MSR_REMOVED) === 0 ? writeMsr(this.v, this.arch, this.caps, msr, data, true, d) : 'unsupported';
     if (r !== 'unsupported') return r;
-    return data === 0n && this.caps.advertisedMsrs.has(msr);
+    return data === 0n && (d & MSR_ADVERTISED) !== 0;
   }
 
-  /** {@link HostMsrBatch.get} into the 8 bytes at `at` of `entries` (left as they were when it fails). */
-  readInto(msr: number, entries: DataView, at: number): boolean {
+  /** {@link HostMsrBatch.get} into entry `i`'s data (left as it was when it fails). */
+  readInto(msr: number, entries: MsrEntries, i: number): boolean {
     if (this.bankBytes) {
-      const r = mceBankBytes(this.arch, msr, entries, at, false);
+      const r = mceBankBytes(this.arch, msr, entries, i, false);
       if (r !== undefined) return r;
     }
     const d = this.get(msr);
     if (d === undefined) return false;
-    entries.setBigUint64(at, d, true);
+    entries.setData(i, d);
     return true;
   }
 
-  /** {@link HostMsrBatch.set} of the 8 bytes at `at` of `entries`. */
-  writeFrom(msr: number, entries: DataView, at: number): boolean {
+  /** {@link HostMsrBatch.set} of entry `i`'s data. */
+  writeFrom(msr: number, entries: MsrEntries, i: number): boolean {
     if (this.bankBytes) {
-      const r = mceBankBytes(this.arch, msr, entries, at, true);
+      const r = mceBankBytes(this.arch, msr, entries, i, true);
       if (r !== undefined) return r;
     }
-    return this.set(msr, entries.getBigUint64(at, true));
+    return this.set(msr, entries.data(i));
   }
 }
 
@@ -676,13 +703,15 @@ export type GuestMsrFailure = 'unsupported' | 'invalid';
 
 /** The guest's RDMSR past the filter (`kvm_get_msr_ignored_check`, guest-initiated): the value, or why it failed. */
 export function guestReadMsr(v: Vcpu, msr: number): bigint | GuestMsrFailure {
-  const r = buildHasMsr(v.vm.instance, msr) ? readMsr(v, vcpuArch(v), x86Caps(v.vm.instance), msr, false) : 'unsupported';
+  const d = descriptors(v.vm.instance).of(msr);
+  const r = (d & MSR_REMOVED) === 0 ? readMsr(v, vcpuArch(v), x86Caps(v.vm.instance), msr, false, d) : 'unsupported';
   return r === undefined ? 'invalid' : r;
 }
 
 /** The guest's WRMSR past the filter (`kvm_set_msr_ignored_check`, guest-initiated): true when written, or why not. */
 export function guestWriteMsr(v: Vcpu, msr: number, data: bigint): true | GuestMsrFailure {
-  const r = buildHasMsr(v.vm.instance, msr) ? writeMsr(v, vcpuArch(v), x86Caps(v.vm.instance), msr, data, false) : 'unsupported';
+  const d = descriptors(v.vm.instance).of(msr);
+  const r = (d & MSR_REMOVED) === 0 ? writeMsr(v, vcpuArch(v), x86Caps(v.vm.instance), msr, data, false, d) : 'unsupported';
   return r === false ? 'invalid' : r;
 }
 
@@ -692,10 +721,11 @@ export function guestWriteMsr(v: Vcpu, msr: number, data: bigint): true | GuestM
  */
 export function setMsr(v: Vcpu, msr: number, data: bigint, host: boolean): boolean {
   const caps = x86Caps(v.vm.instance);
-  const r = buildHasMsr(v.vm.instance, msr) ? writeMsr(v, vcpuArch(v), caps, msr, data, host) : 'unsupported';
+  const d = descriptors(v.vm.instance).of(msr);
+  const r = (d & MSR_REMOVED) === 0 ? writeMsr(v, vcpuArch(v), caps, msr, data, host, d) : 'unsupported';
   if (r !== 'unsupported') return r;
   // kvm_do_msr_access: user space may write 0 to an advertised MSR the vCPU cannot back.
-  return host && data === 0n && caps.advertisedMsrs.has(msr);
+  return host && data === 0n && (d & MSR_ADVERTISED) !== 0;
 }
 
 export { findCpuid };

@@ -13,7 +13,6 @@
 import { KernelError, type VendorNestedState } from '@vac/core';
 import { KVM_GET_NESTED_STATE, KVM_SET_NESTED_STATE } from '../abi/constants.js';
 import { copyFromUser, copyToUser, isRealUint8Array } from '../abi/codec.js';
-import { KVM_SREGS_CODEC } from '../abi/structs.js';
 import {
   KVM_NESTED_STATE_CODEC,
   KVM_NESTED_STATE_HEADER_SIZE,
@@ -38,11 +37,9 @@ function nestedOps(v: Vcpu, op: string): VendorNestedState {
   return ops;
 }
 
-/** The vCPU as the vendor's ops see it. */
+/** The vCPU as the vendor's ops see it: its EFER (what KVM_GET_SREGS reports, read without making the whole structure). */
 function nestedVcpu(v: Vcpu): { readonly efer: bigint } {
-  const s = KVM_SREGS_CODEC.zero();
-  v.getSregs(s);
-  return { efer: s.efer };
+  return { efer: v.sregs.efer };
 }
 
 /** Offset of `size` in `struct kvm_nested_state`. */
@@ -64,6 +61,16 @@ function putUserSize(arg: unknown, size: number, op: string): void {
     return;
   }
   copyToUser(KVM_NESTED_STATE_CODEC, { ...copyFromUser(KVM_NESTED_STATE_CODEC, arg, op), size }, arg, op);
+}
+
+/** Offsets of `flags`, `format` and `hdr` in `struct kvm_nested_state`. */
+const FLAGS_OFFSET = 0;
+const FORMAT_OFFSET = 2;
+const HDR_OFFSET = 8;
+
+/** C bytes that hold the whole header (shorter ones take the codec's path, which faults as `copy_{from,to}_user` do). */
+function headerBytes(arg: unknown): arg is Uint8Array {
+  return isRealUint8Array(arg) && arg.length >= KVM_NESTED_STATE_HEADER_SIZE;
 }
 
 /**
@@ -103,6 +110,18 @@ export const VCPU_NESTED_STATE_IOCTLS: readonly IoctlDef<Vcpu>[] = [
       const op = 'KVM_GET_NESTED_STATE';
       nestedOps(v, op);
       const have = userDataSize(arg, op);
+      if (headerBytes(arg) && KVM_NESTED_STATE_HEADER_SIZE <= have) {
+        // The header written straight into the caller's bytes (what copyToUser of getNestedState's object writes).
+        const ops = nestedOps(v, op);
+        const cur = ops.current(nestedVcpu(v));
+        const dv = new DataView(arg.buffer, arg.byteOffset, KVM_NESTED_STATE_HEADER_SIZE);
+        dv.setUint16(FLAGS_OFFSET, cur.flags, true);
+        dv.setUint16(FORMAT_OFFSET, ops.format, true);
+        dv.setUint32(SIZE_OFFSET, KVM_NESTED_STATE_HEADER_SIZE, true);
+        arg.fill(0, HDR_OFFSET, KVM_NESTED_STATE_HEADER_SIZE);
+        arg.set(cur.hdr.subarray(0, KVM_NESTED_STATE_HEADER_SIZE - HDR_OFFSET), HDR_OFFSET);
+        return 0;
+      }
       const state = getNestedState(v, op);
       if (state.size > have) {
         putUserSize(arg, state.size, op);
@@ -119,6 +138,13 @@ export const VCPU_NESTED_STATE_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     run(v, arg) {
       const op = 'KVM_SET_NESTED_STATE';
       nestedOps(v, op);
+      if (headerBytes(arg)) {
+        // The header read from the caller's bytes (the fields copyFromUser would decode; `hdr` a view, read at once).
+        const dv = new DataView(arg.buffer, arg.byteOffset, KVM_NESTED_STATE_HEADER_SIZE);
+        const hdr = arg.subarray(HDR_OFFSET, KVM_NESTED_STATE_HEADER_SIZE) as Uint8Array<ArrayBuffer>;
+        setNestedState(v, { flags: dv.getUint16(FLAGS_OFFSET, true), format: dv.getUint16(FORMAT_OFFSET, true), size: dv.getUint32(SIZE_OFFSET, true), hdr }, op);
+        return 0;
+      }
       setNestedState(v, copyFromUser(KVM_NESTED_STATE_CODEC, arg, op), op);
       return 0;
     },

@@ -147,6 +147,30 @@ describe.each(VENDORS)('KVM_GET/SET_NESTED_STATE ($name)', (vendor) => {
     expect(errnoOf(s.host, () => s.p.ioctl(fd, KVM_SET_NESTED_STATE, st))).toBe('EINVAL');
   });
 
+  test.each([...bad, ...(intel ? vmxBad : svmBad)])('SET of C bytes with %s: EINVAL, the vCPU unchanged', (_what, edit) => {
+    const g = guestVm(vendor, [0xf4]);
+    const st = getState(g.p, g.fd);
+    edit(st);
+    const b = new Uint8Array(KVM_NESTED_STATE_CODEC.size);
+    KVM_NESTED_STATE_CODEC.encode(st, new DataView(b.buffer), 0);
+    const before = g.host.snapshot();
+    expect(errnoOf(g.host, () => g.p.ioctl(g.fd, KVM_SET_NESTED_STATE, b))).toBe('EINVAL');
+    expect(g.host.snapshot()).toEqual(before);
+  });
+
+  test('SET of C bytes: what GET wrote is taken (inside a larger buffer too); fewer bytes than the header: EFAULT', () => {
+    const g = guestVm(vendor, [0xf4]);
+    const b = new Uint8Array(200).fill(0xee);
+    new DataView(b.buffer).setUint32(4, 200, true);
+    g.p.ioctl(g.fd, KVM_GET_NESTED_STATE, b);
+    expect([...b.subarray(128)].every((x) => x === 0xee)).toBe(true);
+    const before = g.host.snapshot();
+    expect(g.p.ioctl(g.fd, KVM_SET_NESTED_STATE, b.subarray(0, 128))).toBe(0);
+    expect(g.p.ioctl(g.fd, KVM_SET_NESTED_STATE, b)).toBe(0);
+    expect(g.host.snapshot()).toEqual(before);
+    expect(errnoOf(g.host, () => g.p.ioctl(g.fd, KVM_SET_NESTED_STATE, b.slice(0, 127)))).toBe('EFAULT');
+  });
+
   test.runIf(intel)('VMX: PREEMPTION_TIMER_DEADLINE in hdr.vmx.flags is taken outside VMX operation (and the deadline ignored)', () => {
     const s = openVm(vendor);
     const fd = s.vcpus[0] as number;

@@ -134,6 +134,35 @@ describe.each(VENDORS)('XSAVE and XCR0 on $name', (vendor) => {
     expect(getXsave(s).region).toEqual(before.region);
   });
 
+  test('on C bytes: the same image as the object form, nothing of one vCPU\'s image left in the next GET, SET from a view at an offset', () => {
+    const s = openVm(vendor);
+    setCpuid(s, supported(s));
+    expect(s.p.ioctl(s.vcpus[0]!, KVM_SET_XSAVE, withAvx(s, 7))).toBe(0);
+    const t = openVm(vendor); // a fresh vCPU: XSTATE_BV 0, the AVX area zero
+    const bytesOf = (v: VmSetup): Uint8Array => {
+      const b = new Uint8Array(4096).fill(0xee);
+      expect(v.p.ioctl(v.vcpus[0]!, KVM_GET_XSAVE, b)).toBe(0);
+      return b;
+    };
+    const wordsOf = (b: Uint8Array): number[] => Array.from({ length: 1024 }, (_, i) => new DataView(b.buffer, b.byteOffset).getUint32(4 * i, true));
+    expect(wordsOf(bytesOf(s))).toEqual(Array.from(getXsave(s).region));
+    expect(wordsOf(bytesOf(t))).toEqual(Array.from(getXsave(t).region));
+    expect(wordsOf(bytesOf(t))[YMM]).toBe(0);
+    // SET from bytes 7 into a larger buffer (only its 4096 bytes from there are read), a refused one changes nothing
+    const image = bytesOf(s);
+    const at = new Uint8Array(7 + 4096 + 9).fill(0x55);
+    at.set(image, 7);
+    expect(t.p.ioctl(t.vcpus[0]!, KVM_SET_CPUID2, makeKvmCpuid2(supported(t)))).toBe(0);
+    expect(t.p.ioctl(t.vcpus[0]!, KVM_SET_XSAVE, at.subarray(7))).toBe(0);
+    expect(wordsOf(bytesOf(t))).toEqual(wordsOf(image));
+    const bad = image.slice();
+    new DataView(bad.buffer).setUint32(4 * 130, 3, true); // XCOMP_BV
+    const before = t.host.snapshot();
+    expect(errnoOf(t.host, () => t.p.ioctl(t.vcpus[0]!, KVM_SET_XSAVE, bad))).toBe('EINVAL');
+    expect(t.host.snapshot()).toEqual(before);
+    expect(errnoOf(t.host, () => t.p.ioctl(t.vcpus[0]!, KVM_SET_XSAVE, image.subarray(0, 4095)))).toBe('EFAULT');
+  });
+
   test('saveVm / restoreVm carry XCR0 and the AVX state to a new VM', () => {
     const s = openVm(vendor);
     setCpuid(s, supported(s));
