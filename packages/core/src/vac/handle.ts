@@ -189,7 +189,7 @@ export class VacHandle implements VacPort, Disposable {
 
   /** The return-to-user notifier on `cpu` (`kvm_on_user_return`): host values back. */
   returnToUser(cpu: number): void {
-    if (this.#p.uret.isRegistered(cpu)) this.#p.uret.onUserReturn(cpu);
+    this.#p.uret.returnToUser(cpu);
   }
 
   // ---- running instance --------------------------------------------------------------------------

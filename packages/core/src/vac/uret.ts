@@ -236,6 +236,19 @@ export class UserReturnMsrs {
    */
   onUserReturn(cpu: number): void {
     this.#checkCpu(cpu);
+    this.#onUserReturn(cpu);
+  }
+
+  /**
+   * A task returns to user space on `cpu`: {@link UserReturnMsrs.onUserReturn} when the notifier is registered
+   * ({@link UserReturnMsrs.isRegistered}), else nothing — one call and one CPU check on every KVM_RUN's way out.
+   */
+  returnToUser(cpu: number): void {
+    this.#checkCpu(cpu);
+    if (this.#registered[cpu] === 1) this.#onUserReturn(cpu);
+  }
+
+  #onUserReturn(cpu: number): void {
     // if (msrs->registered) { msrs->registered = false; user_return_notifier_unregister(urn); }
     this.#registered[cpu] = 0;
     for (let slot = 0; slot < this.#nrUretMsrs; slot++) {

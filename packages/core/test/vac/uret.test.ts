@@ -180,6 +180,25 @@ describe('UserReturnMsrs (kvm_add/find/set_user_return_msr, kvm_on_user_return)'
     expect(cpus[1]?.msrs.get(MSR_STAR)).toBe(0x2081n);
   });
 
+  test('returnToUser restores like onUserReturn when the notifier is registered, and writes nothing when not', () => {
+    const { cpus, writes } = makeCpus(2, [MSR_STAR]);
+    const u = new UserReturnMsrs(cpus);
+    const star = u.add(MSR_STAR);
+    for (const c of [0, 1]) u.cpuOnline(c);
+    writes.length = 0;
+    u.returnToUser(0); // nothing loaded: no write
+    expect(writes).toEqual([]);
+    u.set(1, star, 0x11n, (1n << 64n) - 1n);
+    writes.length = 0;
+    u.returnToUser(0); // another CPU's guest value is not this CPU's business
+    expect(writes).toEqual([]);
+    u.returnToUser(1);
+    expect(writes).toEqual([[1, MSR_STAR, 0x2081n]]);
+    expect(u.isRegistered(1)).toBe(false);
+    expect(cpus[1]?.msrs.get(MSR_STAR)).toBe(0x2081n);
+    expect(catchError(() => u.returnToUser(2))).toBeInstanceOf(UsageError);
+  });
+
   test('dropCpu (per-CPU disable) restores only if registered', () => {
     const { cpus, writes } = makeCpus(1, [MSR_STAR]);
     const u = new UserReturnMsrs(cpus);

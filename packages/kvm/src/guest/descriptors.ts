@@ -291,25 +291,10 @@ export function ltr(selector: number): void {
   s.trAttrs2 = (descHi >>> 23) & 1 | ((descHi >>> 20) & 1) << 8;
 }
 
-// The CR0 value {@link cr0Low} converted last, and its low 32 bits. A BigInt `&` allocates a BigInt (about 13 ns a run
-// when every run did it); a run nearly always starts with the CR0 the previous one ended with, and comparing two
-// BigInts allocates nothing.
-let cr0Seen = 0n;
-let cr0LowSeen = 0;
-
-/** The low 32 bits of `cr0` (PE, …, PG) as a number, converted only when CR0 differs from the last value asked about. */
-export function cr0Low(cr0: bigint): number {
-  if (cr0 !== cr0Seen) {
-    cr0LowSeen = Number(cr0 & 0xffff_ffffn);
-    cr0Seen = cr0;
-  }
-  return cr0LowSeen;
-}
-
 /** SS.B, CS.D from the register file: what {@link R}'s mode fields say for the state as it stands. */
 export function syncMode(): void {
   const s = R.S;
-  R.pe = (cr0Low(s.cr0) & 1) !== 0;
+  R.pe = (s.cr0Low & 1) !== 0;
   R.def32 = R.pe && (s.csAttrs1 & 0xff) !== 0;
   R.stack32 = R.pe && (s.ssAttrs1 & 0xff) !== 0;
 }

@@ -103,13 +103,23 @@ export const insnCacheStats = { fills: 0, checks: 0, stale: 0, dropped: 0 };
  */
 export const EPOCH = { now: 0 };
 
+/**
+ * The memory of the last {@link cacheFor} and its cache: a vCPU that runs again (the usual KVM_RUN) finds its cache
+ * without the WeakMap's lookup. (It keeps the last memory alive until another is looked up, as {@link RunContext}'s
+ * pointers to the last run's objects do.)
+ */
+const LAST: { memory: GuestMemory | undefined; cache: InsnCache | undefined } = { memory: undefined, cache: undefined };
+
 /** The cache of `memory` (made at its first run). */
 export function cacheFor(memory: GuestMemory): InsnCache {
+  if (memory === LAST.memory) return LAST.cache as InsnCache;
   let c = CACHES.get(memory);
   if (c === undefined) {
     c = new InsnCache();
     CACHES.set(memory, c);
   }
+  LAST.memory = memory;
+  LAST.cache = c;
   return c;
 }
 

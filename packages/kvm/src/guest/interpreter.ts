@@ -40,7 +40,7 @@ import { alu, cond } from './alu.js';
 import { completePending } from './completions.js';
 import { GuestCpuState, GuestPending } from './cpu-state.js';
 import { byteAt } from './data-memory.js';
-import { cr0Low, syncMode } from './descriptors.js';
+import { syncMode } from './descriptors.js';
 import { GUEST_EMULATION_FLAG_INSTRUCTION_BYTES, GUEST_INTERNAL_ERROR_EMULATION, GUEST_MAX_INSN_BYTES, GuestExit, GuestExitReason, type GuestExitReasonValue, GuestIoDirection } from './exit.js';
 import { AF, CF, OF, PARITY, SF, STATUS, ZF } from './flags.js';
 import { executeDecoded } from './decoded-exec.js';
@@ -189,7 +189,7 @@ export function runGuest(
  * without paging): paging (CR0.PG), long mode (CS.L), virtual-8086 mode (EFLAGS.VM in protected mode).
  */
 function unsupportedMode(state: GuestCpuState): string {
-  const cr0 = cr0Low(state.cr0);
+  const cr0 = state.cr0Low;
   if ((cr0 & 0x8000_0000) !== 0) return 'paging (CR0.PG = 1) is not implemented by the guest interpreter';
   if (((state.csAttrs1 >> 16) & 1) !== 0 && (cr0 & 1) !== 0) return 'long mode (CS.L = 1) is not implemented by the guest interpreter';
   if ((state.eflags & 0x20000) !== 0 && (cr0 & 1) !== 0) return 'virtual-8086 mode (EFLAGS.VM = 1) is not implemented by the guest interpreter';
