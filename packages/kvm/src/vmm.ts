@@ -62,7 +62,8 @@ export { msrIndexList, parseSavedVcpu, restoreVcpu, saveVcpu, savedVcpuOf, type 
 import { createIrqchip, restoreIrqchipState, saveIrqchip, type IrqchipConfig, type SavedIrqchip } from './vmm-irqchip.js';
 
 export { parseSavedIrqchip, savedIrqchipOf, type IrqchipConfig, type ParsedSavedIrqchip, type SavedIrqchip } from './vmm-irqchip.js';
-import { KVM_CPUID_ENTRY2_CODEC, KVM_REGS_CODEC, KVM_SREGS_CODEC, makeKvmRegs, makeKvmSregs, type kvm_cpuid_entry2, type kvm_msr_entry, type kvm_regs, type kvm_sregs, type kvm_userspace_memory_region } from './abi/structs.js';
+import { KVM_CPUID_ENTRY2_CODEC, KVM_REGS_CODEC, KVM_SEGMENT_CODEC, KVM_SREGS_CODEC, makeKvmRegs, type kvm_cpuid_entry2, type kvm_msr_entry, type kvm_regs, type kvm_sregs, type kvm_userspace_memory_region } from './abi/structs.js';
+import { argBytes, structArg } from './vmm-args.js';
 import {
   KVM_CPUID2_CODEC,
   KVM_DEBUGREGS_CODEC,
@@ -147,6 +148,10 @@ export interface RealModeVcpu {
   readonly runMapping: Mapping;
 }
 
+/** Where CS's base and selector lie in `struct kvm_sregs` (`cs` is a `struct kvm_segment`). */
+const CS_BASE_AT = KVM_SREGS_CODEC.offsetOf('cs') + KVM_SEGMENT_CODEC.offsetOf('base');
+const CS_SELECTOR_AT = KVM_SREGS_CODEC.offsetOf('cs') + KVM_SEGMENT_CODEC.offsetOf('selector');
+
 /**
  * Create one vCPU set up to run real-mode code: `KVM_CREATE_VCPU`, {@link mapKvmRun}, `KVM_GET_SREGS` /
  * CS base and selector 0 / `KVM_SET_SREGS`, and `KVM_SET_REGS` with RIP at `guestPhysAddr`.
@@ -176,13 +181,16 @@ export function createRealModeVcpu(proc: Process, sys: number, vm: number, optio
   const { id = 0, guestPhysAddr = 0x1000, regs = {} } = options;
   const fd = proc.ioctl(vm, KVM_CREATE_VCPU, id);
   const { run, mapping: runMapping } = mapKvmRunArea(proc, sys, fd);
-  const sregs = makeKvmSregs();
+  // The C bytes of `struct kvm_sregs`, as a C VMM passes them (an object would be copied field by field through the
+  // kernel's own-data checks): CS's base and selector zeroed in place.
+  const sregs = argBytes(KVM_SREGS_CODEC.size);
   proc.ioctl(fd, KVM_GET_SREGS, sregs);
-  sregs.cs.base = 0n;
-  sregs.cs.selector = 0;
+  const view = new DataView(sregs.buffer, sregs.byteOffset, sregs.byteLength);
+  view.setBigUint64(CS_BASE_AT, 0n, true);
+  view.setUint16(CS_SELECTOR_AT, 0, true);
   proc.ioctl(fd, KVM_SET_SREGS, sregs);
   const extra = typeof regs === 'function' ? regs(id) : regs;
-  proc.ioctl(fd, KVM_SET_REGS, makeKvmRegs({ rip: BigInt(guestPhysAddr), rflags: 2n, ...extra }));
+  proc.ioctl(fd, KVM_SET_REGS, structArg(KVM_REGS_CODEC, makeKvmRegs({ rip: BigInt(guestPhysAddr), rflags: 2n, ...extra })));
   return { id, fd, run, runMapping };
 }
 

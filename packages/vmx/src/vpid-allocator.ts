@@ -46,8 +46,11 @@ export interface VpidAllocatorOptions {
 export class VpidAllocator<Owner = unknown> {
   /** `vmx_vpid_bitmap`: bit v set iff VPID v is taken (bit 0 always, for the host). */
   readonly #bitmap = new IdBitmap(VMX_NR_VPIDS);
-  /** Owner tag per VPID, `undefined` where free. */
-  readonly #owners: (Owner | undefined)[] = new Array<Owner | undefined>(VMX_NR_VPIDS).fill(undefined);
+  /**
+   * Owner tag per allocated VPID. A map, not a 65,536-slot array: a host holds a few hundred VPIDs at most, and the
+   * array was 512 KiB of heap written at every VAC load (each fleet host loads one).
+   */
+  readonly #owners = new Map<number, Owner>();
   /** The fault-injection hook, if any. */
   readonly #shouldFail: (() => boolean) | undefined;
   /** Allocations that returned 0 (space exhausted or injected failure). */
@@ -89,7 +92,7 @@ export class VpidAllocator<Owner = unknown> {
       this.#zeroes++;
       return 0;
     }
-    this.#owners[vpid] = owner;
+    this.#owners.set(vpid, owner);
     return vpid;
   }
 
@@ -105,7 +108,7 @@ export class VpidAllocator<Owner = unknown> {
     if (vpid === 0) return;
     this.#checkVpid(vpid);
     if (!this.#bitmap.clearChecked(vpid)) throw new UsageError('ERR_INVALID_STATE', `free_vpid: VPID ${vpid} is not allocated`);
-    this.#owners[vpid] = undefined;
+    this.#owners.delete(vpid);
   }
 
   /** Whether `vpid` is held by a vCPU (0, the host's, is never "allocated"). */
@@ -119,13 +122,13 @@ export class VpidAllocator<Owner = unknown> {
   ownerOf(vpid: number): Owner | undefined {
     if (vpid === 0) return undefined;
     this.#checkVpid(vpid);
-    return this.#owners[vpid];
+    return this.#owners.get(vpid);
   }
 
   /** Every allocated VPID with its owner, in increasing VPID order. Do not allocate or free while iterating. */
   *holders(): IterableIterator<[vpid: number, owner: Owner]> {
     for (const vpid of this.#bitmap.setBits()) {
-      if (vpid !== 0) yield [vpid, this.#owners[vpid] as Owner];
+      if (vpid !== 0) yield [vpid, this.#owners.get(vpid) as Owner];
     }
   }
 

@@ -71,17 +71,23 @@ export function fpuUserConfig(boot: Cpu): FpuUserConfig {
   const xsave = (boot.readCpuid(1, 0).ecx & (1 << 26)) !== 0 && (hostXcr0 & FPSSE) === FPSSE;
   let max = xsave ? hostXcr0 & XFEATURE_MASK_USER_SUPPORTED : 0n;
   if ((boot.readCpuid(0xd, 1).eax & (1 << 4)) === 0) max &= ~XFEATURE_MASK_USER_DYNAMIC;
+  // The size of each mask asked for, found once: every process spawned asks for the default mask's (a fleet host
+  // spawns one per VM), and leaf 0xD's sizes are the boot CPU's, fixed.
+  const sizes = new Map<bigint, number>();
   cfg = Object.freeze({
     maxFeatures: max,
     defaultFeatures: max & ~XFEATURE_MASK_USER_DYNAMIC,
     legacyFeatures: FPSSE,
     userSize(mask: bigint): number {
-      let size = 512 + 64;
+      let size = sizes.get(mask);
+      if (size !== undefined) return size;
+      size = 512 + 64;
       for (let i = 2; i < 64; i++) {
         if ((mask & (1n << BigInt(i))) === 0n) continue;
         const l = boot.readCpuid(0xd, i);
         size = Math.max(size, (l.ebx >>> 0) + (l.eax >>> 0));
       }
+      sizes.set(mask, size);
       return size;
     },
   });

@@ -63,8 +63,12 @@ export class PageCode {
 /** The decoded instructions of one guest memory (one VM's memslots, as one `GuestMemory` object). */
 export class InsnCache {
   readonly pages = new Map<number, PageCode>();
-  /** One bit per 4 KiB page of the 4 GiB linear space: the page holds (part of) a cached instruction. */
-  readonly codeBits = new Uint32Array(CODE_BITS_WORDS);
+  /**
+   * One bit per 4 KiB page of the 4 GiB linear space: the page holds (part of) a cached instruction. The shared empty
+   * map until the first instruction is cached ({@link markCode}): a memory whose code never goes through the cache
+   * (real mode on slot memory, every VM a fleet host runs) does not pay for 128 KiB of zeroed bits per VM.
+   */
+  codeBits: Uint32Array<ArrayBuffer> = NO_CODE_BITS;
   lastNumber = -1;
   last: PageCode | undefined = undefined;
 }
@@ -271,6 +275,11 @@ function matches(page: PageCode, lin: number, off: number, n: number): boolean {
 }
 
 function markCode(c: InsnCache, number: number): void {
+  if (c.codeBits === NO_CODE_BITS) {
+    // The first cached instruction of this memory: its own map, which the run in progress (this cache's) uses too.
+    c.codeBits = new Uint32Array(CODE_BITS_WORDS);
+    if (R.code === c) R.codeBits = c.codeBits;
+  }
   c.codeBits[number >>> 5]! |= 1 << (number & 31);
 }
 

@@ -35,7 +35,7 @@ import {
   KVM_X86_DISABLE_EXITS_HLT,
 } from '../abi/constants.js';
 import { KVM_RUN_OFFSETS, KvmRunView } from '../abi/kvm-run.js';
-import { makeKvmSregs, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
+import { KVM_SREGS_CODEC, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
 import { runGuest } from '../guest/interpreter.js';
@@ -112,6 +112,19 @@ export interface VcpuStats {
   kernel_io: number;
 }
 
+/**
+ * A vCPU's `kvm_sregs` at reset (kvm_vcpu_reset → vmx_vcpu_reset / init_vmcb; SDM Vol. 3A Table 10-1): the codec's
+ * compiled zero with CR0, the GDT limit and the APIC base set (`makeKvmSregs` with the same values copies its
+ * argument field by field through the generic path; every vCPU made paid that).
+ */
+function resetSregsObject(): kvm_sregs {
+  const s = KVM_SREGS_CODEC.zero();
+  s.cr0 = 0x60000010n;
+  s.gdt.limit = 0xffff;
+  s.apic_base = 0xfee00900n;
+  return s;
+}
+
 /** A vCPU of a VM. */
 export class Vcpu {
   /** The vCPU id. */
@@ -138,12 +151,7 @@ export class Vcpu {
    * `lgdt`, `mov cr0` and the like change them; this object's copies of those fields are not used.
    */
   get sregs(): kvm_sregs {
-    return (this.#sregs ??= makeKvmSregs({
-      // Reset values (kvm_vcpu_reset → vmx_vcpu_reset / init_vmcb; SDM Vol. 3A Table 10-1).
-      cr0: 0x60000010n,
-      gdt: { base: 0n, limit: 0xffff },
-      apic_base: 0xfee00900n,
-    }));
+    return (this.#sregs ??= resetSregsObject());
   }
   #sregs: kvm_sregs | undefined;
   /**

@@ -8,7 +8,8 @@
  */
 import { afterEach, describe, expect, test } from 'vitest';
 import { GuestExitReason, runGuest, type GuestMemory } from '../../src/guest/index.js';
-import { insnCacheStats, setInsnCachePolicy, type InsnCachePolicy } from '../../src/guest/insn-cache.js';
+import { cacheFor, insnCacheStats, setInsnCachePolicy, type InsnCachePolicy } from '../../src/guest/insn-cache.js';
+import { NO_CODE_BITS } from '../../src/guest/run-context.js';
 import { enterFlat32, makeVm, type Flavor, type Vm, type VmOptions } from './helpers.js';
 
 /** The ways a case runs: memory flavour and cache policy. The first runs without the cache (the reference). */
@@ -262,6 +263,22 @@ describe('the cache in use', () => {
     vm.run();
     expect(Number(vm.state.rbx)).toBe(200);
     expect(insnCacheStats).toEqual(mid);
+  });
+});
+
+describe('the code-page map', () => {
+  test('a memory gets its own map at its first cached instruction; real-mode code on the slot memory never needs one', () => {
+    const real = makeVm('lookup', [0xb9, 0x03, 0x00, 0x43, 0xe2, 0xfd, 0xf4]); // mov cx,3; l: inc bx; loop l; hlt
+    real.run();
+    expect(Number(real.state.rbx)).toBe(3);
+    expect(cacheFor(real.memory).codeBits).toBe(NO_CODE_BITS);
+    const prot = makeVm('lookup', [0x43, 0xf4]); // inc ebx; hlt
+    enterFlat32(prot);
+    prot.run();
+    const bits = cacheFor(prot.memory).codeBits;
+    expect(bits).not.toBe(NO_CODE_BITS);
+    expect(bits[0x1000 >>> 17]! & (1 << ((0x1000 >>> 12) & 31))).not.toBe(0); // the page at 0x1000 holds code
+    expect(NO_CODE_BITS.every((w) => w === 0)).toBe(true);
   });
 });
 
