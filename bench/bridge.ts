@@ -24,14 +24,18 @@ import { fileURLToPath } from 'node:url';
 import { createHost, O_RDWR } from '@vac/core';
 import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SREGS, KVM_GET_SREGS, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs, makeKvmSregs } from '@vac/kvm';
 import { intel } from '@vac/vmx';
-import { compileC, findCompiler, preloadLibrary, socketPaths, startDaemon } from '../packages/bridge/src/index.js';
+import { compileC, findCompiler, preloadLibrary, socketPaths, spinSettings, startDaemon } from '../packages/bridge/src/index.js';
 import { FIRMWARE_LINE, counterFirmware, helloFirmware } from '../packages/bridge/test/support/firmware.js';
 import { migrateWithPrecopy } from '../packages/bridge/test/support/migration.js';
 import { until } from '../packages/bridge/test/support/native.js';
 import { connectQmp } from '../packages/bridge/test/support/qmp.js';
 
 const quick = process.argv.includes('--quick');
-/** `--regs`: only KVM_GET_REGS — through the request FIFO, through the socket alone, and the echo floor — in rounds. */
+/**
+ * `--regs`: only KVM_GET_REGS (and the same program's KVM_RUN with one OUT exit) — through the request FIFO with
+ * both sides' spin (the default), through the FIFO with the spin off on both sides (`VAC_NO_SPIN`, a second
+ * bridge with `spinUs: 0`), through the socket alone, and the echo floor — in rounds.
+ */
 const regsOnly = process.argv.includes('--regs');
 const N = quick ? 200 : 5000;
 const CODE = [0xba, 0xf8, 0x03, 0xee, 0xfe, 0x06, 0x00, 0x18, 0xeb, 0xf9];
@@ -155,19 +159,36 @@ const loadBefore = loadavg()[0] as number;
 // and the first row would otherwise pay for that (the direct baseline warms up within its own loop).
 await bridged(bin, preload, socketPaths(dir).bridge, 4096, false);
 if (regsOnly) {
-  // Rounds of: the echo floor, KVM_GET_REGS through the request FIFO, the same with the library's FIFO off
-  // (VAC_NO_FIFO=1: every request on the thread's socket, the transport before the FIFO), the real /dev/kvm.
+  // Rounds of: the echo floor, KVM_GET_REGS through the request FIFO with both sides' spin as configured by default
+  // (this bridge; both sides spin only while the machine has a CPU to spare), the same with the spin forced whatever
+  // the load (a bridge with `always`, the library with VAC_SPIN_ALWAYS=1), with the spin off on both sides (a
+  // bridge with a budget of 0, the library with VAC_NO_SPIN=1), through the socket alone (VAC_NO_FIFO=1: the
+  // transport before the FIFO), and the real /dev/kvm.
+  const host = { cpus: 2, modules: [{ name: 'kvm0' }], symlinks: [['/dev/kvm0', '/dev/kvm']] as Array<[string, string]> };
+  const forced = await startDaemon({ runDir: join(dir, 'spin'), host, log: () => {}, spin: { us: spinSettings().us, always: true } });
+  const quiet = await startDaemon({ runDir: join(dir, 'nospin'), host, log: () => {}, spin: { us: 0, always: false } });
+  const ways = {
+    auto: [socketPaths(dir).bridge, {}],
+    forced: [socketPaths(forced.runDir).bridge, { VAC_SPIN_ALWAYS: '1' }],
+    still: [socketPaths(quiet.runDir).bridge, { VAC_NO_SPIN: '1' }],
+  } as const;
+  for (const [socket, env] of Object.values(ways)) await bridged(bin, preload, socket, 4096, false, env);
   const rounds = quick ? 2 : 5;
-  let md = `# KVM_GET_REGS round trip, ${rounds} rounds of ${N} calls (medians, µs; load average ${loadBefore.toFixed(1)})\n\n| round | echo floor | through the bridge, request FIFO | ÷ floor | through the bridge, socket only | ÷ floor | real /dev/kvm |\n|---|---:|---:|---:|---:|---:|---:|\n`;
+  let md = `# KVM_GET_REGS round trip, ${rounds} rounds of ${N} calls (medians, µs; load average ${loadBefore.toFixed(1)})\n\n| round | echo floor | FIFO, spin (default) | FIFO, spin forced | FIFO, no spin | ÷ floor (default, forced, none) | socket only | real /dev/kvm | KVM_RUN, one OUT exit: default / forced / none |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
   for (let i = 0; i < rounds; i++) {
     const floor = (await echoFloor()) / 1000;
-    const fifo = (await bridged(bin, preload, socketPaths(dir).bridge, 4096, false)).getRegs / 1000;
-    const sock = (await bridged(bin, preload, socketPaths(dir).bridge, 4096, false, { VAC_NO_FIFO: '1' })).getRegs / 1000;
+    const auto = await bridged(bin, preload, ways.auto[0], 4096, false, ways.auto[1]);
+    const spun = await bridged(bin, preload, ways.forced[0], 4096, false, ways.forced[1]);
+    const still = await bridged(bin, preload, ways.still[0], 4096, false, ways.still[1]);
+    const sock = (await bridged(bin, preload, ways.still[0], 4096, false, { VAC_NO_FIFO: '1', VAC_NO_SPIN: '1' })).getRegs / 1000;
     const real = realKvm ? (await bridged(bin, undefined, undefined, 4096, false)).getRegs / 1000 : undefined;
-    md += `| ${i + 1} | ${floor.toFixed(1)} | ${fifo.toFixed(1)} | ${(fifo / floor).toFixed(2)} | ${sock.toFixed(1)} | ${(sock / floor).toFixed(2)} | ${real?.toFixed(2) ?? '—'} |\n`;
+    const us = [auto, spun, still].map((r) => r.getRegs / 1000);
+    md += `| ${i + 1} | ${floor.toFixed(1)} | ${us.map((u) => u.toFixed(1)).join(' | ')} | ${us.map((u) => (u / floor).toFixed(2)).join(', ')} | ${sock.toFixed(1)} | ${real?.toFixed(2) ?? '—'} | ${[auto, spun, still].map((r) => (r.run / 1000).toFixed(1)).join(' / ')} |\n`;
   }
   md += `\nLoad average after: ${(loadavg()[0] as number).toFixed(1)}.\n`;
   process.stdout.write(md);
+  await forced.stop();
+  await quiet.stop();
   await d.stop();
   process.exit(0);
 }
