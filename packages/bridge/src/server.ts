@@ -69,6 +69,8 @@ export interface CallRecord {
   readonly message: string | undefined;
   /** Microseconds from the request's arrival to its reply (a KVM_RUN's includes the time its vCPU slept). */
   readonly us: number;
+  /** When the request arrived: milliseconds since the bridge process started (`performance.now()`, µs precision). */
+  readonly at: number;
   /** How the request came: on its connection's socket, or on the request FIFO (`request-fifo.ts`). */
   readonly via: 'socket' | 'fifo';
 }
@@ -506,6 +508,7 @@ export class BridgeServer {
       error: reply.errno === 0 ? undefined : errnoName(reply.errno),
       message: reply.errno === 0 ? undefined : reply.message,
       us: Math.round((performance.now() - since) * 1000),
+      at: Math.round(since * 1000) / 1000,
       via: conn.via,
     };
     this.#calls.push(rec);
