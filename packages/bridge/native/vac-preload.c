@@ -203,8 +203,8 @@ static void at_fork_child(void) {
  * wake-up of an idle CPU (in a VM: a vCPU that sleeps in the hypervisor), tens of µs on each side of a round trip;
  * a reply that comes within the budget finds this thread awake. Bounded: only a thread with a call in flight
  * spins, at most MAX_SPINNERS threads of a process at once (QEMU has a dozen threads; the others sleep at once),
- * at most spin_ns per call, and only while the machine has a CPU to spare: fewer runnable threads than CPUs now
- * and a load average below the CPU count (/proc/loadavg, read at most every LOAD_CHECK_NS). On a busy machine a
+ * at most spin_ns per call, and only while the machine has a CPU to spare: no more runnable threads (this one
+ * included) than CPUs (/proc/loadavg, read at most every LOAD_CHECK_NS). On a busy machine a
  * spinner takes the CPU the bridge needs to answer it (measured: each side's spin then runs to its end and a
  * KVM_GET_REGS takes 2 budgets longer), and a sleeping thread's wake-up does not wait for an idle CPU anyway.
  * VAC_NO_SPIN=1 turns the spin off, VAC_SPIN_US=<µs> sets the budget, VAC_SPIN_ALWAYS=1 spins whatever the load
@@ -240,7 +240,8 @@ static long now_ns(void) {
 }
 
 /* Whether the machine has a CPU to spare (above), from /proc/loadavg ("0.52 0.58 0.59 2/389 12345": the load
- * averages, then runnable/all threads) read at most every LOAD_CHECK_NS by whichever thread finds it stale. */
+ * averages, then runnable/all threads) read at most every LOAD_CHECK_NS by whichever thread finds it stale. The
+ * load averages are not used: they lag by a minute, and a benchmark's own spinning threads raise them. */
 static int machine_has_spare_cpu(void) {
   long now = now_ns(), at = atomic_load_explicit(&load_checked_at, memory_order_relaxed);
   if (at != 0 && now - at < LOAD_CHECK_NS) return atomic_load_explicit(&cpu_spare, memory_order_relaxed);
@@ -250,11 +251,10 @@ static int machine_has_spare_cpu(void) {
     char text[128];
     ssize_t n = read(f, text, sizeof text - 1);
     real_close(f);
-    double load1;
     long running;
     if (n > 0) {
       text[n] = '\0';
-      if (sscanf(text, "%lf %*f %*f %ld/", &load1, &running) == 2) spare = running <= ncpus && load1 < (double)ncpus;
+      if (sscanf(text, "%*f %*f %*f %ld/", &running) == 1) spare = running <= ncpus;
     }
   }
   atomic_store_explicit(&cpu_spare, spare, memory_order_relaxed);
