@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { createHost, O_RDWR } from '@vac/core';
 import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SREGS, KVM_GET_SREGS, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs, makeKvmSregs } from '@vac/kvm';
 import { intel } from '@vac/vmx';
-import { compileC, findCompiler, preloadLibrary, socketPaths, spinSettings, startDaemon } from '../packages/bridge/src/index.js';
+import { compileC, findCompiler, preloadLibrary, socketPaths, spinSettings, startDaemon, type CallRecord } from '../packages/bridge/src/index.js';
 import { FIRMWARE_LINE, counterFirmware, helloFirmware } from '../packages/bridge/test/support/firmware.js';
 import { migrateWithPrecopy } from '../packages/bridge/test/support/migration.js';
 import { until } from '../packages/bridge/test/support/native.js';
@@ -37,6 +37,14 @@ const quick = process.argv.includes('--quick');
  * bridge with `spinUs: 0`), through the socket alone, and the echo floor — in rounds.
  */
 const regsOnly = process.argv.includes('--regs');
+/**
+ * `--migration`: only the live migrations (5 pairs, or `--runs=N`), each through-the-bridge run with what its
+ * source QEMU called while stopped: the vCPU's KVM_RUN that the stop's kick ended, and every later call within
+ * QEMU's reported downtime after it — how many of each, their bridge time, the gaps between them (`bench/results/
+ * bridge-downtime.md`, and the calls themselves in `bridge-downtime.json`).
+ */
+const migrationOnly = process.argv.includes('--migration');
+const runsArg = process.argv.find((a) => a.startsWith('--runs='));
 const N = quick ? 200 : 5000;
 const CODE = [0xba, 0xf8, 0x03, 0xee, 0xfe, 0x06, 0x00, 0x18, 0xeb, 0xf9];
 
@@ -192,8 +200,8 @@ if (regsOnly) {
   await d.stop();
   process.exit(0);
 }
-const echoNs = await echoFloor();
-for (const [label, ram, touch] of [['4 KiB', 4096, false], ['16 MiB untouched', 16 * 1024 * 1024, false], ['16 MiB all written', 16 * 1024 * 1024, true]] as const) {
+const echoNs = migrationOnly ? NaN : await echoFloor();
+for (const [label, ram, touch] of migrationOnly ? [] : [['4 KiB', 4096, false], ['16 MiB untouched', 16 * 1024 * 1024, false], ['16 MiB all written', 16 * 1024 * 1024, true]] as const) {
   const b = await bridged(bin, preload, socketPaths(dir).bridge, ram, touch);
   const work = bridgeWork();
   const dd = direct(ram);
@@ -228,22 +236,23 @@ if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status !
 else {
   const bios = join(dir, 'hello.bin');
   writeFileSync(bios, helloFirmware());
-  const runs = quick ? 2 : 5;
+  const runs = migrationOnly ? 0 : quick ? 2 : 5;
   const median = async (f: () => Promise<number>): Promise<number> => {
     const t: number[] = [];
     for (let i = 0; i < runs; i++) t.push(await f());
     return medianNs(t);
   };
-  qemuRows.push({ what: 'QEMU -M pc, exec → the firmware’s line, through the bridge', ms: await median(() => qemuToLine(bios, preload, socketPaths(dir).bridge)) });
-  if (realKvm) qemuRows.push({ what: 'the same on the real /dev/kvm', ms: await median(() => qemuToLine(bios, undefined, undefined)) });
-  else qemuNote = 'QEMU on the real /dev/kvm skipped: /dev/kvm cannot be opened here.\n';
+  if (!migrationOnly) qemuRows.push({ what: 'QEMU -M pc, exec → the firmware’s line, through the bridge', ms: await median(() => qemuToLine(bios, preload, socketPaths(dir).bridge)) });
+  if (realKvm) {
+    if (!migrationOnly) qemuRows.push({ what: 'the same on the real /dev/kvm', ms: await median(() => qemuToLine(bios, undefined, undefined)) });
+  } else qemuNote = 'QEMU on the real /dev/kvm skipped: /dev/kvm cannot be opened here.\n';
 }
 /**
  * QEMU's live migration of the counter firmware's guest (the migration test's steps: two live pre-copy passes
  * at 1 MiB/s, then QEMU's default downtime limit), from one QEMU to another started with `-incoming`: QEMU's
  * reported downtime and total time. Through the bridge (kvm0 → kvm1) with `preload`, else on the real /dev/kvm.
  */
-async function migration(fw: string, preload: string | undefined, socket: string | undefined, run: number): Promise<{ downtime: number; total: number }> {
+async function migration(fw: string, preload: string | undefined, socket: string | undefined, run: number): Promise<{ downtime: number; total: number; stopped: CallRecord[] }> {
   const env = (dev: string): NodeJS.ProcessEnv => (preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket, VAC_DEV_KVM: dev });
   const path = (name: string): string => join(dir, `${name}-${preload === undefined ? 'real' : 'vac'}-${run}`);
   const qemu = (qmp: string, extra: string[], dev: string): ChildProcess =>
@@ -258,7 +267,7 @@ async function migration(fw: string, preload: string | undefined, socket: string
     await until(() => out.split('\n').length > 4, 'the guest to count', 60_000);
     const info = await migrateWithPrecopy(qa, `unix:${path('mig.sock')}`);
     if (info.status !== 'completed' || info.downtime === undefined || info['total-time'] === undefined) throw new Error(`migration ${JSON.stringify(info)}`);
-    return { downtime: info.downtime, total: info['total-time'] };
+    return { downtime: info.downtime, total: info['total-time'], stopped: preload === undefined ? [] : stoppedCalls(a.pid ?? 0, info.downtime) };
   } finally {
     await qa.run('quit').catch(() => undefined);
     await qb.run('quit').catch(() => undefined);
@@ -269,17 +278,57 @@ async function migration(fw: string, preload: string | undefined, socket: string
   }
 }
 
+/**
+ * What the source QEMU `pid` called while stopped: its last KVM_RUN (the one the stop's kick ended: the vCPU
+ * thread makes no other after the stop) and its calls from that KVM_RUN's end to `downtimeMs` later.
+ */
+function stoppedCalls(pid: number, downtimeMs: number): CallRecord[] {
+  const mine = d.bridge.calls().filter((c) => c.pid === pid);
+  const lastRun = mine.findLast((c) => c.what === 'KVM_RUN');
+  if (lastRun === undefined) return [];
+  const stop = lastRun.at + lastRun.us / 1000;
+  return [lastRun, ...mine.filter((c) => c.seq > lastRun.seq && c.at >= stop && c.at <= stop + downtimeMs)];
+}
+
 /** One migration through the bridge and one on the real KVM, alternating, so both see the same load. */
-const migrationRuns: Array<{ bridgeMs: number; realMs: number | undefined; bridgeTotalMs: number; realTotalMs: number | undefined }> = [];
-if (qemuRows.length > 0) {
+const migrationRuns: Array<{ bridgeMs: number; realMs: number | undefined; bridgeTotalMs: number; realTotalMs: number | undefined; stopped: CallRecord[] }> = [];
+if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0) {
   const fw = join(dir, 'counter.bin');
   writeFileSync(fw, counterFirmware());
-  const runs = quick ? 1 : 5;
+  const runs = runsArg === undefined ? (quick ? 1 : 5) : Number(runsArg.slice('--runs='.length));
   for (let i = 0; i < runs; i++) {
     const b = await migration(fw, preload, socketPaths(dir).bridge, i);
     const r = realKvm ? await migration(fw, undefined, undefined, i) : undefined;
-    migrationRuns.push({ bridgeMs: b.downtime, realMs: r?.downtime, bridgeTotalMs: b.total, realTotalMs: r?.total });
+    migrationRuns.push({ bridgeMs: b.downtime, realMs: r?.downtime, bridgeTotalMs: b.total, realTotalMs: r?.total, stopped: b.stopped });
   }
+}
+
+/** The report of `--migration`: each run's downtime and what its source called while stopped (module notes). */
+function downtimeReport(): string {
+  let md = `# QEMU live migration kvm0 → kvm1: what the stopped source calls (load average ${loadBefore.toFixed(1)} → ${(loadavg()[0] as number).toFixed(1)})\n\n`;
+  md += '| run | downtime, bridge / real (ms) | calls after the kick | their bridge time (ms) | from the kick to the last reply (ms) | sum of gaps between calls (ms) | the calls (count × median µs) |\n|---|---:|---:|---:|---:|---:|---|\n';
+  migrationRuns.forEach((r, i) => {
+    const [run, ...after] = r.stopped;
+    if (run === undefined) return;
+    const kick = run.at + run.us / 1000;
+    const work = after.reduce((t, c) => t + c.us, 0) / 1000;
+    const last = after.at(-1);
+    const span = last === undefined ? 0 : last.at + last.us / 1000 - kick;
+    const kinds = new Map<string, number[]>();
+    for (const c of after) kinds.set(c.what, [...(kinds.get(c.what) ?? []), c.us]);
+    const list = [...kinds].sort((a, b) => b[1].length - a[1].length).map(([w, us]) => `${w} ${us.length}×${medianNs(us)}`).join(', ');
+    md += `| ${i + 1} | ${r.bridgeMs} / ${r.realMs ?? '—'} | ${after.length} | ${work.toFixed(2)} | ${span.toFixed(2)} | ${(span - work).toFixed(2)} | ${list} |\n`;
+  });
+  return md;
+}
+if (migrationOnly) {
+  await d.stop();
+  const md = downtimeReport();
+  process.stdout.write(md);
+  const base = fileURLToPath(new URL('results/bridge-downtime', import.meta.url));
+  writeFileSync(`${base}.md`, md);
+  writeFileSync(`${base}.json`, `${JSON.stringify({ date: new Date().toISOString(), runs: migrationRuns }, null, 2)}\n`);
+  process.exit(0);
 }
 await d.stop();
 const loadAfter = loadavg()[0] as number;
