@@ -32,7 +32,9 @@
  * `VAC_SPIN_US=<µs>` sets the budget, `VAC_SPIN_ALWAYS=1` spins whatever the load (to measure the spin itself).
  *
  * Envelope (16 bytes, little-endian, before the request as `protocol.ts` describes it):
- * `u32 magic "VACF", u32 connection id, u64 token`. The YIELD marker is an envelope with magic "VACY".
+ * `u32 magic "VACF", u32 connection id, u64 token`. The YIELD marker is an envelope with magic "VACY". The library
+ * writes one too right after a message it sent on its socket (a request larger than `PIPE_BUF`, an INTERRUPT), so
+ * that a blocking period ends at once and the event loop reads that socket (else it would wait for the watchdog).
  *
  * @module
  */
