@@ -90,7 +90,15 @@ function direct(ram: number): { getRegs: number; run: number } {
 }
 
 /** The C program through the bridge (`preload` and `socket`), or on the real /dev/kvm (neither). */
-async function bridged(bin: string, preload: string | undefined, socket: string | undefined, ram: number, touch: boolean, extraEnv: NodeJS.ProcessEnv = {}): Promise<{ getRegs: number; run: number }> {
+/** The C program's medians (ns): KVM_GET_REGS, KVM_RUN with one OUT exit, then KVM_GET_DIRTY_LOG and KVM_CLEAR_DIRTY_LOG of its slot. */
+interface Medians {
+  readonly getRegs: number;
+  readonly run: number;
+  readonly getDirtyLog: number;
+  readonly clearDirtyLog: number;
+}
+
+async function bridged(bin: string, preload: string | undefined, socket: string | undefined, ram: number, touch: boolean, extraEnv: NodeJS.ProcessEnv = {}): Promise<Medians> {
   const env = preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket, ...extraEnv };
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(bin, [String(N), String(ram), ...(touch ? ['touch'] : [])], { env, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -102,17 +110,17 @@ async function bridged(bin: string, preload: string | undefined, socket: string 
     child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`${bin} exited with ${String(code)}`))));
   });
   const v = (k: string): number => Number(new RegExp(`^${k}=(\\d+)$`, 'm').exec(out)?.[1] ?? NaN);
-  return { getRegs: v('get_regs_ns'), run: v('run_ns') };
+  return { getRegs: v('get_regs_ns'), run: v('run_ns'), getDirtyLog: v('get_dirty_log_ns'), clearDirtyLog: v('clear_dirty_log_ns') };
 }
 
 /**
  * The bridge's own share of the calls just made: the median of its call records' time from a request's arrival to
  * its reply (µs, whole), for KVM_GET_REGS and KVM_RUN, from the newest `N` records of each.
  */
-function bridgeWork(): { getRegs: number; run: number } {
+function bridgeWork(): Medians {
   const calls = d.bridge.calls();
   const of = (what: string): number => medianNs(calls.filter((c) => c.what === what).slice(-N).map((c) => c.us));
-  return { getRegs: of('KVM_GET_REGS'), run: of('KVM_RUN') };
+  return { getRegs: of('KVM_GET_REGS'), run: of('KVM_RUN'), getDirtyLog: of('KVM_GET_DIRTY_LOG'), clearDirtyLog: of('KVM_CLEAR_DIRTY_LOG') };
 }
 
 if (findCompiler() === undefined) {
@@ -182,16 +190,17 @@ if (regsOnly) {
   } as const;
   for (const [socket, env] of Object.values(ways)) await bridged(bin, preload, socket, 4096, false, env);
   const rounds = quick ? 2 : 5;
-  let md = `# KVM_GET_REGS round trip, ${rounds} rounds of ${N} calls (medians, µs; load average ${loadBefore.toFixed(1)})\n\n| round | echo floor | FIFO, spin (default) | FIFO, spin forced | FIFO, no spin | ÷ floor (default, forced, none) | socket only | real /dev/kvm | KVM_RUN, one OUT exit: default / forced / none |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
+  let md = `# KVM_GET_REGS round trip, ${rounds} rounds of ${N} calls (medians, µs; load average ${loadBefore.toFixed(1)})\n\n| round | echo floor | FIFO, spin (default) | FIFO, spin forced | FIFO, no spin | ÷ floor (default, forced, none) | socket only | real /dev/kvm | KVM_RUN, one OUT exit: default / forced / none | KVM_CLEAR_DIRTY_LOG: default / forced / none (real) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
   for (let i = 0; i < rounds; i++) {
     const floor = (await echoFloor()) / 1000;
     const auto = await bridged(bin, preload, ways.auto[0], 4096, false, ways.auto[1]);
     const spun = await bridged(bin, preload, ways.forced[0], 4096, false, ways.forced[1]);
     const still = await bridged(bin, preload, ways.still[0], 4096, false, ways.still[1]);
     const sock = (await bridged(bin, preload, ways.still[0], 4096, false, { VAC_NO_FIFO: '1', VAC_NO_SPIN: '1' })).getRegs / 1000;
-    const real = realKvm ? (await bridged(bin, undefined, undefined, 4096, false)).getRegs / 1000 : undefined;
+    const realRun = realKvm ? await bridged(bin, undefined, undefined, 4096, false) : undefined;
+    const real = realRun === undefined ? undefined : realRun.getRegs / 1000;
     const us = [auto, spun, still].map((r) => r.getRegs / 1000);
-    md += `| ${i + 1} | ${floor.toFixed(1)} | ${us.map((u) => u.toFixed(1)).join(' | ')} | ${us.map((u) => (u / floor).toFixed(2)).join(', ')} | ${sock.toFixed(1)} | ${real?.toFixed(2) ?? '—'} | ${[auto, spun, still].map((r) => (r.run / 1000).toFixed(1)).join(' / ')} |\n`;
+    md += `| ${i + 1} | ${floor.toFixed(1)} | ${us.map((u) => u.toFixed(1)).join(' | ')} | ${us.map((u) => (u / floor).toFixed(2)).join(', ')} | ${sock.toFixed(1)} | ${real?.toFixed(2) ?? '—'} | ${[auto, spun, still].map((r) => (r.run / 1000).toFixed(1)).join(' / ')} | ${[auto, spun, still].map((r) => (r.clearDirtyLog / 1000).toFixed(1)).join(' / ')} (${realRun === undefined ? '—' : (realRun.clearDirtyLog / 1000).toFixed(2)}) |\n`;
   }
   md += `\nLoad average after: ${(loadavg()[0] as number).toFixed(1)}.\n`;
   process.stdout.write(md);
@@ -208,6 +217,11 @@ for (const [label, ram, touch] of migrationOnly ? [] : [['4 KiB', 4096, false], 
   const real = realKvm ? await bridged(bin, undefined, undefined, ram, touch) : undefined;
   if (label === '4 KiB') rows.push({ what: 'KVM_GET_REGS', bridgeUs: b.getRegs / 1000, workUs: work.getRegs, directUs: dd.getRegs / 1000, ratio: b.getRegs / dd.getRegs, realUs: real === undefined ? undefined : real.getRegs / 1000 });
   rows.push({ what: `KVM_RUN, one OUT exit, ${label} RAM`, bridgeUs: b.run / 1000, workUs: work.run, directUs: dd.run / 1000, ratio: b.run / dd.run, realUs: real === undefined ? undefined : real.run / 1000 });
+  if (label === '4 KiB') {
+    // What a migration's stopped source calls most (docs/bridge.md, "Costs"); no direct baseline.
+    rows.push({ what: 'KVM_GET_DIRTY_LOG, a one-page slot', bridgeUs: b.getDirtyLog / 1000, workUs: work.getDirtyLog, directUs: NaN, ratio: NaN, realUs: real === undefined ? undefined : real.getDirtyLog / 1000 });
+    rows.push({ what: 'KVM_CLEAR_DIRTY_LOG, a one-page slot', bridgeUs: b.clearDirtyLog / 1000, workUs: work.clearDirtyLog, directUs: NaN, ratio: NaN, realUs: real === undefined ? undefined : real.clearDirtyLog / 1000 });
+  }
 }
 
 /** QEMU: ms from exec to the firmware's line on its stdout, then SIGTERM (through the bridge with `preload`). */
@@ -335,7 +349,7 @@ const loadAfter = loadavg()[0] as number;
 let md = `# /dev/kvm bridge round trip (${quick ? 'quick' : 'full'}, ${N} calls each, medians; load average ${loadBefore.toFixed(1)} → ${loadAfter.toFixed(1)})\n\n| call | through the bridge (µs) | of which the bridge's own work (µs) | direct proc.ioctl (µs) | ratio | real /dev/kvm (µs) | ratio |\n|---|---:|---:|---:|---:|---:|---:|\n`;
 for (const r of rows) {
   const real = r.realUs === undefined ? '— | —' : `${r.realUs.toFixed(2)} | ${(r.bridgeUs / r.realUs).toFixed(0)}×`;
-  md += `| ${r.what} | ${r.bridgeUs.toFixed(1)} | ${r.workUs} | ${r.directUs.toFixed(2)} | ${r.ratio.toFixed(0)}× | ${real} |\n`;
+  md += `| ${r.what} | ${r.bridgeUs.toFixed(1)} | ${r.workUs} | ${Number.isNaN(r.directUs) ? '— | —' : `${r.directUs.toFixed(2)} | ${r.ratio.toFixed(0)}×`} | ${real} |\n`;
 }
 if (!realKvm) md += '\nThe real /dev/kvm cannot be opened here: no real-KVM column.\n';
 const getRegs = rows[0];
