@@ -483,10 +483,17 @@ static int fifo_writev(const struct iovec *iov, int n, size_t total) {
   sigemptyset(&pipe_set);
   sigaddset(&pipe_set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  /* With SIGPIPE already blocked (by the VMM, or by wait_reply around a KVM_RUN, which nudges the FIFO after an
+   * INTERRUPT), a pending one may be someone else's: take back only the one our write raised. */
+  int had_pipe = 0;
+  if (sigismember(&old, SIGPIPE)) {
+    sigset_t pending;
+    had_pipe = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+  }
   ssize_t k;
   do k = writev(fifo_fd, iov, n);
   while (k < 0 && errno == EINTR);
-  if (k < 0 && errno == EPIPE && !sigismember(&old, SIGPIPE)) {
+  if (k < 0 && errno == EPIPE && !had_pipe) {
     struct timespec zero = {0, 0};
     sigtimedwait(&pipe_set, NULL, &zero);
   }
