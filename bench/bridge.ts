@@ -41,7 +41,7 @@ const regsOnly = process.argv.includes('--regs');
  * `--migration`: only the live migrations (5 pairs, or `--runs=N`), each through-the-bridge run with what its
  * source QEMU called while stopped: the vCPU's KVM_RUN that the stop's kick ended, and every later call within
  * QEMU's reported downtime after it — how many of each, their bridge time, the gaps between them (`bench/results/
- * bridge-downtime.md`, and the calls themselves in `bridge-downtime.json`).
+ * bridge-downtime.md`, and the calls themselves in `bridge-downtime.json`, one line each).
  */
 const migrationOnly = process.argv.includes('--migration');
 const runsArg = process.argv.find((a) => a.startsWith('--runs='));
@@ -341,7 +341,14 @@ if (migrationOnly) {
   process.stdout.write(md);
   const base = fileURLToPath(new URL('results/bridge-downtime', import.meta.url));
   writeFileSync(`${base}.md`, md);
-  writeFileSync(`${base}.json`, `${JSON.stringify({ date: new Date().toISOString(), runs: migrationRuns }, null, 2)}\n`);
+  // One line per call, each `[ms from the kick, tid, what, bridge µs, via]` (the first: the kick-ended KVM_RUN, at its start).
+  const runsJson = migrationRuns.map((r) => {
+    const [run] = r.stopped;
+    const kick = run === undefined ? 0 : run.at + run.us / 1000;
+    const calls = r.stopped.map((c) => JSON.stringify([Math.round((c.at - kick) * 1000) / 1000, c.tid, c.what, c.us, c.via])).join(',\n      ');
+    return `    { "bridgeMs": ${r.bridgeMs}, "realMs": ${r.realMs ?? 'null'}, "bridgeTotalMs": ${r.bridgeTotalMs}, "realTotalMs": ${r.realTotalMs ?? 'null'}, "calls": [\n      ${calls}\n    ] }`;
+  });
+  writeFileSync(`${base}.json`, `{ "date": "${new Date().toISOString()}", "load": [${loadBefore}, ${loadavg()[0] as number}], "runs": [\n${runsJson.join(',\n')}\n] }\n`);
   process.exit(0);
 }
 await d.stop();
