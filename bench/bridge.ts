@@ -339,7 +339,7 @@ if (migrationOnly) {
   await d.stop();
   const md = downtimeReport();
   process.stdout.write(md);
-  const base = fileURLToPath(new URL('results/bridge-downtime', import.meta.url));
+  const base = fileURLToPath(new URL(`results/bridge-downtime${quick ? '-quick' : ''}`, import.meta.url));
   writeFileSync(`${base}.md`, md);
   // One line per call, each `[ms from the kick, tid, what, bridge µs, via]` (the first: the kick-ended KVM_RUN, at its start).
   const runsJson = migrationRuns.map((r) => {
