@@ -1,6 +1,7 @@
 /* The VMM side of bench/bridge.ts: times KVM ioctls made by a real C program (through the preload library
  * and the bridge when run that way). Prints `name=median_ns` lines. Usage: bridge-roundtrip N RAM_BYTES [touch]
- * (`touch`: the VMM writes every page of guest RAM first, so none is skipped as never populated).
+ * (`touch`: the VMM writes every page of guest RAM first, so none is skipped as never populated); then, with the
+ * slot logging dirty pages (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2), KVM_GET_DIRTY_LOG and KVM_CLEAR_DIRTY_LOG after each run.
  * `bridge-roundtrip echo SOCKET N`: the transport's floor instead — N round trips of a KVM_GET_REGS-sized request
  * (192 bytes, sent with sendmsg as the preload library sends it) and reply (184 bytes, one recv) on a Unix socket
  * whose server answers each request and does nothing else; prints `echo_ns=median`. */
@@ -103,5 +104,27 @@ int main(int argc, char **argv) {
   }
   printf("run_ns=%lld\n", median(t, n));
   printf("guest_counter=%u\n", mem[0x800]);
+  /* The calls a migration's stopped source makes most (QEMU with KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2): the slot's
+   * dirty bitmap, then a clear of its pages (the guest writes its page again between the two). */
+  struct kvm_enable_cap manual = {.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, .args = {KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE}};
+  if (ioctl(vm, KVM_ENABLE_CAP, &manual) < 0) err(1, "KVM_ENABLE_CAP(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2)");
+  r.flags = KVM_MEM_LOG_DIRTY_PAGES;
+  if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) err(1, "KVM_SET_USER_MEMORY_REGION(KVM_MEM_LOG_DIRTY_PAGES)");
+  size_t pages = ram / 4096, bitmap_bytes = (pages + 63) / 64 * 8;
+  uint64_t *bitmap = calloc(1, bitmap_bytes);
+  long long *t2 = calloc(n, sizeof *t2);
+  for (int i = 0; i < n; i++) {
+    if (ioctl(vcpu, KVM_RUN, 0) < 0) err(1, "KVM_RUN");
+    struct kvm_dirty_log log = {.slot = 0, .dirty_bitmap = bitmap};
+    long long t0 = now();
+    if (ioctl(vm, KVM_GET_DIRTY_LOG, &log) < 0) err(1, "KVM_GET_DIRTY_LOG");
+    t[i] = now() - t0;
+    struct kvm_clear_dirty_log clear = {.slot = 0, .num_pages = pages, .first_page = 0, .dirty_bitmap = bitmap};
+    t0 = now();
+    if (ioctl(vm, KVM_CLEAR_DIRTY_LOG, &clear) < 0) err(1, "KVM_CLEAR_DIRTY_LOG");
+    t2[i] = now() - t0;
+  }
+  printf("get_dirty_log_ns=%lld\n", median(t, n));
+  printf("clear_dirty_log_ns=%lld\n", median(t2, n));
   return 0;
 }

@@ -24,15 +24,27 @@ import { fileURLToPath } from 'node:url';
 import { createHost, O_RDWR } from '@vac/core';
 import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SREGS, KVM_GET_SREGS, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs, makeKvmSregs } from '@vac/kvm';
 import { intel } from '@vac/vmx';
-import { compileC, findCompiler, preloadLibrary, socketPaths, startDaemon } from '../packages/bridge/src/index.js';
+import { compileC, findCompiler, preloadLibrary, socketPaths, spinSettings, startDaemon, type CallRecord } from '../packages/bridge/src/index.js';
 import { FIRMWARE_LINE, counterFirmware, helloFirmware } from '../packages/bridge/test/support/firmware.js';
 import { migrateWithPrecopy } from '../packages/bridge/test/support/migration.js';
 import { until } from '../packages/bridge/test/support/native.js';
 import { connectQmp } from '../packages/bridge/test/support/qmp.js';
 
 const quick = process.argv.includes('--quick');
-/** `--regs`: only KVM_GET_REGS — through the request FIFO, through the socket alone, and the echo floor — in rounds. */
+/**
+ * `--regs`: only KVM_GET_REGS (and the same program's KVM_RUN with one OUT exit) — through the request FIFO with
+ * both sides' spin (the default), through the FIFO with the spin off on both sides (`VAC_NO_SPIN`, a second
+ * bridge with `spinUs: 0`), through the socket alone, and the echo floor — in rounds.
+ */
 const regsOnly = process.argv.includes('--regs');
+/**
+ * `--migration`: only the live migrations (5 pairs, or `--runs=N`), each through-the-bridge run with what its
+ * source QEMU called while stopped: the vCPU's KVM_RUN that the stop's kick ended, and every later call within
+ * QEMU's reported downtime after it — how many of each, their bridge time, the gaps between them (`bench/results/
+ * bridge-downtime.md`, and the calls themselves in `bridge-downtime.json`, one line each).
+ */
+const migrationOnly = process.argv.includes('--migration');
+const runsArg = process.argv.find((a) => a.startsWith('--runs='));
 const N = quick ? 200 : 5000;
 const CODE = [0xba, 0xf8, 0x03, 0xee, 0xfe, 0x06, 0x00, 0x18, 0xeb, 0xf9];
 
@@ -78,7 +90,15 @@ function direct(ram: number): { getRegs: number; run: number } {
 }
 
 /** The C program through the bridge (`preload` and `socket`), or on the real /dev/kvm (neither). */
-async function bridged(bin: string, preload: string | undefined, socket: string | undefined, ram: number, touch: boolean, extraEnv: NodeJS.ProcessEnv = {}): Promise<{ getRegs: number; run: number }> {
+/** The C program's medians (ns): KVM_GET_REGS, KVM_RUN with one OUT exit, then KVM_GET_DIRTY_LOG and KVM_CLEAR_DIRTY_LOG of its slot. */
+interface Medians {
+  readonly getRegs: number;
+  readonly run: number;
+  readonly getDirtyLog: number;
+  readonly clearDirtyLog: number;
+}
+
+async function bridged(bin: string, preload: string | undefined, socket: string | undefined, ram: number, touch: boolean, extraEnv: NodeJS.ProcessEnv = {}): Promise<Medians> {
   const env = preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket, ...extraEnv };
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(bin, [String(N), String(ram), ...(touch ? ['touch'] : [])], { env, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -90,17 +110,17 @@ async function bridged(bin: string, preload: string | undefined, socket: string 
     child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`${bin} exited with ${String(code)}`))));
   });
   const v = (k: string): number => Number(new RegExp(`^${k}=(\\d+)$`, 'm').exec(out)?.[1] ?? NaN);
-  return { getRegs: v('get_regs_ns'), run: v('run_ns') };
+  return { getRegs: v('get_regs_ns'), run: v('run_ns'), getDirtyLog: v('get_dirty_log_ns'), clearDirtyLog: v('clear_dirty_log_ns') };
 }
 
 /**
  * The bridge's own share of the calls just made: the median of its call records' time from a request's arrival to
  * its reply (µs, whole), for KVM_GET_REGS and KVM_RUN, from the newest `N` records of each.
  */
-function bridgeWork(): { getRegs: number; run: number } {
+function bridgeWork(): Medians {
   const calls = d.bridge.calls();
   const of = (what: string): number => medianNs(calls.filter((c) => c.what === what).slice(-N).map((c) => c.us));
-  return { getRegs: of('KVM_GET_REGS'), run: of('KVM_RUN') };
+  return { getRegs: of('KVM_GET_REGS'), run: of('KVM_RUN'), getDirtyLog: of('KVM_GET_DIRTY_LOG'), clearDirtyLog: of('KVM_CLEAR_DIRTY_LOG') };
 }
 
 if (findCompiler() === undefined) {
@@ -155,30 +175,53 @@ const loadBefore = loadavg()[0] as number;
 // and the first row would otherwise pay for that (the direct baseline warms up within its own loop).
 await bridged(bin, preload, socketPaths(dir).bridge, 4096, false);
 if (regsOnly) {
-  // Rounds of: the echo floor, KVM_GET_REGS through the request FIFO, the same with the library's FIFO off
-  // (VAC_NO_FIFO=1: every request on the thread's socket, the transport before the FIFO), the real /dev/kvm.
+  // Rounds of: the echo floor, KVM_GET_REGS through the request FIFO with both sides' spin as configured by default
+  // (this bridge; both sides spin only while the machine has a CPU to spare), the same with the spin forced whatever
+  // the load (a bridge with `always`, the library with VAC_SPIN_ALWAYS=1), with the spin off on both sides (a
+  // bridge with a budget of 0, the library with VAC_NO_SPIN=1), through the socket alone (VAC_NO_FIFO=1: the
+  // transport before the FIFO), and the real /dev/kvm.
+  const host = { cpus: 2, modules: [{ name: 'kvm0' }], symlinks: [['/dev/kvm0', '/dev/kvm']] as Array<[string, string]> };
+  const forced = await startDaemon({ runDir: join(dir, 'spin'), host, log: () => {}, spin: { us: spinSettings().us, always: true } });
+  const quiet = await startDaemon({ runDir: join(dir, 'nospin'), host, log: () => {}, spin: { us: 0, always: false } });
+  const ways = {
+    auto: [socketPaths(dir).bridge, {}],
+    forced: [socketPaths(forced.runDir).bridge, { VAC_SPIN_ALWAYS: '1' }],
+    still: [socketPaths(quiet.runDir).bridge, { VAC_NO_SPIN: '1' }],
+  } as const;
+  for (const [socket, env] of Object.values(ways)) await bridged(bin, preload, socket, 4096, false, env);
   const rounds = quick ? 2 : 5;
-  let md = `# KVM_GET_REGS round trip, ${rounds} rounds of ${N} calls (medians, µs; load average ${loadBefore.toFixed(1)})\n\n| round | echo floor | through the bridge, request FIFO | ÷ floor | through the bridge, socket only | ÷ floor | real /dev/kvm |\n|---|---:|---:|---:|---:|---:|---:|\n`;
+  let md = `# KVM_GET_REGS round trip, ${rounds} rounds of ${N} calls (medians, µs; load average ${loadBefore.toFixed(1)})\n\n| round | echo floor | FIFO, spin (default) | FIFO, spin forced | FIFO, no spin | ÷ floor (default, forced, none) | socket only | real /dev/kvm | KVM_RUN, one OUT exit: default / forced / none | KVM_CLEAR_DIRTY_LOG: default / forced / none (real) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
   for (let i = 0; i < rounds; i++) {
     const floor = (await echoFloor()) / 1000;
-    const fifo = (await bridged(bin, preload, socketPaths(dir).bridge, 4096, false)).getRegs / 1000;
-    const sock = (await bridged(bin, preload, socketPaths(dir).bridge, 4096, false, { VAC_NO_FIFO: '1' })).getRegs / 1000;
-    const real = realKvm ? (await bridged(bin, undefined, undefined, 4096, false)).getRegs / 1000 : undefined;
-    md += `| ${i + 1} | ${floor.toFixed(1)} | ${fifo.toFixed(1)} | ${(fifo / floor).toFixed(2)} | ${sock.toFixed(1)} | ${(sock / floor).toFixed(2)} | ${real?.toFixed(2) ?? '—'} |\n`;
+    const auto = await bridged(bin, preload, ways.auto[0], 4096, false, ways.auto[1]);
+    const spun = await bridged(bin, preload, ways.forced[0], 4096, false, ways.forced[1]);
+    const still = await bridged(bin, preload, ways.still[0], 4096, false, ways.still[1]);
+    const sock = (await bridged(bin, preload, ways.still[0], 4096, false, { VAC_NO_FIFO: '1', VAC_NO_SPIN: '1' })).getRegs / 1000;
+    const realRun = realKvm ? await bridged(bin, undefined, undefined, 4096, false) : undefined;
+    const real = realRun === undefined ? undefined : realRun.getRegs / 1000;
+    const us = [auto, spun, still].map((r) => r.getRegs / 1000);
+    md += `| ${i + 1} | ${floor.toFixed(1)} | ${us.map((u) => u.toFixed(1)).join(' | ')} | ${us.map((u) => (u / floor).toFixed(2)).join(', ')} | ${sock.toFixed(1)} | ${real?.toFixed(2) ?? '—'} | ${[auto, spun, still].map((r) => (r.run / 1000).toFixed(1)).join(' / ')} | ${[auto, spun, still].map((r) => (r.clearDirtyLog / 1000).toFixed(1)).join(' / ')} (${realRun === undefined ? '—' : (realRun.clearDirtyLog / 1000).toFixed(2)}) |\n`;
   }
   md += `\nLoad average after: ${(loadavg()[0] as number).toFixed(1)}.\n`;
   process.stdout.write(md);
+  await forced.stop();
+  await quiet.stop();
   await d.stop();
   process.exit(0);
 }
-const echoNs = await echoFloor();
-for (const [label, ram, touch] of [['4 KiB', 4096, false], ['16 MiB untouched', 16 * 1024 * 1024, false], ['16 MiB all written', 16 * 1024 * 1024, true]] as const) {
+const echoNs = migrationOnly ? NaN : await echoFloor();
+for (const [label, ram, touch] of migrationOnly ? [] : [['4 KiB', 4096, false], ['16 MiB untouched', 16 * 1024 * 1024, false], ['16 MiB all written', 16 * 1024 * 1024, true]] as const) {
   const b = await bridged(bin, preload, socketPaths(dir).bridge, ram, touch);
   const work = bridgeWork();
   const dd = direct(ram);
   const real = realKvm ? await bridged(bin, undefined, undefined, ram, touch) : undefined;
   if (label === '4 KiB') rows.push({ what: 'KVM_GET_REGS', bridgeUs: b.getRegs / 1000, workUs: work.getRegs, directUs: dd.getRegs / 1000, ratio: b.getRegs / dd.getRegs, realUs: real === undefined ? undefined : real.getRegs / 1000 });
   rows.push({ what: `KVM_RUN, one OUT exit, ${label} RAM`, bridgeUs: b.run / 1000, workUs: work.run, directUs: dd.run / 1000, ratio: b.run / dd.run, realUs: real === undefined ? undefined : real.run / 1000 });
+  if (label === '4 KiB') {
+    // What a migration's stopped source calls most (docs/bridge.md, "Costs"); no direct baseline.
+    rows.push({ what: 'KVM_GET_DIRTY_LOG, a one-page slot', bridgeUs: b.getDirtyLog / 1000, workUs: work.getDirtyLog, directUs: NaN, ratio: NaN, realUs: real === undefined ? undefined : real.getDirtyLog / 1000 });
+    rows.push({ what: 'KVM_CLEAR_DIRTY_LOG, a one-page slot', bridgeUs: b.clearDirtyLog / 1000, workUs: work.clearDirtyLog, directUs: NaN, ratio: NaN, realUs: real === undefined ? undefined : real.clearDirtyLog / 1000 });
+  }
 }
 
 /** QEMU: ms from exec to the firmware's line on its stdout, then SIGTERM (through the bridge with `preload`). */
@@ -207,22 +250,23 @@ if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status !
 else {
   const bios = join(dir, 'hello.bin');
   writeFileSync(bios, helloFirmware());
-  const runs = quick ? 2 : 5;
+  const runs = migrationOnly ? 0 : quick ? 2 : 5;
   const median = async (f: () => Promise<number>): Promise<number> => {
     const t: number[] = [];
     for (let i = 0; i < runs; i++) t.push(await f());
     return medianNs(t);
   };
-  qemuRows.push({ what: 'QEMU -M pc, exec → the firmware’s line, through the bridge', ms: await median(() => qemuToLine(bios, preload, socketPaths(dir).bridge)) });
-  if (realKvm) qemuRows.push({ what: 'the same on the real /dev/kvm', ms: await median(() => qemuToLine(bios, undefined, undefined)) });
-  else qemuNote = 'QEMU on the real /dev/kvm skipped: /dev/kvm cannot be opened here.\n';
+  if (!migrationOnly) qemuRows.push({ what: 'QEMU -M pc, exec → the firmware’s line, through the bridge', ms: await median(() => qemuToLine(bios, preload, socketPaths(dir).bridge)) });
+  if (realKvm) {
+    if (!migrationOnly) qemuRows.push({ what: 'the same on the real /dev/kvm', ms: await median(() => qemuToLine(bios, undefined, undefined)) });
+  } else qemuNote = 'QEMU on the real /dev/kvm skipped: /dev/kvm cannot be opened here.\n';
 }
 /**
  * QEMU's live migration of the counter firmware's guest (the migration test's steps: two live pre-copy passes
  * at 1 MiB/s, then QEMU's default downtime limit), from one QEMU to another started with `-incoming`: QEMU's
  * reported downtime and total time. Through the bridge (kvm0 → kvm1) with `preload`, else on the real /dev/kvm.
  */
-async function migration(fw: string, preload: string | undefined, socket: string | undefined, run: number): Promise<{ downtime: number; total: number }> {
+async function migration(fw: string, preload: string | undefined, socket: string | undefined, run: number): Promise<{ downtime: number; total: number; stopped: CallRecord[] }> {
   const env = (dev: string): NodeJS.ProcessEnv => (preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket, VAC_DEV_KVM: dev });
   const path = (name: string): string => join(dir, `${name}-${preload === undefined ? 'real' : 'vac'}-${run}`);
   const qemu = (qmp: string, extra: string[], dev: string): ChildProcess =>
@@ -237,7 +281,7 @@ async function migration(fw: string, preload: string | undefined, socket: string
     await until(() => out.split('\n').length > 4, 'the guest to count', 60_000);
     const info = await migrateWithPrecopy(qa, `unix:${path('mig.sock')}`);
     if (info.status !== 'completed' || info.downtime === undefined || info['total-time'] === undefined) throw new Error(`migration ${JSON.stringify(info)}`);
-    return { downtime: info.downtime, total: info['total-time'] };
+    return { downtime: info.downtime, total: info['total-time'], stopped: preload === undefined ? [] : stoppedCalls(a.pid ?? 0, info.downtime) };
   } finally {
     await qa.run('quit').catch(() => undefined);
     await qb.run('quit').catch(() => undefined);
@@ -248,24 +292,71 @@ async function migration(fw: string, preload: string | undefined, socket: string
   }
 }
 
+/**
+ * What the source QEMU `pid` called while stopped: its last KVM_RUN (the one the stop's kick ended: the vCPU
+ * thread makes no other after the stop) and its calls from that KVM_RUN's end to `downtimeMs` later.
+ */
+function stoppedCalls(pid: number, downtimeMs: number): CallRecord[] {
+  const mine = d.bridge.calls().filter((c) => c.pid === pid);
+  const lastRun = mine.findLast((c) => c.what === 'KVM_RUN');
+  if (lastRun === undefined) return [];
+  const stop = lastRun.at + lastRun.us / 1000;
+  return [lastRun, ...mine.filter((c) => c.seq > lastRun.seq && c.at >= stop && c.at <= stop + downtimeMs)];
+}
+
 /** One migration through the bridge and one on the real KVM, alternating, so both see the same load. */
-const migrationRuns: Array<{ bridgeMs: number; realMs: number | undefined; bridgeTotalMs: number; realTotalMs: number | undefined }> = [];
-if (qemuRows.length > 0) {
+const migrationRuns: Array<{ bridgeMs: number; realMs: number | undefined; bridgeTotalMs: number; realTotalMs: number | undefined; stopped: CallRecord[] }> = [];
+if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0) {
   const fw = join(dir, 'counter.bin');
   writeFileSync(fw, counterFirmware());
-  const runs = quick ? 1 : 5;
+  const runs = runsArg === undefined ? (quick ? 1 : 5) : Number(runsArg.slice('--runs='.length));
   for (let i = 0; i < runs; i++) {
     const b = await migration(fw, preload, socketPaths(dir).bridge, i);
     const r = realKvm ? await migration(fw, undefined, undefined, i) : undefined;
-    migrationRuns.push({ bridgeMs: b.downtime, realMs: r?.downtime, bridgeTotalMs: b.total, realTotalMs: r?.total });
+    migrationRuns.push({ bridgeMs: b.downtime, realMs: r?.downtime, bridgeTotalMs: b.total, realTotalMs: r?.total, stopped: b.stopped });
   }
+}
+
+/** The report of `--migration`: each run's downtime and what its source called while stopped (module notes). */
+function downtimeReport(): string {
+  let md = `# QEMU live migration kvm0 → kvm1: what the stopped source calls (load average ${loadBefore.toFixed(1)} → ${(loadavg()[0] as number).toFixed(1)})\n\n`;
+  md += '| run | downtime, bridge / real (ms) | calls after the kick | their bridge time (ms) | from the kick to the last reply (ms) | sum of gaps between calls (ms) | the calls (count × median µs) |\n|---|---:|---:|---:|---:|---:|---|\n';
+  migrationRuns.forEach((r, i) => {
+    const [run, ...after] = r.stopped;
+    if (run === undefined) return;
+    const kick = run.at + run.us / 1000;
+    const work = after.reduce((t, c) => t + c.us, 0) / 1000;
+    const last = after.at(-1);
+    const span = last === undefined ? 0 : last.at + last.us / 1000 - kick;
+    const kinds = new Map<string, number[]>();
+    for (const c of after) kinds.set(c.what, [...(kinds.get(c.what) ?? []), c.us]);
+    const list = [...kinds].sort((a, b) => b[1].length - a[1].length).map(([w, us]) => `${w} ${us.length}×${medianNs(us)}`).join(', ');
+    md += `| ${i + 1} | ${r.bridgeMs} / ${r.realMs ?? '—'} | ${after.length} | ${work.toFixed(2)} | ${span.toFixed(2)} | ${(span - work).toFixed(2)} | ${list} |\n`;
+  });
+  return md;
+}
+if (migrationOnly) {
+  await d.stop();
+  const md = downtimeReport();
+  process.stdout.write(md);
+  const base = fileURLToPath(new URL(`results/bridge-downtime${quick ? '-quick' : ''}`, import.meta.url));
+  writeFileSync(`${base}.md`, md);
+  // One line per call, each `[ms from the kick, tid, what, bridge µs, via]` (the first: the kick-ended KVM_RUN, at its start).
+  const runsJson = migrationRuns.map((r) => {
+    const [run] = r.stopped;
+    const kick = run === undefined ? 0 : run.at + run.us / 1000;
+    const calls = r.stopped.map((c) => JSON.stringify([Math.round((c.at - kick) * 1000) / 1000, c.tid, c.what, c.us, c.via])).join(',\n      ');
+    return `    { "bridgeMs": ${r.bridgeMs}, "realMs": ${r.realMs ?? 'null'}, "bridgeTotalMs": ${r.bridgeTotalMs}, "realTotalMs": ${r.realTotalMs ?? 'null'}, "calls": [\n      ${calls}\n    ] }`;
+  });
+  writeFileSync(`${base}.json`, `{ "date": "${new Date().toISOString()}", "load": [${loadBefore}, ${loadavg()[0] as number}], "runs": [\n${runsJson.join(',\n')}\n] }\n`);
+  process.exit(0);
 }
 await d.stop();
 const loadAfter = loadavg()[0] as number;
 let md = `# /dev/kvm bridge round trip (${quick ? 'quick' : 'full'}, ${N} calls each, medians; load average ${loadBefore.toFixed(1)} → ${loadAfter.toFixed(1)})\n\n| call | through the bridge (µs) | of which the bridge's own work (µs) | direct proc.ioctl (µs) | ratio | real /dev/kvm (µs) | ratio |\n|---|---:|---:|---:|---:|---:|---:|\n`;
 for (const r of rows) {
   const real = r.realUs === undefined ? '— | —' : `${r.realUs.toFixed(2)} | ${(r.bridgeUs / r.realUs).toFixed(0)}×`;
-  md += `| ${r.what} | ${r.bridgeUs.toFixed(1)} | ${r.workUs} | ${r.directUs.toFixed(2)} | ${r.ratio.toFixed(0)}× | ${real} |\n`;
+  md += `| ${r.what} | ${r.bridgeUs.toFixed(1)} | ${r.workUs} | ${Number.isNaN(r.directUs) ? '— | —' : `${r.directUs.toFixed(2)} | ${r.ratio.toFixed(0)}×`} | ${real} |\n`;
 }
 if (!realKvm) md += '\nThe real /dev/kvm cannot be opened here: no real-KVM column.\n';
 const getRegs = rows[0];

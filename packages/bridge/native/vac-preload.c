@@ -36,6 +36,8 @@
 #include <string.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -68,6 +70,7 @@
 #define REQ_HEADER 48
 #define FIFO_MAGIC 0x46434156u /* "VACF": the envelope of a request on the bridge's request FIFO (request-fifo.ts) */
 #define FIFO_ENVELOPE 16
+#define YIELD_MAGIC 0x59434156u /* "VACY": makes the bridge leave its blocking read of the FIFO (request-fifo.ts) */
 #define FIFO_MAX 4096 /* PIPE_BUF: a write up to this size to a FIFO is atomic */
 #define REP_HEADER 40
 #define KIND_NONE 0
@@ -195,12 +198,140 @@ static void at_fork_child(void) {
   relay_reset_after_fork();
 }
 
+/*
+ * Spin, then block. A thread waiting for its reply first polls its socket without sleeping for up to spin_ns,
+ * and only then sleeps (recv, or ppoll during a KVM_RUN). On an idle machine a sleeping thread's wake-up is the
+ * wake-up of an idle CPU (in a VM: a vCPU that sleeps in the hypervisor), tens of µs on each side of a round trip;
+ * a reply that comes within the budget finds this thread awake. Bounded: only a thread with a call in flight
+ * spins, at most MAX_SPINNERS threads of a process at once (QEMU has a dozen threads; the others sleep at once),
+ * at most spin_ns per call, and only while the machine has a CPU to spare: no more runnable threads (this one
+ * included) than CPUs (/proc/loadavg, read at most every LOAD_CHECK_NS). On a busy machine a
+ * spinner takes the CPU the bridge needs to answer it (measured: each side's spin then runs to its end and a
+ * KVM_GET_REGS takes 2 budgets longer), and a sleeping thread's wake-up does not wait for an idle CPU anyway.
+ * VAC_NO_SPIN=1 turns the spin off, VAC_SPIN_US=<µs> sets the budget, VAC_SPIN_ALWAYS=1 spins whatever the load
+ * (to measure the spin itself); the bridge reads the same variables for its own spin (request-fifo.ts).
+ */
+#define SPIN_US_DEFAULT 50
+#define MAX_SPINNERS 1
+#define LOAD_CHECK_NS 10000000L
+static long spin_ns;
+static int spin_always;
+static long ncpus;
+static atomic_int spinners;
+static _Atomic long load_checked_at;
+static atomic_int cpu_spare;
+
+static void spin_init(void) {
+  const char *off = getenv("VAC_NO_SPIN"), *us = getenv("VAC_SPIN_US");
+  char *end = NULL;
+  long v = us != NULL && *us != '\0' ? strtol(us, &end, 10) : -1;
+  if (off != NULL && *off != '\0') spin_ns = 0;
+  else if (v >= 0 && end != NULL && *end == '\0') spin_ns = v * 1000;
+  else spin_ns = SPIN_US_DEFAULT * 1000L;
+  const char *always = getenv("VAC_SPIN_ALWAYS");
+  spin_always = always != NULL && *always != '\0';
+  ncpus = sysconf(_SC_NPROCESSORS_ONLN);
+  if (ncpus < 1) ncpus = 1;
+}
+
+static long now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* Whether the machine has a CPU to spare (above), from /proc/loadavg ("0.52 0.58 0.59 2/389 12345": the load
+ * averages, then runnable/all threads) read at most every LOAD_CHECK_NS by whichever thread finds it stale. The
+ * load averages are not used: they lag by a minute, and a benchmark's own spinning threads raise them. */
+static int machine_has_spare_cpu(void) {
+  long now = now_ns(), at = atomic_load_explicit(&load_checked_at, memory_order_relaxed);
+  if (at != 0 && now - at < LOAD_CHECK_NS) return atomic_load_explicit(&cpu_spare, memory_order_relaxed);
+  if (!atomic_compare_exchange_strong(&load_checked_at, &at, now)) return atomic_load_explicit(&cpu_spare, memory_order_relaxed);
+  int spare = 0, f = real_open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (f >= 0) {
+    char text[128];
+    ssize_t n = read(f, text, sizeof text - 1);
+    real_close(f);
+    long running;
+    if (n > 0) {
+      text[n] = '\0';
+      if (sscanf(text, "%*f %*f %*f %ld/", &running) == 1) spare = running <= ncpus;
+    }
+  }
+  atomic_store_explicit(&cpu_spare, spare, memory_order_relaxed);
+  return spare;
+}
+
+/* Take a spinner's place: 0 when the budget is 0, the machine has no CPU to spare, or MAX_SPINNERS threads of this
+ * process spin already. */
+static int spin_enter(void) {
+  if (spin_ns == 0 || (!spin_always && !machine_has_spare_cpu())) return 0;
+  if (atomic_fetch_add_explicit(&spinners, 1, memory_order_acquire) < MAX_SPINNERS) return 1;
+  atomic_fetch_sub_explicit(&spinners, 1, memory_order_release);
+  return 0;
+}
+
+static void spin_leave(void) { atomic_fetch_sub_explicit(&spinners, 1, memory_order_release); }
+
+/* Poll `s` for a reply without sleeping, for up to the budget: the bytes received into buf (at most len), 0 when
+ * none came (or this thread may not spin now), -1 on end of file or an error (the blocking read reports it). */
+static ssize_t spin_recv(int s, void *buf, size_t len) {
+  if (!spin_enter()) return 0;
+  long end = now_ns() + spin_ns;
+  ssize_t n;
+  for (;;) {
+    n = recv(s, buf, len, MSG_DONTWAIT);
+    if (n > 0) break;
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      n = 0;
+      break;
+    }
+    if (now_ns() >= end) {
+      n = 0;
+      break;
+    }
+    __builtin_ia32_pause();
+  }
+  spin_leave();
+  return n;
+}
+
+/* A signal is pending for this thread that `mask` does not block (it would be delivered by ppoll with `mask`). */
+static int deliverable(const sigset_t *mask) {
+  sigset_t pending;
+  if (sigpending(&pending) < 0) return 1;
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sigismember(&pending, sig) == 1 && sigismember(mask, sig) != 1) return 1;
+  return 0;
+}
+
+/* With every signal blocked: poll `s` without sleeping for up to the budget. 1 when a reply is readable; 0 when the
+ * budget ran out, this thread may not spin now, or a signal that `mask` lets through is pending (ppoll with `mask`
+ * then delivers it: EINTR, as if it had come during the sleep). */
+static int spin_poll(int s, const sigset_t *mask) {
+  if (!spin_enter()) return 0;
+  long end = now_ns() + spin_ns;
+  int ready = 0;
+  for (;;) {
+    struct pollfd p = {.fd = s, .events = POLLIN};
+    if (poll(&p, 1, 0) > 0) {
+      ready = 1;
+      break;
+    }
+    if (deliverable(mask) || now_ns() >= end) break;
+    __builtin_ia32_pause();
+  }
+  spin_leave();
+  return ready;
+}
+
 static void init(void) {
   resolve();
   pthread_key_create(&conn_key, close_conn);
   pthread_atfork(NULL, NULL, at_fork_child);
   self_pid = getpid();
   trace_on = getenv("VAC_PRELOAD_TRACE") != NULL;
+  spin_init();
 }
 
 __attribute__((constructor)) static void vac_preload_ctor(void) {
@@ -291,6 +422,8 @@ struct reply {
 static __thread const sigset_t *run_wait_mask;
 static __thread int run_waiting;
 
+static void fifo_nudge(int s);
+
 static int send_interrupt(int s) {
   unsigned char h[REQ_HEADER];
   memset(h, 0, sizeof h);
@@ -304,20 +437,38 @@ static int send_interrupt(int s) {
     if (k <= 0) return -1;
     sent += (size_t)k;
   }
+  fifo_nudge(s);
   return 0;
 }
 
+/* Wait for a KVM_RUN's reply: spin first (every signal blocked meanwhile, so none can come unnoticed between the
+ * spin and the sleep), then sleep in ppoll with the wait mask, which a signal interrupts. */
 static int wait_reply(int s) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  const sigset_t *mask = run_wait_mask != NULL ? run_wait_mask : &old;
+  int rc = 0;
   for (;;) {
+    /* Also after an interrupt: the reply (KVM_EXIT_INTR) then follows within the bridge's next turn. */
+    if (spin_poll(s, mask)) break;
     struct pollfd p = {.fd = s, .events = POLLIN};
-    int n = ppoll(&p, 1, NULL, run_wait_mask);
-    if (n > 0) return 0;
+    int n = ppoll(&p, 1, NULL, mask);
+    if (n > 0) break;
     if (n < 0 && errno == EINTR) {
-      if (send_interrupt(s) < 0) return -1;
+      if (send_interrupt(s) < 0) {
+        rc = -1;
+        break;
+      }
       continue;
     }
-    if (n < 0) return -1;
+    if (n < 0) {
+      rc = -1;
+      break;
+    }
   }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
 }
 
 /*
@@ -327,26 +478,51 @@ static int wait_reply(int s) {
  * SIGPIPE (the bridge gone, no reader) is blocked around it and a pending one taken back, so the VMM sees EIO
  * as with the socket, not a signal.
  */
+static int fifo_writev(const struct iovec *iov, int n, size_t total) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  /* With SIGPIPE already blocked (by the VMM, or by wait_reply around a KVM_RUN, which nudges the FIFO after an
+   * INTERRUPT), a pending one may be someone else's: take back only the one our write raised. */
+  int had_pipe = 0;
+  if (sigismember(&old, SIGPIPE)) {
+    sigset_t pending;
+    had_pipe = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+  }
+  ssize_t k;
+  do k = writev(fifo_fd, iov, n);
+  while (k < 0 && errno == EINTR);
+  if (k < 0 && errno == EPIPE && !had_pipe) {
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe_set, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return k == (ssize_t)total ? 0 : -1;
+}
+
 static int fifo_send(const unsigned char *h, const void *p1, uint32_t n1, const void *p2, uint32_t n2) {
   unsigned char env[FIFO_ENVELOPE];
   put32(env, FIFO_MAGIC);
   put32(env + 4, conn_id);
   put64(env + 8, conn_token);
   struct iovec iov[4] = {{env, FIFO_ENVELOPE}, {(void *)h, REQ_HEADER}, {(void *)p1, n1}, {(void *)p2, n2}};
-  size_t total = FIFO_ENVELOPE + REQ_HEADER + (size_t)n1 + n2;
-  sigset_t pipe_set, old;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-  ssize_t k;
-  do k = writev(fifo_fd, iov, 4);
-  while (k < 0 && errno == EINTR);
-  if (k < 0 && errno == EPIPE && !sigismember(&old, SIGPIPE)) {
-    struct timespec zero = {0, 0};
-    sigtimedwait(&pipe_set, NULL, &zero);
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  return k == (ssize_t)total ? 0 : -1;
+  return fifo_writev(iov, 4, FIFO_ENVELOPE + REQ_HEADER + (size_t)n1 + n2);
+}
+
+/*
+ * After a message on this thread's socket (a request too large for the FIFO, an INTERRUPT): a YIELD marker on the
+ * FIFO, so that a bridge serving the FIFO from its blocking read gives its event loop — which reads the sockets —
+ * a turn now instead of at its watchdog's next YIELD, up to 1 ms later (measured: a KVM_GET_XSAVE2 on the socket
+ * waited 1.2 ms in a migration's downtime). A bridge not in its blocking read ignores the marker.
+ */
+static void fifo_nudge(int s) {
+  if (s != conn_fd || conn_token == 0 || fifo_fd < 0) return;
+  unsigned char marker[FIFO_ENVELOPE];
+  memset(marker, 0, sizeof marker);
+  put32(marker, YIELD_MAGIC);
+  struct iovec iov[1] = {{marker, FIFO_ENVELOPE}};
+  fifo_writev(iov, 1, FIFO_ENVELOPE);
 }
 
 /* Open the bridge's request FIFO for this process (once; again if the bridge made a new one since: another inode
@@ -433,6 +609,7 @@ static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint
       }
     }
   }
+  fifo_nudge(s);
 sent:;
   unsigned char first[REP_HEADER + REPLY_FIRST_READ];
   unsigned char *rh = first;
@@ -448,6 +625,10 @@ sent:;
     }
     got = REP_HEADER;
   } else {
+    if (!run_waiting) {
+      ssize_t n = spin_recv(s, first, sizeof first);
+      if (n > 0) got = (size_t)n;
+    }
     while (got < REP_HEADER) {
       ssize_t n = recv(s, first + got, sizeof first - got, 0);
       if (n < 0 && errno == EINTR) continue;

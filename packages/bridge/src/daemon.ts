@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HostControl, runControl, type ControlReply, type ControlRequest, type HostDescription } from './control.js';
 import type { Host } from '@vac/core';
+import type { SpinSettings } from './request-fifo.js';
 import { BridgeServer } from './server.js';
 
 /** The run directory of a bridge: `$VAC_RUN_DIR`, else `/run/vac` for root, else `$XDG_RUNTIME_DIR/vac` (or a temp dir). */
@@ -49,6 +50,8 @@ export interface DaemonOptions {
   readonly runDir: string;
   /** Log lines (default: stderr). */
   readonly log?: (line: string) => void;
+  /** The bridge's spin (`BridgeServerOptions.spin`; default from `VAC_NO_SPIN`, `VAC_SPIN_US`, `VAC_SPIN_ALWAYS`). */
+  readonly spin?: SpinSettings;
 }
 
 /**
@@ -78,7 +81,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   const paths = socketPaths(opts.runDir);
   const control = new HostControl(opts.host);
-  const bridge = new BridgeServer({ host: control.host, socketPath: paths.bridge, log });
+  const bridge = new BridgeServer({ host: control.host, socketPath: paths.bridge, log, ...(opts.spin === undefined ? {} : { spin: opts.spin }) });
   control.attach(bridge);
   await bridge.listen();
   const conns = new Set<Socket>();

@@ -26,6 +26,8 @@ export { CODECS, decodeArg, type DecodedArg, type IoctlCodec } from './codec.js'
 export { GuestMemoryMirror, type MemoryStats, type SyncRange } from './guest-memory.js';
 export { VcpuRunner, type RunHandle, type RunHooks, type TimePacing } from './vcpu-runner.js';
 export * from './protocol.js';
-export { FIFO_ENVELOPE, FIFO_MAGIC, FIFO_MAX_MESSAGE, YIELD_MAGIC, YIELD_MS, RequestFifo, fifoPath, type FifoHandlers } from './request-fifo.js';
+export { FIFO_ENVELOPE, FIFO_MAGIC, FIFO_MAX_MESSAGE, SPIN_US, YIELD_MAGIC, YIELD_MS, RequestFifo, fifoPath, spinSettings, type FifoHandlers, type SpinSettings } from './request-fifo.js';
+export { NONBLOCKING_READ_MAX, NonBlockingReader } from './nonblocking-read.js';
+export { SPARE_CPU_CHECK_MS, SpareCpu, spareCpuIn } from './spare-cpu.js';
 export { main, type CliIo } from './cli/main.js';
 export { isStaticElf, whichProgram } from './elf.js';

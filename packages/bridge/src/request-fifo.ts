@@ -19,8 +19,22 @@
  * it served anything since the last turn, else goes back to the idle mode. It also leaves the blocking mode as
  * soon as the vCPU runner has work to do (a guest to execute), which runs on the event loop as before.
  *
+ * **Spin, then block.** After serving a request in the blocking mode, the main thread first polls the FIFO without
+ * blocking for up to {@link SPIN_US} (a third, non-blocking open of it, read through {@link NonBlockingReader}),
+ * and only then blocks in `read(2)`. A VMM that makes one call after another (QEMU's calls while a migration's
+ * source is stopped, a benchmark's loop) then finds the model's thread awake: on an idle machine a blocked
+ * thread's wake-up is the wake-up of an idle CPU — in a VM, of a vCPU that sleeps in the hypervisor — which costs
+ * tens of µs on each side of a round trip. The spin is bounded: it follows only a served request (an idle bridge
+ * never spins, and the idle mode above never does), lasts at most {@link SPIN_US} after each, ends as soon as
+ * anything arrives, and happens only while the machine has a CPU to spare (`spare-cpu.ts`: on a busy machine the
+ * spinner would hold the CPU the VMM needs to send its next request); a YIELD marker still ends the blocking mode
+ * within {@link YIELD_MS}. `VAC_NO_SPIN=1` in the bridge's environment (or `spin.us: 0`) turns it off,
+ * `VAC_SPIN_US=<µs>` sets the budget, `VAC_SPIN_ALWAYS=1` spins whatever the load (to measure the spin itself).
+ *
  * Envelope (16 bytes, little-endian, before the request as `protocol.ts` describes it):
- * `u32 magic "VACF", u32 connection id, u64 token`. The YIELD marker is an envelope with magic "VACY".
+ * `u32 magic "VACF", u32 connection id, u64 token`. The YIELD marker is an envelope with magic "VACY". The library
+ * writes one too right after a message it sent on its socket (a request larger than `PIPE_BUF`, an INTERRUPT), so
+ * that a blocking period ends at once and the event loop reads that socket (else it would wait for the watchdog).
  *
  * @module
  */
@@ -28,6 +42,8 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, constants, lstatSync, openSync, readSync, unlinkSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Worker } from 'node:worker_threads';
+import { NonBlockingReader } from './nonblocking-read.js';
+import { SpareCpu } from './spare-cpu.js';
 import { VAC_MAGIC } from './protocol.js';
 
 /** `"VACF"`: the first word of a request envelope on the FIFO. */
@@ -40,6 +56,33 @@ export const FIFO_ENVELOPE = 16;
 export const FIFO_MAX_MESSAGE = 4096;
 /** How long the main thread may stay in a blocking read before the watchdog makes it give the event loop a turn. */
 export const YIELD_MS = 1;
+
+/**
+ * How long (µs) the main thread polls the FIFO after a served request before it blocks (module notes). Chosen by
+ * measurement (docs/performance.md, "spin, then block"): it covers the gap between two calls of one VMM thread
+ * that makes them back to back — the library's own work between a reply and its next request, and QEMU's between
+ * consecutive calls while a migration's source is stopped — and costs at most this much CPU per call.
+ */
+export const SPIN_US = 50;
+
+/** How the main thread spins before it blocks (module notes). */
+export interface SpinSettings {
+  /** The budget after each served request, µs; 0: no spin. */
+  readonly us: number;
+  /** Spin whatever the machine's load (else only while it has a CPU to spare, `spare-cpu.ts`). */
+  readonly always: boolean;
+}
+
+/**
+ * The spin a bridge started with environment `env` uses: a budget of 0 with `VAC_NO_SPIN` set (not empty), else
+ * `VAC_SPIN_US` when it is a whole number, else {@link SPIN_US}; whatever the load with `VAC_SPIN_ALWAYS` set.
+ * (The preload library reads the same variables for its own spin.)
+ */
+export function spinSettings(env: NodeJS.ProcessEnv = process.env): SpinSettings {
+  const set = (v: string | undefined): boolean => v !== undefined && v !== '';
+  const us = env.VAC_SPIN_US === undefined ? NaN : Number(env.VAC_SPIN_US);
+  return { us: set(env.VAC_NO_SPIN) ? 0 : Number.isInteger(us) && us >= 0 ? us : SPIN_US, always: set(env.VAC_SPIN_ALWAYS) };
+}
 
 /** The FIFO's path next to a bridge socket. */
 export function fifoPath(socketPath: string): string {
@@ -54,6 +97,8 @@ export interface FifoHandlers {
   readonly mayBlock: () => boolean;
   /** Called with a log line (a malformed envelope). */
   readonly log: (line: string) => void;
+  /** The spin (module notes); default {@link spinSettings} of the process's environment. */
+  readonly spin?: SpinSettings;
 }
 
 // The watchdog, as a CommonJS script evaluated in a worker (no file to resolve from a bundle or from tsx).
@@ -85,6 +130,13 @@ export class RequestFifo {
   readonly path: string;
   readonly #handlers: FifoHandlers;
   readonly #blockingFd: number;
+  /** A non-blocking open of the FIFO for the spin, and its reader; undefined when the spin is off. */
+  readonly #spinFd: number | undefined;
+  readonly #spinner: NonBlockingReader | undefined;
+  /** The spin budget in ms. */
+  readonly #spinMs: number;
+  /** Whether the machine has a CPU to spare now; undefined: spin whatever the load. */
+  readonly #spare: SpareCpu | undefined;
   readonly #socket: Socket;
   readonly #state = new Int32Array(new SharedArrayBuffer(8));
   readonly #watchdog: Worker;
@@ -114,6 +166,24 @@ export class RequestFifo {
     execFileSync('mkfifo', ['-m', '0622', path], { stdio: 'ignore' });
     // Read and write: a FIFO opened so never blocks the open, never reads end-of-file, and always has a reader.
     this.#blockingFd = openSync(path, constants.O_RDWR);
+    const spin = handlers.spin ?? spinSettings();
+    const spinUs = spin.us;
+    this.#spare = spin.always ? undefined : new SpareCpu();
+    let spinFd: number | undefined;
+    let spinner: NonBlockingReader | undefined;
+    if (spinUs > 0) {
+      spinFd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+      try {
+        spinner = new NonBlockingReader(spinFd);
+      } catch (e) {
+        handlers.log(`bridge: request FIFO: no spin (${(e as Error).message})`);
+        closeSync(spinFd);
+        spinFd = undefined;
+      }
+    }
+    this.#spinFd = spinFd;
+    this.#spinner = spinner;
+    this.#spinMs = spinner === undefined ? 0 : spinUs / 1000;
     const idleFd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
     this.#socket = new Socket({ fd: idleFd, readable: true, writable: false });
     this.#socket.on('data', (chunk: Buffer) => this.#take(chunk));
@@ -133,6 +203,7 @@ export class RequestFifo {
     void this.#watchdog.terminate();
     this.#socket.destroy();
     closeSync(this.#blockingFd);
+    if (this.#spinFd !== undefined) closeSync(this.#spinFd);
     try {
       unlinkSync(this.path);
     } catch {
@@ -182,6 +253,21 @@ export class RequestFifo {
     });
   }
 
+  /**
+   * Poll the FIFO without blocking for up to the spin budget (module notes): the number of bytes read into the
+   * buffer, 0 when nothing came (or the spin is off).
+   */
+  #spin(): number {
+    const spinner = this.#spinner;
+    if (spinner === undefined || this.#spare?.now() === false) return 0;
+    const end = performance.now() + this.#spinMs;
+    do {
+      const n = spinner.read(this.#buf);
+      if (n > 0) return n;
+    } while (performance.now() < end);
+    return 0;
+  }
+
   /** Serve from a blocking read until the watchdog's YIELD or until the runner has work (module notes). */
   #block(): void {
     if (this.#closed) return;
@@ -200,7 +286,8 @@ export class RequestFifo {
       // (`read()` emits 'data' with what it returns, and the 'data' listener takes it.)
       this.#socket.read();
       while (!yielded && !this.#closed && this.#handlers.mayBlock()) {
-        const n = readSync(this.#blockingFd, this.#buf, 0, this.#buf.length, null);
+        let n = this.#spin();
+        if (n === 0) n = readSync(this.#blockingFd, this.#buf, 0, this.#buf.length, null);
         yielded = this.#take(this.#buf.subarray(0, n));
       }
     } finally {

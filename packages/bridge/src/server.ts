@@ -22,7 +22,7 @@ import { forEachChangedRun } from './byte-runs.js';
 import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
 import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
 import { VcpuRunner, type RunHandle, type TimePacing } from './vcpu-runner.js';
-import { RequestFifo, fifoPath } from './request-fifo.js';
+import { RequestFifo, fifoPath, type SpinSettings } from './request-fifo.js';
 import {
   FdKind,
   HELLO_LIFE,
@@ -69,6 +69,8 @@ export interface CallRecord {
   readonly message: string | undefined;
   /** Microseconds from the request's arrival to its reply (a KVM_RUN's includes the time its vCPU slept). */
   readonly us: number;
+  /** When the request arrived: milliseconds since the bridge process started (`performance.now()`, µs precision). */
+  readonly at: number;
   /** How the request came: on its connection's socket, or on the request FIFO (`request-fifo.ts`). */
   readonly via: 'socket' | 'fifo';
 }
@@ -87,6 +89,11 @@ export interface BridgeServerOptions {
   readonly log?: (line: string) => void;
   /** How a halted vCPU's wait for a timer maps to wall time (`vcpu-runner.ts`); default `'wall'`. */
   readonly pacing?: TimePacing;
+  /**
+   * How the main thread polls the request FIFO after a served request before it blocks (`request-fifo.ts`, "spin,
+   * then block"). Default: `spinSettings(process.env)` — `VAC_NO_SPIN`, `VAC_SPIN_US`, `VAC_SPIN_ALWAYS`.
+   */
+  readonly spin?: SpinSettings;
 }
 
 /** Real credentials of a process, as /proc/PID/status gives them. */
@@ -201,6 +208,7 @@ export class BridgeServer {
   readonly #onCall: ((c: CallRecord) => void) | undefined;
   readonly #log: (line: string) => void;
   readonly #runner: VcpuRunner;
+  readonly #spin: SpinSettings | undefined;
   /** The request FIFO (`request-fifo.ts`), from {@link BridgeServer.listen} on. */
   #fifo: RequestFifo | undefined;
   /** Thread connections by their FIFO id. */
@@ -219,6 +227,7 @@ export class BridgeServer {
   constructor(opts: BridgeServerOptions) {
     this.host = opts.host;
     this.#runner = new VcpuRunner(opts.host, opts.pacing);
+    this.#spin = opts.spin;
     this.socketPath = opts.socketPath;
     this.#keep = opts.keepCalls ?? 100_000;
     this.#onCall = opts.onCall;
@@ -243,6 +252,7 @@ export class BridgeServer {
         deliver: (id, token, bytes) => this.#fromFifo(id, token, bytes),
         mayBlock: () => !this.#runner.wantsTurn,
         log: this.#log,
+        ...(this.#spin === undefined ? {} : { spin: this.#spin }),
       });
     } catch (e) {
       // No FIFO (no mkfifo, a file in the way): every request on the sockets, as the library then sends them.
@@ -498,6 +508,7 @@ export class BridgeServer {
       error: reply.errno === 0 ? undefined : errnoName(reply.errno),
       message: reply.errno === 0 ? undefined : reply.message,
       us: Math.round((performance.now() - since) * 1000),
+      at: Math.round(since * 1000) / 1000,
       via: conn.via,
     };
     this.#calls.push(rec);

@@ -72,10 +72,16 @@ describe.skipIf(skip !== undefined)('a VMM with the in-kernel irqchip through th
     await clean();
   });
 
-  test('a signal to the thread blocked in KVM_RUN (SIGUSR1 with a handler): KVM_RUN returns EINTR with KVM_EXIT_INTR', async () => {
+  // Also with the library spinning for its replies whatever the load, for up to 300 ms (VAC_SPIN_ALWAYS,
+  // VAC_SPIN_US): the signal then usually comes while the thread polls for the KVM_RUN's reply with every signal
+  // blocked, and must still end the KVM_RUN (the spin sees it pending and ppoll delivers it).
+  test.each([
+    ['', {}],
+    ['; the same while the library spins for the reply', { VAC_SPIN_ALWAYS: '1', VAC_SPIN_US: '300000' }],
+  ] as const)('a signal to the thread blocked in KVM_RUN (SIGUSR1 with a handler): KVM_RUN returns EINTR with KVM_EXIT_INTR%s', async (_, env) => {
     const fw = join(dir, 'ticks.bin');
     writeFileSync(fw, tickFirmware(1));
-    const vmm = startVmm(native, socketPaths(dir).bridge, [native.irqchip, fw, 'hold'], { timeoutMs: 60_000 });
+    const vmm = startVmm(native, socketPaths(dir).bridge, [native.irqchip, fw, 'hold'], { env, timeoutMs: 60_000 });
     await until(() => vmm.stdout().includes('done=1\n'), 'the guest to halt for good');
     // The guest halted with interrupts off: the vCPU sleeps in KVM_RUN, with nothing that could wake it.
     await until(() => d.bridge.sessions().get(vmm.child.pid ?? 0)?.running === 1, 'the KVM_RUN to be in progress');

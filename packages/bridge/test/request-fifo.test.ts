@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
-import { FIFO_MAGIC, Op, RequestFifo, encodeRequest } from '../src/index.js';
+import { FIFO_MAGIC, Op, RequestFifo, SPIN_US, encodeRequest, spinSettings } from '../src/index.js';
 import { until } from './support/native.js';
 
 /** A thread that writes message `i` (connection id i, token 7) for i = 1…n, `gapMs` apart, into the FIFO at `path`. */
@@ -35,7 +35,12 @@ describe('RequestFifo', () => {
   let fifo: RequestFifo | undefined;
   afterEach(() => fifo?.close());
 
-  test('every message is delivered once, in order, whether the main thread blocks or not — also when the runner gets busy right after a blocking period', async () => {
+  // Without the spin, and with a spin (forced whatever the machine's load) long enough that the writer's next
+  // message, 2 ms later, usually arrives while the main thread polls: the same messages, once each, in order.
+  test.each([
+    ['', { us: 0, always: false }],
+    [', the main thread spinning before each blocking read', { us: 20_000, always: true }],
+  ] as const)('every message is delivered once, in order, whether the main thread blocks or not — also when the runner gets busy right after a blocking period%s', async (_, spin) => {
     const path = join(mkdtempSync(join(tmpdir(), 'vac-fifo-')), 'bridge.sock.req');
     const got: number[] = [];
     let allow = true;
@@ -52,10 +57,20 @@ describe('RequestFifo', () => {
       },
       mayBlock: () => allow,
       log: () => {},
+      spin,
     });
     const w = writer(path, 60, 2);
     await until(() => got.length === 60, 'the 60 messages', 20_000);
     expect(got).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
     await w.terminate();
+  });
+
+  test('spin settings from the environment: the default budget, VAC_SPIN_US, VAC_NO_SPIN (which wins), VAC_SPIN_ALWAYS', () => {
+    expect(spinSettings({})).toEqual({ us: SPIN_US, always: false });
+    expect(spinSettings({ VAC_SPIN_US: '120' })).toEqual({ us: 120, always: false });
+    expect(spinSettings({ VAC_SPIN_US: 'lots' })).toEqual({ us: SPIN_US, always: false });
+    expect(spinSettings({ VAC_SPIN_US: '120', VAC_NO_SPIN: '1' })).toEqual({ us: 0, always: false });
+    expect(spinSettings({ VAC_NO_SPIN: '' })).toEqual({ us: SPIN_US, always: false });
+    expect(spinSettings({ VAC_SPIN_ALWAYS: '1' })).toEqual({ us: SPIN_US, always: true });
   });
 });

@@ -60,6 +60,23 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
     await clean();
   });
 
+  test('with both sides spinning for their next message whatever the load (a bridge with `spin.always`, VAC_SPIN_ALWAYS=1), the same output; with VAC_NO_SPIN=1 too', async () => {
+    const runDir = mkdtempSync(join(tmpdir(), 'vac-spin-'));
+    const spinning = await startDaemon({ runDir, host: { cpus: 2, modules: [{ name: 'kvm0' }], symlinks: [['/dev/kvm0', '/dev/kvm']] }, log: (l) => logs.push(l), spin: { us: 20_000, always: true } });
+    try {
+      for (const env of [{ VAC_SPIN_ALWAYS: '1', VAC_SPIN_US: '20000' }, { VAC_NO_SPIN: '1' }]) {
+        const r = await runVmm(native, socketPaths(runDir).bridge, [native.lwn], { env });
+        expect(r).toMatchObject({ code: 0, stdout: '4\nKVM_EXIT_HLT\n', stderr: '' });
+        const calls = spinning.bridge.calls().filter((c) => c.op === 'ioctl');
+        expect(new Set(calls.map((c) => c.via))).toEqual(new Set(['fifo']));
+        await until(() => spinning.bridge.sessions().size === 0, 'the VMM session to end');
+      }
+      expect(checkInvariants(spinning.host())).toEqual([]);
+    } finally {
+      await spinning.stop();
+    }
+  });
+
   test('with VAC_NO_FIFO=1 the library sends every request on its socket, with the same output', async () => {
     const first = d.bridge.calls().length;
     const r = await runVmm(native, socket, [native.lwn], { env: { VAC_NO_FIFO: '1' } });
