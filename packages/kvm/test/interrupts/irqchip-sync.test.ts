@@ -26,7 +26,7 @@ describe('SimTimer.changes', () => {
     t.remaining(0n);
     expect(at()).toBe(n);
     t.cancel();
-    expect(at()).toBe(++n);
+    expect(at()).toBe(n + 1);
   });
 });
 
