@@ -405,9 +405,12 @@ export class Process {
       ev.leave();
     }
     // An error the handler returned (FileOperations.ioctl) is thrown here, after the kernel operation ended. The
-    // number is tested first: with `instanceof` alone, KVM_RUN's usual return measured ~20 ns slower. (The rest is
-    // out of line: the less bytecode here, the more of the driver V8 inlines into a VMM's ioctl loop.)
-    return typeof r === 'number' ? r : ioctlError(r);
+    // number is tested first: with `instanceof` alone, KVM_RUN's usual return measured ~20 ns slower. The throw stays
+    // in this function: a helper that only ever throws never returns, so V8 never gives it feedback or optimises it,
+    // and a throw from its interpreted frame cost ~2× one from here (KVM_RUN's EINTR, docs/performance.md).
+    if (typeof r === 'number') return r;
+    if (r instanceof KernelError) throw r;
+    return r as number;
   }
 
   /**
@@ -637,11 +640,6 @@ function noIoctl(f: OpenFile): KernelError {
 }
 
 /** The end of {@link Process.ioctl} for a handler that did not return a number: its KernelError is thrown. */
-function ioctlError(r: unknown): number {
-  if (r instanceof KernelError) throw r;
-  return r as number;
-}
-
 /** An ioctl request that is not a number (`unsigned int cmd` in C): the library's misuse. */
 export function badRequest(request: unknown): UsageError {
   return new UsageError('ERR_INVALID_ARG', `ioctl: the request must be a number (an ioctl number such as KVM_RUN), got ${describeArg(request)}`);

@@ -53,6 +53,9 @@ export class DeviceClock {
   }
 }
 
+// Every SimTimer's deadline changes counted (SimTimer.changes).
+let timerChanges = 0;
+
 /**
  * A one-shot timer in simulated time, the model of a Linux `hrtimer`: it is armed with an absolute expiry and
  * stays armed until it fires or is cancelled. Like an hrtimer, its expiry stays readable after it fired or was
@@ -61,6 +64,15 @@ export class DeviceClock {
 export class SimTimer {
   #expires = 0n;
   #armed = false;
+
+  /**
+   * How many times any timer's deadline may have changed (armed, re-armed, moved, cancelled, taken): a number that
+   * changes with every call that can change some {@link SimTimer.deadline}. A caller that kept the earliest deadline
+   * of its devices together with this count knows that deadline still holds while the count is the same.
+   */
+  static get changes(): number {
+    return timerChanges;
+  }
 
   /** The absolute expiry last set (kept after firing or cancelling, as `hrtimer_get_expires`). */
   get expires(): bigint {
@@ -76,17 +88,20 @@ export class SimTimer {
   start(expires: bigint): void {
     this.#expires = expires;
     this.#armed = true;
+    timerChanges++;
   }
 
   /** Set the expiry without arming (`hrtimer_set_expires`). */
   setExpires(expires: bigint): void {
     this.#expires = expires;
+    timerChanges++;
   }
 
   /** Disarm; returns whether it was armed (`hrtimer_cancel`). */
   cancel(): boolean {
     const was = this.#armed;
     this.#armed = false;
+    timerChanges++;
     return was;
   }
 
@@ -99,6 +114,7 @@ export class SimTimer {
   takeDue(now: bigint): bigint | undefined {
     if (!this.#armed || this.#expires > now) return undefined;
     this.#armed = false;
+    timerChanges++;
     return this.#expires;
   }
 

@@ -12,6 +12,7 @@
  */
 import type { ClockTimer, SimClock } from '@vac/core';
 import { KvmIrqchip } from '../irqchip/irqchip.js';
+import { SimTimer } from '../irqchip/time.js';
 import { Irqfds } from './irqfd.js';
 import type { Vm } from './vm.js';
 
@@ -23,12 +24,18 @@ export class VmIrqchip {
   readonly irqfds: Irqfds;
   readonly #clock: SimClock;
   readonly #timer: ClockTimer;
+  /** {@link SimTimer.changes} when {@link VmIrqchip.sync} last armed the clock timer (-1: not since it fired). */
+  #syncedChanges = -1;
+  /** The deadline it armed it for, in ns (`Infinity` for none). */
+  #syncedAt = Infinity;
 
   /** @internal Made by KVM_CREATE_IRQCHIP or KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP). */
   constructor(vm: Vm, chip: KvmIrqchip) {
     this.chip = chip;
     this.#clock = vm.instance.host.clock;
     this.#timer = this.#clock.timer((now) => {
+      // The clock disarmed the timer to fire it: the next sync arms it again whatever changed.
+      this.#syncedChanges = -1;
       chip.advance(now);
       this.sync();
     });
@@ -50,6 +57,9 @@ export class VmIrqchip {
    * past) runs now.
    */
   sync(): void {
+    // No device timer changed since the last sync, whose deadline is still ahead: the devices' earliest deadline is
+    // the one the clock timer holds, so the loop below would only set it again (this runs after every operation).
+    if (SimTimer.changes === this.#syncedChanges && this.#clock.nowNs < this.#syncedAt) return;
     const chip = this.chip;
     for (let i = 0; i < 1000; i++) {
       const d = chip.nextDeadline();
@@ -58,6 +68,8 @@ export class VmIrqchip {
         continue;
       }
       this.#timer.set(d);
+      this.#syncedChanges = SimTimer.changes;
+      this.#syncedAt = d === undefined ? Infinity : Number(d);
       return;
     }
     throw new Error('irqchip deadlines keep falling in the past');
