@@ -22,7 +22,8 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { transformWithEsbuild, type Plugin } from 'vite';
+import { createHash } from 'node:crypto';
+import { transformWithEsbuild, version as viteVersion, type Plugin } from 'vite';
 
 /** Where a package's compiled sources go, relative to the package's directory (git-ignored, as all node_modules). */
 const OUT = join('node_modules', '.vac-test');
@@ -52,8 +53,9 @@ function sourceExports(packageDirs: readonly string[]): Map<string, string> {
 }
 
 /**
- * Compiles every packages/<name>/src file of the workspace at `root` whose copy is missing or older than it, removes
- * copies whose source is gone, and returns the map from source file to compiled copy.
+ * Compiles every packages/<name>/src file of the workspace at `root` whose copy is missing or older than it (all of
+ * them when this compiler, tsconfig.base.json or vite changed), removes copies whose source is gone, and returns the
+ * map from source file to compiled copy.
  */
 export async function compileSources(root: string): Promise<Map<string, string>> {
   const packagesDir = join(root, 'packages');
@@ -62,9 +64,18 @@ export async function compileSources(root: string): Promise<Map<string, string>>
     .filter((dir) => existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'src')));
   const specifiers = sourceExports(packageDirs);
   const compiled = new Map<string, string>();
+  // What the copies depend on besides their source: this compiler, the shared compiler options, vite's esbuild.
+  const stamp = createHash('sha256')
+    .update(readFileSync(new URL(import.meta.url)))
+    .update(readFileSync(join(root, 'tsconfig.base.json')))
+    .update(viteVersion)
+    .digest('hex');
   for (const dir of packageDirs) {
     const out = join(dir, OUT);
+    const stampFile = join(out, 'stamp');
+    if ((existsSync(stampFile) ? readFileSync(stampFile, 'utf8') : '') !== stamp) rmSync(join(out, 'src'), { recursive: true, force: true });
     mkdirSync(out, { recursive: true });
+    writeFileSync(stampFile, stamp);
     // The copies are ESM: a .js file's module type comes from the nearest package.json, which Node does not look for
     // above a node_modules directory.
     const marker = join(out, 'package.json');
