@@ -1,10 +1,33 @@
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { COMPILED, compileSources, nativeSources } from './test/native-sources.js';
 
 /** Resolve workspace packages to their TypeScript sources (the `@vac/source` export condition). */
 const conditions = ['@vac/source', 'import', 'module', 'node', 'default'];
 
+/**
+ * Whether this vitest process watches (`vitest`, `vitest watch`, `--watch`) rather than running once (`vitest run`),
+ * decided from the command line as vitest decides it (a bare `vitest` watches on a terminal outside CI).
+ */
+function watching(): boolean {
+  const args = process.argv.slice(2);
+  if (args.includes('--watch') || args.includes('-w') || args[0] === 'watch' || args[0] === 'dev') return true;
+  if (args[0] === 'run' || args.includes('--run')) return false;
+  return process.env['CI'] === undefined && process.stdin.isTTY;
+}
+
+/**
+ * Run once (`vitest run`): the model's sources compiled to plain ESM that Node loads itself, not through vite-node,
+ * whose module wrapper made the guest interpreter 6× slower (test/native-sources.ts). The tests, their helpers and
+ * test-support still go through vite-node (vi.mock, vi.spyOn and the like act on them as before). Watch mode keeps
+ * vite-node for the sources too: it reruns the tests that import a changed file by vite's module graph, which holds
+ * only the modules vite-node loaded.
+ */
+const compiled = watching() ? undefined : await compileSources(fileURLToPath(new URL('.', import.meta.url)));
+
 export default defineConfig({
+  plugins: compiled === undefined ? [] : [nativeSources(compiled)],
   resolve: { conditions },
   ssr: { resolve: { conditions, externalConditions: ['@vac/source'] } },
   test: {
@@ -15,6 +38,7 @@ export default defineConfig({
     // One test worker per CPU. Vitest's default leaves one CPU to itself (one worker on a 2-core machine), but its
     // main process is idle while the workers run, so the suite took ~290 s on the 2-core CI machine with one worker.
     maxWorkers: availableParallelism(),
+    ...(compiled !== undefined && { server: { deps: { external: [COMPILED] } } }),
     projects: [
       ...['core', 'vmx', 'svm', 'kvm', 'bridge', 'fleet'].map((name) => ({
         extends: true,
