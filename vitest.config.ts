@@ -22,9 +22,11 @@ function watching(): boolean {
  * whose module wrapper made the guest interpreter 6× slower (test/native-sources.ts). The tests, their helpers and
  * test-support still go through vite-node (vi.mock, vi.spyOn and the like act on them as before). Watch mode keeps
  * vite-node for the sources too: it reruns the tests that import a changed file by vite's module graph, which holds
- * only the modules vite-node loaded.
+ * only the modules vite-node loaded. `VAC_TEST_VITE_NODE=1` keeps vite-node in a `vitest run` too: slower, but a
+ * stack trace thrown inside the model then names the `.ts` line instead of the compiled copy's.
  */
-const compiled = watching() ? undefined : await compileSources(fileURLToPath(new URL('.', import.meta.url)));
+const viteNode = watching() || process.env['VAC_TEST_VITE_NODE'] === '1';
+const compiled = viteNode ? undefined : await compileSources(fileURLToPath(new URL('.', import.meta.url)));
 
 export default defineConfig({
   plugins: compiled === undefined ? [] : [nativeSources(compiled)],
