@@ -54,7 +54,7 @@ export const CATEGORIES = {
   '@vac/bridge': [
     ['The vac command', /^src\/cli\//],
     ['Daemon and host control', /^src\/(daemon|control)\.ts$/],
-    ['Bridge server and protocol', /^src\/(server|protocol|request-fifo|codec|guest-memory|vcpu-runner)\.ts$/],
+    ['Bridge server and protocol', /^src\/(server|protocol|request-fifo|nonblocking-read|spare-cpu|codec|guest-memory|vcpu-runner)\.ts$/],
     ['Preload library', /^src\/(preload|elf)\.ts$/],
   ],
 };

@@ -25,7 +25,7 @@ const IOVEC = 0;
 const NREAD = 8;
 /** Where the bytes read land in the module's memory, and how many one read may take. */
 const DATA = 64;
-/** The most one {@link NonBlockingReader.read} returns: what fits in the module's one page after {@link DATA}. */
+/** The most one {@link NonBlockingReader.read} returns: what fits in the module's one page of memory after the 64 bytes of its iovec and count. */
 export const NONBLOCKING_READ_MAX = 65536 - DATA;
 
 /** A WebAssembly section: its id, its length (one LEB128 byte: every section here is shorter than 128), its bytes. */
