@@ -16,7 +16,7 @@
  * issue 13 asks for every run within 2× of the real KVM's). Nothing is asserted about speed. Needs a C compiler.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +45,16 @@ const regsOnly = process.argv.includes('--regs');
  */
 const migrationOnly = process.argv.includes('--migration');
 const runsArg = process.argv.find((a) => a.startsWith('--runs='));
+/**
+ * `--trace` (with `--migration`): both QEMUs of every run also log QEMU's own trace events of the stop and of the
+ * downtime's work (`-trace`, the log backend: a wall-clock timestamp per event), and `bridge-downtime-trace.json`
+ * holds each run's timeline — QEMU's events of both sides and the bridge's call records (their arrival and reply),
+ * in ms from the migration thread's stop (QEMU's `downtime_start` is taken just before it). The trace costs each
+ * event a line written to a file, so traced downtimes are a little longer than untraced ones.
+ */
+const traceQemu = process.argv.includes('--trace');
+/** The QEMU trace events `--trace` enables (the stop, the completion's sections and dirty-bitmap syncs, every KVM ioctl). */
+const QEMU_TRACE_EVENTS = ['migrate_set_state', 'runstate_set', 'vm_state_notify', 'vm_stop_flush_all', 'savevm_state_complete_precopy', 'savevm_section_start', 'savevm_section_end', 'migration_bitmap_sync_start', 'migration_bitmap_sync_end', 'migration_thread_after_loop', 'migration_completion_vm_stop', 'kvm_vcpu_ioctl', 'kvm_vm_ioctl', 'kvm_run_exit', 'qemu_file_fclose', 'qemu_loadvm_state_section', 'qemu_loadvm_state_post_main', 'loadvm_state_cleanup', 'migrate_transferred'];
 const N = quick ? 200 : 5000;
 const CODE = [0xba, 0xf8, 0x03, 0xee, 0xfe, 0x06, 0x00, 0x18, 0xeb, 0xf9];
 
@@ -266,11 +276,11 @@ else {
  * at 1 MiB/s, then QEMU's default downtime limit), from one QEMU to another started with `-incoming`: QEMU's
  * reported downtime and total time. Through the bridge (kvm0 → kvm1) with `preload`, else on the real /dev/kvm.
  */
-async function migration(fw: string, preload: string | undefined, socket: string | undefined, run: number): Promise<{ downtime: number; total: number; stopped: CallRecord[] }> {
+async function migration(fw: string, preload: string | undefined, socket: string | undefined, run: number): Promise<{ downtime: number; total: number; stopped: CallRecord[]; qemuTrace?: QemuTrace }> {
   const env = (dev: string): NodeJS.ProcessEnv => (preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket, VAC_DEV_KVM: dev });
   const path = (name: string): string => join(dir, `${name}-${preload === undefined ? 'real' : 'vac'}-${run}`);
   const qemu = (qmp: string, extra: string[], dev: string): ChildProcess =>
-    spawn('qemu-system-x86_64', ['-accel', 'kvm', '-M', 'pc', '-bios', fw, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none', '-qmp', `unix:${path(qmp)},server,nowait`, ...extra], { env: env(dev), stdio: ['ignore', 'pipe', 'ignore'] });
+    spawn('qemu-system-x86_64', ['-accel', 'kvm', '-M', 'pc', '-bios', fw, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none', '-qmp', `unix:${path(qmp)},server,nowait`, ...(traceQemu ? [...QEMU_TRACE_EVENTS.flatMap((e) => ['-trace', e]), '-D', path(`${qmp}.trace`), '-msg', 'timestamp=on'] : []), ...extra], { env: env(dev), stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   const a = qemu('a.qmp', [], '/dev/kvm0');
   a.stdout?.on('data', (b: Buffer) => (out += b.toString()));
@@ -281,7 +291,7 @@ async function migration(fw: string, preload: string | undefined, socket: string
     await until(() => out.split('\n').length > 4, 'the guest to count', 60_000);
     const info = await migrateWithPrecopy(qa, `unix:${path('mig.sock')}`);
     if (info.status !== 'completed' || info.downtime === undefined || info['total-time'] === undefined) throw new Error(`migration ${JSON.stringify(info)}`);
-    return { downtime: info.downtime, total: info['total-time'], stopped: preload === undefined ? [] : stoppedCalls(a.pid ?? 0, info.downtime) };
+    return { downtime: info.downtime, total: info['total-time'], stopped: preload === undefined ? [] : stoppedCalls(a.pid ?? 0, info.downtime), ...(traceQemu ? { qemuTrace: { source: path('a.qmp.trace'), destination: path('b.qmp.trace'), calls: preload === undefined ? [] : d.bridge.calls().filter((c) => c.pid === a.pid || c.pid === b.pid), pids: [a.pid ?? 0, b.pid ?? 0] } } : {}) };
   } finally {
     await qa.run('quit').catch(() => undefined);
     await qb.run('quit').catch(() => undefined);
@@ -290,6 +300,47 @@ async function migration(fw: string, preload: string | undefined, socket: string
     a.kill('SIGKILL');
     b.kill('SIGKILL');
   }
+}
+
+/** Where a traced run's QEMU logs are, and the bridge's calls of its two QEMUs (`--trace`). */
+interface QemuTrace {
+  readonly source: string;
+  readonly destination: string;
+  readonly calls: CallRecord[];
+  readonly pids: readonly [number, number];
+}
+
+/**
+ * One traced run's timeline (`--trace`): QEMU's events of both sides (`[ms, 'src' | 'dst', event and arguments]`)
+ * and, through the bridge, its calls (`[ms of arrival, 'src' | 'dst', tid, what, bridge µs]`), in ms from the
+ * source's run state change to `finish-migrate` (the stop), from 2 ms before it to `downtimeMs` + 20 ms after.
+ */
+function traceTimeline(t: QemuTrace, downtimeMs: number): { events: string[]; stopWallMs: number } {
+  const parse = (file: string, side: string): Array<[number, string, string]> => {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      return [];
+    }
+    return text.split('\n').flatMap((line) => {
+      const m = /^\d+@(\d+)\.(\d{6}):(.*)$/.exec(line);
+      return m === null ? [] : [[Number(m[1]) * 1000 + Number(m[2]) / 1000, side, m[3] as string] as [number, string, string]];
+    });
+  };
+  const q = [...parse(t.source, 'src'), ...parse(t.destination, 'dst')];
+  const stop = q.find(([, side, e]) => side === 'src' && e.startsWith('runstate_set') && e.includes('(finish-migrate)'))?.[0];
+  if (stop === undefined) return { events: [], stopWallMs: NaN };
+  const rows: Array<[number, string]> = q.map(([ms, side, e]) => [ms - stop, JSON.stringify([round3(ms - stop), side, e])]);
+  for (const c of t.calls) {
+    const ms = performance.timeOrigin + c.at - stop;
+    rows.push([ms, JSON.stringify([round3(ms), c.pid === t.pids[0] ? 'src' : 'dst', c.tid, c.what, c.us])]);
+  }
+  return { events: rows.filter(([ms]) => ms >= -2 && ms <= downtimeMs + 20).sort((x, y) => x[0] - y[0]).map(([, r]) => r), stopWallMs: stop };
+}
+
+function round3(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
 }
 
 /**
@@ -306,6 +357,8 @@ function stoppedCalls(pid: number, downtimeMs: number): CallRecord[] {
 
 /** One migration through the bridge and one on the real KVM, alternating, so both see the same load. */
 const migrationRuns: Array<{ bridgeMs: number; realMs: number | undefined; bridgeTotalMs: number; realTotalMs: number | undefined; stopped: CallRecord[] }> = [];
+/** `--trace`: each run's timelines, through the bridge and on the real KVM. */
+const qemuTraces: Array<{ run: number; bridge: { downtime: number; events: string[] }; real?: { downtime: number; events: string[] } }> = [];
 if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0) {
   const fw = join(dir, 'counter.bin');
   writeFileSync(fw, counterFirmware());
@@ -314,6 +367,7 @@ if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status =
     const b = await migration(fw, preload, socketPaths(dir).bridge, i);
     const r = realKvm ? await migration(fw, undefined, undefined, i) : undefined;
     migrationRuns.push({ bridgeMs: b.downtime, realMs: r?.downtime, bridgeTotalMs: b.total, realTotalMs: r?.total, stopped: b.stopped });
+    if (b.qemuTrace !== undefined) qemuTraces.push({ run: i + 1, bridge: { downtime: b.downtime, ...traceTimeline(b.qemuTrace, b.downtime) }, ...(r?.qemuTrace === undefined ? {} : { real: { downtime: r.downtime, ...traceTimeline(r.qemuTrace, r.downtime) } }) });
   }
 }
 
@@ -349,6 +403,11 @@ if (migrationOnly) {
     return `    { "bridgeMs": ${r.bridgeMs}, "realMs": ${r.realMs ?? 'null'}, "bridgeTotalMs": ${r.bridgeTotalMs}, "realTotalMs": ${r.realTotalMs ?? 'null'}, "calls": [\n      ${calls}\n    ] }`;
   });
   writeFileSync(`${base}.json`, `{ "date": "${new Date().toISOString()}", "load": [${loadBefore}, ${loadavg()[0] as number}], "runs": [\n${runsJson.join(',\n')}\n] }\n`);
+  if (traceQemu) {
+    const side = (t: { downtime: number; events: string[] }): string => `{ "downtime": ${t.downtime}, "events": [\n      ${t.events.join(',\n      ')}\n    ] }`;
+    const runs = qemuTraces.map((t) => `  { "run": ${t.run}, "bridge": ${side(t.bridge)}${t.real === undefined ? '' : `, "real": ${side(t.real)}`} }`);
+    writeFileSync(`${base}-trace.json`, `{ "date": "${new Date().toISOString()}", "runs": [\n${runs.join(',\n')}\n] }\n`);
+  }
   process.exit(0);
 }
 await d.stop();
