@@ -53,6 +53,14 @@ const runsArg = process.argv.find((a) => a.startsWith('--runs='));
  * event a line written to a file, so traced downtimes are a little longer than untraced ones.
  */
 const traceQemu = process.argv.includes('--trace');
+/**
+ * `--smm=off` (with `--migration`): both QEMUs run `-M pc,smm=off`. The model has SMM (KVM_CAP_X86_SMM 1, as Linux
+ * with CONFIG_KVM_SMM), this machine's KVM has not, so by default QEMU's guest through the bridge has SMRAM and
+ * the real one not: QEMU then keeps a second KVM memory listener (address space 1, SMRAM over all of RAM) and every
+ * dirty-bitmap sync reads and clears each slot twice — 12 KVM_GET_DIRTY_LOG and 128 KVM_CLEAR_DIRTY_LOG in the
+ * stopped source's last sync against the real KVM's 6 and 64. With `smm=off` both migrate the same guest.
+ */
+const smmOff = process.argv.includes('--smm=off');
 /** The QEMU trace events `--trace` enables (the stop, the completion's sections and dirty-bitmap syncs, every KVM ioctl). */
 const QEMU_TRACE_EVENTS = ['migrate_set_state', 'runstate_set', 'vm_state_notify', 'vm_stop_flush_all', 'savevm_state_complete_precopy', 'savevm_section_start', 'savevm_section_end', 'migration_bitmap_sync_start', 'migration_bitmap_sync_end', 'migration_thread_after_loop', 'migration_completion_vm_stop', 'kvm_vcpu_ioctl', 'kvm_vm_ioctl', 'kvm_run_exit', 'qemu_file_fclose', 'qemu_loadvm_state_section', 'qemu_loadvm_state_post_main', 'loadvm_state_cleanup', 'migrate_transferred'];
 const N = quick ? 200 : 5000;
@@ -280,7 +288,7 @@ async function migration(fw: string, preload: string | undefined, socket: string
   const env = (dev: string): NodeJS.ProcessEnv => (preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket, VAC_DEV_KVM: dev });
   const path = (name: string): string => join(dir, `${name}-${preload === undefined ? 'real' : 'vac'}-${run}`);
   const qemu = (qmp: string, extra: string[], dev: string): ChildProcess =>
-    spawn('qemu-system-x86_64', ['-accel', 'kvm', '-M', 'pc', '-bios', fw, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none', '-qmp', `unix:${path(qmp)},server,nowait`, ...(traceQemu ? [...QEMU_TRACE_EVENTS.flatMap((e) => ['-trace', e]), '-D', path(`${qmp}.trace`), '-msg', 'timestamp=on'] : []), ...extra], { env: env(dev), stdio: ['ignore', 'pipe', 'ignore'] });
+    spawn('qemu-system-x86_64', ['-accel', 'kvm', '-M', smmOff ? 'pc,smm=off' : 'pc', '-bios', fw, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none', '-qmp', `unix:${path(qmp)},server,nowait`, ...(traceQemu ? [...QEMU_TRACE_EVENTS.flatMap((e) => ['-trace', e]), '-D', path(`${qmp}.trace`), '-msg', 'timestamp=on'] : []), ...extra], { env: env(dev), stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   const a = qemu('a.qmp', [], '/dev/kvm0');
   a.stdout?.on('data', (b: Buffer) => (out += b.toString()));
@@ -315,7 +323,7 @@ interface QemuTrace {
  * and, through the bridge, its calls (`[ms of arrival, 'src' | 'dst', tid, what, bridge µs]`), in ms from the
  * source's run state change to `finish-migrate` (the stop), from 2 ms before it to `downtimeMs` + 20 ms after.
  */
-function traceTimeline(t: QemuTrace, downtimeMs: number): { events: string[]; stopWallMs: number } {
+function traceTimeline(t: QemuTrace, downtimeMs: number): { events: string[]; stopWallMs: number; phases: string } {
   const parse = (file: string, side: string): Array<[number, string, string]> => {
     let text: string;
     try {
@@ -330,13 +338,33 @@ function traceTimeline(t: QemuTrace, downtimeMs: number): { events: string[]; st
   };
   const q = [...parse(t.source, 'src'), ...parse(t.destination, 'dst')];
   const stop = q.find(([, side, e]) => side === 'src' && e.startsWith('runstate_set') && e.includes('(finish-migrate)'))?.[0];
-  if (stop === undefined) return { events: [], stopWallMs: NaN };
+  if (stop === undefined) return { events: [], stopWallMs: NaN, phases: '' };
   const rows: Array<[number, string]> = q.map(([ms, side, e]) => [ms - stop, JSON.stringify([round3(ms - stop), side, e])]);
   for (const c of t.calls) {
     const ms = performance.timeOrigin + c.at - stop;
     rows.push([ms, JSON.stringify([round3(ms), c.pid === t.pids[0] ? 'src' : 'dst', c.tid, c.what, c.us])]);
   }
-  return { events: rows.filter(([ms]) => ms >= -2 && ms <= downtimeMs + 20).sort((x, y) => x[0] - y[0]).map(([, r]) => r), stopWallMs: stop };
+  return { events: rows.filter(([ms]) => ms >= -2 && ms <= downtimeMs + 20).sort((x, y) => x[0] - y[0]).map(([, r]) => r), stopWallMs: stop, phases: downtimePhases(q.filter(([ms, side]) => side === 'src' && ms >= stop).map(([ms, , e]) => [ms - stop, e])) };
+}
+
+/**
+ * The stopped source's phases from its trace events (ms from the stop): the vCPUs stopped and the stop's
+ * notifiers run (`vm_state_notify`), the rest of `vm_stop` (`savevm_state_complete_precopy`), the vCPU state read
+ * (to the RAM section's start), the last dirty-bitmap sync (its KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG count and
+ * dirty pages), the last RAM pages sent, the devices' state and the stream's flush (to `completed`): a table row's
+ * cells, each phase's length.
+ */
+function downtimePhases(src: Array<[number, string]>): string {
+  const at = (prefix: string): number => src.find(([, e]) => e.startsWith(prefix))?.[0] ?? NaN;
+  const marks = [0, at('vm_state_notify'), at('savevm_state_complete_precopy'), at('savevm_section_start ram'), at('migration_bitmap_sync_end'), at('savevm_section_end ram'), at('migrate_set_state new state completed')];
+  const syncStart = at('migration_bitmap_sync_start');
+  const syncEnd = marks[4] as number;
+  const inSync = src.filter(([ms]) => ms >= syncStart && ms <= syncEnd);
+  const count = (type: string): number => inSync.filter(([, e]) => e.startsWith('kvm_vm_ioctl') && e.includes(`type ${type},`)).length;
+  const dirty = /dirty_pages (\d+)/.exec(src.find(([, e]) => e.startsWith('migration_bitmap_sync_end'))?.[1] ?? '')?.[1] ?? '?';
+  const lengths = marks.slice(1).map((m, i) => (m - (marks[i] as number)).toFixed(2));
+  // KVM_GET_DIRTY_LOG is 0x4010ae42, KVM_CLEAR_DIRTY_LOG 0xc018aec0.
+  return `${lengths.join(' | ')} | ${count('0x4010ae42')} / ${count('0xc018aec0')} | ${dirty}`;
 }
 
 function round3(ms: number): number {
@@ -358,7 +386,7 @@ function stoppedCalls(pid: number, downtimeMs: number): CallRecord[] {
 /** One migration through the bridge and one on the real KVM, alternating, so both see the same load. */
 const migrationRuns: Array<{ bridgeMs: number; realMs: number | undefined; bridgeTotalMs: number; realTotalMs: number | undefined; stopped: CallRecord[] }> = [];
 /** `--trace`: each run's timelines, through the bridge and on the real KVM. */
-const qemuTraces: Array<{ run: number; bridge: { downtime: number; events: string[] }; real?: { downtime: number; events: string[] } }> = [];
+const qemuTraces: Array<{ run: number; bridge: { downtime: number; events: string[]; phases: string }; real?: { downtime: number; events: string[]; phases: string } }> = [];
 if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0) {
   const fw = join(dir, 'counter.bin');
   writeFileSync(fw, counterFirmware());
@@ -373,7 +401,7 @@ if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status =
 
 /** The report of `--migration`: each run's downtime and what its source called while stopped (module notes). */
 function downtimeReport(): string {
-  let md = `# QEMU live migration kvm0 → kvm1: what the stopped source calls (load average ${loadBefore.toFixed(1)} → ${(loadavg()[0] as number).toFixed(1)})\n\n`;
+  let md = `# QEMU live migration kvm0 → kvm1${smmOff ? ', `-M pc,smm=off` on both sides' : ''}: what the stopped source calls (load average ${loadBefore.toFixed(1)} → ${(loadavg()[0] as number).toFixed(1)})\n\n`;
   md += '| run | downtime, bridge / real (ms) | calls after the kick | their bridge time (ms) | from the kick to the last reply (ms) | sum of gaps between calls (ms) | the calls (count × median µs) |\n|---|---:|---:|---:|---:|---:|---|\n';
   migrationRuns.forEach((r, i) => {
     const [run, ...after] = r.stopped;
@@ -393,7 +421,7 @@ if (migrationOnly) {
   await d.stop();
   const md = downtimeReport();
   process.stdout.write(md);
-  const base = fileURLToPath(new URL(`results/bridge-downtime${quick ? '-quick' : ''}`, import.meta.url));
+  const base = fileURLToPath(new URL(`results/bridge-downtime${smmOff ? '-smm-off' : ''}${quick ? '-quick' : ''}`, import.meta.url));
   writeFileSync(`${base}.md`, md);
   // One line per call, each `[ms from the kick, tid, what, bridge µs, via]` (the first: the kick-ended KVM_RUN, at its start).
   const runsJson = migrationRuns.map((r) => {
@@ -404,6 +432,11 @@ if (migrationOnly) {
   });
   writeFileSync(`${base}.json`, `{ "date": "${new Date().toISOString()}", "load": [${loadBefore}, ${loadavg()[0] as number}], "runs": [\n${runsJson.join(',\n')}\n] }\n`);
   if (traceQemu) {
+    const table = '\n| run | side | downtime (ms) | stop: vCPUs out, notifiers | rest of vm_stop | vCPU state | last dirty sync | last RAM | devices, flush | sync\'s GET / CLEAR_DIRTY_LOG | dirty pages |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n';
+    const rowsMd = qemuTraces.flatMap((t) => [`| ${t.run} | bridge | ${t.bridge.downtime} | ${t.bridge.phases} |`, ...(t.real === undefined ? [] : [`| ${t.run} | real | ${t.real.downtime} | ${t.real.phases} |`])]);
+    const phasesMd = `\nQEMU's trace (\`--trace\`), the stopped source's phases in ms:\n${table}${rowsMd.join('\n')}\n`;
+    process.stdout.write(phasesMd);
+    writeFileSync(`${base}.md`, md + phasesMd);
     const side = (t: { downtime: number; events: string[] }): string => `{ "downtime": ${t.downtime}, "events": [\n      ${t.events.join(',\n      ')}\n    ] }`;
     const runs = qemuTraces.map((t) => `  { "run": ${t.run}, "bridge": ${side(t.bridge)}${t.real === undefined ? '' : `, "real": ${side(t.real)}`} }`);
     writeFileSync(`${base}-trace.json`, `{ "date": "${new Date().toISOString()}", "runs": [\n${runs.join(',\n')}\n] }\n`);
