@@ -16,7 +16,7 @@
  * issue 13 asks for every run within 2× of the real KVM's). Nothing is asserted about speed. Needs a C compiler.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +45,24 @@ const regsOnly = process.argv.includes('--regs');
  */
 const migrationOnly = process.argv.includes('--migration');
 const runsArg = process.argv.find((a) => a.startsWith('--runs='));
+/**
+ * `--trace` (with `--migration`): both QEMUs of every run also log QEMU's own trace events of the stop and of the
+ * downtime's work (`-trace`, the log backend: a wall-clock timestamp per event), and `bridge-downtime-trace.json`
+ * holds each run's timeline — QEMU's events of both sides and the bridge's call records (their arrival and reply),
+ * in ms from the migration thread's stop (QEMU's `downtime_start` is taken just before it). The trace costs each
+ * event a line written to a file, so traced downtimes are a little longer than untraced ones.
+ */
+const traceQemu = process.argv.includes('--trace');
+/**
+ * `--smm=off` (with `--migration`): both QEMUs run `-M pc,smm=off`. The model has SMM (KVM_CAP_X86_SMM 1, as Linux
+ * with CONFIG_KVM_SMM), this machine's KVM has not, so by default QEMU's guest through the bridge has SMRAM and
+ * the real one not: QEMU then keeps a second KVM memory listener (address space 1, SMRAM over all of RAM) and every
+ * dirty-bitmap sync reads and clears each slot twice — 12 KVM_GET_DIRTY_LOG and 128 KVM_CLEAR_DIRTY_LOG in the
+ * stopped source's last sync against the real KVM's 6 and 64. With `smm=off` both migrate the same guest.
+ */
+const smmOff = process.argv.includes('--smm=off');
+/** The QEMU trace events `--trace` enables (the stop, the completion's sections and dirty-bitmap syncs, every KVM ioctl). */
+const QEMU_TRACE_EVENTS = ['migrate_set_state', 'runstate_set', 'vm_state_notify', 'vm_stop_flush_all', 'savevm_state_complete_precopy', 'savevm_section_start', 'savevm_section_end', 'migration_bitmap_sync_start', 'migration_bitmap_sync_end', 'migration_thread_after_loop', 'migration_completion_vm_stop', 'kvm_vcpu_ioctl', 'kvm_vm_ioctl', 'kvm_run_exit', 'qemu_file_fclose', 'qemu_loadvm_state_section', 'qemu_loadvm_state_post_main', 'loadvm_state_cleanup', 'migrate_transferred'];
 const N = quick ? 200 : 5000;
 const CODE = [0xba, 0xf8, 0x03, 0xee, 0xfe, 0x06, 0x00, 0x18, 0xeb, 0xf9];
 
@@ -266,11 +284,11 @@ else {
  * at 1 MiB/s, then QEMU's default downtime limit), from one QEMU to another started with `-incoming`: QEMU's
  * reported downtime and total time. Through the bridge (kvm0 → kvm1) with `preload`, else on the real /dev/kvm.
  */
-async function migration(fw: string, preload: string | undefined, socket: string | undefined, run: number): Promise<{ downtime: number; total: number; stopped: CallRecord[] }> {
+async function migration(fw: string, preload: string | undefined, socket: string | undefined, run: number): Promise<{ downtime: number; total: number; stopped: CallRecord[]; qemuTrace?: QemuTrace }> {
   const env = (dev: string): NodeJS.ProcessEnv => (preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket, VAC_DEV_KVM: dev });
   const path = (name: string): string => join(dir, `${name}-${preload === undefined ? 'real' : 'vac'}-${run}`);
   const qemu = (qmp: string, extra: string[], dev: string): ChildProcess =>
-    spawn('qemu-system-x86_64', ['-accel', 'kvm', '-M', 'pc', '-bios', fw, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none', '-qmp', `unix:${path(qmp)},server,nowait`, ...extra], { env: env(dev), stdio: ['ignore', 'pipe', 'ignore'] });
+    spawn('qemu-system-x86_64', ['-accel', 'kvm', '-M', smmOff ? 'pc,smm=off' : 'pc', '-bios', fw, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none', '-qmp', `unix:${path(qmp)},server,nowait`, ...(traceQemu ? [...QEMU_TRACE_EVENTS.flatMap((e) => ['-trace', e]), '-D', path(`${qmp}.trace`), '-msg', 'timestamp=on'] : []), ...extra], { env: env(dev), stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   const a = qemu('a.qmp', [], '/dev/kvm0');
   a.stdout?.on('data', (b: Buffer) => (out += b.toString()));
@@ -281,7 +299,7 @@ async function migration(fw: string, preload: string | undefined, socket: string
     await until(() => out.split('\n').length > 4, 'the guest to count', 60_000);
     const info = await migrateWithPrecopy(qa, `unix:${path('mig.sock')}`);
     if (info.status !== 'completed' || info.downtime === undefined || info['total-time'] === undefined) throw new Error(`migration ${JSON.stringify(info)}`);
-    return { downtime: info.downtime, total: info['total-time'], stopped: preload === undefined ? [] : stoppedCalls(a.pid ?? 0, info.downtime) };
+    return { downtime: info.downtime, total: info['total-time'], stopped: preload === undefined ? [] : stoppedCalls(a.pid ?? 0, info.downtime), ...(traceQemu ? { qemuTrace: { source: path('a.qmp.trace'), destination: path('b.qmp.trace'), calls: preload === undefined ? [] : d.bridge.calls().filter((c) => c.pid === a.pid || c.pid === b.pid), pids: [a.pid ?? 0, b.pid ?? 0] } } : {}) };
   } finally {
     await qa.run('quit').catch(() => undefined);
     await qb.run('quit').catch(() => undefined);
@@ -290,6 +308,67 @@ async function migration(fw: string, preload: string | undefined, socket: string
     a.kill('SIGKILL');
     b.kill('SIGKILL');
   }
+}
+
+/** Where a traced run's QEMU logs are, and the bridge's calls of its two QEMUs (`--trace`). */
+interface QemuTrace {
+  readonly source: string;
+  readonly destination: string;
+  readonly calls: CallRecord[];
+  readonly pids: readonly [number, number];
+}
+
+/**
+ * One traced run's timeline (`--trace`): QEMU's events of both sides (`[ms, 'src' | 'dst', event and arguments]`)
+ * and, through the bridge, its calls (`[ms of arrival, 'src' | 'dst', tid, what, bridge µs]`), in ms from the
+ * source's run state change to `finish-migrate` (the stop), from 2 ms before it to `downtimeMs` + 20 ms after.
+ */
+function traceTimeline(t: QemuTrace, downtimeMs: number): { events: string[]; stopWallMs: number; phases: string } {
+  const parse = (file: string, side: string): Array<[number, string, string]> => {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      return [];
+    }
+    return text.split('\n').flatMap((line) => {
+      const m = /^\d+@(\d+)\.(\d{6}):(.*)$/.exec(line);
+      return m === null ? [] : [[Number(m[1]) * 1000 + Number(m[2]) / 1000, side, m[3] as string] as [number, string, string]];
+    });
+  };
+  const q = [...parse(t.source, 'src'), ...parse(t.destination, 'dst')];
+  const stop = q.find(([, side, e]) => side === 'src' && e.startsWith('runstate_set') && e.includes('(finish-migrate)'))?.[0];
+  if (stop === undefined) return { events: [], stopWallMs: NaN, phases: '' };
+  const rows: Array<[number, string]> = q.map(([ms, side, e]) => [ms - stop, JSON.stringify([round3(ms - stop), side, e])]);
+  for (const c of t.calls) {
+    const ms = performance.timeOrigin + c.at - stop;
+    rows.push([ms, JSON.stringify([round3(ms), c.pid === t.pids[0] ? 'src' : 'dst', c.tid, c.what, c.us])]);
+  }
+  return { events: rows.filter(([ms]) => ms >= -2 && ms <= downtimeMs + 20).sort((x, y) => x[0] - y[0]).map(([, r]) => r), stopWallMs: stop, phases: downtimePhases(q.filter(([ms, side]) => side === 'src' && ms >= stop).map(([ms, , e]) => [ms - stop, e])) };
+}
+
+/**
+ * The stopped source's phases from its trace events (ms from the stop): the vCPUs stopped and the stop's
+ * notifiers run (`vm_state_notify`), the rest of `vm_stop` (`savevm_state_complete_precopy`), the vCPU state read
+ * (to the RAM section's start), the last dirty-bitmap sync (its KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG count and
+ * dirty pages), the last RAM pages sent, the devices' state and the stream's flush (to `completed`): a table row's
+ * cells, each phase's length.
+ */
+function downtimePhases(src: Array<[number, string]>): string {
+  const at = (prefix: string): number => src.find(([, e]) => e.startsWith(prefix))?.[0] ?? NaN;
+  const marks = [0, at('vm_state_notify'), at('savevm_state_complete_precopy'), at('savevm_section_start ram'), at('migration_bitmap_sync_end'), at('savevm_section_end ram'), at('migrate_set_state new state completed')];
+  const syncStart = at('migration_bitmap_sync_start');
+  const syncEnd = marks[4] as number;
+  const inSync = src.filter(([ms]) => ms >= syncStart && ms <= syncEnd);
+  const count = (type: string): number => inSync.filter(([, e]) => e.startsWith('kvm_vm_ioctl') && e.includes(`type ${type},`)).length;
+  const dirty = /dirty_pages (\d+)/.exec(src.find(([, e]) => e.startsWith('migration_bitmap_sync_end'))?.[1] ?? '')?.[1] ?? '?';
+  const lengths = marks.slice(1).map((m, i) => (m - (marks[i] as number)).toFixed(2));
+  // KVM_GET_DIRTY_LOG is 0x4010ae42, KVM_CLEAR_DIRTY_LOG 0xc018aec0.
+  return `${lengths.join(' | ')} | ${count('0x4010ae42')} / ${count('0xc018aec0')} | ${dirty}`;
+}
+
+function round3(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
 }
 
 /**
@@ -306,6 +385,8 @@ function stoppedCalls(pid: number, downtimeMs: number): CallRecord[] {
 
 /** One migration through the bridge and one on the real KVM, alternating, so both see the same load. */
 const migrationRuns: Array<{ bridgeMs: number; realMs: number | undefined; bridgeTotalMs: number; realTotalMs: number | undefined; stopped: CallRecord[] }> = [];
+/** `--trace`: each run's timelines, through the bridge and on the real KVM. */
+const qemuTraces: Array<{ run: number; bridge: { downtime: number; events: string[]; phases: string }; real?: { downtime: number; events: string[]; phases: string } }> = [];
 if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0) {
   const fw = join(dir, 'counter.bin');
   writeFileSync(fw, counterFirmware());
@@ -314,12 +395,13 @@ if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status =
     const b = await migration(fw, preload, socketPaths(dir).bridge, i);
     const r = realKvm ? await migration(fw, undefined, undefined, i) : undefined;
     migrationRuns.push({ bridgeMs: b.downtime, realMs: r?.downtime, bridgeTotalMs: b.total, realTotalMs: r?.total, stopped: b.stopped });
+    if (b.qemuTrace !== undefined) qemuTraces.push({ run: i + 1, bridge: { downtime: b.downtime, ...traceTimeline(b.qemuTrace, b.downtime) }, ...(r?.qemuTrace === undefined ? {} : { real: { downtime: r.downtime, ...traceTimeline(r.qemuTrace, r.downtime) } }) });
   }
 }
 
 /** The report of `--migration`: each run's downtime and what its source called while stopped (module notes). */
 function downtimeReport(): string {
-  let md = `# QEMU live migration kvm0 → kvm1: what the stopped source calls (load average ${loadBefore.toFixed(1)} → ${(loadavg()[0] as number).toFixed(1)})\n\n`;
+  let md = `# QEMU live migration kvm0 → kvm1${smmOff ? ', `-M pc,smm=off` on both sides' : ''}: what the stopped source calls (load average ${loadBefore.toFixed(1)} → ${(loadavg()[0] as number).toFixed(1)})\n\n`;
   md += '| run | downtime, bridge / real (ms) | calls after the kick | their bridge time (ms) | from the kick to the last reply (ms) | sum of gaps between calls (ms) | the calls (count × median µs) |\n|---|---:|---:|---:|---:|---:|---|\n';
   migrationRuns.forEach((r, i) => {
     const [run, ...after] = r.stopped;
@@ -339,7 +421,7 @@ if (migrationOnly) {
   await d.stop();
   const md = downtimeReport();
   process.stdout.write(md);
-  const base = fileURLToPath(new URL(`results/bridge-downtime${quick ? '-quick' : ''}`, import.meta.url));
+  const base = fileURLToPath(new URL(`results/bridge-downtime${smmOff ? '-smm-off' : ''}${quick ? '-quick' : ''}`, import.meta.url));
   writeFileSync(`${base}.md`, md);
   // One line per call, each `[ms from the kick, tid, what, bridge µs, via]` (the first: the kick-ended KVM_RUN, at its start).
   const runsJson = migrationRuns.map((r) => {
@@ -349,6 +431,16 @@ if (migrationOnly) {
     return `    { "bridgeMs": ${r.bridgeMs}, "realMs": ${r.realMs ?? 'null'}, "bridgeTotalMs": ${r.bridgeTotalMs}, "realTotalMs": ${r.realTotalMs ?? 'null'}, "calls": [\n      ${calls}\n    ] }`;
   });
   writeFileSync(`${base}.json`, `{ "date": "${new Date().toISOString()}", "load": [${loadBefore}, ${loadavg()[0] as number}], "runs": [\n${runsJson.join(',\n')}\n] }\n`);
+  if (traceQemu) {
+    const table = '\n| run | side | downtime (ms) | stop: vCPUs out, notifiers | rest of vm_stop | vCPU state | last dirty sync | last RAM | devices, flush | sync\'s GET / CLEAR_DIRTY_LOG | dirty pages |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n';
+    const rowsMd = qemuTraces.flatMap((t) => [`| ${t.run} | bridge | ${t.bridge.downtime} | ${t.bridge.phases} |`, ...(t.real === undefined ? [] : [`| ${t.run} | real | ${t.real.downtime} | ${t.real.phases} |`])]);
+    const phasesMd = `\nQEMU's trace (\`--trace\`), the stopped source's phases in ms:\n${table}${rowsMd.join('\n')}\n`;
+    process.stdout.write(phasesMd);
+    writeFileSync(`${base}.md`, md + phasesMd);
+    const side = (t: { downtime: number; events: string[] }): string => `{ "downtime": ${t.downtime}, "events": [\n      ${t.events.join(',\n      ')}\n    ] }`;
+    const runs = qemuTraces.map((t) => `  { "run": ${t.run}, "bridge": ${side(t.bridge)}${t.real === undefined ? '' : `, "real": ${side(t.real)}`} }`);
+    writeFileSync(`${base}-trace.json`, `{ "date": "${new Date().toISOString()}", "runs": [\n${runs.join(',\n')}\n] }\n`);
+  }
   process.exit(0);
 }
 await d.stop();
