@@ -639,7 +639,6 @@ function noIoctl(f: OpenFile): KernelError {
   return new KernelError('ENOTTY', 'ioctl', `${f.path}: Inappropriate ioctl for device`);
 }
 
-/** The end of {@link Process.ioctl} for a handler that did not return a number: its KernelError is thrown. */
 /** An ioctl request that is not a number (`unsigned int cmd` in C): the library's misuse. */
 export function badRequest(request: unknown): UsageError {
   return new UsageError('ERR_INVALID_ARG', `ioctl: the request must be a number (an ioctl number such as KVM_RUN), got ${describeArg(request)}`);
