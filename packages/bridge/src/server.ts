@@ -23,6 +23,7 @@ import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
 import { GuestMemoryMirror, type SyncRange } from './guest-memory.js';
 import { VcpuRunner, type RunHandle, type TimePacing } from './vcpu-runner.js';
 import { RequestFifo, fifoPath, type SpinSettings } from './request-fifo.js';
+import { warmUp } from './warm-up.js';
 import {
   FdKind,
   HELLO_LIFE,
@@ -94,6 +95,12 @@ export interface BridgeServerOptions {
    * then block"). Default: `spinSettings(process.env)` — `VAC_NO_SPIN`, `VAC_SPIN_US`, `VAC_SPIN_ALWAYS`.
    */
   readonly spin?: SpinSettings;
+  /**
+   * Whether {@link BridgeServer.listen} first runs the model's code for a migration's downtime calls on a scratch
+   * host (`warm-up.ts`), so that a VMM's first such calls do not pay for V8's compilation. Default: true unless
+   * `VAC_NO_WARM_UP` is set (not empty).
+   */
+  readonly warmUp?: boolean;
 }
 
 /** Real credentials of a process, as /proc/PID/status gives them. */
@@ -209,6 +216,7 @@ export class BridgeServer {
   readonly #log: (line: string) => void;
   readonly #runner: VcpuRunner;
   readonly #spin: SpinSettings | undefined;
+  readonly #warmUp: boolean;
   /** The request FIFO (`request-fifo.ts`), from {@link BridgeServer.listen} on. */
   #fifo: RequestFifo | undefined;
   /** Thread connections by their FIFO id. */
@@ -228,6 +236,7 @@ export class BridgeServer {
     this.host = opts.host;
     this.#runner = new VcpuRunner(opts.host, opts.pacing);
     this.#spin = opts.spin;
+    this.#warmUp = opts.warmUp ?? (process.env.VAC_NO_WARM_UP === undefined || process.env.VAC_NO_WARM_UP === '');
     this.socketPath = opts.socketPath;
     this.#keep = opts.keepCalls ?? 100_000;
     this.#onCall = opts.onCall;
@@ -237,6 +246,10 @@ export class BridgeServer {
 
   /** Start listening (a stale socket file at the path is replaced). */
   async listen(): Promise<void> {
+    if (this.#warmUp) {
+      const w = warmUp(this.host.hardware.model);
+      this.#log(`bridge: warmed up a migration's calls on a scratch host: ${w.calls} calls in ${w.ms.toFixed(0)} ms`);
+    }
     await unlink(this.socketPath).catch(() => {});
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
