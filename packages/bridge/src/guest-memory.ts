@@ -27,6 +27,10 @@ import { forEachChangedRun } from './byte-runs.js';
 const PAGE = 4096;
 /** The largest real VMA mirrored whole; a memslot in a bigger one gets a mirror of exactly its range. */
 const MAX_VMA_MIRROR = 1024 * 1024 * 1024;
+/** The largest buffer {@link GuestMemoryMirror.borrow} keeps for reuse (a 1 GiB memslot's dirty bitmap is 32 KiB). */
+const SCRATCH_MAX = 64 * 1024;
+/** How many buffers of one length it keeps (a call borrows a range and its shadow; a few ranges at most). */
+const SCRATCH_KEEP = 4;
 
 /** One mirrored range of the VMM's address space. */
 interface Mirror {
@@ -75,6 +79,12 @@ export class GuestMemoryMirror {
   readonly #written: Array<Mirror | number> = [];
   /** Traffic counters. */
   readonly stats: MemoryStats = { bytesIn: 0, bytesOut: 0, syncs: 0 };
+  /**
+   * {@link borrow}'s buffers for the pages it maps for one call, by length, kept for the next call: a migration's
+   * stopped source makes about 70 dirty-log calls in a row, each borrowing one page of its bitmap, and a fresh 4 KiB
+   * `Uint8Array` and its shadow cost more than the rest of the borrow (allocation outside V8's heap).
+   */
+  readonly #scratch = new Map<number, Array<Uint8Array<ArrayBuffer>>>();
 
   /**
    * @param pid - the real VMM's pid
@@ -281,11 +291,14 @@ export class GuestMemoryMirror {
    * `kvm_msr_filter`), which the kernel reaches with `get_user`/`put_user`/`copy_from_user`. A range inside
    * guest RAM already mirrored is synced as a KVM_RUN syncs it; any other is mapped for the call only, from
    * a fresh read of the VMM's pages, and the bytes the model changed are written back before it is unmapped.
-   * A range the VMM has not mapped stays unmapped, so the model answers EFAULT as Linux does.
+   * A range the VMM has not mapped stays unmapped, so the model answers EFAULT as Linux does. Only the bytes of the
+   * ranges themselves are compared and written back (the kernel reads and writes no others, `copy_to_user` of the
+   * range); the pages mapped for the call are reused by later calls, so the model must keep no view of them past
+   * `fn` (it copies what it keeps, as Linux's `copy_from_user` does).
    */
   borrow<T>(ranges: readonly SyncRange[], fn: () => T): T {
     const synced: SyncRange[] = [];
-    const temps: Array<{ addr: number; bytes: Uint8Array<ArrayBuffer>; shadow: Uint8Array }> = [];
+    const temps: Array<{ addr: number; bytes: Uint8Array<ArrayBuffer>; shadow: Uint8Array<ArrayBuffer>; from: number; to: number }> = [];
     for (const r of ranges) {
       if (r.size <= 0) continue;
       const start = Math.floor(r.addr / PAGE) * PAGE;
@@ -298,18 +311,21 @@ export class GuestMemoryMirror {
       }
       if (this.#overlaps(start, end) || temps.some((t) => start < t.addr + t.bytes.length && t.addr < end)) continue;
       if (this.#proc.userMemory(start, end - start) !== undefined) continue;
-      const bytes = new Uint8Array(end - start);
+      const bytes = this.#takeScratch(end - start);
       try {
         readFully(this.#mem(), bytes, start);
-      } catch {
-        continue; // not mapped in the VMM: the model finds nothing there either
-      }
-      try {
         this.#proc.mapExternal(start, bytes);
       } catch {
-        continue; // overlaps one of the model's own mappings: leave the model's answer to it
+        // Not mapped in the VMM (the model finds nothing there either), or over one of the model's own mappings
+        // (its answer then is the model's).
+        this.#giveScratch(bytes);
+        continue;
       }
-      temps.push({ addr: start, bytes, shadow: bytes.slice() });
+      const from = r.addr - start;
+      const to = from + r.size;
+      const shadow = this.#takeScratch(end - start);
+      shadow.set(bytes.subarray(from, to), from);
+      temps.push({ addr: start, bytes, shadow, from, to });
     }
     if (synced.length > 0) {
       // The VMM has just written these bytes: read them afresh (after writing back what the guest wrote there).
@@ -330,12 +346,30 @@ export class GuestMemoryMirror {
       if (synced.length > 0) this.#flush();
       for (const t of temps) {
         this.#proc.munmap(t.addr, t.bytes.length);
-        forEachChangedRun(t.bytes, t.shadow, 0, t.bytes.length, (i, j) => {
+        forEachChangedRun(t.bytes, t.shadow, t.from, t.to, (i, j) => {
           this.#write(t.bytes.subarray(i, j), t.addr + i);
           this.stats.bytesOut += j - i;
         });
+        this.#giveScratch(t.bytes);
+        this.#giveScratch(t.shadow);
       }
     }
+  }
+
+  /** A buffer of `length` bytes for {@link borrow} (its content is whatever it held: the caller overwrites it). */
+  #takeScratch(length: number): Uint8Array<ArrayBuffer> {
+    return this.#scratch.get(length)?.pop() ?? new Uint8Array(length);
+  }
+
+  /** Keep `b` for a later {@link borrow} (a few per length, of up to {@link SCRATCH_MAX} bytes). */
+  #giveScratch(b: Uint8Array<ArrayBuffer>): void {
+    if (b.length > SCRATCH_MAX) return;
+    let free = this.#scratch.get(b.length);
+    if (free === undefined) {
+      free = [];
+      this.#scratch.set(b.length, free);
+    }
+    if (free.length < SCRATCH_KEEP) free.push(b);
   }
 
   /** Close `/proc/PID/mem`. */
