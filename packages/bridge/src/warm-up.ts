@@ -19,8 +19,10 @@ import { createHost, O_RDWR, type HardwareModel, type Process } from '@vac/core'
 import {
   _IOC_SIZE,
   KVM_CAP_ADJUST_CLOCK,
+  KVM_CAP_GET_TSC_KHZ,
   KVM_CAP_KVMCLOCK_CTRL,
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+  KVM_CAP_TSC_CONTROL,
   KVM_CHECK_EXTENSION,
   KVM_CLEAR_DIRTY_LOG,
   KVM_CREATE_IRQCHIP,
@@ -73,6 +75,8 @@ const MANUAL_PROTECT_ENABLE = 1;
 /** `KVM_PIT_SPEAKER_DUMMY`, as QEMU creates its PIT. */
 const PIT_SPEAKER_DUMMY = 1;
 const PAGE = 4096;
+/** The capabilities a migration's QEMU checks while the guest is stopped. */
+const CAPS = [KVM_CAP_KVMCLOCK_CTRL, KVM_CAP_ADJUST_CLOCK, KVM_CAP_GET_TSC_KHZ, KVM_CAP_TSC_CONTROL] as const;
 /** The warm-up's guest RAM: 64 pages at guest-physical 0, one slot. */
 const RAM = 64 * PAGE;
 
@@ -176,8 +180,8 @@ export function warmUp(hardware: HardwareModel, rounds = WARM_UP_ROUNDS): WarmUp
         c.call(vm, req, arg);
         got.set(req, arg);
       }
-      c.call(vm, KVM_CHECK_EXTENSION, KVM_CAP_KVMCLOCK_CTRL);
-      c.call(vm, KVM_CHECK_EXTENSION, KVM_CAP_ADJUST_CLOCK);
+      // QEMU asks both the system fd (kvm_check_extension) and the VM fd (kvm_vm_check_extension).
+      for (const fd of [sys, vm]) for (const cap of CAPS) c.call(fd, KVM_CHECK_EXTENSION, cap);
       for (const req of vcpuState) {
         const arg = new Uint8Array(_IOC_SIZE(req));
         c.call(vcpu, req, arg);
