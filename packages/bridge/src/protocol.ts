@@ -85,6 +85,14 @@ export const IOCTL_INPUT_UNREADABLE = 2;
 export const IOCTL_HAS_RUN = 4;
 /** IOCTL flag: the byte runs the VMM changed in its kvm_run (`{u32 offset, u32 length, bytes}…`) follow the input. */
 export const IOCTL_RUN_PATCHES = 8;
+/**
+ * IOCTL flag: no input bytes follow; the argument is `c` zero bytes (`c` must be the request's `_IOC_SIZE`). For a
+ * pure get that the kernel builds in a zeroed buffer of its own and copies out whole — `KVM_GET_XSAVE2` and
+ * `KVM_GET_XSAVE` (`kzalloc`, then `copy_to_user` of the whole size, arch/x86/kvm/x86.c) — the VMM's bytes at the
+ * pointer make no difference, and without their 4 KiB the request fits the request FIFO. Nothing is copied back
+ * when the call fails (the VMM's bytes stay as they were, as they did when they were sent and returned unchanged).
+ */
+export const IOCTL_INPUT_ZEROED = 16;
 
 /** What a new fd in a reply is, so the library can make the right placeholder. */
 export const FdKind = {

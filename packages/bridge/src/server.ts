@@ -16,7 +16,7 @@ import { chmodSync, readFileSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { EFD_CLOEXEC, KernelError, eventFdOf, eventfd, type Capability, type EventFd, type Host, type OpenFile, type Process } from '@vac/core';
-import { _IOC_DIR, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName, vcpuOf } from '@vac/kvm';
+import { _IOC_DIR, _IOC_SIZE, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_STATS_FD, KVM_RUN, KVM_SET_USER_MEMORY_REGION, KVM_VCPU_MMAP_SIZE, capabilityName, ioctlName, vcpuOf } from '@vac/kvm';
 import { installLazyMemory } from './lazy-memory.js';
 import { forEachChangedRun } from './byte-runs.js';
 import { decodeArg, decodeMemoryRegion, userPointers } from './codec.js';
@@ -30,6 +30,7 @@ import {
   HELLO_RELAY,
   IOCTL_HAS_INPUT,
   IOCTL_HAS_RUN,
+  IOCTL_INPUT_ZEROED,
   IOCTL_RUN_PATCHES,
   Op,
   ProtocolError,
@@ -641,8 +642,10 @@ export class BridgeServer {
     const proc = s.proc;
     const file = proc.file(req.fd);
     const inputLen = Number(req.c);
-    if (inputLen > req.payload.length) throw new ProtocolError('input length beyond the message');
-    const input = (req.flags & IOCTL_HAS_INPUT) !== 0 ? req.payload.subarray(0, inputLen) : undefined;
+    const zeroed = (req.flags & IOCTL_INPUT_ZEROED) !== 0;
+    if (zeroed && (inputLen !== _IOC_SIZE(request) || (req.flags & IOCTL_HAS_INPUT) !== 0)) throw new ProtocolError(`zeroed input of ${inputLen} bytes for a request of ${_IOC_SIZE(request)}`);
+    if (!zeroed && inputLen > req.payload.length) throw new ProtocolError('input length beyond the message');
+    const input = zeroed ? new Uint8Array(inputLen) : (req.flags & IOCTL_HAS_INPUT) !== 0 ? req.payload.subarray(0, inputLen) : undefined;
     const hasData = _IOC_DIR(request) !== 0;
     const area = this.#area(s, file);
     let region: { slot: number; size: number; addr: number } | undefined;
@@ -672,7 +675,8 @@ export class BridgeServer {
       if (synced) s.memory.sync();
     }
     const ok = failure === undefined;
-    const out = decoded.out(ok);
+    // A zeroed input (IOCTL_INPUT_ZEROED) was never the VMM's bytes: nothing goes back when the call failed.
+    const out = zeroed && !ok ? undefined : decoded.out(ok);
     const runPatches = area === undefined ? undefined : diffArea(area);
     if (!ok) {
       const { errno, message } = errnoOf(failure);

@@ -8,7 +8,7 @@ import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkInvariants, createHost } from '@vac/core';
-import { KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_API_VERSION, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KVM_SET_USER_MEMORY_REGION, capabilityName, kvm, makeKvmRegs } from '@vac/kvm';
+import { KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_API_VERSION, KVM_GET_REGS, KVM_GET_XSAVE2, KVM_RUN, KVM_SET_REGS, KVM_SET_USER_MEMORY_REGION, capabilityName, kvm, makeKvmRegs } from '@vac/kvm';
 import { intel } from '@vac/vmx';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import {
@@ -17,6 +17,7 @@ import {
   HELLO_LIFE,
   IOCTL_HAS_INPUT,
   IOCTL_INPUT_UNREADABLE,
+  IOCTL_INPUT_ZEROED,
   IOCTL_RUN_PATCHES,
   Op,
   ProtocolError,
@@ -209,6 +210,23 @@ describe('bridge server', () => {
     // An ioctl the model does not know gets the model's answer whatever its bytes: ENOTTY on a VM fd.
     const unknown = await c.ioctl(vm, 0xc008aef0, 0x7000n, new Uint8Array(8)); // _IOWR(KVMIO, 0xf0, 8 bytes): no such ioctl
     expect(unknown.errno).toBe(25);
+  });
+
+  test('a zeroed input (KVM_GET_XSAVE2 without its 4 KiB): the model gets zeros and answers what it answers with the VMM’s bytes; a wrong length is refused, a failure copies nothing back', async () => {
+    const c = newClient();
+    await hello(c, true);
+    const sys = Number((await c.call(Op.OPEN, 0, 0, 2n, 0n, 0n, utf8('/dev/kvm0'))).result);
+    const vm = Number((await c.ioctl(sys, KVM_CREATE_VM)).result);
+    const vcpu = Number((await c.ioctl(vm, KVM_CREATE_VCPU, 0n)).result);
+    const withBytes = await c.ioctl(vcpu, KVM_GET_XSAVE2, 0x7000n, new Uint8Array(4096).fill(0xa5));
+    const zeroed = await c.call(Op.IOCTL, vcpu, IOCTL_INPUT_ZEROED, BigInt(KVM_GET_XSAVE2), 0x7000n, 4096n);
+    expect([zeroed.errno, zeroed.out.length]).toEqual([0, 4096]);
+    expect(Buffer.from(zeroed.out).equals(Buffer.from(withBytes.out))).toBe(true);
+    const short = await c.call(Op.IOCTL, vcpu, IOCTL_INPUT_ZEROED, BigInt(KVM_GET_XSAVE2), 0x7000n, 64n);
+    expect([short.errno, short.out.length]).toEqual([5, 0]); // EIO: not the request's size
+    // KVM_GET_XSAVE2 on a VM fd: the model's EINVAL, and no bytes back (the VMM's were never sent).
+    const failed = await c.call(Op.IOCTL, vm, IOCTL_INPUT_ZEROED, BigInt(KVM_GET_XSAVE2), 0x7000n, 4096n);
+    expect([failed.errno === 0, failed.out.length]).toEqual([false, 0]);
   });
 
   test('KVM_RUN: the kvm_run bytes go in, the exit comes back as patches of the bytes the model changed', async () => {
