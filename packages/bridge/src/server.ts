@@ -248,8 +248,13 @@ export class BridgeServer {
   /** Start listening (a stale socket file at the path is replaced). */
   async listen(): Promise<void> {
     if (this.#warmUp) {
-      const w = warmUp(this.host.hardware.model);
-      this.#log(`bridge: warmed up a migration's calls on a scratch host: ${w.calls} calls in ${w.ms.toFixed(0)} ms`);
+      try {
+        const w = warmUp(this.host.hardware.model);
+        this.#log(`bridge: warmed up a migration's calls on a scratch host: ${w.calls} calls in ${w.ms.toFixed(0)} ms`);
+      } catch (e) {
+        // A hardware model on which no KVM module loads or no VM can be made: the served host will say so to its VMMs.
+        this.#log(`bridge: no warm-up (${e instanceof Error ? e.message : String(e)})`);
+      }
     }
     await unlink(this.socketPath).catch(() => {});
     await new Promise<void>((resolve, reject) => {

@@ -27,6 +27,15 @@ describe('warm-up', () => {
     expect(WARM_UP_ROUNDS).toBeGreaterThan(1);
   });
 
+  test('a hardware model without VMX (no KVM module loads): the bridge logs that it did no warm-up, and listens', async () => {
+    const host = createHost({ cpus: 1, hardware: intel({ vmx: false }) });
+    const lines: string[] = [];
+    const server = new BridgeServer({ host, socketPath: join(mkdtempSync(join(tmpdir(), 'vac-warm-')), 'bridge.sock'), warmUp: true, log: (l) => lines.push(l) });
+    await server.listen();
+    await server.close();
+    expect(lines.filter((l) => l.startsWith('bridge: no warm-up ('))).toHaveLength(1);
+  });
+
   test('the served host sees nothing of it: the same processes, warnings and snapshot as a bridge without it', async () => {
     const snapshots: unknown[] = [];
     for (const warm of [false, true]) {
