@@ -70,7 +70,9 @@ import { argBytes } from './vmm-args.js';
  * machine-check setup, every MSR KVM lists, the in-kernel LAPIC and the nested state. Each structure is kept as the C
  * bytes its GET ioctl wrote (little-endian, at the offsets of `include/uapi/linux/kvm.h` and
  * `arch/x86/include/uapi/asm/kvm.h`), which {@link restoreVcpu} passes to the matching SET ioctl as they are. Plain
- * data: it can be kept, compared, cloned or sent elsewhere. {@link parseSavedVcpu} decodes it.
+ * data: it can be kept, compared, cloned or sent elsewhere. {@link parseSavedVcpu} decodes it. The structures are
+ * views of one buffer, which other saves may share (each save its own bytes of it): to send one save's bytes alone,
+ * or to transfer a buffer, copy them (`slice()`).
  */
 export interface SavedVcpu {
   /** The vCPU id. */
@@ -271,6 +273,30 @@ export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msr
   }
 }
 
+/**
+ * Where saves keep their bytes: consecutive saves' structures are cut from one 64 KiB `ArrayBuffer` (as Node's
+ * `Buffer.allocUnsafe` cuts small buffers from a pool), since an `ArrayBuffer` of its own costs about 1 µs to make
+ * whatever its size — the largest single cost of a save's own work. A save larger than half the slab (an AMX-sized
+ * XSAVE2 area) gets a buffer of its own. A saved vCPU kept alone keeps its slab alive: at most 64 KiB for ~10 KiB.
+ */
+const SLAB_BYTES = 64 * 1024;
+let slab = new ArrayBuffer(0);
+let slabUsed = 0;
+
+/** A copy of `src` kept for a {@link SavedVcpu}: a view of the current slab (a new slab when it is full). */
+function keptCopy(src: Uint8Array): Uint8Array {
+  const n = src.length;
+  if (n > SLAB_BYTES / 2) return src.slice();
+  if (slabUsed + n > slab.byteLength) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const out = new Uint8Array(slab, slabUsed, n);
+  out.set(src);
+  slabUsed += (n + 7) & ~7; // the next save 8-byte aligned, as a fresh buffer is
+  return out;
+}
+
 /** The GET ioctl `req` into `size` bytes of `area` at `at`; where the next structure goes. */
 function getInto(area: SaveArea, proc: Process, fd: number, req: number, at: number, size: number): number {
   proc.ioctl(fd, req, area.room(at, size));
@@ -336,7 +362,7 @@ function saveInto(area: SaveArea, proc: Process, fd: number, id: number, msrs: r
     nestedLen = Math.min(nestedMax, area.view.getUint32(at + 4, true));
   }
   at += nestedLen;
-  const all = new Uint8Array(area.buffer, 0, at).slice();
+  const all = keptCopy(new Uint8Array(area.buffer, 0, at));
   return {
     id,
     tscKhz,

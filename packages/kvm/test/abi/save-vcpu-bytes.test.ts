@@ -127,6 +127,25 @@ describe.each(VENDORS)('saveVcpu keeps the C structures on $name', (vendor) => {
     expect(inner).toEqual([plainB]);
   });
 
+  test('saves kept side by side (their bytes cut from shared buffers) each keep their own state, across buffers', () => {
+    const { p, vm, fd } = setup(vendor);
+    const kept: Array<{ rdx: bigint; saved: SavedVcpu; copy: SavedVcpu }> = [];
+    // more saves than one 64 KiB buffer holds (~10 KiB each), each with another RDX
+    for (let i = 0; i < 20; i++) {
+      const rdx = 0x1_0000_0000n * BigInt(i) + 7n;
+      const parsed = parseSavedVcpu(saveVcpu(p, vm.sys, fd, 0));
+      restoreVcpu(p, fd, savedVcpuOf({ ...parsed, regs: { ...parsed.regs, rdx } }));
+      const saved = saveVcpu(p, vm.sys, fd, 0);
+      kept.push({ rdx, saved, copy: savedVcpuOf(parseSavedVcpu(saved)) });
+    }
+    expect(new Set(kept.map((k) => k.saved.regs.buffer)).size).toBeGreaterThan(1);
+    for (const k of kept) {
+      expect(parseSavedVcpu(k.saved).regs.rdx).toBe(k.rdx);
+      expect(k.saved).toEqual(k.copy);
+      expect(k.saved.cpuid.byteOffset % 8).toBe(0); // each save starts 8-byte aligned
+    }
+  });
+
   fcTest.prop([fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })], { numRuns: 10 })(
     'any register values round-trip through the bytes: save → restore on another vCPU → save is the same',
     (rsi, r15) => {
