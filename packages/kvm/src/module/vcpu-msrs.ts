@@ -650,24 +650,27 @@ export class HostMsrBatch implements MsrEntryAccess {
     const arch = this.arch;
     const bankWords = arch.mceBanks.words;
     const ctl2Words = arch.mciCtl2.words;
+    // MCG_CAP's bank count, read again after any other MSR (none of which changes MCG_CAP: KVM_X86_SETUP_MCE does)
+    let banks = mceBankCount(arch.mcgCap);
     let i = 0;
     for (; i < n; i++) {
       const msr = entries.index(i);
       const bank = msr - MC0_CTL;
       if (bank >= 0 && bank < 4 * KVM_MAX_MCE_BANKS) {
-        if (bank >= 4 * mceBankCount(arch.mcgCap)) break; // a bank MCG_CAP does not give
+        if (bank >= 4 * banks) break; // a bank MCG_CAP does not give
         entries.setWords(i, bankWords[2 * bank] as number, bankWords[2 * bank + 1] as number);
         continue;
       }
       const ctl2 = msr - MC0_CTL2;
       if (ctl2 >= 0 && ctl2 < KVM_MAX_MCE_BANKS) {
-        if (ctl2 >= mceBankCount(arch.mcgCap)) break;
+        if (ctl2 >= banks) break;
         entries.setWords(i, ctl2Words[2 * ctl2] as number, ctl2Words[2 * ctl2 + 1] as number);
         continue;
       }
       const d = this.read(msr);
       if (d === undefined) break;
       entries.setData(i, d);
+      banks = mceBankCount(arch.mcgCap);
     }
     return i;
   }
@@ -678,6 +681,7 @@ export class HostMsrBatch implements MsrEntryAccess {
     const arch = this.arch;
     const bankWords = arch.mceBanks.words;
     const ctl2Words = arch.mciCtl2.words;
+    let banks = mceBankCount(arch.mcgCap); // as in readEntries
     let i = 0;
     for (; i < n; i++) {
       const msr = entries.index(i);
@@ -685,7 +689,7 @@ export class HostMsrBatch implements MsrEntryAccess {
       if (bank >= 0 && bank < 4 * KVM_MAX_MCE_BANKS) {
         const low = entries.low(i);
         const high = entries.high(i);
-        if (bank >= 4 * mceBankCount(arch.mcgCap) || !mceWriteValid(arch, false, bank, low, high, true)) break;
+        if (bank >= 4 * banks || !mceWriteValid(arch, false, bank, low, high, true)) break;
         bankWords[2 * bank] = low;
         bankWords[2 * bank + 1] = high;
         continue;
@@ -694,12 +698,13 @@ export class HostMsrBatch implements MsrEntryAccess {
       if (ctl2 >= 0 && ctl2 < KVM_MAX_MCE_BANKS) {
         const low = entries.low(i);
         const high = entries.high(i);
-        if (ctl2 >= mceBankCount(arch.mcgCap) || !mceWriteValid(arch, true, ctl2, low, high, true)) break;
+        if (ctl2 >= banks || !mceWriteValid(arch, true, ctl2, low, high, true)) break;
         ctl2Words[2 * ctl2] = low;
         ctl2Words[2 * ctl2 + 1] = high;
         continue;
       }
       if (!this.write(msr, entries.data(i))) break;
+      banks = mceBankCount(arch.mcgCap);
     }
     return i;
   }

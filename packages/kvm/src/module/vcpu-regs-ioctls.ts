@@ -10,7 +10,9 @@ import { KVM_REGS_CODEC, KVM_SREGS_CODEC } from '../abi/structs.js';
 import { KVM_SREGS2_CODEC } from '../abi/structs-x86.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { vcpuArch } from './vcpu-arch.js';
-import { getSregs, getSregs2, setSregs, setSregs2 } from './vcpu-sregs.js';
+import { getSregs, getSregs2, getSregs2Bytes, setSregs, setSregs2, setSregs2Bytes } from './vcpu-sregs.js';
+import { LITTLE_ENDIAN } from './regfile-copy.js';
+import { userStructBytes } from './user-struct-bytes.js';
 import type { Vcpu } from './vcpu.js';
 
 /** The register ioctls of a vCPU. */
@@ -63,7 +65,10 @@ export const VCPU_REGS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     request: KVM_GET_SREGS2,
     arg: { dir: 'out', codec: KVM_SREGS2_CODEC },
     run(v, arg) {
-      copyToUser(KVM_SREGS2_CODEC, getSregs2(v), arg, 'KVM_GET_SREGS2');
+      const op = 'KVM_GET_SREGS2';
+      const bytes = LITTLE_ENDIAN ? userStructBytes(KVM_SREGS2_CODEC, arg, op) : undefined;
+      if (bytes !== undefined) getSregs2Bytes(v, bytes);
+      else copyToUser(KVM_SREGS2_CODEC, getSregs2(v), arg, op);
       return 0;
     },
   },
@@ -72,7 +77,10 @@ export const VCPU_REGS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     request: KVM_SET_SREGS2,
     arg: { dir: 'in', codec: KVM_SREGS2_CODEC },
     run(v, arg) {
-      setSregs2(v, copyFromUser(KVM_SREGS2_CODEC, arg, 'KVM_SET_SREGS2'), 'KVM_SET_SREGS2');
+      const op = 'KVM_SET_SREGS2';
+      const bytes = LITTLE_ENDIAN ? userStructBytes(KVM_SREGS2_CODEC, arg, op) : undefined;
+      if (bytes !== undefined) setSregs2Bytes(v, bytes, op);
+      else setSregs2(v, copyFromUser(KVM_SREGS2_CODEC, arg, op), op);
       return 0;
     },
   },
