@@ -391,11 +391,17 @@ function readMsr(proc: Process, fd: number, index: number): bigint | undefined {
   return proc.ioctl(fd, KVM_GET_MSRS, b) === 1 ? dv.getBigUint64(MSRS_HEADER + 8, true) : undefined;
 }
 
-/** The `i`th MSR a save reads: the listed ones, then each bank's CTL, STATUS, ADDR, MISC, then each bank's CTL2. */
-function savedMsrIndex(listed: readonly number[], banks: number, i: number): number {
-  if (i < listed.length) return listed[i] as number;
-  const j = i - listed.length;
-  return j < 4 * banks ? MSR_IA32_MC0_CTL + j : MSR_IA32_MC0_CTL2 + j - 4 * banks;
+/**
+ * The indices of the MSRs a save reads from the `start`th on, `count` of them, into the entries of `dv`'s
+ * `struct kvm_msrs`: the listed ones, then each bank's CTL, STATUS, ADDR, MISC, then each bank's CTL2.
+ */
+function writeSavedMsrIndices(dv: DataView, listed: readonly number[], banks: number, start: number, count: number): void {
+  let i = start;
+  let at = MSRS_HEADER;
+  const end = start + count;
+  for (; i < end && i < listed.length; i++, at += MSR_ENTRY) dv.setUint32(at, listed[i] as number, true);
+  for (; i < end && i < listed.length + 4 * banks; i++, at += MSR_ENTRY) dv.setUint32(at, MSR_IA32_MC0_CTL + i - listed.length, true);
+  for (; i < end; i++, at += MSR_ENTRY) dv.setUint32(at, MSR_IA32_MC0_CTL2 + i - listed.length - 4 * banks, true);
 }
 
 /**
@@ -415,7 +421,7 @@ function readMsrsInto(area: SaveArea, proc: Process, fd: number, listed: readonl
     const b = argBytes(MSRS_HEADER + count * MSR_ENTRY);
     const dv = new DataView(b.buffer, 0, b.byteLength);
     dv.setUint32(0, count, true);
-    for (let i = 0; i < count; i++) dv.setUint32(MSRS_HEADER + MSR_ENTRY * i, savedMsrIndex(listed, banks, start + i), true);
+    writeSavedMsrIndices(dv, listed, banks, start, count);
     const n = proc.ioctl(fd, KVM_GET_MSRS, b);
     new Uint8Array(area.buffer, at + MSRS_HEADER + kept * MSR_ENTRY, n * MSR_ENTRY).set(b.subarray(MSRS_HEADER, MSRS_HEADER + n * MSR_ENTRY));
     kept += n;

@@ -88,7 +88,7 @@ function msrIoBytes(arg: Uint8Array, op: string, access: MsrEntryAccess, writeba
   // 1–3 µs to make); a batch made while one is being processed (from an event listener) gets a fresh one.
   const entries = scratchInUse ? new MsrEntries(new Uint8Array(16 * (MAX_IO_MSRS - 1))) : scratch;
   const copy = entries.bytes;
-  copy.set(arg.subarray(8, 8 + size));
+  copy.set(new Uint8Array(arg.buffer, arg.byteOffset + 8, size)); // a view made directly (subarray's species lookup costs more)
   const shared = entries === scratch;
   if (shared) scratchInUse = true;
   try {
