@@ -12,15 +12,17 @@
  *
  * What they copy is exactly what the accessors copy; `regfile-copy.test.ts` checks them against the accessors.
  *
- * The segment registers are also copied straight between the register file and the C bytes of `struct kvm_segment`
- * ({@link segmentsToWords}, {@link segmentsFromWords}: the register file's 32-bit halves and packed attribute bytes
+ * The registers are also copied straight between the register file and the C bytes of `struct kvm_regs`
+ * ({@link regsToWords}, {@link regsFromWords}) and `struct kvm_segment` ({@link segmentsToWords},
+ * {@link segmentsFromWords}): the register file's 32-bit halves (unsigned, as it keeps them) and packed attribute bytes
  * are the structure's words and bytes, so no bigint and no object is made), through {@link StructWords} — typed-array
  * views of an aligned staging buffer, which read the C structure's little-endian fields only on a little-endian host
- * ({@link LITTLE_ENDIAN}; elsewhere the ioctls keep the codec's path). `sregs2-bytes.test.ts` checks them against the object form.
+ * ({@link LITTLE_ENDIAN}; elsewhere the ioctls keep the codec's path). `sregs2-bytes.test.ts` and `regs-bytes.test.ts`
+ * check them against the object form.
  *
  * @module
  */
-import { KVM_SEGMENT_CODEC, KVM_SREGS_CODEC, type kvm_regs, type kvm_segment, type kvm_sregs } from '../abi/structs.js';
+import { KVM_REGS_CODEC, KVM_SEGMENT_CODEC, KVM_SREGS_CODEC, type kvm_regs, type kvm_segment, type kvm_sregs } from '../abi/structs.js';
 import type { GuestCpuState } from '../guest/cpu-state.js';
 
 /** The segment registers of `kvm_sregs`, in C order. */
@@ -153,3 +155,12 @@ export const segmentsToWords = compile<(r: GuestCpuState, w: StructWords) => voi
 
 /** The `struct kvm_segment`s at the start of `w` into `r`'s eight segment registers: what {@link writeSegments} writes of their decoded form. */
 export const segmentsFromWords = compile<(r: GuestCpuState, w: StructWords) => void>('segmentsFromWords', segmentsFromWordsSrc);
+
+const regsToWordsSrc = REGS.map(([k, lo, hi]) => `x.u32[${KVM_REGS_CODEC.offsetOf(k) / 4}] = r.${lo}; x.u32[${KVM_REGS_CODEC.offsetOf(k) / 4 + 1}] = r.${hi};`).join('\n');
+const regsFromWordsSrc = REGS.map(([k, lo, hi]) => `r.${lo} = x.u32[${KVM_REGS_CODEC.offsetOf(k) / 4}]; r.${hi} = x.u32[${KVM_REGS_CODEC.offsetOf(k) / 4 + 1}];`).join('\n');
+
+/** Every register of `r` into `struct kvm_regs` at the start of `x`: the bytes {@link readRegs}' structure encodes to. */
+export const regsToWords = compile<(r: GuestCpuState, x: StructWords) => void>('regsToWords', regsToWordsSrc);
+
+/** `struct kvm_regs` at the start of `x` into `r`: what {@link writeRegs} writes of its decoded form (RFLAGS as given). */
+export const regsFromWords = compile<(r: GuestCpuState, x: StructWords) => void>('regsFromWords', regsFromWordsSrc);
