@@ -17,6 +17,7 @@ import {
   KVM_GET_SREGS2,
   KVM_GET_VCPU_EVENTS,
   KVM_GET_XCRS,
+  KVM_SET_XCRS,
   KVM_REGS_CODEC,
   KVM_RUN,
   KVM_SREGS2_CODEC,
@@ -91,6 +92,35 @@ describe.each(VENDORS)('saveVcpu keeps the C structures on $name', (vendor) => {
     const short = new Uint8Array(KVM_XCRS_CODEC.size - 1).fill(0xee);
     expect(() => p.ioctl(fd, KVM_GET_XCRS, short)).toThrow(expect.objectContaining({ code: 'EFAULT' }));
     expect(short.every((b) => b === 0xee)).toBe(true);
+  });
+
+  fcTest.prop(
+    [
+      fc.record({
+        nr_xcrs: fc.constantFrom(0, 1, 2, 16, 17),
+        flags: fc.constantFrom(0, 0, 0, 1),
+        xcrs: fc.array(fc.record({ xcr: fc.constantFrom(0, 0, 1, 0xffff_ffff), value: fc.constantFrom(1n, 3n, 7n, 2n, 0x80000000_00000003n) }), { minLength: 16, maxLength: 16 }),
+      }),
+    ],
+    { numRuns: 40 },
+  )('KVM_SET_XCRS from C bytes answers as from the object: the same errno, the same XCR0 after it', (x) => {
+    const a = setup(vendor);
+    const b = setup(vendor);
+    const answer = (f: () => unknown): string => {
+      try {
+        f();
+        return 'ok';
+      } catch (e) {
+        return (e as { code: string }).code;
+      }
+    };
+    const bytes = KVM_XCRS_CODEC.toBytes(x);
+    expect(answer(() => a.p.ioctl(a.fd, KVM_SET_XCRS, bytes))).toBe(answer(() => b.p.ioctl(b.fd, KVM_SET_XCRS, makeKvmXcrs(x))));
+    const [xa, xb] = [makeKvmXcrs(), makeKvmXcrs()];
+    a.p.ioctl(a.fd, KVM_GET_XCRS, xa);
+    b.p.ioctl(b.fd, KVM_GET_XCRS, xb);
+    expect(xa).toEqual(xb);
+    expect(answer(() => a.p.ioctl(a.fd, KVM_SET_XCRS, bytes.subarray(0, KVM_XCRS_CODEC.size - 1)))).toBe('EFAULT');
   });
 
   test('parseSavedVcpu and savedVcpuOf convert both ways without loss; an edited form restores what it says', () => {
