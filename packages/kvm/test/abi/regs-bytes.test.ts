@@ -9,6 +9,7 @@ import { createHost, isKernelError } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import { KVM_GET_REGS, KVM_REGS_CODEC, KVM_RUN, KVM_SET_REGS, createRealModeVm, kvm, makeKvmRegs, type kvm_regs } from '../../src/index.js';
 import { VENDORS } from '../module/helpers.js';
+import { expectSameGetBothWays } from './support.js';
 
 const U64 = 0xffff_ffff_ffff_ffffn;
 
@@ -42,15 +43,7 @@ describe.each(VENDORS)('KVM_GET/SET_REGS on the C bytes match the object form on
     a.p.ioctl(a.fd, KVM_SET_REGS, bytes);
     b.p.ioctl(b.fd, KVM_SET_REGS, makeKvmRegs(r));
     expect(bytes).toEqual(copy); // KVM_SET_REGS writes nothing back
-    for (const [x, y] of [[a, b], [b, a]] as const) {
-      const got = new Uint8Array(KVM_REGS_CODEC.size + 8).fill(0xa5);
-      x.p.ioctl(x.fd, KVM_GET_REGS, got);
-      const obj = makeKvmRegs();
-      y.p.ioctl(y.fd, KVM_GET_REGS, obj);
-      expect(got.subarray(0, KVM_REGS_CODEC.size)).toEqual(KVM_REGS_CODEC.toBytes(obj));
-      expect(got.subarray(KVM_REGS_CODEC.size)).toEqual(new Uint8Array(8).fill(0xa5)); // nothing past the structure
-      expect(obj).toEqual({ ...r, rflags: r.rflags | 2n });
-    }
+    for (const obj of expectSameGetBothWays(KVM_REGS_CODEC, KVM_GET_REGS, makeKvmRegs, a, b)) expect(obj).toEqual({ ...r, rflags: r.rflags | 2n });
     return { a, b };
   }
 
