@@ -70,7 +70,9 @@ import { argBytes } from './vmm-args.js';
  * machine-check setup, every MSR KVM lists, the in-kernel LAPIC and the nested state. Each structure is kept as the C
  * bytes its GET ioctl wrote (little-endian, at the offsets of `include/uapi/linux/kvm.h` and
  * `arch/x86/include/uapi/asm/kvm.h`), which {@link restoreVcpu} passes to the matching SET ioctl as they are. Plain
- * data: it can be kept, compared, cloned or sent elsewhere. {@link parseSavedVcpu} decodes it.
+ * data: it can be kept, compared, cloned or sent elsewhere. {@link parseSavedVcpu} decodes it. The structures are
+ * views of one buffer, which other saves may share (each save its own bytes of it): to send one save's bytes alone,
+ * or to transfer a buffer, copy them (`slice()`).
  */
 export interface SavedVcpu {
   /** The vCPU id. */
@@ -271,6 +273,30 @@ export function saveVcpu(proc: Process, sys: number, fd: number, id: number, msr
   }
 }
 
+/**
+ * Where saves keep their bytes: consecutive saves' structures are cut from one 64 KiB `ArrayBuffer` (as Node's
+ * `Buffer.allocUnsafe` cuts small buffers from a pool), since an `ArrayBuffer` of its own costs about 1 µs to make
+ * whatever its size — the largest single cost of a save's own work. A save larger than half the slab (an AMX-sized
+ * XSAVE2 area) gets a buffer of its own. A saved vCPU kept alone keeps its slab alive: at most 64 KiB for ~10 KiB.
+ */
+const SLAB_BYTES = 64 * 1024;
+let slab = new ArrayBuffer(0);
+let slabUsed = 0;
+
+/** A copy of `src` kept for a {@link SavedVcpu}: a view of the current slab (a new slab when it is full). */
+function keptCopy(src: Uint8Array): Uint8Array {
+  const n = src.length;
+  if (n > SLAB_BYTES / 2) return src.slice();
+  if (slabUsed + n > slab.byteLength) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const out = new Uint8Array(slab, slabUsed, n);
+  out.set(src);
+  slabUsed += (n + 7) & ~7; // the next save 8-byte aligned, as a fresh buffer is
+  return out;
+}
+
 /** The GET ioctl `req` into `size` bytes of `area` at `at`; where the next structure goes. */
 function getInto(area: SaveArea, proc: Process, fd: number, req: number, at: number, size: number): number {
   proc.ioctl(fd, req, area.room(at, size));
@@ -336,7 +362,7 @@ function saveInto(area: SaveArea, proc: Process, fd: number, id: number, msrs: r
     nestedLen = Math.min(nestedMax, area.view.getUint32(at + 4, true));
   }
   at += nestedLen;
-  const all = new Uint8Array(area.buffer, 0, at).slice();
+  const all = keptCopy(new Uint8Array(area.buffer, 0, at));
   return {
     id,
     tscKhz,
@@ -365,11 +391,17 @@ function readMsr(proc: Process, fd: number, index: number): bigint | undefined {
   return proc.ioctl(fd, KVM_GET_MSRS, b) === 1 ? dv.getBigUint64(MSRS_HEADER + 8, true) : undefined;
 }
 
-/** The `i`th MSR a save reads: the listed ones, then each bank's CTL, STATUS, ADDR, MISC, then each bank's CTL2. */
-function savedMsrIndex(listed: readonly number[], banks: number, i: number): number {
-  if (i < listed.length) return listed[i] as number;
-  const j = i - listed.length;
-  return j < 4 * banks ? MSR_IA32_MC0_CTL + j : MSR_IA32_MC0_CTL2 + j - 4 * banks;
+/**
+ * The indices of the MSRs a save reads from the `start`th on, `count` of them, into the entries of `dv`'s
+ * `struct kvm_msrs`: the listed ones, then each bank's CTL, STATUS, ADDR, MISC, then each bank's CTL2.
+ */
+function writeSavedMsrIndices(dv: DataView, listed: readonly number[], banks: number, start: number, count: number): void {
+  let i = start;
+  let at = MSRS_HEADER;
+  const end = start + count;
+  for (; i < end && i < listed.length; i++, at += MSR_ENTRY) dv.setUint32(at, listed[i] as number, true);
+  for (; i < end && i < listed.length + 4 * banks; i++, at += MSR_ENTRY) dv.setUint32(at, MSR_IA32_MC0_CTL + i - listed.length, true);
+  for (; i < end; i++, at += MSR_ENTRY) dv.setUint32(at, MSR_IA32_MC0_CTL2 + i - listed.length - 4 * banks, true);
 }
 
 /**
@@ -389,7 +421,7 @@ function readMsrsInto(area: SaveArea, proc: Process, fd: number, listed: readonl
     const b = argBytes(MSRS_HEADER + count * MSR_ENTRY);
     const dv = new DataView(b.buffer, 0, b.byteLength);
     dv.setUint32(0, count, true);
-    for (let i = 0; i < count; i++) dv.setUint32(MSRS_HEADER + MSR_ENTRY * i, savedMsrIndex(listed, banks, start + i), true);
+    writeSavedMsrIndices(dv, listed, banks, start, count);
     const n = proc.ioctl(fd, KVM_GET_MSRS, b);
     new Uint8Array(area.buffer, at + MSRS_HEADER + kept * MSR_ENTRY, n * MSR_ENTRY).set(b.subarray(MSRS_HEADER, MSRS_HEADER + n * MSR_ENTRY));
     kept += n;

@@ -4,6 +4,7 @@
  * typed-array views of its own buffer: an entry's data as a bigint (one `BigUint64Array` element) or as its two 32-bit
  * words. Node 20's `DataView.getBigUint64` / `setBigUint64` cost 25–90 ns each, an element of a `BigUint64Array`
  * 3–20 ns; on a big-endian host the views would not read little-endian C bytes, so there the `DataView` is used.
+ * {@link MsrEntryAccess} is what a batch does with them (a vCPU's MSRs, or the feature MSRs of /dev/kvmX).
  *
  * @module
  */
@@ -64,4 +65,40 @@ export class MsrEntries {
       this.dv.setUint32(16 * i + 12, high, true);
     }
   }
+}
+
+/**
+ * The accesses of one KVM_GET_MSRS / KVM_SET_MSRS batch (`msr_io`'s `do_msr`): one MSR at a time for the object form,
+ * and on the kernel's copy of the C entries, entries 0, 1, … in order until one fails.
+ */
+export interface MsrEntryAccess {
+  /** A read (KVM_GET_MSRS): the MSR's value, or `undefined` when the read fails. */
+  read(index: number): bigint | undefined;
+  /** A write (KVM_SET_MSRS): whether the MSR took `data`. */
+  write(index: number, data: bigint): boolean;
+  /**
+   * {@link MsrEntryAccess.read} of entries 0, 1, … of `entries` into their data, stopping at the first that fails (its
+   * data left as it was): how many were read.
+   */
+  readEntries(entries: MsrEntries, n: number): number;
+  /** {@link MsrEntryAccess.write} of entries 0, 1, … of `entries`, stopping at the first refused: how many were written. */
+  writeEntries(entries: MsrEntries, n: number): number;
+}
+
+/** {@link MsrEntryAccess.readEntries} through `read`, one entry at a time. */
+export function readEntriesOneByOne(access: MsrEntryAccess, entries: MsrEntries, n: number): number {
+  let i = 0;
+  for (; i < n; i++) {
+    const d = access.read(entries.index(i));
+    if (d === undefined) break;
+    entries.setData(i, d);
+  }
+  return i;
+}
+
+/** {@link MsrEntryAccess.writeEntries} through `write`, one entry at a time. */
+export function writeEntriesOneByOne(access: MsrEntryAccess, entries: MsrEntries, n: number): number {
+  let i = 0;
+  while (i < n && access.write(entries.index(i), entries.data(i))) i++;
+  return i;
 }

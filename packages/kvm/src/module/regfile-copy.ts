@@ -12,9 +12,17 @@
  *
  * What they copy is exactly what the accessors copy; `regfile-copy.test.ts` checks them against the accessors.
  *
+ * The registers are also copied straight between the register file and the C bytes of `struct kvm_regs`
+ * ({@link regsToWords}, {@link regsFromWords}) and `struct kvm_segment` ({@link segmentsToWords},
+ * {@link segmentsFromWords}): the register file's 32-bit halves (unsigned, as it keeps them) and packed attribute bytes
+ * are the structure's words and bytes, so no bigint and no object is made), through {@link StructWords} — typed-array
+ * views of an aligned staging buffer, which read the C structure's little-endian fields only on a little-endian host
+ * ({@link LITTLE_ENDIAN}; elsewhere the ioctls keep the codec's path). `sregs2-bytes.test.ts` and `regs-bytes.test.ts`
+ * check them against the object form.
+ *
  * @module
  */
-import type { kvm_regs, kvm_segment, kvm_sregs } from '../abi/structs.js';
+import { KVM_REGS_CODEC, KVM_SEGMENT_CODEC, KVM_SREGS_CODEC, type kvm_regs, type kvm_segment, type kvm_sregs } from '../abi/structs.js';
 import type { GuestCpuState } from '../guest/cpu-state.js';
 
 /** The segment registers of `kvm_sregs`, in C order. */
@@ -87,3 +95,72 @@ export const readSegments = compile<(r: GuestCpuState, out: Pick<kvm_sregs, (typ
 
 /** The eight segment registers of `v` into `r` (each attribute keeps its low 8 bits, as the views' setters do). */
 export const writeSegments = compile<(r: GuestCpuState, v: Readonly<Record<(typeof SEGMENTS)[number], kvm_segment>>) => void>('writeSegments', writeSegSrc);
+
+/** Whether this host stores typed-array elements little-endian, as the C structures are. */
+export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Views of one aligned staging buffer holding a C structure's bytes (each field at its natural alignment). */
+export class StructWords {
+  /** The bytes. */
+  readonly u8: Uint8Array<ArrayBuffer>;
+  /** The 16-bit words (field at byte `o` is element `o / 2`). */
+  readonly u16: Uint16Array;
+  /** The 32-bit words. */
+  readonly u32: Uint32Array;
+  /** The 64-bit words (as bigints). */
+  readonly u64: BigUint64Array;
+
+  /** @param bytes - the staging buffer's size (a multiple of 8) */
+  constructor(bytes: number) {
+    const b = new ArrayBuffer(bytes);
+    this.u8 = new Uint8Array(b);
+    this.u16 = new Uint16Array(b);
+    this.u32 = new Uint32Array(b);
+    this.u64 = new BigUint64Array(b);
+  }
+}
+
+/** Where `kvm_segment`'s fields lie, and each segment of `kvm_sregs` (the same offsets in `kvm_sregs2`). */
+const SEG_BASE = KVM_SEGMENT_CODEC.offsetOf('base');
+const SEG_LIMIT = KVM_SEGMENT_CODEC.offsetOf('limit');
+const SEG_SELECTOR = KVM_SEGMENT_CODEC.offsetOf('selector');
+
+const segmentsToWordsSrc = SEGMENTS.map((n) => {
+  const o = KVM_SREGS_CODEC.offsetOf(n);
+  const attrs = [0, 1, 2].map((w) => {
+    const bytes = ATTRIBUTES.slice(3 * w, 3 * w + 3).map((a, j) => `x.u8[${o + KVM_SEGMENT_CODEC.offsetOf(a)}] = (a >>> ${8 * j}) & 0xff;`);
+    return `{ const a = r.${n}Attrs${w}; ${bytes.join(' ')} }`;
+  });
+  return `x.u32[${(o + SEG_BASE) / 4}] = r.${n}Base; x.u32[${(o + SEG_BASE) / 4 + 1}] = r.${n}BaseHigh; x.u32[${(o + SEG_LIMIT) / 4}] = r.${n}Limit; x.u16[${(o + SEG_SELECTOR) / 2}] = r.${n}Selector; ${attrs.join(' ')}`;
+}).join('\n');
+
+const segmentsFromWordsSrc = SEGMENTS.map((n) => {
+  const o = KVM_SREGS_CODEC.offsetOf(n);
+  const attrs = [0, 1, 2].map(
+    (w) =>
+      `r.${n}Attrs${w} = ` +
+      ATTRIBUTES.slice(3 * w, 3 * w + 3)
+        .map((a, j) => `(x.u8[${o + KVM_SEGMENT_CODEC.offsetOf(a)}] << ${8 * j})`)
+        .join(' | ') +
+      ';',
+  );
+  return `r.${n}Base = x.u32[${(o + SEG_BASE) / 4}]; r.${n}BaseHigh = x.u32[${(o + SEG_BASE) / 4 + 1}]; r.${n}Limit = x.u32[${(o + SEG_LIMIT) / 4}]; r.${n}Selector = x.u16[${(o + SEG_SELECTOR) / 2}]; ${attrs.join(' ')}`;
+}).join('\n');
+
+/**
+ * The eight segment registers of `r` into the `struct kvm_segment`s at the start of `w` (`kvm_sregs` /
+ * `kvm_sregs2`): what {@link readSegments} and the codec's encoding write, but for the padding bytes (left as they are).
+ */
+export const segmentsToWords = compile<(r: GuestCpuState, w: StructWords) => void>('segmentsToWords', segmentsToWordsSrc);
+
+/** The `struct kvm_segment`s at the start of `w` into `r`'s eight segment registers: what {@link writeSegments} writes of their decoded form. */
+export const segmentsFromWords = compile<(r: GuestCpuState, w: StructWords) => void>('segmentsFromWords', segmentsFromWordsSrc);
+
+const regsToWordsSrc = REGS.map(([k, lo, hi]) => `x.u32[${KVM_REGS_CODEC.offsetOf(k) / 4}] = r.${lo}; x.u32[${KVM_REGS_CODEC.offsetOf(k) / 4 + 1}] = r.${hi};`).join('\n');
+const regsFromWordsSrc = REGS.map(([k, lo, hi]) => `r.${lo} = x.u32[${KVM_REGS_CODEC.offsetOf(k) / 4}]; r.${hi} = x.u32[${KVM_REGS_CODEC.offsetOf(k) / 4 + 1}];`).join('\n');
+
+/** Every register of `r` into `struct kvm_regs` at the start of `x`: the bytes {@link readRegs}' structure encodes to. */
+export const regsToWords = compile<(r: GuestCpuState, x: StructWords) => void>('regsToWords', regsToWordsSrc);
+
+/** `struct kvm_regs` at the start of `x` into `r`: what {@link writeRegs} writes of its decoded form (RFLAGS as given). */
+export const regsFromWords = compile<(r: GuestCpuState, x: StructWords) => void>('regsFromWords', regsFromWordsSrc);

@@ -35,56 +35,31 @@ import {
 import type { SystemFile } from './files.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { userBuffer } from './user-memory.js';
-import { x86Caps } from './x86-caps.js';
+import { x86Caps, type X86Caps } from './x86-caps.js';
 import { guestPermOf } from './guest-fpu.js';
-import { MsrEntries } from './msr-entries.js';
+import { MsrEntries, readEntriesOneByOne, writeEntriesOneByOne, type MsrEntryAccess } from './msr-entries.js';
 
 /**
- * The access to one entry of a KVM_GET_MSRS / KVM_SET_MSRS batch on the kernel's copy of the entries: the MSR's
- * `index`, and entry `i` of `entries`; whether the access succeeded (a failed read leaves the data as it was).
- */
-export interface MsrEntryAccess {
-  /** A read (KVM_GET_MSRS): the value into entry `i`'s data. */
-  readInto(index: number, entries: MsrEntries, i: number): boolean;
-  /** A write (KVM_SET_MSRS): entry `i`'s data to the MSR. */
-  writeFrom(index: number, entries: MsrEntries, i: number): boolean;
-}
-
-/** {@link MsrEntryAccess} through a function of index and data (a read gets 0n), as {@link msrIo}'s `one`. */
-class OneMsrAccess implements MsrEntryAccess {
-  constructor(private readonly one: (index: number, data: bigint) => bigint | undefined) {}
-
-  readInto(index: number, entries: MsrEntries, i: number): boolean {
-    const d = this.one(index, 0n);
-    if (d === undefined) return false;
-    entries.setData(i, d);
-    return true;
-  }
-
-  writeFrom(index: number, entries: MsrEntries, i: number): boolean {
-    return this.one(index, entries.data(i)) !== undefined;
-  }
-}
-
-/**
- * `msr_io`: copy the header (EFAULT), refuse MAX_IO_MSRS or more (E2BIG), copy the entries (EFAULT), apply `one` to
- * each until it fails, copy the entries back when `writeback` (EFAULT). `one` gets an entry's index and data and
- * answers the data to store (a read's value; a write's data) or `undefined` when the access fails. A read gets 0n as its data
- * (KVM_GET_MSRS ignores what the entries hold). On the C bytes, `entry` (when given) does the access on the entry's
- * bytes instead of `one`, with the same answers.
+ * `msr_io`: copy the header (EFAULT), refuse MAX_IO_MSRS or more (E2BIG), copy the entries (EFAULT), read (`writeback`)
+ * or write each through `access` until one fails, copy the entries back when `writeback` (EFAULT). KVM_GET_MSRS
+ * ignores what the entries' data hold. On the C bytes the entries are processed in place in the kernel's copy.
  * @returns how many were processed
  */
-export function msrIo(arg: unknown, op: string, one: (index: number, data: bigint) => bigint | undefined, writeback: boolean, entry?: MsrEntryAccess): number {
-  if (isRealUint8Array(arg)) return msrIoBytes(arg, op, entry ?? new OneMsrAccess(one), writeback);
+export function msrIo(arg: unknown, op: string, access: MsrEntryAccess, writeback: boolean): number {
+  if (isRealUint8Array(arg)) return msrIoBytes(arg, op, access, writeback);
   const h = userAccess(op, () => KVM_MSRS_CODEC.copyInHeader(arg));
   if (h.nmsrs >= MAX_IO_MSRS) throw new KernelError('E2BIG', op, `${h.nmsrs} MSRs: at most ${MAX_IO_MSRS - 1} per call`);
   const entries = userAccess(op, () => KVM_MSRS_CODEC.copyInEntries(arg, h.nmsrs));
   let i = 0;
   for (; i < entries.length; i++) {
     const e = entries[i] as kvm_msr_entry;
-    const d = one(e.index, e.data);
-    if (d === undefined) break;
-    e.data = d;
+    if (writeback) {
+      const d = access.read(e.index);
+      if (d === undefined) break;
+      e.data = d;
+    } else if (!access.write(e.index, e.data)) {
+      break;
+    }
   }
   if (writeback) {
     userAccess(op, () => {
@@ -103,9 +78,9 @@ let scratchInUse = false;
  * {@link msrIo} on the C bytes of `struct kvm_msrs` (what a C VMM passes): the same steps, with the kernel's copy
  * of the entries taken at once and written back at once, and no object per entry.
  */
-function msrIoBytes(arg: Uint8Array, op: string, entry: MsrEntryAccess, writeback: boolean): number {
+function msrIoBytes(arg: Uint8Array, op: string, access: MsrEntryAccess, writeback: boolean): number {
   if (arg.length < 8) throw new KernelError('EFAULT', op, `struct kvm_msrs: ${arg.length} bytes, the header is 8`);
-  const n = new DataView(arg.buffer, arg.byteOffset, 8).getUint32(0, true);
+  const n = ((arg[0] as number) | ((arg[1] as number) << 8) | ((arg[2] as number) << 16) | ((arg[3] as number) << 24)) >>> 0; // nmsrs, little-endian
   if (n >= MAX_IO_MSRS) throw new KernelError('E2BIG', op, `${n} MSRs: at most ${MAX_IO_MSRS - 1} per call`);
   const size = 16 * n;
   if (arg.length < 8 + size) throw new KernelError('EFAULT', op, `struct kvm_msrs: ${arg.length} bytes, ${n} entries need ${8 + size}`);
@@ -113,20 +88,39 @@ function msrIoBytes(arg: Uint8Array, op: string, entry: MsrEntryAccess, writebac
   // 1–3 µs to make); a batch made while one is being processed (from an event listener) gets a fresh one.
   const entries = scratchInUse ? new MsrEntries(new Uint8Array(16 * (MAX_IO_MSRS - 1))) : scratch;
   const copy = entries.bytes;
-  copy.set(new Uint8Array(arg.buffer, arg.byteOffset + 8, size));
+  copy.set(new Uint8Array(arg.buffer, arg.byteOffset + 8, size)); // a view made directly (subarray's species lookup costs more)
   const shared = entries === scratch;
   if (shared) scratchInUse = true;
   try {
-    let i = 0;
-    if (writeback) {
-      while (i < n && entry.readInto(entries.index(i), entries, i)) i++;
-      arg.set(copy.subarray(0, size), 8);
-    } else {
-      while (i < n && entry.writeFrom(entries.index(i), entries, i)) i++;
-    }
+    if (!writeback) return access.writeEntries(entries, n);
+    const i = access.readEntries(entries, n);
+    arg.set(copy.subarray(0, size), 8);
     return i;
   } finally {
     if (shared) scratchInUse = false;
+  }
+}
+
+/** KVM_GET_MSRS on /dev/kvmX (`do_get_feature_msr`): a feature MSR's value; an MSR KVM only advertises reads 0. */
+class FeatureMsrAccess implements MsrEntryAccess {
+  constructor(private readonly caps: X86Caps) {}
+
+  read(index: number): bigint | undefined {
+    // kvm_get_feature_msr → kvm_do_msr_access: an MSR that is no feature MSR but that KVM advertises
+    // (KVM_GET_MSR_INDEX_LIST) reads as 0; any other ends the batch.
+    return this.caps.featureMsr(index) ?? (this.caps.advertisedMsrs.has(index) ? 0n : undefined);
+  }
+
+  write(): boolean {
+    return false; // no KVM_SET_MSRS on /dev/kvmX
+  }
+
+  readEntries(entries: MsrEntries, n: number): number {
+    return readEntriesOneByOne(this, entries, n);
+  }
+
+  writeEntries(entries: MsrEntries, n: number): number {
+    return writeEntriesOneByOne(this, entries, n);
   }
 }
 
@@ -187,13 +181,8 @@ export const SYSTEM_ARCH_IOCTLS: readonly IoctlDef<SystemFile>[] = [
     name: 'KVM_GET_MSRS',
     request: KVM_GET_MSRS,
     arg: { dir: 'inout', codec: KVM_MSRS_CODEC, flex: { header: 'in', entries: 'inout' } },
-    run(f, arg) {
-      // msr_io(NULL, argp, do_get_feature_msr, 1)
-      const caps = x86Caps(f.inst);
-      // kvm_get_feature_msr → kvm_do_msr_access: an MSR that is no feature MSR but that KVM advertises
-      // (KVM_GET_MSR_INDEX_LIST) reads as 0; any other ends the batch.
-      return msrIo(arg, 'KVM_GET_MSRS', (index) => caps.featureMsr(index) ?? (caps.advertisedMsrs.has(index) ? 0n : undefined), true);
-    },
+    // msr_io(NULL, argp, do_get_feature_msr, 1)
+    run: (f, arg) => msrIo(arg, 'KVM_GET_MSRS', new FeatureMsrAccess(x86Caps(f.inst)), true),
   },
   {
     name: 'KVM_GET_SUPPORTED_CPUID',

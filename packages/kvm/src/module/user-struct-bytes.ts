@@ -16,3 +16,13 @@ export function userStructView<T extends object>(codec: StructCodec<T>, arg: unk
   checkUserWritable(codec, arg, op);
   return new DataView(arg.buffer, arg.byteOffset, codec.size);
 }
+
+/**
+ * `arg` itself when it is the C structure (at least `sizeof(*codec)` bytes), `undefined` for the object form.
+ * @throws KernelError EFAULT when the bytes are fewer than `sizeof`, as the codec's own copy says
+ */
+export function userStructBytes<T extends object>(codec: StructCodec<T>, arg: unknown, op: string): Uint8Array | undefined {
+  if (!isRealUint8Array(arg)) return undefined;
+  checkUserWritable(codec, arg, op);
+  return arg;
+}

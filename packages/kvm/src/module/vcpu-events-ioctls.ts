@@ -106,10 +106,14 @@ function setSmiEvents(v: Vcpu, smi: kvm_vcpu_events['smi']): void {
   else lapic.pendingEvents &= ~(1 << KVM_APIC_INIT);
 }
 
-/** `kvm_vcpu_ioctl_x86_set_vcpu_events`. @throws KernelError EINVAL, with nothing changed */
-export function setVcpuEvents(v: Vcpu, events: kvm_vcpu_events, op: string): void {
+/**
+ * `kvm_vcpu_ioctl_x86_set_vcpu_events`: `events` is left as it was (a copy is worked on) unless `ownCopy` says it is
+ * the kernel's own copy already (KVM_SET_VCPU_EVENTS's `copy_from_user`), which is then used as it is.
+ * @throws KernelError EINVAL, with nothing changed
+ */
+export function setVcpuEvents(v: Vcpu, events: kvm_vcpu_events, op: string, ownCopy = false): void {
   const vm = vmArch(v.vm);
-  const ev = KVM_VCPU_EVENTS_CODEC.clone(events);
+  const ev = ownCopy ? events : KVM_VCPU_EVENTS_CODEC.clone(events);
   const valid =
     KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR | KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_SMM | KVM_VCPUEVENT_VALID_PAYLOAD | KVM_VCPUEVENT_VALID_TRIPLE_FAULT;
   if ((ev.flags & ~valid) !== 0) throw new KernelError('EINVAL', op, `unknown flags 0x${ev.flags.toString(16)}`);
@@ -181,7 +185,7 @@ export const VCPU_EVENTS_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     request: KVM_SET_VCPU_EVENTS,
     arg: { dir: 'in', codec: KVM_VCPU_EVENTS_CODEC },
     run(v, arg) {
-      setVcpuEvents(v, copyFromUser(KVM_VCPU_EVENTS_CODEC, arg, 'KVM_SET_VCPU_EVENTS'), 'KVM_SET_VCPU_EVENTS');
+      setVcpuEvents(v, copyFromUser(KVM_VCPU_EVENTS_CODEC, arg, 'KVM_SET_VCPU_EVENTS'), 'KVM_SET_VCPU_EVENTS', true);
       return 0;
     },
   },

@@ -14,7 +14,8 @@ import { KernelError } from '@vac/core';
 import { KVM_GET_FPU, KVM_GET_XCRS, KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_SET_FPU, KVM_SET_XCRS, KVM_SET_XSAVE } from '../abi/constants.js';
 import { KVM_MAX_XCRS } from '../abi/constants-x86.js';
 import { checkUserWritable, copyFromUser, copyToUser, isRealUint8Array } from '../abi/codec.js';
-import { KVM_FPU_CODEC, KVM_XCRS_CODEC, KVM_XSAVE_CODEC, type kvm_xcrs } from '../abi/structs-x86.js';
+import { KVM_FPU_CODEC, KVM_XCRS_CODEC, KVM_XCR_CODEC, KVM_XSAVE_CODEC, type kvm_xcr, type kvm_xcrs } from '../abi/structs-x86.js';
+import { userStructBytes } from './user-struct-bytes.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import { guestSupportedXcr0, xcr0Valid } from './vcpu-cpuid.js';
@@ -27,9 +28,13 @@ import { buildOf } from '../builds/build.js';
 /** Offsets in the FXSAVE / XSAVE image. */
 const FX = { fcw: 0, fsw: 2, ftw: 4, fop: 6, rip: 8, rdp: 16, mxcsr: 24, mxcsrMask: 28, st: 32, xmm: 160, padding: 416, swReserved: 464, xstateBv: 512, xcompBv: 520, reserved: 528, ext: 576 } as const;
 
-/** `struct kvm_xcrs`: `nr_xcrs`, and `xcrs[0].value`. */
+/** `struct kvm_xcrs`: `nr_xcrs`, `flags`, the entries and `xcrs[0].value`; `struct kvm_xcr`'s size and `value`. */
 const XCRS_NR = KVM_XCRS_CODEC.offsetOf('nr_xcrs');
-const XCRS_FIRST_VALUE = KVM_XCRS_CODEC.offsetOf('xcrs') + 8;
+const XCRS_FLAGS = KVM_XCRS_CODEC.offsetOf('flags');
+const XCRS_ENTRIES = KVM_XCRS_CODEC.offsetOf('xcrs');
+const XCR_SIZE = KVM_XCR_CODEC.size;
+const XCR_VALUE = KVM_XCR_CODEC.offsetOf('value');
+const XCRS_FIRST_VALUE = XCRS_ENTRIES + XCR_VALUE;
 
 /** The XSAVE image's bytes as `__u32 region[1024]` (little-endian words). */
 function asWords(b: Uint8Array<ArrayBuffer>): Uint32Array<ArrayBuffer> {
@@ -113,7 +118,7 @@ function loadXsaveImage(v: Vcpu, arch: VcpuArch, region: Uint8Array, op: string)
   if ((xfeatures & ~caps.supportedXcr0) !== 0n) throw new KernelError('EINVAL', op, `XSTATE_BV 0x${xfeatures.toString(16)} has unsupported features`);
   if ((xfeatures & ~arch.fpuUserXfeatures) !== 0n) throw new KernelError('EINVAL', op, `XSTATE_BV 0x${xfeatures.toString(16)} has features this vCPU's FPU has no room for (user_xfeatures 0x${arch.fpuUserXfeatures.toString(16)})`);
   if (dv.getBigUint64(FX.xcompBv, true) !== 0n) throw new KernelError('EINVAL', op, 'the compacted format is not taken (XCOMP_BV must be 0)');
-  if (region.subarray(FX.reserved, FX.ext).some((b) => b !== 0)) throw new KernelError('EINVAL', op, 'reserved XSAVE header bytes are not zero');
+  for (let i = FX.reserved; i < FX.ext; i++) if (region[i] !== 0) throw new KernelError('EINVAL', op, 'reserved XSAVE header bytes are not zero');
   if ((xfeatures & 7n) !== 0n && (mxcsr & ~mxcsrMask) !== 0) throw new KernelError('EINVAL', op, `MXCSR 0x${mxcsr.toString(16)} has reserved bits`);
   // copy_uabi_to_xstate: only the components XSTATE_BV names are loaded — x87 is bytes 0–159 (MXCSR among them),
   // SSE the XMM registers (160–415), MXCSR alone when SSE or AVX comes without x87 — and the header becomes the
@@ -302,16 +307,22 @@ export const VCPU_FPU_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     arg: { dir: 'in', codec: KVM_XCRS_CODEC },
     run(v, arg) {
       const op = 'KVM_SET_XCRS';
-      const x = copyFromUser(KVM_XCRS_CODEC, arg, op);
+      // The C bytes are read in place (nr_xcrs, flags, each entry's xcr; a value only for XCR0), the object form copied.
+      const bytes = userStructBytes(KVM_XCRS_CODEC, arg, op);
+      const x = bytes === undefined ? copyFromUser(KVM_XCRS_CODEC, arg, op) : undefined;
+      const dv = bytes === undefined ? undefined : new DataView(bytes.buffer, bytes.byteOffset, KVM_XCRS_CODEC.size);
       const caps = x86Caps(v.vm.instance);
       if (!caps.xsave) throw new KernelError('EINVAL', op, 'the host kernel runs without XSAVE');
-      if (x.nr_xcrs > KVM_MAX_XCRS || x.flags !== 0) throw new KernelError('EINVAL', op, `nr_xcrs ${x.nr_xcrs}, flags ${x.flags}`);
+      const nr = x?.nr_xcrs ?? (dv as DataView).getUint32(XCRS_NR, true);
+      const flags = x?.flags ?? (dv as DataView).getUint32(XCRS_FLAGS, true);
+      if (nr > KVM_MAX_XCRS || flags !== 0) throw new KernelError('EINVAL', op, `nr_xcrs ${nr}, flags ${flags}`);
       const arch = vcpuArch(v);
-      for (let i = 0; i < x.nr_xcrs; i++) {
-        const e = x.xcrs[i];
-        if (e === undefined || e.xcr !== 0) continue;
-        if (!xcr0Valid(arch, caps, e.value)) throw new KernelError('EINVAL', op, `XCR0 0x${e.value.toString(16)} is not valid for this guest`);
-        arch.xcr0 = e.value;
+      for (let i = 0; i < nr; i++) {
+        const xcr = x === undefined ? (dv as DataView).getUint32(XCRS_ENTRIES + XCR_SIZE * i, true) : x.xcrs[i]?.xcr;
+        if (xcr !== 0) continue;
+        const value = x === undefined ? (dv as DataView).getBigUint64(XCRS_ENTRIES + XCR_SIZE * i + XCR_VALUE, true) : (x.xcrs[i] as kvm_xcr).value;
+        if (!xcr0Valid(arch, caps, value)) throw new KernelError('EINVAL', op, `XCR0 0x${value.toString(16)} is not valid for this guest`);
+        arch.xcr0 = value;
         break; // only XCR0 exists
       }
       return 0;

@@ -52,19 +52,13 @@ export const VCPU_MSR_IOCTLS: readonly IoctlDef<Vcpu>[] = [
     name: 'KVM_GET_MSRS',
     request: KVM_GET_MSRS,
     arg: { dir: 'inout', codec: KVM_MSRS_CODEC, flex: { header: 'in', entries: 'inout' } },
-    run(v, arg) {
-      const msrs = new HostMsrBatch(v);
-      return msrIo(arg, 'KVM_GET_MSRS', (index) => msrs.get(index), true, msrs);
-    },
+    run: (v, arg) => msrIo(arg, 'KVM_GET_MSRS', new HostMsrBatch(v), true),
   },
   {
     name: 'KVM_SET_MSRS',
     request: KVM_SET_MSRS,
     arg: { dir: 'in', codec: KVM_MSRS_CODEC },
-    run(v, arg) {
-      const msrs = new HostMsrBatch(v);
-      return msrIo(arg, 'KVM_SET_MSRS', (index, data) => (msrs.set(index, data) ? data : undefined), false, msrs);
-    },
+    run: (v, arg) => msrIo(arg, 'KVM_SET_MSRS', new HostMsrBatch(v), false),
   },
   {
     name: 'KVM_SET_CPUID2',

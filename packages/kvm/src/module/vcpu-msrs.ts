@@ -24,8 +24,7 @@ import { VcpuRequest, makeRequest } from './vcpu-requests.js';
 import { buildOf } from '../builds/build.js';
 import type { KvmInstance } from './instance.js';
 import { MSR_ADVERTISED, MSR_PLAIN_READ, MSR_PV, MSR_REMOVED, MSR_VENDOR, msrDescriptors, type MsrDescriptors } from './msr-descriptors.js';
-import type { MsrWords } from './msr-words.js';
-import type { MsrEntries } from './msr-entries.js';
+import { readEntriesOneByOne, writeEntriesOneByOne, type MsrEntries, type MsrEntryAccess } from './msr-entries.js';
 
 const U64 = 0xffff_ffff_ffff_ffffn;
 
@@ -596,53 +595,26 @@ function inMceRanges(table: ReadonlyMap<number, unknown> | ReadonlySet<number>):
   return r;
 }
 
-/**
- * {@link HostMsrBatch}'s bytes path for the machine-check bank MSRs (`get_msr_mce` / `set_msr_mce`, host-initiated),
- * which are most of a save's MSRs: the words copied between the bank table and the entry, no bigint. Answers
- * `undefined` for an MSR outside the bank ranges; otherwise exactly what {@link readMceMsr} / {@link writeMceMsr}
- * answer.
- */
-function mceBankBytes(arch: VcpuArch, msr: number, entries: MsrEntries, i: number, write: boolean): boolean | undefined {
-  const banks = mceBankCount(arch.mcgCap);
-  let table: MsrWords;
-  let slot: number;
-  if (msr >= MSR.IA32_MC0_CTL && msr < MSR.IA32_MC0_CTL + 32 * 4) {
-    slot = msr - MSR.IA32_MC0_CTL;
-    if (slot >= banks * 4) return false;
-    table = arch.mceBanks;
-  } else if (msr >= MSR.IA32_MC0_CTL2 && msr < MSR.IA32_MC0_CTL2 + 32) {
-    slot = msr - MSR.IA32_MC0_CTL2;
-    if (slot >= banks) return false;
-    table = arch.mciCtl2;
-  } else {
-    return undefined;
-  }
-  const w = table.words;
-  if (!write) {
-    entries.setWords(i, w[2 * slot] as number, w[2 * slot + 1] as number);
-    return true;
-  }
-  const low = entries.low(i);
-  const high = entries.high(i);
-  if (!mceWriteValid(arch, table === arch.mciCtl2, slot, low, high, true)) return false;
-  w[2 * slot] = low;
-  w[2 * slot + 1] = high;
-  return true;
-}
+/** `MSR_IA32_MC0_CTL` and `MSR_IA32_MC0_CTL2` as plain numbers for the batch loops below, and `KVM_MAX_MCE_BANKS`. */
+const MC0_CTL = 0x400;
+const MC0_CTL2 = 0x280;
+const KVM_MAX_MCE_BANKS = 32;
 
 /**
  * {@link getMsr} and {@link setMsr} for the entries of one KVM_GET_MSRS / KVM_SET_MSRS (`msr_io`), host-initiated: the
  * same answers, with the vCPU's lookups (its arch state, the module's capabilities and build) made once for the batch
- * rather than once per MSR, and the machine-check banks copied as words ({@link mceBankBytes}).
+ * rather than once per MSR. On the C entries the machine-check bank MSRs — 128 of a save's 165 — are copied as words
+ * between the bank tables and the entries inside the batch's loop (`get_msr_mce` / `set_msr_mce`, host-initiated: the
+ * same answers as {@link readMceMsr} / {@link writeMceMsr}, no bigint, no call per entry).
  */
-export class HostMsrBatch {
+export class HostMsrBatch implements MsrEntryAccess {
   private readonly v: Vcpu;
   private readonly arch: VcpuArch;
   private readonly caps: X86Caps;
   private readonly descriptors: MsrDescriptors;
   /**
-   * Whether the bank MSRs take {@link mceBankBytes}: they are never paravirtual; a vendor MSR in their ranges would
-   * come first in readMsr, and a build may remove them (neither happens today; then they take the generic path).
+   * Whether the bank MSRs take the words path: they are never paravirtual; a vendor MSR in their ranges would come
+   * first in readMsr, and a build may remove them (neither happens today; then they take the generic path).
    */
   private readonly bankBytes: boolean;
 
@@ -657,7 +629,7 @@ export class HostMsrBatch {
   }
 
   /** `getMsr(v, msr, true)`. */
-  get(msr: number): bigint | undefined {
+  read(msr: number): bigint | undefined {
     const d = this.descriptors.of(msr);
     const r = (d & MSR_REMOVED) === 0 ? readMsr(this.v, this.arch, this.caps, msr, true, d) : 'unsupported';
     if (r !== 'unsupported') return r;
@@ -665,32 +637,76 @@ export class HostMsrBatch {
   }
 
   /** `setMsr(v, msr, data, true)`. */
-  set(msr: number, data: bigint): boolean {
+  write(msr: number, data: bigint): boolean {
     const d = this.descriptors.of(msr);
     const r = (d & MSR_REMOVED) === 0 ? writeMsr(this.v, this.arch, this.caps, msr, data, true, d) : 'unsupported';
     if (r !== 'unsupported') return r;
     return data === 0n && (d & MSR_ADVERTISED) !== 0;
   }
 
-  /** {@link HostMsrBatch.get} into entry `i`'s data (left as it was when it fails). */
-  readInto(msr: number, entries: MsrEntries, i: number): boolean {
-    if (this.bankBytes) {
-      const r = mceBankBytes(this.arch, msr, entries, i, false);
-      if (r !== undefined) return r;
+  /** {@link HostMsrBatch.read} of entries 0, 1, … into their data until one fails: how many were read. */
+  readEntries(entries: MsrEntries, n: number): number {
+    if (!this.bankBytes) return readEntriesOneByOne(this, entries, n);
+    const arch = this.arch;
+    const bankWords = arch.mceBanks.words;
+    const ctl2Words = arch.mciCtl2.words;
+    // MCG_CAP's bank count, read again after any other MSR (none of which changes MCG_CAP: KVM_X86_SETUP_MCE does)
+    let banks = mceBankCount(arch.mcgCap);
+    let i = 0;
+    for (; i < n; i++) {
+      const msr = entries.index(i);
+      const bank = msr - MC0_CTL;
+      if (bank >= 0 && bank < 4 * KVM_MAX_MCE_BANKS) {
+        if (bank >= 4 * banks) break; // a bank MCG_CAP does not give
+        entries.setWords(i, bankWords[2 * bank] as number, bankWords[2 * bank + 1] as number);
+        continue;
+      }
+      const ctl2 = msr - MC0_CTL2;
+      if (ctl2 >= 0 && ctl2 < KVM_MAX_MCE_BANKS) {
+        if (ctl2 >= banks) break;
+        entries.setWords(i, ctl2Words[2 * ctl2] as number, ctl2Words[2 * ctl2 + 1] as number);
+        continue;
+      }
+      const d = this.read(msr);
+      if (d === undefined) break;
+      entries.setData(i, d);
+      banks = mceBankCount(arch.mcgCap);
     }
-    const d = this.get(msr);
-    if (d === undefined) return false;
-    entries.setData(i, d);
-    return true;
+    return i;
   }
 
-  /** {@link HostMsrBatch.set} of entry `i`'s data. */
-  writeFrom(msr: number, entries: MsrEntries, i: number): boolean {
-    if (this.bankBytes) {
-      const r = mceBankBytes(this.arch, msr, entries, i, true);
-      if (r !== undefined) return r;
+  /** {@link HostMsrBatch.write} of entries 0, 1, … until one is refused: how many were written. */
+  writeEntries(entries: MsrEntries, n: number): number {
+    if (!this.bankBytes) return writeEntriesOneByOne(this, entries, n);
+    const arch = this.arch;
+    const bankWords = arch.mceBanks.words;
+    const ctl2Words = arch.mciCtl2.words;
+    let banks = mceBankCount(arch.mcgCap); // as in readEntries
+    let i = 0;
+    for (; i < n; i++) {
+      const msr = entries.index(i);
+      const bank = msr - MC0_CTL;
+      if (bank >= 0 && bank < 4 * KVM_MAX_MCE_BANKS) {
+        const low = entries.low(i);
+        const high = entries.high(i);
+        if (bank >= 4 * banks || !mceWriteValid(arch, false, bank, low, high, true)) break;
+        bankWords[2 * bank] = low;
+        bankWords[2 * bank + 1] = high;
+        continue;
+      }
+      const ctl2 = msr - MC0_CTL2;
+      if (ctl2 >= 0 && ctl2 < KVM_MAX_MCE_BANKS) {
+        const low = entries.low(i);
+        const high = entries.high(i);
+        if (ctl2 >= banks || !mceWriteValid(arch, true, ctl2, low, high, true)) break;
+        ctl2Words[2 * ctl2] = low;
+        ctl2Words[2 * ctl2 + 1] = high;
+        continue;
+      }
+      if (!this.write(msr, entries.data(i))) break;
+      banks = mceBankCount(arch.mcgCap);
     }
-    return this.set(msr, entries.data(i));
+    return i;
   }
 }
 

@@ -12,8 +12,9 @@
  */
 import { KernelError } from '@vac/core';
 import { KVM_SREGS2_FLAGS_PDPTRS_VALID } from '../abi/constants-x86.js';
-import { KVM_SREGS_CODEC, type kvm_segment, type kvm_sregs } from '../abi/structs.js';
-import type { kvm_sregs2 } from '../abi/structs-x86.js';
+import { KVM_DTABLE_CODEC, KVM_SEGMENT_CODEC, KVM_SREGS_CODEC, type kvm_segment, type kvm_sregs } from '../abi/structs.js';
+import { KVM_SREGS2_CODEC, type kvm_sregs2 } from '../abi/structs-x86.js';
+import { StructWords, segmentsFromWords, segmentsToWords } from './regfile-copy.js';
 import { guestHas, guestMaxPhyAddr } from './vcpu-cpuid.js';
 import { vcpuArch, type VcpuArch } from './vcpu-arch.js';
 import { VcpuRequest, makeRequest } from './vcpu-requests.js';
@@ -77,7 +78,7 @@ export function cr0Valid(cr0: bigint): boolean {
  * `kvm_is_valid_sregs`: in 64-bit mode (EFER.LME and CR0.PG) CR4.PAE and EFER.LMA must be set and CR3 a legal GPA;
  * otherwise EFER.LMA and CS.L must be clear; then CR4 and CR0 must be valid. @returns why not, or `undefined`
  */
-export function sregsProblem(v: Vcpu, s: Pick<kvm_sregs, 'cr0' | 'cr3' | 'cr4' | 'efer' | 'cs'>): string | undefined {
+export function sregsProblem(v: Vcpu, s: Pick<kvm_sregs, 'cr0' | 'cr3' | 'cr4' | 'efer'> & { readonly cs: Pick<kvm_segment, 'l'> }): string | undefined {
   const arch = vcpuArch(v);
   const caps = x86Caps(v.vm.instance);
   if ((s.efer & EFER_LME) !== 0n && (s.cr0 & X86_CR0_PG) !== 0n) {
@@ -179,7 +180,7 @@ export function apicBaseOf(v: Vcpu): bigint {
 }
 
 /** The checks of `__set_sregs_common` before anything is applied. */
-function validateCommon(v: Vcpu, s: Pick<kvm_sregs, 'cr0' | 'cr3' | 'cr4' | 'efer' | 'cs' | 'apic_base'>, op: string): void {
+function validateCommon(v: Vcpu, s: Pick<kvm_sregs, 'cr0' | 'cr3' | 'cr4' | 'efer' | 'apic_base'> & { readonly cs: Pick<kvm_segment, 'l'> }, op: string): void {
   const why = sregsProblem(v, s);
   if (why !== undefined) throw new KernelError('EINVAL', op, why);
   // kvm_apic_set_base(host_initiated): reserved bits above MAXPHYADDR, the low bits, x2APIC without CPUID x2APIC.
@@ -230,6 +231,109 @@ export function setSregs2(v: Vcpu, s: kvm_sregs2, op: string): void {
   if (valid) {
     const arch = vcpuArch(v);
     for (let i = 0; i < 4; i++) arch.pdptrs[i] = s.pdptrs[i] as bigint;
+  }
+}
+
+// ---- KVM_GET/SET_SREGS2 on the C bytes ------------------------------------------------------------------
+
+/** Where the fields of `struct kvm_sregs2` after the segments lie (the 64-bit ones as `u64` elements). */
+const S2 = {
+  gdtBase: (KVM_SREGS2_CODEC.offsetOf('gdt') + KVM_DTABLE_CODEC.offsetOf('base')) / 8,
+  gdtLimit: (KVM_SREGS2_CODEC.offsetOf('gdt') + KVM_DTABLE_CODEC.offsetOf('limit')) / 2,
+  idtBase: (KVM_SREGS2_CODEC.offsetOf('idt') + KVM_DTABLE_CODEC.offsetOf('base')) / 8,
+  idtLimit: (KVM_SREGS2_CODEC.offsetOf('idt') + KVM_DTABLE_CODEC.offsetOf('limit')) / 2,
+  cr0: KVM_SREGS2_CODEC.offsetOf('cr0') / 8,
+  cr2: KVM_SREGS2_CODEC.offsetOf('cr2') / 8,
+  cr3: KVM_SREGS2_CODEC.offsetOf('cr3') / 8,
+  cr4: KVM_SREGS2_CODEC.offsetOf('cr4') / 8,
+  cr8: KVM_SREGS2_CODEC.offsetOf('cr8') / 8,
+  efer: KVM_SREGS2_CODEC.offsetOf('efer') / 8,
+  apicBase: KVM_SREGS2_CODEC.offsetOf('apic_base') / 8,
+  flags: KVM_SREGS2_CODEC.offsetOf('flags') / 8,
+  pdptrs: KVM_SREGS2_CODEC.offsetOf('pdptrs') / 8,
+  csL: KVM_SREGS2_CODEC.offsetOf('cs') + KVM_SEGMENT_CODEC.offsetOf('l'),
+  size: KVM_SREGS2_CODEC.size,
+} as const;
+
+/** The staging words of {@link getSregs2Bytes} and {@link setSregs2Bytes} (each is done with them before it calls out). */
+const SREGS2_WORDS = new StructWords((S2.size + 7) & ~7);
+
+/** {@link getSregs2Bytes}'s staging system registers (filled by `Vcpu.getSystemRegs`, which calls nothing out). */
+const GET_SYSTEM: Pick<kvm_sregs, 'gdt' | 'idt' | 'cr0' | 'cr2' | 'cr3' | 'cr4' | 'cr8' | 'efer' | 'apic_base'> = {
+  gdt: KVM_DTABLE_CODEC.zero(),
+  idt: KVM_DTABLE_CODEC.zero(),
+  cr0: 0n, cr2: 0n, cr3: 0n, cr4: 0n, cr8: 0n, efer: 0n, apic_base: 0n,
+};
+
+/**
+ * KVM_GET_SREGS2 into the C bytes `dst` (at least `sizeof(struct kvm_sregs2)`, little-endian host): exactly the bytes
+ * {@link getSregs2}'s structure encodes to, written from the register file's words with no object per segment.
+ */
+export function getSregs2Bytes(v: Vcpu, dst: Uint8Array): void {
+  const w = SREGS2_WORDS;
+  w.u8.fill(0);
+  segmentsToWords(v.regs, w);
+  const sys = GET_SYSTEM;
+  v.getSystemRegs(sys);
+  const u64 = w.u64;
+  u64[S2.gdtBase] = sys.gdt.base;
+  w.u16[S2.gdtLimit] = sys.gdt.limit;
+  u64[S2.idtBase] = sys.idt.base;
+  w.u16[S2.idtLimit] = sys.idt.limit;
+  u64[S2.cr0] = sys.cr0;
+  u64[S2.cr2] = sys.cr2;
+  u64[S2.cr3] = sys.cr3;
+  u64[S2.cr4] = sys.cr4;
+  u64[S2.cr8] = sys.cr8;
+  u64[S2.efer] = sys.efer;
+  u64[S2.apicBase] = sys.apic_base;
+  if (paePaging(sys)) {
+    const pdptrs = vcpuArch(v).pdptrs;
+    u64[S2.flags] = SREGS2_FLAGS_PDPTRS_VALID;
+    for (let i = 0; i < 4; i++) u64[S2.pdptrs + i] = pdptrs[i] as bigint;
+  }
+  dst.set(w.u8.subarray(0, S2.size));
+}
+
+/** KVM_SET_SREGS2's interrupt bitmap (`__set_sregs2` queues no interrupt). */
+const NO_INTERRUPT: Readonly<kvm_sregs['interrupt_bitmap']> = Object.freeze([0n, 0n, 0n, 0n] as const);
+
+/**
+ * KVM_SET_SREGS2 from the C bytes `src` (at least `sizeof(struct kvm_sregs2)`, little-endian host): exactly what
+ * {@link setSregs2} does with their decoded form — the same checks in the same order, the same errors, the same
+ * state — with the segments copied into the register file as words. @throws KernelError EINVAL with nothing changed
+ */
+export function setSregs2Bytes(v: Vcpu, src: Uint8Array, op: string): void {
+  const w = SREGS2_WORDS;
+  w.u8.set(src.subarray(0, S2.size));
+  const u64 = w.u64;
+  const flags = u64[S2.flags] as bigint;
+  const valid = (flags & SREGS2_FLAGS_PDPTRS_VALID) !== 0n;
+  if ((flags & ~SREGS2_FLAGS_PDPTRS_VALID) !== 0n) throw new KernelError('EINVAL', op, `unknown flags 0x${flags.toString(16)}`);
+  const s = {
+    gdt: { base: u64[S2.gdtBase] as bigint, limit: w.u16[S2.gdtLimit] as number },
+    idt: { base: u64[S2.idtBase] as bigint, limit: w.u16[S2.idtLimit] as number },
+    cr0: u64[S2.cr0] as bigint,
+    cr2: u64[S2.cr2] as bigint,
+    cr3: u64[S2.cr3] as bigint,
+    cr4: u64[S2.cr4] as bigint,
+    cr8: u64[S2.cr8] as bigint,
+    efer: u64[S2.efer] as bigint,
+    apic_base: u64[S2.apicBase] as bigint,
+    cs: { l: w.u8[S2.csL] as number },
+  };
+  if (valid && !paePaging(s)) throw new KernelError('EINVAL', op, 'PDPTRs given without PAE paging');
+  validateCommon(v, s, op);
+  const pdptrs = valid ? [u64[S2.pdptrs] as bigint, u64[S2.pdptrs + 1] as bigint, u64[S2.pdptrs + 2] as bigint, u64[S2.pdptrs + 3] as bigint] : undefined;
+  // applySregsCommon: the segments, then the rest (kvm_set_cr8: a CR8 with reserved bits leaves it as it was)
+  if ((s.cr8 & ~0xfn) !== 0n) s.cr8 = currentCr8(v);
+  segmentsFromWords(v.regs, w);
+  v.setSystemRegs(s, NO_INTERRUPT);
+  const arch = vcpuArch(v);
+  if (pdptrs === undefined) {
+    if (paePaging(s)) loadPdptrs(v, arch, s.cr3);
+  } else {
+    for (let i = 0; i < 4; i++) arch.pdptrs[i] = pdptrs[i] as bigint;
   }
 }
 

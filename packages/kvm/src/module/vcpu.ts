@@ -1061,10 +1061,16 @@ export class Vcpu {
 
   /** KVM_GET_SREGS. */
   getSregs(out: kvm_sregs): void {
+    // Every segment register, LDTR and TR included, lives in the guest's register file (lldt/ltr load them).
+    readSegments(this.regs, out);
+    this.getSystemRegs(out);
+    out.interrupt_bitmap = [...this.sregs.interrupt_bitmap];
+  }
+
+  /** KVM_GET_SREGS's descriptor tables and control registers (all of `kvm_sregs` but the segments and the bitmap). */
+  getSystemRegs(out: Pick<kvm_sregs, 'gdt' | 'idt' | 'cr0' | 'cr2' | 'cr3' | 'cr4' | 'cr8' | 'efer' | 'apic_base'>): void {
     const s = this.sregs;
     const r = this.regs;
-    // Every segment register, LDTR and TR included, lives in the guest's register file (lldt/ltr load them).
-    readSegments(r, out);
     out.gdt.base = r.gdtBase64;
     out.gdt.limit = r.gdtLimit;
     out.idt.base = r.idtBase64;
@@ -1088,14 +1094,21 @@ export class Vcpu {
     out.cr2 = r.cr2;
     out.cr3 = r.cr3;
     out.cr4 = r.cr4;
-    out.interrupt_bitmap = [...s.interrupt_bitmap];
   }
 
   /** KVM_SET_SREGS (already validated). */
   setSregs(v: kvm_sregs): void {
+    writeSegments(this.regs, v);
+    this.setSystemRegs(v, v.interrupt_bitmap);
+  }
+
+  /**
+   * KVM_SET_SREGS (already validated) of the descriptor tables and control registers (all of `kvm_sregs` but the
+   * segments) and the interrupt bitmap KVM keeps, after the segments.
+   */
+  setSystemRegs(v: Readonly<Pick<kvm_sregs, 'gdt' | 'idt' | 'cr0' | 'cr2' | 'cr3' | 'cr4' | 'cr8' | 'efer' | 'apic_base'>>, interruptBitmap: Readonly<kvm_sregs['interrupt_bitmap']>): void {
     const s = this.sregs;
     const r = this.regs;
-    writeSegments(r, v);
     s.gdt = { base: v.gdt.base, limit: v.gdt.limit };
     r.gdtBase64 = v.gdt.base;
     r.gdtLimit = v.gdt.limit;
@@ -1119,7 +1132,7 @@ export class Vcpu {
     r.cr2 = v.cr2;
     r.cr3 = v.cr3;
     r.cr4 = v.cr4;
-    s.interrupt_bitmap = [...v.interrupt_bitmap];
+    s.interrupt_bitmap = [...interruptBitmap];
   }
 }
 

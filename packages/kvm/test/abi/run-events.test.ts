@@ -24,6 +24,7 @@ import {
   makeKvmInterrupt,
   makeKvmRegs,
   makeKvmVcpuEvents,
+  KVM_VCPU_EVENTS_CODEC,
 } from '../../src/index.js';
 import { VENDORS } from '../module/helpers.js';
 import { REAL, errnoOf, openVm } from './support.js';
@@ -103,7 +104,14 @@ describe.each(VENDORS)('KVM_RUN and injected events on $name', (vendor) => {
     g.p.ioctl(g.fd, KVM_GET_VCPU_EVENTS, ev);
     ev.exception.injected = 1;
     ev.exception.nr = 6;
+    // pending and a payload without KVM_VCPUEVENT_VALID_PAYLOAD: the kernel's copy drops them, the caller's keeps them
+    ev.exception.pending = 1;
+    ev.exception_has_payload = 1;
+    const asBytes = KVM_VCPU_EVENTS_CODEC.toBytes(ev);
+    const given = { object: structuredClone(ev), bytes: asBytes.slice() };
     expect(g.p.ioctl(g.fd, KVM_SET_VCPU_EVENTS, ev)).toBe(0);
+    expect(g.p.ioctl(g.fd, KVM_SET_VCPU_EVENTS, asBytes)).toBe(0);
+    expect({ object: ev, bytes: asBytes }).toEqual(given);
     g.p.ioctl(g.fd, KVM_RUN, 0);
     expect([g.run.exit_reason, g.run.bytes[g.run.io.data_offset]]).toEqual([KVM_EXIT_IO, 0x06]);
 

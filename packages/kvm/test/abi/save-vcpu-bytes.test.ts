@@ -17,6 +17,7 @@ import {
   KVM_GET_SREGS2,
   KVM_GET_VCPU_EVENTS,
   KVM_GET_XCRS,
+  KVM_SET_XCRS,
   KVM_REGS_CODEC,
   KVM_RUN,
   KVM_SREGS2_CODEC,
@@ -93,6 +94,35 @@ describe.each(VENDORS)('saveVcpu keeps the C structures on $name', (vendor) => {
     expect(short.every((b) => b === 0xee)).toBe(true);
   });
 
+  fcTest.prop(
+    [
+      fc.record({
+        nr_xcrs: fc.constantFrom(0, 1, 2, 16, 17),
+        flags: fc.constantFrom(0, 0, 0, 1),
+        xcrs: fc.array(fc.record({ xcr: fc.constantFrom(0, 0, 1, 0xffff_ffff), value: fc.constantFrom(1n, 3n, 7n, 2n, 0x80000000_00000003n) }), { minLength: 16, maxLength: 16 }),
+      }),
+    ],
+    { numRuns: 40 },
+  )('KVM_SET_XCRS from C bytes answers as from the object: the same errno, the same XCR0 after it', (x) => {
+    const a = setup(vendor);
+    const b = setup(vendor);
+    const answer = (f: () => unknown): string => {
+      try {
+        f();
+        return 'ok';
+      } catch (e) {
+        return (e as { code: string }).code;
+      }
+    };
+    const bytes = KVM_XCRS_CODEC.toBytes(x);
+    expect(answer(() => a.p.ioctl(a.fd, KVM_SET_XCRS, bytes))).toBe(answer(() => b.p.ioctl(b.fd, KVM_SET_XCRS, makeKvmXcrs(x))));
+    const [xa, xb] = [makeKvmXcrs(), makeKvmXcrs()];
+    a.p.ioctl(a.fd, KVM_GET_XCRS, xa);
+    b.p.ioctl(b.fd, KVM_GET_XCRS, xb);
+    expect(xa).toEqual(xb);
+    expect(answer(() => a.p.ioctl(a.fd, KVM_SET_XCRS, bytes.subarray(0, KVM_XCRS_CODEC.size - 1)))).toBe('EFAULT');
+  });
+
   test('parseSavedVcpu and savedVcpuOf convert both ways without loss; an edited form restores what it says', () => {
     const { p, vm, fd } = setup(vendor);
     const s = saveVcpu(p, vm.sys, fd, 0);
@@ -125,6 +155,25 @@ describe.each(VENDORS)('saveVcpu keeps the C structures on $name', (vendor) => {
     }) as Process;
     expect(saveVcpu(wrapped, vm.sys, a, 0)).toEqual(plainA);
     expect(inner).toEqual([plainB]);
+  });
+
+  test('saves kept side by side (their bytes cut from shared buffers) each keep their own state, across buffers', () => {
+    const { p, vm, fd } = setup(vendor);
+    const kept: Array<{ rdx: bigint; saved: SavedVcpu; copy: SavedVcpu }> = [];
+    // more saves than one 64 KiB buffer holds (~10 KiB each), each with another RDX
+    for (let i = 0; i < 20; i++) {
+      const rdx = 0x1_0000_0000n * BigInt(i) + 7n;
+      const parsed = parseSavedVcpu(saveVcpu(p, vm.sys, fd, 0));
+      restoreVcpu(p, fd, savedVcpuOf({ ...parsed, regs: { ...parsed.regs, rdx } }));
+      const saved = saveVcpu(p, vm.sys, fd, 0);
+      kept.push({ rdx, saved, copy: savedVcpuOf(parseSavedVcpu(saved)) });
+    }
+    expect(new Set(kept.map((k) => k.saved.regs.buffer)).size).toBeGreaterThan(1);
+    for (const k of kept) {
+      expect(parseSavedVcpu(k.saved).regs.rdx).toBe(k.rdx);
+      expect(k.saved).toEqual(k.copy);
+      expect(k.saved.cpuid.byteOffset % 8).toBe(0); // each save starts 8-byte aligned
+    }
   });
 
   fcTest.prop([fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })], { numRuns: 10 })(

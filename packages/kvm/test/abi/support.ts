@@ -5,7 +5,7 @@
 import { KernelError, O_RDWR, UsageError, type Host, type Process } from '@vac/core';
 import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
-import { KVM_CREATE_VCPU, KVM_CREATE_VM, kvm, mapKvmRun, type KvmInstance, type KvmRunView } from '../../src/index.js';
+import { KVM_CREATE_VCPU, KVM_CREATE_VM, kvm, mapKvmRun, type KvmInstance, type KvmRunView, type StructCodec } from '../../src/index.js';
 import { makeHost, vmmProcess, type VENDORS } from '../module/helpers.js';
 
 /** A host with kvm0 and a VMM that has `/dev/kvm0` open. */
@@ -86,4 +86,29 @@ export function num(v: unknown): bigint {
   if (typeof v === 'number') return BigInt(v);
   if (typeof v === 'string') return BigInt(v);
   throw new Error(`not a recorded number: ${JSON.stringify(v)}`);
+}
+
+/**
+ * A GET ioctl `req` of `codec`'s structure on two vCPUs that should hold the same state, both ways: the C bytes one
+ * writes (into a buffer longer than the structure, nothing written past it) are the other's object form encoded.
+ * @returns the object form each read (of `a`, then of `b`)
+ */
+export function expectSameGetBothWays<T extends object>(
+  codec: StructCodec<T>,
+  req: number,
+  make: () => T,
+  a: { readonly p: Process; readonly fd: number },
+  b: { readonly p: Process; readonly fd: number },
+): [T, T] {
+  const objects: T[] = [];
+  for (const [x, y] of [[a, b], [b, a]] as const) {
+    const got = new Uint8Array(codec.size + 8).fill(0xa5);
+    x.p.ioctl(x.fd, req, got);
+    const obj = make();
+    y.p.ioctl(y.fd, req, obj);
+    expect(got.subarray(0, codec.size)).toEqual(codec.toBytes(obj));
+    expect(got.subarray(codec.size)).toEqual(new Uint8Array(8).fill(0xa5)); // nothing past the structure
+    objects.push(obj);
+  }
+  return [objects[1] as T, objects[0] as T];
 }
