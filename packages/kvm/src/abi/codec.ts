@@ -137,11 +137,15 @@ function writableSlot(holder: object, key: string, path: string): unknown {
   return d.value;
 }
 
+/** The values of an integer C scalar: `[min, max]`. */
+function intRange(c: Scalar32): [number, number] {
+  const size = C_SCALAR_SIZE[c];
+  return c.startsWith('s') ? [-(2 ** (8 * size - 1)), 2 ** (8 * size - 1) - 1] : [0, 2 ** (8 * size) - 1];
+}
+
 function intKind(c: Scalar32): FieldKind<number> {
   const size = C_SCALAR_SIZE[c];
-  const signed = c.startsWith('s');
-  const min = signed ? -(2 ** (8 * size - 1)) : 0;
-  const max = signed ? 2 ** (8 * size - 1) - 1 : 2 ** (8 * size) - 1;
+  const [min, max] = intRange(c);
   const cName = `__${c}`;
   const check = (v: unknown, path: string): string | undefined =>
     typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `${path} must be an integer in ${min}..${max} (${cName})`;
@@ -503,16 +507,27 @@ interface ScalarOp {
   readonly encode: (v: string, at: string) => string;
   readonly decode: (at: string) => string;
   readonly zero: string;
+  /**
+   * For the integer kinds: an expression true when the value (a variable's name) is one the kind's `copyIn` returns
+   * unchanged, so the compiled copy calls `copyIn` (for its fault) only when it is false.
+   */
+  readonly valid?: (v: string) => string;
+}
+
+/** {@link ScalarOp.valid} of integer kind `c` (what `intKind`'s check accepts). */
+function intValid(c: Scalar32): (v: string) => string {
+  const [min, max] = intRange(c);
+  return (v) => `(typeof ${v} === 'number' && Number.isInteger(${v}) && ${v} >= ${min} && ${v} <= ${max})`;
 }
 
 /** The scalar kinds {@link StructCodec} compiles to single DataView accesses. */
 const SCALAR_OPS: ReadonlyMap<FieldKind<unknown>, ScalarOp> = new Map<FieldKind<unknown>, ScalarOp>([
-  [u8 as FieldKind<unknown>, { encode: (v, at) => `view.setUint8(${at}, ${v});`, decode: (at) => `view.getUint8(${at})`, zero: '0' }],
-  [s8 as FieldKind<unknown>, { encode: (v, at) => `view.setInt8(${at}, ${v});`, decode: (at) => `view.getInt8(${at})`, zero: '0' }],
-  [u16 as FieldKind<unknown>, { encode: (v, at) => `view.setUint16(${at}, ${v}, true);`, decode: (at) => `view.getUint16(${at}, true)`, zero: '0' }],
-  [s16 as FieldKind<unknown>, { encode: (v, at) => `view.setInt16(${at}, ${v}, true);`, decode: (at) => `view.getInt16(${at}, true)`, zero: '0' }],
-  [u32 as FieldKind<unknown>, { encode: (v, at) => `view.setUint32(${at}, ${v}, true);`, decode: (at) => `view.getUint32(${at}, true)`, zero: '0' }],
-  [s32 as FieldKind<unknown>, { encode: (v, at) => `view.setInt32(${at}, ${v}, true);`, decode: (at) => `view.getInt32(${at}, true)`, zero: '0' }],
+  [u8 as FieldKind<unknown>, { encode: (v, at) => `view.setUint8(${at}, ${v});`, decode: (at) => `view.getUint8(${at})`, zero: '0', valid: intValid('u8') }],
+  [s8 as FieldKind<unknown>, { encode: (v, at) => `view.setInt8(${at}, ${v});`, decode: (at) => `view.getInt8(${at})`, zero: '0', valid: intValid('s8') }],
+  [u16 as FieldKind<unknown>, { encode: (v, at) => `view.setUint16(${at}, ${v}, true);`, decode: (at) => `view.getUint16(${at}, true)`, zero: '0', valid: intValid('u16') }],
+  [s16 as FieldKind<unknown>, { encode: (v, at) => `view.setInt16(${at}, ${v}, true);`, decode: (at) => `view.getInt16(${at}, true)`, zero: '0', valid: intValid('s16') }],
+  [u32 as FieldKind<unknown>, { encode: (v, at) => `view.setUint32(${at}, ${v}, true);`, decode: (at) => `view.getUint32(${at}, true)`, zero: '0', valid: intValid('u32') }],
+  [s32 as FieldKind<unknown>, { encode: (v, at) => `view.setInt32(${at}, ${v}, true);`, decode: (at) => `view.getInt32(${at}, true)`, zero: '0', valid: intValid('s32') }],
   [u64 as FieldKind<unknown>, { encode: (v, at) => `view.setBigUint64(${at}, ${v}, true);`, decode: (at) => `view.getBigUint64(${at}, true)`, zero: '0n' }],
   [s64 as FieldKind<unknown>, { encode: (v, at) => `view.setBigInt64(${at}, ${v}, true);`, decode: (at) => `view.getBigInt64(${at}, true)`, zero: '0n' }],
   [u64n as FieldKind<unknown>, {
@@ -765,7 +780,14 @@ export class StructCodec<T extends object> implements AnyStructCodec {
     for (const [at, len] of this.#gaps) enc.push(zeroGap(at, len));
     // copyIn: field by field in C order (each read once through ownData, then checked by its kind), into an object
     // literal of one shape; a field's path for a fault's message is made once per path, not per field per call.
-    const cin = this.keys.map((k, i) => `const f${i} = kinds[${i}].copyIn(ownData(x, ${JSON.stringify(k)}, path), path === root ? paths[${i}] : path + ${JSON.stringify(`.${k}`)});`);
+    // An integer field's range is checked inline; its kind's copyIn runs only to raise the fault.
+    const cin = this.keys.map((k, i) => {
+      const read = `ownData(x, ${JSON.stringify(k)}, path)`;
+      const at = `path === root ? paths[${i}] : path + ${JSON.stringify(`.${k}`)}`;
+      const valid = SCALAR_OPS.get(kinds[i] as FieldKind<unknown>)?.valid;
+      if (valid === undefined) return `const f${i} = kinds[${i}].copyIn(${read}, ${at});`;
+      return `const v${i} = ${read}; const f${i} = ${valid(`v${i}`)} ? v${i} : kinds[${i}].copyIn(v${i}, ${at});`;
+    });
     const lit = this.keys.map((k, i) => `${JSON.stringify(k)}: f${i}`);
     const make = new Function('kinds', 'ownData', 'root', 'paths', `return [
       function encode(v, view, o) { ${enc.join(' ')} },
@@ -1062,15 +1084,25 @@ export function userAccess<R>(op: string, read: () => R): R {
   try {
     return read();
   } catch (e) {
-    if (e instanceof KernelError) throw e;
-    const why = e instanceof UserFault ? e.message : `the argument could not be accessed (${e instanceof Error ? e.message : String(e)})`;
-    throw new KernelError('EFAULT', op, `bad argument: ${why}`);
+    throw userAccessError(e, op);
   }
+}
+
+/** What {@link userAccess} throws for `e`: a `KernelError` as it is, anything else as EFAULT for `op`. */
+function userAccessError(e: unknown, op: string): unknown {
+  if (e instanceof KernelError) return e;
+  const why = e instanceof UserFault ? e.message : `the argument could not be accessed (${e instanceof Error ? e.message : String(e)})`;
+  return new KernelError('EFAULT', op, `bad argument: ${why}`);
 }
 
 /** `copy_from_user` of a whole structure for `op`: the copy, or EFAULT. */
 export function copyFromUser<T extends object>(codec: UserCodec<T>, arg: unknown, op: string): T {
-  return userAccess(op, () => codec.copyIn(arg));
+  // userAccess written out: no closure per copy (every ioctl with a structure argument comes through here).
+  try {
+    return codec.copyIn(arg);
+  } catch (e) {
+    throw userAccessError(e, op);
+  }
 }
 
 /** {@link StructCodec.checkWritable} for `op`, or EFAULT. */
