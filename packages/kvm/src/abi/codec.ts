@@ -500,6 +500,10 @@ interface CompiledStruct<T> {
   zero(): T;
   /** {@link StructCodec.copyIn} of an object argument (already known to be a non-array object). */
   copyIn(x: object, path: string): T;
+  /** {@link StructCodec.copyOut} into an object (already known to be a non-array object). */
+  copyOut(v: T, d: object, path: string): void;
+  /** {@link StructCodec.checkWritable} of an object (already known to be a non-array object). */
+  checkWritable(d: object, path: string): void;
 }
 
 /** Source text of a scalar kind's encode (value expression, offset expression), decode (offset) and zero. */
@@ -520,7 +524,10 @@ function intValid(c: Scalar32): (v: string) => string {
   return (v) => `(typeof ${v} === 'number' && Number.isInteger(${v}) && ${v} >= ${min} && ${v} <= ${max})`;
 }
 
-/** The scalar kinds {@link StructCodec} compiles to single DataView accesses. */
+/**
+ * The scalar kinds {@link StructCodec} compiles to single DataView accesses. Each one's `copyOut` is a store of the value
+ * into the holder and its `checkOut` nothing, which the compiled copy-out and writable check rely on.
+ */
 const SCALAR_OPS: ReadonlyMap<FieldKind<unknown>, ScalarOp> = new Map<FieldKind<unknown>, ScalarOp>([
   [u8 as FieldKind<unknown>, { encode: (v, at) => `view.setUint8(${at}, ${v});`, decode: (at) => `view.getUint8(${at})`, zero: '0', valid: intValid('u8') }],
   [s8 as FieldKind<unknown>, { encode: (v, at) => `view.setInt8(${at}, ${v});`, decode: (at) => `view.getInt8(${at})`, zero: '0', valid: intValid('s8') }],
@@ -717,8 +724,8 @@ export class StructCodec<T extends object> implements AnyStructCodec {
       return;
     }
     if (typeof dst !== 'object' || dst === null || isArray(dst)) throw new UserFault(`${path} must be an object`);
-    const d = dst as Record<string, unknown>;
-    for (const k of this.keys) this.#kinds[k].copyOut(v[k], d, k, `${path}.${k}`);
+    // Straight-line (#compile): field by field in C order, as a loop over the kinds would.
+    (this.#compiled ??= this.#compile()).copyOut(v, dst, path);
   }
 
   /**
@@ -733,7 +740,7 @@ export class StructCodec<T extends object> implements AnyStructCodec {
       return;
     }
     if (typeof dst !== 'object' || dst === null || isArray(dst)) throw new UserFault(`${path} must be an object`);
-    for (const k of this.keys) this.#kinds[k].checkOut(writableSlot(dst, k, `${path}.${k}`), `${path}.${k}`);
+    (this.#compiled ??= this.#compile()).checkWritable(dst, path);
   }
 
   /** {@link FieldKind.copyOut} for a nested structure: into the object already there, or a fresh copy. */
@@ -789,20 +796,45 @@ export class StructCodec<T extends object> implements AnyStructCodec {
       return `const v${i} = ${read}; const f${i} = ${valid(`v${i}`)} ? v${i} : kinds[${i}].copyIn(v${i}, ${at});`;
     });
     const lit = this.keys.map((k, i) => `${JSON.stringify(k)}: f${i}`);
-    const make = new Function('kinds', 'ownData', 'root', 'paths', `return [
+    // copyOut and checkWritable: the same field by field in C order. A scalar kind's copyOut is a store into the
+    // holder and its checkOut nothing, so they are written out; the others' are called.
+    const cout: string[] = [];
+    const cw: string[] = [];
+    this.keys.forEach((k, i) => {
+      const key = JSON.stringify(k);
+      const at = `path === root ? paths[${i}] : path + ${JSON.stringify(`.${k}`)}`;
+      if (SCALAR_OPS.has(kinds[i] as FieldKind<unknown>)) {
+        cout.push(`d[${key}] = v[${key}];`);
+        cw.push(`writableSlot(d, ${key}, ${at});`);
+      } else {
+        cout.push(`kinds[${i}].copyOut(v[${key}], d, ${key}, ${at});`);
+        cw.push(`{ const p = ${at}; kinds[${i}].checkOut(writableSlot(d, ${key}, p), p); }`);
+      }
+    });
+    const make = new Function('kinds', 'ownData', 'writableSlot', 'root', 'paths', `return [
       function encode(v, view, o) { ${enc.join(' ')} },
       function decode(view, o) { return { ${dec.join(', ')} }; },
       function zero() { return { ${zero.join(', ')} }; },
       function copyIn(x, path) { ${cin.join(' ')} return { ${lit.join(', ')} }; },
+      function copyOut(v, d, path) { ${cout.join(' ')} },
+      function checkWritable(d, path) { ${cw.join(' ')} },
     ];`) as (
       kinds: readonly FieldKind<unknown>[],
       own: typeof ownData,
+      slot: typeof writableSlot,
       root: string,
       paths: readonly string[],
-    ) => [CompiledStruct<T>['encode'], CompiledStruct<T>['decode'], CompiledStruct<T>['zero'], CompiledStruct<T>['copyIn']];
+    ) => [
+      CompiledStruct<T>['encode'],
+      CompiledStruct<T>['decode'],
+      CompiledStruct<T>['zero'],
+      CompiledStruct<T>['copyIn'],
+      CompiledStruct<T>['copyOut'],
+      CompiledStruct<T>['checkWritable'],
+    ];
     const root = this.layout.name;
-    const [encode, decode, z, copyIn] = make(kinds, ownData, root, this.keys.map((k) => `${root}.${k}`));
-    return { encode, decode, zero: z, copyIn };
+    const [encode, decode, z, copyIn, copyOut, checkWritable] = make(kinds, ownData, writableSlot, root, this.keys.map((k) => `${root}.${k}`));
+    return { encode, decode, zero: z, copyIn, copyOut, checkWritable };
   }
 
   /** The C bytes of `v` (`sizeof` bytes). */
@@ -1107,7 +1139,11 @@ export function copyFromUser<T extends object>(codec: UserCodec<T>, arg: unknown
 
 /** {@link StructCodec.checkWritable} for `op`, or EFAULT. */
 export function checkUserWritable<T extends object>(codec: UserCodec<T>, arg: unknown, op: string): void {
-  userAccess(op, () => codec.checkWritable(arg));
+  try {
+    codec.checkWritable(arg);
+  } catch (e) {
+    throw userAccessError(e, op);
+  }
 }
 
 /**
@@ -1115,10 +1151,12 @@ export function checkUserWritable<T extends object>(codec: UserCodec<T>, arg: un
  * read-only one (or a nested part of it) fails with nothing written.
  */
 export function copyToUser<T extends object>(codec: UserCodec<T>, v: T, arg: unknown, op: string): void {
-  userAccess(op, () => {
+  try {
     codec.checkWritable(arg);
     codec.copyOut(v, arg);
-  });
+  } catch (e) {
+    throw userAccessError(e, op);
+  }
 }
 
 /**
