@@ -1,7 +1,10 @@
 /** The local APIC against lapic.c: registers, priorities, IPIs, the base MSR, the timer. */
 import { describe, expect, test } from 'vitest';
 import {
+  APIC_DEST_NOSHORT,
+  APIC_DEST_PHYSICAL,
   APIC_DFR,
+  APIC_DM_LOWEST,
   APIC_EOI,
   APIC_ICR,
   APIC_ICR2,
@@ -17,6 +20,7 @@ import {
   APIC_TMICT,
   MSR_IA32_APICBASE_ENABLE,
   X2APIC_ENABLE,
+  type LapicIrq,
 } from '../../src/irqchip/index.js';
 import { KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED } from '../../src/abi/constants.js';
 import { KvmIrqchip } from '../../src/irqchip/index.js';
@@ -284,5 +288,16 @@ describe('the timer in simulated time', () => {
     const { vcpus } = enabled(1);
     vcpus[0]!.lapic.advance(10n);
     expect(() => vcpus[0]!.lapic.advance(9n)).toThrow(expect.objectContaining({ name: 'UsageError', code: 'ERR_OUT_OF_RANGE' }) as Error);
+  });
+});
+
+describe('the APIC bus — kvm_irq_delivery_to_apic', () => {
+  test('a lowest-priority physical broadcast goes to every APIC as fixed; the sender’s message is not changed', () => {
+    const { chip, vcpus } = enabled(2);
+    const msg: LapicIrq = { vector: 0x5a, deliveryMode: APIC_DM_LOWEST, destMode: APIC_DEST_PHYSICAL, level: true, trigMode: 0, shorthand: APIC_DEST_NOSHORT, destId: 0xff, msiRedirHint: false };
+    const before = { ...msg };
+    expect(chip.bus.deliver(undefined, msg)).toBe(2);
+    expect(vcpus.map((v) => v.lapic.hasInterrupt())).toEqual([0x5a, 0x5a]);
+    expect(msg).toEqual(before);
   });
 });
