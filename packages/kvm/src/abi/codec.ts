@@ -137,11 +137,15 @@ function writableSlot(holder: object, key: string, path: string): unknown {
   return d.value;
 }
 
+/** The values of an integer C scalar: `[min, max]`. */
+function intRange(c: Scalar32): [number, number] {
+  const size = C_SCALAR_SIZE[c];
+  return c.startsWith('s') ? [-(2 ** (8 * size - 1)), 2 ** (8 * size - 1) - 1] : [0, 2 ** (8 * size) - 1];
+}
+
 function intKind(c: Scalar32): FieldKind<number> {
   const size = C_SCALAR_SIZE[c];
-  const signed = c.startsWith('s');
-  const min = signed ? -(2 ** (8 * size - 1)) : 0;
-  const max = signed ? 2 ** (8 * size - 1) - 1 : 2 ** (8 * size) - 1;
+  const [min, max] = intRange(c);
   const cName = `__${c}`;
   const check = (v: unknown, path: string): string | undefined =>
     typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `${path} must be an integer in ${min}..${max} (${cName})`;
@@ -496,6 +500,10 @@ interface CompiledStruct<T> {
   zero(): T;
   /** {@link StructCodec.copyIn} of an object argument (already known to be a non-array object). */
   copyIn(x: object, path: string): T;
+  /** {@link StructCodec.copyOut} into an object (already known to be a non-array object). */
+  copyOut(v: T, d: object, path: string): void;
+  /** {@link StructCodec.checkWritable} of an object (already known to be a non-array object). */
+  checkWritable(d: object, path: string): void;
 }
 
 /** Source text of a scalar kind's encode (value expression, offset expression), decode (offset) and zero. */
@@ -503,16 +511,30 @@ interface ScalarOp {
   readonly encode: (v: string, at: string) => string;
   readonly decode: (at: string) => string;
   readonly zero: string;
+  /**
+   * For the integer kinds: an expression true when the value (a variable's name) is one the kind's `copyIn` returns
+   * unchanged, so the compiled copy calls `copyIn` (for its fault) only when it is false.
+   */
+  readonly valid?: (v: string) => string;
 }
 
-/** The scalar kinds {@link StructCodec} compiles to single DataView accesses. */
+/** {@link ScalarOp.valid} of integer kind `c` (what `intKind`'s check accepts). */
+function intValid(c: Scalar32): (v: string) => string {
+  const [min, max] = intRange(c);
+  return (v) => `(typeof ${v} === 'number' && Number.isInteger(${v}) && ${v} >= ${min} && ${v} <= ${max})`;
+}
+
+/**
+ * The scalar kinds {@link StructCodec} compiles to single DataView accesses. Each one's `copyOut` is a store of the value
+ * into the holder and its `checkOut` nothing, which the compiled copy-out and writable check rely on.
+ */
 const SCALAR_OPS: ReadonlyMap<FieldKind<unknown>, ScalarOp> = new Map<FieldKind<unknown>, ScalarOp>([
-  [u8 as FieldKind<unknown>, { encode: (v, at) => `view.setUint8(${at}, ${v});`, decode: (at) => `view.getUint8(${at})`, zero: '0' }],
-  [s8 as FieldKind<unknown>, { encode: (v, at) => `view.setInt8(${at}, ${v});`, decode: (at) => `view.getInt8(${at})`, zero: '0' }],
-  [u16 as FieldKind<unknown>, { encode: (v, at) => `view.setUint16(${at}, ${v}, true);`, decode: (at) => `view.getUint16(${at}, true)`, zero: '0' }],
-  [s16 as FieldKind<unknown>, { encode: (v, at) => `view.setInt16(${at}, ${v}, true);`, decode: (at) => `view.getInt16(${at}, true)`, zero: '0' }],
-  [u32 as FieldKind<unknown>, { encode: (v, at) => `view.setUint32(${at}, ${v}, true);`, decode: (at) => `view.getUint32(${at}, true)`, zero: '0' }],
-  [s32 as FieldKind<unknown>, { encode: (v, at) => `view.setInt32(${at}, ${v}, true);`, decode: (at) => `view.getInt32(${at}, true)`, zero: '0' }],
+  [u8 as FieldKind<unknown>, { encode: (v, at) => `view.setUint8(${at}, ${v});`, decode: (at) => `view.getUint8(${at})`, zero: '0', valid: intValid('u8') }],
+  [s8 as FieldKind<unknown>, { encode: (v, at) => `view.setInt8(${at}, ${v});`, decode: (at) => `view.getInt8(${at})`, zero: '0', valid: intValid('s8') }],
+  [u16 as FieldKind<unknown>, { encode: (v, at) => `view.setUint16(${at}, ${v}, true);`, decode: (at) => `view.getUint16(${at}, true)`, zero: '0', valid: intValid('u16') }],
+  [s16 as FieldKind<unknown>, { encode: (v, at) => `view.setInt16(${at}, ${v}, true);`, decode: (at) => `view.getInt16(${at}, true)`, zero: '0', valid: intValid('s16') }],
+  [u32 as FieldKind<unknown>, { encode: (v, at) => `view.setUint32(${at}, ${v}, true);`, decode: (at) => `view.getUint32(${at}, true)`, zero: '0', valid: intValid('u32') }],
+  [s32 as FieldKind<unknown>, { encode: (v, at) => `view.setInt32(${at}, ${v}, true);`, decode: (at) => `view.getInt32(${at}, true)`, zero: '0', valid: intValid('s32') }],
   [u64 as FieldKind<unknown>, { encode: (v, at) => `view.setBigUint64(${at}, ${v}, true);`, decode: (at) => `view.getBigUint64(${at}, true)`, zero: '0n' }],
   [s64 as FieldKind<unknown>, { encode: (v, at) => `view.setBigInt64(${at}, ${v}, true);`, decode: (at) => `view.getBigInt64(${at}, true)`, zero: '0n' }],
   [u64n as FieldKind<unknown>, {
@@ -702,8 +724,8 @@ export class StructCodec<T extends object> implements AnyStructCodec {
       return;
     }
     if (typeof dst !== 'object' || dst === null || isArray(dst)) throw new UserFault(`${path} must be an object`);
-    const d = dst as Record<string, unknown>;
-    for (const k of this.keys) this.#kinds[k].copyOut(v[k], d, k, `${path}.${k}`);
+    // Straight-line (#compile): field by field in C order, as a loop over the kinds would.
+    (this.#compiled ??= this.#compile()).copyOut(v, dst, path);
   }
 
   /**
@@ -718,7 +740,7 @@ export class StructCodec<T extends object> implements AnyStructCodec {
       return;
     }
     if (typeof dst !== 'object' || dst === null || isArray(dst)) throw new UserFault(`${path} must be an object`);
-    for (const k of this.keys) this.#kinds[k].checkOut(writableSlot(dst, k, `${path}.${k}`), `${path}.${k}`);
+    (this.#compiled ??= this.#compile()).checkWritable(dst, path);
   }
 
   /** {@link FieldKind.copyOut} for a nested structure: into the object already there, or a fresh copy. */
@@ -765,22 +787,54 @@ export class StructCodec<T extends object> implements AnyStructCodec {
     for (const [at, len] of this.#gaps) enc.push(zeroGap(at, len));
     // copyIn: field by field in C order (each read once through ownData, then checked by its kind), into an object
     // literal of one shape; a field's path for a fault's message is made once per path, not per field per call.
-    const cin = this.keys.map((k, i) => `const f${i} = kinds[${i}].copyIn(ownData(x, ${JSON.stringify(k)}, path), path === root ? paths[${i}] : path + ${JSON.stringify(`.${k}`)});`);
+    // An integer field's range is checked inline; its kind's copyIn runs only to raise the fault.
+    const cin = this.keys.map((k, i) => {
+      const read = `ownData(x, ${JSON.stringify(k)}, path)`;
+      const at = `path === root ? paths[${i}] : path + ${JSON.stringify(`.${k}`)}`;
+      const valid = SCALAR_OPS.get(kinds[i] as FieldKind<unknown>)?.valid;
+      if (valid === undefined) return `const f${i} = kinds[${i}].copyIn(${read}, ${at});`;
+      return `const v${i} = ${read}; const f${i} = ${valid(`v${i}`)} ? v${i} : kinds[${i}].copyIn(v${i}, ${at});`;
+    });
     const lit = this.keys.map((k, i) => `${JSON.stringify(k)}: f${i}`);
-    const make = new Function('kinds', 'ownData', 'root', 'paths', `return [
+    // copyOut and checkWritable: the same field by field in C order. A scalar kind's copyOut is a store into the
+    // holder and its checkOut nothing, so they are written out; the others' are called.
+    const cout: string[] = [];
+    const cw: string[] = [];
+    this.keys.forEach((k, i) => {
+      const key = JSON.stringify(k);
+      const at = `path === root ? paths[${i}] : path + ${JSON.stringify(`.${k}`)}`;
+      if (SCALAR_OPS.has(kinds[i] as FieldKind<unknown>)) {
+        cout.push(`d[${key}] = v[${key}];`);
+        cw.push(`writableSlot(d, ${key}, ${at});`);
+      } else {
+        cout.push(`kinds[${i}].copyOut(v[${key}], d, ${key}, ${at});`);
+        cw.push(`{ const p = ${at}; kinds[${i}].checkOut(writableSlot(d, ${key}, p), p); }`);
+      }
+    });
+    const make = new Function('kinds', 'ownData', 'writableSlot', 'root', 'paths', `return [
       function encode(v, view, o) { ${enc.join(' ')} },
       function decode(view, o) { return { ${dec.join(', ')} }; },
       function zero() { return { ${zero.join(', ')} }; },
       function copyIn(x, path) { ${cin.join(' ')} return { ${lit.join(', ')} }; },
+      function copyOut(v, d, path) { ${cout.join(' ')} },
+      function checkWritable(d, path) { ${cw.join(' ')} },
     ];`) as (
       kinds: readonly FieldKind<unknown>[],
       own: typeof ownData,
+      slot: typeof writableSlot,
       root: string,
       paths: readonly string[],
-    ) => [CompiledStruct<T>['encode'], CompiledStruct<T>['decode'], CompiledStruct<T>['zero'], CompiledStruct<T>['copyIn']];
+    ) => [
+      CompiledStruct<T>['encode'],
+      CompiledStruct<T>['decode'],
+      CompiledStruct<T>['zero'],
+      CompiledStruct<T>['copyIn'],
+      CompiledStruct<T>['copyOut'],
+      CompiledStruct<T>['checkWritable'],
+    ];
     const root = this.layout.name;
-    const [encode, decode, z, copyIn] = make(kinds, ownData, root, this.keys.map((k) => `${root}.${k}`));
-    return { encode, decode, zero: z, copyIn };
+    const [encode, decode, z, copyIn, copyOut, checkWritable] = make(kinds, ownData, writableSlot, root, this.keys.map((k) => `${root}.${k}`));
+    return { encode, decode, zero: z, copyIn, copyOut, checkWritable };
   }
 
   /** The C bytes of `v` (`sizeof` bytes). */
@@ -1062,20 +1116,34 @@ export function userAccess<R>(op: string, read: () => R): R {
   try {
     return read();
   } catch (e) {
-    if (e instanceof KernelError) throw e;
-    const why = e instanceof UserFault ? e.message : `the argument could not be accessed (${e instanceof Error ? e.message : String(e)})`;
-    throw new KernelError('EFAULT', op, `bad argument: ${why}`);
+    throw userAccessError(e, op);
   }
+}
+
+/** What {@link userAccess} throws for `e`: a `KernelError` as it is, anything else as EFAULT for `op`. */
+function userAccessError(e: unknown, op: string): unknown {
+  if (e instanceof KernelError) return e;
+  const why = e instanceof UserFault ? e.message : `the argument could not be accessed (${e instanceof Error ? e.message : String(e)})`;
+  return new KernelError('EFAULT', op, `bad argument: ${why}`);
 }
 
 /** `copy_from_user` of a whole structure for `op`: the copy, or EFAULT. */
 export function copyFromUser<T extends object>(codec: UserCodec<T>, arg: unknown, op: string): T {
-  return userAccess(op, () => codec.copyIn(arg));
+  // userAccess written out: no closure per copy (every ioctl with a structure argument comes through here).
+  try {
+    return codec.copyIn(arg);
+  } catch (e) {
+    throw userAccessError(e, op);
+  }
 }
 
 /** {@link StructCodec.checkWritable} for `op`, or EFAULT. */
 export function checkUserWritable<T extends object>(codec: UserCodec<T>, arg: unknown, op: string): void {
-  userAccess(op, () => codec.checkWritable(arg));
+  try {
+    codec.checkWritable(arg);
+  } catch (e) {
+    throw userAccessError(e, op);
+  }
 }
 
 /**
@@ -1083,10 +1151,12 @@ export function checkUserWritable<T extends object>(codec: UserCodec<T>, arg: un
  * read-only one (or a nested part of it) fails with nothing written.
  */
 export function copyToUser<T extends object>(codec: UserCodec<T>, v: T, arg: unknown, op: string): void {
-  userAccess(op, () => {
+  try {
     codec.checkWritable(arg);
     codec.copyOut(v, arg);
-  });
+  } catch (e) {
+    throw userAccessError(e, op);
+  }
 }
 
 /**

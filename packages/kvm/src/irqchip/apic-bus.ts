@@ -11,7 +11,7 @@
  * @module
  */
 
-import { isLowestPriority, type LapicIrq } from './apic-irq.js';
+import { copyLapicIrq, isLowestPriority, type LapicIrq } from './apic-irq.js';
 import {
   APIC_BROADCAST,
   APIC_DEST_ALLBUT,
@@ -194,7 +194,7 @@ export class ApicBus {
    * MSIs; `rtc` collects vCPU id → vector for the IOAPIC's RTC EOI tracking.
    */
   deliver(src: KvmLapic | undefined, irqIn: LapicIrq, rtc?: Map<number, number>): number {
-    const irq = { ...irqIn };
+    const irq = copyLapicIrq(irqIn);
     if (irq.shorthand === APIC_DEST_SELF) return src === undefined ? 0 : src.acceptIrq(irq, rtc);
     const fast = this.#mapDest(src, irq);
     if (fast !== undefined) {

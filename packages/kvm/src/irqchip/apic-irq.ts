@@ -64,5 +64,30 @@ export function icrToLapicIrq(icrLow: number, icrHigh: number, x2apic: boolean):
 
 /** A message with no shorthand, for the IOAPIC and MSIs. */
 export function busIrq(fields: Omit<LapicIrq, 'shorthand'>): LapicIrq {
-  return { ...fields, shorthand: APIC_DEST_NOSHORT };
+  // Field by field, not an object spread: the messages come from several makers whose objects differ in shape, and
+  // V8's spread of such objects took its slow path (~0.7 us a message).
+  return {
+    vector: fields.vector,
+    deliveryMode: fields.deliveryMode,
+    destMode: fields.destMode,
+    level: fields.level,
+    trigMode: fields.trigMode,
+    shorthand: APIC_DEST_NOSHORT,
+    destId: fields.destId,
+    msiRedirHint: fields.msiRedirHint,
+  };
+}
+
+/** A copy of `irq` (what the bus changes for one delivery stays out of the sender's message). */
+export function copyLapicIrq(irq: LapicIrq): LapicIrq {
+  return {
+    vector: irq.vector,
+    deliveryMode: irq.deliveryMode,
+    destMode: irq.destMode,
+    level: irq.level,
+    trigMode: irq.trigMode,
+    shorthand: irq.shorthand,
+    destId: irq.destId,
+    msiRedirHint: irq.msiRedirHint,
+  };
 }

@@ -63,6 +63,12 @@ const PIN_MASK_ALL = 0xffffff;
 /** A redirection entry's mask bit (`IOAPIC_REDIR_FIELDS.mask`): what a reset sets on every pin. */
 const REDIR_MASKED = 1n << IOAPIC_REDIR_FIELDS.mask.shift;
 
+/** The vector, trigger-mode, mask and remote-IRR bits of an entry's low 32 bits (what every line change and EOI reads). */
+const LOW_VECTOR = Number((1n << IOAPIC_REDIR_FIELDS.vector.bits) - 1n) << Number(IOAPIC_REDIR_FIELDS.vector.shift);
+const LOW_TRIG_LEVEL = 1 << Number(IOAPIC_REDIR_FIELDS.trig_mode.shift);
+const LOW_MASKED = 1 << Number(IOAPIC_REDIR_FIELDS.mask.shift);
+const LOW_REMOTE_IRR = 1 << Number(IOAPIC_REDIR_FIELDS.remote_irr.shift);
+
 /** The IOAPIC of one VM. */
 export class KvmIoapic {
   readonly #hooks: IoapicHooks;
@@ -70,6 +76,8 @@ export class KvmIoapic {
   readonly #clock = new DeviceClock();
   /** The uapi-visible part (`base_address` … `redirtbl`). */
   readonly #s: kvm_ioapic_state;
+  /** The low 32 bits of each redirection entry, kept by `#setEntry` and `setState`: a line change reads them without a bigint. */
+  readonly #low = new Uint32Array(KVM_IOAPIC_NUM_PINS);
   #irrDelivered = 0;
   readonly #irqEoi = new Array<number>(KVM_IOAPIC_NUM_PINS).fill(0);
   /** `rtc_status.pending_eoi` and `rtc_status.dest_map` (vCPU id → vector). */
@@ -107,6 +115,7 @@ export class KvmIoapic {
 
   #setEntry(pin: number, bits: bigint): void {
     this.#s.redirtbl[pin] = bits;
+    this.#low[pin] = Number(BigInt.asUintN(32, bits));
   }
 
   /** `rtc_irq_eoi_tracking_reset`. */
@@ -146,9 +155,10 @@ export class KvmIoapic {
 
   /** `ioapic_service`: deliver pin `irq` if it is unmasked and not waiting for an EOI; returns the count or -1. */
   #service(irq: number, lineStatus: boolean): number {
+    const low = this.#low[irq] as number;
+    const trig = (low & LOW_TRIG_LEVEL) !== 0 ? IOAPIC_LEVEL_TRIG : IOAPIC_EDGE_TRIG;
+    if ((low & LOW_MASKED) !== 0 || (trig === IOAPIC_LEVEL_TRIG && (low & LOW_REMOTE_IRR) !== 0)) return -1;
     const e = this.#entry(irq);
-    const trig = ioapicField(e, 'trig_mode');
-    if (ioapicField(e, 'mask') || (trig === IOAPIC_LEVEL_TRIG && ioapicField(e, 'remote_irr'))) return -1;
     const msg = busIrq({
       destId: ioapicField(e, 'dest_id'),
       vector: ioapicField(e, 'vector'),
@@ -180,7 +190,8 @@ export class KvmIoapic {
     if (irq === RTC_GSI && lineStatus && this.#rtcPendingEoi > 0) return 0;
     const old = this.#s.irr;
     this.#s.irr |= mask;
-    if (ioapicField(this.#entry(irq), 'trig_mode') === IOAPIC_EDGE_TRIG) {
+    if (((this.#low[irq] as number) & LOW_TRIG_LEVEL) === 0) {
+      // An edge pin (IOAPIC_EDGE_TRIG).
       this.#irrDelivered &= ~mask;
       if (old === this.#s.irr) return 0;
     }
@@ -207,9 +218,10 @@ export class KvmIoapic {
     const rtc = this.#rtcDestMap.get(lapic.vcpu.vcpuId);
     if (rtc === vector) return true;
     for (let i = 0; i < KVM_IOAPIC_NUM_PINS; i++) {
+      const low = this.#low[i] as number;
+      if ((low & LOW_VECTOR) !== vector) continue;
+      if ((low & LOW_TRIG_LEVEL) === 0 && !hasAckNotifier(i) && i !== RTC_GSI) continue;
       const e = this.#entry(i);
-      if (ioapicField(e, 'vector') !== vector) continue;
-      if (ioapicField(e, 'trig_mode') !== IOAPIC_LEVEL_TRIG && !hasAckNotifier(i) && i !== RTC_GSI) continue;
       const dm = destModeOf(ioapicField(e, 'dest_mode') === 1);
       if (this.#hooks.matchDest(lapic, ioapicField(e, 'dest_id'), dm) || lapic.pendingEoi(vector)) return true;
     }
@@ -230,7 +242,7 @@ export class KvmIoapic {
       if (this.#rtcPendingEoi < 0) this.#rtcRestoreAll();
     }
     for (let i = 0; i < KVM_IOAPIC_NUM_PINS; i++) {
-      if (ioapicField(this.#entry(i), 'vector') !== vector) continue;
+      if (((this.#low[i] as number) & LOW_VECTOR) !== vector) continue;
       this.#hooks.ackedIrq(i);
       if (trigMode !== IOAPIC_LEVEL_TRIG || lapic.regs.get(APIC_SPIV) & APIC_SPIV_DIRECTED_EOI) continue;
       this.#setEntry(i, withIoapicField(this.#entry(i), 'remote_irr', 0));
@@ -371,6 +383,7 @@ export class KvmIoapic {
     assertKvmIoapicState(state);
     const copy = copyKvmIoapicState(state);
     Object.assign(this.#s, copy);
+    for (let i = 0; i < KVM_IOAPIC_NUM_PINS; i++) this.#low[i] = Number(BigInt.asUintN(32, this.#entry(i)));
     this.#s.irr = 0;
     this.#irrDelivered = 0;
     this.#rtcReset();

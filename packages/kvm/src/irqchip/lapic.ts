@@ -104,9 +104,32 @@ function lvtIndex(reg: number): number {
   return (reg - APIC_LVTT) >> 4;
 }
 
-/** `APIC_REG_MASK(reg)` as a bigint bit. */
-function regBit(reg: number): bigint {
-  return 1n << BigInt(reg >> 4);
+/**
+ * A set of APIC registers as `APIC_REG_MASK` bits (`reg >> 4`, 0–63) in two 32-bit words, low first: what
+ * {@link KvmLapic.readableRegMask} is made of.
+ */
+type RegMask = readonly [number, number];
+
+/** The {@link RegMask} of `regs`. */
+function regMask(regs: readonly number[]): RegMask {
+  let lo = 0;
+  let hi = 0;
+  for (const r of regs) {
+    const i = r >> 4;
+    if (i < 32) lo |= 1 << i;
+    else hi |= 1 << (i - 32);
+  }
+  return [lo >>> 0, hi >>> 0];
+}
+
+/** Whether bit `i` (0–63) of `m` is set. */
+function regMaskHas(m: RegMask, i: number): boolean {
+  return i < 32 ? ((m[0] >>> i) & 1) !== 0 : ((m[1] >>> (i - 32)) & 1) !== 0;
+}
+
+/** `m` as the 64-bit mask. */
+function regMaskBits(m: RegMask): bigint {
+  return (BigInt(m[1]) << 32n) | BigInt(m[0]);
 }
 
 /** `enum lapic_mode`. */
@@ -178,6 +201,17 @@ export interface LapicCpuid {
 
 /** KVM_SET_LAPIC's copy of the page it is given ({@link KvmLapic.setState}), one for every LAPIC: the work is synchronous. */
 const SET_STATE_PAGE = new ApicRegs();
+
+/** The registers `kvm_lapic_readable_reg_mask` always has (ISR, TMR and IRR all eight words each). */
+const READABLE_ALWAYS: RegMask = regMask([
+  APIC_ID, APIC_LVR, APIC_TASKPRI, APIC_PROCPRI, APIC_LDR, APIC_SPIV, APIC_ESR, APIC_ICR, APIC_LVTT, APIC_LVTTHMR,
+  APIC_LVTPC, APIC_LVT0, APIC_LVT1, APIC_LVTERR, APIC_TMICT, APIC_TMCCT, APIC_TDCR,
+  ...Array.from({ length: 8 }, (_, i) => [APIC_ISR + 0x10 * i, APIC_TMR + 0x10 * i, APIC_IRR + 0x10 * i]).flat(),
+]);
+/** With an LVT CMCI entry. */
+const READABLE_WITH_CMCI: RegMask = regMask([APIC_LVTCMCI]);
+/** Outside x2APIC mode. */
+const READABLE_XAPIC_ONLY: RegMask = regMask([APIC_ARBPRI, APIC_DFR, APIC_ICR2]);
 
 /** A vCPU's in-kernel local APIC. */
 export class KvmLapic {
@@ -621,15 +655,22 @@ export class KvmLapic {
 
   /** `kvm_lapic_readable_reg_mask`. */
   readableRegMask(): bigint {
-    let mask = 0n;
-    for (const r of [APIC_ID, APIC_LVR, APIC_TASKPRI, APIC_PROCPRI, APIC_LDR, APIC_SPIV, APIC_ESR, APIC_ICR, APIC_LVTT,
-      APIC_LVTTHMR, APIC_LVTPC, APIC_LVT0, APIC_LVT1, APIC_LVTERR, APIC_TMICT, APIC_TMCCT, APIC_TDCR]) {
-      mask |= regBit(r);
-    }
-    for (let i = 0; i < 8; i++) mask |= regBit(APIC_ISR + 0x10 * i) | regBit(APIC_TMR + 0x10 * i) | regBit(APIC_IRR + 0x10 * i);
-    if (this.#nrLvtEntries > LVT_CMCI) mask |= regBit(APIC_LVTCMCI);
-    if (!this.x2apicMode) mask |= regBit(APIC_ARBPRI) | regBit(APIC_DFR) | regBit(APIC_ICR2);
+    let mask = regMaskBits(READABLE_ALWAYS);
+    if (this.#nrLvtEntries > LVT_CMCI) mask |= regMaskBits(READABLE_WITH_CMCI);
+    if (!this.x2apicMode) mask |= regMaskBits(READABLE_XAPIC_ONLY);
     return mask;
+  }
+
+  /**
+   * Whether {@link KvmLapic.readableRegMask} has `offset`'s register (`offset` ≤ 0x3f0), tested on the words: every
+   * register read asks, and building the mask as a bigint cost ~1 µs.
+   */
+  #readable(offset: number): boolean {
+    const i = offset >> 4;
+    if (i < 0) return false;
+    if (regMaskHas(READABLE_ALWAYS, i)) return true;
+    if (this.#nrLvtEntries > LVT_CMCI && regMaskHas(READABLE_WITH_CMCI, i)) return true;
+    return regMaskHas(READABLE_XAPIC_ONLY, i) && !this.x2apicMode;
   }
 
   /** `__apic_read`. */
@@ -655,7 +696,7 @@ export class KvmLapic {
     this.#clock.see(now);
     const alignment = offset & 0xf;
     if (alignment + len > 4) return undefined;
-    if (offset > 0x3f0 || (this.readableRegMask() & regBit(offset)) === 0n) return undefined;
+    if (offset > 0x3f0 || !this.#readable(offset)) return undefined;
     const result = this.#read(offset & ~0xf, now);
     if (len !== 1 && len !== 2 && len !== 4) return 0;
     const shifted = result >>> (alignment * 8);

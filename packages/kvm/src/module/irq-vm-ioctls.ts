@@ -33,7 +33,7 @@ import {
   KVM_SET_PIT2,
   KVM_SIGNAL_MSI,
 } from '../abi/constants.js';
-import { copyFromUser, copyToUser, userAccess } from '../abi/codec.js';
+import { checkUserWritable, copyFromUser, copyToUser, userAccess } from '../abi/codec.js';
 import {
   KVM_IRQCHIP_CODEC,
   KVM_IRQFD_CODEC,
@@ -343,7 +343,7 @@ function irqLine(vm: Vm, arg: unknown, status: boolean): number {
   const op = status ? 'KVM_IRQ_LINE_STATUS' : 'KVM_IRQ_LINE';
   const ev = copyFromUser(KVM_IRQ_LEVEL_CODEC, arg, op);
   const irq = needIrqchip(vm, op);
-  if (status) userAccess(op, () => KVM_IRQ_LEVEL_STATUS_CODEC.checkWritable(arg));
+  if (status) checkUserWritable(KVM_IRQ_LEVEL_STATUS_CODEC, arg, op);
   const r = irq.setIrq(KVM_USERSPACE_IRQ_SOURCE_ID, ev.irq, ev.level !== 0, status);
   if (status) copyToUser(KVM_IRQ_LEVEL_STATUS_CODEC, { irq: r >>> 0, status: r, level: ev.level }, arg, op);
   return 0;

@@ -118,6 +118,22 @@ describe('delivery — ioapic_set_irq / ioapic_service', () => {
     expect(vcpus[0]!.lapic.hasInterrupt()).toBe(0x46);
   });
 
+  test('the entries SET_IRQCHIP wrote decide the next line change: masked -1, level with remote IRR -1, edge delivered', () => {
+    const { chip, vcpus } = enabledVm();
+    chip.pic!.ioWrite(0x21, 0xff); // keep the PIC out of the count (GSIs 9-11 are slave pins)
+    chip.pic!.ioWrite(0xa1, 0xff);
+    writeRedir(chip, 9, 0x49); // unmasked edge, then masked by the SET below
+    const s = chip.ioapic!.getState();
+    s.redirtbl[9] = 0x1_0049n;
+    s.redirtbl[10] = 0xc04an; // level, remote IRR
+    s.redirtbl[11] = 0x4bn; // unmasked edge (masked since the reset)
+    chip.ioapic!.setState(s);
+    expect(chip.setIrq(0, 9, true)).toBe(-1);
+    expect(chip.setIrq(0, 10, true)).toBe(-1);
+    expect(chip.setIrq(0, 11, true)).toBe(1);
+    expect(vcpus[0]!.lapic.hasInterrupt()).toBe(0x4b);
+  });
+
   test('RTC (GSI 8) is coalesced until every destination EOIs it', () => {
     const { chip, vcpus } = enabledVm();
     writeRedir(chip, 8, 0x38);

@@ -1,7 +1,21 @@
 /** The local APIC against lapic.c: registers, priorities, IPIs, the base MSR, the timer. */
 import { describe, expect, test } from 'vitest';
 import {
+  APIC_ARBPRI,
+  APIC_ESR,
+  APIC_IRR,
+  APIC_ISR,
+  APIC_LVR,
+  APIC_LVT1,
+  APIC_LVTCMCI,
+  APIC_LVTERR,
+  APIC_LVTPC,
+  APIC_LVTTHMR,
+  APIC_TMR,
+  APIC_DEST_NOSHORT,
+  APIC_DEST_PHYSICAL,
   APIC_DFR,
+  APIC_DM_LOWEST,
   APIC_EOI,
   APIC_ICR,
   APIC_ICR2,
@@ -17,6 +31,7 @@ import {
   APIC_TMICT,
   MSR_IA32_APICBASE_ENABLE,
   X2APIC_ENABLE,
+  type LapicIrq,
 } from '../../src/irqchip/index.js';
 import { KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED } from '../../src/abi/constants.js';
 import { KvmIrqchip } from '../../src/irqchip/index.js';
@@ -284,5 +299,44 @@ describe('the timer in simulated time', () => {
     const { vcpus } = enabled(1);
     vcpus[0]!.lapic.advance(10n);
     expect(() => vcpus[0]!.lapic.advance(9n)).toThrow(expect.objectContaining({ name: 'UsageError', code: 'ERR_OUT_OF_RANGE' }) as Error);
+  });
+});
+
+describe('the APIC bus — kvm_irq_delivery_to_apic', () => {
+  test('a lowest-priority physical broadcast goes to every APIC as fixed; the sender’s message is not changed', () => {
+    const { chip, vcpus } = enabled(2);
+    const msg: LapicIrq = { vector: 0x5a, deliveryMode: APIC_DM_LOWEST, destMode: APIC_DEST_PHYSICAL, level: true, trigMode: 0, shorthand: APIC_DEST_NOSHORT, destId: 0xff, msiRedirHint: false };
+    const before = { ...msg };
+    expect(chip.bus.deliver(undefined, msg)).toBe(2);
+    expect(vcpus.map((v) => v.lapic.hasInterrupt())).toEqual([0x5a, 0x5a]);
+    expect(msg).toEqual(before);
+  });
+});
+
+describe('readable registers — kvm_lapic_readable_reg_mask', () => {
+  // Linux's list: always these (ISR, TMR, IRR eight words each), the CMCI LVT when there is one, and ARBPRI, DFR and
+  // ICR2 outside x2APIC mode.
+  const always = [
+    APIC_ID, APIC_LVR, APIC_TASKPRI, APIC_PROCPRI, APIC_LDR, APIC_SPIV, APIC_ESR, APIC_ICR, APIC_LVTT, APIC_LVTTHMR,
+    APIC_LVTPC, APIC_LVT0, APIC_LVT1, APIC_LVTERR, APIC_TMICT, APIC_TMCCT, APIC_TDCR,
+    ...Array.from({ length: 8 }, (_, i) => [APIC_ISR + 0x10 * i, APIC_TMR + 0x10 * i, APIC_IRR + 0x10 * i]).flat(),
+  ];
+  const mask = (regs: number[]): bigint => regs.reduce((m, r) => m | (1n << BigInt(r >> 4)), 0n);
+
+  test('xAPIC, with the CMCI LVT, x2APIC: the mask, and a 4-byte read of every register outside it answers undefined', () => {
+    const { vcpus } = enabled(1);
+    const l = vcpus[0]!.lapic;
+    const check = (regs: number[]): void => {
+      expect(l.readableRegMask()).toBe(mask(regs));
+      for (let off = 0; off <= 0x3f0; off += 0x10) expect(l.readRegister(off, 4, 0n) === undefined, `0x${off.toString(16)}`).toBe(!regs.includes(off));
+    };
+    check([...always, APIC_ARBPRI, APIC_DFR, APIC_ICR2]);
+    l.setMcgCap(1n << 10n); // MCG_CAP.CMCI_P
+    check([...always, APIC_LVTCMCI, APIC_ARBPRI, APIC_DFR, APIC_ICR2]);
+    l.setCpuid({ x2apic: true, tscDeadline: false, maxPhyAddr: 40 });
+    expect(l.setApicBase(0xfee00000n | MSR_IA32_APICBASE_ENABLE | X2APIC_ENABLE, true)).toBe(true);
+    check([...always, APIC_LVTCMCI]);
+    expect(l.readRegister(-0x10, 4, 0n)).toBeUndefined();
+    expect(l.readRegister(0x400, 4, 0n)).toBeUndefined();
   });
 });
