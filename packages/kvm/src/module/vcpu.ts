@@ -775,7 +775,8 @@ export class Vcpu {
    * in-kernel LAPIC its CR8 (read as a number, its TPR bits: an irqchip exit makes no BigInt at all) and APIC base.
    */
   #postRunSaveIntr(dv: DataView, intr: VcpuIntr): void {
-    dv.setUint8(OFF_READY, this.vm.irq?.full === true || intr.readyForInjection() ? 1 : 0);
+    // A byte store, not dv.setUint8: TurboFan kept that DataView call a builtin call here (perf), ~1 % of the run.
+    (this.#run as KvmRunView).bytes[OFF_READY] = this.vm.irq?.full === true || intr.readyForInjection() ? 1 : 0;
     const lapic = intr.chip?.lapic;
     const s = this.#sregs;
     if (lapic !== undefined) {
