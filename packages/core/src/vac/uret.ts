@@ -54,7 +54,7 @@ export interface UretValue {
   readonly curr: bigint;
 }
 
-/** A guest value to load into a slot ({@link UserReturnMsrs.loadGuest}). */
+/** A guest value to load into a user-return MSR slot at vcpu_load (`VacPort.loadUserReturnMsrs`). */
 export interface UretGuestValue {
   /** The slot index. */
   readonly slot: number;
