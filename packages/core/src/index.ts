@@ -155,7 +155,7 @@ export {
   type VacResource,
   type VacResourceContext,
 } from './vac/resource.js';
-export { KVM_MAX_NR_USER_RETURN_MSRS, type UretCpuState, type UretSlot, type UretValue } from './vac/uret.js';
+export { KVM_MAX_NR_USER_RETURN_MSRS, type UretCpuState, type UretGuestValue, type UretSlot, type UretValue } from './vac/uret.js';
 export type { VacInstanceOps } from './vac/irq.js';
 
 // ---- Traces and pictures ------------------------------------------------------------------------------------

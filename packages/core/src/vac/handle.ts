@@ -13,7 +13,7 @@
 import { KernelError, UsageError } from '../errors.js';
 import type { IrqRegistry, VacInstanceOps } from './irq.js';
 import type { AnyVacResource, ScopedVacResource, VacResource, VacResourceKey } from './resource.js';
-import type { UserReturnMsrs } from './uret.js';
+import type { UretGuestValue, UserReturnMsrs } from './uret.js';
 import type { VirtualizationControl } from './virtualization.js';
 
 /** Who holds a per-vCPU resource (a TLB tag, …): an instance's vCPU, as the instance names it. */
@@ -71,6 +71,8 @@ export interface VacPort {
   findUserReturnMsr(msr: number): number;
   /** `kvm_set_user_return_msr`. */
   setUserReturnMsr(cpu: number, slot: number, value: bigint, mask: bigint): 0 | 1;
+  /** The guest values of a vCPU's user-return MSRs at vcpu_load: `kvm_set_user_return_msr` of each (all mask bits). */
+  loadUserReturnMsrs(cpu: number, entries: ReadonlyArray<UretGuestValue>): void;
   /** Return to user space on `cpu` (`kvm_on_user_return`). */
   returnToUser(cpu: number): void;
   /** vcpu_load: this instance runs a vCPU on `cpu`. */
@@ -185,6 +187,15 @@ export class VacHandle implements VacPort, Disposable {
   setUserReturnMsr(cpu: number, slot: number, value: bigint, mask: bigint): 0 | 1 {
     this.#live('setUserReturnMsr');
     return this.#p.uret.set(cpu, slot, value, mask);
+  }
+
+  /**
+   * {@link VacPort.loadUserReturnMsrs}: `kvm_set_user_return_msr(slot, value, all ones)` of each entry on `cpu`, in
+   * order (skipped as a whole when it would change nothing: `UserReturnMsrs.loadGuest`).
+   */
+  loadUserReturnMsrs(cpu: number, entries: ReadonlyArray<UretGuestValue>): void {
+    if (entries.length !== 0) this.#live('setUserReturnMsr');
+    this.#p.uret.loadGuest(cpu, entries);
   }
 
   /** The return-to-user notifier on `cpu` (`kvm_on_user_return`): host values back. */

@@ -54,6 +54,14 @@ export interface UretValue {
   readonly curr: bigint;
 }
 
+/** A guest value to load into a user-return MSR slot at vcpu_load (`VacPort.loadUserReturnMsrs`). */
+export interface UretGuestValue {
+  /** The slot index. */
+  readonly slot: number;
+  /** The guest's value (all 64 bits are taken). */
+  readonly value: bigint;
+}
+
 /** One CPU's user-return state (`struct kvm_user_return_msrs`). */
 export interface UretCpuState {
   /** Whether the CPU's return-to-user notifier is registered (a guest value is loaded). */
@@ -92,6 +100,15 @@ export class UserReturnMsrs {
   readonly #registered: Uint8Array;
   /** Faulting writes on the restore path (Linux's unchecked `wrmsrl` warns and goes on). */
   #restoreFaults = 0;
+  /**
+   * Per CPU, a count of the changes to its current values (a write of `set`, a restore, `cpuOnline`) and of the
+   * slots freed (`release`): while it stays the same, every listed slot's `curr` on the CPU is what it was. (A slot
+   * `add` lists is new: no loaded list names it.)
+   */
+  readonly #generation: Float64Array;
+  /** Per CPU, the guest values {@link UserReturnMsrs.loadGuest} last loaded there in full, and at which generation. */
+  readonly #loadedGuest: Array<ReadonlyArray<UretGuestValue> | undefined>;
+  readonly #loadedAt: Float64Array;
 
   /**
    * @param cpus - the host's CPUs, indexed by CPU number (at least one: registration probes on CPU 0)
@@ -101,6 +118,9 @@ export class UserReturnMsrs {
     if (cpus.length === 0) throw new UsageError('ERR_NO_SUCH_CPU', 'UserReturnMsrs: the host has no CPU');
     this.#cpus = cpus;
     this.#registered = new Uint8Array(cpus.length);
+    this.#generation = new Float64Array(cpus.length);
+    this.#loadedGuest = new Array<ReadonlyArray<UretGuestValue> | undefined>(cpus.length).fill(undefined);
+    this.#loadedAt = new Float64Array(cpus.length);
   }
 
   /** `kvm_nr_uret_msrs`: one past the highest slot in use (slots below it may be free after a release). */
@@ -186,6 +206,13 @@ export class UserReturnMsrs {
     }
     this.#msrList[slot] = undefined;
     while (this.#nrUretMsrs > 0 && this.#msrList[this.#nrUretMsrs - 1] === undefined) this.#nrUretMsrs--;
+    this.#changedEverywhere();
+  }
+
+  /** The slot list changed: every CPU's generation moves on. */
+  #changedEverywhere(): void {
+    const g = this.#generation;
+    for (let cpu = 0; cpu < g.length; cpu++) g[cpu] = (g[cpu] as number) + 1;
   }
 
   /** `kvm_find_user_return_msr(msr)`: the slot of `msr`, or -1. */
@@ -218,9 +245,39 @@ export class UserReturnMsrs {
     // err = wrmsrl_safe(kvm_uret_msrs_list[slot], value); if (err) return 1;
     if (!(this.#cpus[cpu] as Cpu).wrmsrSlot(msrSlot, v)) return 1;
     curr[cpu] = v;
+    this.#generation[cpu] = (this.#generation[cpu] as number) + 1;
     // if (!msrs->registered) { msrs->urn.on_user_return = kvm_on_user_return; user_return_notifier_register(&msrs->urn); ... }
     this.#registered[cpu] = 1;
     return 0;
+  }
+
+  /**
+   * A vCPU's guest values loaded on `cpu` at `vcpu_load` (`vmx_prepare_switch_to_guest` / `svm_prepare_switch_to_guest`):
+   * {@link UserReturnMsrs.set} of each entry in order, with all mask bits (the results are not looked at, as the
+   * callers in Linux do not look at them).
+   *
+   * When the same `entries` (the same array: a list whose values change must be a new one) were loaded on `cpu` in
+   * full and none of the CPU's current values nor the slot list changed since, every `set` would find its value current
+   * and change nothing: then nothing is done, one comparison instead of one per entry. That is the case when the
+   * guest's values equal the host's (nothing was written, so the return to user space restored nothing) and when a vCPU
+   * is loaded again without a return to user space in between (a preempted vCPU thread scheduled in again).
+   * @throws UsageError when `cpu` or a slot is invalid
+   */
+  loadGuest(cpu: number, entries: ReadonlyArray<UretGuestValue>): void {
+    this.#checkCpu(cpu);
+    if (this.#loadedGuest[cpu] === entries && this.#loadedAt[cpu] === this.#generation[cpu]) return;
+    this.#loadGuestValues(cpu, entries);
+  }
+
+  #loadGuestValues(cpu: number, entries: ReadonlyArray<UretGuestValue>): void {
+    let faulted = false;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] as UretGuestValue;
+      if (this.set(cpu, e.slot, e.value, U64) !== 0) faulted = true;
+    }
+    // A faulting write is tried again at the next load, as each load's sets would.
+    this.#loadedGuest[cpu] = faulted ? undefined : entries;
+    this.#loadedAt[cpu] = this.#generation[cpu] as number;
   }
 
   /** Whether the CPU's return-to-user notifier is registered (some slot holds a guest value). */
@@ -273,6 +330,7 @@ export class UserReturnMsrs {
       (this.#host[slot] as bigint[])[cpu] = v;
       (this.#curr[slot] as bigint[])[cpu] = v;
     }
+    this.#generation[cpu] = (this.#generation[cpu] as number) + 1;
   }
 
   /**
@@ -310,6 +368,7 @@ export class UserReturnMsrs {
   #restore(cpu: number, slot: number, host: bigint): void {
     if (!(this.#cpus[cpu] as Cpu).wrmsrSlot(this.#msrList[slot] as MsrSlot, host)) this.#restoreFaults++;
     (this.#curr[slot] as bigint[])[cpu] = host;
+    this.#generation[cpu] = (this.#generation[cpu] as number) + 1;
   }
 
   /** Throw a {@link UsageError} unless `cpu` is a CPU number of this host. */

@@ -199,6 +199,113 @@ describe('UserReturnMsrs (kvm_add/find/set_user_return_msr, kvm_on_user_return)'
     expect(catchError(() => u.returnToUser(2))).toBeInstanceOf(UsageError);
   });
 
+  test('loadGuest: the sets of each entry in order; while nothing changed since a full load, nothing is done', () => {
+    const { cpus, writes } = makeCpus(2, [MSR_STAR, MSR_TSC_AUX]);
+    const u = new UserReturnMsrs(cpus);
+    const star = u.add(MSR_STAR);
+    const aux = u.add(MSR_TSC_AUX);
+    for (const c of [0, 1]) u.cpuOnline(c);
+    writes.length = 0;
+    const guest = [
+      { slot: aux, value: 0x1003n }, // CPU 0's host value: never written there
+      { slot: star, value: 0x55n },
+    ];
+    u.loadGuest(0, guest);
+    expect(writes).toEqual([[0, MSR_STAR, 0x55n]]);
+    expect(u.isRegistered(0)).toBe(true);
+    u.loadGuest(0, guest); // loaded again without a return to user space (a vCPU thread scheduled in again)
+    expect(writes).toHaveLength(1);
+    u.returnToUser(0);
+    expect(writes).toEqual([
+      [0, MSR_STAR, 0x55n],
+      [0, MSR_STAR, 0x1081n],
+    ]);
+    u.loadGuest(0, guest); // the restore changed a current value: written again
+    expect(writes).toHaveLength(3);
+    expect(cpus[0]?.msrs.get(MSR_STAR)).toBe(0x55n);
+    // A list equal to the host's values changes nothing, loaded once or again.
+    writes.length = 0;
+    u.returnToUser(0);
+    const hostValues = [{ slot: aux, value: 0x1003n }];
+    u.loadGuest(0, hostValues);
+    u.returnToUser(0);
+    u.loadGuest(0, hostValues);
+    expect(writes).toEqual([[0, MSR_STAR, 0x1081n]]);
+    expect(u.isRegistered(0)).toBe(false);
+    // CPU 1's values are its own: nothing of CPU 0's load carries over.
+    writes.length = 0;
+    u.loadGuest(1, hostValues);
+    expect(writes).toEqual([[1, MSR_TSC_AUX, 0x1003n]]);
+    expect(() => u.loadGuest(2, hostValues)).toThrow(UsageError);
+    expect(() => u.loadGuest(0, [{ slot: 9, value: 0n }])).toThrow(UsageError);
+  });
+
+  test('loadGuest does what the same sets do, after each change that could matter', () => {
+    // Two identical hosts: one loads with loadGuest, the other with a set per entry; every write and state must agree.
+    const a = makeCpus(2, [MSR_STAR, MSR_LSTAR, MSR_TSC_AUX]);
+    const b = makeCpus(2, [MSR_STAR, MSR_LSTAR, MSR_TSC_AUX]);
+    const ua = new UserReturnMsrs(a.cpus);
+    const ub = new UserReturnMsrs(b.cpus);
+    const all = (1n << 64n) - 1n;
+    const load = (cpu: number, entries: ReadonlyArray<{ slot: number; value: bigint }>): void => {
+      ua.loadGuest(cpu, entries);
+      for (const e of entries) ub.set(cpu, e.slot, e.value, all);
+    };
+    const both = (f: (u: UserReturnMsrs) => void): void => {
+      f(ua);
+      f(ub);
+    };
+    const agree = (): void => {
+      expect(a.writes).toEqual(b.writes);
+      for (const c of [0, 1]) expect(ua.cpuState(c)).toEqual(ub.cpuState(c));
+      expect(ua.uncheckedFaults).toBe(ub.uncheckedFaults);
+    };
+    both((u) => u.add(MSR_TSC_AUX));
+    both((u) => u.cpuOnline(0));
+    const guest = [{ slot: 0, value: 0x1003n }];
+    load(0, guest);
+    load(0, guest);
+    agree();
+    // A slot added later (kvm1 loads): the same list now finds another slot list.
+    both((u) => u.add(MSR_STAR));
+    const two = [
+      { slot: 0, value: 0x1003n },
+      { slot: 1, value: 0x1081n },
+    ];
+    load(0, two);
+    agree();
+    // Another module's guest values on the same CPU, then ours again.
+    load(0, [{ slot: 1, value: 7n }]);
+    load(0, two);
+    agree();
+    // The host's value read again (per-CPU enable) after the CPU's MSR changed under it.
+    a.cpus[0]?.msrs.set(MSR_TSC_AUX, 0x77n);
+    b.cpus[0]?.msrs.set(MSR_TSC_AUX, 0x77n);
+    both((u) => u.cpuOnline(0));
+    load(0, two);
+    both((u) => u.returnToUser(0));
+    load(0, two);
+    agree();
+    // A write that faults is tried again at every load, as a set per entry would.
+    const tries = { a: 0, b: 0 };
+    a.cpus[0]?.msrWriteHooks.set(MSR_TSC_AUX, () => (tries.a++, false));
+    b.cpus[0]?.msrWriteHooks.set(MSR_TSC_AUX, () => (tries.b++, false));
+    both((u) => u.returnToUser(0));
+    load(0, two);
+    load(0, two);
+    agree();
+    expect(tries).toEqual({ a: 3, b: 3 }); // the restore, then each load
+    for (const h of [a, b]) h.cpus[0]?.msrWriteHooks.delete(MSR_TSC_AUX);
+    load(0, two);
+    // The last reference of a slot released: its host value back, then the list's slot no longer in use.
+    both((u) => u.release(MSR_STAR));
+    agree();
+    expect(() => ua.loadGuest(0, two)).toThrow(UsageError);
+    expect(() => ub.set(0, 1, 0n, all)).toThrow(UsageError);
+    load(0, guest);
+    agree();
+  });
+
   test('dropCpu (per-CPU disable) restores only if registered', () => {
     const { cpus, writes } = makeCpus(1, [MSR_STAR]);
     const u = new UserReturnMsrs(cpus);

@@ -123,11 +123,7 @@ export class KvmInstance implements VacInstanceOps {
 
   /** Write the guest values of the user-return MSRs on `cpu` (`vmx_prepare_switch_to_guest`). */
   loadGuestUserReturnMsrs(cpu: number): void {
-    const g = this.vendor.userReturn;
-    for (let i = 0; i < g.length; i++) {
-      const e = g[i] as { slot: number; value: bigint };
-      this.vac.setUserReturnMsr(cpu, e.slot, e.value, ALL_ONES);
-    }
+    this.vac.loadUserReturnMsrs(cpu, this.vendor.userReturn);
   }
 
   // ---- what VAC asks ---------------------------------------------------------------------------
@@ -282,8 +278,6 @@ export class KvmInstance implements VacInstanceOps {
     if (vm.instance !== this) throw new KernelError('EBADF', op, `${vm.label} does not belong to ${this.name}`);
   }
 }
-
-const ALL_ONES = (1n << 64n) - 1n;
 
 /**
  * A vCPU's RIP, all 64 bits, from its two halves: through the number accessor a RIP of 2^53 or more threw (a PMI on

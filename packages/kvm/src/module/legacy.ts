@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { UsageError, Vac, type Host, type VacHandle, type VacInstanceOps, type VacPort, type VacResource, type VacResourceKey } from '@vac/core';
+import { UsageError, Vac, type Host, type UretGuestValue, type VacHandle, type VacInstanceOps, type VacPort, type VacResource, type VacResourceKey } from '@vac/core';
 import { checkVendorSupport, registerVacHooks } from '@vac/core/internal';
 import { SEV_ASIDS } from '@vac/svm';
 import { VPIDS } from '@vac/vmx';
@@ -129,6 +129,10 @@ export class LegacyPort implements VacPort {
   /** {@link VacPort.setUserReturnMsr}. */
   setUserReturnMsr(cpu: number, slot: number, value: bigint, mask: bigint): 0 | 1 {
     return this.#virt.setUserReturnMsr(cpu, slot, value, mask);
+  }
+  /** {@link VacPort.loadUserReturnMsrs}. */
+  loadUserReturnMsrs(cpu: number, entries: ReadonlyArray<UretGuestValue>): void {
+    this.#virt.loadUserReturnMsrs(cpu, entries);
   }
   /** {@link VacPort.returnToUser}. */
   returnToUser(cpu: number): void {
