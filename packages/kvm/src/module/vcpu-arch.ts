@@ -16,6 +16,12 @@ import { MsrWords } from './msr-words.js';
 
 /** `KVM_MAX_MCE_BANKS`. */
 const MCE_BANKS = 32;
+/** The FPU image of a new vCPU: `sizeof(struct kvm_xsave)`. */
+const FPU_BYTES = 4096;
+/** `mce_banks`: four 64-bit MSRs per bank. */
+const MCE_BANKS_BYTES = MCE_BANKS * 4 * 8;
+/** `mci_ctl2_banks`: one 64-bit MSR per bank. */
+const MCI_CTL2_BYTES = MCE_BANKS * 8;
 
 /** A queued exception (`struct kvm_queued_exception`). */
 export interface QueuedException {
@@ -67,7 +73,7 @@ export class VcpuArch {
    * The FXSAVE/XSAVE image (user, non-compacted format): legacy area, XSAVE header, components. 4096 bytes
    * (`sizeof(struct kvm_xsave)`) until the vCPU's CPUID gives it dynamic features (AMX): then `fpu_uabi_size`.
    */
-  fpu: Uint8Array<ArrayBuffer> = new Uint8Array(4096);
+  fpu: Uint8Array<ArrayBuffer>;
   /** `guest_fpu.uabi_size`: what KVM_GET_XSAVE2 writes and KVM_SET_XSAVE reads. */
   fpuUabiSize = 4096;
   /** `guest_fpu.xfeatures`, its dynamic part: the dynamic features the guest FPU has room for (`fpstate_realloc`). */
@@ -132,9 +138,9 @@ export class VcpuArch {
   /** `mcg_ext_ctl`. */
   mcgExtCtl = 0n;
   /** `mce_banks`: CTL, STATUS, ADDR, MISC of each bank. */
-  readonly mceBanks = new MsrWords(MCE_BANKS * 4);
+  readonly mceBanks: MsrWords;
   /** `mci_ctl2_banks`. */
-  readonly mciCtl2 = new MsrWords(MCE_BANKS);
+  readonly mciCtl2: MsrWords;
   /** `virtual_tsc_khz`. */
   tscKhz: number;
   /** `l1_tsc_offset`: guest TSC = host TSC × ratio + offset. */
@@ -168,6 +174,12 @@ export class VcpuArch {
    */
   constructor(v: Vcpu, confidentialFpu: boolean) {
     const caps = x86Caps(v.vm.instance);
+    // The FPU image and the machine-check banks share one allocation (each `ArrayBuffer` costs a microsecond or two
+    // to make, outside V8's heap): the image first, at offset 0 (a grown image gets its own, `fpstate_realloc`).
+    const area = new ArrayBuffer(FPU_BYTES + MCE_BANKS_BYTES + MCI_CTL2_BYTES);
+    this.fpu = new Uint8Array(area, 0, FPU_BYTES);
+    this.mceBanks = new MsrWords(MCE_BANKS * 4, new Uint32Array(area, FPU_BYTES, MCE_BANKS * 8));
+    this.mciCtl2 = new MsrWords(MCE_BANKS, new Uint32Array(area, FPU_BYTES + MCE_BANKS_BYTES, MCE_BANKS * 2));
     this.confidentialFpu = confidentialFpu;
     // fpstate_init_fx: FCW 0x37f, MXCSR_DEFAULT; the CPU's FXSAVE reports its MXCSR_MASK.
     const dv = new DataView(this.fpu.buffer);
