@@ -18,8 +18,8 @@ import {
 import { VM_FAULT_SITE } from './faults.js';
 import type { Vcpu } from './vcpu.js';
 import { registersCanonical, vcpuStateViolations, vmViolations } from './vm-check.js';
+import { freeVcpuAreas } from './vcpu-arch.js';
 import { WakeupLists } from './wakeup-lists.js';
-import { freeRunArea } from './run-areas.js';
 import { Vm } from './vm.js';
 
 /** The generic knobs of an instance (from its parameters and options). */
@@ -112,7 +112,7 @@ export class KvmInstance implements VacInstanceOps {
       if (v.loadedOn >= 0) v.put(v.loadedOn);
       v.vendor.free();
       v.freed = true;
-      if (v.runAllocated) freeRunArea(v.run);
+      freeVcpuAreas(v);
     }
     vm.vcpus.clear();
     vm.irq?.destroy();

@@ -13,6 +13,7 @@ import { MSR_PLATFORM_INFO_CPUID_FAULT, x86Caps } from './x86-caps.js';
 import { bytesDigest } from './bytes-digest.js';
 import { vendorArch } from './vendor-arch.js';
 import { MsrWords } from './msr-words.js';
+import { KeptAreas, RUN_AREAS } from './kept-areas.js';
 
 /** `KVM_MAX_MCE_BANKS`. */
 const MCE_BANKS = 32;
@@ -22,6 +23,12 @@ const FPU_BYTES = 4096;
 const MCE_BANKS_BYTES = MCE_BANKS * 4 * 8;
 /** `mci_ctl2_banks`: one 64-bit MSR per bank. */
 const MCI_CTL2_BYTES = MCE_BANKS * 8;
+
+/** The areas of new vCPUs' FPU images and machine-check banks, zeroed. */
+const ARCH_AREAS = new KeptAreas(
+  () => new ArrayBuffer(FPU_BYTES + MCE_BANKS_BYTES + MCI_CTL2_BYTES),
+  (a) => new Uint8Array(a).fill(0),
+);
 
 /** A queued exception (`struct kvm_queued_exception`). */
 export interface QueuedException {
@@ -161,6 +168,8 @@ export class VcpuArch {
   readonly pvclock: PvClock = { msr: 0n, msrIndex: 0, active: false, version: 0, stoppedRequest: false };
   /** `KVM_REQ_CLOCK_UPDATE` is pending. */
   clockUpdate = false;
+  /** The memory of the FPU image (as made) and the machine-check banks, given back when the vCPU is destroyed. */
+  readonly area: ArrayBuffer;
   /**
    * The KVM_CAP_X86_DISABLE_EXITS bits this vCPU runs with: the VM's when it was created (the vendor sets the HLT
    * intercept from `kvm_hlt_in_guest()` in `init_vmcs` / `init_vmcb`, once).
@@ -176,7 +185,9 @@ export class VcpuArch {
     const caps = x86Caps(v.vm.instance);
     // The FPU image and the machine-check banks share one allocation (each `ArrayBuffer` costs a microsecond or two
     // to make, outside V8's heap): the image first, at offset 0 (a grown image gets its own, `fpstate_realloc`).
-    const area = new ArrayBuffer(FPU_BYTES + MCE_BANKS_BYTES + MCI_CTL2_BYTES);
+    // A destroyed vCPU's area is taken back zeroed (`kept-areas.ts`).
+    const area = ARCH_AREAS.take();
+    this.area = area;
     this.fpu = new Uint8Array(area, 0, FPU_BYTES);
     this.mceBanks = new MsrWords(MCE_BANKS * 4, new Uint32Array(area, FPU_BYTES, MCE_BANKS * 8));
     this.mciCtl2 = new MsrWords(MCE_BANKS, new Uint32Array(area, FPU_BYTES + MCE_BANKS_BYTES, MCE_BANKS * 2));
@@ -228,6 +239,16 @@ export class VcpuArch {
 }
 
 const ARCH = new WeakMap<Vcpu, VcpuArch>();
+
+/**
+ * `kvm_arch_vcpu_destroy`'s part here: a destroyed vCPU gives its `kvm_run` area and the area of its FPU image and
+ * machine-check banks back for new vCPUs (`kept-areas.ts`).
+ */
+export function freeVcpuAreas(v: Vcpu): void {
+  const a = ARCH.get(v);
+  if (a !== undefined) ARCH_AREAS.give(a.area);
+  if (v.runAllocated) RUN_AREAS.give(v.run);
+}
 
 /** The {@link VcpuArch} of a vCPU. */
 export function vcpuArch(v: Vcpu): VcpuArch {

@@ -34,7 +34,7 @@ import {
   KVM_X86_DISABLE_EXITS_HLT,
 } from '../abi/constants.js';
 import { KVM_RUN_OFFSETS, type KvmRunView } from '../abi/kvm-run.js';
-import { newRunArea } from './run-areas.js';
+import { RUN_AREAS } from './kept-areas.js';
 import { KVM_SREGS_CODEC, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
@@ -247,7 +247,7 @@ export class Vcpu {
   get run(): KvmRunView {
     let r = this.#run;
     if (r === undefined) {
-      r = newRunArea();
+      r = RUN_AREAS.take();
       this.#run = r;
     }
     return r;
