@@ -26,6 +26,10 @@ function u16(v: number, what: string): number {
   return v;
 }
 
+/** Programs assembled so far, by their options (at most `ASSEMBLED_MAX`; the caller gets a copy). */
+const assembled = new Map<string, readonly number[]>();
+const ASSEMBLED_MAX = 1024;
+
 /**
  * A guest that counts in its own memory and prints each count on a port (a 16-bit `out`), spinning `busy` times
  * between two counts; with `upTo` it halts after that count. Its output is 1, 2, 3, … as 16-bit little-endian
@@ -38,6 +42,17 @@ function u16(v: number, what: string): number {
  */
 export function countingGuest(options: CountingGuestOptions = {}): number[] {
   const { origin = 0x1000, counterOffset = 0x800, port = 0x3f8, busy = 100, upTo } = options;
+  // A fleet host assembles one per VM, with a few dozen distinct paces: each program is assembled once per process.
+  const key = `${origin}:${counterOffset}:${port}:${busy}:${String(upTo)}`;
+  let code = assembled.get(key);
+  if (code === undefined) {
+    code = assemble(origin, counterOffset, port, busy, upTo);
+    if (assembled.size < ASSEMBLED_MAX) assembled.set(key, code);
+  }
+  return [...code];
+}
+
+function assemble(origin: number, counterOffset: number, port: number, busy: number, upTo: number | undefined): number[] {
   const counter = origin + counterOffset;
   const a = asm16({ org: origin })
     .mov('dx', port)

@@ -147,7 +147,8 @@ export class MoveRun {
     const r = restoreVm(proc, this.#to, saved, {
       slots,
       msrIndexList: this.listed,
-      configure: (p, _sys, vm) => {
+      // A method, not an arrow: tsx names an arrow given to a property at run time (`__name`), at every move.
+      configure(p, _sys, vm) {
         for (const { cap, flags } of caps) p.ioctl(vm, KVM_ENABLE_CAP, makeKvmEnableCap({ cap, args: [flags, 0n, 0n, 0n] }));
       },
     });

@@ -129,12 +129,11 @@ export function saveIrqchip(proc: Process, vm: number, config: IrqchipConfig | u
   // One copy of what was read; each structure a view of it.
   const from = full ? 0 : 3 * CHIP;
   const all = new Uint8Array(area, from, 3 * CHIP + (pit ? PIT : 0) - from).slice();
-  const part = (o: number, n: number): Uint8Array => all.subarray(o - from, o - from + n);
   return {
     config: { ...config, mode },
-    pic: full ? [part(0, CHIP), part(CHIP, CHIP)] : undefined,
-    ioapic: full ? part(2 * CHIP, CHIP) : undefined,
-    pit: pit ? part(3 * CHIP, PIT) : undefined,
+    pic: full ? [all.subarray(0, CHIP), all.subarray(CHIP, 2 * CHIP)] : undefined,
+    ioapic: full ? all.subarray(2 * CHIP, 3 * CHIP) : undefined,
+    pit: pit ? all.subarray(3 * CHIP - from, 3 * CHIP - from + PIT) : undefined,
   };
 }
 

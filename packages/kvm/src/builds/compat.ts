@@ -222,10 +222,14 @@ function unlistedMsrs(saved: SavedVcpu, listed: ReadonlySet<number>, each: (inde
   }
 }
 
+/** What the module answers KVM_CHECK_EXTENSION(`cap`) with. */
+function answer(f: ModuleFacts, cap: number): number {
+  return f.caps.get(cap) ?? 0;
+}
+
 /** The reasons one direction of a move meets, in move order. */
 function reasonsFor(vm: MovableVm, sf: SavedFacts, from: ModuleFacts, to: ModuleFacts): MoveReason[] {
   const out: MoveReason[] = [];
-  const answer = (f: ModuleFacts, cap: number): number => f.caps.get(cap) ?? 0;
   // 1. The VMM's KVM_ENABLE_CAP calls, replayed on the target VM.
   for (const { cap, flags } of vm.enabledCaps ?? []) {
     const have = answer(to, cap);

@@ -50,6 +50,11 @@ export interface kvm_msi extends MsiMessage {
 /** A registered notifier; calling it (or disposing it) unregisters. */
 export type Unregister = (() => void) & Disposable;
 
+/** Runs nothing (a `run` that only drains the queued work). */
+function nothing(): undefined {
+  return undefined;
+}
+
 function unregisterer(fn: () => void): Unregister {
   const u = (): void => fn();
   return Object.assign(u, { [Symbol.dispose]: u });
@@ -87,20 +92,43 @@ export class KvmIrqchip {
       ...(options.broadcastQuirkDisabled !== undefined ? { broadcastQuirkDisabled: options.broadcastQuirkDisabled } : {}),
     });
     if (mode === 'kernel') {
+      // The hooks are methods, not arrows: under tsx (the tests, the benchmarks) every arrow assigned to a property
+      // is also given its name at run time (`__name`, an `Object.defineProperty`), per VM.
+      const self = this;
       this.pic = new KvmPic({
-        ackedIrq: (chip, irq) => this.#notifyAcked(chip, irq),
-        maskChanged: (chip, irq, masked) => this.#fireMask(chip, irq, masked),
+        ackedIrq(chip, irq) {
+          self.#notifyAcked(chip, irq);
+        },
+        maskChanged(chip, irq, masked) {
+          self.#fireMask(chip, irq, masked);
+        },
         // The first vCPU whose LAPIC takes PIC interrupts is kicked (loops: no callback per PIC operation).
-        wakeup: () => this.#firstPicVcpu()?.lapic.vcpu.kick(),
-        anyVcpuAcceptsPicIntr: () => this.#firstPicVcpu() !== undefined,
+        wakeup() {
+          self.#firstPicVcpu()?.lapic.vcpu.kick();
+        },
+        anyVcpuAcceptsPicIntr() {
+          return self.#firstPicVcpu() !== undefined;
+        },
       });
       this.ioapic = new KvmIoapic({
-        deliver: (irq, rtc) => this.bus.deliver(undefined, irq, rtc),
-        matchDest: (l, dest, dm) => this.bus.matchDest(l, undefined, APIC_DEST_NOSHORT, dest, dm),
-        lapics: () => this.bus.lapics,
-        ackedIrq: (pin) => this.#notifyAcked(KVM_IRQCHIP_IOAPIC, pin),
-        maskChanged: (pin, masked) => this.#fireMask(KVM_IRQCHIP_IOAPIC, pin, masked),
-        notifyResampler: (pin) => this.#notifyResampler(KVM_IRQCHIP_IOAPIC, pin),
+        deliver(irq, rtc) {
+          return self.bus.deliver(undefined, irq, rtc);
+        },
+        matchDest(l, dest, dm) {
+          return self.bus.matchDest(l, undefined, APIC_DEST_NOSHORT, dest, dm);
+        },
+        lapics() {
+          return self.bus.lapics;
+        },
+        ackedIrq(pin) {
+          self.#notifyAcked(KVM_IRQCHIP_IOAPIC, pin);
+        },
+        maskChanged(pin, masked) {
+          self.#fireMask(KVM_IRQCHIP_IOAPIC, pin, masked);
+        },
+        notifyResampler(pin) {
+          return self.#notifyResampler(KVM_IRQCHIP_IOAPIC, pin);
+        },
       });
       this.#routing = RoutingTable.defaultTable(this.#chips());
     } else {
@@ -187,11 +215,22 @@ export class KvmIrqchip {
     const lapic = new KvmLapic(
       vcpu,
       {
-        sendIpi: (src, irq) => void self.bus.deliver(src, irq),
-        eoi: (src, vector, now) => self.#sendEoi(src, vector, now),
-        mapChanged: () => self.bus.mapChanged(),
-        nmiWatchdogChanged: (d) => (self.#vapicsInNmiMode += d),
-        ioapicInKernel: () => self.mode === 'kernel',
+        // Methods, not arrows (no `__name` per vCPU under tsx; see the constructor).
+        sendIpi(src, irq) {
+          self.bus.deliver(src, irq);
+        },
+        eoi(src, vector, now) {
+          self.#sendEoi(src, vector, now);
+        },
+        mapChanged() {
+          self.bus.mapChanged();
+        },
+        nmiWatchdogChanged(d) {
+          self.#vapicsInNmiMode += d;
+        },
+        ioapicInKernel() {
+          return self.mode === 'kernel';
+        },
         get x2apicFormat() {
           return self.bus.x2apicFormat;
         },
@@ -403,16 +442,22 @@ export class KvmIrqchip {
     if (this.mode !== 'kernel') throw new KernelError('ENOENT', 'kvm_vm_ioctl(KVM_CREATE_PIT2)', 'no in-kernel PIC');
     checkUint(configFlags, 0xffffffff, 'kvm_pit_config.flags');
     const source = this.requestIrqSourceId();
+    const self = this;
     const pit = new KvmPit(
       {
-        setIrq0: (level) => void this.setIrq(source, 0, level, false),
-        nmiWatchdog: () => {
-          if (this.#vapicsInNmiMode > 0) for (const v of this.#vcpus) v.lapic.localDeliver(APIC_LVT0);
+        // Methods, not arrows (no `__name` per VM under tsx; see the constructor).
+        setIrq0(level) {
+          self.setIrq(source, 0, level, false);
         },
-        ioapicInKernel: () => this.mode === 'kernel',
-        queueWork: (w) => {
-          this.#work.push(w);
-          if (this.#depth === 0) this.run(() => undefined);
+        nmiWatchdog() {
+          if (self.#vapicsInNmiMode > 0) for (const v of self.#vcpus) v.lapic.localDeliver(APIC_LVT0);
+        },
+        ioapicInKernel() {
+          return self.mode === 'kernel';
+        },
+        queueWork(w) {
+          self.#work.push(w);
+          if (self.#depth === 0) self.run(nothing);
         },
       },
       configFlags,

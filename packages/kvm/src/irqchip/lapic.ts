@@ -260,9 +260,16 @@ export class KvmLapic {
     this.timer = new LapicTimer({
       regs: this.regs,
       busCycleNs: this.#opts.busCycleNs,
-      guestTsc: (now) => vcpu.guestTsc(now),
-      tscKhz: () => vcpu.tscKhz(),
-      kickForTimer: () => self.vcpu.kick(),
+      // Methods, not arrows: under tsx each arrow assigned to a property is also named at run time (`__name`).
+      guestTsc(now) {
+        return vcpu.guestTsc(now);
+      },
+      tscKhz() {
+        return vcpu.tscKhz();
+      },
+      kickForTimer() {
+        self.vcpu.kick();
+      },
     });
     this.reset(false);
   }

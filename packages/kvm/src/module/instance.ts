@@ -18,6 +18,7 @@ import {
 import { VM_FAULT_SITE } from './faults.js';
 import type { Vcpu } from './vcpu.js';
 import { registersCanonical, vcpuStateViolations, vmViolations } from './vm-check.js';
+import { freeVcpuAreas } from './vcpu-arch.js';
 import { WakeupLists } from './wakeup-lists.js';
 import { Vm } from './vm.js';
 
@@ -111,6 +112,7 @@ export class KvmInstance implements VacInstanceOps {
       if (v.loadedOn >= 0) v.put(v.loadedOn);
       v.vendor.free();
       v.freed = true;
+      freeVcpuAreas(v);
     }
     vm.vcpus.clear();
     vm.irq?.destroy();

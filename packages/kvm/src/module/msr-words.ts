@@ -12,9 +12,12 @@ export class MsrWords {
   /** Value `i`'s low word at `2i`, its high word at `2i + 1`. */
   readonly words: Uint32Array;
 
-  /** @param n - how many values */
-  constructor(n: number) {
-    this.words = new Uint32Array(2 * n);
+  /**
+   * @param n - how many values
+   * @param words - where to keep them (`2n` words, all 0); default a new array
+   */
+  constructor(n: number, words?: Uint32Array) {
+    this.words = words ?? new Uint32Array(2 * n);
   }
 
   /** How many values. */

@@ -13,9 +13,22 @@ import { MSR_PLATFORM_INFO_CPUID_FAULT, x86Caps } from './x86-caps.js';
 import { bytesDigest } from './bytes-digest.js';
 import { vendorArch } from './vendor-arch.js';
 import { MsrWords } from './msr-words.js';
+import { KeptAreas, RUN_AREAS } from './kept-areas.js';
 
 /** `KVM_MAX_MCE_BANKS`. */
 const MCE_BANKS = 32;
+/** The FPU image of a new vCPU: `sizeof(struct kvm_xsave)`. */
+const FPU_BYTES = 4096;
+/** `mce_banks`: four 64-bit MSRs per bank. */
+const MCE_BANKS_BYTES = MCE_BANKS * 4 * 8;
+/** `mci_ctl2_banks`: one 64-bit MSR per bank. */
+const MCI_CTL2_BYTES = MCE_BANKS * 8;
+
+/** The areas of new vCPUs' FPU images and machine-check banks, zeroed. */
+const ARCH_AREAS = new KeptAreas(
+  () => new ArrayBuffer(FPU_BYTES + MCE_BANKS_BYTES + MCI_CTL2_BYTES),
+  (a) => new Uint8Array(a).fill(0),
+);
 
 /** A queued exception (`struct kvm_queued_exception`). */
 export interface QueuedException {
@@ -67,7 +80,7 @@ export class VcpuArch {
    * The FXSAVE/XSAVE image (user, non-compacted format): legacy area, XSAVE header, components. 4096 bytes
    * (`sizeof(struct kvm_xsave)`) until the vCPU's CPUID gives it dynamic features (AMX): then `fpu_uabi_size`.
    */
-  fpu: Uint8Array<ArrayBuffer> = new Uint8Array(4096);
+  fpu: Uint8Array<ArrayBuffer>;
   /** `guest_fpu.uabi_size`: what KVM_GET_XSAVE2 writes and KVM_SET_XSAVE reads. */
   fpuUabiSize = 4096;
   /** `guest_fpu.xfeatures`, its dynamic part: the dynamic features the guest FPU has room for (`fpstate_realloc`). */
@@ -132,9 +145,9 @@ export class VcpuArch {
   /** `mcg_ext_ctl`. */
   mcgExtCtl = 0n;
   /** `mce_banks`: CTL, STATUS, ADDR, MISC of each bank. */
-  readonly mceBanks = new MsrWords(MCE_BANKS * 4);
+  readonly mceBanks: MsrWords;
   /** `mci_ctl2_banks`. */
-  readonly mciCtl2 = new MsrWords(MCE_BANKS);
+  readonly mciCtl2: MsrWords;
   /** `virtual_tsc_khz`. */
   tscKhz: number;
   /** `l1_tsc_offset`: guest TSC = host TSC × ratio + offset. */
@@ -155,6 +168,8 @@ export class VcpuArch {
   readonly pvclock: PvClock = { msr: 0n, msrIndex: 0, active: false, version: 0, stoppedRequest: false };
   /** `KVM_REQ_CLOCK_UPDATE` is pending. */
   clockUpdate = false;
+  /** The memory of the FPU image (as made) and the machine-check banks, given back when the vCPU is destroyed. */
+  readonly area: ArrayBuffer;
   /**
    * The KVM_CAP_X86_DISABLE_EXITS bits this vCPU runs with: the VM's when it was created (the vendor sets the HLT
    * intercept from `kvm_hlt_in_guest()` in `init_vmcs` / `init_vmcb`, once).
@@ -168,6 +183,14 @@ export class VcpuArch {
    */
   constructor(v: Vcpu, confidentialFpu: boolean) {
     const caps = x86Caps(v.vm.instance);
+    // The FPU image and the machine-check banks share one allocation (each `ArrayBuffer` costs a microsecond or two
+    // to make, outside V8's heap): the image first, at offset 0 (a grown image gets its own, `fpstate_realloc`).
+    // A destroyed vCPU's area is taken back zeroed (`kept-areas.ts`).
+    const area = ARCH_AREAS.take();
+    this.area = area;
+    this.fpu = new Uint8Array(area, 0, FPU_BYTES);
+    this.mceBanks = new MsrWords(MCE_BANKS * 4, new Uint32Array(area, FPU_BYTES, MCE_BANKS * 8));
+    this.mciCtl2 = new MsrWords(MCE_BANKS, new Uint32Array(area, FPU_BYTES + MCE_BANKS_BYTES, MCE_BANKS * 2));
     this.confidentialFpu = confidentialFpu;
     // fpstate_init_fx: FCW 0x37f, MXCSR_DEFAULT; the CPU's FXSAVE reports its MXCSR_MASK.
     const dv = new DataView(this.fpu.buffer);
@@ -216,6 +239,16 @@ export class VcpuArch {
 }
 
 const ARCH = new WeakMap<Vcpu, VcpuArch>();
+
+/**
+ * `kvm_arch_vcpu_destroy`'s part here: a destroyed vCPU gives its `kvm_run` area and the area of its FPU image and
+ * machine-check banks back for new vCPUs (`kept-areas.ts`).
+ */
+export function freeVcpuAreas(v: Vcpu): void {
+  const a = ARCH.get(v);
+  if (a !== undefined) ARCH_AREAS.give(a.area);
+  if (v.runAllocated) RUN_AREAS.give(v.run);
+}
 
 /** The {@link VcpuArch} of a vCPU. */
 export function vcpuArch(v: Vcpu): VcpuArch {

@@ -31,10 +31,10 @@ import {
   KVM_MP_STATE_UNINITIALIZED,
   KVM_PIO_DATA_OFFSET,
   KVM_RUN_X86_SMM,
-  KVM_VCPU_MMAP_SIZE,
   KVM_X86_DISABLE_EXITS_HLT,
 } from '../abi/constants.js';
-import { KVM_RUN_OFFSETS, KvmRunView } from '../abi/kvm-run.js';
+import { KVM_RUN_OFFSETS, type KvmRunView } from '../abi/kvm-run.js';
+import { RUN_AREAS } from './kept-areas.js';
 import { KVM_SREGS_CODEC, type kvm_regs, type kvm_sregs } from '../abi/structs.js';
 import { GuestCpuState, GuestPending } from '../guest/cpu-state.js';
 import { GuestExit, GuestExitReason } from '../guest/exit.js';
@@ -249,7 +249,7 @@ export class Vcpu {
   get run(): KvmRunView {
     let r = this.#run;
     if (r === undefined) {
-      r = new KvmRunView(new ArrayBuffer(KVM_VCPU_MMAP_SIZE));
+      r = RUN_AREAS.take();
       this.#run = r;
     }
     return r;

@@ -1,0 +1,109 @@
+/**
+ * The areas of destroyed vCPUs are cleared and given to new ones (module/kept-areas.ts): a new vCPU's `kvm_run` is
+ * all zero and its FPU image and machine-check banks are as reset, whatever they held before; a `kvm_run` area is
+ * given back only when its vCPU is destroyed — not while a mapping of it lives.
+ */
+import { O_RDWR, type Mapping, type Process } from '@vac/core';
+import { describe, expect, test } from 'vitest';
+import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_MSRS, KVM_GET_VCPU_MMAP_SIZE, KVM_GET_XSAVE, KVM_SET_MSRS, KVM_SET_XSAVE, kvm, makeKvmXsave, type kvm_xsave } from '../../src/index.js';
+import { AREAS_KEPT as RUN_AREAS_KEPT } from '../../src/module/kept-areas.js';
+import { VENDORS, makeHost, vmmProcess } from './helpers.js';
+
+/** A VM with `n` vCPUs whose `kvm_run` areas are mapped. */
+function vmWithRuns(p: Process, sys: number, n: number): { vm: number; vcpus: number[]; maps: Mapping[] } {
+  const size = p.ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0);
+  const vm = p.ioctl(sys, KVM_CREATE_VM, 0);
+  const vcpus = Array.from({ length: n }, (_, i) => p.ioctl(vm, KVM_CREATE_VCPU, i));
+  return { vm, vcpus, maps: vcpus.map((fd) => p.mmap(fd, size)) };
+}
+
+const zero = (m: Mapping): boolean => m.bytes.every((b) => b === 0);
+
+/** `struct kvm_msrs` of one entry. */
+function oneMsr(index: number, data: bigint): Uint8Array {
+  const b = new Uint8Array(8 + 16);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, 1, true);
+  v.setUint32(8, index, true);
+  v.setBigUint64(16, data, true);
+  return b;
+}
+
+/** What a vCPU shows of its FPU image and of MC0_STATUS / MC1_ADDR. */
+function fpuAndBanks(p: Process, fd: number): { xsave: kvm_xsave; mc0Status: bigint; mc1Addr: bigint } {
+  const xsave = makeKvmXsave();
+  expect(p.ioctl(fd, KVM_GET_XSAVE, xsave)).toBe(0);
+  const read = (index: number): bigint => {
+    const b = oneMsr(index, 0n);
+    expect(p.ioctl(fd, KVM_GET_MSRS, b)).toBe(1);
+    return new DataView(b.buffer).getBigUint64(16, true);
+  };
+  return { xsave, mc0Status: read(0x401), mc1Addr: read(0x406) };
+}
+
+describe.each(VENDORS)('kvm_run areas on $name', (vendor) => {
+  test('a new vCPU sees a zeroed kvm_run, also where the area was a destroyed vCPU\'s that user space wrote all over', () => {
+    const host = makeHost(vendor.hardware());
+    host.modprobe(kvm({ postfix: '' }));
+    const p = vmmProcess(host);
+    const sys = p.open('/dev/kvm', O_RDWR);
+    // More destroyed vCPUs than are kept, each area filled with 0xa5, then as many new vCPUs.
+    const n = RUN_AREAS_KEPT + 3;
+    const old = vmWithRuns(p, sys, n);
+    for (const m of old.maps) m.bytes.fill(0xa5);
+    for (const m of old.maps) p.munmap(m.addr, m.length);
+    for (const fd of old.vcpus) p.close(fd);
+    p.close(old.vm);
+    const next = vmWithRuns(p, sys, n);
+    expect(next.maps.filter(zero)).toHaveLength(n);
+    // The areas are the destroyed vCPUs' (as many as are kept): the old views, kept past munmap, see the new ones.
+    expect(old.maps.filter(zero)).toHaveLength(RUN_AREAS_KEPT);
+  });
+
+  test('an area is not given back while a mapping of its vCPU lives (the mapping holds the VM)', () => {
+    const host = makeHost(vendor.hardware());
+    host.modprobe(kvm({ postfix: '' }));
+    const p = vmmProcess(host);
+    const sys = p.open('/dev/kvm', O_RDWR);
+    const a = vmWithRuns(p, sys, 1);
+    for (const fd of a.vcpus) p.close(fd);
+    p.close(a.vm); // the VM lives on: the mapping holds its vCPU file
+    const b = vmWithRuns(p, sys, 1);
+    const [ma] = a.maps as [Mapping];
+    const [mb] = b.maps as [Mapping];
+    ma.bytes.fill(0x5a);
+    expect(zero(mb)).toBe(true);
+    expect(mb.bytes.buffer).not.toBe(ma.bytes.buffer);
+    // Unmapped, the VM is destroyed and its area given back: the next vCPU gets it, zeroed.
+    p.munmap(ma.addr, ma.length);
+    const c = vmWithRuns(p, sys, 1);
+    const [mc] = c.maps as [Mapping];
+    expect(mc.bytes.buffer).toBe(ma.bytes.buffer);
+    expect(zero(mc)).toBe(true);
+  });
+
+  test('a new vCPU\'s FPU image and machine-check banks are as reset, also in the area of a destroyed vCPU that had them changed', () => {
+    const host = makeHost(vendor.hardware());
+    host.modprobe(kvm({ postfix: '' }));
+    const p = vmmProcess(host);
+    const sys = p.open('/dev/kvm', O_RDWR);
+    const first = vmWithRuns(p, sys, 2);
+    const fresh = fpuAndBanks(p, first.vcpus[0] as number);
+    expect(fresh.mc0Status).toBe(0n);
+    for (const fd of first.vcpus) {
+      const x = fpuAndBanks(p, fd).xsave;
+      x.region[0] = 0x027f; // FCW
+      x.region[40] = 0xdeadbeef; // XMM0
+      x.region[128] = 3; // XSTATE_BV: x87, SSE
+      expect(p.ioctl(fd, KVM_SET_XSAVE, x)).toBe(0);
+      expect(p.ioctl(fd, KVM_SET_MSRS, oneMsr(0x401, 0x1234n))).toBe(1);
+      expect(p.ioctl(fd, KVM_SET_MSRS, oneMsr(0x406, 0x5678n))).toBe(1);
+      expect(fpuAndBanks(p, fd)).toMatchObject({ mc0Status: 0x1234n, mc1Addr: 0x5678n });
+    }
+    for (const m of first.maps) p.munmap(m.addr, m.length);
+    for (const fd of first.vcpus) p.close(fd);
+    p.close(first.vm);
+    const next = vmWithRuns(p, sys, 3);
+    for (const fd of next.vcpus) expect(fpuAndBanks(p, fd)).toEqual(fresh);
+  });
+});
