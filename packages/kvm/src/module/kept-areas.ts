@@ -7,8 +7,10 @@
  * the external memory drives V8's full collections — a VM move creates and destroys one of each per vCPU.
  *
  * An area is given back only when its vCPU is destroyed, which `kvm_destroy_vm` does once nothing holds the VM: no
- * vCPU file and no mapping of one (a mapping holds its file). A `kvm_run` view user space kept after `munmap` then
- * shows whatever vCPU has the area next — in C that access would fault.
+ * vCPU file and no mapping of one (a mapping holds its file). A `kvm_run` area's memory then moves to a new
+ * `ArrayBuffer` (`ArrayBuffer` transfer), which detaches every view of the old one: a view user space kept past
+ * `munmap` reads nothing (`undefined`, length 0, a `DataView` throws), as close as JavaScript comes to C's fault, and
+ * never shows the vCPU — of any host in the process — that has the memory next.
  *
  * @module
  */
@@ -23,14 +25,18 @@ export class KeptAreas<T> {
   readonly #kept: T[] = [];
   readonly #make: () => T;
   readonly #clear: (area: T) => void;
+  readonly #release: (area: T) => T;
 
   /**
    * @param make - a new area (cleared)
    * @param clear - clear an area taken back
+   * @param release - what is kept of an area given back (the area itself unless given); called for every area
+   *   given back, also when no more are kept
    */
-  constructor(make: () => T, clear: (area: T) => void) {
+  constructor(make: () => T, clear: (area: T) => void, release: (area: T) => T = (a) => a) {
     this.#make = make;
     this.#clear = clear;
+    this.#release = release;
   }
 
   /** An area for a new vCPU, cleared. */
@@ -43,12 +49,19 @@ export class KeptAreas<T> {
 
   /** Give back the area of a destroyed vCPU. */
   give(area: T): void {
-    if (this.#kept.length < AREAS_KEPT) this.#kept.push(area);
+    const kept = this.#release(area);
+    if (this.#kept.length < AREAS_KEPT) this.#kept.push(kept);
   }
+}
+
+/** The memory of a `kvm_run` area given back, in a new buffer: every view of the old one is detached. */
+function detach(r: KvmRunView): KvmRunView {
+  return new KvmRunView(structuredClone(r.buffer, { transfer: [r.buffer] }));
 }
 
 /** The `kvm_run` areas. */
 export const RUN_AREAS = new KeptAreas(
   () => new KvmRunView(new ArrayBuffer(KVM_VCPU_MMAP_SIZE)),
   (r) => r.bytes.fill(0),
+  detach,
 );

@@ -1,7 +1,8 @@
 /**
  * The areas of destroyed vCPUs are cleared and given to new ones (module/kept-areas.ts): a new vCPU's `kvm_run` is
  * all zero and its FPU image and machine-check banks are as reset, whatever they held before; a `kvm_run` area is
- * given back only when its vCPU is destroyed — not while a mapping of it lives.
+ * given back only when its vCPU is destroyed — not while a mapping of it lives — and views of it kept past that are
+ * detached, never another vCPU's area.
  */
 import { O_RDWR, type Mapping, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
@@ -56,8 +57,10 @@ describe.each(VENDORS)('kvm_run areas on $name', (vendor) => {
     p.close(old.vm);
     const next = vmWithRuns(p, sys, n);
     expect(next.maps.filter(zero)).toHaveLength(n);
-    // The areas are the destroyed vCPUs' (as many as are kept): the old views, kept past munmap, see the new ones.
-    expect(old.maps.filter(zero)).toHaveLength(RUN_AREAS_KEPT);
+    // The old views, kept past munmap and the VM's destruction, are detached: they show no vCPU's area.
+    for (const m of old.maps) expect(m.bytes.length).toBe(0);
+    next.maps[0]?.bytes.fill(0x3c);
+    expect(old.maps.every((m) => m.bytes[0] === undefined)).toBe(true);
   });
 
   test('an area is not given back while a mapping of its vCPU lives (the mapping holds the VM)', () => {
@@ -74,12 +77,16 @@ describe.each(VENDORS)('kvm_run areas on $name', (vendor) => {
     ma.bytes.fill(0x5a);
     expect(zero(mb)).toBe(true);
     expect(mb.bytes.buffer).not.toBe(ma.bytes.buffer);
-    // Unmapped, the VM is destroyed and its area given back: the next vCPU gets it, zeroed.
+    // Unmapped, the VM is destroyed and its area given back: the view kept past munmap is detached, the next vCPU's
+    // area is zero.
+    const kept = ma.bytes;
     p.munmap(ma.addr, ma.length);
+    expect(kept.length).toBe(0);
     const c = vmWithRuns(p, sys, 1);
     const [mc] = c.maps as [Mapping];
-    expect(mc.bytes.buffer).toBe(ma.bytes.buffer);
     expect(zero(mc)).toBe(true);
+    mc.bytes.fill(0x77);
+    expect(kept[0]).toBeUndefined();
   });
 
   test('a new vCPU\'s FPU image and machine-check banks are as reset, also in the area of a destroyed vCPU that had them changed', () => {
