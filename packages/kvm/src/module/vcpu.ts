@@ -550,10 +550,11 @@ export class Vcpu {
     const r = this.regs;
     const mem = this.memory;
     const x = this.exit;
-    const platform = this.platform;
+    const platform = this.platform as ArchPlatform;
     let executed = 0;
     let reason: number = GuestExitReason.Budget;
     for (let left = budget; left > 0; ) {
+      platform.passExecuted = executed; // the TSC a guest instruction reads counts the pass's earlier steps
       const p = r.pending;
       const completing = p === GuestPending.PioIn || p === GuestPending.PioOut || p === GuestPending.PioInString;
       const resuming = completing || p === GuestPending.MmioRead || r.mmioCacheCount !== 0;
@@ -587,6 +588,7 @@ export class Vcpu {
         break;
       }
     }
+    platform.passExecuted = 0;
     x.executed = executed;
     return reason;
   }
