@@ -497,11 +497,14 @@ export class Vcpu {
     // KVM_REQ_DIRTY_RING_SOFT_FULL: a ring at its soft limit exits; else the pass stops before it can pass it.
     let pass = budget;
     if (this.dirtyRing !== undefined && (pass = dirtyRingPass(this, this.dirtyRing, budget)) === 0) return ~this.#dirtyRingFull();
-    const dbg = this.guestDebug;
-    // KVM_GUESTDBG_BLOCKIRQ: no interrupt or NMI is injected while it is set.
-    if (this.intr !== undefined && (dbg === undefined || !dbg.blockIrq)) {
+    if (this.intr !== undefined) {
       const s = this.#injectEvents(pass);
       if (s !== undefined) return ~s;
+      // A re-injected NMI or interrupt with another event waiting: this entry is an immediate exit (vcpu-intr.ts).
+      if ((this.requests & VcpuRequest.ImmediateExit) !== 0) {
+        this.requests &= ~VcpuRequest.ImmediateExit;
+        return 0;
+      }
     }
     return pass;
   }
@@ -516,7 +519,7 @@ export class Vcpu {
     const s = intr.beforeEntry(this.memory, this.exit);
     if (s === INTR_BLOCK) return Step.Block;
     if (s !== INTR_ENTER) return this.#exitToUserSlow(s);
-    if (this.run.request_interrupt_window === 0 || this.vm.irq?.full === true) return undefined;
+    if (this.run.request_interrupt_window === 0 || this.vm.irq?.full === true || (this.requests & VcpuRequest.ImmediateExit) !== 0) return undefined;
     // dm_request_for_irq_injection && kvm_vcpu_ready_for_interrupt_injection
     if (intr.readyForInjection()) {
       intr.windowExits++;
