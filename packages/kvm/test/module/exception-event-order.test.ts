@@ -26,6 +26,7 @@ import {
   makeKvmRegs,
   makeKvmVcpuEvents,
   mapKvmRun,
+  readKvmStats,
   type KvmRunView,
 } from '../../src/index.js';
 import { startAt1000 } from '../abi/guest-vm.js';
@@ -190,4 +191,23 @@ describe.each(VENDORS)('NMIs and interrupts being injected ($name)', (vendor) =>
     expect(ports(g, 3)).toEqual([0x20, 0x40, 0x10]);
   });
 
+  test('the exits statistic counts VM exits, as stat.exits does: KVM_RUN with immediate_exit none (no entry), the immediate exit of a re-injected interrupt one', () => {
+    const g = guest(vendor);
+    const exits = (): number | undefined => readKvmStats(g.p, g.fd)['exits'];
+    g.run.immediate_exit = 1;
+    expect(() => g.p.ioctl(g.fd, KVM_RUN, 0)).toThrow(expect.objectContaining({ code: 'EINTR' }) as Error);
+    g.run.immediate_exit = 0;
+    expect(exits()).toBe(0);
+    const ev = makeKvmVcpuEvents();
+    g.p.ioctl(g.fd, KVM_GET_VCPU_EVENTS, ev);
+    ev.interrupt.injected = 1;
+    ev.interrupt.nr = 0x40;
+    expect(g.p.ioctl(g.fd, KVM_SET_VCPU_EVENTS, ev)).toBe(0);
+    // The entry that injects 0x40 leaves at once (without an in-kernel LAPIC the queued interrupt counts as injectable:
+    // kvm_cpu_has_extint), the next runs to the handler's OUT: two VM exits for one return to user space.
+    expect(ports(g, 1)).toEqual([0x40]);
+    expect(exits()).toBe(2);
+    expect(ports(g, 1)).toEqual([0x10]);
+    expect(exits()).toBe(3);
+  });
 });
