@@ -147,6 +147,12 @@ function smiWithHandler(hardware: HostOptions['hardware'], handler: readonly num
   return g;
 }
 
+/** The NMI handler (IVT vector 2 in address space 0) at 0x3000: OUT 0x22, IRET. */
+function nmiHandler(g: SmmVm): void {
+  g.ram.set([0x00, 0x30, 0x00, 0x00], 2 * 4);
+  g.ram.set([...out(0x22), 0xcf], 0x3000);
+}
+
 /** KVM_RUN, expecting an OUT to `port`. */
 function runToOut(g: SmmVm, port: number): void {
   expect(g.p.ioctl(g.cpu.fd, KVM_RUN, 0)).toBe(0);
@@ -329,9 +335,7 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
 
   test('an SMI beside an NMI being injected: the NMI is injected again first (an immediate exit), the SMI comes before the NMI handler\'s first instruction', () => {
     const g = smmVm(hardware());
-    // The NMI handler (IVT vector 2 in address space 0) at 0x3000: OUT 0x22, IRET.
-    g.ram.set([0x00, 0x30, 0x00, 0x00], 2 * 4);
-    g.ram.set([...out(0x22), 0xcf], 0x3000);
+    nmiHandler(g);
     runToOut(g, 0x10);
     const ev = events(g);
     ev.flags = 0;
@@ -346,9 +350,7 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
 
   test('NMIs are blocked in SMM: an NMI sent there stays pending until RSM, then is injected before the next instruction', () => {
     const g = smmVm(hardware());
-    // The NMI handler (IVT vector 2 in address space 0) at 0x3000: OUT 0x22, IRET.
-    g.ram.set([0x00, 0x30, 0x00, 0x00], 2 * 4);
-    g.ram.set([...out(0x22), 0xcf], 0x3000);
+    nmiHandler(g);
     runToOut(g, 0x10);
     g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
     runToOut(g, 0x30);
