@@ -40,6 +40,9 @@ export default defineConfig({
     // One test worker per CPU. Vitest's default leaves one CPU to itself (one worker on a 2-core machine), but its
     // main process is idle while the workers run, so the suite took ~290 s on the 2-core CI machine with one worker.
     maxWorkers: availableParallelism(),
+    // A turn of each test worker's event loop after every test (test/event-loop-turn.ts): without it a file of
+    // synchronous tests that ran past 60 s on a loaded machine failed with vitest's "Timeout calling onTaskUpdate".
+    setupFiles: [fileURLToPath(new URL('test/event-loop-turn.ts', import.meta.url))],
     ...(compiled !== undefined && { server: { deps: { external: [COMPILED] } } }),
     projects: [
       ...['core', 'vmx', 'svm', 'kvm', 'bridge', 'fleet'].map((name) => ({

@@ -154,14 +154,14 @@ export const DIVERGENCES: readonly Divergence[] = [
     id: 'events-beside-exception',
     class: 'emulator-vendor',
     summary:
-      'An exception injected with KVM_SET_VCPU_EVENTS together with another event: on the recording machine the exception handler runs up to its first exit before a pending NMI is injected, and an NMI or interrupt set as being injected stays so after the run (the interrupt is delivered at the next KVM_RUN); on VMX/SVM, as in the model, the entry with the exception is an immediate exit, so the pending NMI comes before the handler\'s first instruction, and the exit after it drops nmi.injected and interrupt.injected.',
+      'An exception injected with KVM_SET_VCPU_EVENTS together with another event, or an NMI and an interrupt both set as being injected: on the recording machine the exception handler runs up to its first exit before a pending NMI is injected, and an NMI or interrupt set as being injected beside the event that goes stays so after the run (the interrupt is delivered at the next KVM_RUN); on VMX/SVM, as in the model, the entry with the exception (or the re-injected NMI) is an immediate exit, so the pending NMI comes before the handler\'s first instruction, and the exit after it drops nmi.injected and interrupt.injected.',
     linux: [
-      'arch/x86/kvm/x86.c kvm_check_and_inject_events (can_inject = !kvm_event_needs_reinjection; -EBUSY → req_immediate_exit)',
+      'arch/x86/kvm/x86.c kvm_check_and_inject_events (one re-injection: nmi_injected before interrupt.injected; can_inject = !kvm_event_needs_reinjection; -EBUSY → req_immediate_exit)',
       'arch/x86/kvm/vmx/vmx.c __vmx_complete_interrupts (nmi_injected = false, kvm_clear_interrupt_queue), vmx_vcpu_run (force_immediate_exit: preemption timer 0)',
       'arch/x86/kvm/svm/svm.c svm_complete_interrupts, svm_vcpu_run (force_immediate_exit: smp_send_reschedule)',
     ],
     reason: 'kvm_pvm, the recording machine\'s vendor module, injects real-mode events through KVM\'s emulator and neither stops the guest at once for req_immediate_exit nor clears the event queues at the exit as VMX/SVM do.',
-    facts: ['run.events.exception-and-nmi-pending', 'run.events.exception-and-nmi-injected', 'run.events.exception-and-interrupt-injected'],
+    facts: ['run.events.exception-and-nmi-pending', 'run.events.exception-and-nmi-injected', 'run.events.exception-and-interrupt-injected', 'run.events.nmi-and-interrupt-injected'],
     where: (m) => (m.step === 'KVM_RUN' && m.path.endsWith('.run.io.port')) || (m.step === 'KVM_GET_VCPU_EVENTS' && (m.path.endsWith('.nmi.injected') || m.path.endsWith('.interrupt.injected'))),
   },
   {

@@ -3,9 +3,9 @@
  * console.table with its `(index)` column and quoted strings); and the examples whose output is pinned byte for byte
  * (test/example-output/<name>.txt: the model is deterministic, so any change to what they print is seen here).
  */
-import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { runProcess, type ProcessResult } from '@vac/test-support';
 import { describe, expect, test } from 'vitest';
 import { formatTable } from '../examples/support/index.js';
 
@@ -31,14 +31,15 @@ describe('formatTable', () => {
   });
 });
 
-/** Run an example from its sources, as `pnpm examples` does; its stdout, stderr and exit status. */
-function runExample(name: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), '--conditions=@vac/source', 'main.ts'], {
+/**
+ * Run an example from its sources, as `pnpm examples` does; its stdout, stderr and exit status. Not spawnSync: the
+ * worker's event loop turns while the example runs (vitest's worker RPC times out after 60 s without).
+ */
+function runExample(name: string): Promise<ProcessResult> {
+  return runProcess(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), '--conditions=@vac/source', 'main.ts'], {
     cwd: join(root, 'examples', name),
-    encoding: 'utf8',
     env: { ...process.env, NODE_OPTIONS: '' },
   });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Every table of an example's output has a header over each column of its rule, and no console.table marks. */
@@ -60,8 +61,8 @@ function expectTablesWithHeaders(name: string, stdout: string): void {
 }
 
 describe('pinned output', () => {
-  test.each(['mitigations'])('%s prints exactly its pinned output (test/example-output/<name>.txt), in the one table style', (name) => {
-    const r = runExample(name);
+  test.each(['mitigations'])('%s prints exactly its pinned output (test/example-output/<name>.txt), in the one table style', async (name) => {
+    const r = await runExample(name);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toBe(readFileSync(join(root, 'test', 'example-output', `${name}.txt`), 'utf8'));
     expectTablesWithHeaders(name, r.stdout);
@@ -77,8 +78,8 @@ describe('the examples', () => {
     expect(src).not.toMatch(/^\s*'': /m);
   });
 
-  test.each(['quickstart', 'unchanged-vmm', 'pmi-routing'])('%s: every table has a header and a rule, no console.table marks', (name) => {
-    const r = runExample(name);
+  test.each(['quickstart', 'unchanged-vmm', 'pmi-routing'])('%s: every table has a header and a rule, no console.table marks', async (name) => {
+    const r = await runExample(name);
     expect(r.status, r.stderr).toBe(0);
     expectTablesWithHeaders(name, r.stdout);
   }, 120_000);

@@ -2,9 +2,9 @@
  * The README as a newcomer follows it: the Quick start's two commands, the Usage snippet saved to a file in the
  * clone and run with the command the README gives, and the "Use it in your own project" steps.
  */
-import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { runProcess } from '@vac/test-support';
 import { describe, expect, test } from 'vitest';
 
 const root = join(import.meta.dirname, '..');
@@ -41,7 +41,7 @@ describe('the README', () => {
     }
   });
 
-  test('the Usage snippet, saved in the clone and run with the command the README gives, prints what it did', () => {
+  test('the Usage snippet, saved in the clone and run with the command the README gives, prints what it did', async () => {
     const usage = section('Usage');
     const [snippet] = blocks(usage, 'ts');
     const run = commands(blocks(usage, 'sh')[0] ?? '');
@@ -50,9 +50,8 @@ describe('the README', () => {
     const file = `.readme-usage-${process.pid}.ts`;
     writeFileSync(join(root, file), snippet!);
     try {
-      const r = spawnSync(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), '--conditions=@vac/source', file], {
+      const r = await runProcess(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), '--conditions=@vac/source', file], {
         cwd: root,
-        encoding: 'utf8',
         env: { ...process.env, NODE_OPTIONS: '' },
       });
       expect(r.stderr).toBe('');

@@ -3,7 +3,10 @@
  * a pending NMI, an NMI or an interrupt set as being injected (arch/x86/kvm/x86.c kvm_check_and_inject_events:
  * can_inject, req_immediate_exit; vmx/vmx.c __vmx_complete_interrupts, svm/svm.c svm_complete_interrupts), and the
  * interrupt shadow of an instruction completed from an MMIO read (complete_emulated_mmio → x86_emulate_instruction →
- * toggle_interruptibility), seen by a KVM_NMI queued while the read waits for user space.
+ * toggle_interruptibility), seen by a KVM_NMI queued while the read waits for user space; an NMI and an interrupt both
+ * set as being injected (only the NMI is re-injected: kvm_check_and_inject_events' if/else; the exit clears the
+ * interrupt queue), KVM_GUESTDBG_BLOCKIRQ beside an interrupt KVM_INTERRUPT queued (re-injected: BLOCKIRQ is tested
+ * after the re-injections) and beside a KVM_NMI (held until BLOCKIRQ is cleared); two RDTSCs in a row.
  */
 #include <string.h>
 
@@ -22,16 +25,25 @@ static void handler(unsigned vector, uint16_t at, uint8_t port) {
 	image[vector * 4 + 1] = at >> 8;
 }
 
-/* `code` at 0x1000 (IP), SP 0xf000, DS `ds`; the NMI handler at 0x2000 (out 0x20), #UD's at 0x3000 (out 0x30),
- * vector 0x40's at 0x4000 (out 0x40). */
-static void setup(const uint8_t *code, size_t n, uint16_t ds) {
+/* `code` at 0x1000 (IP), SP 0xf000, DS `ds`, RFLAGS `rflags`; the NMI handler at 0x2000 (out 0x20), #UD's at 0x3000
+ * (out 0x30), vector 0x40's at 0x4000 (out 0x40). */
+static void setup_flags(const uint8_t *code, size_t n, uint16_t ds, uint64_t rflags) {
 	memset(image, 0, sizeof image);
 	memcpy(image + 0x1000, code, n);
 	handler(2, 0x2000, 0x20);
 	handler(6, 0x3000, 0x30);
 	handler(0x40, 0x4000, 0x40);
-	struct guest_regs r = { .rip = 0x1000, .rsp = 0xf000, .ds = ds };
+	struct guest_regs r = { .rip = 0x1000, .rsp = 0xf000, .ds = ds, .rflags = rflags };
 	guest_setup(image, 0, &r);
+}
+
+static void setup(const uint8_t *code, size_t n, uint16_t ds) {
+	setup_flags(code, n, ds, 0);
+}
+
+static void set_debug(uint32_t control) {
+	struct kvm_guest_debug d = { .control = control };
+	IO_PTR("vcpu0", KVM_SET_GUEST_DEBUG, "kvm_guest_debug", &d, emit_guest_debug, NULL);
 }
 
 static void get_events(void) {
@@ -56,8 +68,21 @@ static void inject_ud(uint32_t flags, uint8_t nmi_pending, uint8_t nmi_injected,
 	IO_PTR("vcpu0", KVM_SET_VCPU_EVENTS, "kvm_vcpu_events", &events, emit_vcpu_events, NULL);
 }
 
+/* KVM_SET_VCPU_EVENTS: an NMI and interrupt `irq` set as being injected, no exception. */
+static void inject_nmi_and_irq(uint8_t irq) {
+	struct kvm_vcpu_events events;
+	quiet_ioctl("vcpu0", KVM_GET_VCPU_EVENTS, &events);
+	events.flags = 0;
+	events.nmi.injected = 1;
+	events.interrupt.injected = 1;
+	events.interrupt.nr = irq;
+	IO_PTR("vcpu0", KVM_SET_VCPU_EVENTS, "kvm_vcpu_events", &events, emit_vcpu_events, NULL);
+}
+
 /* main: out 0x10; hlt */
 #define MAIN CODE(0xe6, 0x10, 0xf4)
+/* main: out 0x10; out 0x11; hlt */
+#define MAIN2 CODE(0xe6, 0x10, 0xe6, 0x11, 0xf4)
 
 void record_run_events(void) {
 	FACT("run.events.exception-and-nmi-pending", "#UD injected and an NMI pending: the NMI's handler runs first, over #UD's frame") {
@@ -104,6 +129,41 @@ void record_run_events(void) {
 		IO_INT("vcpu0", KVM_NMI, 0);
 		guest_run();
 		guest_get_regs();
+		guest_run();
+	}
+	FACT("run.events.nmi-and-interrupt-injected", "An NMI and interrupt 0x40 both set as being injected: the NMI is delivered, the interrupt is dropped") {
+		setup(MAIN2, 0);
+		inject_nmi_and_irq(0x40);
+		get_events();
+		guest_run();
+		get_events();
+		guest_run();
+		guest_run();
+		guest_run();
+	}
+	FACT("run.events.blockirq-interrupt", "KVM_GUESTDBG_BLOCKIRQ, then KVM_INTERRUPT(0x40) with IF = 1: the queued interrupt is injected all the same") {
+		setup_flags(MAIN2, 0, 0x200);
+		set_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ);
+		struct kvm_interrupt i = { .irq = 0x40 };
+		IO_PTR("vcpu0", KVM_INTERRUPT, "kvm_interrupt", &i, emit_interrupt, NULL);
+		guest_run();
+		guest_run();
+		get_events();
+	}
+	FACT("run.events.blockirq-nmi", "KVM_GUESTDBG_BLOCKIRQ with a KVM_NMI: no NMI while it is set; the first entry after it is cleared takes it") {
+		setup(MAIN2, 0);
+		set_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ);
+		IO_INT("vcpu0", KVM_NMI, 0);
+		guest_run();
+		get_events();
+		set_debug(0);
+		guest_run();
+		guest_run();
+		guest_run();
+	}
+	/* rdtsc; mov ebx, eax; rdtsc; cmp ebx, eax; setne al; out 0x10, al; hlt */
+	FACT("run.rdtsc-twice", "RDTSC twice in a row in one KVM_RUN: the low halves differ (the OUT's byte is SETNE's 1)") {
+		setup(CODE(0x0f, 0x31, 0x66, 0x89, 0xc3, 0x0f, 0x31, 0x66, 0x39, 0xc3, 0x0f, 0x95, 0xc0, 0xe6, 0x10, 0xf4), 0);
 		guest_run();
 	}
 }

@@ -1,9 +1,9 @@
 /** The `vac` command: Linux-tool output, errors, help, and a daemon started and stopped by the command. */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runProcess } from '@vac/test-support';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildNative, nativeSkipReason } from './support/native.js';
 import { PreloadBuildError, compileC, findCompiler, isStaticElf, main, preloadLibrary, startDaemon, type Daemon } from '../src/index.js';
@@ -116,7 +116,8 @@ describe('vac without a bridge', () => {
   test('`vac start` runs a daemon in the background that `vac stop` stops', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vac-daemon-'));
     const bin = fileURLToPath(new URL('../bin/vac.mjs', import.meta.url));
-    const r = spawnSync(process.execPath, [bin, '--run-dir', dir, 'start', '--cpus', '3', '--vendor', 'amd', '--module', 'kvm0', '--module', 'kvm1 nested=0', '--link', '/dev/kvm1:/dev/kvm'], { encoding: 'utf8', timeout: 30_000 });
+    // Not spawnSync: the worker's event loop turns while the daemon starts (vitest's worker RPC times out after 60 s).
+    const r = await runProcess(process.execPath, [bin, '--run-dir', dir, 'start', '--cpus', '3', '--vendor', 'amd', '--module', 'kvm0', '--module', 'kvm1 nested=0', '--link', '/dev/kvm1:/dev/kvm'], { timeout: 30_000 });
     try {
       expect(r.stderr).toBe('');
       expect(r.stdout).toMatch(/^vac: bridge started \(pid \d+\), sockets in /);

@@ -422,6 +422,7 @@ export function executeDecoded(limit: number): void {
       continue;
     }
     const start = s.eip;
+    r.loopExecuted = n;
     let done: boolean;
     try {
       done = step(start) === STEP_DONE;

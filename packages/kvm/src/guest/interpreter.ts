@@ -532,6 +532,7 @@ function executeGeneral(limit: number): void {
       }
     }
     s.eip = start;
+    R.loopExecuted = n;
     let done: boolean;
     try {
       done = step(start) === STEP_DONE;

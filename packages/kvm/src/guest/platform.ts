@@ -22,14 +22,16 @@ export interface GuestPlatform {
   /**
    * `rdmsr`: the MSR's value, `undefined` when reading it raises #GP, or `null` when the access goes to user space
    * (KVM_CAP_X86_USER_SPACE_MSR): the run then stops before the instruction with `GuestExitReason.X86Rdmsr`,
-   * and executing it again asks the platform again (which then answers with what user space gave).
+   * and executing it again asks the platform again (which then answers with what user space gave). `executed`: as for
+   * {@link GuestPlatform.tsc} (IA32_TIME_STAMP_COUNTER reads the TSC that far into the run).
    */
-  rdmsr(msr: number): bigint | undefined | null;
+  rdmsr(msr: number, executed?: number): bigint | undefined | null;
   /**
    * `wrmsr`: false when writing `value` (a `__u64`) to the MSR raises #GP; true when it was written; `null` when the
-   * access goes to user space (as for {@link GuestPlatform.rdmsr}, with `GuestExitReason.X86Wrmsr`).
+   * access goes to user space (as for {@link GuestPlatform.rdmsr}, with `GuestExitReason.X86Wrmsr`). `executed`: as
+   * for {@link GuestPlatform.tsc} (a write to IA32_TIME_STAMP_COUNTER moves the offset from the TSC that far on).
    */
-  wrmsr(msr: number, value: bigint): boolean | null;
+  wrmsr(msr: number, value: bigint, executed?: number): boolean | null;
   /**
    * Whether the vCPU is in System Management Mode (`is_smm`): then `rsm` ends the run with `GuestExitReason.Rsm` for
    * the caller to leave SMM; otherwise (and when absent) `rsm` raises #UD.
@@ -41,8 +43,12 @@ export interface GuestPlatform {
    * — an NMI that waited for the IRET can now be injected (the NMI-window exit). Absent: nothing happens.
    */
   iret?(): boolean;
-  /** `rdtsc`: the guest's TSC, a `__u64` (IA32_TIME_STAMP_COUNTER as the guest sees it). */
-  tsc(): bigint;
+  /**
+   * `rdtsc`: the guest's TSC, a `__u64` (IA32_TIME_STAMP_COUNTER as the guest sees it). `executed`: the instructions
+   * the run completed before this one — the host's clock moves only after a run (`SimClock.advanceInstructions`), so a
+   * platform on that clock adds them, and two `rdtsc`s of one run read different values, as on a real vCPU.
+   */
+  tsc(executed?: number): bigint;
   /**
    * A `mov cr0` that sets CR0.PG (`value`, past the architectural checks): false when the vCPU refuses it and the
    * instruction raises #GP — KVM's `kvm_set_cr0` loads the PAE PDPTEs then and faults when they cannot be loaded

@@ -167,6 +167,12 @@ export class RunContext {
    * ({@link GuestPlatform.requestPending}): the run ends after it, as a VM exit handled in the kernel would.
    */
   endRun = false;
+  /**
+   * The instructions the execution loop in progress completed before the one the general decoder runs now (set before
+   * each `step`): with `X.executed` (what earlier loops of the run completed), how far into the run an instruction is —
+   * `rdtsc` reads the TSC that far on ({@link GuestPlatform.tsc}).
+   */
+  loopExecuted = 0;
   /** CR0.PE, as a boolean (kept in step with the state's CR0 by `setCr0` and at run entry). */
   pe = false;
   /** The default operand and address size is 32 bits: protected mode with CS.D = 1. */

@@ -72,21 +72,21 @@ export function twoByte(start: number): number {
     case 0x20: case 0x22: return movCr(op === 0x22);
     case 0x30: { // WRMSR
       const value = (BigInt(s.edx >>> 0) << 32n) | BigInt(s.eax >>> 0);
-      const written = R.P.wrmsr(s.ecx >>> 0, value);
+      const written = R.P.wrmsr(s.ecx >>> 0, value, R.X.executed + R.loopExecuted);
       if (written === null) return msrToUserSpace(GuestExitReason.X86Wrmsr);
       if (!written) raise(13);
       // Linux handles the WRMSR exit and goes through vcpu_enter_guest's requests before the next instruction.
       if (R.P.requestPending?.() === true) R.endRun = true;
       return DELIVERED;
     }
-    case 0x31: { // RDTSC (CR4.TSD only matters above CPL 0)
-      const t = BigInt.asUintN(64, R.P.tsc());
+    case 0x31: { // RDTSC (CR4.TSD only matters above CPL 0): the TSC as far into the run as this instruction is
+      const t = BigInt.asUintN(64, R.P.tsc(R.X.executed + R.loopExecuted));
       setR32(0, Number(t & 0xffffffffn));
       setR32(2, Number(t >> 32n));
       return DELIVERED;
     }
     case 0x32: { // RDMSR
-      const v = R.P.rdmsr(s.ecx >>> 0);
+      const v = R.P.rdmsr(s.ecx >>> 0, R.X.executed + R.loopExecuted);
       if (v === null) return msrToUserSpace(GuestExitReason.X86Rdmsr);
       if (v === undefined) raise(13);
       const u = BigInt.asUintN(64, v);

@@ -91,7 +91,9 @@ const VCPU_STATS: readonly StatDesc[] = [
   c('pf_guest'),
   c('tlb_flush', vendorStat('tlbFlushes')),
   c('invlpg'),
-  c('exits', (v) => v.stats.exits),
+  // stat.exits counts VM exits (vcpu_enter_guest: one per vendor vcpu_run), not returns to user space: every entry
+  // has its exit — the immediate exit of req_immediate_exit, a HLT or an I/O handled in the kernel, a slice's end.
+  c('exits', (v) => v.stats.entries),
   c('io_exits', (v) => v.stats.io_exits),
   c('mmio_exits', (v) => v.stats.mmio_exits),
   c('signal_exits', (v) => v.stats.signal_exits),

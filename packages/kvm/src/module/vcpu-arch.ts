@@ -152,6 +152,11 @@ export class VcpuArch {
   tscKhz: number;
   /** `l1_tsc_offset`: guest TSC = host TSC × ratio + offset. */
   tscOffset = 0n;
+  /**
+   * While a guest instruction asks for the TSC (`rdtsc`, RDMSR/WRMSR of IA32_TSC): how far the run has gone past the
+   * host's clock, in ns (its earlier instructions, which the clock counts only after the run); 0 otherwise.
+   */
+  runAheadNs = 0n;
   /** `l1_tsc_scaling_ratio` as a rational of kHz (guest / host). */
   tscRatio: readonly [number, number] = [1, 1];
   /** `ia32_tsc_adjust_msr`. */

@@ -15,7 +15,9 @@
  * - `INJECT_DB` / `INJECT_BP`: queue #DB / #BP for the next entry (`kvm_queue_exception`): EBUSY while an exception is
  *   pending or injected. A #BP is a soft exception: delivered after a KVM_EXIT_DEBUG of an INT3 it returns past the
  *   INT3 (`event_exit_inst_len`).
- * - `BLOCKIRQ`: no interrupt or NMI is injected while it is set (`inject_pending_event`).
+ * - `BLOCKIRQ`: no new SMI, NMI or interrupt is injected while it is set (`kvm_check_and_inject_events` tests it after
+ *   re-injecting an NMI or interrupt being injected — one KVM_INTERRUPT queued — and before the SMI); clearing it
+ *   (any KVM_SET_GUEST_DEBUG: `kvm_set_rflags`) makes KVM_REQ_EVENT, so what it held is injected at the next entry.
  *
  * Without `KVM_GUESTDBG_ENABLE` the control is 0 (debugging off). Unknown control bits are accepted, as Linux does
  * (recorded: `vcpu.guest-debug.bad-control`).
@@ -152,8 +154,9 @@ function setGuestDebug(v: Vcpu, arg: unknown): number {
     arch.exception.errorCode = 0;
     arch.exception.hasPayload = false;
     arch.exception.payload = 0n;
-    makeRequest(v, VcpuRequest.Event);
   }
+  // kvm_set_rflags at the end makes KVM_REQ_EVENT: events held by BLOCKIRQ (or a new #DB/#BP) are looked at again.
+  makeRequest(v, VcpuRequest.Event);
   if ((control & KVM_GUESTDBG_ENABLE) === 0) {
     v.guestDebug = undefined;
     return 0;

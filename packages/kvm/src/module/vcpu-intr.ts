@@ -157,9 +157,9 @@ export class VcpuIntr implements LapicVcpu {
   /**
    * Before an entry (`vcpu_enter_guest` up to the VM entry): INIT and SIPI accepted (`kvm_apic_accept_events`), a
    * pending LAPIC timer delivered (`kvm_inject_pending_timer_irqs`), then one event injected
-   * (`kvm_check_and_inject_events`): an NMI being injected again (`nmi_injected`), else a pending NMI when
-   * {@link VcpuIntr.nmiAllowed} (NMIs are then blocked until the handler's IRET: the delivery sets the blocking), else
-   * the interrupt user space queued, else — when RFLAGS.IF = 1 and no STI/MOV SS shadow — the vector
+   * (`kvm_check_and_inject_events`): an NMI or interrupt being injected again ({@link VcpuIntr.#reinject}), else —
+   * unless KVM_GUESTDBG_BLOCKIRQ is set — a pending NMI when {@link VcpuIntr.nmiAllowed} (NMIs are then blocked until
+   * the handler's IRET: the delivery sets the blocking), else, when RFLAGS.IF = 1 and no STI/MOV SS shadow, the vector
    * `kvm_cpu_get_interrupt` acknowledges (the PIC's ExtINT first, then the LAPIC), through the IVT. A blocked NMI
    * stays pending (the IRET that unblocks it ends the run: the platform's `iret`). An instruction being re-executed
    * for its MMIO or string input goes first.
@@ -182,22 +182,22 @@ export class VcpuIntr implements LapicVcpu {
     if (p === GuestPending.MmioRead || p === GuestPending.PioInString || r.mmioCacheCount !== 0) return INTR_ENTER;
     const a = this.#arch;
     if (a.nmiQueued !== 0) processNmi(a);
-    const nmi = a.nmiInjected || (a.nmiPending > 0 && this.nmiAllowed());
-    if (!nmi && this.queuedIrq < 0 && (chip === undefined || !interruptWindowOpen(r) || !chip.hasInterrupt())) return INTR_ENTER;
+    // An NMI or interrupt being injected (nmi.injected; interrupt.injected: KVM_INTERRUPT, KVM_SET_VCPU_EVENTS) is
+    // injected again before anything new, the NMI first; KVM_GUESTDBG_BLOCKIRQ, tested after the re-injections, holds
+    // only new events.
+    if (a.nmiInjected || this.queuedIrq >= 0) return this.#reinject(memory, exit);
+    if (this.vcpu.guestDebug?.blockIrq === true) return INTR_ENTER;
+    const nmi = a.nmiPending > 0 && this.nmiAllowed();
+    if (!nmi && (chip === undefined || !interruptWindowOpen(r) || !chip.hasInterrupt())) return INTR_ENTER;
     // complete_userspace_io runs before the injection: the pushed IP is the next instruction's.
     if (p !== GuestPending.None) completePending(r, exit.data);
     let res: number;
     if (nmi) {
-      // inject_nmi: a re-injection (nmi_injected) or a new one; the delivery blocks NMIs (VMX: the interruptibility
-      // state's NMI blocking; SVM: nmi_masked) until the handler's IRET.
-      if (a.nmiInjected) a.nmiInjected = false;
-      else a.nmiPending--;
+      // inject_nmi: the delivery blocks NMIs (VMX: the interruptibility state's NMI blocking; SVM: nmi_masked) until
+      // the handler's IRET.
+      a.nmiPending--;
       a.nmiMasked = true;
       res = injectEvent(r, memory, NMI_VECTOR, exit);
-    } else if (this.queuedIrq >= 0) {
-      const v = this.queuedIrq;
-      this.queuedIrq = -1;
-      res = injectEvent(r, memory, v, exit);
     } else {
       const irqchip = this.irqchip as VmIrqchip;
       // kvm_cpu_get_interrupt as one irqchip operation (VmIrqchip.op written out: no closure per interrupt).
@@ -210,6 +210,38 @@ export class VcpuIntr implements LapicVcpu {
       if (vector < 0) return INTR_ENTER;
       res = deliverInterrupt(r, memory, vector, exit);
     }
+    if (res !== GUEST_INTERRUPT_DELIVERED) return res;
+    this.injections++;
+    return INTR_ENTER;
+  }
+
+  /**
+   * The re-injection of `kvm_check_and_inject_events`: an NMI being injected goes again whatever the NMI mask or the
+   * interrupt shadow say, else the interrupt being injected whatever RFLAGS.IF says. Only one event goes per entry and
+   * the exit after it empties the interrupt queue (`vmx_complete_interrupts` / `svm_complete_interrupts` clear
+   * `nmi_injected` and `interrupt.injected` before looking at what the entry left half-delivered), so an interrupt set
+   * as being injected beside a re-injected NMI is dropped. Nothing new can go with the re-injected event (`can_inject`
+   * false): an SMI, a pending NMI or an injectable interrupt waiting makes the entry an immediate exit (-EBUSY →
+   * `req_immediate_exit`), so the next entry takes it before the handler's first instruction — unless
+   * KVM_GUESTDBG_BLOCKIRQ holds new events.
+   */
+  #reinject(memory: Parameters<typeof injectEvent>[1], exit: GuestExit): number {
+    const r = this.vcpu.regs;
+    const a = this.#arch;
+    if (r.pending !== GuestPending.None) completePending(r, exit.data);
+    const chip = this.chip;
+    // kvm_cpu_has_injectable_intr, looked at while the queue still holds the interrupt: without an in-kernel LAPIC
+    // kvm_cpu_has_extint answers interrupt.injected, so re-injecting a KVM_INTERRUPT vector is an immediate exit too.
+    const waiting = a.smiPending || a.nmiPending > 0 || (chip !== undefined ? chip.hasInterrupt() : this.queuedIrq >= 0);
+    let vector: number;
+    if (a.nmiInjected) {
+      a.nmiInjected = false;
+      a.nmiMasked = true;
+      vector = NMI_VECTOR;
+    } else vector = this.queuedIrq;
+    this.queuedIrq = -1;
+    const res = injectEvent(r, memory, vector, exit);
+    if (waiting && this.vcpu.guestDebug?.blockIrq !== true) makeRequest(this.vcpu, VcpuRequest.ImmediateExit);
     if (res !== GUEST_INTERRUPT_DELIVERED) return res;
     this.injections++;
     return INTR_ENTER;

@@ -12,8 +12,10 @@
  *   executed again at the next KVM_RUN with user space's answer (`complete_emulated_msr_access`: #GP when
  *   `msr.error` is set, else EDX:EAX ← `msr.data` for RDMSR).
  * - `rdtsc`: the guest TSC (`kvm_read_l1_tsc`): the host's TSC, scaled, plus the vCPU's offset. The host's time is its
- *   scheduler tick, so two reads within one tick give the same value (docs/fidelity.md); nothing else is kept, so
- *   the TSC a guest reads is exactly what KVM_GET_MSRS reports and KVM_SET_MSRS sets.
+ *   simulated clock, which a run's instructions move only once the run ends; a guest instruction reads it as far into
+ *   its run as it is (its earlier instructions at the clock's nominal rate), so two `rdtsc`s in a row differ, as on a
+ *   real vCPU (recorded: `run.rdtsc-twice`); RDMSR/WRMSR of IA32_TSC likewise. Nothing else is kept, so the TSC a
+ *   guest reads is what KVM_GET_MSRS would report at that point and KVM_SET_MSRS sets.
  *
  * @module
  */
@@ -159,25 +161,35 @@ export class ArchPlatform implements GuestPlatform {
   }
 
   /** {@inheritDoc GuestPlatform.rdmsr} */
-  rdmsr(msr: number): bigint | undefined | null {
+  rdmsr(msr: number, executed = 0): bigint | undefined | null {
     const answer = this.#answer;
     if (answer !== undefined) {
       this.#answer = undefined;
       return answer.error ? undefined : answer.data;
     }
-    const r = msrAllowed(vmArch(this.#vcpu.vm).msrFilter, msr, KVM_MSR_FILTER_READ) ? guestReadMsr(this.#vcpu, msr) : 'filtered';
+    if (!msrAllowed(vmArch(this.#vcpu.vm).msrFilter, msr, KVM_MSR_FILTER_READ)) return this.#failed(false, 'filtered', msr, 0n);
+    const arch = this.#arch;
+    arch.runAheadNs = this.#aheadNs(executed);
+    const r = guestReadMsr(this.#vcpu, msr);
+    arch.runAheadNs = 0n;
     return typeof r === 'bigint' ? r : this.#failed(false, r, msr, 0n);
   }
 
   /** {@inheritDoc GuestPlatform.wrmsr} */
-  wrmsr(msr: number, value: bigint): boolean | null {
+  wrmsr(msr: number, value: bigint, executed = 0): boolean | null {
     const answer = this.#answer;
     if (answer !== undefined) {
       this.#answer = undefined;
       return !answer.error;
     }
     const data = BigInt.asUintN(64, value);
-    const r = msrAllowed(vmArch(this.#vcpu.vm).msrFilter, msr, KVM_MSR_FILTER_WRITE) ? guestWriteMsr(this.#vcpu, msr, data) : 'filtered';
+    let r: true | GuestMsrFailure | 'filtered' = 'filtered';
+    if (msrAllowed(vmArch(this.#vcpu.vm).msrFilter, msr, KVM_MSR_FILTER_WRITE)) {
+      const arch = this.#arch;
+      arch.runAheadNs = this.#aheadNs(executed);
+      r = guestWriteMsr(this.#vcpu, msr, data);
+      arch.runAheadNs = 0n;
+    }
     if (r === true) return true;
     return this.#failed(true, r, msr, data) === null ? null : false;
   }
@@ -191,7 +203,26 @@ export class ArchPlatform implements GuestPlatform {
   }
 
   /** {@inheritDoc GuestPlatform.tsc} */
-  tsc(): bigint {
-    return guestTsc(this.#vcpu, this.#arch);
+  tsc(executed = 0): bigint {
+    const arch = this.#arch;
+    arch.runAheadNs = this.#aheadNs(executed);
+    const t = guestTsc(this.#vcpu, arch);
+    arch.runAheadNs = 0n;
+    return t;
+  }
+
+  /**
+   * @internal Instructions the pass in progress completed in earlier runs of the interpreter (a debugged vCPU runs one
+   * instruction per run), which the host's clock has not counted yet; 0 otherwise.
+   */
+  passExecuted = 0;
+
+  /**
+   * How far the host's clock will have moved once the pass's earlier instructions — `executed` of this run and
+   * {@link ArchPlatform.passExecuted} — are counted (`advanceInstructions`).
+   */
+  #aheadNs(executed: number): bigint {
+    const n = executed + this.passExecuted;
+    return n === 0 ? 0n : BigInt(n * this.#vcpu.vm.instance.host.clock.nsPerInstruction);
   }
 }

@@ -170,8 +170,14 @@ export function processRequests(v: Vcpu): boolean {
       canInject = false;
       eventsAfterException(v, arch);
     }
-    // An SMI goes before NMIs and interrupts (smm.ts).
-    injectPendingSmi(v, canInject);
+    // KVM_GUESTDBG_BLOCKIRQ holds SMIs too (kvm_check_and_inject_events returns before them); clearing it makes
+    // KVM_REQ_EVENT (vcpu-guest-debug.ts). An NMI or interrupt being injected goes first (vcpu-intr.ts re-injects it and
+    // makes that entry an immediate exit): the SMI is looked at again at the next entry.
+    if (v.guestDebug?.blockIrq !== true) {
+      if (canInject && (arch.nmiInjected || arch.interrupt.injected)) {
+        if (arch.smiPending) makeRequest(v, VcpuRequest.Event);
+      } else injectPendingSmi(v, canInject);
+    }
     if (arch.nmiInjected || arch.nmiPending > 0 || arch.nmiQueued > 0 || arch.interrupt.injected) v.intr ??= new VcpuIntr(v, undefined);
   }
   return false;

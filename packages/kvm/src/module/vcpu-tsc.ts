@@ -18,9 +18,12 @@ function scaledHostTsc(v: Vcpu, arch: VcpuArch, ns: bigint = hostNs(v.vm.instanc
   return (hostTscAt(v.vm.instance.host, ns) * BigInt(num)) / BigInt(den);
 }
 
-/** The guest TSC now (`kvm_read_l1_tsc(vcpu, rdtsc())`). */
+/**
+ * The guest TSC now (`kvm_read_l1_tsc(vcpu, rdtsc())`) — for a guest instruction, as far into its run as it is
+ * ({@link VcpuArch.runAheadNs}).
+ */
 export function guestTsc(v: Vcpu, arch: VcpuArch = vcpuArch(v)): bigint {
-  return BigInt.asUintN(64, scaledHostTsc(v, arch) + arch.tscOffset);
+  return BigInt.asUintN(64, scaledHostTsc(v, arch, hostNs(v.vm.instance.host) + arch.runAheadNs) + arch.tscOffset);
 }
 
 /** The guest TSC when the host clock reads `ns` (the LAPIC's TSC-deadline timer converts with it). */

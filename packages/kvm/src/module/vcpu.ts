@@ -499,11 +499,14 @@ export class Vcpu {
     // KVM_REQ_DIRTY_RING_SOFT_FULL: a ring at its soft limit exits; else the pass stops before it can pass it.
     let pass = budget;
     if (this.dirtyRing !== undefined && (pass = dirtyRingPass(this, this.dirtyRing, budget)) === 0) return ~this.#dirtyRingFull();
-    const dbg = this.guestDebug;
-    // KVM_GUESTDBG_BLOCKIRQ: no interrupt or NMI is injected while it is set.
-    if (this.intr !== undefined && (dbg === undefined || !dbg.blockIrq)) {
+    if (this.intr !== undefined) {
       const s = this.#injectEvents(pass);
       if (s !== undefined) return ~s;
+      // A re-injected NMI or interrupt with another event waiting: this entry is an immediate exit (vcpu-intr.ts).
+      if ((this.requests & VcpuRequest.ImmediateExit) !== 0) {
+        this.requests &= ~VcpuRequest.ImmediateExit;
+        return 0;
+      }
     }
     return pass;
   }
@@ -518,7 +521,7 @@ export class Vcpu {
     const s = intr.beforeEntry(this.memory, this.exit);
     if (s === INTR_BLOCK) return Step.Block;
     if (s !== INTR_ENTER) return this.#exitToUserSlow(s);
-    if (this.run.request_interrupt_window === 0 || this.vm.irq?.full === true) return undefined;
+    if (this.run.request_interrupt_window === 0 || this.vm.irq?.full === true || (this.requests & VcpuRequest.ImmediateExit) !== 0) return undefined;
     // dm_request_for_irq_injection && kvm_vcpu_ready_for_interrupt_injection
     if (intr.readyForInjection()) {
       intr.windowExits++;
@@ -552,10 +555,11 @@ export class Vcpu {
     const r = this.regs;
     const mem = this.memory;
     const x = this.exit;
-    const platform = this.platform;
+    const platform = this.platform as ArchPlatform;
     let executed = 0;
     let reason: number = GuestExitReason.Budget;
     for (let left = budget; left > 0; ) {
+      platform.passExecuted = executed; // the TSC a guest instruction reads counts the pass's earlier steps
       const p = r.pending;
       const completing = p === GuestPending.PioIn || p === GuestPending.PioOut || p === GuestPending.PioInString;
       const resuming = completing || p === GuestPending.MmioRead || r.mmioCacheCount !== 0;
@@ -589,6 +593,7 @@ export class Vcpu {
         break;
       }
     }
+    platform.passExecuted = 0;
     x.executed = executed;
     return reason;
   }

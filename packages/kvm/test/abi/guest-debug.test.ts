@@ -20,6 +20,7 @@ import {
   KVM_GUESTDBG_USE_HW_BP,
   KVM_GUESTDBG_USE_SW_BP,
   KVM_INTERRUPT,
+  KVM_NMI,
   KVM_RUN,
   KVM_SET_GUEST_DEBUG,
   KVM_SET_REGS,
@@ -156,17 +157,26 @@ describe.each(VENDORS)('KVM_SET_GUEST_DEBUG ($name)', (vendor) => {
     expect(debug(g, KVM_GUESTDBG_ENABLE | 0x4000_0000)).toBe(0);
   });
 
-  test('BLOCKIRQ: no interrupt is injected while stepping with it; once debugging is off the interrupt is taken', () => {
+  test('BLOCKIRQ holds a new NMI while stepping with it; the first entry after it is cleared takes it', () => {
     const g = guestVm(vendor, [0xfb, 0x90, 0x90, 0x90, 0xf4]);
-    handler(g, 0x20, 0x2000, [0xe6, 0x14, 0xf4]);
+    handler(g, 2, 0x2000, [0xe6, 0x15, 0xf4]);
     debug(g, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_BLOCKIRQ);
     expect(run(g)).toBe(KVM_EXIT_DEBUG); // STI
-    g.p.ioctl(g.fd, KVM_INTERRUPT, { irq: 0x20 });
+    g.p.ioctl(g.fd, KVM_NMI, 0);
     for (const pc of [0x1002n, 0x1003n, 0x1004n]) {
       expect(run(g)).toBe(KVM_EXIT_DEBUG);
       expect(g.run.debug.pc).toBe(pc);
     }
     debug(g, 0);
+    expect(run(g)).toBe(KVM_EXIT_IO);
+    expect(g.run.io.port).toBe(0x15);
+  });
+
+  test('BLOCKIRQ does not hold an interrupt KVM_INTERRUPT queued: it is being injected, and is injected again at the entry (recorded: run.events.blockirq-interrupt)', () => {
+    const g = guestVm(vendor, [0xfb, 0x90, 0xe6, 0x10, 0xf4]);
+    handler(g, 0x20, 0x2000, [0xe6, 0x14, 0xf4]);
+    debug(g, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ);
+    g.p.ioctl(g.fd, KVM_INTERRUPT, { irq: 0x20 });
     expect(run(g)).toBe(KVM_EXIT_IO);
     expect(g.run.io.port).toBe(0x14);
   });

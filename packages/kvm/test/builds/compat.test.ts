@@ -5,6 +5,7 @@
  */
 import { ARCH_REQ_XCOMP_GUEST_PERM, createHost, type Host, type Process, O_RDWR, UsageError } from '@vac/core';
 import { intel } from '@vac/vmx';
+import { turnEventLoopIfDue } from '@vac/test-support';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import {
@@ -380,19 +381,21 @@ describe.each(VENDORS)('moving between shipped builds on $name', (vendor) => {
     expect(saveVm(p, moved.handle)).toEqual(now);
   });
 
-  test('property: for random pairs of shipped builds, canMove and moveVm agree, both directions', () => {
+  test('property: for random pairs of shipped builds, canMove and moveVm agree, both directions', async () => {
     const n = SHIPPED_BUILDS.length;
     const tally = new Map<string, number>();
     const count = (k: string): void => void tally.set(k, (tally.get(k) ?? 0) + 1);
-    fc.assert(
-      fc.property(
+    // Asynchronous only to turn the worker's event loop about once a second (turnEventLoopIfDue).
+    await fc.assert(
+      fc.asyncProperty(
         fc.integer({ min: 0, max: n - 1 }),
         fc.integer({ min: 0, max: n - 1 }),
         fc.record({ quirks: fc.integer({ min: 0, max: 0x7ff }), exits: fc.integer({ min: 0, max: 0xf }), pvCpuid: fc.boolean(), irqchip: fc.boolean(), apfVector: fc.constantFrom(0, 0x30, 0xef), mitigate: fc.boolean() }),
-        (i, j, r) => {
+        async (i, j, r) => {
           const a = SHIPPED_BUILDS[i]!;
           const b = SHIPPED_BUILDS[j]!;
           count(checkMove(vendor, a, b, r));
+          await turnEventLoopIfDue();
         },
       ),
       { numRuns: 60, seed: 16 },
@@ -418,9 +421,12 @@ describe.each([...VENDORS, AMX] as Vendor[])('every ordered pair of shipped buil
   ];
   // On the AMX host (the guest with tile state where the source offers AMX) one configuration, no capability
   // enabled, so that CPUID and XSAVE decide: the others repeat the Intel host's outcomes for the capabilities.
-  test.each('amx' in vendor ? configs.slice(2) : configs)(`canMove and moveVm agree on all ${SHIPPED_BUILDS.length ** 2}: %s`, (_name, config) => {
+  test.each('amx' in vendor ? configs.slice(2) : configs)(`canMove and moveVm agree on all ${SHIPPED_BUILDS.length ** 2}: %s`, async (_name, config) => {
     const outcomes = new Map<string, string>();
-    for (const [a, b] of pairs) outcomes.set(`${a.linux} → ${b.linux}`, checkMove(vendor, a, b, config));
+    for (const [a, b] of pairs) {
+      outcomes.set(`${a.linux} → ${b.linux}`, checkMove(vendor, a, b, config));
+      await turnEventLoopIfDue();
+    }
     if (process.env['VAC_TALLY'] !== undefined) console.log(vendor.name, _name, Object.fromEntries(outcomes));
     expect(outcomes.size).toBe(SHIPPED_BUILDS.length ** 2);
     // A build to itself always moves and comes back (the parameter aside).

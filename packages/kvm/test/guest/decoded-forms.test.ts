@@ -6,6 +6,7 @@
  * reference is the general decoder without any cache (policy `'never'`), checked against the decoded forms on the slot
  * memory and on a byte-wise memory; every form must have been exercised.
  */
+import { turnEventLoopIfDue } from '@vac/test-support';
 import fc from 'fast-check';
 import { afterEach, expect, test } from 'vitest';
 import * as F from '../../src/guest/decoded-form.js';
@@ -88,15 +89,16 @@ const WAYS: readonly { readonly flavor: Flavor; readonly policy: InsnCachePolicy
   { flavor: 'bytewise', policy: 'auto' },
 ];
 
-test('decoded forms and the general decoder agree on random 32-bit programs', () => {
-  fc.assert(
-    fc.property(
+test('decoded forms and the general decoder agree on random 32-bit programs', async () => {
+  // Asynchronous only to turn the worker's event loop about once a second (turnEventLoopIfDue).
+  await fc.assert(
+    fc.asyncProperty(
       fc.array(pieceArb, { minLength: 1, maxLength: 80 }).map((pieces) => pieces.flat()),
       fc.array(fc.oneof(fc.integer({ min: 0, max: 0x1ffff }), fc.integer({ min: 0, max: 0xffffffff })), { minLength: 8, maxLength: 8 }),
       fc.integer({ min: 0, max: 0xfff }),
       fc.integer({ min: 1, max: 300 }),
       fc.constantFrom(0xffffffff, 0xffff, 0x17fff),
-      (code, regs, flags, budget, dsLimit) => {
+      async (code, regs, flags, budget, dsLimit) => {
         const runs = WAYS.map(({ flavor, policy }) => {
           setInsnCachePolicy(policy);
           try {
@@ -118,6 +120,7 @@ test('decoded forms and the general decoder agree on random 32-bit programs', ()
           expect(other.vm.state).toEqual(ref.vm.state);
           expect(Buffer.from(other.vm.ram).equals(Buffer.from(ref.vm.ram))).toBe(true);
         }
+        await turnEventLoopIfDue();
       },
     ),
     { numRuns: 800 },

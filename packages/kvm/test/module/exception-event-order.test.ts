@@ -26,6 +26,7 @@ import {
   makeKvmRegs,
   makeKvmVcpuEvents,
   mapKvmRun,
+  readKvmStats,
   type KvmRunView,
 } from '../../src/index.js';
 import { startAt1000 } from '../abi/guest-vm.js';
@@ -149,5 +150,64 @@ describe.each(VENDORS)('an exception and an NMI at the same entry ($name)', (ven
     expect(() => g.p.ioctl(g.fd, KVM_RUN, 0)).toThrow(expect.objectContaining({ code: 'EINTR' }) as Error);
     expect(events(g)).toEqual([0, 0, 0, 0, 0]);
     expect(ports(g, 2)).toEqual([0x30, 0x10]);
+  });
+});
+
+describe.each(VENDORS)('NMIs and interrupts being injected ($name)', (vendor) => {
+  test('an NMI and an interrupt both set as being injected: the NMI is injected again (an immediate exit: the interrupt still queued counts) and the exit drops the interrupt', () => {
+    const g = guest(vendor, 1);
+    const ev = makeKvmVcpuEvents();
+    g.p.ioctl(g.fd, KVM_GET_VCPU_EVENTS, ev);
+    ev.nmi.injected = 1;
+    ev.interrupt.injected = 1;
+    ev.interrupt.nr = 0x40;
+    expect(g.p.ioctl(g.fd, KVM_SET_VCPU_EVENTS, ev)).toBe(0);
+    expect(events(g)).toEqual([0, 1, 1, 0, 0]);
+    // The entry with the NMI leaves at once (the interrupt still queued counts as injectable: kvm_cpu_has_extint).
+    expect(() => g.p.ioctl(g.fd, KVM_RUN, 0)).toThrow(expect.objectContaining({ code: 'EINTR' }) as Error);
+    expect(events(g)).toEqual([0, 0, 0, 0, 1]);
+    const regs = makeKvmRegs();
+    g.p.ioctl(g.fd, KVM_GET_REGS, regs);
+    expect(regs.rip).toBe(0x2000n);
+    // The NMI handler, then main: interrupt 0x40 never comes.
+    expect(ports(g, 2)).toEqual([0x20, 0x10]);
+  });
+
+  test('an interrupt being injected and a pending NMI: the interrupt goes first, the entry is an immediate exit, the NMI comes before the interrupt handler\'s first instruction', () => {
+    const g = guest(vendor, 1);
+    const ev = makeKvmVcpuEvents();
+    g.p.ioctl(g.fd, KVM_GET_VCPU_EVENTS, ev);
+    ev.flags = KVM_VCPUEVENT_VALID_NMI_PENDING;
+    ev.nmi.pending = 1;
+    ev.interrupt.injected = 1;
+    ev.interrupt.nr = 0x40;
+    expect(g.p.ioctl(g.fd, KVM_SET_VCPU_EVENTS, ev)).toBe(0);
+    expect(() => g.p.ioctl(g.fd, KVM_RUN, 0)).toThrow(expect.objectContaining({ code: 'EINTR' }) as Error);
+    expect(events(g)).toEqual([0, 0, 0, 1, 0]);
+    const regs = makeKvmRegs();
+    g.p.ioctl(g.fd, KVM_GET_REGS, regs);
+    expect([regs.rip, regs.rsp]).toEqual([0x4000n, 0x7ffan]);
+    // The NMI on top of the interrupt's frame: its handler, the interrupt's, then main.
+    expect(ports(g, 3)).toEqual([0x20, 0x40, 0x10]);
+  });
+
+  test('the exits statistic counts VM exits, as stat.exits does: KVM_RUN with immediate_exit none (no entry), the immediate exit of a re-injected interrupt one', () => {
+    const g = guest(vendor);
+    const exits = (): number | undefined => readKvmStats(g.p, g.fd)['exits'];
+    g.run.immediate_exit = 1;
+    expect(() => g.p.ioctl(g.fd, KVM_RUN, 0)).toThrow(expect.objectContaining({ code: 'EINTR' }) as Error);
+    g.run.immediate_exit = 0;
+    expect(exits()).toBe(0);
+    const ev = makeKvmVcpuEvents();
+    g.p.ioctl(g.fd, KVM_GET_VCPU_EVENTS, ev);
+    ev.interrupt.injected = 1;
+    ev.interrupt.nr = 0x40;
+    expect(g.p.ioctl(g.fd, KVM_SET_VCPU_EVENTS, ev)).toBe(0);
+    // The entry that injects 0x40 leaves at once (without an in-kernel LAPIC the queued interrupt counts as injectable:
+    // kvm_cpu_has_extint), the next runs to the handler's OUT: two VM exits for one return to user space.
+    expect(ports(g, 1)).toEqual([0x40]);
+    expect(exits()).toBe(2);
+    expect(ports(g, 1)).toEqual([0x10]);
+    expect(exits()).toBe(3);
   });
 });

@@ -32,15 +32,19 @@ import {
   KVM_NMI,
   KVM_RUN,
   KVM_SET_CPUID2,
+  KVM_SET_GUEST_DEBUG,
   KVM_SET_MP_STATE,
   KVM_SET_MSRS,
   KVM_SET_USER_MEMORY_REGION,
   KVM_SET_VCPU_EVENTS,
   KVM_SMI,
+  KVM_GUESTDBG_BLOCKIRQ,
+  KVM_GUESTDBG_ENABLE,
   createRealModeVcpu,
   kvm,
   makeKvmCpuid2,
   makeKvmDirtyLog,
+  makeKvmGuestDebug,
   makeKvmMsrs,
   makeKvmRegs,
   makeKvmSregs,
@@ -141,6 +145,12 @@ function smiWithHandler(hardware: HostOptions['hardware'], handler: readonly num
   runToOut(g, 0x10);
   g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
   return g;
+}
+
+/** The NMI handler (IVT vector 2 in address space 0) at 0x3000: OUT 0x22, IRET. */
+function nmiHandler(g: SmmVm): void {
+  g.ram.set([0x00, 0x30, 0x00, 0x00], 2 * 4);
+  g.ram.set([...out(0x22), 0xcf], 0x3000);
 }
 
 /** KVM_RUN, expecting an OUT to `port`. */
@@ -311,11 +321,36 @@ describe.each(VENDORS)('SMM on $name', ({ name, hardware }) => {
     runToOut(g, 0x11);
   });
 
+  test('KVM_GUESTDBG_BLOCKIRQ holds an SMI (kvm_check_and_inject_events returns before it): the guest runs on with it pending; clearing BLOCKIRQ lets the next entry take it', () => {
+    const g = smmVm(hardware());
+    runToOut(g, 0x10);
+    g.p.ioctl(g.cpu.fd, KVM_SET_GUEST_DEBUG, makeKvmGuestDebug({ control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ }));
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x11);
+    expect([events(g).smi.smm, events(g).smi.pending]).toEqual([0, 1]);
+    g.p.ioctl(g.cpu.fd, KVM_SET_GUEST_DEBUG, makeKvmGuestDebug({ control: 0 }));
+    runToOut(g, 0x30);
+    runToOut(g, 0x12);
+  });
+
+  test('an SMI beside an NMI being injected: the NMI is injected again first (an immediate exit), the SMI comes before the NMI handler\'s first instruction', () => {
+    const g = smmVm(hardware());
+    nmiHandler(g);
+    runToOut(g, 0x10);
+    const ev = events(g);
+    ev.flags = 0;
+    ev.nmi.injected = 1;
+    g.p.ioctl(g.cpu.fd, KVM_SET_VCPU_EVENTS, ev);
+    g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
+    runToOut(g, 0x30);
+    expect(u32(g.smram, 0xfe00 + 0x1f0)).toBe(0x3000); // the save state's EIP: the NMI handler's first instruction
+    runToOut(g, 0x22);
+    runToOut(g, 0x11);
+  });
+
   test('NMIs are blocked in SMM: an NMI sent there stays pending until RSM, then is injected before the next instruction', () => {
     const g = smmVm(hardware());
-    // The NMI handler (IVT vector 2 in address space 0) at 0x3000: OUT 0x22, IRET.
-    g.ram.set([0x00, 0x30, 0x00, 0x00], 2 * 4);
-    g.ram.set([...out(0x22), 0xcf], 0x3000);
+    nmiHandler(g);
     runToOut(g, 0x10);
     g.p.ioctl(g.cpu.fd, KVM_SMI, 0);
     runToOut(g, 0x30);

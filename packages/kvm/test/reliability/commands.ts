@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { turnEventLoopIfDue } from '@vac/test-support';
 import fc from 'fast-check';
 import { MEM_VARIANTS, NR_CPUS, PARAM_SETS, SITES, World, newStats, type Cmd, type Stats, type Vendor } from './model.js';
 import { OBSERVED_EVENTS, OBSERVER_ACTS } from './observer.js';
@@ -127,17 +128,22 @@ export interface RunSettings {
   readonly maxCommands: number;
 }
 
-/** Run `runs` random sequences with fast-check; on failure, throw with the seed, path and replay command. */
-export function runModel(settings: RunSettings, stats: Stats = newStats()): Stats {
-  const prop = fc.property(sequenceArb(settings.maxCommands), (s) => {
+/**
+ * Run `runs` random sequences with fast-check; on failure, throw with the seed, path and replay command. The property
+ * is asynchronous only to turn the worker's event loop about once a second (`turnEventLoopIfDue`): the sequences are
+ * the seed's, whatever the load.
+ */
+export async function runModel(settings: RunSettings, stats: Stats = newStats()): Promise<Stats> {
+  const prop = fc.asyncProperty(sequenceArb(settings.maxCommands), async (s) => {
     runSequence(s.vendor, commandsOf(s), stats);
+    await turnEventLoopIfDue();
   });
   const params: fc.Parameters<[Sequence]> = {
     seed: settings.seed,
     numRuns: settings.runs,
     ...(settings.path === undefined ? {} : { path: settings.path, endOnFailure: true }),
   };
-  const out = fc.check(prop, params);
+  const out = await fc.check(prop, params);
   if (out.failed) {
     const replay = `REPLAY_SEED=${out.seed} REPLAY_PATH=${out.counterexamplePath ?? ''} npx vitest run --project kvm test/reliability`;
     const ce = out.counterexample?.[0];

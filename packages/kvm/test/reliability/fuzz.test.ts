@@ -19,7 +19,7 @@ import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import * as ABI from '../../src/abi/constants.js';
 import { _IOC, _IOC_TYPE, KVMIO, KVM_RUN, KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_USER_MEMORY_REGION, kvm, makeKvmRegs, makeKvmSregs } from '../../src/index.js';
-import { firstDifference } from '@vac/test-support';
+import { firstDifference, turnEventLoopIfDue } from '@vac/test-support';
 import { withoutKnownFindings } from './known-findings.js';
 import { tally } from './support.js';
 
@@ -320,11 +320,13 @@ describe('random-ioctl fuzzer (syzkaller style)', () => {
     expect(KNOWN).toContain(KVM_SET_SREGS);
     const t0 = performance.now();
     const calls0 = tally.fuzzCalls;
-    const prop = fc.property(
+    // Asynchronous only to turn the worker's event loop about once a second (turnEventLoopIfDue): the programs are
+    // the seed's, whatever the load.
+    const prop = fc.asyncProperty(
       fc.constantFrom<'intel' | 'amd'>('intel', 'amd'),
       fc.tuple(fc.nat(1), fc.nat(1)),
       fc.array(callArb, { minLength: 1, maxLength: CALLS, size: 'max' }),
-      (vendor, evalAtLoad, calls) => {
+      async (vendor, evalAtLoad, calls) => {
         const f = new Fuzz(vendor, evalAtLoad);
         for (const c of calls) f.exec(c);
         // Everything goes away cleanly.
@@ -334,13 +336,14 @@ describe('random-ioctl fuzzer (syzkaller style)', () => {
         const v = withoutKnownFindings(checkInvariants(f.host));
         if (v.length > 0) throw new Error(`after teardown: ${JSON.stringify(v)}`);
         if (f.host.cpus.some((c) => f.host.hardware.virt.isEnabled(c.id))) throw new Error('a CPU is still enabled after teardown');
+        await turnEventLoopIfDue();
       },
     );
     // Chunk i runs with seed + i (a failure names the chunk's seed), so the worker stays responsive.
     const chunk = s.mode === 'replay' ? 1 : 50;
     for (let done = 0, i = 0; done < s.runs; done += chunk, i++) {
       const seed = s.seed + i;
-      const out = fc.check(prop, { seed, numRuns: Math.min(chunk, s.runs - done), ...(s.path === undefined ? {} : { path: s.path, endOnFailure: true }) });
+      const out = await fc.check(prop, { seed, numRuns: Math.min(chunk, s.runs - done), ...(s.path === undefined ? {} : { path: s.path, endOnFailure: true }) });
       if (out.failed) {
         throw new Error(
           `fuzzer failed (seed ${out.seed}, path ${out.counterexamplePath ?? '?'})\nreplay: REPLAY_TEST=fuzz REPLAY_SEED=${out.seed} REPLAY_PATH=${out.counterexamplePath ?? ''} npx vitest run --project kvm test/reliability/fuzz\n${fc.defaultReportMessage(out) ?? ''}`,

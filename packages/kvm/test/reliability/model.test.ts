@@ -16,8 +16,8 @@ const CI_RUNS = 6000;
 const CI_SEED = 0x5eed;
 const MAX_COMMANDS = 150;
 /**
- * Sequences per fast-check run: the run is split so the test worker stays responsive (vitest's worker RPC times out
- * after 60 s without a turn of the event loop: one chunk must stay well below that on a loaded machine).
+ * Sequences per fast-check run (a failure names its chunk's seed). The worker's event loop turns inside the runs, about
+ * once a second (vitest's worker RPC times out after 60 s without a turn: `turnEventLoopIfDue` of test-support).
  */
 const CHUNK = 100;
 
@@ -27,13 +27,13 @@ describe('model-based random testing', () => {
     const t0 = performance.now();
     const stats = newStats();
     if (settings.mode === 'replay') {
-      runModel(settings, stats);
+      await runModel(settings, stats);
     } else {
       // Chunk i runs with seed + i: a failure names the chunk's own seed, which replays on its own. A progress
       // line every tenth of the run (vitest prints a test's console output as it comes, so CI shows it live).
       const progress = progressReporter(`[model] ${settings.mode}`, settings.runs, CHUNK);
       for (let done = 0, i = 0; done < settings.runs; done += CHUNK, i++) {
-        runModel({ ...settings, seed: settings.seed + i, runs: Math.min(CHUNK, settings.runs - done) }, stats);
+        await runModel({ ...settings, seed: settings.seed + i, runs: Math.min(CHUNK, settings.runs - done) }, stats);
         const line = progress(stats, performance.now() - t0);
         if (line !== undefined) console.log(line);
         await new Promise((r) => setImmediate(r));
