@@ -242,7 +242,6 @@ int main(int argc, char **argv) {
     CALL(src.vcpu, KVM_GET_XSAVE2, &xsave);
     CALL(src.vcpu, KVM_GET_XCRS, &xcrs);
     CALL(src.vcpu, KVM_GET_SREGS2, &sregs2);
-    all.h.nmsrs = all.h.nmsrs; /* the same list each time */
     CALL(src.vcpu, KVM_GET_MSRS, &all);
     CALL(src.vcpu, KVM_GET_LAPIC, &lapic);
     CALL(src.vcpu, KVM_GET_DEBUGREGS, &dbg);
