@@ -1,8 +1,8 @@
 /** The npm build of @vac/bridge: the library and the `vac` command (bin/vac.mjs loads dist/cli/main.js). */
 import { defineConfig } from 'tsup';
-import base from '../../tsup.config.js';
+import { bundled } from '../../tsup.config.js';
 
 export default defineConfig({
-  ...(base as object),
+  ...bundled,
   entry: { index: 'src/index.ts', 'cli/main': 'src/cli/main.ts' },
 });

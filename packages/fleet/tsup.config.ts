@@ -1,8 +1,8 @@
 /**
- * The npm build of @vac/fleet: the shared one (../../tsup.config.ts) with one more entry, the worker-thread script
- * the fleet's worker pool starts from `dist/fleet/worker.js`.
+ * The npm build of @vac/fleet: the shared options (`bundled` of ../../tsup.config.ts) with one more entry, the
+ * worker-thread script the fleet's worker pool starts from `dist/fleet/worker.js`.
  */
-import { defineConfig, type Options } from 'tsup';
-import shared from '../../tsup.config.js';
+import { defineConfig } from 'tsup';
+import { bundled } from '../../tsup.config.js';
 
-export default defineConfig({ ...(shared as Options), entry: { index: 'src/index.ts', 'fleet/worker': 'src/fleet/worker.ts' } });
+export default defineConfig({ ...bundled, entry: { index: 'src/index.ts', 'fleet/worker': 'src/fleet/worker.ts' } });
