@@ -217,27 +217,16 @@ export class SvmVcpu implements VendorVcpu {
     this.#live('enter');
     this.#onCpu('enter', cpu);
     if (this.#inGuestOn >= 0) throw this.#inGuestError(cpu);
-    const svm = this.#m.hw.svm;
-    const gifFault = svm.clgi(cpu);
-    const result = this.#vmrun(cpu, gifFault === undefined);
+    // CLGI + VMRUN in one call of the hardware model (a usage error of the model, an offline CPU or a VMCB already
+    // running, leaves GIF as it was); GIF was cleared unless both faulted (#UD: EFER.SVME is clear).
+    const result = this.#m.hw.svm.clgiVmrun(cpu, this.vmcb);
     this.#lastVmentryCpu = cpu;
     if (result === 'entered') {
       this.#inGuestOn = cpu;
       this.stats.entries++;
       return undefined;
     }
-    return this.#entryFailed(cpu, result, gifFault === undefined);
-  }
-
-  /** VMRUN; a usage error of the model (offline CPU, VMCB already running) leaves GIF as it was. */
-  #vmrun(cpu: number, gifCleared: boolean): VmrunResult {
-    const svm = this.#m.hw.svm;
-    try {
-      return svm.vmrun(cpu, this.vmcb);
-    } catch (e) {
-      if (gifCleared) svm.stgi(cpu);
-      throw e;
-    }
+    return this.#entryFailed(cpu, result, result !== '#UD');
   }
 
   /** The failed VMRUN: the rest of the run path, the warnings, the failure reason. */
@@ -281,11 +270,11 @@ export class SvmVcpu implements VendorVcpu {
    */
   exit(cpu: number, exitCode: number = SVM_EXIT.INTR): void {
     if (this.#inGuestOn !== cpu) throw this.#notInGuestError(cpu);
-    const m = this.#m;
-    const svm = m.hw.svm;
-    if (this.vmcb.runningOn === cpu) svm.vmexit(cpu, exitCode);
+    // Out of guest mode before STGI (whose usage error, the CPU in guest mode with another VMCB, then finds this vCPU
+    // out, as before); #VMEXIT cannot fail here: this VMCB runs on `cpu`, or the CPU was forced out already.
     this.#inGuestOn = -1;
-    if (svm.stgi(cpu) !== undefined) this.#stgiFaulted(cpu);
+    // #VMEXIT + STGI in one call of the hardware model.
+    if (this.#m.hw.svm.vmexitStgi(cpu, exitCode, this.vmcb) !== undefined) this.#stgiFaulted(cpu);
   }
 
   #stgiFaulted(cpu: number): void {

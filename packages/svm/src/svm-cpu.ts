@@ -654,6 +654,37 @@ export class SvmCpus {
   }
 
   /**
+   * CLGI then VMRUN `vmcb` on `cpu`, as `svm_vcpu_run()` issues them back to back, in one call: the effects,
+   * counters, results and usage errors of {@link SvmCpus.clgi} followed by {@link SvmCpus.vmrun}. When CLGI cleared
+   * GIF and VMRUN then throws (a usage error of the model), STGI sets GIF again (counted) before the error goes on.
+   * CLGI faults (#UD) exactly when VMRUN does (EFER.SVME clear), so GIF was cleared exactly when the result is not
+   * `'#UD'`.
+   *
+   * @throws UsageError as {@link SvmCpus.clgi} and {@link SvmCpus.vmrun} do
+   */
+  clgiVmrun(cpu: number, vmcb: Vmcb): VmrunResult {
+    if (this.clgi(cpu) !== undefined) return this.vmrun(cpu, vmcb);
+    try {
+      return this.vmrun(cpu, vmcb);
+    } catch (e) {
+      this.stgi(cpu);
+      throw e;
+    }
+  }
+
+  /**
+   * `#VMEXIT` on `cpu` with `exitCode` when `vmcb` is running there (not when the CPU was already forced out of guest
+   * mode), then STGI, in one call: the effects, counters and usage errors of {@link SvmCpus.vmexit} and
+   * {@link SvmCpus.stgi}, in that order.
+   *
+   * @returns STGI's result: `undefined`, or `'#UD'` (EFER.SVME clear)
+   */
+  vmexitStgi(cpu: number, exitCode: number, vmcb: Vmcb): SvmFault | undefined {
+    if (vmcb.runningOn === cpu) this.vmexit(cpu, exitCode);
+    return this.stgi(cpu);
+  }
+
+  /**
    * `#VMEXIT` on `cpu` with `exitCode` (an `SVM_EXIT_*` code): leave guest mode, clear GIF (APM §15.6),
    * record the exit code in the VMCB; then, as KVM's `svm_vcpu_run()` does right after every run,
    * `tlb_ctl = TLB_CONTROL_DO_NOTHING` and `vmcb_mark_all_clean()`.

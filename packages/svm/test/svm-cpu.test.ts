@@ -157,6 +157,56 @@ describe('VMRUN', () => {
     expect(() => hw.svm.vmrun(1, w)).toThrow('svm.vmrun: VMCB 1 has a reserved TLB_CONTROL encoding 2');
   });
 
+  test('clgiVmrun / vmexitStgi: the same effects, counters and results as CLGI + VMRUN and #VMEXIT + STGI', () => {
+    // Two hosts, one driven with the separate instructions and one with the fused calls, end in the same state.
+    const a = enabledHost(2);
+    const b = enabledHost(2);
+    const va = a.hw.svm.allocVmcb('kvm0');
+    const vb = b.hw.svm.allocVmcb('kvm0');
+    for (const v of [va, vb]) {
+      v.asid = 3;
+      v.tlbControl = TLB_CONTROL_FLUSH_ALL_ASID;
+    }
+    expect(a.hw.svm.clgi(1)).toBeUndefined();
+    expect(a.hw.svm.vmrun(1, va)).toBe('entered');
+    expect(b.hw.svm.clgiVmrun(1, vb)).toBe('entered');
+    expect(b.hw.cpu(1)).toEqual(a.hw.cpu(1));
+    expect(b.hw.cpu(1)).toMatchObject({ gif: true, inGuest: true, currentVmcb: vb });
+    a.hw.svm.vmexit(1, SVM_EXIT.IOIO);
+    expect(a.hw.svm.stgi(1)).toBeUndefined();
+    expect(b.hw.svm.vmexitStgi(1, SVM_EXIT.IOIO, vb)).toBeUndefined();
+    expect(vb).toEqual(va);
+    expect(vb).toMatchObject({ exitCode: 0x7b, runningOn: -1, tlbControl: 0, clean: VMCB_CLEAN_AFTER_RUN });
+    expect(b.hw.snapshot()).toEqual(a.hw.snapshot());
+    expect(b.hw.counters(1)).toMatchObject({ clgi: 1, vmrun: 1, tlbFlushAll: 1, vmexit: 1, stgi: 1 });
+    // A CPU forced out of guest mode already: STGI alone.
+    expect(b.hw.svm.clgiVmrun(0, vb)).toBe('entered');
+    expect(b.hw.svm.forceVmexit(0, SVM_EXIT.INTR)).toBe(vb);
+    expect(b.hw.svm.vmexitStgi(0, SVM_EXIT.IOIO, vb)).toBeUndefined();
+    expect(vb.exitCode).toBe(SVM_EXIT.INTR);
+    expect(b.hw.cpu(0)).toMatchObject({ gif: true, inGuest: false });
+    expect(b.hw.counters(0)).toMatchObject({ clgi: 1, vmrun: 1, vmexit: 1, stgi: 1 });
+  });
+
+  test('clgiVmrun: #UD with EFER.SVME clear (GIF untouched); a usage error of VMRUN sets GIF again first', () => {
+    const { hw } = makeHost(1);
+    const v = hw.svm.allocVmcb('kvm0');
+    v.asid = 1;
+    const before = hw.snapshot();
+    expect(hw.svm.clgiVmrun(0, v)).toBe('#UD');
+    expect(hw.svm.vmexitStgi(0, SVM_EXIT.INTR, v)).toBe('#UD');
+    expect(hw.snapshot()).toEqual(before);
+    const on = enabledHost(2);
+    const w = on.hw.svm.allocVmcb('kvm0');
+    w.asid = 1;
+    expect(on.hw.svm.clgiVmrun(0, w)).toBe('entered');
+    expect(() => on.hw.svm.clgiVmrun(1, w)).toThrow('svm.vmrun: VMCB 0 is already in guest mode on CPU 0');
+    expect(on.hw.cpu(1).gif).toBe(true);
+    expect(on.hw.counters(1)).toMatchObject({ clgi: 1, stgi: 1, vmrun: 0 });
+    expect(() => on.hw.svm.clgiVmrun(0, w)).toThrow('svm.clgi: CPU 0 is in guest mode (VMCB 0); the host is not running there');
+    expect(on.hw.counters(0)).toMatchObject({ clgi: 1, stgi: 0, vmrun: 1 });
+  });
+
   test('forceVmexit is a no-op outside guest mode', () => {
     const { hw } = enabledHost(1);
     expect(hw.svm.forceVmexit(0, SVM_EXIT.INTR)).toBeUndefined();
