@@ -2,12 +2,14 @@
  * The areas of destroyed vCPUs are cleared and given to new ones (module/kept-areas.ts): a new vCPU's `kvm_run` is
  * all zero and its FPU image and machine-check banks are as reset, whatever they held before; a `kvm_run` area is
  * given back only when its vCPU is destroyed — not while a mapping of it lives — and views of it kept past that are
- * detached, never another vCPU's area.
+ * detached, never another vCPU's area; so are a destroyed vCPU's own views of its FPU image and machine-check banks.
  */
 import { O_RDWR, type Mapping, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_MSRS, KVM_GET_VCPU_MMAP_SIZE, KVM_GET_XSAVE, KVM_SET_MSRS, KVM_SET_XSAVE, kvm, makeKvmXsave, type kvm_xsave } from '../../src/index.js';
+import { vcpuOf } from '../../src/introspect.js';
 import { AREAS_KEPT as RUN_AREAS_KEPT } from '../../src/module/kept-areas.js';
+import { vcpuArch } from '../../src/module/vcpu-arch.js';
 import { VENDORS, makeHost, vmmProcess } from './helpers.js';
 
 /** A VM with `n` vCPUs whose `kvm_run` areas are mapped. */
@@ -112,5 +114,34 @@ describe.each(VENDORS)('kvm_run areas on $name', (vendor) => {
     p.close(first.vm);
     const next = vmWithRuns(p, sys, 3);
     for (const fd of next.vcpus) expect(fpuAndBanks(p, fd)).toEqual(fresh);
+  });
+
+  test('a destroyed vCPU\'s views of its FPU image and machine-check banks are detached, never the next vCPU\'s area', () => {
+    const host = makeHost(vendor.hardware());
+    host.modprobe(kvm({ postfix: '' }));
+    const p = vmmProcess(host);
+    const sys = p.open('/dev/kvm', O_RDWR);
+    const old = vmWithRuns(p, sys, 1);
+    const arch = vcpuArch(vcpuOf(p, old.vcpus[0] as number));
+    const { fpu, mceBanks, mciCtl2 } = arch;
+    expect(fpu.length).toBe(4096);
+    for (const m of old.maps) p.munmap(m.addr, m.length);
+    for (const fd of old.vcpus) p.close(fd);
+    p.close(old.vm);
+    // The VM is destroyed: its vCPU's views show nothing, also once a new vCPU (which takes the area) writes its own.
+    expect(fpu.length).toBe(0);
+    expect(mceBanks.words.length).toBe(0);
+    expect(mciCtl2.words.length).toBe(0);
+    const next = vmWithRuns(p, sys, 1);
+    const fd = next.vcpus[0] as number;
+    const x = fpuAndBanks(p, fd).xsave;
+    x.region[40] = 0xdeadbeef; // XMM0
+    x.region[128] = 3; // XSTATE_BV: x87, SSE
+    expect(p.ioctl(fd, KVM_SET_XSAVE, x)).toBe(0);
+    expect(p.ioctl(fd, KVM_SET_MSRS, oneMsr(0x401, 0x1234n))).toBe(1);
+    expect(vcpuArch(vcpuOf(p, fd)).fpu.length).toBe(4096);
+    expect(fpu[160]).toBeUndefined();
+    expect(mceBanks.words[2]).toBeUndefined();
+    expect(fpuAndBanks(p, fd)).toMatchObject({ mc0Status: 0x1234n });
   });
 });
