@@ -20,6 +20,21 @@ function vmWithRuns(p: Process, sys: number, n: number): { vm: number; vcpus: nu
   return { vm, vcpus, maps: vcpus.map((fd) => p.mmap(fd, size)) };
 }
 
+/** A VMM process of a host with one KVM module loaded, `/dev/kvm` open. */
+function kvmOpened(vendor: (typeof VENDORS)[number]): { p: Process; sys: number } {
+  const host = makeHost(vendor.hardware());
+  host.modprobe(kvm({ postfix: '' }));
+  const p = vmmProcess(host);
+  return { p, sys: p.open('/dev/kvm', O_RDWR) };
+}
+
+/** Unmap every `kvm_run`, close the vCPUs and the VM: the VM is destroyed, its vCPUs' areas given back. */
+function destroy(p: Process, v: { vm: number; vcpus: number[]; maps: Mapping[] }): void {
+  for (const m of v.maps) p.munmap(m.addr, m.length);
+  for (const fd of v.vcpus) p.close(fd);
+  p.close(v.vm);
+}
+
 const zero = (m: Mapping): boolean => m.bytes.every((b) => b === 0);
 
 /** `struct kvm_msrs` of one entry. */
@@ -46,17 +61,12 @@ function fpuAndBanks(p: Process, fd: number): { xsave: kvm_xsave; mc0Status: big
 
 describe.each(VENDORS)('kvm_run areas on $name', (vendor) => {
   test('a new vCPU sees a zeroed kvm_run, also where the area was a destroyed vCPU\'s that user space wrote all over', () => {
-    const host = makeHost(vendor.hardware());
-    host.modprobe(kvm({ postfix: '' }));
-    const p = vmmProcess(host);
-    const sys = p.open('/dev/kvm', O_RDWR);
+    const { p, sys } = kvmOpened(vendor);
     // More destroyed vCPUs than are kept, each area filled with 0xa5, then as many new vCPUs.
     const n = RUN_AREAS_KEPT + 3;
     const old = vmWithRuns(p, sys, n);
     for (const m of old.maps) m.bytes.fill(0xa5);
-    for (const m of old.maps) p.munmap(m.addr, m.length);
-    for (const fd of old.vcpus) p.close(fd);
-    p.close(old.vm);
+    destroy(p, old);
     const next = vmWithRuns(p, sys, n);
     expect(next.maps.filter(zero)).toHaveLength(n);
     // The old views, kept past munmap and the VM's destruction, are detached: they show no vCPU's area.
@@ -66,10 +76,7 @@ describe.each(VENDORS)('kvm_run areas on $name', (vendor) => {
   });
 
   test('an area is not given back while a mapping of its vCPU lives (the mapping holds the VM)', () => {
-    const host = makeHost(vendor.hardware());
-    host.modprobe(kvm({ postfix: '' }));
-    const p = vmmProcess(host);
-    const sys = p.open('/dev/kvm', O_RDWR);
+    const { p, sys } = kvmOpened(vendor);
     const a = vmWithRuns(p, sys, 1);
     for (const fd of a.vcpus) p.close(fd);
     p.close(a.vm); // the VM lives on: the mapping holds its vCPU file
@@ -92,10 +99,7 @@ describe.each(VENDORS)('kvm_run areas on $name', (vendor) => {
   });
 
   test('a new vCPU\'s FPU image and machine-check banks are as reset, also in the area of a destroyed vCPU that had them changed', () => {
-    const host = makeHost(vendor.hardware());
-    host.modprobe(kvm({ postfix: '' }));
-    const p = vmmProcess(host);
-    const sys = p.open('/dev/kvm', O_RDWR);
+    const { p, sys } = kvmOpened(vendor);
     const first = vmWithRuns(p, sys, 2);
     const fresh = fpuAndBanks(p, first.vcpus[0] as number);
     expect(fresh.mc0Status).toBe(0n);
@@ -109,25 +113,18 @@ describe.each(VENDORS)('kvm_run areas on $name', (vendor) => {
       expect(p.ioctl(fd, KVM_SET_MSRS, oneMsr(0x406, 0x5678n))).toBe(1);
       expect(fpuAndBanks(p, fd)).toMatchObject({ mc0Status: 0x1234n, mc1Addr: 0x5678n });
     }
-    for (const m of first.maps) p.munmap(m.addr, m.length);
-    for (const fd of first.vcpus) p.close(fd);
-    p.close(first.vm);
+    destroy(p, first);
     const next = vmWithRuns(p, sys, 3);
     for (const fd of next.vcpus) expect(fpuAndBanks(p, fd)).toEqual(fresh);
   });
 
   test('a destroyed vCPU\'s views of its FPU image and machine-check banks are detached, never the next vCPU\'s area', () => {
-    const host = makeHost(vendor.hardware());
-    host.modprobe(kvm({ postfix: '' }));
-    const p = vmmProcess(host);
-    const sys = p.open('/dev/kvm', O_RDWR);
+    const { p, sys } = kvmOpened(vendor);
     const old = vmWithRuns(p, sys, 1);
     const arch = vcpuArch(vcpuOf(p, old.vcpus[0] as number));
     const { fpu, mceBanks, mciCtl2 } = arch;
     expect(fpu.length).toBe(4096);
-    for (const m of old.maps) p.munmap(m.addr, m.length);
-    for (const fd of old.vcpus) p.close(fd);
-    p.close(old.vm);
+    destroy(p, old);
     // The VM is destroyed: its vCPU's views show nothing, also once a new vCPU (which takes the area) writes its own.
     expect(fpu.length).toBe(0);
     expect(mceBanks.words.length).toBe(0);
