@@ -5,27 +5,23 @@
  *
  * @module
  */
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { UsageError } from '@vac/core';
 import { runHostJob, type HostJob, type HostOutcome } from './host-job.js';
 import type { WorkerAnswer, WorkerRequest } from './worker.js';
+import { sourceWorkerFile } from './worker-bundle.js';
 
 /** Jobs per message to a worker. */
 const CHUNK = 4;
 
 /**
  * A worker running the worker script next to this module: `fleet/worker.js` of the build, or — when this module runs
- * from its TypeScript source (tests, examples under tsx) — `worker.ts`, loaded through tsx's ESM hooks with the
- * workspace's source condition.
+ * from its TypeScript source (tests, examples under tsx) — `worker.ts` and what it imports compiled into one file as
+ * tsx compiles them (`worker-bundle.ts`).
  */
 function startWorker(): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./fleet/worker.js', import.meta.url));
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href;
-  const script = new URL('./worker.ts', import.meta.url).href;
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(script)}); });`;
-  return new Worker(boot, { eval: true, execArgv: ['--conditions=@vac/source'] });
+  return new Worker(sourceWorkerFile());
 }
 
 /** A pool of worker threads running {@link HostJob}s. */

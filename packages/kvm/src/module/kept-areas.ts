@@ -10,7 +10,8 @@
  * vCPU file and no mapping of one (a mapping holds its file). A `kvm_run` area's memory then moves to a new
  * `ArrayBuffer` (`ArrayBuffer` transfer), which detaches every view of the old one: a view user space kept past
  * `munmap` reads nothing (`undefined`, length 0, a `DataView` throws), as close as JavaScript comes to C's fault, and
- * never shows the vCPU — of any host in the process — that has the memory next.
+ * never shows the vCPU — of any host in the process — that has the memory next. The FPU and machine-check area moves
+ * the same way ({@link detachArea}): the destroyed vCPU's `VcpuArch` views of it are detached too.
  *
  * @module
  */
@@ -54,9 +55,14 @@ export class KeptAreas<T> {
   }
 }
 
+/** The memory of an area given back, in a new buffer: every view of the old one is detached. */
+export function detachArea(a: ArrayBuffer): ArrayBuffer {
+  return structuredClone(a, { transfer: [a] });
+}
+
 /** The memory of a `kvm_run` area given back, in a new buffer: every view of the old one is detached. */
 function detach(r: KvmRunView): KvmRunView {
-  return new KvmRunView(structuredClone(r.buffer, { transfer: [r.buffer] }));
+  return new KvmRunView(detachArea(r.buffer));
 }
 
 /** The `kvm_run` areas. */

@@ -13,7 +13,7 @@ import { MSR_PLATFORM_INFO_CPUID_FAULT, x86Caps } from './x86-caps.js';
 import { bytesDigest } from './bytes-digest.js';
 import { vendorArch } from './vendor-arch.js';
 import { MsrWords } from './msr-words.js';
-import { KeptAreas, RUN_AREAS } from './kept-areas.js';
+import { KeptAreas, RUN_AREAS, detachArea } from './kept-areas.js';
 
 /** `KVM_MAX_MCE_BANKS`. */
 const MCE_BANKS = 32;
@@ -24,10 +24,14 @@ const MCE_BANKS_BYTES = MCE_BANKS * 4 * 8;
 /** `mci_ctl2_banks`: one 64-bit MSR per bank. */
 const MCI_CTL2_BYTES = MCE_BANKS * 8;
 
-/** The areas of new vCPUs' FPU images and machine-check banks, zeroed. */
+/**
+ * The areas of new vCPUs' FPU images and machine-check banks, zeroed. An area given back moves to a new buffer, so the
+ * destroyed vCPU's views of it (its `VcpuArch`'s FPU image and banks) are detached, never the next vCPU's.
+ */
 const ARCH_AREAS = new KeptAreas(
   () => new ArrayBuffer(FPU_BYTES + MCE_BANKS_BYTES + MCI_CTL2_BYTES),
   (a) => new Uint8Array(a).fill(0),
+  detachArea,
 );
 
 /** A queued exception (`struct kvm_queued_exception`). */
