@@ -79,14 +79,6 @@ export const DIVERGENCES: readonly Divergence[] = [
   // ---- not-modelled: /dev/kvm ioctls -----------------------------------------------------------------------
 
   // ---- not-modelled: VM ioctls -----------------------------------------------------------------------------
-  {
-    id: 'memslot-above-2-53',
-    class: 'not-modelled',
-    summary: 'KVM_SET_USER_MEMORY_REGION with a guest address, size or user address above 2^53 is EFAULT in the model (its struct takes safe integers); Linux checks the values: EINVAL.',
-    linux: ['virt/kvm/kvm_main.c kvm_set_memory_region (alignment, access_ok, overflow and KVM_MEM_MAX_NR_PAGES checks)', 'arch/x86/kvm/x86.c kvm_arch_prepare_memory_region (kvm_mmu_max_gfn)'],
-    facts: ids('memslot', 'uaddr-kernel', 'gpa-above-2-53', 'gpa-top', 'gpa-wraps', 'size-above-2-53', 'uaddr-above-2-53'),
-    where: (m) => m.path.endsWith('.errno') && m.expected === 'EINVAL' && m.actual === 'EFAULT',
-  },
 
   // ---- not-modelled: vCPU ioctls ---------------------------------------------------------------------------
   {
