@@ -81,14 +81,6 @@ export const DIVERGENCES: readonly Divergence[] = [
   // ---- not-modelled: VM ioctls -----------------------------------------------------------------------------
 
   // ---- not-modelled: vCPU ioctls ---------------------------------------------------------------------------
-  {
-    id: 'vcpu-misc-ioctls',
-    class: 'not-modelled',
-    summary: 'KVM_TRANSLATE is not modelled.',
-    linux: ['virt/kvm/kvm_main.c kvm_vcpu_ioctl (KVM_TRANSLATE)'],
-    facts: ['vcpu.translate.real-mode'],
-    where: unknownIoctl,
-  },
 
   // ---- not-modelled: details of what the model has ------------------------------------------------------
   {

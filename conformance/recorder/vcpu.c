@@ -580,6 +580,27 @@ static void misc_facts(void) {
 		struct kvm_translation t = { .linear_address = 0x12345 };
 		IO_PTR("vcpu0", KVM_TRANSLATE, "kvm_translation", &t, emit_translation, emit_translation);
 	}
+	FACT("vcpu.translate.above-4g", "KVM_TRANSLATE of linear 0x123456789000 in real mode: the address as it is") {
+		VM();
+		VCPU0();
+		struct kvm_translation t = { .linear_address = 0x123456789000ULL };
+		IO_PTR("vcpu0", KVM_TRANSLATE, "kvm_translation", &t, emit_translation, emit_translation);
+	}
+	FACT("vcpu.translate.all-ones", "KVM_TRANSLATE of linear 2^64 - 1 without paging: INVALID_GPA, not valid") {
+		VM();
+		VCPU0();
+		struct kvm_translation t = { .linear_address = ~0ULL, .valid = 1, .usermode = 1 };
+		IO_PTR("vcpu0", KVM_TRANSLATE, "kvm_translation", &t, emit_translation, emit_translation);
+	}
+	FACT("vcpu.translate.protected-mode", "KVM_TRANSLATE of linear 0xfffff000 with CR0.PE (KVM_SET_SREGS), no paging") {
+		VM();
+		VCPU0();
+		quiet_ioctl("vcpu0", KVM_GET_SREGS, &sregs);
+		sregs.cr0 |= 1;
+		IO_PTR("vcpu0", KVM_SET_SREGS, "kvm_sregs", &sregs, emit_sregs, NULL);
+		struct kvm_translation t = { .linear_address = 0xfffff000ULL, .physical_address = 0x1234 };
+		IO_PTR("vcpu0", KVM_TRANSLATE, "kvm_translation", &t, emit_translation, emit_translation);
+	}
 	FACT("vcpu.get-xsave2", "KVM_GET_XSAVE2 with the size KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) gives") {
 		VM();
 		VCPU0();

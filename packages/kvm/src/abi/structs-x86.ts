@@ -528,3 +528,25 @@ export const KVM_INTERRUPT_CODEC: StructCodec<kvm_interrupt> = defineStruct<kvm_
 export function makeKvmInterrupt(init: Partial<kvm_interrupt> = {}): kvm_interrupt {
   return KVM_INTERRUPT_CODEC.make(init);
 }
+
+/** `struct kvm_translation` (KVM_TRANSLATE, 24 bytes). */
+export interface kvm_translation {
+  /** In: the guest linear address. */ linear_address: bigint;
+  /** Out: the guest-physical address it maps to (`INVALID_GPA`, all ones, when it maps to none). */ physical_address: bigint;
+  /** Out: 1 when the address maps to a physical one. */ valid: number;
+  /** Out: always 1 on x86 (`kvm_arch_vcpu_ioctl_translate` does not look at the access rights). */ writeable: number;
+  /** Out: always 0 on x86. */ usermode: number;
+}
+/** The description of `struct kvm_translation` (`pad` written as zero). */
+export const KVM_TRANSLATION_CODEC: StructCodec<kvm_translation> = defineStruct<kvm_translation>(KVM_LAYOUTS.kvm_translation, {
+  linear_address: u64,
+  physical_address: u64,
+  valid: u8,
+  writeable: u8,
+  usermode: u8,
+});
+
+/** A `struct kvm_translation` with every field zero, overridden by `init`. */
+export function makeKvmTranslation(init: Partial<kvm_translation> = {}): kvm_translation {
+  return KVM_TRANSLATION_CODEC.make(init);
+}

@@ -16,6 +16,7 @@ import { VCPU_EVENTS_IOCTLS } from './vcpu-events-ioctls.js';
 import { VCPU_SMM_IOCTLS } from './smm.js';
 import { VCPU_FPU_IOCTLS } from './vcpu-fpu-ioctls.js';
 import { VCPU_MISC_IOCTLS } from './vcpu-misc-ioctls.js';
+import { VCPU_TRANSLATE_IOCTL } from './vcpu-translate.js';
 import { VCPU_DEBUG_IOCTLS } from './vcpu-guest-debug.js';
 import { VCPU_MSR_IOCTLS } from './vcpu-msr-ioctls.js';
 import { VCPU_NESTED_STATE_IOCTLS } from './vcpu-nested-state-ioctls.js';
@@ -48,6 +49,7 @@ export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([
   ...VCPU_FPU_IOCTLS,
   ...VCPU_EVENTS_IOCTLS,
   ...VCPU_MISC_IOCTLS,
+  VCPU_TRANSLATE_IOCTL,
   ...VCPU_DEBUG_IOCTLS,
   ...VCPU_IRQ_IOCTLS,
   ...VCPU_NESTED_STATE_IOCTLS,
