@@ -466,6 +466,15 @@ void emit_translation(const char *key, const struct kvm_translation *t) {
 	j_end_obj();
 }
 
+void emit_device_attr(const char *key, const struct kvm_device_attr *a) {
+	j_obj(key);
+	j_int("flags", a->flags);
+	j_int("group", a->group);
+	j_u64("attr", a->attr);
+	j_uaddr("addr", a->addr);
+	j_end_obj();
+}
+
 void emit_guest_debug(const char *key, const struct kvm_guest_debug *g) {
 	j_obj(key);
 	j_int("control", g->control);

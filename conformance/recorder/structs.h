@@ -77,6 +77,7 @@ void emit_sregs_apic_base(const char *key, const struct kvm_sregs *s);
 void emit_sregs_segments(const char *key, const struct kvm_sregs *s);
 void emit_lapic(const char *key, const struct kvm_lapic_state *l);
 void emit_translation(const char *key, const struct kvm_translation *t);
+void emit_device_attr(const char *key, const struct kvm_device_attr *a);
 void emit_guest_debug(const char *key, const struct kvm_guest_debug *g);
 void emit_interrupt(const char *key, const struct kvm_interrupt *i);
 void emit_irq_level(const char *key, const struct kvm_irq_level *l);

@@ -228,6 +228,31 @@ static void enable_cap_facts(void) {
 	enable_cap_fact("vm.enable-cap.vcpu-unknown", "KVM_ENABLE_CAP on a vCPU fd of a capability it cannot enable (KVM_CAP_IRQCHIP): EINVAL", "vcpu0", KVM_CAP_IRQCHIP, 0, 0, 0);
 }
 
+/* KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS) after `setup` (0: nothing, 1: an irqchip, 2: an irqchip and vCPU 0). */
+static void apic_bus_fact(const char *id, const char *title, int setup, uint64_t ns) {
+	FACT(id, title) {
+		VM();
+		if (setup >= 1) IO_INT("vm", KVM_CREATE_IRQCHIP, 0);
+		if (setup >= 2) IO_BIND("vm", KVM_CREATE_VCPU, 0, "vcpu0");
+		struct kvm_enable_cap c = { .cap = KVM_CAP_X86_APIC_BUS_CYCLES_NS, .args = { ns } };
+		IO_PTR("vm", KVM_ENABLE_CAP, "kvm_enable_cap", &c, emit_enable_cap, NULL);
+	}
+}
+
+static void new_cap_facts(void) {
+	/* (2^64 - 1) / (U32_MAX * 128): the largest cycle tmict_to_ns cannot overflow with. */
+	const uint64_t largest = UINT64_MAX / ((uint64_t)UINT32_MAX * 128);
+	apic_bus_fact("vm.apic-bus-cycles.no-irqchip", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS, 10) without an irqchip: ENXIO", 0, 10);
+	apic_bus_fact("vm.apic-bus-cycles.zero", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS, 0): EINVAL", 1, 0);
+	apic_bus_fact("vm.apic-bus-cycles.overflow", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS) one above the overflow bound: EINVAL", 1, largest + 1);
+	apic_bus_fact("vm.apic-bus-cycles.largest", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS) at the overflow bound", 1, largest);
+	apic_bus_fact("vm.apic-bus-cycles.after-vcpu", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS, 10) after a vCPU exists: EINVAL", 2, 10);
+	/* The recorder runs as root (CAP_SYS_BOOT). */
+	enable_cap_fact("vm.disable-nx-huge-pages", "KVM_ENABLE_CAP(KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 0) with CAP_SYS_BOOT", "vm", KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 0, 0, 0);
+	enable_cap_fact("vm.disable-nx-huge-pages.arg", "KVM_ENABLE_CAP(KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 1): EINVAL", "vm", KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 0, 1, 0);
+	enable_cap_fact("vm.disable-nx-huge-pages.after-vcpu", "KVM_ENABLE_CAP(KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 0) after a vCPU exists: EINVAL", "vm+vcpu0", KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 0, 0, 0);
+}
+
 static void misc_facts(void) {
 	FACT("vm.enable-cap.null", "KVM_ENABLE_CAP with a NULL pointer: EFAULT") {
 		VM();
@@ -316,6 +341,7 @@ void record_vm(void) {
 	irqchip_facts();
 	clock_facts();
 	enable_cap_facts();
+	new_cap_facts();
 	misc_facts();
 	record_vm_dirty_ring();
 }

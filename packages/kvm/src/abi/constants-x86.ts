@@ -126,6 +126,10 @@ export const KVM_X86_VALID_QUIRKS = (1 << 9) - 1;
 
 /** `KVM_X86_XCOMP_GUEST_SUPP` (group 0 of KVM_GET_DEVICE_ATTR on /dev/kvm): the XCR0 features a guest may use. */
 export const KVM_X86_XCOMP_GUEST_SUPP = 0;
+/** `KVM_VCPU_TSC_CTRL`: the vCPU attribute group of the TSC (KVM_HAS/GET/SET_DEVICE_ATTR on a vCPU fd). */
+export const KVM_VCPU_TSC_CTRL = 0;
+/** `KVM_VCPU_TSC_OFFSET`: the vCPU's L1 TSC offset (a `__u64` at `addr`), in group {@link KVM_VCPU_TSC_CTRL}. */
+export const KVM_VCPU_TSC_OFFSET = 0;
 
 /* ---- binary stats (include/uapi/linux/kvm.h) -------------------------------------------------------------- */
 

@@ -17,6 +17,7 @@ import { VCPU_SMM_IOCTLS } from './smm.js';
 import { VCPU_FPU_IOCTLS } from './vcpu-fpu-ioctls.js';
 import { VCPU_MISC_IOCTLS } from './vcpu-misc-ioctls.js';
 import { VCPU_TRANSLATE_IOCTL } from './vcpu-translate.js';
+import { VCPU_ATTR_IOCTLS } from './vcpu-attr-ioctls.js';
 import { VCPU_DEBUG_IOCTLS } from './vcpu-guest-debug.js';
 import { VCPU_MSR_IOCTLS } from './vcpu-msr-ioctls.js';
 import { VCPU_NESTED_STATE_IOCTLS } from './vcpu-nested-state-ioctls.js';
@@ -50,6 +51,7 @@ export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([
   ...VCPU_EVENTS_IOCTLS,
   ...VCPU_MISC_IOCTLS,
   VCPU_TRANSLATE_IOCTL,
+  ...VCPU_ATTR_IOCTLS,
   ...VCPU_DEBUG_IOCTLS,
   ...VCPU_IRQ_IOCTLS,
   ...VCPU_NESTED_STATE_IOCTLS,

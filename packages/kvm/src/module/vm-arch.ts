@@ -116,6 +116,8 @@ export class VmArch {
   lastTscWrite = 0n;
   /** `last_tsc_khz`: the vCPU frequency of the last synchronization (0: none yet). */
   lastTscKhz = 0;
+  /** `last_tsc_offset`: the offset the last synchronization gave its vCPU. */
+  lastTscOffset = 0n;
   /** `cur_tsc_offset`: the offset vCPUs that synchronize now take. */
   curTscOffset = 0n;
   /** `user_set_tsc`: user space has written a TSC. */
@@ -156,7 +158,7 @@ export class VmArch {
       ioeventfds: this.ioeventfds.map((e) => ({ bus: e.bus, addr: e.addr, length: e.length, datamatch: e.datamatch, count: e.eventfd.count })),
       coalesced: this.coalesced.map((z) => ({ ...z })),
       ring: [this.ringFirst, this.ringLast],
-      tscSync: [this.lastTscNsec, this.lastTscWrite, this.lastTscKhz, this.curTscOffset, this.userSetTsc],
+      tscSync: [this.lastTscNsec, this.lastTscWrite, this.lastTscKhz, this.lastTscOffset, this.curTscOffset, this.userSetTsc],
       dirty: [...this.dirty].map(([id, b]) => [id, bytesDigest(b)]),
       dirtyRingSize: this.dirtyRingSize,
     };
