@@ -71,7 +71,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     summary: 'The capabilities of the VM ioctls (coalesced MMIO/PIO, ioeventfd, read-only memory, clock, KVM_ENABLE_CAP and what it enables, dirty logging, MEMORY_REGION2, stats fd, …) are 0 in the model (issue 11).',
     linux: ['virt/kvm/kvm_main.c kvm_vm_ioctl_check_extension_generic', 'arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension'],
     reason: 'KVM_CAP_DISABLE_QUIRKS2 is 0xff (the 8 quirks up to SLOT_ZAP_ALL) in 6.12; the recording 6.18 kernel answers 0x5ff.',
-    facts: caps('PMU_EVENT_FILTER', 'PMU_EVENT_MASKED_EVENTS', 'DEVICE_CTRL', 'EXIT_HYPERCALL', 'PCI_SEGMENT'),
+    facts: caps('DEVICE_CTRL', 'EXIT_HYPERCALL', 'PCI_SEGMENT'),
     where: capZero,
   },
 

@@ -239,7 +239,32 @@ static void apic_bus_fact(const char *id, const char *title, int setup, uint64_t
 	}
 }
 
+/* KVM_SET_PMU_EVENT_FILTER with `n` events (at most PMU_FILTER_BUF_EVENTS are given). */
+static void pmu_filter_fact(const char *id, const char *title, uint32_t action, uint32_t flags, uint32_t n, const uint64_t *events) {
+	FACT(id, title) {
+		VM();
+		struct pmu_filter_buf f = { .h = { .action = action, .nevents = n, .fixed_counter_bitmap = 0, .flags = flags } };
+		for (uint32_t i = 0; i < n && i < PMU_FILTER_BUF_EVENTS; i++) f.events[i] = events[i];
+		IO_PTR("vm", KVM_SET_PMU_EVENT_FILTER, "kvm_pmu_event_filter", &f, emit_pmu_event_filter, NULL);
+	}
+}
+
+static void pmu_filter_facts(void) {
+	const uint64_t plain[] = { 0x1c0, 0x10000c4, 0x3c };
+	const uint64_t masked[] = { (1ULL << 55) | 0xc0, 0x3c, (0xfeULL << 56) | 0x1c0 };
+	const uint64_t masked_bad[] = { 0x3c, 1ULL << 36 };
+	pmu_filter_fact("vm.pmu-filter.allow", "KVM_SET_PMU_EVENT_FILTER(ALLOW) of three events, one impossible", KVM_PMU_EVENT_ALLOW, 0, 3, plain);
+	pmu_filter_fact("vm.pmu-filter.deny-empty", "KVM_SET_PMU_EVENT_FILTER(DENY) of no events", KVM_PMU_EVENT_DENY, 0, 0, plain);
+	pmu_filter_fact("vm.pmu-filter.bad-action", "KVM_SET_PMU_EVENT_FILTER with action 2: EINVAL", 2, 0, 1, plain);
+	pmu_filter_fact("vm.pmu-filter.bad-flags", "KVM_SET_PMU_EVENT_FILTER with flags 2: EINVAL", KVM_PMU_EVENT_DENY, 2, 1, plain);
+	pmu_filter_fact("vm.pmu-filter.too-many", "KVM_SET_PMU_EVENT_FILTER of 301 events: E2BIG", KVM_PMU_EVENT_DENY, 0, 301, plain);
+	pmu_filter_fact("vm.pmu-filter.masked", "KVM_SET_PMU_EVENT_FILTER(ALLOW, MASKED_EVENTS): an exclude and two includes", KVM_PMU_EVENT_ALLOW, KVM_PMU_EVENT_FLAG_MASKED_EVENTS, 3, masked);
+	pmu_filter_fact("vm.pmu-filter.masked-bad", "KVM_SET_PMU_EVENT_FILTER(MASKED_EVENTS) with bit 36 in an entry: EINVAL", KVM_PMU_EVENT_DENY, KVM_PMU_EVENT_FLAG_MASKED_EVENTS, 2, masked_bad);
+	pmu_filter_fact("vm.pmu-filter.plain-bit36", "KVM_SET_PMU_EVENT_FILTER (not masked) with bit 36 in an event: dropped, 0", KVM_PMU_EVENT_DENY, 0, 2, masked_bad);
+}
+
 static void new_cap_facts(void) {
+	pmu_filter_facts();
 	/* (2^64 - 1) / (U32_MAX * 128): the largest cycle tmict_to_ns cannot overflow with. */
 	const uint64_t largest = UINT64_MAX / ((uint64_t)UINT32_MAX * 128);
 	apic_bus_fact("vm.apic-bus-cycles.no-irqchip", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS, 10) without an irqchip: ENXIO", 0, 10);

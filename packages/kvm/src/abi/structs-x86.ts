@@ -550,3 +550,27 @@ export const KVM_TRANSLATION_CODEC: StructCodec<kvm_translation> = defineStruct<
 export function makeKvmTranslation(init: Partial<kvm_translation> = {}): kvm_translation {
   return KVM_TRANSLATION_CODEC.make(init);
 }
+
+/** The fixed part of `struct kvm_pmu_event_filter` (KVM_SET_PMU_EVENT_FILTER). */
+export interface kvm_pmu_event_filter_header {
+  /** `KVM_PMU_EVENT_ALLOW` or `KVM_PMU_EVENT_DENY`. */ action: number;
+  /** How many `events` follow. */ nevents: number;
+  /** The fixed counters the action applies to. */ fixed_counter_bitmap: number;
+  /** `KVM_PMU_EVENT_FLAG_MASKED_EVENTS` or 0. */ flags: number;
+}
+/** `struct kvm_pmu_event_filter`: the header and its `events`. */
+export interface kvm_pmu_event_filter extends kvm_pmu_event_filter_header {
+  /** The events (event select and unit mask, or masked entries). */ events: bigint[];
+}
+/** The description of `struct kvm_pmu_event_filter` (`pad` written as zero, not looked at). */
+export const KVM_PMU_EVENT_FILTER_CODEC: FlexCodec<kvm_pmu_event_filter_header, bigint> = new FlexCodec(
+  defineStruct<kvm_pmu_event_filter_header>(KVM_LAYOUTS.kvm_pmu_event_filter, { action: u32, nevents: u32, fixed_counter_bitmap: u32, flags: u32 }),
+  'nevents',
+  'events',
+  u64,
+);
+
+/** A `struct kvm_pmu_event_filter` with every field zero and no events, overridden by `init`. */
+export function makeKvmPmuEventFilter(init: Partial<kvm_pmu_event_filter> = {}): kvm_pmu_event_filter {
+  return { ...KVM_PMU_EVENT_FILTER_CODEC.header.make(init), events: [...(init.events ?? [])] };
+}

@@ -176,8 +176,6 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_VAPIC, { linux: () => 1, why: 'the TPR shadow of KVM_SET_VAPIC_ADDR is kept but never synchronized with guest memory' }],
   [KVM_CAP_PCI_SEGMENT, { linux: () => 1, why: 'MSI routing ignores the PCI segment (KVM_MSI_VALID_DEVID not modelled)' }],
   [KVM_CAP_EXIT_HYPERCALL, { linux: () => 1 << 12, why: 'hypercalls (VMCALL/VMMCALL) not modelled' }],
-  [KVM_CAP_PMU_EVENT_FILTER, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
-  [KVM_CAP_PMU_EVENT_MASKED_EVENTS, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
   [KVM_CAP_PRE_FAULT_MEMORY, { linux: (i) => (vendorArch(i).tdp ? 1 : 0), why: 'KVM_PRE_FAULT_MEMORY not modelled' }],
   [KVM_CAP_STEAL_TIME, { linux: () => 1, why: 'steal time (MSR_KVM_STEAL_TIME) not modelled' }],
   [KVM_CAP_LAST_CPU, { linux: () => 1, why: 'not modelled' }],
@@ -246,6 +244,8 @@ const ALWAYS_ONE: ReadonlySet<number> = new Set([
   KVM_CAP_ENABLE_CAP,
   KVM_CAP_MEMORY_FAULT_INFO,
   KVM_CAP_READONLY_MEM, // kvm_arch_has_readonly_mem: every default VM
+  KVM_CAP_PMU_EVENT_FILTER, // KVM_SET_PMU_EVENT_FILTER (pmu-event-filter.ts); no guest PMU consults it
+  KVM_CAP_PMU_EVENT_MASKED_EVENTS, // its KVM_PMU_EVENT_FLAG_MASKED_EVENTS
   KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, // KVM_ENABLE_CAP: CAP_SYS_BOOT, args[0] 0, before vCPUs (vm-arch-ioctls.ts)
   KVM_CAP_VCPU_ATTRIBUTES, // KVM_HAS/GET/SET_DEVICE_ATTR on a vCPU fd: the TSC offset (vcpu-attr-ioctls.ts)
   KVM_CAP_TSC_DEADLINE_TIMER, // the guest's IA32_TSC_DEADLINE reaches the LAPIC timer (kvm_set_lapic_tscdeadline_msr)
