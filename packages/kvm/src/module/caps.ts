@@ -178,9 +178,7 @@ export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<numbe
   [KVM_CAP_EXIT_HYPERCALL, { linux: () => 1 << 12, why: 'hypercalls (VMCALL/VMMCALL) not modelled' }],
   [KVM_CAP_PRE_FAULT_MEMORY, { linux: (i) => (vendorArch(i).tdp ? 1 : 0), why: 'KVM_PRE_FAULT_MEMORY not modelled' }],
   [KVM_CAP_STEAL_TIME, { linux: () => 1, why: 'steal time (MSR_KVM_STEAL_TIME) not modelled' }],
-  [KVM_CAP_LAST_CPU, { linux: () => 1, why: 'not modelled' }],
   [KVM_CAP_DEVICE_CTRL, { linux: () => 1, why: 'KVM_CREATE_DEVICE (in-kernel devices: VFIO, the irqchip as a device) not modelled' }],
-  [KVM_CAP_X86_GUEST_MODE, { linux: () => 1, why: 'KVM_RUN does not write kvm_run.flags (KVM_RUN_X86_GUEST_MODE)' }],
   [KVM_CAP_GUEST_MEMFD, { linux: (_i, vm) => (vm === undefined ? 1 : 0), why: 'guest_memfd (CONFIG_KVM_PRIVATE_MEM, selected by KVM_AMD_SEV) not modelled' }],
   [KVM_CAP_MEMORY_ATTRIBUTES, { linux: (_i, vm) => (vm === undefined ? 8 : 0), why: 'private memory attributes (KVM_SET_MEMORY_ATTRIBUTES) not modelled' }],
   [KVM_CAP_VM_TYPES, { linux: (i) => (1 << KVM_X86_DEFAULT_VM) | vendorArch(i).linuxExtraVmTypes, why: 'KVM_CREATE_VM creates default VMs only (an SEV guest starts from one, with KVM_SEV_INIT)' }],
@@ -244,6 +242,8 @@ const ALWAYS_ONE: ReadonlySet<number> = new Set([
   KVM_CAP_ENABLE_CAP,
   KVM_CAP_MEMORY_FAULT_INFO,
   KVM_CAP_READONLY_MEM, // kvm_arch_has_readonly_mem: every default VM
+  KVM_CAP_LAST_CPU, // KVM_EXIT_FAIL_ENTRY's fail_entry.cpu: the CPU of the failed entry (vcpu.ts)
+  KVM_CAP_X86_GUEST_MODE, // kvm_run.flags' KVM_RUN_X86_GUEST_MODE: never set, no vCPU can be in guest mode (nested not modelled)
   KVM_CAP_PMU_EVENT_FILTER, // KVM_SET_PMU_EVENT_FILTER (pmu-event-filter.ts); no guest PMU consults it
   KVM_CAP_PMU_EVENT_MASKED_EVENTS, // its KVM_PMU_EVENT_FLAG_MASKED_EVENTS
   KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, // KVM_ENABLE_CAP: CAP_SYS_BOOT, args[0] 0, before vCPUs (vm-arch-ioctls.ts)
