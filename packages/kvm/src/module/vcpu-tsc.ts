@@ -79,13 +79,15 @@ function applyTscSync(v: Vcpu, offset: bigint, tsc: bigint, ns: bigint, matched:
 
 /**
  * KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_CTRL, KVM_VCPU_TSC_OFFSET) (`kvm_arch_tsc_set_attr`): the vCPU's L1 TSC offset
- * becomes `offset`, a synchronization matched when the VM's last one was at this vCPU's frequency with this offset.
+ * becomes `offset`, a synchronization matched when the VM's last one was at this vCPU's frequency with this offset;
+ * the VM's TSC counts as set by user space from then on (`user_set_tsc`).
  */
 export function setTscOffset(v: Vcpu, offset: bigint): void {
   const arch = vcpuArch(v);
   const vmA = vmArch(v.vm);
   const matched = arch.tscKhz !== 0 && vmA.lastTscKhz === arch.tscKhz && vmA.lastTscOffset === offset;
   const tsc = BigInt.asUintN(64, scaledHostTsc(v, arch) + offset);
+  vmA.userSetTsc = true; // a value from user space, as a host-initiated IA32_TSC write is
   applyTscSync(v, offset, tsc, hostNs(v.vm.instance.host), matched);
 }
 

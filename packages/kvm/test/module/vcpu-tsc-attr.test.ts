@@ -14,6 +14,7 @@ import {
   KVM_GET_MSRS,
   KVM_HAS_DEVICE_ATTR,
   KVM_SET_DEVICE_ATTR,
+  KVM_SET_MSRS,
   KVM_VCPU_TSC_CTRL,
   KVM_VCPU_TSC_OFFSET,
   kvm,
@@ -95,5 +96,19 @@ describe.each(VENDORS)('vCPU TSC attributes ($name)', (vendor) => {
     const at = (op: number, group: number, attr: bigint): string => errnoOf(() => p.ioctl(vcpus[0], op, makeKvmDeviceAttr({ group, attr, addr: 8 })));
     expect([at(KVM_SET_DEVICE_ATTR, 0, 0n), at(KVM_GET_DEVICE_ATTR, 0, 0n), at(KVM_SET_DEVICE_ATTR, 1, 0n), at(KVM_GET_DEVICE_ATTR, 0, 1n)]).toEqual(['EFAULT', 'EFAULT', 'ENXIO', 'ENXIO']);
     expect(getOffset(p, vcpus[0])).toBe(offset);
+  });
+});
+
+describe.each(VENDORS)('vCPU TSC attributes and IA32_TSC writes ($name)', (vendor) => {
+  test('after a set offset the TSC counts as user-set: a host write of IA32_TSC within a second of the VM\'s TSC synchronizes', () => {
+    const { p, vcpus } = setup(vendor);
+    const [a, b] = vcpus;
+    // Without a user-set TSC, a host write of a non-zero IA32_TSC never synchronizes (kvm_synchronize_tsc).
+    expect(setOffset(p, a, getOffset(p, a))).toBe(0);
+    const offset = getOffset(p, a);
+    const msrs = { nmsrs: 1, entries: [makeKvmMsrEntry({ index: MSR_IA32_TSC, data: guestTsc(p, a) + 1000n })] };
+    expect(p.ioctl(b, KVM_SET_MSRS, msrs)).toBe(1);
+    // Matched: vCPU b takes the VM's current offset (a's), not the one that would read exactly the written value.
+    expect(getOffset(p, b)).toBe(offset);
   });
 });
