@@ -32,5 +32,11 @@ struct kvm_userspace_memory_region2 {
 #define KVM_X86_SNP_VM 4
 #define KVM_X86_TDX_VM 5
 #endif
+#ifndef KVM_PMU_EVENT_FLAG_MASKED_EVENTS
+#define KVM_PMU_EVENT_FLAG_MASKED_EVENTS (1u << 0)
+#endif
+#ifndef KVM_CAP_X86_APIC_BUS_CYCLES_NS
+#define KVM_CAP_X86_APIC_BUS_CYCLES_NS 237
+#endif
 
 #endif

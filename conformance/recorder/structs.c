@@ -466,6 +466,27 @@ void emit_translation(const char *key, const struct kvm_translation *t) {
 	j_end_obj();
 }
 
+void emit_pmu_event_filter(const char *key, const struct pmu_filter_buf *f) {
+	j_obj(key);
+	j_int("action", f->h.action);
+	j_int("nevents", f->h.nevents);
+	j_int("fixed_counter_bitmap", f->h.fixed_counter_bitmap);
+	j_int("flags", f->h.flags);
+	j_arr("events");
+	for (uint32_t i = 0; i < f->h.nevents && i < PMU_FILTER_BUF_EVENTS; i++) j_u64(NULL, f->events[i]);
+	j_end_arr();
+	j_end_obj();
+}
+
+void emit_device_attr(const char *key, const struct kvm_device_attr *a) {
+	j_obj(key);
+	j_int("flags", a->flags);
+	j_int("group", a->group);
+	j_u64("attr", a->attr);
+	j_uaddr("addr", a->addr);
+	j_end_obj();
+}
+
 void emit_guest_debug(const char *key, const struct kvm_guest_debug *g) {
 	j_obj(key);
 	j_int("control", g->control);

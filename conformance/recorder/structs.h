@@ -77,6 +77,14 @@ void emit_sregs_apic_base(const char *key, const struct kvm_sregs *s);
 void emit_sregs_segments(const char *key, const struct kvm_sregs *s);
 void emit_lapic(const char *key, const struct kvm_lapic_state *l);
 void emit_translation(const char *key, const struct kvm_translation *t);
+void emit_device_attr(const char *key, const struct kvm_device_attr *a);
+/* A struct kvm_pmu_event_filter with room for PMU_FILTER_BUF_EVENTS events (only those are emitted). */
+#define PMU_FILTER_BUF_EVENTS 4
+struct pmu_filter_buf {
+	struct kvm_pmu_event_filter h;
+	__u64 events[PMU_FILTER_BUF_EVENTS];
+};
+void emit_pmu_event_filter(const char *key, const struct pmu_filter_buf *f);
 void emit_guest_debug(const char *key, const struct kvm_guest_debug *g);
 void emit_interrupt(const char *key, const struct kvm_interrupt *i);
 void emit_irq_level(const char *key, const struct kvm_irq_level *l);

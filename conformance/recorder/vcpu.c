@@ -580,6 +580,72 @@ static void misc_facts(void) {
 		struct kvm_translation t = { .linear_address = 0x12345 };
 		IO_PTR("vcpu0", KVM_TRANSLATE, "kvm_translation", &t, emit_translation, emit_translation);
 	}
+	FACT("vcpu.translate.above-4g", "KVM_TRANSLATE of linear 0x123456789000 in real mode: the address as it is") {
+		VM();
+		VCPU0();
+		struct kvm_translation t = { .linear_address = 0x123456789000ULL };
+		IO_PTR("vcpu0", KVM_TRANSLATE, "kvm_translation", &t, emit_translation, emit_translation);
+	}
+	FACT("vcpu.translate.all-ones", "KVM_TRANSLATE of linear 2^64 - 1 without paging: INVALID_GPA, not valid") {
+		VM();
+		VCPU0();
+		struct kvm_translation t = { .linear_address = ~0ULL, .valid = 1, .usermode = 1 };
+		IO_PTR("vcpu0", KVM_TRANSLATE, "kvm_translation", &t, emit_translation, emit_translation);
+	}
+	FACT("vcpu.translate.protected-mode", "KVM_TRANSLATE of linear 0xfffff000 with CR0.PE (KVM_SET_SREGS), no paging") {
+		VM();
+		VCPU0();
+		quiet_ioctl("vcpu0", KVM_GET_SREGS, &sregs);
+		sregs.cr0 |= 1;
+		IO_PTR("vcpu0", KVM_SET_SREGS, "kvm_sregs", &sregs, emit_sregs, NULL);
+		struct kvm_translation t = { .linear_address = 0xfffff000ULL, .physical_address = 0x1234 };
+		IO_PTR("vcpu0", KVM_TRANSLATE, "kvm_translation", &t, emit_translation, emit_translation);
+	}
+	/* KVM_CAP_VCPU_ATTRIBUTES: the TSC offset attribute (x86.c kvm_vcpu_ioctl_device_attr). */
+	FACT("vcpu.attr.has-tsc-offset", "KVM_HAS_DEVICE_ATTR(KVM_VCPU_TSC_CTRL, KVM_VCPU_TSC_OFFSET) on a vCPU fd") {
+		VM();
+		VCPU0();
+		struct kvm_device_attr a = { .group = 0, .attr = 0 };
+		IO_PTR("vcpu0", KVM_HAS_DEVICE_ATTR, "kvm_device_attr", &a, emit_device_attr, NULL);
+	}
+	FACT("vcpu.attr.has-unknown-attr", "KVM_HAS_DEVICE_ATTR(KVM_VCPU_TSC_CTRL, 1) on a vCPU fd: ENXIO") {
+		VM();
+		VCPU0();
+		struct kvm_device_attr a = { .group = 0, .attr = 1 };
+		IO_PTR("vcpu0", KVM_HAS_DEVICE_ATTR, "kvm_device_attr", &a, emit_device_attr, NULL);
+	}
+	FACT("vcpu.attr.has-unknown-group", "KVM_HAS_DEVICE_ATTR(group 1) on a vCPU fd: ENXIO") {
+		VM();
+		VCPU0();
+		struct kvm_device_attr a = { .group = 1, .attr = 0 };
+		IO_PTR("vcpu0", KVM_HAS_DEVICE_ATTR, "kvm_device_attr", &a, emit_device_attr, NULL);
+	}
+	FACT("vcpu.attr.tsc-offset.set-get", "KVM_SET_DEVICE_ATTR of the TSC offset (flags 7, ignored), then KVM_GET_DEVICE_ATTR reads it back") {
+		VM();
+		VCPU0();
+		uint8_t *m = step_mmap("m0", 4096);
+		uint8_t before[16] = { 0 };
+		uint64_t offset = 0x123456789abcULL;
+		memcpy(before, &offset, 8);
+		step_poke("m0", 0, &offset, 8);
+		struct kvm_device_attr set = { .flags = 7, .group = 0, .attr = 0, .addr = (uint64_t)(uintptr_t)m };
+		IO_PTR("vcpu0", KVM_SET_DEVICE_ATTR, "kvm_device_attr", &set, emit_device_attr, NULL);
+		struct kvm_device_attr get = { .group = 0, .attr = 0, .addr = (uint64_t)(uintptr_t)(m + 8) };
+		IO_PTR("vcpu0", KVM_GET_DEVICE_ATTR, "kvm_device_attr", &get, emit_device_attr, NULL);
+		step_mem("m0", before, sizeof before);
+	}
+	FACT("vcpu.attr.tsc-offset.get-null", "KVM_GET_DEVICE_ATTR of the TSC offset with addr 0: EFAULT") {
+		VM();
+		VCPU0();
+		struct kvm_device_attr a = { .group = 0, .attr = 0, .addr = 0 };
+		IO_PTR("vcpu0", KVM_GET_DEVICE_ATTR, "kvm_device_attr", &a, emit_device_attr, NULL);
+	}
+	FACT("vcpu.attr.tsc-offset.set-null", "KVM_SET_DEVICE_ATTR of the TSC offset with addr 0: EFAULT") {
+		VM();
+		VCPU0();
+		struct kvm_device_attr a = { .group = 0, .attr = 0, .addr = 0 };
+		IO_PTR("vcpu0", KVM_SET_DEVICE_ATTR, "kvm_device_attr", &a, emit_device_attr, NULL);
+	}
 	FACT("vcpu.get-xsave2", "KVM_GET_XSAVE2 with the size KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) gives") {
 		VM();
 		VCPU0();

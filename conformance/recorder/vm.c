@@ -228,6 +228,56 @@ static void enable_cap_facts(void) {
 	enable_cap_fact("vm.enable-cap.vcpu-unknown", "KVM_ENABLE_CAP on a vCPU fd of a capability it cannot enable (KVM_CAP_IRQCHIP): EINVAL", "vcpu0", KVM_CAP_IRQCHIP, 0, 0, 0);
 }
 
+/* KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS) after `setup` (0: nothing, 1: an irqchip, 2: an irqchip and vCPU 0). */
+static void apic_bus_fact(const char *id, const char *title, int setup, uint64_t ns) {
+	FACT(id, title) {
+		VM();
+		if (setup >= 1) IO_INT("vm", KVM_CREATE_IRQCHIP, 0);
+		if (setup >= 2) IO_BIND("vm", KVM_CREATE_VCPU, 0, "vcpu0");
+		struct kvm_enable_cap c = { .cap = KVM_CAP_X86_APIC_BUS_CYCLES_NS, .args = { ns } };
+		IO_PTR("vm", KVM_ENABLE_CAP, "kvm_enable_cap", &c, emit_enable_cap, NULL);
+	}
+}
+
+/* KVM_SET_PMU_EVENT_FILTER with `n` events (at most PMU_FILTER_BUF_EVENTS are given). */
+static void pmu_filter_fact(const char *id, const char *title, uint32_t action, uint32_t flags, uint32_t n, const uint64_t *events) {
+	FACT(id, title) {
+		VM();
+		struct pmu_filter_buf f = { .h = { .action = action, .nevents = n, .fixed_counter_bitmap = 0, .flags = flags } };
+		for (uint32_t i = 0; i < n && i < PMU_FILTER_BUF_EVENTS; i++) f.events[i] = events[i];
+		IO_PTR("vm", KVM_SET_PMU_EVENT_FILTER, "kvm_pmu_event_filter", &f, emit_pmu_event_filter, NULL);
+	}
+}
+
+static void pmu_filter_facts(void) {
+	const uint64_t plain[] = { 0x1c0, 0x10000c4, 0x3c };
+	const uint64_t masked[] = { (1ULL << 55) | 0xc0, 0x3c, (0xfeULL << 56) | 0x1c0 };
+	const uint64_t masked_bad[] = { 0x3c, 1ULL << 36 };
+	pmu_filter_fact("vm.pmu-filter.allow", "KVM_SET_PMU_EVENT_FILTER(ALLOW) of three events, one impossible", KVM_PMU_EVENT_ALLOW, 0, 3, plain);
+	pmu_filter_fact("vm.pmu-filter.deny-empty", "KVM_SET_PMU_EVENT_FILTER(DENY) of no events", KVM_PMU_EVENT_DENY, 0, 0, plain);
+	pmu_filter_fact("vm.pmu-filter.bad-action", "KVM_SET_PMU_EVENT_FILTER with action 2: EINVAL", 2, 0, 1, plain);
+	pmu_filter_fact("vm.pmu-filter.bad-flags", "KVM_SET_PMU_EVENT_FILTER with flags 2: EINVAL", KVM_PMU_EVENT_DENY, 2, 1, plain);
+	pmu_filter_fact("vm.pmu-filter.too-many", "KVM_SET_PMU_EVENT_FILTER of 301 events: E2BIG", KVM_PMU_EVENT_DENY, 0, 301, plain);
+	pmu_filter_fact("vm.pmu-filter.masked", "KVM_SET_PMU_EVENT_FILTER(ALLOW, MASKED_EVENTS): an exclude and two includes", KVM_PMU_EVENT_ALLOW, KVM_PMU_EVENT_FLAG_MASKED_EVENTS, 3, masked);
+	pmu_filter_fact("vm.pmu-filter.masked-bad", "KVM_SET_PMU_EVENT_FILTER(MASKED_EVENTS) with bit 36 in an entry: EINVAL", KVM_PMU_EVENT_DENY, KVM_PMU_EVENT_FLAG_MASKED_EVENTS, 2, masked_bad);
+	pmu_filter_fact("vm.pmu-filter.plain-bit36", "KVM_SET_PMU_EVENT_FILTER (not masked) with bit 36 in an event: dropped, 0", KVM_PMU_EVENT_DENY, 0, 2, masked_bad);
+}
+
+static void new_cap_facts(void) {
+	pmu_filter_facts();
+	/* (2^64 - 1) / (U32_MAX * 128): the largest cycle tmict_to_ns cannot overflow with. */
+	const uint64_t largest = UINT64_MAX / ((uint64_t)UINT32_MAX * 128);
+	apic_bus_fact("vm.apic-bus-cycles.no-irqchip", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS, 10) without an irqchip: ENXIO", 0, 10);
+	apic_bus_fact("vm.apic-bus-cycles.zero", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS, 0): EINVAL", 1, 0);
+	apic_bus_fact("vm.apic-bus-cycles.overflow", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS) one above the overflow bound: EINVAL", 1, largest + 1);
+	apic_bus_fact("vm.apic-bus-cycles.largest", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS) at the overflow bound", 1, largest);
+	apic_bus_fact("vm.apic-bus-cycles.after-vcpu", "KVM_ENABLE_CAP(KVM_CAP_X86_APIC_BUS_CYCLES_NS, 10) after a vCPU exists: EINVAL", 2, 10);
+	/* The recorder runs as root (CAP_SYS_BOOT). */
+	enable_cap_fact("vm.disable-nx-huge-pages", "KVM_ENABLE_CAP(KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 0) with CAP_SYS_BOOT", "vm", KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 0, 0, 0);
+	enable_cap_fact("vm.disable-nx-huge-pages.arg", "KVM_ENABLE_CAP(KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 1): EINVAL", "vm", KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 0, 1, 0);
+	enable_cap_fact("vm.disable-nx-huge-pages.after-vcpu", "KVM_ENABLE_CAP(KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 0) after a vCPU exists: EINVAL", "vm+vcpu0", KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, 0, 0, 0);
+}
+
 static void misc_facts(void) {
 	FACT("vm.enable-cap.null", "KVM_ENABLE_CAP with a NULL pointer: EFAULT") {
 		VM();
@@ -316,6 +366,7 @@ void record_vm(void) {
 	irqchip_facts();
 	clock_facts();
 	enable_cap_facts();
+	new_cap_facts();
 	misc_facts();
 	record_vm_dirty_ring();
 }

@@ -122,6 +122,7 @@ const CAP_BITS: ReadonlyArray<readonly [Capability, number]> = [
   ['CAP_DAC_OVERRIDE', 1],
   ['CAP_SYS_MODULE', 16],
   ['CAP_SYS_ADMIN', 21],
+  ['CAP_SYS_BOOT', 22],
   ['CAP_SYS_NICE', 23],
 ];
 

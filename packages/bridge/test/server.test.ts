@@ -139,6 +139,7 @@ describe('protocol', () => {
   test('parseStatus reads effective ids, groups and the capabilities the model checks', () => {
     const text = 'Name:\tqemu-system-x86\nUid:\t1000\t1001\t1001\t1001\nGid:\t36\t37\t37\t37\nGroups:\t36 100 \nCapEff:\t0000000000210002\n';
     expect(parseStatus(text)).toEqual({ uid: 1001, gid: 37, groups: [36, 100], caps: ['CAP_DAC_OVERRIDE', 'CAP_SYS_MODULE', 'CAP_SYS_ADMIN'], name: 'qemu-system-x86' });
+    expect(parseStatus(text.replace('0000000000210002', '0000000000c00000')).caps).toEqual(['CAP_SYS_BOOT', 'CAP_SYS_NICE']);
   });
 });
 

@@ -169,6 +169,11 @@ export interface VendorArch {
   readonly busLockExit: boolean;
   /** `kvm_caps.has_notify_vmexit` (VMX notify VM exits). */
   readonly notifyVmexit: boolean;
+  /**
+   * `kvm_pmu_ops.EVENTSEL_EVENT`: the event-select bits of a PMU event (Intel `ARCH_PERFMON_EVENTSEL_EVENT`, 0xff;
+   * AMD `AMD64_EVENTSEL_EVENT`, also bits 32–35), what a masked PMU event filter entry may hold.
+   */
+  readonly pmuEventselEvent: bigint;
   /** MCG_CAP bits the vendor adds to `kvm_caps.supported_mce_cap` (VMX: MCG_LMCE_P, MCG_CMCI_P). */
   readonly mceCapExtra: bigint;
   /**

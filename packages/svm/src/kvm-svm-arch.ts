@@ -68,6 +68,8 @@ export function svmArch(features: SvmFeatures, boot: Cpu): VendorArch {
     tdp: features.npt,
     busLockExit: false,
     notifyVmexit: false,
+    // amd_pmu_ops.EVENTSEL_EVENT = AMD64_EVENTSEL_EVENT (ARCH_PERFMON_EVENTSEL_EVENT | 0xf << 32)
+    pmuEventselEvent: 0xf_0000_00ffn,
     mceCapExtra: 0n,
     archCapabilitiesExtra: 0n,
     hasEmulatedMsr(msr, vm) {

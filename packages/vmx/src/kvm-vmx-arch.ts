@@ -78,6 +78,8 @@ export function vmxArch(config: VmxKvmConfig, boot: Cpu): VendorArch {
     tdp: config.ept,
     busLockExit: has(SECONDARY_EXEC_BUS_LOCK_DETECTION),
     notifyVmexit: has(SECONDARY_EXEC_NOTIFY_VM_EXITING),
+    // intel_pmu_ops.EVENTSEL_EVENT = ARCH_PERFMON_EVENTSEL_EVENT
+    pmuEventselEvent: 0xffn,
     // kvm_caps.supported_mce_cap |= MCG_LMCE_P; kvm_caps.supported_mce_cap |= MCG_CMCI_P;
     mceCapExtra: MCG_LMCE_P | MCG_CMCI_P,
     // if (l1tf_vmx_mitigation != VMENTER_L1D_FLUSH_NEVER) data |= ARCH_CAP_SKIP_VMENTRY_L1DFLUSH;

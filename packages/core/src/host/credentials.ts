@@ -10,10 +10,10 @@ import { affinityCpu } from './affinity.js';
 import type { Process } from './process.js';
 
 /** The capabilities the model checks. */
-export type Capability = 'CAP_SYS_MODULE' | 'CAP_SYS_ADMIN' | 'CAP_DAC_OVERRIDE' | 'CAP_SYS_NICE' | 'CAP_MKNOD';
+export type Capability = 'CAP_SYS_MODULE' | 'CAP_SYS_ADMIN' | 'CAP_DAC_OVERRIDE' | 'CAP_SYS_NICE' | 'CAP_MKNOD' | 'CAP_SYS_BOOT';
 
 /** Every capability root has. */
-export const ALL_CAPABILITIES: readonly Capability[] = ['CAP_SYS_MODULE', 'CAP_SYS_ADMIN', 'CAP_DAC_OVERRIDE', 'CAP_SYS_NICE', 'CAP_MKNOD'];
+export const ALL_CAPABILITIES: readonly Capability[] = ['CAP_SYS_MODULE', 'CAP_SYS_ADMIN', 'CAP_DAC_OVERRIDE', 'CAP_SYS_NICE', 'CAP_MKNOD', 'CAP_SYS_BOOT'];
 
 /** The largest uid or gid: `uid_t` is 32 bits and (uid_t)-1 means "no id" (include/linux/uidgid.h). */
 export const MAX_ID = 2 ** 32 - 2;

@@ -19,7 +19,8 @@
  *
  * `__u8` … `__u32`, `__s8` … `__s32` are `number`s. A `__u64`/`__s64` holding a register or any 64-bit pattern
  * is a `bigint` ({@link u64}, {@link s64}); one holding a guest-physical address, a size or a user pointer is a
- * `number` ({@link u64n}): exact below 2^53, which covers every valid address. `copyIn` takes any non-negative
+ * `number` ({@link u64n}): exact below 2^53, which covers every valid address; one the kernel checks exactly above
+ * 2^53 too is a `number` below 2^53 and a `bigint` from there ({@link u64exact}). `copyIn` takes any non-negative
  * integer `number` below 2^64 for such a field (C can hold it; the ioctl then answers EINVAL for an address or
  * size out of range), while `problem` insists on a safe integer. Byte arrays are `Uint8Array`s
  * ({@link bytes}); other fixed arrays are JavaScript arrays ({@link tuple}).
@@ -265,6 +266,47 @@ export const u64n: FieldKind<number> = {
   },
   decode(view, o) {
     return view.getUint32(o + 4, true) * 0x1_0000_0000 + view.getUint32(o, true);
+  },
+};
+
+/**
+ * `__u64` holding an address or a size the kernel checks exactly even above 2^53 (`kvm_userspace_memory_region`'s,
+ * where an unaligned address above 2^53 is EINVAL and a deletion ignores its address): a `number` below 2^53 and
+ * a `bigint` from 2^53 up, so every value C can pass has one exact form. `copyIn` takes a non-negative integer
+ * `number` below 2^64 (one above 2^53 becomes the `bigint` of its exact value) or a `bigint` in 2^53..2^64-1 (a
+ * smaller one is not the canonical form: EFAULT, as for {@link u64n}); `decode` gives the canonical form.
+ */
+export const u64exact: FieldKind<number | bigint> = {
+  cName: '__u64 (number below 2^53, else bigint)',
+  size: 8,
+  c: 'u64',
+  count: undefined,
+  zero: () => 0,
+  clone: (v) => v,
+  problem: (v, path) =>
+    (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) || (typeof v === 'bigint' && v > BigInt(Number.MAX_SAFE_INTEGER) && v < 2n ** 64n)
+      ? undefined
+      : `${path} must be a non-negative safe integer, or a bigint from 2^53 below 2^64 (__u64 address or size)`,
+  copyIn(v, path) {
+    if (typeof v === 'number') {
+      if (!Number.isInteger(v) || v < 0 || v >= 2 ** 64) throw new UserFault(`${path} must be a non-negative integer below 2^64 (__u64 address or size)`);
+      return v <= Number.MAX_SAFE_INTEGER ? v : BigInt(v);
+    }
+    if (typeof v !== 'bigint' || v <= BigInt(Number.MAX_SAFE_INTEGER) || v >= 2n ** 64n) {
+      throw new UserFault(`${path} must be a number below 2^53 or a bigint from 2^53 below 2^64 (__u64 address or size)`);
+    }
+    return v;
+  },
+  copyOut(v, holder, key) {
+    holder[key] = v;
+  },
+  checkOut: noCheck,
+  encode(v, view, o) {
+    view.setBigUint64(o, BigInt(v), true);
+  },
+  decode(view, o) {
+    const hi = view.getUint32(o + 4, true);
+    return hi < 0x20_0000 ? hi * 0x1_0000_0000 + view.getUint32(o, true) : view.getBigUint64(o, true);
   },
 };
 

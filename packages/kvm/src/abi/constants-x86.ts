@@ -122,10 +122,33 @@ export const KVM_X86_QUIRK_STUFF_FEATURE_MSRS = 1 << 8;
 /** `KVM_X86_VALID_QUIRKS` of Linux 6.12: bits 0 … 8. */
 export const KVM_X86_VALID_QUIRKS = (1 << 9) - 1;
 
+/* ---- the PMU event filter (KVM_SET_PMU_EVENT_FILTER) ----------------------------------------------------- */
+
+/** `KVM_PMU_EVENT_ALLOW`: the listed events may be counted, no others. */
+export const KVM_PMU_EVENT_ALLOW = 0;
+/** `KVM_PMU_EVENT_DENY`: the listed events may not be counted. */
+export const KVM_PMU_EVENT_DENY = 1;
+/** `KVM_PMU_EVENT_FLAG_MASKED_EVENTS`: the events are masked entries (`KVM_PMU_ENCODE_MASKED_ENTRY`). */
+export const KVM_PMU_EVENT_FLAG_MASKED_EVENTS = 1;
+/** `KVM_PMU_EVENT_FLAGS_VALID_MASK`. */
+export const KVM_PMU_EVENT_FLAGS_VALID_MASK = KVM_PMU_EVENT_FLAG_MASKED_EVENTS;
+/** `KVM_PMU_EVENT_FILTER_MAX_EVENTS` (arch/x86/kvm/pmu.c). */
+export const KVM_PMU_EVENT_FILTER_MAX_EVENTS = 300;
+/** `KVM_PMU_MASKED_ENTRY_UMASK_MASK`: bits 56–63 of a masked entry. */
+export const KVM_PMU_MASKED_ENTRY_UMASK_MASK = 0xffn << 56n;
+/** `KVM_PMU_MASKED_ENTRY_UMASK_MATCH`: bits 8–15 of a masked entry. */
+export const KVM_PMU_MASKED_ENTRY_UMASK_MATCH = 0xffn << 8n;
+/** `KVM_PMU_MASKED_ENTRY_EXCLUDE`: bit 55 of a masked entry. */
+export const KVM_PMU_MASKED_ENTRY_EXCLUDE = 1n << 55n;
+
 /* ---- system attributes ---------------------------------------------------------------------------------- */
 
 /** `KVM_X86_XCOMP_GUEST_SUPP` (group 0 of KVM_GET_DEVICE_ATTR on /dev/kvm): the XCR0 features a guest may use. */
 export const KVM_X86_XCOMP_GUEST_SUPP = 0;
+/** `KVM_VCPU_TSC_CTRL`: the vCPU attribute group of the TSC (KVM_HAS/GET/SET_DEVICE_ATTR on a vCPU fd). */
+export const KVM_VCPU_TSC_CTRL = 0;
+/** `KVM_VCPU_TSC_OFFSET`: the vCPU's L1 TSC offset (a `__u64` at `addr`), in group {@link KVM_VCPU_TSC_CTRL}. */
+export const KVM_VCPU_TSC_OFFSET = 0;
 
 /* ---- binary stats (include/uapi/linux/kvm.h) -------------------------------------------------------------- */
 

@@ -197,6 +197,8 @@ export const KVM_MEMORY_ENCRYPT_UNREG_REGION = _IOR(KVMIO, 0xbc, L.kvm_enc_regio
 export const KVM_CLEAR_DIRTY_LOG = _IOWR(KVMIO, 0xc0, L.kvm_clear_dirty_log.size);
 /** `_IOW(KVMIO, 0xc6, struct kvm_msr_filter)` = 0x4188AEC6, VM fd: install an MSR filter. */
 export const KVM_X86_SET_MSR_FILTER = _IOW(KVMIO, 0xc6, L.kvm_msr_filter.size);
+/** `_IOW(KVMIO, 0xb2, struct kvm_pmu_event_filter)` = 0x4020AEB2, VM fd: the guest PMU's event filter. */
+export const KVM_SET_PMU_EVENT_FILTER = _IOW(KVMIO, 0xb2, L.kvm_pmu_event_filter.size);
 /** `_IO(KVMIO, 0xc7)` = 0xAEC7, VM fd: reset harvested dirty-ring entries. */
 export const KVM_RESET_DIRTY_RINGS = _IO(KVMIO, 0xc7);
 /** `_IOW(KVMIO, 0xd2, struct kvm_memory_attributes)` = 0x4020AED2, VM fd: set attributes of a GPA range. */
@@ -368,6 +370,7 @@ export type KvmIoctlName =
   | 'KVM_MEMORY_ENCRYPT_UNREG_REGION'
   | 'KVM_CLEAR_DIRTY_LOG'
   | 'KVM_X86_SET_MSR_FILTER'
+  | 'KVM_SET_PMU_EVENT_FILTER'
   | 'KVM_RESET_DIRTY_RINGS'
   | 'KVM_SET_MEMORY_ATTRIBUTES'
   | 'KVM_CREATE_GUEST_MEMFD'
@@ -473,6 +476,7 @@ export const KVM_IOCTLS: Readonly<Record<KvmIoctlName, number>> = {
   KVM_MEMORY_ENCRYPT_UNREG_REGION,
   KVM_CLEAR_DIRTY_LOG,
   KVM_X86_SET_MSR_FILTER,
+  KVM_SET_PMU_EVENT_FILTER,
   KVM_RESET_DIRTY_RINGS,
   KVM_SET_MEMORY_ATTRIBUTES,
   KVM_CREATE_GUEST_MEMFD,

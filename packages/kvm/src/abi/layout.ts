@@ -485,6 +485,12 @@ const kvm_coalesced_mmio_ring = cStruct('kvm_coalesced_mmio_ring', [
   { name: 'coalesced_mmio', type: kvm_coalesced_mmio, count: 0 },
 ]);
 
+const kvm_pmu_event_filter = cStruct('kvm_pmu_event_filter', [
+  ...many('u32', ['action', 'nevents', 'fixed_counter_bitmap', 'flags']),
+  { name: 'pad', type: 'u32', count: 4 },
+  { name: 'events', type: 'u64', count: 0 },
+]);
+
 const kvm_translation = cStruct('kvm_translation', [
   { name: 'linear_address', type: 'u64' },
   { name: 'physical_address', type: 'u64' },
@@ -785,6 +791,7 @@ export type KvmStructName =
   | 'kvm_coalesced_mmio'
   | 'kvm_coalesced_mmio_ring'
   | 'kvm_translation'
+  | 'kvm_pmu_event_filter'
   | 'kvm_interrupt'
   | 'kvm_signal_mask'
   | 'kvm_tpr_access_ctl'
@@ -862,6 +869,7 @@ export const KVM_LAYOUTS: Readonly<Record<KvmStructName, CLayout>> = {
   kvm_coalesced_mmio,
   kvm_coalesced_mmio_ring,
   kvm_translation,
+  kvm_pmu_event_filter,
   kvm_interrupt,
   kvm_signal_mask,
   kvm_tpr_access_ctl,

@@ -528,3 +528,49 @@ export const KVM_INTERRUPT_CODEC: StructCodec<kvm_interrupt> = defineStruct<kvm_
 export function makeKvmInterrupt(init: Partial<kvm_interrupt> = {}): kvm_interrupt {
   return KVM_INTERRUPT_CODEC.make(init);
 }
+
+/** `struct kvm_translation` (KVM_TRANSLATE, 24 bytes). */
+export interface kvm_translation {
+  /** In: the guest linear address. */ linear_address: bigint;
+  /** Out: the guest-physical address it maps to (`INVALID_GPA`, all ones, when it maps to none). */ physical_address: bigint;
+  /** Out: 1 when the address maps to a physical one. */ valid: number;
+  /** Out: always 1 on x86 (`kvm_arch_vcpu_ioctl_translate` does not look at the access rights). */ writeable: number;
+  /** Out: always 0 on x86. */ usermode: number;
+}
+/** The description of `struct kvm_translation` (`pad` written as zero). */
+export const KVM_TRANSLATION_CODEC: StructCodec<kvm_translation> = defineStruct<kvm_translation>(KVM_LAYOUTS.kvm_translation, {
+  linear_address: u64,
+  physical_address: u64,
+  valid: u8,
+  writeable: u8,
+  usermode: u8,
+});
+
+/** A `struct kvm_translation` with every field zero, overridden by `init`. */
+export function makeKvmTranslation(init: Partial<kvm_translation> = {}): kvm_translation {
+  return KVM_TRANSLATION_CODEC.make(init);
+}
+
+/** The fixed part of `struct kvm_pmu_event_filter` (KVM_SET_PMU_EVENT_FILTER). */
+export interface kvm_pmu_event_filter_header {
+  /** `KVM_PMU_EVENT_ALLOW` or `KVM_PMU_EVENT_DENY`. */ action: number;
+  /** How many `events` follow. */ nevents: number;
+  /** The fixed counters the action applies to. */ fixed_counter_bitmap: number;
+  /** `KVM_PMU_EVENT_FLAG_MASKED_EVENTS` or 0. */ flags: number;
+}
+/** `struct kvm_pmu_event_filter`: the header and its `events`. */
+export interface kvm_pmu_event_filter extends kvm_pmu_event_filter_header {
+  /** The events (event select and unit mask, or masked entries). */ events: bigint[];
+}
+/** The description of `struct kvm_pmu_event_filter` (`pad` written as zero, not looked at). */
+export const KVM_PMU_EVENT_FILTER_CODEC: FlexCodec<kvm_pmu_event_filter_header, bigint> = new FlexCodec(
+  defineStruct<kvm_pmu_event_filter_header>(KVM_LAYOUTS.kvm_pmu_event_filter, { action: u32, nevents: u32, fixed_counter_bitmap: u32, flags: u32 }),
+  'nevents',
+  'events',
+  u64,
+);
+
+/** A `struct kvm_pmu_event_filter` with every field zero and no events, overridden by `init`. */
+export function makeKvmPmuEventFilter(init: Partial<kvm_pmu_event_filter> = {}): kvm_pmu_event_filter {
+  return { ...KVM_PMU_EVENT_FILTER_CODEC.header.make(init), events: [...(init.events ?? [])] };
+}

@@ -15,7 +15,7 @@
 import { KernelError } from '@vac/core';
 import { KVM_IRQCHIP_IOAPIC } from '../abi/constants.js';
 import { ApicBus } from './apic-bus.js';
-import { APIC_DEST_NOSHORT, APIC_LVT0, APIC_TMR, IOAPIC_LEVEL_TRIG, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID, KVM_MAX_IRQ_ROUTES, KVM_MAX_IRQ_SOURCE_IDS, KVM_MSI_VALID_DEVID, KVM_USERSPACE_IRQ_SOURCE_ID } from './constants.js';
+import { APIC_BUS_CYCLE_NS_DEFAULT, APIC_DEST_NOSHORT, APIC_LVT0, APIC_TMR, IOAPIC_LEVEL_TRIG, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID, KVM_MAX_IRQ_ROUTES, KVM_MAX_IRQ_SOURCE_IDS, KVM_MSI_VALID_DEVID, KVM_USERSPACE_IRQ_SOURCE_ID } from './constants.js';
 import { checkUint } from './errors.js';
 import { KvmIoapic } from './ioapic.js';
 import { KvmLapic, type LapicOptions, type LapicVcpu } from './lapic.js';
@@ -64,6 +64,11 @@ function unregisterer(fn: () => void): Unregister {
 export class KvmIrqchip {
   readonly mode: IrqchipMode;
   readonly bus: ApicBus;
+  /**
+   * `kvm->arch.apic_bus_cycle_ns`: the LAPIC timer's bus cycle of the vCPUs created from now on (KVM_ENABLE_CAP(
+   * KVM_CAP_X86_APIC_BUS_CYCLES_NS), taken only before the first vCPU).
+   */
+  apicBusCycleNs: number = APIC_BUS_CYCLE_NS_DEFAULT;
   readonly pic: KvmPic | undefined;
   readonly ioapic: KvmIoapic | undefined;
   #pit: KvmPit | undefined;
@@ -235,7 +240,7 @@ export class KvmIrqchip {
           return self.bus.x2apicFormat;
         },
       },
-      this.#options.lapic ?? {},
+      { ...this.#options.lapic, busCycleNs: this.apicBusCycleNs },
     );
     this.bus.add(lapic);
     const v = new VcpuInterrupts(this, lapic);

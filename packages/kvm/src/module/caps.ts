@@ -174,18 +174,11 @@ export interface CapDivergence {
 /** Every capability the model answers differently from Linux 6.12 (x86, the default kernel configuration). */
 export const CAP_DIVERGENCES: ReadonlyMap<number, CapDivergence> = new Map<number, CapDivergence>([
   [KVM_CAP_VAPIC, { linux: () => 1, why: 'the TPR shadow of KVM_SET_VAPIC_ADDR is kept but never synchronized with guest memory' }],
-  [KVM_CAP_X86_APIC_BUS_CYCLES_NS, { linux: () => APIC_BUS_CYCLE_NS_DEFAULT, why: 'the LAPIC bus frequency cannot be set (KVM_ENABLE_CAP(X86_APIC_BUS_CYCLES_NS) not modelled)' }],
   [KVM_CAP_PCI_SEGMENT, { linux: () => 1, why: 'MSI routing ignores the PCI segment (KVM_MSI_VALID_DEVID not modelled)' }],
   [KVM_CAP_EXIT_HYPERCALL, { linux: () => 1 << 12, why: 'hypercalls (VMCALL/VMMCALL) not modelled' }],
-  [KVM_CAP_PMU_EVENT_FILTER, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
-  [KVM_CAP_PMU_EVENT_MASKED_EVENTS, { linux: () => 1, why: 'no PMU in the model (enable_pmu=0)' }],
-  [KVM_CAP_VCPU_ATTRIBUTES, { linux: () => 1, why: 'vCPU device attributes (KVM_VCPU_TSC_CTRL) not modelled' }],
-  [KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, { linux: () => 1, why: 'needs CAP_SYS_BOOT, which the model does not have' }],
   [KVM_CAP_PRE_FAULT_MEMORY, { linux: (i) => (vendorArch(i).tdp ? 1 : 0), why: 'KVM_PRE_FAULT_MEMORY not modelled' }],
   [KVM_CAP_STEAL_TIME, { linux: () => 1, why: 'steal time (MSR_KVM_STEAL_TIME) not modelled' }],
-  [KVM_CAP_LAST_CPU, { linux: () => 1, why: 'not modelled' }],
   [KVM_CAP_DEVICE_CTRL, { linux: () => 1, why: 'KVM_CREATE_DEVICE (in-kernel devices: VFIO, the irqchip as a device) not modelled' }],
-  [KVM_CAP_X86_GUEST_MODE, { linux: () => 1, why: 'KVM_RUN does not write kvm_run.flags (KVM_RUN_X86_GUEST_MODE)' }],
   [KVM_CAP_GUEST_MEMFD, { linux: (_i, vm) => (vm === undefined ? 1 : 0), why: 'guest_memfd (CONFIG_KVM_PRIVATE_MEM, selected by KVM_AMD_SEV) not modelled' }],
   [KVM_CAP_MEMORY_ATTRIBUTES, { linux: (_i, vm) => (vm === undefined ? 8 : 0), why: 'private memory attributes (KVM_SET_MEMORY_ATTRIBUTES) not modelled' }],
   [KVM_CAP_VM_TYPES, { linux: (i) => (1 << KVM_X86_DEFAULT_VM) | vendorArch(i).linuxExtraVmTypes, why: 'KVM_CREATE_VM creates default VMs only (an SEV guest starts from one, with KVM_SEV_INIT)' }],
@@ -249,6 +242,12 @@ const ALWAYS_ONE: ReadonlySet<number> = new Set([
   KVM_CAP_ENABLE_CAP,
   KVM_CAP_MEMORY_FAULT_INFO,
   KVM_CAP_READONLY_MEM, // kvm_arch_has_readonly_mem: every default VM
+  KVM_CAP_LAST_CPU, // KVM_EXIT_FAIL_ENTRY's fail_entry.cpu: the CPU of the failed entry (vcpu.ts)
+  KVM_CAP_X86_GUEST_MODE, // kvm_run.flags' KVM_RUN_X86_GUEST_MODE: never set, no vCPU can be in guest mode (nested not modelled)
+  KVM_CAP_PMU_EVENT_FILTER, // KVM_SET_PMU_EVENT_FILTER (pmu-event-filter.ts); no guest PMU consults it
+  KVM_CAP_PMU_EVENT_MASKED_EVENTS, // its KVM_PMU_EVENT_FLAG_MASKED_EVENTS
+  KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, // KVM_ENABLE_CAP: CAP_SYS_BOOT, args[0] 0, before vCPUs (vm-arch-ioctls.ts)
+  KVM_CAP_VCPU_ATTRIBUTES, // KVM_HAS/GET/SET_DEVICE_ATTR on a vCPU fd: the TSC offset (vcpu-attr-ioctls.ts)
   KVM_CAP_TSC_DEADLINE_TIMER, // the guest's IA32_TSC_DEADLINE reaches the LAPIC timer (kvm_set_lapic_tscdeadline_msr)
   // answered 1 on every vendor; KVM_ENABLE_CAP is EINVAL where the vendor has no op (VMX): enc-context.ts
   KVM_CAP_VM_COPY_ENC_CONTEXT_FROM,
@@ -263,8 +262,9 @@ export function checkExtension(inst: KvmInstance, cap: number, vm?: Vm, proc?: P
     // the in-kernel interrupt controllers: irq-caps.ts (below), except what the model's LAPIC does not have yet
     case KVM_CAP_VAPIC:
     case KVM_CAP_PCI_SEGMENT:
-    case KVM_CAP_X86_APIC_BUS_CYCLES_NS:
       return 0;
+    case KVM_CAP_X86_APIC_BUS_CYCLES_NS:
+      return APIC_BUS_CYCLE_NS_DEFAULT; // the LAPIC timer's bus cycle, settable before vCPUs (irq-vm-ioctls.ts)
     // values
     case KVM_CAP_COALESCED_MMIO:
       return KVM_COALESCED_MMIO_PAGE_OFFSET;

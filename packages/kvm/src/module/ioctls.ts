@@ -16,6 +16,9 @@ import { VCPU_EVENTS_IOCTLS } from './vcpu-events-ioctls.js';
 import { VCPU_SMM_IOCTLS } from './smm.js';
 import { VCPU_FPU_IOCTLS } from './vcpu-fpu-ioctls.js';
 import { VCPU_MISC_IOCTLS } from './vcpu-misc-ioctls.js';
+import { VCPU_TRANSLATE_IOCTL } from './vcpu-translate.js';
+import { VCPU_ATTR_IOCTLS } from './vcpu-attr-ioctls.js';
+import { PMU_EVENT_FILTER_IOCTL } from './pmu-event-filter.js';
 import { VCPU_DEBUG_IOCTLS } from './vcpu-guest-debug.js';
 import { VCPU_MSR_IOCTLS } from './vcpu-msr-ioctls.js';
 import { VCPU_NESTED_STATE_IOCTLS } from './vcpu-nested-state-ioctls.js';
@@ -39,7 +42,7 @@ const KVM_RUN_DEF: IoctlDef<Vcpu> = {
 /** /dev/kvmX. */
 export const SYSTEM_IOCTLS: IoctlTable<SystemFile> = ioctlTable([...SYSTEM_GENERIC_IOCTLS, ...SYSTEM_ARCH_IOCTLS]);
 /** VM fds. */
-export const VM_IOCTLS: IoctlTable<VmFile> = ioctlTable([...VM_BASE_IOCTLS, ...VM_IO_IOCTLS, ...VM_ARCH_IOCTLS, ...VM_IRQ_IOCTLS, ...DIRTY_RING_VM_IOCTLS]);
+export const VM_IOCTLS: IoctlTable<VmFile> = ioctlTable([...VM_BASE_IOCTLS, ...VM_IO_IOCTLS, ...VM_ARCH_IOCTLS, ...VM_IRQ_IOCTLS, ...DIRTY_RING_VM_IOCTLS, PMU_EVENT_FILTER_IOCTL]);
 /** vCPU fds. */
 export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([
   KVM_RUN_DEF,
@@ -48,6 +51,8 @@ export const VCPU_IOCTLS: IoctlTable<Vcpu> = ioctlTable([
   ...VCPU_FPU_IOCTLS,
   ...VCPU_EVENTS_IOCTLS,
   ...VCPU_MISC_IOCTLS,
+  VCPU_TRANSLATE_IOCTL,
+  ...VCPU_ATTR_IOCTLS,
   ...VCPU_DEBUG_IOCTLS,
   ...VCPU_IRQ_IOCTLS,
   ...VCPU_NESTED_STATE_IOCTLS,

@@ -14,6 +14,7 @@ import { KernelError, type Process } from '@vac/core';
 import {
   KVM_CAP_SPLIT_IRQCHIP,
   KVM_CAP_X2APIC_API,
+  KVM_CAP_X86_APIC_BUS_CYCLES_NS,
   KVM_CREATE_IRQCHIP,
   KVM_CREATE_PIT,
   KVM_CREATE_PIT2,
@@ -119,6 +120,14 @@ export function enableIrqCap(vm: Vm, cap: number, args0: bigint, op: string): nu
         throw new KernelError('EINVAL', op, 'the model takes KVM_CAP_X2APIC_API before the irqchip is created (docs/fidelity.md)');
       }
       x2apicApi.set(vm, (x2apicApi.get(vm) ?? 0) | Number(args0));
+      return 0;
+    }
+    case KVM_CAP_X86_APIC_BUS_CYCLES_NS: {
+      // tmict_to_ns must not overflow: the largest TMICT times 128 (the largest divider, and some) times the cycle.
+      if (args0 === 0n || args0 * (0xffff_ffffn << 7n) > 2n ** 64n - 1n) throw new KernelError('EINVAL', op, `bus cycle ${args0} ns (1 up to where a TMICT's time overflows)`);
+      if (vm.irq === undefined) throw new KernelError('ENXIO', op, 'the VM has no in-kernel LAPIC');
+      if (vm.createdVcpus > 0) throw new KernelError('EINVAL', op, 'vCPUs exist already');
+      vm.irq.chip.apicBusCycleNs = Number(args0);
       return 0;
     }
     default:

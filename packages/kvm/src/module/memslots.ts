@@ -10,14 +10,21 @@
  */
 import { KernelError, type Process } from '@vac/core';
 import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_USER_MEM_SLOTS, PAGE_SIZE } from '../abi/constants.js';
-import type { kvm_userspace_memory_region } from '../abi/structs.js';
 import type { GuestMemory, GuestMemorySlot } from '../guest/memory.js';
+import type { MemoryRegionArg } from './memslot-region.js';
 import { SlotTree } from './slot-tree.js';
 
 /** `KVM_ADDRESS_SPACE_NUM` on x86 with SMM: address space 0 (normal) and 1 (SMM). */
 export const KVM_ADDRESS_SPACE_NUM = 2;
 /** `KVM_MEM_MAX_NR_PAGES` = (1UL << 31) - 1. */
 const KVM_MEM_MAX_NR_PAGES = 2 ** 31 - 1;
+/** The end of the user address range `access_ok` accepts (x86-64 with 4-level paging). */
+const USER_ADDRESS_END = 2 ** 47;
+/** The end of what `kvm_mmu_max_gfn` lets a slot reach (52 guest-physical address bits). */
+const GUEST_PHYS_END = 2 ** 52;
+
+/** What one `KVM_SET_USER_MEMORY_REGION` did to its slot (`enum kvm_mr_change`; `none`: nothing to do). */
+export type MemslotChange = 'create' | 'delete' | 'move' | 'flags' | 'none';
 
 /** One memory slot. */
 export interface Memslot extends GuestMemorySlot {
@@ -123,56 +130,86 @@ export class Memslots extends AddressSpaceMemory {
   }
 
   /**
-   * `KVM_SET_USER_MEMORY_REGION`: create, move, change flags of, or delete (size 0) a slot.
-   * @throws `KernelError` EINVAL (bad flags, slot id, alignment, size; changing a slot's size or
-   * address; deleting a slot that does not exist), EEXIST (overlaps another slot)
+   * `KVM_SET_USER_MEMORY_REGION` (`kvm_set_memory_region`): create, move, change flags of, or delete (size 0) a
+   * slot. The checks come in Linux's order on the exact values (`mem`'s 64-bit fields are bigints from 2^53 up).
+   * @returns what changed (`KVM_MR_CREATE`/`MOVE`/`FLAGS_ONLY`/`DELETE`), or `none` when the slot stays as it was
+   * @throws `KernelError` EINVAL (bad flags, slot id, alignment, size, user range; a range that wraps or ends beyond
+   * the guest-physical address width; changing a slot's size, user address or read-only flag; deleting a slot that
+   * does not exist), EEXIST (overlaps another slot)
    */
-  set(mem: kvm_userspace_memory_region, owner: Process): void {
+  set(mem: MemoryRegionArg, owner: Process): MemslotChange {
     const op = 'KVM_SET_USER_MEMORY_REGION';
     // check_memory_region_flags: x86 accepts LOG_DIRTY_PAGES and READONLY.
     if ((mem.flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) !== 0) throw new KernelError('EINVAL', op, `invalid flags 0x${mem.flags.toString(16)}`);
+    const { memory_size: size, guest_phys_addr: gpa, userspace_addr: uaddr } = mem;
+    if (typeof size === 'number' && typeof gpa === 'number' && typeof uaddr === 'number') {
+      if (size % PAGE_SIZE !== 0) throw new KernelError('EINVAL', op, 'memory_size is not page-aligned');
+      if (gpa % PAGE_SIZE !== 0) throw new KernelError('EINVAL', op, 'guest_phys_addr is not page-aligned');
+      // "We can read the guest memory with __xxx_user() later on": alignment and access_ok only.
+      if (uaddr % PAGE_SIZE !== 0 || uaddr + size > USER_ADDRESS_END) throw new KernelError('EINVAL', op, 'bad userspace_addr');
+    } else {
+      // A value from 2^53 up, exact: the same checks on bigints. Past them only guest_phys_addr can be one.
+      const size64 = BigInt(size);
+      if (size64 % BigInt(PAGE_SIZE) !== 0n) throw new KernelError('EINVAL', op, 'memory_size is not page-aligned');
+      if (BigInt(gpa) % BigInt(PAGE_SIZE) !== 0n) throw new KernelError('EINVAL', op, 'guest_phys_addr is not page-aligned');
+      if (BigInt(uaddr) % BigInt(PAGE_SIZE) !== 0n || BigInt(uaddr) + size64 > BigInt(USER_ADDRESS_END)) throw new KernelError('EINVAL', op, 'bad userspace_addr');
+    }
     const asId = mem.slot >>> 16;
     const id = mem.slot & 0xffff;
     if (asId >= KVM_ADDRESS_SPACE_NUM || id >= KVM_USER_MEM_SLOTS) throw new KernelError('EINVAL', op, `invalid slot ${mem.slot}`);
-    const size = Number(mem.memory_size);
-    const gpa = Number(mem.guest_phys_addr);
-    const uaddr = Number(mem.userspace_addr);
-    if (size % PAGE_SIZE !== 0) throw new KernelError('EINVAL', op, 'memory_size is not page-aligned');
-    if (gpa % PAGE_SIZE !== 0) throw new KernelError('EINVAL', op, 'guest_phys_addr is not page-aligned');
-    // "We can read the guest memory with __xxx_user() later on": alignment and access_ok only.
-    if (uaddr % PAGE_SIZE !== 0 || uaddr + size > 2 ** 47) throw new KernelError('EINVAL', op, 'bad userspace_addr');
-    if (gpa + size > 2 ** 52) throw new KernelError('EINVAL', op, 'guest_phys_addr + memory_size overflows');
-    if (size / PAGE_SIZE > KVM_MEM_MAX_NR_PAGES) throw new KernelError('EINVAL', op, 'memory_size too large');
+    if (BigInt(gpa) + BigInt(size) >= 2n ** 64n) throw new KernelError('EINVAL', op, 'guest_phys_addr + memory_size wraps');
+    if (Number(size) / PAGE_SIZE > KVM_MEM_MAX_NR_PAGES) throw new KernelError('EINVAL', op, 'memory_size too large');
+    // From here the size and the user address are below 2^47 (numbers); the guest address may still be a bigint.
+    const bytes = Number(size);
+    const user = Number(uaddr);
     const old = this.#byId.get((asId << 16) | id);
-    if (size === 0) {
+    if (bytes === 0) {
       if (old === undefined) throw new KernelError('EINVAL', op, `slot ${mem.slot} does not exist`);
       this.#replace(old, undefined);
-      return;
+      return 'delete';
     }
     if (old !== undefined) {
-      if (old.userspaceAddr !== uaddr || old.size !== size || ((old.flags ^ mem.flags) & KVM_MEM_READONLY) !== 0) {
+      if (old.userspaceAddr !== user || old.size !== bytes || ((old.flags ^ mem.flags) & KVM_MEM_READONLY) !== 0) {
         throw new KernelError('EINVAL', op, 'a slot\'s size, address and read-only flag cannot change');
       }
-      if (old.base === gpa && old.flags === mem.flags) return; // KVM_MR_... nothing to do
-      if (old.base !== gpa) this.#checkOverlap(asId, gpa, size, old);
-      this.#replace(old, { ...old, base: gpa, end: gpa + size, flags: mem.flags });
-      return;
+      if (old.base === gpa) {
+        if (old.flags === mem.flags) return 'none';
+        this.#replace(old, { ...old, flags: mem.flags });
+        return 'flags';
+      }
+      const base = this.#placeable(asId, gpa, bytes, old);
+      this.#replace(old, { ...old, base, end: base + bytes, flags: mem.flags });
+      return 'move';
     }
-    this.#checkOverlap(asId, gpa, size, undefined);
-    const bytes = owner.userMemory(uaddr, size);
+    const base = this.#placeable(asId, gpa, bytes, undefined);
+    const memory = owner.userMemory(user, bytes);
     const slot: Memslot = {
       id,
       asId,
       flags: mem.flags,
-      userspaceAddr: uaddr,
-      size,
-      base: gpa,
-      end: gpa + size,
+      userspaceAddr: user,
+      size: bytes,
+      base,
+      end: base + bytes,
       readonly: (mem.flags & KVM_MEM_READONLY) !== 0,
-      bytes: bytes ?? new Uint8Array(0),
-      backed: bytes !== undefined,
+      bytes: memory ?? new Uint8Array(0),
+      backed: memory !== undefined,
     };
     this.#replace(undefined, slot);
+    return 'create';
+  }
+
+  /**
+   * Where a created or moved slot can go: no overlap with another slot of its address space
+   * (`kvm_check_memslot_overlap`: EEXIST), then below the guest-physical address width
+   * (x86 `kvm_arch_prepare_memory_region`, `kvm_mmu_max_gfn`: EINVAL). A `bigint` address (2^53 up) overlaps no slot.
+   */
+  #placeable(asId: number, gpa: number | bigint, size: number, except: Memslot | undefined): number {
+    if (typeof gpa === 'number') this.#checkOverlap(asId, gpa, size, except);
+    if (typeof gpa === 'bigint' || gpa + size > GUEST_PHYS_END) {
+      throw new KernelError('EINVAL', 'KVM_SET_USER_MEMORY_REGION', 'the slot ends beyond the guest-physical address width');
+    }
+    return gpa;
   }
 
   #checkOverlap(asId: number, gpa: number, size: number, except: Memslot | undefined): void {

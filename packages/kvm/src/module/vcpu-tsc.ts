@@ -58,13 +58,37 @@ export function synchronizeTsc(v: Vcpu, data: bigint | undefined): void {
   if (data !== undefined) vmA.userSetTsc = true;
   const matched = synchronizing && arch.tscKhz === vmA.lastTscKhz;
   if (matched) offset = vmA.curTscOffset;
-  // __kvm_synchronize_tsc
+  applyTscSync(v, offset, value, ns, matched);
+}
+
+/**
+ * `__kvm_synchronize_tsc`: the vCPU takes `offset`; the VM remembers the synchronization (`tsc` the TSC value it
+ * gave, at host `ns`), and an unmatched one starts a new current offset.
+ */
+function applyTscSync(v: Vcpu, offset: bigint, tsc: bigint, ns: bigint, matched: boolean): void {
+  const arch = vcpuArch(v);
+  const vmA = vmArch(v.vm);
   arch.tscOffset = offset;
   vmA.lastTscNsec = ns;
-  vmA.lastTscWrite = value;
+  vmA.lastTscWrite = tsc;
   vmA.lastTscKhz = arch.tscKhz;
+  vmA.lastTscOffset = offset;
   if (!matched) vmA.curTscOffset = offset;
   arch.clockUpdate ||= arch.pvclock.active;
+}
+
+/**
+ * KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_CTRL, KVM_VCPU_TSC_OFFSET) (`kvm_arch_tsc_set_attr`): the vCPU's L1 TSC offset
+ * becomes `offset`, a synchronization matched when the VM's last one was at this vCPU's frequency with this offset;
+ * the VM's TSC counts as set by user space from then on (`user_set_tsc`).
+ */
+export function setTscOffset(v: Vcpu, offset: bigint): void {
+  const arch = vcpuArch(v);
+  const vmA = vmArch(v.vm);
+  const matched = arch.tscKhz !== 0 && vmA.lastTscKhz === arch.tscKhz && vmA.lastTscOffset === offset;
+  const tsc = BigInt.asUintN(64, scaledHostTsc(v, arch) + offset);
+  vmA.userSetTsc = true; // a value from user space, as a host-initiated IA32_TSC write is
+  applyTscSync(v, offset, tsc, hostNs(v.vm.instance.host), matched);
 }
 
 /** `tsc_tolerance_ppm` (x86.c module parameter, default 250). */

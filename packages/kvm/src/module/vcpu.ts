@@ -584,6 +584,7 @@ export class Vcpu {
         const kernelMmioWrite = reason === GuestExitReason.Mmio && x.mmioIsWrite !== 0;
         if (!this.vm.kernelIo || !(kernelPioWrite || kernelMmioWrite)) break;
         if (!(kernelPioWrite ? kernelWrite(this.vm, true, x.ioPort, x.ioSize, x.data) : kernelWrite(this.vm, false, x.mmioPhysAddr, x.mmioLen, x.data))) break;
+        if (kernelPioWrite) this.stats.io_exits++; // handle_io counts it, whoever takes the write
         reason = GuestExitReason.Budget;
         continue;
       }
@@ -612,6 +613,7 @@ export class Vcpu {
       if (!pio && !mmio) return reason;
       const handled = pio ? kernelWrite(this.vm, true, x.ioPort, x.ioSize, x.data) : kernelWrite(this.vm, false, x.mmioPhysAddr, x.mmioLen, x.data);
       if (!handled) return reason;
+      if (pio) this.stats.io_exits++; // handle_io counts it, whoever takes the write
       used += x.executed;
       this.stats.instructions += x.executed;
       this.#instance.host.clock.advanceInstructions(x.executed);
@@ -642,6 +644,8 @@ export class Vcpu {
     const run = this.#run ?? this.run;
     const x = this.#exit ?? this.exit;
     const irq = this.vm.irq;
+    // handle_io / io_interception count every port I/O exit, the ones the in-kernel devices complete too.
+    this.stats.io_exits++;
     if (irq !== undefined && kernelPio(irq, x, this.regs)) {
       this.stats.kernel_io++;
       return Step.Again;
@@ -661,7 +665,6 @@ export class Vcpu {
       const n = x.ioSize * x.ioCount;
       for (let i = 0; i < n; i++) bytes[KVM_PIO_DATA_OFFSET + i] = src[i] as number;
     }
-    this.stats.io_exits++;
     return Step.Exit;
   }
 

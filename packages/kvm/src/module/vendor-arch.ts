@@ -18,6 +18,7 @@ export const GENERIC_VENDOR_ARCH: VendorArch = Object.freeze({
   tdp: false,
   busLockExit: false,
   notifyVmexit: false,
+  pmuEventselEvent: 0xffn,
   mceCapExtra: 0n,
   archCapabilitiesExtra: 0n,
   hasEmulatedMsr: () => true,

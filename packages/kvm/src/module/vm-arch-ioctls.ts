@@ -23,6 +23,7 @@ import {
   KVM_CAP_X86_DISABLE_EXITS,
   KVM_CAP_VM_COPY_ENC_CONTEXT_FROM,
   KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM,
+  KVM_CAP_VM_DISABLE_NX_HUGE_PAGES,
   KVM_CAP_X86_TRIPLE_FAULT_EVENT,
   KVM_ENABLE_CAP,
   KVM_GET_CLOCK,
@@ -149,6 +150,14 @@ function enableCap(f: VmFile, arg: unknown, op: string, proc: import('@vac/core'
       a.maxVcpuIds = n;
       return 0;
     }
+    case KVM_CAP_VM_DISABLE_NX_HUGE_PAGES:
+      // The iTLB multihit mitigation off for this VM: a guest could crash the host, so only for a process that may
+      // reboot it (capable(), not ns_capable()), with args[0] 0 and before any vCPU.
+      if (!proc.capable('CAP_SYS_BOOT')) throw new KernelError('EPERM', op, 'disabling NX huge pages needs CAP_SYS_BOOT');
+      if (arg0 !== 0n) throw new KernelError('EINVAL', op, 'args[0] must be 0');
+      if (vm.createdVcpus > 0) throw new KernelError('EINVAL', op, 'vCPUs exist already');
+      a.disableNxHugePages = true;
+      return 0;
     case KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM:
     case KVM_CAP_VM_COPY_ENC_CONTEXT_FROM:
       return encContextFrom(vm, f.files, cap.cap, arg0, proc, op);

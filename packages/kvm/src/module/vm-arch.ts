@@ -14,6 +14,20 @@ import { bytesDigest } from './bytes-digest.js';
 import type { DirtyRing } from './dirty-ring.js';
 
 /** One range of an MSR filter (`struct msr_bitmap_range`): the kernel's copy of the user's bitmap. */
+/** `struct kvm_x86_pmu_event_filter`: a VM's PMU event filter as `prepare_filter_lists` left it. */
+export interface PmuEventFilter {
+  /** `KVM_PMU_EVENT_ALLOW` or `KVM_PMU_EVENT_DENY`. */
+  readonly action: number;
+  /** The fixed counters the action applies to. */
+  readonly fixedCounterBitmap: number;
+  /** `KVM_PMU_EVENT_FLAG_MASKED_EVENTS` or 0. */
+  readonly flags: number;
+  /** The masked entries that include, sorted by event select. */
+  readonly includes: readonly bigint[];
+  /** The masked entries that exclude (masked filters only), sorted by event select. */
+  readonly excludes: readonly bigint[];
+}
+
 export interface MsrFilterRange {
   /** `KVM_MSR_FILTER_READ` / `_WRITE`. */
   readonly flags: number;
@@ -77,6 +91,8 @@ export class VmArch {
   exitOnEmulationError = false;
   /** `hypercall_exit_enabled`. */
   hypercallExit = 0;
+  /** `pmu_event_filter`: the guest PMU's event filter (KVM_SET_PMU_EVENT_FILTER), none at first. */
+  pmuEventFilter: PmuEventFilter | undefined = undefined;
   /** `disable_nx_huge_pages`. */
   disableNxHugePages = false;
   /** `manual_dirty_log_protect`. */
@@ -116,6 +132,8 @@ export class VmArch {
   lastTscWrite = 0n;
   /** `last_tsc_khz`: the vCPU frequency of the last synchronization (0: none yet). */
   lastTscKhz = 0;
+  /** `last_tsc_offset`: the offset the last synchronization gave its vCPU. */
+  lastTscOffset = 0n;
   /** `cur_tsc_offset`: the offset vCPUs that synchronize now take. */
   curTscOffset = 0n;
   /** `user_set_tsc`: user space has written a TSC. */
@@ -146,6 +164,7 @@ export class VmArch {
       exitOnEmulationError: this.exitOnEmulationError,
       hypercallExit: this.hypercallExit,
       disableNxHugePages: this.disableNxHugePages,
+      pmuEventFilter: this.pmuEventFilter === undefined ? undefined : { ...this.pmuEventFilter, includes: [...this.pmuEventFilter.includes], excludes: [...this.pmuEventFilter.excludes] },
       manualDirtyLogProtect: this.manualDirtyLogProtect,
       userSpaceMsrMask: this.userSpaceMsrMask,
       msrFilter: this.msrFilter === undefined ? undefined : { defaultAllow: this.msrFilter.defaultAllow, ranges: this.msrFilter.ranges.map((r) => ({ ...r, bitmap: bytesDigest(r.bitmap) })) },
@@ -156,7 +175,7 @@ export class VmArch {
       ioeventfds: this.ioeventfds.map((e) => ({ bus: e.bus, addr: e.addr, length: e.length, datamatch: e.datamatch, count: e.eventfd.count })),
       coalesced: this.coalesced.map((z) => ({ ...z })),
       ring: [this.ringFirst, this.ringLast],
-      tscSync: [this.lastTscNsec, this.lastTscWrite, this.lastTscKhz, this.curTscOffset, this.userSetTsc],
+      tscSync: [this.lastTscNsec, this.lastTscWrite, this.lastTscKhz, this.lastTscOffset, this.curTscOffset, this.userSetTsc],
       dirty: [...this.dirty].map(([id, b]) => [id, bytesDigest(b)]),
       dirtyRingSize: this.dirtyRingSize,
     };

@@ -25,24 +25,21 @@ import {
   KVM_IOEVENTFD_VALID_FLAG_MASK,
 } from '../abi/constants-x86.js';
 import { copyFromUser, userAccess } from '../abi/codec.js';
-import { KVM_USERSPACE_MEMORY_REGION_CODEC, type kvm_userspace_memory_region } from '../abi/structs.js';
-import { KVM_CLEAR_DIRTY_LOG_CODEC, KVM_COALESCED_MMIO_ZONE_CODEC, KVM_DIRTY_LOG_CODEC, KVM_IOEVENTFD_CODEC, KVM_USERSPACE_MEMORY_REGION2_CODEC } from '../abi/structs-x86.js';
+import { KVM_CLEAR_DIRTY_LOG_CODEC, KVM_COALESCED_MMIO_ZONE_CODEC, KVM_DIRTY_LOG_CODEC, KVM_IOEVENTFD_CODEC } from '../abi/structs-x86.js';
 import { dirtyBitmapBytes, loggingSlot, manualProtect, requireDirtyBitmap, updateDirtyLogging } from './dirty-log.js';
 import type { VmFile } from './files.js';
 import type { IoctlDef } from './ioctl-table.js';
 import { inZone } from './kernel-io.js';
+import { MEMORY_REGION2_ARG_CODEC, MEMORY_REGION_ARG_CODEC, type MemoryRegionArg } from './memslot-region.js';
 import { userBuffer } from './user-memory.js';
 import { vmArch } from './vm-arch.js';
 import type { Vm } from './vm.js';
 
 /** `kvm_set_memory_region` and what follows it here (dirty bitmaps). */
-function setMemoryRegion(vm: Vm, mem: kvm_userspace_memory_region): number {
-  const asId = mem.slot >>> 16;
-  const id = mem.slot & 0xffff;
-  const old = vm.memslots.get(asId, id);
-  vm.memslots.set(mem, vm.owner);
-  const kind = mem.memory_size === 0 ? 'delete' : old === undefined ? 'create' : old.base !== mem.guest_phys_addr ? 'move' : 'flags';
-  updateDirtyLogging(vm, id, asId, kind);
+function setMemoryRegion(vm: Vm, mem: MemoryRegionArg): number {
+  const change = vm.memslots.set(mem, vm.owner);
+  // A call that changes nothing refreshes the dirty-logging views as a flags-only change does.
+  updateDirtyLogging(vm, mem.slot & 0xffff, mem.slot >>> 16, change === 'none' ? 'flags' : change);
   return 0;
 }
 
@@ -51,16 +48,16 @@ export const VM_IO_IOCTLS: readonly IoctlDef<VmFile>[] = [
   {
     name: 'KVM_SET_USER_MEMORY_REGION',
     request: KVM_SET_USER_MEMORY_REGION,
-    arg: { dir: 'in', codec: KVM_USERSPACE_MEMORY_REGION_CODEC },
-    run: ({ vm }, arg) => setMemoryRegion(vm, copyFromUser(KVM_USERSPACE_MEMORY_REGION_CODEC, arg, 'KVM_SET_USER_MEMORY_REGION')),
+    arg: { dir: 'in', codec: MEMORY_REGION_ARG_CODEC },
+    run: ({ vm }, arg) => setMemoryRegion(vm, copyFromUser(MEMORY_REGION_ARG_CODEC, arg, 'KVM_SET_USER_MEMORY_REGION')),
   },
   {
     name: 'KVM_SET_USER_MEMORY_REGION2',
     request: KVM_SET_USER_MEMORY_REGION2,
-    arg: { dir: 'in', codec: KVM_USERSPACE_MEMORY_REGION2_CODEC },
+    arg: { dir: 'in', codec: MEMORY_REGION2_ARG_CODEC },
     run({ vm }, arg) {
       const op = 'KVM_SET_USER_MEMORY_REGION2';
-      const m = copyFromUser(KVM_USERSPACE_MEMORY_REGION2_CODEC, arg, op);
+      const m = copyFromUser(MEMORY_REGION2_ARG_CODEC, arg, op);
       // check_memory_region_flags: KVM_MEM_GUEST_MEMFD only for VMs with private memory, which default VMs are not.
       if ((m.flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) !== 0) throw new KernelError('EINVAL', op, `invalid flags 0x${m.flags.toString(16)}`);
       return setMemoryRegion(vm, { slot: m.slot, flags: m.flags, guest_phys_addr: m.guest_phys_addr, memory_size: m.memory_size, userspace_addr: m.userspace_addr });

@@ -46,6 +46,7 @@ const SIZES: Partial<Record<keyof typeof KVM_LAYOUTS, number>> = {
   kvm_coalesced_mmio: 24,
   kvm_coalesced_mmio_ring: 8,
   kvm_translation: 0x18,
+  kvm_pmu_event_filter: 0x20,
   kvm_interrupt: 4,
   kvm_signal_mask: 4,
   kvm_tpr_access_ctl: 0x28,
