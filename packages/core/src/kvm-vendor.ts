@@ -211,6 +211,13 @@ export interface VendorArch {
   /** The MXCSR_MASK the CPU's FXSAVE reports (`mxcsr_feature_mask`: Intel 0xffff; AMD adds bit 17, MM). */
   readonly fxsaveMxcsrMask: number;
   /**
+   * `kvm_x86_ops.x2apic_icr_is_split`: whether an x2APIC-mode LAPIC keeps its ICR as two 32-bit registers, ICR and
+   * ICR2, as AMD's x2AVIC does (svm.c: true), or as one 64-bit register at 0x300 (vmx main.c: false). It shows in
+   * KVM_GET_LAPIC: `kvm_apic_state_fixup` copies the destination into ICR2 only when the ICR is not split, and
+   * leaves the upper half of the 64-bit register at 0x304.
+   */
+  readonly x2apicIcrIsSplit: boolean;
+  /**
    * The vendor's `kvm_x86_nested_ops.get_state` / `set_state` (KVM_GET/SET_NESTED_STATE, KVM_CAP_NESTED_STATE), or
    * `undefined` for a vendor without them (the cap is 0 and both ioctls EINVAL, as in Linux).
    */

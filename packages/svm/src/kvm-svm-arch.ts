@@ -96,6 +96,7 @@ export function svmArch(features: SvmFeatures, boot: Cpu): VendorArch {
     },
     vcpuMsrs: svmVcpuMsrs(tscScaling),
     fxsaveMxcsrMask: 0x2ffff,
+    x2apicIcrIsSplit: true, // svm_x86_ops.x2apic_icr_is_split
     nestedState: svmNestedState(),
     smm: svmSmm(),
     // sev_hardware_setup: BIT(KVM_X86_SEV_VM) with SEV, BIT(KVM_X86_SEV_ES_VM) with SEV-ES.

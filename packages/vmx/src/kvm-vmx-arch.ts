@@ -109,6 +109,7 @@ export function vmxArch(config: VmxKvmConfig, boot: Cpu): VendorArch {
     },
     vcpuMsrs: vmxVcpuMsrs(),
     fxsaveMxcsrMask: 0xffff,
+    x2apicIcrIsSplit: false, // vt_x86_ops.x2apic_icr_is_split
     nestedState: vmxNestedState(),
     smm: vmxSmm(),
     linuxExtraVmTypes: 0,

@@ -58,6 +58,7 @@ import type { IoctlDef } from './ioctl-table.js';
 import { KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, eventfdOf } from './irqfd.js';
 import { userStructView } from './user-struct-bytes.js';
 import { VmIrqchip } from './vm-irqchip.js';
+import { vendorArch } from './vendor-arch.js';
 import type { Vm } from './vm.js';
 
 /** `KVM_X2APIC_API_USE_32BIT_IDS`. */
@@ -72,7 +73,11 @@ const x2apicApi = new WeakMap<Vm, number>();
 
 function irqchipOptions(vm: Vm): IrqchipOptions {
   const f = x2apicApi.get(vm) ?? 0;
-  return { x2apicFormat: (f & KVM_X2APIC_API_USE_32BIT_IDS) !== 0, broadcastQuirkDisabled: (f & KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK) !== 0 };
+  return {
+    x2apicFormat: (f & KVM_X2APIC_API_USE_32BIT_IDS) !== 0,
+    broadcastQuirkDisabled: (f & KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK) !== 0,
+    lapic: { x2apicIcrIsSplit: vendorArch(vm.instance).x2apicIcrIsSplit },
+  };
 }
 
 /** Where `chip_id` is in `struct kvm_irqchip`. */

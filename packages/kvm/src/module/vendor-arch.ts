@@ -10,7 +10,7 @@ import type { KvmInstance } from './instance.js';
 /**
  * What KVM's x86 code assumes of a vendor that says nothing: no TSC scaling, no TDP, no vendor features, no vendor
  * MSRs, every emulated MSR emulated, TR reset as VMX's busy 32-bit TSS, the interrupt shadow kept as given, NMIs
- * unblocked by INIT (as VMX), the MXCSR_MASK of an Intel FXSAVE.
+ * unblocked by INIT (as VMX), the MXCSR_MASK of an Intel FXSAVE, the x2APIC ICR as one 64-bit register (as VMX).
  */
 export const GENERIC_VENDOR_ARCH: VendorArch = Object.freeze({
   tscControl: false,
@@ -29,6 +29,7 @@ export const GENERIC_VENDOR_ARCH: VendorArch = Object.freeze({
   normalizeInterruptShadow: (shadow: number) => shadow,
   initUnblocksNmi: true,
   fxsaveMxcsrMask: 0xffff,
+  x2apicIcrIsSplit: false,
   linuxExtraVmTypes: 0,
 });
 

@@ -122,8 +122,37 @@ function chipVm(p: Process, program: Asm16, handlers: Record<number, string> = {
   return { g, v };
 }
 
-describe.each(VENDORS)('the in-kernel LAPIC and the vCPU ($name)', ({ hardware }) => {
+describe.each(VENDORS)('the in-kernel LAPIC and the vCPU ($name)', ({ name, hardware }) => {
   describe('one APIC base', () => {
+    test('the x2APIC ICR in KVM_GET_LAPIC: one 64-bit register on Intel (its upper half also at 0x304), ICR + ICR2 on AMD (x2apic_icr_is_split)', () => {
+      const host = irqHost(hardware());
+      const p = host.spawn({ name: 'vmm' });
+      const a = asm16();
+      enableX2apic(a);
+      wrmsr(a, X2APIC_SVR, 0x1ff);
+      wrmsr(a, X2APIC_ICR, 0x40, 7); // fixed IPI, vector 0x40, to x2APIC ID 7 (no such vCPU: delivered nowhere)
+      a.db(0x66, 0xb9, ...d32(X2APIC_ICR), 0x0f, 0x32, 0x66, 0xa3, 0x00, 0x06, 0x66, 0x89, 0x16, 0x04, 0x06); // rdmsr → 0x600
+      a.out(0x80, 'al');
+      const { g, v } = chipVm(p, a);
+      const bsp = v[0] as RealModeVcpu;
+      setCpuid(p, bsp.fd, CPUID_X2APIC);
+      p.ioctl(bsp.fd, KVM_RUN, 0);
+      expect(bsp.run.exit_reason).toBe(KVM_EXIT_IO);
+      // kvm_x2apic_icr_read: the guest reads back the whole 64-bit ICR on both vendors
+      expect(g.word(0x600) | (g.word(0x602) << 16)).toBe(0x40);
+      expect(g.word(0x604) | (g.word(0x606) << 16)).toBe(7);
+      // kvm_apic_state_fixup: ICR2 holds the destination either way; Intel's 64-bit ICR also leaves it at 0x304
+      expect(lapicReg(p, bsp.fd, 0x300)).toBe(0x40);
+      expect(lapicReg(p, bsp.fd, 0x310)).toBe(7);
+      expect(lapicReg(p, bsp.fd, 0x304)).toBe(name === 'amd' ? 0 : 7);
+      // KVM_SET_LAPIC of what KVM_GET_LAPIC gave keeps the ICR the guest reads
+      const s = makeKvmLapicState();
+      p.ioctl(bsp.fd, KVM_GET_LAPIC, s);
+      p.ioctl(bsp.fd, KVM_SET_LAPIC, s);
+      expect(lapicReg(p, bsp.fd, 0x310)).toBe(7);
+      expect(lapicReg(p, bsp.fd, 0x304)).toBe(name === 'amd' ? 0 : 7);
+    });
+
     test('KVM_GET_SREGS, KVM_GET_MSRS(IA32_APICBASE), the guest\'s rdmsr and kvm_run.apic_base all read the LAPIC\'s base', () => {
       const host = irqHost(hardware());
       const p = host.spawn({ name: 'vmm' });
