@@ -569,31 +569,47 @@ function msrsStruct(entries: readonly kvm_msr_entry[]): Uint8Array {
   return b;
 }
 
+/** `list` as a set, made once per list: a VMM passes the same probed KVM_GET_MSR_INDEX_LIST to restore after restore. */
+const listedSets = new WeakMap<readonly number[], ReadonlySet<number>>();
+
+/** The set of the indices in `list` (the same set for the same array). */
+export function msrListSet(list: readonly number[]): ReadonlySet<number> {
+  let set = listedSets.get(list);
+  if (set === undefined) {
+    set = new Set(list);
+    listedSets.set(list, set);
+  }
+  return set;
+}
+
 /**
- * `saved` with only the MSRs `keep` accepts (by index), or `saved` itself when it accepts them all; the indices of the
- * others are passed to `dropped`.
+ * `saved` with only the MSRs a restore sends (QEMU's `kvm_put_msrs`): those `listed` (the target's
+ * KVM_GET_MSR_INDEX_LIST) and the machine-check banks `saved.mcgCap` gives (MCi_CTL/STATUS/ADDR/MISC, and MCi_CTL2
+ * with CMCI); `saved` itself when that is all of them. The indices of the others are added to `dropped`.
  */
-export function withSavedMsrs(saved: SavedVcpu, keep: (index: number) => boolean, dropped: (index: number) => void = () => {}): SavedVcpu {
+export function restorableMsrs(saved: SavedVcpu, listed: ReadonlySet<number>, dropped: Set<number>): SavedVcpu {
+  // The bank ranges of MCG_CAP, found once (not a bigint operation per MSR).
+  const banks = Number(saved.mcgCap & 0xffn);
+  const ctl2Banks = (saved.mcgCap & MCG_CMCI_P) !== 0n ? banks : 0;
   const dv = new DataView(saved.msrs.buffer, saved.msrs.byteOffset, saved.msrs.byteLength);
   const n = dv.getUint32(0, true);
-  const kept: number[] = [];
+  let kept: number[] | undefined;
   for (let i = 0; i < n; i++) {
     const index = dv.getUint32(MSRS_HEADER + MSR_ENTRY * i, true);
-    if (keep(index)) kept.push(i);
-    else dropped(index);
+    const bank = (index >= MSR_IA32_MC0_CTL && index < MSR_IA32_MC0_CTL + 4 * banks) || (index >= MSR_IA32_MC0_CTL2 && index < MSR_IA32_MC0_CTL2 + ctl2Banks);
+    if (bank || listed.has(index)) {
+      kept?.push(i);
+      continue;
+    }
+    dropped.add(index);
+    // The first one left out: the entries before it are all kept.
+    kept ??= Array.from({ length: i }, (_, j) => j);
   }
-  if (kept.length === n) return saved;
+  if (kept === undefined) return saved;
   const b = new Uint8Array(MSRS_HEADER + MSR_ENTRY * kept.length);
   new DataView(b.buffer).setUint32(0, kept.length, true);
   kept.forEach((i, j) => b.set(saved.msrs.subarray(MSRS_HEADER + MSR_ENTRY * i, MSRS_HEADER + MSR_ENTRY * (i + 1)), MSRS_HEADER + MSR_ENTRY * j));
   return { ...saved, msrs: b };
-}
-
-/** Whether `index` is one of the machine-check bank MSRs `mcgCap` gives (MCi_CTL/STATUS/ADDR/MISC, and MCi_CTL2 with CMCI). */
-export function isSavedMceBank(mcgCap: bigint, index: number): boolean {
-  const banks = Number(mcgCap & 0xffn);
-  const cmci = (mcgCap & MCG_CMCI_P) !== 0n;
-  return (index >= MSR_IA32_MC0_CTL && index < MSR_IA32_MC0_CTL + 4 * banks) || (cmci && index >= MSR_IA32_MC0_CTL2 && index < MSR_IA32_MC0_CTL2 + banks);
 }
 
 // ---- the decoded form ----------------------------------------------------------------------------------------
