@@ -54,8 +54,8 @@ import {
   KVM_SREGS2_CODEC,
   KVM_VCPU_EVENTS_CODEC,
   KVM_XCRS_CODEC,
+  KVM_XCR_CODEC,
   KVM_XSAVE_CODEC,
-  makeKvmMsrList,
   type kvm_debugregs,
   type kvm_sregs2,
   type kvm_vcpu_events,
@@ -187,15 +187,23 @@ const CPUID_ROOM = 256;
  * ```
  */
 export function msrIndexList(proc: Process, sys: number): number[] {
-  const head = makeKvmMsrList(0);
+  // The C bytes of `struct kvm_msr_list` (`nmsrs`, then the `__u32` indices), as QEMU's kvm_get_supported_msrs
+  // passes them: first with room for none (E2BIG writes the count), then with room for all.
+  const head = argBytes(4);
   try {
     proc.ioctl(sys, KVM_GET_MSR_INDEX_LIST, head);
   } catch (e) {
     if (!isKernelError(e, 'E2BIG')) throw e;
   }
-  const list = makeKvmMsrList(head.nmsrs);
+  const room = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
+  const list = argBytes(4 + 4 * room);
+  new DataView(list.buffer, list.byteOffset, 4).setUint32(0, room, true);
   proc.ioctl(sys, KVM_GET_MSR_INDEX_LIST, list);
-  return list.indices.slice(0, list.nmsrs);
+  const dv = new DataView(list.buffer, list.byteOffset, list.byteLength);
+  const n = Math.min(dv.getUint32(0, true), room);
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) out[i] = dv.getUint32(4 + 4 * i, true);
+  return out;
 }
 
 // ---- the save area -----------------------------------------------------------------------------------------
@@ -630,8 +638,17 @@ export function savedXstateBv(saved: SavedVcpu): bigint {
 
 /** The saved XCR0 (0 without saved XCRs, or when they do not list XCR0). */
 export function savedXcr0(saved: SavedVcpu): bigint {
-  return saved.xcrs === undefined ? 0n : (KVM_XCRS_CODEC.decode(viewOf(saved.xcrs)).xcrs.find((x) => x.xcr === 0)?.value ?? 0n);
+  if (saved.xcrs === undefined) return 0n;
+  // Read off the bytes: the first of the 16 `struct kvm_xcr` entries that names XCR0, as the decoded array's `find`.
+  const dv = viewOf(saved.xcrs);
+  for (let i = 0, at = XCRS_AT; i < 16; i++, at += KVM_XCR_CODEC.size) if (dv.getUint32(at + XCR_AT, true) === 0) return dv.getBigUint64(at + XCR_VALUE_AT, true);
+  return 0n;
 }
+
+/** Where the entries of `struct kvm_xcrs` start, and an entry's `xcr` and `value`. */
+const XCRS_AT = KVM_XCRS_CODEC.offsetOf('xcrs');
+const XCR_AT = KVM_XCR_CODEC.offsetOf('xcr');
+const XCR_VALUE_AT = KVM_XCR_CODEC.offsetOf('value');
 
 /**
  * Decode a {@link SavedVcpu}: each structure's object form, as the object form of its GET ioctl gives it.
