@@ -54,8 +54,8 @@ import {
   KVM_SREGS2_CODEC,
   KVM_VCPU_EVENTS_CODEC,
   KVM_XCRS_CODEC,
+  KVM_XCR_CODEC,
   KVM_XSAVE_CODEC,
-  makeKvmMsrList,
   type kvm_debugregs,
   type kvm_sregs2,
   type kvm_vcpu_events,
@@ -187,15 +187,23 @@ const CPUID_ROOM = 256;
  * ```
  */
 export function msrIndexList(proc: Process, sys: number): number[] {
-  const head = makeKvmMsrList(0);
+  // The C bytes of `struct kvm_msr_list` (`nmsrs`, then the `__u32` indices), as QEMU's kvm_get_supported_msrs
+  // passes them: first with room for none (E2BIG writes the count), then with room for all.
+  const head = argBytes(4);
   try {
     proc.ioctl(sys, KVM_GET_MSR_INDEX_LIST, head);
   } catch (e) {
     if (!isKernelError(e, 'E2BIG')) throw e;
   }
-  const list = makeKvmMsrList(head.nmsrs);
+  const room = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
+  const list = argBytes(4 + 4 * room);
+  new DataView(list.buffer, list.byteOffset, 4).setUint32(0, room, true);
   proc.ioctl(sys, KVM_GET_MSR_INDEX_LIST, list);
-  return list.indices.slice(0, list.nmsrs);
+  const dv = new DataView(list.buffer, list.byteOffset, list.byteLength);
+  const n = Math.min(dv.getUint32(0, true), room);
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) out[i] = dv.getUint32(4 + 4 * i, true);
+  return out;
 }
 
 // ---- the save area -----------------------------------------------------------------------------------------
@@ -569,31 +577,47 @@ function msrsStruct(entries: readonly kvm_msr_entry[]): Uint8Array {
   return b;
 }
 
+/** `list` as a set, made once per list: a VMM passes the same probed KVM_GET_MSR_INDEX_LIST to restore after restore. */
+const listedSets = new WeakMap<readonly number[], ReadonlySet<number>>();
+
+/** The set of the indices in `list` (the same set for the same array). */
+export function msrListSet(list: readonly number[]): ReadonlySet<number> {
+  let set = listedSets.get(list);
+  if (set === undefined) {
+    set = new Set(list);
+    listedSets.set(list, set);
+  }
+  return set;
+}
+
 /**
- * `saved` with only the MSRs `keep` accepts (by index), or `saved` itself when it accepts them all; the indices of the
- * others are passed to `dropped`.
+ * `saved` with only the MSRs a restore sends (QEMU's `kvm_put_msrs`): those `listed` (the target's
+ * KVM_GET_MSR_INDEX_LIST) and the machine-check banks `saved.mcgCap` gives (MCi_CTL/STATUS/ADDR/MISC, and MCi_CTL2
+ * with CMCI); `saved` itself when that is all of them. The indices of the others are added to `dropped`.
  */
-export function withSavedMsrs(saved: SavedVcpu, keep: (index: number) => boolean, dropped: (index: number) => void = () => {}): SavedVcpu {
+export function restorableMsrs(saved: SavedVcpu, listed: ReadonlySet<number>, dropped: Set<number>): SavedVcpu {
+  // The bank ranges of MCG_CAP, found once (not a bigint operation per MSR).
+  const banks = Number(saved.mcgCap & 0xffn);
+  const ctl2Banks = (saved.mcgCap & MCG_CMCI_P) !== 0n ? banks : 0;
   const dv = new DataView(saved.msrs.buffer, saved.msrs.byteOffset, saved.msrs.byteLength);
   const n = dv.getUint32(0, true);
-  const kept: number[] = [];
+  let kept: number[] | undefined;
   for (let i = 0; i < n; i++) {
     const index = dv.getUint32(MSRS_HEADER + MSR_ENTRY * i, true);
-    if (keep(index)) kept.push(i);
-    else dropped(index);
+    const bank = (index >= MSR_IA32_MC0_CTL && index < MSR_IA32_MC0_CTL + 4 * banks) || (index >= MSR_IA32_MC0_CTL2 && index < MSR_IA32_MC0_CTL2 + ctl2Banks);
+    if (bank || listed.has(index)) {
+      kept?.push(i);
+      continue;
+    }
+    dropped.add(index);
+    // The first one left out: the entries before it are all kept.
+    kept ??= Array.from({ length: i }, (_, j) => j);
   }
-  if (kept.length === n) return saved;
+  if (kept === undefined) return saved;
   const b = new Uint8Array(MSRS_HEADER + MSR_ENTRY * kept.length);
   new DataView(b.buffer).setUint32(0, kept.length, true);
   kept.forEach((i, j) => b.set(saved.msrs.subarray(MSRS_HEADER + MSR_ENTRY * i, MSRS_HEADER + MSR_ENTRY * (i + 1)), MSRS_HEADER + MSR_ENTRY * j));
   return { ...saved, msrs: b };
-}
-
-/** Whether `index` is one of the machine-check bank MSRs `mcgCap` gives (MCi_CTL/STATUS/ADDR/MISC, and MCi_CTL2 with CMCI). */
-export function isSavedMceBank(mcgCap: bigint, index: number): boolean {
-  const banks = Number(mcgCap & 0xffn);
-  const cmci = (mcgCap & MCG_CMCI_P) !== 0n;
-  return (index >= MSR_IA32_MC0_CTL && index < MSR_IA32_MC0_CTL + 4 * banks) || (cmci && index >= MSR_IA32_MC0_CTL2 && index < MSR_IA32_MC0_CTL2 + banks);
 }
 
 // ---- the decoded form ----------------------------------------------------------------------------------------
@@ -614,8 +638,17 @@ export function savedXstateBv(saved: SavedVcpu): bigint {
 
 /** The saved XCR0 (0 without saved XCRs, or when they do not list XCR0). */
 export function savedXcr0(saved: SavedVcpu): bigint {
-  return saved.xcrs === undefined ? 0n : (KVM_XCRS_CODEC.decode(viewOf(saved.xcrs)).xcrs.find((x) => x.xcr === 0)?.value ?? 0n);
+  if (saved.xcrs === undefined) return 0n;
+  // Read off the bytes: the first of the 16 `struct kvm_xcr` entries that names XCR0, as the decoded array's `find`.
+  const dv = viewOf(saved.xcrs);
+  for (let i = 0, at = XCRS_AT; i < 16; i++, at += KVM_XCR_CODEC.size) if (dv.getUint32(at + XCR_AT, true) === 0) return dv.getBigUint64(at + XCR_VALUE_AT, true);
+  return 0n;
 }
+
+/** Where the entries of `struct kvm_xcrs` start, and an entry's `xcr` and `value`. */
+const XCRS_AT = KVM_XCRS_CODEC.offsetOf('xcrs');
+const XCR_AT = KVM_XCR_CODEC.offsetOf('xcr');
+const XCR_VALUE_AT = KVM_XCR_CODEC.offsetOf('value');
 
 /**
  * Decode a {@link SavedVcpu}: each structure's object form, as the object form of its GET ioctl gives it.

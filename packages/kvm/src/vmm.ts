@@ -53,7 +53,7 @@ import {
 } from './abi/constants.js';
 import { KvmRunView } from './abi/kvm-run.js';
 import { KVM_NESTED_STATE_CODEC, type kvm_nested_state } from './abi/structs-nested.js';
-import { isSavedMceBank, msrIndexList, restoreLapic, restoreVcpuRegisters, restoreVcpuSetup, saveVcpu, withSavedMsrs, type SavedVcpu } from './vmm-vcpu.js';
+import { msrIndexList, msrListSet, restorableMsrs, restoreLapic, restoreVcpuRegisters, restoreVcpuSetup, saveVcpu, type SavedVcpu } from './vmm-vcpu.js';
 
 import { enableSavedDirtyRing, harvestDirtyRings, type DirtyRingConfig, type SavedDirtyRing } from './vmm-dirty-ring.js';
 
@@ -479,10 +479,10 @@ export function restoreVm(proc: Process, devPath: string, saved: SavedVm, option
   for (const slot of options.slots) proc.ioctl(vm, KVM_SET_USER_MEMORY_REGION, slot);
   if (saved.irqchip !== undefined) createIrqchip(proc, vm, saved.irqchip);
   options.configure?.(proc, sys, vm);
-  const listed = new Set(options.msrIndexList ?? msrIndexList(proc, sys));
+  const listed = msrListSet(options.msrIndexList ?? msrIndexList(proc, sys));
   const dropped = new Set<number>();
   // QEMU's kvm_put_msrs sends what kvm_get_supported_msrs found, and the banks from MCG_CAP.
-  const restorable = saved.vcpus.map((s) => withSavedMsrs(s, (i) => listed.has(i) || isSavedMceBank(s.mcgCap, i), (i) => dropped.add(i)));
+  const restorable = saved.vcpus.map((s) => restorableMsrs(s, listed, dropped));
   const vcpus: RealModeVcpu[] = [];
   for (const s of saved.vcpus) {
     const fd = proc.ioctl(vm, KVM_CREATE_VCPU, s.id);

@@ -39,6 +39,11 @@ interface TimerSlot {
 
 const MAX_NS = Number.MAX_SAFE_INTEGER;
 
+/** Arm `slot` of `clock` for `at` ns (set by {@link SimClock}, which alone reaches its fields). */
+let armSlot: (clock: SimClock, slot: TimerSlot, at: number) => void;
+/** Take `slot` off `clock` for good. */
+let removeSlot: (clock: SimClock, slot: TimerSlot) => void;
+
 /** A host's simulated clock (`host.clock`). */
 export class SimClock {
   /** Nanoseconds each guest instruction takes at the nominal rate (a non-negative safe integer; default 1). */
@@ -133,27 +138,21 @@ export class SimClock {
   timer(fire: (now: bigint) => void): ClockTimer {
     const slot: TimerSlot = { at: Infinity, fire, alive: true };
     this.#timers.push(slot);
-    const self = this;
-    const remove = makeUndo(() => {
+    return new SlotTimer(this, slot);
+  }
+
+  static {
+    armSlot = (clock, slot, at) => {
+      if (slot.at === clock.#due) clock.#dueDirty = true;
+      slot.at = at;
+      if (at < clock.#due) clock.#due = at;
+    };
+    removeSlot = (clock, slot) => {
       slot.alive = false;
       slot.at = Infinity;
-      const i = self.#timers.indexOf(slot);
-      if (i >= 0) self.#timers.splice(i, 1);
-      self.#dueDirty = true;
-    });
-    return {
-      set(deadline: bigint | undefined): void {
-        if (!slot.alive) return;
-        const at = deadline === undefined ? Infinity : Math.min(Number(deadline), MAX_NS);
-        if (at === slot.at) return;
-        if (slot.at === self.#due) self.#dueDirty = true;
-        slot.at = at;
-        if (at < self.#due) self.#due = at;
-      },
-      get deadline(): bigint | undefined {
-        return slot.at === Infinity ? undefined : BigInt(slot.at);
-      },
-      remove,
+      const i = clock.#timers.indexOf(slot);
+      if (i >= 0) clock.#timers.splice(i, 1);
+      clock.#dueDirty = true;
     };
   }
 
@@ -191,5 +190,36 @@ export class SimClock {
     } finally {
       this.#firing = false;
     }
+  }
+}
+
+/**
+ * The {@link ClockTimer} of one slot. A class, not an object literal: a literal with a getter gets a hidden class of
+ * its own per object, which V8 keeps in old space until a full collection, and with it the getter's closure and all
+ * it reaches (the callback, so a destroyed VM's whole irqchip) — every young object reachable from it then survived
+ * the scavenges and was promoted.
+ */
+class SlotTimer implements ClockTimer {
+  readonly #clock: SimClock;
+  readonly #slot: TimerSlot;
+  readonly remove: Unsubscribe;
+
+  constructor(clock: SimClock, slot: TimerSlot) {
+    this.#clock = clock;
+    this.#slot = slot;
+    this.remove = makeUndo(() => removeSlot(clock, slot));
+  }
+
+  set(deadline: bigint | undefined): void {
+    const slot = this.#slot;
+    if (!slot.alive) return;
+    const at = deadline === undefined ? Infinity : Math.min(Number(deadline), MAX_NS);
+    if (at === slot.at) return;
+    armSlot(this.#clock, slot, at);
+  }
+
+  get deadline(): bigint | undefined {
+    const at = this.#slot.at;
+    return at === Infinity ? undefined : BigInt(at);
   }
 }

@@ -53,6 +53,16 @@ describe('SimClock', () => {
     expect(n).toBe(2);
   });
 
+  it("keeps a timer's deadline accessor on its class, not on each timer (a hidden class per timer outlived the timer)", () => {
+    const c = new SimClock();
+    const a = c.timer(() => undefined);
+    const b = c.timer(() => undefined);
+    expect(Object.getOwnPropertyDescriptor(a, 'deadline')).toBeUndefined();
+    expect(Object.getPrototypeOf(a)).toBe(Object.getPrototypeOf(b));
+    b.set(70n);
+    expect([a.deadline, b.deadline]).toEqual([undefined, 70n]);
+  });
+
   it('moving a timer later recomputes the next deadline', () => {
     const c = new SimClock();
     const a = c.timer(() => undefined);

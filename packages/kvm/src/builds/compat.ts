@@ -21,10 +21,10 @@ import {
   KVM_ENABLE_CAP,
   KVM_GET_SUPPORTED_CPUID,
 } from '../abi/constants.js';
-import { makeKvmEnableCap, type kvm_cpuid_entry2, type kvm_userspace_memory_region } from '../abi/structs.js';
-import { makeKvmCpuid2 } from '../abi/structs-x86.js';
+import { KVM_CPUID_ENTRY2_CODEC, makeKvmEnableCap, type kvm_cpuid_entry2, type kvm_userspace_memory_region } from '../abi/structs.js';
+import { KVM_CPUID2_CODEC, makeKvmCpuid2 } from '../abi/structs-x86.js';
 import { msrIndexList, restoreVm, saveVm, type RestoredVm, type SavedVcpu, type SavedVm, type VmHandle } from '../vmm.js';
-import { savedCpuid, savedMsrs, savedXcr0, savedXstateBv } from '../vmm-vcpu.js';
+import { msrListSet, savedCpuid, savedMsrs, savedXcr0, savedXstateBv } from '../vmm-vcpu.js';
 
 /** What a VMM learns of one module through its system fd. */
 export interface ModuleFacts {
@@ -155,6 +155,40 @@ function word(entries: readonly kvm_cpuid_entry2[], fn: number, index: number, r
   return e === undefined ? 0 : e[reg] >>> 0;
 }
 
+/** The {@link FEATURE_WORDS} of a module's supported CPUID, in order: found once per list (a VMM passes the same probed facts to move after move). */
+const featureWordsOf = new WeakMap<readonly kvm_cpuid_entry2[], Uint32Array>();
+function featureWords(entries: readonly kvm_cpuid_entry2[]): Uint32Array {
+  let w = featureWordsOf.get(entries);
+  if (w === undefined) {
+    w = Uint32Array.from(FEATURE_WORDS, ([fn, index, reg]) => word(entries, fn, index, reg));
+    featureWordsOf.set(entries, w);
+  }
+  return w;
+}
+
+/** Where a register lies in a `struct kvm_cpuid_entry2`. */
+const REG_AT = { eax: KVM_CPUID_ENTRY2_CODEC.offsetOf('eax'), ebx: KVM_CPUID_ENTRY2_CODEC.offsetOf('ebx'), ecx: KVM_CPUID_ENTRY2_CODEC.offsetOf('ecx'), edx: KVM_CPUID_ENTRY2_CODEC.offsetOf('edx') } as const;
+const FN_AT = KVM_CPUID_ENTRY2_CODEC.offsetOf('function');
+const INDEX_AT = KVM_CPUID_ENTRY2_CODEC.offsetOf('index');
+const ENTRIES_AT = KVM_CPUID2_CODEC.entriesOffset;
+
+/** The {@link FEATURE_WORDS} of a saved vCPU's CPUID, read off its `struct kvm_cpuid2` bytes (the first entry of each leaf, as {@link leaf}). */
+function savedFeatureWords(saved: SavedVcpu): Uint32Array {
+  const b = saved.cpuid;
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const n = Math.min(dv.getUint32(0, true), Math.floor((b.byteLength - ENTRIES_AT) / KVM_CPUID_ENTRY2_CODEC.size));
+  const out = new Uint32Array(FEATURE_WORDS.length);
+  FEATURE_WORDS.forEach(([fn, index, reg], k) => {
+    for (let i = 0, at = ENTRIES_AT; i < n; i++, at += KVM_CPUID_ENTRY2_CODEC.size) {
+      if (dv.getUint32(at + FN_AT, true) === fn && dv.getUint32(at + INDEX_AT, true) === index) {
+        out[k] = dv.getUint32(at + REG_AT[reg], true);
+        return;
+      }
+    }
+  });
+  return out;
+}
+
 const hex = (v: number | bigint): string => `0x${v.toString(16)}`;
 const MCE_FIRST = 0x400;
 const MCE_LAST = 0x47f;
@@ -178,20 +212,10 @@ function xstateExtent(bv: bigint, cpuid: readonly kvm_cpuid_entry2[]): number {
   return end;
 }
 
-/** `list` as a set, built once per list: a VMM hands the same probed facts to move after move. */
-const listSets = new WeakMap<readonly number[], ReadonlySet<number>>();
-function listSet(list: readonly number[]): ReadonlySet<number> {
-  let s = listSets.get(list);
-  if (s === undefined) {
-    s = new Set(list);
-    listSets.set(list, s);
-  }
-  return s;
-}
-
 /** What both directions of {@link canMove} read of the saved state, decoded once: vCPU 0's CPUID, the XSAVE and XCR0 bits of all. */
 interface SavedFacts {
-  readonly cpuid0: readonly kvm_cpuid_entry2[] | undefined;
+  /** vCPU 0's {@link FEATURE_WORDS}. */
+  readonly cpuidWords: Uint32Array | undefined;
   readonly xstateBv: bigint;
   readonly xcr0: bigint;
 }
@@ -199,7 +223,7 @@ interface SavedFacts {
 function savedFacts(saved: SavedVm): SavedFacts {
   const v0 = saved.vcpus[0];
   return {
-    cpuid0: v0 === undefined ? undefined : savedCpuid(v0),
+    cpuidWords: v0 === undefined ? undefined : savedFeatureWords(v0),
     xstateBv: saved.vcpus.reduce((m, v) => m | savedXstateBv(v), 0n),
     xcr0: saved.vcpus.reduce((m, v) => m | savedXcr0(v), 0n),
   };
@@ -246,11 +270,14 @@ function reasonsFor(vm: MovableVm, sf: SavedFacts, from: ModuleFacts, to: Module
     }
   }
   const v0 = vm.saved.vcpus[0];
-  const cpuid0 = sf.cpuid0;
-  if (v0 === undefined || cpuid0 === undefined) return out;
+  const guest = sf.cpuidWords;
+  if (v0 === undefined || guest === undefined) return out;
   // 2. CPUID: features the guest sees that the source's KVM supports and the target's does not.
-  for (const [fn, index, reg] of FEATURE_WORDS) {
-    const lost = word(cpuid0, fn, index, reg) & word(from.supportedCpuid, fn, index, reg) & ~word(to.supportedCpuid, fn, index, reg);
+  const fromWords = featureWords(from.supportedCpuid);
+  const toWords = featureWords(to.supportedCpuid);
+  for (let k = 0; k < FEATURE_WORDS.length; k++) {
+    const [fn, index, reg] = FEATURE_WORDS[k] as (typeof FEATURE_WORDS)[number];
+    const lost = (guest[k] as number) & (fromWords[k] as number) & ~(toWords[k] as number);
     if (lost !== 0) out.push({ kind: 'fails', step: 'cpuid-check', detail: `CPUID ${hex(fn)}.${index}.${reg} bits ${hex(lost >>> 0)}: the guest has them, the target's KVM_GET_SUPPORTED_CPUID does not offer them` });
   }
   // 3. XSAVE: state components the target does not support, an area larger than the target's.
@@ -267,7 +294,7 @@ function reasonsFor(vm: MovableVm, sf: SavedFacts, from: ModuleFacts, to: Module
   const missingXcr0 = xcr0 & ~to.supportedXcr0 & ~1n;
   if (missingXcr0 !== 0n) out.push({ kind: 'fails', step: 'KVM_SET_XCRS', detail: `XCR0 ${hex(xcr0)}: the target does not support ${hex(missingXcr0)} (EINVAL)` });
   // 4. MSRs: saved ones the target does not list are not restored (a VMM restores what the target lists).
-  const targetList = listSet(to.msrIndexList);
+  const targetList = msrListSet(to.msrIndexList);
   for (const v of vm.saved.vcpus) {
     unlistedMsrs(v, targetList, (index, data) => {
       if (data !== 0n) out.push({ kind: 'loses-state', step: 'KVM_SET_MSRS', detail: `vCPU ${v.id}: MSR ${hex(index)} = ${hex(data)} is not in the target's KVM_GET_MSR_INDEX_LIST: its value would be lost` });
@@ -300,11 +327,14 @@ export function canMove(vm: MovableVm, from: ModuleFacts, to: ModuleFacts): Move
   const ok = reasons.every((r) => r.kind === 'note');
   const back = reasonsFor(vm, sf, to, from).filter((r) => r.kind !== 'note');
   const hazards: string[] = [];
-  const sourceList = listSet(from.msrIndexList);
+  const sourceList = msrListSet(from.msrIndexList);
   const extra = to.msrIndexList.filter((m) => !sourceList.has(m));
   if (extra.length > 0) hazards.push(`the guest writes MSR ${extra.map(hex).join(', ')} (the target lists them, the source does not)`);
-  for (const [fn, index, reg] of FEATURE_WORDS) {
-    const more = word(to.supportedCpuid, fn, index, reg) & ~word(from.supportedCpuid, fn, index, reg);
+  const fromWords = featureWords(from.supportedCpuid);
+  const toWords = featureWords(to.supportedCpuid);
+  for (let k = 0; k < FEATURE_WORDS.length; k++) {
+    const [fn, index, reg] = FEATURE_WORDS[k] as (typeof FEATURE_WORDS)[number];
+    const more = (toWords[k] as number) & ~(fromWords[k] as number);
     if (more !== 0) hazards.push(`the VMM gives the guest CPUID ${hex(fn)}.${index}.${reg} bits ${hex(more >>> 0)} (the target offers them, the source does not)`);
   }
   for (const cap of FLAG_CAPS) {

@@ -236,9 +236,9 @@ export class KvmIrqchip {
         ioapicInKernel() {
           return self.mode === 'kernel';
         },
-        get x2apicFormat() {
-          return self.bus.x2apicFormat;
-        },
+        // The bus's, fixed when the irqchip is made: a value, not a getter (a literal with a getter has a hidden class
+        // of its own per object, which V8 keeps until a full collection, and with it the vCPU's whole interrupt state).
+        x2apicFormat: this.bus.x2apicFormat,
       },
       { ...this.#options.lapic, busCycleNs: this.apicBusCycleNs },
     );

@@ -79,6 +79,14 @@ describe('byte codecs (fast-check)', () => {
     encodeKvmPicState(s, v);
     expect(decodeKvmPicState(v)).toEqual(s);
   });
+  test('kvm_pic_state: field i at byte i, the fields in C order (made and decoded alike)', () => {
+    const v = new DataView(Uint8Array.from({ length: 16 }, (_, i) => 100 + i).buffer);
+    const s = decodeKvmPicState(v);
+    expect(Object.keys(s)).toEqual([...KVM_PIC_STATE_FIELDS]);
+    expect(KVM_PIC_STATE_FIELDS.map((f) => s[f])).toEqual(Array.from({ length: 16 }, (_, i) => 100 + i));
+    expect(Object.keys(makeKvmPicState({ elcr_mask: 0xf8 }))).toEqual([...KVM_PIC_STATE_FIELDS]);
+    expect(makeKvmPicState({ elcr_mask: 0xf8 })).toEqual({ ...Object.fromEntries(KVM_PIC_STATE_FIELDS.map((f) => [f, 0])), elcr_mask: 0xf8 });
+  });
   fcTest.prop([ioapicState], { numRuns: 100 })('kvm_ioapic_state encode → decode (pad written zero)', (s) => {
     const v = new DataView(new ArrayBuffer(216));
     new Uint8Array(v.buffer).fill(0xee);
