@@ -821,7 +821,7 @@ export function errnoName(errno: number): string {
 function sendReply(socket: Socket, reply: Buffer): void {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (fd !== undefined && fd >= 0 && socket.writableLength === 0 && !socket.destroyed) {
-    let n = 0;
+    let n: number;
     try {
       n = writeSync(fd, reply);
     } catch {
