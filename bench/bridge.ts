@@ -26,6 +26,7 @@ import { KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_REGS, KVM_RUN, KVM_SET_REGS, KV
 import { intel } from '@vac/vmx';
 import { compileC, findCompiler, preloadLibrary, socketPaths, spinSettings, startDaemon, type CallRecord } from '../packages/bridge/src/index.js';
 import { FIRMWARE_LINE, counterFirmware, helloFirmware } from '../packages/bridge/test/support/firmware.js';
+import { GAPS_HEADER, gapsRow, monotonicOffsetNs, readLibraryCalls, splitCalls, type SplitCall } from './lib/call-gaps.js';
 import { migrateWithPrecopy } from '../packages/bridge/test/support/migration.js';
 import { until } from '../packages/bridge/test/support/native.js';
 import { connectQmp } from '../packages/bridge/test/support/qmp.js';
@@ -61,6 +62,13 @@ const traceQemu = process.argv.includes('--trace');
  * stopped source's last sync against the real KVM's 6 and 64. With `smm=off` both migrate the same guest.
  */
 const smmOff = process.argv.includes('--smm=off');
+/**
+ * `--times` (with `--migration`): the bridged QEMUs run with `VAC_PRELOAD_TIMES`, so the preload library logs each
+ * call's send and reply-seen times (CLOCK_MONOTONIC); joined with the bridge's records, each call of the stopped
+ * source splits into QEMU's own time before it, the request's way to the bridge, the bridge's work and the reply's
+ * way back (`bench/lib/call-gaps.ts`; the report's last table, and every call in `bridge-downtime*-times.json`).
+ */
+const timesCalls = process.argv.includes('--times');
 /** The QEMU trace events `--trace` enables (the stop, the completion's sections and dirty-bitmap syncs, every KVM ioctl). */
 const QEMU_TRACE_EVENTS = ['migrate_set_state', 'runstate_set', 'vm_state_notify', 'vm_stop_flush_all', 'savevm_state_complete_precopy', 'savevm_section_start', 'savevm_section_end', 'migration_bitmap_sync_start', 'migration_bitmap_sync_end', 'migration_thread_after_loop', 'migration_completion_vm_stop', 'kvm_vcpu_ioctl', 'kvm_vm_ioctl', 'kvm_run_exit', 'qemu_file_fclose', 'qemu_loadvm_state_section', 'qemu_loadvm_state_post_main', 'loadvm_state_cleanup', 'migrate_transferred'];
 const N = quick ? 200 : 5000;
@@ -284,9 +292,9 @@ else {
  * at 1 MiB/s, then QEMU's default downtime limit), from one QEMU to another started with `-incoming`: QEMU's
  * reported downtime and total time. Through the bridge (kvm0 → kvm1) with `preload`, else on the real /dev/kvm.
  */
-async function migration(fw: string, preload: string | undefined, socket: string | undefined, run: number): Promise<{ downtime: number; total: number; stopped: CallRecord[]; qemuTrace?: QemuTrace }> {
-  const env = (dev: string): NodeJS.ProcessEnv => (preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket, VAC_DEV_KVM: dev });
+async function migration(fw: string, preload: string | undefined, socket: string | undefined, run: number): Promise<{ downtime: number; total: number; stopped: CallRecord[]; qemuTrace?: QemuTrace; split?: SplitCall[] }> {
   const path = (name: string): string => join(dir, `${name}-${preload === undefined ? 'real' : 'vac'}-${run}`);
+  const env = (dev: string): NodeJS.ProcessEnv => (preload === undefined ? { ...process.env } : { ...process.env, LD_PRELOAD: preload, VAC_SOCKET: socket, VAC_DEV_KVM: dev, ...(timesCalls ? { VAC_PRELOAD_TIMES: path('times') } : {}) });
   const qemu = (qmp: string, extra: string[], dev: string): ChildProcess =>
     spawn('qemu-system-x86_64', ['-accel', 'kvm', '-M', smmOff ? 'pc,smm=off' : 'pc', '-bios', fw, '-display', 'none', '-nographic', '-serial', 'stdio', '-m', '16', '-no-reboot', '-monitor', 'none', '-qmp', `unix:${path(qmp)},server,nowait`, ...(traceQemu ? [...QEMU_TRACE_EVENTS.flatMap((e) => ['-trace', e]), '-D', path(`${qmp}.trace`), '-msg', 'timestamp=on'] : []), ...extra], { env: env(dev), stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
@@ -295,13 +303,24 @@ async function migration(fw: string, preload: string | undefined, socket: string
   const b = qemu('b.qmp', ['-incoming', `unix:${path('mig.sock')}`], '/dev/kvm1');
   const qa = await connectQmp(path('a.qmp'));
   const qb = await connectQmp(path('b.qmp'));
+  let sourceQuit = false;
   try {
     await until(() => out.split('\n').length > 4, 'the guest to count', 60_000);
     const info = await migrateWithPrecopy(qa, `unix:${path('mig.sock')}`);
     if (info.status !== 'completed' || info.downtime === undefined || info['total-time'] === undefined) throw new Error(`migration ${JSON.stringify(info)}`);
-    return { downtime: info.downtime, total: info['total-time'], stopped: preload === undefined ? [] : stoppedCalls(a.pid ?? 0, info.downtime), ...(traceQemu ? { qemuTrace: { source: path('a.qmp.trace'), destination: path('b.qmp.trace'), calls: preload === undefined ? [] : d.bridge.calls().filter((c) => c.pid === a.pid || c.pid === b.pid), pids: [a.pid ?? 0, b.pid ?? 0] } } : {}) };
+    let split: SplitCall[] | undefined;
+    if (timesCalls && preload !== undefined) {
+      // The library writes its times when QEMU exits normally: quit it and wait for that.
+      const exited = new Promise((resolve) => a.once('exit', resolve));
+      sourceQuit = true;
+      await qa.run('quit').catch(() => undefined);
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      const records = d.bridge.calls().filter((c) => c.pid === a.pid);
+      split = splitCalls(readLibraryCalls(`${path('times')}.${a.pid ?? 0}`), records, monotonicOffsetNs(), info.downtime);
+    }
+    return { downtime: info.downtime, total: info['total-time'], stopped: preload === undefined ? [] : stoppedCalls(a.pid ?? 0, info.downtime), ...(split === undefined ? {} : { split }), ...(traceQemu ? { qemuTrace: { source: path('a.qmp.trace'), destination: path('b.qmp.trace'), calls: preload === undefined ? [] : d.bridge.calls().filter((c) => c.pid === a.pid || c.pid === b.pid), pids: [a.pid ?? 0, b.pid ?? 0] } } : {}) };
   } finally {
-    await qa.run('quit').catch(() => undefined);
+    if (!sourceQuit) await qa.run('quit').catch(() => undefined);
     await qb.run('quit').catch(() => undefined);
     qa.close();
     qb.close();
@@ -384,7 +403,7 @@ function stoppedCalls(pid: number, downtimeMs: number): CallRecord[] {
 }
 
 /** One migration through the bridge and one on the real KVM, alternating, so both see the same load. */
-const migrationRuns: Array<{ bridgeMs: number; realMs: number | undefined; bridgeTotalMs: number; realTotalMs: number | undefined; stopped: CallRecord[] }> = [];
+const migrationRuns: Array<{ bridgeMs: number; realMs: number | undefined; bridgeTotalMs: number; realTotalMs: number | undefined; stopped: CallRecord[]; split?: SplitCall[] }> = [];
 /** `--trace`: each run's timelines, through the bridge and on the real KVM. */
 const qemuTraces: Array<{ run: number; bridge: { downtime: number; events: string[]; phases: string }; real?: { downtime: number; events: string[]; phases: string } }> = [];
 if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0) {
@@ -394,7 +413,7 @@ if (spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status =
   for (let i = 0; i < runs; i++) {
     const b = await migration(fw, preload, socketPaths(dir).bridge, i);
     const r = realKvm ? await migration(fw, undefined, undefined, i) : undefined;
-    migrationRuns.push({ bridgeMs: b.downtime, realMs: r?.downtime, bridgeTotalMs: b.total, realTotalMs: r?.total, stopped: b.stopped });
+    migrationRuns.push({ bridgeMs: b.downtime, realMs: r?.downtime, bridgeTotalMs: b.total, realTotalMs: r?.total, stopped: b.stopped, ...(b.split === undefined ? {} : { split: b.split }) });
     if (b.qemuTrace !== undefined) qemuTraces.push({ run: i + 1, bridge: { downtime: b.downtime, ...traceTimeline(b.qemuTrace, b.downtime) }, ...(r?.qemuTrace === undefined ? {} : { real: { downtime: r.downtime, ...traceTimeline(r.qemuTrace, r.downtime) } }) });
   }
 }
@@ -415,6 +434,12 @@ function downtimeReport(): string {
     const list = [...kinds].sort((a, b) => b[1].length - a[1].length).map(([w, us]) => `${w} ${us.length}×${medianNs(us)}`).join(', ');
     md += `| ${i + 1} | ${r.bridgeMs} / ${r.realMs ?? '—'} | ${after.length} | ${work.toFixed(2)} | ${span.toFixed(2)} | ${(span - work).toFixed(2)} | ${list} |\n`;
   });
+  if (timesCalls) {
+    md += `\nEach call of the stopped source (\`--times\`: the library's send and reply-seen times joined with the bridge's records), totals in ms with the median per call in µs:\n\n${GAPS_HEADER}`;
+    migrationRuns.forEach((r, i) => {
+      if (r.split !== undefined) md += `| ${i + 1} | ${r.bridgeMs} / ${r.realMs ?? '—'} | ${gapsRow(r.split)} |\n`;
+    });
+  }
   return md;
 }
 if (migrationOnly) {
@@ -431,6 +456,11 @@ if (migrationOnly) {
     return `    { "bridgeMs": ${r.bridgeMs}, "realMs": ${r.realMs ?? 'null'}, "bridgeTotalMs": ${r.bridgeTotalMs}, "realTotalMs": ${r.realTotalMs ?? 'null'}, "calls": [\n      ${calls}\n    ] }`;
   });
   writeFileSync(`${base}.json`, `{ "date": "${new Date().toISOString()}", "load": [${loadBefore}, ${loadavg()[0] as number}], "runs": [\n${runsJson.join(',\n')}\n] }\n`);
+  if (timesCalls) {
+    // One line per call: [what, tid, QEMU µs before it, request → bridge µs, bridge µs, reply → QEMU µs, spin caught it, changed CPU].
+    const runs = migrationRuns.map((r) => `    { "bridgeMs": ${r.bridgeMs}, "realMs": ${r.realMs ?? 'null'}, "calls": [\n      ${(r.split ?? []).map((c) => JSON.stringify([c.what, c.tid, Math.round(c.qemuUs), Math.round(c.upUs), c.bridgeUs, Math.round(c.downUs), c.spun, c.moved])).join(',\n      ')}\n    ] }`);
+    writeFileSync(`${base}-times.json`, `{ "date": "${new Date().toISOString()}", "load": [${loadBefore}, ${loadavg()[0] as number}], "runs": [\n${runs.join(',\n')}\n] }\n`);
+  }
   if (traceQemu) {
     const table = '\n| run | side | downtime (ms) | stop: vCPUs out, notifiers | rest of vm_stop | vCPU state | last dirty sync | last RAM | devices, flush | sync\'s GET / CLEAR_DIRTY_LOG | dirty pages |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n';
     const rowsMd = qemuTraces.flatMap((t) => [`| ${t.run} | bridge | ${t.bridge.downtime} | ${t.bridge.phases} |`, ...(t.real === undefined ? [] : [`| ${t.run} | real | ${t.real.downtime} | ${t.real.phases} |`])]);

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -328,6 +329,49 @@ static int spin_poll(int s, const sigset_t *mask) {
   return ready;
 }
 
+/*
+ * Call times (VAC_PRELOAD_TIMES=<path prefix>, for bench/bridge.ts --migration --times): for each request a thread
+ * sends to the bridge, CLOCK_MONOTONIC when it starts sending it and when the first bytes of its reply are seen, the
+ * CPU at each (sched_getcpu, a vDSO call), and whether the reply was caught while spinning or after a sleep. Kept
+ * in a ring of the last TIMES_MAX calls and written to <prefix>.<pid> when the process exits normally (QEMU's quit).
+ * Off by default: one branch per call.
+ */
+#define TIMES_MAX 262144
+struct call_time {
+  long send_ns, seen_ns;
+  uint32_t tid, op, request;
+  int16_t cpu_send, cpu_seen;
+  int32_t how; /* 0: the reply was caught by the spin; 1: after a sleep (recv, ppoll) */
+};
+static struct call_time *times_ring;
+static atomic_ulong times_n;
+static char times_path[256];
+
+static void times_init(void) {
+  const char *prefix = getenv("VAC_PRELOAD_TIMES");
+  if (prefix == NULL || *prefix == '\0') return;
+  snprintf(times_path, sizeof times_path, "%s.%d", prefix, (int)getpid());
+  times_ring = calloc(TIMES_MAX, sizeof *times_ring);
+}
+
+static void times_add(const struct call_time *t) {
+  unsigned long i = atomic_fetch_add_explicit(&times_n, 1, memory_order_relaxed);
+  times_ring[i % TIMES_MAX] = *t;
+}
+
+__attribute__((destructor)) static void times_write(void) {
+  if (times_ring == NULL || getpid() != self_pid) return;
+  FILE *f = fopen(times_path, "w");
+  if (f == NULL) return;
+  unsigned long n = atomic_load(&times_n), from = n > TIMES_MAX ? n - TIMES_MAX : 0;
+  fprintf(f, "tid op request send_ns seen_ns cpu_send cpu_seen how\n");
+  for (unsigned long i = from; i < n; i++) {
+    const struct call_time *t = &times_ring[i % TIMES_MAX];
+    fprintf(f, "%u %u %u %ld %ld %d %d %d\n", t->tid, t->op, t->request, t->send_ns, t->seen_ns, t->cpu_send, t->cpu_seen, t->how);
+  }
+  fclose(f);
+}
+
 static void init(void) {
   resolve();
   pthread_key_create(&conn_key, close_conn);
@@ -335,6 +379,7 @@ static void init(void) {
   self_pid = getpid();
   trace_on = getenv("VAC_PRELOAD_TRACE") != NULL;
   spin_init();
+  times_init();
 }
 
 __attribute__((constructor)) static void vac_preload_ctor(void) {
@@ -577,6 +622,14 @@ static int call_on(int s, uint32_t op, int sim, uint32_t flags, uint64_t a, uint
   put64(h + 24, a);
   put64(h + 32, b);
   put64(h + 40, c);
+  struct call_time ct;
+  if (times_ring != NULL) {
+    ct.send_ns = now_ns();
+    ct.cpu_send = (int16_t)sched_getcpu();
+    ct.op = op;
+    ct.request = (uint32_t)a;
+    ct.how = 1;
+  }
   if (s == conn_fd && conn_token != 0 && fifo_fd >= 0 && FIFO_ENVELOPE + (size_t)len <= FIFO_MAX) {
     if (fifo_send(h, p1, n1, p2, n2) < 0) {
       errno = EIO;
@@ -621,6 +674,7 @@ sent:;
     return -1;
   }
   size_t got = 0;
+  int spun = 0;
   if (exact) {
     if (read_all(s, rh, REP_HEADER) < 0) {
       errno = EIO;
@@ -630,7 +684,10 @@ sent:;
   } else {
     if (!run_waiting) {
       ssize_t n = spin_recv(s, first, sizeof first);
-      if (n > 0) got = (size_t)n;
+      if (n > 0) {
+        got = (size_t)n;
+        spun = 1;
+      }
     }
     while (got < REP_HEADER) {
       ssize_t n = recv(s, first + got, sizeof first - got, 0);
@@ -641,6 +698,13 @@ sent:;
       }
       got += (size_t)n;
     }
+  }
+  if (times_ring != NULL) {
+    ct.seen_ns = now_ns();
+    ct.cpu_seen = (int16_t)sched_getcpu();
+    ct.tid = (uint32_t)syscall(SYS_gettid);
+    ct.how = spun ? 0 : 1;
+    times_add(&ct);
   }
   if (get32(rh) != VAC_MAGIC) {
     errno = EIO;

@@ -3,7 +3,7 @@
  * the fd table, argument passing and errno as a C program sees them, and the failure paths (no bridge, the
  * bridge gone, a VMM killed, a user without access). Skipped, with the reason, only where no C compiler is.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkInvariants } from '@vac/core';
@@ -75,6 +75,26 @@ describe.skipIf(skip !== undefined)('unchanged VMM binaries through vac', () => 
     } finally {
       await spinning.stop();
     }
+  });
+
+  test('VAC_PRELOAD_TIMES=<prefix>: the library writes <prefix>.<pid> at exit, a line per call to the bridge (send and reply-seen times), the same output', async () => {
+    const first = d.bridge.calls().length;
+    const prefix = join(mkdtempSync(join(tmpdir(), 'vac-times-')), 'times');
+    const r = await runVmm(native, socket, [native.lwn], { env: { VAC_PRELOAD_TIMES: prefix } });
+    expect(r).toMatchObject({ code: 0, stdout: '4\nKVM_EXIT_HLT\n', stderr: '' });
+    const ioctls = d.bridge.calls().slice(first).filter((c) => c.op === 'ioctl');
+    const pid = ioctls[0]?.pid ?? 0;
+    const [header, ...lines] = readFileSync(`${prefix}.${pid}`, 'utf8').trimEnd().split('\n');
+    expect(header).toBe('tid op request send_ns seen_ns cpu_send cpu_seen how');
+    const rows = lines.map((l) => l.split(' ').map(Number) as [number, number, number, number, number, number, number, number]);
+    // OP_IOCTL (4): one line per ioctl the bridge answered, from the same thread, sent before its reply was seen.
+    const libIoctls = rows.filter(([, op]) => op === 4);
+    expect(libIoctls.map(([tid]) => tid)).toEqual(ioctls.map((c) => c.tid));
+    for (const [, , , send, seen, , , how] of rows) {
+      expect(seen).toBeGreaterThanOrEqual(send);
+      expect([0, 1]).toContain(how);
+    }
+    await clean();
   });
 
   test('with VAC_NO_FIFO=1 the library sends every request on its socket, with the same output', async () => {
