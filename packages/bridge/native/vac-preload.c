@@ -208,8 +208,9 @@ static void at_fork_child(void) {
  * wake-up of an idle CPU (in a VM: a vCPU that sleeps in the hypervisor), tens of µs on each side of a round trip;
  * a reply that comes within the budget finds this thread awake. Bounded: only a thread with a call in flight
  * spins, at most MAX_SPINNERS threads of a process at once (QEMU has a dozen threads; the others sleep at once),
- * at most spin_ns per call, and only while the machine has a CPU to spare: no more runnable threads (this one
- * included) than CPUs (/proc/loadavg, read at most every LOAD_CHECK_NS). On a busy machine a
+ * at most spin_ns per call, and only while the machine has a CPU to spare — no more runnable threads (this one
+ * included) than CPUs (/proc/loadavg, read at most every LOAD_CHECK_NS) — or spinning paid lately (spin_credit,
+ * below). On a busy machine a
  * spinner takes the CPU the bridge needs to answer it (measured: each side's spin then runs to its end and a
  * KVM_GET_REGS takes 2 budgets longer), and a sleeping thread's wake-up does not wait for an idle CPU anyway.
  * VAC_NO_SPIN=1 turns the spin off, VAC_SPIN_US=<µs> sets the budget, VAC_SPIN_ALWAYS=1 spins whatever the load
@@ -266,21 +267,46 @@ static int machine_has_spare_cpu(void) {
   return spare;
 }
 
-/* Take a spinner's place: 0 when the budget is 0, the machine has no CPU to spare, or MAX_SPINNERS threads of this
- * process spin already. */
-static int spin_enter(void) {
-  if (spin_ns == 0 || (!spin_always && !machine_has_spare_cpu())) return 0;
+/*
+ * Spins that pay (spare-cpu.ts, SpinCredit): when the runnable count says no — as in a migration's downtime, where
+ * the source QEMU, the bridge and the destination QEMU are busy at once on 2 CPUs — a thread spins for its reply
+ * while recent spins caught theirs: a catch gives SPIN_CREDIT more spins, a spin that runs out halves what is left,
+ * and with no credit one call in SPIN_PROBE_EVERY spins anyway to learn whether spinning pays again. KVM_RUN's
+ * wait (spin_poll) spends credit but does not probe or earn: its reply may come much later by design.
+ */
+#define SPIN_CREDIT 8
+#define SPIN_PROBE_EVERY 16
+static atomic_int spin_credit;
+static atomic_uint spin_calls;
+
+/* Take a spinner's place: 0 when the budget is 0, the machine has no CPU to spare and spinning has not paid lately
+ * (`probe`: a call that may try anyway now and then), or MAX_SPINNERS threads of this process spin already. *gated
+ * says whether the runnable count said no (the spin's outcome then goes to spin_credit). */
+static int spin_enter(int probe, int *gated) {
+  *gated = 0;
+  if (spin_ns == 0) return 0;
+  if (!spin_always && !machine_has_spare_cpu()) {
+    *gated = 1;
+    if (atomic_load_explicit(&spin_credit, memory_order_relaxed) <= 0 &&
+        !(probe && (atomic_fetch_add_explicit(&spin_calls, 1, memory_order_relaxed) & (SPIN_PROBE_EVERY - 1)) == SPIN_PROBE_EVERY - 1))
+      return 0;
+  }
   if (atomic_fetch_add_explicit(&spinners, 1, memory_order_acquire) < MAX_SPINNERS) return 1;
   atomic_fetch_sub_explicit(&spinners, 1, memory_order_release);
   return 0;
 }
 
-static void spin_leave(void) { atomic_fetch_sub_explicit(&spinners, 1, memory_order_release); }
+/* Leave the spinner's place; a gated spin's outcome (`caught`: its message came within the budget) sets the credit. */
+static void spin_leave(int gated, int caught) {
+  if (gated) atomic_store_explicit(&spin_credit, caught ? SPIN_CREDIT : atomic_load_explicit(&spin_credit, memory_order_relaxed) >> 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&spinners, 1, memory_order_release);
+}
 
 /* Poll `s` for a reply without sleeping, for up to the budget: the bytes received into buf (at most len), 0 when
  * none came (or this thread may not spin now), -1 on end of file or an error (the blocking read reports it). */
 static ssize_t spin_recv(int s, void *buf, size_t len) {
-  if (!spin_enter()) return 0;
+  int gated;
+  if (!spin_enter(1, &gated)) return 0;
   long end = now_ns() + spin_ns;
   ssize_t n;
   for (;;) {
@@ -296,7 +322,7 @@ static ssize_t spin_recv(int s, void *buf, size_t len) {
     }
     __builtin_ia32_pause();
   }
-  spin_leave();
+  spin_leave(gated, n > 0);
   return n;
 }
 
@@ -313,7 +339,8 @@ static int deliverable(const sigset_t *mask) {
  * budget ran out, this thread may not spin now, or a signal that `mask` lets through is pending (ppoll with `mask`
  * then delivers it: EINTR, as if it had come during the sleep). */
 static int spin_poll(int s, const sigset_t *mask) {
-  if (!spin_enter()) return 0;
+  int gated;
+  if (!spin_enter(0, &gated)) return 0;
   long end = now_ns() + spin_ns;
   int ready = 0;
   for (;;) {
@@ -325,7 +352,7 @@ static int spin_poll(int s, const sigset_t *mask) {
     if (deliverable(mask) || now_ns() >= end) break;
     __builtin_ia32_pause();
   }
-  spin_leave();
+  spin_leave(0, ready);
   return ready;
 }
 

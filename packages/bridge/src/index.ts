@@ -28,6 +28,6 @@ export { VcpuRunner, type RunHandle, type RunHooks, type TimePacing } from './vc
 export * from './protocol.js';
 export { FIFO_ENVELOPE, FIFO_MAGIC, FIFO_MAX_MESSAGE, SPIN_US, YIELD_MAGIC, YIELD_MS, RequestFifo, fifoPath, spinSettings, type FifoHandlers, type SpinSettings } from './request-fifo.js';
 export { NONBLOCKING_READ_MAX, NonBlockingReader } from './nonblocking-read.js';
-export { SPARE_CPU_CHECK_MS, SpareCpu, spareCpuIn } from './spare-cpu.js';
+export { SPARE_CPU_CHECK_MS, SPIN_CREDIT, SPIN_PROBE_EVERY, SpareCpu, SpinCredit, spareCpuIn } from './spare-cpu.js';
 export { main, type CliIo } from './cli/main.js';
 export { isStaticElf, whichProgram } from './elf.js';

@@ -26,8 +26,8 @@
  * thread's wake-up is the wake-up of an idle CPU — in a VM, of a vCPU that sleeps in the hypervisor — which costs
  * tens of µs on each side of a round trip. The spin is bounded: it follows only a served request (an idle bridge
  * never spins, and the idle mode above never does), lasts at most {@link SPIN_US} after each, ends as soon as
- * anything arrives, and happens only while the machine has a CPU to spare (`spare-cpu.ts`: on a busy machine the
- * spinner would hold the CPU the VMM needs to send its next request); a YIELD marker still ends the blocking mode
+ * anything arrives, and happens only while the machine has a CPU to spare or spinning paid lately (`spare-cpu.ts`:
+ * on a busy machine the spinner would hold the CPU the VMM needs to send its next request); a YIELD marker still ends the blocking mode
  * within {@link YIELD_MS}. `VAC_NO_SPIN=1` in the bridge's environment (or `spin.us: 0`) turns it off,
  * `VAC_SPIN_US=<µs>` sets the budget, `VAC_SPIN_ALWAYS=1` spins whatever the load (to measure the spin itself).
  *
@@ -43,7 +43,7 @@ import { closeSync, constants, lstatSync, openSync, readSync, unlinkSync } from 
 import { Socket } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { NonBlockingReader } from './nonblocking-read.js';
-import { SpareCpu } from './spare-cpu.js';
+import { SpareCpu, SpinCredit } from './spare-cpu.js';
 import { VAC_MAGIC } from './protocol.js';
 
 /** `"VACF"`: the first word of a request envelope on the FIFO. */
@@ -137,6 +137,8 @@ export class RequestFifo {
   readonly #spinMs: number;
   /** Whether the machine has a CPU to spare now; undefined: spin whatever the load. */
   readonly #spare: SpareCpu | undefined;
+  /** Whether spinning paid lately, asked when {@link RequestFifo.#spare} says no (`spare-cpu.ts`). */
+  readonly #credit = new SpinCredit();
   readonly #socket: Socket;
   readonly #state = new Int32Array(new SharedArrayBuffer(8));
   readonly #watchdog: Worker;
@@ -259,13 +261,15 @@ export class RequestFifo {
    */
   #spin(): number {
     const spinner = this.#spinner;
-    if (spinner === undefined || this.#spare?.now() === false) return 0;
+    if (spinner === undefined) return 0;
+    const gated = this.#spare?.now() === false;
+    if (gated && !this.#credit.mayTry()) return 0;
     const end = performance.now() + this.#spinMs;
-    do {
-      const n = spinner.read(this.#buf);
-      if (n > 0) return n;
-    } while (performance.now() < end);
-    return 0;
+    let n: number;
+    do n = spinner.read(this.#buf);
+    while (n === 0 && performance.now() < end);
+    if (gated) this.#credit.record(n > 0);
+    return n;
   }
 
   /** Serve from a blocking read until the watchdog's YIELD or until the runner has work (module notes). */

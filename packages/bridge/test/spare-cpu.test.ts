@@ -3,7 +3,7 @@
  * /proc/loadavg tells it.
  */
 import { describe, expect, test } from 'vitest';
-import { SpareCpu, spareCpuIn } from '../src/index.js';
+import { SPIN_CREDIT, SPIN_PROBE_EVERY, SpareCpu, SpinCredit, spareCpuIn } from '../src/index.js';
 
 describe('spare CPU', () => {
   test('no more runnable threads than CPUs (the reader included): spare, whatever the load averages (they lag)', () => {
@@ -24,5 +24,27 @@ describe('spare CPU', () => {
         throw new Error('ENOENT');
       }, 2).now(),
     ).toBe(false);
+  });
+  test('spins that pay: with no credit one call in SPIN_PROBE_EVERY tries; a catch gives SPIN_CREDIT spins, each spin that runs out halves them', () => {
+    expect(SPIN_CREDIT).toBe(8);
+    expect(SPIN_PROBE_EVERY).toBe(16);
+    const c = new SpinCredit();
+    const tries = Array.from({ length: 32 }, () => c.mayTry());
+    expect(tries.map((t, i) => (t ? i : -1)).filter((i) => i >= 0)).toEqual([15, 31]);
+    c.record(true);
+    expect(c.credit).toBe(8);
+    expect(c.mayTry()).toBe(true);
+    c.record(false);
+    expect(c.credit).toBe(4);
+    c.record(false);
+    c.record(false);
+    expect(c.credit).toBe(1);
+    expect(c.mayTry()).toBe(true);
+    c.record(false);
+    expect(c.credit).toBe(0);
+    // Out of credit: the next try is the 16th call from here.
+    expect(Array.from({ length: 16 }, () => c.mayTry()).filter(Boolean)).toHaveLength(1);
+    c.record(true);
+    expect(c.credit).toBe(8);
   });
 });
