@@ -4,7 +4,7 @@
  * EINVAL for 0 or a cycle that overflows the longest TMICT, ENXIO without an in-kernel irqchip, EINVAL once a vCPU
  * exists (the cycle unchanged) — and the timer of the vCPUs made after it counts one tick per cycle.
  */
-import { KernelError, O_RDWR, type Process } from '@vac/core';
+import { O_RDWR, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import { APIC_LVTT, APIC_TDCR, APIC_TMCCT, APIC_TMICT } from '../../src/irqchip/constants.js';
 import {
@@ -18,18 +18,7 @@ import {
   makeKvmEnableCap,
   vcpuOf,
 } from '../../src/index.js';
-import { makeHost, vmmProcess, VENDORS } from './helpers.js';
-
-/** The errno `f` fails with (or 'ok'). */
-function errnoOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-}
+import { errnoOf, makeHost, vmmProcess, VENDORS } from './helpers.js';
 
 /** A process with /dev/kvm0 open. */
 function setup(vendor: (typeof VENDORS)[number]): { p: Process; sys: number } {

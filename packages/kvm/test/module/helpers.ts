@@ -1,5 +1,5 @@
 /** Shared setup for the KVM module tests: hosts on both vendors, a VMM process, guest programs. */
-import { createHost, type Host, type HostOptions, type Process } from '@vac/core';
+import { KernelError, createHost, type Host, type HostOptions, type Process } from '@vac/core';
 import { amd } from '@vac/svm';
 import { intel } from '@vac/vmx';
 import { createRealModeVm, type KvmRunView } from '../../src/index.js';
@@ -15,6 +15,17 @@ export const HELLO = [0xba, 0xf8, 0x03, 0x00, 0xd8, 0x04, 0x30, 0xee, 0xb0, 0x0a
 
 /** A guest that loops forever: `inc ax; jmp $-3`. */
 export const SPIN = [0x40, 0xeb, 0xfd];
+
+/** The errno code `f` fails with (a `KernelError`), or 'ok' when it returns; any other error is rethrown. */
+export function errnoOf(f: () => unknown): string {
+  try {
+    f();
+    return 'ok';
+  } catch (e) {
+    if (e instanceof KernelError) return e.code;
+    throw e;
+  }
+}
 
 /** A host of `cpus` CPUs on `hardware`. */
 export function makeHost(hardware: HostOptions['hardware'], cpus = 4): Host {

@@ -4,21 +4,10 @@
  * C structure's bytes) and checks them as Linux does — EINVAL, never EFAULT, with the slots as they were; a
  * deletion ignores its (aligned) guest address; an overlap is EEXIST before the address width is checked.
  */
-import { KernelError, O_RDWR, PAGE_SIZE, type Process } from '@vac/core';
+import { O_RDWR, PAGE_SIZE, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import { KVM_CREATE_VM, KVM_SET_USER_MEMORY_REGION, KVM_SET_USER_MEMORY_REGION2, encodeKvmUserspaceMemoryRegion, kvm, vmOf } from '../../src/index.js';
-import { makeHost, vmmProcess, VENDORS } from './helpers.js';
-
-/** The errno `f` fails with (or 'ok'). */
-function errnoOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-}
+import { errnoOf, makeHost, vmmProcess, VENDORS } from './helpers.js';
 
 /** A VM with slot 1 at 0x100000 (4 pages) over anonymous memory. */
 function setup(vendor: (typeof VENDORS)[number]): { p: Process; vm: number; uaddr: number; slots: () => unknown } {

@@ -3,22 +3,11 @@
  * it needs CAP_SYS_BOOT (EPERM, checked first), args[0] 0 (EINVAL) and no vCPU yet (EINVAL); only success sets the
  * VM's `disable_nx_huge_pages`.
  */
-import { KernelError, O_RDWR, type Process } from '@vac/core';
+import { O_RDWR, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import { KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_ENABLE_CAP, kvm, makeKvmEnableCap, vmOf } from '../../src/index.js';
 import { vmArch } from '../../src/module/vm-arch.js';
-import { makeHost, vmmProcess, VENDORS } from './helpers.js';
-
-/** The errno `f` fails with (or 'ok'). */
-function errnoOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-}
+import { errnoOf, makeHost, vmmProcess, VENDORS } from './helpers.js';
 
 /** KVM_ENABLE_CAP(KVM_CAP_VM_DISABLE_NX_HUGE_PAGES, arg0) on a new VM of `p` (after vCPU 0 when `vcpu`): errno, flag. */
 function disable(p: Process, arg0: bigint, vcpu = false): [string, boolean] {

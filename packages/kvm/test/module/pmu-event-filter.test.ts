@@ -4,7 +4,7 @@
  * outside the vendor's event-select bits (Intel 0xff, AMD also bits 32-35) — each leaving the previous filter; a
  * plain filter's impossible events dropped, the rest kept as masked entries with an all-ones unit-mask mask, sorted.
  */
-import { KernelError, O_RDWR, type Process } from '@vac/core';
+import { O_RDWR, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import {
   KVM_CAP_PMU_EVENT_FILTER,
@@ -21,18 +21,7 @@ import {
   type kvm_pmu_event_filter,
 } from '../../src/index.js';
 import { vmArch } from '../../src/module/vm-arch.js';
-import { makeHost, vmmProcess, VENDORS } from './helpers.js';
-
-/** The errno `f` fails with (or 'ok'). */
-function errnoOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-}
+import { errnoOf, makeHost, vmmProcess, VENDORS } from './helpers.js';
 
 const UMASK_MASK_ALL = 0xffn << 56n;
 const EXCLUDE = 1n << 55n;

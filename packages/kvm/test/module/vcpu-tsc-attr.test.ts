@@ -3,7 +3,7 @@
  * kvm_arch_tsc_has_attr / _get_attr / _set_attr): group KVM_VCPU_TSC_CTRL, attribute KVM_VCPU_TSC_OFFSET, the vCPU's
  * L1 TSC offset through the __u64 at `addr`; another group or attribute ENXIO; a bad `addr` EFAULT with nothing changed.
  */
-import { KernelError, O_RDWR, type Process } from '@vac/core';
+import { O_RDWR, type Process } from '@vac/core';
 import { describe, expect, test } from 'vitest';
 import {
   KVM_CAP_VCPU_ATTRIBUTES,
@@ -21,20 +21,9 @@ import {
   makeKvmDeviceAttr,
   makeKvmMsrEntry,
 } from '../../src/index.js';
-import { makeHost, vmmProcess, VENDORS } from './helpers.js';
+import { errnoOf, makeHost, vmmProcess, VENDORS } from './helpers.js';
 
 const MSR_IA32_TSC = 0x10;
-
-/** The errno `f` fails with (or 'ok'). */
-function errnoOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-}
 
 /** A VM with two vCPUs. */
 function setup(vendor: (typeof VENDORS)[number]): { p: Process; sys: number; vcpus: [number, number] } {
